@@ -1,0 +1,104 @@
+/* Private to adapters/kafka: the process-wide state of the Kafka adapter
+ * (upstream broker map, topic-id map, TLS contexts) and the per-worker state
+ * (listeners, sessions). */
+#ifndef BG_KAFKA_ADAPTER_INTERNAL_H
+#define BG_KAFKA_ADAPTER_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include "broker/config.h"
+#include "broker/worker.h"
+
+struct evconnlistener;
+struct event;
+typedef struct ssl_ctx_st SSL_CTX;
+
+#define BG_KAFKA_MAX_NODES 256
+#define BG_KAFKA_MAX_WORKERS 256
+#define BG_KAFKA_TOPIC_IDS 4096 /* slots of the topic-id table (power of two) */
+
+typedef struct bg_kafka_node_s {
+    int32_t id;
+    char host[256];
+    uint16_t port;
+} bg_kafka_node_t;
+
+typedef struct bg_kafka_worker_s bg_kafka_worker_t;
+
+typedef struct bg_kafka_topic_id_s {
+    uint8_t id[16];
+    char name[250]; /* Kafka topic names are at most 249 bytes */
+    uint8_t used;
+} bg_kafka_topic_id_t;
+
+typedef struct bg_kafka_global_s {
+    const bg_config_t *cfg; /* the start-up configuration, held for the run */
+    void *mock_rk;          /* rd_kafka_t * owning the embedded mock cluster */
+    void *mock;             /* rd_kafka_mock_cluster_t * */
+    char *bootstrap;        /* upstream bootstrap list "h:p,h:p" */
+    pthread_mutex_t mu;     /* guards nodes, workers, topic ids */
+    bg_kafka_node_t nodes[BG_KAFKA_MAX_NODES];
+    size_t nnodes;
+    bg_kafka_worker_t *workers[BG_KAFKA_MAX_WORKERS];
+    size_t nworkers;
+    bg_kafka_topic_id_t *topic_ids; /* open-addressing table, BG_KAFKA_TOPIC_IDS slots */
+    _Atomic unsigned boot_rr;       /* round robin over bootstrap upstreams */
+    SSL_CTX *client_tls;            /* NULL: plaintext listeners */
+    SSL_CTX *upstream_tls;          /* NULL: plaintext upstream */
+    _Atomic int upstream_seen_ok;   /* an upstream handshake has succeeded */
+} bg_kafka_global_t;
+
+typedef struct bg_kafka_session_s bg_kafka_session_t;
+TAILQ_HEAD(bg_kafka_session_list_s, bg_kafka_session_s);
+
+typedef struct bg_kafka_listener_s {
+    bg_kafka_worker_t *kw;
+    int32_t node_id; /* -1: bootstrap */
+    struct evconnlistener *l;
+} bg_kafka_listener_t;
+
+struct bg_kafka_worker_s {
+    bg_worker_t *w;
+    bg_kafka_global_t *g;
+    bg_kafka_listener_t listeners[BG_KAFKA_MAX_NODES + 1];
+    size_t nlisteners;
+    struct event *nodes_ev; /* activated by any thread when a new broker appears */
+    struct bg_kafka_session_list_s sessions;
+    size_t nsessions;
+    int draining;
+};
+
+/* ---- global (kafka_adapter.c) ---- */
+
+/* Upstream address of node id into host/port; 0 found, -1 unknown. Any thread. */
+int bg_kafka_global_node(bg_kafka_global_t *g, int32_t id, char *host, size_t hostlen,
+                         uint16_t *port);
+/* Picks the next bootstrap upstream address (round robin). Any thread. */
+void bg_kafka_global_bootstrap(bg_kafka_global_t *g, char *host, size_t hostlen, uint16_t *port);
+/* Records a broker seen in a Metadata/DescribeCluster/FindCoordinator
+ * response; when it is new every worker opens its listener. Any thread. */
+void bg_kafka_global_learn_node(bg_kafka_global_t *g, int32_t id, const char *host, size_t hostlen,
+                                uint16_t port);
+/* Topic-id map learned from responses. Any thread. */
+void bg_kafka_global_learn_topic(bg_kafka_global_t *g, const uint8_t id[16], const uint8_t *name,
+                                 size_t len);
+/* Copies the name of topic id into out (NUL terminated); 1 found, 0 not. */
+int bg_kafka_global_topic_name(bg_kafka_global_t *g, const uint8_t id[16], char *out, size_t cap);
+
+/* ---- sessions (kafka_session.c) ---- */
+
+/* Starts a session for an accepted client socket on worker kw, proxying to
+ * upstream node node_id (-1: a bootstrap broker). Takes fd (closes it on
+ * failure). */
+void bg_kafka_session_accept(bg_kafka_worker_t *kw, int fd, const struct sockaddr *peer,
+                             int peerlen, int32_t node_id);
+/* Asks every session of kw to close once its in-flight responses are sent. */
+void bg_kafka_sessions_drain(bg_kafka_worker_t *kw);
+/* Frees every session of kw at once (worker stop). */
+void bg_kafka_sessions_free(bg_kafka_worker_t *kw);
+
+#endif

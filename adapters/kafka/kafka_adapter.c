@@ -1,0 +1,555 @@
+/* The Kafka adapter's process-wide state and per-worker listeners.
+ *
+ * Port model: a bootstrap listener (kafka.listen) plus one listener per
+ * upstream broker at broker_port_base + node_id, opened on every worker with
+ * SO_REUSEPORT. Brokers are discovered at start-up (a metadata request made
+ * with busgate's own upstream credential through librdkafka) and later from
+ * the Metadata/DescribeCluster/FindCoordinator responses busgate relays; a
+ * new broker makes every worker open its port. */
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapters/kafka/kafka_adapter-internal.h"
+#include "adapters/kafka/kafka_adapter.h"
+#include "broker/log.h"
+
+#define BG_KAFKA_DISCOVERY_TIMEOUT_MS 10000
+
+/* ---- broker and topic-id maps ---- */
+
+int bg_kafka_global_node(bg_kafka_global_t *g, int32_t id, char *host, size_t hostlen,
+                         uint16_t *port)
+{
+    int rc = -1;
+    pthread_mutex_lock(&g->mu);
+    for (size_t i = 0; i < g->nnodes; i++)
+        if (g->nodes[i].id == id) {
+            snprintf(host, hostlen, "%s", g->nodes[i].host);
+            *port = g->nodes[i].port;
+            rc = 0;
+            break;
+        }
+    pthread_mutex_unlock(&g->mu);
+    return rc;
+}
+
+/* Splits "h:p,h:p" and returns the i-th (mod count) entry. */
+void bg_kafka_global_bootstrap(bg_kafka_global_t *g, char *host, size_t hostlen, uint16_t *port)
+{
+    size_t count = 1;
+    for (const char *p = g->bootstrap; *p; p++)
+        count += *p == ',';
+    size_t pick = atomic_fetch_add(&g->boot_rr, 1) % count;
+    const char *s = g->bootstrap;
+    for (size_t i = 0; i < pick; i++)
+        s = strchr(s, ',') + 1;
+    size_t len = strcspn(s, ",");
+    char one[300];
+    snprintf(one, sizeof one, "%.*s", (int)len, s);
+    bg_addr_t a = {0};
+    if (bg_config_parse_addr(one, &a, NULL) == 0) {
+        snprintf(host, hostlen, "%s", a.host);
+        *port = a.port;
+        free(a.host);
+    } else {
+        snprintf(host, hostlen, "127.0.0.1");
+        *port = 9092;
+    }
+}
+
+static void bg_kafka__notify_workers(bg_kafka_global_t *g)
+{
+    for (size_t i = 0; i < g->nworkers; i++)
+        if (g->workers[i]->nodes_ev)
+            event_active(g->workers[i]->nodes_ev, 0, 0);
+}
+
+void bg_kafka_global_learn_node(bg_kafka_global_t *g, int32_t id, const char *host, size_t hostlen,
+                                uint16_t port)
+{
+    if (id < 0 || hostlen == 0 || hostlen >= sizeof g->nodes[0].host)
+        return;
+    pthread_mutex_lock(&g->mu);
+    size_t i;
+    for (i = 0; i < g->nnodes; i++)
+        if (g->nodes[i].id == id)
+            break;
+    int fresh = i == g->nnodes;
+    if (fresh && g->nnodes == BG_KAFKA_MAX_NODES) {
+        pthread_mutex_unlock(&g->mu);
+        return;
+    }
+    bg_kafka_node_t *n = &g->nodes[i];
+    int changed = fresh || n->port != port || strlen(n->host) != hostlen ||
+                  memcmp(n->host, host, hostlen) != 0;
+    if (changed) {
+        n->id = id;
+        memcpy(n->host, host, hostlen);
+        n->host[hostlen] = '\0';
+        n->port = port;
+        if (fresh)
+            g->nnodes++;
+    }
+    if (fresh)
+        bg_kafka__notify_workers(g);
+    pthread_mutex_unlock(&g->mu);
+    if (changed)
+        bg_log_info("kafka", "upstream broker %d at %.*s:%u", (int)id, (int)hostlen, host, port);
+}
+
+static size_t bg_kafka__id_slot(const uint8_t id[16])
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (int i = 0; i < 16; i++)
+        h = (h ^ id[i]) * 1099511628211ULL;
+    return (size_t)(h & (BG_KAFKA_TOPIC_IDS - 1));
+}
+
+void bg_kafka_global_learn_topic(bg_kafka_global_t *g, const uint8_t id[16], const uint8_t *name,
+                                 size_t len)
+{
+    static const uint8_t zero[16];
+    if (!g->topic_ids || len == 0 || len >= sizeof g->topic_ids[0].name ||
+        memcmp(id, zero, 16) == 0)
+        return;
+    pthread_mutex_lock(&g->mu);
+    size_t s = bg_kafka__id_slot(id);
+    for (size_t probe = 0; probe < BG_KAFKA_TOPIC_IDS; probe++, s = (s + 1) & (BG_KAFKA_TOPIC_IDS - 1)) {
+        bg_kafka_topic_id_t *t = &g->topic_ids[s];
+        if (t->used && memcmp(t->id, id, 16) != 0)
+            continue;
+        memcpy(t->id, id, 16);
+        memcpy(t->name, name, len);
+        t->name[len] = '\0';
+        t->used = 1;
+        break;
+    }
+    pthread_mutex_unlock(&g->mu);
+}
+
+int bg_kafka_global_topic_name(bg_kafka_global_t *g, const uint8_t id[16], char *out, size_t cap)
+{
+    int found = 0;
+    if (!g->topic_ids)
+        return 0;
+    pthread_mutex_lock(&g->mu);
+    size_t s = bg_kafka__id_slot(id);
+    for (size_t probe = 0; probe < BG_KAFKA_TOPIC_IDS; probe++, s = (s + 1) & (BG_KAFKA_TOPIC_IDS - 1)) {
+        bg_kafka_topic_id_t *t = &g->topic_ids[s];
+        if (!t->used)
+            break;
+        if (memcmp(t->id, id, 16) == 0) {
+            snprintf(out, cap, "%s", t->name);
+            found = 1;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&g->mu);
+    return found;
+}
+
+/* ---- start-up: embedded cluster, discovery, TLS ---- */
+
+static const char *bg_kafka__security_name(bg_security_t s)
+{
+    switch (s) {
+    case BG_SEC_SASL_PLAINTEXT: return "sasl_plaintext";
+    case BG_SEC_SSL: return "ssl";
+    case BG_SEC_SASL_SSL: return "sasl_ssl";
+    default: return "plaintext";
+    }
+}
+
+static int bg_kafka__conf_set(rd_kafka_conf_t *c, const char *k, const char *v, char *err,
+                              size_t errlen)
+{
+    if (!v)
+        return 0;
+    return rd_kafka_conf_set(c, k, v, err, errlen) == RD_KAFKA_CONF_OK ? 0 : -1;
+}
+
+/* librdkafka settings for busgate's own upstream credential (discovery). */
+static rd_kafka_conf_t *bg_kafka__upstream_conf(const bg_kafka_global_t *g, char *err,
+                                                size_t errlen)
+{
+    const bg_config_kafka_t *k = &g->cfg->kafka;
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    int rc = bg_kafka__conf_set(c, "bootstrap.servers", g->bootstrap, err, errlen);
+    rc |= bg_kafka__conf_set(c, "client.id", "busgate-discovery", err, errlen);
+    rc |= bg_kafka__conf_set(c, "log_level", "3", err, errlen);
+    if (!k->upstream.embedded) {
+        rc |= bg_kafka__conf_set(c, "security.protocol",
+                                 bg_kafka__security_name(k->upstream.security), err, errlen);
+        rc |= bg_kafka__conf_set(c, "sasl.mechanism", k->upstream.sasl_mechanism, err, errlen);
+        rc |= bg_kafka__conf_set(c, "sasl.username", k->upstream.sasl_username, err, errlen);
+        rc |= bg_kafka__conf_set(c, "sasl.password", k->upstream.sasl_password, err, errlen);
+        rc |= bg_kafka__conf_set(c, "ssl.ca.location", k->upstream.tls.ca, err, errlen);
+        rc |= bg_kafka__conf_set(c, "ssl.certificate.location", k->upstream.tls.cert, err, errlen);
+        rc |= bg_kafka__conf_set(c, "ssl.key.location", k->upstream.tls.key, err, errlen);
+        if (k->upstream.tls.enabled && !k->upstream.tls.verify)
+            rc |= bg_kafka__conf_set(c, "enable.ssl.certificate.verification", "false", err,
+                                     errlen);
+    }
+    if (rc) {
+        rd_kafka_conf_destroy(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Learns the upstream brokers once. A failure is not fatal: the bootstrap
+ * listener still works and brokers are learned from relayed responses. */
+static void bg_kafka__discover(bg_kafka_global_t *g)
+{
+    char err[512] = "";
+    rd_kafka_conf_t *c = bg_kafka__upstream_conf(g, err, sizeof err);
+    rd_kafka_t *rk = c ? rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err) : NULL;
+    if (!rk) {
+        if (c)
+            rd_kafka_conf_destroy(c);
+        bg_log_warn("kafka", "upstream discovery not possible: %s", err);
+        return;
+    }
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, NULL, &md, BG_KAFKA_DISCOVERY_TIMEOUT_MS);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (int i = 0; i < md->broker_cnt; i++)
+            bg_kafka_global_learn_node(g, md->brokers[i].id, md->brokers[i].host,
+                                       strlen(md->brokers[i].host), (uint16_t)md->brokers[i].port);
+        atomic_store(&g->upstream_seen_ok, 1);
+        rd_kafka_metadata_destroy(md);
+    } else {
+        bg_log_warn("kafka", "upstream discovery failed: %s (brokers will be learned later)",
+                    rd_kafka_err2str(e));
+    }
+    rd_kafka_destroy(rk);
+}
+
+static int bg_kafka__start_mock(bg_kafka_global_t *g, int n, char *err, size_t errlen)
+{
+    rd_kafka_conf_t *c = rd_kafka_conf_new();
+    rd_kafka_conf_set(c, "log_level", "3", NULL, 0);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, err, errlen);
+    if (!rk) {
+        rd_kafka_conf_destroy(c);
+        return -1;
+    }
+    rd_kafka_mock_cluster_t *mc = rd_kafka_mock_cluster_new(rk, n);
+    if (!mc) {
+        snprintf(err, errlen, "cannot start the embedded mock cluster");
+        rd_kafka_destroy(rk);
+        return -1;
+    }
+    g->mock_rk = rk;
+    g->mock = mc;
+    g->bootstrap = strdup(rd_kafka_mock_cluster_bootstraps(mc));
+    bg_log_info("kafka", "embedded mock cluster with %d broker(s) at %s", n, g->bootstrap);
+    return g->bootstrap ? 0 : -1;
+}
+
+static char *bg_kafka__join_bootstrap(const bg_config_kafka_t *k)
+{
+    size_t cap = 1;
+    for (size_t i = 0; i < k->upstream.nbootstrap; i++)
+        cap += strlen(k->upstream.bootstrap[i].host) + 10;
+    char *s = calloc(1, cap);
+    size_t len = 0;
+    for (size_t i = 0; s && i < k->upstream.nbootstrap; i++) {
+        const bg_addr_t *a = &k->upstream.bootstrap[i];
+        int v6 = strchr(a->host, ':') != NULL;
+        len += (size_t)snprintf(s + len, cap - len, "%s%s%s%s:%u", i ? "," : "", v6 ? "[" : "",
+                                a->host, v6 ? "]" : "", a->port);
+    }
+    return s;
+}
+
+static void bg_kafka__tls_err(char *err, size_t errlen, const char *what)
+{
+    char e[200];
+    ERR_error_string_n(ERR_get_error(), e, sizeof e);
+    snprintf(err, errlen, "%s: %s", what, e);
+}
+
+static SSL_CTX *bg_kafka__client_tls(const bg_config_tls_t *t, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx)
+        return NULL;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    if (SSL_CTX_use_certificate_chain_file(ctx, t->cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, t->key, SSL_FILETYPE_PEM) != 1) {
+        bg_kafka__tls_err(err, errlen, "kafka.tls cert/key");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (t->client_ca) {
+        if (SSL_CTX_load_verify_locations(ctx, t->client_ca, NULL) != 1) {
+            bg_kafka__tls_err(err, errlen, "kafka.tls.client_ca");
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    }
+    return ctx;
+}
+
+static SSL_CTX *bg_kafka__upstream_tls(const bg_config_tls_t *t, char *err, size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx)
+        return NULL;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    int ok = t->ca ? SSL_CTX_load_verify_locations(ctx, t->ca, NULL)
+                   : SSL_CTX_set_default_verify_paths(ctx);
+    if (ok == 1 && t->cert)
+        ok = SSL_CTX_use_certificate_chain_file(ctx, t->cert) == 1 &&
+             SSL_CTX_use_PrivateKey_file(ctx, t->key, SSL_FILETYPE_PEM) == 1;
+    if (ok != 1) {
+        bg_kafka__tls_err(err, errlen, "kafka.upstream.tls");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_verify(ctx, t->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    return ctx;
+}
+
+static void bg_kafka__global_free(void *arg)
+{
+    bg_kafka_global_t *g = arg;
+    if (!g)
+        return;
+    if (g->mock_rk)
+        rd_kafka_destroy(g->mock_rk); /* also destroys the mock cluster */
+    if (g->client_tls)
+        SSL_CTX_free(g->client_tls);
+    if (g->upstream_tls)
+        SSL_CTX_free(g->upstream_tls);
+    pthread_mutex_destroy(&g->mu);
+    free(g->topic_ids);
+    free(g->bootstrap);
+    free(g);
+}
+
+static int bg_kafka__global_init(const bg_config_t *cfg, void **out, char *err, size_t errlen)
+{
+    const bg_config_kafka_t *k = &cfg->kafka;
+    bg_kafka_global_t *g = calloc(1, sizeof *g);
+    if (!g) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    pthread_mutex_init(&g->mu, NULL);
+    g->cfg = cfg;
+    g->topic_ids = calloc(BG_KAFKA_TOPIC_IDS, sizeof *g->topic_ids);
+    if (!g->topic_ids)
+        goto fail;
+    if (k->upstream.embedded > 0) {
+        if (bg_kafka__start_mock(g, k->upstream.embedded, err, errlen) != 0)
+            goto fail;
+    } else if (!(g->bootstrap = bg_kafka__join_bootstrap(k))) {
+        goto fail;
+    }
+    if (k->tls.enabled && !(g->client_tls = bg_kafka__client_tls(&k->tls, err, errlen)))
+        goto fail;
+    int up_tls = k->upstream.security == BG_SEC_SSL || k->upstream.security == BG_SEC_SASL_SSL;
+    if (up_tls && !(g->upstream_tls = bg_kafka__upstream_tls(&k->upstream.tls, err, errlen)))
+        goto fail;
+    bg_kafka__discover(g);
+    *out = g;
+    return 0;
+fail:
+    if (!err[0])
+        snprintf(err, errlen, "out of memory");
+    bg_kafka__global_free(g);
+    return -1;
+}
+
+static int bg_kafka__ready(void *arg)
+{
+    bg_kafka_global_t *g = arg;
+    return atomic_load(&g->upstream_seen_ok);
+}
+
+/* ---- per-worker listeners ---- */
+
+static void bg_kafka__on_accept(struct evconnlistener *l, evutil_socket_t fd,
+                                struct sockaddr *peer, int peerlen, void *arg)
+{
+    bg_kafka_listener_t *kl = arg;
+    if (kl->kw->draining) {
+        evutil_closesocket(fd);
+        return;
+    }
+    bg_kafka_session_accept(kl->kw, fd, peer, peerlen, kl->node_id);
+}
+
+static void bg_kafka__on_listen_error(struct evconnlistener *l, void *arg)
+{
+    int e = EVUTIL_SOCKET_ERROR();
+    bg_log_warn("kafka", "accept failed: %s", evutil_socket_error_to_string(e));
+}
+
+/* Opens one listener on host:port for node_id on this worker. */
+static int bg_kafka__listen(bg_kafka_worker_t *kw, const char *host, uint16_t port, int32_t node_id,
+                            char *err, size_t errlen)
+{
+    if (kw->nlisteners == sizeof kw->listeners / sizeof kw->listeners[0]) {
+        snprintf(err, errlen, "too many listeners");
+        return -1;
+    }
+    char spec[300];
+    struct sockaddr_storage ss;
+    int sslen = sizeof ss;
+    snprintf(spec, sizeof spec, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+    if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ss, &sslen) != 0) {
+        snprintf(err, errlen, "bad listen address %s", spec);
+        return -1;
+    }
+    bg_kafka_listener_t *kl = &kw->listeners[kw->nlisteners];
+    kl->kw = kw;
+    kl->node_id = node_id;
+    kl->l = evconnlistener_new_bind(kw->w->base, bg_kafka__on_accept, kl,
+                                    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+                                        LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC,
+                                    512, (struct sockaddr *)&ss, sslen);
+    if (!kl->l) {
+        snprintf(err, errlen, "cannot listen on %s: %s", spec,
+                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        return -1;
+    }
+    evconnlistener_set_error_cb(kl->l, bg_kafka__on_listen_error);
+    kw->nlisteners++;
+    return 0;
+}
+
+static int bg_kafka__has_listener(const bg_kafka_worker_t *kw, int32_t node_id)
+{
+    for (size_t i = 0; i < kw->nlisteners; i++)
+        if (kw->listeners[i].node_id == node_id)
+            return 1;
+    return 0;
+}
+
+/* Opens the ports of brokers this worker does not serve yet. Worker thread. */
+static void bg_kafka__open_broker_ports(bg_kafka_worker_t *kw)
+{
+    bg_kafka_global_t *g = kw->g;
+    const bg_config_kafka_t *k = &g->cfg->kafka;
+    int32_t ids[BG_KAFKA_MAX_NODES];
+    size_t n = 0;
+    pthread_mutex_lock(&g->mu);
+    for (size_t i = 0; i < g->nnodes; i++)
+        ids[n++] = g->nodes[i].id;
+    pthread_mutex_unlock(&g->mu);
+    for (size_t i = 0; i < n; i++) {
+        if (kw->draining || bg_kafka__has_listener(kw, ids[i]))
+            continue;
+        long port = (long)k->broker_port_base + ids[i];
+        char err[256];
+        if (port > 65535) {
+            bg_log_error("kafka", "broker %d: port %ld out of range", (int)ids[i], port);
+            continue;
+        }
+        if (bg_kafka__listen(kw, k->listen.host, (uint16_t)port, ids[i], err, sizeof err) != 0)
+            bg_log_error("kafka", "broker %d: %s", (int)ids[i], err);
+        else if (kw->w->index == 0)
+            bg_log_info("kafka", "serving upstream broker %d on port %ld", (int)ids[i], port);
+    }
+}
+
+static void bg_kafka__on_nodes(evutil_socket_t fd, short what, void *arg)
+{
+    bg_kafka__open_broker_ports(arg);
+}
+
+static void bg_kafka__worker_stop(void *arg);
+
+static int bg_kafka__worker_start(bg_worker_t *w, void *global, void **state, char *err,
+                                  size_t errlen)
+{
+    bg_kafka_global_t *g = global;
+    bg_kafka_worker_t *kw = calloc(1, sizeof *kw);
+    if (!kw) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    kw->w = w;
+    kw->g = g;
+    TAILQ_INIT(&kw->sessions);
+    kw->nodes_ev = event_new(w->base, -1, 0, bg_kafka__on_nodes, kw);
+    const bg_addr_t *l = &g->cfg->kafka.listen;
+    if (!kw->nodes_ev || bg_kafka__listen(kw, l->host, l->port, -1, err, errlen) != 0) {
+        bg_kafka__worker_stop(kw);
+        return -1;
+    }
+    pthread_mutex_lock(&g->mu);
+    if (g->nworkers < BG_KAFKA_MAX_WORKERS)
+        g->workers[g->nworkers++] = kw;
+    pthread_mutex_unlock(&g->mu);
+    bg_kafka__open_broker_ports(kw);
+    *state = kw;
+    return 0;
+}
+
+static void bg_kafka__close_listeners(bg_kafka_worker_t *kw)
+{
+    for (size_t i = 0; i < kw->nlisteners; i++)
+        if (kw->listeners[i].l) {
+            evconnlistener_free(kw->listeners[i].l);
+            kw->listeners[i].l = NULL;
+        }
+}
+
+static void bg_kafka__worker_drain(void *arg)
+{
+    bg_kafka_worker_t *kw = arg;
+    kw->draining = 1;
+    bg_kafka__close_listeners(kw);
+    bg_kafka_sessions_drain(kw);
+}
+
+static size_t bg_kafka__worker_sessions(void *arg)
+{
+    return ((bg_kafka_worker_t *)arg)->nsessions;
+}
+
+static void bg_kafka__worker_stop(void *arg)
+{
+    bg_kafka_worker_t *kw = arg;
+    bg_kafka_global_t *g = kw->g;
+    pthread_mutex_lock(&g->mu);
+    for (size_t i = 0; i < g->nworkers; i++)
+        if (g->workers[i] == kw) {
+            g->workers[i] = g->workers[--g->nworkers];
+            break;
+        }
+    pthread_mutex_unlock(&g->mu);
+    bg_kafka__close_listeners(kw);
+    bg_kafka_sessions_free(kw);
+    if (kw->nodes_ev)
+        event_free(kw->nodes_ev);
+    free(kw);
+}
+
+static int bg_kafka__enabled(const bg_config_t *cfg) { return cfg->kafka.enabled; }
+
+const bg_adapter_t bg_kafka_adapter = {
+    .name = "kafka",
+    .proto = BG_PROTO_KAFKA,
+    .enabled = bg_kafka__enabled,
+    .global_init = bg_kafka__global_init,
+    .global_free = bg_kafka__global_free,
+    .ready = bg_kafka__ready,
+    .worker_start = bg_kafka__worker_start,
+    .worker_drain = bg_kafka__worker_drain,
+    .worker_sessions = bg_kafka__worker_sessions,
+    .worker_stop = bg_kafka__worker_stop,
+};

@@ -1,0 +1,154 @@
+#include "adapters/kafka/kafka_audit.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "audit/audit.h"
+#include "broker/log.h"
+
+/* "ProduceRequest" -> "Produce". */
+static const char *bg_kafka_audit__api(int16_t api, char *buf, size_t cap)
+{
+    const bg_kafka_msg_desc_t *d = bg_kafka_msg_desc(api, 0);
+    if (!d) {
+        snprintf(buf, cap, "api-%d", api);
+        return buf;
+    }
+    size_t n = strlen(d->name);
+    if (n > 7 && strcmp(d->name + n - 7, "Request") == 0)
+        n -= 7;
+    snprintf(buf, cap, "%.*s", (int)n, d->name);
+    return buf;
+}
+
+static void bg_kafka_audit__base(bg_kafka_session_t *s, bg_audit_event_t *ev, bg_audit_kind_t kind)
+{
+    memset(ev, 0, sizeof *ev);
+    ev->kind = kind;
+    ev->session_id = s->id;
+    ev->seq = ++s->seq;
+    ev->has = BG_AUDIT_HAS_SEQ;
+    ev->protocol = "kafka";
+    ev->peer = s->peer;
+    ev->principal.sub = s->principal.sub;
+    ev->principal.groups = (const char *const *)s->principal.groups;
+    ev->principal.ngroups = s->principal.ngroups;
+    ev->principal.issuer = s->principal.issuer;
+    ev->principal.token_id = s->principal.token_id;
+    ev->client_id = s->client_id[0] ? s->client_id : NULL;
+    ev->client_software_name = s->sw_name[0] ? s->sw_name : NULL;
+    ev->client_software_version = s->sw_version[0] ? s->sw_version : NULL;
+}
+
+static void bg_kafka_audit__emit(bg_kafka_session_t *s, const bg_audit_event_t *ev)
+{
+    bg_audit_t *a = (bg_audit_t *)s->kw->w->audit;
+    if (!a)
+        return;
+    /* Refusals are decided before a request is admitted (admitting()); an
+     * event of an admitted request that can no longer be queued is counted
+     * by the pipeline itself. */
+    if (bg_audit_emit(a, ev) < 0)
+        bg_log_debug("kafka", "audit event not queued");
+}
+
+void bg_kafka_audit_session_start(bg_kafka_session_t *s, int reauth)
+{
+    bg_audit_event_t ev;
+    bg_kafka_audit__base(s, &ev, BG_AUDIT_EV_SESSION_START);
+    ev.detail = reauth ? "re-authenticated" : NULL;
+    bg_kafka_audit__emit(s, &ev);
+}
+
+void bg_kafka_audit_session_end(bg_kafka_session_t *s)
+{
+    if (!s->principal.sub) /* never authenticated: its auth failure was recorded */
+        return;
+    bg_audit_event_t ev;
+    bg_kafka_audit__base(s, &ev, BG_AUDIT_EV_SESSION_END);
+    ev.has |= BG_AUDIT_HAS_RESULT;
+    ev.result.bytes_in = s->bytes_in;
+    ev.result.bytes_out = s->bytes_out;
+    ev.result.records = s->requests;
+    ev.result.latency_us = (bg_kafka_now_ms() - s->started_ms) * 1000;
+    bg_kafka_audit__emit(s, &ev);
+}
+
+void bg_kafka_audit_auth_failure(bg_kafka_session_t *s, const char *reason)
+{
+    bg_metric_add(&s->kw->w->metrics.auth_failed[BG_PROTO_KAFKA], 1);
+    bg_audit_event_t ev;
+    bg_kafka_audit__base(s, &ev, BG_AUDIT_EV_AUTH_FAILURE);
+    ev.principal = (bg_audit_principal_t){0};
+    ev.auth_failure_reason = reason;
+    bg_kafka_audit__emit(s, &ev);
+}
+
+void bg_kafka_audit_count(bg_kafka_session_t *s, const bg_kafka_verdict_t *v)
+{
+    bg_worker_metrics_t *m = &s->kw->w->metrics;
+    for (size_t i = 0; i < v->ndecisions; i++) {
+        const bg_policy_decision_t *d = &v->decisions[i].decision;
+        int applied = v->decisions[i].error_code ? BG_EFFECT_DENY : d->effect;
+        bg_metric_add(&m->decisions[BG_PROTO_KAFKA][applied], 1);
+        if (d->mode == BG_MODE_AUDIT && d->would != BG_EFFECT_ALLOW)
+            bg_metric_add(&m->decisions_audit_only[BG_PROTO_KAFKA], 1);
+    }
+}
+
+void bg_kafka_audit_pin(bg_kafka_session_t *s, bg_kafka_pending_t *pe)
+{
+    if (!s->kw->w->audit)
+        return;
+    bg_kafka_verdict_t *v = &pe->verdict;
+    for (size_t i = 0; i < v->ndecisions; i++)
+        for (size_t j = 0; j < v->decisions[i].nresources; j++) {
+            bg_policy_resource_t *r = &v->decisions[i].resources[j];
+            char *copy = r->name_len ? bg_kafka_arena_alloc(&pe->arena, r->name_len) : NULL;
+            if (copy)
+                memcpy(copy, r->name, r->name_len);
+            r->name = copy;
+            if (!copy)
+                r->name_len = 0;
+        }
+}
+
+void bg_kafka_audit_decisions(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
+                              const int64_t *latency_us)
+{
+    if (!s->kw->w->audit)
+        return;
+    char api[64];
+    const bg_kafka_verdict_t *v = &pe->verdict;
+    for (size_t i = 0; i < v->ndecisions; i++) {
+        const bg_kafka_decision_t *d = &v->decisions[i];
+        bg_audit_event_t ev;
+        bg_kafka_audit__base(s, &ev, BG_AUDIT_EV_DECISION);
+        ev.api = bg_kafka_audit__api(pe->hdr.api_key, api, sizeof api);
+        ev.api_version = pe->hdr.api_version;
+        ev.resources = d->resources;
+        ev.nresources = d->nresources;
+        ev.verb = d->verb;
+        ev.has |= BG_AUDIT_HAS_API_VERSION | BG_AUDIT_HAS_VERB | BG_AUDIT_HAS_DECISION |
+                  BG_AUDIT_HAS_RESULT;
+        ev.decision.effect = d->error_code ? BG_EFFECT_DENY : d->decision.effect;
+        ev.decision.would = d->decision.would;
+        ev.decision.mode = d->decision.mode;
+        if (d->decision.rule) {
+            ev.decision.rule = bg_policy_rule_name(d->decision.rule);
+            ev.decision.rule_file = bg_policy_rule_file(d->decision.rule);
+            ev.decision.rule_line = bg_policy_rule_line(d->decision.rule);
+        }
+        ev.result.error_code = d->error_code;
+        ev.result.error_name = d->error_code ? bg_kafka_error_name(d->error_code) : NULL;
+        ev.result.bytes_in = pe->bytes_in;
+        ev.result.latency_us = latency_us ? *latency_us : 0;
+        bg_kafka_audit__emit(s, &ev);
+    }
+}
+
+int bg_kafka_audit_admitting(bg_kafka_session_t *s)
+{
+    bg_audit_t *a = (bg_audit_t *)s->kw->w->audit;
+    return !a || bg_audit_admitting(a);
+}

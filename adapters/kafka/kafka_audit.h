@@ -1,0 +1,28 @@
+/* Audit events and decision metrics of Kafka sessions (audit/audit.h is the
+ * protocol-neutral pipeline; this file maps a session onto it). All calls are
+ * no-ops for the audit part when audit is off. Worker thread only. */
+#ifndef BG_KAFKA_AUDIT_H
+#define BG_KAFKA_AUDIT_H
+
+#include <stdint.h>
+
+#include "adapters/kafka/kafka_session-internal.h"
+
+/* A session authenticated (reauth: again, on the same connection). */
+void bg_kafka_audit_session_start(bg_kafka_session_t *s, int reauth);
+void bg_kafka_audit_session_end(bg_kafka_session_t *s);
+/* Authentication refused, with the identity module's reason code. */
+void bg_kafka_audit_auth_failure(bg_kafka_session_t *s, const char *reason);
+/* Counts v's decisions in the worker's metrics. */
+void bg_kafka_audit_count(bg_kafka_session_t *s, const bg_kafka_verdict_t *v);
+/* Copies the resource names of pe's decisions into pe's arena, so they
+ * outlive the request bytes. */
+void bg_kafka_audit_pin(bg_kafka_session_t *s, bg_kafka_pending_t *pe);
+/* One event per decision group of pe; latency_us NULL when no response came
+ * from the upstream (local answer, acks=0, close). */
+void bg_kafka_audit_decisions(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
+                              const int64_t *latency_us);
+/* 1 when the audit pipeline accepts events (or audit is off). */
+int bg_kafka_audit_admitting(bg_kafka_session_t *s);
+
+#endif

@@ -1,0 +1,329 @@
+/* ApiVersions and client authentication, answered by busgate itself.
+ *
+ * ApiVersions: the intersection of the upstream broker's ranges and what
+ * busgate can decode and enforce (bg_kafka_authz_supported); busgate's own
+ * ranges for ApiVersions and the SASL APIs. A version above ApiVersions' max
+ * is answered with UNSUPPORTED_VERSION in the v0 layout, as Kafka does, and
+ * the client retries lower.
+ * SASL: SaslHandshake v1 then SaslAuthenticate v0-v2 with OAUTHBEARER (RFC
+ * 7628) or PLAIN (the token as password); the token is verified by the
+ * identity module; session_lifetime_ms is the time left on the token, so
+ * clients re-authenticate on the same connection before it ends. The
+ * OAUTHBEARER failure sequence follows Kafka's broker (kafka_sasl.h). */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "adapters/kafka/kafka_audit.h"
+#include "adapters/kafka/kafka_sasl.h"
+#include "adapters/kafka/kafka_session-internal.h"
+#include "broker/log.h"
+
+#define BG_KAFKA_APIVERSIONS_MAX 4
+
+/* Decodes the request body at p+off into pe's arena. */
+static bg_kafka_struct_t *bg_kafka_auth__decode(bg_kafka_pending_t *pe, const uint8_t *p,
+                                                size_t len, int off)
+{
+    bg_rd_t rd;
+    bg_rd_init(&rd, p + off, len - (size_t)off);
+    bg_kafka_struct_t *r = NULL;
+    if (bg_kafka_decode(bg_kafka_msg_desc(pe->hdr.api_key, 0), pe->hdr.api_version, &rd,
+                        &pe->arena, &r) != BG_KAFKA_OK)
+        return NULL;
+    return r;
+}
+
+static bg_kafka_struct_t *bg_kafka_auth__new_resp(bg_kafka_pending_t *pe)
+{
+    return bg_kafka_struct_new(&pe->arena, bg_kafka_msg_desc(pe->hdr.api_key, 1)->body);
+}
+
+/* ---- ApiVersions ---- */
+
+static int bg_kafka_auth__own_api(int16_t key)
+{
+    return key == BG_KAFKA_API_API_VERSIONS || key == BG_KAFKA_API_SASL_HANDSHAKE ||
+           key == BG_KAFKA_API_SASL_AUTHENTICATE;
+}
+
+/* Intersected range of key, 0 when busgate will not advertise it. */
+static int bg_kafka_auth__range(bg_kafka_session_t *s, int16_t key, int16_t umin, int16_t umax,
+                                int16_t *lo, int16_t *hi)
+{
+    int16_t bmin, bmax;
+    if (!bg_kafka_authz_supported(key, &bmin, &bmax))
+        return 0;
+    if (bg_kafka_auth__own_api(key)) {
+        *lo = bmin, *hi = bmax;
+        return 1;
+    }
+    *lo = bmin > umin ? bmin : umin;
+    *hi = bmax < umax ? bmax : umax;
+    return *lo <= *hi;
+}
+
+int bg_kafka_auth_versions_ready(bg_kafka_session_t *s, bg_kafka_pending_t *pe)
+{
+    size_t len;
+    int16_t uver;
+    const uint8_t *body = bg_kafka_up_api_versions_body(s->up, &len, &uver);
+    bg_rd_t rd;
+    bg_rd_init(&rd, body, len);
+    bg_kafka_struct_t *up = NULL;
+    if (!body || bg_kafka_decode(&bg_kafka_msg_api_versions_resp, uver, &rd, &pe->arena, &up) !=
+                     BG_KAFKA_OK)
+        return -1;
+    bg_kafka_struct_t *r = bg_kafka_struct_clone(&pe->arena, up);
+    const bg_kafka_val_t *ukeys = &up->f[BG_KAFKA_API_VERSIONS_RESP_API_KEYS];
+    bg_kafka_struct_t **keys =
+        r ? bg_kafka_array_new(&pe->arena, r, BG_KAFKA_API_VERSIONS_RESP_API_KEYS, ukeys->a.n) : NULL;
+    if (!keys)
+        return -1;
+    int32_t n = 0;
+    for (int32_t i = 0; i < ukeys->a.n; i++) {
+        const bg_kafka_struct_t *k = ukeys->a.s[i];
+        int16_t key = (int16_t)k->f[BG_KAFKA_API_VERSIONS_RESP_API_KEYS_API_KEY].i, lo, hi;
+        if (!bg_kafka_auth__range(s, key, (int16_t)k->f[BG_KAFKA_API_VERSIONS_RESP_API_KEYS_MIN_VERSION].i,
+                                  (int16_t)k->f[BG_KAFKA_API_VERSIONS_RESP_API_KEYS_MAX_VERSION].i,
+                                  &lo, &hi))
+            continue;
+        bg_kafka_struct_t *e = keys[n++];
+        e->f[BG_KAFKA_API_VERSIONS_RESP_API_KEYS_API_KEY].i = key;
+        e->f[BG_KAFKA_API_VERSIONS_RESP_API_KEYS_MIN_VERSION].i = lo;
+        e->f[BG_KAFKA_API_VERSIONS_RESP_API_KEYS_MAX_VERSION].i = hi;
+    }
+    r->f[BG_KAFKA_API_VERSIONS_RESP_API_KEYS].a.n = n;
+    r->f[BG_KAFKA_API_VERSIONS_RESP_ERROR_CODE].i = 0;
+    r->f[BG_KAFKA_API_VERSIONS_RESP_THROTTLE_TIME_MS].i = 0;
+    return bg_kafka_session_respond(s, pe, r);
+}
+
+/* A version above what busgate speaks: UNSUPPORTED_VERSION in the v0 layout,
+ * listing ApiVersions' own range so the client can retry. */
+static int bg_kafka_auth__versions_unsupported(bg_kafka_session_t *s, bg_kafka_pending_t *pe)
+{
+    pe->hdr.api_version = 0;
+    bg_kafka_struct_t *r = bg_kafka_auth__new_resp(pe);
+    bg_kafka_struct_t **k =
+        r ? bg_kafka_array_new(&pe->arena, r, BG_KAFKA_API_VERSIONS_RESP_API_KEYS, 1) : NULL;
+    if (!k)
+        return -1;
+    r->f[BG_KAFKA_API_VERSIONS_RESP_ERROR_CODE].i = BG_KAFKA_E_UNSUPPORTED_VERSION;
+    k[0]->f[BG_KAFKA_API_VERSIONS_RESP_API_KEYS_API_KEY].i = BG_KAFKA_API_API_VERSIONS;
+    k[0]->f[BG_KAFKA_API_VERSIONS_RESP_API_KEYS_MIN_VERSION].i = 0;
+    k[0]->f[BG_KAFKA_API_VERSIONS_RESP_API_KEYS_MAX_VERSION].i = BG_KAFKA_APIVERSIONS_MAX;
+    return bg_kafka_session_respond(s, pe, r);
+}
+
+static void bg_kafka_auth__copy(char *dst, size_t cap, bg_slice_t v)
+{
+    if (v.len > 0)
+        snprintf(dst, cap, "%.*s", (int)v.len, (const char *)v.p);
+}
+
+static int bg_kafka_auth__api_versions(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
+                                       const uint8_t *p, size_t len, int off)
+{
+    if (pe->hdr.api_version > BG_KAFKA_APIVERSIONS_MAX || pe->hdr.api_version < 0)
+        return bg_kafka_auth__versions_unsupported(s, pe);
+    const bg_kafka_struct_t *req = bg_kafka_auth__decode(pe, p, len, off);
+    if (!req)
+        return -1;
+    bg_kafka_auth__copy(s->sw_name, sizeof s->sw_name,
+                        req->f[BG_KAFKA_API_VERSIONS_REQ_CLIENT_SOFTWARE_NAME].s);
+    bg_kafka_auth__copy(s->sw_version, sizeof s->sw_version,
+                        req->f[BG_KAFKA_API_VERSIONS_REQ_CLIENT_SOFTWARE_VERSION].s);
+    if (!bg_kafka_up_is_ready(s->up)) {
+        pe->state = BG_KAFKA_PE_WAIT_VERSIONS;
+        return 0;
+    }
+    return bg_kafka_auth_versions_ready(s, pe);
+}
+
+/* ---- SASL ---- */
+
+static const char *bg_kafka_auth__mech_name(unsigned mech)
+{
+    return mech == BG_SASL_MECH_OAUTHBEARER ? "OAUTHBEARER" : "PLAIN";
+}
+
+static int bg_kafka_auth__handshake(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
+                                    const uint8_t *p, size_t len, int off)
+{
+    const bg_kafka_struct_t *req = bg_kafka_auth__decode(pe, p, len, off);
+    bg_kafka_struct_t *r = bg_kafka_auth__new_resp(pe);
+    unsigned enabled = s->kw->g->cfg->kafka.sasl_mechanisms;
+    if (!req || !r || pe->hdr.api_version < 1)
+        return -1; /* v0 means raw SASL frames: not supported, not advertised */
+    if (s->auth == BG_KAFKA_AUTH_MECH || s->auth == BG_KAFKA_AUTH_CHALLENGED || s->reauth)
+        return -1; /* a second handshake before authenticating */
+    bg_slice_t m = req->f[BG_KAFKA_SASL_HANDSHAKE_REQ_MECHANISM].s;
+    unsigned chosen = 0;
+    if (m.len == 11 && memcmp(m.p, "OAUTHBEARER", 11) == 0)
+        chosen = BG_SASL_MECH_OAUTHBEARER;
+    else if (m.len == 5 && memcmp(m.p, "PLAIN", 5) == 0)
+        chosen = BG_SASL_MECH_PLAIN;
+    int32_t n = (enabled & BG_SASL_MECH_OAUTHBEARER ? 1 : 0) + (enabled & BG_SASL_MECH_PLAIN ? 1 : 0);
+    bg_kafka_val_t *mechs =
+        bg_kafka_array_vals(&pe->arena, r, BG_KAFKA_SASL_HANDSHAKE_RESP_MECHANISMS, n);
+    if (!mechs)
+        return -1;
+    int32_t i = 0;
+    if (enabled & BG_SASL_MECH_OAUTHBEARER)
+        mechs[i++].s = bg_kafka_cstr("OAUTHBEARER");
+    if (enabled & BG_SASL_MECH_PLAIN)
+        mechs[i++].s = bg_kafka_cstr("PLAIN");
+    if (!(chosen & enabled)) {
+        r->f[BG_KAFKA_SASL_HANDSHAKE_RESP_ERROR_CODE].i = BG_KAFKA_E_UNSUPPORTED_SASL_MECHANISM;
+        if (bg_kafka_session_respond(s, pe, r) != 0)
+            return -1;
+        bg_kafka_session_close(s, 1, "unsupported SASL mechanism");
+        return 1;
+    }
+    s->reauth = s->auth == BG_KAFKA_AUTH_OK;
+    if (!s->reauth)
+        s->auth = BG_KAFKA_AUTH_MECH;
+    s->mech = chosen;
+    return bg_kafka_session_respond(s, pe, r);
+}
+
+/* Answers SASL_AUTHENTICATION_FAILED with msg and closes after sending it. */
+static int bg_kafka_auth__fail(bg_kafka_session_t *s, bg_kafka_pending_t *pe, bg_kafka_struct_t *r,
+                               const char *msg)
+{
+    char *copy = bg_kafka_arena_alloc(&pe->arena, strlen(msg) + 1);
+    if (!copy)
+        return -1;
+    strcpy(copy, msg);
+    r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_ERROR_CODE].i = BG_KAFKA_E_SASL_AUTHENTICATION_FAILED;
+    r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_ERROR_MESSAGE].s = bg_kafka_cstr(copy);
+    r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_AUTH_BYTES].s.p = (const uint8_t *)"";
+    r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_AUTH_BYTES].s.len = 0;
+    if (bg_kafka_session_respond(s, pe, r) != 0)
+        return -1;
+    bg_kafka_session_close(s, 1, msg);
+    return 1;
+}
+
+/* Extracts the token from the mechanism's message; NULL why on success. */
+static int bg_kafka_auth__token(const bg_kafka_session_t *s, bg_slice_t in, bg_slice_t *token,
+                                const char **why)
+{
+    bg_slice_t authzid, authcid;
+    size_t n = in.len < 0 ? 0 : (size_t)in.len;
+    if (s->mech == BG_SASL_MECH_OAUTHBEARER)
+        return bg_kafka_sasl_parse_oauthbearer(in.p, n, token, &authzid, why);
+    return bg_kafka_sasl_parse_plain(in.p, n, &authzid, &authcid, token, why);
+}
+
+/* The token verified: (re)establish the session's principal. */
+static int bg_kafka_auth__accept(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
+                                 bg_kafka_struct_t *r, bg_principal_t *pr)
+{
+    if (s->reauth && strcmp(pr->sub, s->principal.sub) != 0) {
+        bg_principal_clear(pr);
+        return bg_kafka_auth__fail(s, pe, r, "re-authentication must keep the same principal");
+    }
+    bg_policy_principal_clear(&s->pp);
+    bg_principal_clear(&s->principal);
+    s->principal = *pr;
+    if (bg_policy_principal_prepare(s->snap->policy, pr->sub, (const char *const *)pr->groups,
+                                    pr->ngroups, &s->pp) != 0)
+        return -1;
+    int64_t now = bg_kafka_now_ms();
+    s->exp_ms = pr->exp * 1000;
+    int was_reauth = s->reauth;
+    s->auth = BG_KAFKA_AUTH_OK;
+    s->reauth = 0;
+    r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_ERROR_CODE].i = 0;
+    r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_AUTH_BYTES].s.p = (const uint8_t *)"";
+    r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_AUTH_BYTES].s.len = 0;
+    r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_SESSION_LIFETIME_MS].i =
+        s->exp_ms > now ? s->exp_ms - now : 1;
+    bg_metric_add(&s->kw->w->metrics.auth_ok[BG_PROTO_KAFKA], 1);
+    bg_kafka_audit_session_start(s, was_reauth);
+    bg_log_fields(BG_LOG_INFO, "kafka",
+                  (bg_log_field_t[]){{"session", s->id}, {"peer", s->peer}, {"sub", pr->sub}}, 3,
+                  "%s with %s", was_reauth ? "re-authenticated" : "authenticated",
+                  bg_kafka_auth__mech_name(s->mech));
+    return bg_kafka_session_respond(s, pe, r);
+}
+
+static int bg_kafka_auth__authenticate(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
+                                       const uint8_t *p, size_t len, int off)
+{
+    const bg_kafka_struct_t *req = bg_kafka_auth__decode(pe, p, len, off);
+    bg_kafka_struct_t *r = bg_kafka_auth__new_resp(pe);
+    if (!req || !r)
+        return -1;
+    if (!(s->auth == BG_KAFKA_AUTH_MECH || s->auth == BG_KAFKA_AUTH_CHALLENGED || s->reauth)) {
+        r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_ERROR_CODE].i = BG_KAFKA_E_ILLEGAL_SASL_STATE;
+        return bg_kafka_auth__fail(s, pe, r, "SaslAuthenticate without SaslHandshake");
+    }
+    char msg[160];
+    if (s->auth == BG_KAFKA_AUTH_CHALLENGED) { /* the client's 0x01 after the challenge */
+        snprintf(msg, sizeof msg, "invalid token: %s", s->auth_failure);
+        return bg_kafka_auth__fail(s, pe, r, msg);
+    }
+    bg_slice_t token;
+    const char *why = NULL;
+    if (bg_kafka_auth__token(s, req->f[BG_KAFKA_SASL_AUTHENTICATE_REQ_AUTH_BYTES].s, &token, &why) !=
+        0) {
+        bg_kafka_audit_auth_failure(s, "malformed");
+        snprintf(msg, sizeof msg, "invalid %s client message: %s",
+                 bg_kafka_auth__mech_name(s->mech), why ? why : "malformed");
+        return bg_kafka_auth__fail(s, pe, r, msg);
+    }
+    bg_snapshot_refresh(&s->snap); /* the newest key set */
+    bg_principal_t pr = {0};
+    char detail[128] = "";
+    bg_id_reason_t rc = bg_identity_verify(s->snap->identity, (const char *)token.p,
+                                           (size_t)token.len, (int64_t)time(NULL), &pr, detail,
+                                           sizeof detail);
+    if (rc == BG_ID_OK)
+        return bg_kafka_auth__accept(s, pe, r, &pr);
+    bg_kafka_audit_auth_failure(s, bg_id_reason_str(rc));
+    bg_log_fields(BG_LOG_INFO, "kafka",
+                  (bg_log_field_t[]){{"session", s->id}, {"peer", s->peer},
+                                     {"reason", bg_id_reason_str(rc)}},
+                  3, "authentication failed");
+    if (s->mech == BG_SASL_MECH_OAUTHBEARER && !s->reauth) {
+        /* RFC 7628: an error challenge, then the client's 0x01, then failure. */
+        char json[128];
+        int n = bg_kafka_sasl_oauthbearer_error(json, sizeof json);
+        char *copy = n > 0 ? bg_kafka_arena_alloc(&pe->arena, (size_t)n) : NULL;
+        if (!copy)
+            return -1;
+        memcpy(copy, json, (size_t)n);
+        r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_AUTH_BYTES].s.p = (const uint8_t *)copy;
+        r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_AUTH_BYTES].s.len = n;
+        snprintf(s->auth_failure, sizeof s->auth_failure, "%s", bg_id_reason_str(rc));
+        s->auth = BG_KAFKA_AUTH_CHALLENGED;
+        return bg_kafka_session_respond(s, pe, r);
+    }
+    snprintf(msg, sizeof msg, "invalid token: %s", bg_id_reason_str(rc));
+    return bg_kafka_auth__fail(s, pe, r, msg);
+}
+
+int bg_kafka_auth_handle(bg_kafka_session_t *s, const bg_kafka_req_hdr_t *h, const uint8_t *p,
+                         size_t len, int body_off)
+{
+    bg_kafka_pending_t *pe = bg_kafka_session_push(s, h);
+    if (!pe)
+        return -1;
+    int rc;
+    switch (h->api_key) {
+    case BG_KAFKA_API_API_VERSIONS: rc = bg_kafka_auth__api_versions(s, pe, p, len, body_off); break;
+    case BG_KAFKA_API_SASL_HANDSHAKE: rc = bg_kafka_auth__handshake(s, pe, p, len, body_off); break;
+    default: rc = bg_kafka_auth__authenticate(s, pe, p, len, body_off); break;
+    }
+    if (rc < 0) {
+        char why[96];
+        snprintf(why, sizeof why, "bad %s request (version %d)",
+                 h->api_key == BG_KAFKA_API_API_VERSIONS ? "ApiVersions" : "SASL", h->api_version);
+        bg_kafka_session_close(s, 0, why);
+        return -1;
+    }
+    return rc > 0 ? -1 : 0;
+}

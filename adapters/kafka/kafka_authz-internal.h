@@ -1,0 +1,245 @@
+/* Private to kafka_authz*.c: the per-request working state, the decision
+ * recorder, the API table and the generic split/merge machinery. */
+#ifndef BG_KAFKA_AUTHZ_INTERNAL_H
+#define BG_KAFKA_AUTHZ_INTERNAL_H
+
+#include "adapters/kafka/kafka_authz.h"
+
+/* Working state of one bg_kafka_authz_request call. */
+typedef struct bg_kafka__dgroup_s {
+    bg_kafka_decision_t d;
+    size_t cap;
+} bg_kafka__dgroup_t;
+
+typedef struct bg_kafka__az_s {
+    const bg_kafka_authz_ctx_t *ctx;
+    const bg_kafka_req_hdr_t *hdr;
+    int16_t ver;
+    const bg_kafka_struct_t *req;
+    bg_kafka_arena_t *a;
+    bg_kafka_verdict_t *v;
+    bg_kafka__dgroup_t *groups;
+    size_t ngroups, capgroups;
+    int oom; /* arena exhausted somewhere: the request is closed */
+} bg_kafka__az_t;
+
+/* Response-side work recorded at request time (verdict->merge). Denied
+ * entries are appended to a response array; when key_idx >= 0 they go into
+ * sub_arr of the element of arr whose key_idx string equals key (nested
+ * merges: OffsetFetch groups). */
+typedef struct bg_kafka__append_s {
+    int16_t arr, key_idx, sub_arr;
+    bg_slice_t key;
+    bg_kafka_struct_t **ents;
+    int32_t n;
+    struct bg_kafka__append_s *next;
+} bg_kafka__append_t;
+
+/* Drop (or replace by an authorization error) entries of a response array
+ * the principal may not `verb`. Used by Metadata (all topics), OffsetFetch
+ * (all topics) and DescribeTopicPartitions. key_idx as in append. */
+typedef struct bg_kafka__filter_s {
+    int16_t arr, name_idx, err_idx, sub_idx; /* err_idx/sub_idx: -1 = drop instead;
+                                                name_idx -1 = drop every entry */
+    int16_t key_idx, sub_arr;
+    bg_slice_t key;
+    bg_res_type_t type;
+    bg_verb_t verb;
+    struct bg_kafka__filter_s *next;
+} bg_kafka__filter_t;
+
+typedef struct bg_kafka__merge_s {
+    bg_kafka__append_t *appends;
+    bg_kafka__filter_t *filters;
+} bg_kafka__merge_t;
+
+/* The API table (style.md: indexed by api key). classify returns 0, or -1
+ * (invalid request; v->close_reason set). on_response may be NULL (only
+ * merges/filters apply). */
+typedef int (*bg_kafka__classify_fn)(bg_kafka__az_t *az);
+typedef int (*bg_kafka__resp_fn)(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
+                                 bg_kafka_struct_t *resp, bg_kafka_arena_t *a, int32_t *nodes,
+                                 size_t *nnodes, size_t maxnodes, bg_kafka_learn_topic_fn learn,
+                                 void *learn_arg);
+typedef struct bg_kafka__api_s {
+    int16_t min, max;
+    int16_t first_flexible;
+    bg_kafka__classify_fn classify; /* NULL: handled by the session (SASL, ApiVersions) */
+    bg_kafka__resp_fn on_response;
+    uint8_t always_response; /* 1: on_response rewrites every response */
+    int16_t always_from;     /* ... from this version on */
+} bg_kafka__api_t;
+
+const bg_kafka__api_t *bg_kafka__api(int16_t api_key);
+
+/* ---- decisions (kafka_authz.c) ---- */
+
+/* Decides (type, name, verb) for the request, applying the reserved audit
+ * topic and hold->deny, and records it. Returns 1 allowed, 0 denied. */
+int bg_kafka__decide(bg_kafka__az_t *az, bg_res_type_t type, bg_slice_t name, bg_verb_t verb);
+/* Records a denial that no policy rule made (unknown topic id, ...). */
+void bg_kafka__record_denied(bg_kafka__az_t *az, bg_res_type_t type, bg_slice_t name,
+                             bg_verb_t verb, int16_t err, const char *reason);
+/* Pure check, nothing recorded (response filters, auto-create probe). */
+int bg_kafka__permits(const bg_kafka_authz_ctx_t *ctx, bg_res_type_t type, bg_slice_t name,
+                      bg_verb_t verb);
+int16_t bg_kafka__deny_error(bg_res_type_t type);
+
+/* ---- verdict helpers ---- */
+bg_kafka__merge_t *bg_kafka__merge(bg_kafka__az_t *az);
+int bg_kafka__add_append(bg_kafka__az_t *az, int arr, int key_idx, bg_slice_t key, int sub_arr,
+                         bg_kafka_struct_t **ents, int32_t n);
+int bg_kafka__add_filter(bg_kafka__az_t *az, const bg_kafka__filter_t *f);
+/* A fresh response body of the request's api at its version (defaults). */
+bg_kafka_struct_t *bg_kafka__resp_new(bg_kafka__az_t *az);
+/* RESPOND with a top-level ErrorCode response (generic). */
+int bg_kafka__respond_error(bg_kafka__az_t *az, int16_t err);
+/* Sets the top-level ErrorCode of resp when the version has one; 1 if set. */
+int bg_kafka__set_top_error(const bg_kafka_struct_desc_t *d, int16_t ver, bg_kafka_struct_t *s,
+                            int16_t err);
+int bg_kafka__fail(bg_kafka__az_t *az, const char *why);
+
+static inline int bg_kafka__has(const bg_kafka_struct_desc_t *d, int idx, int16_t ver)
+{
+    return ver >= d->fields[idx].ver_min && ver <= d->fields[idx].ver_max;
+}
+static inline int32_t bg_kafka__n(const bg_kafka_struct_t *s, int idx)
+{
+    return s->f[idx].a.n > 0 ? s->f[idx].a.n : 0;
+}
+static inline int bg_kafka__slice_eq(bg_slice_t a, bg_slice_t b)
+{
+    return a.len == b.len && (a.len <= 0 || memcmp(a.p, b.p, (size_t)a.len) == 0);
+}
+
+/* ---- the generic topic -> partition shape (kafka_authz_topics.c) ---- */
+
+typedef void (*bg_kafka__fill_fn)(bg_kafka_struct_t *entry);
+
+typedef struct bg_kafka__tp_shape_s {
+    /* request: topics array, name, topic id (-1 none), partitions (-1: the
+     * request has no partitions), partition index inside a partition struct
+     * (-1: partitions is an int32 array) */
+    int16_t rq_topics, rq_name, rq_id, rq_parts, rq_pidx;
+    /* response: same, plus the error field (in the partition struct when
+     * rs_parts >= 0, else in the topic struct) */
+    int16_t rs_topics, rs_name, rs_id, rs_parts, rs_pidx, rs_err;
+    bg_kafka__fill_fn fill; /* extra error-entry values (base_offset -1, ...) */
+} bg_kafka__tp_shape_t;
+
+/* Builds the response entry for one request topic, every partition with err. */
+bg_kafka_struct_t *bg_kafka__tp_deny_entry(bg_kafka_arena_t *a, const bg_kafka__tp_shape_t *sh,
+                                           const bg_kafka_struct_desc_t *rs_topic_desc,
+                                           const bg_kafka_struct_t *rq_topic, bg_slice_t name,
+                                           int16_t err);
+
+/* Splits the topics array of `parent` (the request body, or a nested struct
+ * when key_idx >= 0) by (verb on each topic). force_err != 0 denies every
+ * topic with that error (e.g. group denied). The allowed topics are stored
+ * in *allowed_out (a clone of parent sharing elements; parent itself when
+ * nothing is denied); denied entries are stored in *denied/*ndenied.
+ * Returns 0 or -1 (oom / invalid). */
+typedef struct bg_kafka__split_s {
+    bg_kafka_struct_t *allowed; /* parent or a clone with a subset array */
+    bg_kafka_struct_t **denied; /* response entries */
+    int32_t ndenied, nallowed;
+    int16_t force; /* everything was denied up front (group, txn id, ...) */
+} bg_kafka__split_t;
+
+int bg_kafka__tp_split(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
+                       const bg_kafka_struct_desc_t *rs_topic_desc,
+                       const bg_kafka_struct_t *parent, bg_verb_t verb, int16_t force_err,
+                       bg_kafka__split_t *out);
+
+/* Whole flow for a request whose only resources are its topics: split,
+ * then FORWARD / FORWARD_REWRITTEN + merge / RESPOND. */
+int bg_kafka__tp_apply(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh, bg_verb_t verb,
+                       int16_t force_err);
+/* Applies a computed split of the top-level request: same as above. */
+int bg_kafka__tp_finish(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
+                        const bg_kafka__split_t *sp, int rewritten);
+/* Response topic descriptor of a shape for the request's api. */
+const bg_kafka_struct_desc_t *bg_kafka__rs_topic_desc(int16_t api_key,
+                                                      const bg_kafka__tp_shape_t *sh);
+/* Per-entry error response for APIs without a top-level ErrorCode
+ * (kafka_authz_groups.c: string-array requests). NULL when not handled. */
+bg_kafka_struct_t *bg_kafka__error_entries_groups(const bg_kafka_req_hdr_t *hdr,
+                                                  const bg_kafka_struct_t *req, int16_t err,
+                                                  bg_kafka_arena_t *a);
+bg_kafka_struct_t *bg_kafka__error_entries_admin(const bg_kafka_req_hdr_t *hdr,
+                                                 const bg_kafka_struct_t *req, int16_t err,
+                                                 bg_kafka_arena_t *a);
+/* Resolves the topic name of a request topic (by name, or by id through
+ * ctx->topic_name). Returns 1 known, 0 unknown id. */
+int bg_kafka__topic_name(const bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
+                         const bg_kafka_struct_t *t, bg_slice_t *name);
+
+/* Requests naming resources in a string array (DescribeGroups,
+ * DeleteGroups, FindCoordinator v4+, DescribeTransactions): split by
+ * (type, verb); denied names become entries of response array rs_arr built
+ * by entry(). force != 0 denies all with that error (nothing recorded). */
+typedef bg_kafka_struct_t *(*bg_kafka__str_entry_fn)(bg_kafka_arena_t *a,
+                                                     const bg_kafka_struct_desc_t *rd,
+                                                     bg_slice_t name, int16_t err);
+int bg_kafka__str_apply(bg_kafka__az_t *az, int rq_idx, bg_res_type_t type, bg_verb_t verb,
+                        int rs_arr, bg_kafka__str_entry_fn entry, int16_t force);
+bg_kafka_struct_t *bg_kafka__str_error(const bg_kafka_req_hdr_t *hdr,
+                                       const bg_kafka_struct_t *req, int16_t err,
+                                       bg_kafka_arena_t *a, int rq_idx, int rs_arr,
+                                       bg_kafka__str_entry_fn entry);
+
+/* Shapes and classifiers, one file per family. */
+int bg_kafka__c_produce(bg_kafka__az_t *az);
+int bg_kafka__c_fetch(bg_kafka__az_t *az);
+int bg_kafka__c_list_offsets(bg_kafka__az_t *az);
+int bg_kafka__c_offset_for_leader_epoch(bg_kafka__az_t *az);
+int bg_kafka__c_metadata(bg_kafka__az_t *az);
+int bg_kafka__c_describe_topic_partitions(bg_kafka__az_t *az);
+int bg_kafka__c_create_topics(bg_kafka__az_t *az);
+int bg_kafka__c_delete_topics(bg_kafka__az_t *az);
+int bg_kafka__c_delete_records(bg_kafka__az_t *az);
+int bg_kafka__c_create_partitions(bg_kafka__az_t *az);
+int bg_kafka__c_describe_producers(bg_kafka__az_t *az);
+
+int bg_kafka__c_offset_commit(bg_kafka__az_t *az);
+int bg_kafka__c_txn_offset_commit(bg_kafka__az_t *az);
+int bg_kafka__c_offset_fetch(bg_kafka__az_t *az);
+int bg_kafka__c_offset_delete(bg_kafka__az_t *az);
+int bg_kafka__c_group_read(bg_kafka__az_t *az);
+int bg_kafka__c_find_coordinator(bg_kafka__az_t *az);
+int bg_kafka__c_describe_groups(bg_kafka__az_t *az);
+int bg_kafka__c_delete_groups(bg_kafka__az_t *az);
+
+int bg_kafka__c_configs(bg_kafka__az_t *az);
+int bg_kafka__c_cluster_describe(bg_kafka__az_t *az);
+int bg_kafka__c_cluster_alter(bg_kafka__az_t *az);
+int bg_kafka__c_init_producer_id(bg_kafka__az_t *az);
+int bg_kafka__c_add_partitions_to_txn(bg_kafka__az_t *az);
+int bg_kafka__c_add_offsets_to_txn(bg_kafka__az_t *az);
+int bg_kafka__c_end_txn(bg_kafka__az_t *az);
+int bg_kafka__c_describe_transactions(bg_kafka__az_t *az);
+
+/* Response rewrites (kafka_authz_rewrite.c). */
+int bg_kafka__r_metadata(const bg_kafka_authz_ctx_t *ctx, int16_t ver, bg_kafka_struct_t *resp,
+                         bg_kafka_arena_t *a, int32_t *nodes, size_t *nnodes, size_t maxnodes,
+                         bg_kafka_learn_topic_fn learn, void *learn_arg);
+int bg_kafka__r_find_coordinator(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
+                                 bg_kafka_struct_t *resp, bg_kafka_arena_t *a, int32_t *nodes,
+                                 size_t *nnodes, size_t maxnodes, bg_kafka_learn_topic_fn learn,
+                                 void *learn_arg);
+int bg_kafka__r_describe_cluster(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
+                                 bg_kafka_struct_t *resp, bg_kafka_arena_t *a, int32_t *nodes,
+                                 size_t *nnodes, size_t maxnodes, bg_kafka_learn_topic_fn learn,
+                                 void *learn_arg);
+int bg_kafka__r_produce(const bg_kafka_authz_ctx_t *ctx, int16_t ver, bg_kafka_struct_t *resp,
+                        bg_kafka_arena_t *a, int32_t *nodes, size_t *nnodes, size_t maxnodes,
+                        bg_kafka_learn_topic_fn learn, void *learn_arg);
+int bg_kafka__r_fetch(const bg_kafka_authz_ctx_t *ctx, int16_t ver, bg_kafka_struct_t *resp,
+                      bg_kafka_arena_t *a, int32_t *nodes, size_t *nnodes, size_t maxnodes,
+                      bg_kafka_learn_topic_fn learn, void *learn_arg);
+int bg_kafka__r_describe_topic_partitions(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
+                                          bg_kafka_struct_t *resp, bg_kafka_arena_t *a,
+                                          int32_t *nodes, size_t *nnodes, size_t maxnodes,
+                                          bg_kafka_learn_topic_fn learn, void *learn_arg);
+
+#endif

@@ -1,0 +1,158 @@
+/* Kafka request authorization: classification of every request into
+ * (resource, verb) pairs following Kafka's ACL semantics, the policy
+ * decision, and what to do with the request and its response:
+ * forward it untouched, forward a rewritten (split) request and merge the
+ * denied entries into the response, or answer locally with protocol-correct
+ * errors. Also the response rewrites that do not depend on policy (broker
+ * addresses in Metadata, FindCoordinator, DescribeCluster and the
+ * NodeEndpoints of Produce/Fetch responses).
+ *
+ * Pure: works on codec trees (kafka_codec.h); no sockets, no libevent, no
+ * globals except the read-only API table. The session (kafka_session.c) owns
+ * the bytes and the I/O and calls these functions.
+ *
+ * Lifetime: every pointer stored in a bg_kafka_verdict_t is allocated from
+ * the arena passed in, or borrows from the request tree/buffer; the session
+ * keeps the request's arena and buffer alive until the response is done. */
+#ifndef BG_KAFKA_AUTHZ_H
+#define BG_KAFKA_AUTHZ_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "adapters/kafka/kafka_codec.h"
+#include "adapters/kafka/kafka_frame.h"
+#include "broker/bytes.h"
+#include "policy/policy.h"
+
+/* ---- what busgate can decode and enforce ---- */
+
+/* Version range busgate accepts for api_key (intersected with the upstream's
+ * range by the session when it answers ApiVersions). Returns 0 when busgate
+ * does not support the API at all (then it is not advertised and a request
+ * for it is refused). */
+int bg_kafka_authz_supported(int16_t api_key, int16_t *min, int16_t *max);
+
+/* ---- context for one decision ---- */
+
+/* Looks up a topic name by topic id (from Metadata responses busgate has
+ * seen). Returns 1 and sets *name (borrowed; valid for the duration of the
+ * authorize call) when known, else 0. */
+typedef int (*bg_kafka_topic_name_fn)(void *arg, const uint8_t id[16], bg_slice_t *name);
+
+typedef struct bg_kafka_authz_ctx_s {
+    const bg_policy_t *policy;
+    const bg_policy_principal_t *principal;
+    const char *audit_topic;      /* reserved topic: never writable by clients; NULL = none */
+    bg_kafka_topic_name_fn topic_name;
+    void *topic_name_arg;
+    /* Address rewriting: node N is served at advertised_host:port_base+N. */
+    const char *advertised_host;
+    uint16_t port_base;
+} bg_kafka_authz_ctx_t;
+
+/* ---- decisions, for audit and metrics ---- */
+
+/* One group of resources with the same verb and the same decision. */
+typedef struct bg_kafka_decision_s {
+    bg_verb_t verb;
+    bg_policy_decision_t decision;
+    bg_policy_resource_t *resources; /* names borrow the request buffer */
+    size_t nresources;
+    int16_t error_code; /* error returned for these resources (0 when allowed) */
+    /* Static text when busgate itself decided, not a policy rule (rule is
+     * then NULL): "reserved audit topic", "unknown topic id", "hold: no
+     * approvals in this build". NULL for plain policy decisions. */
+    const char *reason;
+} bg_kafka_decision_t;
+
+typedef enum {
+    BG_KAFKA_ACT_FORWARD = 0,   /* send the original request bytes upstream */
+    BG_KAFKA_ACT_FORWARD_REWRITTEN, /* send `request` (re-encoded body) upstream */
+    BG_KAFKA_ACT_RESPOND,       /* answer with `response` (body tree); nothing upstream */
+    BG_KAFKA_ACT_CLOSE,         /* close the connection (e.g. denied acks=0 produce) */
+} bg_kafka_action_t;
+
+typedef struct bg_kafka_verdict_s {
+    bg_kafka_action_t action;
+    /* FORWARD_REWRITTEN: the new request body (same api/version). */
+    bg_kafka_struct_t *request;
+    /* RESPOND: the response body to send (same api/version). */
+    bg_kafka_struct_t *response;
+    /* 1 when the upstream response must be decoded and passed to
+     * bg_kafka_authz_response (merge denied entries, hide topics, rewrite
+     * addresses). 0: forward the response bytes untouched. */
+    int needs_response;
+    /* 1 when no response will come (Produce acks=0). */
+    int no_response;
+    /* Private merge state for bg_kafka_authz_response. */
+    void *merge;
+    /* What was decided, for audit events and metrics. */
+    bg_kafka_decision_t *decisions;
+    size_t ndecisions;
+    const char *close_reason; /* ACT_CLOSE: static text for the log */
+} bg_kafka_verdict_t;
+
+/* Classifies and decides request `req` (decoded body of hdr->api_key at
+ * hdr->api_version) and fills v. Allocates from arena. Returns 0, or -1
+ * when the request is semantically invalid (then v->action = CLOSE and
+ * v->close_reason says why). Never forwards what it could not classify. */
+int bg_kafka_authz_request(const bg_kafka_authz_ctx_t *ctx, const bg_kafka_req_hdr_t *hdr,
+                           const bg_kafka_struct_t *req, bg_kafka_arena_t *arena,
+                           bg_kafka_verdict_t *v) __attribute__((warn_unused_result));
+
+/* 1 when a response of this api/version may need rewriting even though
+ * v->needs_response is 0 — never: the verdict already says so. Provided for
+ * the session's fast path: returns v->needs_response. */
+static inline int bg_kafka_authz_needs_response(const bg_kafka_verdict_t *v)
+{
+    return v->needs_response;
+}
+
+/* Post-processes the decoded upstream response `resp` for a request whose
+ * verdict is v: merges denied entries, hides topics the principal may not
+ * describe, rewrites broker addresses. *out is the tree to encode (may be
+ * resp itself, modified in place). Reports node ids seen in broker lists
+ * through nodes (up to *nnodes entries; *nnodes set to the count) so the
+ * session can open listeners for new brokers, and topic id/name pairs via
+ * the session's learn callback. Returns 0 or -1 (then close the connection). */
+typedef void (*bg_kafka_learn_topic_fn)(void *arg, const uint8_t id[16], bg_slice_t name);
+
+int bg_kafka_authz_response(const bg_kafka_authz_ctx_t *ctx, const bg_kafka_req_hdr_t *hdr,
+                            const bg_kafka_verdict_t *v, bg_kafka_struct_t *resp,
+                            bg_kafka_arena_t *arena, bg_kafka_struct_t **out, int32_t *nodes,
+                            size_t *nnodes, bg_kafka_learn_topic_fn learn, void *learn_arg)
+    __attribute__((warn_unused_result));
+
+/* A response for api/version carrying error_code everywhere it can (top-level
+ * error and/or every entry named in req), built from req. For refusing a
+ * whole request (e.g. audit pipeline refusing, unsupported version,
+ * hold without approvals). NULL when the API has no way to carry an error. */
+bg_kafka_struct_t *bg_kafka_authz_error_response(const bg_kafka_req_hdr_t *hdr,
+                                                 const bg_kafka_struct_t *req, int16_t error_code,
+                                                 bg_kafka_arena_t *arena);
+
+/* Kafka error codes used by busgate. */
+enum {
+    BG_KAFKA_E_NONE = 0,
+    BG_KAFKA_E_UNKNOWN_TOPIC_OR_PARTITION = 3,
+    BG_KAFKA_E_NOT_LEADER = 6,
+    BG_KAFKA_E_COORDINATOR_NOT_AVAILABLE = 15,
+    BG_KAFKA_E_NOT_ENOUGH_REPLICAS = 19,
+    BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED = 29,
+    BG_KAFKA_E_GROUP_AUTHORIZATION_FAILED = 30,
+    BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED = 31,
+    BG_KAFKA_E_UNSUPPORTED_SASL_MECHANISM = 33,
+    BG_KAFKA_E_ILLEGAL_SASL_STATE = 34,
+    BG_KAFKA_E_UNSUPPORTED_VERSION = 35,
+    BG_KAFKA_E_POLICY_VIOLATION = 44,
+    BG_KAFKA_E_TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53,
+    BG_KAFKA_E_SASL_AUTHENTICATION_FAILED = 58,
+    BG_KAFKA_E_UNKNOWN_TOPIC_ID = 100,
+    BG_KAFKA_E_THROTTLING_QUOTA_EXCEEDED = 89,
+};
+
+/* "TOPIC_AUTHORIZATION_FAILED", ... ("UNKNOWN" for others). */
+const char *bg_kafka_error_name(int16_t code);
+
+#endif

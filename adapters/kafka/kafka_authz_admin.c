@@ -1,0 +1,289 @@
+/* Classifiers of the configuration, cluster and transaction APIs. */
+#include <string.h>
+
+#include "adapters/kafka/kafka_authz-internal.h"
+
+#define K(x) BG_KAFKA_##x
+
+#define BG_KAFKA__E_INVALID_REQUEST 42
+#define BG_KAFKA__E_OPERATION_NOT_ATTEMPTED 55
+
+/* ---- configs: Describe/Alter/IncrementalAlterConfigs share the layout:
+ * request Resources[] {ResourceType, ResourceName, ...}; response array
+ * (field 1) of {ErrorCode, ErrorMessage, ResourceType, ResourceName}. ---- */
+
+enum { BG_KAFKA__RQ_RES = 0, BG_KAFKA__RQ_RES_TYPE = 0, BG_KAFKA__RQ_RES_NAME = 1 };
+enum { BG_KAFKA__RS_RES = 1, BG_KAFKA__RS_ERR = 0, BG_KAFKA__RS_TYPE = 2, BG_KAFKA__RS_NAME = 3 };
+
+/* Config resource type -> policy resource type; -1 when not classifiable. */
+static int bg_kafka__config_res(int64_t t)
+{
+    switch (t) {
+    case 2: return BG_RES_KAFKA_TOPIC;
+    case 4:  /* BROKER */
+    case 8:  /* BROKER_LOGGER */
+    case 16: /* CLIENT_METRICS */
+        return BG_RES_KAFKA_CLUSTER;
+    case 32: return BG_RES_KAFKA_GROUP;
+    default: return -1;
+    }
+}
+
+static bg_kafka_struct_t *bg_kafka__config_entry(bg_kafka_arena_t *a,
+                                                 const bg_kafka_struct_desc_t *rd,
+                                                 const bg_kafka_struct_t *res, int16_t err)
+{
+    bg_kafka_struct_t *e = bg_kafka_struct_new(a, rd);
+    if (!e)
+        return NULL;
+    e->f[BG_KAFKA__RS_ERR].i = err;
+    e->f[BG_KAFKA__RS_TYPE].i = res->f[BG_KAFKA__RQ_RES_TYPE].i;
+    e->f[BG_KAFKA__RS_NAME].s = res->f[BG_KAFKA__RQ_RES_NAME].s;
+    return e;
+}
+
+/* 0 when allowed, else the error for this resource. */
+static int16_t bg_kafka__config_check(bg_kafka__az_t *az, const bg_kafka_struct_t *res)
+{
+    bg_verb_t verb = az->hdr->api_key == BG_KAFKA_API_DESCRIBE_CONFIGS ? BG_VERB_DESCRIBE
+                                                                        : BG_VERB_ALTER;
+    int type = bg_kafka__config_res(res->f[BG_KAFKA__RQ_RES_TYPE].i);
+    if (type < 0)
+        return BG_KAFKA__E_INVALID_REQUEST;
+    bg_slice_t name = res->f[BG_KAFKA__RQ_RES_NAME].s;
+    if (type == BG_RES_KAFKA_CLUSTER)
+        name = bg_kafka_cstr(""); /* the broker id is not a policy resource */
+    return bg_kafka__decide(az, (bg_res_type_t)type, name, verb)
+               ? 0
+               : bg_kafka__deny_error((bg_res_type_t)type);
+}
+
+int bg_kafka__c_configs(bg_kafka__az_t *az)
+{
+    const bg_kafka_struct_t *r = az->req;
+    const bg_kafka_msg_desc_t *md = bg_kafka_msg_desc(az->hdr->api_key, 1);
+    const bg_kafka_struct_desc_t *rd = bg_kafka_sub_desc(md->body, BG_KAFKA__RS_RES);
+    int32_t n = bg_kafka__n(r, BG_KAFKA__RQ_RES);
+    bg_kafka__split_t sp = {(bg_kafka_struct_t *)r, NULL, 0, 0, 0};
+    bg_kafka_struct_t **keep = bg_kafka_arena_alloc(az->a, (size_t)(n + 1) * sizeof *keep);
+    sp.denied = bg_kafka_arena_alloc(az->a, (size_t)(n + 1) * sizeof *sp.denied);
+    if (!keep || !sp.denied)
+        return (az->oom = 1, 0);
+    for (int32_t i = 0; i < n; i++) {
+        const bg_kafka_struct_t *res = r->f[BG_KAFKA__RQ_RES].a.s[i];
+        int16_t err = bg_kafka__config_check(az, res);
+        if (!err)
+            keep[sp.nallowed++] = r->f[BG_KAFKA__RQ_RES].a.s[i];
+        else if (!(sp.denied[sp.ndenied++] = bg_kafka__config_entry(az->a, rd, res, err)))
+            return (az->oom = 1, 0);
+    }
+    if (sp.ndenied && sp.nallowed) {
+        if (!(sp.allowed = bg_kafka_struct_clone(az->a, r)))
+            return (az->oom = 1, 0);
+        sp.allowed->f[BG_KAFKA__RQ_RES].a.s = keep;
+        sp.allowed->f[BG_KAFKA__RQ_RES].a.n = sp.nallowed;
+    }
+    static const bg_kafka__tp_shape_t sh = {0, 0, -1, -1, -1, BG_KAFKA__RS_RES, BG_KAFKA__RS_NAME,
+                                            -1, -1, -1, BG_KAFKA__RS_ERR, NULL};
+    return bg_kafka__tp_finish(az, &sh, &sp, 0);
+}
+
+/* ---- the cluster resource ---- */
+
+static int bg_kafka__cluster(bg_kafka__az_t *az, bg_verb_t verb)
+{
+    if (!bg_kafka__decide(az, BG_RES_KAFKA_CLUSTER, bg_kafka_cstr(""), verb))
+        return bg_kafka__respond_error(az, BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED);
+    az->v->action = BG_KAFKA_ACT_FORWARD;
+    return 0;
+}
+
+int bg_kafka__c_cluster_describe(bg_kafka__az_t *az)
+{
+    return bg_kafka__cluster(az, BG_VERB_DESCRIBE);
+}
+
+int bg_kafka__c_cluster_alter(bg_kafka__az_t *az)
+{
+    return bg_kafka__cluster(az, BG_VERB_ALTER);
+}
+
+/* ---- transactions ---- */
+
+static int bg_kafka__txn_write(bg_kafka__az_t *az, bg_slice_t txn)
+{
+    return bg_kafka__decide(az, BG_RES_KAFKA_TXN_ID, txn, BG_VERB_WRITE);
+}
+
+/* A null transactional id is an idempotent producer: nothing to authorize
+ * here (Kafka 3.x+ dropped IDEMPOTENT_WRITE); every Produce is still checked
+ * per topic. */
+int bg_kafka__c_init_producer_id(bg_kafka__az_t *az)
+{
+    bg_slice_t txn = az->req->f[K(INIT_PRODUCER_ID_REQ_TRANSACTIONAL_ID)].s;
+    if (txn.len >= 0 && !bg_kafka__txn_write(az, txn))
+        return bg_kafka__respond_error(az, BG_KAFKA_E_TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    az->v->action = BG_KAFKA_ACT_FORWARD;
+    return 0;
+}
+
+int bg_kafka__c_end_txn(bg_kafka__az_t *az)
+{
+    if (!bg_kafka__txn_write(az, az->req->f[K(END_TXN_REQ_TRANSACTIONAL_ID)].s))
+        return bg_kafka__respond_error(az, BG_KAFKA_E_TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    az->v->action = BG_KAFKA_ACT_FORWARD;
+    return 0;
+}
+
+int bg_kafka__c_add_offsets_to_txn(bg_kafka__az_t *az)
+{
+    const bg_kafka_struct_t *r = az->req;
+    if (!bg_kafka__txn_write(az, r->f[K(ADD_OFFSETS_TO_TXN_REQ_TRANSACTIONAL_ID)].s))
+        return bg_kafka__respond_error(az, BG_KAFKA_E_TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    if (!bg_kafka__decide(az, BG_RES_KAFKA_GROUP, r->f[K(ADD_OFFSETS_TO_TXN_REQ_GROUP_ID)].s,
+                          BG_VERB_READ))
+        return bg_kafka__respond_error(az, BG_KAFKA_E_GROUP_AUTHORIZATION_FAILED);
+    az->v->action = BG_KAFKA_ACT_FORWARD;
+    return 0;
+}
+
+static const bg_kafka__tp_shape_t bg_kafka__sh_add_partitions = {
+    K(ADD_PARTITIONS_TO_TXN_REQ_V3_AND_BELOW_TOPICS),
+    K(ADD_PARTITIONS_TO_TXN_REQ_V3_AND_BELOW_TOPICS_NAME), -1,
+    K(ADD_PARTITIONS_TO_TXN_REQ_V3_AND_BELOW_TOPICS_PARTITIONS), -1,
+    K(ADD_PARTITIONS_TO_TXN_RESP_RESULTS_BY_TOPIC_V3_AND_BELOW),
+    K(ADD_PARTITIONS_TO_TXN_RESP_RESULTS_BY_TOPIC_V3_AND_BELOW_NAME), -1,
+    K(ADD_PARTITIONS_TO_TXN_RESP_RESULTS_BY_TOPIC_V3_AND_BELOW_RESULTS_BY_PARTITION),
+    K(ADD_PARTITIONS_TO_TXN_RESP_RESULTS_BY_TOPIC_V3_AND_BELOW_RESULTS_BY_PARTITION_PARTITION_INDEX),
+    K(ADD_PARTITIONS_TO_TXN_RESP_RESULTS_BY_TOPIC_V3_AND_BELOW_RESULTS_BY_PARTITION_PARTITION_ERROR_CODE),
+    NULL};
+
+/* AddPartitionsToTxn (client form, v0-3) is all-or-nothing in Kafka: when
+ * any topic is denied, denied partitions get TOPIC_AUTHORIZATION_FAILED and
+ * the others OPERATION_NOT_ATTEMPTED; nothing is forwarded. */
+int bg_kafka__c_add_partitions_to_txn(bg_kafka__az_t *az)
+{
+    const bg_kafka_struct_t *r = az->req;
+    const bg_kafka__tp_shape_t *sh = &bg_kafka__sh_add_partitions;
+    int16_t force = 0;
+    if (!bg_kafka__txn_write(az, r->f[K(ADD_PARTITIONS_TO_TXN_REQ_V3_AND_BELOW_TRANSACTIONAL_ID)].s))
+        force = BG_KAFKA_E_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    const bg_kafka_struct_desc_t *rd = bg_kafka__rs_topic_desc(az->hdr->api_key, sh);
+    bg_kafka__split_t sp;
+    if (bg_kafka__tp_split(az, sh, rd, r, BG_VERB_WRITE, force, &sp) < 0)
+        return 0;
+    if (!sp.ndenied && !force) {
+        az->v->action = BG_KAFKA_ACT_FORWARD;
+        return 0;
+    }
+    int32_t na = bg_kafka__n(sp.allowed, sh->rq_topics);
+    bg_kafka_struct_t **all = bg_kafka_arena_alloc(az->a, (size_t)(na + sp.ndenied + 1) *
+                                                              sizeof *all);
+    if (!all)
+        return (az->oom = 1, 0);
+    for (int32_t i = 0; i < na; i++) {
+        const bg_kafka_struct_t *t = sp.allowed->f[sh->rq_topics].a.s[i];
+        if (!(all[i] = bg_kafka__tp_deny_entry(az->a, sh, rd, t, t->f[sh->rq_name].s,
+                                               BG_KAFKA__E_OPERATION_NOT_ATTEMPTED)))
+            return (az->oom = 1, 0);
+    }
+    memcpy(all + na, sp.denied, (size_t)sp.ndenied * sizeof *all);
+    bg_kafka_struct_t *resp = bg_kafka__resp_new(az);
+    if (!resp)
+        return 0;
+    resp->f[sh->rs_topics].a.s = all;
+    resp->f[sh->rs_topics].a.n = na + sp.ndenied;
+    az->v->action = BG_KAFKA_ACT_RESPOND;
+    az->v->response = resp;
+    return 0;
+}
+
+/* ---- per-entry error responses of admin APIs without a top-level error ---- */
+
+static bg_kafka_struct_t *bg_kafka__count_error(const bg_kafka_req_hdr_t *hdr,
+                                                const bg_kafka_struct_t *req, int rq_arr,
+                                                int rs_arr, int err_idx, int16_t err,
+                                                bg_kafka_arena_t *a)
+{
+    const bg_kafka_msg_desc_t *md = bg_kafka_msg_desc(hdr->api_key, 1);
+    bg_kafka_struct_t *resp = bg_kafka_struct_new(a, md->body);
+    int32_t n = bg_kafka__n(req, rq_arr);
+    bg_kafka_struct_t **el = resp ? bg_kafka_array_new(a, resp, rs_arr, n) : NULL;
+    if (!el)
+        return NULL;
+    for (int32_t i = 0; i < n; i++)
+        el[i]->f[err_idx].i = err;
+    return resp;
+}
+
+static bg_kafka_struct_t *bg_kafka__configs_error(const bg_kafka_req_hdr_t *hdr,
+                                                  const bg_kafka_struct_t *req, int16_t err,
+                                                  bg_kafka_arena_t *a)
+{
+    const bg_kafka_msg_desc_t *md = bg_kafka_msg_desc(hdr->api_key, 1);
+    const bg_kafka_struct_desc_t *rd = bg_kafka_sub_desc(md->body, BG_KAFKA__RS_RES);
+    bg_kafka_struct_t *resp = bg_kafka_struct_new(a, md->body);
+    int32_t n = bg_kafka__n(req, BG_KAFKA__RQ_RES);
+    bg_kafka_struct_t **el = resp ? bg_kafka_array_new(a, resp, BG_KAFKA__RS_RES, n) : NULL;
+    for (int32_t i = 0; el && i < n; i++)
+        if (!(el[i] = bg_kafka__config_entry(a, rd, req->f[BG_KAFKA__RQ_RES].a.s[i], err)))
+            return NULL;
+    return el ? resp : NULL;
+}
+
+static bg_kafka_struct_t *bg_kafka__log_dirs_error(const bg_kafka_req_hdr_t *hdr,
+                                                   const bg_kafka_struct_t *req, int16_t err,
+                                                   bg_kafka_arena_t *a)
+{
+    static const bg_kafka__tp_shape_t sh = {
+        K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS_TOPICS), K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS_TOPICS_NAME),
+        -1, K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS_TOPICS_PARTITIONS), -1,
+        K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS), K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS_TOPIC_NAME),
+        -1, K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS_PARTITIONS),
+        K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS_PARTITIONS_PARTITION_INDEX),
+        K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS_PARTITIONS_ERROR_CODE), NULL};
+    const bg_kafka_msg_desc_t *md = bg_kafka_msg_desc(hdr->api_key, 1);
+    const bg_kafka_struct_desc_t *rd = bg_kafka_sub_desc(md->body, sh.rs_topics);
+    bg_kafka_struct_t *resp = bg_kafka_struct_new(a, md->body);
+    int32_t nd = bg_kafka__n(req, K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS)), nt = 0;
+    for (int32_t i = 0; i < nd; i++)
+        nt += bg_kafka__n(req->f[K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS)].a.s[i], sh.rq_topics);
+    bg_kafka_struct_t **el = resp ? bg_kafka_array_new(a, resp, sh.rs_topics, nt) : NULL;
+    if (!el)
+        return NULL;
+    for (int32_t i = 0, k = 0; i < nd; i++) {
+        const bg_kafka_struct_t *d = req->f[K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS)].a.s[i];
+        for (int32_t j = 0; j < bg_kafka__n(d, sh.rq_topics); j++, k++) {
+            const bg_kafka_struct_t *t = d->f[sh.rq_topics].a.s[j];
+            if (!(el[k] = bg_kafka__tp_deny_entry(a, &sh, rd, t, t->f[sh.rq_name].s, err)))
+                return NULL;
+        }
+    }
+    return resp;
+}
+
+bg_kafka_struct_t *bg_kafka__error_entries_admin(const bg_kafka_req_hdr_t *hdr,
+                                                 const bg_kafka_struct_t *req, int16_t err,
+                                                 bg_kafka_arena_t *a)
+{
+    const bg_kafka_msg_desc_t *md = bg_kafka_msg_desc(hdr->api_key, 1);
+    switch (hdr->api_key) {
+    case BG_KAFKA_API_CREATE_ACLS:
+        return bg_kafka__count_error(hdr, req, K(CREATE_ACLS_REQ_CREATIONS),
+                                     K(CREATE_ACLS_RESP_RESULTS),
+                                     K(CREATE_ACLS_RESP_RESULTS_ERROR_CODE), err, a);
+    case BG_KAFKA_API_DELETE_ACLS:
+        return bg_kafka__count_error(hdr, req, K(DELETE_ACLS_REQ_FILTERS),
+                                     K(DELETE_ACLS_RESP_FILTER_RESULTS),
+                                     K(DELETE_ACLS_RESP_FILTER_RESULTS_ERROR_CODE), err, a);
+    case BG_KAFKA_API_DESCRIBE_CONFIGS:
+    case BG_KAFKA_API_ALTER_CONFIGS:
+    case BG_KAFKA_API_INCREMENTAL_ALTER_CONFIGS: return bg_kafka__configs_error(hdr, req, err, a);
+    case BG_KAFKA_API_ALTER_REPLICA_LOG_DIRS: return bg_kafka__log_dirs_error(hdr, req, err, a);
+    case BG_KAFKA_API_DESCRIBE_LOG_DIRS:
+        /* v1-2 have no error field: Kafka answers an unauthorized caller
+         * with no log dirs at all. */
+        return bg_kafka_struct_new(a, md->body);
+    default: return NULL;
+    }
+}

@@ -1,0 +1,458 @@
+/* Classifiers of the consumer-group APIs (and FindCoordinator), plus the
+ * generic split of requests that name resources in a string array. */
+#include <string.h>
+
+#include "adapters/kafka/kafka_authz-internal.h"
+
+#define K(x) BG_KAFKA_##x
+
+static const bg_slice_t bg_kafka__empty = {(const uint8_t *)"", 0};
+
+/* ---- string-array requests ---- */
+
+int bg_kafka__str_apply(bg_kafka__az_t *az, int rq_idx, bg_res_type_t type, bg_verb_t verb,
+                        int rs_arr, bg_kafka__str_entry_fn entry, int16_t force)
+{
+    const bg_kafka_struct_t *r = az->req;
+    int32_t n = bg_kafka__n(r, rq_idx), nk = 0, nd = 0;
+    const bg_kafka_msg_desc_t *md = bg_kafka_msg_desc(az->hdr->api_key, 1);
+    const bg_kafka_struct_desc_t *rd = md ? bg_kafka_sub_desc(md->body, rs_arr) : NULL;
+    bg_kafka_val_t *keep = bg_kafka_arena_alloc(az->a, (size_t)(n + 1) * sizeof *keep);
+    bg_kafka_struct_t **den = bg_kafka_arena_alloc(az->a, (size_t)(n + 1) * sizeof *den);
+    if (!rd || !keep || !den) {
+        az->oom = 1;
+        return 0;
+    }
+    for (int32_t i = 0; i < n; i++) {
+        bg_slice_t name = r->f[rq_idx].a.v[i].s;
+        if (!force && bg_kafka__decide(az, type, name, verb)) {
+            keep[nk++] = r->f[rq_idx].a.v[i];
+            continue;
+        }
+        if (!(den[nd++] = entry(az->a, rd, name, force ? force : bg_kafka__deny_error(type)))) {
+            az->oom = 1;
+            return 0;
+        }
+    }
+    bg_kafka_verdict_t *v = az->v;
+    if (nd == 0 && !force) {
+        v->action = BG_KAFKA_ACT_FORWARD;
+        return 0;
+    }
+    if (nk == 0) {
+        bg_kafka_struct_t *resp = bg_kafka__resp_new(az);
+        if (!resp)
+            return 0;
+        resp->f[rs_arr].a.s = den;
+        resp->f[rs_arr].a.n = nd;
+        v->action = BG_KAFKA_ACT_RESPOND;
+        v->response = resp;
+        return 0;
+    }
+    bg_kafka_struct_t *c = bg_kafka_struct_clone(az->a, r);
+    if (!c) {
+        az->oom = 1;
+        return 0;
+    }
+    c->f[rq_idx].a.v = keep;
+    c->f[rq_idx].a.n = nk;
+    v->action = BG_KAFKA_ACT_FORWARD_REWRITTEN;
+    v->request = c;
+    return bg_kafka__add_append(az, rs_arr, -1, bg_kafka_null_slice(), -1, den, nd);
+}
+
+bg_kafka_struct_t *bg_kafka__str_error(const bg_kafka_req_hdr_t *hdr,
+                                       const bg_kafka_struct_t *req, int16_t err,
+                                       bg_kafka_arena_t *a, int rq_idx, int rs_arr,
+                                       bg_kafka__str_entry_fn entry)
+{
+    const bg_kafka_msg_desc_t *md = bg_kafka_msg_desc(hdr->api_key, 1);
+    bg_kafka_struct_t *resp = md ? bg_kafka_struct_new(a, md->body) : NULL;
+    int32_t n = bg_kafka__n(req, rq_idx);
+    bg_kafka_struct_t **el = resp ? bg_kafka_array_new(a, resp, rs_arr, 0) : NULL;
+    if (!el)
+        return NULL;
+    el = bg_kafka_arena_alloc(a, (size_t)(n + 1) * sizeof *el);
+    if (!el)
+        return NULL;
+    const bg_kafka_struct_desc_t *rd = bg_kafka_sub_desc(md->body, rs_arr);
+    for (int32_t i = 0; i < n; i++)
+        if (!(el[i] = entry(a, rd, req->f[rq_idx].a.v[i].s, err)))
+            return NULL;
+    resp->f[rs_arr].a.s = el;
+    resp->f[rs_arr].a.n = n;
+    return resp;
+}
+
+static bg_kafka_struct_t *bg_kafka__e_describe_group(bg_kafka_arena_t *a,
+                                                     const bg_kafka_struct_desc_t *rd,
+                                                     bg_slice_t name, int16_t err)
+{
+    /* DescribeGroupsResponse.groupError: empty state/protocol, no members. */
+    bg_kafka_struct_t *e = bg_kafka_struct_new(a, rd);
+    if (e) {
+        e->f[K(DESCRIBE_GROUPS_RESP_GROUPS_GROUP_ID)].s = name;
+        e->f[K(DESCRIBE_GROUPS_RESP_GROUPS_ERROR_CODE)].i = err;
+    }
+    return e;
+}
+
+static bg_kafka_struct_t *bg_kafka__e_delete_group(bg_kafka_arena_t *a,
+                                                   const bg_kafka_struct_desc_t *rd,
+                                                   bg_slice_t name, int16_t err)
+{
+    bg_kafka_struct_t *e = bg_kafka_struct_new(a, rd);
+    if (e) {
+        e->f[K(DELETE_GROUPS_RESP_RESULTS_GROUP_ID)].s = name;
+        e->f[K(DELETE_GROUPS_RESP_RESULTS_ERROR_CODE)].i = err;
+    }
+    return e;
+}
+
+static bg_kafka_struct_t *bg_kafka__e_coordinator(bg_kafka_arena_t *a,
+                                                  const bg_kafka_struct_desc_t *rd,
+                                                  bg_slice_t name, int16_t err)
+{
+    bg_kafka_struct_t *e = bg_kafka_struct_new(a, rd);
+    if (e) {
+        e->f[K(FIND_COORDINATOR_RESP_COORDINATORS_KEY)].s = name;
+        e->f[K(FIND_COORDINATOR_RESP_COORDINATORS_NODE_ID)].i = -1;
+        e->f[K(FIND_COORDINATOR_RESP_COORDINATORS_HOST)].s = bg_kafka__empty;
+        e->f[K(FIND_COORDINATOR_RESP_COORDINATORS_PORT)].i = -1;
+        e->f[K(FIND_COORDINATOR_RESP_COORDINATORS_ERROR_CODE)].i = err;
+    }
+    return e;
+}
+
+static bg_kafka_struct_t *bg_kafka__e_describe_txn(bg_kafka_arena_t *a,
+                                                   const bg_kafka_struct_desc_t *rd,
+                                                   bg_slice_t name, int16_t err)
+{
+    bg_kafka_struct_t *e = bg_kafka_struct_new(a, rd);
+    if (e) {
+        e->f[K(DESCRIBE_TRANSACTIONS_RESP_TRANSACTION_STATES_TRANSACTIONAL_ID)].s = name;
+        e->f[K(DESCRIBE_TRANSACTIONS_RESP_TRANSACTION_STATES_ERROR_CODE)].i = err;
+    }
+    return e;
+}
+
+static bg_kafka_struct_t *bg_kafka__e_delete_topic(bg_kafka_arena_t *a,
+                                                   const bg_kafka_struct_desc_t *rd,
+                                                   bg_slice_t name, int16_t err)
+{
+    bg_kafka_struct_t *e = bg_kafka_struct_new(a, rd);
+    if (e) {
+        e->f[K(DELETE_TOPICS_RESP_RESPONSES_NAME)].s = name;
+        e->f[K(DELETE_TOPICS_RESP_RESPONSES_ERROR_CODE)].i = err;
+    }
+    return e;
+}
+
+int bg_kafka__c_describe_groups(bg_kafka__az_t *az)
+{
+    return bg_kafka__str_apply(az, K(DESCRIBE_GROUPS_REQ_GROUPS), BG_RES_KAFKA_GROUP,
+                               BG_VERB_DESCRIBE, K(DESCRIBE_GROUPS_RESP_GROUPS),
+                               bg_kafka__e_describe_group, 0);
+}
+
+int bg_kafka__c_delete_groups(bg_kafka__az_t *az)
+{
+    return bg_kafka__str_apply(az, K(DELETE_GROUPS_REQ_GROUPS_NAMES), BG_RES_KAFKA_GROUP,
+                               BG_VERB_DELETE, K(DELETE_GROUPS_RESP_RESULTS),
+                               bg_kafka__e_delete_group, 0);
+}
+
+int bg_kafka__c_describe_transactions(bg_kafka__az_t *az)
+{
+    return bg_kafka__str_apply(az, K(DESCRIBE_TRANSACTIONS_REQ_TRANSACTIONAL_IDS),
+                               BG_RES_KAFKA_TXN_ID, BG_VERB_DESCRIBE,
+                               K(DESCRIBE_TRANSACTIONS_RESP_TRANSACTION_STATES),
+                               bg_kafka__e_describe_txn, 0);
+}
+
+/* Join/Sync/Heartbeat/LeaveGroup: GroupId is field 0 in all four. */
+int bg_kafka__c_group_read(bg_kafka__az_t *az)
+{
+    if (!bg_kafka__decide(az, BG_RES_KAFKA_GROUP, az->req->f[0].s, BG_VERB_READ))
+        return bg_kafka__respond_error(az, BG_KAFKA_E_GROUP_AUTHORIZATION_FAILED);
+    az->v->action = BG_KAFKA_ACT_FORWARD;
+    return 0;
+}
+
+/* Key type 0 = group, 1 = transactional id; others (share groups) are not
+ * classified: INVALID_REQUEST. Returns the resource type or -1. */
+static int bg_kafka__coord_type(int64_t key_type)
+{
+    return key_type == 0 ? BG_RES_KAFKA_GROUP : key_type == 1 ? BG_RES_KAFKA_TXN_ID : -1;
+}
+
+int bg_kafka__c_find_coordinator(bg_kafka__az_t *az)
+{
+    const bg_kafka_struct_t *r = az->req;
+    int64_t kt = az->ver >= 1 ? r->f[K(FIND_COORDINATOR_REQ_KEY_TYPE)].i : 0;
+    int type = bg_kafka__coord_type(kt);
+    if (az->ver >= 4)
+        return bg_kafka__str_apply(az, K(FIND_COORDINATOR_REQ_COORDINATOR_KEYS),
+                                   type < 0 ? BG_RES_KAFKA_GROUP : (bg_res_type_t)type,
+                                   BG_VERB_DESCRIBE, K(FIND_COORDINATOR_RESP_COORDINATORS),
+                                   bg_kafka__e_coordinator, type < 0 ? 42 : 0);
+    if (type < 0)
+        return bg_kafka__respond_error(az, 42); /* INVALID_REQUEST */
+    if (!bg_kafka__decide(az, (bg_res_type_t)type, r->f[K(FIND_COORDINATOR_REQ_KEY)].s,
+                          BG_VERB_DESCRIBE))
+        return bg_kafka__respond_error(az, bg_kafka__deny_error((bg_res_type_t)type));
+    az->v->action = BG_KAFKA_ACT_FORWARD;
+    return 0;
+}
+
+/* ---- offsets ---- */
+
+static const bg_kafka__tp_shape_t bg_kafka__sh_offset_commit = {
+    K(OFFSET_COMMIT_REQ_TOPICS), K(OFFSET_COMMIT_REQ_TOPICS_NAME),
+    K(OFFSET_COMMIT_REQ_TOPICS_TOPIC_ID), K(OFFSET_COMMIT_REQ_TOPICS_PARTITIONS),
+    K(OFFSET_COMMIT_REQ_TOPICS_PARTITIONS_PARTITION_INDEX), K(OFFSET_COMMIT_RESP_TOPICS),
+    K(OFFSET_COMMIT_RESP_TOPICS_NAME), K(OFFSET_COMMIT_RESP_TOPICS_TOPIC_ID),
+    K(OFFSET_COMMIT_RESP_TOPICS_PARTITIONS), K(OFFSET_COMMIT_RESP_TOPICS_PARTITIONS_PARTITION_INDEX),
+    K(OFFSET_COMMIT_RESP_TOPICS_PARTITIONS_ERROR_CODE), NULL};
+
+static const bg_kafka__tp_shape_t bg_kafka__sh_txn_offset_commit = {
+    K(TXN_OFFSET_COMMIT_REQ_TOPICS), K(TXN_OFFSET_COMMIT_REQ_TOPICS_NAME),
+    K(TXN_OFFSET_COMMIT_REQ_TOPICS_TOPIC_ID), K(TXN_OFFSET_COMMIT_REQ_TOPICS_PARTITIONS),
+    K(TXN_OFFSET_COMMIT_REQ_TOPICS_PARTITIONS_PARTITION_INDEX), K(TXN_OFFSET_COMMIT_RESP_TOPICS),
+    K(TXN_OFFSET_COMMIT_RESP_TOPICS_NAME), K(TXN_OFFSET_COMMIT_RESP_TOPICS_TOPIC_ID),
+    K(TXN_OFFSET_COMMIT_RESP_TOPICS_PARTITIONS),
+    K(TXN_OFFSET_COMMIT_RESP_TOPICS_PARTITIONS_PARTITION_INDEX),
+    K(TXN_OFFSET_COMMIT_RESP_TOPICS_PARTITIONS_ERROR_CODE), NULL};
+
+static const bg_kafka__tp_shape_t bg_kafka__sh_offset_delete = {
+    K(OFFSET_DELETE_REQ_TOPICS), K(OFFSET_DELETE_REQ_TOPICS_NAME), -1,
+    K(OFFSET_DELETE_REQ_TOPICS_PARTITIONS), K(OFFSET_DELETE_REQ_TOPICS_PARTITIONS_PARTITION_INDEX),
+    K(OFFSET_DELETE_RESP_TOPICS), K(OFFSET_DELETE_RESP_TOPICS_NAME), -1,
+    K(OFFSET_DELETE_RESP_TOPICS_PARTITIONS), K(OFFSET_DELETE_RESP_TOPICS_PARTITIONS_PARTITION_INDEX),
+    K(OFFSET_DELETE_RESP_TOPICS_PARTITIONS_ERROR_CODE), NULL};
+
+static void bg_kafka__fill_offset_fetch(bg_kafka_struct_t *p)
+{
+    /* OffsetFetchResponse.UNAUTHORIZED_PARTITION: offset -1, no epoch, "" metadata. */
+    p->f[K(OFFSET_FETCH_RESP_TOPICS_PARTITIONS_COMMITTED_OFFSET)].i = -1;
+    p->f[K(OFFSET_FETCH_RESP_TOPICS_PARTITIONS_COMMITTED_LEADER_EPOCH)].i = -1;
+    p->f[K(OFFSET_FETCH_RESP_TOPICS_PARTITIONS_METADATA)].s = bg_kafka__empty;
+}
+
+static void bg_kafka__fill_offset_fetch_g(bg_kafka_struct_t *p)
+{
+    p->f[K(OFFSET_FETCH_RESP_GROUPS_TOPICS_PARTITIONS_COMMITTED_OFFSET)].i = -1;
+    p->f[K(OFFSET_FETCH_RESP_GROUPS_TOPICS_PARTITIONS_COMMITTED_LEADER_EPOCH)].i = -1;
+    p->f[K(OFFSET_FETCH_RESP_GROUPS_TOPICS_PARTITIONS_METADATA)].s = bg_kafka__empty;
+}
+
+static const bg_kafka__tp_shape_t bg_kafka__sh_offset_fetch = {
+    K(OFFSET_FETCH_REQ_TOPICS), K(OFFSET_FETCH_REQ_TOPICS_NAME), -1,
+    K(OFFSET_FETCH_REQ_TOPICS_PARTITION_INDEXES), -1, K(OFFSET_FETCH_RESP_TOPICS),
+    K(OFFSET_FETCH_RESP_TOPICS_NAME), -1, K(OFFSET_FETCH_RESP_TOPICS_PARTITIONS),
+    K(OFFSET_FETCH_RESP_TOPICS_PARTITIONS_PARTITION_INDEX),
+    K(OFFSET_FETCH_RESP_TOPICS_PARTITIONS_ERROR_CODE), bg_kafka__fill_offset_fetch};
+
+/* v8+: the same inside each group. */
+static const bg_kafka__tp_shape_t bg_kafka__sh_offset_fetch_g = {
+    K(OFFSET_FETCH_REQ_GROUPS_TOPICS), K(OFFSET_FETCH_REQ_GROUPS_TOPICS_NAME),
+    K(OFFSET_FETCH_REQ_GROUPS_TOPICS_TOPIC_ID), K(OFFSET_FETCH_REQ_GROUPS_TOPICS_PARTITION_INDEXES),
+    -1, K(OFFSET_FETCH_RESP_GROUPS_TOPICS), K(OFFSET_FETCH_RESP_GROUPS_TOPICS_NAME),
+    K(OFFSET_FETCH_RESP_GROUPS_TOPICS_TOPIC_ID), K(OFFSET_FETCH_RESP_GROUPS_TOPICS_PARTITIONS),
+    K(OFFSET_FETCH_RESP_GROUPS_TOPICS_PARTITIONS_PARTITION_INDEX),
+    K(OFFSET_FETCH_RESP_GROUPS_TOPICS_PARTITIONS_ERROR_CODE), bg_kafka__fill_offset_fetch_g};
+
+static int bg_kafka__group_then_topics(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
+                                       bg_slice_t group, int16_t force)
+{
+    if (!force && !bg_kafka__decide(az, BG_RES_KAFKA_GROUP, group, BG_VERB_READ))
+        force = BG_KAFKA_E_GROUP_AUTHORIZATION_FAILED;
+    return bg_kafka__tp_apply(az, sh, BG_VERB_READ, force);
+}
+
+int bg_kafka__c_offset_commit(bg_kafka__az_t *az)
+{
+    return bg_kafka__group_then_topics(az, &bg_kafka__sh_offset_commit,
+                                       az->req->f[K(OFFSET_COMMIT_REQ_GROUP_ID)].s, 0);
+}
+
+int bg_kafka__c_txn_offset_commit(bg_kafka__az_t *az)
+{
+    const bg_kafka_struct_t *r = az->req;
+    int16_t force = 0;
+    if (!bg_kafka__decide(az, BG_RES_KAFKA_TXN_ID, r->f[K(TXN_OFFSET_COMMIT_REQ_TRANSACTIONAL_ID)].s,
+                          BG_VERB_WRITE))
+        force = BG_KAFKA_E_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    return bg_kafka__group_then_topics(az, &bg_kafka__sh_txn_offset_commit,
+                                       r->f[K(TXN_OFFSET_COMMIT_REQ_GROUP_ID)].s, force);
+}
+
+int bg_kafka__c_offset_delete(bg_kafka__az_t *az)
+{
+    if (!bg_kafka__decide(az, BG_RES_KAFKA_GROUP, az->req->f[K(OFFSET_DELETE_REQ_GROUP_ID)].s,
+                          BG_VERB_DELETE))
+        return bg_kafka__respond_error(az, BG_KAFKA_E_GROUP_AUTHORIZATION_FAILED);
+    return bg_kafka__tp_apply(az, &bg_kafka__sh_offset_delete, BG_VERB_READ, 0);
+}
+
+/* OffsetFetch v1-7: one group, topics null (v2+) = all. */
+static int bg_kafka__offset_fetch_single(bg_kafka__az_t *az)
+{
+    const bg_kafka_struct_t *r = az->req;
+    if (!bg_kafka__decide(az, BG_RES_KAFKA_GROUP, r->f[K(OFFSET_FETCH_REQ_GROUP_ID)].s,
+                          BG_VERB_DESCRIBE))
+        return bg_kafka__respond_error(az, BG_KAFKA_E_GROUP_AUTHORIZATION_FAILED);
+    if (r->f[K(OFFSET_FETCH_REQ_TOPICS)].a.n < 0) {
+        bg_kafka__filter_t f = {K(OFFSET_FETCH_RESP_TOPICS), K(OFFSET_FETCH_RESP_TOPICS_NAME), -1,
+                                -1, -1, -1, bg_kafka_null_slice(), BG_RES_KAFKA_TOPIC,
+                                BG_VERB_DESCRIBE, NULL};
+        az->v->action = BG_KAFKA_ACT_FORWARD;
+        return bg_kafka__add_filter(az, &f);
+    }
+    return bg_kafka__tp_apply(az, &bg_kafka__sh_offset_fetch, BG_VERB_DESCRIBE, 0);
+}
+
+static bg_kafka_struct_t *bg_kafka__offset_fetch_group_err(bg_kafka_arena_t *a,
+                                                           const bg_kafka_struct_desc_t *rd,
+                                                           bg_slice_t group, int16_t err)
+{
+    bg_kafka_struct_t *g = bg_kafka_struct_new(a, rd);
+    if (!g || !bg_kafka_array_new(a, g, K(OFFSET_FETCH_RESP_GROUPS_TOPICS), 0))
+        return NULL;
+    g->f[K(OFFSET_FETCH_RESP_GROUPS_GROUP_ID)].s = group;
+    g->f[K(OFFSET_FETCH_RESP_GROUPS_ERROR_CODE)].i = err;
+    return g;
+}
+
+/* One allowed group of a batched OffsetFetch: returns the (possibly cloned)
+ * group to forward; denied topics are merged back into that group. */
+static bg_kafka_struct_t *bg_kafka__offset_fetch_group(bg_kafka__az_t *az, bg_kafka_struct_t *g,
+                                                       const bg_kafka_struct_desc_t *rtd)
+{
+    const bg_kafka__tp_shape_t *sh = &bg_kafka__sh_offset_fetch_g;
+    bg_slice_t gid = g->f[K(OFFSET_FETCH_REQ_GROUPS_GROUP_ID)].s;
+    if (g->f[sh->rq_topics].a.n < 0) {
+        bg_kafka__filter_t f = {K(OFFSET_FETCH_RESP_GROUPS), K(OFFSET_FETCH_RESP_GROUPS_TOPICS_NAME),
+                                -1, -1, K(OFFSET_FETCH_RESP_GROUPS_GROUP_ID),
+                                K(OFFSET_FETCH_RESP_GROUPS_TOPICS), gid, BG_RES_KAFKA_TOPIC,
+                                BG_VERB_DESCRIBE, NULL};
+        return bg_kafka__add_filter(az, &f) < 0 ? NULL : g;
+    }
+    bg_kafka__split_t sp;
+    if (bg_kafka__tp_split(az, sh, rtd, g, BG_VERB_DESCRIBE, 0, &sp) < 0)
+        return NULL;
+    if (sp.ndenied &&
+        bg_kafka__add_append(az, K(OFFSET_FETCH_RESP_GROUPS), K(OFFSET_FETCH_RESP_GROUPS_GROUP_ID),
+                             gid, K(OFFSET_FETCH_RESP_GROUPS_TOPICS), sp.denied, sp.ndenied) < 0)
+        return NULL;
+    return sp.allowed;
+}
+
+static int bg_kafka__offset_fetch_batched(bg_kafka__az_t *az)
+{
+    const bg_kafka_struct_t *r = az->req;
+    const bg_kafka_msg_desc_t *md = bg_kafka_msg_desc(BG_KAFKA_API_OFFSET_FETCH, 1);
+    const bg_kafka_struct_desc_t *rgd = bg_kafka_sub_desc(md->body, K(OFFSET_FETCH_RESP_GROUPS));
+    const bg_kafka_struct_desc_t *rtd = bg_kafka_sub_desc(rgd, K(OFFSET_FETCH_RESP_GROUPS_TOPICS));
+    int32_t n = bg_kafka__n(r, K(OFFSET_FETCH_REQ_GROUPS)), nk = 0, nd = 0;
+    bg_kafka_struct_t **keep = bg_kafka_arena_alloc(az->a, (size_t)(n + 1) * sizeof *keep);
+    bg_kafka_struct_t **den = bg_kafka_arena_alloc(az->a, (size_t)(n + 1) * sizeof *den);
+    if (!keep || !den)
+        return (az->oom = 1, 0);
+    for (int32_t i = 0; i < n; i++) {
+        bg_kafka_struct_t *g = r->f[K(OFFSET_FETCH_REQ_GROUPS)].a.s[i];
+        bg_slice_t gid = g->f[K(OFFSET_FETCH_REQ_GROUPS_GROUP_ID)].s;
+        if (bg_kafka__decide(az, BG_RES_KAFKA_GROUP, gid, BG_VERB_DESCRIBE)) {
+            if (!(keep[nk++] = bg_kafka__offset_fetch_group(az, g, rtd)))
+                return (az->oom = 1, 0);
+        } else if (!(den[nd++] = bg_kafka__offset_fetch_group_err(
+                         az->a, rgd, gid, BG_KAFKA_E_GROUP_AUTHORIZATION_FAILED))) {
+            return (az->oom = 1, 0);
+        }
+    }
+    if (nk == 0) {
+        bg_kafka_struct_t *resp = bg_kafka__resp_new(az);
+        if (!resp)
+            return 0;
+        resp->f[K(OFFSET_FETCH_RESP_GROUPS)].a.s = den;
+        resp->f[K(OFFSET_FETCH_RESP_GROUPS)].a.n = nd;
+        az->v->action = BG_KAFKA_ACT_RESPOND;
+        az->v->response = resp;
+        return 0;
+    }
+    bg_kafka_struct_t *c = bg_kafka_struct_clone(az->a, r);
+    if (!c)
+        return (az->oom = 1, 0);
+    c->f[K(OFFSET_FETCH_REQ_GROUPS)].a.s = keep;
+    c->f[K(OFFSET_FETCH_REQ_GROUPS)].a.n = nk;
+    az->v->action = BG_KAFKA_ACT_FORWARD_REWRITTEN;
+    az->v->request = c;
+    if (nd)
+        return bg_kafka__add_append(az, K(OFFSET_FETCH_RESP_GROUPS), -1, bg_kafka_null_slice(),
+                                    -1, den, nd);
+    return 0;
+}
+
+int bg_kafka__c_offset_fetch(bg_kafka__az_t *az)
+{
+    return az->ver >= 8 ? bg_kafka__offset_fetch_batched(az) : bg_kafka__offset_fetch_single(az);
+}
+
+/* ---- per-entry error responses of the APIs above ---- */
+
+static bg_kafka_struct_t *bg_kafka__offset_fetch_error(const bg_kafka_req_hdr_t *hdr,
+                                                       const bg_kafka_struct_t *req, int16_t err,
+                                                       bg_kafka_arena_t *a)
+{
+    const bg_kafka_msg_desc_t *md = bg_kafka_msg_desc(BG_KAFKA_API_OFFSET_FETCH, 1);
+    bg_kafka_struct_t *resp = bg_kafka_struct_new(a, md->body);
+    if (!resp)
+        return NULL;
+    if (hdr->api_version < 8) { /* v1: no top-level error; per partition */
+        const bg_kafka__tp_shape_t *sh = &bg_kafka__sh_offset_fetch;
+        const bg_kafka_struct_desc_t *rtd = bg_kafka_sub_desc(md->body, sh->rs_topics);
+        int32_t n = bg_kafka__n(req, sh->rq_topics);
+        bg_kafka_struct_t **el = bg_kafka_array_new(a, resp, sh->rs_topics, n);
+        for (int32_t i = 0; el && i < n; i++) {
+            const bg_kafka_struct_t *t = req->f[sh->rq_topics].a.s[i];
+            if (!(el[i] = bg_kafka__tp_deny_entry(a, sh, rtd, t, t->f[sh->rq_name].s, err)))
+                return NULL;
+        }
+        return el ? resp : NULL;
+    }
+    const bg_kafka_struct_desc_t *rgd = bg_kafka_sub_desc(md->body, K(OFFSET_FETCH_RESP_GROUPS));
+    int32_t n = bg_kafka__n(req, K(OFFSET_FETCH_REQ_GROUPS));
+    bg_kafka_struct_t **el = bg_kafka_array_new(a, resp, K(OFFSET_FETCH_RESP_GROUPS), n);
+    for (int32_t i = 0; el && i < n; i++) {
+        bg_slice_t gid = req->f[K(OFFSET_FETCH_REQ_GROUPS)].a.s[i]->f[0].s;
+        if (!(el[i] = bg_kafka__offset_fetch_group_err(a, rgd, gid, err)))
+            return NULL;
+    }
+    return el ? resp : NULL;
+}
+
+bg_kafka_struct_t *bg_kafka__error_entries_groups(const bg_kafka_req_hdr_t *hdr,
+                                                  const bg_kafka_struct_t *req, int16_t err,
+                                                  bg_kafka_arena_t *a)
+{
+    switch (hdr->api_key) {
+    case BG_KAFKA_API_OFFSET_FETCH: return bg_kafka__offset_fetch_error(hdr, req, err, a);
+    case BG_KAFKA_API_DESCRIBE_GROUPS:
+        return bg_kafka__str_error(hdr, req, err, a, K(DESCRIBE_GROUPS_REQ_GROUPS),
+                                   K(DESCRIBE_GROUPS_RESP_GROUPS), bg_kafka__e_describe_group);
+    case BG_KAFKA_API_DELETE_GROUPS:
+        return bg_kafka__str_error(hdr, req, err, a, K(DELETE_GROUPS_REQ_GROUPS_NAMES),
+                                   K(DELETE_GROUPS_RESP_RESULTS), bg_kafka__e_delete_group);
+    case BG_KAFKA_API_FIND_COORDINATOR:
+        return bg_kafka__str_error(hdr, req, err, a, K(FIND_COORDINATOR_REQ_COORDINATOR_KEYS),
+                                   K(FIND_COORDINATOR_RESP_COORDINATORS), bg_kafka__e_coordinator);
+    case BG_KAFKA_API_DESCRIBE_TRANSACTIONS:
+        return bg_kafka__str_error(hdr, req, err, a, K(DESCRIBE_TRANSACTIONS_REQ_TRANSACTIONAL_IDS),
+                                   K(DESCRIBE_TRANSACTIONS_RESP_TRANSACTION_STATES),
+                                   bg_kafka__e_describe_txn);
+    case BG_KAFKA_API_DELETE_TOPICS:
+        return bg_kafka__str_error(hdr, req, err, a, K(DELETE_TOPICS_REQ_TOPIC_NAMES),
+                                   K(DELETE_TOPICS_RESP_RESPONSES), bg_kafka__e_delete_topic);
+    default: return NULL;
+    }
+}

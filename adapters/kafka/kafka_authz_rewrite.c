@@ -1,0 +1,145 @@
+/* Response rewrites that do not depend on policy: broker addresses become
+ * busgate's (advertised_host : port_base + node_id) in Metadata,
+ * FindCoordinator, DescribeCluster and the NodeEndpoints of Produce (v10+)
+ * and Fetch (v16+); node ids and topic id/name pairs are reported to the
+ * session. */
+#include <string.h>
+
+#include "adapters/kafka/kafka_authz-internal.h"
+
+#define K(x) BG_KAFKA_##x
+
+static void bg_kafka__note_node(int32_t id, int32_t *nodes, size_t *nnodes, size_t maxnodes)
+{
+    if (!nodes || !nnodes || id < 0)
+        return;
+    for (size_t i = 0; i < *nnodes; i++)
+        if (nodes[i] == id)
+            return;
+    if (*nnodes < maxnodes)
+        nodes[(*nnodes)++] = id;
+}
+
+/* Rewrites host/port of one broker entry; rack and everything else kept. */
+static void bg_kafka__addr(const bg_kafka_authz_ctx_t *ctx, bg_kafka_struct_t *b, int id_idx,
+                           int host_idx, int port_idx, int32_t *nodes, size_t *nnodes,
+                           size_t maxnodes)
+{
+    int64_t id = b->f[id_idx].i;
+    if (id < 0)
+        return; /* no node (error entries): nothing to point at */
+    bg_kafka__note_node((int32_t)id, nodes, nnodes, maxnodes);
+    if (!ctx->advertised_host)
+        return;
+    b->f[host_idx].s = bg_kafka_cstr(ctx->advertised_host);
+    b->f[port_idx].i = (int64_t)ctx->port_base + id;
+}
+
+static void bg_kafka__addr_arr(const bg_kafka_authz_ctx_t *ctx, bg_kafka_struct_t *s, int arr,
+                               int id_idx, int host_idx, int port_idx, int32_t *nodes,
+                               size_t *nnodes, size_t maxnodes)
+{
+    int32_t n = bg_kafka__n(s, arr);
+    for (int32_t i = 0; i < n; i++)
+        bg_kafka__addr(ctx, s->f[arr].a.s[i], id_idx, host_idx, port_idx, nodes, nnodes,
+                       maxnodes);
+}
+
+static int bg_kafka__uuid_zero(const uint8_t id[16])
+{
+    static const uint8_t z[16];
+    return memcmp(id, z, 16) == 0;
+}
+
+static void bg_kafka__learn_arr(bg_kafka_struct_t *s, int arr, int name_idx, int id_idx,
+                                bg_kafka_learn_topic_fn learn, void *arg)
+{
+    int32_t n = bg_kafka__n(s, arr);
+    for (int32_t i = 0; learn && i < n; i++) {
+        bg_kafka_struct_t *t = s->f[arr].a.s[i];
+        if (t->f[name_idx].s.len > 0 && !bg_kafka__uuid_zero(t->f[id_idx].uuid))
+            learn(arg, t->f[id_idx].uuid, t->f[name_idx].s);
+    }
+}
+
+int bg_kafka__r_metadata(const bg_kafka_authz_ctx_t *ctx, int16_t ver, bg_kafka_struct_t *resp,
+                         bg_kafka_arena_t *a, int32_t *nodes, size_t *nnodes, size_t maxnodes,
+                         bg_kafka_learn_topic_fn learn, void *learn_arg)
+{
+    (void)a;
+    bg_kafka__addr_arr(ctx, resp, K(METADATA_RESP_BROKERS), K(METADATA_RESP_BROKERS_NODE_ID),
+                       K(METADATA_RESP_BROKERS_HOST), K(METADATA_RESP_BROKERS_PORT), nodes, nnodes,
+                       maxnodes);
+    if (ver >= 10)
+        bg_kafka__learn_arr(resp, K(METADATA_RESP_TOPICS), K(METADATA_RESP_TOPICS_NAME),
+                            K(METADATA_RESP_TOPICS_TOPIC_ID), learn, learn_arg);
+    return 0;
+}
+
+int bg_kafka__r_describe_topic_partitions(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
+                                          bg_kafka_struct_t *resp, bg_kafka_arena_t *a,
+                                          int32_t *nodes, size_t *nnodes, size_t maxnodes,
+                                          bg_kafka_learn_topic_fn learn, void *learn_arg)
+{
+    (void)ctx, (void)ver, (void)a, (void)nodes, (void)nnodes, (void)maxnodes;
+    bg_kafka__learn_arr(resp, K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS),
+                        K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_NAME),
+                        K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_TOPIC_ID), learn, learn_arg);
+    return 0;
+}
+
+int bg_kafka__r_find_coordinator(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
+                                 bg_kafka_struct_t *resp, bg_kafka_arena_t *a, int32_t *nodes,
+                                 size_t *nnodes, size_t maxnodes, bg_kafka_learn_topic_fn learn,
+                                 void *learn_arg)
+{
+    (void)a, (void)learn, (void)learn_arg;
+    if (ver >= 4) {
+        bg_kafka__addr_arr(ctx, resp, K(FIND_COORDINATOR_RESP_COORDINATORS),
+                           K(FIND_COORDINATOR_RESP_COORDINATORS_NODE_ID),
+                           K(FIND_COORDINATOR_RESP_COORDINATORS_HOST),
+                           K(FIND_COORDINATOR_RESP_COORDINATORS_PORT), nodes, nnodes, maxnodes);
+        return 0;
+    }
+    bg_kafka__addr(ctx, resp, K(FIND_COORDINATOR_RESP_NODE_ID), K(FIND_COORDINATOR_RESP_HOST),
+                   K(FIND_COORDINATOR_RESP_PORT), nodes, nnodes, maxnodes);
+    return 0;
+}
+
+int bg_kafka__r_describe_cluster(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
+                                 bg_kafka_struct_t *resp, bg_kafka_arena_t *a, int32_t *nodes,
+                                 size_t *nnodes, size_t maxnodes, bg_kafka_learn_topic_fn learn,
+                                 void *learn_arg)
+{
+    (void)ver, (void)a, (void)learn, (void)learn_arg;
+    bg_kafka__addr_arr(ctx, resp, K(DESCRIBE_CLUSTER_RESP_BROKERS),
+                       K(DESCRIBE_CLUSTER_RESP_BROKERS_BROKER_ID),
+                       K(DESCRIBE_CLUSTER_RESP_BROKERS_HOST), K(DESCRIBE_CLUSTER_RESP_BROKERS_PORT),
+                       nodes, nnodes, maxnodes);
+    return 0;
+}
+
+int bg_kafka__r_produce(const bg_kafka_authz_ctx_t *ctx, int16_t ver, bg_kafka_struct_t *resp,
+                        bg_kafka_arena_t *a, int32_t *nodes, size_t *nnodes, size_t maxnodes,
+                        bg_kafka_learn_topic_fn learn, void *learn_arg)
+{
+    (void)a, (void)learn, (void)learn_arg;
+    if (ver >= 10)
+        bg_kafka__addr_arr(ctx, resp, K(PRODUCE_RESP_NODE_ENDPOINTS),
+                           K(PRODUCE_RESP_NODE_ENDPOINTS_NODE_ID),
+                           K(PRODUCE_RESP_NODE_ENDPOINTS_HOST), K(PRODUCE_RESP_NODE_ENDPOINTS_PORT),
+                           nodes, nnodes, maxnodes);
+    return 0;
+}
+
+int bg_kafka__r_fetch(const bg_kafka_authz_ctx_t *ctx, int16_t ver, bg_kafka_struct_t *resp,
+                      bg_kafka_arena_t *a, int32_t *nodes, size_t *nnodes, size_t maxnodes,
+                      bg_kafka_learn_topic_fn learn, void *learn_arg)
+{
+    (void)a, (void)learn, (void)learn_arg;
+    if (ver >= 16)
+        bg_kafka__addr_arr(ctx, resp, K(FETCH_RESP_NODE_ENDPOINTS),
+                           K(FETCH_RESP_NODE_ENDPOINTS_NODE_ID), K(FETCH_RESP_NODE_ENDPOINTS_HOST),
+                           K(FETCH_RESP_NODE_ENDPOINTS_PORT), nodes, nnodes, maxnodes);
+    return 0;
+}

@@ -1,0 +1,584 @@
+/* The generic topic -> partition split/merge, written once and driven by the
+ * field indices of each API's shape, and the classifiers of the APIs whose
+ * resources are topics. Also the generic whole-request error response. */
+#include <string.h>
+
+#include "adapters/kafka/kafka_authz-internal.h"
+
+#define K(x) BG_KAFKA_##x
+
+/* ---- error-entry values matching what Kafka itself returns ---- */
+
+static void bg_kafka__fill_produce(bg_kafka_struct_t *p)
+{
+    /* ProduceResponse.PartitionResponse(error): base offset -1, no append time. */
+    p->f[K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_BASE_OFFSET)].i = -1;
+    p->f[K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_LOG_APPEND_TIME_MS)].i = -1;
+    p->f[K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_LOG_START_OFFSET)].i = -1;
+}
+
+static void bg_kafka__fill_fetch(bg_kafka_struct_t *p)
+{
+    /* FetchResponse.partitionResponse(error): offsets -1, MemoryRecords.EMPTY
+     * (an empty, non-null records field). */
+    static const uint8_t empty[1];
+    p->f[K(FETCH_RESP_RESPONSES_PARTITIONS_HIGH_WATERMARK)].i = -1;
+    p->f[K(FETCH_RESP_RESPONSES_PARTITIONS_LAST_STABLE_OFFSET)].i = -1;
+    p->f[K(FETCH_RESP_RESPONSES_PARTITIONS_LOG_START_OFFSET)].i = -1;
+    p->f[K(FETCH_RESP_RESPONSES_PARTITIONS_PREFERRED_READ_REPLICA)].i = -1;
+    p->f[K(FETCH_RESP_RESPONSES_PARTITIONS_RECORDS)].s = (bg_slice_t){empty, 0};
+}
+
+static void bg_kafka__fill_list_offsets(bg_kafka_struct_t *p)
+{
+    p->f[K(LIST_OFFSETS_RESP_TOPICS_PARTITIONS_TIMESTAMP)].i = -1;
+    p->f[K(LIST_OFFSETS_RESP_TOPICS_PARTITIONS_OFFSET)].i = -1;
+    p->f[K(LIST_OFFSETS_RESP_TOPICS_PARTITIONS_LEADER_EPOCH)].i = -1;
+}
+
+static void bg_kafka__fill_olep(bg_kafka_struct_t *p)
+{
+    p->f[K(OFFSET_FOR_LEADER_EPOCH_RESP_TOPICS_PARTITIONS_LEADER_EPOCH)].i = -1;
+    p->f[K(OFFSET_FOR_LEADER_EPOCH_RESP_TOPICS_PARTITIONS_END_OFFSET)].i = -1;
+}
+
+static void bg_kafka__fill_delete_records(bg_kafka_struct_t *p)
+{
+    p->f[K(DELETE_RECORDS_RESP_TOPICS_PARTITIONS_LOW_WATERMARK)].i = -1;
+}
+
+static void bg_kafka__fill_create_topics(bg_kafka_struct_t *t)
+{
+    t->f[K(CREATE_TOPICS_RESP_TOPICS_NUM_PARTITIONS)].i = -1;
+    t->f[K(CREATE_TOPICS_RESP_TOPICS_REPLICATION_FACTOR)].i = -1;
+}
+
+/* ---- shapes ---- */
+
+static const bg_kafka__tp_shape_t bg_kafka__sh_produce = {
+    K(PRODUCE_REQ_TOPIC_DATA), K(PRODUCE_REQ_TOPIC_DATA_NAME), K(PRODUCE_REQ_TOPIC_DATA_TOPIC_ID),
+    K(PRODUCE_REQ_TOPIC_DATA_PARTITION_DATA), K(PRODUCE_REQ_TOPIC_DATA_PARTITION_DATA_INDEX),
+    K(PRODUCE_RESP_RESPONSES), K(PRODUCE_RESP_RESPONSES_NAME), K(PRODUCE_RESP_RESPONSES_TOPIC_ID),
+    K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES),
+    K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_INDEX),
+    K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_ERROR_CODE), bg_kafka__fill_produce};
+
+static const bg_kafka__tp_shape_t bg_kafka__sh_fetch = {
+    K(FETCH_REQ_TOPICS), K(FETCH_REQ_TOPICS_TOPIC), K(FETCH_REQ_TOPICS_TOPIC_ID),
+    K(FETCH_REQ_TOPICS_PARTITIONS), K(FETCH_REQ_TOPICS_PARTITIONS_PARTITION),
+    K(FETCH_RESP_RESPONSES), K(FETCH_RESP_RESPONSES_TOPIC), K(FETCH_RESP_RESPONSES_TOPIC_ID),
+    K(FETCH_RESP_RESPONSES_PARTITIONS), K(FETCH_RESP_RESPONSES_PARTITIONS_PARTITION_INDEX),
+    K(FETCH_RESP_RESPONSES_PARTITIONS_ERROR_CODE), bg_kafka__fill_fetch};
+
+static const bg_kafka__tp_shape_t bg_kafka__sh_list_offsets = {
+    K(LIST_OFFSETS_REQ_TOPICS), K(LIST_OFFSETS_REQ_TOPICS_NAME), -1,
+    K(LIST_OFFSETS_REQ_TOPICS_PARTITIONS), K(LIST_OFFSETS_REQ_TOPICS_PARTITIONS_PARTITION_INDEX),
+    K(LIST_OFFSETS_RESP_TOPICS), K(LIST_OFFSETS_RESP_TOPICS_NAME), -1,
+    K(LIST_OFFSETS_RESP_TOPICS_PARTITIONS), K(LIST_OFFSETS_RESP_TOPICS_PARTITIONS_PARTITION_INDEX),
+    K(LIST_OFFSETS_RESP_TOPICS_PARTITIONS_ERROR_CODE), bg_kafka__fill_list_offsets};
+
+static const bg_kafka__tp_shape_t bg_kafka__sh_olep = {
+    K(OFFSET_FOR_LEADER_EPOCH_REQ_TOPICS), K(OFFSET_FOR_LEADER_EPOCH_REQ_TOPICS_TOPIC), -1,
+    K(OFFSET_FOR_LEADER_EPOCH_REQ_TOPICS_PARTITIONS),
+    K(OFFSET_FOR_LEADER_EPOCH_REQ_TOPICS_PARTITIONS_PARTITION),
+    K(OFFSET_FOR_LEADER_EPOCH_RESP_TOPICS), K(OFFSET_FOR_LEADER_EPOCH_RESP_TOPICS_TOPIC), -1,
+    K(OFFSET_FOR_LEADER_EPOCH_RESP_TOPICS_PARTITIONS),
+    K(OFFSET_FOR_LEADER_EPOCH_RESP_TOPICS_PARTITIONS_PARTITION),
+    K(OFFSET_FOR_LEADER_EPOCH_RESP_TOPICS_PARTITIONS_ERROR_CODE), bg_kafka__fill_olep};
+
+static const bg_kafka__tp_shape_t bg_kafka__sh_create_topics = {
+    K(CREATE_TOPICS_REQ_TOPICS), K(CREATE_TOPICS_REQ_TOPICS_NAME), -1, -1, -1,
+    K(CREATE_TOPICS_RESP_TOPICS), K(CREATE_TOPICS_RESP_TOPICS_NAME), -1, -1, -1,
+    K(CREATE_TOPICS_RESP_TOPICS_ERROR_CODE), bg_kafka__fill_create_topics};
+
+static const bg_kafka__tp_shape_t bg_kafka__sh_delete_topics = {
+    K(DELETE_TOPICS_REQ_TOPICS), K(DELETE_TOPICS_REQ_TOPICS_NAME),
+    K(DELETE_TOPICS_REQ_TOPICS_TOPIC_ID), -1, -1, K(DELETE_TOPICS_RESP_RESPONSES),
+    K(DELETE_TOPICS_RESP_RESPONSES_NAME), K(DELETE_TOPICS_RESP_RESPONSES_TOPIC_ID), -1, -1,
+    K(DELETE_TOPICS_RESP_RESPONSES_ERROR_CODE), NULL};
+
+static const bg_kafka__tp_shape_t bg_kafka__sh_delete_records = {
+    K(DELETE_RECORDS_REQ_TOPICS), K(DELETE_RECORDS_REQ_TOPICS_NAME), -1,
+    K(DELETE_RECORDS_REQ_TOPICS_PARTITIONS),
+    K(DELETE_RECORDS_REQ_TOPICS_PARTITIONS_PARTITION_INDEX), K(DELETE_RECORDS_RESP_TOPICS),
+    K(DELETE_RECORDS_RESP_TOPICS_NAME), -1, K(DELETE_RECORDS_RESP_TOPICS_PARTITIONS),
+    K(DELETE_RECORDS_RESP_TOPICS_PARTITIONS_PARTITION_INDEX),
+    K(DELETE_RECORDS_RESP_TOPICS_PARTITIONS_ERROR_CODE), bg_kafka__fill_delete_records};
+
+static const bg_kafka__tp_shape_t bg_kafka__sh_create_partitions = {
+    K(CREATE_PARTITIONS_REQ_TOPICS), K(CREATE_PARTITIONS_REQ_TOPICS_NAME), -1, -1, -1,
+    K(CREATE_PARTITIONS_RESP_RESULTS), K(CREATE_PARTITIONS_RESP_RESULTS_NAME), -1, -1, -1,
+    K(CREATE_PARTITIONS_RESP_RESULTS_ERROR_CODE), NULL};
+
+static const bg_kafka__tp_shape_t bg_kafka__sh_describe_producers = {
+    K(DESCRIBE_PRODUCERS_REQ_TOPICS), K(DESCRIBE_PRODUCERS_REQ_TOPICS_NAME), -1,
+    K(DESCRIBE_PRODUCERS_REQ_TOPICS_PARTITION_INDEXES), -1, K(DESCRIBE_PRODUCERS_RESP_TOPICS),
+    K(DESCRIBE_PRODUCERS_RESP_TOPICS_NAME), -1, K(DESCRIBE_PRODUCERS_RESP_TOPICS_PARTITIONS),
+    K(DESCRIBE_PRODUCERS_RESP_TOPICS_PARTITIONS_PARTITION_INDEX),
+    K(DESCRIBE_PRODUCERS_RESP_TOPICS_PARTITIONS_ERROR_CODE), NULL};
+
+static const bg_kafka__tp_shape_t bg_kafka__sh_metadata = {
+    K(METADATA_REQ_TOPICS), K(METADATA_REQ_TOPICS_NAME), K(METADATA_REQ_TOPICS_TOPIC_ID), -1, -1,
+    K(METADATA_RESP_TOPICS), K(METADATA_RESP_TOPICS_NAME), K(METADATA_RESP_TOPICS_TOPIC_ID), -1,
+    -1, K(METADATA_RESP_TOPICS_ERROR_CODE), NULL};
+
+static const bg_kafka__tp_shape_t bg_kafka__sh_dtp = {
+    K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS), K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS_NAME), -1, -1,
+    -1, K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS), K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_NAME),
+    K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_TOPIC_ID), -1, -1,
+    K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_ERROR_CODE), NULL};
+
+/* Shapes for the generic per-entry error response (bg_kafka_authz_error_response). */
+static const bg_kafka__tp_shape_t *bg_kafka__shape_of(int16_t api_key, int16_t ver)
+{
+    switch (api_key) {
+    case BG_KAFKA_API_PRODUCE: return &bg_kafka__sh_produce;
+    case BG_KAFKA_API_FETCH: return &bg_kafka__sh_fetch;
+    case BG_KAFKA_API_LIST_OFFSETS: return &bg_kafka__sh_list_offsets;
+    case BG_KAFKA_API_OFFSET_FOR_LEADER_EPOCH: return &bg_kafka__sh_olep;
+    case BG_KAFKA_API_CREATE_TOPICS: return &bg_kafka__sh_create_topics;
+    case BG_KAFKA_API_DELETE_TOPICS: return ver >= 6 ? &bg_kafka__sh_delete_topics : NULL;
+    case BG_KAFKA_API_DELETE_RECORDS: return &bg_kafka__sh_delete_records;
+    case BG_KAFKA_API_CREATE_PARTITIONS: return &bg_kafka__sh_create_partitions;
+    case BG_KAFKA_API_DESCRIBE_PRODUCERS: return &bg_kafka__sh_describe_producers;
+    case BG_KAFKA_API_DESCRIBE_TOPIC_PARTITIONS: return &bg_kafka__sh_dtp;
+    default: return NULL;
+    }
+}
+
+/* ---- the generic machinery ---- */
+
+const bg_kafka_struct_desc_t *bg_kafka__rs_topic_desc(int16_t api_key,
+                                                      const bg_kafka__tp_shape_t *sh)
+{
+    const bg_kafka_msg_desc_t *d = bg_kafka_msg_desc(api_key, 1);
+    return d ? bg_kafka_sub_desc(d->body, sh->rs_topics) : NULL;
+}
+
+int bg_kafka__topic_name(const bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
+                         const bg_kafka_struct_t *t, bg_slice_t *name)
+{
+    if (sh->rq_name >= 0 && bg_kafka__has(t->desc, sh->rq_name, az->ver) &&
+        t->f[sh->rq_name].s.len >= 0) {
+        *name = t->f[sh->rq_name].s;
+        return 1;
+    }
+    *name = bg_kafka_null_slice();
+    bg_slice_t nm;
+    if (sh->rq_id < 0 || !bg_kafka__has(t->desc, sh->rq_id, az->ver) || !az->ctx->topic_name ||
+        !az->ctx->topic_name(az->ctx->topic_name_arg, t->f[sh->rq_id].uuid, &nm) || nm.len < 0)
+        return 0;
+    /* The callback's name lives for this call only; decisions outlive it. */
+    uint8_t *copy = bg_kafka_arena_alloc(az->a, (size_t)nm.len + 1);
+    if (!copy)
+        return 0;
+    if (nm.len)
+        memcpy(copy, nm.p, (size_t)nm.len);
+    *name = (bg_slice_t){copy, nm.len};
+    return 1;
+}
+
+bg_kafka_struct_t *bg_kafka__tp_deny_entry(bg_kafka_arena_t *a, const bg_kafka__tp_shape_t *sh,
+                                           const bg_kafka_struct_desc_t *rs_topic_desc,
+                                           const bg_kafka_struct_t *rq_topic, bg_slice_t name,
+                                           int16_t err)
+{
+    bg_kafka_struct_t *t = bg_kafka_struct_new(a, rs_topic_desc);
+    if (!t)
+        return NULL;
+    t->f[sh->rs_name].s = name;
+    if (name.len < 0 && !(rs_topic_desc->fields[sh->rs_name].null_min <=
+                          rs_topic_desc->fields[sh->rs_name].null_max))
+        t->f[sh->rs_name].s = (bg_slice_t){(const uint8_t *)"", 0};
+    if (sh->rs_id >= 0 && sh->rq_id >= 0)
+        memcpy(t->f[sh->rs_id].uuid, rq_topic->f[sh->rq_id].uuid, 16);
+    if (sh->rs_parts < 0) {
+        t->f[sh->rs_err].i = err;
+        if (sh->fill)
+            sh->fill(t);
+        return t;
+    }
+    int32_t n = sh->rq_parts >= 0 ? bg_kafka__n(rq_topic, sh->rq_parts) : 0;
+    bg_kafka_struct_t **ps = bg_kafka_array_new(a, t, sh->rs_parts, n);
+    if (!ps)
+        return NULL;
+    for (int32_t i = 0; i < n; i++) {
+        const bg_kafka_val_t *rp = &rq_topic->f[sh->rq_parts].a.v[i];
+        int64_t idx = sh->rq_pidx >= 0 ? rq_topic->f[sh->rq_parts].a.s[i]->f[sh->rq_pidx].i
+                                       : rp->i;
+        ps[i]->f[sh->rs_pidx].i = idx;
+        ps[i]->f[sh->rs_err].i = err;
+        if (sh->fill)
+            sh->fill(ps[i]);
+    }
+    return t;
+}
+
+/* Starts the denied bookkeeping at topic i: keep[] gets the allowed prefix. */
+static int bg_kafka__split_begin(bg_kafka__az_t *az, bg_kafka_struct_t **el, int32_t n,
+                                 int32_t i, bg_kafka_struct_t ***keep, bg_kafka__split_t *out)
+{
+    *keep = bg_kafka_arena_alloc(az->a, (size_t)n * sizeof **keep);
+    out->denied = bg_kafka_arena_alloc(az->a, (size_t)n * sizeof *out->denied);
+    if (!*keep || !out->denied) {
+        az->oom = 1;
+        return -1;
+    }
+    memcpy(*keep, el, (size_t)i * sizeof **keep);
+    out->nallowed = i;
+    return 0;
+}
+
+int bg_kafka__tp_split(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
+                       const bg_kafka_struct_desc_t *rs_topic_desc,
+                       const bg_kafka_struct_t *parent, bg_verb_t verb, int16_t force_err,
+                       bg_kafka__split_t *out)
+{
+    int32_t n = bg_kafka__n(parent, sh->rq_topics);
+    bg_kafka_struct_t **el = parent->f[sh->rq_topics].a.s, **keep = NULL;
+    memset(out, 0, sizeof *out);
+    out->force = force_err;
+    out->allowed = (bg_kafka_struct_t *)parent;
+    out->nallowed = n;
+    for (int32_t i = 0; i < n; i++) {
+        const bg_kafka_struct_t *t = el[i];
+        bg_slice_t name;
+        int16_t err = force_err;
+        int known = bg_kafka__topic_name(az, sh, t, &name);
+        if (!err && !known) {
+            err = BG_KAFKA_E_UNKNOWN_TOPIC_ID; /* never pass an unresolvable id through */
+            bg_kafka__record_denied(az, BG_RES_KAFKA_TOPIC, name, verb, err, "unknown topic id");
+        } else if (!err && !bg_kafka__decide(az, BG_RES_KAFKA_TOPIC, name, verb)) {
+            err = BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
+        }
+        if (!err) {
+            if (keep)
+                keep[out->nallowed++] = el[i];
+            continue;
+        }
+        if (!keep && bg_kafka__split_begin(az, el, n, i, &keep, out) < 0)
+            return -1;
+        bg_kafka_struct_t *e = bg_kafka__tp_deny_entry(az->a, sh, rs_topic_desc, t, name, err);
+        if (!e) {
+            az->oom = 1;
+            return -1;
+        }
+        out->denied[out->ndenied++] = e;
+    }
+    if (!keep)
+        return 0;
+    out->allowed = bg_kafka_struct_clone(az->a, parent);
+    if (!out->allowed) {
+        az->oom = 1;
+        return -1;
+    }
+    out->allowed->f[sh->rq_topics].a.s = keep;
+    out->allowed->f[sh->rq_topics].a.n = out->nallowed;
+    return 0;
+}
+
+int bg_kafka__tp_finish(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
+                        const bg_kafka__split_t *sp, int rewritten)
+{
+    bg_kafka_verdict_t *v = az->v;
+    if (sp->ndenied == 0 && !sp->force) {
+        v->action = rewritten ? BG_KAFKA_ACT_FORWARD_REWRITTEN : BG_KAFKA_ACT_FORWARD;
+        v->request = rewritten ? sp->allowed : NULL;
+        return 0;
+    }
+    if (sp->nallowed == 0) {
+        bg_kafka_struct_t *r = bg_kafka__resp_new(az);
+        if (!r)
+            return -1;
+        r->f[sh->rs_topics].a.s = sp->denied;
+        r->f[sh->rs_topics].a.n = sp->ndenied;
+        v->action = BG_KAFKA_ACT_RESPOND;
+        v->response = r;
+        return 0;
+    }
+    v->action = BG_KAFKA_ACT_FORWARD_REWRITTEN;
+    v->request = sp->allowed;
+    return bg_kafka__add_append(az, sh->rs_topics, -1, bg_kafka_null_slice(), -1, sp->denied,
+                                sp->ndenied);
+}
+
+int bg_kafka__tp_apply(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh, bg_verb_t verb,
+                       int16_t force_err)
+{
+    bg_kafka__split_t sp;
+    const bg_kafka_struct_desc_t *rd = bg_kafka__rs_topic_desc(az->hdr->api_key, sh);
+    if (!rd || bg_kafka__tp_split(az, sh, rd, az->req, verb, force_err, &sp) < 0)
+        return az->oom ? 0 : -1;
+    return bg_kafka__tp_finish(az, sh, &sp, 0);
+}
+
+/* ---- classifiers ---- */
+
+int bg_kafka__c_produce(bg_kafka__az_t *az)
+{
+    const bg_kafka_struct_t *r = az->req;
+    int16_t force = 0;
+    bg_slice_t txn = r->f[K(PRODUCE_REQ_TRANSACTIONAL_ID)].s;
+    if (txn.len >= 0 && !bg_kafka__decide(az, BG_RES_KAFKA_TXN_ID, txn, BG_VERB_WRITE))
+        force = BG_KAFKA_E_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    bg_kafka__split_t sp;
+    const bg_kafka_struct_desc_t *rd = bg_kafka__rs_topic_desc(BG_KAFKA_API_PRODUCE,
+                                                               &bg_kafka__sh_produce);
+    if (bg_kafka__tp_split(az, &bg_kafka__sh_produce, rd, r, BG_VERB_WRITE, force, &sp) < 0)
+        return 0;
+    if (r->f[K(PRODUCE_REQ_ACKS)].i == 0) {
+        /* No response can carry an error: Kafka itself closes the connection
+         * when an acks=0 produce fails. */
+        if (sp.ndenied) {
+            az->v->action = BG_KAFKA_ACT_CLOSE;
+            az->v->close_reason = "acks=0 produce denied";
+            return 0;
+        }
+        az->v->action = BG_KAFKA_ACT_FORWARD;
+        az->v->no_response = 1;
+        return 0;
+    }
+    return bg_kafka__tp_finish(az, &bg_kafka__sh_produce, &sp, 0);
+}
+
+/* A fetch from a replica (follower) is broker-to-broker: CLUSTER_ACTION in
+ * Kafka; clients never send it. */
+static int bg_kafka__fetch_from_follower(const bg_kafka__az_t *az)
+{
+    const bg_kafka_struct_t *r = az->req;
+    if (bg_kafka__has(r->desc, K(FETCH_REQ_REPLICA_ID), az->ver))
+        return r->f[K(FETCH_REQ_REPLICA_ID)].i >= 0;
+    const bg_kafka_struct_t *rs = r->f[K(FETCH_REQ_REPLICA_STATE)].st;
+    return bg_kafka__has(r->desc, K(FETCH_REQ_REPLICA_STATE), az->ver) && rs &&
+           rs->f[K(FETCH_REQ_REPLICA_STATE_REPLICA_ID)].i >= 0;
+}
+
+int bg_kafka__c_fetch(bg_kafka__az_t *az)
+{
+    const bg_kafka_struct_t *r = az->req;
+    int16_t force = 0;
+    if (bg_kafka__fetch_from_follower(az)) {
+        bg_kafka__record_denied(az, BG_RES_KAFKA_CLUSTER, bg_kafka_cstr(""), BG_VERB_ALTER,
+                                BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED, "replica fetch");
+        force = BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
+    }
+    bg_kafka__split_t sp;
+    const bg_kafka_struct_desc_t *rd = bg_kafka__rs_topic_desc(BG_KAFKA_API_FETCH,
+                                                               &bg_kafka__sh_fetch);
+    if (bg_kafka__tp_split(az, &bg_kafka__sh_fetch, rd, r, BG_VERB_READ, force, &sp) < 0)
+        return 0;
+    /* KIP-227 sessions: an incremental fetch names only changed partitions,
+     * so busgate could not see (and authorize) what the broker returns from
+     * the session. Force sessionless full fetches. */
+    int rewritten = 0;
+    if (az->ver >= 7 && sp.nallowed > 0 &&
+        (r->f[K(FETCH_REQ_SESSION_ID)].i != 0 || r->f[K(FETCH_REQ_SESSION_EPOCH)].i != -1)) {
+        if (sp.allowed == r && !(sp.allowed = bg_kafka_struct_clone(az->a, r))) {
+            az->oom = 1;
+            return 0;
+        }
+        sp.allowed->f[K(FETCH_REQ_SESSION_ID)].i = 0;
+        sp.allowed->f[K(FETCH_REQ_SESSION_EPOCH)].i = -1;
+        sp.allowed->f[K(FETCH_REQ_FORGOTTEN_TOPICS_DATA)].a.n = 0;
+        rewritten = 1;
+    }
+    return bg_kafka__tp_finish(az, &bg_kafka__sh_fetch, &sp, rewritten);
+}
+
+int bg_kafka__c_list_offsets(bg_kafka__az_t *az)
+{
+    return bg_kafka__tp_apply(az, &bg_kafka__sh_list_offsets, BG_VERB_DESCRIBE, 0);
+}
+
+int bg_kafka__c_offset_for_leader_epoch(bg_kafka__az_t *az)
+{
+    /* ReplicaId >= 0 (v3+) is a follower: CLUSTER_ACTION in Kafka. */
+    int16_t force = 0;
+    if (az->ver >= 3 && az->req->f[K(OFFSET_FOR_LEADER_EPOCH_REQ_REPLICA_ID)].i >= 0)
+        force = BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
+    return bg_kafka__tp_apply(az, &bg_kafka__sh_olep, BG_VERB_DESCRIBE, force);
+}
+
+int bg_kafka__c_create_topics(bg_kafka__az_t *az)
+{
+    return bg_kafka__tp_apply(az, &bg_kafka__sh_create_topics, BG_VERB_CREATE, 0);
+}
+
+int bg_kafka__c_delete_records(bg_kafka__az_t *az)
+{
+    return bg_kafka__tp_apply(az, &bg_kafka__sh_delete_records, BG_VERB_DELETE, 0);
+}
+
+int bg_kafka__c_create_partitions(bg_kafka__az_t *az)
+{
+    return bg_kafka__tp_apply(az, &bg_kafka__sh_create_partitions, BG_VERB_ALTER, 0);
+}
+
+int bg_kafka__c_describe_producers(bg_kafka__az_t *az)
+{
+    return bg_kafka__tp_apply(az, &bg_kafka__sh_describe_producers, BG_VERB_READ, 0);
+}
+
+/* DeleteTopics v1-5 names topics in a string array; v6 uses the shape. */
+static int bg_kafka__delete_topic_names(bg_kafka__az_t *az)
+{
+    const bg_kafka_struct_t *r = az->req;
+    int idx = K(DELETE_TOPICS_REQ_TOPIC_NAMES);
+    int32_t n = bg_kafka__n(r, idx), nk = 0, nd = 0;
+    const bg_kafka_val_t *names = r->f[idx].a.v;
+    bg_kafka_val_t *keep = bg_kafka_arena_alloc(az->a, (size_t)(n + 1) * sizeof *keep);
+    bg_kafka_struct_t **den = bg_kafka_arena_alloc(az->a, (size_t)(n + 1) * sizeof *den);
+    const bg_kafka_struct_desc_t *rd = bg_kafka__rs_topic_desc(BG_KAFKA_API_DELETE_TOPICS,
+                                                               &bg_kafka__sh_delete_topics);
+    if (!keep || !den || !rd) {
+        az->oom = 1;
+        return 0;
+    }
+    for (int32_t i = 0; i < n; i++) {
+        if (bg_kafka__decide(az, BG_RES_KAFKA_TOPIC, names[i].s, BG_VERB_DELETE)) {
+            keep[nk++] = names[i];
+            continue;
+        }
+        bg_kafka_struct_t *e = bg_kafka_struct_new(az->a, rd);
+        if (!e) {
+            az->oom = 1;
+            return 0;
+        }
+        e->f[K(DELETE_TOPICS_RESP_RESPONSES_NAME)].s = names[i].s;
+        e->f[K(DELETE_TOPICS_RESP_RESPONSES_ERROR_CODE)].i = BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
+        den[nd++] = e;
+    }
+    bg_kafka__split_t sp = {(bg_kafka_struct_t *)r, den, nd, nk, 0};
+    if (nd && nk) {
+        if (!(sp.allowed = bg_kafka_struct_clone(az->a, r))) {
+            az->oom = 1;
+            return 0;
+        }
+        sp.allowed->f[idx].a.v = keep;
+        sp.allowed->f[idx].a.n = nk;
+    }
+    return bg_kafka__tp_finish(az, &bg_kafka__sh_delete_topics, &sp, 0);
+}
+
+int bg_kafka__c_delete_topics(bg_kafka__az_t *az)
+{
+    if (az->ver < 6)
+        return bg_kafka__delete_topic_names(az);
+    return bg_kafka__tp_apply(az, &bg_kafka__sh_delete_topics, BG_VERB_DELETE, 0);
+}
+
+/* Metadata: null topics (v1+) or an empty array (v0) = all topics: allowed,
+ * and the response drops what the principal may not describe. Explicit
+ * topics are split; denied ones come back as TOPIC_AUTHORIZATION_FAILED
+ * entries without partitions, as Kafka does. Never answered locally: the
+ * client needs the broker list. */
+int bg_kafka__c_metadata(bg_kafka__az_t *az)
+{
+    const bg_kafka_struct_t *r = az->req;
+    int32_t n = r->f[K(METADATA_REQ_TOPICS)].a.n;
+    bg_kafka__filter_t f = {K(METADATA_RESP_TOPICS), K(METADATA_RESP_TOPICS_NAME), -1, -1, -1,
+                            -1, bg_kafka_null_slice(), BG_RES_KAFKA_TOPIC, BG_VERB_DESCRIBE,
+                            NULL};
+    if (n < 0 || (n == 0 && az->ver == 0)) {
+        az->v->action = BG_KAFKA_ACT_FORWARD;
+        return bg_kafka__add_filter(az, &f);
+    }
+    bg_kafka__split_t sp;
+    const bg_kafka_struct_desc_t *rd = bg_kafka__rs_topic_desc(BG_KAFKA_API_METADATA,
+                                                               &bg_kafka__sh_metadata);
+    if (bg_kafka__tp_split(az, &bg_kafka__sh_metadata, rd, r, BG_VERB_DESCRIBE, 0, &sp) < 0)
+        return 0;
+    if (sp.nallowed == 0 && az->ver == 0)
+        f.name_idx = -1; /* v0 cannot ask for no topics: ask for all, drop them all */
+    else {
+        f.err_idx = K(METADATA_RESP_TOPICS_ERROR_CODE);
+        f.sub_idx = K(METADATA_RESP_TOPICS_PARTITIONS);
+    }
+    int rewritten = sp.ndenied > 0;
+    if (az->ver >= 4 && r->f[K(METADATA_REQ_ALLOW_AUTO_TOPIC_CREATION)].i) {
+        int32_t na = bg_kafka__n(sp.allowed, K(METADATA_REQ_TOPICS));
+        for (int32_t i = 0; i < na; i++) {
+            bg_slice_t nm;
+            const bg_kafka_struct_t *t = sp.allowed->f[K(METADATA_REQ_TOPICS)].a.s[i];
+            if (bg_kafka__topic_name(az, &bg_kafka__sh_metadata, t, &nm) &&
+                bg_kafka__permits(az->ctx, BG_RES_KAFKA_TOPIC, nm, BG_VERB_CREATE))
+                continue;
+            if (sp.allowed == r && !(sp.allowed = bg_kafka_struct_clone(az->a, r))) {
+                az->oom = 1;
+                return 0;
+            }
+            sp.allowed->f[K(METADATA_REQ_ALLOW_AUTO_TOPIC_CREATION)].i = 0;
+            rewritten = 1;
+            break;
+        }
+    }
+    az->v->action = rewritten ? BG_KAFKA_ACT_FORWARD_REWRITTEN : BG_KAFKA_ACT_FORWARD;
+    az->v->request = rewritten ? sp.allowed : NULL;
+    if (sp.ndenied && bg_kafka__add_append(az, K(METADATA_RESP_TOPICS), -1,
+                                           bg_kafka_null_slice(), -1, sp.denied, sp.ndenied) < 0)
+        return 0;
+    return bg_kafka__add_filter(az, &f);
+}
+
+/* DescribeTopicPartitions: an empty list = all topics (filter the response);
+ * explicit topics split like Metadata. */
+int bg_kafka__c_describe_topic_partitions(bg_kafka__az_t *az)
+{
+    bg_kafka__filter_t f = {K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS),
+                            K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_NAME), -1, -1, -1, -1,
+                            bg_kafka_null_slice(), BG_RES_KAFKA_TOPIC, BG_VERB_DESCRIBE, NULL};
+    if (bg_kafka__n(az->req, K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS)) == 0) {
+        az->v->action = BG_KAFKA_ACT_FORWARD;
+        return bg_kafka__add_filter(az, &f);
+    }
+    if (bg_kafka__tp_apply(az, &bg_kafka__sh_dtp, BG_VERB_DESCRIBE, 0) < 0 || az->oom)
+        return az->oom ? 0 : -1;
+    if (az->v->action == BG_KAFKA_ACT_RESPOND)
+        return 0;
+    f.err_idx = K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_ERROR_CODE);
+    f.sub_idx = K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_PARTITIONS);
+    return bg_kafka__add_filter(az, &f);
+}
+
+/* ---- the generic whole-request error response ---- */
+
+static bg_kafka_struct_t *bg_kafka__error_by_shape(const bg_kafka_req_hdr_t *hdr,
+                                                   const bg_kafka_struct_t *req,
+                                                   const bg_kafka__tp_shape_t *sh,
+                                                   bg_kafka_struct_t *resp, int16_t err,
+                                                   bg_kafka_arena_t *a)
+{
+    const bg_kafka_struct_desc_t *rd = bg_kafka__rs_topic_desc(hdr->api_key, sh);
+    int32_t n = bg_kafka__n(req, sh->rq_topics);
+    bg_kafka_struct_t **ents = rd ? bg_kafka_array_new(a, resp, sh->rs_topics, n) : NULL;
+    if (!ents)
+        return NULL;
+    for (int32_t i = 0; i < n; i++) {
+        const bg_kafka_struct_t *t = req->f[sh->rq_topics].a.s[i];
+        bg_slice_t name = bg_kafka_null_slice();
+        if (sh->rq_name >= 0 && bg_kafka__has(t->desc, sh->rq_name, hdr->api_version))
+            name = t->f[sh->rq_name].s;
+        if (!(ents[i] = bg_kafka__tp_deny_entry(a, sh, rd, t, name, err)))
+            return NULL;
+    }
+    return resp;
+}
+
+bg_kafka_struct_t *bg_kafka_authz_error_response(const bg_kafka_req_hdr_t *hdr,
+                                                 const bg_kafka_struct_t *req, int16_t error_code,
+                                                 bg_kafka_arena_t *arena)
+{
+    const bg_kafka_msg_desc_t *d = bg_kafka_msg_desc(hdr->api_key, 1);
+    if (!d || !req || hdr->api_version < d->valid_min || hdr->api_version > d->valid_max)
+        return NULL;
+    bg_kafka_struct_t *resp = bg_kafka_struct_new(arena, d->body);
+    if (!resp)
+        return NULL;
+    if (bg_kafka__set_top_error(d->body, hdr->api_version, resp, error_code))
+        return resp;
+    const bg_kafka__tp_shape_t *sh = bg_kafka__shape_of(hdr->api_key, hdr->api_version);
+    if (sh)
+        return bg_kafka__error_by_shape(hdr, req, sh, resp, error_code, arena);
+    bg_kafka_struct_t *r = bg_kafka__error_entries_groups(hdr, req, error_code, arena);
+    return r ? r : bg_kafka__error_entries_admin(hdr, req, error_code, arena);
+}

@@ -1,0 +1,36 @@
+/* Names of the Kafka error codes busgate emits or logs. */
+#include "adapters/kafka/kafka_authz.h"
+
+typedef struct bg_kafka__err_name_s {
+    int16_t code;
+    const char *name;
+} bg_kafka__err_name_t;
+
+static const bg_kafka__err_name_t bg_kafka__err_names[] = {
+    {0, "NONE"},
+    {3, "UNKNOWN_TOPIC_OR_PARTITION"},
+    {6, "NOT_LEADER_OR_FOLLOWER"},
+    {15, "COORDINATOR_NOT_AVAILABLE"},
+    {19, "NOT_ENOUGH_REPLICAS"},
+    {29, "TOPIC_AUTHORIZATION_FAILED"},
+    {30, "GROUP_AUTHORIZATION_FAILED"},
+    {31, "CLUSTER_AUTHORIZATION_FAILED"},
+    {33, "UNSUPPORTED_SASL_MECHANISM"},
+    {34, "ILLEGAL_SASL_STATE"},
+    {35, "UNSUPPORTED_VERSION"},
+    {42, "INVALID_REQUEST"},
+    {44, "POLICY_VIOLATION"},
+    {53, "TRANSACTIONAL_ID_AUTHORIZATION_FAILED"},
+    {55, "OPERATION_NOT_ATTEMPTED"},
+    {58, "SASL_AUTHENTICATION_FAILED"},
+    {89, "THROTTLING_QUOTA_EXCEEDED"},
+    {100, "UNKNOWN_TOPIC_ID"},
+};
+
+const char *bg_kafka_error_name(int16_t code)
+{
+    for (size_t i = 0; i < sizeof bg_kafka__err_names / sizeof bg_kafka__err_names[0]; i++)
+        if (bg_kafka__err_names[i].code == code)
+            return bg_kafka__err_names[i].name;
+    return "UNKNOWN";
+}

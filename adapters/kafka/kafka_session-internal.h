@@ -1,0 +1,109 @@
+/* Private to adapters/kafka: a proxied client connection. */
+#ifndef BG_KAFKA_SESSION_INTERNAL_H
+#define BG_KAFKA_SESSION_INTERNAL_H
+
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "adapters/kafka/kafka_adapter-internal.h"
+#include "adapters/kafka/kafka_authz.h"
+#include "adapters/kafka/kafka_codec.h"
+#include "adapters/kafka/kafka_frame.h"
+#include "adapters/kafka/kafka_upstream.h"
+#include "broker/identity.h"
+#include "broker/snapshot.h"
+
+struct bufferevent;
+struct evbuffer;
+struct event;
+
+typedef enum {
+    BG_KAFKA_PE_WAIT_UPSTREAM = 0, /* forwarded; its response will come from upstream */
+    BG_KAFKA_PE_WAIT_VERSIONS,     /* ApiVersions waiting for the upstream's versions */
+    BG_KAFKA_PE_READY,             /* response bytes in out */
+} bg_kafka_pe_state_t;
+
+/* One request that owes the client a response, in request order. */
+typedef struct bg_kafka_pending_s {
+    TAILQ_ENTRY(bg_kafka_pending_s) link;
+    bg_kafka_pe_state_t state;
+    bg_kafka_req_hdr_t hdr; /* client_id/tagged slices are not valid after the request */
+    struct evbuffer *out;   /* READY: the whole response frame */
+    bg_kafka_arena_t arena; /* request tree, verdict, merge state */
+    uint8_t *req_copy;      /* request frame kept for the response merge, or NULL */
+    bg_kafka_verdict_t verdict;
+    bg_snapshot_t *snap; /* the policy the request was decided by (a reference) */
+    int needs_response;
+    int64_t start_us;
+    uint64_t bytes_in;
+} bg_kafka_pending_t;
+
+TAILQ_HEAD(bg_kafka_pending_list_s, bg_kafka_pending_s);
+
+typedef enum {
+    BG_KAFKA_AUTH_NONE = 0,    /* nothing yet: ApiVersions and SaslHandshake only */
+    BG_KAFKA_AUTH_MECH,        /* handshake done: SaslAuthenticate next */
+    BG_KAFKA_AUTH_CHALLENGED,  /* OAUTHBEARER error challenge sent: the client's 0x01 next */
+    BG_KAFKA_AUTH_OK,          /* authenticated */
+} bg_kafka_auth_state_t;
+
+struct bg_kafka_session_s {
+    TAILQ_ENTRY(bg_kafka_session_s) link;
+    bg_kafka_worker_t *kw;
+    struct bufferevent *cli;
+    bg_kafka_up_t *up;
+    int32_t node_id;
+    char peer[64];
+    char id[37]; /* session id for logs and audit */
+    uint64_t seq;
+    /* authentication */
+    bg_kafka_auth_state_t auth;
+    int reauth;            /* a re-authentication is in progress */
+    unsigned mech;         /* BG_SASL_MECH_* chosen in the handshake */
+    char auth_failure[64]; /* reason kept between the challenge and the 0x01 */
+    bg_principal_t principal;
+    bg_policy_principal_t pp;
+    bg_snapshot_t *snap;
+    int64_t exp_ms; /* token expiry */
+    char client_id[128];
+    char sw_name[64], sw_version[64];
+    /* pipeline */
+    struct bg_kafka_pending_list_s q;
+    size_t nq;
+    bg_kafka_pending_t *spare; /* one recycled entry */
+    struct evbuffer *held;     /* requests written before the upstream is ready */
+    int closing;               /* close once the queue and output are empty */
+    int dead;                  /* closed: every callback returns at once; freed soon */
+    struct event *free_ev;     /* frees a dead session outside any callback */
+    int64_t started_ms;
+    uint64_t bytes_in, bytes_out, requests;
+};
+
+/* ---- kafka_auth.c: ApiVersions and SASL, answered by busgate itself ---- */
+
+/* Handles ApiVersions/SaslHandshake/SaslAuthenticate in p (the frame payload
+ * without size prefix, body at body_off). Returns 0, or -1 when the session
+ * was closed. */
+int bg_kafka_auth_handle(bg_kafka_session_t *s, const bg_kafka_req_hdr_t *h, const uint8_t *p,
+                         size_t len, int body_off);
+/* Builds the ApiVersions answer of entry pe once the upstream's versions are
+ * known. Returns 0 or -1 (close). */
+int bg_kafka_auth_versions_ready(bg_kafka_session_t *s, bg_kafka_pending_t *pe);
+
+/* ---- kafka_session.c, used by kafka_auth.c ---- */
+
+/* A new queue entry for request h (appended). NULL on out of memory. */
+bg_kafka_pending_t *bg_kafka_session_push(bg_kafka_session_t *s, const bg_kafka_req_hdr_t *h);
+/* Encodes body as the response to pe's request into pe->out, READY.
+ * Returns 0 or -1. */
+int bg_kafka_session_respond(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
+                             const bg_kafka_struct_t *body);
+/* Sends what is ready, in order. */
+void bg_kafka_session_flush(bg_kafka_session_t *s);
+/* Closes now (flush_first: after what is ready has been written). */
+void bg_kafka_session_close(bg_kafka_session_t *s, int flush_first, const char *why);
+/* Current time helpers. */
+int64_t bg_kafka_now_ms(void);
+int64_t bg_kafka_now_us(void);
+
+#endif

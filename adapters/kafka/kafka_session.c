@@ -1,0 +1,751 @@
+/* A proxied Kafka client connection: the per-connection request pipeline.
+ *
+ * Every request that owes the client a response gets a queue entry in
+ * request order; responses leave in that order whether they come from the
+ * upstream broker, are built by busgate (ApiVersions, SASL, denials) or are
+ * merged. Fully allowed requests are moved to the upstream untouched
+ * (evbuffer chains, no copy); only what must be rewritten is re-encoded.
+ * Closing never frees a session inside a callback: the session is marked
+ * dead and freed from its own event. */
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "adapters/kafka/kafka_audit.h"
+#include "adapters/kafka/kafka_session-internal.h"
+#include "broker/log.h"
+
+#define BG_KAFKA_CLI_HIGH_WATER (16u << 20)
+#define BG_KAFKA_CLI_LOW_WATER (4u << 20)
+#define BG_KAFKA_UP_OUT_HIGH (16u << 20)
+
+int64_t bg_kafka_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t bg_kafka_now_ms(void) { return bg_kafka_now_us() / 1000; }
+
+static const bg_config_kafka_t *bg_kafka__cfg(const bg_kafka_session_t *s)
+{
+    return &s->kw->g->cfg->kafka;
+}
+
+/* ---- lifecycle ---- */
+
+static void bg_kafka__pending_free(bg_kafka_pending_t *pe)
+{
+    bg_snapshot_release(pe->snap);
+    if (pe->out)
+        evbuffer_free(pe->out);
+    bg_kafka_arena_free(&pe->arena);
+    free(pe->req_copy);
+    free(pe);
+}
+
+static void bg_kafka__free(bg_kafka_session_t *s)
+{
+    bg_kafka_worker_t *kw = s->kw;
+    bg_kafka_audit_session_end(s);
+    while (!TAILQ_EMPTY(&s->q)) {
+        bg_kafka_pending_t *pe = TAILQ_FIRST(&s->q);
+        TAILQ_REMOVE(&s->q, pe, link);
+        bg_kafka__pending_free(pe);
+    }
+    if (s->spare)
+        bg_kafka__pending_free(s->spare);
+    if (s->cli)
+        bufferevent_free(s->cli);
+    bg_kafka_up_free(s->up);
+    if (s->held)
+        evbuffer_free(s->held);
+    if (s->free_ev)
+        event_free(s->free_ev);
+    bg_policy_principal_clear(&s->pp);
+    bg_principal_clear(&s->principal);
+    bg_snapshot_release(s->snap);
+    TAILQ_REMOVE(&kw->sessions, s, link);
+    kw->nsessions--;
+    bg_metric_sub(&kw->w->metrics.conn_open[BG_PROTO_KAFKA], 1);
+    free(s);
+}
+
+static void bg_kafka__on_free(evutil_socket_t fd, short what, void *arg) { bg_kafka__free(arg); }
+
+/* Marks s dead and schedules its release; safe inside any callback. */
+static void bg_kafka__kill(bg_kafka_session_t *s)
+{
+    if (s->dead)
+        return;
+    s->dead = 1;
+    if (s->cli)
+        bufferevent_disable(s->cli, EV_READ | EV_WRITE);
+    if (s->up)
+        bg_kafka_up_set_reading(s->up, 0);
+    event_active(s->free_ev, 0, 0);
+}
+
+void bg_kafka_session_close(bg_kafka_session_t *s, int flush_first, const char *why)
+{
+    if (s->dead)
+        return;
+    if (why)
+        bg_log_fields(BG_LOG_INFO, "kafka",
+                      (bg_log_field_t[]){{"session", s->id}, {"peer", s->peer}}, 2,
+                      "closing connection: %s", why);
+    if (!flush_first) {
+        bg_kafka__kill(s);
+        return;
+    }
+    s->closing = 1;
+    bufferevent_disable(s->cli, EV_READ);
+    if (s->nq == 0 && evbuffer_get_length(bufferevent_get_output(s->cli)) == 0)
+        bg_kafka__kill(s);
+}
+
+/* ---- queue ---- */
+
+bg_kafka_pending_t *bg_kafka_session_push(bg_kafka_session_t *s, const bg_kafka_req_hdr_t *h)
+{
+    bg_kafka_pending_t *pe = s->spare;
+    s->spare = NULL;
+    if (!pe) {
+        pe = calloc(1, sizeof *pe);
+        if (!pe || !(pe->out = evbuffer_new())) {
+            free(pe);
+            return NULL;
+        }
+        bg_kafka_arena_init(&pe->arena, (size_t)bg_kafka__cfg(s)->max_frame_bytes * 4 + (1u << 20));
+    }
+    pe->state = BG_KAFKA_PE_READY;
+    pe->hdr = *h;
+    pe->hdr.client_id = bg_kafka_null_slice();
+    pe->hdr.tagged.p = NULL, pe->hdr.tagged.len = 0;
+    pe->start_us = bg_kafka_now_us();
+    pe->snap = s->snap;
+    if (pe->snap)
+        atomic_fetch_add(&pe->snap->refs, 1);
+    TAILQ_INSERT_TAIL(&s->q, pe, link);
+    s->nq++;
+    return pe;
+}
+
+static void bg_kafka__pop(bg_kafka_session_t *s, bg_kafka_pending_t *pe)
+{
+    TAILQ_REMOVE(&s->q, pe, link);
+    s->nq--;
+    bg_snapshot_release(pe->snap);
+    pe->snap = NULL;
+    if (s->spare) {
+        bg_kafka__pending_free(pe);
+        return;
+    }
+    bg_kafka_arena_reset(&pe->arena);
+    evbuffer_drain(pe->out, evbuffer_get_length(pe->out));
+    free(pe->req_copy);
+    pe->req_copy = NULL;
+    memset(&pe->verdict, 0, sizeof pe->verdict);
+    pe->needs_response = 0;
+    pe->bytes_in = 0;
+    s->spare = pe;
+}
+
+static void bg_kafka__update_reading(bg_kafka_session_t *s)
+{
+    if (s->dead)
+        return;
+    struct evbuffer *cout = bufferevent_get_output(s->cli);
+    int up_ready = s->up && bg_kafka_up_is_ready(s->up);
+    size_t up_out = up_ready ? evbuffer_get_length(bg_kafka_up_output(s->up)) : 0;
+    int read_cli = !s->closing && s->nq < bg_kafka__cfg(s)->max_inflight &&
+                   up_out < BG_KAFKA_UP_OUT_HIGH &&
+                   evbuffer_get_length(s->held) < BG_KAFKA_UP_OUT_HIGH;
+    if (read_cli)
+        bufferevent_enable(s->cli, EV_READ);
+    else
+        bufferevent_disable(s->cli, EV_READ);
+    if (s->up)
+        bg_kafka_up_set_reading(s->up, evbuffer_get_length(cout) < BG_KAFKA_CLI_HIGH_WATER);
+}
+
+void bg_kafka_session_flush(bg_kafka_session_t *s)
+{
+    struct evbuffer *cout = bufferevent_get_output(s->cli);
+    bg_kafka_pending_t *pe;
+    while ((pe = TAILQ_FIRST(&s->q)) && pe->state == BG_KAFKA_PE_READY) {
+        size_t n = evbuffer_get_length(pe->out);
+        s->bytes_out += n;
+        bg_metric_add(&s->kw->w->metrics.bytes_out[BG_PROTO_KAFKA], n);
+        evbuffer_add_buffer(cout, pe->out);
+        bg_kafka__pop(s, pe);
+    }
+    if (s->closing && s->nq == 0 && evbuffer_get_length(cout) == 0)
+        bg_kafka__kill(s);
+}
+
+int bg_kafka_session_respond(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
+                             const bg_kafka_struct_t *body)
+{
+    const bg_kafka_msg_desc_t *d = bg_kafka_msg_desc(pe->hdr.api_key, 1);
+    bg_wr_t wr;
+    bg_wr_init(&wr, 256, (size_t)bg_kafka__cfg(s)->max_frame_bytes + 4);
+    size_t off = bg_kafka_frame_begin(&wr);
+    bg_kafka_resp_hdr_write(&wr, bg_kafka_resp_hdr_version(pe->hdr.api_key, pe->hdr.api_version),
+                            pe->hdr.correlation_id);
+    const char *why = NULL;
+    int rc = d ? bg_kafka_encode(d, pe->hdr.api_version, body, &wr, &why) : BG_KAFKA_ERR_UNKNOWN_API;
+    bg_kafka_frame_end(&wr, off);
+    if (rc == BG_KAFKA_OK && !wr.failed && evbuffer_add(pe->out, wr.buf, wr.len) == 0) {
+        pe->state = BG_KAFKA_PE_READY;
+        rc = 0;
+    } else {
+        bg_log_error("kafka", "cannot encode %s v%d response: %s", d ? d->name : "?",
+                     pe->hdr.api_version, why ? why : "writer failed");
+        rc = -1;
+    }
+    bg_wr_free(&wr);
+    return rc;
+}
+
+/* ---- requests ---- */
+
+static int bg_kafka__topic_name(void *arg, const uint8_t id[16], bg_slice_t *name)
+{
+    static __thread char buf[256];
+    if (!bg_kafka_global_topic_name(arg, id, buf, sizeof buf))
+        return 0;
+    *name = bg_kafka_cstr(buf);
+    return 1;
+}
+
+static void bg_kafka__learn_topic(void *arg, const uint8_t id[16], bg_slice_t name)
+{
+    if (name.len > 0)
+        bg_kafka_global_learn_topic(arg, id, name.p, (size_t)name.len);
+}
+
+static void bg_kafka__ctx(bg_kafka_session_t *s, const bg_snapshot_t *snap,
+                          bg_kafka_authz_ctx_t *ctx)
+{
+    const bg_config_t *cfg = snap->config;
+    memset(ctx, 0, sizeof *ctx);
+    ctx->policy = snap->policy;
+    ctx->principal = &s->pp;
+    ctx->audit_topic = cfg->audit.enabled ? cfg->audit.kafka_topic : NULL;
+    ctx->topic_name = bg_kafka__topic_name;
+    ctx->topic_name_arg = s->kw->g;
+    ctx->advertised_host = s->kw->g->cfg->kafka.advertised_host;
+    ctx->port_base = s->kw->g->cfg->kafka.broker_port_base;
+}
+
+/* Switches to a newer policy snapshot (reload) before deciding. */
+static int bg_kafka__refresh_snapshot(bg_kafka_session_t *s)
+{
+    if (!bg_snapshot_refresh(&s->snap))
+        return 0;
+    bg_policy_principal_clear(&s->pp);
+    return bg_policy_principal_prepare(s->snap->policy, s->principal.sub,
+                                       (const char *const *)s->principal.groups,
+                                       s->principal.ngroups, &s->pp);
+}
+
+/* Where forwarded bytes go: the upstream, or the hold buffer until it is ready. */
+static struct evbuffer *bg_kafka__up_target(bg_kafka_session_t *s)
+{
+    return bg_kafka_up_is_ready(s->up) ? bg_kafka_up_output(s->up) : s->held;
+}
+
+static int bg_kafka__send_rewritten(bg_kafka_session_t *s, const bg_kafka_pending_t *pe,
+                                    const bg_kafka_struct_t *req)
+{
+    bg_wr_t wr;
+    bg_wr_init(&wr, 1024, (size_t)bg_kafka__cfg(s)->max_frame_bytes + 4);
+    size_t off = bg_kafka_frame_begin(&wr);
+    bg_kafka_req_hdr_t h = pe->hdr;
+    h.client_id = bg_kafka_cstr(s->client_id);
+    bg_kafka_req_hdr_write(&wr, &h);
+    const char *why = NULL;
+    int rc = bg_kafka_encode(bg_kafka_msg_desc(h.api_key, 0), h.api_version, req, &wr, &why);
+    bg_kafka_frame_end(&wr, off);
+    if (rc == BG_KAFKA_OK && !wr.failed)
+        rc = evbuffer_add(bg_kafka__up_target(s), wr.buf, wr.len);
+    else
+        rc = -1;
+    bg_wr_free(&wr);
+    return rc;
+}
+
+/* Decodes p (frame payload) and decides it. The tree borrows p. */
+static int bg_kafka__decide(bg_kafka_session_t *s, bg_kafka_pending_t *pe, const uint8_t *p,
+                            size_t len, int body_off)
+{
+    const bg_kafka_req_hdr_t *h = &pe->hdr;
+    bg_rd_t rd;
+    bg_rd_init(&rd, p + body_off, len - (size_t)body_off);
+    bg_kafka_struct_t *req = NULL;
+    int rc = bg_kafka_decode(bg_kafka_msg_desc(h->api_key, 0), h->api_version, &rd, &pe->arena, &req);
+    if (rc != BG_KAFKA_OK) {
+        bg_log_fields(BG_LOG_WARN, "kafka",
+                      (bg_log_field_t[]){{"session", s->id}, {"peer", s->peer}}, 2,
+                      "malformed request: api %d version %d offset %ld: %s", h->api_key,
+                      h->api_version, (long)(rd.p - p), rd.why ? rd.why : bg_kafka_status_str(rc));
+        bg_metric_add(&s->kw->w->metrics.protocol_errors[BG_PROTO_KAFKA], 1);
+        return -1;
+    }
+    bg_kafka_authz_ctx_t ctx;
+    bg_kafka__ctx(s, pe->snap, &ctx);
+    memset(&pe->verdict, 0, sizeof pe->verdict);
+    if (bg_kafka_authz_request(&ctx, h, req, &pe->arena, &pe->verdict) != 0 &&
+        pe->verdict.action != BG_KAFKA_ACT_CLOSE)
+        pe->verdict.action = BG_KAFKA_ACT_CLOSE;
+    if (s->kw->w->audit && !bg_kafka_audit_admitting(s)) {
+        /* The audit pipeline cannot take events: refuse, retriably. */
+        bg_kafka_struct_t *r = bg_kafka_authz_error_response(h, req, 7 /* REQUEST_TIMED_OUT */,
+                                                             &pe->arena);
+        pe->verdict.action = r ? BG_KAFKA_ACT_RESPOND : BG_KAFKA_ACT_CLOSE;
+        pe->verdict.response = r;
+        pe->verdict.close_reason = "audit pipeline unavailable";
+        pe->verdict.ndecisions = 0;
+    }
+    return 0;
+}
+
+/* Copies the request frame out of the input and decides again from the copy,
+ * so the verdict's merge state outlives the input buffer (split requests and
+ * rewritten responses only: the common path never copies). */
+static int bg_kafka__decide_from_copy(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
+                                      struct evbuffer *in, size_t frame_len, int body_off)
+{
+    pe->req_copy = malloc(frame_len);
+    if (!pe->req_copy || evbuffer_remove(in, pe->req_copy, frame_len) != (int)frame_len)
+        return -1;
+    bg_kafka_arena_reset(&pe->arena);
+    return bg_kafka__decide(s, pe, pe->req_copy + 4, frame_len - 4, body_off);
+}
+
+/* Carries out pe's verdict for the frame at the head of in (or in req_copy).
+ * Returns 0, 1 when the session is closing, -1 on failure. */
+static int bg_kafka__act(bg_kafka_session_t *s, bg_kafka_pending_t *pe, struct evbuffer *in,
+                         size_t frame_len)
+{
+    bg_kafka_verdict_t *v = &pe->verdict;
+    bg_kafka_audit_count(s, v);
+    switch (v->action) {
+    case BG_KAFKA_ACT_FORWARD:
+        bg_kafka_audit_pin(s, pe); /* names must outlive the moved request bytes */
+        if (pe->req_copy) {
+            if (evbuffer_add(bg_kafka__up_target(s), pe->req_copy, frame_len) != 0)
+                return -1;
+        } else if (evbuffer_remove_buffer(in, bg_kafka__up_target(s), frame_len) !=
+                   (int)frame_len) {
+            return -1;
+        }
+        break;
+    case BG_KAFKA_ACT_FORWARD_REWRITTEN:
+        if (bg_kafka__send_rewritten(s, pe, v->request) != 0)
+            return -1;
+        break;
+    case BG_KAFKA_ACT_RESPOND:
+        bg_kafka_audit_decisions(s, pe, NULL);
+        return bg_kafka_session_respond(s, pe, v->response);
+    case BG_KAFKA_ACT_CLOSE:
+    default:
+        bg_kafka_audit_decisions(s, pe, NULL);
+        bg_kafka_session_close(s, 1, v->close_reason ? v->close_reason : "request refused");
+        return 1;
+    }
+    if (v->no_response) {
+        bg_kafka_audit_decisions(s, pe, NULL);
+        bg_kafka__pop(s, pe);
+        return 0;
+    }
+    pe->needs_response = v->needs_response;
+    pe->state = BG_KAFKA_PE_WAIT_UPSTREAM;
+    return 0;
+}
+
+/* A request that is not ApiVersions/SASL. Returns 0, or -1 to close. */
+static int bg_kafka__on_api_request(bg_kafka_session_t *s, const bg_kafka_req_hdr_t *h,
+                                    struct evbuffer *in, size_t frame_len, const uint8_t *p,
+                                    int body_off)
+{
+    int16_t min, max, umin, umax;
+    if (s->auth != BG_KAFKA_AUTH_OK || s->reauth) {
+        bg_kafka_session_close(s, 0, "request before authentication");
+        return -1;
+    }
+    if (bg_kafka_now_ms() >= s->exp_ms) {
+        bg_kafka_session_close(s, 0, "token expired without re-authentication");
+        return -1;
+    }
+    if (!bg_kafka_authz_supported(h->api_key, &min, &max) || h->api_version < min ||
+        h->api_version > max ||
+        (bg_kafka_up_is_ready(s->up) && (!bg_kafka_up_versions(s->up, h->api_key, &umin, &umax) ||
+                                         h->api_version < umin || h->api_version > umax))) {
+        /* As a Kafka broker does: a request it cannot handle closes the connection. */
+        char why[96];
+        snprintf(why, sizeof why, "unsupported api %d version %d", h->api_key, h->api_version);
+        bg_kafka_session_close(s, 0, why);
+        return -1;
+    }
+    if (bg_kafka__refresh_snapshot(s) != 0)
+        return -1;
+    bg_kafka_pending_t *pe = bg_kafka_session_push(s, h);
+    if (!pe)
+        return -1;
+    pe->bytes_in = frame_len;
+    if (bg_kafka__decide(s, pe, p + 4, frame_len - 4, body_off) != 0) {
+        bg_kafka_session_close(s, 0, NULL);
+        return -1;
+    }
+    const bg_kafka_verdict_t *v = &pe->verdict;
+    int keep = v->action == BG_KAFKA_ACT_FORWARD_REWRITTEN ||
+               (v->action == BG_KAFKA_ACT_FORWARD && v->needs_response && v->merge);
+    if (keep && bg_kafka__decide_from_copy(s, pe, in, frame_len, body_off) != 0)
+        return -1;
+    /* FORWARD moves the frame out of in; a copy removed it already; else drain. */
+    int drain = !keep && v->action != BG_KAFKA_ACT_FORWARD;
+    int rc = bg_kafka__act(s, pe, in, frame_len);
+    if (rc < 0)
+        return -1;
+    if (drain)
+        evbuffer_drain(in, frame_len);
+    return rc > 0 ? -1 : 0;
+}
+
+/* Handles the complete frame of frame_len bytes at the head of in. */
+static int bg_kafka__on_frame(bg_kafka_session_t *s, struct evbuffer *in, size_t frame_len)
+{
+    const uint8_t *p = evbuffer_pullup(in, (ssize_t)frame_len);
+    if (!p)
+        return -1;
+    bg_kafka_req_hdr_t h;
+    const char *why = NULL;
+    int off = bg_kafka_req_hdr_parse(p + 4, frame_len - 4, &h, &why);
+    s->requests++;
+    s->bytes_in += frame_len;
+    bg_worker_metrics_t *m = &s->kw->w->metrics;
+    bg_metric_add(&m->requests[BG_PROTO_KAFKA], 1);
+    bg_metric_add(&m->bytes_in[BG_PROTO_KAFKA], frame_len);
+    if (off < 0) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "bad request header (api %d version %d): %s", h.api_key,
+                 h.api_version, why ? why : "?");
+        bg_metric_add(&m->protocol_errors[BG_PROTO_KAFKA], 1);
+        bg_kafka_session_close(s, 0, msg);
+        return -1;
+    }
+    if (h.client_id.len > 0 && !s->client_id[0])
+        snprintf(s->client_id, sizeof s->client_id, "%.*s", (int)h.client_id.len, h.client_id.p);
+    if (h.api_key == BG_KAFKA_API_API_VERSIONS || h.api_key == BG_KAFKA_API_SASL_HANDSHAKE ||
+        h.api_key == BG_KAFKA_API_SASL_AUTHENTICATE) {
+        if (bg_kafka_auth_handle(s, &h, p + 4, frame_len - 4, off) != 0)
+            return -1;
+        evbuffer_drain(in, frame_len);
+        return 0;
+    }
+    return bg_kafka__on_api_request(s, &h, in, frame_len, p, off);
+}
+
+static void bg_kafka__on_client_read(struct bufferevent *bev, void *arg)
+{
+    bg_kafka_session_t *s = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    const bg_config_kafka_t *k = bg_kafka__cfg(s);
+    while (!s->dead && !s->closing && s->nq < k->max_inflight) {
+        uint8_t hdr[4];
+        uint32_t size = 0;
+        if (evbuffer_copyout(in, hdr, 4) < 4)
+            break;
+        uint32_t max = s->auth == BG_KAFKA_AUTH_OK ? k->max_frame_bytes : k->preauth_max_frame_bytes;
+        if (bg_kafka_frame_peek(hdr, 4, max, &size) < 0) {
+            bg_metric_add(&s->kw->w->metrics.protocol_errors[BG_PROTO_KAFKA], 1);
+            bg_kafka_session_close(s, 0, "request frame larger than allowed");
+            return;
+        }
+        if (evbuffer_get_length(in) < (size_t)size + 4)
+            break;
+        if (bg_kafka__on_frame(s, in, (size_t)size + 4) != 0)
+            break;
+    }
+    if (!s->dead) {
+        bg_kafka_session_flush(s);
+        bg_kafka__update_reading(s);
+    }
+}
+
+/* ---- responses from the upstream broker ---- */
+
+static bg_kafka_pending_t *bg_kafka__first_waiting(bg_kafka_session_t *s)
+{
+    bg_kafka_pending_t *pe;
+    TAILQ_FOREACH(pe, &s->q, link)
+    if (pe->state == BG_KAFKA_PE_WAIT_UPSTREAM)
+        return pe;
+    return NULL;
+}
+
+/* Brokers named in a response are learned so their ports can be served. */
+static void bg_kafka__learn_brokers(bg_kafka_session_t *s, int16_t api, const bg_kafka_struct_t *r)
+{
+    int arr, id, host, port;
+    if (api == BG_KAFKA_API_METADATA) {
+        arr = BG_KAFKA_METADATA_RESP_BROKERS, id = BG_KAFKA_METADATA_RESP_BROKERS_NODE_ID;
+        host = BG_KAFKA_METADATA_RESP_BROKERS_HOST, port = BG_KAFKA_METADATA_RESP_BROKERS_PORT;
+    } else if (api == BG_KAFKA_API_DESCRIBE_CLUSTER) {
+        arr = BG_KAFKA_DESCRIBE_CLUSTER_RESP_BROKERS;
+        id = BG_KAFKA_DESCRIBE_CLUSTER_RESP_BROKERS_BROKER_ID;
+        host = BG_KAFKA_DESCRIBE_CLUSTER_RESP_BROKERS_HOST;
+        port = BG_KAFKA_DESCRIBE_CLUSTER_RESP_BROKERS_PORT;
+    } else {
+        return;
+    }
+    const bg_kafka_val_t *a = &r->f[arr];
+    for (int32_t i = 0; i < a->a.n; i++) {
+        const bg_kafka_struct_t *b = a->a.s[i];
+        bg_slice_t h = b->f[host].s;
+        if (h.len > 0)
+            bg_kafka_global_learn_node(s->kw->g, (int32_t)b->f[id].i, (const char *)h.p,
+                                       (size_t)h.len, (uint16_t)b->f[port].i);
+    }
+}
+
+/* Decodes, post-processes and re-encodes the response for pe. */
+static int bg_kafka__rewrite_response(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
+                                      const uint8_t *p, size_t len)
+{
+    const bg_kafka_req_hdr_t *h = &pe->hdr;
+    int32_t corr;
+    const char *why = NULL;
+    int off = bg_kafka_resp_hdr_parse(p, len, bg_kafka_resp_hdr_version(h->api_key, h->api_version),
+                                      &corr, NULL, &why);
+    if (off < 0)
+        return -1;
+    bg_rd_t rd;
+    bg_rd_init(&rd, p + off, len - (size_t)off);
+    bg_kafka_struct_t *resp = NULL, *out = NULL;
+    if (bg_kafka_decode(bg_kafka_msg_desc(h->api_key, 1), h->api_version, &rd, &pe->arena, &resp) !=
+        BG_KAFKA_OK) {
+        bg_log_warn("kafka", "malformed upstream response: api %d version %d offset %ld: %s",
+                    h->api_key, h->api_version, (long)(rd.p - p), rd.why ? rd.why : "?");
+        return -1;
+    }
+    bg_kafka__learn_brokers(s, h->api_key, resp);
+    bg_kafka_authz_ctx_t ctx;
+    bg_kafka__ctx(s, pe->snap, &ctx);
+    int32_t nodes[64];
+    size_t nnodes = sizeof nodes / sizeof nodes[0];
+    if (bg_kafka_authz_response(&ctx, h, &pe->verdict, resp, &pe->arena, &out, nodes, &nnodes,
+                                bg_kafka__learn_topic, s->kw->g) != 0)
+        return -1;
+    return bg_kafka_session_respond(s, pe, out);
+}
+
+static int bg_kafka__on_upstream_frame(void *arg, struct evbuffer *in, size_t frame_len)
+{
+    bg_kafka_session_t *s = arg;
+    bg_kafka_pending_t *pe = bg_kafka__first_waiting(s);
+    uint8_t hdr[8];
+    if (!pe || evbuffer_copyout(in, hdr, 8) < 8) {
+        bg_kafka_session_close(s, 0, "unexpected response from the upstream broker");
+        return -1;
+    }
+    int32_t corr = (int32_t)((uint32_t)hdr[4] << 24 | (uint32_t)hdr[5] << 16 |
+                             (uint32_t)hdr[6] << 8 | hdr[7]);
+    if (corr != pe->hdr.correlation_id) {
+        bg_kafka_session_close(s, 0, "upstream correlation id mismatch");
+        return -1;
+    }
+    int64_t latency = bg_kafka_now_us() - pe->start_us;
+    if (!pe->needs_response) {
+        evbuffer_remove_buffer(in, pe->out, frame_len); /* moves chains, no copy */
+    } else {
+        const uint8_t *p = evbuffer_pullup(in, (ssize_t)frame_len);
+        int rc = p ? bg_kafka__rewrite_response(s, pe, p + 4, frame_len - 4) : -1;
+        evbuffer_drain(in, frame_len);
+        if (rc != 0) {
+            bg_kafka_session_close(s, 0, "cannot process the upstream response");
+            return -1;
+        }
+    }
+    pe->state = BG_KAFKA_PE_READY;
+    bg_kafka_audit_decisions(s, pe, &latency);
+    bg_kafka_session_flush(s);
+    bg_kafka__update_reading(s);
+    return s->dead ? -1 : 0;
+}
+
+static void bg_kafka__on_upstream_ready(void *arg)
+{
+    bg_kafka_session_t *s = arg;
+    bg_kafka_pending_t *pe;
+    evbuffer_add_buffer(bg_kafka_up_output(s->up), s->held);
+    TAILQ_FOREACH(pe, &s->q, link)
+    if (pe->state == BG_KAFKA_PE_WAIT_VERSIONS && bg_kafka_auth_versions_ready(s, pe) != 0) {
+        bg_kafka_session_close(s, 0, "cannot answer ApiVersions");
+        return;
+    }
+    bg_kafka_session_flush(s);
+    bg_kafka__update_reading(s);
+}
+
+static void bg_kafka__on_upstream_failed(void *arg, const char *why)
+{
+    bg_kafka_session_t *s = arg;
+    char msg[160];
+    snprintf(msg, sizeof msg, "upstream connection lost: %s", why);
+    bg_kafka_session_close(s, 0, msg);
+}
+
+static void bg_kafka__on_upstream_drained(void *arg) { bg_kafka__update_reading(arg); }
+
+static const bg_kafka_up_cbs_t bg_kafka__up_cbs = {
+    .ready = bg_kafka__on_upstream_ready,
+    .frame = bg_kafka__on_upstream_frame,
+    .failed = bg_kafka__on_upstream_failed,
+    .drained = bg_kafka__on_upstream_drained,
+};
+
+/* ---- client connection events ---- */
+
+static void bg_kafka__on_client_write(struct bufferevent *bev, void *arg)
+{
+    bg_kafka_session_t *s = arg;
+    if (s->dead)
+        return;
+    if (s->closing && s->nq == 0 && evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        bg_kafka__kill(s);
+        return;
+    }
+    bg_kafka__update_reading(s);
+}
+
+static void bg_kafka__on_client_event(struct bufferevent *bev, short what, void *arg)
+{
+    bg_kafka_session_t *s = arg;
+    if (s->dead)
+        return;
+    if (what & BEV_EVENT_TIMEOUT)
+        bg_kafka_session_close(s, 0, "idle timeout");
+    else if (what & BEV_EVENT_ERROR)
+        bg_kafka_session_close(s, 0, "client connection error");
+    else if (what & BEV_EVENT_EOF)
+        bg_kafka__kill(s);
+}
+
+static struct bufferevent *bg_kafka__client_bev(bg_kafka_worker_t *kw, int fd)
+{
+    struct event_base *base = kw->w->base;
+    if (!kw->g->client_tls)
+        return bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    SSL *ssl = SSL_new(kw->g->client_tls);
+    if (!ssl)
+        return NULL;
+    struct bufferevent *bev = bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                             BEV_OPT_CLOSE_ON_FREE);
+    if (!bev)
+        SSL_free(ssl);
+    else
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+static void bg_kafka__format_peer(const struct sockaddr *sa, char *out, size_t cap)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
+        port = ntohs(in->sin_port);
+        snprintf(out, cap, "%s:%u", ip, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+        port = ntohs(in6->sin6_port);
+        snprintf(out, cap, "[%s]:%u", ip, port);
+    } else {
+        snprintf(out, cap, "unknown");
+    }
+}
+
+static void bg_kafka__session_id(char out[37])
+{
+    uint8_t r[16];
+    if (RAND_bytes(r, sizeof r) != 1)
+        memset(r, 0, sizeof r);
+    r[6] = (uint8_t)((r[6] & 0x0f) | 0x40);
+    r[8] = (uint8_t)((r[8] & 0x3f) | 0x80);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0],
+             r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13],
+             r[14], r[15]);
+}
+
+void bg_kafka_session_accept(bg_kafka_worker_t *kw, int fd, const struct sockaddr *peer,
+                             int peerlen, int32_t node_id)
+{
+    bg_kafka_session_t *s = calloc(1, sizeof *s);
+    if (!s) {
+        evutil_closesocket(fd);
+        return;
+    }
+    s->kw = kw;
+    s->node_id = node_id;
+    s->started_ms = bg_kafka_now_ms();
+    TAILQ_INIT(&s->q);
+    bg_kafka__format_peer(peer, s->peer, sizeof s->peer);
+    bg_kafka__session_id(s->id);
+    TAILQ_INSERT_TAIL(&kw->sessions, s, link);
+    kw->nsessions++;
+    bg_metric_add(&kw->w->metrics.conn_open[BG_PROTO_KAFKA], 1);
+    bg_metric_add(&kw->w->metrics.conn_total[BG_PROTO_KAFKA], 1);
+    s->snap = bg_snapshot_acquire();
+    s->free_ev = event_new(kw->w->base, -1, 0, bg_kafka__on_free, s);
+    s->held = evbuffer_new();
+    s->cli = bg_kafka__client_bev(kw, fd);
+    if (!s->cli)
+        evutil_closesocket(fd);
+    if (!s->snap || !s->free_ev || !s->held || !s->cli) {
+        if (s->free_ev) {
+            bg_kafka__kill(s);
+        } else {
+            bg_kafka__free(s);
+        }
+        return;
+    }
+    bufferevent_setcb(s->cli, bg_kafka__on_client_read, bg_kafka__on_client_write,
+                      bg_kafka__on_client_event, s);
+    bufferevent_setwatermark(s->cli, EV_WRITE, BG_KAFKA_CLI_LOW_WATER, 0);
+    bufferevent_set_max_single_read(s->cli, 256 * 1024);
+    int64_t idle = kw->g->cfg->kafka.idle_timeout_ms;
+    struct timeval tv = {(time_t)(idle / 1000), (suseconds_t)(idle % 1000) * 1000};
+    bufferevent_set_timeouts(s->cli, idle > 0 ? &tv : NULL, NULL);
+    bufferevent_enable(s->cli, EV_READ | EV_WRITE);
+    s->up = bg_kafka_up_connect(kw->w->base, kw->g, node_id, &bg_kafka__up_cbs, s);
+    if (!s->up)
+        bg_kafka_session_close(s, 0, "no upstream broker for this port");
+}
+
+void bg_kafka_sessions_drain(bg_kafka_worker_t *kw)
+{
+    bg_kafka_session_t *s;
+    TAILQ_FOREACH(s, &kw->sessions, link)
+    bg_kafka_session_close(s, 1, NULL);
+}
+
+void bg_kafka_sessions_free(bg_kafka_worker_t *kw)
+{
+    while (!TAILQ_EMPTY(&kw->sessions))
+        bg_kafka__free(TAILQ_FIRST(&kw->sessions));
+}

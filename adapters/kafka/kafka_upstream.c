@@ -1,0 +1,411 @@
+#include "adapters/kafka/kafka_upstream.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <openssl/crypto.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapters/kafka/kafka_codec.h"
+#include "adapters/kafka/kafka_frame.h"
+#include "adapters/kafka/kafka_sasl.h"
+#include "adapters/kafka/kafka_scram.h"
+#include "broker/log.h"
+#include "broker/version.h"
+
+#define BG_KAFKA_UP_MAX_API 128
+#define BG_KAFKA_UP_HIGH_WATER (8u << 20)
+#define BG_KAFKA_UP_LOW_WATER (1u << 20)
+#define BG_KAFKA_UP_CONNECT_TIMEOUT_S 10
+
+typedef enum {
+    BG_KAFKA_UP_CONNECTING = 0,
+    BG_KAFKA_UP_VERSIONS,
+    BG_KAFKA_UP_HANDSHAKE,
+    BG_KAFKA_UP_AUTH,
+    BG_KAFKA_UP_READY,
+    BG_KAFKA_UP_FAILED,
+} bg_kafka_up_state_t;
+
+struct bg_kafka_up_s {
+    bg_kafka_global_t *g;
+    struct bufferevent *bev;
+    bg_kafka_up_cbs_t cbs;
+    void *arg;
+    bg_kafka_up_state_t state;
+    int16_t sent_api, sent_ver; /* the handshake request in flight */
+    int32_t corr;
+    int16_t vmin[BG_KAFKA_UP_MAX_API], vmax[BG_KAFKA_UP_MAX_API];
+    uint8_t *versions_body; /* the upstream's ApiVersions response body */
+    size_t versions_len;
+    int16_t versions_ver;
+    bg_kafka_scram_t *scram;
+    int auth_round;
+    uint32_t max_frame;
+    bg_kafka_arena_t arena;
+    char where[300]; /* "host:port (node N)" for logs */
+};
+
+int bg_kafka_up_is_ready(const bg_kafka_up_t *u) { return u->state == BG_KAFKA_UP_READY; }
+struct evbuffer *bg_kafka_up_output(bg_kafka_up_t *u) { return bufferevent_get_output(u->bev); }
+
+void bg_kafka_up_set_reading(bg_kafka_up_t *u, int on)
+{
+    if (on)
+        bufferevent_enable(u->bev, EV_READ);
+    else
+        bufferevent_disable(u->bev, EV_READ);
+}
+
+int bg_kafka_up_versions(const bg_kafka_up_t *u, int16_t api_key, int16_t *min, int16_t *max)
+{
+    if (api_key < 0 || api_key >= BG_KAFKA_UP_MAX_API || u->vmax[api_key] < 0)
+        return 0;
+    *min = u->vmin[api_key];
+    *max = u->vmax[api_key];
+    return 1;
+}
+
+const uint8_t *bg_kafka_up_api_versions_body(const bg_kafka_up_t *u, size_t *len, int16_t *version)
+{
+    *len = u->versions_len;
+    *version = u->versions_ver;
+    return u->versions_body;
+}
+
+static void bg_kafka_up__fail(bg_kafka_up_t *u, const char *why)
+{
+    if (u->state == BG_KAFKA_UP_FAILED)
+        return;
+    u->state = BG_KAFKA_UP_FAILED;
+    bg_log_warn("kafka", "upstream %s: %s", u->where, why);
+    u->cbs.failed(u->arg, why);
+}
+
+/* Sends a handshake request whose body is the tree `body`. 0 ok, -1 failed. */
+static int bg_kafka_up__send(bg_kafka_up_t *u, int16_t api, int16_t ver,
+                             const bg_kafka_struct_t *body)
+{
+    const bg_kafka_msg_desc_t *d = bg_kafka_msg_desc(api, 0);
+    bg_wr_t wr;
+    bg_wr_init(&wr, 256, 1u << 20);
+    size_t off = bg_kafka_frame_begin(&wr);
+    bg_kafka_req_hdr_t h = {.api_key = api,
+                            .api_version = ver,
+                            .correlation_id = ++u->corr,
+                            .client_id = bg_kafka_cstr("busgate"),
+                            .hdr_version = (uint8_t)bg_kafka_req_hdr_version(api, ver)};
+    bg_kafka_req_hdr_write(&wr, &h);
+    const char *why = NULL;
+    int rc = d ? bg_kafka_encode(d, ver, body, &wr, &why) : BG_KAFKA_ERR_UNKNOWN_API;
+    bg_kafka_frame_end(&wr, off);
+    if (rc == BG_KAFKA_OK && !wr.failed)
+        rc = evbuffer_add(bufferevent_get_output(u->bev), wr.buf, wr.len) == 0 ? 0 : -1;
+    else
+        rc = -1;
+    if (wr.buf)
+        OPENSSL_cleanse(wr.buf, wr.len); /* SASL requests carry the credential */
+    bg_wr_free(&wr);
+    u->sent_api = api;
+    u->sent_ver = ver;
+    return rc;
+}
+
+static int bg_kafka_up__send_versions(bg_kafka_up_t *u, int16_t ver)
+{
+    bg_kafka_arena_reset(&u->arena);
+    bg_kafka_struct_t *b = bg_kafka_struct_new(&u->arena, bg_kafka_msg_api_versions_req.body);
+    if (!b)
+        return -1;
+    b->f[BG_KAFKA_API_VERSIONS_REQ_CLIENT_SOFTWARE_NAME].s = bg_kafka_cstr("busgate");
+    b->f[BG_KAFKA_API_VERSIONS_REQ_CLIENT_SOFTWARE_VERSION].s = bg_kafka_cstr(BG_VERSION);
+    u->state = BG_KAFKA_UP_VERSIONS;
+    return bg_kafka_up__send(u, BG_KAFKA_API_API_VERSIONS, ver, b);
+}
+
+static int bg_kafka_up__send_handshake(bg_kafka_up_t *u)
+{
+    bg_kafka_arena_reset(&u->arena);
+    bg_kafka_struct_t *b = bg_kafka_struct_new(&u->arena, bg_kafka_msg_sasl_handshake_req.body);
+    if (!b)
+        return -1;
+    b->f[BG_KAFKA_SASL_HANDSHAKE_REQ_MECHANISM].s =
+        bg_kafka_cstr(u->g->cfg->kafka.upstream.sasl_mechanism);
+    u->state = BG_KAFKA_UP_HANDSHAKE;
+    return bg_kafka_up__send(u, BG_KAFKA_API_SASL_HANDSHAKE, 1, b);
+}
+
+static int bg_kafka_up__send_auth_bytes(bg_kafka_up_t *u, const bg_wr_t *msg)
+{
+    int16_t min, max, ver = 1;
+    if (bg_kafka_up_versions(u, BG_KAFKA_API_SASL_AUTHENTICATE, &min, &max))
+        ver = max >= 2 ? 2 : max;
+    bg_kafka_arena_reset(&u->arena);
+    bg_kafka_struct_t *b = bg_kafka_struct_new(&u->arena, bg_kafka_msg_sasl_authenticate_req.body);
+    if (!b)
+        return -1;
+    b->f[BG_KAFKA_SASL_AUTHENTICATE_REQ_AUTH_BYTES].s.p = msg->buf;
+    b->f[BG_KAFKA_SASL_AUTHENTICATE_REQ_AUTH_BYTES].s.len = (int32_t)msg->len;
+    u->state = BG_KAFKA_UP_AUTH;
+    return bg_kafka_up__send(u, BG_KAFKA_API_SASL_AUTHENTICATE, ver, b);
+}
+
+/* First SaslAuthenticate: PLAIN's only message or SCRAM's client-first. */
+static int bg_kafka_up__start_auth(bg_kafka_up_t *u)
+{
+    const bg_config_kafka_t *k = &u->g->cfg->kafka;
+    bg_wr_t msg;
+    bg_wr_init(&msg, 128, 4096);
+    int rc = -1;
+    const char *why = NULL;
+    bg_kafka_scram_mech_t mech = bg_kafka_scram_mech_parse(k->upstream.sasl_mechanism);
+    if (mech) {
+        u->scram = bg_kafka_scram_new(mech, k->upstream.sasl_username, k->upstream.sasl_password);
+        if (u->scram && bg_kafka_scram_client_first(u->scram, &msg, &why) == BG_KAFKA_SCRAM_OK)
+            rc = 0;
+    } else {
+        rc = bg_kafka_sasl_plain_client(&msg, k->upstream.sasl_username, k->upstream.sasl_password);
+    }
+    if (rc == 0)
+        rc = bg_kafka_up__send_auth_bytes(u, &msg);
+    if (msg.buf)
+        OPENSSL_cleanse(msg.buf, msg.len);
+    bg_wr_free(&msg);
+    return rc;
+}
+
+static void bg_kafka_up__become_ready(bg_kafka_up_t *u)
+{
+    u->state = BG_KAFKA_UP_READY;
+    atomic_store(&u->g->upstream_seen_ok, 1);
+    /* The handshake had a deadline; a ready connection lives as long as its
+     * session (long-poll fetches may be silent for a while). */
+    bufferevent_set_timeouts(u->bev, NULL, NULL);
+    bg_kafka_arena_reset(&u->arena);
+    u->cbs.ready(u->arg);
+}
+
+static int bg_kafka_up__after_versions(bg_kafka_up_t *u)
+{
+    int sasl = u->g->cfg->kafka.upstream.security == BG_SEC_SASL_PLAINTEXT ||
+               u->g->cfg->kafka.upstream.security == BG_SEC_SASL_SSL;
+    if (!sasl) {
+        bg_kafka_up__become_ready(u);
+        return 0;
+    }
+    return bg_kafka_up__send_handshake(u);
+}
+
+static int bg_kafka_up__on_versions(bg_kafka_up_t *u, const bg_kafka_struct_t *r,
+                                    const uint8_t *body, size_t len)
+{
+    int16_t err = (int16_t)r->f[BG_KAFKA_API_VERSIONS_RESP_ERROR_CODE].i;
+    if (err == 35 && u->sent_ver > 0) /* UNSUPPORTED_VERSION: retry with v0, as clients do */
+        return bg_kafka_up__send_versions(u, 0);
+    if (err != 0)
+        return -1;
+    const bg_kafka_val_t *keys = &r->f[BG_KAFKA_API_VERSIONS_RESP_API_KEYS];
+    for (int32_t i = 0; i < keys->a.n; i++) {
+        const bg_kafka_struct_t *k = keys->a.s[i];
+        int64_t api = k->f[BG_KAFKA_API_VERSIONS_RESP_API_KEYS_API_KEY].i;
+        if (api < 0 || api >= BG_KAFKA_UP_MAX_API)
+            continue;
+        u->vmin[api] = (int16_t)k->f[BG_KAFKA_API_VERSIONS_RESP_API_KEYS_MIN_VERSION].i;
+        u->vmax[api] = (int16_t)k->f[BG_KAFKA_API_VERSIONS_RESP_API_KEYS_MAX_VERSION].i;
+    }
+    free(u->versions_body);
+    u->versions_body = malloc(len ? len : 1);
+    if (!u->versions_body)
+        return -1;
+    memcpy(u->versions_body, body, len);
+    u->versions_len = len;
+    u->versions_ver = u->sent_ver;
+    return bg_kafka_up__after_versions(u);
+}
+
+static int bg_kafka_up__on_auth(bg_kafka_up_t *u, const bg_kafka_struct_t *r)
+{
+    int16_t err = (int16_t)r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_ERROR_CODE].i;
+    if (err != 0)
+        return -1;
+    bg_slice_t in = r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_AUTH_BYTES].s;
+    if (!u->scram) { /* PLAIN: one round */
+        bg_kafka_up__become_ready(u);
+        return 0;
+    }
+    const char *why = NULL;
+    if (u->auth_round++ == 0) {
+        bg_wr_t msg;
+        bg_wr_init(&msg, 256, 4096);
+        int rc = bg_kafka_scram_client_final(u->scram, in.p, in.len < 0 ? 0 : (size_t)in.len, &msg,
+                                             &why) == BG_KAFKA_SCRAM_OK
+                     ? bg_kafka_up__send_auth_bytes(u, &msg)
+                     : -1;
+        bg_wr_free(&msg);
+        return rc;
+    }
+    if (bg_kafka_scram_verify_server_final(u->scram, in.p, in.len < 0 ? 0 : (size_t)in.len,
+                                           &why) != BG_KAFKA_SCRAM_OK)
+        return -1;
+    bg_kafka_scram_free(u->scram);
+    u->scram = NULL;
+    bg_kafka_up__become_ready(u);
+    return 0;
+}
+
+/* One handshake response in p[0..len) (frame without size prefix). */
+static int bg_kafka_up__on_handshake_frame(bg_kafka_up_t *u, const uint8_t *p, size_t len)
+{
+    int32_t corr;
+    const char *why = NULL;
+    int off = bg_kafka_resp_hdr_parse(p, len, bg_kafka_resp_hdr_version(u->sent_api, u->sent_ver),
+                                      &corr, NULL, &why);
+    if (off < 0 || corr != u->corr)
+        return -1;
+    bg_rd_t rd;
+    bg_rd_init(&rd, p + off, len - (size_t)off);
+    bg_kafka_struct_t *r = NULL;
+    bg_kafka_arena_reset(&u->arena);
+    if (bg_kafka_decode(bg_kafka_msg_desc(u->sent_api, 1), u->sent_ver, &rd, &u->arena, &r) !=
+        BG_KAFKA_OK)
+        return -1;
+    switch (u->state) {
+    case BG_KAFKA_UP_VERSIONS: return bg_kafka_up__on_versions(u, r, p + off, len - (size_t)off);
+    case BG_KAFKA_UP_HANDSHAKE:
+        if (r->f[BG_KAFKA_SASL_HANDSHAKE_RESP_ERROR_CODE].i != 0)
+            return -1;
+        return bg_kafka_up__start_auth(u);
+    case BG_KAFKA_UP_AUTH: return bg_kafka_up__on_auth(u, r);
+    default: return -1;
+    }
+}
+
+static void bg_kafka_up__on_read(struct bufferevent *bev, void *arg)
+{
+    bg_kafka_up_t *u = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    while (u->state != BG_KAFKA_UP_FAILED) {
+        uint8_t hdr[4];
+        uint32_t size;
+        if (evbuffer_copyout(in, hdr, 4) < 4)
+            return;
+        int64_t n = bg_kafka_frame_peek(hdr, 4, u->max_frame, &size);
+        if (n < 0) {
+            bg_kafka_up__fail(u, "response frame too large");
+            return;
+        }
+        if (evbuffer_get_length(in) < (size_t)size + 4)
+            return;
+        if (u->state == BG_KAFKA_UP_READY) {
+            if (u->cbs.frame(u->arg, in, (size_t)size + 4) != 0)
+                return; /* the session (and u) are gone */
+            continue;
+        }
+        const uint8_t *p = evbuffer_pullup(in, (ssize_t)size + 4);
+        int rc = p ? bg_kafka_up__on_handshake_frame(u, p + 4, size) : -1;
+        evbuffer_drain(in, (size_t)size + 4);
+        if (rc != 0) {
+            bg_kafka_up__fail(u, u->state == BG_KAFKA_UP_AUTH || u->state == BG_KAFKA_UP_HANDSHAKE
+                                     ? "authentication with busgate's credential failed"
+                                     : "handshake failed");
+            return;
+        }
+    }
+}
+
+static void bg_kafka_up__on_write(struct bufferevent *bev, void *arg)
+{
+    bg_kafka_up_t *u = arg;
+    if (u->state == BG_KAFKA_UP_READY && u->cbs.drained)
+        u->cbs.drained(u->arg);
+}
+
+static void bg_kafka_up__on_event(struct bufferevent *bev, short what, void *arg)
+{
+    bg_kafka_up_t *u = arg;
+    if (what & BEV_EVENT_CONNECTED) {
+        int16_t ver = 3;
+        if (bg_kafka_up__send_versions(u, ver) != 0)
+            bg_kafka_up__fail(u, "cannot send ApiVersions");
+        return;
+    }
+    if (what & BEV_EVENT_TIMEOUT)
+        bg_kafka_up__fail(u, "timed out");
+    else if (what & BEV_EVENT_EOF)
+        bg_kafka_up__fail(u, "closed by the broker");
+    else if (what & BEV_EVENT_ERROR)
+        bg_kafka_up__fail(u, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
+static struct bufferevent *bg_kafka_up__bev(struct event_base *base, bg_kafka_global_t *g,
+                                            const char *host)
+{
+    if (!g->upstream_tls)
+        return bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    SSL *ssl = SSL_new(g->upstream_tls);
+    if (!ssl)
+        return NULL;
+    SSL_set_tlsext_host_name(ssl, host);
+    if (g->cfg->kafka.upstream.tls.verify)
+        SSL_set1_host(ssl, host);
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev)
+        SSL_free(ssl);
+    else
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+bg_kafka_up_t *bg_kafka_up_connect(struct event_base *base, bg_kafka_global_t *g, int32_t node_id,
+                                   const bg_kafka_up_cbs_t *cbs, void *arg)
+{
+    char host[256];
+    uint16_t port = 0;
+    if (node_id < 0)
+        bg_kafka_global_bootstrap(g, host, sizeof host, &port);
+    else if (bg_kafka_global_node(g, node_id, host, sizeof host, &port) != 0)
+        return NULL;
+    bg_kafka_up_t *u = calloc(1, sizeof *u);
+    if (!u)
+        return NULL;
+    memset(u->vmax, 0xff, sizeof u->vmax); /* -1: unsupported until told */
+    u->g = g, u->cbs = *cbs, u->arg = arg;
+    u->max_frame = g->cfg->kafka.max_frame_bytes + 1024;
+    bg_kafka_arena_init(&u->arena, 4u << 20);
+    snprintf(u->where, sizeof u->where, "%s:%u (node %d)", host, port, (int)node_id);
+    u->bev = bg_kafka_up__bev(base, g, host);
+    if (!u->bev) {
+        bg_kafka_up_free(u);
+        return NULL;
+    }
+    bufferevent_setcb(u->bev, bg_kafka_up__on_read, bg_kafka_up__on_write, bg_kafka_up__on_event,
+                      u);
+    bufferevent_setwatermark(u->bev, EV_WRITE, BG_KAFKA_UP_LOW_WATER, 0);
+    bufferevent_set_max_single_read(u->bev, 256 * 1024);
+    struct timeval tv = {BG_KAFKA_UP_CONNECT_TIMEOUT_S, 0};
+    bufferevent_set_timeouts(u->bev, &tv, &tv);
+    bufferevent_enable(u->bev, EV_READ | EV_WRITE);
+    if (bufferevent_socket_connect_hostname(u->bev, NULL, AF_UNSPEC, host, port) != 0) {
+        bg_log_warn("kafka", "upstream %s: cannot connect", u->where);
+        bg_kafka_up_free(u);
+        return NULL;
+    }
+    return u;
+}
+
+void bg_kafka_up_free(bg_kafka_up_t *u)
+{
+    if (!u)
+        return;
+    if (u->bev)
+        bufferevent_free(u->bev);
+    bg_kafka_scram_free(u->scram);
+    bg_kafka_arena_free(&u->arena);
+    free(u->versions_body);
+    free(u);
+}

@@ -1,0 +1,53 @@
+/* One connection from busgate to an upstream Kafka broker, authenticated with
+ * busgate's own credential (never the client's token): connect (optionally
+ * TLS), ApiVersions (v3, falling back to v0), then SaslHandshake +
+ * SaslAuthenticate with PLAIN or SCRAM-SHA-256/512 when kafka.upstream.security
+ * is sasl_*. After that it relays frames for its session.
+ *
+ * Lives on one worker thread with its session; not thread-safe. */
+#ifndef BG_KAFKA_UPSTREAM_H
+#define BG_KAFKA_UPSTREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "adapters/kafka/kafka_adapter-internal.h"
+
+struct event_base;
+struct evbuffer;
+
+typedef struct bg_kafka_up_s bg_kafka_up_t;
+
+typedef struct bg_kafka_up_cbs_s {
+    /* Handshake done: versions known, frames may be sent. */
+    void (*ready)(void *arg);
+    /* A whole response frame of frame_len bytes (size prefix included) is at
+     * the head of in; the callee removes it. Returns -1 when it closed the
+     * session (then the upstream is gone too). */
+    int (*frame)(void *arg, struct evbuffer *in, size_t frame_len);
+    /* The connection failed or closed; the session must go. */
+    void (*failed)(void *arg, const char *why);
+    /* Output drained below the low watermark (resume reading the client). */
+    void (*drained)(void *arg);
+} bg_kafka_up_cbs_t;
+
+/* Starts connecting to node_id (-1: a bootstrap broker) on base. Returns NULL
+ * when the node is unknown or out of memory (nothing to free then). */
+bg_kafka_up_t *bg_kafka_up_connect(struct event_base *base, bg_kafka_global_t *g, int32_t node_id,
+                                   const bg_kafka_up_cbs_t *cbs, void *arg);
+void bg_kafka_up_free(bg_kafka_up_t *u);
+
+/* 1 after the handshake completed. */
+int bg_kafka_up_is_ready(const bg_kafka_up_t *u);
+/* The output buffer (append request frames; only once ready). */
+struct evbuffer *bg_kafka_up_output(bg_kafka_up_t *u);
+/* Enables/disables reading responses (backpressure). */
+void bg_kafka_up_set_reading(bg_kafka_up_t *u, int on);
+/* The upstream's version range for api_key: 1 when it supports it. */
+int bg_kafka_up_versions(const bg_kafka_up_t *u, int16_t api_key, int16_t *min, int16_t *max);
+/* The upstream's ApiVersions response body and the version it was decoded
+ * at (for copying its feature fields); borrowed, valid while u lives. */
+const uint8_t *bg_kafka_up_api_versions_body(const bg_kafka_up_t *u, size_t *len,
+                                             int16_t *version);
+
+#endif

@@ -1,0 +1,575 @@
+/* Audit pipeline: bounded MPSC queue from the workers to one audit thread
+ * that writes the primary sink, the local file copy and the spool.
+ *
+ * Routing on the audit thread, per record, in order:
+ *   1. records held back (block mode, nowhere to put them) go first;
+ *   2. while the spool has a backlog, new records are appended behind it so
+ *      the drain keeps the emit order;
+ *   3. otherwise the primary sink takes them; what it refuses now, or fails
+ *      later (Kafka delivery report), goes to the spool;
+ *   4. no spool, or spool full/unwritable: block mode holds the record and
+ *      stops admitting; drop mode counts it lost.
+ * The backlog drains through the primary with exponential backoff
+ * (250 ms .. 5 s); a batch is acked in the spool only after the primary has
+ * confirmed every record of it (at-least-once). */
+#include "audit/audit.h"
+#include "audit/audit_sink.h"
+#include "audit/audit_spool.h"
+
+#include "broker/log.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define BG_AUDIT_BATCH 1024
+#define BG_AUDIT_DRAIN_BATCH 512
+#define BG_AUDIT_BACKOFF_MIN_MS 250
+#define BG_AUDIT_BACKOFF_MAX_MS 5000
+#define BG_AUDIT_TICK_MS 50
+
+typedef struct bg_audit_qe_s {
+    struct bg_audit_qe_s *next;
+    uint32_t len;
+    uint8_t data[];
+} bg_audit_qe_t;
+
+struct bg_audit_s {
+    char *instance;
+    bg_audit_on_failure_t on_failure;
+    uint32_t qcap;
+
+    pthread_mutex_t mu;
+    pthread_cond_t wake, flushed;
+    bg_audit_qe_t *head, *tail; /* queue, under mu */
+    int stop;
+    uint64_t flush_req, flush_done;
+    int flush_rc;
+    pthread_t thread;
+    int started;
+
+    /* audit thread only */
+    bg_audit_sink_t *primary, *copy;
+    bg_audit_spool_t *spool;
+    bg_audit_qe_t *held, *held_tail; /* block mode: nowhere to put them yet */
+    int64_t retry_at, backoff;
+    int drain_failed;
+
+    _Atomic uint32_t qlen;
+    _Atomic int sink_ok; /* 0 while records are held (block mode) */
+    _Atomic uint64_t emitted, delivered, spooled, drained, dropped, refused, sink_errors;
+    _Atomic uint64_t spool_bytes, spool_corrupt;
+    _Atomic int64_t last_drop_log;
+};
+
+static int64_t bg_audit__mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* ---- emit (worker threads) ---- */
+
+static void bg_audit__log_loss(bg_audit_t *a, const char *why)
+{
+    int64_t now = bg_audit__mono_ms(), last = atomic_load(&a->last_drop_log);
+    if (now - last < 1000 || !atomic_compare_exchange_strong(&a->last_drop_log, &last, now))
+        return;
+    bg_log_error("audit", "audit events lost (%s); %llu dropped so far", why,
+                 (unsigned long long)atomic_load(&a->dropped));
+}
+
+/* Encodes into a fresh queue entry. A pathological event (thousands of
+ * resources, a huge detail) is cut down rather than refused. */
+static bg_audit_qe_t *bg_audit__encode(const bg_audit_t *a, const bg_audit_event_t *ev)
+{
+    char stack[8192], *json = stack;
+    size_t cap = sizeof stack, n = bg_audit_encode_json(ev, a->instance, json, cap);
+    if (n == 0) {
+        cap = BG_AUDIT_SPOOL_MAX_RECORD / 2;
+        if (!(json = malloc(cap)))
+            return NULL;
+        n = bg_audit_encode_json(ev, a->instance, json, cap);
+        if (n == 0) {
+            bg_audit_event_t cut = *ev;
+            cut.nresources = cut.nresources > 16 ? 16 : cut.nresources;
+            cut.principal.ngroups = cut.principal.ngroups > 64 ? 64 : cut.principal.ngroups;
+            cut.detail = "(event truncated: too large)";
+            n = bg_audit_encode_json(&cut, a->instance, json, cap);
+        }
+    }
+    const char *key = ev->session_id ? ev->session_id : "";
+    size_t klen = strlen(key) > 0xffff ? 0xffff : strlen(key);
+    bg_audit_qe_t *qe = n ? malloc(sizeof *qe + 2 + klen + n) : NULL;
+    if (qe) {
+        qe->next = NULL;
+        qe->len = (uint32_t)bg_audit_rec_build(qe->data, 2 + klen + n, key, klen, json, n);
+    }
+    if (json != stack)
+        free(json);
+    return qe;
+}
+
+static int bg_audit__lost(bg_audit_t *a, const char *why)
+{
+    if (a->on_failure == BG_AUDIT_BLOCK) {
+        atomic_fetch_add(&a->refused, 1);
+        return BG_AUDIT_REFUSED;
+    }
+    atomic_fetch_add(&a->dropped, 1);
+    bg_audit__log_loss(a, why);
+    return BG_AUDIT_DROPPED;
+}
+
+int bg_audit_emit(bg_audit_t *a, const bg_audit_event_t *ev)
+{
+    if (!a || !ev || (unsigned)ev->kind >= BG_AUDIT_EV__COUNT)
+        return BG_AUDIT_EINVAL;
+    /* Refuse before encoding: a blocked pipeline must stay cheap. */
+    if (a->on_failure == BG_AUDIT_BLOCK && !atomic_load(&a->sink_ok))
+        return bg_audit__lost(a, "sinks failing");
+    bg_audit_qe_t *qe = bg_audit__encode(a, ev);
+    if (!qe)
+        return bg_audit__lost(a, "out of memory");
+    pthread_mutex_lock(&a->mu);
+    if (atomic_load(&a->qlen) >= a->qcap || a->stop) {
+        pthread_mutex_unlock(&a->mu);
+        free(qe);
+        return bg_audit__lost(a, "queue full");
+    }
+    if (a->tail)
+        a->tail->next = qe;
+    else
+        a->head = qe;
+    a->tail = qe;
+    if (atomic_fetch_add(&a->qlen, 1) == 0)
+        pthread_cond_signal(&a->wake);
+    atomic_fetch_add(&a->emitted, 1);
+    pthread_mutex_unlock(&a->mu);
+    return BG_AUDIT_OK;
+}
+
+int bg_audit_admitting(const bg_audit_t *a)
+{
+    if (a->on_failure == BG_AUDIT_DROP)
+        return 1; /* never refuses: losses are counted instead */
+    return atomic_load(&a->sink_ok) && atomic_load(&a->qlen) < a->qcap;
+}
+
+void bg_audit_stats(const bg_audit_t *a, bg_audit_stats_t *o)
+{
+    memset(o, 0, sizeof *o);
+    o->emitted = atomic_load(&a->emitted);
+    o->delivered = atomic_load(&a->delivered);
+    o->spooled = atomic_load(&a->spooled);
+    o->drained = atomic_load(&a->drained);
+    o->dropped = atomic_load(&a->dropped);
+    o->refused = atomic_load(&a->refused);
+    o->spool_corrupt = atomic_load(&a->spool_corrupt);
+    o->sink_errors = atomic_load(&a->sink_errors);
+    o->queue_depth = atomic_load(&a->qlen);
+    o->spool_bytes = atomic_load(&a->spool_bytes);
+    o->admitting = bg_audit_admitting(a);
+}
+
+/* ---- sink callbacks (audit thread) ---- */
+
+static void bg_audit__hold(bg_audit_t *a, const bg_audit_rec_t *r)
+{
+    bg_audit_qe_t *qe = malloc(sizeof *qe + r->len);
+    if (!qe) {
+        atomic_fetch_add(&a->dropped, 1);
+        bg_audit__log_loss(a, "out of memory");
+        return;
+    }
+    qe->next = NULL;
+    qe->len = r->len;
+    memcpy(qe->data, r->data, r->len);
+    if (a->held_tail)
+        a->held_tail->next = qe;
+    else
+        a->held = qe;
+    a->held_tail = qe;
+    atomic_store(&a->sink_ok, 0);
+}
+
+/* The primary could not take r: spool it, else hold or drop it. */
+static void bg_audit__spill(bg_audit_t *a, const bg_audit_rec_t *r)
+{
+    if (!a->held && a->spool && bg_audit_spool_append(a->spool, r->data, r->len) == 0) {
+        atomic_fetch_add(&a->spooled, 1);
+        if (a->retry_at == 0) {
+            a->backoff = BG_AUDIT_BACKOFF_MIN_MS;
+            a->retry_at = bg_audit__mono_ms() + a->backoff;
+        }
+        return;
+    }
+    if (a->on_failure == BG_AUDIT_BLOCK) {
+        bg_audit__hold(a, r);
+        return;
+    }
+    atomic_fetch_add(&a->dropped, 1);
+    bg_audit__log_loss(a, a->spool ? "primary sink and spool failing" : "primary sink failing");
+}
+
+static void bg_audit__on_delivered(void *core, const bg_audit_rec_t *r)
+{
+    bg_audit_t *a = core;
+    atomic_fetch_add(&a->delivered, 1);
+}
+
+static void bg_audit__on_failed(void *core, const bg_audit_rec_t *r)
+{
+    bg_audit_t *a = core;
+    atomic_fetch_add(&a->sink_errors, 1);
+    if (r->from_spool)
+        a->drain_failed = 1; /* still in the spool: the drain rewinds */
+    else
+        bg_audit__spill(a, r);
+}
+
+static void bg_audit__copy_delivered(void *core, const bg_audit_rec_t *r) {}
+
+static void bg_audit__copy_failed(void *core, const bg_audit_rec_t *r)
+{
+    bg_audit_t *a = core;
+    atomic_fetch_add(&a->sink_errors, 1);
+}
+
+/* ---- routing (audit thread) ---- */
+
+static int bg_audit__primary_up(bg_audit_t *a)
+{
+    return !a->primary->up || a->primary->up(a->primary);
+}
+
+static void bg_audit__route(bg_audit_t *a, const bg_audit_rec_t *recs, size_t n)
+{
+    size_t taken = 0;
+    if (a->copy && a->copy->write(a->copy, recs, n) < n)
+        bg_log_warn("audit", "audit file copy failing");
+    int backlog = a->held || (a->spool && !bg_audit_spool_empty(a->spool));
+    if (!backlog && bg_audit__primary_up(a))
+        taken = a->primary->write(a->primary, recs, n);
+    for (size_t i = taken; i < n; i++)
+        bg_audit__spill(a, &recs[i]);
+}
+
+/* Retries held records: directly to the primary when there is no spool
+ * backlog, else into the spool. */
+static void bg_audit__retry_held(bg_audit_t *a)
+{
+    while (a->held) {
+        bg_audit_qe_t *qe = a->held;
+        bg_audit_rec_t r = {qe->data, qe->len, 0};
+        int ok = 0;
+        if (a->spool && bg_audit_spool_append(a->spool, r.data, r.len) == 0) {
+            atomic_fetch_add(&a->spooled, 1);
+            ok = 1;
+        } else if ((!a->spool || bg_audit_spool_empty(a->spool)) && bg_audit__primary_up(a)) {
+            ok = a->primary->write(a->primary, &r, 1) == 1;
+        }
+        if (!ok)
+            return;
+        a->held = qe->next;
+        if (!a->held)
+            a->held_tail = NULL;
+        free(qe);
+    }
+    atomic_store(&a->sink_ok, 1);
+    bg_log_info("audit", "audit pipeline recovered; admitting again");
+}
+
+static int bg_audit__drain_one(void *arg, const uint8_t *p, size_t n, size_t off)
+{
+    bg_audit_t *a = arg;
+    bg_audit_rec_t r = {p, (uint32_t)n, 1};
+    if (a->drain_failed || a->primary->write(a->primary, &r, 1) != 1) {
+        a->drain_failed = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* One drain round: a batch from the spool through the primary, acked only
+ * when the primary confirmed all of it. Returns 1 to go on right away. */
+static int bg_audit__drain(bg_audit_t *a)
+{
+    a->drain_failed = 0;
+    /* No up() check here: the drain is the probe that finds the primary back. */
+    int n = bg_audit_spool_read(a->spool, BG_AUDIT_DRAIN_BATCH, bg_audit__drain_one, a);
+    if (n >= 0 && !a->drain_failed && a->primary->flush(a->primary, 2000) == 0 &&
+        !a->drain_failed && bg_audit_spool_ack(a->spool) == 0) {
+        atomic_fetch_add(&a->drained, (uint64_t)n);
+        a->backoff = BG_AUDIT_BACKOFF_MIN_MS;
+        a->retry_at = bg_audit_spool_empty(a->spool) ? 0 : bg_audit__mono_ms();
+        if (a->retry_at == 0)
+            bg_log_info("audit", "audit spool drained");
+        return a->retry_at != 0;
+    }
+    bg_audit_spool_rewind(a->spool);
+    a->backoff = a->backoff * 2 > BG_AUDIT_BACKOFF_MAX_MS ? BG_AUDIT_BACKOFF_MAX_MS : a->backoff * 2;
+    a->retry_at = bg_audit__mono_ms() + a->backoff;
+    return 0;
+}
+
+static void bg_audit__housekeeping(bg_audit_t *a)
+{
+    if (a->primary->poll)
+        a->primary->poll(a->primary);
+    if (a->copy && a->copy->poll)
+        a->copy->poll(a->copy);
+    if (a->held)
+        bg_audit__retry_held(a);
+    if (a->spool && !bg_audit_spool_empty(a->spool)) {
+        if (a->retry_at == 0)
+            a->retry_at = bg_audit__mono_ms();
+        for (int i = 0; i < 64 && bg_audit__mono_ms() >= a->retry_at; i++)
+            if (!bg_audit__drain(a))
+                break;
+    }
+    if (a->spool) {
+        atomic_store(&a->spool_bytes, bg_audit_spool_bytes(a->spool));
+        atomic_store(&a->spool_corrupt, bg_audit_spool_corrupt(a->spool));
+    }
+}
+
+static int bg_audit__sync_all(bg_audit_t *a, int timeout_ms)
+{
+    int rc = a->primary->flush(a->primary, timeout_ms);
+    if (a->copy && a->copy->flush(a->copy, timeout_ms) != 0)
+        rc = -1;
+    if (a->spool && bg_audit_spool_sync(a->spool) != 0)
+        rc = -1;
+    return rc;
+}
+
+static void bg_audit__process(bg_audit_t *a, bg_audit_qe_t *list)
+{
+    bg_audit_rec_t recs[64];
+    bg_audit_qe_t *qes[64];
+    size_t n = 0;
+    while (list) {
+        bg_audit_qe_t *next = list->next;
+        qes[n] = list;
+        recs[n++] = (bg_audit_rec_t){list->data, list->len, 0};
+        if (n == 64 || !next) {
+            bg_audit__route(a, recs, n);
+            /* freed after routing: sinks and the spool copy what they keep */
+            for (size_t i = 0; i < n; i++)
+                free(qes[i]);
+            n = 0;
+        }
+        list = next;
+    }
+}
+
+/* Takes up to BG_AUDIT_BATCH entries off the queue; caller holds mu. */
+static bg_audit_qe_t *bg_audit__take(bg_audit_t *a)
+{
+    bg_audit_qe_t *list = a->head, *last = NULL, *e = a->head;
+    uint32_t k = 0;
+    while (e && k < BG_AUDIT_BATCH) {
+        last = e;
+        e = e->next;
+        k++;
+    }
+    if (!last)
+        return NULL;
+    last->next = NULL;
+    a->head = e;
+    if (!e)
+        a->tail = NULL;
+    atomic_fetch_sub(&a->qlen, k);
+    return list;
+}
+
+static void bg_audit__wait(bg_audit_t *a)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += BG_AUDIT_TICK_MS * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&a->wake, &a->mu, &ts);
+}
+
+static void *bg_audit__main(void *arg)
+{
+    bg_audit_t *a = arg;
+    pthread_mutex_lock(&a->mu);
+    for (;;) {
+        if (!a->head && !a->stop && a->flush_req == a->flush_done)
+            bg_audit__wait(a);
+        bg_audit_qe_t *list = bg_audit__take(a);
+        uint64_t req = a->flush_req;
+        int stop = a->stop, empty = a->head == NULL;
+        pthread_mutex_unlock(&a->mu);
+        bg_audit__process(a, list);
+        bg_audit__housekeeping(a);
+        int rc = 0;
+        if (empty && (req != a->flush_done || stop))
+            rc = bg_audit__sync_all(a, stop ? 5000 : 1000);
+        pthread_mutex_lock(&a->mu);
+        if (empty && req != a->flush_done) {
+            a->flush_done = req;
+            a->flush_rc = rc;
+            pthread_cond_broadcast(&a->flushed);
+        }
+        if (stop && empty && !a->head)
+            break;
+    }
+    pthread_mutex_unlock(&a->mu);
+    return NULL;
+}
+
+int bg_audit_flush(bg_audit_t *a, int timeout_ms)
+{
+    struct timespec ts;
+    int rc = 0;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_mutex_lock(&a->mu);
+    uint64_t my = ++a->flush_req;
+    pthread_cond_signal(&a->wake);
+    while (a->flush_done < my && rc == 0)
+        rc = pthread_cond_timedwait(&a->flushed, &a->mu, &ts);
+    int out = a->flush_done >= my ? a->flush_rc : -1;
+    pthread_mutex_unlock(&a->mu);
+    return out;
+}
+
+/* ---- lifecycle ---- */
+
+static int bg_audit__init_sync(bg_audit_t *a)
+{
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0)
+        return -1;
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    int rc = pthread_cond_init(&a->wake, &ca) || pthread_cond_init(&a->flushed, &ca) ||
+             pthread_mutex_init(&a->mu, NULL);
+    pthread_condattr_destroy(&ca);
+    return rc ? -1 : 0;
+}
+
+static void bg_audit__attach(bg_audit_t *a, bg_audit_sink_t *s, int copy)
+{
+    s->cb.core = a;
+    s->cb.delivered = copy ? bg_audit__copy_delivered : bg_audit__on_delivered;
+    s->cb.failed = copy ? bg_audit__copy_failed : bg_audit__on_failed;
+}
+
+bg_audit_t *bg_audit_new_with_sink(const bg_config_audit_t *cfg, const char *instance,
+                                   bg_audit_sink_t *primary, char *err, size_t errlen)
+{
+    bg_audit_t *a = calloc(1, sizeof *a);
+    if (err && errlen)
+        err[0] = '\0';
+    if (!a || !primary || bg_audit__init_sync(a) != 0) {
+        snprintf(err, errlen, "audit: out of memory");
+        free(a);
+        if (primary)
+            primary->close(primary);
+        return NULL;
+    }
+    a->instance = instance ? strdup(instance) : NULL;
+    a->on_failure = cfg->on_failure;
+    a->qcap = cfg->queue_size ? cfg->queue_size : 65536;
+    a->primary = primary;
+    atomic_store(&a->sink_ok, 1);
+    bg_audit__attach(a, primary, 0);
+    if (cfg->file && primary->name && strcmp(primary->name, "file") != 0) {
+        if (!(a->copy = bg_audit_file_sink_new(cfg->file, err, errlen)))
+            goto fail;
+        bg_audit__attach(a, a->copy, 1);
+    }
+    /* Segments of at most a quarter of the bound, so a partial drain frees
+     * space while the rest of the backlog waits. */
+    uint64_t seg = cfg->spool_max_bytes ? cfg->spool_max_bytes / 4 : 0;
+    seg = seg > (8u << 20) || seg == 0 ? 8u << 20 : seg;
+    if (cfg->spool_dir &&
+        !(a->spool = bg_audit_spool_open(cfg->spool_dir, cfg->spool_max_bytes, seg, err, errlen)))
+        goto fail;
+    if (pthread_create(&a->thread, NULL, bg_audit__main, a) != 0) {
+        snprintf(err, errlen, "audit: cannot start thread");
+        goto fail;
+    }
+    a->started = 1;
+    return a;
+fail:
+    bg_audit_free(a);
+    return NULL;
+}
+
+bg_audit_t *bg_audit_new(const bg_config_audit_t *cfg, const char *instance,
+                         const bg_audit_kafka_conf_t *kafka, char *err, size_t errlen)
+{
+    bg_audit_sink_t *primary = NULL;
+    if (!cfg || (!cfg->kafka_topic && !cfg->file)) {
+        snprintf(err, errlen, "audit: needs audit.kafka_topic or audit.file");
+        return NULL;
+    }
+    if (cfg->kafka_topic) {
+        if (!kafka || !kafka->bootstrap) {
+            snprintf(err, errlen, "audit: kafka_topic needs the Kafka upstream");
+            return NULL;
+        }
+        primary = bg_audit_kafka_sink_new(kafka, cfg->kafka_topic, err, errlen);
+    } else {
+        primary = bg_audit_file_sink_new(cfg->file, err, errlen);
+    }
+    if (!primary)
+        return NULL;
+    return bg_audit_new_with_sink(cfg, instance, primary, err, errlen);
+}
+
+static void bg_audit__free_list(bg_audit_qe_t *e)
+{
+    while (e) {
+        bg_audit_qe_t *n = e->next;
+        free(e);
+        e = n;
+    }
+}
+
+void bg_audit_free(bg_audit_t *a)
+{
+    if (!a)
+        return;
+    if (a->started) {
+        pthread_mutex_lock(&a->mu);
+        a->stop = 1;
+        pthread_cond_signal(&a->wake);
+        pthread_mutex_unlock(&a->mu);
+        pthread_join(a->thread, NULL);
+    }
+    /* Closing the primary may fail records back to us (Kafka purge): they are
+     * spooled, so the spool closes last. */
+    if (a->primary)
+        a->primary->close(a->primary);
+    if (a->copy)
+        a->copy->close(a->copy);
+    if (a->held)
+        bg_log_error("audit", "audit stopped with undeliverable events held");
+    bg_audit__free_list(a->held);
+    bg_audit__free_list(a->head);
+    bg_audit_spool_close(a->spool);
+    pthread_cond_destroy(&a->wake);
+    pthread_cond_destroy(&a->flushed);
+    pthread_mutex_destroy(&a->mu);
+    free(a->instance);
+    free(a);
+}

@@ -1,0 +1,80 @@
+/* busgate audit sinks: the pluggable vtable the audit thread writes to.
+ *
+ * Every sink method runs on the audit thread only, so a sink needs no locks.
+ * A record is one encoded event in spool payload form (see audit_spool.h):
+ *   [u16 LE key length][key = session id][JSON object]
+ * so the same bytes go to the spool, come back from it, and still carry the
+ * Kafka message key. */
+#ifndef BG_AUDIT_SINK_H
+#define BG_AUDIT_SINK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "audit/audit.h"
+
+typedef struct bg_audit_rec_s {
+    const uint8_t *data; /* owned by whoever handed the record over */
+    uint32_t len;
+    int from_spool; /* 1 while draining the spool: never re-spooled on failure */
+} bg_audit_rec_t;
+
+/* Views into a record; return NULL (len 0) when the record is malformed. */
+const char *bg_audit_rec_key(const bg_audit_rec_t *r, size_t *len);
+const char *bg_audit_rec_json(const bg_audit_rec_t *r, size_t *len);
+/* Builds a record payload into dst (cap bytes) from key and json; returns the
+ * length or 0 when it does not fit (key longer than 65535 is cut). */
+size_t bg_audit_rec_build(uint8_t *dst, size_t cap, const char *key, size_t klen, const char *json,
+                          size_t jlen);
+
+typedef struct bg_audit_sink_s bg_audit_sink_t;
+
+/* How a sink reports outcomes back to the pipeline. delivered/failed are called
+ * on the audit thread, from write() (synchronous sinks) or from poll()/flush()
+ * (asynchronous ones, e.g. Kafka delivery reports), once per record written.
+ * The rec passed is a view valid during the call only. */
+typedef struct bg_audit_sink_cb_s {
+    void *core;
+    void (*delivered)(void *core, const bg_audit_rec_t *rec);
+    void (*failed)(void *core, const bg_audit_rec_t *rec);
+} bg_audit_sink_cb_t;
+
+struct bg_audit_sink_s {
+    const char *name;
+    /* Takes recs[0..n) in order and returns how many it took: a prefix. The
+     * ones not taken are the caller's again (spooled). Records taken must be
+     * reported delivered or failed exactly once, later or during the call. The
+     * sink copies what it keeps. */
+    size_t (*write)(bg_audit_sink_t *s, const bg_audit_rec_t *recs, size_t n);
+    /* Makes everything taken durable/delivered within timeout_ms (reporting
+     * outcomes). Returns 0 when nothing taken is still pending, -1 otherwise. */
+    int (*flush)(bg_audit_sink_t *s, int timeout_ms);
+    /* Optional: serves asynchronous outcomes without waiting. */
+    void (*poll)(bg_audit_sink_t *s);
+    /* Optional: 0 when the sink knows it is down (e.g. all brokers down), so
+     * the pipeline spools without trying. */
+    int (*up)(bg_audit_sink_t *s);
+    /* Flushes with a short bound and frees the sink. */
+    void (*close)(bg_audit_sink_t *s);
+    bg_audit_sink_cb_t cb; /* set by the pipeline before the first write */
+};
+
+/* JSON-lines file sink: appends each record's JSON plus '\n' (O_APPEND),
+ * one write per batch, fdatasync at most every 100 ms and on flush. Returns
+ * NULL with err filled when the file cannot be opened. */
+bg_audit_sink_t *bg_audit_file_sink_new(const char *path, char *err, size_t errlen);
+
+/* Kafka topic sink (librdkafka idempotent producer, acks=all, key = session
+ * id, delivery reports). Returns NULL with err filled on a config error. */
+bg_audit_sink_t *bg_audit_kafka_sink_new(const bg_audit_kafka_conf_t *kc, const char *topic,
+                                         char *err, size_t errlen);
+
+/* Like bg_audit_new() but with primary as the primary sink instead of the one
+ * cfg names (cfg->kafka_topic is then ignored; cfg->file, if set, is still the
+ * local copy). Takes ownership of primary (closed by bg_audit_free, or here on
+ * failure). For tests and embedders. */
+bg_audit_t *bg_audit_new_with_sink(const bg_config_audit_t *cfg, const char *instance,
+                                   bg_audit_sink_t *primary, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
+
+#endif

@@ -1,0 +1,483 @@
+/* Audit spool: framed records in rotated segment files, a persisted read
+ * position, resync past damage. Format and recovery rules: audit_spool.h. */
+#include "audit/audit_spool.h"
+
+#include "broker/log.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#if defined(__x86_64__)
+#include <nmmintrin.h>
+#endif
+
+/* ---- CRC-32C ---- */
+
+static uint32_t bg_audit__crc_table[256];
+
+static void bg_audit__crc_init(void)
+{
+    for (uint32_t i = 0; i < 256; i++) {
+        uint32_t c = i;
+        for (int k = 0; k < 8; k++)
+            c = (c & 1) ? (c >> 1) ^ 0x82f63b78u : c >> 1;
+        bg_audit__crc_table[i] = c;
+    }
+}
+
+static uint32_t bg_audit__crc_sw(uint32_t crc, const uint8_t *p, size_t n)
+{
+    static pthread_once_t once = PTHREAD_ONCE_INIT;
+    pthread_once(&once, bg_audit__crc_init);
+    while (n--)
+        crc = bg_audit__crc_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
+    return crc;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) static uint32_t bg_audit__crc_hw(uint32_t crc, const uint8_t *p,
+                                                                   size_t n)
+{
+    uint64_t c = crc;
+    while (n >= 8) {
+        uint64_t v;
+        memcpy(&v, p, 8);
+        c = _mm_crc32_u64(c, v);
+        p += 8;
+        n -= 8;
+    }
+    uint32_t c32 = (uint32_t)c;
+    while (n--)
+        c32 = _mm_crc32_u8(c32, *p++);
+    return c32;
+}
+#endif
+
+uint32_t bg_audit_crc32c(uint32_t crc, const void *p, size_t n)
+{
+    crc = ~crc;
+#if defined(__x86_64__)
+    if (__builtin_cpu_supports("sse4.2"))
+        return ~bg_audit__crc_hw(crc, p, n);
+#endif
+    return ~bg_audit__crc_sw(crc, p, n);
+}
+
+/* ---- frame parser (pure) ---- */
+
+static uint32_t bg_audit__le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static void bg_audit__put32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static uint32_t bg_audit__frame_crc(const uint8_t *lenbytes, const uint8_t *p, uint32_t n)
+{
+    return bg_audit_crc32c(bg_audit_crc32c(0, lenbytes, 4), p, n);
+}
+
+void bg_audit_spool_frame(uint8_t hdr[BG_AUDIT_SPOOL_HDR], const uint8_t *p, uint32_t n)
+{
+    bg_audit__put32(hdr, n);
+    bg_audit__put32(hdr + 4, bg_audit__frame_crc(hdr, p, n));
+}
+
+/* Length of the valid frame at buf[off], 0 when there is none. */
+static size_t bg_audit__frame_at(const uint8_t *buf, size_t len, size_t off)
+{
+    if (len - off < BG_AUDIT_SPOOL_HDR)
+        return 0;
+    uint32_t n = bg_audit__le32(buf + off);
+    if (n == 0 || n > BG_AUDIT_SPOOL_MAX_RECORD || n > len - off - BG_AUDIT_SPOOL_HDR)
+        return 0;
+    const uint8_t *p = buf + off + BG_AUDIT_SPOOL_HDR;
+    if (bg_audit__le32(buf + off + 4) != bg_audit__frame_crc(buf + off, p, n))
+        return 0;
+    return BG_AUDIT_SPOOL_HDR + n;
+}
+
+size_t bg_audit_spool_scan(const uint8_t *buf, size_t len, bg_audit_spool_rec_cb rec,
+                           bg_audit_spool_bad_cb bad, void *arg)
+{
+    size_t off = 0;
+    while (off < len) {
+        size_t f = bg_audit__frame_at(buf, len, off);
+        if (f == 0) {
+            /* Resync: the next offset where a whole frame validates. Worst
+             * case quadratic in the damaged span, bounded by the segment size. */
+            size_t next = off + 1;
+            while (next < len && bg_audit__frame_at(buf, len, next) == 0)
+                next++;
+            if (bad)
+                bad(arg, off, next - off);
+            off = next;
+            continue;
+        }
+        size_t at = off;
+        off += f;
+        if (rec && rec(arg, buf + at + BG_AUDIT_SPOOL_HDR, f - BG_AUDIT_SPOOL_HDR, at) != 0)
+            break;
+    }
+    return off;
+}
+
+/* ---- spool directory ---- */
+
+struct bg_audit_spool_s {
+    char *dir;
+    uint64_t max_bytes, seg_bytes;
+    int wfd;        /* active segment, -1 until the first append */
+    uint32_t wseg;  /* segment the next append goes to */
+    uint64_t woff;  /* its size */
+    uint32_t first; /* lowest segment that may exist */
+    uint32_t rseg, aseg;
+    uint64_t roff, aoff;
+    uint64_t bytes;                 /* on disk */
+    uint64_t unread, unread_at_ack; /* bytes after the read/ack cursor */
+    uint64_t corrupt;
+    uint32_t bad_seg; /* furthest corruption reported, so a rewind does not recount */
+    uint64_t bad_off;
+    uint8_t *buf; /* cache of segment bufseg, bytes [0, buflen) */
+    size_t buflen, bufcap;
+    uint32_t bufseg;
+};
+
+static void bg_audit__seg_path(const bg_audit_spool_t *sp, uint32_t seg, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/spool-%06" PRIu32 ".seg", sp->dir, seg);
+}
+
+static uint64_t bg_audit__seg_size(const bg_audit_spool_t *sp, uint32_t seg)
+{
+    char path[4096];
+    struct stat st;
+    bg_audit__seg_path(sp, seg, path, sizeof path);
+    return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/* Finds the segment range on disk; returns -1 when dir cannot be listed. */
+static int bg_audit__list(bg_audit_spool_t *sp, uint32_t *lo, uint32_t *hi)
+{
+    DIR *d = opendir(sp->dir);
+    struct dirent *e;
+    *lo = UINT32_MAX;
+    *hi = 0;
+    if (!d)
+        return -1;
+    while ((e = readdir(d)) != NULL) {
+        unsigned n;
+        char tail;
+        if (sscanf(e->d_name, "spool-%u.se%c", &n, &tail) == 2 && tail == 'g' && n > 0) {
+            *lo = n < *lo ? n : *lo;
+            *hi = n > *hi ? n : *hi;
+        }
+    }
+    closedir(d);
+    return 0;
+}
+
+static void bg_audit__read_ack(bg_audit_spool_t *sp)
+{
+    char path[4096];
+    unsigned seg;
+    unsigned long long off;
+    snprintf(path, sizeof path, "%s/spool.ack", sp->dir);
+    FILE *f = fopen(path, "r");
+    if (f && fscanf(f, "%u %llu", &seg, &off) == 2) {
+        sp->aseg = seg;
+        sp->aoff = off;
+    }
+    if (f)
+        fclose(f);
+}
+
+bg_audit_spool_t *bg_audit_spool_open(const char *dir, uint64_t max_bytes, uint64_t seg_bytes,
+                                      char *err, size_t errlen)
+{
+    bg_audit_spool_t *sp = calloc(1, sizeof *sp);
+    uint32_t lo, hi;
+    if (!sp || !(sp->dir = strdup(dir)))
+        goto fail;
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "audit spool %s: %s", dir, strerror(errno));
+        goto fail;
+    }
+    if (bg_audit__list(sp, &lo, &hi) != 0) {
+        snprintf(err, errlen, "audit spool %s: %s", dir, strerror(errno));
+        goto fail;
+    }
+    sp->max_bytes = max_bytes;
+    sp->seg_bytes = seg_bytes ? seg_bytes : 8u << 20;
+    sp->wfd = -1;
+    sp->first = hi ? lo : 1;
+    sp->wseg = hi + 1; /* never append after a possibly torn tail */
+    sp->aseg = sp->first;
+    bg_audit__read_ack(sp);
+    if (sp->aseg < sp->first || sp->aseg > sp->wseg) {
+        sp->aseg = sp->first;
+        sp->aoff = 0;
+    }
+    for (uint32_t s = sp->first; hi && s <= hi; s++) {
+        uint64_t sz = bg_audit__seg_size(sp, s);
+        sp->bytes += sz;
+        if (s > sp->aseg)
+            sp->unread += sz;
+        else if (s == sp->aseg)
+            sp->unread += sz > sp->aoff ? sz - sp->aoff : 0;
+    }
+    sp->unread_at_ack = sp->unread;
+    sp->rseg = sp->aseg;
+    sp->roff = sp->aoff;
+    sp->bufseg = 0;
+    return sp;
+fail:
+    if (err && errlen && !err[0])
+        snprintf(err, errlen, "audit spool %s: out of memory", dir);
+    if (sp)
+        free(sp->dir);
+    free(sp);
+    return NULL;
+}
+
+static int bg_audit__open_seg(bg_audit_spool_t *sp)
+{
+    char path[4096];
+    if (sp->wfd >= 0) {
+        if (fdatasync(sp->wfd) != 0)
+            bg_log_warn("audit", "spool fdatasync: %s", strerror(errno));
+        close(sp->wfd);
+        sp->wfd = -1;
+        sp->wseg++;
+    }
+    bg_audit__seg_path(sp, sp->wseg, path, sizeof path);
+    sp->wfd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+    if (sp->wfd < 0) {
+        bg_log_error("audit", "spool segment %s: %s", path, strerror(errno));
+        return -1;
+    }
+    sp->woff = 0;
+    return 0;
+}
+
+int bg_audit_spool_append(bg_audit_spool_t *sp, const uint8_t *p, size_t n)
+{
+    uint8_t hdr[BG_AUDIT_SPOOL_HDR];
+    if (n == 0 || n > BG_AUDIT_SPOOL_MAX_RECORD)
+        return -1;
+    if (sp->max_bytes && sp->bytes + BG_AUDIT_SPOOL_HDR + n > sp->max_bytes)
+        return -1;
+    if ((sp->wfd < 0 || sp->woff >= sp->seg_bytes) && bg_audit__open_seg(sp) != 0)
+        return -1;
+    bg_audit_spool_frame(hdr, p, (uint32_t)n);
+    struct iovec iov[2] = {{hdr, sizeof hdr}, {(void *)p, n}};
+    ssize_t w = writev(sp->wfd, iov, 2);
+    if (w != (ssize_t)(sizeof hdr + n)) {
+        /* Leave no partial frame behind: the next append would follow it. */
+        if (w > 0 && ftruncate(sp->wfd, (off_t)sp->woff) != 0)
+            bg_log_error("audit", "spool truncate: %s", strerror(errno));
+        return -1;
+    }
+    sp->woff += (uint64_t)w;
+    sp->bytes += (uint64_t)w;
+    sp->unread += (uint64_t)w; /* behind both cursors */
+    sp->unread_at_ack += (uint64_t)w;
+    return 0;
+}
+
+int bg_audit_spool_sync(bg_audit_spool_t *sp)
+{
+    return sp->wfd < 0 || fdatasync(sp->wfd) == 0 ? 0 : -1;
+}
+
+/* Loads the bytes of segment rseg not yet cached. 1: loaded, 0: no such
+ * file, -1: error. */
+static int bg_audit__fill(bg_audit_spool_t *sp)
+{
+    char path[4096];
+    struct stat st;
+    if (sp->bufseg != sp->rseg) {
+        sp->bufseg = sp->rseg;
+        sp->buflen = 0;
+    }
+    bg_audit__seg_path(sp, sp->rseg, path, sizeof path);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno == ENOENT ? 0 : -1;
+    if (fstat(fd, &st) != 0)
+        goto fail;
+    size_t size = (size_t)st.st_size;
+    if (size > sp->bufcap) {
+        uint8_t *nb = realloc(sp->buf, size);
+        if (!nb)
+            goto fail;
+        sp->buf = nb;
+        sp->bufcap = size;
+    }
+    while (sp->buflen < size) {
+        ssize_t r = pread(fd, sp->buf + sp->buflen, size - sp->buflen, (off_t)sp->buflen);
+        if (r <= 0)
+            goto fail;
+        sp->buflen += (size_t)r;
+    }
+    close(fd);
+    return 1;
+fail:
+    close(fd);
+    return -1;
+}
+
+typedef struct bg_audit_rd_s {
+    bg_audit_spool_t *sp;
+    bg_audit_spool_rec_cb cb;
+    void *arg;
+    size_t base, left, count;
+} bg_audit_rd_t;
+
+static int bg_audit__rd_rec(void *arg, const uint8_t *p, size_t n, size_t off)
+{
+    bg_audit_rd_t *rd = arg;
+    rd->count++;
+    rd->left--;
+    if (rd->cb(rd->arg, p, n, rd->base + off) != 0)
+        return 1;
+    return rd->left == 0;
+}
+
+static void bg_audit__rd_bad(void *arg, size_t off, size_t len)
+{
+    bg_audit_rd_t *rd = arg;
+    bg_audit_spool_t *sp = rd->sp;
+    uint64_t at = rd->base + off;
+    if (sp->rseg < sp->bad_seg || (sp->rseg == sp->bad_seg && at < sp->bad_off))
+        return;
+    sp->bad_seg = sp->rseg;
+    sp->bad_off = at + len;
+    sp->corrupt++;
+    bg_log_warn("audit", "spool segment %" PRIu32 ": skipped %zu corrupt byte(s) at offset %" PRIu64,
+                sp->rseg, len, at);
+}
+
+/* Moves the read cursor to the next segment; 0 when there is none. */
+static int bg_audit__next_seg(bg_audit_spool_t *sp)
+{
+    uint32_t last = sp->wfd >= 0 ? sp->wseg : sp->wseg - 1;
+    if (sp->rseg >= last)
+        return 0;
+    sp->rseg++;
+    sp->roff = 0;
+    return 1;
+}
+
+int bg_audit_spool_read(bg_audit_spool_t *sp, size_t max, bg_audit_spool_rec_cb cb, void *arg)
+{
+    bg_audit_rd_t rd = {.sp = sp, .cb = cb, .arg = arg};
+    while (rd.count < max && sp->unread > 0) {
+        int f = bg_audit__fill(sp);
+        if (f < 0)
+            return -1;
+        if (f == 0 || sp->roff >= sp->buflen) {
+            if (!bg_audit__next_seg(sp))
+                break;
+            continue;
+        }
+        rd.base = (size_t)sp->roff;
+        rd.left = max - rd.count;
+        size_t end = bg_audit_spool_scan(sp->buf + sp->roff, sp->buflen - sp->roff,
+                                         bg_audit__rd_rec, bg_audit__rd_bad, &rd);
+        sp->unread -= end <= sp->unread ? end : sp->unread;
+        sp->roff += end;
+    }
+    return (int)rd.count;
+}
+
+static int bg_audit__write_ack(bg_audit_spool_t *sp)
+{
+    char path[4096], tmp[4096], line[64];
+    snprintf(path, sizeof path, "%s/spool.ack", sp->dir);
+    snprintf(tmp, sizeof tmp, "%s/spool.ack.tmp", sp->dir);
+    int n = snprintf(line, sizeof line, "%" PRIu32 " %" PRIu64 "\n", sp->rseg, sp->roff);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -1;
+    int ok = write(fd, line, (size_t)n) == n && fsync(fd) == 0;
+    close(fd);
+    if (!ok || rename(tmp, path) != 0)
+        return -1;
+    return 0;
+}
+
+int bg_audit_spool_ack(bg_audit_spool_t *sp)
+{
+    if (sp->rseg == sp->aseg && sp->roff == sp->aoff)
+        return 0;
+    if (bg_audit__write_ack(sp) != 0) {
+        bg_log_error("audit", "spool ack: %s", strerror(errno));
+        return -1;
+    }
+    sp->aseg = sp->rseg;
+    sp->aoff = sp->roff;
+    sp->unread_at_ack = sp->unread;
+    for (; sp->first < sp->aseg; sp->first++) {
+        char path[4096];
+        sp->bytes -= bg_audit__seg_size(sp, sp->first);
+        bg_audit__seg_path(sp, sp->first, path, sizeof path);
+        unlink(path);
+    }
+    /* The active segment, once fully drained, goes too: the space counts
+     * against max_bytes, and the next append starts a fresh segment. */
+    if (sp->wfd >= 0 && sp->aseg == sp->wseg && sp->aoff == sp->woff) {
+        close(sp->wfd);
+        sp->wfd = -1;
+        char path[4096];
+        bg_audit__seg_path(sp, sp->wseg, path, sizeof path);
+        unlink(path);
+        sp->bytes -= sp->woff;
+        sp->wseg++;
+        sp->first = sp->aseg = sp->rseg = sp->wseg;
+        sp->aoff = sp->roff = sp->woff = 0;
+        if (bg_audit__write_ack(sp) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+void bg_audit_spool_rewind(bg_audit_spool_t *sp)
+{
+    sp->rseg = sp->aseg;
+    sp->roff = sp->aoff;
+    sp->unread = sp->unread_at_ack;
+}
+
+int bg_audit_spool_empty(const bg_audit_spool_t *sp) { return sp->unread == 0; }
+uint64_t bg_audit_spool_bytes(const bg_audit_spool_t *sp) { return sp->bytes; }
+uint64_t bg_audit_spool_corrupt(const bg_audit_spool_t *sp) { return sp->corrupt; }
+
+void bg_audit_spool_close(bg_audit_spool_t *sp)
+{
+    if (!sp)
+        return;
+    if (sp->wfd >= 0) {
+        if (fdatasync(sp->wfd) != 0)
+            bg_log_warn("audit", "spool fdatasync: %s", strerror(errno));
+        close(sp->wfd);
+    }
+    free(sp->buf);
+    free(sp->dir);
+    free(sp);
+}

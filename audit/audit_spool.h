@@ -1,0 +1,87 @@
+/* busgate audit spool: a local append-only FIFO of audit records.
+ *
+ * Directory layout: spool-NNNNNN.seg segment files (rotated at a size) and
+ * spool.ack, the read position "SEGNO OFFSET\n" of the first record not yet
+ * delivered (written to a temp file, fsynced, renamed).
+ *
+ * Record frame, little-endian:
+ *   [u32 length][u32 crc32c(length bytes || payload)][payload: length bytes]
+ * with 1 <= length <= BG_AUDIT_SPOOL_MAX_RECORD. The CRC covers the length so
+ * that zero-filled or random regions do not parse as records.
+ *
+ * Recovery: a frame whose length is out of range, runs past the end, or whose
+ * CRC does not match is corrupt (a crash mid-write, a flipped bit). The reader
+ * counts it, logs it, and resyncs by scanning forward byte by byte for the next
+ * offset where a whole frame validates; records after the damage are kept.
+ * A writer never appends to a segment that existed before it opened the spool
+ * (it starts a new one), so a torn tail stays a tail.
+ *
+ * Not thread-safe: one owner (the audit thread). */
+#ifndef BG_AUDIT_SPOOL_H
+#define BG_AUDIT_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BG_AUDIT_SPOOL_HDR 8u
+#define BG_AUDIT_SPOOL_MAX_RECORD (1u << 20)
+
+/* CRC-32C (Castagnoli), continuing from crc (start with 0). */
+uint32_t bg_audit_crc32c(uint32_t crc, const void *p, size_t n);
+
+/* Called for every valid record found by the scan: payload view (borrowed
+ * from the scanned buffer) at offset off of the frame. Return 0 to go on, non-0
+ * to stop the scan. */
+typedef int (*bg_audit_spool_rec_cb)(void *arg, const uint8_t *payload, size_t len, size_t off);
+/* Called for every corrupt region [off, off+len) skipped. May be NULL. */
+typedef void (*bg_audit_spool_bad_cb)(void *arg, size_t off, size_t len);
+
+/* Pure frame parser: walks buf[0..len) calling rec for each valid record in
+ * order and bad for each skipped region (including a truncated tail).
+ * Returns the offset where it stopped: len, or the end of the record whose
+ * callback asked to stop. Allocates nothing; buf is any bytes (fuzzed). */
+size_t bg_audit_spool_scan(const uint8_t *buf, size_t len, bg_audit_spool_rec_cb rec,
+                           bg_audit_spool_bad_cb bad, void *arg);
+
+/* Writes the frame header of payload p[0..n) into hdr. */
+void bg_audit_spool_frame(uint8_t hdr[BG_AUDIT_SPOOL_HDR], const uint8_t *p, uint32_t n);
+
+typedef struct bg_audit_spool_s bg_audit_spool_t;
+
+/* Opens (creating) dir. max_bytes bounds the total segment bytes on disk (0 =
+ * unbounded); seg_bytes is the rotation size (0 = 8 MiB). Reads spool.ack.
+ * Returns NULL with err filled on failure. */
+bg_audit_spool_t *bg_audit_spool_open(const char *dir, uint64_t max_bytes, uint64_t seg_bytes,
+                                      char *err, size_t errlen);
+
+/* Appends one record (one write(2) of header+payload). Returns 0, or -1 when
+ * the spool is full or the write failed (nothing partial is left behind).
+ * Not synced: call bg_audit_spool_sync. */
+int bg_audit_spool_append(bg_audit_spool_t *sp, const uint8_t *p, size_t n);
+
+/* fdatasync of the active segment. Returns 0 or -1. */
+int bg_audit_spool_sync(bg_audit_spool_t *sp);
+
+/* Reads up to max records after the read cursor, calling cb for each (payload
+ * borrowed for the call) and advancing the cursor past each. Corrupt regions
+ * are skipped (counted, logged). Returns the number of records passed to cb,
+ * or -1 on an I/O error. */
+int bg_audit_spool_read(bg_audit_spool_t *sp, size_t max, bg_audit_spool_rec_cb cb, void *arg);
+
+/* Persists the cursor: everything read so far is delivered; deletes segments
+ * that are entirely behind it. Returns 0 or -1. */
+int bg_audit_spool_ack(bg_audit_spool_t *sp);
+
+/* Moves the cursor back to the last acked position (a drain failed). */
+void bg_audit_spool_rewind(bg_audit_spool_t *sp);
+
+/* 1 when there is nothing after the cursor. */
+int bg_audit_spool_empty(const bg_audit_spool_t *sp);
+
+uint64_t bg_audit_spool_bytes(const bg_audit_spool_t *sp);      /* on disk */
+uint64_t bg_audit_spool_corrupt(const bg_audit_spool_t *sp);    /* regions skipped */
+
+/* Closes (syncing) and frees. NULL is a no-op. */
+void bg_audit_spool_close(bg_audit_spool_t *sp);
+
+#endif

@@ -1,0 +1,94 @@
+#include "broker/admin.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct bg_admin_s {
+    struct evhttp *http;
+    bg_admin_ready_fn ready;
+    bg_admin_metrics_fn metrics;
+    void *arg;
+};
+
+static void bg_admin__reply(struct evhttp_request *req, int code, const char *reason,
+                            const char *ctype, const char *body)
+{
+    struct evbuffer *out = evbuffer_new();
+    if (!out) {
+        evhttp_send_error(req, 500, NULL);
+        return;
+    }
+    evbuffer_add(out, body, strlen(body));
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
+    evhttp_send_reply(req, code, reason, out);
+    evbuffer_free(out);
+}
+
+static void bg_admin__route(struct evhttp_request *req, void *arg)
+{
+    bg_admin_t *a = arg;
+    const char *uri = evhttp_request_get_uri(req);
+    enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+        bg_admin__reply(req, 405, "Method Not Allowed", "application/json",
+                        "{\"error\":\"method not allowed\"}\n");
+        return;
+    }
+    size_t plen = strcspn(uri, "?");
+    if (plen == 8 && memcmp(uri, "/healthz", 8) == 0) {
+        bg_admin__reply(req, 200, "OK", "application/json", "{\"status\":\"ok\"}\n");
+    } else if (plen == 7 && memcmp(uri, "/readyz", 7) == 0) {
+        const char *why = "";
+        char body[256];
+        int ok = a->ready(a->arg, &why);
+        snprintf(body, sizeof body, "{\"status\":\"%s\"%s%s%s}\n", ok ? "ready" : "not_ready",
+                 ok ? "" : ",\"reason\":\"", ok ? "" : why, ok ? "" : "\"");
+        bg_admin__reply(req, ok ? 200 : 503, ok ? "OK" : "Service Unavailable",
+                        "application/json", body);
+    } else if (plen == 8 && memcmp(uri, "/metrics", 8) == 0) {
+        char *text = a->metrics(a->arg);
+        if (!text) {
+            evhttp_send_error(req, 500, NULL);
+            return;
+        }
+        bg_admin__reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", text);
+        free(text);
+    } else {
+        bg_admin__reply(req, 404, "Not Found", "application/json", "{\"error\":\"not found\"}\n");
+    }
+}
+
+bg_admin_t *bg_admin_start(struct event_base *base, const bg_addr_t *addr, bg_admin_ready_fn ready,
+                           bg_admin_metrics_fn metrics, void *arg, char *err, size_t errlen)
+{
+    bg_admin_t *a = calloc(1, sizeof *a);
+    if (!a || !(a->http = evhttp_new(base))) {
+        snprintf(err, errlen, "out of memory");
+        free(a);
+        return NULL;
+    }
+    a->ready = ready, a->metrics = metrics, a->arg = arg;
+    evhttp_set_gencb(a->http, bg_admin__route, a);
+    evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
+    evhttp_set_max_headers_size(a->http, 16384);
+    evhttp_set_max_body_size(a->http, 65536);
+    evhttp_set_timeout(a->http, 30);
+    if (evhttp_bind_socket(a->http, addr->host, addr->port) != 0) {
+        snprintf(err, errlen, "cannot listen on %s:%u", addr->host, addr->port);
+        evhttp_free(a->http);
+        free(a);
+        return NULL;
+    }
+    return a;
+}
+
+void bg_admin_stop(bg_admin_t *a)
+{
+    if (!a)
+        return;
+    evhttp_free(a->http);
+    free(a);
+}

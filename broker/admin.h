@@ -1,0 +1,21 @@
+/* Admin HTTP listener (libevent evhttp on the main thread's event_base):
+ * GET /healthz, /readyz, /metrics. Later: /v1/approvals. */
+#ifndef BG_ADMIN_H
+#define BG_ADMIN_H
+
+#include "broker/config.h"
+
+struct event_base;
+typedef struct bg_admin_s bg_admin_t;
+
+/* Answers the readiness probe: 1 ready; else 0 with a short reason. */
+typedef int (*bg_admin_ready_fn)(void *arg, const char **reason);
+/* Renders /metrics: malloc'd text the admin frees. */
+typedef char *(*bg_admin_metrics_fn)(void *arg);
+
+/* Binds addr on base. Returns NULL with err filled when the bind fails. */
+bg_admin_t *bg_admin_start(struct event_base *base, const bg_addr_t *addr, bg_admin_ready_fn ready,
+                           bg_admin_metrics_fn metrics, void *arg, char *err, size_t errlen);
+void bg_admin_stop(bg_admin_t *a);
+
+#endif

@@ -1,0 +1,17 @@
+/* Sub-commands of the busgate binary. Each returns the process exit status
+ * and prints to stdout/stderr. argv[0] is the sub-command name. */
+#ifndef BG_CLI_H
+#define BG_CLI_H
+
+#include "broker/adapter.h"
+
+int bg_cli_run(int argc, char **argv, const bg_adapter_t *const *adapters, size_t nadapters);
+int bg_cli_check(int argc, char **argv);
+int bg_cli_explain(int argc, char **argv);
+int bg_cli_token(int argc, char **argv);
+int bg_cli_audit(int argc, char **argv);
+
+/* Finds "-c FILE" / "--config FILE" / "--config=FILE" in argv; NULL if absent. */
+const char *bg_cli_config_arg(int argc, char **argv);
+
+#endif

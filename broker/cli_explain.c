@@ -1,0 +1,98 @@
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker/cli.h"
+#include "broker/config.h"
+#include "policy/policy_explain.h"
+
+#define BG_CLI_MAX_GROUPS 256
+
+/* Splits a comma list in place into out[]; returns the count. */
+static size_t bg_cli__split(char *s, char **out, size_t max)
+{
+    size_t n = 0;
+    for (char *tok = strtok(s, ","); tok && n < max; tok = strtok(NULL, ","))
+        if (*tok)
+            out[n++] = tok;
+    return n;
+}
+
+static int bg_cli__explain_usage(void)
+{
+    fprintf(stderr, "usage: busgate explain -c FILE --sub S [--groups a,b] --resource R "
+                    "--verb V [--json]\n");
+    return 2;
+}
+
+int bg_cli_explain(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, 0, 'c'}, {"sub", required_argument, 0, 's'},
+        {"groups", required_argument, 0, 'g'}, {"resource", required_argument, 0, 'r'},
+        {"verb", required_argument, 0, 'v'},   {"json", no_argument, 0, 'j'},
+        {0, 0, 0, 0}};
+    const char *path = NULL, *sub = NULL, *res_s = NULL, *verb_s = NULL;
+    char *groups_s = NULL, *groups[BG_CLI_MAX_GROUPS];
+    int json = 0, c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': path = optarg; break;
+        case 's': sub = optarg; break;
+        case 'g': groups_s = optarg; break;
+        case 'r': res_s = optarg; break;
+        case 'v': verb_s = optarg; break;
+        case 'j': json = 1; break;
+        default: return bg_cli__explain_usage();
+        }
+    }
+    if (!path || !sub || !res_s || !verb_s || optind != argc)
+        return bg_cli__explain_usage();
+    bg_policy_resource_t res;
+    bg_verb_t verb;
+    const char *why = NULL;
+    if (bg_policy_parse_resource(res_s, &res, &why) != 0) {
+        fprintf(stderr, "busgate explain: --resource: %s\n", why);
+        return 2;
+    }
+    if (bg_policy_parse_verb(verb_s, &verb, &why) != 0) {
+        fprintf(stderr, "busgate explain: --verb: %s\n", why);
+        return 2;
+    }
+    size_t ng = groups_s ? bg_cli__split(groups_s, groups, BG_CLI_MAX_GROUPS) : 0;
+
+    bg_config_errors_t errs = {0};
+    bg_config_t *cfg = bg_config_load(path, &errs);
+    if (!cfg) {
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "%s\n", errs.msgs[i]);
+        bg_config_errors_clear(&errs);
+        return 1;
+    }
+    bg_config_errors_clear(&errs);
+    int rc = 1;
+    char err[512], out[16384];
+    bg_policy_spec_t empty = {.default_effect = BG_EFFECT_DENY, .mode = BG_MODE_ENFORCE};
+    bg_policy_t *p = bg_policy_compile(cfg->policy.enabled ? &cfg->policy.spec : &empty, err,
+                                       sizeof err);
+    bg_policy_principal_t pr = {0};
+    if (!p) {
+        fprintf(stderr, "%s: %s\n", path, err);
+        goto done;
+    }
+    if (bg_policy_principal_prepare(p, sub, (const char *const *)groups, ng, &pr) != 0) {
+        fprintf(stderr, "busgate explain: out of memory\n");
+        goto done;
+    }
+    bg_policy_explain(p, &pr, &res, verb, out, sizeof out, json);
+    fputs(out, stdout);
+    rc = 0;
+done:
+    bg_policy_principal_clear(&pr);
+    if (p)
+        bg_policy_free(p);
+    bg_config_free(cfg);
+    return rc;
+}

@@ -1,0 +1,77 @@
+/* busgate identity: OIDC JWT verification against configured issuers.
+ *
+ * libjwt 1.10 verifies signatures only; busgate adds: the algorithm must be
+ * the one the key (JWK kty/alg) allows, alg none is always refused, exp/nbf
+ * with clock skew, iss exact, aud contains a configured audience, kid looked
+ * up only in the trusted key set (jku/x5u/jwk headers ignored), size limit. */
+#ifndef BG_IDENTITY_H
+#define BG_IDENTITY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define BG_IDENTITY_MAX_TOKEN 16384
+
+typedef enum {
+    BG_ID_OK = 0,
+    BG_ID_EXPIRED,
+    BG_ID_NOT_YET_VALID,
+    BG_ID_BAD_SIGNATURE,
+    BG_ID_UNKNOWN_KID,
+    BG_ID_ALG_NOT_ALLOWED,
+    BG_ID_WRONG_ISSUER,
+    BG_ID_WRONG_AUDIENCE,
+    BG_ID_MALFORMED,
+    BG_ID_TOO_LARGE,
+} bg_id_reason_t;
+
+/* "ok", "expired", "not_yet_valid", "bad_signature", "unknown_kid",
+ * "alg_not_allowed", "wrong_issuer", "wrong_audience", "malformed", "too_large". */
+const char *bg_id_reason_str(bg_id_reason_t r);
+
+/* An authenticated caller. All strings owned by the struct. */
+typedef struct bg_principal_s {
+    char *sub;
+    char **groups;
+    size_t ngroups;
+    char *issuer;
+    char *token_id; /* jti, may be NULL */
+    char *client_id; /* client_id / azp claim, may be NULL */
+    int64_t exp;     /* seconds since epoch */
+    int64_t iat;     /* 0 when absent */
+} bg_principal_t;
+
+void bg_principal_clear(bg_principal_t *p);
+/* Deep copy; returns 0 or -1 on allocation failure. */
+int bg_principal_copy(bg_principal_t *dst, const bg_principal_t *src);
+
+struct bg_config_identity_s;
+typedef struct bg_identity_s bg_identity_t;
+
+/* Builds a verifier from the identity config: loads jwks_file keys now;
+ * for jwks_url issuers starts a background fetch thread (libcurl) that
+ * refreshes periodically. Returns NULL with err filled on failure (bad
+ * JWKS file, unusable key). Thread-safe to use from many workers. */
+bg_identity_t *bg_identity_new(const struct bg_config_identity_s *cfg, char *err, size_t errlen);
+void bg_identity_free(bg_identity_t *id);
+
+/* Verifies token (not NUL-terminated necessarily) at time now (seconds since
+ * epoch). On BG_ID_OK fills out (caller clears it). On failure out is left
+ * empty and, when detail is non-NULL, a short human message (never
+ * containing the token) is written to it. An unknown kid triggers one
+ * rate-limited JWKS refresh for URL issuers. */
+bg_id_reason_t bg_identity_verify(bg_identity_t *id, const char *token, size_t len, int64_t now,
+                                  bg_principal_t *out, char *detail, size_t detail_len);
+
+/* Blocks until every jwks_url issuer has had one fetch attempt, or timeout_ms
+ * passes; returns 0 if all issuers have keys. Used at start-up. */
+int bg_identity_wait_ready(bg_identity_t *id, int timeout_ms);
+
+/* Development/test helper behind `busgate token mint`: signs a JWT with the
+ * private key PEM (RS256 for RSA keys, ES256 for P-256 keys). Returns a
+ * malloc'd token or NULL with err filled. */
+char *bg_identity_mint(const char *key_pem, size_t key_len, const char *kid, const char *sub,
+                       const char *const *groups, size_t ngroups, int64_t ttl_s, const char *iss,
+                       const char *aud, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,352 @@
+/* Identity key management: per-issuer key set snapshots, the JWKS refresh
+ * thread, construction and teardown of bg_identity_t. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "broker/identity-internal.h"
+#include "broker/log.h"
+
+int64_t bg_identity__mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static bg_id_keyset_t *bg_identity__keyset_new(void)
+{
+    bg_id_keyset_t *ks = calloc(1, sizeof(*ks));
+    if (ks)
+        atomic_init(&ks->refs, 1);
+    return ks;
+}
+
+bg_id_keyset_t *bg_identity__keys_acquire(bg_identity_t *id, bg_id_issuer_t *iss)
+{
+    pthread_mutex_lock(&id->mu);
+    bg_id_keyset_t *ks = iss->keys;
+    atomic_fetch_add(&ks->refs, 1);
+    pthread_mutex_unlock(&id->mu);
+    return ks;
+}
+
+void bg_identity__keys_release(bg_id_keyset_t *ks)
+{
+    if (ks && atomic_fetch_sub(&ks->refs, 1) == 1) {
+        bg_jwks_clear(&ks->jwks);
+        free(ks);
+    }
+}
+
+/* Installs a freshly parsed key set; called with id->mu held. */
+static void bg_identity__swap_locked(bg_id_issuer_t *iss, bg_id_keyset_t *ks)
+{
+    bg_id_keyset_t *old = iss->keys;
+    iss->keys = ks;
+    bg_identity__keys_release(old);
+}
+
+void bg_identity__request_refresh(bg_identity_t *id, bg_id_issuer_t *iss)
+{
+    if (!iss->jwks_url)
+        return;
+    pthread_mutex_lock(&id->mu);
+    int64_t now = bg_identity__mono_ms();
+    if (!iss->refresh_wanted &&
+        (iss->last_fetch_ms == 0 || now - iss->last_fetch_ms >= id->kid_refresh_interval_ms)) {
+        iss->refresh_wanted = 1;
+        pthread_cond_signal(&id->wake);
+    }
+    pthread_mutex_unlock(&id->mu);
+}
+
+void bg_identity_set_kid_refresh_interval(bg_identity_t *id, int64_t ms)
+{
+    pthread_mutex_lock(&id->mu);
+    id->kid_refresh_interval_ms = ms;
+    pthread_mutex_unlock(&id->mu);
+}
+
+unsigned long bg_identity_fetch_count(bg_identity_t *id, size_t i)
+{
+    pthread_mutex_lock(&id->mu);
+    unsigned long n = i < id->nissuers ? id->issuers[i].fetches : 0;
+    pthread_mutex_unlock(&id->mu);
+    return n;
+}
+
+/* Downloads and parses iss's JWKS without holding the lock; NULL on failure
+ * (logged), so the previous key set stays in force. */
+static bg_id_keyset_t *bg_identity__fetch(bg_identity_t *id, const bg_id_issuer_t *iss)
+{
+    char err[256], *body = NULL;
+    size_t len = 0;
+    bg_id_keyset_t *ks = NULL;
+    if (bg_jwks_fetch(iss->jwks_url, BG_ID_FETCH_TIMEOUT_MS, &id->stop, &body, &len, err,
+                      sizeof(err)) != 0)
+        goto fail;
+    if (!(ks = bg_identity__keyset_new()) ||
+        bg_jwks_parse(body, len, iss->allow_hs256, &ks->jwks, err, sizeof(err)) != 0)
+        goto fail;
+    /* An empty set would lock everybody out: keep the old keys instead. */
+    if (ks->jwks.nkeys == 0) {
+        snprintf(err, sizeof(err), "no usable key in JWKS");
+        goto fail;
+    }
+    free(body);
+    bg_log_info("identity", "JWKS for issuer %s loaded: %zu keys", iss->issuer, ks->jwks.nkeys);
+    return ks;
+fail:
+    if (!atomic_load(&id->stop))
+        bg_log_warn("identity", "JWKS for issuer %s: %s", iss->issuer, err);
+    free(body);
+    bg_identity__keys_release(ks);
+    return NULL;
+}
+
+/* The URL issuer that should be fetched now, or NULL; *next gets the
+ * earliest future due time. Called with id->mu held. */
+static bg_id_issuer_t *bg_identity__due_locked(bg_identity_t *id, int64_t now, int64_t *next)
+{
+    *next = now + BG_ID_DEFAULT_REFRESH_MS;
+    for (size_t i = 0; i < id->nissuers; i++) {
+        bg_id_issuer_t *iss = &id->issuers[i];
+        if (!iss->jwks_url)
+            continue;
+        if (!iss->attempted || iss->refresh_wanted || now >= iss->next_fetch_ms)
+            return iss;
+        if (iss->next_fetch_ms < *next)
+            *next = iss->next_fetch_ms;
+    }
+    return NULL;
+}
+
+static void bg_identity__wait_until_locked(bg_identity_t *id, pthread_cond_t *cv, int64_t mono_ms)
+{
+    struct timespec ts = {.tv_sec = mono_ms / 1000, .tv_nsec = (mono_ms % 1000) * 1000000};
+    pthread_cond_timedwait(cv, &id->mu, &ts);
+}
+
+static void *bg_identity__refresh_main(void *arg)
+{
+    bg_identity_t *id = arg;
+    pthread_mutex_lock(&id->mu);
+    while (!atomic_load(&id->stop)) {
+        int64_t now = bg_identity__mono_ms(), next;
+        bg_id_issuer_t *iss = bg_identity__due_locked(id, now, &next);
+        if (!iss) {
+            bg_identity__wait_until_locked(id, &id->wake, next);
+            continue;
+        }
+        iss->refresh_wanted = 0;
+        iss->last_fetch_ms = now;
+        pthread_mutex_unlock(&id->mu);
+        bg_id_keyset_t *ks = bg_identity__fetch(id, iss);
+        pthread_mutex_lock(&id->mu);
+        int64_t retry = iss->refresh_ms < BG_ID_RETRY_MS ? iss->refresh_ms : BG_ID_RETRY_MS;
+        iss->next_fetch_ms = bg_identity__mono_ms() + (ks ? iss->refresh_ms : retry);
+        if (ks)
+            bg_identity__swap_locked(iss, ks);
+        iss->attempted = 1;
+        iss->fetches++;
+        pthread_cond_broadcast(&id->ready);
+    }
+    pthread_mutex_unlock(&id->mu);
+    return NULL;
+}
+
+int bg_identity_wait_ready(bg_identity_t *id, int timeout_ms)
+{
+    int64_t deadline = bg_identity__mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    int ok = 1;
+    pthread_mutex_lock(&id->mu);
+    for (;;) {
+        size_t pending = 0;
+        for (size_t i = 0; i < id->nissuers; i++)
+            pending += id->issuers[i].jwks_url && !id->issuers[i].attempted;
+        if (pending == 0 || bg_identity__mono_ms() >= deadline)
+            break;
+        bg_identity__wait_until_locked(id, &id->ready, deadline);
+    }
+    for (size_t i = 0; i < id->nissuers; i++)
+        ok &= id->issuers[i].keys->jwks.nkeys > 0;
+    pthread_mutex_unlock(&id->mu);
+    return ok ? 0 : -1;
+}
+
+/* ---- construction ---- */
+
+static char *bg_identity__dup(const char *s, const char *dflt)
+{
+    return strdup(s && *s ? s : dflt);
+}
+
+/* Copies the config of one issuer; 0 or -1 (out of memory / invalid). */
+static int bg_identity__issuer_init(bg_id_issuer_t *iss, const bg_config_issuer_t *c, char *err,
+                                    size_t errlen)
+{
+    if (!c->issuer || !*c->issuer || c->naudiences == 0) {
+        snprintf(err, errlen, "issuer %s: issuer and at least one audience are required",
+                 c->issuer ? c->issuer : "(null)");
+        return -1;
+    }
+    iss->issuer = strdup(c->issuer);
+    iss->subject_claim = bg_identity__dup(c->subject_claim, "sub");
+    iss->groups_claim = bg_identity__dup(c->groups_claim, "groups");
+    iss->jwks_url = c->jwks_url && *c->jwks_url ? strdup(c->jwks_url) : NULL;
+    iss->allow_hs256 = c->allow_hs256;
+    iss->refresh_ms = c->jwks_refresh_ms > 0 ? c->jwks_refresh_ms : BG_ID_DEFAULT_REFRESH_MS;
+    iss->audiences = calloc(c->naudiences, sizeof(char *));
+    iss->keys = bg_identity__keyset_new();
+    int ok = iss->issuer && iss->subject_claim && iss->groups_claim && iss->audiences &&
+             iss->keys && (iss->jwks_url || !c->jwks_url || !*c->jwks_url);
+    for (size_t i = 0; ok && i < c->naudiences; i++) {
+        ok = c->audiences[i] && (iss->audiences[i] = strdup(c->audiences[i])) != NULL;
+        iss->naudiences += ok;
+    }
+    if (!ok)
+        snprintf(err, errlen, "issuer %s: out of memory or empty audience", c->issuer);
+    return ok ? 0 : -1;
+}
+
+static void bg_identity__issuer_clear(bg_id_issuer_t *iss)
+{
+    free(iss->issuer);
+    for (size_t i = 0; i < iss->naudiences; i++)
+        free(iss->audiences[i]);
+    free(iss->audiences);
+    free(iss->subject_claim);
+    free(iss->groups_claim);
+    free(iss->jwks_url);
+    bg_identity__keys_release(iss->keys);
+}
+
+/* Allocates id with its issuers copied from cfg; no keys loaded yet. */
+static bg_identity_t *bg_identity__alloc(const bg_config_identity_t *cfg, char *err, size_t errlen)
+{
+    bg_identity_t *id = calloc(1, sizeof(*id));
+    pthread_condattr_t ca;
+    if (!id || (cfg->nissuers && !(id->issuers = calloc(cfg->nissuers, sizeof(bg_id_issuer_t))))) {
+        free(id);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&id->mu, NULL);
+    /* Waits are computed on the monotonic clock: wall-clock jumps must not
+     * stall or spin the refresh thread. */
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&id->wake, &ca);
+    pthread_cond_init(&id->ready, &ca);
+    pthread_condattr_destroy(&ca);
+    atomic_init(&id->stop, 0);
+    id->clock_skew_ms = cfg->clock_skew_ms > 0 ? cfg->clock_skew_ms : 0;
+    id->kid_refresh_interval_ms = BG_ID_KID_REFRESH_INTERVAL_MS;
+    for (size_t i = 0; i < cfg->nissuers; i++) {
+        id->nissuers++;
+        if (bg_identity__issuer_init(&id->issuers[i], &cfg->issuers[i], err, errlen) != 0)
+            goto fail;
+        /* iss selects the keys: two entries for one issuer would be ambiguous. */
+        for (size_t j = 0; j < i; j++) {
+            if (strcmp(id->issuers[j].issuer, id->issuers[i].issuer) == 0) {
+                snprintf(err, errlen, "issuer %s: listed twice", id->issuers[i].issuer);
+                goto fail;
+            }
+        }
+    }
+    return id;
+fail:
+    bg_identity_free(id);
+    return NULL;
+}
+
+static int bg_identity__load_file(bg_id_issuer_t *iss, const char *path, char *err, size_t errlen)
+{
+    char why[256];
+    if (bg_jwks_load_file(path, iss->allow_hs256, &iss->keys->jwks, why, sizeof(why)) != 0) {
+        snprintf(err, errlen, "issuer %s: %s", iss->issuer, why);
+        return -1;
+    }
+    if (iss->keys->jwks.nkeys == 0) {
+        snprintf(err, errlen, "issuer %s: no usable key in %s", iss->issuer, path);
+        return -1;
+    }
+    return 0;
+}
+
+static pthread_once_t bg_identity__curl_once = PTHREAD_ONCE_INIT;
+static void bg_identity__curl_init(void)
+{
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+bg_identity_t *bg_identity_new(const struct bg_config_identity_s *cfg, char *err, size_t errlen)
+{
+    bg_identity_t *id = bg_identity__alloc(cfg, err, errlen);
+    int need_thread = 0;
+    for (size_t i = 0; id && i < id->nissuers; i++) {
+        const bg_config_issuer_t *c = &cfg->issuers[i];
+        int has_file = c->jwks_file && *c->jwks_file, has_url = id->issuers[i].jwks_url != NULL;
+        if (has_file == has_url) {
+            snprintf(err, errlen, "issuer %s: exactly one of jwks_file, jwks_url is required",
+                     c->issuer);
+            goto fail;
+        }
+        if (has_file && bg_identity__load_file(&id->issuers[i], c->jwks_file, err, errlen) != 0)
+            goto fail;
+        need_thread |= has_url;
+    }
+    if (id && need_thread) {
+        pthread_once(&bg_identity__curl_once, bg_identity__curl_init);
+        if (pthread_create(&id->thread, NULL, bg_identity__refresh_main, id) != 0) {
+            snprintf(err, errlen, "cannot start the JWKS refresh thread");
+            goto fail;
+        }
+        id->has_thread = 1;
+    }
+    return id;
+fail:
+    bg_identity_free(id);
+    return NULL;
+}
+
+bg_identity_t *bg_identity_new_from_jwks_string(const bg_config_identity_t *cfg, const char *jwks,
+                                                size_t len, char *err, size_t errlen)
+{
+    bg_identity_t *id = bg_identity__alloc(cfg, err, errlen);
+    for (size_t i = 0; id && i < id->nissuers; i++) {
+        bg_id_issuer_t *iss = &id->issuers[i];
+        free(iss->jwks_url); /* static keys: never fetched */
+        iss->jwks_url = NULL;
+        if (bg_jwks_parse(jwks, len, iss->allow_hs256, &iss->keys->jwks, err, errlen) != 0) {
+            bg_identity_free(id);
+            return NULL;
+        }
+    }
+    return id;
+}
+
+void bg_identity_free(bg_identity_t *id)
+{
+    if (!id)
+        return;
+    if (id->has_thread) {
+        pthread_mutex_lock(&id->mu);
+        atomic_store(&id->stop, 1);
+        pthread_cond_broadcast(&id->wake);
+        pthread_mutex_unlock(&id->mu);
+        pthread_join(id->thread, NULL);
+    }
+    for (size_t i = 0; i < id->nissuers; i++)
+        bg_identity__issuer_clear(&id->issuers[i]);
+    free(id->issuers);
+    pthread_mutex_destroy(&id->mu);
+    pthread_cond_destroy(&id->wake);
+    pthread_cond_destroy(&id->ready);
+    free(id);
+}

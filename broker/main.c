@@ -1,0 +1,56 @@
+/* busgate: an enforcement broker for Kafka, RabbitMQ and HTTP traffic. */
+#include <stdio.h>
+#include <string.h>
+
+#include "adapters/kafka/kafka_adapter.h"
+#include "broker/cli.h"
+#include "broker/version.h"
+
+/* The protocol adapters linked into this binary. */
+static const bg_adapter_t *const bg_main__adapters[] = {&bg_kafka_adapter};
+static const size_t bg_main__nadapters = sizeof bg_main__adapters / sizeof bg_main__adapters[0];
+
+static void bg_main__usage(FILE *f)
+{
+    fprintf(f,
+            "usage: busgate <command> [options]\n"
+            "  run -c FILE              run the broker (also: busgate -c FILE)\n"
+            "  check -c FILE            validate a configuration; exit 0 valid, 1 invalid\n"
+            "  explain -c FILE --sub S [--groups a,b] --resource R --verb V [--json]\n"
+            "                           show what the policy decides and which rule decides it\n"
+            "  token mint --key PEM [--kid K] --sub S [--groups a,b] [--ttl SECONDS]\n"
+            "             [--iss I] [--aud A]   sign a development token (tests only)\n"
+            "  token inspect -c FILE TOKEN      verify a token as busgate would\n"
+            "  version                  print the version\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        bg_main__usage(stderr);
+        return 2;
+    }
+    const char *cmd = argv[1];
+    if (strcmp(cmd, "-c") == 0 || strcmp(cmd, "--config") == 0 ||
+        strncmp(cmd, "--config=", 9) == 0)
+        return bg_cli_run(argc, argv, bg_main__adapters, bg_main__nadapters);
+    if (strcmp(cmd, "run") == 0)
+        return bg_cli_run(argc - 1, argv + 1, bg_main__adapters, bg_main__nadapters);
+    if (strcmp(cmd, "check") == 0)
+        return bg_cli_check(argc - 1, argv + 1);
+    if (strcmp(cmd, "explain") == 0)
+        return bg_cli_explain(argc - 1, argv + 1);
+    if (strcmp(cmd, "token") == 0)
+        return bg_cli_token(argc - 1, argv + 1);
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
+        printf("busgate %s\n", BG_VERSION);
+        return 0;
+    }
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
+        bg_main__usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "busgate: unknown command '%s'\n", cmd);
+    bg_main__usage(stderr);
+    return 2;
+}

@@ -1,0 +1,395 @@
+#include "broker/runtime.h"
+
+#include <event2/event.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "audit/audit.h"
+#include "broker/admin.h"
+#include "broker/log.h"
+#include "broker/snapshot.h"
+#include "broker/worker.h"
+
+#define BG_RUNTIME_DRAIN_GRACE_MS 10000
+#define BG_RUNTIME_WATCH_MS 1000
+
+typedef struct bg_runtime_s {
+    const char *path;
+    const bg_adapter_t *active[BG_MAX_ADAPTERS];
+    void *globals[BG_MAX_ADAPTERS];
+    size_t nactive;
+    bg_worker_t *workers;
+    int nworkers;
+    struct event_base *base;
+    struct event *sig_term, *sig_int, *sig_hup, *watch, *stop_poll;
+    bg_admin_t *admin;
+    bg_audit_t *audit;
+    bg_process_metrics_t pm;
+    int draining;
+    struct stat seen; /* the config file as last loaded */
+} bg_runtime_t;
+
+static void bg_runtime__log_errors(const bg_config_errors_t *errs)
+{
+    for (size_t i = 0; i < errs->n; i++)
+        bg_log_error("config", "%s", errs->msgs[i]);
+}
+
+static void bg_runtime__remember_file(bg_runtime_t *rt)
+{
+    if (stat(rt->path, &rt->seen) != 0)
+        memset(&rt->seen, 0, sizeof rt->seen);
+}
+
+/* Loads the file into a new snapshot; NULL (after logging why) when invalid. */
+static bg_snapshot_t *bg_runtime__load(bg_runtime_t *rt)
+{
+    bg_config_errors_t errs = {0};
+    bg_config_t *cfg = bg_config_load(rt->path, &errs);
+    if (!cfg) {
+        bg_runtime__log_errors(&errs);
+        bg_log_error("config", "%s: %zu error(s)", rt->path, errs.n);
+        bg_config_errors_clear(&errs);
+        return NULL;
+    }
+    bg_config_errors_clear(&errs);
+    char err[512];
+    bg_snapshot_t *s = bg_snapshot_build(cfg, err, sizeof err);
+    if (!s)
+        bg_log_error("config", "%s: %s", rt->path, err);
+    return s;
+}
+
+static int bg_runtime__addr_eq(const bg_addr_t *a, const bg_addr_t *b)
+{
+    return a->port == b->port && strcmp(a->host ? a->host : "", b->host ? b->host : "") == 0;
+}
+
+/* Settings that only a restart applies: say so rather than half-apply. */
+static void bg_runtime__warn_restart(const bg_config_t *old, const bg_config_t *nw)
+{
+    if (old->kafka.enabled != nw->kafka.enabled ||
+        (nw->kafka.enabled && !bg_runtime__addr_eq(&old->kafka.listen, &nw->kafka.listen)))
+        bg_log_warn("config", "kafka listener changes take effect after a restart");
+    if (old->amqp.enabled != nw->amqp.enabled ||
+        (nw->amqp.enabled && !bg_runtime__addr_eq(&old->amqp.listen, &nw->amqp.listen)))
+        bg_log_warn("config", "amqp listener changes take effect after a restart");
+    if (old->admin.enabled != nw->admin.enabled ||
+        (nw->admin.enabled && !bg_runtime__addr_eq(&old->admin.listen, &nw->admin.listen)))
+        bg_log_warn("config", "admin listener changes take effect after a restart");
+}
+
+static void bg_runtime__publish(bg_runtime_t *rt, bg_snapshot_t *s)
+{
+    rt->pm.policy_rules = s->config->policy.enabled ? s->config->policy.spec.nrules : 0;
+    rt->pm.policy_generation = s->generation;
+    int lvl = bg_log_level_parse(s->config->log_level ? s->config->log_level : "info");
+    if (lvl >= 0)
+        bg_log_set_level((bg_log_level_t)lvl);
+    bg_snapshot_install(s);
+}
+
+static void bg_runtime__reload(bg_runtime_t *rt, const char *why)
+{
+    bg_runtime__remember_file(rt);
+    bg_snapshot_t *s = bg_runtime__load(rt);
+    if (!s) {
+        rt->pm.reloads_failed++;
+        bg_log_error("config", "reload (%s) failed: keeping the running configuration", why);
+        return;
+    }
+    bg_snapshot_t *old = bg_snapshot_acquire();
+    if (old) {
+        bg_runtime__warn_restart(old->config, s->config);
+        bg_snapshot_release(old);
+    }
+    bg_runtime__publish(rt, s);
+    rt->pm.reloads_ok++;
+    bg_log_info("config", "reloaded %s (%s): generation %llu", rt->path, why,
+                (unsigned long long)s->generation);
+}
+
+static void bg_runtime__on_hup(evutil_socket_t sig, short what, void *arg)
+{
+    bg_runtime__reload(arg, "SIGHUP");
+}
+
+static void bg_runtime__on_watch(evutil_socket_t fd, short what, void *arg)
+{
+    bg_runtime_t *rt = arg;
+    struct stat st;
+    if (stat(rt->path, &st) != 0)
+        return;
+    if (st.st_ino == rt->seen.st_ino && st.st_size == rt->seen.st_size &&
+        st.st_mtim.tv_sec == rt->seen.st_mtim.tv_sec &&
+        st.st_mtim.tv_nsec == rt->seen.st_mtim.tv_nsec)
+        return;
+    bg_runtime__reload(rt, "file changed");
+}
+
+static void bg_runtime__on_stop_poll(evutil_socket_t fd, short what, void *arg)
+{
+    bg_runtime_t *rt = arg;
+    if (bg_workers_done(rt->workers, rt->nworkers))
+        event_base_loopbreak(rt->base);
+}
+
+static void bg_runtime__on_term(evutil_socket_t sig, short what, void *arg)
+{
+    bg_runtime_t *rt = arg;
+    if (rt->draining)
+        return;
+    rt->draining = 1;
+    bg_log_info("runtime", "signal %d: draining (up to %d ms)", (int)sig, BG_RUNTIME_DRAIN_GRACE_MS);
+    bg_workers_drain(rt->workers, rt->nworkers, BG_RUNTIME_DRAIN_GRACE_MS);
+    struct timeval tv = {0, 20 * 1000};
+    rt->stop_poll = event_new(rt->base, -1, EV_PERSIST, bg_runtime__on_stop_poll, rt);
+    if (!rt->stop_poll || event_add(rt->stop_poll, &tv) != 0)
+        event_base_loopbreak(rt->base);
+}
+
+static int bg_runtime__ready(void *arg, const char **reason)
+{
+    bg_runtime_t *rt = arg;
+    if (rt->draining) {
+        *reason = "draining";
+        return 0;
+    }
+    if (rt->audit && !bg_audit_admitting(rt->audit)) {
+        *reason = "audit pipeline cannot take events";
+        return 0;
+    }
+    for (size_t i = 0; i < rt->nactive; i++)
+        if (rt->active[i]->ready && !rt->active[i]->ready(rt->globals[i])) {
+            *reason = rt->active[i]->name;
+            return 0;
+        }
+    return 1;
+}
+
+static void bg_runtime__audit_metrics(void *arg, char **b, size_t *l, size_t *c)
+{
+    bg_audit_stats_t st;
+    bg_audit_stats(arg, &st);
+    bg_metrics_appendf(b, l, c,
+                       "# HELP busgate_audit_events_total Audit events by outcome.\n"
+                       "# TYPE busgate_audit_events_total counter\n"
+                       "busgate_audit_events_total{outcome=\"emitted\"} %llu\n"
+                       "busgate_audit_events_total{outcome=\"delivered\"} %llu\n"
+                       "busgate_audit_events_total{outcome=\"spooled\"} %llu\n"
+                       "busgate_audit_events_total{outcome=\"drained\"} %llu\n"
+                       "busgate_audit_events_total{outcome=\"dropped\"} %llu\n"
+                       "busgate_audit_events_total{outcome=\"refused\"} %llu\n"
+                       "# HELP busgate_audit_spool_corrupt_total Corrupt spool regions skipped.\n"
+                       "# TYPE busgate_audit_spool_corrupt_total counter\n"
+                       "busgate_audit_spool_corrupt_total %llu\n"
+                       "# HELP busgate_audit_sink_errors_total Failed sink writes.\n"
+                       "# TYPE busgate_audit_sink_errors_total counter\n"
+                       "busgate_audit_sink_errors_total %llu\n"
+                       "# HELP busgate_audit_queue_depth Events waiting for the audit thread.\n"
+                       "# TYPE busgate_audit_queue_depth gauge\n"
+                       "busgate_audit_queue_depth %llu\n"
+                       "# HELP busgate_audit_spool_bytes Bytes in the audit spool.\n"
+                       "# TYPE busgate_audit_spool_bytes gauge\n"
+                       "busgate_audit_spool_bytes %llu\n"
+                       "# HELP busgate_audit_admitting 1 while the audit pipeline accepts events.\n"
+                       "# TYPE busgate_audit_admitting gauge\n"
+                       "busgate_audit_admitting %d\n",
+                       (unsigned long long)st.emitted, (unsigned long long)st.delivered,
+                       (unsigned long long)st.spooled, (unsigned long long)st.drained,
+                       (unsigned long long)st.dropped, (unsigned long long)st.refused,
+                       (unsigned long long)st.spool_corrupt, (unsigned long long)st.sink_errors,
+                       (unsigned long long)st.queue_depth, (unsigned long long)st.spool_bytes,
+                       st.admitting);
+}
+
+static char *bg_runtime__metrics(void *arg)
+{
+    bg_runtime_t *rt = arg;
+    bg_worker_metrics_t *wm[256];
+    size_t n = 0;
+    for (int i = 0; i < rt->nworkers && n < 256; i++)
+        wm[n++] = &rt->workers[i].metrics;
+    return bg_metrics_render(&rt->pm, wm, n, rt->audit ? bg_runtime__audit_metrics : NULL,
+                             rt->audit);
+}
+
+static int bg_runtime__init_adapters(bg_runtime_t *rt, const bg_config_t *cfg,
+                                     const bg_adapter_t *const *adapters, size_t n)
+{
+    for (size_t i = 0; i < n && rt->nactive < BG_MAX_ADAPTERS; i++) {
+        if (!adapters[i]->enabled(cfg))
+            continue;
+        char err[256] = "";
+        void *g = NULL;
+        if (adapters[i]->global_init && adapters[i]->global_init(cfg, &g, err, sizeof err) != 0) {
+            bg_log_error("runtime", "%s: %s", adapters[i]->name, err);
+            return -1;
+        }
+        rt->active[rt->nactive] = adapters[i];
+        rt->globals[rt->nactive++] = g;
+    }
+    if (cfg->http.enabled)
+        bg_log_warn("runtime", "http: the HTTP adapter is not part of this build; section ignored");
+    if (cfg->approvals.enabled)
+        bg_log_warn("runtime", "approvals: not part of this build; hold rules refuse instead");
+    return 0;
+}
+
+static void bg_runtime__free_adapters(bg_runtime_t *rt)
+{
+    for (size_t i = 0; i < rt->nactive; i++)
+        if (rt->active[i]->global_free)
+            rt->active[i]->global_free(rt->globals[i]);
+    rt->nactive = 0;
+}
+
+static const char *bg_runtime__security(bg_security_t s)
+{
+    switch (s) {
+    case BG_SEC_SASL_PLAINTEXT: return "sasl_plaintext";
+    case BG_SEC_SSL: return "ssl";
+    case BG_SEC_SASL_SSL: return "sasl_ssl";
+    default: return "plaintext";
+    }
+}
+
+/* Starts the audit pipeline; its Kafka sink uses busgate's upstream credential. */
+static int bg_runtime__start_audit(bg_runtime_t *rt, const bg_config_t *cfg)
+{
+    if (!cfg->audit.enabled)
+        return 0;
+    const bg_config_kafka_t *k = &cfg->kafka;
+    char bootstrap[2048] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < k->upstream.nbootstrap && len < sizeof bootstrap; i++) {
+        const bg_addr_t *a = &k->upstream.bootstrap[i];
+        int v6 = strchr(a->host, ':') != NULL;
+        len += (size_t)snprintf(bootstrap + len, sizeof bootstrap - len, "%s%s%s%s:%u",
+                                i ? "," : "", v6 ? "[" : "", a->host, v6 ? "]" : "", a->port);
+    }
+    const char *props[6];
+    size_t np = 0;
+    if (k->upstream.tls.ca)
+        props[np++] = "ssl.ca.location", props[np++] = k->upstream.tls.ca;
+    if (k->upstream.tls.cert)
+        props[np++] = "ssl.certificate.location", props[np++] = k->upstream.tls.cert;
+    if (k->upstream.tls.key)
+        props[np++] = "ssl.key.location", props[np++] = k->upstream.tls.key;
+    bg_audit_kafka_conf_t kc = {.bootstrap = bootstrap,
+                                .security_protocol = bg_runtime__security(k->upstream.security),
+                                .sasl_mechanism = k->upstream.sasl_mechanism,
+                                .username = k->upstream.sasl_username,
+                                .password = k->upstream.sasl_password,
+                                .props = props,
+                                .nprops = np / 2};
+    char err[512] = "";
+    rt->audit = bg_audit_new(&cfg->audit, cfg->instance, cfg->audit.kafka_topic ? &kc : NULL, err,
+                             sizeof err);
+    if (!rt->audit) {
+        bg_log_error("audit", "%s", err);
+        return -1;
+    }
+    return 0;
+}
+
+static int bg_runtime__events(bg_runtime_t *rt)
+{
+    rt->sig_term = evsignal_new(rt->base, SIGTERM, bg_runtime__on_term, rt);
+    rt->sig_int = evsignal_new(rt->base, SIGINT, bg_runtime__on_term, rt);
+    rt->sig_hup = evsignal_new(rt->base, SIGHUP, bg_runtime__on_hup, rt);
+    rt->watch = event_new(rt->base, -1, EV_PERSIST, bg_runtime__on_watch, rt);
+    struct timeval tv = {BG_RUNTIME_WATCH_MS / 1000, (BG_RUNTIME_WATCH_MS % 1000) * 1000};
+    if (!rt->sig_term || !rt->sig_int || !rt->sig_hup || !rt->watch)
+        return -1;
+    if (evsignal_add(rt->sig_term, NULL) || evsignal_add(rt->sig_int, NULL) ||
+        evsignal_add(rt->sig_hup, NULL) || event_add(rt->watch, &tv))
+        return -1;
+    return 0;
+}
+
+static void bg_runtime__free_events(bg_runtime_t *rt)
+{
+    struct event *evs[] = {rt->sig_term, rt->sig_int, rt->sig_hup, rt->watch, rt->stop_poll};
+    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
+        if (evs[i])
+            event_free(evs[i]);
+}
+
+static int bg_runtime__worker_count(const bg_config_t *cfg)
+{
+    if (cfg->workers > 0)
+        return cfg->workers > 256 ? 256 : cfg->workers;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)(n > 256 ? 256 : n) : 1;
+}
+
+int bg_runtime_run(const char *path, const bg_adapter_t *const *adapters, size_t nadapters)
+{
+    bg_runtime_t rt = {.path = path};
+    int rc = 2;
+    signal(SIGPIPE, SIG_IGN);
+    rt.pm.start_time = (int64_t)time(NULL);
+    bg_runtime__remember_file(&rt);
+    bg_snapshot_t *snap = bg_runtime__load(&rt);
+    if (!snap)
+        return 1;
+    bg_runtime__publish(&rt, snap);
+    /* Listeners and adapters keep using the start-up configuration (listener
+     * changes need a restart), so hold it for the whole run. */
+    bg_snapshot_t *boot = bg_snapshot_acquire();
+    const bg_config_t *cfg = boot->config;
+    if (bg_identity_wait_ready(snap->identity, 5000) != 0)
+        bg_log_warn("identity", "some JWKS URLs have no keys yet; tokens from them fail until "
+                                "a fetch succeeds");
+    rt.base = event_base_new();
+    if (!rt.base || bg_runtime__events(&rt) != 0) {
+        bg_log_error("runtime", "cannot set up the main event loop");
+        goto done;
+    }
+    if (bg_runtime__start_audit(&rt, cfg) != 0)
+        goto done;
+    if (bg_runtime__init_adapters(&rt, cfg, adapters, nadapters) != 0)
+        goto done;
+    char err[512];
+    rt.nworkers = bg_runtime__worker_count(cfg);
+    rt.workers = bg_workers_start(rt.nworkers, rt.active, rt.globals, rt.nactive,
+                                  (struct bg_audit_s *)rt.audit, cfg->instance, err, sizeof err);
+    if (!rt.workers) {
+        bg_log_error("runtime", "%s", err);
+        goto done;
+    }
+    if (cfg->admin.enabled) {
+        rt.admin = bg_admin_start(rt.base, &cfg->admin.listen, bg_runtime__ready,
+                                  bg_runtime__metrics, &rt, err, sizeof err);
+        if (!rt.admin) {
+            bg_log_error("admin", "%s", err);
+            bg_workers_drain(rt.workers, rt.nworkers, 0);
+            bg_workers_join(rt.workers, rt.nworkers);
+            rt.workers = NULL;
+            goto done;
+        }
+    }
+    bg_log_info("runtime", "busgate running: %d worker(s), %zu adapter(s), config %s", rt.nworkers,
+                rt.nactive, path);
+    event_base_loop(rt.base, EVLOOP_NO_EXIT_ON_EMPTY);
+    bg_workers_join(rt.workers, rt.nworkers);
+    rt.workers = NULL;
+    bg_log_info("runtime", "stopped");
+    rc = 0;
+done:
+    bg_admin_stop(rt.admin);
+    bg_runtime__free_adapters(&rt);
+    bg_audit_free(rt.audit); /* after the workers: their last events are flushed */
+    bg_runtime__free_events(&rt);
+    if (rt.base)
+        event_base_free(rt.base);
+    bg_snapshot_release(boot);
+    bg_snapshot_shutdown();
+    return rc;
+}

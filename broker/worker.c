@@ -1,0 +1,189 @@
+#include "broker/worker.h"
+
+#include <event2/event.h>
+#include <event2/thread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "broker/log.h"
+
+static long long bg_worker__now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static size_t bg_worker__sessions(bg_worker_t *w)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < w->nadapters; i++)
+        if (w->state[i] && w->adapters[i]->worker_sessions)
+            n += w->adapters[i]->worker_sessions(w->state[i]);
+    return n;
+}
+
+static void bg_worker__drain_tick(evutil_socket_t fd, short what, void *arg)
+{
+    bg_worker_t *w = arg;
+    size_t open = bg_worker__sessions(w);
+    if (open == 0 || bg_worker__now_ms() >= w->drain_deadline_ms) {
+        if (open)
+            bg_log_warn("worker", "worker %d: drain deadline passed with %zu session(s) open",
+                        w->index, open);
+        event_base_loopbreak(w->base);
+    }
+}
+
+static void bg_worker__drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+    bg_worker_t *w = arg;
+    for (size_t i = 0; i < w->nadapters; i++)
+        if (w->state[i] && w->adapters[i]->worker_drain)
+            w->adapters[i]->worker_drain(w->state[i]);
+    struct timeval tv = {0, 50 * 1000};
+    w->drain_timer = event_new(w->base, -1, EV_PERSIST, bg_worker__drain_tick, w);
+    if (!w->drain_timer) {
+        event_base_loopbreak(w->base);
+        return;
+    }
+    event_add(w->drain_timer, &tv);
+    bg_worker__drain_tick(-1, 0, w);
+}
+
+static int bg_worker__open(bg_worker_t *w)
+{
+    for (size_t i = 0; i < w->nadapters; i++) {
+        char err[200] = "";
+        if (w->adapters[i]->worker_start(w, w->globals[i], &w->state[i], err, sizeof err) != 0) {
+            snprintf(w->start_err, sizeof w->start_err, "%s: %s", w->adapters[i]->name, err);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void bg_worker__close(bg_worker_t *w)
+{
+    for (size_t i = 0; i < w->nadapters; i++)
+        if (w->state[i] && w->adapters[i]->worker_stop) {
+            w->adapters[i]->worker_stop(w->state[i]);
+            w->state[i] = NULL;
+        }
+}
+
+static void bg_worker__signal_started(bg_worker_t *w, int rc)
+{
+    pthread_mutex_lock(w->start_mu);
+    w->start_rc = rc;
+    (*w->started)++;
+    pthread_cond_broadcast(w->start_cv);
+    pthread_mutex_unlock(w->start_mu);
+}
+
+static void *bg_worker__main(void *arg)
+{
+    bg_worker_t *w = arg;
+    int rc = bg_worker__open(w);
+    bg_worker__signal_started(w, rc);
+    if (rc == 0)
+        event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
+    /* After the loop: free sessions and listeners on the owning thread. */
+    bg_worker__close(w);
+    atomic_store(&w->done, 1);
+    return NULL;
+}
+
+static int bg_worker__init(bg_worker_t *w, int idx)
+{
+    w->index = idx;
+    w->base = event_base_new();
+    if (!w->base)
+        return -1;
+    w->drain_ev = event_new(w->base, -1, 0, bg_worker__drain_cb, w);
+    return w->drain_ev ? 0 : -1;
+}
+
+static void bg_worker__free(bg_worker_t *w)
+{
+    if (w->drain_timer)
+        event_free(w->drain_timer);
+    if (w->drain_ev)
+        event_free(w->drain_ev);
+    if (w->base)
+        event_base_free(w->base);
+}
+
+bg_worker_t *bg_workers_start(int n, const bg_adapter_t *const *adapters, void *const *globals,
+                              size_t nadapters, struct bg_audit_s *audit, const char *instance,
+                              char *err, size_t errlen)
+{
+    static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+    static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
+    int started = 0, launched = 0, failed = 0;
+    bg_worker_t *ws = calloc((size_t)n, sizeof *ws);
+    if (!ws || evthread_use_pthreads() != 0) {
+        snprintf(err, errlen, "out of memory");
+        free(ws);
+        return NULL;
+    }
+    for (int i = 0; i < n && !failed; i++) {
+        bg_worker_t *w = &ws[i];
+        w->adapters = adapters, w->globals = globals, w->nadapters = nadapters;
+        w->audit = audit, w->instance = instance;
+        w->start_mu = &mu, w->start_cv = &cv, w->started = &started;
+        if (bg_worker__init(w, i) != 0 || pthread_create(&w->thread, NULL, bg_worker__main, w)) {
+            snprintf(err, errlen, "cannot start worker %d", i);
+            failed = 1;
+            break;
+        }
+        launched++;
+    }
+    pthread_mutex_lock(&mu);
+    while (started < launched)
+        pthread_cond_wait(&cv, &mu);
+    pthread_mutex_unlock(&mu);
+    for (int i = 0; i < launched && !failed; i++)
+        if (ws[i].start_rc != 0) {
+            snprintf(err, errlen, "%s", ws[i].start_err);
+            failed = 1;
+        }
+    if (!failed)
+        return ws;
+    for (int i = 0; i < launched; i++)
+        event_base_loopbreak(ws[i].base);
+    for (int i = 0; i < launched; i++)
+        pthread_join(ws[i].thread, NULL);
+    for (int i = 0; i < n; i++)
+        bg_worker__free(&ws[i]);
+    free(ws);
+    return NULL;
+}
+
+void bg_workers_drain(bg_worker_t *ws, int n, int grace_ms)
+{
+    long long deadline = bg_worker__now_ms() + grace_ms;
+    for (int i = 0; i < n; i++) {
+        ws[i].drain_deadline_ms = deadline;
+        event_active(ws[i].drain_ev, 0, 0);
+    }
+}
+
+int bg_workers_done(bg_worker_t *ws, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (!atomic_load(&ws[i].done))
+            return 0;
+    return 1;
+}
+
+void bg_workers_join(bg_worker_t *ws, int n)
+{
+    for (int i = 0; i < n; i++)
+        pthread_join(ws[i].thread, NULL);
+    for (int i = 0; i < n; i++)
+        bg_worker__free(&ws[i]);
+    free(ws);
+}

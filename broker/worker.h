@@ -1,0 +1,60 @@
+/* Worker threads: each owns one libevent event_base; a client connection and
+ * its upstream connection(s) live on one worker, so the data path takes no
+ * lock. Listeners are opened per worker with SO_REUSEPORT and the kernel
+ * spreads connections. */
+#ifndef BG_WORKER_H
+#define BG_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "broker/adapter.h"
+#include "broker/metrics.h"
+
+#define BG_MAX_ADAPTERS 4
+
+struct event_base;
+struct event;
+struct bg_audit_s;
+
+struct bg_worker_s {
+    int index;
+    struct event_base *base;
+    pthread_t thread;
+    bg_worker_metrics_t metrics;
+    struct bg_audit_s *audit; /* process-wide, thread-safe emit; NULL when audit is off */
+    const char *instance;     /* instance name for audit/logs */
+    /* private to worker.c */
+    const bg_adapter_t *const *adapters;
+    void *const *globals;
+    size_t nadapters;
+    void *state[BG_MAX_ADAPTERS];
+    struct event *drain_ev;
+    struct event *drain_timer;
+    long long drain_deadline_ms;
+    _Atomic int done; /* set by the worker thread when its loop ended */
+    int start_rc;
+    char start_err[256];
+    pthread_mutex_t *start_mu;
+    pthread_cond_t *start_cv;
+    int *started;
+};
+
+/* Starts n workers running the given adapters. Blocks until every worker has
+ * opened its listeners. Returns the array, or NULL with err filled (then no
+ * worker is left running). */
+bg_worker_t *bg_workers_start(int n, const bg_adapter_t *const *adapters, void *const *globals,
+                              size_t nadapters, struct bg_audit_s *audit, const char *instance,
+                              char *err, size_t errlen);
+
+/* Asks every worker to drain: stop accepting, let sessions finish within
+ * grace_ms, then end its loop. Returns immediately; any thread. */
+void bg_workers_drain(bg_worker_t *w, int n, int grace_ms);
+
+/* 1 when every worker's loop has ended (after a drain). Any thread. */
+int bg_workers_done(bg_worker_t *w, int n);
+
+/* Waits for all workers to end and frees them. */
+void bg_workers_join(bg_worker_t *w, int n);
+
+#endif

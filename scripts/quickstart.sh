@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# busgate in five minutes on a fresh Debian machine:
+#   installs what is missing, builds busgate, starts it in front of an
+#   embedded 3-broker Kafka cluster (librdkafka's mock cluster, no Kafka
+#   install needed) with examples/quickstart.yaml, and shows a client going
+#   through it: an allowed produce and consume, and a refused produce.
+# With a terminal attached busgate then keeps running until Ctrl-C;
+# without one (or with --demo) it stops after the demonstration.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+keep_running=1
+[ -t 0 ] || keep_running=0
+[ "${1:-}" = "--demo" ] && keep_running=0
+
+echo "==== installing dependencies (first run only)"
+scripts/install-deps.sh
+
+echo "==== building"
+cmake -S . -B build/plain -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake --build build/plain -j "$(nproc)" --target busgate >/dev/null
+bg=build/plain/broker/busgate
+
+echo "==== checking the configuration"
+$bg check -c examples/quickstart.yaml
+
+log=$(mktemp -t busgate-quickstart.XXXXXX.log)
+$bg run -c examples/quickstart.yaml 2>"$log" &
+pid=$!
+cleanup() { kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; true; }
+trap cleanup EXIT
+for _ in $(seq 1 100); do
+  curl -sf http://127.0.0.1:19180/readyz >/dev/null 2>&1 && break
+  kill -0 "$pid" 2>/dev/null || { cat "$log"; echo "busgate did not start" >&2; exit 1; }
+  sleep 0.1
+done
+
+mint() { # mint SUB GROUPS: a development token (tests and demos only)
+  $bg token mint --key examples/dev-signing-key.pem --kid busgate-dev --iss busgate-dev \
+    --aud busgate --sub "$1" --groups "$2" --ttl 3600
+}
+alice=$(mint alice producers,consumers)
+kc() { # kc TOKEN kcat-args...: kcat through busgate, token as the SASL PLAIN password
+  local token=$1; shift
+  kcat -b 127.0.0.1:19092 -X security.protocol=SASL_PLAINTEXT -X sasl.mechanism=PLAIN \
+    -X sasl.username=svc -X sasl.password="$token" -X log_level=0 "$@"
+}
+
+echo "==== alice (groups producers, consumers) produces to 'orders' through busgate"
+printf 'order-1\norder-2\norder-3\n' | kc "$alice" -P -t orders
+echo "==== alice consumes 'orders'"
+kc "$alice" -C -t orders -o beginning -e -q
+echo "==== alice tries to produce to 'payments' (no rule allows it)"
+if printf 'x\n' | kc "$alice" -P -t payments 2>&1 | grep -q -i "authoriz"; then
+  echo "refused: TOPIC_AUTHORIZATION_FAILED, as the policy says"
+else
+  echo "unexpected: the produce to 'payments' was not refused" >&2
+  exit 1
+fi
+echo "==== why? busgate explain"
+$bg explain -c examples/quickstart.yaml --sub alice --groups producers,consumers \
+  --resource kafka:topic:payments --verb write
+
+cat <<TXT
+
+busgate is running:
+  Kafka bootstrap   127.0.0.1:19092 (SASL PLAIN or OAUTHBEARER; the token is the password)
+  admin             http://127.0.0.1:19180/metrics
+  audit events      examples/quickstart-audit.jsonl
+  log               $log
+  a token           $bg token mint --key examples/dev-signing-key.pem --kid busgate-dev \\
+                      --iss busgate-dev --aud busgate --sub alice --groups producers,consumers
+TXT
+if [ "$keep_running" = 1 ]; then
+  echo "Press Ctrl-C to stop."
+  wait "$pid"
+fi

@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Runs every busgate test suite on a fresh Debian machine:
+#   1. installs what is missing (scripts/install-deps.sh),
+#   2. builds twice — plain and with AddressSanitizer+UndefinedBehaviorSanitizer —
+#      and runs the unit tests and fuzz seed corpora (ctest) in both,
+#   3. builds the libFuzzer targets with clang and runs each briefly,
+#   4. starts the real services (Apache Kafka in KRaft mode, an OIDC provider,
+#      RabbitMQ) and runs the integration and interop suites against both builds,
+#   5. stops everything it started.
+# Exits non-zero on any failure. Environment:
+#   BG_FUZZ_SECONDS   seconds per fuzz target (default 15)
+#   BG_SKIP_FUZZ=1    skip step 3;  BG_SKIP_INTEGRATION=1  skip step 4
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+jobs=$(nproc 2>/dev/null || echo 2)
+fuzz_seconds=${BG_FUZZ_SECONDS:-15}
+
+step() { printf '\n==== %s\n' "$*"; }
+
+step "dependencies"
+scripts/install-deps.sh
+
+build() { # build DIR cmake-args...
+  local dir=$1; shift
+  cmake -S "$root" -B "$dir" -G Ninja "$@" >/dev/null
+  cmake --build "$dir" -j "$jobs"
+}
+
+step "build: plain"
+build build/plain -DCMAKE_BUILD_TYPE=RelWithDebInfo
+step "build: sanitized (ASan+UBSan)"
+build build/asan -DCMAKE_BUILD_TYPE=Debug -DBG_SANITIZE=ON
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+step "unit tests + fuzz corpora: plain"
+ctest --test-dir build/plain --output-on-failure -j "$jobs"
+step "unit tests + fuzz corpora: sanitized"
+ctest --test-dir build/asan --output-on-failure -j "$jobs"
+
+if [ "${BG_SKIP_FUZZ:-0}" != 1 ]; then
+  step "fuzz: libFuzzer targets, ${fuzz_seconds}s each"
+  CC=clang-14 build build/fuzz -DCMAKE_BUILD_TYPE=Debug -DBG_FUZZ=ON
+  for bin in build/fuzz/tests/fuzz/fuzz_*; do
+    [ -x "$bin" ] || continue
+    name=${bin##*/fuzz_}
+    work=$(mktemp -d)
+    cp -r "tests/fuzz/corpus/$name/." "$work/" 2>/dev/null || true
+    echo "fuzz_$name"
+    "$bin" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=0 \
+      "$work" >"$work.log" 2>&1 || { tail -50 "$work.log"; exit 1; }
+    rm -rf "$work" "$work.log"
+  done
+fi
+
+if [ "${BG_SKIP_INTEGRATION:-0}" != 1 ]; then
+  step "integration and interop suites"
+  tests/integration/run.sh build/plain build/asan
+fi
+
+step "all suites passed"

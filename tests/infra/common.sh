@@ -1,0 +1,113 @@
+# Shared settings and helpers for busgate's test infrastructure scripts.
+# Sourced (not executed) by scripts/kafka-*.sh, scripts/oidc-*.sh and
+# tests/interop/run-client.sh. Everything downloaded or generated lives under
+# $BUSGATE_CACHE, never in the checkout; nothing here is machine-specific.
+# shellcheck shell=bash
+
+BG_REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+BUSGATE_CACHE="${BUSGATE_CACHE:-$HOME/.cache/busgate}"
+
+# Kafka: the newest 4.x on Maven Central when this was written. 3.9.x also
+# works (kafka-tool.sh resolves the tool classes that moved between them).
+BG_KAFKA_VERSION="${BG_KAFKA_VERSION:-4.4.0}"
+BG_KAFKA_HOME="$BUSGATE_CACHE/kafka-$BG_KAFKA_VERSION"
+BG_KAFKA_PLAIN_PORT="${BG_KAFKA_PLAIN_PORT:-39092}"
+BG_KAFKA_SASL_PORT="${BG_KAFKA_SASL_PORT:-39093}"
+BG_KAFKA_CONTROLLER_PORT="${BG_KAFKA_CONTROLLER_PORT:-39094}"
+# One run directory per instance (keyed by its PLAINTEXT port), so two
+# instances on different ports do not share data or pid files.
+BG_KAFKA_RUN="${BG_KAFKA_RUN_DIR:-$BUSGATE_CACHE/run/kafka-$BG_KAFKA_PLAIN_PORT}"
+# busgate's own upstream credential on this throwaway loopback-only broker.
+BG_KAFKA_USER="busgate"
+BG_KAFKA_PASSWORD="busgate-test-password"
+
+BG_OIDC_PORT="${BG_OIDC_PORT:-39400}"
+BG_OIDC_HOME="$BUSGATE_CACHE/oidc"
+BG_OIDC_RUN="$BUSGATE_CACHE/run/oidc-$BG_OIDC_PORT"
+
+bg_log() { printf '%s: %s\n' "${0##*/}" "$*" >&2; }
+bg_die() { bg_log "error: $*"; exit 1; }
+
+bg_need() {
+    local c
+    for c in "$@"; do
+        command -v "$c" >/dev/null 2>&1 || bg_die "'$c' not found (scripts/install-deps.sh installs it)"
+    done
+}
+
+# bg_pid_alive PIDFILE PATTERN: true when PIDFILE names a live process whose
+# command line contains PATTERN (guards against a recycled pid).
+bg_pid_alive() {
+    local pid
+    [ -f "$1" ] || return 1
+    pid="$(cat "$1" 2>/dev/null)"
+    [[ "$pid" =~ ^[0-9]+$ ]] || return 1
+    [ -r "/proc/$pid/cmdline" ] || return 1
+    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$2"
+}
+
+# bg_stop_pid PIDFILE PATTERN [GRACE_SECONDS]: SIGTERM, then SIGKILL after
+# the grace period. Only touches the process the pid file names.
+bg_stop_pid() {
+    local pidfile="$1" pattern="$2" grace="${3:-30}" pid i
+    if ! bg_pid_alive "$pidfile" "$pattern"; then
+        rm -f "$pidfile"
+        return 1
+    fi
+    pid="$(cat "$pidfile")"
+    kill -TERM "$pid" 2>/dev/null || true
+    for ((i = 0; i < grace * 10; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$pid" 2>/dev/null; then
+        bg_log "pid $pid still alive after ${grace}s, sending SIGKILL"
+        kill -KILL "$pid" 2>/dev/null || true
+        for ((i = 0; i < 50; i++)); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+    fi
+    rm -f "$pidfile"
+    return 0
+}
+
+# bg_lock NAME: serialises concurrent up/down calls for one instance; the
+# lock is released when the calling script exits.
+bg_lock() {
+    mkdir -p "$BUSGATE_CACHE/locks"
+    exec 9>"$BUSGATE_CACHE/locks/$1.lock"
+    flock -w 300 9 || bg_die "timed out waiting for lock $1"
+}
+
+# bg_kafka_fetch: copies the broker, tools and client jars into
+# $BG_KAFKA_HOME/libs once; later calls return at once. Holds its own lock
+# (fd 8) so concurrent scripts do not fetch into the same directory.
+bg_kafka_fetch() {
+    [ -f "$BG_KAFKA_HOME/libs/.complete" ] && return 0
+    bg_need mvn java
+    mkdir -p "$BUSGATE_CACHE/locks" "$BG_KAFKA_HOME"
+    exec 8>"$BUSGATE_CACHE/locks/kafka-fetch-$BG_KAFKA_VERSION.lock"
+    flock -w 600 8 || bg_die "timed out waiting for the Kafka fetch lock"
+    if [ ! -f "$BG_KAFKA_HOME/libs/.complete" ]; then
+        bg_log "fetching Kafka $BG_KAFKA_VERSION jars into $BG_KAFKA_HOME/libs"
+        rm -rf "$BG_KAFKA_HOME/libs.tmp"
+        mvn -q -B -Dstyle.color=never -f "$BG_REPO_ROOT/tests/infra/kafka/pom.xml" \
+            dependency:copy-dependencies \
+            -Dkafka.version="$BG_KAFKA_VERSION" \
+            -DoutputDirectory="$BG_KAFKA_HOME/libs.tmp" >&2 ||
+            bg_die "maven could not fetch Kafka $BG_KAFKA_VERSION"
+        rm -rf "$BG_KAFKA_HOME/libs"
+        mv "$BG_KAFKA_HOME/libs.tmp" "$BG_KAFKA_HOME/libs"
+        touch "$BG_KAFKA_HOME/libs/.complete"
+    fi
+    exec 8>&-
+}
+
+# bg_kafka_java CLASS ARGS...: runs a class from the cached Kafka jars.
+bg_kafka_java() {
+    local cls="$1"
+    shift
+    java ${BG_KAFKA_TOOL_OPTS:--Xmx256m -XX:TieredStopAtLevel=1 -Dorg.slf4j.simpleLogger.defaultLogLevel=warn} \
+        -cp "$BG_KAFKA_HOME/libs/*" "$cls" "$@"
+}

@@ -1,0 +1,133 @@
+"""Shared fixtures for busgate's integration suites.
+
+The suites run against a built busgate binary (BG_BUILD_DIR, default
+build/plain) and, where they need them, real services started by
+tests/integration/run.sh (Apache Kafka, an OIDC provider, RabbitMQ); their
+addresses arrive in BG_* environment variables. Everything listens on
+127.0.0.1 only and every wait is bounded.
+"""
+import json
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def build_dir():
+    return Path(os.environ.get("BG_BUILD_DIR", ROOT / "build" / "plain"))
+
+
+def busgate_bin():
+    return str(build_dir() / "broker" / "busgate")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, timeout=20.0, host="127.0.0.1"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def http_get(url, timeout=5.0):
+    """Returns (status, body) for a GET; HTTP errors are returned, not raised."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def metric(text, name, labels=None):
+    """Value of one Prometheus sample in exposition text, or None."""
+    want = name if not labels else name + "{" + ",".join(
+        f'{k}="{v}"' for k, v in labels.items()) + "}"
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        key, _, val = line.rpartition(" ")
+        if key == want:
+            return float(val)
+    return None
+
+
+def run_cli(*args, input=None, timeout=60):
+    return subprocess.run([busgate_bin(), *args], capture_output=True, text=True,
+                          input=input, timeout=timeout)
+
+
+class Busgate:
+    """A running `busgate run -c FILE` process with its log lines."""
+
+    def __init__(self, config_path, log_path):
+        self.config_path = Path(config_path)
+        self.log_path = Path(log_path)
+        self.log = open(log_path, "w")
+        self.proc = subprocess.Popen([busgate_bin(), "run", "-c", str(config_path)],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+
+    def log_lines(self):
+        self.log.flush()
+        return [json.loads(l) for l in self.log_path.read_text().splitlines() if l.strip()]
+
+    def wait_log(self, predicate, timeout=15.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in self.log_lines():
+                if predicate(line):
+                    return line
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        return None
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout=20.0):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.log.close()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def start_busgate(tmp_path):
+    started = []
+
+    def start(config_text, wait_for_port=None, name="busgate.yaml"):
+        cfg = tmp_path / name
+        cfg.write_text(config_text)
+        bg = Busgate(cfg, tmp_path / (name + ".log"))
+        started.append(bg)
+        if wait_for_port is not None:
+            assert wait_port(wait_for_port), "busgate did not listen:\n" + \
+                bg.log_path.read_text()
+        return bg
+
+    yield start
+    for bg in started:
+        rc = bg.stop()
+        # A sanitizer report makes busgate exit non-zero: fail the test on it.
+        assert rc == 0, f"busgate exited {rc}:\n" + bg.log_path.read_text()[-4000:]

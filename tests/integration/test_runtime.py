@@ -1,0 +1,201 @@
+"""The busgate process and its command line: check, explain, token,
+run with the admin listener, reload on SIGHUP and on file change, drain on
+SIGTERM. No broker needed."""
+import json
+import re
+import signal
+import time
+
+import pytest
+
+from conftest import free_port, http_get, metric, run_cli, wait_port
+from keys import make_rsa_key
+
+ISS = "https://idp.test.example"
+
+
+def config(jwks, admin_port, rules):
+    return f"""
+identity:
+  issuers:
+    - issuer: {ISS}
+      audiences: [busgate]
+      jwks_file: {jwks}
+policy:
+  default: deny
+  mode: enforce
+  rules:
+{rules}
+admin:
+  listen: 127.0.0.1:{admin_port}
+"""
+
+
+RULE_READ = """    - name: reporting-reads-billing
+      subjects: [group:reporting]
+      resources: [kafka:topic:billing.*]
+      verbs: [read, describe]
+      effect: allow
+"""
+RULE_DENY = """    - name: no-pii
+      subjects: ["*"]
+      resources: [kafka:topic:billing.pii]
+      verbs: [read]
+      effect: deny
+"""
+
+
+@pytest.fixture
+def keys(tmp_path):
+    return make_rsa_key(tmp_path)
+
+
+def test_check_valid_and_invalid(tmp_path, keys):
+    good = tmp_path / "good.yaml"
+    good.write_text(config(keys[1], free_port(), RULE_READ))
+    r = run_cli("check", "-c", str(good))
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(config(keys[1], free_port(), RULE_READ).replace("verbs: [read, describe]",
+                                                                  "verbs: [read, reed]"))
+    r = run_cli("check", "-c", str(bad))
+    assert r.returncode == 1
+    # FILE:LINE:COL: message, pointing at the bad verb (line 14 of the file).
+    line_no = bad.read_text().splitlines().index("      verbs: [read, reed]") + 1
+    assert re.search(rf"{re.escape(str(bad))}:{line_no}:\d+: .*reed", r.stdout), r.stdout
+
+    assert run_cli("check").returncode == 2
+
+
+def test_explain_names_rule_and_default(tmp_path, keys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(config(keys[1], free_port(), RULE_READ + RULE_DENY))
+    r = run_cli("explain", "-c", str(cfg), "--sub", "svc-a", "--groups", "reporting",
+                "--resource", "kafka:topic:billing.invoices", "--verb", "read")
+    assert r.returncode == 0, r.stderr
+    rule_line = cfg.read_text().splitlines().index("    - name: reporting-reads-billing") + 1
+    assert r.stdout.splitlines()[0] == \
+        f"allow by rule 'reporting-reads-billing' ({cfg}:{rule_line})"
+
+    r = run_cli("explain", "-c", str(cfg), "--sub", "svc-a", "--groups", "reporting",
+                "--resource", "kafka:topic:billing.pii", "--verb", "read")
+    assert r.stdout.splitlines()[0].startswith("deny by rule 'no-pii'")
+
+    r = run_cli("explain", "-c", str(cfg), "--sub", "svc-b", "--resource",
+                "kafka:topic:billing.invoices", "--verb", "write")
+    assert r.stdout.splitlines()[0] == "deny by default"
+
+    r = run_cli("explain", "-c", str(cfg), "--sub", "svc-a", "--groups", "reporting",
+                "--resource", "kafka:topic:billing.x", "--verb", "describe", "--json")
+    doc = json.loads(r.stdout)
+    assert doc["effect"] == "allow" and doc["rule"]["name"] == "reporting-reads-billing"
+
+    r = run_cli("explain", "-c", str(cfg), "--sub", "s", "--resource", "kafka:topic:x",
+                "--verb", "smash")
+    assert r.returncode == 2
+
+
+def test_token_mint_and_inspect(tmp_path, keys):
+    pem, jwks = keys
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(config(jwks, free_port(), RULE_READ))
+    r = run_cli("token", "mint", "--key", str(pem), "--kid", "test-key-1", "--sub", "svc-orders",
+                "--groups", "orders,reporting", "--iss", ISS, "--aud", "busgate", "--ttl", "300")
+    assert r.returncode == 0, r.stderr
+    token = r.stdout.strip()
+    assert token.count(".") == 2
+
+    r = run_cli("token", "inspect", "-c", str(cfg), token)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "principal: svc-orders" in r.stdout
+    assert "orders,reporting" in r.stdout
+
+    other = run_cli("token", "mint", "--key", str(pem), "--kid", "test-key-1", "--sub", "x",
+                    "--iss", ISS, "--aud", "someone-else").stdout.strip()
+    r = run_cli("token", "inspect", "-c", str(cfg), other)
+    assert r.returncode == 1
+    assert r.stdout.startswith("rejected: wrong_audience")
+
+    r = run_cli("token", "inspect", "-c", str(cfg), token[:-5])
+    assert r.returncode == 1 and r.stdout.startswith("rejected: bad_signature")
+
+
+def test_admin_endpoints_and_json_logs(start_busgate, keys):
+    port = free_port()
+    bg = start_busgate(config(keys[1], port, RULE_READ), wait_for_port=port)
+    status, body = http_get(f"http://127.0.0.1:{port}/healthz")
+    assert status == 200 and json.loads(body)["status"] == "ok"
+    status, body = http_get(f"http://127.0.0.1:{port}/readyz")
+    assert status == 200, body
+    status, text = http_get(f"http://127.0.0.1:{port}/metrics")
+    assert status == 200
+    assert 'busgate_build_info{version="' in text
+    assert metric(text, "busgate_policy_rules") == 1
+    assert metric(text, "busgate_connections_open", {"protocol": "kafka"}) == 0
+    assert metric(text, "busgate_decisions_total", {"protocol": "kafka", "effect": "deny"}) == 0
+    assert http_get(f"http://127.0.0.1:{port}/nope")[0] == 404
+    lines = bg.log_lines()
+    assert lines, "no log lines"
+    for line in lines:
+        assert {"time", "level", "module", "msg"} <= set(line)
+
+
+def test_reload_keeps_old_config_on_error_then_applies_good(start_busgate, keys):
+    port = free_port()
+    text = config(keys[1], port, RULE_READ)
+    bg = start_busgate(text, wait_for_port=port)
+    url = f"http://127.0.0.1:{port}/metrics"
+
+    bg.config_path.write_text(text.replace("effect: allow", "effect: perhaps"))
+    bg.signal(signal.SIGHUP)
+    assert bg.wait_log(lambda l: "reload" in l["msg"] and "failed" in l["msg"])
+    errors = [l for l in bg.log_lines() if l["level"] == "error" and "perhaps" in l["msg"]]
+    assert errors, "the invalid effect was not logged"
+    m = http_get(url)[1]
+    assert metric(m, "busgate_reloads_total", {"result": "failed"}) >= 1
+    assert metric(m, "busgate_policy_rules") == 1
+    gen = metric(m, "busgate_policy_generation")
+
+    bg.config_path.write_text(config(keys[1], port, RULE_READ + RULE_DENY))
+    bg.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        m = http_get(url)[1]
+        if metric(m, "busgate_policy_rules") == 2:
+            break
+        time.sleep(0.05)
+    assert metric(m, "busgate_policy_rules") == 2
+    assert metric(m, "busgate_reloads_total", {"result": "ok"}) >= 1
+    assert metric(m, "busgate_policy_generation") > gen
+    assert bg.proc.poll() is None, "busgate died during reload"
+
+
+def test_reload_on_file_change(start_busgate, keys):
+    port = free_port()
+    bg = start_busgate(config(keys[1], port, RULE_READ), wait_for_port=port)
+    time.sleep(1.1)  # a new mtime even on coarse-grained file systems
+    bg.config_path.write_text(config(keys[1], port, RULE_READ + RULE_DENY))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if metric(http_get(f"http://127.0.0.1:{port}/metrics")[1], "busgate_policy_rules") == 2:
+            break
+        time.sleep(0.1)
+    assert metric(http_get(f"http://127.0.0.1:{port}/metrics")[1], "busgate_policy_rules") == 2
+
+
+def test_sigterm_drains_and_exits_zero(start_busgate, keys):
+    port = free_port()
+    bg = start_busgate(config(keys[1], port, RULE_READ), wait_for_port=port)
+    t0 = time.monotonic()
+    assert bg.stop() == 0
+    assert time.monotonic() - t0 < 15
+    assert bg.wait_log(lambda l: l["msg"] == "stopped", timeout=1)
+
+
+def test_invalid_config_refuses_to_start(tmp_path, keys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(config(keys[1], free_port(), RULE_READ) + "bogus_key: 1\n")
+    r = run_cli("run", "-c", str(cfg), timeout=30)
+    assert r.returncode == 1
+    assert "bogus_key" in r.stdout + r.stderr

@@ -1,0 +1,421 @@
+/* Audit pipeline: file sink output, many emitting threads, queue bounds,
+ * block vs drop, outage -> spool -> in-order drain, restart with a backlog.
+ * A test sink stands in for the Kafka topic: it can fail or stall on demand. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "audit/audit.h"
+#include "audit/audit_sink.h"
+#include "broker/log.h"
+
+/* ---- test sink ---- */
+
+typedef struct tsink_s {
+    bg_audit_sink_t base;
+    _Atomic int fail;    /* refuse every write */
+    _Atomic int stall;   /* block inside write until cleared */
+    _Atomic int entered; /* write was called */
+    pthread_mutex_t mu;
+    char **json;
+    size_t n, cap;
+} tsink_t;
+
+static size_t tsink_write(bg_audit_sink_t *s, const bg_audit_rec_t *recs, size_t n)
+{
+    tsink_t *t = (tsink_t *)s;
+    atomic_store(&t->entered, 1);
+    for (int i = 0; i < 10000 && atomic_load(&t->stall); i++)
+        usleep(1000);
+    if (atomic_load(&t->fail))
+        return 0;
+    pthread_mutex_lock(&t->mu);
+    for (size_t i = 0; i < n; i++) {
+        size_t jl;
+        const char *j = bg_audit_rec_json(&recs[i], &jl);
+        if (t->n == t->cap) {
+            t->cap = t->cap ? t->cap * 2 : 256;
+            t->json = realloc(t->json, t->cap * sizeof *t->json);
+        }
+        t->json[t->n++] = strndup(j, jl);
+    }
+    pthread_mutex_unlock(&t->mu);
+    for (size_t i = 0; i < n; i++)
+        s->cb.delivered(s->cb.core, &recs[i]);
+    return n;
+}
+
+static int tsink_flush(bg_audit_sink_t *s, int timeout_ms) { return 0; }
+
+static void tsink_close(bg_audit_sink_t *s) { atomic_store(&((tsink_t *)s)->entered, 2); }
+
+static tsink_t *tsink_new(void)
+{
+    tsink_t *t = calloc(1, sizeof *t);
+    pthread_mutex_init(&t->mu, NULL);
+    t->base.name = "test";
+    t->base.write = tsink_write;
+    t->base.flush = tsink_flush;
+    t->base.close = tsink_close;
+    return t;
+}
+
+static void tsink_free(tsink_t *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        free(t->json[i]);
+    free(t->json);
+    pthread_mutex_destroy(&t->mu);
+    free(t);
+}
+
+static size_t tsink_count(tsink_t *t)
+{
+    pthread_mutex_lock(&t->mu);
+    size_t n = t->n;
+    pthread_mutex_unlock(&t->mu);
+    return n;
+}
+
+/* ---- helpers ---- */
+
+static char *mkdir_tmp(void)
+{
+    char *d = strdup("/tmp/bg-audit-pipe-XXXXXX");
+    assert_non_null(mkdtemp(d));
+    return d;
+}
+
+static void rm_rf(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    char p[4096];
+    while (d && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    if (d)
+        closedir(d);
+    rmdir(dir);
+}
+
+static int emit_seq(bg_audit_t *a, const char *session, uint64_t seq)
+{
+    bg_audit_event_t ev = {.kind = BG_AUDIT_EV_DECISION, .session_id = session, .seq = seq,
+                           .protocol = "kafka", .has = BG_AUDIT_HAS_SEQ};
+    return bg_audit_emit(a, &ev);
+}
+
+static int64_t seq_of(const char *json)
+{
+    json_t *j = json_loads(json, 0, NULL);
+    assert_non_null(j);
+    int64_t s = json_integer_value(json_object_get(j, "seq"));
+    json_decref(j);
+    return s;
+}
+
+/* Waits (bounded) until cond holds once; cond is evaluated once per turn. */
+#define WAIT_UNTIL(cond)                                                                           \
+    do {                                                                                           \
+        int ok_ = 0;                                                                               \
+        for (int w_ = 0; w_ < 1500 && !(ok_ = (cond)); w_++)                                       \
+            usleep(10000);                                                                         \
+        assert_true(ok_);                                                                          \
+    } while (0)
+
+static bg_config_audit_t base_cfg(void)
+{
+    bg_config_audit_t c = {.enabled = 1, .on_failure = BG_AUDIT_BLOCK, .queue_size = 1024};
+    return c;
+}
+
+/* ---- tests ---- */
+
+typedef struct emitter_s {
+    bg_audit_t *a;
+    char session[16];
+    int n;
+} emitter_t;
+
+static void *emitter(void *arg)
+{
+    emitter_t *e = arg;
+    for (int i = 0; i < e->n; i++) {
+        while (emit_seq(e->a, e->session, (uint64_t)i) != BG_AUDIT_OK)
+            usleep(100); /* refused only while the queue is full */
+    }
+    return NULL;
+}
+
+static void test_file_sink_many_threads(void **state)
+{
+    char err[256] = "", *dir = mkdir_tmp(), path[4096];
+    snprintf(path, sizeof path, "%s/audit.jsonl", dir);
+    bg_config_audit_t cfg = base_cfg();
+    cfg.file = path;
+    bg_audit_t *a = bg_audit_new(&cfg, "inst", NULL, err, sizeof err);
+    assert_non_null(a);
+    enum { T = 4, N = 2000 };
+    emitter_t em[T];
+    pthread_t th[T];
+    for (int i = 0; i < T; i++) {
+        em[i] = (emitter_t){a, "", N};
+        snprintf(em[i].session, sizeof em[i].session, "s%d", i);
+        pthread_create(&th[i], NULL, emitter, &em[i]);
+    }
+    for (int i = 0; i < T; i++)
+        pthread_join(th[i], NULL);
+    assert_int_equal(bg_audit_flush(a, 10000), 0);
+    bg_audit_stats_t st;
+    bg_audit_stats(a, &st);
+    assert_int_equal(st.emitted, T * N);
+    assert_int_equal(st.delivered, T * N);
+    assert_int_equal(st.queue_depth, 0);
+    bg_audit_free(a);
+
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[8192];
+    int64_t next[T] = {0};
+    int lines = 0;
+    while (fgets(line, sizeof line, f)) {
+        json_error_t e;
+        json_t *j = json_loads(line, 0, &e);
+        assert_non_null(j);
+        const char *s = json_string_value(json_object_get(j, "session_id"));
+        int t = s[1] - '0';
+        /* per-session order is the emit order */
+        assert_int_equal(json_integer_value(json_object_get(j, "seq")), next[t]++);
+        assert_string_equal(json_string_value(json_object_get(j, "instance")), "inst");
+        json_decref(j);
+        lines++;
+    }
+    fclose(f);
+    assert_int_equal(lines, T * N);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* Queue bound: with the audit thread stuck in the sink, exactly queue_size
+ * more events fit; block refuses the next, drop counts it. */
+static void queue_bound(bg_audit_on_failure_t mode)
+{
+    char err[256] = "";
+    tsink_t *t = tsink_new();
+    atomic_store(&t->stall, 1);
+    bg_config_audit_t cfg = base_cfg();
+    cfg.queue_size = 8;
+    cfg.on_failure = mode;
+    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    assert_non_null(a);
+    assert_int_equal(emit_seq(a, "s", 0), BG_AUDIT_OK);
+    WAIT_UNTIL(atomic_load(&t->entered) == 1); /* the thread holds event 0 */
+    for (int i = 1; i <= 8; i++)
+        assert_int_equal(emit_seq(a, "s", (uint64_t)i), BG_AUDIT_OK);
+    int want = mode == BG_AUDIT_BLOCK ? BG_AUDIT_REFUSED : BG_AUDIT_DROPPED;
+    assert_int_equal(emit_seq(a, "s", 9), want);
+    assert_int_equal(bg_audit_admitting(a), mode == BG_AUDIT_BLOCK ? 0 : 1);
+    bg_audit_stats_t st;
+    bg_audit_stats(a, &st);
+    assert_int_equal(st.queue_depth, 8);
+    assert_int_equal(mode == BG_AUDIT_BLOCK ? st.refused : st.dropped, 1);
+    atomic_store(&t->stall, 0);
+    assert_int_equal(bg_audit_flush(a, 5000), 0);
+    assert_int_equal(tsink_count(t), 9);
+    assert_int_equal(bg_audit_admitting(a), 1);
+    bg_audit_free(a);
+    tsink_free(t);
+}
+
+static void test_queue_bound_block(void **state) { queue_bound(BG_AUDIT_BLOCK); }
+static void test_queue_bound_drop(void **state) { queue_bound(BG_AUDIT_DROP); }
+
+/* Primary down, no spool: block stops admitting and refuses (never drops),
+ * then recovers by itself; drop counts the losses. */
+static void test_no_spool_block_then_recover(void **state)
+{
+    char err[256] = "";
+    tsink_t *t = tsink_new();
+    atomic_store(&t->fail, 1);
+    bg_config_audit_t cfg = base_cfg();
+    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    assert_int_equal(emit_seq(a, "s", 0), BG_AUDIT_OK);
+    WAIT_UNTIL(!bg_audit_admitting(a));
+    assert_int_equal(emit_seq(a, "s", 1), BG_AUDIT_REFUSED);
+    bg_audit_stats_t st;
+    bg_audit_stats(a, &st);
+    assert_int_equal(st.dropped, 0);
+    atomic_store(&t->fail, 0);
+    WAIT_UNTIL(bg_audit_admitting(a));
+    assert_int_equal(emit_seq(a, "s", 2), BG_AUDIT_OK);
+    assert_int_equal(bg_audit_flush(a, 5000), 0);
+    assert_int_equal(tsink_count(t), 2);
+    assert_int_equal(seq_of(t->json[0]), 0); /* the held event was delivered first */
+    assert_int_equal(seq_of(t->json[1]), 2);
+    bg_audit_free(a);
+    tsink_free(t);
+}
+
+static void test_no_spool_drop_counts(void **state)
+{
+    char err[256] = "";
+    tsink_t *t = tsink_new();
+    atomic_store(&t->fail, 1);
+    bg_config_audit_t cfg = base_cfg();
+    cfg.on_failure = BG_AUDIT_DROP;
+    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(emit_seq(a, "s", (uint64_t)i), BG_AUDIT_OK);
+    assert_int_equal(bg_audit_flush(a, 5000), 0);
+    bg_audit_stats_t st;
+    bg_audit_stats(a, &st);
+    assert_int_equal(st.dropped, 10);
+    assert_int_equal(bg_audit_admitting(a), 1);
+    bg_audit_free(a);
+    tsink_free(t);
+}
+
+/* Outage with a spool: everything is spooled, then drained in emit order
+ * when the primary returns; nothing is lost or reordered. */
+static void test_outage_spool_drain_in_order(void **state)
+{
+    char err[256] = "", *dir = mkdir_tmp();
+    tsink_t *t = tsink_new();
+    bg_config_audit_t cfg = base_cfg();
+    cfg.spool_dir = dir;
+    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    assert_non_null(a);
+    int n = 0;
+    for (; n < 100; n++)
+        assert_int_equal(emit_seq(a, "s", (uint64_t)n), BG_AUDIT_OK);
+    assert_int_equal(bg_audit_flush(a, 5000), 0);
+    atomic_store(&t->fail, 1);
+    for (; n < 600; n++)
+        assert_int_equal(emit_seq(a, "s", (uint64_t)n), BG_AUDIT_OK);
+    assert_int_equal(bg_audit_flush(a, 5000), 0);
+    bg_audit_stats_t st;
+    bg_audit_stats(a, &st);
+    assert_int_equal(st.spooled, 500);
+    assert_true(st.spool_bytes > 0);
+    assert_int_equal(bg_audit_admitting(a), 1); /* the spool takes them: still admitting */
+    atomic_store(&t->fail, 0);
+    for (; n < 700; n++) /* emitted during the drain: must come after the backlog */
+        assert_int_equal(emit_seq(a, "s", (uint64_t)n), BG_AUDIT_OK);
+    WAIT_UNTIL(tsink_count(t) == 700);
+    for (size_t i = 0; i < 700; i++)
+        assert_int_equal(seq_of(t->json[i]), (int64_t)i);
+    WAIT_UNTIL((bg_audit_stats(a, &st), st.drained == 600));
+    bg_audit_free(a);
+    tsink_free(t);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* Spool full in block mode: stop admitting; recover when the primary returns. */
+static void test_spool_full_blocks(void **state)
+{
+    char err[256] = "", *dir = mkdir_tmp();
+    tsink_t *t = tsink_new();
+    atomic_store(&t->fail, 1);
+    bg_config_audit_t cfg = base_cfg();
+    cfg.spool_dir = dir;
+    cfg.spool_max_bytes = 4096;
+    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    int n = 0, refused = 0;
+    for (; n < 2000 && !refused; n++) {
+        int rc = emit_seq(a, "s", (uint64_t)n);
+        refused = rc == BG_AUDIT_REFUSED;
+        if (n % 10 == 0)
+            assert_int_equal(bg_audit_flush(a, 5000), 0);
+    }
+    assert_true(refused);
+    assert_int_equal(bg_audit_admitting(a), 0);
+    int sent = n - 1; /* the last one was refused */
+    atomic_store(&t->fail, 0);
+    WAIT_UNTIL(bg_audit_admitting(a));
+    WAIT_UNTIL(tsink_count(t) == (size_t)sent);
+    for (int i = 0; i < sent; i++)
+        assert_int_equal(seq_of(t->json[i]), i);
+    bg_audit_free(a);
+    tsink_free(t);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* Events spooled by a process that stops (or crashes) before the primary
+ * returned are delivered, in order, by the next process at start-up. */
+static void test_restart_drains_backlog(void **state)
+{
+    char err[256] = "", *dir = mkdir_tmp();
+    tsink_t *t = tsink_new();
+    atomic_store(&t->fail, 1);
+    bg_config_audit_t cfg = base_cfg();
+    cfg.spool_dir = dir;
+    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    for (int i = 0; i < 300; i++)
+        assert_int_equal(emit_seq(a, "s", (uint64_t)i), BG_AUDIT_OK);
+    bg_audit_free(a); /* nothing reached the primary */
+    assert_int_equal(tsink_count(t), 0);
+    tsink_free(t);
+
+    t = tsink_new();
+    a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    assert_non_null(a);
+    WAIT_UNTIL(tsink_count(t) == 300);
+    for (int i = 0; i < 300; i++)
+        assert_int_equal(seq_of(t->json[i]), i);
+    bg_audit_free(a);
+    tsink_free(t);
+    rm_rf(dir);
+    free(dir);
+}
+
+static void test_bad_config(void **state)
+{
+    char err[256] = "";
+    bg_config_audit_t cfg = base_cfg();
+    assert_null(bg_audit_new(&cfg, "i", NULL, err, sizeof err));
+    assert_non_null(strstr(err, "kafka_topic"));
+    cfg.kafka_topic = "busgate.audit";
+    assert_null(bg_audit_new(&cfg, "i", NULL, err, sizeof err));
+    cfg.kafka_topic = NULL;
+    cfg.file = "/proc/bg-no-such-dir/audit.jsonl";
+    assert_null(bg_audit_new(&cfg, "i", NULL, err, sizeof err));
+    assert_non_null(strstr(err, "audit file"));
+    assert_int_equal(bg_audit_emit(NULL, NULL), BG_AUDIT_EINVAL);
+    bg_audit_free(NULL);
+}
+
+int main(void)
+{
+    bg_log_set_level(BG_LOG_OFF);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_file_sink_many_threads),
+        cmocka_unit_test(test_queue_bound_block),
+        cmocka_unit_test(test_queue_bound_drop),
+        cmocka_unit_test(test_no_spool_block_then_recover),
+        cmocka_unit_test(test_no_spool_drop_counts),
+        cmocka_unit_test(test_outage_spool_drain_in_order),
+        cmocka_unit_test(test_spool_full_blocks),
+        cmocka_unit_test(test_restart_drains_backlog),
+        cmocka_unit_test(test_bad_config),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,547 @@
+/* Configuration loader: the shipped examples load, defaults apply, and each
+ * kind of mistake is reported at its exact FILE:LINE:COL with its key path.
+ * Temporary files go under $BG_BINARY_DIR (set by ctest). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "broker/config.h"
+
+/* identity on lines 1-5, kafka on lines 6-8: tests append from line 9. */
+#define BASE_ID                                                                                    \
+    "identity:\n"                                                                                  \
+    "  issuers:\n"                                                                                 \
+    "    - issuer: https://idp.example\n"                                                          \
+    "      audiences: [busgate]\n"                                                                 \
+    "      jwks_file: jwks.json\n"
+#define BASE_KAFKA                                                                                 \
+    "kafka:\n"                                                                                     \
+    "  listen: 127.0.0.1:19092\n"                                                                  \
+    "  upstream: {embedded: 1}\n"
+#define BASE BASE_ID BASE_KAFKA
+
+static bg_config_t *load(const char *yaml, bg_config_errors_t *errs)
+{
+    return bg_config_load_string("t.yaml", yaml, strlen(yaml), errs);
+}
+
+static void dump(const bg_config_errors_t *errs)
+{
+    for (size_t i = 0; i < errs->n; i++)
+        fprintf(stderr, "  error: %s\n", errs->msgs[i]);
+}
+
+/* Asserts that loading fails and one error message starts with want. */
+static void expect_error(const char *yaml, const char *want)
+{
+    bg_config_errors_t errs = {0};
+    bg_config_t *c = load(yaml, &errs);
+    int found = 0;
+    for (size_t i = 0; i < errs.n; i++)
+        found |= strncmp(errs.msgs[i], want, strlen(want)) == 0;
+    if (!found || c) {
+        fprintf(stderr, "expected an error starting with: %s\n", want);
+        dump(&errs);
+    }
+    assert_null(c);
+    assert_true(found);
+    bg_config_errors_clear(&errs);
+}
+
+static bg_config_t *expect_ok(const char *yaml)
+{
+    bg_config_errors_t errs = {0};
+    bg_config_t *c = load(yaml, &errs);
+    dump(&errs);
+    assert_non_null(c);
+    assert_int_equal(errs.n, 0);
+    return c;
+}
+
+static char *src_path(const char *rel)
+{
+    const char *src = getenv("BG_SOURCE_DIR");
+    char *p = NULL;
+    assert_non_null(src);
+    assert_true(asprintf(&p, "%s/%s", src, rel) > 0);
+    return p;
+}
+
+/* A fresh directory under the build tree for files a test writes. */
+static char *tmp_dir(void)
+{
+    const char *bin = getenv("BG_BINARY_DIR");
+    char *p = NULL;
+    assert_non_null(bin);
+    assert_true(asprintf(&p, "%s/config-test-XXXXXX", bin) > 0);
+    assert_non_null(mkdtemp(p));
+    return p;
+}
+
+static char *write_file(const char *dir, const char *name, const char *content)
+{
+    char *p = NULL;
+    assert_true(asprintf(&p, "%s/%s", dir, name) > 0);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(content, f);
+    fclose(f);
+    return p;
+}
+
+/* ---- the examples ---- */
+
+static void test_example_loads(void **state)
+{
+    char *path = src_path("examples/busgate.yaml"), *jwks = src_path("examples/jwks.json");
+    char *spool = src_path("examples/spool");
+    bg_config_errors_t errs = {0};
+    bg_config_t *c = bg_config_load(path, &errs);
+    dump(&errs);
+    assert_non_null(c);
+    assert_string_equal(c->identity.issuers[0].jwks_file, jwks);
+    assert_int_equal(c->identity.issuers[0].jwks_refresh_ms, 5 * 60000);
+    assert_int_equal(c->kafka.listen.port, 19092);
+    assert_int_equal(c->kafka.broker_port_base, 19100);
+    assert_int_equal(c->kafka.upstream.security, BG_SEC_SASL_PLAINTEXT);
+    assert_string_equal(c->kafka.upstream.sasl_mechanism, "SCRAM-SHA-512");
+    /* ${file:} relative to the example, trailing newline dropped */
+    assert_string_equal(c->kafka.upstream.sasl_password, "dev-kafka-password-change-me");
+    assert_string_equal(c->amqp.upstream.password, "dev-rabbit-password-change-me");
+    assert_int_equal(c->amqp.heartbeat_s, 60);
+    assert_int_equal(c->http.nroutes, 1);
+    assert_string_equal(c->http.routes[0].headers[0].value,
+                        "Bearer dev-users-api-token-change-me");
+    assert_int_equal(c->policy.spec.nrules, 5);
+    assert_int_equal(c->policy.rules[4].effect, BG_EFFECT_HOLD);
+    assert_int_equal(c->policy.rules[4].napprovers, 1);
+    assert_int_equal(c->policy.rules[3].mode, BG_MODE_AUDIT);
+    assert_int_equal(c->policy.rules[0].verbs, (1u << BG_VERB_READ) | (1u << BG_VERB_DESCRIBE));
+    assert_int_equal(c->policy.spec.nmasks, 1);
+    assert_int_equal(c->policy.masks[0].nfields, 3);
+    assert_string_equal(c->audit.spool_dir, spool);
+    assert_int_equal(c->audit.spool_max_bytes, 1ull << 30);
+    assert_true(c->approvals.enabled && c->admin.enabled && c->amqp.enabled);
+    bg_config_free(c);
+    free(path);
+    free(jwks);
+    free(spool);
+}
+
+static void test_quickstart_loads(void **state)
+{
+    char *path = src_path("examples/quickstart.yaml");
+    bg_config_errors_t errs = {0};
+    bg_config_t *c = bg_config_load(path, &errs);
+    dump(&errs);
+    assert_non_null(c);
+    assert_int_equal(c->kafka.upstream.embedded, 3);
+    assert_int_equal(c->kafka.upstream.nbootstrap, 0);
+    assert_true(c->policy.enabled);
+    assert_true(c->admin.enabled);
+    assert_non_null(c->audit.file);
+    assert_false(c->amqp.enabled || c->http.enabled || c->approvals.enabled);
+    bg_config_free(c);
+    free(path);
+}
+
+static void test_defaults(void **state)
+{
+    bg_config_t *c = expect_ok(BASE);
+    const bg_config_issuer_t *is = &c->identity.issuers[0];
+    assert_int_equal(c->identity.clock_skew_ms, 30000);
+    assert_int_equal(is->jwks_refresh_ms, 300000);
+    assert_string_equal(is->subject_claim, "sub");
+    assert_string_equal(is->groups_claim, "groups");
+    assert_int_equal(is->allow_hs256, 0);
+    assert_string_equal(c->kafka.advertised_host, "127.0.0.1");
+    assert_int_equal(c->kafka.broker_port_base, 19093);
+    assert_int_equal(c->kafka.sasl_mechanisms, BG_SASL_MECH_OAUTHBEARER | BG_SASL_MECH_PLAIN);
+    assert_int_equal(c->kafka.max_frame_bytes, 100u << 20);
+    assert_int_equal(c->kafka.preauth_max_frame_bytes, 64u << 10);
+    assert_int_equal(c->kafka.max_inflight, 100);
+    assert_int_equal(c->kafka.idle_timeout_ms, 600000);
+    assert_int_equal(c->kafka.upstream.security, BG_SEC_PLAINTEXT);
+    assert_false(c->amqp.enabled || c->http.enabled || c->policy.enabled ||
+                 c->approvals.enabled || c->audit.enabled || c->admin.enabled);
+    assert_string_equal(c->log_level, "info");
+    assert_int_equal(c->workers, 0);
+    assert_true(c->instance && *c->instance);
+    assert_string_equal(c->path, "t.yaml");
+    bg_config_free(c);
+}
+
+static void test_sizes_and_lists(void **state)
+{
+    bg_config_t *c = expect_ok(BASE "  max_frame_bytes: 1MiB\n"
+                                    "  preauth_max_frame_bytes: 4096\n"
+                                    "  sasl_mechanisms: [PLAIN]\n"
+                                    "workers: 4\n"
+                                    "log_level: debug\n");
+    assert_int_equal(c->kafka.max_frame_bytes, 1u << 20);
+    assert_int_equal(c->kafka.preauth_max_frame_bytes, 4096);
+    assert_int_equal(c->kafka.sasl_mechanisms, BG_SASL_MECH_PLAIN);
+    assert_int_equal(c->workers, 4);
+    assert_string_equal(c->log_level, "debug");
+    bg_config_free(c);
+}
+
+/* ---- parsers ---- */
+
+static void test_parse_duration(void **state)
+{
+    static const struct {
+        const char *s;
+        int64_t ms;
+    } cases[] = {{"250ms", 250}, {"30s", 30000},  {"5m", 300000},  {"1h", 3600000},
+                 {"2d", 172800000}, {"0", 0},     {"0s", 0},       {"30", -1},
+                 {"30x", -1},    {"", -1},        {"s", -1},       {"-1s", -1},
+                 {"1.5s", -1},   {"1 s", -1},     {"99999999999999999999d", -1},
+                 {"9999999999999999d", -1}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        if (bg_config_parse_duration(cases[i].s) != cases[i].ms)
+            fprintf(stderr, "duration '%s'\n", cases[i].s);
+        assert_int_equal(bg_config_parse_duration(cases[i].s), cases[i].ms);
+    }
+    assert_int_equal(bg_config_parse_duration(NULL), -1);
+}
+
+static void test_parse_addr(void **state)
+{
+    static const struct {
+        const char *s, *host;
+        int port;
+        const char *why;
+    } cases[] = {
+        {"127.0.0.1:9092", "127.0.0.1", 9092, NULL},
+        {"[::1]:80", "::1", 80, NULL},
+        {"kafka-1.example_x:1", "kafka-1.example_x", 1, NULL},
+        {"0.0.0.0:0", "0.0.0.0", 0, NULL},
+        {"127.0.0.1:99999", NULL, 0, "port out of range"},
+        {"127.0.0.1:655350", NULL, 0, "port out of range"},
+        {"127.0.0.1", NULL, 0, "missing port"},
+        {"127.0.0.1:", NULL, 0, "missing port"},
+        {"::1:80", NULL, 0, "an IPv6 address needs brackets"},
+        {":80", NULL, 0, "missing host"},
+        {"[::1]", NULL, 0, "missing port"},
+        {"[zz]:80", NULL, 0, "bad IPv6 address"},
+        {"256.1.1.1:80", NULL, 0, "bad IPv4 address"},
+        {"host:8a", NULL, 0, "bad port"},
+        {"ho st:80", NULL, 0, "bad character"},
+        {"", NULL, 0, "empty address"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        bg_addr_t a = {0};
+        const char *why = NULL;
+        int r = bg_config_parse_addr(cases[i].s, &a, &why);
+        if (cases[i].host) {
+            assert_int_equal(r, 0);
+            assert_string_equal(a.host, cases[i].host);
+            assert_int_equal(a.port, cases[i].port);
+            free(a.host);
+        } else {
+            if (r == 0 || strncmp(why, cases[i].why, strlen(cases[i].why)) != 0)
+                fprintf(stderr, "addr '%s': %s\n", cases[i].s, why ? why : "(ok)");
+            assert_int_equal(r, -1);
+            assert_null(a.host);
+            assert_memory_equal(why, cases[i].why, strlen(cases[i].why));
+        }
+    }
+}
+
+/* ---- one negative test per kind of error ---- */
+
+static void test_err_unknown_key(void **state)
+{
+    expect_error(BASE "  listn: 1\n", "t.yaml:9:3: kafka.listn: unknown key 'listn' (allowed: listen,");
+    expect_error(BASE "kafak: {}\n", "t.yaml:9:1: kafak: unknown key 'kafak' (allowed: workers,");
+}
+
+static void test_err_wrong_type(void **state)
+{
+    expect_error(BASE "workers: many\n",
+                 "t.yaml:9:10: workers: expected an integer between 0 and 1024, got 'many'");
+    expect_error(BASE "  max_inflight: [1]\n",
+                 "t.yaml:9:18: kafka.max_inflight: expected an integer, got a sequence");
+    expect_error(BASE_KAFKA "identity: [a]\n",
+                 "t.yaml:4:12: identity: expected a mapping, got a sequence");
+    expect_error(BASE_KAFKA "identity:\n  issuers: https://idp\n",
+                 "t.yaml:5:12: identity.issuers: expected a sequence, got a scalar");
+    expect_error(BASE "admin: {listen: {a: b}}\n",
+                 "t.yaml:9:18: admin.listen: expected an address (host:port), got a mapping");
+    expect_error(BASE_KAFKA "identity:\n  issuers:\n    - issuer: i\n      audiences: [a]\n"
+                            "      jwks_file: j\n      allow_hs256: yes\n",
+                 "t.yaml:9:20: identity.issuers[0].allow_hs256: expected a bool (true or false), "
+                 "got 'yes'");
+}
+
+static void test_err_duration(void **state)
+{
+    expect_error(BASE "  idle_timeout: 30x\n",
+                 "t.yaml:9:17: kafka.idle_timeout: bad duration '30x'");
+    expect_error(BASE "  idle_timeout: 30\n", "t.yaml:9:17: kafka.idle_timeout: bad duration '30'");
+}
+
+static void test_err_address(void **state)
+{
+    expect_error(BASE_ID "kafka:\n  listen: 127.0.0.1:99999\n  upstream: {embedded: 1}\n",
+                 "t.yaml:7:11: kafka.listen: bad address '127.0.0.1:99999': port out of range");
+    expect_error(BASE_ID "kafka:\n  listen: 127.0.0.1\n  upstream: {embedded: 1}\n",
+                 "t.yaml:7:11: kafka.listen: bad address '127.0.0.1': missing port");
+    expect_error(BASE_ID "kafka:\n  listen: 127.0.0.1:1\n  upstream: {bootstrap: [a:1, b:0]}\n",
+                 "t.yaml:8:31: kafka.upstream.bootstrap[1]: bad address 'b:0': port 0 is only");
+}
+
+static void test_err_size(void **state)
+{
+    expect_error(BASE "  max_frame_bytes: 10 parsecs\n",
+                 "t.yaml:9:20: kafka.max_frame_bytes: bad size '10 parsecs'");
+    expect_error(BASE "  max_frame_bytes: 1MiB\n  preauth_max_frame_bytes: 2MiB\n",
+                 "t.yaml:10:28: kafka.preauth_max_frame_bytes: size 2097152 is out of range");
+}
+
+#define POLICY_HDR "policy:\n  rules:\n" /* lines 9-10 */
+#define RULE(name, verbs, effect)                                                                  \
+    "    - name: " name "\n"                                                                       \
+    "      subjects: [group:g]\n"                                                                  \
+    "      resources: [kafka:topic:t]\n"                                                           \
+    "      verbs: " verbs "\n"                                                                     \
+    "      effect: " effect "\n"
+
+static void test_policy_ok(void **state)
+{
+    bg_config_t *c = expect_ok(BASE POLICY_HDR RULE("a", "[read, write]", "allow")
+                                   RULE("b", "[delete]", "deny"));
+    assert_true(c->policy.enabled);
+    assert_int_equal(c->policy.spec.nrules, 2);
+    assert_int_equal(c->policy.spec.default_effect, BG_EFFECT_DENY);
+    assert_int_equal(c->policy.spec.mode, BG_MODE_ENFORCE);
+    assert_int_equal(c->policy.rules[0].line, 11);
+    assert_int_equal(c->policy.rules[1].line, 16);
+    assert_string_equal(c->policy.rules[1].file, "t.yaml");
+    assert_int_equal(c->policy.rules[1].mode, BG_MODE_INHERIT);
+    assert_string_equal(c->policy.rules[0].subjects[0], "group:g");
+    bg_config_free(c);
+}
+
+static void test_err_duplicate_rule(void **state)
+{
+    expect_error(BASE POLICY_HDR RULE("a", "[read]", "allow") RULE("a", "[read]", "allow"),
+                 "t.yaml:16:13: policy.rules[1].name: duplicate rule name 'a' (first defined at "
+                 "line 11)");
+}
+
+static void test_err_unknown_verb_effect(void **state)
+{
+    expect_error(BASE POLICY_HDR RULE("a", "[read, reed]", "allow"),
+                 "t.yaml:14:21: policy.rules[0].verbs[1]: unknown verb 'reed' (expected read,");
+    expect_error(BASE POLICY_HDR RULE("a", "[read]", "permit"),
+                 "t.yaml:15:15: policy.rules[0].effect: unknown effect 'permit'");
+    expect_error(BASE "policy: {default: hold}\n",
+                 "t.yaml:9:19: policy.default: must be allow or deny");
+}
+
+static void test_err_resource_subject(void **state)
+{
+    expect_error(BASE POLICY_HDR "    - name: a\n      subjects: [group:g]\n"
+                                 "      resources: [kafka:topic:t, nats:subject:x]\n"
+                                 "      verbs: [read]\n      effect: allow\n",
+                 "t.yaml:13:34: policy.rules[0].resources[1]: resource pattern must start with");
+    expect_error(BASE POLICY_HDR "    - name: a\n      subjects: [team:x]\n"
+                                 "      resources: [kafka:topic:t]\n"
+                                 "      verbs: [read]\n      effect: allow\n",
+                 "t.yaml:12:18: policy.rules[0].subjects[0]: subject 'team:x' must be");
+}
+
+static void test_err_hold_without_approvers(void **state)
+{
+    expect_error(BASE POLICY_HDR RULE("a", "[delete]", "hold"),
+                 "t.yaml:15:15: policy.rules[0].approvers: effect hold needs at least one "
+                 "approver");
+}
+
+static void test_err_duplicate_key(void **state)
+{
+    expect_error(BASE "  max_inflight: 1\n  max_inflight: 2\n",
+                 "t.yaml:10:3: kafka.max_inflight: duplicate key 'max_inflight' (first at line 9)");
+}
+
+static void test_err_missing_required(void **state)
+{
+    expect_error(BASE_ID "kafka:\n  listen: 127.0.0.1:1\n",
+                 "t.yaml:7:3: kafka: missing required key 'upstream'");
+    expect_error(BASE_KAFKA "identity:\n  issuers:\n    - audiences: [a]\n      jwks_file: j\n",
+                 "t.yaml:6:7: identity.issuers[0]: missing required key 'issuer'");
+    expect_error(BASE "admin:\n  listen:\n", "t.yaml:10:3: admin.listen: a value is required");
+    expect_error(BASE_KAFKA, "t.yaml:1:1: identity: missing: a listener");
+}
+
+static void test_err_cross_fields(void **state)
+{
+    expect_error(BASE_KAFKA "identity:\n  issuers:\n    - issuer: i\n      audiences: [a]\n"
+                            "      jwks_file: j\n      jwks_url: https://idp/jwks\n",
+                 "t.yaml:9:7: identity.issuers[0].jwks_url: jwks_file and jwks_url are mutually "
+                 "exclusive");
+    expect_error(BASE_KAFKA "identity:\n  issuers:\n    - issuer: i\n      audiences: [a]\n",
+                 "t.yaml:6:7: identity.issuers[0]: missing jwks_file or jwks_url");
+    expect_error(BASE_ID "kafka:\n  listen: 127.0.0.1:1\n"
+                         "  upstream: {embedded: 1, bootstrap: [h:1]}\n",
+                 "t.yaml:8:14: kafka.upstream.embedded: bootstrap and embedded are mutually");
+    expect_error(BASE_ID "kafka:\n  listen: 127.0.0.1:1\n  upstream: {}\n",
+                 "t.yaml:8:3: kafka.upstream: missing bootstrap or embedded (set exactly one)");
+    expect_error(BASE_ID "kafka:\n  listen: 127.0.0.1:1\n  upstream:\n"
+                         "    bootstrap: [h:1]\n    security: sasl_ssl\n",
+                 "t.yaml:10:15: kafka.upstream.security: security sasl_ssl needs "
+                 "kafka.upstream.sasl");
+    expect_error(BASE_ID "kafka:\n  listen: 0.0.0.0:9092\n  upstream: {embedded: 1}\n",
+                 "t.yaml:7:11: kafka.advertised_host: required when kafka.listen is a wildcard");
+}
+
+static void test_err_yaml_syntax(void **state)
+{
+    expect_error("kafka:\n  listen: [a, b\n", "t.yaml:3:1: YAML syntax error:");
+    expect_error("a: b: c\n", "t.yaml:1:5: YAML syntax error:");
+    expect_error("", "t.yaml:1:1: no YAML document");
+    expect_error("a: 1\nb: \xe0\x9e\x8a\n", "t.yaml:2:4: invalid UTF-8");
+    expect_error("a: 1\nb: \xc3\xa9\x01\n", "t.yaml:2:5: control character");
+    expect_error(BASE "workers: &w 1\ninstance: *w\n",
+                 "t.yaml:10:11: instance: expected a string, got an alias");
+}
+
+static void test_collects_all_errors(void **state)
+{
+    bg_config_errors_t errs = {0};
+    bg_config_t *c = load(BASE "  listn: 1\n  idle_timeout: 3x\nworkers: -1\n", &errs);
+    dump(&errs);
+    assert_null(c);
+    assert_int_equal(errs.n, 3);
+    assert_non_null(strstr(errs.msgs[0], "t.yaml:9:3: kafka.listn"));
+    assert_non_null(strstr(errs.msgs[1], "t.yaml:10:17: kafka.idle_timeout"));
+    assert_non_null(strstr(errs.msgs[2], "t.yaml:11:10: workers"));
+    bg_config_errors_clear(&errs);
+    assert_int_equal(errs.n, 0);
+}
+
+static void test_load_missing_file(void **state)
+{
+    bg_config_errors_t errs = {0};
+    assert_null(bg_config_load("no-such-dir/busgate.yaml", &errs));
+    assert_int_equal(errs.n, 1);
+    assert_non_null(strstr(errs.msgs[0], "no-such-dir/busgate.yaml:1:1: cannot read"));
+    bg_config_errors_clear(&errs);
+}
+
+/* ---- ${env:} and ${file:} ---- */
+
+static void test_env_resolution(void **state)
+{
+    setenv("BG_TEST_USER", "svc", 1);
+    setenv("BG_TEST_PW", "pa55", 1);
+    bg_config_t *c = expect_ok(BASE_KAFKA BASE_ID
+                               "amqp:\n  listen: 127.0.0.1:15672\n  upstream:\n"
+                               "    host: 127.0.0.1:5672\n    username: ${env:BG_TEST_USER}\n"
+                               "    password: \"x-${env:BG_TEST_PW}-${env:BG_TEST_USER}\"\n"
+                               "    vhost: \"$${literal}\"\n");
+    assert_string_equal(c->amqp.upstream.username, "svc");
+    assert_string_equal(c->amqp.upstream.password, "x-pa55-svc");
+    assert_string_equal(c->amqp.upstream.vhost, "${literal}");
+    bg_config_free(c);
+    unsetenv("BG_TEST_UNSET");
+    expect_error(BASE "instance: \"${env:BG_TEST_UNSET}\"\n",
+                 "t.yaml:9:11: instance: environment variable 'BG_TEST_UNSET' is not set");
+    expect_error(BASE "instance: \"${env:BG_TEST_PW\"\n", "t.yaml:9:11: instance: unterminated");
+    expect_error(BASE "instance: \"${vault:x}\"\n", "t.yaml:9:11: instance: unknown reference");
+}
+
+static void test_file_resolution(void **state)
+{
+    char *dir = tmp_dir(), *cfgpath = NULL;
+    char *secret = write_file(dir, "pw", "from-file\n");
+    char *two = write_file(dir, "two", "line1\nline2\n\n");
+    char *yaml = write_file(dir, "c.yaml",
+                            BASE_ID "kafka:\n  listen: 127.0.0.1:1\n  upstream:\n"
+                                    "    bootstrap: [h:1]\n    security: sasl_plaintext\n"
+                                    "    sasl: {mechanism: PLAIN, username: u, password: "
+                                    "\"${file:pw}\"}\n"
+                                    "instance: \"<${file:two}>\"\n");
+    bg_config_errors_t errs = {0};
+    bg_config_t *c = bg_config_load(yaml, &errs);
+    dump(&errs);
+    assert_non_null(c);
+    assert_string_equal(c->kafka.upstream.sasl_password, "from-file");
+    assert_string_equal(c->instance, "<line1\nline2\n>"); /* only one newline dropped */
+    assert_true(asprintf(&cfgpath, "%s/jwks.json", dir) > 0);
+    assert_string_equal(c->identity.issuers[0].jwks_file, cfgpath); /* relative to the file */
+    bg_config_free(c);
+    expect_error(BASE "instance: \"${file:no-such-secret}\"\n",
+                 "t.yaml:9:11: instance: cannot read '${file:no-such-secret}'");
+    unlink(secret);
+    unlink(two);
+    unlink(yaml);
+    rmdir(dir);
+    free(secret);
+    free(two);
+    free(yaml);
+    free(dir);
+    free(cfgpath);
+}
+
+static void test_secret_not_printed(void **state)
+{
+    setenv("BG_TEST_SECRET", "s3cr3t-value", 1);
+    bg_config_errors_t errs = {0};
+    bg_config_t *c = load(BASE "admin: {listen: \"${env:BG_TEST_SECRET}:99999\"}\n"
+                               "policy:\n  rules:\n    - name: a\n"
+                               "      subjects: [\"team:${env:BG_TEST_SECRET}\"]\n"
+                               "      resources: [kafka:topic:t]\n      verbs: [read]\n"
+                               "      effect: allow\n",
+                          &errs);
+    assert_null(c);
+    assert_int_equal(errs.n, 2);
+    for (size_t i = 0; i < errs.n; i++) {
+        assert_null(strstr(errs.msgs[i], "s3cr3t"));
+        assert_non_null(strstr(errs.msgs[i], "${env:BG_TEST_SECRET}"));
+    }
+    assert_non_null(strstr(errs.msgs[0], "t.yaml:9:17: admin.listen: bad address"));
+    assert_non_null(strstr(errs.msgs[1], "t.yaml:13:18: policy.rules[0].subjects[0]:"));
+    bg_config_errors_clear(&errs);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_example_loads),
+        cmocka_unit_test(test_quickstart_loads),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_sizes_and_lists),
+        cmocka_unit_test(test_parse_duration),
+        cmocka_unit_test(test_parse_addr),
+        cmocka_unit_test(test_err_unknown_key),
+        cmocka_unit_test(test_err_wrong_type),
+        cmocka_unit_test(test_err_duration),
+        cmocka_unit_test(test_err_address),
+        cmocka_unit_test(test_err_size),
+        cmocka_unit_test(test_policy_ok),
+        cmocka_unit_test(test_err_duplicate_rule),
+        cmocka_unit_test(test_err_unknown_verb_effect),
+        cmocka_unit_test(test_err_resource_subject),
+        cmocka_unit_test(test_err_hold_without_approvers),
+        cmocka_unit_test(test_err_duplicate_key),
+        cmocka_unit_test(test_err_missing_required),
+        cmocka_unit_test(test_err_cross_fields),
+        cmocka_unit_test(test_err_yaml_syntax),
+        cmocka_unit_test(test_collects_all_errors),
+        cmocka_unit_test(test_load_missing_file),
+        cmocka_unit_test(test_env_resolution),
+        cmocka_unit_test(test_file_resolution),
+        cmocka_unit_test(test_secret_not_printed),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

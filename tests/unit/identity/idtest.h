@@ -1,0 +1,37 @@
+/* Helpers for the identity tests: test keys, JWKS documents and hand-made
+ * tokens (signed with OpenSSL directly, independent of the code under test). */
+#ifndef BG_IDTEST_H
+#define BG_IDTEST_H
+
+#include <stddef.h>
+
+#include <openssl/evp.h>
+
+/* Fresh keys: RSA 2048 or an EC key on curve ("P-256", "P-384"). */
+EVP_PKEY *idt_rsa(void);
+EVP_PKEY *idt_ec(const char *curve);
+
+/* base64url without padding; malloc'd. */
+char *idt_b64url(const void *p, size_t n);
+
+/* One public JWK as a JSON object text; alg may be NULL. malloc'd. */
+char *idt_jwk(EVP_PKEY *k, const char *kid, const char *alg);
+/* An oct JWK for an HMAC secret. malloc'd. */
+char *idt_jwk_oct(const void *secret, size_t n, const char *kid);
+/* {"keys":[jwks...]} from n JWK texts. malloc'd. */
+char *idt_jwks(const char *const *jwks, size_t n);
+
+/* Public key PEM (SubjectPublicKeyInfo) and private key PEM; malloc'd. */
+char *idt_pub_pem(EVP_PKEY *k);
+char *idt_priv_pem(EVP_PKEY *k);
+
+/* header_json.payload_json, base64url-encoded and signed for alg:
+ * "RS256"/"RS384"/"RS512" (k RSA), "ES256"/"ES384" (k EC, raw R||S),
+ * "HS256"/... (secret, n), anything else: empty signature. malloc'd. */
+char *idt_token(const char *header_json, const char *payload_json, const char *alg, EVP_PKEY *k,
+                const void *secret, size_t n);
+
+/* Writes s to a new temp file; returns its malloc'd path. */
+char *idt_write_tmp(const char *s);
+
+#endif

@@ -1,0 +1,631 @@
+/* Identity verification: an attack table (each refused with its exact
+ * reason), valid tokens with their principal, JWKS loading, minting. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/rsa.h>
+
+#include "broker/config.h"
+#include "broker/identity-internal.h"
+#include "broker/identity.h"
+#include "idtest.h"
+
+#define NOW 1700000000LL
+#define ISS "https://idp.test"
+#define KC "https://kc.test"
+#define HS "https://hs.test"
+
+static const unsigned char hs_secret[] = "0123456789abcdef0123456789abcdef-hs";
+
+static struct {
+    EVP_PKEY *rsa, *ec, *foreign, *ec384;
+    char *jwks_path, *hs_path;
+    bg_identity_t *id;
+} g;
+
+static char *auds[] = {"other", "busgate"};
+
+static bg_config_issuer_t mk_issuer(const char *iss, const char *file, const char *groups)
+{
+    bg_config_issuer_t c = {0};
+    c.issuer = (char *)iss;
+    c.audiences = auds;
+    c.naudiences = 2;
+    c.jwks_file = (char *)file;
+    c.groups_claim = (char *)groups;
+    return c;
+}
+
+static int setup(void **state)
+{
+    g.rsa = idt_rsa();
+    g.ec = idt_ec("P-256");
+    g.ec384 = idt_ec("P-384");
+    g.foreign = idt_rsa();
+    char *k[3] = {idt_jwk(g.rsa, "rsa1", NULL), idt_jwk(g.ec, "ec1", NULL),
+                  idt_jwk_oct(hs_secret, 32, "hs1")};
+    char *jwks = idt_jwks((const char *const *)k, 3);
+    char *hsk = idt_jwks((const char *const *)&k[2], 1);
+    g.jwks_path = idt_write_tmp(jwks);
+    g.hs_path = idt_write_tmp(hsk);
+    bg_config_issuer_t iss[3] = {mk_issuer(ISS, g.jwks_path, NULL),
+                                 mk_issuer(KC, g.jwks_path, "realm_access.roles"),
+                                 mk_issuer(HS, g.hs_path, NULL)};
+    iss[2].allow_hs256 = 1;
+    bg_config_identity_t cfg = {.issuers = iss, .nissuers = 3, .clock_skew_ms = 30000};
+    char err[256] = "";
+    g.id = bg_identity_new(&cfg, err, sizeof(err));
+    for (int i = 0; i < 3; i++)
+        free(k[i]);
+    free(jwks);
+    free(hsk);
+    if (!g.id)
+        fprintf(stderr, "bg_identity_new: %s\n", err);
+    return g.id ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    bg_identity_free(g.id);
+    unlink(g.jwks_path);
+    unlink(g.hs_path);
+    free(g.jwks_path);
+    free(g.hs_path);
+    EVP_PKEY_free(g.rsa);
+    EVP_PKEY_free(g.ec);
+    EVP_PKEY_free(g.ec384);
+    EVP_PKEY_free(g.foreign);
+    return 0;
+}
+
+static bg_id_reason_t verify(const char *tok, size_t len, bg_principal_t *p)
+{
+    char detail[128] = "";
+    bg_id_reason_t r = bg_identity_verify(g.id, tok, len, NOW, p, detail, sizeof(detail));
+    /* The detail never echoes token bytes. */
+    if (len > 20) {
+        char probe[21];
+        memcpy(probe, tok + len - 20, 20);
+        probe[20] = 0;
+        assert_null(strstr(detail, probe));
+    }
+    if (r != BG_ID_OK)
+        assert_true(detail[0] != 0);
+    return r;
+}
+
+/* ---- the attack table ---- */
+
+#define GOOD "\"iss\":\"" ISS "\",\"aud\":\"busgate\",\"sub\":\"alice\""
+#define EXP_OK "\"exp\":1700000600"
+
+typedef enum {
+    M_NONE = 0,
+    M_TAMPER,      /* replace the payload after signing */
+    M_TRUNC_SIG,   /* cut the token in the middle of the signature */
+    M_TRUNC_BODY,  /* cut it in the middle of the payload */
+    M_BAD_CHAR,    /* a '+' (base64, not base64url) in the payload */
+    M_PAD,         /* '=' padding after the signature */
+    M_SPACE,       /* trailing whitespace */
+    M_SIG_RSA,     /* alg none, but an RS256 signature appended */
+} mutation_t;
+
+typedef struct {
+    const char *name;
+    const char *hdr, *claims, *alg;
+    int signer; /* 0 rsa, 1 ec, 2 foreign rsa, 3 HMAC with RSA public PEM, 4 HMAC secret, 5 ec384 */
+    mutation_t m;
+    bg_id_reason_t want;
+} attack_t;
+
+static const attack_t attacks[] = {
+    {"alg none, no signature", "{\"alg\":\"none\",\"typ\":\"JWT\"}", "{" GOOD "," EXP_OK "}",
+     "none", 0, M_NONE, BG_ID_ALG_NOT_ALLOWED},
+    {"alg none with a signature", "{\"alg\":\"none\",\"kid\":\"rsa1\"}", "{" GOOD "," EXP_OK "}",
+     "none", 0, M_SIG_RSA, BG_ID_ALG_NOT_ALLOWED},
+    {"alg None spelling", "{\"alg\":\"None\"}", "{" GOOD "," EXP_OK "}", "none", 0, M_NONE,
+     BG_ID_ALG_NOT_ALLOWED},
+    {"HS256 keyed with the RSA public PEM", "{\"alg\":\"HS256\",\"kid\":\"rsa1\"}",
+     "{" GOOD "," EXP_OK "}", "HS256", 3, M_NONE, BG_ID_ALG_NOT_ALLOWED},
+    {"HS256 keyed with the RSA public PEM, no kid", "{\"alg\":\"HS256\"}", "{" GOOD "," EXP_OK "}",
+     "HS256", 3, M_NONE, BG_ID_ALG_NOT_ALLOWED},
+    {"HS256 with an oct key the issuer does not allow", "{\"alg\":\"HS256\",\"kid\":\"hs1\"}",
+     "{" GOOD "," EXP_OK "}", "HS256", 4, M_NONE, BG_ID_UNKNOWN_KID},
+    {"RS256 by a foreign key with our kid", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{" GOOD "," EXP_OK "}", "RS256", 2, M_NONE, BG_ID_BAD_SIGNATURE},
+    {"RS256 by a foreign key, no kid", "{\"alg\":\"RS256\"}", "{" GOOD "," EXP_OK "}", "RS256", 2,
+     M_NONE, BG_ID_BAD_SIGNATURE},
+    {"tampered payload", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}", "{" GOOD "," EXP_OK "}", "RS256",
+     0, M_TAMPER, BG_ID_BAD_SIGNATURE},
+    {"RS256 header on the EC key", "{\"alg\":\"RS256\",\"kid\":\"ec1\"}", "{" GOOD "," EXP_OK "}",
+     "RS256", 0, M_NONE, BG_ID_ALG_NOT_ALLOWED},
+    {"ES256 header on the RSA key", "{\"alg\":\"ES256\",\"kid\":\"rsa1\"}", "{" GOOD "," EXP_OK "}",
+     "ES256", 1, M_NONE, BG_ID_ALG_NOT_ALLOWED},
+    {"ES384 on a P-256 key", "{\"alg\":\"ES384\",\"kid\":\"ec1\"}", "{" GOOD "," EXP_OK "}",
+     "ES384", 5, M_NONE, BG_ID_ALG_NOT_ALLOWED},
+    {"PS256 (unsupported)", "{\"alg\":\"PS256\",\"kid\":\"rsa1\"}", "{" GOOD "," EXP_OK "}",
+     "PS256", 0, M_NONE, BG_ID_ALG_NOT_ALLOWED},
+    {"expired", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}", "{" GOOD ",\"exp\":1699999000}", "RS256",
+     0, M_NONE, BG_ID_EXPIRED},
+    {"expired just beyond the skew", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{" GOOD ",\"exp\":1699999970}", "RS256", 0, M_NONE, BG_ID_EXPIRED},
+    {"expired within the skew", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{" GOOD ",\"exp\":1699999990}", "RS256", 0, M_NONE, BG_ID_OK},
+    {"nbf in the future", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{" GOOD ",\"nbf\":1700000100,\"exp\":1700001200}", "RS256", 0, M_NONE,
+     BG_ID_NOT_YET_VALID},
+    {"nbf within the skew", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{" GOOD ",\"nbf\":1700000020,\"exp\":1700001200}", "RS256", 0, M_NONE, BG_ID_OK},
+    {"wrong iss", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{\"iss\":\"https://evil.test\",\"aud\":\"busgate\",\"sub\":\"a\"," EXP_OK "}", "RS256", 0,
+     M_NONE, BG_ID_WRONG_ISSUER},
+    {"iss with a trailing slash", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{\"iss\":\"" ISS "/\",\"aud\":\"busgate\",\"sub\":\"a\"," EXP_OK "}", "RS256", 0, M_NONE,
+     BG_ID_WRONG_ISSUER},
+    {"wrong aud", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{\"iss\":\"" ISS "\",\"aud\":\"kafka\",\"sub\":\"a\"," EXP_OK "}", "RS256", 0, M_NONE,
+     BG_ID_WRONG_AUDIENCE},
+    {"aud array without ours", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{\"iss\":\"" ISS "\",\"aud\":[\"a\",\"b\"],\"sub\":\"a\"," EXP_OK "}", "RS256", 0, M_NONE,
+     BG_ID_WRONG_AUDIENCE},
+    {"aud missing", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{\"iss\":\"" ISS "\",\"sub\":\"a\"," EXP_OK "}", "RS256", 0, M_NONE, BG_ID_WRONG_AUDIENCE},
+    {"aud array with ours", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{\"iss\":\"" ISS "\",\"aud\":[\"x\",\"busgate\"],\"sub\":\"a\"," EXP_OK "}", "RS256", 0,
+     M_NONE, BG_ID_OK},
+    {"missing exp", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}", "{" GOOD "}", "RS256", 0, M_NONE,
+     BG_ID_MALFORMED},
+    {"exp as a string", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}", "{" GOOD ",\"exp\":\"1700000600\"}",
+     "RS256", 0, M_NONE, BG_ID_MALFORMED},
+    {"missing sub", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{\"iss\":\"" ISS "\",\"aud\":\"busgate\"," EXP_OK "}", "RS256", 0, M_NONE, BG_ID_MALFORMED},
+    {"missing iss", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{\"aud\":\"busgate\",\"sub\":\"a\"," EXP_OK "}", "RS256", 0, M_NONE, BG_ID_MALFORMED},
+    {"groups of the wrong type", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{" GOOD "," EXP_OK ",\"groups\":[\"a\",3]}", "RS256", 0, M_NONE, BG_ID_MALFORMED},
+    {"duplicate claim", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{" GOOD "," EXP_OK ",\"sub\":\"root\"}", "RS256", 0, M_NONE, BG_ID_MALFORMED},
+    {"kid not in the set", "{\"alg\":\"RS256\",\"kid\":\"rsa9\"}", "{" GOOD "," EXP_OK "}",
+     "RS256", 0, M_NONE, BG_ID_UNKNOWN_KID},
+    {"kid with ../", "{\"alg\":\"RS256\",\"kid\":\"../../../dev/null\"}",
+     "{" GOOD "," EXP_OK "}", "RS256", 2, M_NONE, BG_ID_UNKNOWN_KID},
+    {"kid not a string", "{\"alg\":\"RS256\",\"kid\":7}", "{" GOOD "," EXP_OK "}", "RS256", 0,
+     M_NONE, BG_ID_MALFORMED},
+    {"jku to the attacker, attacker kid",
+     "{\"alg\":\"RS256\",\"kid\":\"evil\",\"jku\":\"http://127.0.0.1:1/jwks.json\"}",
+     "{" GOOD "," EXP_OK "}", "RS256", 2, M_NONE, BG_ID_UNKNOWN_KID},
+    {"jku to the attacker, our kid",
+     "{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"jku\":\"http://127.0.0.1:1/jwks.json\"}",
+     "{" GOOD "," EXP_OK "}", "RS256", 2, M_NONE, BG_ID_BAD_SIGNATURE},
+    {"x5u to the attacker", "{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"x5u\":\"http://127.0.0.1:1/c\"}",
+     "{" GOOD "," EXP_OK "}", "RS256", 2, M_NONE, BG_ID_BAD_SIGNATURE},
+    {"crit header", "{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"crit\":[\"exp\"]}",
+     "{" GOOD "," EXP_OK "}", "RS256", 0, M_NONE, BG_ID_MALFORMED},
+    {"header without alg", "{\"kid\":\"rsa1\"}", "{" GOOD "," EXP_OK "}", "RS256", 0, M_NONE,
+     BG_ID_MALFORMED},
+    {"header not an object", "[\"RS256\"]", "{" GOOD "," EXP_OK "}", "RS256", 0, M_NONE,
+     BG_ID_MALFORMED},
+    {"payload not JSON", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}", "iss=" ISS, "RS256", 0, M_NONE,
+     BG_ID_MALFORMED},
+    {"truncated signature", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}", "{" GOOD "," EXP_OK "}",
+     "RS256", 0, M_TRUNC_SIG, BG_ID_BAD_SIGNATURE},
+    {"truncated payload", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}", "{" GOOD "," EXP_OK "}", "RS256",
+     0, M_TRUNC_BODY, BG_ID_MALFORMED},
+    {"base64 '+' in the payload", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}", "{" GOOD "," EXP_OK "}",
+     "RS256", 0, M_BAD_CHAR, BG_ID_MALFORMED},
+    {"padding", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}", "{" GOOD "," EXP_OK "}", "RS256", 0, M_PAD,
+     BG_ID_MALFORMED},
+    {"trailing whitespace", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}", "{" GOOD "," EXP_OK "}",
+     "RS256", 0, M_SPACE, BG_ID_MALFORMED},
+};
+
+static char *attack_token(const attack_t *a)
+{
+    static const char *pem_cache;
+    EVP_PKEY *keys[] = {g.rsa, g.ec, g.foreign, NULL, NULL, g.ec384};
+    const void *secret = hs_secret;
+    size_t n = 32;
+    if (a->signer == 3) {
+        /* The classic confusion: the public key PEM, which the attacker
+         * knows, used as an HMAC secret. */
+        pem_cache = idt_pub_pem(g.rsa);
+        secret = pem_cache;
+        n = strlen(pem_cache);
+    }
+    char *t = idt_token(a->hdr, a->claims, a->alg, keys[a->signer], secret, n);
+    if (a->signer == 3)
+        free((void *)pem_cache);
+    char *d1 = strchr(t, '.'), *d2 = strrchr(t, '.');
+    size_t len = strlen(t);
+    switch (a->m) {
+    case M_NONE:
+        break;
+    case M_TAMPER: {
+        const char *evil = "{\"iss\":\"" ISS "\",\"aud\":\"busgate\",\"sub\":\"root\"," EXP_OK "}";
+        char *p = idt_b64url(evil, strlen(evil)), *out = malloc(len + strlen(p) + 1);
+        sprintf(out, "%.*s.%s%s", (int)(d1 - t), t, p, d2);
+        free(p);
+        free(t);
+        return out;
+    }
+    case M_TRUNC_SIG:
+        t[len - (len - (size_t)(d2 - t)) / 2] = 0;
+        break;
+    case M_TRUNC_BODY:
+        t[(size_t)(d1 - t) + (size_t)(d2 - d1) / 2] = 0;
+        break;
+    case M_BAD_CHAR:
+        d1[3] = '+';
+        break;
+    case M_PAD:
+    case M_SPACE:
+        t = realloc(t, len + 3);
+        strcat(t, a->m == M_PAD ? "==" : " ");
+        break;
+    case M_SIG_RSA: {
+        char *s = idt_token(a->hdr, a->claims, "RS256", g.rsa, NULL, 0);
+        free(t);
+        return s;
+    }
+    }
+    return t;
+}
+
+static void test_attack_table(void **state)
+{
+    for (size_t i = 0; i < sizeof(attacks) / sizeof(attacks[0]); i++) {
+        const attack_t *a = &attacks[i];
+        char *t = attack_token(a);
+        bg_principal_t p;
+        bg_id_reason_t r = verify(t, strlen(t), &p);
+        if (r != a->want)
+            fail_msg("%s: got %s, want %s", a->name, bg_id_reason_str(r),
+                     bg_id_reason_str(a->want));
+        if (r != BG_ID_OK)
+            assert_null(p.sub);
+        bg_principal_clear(&p);
+        free(t);
+    }
+}
+
+static void test_size_and_shape(void **state)
+{
+    bg_principal_t p;
+    size_t big = 1024 * 1024;
+    char *t = malloc(big);
+    memset(t, 'A', big);
+    t[100] = '.';
+    t[200] = '.';
+    assert_int_equal(verify(t, big, &p), BG_ID_TOO_LARGE);
+    assert_int_equal(verify(t, BG_IDENTITY_MAX_TOKEN + 1, &p), BG_ID_TOO_LARGE);
+    /* At the limit it is parsed (and found malformed: 'AAAA' is not JSON). */
+    assert_int_equal(verify(t, BG_IDENTITY_MAX_TOKEN, &p), BG_ID_MALFORMED);
+    free(t);
+    assert_int_equal(verify("", 0, &p), BG_ID_MALFORMED);
+    assert_int_equal(verify(NULL, 0, &p), BG_ID_MALFORMED);
+    assert_int_equal(verify("...", 3, &p), BG_ID_MALFORMED);
+    assert_int_equal(verify("..", 2, &p), BG_ID_MALFORMED);
+    assert_int_equal(verify("a.b.c.d", 7, &p), BG_ID_MALFORMED);
+    assert_int_equal(verify("not a token", 11, &p), BG_ID_MALFORMED);
+    /* Not NUL-terminated: only len bytes are read. */
+    const char *hdr = "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}";
+    char *good = idt_token(hdr, "{" GOOD "," EXP_OK "}", "RS256", g.rsa, NULL, 0);
+    size_t gl = strlen(good);
+    char *padded = malloc(gl + 8);
+    memcpy(padded, good, gl);
+    memcpy(padded + gl, "garbage!", 8);
+    assert_int_equal(verify(padded, gl, &p), BG_ID_OK);
+    bg_principal_clear(&p);
+    assert_int_equal(verify(padded, gl + 8, &p), BG_ID_MALFORMED);
+    free(padded);
+    free(good);
+}
+
+static void test_valid_rs256(void **state)
+{
+    const char *claims = "{" GOOD ",\"exp\":1700000600,\"iat\":1699999900,\"jti\":\"j-1\","
+                         "\"azp\":\"cli\",\"groups\":[\"dev\",\"ops\"]}";
+    char *t = idt_token("{\"alg\":\"RS256\",\"kid\":\"rsa1\",\"typ\":\"JWT\"}", claims, "RS256",
+                        g.rsa, NULL, 0);
+    bg_principal_t p, c;
+    assert_int_equal(verify(t, strlen(t), &p), BG_ID_OK);
+    assert_string_equal(p.sub, "alice");
+    assert_string_equal(p.issuer, ISS);
+    assert_string_equal(p.token_id, "j-1");
+    assert_string_equal(p.client_id, "cli");
+    assert_int_equal(p.exp, 1700000600);
+    assert_int_equal(p.iat, 1699999900);
+    assert_int_equal(p.ngroups, 2);
+    assert_string_equal(p.groups[0], "dev");
+    assert_string_equal(p.groups[1], "ops");
+    assert_int_equal(bg_principal_copy(&c, &p), 0);
+    bg_principal_clear(&p);
+    assert_string_equal(c.sub, "alice");
+    assert_string_equal(c.groups[1], "ops");
+    assert_string_equal(c.client_id, "cli");
+    bg_principal_clear(&c);
+    assert_null(c.sub);
+    free(t);
+}
+
+static void test_valid_es256_and_typ(void **state)
+{
+    /* RFC 9068 access tokens say typ at+jwt (libjwt 1.10 would refuse it). */
+    const char *claims = "{" GOOD "," EXP_OK ",\"client_id\":\"svc\",\"groups\":\"solo\"}";
+    char *t = idt_token("{\"alg\":\"ES256\",\"kid\":\"ec1\",\"typ\":\"at+jwt\"}", claims, "ES256",
+                        g.ec, NULL, 0);
+    bg_principal_t p;
+    assert_int_equal(verify(t, strlen(t), &p), BG_ID_OK);
+    assert_string_equal(p.client_id, "svc");
+    assert_null(p.token_id);
+    assert_int_equal(p.iat, 0);
+    assert_int_equal(p.ngroups, 1);
+    assert_string_equal(p.groups[0], "solo");
+    bg_principal_clear(&p);
+    /* Change one character of the signature (to another base64url one). */
+    char *c = &t[strlen(t) - 5];
+    *c = *c == 'A' ? 'B' : 'A';
+    assert_int_equal(verify(t, strlen(t), &p), BG_ID_BAD_SIGNATURE);
+    free(t);
+}
+
+static void test_no_kid_single_usable_key(void **state)
+{
+    /* The set has one RSA and one EC key: RS256 without kid picks the RSA one. */
+    bg_principal_t p;
+    char *t = idt_token("{\"alg\":\"RS256\"}", "{" GOOD "," EXP_OK "}", "RS256", g.rsa, NULL, 0);
+    assert_int_equal(verify(t, strlen(t), &p), BG_ID_OK);
+    assert_int_equal(p.ngroups, 0);
+    bg_principal_clear(&p);
+    free(t);
+    t = idt_token("{\"alg\":\"ES256\"}", "{" GOOD "," EXP_OK "}", "ES256", g.ec, NULL, 0);
+    assert_int_equal(verify(t, strlen(t), &p), BG_ID_OK);
+    bg_principal_clear(&p);
+    free(t);
+}
+
+static void test_groups_dotted_path(void **state)
+{
+    const char *claims = "{\"iss\":\"" KC "\",\"aud\":[\"busgate\"],\"sub\":\"bob\"," EXP_OK
+                         ",\"realm_access\":{\"roles\":[\"admin\",\"reader\"]},"
+                         "\"groups\":[\"ignored\"]}";
+    char *t = idt_token("{\"alg\":\"RS256\",\"kid\":\"rsa1\"}", claims, "RS256", g.rsa, NULL, 0);
+    bg_principal_t p;
+    assert_int_equal(verify(t, strlen(t), &p), BG_ID_OK);
+    assert_string_equal(p.issuer, KC);
+    assert_int_equal(p.ngroups, 2);
+    assert_string_equal(p.groups[0], "admin");
+    assert_string_equal(p.groups[1], "reader");
+    bg_principal_clear(&p);
+    free(t);
+    /* Path absent: no groups, still authenticated. */
+    claims = "{\"iss\":\"" KC "\",\"aud\":\"busgate\",\"sub\":\"bob\"," EXP_OK
+             ",\"realm_access\":{}}";
+    t = idt_token("{\"alg\":\"RS256\",\"kid\":\"rsa1\"}", claims, "RS256", g.rsa, NULL, 0);
+    assert_int_equal(verify(t, strlen(t), &p), BG_ID_OK);
+    assert_int_equal(p.ngroups, 0);
+    bg_principal_clear(&p);
+    free(t);
+}
+
+static void test_hs256_when_allowed(void **state)
+{
+    const char *claims = "{\"iss\":\"" HS "\",\"aud\":\"busgate\",\"sub\":\"h\"," EXP_OK "}";
+    const char *hdr = "{\"alg\":\"HS256\",\"kid\":\"hs1\"}";
+    char *t = idt_token(hdr, claims, "HS256", NULL, hs_secret, 32);
+    bg_principal_t p;
+    assert_int_equal(verify(t, strlen(t), &p), BG_ID_OK);
+    bg_principal_clear(&p);
+    free(t);
+    /* Same issuer, wrong secret. */
+    t = idt_token("{\"alg\":\"HS256\",\"kid\":\"hs1\"}", claims, "HS256", NULL,
+                  "another-secret-of-32-bytes-long!", 32);
+    assert_int_equal(verify(t, strlen(t), &p), BG_ID_BAD_SIGNATURE);
+    free(t);
+    /* RS256 on an oct key. */
+    t = idt_token("{\"alg\":\"RS256\",\"kid\":\"hs1\"}", claims, "RS256", g.rsa, NULL, 0);
+    assert_int_equal(verify(t, strlen(t), &p), BG_ID_ALG_NOT_ALLOWED);
+    free(t);
+}
+
+static void test_reason_strings(void **state)
+{
+    const char *want[] = {"ok",           "expired",         "not_yet_valid", "bad_signature",
+                          "unknown_kid",  "alg_not_allowed", "wrong_issuer",  "wrong_audience",
+                          "malformed",    "too_large"};
+    for (int r = BG_ID_OK; r <= BG_ID_TOO_LARGE; r++)
+        assert_string_equal(bg_id_reason_str((bg_id_reason_t)r), want[r]);
+}
+
+/* ---- JWKS loading ---- */
+
+static bg_identity_t *new_with_jwks(const char *jwks, int allow_hs, char *err, size_t n)
+{
+    char *path = idt_write_tmp(jwks);
+    bg_config_issuer_t iss = mk_issuer(ISS, path, NULL);
+    iss.allow_hs256 = allow_hs;
+    bg_config_identity_t cfg = {.issuers = &iss, .nissuers = 1};
+    bg_identity_t *id = bg_identity_new(&cfg, err, n);
+    unlink(path);
+    free(path);
+    return id;
+}
+
+static void test_jwks_errors(void **state)
+{
+    char err[256];
+    EVP_PKEY *small = EVP_RSA_gen(1024);
+    char *k_small = idt_jwk(small, "s", NULL), *k_rsa = idt_jwk(g.rsa, "a", NULL);
+    char *k_ec = idt_jwk(g.ec, "e", NULL), *k_mis = idt_jwk(g.rsa, "m", "ES256");
+    const char *bad[] = {
+        "not json", "{\"keys\":{}}", "[]",
+        "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"x\",\"n\":\"AQAB\"}]}",           /* no e */
+        "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"x\",\"n\":\"A+B\",\"e\":\"AQAB\"}]}", /* bad b64 */
+        "{\"keys\":[{\"kty\":\"oct\",\"kid\":\"x\",\"k\":\"c2hvcnQ\"}]}",        /* short secret */
+        "{\"keys\":[]}",                                                          /* no key */
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        err[0] = 0;
+        bg_identity_t *id = new_with_jwks(bad[i], 1, err, sizeof(err));
+        if (id)
+            fail_msg("JWKS #%zu accepted", i);
+        assert_true(err[0] != 0);
+    }
+    /* Skipped keys: 1024-bit RSA, alg that does not fit the kty, oct without
+     * allow_hs256, unknown kty, enc keys. Alone they leave no usable key. */
+    char *only_small = idt_jwks((const char *const *)&k_small, 1);
+    assert_null(new_with_jwks(only_small, 0, err, sizeof(err)));
+    assert_non_null(strstr(err, "no usable key"));
+    char *only_mis = idt_jwks((const char *const *)&k_mis, 1);
+    assert_null(new_with_jwks(only_mis, 0, err, sizeof(err)));
+    const char *oct = "{\"keys\":[{\"kty\":\"oct\",\"k\":"
+                      "\"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY\"},"
+                      "{\"kty\":\"OKP\",\"crv\":\"Ed25519\",\"x\":\"AA\"}]}";
+    assert_null(new_with_jwks(oct, 0, err, sizeof(err)));
+    bg_identity_t *id = new_with_jwks(oct, 1, err, sizeof(err));
+    assert_non_null(id);
+    bg_identity_free(id);
+    /* Duplicate kid. */
+    const char *dup[] = {k_rsa, k_rsa};
+    char *dupj = idt_jwks(dup, 2);
+    assert_null(new_with_jwks(dupj, 0, err, sizeof(err)));
+    assert_non_null(strstr(err, "duplicate kid"));
+    /* EC point moved off the curve: y coordinate altered. */
+    char *off = strdup(k_ec), *y = strstr(off, "\"y\":\"") + 5;
+    y[0] = y[0] == 'A' ? 'B' : 'A';
+    char *offj = idt_jwks((const char *const *)&off, 1);
+    assert_null(new_with_jwks(offj, 0, err, sizeof(err)));
+    EVP_PKEY_free(small);
+    free(k_small);
+    free(k_rsa);
+    free(k_ec);
+    free(k_mis);
+    free(only_small);
+    free(only_mis);
+    free(dupj);
+    free(off);
+    free(offj);
+}
+
+static void test_config_errors(void **state)
+{
+    char err[256];
+    /* Missing file, and a file and a URL together. */
+    bg_config_issuer_t iss = mk_issuer(ISS, "no-such-dir/jwks.json", NULL);
+    bg_config_identity_t cfg = {.issuers = &iss, .nissuers = 1};
+    assert_null(bg_identity_new(&cfg, err, sizeof(err)));
+    iss.jwks_url = "http://127.0.0.1:1/jwks";
+    iss.jwks_file = g.jwks_path;
+    assert_null(bg_identity_new(&cfg, err, sizeof(err)));
+    iss.jwks_url = NULL;
+    iss.naudiences = 0;
+    assert_null(bg_identity_new(&cfg, err, sizeof(err)));
+    /* The same issuer twice. */
+    bg_config_issuer_t two[2] = {mk_issuer(ISS, g.jwks_path, NULL),
+                                 mk_issuer(ISS, g.jwks_path, NULL)};
+    bg_config_identity_t cfg2 = {.issuers = two, .nissuers = 2};
+    assert_null(bg_identity_new(&cfg2, err, sizeof(err)));
+    assert_non_null(strstr(err, "listed twice"));
+}
+
+/* ---- minting ---- */
+
+static void test_mint(void **state)
+{
+    char err[128];
+    const char *groups[] = {"dev", "ops"};
+    char *pem = idt_priv_pem(g.rsa);
+    char *t = bg_identity_mint(pem, strlen(pem), "rsa1", "carol", groups, 2, 300, ISS, "busgate",
+                               err, sizeof(err));
+    assert_non_null(t);
+    bg_principal_t p;
+    int64_t now = (int64_t)time(NULL);
+    assert_int_equal(bg_identity_verify(g.id, t, strlen(t), now, &p, NULL, 0), BG_ID_OK);
+    assert_string_equal(p.sub, "carol");
+    assert_int_equal(p.ngroups, 2);
+    assert_string_equal(p.groups[1], "ops");
+    assert_non_null(p.token_id);
+    assert_int_equal(strlen(p.token_id), 36);
+    assert_true(p.exp >= now + 299 && p.exp <= now + 301);
+    bg_principal_clear(&p);
+    /* Past its ttl it is expired. */
+    assert_int_equal(bg_identity_verify(g.id, t, strlen(t), now + 400, &p, NULL, 0),
+                     BG_ID_EXPIRED);
+    free(t);
+    free(pem);
+
+    pem = idt_priv_pem(g.ec);
+    t = bg_identity_mint(pem, strlen(pem), "ec1", "dave", NULL, 0, 60, ISS, "busgate", err,
+                         sizeof(err));
+    assert_non_null(t);
+    assert_int_equal(bg_identity_verify(g.id, t, strlen(t), now, &p, NULL, 0), BG_ID_OK);
+    assert_string_equal(p.sub, "dave");
+    assert_int_equal(p.ngroups, 0);
+    bg_principal_clear(&p);
+    free(t);
+    free(pem);
+
+    pem = idt_priv_pem(g.ec384);
+    assert_null(bg_identity_mint(pem, strlen(pem), NULL, "x", NULL, 0, 60, ISS, "busgate", err,
+                                 sizeof(err)));
+    free(pem);
+    assert_null(bg_identity_mint("junk", 4, NULL, "x", NULL, 0, 60, ISS, "busgate", err,
+                                 sizeof(err)));
+}
+
+/* ---- concurrency ---- */
+
+static void *verify_many(void *arg)
+{
+    const char *t = arg;
+    long ok = 0;
+    for (int i = 0; i < 200; i++) {
+        bg_principal_t p;
+        ok += bg_identity_verify(g.id, t, strlen(t), NOW, &p, NULL, 0) == BG_ID_OK;
+        bg_principal_clear(&p);
+    }
+    return (void *)ok;
+}
+
+static void test_concurrent_verify(void **state)
+{
+    char *t = idt_token("{\"alg\":\"ES256\",\"kid\":\"ec1\"}", "{" GOOD "," EXP_OK "}", "ES256",
+                        g.ec, NULL, 0);
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++)
+        pthread_create(&th[i], NULL, verify_many, t);
+    for (int i = 0; i < 4; i++) {
+        void *ok;
+        pthread_join(th[i], &ok);
+        assert_int_equal((long)ok, 200);
+    }
+    free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_attack_table),
+        cmocka_unit_test(test_size_and_shape),
+        cmocka_unit_test(test_valid_rs256),
+        cmocka_unit_test(test_valid_es256_and_typ),
+        cmocka_unit_test(test_no_kid_single_usable_key),
+        cmocka_unit_test(test_groups_dotted_path),
+        cmocka_unit_test(test_hs256_when_allowed),
+        cmocka_unit_test(test_reason_strings),
+        cmocka_unit_test(test_jwks_errors),
+        cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_mint),
+        cmocka_unit_test(test_concurrent_verify),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,314 @@
+/* jwks_url issuers: background fetch, rotation picked up after an unknown
+ * kid (rate-limited), failed fetches keep the old keys, wait_ready. A tiny
+ * HTTP server on 127.0.0.1 serves the JWKS. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "broker/config.h"
+#include "broker/identity-internal.h"
+#include "broker/identity.h"
+#include "idtest.h"
+
+#define NOW 1700000000LL
+#define ISS "https://idp.test"
+#define CLAIMS "{\"iss\":\"" ISS "\",\"aud\":\"busgate\",\"sub\":\"u\",\"exp\":1700000600}"
+
+/* One-connection-at-a-time HTTP server answering every request with body. */
+typedef struct srv_s {
+    int fd;
+    uint16_t port;
+    pthread_t th;
+    pthread_mutex_t mu;
+    char *body; /* guarded by mu */
+    int status; /* guarded by mu */
+    int requests;
+    atomic_int stop;
+} srv_t;
+
+static void srv_set(srv_t *s, int status, const char *body)
+{
+    pthread_mutex_lock(&s->mu);
+    free(s->body);
+    s->body = strdup(body);
+    s->status = status;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static int srv_requests(srv_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int n = s->requests;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+static void srv_answer(srv_t *s, int c)
+{
+    char req[4096];
+    size_t len = 0;
+    /* Read the request head (bounded); the body of a GET is empty. */
+    while (len < sizeof(req) - 1) {
+        struct pollfd p = {.fd = c, .events = POLLIN};
+        if (poll(&p, 1, 2000) <= 0)
+            return;
+        ssize_t n = read(c, req + len, sizeof(req) - 1 - len);
+        if (n <= 0)
+            return;
+        len += (size_t)n;
+        req[len] = 0;
+        if (strstr(req, "\r\n\r\n"))
+            break;
+    }
+    pthread_mutex_lock(&s->mu);
+    s->requests++;
+    char head[256];
+    size_t blen = strlen(s->body);
+    int hl = snprintf(head, sizeof(head),
+                      "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
+                      "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                      s->status, blen);
+    char *resp = malloc((size_t)hl + blen);
+    memcpy(resp, head, (size_t)hl);
+    memcpy(resp + hl, s->body, blen);
+    pthread_mutex_unlock(&s->mu);
+    size_t off = 0, total = (size_t)hl + blen;
+    while (off < total) {
+        ssize_t n = send(c, resp + off, total - off, MSG_NOSIGNAL);
+        if (n <= 0)
+            break;
+        off += (size_t)n;
+    }
+    free(resp);
+}
+
+static void *srv_main(void *arg)
+{
+    srv_t *s = arg;
+    while (!atomic_load(&s->stop)) {
+        struct pollfd p = {.fd = s->fd, .events = POLLIN};
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        int c = accept(s->fd, NULL, NULL);
+        if (c < 0)
+            continue;
+        srv_answer(s, c);
+        close(c);
+    }
+    return NULL;
+}
+
+static void srv_start(srv_t *s, const char *body)
+{
+    memset(s, 0, sizeof(*s));
+    pthread_mutex_init(&s->mu, NULL);
+    srv_set(s, 200, body);
+    s->fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    assert_int_equal(bind(s->fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(s->fd, 8), 0);
+    getsockname(s->fd, (struct sockaddr *)&a, &al);
+    s->port = ntohs(a.sin_port);
+    pthread_create(&s->th, NULL, srv_main, s);
+}
+
+static void srv_stop(srv_t *s)
+{
+    atomic_store(&s->stop, 1);
+    pthread_join(s->th, NULL);
+    close(s->fd);
+    free(s->body);
+    pthread_mutex_destroy(&s->mu);
+}
+
+static bg_identity_t *new_url(uint16_t port, int64_t refresh_ms)
+{
+    static char *auds[] = {"busgate"};
+    char url[64], err[256] = "";
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/jwks", port);
+    bg_config_issuer_t iss = {.issuer = ISS, .audiences = auds, .naudiences = 1, .jwks_url = url,
+                              .jwks_refresh_ms = refresh_ms};
+    bg_config_identity_t cfg = {.issuers = &iss, .nissuers = 1, .clock_skew_ms = 0};
+    bg_identity_t *id = bg_identity_new(&cfg, err, sizeof(err));
+    if (!id)
+        fail_msg("bg_identity_new: %s", err);
+    return id;
+}
+
+static bg_id_reason_t verify(bg_identity_t *id, const char *t)
+{
+    bg_principal_t p;
+    bg_id_reason_t r = bg_identity_verify(id, t, strlen(t), NOW, &p, NULL, 0);
+    bg_principal_clear(&p);
+    return r;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Retries verify for up to 5 s (the client's retry after unknown_kid). */
+static bg_id_reason_t verify_until_ok(bg_identity_t *id, const char *t)
+{
+    bg_id_reason_t r = BG_ID_UNKNOWN_KID;
+    for (int i = 0; i < 250 && (r = verify(id, t)) != BG_ID_OK; i++)
+        sleep_ms(20);
+    return r;
+}
+
+static void test_rotation(void **state)
+{
+    EVP_PKEY *k1 = idt_rsa(), *k2 = idt_ec("P-256");
+    char *j1 = idt_jwk(k1, "k1", NULL), *j2 = idt_jwk(k2, "k2", NULL);
+    const char *both[] = {j1, j2};
+    char *set1 = idt_jwks((const char *const *)&j1, 1), *set12 = idt_jwks(both, 2);
+    char *t1 = idt_token("{\"alg\":\"RS256\",\"kid\":\"k1\"}", CLAIMS, "RS256", k1, NULL, 0);
+    char *t2 = idt_token("{\"alg\":\"ES256\",\"kid\":\"k2\"}", CLAIMS, "ES256", k2, NULL, 0);
+    srv_t s;
+    srv_start(&s, set1);
+    bg_identity_t *id = new_url(s.port, 3600 * 1000);
+    assert_int_equal(bg_identity_wait_ready(id, 5000), 0);
+    assert_int_equal(verify(id, t1), BG_ID_OK);
+    assert_int_equal(srv_requests(&s), 1);
+
+    /* The IdP rotates in k2. With the default 10 s limit, a k2 token right
+     * after the first fetch gets unknown_kid and causes no fetch. */
+    srv_set(&s, 200, set12);
+    assert_int_equal(verify(id, t2), BG_ID_UNKNOWN_KID);
+    sleep_ms(300);
+    assert_int_equal(verify(id, t2), BG_ID_UNKNOWN_KID);
+    assert_int_equal(srv_requests(&s), 1);
+    assert_int_equal(bg_identity_fetch_count(id, 0), 1);
+
+    /* Once the interval has passed, the next unknown kid triggers one
+     * fetch; the verify itself still answers unknown_kid at once. */
+    bg_identity_set_kid_refresh_interval(id, 100);
+    assert_int_equal(verify(id, t2), BG_ID_UNKNOWN_KID);
+    assert_int_equal(verify_until_ok(id, t2), BG_ID_OK);
+    assert_int_equal(verify(id, t1), BG_ID_OK);
+    assert_true(srv_requests(&s) >= 2);
+
+    bg_identity_free(id);
+    srv_stop(&s);
+    EVP_PKEY_free(k1);
+    EVP_PKEY_free(k2);
+    free(j1);
+    free(j2);
+    free(set1);
+    free(set12);
+    free(t1);
+    free(t2);
+}
+
+/* Waits (bounded) until the issuer has finished at least n fetches. */
+static void wait_fetches(bg_identity_t *id, unsigned long n)
+{
+    for (int i = 0; i < 250 && bg_identity_fetch_count(id, 0) < n; i++)
+        sleep_ms(20);
+    assert_true(bg_identity_fetch_count(id, 0) >= n);
+}
+
+static void test_bad_fetch_keeps_keys(void **state)
+{
+    EVP_PKEY *k1 = idt_rsa(), *k2 = idt_rsa();
+    char *j1 = idt_jwk(k1, "k1", NULL), *set1 = idt_jwks((const char *const *)&j1, 1);
+    char *j2 = idt_jwk(k2, "k2", NULL), *set2 = idt_jwks((const char *const *)&j2, 1);
+    char *t1 = idt_token("{\"alg\":\"RS256\",\"kid\":\"k1\"}", CLAIMS, "RS256", k1, NULL, 0);
+    char *tx = idt_token("{\"alg\":\"RS256\",\"kid\":\"k2\"}", CLAIMS, "RS256", k2, NULL, 0);
+    srv_t s;
+    srv_start(&s, set1);
+    bg_identity_t *id = new_url(s.port, 3600 * 1000);
+    assert_int_equal(bg_identity_wait_ready(id, 5000), 0);
+    bg_identity_set_kid_refresh_interval(id, 0);
+
+    const char *broken[] = {"not json", "{\"keys\":[]}"};
+    for (int i = 0; i < 2; i++) {
+        unsigned long before = bg_identity_fetch_count(id, 0);
+        srv_set(&s, 200, broken[i]);
+        assert_int_equal(verify(id, tx), BG_ID_UNKNOWN_KID);
+        wait_fetches(id, before + 1);
+        assert_int_equal(verify(id, t1), BG_ID_OK);
+    }
+    /* A valid JWKS with k2 behind a non-200 status, or padded past the
+     * size cap, is not installed: k2 stays unknown, k1 keeps working. */
+    unsigned long before = bg_identity_fetch_count(id, 0);
+    srv_set(&s, 404, set2);
+    assert_int_equal(verify(id, tx), BG_ID_UNKNOWN_KID);
+    wait_fetches(id, before + 1);
+    assert_int_equal(verify(id, tx), BG_ID_UNKNOWN_KID);
+    assert_int_equal(verify(id, t1), BG_ID_OK);
+    char *huge = malloc(BG_JWKS_MAX_BYTES + 2);
+    memset(huge, ' ', BG_JWKS_MAX_BYTES + 1);
+    memcpy(huge, set2, strlen(set2)); /* trailing spaces are valid JSON */
+    huge[BG_JWKS_MAX_BYTES + 1] = 0;
+    before = bg_identity_fetch_count(id, 0);
+    srv_set(&s, 200, huge);
+    free(huge);
+    assert_int_equal(verify(id, tx), BG_ID_UNKNOWN_KID);
+    wait_fetches(id, before + 1);
+    assert_int_equal(verify(id, tx), BG_ID_UNKNOWN_KID);
+    assert_int_equal(verify(id, t1), BG_ID_OK);
+    /* The same document within the cap is installed (k2 replaces k1). */
+    srv_set(&s, 200, set2);
+    assert_int_equal(verify_until_ok(id, tx), BG_ID_OK);
+    assert_int_equal(verify(id, t1), BG_ID_UNKNOWN_KID);
+
+    bg_identity_free(id);
+    srv_stop(&s);
+    EVP_PKEY_free(k1);
+    EVP_PKEY_free(k2);
+    free(j1);
+    free(j2);
+    free(set1);
+    free(set2);
+    free(t1);
+    free(tx);
+}
+
+static void test_wait_ready_unreachable(void **state)
+{
+    /* A port that was just free: connection refused. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    bind(fd, (struct sockaddr *)&a, sizeof(a));
+    getsockname(fd, (struct sockaddr *)&a, &al);
+    close(fd);
+    bg_identity_t *id = new_url(ntohs(a.sin_port), 60000);
+    assert_int_equal(bg_identity_wait_ready(id, 3000), -1);
+    assert_int_equal(bg_identity_fetch_count(id, 0), 1);
+    /* Nothing loaded: every kid is unknown, and free() does not hang. */
+    EVP_PKEY *k = idt_rsa();
+    char *t = idt_token("{\"alg\":\"RS256\",\"kid\":\"k1\"}", CLAIMS, "RS256", k, NULL, 0);
+    assert_int_equal(verify(id, t), BG_ID_UNKNOWN_KID);
+    bg_identity_free(id);
+    EVP_PKEY_free(k);
+    free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rotation),
+        cmocka_unit_test(test_bad_fetch_keeps_keys),
+        cmocka_unit_test(test_wait_ready_unreachable),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

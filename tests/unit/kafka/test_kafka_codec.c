@@ -1,0 +1,663 @@
+/* Kafka codec: bounded reader/writer, descriptors, framing and headers
+ * (with bytes captured from librdkafka 2.0.2 / kcat), tree building, tagged
+ * fields, and one negative test per malformed-input case. */
+#include "adapters/kafka/kafka_frame.h"
+#include "test_kafka_codec_util.h"
+
+/* Captured on loopback from `kcat -L` / `kcat -P` (librdkafka 2.0.2): frame
+ * payloads without the size prefix. */
+static const char CAP_APIVERSIONS_V3_REQ[] =
+    "0012000300000001000772646b61666b61000b6c696272646b61666b6106322e302e3200";
+static const char CAP_METADATA_V4_REQ[] =
+    "0003000400000002000772646b61666b610000000100066f726465727301";
+/* ApiVersions v3 response (header v0) that librdkafka accepted in that run. */
+static const char CAP_APIVERSIONS_V3_RESP[] =
+    "00000001000013000000000009000001000000"
+    "0c000002000000070000030000000c000008000000080000090000000800000a0000000400000b0000000700000c"
+    "0000000400000d0000000400000e0000000500001100000001000012000000030000130000000700001400000006"
+    "000016000000040000240000000200003c00000001000000000000";
+
+/* ---- bytes.h ---- */
+
+static void test_rd_scalars(void **state)
+{
+    uint8_t b[64];
+    size_t n = kt_hex("ff 8001 80000001 0102030405060708 3ff0000000000000", b, sizeof b);
+    bg_rd_t rd;
+    bg_rd_init(&rd, b, n);
+    assert_int_equal(bg_rd_i8(&rd), -1);
+    assert_int_equal(bg_rd_u16(&rd), 0x8001);
+    assert_int_equal(bg_rd_i32(&rd), (int32_t)0x80000001);
+    assert_true(bg_rd_i64(&rd) == 0x0102030405060708LL);
+    assert_true(bg_rd_f64(&rd) == 1.0);
+    assert_int_equal(rd.err, 0);
+    assert_int_equal(bg_rd_left(&rd), 0);
+    /* sticky error: reads past the end return 0 and do not move p */
+    assert_int_equal(bg_rd_i32(&rd), 0);
+    assert_int_equal(rd.err, 1);
+    assert_string_equal(rd.why, "truncated");
+    const uint8_t *p = rd.p;
+    bg_rd_init(&rd, b, 1);
+    (void)bg_rd_i16(&rd);
+    assert_ptr_equal(rd.p, b); /* failing read leaves p at its start */
+    assert_int_equal(bg_rd_i8(&rd), 0);
+    assert_ptr_equal(rd.p, b);
+    (void)p;
+}
+
+static void test_rd_varints(void **state)
+{
+    uint8_t b[64];
+    /* 0, 127, 128 (80 01), 300 (ac 02), zigzag -1 (01), zigzag 1 (02), UINT32_MAX */
+    size_t n = kt_hex("00 7f 8001 ac02 01 02 ffffffff0f", b, sizeof b);
+    bg_rd_t rd;
+    bg_rd_init(&rd, b, n);
+    assert_int_equal(bg_rd_uvarint(&rd), 0);
+    assert_int_equal(bg_rd_uvarint(&rd), 127);
+    assert_int_equal(bg_rd_uvarint(&rd), 128);
+    assert_int_equal(bg_rd_uvarint(&rd), 300);
+    assert_int_equal(bg_rd_varint(&rd), -1);
+    assert_int_equal(bg_rd_varint(&rd), 1);
+    assert_int_equal(bg_rd_uvarint(&rd), UINT32_MAX);
+    assert_int_equal(rd.err, 0);
+    assert_int_equal(rd.noncanon, 0);
+
+    n = kt_hex("ffffffff1f", b, sizeof b); /* > 32 bits */
+    bg_rd_init(&rd, b, n);
+    (void)bg_rd_uvarint(&rd);
+    assert_string_equal(rd.why, "bad varint");
+    n = kt_hex("ffffffffffffffffffff01", b, sizeof b); /* 11 bytes */
+    bg_rd_init(&rd, b, n);
+    (void)bg_rd_uvarlong(&rd);
+    assert_string_equal(rd.why, "bad varint");
+    n = kt_hex("8080", b, sizeof b); /* unterminated */
+    bg_rd_init(&rd, b, n);
+    (void)bg_rd_uvarint(&rd);
+    assert_string_equal(rd.why, "truncated varint");
+    n = kt_hex("8000", b, sizeof b); /* overlong zero */
+    bg_rd_init(&rd, b, n);
+    assert_int_equal(bg_rd_uvarint(&rd), 0);
+    assert_int_equal(rd.err, 0);
+    assert_int_equal(rd.noncanon, 1);
+    n = kt_hex("feffffffffffffffff01", b, sizeof b); /* zigzag varlong INT64_MAX */
+    bg_rd_init(&rd, b, n);
+    assert_true(bg_rd_varlong(&rd) == INT64_MAX);
+}
+
+static void test_rd_sub_and_bytes(void **state)
+{
+    uint8_t b[] = {1, 2, 3, 4, 5};
+    bg_rd_t rd, sub;
+    bg_rd_init(&rd, b, sizeof b);
+    assert_int_equal(bg_rd_sub(&rd, 3, &sub), 1);
+    assert_int_equal(bg_rd_left(&sub), 3);
+    assert_int_equal(bg_rd_left(&rd), 2);
+    (void)bg_rd_i32(&sub);
+    assert_int_equal(sub.err, 1);
+    assert_int_equal(rd.err, 0); /* sub errors stay in sub */
+    bg_slice_t s = bg_rd_bytes(&rd, 2);
+    assert_ptr_equal(s.p, b + 3);
+    assert_int_equal(s.len, 2);
+    s = bg_rd_bytes(&rd, -1);
+    assert_null(s.p);
+    assert_string_equal(rd.why, "negative length");
+    bg_rd_init(&rd, b, 2);
+    assert_int_equal(bg_rd_sub(&rd, 3, &sub), 0);
+    assert_int_equal(sub.err, 1);
+}
+
+static void test_wr(void **state)
+{
+    bg_wr_t wr;
+    bg_wr_init(&wr, 1, 0);
+    size_t off = bg_wr_reserve_i32(&wr);
+    bg_wr_i8(&wr, -1);
+    bg_wr_i16(&wr, 0x1234);
+    bg_wr_i64(&wr, -2);
+    bg_wr_uvarint(&wr, 300);
+    bg_wr_varint(&wr, -1);
+    bg_wr_varlong(&wr, INT64_MAX);
+    bg_wr_bytes(&wr, "ab", 2);
+    bg_wr_patch_i32(&wr, off, (int32_t)(wr.len - 4));
+    uint8_t want[64];
+    size_t n = kt_hex("0000001a ff 1234 fffffffffffffffe ac02 01 feffffffffffffffff01 6162", want,
+                      sizeof want);
+    assert_int_equal(wr.failed, 0);
+    assert_int_equal(wr.len, n);
+    assert_memory_equal(wr.buf, want, n);
+    bg_wr_free(&wr);
+
+    bg_wr_init(&wr, 0, 6); /* bounded: the 7th byte fails, sticky */
+    bg_wr_i32(&wr, 1);
+    bg_wr_i16(&wr, 1);
+    assert_int_equal(wr.failed, 0);
+    bg_wr_i8(&wr, 1);
+    assert_int_equal(wr.failed, 1);
+    bg_wr_reset(&wr);
+    bg_wr_uvarint(&wr, 1);
+    assert_int_equal(wr.failed, 0);
+    bg_wr_free(&wr);
+}
+
+/* ---- descriptors ---- */
+
+static void test_descriptors(void **state)
+{
+    const bg_kafka_msg_desc_t *d = bg_kafka_msg_desc(BG_KAFKA_API_PRODUCE, 0);
+    assert_ptr_equal(d, &bg_kafka_msg_produce_req);
+    assert_ptr_equal(bg_kafka_msg_desc(BG_KAFKA_API_PRODUCE, 1), &bg_kafka_msg_produce_resp);
+    assert_null(bg_kafka_msg_desc(-1, 0));
+    assert_null(bg_kafka_msg_desc(BG_KAFKA_API_MAX_KEY + 1, 0));
+    assert_string_equal(bg_kafka_api_name(BG_KAFKA_API_FETCH), "Fetch");
+    assert_string_equal(bg_kafka_api_name(BG_KAFKA_API_API_VERSIONS), "ApiVersions");
+    assert_null(bg_kafka_api_name(30000));
+    assert_int_equal(BG_KAFKA_API_SASL_AUTHENTICATE, 36);
+    assert_int_equal(bg_kafka_msg_sasl_handshake_req.flex_min, BG_KAFKA_VMAX); /* "none" */
+    assert_int_equal(bg_kafka_msg_metadata_req.flex_min, 9);
+    const bg_kafka_field_desc_t *f =
+        &bg_kafka_msg_produce_req.body->fields[BG_KAFKA_PRODUCE_REQ_TOPIC_DATA];
+    assert_string_equal(f->name, "TopicData");
+    assert_int_equal(f->type, BG_KAFKA_T_ARRAY);
+    assert_int_equal(f->elem, BG_KAFKA_T_STRUCT);
+    assert_string_equal(f->sub->fields[BG_KAFKA_PRODUCE_REQ_TOPIC_DATA_PARTITION_DATA].sub
+                            ->fields[BG_KAFKA_PRODUCE_REQ_TOPIC_DATA_PARTITION_DATA_RECORDS].name,
+                        "Records");
+    /* every api key with a request also has a response with the same range */
+    int n = 0;
+    for (int k = 0; k <= BG_KAFKA_API_MAX_KEY; k++) {
+        const bg_kafka_msg_desc_t *rq = bg_kafka_msg_desc((int16_t)k, 0);
+        const bg_kafka_msg_desc_t *rs = bg_kafka_msg_desc((int16_t)k, 1);
+        assert_true((rq == NULL) == (rs == NULL));
+        if (!rq)
+            continue;
+        n++;
+        assert_int_equal(rq->api_key, k);
+        assert_int_equal(rs->is_response, 1);
+        assert_non_null(bg_kafka_api_name((int16_t)k));
+    }
+    assert_true(n >= 80);
+}
+
+/* ---- framing and headers ---- */
+
+static void test_frame_peek(void **state)
+{
+    uint8_t b[16] = {0, 0, 0, 3, 'a', 'b', 'c', 0, 0};
+    uint32_t size = 0;
+    assert_int_equal(bg_kafka_frame_peek(b, 3, 100, &size), 0);
+    assert_int_equal(bg_kafka_frame_peek(b, 6, 100, &size), 0);
+    assert_int_equal(size, 3);
+    assert_int_equal(bg_kafka_frame_peek(b, 7, 100, &size), 7);
+    assert_int_equal(bg_kafka_frame_peek(b, 9, 100, &size), 7);
+    assert_int_equal(bg_kafka_frame_peek(b, 7, 2, &size), -1); /* too large */
+    uint8_t neg[4] = {0xff, 0xff, 0xff, 0xfe};
+    assert_int_equal(bg_kafka_frame_peek(neg, 4, 100, &size), -1);
+    uint8_t zero[4] = {0};
+    assert_int_equal(bg_kafka_frame_peek(zero, 4, 100, &size), 4);
+}
+
+static void test_captured_api_versions(void **state)
+{
+    uint8_t b[256];
+    size_t n = kt_hex(CAP_APIVERSIONS_V3_REQ, b, sizeof b);
+    bg_kafka_req_hdr_t h;
+    const char *why = NULL;
+    int off = bg_kafka_req_hdr_parse(b, n, &h, &why);
+    assert_int_equal(off, 18);
+    assert_int_equal(h.api_key, BG_KAFKA_API_API_VERSIONS);
+    assert_int_equal(h.api_version, 3);
+    assert_int_equal(h.correlation_id, 1);
+    assert_int_equal(h.hdr_version, 2);
+    assert_true(kt_slice_eq(h.client_id, "rdkafka"));
+    assert_int_equal(h.tagged.len, 1);
+    bg_kafka_struct_t *s = kt_roundtrip(&bg_kafka_msg_api_versions_req, 3, b + off, n - off);
+    assert_true(kt_slice_eq(KT_S(s, BG_KAFKA_API_VERSIONS_REQ_CLIENT_SOFTWARE_NAME), "librdkafka"));
+    assert_true(kt_slice_eq(KT_S(s, BG_KAFKA_API_VERSIONS_REQ_CLIENT_SOFTWARE_VERSION), "2.0.2"));
+    bg_wr_t wr;
+    bg_wr_init(&wr, 0, 0);
+    bg_kafka_req_hdr_write(&wr, &h);
+    assert_int_equal(wr.len, (size_t)off);
+    assert_memory_equal(wr.buf, b, (size_t)off);
+    bg_wr_free(&wr);
+
+    n = kt_hex(CAP_APIVERSIONS_V3_RESP, b, sizeof b);
+    int hv = bg_kafka_resp_hdr_version(BG_KAFKA_API_API_VERSIONS, 3);
+    assert_int_equal(hv, 0); /* ApiVersions responses keep header v0 */
+    int32_t corr;
+    off = bg_kafka_resp_hdr_parse(b, n, hv, &corr, NULL, &why);
+    assert_int_equal(off, 4);
+    assert_int_equal(corr, 1);
+    s = kt_roundtrip(&bg_kafka_msg_api_versions_resp, 3, b + off, n - off);
+    assert_int_equal(KT_A(s, BG_KAFKA_API_VERSIONS_RESP_API_KEYS).n, 18);
+    bg_kafka_struct_t *last = KT_A(s, BG_KAFKA_API_VERSIONS_RESP_API_KEYS).s[17];
+    assert_int_equal(KT_I(last, BG_KAFKA_API_VERSIONS_RESP_API_KEYS_API_KEY), 60);
+}
+
+static void test_captured_metadata(void **state)
+{
+    uint8_t b[256];
+    size_t n = kt_hex(CAP_METADATA_V4_REQ, b, sizeof b);
+    bg_kafka_req_hdr_t h;
+    const char *why;
+    int off = bg_kafka_req_hdr_parse(b, n, &h, &why);
+    assert_int_equal(off, 17);
+    assert_int_equal(h.hdr_version, 1);
+    assert_int_equal(h.api_key, BG_KAFKA_API_METADATA);
+    assert_int_equal(h.api_version, 4);
+    bg_kafka_struct_t *s = kt_roundtrip(&bg_kafka_msg_metadata_req, 4, b + off, n - off);
+    assert_true(kt_slice_eq(KT_S(KT_A(s, BG_KAFKA_METADATA_REQ_TOPICS).s[0],
+                                 BG_KAFKA_METADATA_REQ_TOPICS_NAME), "orders"));
+    assert_int_equal(KT_I(s, BG_KAFKA_METADATA_REQ_ALLOW_AUTO_TOPIC_CREATION), 1);
+}
+
+static void test_header_versions(void **state)
+{
+    assert_int_equal(bg_kafka_req_hdr_version(BG_KAFKA_API_METADATA, 8), 1);
+    assert_int_equal(bg_kafka_req_hdr_version(BG_KAFKA_API_METADATA, 9), 2);
+    assert_int_equal(bg_kafka_req_hdr_version(BG_KAFKA_API_METADATA, 100), 2);
+    assert_int_equal(bg_kafka_req_hdr_version(BG_KAFKA_API_SASL_HANDSHAKE, 1), 1);
+    assert_int_equal(bg_kafka_resp_hdr_version(BG_KAFKA_API_FETCH, 12), 1);
+    assert_int_equal(bg_kafka_resp_hdr_version(BG_KAFKA_API_FETCH, 11), 0);
+    assert_int_equal(bg_kafka_resp_hdr_version(BG_KAFKA_API_API_VERSIONS, 4), 0);
+    assert_int_equal(bg_kafka_req_hdr_version(9999, 0), -1);
+    assert_int_equal(bg_kafka_resp_hdr_version(-5, 0), -1);
+
+    /* response header v1 round trip with the frame helpers */
+    bg_wr_t wr;
+    bg_wr_init(&wr, 0, 0);
+    size_t f = bg_kafka_frame_begin(&wr);
+    bg_kafka_resp_hdr_write(&wr, 1, 77);
+    bg_kafka_frame_end(&wr, f);
+    uint8_t want[16];
+    size_t n = kt_hex("00000005 0000004d 00", want, sizeof want);
+    assert_int_equal(wr.len, n);
+    assert_memory_equal(wr.buf, want, n);
+    int32_t corr;
+    bg_slice_t tags;
+    assert_int_equal(bg_kafka_resp_hdr_parse(wr.buf + 4, wr.len - 4, 1, &corr, &tags, NULL), 5);
+    assert_int_equal(corr, 77);
+    assert_int_equal(tags.len, 1);
+    bg_wr_free(&wr);
+}
+
+static void test_header_errors(void **state)
+{
+    uint8_t b[64];
+    bg_kafka_req_hdr_t h;
+    const char *why = NULL;
+    /* unknown api key: ids still reported */
+    size_t n = kt_hex("2710 0001 0000002a ffff", b, sizeof b);
+    assert_int_equal(bg_kafka_req_hdr_parse(b, n, &h, &why), BG_KAFKA_ERR_UNKNOWN_API);
+    assert_int_equal(h.api_key, 10000);
+    assert_int_equal(h.correlation_id, 42);
+    /* truncated before the correlation id, and inside client_id */
+    n = kt_hex("0003 0004 0000", b, sizeof b);
+    assert_int_equal(bg_kafka_req_hdr_parse(b, n, &h, &why), BG_KAFKA_ERR_TRUNCATED);
+    n = kt_hex("0003 0004 00000001 0005 6162", b, sizeof b);
+    assert_int_equal(bg_kafka_req_hdr_parse(b, n, &h, &why), BG_KAFKA_ERR_TRUNCATED);
+    /* client_id length -2 */
+    n = kt_hex("0003 0004 00000001 fffe", b, sizeof b);
+    assert_int_equal(bg_kafka_req_hdr_parse(b, n, &h, &why), BG_KAFKA_ERR_MALFORMED);
+    /* null client_id is fine; v2 tagged section with a bad varint is not */
+    n = kt_hex("0003 0004 00000001 ffff", b, sizeof b);
+    assert_int_equal(bg_kafka_req_hdr_parse(b, n, &h, &why), 10);
+    assert_int_equal(h.client_id.len, -1);
+    n = kt_hex("0003 000c 00000001 ffff ffffffffff", b, sizeof b);
+    assert_true(bg_kafka_req_hdr_parse(b, n, &h, &why) < 0);
+    assert_string_equal(why, "bad varint");
+    /* tagged count larger than the input */
+    n = kt_hex("0003 000c 00000001 ffff 05 00", b, sizeof b);
+    assert_int_equal(bg_kafka_req_hdr_parse(b, n, &h, &why), BG_KAFKA_ERR_MALFORMED);
+    int32_t corr;
+    assert_int_equal(bg_kafka_resp_hdr_parse(b, 3, 0, &corr, NULL, &why), BG_KAFKA_ERR_TRUNCATED);
+}
+
+/* ---- building trees ---- */
+
+static void test_build_produce_error_response(void **state)
+{
+    bg_kafka_struct_t *r = bg_kafka_struct_new(&kt_arena, bg_kafka_msg_produce_resp.body);
+    assert_non_null(r);
+    bg_kafka_struct_t **t = bg_kafka_array_new(&kt_arena, r, BG_KAFKA_PRODUCE_RESP_RESPONSES, 1);
+    assert_non_null(t);
+    t[0]->f[BG_KAFKA_PRODUCE_RESP_RESPONSES_NAME].s = bg_kafka_cstr("orders");
+    bg_kafka_struct_t **p =
+        bg_kafka_array_new(&kt_arena, t[0], BG_KAFKA_PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES, 2);
+    assert_non_null(p);
+    for (int i = 0; i < 2; i++) {
+        p[i]->f[BG_KAFKA_PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_INDEX].i = i;
+        p[i]->f[BG_KAFKA_PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_ERROR_CODE].i = 29;
+        p[i]->f[BG_KAFKA_PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_BASE_OFFSET].i = -1;
+    }
+    /* defaults from the JSON */
+    assert_int_equal(KT_I(p[0], BG_KAFKA_PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_LOG_APPEND_TIME_MS),
+                     -1);
+    assert_int_equal(KT_S(p[0], BG_KAFKA_PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_ERROR_MESSAGE).len,
+                     -1);
+
+    kt_vec_t v;
+    kt_init(&v, 0); /* v7: classic */
+    kt_arr(&v, 1), kt_str(&v, "orders"), kt_arr(&v, 2);
+    for (int i = 0; i < 2; i++)
+        kt_i32(&v, i), kt_i16(&v, 29), kt_i64(&v, -1), kt_i64(&v, -1), kt_i64(&v, -1);
+    kt_i32(&v, 0);
+    bg_wr_t wr;
+    bg_wr_init(&wr, 0, 0);
+    const char *why = NULL;
+    assert_int_equal(bg_kafka_encode(&bg_kafka_msg_produce_resp, 7, r, &wr, &why), BG_KAFKA_OK);
+    assert_int_equal(wr.len, v.n);
+    assert_memory_equal(wr.buf, v.b, v.n);
+
+    /* v10 (flexible): CurrentLeader at its default is not written */
+    kt_init(&v, 1);
+    kt_arr(&v, 1), kt_str(&v, "orders"), kt_arr(&v, 2);
+    for (int i = 0; i < 2; i++)
+        kt_i32(&v, i), kt_i16(&v, 29), kt_i64(&v, -1), kt_i64(&v, -1), kt_i64(&v, -1),
+            kt_arr(&v, 0), kt_str(&v, NULL), kt_tags0(&v);
+    kt_tags0(&v), kt_i32(&v, 0), kt_tags0(&v);
+    bg_wr_reset(&wr);
+    assert_int_equal(bg_kafka_encode(&bg_kafka_msg_produce_resp, 10, r, &wr, &why), BG_KAFKA_OK);
+    assert_int_equal(wr.len, v.n);
+    assert_memory_equal(wr.buf, v.b, v.n);
+    bg_wr_free(&wr);
+}
+
+static void test_split_request(void **state)
+{
+    /* Produce v3 with two topics; keep only the second via a shallow clone. */
+    kt_vec_t v;
+    kt_init(&v, 0);
+    kt_str(&v, NULL), kt_i16(&v, 1), kt_i32(&v, 100);
+    kt_arr(&v, 2);
+    kt_str(&v, "denied"), kt_arr(&v, 1), kt_i32(&v, 0), kt_bytes(&v, "xx", 2);
+    kt_str(&v, "allowed"), kt_arr(&v, 1), kt_i32(&v, 3), kt_bytes(&v, "yyy", 3);
+    bg_kafka_struct_t *s = KT_RT(bg_kafka_msg_produce_req, 3, v);
+    bg_kafka_struct_t *c = bg_kafka_struct_clone(&kt_arena, s);
+    c->f[BG_KAFKA_PRODUCE_REQ_TOPIC_DATA].a.n = 1;
+    c->f[BG_KAFKA_PRODUCE_REQ_TOPIC_DATA].a.s = &s->f[BG_KAFKA_PRODUCE_REQ_TOPIC_DATA].a.s[1];
+    kt_vec_t want;
+    kt_init(&want, 0);
+    kt_str(&want, NULL), kt_i16(&want, 1), kt_i32(&want, 100);
+    kt_arr(&want, 1), kt_str(&want, "allowed"), kt_arr(&want, 1), kt_i32(&want, 3),
+        kt_bytes(&want, "yyy", 3);
+    bg_wr_t wr;
+    bg_wr_init(&wr, 0, 0);
+    const char *why;
+    assert_int_equal(bg_kafka_encode(&bg_kafka_msg_produce_req, 3, c, &wr, &why), BG_KAFKA_OK);
+    assert_int_equal(wr.len, want.n);
+    assert_memory_equal(wr.buf, want.b, want.n);
+    /* the original is untouched */
+    assert_int_equal(s->f[BG_KAFKA_PRODUCE_REQ_TOPIC_DATA].a.n, 2);
+    bg_wr_free(&wr);
+}
+
+static void test_tagged_merge_order(void **state)
+{
+    /* ApiVersions v3 response: known tags 1 and 3 set (0 and 2 at their
+     * defaults, so not written); kept-raw tags 2 and 9 merge in tag order. */
+    bg_kafka_struct_t *s = bg_kafka_struct_new(&kt_arena, bg_kafka_msg_api_versions_resp.body);
+    s->f[BG_KAFKA_API_VERSIONS_RESP_FINALIZED_FEATURES_EPOCH].i = 2;
+    s->f[BG_KAFKA_API_VERSIONS_RESP_ZK_MIGRATION_READY].i = 1;
+    bg_kafka_tagged_t unk[2] = {{2, {(const uint8_t *)"\x07", 1}}, {9, {(const uint8_t *)"", 0}}};
+    s->unknown = unk;
+    s->nunknown = 2;
+    bg_wr_t wr;
+    bg_wr_init(&wr, 0, 0);
+    const char *why;
+    assert_int_equal(bg_kafka_encode(&bg_kafka_msg_api_versions_resp, 3, s, &wr, &why),
+                     BG_KAFKA_OK);
+    uint8_t want[64];
+    size_t n = kt_hex("0000 01 00000000 04 0108 0000000000000002 020107 030101 0900", want,
+                      sizeof want);
+    assert_int_equal(wr.len, n);
+    assert_memory_equal(wr.buf, want, n);
+    /* v0 has no tagged section at all */
+    bg_wr_reset(&wr);
+    assert_int_equal(bg_kafka_encode(&bg_kafka_msg_api_versions_resp, 0, s, &wr, &why),
+                     BG_KAFKA_OK);
+    assert_int_equal(wr.len, 6);
+    bg_wr_free(&wr);
+}
+
+static void test_tagged_noncanonical(void **state)
+{
+    uint8_t b[64];
+    bg_rd_t rd;
+    bg_kafka_struct_t *s;
+    /* tags out of order (3 before 1): decodes, flagged non-canonical */
+    size_t n = kt_hex("0000 01 00000000 02 030101 0108 0000000000000002", b, sizeof b);
+    bg_rd_init(&rd, b, n);
+    assert_int_equal(bg_kafka_decode(&bg_kafka_msg_api_versions_resp, 3, &rd, &kt_arena, &s),
+                     BG_KAFKA_OK);
+    assert_int_equal(rd.noncanon, 1);
+    assert_int_equal(KT_I(s, BG_KAFKA_API_VERSIONS_RESP_FINALIZED_FEATURES_EPOCH), 2);
+    /* known tag at its default value (-1) */
+    n = kt_hex("0000 01 00000000 01 0108 ffffffffffffffff", b, sizeof b);
+    bg_rd_init(&rd, b, n);
+    assert_int_equal(bg_kafka_decode(&bg_kafka_msg_api_versions_resp, 3, &rd, &kt_arena, &s),
+                     BG_KAFKA_OK);
+    assert_int_equal(rd.noncanon, 1);
+    /* known tag whose declared size is larger than its value */
+    n = kt_hex("0000 01 00000000 01 0302 0100", b, sizeof b);
+    bg_rd_init(&rd, b, n);
+    assert_int_equal(bg_kafka_decode(&bg_kafka_msg_api_versions_resp, 3, &rd, &kt_arena, &s),
+                     BG_KAFKA_ERR_MALFORMED);
+    assert_string_equal(rd.why, "tagged field size mismatch");
+    /* bool 2 reads as true, flagged */
+    n = kt_hex("0000 01 00000000 01 030102", b, sizeof b);
+    bg_rd_init(&rd, b, n);
+    assert_int_equal(bg_kafka_decode(&bg_kafka_msg_api_versions_resp, 3, &rd, &kt_arena, &s),
+                     BG_KAFKA_OK);
+    assert_int_equal(rd.noncanon, 1);
+    assert_int_equal(KT_I(s, BG_KAFKA_API_VERSIONS_RESP_ZK_MIGRATION_READY), 1);
+}
+
+/* ---- negative tests ---- */
+
+static int decode_hex(const bg_kafka_msg_desc_t *d, int16_t ver, const char *hex, bg_rd_t *rd,
+                      uint8_t *buf, size_t cap)
+{
+    size_t n = kt_hex(hex, buf, cap);
+    bg_rd_init(rd, buf, n);
+    bg_kafka_struct_t *s;
+    int rc = bg_kafka_decode(d, ver, rd, &kt_arena, &s);
+    if (rc != BG_KAFKA_OK)
+        assert_null(s);
+    return rc;
+}
+
+static void test_huge_counts(void **state)
+{
+    uint8_t b[64];
+    bg_rd_t rd;
+    /* SaslHandshake response: 2^31-1 mechanisms in 2 bytes */
+    assert_int_equal(decode_hex(&bg_kafka_msg_sasl_handshake_resp, 1, "0000 7fffffff 0000", &rd, b,
+                                sizeof b),
+                     BG_KAFKA_ERR_MALFORMED);
+    assert_string_equal(rd.why, "array count exceeds input");
+    assert_int_equal(rd.p - b, 6); /* offset after the count */
+    /* negative count other than -1, and null where not nullable */
+    assert_int_equal(decode_hex(&bg_kafka_msg_sasl_handshake_resp, 1, "0000 fffffffe", &rd, b,
+                                sizeof b),
+                     BG_KAFKA_ERR_MALFORMED);
+    assert_int_equal(decode_hex(&bg_kafka_msg_sasl_handshake_resp, 1, "0000 ffffffff", &rd, b,
+                                sizeof b),
+                     BG_KAFKA_ERR_MALFORMED);
+    assert_string_equal(rd.why, "null in non-nullable array");
+    /* compact count (varint 2^32-1) in a flexible version */
+    assert_int_equal(decode_hex(&bg_kafka_msg_describe_cluster_resp, 0,
+                                "00000000 0000 00 01 00000001 ffffffff0f", &rd, b, sizeof b),
+                     BG_KAFKA_ERR_MALFORMED);
+    /* string length beyond the input */
+    assert_int_equal(decode_hex(&bg_kafka_msg_sasl_handshake_req, 1, "7fff 6162", &rd, b, sizeof b),
+                     BG_KAFKA_ERR_TRUNCATED);
+    /* string length -2 */
+    assert_int_equal(decode_hex(&bg_kafka_msg_sasl_handshake_req, 1, "fffe", &rd, b, sizeof b),
+                     BG_KAFKA_ERR_MALFORMED);
+    /* tagged field count larger than the input */
+    assert_int_equal(decode_hex(&bg_kafka_msg_describe_cluster_req, 0, "00 7f 00", &rd, b, sizeof b),
+                     BG_KAFKA_ERR_MALFORMED);
+}
+
+static void test_bad_varints(void **state)
+{
+    uint8_t b[64];
+    bg_rd_t rd;
+    /* DescribeCluster v0 request: bool, then a tagged count of 6 bytes */
+    assert_int_equal(decode_hex(&bg_kafka_msg_describe_cluster_req, 0, "00 ffffffffff01", &rd, b,
+                                sizeof b),
+                     BG_KAFKA_ERR_MALFORMED);
+    assert_string_equal(rd.why, "bad varint");
+    assert_int_equal(rd.p - b, 1);
+    /* unterminated varint at the end: truncated */
+    assert_int_equal(decode_hex(&bg_kafka_msg_describe_cluster_req, 0, "00 80", &rd, b, sizeof b),
+                     BG_KAFKA_ERR_TRUNCATED);
+    /* compact string length varint too large */
+    assert_int_equal(decode_hex(&bg_kafka_msg_sasl_authenticate_req, 2, "ffffffff7f", &rd, b,
+                                sizeof b),
+                     BG_KAFKA_ERR_MALFORMED);
+}
+
+static void test_version_range(void **state)
+{
+    uint8_t b[8];
+    bg_rd_t rd;
+    assert_int_equal(decode_hex(&bg_kafka_msg_produce_req, 2, "", &rd, b, sizeof b),
+                     BG_KAFKA_ERR_VERSION);
+    assert_string_equal(rd.why, "unsupported version");
+    assert_int_equal(decode_hex(&bg_kafka_msg_produce_req, 14, "", &rd, b, sizeof b),
+                     BG_KAFKA_ERR_VERSION);
+    assert_int_equal(decode_hex(&bg_kafka_msg_api_versions_req, -1, "", &rd, b, sizeof b),
+                     BG_KAFKA_ERR_VERSION);
+    bg_kafka_struct_t *s = bg_kafka_struct_new(&kt_arena, bg_kafka_msg_produce_req.body);
+    bg_wr_t wr;
+    bg_wr_init(&wr, 0, 0);
+    const char *why = NULL;
+    assert_int_equal(bg_kafka_encode(&bg_kafka_msg_produce_req, 99, s, &wr, &why),
+                     BG_KAFKA_ERR_VERSION);
+    assert_string_equal(why, "unsupported version");
+    bg_wr_free(&wr);
+}
+
+static void test_encode_errors(void **state)
+{
+    bg_wr_t wr;
+    bg_wr_init(&wr, 0, 0);
+    const char *why = NULL;
+    /* null mechanism (not nullable) */
+    bg_kafka_struct_t *s = bg_kafka_struct_new(&kt_arena, bg_kafka_msg_sasl_handshake_req.body);
+    s->f[BG_KAFKA_SASL_HANDSHAKE_REQ_MECHANISM].s = bg_kafka_null_slice();
+    assert_int_equal(bg_kafka_encode(&bg_kafka_msg_sasl_handshake_req, 1, s, &wr, &why),
+                     BG_KAFKA_ERR_ENCODE);
+    assert_string_equal(why, "null in non-nullable field");
+    /* a struct of the wrong descriptor in an array */
+    bg_kafka_struct_t *r = bg_kafka_struct_new(&kt_arena, bg_kafka_msg_produce_resp.body);
+    bg_kafka_struct_t **t = bg_kafka_array_new(&kt_arena, r, BG_KAFKA_PRODUCE_RESP_RESPONSES, 1);
+    t[0] = s;
+    assert_int_equal(bg_kafka_encode(&bg_kafka_msg_produce_resp, 8, r, &wr, &why),
+                     BG_KAFKA_ERR_ENCODE);
+    assert_string_equal(why, "struct of the wrong descriptor");
+    /* array helpers refuse non-array / wrong element kinds */
+    assert_null(bg_kafka_array_new(&kt_arena, r, BG_KAFKA_PRODUCE_RESP_THROTTLE_TIME_MS, 1));
+    assert_null(bg_kafka_array_vals(&kt_arena, r, BG_KAFKA_PRODUCE_RESP_RESPONSES, 1));
+    /* writer bound reached */
+    bg_wr_t small;
+    bg_wr_init(&small, 0, 3);
+    s->f[BG_KAFKA_SASL_HANDSHAKE_REQ_MECHANISM].s = bg_kafka_cstr("PLAIN");
+    assert_int_equal(bg_kafka_encode(&bg_kafka_msg_sasl_handshake_req, 1, s, &small, &why),
+                     BG_KAFKA_ERR_ENCODE);
+    assert_string_equal(why, "writer failed");
+    bg_wr_free(&small);
+    bg_wr_free(&wr);
+}
+
+/* A synthetic self-nesting descriptor: each level is a nullable struct. */
+static const bg_kafka_struct_desc_t deep_desc;
+static const bg_kafka_field_desc_t deep_fields[] = {
+    {"Next", &deep_desc, 0, 0.0, 0, BG_KAFKA_VMAX, 0, BG_KAFKA_VMAX, 1, 0, -1, BG_KAFKA_T_STRUCT,
+     0, BG_KAFKA_FF_DEF_NULL},
+};
+static const bg_kafka_struct_desc_t deep_desc = {"Deep", deep_fields, NULL, 1, 0};
+
+static void test_nesting_depth(void **state)
+{
+    uint8_t b[64];
+    memset(b, 1, sizeof b); /* 64 "present" markers: deeper than the bound */
+    bg_rd_t rd;
+    bg_rd_init(&rd, b, sizeof b);
+    bg_kafka_struct_t *s;
+    assert_int_equal(bg_kafka_decode_struct(&deep_desc, 0, 0, &rd, &kt_arena, &s),
+                     BG_KAFKA_ERR_LIMIT);
+    assert_string_equal(rd.why, "nesting too deep");
+    /* within the bound it decodes and re-encodes */
+    b[10] = 0xff;
+    bg_rd_init(&rd, b, 11);
+    assert_int_equal(bg_kafka_decode_struct(&deep_desc, 0, 0, &rd, &kt_arena, &s), BG_KAFKA_OK);
+    bg_wr_t wr;
+    bg_wr_init(&wr, 0, 0);
+    const char *why;
+    assert_int_equal(bg_kafka_encode_struct(&deep_desc, 0, 0, s, &wr, &why), BG_KAFKA_OK);
+    assert_int_equal(wr.len, 11);
+    assert_memory_equal(wr.buf, b, 11);
+    bg_wr_free(&wr);
+}
+
+static void test_arena_limit(void **state)
+{
+    /* 1000 empty strings (2 bytes each) cost 16 KB of values: over a 4 KB limit... */
+    kt_vec_t v;
+    kt_init(&v, 0);
+    kt_i16(&v, 0), kt_arr(&v, 1000);
+    for (int i = 0; i < 1000; i++)
+        kt_str(&v, "");
+    bg_kafka_arena_t a;
+    bg_kafka_arena_init(&a, 4096);
+    bg_rd_t rd;
+    bg_rd_init(&rd, v.b, v.n);
+    bg_kafka_struct_t *s;
+    assert_int_equal(bg_kafka_decode(&bg_kafka_msg_sasl_handshake_resp, 1, &rd, &a, &s),
+                     BG_KAFKA_ERR_LIMIT);
+    assert_string_equal(rd.why, "arena limit");
+    bg_kafka_arena_free(&a);
+    /* ...and fine with the default limit; reset keeps working */
+    bg_kafka_arena_init(&a, 0);
+    for (int round = 0; round < 3; round++) {
+        bg_rd_init(&rd, v.b, v.n);
+        assert_int_equal(bg_kafka_decode(&bg_kafka_msg_sasl_handshake_resp, 1, &rd, &a, &s),
+                         BG_KAFKA_OK);
+        assert_int_equal(KT_A(s, BG_KAFKA_SASL_HANDSHAKE_RESP_MECHANISMS).n, 1000);
+        bg_kafka_arena_reset(&a);
+    }
+    void *big = bg_kafka_arena_alloc(&a, 1 << 20); /* larger than a block */
+    assert_non_null(big);
+    memset(big, 0, 1 << 20);
+    bg_kafka_arena_free(&a);
+}
+
+int main(void)
+{
+#define T(fn) cmocka_unit_test_setup_teardown(fn, kt_setup, kt_teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_rd_scalars),
+        T(test_rd_varints),
+        T(test_rd_sub_and_bytes),
+        T(test_wr),
+        T(test_descriptors),
+        T(test_frame_peek),
+        T(test_captured_api_versions),
+        T(test_captured_metadata),
+        T(test_header_versions),
+        T(test_header_errors),
+        T(test_build_produce_error_response),
+        T(test_split_request),
+        T(test_tagged_merge_order),
+        T(test_tagged_noncanonical),
+        T(test_huge_counts),
+        T(test_bad_varints),
+        T(test_version_range),
+        T(test_encode_errors),
+        T(test_nesting_depth),
+        T(test_arena_limit),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
