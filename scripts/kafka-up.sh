@@ -24,6 +24,7 @@ print_endpoints() {
     echo "  PLAINTEXT      127.0.0.1:$BG_KAFKA_PLAIN_PORT"
     echo "  SASL_PLAINTEXT 127.0.0.1:$BG_KAFKA_SASL_PORT (SCRAM-SHA-512, SCRAM-SHA-256, PLAIN; user $BG_KAFKA_USER)"
     echo "  CONTROLLER     127.0.0.1:$BG_KAFKA_CONTROLLER_PORT"
+    echo "  client configs $run/client-{plain,scram-sha-256,scram-sha-512}.properties"
     echo "  log            $run/kafka.log"
 }
 
@@ -68,6 +69,22 @@ log.retention.check.interval.ms=60000
 EOF
 }
 
+# write_client_configs: Java client settings for the SASL listener, for
+# kafka-tool.sh's --command-config / --producer.config / --consumer.config.
+write_client_configs() {
+    local m module f
+    for m in PLAIN SCRAM-SHA-256 SCRAM-SHA-512; do
+        module=org.apache.kafka.common.security.scram.ScramLoginModule
+        [ "$m" = PLAIN ] && module=org.apache.kafka.common.security.plain.PlainLoginModule
+        f="$run/client-$(echo "$m" | tr '[:upper:]' '[:lower:]').properties"
+        cat >"$f" <<EOF
+security.protocol=SASL_PLAINTEXT
+sasl.mechanism=$m
+sasl.jaas.config=$module required username="$BG_KAFKA_USER" password="$BG_KAFKA_PASSWORD";
+EOF
+    done
+}
+
 # format_storage: only for a fresh data dir; a kept one keeps its cluster id.
 format_storage() {
     local cluster_id scram=()
@@ -90,7 +107,9 @@ format_storage() {
 wait_ready() {
     local deadline=$((SECONDS + timeout_s))
     while ((SECONDS < deadline)); do
-        if ! bg_pid_alive "$pidfile" kafka.Kafka; then
+        # kill -0, not bg_pid_alive: right after the fork the child has not
+        # exec'd java yet, so its command line is still this script's.
+        if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
             tail -n 40 "$run/kafka.log" >&2 || true
             bg_die "broker exited during start-up (log: $run/kafka.log)"
         fi
@@ -115,15 +134,18 @@ main() {
     fi
     bg_kafka_fetch
     write_properties
+    write_client_configs
     format_storage
-    # New session: the broker must not get the caller's terminal signals.
+    # New session: the broker must not get the caller's terminal signals;
+    # it must not inherit the lock descriptor either (9>&-), or it would hold
+    # the lock for its whole life.
     KAFKA_HEAP="${BG_KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}"
     # shellcheck disable=SC2086
     setsid java $KAFKA_HEAP -XX:+UseG1GC -Djava.awt.headless=true \
         -Dorg.slf4j.simpleLogger.showDateTime=true \
         -Dorg.slf4j.simpleLogger.dateTimeFormat="yyyy-MM-dd'T'HH:mm:ss.SSS" \
         -cp "$BG_KAFKA_HOME/libs/*" kafka.Kafka "$props" \
-        </dev/null >>"$run/kafka.log" 2>&1 &
+        </dev/null >>"$run/kafka.log" 2>&1 9>&- &
     echo $! >"$pidfile"
     wait_ready
     print_endpoints

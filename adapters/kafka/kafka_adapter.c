@@ -326,8 +326,10 @@ static void bg_kafka__global_free(void *arg)
     bg_kafka_global_t *g = arg;
     if (!g)
         return;
+    if (g->mock)
+        rd_kafka_mock_cluster_destroy(g->mock);
     if (g->mock_rk)
-        rd_kafka_destroy(g->mock_rk); /* also destroys the mock cluster */
+        rd_kafka_destroy(g->mock_rk);
     if (g->client_tls)
         SSL_CTX_free(g->client_tls);
     if (g->upstream_tls)

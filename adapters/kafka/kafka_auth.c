@@ -76,17 +76,30 @@ int bg_kafka_auth_versions_ready(bg_kafka_session_t *s, bg_kafka_pending_t *pe)
         return -1;
     bg_kafka_struct_t *r = bg_kafka_struct_clone(&pe->arena, up);
     const bg_kafka_val_t *ukeys = &up->f[BG_KAFKA_API_VERSIONS_RESP_API_KEYS];
+    static const int16_t own[] = {BG_KAFKA_API_SASL_HANDSHAKE, BG_KAFKA_API_API_VERSIONS,
+                                  BG_KAFKA_API_SASL_AUTHENTICATE};
+    int32_t nown = (int32_t)(sizeof own / sizeof own[0]);
     bg_kafka_struct_t **keys =
-        r ? bg_kafka_array_new(&pe->arena, r, BG_KAFKA_API_VERSIONS_RESP_API_KEYS, ukeys->a.n) : NULL;
+        r ? bg_kafka_array_new(&pe->arena, r, BG_KAFKA_API_VERSIONS_RESP_API_KEYS,
+                               ukeys->a.n + nown)
+          : NULL;
     if (!keys)
         return -1;
     int32_t n = 0;
-    for (int32_t i = 0; i < ukeys->a.n; i++) {
-        const bg_kafka_struct_t *k = ukeys->a.s[i];
-        int16_t key = (int16_t)k->f[BG_KAFKA_API_VERSIONS_RESP_API_KEYS_API_KEY].i, lo, hi;
-        if (!bg_kafka_auth__range(s, key, (int16_t)k->f[BG_KAFKA_API_VERSIONS_RESP_API_KEYS_MIN_VERSION].i,
-                                  (int16_t)k->f[BG_KAFKA_API_VERSIONS_RESP_API_KEYS_MAX_VERSION].i,
-                                  &lo, &hi))
+    for (int32_t i = 0; i < ukeys->a.n + nown; i++) {
+        /* The upstream's APIs, then busgate's own (the upstream may lack SASL). */
+        int16_t key, umin = 0, umax = 0, lo, hi;
+        if (i < ukeys->a.n) {
+            const bg_kafka_struct_t *k = ukeys->a.s[i];
+            key = (int16_t)k->f[BG_KAFKA_API_VERSIONS_RESP_API_KEYS_API_KEY].i;
+            umin = (int16_t)k->f[BG_KAFKA_API_VERSIONS_RESP_API_KEYS_MIN_VERSION].i;
+            umax = (int16_t)k->f[BG_KAFKA_API_VERSIONS_RESP_API_KEYS_MAX_VERSION].i;
+            if (bg_kafka_auth__own_api(key))
+                continue;
+        } else {
+            key = own[i - ukeys->a.n];
+        }
+        if (!bg_kafka_auth__range(s, key, umin, umax, &lo, &hi))
             continue;
         bg_kafka_struct_t *e = keys[n++];
         e->f[BG_KAFKA_API_VERSIONS_RESP_API_KEYS_API_KEY].i = key;

@@ -136,8 +136,8 @@ bg_kafka_struct_t *bg_kafka__tp_deny_entry(bg_kafka_arena_t *a, const bg_kafka__
 /* Splits the topics array of `parent` (the request body, or a nested struct
  * when key_idx >= 0) by (verb on each topic). force_err != 0 denies every
  * topic with that error (e.g. group denied). The allowed topics are stored
- * in *allowed_out (a clone of parent sharing elements; parent itself when
- * nothing is denied); denied entries are stored in *denied/*ndenied.
+ * in out->allowed (a clone of parent sharing elements; parent itself when
+ * nothing is denied); denied entries are stored in out->denied (out->ndenied).
  * Returns 0 or -1 (oom / invalid). */
 typedef struct bg_kafka__split_s {
     bg_kafka_struct_t *allowed; /* parent or a clone with a subset array */

@@ -30,7 +30,9 @@ static const bg_kafka__api_t bg_kafka__apis[] = {
     [BG_KAFKA_API_SYNC_GROUP] = {0, 5, 4, bg_kafka__c_group_read, NULL, 0, 0},
     [BG_KAFKA_API_DESCRIBE_GROUPS] = {0, 6, 5, bg_kafka__c_describe_groups, NULL, 0, 0},
     [BG_KAFKA_API_LIST_GROUPS] = {0, 5, 3, bg_kafka__c_cluster_describe, NULL, 0, 0},
-    [BG_KAFKA_API_SASL_HANDSHAKE] = {1, 1, VMAX, NULL, NULL, 0, 0},
+    /* v0 is advertised (librdkafka requires it to enable SASL) but a v0
+     * handshake, which means raw SASL frames, is refused by the session. */
+    [BG_KAFKA_API_SASL_HANDSHAKE] = {0, 1, VMAX, NULL, NULL, 0, 0},
     [BG_KAFKA_API_API_VERSIONS] = {0, 4, 3, NULL, NULL, 0, 0},
     [BG_KAFKA_API_CREATE_TOPICS] = {2, 7, 5, bg_kafka__c_create_topics, NULL, 0, 0},
     [BG_KAFKA_API_DELETE_TOPICS] = {1, 6, 4, bg_kafka__c_delete_topics, NULL, 0, 0},

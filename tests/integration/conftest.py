@@ -83,7 +83,7 @@ class Busgate:
                                      stdout=self.log, stderr=subprocess.STDOUT)
 
     def log_lines(self):
-        self.log.flush()
+        # busgate writes to the file descriptor directly; nothing to flush here.
         return [json.loads(l) for l in self.log_path.read_text().splitlines() if l.strip()]
 
     def wait_log(self, predicate, timeout=15.0):
@@ -101,6 +101,8 @@ class Busgate:
         self.proc.send_signal(sig)
 
     def stop(self, timeout=20.0):
+        if self.log.closed:
+            return self.proc.returncode
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

@@ -4,12 +4,14 @@
 HOW TO RUN (only when moving to a newer Kafka; the output is committed and the
 build never runs this script):
 
-    # 1. get the definitions: the kafka-clients jar on Maven Central carries them
-    #    as resources under common/message/
-    mvn dependency:copy -Dartifact=org.apache.kafka:kafka-clients:4.4.0 -DoutputDirectory=/tmp/kc
-    mkdir -p /tmp/kc/x && (cd /tmp/kc/x && unzip -o ../kafka-clients-4.4.0.jar 'common/message/*')
+    # 1. get the definitions into a scratch directory outside the repository:
+    #    the kafka-clients jar on Maven Central carries them as resources
+    #    under common/message/
+    SCRATCH=$(mktemp -d)
+    mvn dependency:copy -Dartifact=org.apache.kafka:kafka-clients:4.4.0 -DoutputDirectory=$SCRATCH
+    (cd $SCRATCH && unzip -o kafka-clients-4.4.0.jar 'common/message/*')
     # 2. generate (from the repository root)
-    python3 adapters/kafka/gen/gen_kafka_msgs.py /tmp/kc/x/common/message \
+    python3 adapters/kafka/gen/gen_kafka_msgs.py $SCRATCH/common/message \
         --kafka-version 4.4.0 --out adapters/kafka
 
 Never commit the JSON files themselves. Python 3, standard library only.

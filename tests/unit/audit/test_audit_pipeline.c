@@ -92,9 +92,18 @@ static size_t tsink_count(tsink_t *t)
 
 /* ---- helpers ---- */
 
+/* Temp dirs live under the build tree (BG_BINARY_DIR, set by ctest). */
+static char *tmp_template(const char *name)
+{
+    const char *base = getenv("BG_BINARY_DIR");
+    char *t = malloc(4096);
+    snprintf(t, 4096, "%s/%s-XXXXXX", base ? base : ".", name);
+    return t;
+}
+
 static char *mkdir_tmp(void)
 {
-    char *d = strdup("/tmp/bg-audit-pipe-XXXXXX");
+    char *d = tmp_template("bg-audit-pipe");
     assert_non_null(mkdtemp(d));
     return d;
 }

@@ -36,9 +36,18 @@ static int collect(void *arg, const uint8_t *p, size_t len, size_t off)
 
 static void count_bad(void *arg, size_t off, size_t len) { ((got_t *)arg)->bad++; }
 
+/* Temp dirs live under the build tree (BG_BINARY_DIR, set by ctest). */
+static char *tmp_template(const char *name)
+{
+    const char *base = getenv("BG_BINARY_DIR");
+    char *t = malloc(4096);
+    snprintf(t, 4096, "%s/%s-XXXXXX", base ? base : ".", name);
+    return t;
+}
+
 static char *mkdir_tmp(void)
 {
-    char *d = strdup("/tmp/bg-audit-spool-XXXXXX");
+    char *d = tmp_template("bg-audit-spool");
     assert_non_null(mkdtemp(d));
     return d;
 }

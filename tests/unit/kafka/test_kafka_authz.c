@@ -1,0 +1,718 @@
+/* Kafka authorization: classification, split/merge, denials, audit topic,
+ * hold, acks=0, fetch sessions, topic ids, unsupported APIs. */
+#include "test_kafka_authz_util.h"
+
+static int setup(void **st)
+{
+    *st = ka_setup();
+    return 0;
+}
+static int teardown(void **st)
+{
+    ka_teardown(*st);
+    return 0;
+}
+
+static const char *const two[] = {"orders", "secret"};
+
+static bg_kafka_struct_t *produce_req(ka_fix_t *f, const char *const *names, int n, int acks)
+{
+    bg_kafka_struct_t *r = ka_new(f, BG_KAFKA_API_PRODUCE, 0);
+    r->f[K(PRODUCE_REQ_ACKS)].i = acks;
+    ka_topics(f, r, K(PRODUCE_REQ_TOPIC_DATA), K(PRODUCE_REQ_TOPIC_DATA_NAME), names, n,
+              K(PRODUCE_REQ_TOPIC_DATA_PARTITION_DATA), K(PRODUCE_REQ_TOPIC_DATA_PARTITION_DATA_INDEX),
+              2);
+    return r;
+}
+
+/* Upstream response for the allowed topics of a (rewritten) produce. */
+static bg_kafka_struct_t *produce_resp(ka_fix_t *f, const bg_kafka_struct_t *req)
+{
+    bg_kafka_struct_t *r = ka_new(f, BG_KAFKA_API_PRODUCE, 1);
+    int32_t n = req->f[K(PRODUCE_REQ_TOPIC_DATA)].a.n;
+    bg_kafka_struct_t **t = bg_kafka_array_new(&f->a, r, K(PRODUCE_RESP_RESPONSES), n);
+    for (int i = 0; i < n; i++) {
+        const bg_kafka_struct_t *rt = req->f[K(PRODUCE_REQ_TOPIC_DATA)].a.s[i];
+        t[i]->f[K(PRODUCE_RESP_RESPONSES_NAME)].s = rt->f[K(PRODUCE_REQ_TOPIC_DATA_NAME)].s;
+        bg_kafka_struct_t **p = bg_kafka_array_new(
+            &f->a, t[i], K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES), 1);
+        p[0]->f[K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_BASE_OFFSET)].i = 42;
+    }
+    return r;
+}
+
+static void test_produce_allowed(void **st)
+{
+    ka_fix_t *f = *st;
+    const char *const names[] = {"orders", "orders.eu"};
+    for (int16_t ver = 3; ver <= 13; ver += 10) {
+        bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_PRODUCE, ver);
+        bg_kafka_struct_t *req = produce_req(f, names, 2, 1);
+        for (int i = 0; i < 2 && ver >= 13; i++) /* v13 names topics by id (1 = orders) */
+            ka_el(req, K(PRODUCE_REQ_TOPIC_DATA), i)->f[K(PRODUCE_REQ_TOPIC_DATA_TOPIC_ID)].uuid[0] = 1;
+        req = ka_rt(f, 0, 0, ver, req);
+        bg_kafka_verdict_t v;
+        assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+        assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+        assert_null(v.request);
+        assert_int_equal(v.needs_response, ver >= 10);
+        assert_int_equal(v.ndecisions, 1);
+        assert_int_equal(v.decisions[0].verb, BG_VERB_WRITE);
+        assert_int_equal(v.decisions[0].decision.effect, BG_EFFECT_ALLOW);
+        assert_int_equal(v.decisions[0].nresources, 2);
+        assert_string_equal(bg_policy_rule_name(v.decisions[0].decision.rule), "allow-orders");
+    }
+}
+
+static void test_produce_split_merge(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_PRODUCE, 9);
+    bg_kafka_struct_t *req = ka_rt(f, 0, 0, 9, produce_req(f, two, 2, -1));
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    assert_int_equal(v.needs_response, 1);
+    assert_int_equal(v.request->f[K(PRODUCE_REQ_TOPIC_DATA)].a.n, 1);
+    /* Shares the original element: nothing copied. */
+    assert_ptr_equal(ka_el(v.request, K(PRODUCE_REQ_TOPIC_DATA), 0),
+                     ka_el(req, K(PRODUCE_REQ_TOPIC_DATA), 0));
+    assert_int_equal(req->f[K(PRODUCE_REQ_TOPIC_DATA)].a.n, 2); /* original untouched */
+    assert_int_equal(v.ndecisions, 2);
+    int denied = v.decisions[0].error_code ? 0 : 1;
+    assert_int_equal(v.decisions[denied].error_code, 29);
+    assert_true(ka_eq((bg_slice_t){(const uint8_t *)v.decisions[denied].resources[0].name,
+                                   (int32_t)v.decisions[denied].resources[0].name_len},
+                      "secret"));
+    ka_rt(f, 0, 0, 9, v.request);
+
+    bg_kafka_struct_t *up = ka_rt(f, 0, 1, 9, produce_resp(f, v.request)), *out = NULL;
+    int32_t nodes[4];
+    size_t nn = 4;
+    assert_int_equal(bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, nodes, &nn, NULL,
+                                             NULL),
+                     0);
+    bg_kafka_struct_t *m = ka_rt(f, 0, 1, 9, out);
+    assert_int_equal(m->f[K(PRODUCE_RESP_RESPONSES)].a.n, 2);
+    bg_kafka_struct_t *t0 = ka_el(m, K(PRODUCE_RESP_RESPONSES), 0);
+    bg_kafka_struct_t *t1 = ka_el(m, K(PRODUCE_RESP_RESPONSES), 1);
+    assert_true(ka_eq(t0->f[K(PRODUCE_RESP_RESPONSES_NAME)].s, "orders"));
+    assert_int_equal(ka_el(t0, K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES), 0)
+                         ->f[K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_BASE_OFFSET)]
+                         .i,
+                     42);
+    assert_true(ka_eq(t1->f[K(PRODUCE_RESP_RESPONSES_NAME)].s, "secret"));
+    assert_int_equal(t1->f[K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES)].a.n, 2);
+    for (int i = 0; i < 2; i++) {
+        bg_kafka_struct_t *p = ka_el(t1, K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES), i);
+        assert_int_equal(p->f[K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_INDEX)].i, i);
+        assert_int_equal(p->f[K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_ERROR_CODE)].i, 29);
+        assert_int_equal(p->f[K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_BASE_OFFSET)].i, -1);
+    }
+}
+
+static void test_produce_all_denied_respond(void **st)
+{
+    ka_fix_t *f = *st;
+    const char *const names[] = {"secret", "other"};
+    for (int16_t ver = 3; ver <= 12; ver += 9) {
+        bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_PRODUCE, ver);
+        bg_kafka_verdict_t v;
+        assert_int_equal(
+            bg_kafka_authz_request(&f->ctx, &h, produce_req(f, names, 2, 1), &f->a, &v), 0);
+        assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+        assert_int_equal(v.needs_response, 0);
+        bg_kafka_struct_t *r = ka_rt(f, 0, 1, ver, v.response);
+        assert_int_equal(r->f[K(PRODUCE_RESP_RESPONSES)].a.n, 2);
+        for (int i = 0; i < 2; i++) {
+            bg_kafka_struct_t *t = ka_el(r, K(PRODUCE_RESP_RESPONSES), i);
+            assert_true(ka_eq(t->f[K(PRODUCE_RESP_RESPONSES_NAME)].s, names[i]));
+            assert_int_equal(ka_el(t, K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES), 1)
+                                 ->f[K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_ERROR_CODE)]
+                                 .i,
+                             29);
+        }
+    }
+}
+
+static void test_produce_acks0(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_PRODUCE, 8);
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, produce_req(f, two, 2, 0), &f->a, &v),
+                     0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_CLOSE);
+    assert_non_null(v.close_reason);
+    assert_int_equal(
+        bg_kafka_authz_request(&f->ctx, &h, produce_req(f, two, 1, 0), &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    assert_int_equal(v.no_response, 1);
+    assert_int_equal(v.needs_response, 0);
+}
+
+static void test_produce_txn_denied(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_PRODUCE, 7);
+    bg_kafka_struct_t *req = produce_req(f, two, 1, -1);
+    req->f[K(PRODUCE_REQ_TRANSACTIONAL_ID)].s = ka_s("tx-other");
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    bg_kafka_struct_t *r = ka_rt(f, 0, 1, 7, v.response);
+    bg_kafka_struct_t *t = ka_el(r, K(PRODUCE_RESP_RESPONSES), 0);
+    assert_int_equal(ka_el(t, K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES), 0)
+                         ->f[K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_ERROR_CODE)]
+                         .i,
+                     53);
+    req->f[K(PRODUCE_REQ_TRANSACTIONAL_ID)].s = ka_s("tx1");
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+}
+
+static void test_audit_topic_reserved(void **st)
+{
+    ka_fix_t *f = *st;
+    const char *const names[] = {"audit.log"};
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_PRODUCE, 9);
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, produce_req(f, names, 1, 1), &f->a, &v),
+                     0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    assert_int_equal(v.ndecisions, 1);
+    assert_null(v.decisions[0].decision.rule);
+    assert_int_equal(v.decisions[0].decision.effect, BG_EFFECT_DENY);
+    assert_string_equal(v.decisions[0].reason, "reserved audit topic");
+    /* CreateTopics / DeleteTopics too. */
+    bg_kafka_struct_t *ct = ka_new(f, BG_KAFKA_API_CREATE_TOPICS, 0);
+    ka_topics(f, ct, K(CREATE_TOPICS_REQ_TOPICS), K(CREATE_TOPICS_REQ_TOPICS_NAME), names, 1, -1,
+              -1, 0);
+    h = ka_hdr(BG_KAFKA_API_CREATE_TOPICS, 7);
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ct, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    /* Reading it follows the policy (allowed by audit-all). */
+    bg_kafka_struct_t *lo = ka_new(f, BG_KAFKA_API_LIST_OFFSETS, 0);
+    ka_topics(f, lo, K(LIST_OFFSETS_REQ_TOPICS), K(LIST_OFFSETS_REQ_TOPICS_NAME), names, 1,
+              K(LIST_OFFSETS_REQ_TOPICS_PARTITIONS),
+              K(LIST_OFFSETS_REQ_TOPICS_PARTITIONS_PARTITION_INDEX), 1);
+    h = ka_hdr(BG_KAFKA_API_LIST_OFFSETS, 5);
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, lo, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    assert_null(v.decisions[0].reason);
+}
+
+static void test_hold_is_deny(void **st)
+{
+    ka_fix_t *f = *st;
+    const char *const names[] = {"held"};
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_PRODUCE, 9);
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, produce_req(f, names, 1, 1), &f->a, &v),
+                     0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    assert_int_equal(v.decisions[0].decision.effect, BG_EFFECT_DENY);
+    assert_int_equal(v.decisions[0].decision.would, BG_EFFECT_HOLD);
+    assert_string_equal(bg_policy_rule_name(v.decisions[0].decision.rule), "hold-held");
+    assert_int_equal(v.decisions[0].error_code, 29);
+}
+
+static bg_kafka_struct_t *fetch_req(ka_fix_t *f, const char *const *names, int n)
+{
+    bg_kafka_struct_t *r = ka_new(f, BG_KAFKA_API_FETCH, 0);
+    r->f[K(FETCH_REQ_REPLICA_ID)].i = -1;
+    ka_topics(f, r, K(FETCH_REQ_TOPICS), K(FETCH_REQ_TOPICS_TOPIC), names, n,
+              K(FETCH_REQ_TOPICS_PARTITIONS), K(FETCH_REQ_TOPICS_PARTITIONS_PARTITION), 2);
+    return r;
+}
+
+static void test_fetch_split_merge_min(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_FETCH, 4);
+    bg_kafka_struct_t *req = ka_rt(f, 1, 0, 4, fetch_req(f, two, 2));
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    assert_int_equal(v.request->f[K(FETCH_REQ_TOPICS)].a.n, 1);
+    bg_kafka_struct_t *up = ka_new(f, 1, 1), *out;
+    const char *const one[] = {"orders"};
+    ka_topics(f, up, K(FETCH_RESP_RESPONSES), K(FETCH_RESP_RESPONSES_TOPIC), one, 1,
+              K(FETCH_RESP_RESPONSES_PARTITIONS), K(FETCH_RESP_RESPONSES_PARTITIONS_PARTITION_INDEX),
+              2);
+    size_t nn = 0;
+    assert_int_equal(
+        bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, NULL, &nn, NULL, NULL), 0);
+    bg_kafka_struct_t *m = ka_rt(f, 1, 1, 4, out);
+    assert_int_equal(m->f[K(FETCH_RESP_RESPONSES)].a.n, 2);
+    bg_kafka_struct_t *t = ka_el(m, K(FETCH_RESP_RESPONSES), 1);
+    assert_true(ka_eq(t->f[K(FETCH_RESP_RESPONSES_TOPIC)].s, "secret"));
+    bg_kafka_struct_t *p = ka_el(t, K(FETCH_RESP_RESPONSES_PARTITIONS), 1);
+    assert_int_equal(p->f[K(FETCH_RESP_RESPONSES_PARTITIONS_ERROR_CODE)].i, 29);
+    assert_int_equal(p->f[K(FETCH_RESP_RESPONSES_PARTITIONS_HIGH_WATERMARK)].i, -1);
+    assert_int_equal(p->f[K(FETCH_RESP_RESPONSES_PARTITIONS_RECORDS)].s.len, 0);
+}
+
+static void test_fetch_topic_ids(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_FETCH, 13);
+    bg_kafka_struct_t *req = fetch_req(f, two, 2);
+    /* By id: 1 = orders (allowed), 9 = unknown. */
+    ka_el(req, K(FETCH_REQ_TOPICS), 0)->f[K(FETCH_REQ_TOPICS_TOPIC_ID)].uuid[0] = 1;
+    ka_el(req, K(FETCH_REQ_TOPICS), 1)->f[K(FETCH_REQ_TOPICS_TOPIC_ID)].uuid[0] = 9;
+    req->f[K(FETCH_REQ_SESSION_EPOCH)].i = -1;
+    req = ka_rt(f, 1, 0, 13, req);
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    assert_int_equal(v.request->f[K(FETCH_REQ_TOPICS)].a.n, 1);
+    assert_int_equal(
+        ka_el(v.request, K(FETCH_REQ_TOPICS), 0)->f[K(FETCH_REQ_TOPICS_TOPIC_ID)].uuid[0], 1);
+    bg_kafka_struct_t *up = ka_new(f, 1, 1), *out;
+    size_t nn = 0;
+    assert_int_equal(
+        bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, NULL, &nn, NULL, NULL), 0);
+    bg_kafka_struct_t *m = ka_rt(f, 1, 1, 13, out);
+    bg_kafka_struct_t *t = ka_el(m, K(FETCH_RESP_RESPONSES), 0);
+    assert_int_equal(t->f[K(FETCH_RESP_RESPONSES_TOPIC_ID)].uuid[0], 9);
+    assert_int_equal(
+        ka_el(t, K(FETCH_RESP_RESPONSES_PARTITIONS), 0)->f[K(FETCH_RESP_RESPONSES_PARTITIONS_ERROR_CODE)].i,
+        BG_KAFKA_E_UNKNOWN_TOPIC_ID);
+    /* Every id unknown: answered locally, never forwarded. */
+    ka_el(req, K(FETCH_REQ_TOPICS), 0)->f[K(FETCH_REQ_TOPICS_TOPIC_ID)].uuid[0] = 7;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    ka_rt(f, 1, 1, 13, v.response);
+}
+
+static void test_fetch_session_rewrite(void **st)
+{
+    ka_fix_t *f = *st;
+    const char *const one[] = {"orders"};
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_FETCH, 12);
+    bg_kafka_struct_t *req = fetch_req(f, one, 1);
+    req->f[K(FETCH_REQ_SESSION_ID)].i = 77;
+    req->f[K(FETCH_REQ_SESSION_EPOCH)].i = 3;
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    assert_int_equal(v.request->f[K(FETCH_REQ_SESSION_ID)].i, 0);
+    assert_int_equal(v.request->f[K(FETCH_REQ_SESSION_EPOCH)].i, -1);
+    assert_int_equal(req->f[K(FETCH_REQ_SESSION_ID)].i, 77);
+    ka_rt(f, 1, 0, 12, v.request);
+    /* Already sessionless: untouched, fast path. */
+    req->f[K(FETCH_REQ_SESSION_ID)].i = 0;
+    req->f[K(FETCH_REQ_SESSION_EPOCH)].i = -1;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    assert_int_equal(v.needs_response, 0);
+    /* An initial session request (epoch 0) is rewritten too. */
+    req->f[K(FETCH_REQ_SESSION_EPOCH)].i = 0;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+}
+
+static void test_list_offsets_split(void **st)
+{
+    ka_fix_t *f = *st;
+    for (int16_t ver = 1; ver <= 10; ver += 9) {
+        bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_LIST_OFFSETS, ver);
+        bg_kafka_struct_t *req = ka_new(f, 2, 0);
+        const char *const names[] = {"secret", "public"};
+        ka_topics(f, req, K(LIST_OFFSETS_REQ_TOPICS), K(LIST_OFFSETS_REQ_TOPICS_NAME), names, 2,
+                  K(LIST_OFFSETS_REQ_TOPICS_PARTITIONS),
+                  K(LIST_OFFSETS_REQ_TOPICS_PARTITIONS_PARTITION_INDEX), 1);
+        bg_kafka_verdict_t v;
+        assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ka_rt(f, 2, 0, ver, req), &f->a, &v),
+                         0);
+        assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+        assert_true(ka_eq(ka_el(v.request, K(LIST_OFFSETS_REQ_TOPICS), 0)
+                              ->f[K(LIST_OFFSETS_REQ_TOPICS_NAME)]
+                              .s,
+                          "public"));
+        bg_kafka_struct_t *up = ka_new(f, 2, 1), *out;
+        const char *const one[] = {"public"};
+        ka_topics(f, up, K(LIST_OFFSETS_RESP_TOPICS), K(LIST_OFFSETS_RESP_TOPICS_NAME), one, 1,
+                  K(LIST_OFFSETS_RESP_TOPICS_PARTITIONS),
+                  K(LIST_OFFSETS_RESP_TOPICS_PARTITIONS_PARTITION_INDEX), 1);
+        size_t nn = 0;
+        assert_int_equal(
+            bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, NULL, &nn, NULL, NULL), 0);
+        bg_kafka_struct_t *m = ka_rt(f, 2, 1, ver, out);
+        assert_int_equal(m->f[K(LIST_OFFSETS_RESP_TOPICS)].a.n, 2);
+        bg_kafka_struct_t *p = ka_el(ka_el(m, K(LIST_OFFSETS_RESP_TOPICS), 1),
+                                     K(LIST_OFFSETS_RESP_TOPICS_PARTITIONS), 0);
+        assert_int_equal(p->f[K(LIST_OFFSETS_RESP_TOPICS_PARTITIONS_ERROR_CODE)].i, 29);
+        assert_int_equal(p->f[K(LIST_OFFSETS_RESP_TOPICS_PARTITIONS_OFFSET)].i, -1);
+    }
+}
+
+static void test_offset_commit(void **st)
+{
+    ka_fix_t *f = *st;
+    for (int16_t ver = 2; ver <= 9; ver += 7) {
+        bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_OFFSET_COMMIT, ver);
+        bg_kafka_struct_t *req = ka_new(f, 8, 0);
+        req->f[K(OFFSET_COMMIT_REQ_GROUP_ID)].s = ka_s("g1");
+        ka_topics(f, req, K(OFFSET_COMMIT_REQ_TOPICS), K(OFFSET_COMMIT_REQ_TOPICS_NAME), two, 2,
+                  K(OFFSET_COMMIT_REQ_TOPICS_PARTITIONS),
+                  K(OFFSET_COMMIT_REQ_TOPICS_PARTITIONS_PARTITION_INDEX), 3);
+        bg_kafka_verdict_t v;
+        assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+        assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+        bg_kafka_struct_t *up = ka_new(f, 8, 1), *out;
+        size_t nn = 0;
+        assert_int_equal(
+            bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, NULL, &nn, NULL, NULL), 0);
+        bg_kafka_struct_t *m = ka_rt(f, 8, 1, ver, out);
+        bg_kafka_struct_t *t = ka_el(m, K(OFFSET_COMMIT_RESP_TOPICS), 0);
+        assert_true(ka_eq(t->f[K(OFFSET_COMMIT_RESP_TOPICS_NAME)].s, "secret"));
+        assert_int_equal(t->f[K(OFFSET_COMMIT_RESP_TOPICS_PARTITIONS)].a.n, 3);
+        /* Group denied: every partition GROUP_AUTHORIZATION_FAILED, local answer. */
+        req->f[K(OFFSET_COMMIT_REQ_GROUP_ID)].s = ka_s("other");
+        assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+        assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+        m = ka_rt(f, 8, 1, ver, v.response);
+        assert_int_equal(m->f[K(OFFSET_COMMIT_RESP_TOPICS)].a.n, 2);
+        t = ka_el(m, K(OFFSET_COMMIT_RESP_TOPICS), 0);
+        assert_int_equal(ka_el(t, K(OFFSET_COMMIT_RESP_TOPICS_PARTITIONS), 2)
+                             ->f[K(OFFSET_COMMIT_RESP_TOPICS_PARTITIONS_ERROR_CODE)]
+                             .i,
+                         30);
+    }
+}
+
+static void test_offset_fetch_single(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_OFFSET_FETCH, 7);
+    bg_kafka_struct_t *req = ka_new(f, 9, 0);
+    req->f[K(OFFSET_FETCH_REQ_GROUP_ID)].s = ka_s("g1");
+    bg_kafka_struct_t **t = ka_topics(f, req, K(OFFSET_FETCH_REQ_TOPICS),
+                                      K(OFFSET_FETCH_REQ_TOPICS_NAME), two, 2, -1, -1, 0);
+    for (int i = 0; i < 2; i++) {
+        bg_kafka_val_t *pv = bg_kafka_array_vals(&f->a, t[i], K(OFFSET_FETCH_REQ_TOPICS_PARTITION_INDEXES), 2);
+        pv[0].i = 0;
+        pv[1].i = 5;
+    }
+    req = ka_rt(f, 9, 0, 7, req);
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    bg_kafka_struct_t *up = ka_new(f, 9, 1), *out;
+    size_t nn = 0;
+    assert_int_equal(
+        bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, NULL, &nn, NULL, NULL), 0);
+    bg_kafka_struct_t *m = ka_rt(f, 9, 1, 7, out);
+    bg_kafka_struct_t *p = ka_el(ka_el(m, K(OFFSET_FETCH_RESP_TOPICS), 0),
+                                 K(OFFSET_FETCH_RESP_TOPICS_PARTITIONS), 1);
+    assert_int_equal(p->f[K(OFFSET_FETCH_RESP_TOPICS_PARTITIONS_PARTITION_INDEX)].i, 5);
+    assert_int_equal(p->f[K(OFFSET_FETCH_RESP_TOPICS_PARTITIONS_ERROR_CODE)].i, 29);
+    assert_int_equal(p->f[K(OFFSET_FETCH_RESP_TOPICS_PARTITIONS_COMMITTED_OFFSET)].i, -1);
+    /* All topics (null): forwarded, response filtered. */
+    req->f[K(OFFSET_FETCH_REQ_TOPICS)].a.n = -1;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    assert_int_equal(v.needs_response, 1);
+    up = ka_new(f, 9, 1);
+    ka_topics(f, up, K(OFFSET_FETCH_RESP_TOPICS), K(OFFSET_FETCH_RESP_TOPICS_NAME), two, 2, -1,
+              -1, 0);
+    assert_int_equal(
+        bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, NULL, &nn, NULL, NULL), 0);
+    assert_int_equal(out->f[K(OFFSET_FETCH_RESP_TOPICS)].a.n, 1);
+    /* Group denied: top-level error (v2+). */
+    req->f[K(OFFSET_FETCH_REQ_GROUP_ID)].s = ka_s("nope");
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    assert_int_equal(ka_rt(f, 9, 1, 7, v.response)->f[K(OFFSET_FETCH_RESP_ERROR_CODE)].i, 30);
+}
+
+static void test_offset_fetch_batched(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_OFFSET_FETCH, 9);
+    bg_kafka_struct_t *req = ka_new(f, 9, 0);
+    const char *const groups[] = {"g1", "bad"};
+    bg_kafka_struct_t **g = ka_topics(f, req, K(OFFSET_FETCH_REQ_GROUPS),
+                                      K(OFFSET_FETCH_REQ_GROUPS_GROUP_ID), groups, 2, -1, -1, 0);
+    ka_topics(f, g[0], K(OFFSET_FETCH_REQ_GROUPS_TOPICS), K(OFFSET_FETCH_REQ_GROUPS_TOPICS_NAME),
+              two, 2, -1, -1, 0);
+    req = ka_rt(f, 9, 0, 9, req);
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    assert_int_equal(v.request->f[K(OFFSET_FETCH_REQ_GROUPS)].a.n, 1);
+    bg_kafka_struct_t *fg = ka_el(v.request, K(OFFSET_FETCH_REQ_GROUPS), 0);
+    assert_int_equal(fg->f[K(OFFSET_FETCH_REQ_GROUPS_TOPICS)].a.n, 1);
+    ka_rt(f, 9, 0, 9, v.request);
+    /* Upstream answers group g1 with orders. */
+    bg_kafka_struct_t *up = ka_new(f, 9, 1), *out;
+    const char *const g1[] = {"g1"}, *const orders[] = {"orders"};
+    bg_kafka_struct_t **ug = ka_topics(f, up, K(OFFSET_FETCH_RESP_GROUPS),
+                                       K(OFFSET_FETCH_RESP_GROUPS_GROUP_ID), g1, 1, -1, -1, 0);
+    ka_topics(f, ug[0], K(OFFSET_FETCH_RESP_GROUPS_TOPICS), K(OFFSET_FETCH_RESP_GROUPS_TOPICS_NAME),
+              orders, 1, -1, -1, 0);
+    size_t nn = 0;
+    assert_int_equal(
+        bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, NULL, &nn, NULL, NULL), 0);
+    bg_kafka_struct_t *m = ka_rt(f, 9, 1, 9, out);
+    assert_int_equal(m->f[K(OFFSET_FETCH_RESP_GROUPS)].a.n, 2);
+    bg_kafka_struct_t *mg0 = ka_el(m, K(OFFSET_FETCH_RESP_GROUPS), 0);
+    assert_int_equal(mg0->f[K(OFFSET_FETCH_RESP_GROUPS_TOPICS)].a.n, 2);
+    assert_true(ka_eq(ka_el(mg0, K(OFFSET_FETCH_RESP_GROUPS_TOPICS), 1)
+                          ->f[K(OFFSET_FETCH_RESP_GROUPS_TOPICS_NAME)]
+                          .s,
+                      "secret"));
+    bg_kafka_struct_t *mg1 = ka_el(m, K(OFFSET_FETCH_RESP_GROUPS), 1);
+    assert_true(ka_eq(mg1->f[K(OFFSET_FETCH_RESP_GROUPS_GROUP_ID)].s, "bad"));
+    assert_int_equal(mg1->f[K(OFFSET_FETCH_RESP_GROUPS_ERROR_CODE)].i, 30);
+}
+
+static void test_create_delete_topics(void **st)
+{
+    ka_fix_t *f = *st;
+    for (int16_t ver = 2; ver <= 7; ver += 5) {
+        bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_CREATE_TOPICS, ver);
+        bg_kafka_struct_t *req = ka_new(f, 19, 0);
+        ka_topics(f, req, K(CREATE_TOPICS_REQ_TOPICS), K(CREATE_TOPICS_REQ_TOPICS_NAME), two, 2, -1,
+                  -1, 0);
+        bg_kafka_verdict_t v;
+        assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+        assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+        bg_kafka_struct_t *up = ka_new(f, 19, 1), *out;
+        const char *const one[] = {"orders"};
+        ka_topics(f, up, K(CREATE_TOPICS_RESP_TOPICS), K(CREATE_TOPICS_RESP_TOPICS_NAME), one, 1,
+                  -1, -1, 0);
+        size_t nn = 0;
+        assert_int_equal(
+            bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, NULL, &nn, NULL, NULL), 0);
+        bg_kafka_struct_t *m = ka_rt(f, 19, 1, ver, out);
+        assert_int_equal(m->f[K(CREATE_TOPICS_RESP_TOPICS)].a.n, 2);
+        bg_kafka_struct_t *t = ka_el(m, K(CREATE_TOPICS_RESP_TOPICS), 1);
+        assert_int_equal(t->f[K(CREATE_TOPICS_RESP_TOPICS_ERROR_CODE)].i, 29);
+    }
+    /* DeleteTopics v1 (names) and v6 (topic ids). */
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_DELETE_TOPICS, 1);
+    bg_kafka_struct_t *req = ka_new(f, 20, 0);
+    bg_kafka_val_t *nv = bg_kafka_array_vals(&f->a, req, K(DELETE_TOPICS_REQ_TOPIC_NAMES), 2);
+    nv[0].s = ka_s("orders");
+    nv[1].s = ka_s("public");
+    req = ka_rt(f, 20, 0, 1, req);
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    assert_int_equal(v.request->f[K(DELETE_TOPICS_REQ_TOPIC_NAMES)].a.n, 1);
+    bg_kafka_struct_t *out, *up = ka_new(f, 20, 1);
+    size_t nn = 0;
+    assert_int_equal(
+        bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, NULL, &nn, NULL, NULL), 0);
+    bg_kafka_struct_t *m = ka_rt(f, 20, 1, 1, out);
+    bg_kafka_struct_t *e = ka_el(m, K(DELETE_TOPICS_RESP_RESPONSES), 0);
+    assert_true(ka_eq(e->f[K(DELETE_TOPICS_RESP_RESPONSES_NAME)].s, "public"));
+    assert_int_equal(e->f[K(DELETE_TOPICS_RESP_RESPONSES_ERROR_CODE)].i, 29);
+
+    h = ka_hdr(BG_KAFKA_API_DELETE_TOPICS, 6);
+    req = ka_new(f, 20, 0);
+    bg_kafka_struct_t **t = bg_kafka_array_new(&f->a, req, K(DELETE_TOPICS_REQ_TOPICS), 1);
+    t[0]->f[K(DELETE_TOPICS_REQ_TOPICS_NAME)].s = bg_kafka_null_slice();
+    t[0]->f[K(DELETE_TOPICS_REQ_TOPICS_TOPIC_ID)].uuid[0] = 2; /* secret */
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ka_rt(f, 20, 0, 6, req), &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    m = ka_rt(f, 20, 1, 6, v.response);
+    e = ka_el(m, K(DELETE_TOPICS_RESP_RESPONSES), 0);
+    assert_int_equal(e->f[K(DELETE_TOPICS_RESP_RESPONSES_ERROR_CODE)].i, 29);
+    assert_int_equal(e->f[K(DELETE_TOPICS_RESP_RESPONSES_TOPIC_ID)].uuid[0], 2);
+    t[0]->f[K(DELETE_TOPICS_REQ_TOPICS_TOPIC_ID)].uuid[0] = 1; /* orders */
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+}
+
+static void test_describe_configs(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_DESCRIBE_CONFIGS, 4);
+    bg_kafka_struct_t *req = ka_new(f, 32, 0);
+    const char *const names[] = {"public", "1", "secret"};
+    bg_kafka_struct_t **r = ka_topics(f, req, K(DESCRIBE_CONFIGS_REQ_RESOURCES),
+                                      K(DESCRIBE_CONFIGS_REQ_RESOURCES_RESOURCE_NAME), names, 3,
+                                      -1, -1, 0);
+    r[0]->f[K(DESCRIBE_CONFIGS_REQ_RESOURCES_RESOURCE_TYPE)].i = 2;
+    r[1]->f[K(DESCRIBE_CONFIGS_REQ_RESOURCES_RESOURCE_TYPE)].i = 4; /* broker: cluster describe */
+    r[2]->f[K(DESCRIBE_CONFIGS_REQ_RESOURCES_RESOURCE_TYPE)].i = 2;
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ka_rt(f, 32, 0, 4, req), &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    assert_int_equal(v.request->f[K(DESCRIBE_CONFIGS_REQ_RESOURCES)].a.n, 2);
+    bg_kafka_struct_t *out, *up = ka_new(f, 32, 1);
+    size_t nn = 0;
+    assert_int_equal(
+        bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, NULL, &nn, NULL, NULL), 0);
+    bg_kafka_struct_t *m = ka_rt(f, 32, 1, 4, out);
+    bg_kafka_struct_t *e = ka_el(m, K(DESCRIBE_CONFIGS_RESP_RESULTS), 0);
+    assert_true(ka_eq(e->f[K(DESCRIBE_CONFIGS_RESP_RESULTS_RESOURCE_NAME)].s, "secret"));
+    assert_int_equal(e->f[K(DESCRIBE_CONFIGS_RESP_RESULTS_RESOURCE_TYPE)].i, 2);
+    assert_int_equal(e->f[K(DESCRIBE_CONFIGS_RESP_RESULTS_ERROR_CODE)].i, 29);
+    /* AlterConfigs on a broker: cluster alter is denied -> 31. */
+    h = ka_hdr(BG_KAFKA_API_ALTER_CONFIGS, 0);
+    req = ka_new(f, 33, 0);
+    r = ka_topics(f, req, K(ALTER_CONFIGS_REQ_RESOURCES), K(ALTER_CONFIGS_REQ_RESOURCES_RESOURCE_NAME),
+                  names + 1, 1, -1, -1, 0);
+    r[0]->f[K(ALTER_CONFIGS_REQ_RESOURCES_RESOURCE_TYPE)].i = 4;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    m = ka_rt(f, 33, 1, 0, v.response);
+    assert_int_equal(ka_el(m, K(ALTER_CONFIGS_RESP_RESPONSES), 0)->f[K(ALTER_CONFIGS_RESP_RESPONSES_ERROR_CODE)].i, 31);
+}
+
+static void test_groups(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_verdict_t v;
+    /* JoinGroup min/max: top-level error. */
+    for (int16_t ver = 0; ver <= 9; ver += 9) {
+        bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_JOIN_GROUP, ver);
+        bg_kafka_struct_t *req = ka_new(f, 11, 0);
+        req->f[K(JOIN_GROUP_REQ_GROUP_ID)].s = ka_s("g-x");
+        assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+        assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+        req->f[K(JOIN_GROUP_REQ_GROUP_ID)].s = ka_s("h");
+        assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+        assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+        assert_int_equal(ka_rt(f, 11, 1, ver, v.response)->f[K(JOIN_GROUP_RESP_ERROR_CODE)].i, 30);
+    }
+    /* DescribeGroups split. */
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_DESCRIBE_GROUPS, 5);
+    bg_kafka_struct_t *req = ka_new(f, 15, 0);
+    bg_kafka_val_t *g = bg_kafka_array_vals(&f->a, req, K(DESCRIBE_GROUPS_REQ_GROUPS), 2);
+    g[0].s = ka_s("nope");
+    g[1].s = ka_s("g1");
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    assert_true(ka_eq(v.request->f[K(DESCRIBE_GROUPS_REQ_GROUPS)].a.v[0].s, "g1"));
+    bg_kafka_struct_t *out, *up = ka_new(f, 15, 1);
+    size_t nn = 0;
+    assert_int_equal(
+        bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, NULL, &nn, NULL, NULL), 0);
+    bg_kafka_struct_t *e = ka_el(ka_rt(f, 15, 1, 5, out), K(DESCRIBE_GROUPS_RESP_GROUPS), 0);
+    assert_int_equal(e->f[K(DESCRIBE_GROUPS_RESP_GROUPS_ERROR_CODE)].i, 30);
+    /* DeleteGroups all denied. */
+    h = ka_hdr(BG_KAFKA_API_DELETE_GROUPS, 2);
+    req = ka_new(f, 42, 0);
+    g = bg_kafka_array_vals(&f->a, req, K(DELETE_GROUPS_REQ_GROUPS_NAMES), 1);
+    g[0].s = ka_s("nope");
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    e = ka_el(ka_rt(f, 42, 1, 2, v.response), K(DELETE_GROUPS_RESP_RESULTS), 0);
+    assert_int_equal(e->f[K(DELETE_GROUPS_RESP_RESULTS_ERROR_CODE)].i, 30);
+}
+
+static void test_unsupported(void **st)
+{
+    ka_fix_t *f = *st;
+    int16_t lo, hi;
+    static const int16_t refused[] = {4, 5, 6, 7, 27, 38, 50, 51, 52, 58, 62, 63, 67,
+                                      68, 71, 72, 76, 78, 80};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++)
+        assert_int_equal(bg_kafka_authz_supported(refused[i], &lo, &hi), 0);
+    assert_int_equal(bg_kafka_authz_supported(18, &lo, &hi), 1);
+    assert_int_equal(lo, 0);
+    assert_int_equal(hi, 4);
+    assert_int_equal(bg_kafka_authz_supported(17, &lo, &hi), 1);
+    assert_int_equal(lo, 1);
+    assert_int_equal(hi, 1);
+    assert_int_equal(bg_kafka_authz_supported(36, &lo, &hi), 1);
+    assert_int_equal(hi, 2);
+    assert_int_equal(bg_kafka_authz_supported(0, &lo, &hi), 1);
+    assert_int_equal(lo, 3);
+    bg_kafka_req_hdr_t h = ka_hdr(50, 0);
+    bg_kafka_verdict_t v;
+    bg_kafka_struct_t *req = ka_new(f, 50, 0);
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), -1);
+    assert_int_equal(v.action, BG_KAFKA_ACT_CLOSE);
+    /* Session APIs are never authorized here. */
+    h = ka_hdr(18, 3);
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ka_new(f, 18, 0), &f->a, &v), -1);
+    /* Out of range version. */
+    h = ka_hdr(0, 2);
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ka_new(f, 0, 0), &f->a, &v), -1);
+}
+
+static void test_error_response(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_PRODUCE, 9);
+    bg_kafka_struct_t *r = bg_kafka_authz_error_response(&h, produce_req(f, two, 2, 1), 35, &f->a);
+    assert_non_null(r);
+    r = ka_rt(f, 0, 1, 9, r);
+    bg_kafka_struct_t *t = ka_el(r, K(PRODUCE_RESP_RESPONSES), 1);
+    assert_int_equal(ka_el(t, K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES), 1)
+                         ->f[K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_ERROR_CODE)]
+                         .i,
+                     35);
+    h = ka_hdr(BG_KAFKA_API_FETCH, 12);
+    r = bg_kafka_authz_error_response(&h, fetch_req(f, two, 2), 35, &f->a);
+    assert_int_equal(ka_rt(f, 1, 1, 12, r)->f[K(FETCH_RESP_ERROR_CODE)].i, 35);
+    h = ka_hdr(BG_KAFKA_API_HEARTBEAT, 4);
+    r = bg_kafka_authz_error_response(&h, ka_new(f, 12, 0), 35, &f->a);
+    assert_int_equal(ka_rt(f, 12, 1, 4, r)->f[K(HEARTBEAT_RESP_ERROR_CODE)].i, 35);
+    assert_string_equal(bg_kafka_error_name(29), "TOPIC_AUTHORIZATION_FAILED");
+    assert_string_equal(bg_kafka_error_name(100), "UNKNOWN_TOPIC_ID");
+    assert_string_equal(bg_kafka_error_name(-77), "UNKNOWN");
+}
+
+/* Every supported API at its min and max version: a default request is
+ * classified without crashing and whatever comes out encodes. With the
+ * default-deny cluster/groups, most end up answered locally. */
+static void test_all_apis_min_max(void **st)
+{
+    ka_fix_t *f = *st;
+    for (int16_t key = 0; key < 100; key++) {
+        int16_t lo, hi;
+        if (!bg_kafka_authz_supported(key, &lo, &hi) || key == 17 || key == 18 || key == 36)
+            continue;
+        for (int16_t ver = lo; ver <= hi; ver = (int16_t)(ver == hi ? hi + 1 : hi)) {
+            bg_kafka_req_hdr_t h = ka_hdr(key, ver);
+            bg_kafka_struct_t *req = ka_rt(f, key, 0, ver, ka_new(f, key, 0));
+            bg_kafka_verdict_t v;
+            int rc = bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v);
+            assert_int_equal(rc, 0);
+            assert_true(v.action != BG_KAFKA_ACT_CLOSE || key == 0);
+            if (v.action == BG_KAFKA_ACT_RESPOND)
+                ka_rt(f, key, 1, ver, v.response);
+            if (v.action == BG_KAFKA_ACT_FORWARD_REWRITTEN)
+                ka_rt(f, key, 0, ver, v.request);
+            bg_kafka_struct_t *e = bg_kafka_authz_error_response(&h, req, 35, &f->a);
+            if (e)
+                ka_rt(f, key, 1, ver, e);
+            bg_kafka_arena_reset(&f->a);
+        }
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_produce_allowed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_produce_split_merge, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_produce_all_denied_respond, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_produce_acks0, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_produce_txn_denied, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_audit_topic_reserved, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_hold_is_deny, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fetch_split_merge_min, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fetch_topic_ids, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fetch_session_rewrite, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_offsets_split, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_offset_commit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_offset_fetch_single, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_offset_fetch_batched, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_delete_topics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_describe_configs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_groups, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_unsupported, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_error_response, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_all_apis_min_max, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,318 @@
+/* Kafka authorization: Metadata filtering and the policy-independent
+ * response rewrites (broker addresses, node ids, topic id learning). */
+#include "test_kafka_authz_util.h"
+
+static int setup(void **st)
+{
+    *st = ka_setup();
+    return 0;
+}
+static int teardown(void **st)
+{
+    ka_teardown(*st);
+    return 0;
+}
+
+typedef struct {
+    int n;
+    uint8_t id0[8];
+    char names[8][16];
+} learned_t;
+
+static void learn(void *arg, const uint8_t id[16], bg_slice_t name)
+{
+    learned_t *l = arg;
+    if (l->n < 8 && name.len < 16) {
+        l->id0[l->n] = id[0];
+        memcpy(l->names[l->n], name.p, (size_t)name.len);
+        l->names[l->n][name.len] = 0;
+        l->n++;
+    }
+}
+
+/* Upstream Metadata response: brokers 1 and 2, topics orders / secret / public. */
+static bg_kafka_struct_t *md_resp(ka_fix_t *f)
+{
+    bg_kafka_struct_t *r = ka_new(f, 3, 1);
+    bg_kafka_struct_t **b = bg_kafka_array_new(&f->a, r, K(METADATA_RESP_BROKERS), 2);
+    for (int i = 0; i < 2; i++) {
+        b[i]->f[K(METADATA_RESP_BROKERS_NODE_ID)].i = i + 1;
+        b[i]->f[K(METADATA_RESP_BROKERS_HOST)].s = ka_s("10.0.0.1");
+        b[i]->f[K(METADATA_RESP_BROKERS_PORT)].i = 9092;
+        b[i]->f[K(METADATA_RESP_BROKERS_RACK)].s = ka_s("r1");
+    }
+    const char *const names[] = {"orders", "secret", "public"};
+    bg_kafka_struct_t **t = ka_topics(f, r, K(METADATA_RESP_TOPICS), K(METADATA_RESP_TOPICS_NAME),
+                                      names, 3, K(METADATA_RESP_TOPICS_PARTITIONS),
+                                      K(METADATA_RESP_TOPICS_PARTITIONS_PARTITION_INDEX), 1);
+    for (int i = 0; i < 3; i++)
+        t[i]->f[K(METADATA_RESP_TOPICS_TOPIC_ID)].uuid[0] = (uint8_t)(i + 1);
+    return r;
+}
+
+static void test_metadata_all_topics(void **st)
+{
+    ka_fix_t *f = *st;
+    for (int16_t ver = 1; ver <= 13; ver += 12) {
+        bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_METADATA, ver);
+        bg_kafka_struct_t *req = ka_new(f, 3, 0);
+        req->f[K(METADATA_REQ_TOPICS)].a.n = -1;
+        bg_kafka_verdict_t v;
+        assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ka_rt(f, 3, 0, ver, req), &f->a, &v),
+                         0);
+        assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+        assert_int_equal(v.needs_response, 1);
+        bg_kafka_struct_t *out;
+        int32_t nodes[4];
+        size_t nn = 4;
+        learned_t l = {0};
+        assert_int_equal(bg_kafka_authz_response(&f->ctx, &h, &v, ka_rt(f, 3, 1, ver, md_resp(f)),
+                                                 &f->a, &out, nodes, &nn, learn, &l),
+                         0);
+        bg_kafka_struct_t *m = ka_rt(f, 3, 1, ver, out);
+        /* secret is hidden entirely; orders and public stay. */
+        assert_int_equal(m->f[K(METADATA_RESP_TOPICS)].a.n, 2);
+        assert_true(ka_eq(ka_el(m, K(METADATA_RESP_TOPICS), 0)->f[K(METADATA_RESP_TOPICS_NAME)].s,
+                          "orders"));
+        assert_true(ka_eq(ka_el(m, K(METADATA_RESP_TOPICS), 1)->f[K(METADATA_RESP_TOPICS_NAME)].s,
+                          "public"));
+        /* Brokers rewritten, rack kept, nodes reported. */
+        bg_kafka_struct_t *b = ka_el(m, K(METADATA_RESP_BROKERS), 1);
+        assert_true(ka_eq(b->f[K(METADATA_RESP_BROKERS_HOST)].s, "gw.example"));
+        assert_int_equal(b->f[K(METADATA_RESP_BROKERS_PORT)].i, 19002);
+        if (ver >= 1)
+            assert_true(ka_eq(b->f[K(METADATA_RESP_BROKERS_RACK)].s, "r1"));
+        assert_int_equal(nn, 2);
+        assert_int_equal(nodes[0], 1);
+        assert_int_equal(nodes[1], 2);
+        /* Topic ids learned from v10+ (all three: before filtering). */
+        assert_int_equal(l.n, ver >= 10 ? 3 : 0);
+        if (ver >= 10)
+            assert_string_equal(l.names[1], "secret");
+    }
+}
+
+static void test_metadata_explicit(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_METADATA, 12);
+    bg_kafka_struct_t *req = ka_new(f, 3, 0);
+    const char *const names[] = {"orders", "secret"};
+    ka_topics(f, req, K(METADATA_REQ_TOPICS), K(METADATA_REQ_TOPICS_NAME), names, 2, -1, -1, 0);
+    req->f[K(METADATA_REQ_ALLOW_AUTO_TOPIC_CREATION)].i = 1;
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ka_rt(f, 3, 0, 12, req), &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    assert_int_equal(v.request->f[K(METADATA_REQ_TOPICS)].a.n, 1);
+    /* orders may be created: auto-creation kept. */
+    assert_int_equal(v.request->f[K(METADATA_REQ_ALLOW_AUTO_TOPIC_CREATION)].i, 1);
+    bg_kafka_struct_t *up = ka_new(f, 3, 1), *out;
+    const char *const one[] = {"orders"};
+    ka_topics(f, up, K(METADATA_RESP_TOPICS), K(METADATA_RESP_TOPICS_NAME), one, 1, -1, -1, 0);
+    size_t nn = 0;
+    assert_int_equal(
+        bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, NULL, &nn, NULL, NULL), 0);
+    bg_kafka_struct_t *m = ka_rt(f, 3, 1, 12, out);
+    assert_int_equal(m->f[K(METADATA_RESP_TOPICS)].a.n, 2);
+    bg_kafka_struct_t *t = ka_el(m, K(METADATA_RESP_TOPICS), 1);
+    assert_true(ka_eq(t->f[K(METADATA_RESP_TOPICS_NAME)].s, "secret"));
+    assert_int_equal(t->f[K(METADATA_RESP_TOPICS_ERROR_CODE)].i, 29);
+    assert_int_equal(t->f[K(METADATA_RESP_TOPICS_PARTITIONS)].a.n, 0);
+
+    /* public: describable but not creatable -> auto-creation switched off. */
+    const char *const pub[] = {"public"};
+    req = ka_new(f, 3, 0);
+    ka_topics(f, req, K(METADATA_REQ_TOPICS), K(METADATA_REQ_TOPICS_NAME), pub, 1, -1, -1, 0);
+    req->f[K(METADATA_REQ_ALLOW_AUTO_TOPIC_CREATION)].i = 1;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    assert_int_equal(v.request->f[K(METADATA_REQ_ALLOW_AUTO_TOPIC_CREATION)].i, 0);
+    assert_int_equal(v.request->f[K(METADATA_REQ_TOPICS)].a.n, 1);
+
+    /* Everything denied: still forwarded (brokers are needed), with no topics. */
+    const char *const sec[] = {"secret"};
+    req = ka_new(f, 3, 0);
+    ka_topics(f, req, K(METADATA_REQ_TOPICS), K(METADATA_REQ_TOPICS_NAME), sec, 1, -1, -1, 0);
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    assert_int_equal(v.request->f[K(METADATA_REQ_TOPICS)].a.n, 0);
+}
+
+static void test_find_coordinator(void **st)
+{
+    ka_fix_t *f = *st;
+    /* v3 single form. */
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_FIND_COORDINATOR, 3);
+    bg_kafka_struct_t *req = ka_new(f, 10, 0);
+    req->f[K(FIND_COORDINATOR_REQ_KEY)].s = ka_s("g1");
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    assert_int_equal(v.needs_response, 1);
+    bg_kafka_struct_t *up = ka_new(f, 10, 1), *out;
+    up->f[K(FIND_COORDINATOR_RESP_NODE_ID)].i = 3;
+    up->f[K(FIND_COORDINATOR_RESP_HOST)].s = ka_s("b3");
+    up->f[K(FIND_COORDINATOR_RESP_PORT)].i = 9092;
+    int32_t nodes[4];
+    size_t nn = 4;
+    assert_int_equal(
+        bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, nodes, &nn, NULL, NULL), 0);
+    bg_kafka_struct_t *m = ka_rt(f, 10, 1, 3, out);
+    assert_true(ka_eq(m->f[K(FIND_COORDINATOR_RESP_HOST)].s, "gw.example"));
+    assert_int_equal(m->f[K(FIND_COORDINATOR_RESP_PORT)].i, 19003);
+    assert_int_equal(nn, 1);
+    assert_int_equal(nodes[0], 3);
+    /* Transactional key denied: TRANSACTIONAL_ID_AUTHORIZATION_FAILED. */
+    req->f[K(FIND_COORDINATOR_REQ_KEY)].s = ka_s("tx-no");
+    req->f[K(FIND_COORDINATOR_REQ_KEY_TYPE)].i = 1;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    assert_int_equal(ka_rt(f, 10, 1, 3, v.response)->f[K(FIND_COORDINATOR_RESP_ERROR_CODE)].i, 53);
+
+    /* v6 batched: one key allowed, one denied. */
+    h = ka_hdr(BG_KAFKA_API_FIND_COORDINATOR, 6);
+    req = ka_new(f, 10, 0);
+    bg_kafka_val_t *keys = bg_kafka_array_vals(&f->a, req, K(FIND_COORDINATOR_REQ_COORDINATOR_KEYS), 2);
+    keys[0].s = ka_s("g1");
+    keys[1].s = ka_s("zz");
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ka_rt(f, 10, 0, 6, req), &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    assert_int_equal(v.request->f[K(FIND_COORDINATOR_REQ_COORDINATOR_KEYS)].a.n, 1);
+    up = ka_new(f, 10, 1);
+    bg_kafka_struct_t **c = bg_kafka_array_new(&f->a, up, K(FIND_COORDINATOR_RESP_COORDINATORS), 1);
+    c[0]->f[K(FIND_COORDINATOR_RESP_COORDINATORS_KEY)].s = ka_s("g1");
+    c[0]->f[K(FIND_COORDINATOR_RESP_COORDINATORS_NODE_ID)].i = 5;
+    c[0]->f[K(FIND_COORDINATOR_RESP_COORDINATORS_HOST)].s = ka_s("b5");
+    nn = 4;
+    assert_int_equal(
+        bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, nodes, &nn, NULL, NULL), 0);
+    m = ka_rt(f, 10, 1, 6, out);
+    assert_int_equal(m->f[K(FIND_COORDINATOR_RESP_COORDINATORS)].a.n, 2);
+    bg_kafka_struct_t *c0 = ka_el(m, K(FIND_COORDINATOR_RESP_COORDINATORS), 0);
+    bg_kafka_struct_t *c1 = ka_el(m, K(FIND_COORDINATOR_RESP_COORDINATORS), 1);
+    assert_int_equal(c0->f[K(FIND_COORDINATOR_RESP_COORDINATORS_PORT)].i, 19005);
+    assert_true(ka_eq(c1->f[K(FIND_COORDINATOR_RESP_COORDINATORS_KEY)].s, "zz"));
+    assert_int_equal(c1->f[K(FIND_COORDINATOR_RESP_COORDINATORS_ERROR_CODE)].i, 30);
+    assert_int_equal(c1->f[K(FIND_COORDINATOR_RESP_COORDINATORS_NODE_ID)].i, -1);
+    assert_int_equal(nn, 1);
+}
+
+static void test_describe_cluster(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_DESCRIBE_CLUSTER, 1);
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ka_new(f, 60, 0), &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    assert_int_equal(v.needs_response, 1);
+    bg_kafka_struct_t *up = ka_new(f, 60, 1), *out;
+    bg_kafka_struct_t **b = bg_kafka_array_new(&f->a, up, K(DESCRIBE_CLUSTER_RESP_BROKERS), 1);
+    b[0]->f[K(DESCRIBE_CLUSTER_RESP_BROKERS_BROKER_ID)].i = 7;
+    b[0]->f[K(DESCRIBE_CLUSTER_RESP_BROKERS_HOST)].s = ka_s("b7");
+    int32_t nodes[2];
+    size_t nn = 2;
+    assert_int_equal(
+        bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, nodes, &nn, NULL, NULL), 0);
+    bg_kafka_struct_t *m = ka_rt(f, 60, 1, 1, out);
+    b[0] = ka_el(m, K(DESCRIBE_CLUSTER_RESP_BROKERS), 0);
+    assert_true(ka_eq(b[0]->f[K(DESCRIBE_CLUSTER_RESP_BROKERS_HOST)].s, "gw.example"));
+    assert_int_equal(b[0]->f[K(DESCRIBE_CLUSTER_RESP_BROKERS_PORT)].i, 19007);
+    assert_int_equal(nodes[0], 7);
+}
+
+static void test_node_endpoints(void **st)
+{
+    ka_fix_t *f = *st;
+    /* Produce v10: NodeEndpoints tagged field. */
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_PRODUCE, 10);
+    bg_kafka_struct_t *req = ka_new(f, 0, 0);
+    req->f[K(PRODUCE_REQ_ACKS)].i = 1;
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.needs_response, 1);
+    bg_kafka_struct_t *up = ka_new(f, 0, 1), *out;
+    bg_kafka_struct_t **e = bg_kafka_array_new(&f->a, up, K(PRODUCE_RESP_NODE_ENDPOINTS), 1);
+    e[0]->f[K(PRODUCE_RESP_NODE_ENDPOINTS_NODE_ID)].i = 4;
+    e[0]->f[K(PRODUCE_RESP_NODE_ENDPOINTS_HOST)].s = ka_s("b4");
+    e[0]->f[K(PRODUCE_RESP_NODE_ENDPOINTS_PORT)].i = 9092;
+    up = ka_rt(f, 0, 1, 10, up);
+    int32_t nodes[2];
+    size_t nn = 2;
+    assert_int_equal(
+        bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, nodes, &nn, NULL, NULL), 0);
+    bg_kafka_struct_t *m = ka_rt(f, 0, 1, 10, out);
+    e[0] = ka_el(m, K(PRODUCE_RESP_NODE_ENDPOINTS), 0);
+    assert_true(ka_eq(e[0]->f[K(PRODUCE_RESP_NODE_ENDPOINTS_HOST)].s, "gw.example"));
+    assert_int_equal(e[0]->f[K(PRODUCE_RESP_NODE_ENDPOINTS_PORT)].i, 19004);
+    assert_int_equal(nn, 1);
+    /* Fetch v16. */
+    h = ka_hdr(BG_KAFKA_API_FETCH, 16);
+    req = ka_new(f, 1, 0);
+    req->f[K(FETCH_REQ_SESSION_EPOCH)].i = -1;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    assert_int_equal(v.needs_response, 1);
+    up = ka_new(f, 1, 1);
+    e = bg_kafka_array_new(&f->a, up, K(FETCH_RESP_NODE_ENDPOINTS), 1);
+    e[0]->f[K(FETCH_RESP_NODE_ENDPOINTS_NODE_ID)].i = 2;
+    e[0]->f[K(FETCH_RESP_NODE_ENDPOINTS_HOST)].s = ka_s("b2");
+    nn = 2;
+    assert_int_equal(
+        bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, nodes, &nn, NULL, NULL), 0);
+    m = ka_rt(f, 1, 1, 16, out);
+    assert_int_equal(ka_el(m, K(FETCH_RESP_NODE_ENDPOINTS), 0)->f[K(FETCH_RESP_NODE_ENDPOINTS_PORT)].i,
+                     19002);
+    /* Fetch v15: fast path, no response processing. */
+    h = ka_hdr(BG_KAFKA_API_FETCH, 15);
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.needs_response, 0);
+}
+
+static void test_describe_topic_partitions(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_DESCRIBE_TOPIC_PARTITIONS, 0);
+    bg_kafka_struct_t *req = ka_new(f, 75, 0);
+    const char *const names[] = {"secret"};
+    ka_topics(f, req, K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS),
+              K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS_NAME), names, 1, -1, -1, 0);
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    bg_kafka_struct_t *m = ka_rt(f, 75, 1, 0, v.response);
+    assert_int_equal(ka_el(m, K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS), 0)
+                         ->f[K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_ERROR_CODE)]
+                         .i,
+                     29);
+    /* All topics: response filtered, ids learned. */
+    req = ka_new(f, 75, 0);
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    bg_kafka_struct_t *up = ka_new(f, 75, 1), *out;
+    const char *const both[] = {"orders", "secret"};
+    bg_kafka_struct_t **t = ka_topics(f, up, K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS),
+                                      K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_NAME), both, 2, -1,
+                                      -1, 0);
+    t[0]->f[K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_TOPIC_ID)].uuid[0] = 1;
+    t[1]->f[K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_TOPIC_ID)].uuid[0] = 2;
+    learned_t l = {0};
+    size_t nn = 0;
+    assert_int_equal(
+        bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, NULL, &nn, learn, &l), 0);
+    assert_int_equal(out->f[K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS)].a.n, 1);
+    assert_int_equal(l.n, 2);
+    assert_int_equal(l.id0[0], 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_metadata_all_topics, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_metadata_explicit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_find_coordinator, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_describe_cluster, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_node_endpoints, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_describe_topic_partitions, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
