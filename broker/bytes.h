@@ -45,7 +45,10 @@ static inline void bg_rd_init(bg_rd_t *rd, const void *p, size_t len)
     rd->noncanon = 0;
 }
 
-static inline size_t bg_rd_left(const bg_rd_t *rd) { return (size_t)(rd->end - rd->p); }
+static inline size_t bg_rd_left(const bg_rd_t *rd)
+{
+    return (size_t)(rd->end - rd->p);
+}
 
 /* Records the first error; always returns 0 so callers can `return bg_rd_fail(...)`. */
 static inline int bg_rd_fail(bg_rd_t *rd, const char *why)
@@ -74,7 +77,10 @@ static inline uint8_t bg_rd_u8(bg_rd_t *rd)
     return *rd->p++;
 }
 
-static inline int8_t bg_rd_i8(bg_rd_t *rd) { return (int8_t)bg_rd_u8(rd); }
+static inline int8_t bg_rd_i8(bg_rd_t *rd)
+{
+    return (int8_t)bg_rd_u8(rd);
+}
 
 static inline uint16_t bg_rd_u16(bg_rd_t *rd)
 {
@@ -85,7 +91,10 @@ static inline uint16_t bg_rd_u16(bg_rd_t *rd)
     return v;
 }
 
-static inline int16_t bg_rd_i16(bg_rd_t *rd) { return (int16_t)bg_rd_u16(rd); }
+static inline int16_t bg_rd_i16(bg_rd_t *rd)
+{
+    return (int16_t)bg_rd_u16(rd);
+}
 
 static inline uint32_t bg_rd_u32(bg_rd_t *rd)
 {
@@ -97,7 +106,10 @@ static inline uint32_t bg_rd_u32(bg_rd_t *rd)
     return v;
 }
 
-static inline int32_t bg_rd_i32(bg_rd_t *rd) { return (int32_t)bg_rd_u32(rd); }
+static inline int32_t bg_rd_i32(bg_rd_t *rd)
+{
+    return (int32_t)bg_rd_u32(rd);
+}
 
 static inline uint64_t bg_rd_u64(bg_rd_t *rd)
 {
@@ -110,7 +122,10 @@ static inline uint64_t bg_rd_u64(bg_rd_t *rd)
     return v;
 }
 
-static inline int64_t bg_rd_i64(bg_rd_t *rd) { return (int64_t)bg_rd_u64(rd); }
+static inline int64_t bg_rd_i64(bg_rd_t *rd)
+{
+    return (int64_t)bg_rd_u64(rd);
+}
 
 static inline double bg_rd_f64(bg_rd_t *rd)
 {
@@ -236,7 +251,10 @@ static inline void bg_wr_u8(bg_wr_t *wr, uint8_t v)
     wr->len++;
 }
 
-static inline void bg_wr_i8(bg_wr_t *wr, int8_t v) { bg_wr_u8(wr, (uint8_t)v); }
+static inline void bg_wr_i8(bg_wr_t *wr, int8_t v)
+{
+    bg_wr_u8(wr, (uint8_t)v);
+}
 
 static inline void bg_wr_u16(bg_wr_t *wr, uint16_t v)
 {
@@ -248,7 +266,10 @@ static inline void bg_wr_u16(bg_wr_t *wr, uint16_t v)
     wr->len += 2;
 }
 
-static inline void bg_wr_i16(bg_wr_t *wr, int16_t v) { bg_wr_u16(wr, (uint16_t)v); }
+static inline void bg_wr_i16(bg_wr_t *wr, int16_t v)
+{
+    bg_wr_u16(wr, (uint16_t)v);
+}
 
 static inline void bg_wr__put32(uint8_t *d, uint32_t v)
 {
@@ -267,7 +288,10 @@ static inline void bg_wr_u32(bg_wr_t *wr, uint32_t v)
     wr->len += 4;
 }
 
-static inline void bg_wr_i32(bg_wr_t *wr, int32_t v) { bg_wr_u32(wr, (uint32_t)v); }
+static inline void bg_wr_i32(bg_wr_t *wr, int32_t v)
+{
+    bg_wr_u32(wr, (uint32_t)v);
+}
 
 static inline void bg_wr_u64(bg_wr_t *wr, uint64_t v)
 {
@@ -279,7 +303,10 @@ static inline void bg_wr_u64(bg_wr_t *wr, uint64_t v)
     wr->len += 8;
 }
 
-static inline void bg_wr_i64(bg_wr_t *wr, int64_t v) { bg_wr_u64(wr, (uint64_t)v); }
+static inline void bg_wr_i64(bg_wr_t *wr, int64_t v)
+{
+    bg_wr_u64(wr, (uint64_t)v);
+}
 
 static inline void bg_wr_f64(bg_wr_t *wr, double v)
 {
@@ -301,7 +328,10 @@ static inline void bg_wr_uvarlong(bg_wr_t *wr, uint64_t v)
     bg_wr_bytes(wr, tmp, n);
 }
 
-static inline void bg_wr_uvarint(bg_wr_t *wr, uint32_t v) { bg_wr_uvarlong(wr, v); }
+static inline void bg_wr_uvarint(bg_wr_t *wr, uint32_t v)
+{
+    bg_wr_uvarlong(wr, v);
+}
 
 static inline void bg_wr_varint(bg_wr_t *wr, int32_t v)
 {

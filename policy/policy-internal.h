@@ -59,71 +59,70 @@ bool bg_policy__glob_match(const char *pat, size_t plen, const char *s, size_t s
 /* Thread-local scratch for formatted "why" messages. */
 const char *bg_policy__whyf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
-/* ---- key view: up to three byte runs read as one string ---- */
-typedef struct bg_policy_key_s {
-    const char *part[3];
-    size_t len[3];
-    size_t total;
-} bg_policy_key_t;
-
-/* ---- index (policy_index.c) ---- */
+/* ---- index (policy_index.c builds, policy_lookup.c walks) ---- */
 typedef struct bg_policy_glob_s {
     const char *pat; /* path/name pattern, checked against the name only */
     uint32_t plen;
     uint32_t minlen; /* bytes any match needs: quick reject */
     /* http glob with a literal route indexed by its path tail: the route is
-     * then checked here against key part 0 (NULL: nothing to check) */
+     * then checked here against the request's route (NULL: nothing to check) */
     const char *route;
     uint32_t route_len;
 } bg_policy_glob_t;
 
-/* One candidate of an index entry. meta carries what the cheap checks need
- * (rules: verbs in bits 0-5, effect in 6-7, audit in 8) so that most
- * candidates are rejected without touching the rule or the glob. */
+/* One candidate of an index entry, 24 bytes. meta and g[] carry what the
+ * checks need (verbs, effect, mode, the rule's groups) so that a candidate
+ * is usually decided without touching the rule, its subjects or the glob. */
 typedef struct bg_policy_cand_s {
-    uint64_t bloom; /* rules: subject filter, see bg_policy__subjects_bloom */
     uint32_t item;
     uint32_t glob; /* BG_POLICY_NO_GLOB, or a glob to verify against the name */
-    uint32_t g[2]; /* subj BG_POLICY_SUBJ_GROUPS: the rule's one or two group ids */
+    uint32_t g[3]; /* subj BG_POLICY_SUBJ_GROUPS: the rule's 1-3 group ids (repeated) */
     uint16_t meta;
     uint8_t subj; /* BG_POLICY_SUBJ_* */
 } bg_policy_cand_t;
 
-/* How a candidate's subjects are checked: the common shapes ('*', one or two
- * groups) are decided from the candidate alone, without reading the rule. */
+/* How a candidate's subjects are checked: the common shapes ('*', one to
+ * three groups) are decided from the candidate alone. */
 enum { BG_POLICY_SUBJ_FULL = 0, BG_POLICY_SUBJ_ANY, BG_POLICY_SUBJ_GROUPS };
 
-#define BG_POLICY_META(verbs, effect, audit) ((uint16_t)((verbs) | (effect) << 6 | (audit) << 8))
+/* meta: verbs in bits 0-5, effect in 6-7; bit 8 "audit": the rule is judged
+ * as an audit-mode rule (its own mode is audit and the policy's is not);
+ * bit 9 "final": an enforced deny, which nothing can outrank. Every
+ * candidate list is ordered finals first, then by item (file order), so a
+ * walk stops at the first matching final. */
+#define BG_POLICY_META(verbs, effect, audit, final)                                                \
+    ((uint16_t)((verbs) | (effect) << 6 | (audit) << 8 | (final) << 9))
 #define BG_POLICY_META_VERBS(m) ((m)&0x3fu)
 #define BG_POLICY_META_EFFECT(m) (((m) >> 6) & 3u)
 #define BG_POLICY_META_AUDIT(m) (((m) >> 8) & 1u)
+#define BG_POLICY_META_FINAL(m) (((m) >> 9) & 1u)
+
+/* A trie node, one 32-byte record so a step of the walk touches one line.
+ * Children are contiguous nodes [child, +nchild), sorted by first label
+ * byte (also kept apart in bg_policy_trie_t.first for a dense scan).
+ * Candidates: [cand, +nexact) apply when the key ends exactly here
+ * (literals), [cand + nexact, +nprefix) when the key reaches here
+ * (prefixes, globs by their literal head). */
+typedef struct bg_policy_node_s {
+    const char *label; /* edge label into the node */
+    uint32_t child;
+    uint32_t cand;
+    uint32_t nexact;
+    uint32_t nprefix;
+    uint16_t label_len;
+    uint16_t nchild;
+} bg_policy_node_t;
 
 typedef struct bg_policy_trie_s {
-    uint32_t nnodes;
-    /* node i: edge label into it, children [child_first, +nchild) sorted by
-     * first label byte, candidates [cand_off, +ncand). Node 0 is the root. */
-    const char **label;
-    uint32_t *label_len;
-    uint32_t *child_first;
-    uint16_t *nchild;
-    unsigned char *first_byte; /* first label byte of node i (i > 0) */
-    uint32_t *cand_off;
-    uint32_t *ncand;
+    uint32_t nnodes; /* node 0 is the root */
+    bg_policy_node_t *node;
+    unsigned char *first; /* first label byte of node i (i > 0) */
 } bg_policy_trie_t;
 
-typedef struct bg_policy_hent_s {
-    uint64_t hash;
-    const char *key; /* NULL: empty slot */
-    uint32_t key_len;
-    uint32_t cand_off;
-    uint32_t ncand;
-} bg_policy_hent_t;
-
 typedef struct bg_policy_index_s {
-    bg_policy_hent_t *ht;
-    uint32_t ht_mask; /* capacity - 1; 0 with ht NULL when empty */
-    bg_policy_trie_t prefix;
-    bg_policy_trie_t suffix; /* labels reversed */
+    uint32_t ncands;         /* 0: nothing indexed, skip the walk */
+    bg_policy_trie_t prefix; /* literals and prefixes (and glob heads) */
+    bg_policy_trie_t suffix; /* reversed literal tails of globs starting with a wildcard */
     bg_policy_cand_t *loose; /* globs with no literal head or tail */
     uint32_t nloose;
     bg_policy_glob_t *globs;
@@ -131,38 +130,38 @@ typedef struct bg_policy_index_s {
     bg_policy_cand_t *cands; /* all candidate lists */
 } bg_policy_index_t;
 
-/* Builder input: one (pattern, item) pair. */
+/* Builder input: one (pattern, item) pair; cand.glob is set by the builder. */
 typedef struct bg_policy_ientry_s {
     bg_policy_pattern_t pat;
-    uint32_t item;
-    uint16_t meta;
-    uint64_t bloom;
-    uint8_t subj;
-    uint32_t g[2];
+    bg_policy_cand_t cand;
 } bg_policy_ientry_t;
 
 int bg_policy__index_build(bg_policy_arena_t *a, bg_policy_index_t *ix,
                            const bg_policy_ientry_t *e, size_t n);
+/* FNV-1a over n bytes (group interning). */
+uint64_t bg_policy__hash(const char *s, size_t n);
 
-/* For each candidate of a matching index entry: want() does the cheap
- * checks (verbs, precedence, subjects); only then is a glob verified and
- * hit() called. An item may be offered more than once. */
+/* Generic visit (masks, explain): want() does the cheap checks; only then
+ * is a glob verified and hit() called. An item may be offered more than
+ * once. Decisions use bg_policy__decide_rules instead (inlined checks). */
 typedef struct bg_policy_visitor_s {
     bool (*want)(void *ctx, const bg_policy_cand_t *c);
     void (*hit)(void *ctx, uint32_t item);
     void *ctx;
-    uint64_t bloom; /* candidates whose bloom shares no bit are skipped; ~0 = none */
-    /* Candidate lists are sorted by item: items above *cutoff cannot change
-     * the outcome (e.g. after a deny), so the rest of a list is skipped.
-     * NULL: visit everything. */
-    const uint32_t *cutoff;
 } bg_policy_visitor_t;
 
-/* Visits the candidates whose pattern matches key (name = the part globs
- * are checked against). */
-void bg_policy__index_visit(const bg_policy_index_t *ix, const bg_policy_key_t *key,
-                            const char *name, size_t name_len, const bg_policy_visitor_t *v);
-uint64_t bg_policy__hash(const bg_policy_key_t *k);
+/* State of one rule decision (policy_decide.c fills it, the lookup walks).
+ * bits: the principal's interned group ids as a bitset, for ids below
+ * nbits; larger ids fall back to a binary search of pr->group_ids. */
+#define BG_POLICY_BITSET_WORDS 16
+typedef struct bg_policy_rctx_s {
+    const bg_policy_t *p;
+    const bg_policy_principal_t *pr;
+    unsigned vbit;
+    uint32_t nbits;
+    uint32_t best[2][3]; /* [enforce, audit][effect]: lowest matching rule index */
+    uint64_t bits[BG_POLICY_BITSET_WORDS];
+} bg_policy_rctx_t;
 
 /* ---- compiled policy ---- */
 typedef struct bg_policy_subjects_s {
@@ -220,21 +219,20 @@ struct bg_policy_s {
     bg_policy_group_t *groups; /* open addressing, name -> id */
     uint32_t groups_mask;
     uint32_t ngroups;
-    bg_policy_index_t rule_ix[BG_POLICY_NSLOTS];
+    bg_policy_index_t rule_ix[BG_VERB__COUNT][BG_POLICY_NSLOTS]; /* per verb */
     bg_policy_index_t mask_ix[BG_POLICY_NSLOTS];
 };
 
 bool bg_policy__subjects_match(const bg_policy_subjects_t *s, const bg_policy_principal_t *pr);
 bool bg_policy__has_group(const bg_policy_principal_t *pr, uint32_t id);
-/* 64-bit Bloom filters over subjects: one bit per group id and per sub name.
- * A rule whose filter shares no bit with the principal's cannot match it, so
- * most candidates are rejected without reading the rule. '*' sets all bits. */
-uint64_t bg_policy__subjects_bloom(const bg_policy_subjects_t *s);
-uint64_t bg_policy__principal_bloom(const bg_policy_principal_t *pr);
-/* Visits the rules (masks=false) or masks matching res, deduplication left to
- * the visitor. */
+/* Visits the rules with verb (masks=false) or the masks (verb ignored)
+ * matching res, deduplication left to the visitor (policy_lookup.c). */
 void bg_policy__visit(const bg_policy_t *p, const bg_policy_resource_t *res, bool masks,
-                      const bg_policy_visitor_t *v);
+                      bg_verb_t verb, const bg_policy_visitor_t *v);
+/* Lowers rc->best to the first matching rule of each (mode, effect) for
+ * (res, verb); rc must be set up by the caller (policy_decide.c), verb valid. */
+void bg_policy__decide_rules(bg_policy_rctx_t *rc, const bg_policy_resource_t *res,
+                             bg_verb_t verb);
 int bg_policy__effect_rank(bg_effect_t e); /* allow 1, hold 2, deny 3 */
 /* bg_policy_decide that also reports the rule whose effect is applied (NULL
  * for the default or under a policy-wide audit). */

@@ -48,8 +48,7 @@ int bg_policy__effect_rank(bg_effect_t e)
 
 static uint64_t bg_policy__str_hash(const char *s, size_t n)
 {
-    bg_policy_key_t k = {{s, "", ""}, {n, 0, 0}, n};
-    return bg_policy__hash(&k);
+    return bg_policy__hash(s, n);
 }
 
 static const bg_policy_group_t *bg_policy__group_find(const bg_policy_t *p, const char *name)
@@ -154,40 +153,6 @@ static int bg_policy__subjects_build(bg_policy_cc_t *cc, bg_policy_subjects_t *o
     return 0;
 }
 
-static inline uint64_t bg_policy__group_bit(uint32_t id)
-{
-    return 1ull << ((id * 0x9E3779B1u) >> 26);
-}
-
-static inline uint64_t bg_policy__sub_bit(const char *sub)
-{
-    return 1ull << (bg_policy__str_hash(sub, strlen(sub)) >> 58);
-}
-
-uint64_t bg_policy__subjects_bloom(const bg_policy_subjects_t *s)
-{
-    uint64_t b = 0;
-    if (s->any)
-        return ~0ull;
-    for (uint16_t i = 0; i < s->ngroups; i++)
-        b |= bg_policy__group_bit(s->groups[i]);
-    for (uint16_t i = 0; i < s->nsubs; i++)
-        b |= bg_policy__sub_bit(s->subs[i]);
-    return b;
-}
-
-uint64_t bg_policy__principal_bloom(const bg_policy_principal_t *pr)
-{
-    uint64_t b = 1ull << 63; /* never empty: '*' rules (all bits) must pass */
-    if (!pr)
-        return b;
-    for (size_t i = 0; i < pr->ngroup_ids; i++)
-        b |= bg_policy__group_bit(pr->group_ids[i]);
-    if (pr->sub)
-        b |= bg_policy__sub_bit(pr->sub);
-    return b;
-}
-
 bool bg_policy__has_group(const bg_policy_principal_t *pr, uint32_t id)
 {
     size_t lo = 0, hi = pr->ngroup_ids; /* sorted: binary search */
@@ -224,25 +189,33 @@ static int bg_policy__slot(const bg_policy_pattern_t *pat)
     return pat->type == BG_RES_HTTP && pat->route_any ? BG_POLICY_SLOT_HTTP_ANY : (int)pat->type;
 }
 
+/* The candidate fields that let the lookup decide most candidates from the
+ * index entry alone (see bg_policy_cand_t). */
+static bg_policy_cand_t bg_policy__cand(uint32_t item, uint16_t meta,
+                                        const bg_policy_subjects_t *subj)
+{
+    bg_policy_cand_t c = {.item = item, .meta = meta, .subj = BG_POLICY_SUBJ_FULL};
+    if (!subj)
+        return c;
+    if (subj->any) {
+        c.subj = BG_POLICY_SUBJ_ANY;
+    } else if (subj->nsubs == 0 && subj->ngroups >= 1 && subj->ngroups <= 3) {
+        c.subj = BG_POLICY_SUBJ_GROUPS;
+        for (int i = 0; i < 3; i++) /* repeat the last id: no "unused" marker */
+            c.g[i] = subj->groups[i < subj->ngroups ? i : subj->ngroups - 1];
+    }
+    return c;
+}
+
 /* Copies and parses each pattern, queueing it for the kind's index. */
-static int bg_policy__add_resources(bg_policy_cc_t *cc, int kind, uint32_t item, uint16_t meta,
-                                    const bg_policy_subjects_t *subj,
+static int bg_policy__add_resources(bg_policy_cc_t *cc, int kind, bg_policy_cand_t cand,
                                     const char *const *res, size_t n, const char *file, int line)
 {
     const char *why;
     if (n == 0)
         return bg_policy__fail(cc, file, line, "%s has no resources", kind ? "mask" : "rule");
     for (size_t i = 0; i < n; i++) {
-        bg_policy_ientry_t e = {.item = item, .meta = meta, .bloom = ~0ull};
-        if (subj) {
-            e.bloom = bg_policy__subjects_bloom(subj);
-            e.subj = subj->any ? BG_POLICY_SUBJ_ANY : BG_POLICY_SUBJ_FULL;
-            if (!subj->any && subj->nsubs == 0 && subj->ngroups >= 1 && subj->ngroups <= 2) {
-                e.subj = BG_POLICY_SUBJ_GROUPS;
-                e.g[0] = subj->groups[0];
-                e.g[1] = subj->groups[subj->ngroups - 1];
-            }
-        }
+        bg_policy_ientry_t e = {.cand = cand};
         if (!res[i])
             return bg_policy__fail(cc, file, line, "resource is missing");
         char *copy = bg_policy__strndup(&cc->p->arena, res[i], strlen(res[i]));
@@ -406,8 +379,12 @@ static int bg_policy__rule_build(bg_policy_cc_t *cc, uint32_t i)
     r->napprovers = s->napprovers;
     if (!r->approvers)
         return bg_policy__fail(cc, NULL, 0, "out of memory");
-    uint16_t meta = BG_POLICY_META(r->verbs, r->effect, r->audit);
-    return bg_policy__add_resources(cc, 0, i, meta, r->subj, s->resources, s->nresources, s->file, s->line);
+    /* A policy-wide audit judges every rule alike (see bg_policy_decide). */
+    bool audit = r->audit && !cc->p->audit;
+    bool final = r->effect == BG_EFFECT_DENY && !audit;
+    uint16_t meta = BG_POLICY_META(r->verbs, r->effect, audit, final);
+    return bg_policy__add_resources(cc, 0, bg_policy__cand(i, meta, r->subj), s->resources,
+                                    s->nresources, s->file, s->line);
 }
 
 static int bg_policy__mask_build(bg_policy_cc_t *cc, uint32_t i)
@@ -437,7 +414,32 @@ static int bg_policy__mask_build(bg_policy_cc_t *cc, uint32_t i)
     if (bg_policy__subjects_build(cc, &m->except, s->except, s->nexcept, s->file, s->line,
                                   "except") < 0)
         return -1;
-    return bg_policy__add_resources(cc, 1, i, 0, NULL, s->resources, s->nresources, s->file, s->line);
+    return bg_policy__add_resources(cc, 1, bg_policy__cand(i, 0, NULL), s->resources,
+                                    s->nresources, s->file, s->line);
+}
+
+/* One rule index per verb of the slot: a decision then never looks at a
+ * rule without its verb (with random verb sets, a per-candidate verb test
+ * was the most mispredicted branch of the walk). */
+static int bg_policy__rule_indexes(bg_policy_cc_t *cc, int slot)
+{
+    const bg_policy_ientry_t *e = cc->ent[0][slot];
+    size_t n = cc->nent[0][slot];
+    bg_policy_ientry_t *sel = malloc((n + 1) * sizeof(*sel));
+    if (!sel)
+        return -1;
+    for (int v = 0; v < BG_VERB__COUNT; v++) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (BG_POLICY_META_VERBS(e[i].cand.meta) & (1u << v))
+                sel[k++] = e[i];
+        if (bg_policy__index_build(&cc->p->arena, &cc->p->rule_ix[v][slot], sel, k) < 0) {
+            free(sel);
+            return -1;
+        }
+    }
+    free(sel);
+    return 0;
 }
 
 static int bg_policy__compile_body(bg_policy_cc_t *cc)
@@ -464,7 +466,7 @@ static int bg_policy__compile_body(bg_policy_cc_t *cc)
         if (bg_policy__mask_build(cc, i) < 0)
             return -1;
     for (int s = 0; s < BG_POLICY_NSLOTS; s++)
-        if (bg_policy__index_build(&p->arena, &p->rule_ix[s], cc->ent[0][s], cc->nent[0][s]) < 0 ||
+        if (bg_policy__rule_indexes(cc, s) < 0 ||
             bg_policy__index_build(&p->arena, &p->mask_ix[s], cc->ent[1][s], cc->nent[1][s]) < 0)
             return bg_policy__fail(cc, NULL, 0, "out of memory");
     return 0;

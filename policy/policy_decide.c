@@ -1,80 +1,32 @@
 /* Policy evaluation: gathers candidate rules and masks from the indexes of
- * the request's resource slot and keeps the best by precedence, then order.
+ * the request's resource slot (policy_lookup.c) and keeps the best by
+ * precedence, then order.
  * Allocates nothing; reads only immutable state, so any number of threads
  * may decide against one compiled policy. */
 #include "policy/policy-internal.h"
 
 #include <string.h>
 
-void bg_policy__visit(const bg_policy_t *p, const bg_policy_resource_t *res, bool masks,
-                      const bg_policy_visitor_t *v)
-{
-    const bg_policy_index_t *ix = masks ? p->mask_ix : p->rule_ix;
-    const char *name = res->name ? res->name : "";
-    size_t name_len = res->name ? res->name_len : 0;
-    bg_policy_key_t k = {{name, "", ""}, {name_len, 0, 0}, name_len};
-    if ((unsigned)res->type >= BG_RES__COUNT)
-        return;
-    if (res->type == BG_RES_KAFKA_CLUSTER) { /* one cluster: the name is irrelevant */
-        k.len[0] = k.total = 0;
-        bg_policy__index_visit(&ix[BG_RES_KAFKA_CLUSTER], &k, "", 0, v);
-        return;
-    }
-    if (res->type != BG_RES_HTTP) {
-        bg_policy__index_visit(&ix[res->type], &k, name, name_len, v);
-        return;
-    }
-    bg_policy__index_visit(&ix[BG_POLICY_SLOT_HTTP_ANY], &k, name, name_len, v);
-    const char *route = res->route ? res->route : "";
-    size_t route_len = res->route ? res->route_len : 0;
-    /* Literal routes never contain '\0' (the key separator): such a route
-     * can only match route '*' rules. */
-    if (memchr(route, '\0', route_len))
-        return;
-    bg_policy_key_t hk = {{route, "", name}, {route_len, 1, name_len}, route_len + 1 + name_len};
-    bg_policy__index_visit(&ix[BG_RES_HTTP], &hk, name, name_len, v);
-}
-
 /* ---- rules ---- */
 
-typedef struct bg_policy_rctx_s {
-    const bg_policy_t *p;
-    const bg_policy_principal_t *pr;
-    unsigned vbit;
-    uint32_t best[2][3]; /* [enforce, audit][effect]: lowest matching rule index */
-} bg_policy_rctx_t;
-
-/* Once an enforced deny is known, only an earlier deny can change the
- * decision (nothing outranks deny, audit rules included). */
-#define BG_POLICY_CUTOFF(rc) (&(rc)->best[0][BG_EFFECT_DENY])
-
-/* Cheap checks first: verbs and precedence from the candidate's meta, then
- * the rule's compact subject set; globs are verified only after. */
-static bool bg_policy__want_rule(void *ctx, const bg_policy_cand_t *cand)
+/* Interns the principal's groups as a bitset for the lookup: a group test
+ * is then one load instead of a search. Ids past the bitset (policies with
+ * more than 64 * BG_POLICY_BITSET_WORDS groups) are searched. */
+static void bg_policy__rctx_init(bg_policy_rctx_t *rc, const bg_policy_t *p,
+                                 const bg_policy_principal_t *pr, bg_verb_t verb)
 {
-    bg_policy_rctx_t *c = ctx;
-    uint32_t id = cand->item;
-    unsigned meta = cand->meta;
-    if (!(BG_POLICY_META_VERBS(meta) & c->vbit))
-        return false;
-    int m = BG_POLICY_META_AUDIT(meta) && !c->p->audit; /* global audit: all rules alike */
-    if (id >= c->best[m][BG_POLICY_META_EFFECT(meta)])
-        return false;
-    if (cand->subj == BG_POLICY_SUBJ_ANY)
-        return true;
-    if (cand->subj == BG_POLICY_SUBJ_GROUPS)
-        return c->pr && (bg_policy__has_group(c->pr, cand->g[0]) ||
-                         (cand->g[1] != cand->g[0] && bg_policy__has_group(c->pr, cand->g[1])));
-    return bg_policy__subjects_match(&c->p->rsubj[id], c->pr);
-}
-
-static void bg_policy__hit_rule(void *ctx, uint32_t id)
-{
-    bg_policy_rctx_t *c = ctx;
-    const bg_policy_rule_t *r = &c->p->rules[id];
-    int m = r->audit && !c->p->audit;
-    if (id < c->best[m][r->effect])
-        c->best[m][r->effect] = id;
+    uint32_t words = (p->ngroups + 63) / 64;
+    if (words > BG_POLICY_BITSET_WORDS)
+        words = BG_POLICY_BITSET_WORDS;
+    rc->p = p;
+    rc->pr = pr;
+    rc->vbit = (unsigned)verb < BG_VERB__COUNT ? 1u << verb : 0u;
+    rc->nbits = words * 64;
+    memset(rc->best, 0xff, sizeof(rc->best));
+    memset(rc->bits, 0, words * sizeof(rc->bits[0]));
+    for (size_t i = 0; pr && i < pr->ngroup_ids; i++)
+        if (pr->group_ids[i] < rc->nbits)
+            rc->bits[pr->group_ids[i] >> 6] |= 1ull << (pr->group_ids[i] & 63);
 }
 
 /* Best of one mode by precedence deny > hold > allow; NULL when none. */
@@ -131,9 +83,9 @@ static void bg_policy__masks(const bg_policy_t *p, const bg_policy_principal_t *
                              const bg_policy_resource_t *res, bg_policy_decision_t *out)
 {
     bg_policy_mctx_t mc = {.p = p, .pr = pr};
-    bg_policy_visitor_t v = {bg_policy__want_mask, bg_policy__hit_mask, &mc, ~0ull, NULL};
+    bg_policy_visitor_t v = {bg_policy__want_mask, bg_policy__hit_mask, &mc};
     if (p->nmasks)
-        bg_policy__visit(p, res, true, &v);
+        bg_policy__visit(p, res, true, BG_VERB_READ, &v);
     for (size_t i = 0; i < mc.n; i++)
         out->masks[i] = &p->masks[mc.ids[i]];
     out->nmasks = mc.n;
@@ -145,8 +97,7 @@ void bg_policy__decide(const bg_policy_t *p, const bg_policy_principal_t *pr,
                        const bg_policy_resource_t *res, bg_verb_t verb, bg_policy_decision_t *out,
                        const bg_policy_rule_t **enforced)
 {
-    bg_policy_rctx_t rc = {p, pr, (unsigned)verb < BG_VERB__COUNT ? 1u << verb : 0u, {{UINT32_MAX, UINT32_MAX, UINT32_MAX},
-                                                {UINT32_MAX, UINT32_MAX, UINT32_MAX}}};
+    bg_policy_rctx_t rc;
     memset(out, 0, sizeof(*out));
     if (pr && pr->generation != p->generation) { /* ids mean nothing here: fail closed */
         out->effect = out->would = BG_EFFECT_DENY;
@@ -154,10 +105,9 @@ void bg_policy__decide(const bg_policy_t *p, const bg_policy_principal_t *pr,
             *enforced = NULL;
         return;
     }
-    bg_policy_visitor_t v = {bg_policy__want_rule, bg_policy__hit_rule, &rc,
-                             bg_policy__principal_bloom(pr), BG_POLICY_CUTOFF(&rc)};
+    bg_policy__rctx_init(&rc, p, pr, verb);
     if (rc.vbit)
-        bg_policy__visit(p, res, false, &v);
+        bg_policy__decide_rules(&rc, res, verb);
     const bg_policy_rule_t *e = bg_policy__pick(p, rc.best[0]);
     const bg_policy_rule_t *a = bg_policy__pick(p, rc.best[1]);
     bg_effect_t ee = e ? (bg_effect_t)e->effect : p->default_effect;

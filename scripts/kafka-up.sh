@@ -51,7 +51,7 @@ listener.name.sasl_plaintext.plain.sasl.jaas.config=$jaas_plain
 # ACLs can be set (kafka-tool.sh acls) but nothing is denied until one is.
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 allow.everyone.if.no.acl.found=true
-super.users=User:ANONYMOUS;User:$BG_KAFKA_USER
+super.users=User:$BG_KAFKA_USER
 log.dirs=$run/data
 num.partitions=1
 auto.create.topics.enable=true

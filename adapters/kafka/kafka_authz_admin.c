@@ -187,7 +187,8 @@ int bg_kafka__c_add_partitions_to_txn(bg_kafka__az_t *az)
                                                BG_KAFKA__E_OPERATION_NOT_ATTEMPTED)))
             return (az->oom = 1, 0);
     }
-    memcpy(all + na, sp.denied, (size_t)sp.ndenied * sizeof *all);
+    if (sp.ndenied)
+        memcpy(all + na, sp.denied, (size_t)sp.ndenied * sizeof *all);
     bg_kafka_struct_t *resp = bg_kafka__resp_new(az);
     if (!resp)
         return 0;

@@ -72,6 +72,8 @@ static void *bg_kafka__arena_grow(bg_kafka_arena_t *a, size_t n)
 
 void *bg_kafka_arena_alloc(bg_kafka_arena_t *a, size_t n)
 {
+    if (n > SIZE_MAX / 2)
+        return NULL; /* rounding below would wrap */
     n = (n + 7) & ~(size_t)7;
     if (n == 0)
         n = 8;
@@ -173,8 +175,7 @@ bg_kafka_struct_t **bg_kafka_array_new(bg_kafka_arena_t *a, bg_kafka_struct_t *s
     return items;
 }
 
-bg_kafka_val_t *bg_kafka_array_vals(bg_kafka_arena_t *a, bg_kafka_struct_t *s, int idx,
-                                    int32_t n)
+bg_kafka_val_t *bg_kafka_array_vals(bg_kafka_arena_t *a, bg_kafka_struct_t *s, int idx, int32_t n)
 {
     const bg_kafka_field_desc_t *fd = &s->desc->fields[idx];
     if (fd->type != BG_KAFKA_T_ARRAY || fd->elem == BG_KAFKA_T_STRUCT || n < 0)
@@ -710,15 +711,20 @@ static int bg_kafka__enc_tagged(bg_kafka__ctx_t *c, bg_wr_t *wr, const bg_kafka_
 {
     const bg_kafka_struct_desc_t *sd = s->desc;
     uint32_t count = s->nunknown;
-    for (uint16_t j = 0; j < sd->ntagged; j++) {
+    uint64_t write = 0; /* bit j: tag_order[j] is written (the generator caps ntagged at 64) */
+    for (uint16_t j = 0; j < sd->ntagged && j < 64; j++) {
         uint16_t i = sd->tag_order[j];
-        if (bg_kafka__tagged_in(&sd->fields[i], c->v) && !bg_kafka__is_default(&sd->fields[i], &s->f[i]))
+        if (bg_kafka__tagged_in(&sd->fields[i], c->v) &&
+            !bg_kafka__is_default(&sd->fields[i], &s->f[i])) {
+            write |= (uint64_t)1 << j;
             count++;
+        }
     }
     bg_wr_uvarint(wr, count);
     uint32_t u = 0;
-    for (uint16_t j = 0; j <= sd->ntagged; j++) {
-        const bg_kafka_field_desc_t *fd = j < sd->ntagged ? &sd->fields[sd->tag_order[j]] : NULL;
+    for (uint16_t j = 0; j <= sd->ntagged && j <= 64; j++) {
+        int last = j == sd->ntagged || j == 64;
+        const bg_kafka_field_desc_t *fd = last ? NULL : &sd->fields[sd->tag_order[j]];
         uint32_t tag = fd ? (uint32_t)fd->tag : UINT32_MAX;
         for (; u < s->nunknown && (s->unknown[u].tag < tag || !fd); u++) {
             bg_wr_uvarint(wr, s->unknown[u].tag);
@@ -727,9 +733,7 @@ static int bg_kafka__enc_tagged(bg_kafka__ctx_t *c, bg_wr_t *wr, const bg_kafka_
         }
         if (!fd)
             break;
-        const bg_kafka_val_t *v = &s->f[sd->tag_order[j]];
-        if (bg_kafka__tagged_in(fd, c->v) && !bg_kafka__is_default(fd, v) &&
-            bg_kafka__enc_tag(c, wr, fd, v, depth))
+        if ((write >> j & 1) && bg_kafka__enc_tag(c, wr, fd, &s->f[sd->tag_order[j]], depth))
             return -1;
     }
     return 0;
@@ -746,7 +750,8 @@ static int bg_kafka__enc_struct(bg_kafka__ctx_t *c, bg_wr_t *wr, const bg_kafka_
         const bg_kafka_field_desc_t *fd = &sd->fields[i];
         if (!bg_kafka_vin(c->v, fd->ver_min, fd->ver_max) || bg_kafka__tagged_in(fd, c->v))
             continue;
-        if (bg_kafka__enc_value(c, wr, fd, fd->type, bg_kafka__nullable(fd, c->v), &s->f[i], depth))
+        int nullable = bg_kafka__nullable(fd, c->v);
+        if (bg_kafka__enc_value(c, wr, fd, fd->type, nullable, &s->f[i], depth))
             return -1;
     }
     if (c->flex)

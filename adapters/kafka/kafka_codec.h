@@ -43,11 +43,11 @@
 
 typedef enum {
     BG_KAFKA_OK = 0,
-    BG_KAFKA_ERR_TRUNCATED = -1, /* input ended inside the message */
-    BG_KAFKA_ERR_MALFORMED = -2, /* bad varint, bad length/count, null where not nullable, ... */
-    BG_KAFKA_ERR_VERSION = -3,   /* version outside the descriptor's validVersions */
-    BG_KAFKA_ERR_LIMIT = -4,     /* arena limit or nesting depth exceeded */
-    BG_KAFKA_ERR_ENCODE = -5,    /* tree does not fit the version, or writer failed */
+    BG_KAFKA_ERR_TRUNCATED = -1,   /* input ended inside the message */
+    BG_KAFKA_ERR_MALFORMED = -2,   /* bad varint, bad length/count, null where not nullable, ... */
+    BG_KAFKA_ERR_VERSION = -3,     /* version outside the descriptor's validVersions */
+    BG_KAFKA_ERR_LIMIT = -4,       /* arena limit or nesting depth exceeded */
+    BG_KAFKA_ERR_ENCODE = -5,      /* tree does not fit the version, or writer failed */
     BG_KAFKA_ERR_UNKNOWN_API = -6, /* no descriptor for the api key (kafka_frame.h) */
 } bg_kafka_status_t;
 
@@ -155,16 +155,15 @@ const char *bg_kafka_status_str(int status);
 bg_kafka_struct_t *bg_kafka_struct_new(bg_kafka_arena_t *a, const bg_kafka_struct_desc_t *sd);
 /* Shallow copy of s (values copied; arrays, slices and sub-structs shared). */
 bg_kafka_struct_t *bg_kafka_struct_clone(bg_kafka_arena_t *a, const bg_kafka_struct_t *s);
-/* Sets field idx of s (an array) to n fresh elements: structs at their
- * defaults, scalars zeroed. Returns the element array (the struct pointer
- * array for struct elements, cast as needed; see bg_kafka_array_vals for
- * scalars) or NULL on arena limit / idx not an array. n == 0 gives an empty
- * array and a non-NULL return. */
+/* Sets field idx of s (an array of structs) to n fresh elements at their
+ * defaults and returns the element pointer array (== s->f[idx].a.s), which
+ * the caller may fill, reorder or shorten (.a.n). NULL on arena limit, n < 0,
+ * or idx not an array of structs (s is then unchanged). n == 0 gives an
+ * empty, non-null array. Arena-owned, like the whole tree. */
 bg_kafka_struct_t **bg_kafka_array_new(bg_kafka_arena_t *a, bg_kafka_struct_t *s, int idx,
                                        int32_t n);
-/* Same for an array of scalars; returns the value array. */
-bg_kafka_val_t *bg_kafka_array_vals(bg_kafka_arena_t *a, bg_kafka_struct_t *s, int idx,
-                                    int32_t n);
+/* Same for an array of scalars: n zeroed values (== s->f[idx].a.v). */
+bg_kafka_val_t *bg_kafka_array_vals(bg_kafka_arena_t *a, bg_kafka_struct_t *s, int idx, int32_t n);
 /* A slice borrowing a NUL-terminated string (static or outliving the tree). */
 static inline bg_slice_t bg_kafka_cstr(const char *s)
 {

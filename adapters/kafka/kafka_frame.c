@@ -95,8 +95,8 @@ int bg_kafka_req_hdr_parse(const uint8_t *p, size_t len, bg_kafka_req_hdr_t *h, 
     return (int)(rd.p - p);
 }
 
-int bg_kafka_resp_hdr_parse(const uint8_t *p, size_t len, int hdr_version,
-                            int32_t *correlation_id, bg_slice_t *tagged, const char **why)
+int bg_kafka_resp_hdr_parse(const uint8_t *p, size_t len, int hdr_version, int32_t *correlation_id,
+                            bg_slice_t *tagged, const char **why)
 {
     bg_rd_t rd;
     bg_rd_init(&rd, p, len);

@@ -50,15 +50,15 @@ int bg_kafka_resp_hdr_version(int16_t api_key, int16_t api_version);
  * bg_kafka_status_t with *why set (why may be NULL):
  * BG_KAFKA_ERR_UNKNOWN_API (api_key, api_version and correlation_id are
  * still filled in, so the caller can answer or log), TRUNCATED, MALFORMED. */
-int bg_kafka_req_hdr_parse(const uint8_t *p, size_t len, bg_kafka_req_hdr_t *h,
-                           const char **why) __attribute__((warn_unused_result));
+int bg_kafka_req_hdr_parse(const uint8_t *p, size_t len, bg_kafka_req_hdr_t *h, const char **why)
+    __attribute__((warn_unused_result));
 
 /* Parses a response header of version hdr_version (0 or 1, from the request
  * it answers) at the start of payload p[0..len). Sets *correlation_id and,
  * when tagged != NULL, the raw tagged section (v1). Returns the body offset
  * (>0) or a negative status with *why set. */
-int bg_kafka_resp_hdr_parse(const uint8_t *p, size_t len, int hdr_version,
-                            int32_t *correlation_id, bg_slice_t *tagged, const char **why)
+int bg_kafka_resp_hdr_parse(const uint8_t *p, size_t len, int hdr_version, int32_t *correlation_id,
+                            bg_slice_t *tagged, const char **why)
     __attribute__((warn_unused_result));
 
 /* Appends a request header as h->hdr_version says; v2 writes h->tagged when
@@ -69,7 +69,10 @@ void bg_kafka_resp_hdr_write(bg_wr_t *wr, int hdr_version, int32_t correlation_i
 
 /* Frame helpers: begin reserves the size prefix and returns its offset; end
  * fills it with the bytes written since. */
-static inline size_t bg_kafka_frame_begin(bg_wr_t *wr) { return bg_wr_reserve_i32(wr); }
+static inline size_t bg_kafka_frame_begin(bg_wr_t *wr)
+{
+    return bg_wr_reserve_i32(wr);
+}
 static inline void bg_kafka_frame_end(bg_wr_t *wr, size_t off)
 {
     bg_wr_patch_i32(wr, off, (int32_t)(wr->len - off - 4));

@@ -154,6 +154,8 @@ class Gen:
                 % (c_str(f["name"]), sub, di, df, vmin, vmax, nmin, nmax, tmin, tmax, tag,
                    typ, elem, " | ".join(flags) or "0"))
         tagged.sort()
+        if len(tagged) > 64:
+            sys.exit("%s: more than 64 tagged fields (the encoder's bound)" % cname)
         lines = ["static const bg_kafka_field_desc_t %s_f[] = {" % cname] + entries + ["};"]
         if tagged:
             lines.append("static const uint16_t %s_t[] = {%s};" % (

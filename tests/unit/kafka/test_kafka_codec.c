@@ -159,8 +159,9 @@ static void test_descriptors(void **state)
     assert_string_equal(f->name, "TopicData");
     assert_int_equal(f->type, BG_KAFKA_T_ARRAY);
     assert_int_equal(f->elem, BG_KAFKA_T_STRUCT);
-    assert_string_equal(f->sub->fields[BG_KAFKA_PRODUCE_REQ_TOPIC_DATA_PARTITION_DATA].sub
-                            ->fields[BG_KAFKA_PRODUCE_REQ_TOPIC_DATA_PARTITION_DATA_RECORDS].name,
+    assert_string_equal(f->sub->fields[BG_KAFKA_PRODUCE_REQ_TOPIC_DATA_PARTITION_DATA]
+                            .sub->fields[BG_KAFKA_PRODUCE_REQ_TOPIC_DATA_PARTITION_DATA_RECORDS]
+                            .name,
                         "Records");
     /* every api key with a request also has a response with the same range */
     int n = 0;
@@ -245,8 +246,9 @@ static void test_captured_metadata(void **state)
     assert_int_equal(h.api_key, BG_KAFKA_API_METADATA);
     assert_int_equal(h.api_version, 4);
     bg_kafka_struct_t *s = kt_roundtrip(&bg_kafka_msg_metadata_req, 4, b + off, n - off);
-    assert_true(kt_slice_eq(KT_S(KT_A(s, BG_KAFKA_METADATA_REQ_TOPICS).s[0],
-                                 BG_KAFKA_METADATA_REQ_TOPICS_NAME), "orders"));
+    assert_true(kt_slice_eq(
+        KT_S(KT_A(s, BG_KAFKA_METADATA_REQ_TOPICS).s[0], BG_KAFKA_METADATA_REQ_TOPICS_NAME),
+        "orders"));
     assert_int_equal(KT_I(s, BG_KAFKA_METADATA_REQ_ALLOW_AUTO_TOPIC_CREATION), 1);
 }
 
@@ -330,10 +332,10 @@ static void test_build_produce_error_response(void **state)
         p[i]->f[BG_KAFKA_PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_BASE_OFFSET].i = -1;
     }
     /* defaults from the JSON */
-    assert_int_equal(KT_I(p[0], BG_KAFKA_PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_LOG_APPEND_TIME_MS),
-                     -1);
-    assert_int_equal(KT_S(p[0], BG_KAFKA_PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_ERROR_MESSAGE).len,
-                     -1);
+    assert_int_equal(
+        KT_I(p[0], BG_KAFKA_PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_LOG_APPEND_TIME_MS), -1);
+    assert_int_equal(
+        KT_S(p[0], BG_KAFKA_PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_ERROR_MESSAGE).len, -1);
 
     kt_vec_t v;
     kt_init(&v, 0); /* v7: classic */
@@ -407,8 +409,8 @@ static void test_tagged_merge_order(void **state)
     assert_int_equal(bg_kafka_encode(&bg_kafka_msg_api_versions_resp, 3, s, &wr, &why),
                      BG_KAFKA_OK);
     uint8_t want[64];
-    size_t n = kt_hex("0000 01 00000000 04 0108 0000000000000002 020107 030101 0900", want,
-                      sizeof want);
+    size_t n =
+        kt_hex("0000 01 00000000 04 0108 0000000000000002 020107 030101 0900", want, sizeof want);
     assert_int_equal(wr.len, n);
     assert_memory_equal(wr.buf, want, n);
     /* v0 has no tagged section at all */
@@ -471,18 +473,18 @@ static void test_huge_counts(void **state)
     uint8_t b[64];
     bg_rd_t rd;
     /* SaslHandshake response: 2^31-1 mechanisms in 2 bytes */
-    assert_int_equal(decode_hex(&bg_kafka_msg_sasl_handshake_resp, 1, "0000 7fffffff 0000", &rd, b,
-                                sizeof b),
-                     BG_KAFKA_ERR_MALFORMED);
+    assert_int_equal(
+        decode_hex(&bg_kafka_msg_sasl_handshake_resp, 1, "0000 7fffffff 0000", &rd, b, sizeof b),
+        BG_KAFKA_ERR_MALFORMED);
     assert_string_equal(rd.why, "array count exceeds input");
     assert_int_equal(rd.p - b, 6); /* offset after the count */
     /* negative count other than -1, and null where not nullable */
-    assert_int_equal(decode_hex(&bg_kafka_msg_sasl_handshake_resp, 1, "0000 fffffffe", &rd, b,
-                                sizeof b),
-                     BG_KAFKA_ERR_MALFORMED);
-    assert_int_equal(decode_hex(&bg_kafka_msg_sasl_handshake_resp, 1, "0000 ffffffff", &rd, b,
-                                sizeof b),
-                     BG_KAFKA_ERR_MALFORMED);
+    assert_int_equal(
+        decode_hex(&bg_kafka_msg_sasl_handshake_resp, 1, "0000 fffffffe", &rd, b, sizeof b),
+        BG_KAFKA_ERR_MALFORMED);
+    assert_int_equal(
+        decode_hex(&bg_kafka_msg_sasl_handshake_resp, 1, "0000 ffffffff", &rd, b, sizeof b),
+        BG_KAFKA_ERR_MALFORMED);
     assert_string_equal(rd.why, "null in non-nullable array");
     /* compact count (varint 2^32-1) in a flexible version */
     assert_int_equal(decode_hex(&bg_kafka_msg_describe_cluster_resp, 0,
@@ -495,8 +497,9 @@ static void test_huge_counts(void **state)
     assert_int_equal(decode_hex(&bg_kafka_msg_sasl_handshake_req, 1, "fffe", &rd, b, sizeof b),
                      BG_KAFKA_ERR_MALFORMED);
     /* tagged field count larger than the input */
-    assert_int_equal(decode_hex(&bg_kafka_msg_describe_cluster_req, 0, "00 7f 00", &rd, b, sizeof b),
-                     BG_KAFKA_ERR_MALFORMED);
+    assert_int_equal(
+        decode_hex(&bg_kafka_msg_describe_cluster_req, 0, "00 7f 00", &rd, b, sizeof b),
+        BG_KAFKA_ERR_MALFORMED);
 }
 
 static void test_bad_varints(void **state)
@@ -504,18 +507,18 @@ static void test_bad_varints(void **state)
     uint8_t b[64];
     bg_rd_t rd;
     /* DescribeCluster v0 request: bool, then a tagged count of 6 bytes */
-    assert_int_equal(decode_hex(&bg_kafka_msg_describe_cluster_req, 0, "00 ffffffffff01", &rd, b,
-                                sizeof b),
-                     BG_KAFKA_ERR_MALFORMED);
+    assert_int_equal(
+        decode_hex(&bg_kafka_msg_describe_cluster_req, 0, "00 ffffffffff01", &rd, b, sizeof b),
+        BG_KAFKA_ERR_MALFORMED);
     assert_string_equal(rd.why, "bad varint");
     assert_int_equal(rd.p - b, 1);
     /* unterminated varint at the end: truncated */
     assert_int_equal(decode_hex(&bg_kafka_msg_describe_cluster_req, 0, "00 80", &rd, b, sizeof b),
                      BG_KAFKA_ERR_TRUNCATED);
     /* compact string length varint too large */
-    assert_int_equal(decode_hex(&bg_kafka_msg_sasl_authenticate_req, 2, "ffffffff7f", &rd, b,
-                                sizeof b),
-                     BG_KAFKA_ERR_MALFORMED);
+    assert_int_equal(
+        decode_hex(&bg_kafka_msg_sasl_authenticate_req, 2, "ffffffff7f", &rd, b, sizeof b),
+        BG_KAFKA_ERR_MALFORMED);
 }
 
 static void test_version_range(void **state)
@@ -574,8 +577,8 @@ static void test_encode_errors(void **state)
 /* A synthetic self-nesting descriptor: each level is a nullable struct. */
 static const bg_kafka_struct_desc_t deep_desc;
 static const bg_kafka_field_desc_t deep_fields[] = {
-    {"Next", &deep_desc, 0, 0.0, 0, BG_KAFKA_VMAX, 0, BG_KAFKA_VMAX, 1, 0, -1, BG_KAFKA_T_STRUCT,
-     0, BG_KAFKA_FF_DEF_NULL},
+    {"Next", &deep_desc, 0, 0.0, 0, BG_KAFKA_VMAX, 0, BG_KAFKA_VMAX, 1, 0, -1, BG_KAFKA_T_STRUCT, 0,
+     BG_KAFKA_FF_DEF_NULL},
 };
 static const bg_kafka_struct_desc_t deep_desc = {"Deep", deep_fields, NULL, 1, 0};
 

@@ -23,7 +23,8 @@ static void test_api_versions_req(void **state)
     kt_i32(&v, 3);
     kt_tags0(&v);
     s = KT_RT(bg_kafka_msg_api_versions_req, 5, v);
-    assert_true(kt_slice_eq(KT_S(s, BG_KAFKA_API_VERSIONS_REQ_CLIENT_SOFTWARE_NAME), "busgate-test"));
+    assert_true(
+        kt_slice_eq(KT_S(s, BG_KAFKA_API_VERSIONS_REQ_CLIENT_SOFTWARE_NAME), "busgate-test"));
     assert_true(kt_slice_eq(KT_S(s, BG_KAFKA_API_VERSIONS_REQ_CLIENT_SOFTWARE_VERSION), "0.1"));
     assert_true(kt_slice_eq(KT_S(s, BG_KAFKA_API_VERSIONS_REQ_CLUSTER_ID), NULL));
     assert_int_equal(KT_I(s, BG_KAFKA_API_VERSIONS_REQ_NODE_ID), 3);
@@ -75,9 +76,11 @@ static void test_metadata_req(void **state)
     kt_str(&v, "orders");
     bg_kafka_struct_t *s = KT_RT(bg_kafka_msg_metadata_req, 0, v);
     assert_int_equal(KT_A(s, BG_KAFKA_METADATA_REQ_TOPICS).n, 1);
-    assert_true(kt_slice_eq(KT_S(KT_A(s, BG_KAFKA_METADATA_REQ_TOPICS).s[0],
-                                 BG_KAFKA_METADATA_REQ_TOPICS_NAME), "orders"));
-    assert_int_equal(KT_I(s, BG_KAFKA_METADATA_REQ_ALLOW_AUTO_TOPIC_CREATION), 1); /* default true */
+    assert_true(kt_slice_eq(
+        KT_S(KT_A(s, BG_KAFKA_METADATA_REQ_TOPICS).s[0], BG_KAFKA_METADATA_REQ_TOPICS_NAME),
+        "orders"));
+    assert_int_equal(KT_I(s, BG_KAFKA_METADATA_REQ_ALLOW_AUTO_TOPIC_CREATION),
+                     1); /* default true */
 
     kt_init(&v, 1);
     kt_arr(&v, 2);
@@ -112,8 +115,9 @@ static void test_metadata_resp(void **state)
     assert_int_equal(KT_I(b, BG_KAFKA_METADATA_RESP_BROKERS_PORT), 9092);
     assert_true(kt_slice_eq(KT_S(b, BG_KAFKA_METADATA_RESP_BROKERS_RACK), NULL)); /* default null */
     assert_int_equal(KT_I(s, BG_KAFKA_METADATA_RESP_CONTROLLER_ID), -1);
-    bg_kafka_struct_t *p = KT_A(KT_A(s, BG_KAFKA_METADATA_RESP_TOPICS).s[0],
-                                BG_KAFKA_METADATA_RESP_TOPICS_PARTITIONS).s[0];
+    bg_kafka_struct_t *p =
+        KT_A(KT_A(s, BG_KAFKA_METADATA_RESP_TOPICS).s[0], BG_KAFKA_METADATA_RESP_TOPICS_PARTITIONS)
+            .s[0];
     assert_int_equal(KT_I(p, BG_KAFKA_METADATA_RESP_TOPICS_PARTITIONS_LEADER_ID), 1);
     assert_int_equal(KT_A(p, BG_KAFKA_METADATA_RESP_TOPICS_PARTITIONS_ISR_NODES).v[0].i, 1);
 
@@ -171,7 +175,8 @@ static void test_produce_req(void **state)
     assert_ptr_equal(rec.p, v.b + rec_off); /* borrowed, not copied */
     assert_int_equal(rec.len, 10);
     assert_int_equal(KT_I(parts[1], BG_KAFKA_PRODUCE_REQ_TOPIC_DATA_PARTITION_DATA_INDEX), 1);
-    assert_int_equal(KT_S(parts[1], BG_KAFKA_PRODUCE_REQ_TOPIC_DATA_PARTITION_DATA_RECORDS).len, -1);
+    assert_int_equal(KT_S(parts[1], BG_KAFKA_PRODUCE_REQ_TOPIC_DATA_PARTITION_DATA_RECORDS).len,
+                     -1);
 
     kt_init(&v, 1);
     kt_str(&v, "tx1");
@@ -201,7 +206,8 @@ static void test_produce_resp(void **state)
     kt_i32(&v, 0);
     bg_kafka_struct_t *s = KT_RT(bg_kafka_msg_produce_resp, 3, v);
     bg_kafka_struct_t *p = KT_A(KT_A(s, BG_KAFKA_PRODUCE_RESP_RESPONSES).s[0],
-                                BG_KAFKA_PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES).s[0];
+                                BG_KAFKA_PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES)
+                               .s[0];
     assert_int_equal(KT_I(p, BG_KAFKA_PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_BASE_OFFSET), 100);
 
     kt_vec_t leader, eps;
@@ -226,9 +232,11 @@ static void test_produce_resp(void **state)
              BG_KAFKA_PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES)
             .s[0];
     assert_int_equal(KT_I(p, BG_KAFKA_PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_ERROR_CODE), 6);
-    bg_kafka_struct_t *cl = p->f[BG_KAFKA_PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_CURRENT_LEADER].st;
+    bg_kafka_struct_t *cl =
+        p->f[BG_KAFKA_PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_CURRENT_LEADER].st;
     assert_int_equal(
-        KT_I(cl, BG_KAFKA_PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_CURRENT_LEADER_LEADER_EPOCH), 9);
+        KT_I(cl, BG_KAFKA_PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_CURRENT_LEADER_LEADER_EPOCH),
+        9);
     bg_kafka_struct_t *ep = KT_A(s, BG_KAFKA_PRODUCE_RESP_NODE_ENDPOINTS).s[0];
     assert_int_equal(KT_I(ep, BG_KAFKA_PRODUCE_RESP_NODE_ENDPOINTS_PORT), 9093);
 }
@@ -246,8 +254,8 @@ static void test_fetch_req(void **state)
     kt_i32(&v, 0), kt_i64(&v, 42), kt_i32(&v, 1048576);
     bg_kafka_struct_t *s = KT_RT(bg_kafka_msg_fetch_req, 4, v);
     assert_int_equal(KT_I(s, BG_KAFKA_FETCH_REQ_MAX_BYTES), 52428800);
-    bg_kafka_struct_t *p = KT_A(KT_A(s, BG_KAFKA_FETCH_REQ_TOPICS).s[0],
-                                BG_KAFKA_FETCH_REQ_TOPICS_PARTITIONS).s[0];
+    bg_kafka_struct_t *p =
+        KT_A(KT_A(s, BG_KAFKA_FETCH_REQ_TOPICS).s[0], BG_KAFKA_FETCH_REQ_TOPICS_PARTITIONS).s[0];
     assert_int_equal(KT_I(p, BG_KAFKA_FETCH_REQ_TOPICS_PARTITIONS_FETCH_OFFSET), 42);
     assert_int_equal(KT_I(p, BG_KAFKA_FETCH_REQ_TOPICS_PARTITIONS_HIGH_WATERMARK), INT64_MAX);
 
@@ -272,7 +280,8 @@ static void test_fetch_req(void **state)
     assert_true(kt_slice_eq(KT_S(s, BG_KAFKA_FETCH_REQ_CLUSTER_ID), "clu"));
     assert_true(kt_slice_eq(KT_S(s, BG_KAFKA_FETCH_REQ_RACK_ID), "rack-a"));
     assert_int_equal(KT_I(s->f[BG_KAFKA_FETCH_REQ_REPLICA_STATE].st,
-                          BG_KAFKA_FETCH_REQ_REPLICA_STATE_REPLICA_ID), -1);
+                          BG_KAFKA_FETCH_REQ_REPLICA_STATE_REPLICA_ID),
+                     -1);
     p = KT_A(KT_A(s, BG_KAFKA_FETCH_REQ_TOPICS).s[0], BG_KAFKA_FETCH_REQ_TOPICS_PARTITIONS).s[0];
     assert_int_equal(KT_I(p, BG_KAFKA_FETCH_REQ_TOPICS_PARTITIONS_HIGH_WATERMARK), 1000);
     assert_int_equal(KT_I(p, BG_KAFKA_FETCH_REQ_TOPICS_PARTITIONS_CURRENT_LEADER_EPOCH), 5);
@@ -289,10 +298,12 @@ static void test_fetch_resp(void **state)
     kt_i32(&v, 0), kt_i16(&v, 0), kt_i64(&v, 100), kt_i64(&v, 100), kt_arr(&v, -1);
     kt_bytes(&v, REC, 10);
     bg_kafka_struct_t *s = KT_RT(bg_kafka_msg_fetch_resp, 4, v);
-    bg_kafka_struct_t *p = KT_A(KT_A(s, BG_KAFKA_FETCH_RESP_RESPONSES).s[0],
-                                BG_KAFKA_FETCH_RESP_RESPONSES_PARTITIONS).s[0];
+    bg_kafka_struct_t *p =
+        KT_A(KT_A(s, BG_KAFKA_FETCH_RESP_RESPONSES).s[0], BG_KAFKA_FETCH_RESP_RESPONSES_PARTITIONS)
+            .s[0];
     assert_int_equal(KT_A(p, BG_KAFKA_FETCH_RESP_RESPONSES_PARTITIONS_ABORTED_TRANSACTIONS).n, -1);
-    assert_true(kt_slice_eq(KT_S(p, BG_KAFKA_FETCH_RESP_RESPONSES_PARTITIONS_RECORDS), "RECORDBYTE"));
+    assert_true(
+        kt_slice_eq(KT_S(p, BG_KAFKA_FETCH_RESP_RESPONSES_PARTITIONS_RECORDS), "RECORDBYTE"));
 
     kt_vec_t leader, eps;
     kt_init(&leader, 1), kt_init(&eps, 1);
@@ -317,14 +328,16 @@ static void test_fetch_resp(void **state)
             .s[0];
     bg_kafka_struct_t *at =
         KT_A(p, BG_KAFKA_FETCH_RESP_RESPONSES_PARTITIONS_ABORTED_TRANSACTIONS).s[0];
-    assert_int_equal(KT_I(at, BG_KAFKA_FETCH_RESP_RESPONSES_PARTITIONS_ABORTED_TRANSACTIONS_PRODUCER_ID),
-                     9);
+    assert_int_equal(
+        KT_I(at, BG_KAFKA_FETCH_RESP_RESPONSES_PARTITIONS_ABORTED_TRANSACTIONS_PRODUCER_ID), 9);
     bg_kafka_struct_t *cl = p->f[BG_KAFKA_FETCH_RESP_RESPONSES_PARTITIONS_CURRENT_LEADER].st;
-    assert_int_equal(KT_I(cl, BG_KAFKA_FETCH_RESP_RESPONSES_PARTITIONS_CURRENT_LEADER_LEADER_ID), 1);
+    assert_int_equal(KT_I(cl, BG_KAFKA_FETCH_RESP_RESPONSES_PARTITIONS_CURRENT_LEADER_LEADER_ID),
+                     1);
     bg_kafka_struct_t *de = p->f[BG_KAFKA_FETCH_RESP_RESPONSES_PARTITIONS_DIVERGING_EPOCH].st;
     assert_int_equal(KT_I(de, BG_KAFKA_FETCH_RESP_RESPONSES_PARTITIONS_DIVERGING_EPOCH_EPOCH), -1);
     assert_true(kt_slice_eq(KT_S(KT_A(s, BG_KAFKA_FETCH_RESP_NODE_ENDPOINTS).s[0],
-                                 BG_KAFKA_FETCH_RESP_NODE_ENDPOINTS_RACK), "r1"));
+                                 BG_KAFKA_FETCH_RESP_NODE_ENDPOINTS_RACK),
+                            "r1"));
 }
 
 /* ---- FindCoordinator (single key v0-3, batched v4+) ---- */
@@ -349,7 +362,8 @@ static void test_find_coordinator_req(void **state)
     s = KT_RT(bg_kafka_msg_find_coordinator_req, 6, v);
     assert_int_equal(KT_I(s, BG_KAFKA_FIND_COORDINATOR_REQ_KEY_TYPE), 1);
     assert_int_equal(KT_A(s, BG_KAFKA_FIND_COORDINATOR_REQ_COORDINATOR_KEYS).n, 2);
-    assert_true(kt_slice_eq(KT_A(s, BG_KAFKA_FIND_COORDINATOR_REQ_COORDINATOR_KEYS).v[1].s, "tx-b"));
+    assert_true(
+        kt_slice_eq(KT_A(s, BG_KAFKA_FIND_COORDINATOR_REQ_COORDINATOR_KEYS).v[1].s, "tx-b"));
 }
 
 static void test_find_coordinator_resp(void **state)
@@ -397,8 +411,8 @@ static void test_sasl(void **state)
         kt_arr(&v, 2), kt_str(&v, "PLAIN"), kt_str(&v, "OAUTHBEARER");
         s = KT_RT(bg_kafka_msg_sasl_handshake_resp, ver, v);
         assert_int_equal(KT_I(s, BG_KAFKA_SASL_HANDSHAKE_RESP_ERROR_CODE), 33);
-        assert_true(kt_slice_eq(KT_A(s, BG_KAFKA_SASL_HANDSHAKE_RESP_MECHANISMS).v[1].s,
-                                "OAUTHBEARER"));
+        assert_true(
+            kt_slice_eq(KT_A(s, BG_KAFKA_SASL_HANDSHAKE_RESP_MECHANISMS).v[1].s, "OAUTHBEARER"));
     }
     static const char msg[] = "n,,\x01"
                               "auth=Bearer x\x01\x01";
@@ -436,7 +450,8 @@ static void test_create_topics(void **state)
     bg_kafka_struct_t *t = KT_A(s, BG_KAFKA_CREATE_TOPICS_REQ_TOPICS).s[0];
     assert_int_equal(KT_I(t, BG_KAFKA_CREATE_TOPICS_REQ_TOPICS_NUM_PARTITIONS), 3);
     assert_true(kt_slice_eq(KT_S(KT_A(t, BG_KAFKA_CREATE_TOPICS_REQ_TOPICS_CONFIGS).s[0],
-                                 BG_KAFKA_CREATE_TOPICS_REQ_TOPICS_CONFIGS_VALUE), "1000"));
+                                 BG_KAFKA_CREATE_TOPICS_REQ_TOPICS_CONFIGS_VALUE),
+                            "1000"));
 
     kt_init(&v, 1);
     kt_arr(&v, 1);
@@ -518,7 +533,8 @@ static void test_offset_commit(void **state)
     bg_kafka_struct_t *s = KT_RT(bg_kafka_msg_offset_commit_req, 2, v);
     assert_int_equal(KT_I(s, BG_KAFKA_OFFSET_COMMIT_REQ_GENERATION_ID_OR_MEMBER_EPOCH), 5);
     bg_kafka_struct_t *p = KT_A(KT_A(s, BG_KAFKA_OFFSET_COMMIT_REQ_TOPICS).s[0],
-                                BG_KAFKA_OFFSET_COMMIT_REQ_TOPICS_PARTITIONS).s[0];
+                                BG_KAFKA_OFFSET_COMMIT_REQ_TOPICS_PARTITIONS)
+                               .s[0];
     assert_int_equal(KT_I(p, BG_KAFKA_OFFSET_COMMIT_REQ_TOPICS_PARTITIONS_COMMITTED_OFFSET), 42);
 
     kt_init(&v, 1);
@@ -530,7 +546,8 @@ static void test_offset_commit(void **state)
     p = KT_A(KT_A(s, BG_KAFKA_OFFSET_COMMIT_REQ_TOPICS).s[0],
              BG_KAFKA_OFFSET_COMMIT_REQ_TOPICS_PARTITIONS)
             .s[0];
-    assert_int_equal(KT_I(p, BG_KAFKA_OFFSET_COMMIT_REQ_TOPICS_PARTITIONS_COMMITTED_LEADER_EPOCH), 3);
+    assert_int_equal(KT_I(p, BG_KAFKA_OFFSET_COMMIT_REQ_TOPICS_PARTITIONS_COMMITTED_LEADER_EPOCH),
+                     3);
 
     kt_init(&v, 0);
     kt_arr(&v, 1), kt_str(&v, "orders"), kt_arr(&v, 1), kt_i32(&v, 0), kt_i16(&v, 29);
@@ -559,8 +576,8 @@ static void test_join_group(void **state)
     assert_int_equal(KT_I(s, BG_KAFKA_JOIN_GROUP_REQ_REBALANCE_TIMEOUT_MS), -1);
 
     kt_init(&v, 1);
-    kt_str(&v, "grp"), kt_i32(&v, 45000), kt_i32(&v, 300000), kt_str(&v, "m1"),
-        kt_str(&v, NULL), kt_str(&v, "consumer");
+    kt_str(&v, "grp"), kt_i32(&v, 45000), kt_i32(&v, 300000), kt_str(&v, "m1"), kt_str(&v, NULL),
+        kt_str(&v, "consumer");
     kt_arr(&v, 1), kt_str(&v, "range"), kt_bytes(&v, "\x00\x01", 2), kt_tags0(&v);
     kt_str(&v, "rejoin"), kt_tags0(&v);
     s = KT_RT(bg_kafka_msg_join_group_req, 9, v);
@@ -580,7 +597,9 @@ static void test_join_group(void **state)
     s = KT_RT(bg_kafka_msg_join_group_resp, 9, v);
     assert_true(kt_slice_eq(KT_S(s, BG_KAFKA_JOIN_GROUP_RESP_LEADER), "m1"));
     assert_int_equal(KT_S(KT_A(s, BG_KAFKA_JOIN_GROUP_RESP_MEMBERS).s[0],
-                          BG_KAFKA_JOIN_GROUP_RESP_MEMBERS_METADATA).len, 2);
+                          BG_KAFKA_JOIN_GROUP_RESP_MEMBERS_METADATA)
+                         .len,
+                     2);
 }
 
 static void test_describe_cluster(void **state)
@@ -604,8 +623,7 @@ static void test_describe_cluster(void **state)
     assert_true(kt_slice_eq(KT_S(s, BG_KAFKA_DESCRIBE_CLUSTER_RESP_CLUSTER_ID), "cid"));
 
     kt_init(&v, 1);
-    kt_i32(&v, 0), kt_i16(&v, 0), kt_str(&v, NULL), kt_i8(&v, 1), kt_str(&v, "cid"),
-        kt_i32(&v, 1);
+    kt_i32(&v, 0), kt_i16(&v, 0), kt_str(&v, NULL), kt_i8(&v, 1), kt_str(&v, "cid"), kt_i32(&v, 1);
     kt_arr(&v, 1), kt_i32(&v, 1), kt_str(&v, "b1"), kt_i32(&v, 9092), kt_str(&v, "r1"),
         kt_i8(&v, 1), kt_tags0(&v);
     kt_i32(&v, INT32_MIN), kt_tags0(&v);

@@ -181,8 +181,22 @@ static inline void kt_dump_seed(const bg_kafka_msg_desc_t *d, int16_t ver, const
     size_t len = 0;
     if (!d->is_response) {
         int flex = ver >= d->flex_min;
-        uint8_t hdr[] = {0, 0, 0, 0, (uint8_t)(d->api_key >> 8), (uint8_t)d->api_key,
-                         (uint8_t)(ver >> 8), (uint8_t)ver, 0, 0, 0, 7, 0, 2, 'k', 't'};
+        uint8_t hdr[] = {0,
+                         0,
+                         0,
+                         0,
+                         (uint8_t)(d->api_key >> 8),
+                         (uint8_t)d->api_key,
+                         (uint8_t)(ver >> 8),
+                         (uint8_t)ver,
+                         0,
+                         0,
+                         0,
+                         7,
+                         0,
+                         2,
+                         'k',
+                         't'};
         memcpy(buf, hdr, sizeof hdr);
         len = sizeof hdr;
         if (flex)

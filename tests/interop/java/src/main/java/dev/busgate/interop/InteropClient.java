@@ -1,0 +1,426 @@
+package dev.busgate.interop;
+
+import java.io.FileInputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.TreeSet;
+import java.util.concurrent.ExecutionException;
+import java.util.concurrent.Future;
+import java.util.concurrent.TimeUnit;
+
+import org.apache.kafka.clients.CommonClientConfigs;
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.ConsumerRecords;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.config.SaslConfigs;
+import org.apache.kafka.common.errors.ApiException;
+import org.apache.kafka.common.errors.AuthorizationException;
+import org.apache.kafka.common.serialization.StringDeserializer;
+import org.apache.kafka.common.serialization.StringSerializer;
+
+/**
+ * One interop scenario with the Java kafka-clients, for busgate's tests.
+ *
+ * <pre>
+ * InteropClient BOOTSTRAP PLAIN|SCRAM-SHA-256|SCRAM-SHA-512 USER PASSWORD SCENARIO ARGS...
+ * InteropClient BOOTSTRAP OAUTHBEARER TOKEN_URL CLIENT_ID SECRET SCENARIO ARGS...
+ * InteropClient BOOTSTRAP NONE SCENARIO ARGS...            (PLAINTEXT, for checks)
+ * </pre>
+ *
+ * Prints exactly one JSON line on stdout ({"client":"java","scenario":...,"ok":...})
+ * and exits 0 when the scenario's expectation held, 1 otherwise, 2 on bad usage.
+ * Environment: BG_INTEROP_TIMEOUT_MS (default 30000) bounds every wait;
+ * BG_INTEROP_PROPS_FILE names extra client properties (e.g. compression.type).
+ */
+public final class InteropClient {
+    private static final String SCENARIOS = "produce TOPIC N | consume-group TOPIC GROUP N"
+            + " | produce-expect-denied TOPIC | consume-expect-denied TOPIC GROUP"
+            + " | admin-list-topics | admin-create-topic T | admin-delete-topic T"
+            + " | admin-delete-topic-expect-denied T | txn-produce TXNID TOPIC N"
+            + " | idempotent-produce TOPIC N";
+
+    private final Properties base = new Properties();
+    private final long timeoutMs;
+    private final Map<String, Object> out = new LinkedHashMap<>();
+
+    private InteropClient(long timeoutMs) {
+        this.timeoutMs = timeoutMs;
+    }
+
+    public static void main(String[] args) {
+        long timeout = Long.parseLong(System.getenv().getOrDefault("BG_INTEROP_TIMEOUT_MS", "30000"));
+        InteropClient c = new InteropClient(timeout);
+        int rest;
+        try {
+            rest = c.configure(args);
+        } catch (IllegalArgumentException | IOException e) {
+            System.err.println("usage: InteropClient BOOTSTRAP MECHANISM CREDENTIALS... SCENARIO ARGS...");
+            System.err.println("  MECHANISM: PLAIN|SCRAM-SHA-256|SCRAM-SHA-512 USER PASSWORD"
+                    + " | OAUTHBEARER TOKEN_URL CLIENT_ID SECRET | NONE");
+            System.err.println("  SCENARIO: " + SCENARIOS);
+            System.err.println("error: " + e.getMessage());
+            System.exit(2);
+            return;
+        }
+        String[] sargs = Arrays.copyOfRange(args, rest, args.length);
+        boolean ok;
+        try {
+            ok = c.run(sargs);
+        } catch (IllegalArgumentException e) {
+            System.err.println("error: " + e.getMessage() + "\n  SCENARIO: " + SCENARIOS);
+            System.exit(2);
+            return;
+        } catch (Exception e) {
+            c.recordError(e);
+            ok = false;
+        }
+        c.out.put("ok", ok);
+        System.out.println(Json.object(c.out));
+        System.out.flush();
+        // Client threads (e.g. the OAuth login refresher) must not keep the JVM alive.
+        System.exit(ok ? 0 : 1);
+    }
+
+    /** Fills the common client properties; returns the index of SCENARIO in args. */
+    private int configure(String[] args) throws IOException {
+        if (args.length < 3) {
+            throw new IllegalArgumentException("too few arguments");
+        }
+        base.put(CommonClientConfigs.BOOTSTRAP_SERVERS_CONFIG, args[0]);
+        base.put(CommonClientConfigs.CLIENT_ID_CONFIG, "busgate-interop-java");
+        String mech = args[1].toUpperCase();
+        out.put("client", "java");
+        out.put("mechanism", mech);
+        int i = 2;
+        switch (mech) {
+            case "NONE":
+                base.put(CommonClientConfigs.SECURITY_PROTOCOL_CONFIG, "PLAINTEXT");
+                break;
+            case "PLAIN":
+            case "SCRAM-SHA-256":
+            case "SCRAM-SHA-512":
+                need(args, i + 2);
+                saslPassword(mech, args[i], args[i + 1]);
+                i += 2;
+                break;
+            case "OAUTHBEARER":
+                need(args, i + 3);
+                saslOAuth(args[i], args[i + 1], args[i + 2]);
+                i += 3;
+                break;
+            default:
+                throw new IllegalArgumentException("unknown mechanism " + args[1]);
+        }
+        need(args, i + 1);
+        String extra = System.getenv("BG_INTEROP_PROPS_FILE");
+        if (extra != null && !extra.isEmpty()) {
+            try (InputStream in = new FileInputStream(extra)) {
+                base.load(in);
+            }
+        }
+        return i;
+    }
+
+    private static void need(String[] args, int n) {
+        if (args.length < n) {
+            throw new IllegalArgumentException("too few arguments");
+        }
+    }
+
+    private static String jaasQuote(String s) {
+        return "\"" + s.replace("\\", "\\\\").replace("\"", "\\\"") + "\"";
+    }
+
+    private void saslPassword(String mech, String user, String password) {
+        String module = mech.equals("PLAIN")
+                ? "org.apache.kafka.common.security.plain.PlainLoginModule"
+                : "org.apache.kafka.common.security.scram.ScramLoginModule";
+        base.put(CommonClientConfigs.SECURITY_PROTOCOL_CONFIG, "SASL_PLAINTEXT");
+        base.put(SaslConfigs.SASL_MECHANISM, mech);
+        base.put(SaslConfigs.SASL_JAAS_CONFIG, module + " required username=" + jaasQuote(user)
+                + " password=" + jaasQuote(password) + ";");
+        out.put("principal", user);
+    }
+
+    private void saslOAuth(String tokenUrl, String clientId, String secret) {
+        // Kafka 4.0+: the client refuses token endpoints not listed here.
+        String allowed = System.getProperty("org.apache.kafka.sasl.oauthbearer.allowed.urls");
+        if (allowed == null || allowed.isEmpty()) {
+            System.setProperty("org.apache.kafka.sasl.oauthbearer.allowed.urls", tokenUrl);
+        }
+        base.put(CommonClientConfigs.SECURITY_PROTOCOL_CONFIG, "SASL_PLAINTEXT");
+        base.put(SaslConfigs.SASL_MECHANISM, "OAUTHBEARER");
+        base.put(SaslConfigs.SASL_LOGIN_CALLBACK_HANDLER_CLASS,
+                "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler");
+        base.put(SaslConfigs.SASL_OAUTHBEARER_TOKEN_ENDPOINT_URL, tokenUrl);
+        // Kafka 4.1+ (KIP-1139) names the client credentials as configs; the
+        // JAAS options clientId/clientSecret are the deprecated spelling.
+        base.put("sasl.oauthbearer.client.credentials.client.id", clientId);
+        base.put("sasl.oauthbearer.client.credentials.client.secret", secret);
+        base.put(SaslConfigs.SASL_JAAS_CONFIG,
+                "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;");
+        out.put("principal", clientId);
+    }
+
+    private boolean run(String[] a) throws Exception {
+        if (a.length == 0) {
+            throw new IllegalArgumentException("no scenario");
+        }
+        out.put("scenario", a[0]);
+        switch (a[0]) {
+            case "produce":
+                return produce(arg(a, 1), count(a, 2), false, null);
+            case "idempotent-produce":
+                return produce(arg(a, 1), count(a, 2), true, null);
+            case "txn-produce":
+                return produce(arg(a, 2), count(a, 3), true, arg(a, 1));
+            case "consume-group":
+                return consumeGroup(arg(a, 1), arg(a, 2), count(a, 3));
+            case "produce-expect-denied":
+                return produceExpectDenied(arg(a, 1));
+            case "consume-expect-denied":
+                return consumeExpectDenied(arg(a, 1), arg(a, 2));
+            case "admin-list-topics":
+                return adminListTopics();
+            case "admin-create-topic":
+                return adminCreateTopic(arg(a, 1));
+            case "admin-delete-topic":
+                return adminDeleteTopic(arg(a, 1), false);
+            case "admin-delete-topic-expect-denied":
+                return adminDeleteTopic(arg(a, 1), true);
+            default:
+                throw new IllegalArgumentException("unknown scenario " + a[0]);
+        }
+    }
+
+    private static String arg(String[] a, int i) {
+        if (i >= a.length) {
+            throw new IllegalArgumentException("scenario " + a[0] + " needs more arguments");
+        }
+        return a[i];
+    }
+
+    private static int count(String[] a, int i) {
+        int n = Integer.parseInt(arg(a, i));
+        if (n < 1) {
+            throw new IllegalArgumentException("N must be >= 1");
+        }
+        return n;
+    }
+
+    /** The record value every client in tests/interop writes: JSON with PII-like fields. */
+    static String value(int seq) {
+        return "{\"seq\":" + seq + ",\"client\":\"java\",\"customer\":{\"email\":\"user" + seq
+                + "@example.com\"},\"card\":{\"number\":\"4111111111111111\"}}";
+    }
+
+    private Properties producerProps() {
+        Properties p = new Properties();
+        p.putAll(base);
+        p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        p.putIfAbsent(ProducerConfig.ACKS_CONFIG, "all");
+        p.putIfAbsent(ProducerConfig.MAX_BLOCK_MS_CONFIG, String.valueOf(timeoutMs));
+        p.putIfAbsent(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG, String.valueOf(Math.min(timeoutMs, 15000)));
+        p.putIfAbsent(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG,
+                String.valueOf(Math.max(timeoutMs, Math.min(timeoutMs, 15000) + 1000)));
+        p.putIfAbsent(ProducerConfig.LINGER_MS_CONFIG, "5");
+        return p;
+    }
+
+    private boolean produce(String topic, int n, boolean idempotent, String txnId) throws Exception {
+        Properties p = producerProps();
+        p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, String.valueOf(idempotent));
+        if (txnId != null) {
+            p.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, txnId);
+            out.put("transactional_id", txnId);
+        }
+        out.put("topic", topic);
+        int acked = 0;
+        TreeSet<Integer> partitions = new TreeSet<>();
+        try (KafkaProducer<String, String> prod = new KafkaProducer<>(p)) {
+            if (txnId != null) {
+                prod.initTransactions();
+                prod.beginTransaction();
+            }
+            List<Future<RecordMetadata>> fs = new ArrayList<>(n);
+            for (int i = 0; i < n; i++) {
+                fs.add(prod.send(new ProducerRecord<>(topic, "k-" + i, value(i))));
+            }
+            if (txnId != null) {
+                prod.commitTransaction();
+            } else {
+                prod.flush();
+            }
+            for (Future<RecordMetadata> f : fs) {
+                RecordMetadata md = f.get(timeoutMs, TimeUnit.MILLISECONDS);
+                partitions.add(md.partition());
+                acked++;
+            }
+        } finally {
+            out.put("produced", acked);
+            out.put("partitions", new ArrayList<>(partitions));
+        }
+        return acked == n;
+    }
+
+    private Properties consumerProps(String group) {
+        Properties p = new Properties();
+        p.putAll(base);
+        p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+        p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        p.putIfAbsent(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        p.putIfAbsent(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
+        p.putIfAbsent(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, "10000");
+        p.putIfAbsent(ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, String.valueOf(timeoutMs));
+        return p;
+    }
+
+    private boolean consumeGroup(String topic, String group, int n) {
+        out.put("topic", topic);
+        out.put("group", group);
+        int got = 0;
+        List<String> sample = new ArrayList<>();
+        long deadline = System.currentTimeMillis() + timeoutMs;
+        try (KafkaConsumer<String, String> cons = new KafkaConsumer<>(consumerProps(group))) {
+            cons.subscribe(Collections.singletonList(topic));
+            while (got < n && System.currentTimeMillis() < deadline) {
+                ConsumerRecords<String, String> recs = cons.poll(Duration.ofMillis(500));
+                for (ConsumerRecord<String, String> r : recs) {
+                    if (sample.size() < 5) {
+                        sample.add(r.value());
+                    }
+                    got++;
+                }
+            }
+            if (got > 0) {
+                cons.commitSync(Duration.ofMillis(timeoutMs));
+                out.put("committed", true);
+            }
+        } finally {
+            out.put("consumed", got);
+            out.put("values", sample);
+        }
+        return got >= n;
+    }
+
+    private boolean produceExpectDenied(String topic) throws Exception {
+        out.put("topic", topic);
+        try (KafkaProducer<String, String> prod = new KafkaProducer<>(producerProps())) {
+            prod.send(new ProducerRecord<>(topic, "k", value(0))).get(timeoutMs, TimeUnit.MILLISECONDS);
+            out.put("error", null);
+            return false;
+        } catch (Exception e) {
+            return expectDenied(e);
+        }
+    }
+
+    private boolean consumeExpectDenied(String topic, String group) {
+        out.put("topic", topic);
+        out.put("group", group);
+        long deadline = System.currentTimeMillis() + timeoutMs;
+        int got = 0;
+        try (KafkaConsumer<String, String> cons = new KafkaConsumer<>(consumerProps(group))) {
+            cons.subscribe(Collections.singletonList(topic));
+            while (System.currentTimeMillis() < deadline) {
+                got += cons.poll(Duration.ofMillis(500)).count();
+            }
+            out.put("consumed", got);
+            out.put("error", null);
+            return false;
+        } catch (Exception e) {
+            out.put("consumed", got);
+            return expectDenied(e);
+        }
+    }
+
+    private boolean adminListTopics() throws Exception {
+        try (Admin admin = Admin.create(adminProps())) {
+            TreeSet<String> names = new TreeSet<>(admin.listTopics().names().get(timeoutMs, TimeUnit.MILLISECONDS));
+            out.put("topics", new ArrayList<>(names));
+            return true;
+        }
+    }
+
+    private boolean adminCreateTopic(String topic) throws Exception {
+        out.put("topic", topic);
+        try (Admin admin = Admin.create(adminProps())) {
+            admin.createTopics(Collections.singletonList(new NewTopic(topic, 1, (short) 1)))
+                    .all().get(timeoutMs, TimeUnit.MILLISECONDS);
+            out.put("created", true);
+            return true;
+        }
+    }
+
+    private boolean adminDeleteTopic(String topic, boolean expectDenied) throws Exception {
+        out.put("topic", topic);
+        try (Admin admin = Admin.create(adminProps())) {
+            admin.deleteTopics(Collections.singletonList(topic)).all().get(timeoutMs, TimeUnit.MILLISECONDS);
+            out.put("deleted", true);
+            return !expectDenied;
+        } catch (Exception e) {
+            if (!expectDenied) {
+                throw e;
+            }
+            return expectDenied(e);
+        }
+    }
+
+    private Properties adminProps() {
+        Properties p = new Properties();
+        p.putAll(base);
+        p.putIfAbsent(AdminClientConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, String.valueOf(timeoutMs));
+        p.putIfAbsent(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, String.valueOf(Math.min(timeoutMs, 15000)));
+        return p;
+    }
+
+    /** Records the Kafka error behind e; true when it is an authorization failure. */
+    private boolean expectDenied(Exception e) {
+        Throwable k = kafkaCause(e);
+        recordError(e);
+        return k instanceof AuthorizationException;
+    }
+
+    private void recordError(Throwable e) {
+        Throwable k = kafkaCause(e);
+        out.put("error", k.getClass().getSimpleName());
+        out.put("message", String.valueOf(k.getMessage()));
+    }
+
+    /** The innermost Kafka ApiException in e's cause chain, else the root cause. */
+    private static Throwable kafkaCause(Throwable e) {
+        Throwable found = null;
+        Throwable t = e;
+        for (int depth = 0; t != null && depth < 16; depth++) {
+            if (t instanceof ApiException) {
+                found = t;
+            }
+            if (t.getCause() == null || t.getCause() == t) {
+                break;
+            }
+            t = t.getCause();
+        }
+        if (found != null) {
+            return found;
+        }
+        return (e instanceof ExecutionException && e.getCause() != null) ? e.getCause() : (t != null ? t : e);
+    }
+}
