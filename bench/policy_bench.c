@@ -1,7 +1,11 @@
 /* Policy evaluation benchmark: 10,000 rules (literals, prefixes, globs over
  * every resource type, 200 groups), principals in 1-20 groups, 1,000,000
  * decisions each timed with clock_gettime. Prints ns per decision (p50, p99,
- * p99.9, max) and decisions/s. Usage: policy_bench [rules] [decisions] */
+ * p99.9, max; the timer's cost included), the timer's own cost sampled the
+ * same way, decisions/s, and p50/p99 per resource type. Every decision is
+ * evaluated: random (query, principal) pairs from 8,192 queries over ~10,000
+ * names and 1,000 principals; nothing is cached between calls.
+ * Usage: policy_bench [rules] [decisions] */
 #include "policy/policy.h"
 
 #include <stdio.h>
@@ -213,17 +217,22 @@ int main(int argc, char **argv)
         by_rule += d.rule != NULL;
     }
     double wall = (double)(now_ns() - start) / 1e9;
-    /* clock_gettime's own cost, to report alongside */
-    uint64_t c0 = now_ns();
-    for (int i = 0; i < 100000; i++)
-        (void)now_ns();
-    double clock_ns = (double)(now_ns() - c0) / 100000.0;
-
+    /* The timer's own cost, sampled the same way (back-to-back reads), so it
+     * can be read against the decision figures (which include it). */
+    enum { NCLOCK = 100000 };
+    static uint32_t clk[NCLOCK];
+    for (int i = 0; i < NCLOCK; i++) {
+        uint64_t a = now_ns();
+        clk[i] = (uint32_t)(now_ns() - a);
+    }
+    qsort(clk, NCLOCK, sizeof(uint32_t), cmp_u32);
     qsort(lat, n, sizeof(*lat), cmp_u32);
     printf("decisions: %zu (allow %zu, deny %zu, hold %zu; %zu by a rule)\n", n, effects[0],
            effects[1], effects[2], by_rule);
-    printf("ns/decision: p50 %u  p99 %u  p99.9 %u  max %u  (clock_gettime ~%.0f ns included)\n",
-           lat[n / 2], lat[n * 99 / 100], lat[n * 999 / 1000], lat[n - 1], clock_ns);
+    printf("ns/decision: p50 %u  p99 %u  p99.9 %u  max %u  (timer included)\n", lat[n / 2],
+           lat[n * 99 / 100], lat[n * 999 / 1000], lat[n - 1]);
+    printf("timer alone: p50 %u  p99 %u  max %u ns per sample (clock_gettime MONOTONIC)\n",
+           clk[NCLOCK / 2], clk[NCLOCK * 99 / 100], clk[NCLOCK - 1]);
     printf("throughput: %.0f decisions/s (single thread, incl. timing)\n", (double)n / wall);
     for (int t = 0; t < BG_RES__COUNT; t++) {
         size_t k = nby[t];

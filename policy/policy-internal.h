@@ -1,13 +1,13 @@
 /* Private to policy/: the compiled form of a policy and its indexes.
  *
  * A compiled policy owns one arena; everything below lives in it and is
- * immutable after bg_policy_compile(). Rules and masks are each indexed per
- * "slot" (one per resource type, plus one for http rules whose route is '*').
- * A slot has three structures, all mapping keys to candidate item ids:
- *   - a hash table of literal names,
- *   - a path-compressed trie of literal prefixes; a node holds the items whose
- *     prefix pattern ends there and the globs whose literal head ends there
- *     (those still need a glob match),
+ * immutable after bg_policy_compile(). Rules are indexed per verb and per
+ * "slot" (one per resource type, plus one for http rules whose route is '*'),
+ * masks per slot. An index has three structures, all mapping keys to
+ * candidate item ids:
+ *   - a path-compressed trie of literal names and prefixes; a node holds the
+ *     literals that end there (exact), the prefixes that end there and the
+ *     globs whose literal head ends there (those still need a glob match),
  *   - a trie of reversed literal tails for globs that start with a wildcard,
  *     and a plain list for globs with neither head nor tail.
  * For http rules with a literal route the key is ROUTE '\0' PATH, so one walk
@@ -97,21 +97,30 @@ enum { BG_POLICY_SUBJ_FULL = 0, BG_POLICY_SUBJ_ANY, BG_POLICY_SUBJ_GROUPS };
 #define BG_POLICY_META_AUDIT(m) (((m) >> 8) & 1u)
 #define BG_POLICY_META_FINAL(m) (((m) >> 9) & 1u)
 
-/* A trie node, one 32-byte record so a step of the walk touches one line.
- * Children are contiguous nodes [child, +nchild), sorted by first label
- * byte (also kept apart in bg_policy_trie_t.first for a dense scan).
+/* A trie node, one 32-byte record so that a step of the walk usually
+ * touches one cache line: labels of up to 8 bytes live in the node, and so
+ * do the first bytes of up to 4 children. Children are contiguous nodes
+ * [child, +nchild), sorted by first label byte (also in
+ * bg_policy_trie_t.first, for nodes with more children).
  * Candidates: [cand, +nexact) apply when the key ends exactly here
  * (literals), [cand + nexact, +nprefix) when the key reaches here
  * (prefixes, globs by their literal head). */
+#define BG_POLICY_LABEL_INLINE 8
+#define BG_POLICY_KIDS_INLINE 4
 typedef struct bg_policy_node_s {
-    const char *label; /* edge label into the node */
+    union {
+        char inl[BG_POLICY_LABEL_INLINE]; /* label_len <= BG_POLICY_LABEL_INLINE */
+        const char *ptr;                  /* longer labels */
+    } label;                              /* edge label into the node */
     uint32_t child;
     uint32_t cand;
     uint32_t nexact;
     uint32_t nprefix;
     uint16_t label_len;
     uint16_t nchild;
+    unsigned char kids[BG_POLICY_KIDS_INLINE]; /* first bytes, nchild <= 4 */
 } bg_policy_node_t;
+_Static_assert(sizeof(bg_policy_node_t) == 32, "a trie node is half a cache line");
 
 typedef struct bg_policy_trie_s {
     uint32_t nnodes; /* node 0 is the root */

@@ -210,7 +210,8 @@ int bg_policy_explain(const bg_policy_t *p, const bg_policy_principal_t *pr,
         return -1;
     bg_policy__decide(p, pr, res, verb, &d, &enf);
     if (x.vbit && !(pr && pr->generation != p->generation))
-        bg_policy__visit(p, res, false, verb, &(bg_policy_visitor_t){bg_policy__x_want, bg_policy__x_hit, &x});
+        bg_policy__visit(p, res, false, verb,
+                         &(bg_policy_visitor_t){bg_policy__x_want, bg_policy__x_hit, &x});
     if (json)
         bg_policy__json(&o, p, &d, enf, x.hit);
     else

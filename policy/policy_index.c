@@ -159,9 +159,15 @@ static void bg_policy__trie_fill(bg_policy_tb_t *b, uint32_t node, size_t lo, si
         while (j < hi && b->kc[j].key[depth] == b->kc[i].key[depth])
             j++;
         size_t lcp = bg_policy__lcp(&b->kc[i], &b->kc[j - 1], depth + 1);
-        t->node[child].label = b->kc[i].key + depth;
-        t->node[child].label_len = (uint16_t)(lcp - depth);
+        bg_policy_node_t *c = &t->node[child];
+        c->label_len = (uint16_t)(lcp - depth);
+        if (c->label_len <= BG_POLICY_LABEL_INLINE)
+            memcpy(c->label.inl, b->kc[i].key + depth, c->label_len);
+        else
+            c->label.ptr = b->kc[i].key + depth;
         t->first[child] = (unsigned char)b->kc[i].key[depth];
+        if (nchild <= BG_POLICY_KIDS_INLINE)
+            nd->kids[child - nd->child] = t->first[child];
         bg_policy__trie_fill(b, child, i, j, lcp);
         i = j;
     }

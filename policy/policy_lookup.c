@@ -41,8 +41,14 @@ BG_POLICY_INLINE bool bg_policy__glob_ok(const bg_policy_walk_t *w, uint32_t glo
 static inline uint32_t bg_policy__child(const bg_policy_trie_t *t, const bg_policy_node_t *nd,
                                         unsigned char c)
 {
-    const unsigned char *f = t->first + nd->child;
     uint32_t n = nd->nchild;
+    if (n <= BG_POLICY_KIDS_INLINE) { /* no second cache line */
+        for (uint32_t i = 0; i < n; i++)
+            if (nd->kids[i] == c)
+                return nd->child + i;
+        return 0;
+    }
+    const unsigned char *f = t->first + nd->child;
     if (n <= 16) {
         for (uint32_t i = 0; i < n; i++)
             if (f[i] == c)
@@ -58,6 +64,11 @@ static inline uint32_t bg_policy__child(const bg_policy_trie_t *t, const bg_poli
             hi = mid;
     }
     return lo < n && f[lo] == c ? nd->child + lo : 0;
+}
+
+static inline const char *bg_policy__label(const bg_policy_node_t *nd)
+{
+    return nd->label_len <= BG_POLICY_LABEL_INLINE ? nd->label.inl : nd->label.ptr;
 }
 
 static inline bool bg_policy__bytes_eq(const unsigned char *a, const char *b, size_t n)
@@ -86,7 +97,8 @@ BG_POLICY_INLINE void bg_policy__walk_prefix(const bg_policy_walk_t *w, bg_polic
         if (!c)
             return;
         nd = &t->node[c];
-        if (w->klen - pos < nd->label_len || !bg_policy__bytes_eq(w->key + pos, nd->label, nd->label_len))
+        if (w->klen - pos < nd->label_len ||
+            !bg_policy__bytes_eq(w->key + pos, bg_policy__label(nd), nd->label_len))
             return;
         pos += nd->label_len;
     }
@@ -106,8 +118,9 @@ BG_POLICY_INLINE void bg_policy__walk_suffix(const bg_policy_walk_t *w, bg_polic
         nd = &t->node[c];
         if (pos + nd->label_len > n)
             return;
+        const char *label = bg_policy__label(nd);
         for (uint32_t j = 0; j < nd->label_len; j++)
-            if ((unsigned char)nd->label[j] != s[n - 1 - pos - j])
+            if ((unsigned char)label[j] != s[n - 1 - pos - j])
                 return;
         pos += nd->label_len;
         if (nd->nprefix)
@@ -229,9 +242,10 @@ BG_POLICY_INLINE bool bg_policy__subject_ok(const bg_policy_rctx_t *rc, const bg
     return c->subj == BG_POLICY_SUBJ_ANY || bg_policy__subjects_full(rc, c->item);
 }
 
-/* The index is the verb's own (no verb test). Lists are ordered finals first, then by item (bg_policy_cand_t): once an
- * enforced deny is known only an earlier one matters, and the first final
- * that matches in a list is that list's best. */
+/* The index is the verb's own (no verb test). Lists are ordered finals
+ * first, then by item (bg_policy_cand_t): once an enforced deny is known
+ * only an earlier one matters, and the first final that matches in a list
+ * is that list's best. */
 static void bg_policy__emit_rules(const bg_policy_walk_t *w, const bg_policy_cand_t *c, uint32_t n)
 {
     bg_policy_rctx_t *rc = w->ctx;

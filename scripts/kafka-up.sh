@@ -49,9 +49,11 @@ listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.com
 listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_plaintext.plain.sasl.jaas.config=$jaas_plain
 # ACLs can be set (kafka-tool.sh acls) but nothing is denied until one is.
+# ANONYMOUS (PLAINTEXT and CONTROLLER listeners) stays a super user so an ACL
+# a test sets can never cut the broker off from its own controller.
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 allow.everyone.if.no.acl.found=true
-super.users=User:$BG_KAFKA_USER
+super.users=User:ANONYMOUS;User:$BG_KAFKA_USER
 log.dirs=$run/data
 num.partitions=1
 auto.create.topics.enable=true

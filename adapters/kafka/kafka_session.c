@@ -485,6 +485,15 @@ static void bg_kafka__on_client_read(struct bufferevent *bev, void *arg)
     }
 }
 
+/* Requests may wait in the input while the in-flight limit or backpressure
+ * paused reading; enabling EV_READ alone would not look at them again. */
+static void bg_kafka__resume_input(bg_kafka_session_t *s)
+{
+    if (!s->dead && !s->closing && evbuffer_get_length(bufferevent_get_input(s->cli)) >= 4 &&
+        s->nq < bg_kafka__cfg(s)->max_inflight)
+        bg_kafka__on_client_read(s->cli, s);
+}
+
 /* ---- responses from the upstream broker ---- */
 
 static bg_kafka_pending_t *bg_kafka__first_waiting(bg_kafka_session_t *s)
@@ -583,6 +592,7 @@ static int bg_kafka__on_upstream_frame(void *arg, struct evbuffer *in, size_t fr
     bg_kafka_audit_decisions(s, pe, &latency);
     bg_kafka_session_flush(s);
     bg_kafka__update_reading(s);
+    bg_kafka__resume_input(s);
     return s->dead ? -1 : 0;
 }
 
@@ -608,7 +618,11 @@ static void bg_kafka__on_upstream_failed(void *arg, const char *why)
     bg_kafka_session_close(s, 0, msg);
 }
 
-static void bg_kafka__on_upstream_drained(void *arg) { bg_kafka__update_reading(arg); }
+static void bg_kafka__on_upstream_drained(void *arg)
+{
+    bg_kafka__update_reading(arg);
+    bg_kafka__resume_input(arg);
+}
 
 static const bg_kafka_up_cbs_t bg_kafka__up_cbs = {
     .ready = bg_kafka__on_upstream_ready,
@@ -629,6 +643,7 @@ static void bg_kafka__on_client_write(struct bufferevent *bev, void *arg)
         return;
     }
     bg_kafka__update_reading(s);
+    bg_kafka__resume_input(s);
 }
 
 static void bg_kafka__on_client_event(struct bufferevent *bev, short what, void *arg)
