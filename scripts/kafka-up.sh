@@ -10,11 +10,14 @@
 #   SASL_PLAINTEXT $BG_KAFKA_SASL_PORT  (39093)  SCRAM-SHA-512, SCRAM-SHA-256, PLAIN
 #   CONTROLLER     $BG_KAFKA_CONTROLLER_PORT (39094)
 # User busgate / busgate-test-password on every SASL mechanism.
+# BG_KAFKA_OAUTH=1 adds OAUTHBEARER (tokens of scripts/oidc-up.sh's provider).
 set -euo pipefail
 # shellcheck source=../tests/infra/common.sh
 . "$(dirname "$0")/../tests/infra/common.sh"
 
 timeout_s="${BG_KAFKA_START_TIMEOUT:-60}"
+oauth="${BG_KAFKA_OAUTH:-0}"
+oidc_issuer="http://127.0.0.1:$BG_OIDC_PORT"
 run="$BG_KAFKA_RUN"
 pidfile="$run/kafka.pid"
 props="$run/server.properties"
@@ -22,14 +25,30 @@ props="$run/server.properties"
 print_endpoints() {
     echo "kafka $BG_KAFKA_VERSION up (pid $(cat "$pidfile"))"
     echo "  PLAINTEXT      127.0.0.1:$BG_KAFKA_PLAIN_PORT"
-    echo "  SASL_PLAINTEXT 127.0.0.1:$BG_KAFKA_SASL_PORT (SCRAM-SHA-512, SCRAM-SHA-256, PLAIN; user $BG_KAFKA_USER)"
+    echo "  SASL_PLAINTEXT 127.0.0.1:$BG_KAFKA_SASL_PORT ($(grep '^sasl.enabled.mechanisms=' "$props" | cut -d= -f2); user $BG_KAFKA_USER)"
     echo "  CONTROLLER     127.0.0.1:$BG_KAFKA_CONTROLLER_PORT"
     echo "  client configs $run/client-{plain,scram-sha-256,scram-sha-512}.properties"
     echo "  log            $run/kafka.log"
 }
 
+# oauth_properties: with BG_KAFKA_OAUTH=1 the SASL listener also accepts
+# OAUTHBEARER tokens from the test OIDC provider (scripts/oidc-up.sh must be
+# running first: the broker fetches its JWKS). This lets the interop clients'
+# OAUTHBEARER paths be checked against Kafka itself, without busgate.
+oauth_properties() {
+    [ "$oauth" = 1 ] || return 0
+    cat <<EOF
+listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;
+listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class=org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler
+sasl.oauthbearer.jwks.endpoint.url=$oidc_issuer/jwks
+sasl.oauthbearer.expected.audience=busgate
+sasl.oauthbearer.expected.issuer=$oidc_issuer
+EOF
+}
+
 write_properties() {
-    local jaas_plain
+    local jaas_plain mechs="SCRAM-SHA-512,SCRAM-SHA-256,PLAIN"
+    [ "$oauth" = 1 ] && mechs+=",OAUTHBEARER"
     jaas_plain="org.apache.kafka.common.security.plain.PlainLoginModule required"
     jaas_plain+=" username=\"$BG_KAFKA_USER\" password=\"$BG_KAFKA_PASSWORD\""
     jaas_plain+=" user_$BG_KAFKA_USER=\"$BG_KAFKA_PASSWORD\";"
@@ -43,8 +62,8 @@ listeners=PLAINTEXT://127.0.0.1:$BG_KAFKA_PLAIN_PORT,SASL_PLAINTEXT://127.0.0.1:
 advertised.listeners=PLAINTEXT://127.0.0.1:$BG_KAFKA_PLAIN_PORT,SASL_PLAINTEXT://127.0.0.1:$BG_KAFKA_SASL_PORT
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
-sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN
-listener.name.sasl_plaintext.sasl.enabled.mechanisms=SCRAM-SHA-512,SCRAM-SHA-256,PLAIN
+sasl.enabled.mechanisms=$mechs
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=$mechs
 listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_plaintext.plain.sasl.jaas.config=$jaas_plain
@@ -54,6 +73,7 @@ listener.name.sasl_plaintext.plain.sasl.jaas.config=$jaas_plain
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 allow.everyone.if.no.acl.found=true
 super.users=User:ANONYMOUS;User:$BG_KAFKA_USER
+$(oauth_properties)
 log.dirs=$run/data
 num.partitions=1
 auto.create.topics.enable=true
@@ -144,6 +164,7 @@ main() {
     KAFKA_HEAP="${BG_KAFKA_HEAP_OPTS:--Xms128m -Xmx512m}"
     # shellcheck disable=SC2086
     setsid java $KAFKA_HEAP -XX:+UseG1GC -Djava.awt.headless=true \
+        -Dorg.apache.kafka.sasl.oauthbearer.allowed.urls="$oidc_issuer/jwks" \
         -Dorg.slf4j.simpleLogger.showDateTime=true \
         -Dorg.slf4j.simpleLogger.dateTimeFormat="yyyy-MM-dd'T'HH:mm:ss.SSS" \
         -cp "$BG_KAFKA_HOME/libs/*" kafka.Kafka "$props" \

@@ -67,6 +67,7 @@ struct bg_kafka_worker_s {
     bg_kafka_listener_t listeners[BG_KAFKA_MAX_NODES + 1];
     size_t nlisteners;
     struct event *nodes_ev; /* activated by any thread when a new broker appears */
+    struct bg_kafka_discovery_s *discovery; /* worker 0 only */
     struct bg_kafka_session_list_s sessions;
     size_t nsessions;
     int draining;

@@ -2,10 +2,10 @@
  *
  * Port model: a bootstrap listener (kafka.listen) plus one listener per
  * upstream broker at broker_port_base + node_id, opened on every worker with
- * SO_REUSEPORT. Brokers are discovered at start-up (a metadata request made
- * with busgate's own upstream credential through librdkafka) and later from
- * the Metadata/DescribeCluster/FindCoordinator responses busgate relays; a
- * new broker makes every worker open its port. */
+ * SO_REUSEPORT. Brokers are discovered by worker 0 (kafka_discovery.c: a
+ * Metadata request made with busgate's own upstream credential, at start-up
+ * and every minute) and from the Metadata/DescribeCluster/FindCoordinator
+ * responses busgate relays; a new broker makes every worker open its port. */
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/util.h>
@@ -19,9 +19,9 @@
 
 #include "adapters/kafka/kafka_adapter-internal.h"
 #include "adapters/kafka/kafka_adapter.h"
+#include "adapters/kafka/kafka_discovery.h"
 #include "broker/log.h"
 
-#define BG_KAFKA_DISCOVERY_TIMEOUT_MS 10000
 
 /* ---- broker and topic-id maps ---- */
 
@@ -158,81 +158,6 @@ int bg_kafka_global_topic_name(bg_kafka_global_t *g, const uint8_t id[16], char 
 
 /* ---- start-up: embedded cluster, discovery, TLS ---- */
 
-static const char *bg_kafka__security_name(bg_security_t s)
-{
-    switch (s) {
-    case BG_SEC_SASL_PLAINTEXT: return "sasl_plaintext";
-    case BG_SEC_SSL: return "ssl";
-    case BG_SEC_SASL_SSL: return "sasl_ssl";
-    default: return "plaintext";
-    }
-}
-
-static int bg_kafka__conf_set(rd_kafka_conf_t *c, const char *k, const char *v, char *err,
-                              size_t errlen)
-{
-    if (!v)
-        return 0;
-    return rd_kafka_conf_set(c, k, v, err, errlen) == RD_KAFKA_CONF_OK ? 0 : -1;
-}
-
-/* librdkafka settings for busgate's own upstream credential (discovery). */
-static rd_kafka_conf_t *bg_kafka__upstream_conf(const bg_kafka_global_t *g, char *err,
-                                                size_t errlen)
-{
-    const bg_config_kafka_t *k = &g->cfg->kafka;
-    rd_kafka_conf_t *c = rd_kafka_conf_new();
-    int rc = bg_kafka__conf_set(c, "bootstrap.servers", g->bootstrap, err, errlen);
-    rc |= bg_kafka__conf_set(c, "client.id", "busgate-discovery", err, errlen);
-    rc |= bg_kafka__conf_set(c, "log_level", "3", err, errlen);
-    if (!k->upstream.embedded) {
-        rc |= bg_kafka__conf_set(c, "security.protocol",
-                                 bg_kafka__security_name(k->upstream.security), err, errlen);
-        rc |= bg_kafka__conf_set(c, "sasl.mechanism", k->upstream.sasl_mechanism, err, errlen);
-        rc |= bg_kafka__conf_set(c, "sasl.username", k->upstream.sasl_username, err, errlen);
-        rc |= bg_kafka__conf_set(c, "sasl.password", k->upstream.sasl_password, err, errlen);
-        rc |= bg_kafka__conf_set(c, "ssl.ca.location", k->upstream.tls.ca, err, errlen);
-        rc |= bg_kafka__conf_set(c, "ssl.certificate.location", k->upstream.tls.cert, err, errlen);
-        rc |= bg_kafka__conf_set(c, "ssl.key.location", k->upstream.tls.key, err, errlen);
-        if (k->upstream.tls.enabled && !k->upstream.tls.verify)
-            rc |= bg_kafka__conf_set(c, "enable.ssl.certificate.verification", "false", err,
-                                     errlen);
-    }
-    if (rc) {
-        rd_kafka_conf_destroy(c);
-        return NULL;
-    }
-    return c;
-}
-
-/* Learns the upstream brokers once. A failure is not fatal: the bootstrap
- * listener still works and brokers are learned from relayed responses. */
-static void bg_kafka__discover(bg_kafka_global_t *g)
-{
-    char err[512] = "";
-    rd_kafka_conf_t *c = bg_kafka__upstream_conf(g, err, sizeof err);
-    rd_kafka_t *rk = c ? rd_kafka_new(RD_KAFKA_PRODUCER, c, err, sizeof err) : NULL;
-    if (!rk) {
-        if (c)
-            rd_kafka_conf_destroy(c);
-        bg_log_warn("kafka", "upstream discovery not possible: %s", err);
-        return;
-    }
-    const struct rd_kafka_metadata *md = NULL;
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, NULL, &md, BG_KAFKA_DISCOVERY_TIMEOUT_MS);
-    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        for (int i = 0; i < md->broker_cnt; i++)
-            bg_kafka_global_learn_node(g, md->brokers[i].id, md->brokers[i].host,
-                                       strlen(md->brokers[i].host), (uint16_t)md->brokers[i].port);
-        atomic_store(&g->upstream_seen_ok, 1);
-        rd_kafka_metadata_destroy(md);
-    } else {
-        bg_log_warn("kafka", "upstream discovery failed: %s (brokers will be learned later)",
-                    rd_kafka_err2str(e));
-    }
-    rd_kafka_destroy(rk);
-}
-
 static int bg_kafka__start_mock(bg_kafka_global_t *g, int n, char *err, size_t errlen)
 {
     rd_kafka_conf_t *c = rd_kafka_conf_new();
@@ -364,7 +289,6 @@ static int bg_kafka__global_init(const bg_config_t *cfg, void **out, char *err, 
     int up_tls = k->upstream.security == BG_SEC_SSL || k->upstream.security == BG_SEC_SASL_SSL;
     if (up_tls && !(g->upstream_tls = bg_kafka__upstream_tls(&k->upstream.tls, err, errlen)))
         goto fail;
-    bg_kafka__discover(g);
     *out = g;
     return 0;
 fail:
@@ -497,6 +421,11 @@ static int bg_kafka__worker_start(bg_worker_t *w, void *global, void **state, ch
         g->workers[g->nworkers++] = kw;
     pthread_mutex_unlock(&g->mu);
     bg_kafka__open_broker_ports(kw);
+    if (w->index == 0 && !(kw->discovery = bg_kafka_discovery_start(kw))) {
+        snprintf(err, errlen, "out of memory");
+        bg_kafka__worker_stop(kw);
+        return -1;
+    }
     *state = kw;
     return 0;
 }
@@ -535,6 +464,7 @@ static void bg_kafka__worker_stop(void *arg)
         }
     pthread_mutex_unlock(&g->mu);
     bg_kafka__close_listeners(kw);
+    bg_kafka_discovery_free(kw->discovery);
     bg_kafka_sessions_free(kw);
     if (kw->nodes_ev)
         event_free(kw->nodes_ev);

@@ -49,7 +49,8 @@ java)
     ;;
 rdkafka | kafka-python)
     py="$("$BG_REPO_ROOT/tests/infra/python-venv.sh")"
-    exec "$py" "$here/python/${lang//-/_}_client.py" "$@"
+    # -B: no __pycache__ in the checkout.
+    exec "$py" -B "$here/python/${lang//-/_}_client.py" "$@"
     ;;
 *)
     bg_die "unknown client '$lang' (java | rdkafka | kafka-python)"
