@@ -7,6 +7,13 @@
  *      the drain keeps the emit order;
  *   3. otherwise the primary sink takes them; what it refuses now, or fails
  *      later (Kafka delivery report), goes to the spool;
+ *   3a. a new record bound for the spool while the primary still has live
+ *      records pending (taken, no outcome yet) is parked in memory instead:
+ *      any of those may still fail and must reach the spool first. Parked
+ *      records go to the spool, in order, once nothing live is pending; the
+ *      drain also waits for that. Parking is bounded: at audit.queue_size
+ *      parked records the thread stops taking from the queue (back-pressure
+ *      into emit);
  *   4. no spool, or spool full/unwritable: block mode holds the record and
  *      stops admitting; drop mode counts it lost.
  * The backlog drains through the primary with exponential backoff
@@ -56,6 +63,8 @@ struct bg_audit_s {
     bg_audit_sink_t *primary, *copy;
     bg_audit_spool_t *spool;
     bg_audit_qe_t *held, *held_tail; /* block mode: nowhere to put them yet */
+    bg_audit_qe_t *parked, *parked_tail; /* waiting for the primary's live pending (3a) */
+    size_t nparked;
     int64_t retry_at, backoff;
     int drain_failed;
 
@@ -179,28 +188,44 @@ void bg_audit_stats(const bg_audit_t *a, bg_audit_stats_t *o)
 
 /* ---- sink callbacks (audit thread) ---- */
 
-static void bg_audit__hold(bg_audit_t *a, const bg_audit_rec_t *r)
+/* Appends a copy of r to the list (*head, *tail); -1 (counted as dropped)
+ * when out of memory. */
+static int bg_audit__append(bg_audit_t *a, bg_audit_qe_t **head, bg_audit_qe_t **tail,
+                            const bg_audit_rec_t *r)
 {
     bg_audit_qe_t *qe = malloc(sizeof *qe + r->len);
     if (!qe) {
         atomic_fetch_add(&a->dropped, 1);
         bg_audit__log_loss(a, "out of memory");
-        return;
+        return -1;
     }
     qe->next = NULL;
     qe->len = r->len;
     memcpy(qe->data, r->data, r->len);
-    if (a->held_tail)
-        a->held_tail->next = qe;
+    if (*tail)
+        (*tail)->next = qe;
     else
-        a->held = qe;
-    a->held_tail = qe;
-    atomic_store(&a->sink_ok, 0);
+        *head = qe;
+    *tail = qe;
+    return 0;
+}
+
+static void bg_audit__hold(bg_audit_t *a, const bg_audit_rec_t *r)
+{
+    if (bg_audit__append(a, &a->held, &a->held_tail, r) == 0)
+        atomic_store(&a->sink_ok, 0);
+}
+
+/* Records the primary has taken without reporting an outcome yet. */
+static size_t bg_audit__pending(const bg_audit_t *a, int from_spool)
+{
+    return a->primary && a->primary->pending ? a->primary->pending(a->primary, from_spool) : 0;
 }
 
 /* The primary could not take r: spool it, else hold or drop it. */
 static void bg_audit__spill(bg_audit_t *a, const bg_audit_rec_t *r)
 {
+    if (getenv("BGDBG")) { size_t jl; const char *j = bg_audit_rec_json(r, &jl); const char *q = memmem(j, jl, "\"seq\":", 6); fprintf(stderr, "SPILL seq=%ld\n", q ? strtol(q+6,NULL,10) : -1L); }
     if (!a->held && a->spool && bg_audit_spool_append(a->spool, r->data, r->len) == 0) {
         atomic_fetch_add(&a->spooled, 1);
         if (a->retry_at == 0) {
@@ -215,6 +240,33 @@ static void bg_audit__spill(bg_audit_t *a, const bg_audit_rec_t *r)
     }
     atomic_fetch_add(&a->dropped, 1);
     bg_audit__log_loss(a, a->spool ? "primary sink and spool failing" : "primary sink failing");
+}
+
+/* A new record that cannot go to the primary now: parked while live records
+ * are pending (they may still fail and must be spooled first), else spilled. */
+static void bg_audit__spill_new(bg_audit_t *a, const bg_audit_rec_t *r)
+{
+    if (a->parked || bg_audit__pending(a, 0) > 0) {
+        if (getenv("BGDBG")) fprintf(stderr, "PARK\n");
+        if (bg_audit__append(a, &a->parked, &a->parked_tail, r) == 0)
+            a->nparked++;
+        return;
+    }
+    bg_audit__spill(a, r);
+}
+
+/* Moves every parked record to the spool (or held/dropped), in order. */
+static void bg_audit__unpark(bg_audit_t *a)
+{
+    while (a->parked) {
+        bg_audit_qe_t *qe = a->parked;
+        bg_audit_rec_t r = {qe->data, qe->len, 0};
+        a->parked = qe->next;
+        a->nparked--;
+        bg_audit__spill(a, &r);
+        free(qe);
+    }
+    a->parked_tail = NULL;
 }
 
 static void bg_audit__on_delivered(void *core, const bg_audit_rec_t *r)
@@ -253,11 +305,11 @@ static void bg_audit__route(bg_audit_t *a, const bg_audit_rec_t *recs, size_t n)
     size_t taken = 0;
     if (a->copy && a->copy->write(a->copy, recs, n) < n)
         bg_log_warn("audit", "audit file copy failing");
-    int backlog = a->held || (a->spool && !bg_audit_spool_empty(a->spool));
+    int backlog = a->held || a->parked || (a->spool && !bg_audit_spool_empty(a->spool));
     if (!backlog && bg_audit__primary_up(a))
         taken = a->primary->write(a->primary, recs, n);
     for (size_t i = taken; i < n; i++)
-        bg_audit__spill(a, &recs[i]);
+        bg_audit__spill_new(a, &recs[i]);
 }
 
 /* Retries held records: directly to the primary when there is no spool
@@ -324,9 +376,14 @@ static void bg_audit__housekeeping(bg_audit_t *a)
         a->primary->poll(a->primary);
     if (a->copy && a->copy->poll)
         a->copy->poll(a->copy);
+    if (a->parked && bg_audit__pending(a, 0) == 0)
+        bg_audit__unpark(a);
     if (a->held)
         bg_audit__retry_held(a);
-    if (a->spool && !bg_audit_spool_empty(a->spool)) {
+    /* A drain waits for every outcome of earlier sends: a record still
+     * pending may yet fail and be spooled, and must not be overtaken. */
+    if (a->spool && !bg_audit_spool_empty(a->spool) && !a->parked &&
+        bg_audit__pending(a, 0) == 0 && bg_audit__pending(a, 1) == 0) {
         if (a->retry_at == 0)
             a->retry_at = bg_audit__mono_ms();
         for (int i = 0; i < 64 && bg_audit__mono_ms() >= a->retry_at; i++)
@@ -342,6 +399,10 @@ static void bg_audit__housekeeping(bg_audit_t *a)
 static int bg_audit__sync_all(bg_audit_t *a, int timeout_ms)
 {
     int rc = a->primary->flush(a->primary, timeout_ms);
+    if (a->parked && bg_audit__pending(a, 0) == 0)
+        bg_audit__unpark(a);
+    if (a->parked)
+        rc = -1;
     if (a->copy && a->copy->flush(a->copy, timeout_ms) != 0)
         rc = -1;
     if (a->spool && bg_audit_spool_sync(a->spool) != 0)
@@ -406,9 +467,11 @@ static void *bg_audit__main(void *arg)
     bg_audit_t *a = arg;
     pthread_mutex_lock(&a->mu);
     for (;;) {
-        if (!a->head && !a->stop && a->flush_req == a->flush_done)
+        /* Too much parked: stop taking, so the queue fills and emit feels it. */
+        int full = a->nparked >= a->qcap;
+        if (full || (!a->head && !a->stop && a->flush_req == a->flush_done))
             bg_audit__wait(a);
-        bg_audit_qe_t *list = bg_audit__take(a);
+        bg_audit_qe_t *list = full ? NULL : bg_audit__take(a);
         uint64_t req = a->flush_req;
         int stop = a->stop, empty = a->head == NULL;
         pthread_mutex_unlock(&a->mu);
@@ -560,6 +623,8 @@ void bg_audit_free(bg_audit_t *a)
      * spooled, so the spool closes last. */
     if (a->primary)
         a->primary->close(a->primary);
+    a->primary = NULL;
+    bg_audit__unpark(a); /* nothing is pending once the primary is closed */
     if (a->copy)
         a->copy->close(a->copy);
     if (a->held)

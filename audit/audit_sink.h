@@ -51,6 +51,12 @@ struct bg_audit_sink_s {
     int (*flush)(bg_audit_sink_t *s, int timeout_ms);
     /* Optional: serves asynchronous outcomes without waiting. */
     void (*poll)(bg_audit_sink_t *s);
+    /* Optional (asynchronous sinks): how many records taken are not yet
+     * reported delivered or failed; from_spool selects the drained ones (1)
+     * or the live ones (0). The pipeline parks new records in memory while
+     * live ones are pending and the spool is the destination, because a
+     * pending one that fails later must be spooled ahead of them. */
+    size_t (*pending)(bg_audit_sink_t *s, int from_spool);
     /* Optional: 0 when the sink knows it is down (e.g. all brokers down), so
      * the pipeline spools without trying. */
     int (*up)(bg_audit_sink_t *s);

@@ -3,6 +3,8 @@
 #ifndef BG_CLI_H
 #define BG_CLI_H
 
+#include <stdio.h>
+
 #include "broker/adapter.h"
 
 int bg_cli_run(int argc, char **argv, const bg_adapter_t *const *adapters, size_t nadapters);
@@ -10,6 +12,11 @@ int bg_cli_check(int argc, char **argv);
 int bg_cli_explain(int argc, char **argv);
 int bg_cli_token(int argc, char **argv);
 int bg_cli_audit(int argc, char **argv);
+
+struct bg_config_s;
+/* Loads path; on failure prints every error, one per line, to out and
+ * returns NULL. */
+struct bg_config_s *bg_cli_load_config(const char *path, FILE *out);
 
 /* Finds "-c FILE" / "--config FILE" / "--config=FILE" in argv; NULL if absent. */
 const char *bg_cli_config_arg(int argc, char **argv);

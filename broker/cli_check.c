@@ -14,15 +14,9 @@ int bg_cli_check(int argc, char **argv)
         fprintf(stderr, "usage: busgate check -c FILE\n");
         return 2;
     }
-    bg_config_errors_t errs = {0};
-    bg_config_t *cfg = bg_config_load(path, &errs);
-    if (!cfg) {
-        for (size_t i = 0; i < errs.n; i++)
-            printf("%s\n", errs.msgs[i]);
-        bg_config_errors_clear(&errs);
+    bg_config_t *cfg = bg_cli_load_config(path, stdout);
+    if (!cfg)
         return 1;
-    }
-    bg_config_errors_clear(&errs);
     char err[512];
     bg_snapshot_t *s = bg_snapshot_build(cfg, err, sizeof err);
     if (!s) {

@@ -1,6 +1,7 @@
 #include <string.h>
 
 #include "broker/cli.h"
+#include "broker/config.h"
 
 const char *bg_cli_config_arg(int argc, char **argv)
 {
@@ -11,4 +12,14 @@ const char *bg_cli_config_arg(int argc, char **argv)
             return argv[i] + 9;
     }
     return NULL;
+}
+
+bg_config_t *bg_cli_load_config(const char *path, FILE *out)
+{
+    bg_config_errors_t errs = {0};
+    bg_config_t *cfg = bg_config_load(path, &errs);
+    for (size_t i = 0; !cfg && i < errs.n; i++)
+        fprintf(out, "%s\n", errs.msgs[i]);
+    bg_config_errors_clear(&errs);
+    return cfg;
 }

@@ -63,20 +63,12 @@ int bg_cli_explain(int argc, char **argv)
     }
     size_t ng = groups_s ? bg_cli__split(groups_s, groups, BG_CLI_MAX_GROUPS) : 0;
 
-    bg_config_errors_t errs = {0};
-    bg_config_t *cfg = bg_config_load(path, &errs);
-    if (!cfg) {
-        for (size_t i = 0; i < errs.n; i++)
-            fprintf(stderr, "%s\n", errs.msgs[i]);
-        bg_config_errors_clear(&errs);
+    bg_config_t *cfg = bg_cli_load_config(path, stderr);
+    if (!cfg)
         return 1;
-    }
-    bg_config_errors_clear(&errs);
     int rc = 1;
     char err[512], out[16384];
-    bg_policy_spec_t empty = {.default_effect = BG_EFFECT_DENY, .mode = BG_MODE_ENFORCE};
-    bg_policy_t *p = bg_policy_compile(cfg->policy.enabled ? &cfg->policy.spec : &empty, err,
-                                       sizeof err);
+    bg_policy_t *p = bg_policy_compile(bg_config_policy_spec(cfg), err, sizeof err);
     bg_policy_principal_t pr = {0};
     if (!p) {
         fprintf(stderr, "%s: %s\n", path, err);

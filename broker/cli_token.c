@@ -119,15 +119,9 @@ static int bg_cli__inspect(int argc, char **argv)
         stdin_tok[n] = '\0';
         token = stdin_tok;
     }
-    bg_config_errors_t errs = {0};
-    bg_config_t *cfg = bg_config_load(path, &errs);
-    if (!cfg) {
-        for (size_t i = 0; i < errs.n; i++)
-            fprintf(stderr, "%s\n", errs.msgs[i]);
-        bg_config_errors_clear(&errs);
+    bg_config_t *cfg = bg_cli_load_config(path, stderr);
+    if (!cfg)
         return 2;
-    }
-    bg_config_errors_clear(&errs);
     char err[512], detail[256] = "";
     int rc = 2;
     bg_identity_t *id = bg_identity_new(&cfg->identity, err, sizeof err);

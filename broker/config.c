@@ -628,3 +628,10 @@ void bg_config_free(bg_config_t *c)
     }
     free(c);
 }
+
+const bg_policy_spec_t *bg_config_policy_spec(const bg_config_t *c)
+{
+    static const bg_policy_spec_t deny_all = {.default_effect = BG_EFFECT_DENY,
+                                              .mode = BG_MODE_ENFORCE};
+    return c->policy.enabled ? &c->policy.spec : &deny_all;
+}

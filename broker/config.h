@@ -179,6 +179,9 @@ bg_config_t *bg_config_load(const char *path, bg_config_errors_t *errs);
 bg_config_t *bg_config_load_string(const char *name, const char *yaml, size_t len,
                                    bg_config_errors_t *errs);
 void bg_config_free(bg_config_t *c);
+/* The policy to compile: the configured one, or deny-everything when the
+ * file has no policy section. Borrowed from c (or static). */
+const bg_policy_spec_t *bg_config_policy_spec(const bg_config_t *c);
 void bg_config_errors_clear(bg_config_errors_t *errs);
 
 /* Parses "30s", "250ms", "5m", "1h", "2d" into milliseconds; -1 on error. */

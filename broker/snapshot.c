@@ -28,9 +28,7 @@ bg_snapshot_t *bg_snapshot_build(bg_config_t *config, char *err, size_t errlen)
         return NULL;
     }
     s->config = config;
-    bg_policy_spec_t empty = {.default_effect = BG_EFFECT_DENY, .mode = BG_MODE_ENFORCE};
-    const bg_policy_spec_t *spec = config->policy.enabled ? &config->policy.spec : &empty;
-    s->policy = bg_policy_compile(spec, err, errlen);
+    s->policy = bg_policy_compile(bg_config_policy_spec(config), err, errlen);
     if (!s->policy)
         goto fail;
     s->identity = bg_identity_new(&config->identity, err, errlen);

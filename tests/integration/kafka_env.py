@@ -120,3 +120,234 @@ def audit_events(path):
         return []
     with open(path) as f:
         return [json.loads(l) for l in f if l.strip()]
+
+
+# ---- additions for the functional Kafka suites (test_kafka_*.py) ----
+
+import socket
+import struct
+import subprocess
+import time
+
+from conftest import build_dir
+
+ERR_TOPIC_AUTHZ = 29
+ERR_GROUP_AUTHZ = 30
+ERR_TXN_ID_AUTHZ = 53
+ERR_SASL_AUTH_FAILED = 58
+
+
+def setup_admin():
+    """An AdminClient on the broker's PLAINTEXT setup listener (no busgate)."""
+    from confluent_kafka.admin import AdminClient
+    return AdminClient({"bootstrap.servers": KAFKA_PLAIN, "socket.timeout.ms": 10000})
+
+
+def create_topics(names, partitions=1, timeout=30):
+    """Creates topics directly on the broker (setup listener) and waits."""
+    from confluent_kafka.admin import NewTopic
+    admin = setup_admin()  # must outlive the futures
+    futures = admin.create_topics(
+        [NewTopic(n, num_partitions=partitions, replication_factor=1) for n in names],
+        operation_timeout=timeout)
+    for f in futures.values():
+        f.result(timeout)
+
+
+def with_audit_topic(config_text, topic):
+    """busgate_config() text with audit.kafka_topic set (the file stays)."""
+    assert "\naudit:\n  file:" in config_text
+    return config_text.replace("\naudit:\n  file:",
+                               f"\naudit:\n  kafka_topic: {topic}\n  file:", 1)
+
+
+def scrape(admin_port, name, labels=None):
+    """One busgate metric from /metrics on the admin listener (None if absent)."""
+    from conftest import http_get, metric
+    status, body = http_get(f"http://127.0.0.1:{admin_port}/metrics")
+    assert status == 200, body
+    return metric(body, name, labels)
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def sign_jwt(pem, claims_obj, kid="test-key-1", alg="RS256"):
+    """An RS256 JWT over claims_obj signed with the PEM private key through
+    the openssl command line: lets tests make tokens `busgate token mint`
+    refuses to (an exp in the past)."""
+    header = {"alg": alg, "typ": "JWT", "kid": kid}
+    signing_input = (b64url(json.dumps(header).encode()) + "." +
+                     b64url(json.dumps(claims_obj).encode()))
+    sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(pem)],
+                         input=signing_input.encode(), capture_output=True, check=True).stdout
+    return signing_input + "." + b64url(sig)
+
+
+def local_issuer(jwks_path, issuer="https://it.local.test", audiences="busgate"):
+    """An identity.issuers entry (for busgate_config(extra_issuers=...))
+    trusting a local JWKS file."""
+    return (f"    - issuer: {issuer}\n      audiences: [{audiences}]\n"
+            f"      jwks_file: {jwks_path}\n")
+
+
+def mockcluster_bin():
+    return str(build_dir() / "tests" / "integration" / "mockcluster" / "bg_mockcluster")
+
+
+class MockCluster:
+    """tests/integration/mockcluster: librdkafka's mock cluster in a child
+    process, driven line by line."""
+
+    def __init__(self, brokers=3):
+        self.proc = subprocess.Popen([mockcluster_bin(), str(brokers)], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.bootstrap = self.proc.stdout.readline().strip()
+        assert self.bootstrap, "mock cluster did not start"
+
+    def command(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return self.proc.stdout.readline().strip()
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.flush()
+                self.proc.wait(10)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+
+# ---- a minimal Kafka wire client for raw-socket tests ----
+
+def kstr(s):
+    """A Kafka (non-compact) nullable string."""
+    if s is None:
+        return struct.pack(">h", -1)
+    b = s.encode()
+    return struct.pack(">h", len(b)) + b
+
+
+def kbytes(b):
+    return struct.pack(">i", len(b)) + b
+
+
+class KafkaWire:
+    """One TCP connection speaking request header v1 (non-flexible APIs
+    only) and reading response header v0. Every read is bounded."""
+
+    def __init__(self, port, timeout=10.0, client_id="it-raw"):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.sock.settimeout(timeout)
+        self.client_id = client_id
+        self.corr = 0
+
+    def close(self):
+        self.sock.close()
+
+    def send(self, api_key, version, body):
+        self.corr += 1
+        payload = struct.pack(">hhi", api_key, version, self.corr) + kstr(self.client_id) + body
+        self.sock.sendall(struct.pack(">i", len(payload)) + payload)
+        return self.corr
+
+    def _read(self, n):
+        buf = b""
+        while len(buf) < n:
+            chunk = self.sock.recv(n - len(buf))
+            if not chunk:
+                return None
+            buf += chunk
+        return buf
+
+    def recv(self):
+        """(correlation id, body) of the next response, or None when the
+        peer closed the connection."""
+        try:
+            head = self._read(4)
+            if head is None:
+                return None
+            size = struct.unpack(">i", head)[0]
+            data = self._read(size)
+        except ConnectionResetError:
+            return None
+        if data is None:
+            return None
+        return struct.unpack(">i", data[:4])[0], data[4:]
+
+    def call(self, api_key, version, body):
+        corr = self.send(api_key, version, body)
+        r = self.recv()
+        if r is None:
+            return None
+        assert r[0] == corr, f"correlation id {r[0]} != {corr}"
+        return r[1]
+
+    def closed_by_peer(self, timeout=10.0):
+        """True when the peer closes the connection (EOF or reset) within
+        timeout without sending anything more."""
+        self.sock.settimeout(timeout)
+        try:
+            return self.sock.recv(1) == b""
+        except ConnectionResetError:
+            return True
+        except socket.timeout:
+            return False
+
+    def api_versions(self):
+        """ApiVersions v0: {api_key: (min, max)}; raises on an error code."""
+        body = self.call(18, 0, b"")
+        assert body is not None, "connection closed on ApiVersions"
+        err, n = struct.unpack(">hi", body[:6])
+        assert err == 0, f"ApiVersions error {err}"
+        out = {}
+        for i in range(n):
+            k, lo, hi = struct.unpack(">hhh", body[6 + 6 * i:12 + 6 * i])
+            out[k] = (lo, hi)
+        return out
+
+    def sasl_plain(self, token):
+        """SaslHandshake v1 PLAIN then SaslAuthenticate v1 with the token as
+        the password: (error_code, error_message, session_lifetime_ms), or
+        None when the connection was closed."""
+        body = self.call(17, 1, kstr("PLAIN"))
+        if body is None:
+            return None
+        assert struct.unpack(">h", body[:2])[0] == 0, "SaslHandshake refused PLAIN"
+        body = self.call(36, 1, kbytes(b"\0it-raw\0" + token.encode()))
+        if body is None:
+            return None
+        err, mlen = struct.unpack(">hh", body[:4])
+        off = 4
+        msg = None
+        if mlen >= 0:
+            msg = body[off:off + mlen].decode()
+            off += mlen
+        blen = struct.unpack(">i", body[off:off + 4])[0]
+        off += 4 + max(blen, 0)
+        lifetime = struct.unpack(">q", body[off:off + 8])[0]
+        return err, msg, lifetime
+
+    def metadata_v1(self, topics=None):
+        """Metadata v1 for the named topics (None: all); the raw response
+        body, or None when the connection was closed."""
+        if topics is None:
+            body = struct.pack(">i", -1)
+        else:
+            body = struct.pack(">i", len(topics)) + b"".join(kstr(t) for t in topics)
+        return self.call(3, 1, body)
+
+
+def wait_until(predicate, timeout=15.0, interval=0.1):
+    """Polls predicate() until it is truthy or timeout passes; its last value."""
+    deadline = time.monotonic() + timeout
+    value = predicate()
+    while not value and time.monotonic() < deadline:
+        time.sleep(interval)
+        value = predicate()
+    return value

@@ -53,11 +53,12 @@ public final class InteropClient {
             + " | produce-expect-denied TOPIC | consume-expect-denied TOPIC GROUP"
             + " | admin-list-topics | admin-create-topic T | admin-delete-topic T"
             + " | admin-delete-topic-expect-denied T | txn-produce TXNID TOPIC N"
-            + " | idempotent-produce TOPIC N";
+            + " | txn-produce-expect-denied TXNID TOPIC | idempotent-produce TOPIC N"
+            + " | suite SCENARIO ARGS... [-- SCENARIO ARGS...]...";
 
     private final Properties base = new Properties();
     private final long timeoutMs;
-    private final Map<String, Object> out = new LinkedHashMap<>();
+    private Map<String, Object> out = new LinkedHashMap<>();
 
     private InteropClient(long timeoutMs) {
         this.timeoutMs = timeoutMs;
@@ -190,6 +191,10 @@ public final class InteropClient {
                 return produce(arg(a, 1), count(a, 2), true, null);
             case "txn-produce":
                 return produce(arg(a, 2), count(a, 3), true, arg(a, 1));
+            case "txn-produce-expect-denied":
+                return txnProduceExpectDenied(arg(a, 1), arg(a, 2));
+            case "suite":
+                return suite(Arrays.copyOfRange(a, 1, a.length));
             case "consume-group":
                 return consumeGroup(arg(a, 1), arg(a, 2), count(a, 3));
             case "produce-expect-denied":
@@ -207,6 +212,52 @@ public final class InteropClient {
             default:
                 throw new IllegalArgumentException("unknown scenario " + a[0]);
         }
+    }
+
+    /**
+     * Runs several scenarios, separated by "--", in this one JVM (the JVM start
+     * dominates a short scenario's time). Each step's result object goes to
+     * "steps"; the suite stops at the first step whose expectation failed.
+     */
+    private boolean suite(String[] a) throws Exception {
+        List<List<String>> steps = new ArrayList<>();
+        steps.add(new ArrayList<>());
+        for (String s : a) {
+            if (s.equals("--")) {
+                steps.add(new ArrayList<>());
+            } else {
+                steps.get(steps.size() - 1).add(s);
+            }
+        }
+        for (List<String> step : steps) {
+            if (step.isEmpty() || step.get(0).equals("suite")) {
+                throw new IllegalArgumentException("suite: empty or nested step");
+            }
+        }
+        Map<String, Object> suiteOut = out;
+        List<Map<String, Object>> results = new ArrayList<>();
+        suiteOut.put("steps", results);
+        boolean ok = true;
+        for (List<String> step : steps) {
+            out = new LinkedHashMap<>();
+            results.add(out);
+            boolean stepOk;
+            try {
+                stepOk = run(step.toArray(new String[0]));
+            } catch (IllegalArgumentException e) {
+                throw e;
+            } catch (Exception e) {
+                recordError(e);
+                stepOk = false;
+            }
+            out.put("ok", stepOk);
+            if (!stepOk) {
+                ok = false;
+                break;
+            }
+        }
+        out = suiteOut;
+        return ok;
     }
 
     private static String arg(String[] a, int i) {
@@ -278,6 +329,25 @@ public final class InteropClient {
             out.put("partitions", new ArrayList<>(partitions));
         }
         return acked == n;
+    }
+
+    /** initTransactions() with a transactional id the principal may not use must fail. */
+    private boolean txnProduceExpectDenied(String txnId, String topic) {
+        Properties p = producerProps();
+        p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "true");
+        p.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, txnId);
+        out.put("transactional_id", txnId);
+        out.put("topic", topic);
+        try (KafkaProducer<String, String> prod = new KafkaProducer<>(p)) {
+            prod.initTransactions();
+            prod.beginTransaction();
+            prod.send(new ProducerRecord<>(topic, "k", value(0))).get(timeoutMs, TimeUnit.MILLISECONDS);
+            prod.commitTransaction();
+            out.put("error", null);
+            return false;
+        } catch (Exception e) {
+            return expectDenied(e);
+        }
     }
 
     private Properties consumerProps(String group) {

@@ -1,0 +1,269 @@
+#!/usr/bin/env bash
+# Kafka pass-through benchmark: Kafka's own producer-perf-test and
+# consumer-perf-test DIRECT to the test broker's SASL listener (PLAIN, user
+# busgate) versus THROUGH busgate (client PLAIN with a development token,
+# busgate SCRAM-SHA-512 upstream), alternating direct/busgate, then the
+# producer again at half the direct maximum rate for latency. Prints numbers
+# and busgate/direct ratios; it passes or fails nothing (see
+# docs/benchmarks.md, "Kafka pass-through").
+#
+#   bench/kafka/passthrough.sh
+#
+# Environment (defaults in brackets):
+#   BENCH_RECORDS [1000000]   records per throughput run
+#   BENCH_RECORD_SIZE [1024]  bytes per record
+#   BENCH_ROUNDS [2]          direct/busgate pairs
+#   BENCH_PARTITIONS [6]      partitions of each (fresh) bench topic
+#   BENCH_ACKS [all]          producer acks
+#   BENCH_LAT_SECONDS [20]    length of each half-rate latency run
+#   BENCH_AUDIT [1]           1: busgate writes its audit file (as deployed)
+#   BENCH_WORKERS [0]         busgate worker threads (0 = one per core)
+#   BENCH_JAVA_OPTS           JVM options of the perf tools [-Xms512m -Xmx512m]
+#   BENCH_OUT                 directory for logs and results [a new temp dir]
+#   BG_BUILD_DIR              busgate build dir [build/release, Release build]
+# Uses the shared broker of scripts/kafka-up.sh (started if needed, never
+# stopped); BG_KAFKA_PLAIN_PORT/BG_KAFKA_SASL_PORT select another instance.
+set -euo pipefail
+# shellcheck source=common.sh
+. "$(dirname "$0")/common.sh"
+
+records="${BENCH_RECORDS:-1000000}"
+size="${BENCH_RECORD_SIZE:-1024}"
+rounds="${BENCH_ROUNDS:-2}"
+parts="${BENCH_PARTITIONS:-6}"
+acks="${BENCH_ACKS:-all}"
+lat_seconds="${BENCH_LAT_SECONDS:-20}"
+audit="${BENCH_AUDIT:-1}"
+java_opts="${BENCH_JAVA_OPTS:--Xms512m -Xmx512m -Dorg.slf4j.simpleLogger.defaultLogLevel=warn}"
+admin_java_opts="-Xmx256m -XX:TieredStopAtLevel=1 -Dorg.slf4j.simpleLogger.defaultLogLevel=warn"
+out="${BENCH_OUT:-$(mktemp -d -t bench-kafka-pt.XXXXXX)}"
+runid="$(date +%s)-$$"
+plain="127.0.0.1:$BG_KAFKA_PLAIN_PORT"
+sasl="127.0.0.1:$BG_KAFKA_SASL_PORT"
+results="$out/results.tsv"
+tool="$BG_REPO_ROOT/scripts/kafka-tool.sh"
+bg_pid=""
+topics_made=()
+
+cleanup() {
+    local t
+    if [ -n "$bg_pid" ] && kill -0 "$bg_pid" 2>/dev/null; then
+        kill -TERM "$bg_pid" 2>/dev/null || true
+        wait "$bg_pid" 2>/dev/null || true
+    fi
+    for t in "${topics_made[@]}"; do topic_delete "$t" || true; done
+}
+trap cleanup EXIT
+
+topic_create() {
+    BG_KAFKA_TOOL_OPTS="$admin_java_opts" "$tool" topics --bootstrap-server "$plain" --create \
+        --topic "$1" --partitions "$parts" --replication-factor 1 >/dev/null
+    topics_made+=("$1")
+}
+
+topic_delete() {
+    local t="$1" keep=() x
+    BG_KAFKA_TOOL_OPTS="$admin_java_opts" "$tool" topics --bootstrap-server "$plain" --delete \
+        --topic "$t" >/dev/null 2>&1 || true
+    for x in "${topics_made[@]}"; do [ "$x" = "$t" ] || keep+=("$x"); done
+    topics_made=("${keep[@]+"${keep[@]}"}")
+}
+
+start_busgate() {
+    local listen base admin
+    listen="$(bench_free_port)"
+    admin="$(bench_free_port)"
+    base="$(bench_free_port)"
+    mkdir -p "$out/busgate"
+    bench_config "$out/busgate/busgate.yaml" "$listen" "$base" "$admin" "$sasl" "$audit"
+    "$BUSGATE" run -c "$out/busgate/busgate.yaml" 2>"$out/busgate/busgate.log" &
+    bg_pid=$!
+    bench_wait_ready "$admin" "$bg_pid" || {
+        cat "$out/busgate/busgate.log" >&2
+        bg_die "busgate did not become ready"
+    }
+    bg_bootstrap="127.0.0.1:$listen"
+    # The token is the PLAIN password; the file stays in the private $out.
+    cat >"$out/busgate/client.properties" <<EOF
+security.protocol=SASL_PLAINTEXT
+sasl.mechanism=PLAIN
+sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="bench" password="$(bench_token bench)";
+EOF
+}
+
+# endpoint MODE: "bootstrap client.properties" for direct or busgate.
+endpoint() {
+    if [ "$1" = direct ]; then
+        echo "$sasl $BG_KAFKA_RUN/client-plain.properties"
+    else
+        echo "$bg_bootstrap $out/busgate/client.properties"
+    fi
+}
+
+broker_pid() { cat "$BG_KAFKA_RUN/kafka.pid"; }
+
+# record PHASE MODE ROUND KEY=VALUE...: one results line (TSV of k=v).
+record() {
+    local IFS=$'\t'
+    echo "phase=$1	mode=$2	round=$3	${*:4}" >>"$results"
+}
+
+# produce MODE ROUND PHASE TOPIC NUM THROUGHPUT
+produce() {
+    local mode="$1" round="$2" phase="$3" topic="$4" num="$5" tput="$6"
+    local bs cfg log c0 c1 b0 b1 load line metrics=()
+    read -r bs cfg < <(endpoint "$mode")
+    log="$out/$phase-$mode-$round.log"
+    [ "$phase" = halfrate ] && metrics=(--print-metrics)
+    load="$(bench_loadavg)"
+    c0="$( [ "$mode" = busgate ] && bench_cpu_s "$bg_pid" || echo 0)"
+    b0="$(bench_cpu_s "$(broker_pid)")"
+    BG_KAFKA_TOOL_OPTS="$java_opts" "$tool" producer-perf-test --topic "$topic" \
+        --num-records "$num" --record-size "$size" --throughput "$tput" \
+        --producer-props bootstrap.servers="$bs" acks="$acks" compression.type=lz4 \
+        --command-config "$cfg" "${metrics[@]}" >"$log" 2>&1 ||
+        { tail -n 20 "$log" >&2; bg_die "producer-perf-test failed ($mode, log $log)"; }
+    c1="$( [ "$mode" = busgate ] && bench_cpu_s "$bg_pid" || echo 0)"
+    b1="$(bench_cpu_s "$(broker_pid)")"
+    # "N records sent, R records/sec (M MB/sec), A ms avg latency, X ms max
+    # latency, P50 ms 50th, P95 ms 95th, P99 ms 99th, P999 ms 99.9th."
+    line="$(grep 'records sent,' "$log" | tail -n 1)"
+    [ -n "$line" ] || bg_die "no summary in $log"
+    local rps mbps avg p50 p99 reqlat
+    rps="$(sed -E 's/.* ([0-9.]+) records\/sec.*/\1/' <<<"$line")"
+    mbps="$(sed -E 's/.*\(([0-9.]+) MB\/sec\).*/\1/' <<<"$line")"
+    avg="$(sed -E 's/.* ([0-9.]+) ms avg latency.*/\1/' <<<"$line")"
+    p50="$(sed -E 's/.* ([0-9.]+) ms 50th.*/\1/' <<<"$line")"
+    p99="$(sed -E 's/.* ([0-9.]+) ms 99th.*/\1/' <<<"$line")"
+    # producer-metrics:request-latency-avg: mean produce request round trip
+    # in ms with decimals (the percentiles above are whole milliseconds).
+    reqlat="$(awk '$1 ~ /^producer-metrics:request-latency-avg:/ { print $NF }' "$log" | head -n 1)"
+    record "$phase" "$mode" "$round" "rps=$rps" "mbps=$mbps" "avg=$avg" "p50=$p50" "p99=$p99" \
+        "reqlat=${reqlat:--}" "bgcpu=$(awk -v a="$c0" -v b="$c1" 'BEGIN{printf "%.2f", b-a}')" \
+        "brokercpu=$(awk -v a="$b0" -v b="$b1" 'BEGIN{printf "%.2f", b-a}')" "load=$load"
+    printf '  %-8s %-7s round %s: %s records/s, %s MB/s, latency avg %s p50 %s p99 %s ms, req-lat avg %s ms, busgate cpu %.2f s, broker cpu %.2f s (load %s)\n' \
+        "$phase" "$mode" "$round" "$rps" "$mbps" "$avg" "$p50" "$p99" "${reqlat:--}" \
+        "$(awk -v a="$c0" -v b="$c1" 'BEGIN{print b-a}')" "$(awk -v a="$b0" -v b="$b1" 'BEGIN{print b-a}')" "$load"
+}
+
+# consume MODE ROUND TOPIC NUM
+consume() {
+    local mode="$1" round="$2" topic="$3" num="$4"
+    local bs cfg log c0 c1 b0 b1 load line
+    read -r bs cfg < <(endpoint "$mode")
+    log="$out/consume-$mode-$round.log"
+    load="$(bench_loadavg)"
+    c0="$( [ "$mode" = busgate ] && bench_cpu_s "$bg_pid" || echo 0)"
+    b0="$(bench_cpu_s "$(broker_pid)")"
+    BG_KAFKA_TOOL_OPTS="$java_opts" "$tool" consumer-perf-test --bootstrap-server "$bs" \
+        --topic "$topic" --num-records "$num" --group "bench-g-$runid-$mode-$round" \
+        --command-config "$cfg" --timeout 60000 >"$log" 2>&1 ||
+        { tail -n 20 "$log" >&2; bg_die "consumer-perf-test failed ($mode, log $log)"; }
+    c1="$( [ "$mode" = busgate ] && bench_cpu_s "$bg_pid" || echo 0)"
+    b1="$(bench_cpu_s "$(broker_pid)")"
+    # start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg,
+    # nMsg.sec, rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
+    line="$(grep -E '^[0-9]{4}-' "$log" | tail -n 1)"
+    [ -n "$line" ] || bg_die "no summary in $log"
+    local n mbps rps reb
+    IFS=', ' read -r -a f <<<"$(tr -s ' ' <<<"$line")"
+    # The dates contain a space ("2026-01-01 10:00:00:000"): count from the end.
+    local k=${#f[@]}
+    n="${f[k - 6]}"
+    reb="${f[k - 4]}"
+    mbps="${f[k - 2]}"
+    rps="${f[k - 1]}"
+    [ "${n%.*}" -ge "$num" ] || bg_log "warning: consumed $n of $num records ($mode round $round)"
+    record consume "$mode" "$round" "rps=$rps" "mbps=$mbps" "rebalance_ms=$reb" \
+        "bgcpu=$(awk -v a="$c0" -v b="$c1" 'BEGIN{printf "%.2f", b-a}')" \
+        "brokercpu=$(awk -v a="$b0" -v b="$b1" 'BEGIN{printf "%.2f", b-a}')" "load=$load"
+    printf '  consume  %-7s round %s: %s records/s, %s MB/s (fetch phase), rebalance %s ms, busgate cpu %.2f s, broker cpu %.2f s (load %s)\n' \
+        "$mode" "$round" "$rps" "$mbps" "$reb" "$(awk -v a="$c0" -v b="$c1" 'BEGIN{print b-a}')" \
+        "$(awk -v a="$b0" -v b="$b1" 'BEGIN{print b-a}')" "$load"
+}
+
+# mean PHASE MODE KEY: mean of KEY over the matching result lines.
+mean() {
+    awk -F'\t' -v p="phase=$1" -v m="mode=$2" -v k="$3=" '
+        $1 == p && $2 == m { for (i = 1; i <= NF; i++) if (index($i, k) == 1) {
+            v = substr($i, length(k) + 1); if (v != "-") { s += v; n++ } } }
+        END { if (n) printf "%.2f", s / n; else printf "-" }' "$results"
+}
+
+row() { # row LABEL PHASE KEY [added]
+    local d b r
+    d="$(mean "$2" direct "$3")"
+    b="$(mean "$2" busgate "$3")"
+    r="$(awk -v d="$d" -v b="$b" 'BEGIN { if (d + 0 > 0 && b != "-") printf "%.3f", b / d; else printf "-" }')"
+    if [ "${4:-}" = added ]; then
+        r="$r (added $(awk -v d="$d" -v b="$b" 'BEGIN { printf "%+.2f ms", b - d }'))"
+    fi
+    printf '| %-36s | %10s | %10s | %s |\n' "$1" "$d" "$b" "$r"
+}
+
+summary() {
+    local hwm rss
+    hwm="$(bench_mem_kib "$bg_pid" VmHWM)"
+    rss="$(bench_mem_kib "$bg_pid" VmRSS)"
+    echo
+    echo "== summary (means over $rounds rounds; $records x $size B records, lz4, acks=$acks, $parts partitions)"
+    printf '| %-36s | %10s | %10s | %s |\n' metric direct busgate "busgate/direct"
+    printf '|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..38})" ------------ ------------ -----
+    row "produce records/s" produce rps
+    row "produce MB/s" produce mbps
+    row "produce latency avg ms" produce avg
+    row "produce latency p50 ms" produce p50
+    row "produce latency p99 ms" produce p99
+    row "consume records/s (fetch phase)" consume rps
+    row "consume MB/s (fetch phase)" consume mbps
+    row "half rate ($half rec/s) latency avg ms" halfrate avg added
+    row "half rate p50 ms" halfrate p50 added
+    row "half rate p99 ms" halfrate p99 added
+    row "half rate request-latency-avg ms" halfrate reqlat added
+    row "broker CPU s per produce run" produce brokercpu
+    row "broker CPU s per consume run" consume brokercpu
+    printf '| %-36s | %10s | %10s | %s |\n' "busgate CPU s per produce run" - "$(mean produce busgate bgcpu)" ""
+    printf '| %-36s | %10s | %10s | %s |\n' "busgate CPU s per consume run" - "$(mean consume busgate bgcpu)" ""
+    printf '| %-36s | %10s | %10s | %s |\n' "busgate CPU s per half-rate run" - "$(mean halfrate busgate bgcpu)" ""
+    printf '| %-36s | %10s | %10s | %s |\n' "busgate peak RSS (VmHWM) MiB" - "$((hwm / 1024))" ""
+    printf '| %-36s | %10s | %10s | %s |\n' "busgate RSS at end MiB" - "$((rss / 1024))" ""
+    echo "targets: throughput ratio >= 0.95 both ways; half-rate p99 added <= 0.2 ms"
+    echo "(producer-perf-test percentiles are whole milliseconds: a p99 difference of 0 means < 1 ms)"
+    echo "results: $results   logs: $out"
+}
+
+main() {
+    bg_need java curl python3
+    mkdir -p "$out"
+    : >"$results"
+    "$BG_REPO_ROOT/scripts/kafka-up.sh" >/dev/null
+    bench_build
+    echo "busgate $BUSGATE (build type $(grep '^CMAKE_BUILD_TYPE:' "$BG_BUILD_DIR/CMakeCache.txt" | cut -d= -f2))"
+    echo "machine: $(nproc) cpus, $(awk '/MemTotal/ {print int($2/1024)" MiB"}' /proc/meminfo), load $(bench_loadavg)"
+    start_busgate
+    echo "busgate pid $bg_pid on $bg_bootstrap; broker pid $(broker_pid); out $out"
+    local r mode t
+    for ((r = 1; r <= rounds; r++)); do
+        for mode in direct busgate; do
+            t="bench-pt-$runid-$mode-$r"
+            topic_create "$t"
+            produce "$mode" "$r" produce "$t" "$records" -1
+            consume "$mode" "$r" "$t" "$records"
+            topic_delete "$t"
+        done
+    done
+    half="$(awk -v x="$(mean produce direct rps)" 'BEGIN { printf "%d", x / 2 }')"
+    local n=$((half * lat_seconds))
+    echo "half-rate runs: --throughput $half, $n records each"
+    for ((r = 1; r <= rounds; r++)); do
+        for mode in direct busgate; do
+            t="bench-pt-$runid-lat-$mode-$r"
+            topic_create "$t"
+            produce "$mode" "$r" halfrate "$t" "$n" "$half"
+            topic_delete "$t"
+        done
+    done
+    summary
+}
+
+main "$@"

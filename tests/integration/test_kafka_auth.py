@@ -1,0 +1,267 @@
+"""Authentication at busgate's Kafka listener, against the real broker:
+what is allowed before SASL, bad tokens (with the reasons in the audit
+file), token expiry with and without re-authentication, and a malformed
+frame that closes only its own connection."""
+import socket
+import struct
+import threading
+import time
+import uuid
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from conftest import run_cli
+from keys import make_rsa_key
+from kafka_env import (ERR_SASL_AUTH_FAILED, OIDC, KafkaWire, audit_events, busgate_config,
+                       claims, client_conf, local_issuer, oidc_token, scrape, sign_jwt, unique,
+                       wait_until)
+
+RULES = """    - name: orders-topics
+      subjects: [group:orders]
+      resources: ["kafka:topic:it-orders-*"]
+      verbs: [write, describe, create, read]
+      effect: allow
+    - name: orders-groups
+      subjects: [group:orders]
+      resources: ["kafka:group:it-*"]
+      verbs: [read, describe]
+      effect: allow
+"""
+
+LOCAL_ISS = "https://it.local.test"
+
+
+def start(start_busgate, tmp_path, **kw):
+    text, ports = busgate_config(tmp_path, RULES, **kw)
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    return bg, ports
+
+
+def test_requests_before_authentication(start_busgate, tmp_path):
+    bg, ports = start(start_busgate, tmp_path)
+
+    # ApiVersions is answered before authentication, with SASL advertised.
+    w = KafkaWire(ports["listen"])
+    versions = w.api_versions()
+    assert 17 in versions and 36 in versions and 3 in versions
+    # Metadata before SASL: the connection is closed without a response.
+    assert w.metadata_v1() is None
+    w.close()
+
+    # Metadata as the very first request: closed as well.
+    w = KafkaWire(ports["listen"])
+    w.send(3, 1, struct.pack(">i", -1))
+    assert w.closed_by_peer()
+    w.close()
+
+    # A frame above the pre-authentication limit (64 KiB): closed before
+    # busgate reads it whole.
+    w = KafkaWire(ports["listen"])
+    w.sock.sendall(struct.pack(">i", 70000) + struct.pack(">hhi", 18, 0, 1) + b"\0" * 1000)
+    assert w.closed_by_peer()
+    w.close()
+    assert bg.wait_log(lambda l: "request frame larger than allowed" in l.get("msg", ""))
+
+    # After authentication the same size is fine: a 200 KB record goes through.
+    token = oidc_token("svc-orders")
+    w = KafkaWire(ports["listen"])
+    w.api_versions()
+    err, msg, lifetime = w.sasl_plain(token)
+    assert err == 0, msg
+    assert w.metadata_v1() is not None
+    w.close()
+    p = Producer(client_conf(f"127.0.0.1:{ports['listen']}", token))
+    results = []
+    p.produce(unique("it-orders"), value=b"x" * 200_000,
+              on_delivery=lambda e, m: results.append(e))
+    assert p.flush(30) == 0
+    assert results == [None]
+
+
+def _auth_errors(conf, timeout=15.0):
+    """Connects a producer and returns the error events it reported."""
+    errors = []
+    conf = dict(conf, error_cb=errors.append)
+    p = Producer(conf)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not any(
+            e.code() in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)
+            for e in errors):
+        p.poll(0.2)
+    with pytest.raises(KafkaException):
+        p.list_topics(timeout=2)
+    return errors
+
+
+def _assert_auth_failed(errors, reason):
+    auth = [e for e in errors
+            if e.code() in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)]
+    assert auth, [str(e) for e in errors]
+    assert any(reason in e.str() for e in auth), [e.str() for e in auth]
+
+
+def test_bad_tokens(start_busgate, tmp_path):
+    keydir = tmp_path / "keys"
+    keydir.mkdir()
+    pem, jwks = make_rsa_key(keydir)
+    otherdir = tmp_path / "other"
+    otherdir.mkdir()
+    other_pem, _ = make_rsa_key(otherdir)  # same kid, different key
+    bg, ports = start(start_busgate, tmp_path, extra_issuers=local_issuer(jwks, LOCAL_ISS))
+    boot = f"127.0.0.1:{ports['listen']}"
+
+    def mint(*extra):
+        r = run_cli("token", "mint", "--key", str(pem), "--kid", "test-key-1", "--sub", "it-local",
+                    "--groups", "orders", "--iss", LOCAL_ISS, *extra)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    # Control: a token from the local issuer with the right audience works.
+    good = mint("--aud", "busgate")
+    md = Producer(client_conf(boot, good)).list_topics(timeout=10)
+    assert md.brokers
+
+    now = int(time.time())
+    expired = sign_jwt(pem, {"iss": LOCAL_ISS, "aud": "busgate", "sub": "it-local",
+                             "groups": ["orders"], "iat": now - 900, "exp": now - 300,
+                             "jti": uuid.uuid4().hex})
+    wrong_aud = mint("--aud", "other")
+    assert claims(wrong_aud)["aud"] in ("other", ["other"])
+    bad_sig = sign_jwt(other_pem, {"iss": LOCAL_ISS, "aud": "busgate", "sub": "it-local",
+                                   "groups": ["orders"], "iat": now, "exp": now + 600})
+
+    _assert_auth_failed(_auth_errors(client_conf(boot, "not-a-jwt")), "malformed")
+    _assert_auth_failed(_auth_errors(client_conf(boot, expired)), "expired")
+    _assert_auth_failed(_auth_errors(client_conf(boot, wrong_aud)), "wrong_audience")
+    _assert_auth_failed(_auth_errors(client_conf(boot, bad_sig)), "bad_signature")
+
+    # OAUTHBEARER takes the RFC 7628 path (error challenge, 0x01, failure):
+    # the client sees the failure too. The client-side expiry is in the
+    # future so librdkafka sends the (server-side expired) token.
+    def oauth_cb(_config):
+        return expired, time.time() + 600
+    conf = client_conf(boot, mechanism="OAUTHBEARER", oauth_cb=oauth_cb)
+    errors = _auth_errors(conf)
+    assert any(e.code() in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)
+               for e in errors), [str(e) for e in errors]
+
+    def reasons():
+        return [e.get("auth_failure_reason") for e in audit_events(ports["audit"])
+                if e["kind"] == "auth_failure"]
+    want = {"malformed", "expired", "wrong_audience", "bad_signature"}
+    assert wait_until(lambda: want <= set(reasons())), reasons()
+    # At least the four PLAIN failures plus the OAUTHBEARER one were recorded.
+    assert wait_until(lambda: reasons().count("expired") >= 2), reasons()
+    assert scrape(ports["admin"], "busgate_auth_failures_total", {"protocol": "kafka"}) >= 5
+    # busgate never logs or audits the token itself.
+    log_text = bg.log_path.read_text()
+    audit_text = ports["audit"].read_text()
+    for t in (expired, wrong_aud, bad_sig, good):
+        assert t.split(".")[2] not in log_text and t.split(".")[2] not in audit_text
+
+
+def test_reauthentication_and_expiry(start_busgate, tmp_path):
+    """A client with 15 s tokens (svc-short) re-authenticates and keeps
+    working for ~40 s; a raw client that does not re-authenticate is closed
+    on its first request after its token expired."""
+    bg, ports = start(start_busgate, tmp_path)
+    boot = f"127.0.0.1:{ports['listen']}"
+    topic = unique("it-orders")
+
+    # The raw client: authenticates with a 15 s token and never again.
+    short = oidc_token("svc-short")
+    exp = claims(short)["exp"]
+    raw = KafkaWire(ports["listen"])
+    raw.api_versions()
+    err, msg, lifetime = raw.sasl_plain(short)
+    assert err == 0, msg
+    assert 0 < lifetime <= 16_000
+    assert raw.metadata_v1() is not None  # works while the token is valid
+
+    oidc = {"sasl.oauthbearer.method": "oidc",
+            "sasl.oauthbearer.client.id": "svc-short",
+            "sasl.oauthbearer.client.secret": "svc-short-secret",
+            "sasl.oauthbearer.token.endpoint.url": OIDC + "/token"}
+    errors = []
+    p = Producer(client_conf(boot, mechanism="OAUTHBEARER", error_cb=errors.append, **oidc))
+    c = Consumer(client_conf(boot, mechanism="OAUTHBEARER", error_cb=errors.append,
+                             **{"group.id": unique("it-g"), "enable.auto.commit": False,
+                                "auto.offset.reset": "earliest", "session.timeout.ms": 6000},
+                             **oidc))
+    c.assign([TopicPartition(topic, 0, 0)])
+    delivered, got = [], []
+    sent = 0
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        p.produce(topic, value=f"r{sent}".encode(),
+                  on_delivery=lambda e, m: delivered.append(e))
+        sent += 1
+        p.poll(0)
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            got.append(m.value())
+        elif m is not None and m.error().code() != KafkaError._PARTITION_EOF:
+            errors.append(m.error())
+    assert p.flush(30) == 0
+    end = time.monotonic() + 20
+    while len(got) < sent and time.monotonic() < end:
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            got.append(m.value())
+    c.close()
+
+    assert errors == [], [str(e) for e in errors]
+    assert delivered == [None] * sent
+    assert got == [f"r{i}".encode() for i in range(sent)]
+
+    # Re-authenticated on the same connection at least twice: some session
+    # has two or more session_start events marked re-authenticated.
+    events = audit_events(ports["audit"])
+    reauth = {}
+    for e in events:
+        if e["kind"] == "session_start" and e.get("detail") == "re-authenticated":
+            assert e["principal"]["sub"] == "svc-short"
+            reauth[e["session_id"]] = reauth.get(e["session_id"], 0) + 1
+    assert reauth and max(reauth.values()) >= 2, reauth
+
+    # The raw client's token has expired by now: its next request closes it.
+    assert time.time() > exp
+    assert raw.metadata_v1() is None
+    raw.close()
+    assert bg.wait_log(lambda l: "token expired without re-authentication" in l.get("msg", ""))
+
+
+def test_malformed_frame_closes_only_that_connection(start_busgate, tmp_path):
+    bg, ports = start(start_busgate, tmp_path)
+    boot = f"127.0.0.1:{ports['listen']}"
+    token = oidc_token("svc-orders")
+    topic = unique("it-orders")
+    results = []
+    p = Producer(client_conf(boot, token))
+    p.produce(topic, value=b"before", on_delivery=lambda e, m: results.append(e))
+    assert p.flush(30) == 0
+
+    w = KafkaWire(ports["listen"])
+    versions = w.api_versions()
+    err, msg, _ = w.sasl_plain(token)
+    assert err == 0, msg
+    lo, hi = versions[0]
+    version = 7 if lo <= 7 <= hi else lo  # a non-flexible Produce version
+    assert version < 9
+    # transactional_id claims 32767 bytes that are not there.
+    w.send(0, version, b"\x7f\xff" + b"\x00" * 6)
+    assert w.closed_by_peer()
+    w.close()
+    line = bg.wait_log(lambda l: "malformed request: api 0 version %d offset" % version
+                       in l.get("msg", ""))
+    assert line, bg.log_path.read_text()[-2000:]
+
+    # The other client, connected all along, keeps working; so does a new one.
+    p.produce(topic, value=b"after", on_delivery=lambda e, m: results.append(e))
+    assert p.flush(30) == 0
+    q = Producer(client_conf(boot, token))
+    q.produce(topic, value=b"new", on_delivery=lambda e, m: results.append(e))
+    assert q.flush(30) == 0
+    assert results == [None, None, None]
+    assert scrape(ports["admin"], "busgate_protocol_errors_total", {"protocol": "kafka"}) >= 1

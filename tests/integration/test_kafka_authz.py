@@ -1,0 +1,213 @@
+"""Authorization through busgate in front of the real broker: denied
+produce and consume, topics hidden from Metadata, requests that are partly
+allowed (split and merged), and the reserved audit topic."""
+import time
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+
+from kafka_env import (ERR_TOPIC_AUTHZ, KAFKA_PLAIN, audit_events, busgate_config, client_conf, create_topics,
+                       oidc_token, setup_admin, unique, wait_until, with_audit_topic)
+
+RULES = """    - name: orders-topics
+      subjects: [group:orders]
+      resources: ["kafka:topic:it-orders-*"]
+      verbs: [write, describe, create, read]
+      effect: allow
+    - name: orders-see-ledger
+      subjects: [group:orders]
+      resources: ["kafka:topic:it-ledger-*"]
+      verbs: [describe]
+      effect: allow
+    - name: orders-groups
+      subjects: [group:orders]
+      resources: ["kafka:group:it-*"]
+      verbs: [read, describe]
+      effect: allow
+"""
+
+
+def start(start_busgate, tmp_path, rules=RULES, **kw):
+    text, ports = busgate_config(tmp_path, rules, **kw)
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    return bg, ports, f"127.0.0.1:{ports['listen']}"
+
+
+def consumer(boot, token, **extra):
+    conf = {"group.id": unique("it-g"), "auto.offset.reset": "earliest",
+            "enable.auto.commit": False, "session.timeout.ms": 6000}
+    conf.update(extra)
+    return Consumer(client_conf(boot, token, **conf))
+
+
+def test_denied_produce_and_consume(start_busgate, tmp_path):
+    secret = unique("it-secret")
+    create_topics([secret])
+    _, ports, boot = start(start_busgate, tmp_path)
+    token = oidc_token("svc-orders")
+
+    results = []
+    p = Producer(client_conf(boot, token))
+    p.produce(secret, value=b"x", on_delivery=lambda e, m: results.append(e))
+    p.flush(30)
+    assert len(results) == 1 and results[0] is not None
+    assert results[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+    errors = []
+    c = consumer(boot, token, error_cb=errors.append)
+    c.subscribe([secret])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not errors:
+        m = c.poll(0.5)
+        if m is not None and m.error():
+            errors.append(m.error())
+        assert m is None or m.error(), "consumed from a denied topic"
+    c.close()
+    assert any(e.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED for e in errors), \
+        [str(e) for e in errors]
+
+    denied = [e for e in audit_events(ports["audit"]) if e["kind"] == "decision"
+              and e["decision"]["effect"] == "deny"
+              and any(r["name"] == secret for r in e.get("resources", []))]
+    # The topic is hidden (describe denied), so the client's own metadata
+    # lookups were refused before any Produce or Fetch could be sent.
+    assert "describe" in {e["verb"] for e in denied}, denied
+    assert all(e["result"]["error_code"] == ERR_TOPIC_AUTHZ for e in denied)
+
+
+def test_metadata_hides_denied_topics(start_busgate, tmp_path):
+    allowed, hidden = unique("it-orders"), unique("it-secret")
+    create_topics([allowed, hidden])
+    # The broker itself has both.
+    direct = setup_admin().list_topics(timeout=10).topics
+    assert allowed in direct and hidden in direct
+    _, _, boot = start(start_busgate, tmp_path)
+    p = Producer(client_conf(boot, oidc_token("svc-orders")))
+
+    md = p.list_topics(timeout=10)
+    assert allowed in md.topics and md.topics[allowed].error is None
+    assert hidden not in md.topics
+    # Nothing outside what the principal may describe is listed.
+    assert all(t.startswith(("it-orders-", "it-ledger-")) for t in md.topics), sorted(md.topics)
+    for b in md.brokers.values():
+        assert b.host == "127.0.0.1"
+
+    one = p.list_topics(topic=hidden, timeout=10).topics[hidden]
+    assert one.error is not None and one.error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert not one.partitions
+    assert p.list_topics(topic=allowed, timeout=10).topics[allowed].error is None
+
+
+def _one_request_both(events, api, allowed, denied):
+    """True when one request of `api` produced both an allow for `allowed`
+    and a deny for `denied`: decision groups of one request are consecutive
+    in their session and share the request's bytes_in."""
+    by_session = {}
+    for e in events:
+        if e["kind"] == "decision" and e["api"]["name"] == api:
+            by_session.setdefault(e["session_id"], []).append(e)
+    for evs in by_session.values():
+        evs.sort(key=lambda e: e["seq"])
+        for a, b in zip(evs, evs[1:]):
+            same = (b["seq"] == a["seq"] + 1 and
+                    a["result"].get("bytes_in") == b["result"].get("bytes_in"))
+            pair = {(a["decision"]["effect"], r["name"]) for r in a["resources"]} | \
+                   {(b["decision"]["effect"], r["name"]) for r in b["resources"]}
+            if same and ("allow", allowed) in pair and ("deny", denied) in pair:
+                return True
+    return False
+
+
+def test_partly_denied_produce_and_fetch(start_busgate, tmp_path):
+    """ledger topics are describable but neither writable nor readable, so
+    the client batches them with allowed topics in one request."""
+    allowed, ledger = unique("it-orders"), unique("it-ledger")
+    create_topics([allowed, ledger])
+    # Something to fetch from the ledger topic (written directly).
+    direct = Producer({"bootstrap.servers": KAFKA_PLAIN})
+    direct.produce(ledger, value=b"secret")
+    assert direct.flush(30) == 0
+
+    _, ports, boot = start(start_busgate, tmp_path)
+    token = oidc_token("svc-orders")
+    p = Producer(client_conf(boot, token, **{"linger.ms": 100}))
+    p.list_topics(timeout=10)  # metadata and connection first
+    for t in (allowed, ledger):
+        p.list_topics(topic=t, timeout=10)
+    results = {}
+    for i in range(5):
+        for t in (allowed, ledger):
+            p.produce(t, value=f"{t}-{i}".encode(),
+                      on_delivery=lambda e, m: results.setdefault(m.topic(), []).append(e))
+    assert p.flush(30) == 0
+    assert results[allowed] == [None] * 5
+    assert len(results[ledger]) == 5
+    assert all(e is not None and e.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+               for e in results[ledger]), results[ledger]
+    assert wait_until(lambda: _one_request_both(audit_events(ports["audit"]), "Produce",
+                                                allowed, ledger))
+
+    errors = []
+    c = consumer(boot, token, error_cb=errors.append)
+    c.assign([TopicPartition(allowed, 0, 0), TopicPartition(ledger, 0, 0)])
+    got = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (len(got) < 5 or not errors):
+        m = c.poll(0.5)
+        if m is None:
+            continue
+        if m.error():
+            errors.append(m.error())
+        else:
+            assert m.topic() == allowed, "fetched from a denied topic"
+            got.append(m.value())
+    c.close()
+    assert got == [f"{allowed}-{i}".encode() for i in range(5)]
+    assert any(e.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED for e in errors), \
+        [str(e) for e in errors]
+    assert wait_until(lambda: _one_request_both(audit_events(ports["audit"]), "Fetch",
+                                                allowed, ledger))
+
+
+def test_audit_topic_is_reserved(start_busgate, tmp_path):
+    audit_topic = unique("busgate.audit")
+    rules = """    - name: everything
+      subjects: [group:orders]
+      resources: ["kafka:topic:*"]
+      verbs: [write, describe, create, read, delete, alter]
+      effect: allow
+"""
+    text, ports = busgate_config(tmp_path, rules, mechanism="PLAIN")
+    start_busgate(with_audit_topic(text, audit_topic), wait_for_port=ports["listen"])
+    boot = f"127.0.0.1:{ports['listen']}"
+    token = oidc_token("svc-orders")
+    p = Producer(client_conf(boot, token))
+    results = []
+    other = unique("it-any")
+    p.produce(other, value=b"ok", on_delivery=lambda e, m: results.append((m.topic(), e)))
+    p.produce(audit_topic, value=b"forged", on_delivery=lambda e, m: results.append((m.topic(), e)))
+    p.flush(30)
+    got = dict(results)
+    assert got[other] is None
+    assert got[audit_topic] is not None
+    assert got[audit_topic].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+    denies = [e for e in audit_events(ports["audit"]) if e["kind"] == "decision"
+              and e["decision"]["effect"] == "deny" and e["verb"] == "write"
+              and any(r["name"] == audit_topic for r in e["resources"])]
+    assert denies and all("rule" not in e["decision"] for e in denies), denies
+    assert all(e["result"]["error_code"] == ERR_TOPIC_AUTHZ for e in denies)
+
+    # The events themselves reached the topic through busgate's sink, and
+    # the forged record did not.
+    c = Consumer({"bootstrap.servers": KAFKA_PLAIN, "group.id": unique("it-audit"),
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    c.subscribe([audit_topic])
+    values = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not any(b'"decision"' in v for v in values):
+        m = c.poll(0.5)
+        if m is not None and not m.error():
+            values.append(m.value())
+    c.close()
+    assert any(b'"decision"' in v for v in values)
+    assert b"forged" not in values

@@ -1,0 +1,127 @@
+"""Producer features through busgate in front of the real broker:
+idempotence, transactions (allowed and denied by transactional id), and
+every compression codec."""
+import time
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+from kafka_env import (ERR_TXN_ID_AUTHZ, audit_events, busgate_config, client_conf, oidc_token,
+                       unique)
+
+RULES = """    - name: orders-topics
+      subjects: [group:orders]
+      resources: ["kafka:topic:it-orders-*"]
+      verbs: [write, describe, create, read]
+      effect: allow
+    - name: orders-groups
+      subjects: [group:orders]
+      resources: ["kafka:group:it-*"]
+      verbs: [read, describe]
+      effect: allow
+    - name: orders-txn
+      subjects: [group:orders]
+      resources: ["kafka:transactional-id:it-tx-*"]
+      verbs: [write, describe]
+      effect: allow
+"""
+
+
+@pytest.fixture
+def gate(start_busgate, tmp_path):
+    text, ports = busgate_config(tmp_path, RULES)
+    start_busgate(text, wait_for_port=ports["listen"])
+    return f"127.0.0.1:{ports['listen']}", ports, oidc_token("svc-orders")
+
+
+def read_all(boot, token, topic, want, timeout=30.0, **extra):
+    """Values of partition 0 from the start until `want` arrived (or timeout),
+    plus one more short poll to catch anything unexpected after them."""
+    conf = {"group.id": unique("it-g"), "enable.auto.commit": False,
+            "session.timeout.ms": 6000, "enable.partition.eof": True}
+    conf.update(extra)
+    c = Consumer(client_conf(boot, token, **conf))
+    c.assign([TopicPartition(topic, 0, 0)])
+    got, eof = [], False
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not (len(got) >= want and eof):
+        m = c.poll(0.5)
+        if m is None:
+            continue
+        if m.error():
+            assert m.error().code() == KafkaError._PARTITION_EOF, str(m.error())
+            eof = len(got) >= want
+        else:
+            got.append(m.value())
+    c.close()
+    return got
+
+
+def test_idempotent_producer(gate):
+    boot, _, token = gate
+    topic = unique("it-orders")
+    p = Producer(client_conf(boot, token, **{"enable.idempotence": True}))
+    results = []
+    for i in range(50):
+        p.produce(topic, value=f"i{i}".encode(), partition=0,
+                  on_delivery=lambda e, m: results.append((e, m.offset())))
+    assert p.flush(30) == 0
+    assert [e for e, _ in results] == [None] * 50
+    assert [o for _, o in results] == list(range(results[0][1], results[0][1] + 50))
+    assert read_all(boot, token, topic, 50) == [f"i{i}".encode() for i in range(50)]
+
+
+def test_transactions_allowed_and_committed(gate):
+    boot, ports, token = gate
+    topic, txid = unique("it-orders"), unique("it-tx")
+    p = Producer(client_conf(boot, token, **{"transactional.id": txid}))
+    p.init_transactions(30)
+    p.begin_transaction()
+    for i in range(3):
+        p.produce(topic, value=f"aborted{i}".encode(), partition=0)
+    p.abort_transaction(30)
+    p.begin_transaction()
+    for i in range(5):
+        p.produce(topic, value=f"t{i}".encode(), partition=0)
+    p.commit_transaction(30)
+
+    assert read_all(boot, token, topic, 5, **{"isolation.level": "read_committed"}) == \
+        [f"t{i}".encode() for i in range(5)]
+    # read_uncommitted sees the aborted records too: they did reach the log.
+    assert len(read_all(boot, token, topic, 8, **{"isolation.level": "read_uncommitted"})) == 8
+
+    apis = {e["api"]["name"] for e in audit_events(ports["audit"])
+            if e["kind"] == "decision" and e["decision"]["effect"] == "allow"
+            and any(r["type"] == "kafka:transactional-id" and r["name"] == txid
+                    for r in e["resources"])}
+    assert {"InitProducerId", "AddPartitionsToTxn", "EndTxn"} <= apis, apis
+
+
+def test_transactional_id_denied(gate):
+    boot, ports, token = gate
+    txid = unique("other-tx")
+    p = Producer(client_conf(boot, token, **{"transactional.id": txid}))
+    with pytest.raises(KafkaException) as ei:
+        p.init_transactions(20)
+    assert ei.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, \
+        str(ei.value)
+    denied = [e for e in audit_events(ports["audit"]) if e["kind"] == "decision"
+              and e["decision"]["effect"] == "deny"
+              and any(r["name"] == txid for r in e["resources"])]
+    assert denied and all(e["result"]["error_code"] == ERR_TXN_ID_AUTHZ for e in denied)
+
+
+def test_compression_codecs(gate):
+    boot, _, token = gate
+    topic = unique("it-orders")
+    want = []
+    for codec in ("gzip", "snappy", "lz4", "zstd"):
+        p = Producer(client_conf(boot, token, **{"compression.type": codec, "linger.ms": 20}))
+        results = []
+        for i in range(20):
+            v = (f'{{"codec":"{codec}","i":{i},"pad":"' + "abc" * 200 + '"}').encode()
+            want.append(v)
+            p.produce(topic, value=v, partition=0, on_delivery=lambda e, m: results.append(e))
+        assert p.flush(30) == 0
+        assert results == [None] * 20, (codec, results)
+    assert read_all(boot, token, topic, len(want)) == want
