@@ -9,9 +9,12 @@
  *      later (Kafka delivery report), goes to the spool;
  *   3a. a new record bound for the spool while the primary still has live
  *      records pending (taken, no outcome yet) is parked in memory instead:
- *      any of those may still fail and must reach the spool first. Parked
- *      records go to the spool, in order, once nothing live is pending; the
- *      drain also waits for that. Parking is bounded: at audit.queue_size
+ *      any of those may still fail and must reach the spool first. Failed
+ *      live records are collected too, because a sink does not report them
+ *      in order (librdkafka purges its partition queue before the requests
+ *      in flight). Once nothing live is pending, the failed ones go to the
+ *      spool sorted by emit order, then the parked ones; the drain also
+ *      waits for that. Parking is bounded: at audit.queue_size
  *      parked records the thread stops taking from the queue (back-pressure
  *      into emit);
  *   4. no spool, or spool full/unwritable: block mode holds the record and
@@ -41,6 +44,7 @@
 
 typedef struct bg_audit_qe_s {
     struct bg_audit_qe_s *next;
+    uint64_t order; /* emit order (failed list) */
     uint32_t len;
     uint8_t data[];
 } bg_audit_qe_t;
@@ -65,7 +69,12 @@ struct bg_audit_s {
     bg_audit_qe_t *held, *held_tail; /* block mode: nowhere to put them yet */
     bg_audit_qe_t *parked, *parked_tail; /* waiting for the primary's live pending (3a) */
     size_t nparked;
+    bg_audit_qe_t *failed, *failed_tail; /* live records the primary failed (3a) */
+    size_t nfailed;
+    uint64_t order; /* last emit order handed to the primary */
     int64_t retry_at, backoff;
+    int64_t held_retry_at;
+    int held_probe_ok; /* a probe was delivered since the last hold */
     int drain_failed;
 
     _Atomic uint32_t qlen;
@@ -200,6 +209,7 @@ static int bg_audit__append(bg_audit_t *a, bg_audit_qe_t **head, bg_audit_qe_t *
         return -1;
     }
     qe->next = NULL;
+    qe->order = r->order;
     qe->len = r->len;
     memcpy(qe->data, r->data, r->len);
     if (*tail)
@@ -214,6 +224,7 @@ static void bg_audit__hold(bg_audit_t *a, const bg_audit_rec_t *r)
 {
     if (bg_audit__append(a, &a->held, &a->held_tail, r) == 0)
         atomic_store(&a->sink_ok, 0);
+    a->held_probe_ok = 0;
 }
 
 /* Records the primary has taken without reporting an outcome yet. */
@@ -225,7 +236,6 @@ static size_t bg_audit__pending(const bg_audit_t *a, int from_spool)
 /* The primary could not take r: spool it, else hold or drop it. */
 static void bg_audit__spill(bg_audit_t *a, const bg_audit_rec_t *r)
 {
-    if (getenv("BGDBG")) { size_t jl; const char *j = bg_audit_rec_json(r, &jl); const char *q = memmem(j, jl, "\"seq\":", 6); fprintf(stderr, "SPILL seq=%ld\n", q ? strtol(q+6,NULL,10) : -1L); }
     if (!a->held && a->spool && bg_audit_spool_append(a->spool, r->data, r->len) == 0) {
         atomic_fetch_add(&a->spooled, 1);
         if (a->retry_at == 0) {
@@ -246,8 +256,7 @@ static void bg_audit__spill(bg_audit_t *a, const bg_audit_rec_t *r)
  * are pending (they may still fail and must be spooled first), else spilled. */
 static void bg_audit__spill_new(bg_audit_t *a, const bg_audit_rec_t *r)
 {
-    if (a->parked || bg_audit__pending(a, 0) > 0) {
-        if (getenv("BGDBG")) fprintf(stderr, "PARK\n");
+    if (a->parked || a->failed || bg_audit__pending(a, 0) > 0) {
         if (bg_audit__append(a, &a->parked, &a->parked_tail, r) == 0)
             a->nparked++;
         return;
@@ -255,12 +264,47 @@ static void bg_audit__spill_new(bg_audit_t *a, const bg_audit_rec_t *r)
     bg_audit__spill(a, r);
 }
 
-/* Moves every parked record to the spool (or held/dropped), in order. */
+static int bg_audit__cmp_order(const void *x, const void *y)
+{
+    uint64_t a = (*(bg_audit_qe_t *const *)x)->order, b = (*(bg_audit_qe_t *const *)y)->order;
+    return a < b ? -1 : a > b;
+}
+
+/* Spills the failed live records sorted by emit order. */
+static void bg_audit__spill_failed(bg_audit_t *a)
+{
+    bg_audit_qe_t **v = malloc(a->nfailed * sizeof *v), *e = a->failed;
+    size_t n = 0;
+    for (; e && v; e = e->next)
+        v[n++] = e;
+    if (v)
+        qsort(v, n, sizeof *v, bg_audit__cmp_order);
+    if (v) {
+        for (size_t i = 0; i < n; i++)
+            bg_audit__spill(a, &(bg_audit_rec_t){v[i]->data, v[i]->len, 0, v[i]->order});
+    } else { /* out of memory: report order rather than lose anything */
+        for (e = a->failed; e; e = e->next)
+            bg_audit__spill(a, &(bg_audit_rec_t){e->data, e->len, 0, e->order});
+    }
+    for (e = a->failed; e;) {
+        bg_audit_qe_t *next = e->next;
+        free(e);
+        e = next;
+    }
+    free(v);
+    a->failed = a->failed_tail = NULL;
+    a->nfailed = 0;
+}
+
+/* Once the primary has no live record pending: the failed ones to the spool
+ * in emit order, then every parked one (or held/dropped, see spill). */
 static void bg_audit__unpark(bg_audit_t *a)
 {
+    if (a->failed)
+        bg_audit__spill_failed(a);
     while (a->parked) {
         bg_audit_qe_t *qe = a->parked;
-        bg_audit_rec_t r = {qe->data, qe->len, 0};
+        bg_audit_rec_t r = {qe->data, qe->len, 0, 0};
         a->parked = qe->next;
         a->nparked--;
         bg_audit__spill(a, &r);
@@ -273,6 +317,8 @@ static void bg_audit__on_delivered(void *core, const bg_audit_rec_t *r)
 {
     bg_audit_t *a = core;
     atomic_fetch_add(&a->delivered, 1);
+    if (r->from_spool && a->held)
+        a->held_probe_ok = 1; /* see retry_held */
 }
 
 static void bg_audit__on_failed(void *core, const bg_audit_rec_t *r)
@@ -281,8 +327,8 @@ static void bg_audit__on_failed(void *core, const bg_audit_rec_t *r)
     atomic_fetch_add(&a->sink_errors, 1);
     if (r->from_spool)
         a->drain_failed = 1; /* still in the spool: the drain rewinds */
-    else
-        bg_audit__spill(a, r);
+    else if (bg_audit__append(a, &a->failed, &a->failed_tail, r) == 0)
+        a->nfailed++; /* spooled in emit order once nothing live is pending */
 }
 
 static void bg_audit__copy_delivered(void *core, const bg_audit_rec_t *r) {}
@@ -305,26 +351,42 @@ static void bg_audit__route(bg_audit_t *a, const bg_audit_rec_t *recs, size_t n)
     size_t taken = 0;
     if (a->copy && a->copy->write(a->copy, recs, n) < n)
         bg_log_warn("audit", "audit file copy failing");
-    int backlog = a->held || a->parked || (a->spool && !bg_audit_spool_empty(a->spool));
+    int backlog = a->held || a->parked || a->failed ||
+                  (a->spool && !bg_audit_spool_empty(a->spool));
     if (!backlog && bg_audit__primary_up(a))
         taken = a->primary->write(a->primary, recs, n);
     for (size_t i = taken; i < n; i++)
         bg_audit__spill_new(a, &recs[i]);
 }
 
-/* Retries held records: directly to the primary when there is no spool
- * backlog, else into the spool. */
+/* Retries held records (at most every 500 ms): into the spool, or directly
+ * to the primary when there is no spool backlog. Before they go to the
+ * primary, the oldest is sent as a probe marked like a drained record: a
+ * failure is not re-spooled, and only once a probe is delivered are the
+ * held records sent for real (the probed one again: a duplicate with the
+ * same event id, never a loss). Without the probe, a primary that accepts
+ * records but cannot deliver them (acks=all with too few replicas) would
+ * make admission flap: held, sent, failed at the timeout, held again. */
 static void bg_audit__retry_held(bg_audit_t *a)
 {
+    int64_t now = bg_audit__mono_ms();
+    if (now < a->held_retry_at)
+        return;
+    a->held_retry_at = now + 500;
     while (a->held) {
         bg_audit_qe_t *qe = a->held;
-        bg_audit_rec_t r = {qe->data, qe->len, 0};
+        bg_audit_rec_t r = {qe->data, qe->len, 0, ++a->order};
         int ok = 0;
         if (a->spool && bg_audit_spool_append(a->spool, r.data, r.len) == 0) {
             atomic_fetch_add(&a->spooled, 1);
             ok = 1;
-        } else if ((!a->spool || bg_audit_spool_empty(a->spool)) && bg_audit__primary_up(a)) {
-            ok = a->primary->write(a->primary, &r, 1) == 1;
+        } else if (!a->spool || bg_audit_spool_empty(a->spool)) {
+            if (a->held_probe_ok && bg_audit__primary_up(a)) {
+                ok = a->primary->write(a->primary, &r, 1) == 1;
+            } else if (bg_audit__pending(a, 1) == 0) {
+                r.from_spool = 1;
+                (void)a->primary->write(a->primary, &r, 1); /* probe */
+            }
         }
         if (!ok)
             return;
@@ -333,6 +395,7 @@ static void bg_audit__retry_held(bg_audit_t *a)
             a->held_tail = NULL;
         free(qe);
     }
+    a->held_retry_at = 0;
     atomic_store(&a->sink_ok, 1);
     bg_log_info("audit", "audit pipeline recovered; admitting again");
 }
@@ -340,7 +403,7 @@ static void bg_audit__retry_held(bg_audit_t *a)
 static int bg_audit__drain_one(void *arg, const uint8_t *p, size_t n, size_t off)
 {
     bg_audit_t *a = arg;
-    bg_audit_rec_t r = {p, (uint32_t)n, 1};
+    bg_audit_rec_t r = {p, (uint32_t)n, 1, 0};
     if (a->drain_failed || a->primary->write(a->primary, &r, 1) != 1) {
         a->drain_failed = 1;
         return 1;
@@ -376,13 +439,13 @@ static void bg_audit__housekeeping(bg_audit_t *a)
         a->primary->poll(a->primary);
     if (a->copy && a->copy->poll)
         a->copy->poll(a->copy);
-    if (a->parked && bg_audit__pending(a, 0) == 0)
+    if ((a->parked || a->failed) && bg_audit__pending(a, 0) == 0)
         bg_audit__unpark(a);
     if (a->held)
         bg_audit__retry_held(a);
     /* A drain waits for every outcome of earlier sends: a record still
      * pending may yet fail and be spooled, and must not be overtaken. */
-    if (a->spool && !bg_audit_spool_empty(a->spool) && !a->parked &&
+    if (a->spool && !bg_audit_spool_empty(a->spool) && !a->parked && !a->failed &&
         bg_audit__pending(a, 0) == 0 && bg_audit__pending(a, 1) == 0) {
         if (a->retry_at == 0)
             a->retry_at = bg_audit__mono_ms();
@@ -399,9 +462,9 @@ static void bg_audit__housekeeping(bg_audit_t *a)
 static int bg_audit__sync_all(bg_audit_t *a, int timeout_ms)
 {
     int rc = a->primary->flush(a->primary, timeout_ms);
-    if (a->parked && bg_audit__pending(a, 0) == 0)
+    if ((a->parked || a->failed) && bg_audit__pending(a, 0) == 0)
         bg_audit__unpark(a);
-    if (a->parked)
+    if (a->parked || a->failed)
         rc = -1;
     if (a->copy && a->copy->flush(a->copy, timeout_ms) != 0)
         rc = -1;
@@ -418,7 +481,7 @@ static void bg_audit__process(bg_audit_t *a, bg_audit_qe_t *list)
     while (list) {
         bg_audit_qe_t *next = list->next;
         qes[n] = list;
-        recs[n++] = (bg_audit_rec_t){list->data, list->len, 0};
+        recs[n++] = (bg_audit_rec_t){list->data, list->len, 0, ++a->order};
         if (n == 64 || !next) {
             bg_audit__route(a, recs, n);
             /* freed after routing: sinks and the spool copy what they keep */

@@ -10,6 +10,7 @@
 #include "broker/log.h"
 
 #include <librdkafka/rdkafka.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,13 +32,13 @@ static void bg_audit__kafka_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void
 {
     bg_audit_kafka_t *k = opaque;
     bg_audit_sink_t *s = &k->base;
-    k->out[m->_private != NULL]--;
-    if (getenv("BGDBG")) { const char *q = memmem(m->payload, m->len, "\"seq\":", 6); fprintf(stderr, "DR key=%.*s seq=%ld err=%s spool=%d off=%ld out=%zu\n", (int)m->key_len, (char*)m->key, q ? strtol(q+6,NULL,10) : -1L, rd_kafka_err2name(m->err), m->_private != NULL, (long)m->offset, k->out[0]); }
+    uintptr_t tag = (uintptr_t)m->_private; /* order << 1 | from_spool */
+    k->out[tag & 1]--;
     uint8_t stack[4096], *buf = stack;
     size_t need = 2 + m->key_len + m->len;
     if (need > sizeof stack && !(buf = malloc(need)))
         return;
-    bg_audit_rec_t r = {buf, 0, m->_private != NULL};
+    bg_audit_rec_t r = {buf, 0, (int)(tag & 1), (uint64_t)(tag >> 1)};
     r.len = (uint32_t)bg_audit_rec_build(buf, need, m->key, m->key_len, m->payload, m->len);
     if (m->err) {
         k->purge = 1;
@@ -75,7 +76,7 @@ static rd_kafka_resp_err_t bg_audit__kafka_produce(bg_audit_kafka_t *k, const bg
     rd_kafka_resp_err_t e = rd_kafka_producev(k->rk, RD_KAFKA_V_RKT(k->rkt), RD_KAFKA_V_KEY(key, kl),
                              RD_KAFKA_V_VALUE((void *)json, jl),
                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                             RD_KAFKA_V_OPAQUE(r->from_spool ? (void *)1 : NULL), RD_KAFKA_V_END);
+                             RD_KAFKA_V_OPAQUE((void *)(uintptr_t)(r->order << 1 | (r->from_spool ? 1 : 0))), RD_KAFKA_V_END);
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
         k->out[r->from_spool ? 1 : 0]++; /* the delivery report decrements */
     return e;

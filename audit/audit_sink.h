@@ -17,6 +17,8 @@ typedef struct bg_audit_rec_s {
     const uint8_t *data; /* owned by whoever handed the record over */
     uint32_t len;
     int from_spool; /* 1 while draining the spool: never re-spooled on failure */
+    uint64_t order; /* live records: emit order, set by the pipeline; an
+                       asynchronous sink hands it back with the outcome */
 } bg_audit_rec_t;
 
 /* Views into a record; return NULL (len 0) when the record is malformed. */

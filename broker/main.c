@@ -21,6 +21,9 @@ static void bg_main__usage(FILE *f)
             "  token mint --key PEM [--kid K] --sub S [--groups a,b] [--ttl SECONDS]\n"
             "             [--iss I] [--aud A]   sign a development token (tests only)\n"
             "  token inspect -c FILE TOKEN      verify a token as busgate would\n"
+            "  audit tail -c FILE [--follow] [--session ID] [--sub S] [--json]\n"
+            "                           print audit events, one line each\n"
+            "  audit replay -c FILE SESSION     a session's timeline, in order\n"
             "  version                  print the version\n");
 }
 
@@ -42,6 +45,8 @@ int main(int argc, char **argv)
         return bg_cli_explain(argc - 1, argv + 1);
     if (strcmp(cmd, "token") == 0)
         return bg_cli_token(argc - 1, argv + 1);
+    if (strcmp(cmd, "audit") == 0)
+        return bg_cli_audit(argc - 1, argv + 1);
     if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
         printf("busgate %s\n", BG_VERSION);
         return 0;

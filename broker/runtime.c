@@ -94,13 +94,30 @@ static void bg_runtime__publish(bg_runtime_t *rt, bg_snapshot_t *s)
     bg_snapshot_install(s);
 }
 
+/* docs/audit.md: every reload, successful or not, is an audit event. */
+static void bg_runtime__audit_reload(bg_runtime_t *rt, const char *detail)
+{
+    if (!rt->audit)
+        return;
+    bg_audit_event_t ev;
+    memset(&ev, 0, sizeof ev);
+    ev.kind = BG_AUDIT_EV_RELOAD;
+    ev.detail = detail;
+    if (bg_audit_emit(rt->audit, &ev) < 0) /* the reload itself stands */
+        bg_log_warn("config", "reload audit event not queued");
+}
+
 static void bg_runtime__reload(bg_runtime_t *rt, const char *why)
 {
+    char detail[160];
     bg_runtime__remember_file(rt);
     bg_snapshot_t *s = bg_runtime__load(rt);
     if (!s) {
         rt->pm.reloads_failed++;
         bg_log_error("config", "reload (%s) failed: keeping the running configuration", why);
+        snprintf(detail, sizeof detail, "reload (%s) failed: keeping the running configuration",
+                 why);
+        bg_runtime__audit_reload(rt, detail);
         return;
     }
     bg_snapshot_t *old = bg_snapshot_acquire();
@@ -112,6 +129,9 @@ static void bg_runtime__reload(bg_runtime_t *rt, const char *why)
     rt->pm.reloads_ok++;
     bg_log_info("config", "reloaded %s (%s): generation %llu", rt->path, why,
                 (unsigned long long)s->generation);
+    snprintf(detail, sizeof detail, "reloaded (%s): generation %llu", why,
+             (unsigned long long)s->generation);
+    bg_runtime__audit_reload(rt, detail);
 }
 
 static void bg_runtime__on_hup(evutil_socket_t sig, short what, void *arg)

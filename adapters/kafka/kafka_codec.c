@@ -7,6 +7,10 @@
 
 /* ---------------------------------------------------------------- arena -- */
 
+/* The first block is small: an idle connection keeps one block per arena
+ * (reset keeps the oldest), and 10,000 idle connections must stay cheap.
+ * Larger messages chain 64 KiB blocks that reset returns. */
+#define BG_KAFKA_ARENA_FIRST (4u * 1024u)
 #define BG_KAFKA_ARENA_BLOCK (64u * 1024u)
 
 struct bg_kafka_arena_blk_s {
@@ -55,7 +59,8 @@ void bg_kafka_arena_reset(bg_kafka_arena_t *a)
 
 static void *bg_kafka__arena_grow(bg_kafka_arena_t *a, size_t n)
 {
-    size_t cap = n > BG_KAFKA_ARENA_BLOCK ? n : BG_KAFKA_ARENA_BLOCK;
+    size_t unit = a->blocks ? BG_KAFKA_ARENA_BLOCK : BG_KAFKA_ARENA_FIRST;
+    size_t cap = n > unit ? n : unit;
     if (cap > a->limit || a->total > a->limit - cap)
         return NULL;
     bg_kafka_arena_blk_t *b = malloc(sizeof *b + cap);

@@ -107,7 +107,8 @@ static int bg_kafka_disc__on_frame(void *arg, struct evbuffer *in, size_t len)
         ok = bg_kafka_decode(&bg_kafka_msg_metadata_resp, d->version, &rd, &a, &r) == BG_KAFKA_OK;
     }
     const bg_kafka_val_t *brokers = ok ? &r->f[BG_KAFKA_METADATA_RESP_BROKERS] : NULL;
-    for (int32_t i = 0; brokers && i < brokers->a.n; i++) {
+    int32_t nbrokers = brokers ? brokers->a.n : 0; /* brokers lives in the arena */
+    for (int32_t i = 0; i < nbrokers; i++) {
         const bg_kafka_struct_t *b = brokers->a.s[i];
         bg_slice_t host = b->f[BG_KAFKA_METADATA_RESP_BROKERS_HOST].s;
         if (host.len > 0)
@@ -120,7 +121,7 @@ static int bg_kafka_disc__on_frame(void *arg, struct evbuffer *in, size_t len)
     if (!ok)
         bg_log_warn("kafka", "upstream discovery: unreadable Metadata response");
     else if (!d->done_once++)
-        bg_log_info("kafka", "upstream discovery: %d broker(s)", (int)brokers->a.n);
+        bg_log_info("kafka", "upstream discovery: %d broker(s)", (int)nbrokers);
     bg_kafka_disc__finish(d, ok);
     bg_kafka_up_set_reading(d->up, 0);
     return -1; /* stop reading: the connection is reaped */

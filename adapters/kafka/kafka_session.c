@@ -21,8 +21,10 @@
 #include <time.h>
 
 #include "adapters/kafka/kafka_audit.h"
+#include "adapters/kafka/kafka_scan.h"
 #include "adapters/kafka/kafka_session-internal.h"
 #include "broker/log.h"
+#include "broker/util_net.h"
 
 #define BG_KAFKA_CLI_HIGH_WATER (16u << 20)
 #define BG_KAFKA_CLI_LOW_WATER (4u << 20)
@@ -561,6 +563,36 @@ static int bg_kafka__rewrite_response(bg_kafka_session_t *s, bg_kafka_pending_t 
     return bg_kafka_session_respond(s, pe, out);
 }
 
+/* Produce (v10+) and Fetch (v16+) responses are rewritten only for their
+ * top-level NodeEndpoints field, which brokers send only when leadership
+ * moved. Without it (and with nothing to merge) the response is forwarded
+ * untouched: scanned in place, never linearised or re-encoded. */
+static int bg_kafka__response_untouched(const bg_kafka_pending_t *pe, struct evbuffer *in,
+                                        size_t frame_len)
+{
+    const bg_kafka_req_hdr_t *h = &pe->hdr;
+    int idx;
+    if (pe->verdict.merge)
+        return 0;
+    if (h->api_key == BG_KAFKA_API_FETCH)
+        idx = BG_KAFKA_FETCH_RESP_NODE_ENDPOINTS;
+    else if (h->api_key == BG_KAFKA_API_PRODUCE)
+        idx = BG_KAFKA_PRODUCE_RESP_NODE_ENDPOINTS;
+    else
+        return 0;
+    const bg_kafka_msg_desc_t *d = bg_kafka_msg_desc(h->api_key, 1);
+    uint8_t hdr[9];
+    /* Response header v1: size, correlation id, an empty tagged section. */
+    if (bg_kafka_resp_hdr_version(h->api_key, h->api_version) != 1 || frame_len < 9 ||
+        evbuffer_copyout(in, hdr, 9) != 9 || hdr[8] != 0)
+        return 0;
+    uint64_t tags;
+    if (bg_kafka_scan_top_tags(in, 9, frame_len - 9, d, h->api_version, &tags) != 0)
+        return 0;
+    int32_t tag = d->body->fields[idx].tag;
+    return tag < 0 || !(tags & (1ull << (tag < 63 ? tag : 63)));
+}
+
 static int bg_kafka__on_upstream_frame(void *arg, struct evbuffer *in, size_t frame_len)
 {
     bg_kafka_session_t *s = arg;
@@ -577,6 +609,8 @@ static int bg_kafka__on_upstream_frame(void *arg, struct evbuffer *in, size_t fr
         return -1;
     }
     int64_t latency = bg_kafka_now_us() - pe->start_us;
+    if (pe->needs_response && bg_kafka__response_untouched(pe, in, frame_len))
+        pe->needs_response = 0;
     if (!pe->needs_response) {
         evbuffer_remove_buffer(in, pe->out, frame_len); /* moves chains, no copy */
     } else {
@@ -715,6 +749,7 @@ void bg_kafka_session_accept(bg_kafka_worker_t *kw, int fd, const struct sockadd
         evutil_closesocket(fd);
         return;
     }
+    bg_util_nodelay(fd);
     s->kw = kw;
     s->node_id = node_id;
     s->started_ms = bg_kafka_now_ms();

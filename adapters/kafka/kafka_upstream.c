@@ -15,6 +15,7 @@
 #include "adapters/kafka/kafka_sasl.h"
 #include "adapters/kafka/kafka_scram.h"
 #include "broker/log.h"
+#include "broker/util_net.h"
 #include "broker/version.h"
 
 #define BG_KAFKA_UP_MAX_API 128
@@ -185,7 +186,7 @@ static void bg_kafka_up__become_ready(bg_kafka_up_t *u)
     /* The handshake had a deadline; a ready connection lives as long as its
      * session (long-poll fetches may be silent for a while). */
     bufferevent_set_timeouts(u->bev, NULL, NULL);
-    bg_kafka_arena_reset(&u->arena);
+    bg_kafka_arena_free(&u->arena); /* handshakes are over: keep idle connections small */
     u->cbs.ready(u->arg);
 }
 
@@ -328,6 +329,7 @@ static void bg_kafka_up__on_event(struct bufferevent *bev, short what, void *arg
 {
     bg_kafka_up_t *u = arg;
     if (what & BEV_EVENT_CONNECTED) {
+        bg_util_nodelay(bufferevent_getfd(bev));
         int16_t ver = 3;
         if (bg_kafka_up__send_versions(u, ver) != 0)
             bg_kafka_up__fail(u, "cannot send ApiVersions");

@@ -10,7 +10,7 @@
 #   bench/kafka/passthrough.sh
 #
 # Environment (defaults in brackets):
-#   BENCH_RECORDS [1000000]   records per throughput run
+#   BENCH_RECORDS [1500000]   records per throughput run
 #   BENCH_RECORD_SIZE [1024]  bytes per record
 #   BENCH_ROUNDS [2]          direct/busgate pairs
 #   BENCH_PARTITIONS [6]      partitions of each (fresh) bench topic
@@ -27,7 +27,7 @@ set -euo pipefail
 # shellcheck source=common.sh
 . "$(dirname "$0")/common.sh"
 
-records="${BENCH_RECORDS:-1000000}"
+records="${BENCH_RECORDS:-1500000}"
 size="${BENCH_RECORD_SIZE:-1024}"
 rounds="${BENCH_ROUNDS:-2}"
 parts="${BENCH_PARTITIONS:-6}"

@@ -26,7 +26,7 @@ static int bg_fuzz__rec(void *arg, const uint8_t *p, size_t len, size_t off)
     if (memcmp(hdr, st->buf + off, sizeof hdr) != 0)
         abort();
     /* the pipeline reads the key/JSON views out of every drained record */
-    bg_audit_rec_t r = {p, (uint32_t)len, 1};
+    bg_audit_rec_t r = {p, (uint32_t)len, 1, 0};
     size_t kl, jl;
     const char *k = bg_audit_rec_key(&r, &kl), *j = bg_audit_rec_json(&r, &jl);
     if ((k && (const uint8_t *)k + kl > p + len) || (j && (const uint8_t *)j + jl != p + len))

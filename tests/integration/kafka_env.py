@@ -10,11 +10,16 @@ Services (started by tests/integration/run.sh, see docs/testing.md):
 import base64
 import json
 import os
+import random
+import socket
+import struct
+import subprocess
+import time
 import urllib.parse
 import urllib.request
 import uuid
 
-from conftest import free_port
+from conftest import build_dir, free_port
 
 KAFKA_SASL = f"127.0.0.1:{os.environ.get('BG_KAFKA_SASL_PORT', '39093')}"
 KAFKA_PLAIN = f"127.0.0.1:{os.environ.get('BG_KAFKA_PLAIN_PORT', '39092')}"
@@ -99,7 +104,22 @@ def free_port_block(size=64):
                     break
         if ok:
             return base
+    # The ephemeral range can be crowded (e.g. a benchmark holding many
+    # loopback connections): look below it, where no client port lands.
+    for _ in range(200):
+        base = random.randrange(20000, 32000 - size)
+        if all(_port_free(p) for p in range(base, base + size)):
+            return base
     raise RuntimeError("no free port block")
+
+
+def _port_free(port):
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
 
 
 def client_conf(bootstrap, token=None, mechanism="PLAIN", **extra):
@@ -123,13 +143,6 @@ def audit_events(path):
 
 
 # ---- additions for the functional Kafka suites (test_kafka_*.py) ----
-
-import socket
-import struct
-import subprocess
-import time
-
-from conftest import build_dir
 
 ERR_TOPIC_AUTHZ = 29
 ERR_GROUP_AUTHZ = 30
@@ -351,3 +364,15 @@ def wait_until(predicate, timeout=15.0, interval=0.1):
         time.sleep(interval)
         value = predicate()
     return value
+
+
+def wait_audit(path, predicate, count=1, timeout=10.0):
+    """The audit events matching predicate once at least `count` of them
+    are in the file (the audit thread writes asynchronously); [] after
+    timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [e for e in audit_events(path) if predicate(e)]
+        if len(found) >= count or time.monotonic() >= deadline:
+            return found if len(found) >= count else []
+        time.sleep(0.1)

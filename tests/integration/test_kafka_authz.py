@@ -6,7 +6,8 @@ import time
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from kafka_env import (ERR_TOPIC_AUTHZ, KAFKA_PLAIN, audit_events, busgate_config, client_conf, create_topics,
-                       oidc_token, setup_admin, unique, wait_until, with_audit_topic)
+                       oidc_token, setup_admin, unique, wait_audit, wait_until,
+                       with_audit_topic)
 
 RULES = """    - name: orders-topics
       subjects: [group:orders]
@@ -65,9 +66,9 @@ def test_denied_produce_and_consume(start_busgate, tmp_path):
     assert any(e.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED for e in errors), \
         [str(e) for e in errors]
 
-    denied = [e for e in audit_events(ports["audit"]) if e["kind"] == "decision"
-              and e["decision"]["effect"] == "deny"
-              and any(r["name"] == secret for r in e.get("resources", []))]
+    denied = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                        and e["decision"]["effect"] == "deny"
+                        and any(r["name"] == secret for r in e.get("resources", [])))
     # The topic is hidden (describe denied), so the client's own metadata
     # lookups were refused before any Produce or Fetch could be sent.
     assert "describe" in {e["verb"] for e in denied}, denied
@@ -191,9 +192,9 @@ def test_audit_topic_is_reserved(start_busgate, tmp_path):
     assert got[audit_topic] is not None
     assert got[audit_topic].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
 
-    denies = [e for e in audit_events(ports["audit"]) if e["kind"] == "decision"
-              and e["decision"]["effect"] == "deny" and e["verb"] == "write"
-              and any(r["name"] == audit_topic for r in e["resources"])]
+    denies = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                        and e["decision"]["effect"] == "deny" and e["verb"] == "write"
+                        and any(r["name"] == audit_topic for r in e["resources"]))
     assert denies and all("rule" not in e["decision"] for e in denies), denies
     assert all(e["result"]["error_code"] == ERR_TOPIC_AUTHZ for e in denies)
 

@@ -6,7 +6,7 @@ import time
 from confluent_kafka import Consumer, KafkaError, Producer
 
 from kafka_env import (ERR_GROUP_AUTHZ, audit_events, busgate_config, client_conf, oidc_token,
-                       unique)
+                       unique, wait_audit, wait_until)
 
 RULES = """    - name: orders-topics
       subjects: [group:orders]
@@ -73,10 +73,13 @@ def test_group_commit_and_resume(start_busgate, tmp_path):
     assert rest[0][1] == committed[0].offset
     assert extra == []
 
-    apis = {e["api"]["name"] for e in audit_events(ports["audit"])
-            if e["kind"] == "decision" and e["decision"]["effect"] == "allow"
-            and any(r["name"] == group for r in e["resources"])}
-    assert {"FindCoordinator", "JoinGroup", "SyncGroup", "OffsetCommit", "OffsetFetch"} <= apis, apis
+    want = {"FindCoordinator", "JoinGroup", "SyncGroup", "OffsetCommit", "OffsetFetch"}
+
+    def apis():
+        return {e["api"]["name"] for e in audit_events(ports["audit"])
+                if e["kind"] == "decision" and e["decision"]["effect"] == "allow"
+                and any(r["name"] == group for r in e["resources"])}
+    assert wait_until(lambda: want <= apis()), apis()
 
 
 def test_group_denied(start_busgate, tmp_path):
@@ -102,7 +105,8 @@ def test_group_denied(start_busgate, tmp_path):
     c.close()
     assert any(e.code() == KafkaError.GROUP_AUTHORIZATION_FAILED for e in errors), \
         [str(e) for e in errors]
-    denied = [e for e in audit_events(ports["audit"]) if e["kind"] == "decision"
-              and e["decision"]["effect"] == "deny"
-              and any(r["type"] == "kafka:group" and r["name"] == group for r in e["resources"])]
+    denied = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                        and e["decision"]["effect"] == "deny"
+                        and any(r["type"] == "kafka:group" and r["name"] == group
+                                for r in e["resources"]))
     assert denied and all(e["result"]["error_code"] == ERR_GROUP_AUTHZ for e in denied), denied

@@ -7,7 +7,7 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
 from kafka_env import (ERR_TXN_ID_AUTHZ, audit_events, busgate_config, client_conf, oidc_token,
-                       unique)
+                       unique, wait_audit, wait_until)
 
 RULES = """    - name: orders-topics
       subjects: [group:orders]
@@ -79,6 +79,7 @@ def test_transactions_allowed_and_committed(gate):
     p.begin_transaction()
     for i in range(3):
         p.produce(topic, value=f"aborted{i}".encode(), partition=0)
+    assert p.flush(30) == 0  # written to the log before the abort (not purged)
     p.abort_transaction(30)
     p.begin_transaction()
     for i in range(5):
@@ -90,11 +91,12 @@ def test_transactions_allowed_and_committed(gate):
     # read_uncommitted sees the aborted records too: they did reach the log.
     assert len(read_all(boot, token, topic, 8, **{"isolation.level": "read_uncommitted"})) == 8
 
-    apis = {e["api"]["name"] for e in audit_events(ports["audit"])
-            if e["kind"] == "decision" and e["decision"]["effect"] == "allow"
-            and any(r["type"] == "kafka:transactional-id" and r["name"] == txid
-                    for r in e["resources"])}
-    assert {"InitProducerId", "AddPartitionsToTxn", "EndTxn"} <= apis, apis
+    def apis():
+        return {e["api"]["name"] for e in audit_events(ports["audit"])
+                if e["kind"] == "decision" and e["decision"]["effect"] == "allow"
+                and any(r["type"] == "kafka:transactional-id" and r["name"] == txid
+                        for r in e["resources"])}
+    assert wait_until(lambda: {"InitProducerId", "AddPartitionsToTxn", "EndTxn"} <= apis()), apis()
 
 
 def test_transactional_id_denied(gate):
@@ -105,9 +107,9 @@ def test_transactional_id_denied(gate):
         p.init_transactions(20)
     assert ei.value.args[0].code() == KafkaError.TRANSACTIONAL_ID_AUTHORIZATION_FAILED, \
         str(ei.value)
-    denied = [e for e in audit_events(ports["audit"]) if e["kind"] == "decision"
-              and e["decision"]["effect"] == "deny"
-              and any(r["name"] == txid for r in e["resources"])]
+    denied = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                        and e["decision"]["effect"] == "deny"
+                        and any(r["name"] == txid for r in e["resources"]))
     assert denied and all(e["result"]["error_code"] == ERR_TXN_ID_AUTHZ for e in denied)
 
 

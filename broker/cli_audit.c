@@ -1,0 +1,630 @@
+/* busgate audit tail|replay: reads audit events back for people.
+ *
+ * Sources, by configuration: the Kafka topic audit.kafka_topic (a librdkafka
+ * consumer with busgate's upstream credential, manual assignment of every
+ * partition from the beginning, no offsets committed), else the JSON-lines
+ * file audit.file; in both cases followed by the events still waiting in
+ * audit.spool_dir (not yet delivered). --from kafka|file|spool picks one.
+ * At-least-once delivery means an event may be read twice: both commands
+ * drop repeats by event_id. */
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "audit/audit_spool.h"
+#include "broker/cli.h"
+#include "broker/config.h"
+
+#define BG_CLI_AUDIT_IDLE_MS 15000 /* without --follow: give up on a silent source */
+
+typedef struct bg_cli_audit_s {
+    const char *session, *sub, *from;
+    int json, follow, replay;
+    /* seen event ids (dedup); a small open-addressing set */
+    char **ids;
+    size_t nids, cap;
+    /* replay: the session's events */
+    json_t **evs;
+    size_t nevs, evcap;
+} bg_cli_audit_t;
+
+static volatile sig_atomic_t bg_cli_audit__stop;
+
+static void bg_cli_audit__on_signal(int sig)
+{
+    (void)sig;
+    bg_cli_audit__stop = 1;
+}
+
+static uint64_t bg_cli_audit__hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    while (*s)
+        h = (h ^ (unsigned char)*s++) * 1099511628211ull;
+    return h;
+}
+
+/* 1 when id was not seen before (and remembers it), 0 for a repeat. */
+static int bg_cli_audit__first(bg_cli_audit_t *c, const char *id)
+{
+    if (c->nids * 2 >= c->cap) {
+        size_t ncap = c->cap ? c->cap * 2 : 1024;
+        char **n = calloc(ncap, sizeof *n);
+        if (!n)
+            return 1; /* no dedup rather than no output */
+        for (size_t i = 0; i < c->cap; i++)
+            if (c->ids[i]) {
+                size_t j = bg_cli_audit__hash(c->ids[i]) & (ncap - 1);
+                while (n[j])
+                    j = (j + 1) & (ncap - 1);
+                n[j] = c->ids[i];
+            }
+        free(c->ids);
+        c->ids = n;
+        c->cap = ncap;
+    }
+    size_t j = bg_cli_audit__hash(id) & (c->cap - 1);
+    for (; c->ids[j]; j = (j + 1) & (c->cap - 1))
+        if (strcmp(c->ids[j], id) == 0)
+            return 0;
+    c->ids[j] = strdup(id);
+    c->nids++;
+    return 1;
+}
+
+/* ---- formatting ---- */
+
+static const char *bg_cli_audit__str(json_t *o, const char *k)
+{
+    const char *v = json_string_value(json_object_get(o, k));
+    return v ? v : "";
+}
+
+static long long bg_cli_audit__int(json_t *o, const char *k)
+{
+    return (long long)json_integer_value(json_object_get(o, k));
+}
+
+static void bg_cli_audit__time(json_t *ev, char *out, size_t cap)
+{
+    long long ms = bg_cli_audit__int(ev, "time_ms");
+    time_t s = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&s, &tm);
+    size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, cap - n, ".%03lldZ", ms % 1000);
+}
+
+static void bg_cli_audit__duration(long long us, char *out, size_t cap)
+{
+    if (us < 1000)
+        snprintf(out, cap, "%lldus", us);
+    else if (us < 1000000)
+        snprintf(out, cap, "%.1fms", (double)us / 1000.0);
+    else
+        snprintf(out, cap, "%.1fs", (double)us / 1e6);
+}
+
+/* "alice (groups a,b; issuer I; token J)" into out. */
+static void bg_cli_audit__principal(json_t *p, int full, char *out, size_t cap)
+{
+    size_t n = (size_t)snprintf(out, cap, "%s", p ? bg_cli_audit__str(p, "sub") : "");
+    if (!full || !p || n >= cap)
+        return;
+    json_t *g = json_object_get(p, "groups"), *v;
+    size_t i;
+    n += (size_t)snprintf(out + n, cap - n, " (groups ");
+    json_array_foreach(g, i, v)
+    {
+        if (n < cap)
+            n += (size_t)snprintf(out + n, cap - n, "%s%s", i ? "," : "", json_string_value(v));
+    }
+    if (n < cap)
+        n += (size_t)snprintf(out + n, cap - n, "%s; issuer %s", i ? "" : "-",
+                              bg_cli_audit__str(p, "issuer"));
+    if (n < cap && json_object_get(p, "token_id"))
+        n += (size_t)snprintf(out + n, cap - n, "; token %s", bg_cli_audit__str(p, "token_id"));
+    if (n < cap)
+        snprintf(out + n, cap - n, ")");
+}
+
+/* "Produce v9 write kafka:topic:orders -> allow (rule 'r' f:26) 0 1.2ms". */
+static void bg_cli_audit__decision(FILE *f, json_t *ev)
+{
+    json_t *api = json_object_get(ev, "api"), *res = json_object_get(ev, "resources"), *r;
+    json_t *d = json_object_get(ev, "decision"), *out = json_object_get(ev, "result");
+    json_t *m = json_object_get(ev, "masking"), *ap = json_object_get(ev, "approval");
+    size_t i;
+    fprintf(f, "%s", api ? bg_cli_audit__str(api, "name") : "-");
+    if (api && json_object_get(api, "version"))
+        fprintf(f, " v%lld", bg_cli_audit__int(api, "version"));
+    fprintf(f, " %s ", json_object_get(ev, "verb") ? bg_cli_audit__str(ev, "verb") : "-");
+    json_array_foreach(res, i, r)
+    {
+        fprintf(f, "%s%s:%s", i ? "," : "", bg_cli_audit__str(r, "type"),
+                bg_cli_audit__str(r, "name"));
+    }
+    fprintf(f, "%s -> %s", i ? "" : "-", d ? bg_cli_audit__str(d, "effect") : "?");
+    if (d && strcmp(bg_cli_audit__str(d, "mode"), "audit") == 0)
+        fprintf(f, " [audit mode, would %s]", bg_cli_audit__str(d, "would"));
+    if (d && json_object_get(d, "rule"))
+        fprintf(f, " (rule '%s' %s:%lld)", bg_cli_audit__str(d, "rule"),
+                bg_cli_audit__str(d, "rule_file"), bg_cli_audit__int(d, "rule_line"));
+    else if (d)
+        fprintf(f, " (default)");
+    if (m)
+        fprintf(f, " masked %lld field(s) in %lld record(s)", bg_cli_audit__int(m, "fields"),
+                bg_cli_audit__int(m, "records"));
+    if (ap)
+        fprintf(f, " approval %s %s", bg_cli_audit__str(ap, "id"), bg_cli_audit__str(ap, "state"));
+    if (out) {
+        char lat[32];
+        bg_cli_audit__duration(bg_cli_audit__int(out, "latency_us"), lat, sizeof lat);
+        fprintf(f, " %lld%s%s %s", bg_cli_audit__int(out, "error_code"),
+                json_object_get(out, "error_name") ? " " : "", bg_cli_audit__str(out, "error_name"),
+                lat);
+    }
+}
+
+static void bg_cli_audit__ended(FILE *f, json_t *ev)
+{
+    json_t *r = json_object_get(ev, "result");
+    char dur[32];
+    bg_cli_audit__duration(r ? bg_cli_audit__int(r, "latency_us") : 0, dur, sizeof dur);
+    fprintf(f, "ended: %lld bytes in, %lld bytes out, %lld request(s), %s", r ? bg_cli_audit__int(r, "bytes_in") : 0,
+            r ? bg_cli_audit__int(r, "bytes_out") : 0, r ? bg_cli_audit__int(r, "records") : 0,
+            dur);
+}
+
+/* The kind-specific part of a line, shared by tail and replay. */
+static void bg_cli_audit__body(FILE *f, json_t *ev, int replay)
+{
+    const char *kind = bg_cli_audit__str(ev, "kind"), *detail = bg_cli_audit__str(ev, "detail");
+    char who[1024];
+    json_t *client = json_object_get(ev, "client");
+    if (strcmp(kind, "decision") == 0) {
+        bg_cli_audit__decision(f, ev);
+    } else if (strcmp(kind, "session_start") == 0) {
+        bg_cli_audit__principal(json_object_get(ev, "principal"), 1, who, sizeof who);
+        if (*detail)
+            fprintf(f, "%s as %s", detail, who);
+        else
+            fprintf(f, "connected from %s, authenticated as %s", bg_cli_audit__str(ev, "peer"), who);
+        if (client)
+            fprintf(f, " client '%s' %s %s", bg_cli_audit__str(client, "id"),
+                    bg_cli_audit__str(client, "software_name"),
+                    bg_cli_audit__str(client, "software_version"));
+        return;
+    } else if (strcmp(kind, "session_end") == 0) {
+        bg_cli_audit__ended(f, ev);
+    } else if (strcmp(kind, "auth_failure") == 0) {
+        fprintf(f, "authentication failed from %s: %s", bg_cli_audit__str(ev, "peer"),
+                bg_cli_audit__str(ev, "auth_failure_reason"));
+        return;
+    } else {
+        json_t *ap = json_object_get(ev, "approval");
+        fprintf(f, "%s", kind);
+        if (ap)
+            fprintf(f, " approval %s %s", bg_cli_audit__str(ap, "id"), bg_cli_audit__str(ap, "state"));
+    }
+    if (*detail && (!replay || strcmp(kind, "session_start") != 0))
+        fprintf(f, " (%s)", detail);
+}
+
+/* One line: time protocol session #seq sub body. */
+static void bg_cli_audit__line(FILE *f, json_t *ev)
+{
+    char t[64], who[256];
+    bg_cli_audit__time(ev, t, sizeof t);
+    bg_cli_audit__principal(json_object_get(ev, "principal"), 0, who, sizeof who);
+    const char *proto = bg_cli_audit__str(ev, "protocol"), *sess = bg_cli_audit__str(ev, "session_id");
+    fprintf(f, "%s %s %.8s #%lld %s %s ", t, *proto ? proto : "-", *sess ? sess : "-",
+            bg_cli_audit__int(ev, "seq"), *who ? who : "-", bg_cli_audit__str(ev, "kind"));
+    bg_cli_audit__body(f, ev, 0);
+    fputc('\n', f);
+}
+
+/* ---- per event ---- */
+
+static int bg_cli_audit__wanted(const bg_cli_audit_t *c, json_t *ev)
+{
+    const char *sess = bg_cli_audit__str(ev, "session_id");
+    if (c->session && strcmp(sess, c->session) != 0 &&
+        strncmp(sess, c->session, strlen(c->session)) != 0)
+        return 0;
+    if (c->sub) {
+        json_t *p = json_object_get(ev, "principal");
+        if (!p || strcmp(bg_cli_audit__str(p, "sub"), c->sub) != 0)
+            return 0;
+    }
+    return 1;
+}
+
+/* Handles one raw JSON event from any source. */
+static void bg_cli_audit__event(bg_cli_audit_t *c, const char *raw, size_t len)
+{
+    json_t *ev = json_loadb(raw, len, 0, NULL);
+    if (!ev || !json_is_object(ev)) {
+        fprintf(stderr, "busgate audit: skipping a malformed event\n");
+        json_decref(ev);
+        return;
+    }
+    const char *id = bg_cli_audit__str(ev, "event_id");
+    if (!bg_cli_audit__wanted(c, ev) || (*id && !bg_cli_audit__first(c, id))) {
+        json_decref(ev);
+        return;
+    }
+    if (c->replay) {
+        if (c->nevs == c->evcap) {
+            size_t ncap = c->evcap ? c->evcap * 2 : 64;
+            json_t **n = realloc(c->evs, ncap * sizeof *n);
+            if (!n) {
+                json_decref(ev);
+                return;
+            }
+            c->evs = n;
+            c->evcap = ncap;
+        }
+        c->evs[c->nevs++] = ev;
+        return;
+    }
+    if (c->json)
+        printf("%.*s\n", (int)len, raw);
+    else
+        bg_cli_audit__line(stdout, ev);
+    fflush(stdout);
+    json_decref(ev);
+}
+
+/* ---- sources ---- */
+
+static int64_t bg_cli_audit__now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* JSON-lines file; with follow, keeps reading what is appended. */
+static int bg_cli_audit__from_file(bg_cli_audit_t *c, const char *path, int follow)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "busgate audit: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    while (!bg_cli_audit__stop) {
+        long at = ftell(f);
+        ssize_t n = getline(&line, &cap, f);
+        if (n > 0 && line[n - 1] == '\n') {
+            if (n > 1)
+                bg_cli_audit__event(c, line, (size_t)n - 1);
+            continue;
+        }
+        if (!follow)
+            break; /* a last line without newline is being written: not yet an event */
+        clearerr(f);
+        fseek(f, at, SEEK_SET);
+        usleep(200000);
+    }
+    free(line);
+    fclose(f);
+    return 0;
+}
+
+static int bg_cli_audit__spool_rec(void *arg, const uint8_t *p, size_t n, size_t off)
+{
+    (void)off;
+    if (n < 2)
+        return 0;
+    size_t klen = (size_t)p[0] | (size_t)p[1] << 8; /* payload: [u16 key len][key][JSON] */
+    if (klen + 2 < n)
+        bg_cli_audit__event(arg, (const char *)p + 2 + klen, n - 2 - klen);
+    return 0;
+}
+
+static void bg_cli_audit__spool_bad(void *arg, size_t off, size_t len)
+{
+    (void)arg;
+    fprintf(stderr, "busgate audit: spool: skipped %zu corrupt byte(s) at offset %zu\n", len, off);
+}
+
+/* Reads the events after the spool's ack position (not delivered yet). */
+static int bg_cli_audit__from_spool(bg_cli_audit_t *c, const char *dir)
+{
+    char path[4096];
+    unsigned aseg = 0;
+    unsigned long long aoff = 0;
+    snprintf(path, sizeof path, "%s/spool.ack", dir);
+    FILE *af = fopen(path, "r");
+    if (af && fscanf(af, "%u %llu", &aseg, &aoff) != 2)
+        aseg = 0, aoff = 0;
+    if (af)
+        fclose(af);
+    /* Segments are numbered from 1 upwards without gaps past the first. */
+    for (unsigned seg = aseg ? aseg : 1, misses = 0; misses < 1000000 && seg < 1000000; seg++) {
+        snprintf(path, sizeof path, "%s/spool-%06u.seg", dir, seg);
+        FILE *f = fopen(path, "rb");
+        if (!f) {
+            if (++misses > 16 && seg > aseg + 16)
+                break;
+            continue;
+        }
+        misses = 0;
+        fseek(f, 0, SEEK_END);
+        long size = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        uint8_t *buf = size > 0 ? malloc((size_t)size) : NULL;
+        if (buf && fread(buf, 1, (size_t)size, f) == (size_t)size) {
+            size_t from = seg == aseg && aoff <= (unsigned long long)size ? (size_t)aoff : 0;
+            bg_audit_spool_scan(buf + from, (size_t)size - from, bg_cli_audit__spool_rec,
+                                bg_cli_audit__spool_bad, c);
+        }
+        free(buf);
+        fclose(f);
+    }
+    return 0;
+}
+
+static const char *bg_cli_audit__security(bg_security_t s)
+{
+    switch (s) {
+    case BG_SEC_SASL_PLAINTEXT: return "sasl_plaintext";
+    case BG_SEC_SSL: return "ssl";
+    case BG_SEC_SASL_SSL: return "sasl_ssl";
+    default: return "plaintext";
+    }
+}
+
+static int bg_cli_audit__set(rd_kafka_conf_t *rc, const char *k, const char *v)
+{
+    char why[256];
+    if (!v)
+        return 0;
+    if (rd_kafka_conf_set(rc, k, v, why, sizeof why) != RD_KAFKA_CONF_OK) {
+        fprintf(stderr, "busgate audit: %s: %s\n", k, why); /* never the value: a password */
+        return -1;
+    }
+    return 0;
+}
+
+/* A consumer with busgate's upstream settings (as the audit producer). */
+static rd_kafka_t *bg_cli_audit__consumer(const bg_config_t *cfg)
+{
+    const bg_config_kafka_t *k = &cfg->kafka;
+    char boot[2048] = "", why[512], group[64];
+    size_t len = 0;
+    for (size_t i = 0; i < k->upstream.nbootstrap && len < sizeof boot; i++) {
+        const bg_addr_t *a = &k->upstream.bootstrap[i];
+        int v6 = strchr(a->host, ':') != NULL;
+        len += (size_t)snprintf(boot + len, sizeof boot - len, "%s%s%s%s:%u", i ? "," : "",
+                                v6 ? "[" : "", a->host, v6 ? "]" : "", a->port);
+    }
+    snprintf(group, sizeof group, "busgate-audit-reader-%ld", (long)getpid());
+    rd_kafka_conf_t *rc = rd_kafka_conf_new();
+    if (bg_cli_audit__set(rc, "bootstrap.servers", boot) ||
+        bg_cli_audit__set(rc, "group.id", group) ||
+        bg_cli_audit__set(rc, "enable.auto.commit", "false") ||
+        bg_cli_audit__set(rc, "enable.partition.eof", "true") ||
+        bg_cli_audit__set(rc, "log_level", "3") ||
+        bg_cli_audit__set(rc, "security.protocol", bg_cli_audit__security(k->upstream.security)) ||
+        bg_cli_audit__set(rc, "sasl.mechanism", k->upstream.sasl_mechanism) ||
+        bg_cli_audit__set(rc, "sasl.username", k->upstream.sasl_username) ||
+        bg_cli_audit__set(rc, "sasl.password", k->upstream.sasl_password) ||
+        bg_cli_audit__set(rc, "ssl.ca.location", k->upstream.tls.ca) ||
+        bg_cli_audit__set(rc, "ssl.certificate.location", k->upstream.tls.cert) ||
+        bg_cli_audit__set(rc, "ssl.key.location", k->upstream.tls.key)) {
+        rd_kafka_conf_destroy(rc);
+        return NULL;
+    }
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, rc, why, sizeof why);
+    if (!rk) {
+        fprintf(stderr, "busgate audit: %s\n", why);
+        rd_kafka_conf_destroy(rc);
+    }
+    return rk;
+}
+
+/* Assigns every partition of topic from the beginning; returns how many. */
+static int bg_cli_audit__assign(rd_kafka_t *rk, const char *topic)
+{
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+    rd_kafka_topic_destroy(rkt);
+    if (e || md->topic_cnt != 1 || md->topics[0].err) {
+        fprintf(stderr, "busgate audit: topic %s: %s\n", topic,
+                rd_kafka_err2str(e ? e : md->topic_cnt ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN));
+        if (md)
+            rd_kafka_metadata_destroy(md);
+        return -1;
+    }
+    int n = md->topics[0].partition_cnt;
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
+    for (int i = 0; i < n; i++)
+        rd_kafka_topic_partition_list_add(l, topic, md->topics[0].partitions[i].id)->offset =
+            RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_metadata_destroy(md);
+    e = rd_kafka_assign(rk, l);
+    rd_kafka_topic_partition_list_destroy(l);
+    return e ? -1 : n;
+}
+
+static int bg_cli_audit__from_kafka(bg_cli_audit_t *c, const bg_config_t *cfg, int follow)
+{
+    rd_kafka_t *rk = bg_cli_audit__consumer(cfg);
+    if (!rk)
+        return -1;
+    int parts = bg_cli_audit__assign(rk, cfg->audit.kafka_topic), eofs = 0, rc = 0;
+    int64_t idle_until = bg_cli_audit__now_ms() + BG_CLI_AUDIT_IDLE_MS;
+    while (parts > 0 && !bg_cli_audit__stop && (follow || eofs < parts)) {
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
+        if (!m) {
+            if (!follow && bg_cli_audit__now_ms() > idle_until) {
+                fprintf(stderr, "busgate audit: no answer from the topic; stopping\n");
+                rc = -1;
+                break;
+            }
+            continue;
+        }
+        idle_until = bg_cli_audit__now_ms() + BG_CLI_AUDIT_IDLE_MS;
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
+            eofs++;
+        else if (m->err)
+            fprintf(stderr, "busgate audit: %s\n", rd_kafka_message_errstr(m));
+        else
+            bg_cli_audit__event(c, m->payload, m->len);
+        rd_kafka_message_destroy(m);
+    }
+    rd_kafka_consumer_close(rk);
+    rd_kafka_destroy(rk);
+    return parts < 0 ? -1 : rc;
+}
+
+/* Reads the configured sources in order. */
+static int bg_cli_audit__read(bg_cli_audit_t *c, const bg_config_t *cfg)
+{
+    const bg_config_audit_t *a = &cfg->audit;
+    const char *from = c->from ? c->from : a->kafka_topic ? "kafka" : a->file ? "file" : "spool";
+    int rc;
+    if (strcmp(from, "kafka") == 0 && a->kafka_topic)
+        rc = bg_cli_audit__from_kafka(c, cfg, c->follow);
+    else if (strcmp(from, "file") == 0 && a->file)
+        rc = bg_cli_audit__from_file(c, a->file, c->follow);
+    else if (strcmp(from, "spool") == 0 && a->spool_dir)
+        return bg_cli_audit__from_spool(c, a->spool_dir);
+    else {
+        fprintf(stderr, "busgate audit: no audit %s configured\n", from);
+        return -1;
+    }
+    /* Events not yet delivered to the topic/file are still in the spool. */
+    if (rc == 0 && !c->from && a->spool_dir && !bg_cli_audit__stop)
+        bg_cli_audit__from_spool(c, a->spool_dir);
+    return rc;
+}
+
+/* ---- replay ---- */
+
+static int bg_cli_audit__by_seq(const void *x, const void *y)
+{
+    json_t *a = *(json_t *const *)x, *b = *(json_t *const *)y;
+    long long sa = bg_cli_audit__int(a, "seq"), sb = bg_cli_audit__int(b, "seq");
+    if (sa != sb)
+        return sa < sb ? -1 : 1;
+    long long ta = bg_cli_audit__int(a, "time_ms"), tb = bg_cli_audit__int(b, "time_ms");
+    return ta < tb ? -1 : ta > tb;
+}
+
+static void bg_cli_audit__timeline(bg_cli_audit_t *c)
+{
+    qsort(c->evs, c->nevs, sizeof *c->evs, bg_cli_audit__by_seq);
+    json_t *first = c->evs[0];
+    printf("session %s (%s, instance %s, %zu event(s))\n", bg_cli_audit__str(first, "session_id"),
+           bg_cli_audit__str(first, "protocol"), bg_cli_audit__str(first, "instance"), c->nevs);
+    for (size_t i = 0; i < c->nevs; i++) {
+        char t[64];
+        bg_cli_audit__time(c->evs[i], t, sizeof t);
+        if (c->json) {
+            char *s = json_dumps(c->evs[i], JSON_COMPACT);
+            printf("%s\n", s ? s : "{}");
+            free(s);
+            continue;
+        }
+        printf("%s #%lld ", t, bg_cli_audit__int(c->evs[i], "seq"));
+        bg_cli_audit__body(stdout, c->evs[i], 1);
+        putchar('\n');
+    }
+}
+
+static void bg_cli_audit__free(bg_cli_audit_t *c)
+{
+    for (size_t i = 0; i < c->cap; i++)
+        free(c->ids[i]);
+    free(c->ids);
+    for (size_t i = 0; i < c->nevs; i++)
+        json_decref(c->evs[i]);
+    free(c->evs);
+}
+
+static int bg_cli_audit__usage(void)
+{
+    fprintf(stderr, "usage: busgate audit tail -c FILE [--follow] [--session ID] [--sub S] [--json]\n"
+                    "                          [--from kafka|file|spool]\n"
+                    "       busgate audit replay -c FILE [--json] [--from kafka|file|spool] SESSION\n");
+    return 2;
+}
+
+/* Parses the options after "tail"/"replay"; returns 0 or -1. */
+static int bg_cli_audit__args(bg_cli_audit_t *c, int argc, char **argv)
+{
+    for (int i = 2; i < argc; i++) {
+        const char *o = argv[i];
+        int more = i + 1 < argc;
+        if (strcmp(o, "--follow") == 0 || strcmp(o, "-f") == 0)
+            c->follow = 1;
+        else if (strcmp(o, "--json") == 0)
+            c->json = 1;
+        else if ((strcmp(o, "-c") == 0 || strcmp(o, "--config") == 0) && more)
+            i++;
+        else if (strncmp(o, "--config=", 9) == 0)
+            continue;
+        else if (strcmp(o, "--session") == 0 && more)
+            c->session = argv[++i];
+        else if (strcmp(o, "--sub") == 0 && more)
+            c->sub = argv[++i];
+        else if (strcmp(o, "--from") == 0 && more)
+            c->from = argv[++i];
+        else if (c->replay && o[0] != '-' && !c->session)
+            c->session = o;
+        else
+            return -1;
+    }
+    if (c->replay && (!c->session || c->follow || c->sub))
+        return -1;
+    return 0;
+}
+
+/* busgate audit tail|replay: 0 ok, 1 source or config error (or replay of
+ * an unknown session), 2 bad usage. */
+int bg_cli_audit(int argc, char **argv)
+{
+    bg_cli_audit_t c;
+    memset(&c, 0, sizeof c);
+    if (argc < 2)
+        return bg_cli_audit__usage();
+    c.replay = strcmp(argv[1], "replay") == 0;
+    if ((!c.replay && strcmp(argv[1], "tail") != 0) || bg_cli_audit__args(&c, argc, argv) != 0)
+        return bg_cli_audit__usage();
+    const char *path = bg_cli_config_arg(argc, argv);
+    if (!path)
+        return bg_cli_audit__usage();
+    bg_config_t *cfg = bg_cli_load_config(path, stderr);
+    if (!cfg)
+        return 1;
+    if (!cfg->audit.enabled) {
+        fprintf(stderr, "busgate audit: auditing is not enabled in %s\n", path);
+        bg_config_free(cfg);
+        return 1;
+    }
+    signal(SIGINT, bg_cli_audit__on_signal);
+    signal(SIGTERM, bg_cli_audit__on_signal);
+    int rc = bg_cli_audit__read(&c, cfg) == 0 ? 0 : 1;
+    if (c.replay && c.nevs)
+        bg_cli_audit__timeline(&c);
+    else if (c.replay) {
+        fprintf(stderr, "busgate audit: no events for session %s\n", c.session);
+        rc = 1;
+    }
+    bg_cli_audit__free(&c);
+    bg_config_free(cfg);
+    return rc;
+}

@@ -1,0 +1,305 @@
+"""Audit guarantees against a real Kafka broker that goes away.
+
+A PRIVATE broker instance (its own ports, see scripts/kafka-up.sh) is both
+busgate's upstream and the home of the audit topics, so it can be stopped
+without disturbing the shared one. Three busgates run through one outage of
+more than 30 seconds:
+  A  normal: audit topic + spool; every event it wrote to its audit.file
+     copy must be in the topic afterwards (by event id);
+  B  block mode with its spool made unwritable: it must stop admitting
+     (/readyz 503, requests refused with a retriable error), recover when the
+     broker returns, and lose nothing it admitted;
+  C  killed with SIGKILL while events sit in its spool, restarted: every
+     spooled event must reach the topic.
+During the outage the workload is what busgate decides without the broker:
+client authentications (session start/end) and rejected tokens.
+"""
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from conftest import Busgate, http_get, metric, run_cli, wait_port
+from kafka_env import (KafkaWire, audit_events, busgate_config, client_conf, kstr, oidc_token,
+                       unique, wait_until, with_audit_topic)
+
+PLAIN = int(os.environ.get("BG_AUDIT_KAFKA_PLAIN_PORT", "49092"))
+SASL = PLAIN + 1
+ENV = dict(os.environ, BG_KAFKA_PLAIN_PORT=str(PLAIN), BG_KAFKA_SASL_PORT=str(SASL),
+           BG_KAFKA_CONTROLLER_PORT=str(PLAIN + 2))
+ROOT = Path(__file__).resolve().parents[2]
+OUTAGE_S = 32
+
+RULES = """    - name: orders-write
+      subjects: [group:orders]
+      resources: ["kafka:topic:it-aud-*"]
+      verbs: [write, describe, create]
+      effect: allow
+"""
+
+
+def kafka(script, *args):
+    subprocess.run([str(ROOT / "scripts" / script), *args], env=ENV, check=True, timeout=120,
+                   stdout=subprocess.DEVNULL)
+
+
+def admin():
+    return AdminClient({"bootstrap.servers": f"127.0.0.1:{PLAIN}", "socket.timeout.ms": 10000})
+
+
+def topic_ids(topic, timeout=60):
+    """Every event id in the topic, read from the beginning to the end of
+    each partition (setup listener, no busgate), and the message count."""
+    adm = admin()
+    md = adm.list_topics(topic, timeout=10)
+    parts = list(md.topics[topic].partitions)
+    c = Consumer({"bootstrap.servers": f"127.0.0.1:{PLAIN}", "group.id": unique("it-aud-read"),
+                  "enable.auto.commit": False, "enable.partition.eof": True})
+    c.assign([TopicPartition(topic, p, 0) for p in parts])  # offset 0: the beginning
+    import json
+    ids, total, eof = set(), 0, set()
+    deadline = time.monotonic() + timeout
+    while len(eof) < len(parts) and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is None:
+            continue
+        if m.error():
+            if m.error().code() == KafkaError._PARTITION_EOF:
+                eof.add(m.partition())
+            continue
+        ids.add(json.loads(m.value())["event_id"])
+        total += 1
+    c.close()
+    assert len(eof) == len(parts), "topic not read to its end"
+    return ids, total
+
+
+def scrape(port, name, labels=None):
+    status, body = http_get(f"http://127.0.0.1:{port}/metrics")
+    return metric(body, name, labels) if status == 200 else None
+
+
+def ready(port):
+    return http_get(f"http://127.0.0.1:{port}/readyz")[0]
+
+
+def raw_session(port, token):
+    """Authenticates once on a raw connection and closes it: a session_start
+    and a session_end (or an auth_failure for a bad token). Returns the
+    SaslAuthenticate error code, or None when the connection failed."""
+    try:
+        w = KafkaWire(port, timeout=5)
+        try:
+            w.api_versions()
+            r = w.sasl_plain(token)
+            return None if r is None else r[0]
+        finally:
+            w.close()
+    except (OSError, AssertionError):
+        return None
+
+
+def metadata_error(port, token, topic):
+    """Metadata v1 for one topic after authenticating: that topic's error code."""
+    w = KafkaWire(port, timeout=10)
+    try:
+        w.api_versions()
+        assert w.sasl_plain(token)[0] == 0
+        body = w.call(3, 1, struct.pack(">i", 1) + kstr(topic))
+        assert body is not None
+        off = 0
+        (nb,) = struct.unpack(">i", body[off:off + 4])
+        off += 4
+        for _ in range(nb):  # node_id, host, port, rack
+            off += 4
+            (hl,) = struct.unpack(">h", body[off:off + 2])
+            off += 2 + hl + 4
+            (rl,) = struct.unpack(">h", body[off:off + 2])
+            off += 2 + max(rl, 0)
+        off += 4  # controller id
+        (nt,) = struct.unpack(">i", body[off:off + 4])
+        assert nt == 1
+        return struct.unpack(">h", body[off + 4:off + 6])[0]
+    finally:
+        w.close()
+
+
+class Instance:
+    def __init__(self, base, name, topic, extra=""):
+        self.dir = base / name
+        self.dir.mkdir()
+        text, self.ports = busgate_config(self.dir, RULES, mechanism="PLAIN",
+                                          upstream=[f"127.0.0.1:{SASL}"])
+        text = with_audit_topic(text, topic)
+        self.spool = self.dir / "spool"
+        text = text.replace("\naudit:\n", f"\naudit:\n  spool_dir: {self.spool}\n{extra}", 1)
+        self.cfg = self.dir / "busgate.yaml"
+        self.cfg.write_text(text)
+        self.topic = topic
+        self.procs = []
+
+    def start(self):
+        bg = Busgate(self.cfg, self.dir / f"busgate-{len(self.procs)}.log")
+        self.procs.append(bg)
+        assert wait_port(self.ports["listen"]), bg.log_path.read_text()[-3000:]
+        assert wait_port(self.ports["admin"])
+        return bg
+
+    @property
+    def admin(self):
+        return self.ports["admin"]
+
+    def events(self):
+        return audit_events(self.ports["audit"])
+
+
+def produce_some(inst, token, n=5):
+    p = Producer(client_conf(f"127.0.0.1:{inst.ports['listen']}", token))
+    errs = []
+    topic = unique("it-aud-data")
+    for i in range(n):
+        p.produce(topic, value=b"x", on_delivery=lambda e, m: errs.append(e))
+    assert p.flush(30) == 0
+    return errs
+
+
+@pytest.fixture(scope="module")
+def outage(tmp_path_factory):
+    base = tmp_path_factory.mktemp("audit-outage")
+    kafka("kafka-up.sh")
+    names = {k: unique(f"it-aud-audit-{k}") for k in "ABC"}
+    adm = admin()  # must outlive the futures
+    fs = adm.create_topics([NewTopic(t, num_partitions=3, replication_factor=1)
+                                for t in names.values()])
+    for f in fs.values():
+        f.result(30)
+    A = Instance(base, "A", names["A"])
+    B = Instance(base, "B", names["B"])
+    C = Instance(base, "C", names["C"])
+    out = {"A": A, "B": B, "C": C}
+    try:
+        for i in (A, B, C):
+            i.start()
+        token = oidc_token("svc-orders")
+        for i in (A, B, C):
+            assert produce_some(i, token) == [None] * 5
+            assert wait_until(lambda: scrape(i.admin, "busgate_audit_events_total",
+                                             {"outcome": "delivered"}) ==
+                              scrape(i.admin, "busgate_audit_events_total",
+                                     {"outcome": "emitted"}), timeout=20)
+        # The audit topic is busgate's own: a client cannot write it, even
+        # when a rule would allow its name.
+        errs = []
+        p = Producer(client_conf(f"127.0.0.1:{A.ports['listen']}", token))
+        p.produce(A.topic, value=b"forged", on_delivery=lambda e, m: errs.append(e))
+        p.flush(30)
+        out["forge_error"] = errs[0].code() if errs and errs[0] else None
+
+        # B's spool becomes unwritable (a file where the directory was:
+        # creating a segment fails even for root).
+        shutil.rmtree(B.spool)
+        B.spool.write_text("not a directory\n")
+
+        kafka("kafka-down.sh", "--keep-data")
+        t0 = time.monotonic()
+        killed = False
+        b_states = {"ready": set(), "meta": set()}
+        while time.monotonic() - t0 < OUTAGE_S:
+            for i in (A, C):
+                raw_session(i.ports["listen"], token)
+                raw_session(i.ports["listen"], "not-a-token")
+            if not killed and time.monotonic() - t0 > OUTAGE_S / 3:
+                # C has spooled events: kill it, keep what its spool holds
+                assert wait_until(lambda: (scrape(C.admin, "busgate_audit_events_total",
+                                                  {"outcome": "spooled"}) or 0) > 0, timeout=15)
+                C.procs[-1].proc.send_signal(signal.SIGKILL)
+                C.procs[-1].proc.wait(10)
+                r = run_cli("audit", "tail", "-c", str(C.cfg), "--from", "spool", "--json")
+                assert r.returncode == 0, r.stderr
+                import json
+                out["c_spooled"] = {json.loads(l)["event_id"] for l in r.stdout.splitlines()}
+                C.start()
+                out["c_restart_ms"] = int(time.time() * 1000)
+                killed = True
+            raw_session(B.ports["listen"], token)
+            b_states["ready"].add(ready(B.admin))
+            time.sleep(0.2)
+        out["b_refused_meta"] = None
+        if ready(B.admin) == 503:
+            out["b_refused_meta"] = metadata_error(B.ports["listen"], token, "it-aud-x")
+        out["b_states"] = b_states
+        out["a_spooled"] = scrape(A.admin, "busgate_audit_events_total", {"outcome": "spooled"})
+        out["b_refused"] = scrape(B.admin, "busgate_audit_events_total", {"outcome": "refused"})
+        out["b_admitting_during"] = scrape(B.admin, "busgate_audit_admitting")
+        out["outage_s"] = time.monotonic() - t0
+        kafka("kafka-up.sh")
+
+        def drained(i):
+            return (scrape(i.admin, "busgate_audit_spool_bytes") == 0 and
+                    scrape(i.admin, "busgate_audit_queue_depth") == 0 and
+                    scrape(i.admin, "busgate_audit_admitting") == 1)
+        for i in (A, B, C):
+            assert wait_until(lambda: drained(i), timeout=60), f"{i.dir.name} did not drain"
+        out["b_ready_after"] = ready(B.admin)
+        out["a_decisions_metric"] = sum(
+            scrape(A.admin, "busgate_decisions_total", {"protocol": "kafka", "effect": e}) or 0
+            for e in ("allow", "deny", "hold"))
+        yield out
+    finally:
+        rcs = {}
+        for i in (A, B, C):
+            for n, bg in enumerate(i.procs):
+                rc = bg.stop()
+                if not (i is C and n == 0):
+                    rcs[f"{i.dir.name}{n}"] = rc
+        kafka("kafka-down.sh")
+        assert all(rc == 0 for rc in rcs.values()), rcs
+
+
+def test_no_loss_through_outage(outage):
+    A = outage["A"]
+    assert outage["outage_s"] >= 30
+    assert outage["a_spooled"] > 0  # the outage really went through the spool
+    events = A.events()
+    file_ids = {e["event_id"] for e in events}
+    assert len(file_ids) == len(events)
+    kinds = {e["kind"] for e in events}
+    assert {"session_start", "session_end", "auth_failure", "decision"} <= kinds
+    topic, total = topic_ids(A.topic)
+    assert topic == file_ids  # every event, by id, and none foreign
+    assert total >= len(topic)  # duplicates only as repeats of an id
+    # one decision event per decision busgate counted
+    assert sum(1 for e in events if e["kind"] == "decision") == outage["a_decisions_metric"]
+
+
+def test_audit_topic_not_writable_by_clients(outage):
+    assert outage["forge_error"] == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+
+def test_crash_with_spooled_events(outage):
+    C = outage["C"]
+    spooled = outage["c_spooled"]
+    assert spooled  # the kill happened with events in the spool
+    topic, _ = topic_ids(C.topic)
+    assert spooled <= topic
+    # and everything the restarted process emitted
+    after = {e["event_id"] for e in C.events() if e["time_ms"] >= outage["c_restart_ms"]}
+    assert after and after <= topic
+
+
+def test_block_mode_refuses_and_recovers(outage):
+    B = outage["B"]
+    assert 503 in outage["b_states"]["ready"]
+    assert outage["b_admitting_during"] == 0
+    assert outage["b_refused"] > 0
+    assert outage["b_refused_meta"] == 7  # REQUEST_TIMED_OUT: retriable
+    assert outage["b_ready_after"] == 200
+    topic, _ = topic_ids(B.topic)
+    assert {e["event_id"] for e in B.events()} <= topic

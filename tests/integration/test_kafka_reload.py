@@ -1,0 +1,65 @@
+"""A policy reload applies to connections that are already open: the same
+producer, on the same connection, is refused once the rule that allowed it
+is gone."""
+import signal
+
+from confluent_kafka import KafkaError, Producer
+
+from kafka_env import busgate_config, client_conf, oidc_token, scrape, unique, wait_audit, \
+    wait_until
+
+DESCRIBE = """    - name: orders-describe
+      subjects: [group:orders]
+      resources: ["kafka:topic:it-orders-*"]
+      verbs: [describe, create]
+      effect: allow
+"""
+WRITE = """    - name: orders-write
+      subjects: [group:orders]
+      resources: ["kafka:topic:it-orders-*"]
+      verbs: [write]
+      effect: allow
+"""
+
+
+def test_reload_applies_to_open_connection(start_busgate, tmp_path):
+    text, ports = busgate_config(tmp_path, DESCRIBE + WRITE)
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    topic = unique("it-orders")
+    p = Producer(client_conf(f"127.0.0.1:{ports['listen']}", oidc_token("svc-orders")))
+
+    def produce(value):
+        out = []
+        p.produce(topic, value=value, partition=0, on_delivery=lambda e, m: out.append(e))
+        p.flush(30)
+        assert len(out) == 1
+        return out[0]
+
+    assert produce(b"before") is None
+    kafka = {"protocol": "kafka"}
+    conns = scrape(ports["admin"], "busgate_connections_total", kafka)
+    open_now = scrape(ports["admin"], "busgate_connections_open", kafka)
+    reloads = scrape(ports["admin"], "busgate_reloads_total", {"result": "ok"})
+
+    # Same file (same ports) without the write rule. The describe rule
+    # stays, so the refusal comes from the Produce itself, not from metadata.
+    new_text = text.replace(WRITE, "")
+    assert "orders-write" not in new_text and "orders-describe" in new_text
+    bg.config_path.write_text(new_text)
+    bg.signal(signal.SIGHUP)
+    assert wait_until(lambda: scrape(ports["admin"], "busgate_reloads_total",
+                                     {"result": "ok"}) > reloads), bg.log_path.read_text()[-2000:]
+
+    err = produce(b"after")
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
+    # Neither the producer's nor any other connection was dropped or added.
+    assert scrape(ports["admin"], "busgate_connections_total", kafka) == conns
+    assert scrape(ports["admin"], "busgate_connections_open", kafka) == open_now
+    assert wait_audit(ports["audit"], lambda e: e["kind"] == "reload"
+                      and e.get("detail", "").startswith("reloaded (SIGHUP)"))
+    denied = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                        and e["api"]["name"] == "Produce" and e["decision"]["effect"] == "deny")
+    allowed = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                         and e["api"]["name"] == "Produce" and e["decision"]["effect"] == "allow")
+    # The refused Produce came on the connection that produced before.
+    assert {e["session_id"] for e in denied} == {e["session_id"] for e in allowed}
