@@ -433,6 +433,17 @@ int bg_audit_spool_ack(bg_audit_spool_t *sp)
     sp->aseg = sp->rseg;
     sp->aoff = sp->roff;
     sp->unread_at_ack = sp->unread;
+    /* A segment left by an earlier process and now read to its end is done
+     * too (it never grows again): step past it so it is deleted below. */
+    int stepped = 0;
+    while (sp->aseg < sp->wseg && sp->unread == 0 &&
+           sp->aoff >= bg_audit__seg_size(sp, sp->aseg)) {
+        sp->rseg = ++sp->aseg;
+        sp->roff = sp->aoff = 0;
+        stepped = 1;
+    }
+    if (stepped && bg_audit__write_ack(sp) != 0)
+        return -1;
     for (; sp->first < sp->aseg; sp->first++) {
         char path[4096];
         sp->bytes -= bg_audit__seg_size(sp, sp->first);

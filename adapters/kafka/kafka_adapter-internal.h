@@ -84,6 +84,11 @@ void bg_kafka_global_bootstrap(bg_kafka_global_t *g, char *host, size_t hostlen,
  * response; when it is new every worker opens its listener. Any thread. */
 void bg_kafka_global_learn_node(bg_kafka_global_t *g, int32_t id, const char *host, size_t hostlen,
                                 uint16_t port);
+/* Opens on kw the ports of known brokers it does not serve yet. Called on
+ * kw's thread right after learning brokers from a response, so a port is
+ * open before the client that reads the response can connect to it (other
+ * workers follow asynchronously). */
+void bg_kafka_worker_open_ports(bg_kafka_worker_t *kw);
 /* Topic-id map learned from responses. Any thread. */
 void bg_kafka_global_learn_topic(bg_kafka_global_t *g, const uint8_t id[16], const uint8_t *name,
                                  size_t len);

@@ -364,8 +364,7 @@ static int bg_kafka__has_listener(const bg_kafka_worker_t *kw, int32_t node_id)
     return 0;
 }
 
-/* Opens the ports of brokers this worker does not serve yet. Worker thread. */
-static void bg_kafka__open_broker_ports(bg_kafka_worker_t *kw)
+void bg_kafka_worker_open_ports(bg_kafka_worker_t *kw)
 {
     bg_kafka_global_t *g = kw->g;
     const bg_config_kafka_t *k = &g->cfg->kafka;
@@ -393,7 +392,7 @@ static void bg_kafka__open_broker_ports(bg_kafka_worker_t *kw)
 
 static void bg_kafka__on_nodes(evutil_socket_t fd, short what, void *arg)
 {
-    bg_kafka__open_broker_ports(arg);
+    bg_kafka_worker_open_ports(arg);
 }
 
 static void bg_kafka__worker_stop(void *arg);
@@ -420,7 +419,7 @@ static int bg_kafka__worker_start(bg_worker_t *w, void *global, void **state, ch
     if (g->nworkers < BG_KAFKA_MAX_WORKERS)
         g->workers[g->nworkers++] = kw;
     pthread_mutex_unlock(&g->mu);
-    bg_kafka__open_broker_ports(kw);
+    bg_kafka_worker_open_ports(kw);
     if (w->index == 0 && !(kw->discovery = bg_kafka_discovery_start(kw))) {
         snprintf(err, errlen, "out of memory");
         bg_kafka__worker_stop(kw);

@@ -116,6 +116,7 @@ static int bg_kafka_disc__on_frame(void *arg, struct evbuffer *in, size_t len)
                                        (const char *)host.p, (size_t)host.len,
                                        (uint16_t)b->f[BG_KAFKA_METADATA_RESP_BROKERS_PORT].i);
     }
+    bg_kafka_worker_open_ports(d->kw);
     bg_kafka_arena_free(&a);
     evbuffer_drain(in, len);
     if (!ok)

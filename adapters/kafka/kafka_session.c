@@ -530,6 +530,7 @@ static void bg_kafka__learn_brokers(bg_kafka_session_t *s, int16_t api, const bg
             bg_kafka_global_learn_node(s->kw->g, (int32_t)b->f[id].i, (const char *)h.p,
                                        (size_t)h.len, (uint16_t)b->f[port].i);
     }
+    bg_kafka_worker_open_ports(s->kw);
 }
 
 /* Decodes, post-processes and re-encodes the response for pe. */

@@ -6,6 +6,7 @@
 #                          | OAUTHBEARER TOKEN_URL CLIENT_ID SECRET | NONE
 # Example:
 #   tests/interop/run-client.sh java 127.0.0.1:39093 PLAIN busgate busgate-test-password produce t1 10
+#   tests/interop/run-client.sh java|rdkafka|kafka-python --build   (build/install only)
 # Builds the Java program / installs the Python clients into $BUSGATE_CACHE
 # on first use (again when their sources change).
 set -euo pipefail
@@ -34,12 +35,13 @@ java_jar() {
     echo "$out/busgate-interop-java.jar"
 }
 
-[ $# -ge 2 ] || { sed -n '2,10p' "$0" >&2; exit 2; }
+[ $# -ge 2 ] || { sed -n '2,11p' "$0" >&2; exit 2; }
 lang="$1"
 shift
 case "$lang" in
 java)
     jar="$(java_jar)"
+    [ "$1" != "--build" ] || { echo "$jar"; exit 0; }
     # The token URL must be allow-listed for Kafka >= 4.0; the program sets
     # it from its arguments unless BG_INTEROP_JAVA_OPTS says otherwise.
     # shellcheck disable=SC2086
@@ -49,6 +51,7 @@ java)
     ;;
 rdkafka | kafka-python)
     py="$("$BG_REPO_ROOT/tests/infra/python-venv.sh")"
+    [ "$1" != "--build" ] || { echo "$py"; exit 0; }
     # -B: no __pycache__ in the checkout.
     exec "$py" -B "$here/python/${lang//-/_}_client.py" "$@"
     ;;

@@ -153,6 +153,35 @@ static void test_restart_without_ack(void **state)
     free(dir);
 }
 
+/* A spool left by an earlier process (no appends by this one), drained to
+ * its end: its segments are deleted and it takes no space any more; after a
+ * reopen it is empty and appends work. */
+static void test_drain_old_segments_frees_them(void **state)
+{
+    char err[256] = "", *dir = mkdir_tmp();
+    bg_audit_spool_t *sp = bg_audit_spool_open(dir, 0, 0, err, sizeof err);
+    append_n(sp, 0, 30);
+    bg_audit_spool_close(sp); /* e.g. killed while the primary was down */
+    sp = bg_audit_spool_open(dir, 0, 0, err, sizeof err);
+    assert_non_null(sp);
+    assert_true(bg_audit_spool_bytes(sp) > 0);
+    got_t g = {0};
+    assert_int_equal(bg_audit_spool_read(sp, 1000, collect, &g), 30);
+    assert_int_equal(bg_audit_spool_ack(sp), 0);
+    assert_true(bg_audit_spool_empty(sp));
+    assert_int_equal(bg_audit_spool_bytes(sp), 0);
+    assert_int_equal(count_segments(dir), 0);
+    append_n(sp, 30, 35);
+    bg_audit_spool_close(sp);
+    sp = bg_audit_spool_open(dir, 0, 0, err, sizeof err);
+    g.n = 0;
+    assert_int_equal(bg_audit_spool_read(sp, 1000, collect, &g), 5);
+    assert_int_equal(g.vals[0], 30);
+    bg_audit_spool_close(sp);
+    rm_rf(dir);
+    free(dir);
+}
+
 static void seg_path(const char *dir, int n, char *out, size_t cap)
 {
     snprintf(out, cap, "%s/spool-%06d.seg", dir, n);
@@ -250,6 +279,7 @@ int main(void)
         cmocka_unit_test(test_crc32c_known),
         cmocka_unit_test(test_write_read_order_ack),
         cmocka_unit_test(test_restart_without_ack),
+        cmocka_unit_test(test_drain_old_segments_frees_them),
         cmocka_unit_test(test_truncated_tail_and_flipped_byte),
         cmocka_unit_test(test_scan_bad_length_resync),
         cmocka_unit_test(test_full_spool_refuses),
