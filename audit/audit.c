@@ -654,6 +654,12 @@ bg_audit_t *bg_audit_new(const bg_config_audit_t *cfg, const char *instance,
             return NULL;
         }
         primary = bg_audit_kafka_sink_new(kafka, cfg->kafka_topic, err, errlen);
+        if (primary && cfg->format == BG_AUDIT_AVRO &&
+            bg_audit_kafka_sink_avro(primary, kafka->avro_schema_id > 0 ? kafka->avro_schema_id : -1,
+                                     err, errlen) != 0) {
+            primary->close(primary);
+            return NULL;
+        }
     } else {
         primary = bg_audit_file_sink_new(cfg->file, err, errlen);
     }

@@ -130,6 +130,9 @@ typedef struct bg_audit_kafka_conf_s {
     const char *password;
     const char *const *props;
     size_t nprops;
+    /* With audit.format avro: > 0 frames each value in the Confluent wire
+     * format with this schema id; 0 writes plain Avro binary. */
+    int32_t avro_schema_id;
 } bg_audit_kafka_conf_t;
 
 /* Counters for /metrics; all monotonic except queue_depth and admitting. */

@@ -6,6 +6,7 @@
  * timeout, purge at close, fatal error) is handed back to the pipeline, which
  * spools it. */
 #include "audit/audit_sink.h"
+#include "audit/audit_avro.h"
 
 #include "broker/log.h"
 
@@ -26,11 +27,41 @@ typedef struct bg_audit_kafka_s {
     size_t out[2]; /* produced, no delivery report yet: [0] live, [1] drained */
     int down;  /* all brokers down, until a delivery succeeds */
     int purge; /* a failure was seen: fail the rest of the queue back now */
+    bg_audit_avro_t *avro; /* audit.format avro: message values are Avro */
 } bg_audit_kafka_t;
+
+/* With Avro values the delivery report cannot rebuild the record from the
+ * message, so the record (JSON form) rides along as the opaque. */
+typedef struct bg_audit_kmsg_s {
+    uint64_t order;
+    int from_spool;
+    uint32_t len;
+    uint8_t rec[];
+} bg_audit_kmsg_t;
+
+static void bg_audit__kafka_dr_avro(bg_audit_kafka_t *k, const rd_kafka_message_t *m)
+{
+    bg_audit_kmsg_t *km = m->_private;
+    bg_audit_sink_t *s = &k->base;
+    k->out[km->from_spool ? 1 : 0]--;
+    bg_audit_rec_t r = {km->rec, km->len, km->from_spool, km->order};
+    if (m->err) {
+        k->purge = 1;
+        s->cb.failed(s->cb.core, &r);
+    } else {
+        k->down = 0;
+        s->cb.delivered(s->cb.core, &r);
+    }
+    free(km);
+}
 
 static void bg_audit__kafka_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     bg_audit_kafka_t *k = opaque;
+    if (k->avro) {
+        bg_audit__kafka_dr_avro(k, m);
+        return;
+    }
     bg_audit_sink_t *s = &k->base;
     uintptr_t tag = (uintptr_t)m->_private; /* order << 1 | from_spool */
     k->out[tag & 1]--;
@@ -67,12 +98,42 @@ static void bg_audit__kafka_log(const rd_kafka_t *rk, int level, const char *fac
     bg_log_fields(l, "audit", NULL, 0, "audit kafka: %s: %s", fac, buf);
 }
 
+static rd_kafka_resp_err_t bg_audit__kafka_produce_avro(bg_audit_kafka_t *k,
+                                                       const bg_audit_rec_t *r, const char *key,
+                                                       size_t kl, const char *json, size_t jl)
+{
+    uint8_t stack[8192], *buf = stack;
+    size_t cap = jl + 64 > sizeof stack ? jl + 64 : sizeof stack; /* Avro is smaller */
+    bg_audit_kmsg_t *km = malloc(sizeof *km + r->len);
+    if (!km || (cap > sizeof stack && !(buf = malloc(cap)))) {
+        free(km);
+        return RD_KAFKA_RESP_ERR__FAIL;
+    }
+    size_t n = bg_audit_avro_encode(k->avro, json, jl, buf, cap);
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR__BAD_MSG;
+    *km = (bg_audit_kmsg_t){r->order, r->from_spool, r->len};
+    memcpy(km->rec, r->data, r->len);
+    if (n)
+        e = rd_kafka_producev(k->rk, RD_KAFKA_V_RKT(k->rkt), RD_KAFKA_V_KEY(key, kl),
+                              RD_KAFKA_V_VALUE(buf, n), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                              RD_KAFKA_V_OPAQUE(km), RD_KAFKA_V_END);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+        k->out[r->from_spool ? 1 : 0]++;
+    else
+        free(km);
+    if (buf != stack)
+        free(buf);
+    return e;
+}
+
 static rd_kafka_resp_err_t bg_audit__kafka_produce(bg_audit_kafka_t *k, const bg_audit_rec_t *r)
 {
     size_t kl, jl;
     const char *key = bg_audit_rec_key(r, &kl), *json = bg_audit_rec_json(r, &jl);
     if (!json)
         return RD_KAFKA_RESP_ERR__BAD_MSG;
+    if (k->avro)
+        return bg_audit__kafka_produce_avro(k, r, key, kl, json, jl);
     rd_kafka_resp_err_t e = rd_kafka_producev(k->rk, RD_KAFKA_V_RKT(k->rkt), RD_KAFKA_V_KEY(key, kl),
                              RD_KAFKA_V_VALUE((void *)json, jl),
                              RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -104,8 +165,11 @@ static size_t bg_audit__kafka_write(bg_audit_sink_t *s, const bg_audit_rec_t *re
     bg_audit_kafka_t *k = (bg_audit_kafka_t *)s;
     for (size_t i = 0; i < n; i++) {
         rd_kafka_resp_err_t e = bg_audit__kafka_produce(k, &recs[i]);
-        if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            rd_kafka_poll(k->rk, 0); /* serve delivery reports, then one retry */
+        /* librdkafka's queue is full: wait for delivery reports (up to
+         * ~100 ms, back-pressure into the audit queue) rather than spill a
+         * record that would be delivered a moment later. */
+        for (int t = 0; e == RD_KAFKA_RESP_ERR__QUEUE_FULL && t < 20; t++) {
+            rd_kafka_poll(k->rk, 5);
             e = bg_audit__kafka_produce(k, &recs[i]);
         }
         if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -145,7 +209,17 @@ static void bg_audit__kafka_close(bg_audit_sink_t *s)
     }
     rd_kafka_topic_destroy(k->rkt);
     rd_kafka_destroy(k->rk);
+    bg_audit_avro_free(k->avro);
     free(k);
+}
+
+int bg_audit_kafka_sink_avro(bg_audit_sink_t *s, int32_t schema_id, char *err, size_t errlen)
+{
+    bg_audit_kafka_t *k = (bg_audit_kafka_t *)s;
+    if (!s || strcmp(s->name, "kafka") != 0 || k->avro)
+        return -1;
+    k->avro = bg_audit_avro_new(schema_id, err, errlen);
+    return k->avro ? 0 : -1;
 }
 
 static int bg_audit__kafka_set(rd_kafka_conf_t *c, const char *key, const char *val, char *err,

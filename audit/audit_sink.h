@@ -77,6 +77,12 @@ bg_audit_sink_t *bg_audit_file_sink_new(const char *path, char *err, size_t errl
 bg_audit_sink_t *bg_audit_kafka_sink_new(const bg_audit_kafka_conf_t *kc, const char *topic,
                                          char *err, size_t errlen);
 
+/* Switches a Kafka sink (before its first write) to Avro message values
+ * (audit/busgate-audit.avsc); schema_id >= 0 adds the Confluent wire-format
+ * header with that id. The file and the spool keep the JSON form. Returns 0,
+ * or -1 with err filled. */
+int bg_audit_kafka_sink_avro(bg_audit_sink_t *s, int32_t schema_id, char *err, size_t errlen);
+
 /* Like bg_audit_new() but with primary as the primary sink instead of the one
  * cfg names (cfg->kafka_topic is then ignored; cfg->file, if set, is still the
  * local copy). Takes ownership of primary (closed by bg_audit_free, or here on

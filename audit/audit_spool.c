@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #if defined(__x86_64__)
@@ -156,6 +157,7 @@ struct bg_audit_spool_s {
     uint8_t *buf; /* cache of segment bufseg, bytes [0, buflen) */
     size_t buflen, bufcap;
     uint32_t bufseg;
+    time_t last_err_log;
 };
 
 static void bg_audit__seg_path(const bg_audit_spool_t *sp, uint32_t seg, char *out, size_t cap)
@@ -268,7 +270,11 @@ static int bg_audit__open_seg(bg_audit_spool_t *sp)
     bg_audit__seg_path(sp, sp->wseg, path, sizeof path);
     sp->wfd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
     if (sp->wfd < 0) {
-        bg_log_error("audit", "spool segment %s: %s", path, strerror(errno));
+        time_t now = time(NULL); /* a broken spool is retried often: log once a minute */
+        if (now - sp->last_err_log >= 60) {
+            sp->last_err_log = now;
+            bg_log_error("audit", "spool segment %s: %s", path, strerror(errno));
+        }
         return -1;
     }
     sp->woff = 0;

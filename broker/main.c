@@ -2,12 +2,13 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "adapters/amqp/amqp_adapter.h"
 #include "adapters/kafka/kafka_adapter.h"
 #include "broker/cli.h"
 #include "broker/version.h"
 
 /* The protocol adapters linked into this binary. */
-static const bg_adapter_t *const bg_main__adapters[] = {&bg_kafka_adapter};
+static const bg_adapter_t *const bg_main__adapters[] = {&bg_kafka_adapter, &bg_amqp_adapter};
 static const size_t bg_main__nadapters = sizeof bg_main__adapters / sizeof bg_main__adapters[0];
 
 static void bg_main__usage(FILE *f)

@@ -28,7 +28,7 @@ stop_s="${BG_RABBIT_STOP_TIMEOUT:-30}"
 
 if bg_pid_alive "$RABBITMQ_PID_FILE" beam; then
     timeout "$stop_s" "$BG_RABBIT_SBIN/rabbitmqctl" -q -n "$BG_RABBIT_NODE" stop \
-        "$RABBITMQ_PID_FILE" >/dev/null 2>&1 || true
+        "$RABBITMQ_PID_FILE" >/dev/null 2>&1 9>&- || true
     # stop PIDFILE waits for the process; this covers a CLI that timed out.
     if bg_stop_pid "$RABBITMQ_PID_FILE" beam 10; then
         bg_log "rabbitmq needed a signal to stop"

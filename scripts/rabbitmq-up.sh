@@ -55,16 +55,18 @@ fi
 
 start=$SECONDS
 bg_log "starting rabbitmq node $BG_RABBIT_NODE on 127.0.0.1:$BG_RABBIT_PORT"
-# The scripts cd nowhere; run from the run dir so stray files land there.
+# Run from the run dir so stray files land there. 9>&-: the daemon (and the
+# epmd it spawns) must not inherit the lock fd, or it would hold the lock
+# for its whole life.
 (cd "$BG_RABBIT_RUN" && "$BG_RABBIT_SBIN/rabbitmq-server" -detached \
-    >>"$RABBITMQ_LOG_BASE/startup.log" 2>&1) ||
+    >>"$RABBITMQ_LOG_BASE/startup.log" 2>&1 9>&-) ||
     bg_die "rabbitmq-server -detached failed (see $RABBITMQ_LOG_BASE)"
 
 # await_startup fails at once while the node is not yet registered with
 # epmd, so retry it in short slices until the deadline.
 while :; do
     if timeout 30 "$BG_RABBIT_SBIN/rabbitmqctl" -q -n "$BG_RABBIT_NODE" await_startup \
-        --timeout 20 >/dev/null 2>&1; then
+        --timeout 20 >/dev/null 2>&1 9>&-; then
         break
     fi
     # The node writes its pid early; once written, a dead pid means it

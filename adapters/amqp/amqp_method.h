@@ -102,13 +102,17 @@ int bg_amqp_method_decode(const bg_amqp_frame_t *f, const bg_amqp_limits_t *lim,
                           bg_amqp_arena_t *a, bg_amqp_method_t *m, const char **why)
     __attribute__((warn_unused_result));
 
+/* Bound on the arguments of one encoded method. */
+#define BG_AMQP_ENCODE_MAX (1u << 20)
+
 /* Appends one whole method frame on channel: id and the matching struct
  * (rabbitmq-c's, or bg_amqp_update_secret_t; NULL for methods without
  * arguments). Returns BG_AMQP_OK, or BG_AMQP_ERR_UNKNOWN_METHOD /
  * BG_AMQP_ERR_ENCODE (struct not encodable, e.g. a shortstr > 255 bytes, or
  * more than BG_AMQP_ENCODE_MAX bytes, or the writer failed); on error the
- * writer is left as it was before the call unless wr->failed is set. */
-#define BG_AMQP_ENCODE_MAX (1u << 20)
+ * writer is left as it was before the call unless wr->failed is set.
+ * It does not validate what it writes: tests check that the builders'
+ * output passes bg_amqp_validate_frame. */
 int bg_amqp_method_encode(bg_wr_t *wr, uint16_t channel, uint32_t id, const void *decoded,
                           const char **why) __attribute__((warn_unused_result));
 

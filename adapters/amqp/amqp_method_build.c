@@ -11,9 +11,15 @@
 
 /* Bit i of the BG_AMQP_CAP_* mask is named bg_amqp__cap_names[i]. */
 static const char *const bg_amqp__cap_names[BG_AMQP__NCAPS] = {
-    "publisher_confirms",     "exchange_exchange_bindings",   "basic.nack",
-    "consumer_cancel_notify", "connection.blocked",           "consumer_priorities",
-    "authentication_failure_close", "per_consumer_qos",     "direct_reply_to",
+    "publisher_confirms",
+    "exchange_exchange_bindings",
+    "basic.nack",
+    "consumer_cancel_notify",
+    "connection.blocked",
+    "consumer_priorities",
+    "authentication_failure_close",
+    "per_consumer_qos",
+    "direct_reply_to",
 };
 
 static amqp_bytes_t bg_amqp__cstr(const char *s)

@@ -113,8 +113,24 @@ void bg_kafka_audit_pin(bg_kafka_session_t *s, bg_kafka_pending_t *pe)
         }
 }
 
+static void bg_kafka_audit__decisions(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
+                                      const int64_t *latency_us, const char *detail);
+
 void bg_kafka_audit_decisions(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
                               const int64_t *latency_us)
+{
+    bg_kafka_audit__decisions(s, pe, latency_us, NULL);
+}
+
+void bg_kafka_audit_unanswered(bg_kafka_session_t *s, bg_kafka_pending_t *pe)
+{
+    bg_kafka_action_t act = pe->verdict.action;
+    if (act == BG_KAFKA_ACT_FORWARD || act == BG_KAFKA_ACT_FORWARD_REWRITTEN)
+        bg_kafka_audit__decisions(s, pe, NULL, "no response: session closed");
+}
+
+static void bg_kafka_audit__decisions(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
+                                      const int64_t *latency_us, const char *detail)
 {
     if (!s->kw->w->audit)
         return;
@@ -143,6 +159,7 @@ void bg_kafka_audit_decisions(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
         ev.result.error_name = d->error_code ? bg_kafka_error_name(d->error_code) : NULL;
         ev.result.bytes_in = pe->bytes_in;
         ev.result.latency_us = latency_us ? *latency_us : 0;
+        ev.detail = detail;
         bg_kafka_audit__emit(s, &ev);
     }
 }

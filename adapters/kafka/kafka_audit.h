@@ -22,6 +22,10 @@ void bg_kafka_audit_pin(bg_kafka_session_t *s, bg_kafka_pending_t *pe);
  * from the upstream (local answer, acks=0, close). */
 void bg_kafka_audit_decisions(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
                               const int64_t *latency_us);
+/* For a request forwarded upstream whose response never came (the session
+ * closed first): its decision events, with detail "no response: session
+ * closed", so every counted decision has its event. */
+void bg_kafka_audit_unanswered(bg_kafka_session_t *s, bg_kafka_pending_t *pe);
 /* 1 when the audit pipeline accepts events (or audit is off). */
 int bg_kafka_audit_admitting(bg_kafka_session_t *s);
 

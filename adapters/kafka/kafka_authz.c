@@ -17,7 +17,12 @@
  * clamps to the descriptor). */
 static const bg_kafka__api_t bg_kafka__apis[] = {
     [BG_KAFKA_API_PRODUCE] = {3, 13, 9, bg_kafka__c_produce, bg_kafka__r_produce, 1, 10},
-    [BG_KAFKA_API_FETCH] = {4, 18, 12, bg_kafka__c_fetch, bg_kafka__r_fetch, 1, 16},
+    /* Fetch stops at v15: from v16 a response may end with NodeEndpoints
+     * (KIP-951), which busgate would have to rewrite, so every response would
+     * have to be received whole before any byte could go on. Up to v15 a
+     * fetch response is cut through as it arrives. Clients then learn of a
+     * leader change by refreshing metadata, as before KIP-951. */
+    [BG_KAFKA_API_FETCH] = {4, 15, 12, bg_kafka__c_fetch, bg_kafka__r_fetch, 1, 16},
     [BG_KAFKA_API_LIST_OFFSETS] = {1, 11, 6, bg_kafka__c_list_offsets, NULL, 0, 0},
     [BG_KAFKA_API_METADATA] = {0, 13, 9, bg_kafka__c_metadata, bg_kafka__r_metadata, 1, 0},
     [BG_KAFKA_API_OFFSET_COMMIT] = {2, 10, 8, bg_kafka__c_offset_commit, NULL, 0, 0},

@@ -59,6 +59,9 @@ static void bg_kafka__pending_free(bg_kafka_pending_t *pe)
 static void bg_kafka__free(bg_kafka_session_t *s)
 {
     bg_kafka_worker_t *kw = s->kw;
+    bg_kafka_pending_t *it;
+    TAILQ_FOREACH(it, &s->q, link) /* forwarded, never answered: still audited */
+        bg_kafka_audit_unanswered(s, it);
     bg_kafka_audit_session_end(s);
     while (!TAILQ_EMPTY(&s->q)) {
         bg_kafka_pending_t *pe = TAILQ_FIRST(&s->q);
@@ -631,6 +634,61 @@ static int bg_kafka__on_upstream_frame(void *arg, struct evbuffer *in, size_t fr
     return s->dead ? -1 : 0;
 }
 
+/* Cut-through: a response that is forwarded untouched goes to the client as
+ * its bytes arrive instead of after the whole frame (a multi-megabyte fetch
+ * response would otherwise cross busgate in two serial transfers). */
+static int bg_kafka__on_upstream_frame_begin(void *arg, struct evbuffer *in, size_t frame_len)
+{
+    bg_kafka_session_t *s = arg;
+    bg_kafka_pending_t *pe = bg_kafka__first_waiting(s);
+    uint8_t hdr[8];
+    if (!pe || evbuffer_copyout(in, hdr, 8) < 8) {
+        bg_kafka_session_close(s, 0, "unexpected response from the upstream broker");
+        return -1;
+    }
+    int32_t corr = (int32_t)((uint32_t)hdr[4] << 24 | (uint32_t)hdr[5] << 16 |
+                             (uint32_t)hdr[6] << 8 | hdr[7]);
+    if (corr != pe->hdr.correlation_id) {
+        bg_kafka_session_close(s, 0, "upstream correlation id mismatch");
+        return -1;
+    }
+    if (pe->needs_response)
+        return 0;
+    bg_kafka_session_flush(s); /* earlier responses are ready: pe becomes the head */
+    s->streaming = pe;
+    return 1;
+}
+
+static int bg_kafka__on_upstream_stream(void *arg, struct evbuffer *in, size_t n, int last)
+{
+    bg_kafka_session_t *s = arg;
+    bg_kafka_pending_t *pe = s->streaming;
+    if (!pe || s->dead)
+        return -1;
+    int head = pe == TAILQ_FIRST(&s->q);
+    struct evbuffer *dst = head ? bufferevent_get_output(s->cli) : pe->out;
+    evbuffer_remove_buffer(in, dst, n);
+    if (head) {
+        s->bytes_out += n;
+        bg_metric_add(&s->kw->w->metrics.bytes_out[BG_PROTO_KAFKA], n);
+    }
+    if (!last) {
+        bg_kafka__update_reading(s);
+        return s->dead ? -1 : 0;
+    }
+    s->streaming = NULL;
+    int64_t latency = bg_kafka_now_us() - pe->start_us;
+    bg_kafka_audit_decisions(s, pe, &latency);
+    if (head)
+        bg_kafka__pop(s, pe);
+    else
+        pe->state = BG_KAFKA_PE_READY;
+    bg_kafka_session_flush(s);
+    bg_kafka__update_reading(s);
+    bg_kafka__resume_input(s);
+    return s->dead ? -1 : 0;
+}
+
 static void bg_kafka__on_upstream_ready(void *arg)
 {
     bg_kafka_session_t *s = arg;
@@ -661,6 +719,8 @@ static void bg_kafka__on_upstream_drained(void *arg)
 
 static const bg_kafka_up_cbs_t bg_kafka__up_cbs = {
     .ready = bg_kafka__on_upstream_ready,
+    .frame_begin = bg_kafka__on_upstream_frame_begin,
+    .stream = bg_kafka__on_upstream_stream,
     .frame = bg_kafka__on_upstream_frame,
     .failed = bg_kafka__on_upstream_failed,
     .drained = bg_kafka__on_upstream_drained,
@@ -779,6 +839,7 @@ void bg_kafka_session_accept(bg_kafka_worker_t *kw, int fd, const struct sockadd
                       bg_kafka__on_client_event, s);
     bufferevent_setwatermark(s->cli, EV_WRITE, BG_KAFKA_CLI_LOW_WATER, 0);
     bufferevent_set_max_single_read(s->cli, 256 * 1024);
+    bufferevent_set_max_single_write(s->cli, 1024 * 1024); /* libevent writes 16 KiB a loop by default */
     int64_t idle = kw->g->cfg->kafka.idle_timeout_ms;
     struct timeval tv = {(time_t)(idle / 1000), (suseconds_t)(idle % 1000) * 1000};
     bufferevent_set_timeouts(s->cli, idle > 0 ? &tv : NULL, NULL);

@@ -47,6 +47,8 @@ struct bg_kafka_up_s {
     bg_kafka_scram_t *scram;
     int auth_round;
     uint32_t max_frame;
+    uint64_t stream_left;  /* bytes of the frame being streamed still to come */
+    int whole;             /* the frame at the head is wanted whole */
     bg_kafka_arena_t arena;
     char where[300]; /* "host:port (node N)" for logs */
 };
@@ -285,13 +287,59 @@ static int bg_kafka_up__on_handshake_frame(bg_kafka_up_t *u, const uint8_t *p, s
     }
 }
 
+/* Cut-through: passes what has arrived of a streamed frame. 1 when the
+ * frame is complete (or nothing is left to pass), 0 to wait for more, -1 when
+ * the session went away. */
+static int bg_kafka_up__stream(bg_kafka_up_t *u, struct evbuffer *in)
+{
+    size_t avail = evbuffer_get_length(in);
+    if (avail == 0)
+        return 0;
+    size_t n = avail < u->stream_left ? avail : (size_t)u->stream_left;
+    int last = n == u->stream_left;
+    u->stream_left -= n;
+    if (u->cbs.stream(u->arg, in, n, last) != 0)
+        return -1;
+    return last;
+}
+
+/* A response while ready: streamed, or delivered whole. 1 to go on, 0 to
+ * wait for more bytes, -1 when the session went away. */
+static int bg_kafka_up__relay(bg_kafka_up_t *u, struct evbuffer *in, uint32_t size)
+{
+    if (u->stream_left)
+        return bg_kafka_up__stream(u, in);
+    if (!u->whole && u->cbs.frame_begin) {
+        if (evbuffer_get_length(in) < 8)
+            return 0;
+        int rc = u->cbs.frame_begin(u->arg, in, (size_t)size + 4);
+        if (rc < 0)
+            return -1;
+        if (rc == 1) {
+            u->stream_left = (uint64_t)size + 4;
+            return bg_kafka_up__stream(u, in);
+        }
+        u->whole = 1;
+    }
+    if (evbuffer_get_length(in) < (size_t)size + 4)
+        return 0;
+    u->whole = 0;
+    return u->cbs.frame(u->arg, in, (size_t)size + 4) != 0 ? -1 : 1;
+}
+
 static void bg_kafka_up__on_read(struct bufferevent *bev, void *arg)
 {
     bg_kafka_up_t *u = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     while (u->state != BG_KAFKA_UP_FAILED) {
         uint8_t hdr[4];
-        uint32_t size;
+        uint32_t size = 0;
+        if (u->state == BG_KAFKA_UP_READY && u->stream_left) {
+            int rc = bg_kafka_up__relay(u, in, 0);
+            if (rc <= 0)
+                return; /* wait for more, or the session (and u) are gone */
+            continue;
+        }
         if (evbuffer_copyout(in, hdr, 4) < 4)
             return;
         int64_t n = bg_kafka_frame_peek(hdr, 4, u->max_frame, &size);
@@ -299,13 +347,14 @@ static void bg_kafka_up__on_read(struct bufferevent *bev, void *arg)
             bg_kafka_up__fail(u, "response frame too large");
             return;
         }
-        if (evbuffer_get_length(in) < (size_t)size + 4)
-            return;
         if (u->state == BG_KAFKA_UP_READY) {
-            if (u->cbs.frame(u->arg, in, (size_t)size + 4) != 0)
-                return; /* the session (and u) are gone */
+            int rc = bg_kafka_up__relay(u, in, size);
+            if (rc <= 0)
+                return;
             continue;
         }
+        if (evbuffer_get_length(in) < (size_t)size + 4)
+            return;
         const uint8_t *p = evbuffer_pullup(in, (ssize_t)size + 4);
         int rc = p ? bg_kafka_up__on_handshake_frame(u, p + 4, size) : -1;
         evbuffer_drain(in, (size_t)size + 4);
@@ -389,6 +438,7 @@ bg_kafka_up_t *bg_kafka_up_connect(struct event_base *base, bg_kafka_global_t *g
                       u);
     bufferevent_setwatermark(u->bev, EV_WRITE, BG_KAFKA_UP_LOW_WATER, 0);
     bufferevent_set_max_single_read(u->bev, 256 * 1024);
+    bufferevent_set_max_single_write(u->bev, 1024 * 1024);
     struct timeval tv = {BG_KAFKA_UP_CONNECT_TIMEOUT_S, 0};
     bufferevent_set_timeouts(u->bev, &tv, &tv);
     bufferevent_enable(u->bev, EV_READ | EV_WRITE);

@@ -21,6 +21,16 @@ typedef struct bg_kafka_up_s bg_kafka_up_t;
 typedef struct bg_kafka_up_cbs_s {
     /* Handshake done: versions known, frames may be sent. */
     void (*ready)(void *arg);
+    /* The first 8 bytes (size, correlation id) of a response frame of
+     * frame_len bytes (size prefix included) are at the head of in. Returns
+     * 1 to stream it (then `stream` receives its bytes as they arrive, the
+     * size prefix first), 0 to receive it whole through `frame`, -1 when the
+     * callee closed the session. Optional (NULL: always whole). */
+    int (*frame_begin)(void *arg, struct evbuffer *in, size_t frame_len);
+    /* n bytes of the streamed frame are at the head of in (last: the frame
+     * ends with them); the callee removes them. Returns -1 when it closed
+     * the session. */
+    int (*stream)(void *arg, struct evbuffer *in, size_t n, int last);
     /* A whole response frame of frame_len bytes (size prefix included) is at
      * the head of in; the callee removes it. Returns -1 when it closed the
      * session (then the upstream is gone too). */

@@ -12,10 +12,12 @@ py=$(tests/infra/python-venv.sh)   # prints the venv's python
 cleanup() {
   scripts/kafka-down.sh >/dev/null 2>&1 || true
   scripts/oidc-down.sh >/dev/null 2>&1 || true
+  scripts/rabbitmq-down.sh >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 scripts/kafka-up.sh
 scripts/oidc-up.sh
+scripts/rabbitmq-up.sh
 
 status=0
 for b in "$@"; do

@@ -46,6 +46,8 @@ bg_rabbit_env() {
     export ERL_EPMD_ADDRESS="127.0.0.1"
 }
 
+# bg_rabbitmqctl ARGS...: rabbitmqctl against this instance. Its Erlang VM
+# may spawn epmd, which must not inherit the scripts' lock fd (9).
 bg_rabbitmqctl() {
-    "$BG_RABBIT_SBIN/rabbitmqctl" -q -n "$BG_RABBIT_NODE" "$@"
+    "$BG_RABBIT_SBIN/rabbitmqctl" -q -n "$BG_RABBIT_NODE" "$@" 9>&-
 }

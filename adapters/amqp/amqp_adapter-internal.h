@@ -1,0 +1,43 @@
+/* Private to adapters/amqp: the adapter's process-wide state and the
+ * per-worker state (listener, sessions). */
+#ifndef BG_AMQP_ADAPTER_INTERNAL_H
+#define BG_AMQP_ADAPTER_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include "broker/config.h"
+#include "broker/worker.h"
+
+struct evconnlistener;
+
+typedef struct bg_amqp_global_s {
+    const bg_config_t *cfg;       /* the start-up configuration, held for the run */
+    _Atomic int upstream_seen_ok; /* an upstream handshake has succeeded */
+} bg_amqp_global_t;
+
+typedef struct bg_amqp_session_s bg_amqp_session_t;
+TAILQ_HEAD(bg_amqp_session_list_s, bg_amqp_session_s);
+
+typedef struct bg_amqp_worker_s {
+    bg_worker_t *w;
+    bg_amqp_global_t *g;
+    struct evconnlistener *listener;
+    struct bg_amqp_session_list_s sessions;
+    size_t nsessions;
+    int draining;
+} bg_amqp_worker_t;
+
+/* ---- sessions (amqp_session.c) ---- */
+
+/* Starts a session for an accepted client socket on worker aw. Takes fd
+ * (closes it on failure). Worker thread. */
+void bg_amqp_session_accept(bg_amqp_worker_t *aw, int fd, const struct sockaddr *peer);
+/* Asks every session of aw to close (connection.close 320 to its client). */
+void bg_amqp_sessions_drain(bg_amqp_worker_t *aw);
+/* Frees every session of aw at once (worker stop). */
+void bg_amqp_sessions_free(bg_amqp_worker_t *aw);
+
+#endif

@@ -1,0 +1,146 @@
+/* The AMQP adapter's process-wide state and per-worker listeners: one
+ * listener (amqp.listen) opened on every worker with SO_REUSEPORT; each
+ * accepted client gets a session (amqp_session.c) and its own upstream
+ * connection on the same worker. */
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapters/amqp/amqp_adapter-internal.h"
+#include "adapters/amqp/amqp_adapter.h"
+#include "broker/log.h"
+
+static void bg_amqp__global_free(void *arg) { free(arg); }
+
+static int bg_amqp__global_init(const bg_config_t *cfg, void **out, char *err, size_t errlen)
+{
+    const bg_config_amqp_t *a = &cfg->amqp;
+    if (a->tls.enabled || a->upstream.tls.enabled) {
+        /* Refused rather than silently served in plaintext. */
+        snprintf(err, errlen, "amqp: TLS (amqp.tls, amqp.upstream.tls) is not supported yet");
+        return -1;
+    }
+    bg_amqp_global_t *g = calloc(1, sizeof *g);
+    if (!g) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    g->cfg = cfg;
+    *out = g;
+    return 0;
+}
+
+static int bg_amqp__ready(void *arg)
+{
+    bg_amqp_global_t *g = arg;
+    return atomic_load(&g->upstream_seen_ok);
+}
+
+static void bg_amqp__on_accept(struct evconnlistener *l, evutil_socket_t fd,
+                               struct sockaddr *peer, int peerlen, void *arg)
+{
+    bg_amqp_worker_t *aw = arg;
+    if (aw->draining) {
+        evutil_closesocket(fd);
+        return;
+    }
+    bg_amqp_session_accept(aw, fd, peer);
+}
+
+static void bg_amqp__on_listen_error(struct evconnlistener *l, void *arg)
+{
+    int e = EVUTIL_SOCKET_ERROR();
+    bg_log_warn("amqp", "accept failed: %s", evutil_socket_error_to_string(e));
+}
+
+static int bg_amqp__listen(bg_amqp_worker_t *aw, const bg_addr_t *a, char *err, size_t errlen)
+{
+    char spec[300];
+    struct sockaddr_storage ss;
+    int sslen = sizeof ss;
+    snprintf(spec, sizeof spec, strchr(a->host, ':') ? "[%s]:%u" : "%s:%u", a->host, a->port);
+    if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ss, &sslen) != 0) {
+        snprintf(err, errlen, "bad listen address %s", spec);
+        return -1;
+    }
+    aw->listener = evconnlistener_new_bind(aw->w->base, bg_amqp__on_accept, aw,
+                                           LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
+                                               LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC,
+                                           512, (struct sockaddr *)&ss, sslen);
+    if (!aw->listener) {
+        snprintf(err, errlen, "cannot listen on %s: %s", spec,
+                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        return -1;
+    }
+    evconnlistener_set_error_cb(aw->listener, bg_amqp__on_listen_error);
+    return 0;
+}
+
+static int bg_amqp__worker_start(bg_worker_t *w, void *global, void **state, char *err,
+                                 size_t errlen)
+{
+    bg_amqp_global_t *g = global;
+    bg_amqp_worker_t *aw = calloc(1, sizeof *aw);
+    if (!aw) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    aw->w = w;
+    aw->g = g;
+    TAILQ_INIT(&aw->sessions);
+    if (bg_amqp__listen(aw, &g->cfg->amqp.listen, err, errlen) != 0) {
+        free(aw);
+        return -1;
+    }
+    if (w->index == 0)
+        bg_log_info("amqp", "listening on %s:%u, upstream %s:%u vhost %s",
+                    g->cfg->amqp.listen.host, g->cfg->amqp.listen.port,
+                    g->cfg->amqp.upstream.host.host, g->cfg->amqp.upstream.host.port,
+                    g->cfg->amqp.upstream.vhost);
+    *state = aw;
+    return 0;
+}
+
+static void bg_amqp__close_listener(bg_amqp_worker_t *aw)
+{
+    if (aw->listener) {
+        evconnlistener_free(aw->listener);
+        aw->listener = NULL;
+    }
+}
+
+static void bg_amqp__worker_drain(void *arg)
+{
+    bg_amqp_worker_t *aw = arg;
+    aw->draining = 1;
+    bg_amqp__close_listener(aw);
+    bg_amqp_sessions_drain(aw);
+}
+
+static size_t bg_amqp__worker_sessions(void *arg) { return ((bg_amqp_worker_t *)arg)->nsessions; }
+
+static void bg_amqp__worker_stop(void *arg)
+{
+    bg_amqp_worker_t *aw = arg;
+    bg_amqp__close_listener(aw);
+    bg_amqp_sessions_free(aw);
+    free(aw);
+}
+
+static int bg_amqp__enabled(const bg_config_t *cfg) { return cfg->amqp.enabled; }
+
+const bg_adapter_t bg_amqp_adapter = {
+    .name = "amqp",
+    .proto = BG_PROTO_AMQP,
+    .enabled = bg_amqp__enabled,
+    .global_init = bg_amqp__global_init,
+    .global_free = bg_amqp__global_free,
+    .ready = bg_amqp__ready,
+    .worker_start = bg_amqp__worker_start,
+    .worker_drain = bg_amqp__worker_drain,
+    .worker_sessions = bg_amqp__worker_sessions,
+    .worker_stop = bg_amqp__worker_stop,
+};

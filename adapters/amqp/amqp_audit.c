@@ -1,0 +1,114 @@
+/* Audit events and decision metrics of AMQP sessions (audit/audit.h is the
+ * protocol-neutral pipeline; this file maps a session onto it). The audit
+ * part of every call is a no-op when audit is off. Worker thread only. */
+#include <stdio.h>
+#include <string.h>
+
+#include "adapters/amqp/amqp_session-internal.h"
+#include "audit/audit.h"
+#include "broker/log.h"
+
+static void bg_amqp_audit__base(bg_amqp_session_t *s, bg_audit_event_t *ev, bg_audit_kind_t kind)
+{
+    memset(ev, 0, sizeof *ev);
+    ev->kind = kind;
+    ev->session_id = s->id;
+    ev->seq = ++s->seq;
+    ev->has = BG_AUDIT_HAS_SEQ;
+    ev->protocol = "amqp";
+    ev->peer = s->peer;
+    ev->principal.sub = s->principal.sub;
+    ev->principal.groups = (const char *const *)s->principal.groups;
+    ev->principal.ngroups = s->principal.ngroups;
+    ev->principal.issuer = s->principal.issuer;
+    ev->principal.token_id = s->principal.token_id;
+    ev->client_id = s->principal.client_id;
+    ev->client_software_name = s->product[0] ? s->product : NULL;
+    ev->client_software_version = s->version[0] ? s->version : NULL;
+}
+
+static void bg_amqp_audit__emit(bg_amqp_session_t *s, const bg_audit_event_t *ev)
+{
+    struct bg_audit_s *a = s->aw->w->audit;
+    if (a && bg_audit_emit(a, ev) < 0)
+        bg_log_debug("amqp", "audit event not queued");
+}
+
+void bg_amqp_audit_session_start(bg_amqp_session_t *s, const char *detail)
+{
+    bg_audit_event_t ev;
+    bg_amqp_audit__base(s, &ev, BG_AUDIT_EV_SESSION_START);
+    ev.detail = detail;
+    bg_amqp_audit__emit(s, &ev);
+}
+
+void bg_amqp_audit_session_end(bg_amqp_session_t *s)
+{
+    if (!s->principal.sub) /* never authenticated: its auth failure was recorded */
+        return;
+    bg_audit_event_t ev;
+    bg_amqp_audit__base(s, &ev, BG_AUDIT_EV_SESSION_END);
+    ev.has |= BG_AUDIT_HAS_RESULT;
+    ev.result.bytes_in = s->bytes_in;
+    ev.result.bytes_out = s->bytes_out;
+    ev.result.records = s->methods;
+    ev.result.latency_us = (bg_amqp_wall_ms() - s->started_ms) * 1000;
+    bg_amqp_audit__emit(s, &ev);
+}
+
+void bg_amqp_audit_auth_failure(bg_amqp_session_t *s, const char *reason)
+{
+    bg_metric_add(&s->aw->w->metrics.auth_failed[BG_PROTO_AMQP], 1);
+    bg_audit_event_t ev;
+    bg_amqp_audit__base(s, &ev, BG_AUDIT_EV_AUTH_FAILURE);
+    ev.principal = (bg_audit_principal_t){0};
+    ev.client_id = NULL;
+    ev.auth_failure_reason = reason;
+    bg_amqp_audit__emit(s, &ev);
+}
+
+void bg_amqp_audit_decisions(bg_amqp_session_t *s, const bg_amqp_method_t *m,
+                             const bg_amqp_verdict_t *v, uint64_t bytes_in)
+{
+    bg_worker_metrics_t *mt = &s->aw->w->metrics;
+    for (size_t i = 0; i < v->n; i++) {
+        const bg_amqp_check_t *c = &v->checks[i];
+        bg_metric_add(&mt->decisions[BG_PROTO_AMQP][c->decision.effect], 1);
+        if (c->decision.mode == BG_MODE_AUDIT && c->decision.would != BG_EFFECT_ALLOW)
+            bg_metric_add(&mt->decisions_audit_only[BG_PROTO_AMQP], 1);
+        if (!s->aw->w->audit)
+            continue;
+        bg_policy_resource_t r = {c->type, NULL, 0, c->name, c->name_len};
+        char name[BG_AMQP_NAME_MAX]; /* NUL-terminated copy for the encoder */
+        snprintf(name, sizeof name, "%.*s", (int)c->name_len, c->name);
+        r.name = name;
+        bg_audit_event_t ev;
+        bg_amqp_audit__base(s, &ev, BG_AUDIT_EV_DECISION);
+        ev.api = m->info->name;
+        ev.resources = &r;
+        ev.nresources = 1;
+        ev.verb = c->verb;
+        ev.has |= BG_AUDIT_HAS_VERB | BG_AUDIT_HAS_DECISION | BG_AUDIT_HAS_RESULT;
+        ev.decision.effect = c->decision.effect;
+        ev.decision.would = c->decision.would;
+        ev.decision.mode = c->decision.mode;
+        if (c->decision.rule) {
+            ev.decision.rule = bg_policy_rule_name(c->decision.rule);
+            ev.decision.rule_file = bg_policy_rule_file(c->decision.rule);
+            ev.decision.rule_line = bg_policy_rule_line(c->decision.rule);
+        }
+        if (v->denied) {
+            ev.result.error_code = BG_AMQP_ACCESS_REFUSED;
+            ev.result.error_name = "ACCESS_REFUSED";
+        }
+        ev.result.bytes_in = bytes_in;
+        ev.detail = c->refusal;
+        bg_amqp_audit__emit(s, &ev);
+    }
+}
+
+int bg_amqp_audit_admitting(bg_amqp_session_t *s)
+{
+    struct bg_audit_s *a = s->aw->w->audit;
+    return !a || bg_audit_admitting(a);
+}

@@ -1,0 +1,178 @@
+/* Which resources and verbs an AMQP method needs, decided by the policy
+ * (design.md's verb table):
+ *
+ *   basic.publish               write  exchange (""  = amq.default)
+ *   basic.consume, basic.get    read   queue
+ *   queue.declare               create queue   (passive: describe)
+ *   exchange.declare            create exchange (passive: describe)
+ *   queue.bind / queue.unbind   write  queue + read exchange
+ *   exchange.bind / unbind      write  destination + read source
+ *   queue.purge                 delete queue
+ *   queue.delete                delete queue
+ *   exchange.delete             delete exchange
+ *
+ * A queue name left empty names the channel's last declared queue, as in
+ * RabbitMQ. A server-named queue (queue.declare with an empty name) is
+ * decided as the queue "amq.gen-" (create), the prefix RabbitMQ gives such
+ * names: a rule on amqp:queue:amq.gen-* allows declaring them and, since the
+ * broker names them amq.gen-..., consuming from them afterwards.
+ * Everything else (channel.*, basic.qos/ack/nack/reject/recover/cancel,
+ * confirm.*, tx.*) names no resource. Pure: no I/O, no globals. */
+#include <stdio.h>
+#include <string.h>
+
+#include "adapters/amqp/amqp_session-internal.h"
+
+#define BG_AMQP_SERVER_NAMED "amq.gen-"
+
+static void bg_amqp_authz__add(bg_amqp_verdict_t *v, bg_res_type_t type, amqp_bytes_t name,
+                               bg_verb_t verb)
+{
+    bg_amqp_check_t *c = &v->checks[v->n++];
+    memset(c, 0, sizeof *c);
+    c->type = type;
+    c->name = name.len ? (const char *)name.bytes : "";
+    c->name_len = name.len;
+    c->verb = verb;
+    if (type == BG_RES_AMQP_EXCHANGE && name.len == 0) {
+        c->name = "amq.default";
+        c->name_len = strlen(c->name);
+    }
+}
+
+/* A queue argument: empty = the channel's last declared queue. */
+static amqp_bytes_t bg_amqp_authz__queue(amqp_bytes_t q, const bg_amqp_channel_t *ch)
+{
+    if (q.len == 0 && ch) {
+        q.bytes = (void *)ch->last_queue;
+        q.len = strlen(ch->last_queue);
+    }
+    return q;
+}
+
+static amqp_bytes_t bg_amqp_authz__cstr(const char *s)
+{
+    amqp_bytes_t b = {strlen(s), (void *)s};
+    return b;
+}
+
+static void bg_amqp_authz__queue_declare(const amqp_queue_declare_t *d,
+                                         const bg_amqp_channel_t *ch, bg_amqp_verdict_t *v)
+{
+    if (d->passive) {
+        bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE, bg_amqp_authz__queue(d->queue, ch),
+                           BG_VERB_DESCRIBE);
+        return;
+    }
+    amqp_bytes_t q = d->queue.len ? d->queue : bg_amqp_authz__cstr(BG_AMQP_SERVER_NAMED);
+    bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE, q, BG_VERB_CREATE);
+}
+
+void bg_amqp_authz_classify(const bg_amqp_method_t *m, const bg_amqp_channel_t *ch,
+                            bg_amqp_verdict_t *v)
+{
+    memset(v, 0, sizeof *v);
+    const void *d = m->decoded;
+    switch (m->id) {
+    case AMQP_BASIC_PUBLISH_METHOD:
+        bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, ((const amqp_basic_publish_t *)d)->exchange,
+                           BG_VERB_WRITE);
+        break;
+    case AMQP_BASIC_CONSUME_METHOD:
+        bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE,
+                           bg_amqp_authz__queue(((const amqp_basic_consume_t *)d)->queue, ch),
+                           BG_VERB_READ);
+        break;
+    case AMQP_BASIC_GET_METHOD:
+        bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE,
+                           bg_amqp_authz__queue(((const amqp_basic_get_t *)d)->queue, ch),
+                           BG_VERB_READ);
+        break;
+    case AMQP_QUEUE_DECLARE_METHOD: bg_amqp_authz__queue_declare(d, ch, v); break;
+    case AMQP_EXCHANGE_DECLARE_METHOD: {
+        const amqp_exchange_declare_t *x = d;
+        bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, x->exchange,
+                           x->passive ? BG_VERB_DESCRIBE : BG_VERB_CREATE);
+        break;
+    }
+    case AMQP_QUEUE_BIND_METHOD: {
+        const amqp_queue_bind_t *b = d;
+        bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE, bg_amqp_authz__queue(b->queue, ch), BG_VERB_WRITE);
+        bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, b->exchange, BG_VERB_READ);
+        break;
+    }
+    case AMQP_QUEUE_UNBIND_METHOD: {
+        const amqp_queue_unbind_t *b = d;
+        bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE, bg_amqp_authz__queue(b->queue, ch), BG_VERB_WRITE);
+        bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, b->exchange, BG_VERB_READ);
+        break;
+    }
+    case AMQP_EXCHANGE_BIND_METHOD: {
+        const amqp_exchange_bind_t *b = d;
+        bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, b->destination, BG_VERB_WRITE);
+        bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, b->source, BG_VERB_READ);
+        break;
+    }
+    case AMQP_EXCHANGE_UNBIND_METHOD: {
+        const amqp_exchange_unbind_t *b = d;
+        bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, b->destination, BG_VERB_WRITE);
+        bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, b->source, BG_VERB_READ);
+        break;
+    }
+    case AMQP_QUEUE_PURGE_METHOD:
+        bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE,
+                           bg_amqp_authz__queue(((const amqp_queue_purge_t *)d)->queue, ch),
+                           BG_VERB_DELETE);
+        break;
+    case AMQP_QUEUE_DELETE_METHOD:
+        bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE,
+                           bg_amqp_authz__queue(((const amqp_queue_delete_t *)d)->queue, ch),
+                           BG_VERB_DELETE);
+        break;
+    case AMQP_EXCHANGE_DELETE_METHOD:
+        bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, ((const amqp_exchange_delete_t *)d)->exchange,
+                           BG_VERB_DELETE);
+        break;
+    default: break;
+    }
+}
+
+void bg_amqp_authz_decide(const bg_policy_t *p, const bg_policy_principal_t *pr,
+                          bg_amqp_verdict_t *v)
+{
+    v->denied = 0;
+    for (size_t i = 0; i < v->n; i++) {
+        bg_amqp_check_t *c = &v->checks[i];
+        bg_policy_resource_t r = {c->type, NULL, 0, c->name, c->name_len};
+        bg_policy_decide(p, pr, &r, c->verb, &c->decision);
+        if (c->decision.effect == BG_EFFECT_HOLD) { /* no approvals for AMQP: fail closed */
+            c->decision.effect = BG_EFFECT_DENY;
+            c->refusal = "requires an approval, which busgate's AMQP adapter cannot hold";
+        }
+        if (c->decision.effect != BG_EFFECT_ALLOW && !v->denied)
+            v->denied = (int)i + 1;
+    }
+}
+
+void bg_amqp_authz_text(const bg_amqp_verdict_t *v, const char *vhost, const char *user, char *buf,
+                        size_t cap)
+{
+    if (!v->denied) {
+        snprintf(buf, cap, "ok");
+        return;
+    }
+    const bg_amqp_check_t *c = &v->checks[v->denied - 1];
+    char why[160];
+    if (c->refusal)
+        snprintf(why, sizeof why, "busgate rule '%s' %s",
+                 c->decision.rule ? bg_policy_rule_name(c->decision.rule) : "?", c->refusal);
+    else if (c->decision.rule)
+        snprintf(why, sizeof why, "busgate rule '%.100s'", bg_policy_rule_name(c->decision.rule));
+    else
+        snprintf(why, sizeof why, "busgate default policy");
+    /* Names are cut so the rule's name survives the 255-byte shortstr. */
+    snprintf(buf, cap, "ACCESS_REFUSED - %s access to %s '%.*s' in vhost '%.40s' refused for user "
+                       "'%.40s' (%s)",
+             bg_verb_name(c->verb), c->type == BG_RES_AMQP_QUEUE ? "queue" : "exchange",
+             (int)(c->name_len > 60 ? 60 : c->name_len), c->name, vhost, user, why);
+}

@@ -1,0 +1,539 @@
+/* Channels: per-channel state on both legs, the client's methods (decoded,
+ * decided, forwarded or refused) and the relay of everything else.
+ *
+ * A refusal is RabbitMQ's own: channel.close 403 ACCESS_REFUSED to the
+ * client with the refused method's ids; the upstream channel is closed by
+ * busgate too (its frames dropped, its close-ok swallowed) and so is the
+ * client's close-ok. A refused publish is dropped whole: after the
+ * channel.close every frame the client still sends on that channel is
+ * discarded, as the spec asks of a peer that sent channel.close. Closing the
+ * channel (rather than dropping one publish) also keeps publisher-confirm
+ * sequence numbers in step on both legs. */
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapters/amqp/amqp_session-internal.h"
+#include "broker/log.h"
+
+/* ---- channel state ---- */
+
+static void bg_amqp_chan__reset(bg_amqp_channel_t *ch)
+{
+    bg_amqp_consumer_t *c = ch->consumers;
+    while (c) {
+        bg_amqp_consumer_t *next = c->next;
+        free(c->tag);
+        free(c->queue);
+        free(c);
+        c = next;
+    }
+    memset(ch, 0, sizeof *ch);
+}
+
+void bg_amqp_chan_free_all(bg_amqp_session_t *s)
+{
+    if (!s->chans)
+        return;
+    for (size_t i = 0; i <= s->channel_max; i++)
+        if (s->chans[i]) {
+            bg_amqp_chan__reset(s->chans[i]);
+            free(s->chans[i]);
+            s->chans[i] = NULL;
+        }
+}
+
+static void bg_amqp_chan__copy(char *dst, amqp_bytes_t b)
+{
+    size_t n = b.len < BG_AMQP_NAME_MAX - 1 ? b.len : BG_AMQP_NAME_MAX - 1;
+    if (n)
+        memcpy(dst, b.bytes, n);
+    dst[n] = '\0';
+}
+
+static void bg_amqp_chan__add_consumer(bg_amqp_channel_t *ch, amqp_bytes_t tag)
+{
+    if (ch->nconsumers >= BG_AMQP_MAX_CONSUMERS)
+        return; /* bounded: further tags are relayed, not tracked */
+    bg_amqp_consumer_t *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    c->tag = strndup(tag.len ? tag.bytes : "", tag.len);
+    c->queue = strdup(ch->pending_consume);
+    if (!c->tag || !c->queue) {
+        free(c->tag);
+        free(c->queue);
+        free(c);
+        return;
+    }
+    c->next = ch->consumers;
+    ch->consumers = c;
+    ch->nconsumers++;
+}
+
+static void bg_amqp_chan__remove_consumer(bg_amqp_channel_t *ch, amqp_bytes_t tag)
+{
+    for (bg_amqp_consumer_t **pc = &ch->consumers; *pc; pc = &(*pc)->next) {
+        bg_amqp_consumer_t *c = *pc;
+        if (strlen(c->tag) == tag.len && memcmp(c->tag, tag.bytes, tag.len) == 0) {
+            *pc = c->next;
+            free(c->tag);
+            free(c->queue);
+            free(c);
+            ch->nconsumers--;
+            return;
+        }
+    }
+}
+
+/* Both legs closed: the number may be opened again. */
+static void bg_amqp_chan__maybe_closed(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch)
+{
+    if (ch->cli != BG_AMQP_CC_CLOSED || ch->up != BG_AMQP_UC_CLOSED)
+        return;
+    bg_amqp_chan__reset(ch);
+    if (s->stalled == n) {
+        s->stalled = 0;
+        bg_amqp_session_resume(s);
+    }
+}
+
+/* ---- small senders ---- */
+
+static void bg_amqp_chan__forward(bg_amqp_session_t *s, struct evbuffer *in, size_t len)
+{
+    evbuffer_remove_buffer(in, bg_amqp_up_output(s->up), len); /* moves chains, no copy */
+}
+
+static int bg_amqp_chan__to_client(bg_amqp_session_t *s, bg_wr_t *wr, int rc)
+{
+    rc = rc == BG_AMQP_OK ? bg_amqp_cli_send(s, wr) : -1;
+    bg_wr_free(wr);
+    if (rc != 0)
+        bg_amqp_session_kill(s, 0, "cannot write to the client");
+    return rc;
+}
+
+static int bg_amqp_chan__to_upstream(bg_amqp_session_t *s, bg_wr_t *wr, int rc)
+{
+    rc = rc == BG_AMQP_OK ? bg_amqp_up_send(s, wr) : -1;
+    bg_wr_free(wr);
+    if (rc != 0)
+        bg_amqp_session_kill(s, 0, "cannot write to the upstream");
+    return rc;
+}
+
+/* Closes channel n with code/text toward the client (busgate's own close)
+ * and, when it is open there, toward the upstream. */
+static int bg_amqp_chan__refuse(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch,
+                                uint16_t code, const char *text, uint32_t id)
+{
+    bg_wr_t wr;
+    bg_wr_init(&wr, 320, 4096);
+    int rc = bg_amqp_write_channel_close(&wr, n, code, text, (uint16_t)(id >> 16), (uint16_t)id);
+    if (bg_amqp_chan__to_client(s, &wr, rc) != 0)
+        return -1;
+    ch->cli = BG_AMQP_CC_REFUSED;
+    ch->expect = 0;
+    if (ch->up == BG_AMQP_UC_OPEN) {
+        bg_wr_init(&wr, 128, 4096);
+        rc = bg_amqp_write_channel_close(&wr, n, BG_AMQP_REPLY_SUCCESS,
+                                         "busgate closed the channel", 0, 0);
+        if (bg_amqp_chan__to_upstream(s, &wr, rc) != 0)
+            return -1;
+        ch->up = BG_AMQP_UC_CLOSING_BG;
+    }
+    return 0;
+}
+
+/* ---- client methods ---- */
+
+static int bg_amqp_chan__decide(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch,
+                                const bg_amqp_method_t *m, size_t len)
+{
+    bg_amqp_verdict_t v;
+    bg_amqp_authz_classify(m, ch, &v);
+    if (v.n == 0)
+        return 1;
+    if (bg_snapshot_refresh(&s->snap)) { /* a reload: decide by the new policy */
+        bg_policy_principal_clear(&s->pp);
+        if (bg_policy_principal_prepare(s->snap->policy, s->principal.sub,
+                                        (const char *const *)s->principal.groups,
+                                        s->principal.ngroups, &s->pp) != 0) {
+            bg_amqp_session_kill(s, 0, "out of memory");
+            return -1;
+        }
+    }
+    if (!bg_amqp_audit_admitting(s))
+        return bg_amqp_chan__refuse(s, n, ch, BG_AMQP_RESOURCE_ERROR,
+                                    "RESOURCE_ERROR - busgate cannot record audit events now; retry",
+                                    m->id) == 0
+                   ? 0
+                   : -1;
+    bg_amqp_authz_decide(s->snap->policy, &s->pp, &v);
+    bg_amqp_audit_decisions(s, m, &v, len);
+    if (!v.denied)
+        return 1;
+    char text[256];
+    bg_amqp_authz_text(&v, s->aw->g->cfg->amqp.upstream.vhost, s->user, text, sizeof text);
+    bg_log_fields(BG_LOG_INFO, "amqp",
+                  (bg_log_field_t[]){{"session", s->id}, {"sub", s->principal.sub}}, 2,
+                  "refused %s on channel %u", m->info->name, n);
+    return bg_amqp_chan__refuse(s, n, ch, BG_AMQP_ACCESS_REFUSED, text, m->id) == 0 ? 0 : -1;
+}
+
+/* Connection-class methods while running. 1 consumed, -1 closing. */
+static int bg_amqp_chan__connection_method(bg_amqp_session_t *s, const bg_amqp_method_t *m,
+                                           struct evbuffer *in, size_t len)
+{
+    bg_wr_t wr;
+    switch (m->id) {
+    case AMQP_CONNECTION_CLOSE_METHOD:
+        bg_wr_init(&wr, 64, 1024);
+        if (bg_amqp_write_connection_close(&wr, 200, "client closed the connection", 0, 0) ==
+            BG_AMQP_OK)
+            (void)bg_amqp_up_send(s, &wr);
+        bg_wr_free(&wr);
+        bg_wr_init(&wr, 16, 64);
+        if (bg_amqp_chan__to_client(s, &wr, bg_amqp_write_connection_close_ok(&wr)) == 0)
+            bg_amqp_session_kill(s, 1, NULL);
+        return -1;
+    case BG_AMQP_CONNECTION_UPDATE_SECRET:
+        if (bg_amqp_hs_update_secret(s, m->decoded) != 0)
+            return -1;
+        evbuffer_drain(in, len);
+        return 1;
+    default: {
+        char text[128];
+        snprintf(text, sizeof text, "COMMAND_INVALID - unexpected %s", m->info->name);
+        bg_amqp_session_close(s, BG_AMQP_COMMAND_INVALID, text, (uint16_t)(m->id >> 16),
+                              (uint16_t)m->id);
+        return -1;
+    }
+    }
+}
+
+/* The frame of a channel in a closing state: only close/close-ok matter. */
+static int bg_amqp_chan__closing_client(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch,
+                                        const bg_amqp_method_t *m, struct evbuffer *in, size_t len)
+{
+    int is_close = m && m->id == AMQP_CHANNEL_CLOSE_METHOD;
+    int is_close_ok = m && m->id == AMQP_CHANNEL_CLOSE_OK_METHOD;
+    if (ch->cli == BG_AMQP_CC_REFUSED && (is_close || is_close_ok)) {
+        if (is_close) { /* closes crossed: answer it, ours is done too */
+            bg_wr_t wr;
+            bg_wr_init(&wr, 16, 64);
+            if (bg_amqp_chan__to_client(s, &wr, bg_amqp_write_channel_close_ok(&wr, n)) != 0)
+                return -1;
+        }
+        evbuffer_drain(in, len);
+        ch->cli = BG_AMQP_CC_CLOSED;
+        bg_amqp_chan__maybe_closed(s, n, ch);
+        return 1;
+    }
+    if (ch->cli == BG_AMQP_CC_CLOSING_SRV && is_close_ok) {
+        bg_amqp_chan__forward(s, in, len);
+        ch->cli = BG_AMQP_CC_CLOSED;
+        ch->up = BG_AMQP_UC_CLOSED;
+        bg_amqp_chan__maybe_closed(s, n, ch);
+        return 1;
+    }
+    evbuffer_drain(in, len); /* discarded, as after any channel.close */
+    return 1;
+}
+
+static bg_amqp_channel_t *bg_amqp_chan__get(bg_amqp_session_t *s, uint16_t n, int create)
+{
+    if (n == 0 || n > s->channel_max)
+        return NULL;
+    if (!s->chans[n] && create)
+        s->chans[n] = calloc(1, sizeof *s->chans[n]);
+    return s->chans[n];
+}
+
+/* A method on an open channel. */
+static int bg_amqp_chan__open_method(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch,
+                                     const bg_amqp_method_t *m, struct evbuffer *in, size_t len)
+{
+    if (m->id == AMQP_CHANNEL_OPEN_METHOD) {
+        bg_amqp_session_close(s, BG_AMQP_CHANNEL_ERROR, "CHANNEL_ERROR - second 'channel.open' seen",
+                              20, 10);
+        return -1;
+    }
+    int rc = bg_amqp_chan__decide(s, n, ch, m, len);
+    if (rc <= 0) {
+        if (rc == 0)
+            evbuffer_drain(in, len);
+        return rc < 0 ? -1 : 1;
+    }
+    switch (m->id) {
+    case AMQP_CHANNEL_CLOSE_METHOD:
+        ch->cli = BG_AMQP_CC_CLOSING_CLI;
+        ch->up = BG_AMQP_UC_CLOSING;
+        break;
+    case AMQP_CONFIRM_SELECT_METHOD: ch->confirm = 1; break;
+    case AMQP_BASIC_PUBLISH_METHOD: ch->expect = 1; break;
+    case AMQP_BASIC_CONSUME_METHOD: {
+        const amqp_basic_consume_t *c = m->decoded;
+        if (c->queue.len)
+            bg_amqp_chan__copy(ch->pending_consume, c->queue);
+        else
+            memcpy(ch->pending_consume, ch->last_queue, sizeof ch->pending_consume);
+        break;
+    }
+    default: break;
+    }
+    bg_amqp_chan__forward(s, in, len);
+    return 1;
+}
+
+static int bg_amqp_chan__client_method(bg_amqp_session_t *s, struct evbuffer *in,
+                                       bg_amqp_frame_t *f, size_t len)
+{
+    uint16_t n = f->channel;
+    bg_amqp_channel_t *ch = bg_amqp_chan__get(s, n, 0);
+    if (ch && ch->cli == BG_AMQP_CC_CLOSED && ch->up != BG_AMQP_UC_CLOSED) {
+        s->stalled = n; /* reopened before the upstream confirmed the close */
+        return 0;
+    }
+    const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)len);
+    if (!p) {
+        bg_amqp_session_kill(s, 0, "out of memory");
+        return -1;
+    }
+    f->payload = p + BG_AMQP_FRAME_HEADER_SIZE;
+    bg_amqp_method_t m;
+    const char *why = NULL;
+    int rc = bg_amqp_method_decode(f, &s->lim, &s->arena, &m, &why);
+    if (rc != BG_AMQP_OK || !(m.info->flags & BG_AMQP_M_CLIENT)) {
+        char text[200];
+        snprintf(text, sizeof text, "%s - %s", rc == BG_AMQP_OK ? "COMMAND_INVALID" : "SYNTAX_ERROR",
+                 rc == BG_AMQP_OK ? "a server method sent by the client" : why ? why : "malformed");
+        bg_amqp_session_close(s, rc == BG_AMQP_OK ? BG_AMQP_COMMAND_INVALID
+                                                  : bg_amqp_status_reply_code(rc),
+                              text, 0, 0);
+        return -1;
+    }
+    s->methods++;
+    bg_metric_add(&s->aw->w->metrics.requests[BG_PROTO_AMQP], 1);
+    if (n == 0)
+        rc = bg_amqp_chan__connection_method(s, &m, in, len);
+    else if (ch && ch->expect) {
+        bg_amqp_session_close(s, BG_AMQP_UNEXPECTED_FRAME,
+                              "UNEXPECTED_FRAME - expected content header for class 60, got a "
+                              "method frame instead",
+                              (uint16_t)(m.id >> 16), (uint16_t)m.id);
+        rc = -1;
+    } else if (ch && ch->cli != BG_AMQP_CC_CLOSED && ch->cli != BG_AMQP_CC_OPEN)
+        rc = bg_amqp_chan__closing_client(s, n, ch, &m, in, len);
+    else if (ch && ch->cli == BG_AMQP_CC_OPEN)
+        rc = bg_amqp_chan__open_method(s, n, ch, &m, in, len);
+    else if (m.id == AMQP_CHANNEL_OPEN_METHOD && (ch = bg_amqp_chan__get(s, n, 1))) {
+        ch->cli = BG_AMQP_CC_OPEN;
+        ch->up = BG_AMQP_UC_OPEN;
+        bg_amqp_chan__forward(s, in, len);
+        rc = 1;
+    } else {
+        bg_amqp_session_close(s, BG_AMQP_CHANNEL_ERROR,
+                              n > s->channel_max ? "CHANNEL_ERROR - channel number out of range"
+                                                 : "CHANNEL_ERROR - expected 'channel.open'",
+                              (uint16_t)(m.id >> 16), (uint16_t)m.id);
+        rc = -1;
+    }
+    bg_amqp_arena_reset(&s->arena);
+    return rc;
+}
+
+/* ---- client content ---- */
+
+static int bg_amqp_chan__content_error(bg_amqp_session_t *s, uint16_t code, const char *text)
+{
+    bg_amqp_session_close(s, code, text, 0, 0);
+    return -1;
+}
+
+static int bg_amqp_chan__client_header(bg_amqp_session_t *s, struct evbuffer *in,
+                                       bg_amqp_channel_t *ch, bg_amqp_frame_t *f, size_t len)
+{
+    if (ch->expect != 1)
+        return bg_amqp_chan__content_error(s, BG_AMQP_UNEXPECTED_FRAME,
+                                           "UNEXPECTED_FRAME - content header without a publish");
+    const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)len);
+    const char *why = NULL;
+    bg_amqp_content_header_t h;
+    int rc = p ? bg_amqp_validate_header(f->channel, p + BG_AMQP_FRAME_HEADER_SIZE, f->size,
+                                         &s->lim, &why)
+               : BG_AMQP_ERR_NOMEM;
+    if (rc == BG_AMQP_OK)
+        rc = bg_amqp_content_header_parse(p + BG_AMQP_FRAME_HEADER_SIZE, f->size, &h, &why);
+    if (rc != BG_AMQP_OK) {
+        char text[200];
+        snprintf(text, sizeof text, "%s - content header: %s",
+                 rc == BG_AMQP_ERR_TOO_LARGE ? "FRAME_ERROR" : "SYNTAX_ERROR",
+                 why ? why : "malformed");
+        return bg_amqp_chan__content_error(s, bg_amqp_status_reply_code(rc), text);
+    }
+    ch->body_left = h.body_size;
+    ch->expect = h.body_size ? 2 : 0;
+    bg_amqp_chan__forward(s, in, len);
+    return 1;
+}
+
+static int bg_amqp_chan__client_content(bg_amqp_session_t *s, struct evbuffer *in,
+                                        bg_amqp_frame_t *f, size_t len)
+{
+    bg_amqp_channel_t *ch = bg_amqp_chan__get(s, f->channel, 0);
+    if (!ch || ch->cli == BG_AMQP_CC_CLOSED)
+        return bg_amqp_chan__content_error(s, BG_AMQP_CHANNEL_ERROR,
+                                           "CHANNEL_ERROR - content on a closed channel");
+    if (ch->cli != BG_AMQP_CC_OPEN) {
+        evbuffer_drain(in, len); /* e.g. the rest of a refused publish */
+        return 1;
+    }
+    if (f->type == BG_AMQP_FRAME_HEADER)
+        return bg_amqp_chan__client_header(s, in, ch, f, len);
+    if (ch->expect != 2 || f->size > ch->body_left)
+        return bg_amqp_chan__content_error(s, BG_AMQP_UNEXPECTED_FRAME,
+                                           "UNEXPECTED_FRAME - body frame beyond the announced "
+                                           "body size");
+    ch->body_left -= f->size;
+    if (ch->body_left == 0)
+        ch->expect = 0;
+    bg_amqp_chan__forward(s, in, len);
+    return 1;
+}
+
+int bg_amqp_chan_client_frame(bg_amqp_session_t *s, struct evbuffer *in, const bg_amqp_frame_t *f,
+                              size_t frame_len)
+{
+    bg_amqp_frame_t fr = *f;
+    if (fr.type == BG_AMQP_FRAME_METHOD)
+        return bg_amqp_chan__client_method(s, in, &fr, frame_len);
+    if (fr.channel == 0)
+        return bg_amqp_chan__content_error(s, BG_AMQP_COMMAND_INVALID,
+                                           "COMMAND_INVALID - content frame on channel 0");
+    return bg_amqp_chan__client_content(s, in, &fr, frame_len);
+}
+
+/* ---- upstream frames ---- */
+
+static uint32_t bg_amqp_chan__peek_id(struct evbuffer *in, const bg_amqp_frame_t *f)
+{
+    uint8_t p[BG_AMQP_FRAME_HEADER_SIZE + 4];
+    if (f->type != BG_AMQP_FRAME_METHOD || f->size < 4 ||
+        evbuffer_copyout(in, p, sizeof p) != (ev_ssize_t)sizeof p)
+        return 0;
+    return (uint32_t)p[7] << 24 | (uint32_t)p[8] << 16 | (uint32_t)p[9] << 8 | p[10];
+}
+
+/* Methods whose arguments busgate tracks. */
+static int bg_amqp_chan__tracked(uint32_t id)
+{
+    return id == AMQP_BASIC_CONSUME_OK_METHOD || id == AMQP_BASIC_CANCEL_METHOD ||
+           id == AMQP_BASIC_CANCEL_OK_METHOD || id == AMQP_QUEUE_DECLARE_OK_METHOD ||
+           id == AMQP_CONNECTION_CLOSE_METHOD;
+}
+
+static int bg_amqp_chan__decode_up(bg_amqp_session_t *s, struct evbuffer *in,
+                                   const bg_amqp_frame_t *f, size_t len, bg_amqp_method_t *m)
+{
+    const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)len);
+    bg_amqp_frame_t fr = *f;
+    const char *why = NULL;
+    fr.payload = p ? p + BG_AMQP_FRAME_HEADER_SIZE : NULL;
+    if (!p || bg_amqp_method_decode(&fr, NULL, &s->arena, m, &why) != BG_AMQP_OK) {
+        bg_amqp_session_close(s, BG_AMQP_CONNECTION_FORCED,
+                              "CONNECTION_FORCED - malformed frame from the broker", 0, 0);
+        return -1;
+    }
+    return 0;
+}
+
+static void bg_amqp_chan__track_up(bg_amqp_channel_t *ch, const bg_amqp_method_t *m)
+{
+    switch (m->id) {
+    case AMQP_BASIC_CONSUME_OK_METHOD:
+        bg_amqp_chan__add_consumer(ch, ((const amqp_basic_consume_ok_t *)m->decoded)->consumer_tag);
+        break;
+    case AMQP_BASIC_CANCEL_METHOD:
+        bg_amqp_chan__remove_consumer(ch, ((const amqp_basic_cancel_t *)m->decoded)->consumer_tag);
+        break;
+    case AMQP_BASIC_CANCEL_OK_METHOD:
+        bg_amqp_chan__remove_consumer(ch,
+                                      ((const amqp_basic_cancel_ok_t *)m->decoded)->consumer_tag);
+        break;
+    case AMQP_QUEUE_DECLARE_OK_METHOD:
+        bg_amqp_chan__copy(ch->last_queue, ((const amqp_queue_declare_ok_t *)m->decoded)->queue);
+        break;
+    default: break;
+    }
+}
+
+/* The broker closes the connection: relay its close, answer close-ok
+ * upstream, wait for the client's close-ok. */
+static int bg_amqp_chan__up_connection_close(bg_amqp_session_t *s, struct evbuffer *in, size_t len)
+{
+    evbuffer_remove_buffer(in, bg_amqp_cli_out(s), len);
+    bg_wr_t wr;
+    bg_wr_init(&wr, 16, 64);
+    if (bg_amqp_write_connection_close_ok(&wr) == BG_AMQP_OK)
+        (void)bg_amqp_up_send(s, &wr);
+    bg_wr_free(&wr);
+    bg_amqp_session_await_close_ok(s);
+    return -1;
+}
+
+/* Frames of a channel busgate is closing upstream: dropped but the close. */
+static int bg_amqp_chan__up_closing_bg(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch,
+                                       uint32_t id, struct evbuffer *in, size_t len)
+{
+    evbuffer_drain(in, len);
+    if (id == AMQP_CHANNEL_CLOSE_METHOD) { /* crossed closes: answer, it is done */
+        bg_wr_t wr;
+        bg_wr_init(&wr, 16, 64);
+        if (bg_amqp_chan__to_upstream(s, &wr, bg_amqp_write_channel_close_ok(&wr, n)) != 0)
+            return -1;
+    }
+    if (id == AMQP_CHANNEL_CLOSE_METHOD || id == AMQP_CHANNEL_CLOSE_OK_METHOD) {
+        ch->up = BG_AMQP_UC_CLOSED;
+        bg_amqp_chan__maybe_closed(s, n, ch);
+    }
+    return 0;
+}
+
+int bg_amqp_chan_upstream_frame(bg_amqp_session_t *s, struct evbuffer *in,
+                                const bg_amqp_frame_t *f, size_t frame_len)
+{
+    uint16_t n = f->channel;
+    uint32_t id = bg_amqp_chan__peek_id(in, f);
+    bg_amqp_channel_t *ch = bg_amqp_chan__get(s, n, 0);
+    if (n == 0 && id == AMQP_CONNECTION_CLOSE_METHOD)
+        return bg_amqp_chan__up_connection_close(s, in, frame_len);
+    if (n == 0 && (id == AMQP_CONNECTION_BLOCKED_METHOD || id == AMQP_CONNECTION_UNBLOCKED_METHOD) &&
+        !(s->caps & BG_AMQP_CAP_CONNECTION_BLOCKED)) {
+        evbuffer_drain(in, frame_len); /* the client did not ask for them */
+        return 0;
+    }
+    if (ch && ch->up == BG_AMQP_UC_CLOSING_BG)
+        return bg_amqp_chan__up_closing_bg(s, n, ch, id, in, frame_len);
+    if (ch && id == AMQP_CHANNEL_CLOSE_METHOD) {
+        ch->cli = BG_AMQP_CC_CLOSING_SRV;
+        ch->up = BG_AMQP_UC_CLOSING;
+        ch->expect = 0;
+    } else if (ch && id == AMQP_CHANNEL_CLOSE_OK_METHOD) {
+        evbuffer_remove_buffer(in, bg_amqp_cli_out(s), frame_len);
+        ch->cli = BG_AMQP_CC_CLOSED;
+        ch->up = BG_AMQP_UC_CLOSED;
+        bg_amqp_chan__maybe_closed(s, n, ch);
+        return 0;
+    } else if (ch && bg_amqp_chan__tracked(id)) {
+        bg_amqp_method_t m;
+        if (bg_amqp_chan__decode_up(s, in, f, frame_len, &m) != 0)
+            return -1;
+        bg_amqp_chan__track_up(ch, &m);
+        bg_amqp_arena_reset(&s->arena);
+    }
+    evbuffer_remove_buffer(in, bg_amqp_cli_out(s), frame_len); /* moves chains, no copy */
+    return 0;
+}

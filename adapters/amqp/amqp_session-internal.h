@@ -1,0 +1,215 @@
+/* Private to adapters/amqp: a proxied client connection, its channels and
+ * the functions the session's files share.
+ *
+ * Files: amqp_session.c (lifecycle, I/O, backpressure, timers, upstream
+ * callbacks), amqp_session_handshake.c (client-side handshake, token
+ * verification, update-secret, expiry), amqp_channel.c (per-channel state,
+ * method and content relay both ways), amqp_authz.c (method -> resources,
+ * verbs and decisions; denial texts), amqp_audit.c (audit events, metrics). */
+#ifndef BG_AMQP_SESSION_INTERNAL_H
+#define BG_AMQP_SESSION_INTERNAL_H
+
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "adapters/amqp/amqp_adapter-internal.h"
+#include "adapters/amqp/amqp_frame.h"
+#include "adapters/amqp/amqp_method.h"
+#include "adapters/amqp/amqp_upstream.h"
+#include "broker/identity.h"
+#include "broker/snapshot.h"
+#include "policy/policy.h"
+
+struct bufferevent;
+struct evbuffer;
+struct event;
+
+/* Bounds on per-connection state. */
+#define BG_AMQP_MAX_CONSUMERS 1024 /* consumer tags tracked per channel */
+#define BG_AMQP_NAME_MAX 256        /* queue/exchange names are shortstrs */
+
+/* ---- channels (amqp_channel.c) ---- */
+
+/* Client leg of a channel. */
+typedef enum {
+    BG_AMQP_CC_CLOSED = 0,
+    BG_AMQP_CC_OPEN,
+    BG_AMQP_CC_CLOSING_CLI, /* the client sent channel.close: upstream's close-ok next */
+    BG_AMQP_CC_CLOSING_SRV, /* the broker sent channel.close: the client's close-ok next */
+    BG_AMQP_CC_REFUSED,     /* busgate sent channel.close (a denial): swallow until close-ok */
+} bg_amqp_cli_chan_state_t;
+
+/* Upstream leg of a channel. */
+typedef enum {
+    BG_AMQP_UC_CLOSED = 0,
+    BG_AMQP_UC_OPEN,
+    BG_AMQP_UC_CLOSING,    /* a close is on its way (either side's); close-ok relayed */
+    BG_AMQP_UC_CLOSING_BG, /* busgate sent channel.close: drop frames, swallow close-ok */
+} bg_amqp_up_chan_state_t;
+
+typedef struct bg_amqp_consumer_s {
+    struct bg_amqp_consumer_s *next;
+    char *tag;
+    char *queue;
+} bg_amqp_consumer_t;
+
+typedef struct bg_amqp_channel_s {
+    uint8_t cli, up;         /* bg_amqp_cli_chan_state_t, bg_amqp_up_chan_state_t */
+    uint8_t confirm;         /* confirm.select seen */
+    uint8_t expect;          /* content from the client: 0 none, 1 header, 2 body */
+    uint8_t discard;         /* content of a refused publish: dropped whole */
+    uint64_t body_left;      /* body bytes still expected */
+    char last_queue[BG_AMQP_NAME_MAX]; /* from queue.declare-ok: what "" names */
+    char pending_consume[BG_AMQP_NAME_MAX]; /* queue of the basic.consume in flight */
+    bg_amqp_consumer_t *consumers;
+    size_t nconsumers;
+} bg_amqp_channel_t;
+
+/* ---- the session ---- */
+
+typedef enum {
+    BG_AMQP_S_HEADER = 0, /* waiting for the client's protocol header */
+    BG_AMQP_S_START_OK,   /* connection.start sent */
+    BG_AMQP_S_UP_TUNE,    /* authenticated: waiting for the upstream's tune */
+    BG_AMQP_S_TUNE_OK,    /* connection.tune sent to the client */
+    BG_AMQP_S_OPEN,       /* the client's tune-ok seen: connection.open next */
+    BG_AMQP_S_UP_OPEN,    /* the client's open seen: waiting for the upstream's open-ok */
+    BG_AMQP_S_RUNNING,
+    BG_AMQP_S_CLOSING,    /* connection.close sent to the client: its close-ok next */
+} bg_amqp_sess_state_t;
+
+struct bg_amqp_session_s {
+    TAILQ_ENTRY(bg_amqp_session_s) link;
+    bg_amqp_worker_t *aw;
+    struct bufferevent *cli;
+    bg_amqp_up_t *up;
+    bg_amqp_sess_state_t state;
+    char peer[64];
+    char id[37];
+    uint64_t seq;
+    /* identity */
+    bg_principal_t principal;
+    bg_policy_principal_t pp;
+    bg_snapshot_t *snap;
+    char user[128];      /* the login name the client sent (for reply texts) */
+    char mech[16];       /* PLAIN | AMQPLAIN */
+    char product[64], version[64];
+    uint32_t caps;       /* the client's capabilities */
+    /* negotiated */
+    uint16_t up_channel_max, channel_max;
+    uint32_t up_frame_max, frame_max;
+    uint16_t heartbeat;  /* client leg, seconds (0 off) */
+    bg_amqp_limits_t lim;
+    bg_amqp_arena_t arena; /* per decoded client frame */
+    bg_amqp_channel_t **chans; /* [channel_max + 1], allocated on channel.open */
+    uint16_t stalled;    /* channel whose reopen waits for upstream's close-ok; 0 none */
+    /* lifecycle */
+    int dead;
+    int in_read;             /* inside the client read loop (no re-entry) */
+    int flush_die;           /* die once the client's output is flushed */
+    struct event *free_ev;
+    struct event *hb_ev;     /* client-leg heartbeat */
+    struct event *expiry_ev; /* token expiry */
+    struct event *close_ev;  /* bound on waiting for the client's close-ok */
+    int64_t last_recv_ms;
+    int64_t started_ms;
+    uint64_t bytes_in, bytes_out, methods;
+};
+
+/* ---- amqp_session.c ---- */
+
+/* Monotonic and wall-clock milliseconds. */
+int64_t bg_amqp_mono_ms(void);
+int64_t bg_amqp_wall_ms(void);
+/* The client's output buffer. */
+struct evbuffer *bg_amqp_cli_out(bg_amqp_session_t *s);
+/* Appends wr to the client (counted in bytes_out); -1 on failure. wr reset. */
+int bg_amqp_cli_send(bg_amqp_session_t *s, bg_wr_t *wr);
+/* Appends wr to the upstream; -1 on failure. wr reset. */
+int bg_amqp_up_send(bg_amqp_session_t *s, bg_wr_t *wr);
+/* Ends the session now (after flushing what is queued to the client when
+ * flush is set). Safe inside any callback: freed from its own event. */
+void bg_amqp_session_kill(bg_amqp_session_t *s, int flush, const char *why);
+/* Sends connection.close(code, text, class, method) to the client, stops
+ * relaying and waits (bounded) for its close-ok; a protocol error counts in
+ * the metrics when code >= 500. */
+void bg_amqp_session_close(bg_amqp_session_t *s, uint16_t code, const char *text,
+                           uint16_t class_id, uint16_t method_id);
+/* The broker's connection.close was relayed: wait (bounded) for the
+ * client's close-ok, relaying nothing more. */
+void bg_amqp_session_await_close_ok(bg_amqp_session_t *s);
+/* Starts busgate's own upstream connection (after the client authenticated). */
+int bg_amqp_session_connect_upstream(bg_amqp_session_t *s);
+/* Re-reads input after a stall or backpressure ended. */
+void bg_amqp_session_resume(bg_amqp_session_t *s);
+
+/* ---- amqp_session_handshake.c ---- */
+
+/* Handles a frame from the client before RUNNING (f complete, payload set).
+ * Returns 0, or -1 when the session is closing. */
+int bg_amqp_hs_client_frame(bg_amqp_session_t *s, const bg_amqp_frame_t *f);
+/* Upstream callbacks for the handshake. */
+void bg_amqp_hs_up_tuned(bg_amqp_session_t *s, uint16_t channel_max, uint32_t frame_max,
+                         uint16_t heartbeat);
+void bg_amqp_hs_up_ready(bg_amqp_session_t *s);
+/* connection.update-secret from the client. Returns 0 or -1 (closing). */
+int bg_amqp_hs_update_secret(bg_amqp_session_t *s, const bg_amqp_update_secret_t *m);
+
+/* ---- amqp_channel.c ---- */
+
+/* A frame from the client while RUNNING, at the head of in (f: header only).
+ * Returns 1 consumed, 0 stalled (leave it in in, stop reading), -1 closing. */
+int bg_amqp_chan_client_frame(bg_amqp_session_t *s, struct evbuffer *in, const bg_amqp_frame_t *f,
+                              size_t frame_len);
+/* A frame from the upstream while RUNNING (f: header only). 0 or -1 closing. */
+int bg_amqp_chan_upstream_frame(bg_amqp_session_t *s, struct evbuffer *in,
+                                const bg_amqp_frame_t *f, size_t frame_len);
+/* Frees every channel's state. */
+void bg_amqp_chan_free_all(bg_amqp_session_t *s);
+
+/* ---- amqp_authz.c ---- */
+
+#define BG_AMQP_MAX_CHECKS 2
+
+/* One (resource, verb) a method needs. name points into the method or a
+ * session buffer: valid while the frame is handled. */
+typedef struct bg_amqp_check_s {
+    bg_res_type_t type;
+    const char *name;
+    size_t name_len;
+    bg_verb_t verb;
+    bg_policy_decision_t decision;
+    const char *refusal; /* busgate's own reason to refuse (hold), or NULL */
+} bg_amqp_check_t;
+
+typedef struct bg_amqp_verdict_s {
+    bg_amqp_check_t checks[BG_AMQP_MAX_CHECKS];
+    size_t n;
+    int denied;       /* index of the first refused check + 1; 0 = allowed */
+} bg_amqp_verdict_t;
+
+/* The checks method m (decoded, on a channel with state ch) needs: 0 of them
+ * for methods that name no resource. Pure. */
+void bg_amqp_authz_classify(const bg_amqp_method_t *m, const bg_amqp_channel_t *ch,
+                            bg_amqp_verdict_t *v);
+/* Decides every check of v with policy p for principal pr. Pure. */
+void bg_amqp_authz_decide(const bg_policy_t *p, const bg_policy_principal_t *pr,
+                          bg_amqp_verdict_t *v);
+/* The RabbitMQ-style refusal text of v's refused check into buf (<= 255
+ * bytes): "ACCESS_REFUSED - write access to exchange 'x' in vhost '/'
+ * refused for user 'u' (busgate rule 'r')". */
+void bg_amqp_authz_text(const bg_amqp_verdict_t *v, const char *vhost, const char *user, char *buf,
+                        size_t cap);
+
+/* ---- amqp_audit.c ---- */
+
+void bg_amqp_audit_session_start(bg_amqp_session_t *s, const char *detail);
+void bg_amqp_audit_session_end(bg_amqp_session_t *s);
+void bg_amqp_audit_auth_failure(bg_amqp_session_t *s, const char *reason);
+/* One event per check of v for method m; counts the decisions. */
+void bg_amqp_audit_decisions(bg_amqp_session_t *s, const bg_amqp_method_t *m,
+                             const bg_amqp_verdict_t *v, uint64_t bytes_in);
+/* 1 when the audit pipeline accepts events (or audit is off). */
+int bg_amqp_audit_admitting(bg_amqp_session_t *s);
+
+#endif

@@ -1,0 +1,530 @@
+/* A proxied AMQP 0-9-1 client connection: lifecycle, I/O, backpressure and
+ * timers. busgate terminates the handshake on both legs
+ * (amqp_session_handshake.c), then relays frames, deciding every method
+ * that names a resource (amqp_channel.c). Pass-through frames are moved
+ * between evbuffers, never copied; only method and content-header frames
+ * from the client are linearised to be validated and decoded.
+ * Closing never frees a session inside a callback: it is marked dead and
+ * freed from its own event. */
+#include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "adapters/amqp/amqp_session-internal.h"
+#include "audit/audit.h"
+#include "broker/log.h"
+#include "broker/util_net.h"
+
+#define BG_AMQP_HIGH_WATER (8u << 20) /* pause the other side above this */
+#define BG_AMQP_LOW_WATER (1u << 20)
+#define BG_AMQP_CLOSE_WAIT_S 5 /* bound on waiting for a close-ok */
+
+int64_t bg_amqp_mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t bg_amqp_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct evbuffer *bg_amqp_cli_out(bg_amqp_session_t *s) { return bufferevent_get_output(s->cli); }
+
+int bg_amqp_cli_send(bg_amqp_session_t *s, bg_wr_t *wr)
+{
+    size_t n = wr->len;
+    if (bg_amqp_evbuf_send(bg_amqp_cli_out(s), wr) != 0)
+        return -1;
+    s->bytes_out += n;
+    bg_metric_add(&s->aw->w->metrics.bytes_out[BG_PROTO_AMQP], n);
+    return 0;
+}
+
+int bg_amqp_up_send(bg_amqp_session_t *s, bg_wr_t *wr)
+{
+    if (!s->up)
+        return -1;
+    return bg_amqp_evbuf_send(bg_amqp_up_output(s->up), wr);
+}
+
+static void bg_amqp__log(bg_amqp_session_t *s, bg_log_level_t lvl, const char *msg)
+{
+    bg_log_fields(lvl, "amqp", (bg_log_field_t[]){{"session", s->id}, {"peer", s->peer}}, 2, "%s",
+                  msg);
+}
+
+/* ---- lifecycle ---- */
+
+static void bg_amqp__free(bg_amqp_session_t *s)
+{
+    bg_amqp_worker_t *aw = s->aw;
+    bg_amqp_audit_session_end(s);
+    bg_amqp_chan_free_all(s);
+    free(s->chans);
+    if (s->cli)
+        bufferevent_free(s->cli);
+    bg_amqp_up_free(s->up);
+    struct event *evs[] = {s->free_ev, s->hb_ev, s->expiry_ev, s->close_ev};
+    for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
+        if (evs[i])
+            event_free(evs[i]);
+    bg_amqp_arena_free(&s->arena);
+    bg_policy_principal_clear(&s->pp);
+    bg_principal_clear(&s->principal);
+    bg_snapshot_release(s->snap);
+    TAILQ_REMOVE(&aw->sessions, s, link);
+    aw->nsessions--;
+    bg_metric_sub(&aw->w->metrics.conn_open[BG_PROTO_AMQP], 1);
+    free(s);
+}
+
+static void bg_amqp__on_free(evutil_socket_t fd, short what, void *arg) { bg_amqp__free(arg); }
+
+static void bg_amqp__die(bg_amqp_session_t *s)
+{
+    if (s->dead)
+        return;
+    s->dead = 1;
+    if (s->cli)
+        bufferevent_disable(s->cli, EV_READ | EV_WRITE);
+    if (s->up)
+        bg_amqp_up_detach(s->up);
+    event_active(s->free_ev, 0, 0);
+}
+
+void bg_amqp_session_kill(bg_amqp_session_t *s, int flush, const char *why)
+{
+    if (s->dead)
+        return;
+    if (why)
+        bg_amqp__log(s, BG_LOG_INFO, why);
+    if (!flush || evbuffer_get_length(bg_amqp_cli_out(s)) == 0) {
+        bg_amqp__die(s);
+        return;
+    }
+    /* The write callback ends it once the output is flushed; close_ev bounds it. */
+    s->state = BG_AMQP_S_CLOSING;
+    bufferevent_disable(s->cli, EV_READ);
+    if (s->up)
+        bg_amqp_up_detach(s->up);
+    bufferevent_setwatermark(s->cli, EV_WRITE, 0, 0);
+    struct timeval tv = {BG_AMQP_CLOSE_WAIT_S, 0};
+    event_add(s->close_ev, &tv);
+    s->flush_die = 1;
+}
+
+void bg_amqp_session_close(bg_amqp_session_t *s, uint16_t code, const char *text,
+                           uint16_t class_id, uint16_t method_id)
+{
+    if (s->dead || s->state == BG_AMQP_S_CLOSING)
+        return;
+    char msg[320];
+    snprintf(msg, sizeof msg, "closing connection: %u %s", code, text);
+    bg_amqp__log(s, code >= 500 ? BG_LOG_WARN : BG_LOG_INFO, msg);
+    if (code >= 500)
+        bg_metric_add(&s->aw->w->metrics.protocol_errors[BG_PROTO_AMQP], 1);
+    bg_wr_t wr;
+    bg_wr_init(&wr, 320, 1u << 12);
+    int rc = bg_amqp_write_connection_close(&wr, code, text, class_id, method_id);
+    rc = rc == BG_AMQP_OK ? bg_amqp_cli_send(s, &wr) : -1;
+    bg_wr_free(&wr);
+    if (rc != 0) {
+        bg_amqp__die(s);
+        return;
+    }
+    if (s->up && bg_amqp_up_is_ready(s->up)) {
+        bg_wr_init(&wr, 64, 1u << 12);
+        if (bg_amqp_write_connection_close(&wr, 200, "client connection closed by busgate", 0, 0) ==
+            BG_AMQP_OK)
+            (void)bg_amqp_up_send(s, &wr);
+        bg_wr_free(&wr);
+    }
+    s->state = BG_AMQP_S_CLOSING;
+    if (s->expiry_ev)
+        event_del(s->expiry_ev);
+    struct timeval tv = {BG_AMQP_CLOSE_WAIT_S, 0};
+    event_add(s->close_ev, &tv);
+}
+
+void bg_amqp_session_await_close_ok(bg_amqp_session_t *s)
+{
+    s->state = BG_AMQP_S_CLOSING;
+    event_del(s->expiry_ev);
+    struct timeval tv = {BG_AMQP_CLOSE_WAIT_S, 0};
+    event_add(s->close_ev, &tv);
+}
+
+static void bg_amqp__on_close_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    bg_amqp__die(arg);
+}
+
+/* ---- timers ---- */
+
+static void bg_amqp__on_heartbeat(evutil_socket_t fd, short what, void *arg)
+{
+    bg_amqp_session_t *s = arg;
+    if (s->dead || s->heartbeat == 0)
+        return;
+    if (bg_amqp_mono_ms() - s->last_recv_ms > (int64_t)s->heartbeat * 2000) {
+        bg_amqp_session_kill(s, 0, "client missed heartbeats");
+        return;
+    }
+    static const uint8_t hb[BG_AMQP_FRAME_OVERHEAD] = {BG_AMQP_FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0,
+                                                        BG_AMQP_FRAME_END};
+    evbuffer_add(bg_amqp_cli_out(s), hb, sizeof hb);
+}
+
+static void bg_amqp__on_expiry(evutil_socket_t fd, short what, void *arg)
+{
+    bg_amqp_session_t *s = arg;
+    int64_t left = s->principal.exp * 1000 - bg_amqp_wall_ms();
+    if (left > 0) { /* extended by update-secret meanwhile, or an early wake-up */
+        struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
+        event_add(s->expiry_ev, &tv);
+        return;
+    }
+    bg_amqp_session_close(s, BG_AMQP_CONNECTION_FORCED, "CONNECTION_FORCED - credential expired", 0,
+                          0);
+}
+
+/* ---- client input ---- */
+
+static void bg_amqp__update_reading(bg_amqp_session_t *s)
+{
+    if (s->dead)
+        return;
+    int up_full = s->up && evbuffer_get_length(bg_amqp_up_output(s->up)) >= BG_AMQP_HIGH_WATER;
+    if (!up_full && !s->stalled && s->state != BG_AMQP_S_CLOSING)
+        bufferevent_enable(s->cli, EV_READ);
+    else if (s->state != BG_AMQP_S_CLOSING)
+        bufferevent_disable(s->cli, EV_READ);
+    if (s->up && bg_amqp_up_is_ready(s->up))
+        bg_amqp_up_set_reading(s->up,
+                               evbuffer_get_length(bg_amqp_cli_out(s)) < BG_AMQP_HIGH_WATER);
+}
+
+/* While closing, only the client's close-ok (or a crossing close) matters. */
+static int bg_amqp__closing_frame(bg_amqp_session_t *s, struct evbuffer *in,
+                                  const bg_amqp_frame_t *f, size_t len)
+{
+    uint8_t p[BG_AMQP_FRAME_HEADER_SIZE + 4];
+    if (f->type == BG_AMQP_FRAME_METHOD && f->channel == 0 && f->size >= 4 &&
+        evbuffer_copyout(in, p, sizeof p) == (ev_ssize_t)sizeof p) {
+        uint32_t id = (uint32_t)p[7] << 24 | (uint32_t)p[8] << 16 | (uint32_t)p[9] << 8 | p[10];
+        if (id == AMQP_CONNECTION_CLOSE_OK_METHOD) {
+            bg_amqp_session_kill(s, 0, NULL);
+            return -1;
+        }
+        if (id == AMQP_CONNECTION_CLOSE_METHOD) {
+            bg_wr_t wr;
+            bg_wr_init(&wr, 16, 64);
+            if (bg_amqp_write_connection_close_ok(&wr) == BG_AMQP_OK)
+                (void)bg_amqp_cli_send(s, &wr);
+            bg_wr_free(&wr);
+            bg_amqp_session_kill(s, 1, NULL);
+            return -1;
+        }
+    }
+    evbuffer_drain(in, len);
+    return 0;
+}
+
+/* A linearised frame before RUNNING (or a heartbeat). */
+static int bg_amqp__handshake_frame(bg_amqp_session_t *s, struct evbuffer *in, bg_amqp_frame_t *f,
+                                    size_t len)
+{
+    const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)len);
+    if (!p) {
+        bg_amqp_session_kill(s, 0, "out of memory");
+        return -1;
+    }
+    f->payload = p + BG_AMQP_FRAME_HEADER_SIZE;
+    int rc = bg_amqp_hs_client_frame(s, f);
+    bg_amqp_arena_reset(&s->arena);
+    if (!s->dead)
+        evbuffer_drain(in, len);
+    return rc;
+}
+
+static uint32_t bg_amqp__max_in(const bg_amqp_session_t *s)
+{
+    return s->state < BG_AMQP_S_OPEN ? BG_AMQP_PRETUNE_CLIENT_MAX : s->frame_max;
+}
+
+/* The protocol header: 1 done, 0 need more, -1 refused (session closing). */
+static int bg_amqp__header(bg_amqp_session_t *s, struct evbuffer *in)
+{
+    uint8_t h[BG_AMQP_PROTOCOL_HEADER_LEN];
+    ev_ssize_t n = evbuffer_copyout(in, h, sizeof h);
+    int rc = bg_amqp_protocol_header_check(h, n > 0 ? (size_t)n : 0, NULL);
+    if (rc == 0)
+        return 0;
+    if (rc < 0) {
+        /* As RabbitMQ: answer with the version busgate speaks, then close. */
+        evbuffer_add(bg_amqp_cli_out(s), BG_AMQP_PROTOCOL_HEADER, BG_AMQP_PROTOCOL_HEADER_LEN);
+        bg_metric_add(&s->aw->w->metrics.protocol_errors[BG_PROTO_AMQP], 1);
+        bg_amqp_session_kill(s, 1, "bad protocol header");
+        return -1;
+    }
+    evbuffer_drain(in, BG_AMQP_PROTOCOL_HEADER_LEN);
+    bg_wr_t wr;
+    bg_wr_init(&wr, 1024, 1u << 16);
+    rc = bg_amqp_write_connection_start(&wr, BG_AMQP_CAPS_ALL, NULL, NULL, NULL);
+    rc = rc == BG_AMQP_OK ? bg_amqp_cli_send(s, &wr) : -1;
+    bg_wr_free(&wr);
+    if (rc != 0) {
+        bg_amqp_session_kill(s, 0, "cannot send connection.start");
+        return -1;
+    }
+    s->state = BG_AMQP_S_START_OK;
+    return 1;
+}
+
+/* One frame at the head of in. 1 go on, 0 stop (need more / stalled), -1 closing. */
+static int bg_amqp__client_frame(bg_amqp_session_t *s, struct evbuffer *in)
+{
+    bg_amqp_frame_t f;
+    size_t len = 0;
+    const char *why = NULL;
+    int rc = bg_amqp_evbuf_peek(in, bg_amqp__max_in(s), &f, &len, &why);
+    if (rc == 0)
+        return 0;
+    if (rc < 0) {
+        char text[200];
+        snprintf(text, sizeof text, "FRAME_ERROR - %s", why ? why : "bad frame");
+        bg_amqp_session_close(s, BG_AMQP_FRAME_ERROR, text, 0, 0);
+        return -1;
+    }
+    if (s->state == BG_AMQP_S_CLOSING)
+        return bg_amqp__closing_frame(s, in, &f, len) < 0 ? -1 : 1;
+    s->bytes_in += len;
+    bg_metric_add(&s->aw->w->metrics.bytes_in[BG_PROTO_AMQP], len);
+    if (f.type == BG_AMQP_FRAME_HEARTBEAT) {
+        if (bg_amqp_validate_heartbeat(f.channel, f.size, &why) != BG_AMQP_OK) {
+            bg_amqp_session_close(s, BG_AMQP_FRAME_ERROR, "FRAME_ERROR - bad heartbeat frame", 0, 0);
+            return -1;
+        }
+        evbuffer_drain(in, len); /* this leg's heartbeat is busgate's own */
+        return 1;
+    }
+    if (s->state != BG_AMQP_S_RUNNING)
+        return bg_amqp__handshake_frame(s, in, &f, len) < 0 ? -1 : 1;
+    rc = bg_amqp_chan_client_frame(s, in, &f, len);
+    if (rc == 0) {
+        s->bytes_in -= len; /* not consumed yet: counted when it is */
+        bg_metric_sub(&s->aw->w->metrics.bytes_in[BG_PROTO_AMQP], len);
+    }
+    return rc;
+}
+
+static void bg_amqp__on_client_read(struct bufferevent *bev, void *arg)
+{
+    bg_amqp_session_t *s = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    s->last_recv_ms = bg_amqp_mono_ms();
+    s->in_read = 1;
+    while (!s->dead && !s->stalled) {
+        if (s->up && evbuffer_get_length(bg_amqp_up_output(s->up)) >= BG_AMQP_HIGH_WATER)
+            break;
+        int rc = s->state == BG_AMQP_S_HEADER ? bg_amqp__header(s, in) : bg_amqp__client_frame(s, in);
+        if (rc <= 0)
+            break;
+    }
+    s->in_read = 0;
+    bg_amqp__update_reading(s);
+}
+
+void bg_amqp_session_resume(bg_amqp_session_t *s)
+{
+    if (s->dead || s->in_read) /* the running read loop goes on by itself */
+        return;
+    bg_amqp__update_reading(s);
+    if (evbuffer_get_length(bufferevent_get_input(s->cli)) > 0 && !s->stalled)
+        bg_amqp__on_client_read(s->cli, s);
+}
+
+static void bg_amqp__on_client_write(struct bufferevent *bev, void *arg)
+{
+    bg_amqp_session_t *s = arg;
+    if (s->dead)
+        return;
+    if (s->flush_die &&
+        evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        bg_amqp__die(s);
+        return;
+    }
+    bg_amqp__update_reading(s);
+}
+
+static void bg_amqp__on_client_event(struct bufferevent *bev, short what, void *arg)
+{
+    bg_amqp_session_t *s = arg;
+    if (s->dead)
+        return;
+    if (what & BEV_EVENT_ERROR)
+        bg_amqp_session_kill(s, 0, "client connection error");
+    else if (what & BEV_EVENT_EOF)
+        bg_amqp_session_kill(s, 0, s->state == BG_AMQP_S_CLOSING ? NULL : "client closed the connection");
+}
+
+/* ---- upstream callbacks ---- */
+
+static void bg_amqp__up_tuned(void *arg, uint16_t channel_max, uint32_t frame_max,
+                              uint16_t heartbeat)
+{
+    bg_amqp_hs_up_tuned(arg, channel_max, frame_max, heartbeat);
+}
+
+static void bg_amqp__up_ready(void *arg) { bg_amqp_hs_up_ready(arg); }
+
+static int bg_amqp__up_frame(void *arg, struct evbuffer *in, const bg_amqp_frame_t *f,
+                             size_t frame_len)
+{
+    bg_amqp_session_t *s = arg;
+    if (s->dead)
+        return -1;
+    if (s->state != BG_AMQP_S_RUNNING) {
+        evbuffer_drain(in, frame_len); /* closing: nothing more reaches the client */
+        return 0;
+    }
+    if (bg_amqp_chan_upstream_frame(s, in, f, frame_len) != 0)
+        return -1;
+    s->bytes_out += frame_len;
+    bg_metric_add(&s->aw->w->metrics.bytes_out[BG_PROTO_AMQP], frame_len);
+    if (evbuffer_get_length(bg_amqp_cli_out(s)) >= BG_AMQP_HIGH_WATER)
+        bg_amqp_up_set_reading(s->up, 0);
+    return s->dead || s->state != BG_AMQP_S_RUNNING ? -1 : 0;
+}
+
+static void bg_amqp__up_failed(void *arg, const char *why)
+{
+    bg_amqp_session_t *s = arg;
+    if (s->dead)
+        return;
+    if (s->state == BG_AMQP_S_CLOSING) {
+        bg_amqp_session_kill(s, 1, NULL);
+        return;
+    }
+    char msg[200];
+    snprintf(msg, sizeof msg, "upstream connection lost: %s", why);
+    bg_amqp__log(s, BG_LOG_WARN, msg);
+    bg_amqp_session_close(s, BG_AMQP_CONNECTION_FORCED,
+                          "CONNECTION_FORCED - busgate lost its connection to the broker", 0, 0);
+}
+
+static void bg_amqp__up_drained(void *arg) { bg_amqp_session_resume(arg); }
+
+static const bg_amqp_up_cbs_t bg_amqp__up_cbs = {
+    .tuned = bg_amqp__up_tuned,
+    .ready = bg_amqp__up_ready,
+    .frame = bg_amqp__up_frame,
+    .failed = bg_amqp__up_failed,
+    .drained = bg_amqp__up_drained,
+};
+
+int bg_amqp_session_connect_upstream(bg_amqp_session_t *s)
+{
+    s->up = bg_amqp_up_connect(s->aw->w->base, s->aw->g, s->caps, &bg_amqp__up_cbs, s);
+    return s->up ? 0 : -1;
+}
+
+/* ---- accept ---- */
+
+static void bg_amqp__format_peer(const struct sockaddr *sa, char *out, size_t cap)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    if (sa && sa->sa_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
+        snprintf(out, cap, "%s:%u", ip, ntohs(in->sin_port));
+    } else if (sa && sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
+        snprintf(out, cap, "[%s]:%u", ip, ntohs(in6->sin6_port));
+    } else {
+        snprintf(out, cap, "unknown");
+    }
+}
+
+static int bg_amqp__events(bg_amqp_session_t *s)
+{
+    struct event_base *base = s->aw->w->base;
+    s->free_ev = event_new(base, -1, 0, bg_amqp__on_free, s);
+    s->hb_ev = event_new(base, -1, EV_PERSIST, bg_amqp__on_heartbeat, s);
+    s->expiry_ev = event_new(base, -1, 0, bg_amqp__on_expiry, s);
+    s->close_ev = event_new(base, -1, 0, bg_amqp__on_close_timeout, s);
+    return s->free_ev && s->hb_ev && s->expiry_ev && s->close_ev ? 0 : -1;
+}
+
+void bg_amqp_session_accept(bg_amqp_worker_t *aw, int fd, const struct sockaddr *peer)
+{
+    bg_amqp_session_t *s = calloc(1, sizeof *s);
+    if (!s) {
+        evutil_closesocket(fd);
+        return;
+    }
+    bg_util_nodelay(fd);
+    s->aw = aw;
+    s->started_ms = bg_amqp_wall_ms();
+    s->last_recv_ms = bg_amqp_mono_ms();
+    s->lim = (bg_amqp_limits_t)BG_AMQP_LIMITS_DEFAULT;
+    s->lim.max_body_size = aw->g->cfg->amqp.max_body_bytes;
+    s->frame_max = BG_AMQP_PRETUNE_CLIENT_MAX;
+    bg_amqp_arena_init(&s->arena);
+    bg_amqp__format_peer(peer, s->peer, sizeof s->peer);
+    bg_audit_uuid4(s->id);
+    TAILQ_INSERT_TAIL(&aw->sessions, s, link);
+    aw->nsessions++;
+    bg_metric_add(&aw->w->metrics.conn_open[BG_PROTO_AMQP], 1);
+    bg_metric_add(&aw->w->metrics.conn_total[BG_PROTO_AMQP], 1);
+    s->snap = bg_snapshot_acquire();
+    s->cli = bufferevent_socket_new(aw->w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    if (!s->cli)
+        evutil_closesocket(fd);
+    if (bg_amqp__events(s) != 0 || !s->snap || !s->cli) {
+        if (s->free_ev)
+            bg_amqp__die(s);
+        else
+            bg_amqp__free(s);
+        return;
+    }
+    bufferevent_setcb(s->cli, bg_amqp__on_client_read, bg_amqp__on_client_write,
+                      bg_amqp__on_client_event, s);
+    bufferevent_setwatermark(s->cli, EV_WRITE, BG_AMQP_LOW_WATER, 0);
+    bufferevent_set_max_single_read(s->cli, 256 * 1024);
+    bufferevent_enable(s->cli, EV_READ | EV_WRITE);
+    /* A client that never finishes the handshake is dropped (RabbitMQ: 10 s). */
+    struct timeval tv = {10, 0};
+    event_add(s->close_ev, &tv);
+}
+
+void bg_amqp_sessions_drain(bg_amqp_worker_t *aw)
+{
+    bg_amqp_session_t *s;
+    TAILQ_FOREACH(s, &aw->sessions, link)
+    {
+        if (s->state >= BG_AMQP_S_TUNE_OK)
+            bg_amqp_session_close(s, BG_AMQP_CONNECTION_FORCED,
+                                  "CONNECTION_FORCED - busgate is shutting down", 0, 0);
+        else
+            bg_amqp_session_kill(s, 0, NULL);
+    }
+}
+
+void bg_amqp_sessions_free(bg_amqp_worker_t *aw)
+{
+    while (!TAILQ_EMPTY(&aw->sessions))
+        bg_amqp__free(TAILQ_FIRST(&aw->sessions));
+}

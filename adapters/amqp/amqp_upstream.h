@@ -1,0 +1,75 @@
+/* busgate's own AMQP connection to RabbitMQ for one client session,
+ * authenticated with busgate's credential (amqp.upstream), never the
+ * client's token: protocol header, connection.start -> start-ok (PLAIN,
+ * the client's capabilities mirrored), connection.tune -> (the session
+ * decides) tune-ok + open(vhost) -> open-ok. Then it relays frames to its
+ * session and keeps the heartbeat of this leg itself: a heartbeat frame
+ * every heartbeat/2 seconds, the leg declared lost after 2 heartbeat
+ * intervals without a byte; heartbeat frames are consumed here, never
+ * passed on.
+ *
+ * Lives on one worker thread with its session; not thread-safe. */
+#ifndef BG_AMQP_UPSTREAM_H
+#define BG_AMQP_UPSTREAM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "adapters/amqp/amqp_adapter-internal.h"
+#include "adapters/amqp/amqp_frame.h"
+
+struct event_base;
+struct evbuffer;
+
+typedef struct bg_amqp_up_s bg_amqp_up_t;
+
+typedef struct bg_amqp_up_cbs_s {
+    /* The upstream's connection.tune arrived; the session answers with
+     * bg_amqp_up_tune_ok once it knows the client's choice. */
+    void (*tuned)(void *arg, uint16_t channel_max, uint32_t frame_max, uint16_t heartbeat);
+    /* connection.open-ok: frames may be relayed. */
+    void (*ready)(void *arg);
+    /* A whole non-heartbeat frame f of frame_len bytes is at the head of in
+     * (f->payload is NULL: bodies are not linearised); the callee removes
+     * it. Returns -1 when it closed the session (u is gone then). */
+    int (*frame)(void *arg, struct evbuffer *in, const bg_amqp_frame_t *f, size_t frame_len);
+    /* The connection failed or closed (or the broker refused busgate's own
+     * login: why says so); the session must go. */
+    void (*failed)(void *arg, const char *why);
+    /* Output drained below the low watermark (resume reading the client). */
+    void (*drained)(void *arg);
+} bg_amqp_up_cbs_t;
+
+/* Starts connecting to amqp.upstream.host on base; caps are the client's
+ * capabilities to advertise. Returns NULL when out of memory or the
+ * connect cannot start (nothing to free then). */
+bg_amqp_up_t *bg_amqp_up_connect(struct event_base *base, bg_amqp_global_t *g, uint32_t caps,
+                                 const bg_amqp_up_cbs_t *cbs, void *arg);
+void bg_amqp_up_free(bg_amqp_up_t *u);
+/* Stops u without a callback: no more reads, timers or callbacks (the
+ * session is closing). Safe inside any of u's callbacks; free later. */
+void bg_amqp_up_detach(bg_amqp_up_t *u);
+
+/* Answers the upstream's tune (tune-ok with these values, then
+ * connection.open on the configured vhost). Returns 0 or -1. */
+int bg_amqp_up_tune_ok(bg_amqp_up_t *u, uint16_t channel_max, uint32_t frame_max,
+                       uint16_t heartbeat) __attribute__((warn_unused_result));
+
+/* 1 after open-ok. */
+int bg_amqp_up_is_ready(const bg_amqp_up_t *u);
+/* The output buffer (append frames). */
+struct evbuffer *bg_amqp_up_output(bg_amqp_up_t *u);
+/* Enables/disables reading (backpressure). */
+void bg_amqp_up_set_reading(bg_amqp_up_t *u, int on);
+
+/* Frame helpers shared by both legs (amqp_upstream.c). */
+
+/* Looks at the frame at the head of in without linearising it: 1 complete
+ * (f filled, f->payload NULL; *frame_len set), 0 need more, <0 a
+ * bg_amqp_status_t with *why (bad type, size over max, end octet). */
+int bg_amqp_evbuf_peek(struct evbuffer *in, uint32_t max, bg_amqp_frame_t *f, size_t *frame_len,
+                       const char **why);
+/* Appends wr's bytes to out; -1 when wr failed or out of memory. wr is reset. */
+int bg_amqp_evbuf_send(struct evbuffer *out, bg_wr_t *wr);
+
+#endif

@@ -1,0 +1,165 @@
+"""AMQP-side helpers for the integration suites: tokens from a local issuer,
+busgate configurations in front of the test RabbitMQ, pika connections
+through busgate, and a private RabbitMQ node for tests that restart it.
+
+Services (started by tests/integration/run.sh, see docs/testing.md):
+  RabbitMQ  127.0.0.1:$BG_RABBIT_PORT (35672), user busgate
+The helpers are written to be reused by other suites (interop clients,
+benchmarks): nothing here depends on pytest beyond the fixtures' callers.
+"""
+import json
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+from conftest import ROOT, free_port, run_cli
+from keys import make_rsa_key
+
+RABBIT_PORT = int(os.environ.get("BG_RABBIT_PORT", "35672"))
+UPSTREAM_USER = "busgate"
+UPSTREAM_PASSWORD = "busgate-test-password"  # the test broker's fixed credential
+ISSUER = "https://amqp.it.local.test"
+AUDIENCE = "busgate"
+
+
+class Issuer:
+    """A local token issuer: an RSA key and its JWKS file; tokens are minted
+    with `busgate token mint` (or signed by hand for expired ones)."""
+
+    def __init__(self, directory: Path):
+        directory.mkdir(parents=True, exist_ok=True)
+        self.pem, self.jwks = make_rsa_key(directory)
+
+    def mint(self, sub, groups=(), ttl=600, aud=AUDIENCE):
+        args = ["token", "mint", "--key", str(self.pem), "--kid", "test-key-1", "--sub", sub,
+                "--iss", ISSUER, "--aud", aud, "--ttl", str(ttl)]
+        if groups:
+            args += ["--groups", ",".join(groups)]
+        r = run_cli(*args)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    def sign(self, claims):
+        """A token over arbitrary claims (e.g. an exp in the past)."""
+        from kafka_env import sign_jwt
+        return sign_jwt(self.pem, claims)
+
+    def expired(self, sub, groups=()):
+        now = int(time.time())
+        return self.sign({"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "groups": list(groups),
+                          "iat": now - 900, "exp": now - 300, "jti": uuid.uuid4().hex})
+
+
+def rule(name, subjects, resources, verbs, effect="allow"):
+    return (f"    - name: {name}\n      subjects: {json.dumps(list(subjects))}\n"
+            f"      resources: {json.dumps(list(resources))}\n"
+            f"      verbs: {json.dumps(list(verbs))}\n      effect: {effect}\n")
+
+
+def busgate_config(tmp_path, issuer, rules, *, default="deny", mode="enforce", heartbeat=None,
+                   rabbit_port=None, vhost="/", extra_amqp="", extra=""):
+    """Returns (yaml_text, ports) for busgate's AMQP listener in front of the
+    test broker. rules: text from rule(). ports: listen, admin, audit (the
+    JSON-lines audit file path)."""
+    listen, admin = free_port(), free_port()
+    audit = tmp_path / "audit.jsonl"
+    hb = f"  heartbeat: {heartbeat}\n" if heartbeat is not None else ""
+    text = f"""
+workers: 2
+identity:
+  issuers:
+    - issuer: {ISSUER}
+      audiences: [{AUDIENCE}]
+      jwks_file: {issuer.jwks}
+amqp:
+  listen: 127.0.0.1:{listen}
+  upstream:
+    host: 127.0.0.1:{rabbit_port or RABBIT_PORT}
+    vhost: "{vhost}"
+    username: {UPSTREAM_USER}
+    password: {UPSTREAM_PASSWORD}
+{hb}{extra_amqp}policy:
+  default: {default}
+  mode: {mode}
+  rules:
+{rules}
+audit:
+  file: {audit}
+admin:
+  listen: 127.0.0.1:{admin}
+{extra}"""
+    return text, {"listen": listen, "admin": admin, "audit": audit}
+
+
+def connect(port, token, *, user="svc", heartbeat=None, vhost="/", blocked_timeout=None,
+            attempts=1, **params):
+    """A pika BlockingConnection to busgate on 127.0.0.1:port with the token
+    as the PLAIN password."""
+    import pika
+    kw = dict(host="127.0.0.1", port=port, virtual_host=vhost,
+              credentials=pika.PlainCredentials(user, token), socket_timeout=10,
+              connection_attempts=attempts, retry_delay=0.5, blocked_connection_timeout=blocked_timeout,
+              stack_timeout=20)
+    if heartbeat is not None:
+        kw["heartbeat"] = heartbeat
+    kw.update(params)
+    return pika.BlockingConnection(pika.ConnectionParameters(**kw))
+
+
+def direct(port=None, **params):
+    """A pika connection straight to the test broker (setup and checks)."""
+    import pika
+    return pika.BlockingConnection(pika.ConnectionParameters(
+        host="127.0.0.1", port=port or RABBIT_PORT,
+        credentials=pika.PlainCredentials(UPSTREAM_USER, UPSTREAM_PASSWORD),
+        socket_timeout=10, **params))
+
+
+def unique(prefix):
+    return f"{prefix}-{uuid.uuid4().hex[:10]}"
+
+
+def audit_events(path):
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(l) for l in f if l.strip()]
+
+
+def wait_audit(path, predicate, count=1, timeout=10.0):
+    """Matching audit events once at least count are written; [] on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [e for e in audit_events(path) if predicate(e)]
+        if len(found) >= count or time.monotonic() >= deadline:
+            return found if len(found) >= count else []
+        time.sleep(0.1)
+
+
+class PrivateRabbit:
+    """A RabbitMQ node of its own (scripts/rabbitmq-up.sh on another port),
+    for tests that stop and restart the broker under busgate without
+    disturbing the shared one."""
+
+    def __init__(self, port):
+        self.port = port
+        self.env = dict(os.environ, BG_RABBIT_PORT=str(port))
+
+    def _run(self, script, *args, timeout=120):
+        r = subprocess.run([str(ROOT / "scripts" / script), *args], env=self.env,
+                           capture_output=True, text=True, timeout=timeout)
+        assert r.returncode == 0, f"{script} failed:\n{r.stderr[-2000:]}"
+
+    def up(self):
+        self._run("rabbitmq-up.sh")
+
+    def down(self, keep_data=False):
+        self._run("rabbitmq-down.sh", *(["--keep-data"] if keep_data else []))
+
+
+def api_name(event):
+    """The method name of an audit event ("basic.publish"), or None."""
+    a = event.get("api")
+    return a.get("name") if isinstance(a, dict) else a

@@ -1,0 +1,250 @@
+"""busgate's AMQP 0-9-1 adapter in front of a real RabbitMQ, driven by pika:
+publish/consume, denials as RabbitMQ's own (channel.close 403 with the
+rule's name, the connection's other channels unharmed), resource methods
+allowed and denied, confirms, basic.return, large bodies, tokens."""
+import pika
+import pika.exceptions as pex
+import pytest
+
+from amqp_env import (Issuer, api_name, busgate_config, connect, direct, rule, unique,
+                      wait_audit)
+from conftest import http_get, metric
+
+ALL = ["read", "write", "create", "delete", "describe"]
+
+
+def policy():
+    return (
+        rule("it-all", ["group:apps"], ["amqp:queue:it.*", "amqp:exchange:it.*"], ALL)
+        + rule("default-exchange", ["group:apps"], ["amqp:exchange:amq.default"], ["write"])
+        + rule("server-named", ["group:apps"], ["amqp:queue:amq.gen-*"], ["create", "read"])
+        + rule("no-secret", ["*"], ["amqp:queue:it.secret*", "amqp:exchange:it.secret*"], ALL,
+               effect="deny"))
+
+
+@pytest.fixture
+def gw(start_busgate, tmp_path):
+    """(busgate, ports, issuer) with the policy above."""
+    issuer = Issuer(tmp_path / "keys")
+    text, ports = busgate_config(tmp_path, issuer, policy())
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    return bg, ports, issuer
+
+
+def closed_by_broker(fn):
+    """Runs fn, which must fail with a channel close from the broker; returns it."""
+    with pytest.raises(pex.ChannelClosedByBroker) as ei:
+        fn()
+    return ei.value
+
+
+def test_publish_and_consume(gw):
+    bg, ports, issuer = gw
+    q = unique("it.q")
+    conn = connect(ports["listen"], issuer.mint("alice", ["apps"]))
+    ch = conn.channel()
+    ch.queue_declare(q, auto_delete=True)
+    for i in range(5):
+        ch.basic_publish("", q, f"m{i}".encode(), pika.BasicProperties(headers={"n": i}))
+    got = []
+    for method, props, body in ch.consume(q, auto_ack=False, inactivity_timeout=5):
+        assert method is not None, f"only {len(got)} messages arrived"
+        got.append((body, props.headers["n"]))
+        ch.basic_ack(method.delivery_tag)
+        if len(got) == 5:
+            break
+    ch.cancel()
+    assert got == [(f"m{i}".encode(), i) for i in range(5)]
+    conn.close()
+    ev = wait_audit(ports["audit"], lambda e: api_name(e) == "basic.publish")
+    assert ev and ev[0]["decision"]["effect"] == "allow"
+    assert ev[0]["principal"]["sub"] == "alice"
+    assert wait_audit(ports["audit"], lambda e: e.get("kind") == "session_end")
+
+
+def test_publish_to_denied_exchange(gw):
+    bg, ports, issuer = gw
+    x, q = unique("it.secret-x"), unique("it.probe")
+    setup = direct()
+    sch = setup.channel()
+    sch.exchange_declare(x, "fanout", auto_delete=False)
+    sch.queue_declare(q)
+    sch.queue_bind(q, x)
+    try:
+        conn = connect(ports["listen"], issuer.mint("alice", ["apps"]))
+        ch1, ch2 = conn.channel(), conn.channel()
+        ch1.basic_publish(x, "", b"must not arrive")
+        err = closed_by_broker(lambda: ch1.queue_declare(unique("it.q"), auto_delete=True))
+        assert err.reply_code == 403
+        assert err.reply_text.startswith("ACCESS_REFUSED - write access to exchange '" + x)
+        assert "for user 'svc'" in err.reply_text and "rule 'no-secret'" in err.reply_text
+        assert len(err.reply_text.encode()) <= 255
+        assert ch1.is_closed and conn.is_open
+        # The connection's other channel still works, and so does a new one.
+        q2 = unique("it.q")
+        ch2.queue_declare(q2, auto_delete=True)
+        ch2.basic_publish("", q2, b"ok")
+        ch3 = conn.channel()
+        m = None
+        for _ in range(50):
+            m = ch3.basic_get(q2, auto_ack=True)
+            if m[0]:
+                break
+            conn.sleep(0.05)
+        assert m[2] == b"ok"
+        conn.close()
+        # Nothing of the refused publish reached the broker.
+        assert sch.queue_declare(q, passive=True).method.message_count == 0
+    finally:
+        sch.queue_delete(q)
+        sch.exchange_delete(x)
+        setup.close()
+    ev = wait_audit(ports["audit"], lambda e: api_name(e) == "basic.publish" and
+                    e["decision"]["effect"] == "deny")
+    assert ev and ev[0]["decision"]["rule"] == "no-secret"
+    assert ev[0]["resources"][0]["name"] == x
+
+
+def test_consume_from_denied_queue(gw):
+    bg, ports, issuer = gw
+    q = unique("it.secret-q")
+    setup = direct()
+    setup.channel().queue_declare(q)
+    try:
+        conn = connect(ports["listen"], issuer.mint("alice", ["apps"]))
+        ch = conn.channel()
+        err = closed_by_broker(lambda: ch.basic_consume(q, lambda *a: None))
+        assert err.reply_code == 403 and f"read access to queue '{q}'" in err.reply_text
+        ch = conn.channel()
+        err = closed_by_broker(lambda: ch.basic_get(q))
+        assert err.reply_code == 403
+        # A principal outside group apps is refused by the default policy.
+        bob = connect(ports["listen"], issuer.mint("bob", ["others"]))
+        err = closed_by_broker(lambda: bob.channel().basic_get(unique("it.q")))
+        assert "busgate default policy" in err.reply_text
+        bob.close()
+        conn.close()
+    finally:
+        setup.channel().queue_delete(q)
+        setup.close()
+
+
+def test_declare_bind_purge_delete(gw):
+    bg, ports, issuer = gw
+    conn = connect(ports["listen"], issuer.mint("alice", ["apps"]))
+    ch = conn.channel()
+    x, q = unique("it.x"), unique("it.q")
+    # Allowed: the whole life of an exchange and a queue.
+    ch.exchange_declare(x, "direct")
+    ch.exchange_declare(x, "direct", passive=True)
+    ch.queue_declare(q)
+    ch.queue_bind(q, x, "k")
+    ch.basic_publish(x, "k", b"routed")
+    conn.sleep(0.2)
+    assert ch.queue_purge(q).method.message_count == 1
+    ch.queue_unbind(q, x, "k")
+    x2 = unique("it.x")
+    ch.exchange_declare(x2, "fanout")
+    ch.exchange_bind(x2, x, "k")
+    ch.exchange_unbind(x2, x, "k")
+    ch.exchange_delete(x2)
+    # Server-named queue: decided as amq.gen-* (create), then read by its name.
+    gen = ch.queue_declare("", exclusive=True).method.queue
+    assert gen.startswith("amq.gen-")
+    ch.basic_get("")  # "" = the channel's last declared queue (amq.gen-...)
+    # Denied, each on a fresh channel of the same connection.
+    secret_x = unique("it.secret-x")
+    cases = [
+        (lambda c: c.queue_declare(unique("other.q")), "create access to queue 'other.q"),
+        (lambda c: c.exchange_declare(secret_x, "direct"), "create access to exchange 'it.secret"),
+        (lambda c: c.exchange_declare("amq.direct", "direct", passive=True),
+         "describe access to exchange 'amq.direct'"),
+        (lambda c: c.queue_bind(q, "amq.direct", "k"), "read access to exchange 'amq.direct'"),
+        (lambda c: c.queue_purge(unique("it.secret-q")), "delete access to queue 'it.secret"),
+        (lambda c: c.queue_delete(unique("it.secret-q")), "delete access to queue 'it.secret"),
+        (lambda c: c.exchange_delete(secret_x), "delete access to exchange 'it.secret"),
+        (lambda c: c.exchange_bind(secret_x, x, "k"), "write access to exchange 'it.secret"),
+    ]
+    for call, text in cases:
+        c = conn.channel()
+        err = closed_by_broker(lambda: call(c))
+        assert err.reply_code == 403 and text in err.reply_text, err.reply_text
+    # After all that, the first channel is still fine.
+    ch.queue_delete(q)
+    ch.exchange_delete(x)
+    conn.close()
+    # bob may not declare server-named queues.
+    bob = connect(ports["listen"], issuer.mint("bob", ["others"]))
+    err = closed_by_broker(lambda: bob.channel().queue_declare("", exclusive=True))
+    assert "create access to queue 'amq.gen-'" in err.reply_text
+    bob.close()
+
+
+def test_confirms_10000_and_returns(gw):
+    bg, ports, issuer = gw
+    q = unique("it.q")
+    conn = connect(ports["listen"], issuer.mint("alice", ["apps"]))
+    ch = conn.channel()
+    ch.queue_declare(q, auto_delete=True)
+    ch.confirm_delivery()
+    for i in range(10000):
+        ch.basic_publish("", q, b"%d" % i)  # waits for each ack: raises on a nack
+    assert ch.queue_declare(q, passive=True).method.message_count == 10000
+    # mandatory + unroutable: the broker's basic.return reaches the client.
+    with pytest.raises(pex.UnroutableError):
+        ch.basic_publish("", unique("it.nowhere"), b"x", mandatory=True)
+    ch.queue_delete(q)
+    conn.close()
+    status, body = http_get(f"http://127.0.0.1:{ports['admin']}/metrics")
+    assert status == 200
+    allowed = metric(body, "busgate_decisions_total", {"protocol": "amqp", "effect": "allow"})
+    assert allowed is not None and allowed >= 10000
+
+
+def test_large_message_5mib(gw):
+    bg, ports, issuer = gw
+    q = unique("it.q")
+    body = bytes(range(256)) * (5 * 1024 * 4)  # 5 MiB, many frames of frame_max
+    conn = connect(ports["listen"], issuer.mint("alice", ["apps"]))
+    ch = conn.channel()
+    ch.queue_declare(q, auto_delete=True)
+    ch.confirm_delivery()
+    ch.basic_publish("", q, body)
+    m = ch.basic_get(q, auto_ack=True)
+    assert m[0] is not None and len(m[2]) == len(body) and m[2] == body
+    conn.close()
+
+
+def test_bad_tokens_and_vhost(gw):
+    bg, ports, issuer = gw
+    port = ports["listen"]
+    for token in ("not-a-jwt", issuer.expired("alice", ["apps"]),
+                  issuer.mint("alice", ["apps"], aud="other")):
+        with pytest.raises((pex.ProbableAuthenticationError, pex.AuthenticationError)) as ei:
+            connect(port, token)
+        assert "ACCESS_REFUSED" in str(ei.value)
+    reasons = {e["auth_failure_reason"] for e in wait_audit(
+        ports["audit"], lambda e: e.get("kind") == "auth_failure", count=3)}
+    assert {"malformed", "expired", "wrong_audience"} <= reasons
+    # The vhost must be the configured upstream vhost.
+    with pytest.raises(pex.ProbableAccessDeniedError) as ei:
+        connect(port, issuer.mint("alice", ["apps"]), vhost="other")
+    assert "(530) 'NOT_ALLOWED - vhost other not found'" in str(ei.value)
+    # And a good token still works afterwards.
+    connect(port, issuer.mint("alice", ["apps"])).close()
+
+
+def test_body_over_max_body_bytes(start_busgate, tmp_path):
+    issuer = Issuer(tmp_path / "keys")
+    text, ports = busgate_config(tmp_path, issuer, policy(),
+                                 extra_amqp="  max_body_bytes: 1MiB\n")
+    start_busgate(text, wait_for_port=ports["listen"])
+    conn = connect(ports["listen"], issuer.mint("alice", ["apps"]))
+    ch = conn.channel()
+    q = unique("it.q")
+    ch.queue_declare(q, auto_delete=True)
+    ch.basic_publish("", q, b"x" * (1 << 20))  # at the limit: fine
+    with pytest.raises(pex.ConnectionClosedByBroker) as ei:
+        ch.basic_publish("", q, b"x" * ((1 << 20) + 1))
+        conn.sleep(2)
+    assert ei.value.reply_code == 501

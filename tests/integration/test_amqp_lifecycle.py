@@ -1,0 +1,112 @@
+"""The life of an AMQP connection through busgate: heartbeats kept on each
+leg, token expiry and connection.update-secret, and the broker restarted
+under a connected client."""
+import time
+
+import pika.exceptions as pex
+import pytest
+
+from amqp_env import (Issuer, PrivateRabbit, busgate_config, connect, rule, unique, wait_audit)
+from conftest import free_port
+
+ALL = ["read", "write", "create", "delete", "describe"]
+POLICY = (rule("it-all", ["group:apps"], ["amqp:queue:it.*", "amqp:exchange:it.*"], ALL)
+          + rule("default-exchange", ["group:apps"], ["amqp:exchange:amq.default"], ["write"]))
+
+
+def roundtrip(conn, q=None):
+    """Declares a queue, publishes and reads one message back on conn."""
+    ch = conn.channel()
+    q = q or unique("it.q")
+    ch.queue_declare(q, auto_delete=True)
+    ch.basic_publish("", q, b"ping")
+    for _ in range(100):
+        m = ch.basic_get(q, auto_ack=True)
+        if m[0]:
+            ch.close()
+            return m[2]
+        conn.sleep(0.05)
+    return None
+
+
+def test_idle_connection_kept_by_heartbeats(start_busgate, tmp_path):
+    issuer = Issuer(tmp_path / "keys")
+    text, ports = busgate_config(tmp_path, issuer, POLICY, heartbeat=2)
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    conn = connect(ports["listen"], issuer.mint("alice", ["apps"]), heartbeat=2)
+    assert conn._impl.params.heartbeat == 2
+    # Idle through 3+ heartbeat intervals on both legs (a silent leg is
+    # closed after 2 intervals), servicing heartbeats only.
+    conn.sleep(7)
+    assert conn.is_open
+    assert roundtrip(conn) == b"ping"
+    conn.close()
+    # busgate closed nobody for missed heartbeats meanwhile.
+    assert not bg.wait_log(lambda l: "heartbeat" in l.get("msg", ""), timeout=0.5)
+
+
+def test_expiry_closes_and_update_secret_extends(start_busgate, tmp_path):
+    issuer = Issuer(tmp_path / "keys")
+    text, ports = busgate_config(tmp_path, issuer, POLICY)
+    start_busgate(text, wait_for_port=ports["listen"])
+    port = ports["listen"]
+    short, kept = (connect(port, issuer.mint("alice", ["apps"], ttl=3)),
+                   connect(port, issuer.mint("alice", ["apps"], ttl=3)))
+    # kept gets a fresh token before the first one expires.
+    kept.update_secret(issuer.mint("alice", ["apps"], ttl=120), "token refresh")
+    with pytest.raises((pex.ConnectionClosedByBroker, pex.StreamLostError)) as ei:
+        for _ in range(100):
+            short.sleep(0.1)
+    if isinstance(ei.value, pex.ConnectionClosedByBroker):
+        assert ei.value.reply_code == 320 and "credential expired" in ei.value.reply_text
+    assert kept.is_open and roundtrip(kept) == b"ping"
+    # Another subject's token cannot take over the connection.
+    with pytest.raises((pex.ConnectionClosedByBroker, pex.StreamLostError)):
+        kept.update_secret(issuer.mint("mallory", ["apps"], ttl=120), "takeover")
+        kept.sleep(1)
+    ev = wait_audit(ports["audit"], lambda e: e.get("kind") == "session_start" and
+                    e.get("detail") == "secret updated")
+    assert ev and ev[0]["principal"]["sub"] == "alice"
+    assert wait_audit(ports["audit"], lambda e: e.get("auth_failure_reason") ==
+                      "different_subject")
+
+
+def test_broker_restart_under_a_client(start_busgate, tmp_path):
+    rabbit = PrivateRabbit(free_port_pair())
+    rabbit.up()
+    try:
+        issuer = Issuer(tmp_path / "keys")
+        text, ports = busgate_config(tmp_path, issuer, POLICY, rabbit_port=rabbit.port,
+                                     heartbeat=5)
+        start_busgate(text, wait_for_port=ports["listen"])
+        port = ports["listen"]
+        conn = connect(port, issuer.mint("alice", ["apps"]))
+        assert roundtrip(conn) == b"ping"
+        rabbit.down(keep_data=True)
+        with pytest.raises((pex.ConnectionClosedByBroker, pex.StreamLostError,
+                            pex.AMQPConnectionError)) as ei:
+            for _ in range(200):
+                conn.sleep(0.1)
+        if isinstance(ei.value, pex.ConnectionClosedByBroker):
+            assert ei.value.reply_code == 320
+        rabbit.up()
+        again = connect(port, issuer.mint("alice", ["apps"]), attempts=10)
+        assert roundtrip(again) == b"ping"
+        again.close()
+    finally:
+        rabbit.down()
+
+
+def free_port_pair():
+    """A port P with P+1 (its private epmd) free too."""
+    for _ in range(50):
+        p = free_port()
+        if p < 40000:  # keep P+20000 (Erlang distribution) a valid port
+            import socket
+            with socket.socket() as s:
+                try:
+                    s.bind(("127.0.0.1", p + 1))
+                    return p
+                except OSError:
+                    continue
+    return 35772
