@@ -134,6 +134,7 @@ typedef struct bg_config_audit_s {
     bg_audit_format_t format;
     uint32_t queue_size; /* default 65536 events */
     uint64_t spool_max_bytes; /* default 1 GiB */
+    int32_t avro_schema_id;   /* >0: Avro in the Confluent wire format with this schema id */
 } bg_config_audit_t;
 
 typedef struct bg_config_admin_s {

@@ -530,7 +530,7 @@ void bg_cfg__approvals(bg_cfg_ctx_t *ctx, struct fy_node *n)
 
 static const char *const bg_cfg__audit_keys[] = {
     "kafka_topic", "file", "spool_dir", "on_failure", "format", "queue_size", "spool_max_bytes",
-    NULL,
+    "avro_schema_id", NULL,
 };
 
 static int bg_cfg__topic_ok(const char *t)
@@ -567,6 +567,11 @@ void bg_cfg__audit(bg_cfg_ctx_t *ctx, struct fy_node *n)
         a->queue_size = (uint32_t)q;
     bg_cfg__get_size(ctx, m.val[6], "audit.spool_max_bytes", BG_CFG_MIB, 1ull << 50,
                      &a->spool_max_bytes);
+    if (bg_cfg__get_int(ctx, m.val[7], "audit.avro_schema_id", 1, INT32_MAX, &q) > 0) {
+        a->avro_schema_id = (int32_t)q;
+        if (a->format != BG_AUDIT_AVRO)
+            bg_cfg__err(ctx, m.val[7], "audit.avro_schema_id", "needs format: avro");
+    }
     if (bg_cfg__is_null(m.val[0]) && bg_cfg__is_null(m.val[1]))
         bg_cfg__err(ctx, n, "audit", "needs a sink: set kafka_topic and/or file");
 }

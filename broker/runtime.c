@@ -307,7 +307,8 @@ static int bg_runtime__start_audit(bg_runtime_t *rt, const bg_config_t *cfg)
                                 .username = k->upstream.sasl_username,
                                 .password = k->upstream.sasl_password,
                                 .props = props,
-                                .nprops = np / 2};
+                                .nprops = np / 2,
+                                .avro_schema_id = cfg->audit.avro_schema_id};
     char err[512] = "";
     rt->audit = bg_audit_new(&cfg->audit, cfg->instance, cfg->audit.kafka_topic ? &kc : NULL, err,
                              sizeof err);

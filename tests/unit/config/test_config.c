@@ -404,6 +404,18 @@ static void test_err_cross_fields(void **state)
                  "t.yaml:7:11: kafka.advertised_host: required when kafka.listen is a wildcard");
 }
 
+static void test_audit_avro_schema_id(void **state)
+{
+    bg_config_t *c = expect_ok(BASE "audit:\n  file: a.jsonl\n  format: avro\n"
+                                    "  avro_schema_id: 7\n");
+    assert_int_equal(c->audit.avro_schema_id, 7);
+    bg_config_free(c);
+    expect_error(BASE "audit:\n  file: a.jsonl\n  avro_schema_id: 7\n",
+                 "t.yaml:11:19: audit.avro_schema_id: needs format: avro");
+    expect_error(BASE "audit:\n  file: a.jsonl\n  format: avro\n  avro_schema_id: 0\n",
+                 "t.yaml:12:19: audit.avro_schema_id:");
+}
+
 static void test_err_yaml_syntax(void **state)
 {
     expect_error("kafka:\n  listen: [a, b\n", "t.yaml:3:1: YAML syntax error:");
@@ -537,6 +549,7 @@ int main(void)
         cmocka_unit_test(test_err_missing_required),
         cmocka_unit_test(test_err_cross_fields),
         cmocka_unit_test(test_err_yaml_syntax),
+        cmocka_unit_test(test_audit_avro_schema_id),
         cmocka_unit_test(test_collects_all_errors),
         cmocka_unit_test(test_load_missing_file),
         cmocka_unit_test(test_env_resolution),

@@ -1,0 +1,375 @@
+/* amqp_authz.c: which resources and verbs each AMQP method needs (design.md's
+ * verb table, RabbitMQ's permission table), decisions and denial texts.
+ * Tables: method + arguments -> expected checks; principal + method ->
+ * expected decision. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "adapters/amqp/amqp_session-internal.h"
+#include "policy_test_util.h"
+
+/* ---- classify ---- */
+
+typedef struct exp_check_s {
+    bg_res_type_t type;
+    const char *name;
+    bg_verb_t verb;
+} exp_check_t;
+
+typedef struct classify_case_s {
+    const char *what;
+    uint32_t id;
+    const char *queue, *exchange, *source, *destination;
+    int passive;
+    const char *last_queue; /* the channel's last declared queue */
+    size_t n;
+    exp_check_t exp[BG_AMQP_MAX_CHECKS];
+} classify_case_t;
+
+#define Q BG_RES_AMQP_QUEUE
+#define X BG_RES_AMQP_EXCHANGE
+
+static const classify_case_t classify_cases[] = {
+    {"publish", AMQP_BASIC_PUBLISH_METHOD, "", "orders", 0, 0, 0, "", 1,
+     {{X, "orders", BG_VERB_WRITE}}},
+    {"publish to the default exchange", AMQP_BASIC_PUBLISH_METHOD, "", "", 0, 0, 0, "", 1,
+     {{X, "amq.default", BG_VERB_WRITE}}},
+    {"consume", AMQP_BASIC_CONSUME_METHOD, "q1", 0, 0, 0, 0, "", 1, {{Q, "q1", BG_VERB_READ}}},
+    {"consume from the last declared queue", AMQP_BASIC_CONSUME_METHOD, "", 0, 0, 0, 0,
+     "amq.gen-abc", 1, {{Q, "amq.gen-abc", BG_VERB_READ}}},
+    {"get", AMQP_BASIC_GET_METHOD, "q2", 0, 0, 0, 0, "", 1, {{Q, "q2", BG_VERB_READ}}},
+    {"get from the last declared queue", AMQP_BASIC_GET_METHOD, "", 0, 0, 0, 0, "last", 1,
+     {{Q, "last", BG_VERB_READ}}},
+    {"queue.declare", AMQP_QUEUE_DECLARE_METHOD, "q3", 0, 0, 0, 0, "", 1,
+     {{Q, "q3", BG_VERB_CREATE}}},
+    {"passive queue.declare", AMQP_QUEUE_DECLARE_METHOD, "q3", 0, 0, 0, 1, "", 1,
+     {{Q, "q3", BG_VERB_DESCRIBE}}},
+    {"server-named queue.declare", AMQP_QUEUE_DECLARE_METHOD, "", 0, 0, 0, 0, "old", 1,
+     {{Q, "amq.gen-", BG_VERB_CREATE}}},
+    {"passive queue.declare of the last queue", AMQP_QUEUE_DECLARE_METHOD, "", 0, 0, 0, 1,
+     "old", 1, {{Q, "old", BG_VERB_DESCRIBE}}},
+    {"exchange.declare", AMQP_EXCHANGE_DECLARE_METHOD, 0, "x1", 0, 0, 0, "", 1,
+     {{X, "x1", BG_VERB_CREATE}}},
+    {"passive exchange.declare", AMQP_EXCHANGE_DECLARE_METHOD, 0, "x1", 0, 0, 1, "", 1,
+     {{X, "x1", BG_VERB_DESCRIBE}}},
+    {"exchange.declare of \"\"", AMQP_EXCHANGE_DECLARE_METHOD, 0, "", 0, 0, 0, "", 1,
+     {{X, "amq.default", BG_VERB_CREATE}}},
+    {"queue.bind", AMQP_QUEUE_BIND_METHOD, "q4", "x4", 0, 0, 0, "", 2,
+     {{Q, "q4", BG_VERB_WRITE}, {X, "x4", BG_VERB_READ}}},
+    {"queue.bind of the last queue", AMQP_QUEUE_BIND_METHOD, "", "x4", 0, 0, 0, "lq", 2,
+     {{Q, "lq", BG_VERB_WRITE}, {X, "x4", BG_VERB_READ}}},
+    {"queue.unbind", AMQP_QUEUE_UNBIND_METHOD, "q5", "x5", 0, 0, 0, "", 2,
+     {{Q, "q5", BG_VERB_WRITE}, {X, "x5", BG_VERB_READ}}},
+    {"exchange.bind", AMQP_EXCHANGE_BIND_METHOD, 0, 0, "src", "dst", 0, "", 2,
+     {{X, "dst", BG_VERB_WRITE}, {X, "src", BG_VERB_READ}}},
+    {"exchange.unbind", AMQP_EXCHANGE_UNBIND_METHOD, 0, 0, "src", "dst", 0, "", 2,
+     {{X, "dst", BG_VERB_WRITE}, {X, "src", BG_VERB_READ}}},
+    {"exchange.bind from the default exchange", AMQP_EXCHANGE_BIND_METHOD, 0, 0, "", "dst", 0,
+     "", 2, {{X, "dst", BG_VERB_WRITE}, {X, "amq.default", BG_VERB_READ}}},
+    {"queue.purge", AMQP_QUEUE_PURGE_METHOD, "q6", 0, 0, 0, 0, "", 1,
+     {{Q, "q6", BG_VERB_DELETE}}},
+    {"queue.delete", AMQP_QUEUE_DELETE_METHOD, "q7", 0, 0, 0, 0, "", 1,
+     {{Q, "q7", BG_VERB_DELETE}}},
+    {"queue.delete of the last queue", AMQP_QUEUE_DELETE_METHOD, "", 0, 0, 0, 0, "lq7", 1,
+     {{Q, "lq7", BG_VERB_DELETE}}},
+    {"exchange.delete", AMQP_EXCHANGE_DELETE_METHOD, 0, "x8", 0, 0, 0, "", 1,
+     {{X, "x8", BG_VERB_DELETE}}},
+    /* Methods that name no resource. */
+    {"channel.open", AMQP_CHANNEL_OPEN_METHOD, 0, 0, 0, 0, 0, "", 0, {{0}}},
+    {"channel.close", AMQP_CHANNEL_CLOSE_METHOD, 0, 0, 0, 0, 0, "", 0, {{0}}},
+    {"basic.qos", AMQP_BASIC_QOS_METHOD, 0, 0, 0, 0, 0, "", 0, {{0}}},
+    {"basic.ack", AMQP_BASIC_ACK_METHOD, 0, 0, 0, 0, 0, "", 0, {{0}}},
+    {"basic.cancel", AMQP_BASIC_CANCEL_METHOD, 0, 0, 0, 0, 0, "", 0, {{0}}},
+    {"confirm.select", AMQP_CONFIRM_SELECT_METHOD, 0, 0, 0, 0, 0, "", 0, {{0}}},
+    {"tx.select", AMQP_TX_SELECT_METHOD, 0, 0, 0, 0, 0, "", 0, {{0}}},
+};
+
+static amqp_bytes_t S(const char *s)
+{
+    amqp_bytes_t b = {s ? strlen(s) : 0, (void *)(s ? s : "")};
+    return b;
+}
+
+/* The rabbitmq-c struct for case c (all structs share one union). */
+typedef union {
+    amqp_basic_publish_t publish;
+    amqp_basic_consume_t consume;
+    amqp_basic_get_t get;
+    amqp_queue_declare_t qdecl;
+    amqp_exchange_declare_t xdecl;
+    amqp_queue_bind_t qbind;
+    amqp_queue_unbind_t qunbind;
+    amqp_exchange_bind_t xbind;
+    amqp_exchange_unbind_t xunbind;
+    amqp_queue_purge_t purge;
+    amqp_queue_delete_t qdel;
+    amqp_exchange_delete_t xdel;
+    uint8_t other[256];
+} args_t;
+
+static void build(const classify_case_t *c, args_t *a, bg_amqp_method_t *m)
+{
+    memset(a, 0, sizeof *a);
+    switch (c->id) {
+    case AMQP_BASIC_PUBLISH_METHOD: a->publish.exchange = S(c->exchange); break;
+    case AMQP_BASIC_CONSUME_METHOD: a->consume.queue = S(c->queue); break;
+    case AMQP_BASIC_GET_METHOD: a->get.queue = S(c->queue); break;
+    case AMQP_QUEUE_DECLARE_METHOD:
+        a->qdecl.queue = S(c->queue);
+        a->qdecl.passive = (amqp_boolean_t)c->passive;
+        break;
+    case AMQP_EXCHANGE_DECLARE_METHOD:
+        a->xdecl.exchange = S(c->exchange);
+        a->xdecl.passive = (amqp_boolean_t)c->passive;
+        break;
+    case AMQP_QUEUE_BIND_METHOD:
+        a->qbind.queue = S(c->queue);
+        a->qbind.exchange = S(c->exchange);
+        break;
+    case AMQP_QUEUE_UNBIND_METHOD:
+        a->qunbind.queue = S(c->queue);
+        a->qunbind.exchange = S(c->exchange);
+        break;
+    case AMQP_EXCHANGE_BIND_METHOD:
+        a->xbind.source = S(c->source);
+        a->xbind.destination = S(c->destination);
+        break;
+    case AMQP_EXCHANGE_UNBIND_METHOD:
+        a->xunbind.source = S(c->source);
+        a->xunbind.destination = S(c->destination);
+        break;
+    case AMQP_QUEUE_PURGE_METHOD: a->purge.queue = S(c->queue); break;
+    case AMQP_QUEUE_DELETE_METHOD: a->qdel.queue = S(c->queue); break;
+    case AMQP_EXCHANGE_DELETE_METHOD: a->xdel.exchange = S(c->exchange); break;
+    default: break;
+    }
+    m->id = c->id;
+    m->info = bg_amqp_method_info(c->id);
+    m->decoded = a;
+    assert_non_null(m->info);
+}
+
+static void test_classify_table(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof classify_cases / sizeof classify_cases[0]; i++) {
+        const classify_case_t *c = &classify_cases[i];
+        bg_amqp_channel_t ch;
+        memset(&ch, 0, sizeof ch);
+        snprintf(ch.last_queue, sizeof ch.last_queue, "%s", c->last_queue);
+        args_t a;
+        bg_amqp_method_t m;
+        build(c, &a, &m);
+        bg_amqp_verdict_t v;
+        memset(&v, 0xAB, sizeof v); /* classify must reset everything */
+        bg_amqp_authz_classify(&m, &ch, &v);
+        if (v.n != c->n)
+            fail_msg("%s: %zu checks, expected %zu", c->what, v.n, c->n);
+        assert_int_equal(v.denied, 0);
+        for (size_t k = 0; k < c->n; k++) {
+            const bg_amqp_check_t *got = &v.checks[k];
+            const exp_check_t *e = &c->exp[k];
+            if (got->type != e->type || got->verb != e->verb ||
+                got->name_len != strlen(e->name) ||
+                memcmp(got->name, e->name, got->name_len) != 0)
+                fail_msg("%s: check %zu is %s %s '%.*s', expected %s %s '%s'", c->what, k,
+                         bg_res_type_name(got->type), bg_verb_name(got->verb),
+                         (int)got->name_len, got->name, bg_res_type_name(e->type),
+                         bg_verb_name(e->verb), e->name);
+            assert_null(got->refusal);
+        }
+    }
+}
+
+/* Names are (ptr, len): a queue name is never read past its length, even
+ * when the frame's bytes go on (strings borrow the payload). */
+static void test_classify_borrows_length(void **state)
+{
+    (void)state;
+    static const char payload[] = "ok.queueTRAILING";
+    amqp_basic_consume_t c;
+    memset(&c, 0, sizeof c);
+    c.queue.bytes = (void *)payload;
+    c.queue.len = 8;
+    bg_amqp_method_t m = {AMQP_BASIC_CONSUME_METHOD, bg_amqp_method_info(AMQP_BASIC_CONSUME_METHOD),
+                          &c};
+    bg_amqp_channel_t ch;
+    memset(&ch, 0, sizeof ch);
+    bg_amqp_verdict_t v;
+    bg_amqp_authz_classify(&m, &ch, &v);
+    assert_int_equal(v.n, 1);
+    assert_int_equal(v.checks[0].name_len, 8);
+    assert_ptr_equal(v.checks[0].name, payload);
+}
+
+/* ---- decide + text ---- */
+
+static bg_policy_t *policy;
+
+static const pt_policy_t policy_table = {
+    "deny",
+    "enforce",
+    {
+        {"apps-all", "group:apps", "amqp:queue:ok.* amqp:exchange:ok.*", "all", "allow"},
+        {"default-exchange", "group:apps", "amqp:exchange:amq.default", "write", "allow"},
+        {"server-named", "group:apps", "amqp:queue:amq.gen-*", "create read", "allow"},
+        {"look-only", "group:apps", "amqp:queue:look.*", "describe", "allow"},
+        {"no-secret", "*", "amqp:queue:ok.secret* amqp:exchange:ok.secret*", "all", "deny"},
+        {"held-deletes", "*", "amqp:queue:ok.held*", "delete", "hold", NULL, "group:sre"},
+        {"audited", "group:apps", "amqp:exchange:trial.*", "write", "deny", "audit"},
+    },
+};
+
+static int setup(void **state)
+{
+    (void)state;
+    char err[256];
+    policy = pt_compile(&policy_table, err, sizeof err);
+    if (!policy)
+        fail_msg("policy: %s", err);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    bg_policy_free(policy);
+    return 0;
+}
+
+typedef struct decide_case_s {
+    const char *groups; /* of principal "alice" */
+    classify_case_t m;
+    int denied;          /* expected index + 1 of the refused check, 0 allowed */
+    const char *rule;    /* deciding rule of that check (NULL: default) */
+    const char *text;    /* expected refusal text prefix, NULL when allowed */
+} decide_case_t;
+
+#define M1(id, q, x) {"", id, q, x, 0, 0, 0, "", 0, {{0}}}
+#define MB(id, src, dst) {"", id, 0, 0, src, dst, 0, "", 0, {{0}}}
+#define MP(id, q, passive) {"", id, q, 0, 0, 0, passive, "", 0, {{0}}}
+
+static const decide_case_t decide_cases[] = {
+    {"apps", M1(AMQP_BASIC_PUBLISH_METHOD, 0, "ok.orders"), 0, "apps-all", NULL},
+    {"apps", M1(AMQP_BASIC_PUBLISH_METHOD, 0, ""), 0, "default-exchange", NULL},
+    {"", M1(AMQP_BASIC_PUBLISH_METHOD, 0, ""), 1, NULL,
+     "ACCESS_REFUSED - write access to exchange 'amq.default' in vhost '/' refused for user "
+     "'svc' (busgate default policy)"},
+    {"apps", M1(AMQP_BASIC_PUBLISH_METHOD, 0, "ok.secret-x"), 1, "no-secret",
+     "ACCESS_REFUSED - write access to exchange 'ok.secret-x' in vhost '/' refused for user "
+     "'svc' (busgate rule 'no-secret')"},
+    {"apps", M1(AMQP_BASIC_CONSUME_METHOD, "ok.secret-q", 0), 1, "no-secret",
+     "ACCESS_REFUSED - read access to queue 'ok.secret-q' in vhost '/' refused for user 'svc'"},
+    {"apps", MP(AMQP_QUEUE_DECLARE_METHOD, "look.q", 1), 0, "look-only", NULL},
+    {"apps", MP(AMQP_QUEUE_DECLARE_METHOD, "look.q", 0), 1, NULL,
+     "ACCESS_REFUSED - create access to queue 'look.q'"},
+    {"apps", MP(AMQP_QUEUE_DECLARE_METHOD, "", 0), 0, "server-named", NULL},
+    {"apps", MB(AMQP_EXCHANGE_BIND_METHOD, "ok.src", "ok.dst"), 0, "apps-all", NULL},
+    /* exchange.bind: the destination is written, the source read. */
+    {"apps", MB(AMQP_EXCHANGE_BIND_METHOD, "other.src", "ok.dst"), 2, NULL,
+     "ACCESS_REFUSED - read access to exchange 'other.src'"},
+    {"apps", MB(AMQP_EXCHANGE_BIND_METHOD, "ok.src", "other.dst"), 1, NULL,
+     "ACCESS_REFUSED - write access to exchange 'other.dst'"},
+    {"apps", M1(AMQP_QUEUE_BIND_METHOD, "ok.q", "ok.secret-x"), 2, "no-secret",
+     "ACCESS_REFUSED - read access to exchange 'ok.secret-x'"},
+    /* hold: the AMQP adapter cannot hold, so it refuses and says why. */
+    {"apps", M1(AMQP_QUEUE_DELETE_METHOD, "ok.held-q", 0), 1, "held-deletes",
+     "ACCESS_REFUSED - delete access to queue 'ok.held-q' in vhost '/' refused for user 'svc' "
+     "(busgate rule 'held-deletes' requires an approval"},
+    {"apps", M1(AMQP_QUEUE_PURGE_METHOD, "ok.held-q", 0), 1, "held-deletes", NULL},
+    /* audit mode: the rule would deny, busgate lets it through. */
+    {"apps", M1(AMQP_BASIC_PUBLISH_METHOD, 0, "trial.x"), 0, "audited", NULL},
+};
+
+static void test_decide_table(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof decide_cases / sizeof decide_cases[0]; i++) {
+        const decide_case_t *c = &decide_cases[i];
+        size_t ng;
+        const char *const *groups = pt_split(c->groups, &ng);
+        bg_policy_principal_t pr;
+        assert_int_equal(bg_policy_principal_prepare(policy, "alice", groups, ng, &pr), 0);
+        bg_amqp_channel_t ch;
+        memset(&ch, 0, sizeof ch);
+        args_t a;
+        bg_amqp_method_t m;
+        build(&c->m, &a, &m);
+        bg_amqp_verdict_t v;
+        bg_amqp_authz_classify(&m, &ch, &v);
+        bg_amqp_authz_decide(policy, &pr, &v);
+        if (v.denied != c->denied)
+            fail_msg("case %zu (%s): denied %d, expected %d", i, m.info->name, v.denied,
+                     c->denied);
+        if (c->denied) {
+            const bg_amqp_check_t *k = &v.checks[c->denied - 1];
+            assert_int_equal(k->decision.effect, BG_EFFECT_DENY);
+            const char *rule = k->decision.rule ? bg_policy_rule_name(k->decision.rule) : NULL;
+            if (c->rule || rule)
+                assert_string_equal(rule ? rule : "(default)", c->rule ? c->rule : "(default)");
+        } else if (c->rule) {
+            assert_non_null(v.checks[0].decision.rule);
+            assert_string_equal(bg_policy_rule_name(v.checks[0].decision.rule), c->rule);
+        }
+        char text[256];
+        bg_amqp_authz_text(&v, "/", "svc", text, sizeof text);
+        if (c->text && strncmp(text, c->text, strlen(c->text)) != 0)
+            fail_msg("case %zu: text\n  %s\nexpected to start with\n  %s", i, text, c->text);
+        if (!c->denied)
+            assert_string_equal(text, "ok");
+        assert_true(strlen(text) <= 255);
+        bg_policy_principal_clear(&pr);
+    }
+}
+
+/* Long names, vhost and user are cut so the text stays a valid shortstr and
+ * still names the deciding rule. */
+static void test_text_bounds(void **state)
+{
+    (void)state;
+    char longq[256];
+    memset(longq, 'q', 255);
+    memcpy(longq, "ok.secret-", 10);
+    longq[255] = '\0';
+    char user[200];
+    memset(user, 'u', sizeof user - 1);
+    user[sizeof user - 1] = '\0';
+    amqp_basic_get_t g;
+    memset(&g, 0, sizeof g);
+    g.queue = S(longq);
+    bg_amqp_method_t m = {AMQP_BASIC_GET_METHOD, bg_amqp_method_info(AMQP_BASIC_GET_METHOD), &g};
+    bg_policy_principal_t pr;
+    const char *groups[] = {"apps"};
+    assert_int_equal(bg_policy_principal_prepare(policy, "alice", groups, 1, &pr), 0);
+    bg_amqp_verdict_t v;
+    bg_amqp_authz_classify(&m, NULL, &v);
+    bg_amqp_authz_decide(policy, &pr, &v);
+    assert_int_equal(v.denied, 1);
+    char text[256];
+    bg_amqp_authz_text(&v, user, user, text, sizeof text);
+    assert_true(strlen(text) <= 255);
+    assert_non_null(strstr(text, "(busgate rule 'no-secret')"));
+    /* A small buffer is never overrun. */
+    char small[32];
+    memset(small, 'Z', sizeof small);
+    bg_amqp_authz_text(&v, "/", "svc", small, 16);
+    assert_int_equal(strlen(small), 15);
+    assert_int_equal(small[16], 'Z');
+    bg_policy_principal_clear(&pr);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_classify_table),
+        cmocka_unit_test(test_classify_borrows_length),
+        cmocka_unit_test(test_decide_table),
+        cmocka_unit_test(test_text_bounds),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
