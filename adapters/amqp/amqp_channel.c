@@ -17,6 +17,23 @@
 #include "adapters/amqp/amqp_session-internal.h"
 #include "broker/log.h"
 
+const char *bg_amqp_reply_name(uint16_t code)
+{
+    switch (code) {
+    case BG_AMQP_CONNECTION_FORCED: return "CONNECTION_FORCED";
+    case BG_AMQP_ACCESS_REFUSED: return "ACCESS_REFUSED";
+    case BG_AMQP_FRAME_ERROR: return "FRAME_ERROR";
+    case BG_AMQP_SYNTAX_ERROR: return "SYNTAX_ERROR";
+    case BG_AMQP_COMMAND_INVALID: return "COMMAND_INVALID";
+    case BG_AMQP_CHANNEL_ERROR: return "CHANNEL_ERROR";
+    case BG_AMQP_UNEXPECTED_FRAME: return "UNEXPECTED_FRAME";
+    case BG_AMQP_RESOURCE_ERROR: return "RESOURCE_ERROR";
+    case BG_AMQP_NOT_ALLOWED: return "NOT_ALLOWED";
+    case BG_AMQP_NOT_IMPLEMENTED: return "NOT_IMPLEMENTED";
+    default: return "INTERNAL_ERROR";
+    }
+}
+
 /* ---- channel state ---- */
 
 static void bg_amqp_chan__reset(bg_amqp_channel_t *ch)
@@ -307,12 +324,11 @@ static int bg_amqp_chan__client_method(bg_amqp_session_t *s, struct evbuffer *in
     const char *why = NULL;
     int rc = bg_amqp_method_decode(f, &s->lim, &s->arena, &m, &why);
     if (rc != BG_AMQP_OK || !(m.info->flags & BG_AMQP_M_CLIENT)) {
+        uint16_t code = rc == BG_AMQP_OK ? BG_AMQP_COMMAND_INVALID : bg_amqp_status_reply_code(rc);
         char text[200];
-        snprintf(text, sizeof text, "%s - %s", rc == BG_AMQP_OK ? "COMMAND_INVALID" : "SYNTAX_ERROR",
+        snprintf(text, sizeof text, "%s - %s", bg_amqp_reply_name(code),
                  rc == BG_AMQP_OK ? "a server method sent by the client" : why ? why : "malformed");
-        bg_amqp_session_close(s, rc == BG_AMQP_OK ? BG_AMQP_COMMAND_INVALID
-                                                  : bg_amqp_status_reply_code(rc),
-                              text, 0, 0);
+        bg_amqp_session_close(s, code, text, 0, 0);
         return -1;
     }
     s->methods++;
@@ -368,11 +384,11 @@ static int bg_amqp_chan__client_header(bg_amqp_session_t *s, struct evbuffer *in
     if (rc == BG_AMQP_OK)
         rc = bg_amqp_content_header_parse(p + BG_AMQP_FRAME_HEADER_SIZE, f->size, &h, &why);
     if (rc != BG_AMQP_OK) {
+        uint16_t code = bg_amqp_status_reply_code(rc);
         char text[200];
-        snprintf(text, sizeof text, "%s - content header: %s",
-                 rc == BG_AMQP_ERR_TOO_LARGE ? "FRAME_ERROR" : "SYNTAX_ERROR",
+        snprintf(text, sizeof text, "%s - content header: %s", bg_amqp_reply_name(code),
                  why ? why : "malformed");
-        return bg_amqp_chan__content_error(s, bg_amqp_status_reply_code(rc), text);
+        return bg_amqp_chan__content_error(s, code, text);
     }
     ch->body_left = h.body_size;
     ch->expect = h.body_size ? 2 : 0;

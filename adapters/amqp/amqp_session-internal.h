@@ -166,6 +166,9 @@ int bg_amqp_chan_upstream_frame(bg_amqp_session_t *s, struct evbuffer *in,
                                 const bg_amqp_frame_t *f, size_t frame_len);
 /* Frees every channel's state. */
 void bg_amqp_chan_free_all(bg_amqp_session_t *s);
+/* The name of an AMQP reply code ("SYNTAX_ERROR" for 502), so a reply
+ * text's prefix always matches its code. Static storage. */
+const char *bg_amqp_reply_name(uint16_t code);
 
 /* ---- amqp_authz.c ---- */
 

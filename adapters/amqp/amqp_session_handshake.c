@@ -280,13 +280,15 @@ int bg_amqp_hs_client_frame(bg_amqp_session_t *s, const bg_amqp_frame_t *f)
     const char *why = NULL;
     int rc = bg_amqp_method_decode(f, &s->lim, &s->arena, &m, &why);
     if (rc != BG_AMQP_OK) {
+        uint16_t code = bg_amqp_status_reply_code(rc);
         char text[200];
-        snprintf(text, sizeof text, "SYNTAX_ERROR - %s", why ? why : "malformed method");
+        snprintf(text, sizeof text, "%s - %s", bg_amqp_reply_name(code),
+                 why ? why : "malformed method");
         if (s->state == BG_AMQP_S_START_OK) {
             bg_amqp_audit_auth_failure(s, "malformed");
             bg_amqp_session_kill(s, 0, text);
         } else {
-            bg_amqp_session_close(s, bg_amqp_status_reply_code(rc), text, 0, 0);
+            bg_amqp_session_close(s, code, text, 0, 0);
         }
         return -1;
     }

@@ -221,6 +221,7 @@ static const pt_policy_t policy_table = {
         {"look-only", "group:apps", "amqp:queue:look.*", "describe", "allow"},
         {"no-secret", "*", "amqp:queue:ok.secret* amqp:exchange:ok.secret*", "all", "deny"},
         {"held-deletes", "*", "amqp:queue:ok.held*", "delete", "hold", NULL, "group:sre"},
+        {"trial", "group:apps", "amqp:exchange:trial.*", "write", "allow"},
         {"audited", "group:apps", "amqp:exchange:trial.*", "write", "deny", "audit"},
     },
 };
@@ -284,6 +285,7 @@ static const decide_case_t decide_cases[] = {
     {"apps", M1(AMQP_QUEUE_PURGE_METHOD, "ok.held-q", 0), 1, "held-deletes", NULL},
     /* audit mode: the rule would deny, busgate lets it through. */
     {"apps", M1(AMQP_BASIC_PUBLISH_METHOD, 0, "trial.x"), 0, "audited", NULL},
+    {"", M1(AMQP_BASIC_PUBLISH_METHOD, 0, "trial.x"), 1, NULL, NULL},
 };
 
 static void test_decide_table(void **state)

@@ -55,7 +55,7 @@ struct evbuffer *bg_amqp_cli_out(bg_amqp_session_t *s)
     return t_cur->cli_out;
 }
 
-static int t_fake__add(struct evbuffer *out, bg_wr_t *wr)
+static inline int t_fake__add(struct evbuffer *out, bg_wr_t *wr)
 {
     int rc = (!wr->failed && evbuffer_add(out, wr->buf, wr->len) == 0) ? 0 : -1;
     bg_wr_reset(wr);
@@ -138,7 +138,7 @@ int bg_snapshot_refresh(bg_snapshot_t **held)
 
 /* A RUNNING session with policy p for principal sub (groups: space-separated
  * list), channel_max channels, frame_max 131072, client caps. */
-static void t_fake_init(t_fake_t *t, const bg_policy_t *p, const char *sub,
+static inline void t_fake_init(t_fake_t *t, const bg_policy_t *p, const char *sub,
                         const char *const *groups, size_t ngroups, uint16_t channel_max,
                         uint32_t caps)
 {
@@ -173,7 +173,7 @@ static void t_fake_init(t_fake_t *t, const bg_policy_t *p, const char *sub,
         abort();
 }
 
-static void t_fake_free(t_fake_t *t)
+static inline void t_fake_free(t_fake_t *t)
 {
     bg_amqp_chan_free_all(&t->s);
     free(t->s.chans);
@@ -190,7 +190,7 @@ static void t_fake_free(t_fake_t *t)
 /* ---- driving it as amqp_session.c does ---- */
 
 /* The whole frame at the head of in: 1 (f, *len set), 0 need more, <0 bad. */
-static int t_peek(struct evbuffer *in, uint32_t max, bg_amqp_frame_t *f, size_t *len)
+static inline int t_peek(struct evbuffer *in, uint32_t max, bg_amqp_frame_t *f, size_t *len)
 {
     size_t avail = evbuffer_get_length(in);
     if (avail == 0)
@@ -207,7 +207,7 @@ static int t_peek(struct evbuffer *in, uint32_t max, bg_amqp_frame_t *f, size_t 
 /* Feeds n client bytes and runs the session's read loop over them (stops
  * when the session closes, dies or stalls; a bad frame is a FRAME_ERROR
  * close as in amqp_session.c). Returns the last handler result. */
-static int t_client(t_fake_t *t, const void *p, size_t n)
+static inline int t_client(t_fake_t *t, const void *p, size_t n)
 {
     bg_amqp_session_t *s = &t->s;
     if (n)
@@ -236,7 +236,7 @@ static int t_client(t_fake_t *t, const void *p, size_t n)
 
 /* Feeds n upstream bytes through bg_amqp_chan_upstream_frame (heartbeats are
  * the upstream leg's own and never reach it). Returns 0 or -1 (closing). */
-static int t_up(t_fake_t *t, const void *p, size_t n)
+static inline int t_up(t_fake_t *t, const void *p, size_t n)
 {
     bg_amqp_session_t *s = &t->s;
     if (n)
@@ -260,7 +260,7 @@ static int t_up(t_fake_t *t, const void *p, size_t n)
 /* ---- frames ---- */
 
 /* A method frame (rabbitmq-c struct or NULL for argument-less methods). */
-static size_t t_method(bg_wr_t *wr, uint16_t ch, uint32_t id, const void *args)
+static inline size_t t_method(bg_wr_t *wr, uint16_t ch, uint32_t id, const void *args)
 {
     size_t before = wr->len;
     const char *why = NULL;
@@ -272,33 +272,33 @@ static size_t t_method(bg_wr_t *wr, uint16_t ch, uint32_t id, const void *args)
 }
 
 /* A basic content header with no properties. */
-static void t_header(bg_wr_t *wr, uint16_t ch, uint64_t body_size)
+static inline void t_header(bg_wr_t *wr, uint16_t ch, uint64_t body_size)
 {
     static const uint8_t no_props[2] = {0, 0};
     bg_amqp_content_header_t h = {60, body_size, 0, {no_props, 2}};
     bg_amqp_content_header_write(wr, ch, &h);
 }
 
-static void t_body(bg_wr_t *wr, uint16_t ch, const char *p, size_t n)
+static inline void t_body(bg_wr_t *wr, uint16_t ch, const char *p, size_t n)
 {
     bg_amqp_frame_write(wr, BG_AMQP_FRAME_BODY, ch, p, n);
 }
 
-static amqp_bytes_t t_str(const char *s)
+static inline amqp_bytes_t t_str(const char *s)
 {
     amqp_bytes_t b = {strlen(s), (void *)s};
     return b;
 }
 
 /* Sends wr's bytes as the client / as the upstream, then empties wr. */
-static int t_client_wr(t_fake_t *t, bg_wr_t *wr)
+static inline int t_client_wr(t_fake_t *t, bg_wr_t *wr)
 {
     int rc = t_client(t, wr->buf, wr->len);
     bg_wr_reset(wr);
     return rc;
 }
 
-static int t_up_wr(t_fake_t *t, bg_wr_t *wr)
+static inline int t_up_wr(t_fake_t *t, bg_wr_t *wr)
 {
     int rc = t_up(t, wr->buf, wr->len);
     bg_wr_reset(wr);
@@ -308,7 +308,7 @@ static int t_up_wr(t_fake_t *t, bg_wr_t *wr)
 /* Removes the next frame of out into buf (cap bytes); 1 with f (payload in
  * buf), 0 when out is empty. Aborts on a malformed frame: busgate's output
  * must always be well-formed. */
-static int t_next(struct evbuffer *out, uint8_t *buf, size_t cap, bg_amqp_frame_t *f)
+static inline int t_next(struct evbuffer *out, uint8_t *buf, size_t cap, bg_amqp_frame_t *f)
 {
     size_t len = 0;
     int rc = t_peek(out, UINT32_MAX, f, &len);
@@ -324,7 +324,7 @@ static int t_next(struct evbuffer *out, uint8_t *buf, size_t cap, bg_amqp_frame_
 }
 
 /* Decodes a method frame taken by t_next (into t->arena); 0 or -1. */
-static int t_decode(t_fake_t *t, const bg_amqp_frame_t *f, bg_amqp_method_t *m)
+static inline int t_decode(t_fake_t *t, const bg_amqp_frame_t *f, bg_amqp_method_t *m)
 {
     const char *why = NULL;
     if (f->type != BG_AMQP_FRAME_METHOD)

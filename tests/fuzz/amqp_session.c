@@ -1,0 +1,184 @@
+/* Fuzzes the AMQP session's per-frame dispatcher: amqp_channel.c (channel
+ * state on both legs, publish/header/body accounting, refusals, the reopen
+ * hold, consumer tracking) and amqp_authz.c, driven through the fake session
+ * of tests/unit/amqp/test_amqp_session_fake.h. The session itself
+ * (amqp_session.c: sockets, timers) and the handshake are not in the loop:
+ * each input starts on a RUNNING session (the handshake done, 4 channels)
+ * with channel 1 already open on both legs.
+ *
+ * Input: records, each
+ *   sel(1): bit 0-1: 0/3 client frame, 1 upstream frame, 2 raw client bytes
+ *   type(1) channel(1) len(2, big-endian) payload(len)   [frames]
+ *   len(1) bytes(len)                                     [raw]
+ * Frames are built with a correct size and end octet, so the fuzzer spends
+ * its time on payloads; raw bytes exercise the framing errors.
+ *
+ * Invariants checked after every record (abort on violation):
+ * - every frame busgate wrote upstream is well-formed and passes
+ *   bg_amqp_validate_frame: no client bytes reach the broker (or rabbitmq-c)
+ *   unvalidated;
+ * - every frame written to the client is well-formed;
+ * - channel state stays within its enums, content accounting is coherent,
+ *   consumer lists match their counts and bound, a stall names a channel
+ *   that is really waiting for the upstream's close-ok. */
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "../unit/amqp/test_amqp_session_fake.h"
+
+#include "adapters/amqp/amqp_authz.c"
+#include "adapters/amqp/amqp_channel.c"
+#include "policy_test_util.h"
+
+#define FZ_CHANNEL_MAX 4
+
+static bg_policy_t *fz_policy;
+
+static const pt_policy_t fz_policy_table = {
+    "deny",
+    "enforce",
+    {
+        {"all", "group:apps", "amqp:queue:q* amqp:exchange:x*", "all", "allow"},
+        {"default-exchange", "group:apps", "amqp:exchange:amq.default", "write", "allow"},
+        {"server-named", "group:apps", "amqp:queue:amq.gen-*", "create read", "allow"},
+        {"secret", "*", "amqp:queue:qs* amqp:exchange:xs*", "all", "deny"},
+        {"held", "*", "amqp:queue:qh*", "delete", "hold", NULL, "group:sre"},
+    },
+};
+
+static void fz_init(void)
+{
+    if (fz_policy)
+        return;
+    char err[256];
+    fz_policy = pt_compile(&fz_policy_table, err, sizeof err);
+    if (!fz_policy) {
+        fprintf(stderr, "policy: %s\n", err);
+        abort();
+    }
+    bg_log_set_level(BG_LOG_ERROR); /* refusals log at info: keep the fuzzer quiet */
+}
+
+static void fz_check_out(struct evbuffer *out, int validate)
+{
+    static uint8_t buf[(1 << 16) + 64];
+    bg_amqp_frame_t f;
+    while (t_next(out, buf, sizeof buf, &f)) {
+        const char *why = NULL;
+        if (validate && f.type != BG_AMQP_FRAME_HEARTBEAT &&
+            bg_amqp_validate_frame(&f, NULL, &why) != BG_AMQP_OK) {
+            fprintf(stderr, "invalid frame forwarded upstream: type %u channel %u: %s\n", f.type,
+                    f.channel, why ? why : "?");
+            abort();
+        }
+    }
+}
+
+static void fz_check_state(const bg_amqp_session_t *s)
+{
+    for (size_t i = 0; i <= s->channel_max; i++) {
+        const bg_amqp_channel_t *ch = s->chans[i];
+        if (!ch)
+            continue;
+        size_t n = 0;
+        for (const bg_amqp_consumer_t *c = ch->consumers; c; c = c->next)
+            n++;
+        if (i == 0 || ch->cli > BG_AMQP_CC_REFUSED || ch->up > BG_AMQP_UC_CLOSING_BG ||
+            ch->expect > 2 || (ch->expect == 2 && ch->body_left == 0) ||
+            (ch->expect && ch->cli != BG_AMQP_CC_OPEN) || n != ch->nconsumers ||
+            n > BG_AMQP_MAX_CONSUMERS || ch->last_queue[BG_AMQP_NAME_MAX - 1] != '\0' ||
+            ch->pending_consume[BG_AMQP_NAME_MAX - 1] != '\0') {
+            fprintf(stderr, "channel %zu in an impossible state\n", i);
+            abort();
+        }
+    }
+    if (s->stalled) {
+        const bg_amqp_channel_t *ch = s->stalled <= s->channel_max ? s->chans[s->stalled] : NULL;
+        if (!ch || ch->cli != BG_AMQP_CC_CLOSED || ch->up == BG_AMQP_UC_CLOSED) {
+            fprintf(stderr, "stalled on channel %u that waits for nothing\n", s->stalled);
+            abort();
+        }
+    }
+}
+
+/* Channel 1 opened on both legs: the valid prefix every input starts from. */
+static void fz_prefix(t_fake_t *t, bg_wr_t *wr)
+{
+    amqp_channel_open_t o = {{0, NULL}};
+    t_method(wr, 1, AMQP_CHANNEL_OPEN_METHOD, &o);
+    t_client_wr(t, wr);
+    amqp_channel_open_ok_t ok = {{0, NULL}};
+    t_method(wr, 1, AMQP_CHANNEL_OPEN_OK_METHOD, &ok);
+    t_up_wr(t, wr);
+    evbuffer_drain(t->up.out, evbuffer_get_length(t->up.out));
+    evbuffer_drain(t->cli_out, evbuffer_get_length(t->cli_out));
+}
+
+static const uint8_t fz_types[4] = {BG_AMQP_FRAME_METHOD, BG_AMQP_FRAME_HEADER, BG_AMQP_FRAME_BODY,
+                                    BG_AMQP_FRAME_HEARTBEAT};
+
+/* One record from p[0..n); returns the bytes used (0: stop). */
+static size_t fz_record(t_fake_t *t, bg_wr_t *wr, const uint8_t *p, size_t n)
+{
+    if (n < 1)
+        return 0;
+    uint8_t sel = p[0] & 3;
+    if (sel == 2) {
+        if (n < 2)
+            return 0;
+        size_t len = p[1] <= n - 2 ? p[1] : n - 2;
+        t_client(t, p + 2, len);
+        return 2 + len;
+    }
+    if (n < 5)
+        return 0;
+    /* Any type from the client (unknown ones are framing errors); the
+     * upstream's frames were framed by the broker, so only real types. */
+    uint8_t type = sel != 1 && p[1] < 16 ? p[1] : fz_types[p[1] & 3];
+    uint16_t channel = p[2] % (FZ_CHANNEL_MAX + 2);
+    size_t len = (size_t)p[3] << 8 | p[4];
+    if (len > n - 5)
+        len = n - 5;
+    bg_amqp_frame_write(wr, type, channel, p + 5, len);
+    if (sel == 1) {
+        t_up_wr(t, wr);
+        /* As the session: a resumed stall makes it read the client again. */
+        if (!t->s.stalled && evbuffer_get_length(t->in))
+            t_client(t, NULL, 0);
+    } else {
+        t_client_wr(t, wr);
+    }
+    return 5 + len;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    fz_init();
+    if (size < 1)
+        return 0;
+    static const char *const groups[] = {"apps"};
+    t_fake_t *t = calloc(1, sizeof *t);
+    if (!t)
+        return 0;
+    uint32_t caps = data[0] & 1 ? BG_AMQP_CAPS_ALL : 0;
+    t_fake_init(t, fz_policy, "fuzz", groups, 1, FZ_CHANNEL_MAX, caps);
+    bg_wr_t wr;
+    bg_wr_init(&wr, 1024, 1u << 20);
+    fz_prefix(t, &wr);
+    size_t off = 1;
+    while (off < size && !t->s.dead) {
+        size_t used = fz_record(t, &wr, data + off, size - off);
+        if (used == 0)
+            break;
+        off += used;
+        fz_check_out(t->up.out, 1);
+        fz_check_out(t->cli_out, 0);
+        fz_check_state(&t->s);
+        if (t->s.state != BG_AMQP_S_RUNNING) /* closing: the session relays nothing more */
+            break;
+    }
+    bg_wr_free(&wr);
+    t_fake_free(t);
+    free(t);
+    return 0;
+}

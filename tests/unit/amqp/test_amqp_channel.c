@@ -1,0 +1,768 @@
+/* amqp_channel.c through a fake session (test_amqp_session_fake.h): channel
+ * open/close on both legs, publish -> header -> bodies accounting, refusals
+ * and what follows them (discarded content, swallowed close-oks, the
+ * channel-reopen hold), consumer tag -> queue tracking, upstream methods
+ * relayed or filtered, and the fail-closed answers to frames that do not fit
+ * the channel's state. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "test_amqp_session_fake.h"
+
+#include "adapters/amqp/amqp_authz.c"
+#include "adapters/amqp/amqp_channel.c"
+#include "policy_test_util.h"
+
+static bg_policy_t *policy;
+
+static const pt_policy_t policy_table = {
+    "deny",
+    "enforce",
+    {
+        {"apps-all", "group:apps", "amqp:queue:ok.* amqp:exchange:ok.*", "all", "allow"},
+        {"default-exchange", "group:apps", "amqp:exchange:amq.default", "write", "allow"},
+        {"no-secret", "*", "amqp:queue:ok.secret* amqp:exchange:ok.secret*", "all", "deny"},
+    },
+};
+
+static int group_setup(void **state)
+{
+    (void)state;
+    bg_log_set_level(BG_LOG_OFF); /* refusals log; the assertions check them */
+    char err[256];
+    policy = pt_compile(&policy_table, err, sizeof err);
+    if (!policy)
+        fail_msg("policy: %s", err);
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    bg_policy_free(policy);
+    return 0;
+}
+
+typedef struct ctx_s {
+    t_fake_t f;
+    bg_wr_t wr;
+    uint8_t buf[1 << 18];
+} ctx_t;
+
+static int setup_caps(void **state, uint32_t caps)
+{
+    ctx_t *c = calloc(1, sizeof *c);
+    static const char *const groups[] = {"apps"};
+    t_fake_init(&c->f, policy, "alice", groups, 1, 16, caps);
+    bg_wr_init(&c->wr, 4096, 1u << 20);
+    *state = c;
+    return 0;
+}
+
+static int setup(void **state) { return setup_caps(state, BG_AMQP_CAPS_ALL); }
+static int setup_nocaps(void **state) { return setup_caps(state, 0); }
+
+static int teardown(void **state)
+{
+    ctx_t *c = *state;
+    t_fake_free(&c->f);
+    bg_wr_free(&c->wr);
+    free(c);
+    return 0;
+}
+
+/* ---- helpers ---- */
+
+static int cli(ctx_t *c, uint16_t ch, uint32_t id, const void *args)
+{
+    t_method(&c->wr, ch, id, args);
+    return t_client_wr(&c->f, &c->wr);
+}
+
+static int up(ctx_t *c, uint16_t ch, uint32_t id, const void *args)
+{
+    t_method(&c->wr, ch, id, args);
+    return t_up_wr(&c->f, &c->wr);
+}
+
+/* The next frame busgate wrote to out must be method id on channel ch. */
+static bg_amqp_method_t expect_method(ctx_t *c, struct evbuffer *out, uint16_t ch, uint32_t id)
+{
+    bg_amqp_frame_t f;
+    bg_amqp_method_t m;
+    if (!t_next(out, c->buf, sizeof c->buf, &f))
+        fail_msg("no frame, expected method %08x on channel %u", id, ch);
+    assert_int_equal(f.type, BG_AMQP_FRAME_METHOD);
+    assert_int_equal(f.channel, ch);
+    assert_int_equal(t_decode(&c->f, &f, &m), 0);
+    if (m.id != id)
+        fail_msg("method %s, expected %08x", m.info->name, id);
+    return m;
+}
+
+static void expect_frame(ctx_t *c, struct evbuffer *out, uint8_t type, uint16_t ch,
+                         uint32_t size)
+{
+    bg_amqp_frame_t f;
+    assert_true(t_next(out, c->buf, sizeof c->buf, &f));
+    assert_int_equal(f.type, type);
+    assert_int_equal(f.channel, ch);
+    assert_int_equal(f.size, size);
+}
+
+static void expect_nothing(struct evbuffer *out) { assert_int_equal(evbuffer_get_length(out), 0); }
+
+static struct evbuffer *UP(ctx_t *c) { return c->f.up.out; }
+static struct evbuffer *CLI(ctx_t *c) { return c->f.cli_out; }
+
+static bg_amqp_channel_t *chan(ctx_t *c, uint16_t n) { return c->f.s.chans[n]; }
+
+/* Opens channel n on both legs. */
+static void open_channel(ctx_t *c, uint16_t n)
+{
+    amqp_channel_open_t o = {{0, NULL}};
+    assert_int_equal(cli(c, n, AMQP_CHANNEL_OPEN_METHOD, &o), 1);
+    expect_method(c, UP(c), n, AMQP_CHANNEL_OPEN_METHOD);
+    amqp_channel_open_ok_t ok = {{0, NULL}};
+    assert_int_equal(up(c, n, AMQP_CHANNEL_OPEN_OK_METHOD, &ok), 0);
+    expect_method(c, CLI(c), n, AMQP_CHANNEL_OPEN_OK_METHOD);
+    assert_int_equal(chan(c, n)->cli, BG_AMQP_CC_OPEN);
+    assert_int_equal(chan(c, n)->up, BG_AMQP_UC_OPEN);
+}
+
+static void publish_method(ctx_t *c, uint16_t n, const char *exchange)
+{
+    amqp_basic_publish_t p;
+    memset(&p, 0, sizeof p);
+    p.exchange = t_str(exchange);
+    p.routing_key = t_str("rk");
+    t_method(&c->wr, n, AMQP_BASIC_PUBLISH_METHOD, &p);
+}
+
+static void assert_closed_with(ctx_t *c, uint16_t code, const char *prefix)
+{
+    assert_int_equal(c->f.closed, 1);
+    assert_int_equal(c->f.close_code, code);
+    if (strncmp(c->f.close_text, prefix, strlen(prefix)) != 0)
+        fail_msg("close text '%s', expected '%s...'", c->f.close_text, prefix);
+}
+
+/* ---- channel lifecycle ---- */
+
+static void test_open_and_client_close(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    amqp_channel_close_t cl = {200, t_str("bye"), 0, 0};
+    assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_METHOD, &cl), 1);
+    expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    assert_int_equal(chan(c, 1)->cli, BG_AMQP_CC_CLOSING_CLI);
+    /* Frames the client sends meanwhile are discarded. */
+    assert_int_equal(cli(c, 1, AMQP_BASIC_QOS_METHOD, &(amqp_basic_qos_t){0, 10, 0}), 1);
+    expect_nothing(UP(c));
+    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
+    expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_OK_METHOD);
+    assert_int_equal(chan(c, 1)->cli, BG_AMQP_CC_CLOSED);
+    assert_int_equal(chan(c, 1)->up, BG_AMQP_UC_CLOSED);
+    /* The number can be opened again. */
+    open_channel(c, 1);
+    assert_int_equal(c->f.closed, 0);
+}
+
+static void test_server_close(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 2);
+    amqp_channel_close_t cl = {404, t_str("NOT_FOUND - no queue 'x'"), 50, 10};
+    assert_int_equal(up(c, 2, AMQP_CHANNEL_CLOSE_METHOD, &cl), 0);
+    bg_amqp_method_t m = expect_method(c, CLI(c), 2, AMQP_CHANNEL_CLOSE_METHOD);
+    assert_int_equal(((amqp_channel_close_t *)m.decoded)->reply_code, 404);
+    assert_int_equal(chan(c, 2)->cli, BG_AMQP_CC_CLOSING_SRV);
+    assert_int_equal(cli(c, 2, AMQP_BASIC_QOS_METHOD, &(amqp_basic_qos_t){0, 1, 0}), 1);
+    expect_nothing(UP(c)); /* discarded until the close-ok */
+    assert_int_equal(cli(c, 2, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 1);
+    expect_method(c, UP(c), 2, AMQP_CHANNEL_CLOSE_OK_METHOD);
+    assert_int_equal(chan(c, 2)->cli, BG_AMQP_CC_CLOSED);
+    assert_int_equal(chan(c, 2)->up, BG_AMQP_UC_CLOSED);
+    open_channel(c, 2);
+}
+
+static void test_method_on_unopened_channel(void **state)
+{
+    ctx_t *c = *state;
+    assert_int_equal(cli(c, 3, AMQP_BASIC_QOS_METHOD, &(amqp_basic_qos_t){0, 1, 0}), -1);
+    assert_closed_with(c, BG_AMQP_CHANNEL_ERROR, "CHANNEL_ERROR - expected 'channel.open'");
+    assert_int_equal(c->f.close_class, 60);
+    assert_int_equal(c->f.close_method, 10);
+    expect_nothing(UP(c));
+}
+
+static void test_channel_out_of_range(void **state)
+{
+    ctx_t *c = *state;
+    amqp_channel_open_t o = {{0, NULL}};
+    assert_int_equal(cli(c, 17, AMQP_CHANNEL_OPEN_METHOD, &o), -1);
+    assert_closed_with(c, BG_AMQP_CHANNEL_ERROR, "CHANNEL_ERROR - channel number out of range");
+    expect_nothing(UP(c));
+}
+
+static void test_second_open(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    amqp_channel_open_t o = {{0, NULL}};
+    assert_int_equal(cli(c, 1, AMQP_CHANNEL_OPEN_METHOD, &o), -1);
+    assert_closed_with(c, BG_AMQP_CHANNEL_ERROR, "CHANNEL_ERROR - second 'channel.open'");
+    expect_nothing(UP(c));
+}
+
+/* ---- publish accounting ---- */
+
+static void test_publish_bodies_split(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    publish_method(c, 1, "ok.x");
+    t_header(&c->wr, 1, 10);
+    t_body(&c->wr, 1, "abc", 3);
+    t_body(&c->wr, 1, "", 0);
+    t_body(&c->wr, 1, "defg", 4);
+    assert_int_equal(t_client_wr(&c->f, &c->wr), 1);
+    assert_int_equal(chan(c, 1)->expect, 2);
+    assert_int_equal(chan(c, 1)->body_left, 3);
+    t_body(&c->wr, 1, "hij", 3);
+    assert_int_equal(t_client_wr(&c->f, &c->wr), 1);
+    assert_int_equal(chan(c, 1)->expect, 0);
+    expect_method(c, UP(c), 1, AMQP_BASIC_PUBLISH_METHOD);
+    expect_frame(c, UP(c), BG_AMQP_FRAME_HEADER, 1, 14);
+    expect_frame(c, UP(c), BG_AMQP_FRAME_BODY, 1, 3);
+    expect_frame(c, UP(c), BG_AMQP_FRAME_BODY, 1, 0);
+    expect_frame(c, UP(c), BG_AMQP_FRAME_BODY, 1, 4);
+    expect_frame(c, UP(c), BG_AMQP_FRAME_BODY, 1, 3);
+    expect_nothing(UP(c));
+    /* An empty message: header only, then the next method is fine. */
+    publish_method(c, 1, "");
+    t_header(&c->wr, 1, 0);
+    t_method(&c->wr, 1, AMQP_BASIC_QOS_METHOD, &(amqp_basic_qos_t){0, 1, 0});
+    assert_int_equal(t_client_wr(&c->f, &c->wr), 1);
+    assert_int_equal(c->f.closed, 0);
+    assert_int_equal(c->f.decisions, 2);
+}
+
+/* Content on two channels interleaved: each is counted on its own. */
+static void test_publish_interleaved_channels(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    open_channel(c, 2);
+    publish_method(c, 1, "ok.a");
+    publish_method(c, 2, "ok.b");
+    t_header(&c->wr, 2, 2);
+    t_header(&c->wr, 1, 4);
+    t_body(&c->wr, 1, "aa", 2);
+    t_body(&c->wr, 2, "bb", 2);
+    t_body(&c->wr, 1, "aa", 2);
+    assert_int_equal(t_client_wr(&c->f, &c->wr), 1);
+    assert_int_equal(chan(c, 1)->expect, 0);
+    assert_int_equal(chan(c, 2)->expect, 0);
+    assert_int_equal(c->f.closed, 0);
+}
+
+static void test_body_beyond_announced_size(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    publish_method(c, 1, "ok.x");
+    t_header(&c->wr, 1, 4);
+    t_body(&c->wr, 1, "abc", 3);
+    t_body(&c->wr, 1, "de", 2);
+    assert_int_equal(t_client_wr(&c->f, &c->wr), -1);
+    assert_closed_with(c, BG_AMQP_UNEXPECTED_FRAME, "UNEXPECTED_FRAME - body frame beyond");
+    /* The over-long body never reached the broker. */
+    expect_method(c, UP(c), 1, AMQP_BASIC_PUBLISH_METHOD);
+    expect_frame(c, UP(c), BG_AMQP_FRAME_HEADER, 1, 14);
+    expect_frame(c, UP(c), BG_AMQP_FRAME_BODY, 1, 3);
+    expect_nothing(UP(c));
+}
+
+static void test_header_without_publish(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    t_header(&c->wr, 1, 4);
+    assert_int_equal(t_client_wr(&c->f, &c->wr), -1);
+    assert_closed_with(c, BG_AMQP_UNEXPECTED_FRAME, "UNEXPECTED_FRAME - content header without");
+    expect_nothing(UP(c));
+}
+
+static void test_body_without_publish(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    t_body(&c->wr, 1, "x", 1);
+    assert_int_equal(t_client_wr(&c->f, &c->wr), -1);
+    assert_int_equal(c->f.close_code, BG_AMQP_UNEXPECTED_FRAME);
+    expect_nothing(UP(c));
+}
+
+static void test_second_header(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    publish_method(c, 1, "ok.x");
+    t_header(&c->wr, 1, 4);
+    t_header(&c->wr, 1, 4);
+    assert_int_equal(t_client_wr(&c->f, &c->wr), -1);
+    assert_int_equal(c->f.close_code, BG_AMQP_UNEXPECTED_FRAME);
+}
+
+static void test_method_instead_of_content(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    publish_method(c, 1, "ok.x");
+    t_method(&c->wr, 1, AMQP_BASIC_QOS_METHOD, &(amqp_basic_qos_t){0, 1, 0});
+    assert_int_equal(t_client_wr(&c->f, &c->wr), -1);
+    assert_closed_with(c, BG_AMQP_UNEXPECTED_FRAME, "UNEXPECTED_FRAME - expected content header");
+    assert_int_equal(c->f.close_class, 60);
+    assert_int_equal(c->f.close_method, 10);
+}
+
+static void test_content_on_channel_0_and_closed(void **state)
+{
+    ctx_t *c = *state;
+    t_body(&c->wr, 0, "x", 1);
+    assert_int_equal(t_client_wr(&c->f, &c->wr), -1);
+    assert_closed_with(c, BG_AMQP_COMMAND_INVALID, "COMMAND_INVALID - content frame on channel 0");
+    teardown(state);
+    setup(state);
+    c = *state;
+    t_header(&c->wr, 5, 1);
+    assert_int_equal(t_client_wr(&c->f, &c->wr), -1);
+    assert_closed_with(c, BG_AMQP_CHANNEL_ERROR, "CHANNEL_ERROR - content on a closed channel");
+    expect_nothing(UP(c));
+}
+
+/* A header whose properties carry the continuation flag is refused before
+ * rabbitmq-c sees it (0.11 has UB there). */
+static void test_header_continuation_flag(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    publish_method(c, 1, "ok.x");
+    static const uint8_t props[2] = {0, 1}; /* bit 0: continuation */
+    bg_amqp_content_header_t h = {60, 1, 0, {props, 2}};
+    bg_amqp_content_header_write(&c->wr, 1, &h);
+    assert_int_equal(t_client_wr(&c->f, &c->wr), -1);
+    assert_int_equal(c->f.close_code, BG_AMQP_SYNTAX_ERROR);
+    assert_non_null(strstr(c->f.close_text, "content header"));
+    expect_method(c, UP(c), 1, AMQP_BASIC_PUBLISH_METHOD);
+    expect_nothing(UP(c));
+}
+
+/* A headers table nested deeper than the limit: refused, and the reply
+ * text's name matches its code. */
+static void test_header_table_too_deep(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    publish_method(c, 1, "ok.x");
+    /* props: flags (headers = bit 13), then a table nesting 10 tables. */
+    bg_wr_t p;
+    bg_wr_init(&p, 256, 4096);
+    bg_wr_u16(&p, 1u << 13);
+    int depth = 10;
+    size_t inner = 0; /* the innermost table is empty */
+    /* Each level: u32 size + key "k"(shortstr) + 'F' + nested table. */
+    size_t sizes[16];
+    for (int i = depth - 1; i >= 0; i--) {
+        sizes[i] = inner;
+        inner = 2 + 1 + 4 + inner; /* shortstr "k", 'F', nested size field */
+    }
+    bg_wr_u32(&p, (uint32_t)inner);
+    for (int i = 0; i < depth; i++) {
+        bg_wr_u8(&p, 1);
+        bg_wr_u8(&p, 'k');
+        bg_wr_u8(&p, 'F');
+        bg_wr_u32(&p, (uint32_t)sizes[i]);
+    }
+    bg_amqp_content_header_t h = {60, 1, 0, {p.buf, (int32_t)p.len}};
+    bg_amqp_content_header_write(&c->wr, 1, &h);
+    bg_wr_free(&p);
+    assert_int_equal(t_client_wr(&c->f, &c->wr), -1);
+    assert_int_equal(c->f.close_code, BG_AMQP_RESOURCE_ERROR);
+    assert_closed_with(c, BG_AMQP_RESOURCE_ERROR, "RESOURCE_ERROR - content header");
+    expect_method(c, UP(c), 1, AMQP_BASIC_PUBLISH_METHOD);
+    expect_nothing(UP(c));
+}
+
+/* ---- refusals ---- */
+
+static void refuse_publish(ctx_t *c, uint16_t n)
+{
+    publish_method(c, n, "ok.secret-x");
+    t_header(&c->wr, n, 5);
+    t_body(&c->wr, n, "se", 2);
+    t_body(&c->wr, n, "cret", 3);
+    assert_int_equal(t_client_wr(&c->f, &c->wr), 1);
+    bg_amqp_method_t m = expect_method(c, CLI(c), n, AMQP_CHANNEL_CLOSE_METHOD);
+    const amqp_channel_close_t *cl = m.decoded;
+    assert_int_equal(cl->reply_code, 403);
+    assert_int_equal(cl->class_id, 60);
+    assert_int_equal(cl->method_id, 40);
+    const char *want = "ACCESS_REFUSED - write access to exchange 'ok.secret-x' in vhost '/' "
+                       "refused for user 'svc' (busgate rule 'no-secret')";
+    assert_int_equal(cl->reply_text.len, strlen(want));
+    assert_memory_equal(cl->reply_text.bytes, want, strlen(want));
+    /* Upstream: the channel is closed by busgate, nothing of the publish. */
+    m = expect_method(c, UP(c), n, AMQP_CHANNEL_CLOSE_METHOD);
+    assert_int_equal(((amqp_channel_close_t *)m.decoded)->reply_code, 200);
+    expect_nothing(UP(c));
+    assert_int_equal(chan(c, n)->cli, BG_AMQP_CC_REFUSED);
+    assert_int_equal(chan(c, n)->up, BG_AMQP_UC_CLOSING_BG);
+}
+
+static void test_refused_publish(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    open_channel(c, 2);
+    refuse_publish(c, 1);
+    /* The upstream's confirms/deliveries on the channel are dropped. */
+    amqp_basic_ack_t ack = {1, 0};
+    assert_int_equal(up(c, 1, AMQP_BASIC_ACK_METHOD, &ack), 0);
+    expect_nothing(CLI(c));
+    /* The client's close-ok and the upstream's close-ok are both swallowed. */
+    assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 1);
+    expect_nothing(UP(c));
+    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
+    expect_nothing(CLI(c));
+    assert_int_equal(chan(c, 1)->cli, BG_AMQP_CC_CLOSED);
+    assert_int_equal(chan(c, 1)->up, BG_AMQP_UC_CLOSED);
+    assert_int_equal(c->f.s.stalled, 0);
+    /* The other channel never noticed; channel 1 can be reopened. */
+    publish_method(c, 2, "ok.x");
+    t_header(&c->wr, 2, 0);
+    assert_int_equal(t_client_wr(&c->f, &c->wr), 1);
+    expect_method(c, UP(c), 2, AMQP_BASIC_PUBLISH_METHOD);
+    expect_frame(c, UP(c), BG_AMQP_FRAME_HEADER, 2, 14);
+    open_channel(c, 1);
+    assert_int_equal(c->f.closed, 0);
+}
+
+/* With confirms on, a refused publish closes the channel (both legs) rather
+ * than dropping one message and shifting the later delivery tags. */
+static void test_refused_publish_with_confirms(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    assert_int_equal(cli(c, 1, AMQP_CONFIRM_SELECT_METHOD, &(amqp_confirm_select_t){0}), 1);
+    expect_method(c, UP(c), 1, AMQP_CONFIRM_SELECT_METHOD);
+    assert_int_equal(chan(c, 1)->confirm, 1);
+    publish_method(c, 1, "ok.x");
+    t_header(&c->wr, 1, 0);
+    assert_int_equal(t_client_wr(&c->f, &c->wr), 1);
+    expect_method(c, UP(c), 1, AMQP_BASIC_PUBLISH_METHOD);
+    expect_frame(c, UP(c), BG_AMQP_FRAME_HEADER, 1, 14);
+    refuse_publish(c, 1);
+    /* A publish the client pipelined after the refused one is discarded too. */
+    publish_method(c, 1, "ok.x");
+    t_header(&c->wr, 1, 1);
+    t_body(&c->wr, 1, "z", 1);
+    assert_int_equal(t_client_wr(&c->f, &c->wr), 1);
+    expect_nothing(UP(c));
+    assert_int_equal(c->f.closed, 0);
+}
+
+/* Closes that cross: the client's channel.close after busgate's refusal is
+ * answered by busgate (the client then owes nothing more). */
+static void test_refusal_crossing_client_close(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    refuse_publish(c, 1);
+    amqp_channel_close_t cl = {200, t_str("bye"), 0, 0};
+    assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_METHOD, &cl), 1);
+    expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_OK_METHOD);
+    expect_nothing(UP(c));
+    assert_int_equal(chan(c, 1)->cli, BG_AMQP_CC_CLOSED);
+    /* Upstream crossing too: busgate answers its channel.close upstream. */
+    amqp_channel_close_t ucl = {406, t_str("PRECONDITION_FAILED"), 0, 0};
+    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_METHOD, &ucl), 0);
+    expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_OK_METHOD);
+    expect_nothing(CLI(c));
+    assert_int_equal(chan(c, 1)->up, BG_AMQP_UC_CLOSED);
+}
+
+/* The client reopens a refused channel before the upstream confirmed
+ * busgate's close: reading stalls until the upstream's close-ok, then the
+ * open goes through. The client pipelines everything in one write. */
+static void test_reopen_hold(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    evbuffer_drain(UP(c), evbuffer_get_length(UP(c)));
+    publish_method(c, 1, "ok.secret-x");
+    t_header(&c->wr, 1, 0);
+    t_method(&c->wr, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL);
+    amqp_channel_open_t o = {{0, NULL}};
+    t_method(&c->wr, 1, AMQP_CHANNEL_OPEN_METHOD, &o);
+    assert_int_equal(t_client_wr(&c->f, &c->wr), 0); /* stalled */
+    assert_int_equal(c->f.s.stalled, 1);
+    expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    expect_nothing(UP(c)); /* the open waits */
+    assert_true(evbuffer_get_length(c->f.in) > 0);
+    int resumes = c->f.resumes;
+    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
+    assert_int_equal(c->f.s.stalled, 0);
+    assert_int_equal(c->f.resumes, resumes + 1);
+    expect_nothing(CLI(c));
+    /* The session re-reads: the held open is forwarded now. */
+    assert_int_equal(t_client(&c->f, NULL, 0), 1);
+    expect_method(c, UP(c), 1, AMQP_CHANNEL_OPEN_METHOD);
+    assert_int_equal(chan(c, 1)->cli, BG_AMQP_CC_OPEN);
+    assert_int_equal(c->f.closed, 0);
+}
+
+static void test_audit_not_admitting(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    c->f.admitting = 0;
+    amqp_queue_declare_t d;
+    memset(&d, 0, sizeof d);
+    d.queue = t_str("ok.q");
+    assert_int_equal(cli(c, 1, AMQP_QUEUE_DECLARE_METHOD, &d), 1);
+    bg_amqp_method_t m = expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    assert_int_equal(((amqp_channel_close_t *)m.decoded)->reply_code, BG_AMQP_RESOURCE_ERROR);
+    expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    expect_nothing(UP(c));
+    /* Methods that name no resource need no audit: not refused. */
+    open_channel(c, 2);
+    assert_int_equal(cli(c, 2, AMQP_BASIC_QOS_METHOD, &(amqp_basic_qos_t){0, 1, 0}), 1);
+    expect_method(c, UP(c), 2, AMQP_BASIC_QOS_METHOD);
+}
+
+/* ---- consumers ---- */
+
+static void test_consumer_tracking(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    /* queue.declare "" -> declare-ok names the queue; consume "" uses it. */
+    amqp_queue_declare_ok_t dok = {t_str("ok.gen-1"), 0, 0};
+    assert_int_equal(up(c, 1, AMQP_QUEUE_DECLARE_OK_METHOD, &dok), 0);
+    expect_method(c, CLI(c), 1, AMQP_QUEUE_DECLARE_OK_METHOD);
+    assert_string_equal(chan(c, 1)->last_queue, "ok.gen-1");
+    amqp_basic_consume_t bc;
+    memset(&bc, 0, sizeof bc);
+    assert_int_equal(cli(c, 1, AMQP_BASIC_CONSUME_METHOD, &bc), 1);
+    expect_method(c, UP(c), 1, AMQP_BASIC_CONSUME_METHOD);
+    amqp_basic_consume_ok_t cok = {t_str("ctag-1")};
+    assert_int_equal(up(c, 1, AMQP_BASIC_CONSUME_OK_METHOD, &cok), 0);
+    expect_method(c, CLI(c), 1, AMQP_BASIC_CONSUME_OK_METHOD);
+    bc.queue = t_str("ok.other");
+    assert_int_equal(cli(c, 1, AMQP_BASIC_CONSUME_METHOD, &bc), 1);
+    expect_method(c, UP(c), 1, AMQP_BASIC_CONSUME_METHOD);
+    cok.consumer_tag = t_str("ctag-2");
+    assert_int_equal(up(c, 1, AMQP_BASIC_CONSUME_OK_METHOD, &cok), 0);
+    expect_method(c, CLI(c), 1, AMQP_BASIC_CONSUME_OK_METHOD);
+    bg_amqp_channel_t *ch = chan(c, 1);
+    assert_int_equal(ch->nconsumers, 2);
+    int seen = 0;
+    for (bg_amqp_consumer_t *k = ch->consumers; k; k = k->next) {
+        if (strcmp(k->tag, "ctag-1") == 0)
+            assert_string_equal(k->queue, "ok.gen-1"), seen |= 1;
+        if (strcmp(k->tag, "ctag-2") == 0)
+            assert_string_equal(k->queue, "ok.other"), seen |= 2;
+    }
+    assert_int_equal(seen, 3);
+    /* The broker's cancel notification (queue deleted) is relayed and forgets it. */
+    amqp_basic_cancel_t cn = {t_str("ctag-1"), 1};
+    assert_int_equal(up(c, 1, AMQP_BASIC_CANCEL_METHOD, &cn), 0);
+    expect_method(c, CLI(c), 1, AMQP_BASIC_CANCEL_METHOD);
+    assert_int_equal(ch->nconsumers, 1);
+    amqp_basic_cancel_ok_t cnok = {t_str("ctag-2")};
+    assert_int_equal(up(c, 1, AMQP_BASIC_CANCEL_OK_METHOD, &cnok), 0);
+    assert_int_equal(ch->nconsumers, 0);
+    assert_null(ch->consumers);
+    assert_int_equal(c->f.closed, 0);
+}
+
+static void test_consumer_bound(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    bg_amqp_channel_t *ch = chan(c, 1);
+    snprintf(ch->pending_consume, sizeof ch->pending_consume, "ok.q");
+    char tag[32];
+    for (int i = 0; i < BG_AMQP_MAX_CONSUMERS + 10; i++) {
+        snprintf(tag, sizeof tag, "t%d", i);
+        bg_amqp_chan__add_consumer(ch, t_str(tag));
+    }
+    assert_int_equal(ch->nconsumers, BG_AMQP_MAX_CONSUMERS);
+    bg_amqp_chan__remove_consumer(ch, t_str("t0"));
+    bg_amqp_chan__remove_consumer(ch, t_str("not-there"));
+    assert_int_equal(ch->nconsumers, BG_AMQP_MAX_CONSUMERS - 1);
+    /* Closing the channel frees them all (the sanitizer build checks leaks). */
+    amqp_channel_close_t ucl = {320, t_str("CONNECTION_FORCED"), 0, 0};
+    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_METHOD, &ucl), 0);
+    assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 1);
+    assert_int_equal(ch->nconsumers, 0);
+    assert_null(ch->consumers);
+}
+
+/* ---- upstream connection-class frames ---- */
+
+static void test_blocked_relayed_with_capability(void **state)
+{
+    ctx_t *c = *state;
+    amqp_connection_blocked_t b = {t_str("low on memory")};
+    assert_int_equal(up(c, 0, AMQP_CONNECTION_BLOCKED_METHOD, &b), 0);
+    expect_method(c, CLI(c), 0, AMQP_CONNECTION_BLOCKED_METHOD);
+    assert_int_equal(up(c, 0, AMQP_CONNECTION_UNBLOCKED_METHOD, NULL), 0);
+    expect_method(c, CLI(c), 0, AMQP_CONNECTION_UNBLOCKED_METHOD);
+}
+
+static void test_blocked_dropped_without_capability(void **state)
+{
+    ctx_t *c = *state;
+    amqp_connection_blocked_t b = {t_str("low on memory")};
+    assert_int_equal(up(c, 0, AMQP_CONNECTION_BLOCKED_METHOD, &b), 0);
+    assert_int_equal(up(c, 0, AMQP_CONNECTION_UNBLOCKED_METHOD, NULL), 0);
+    expect_nothing(CLI(c));
+    assert_int_equal(c->f.closed, 0);
+}
+
+static void test_upstream_connection_close(void **state)
+{
+    ctx_t *c = *state;
+    amqp_connection_close_t cl = {320, t_str("CONNECTION_FORCED - broker forced"), 0, 0};
+    assert_int_equal(up(c, 0, AMQP_CONNECTION_CLOSE_METHOD, &cl), -1);
+    expect_method(c, CLI(c), 0, AMQP_CONNECTION_CLOSE_METHOD);
+    expect_method(c, UP(c), 0, AMQP_CONNECTION_CLOSE_OK_METHOD);
+    assert_int_equal(c->f.awaiting_close_ok, 1);
+}
+
+/* ---- client connection-class and invalid methods ---- */
+
+static void test_client_connection_close(void **state)
+{
+    ctx_t *c = *state;
+    amqp_connection_close_t cl = {200, t_str("bye"), 0, 0};
+    assert_int_equal(cli(c, 0, AMQP_CONNECTION_CLOSE_METHOD, &cl), -1);
+    expect_method(c, CLI(c), 0, AMQP_CONNECTION_CLOSE_OK_METHOD);
+    expect_method(c, UP(c), 0, AMQP_CONNECTION_CLOSE_METHOD);
+    assert_true(c->f.killed);
+    assert_true(c->f.kill_flush);
+}
+
+static void test_update_secret_while_running(void **state)
+{
+    ctx_t *c = *state;
+    bg_amqp_update_secret_t us = {t_str("a.b.c"), t_str("refresh")};
+    assert_int_equal(cli(c, 0, BG_AMQP_CONNECTION_UPDATE_SECRET, &us), 1);
+    assert_int_equal(c->f.update_secrets, 1);
+    expect_nothing(UP(c)); /* the client's token never goes upstream */
+}
+
+static void test_connection_method_out_of_place(void **state)
+{
+    ctx_t *c = *state;
+    amqp_connection_tune_ok_t t = {10, 131072, 0};
+    assert_int_equal(cli(c, 0, AMQP_CONNECTION_TUNE_OK_METHOD, &t), -1);
+    assert_closed_with(c, BG_AMQP_COMMAND_INVALID, "COMMAND_INVALID - unexpected");
+    expect_nothing(UP(c));
+}
+
+static void test_server_method_from_client(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    amqp_basic_consume_ok_t ok = {t_str("x")};
+    assert_int_equal(cli(c, 1, AMQP_BASIC_CONSUME_OK_METHOD, &ok), -1);
+    assert_closed_with(c, BG_AMQP_COMMAND_INVALID, "COMMAND_INVALID");
+    expect_nothing(UP(c));
+}
+
+/* Hand-made method frames busgate must refuse, each with the code its
+ * reply text names. */
+static void test_malformed_methods(void **state)
+{
+    static const struct {
+        const char *what;
+        uint16_t channel;
+        uint8_t payload[16];
+        size_t len;
+        uint16_t code;
+        const char *prefix;
+    } cases[] = {
+        {"unknown method", 1, {0, 60, 0, 99}, 4, BG_AMQP_NOT_IMPLEMENTED, "NOT_IMPLEMENTED"},
+        {"unknown class", 1, {0, 99, 0, 10}, 4, BG_AMQP_NOT_IMPLEMENTED, "NOT_IMPLEMENTED"},
+        {"truncated qos", 1, {0, 60, 0, 10, 0, 0}, 6, BG_AMQP_SYNTAX_ERROR, "SYNTAX_ERROR"},
+        {"trailing bytes", 1, {0, 60, 0, 10, 0, 0, 0, 0, 0, 1, 0, 7}, 12, BG_AMQP_SYNTAX_ERROR,
+         "SYNTAX_ERROR"},
+        {"basic method on channel 0", 0, {0, 60, 0, 10, 0, 0, 0, 0, 0, 1, 0}, 11,
+         BG_AMQP_CHANNEL_ERROR, "CHANNEL_ERROR"},
+        {"connection method on channel 1", 1, {0, 10, 0, 51}, 4, BG_AMQP_CHANNEL_ERROR,
+         "CHANNEL_ERROR"},
+        {"short method id", 1, {0, 60}, 2, BG_AMQP_SYNTAX_ERROR, "SYNTAX_ERROR"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        teardown(state);
+        setup(state);
+        ctx_t *c = *state;
+        open_channel(c, 1);
+        bg_amqp_frame_write(&c->wr, BG_AMQP_FRAME_METHOD, cases[i].channel, cases[i].payload,
+                            cases[i].len);
+        int rc = t_client_wr(&c->f, &c->wr);
+        if (rc != -1 || c->f.close_code != cases[i].code ||
+            strncmp(c->f.close_text, cases[i].prefix, strlen(cases[i].prefix)) != 0)
+            fail_msg("%s: rc %d, closed %u '%s', expected %u '%s...'", cases[i].what, rc,
+                     c->f.close_code, c->f.close_text, cases[i].code, cases[i].prefix);
+        expect_nothing(UP(c));
+    }
+}
+
+int main(void)
+{
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(test_open_and_client_close),
+        T(test_server_close),
+        T(test_method_on_unopened_channel),
+        T(test_channel_out_of_range),
+        T(test_second_open),
+        T(test_publish_bodies_split),
+        T(test_publish_interleaved_channels),
+        T(test_body_beyond_announced_size),
+        T(test_header_without_publish),
+        T(test_body_without_publish),
+        T(test_second_header),
+        T(test_method_instead_of_content),
+        T(test_content_on_channel_0_and_closed),
+        T(test_header_continuation_flag),
+        T(test_header_table_too_deep),
+        T(test_refused_publish),
+        T(test_refused_publish_with_confirms),
+        T(test_refusal_crossing_client_close),
+        T(test_reopen_hold),
+        T(test_audit_not_admitting),
+        T(test_consumer_tracking),
+        T(test_consumer_bound),
+        T(test_blocked_relayed_with_capability),
+        cmocka_unit_test_setup_teardown(test_blocked_dropped_without_capability, setup_nocaps,
+                                        teardown),
+        T(test_upstream_connection_close),
+        T(test_client_connection_close),
+        T(test_update_secret_while_running),
+        T(test_connection_method_out_of_place),
+        T(test_server_method_from_client),
+        T(test_malformed_methods),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
