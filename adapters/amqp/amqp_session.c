@@ -305,6 +305,11 @@ static int bg_amqp__client_frame(bg_amqp_session_t *s, struct evbuffer *in)
         char text[200];
         snprintf(text, sizeof text, "FRAME_ERROR - %s", why ? why : "bad frame");
         bg_amqp_session_close(s, BG_AMQP_FRAME_ERROR, text, 0, 0);
+        /* The stream cannot be resynchronised: nothing the client sends now
+         * can be understood, not even its close-ok. Reading on would only
+         * pile its bytes up in the input buffer until the close times out,
+         * so flush the connection.close and hang up. */
+        bg_amqp_session_kill(s, 1, NULL);
         return -1;
     }
     if (s->state == BG_AMQP_S_CLOSING)

@@ -140,11 +140,13 @@ EOF
     bg_pid=$!
     local i
     for ((i = 0; i < 600; i++)); do
-        curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null 2>&1 && break
+        # /readyz reports the AMQP adapter ready only once a session reached
+        # RabbitMQ; before the first client, wait for the listener instead.
+        (exec 3<>"/dev/tcp/127.0.0.1/$listen") 2>/dev/null && break
         kill -0 "$bg_pid" 2>/dev/null || { cat "$out/busgate/busgate.log" >&2; bg_die "busgate exited"; }
         sleep 0.1
     done
-    [ "$i" -lt 600 ] || bg_die "busgate did not become ready"
+    [ "$i" -lt 600 ] || bg_die "busgate did not listen"
     bg_port="$listen"
     # A development token (issuer busgate-dev) as the PLAIN password. It only
     # ever travels in PerfTest's environment (URI), never on a command line.
@@ -264,7 +266,7 @@ profile() {
 }
 
 main() {
-    bg_need java curl python3
+    bg_need java python3
     mkdir -p "$out"
     : >"$results"
     "$BG_REPO_ROOT/scripts/rabbitmq-up.sh" >/dev/null

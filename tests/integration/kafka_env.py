@@ -48,11 +48,13 @@ def unique(prefix):
 
 
 def busgate_config(tmp_path, rules, *, default="deny", mode="enforce", mechanism="SCRAM-SHA-512",
-                   upstream=None, security="sasl_plaintext", extra_issuers="", extra=""):
+                   upstream=None, security="sasl_plaintext", extra_issuers="", extra="",
+                   kafka_extra=""):
     """Returns (yaml_text, ports) for busgate in front of the test broker.
 
     ports: dict with listen, base (broker_port_base), admin; audit: the
-    JSON-lines audit file path."""
+    JSON-lines audit file path. kafka_extra: lines added to the kafka
+    section (two-space indented), e.g. a tls block."""
     listen, admin = free_port(), free_port()
     base = free_port_block()
     upstream = upstream or [KAFKA_SASL]
@@ -71,7 +73,7 @@ identity:
 kafka:
   listen: 127.0.0.1:{listen}
   broker_port_base: {base}
-  upstream:
+{kafka_extra}  upstream:
     bootstrap: [{", ".join(upstream)}]
     security: {security}
 {sasl}policy:

@@ -1,0 +1,389 @@
+"""Edges of busgate's AMQP adapter against the real RabbitMQ, mostly over a
+raw socket (what pika cannot send): AMQPLAIN login, a client that stops
+sending heartbeats, connection.blocked relayed only to clients that asked
+for it, consumer cancel notifications, the channel-reopen hold after a
+refusal, and malformed frames after the handshake (each answered with
+connection.close and the right code, busgate staying healthy and bounded)."""
+import socket
+import struct
+import subprocess
+import time
+
+import pytest
+
+from amqp_env import Issuer, busgate_config, connect, direct, rule, unique
+from conftest import ROOT, http_get
+
+ALL = ["read", "write", "create", "delete", "describe"]
+
+
+def policy():
+    return (rule("edge-all", ["group:apps"], ["amqp:queue:it.*", "amqp:exchange:it.*"], ALL)
+            + rule("default-exchange", ["group:apps"], ["amqp:exchange:amq.default"], ["write"])
+            + rule("no-secret", ["*"], ["amqp:exchange:it.secret*"], ALL, effect="deny"))
+
+
+@pytest.fixture
+def gw(start_busgate, tmp_path):
+    issuer = Issuer(tmp_path / "keys")
+    text, ports = busgate_config(tmp_path, issuer, policy())
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    return bg, ports, issuer
+
+
+# ---- a raw AMQP 0-9-1 client ----
+
+def ss(s):
+    b = s.encode() if isinstance(s, str) else s
+    return bytes([len(b)]) + b
+
+
+def ls(s):
+    b = s.encode() if isinstance(s, str) else s
+    return struct.pack(">I", len(b)) + b
+
+
+def table(entries):
+    """entries: [(key, type letter, encoded value)]"""
+    body = b"".join(ss(k) + t.encode() + v for k, t, v in entries)
+    return struct.pack(">I", len(body)) + body
+
+
+def frame(typ, ch, payload, end=b"\xce"):
+    return struct.pack(">BHI", typ, ch, len(payload)) + payload + end
+
+
+def method(ch, cls, meth, args=b""):
+    return frame(1, ch, struct.pack(">HH", cls, meth) + args)
+
+
+def publish(ch, exchange, rk):
+    return method(ch, 60, 40, struct.pack(">H", 0) + ss(exchange) + ss(rk) + b"\x00")
+
+
+def header(ch, size, flags=0):
+    return frame(2, ch, struct.pack(">HHQH", 60, 0, size, flags))
+
+
+CHANNEL_OPEN = (20, 10)
+
+
+class Raw:
+    def __init__(self, port, timeout=10.0):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+
+    def send(self, b):
+        self.s.sendall(b)
+
+    def _fill(self, n, deadline):
+        while len(self.buf) < n:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no frame in time")
+            self.s.settimeout(left)
+            chunk = self.s.recv(65536)
+            if not chunk:
+                raise EOFError("connection closed")
+            self.buf += chunk
+
+    def frame(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        self._fill(7, deadline)
+        typ, ch, size = struct.unpack(">BHI", self.buf[:7])
+        self._fill(7 + size + 1, deadline)
+        payload, end = self.buf[7:7 + size], self.buf[7 + size]
+        self.buf = self.buf[8 + size:]
+        assert end == 0xCE
+        return typ, ch, payload
+
+    def method(self, timeout=10.0):
+        """Next method frame (heartbeats skipped): (channel, (class, method), args)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            typ, ch, p = self.frame(max(0.01, deadline - time.monotonic()))
+            if typ == 8:
+                continue
+            assert typ == 1, f"frame type {typ}"
+            return ch, struct.unpack(">HH", p[:4]), p[4:]
+
+    def expect(self, ch, ids, timeout=10.0):
+        got_ch, got, args = self.method(timeout)
+        assert (got_ch, got) == (ch, ids), f"got {got} on {got_ch}, expected {ids} on {ch}"
+        return args
+
+    def eof(self, timeout=10.0):
+        """True once the peer closed (frames before that are skipped)."""
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                self.frame(max(0.01, deadline - time.monotonic()))
+        except EOFError:
+            return True
+        except (TimeoutError, socket.timeout):
+            return False
+
+    def close(self):
+        self.s.close()
+
+
+def close_args(args):
+    code = struct.unpack(">H", args[:2])[0]
+    tlen = args[2]
+    text = args[3:3 + tlen].decode()
+    cls, meth = struct.unpack(">HH", args[3 + tlen:7 + tlen])
+    return code, text, cls, meth
+
+
+def handshake(port, token, *, mechanism="PLAIN", caps=(), heartbeat=0, user="svc"):
+    """A raw client through connection.open-ok. Returns (Raw, frame_max)."""
+    r = Raw(port)
+    r.send(b"AMQP\x00\x00\x09\x01")
+    r.expect(0, (10, 10))  # start
+    props = table([("product", "S", ls("busgate-edge-test")),
+                   ("capabilities", "F", table([(c, "t", b"\x01") for c in caps]))])
+    if mechanism == "AMQPLAIN":
+        response = ss("LOGIN") + b"S" + ls(user) + ss("PASSWORD") + b"S" + ls(token)
+    else:
+        response = b"\x00" + user.encode() + b"\x00" + token.encode()
+    r.send(method(0, 10, 11, props + ss(mechanism) + ls(response) + ss("en_US")))
+    ch, mid, args = r.method()
+    if mid == (10, 50):
+        return r, close_args(args)
+    assert mid == (10, 30), mid  # tune
+    channel_max, frame_max, _ = struct.unpack(">HIH", args[:8])
+    r.send(method(0, 10, 31, struct.pack(">HIH", channel_max, frame_max, heartbeat)))
+    r.send(method(0, 10, 40, ss("/") + ss("") + b"\x00"))
+    r.expect(0, (10, 41))
+    return r, frame_max
+
+
+def open_channel(r, ch):
+    r.send(method(ch, *CHANNEL_OPEN, ss("")))
+    r.expect(ch, (20, 11))
+
+
+def expect_connection_close(r, code, prefix):
+    args = r.expect(0, (10, 50))
+    got_code, text, _, _ = close_args(args)
+    assert got_code == code and text.startswith(prefix), (got_code, text)
+    try:
+        r.send(method(0, 10, 51))  # close-ok (busgate may have hung up already)
+    except OSError:
+        pass
+    assert r.eof(7.0)
+    return text
+
+
+def healthy(ports, issuer):
+    """busgate answers /healthz and serves a new client end to end."""
+    status, _ = http_get(f"http://127.0.0.1:{ports['admin']}/healthz")
+    assert status == 200
+    conn = connect(ports["listen"], issuer.mint("bob", ["apps"]))
+    ch = conn.channel()
+    q = unique("it.edge-ok")
+    ch.queue_declare(q, auto_delete=True)
+    ch.basic_publish("", q, b"still fine")
+    got = None
+    for _ in range(50):
+        got = ch.basic_get(q, auto_ack=True)
+        if got[0]:
+            break
+        conn.sleep(0.05)
+    assert got[2] == b"still fine"
+    conn.close()
+
+
+# ---- tests ----
+
+def test_amqplain_login(gw):
+    bg, ports, issuer = gw
+    r, fmax = handshake(ports["listen"], issuer.mint("carol", ["apps"]), mechanism="AMQPLAIN",
+                        user="carol-login")
+    assert isinstance(fmax, int) and fmax >= 4096
+    open_channel(r, 1)
+    q = unique("it.edge-amqplain")
+    r.send(method(1, 50, 10, struct.pack(">H", 0) + ss(q) + b"\x08" + table([])))  # auto-delete
+    r.expect(1, (50, 11))
+    r.close()
+    assert bg.wait_log(lambda l: "authenticated with AMQPLAIN" in l.get("msg", ""))
+    # A bad token over AMQPLAIN gets RabbitMQ's refusal, naming the mechanism.
+    r, refused = handshake(ports["listen"], "not-a-jwt", mechanism="AMQPLAIN")
+    code, text, _, _ = refused
+    assert code == 403 and "mechanism AMQPLAIN" in text
+    r.close()
+
+
+def test_client_without_heartbeats_is_dropped(gw):
+    bg, ports, issuer = gw
+    token = issuer.mint("dave", ["apps"])
+    # A client that keeps its heartbeat (1 s) stays.
+    alive, _ = handshake(ports["listen"], token, heartbeat=1)
+    silent, _ = handshake(ports["listen"], token, heartbeat=1)
+    t0 = time.monotonic()
+    dropped_at = None
+    while time.monotonic() - t0 < 6.0:
+        alive.send(frame(8, 0, b""))
+        try:
+            silent.s.settimeout(0.5)
+            while True:
+                chunk = silent.s.recv(4096)
+                if not chunk:
+                    dropped_at = time.monotonic() - t0
+                    break
+        except socket.timeout:
+            pass
+        if dropped_at is not None:
+            break
+    assert dropped_at is not None, "a client silent for 6 heartbeat intervals was kept"
+    assert 1.5 <= dropped_at <= 4.5, dropped_at  # ~2 intervals
+    # The one that kept sending heartbeats is still served.
+    open_channel(alive, 1)
+    alive.close()
+
+
+def rabbitmqctl(*args):
+    cmd = ('. tests/infra/common.sh; . tests/infra/rabbitmq/env.sh; bg_rabbit_env; '
+           'bg_rabbitmqctl "$@"')
+    return subprocess.run(["bash", "-c", cmd, "rabbitmqctl", *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_connection_blocked_only_with_capability(gw):
+    bg, ports, issuer = gw
+    q = unique("it.edge-blocked")
+    setup = direct()
+    setup.channel().queue_declare(q)
+    token = issuer.mint("erin", ["apps"])
+    asked, _ = handshake(ports["listen"], token, caps=["connection.blocked"])
+    plain, _ = handshake(ports["listen"], token)
+    for r in (asked, plain):
+        open_channel(r, 1)
+    cur = rabbitmqctl("eval", "vm_memory_monitor:get_vm_memory_high_watermark().")
+    assert cur.returncode == 0, cur.stderr
+    previous = cur.stdout.strip()
+    try:
+        float(previous)
+    except ValueError:
+        previous = "0.4"  # RabbitMQ's default relative watermark
+    try:
+        r = rabbitmqctl("set_vm_memory_high_watermark", "0.0000001")
+        assert r.returncode == 0, r.stderr
+        time.sleep(1.0)  # the alarm reaches the connections
+        # RabbitMQ blocks a connection when it publishes during the alarm.
+        for r in (asked, plain):
+            r.send(publish(1, "", q) + header(1, 1) + frame(3, 1, b"x"))
+        args = asked.expect(0, (10, 60), timeout=10)
+        assert args[1:1 + args[0]]  # the reason
+        with pytest.raises((TimeoutError, socket.timeout)):
+            plain.method(timeout=2.0)
+    finally:
+        r = rabbitmqctl("set_vm_memory_high_watermark", previous)
+        assert r.returncode == 0, r.stderr
+    asked.expect(0, (10, 61), timeout=10)
+    # Both publishes went through once the alarm cleared.
+    ch = setup.channel()
+    for _ in range(100):
+        if ch.queue_declare(q, passive=True).method.message_count == 2:
+            break
+        time.sleep(0.1)
+    assert ch.queue_declare(q, passive=True).method.message_count == 2
+    ch.queue_delete(q)
+    setup.close()
+    asked.close()
+    plain.close()
+
+
+def test_consumer_cancel_notification(gw):
+    bg, ports, issuer = gw
+    q = unique("it.edge-cancel")
+    conn = connect(ports["listen"], issuer.mint("fay", ["apps"]))
+    ch = conn.channel()
+    ch.queue_declare(q)
+    cancelled = []
+    ch.add_on_cancel_callback(lambda frame: cancelled.append(frame.method.consumer_tag))
+    tag = ch.basic_consume(q, lambda *a: None)
+    setup = direct()
+    setup.channel().queue_delete(q)
+    setup.close()
+    deadline = time.monotonic() + 10
+    while not cancelled and time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.2)
+    assert cancelled == [tag]
+    # The channel and connection stay usable.
+    q2 = unique("it.edge-cancel")
+    ch.queue_declare(q2, auto_delete=True)
+    conn.close()
+
+
+def test_reopen_after_refusal_pipelined(gw):
+    bg, ports, issuer = gw
+    r, _ = handshake(ports["listen"], issuer.mint("gus", ["apps"]))
+    open_channel(r, 1)
+    # Refused publish, the close-ok and a reopen of the same number in one
+    # write: the open must wait for the broker's close-ok, then succeed.
+    r.send(publish(1, "it.secret-x", "k") + header(1, 0) + method(1, 20, 41)
+           + method(1, *CHANNEL_OPEN, ss("")))
+    code, text, cls, meth = close_args(r.expect(1, (20, 40)))
+    assert (code, cls, meth) == (403, 60, 40) and "rule 'no-secret'" in text
+    r.expect(1, (20, 11))
+    q = unique("it.edge-reopen")
+    r.send(method(1, 50, 10, struct.pack(">H", 0) + ss(q) + b"\x08" + table([])))
+    r.expect(1, (50, 11))
+    r.close()
+
+
+def nested_table(depth):
+    t = table([])
+    for _ in range(depth - 1):
+        t = table([("k", "F", t)])
+    return t
+
+
+BAD_AFTER_HANDSHAKE = [
+    ("bad frame end", lambda: method(0, 10, 50, b"")[:-1] + b"\x00", 501, "FRAME_ERROR"),
+    ("oversized frame", lambda: struct.pack(">BHI", 1, 1, 1 << 24) + b"\x00" * 64, 501,
+     "FRAME_ERROR"),
+    ("unknown frame type", lambda: frame(7, 1, b"abc"), 501, "FRAME_ERROR"),
+    ("content header with continuation flag",
+     lambda: publish(1, "", "k") + header(1, 1, flags=1), 502, "SYNTAX_ERROR"),
+    ("table nested too deep",
+     lambda: method(1, 50, 10, struct.pack(">H", 0) + ss(unique("it.edge")) + b"\x08"
+                    + nested_table(12)), 506, "RESOURCE_ERROR"),
+    ("unknown method", lambda: method(1, 60, 99), 540, "NOT_IMPLEMENTED"),
+    ("basic method on channel 0", lambda: method(0, 60, 10, struct.pack(">IHB", 0, 1, 0)), 504,
+     "CHANNEL_ERROR"),
+    ("body without a publish", lambda: frame(3, 1, b"x"), 505, "UNEXPECTED_FRAME"),
+]
+
+
+@pytest.mark.parametrize("name,payload,code,prefix", BAD_AFTER_HANDSHAKE,
+                         ids=[c[0] for c in BAD_AFTER_HANDSHAKE])
+def test_malformed_after_handshake(gw, name, payload, code, prefix):
+    bg, ports, issuer = gw
+    r, _ = handshake(ports["listen"], issuer.mint("hal", ["apps"]))
+    open_channel(r, 1)
+    r.send(payload())
+    expect_connection_close(r, code, prefix)
+    r.close()
+    healthy(ports, issuer)
+
+
+def test_garbage_after_frame_error_is_not_read(gw):
+    """After a framing error busgate cannot find frames any more; it must not
+    go on reading (and buffering) what the client keeps sending."""
+    bg, ports, issuer = gw
+    r, _ = handshake(ports["listen"], issuer.mint("ivy", ["apps"]))
+    r.send(method(0, 10, 50, b"")[:-1] + b"\x00")  # bad frame end
+    junk = b"\x01" * (1 << 20)
+    sent, t0 = 0, time.monotonic()
+    r.s.settimeout(0.5)
+    try:
+        while sent < (256 << 20) and time.monotonic() - t0 < 3.0:
+            sent += r.s.send(junk)
+    except (socket.timeout, OSError):
+        pass
+    r.close()
+    # Socket buffers hold a few MiB; anything beyond was read by busgate.
+    assert sent < (32 << 20), f"busgate read {sent >> 20} MiB after the frame error"
+    healthy(ports, issuer)
