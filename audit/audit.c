@@ -41,6 +41,10 @@
 #define BG_AUDIT_BACKOFF_MIN_MS 250
 #define BG_AUDIT_BACKOFF_MAX_MS 5000
 #define BG_AUDIT_TICK_MS 50
+/* After a batch the audit thread naps this long before it asks emitters to
+ * wake it again: under load events then arrive in batches instead of one
+ * futex wake-up each (the data path pays for every wake-up). */
+#define BG_AUDIT_LINGER_US 1000
 
 typedef struct bg_audit_qe_s {
     struct bg_audit_qe_s *next;
@@ -58,6 +62,8 @@ struct bg_audit_s {
     pthread_cond_t wake, flushed;
     bg_audit_qe_t *head, *tail; /* queue, under mu */
     int stop;
+    int idle;     /* the audit thread waits for a wake-up (emit signals only then) */
+    int lingered; /* it has napped once since its last batch */
     uint64_t flush_req, flush_done;
     int flush_rc;
     pthread_t thread;
@@ -165,7 +171,7 @@ int bg_audit_emit(bg_audit_t *a, const bg_audit_event_t *ev)
     else
         a->head = qe;
     a->tail = qe;
-    if (atomic_fetch_add(&a->qlen, 1) == 0)
+    if (atomic_fetch_add(&a->qlen, 1) == 0 && a->idle)
         pthread_cond_signal(&a->wake);
     atomic_fetch_add(&a->emitted, 1);
     pthread_mutex_unlock(&a->mu);
@@ -513,16 +519,29 @@ static bg_audit_qe_t *bg_audit__take(bg_audit_t *a)
     return list;
 }
 
-static void bg_audit__wait(bg_audit_t *a)
+static void bg_audit__wait_us(bg_audit_t *a, long us)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    ts.tv_nsec += BG_AUDIT_TICK_MS * 1000000L;
+    ts.tv_nsec += us * 1000L;
     if (ts.tv_nsec >= 1000000000L) {
         ts.tv_sec++;
         ts.tv_nsec -= 1000000000L;
     }
     pthread_cond_timedwait(&a->wake, &a->mu, &ts);
+}
+
+static void bg_audit__wait(bg_audit_t *a)
+{
+    if (!a->lingered) { /* nap first: emitters do not signal while we are not idle */
+        a->lingered = 1;
+        bg_audit__wait_us(a, BG_AUDIT_LINGER_US);
+        if (a->head)
+            return;
+    }
+    a->idle = 1;
+    bg_audit__wait_us(a, BG_AUDIT_TICK_MS * 1000L);
+    a->idle = 0;
 }
 
 static void *bg_audit__main(void *arg)
@@ -535,6 +554,8 @@ static void *bg_audit__main(void *arg)
         if (full || (!a->head && !a->stop && a->flush_req == a->flush_done))
             bg_audit__wait(a);
         bg_audit_qe_t *list = full ? NULL : bg_audit__take(a);
+        if (list)
+            a->lingered = 0;
         uint64_t req = a->flush_req;
         int stop = a->stop, empty = a->head == NULL;
         pthread_mutex_unlock(&a->mu);

@@ -99,7 +99,17 @@ static void *bg_worker__main(void *arg)
 static int bg_worker__init(bg_worker_t *w, int idx)
 {
     w->index = idx;
-    w->base = event_base_new();
+    /* The epoll changelist coalesces the add/delete of a socket's write
+     * interest within one loop round: a proxy enables and disables writing
+     * for nearly every frame it relays, and each change is otherwise an
+     * epoll_ctl system call. (busgate never dup()s a socket, the one case
+     * where the changelist misbehaves.) */
+    struct event_config *ec = event_config_new();
+    if (!ec)
+        return -1;
+    event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    w->base = event_base_new_with_config(ec);
+    event_config_free(ec);
     if (!w->base)
         return -1;
     w->drain_ev = event_new(w->base, -1, 0, bg_worker__drain_cb, w);

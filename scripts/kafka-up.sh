@@ -9,6 +9,8 @@
 #   PLAINTEXT      $BG_KAFKA_PLAIN_PORT (39092)  setup and checks, no auth
 #   SASL_PLAINTEXT $BG_KAFKA_SASL_PORT  (39093)  SCRAM-SHA-512, SCRAM-SHA-256, PLAIN
 #   CONTROLLER     $BG_KAFKA_CONTROLLER_PORT (39094)
+#   SASL_SSL       $BG_KAFKA_SSL_PORT   (39095)  same mechanisms and user, TLS with
+#                  the test CA $BUSGATE_CACHE/kafka-tls/ca.crt (made once)
 # User busgate / busgate-test-password on every SASL mechanism.
 # BG_KAFKA_OAUTH=1 adds OAUTHBEARER (tokens of scripts/oidc-up.sh's provider).
 set -euo pipefail
@@ -22,16 +24,89 @@ run="$BG_KAFKA_RUN"
 pidfile="$run/kafka.pid"
 props="$run/server.properties"
 
+# has_ssl_listener: the running broker's properties have the SASL_SSL
+# listener (a broker started by an older kafka-up.sh does not).
+has_ssl_listener() {
+    grep -q '^listeners=.*SASL_SSL://' "$props" 2>/dev/null
+}
+
+# ssl_port_of_props: the SASL_SSL port the running broker was started with
+# (BG_KAFKA_SSL_PORT may differ in the caller's environment).
+ssl_port_of_props() {
+    grep '^listeners=' "$props" | sed -n 's/.*SASL_SSL:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p'
+}
+
 print_endpoints() {
     echo "kafka $BG_KAFKA_VERSION up (pid $(cat "$pidfile"))"
     echo "  PLAINTEXT      127.0.0.1:$BG_KAFKA_PLAIN_PORT"
     echo "  SASL_PLAINTEXT 127.0.0.1:$BG_KAFKA_SASL_PORT ($(grep '^sasl.enabled.mechanisms=' "$props" | cut -d= -f2); user $BG_KAFKA_USER)"
+    if has_ssl_listener; then
+        echo "  SASL_SSL       127.0.0.1:$(ssl_port_of_props) (same mechanisms and user)"
+        echo "  CA             $BG_KAFKA_TLS_DIR/ca.crt"
+    else
+        echo "  SASL_SSL       not on this broker (started before the listener existed;"
+        echo "                 restart: scripts/kafka-down.sh --keep-data && scripts/kafka-up.sh)"
+    fi
     echo "  CONTROLLER     127.0.0.1:$BG_KAFKA_CONTROLLER_PORT"
     echo "  client configs $run/client-{plain,scram-sha-256,scram-sha-512}.properties"
+    has_ssl_listener &&
+        echo "                 $run/client-sasl-ssl-{plain,scram-sha-256,scram-sha-512}.properties"
     echo "  log            $run/kafka.log"
 }
 
-# oauth_properties: with BG_KAFKA_OAUTH=1 the SASL listener also accepts
+# make_tls_material: a test CA and a broker certificate signed by it for
+# 127.0.0.1, ::1 and localhost, plus the PKCS12 keystore Kafka loads. Made
+# once into $BG_KAFKA_TLS_DIR (shared by all instances, kept by
+# kafka-down.sh) and remade only when missing or expiring within a day.
+# Holds its own lock (fd 7): instances on other ports may start concurrently.
+make_tls_material() {
+    local d="$BG_KAFKA_TLS_DIR" tmp
+    tls_material_ok && return 0
+    mkdir -p "$BUSGATE_CACHE/locks"
+    exec 7>"$BUSGATE_CACHE/locks/kafka-tls.lock"
+    flock -w 120 7 || bg_die "timed out waiting for the Kafka TLS lock"
+    if ! tls_material_ok; then
+        bg_log "making the test CA and broker certificate in $d"
+        tmp="$(mktemp -d "${d%/}.tmp.XXXXXX")"
+        gen_tls_material "$tmp" || { rm -rf "$tmp"; bg_die "openssl could not make the test certificates"; }
+        rm -rf "$d"
+        mv "$tmp" "$d"
+    fi
+    exec 7>&-
+}
+
+tls_material_ok() {
+    local d="$BG_KAFKA_TLS_DIR"
+    [ -s "$d/ca.crt" ] && [ -s "$d/broker.p12" ] && [ -s "$d/broker.crt" ] &&
+        openssl x509 -checkend 86400 -noout -in "$d/broker.crt" >/dev/null 2>&1 &&
+        openssl x509 -checkend 86400 -noout -in "$d/ca.crt" >/dev/null 2>&1
+}
+
+# gen_tls_material DIR: the files themselves (openssl only, no JVM start).
+gen_tls_material() {
+    local d="$1"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=busgate test CA" \
+        -addext "basicConstraints=critical,CA:TRUE" \
+        -addext "keyUsage=critical,keyCertSign,cRLSign" \
+        -keyout "$d/ca.key" -out "$d/ca.crt" 2>"$d/openssl.log" &&
+        openssl req -new -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+            -keyout "$d/broker.key" -out "$d/broker.csr" 2>>"$d/openssl.log" &&
+        printf '%s\n' "subjectAltName=IP:127.0.0.1,IP:::1,DNS:localhost" \
+            "basicConstraints=CA:FALSE" "keyUsage=critical,digitalSignature,keyEncipherment" \
+            "extendedKeyUsage=serverAuth" >"$d/broker.ext" &&
+        openssl x509 -req -in "$d/broker.csr" -CA "$d/ca.crt" -CAkey "$d/ca.key" \
+            -set_serial "0x$(openssl rand -hex 16)" -days 3650 -extfile "$d/broker.ext" \
+            -out "$d/broker.crt" 2>>"$d/openssl.log" &&
+        openssl pkcs12 -export -in "$d/broker.crt" -inkey "$d/broker.key" -certfile "$d/ca.crt" \
+            -name broker -passout "pass:$BG_KAFKA_KEYSTORE_PASSWORD" \
+            -out "$d/broker.p12" 2>>"$d/openssl.log" ||
+        { cat "$d/openssl.log" >&2; return 1; }
+    chmod 0600 "$d/ca.key" "$d/broker.key" "$d/broker.p12"
+    chmod 0755 "$d" # mktemp made it 0700; the CA is for every test to read
+    rm -f "$d/broker.csr" "$d/broker.ext" "$d/openssl.log"
+}
+
+# oauth_properties: with BG_KAFKA_OAUTH=1 the SASL listeners also accept
 # OAUTHBEARER tokens from the test OIDC provider (scripts/oidc-up.sh must be
 # running first: the broker fetches its JWKS). This lets the interop clients'
 # OAUTHBEARER paths be checked against Kafka itself, without busgate.
@@ -40,6 +115,8 @@ oauth_properties() {
     cat <<EOF
 listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;
 listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class=org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler
+listener.name.sasl_ssl.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;
+listener.name.sasl_ssl.oauthbearer.sasl.server.callback.handler.class=org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler
 sasl.oauthbearer.jwks.endpoint.url=$oidc_issuer/jwks
 sasl.oauthbearer.expected.audience=busgate
 sasl.oauthbearer.expected.issuer=$oidc_issuer
@@ -58,15 +135,26 @@ process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$BG_KAFKA_CONTROLLER_PORT
 controller.listener.names=CONTROLLER
-listeners=PLAINTEXT://127.0.0.1:$BG_KAFKA_PLAIN_PORT,SASL_PLAINTEXT://127.0.0.1:$BG_KAFKA_SASL_PORT,CONTROLLER://127.0.0.1:$BG_KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$BG_KAFKA_PLAIN_PORT,SASL_PLAINTEXT://127.0.0.1:$BG_KAFKA_SASL_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$BG_KAFKA_PLAIN_PORT,SASL_PLAINTEXT://127.0.0.1:$BG_KAFKA_SASL_PORT,SASL_SSL://127.0.0.1:$BG_KAFKA_SSL_PORT,CONTROLLER://127.0.0.1:$BG_KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$BG_KAFKA_PLAIN_PORT,SASL_PLAINTEXT://127.0.0.1:$BG_KAFKA_SASL_PORT,SASL_SSL://127.0.0.1:$BG_KAFKA_SSL_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 sasl.enabled.mechanisms=$mechs
 listener.name.sasl_plaintext.sasl.enabled.mechanisms=$mechs
 listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_plaintext.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
 listener.name.sasl_plaintext.plain.sasl.jaas.config=$jaas_plain
+# SASL_SSL: the same mechanisms and users (SCRAM credentials are cluster-wide),
+# server certificate from the test CA; clients need no certificate.
+listener.name.sasl_ssl.sasl.enabled.mechanisms=$mechs
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.plain.sasl.jaas.config=$jaas_plain
+listener.name.sasl_ssl.ssl.keystore.type=PKCS12
+listener.name.sasl_ssl.ssl.keystore.location=$BG_KAFKA_TLS_DIR/broker.p12
+listener.name.sasl_ssl.ssl.keystore.password=$BG_KAFKA_KEYSTORE_PASSWORD
+listener.name.sasl_ssl.ssl.key.password=$BG_KAFKA_KEYSTORE_PASSWORD
+listener.name.sasl_ssl.ssl.client.auth=none
 # ACLs can be set (kafka-tool.sh acls) but nothing is denied until one is.
 # ANONYMOUS (PLAINTEXT and CONTROLLER listeners) stays a super user so an ACL
 # a test sets can never cut the broker off from its own controller.
@@ -91,18 +179,27 @@ log.retention.check.interval.ms=60000
 EOF
 }
 
-# write_client_configs: Java client settings for the SASL listener, for
-# kafka-tool.sh's --command-config / --producer.config / --consumer.config.
+# write_client_configs: Java client settings for the SASL listeners, for
+# kafka-tool.sh's --command-config / --producer.config / --consumer.config:
+# client-MECH.properties (SASL_PLAINTEXT) and client-sasl-ssl-MECH.properties.
 write_client_configs() {
-    local m module f
+    local m module f lower
     for m in PLAIN SCRAM-SHA-256 SCRAM-SHA-512; do
         module=org.apache.kafka.common.security.scram.ScramLoginModule
         [ "$m" = PLAIN ] && module=org.apache.kafka.common.security.plain.PlainLoginModule
-        f="$run/client-$(echo "$m" | tr '[:upper:]' '[:lower:]').properties"
+        lower="$(echo "$m" | tr '[:upper:]' '[:lower:]')"
+        f="$run/client-$lower.properties"
         cat >"$f" <<EOF
 security.protocol=SASL_PLAINTEXT
 sasl.mechanism=$m
 sasl.jaas.config=$module required username="$BG_KAFKA_USER" password="$BG_KAFKA_PASSWORD";
+EOF
+        cat >"$run/client-sasl-ssl-$lower.properties" <<EOF
+security.protocol=SASL_SSL
+sasl.mechanism=$m
+sasl.jaas.config=$module required username="$BG_KAFKA_USER" password="$BG_KAFKA_PASSWORD";
+ssl.truststore.type=PEM
+ssl.truststore.location=$BG_KAFKA_TLS_DIR/ca.crt
 EOF
     done
 }
@@ -136,7 +233,7 @@ wait_ready() {
             bg_die "broker exited during start-up (log: $run/kafka.log)"
         fi
         if kcat -b "127.0.0.1:$BG_KAFKA_PLAIN_PORT" -L -m 2 2>/dev/null |
-            grep -q "broker 1 at 127.0.0.1:$BG_KAFKA_PLAIN_PORT"; then
+            grep -q "broker 1 at 127.0.0.1:$BG_KAFKA_PLAIN_PORT" && ssl_ready; then
             return 0
         fi
         sleep 0.5
@@ -145,8 +242,21 @@ wait_ready() {
     bg_die "broker not ready after ${timeout_s}s (log: $run/kafka.log)"
 }
 
+# ssl_ready: the SASL_SSL listener completes a TLS handshake (verified
+# against the test CA) and a PLAIN login. True for a broker without it.
+# PLAIN because Debian's kcat cannot do SCRAM against Kafka 4.x.
+ssl_ready() {
+    local port
+    has_ssl_listener || return 0
+    port="$(ssl_port_of_props)"
+    kcat -b "127.0.0.1:$port" -X security.protocol=SASL_SSL -X sasl.mechanisms=PLAIN \
+        -X sasl.username="$BG_KAFKA_USER" -X sasl.password="$BG_KAFKA_PASSWORD" \
+        -X ssl.ca.location="$BG_KAFKA_TLS_DIR/ca.crt" -L -m 2 2>/dev/null |
+        grep -q "broker 1 at 127.0.0.1:$port"
+}
+
 main() {
-    bg_need java kcat flock
+    bg_need java kcat flock openssl
     mkdir -p "$run"
     bg_lock "kafka-$BG_KAFKA_PLAIN_PORT"
     if bg_pid_alive "$pidfile" kafka.Kafka; then
@@ -155,6 +265,7 @@ main() {
         return 0
     fi
     bg_kafka_fetch
+    make_tls_material
     write_properties
     write_client_configs
     format_storage

@@ -172,11 +172,24 @@ static void bg_amqp__on_close_timeout(evutil_socket_t fd, short what, void *arg)
 
 /* ---- timers ---- */
 
+/* busgate itself has stopped reading the client: its upstream is not
+ * draining (e.g. RabbitMQ blocks a publisher; reading resumes only below the
+ * low watermark) or a channel reopen waits. */
+static int bg_amqp__reading_paused(bg_amqp_session_t *s)
+{
+    return !(bufferevent_get_enabled(s->cli) & EV_READ);
+}
+
 static void bg_amqp__on_heartbeat(evutil_socket_t fd, short what, void *arg)
 {
     bg_amqp_session_t *s = arg;
     if (s->dead || s->heartbeat == 0)
         return;
+    /* While busgate does not read, the client's heartbeats sit unread in the
+     * socket: silence says nothing about the client then (RabbitMQ, too,
+     * pauses its heartbeat monitor on a blocked connection). */
+    if (bg_amqp__reading_paused(s))
+        s->last_recv_ms = bg_amqp_mono_ms();
     if (bg_amqp_mono_ms() - s->last_recv_ms > (int64_t)s->heartbeat * 2000) {
         bg_amqp_session_kill(s, 0, "client missed heartbeats");
         return;
@@ -305,11 +318,12 @@ static int bg_amqp__client_frame(bg_amqp_session_t *s, struct evbuffer *in)
         char text[200];
         snprintf(text, sizeof text, "FRAME_ERROR - %s", why ? why : "bad frame");
         bg_amqp_session_close(s, BG_AMQP_FRAME_ERROR, text, 0, 0);
-        /* The stream cannot be resynchronised: nothing the client sends now
-         * can be understood, not even its close-ok. Reading on would only
-         * pile its bytes up in the input buffer until the close times out,
-         * so flush the connection.close and hang up. */
-        bg_amqp_session_kill(s, 1, NULL);
+        /* The stream cannot be resynchronised: discard what is buffered, or
+         * a client that keeps sending would pile its bytes up here until the
+         * close times out. Reading goes on (closing the socket on unread
+         * bytes would reset it, and the client might never see the close);
+         * its close-ok is found if it comes at the next frame boundary. */
+        evbuffer_drain(in, evbuffer_get_length(in));
         return -1;
     }
     if (s->state == BG_AMQP_S_CLOSING)

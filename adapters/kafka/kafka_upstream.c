@@ -5,11 +5,14 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "adapters/kafka/kafka_authz.h"
 #include "adapters/kafka/kafka_codec.h"
 #include "adapters/kafka/kafka_frame.h"
 #include "adapters/kafka/kafka_sasl.h"
@@ -230,11 +233,26 @@ static int bg_kafka_up__on_versions(bg_kafka_up_t *u, const bg_kafka_struct_t *r
     return bg_kafka_up__after_versions(u);
 }
 
-static int bg_kafka_up__on_auth(bg_kafka_up_t *u, const bg_kafka_struct_t *r)
+/* The broker's reason for refusing busgate's login, into why (for the log:
+ * Kafka's messages name the mechanism, never the credential). */
+static void bg_kafka_up__broker_refusal(const char *api, int16_t err, bg_slice_t msg, char *why,
+                                        size_t cap)
+{
+    int n = msg.len > 0 && msg.len < 200 ? (int)msg.len : 0;
+    snprintf(why, cap, "%s error %d %s%s%.*s", api, (int)err, bg_kafka_error_name(err),
+             n ? ": " : "", n, n ? (const char *)msg.p : "");
+}
+
+static int bg_kafka_up__on_auth(bg_kafka_up_t *u, const bg_kafka_struct_t *r, char *why_out,
+                                size_t cap)
 {
     int16_t err = (int16_t)r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_ERROR_CODE].i;
-    if (err != 0)
+    if (err != 0) {
+        bg_kafka_up__broker_refusal("SaslAuthenticate", err,
+                                    r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_ERROR_MESSAGE].s, why_out,
+                                    cap);
         return -1;
+    }
     bg_slice_t in = r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_AUTH_BYTES].s;
     if (!u->scram) { /* PLAIN: one round */
         bg_kafka_up__become_ready(u);
@@ -252,16 +270,20 @@ static int bg_kafka_up__on_auth(bg_kafka_up_t *u, const bg_kafka_struct_t *r)
         return rc;
     }
     if (bg_kafka_scram_verify_server_final(u->scram, in.p, in.len < 0 ? 0 : (size_t)in.len,
-                                           &why) != BG_KAFKA_SCRAM_OK)
+                                           &why) != BG_KAFKA_SCRAM_OK) {
+        snprintf(why_out, cap, "SCRAM server-final: %s", why ? why : "invalid");
         return -1;
+    }
     bg_kafka_scram_free(u->scram);
     u->scram = NULL;
     bg_kafka_up__become_ready(u);
     return 0;
 }
 
-/* One handshake response in p[0..len) (frame without size prefix). */
-static int bg_kafka_up__on_handshake_frame(bg_kafka_up_t *u, const uint8_t *p, size_t len)
+/* One handshake response in p[0..len) (frame without size prefix). On
+ * failure the broker's reason, when it gave one, is in why[0..cap). */
+static int bg_kafka_up__on_handshake_frame(bg_kafka_up_t *u, const uint8_t *p, size_t len,
+                                           char *why_out, size_t cap)
 {
     int32_t corr;
     const char *why = NULL;
@@ -279,10 +301,14 @@ static int bg_kafka_up__on_handshake_frame(bg_kafka_up_t *u, const uint8_t *p, s
     switch (u->state) {
     case BG_KAFKA_UP_VERSIONS: return bg_kafka_up__on_versions(u, r, p + off, len - (size_t)off);
     case BG_KAFKA_UP_HANDSHAKE:
-        if (r->f[BG_KAFKA_SASL_HANDSHAKE_RESP_ERROR_CODE].i != 0)
+        if (r->f[BG_KAFKA_SASL_HANDSHAKE_RESP_ERROR_CODE].i != 0) {
+            bg_kafka_up__broker_refusal(
+                "SaslHandshake", (int16_t)r->f[BG_KAFKA_SASL_HANDSHAKE_RESP_ERROR_CODE].i,
+                (bg_slice_t){0}, why_out, cap);
             return -1;
+        }
         return bg_kafka_up__start_auth(u);
-    case BG_KAFKA_UP_AUTH: return bg_kafka_up__on_auth(u, r);
+    case BG_KAFKA_UP_AUTH: return bg_kafka_up__on_auth(u, r, why_out, cap);
     default: return -1;
     }
 }
@@ -327,6 +353,15 @@ static int bg_kafka_up__relay(bg_kafka_up_t *u, struct evbuffer *in, uint32_t si
     return u->cbs.frame(u->arg, in, (size_t)size + 4) != 0 ? -1 : 1;
 }
 
+/* A plaintext connection whose first answer is a TLS record (an alert or a
+ * handshake, content type 21/22, version 3.x): the listener wants TLS. Said
+ * plainly because the bytes otherwise read as an absurd frame size. */
+static int bg_kafka_up__looks_like_tls(const bg_kafka_up_t *u, const uint8_t hdr[4])
+{
+    return !u->g->upstream_tls && u->state == BG_KAFKA_UP_VERSIONS &&
+           (hdr[0] == 0x15 || hdr[0] == 0x16) && hdr[1] == 0x03;
+}
+
 static void bg_kafka_up__on_read(struct bufferevent *bev, void *arg)
 {
     bg_kafka_up_t *u = arg;
@@ -344,7 +379,9 @@ static void bg_kafka_up__on_read(struct bufferevent *bev, void *arg)
             return;
         int64_t n = bg_kafka_frame_peek(hdr, 4, u->max_frame, &size);
         if (n < 0) {
-            bg_kafka_up__fail(u, "response frame too large");
+            bg_kafka_up__fail(u, bg_kafka_up__looks_like_tls(u, hdr)
+                                     ? "the broker answered with TLS: use security ssl or sasl_ssl"
+                                     : "response frame too large");
             return;
         }
         if (u->state == BG_KAFKA_UP_READY) {
@@ -356,12 +393,16 @@ static void bg_kafka_up__on_read(struct bufferevent *bev, void *arg)
         if (evbuffer_get_length(in) < (size_t)size + 4)
             return;
         const uint8_t *p = evbuffer_pullup(in, (ssize_t)size + 4);
-        int rc = p ? bg_kafka_up__on_handshake_frame(u, p + 4, size) : -1;
+        char why[300] = "", msg[400];
+        int rc = p ? bg_kafka_up__on_handshake_frame(u, p + 4, size, why, sizeof why) : -1;
         evbuffer_drain(in, (size_t)size + 4);
         if (rc != 0) {
-            bg_kafka_up__fail(u, u->state == BG_KAFKA_UP_AUTH || u->state == BG_KAFKA_UP_HANDSHAKE
-                                     ? "authentication with busgate's credential failed"
-                                     : "handshake failed");
+            snprintf(msg, sizeof msg, "%s%s%s",
+                     u->state == BG_KAFKA_UP_AUTH || u->state == BG_KAFKA_UP_HANDSHAKE
+                         ? "authentication with busgate's credential failed"
+                         : "handshake failed",
+                     why[0] ? ": " : "", why);
+            bg_kafka_up__fail(u, msg);
             return;
         }
     }
@@ -372,6 +413,31 @@ static void bg_kafka_up__on_write(struct bufferevent *bev, void *arg)
     bg_kafka_up_t *u = arg;
     if (u->state == BG_KAFKA_UP_READY && u->cbs.drained)
         u->cbs.drained(u->arg);
+}
+
+/* Why an upstream connection failed, into out. On a TLS bufferevent errno
+ * says nothing ("Success"): the reason is the OpenSSL error libevent queued
+ * on the bufferevent, plus the certificate check's verdict when the broker's
+ * certificate was refused (unknown CA, hostname mismatch, expired). */
+static void bg_kafka_up__error_text(const bg_kafka_up_t *u, char *out, size_t cap)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(u->bev);
+    unsigned long e = 0, next;
+    while ((next = bufferevent_get_openssl_error(u->bev)) != 0)
+        if (!e)
+            e = next; /* the first one is the cause; the rest follow from it */
+    if (!ssl || !e) {
+        snprintf(out, cap, "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        return;
+    }
+    char reason[200];
+    ERR_error_string_n(e, reason, sizeof reason);
+    /* With verify off the verdict is recorded but did not fail anything. */
+    long vr = SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER ? SSL_get_verify_result(ssl) : X509_V_OK;
+    snprintf(out, cap, "TLS %s: %s%s%s%s", u->state == BG_KAFKA_UP_CONNECTING ? "handshake failed"
+                                                                              : "error",
+             reason, vr != X509_V_OK ? " (" : "",
+             vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "", vr != X509_V_OK ? ")" : "");
 }
 
 static void bg_kafka_up__on_event(struct bufferevent *bev, short what, void *arg)
@@ -388,8 +454,11 @@ static void bg_kafka_up__on_event(struct bufferevent *bev, short what, void *arg
         bg_kafka_up__fail(u, "timed out");
     else if (what & BEV_EVENT_EOF)
         bg_kafka_up__fail(u, "closed by the broker");
-    else if (what & BEV_EVENT_ERROR)
-        bg_kafka_up__fail(u, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    else if (what & BEV_EVENT_ERROR) {
+        char why[400];
+        bg_kafka_up__error_text(u, why, sizeof why);
+        bg_kafka_up__fail(u, why);
+    }
 }
 
 static struct bufferevent *bg_kafka_up__bev(struct event_base *base, bg_kafka_global_t *g,

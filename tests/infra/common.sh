@@ -14,6 +14,12 @@ BG_KAFKA_HOME="$BUSGATE_CACHE/kafka-$BG_KAFKA_VERSION"
 BG_KAFKA_PLAIN_PORT="${BG_KAFKA_PLAIN_PORT:-39092}"
 BG_KAFKA_SASL_PORT="${BG_KAFKA_SASL_PORT:-39093}"
 BG_KAFKA_CONTROLLER_PORT="${BG_KAFKA_CONTROLLER_PORT:-39094}"
+BG_KAFKA_SSL_PORT="${BG_KAFKA_SSL_PORT:-39095}"
+# Test CA and broker certificate (127.0.0.1, ::1, localhost) for the SASL_SSL
+# listener: made once by scripts/kafka-up.sh and shared by every instance, so
+# tests find the CA at $BG_KAFKA_TLS_DIR/ca.crt.
+BG_KAFKA_TLS_DIR="$BUSGATE_CACHE/kafka-tls"
+BG_KAFKA_KEYSTORE_PASSWORD="busgate-test-keystore"
 # One run directory per instance (keyed by its PLAINTEXT port), so two
 # instances on different ports do not share data or pid files.
 BG_KAFKA_RUN="${BG_KAFKA_RUN_DIR:-$BUSGATE_CACHE/run/kafka-$BG_KAFKA_PLAIN_PORT}"

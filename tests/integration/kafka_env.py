@@ -5,6 +5,8 @@ confluent-kafka clients pointed at busgate.
 Services (started by tests/integration/run.sh, see docs/testing.md):
   Kafka SASL_PLAINTEXT  127.0.0.1:$BG_KAFKA_SASL_PORT (39093), user busgate
   Kafka PLAINTEXT       127.0.0.1:$BG_KAFKA_PLAIN_PORT (39092), setup only
+  Kafka SASL_SSL        127.0.0.1:$BG_KAFKA_SSL_PORT (39095), user busgate,
+                        server certificate from the test CA (kafka_tls_ca())
   OIDC provider         http://127.0.0.1:$BG_OIDC_PORT (39400)
 """
 import base64
@@ -18,11 +20,13 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
+from pathlib import Path
 
 from conftest import build_dir, free_port
 
 KAFKA_SASL = f"127.0.0.1:{os.environ.get('BG_KAFKA_SASL_PORT', '39093')}"
 KAFKA_PLAIN = f"127.0.0.1:{os.environ.get('BG_KAFKA_PLAIN_PORT', '39092')}"
+KAFKA_SSL = f"127.0.0.1:{os.environ.get('BG_KAFKA_SSL_PORT', '39095')}"
 OIDC = f"http://127.0.0.1:{os.environ.get('BG_OIDC_PORT', '39400')}"
 UPSTREAM_USER = "busgate"
 UPSTREAM_PASSWORD = "busgate-test-password"
@@ -49,12 +53,14 @@ def unique(prefix):
 
 def busgate_config(tmp_path, rules, *, default="deny", mode="enforce", mechanism="SCRAM-SHA-512",
                    upstream=None, security="sasl_plaintext", extra_issuers="", extra="",
-                   kafka_extra=""):
+                   kafka_extra="", upstream_tls=None):
     """Returns (yaml_text, ports) for busgate in front of the test broker.
 
     ports: dict with listen, base (broker_port_base), admin; audit: the
     JSON-lines audit file path. kafka_extra: lines added to the kafka
-    section (two-space indented), e.g. a tls block."""
+    section (two-space indented), e.g. a tls block. upstream_tls: a dict
+    written as kafka.upstream.tls (e.g. {"ca": kafka_tls_ca()}); use it with
+    security ssl/sasl_ssl and upstream=[KAFKA_SSL]."""
     listen, admin = free_port(), free_port()
     base = free_port_block()
     upstream = upstream or [KAFKA_SASL]
@@ -76,7 +82,7 @@ kafka:
 {kafka_extra}  upstream:
     bootstrap: [{", ".join(upstream)}]
     security: {security}
-{sasl}policy:
+{sasl}{_upstream_tls_yaml(upstream_tls)}policy:
   default: {default}
   mode: {mode}
   rules:
@@ -87,6 +93,36 @@ admin:
   listen: 127.0.0.1:{admin}
 {extra}"""
     return text, {"listen": listen, "base": base, "admin": admin, "audit": audit}
+
+
+def _upstream_tls_yaml(tls):
+    if not tls:
+        return ""
+    items = ", ".join(f"{k}: {str(v).lower() if isinstance(v, bool) else v}"
+                      for k, v in tls.items())
+    return f"    tls: {{{items}}}\n"
+
+
+def busgate_cache():
+    """The test-infrastructure cache (tests/infra/common.sh: BUSGATE_CACHE)."""
+    return Path(os.environ.get("BUSGATE_CACHE", Path.home() / ".cache" / "busgate"))
+
+
+def kafka_tls_ca():
+    """The test CA that signed the broker's SASL_SSL certificate: made once
+    by scripts/kafka-up.sh at $BUSGATE_CACHE/kafka-tls/ca.crt."""
+    return busgate_cache() / "kafka-tls" / "ca.crt"
+
+
+def kafka_ssl_listener_configured():
+    """True when the running test broker was started with the SASL_SSL
+    listener (a broker started by an older kafka-up.sh has none)."""
+    props = busgate_cache() / "run" / f"kafka-{KAFKA_PLAIN.rsplit(':', 1)[1]}" / \
+        "server.properties"
+    try:
+        return "SASL_SSL://" in props.read_text()
+    except OSError:
+        return False
 
 
 def free_port_block(size=64):

@@ -1,0 +1,273 @@
+"""busgate's own upstream connection to the real broker (kafka_upstream.c):
+every SASL mechanism busgate speaks upstream (PLAIN, SCRAM-SHA-256,
+SCRAM-SHA-512 with busgate's own SCRAM client), over plaintext and over TLS
+verified against the test CA (scripts/kafka-up.sh's SASL_SSL listener), and
+the failures: a CA that did not sign the broker's certificate, a wrong
+upstream password. Discovery uses the same connection, so a working
+produce + consume also proves it (busgate only opens the per-broker port
+after a Metadata response on its own connection).
+
+Never sets audit.kafka_topic: busgate's audit sink is Debian's librdkafka
+2.0.2, whose SCRAM fails against Kafka 4.x (docs/testing.md)."""
+import socket
+import ssl
+import subprocess
+import threading
+
+import pytest
+from confluent_kafka import Consumer, Producer
+
+from conftest import http_get, wait_port
+from kafka_env import (KAFKA_SASL, KAFKA_SSL, KafkaWire, busgate_config, client_conf,
+                       kafka_ssl_listener_configured, kafka_tls_ca, oidc_token, unique,
+                       wait_until)
+
+RULES = """    - name: upstream-orders
+      subjects: [group:orders]
+      resources: ["kafka:topic:up-*", "kafka:group:up-*"]
+      verbs: [write, read, describe, create]
+      effect: allow
+"""
+
+MECHANISMS = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+
+
+@pytest.fixture(scope="module")
+def ssl_broker():
+    """The broker's SASL_SSL address and the test CA. Skips only when the
+    running broker predates the listener (started by an older kafka-up.sh);
+    a broker that has it configured but does not answer fails the test."""
+    host, port = KAFKA_SSL.rsplit(":", 1)
+    if not kafka_ssl_listener_configured():
+        pytest.skip(f"the test broker has no SASL_SSL listener ({KAFKA_SSL}); restart it: "
+                    "scripts/kafka-down.sh --keep-data && scripts/kafka-up.sh")
+    assert kafka_tls_ca().is_file(), f"test CA missing: {kafka_tls_ca()}"
+    assert wait_port(int(port), timeout=10, host=host), f"SASL_SSL listener {KAFKA_SSL} down"
+    return KAFKA_SSL, kafka_tls_ca()
+
+
+def produce_consume(port, n=10):
+    """Produces n records through busgate and reads them back in a group;
+    returns the values read."""
+    boot = f"127.0.0.1:{port}"
+    token = oidc_token("svc-orders")
+    topic = unique("up-t")
+    p = Producer(client_conf(boot, token))
+    results = []
+    for i in range(n):
+        p.produce(topic, value=f"u{i}".encode(), on_delivery=lambda e, m: results.append(e))
+    assert p.flush(30) == 0
+    assert results == [None] * n, results
+    c = Consumer(client_conf(boot, token, **{"group.id": unique("up-g"),
+                                              "auto.offset.reset": "earliest",
+                                              "session.timeout.ms": 6000}))
+    c.subscribe([topic])
+    got = []
+    for _ in range(60):
+        m = c.poll(1.0)
+        if m is not None and not m.error():
+            got.append(m.value())
+        if len(got) == n:
+            break
+    c.close()
+    return sorted(got), sorted(f"u{i}".encode() for i in range(n))
+
+
+def readyz(ports):
+    return http_get(f"http://127.0.0.1:{ports['admin']}/readyz")[0]
+
+
+def upstream_warnings(bg):
+    return [l.get("msg", "") for l in bg.log_lines()
+            if l.get("module") == "kafka" and "upstream" in l.get("msg", "")]
+
+
+def assert_client_refused(bg, ports):
+    """A client connection is closed by busgate (its upstream cannot be
+    made) rather than answered or left hanging, and busgate stays up."""
+    w = KafkaWire(ports["listen"], timeout=15)
+    try:
+        w.send(18, 0, b"")  # ApiVersions waits for the upstream's ranges
+        assert w.recv() is None, "busgate answered without an upstream"
+    finally:
+        w.close()
+    assert bg.proc.poll() is None, "busgate exited"
+
+
+def other_ca(tmp_path):
+    """A CA certificate that did not sign the broker's certificate."""
+    cert, key = tmp_path / "other-ca.crt", tmp_path / "other-ca.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-subj", "/CN=not the busgate test CA",
+                    "-addext", "basicConstraints=critical,CA:TRUE",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert
+
+
+def openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def cert_for_other_name(d):
+    """(ca, cert, key): a fresh CA and a server certificate it signed for
+    other.invalid only, so 127.0.0.1 does not match it."""
+    ca, ca_key = d / "n-ca.crt", d / "n-ca.key"
+    cert, key, csr, ext = d / "n.crt", d / "n.key", d / "n.csr", d / "n.ext"
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=n-ca",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-keyout", str(ca_key),
+            "-out", str(ca))
+    openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=other.invalid",
+            "-keyout", str(key), "-out", str(csr))
+    ext.write_text("subjectAltName=DNS:other.invalid\n")
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+            "-set_serial", "7", "-days", "1", "-extfile", str(ext), "-out", str(cert))
+    return ca, cert, key
+
+
+class TlsStub:
+    """A loopback TLS server that completes handshakes and then closes: a
+    stand-in broker for certificate checks that Kafka's listener cannot
+    provoke (its certificate matches 127.0.0.1). Records each handshake's
+    outcome."""
+
+    def __init__(self, cert, key):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(str(cert), str(key))
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.outcomes = []
+        self.stopping = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while not self.stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            conn.settimeout(5)
+            try:
+                with self.ctx.wrap_socket(conn, server_side=True) as t:
+                    self.outcomes.append("ok")
+                    data = t.recv(64)  # busgate's first request; then close
+                    if data[4:6] == b"\x00\x12":
+                        self.outcomes.append("api_versions")
+            except (ssl.SSLError, OSError) as e:
+                self.outcomes.append(f"error: {e}")
+                conn.close()
+
+    def close(self):
+        self.stopping = True
+        self.thread.join(5)
+        self.sock.close()
+
+
+@pytest.fixture
+def tls_stub(tmp_path):
+    ca, cert, key = cert_for_other_name(tmp_path)
+    stub = TlsStub(cert, key)
+    yield stub, ca
+    stub.close()
+
+
+@pytest.mark.parametrize("mechanism", MECHANISMS)
+def test_sasl_plaintext_each_mechanism(start_busgate, tmp_path, mechanism):
+    text, ports = busgate_config(tmp_path, RULES, mechanism=mechanism, upstream=[KAFKA_SASL])
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    got, want = produce_consume(ports["listen"])
+    assert got == want
+    assert wait_until(lambda: readyz(ports) == 200, timeout=10)
+    assert not any("failed" in m for m in upstream_warnings(bg)), upstream_warnings(bg)
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "PLAIN"])
+def test_sasl_ssl_verified_by_test_ca(start_busgate, tmp_path, ssl_broker, mechanism):
+    addr, ca = ssl_broker
+    text, ports = busgate_config(tmp_path, RULES, mechanism=mechanism, security="sasl_ssl",
+                                 upstream=[addr], upstream_tls={"ca": ca, "verify": True})
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    got, want = produce_consume(ports["listen"])
+    assert got == want
+    assert wait_until(lambda: readyz(ports) == 200, timeout=10)
+    assert not any("failed" in m for m in upstream_warnings(bg)), upstream_warnings(bg)
+
+
+def test_sasl_ssl_untrusted_broker_certificate(start_busgate, tmp_path, ssl_broker):
+    addr, _ = ssl_broker
+    text, ports = busgate_config(tmp_path, RULES, security="sasl_ssl", upstream=[addr],
+                                 upstream_tls={"ca": other_ca(tmp_path)})
+    bg = start_busgate(text, wait_for_port=ports["admin"])
+    line = bg.wait_log(lambda l: l.get("msg", "").startswith(f"upstream {addr} ") and
+                       "TLS handshake failed" in l.get("msg", ""))
+    assert line, "no TLS failure logged:\n" + "\n".join(upstream_warnings(bg))
+    assert line["level"] in ("warn", "error")
+    # OpenSSL's reason and the certificate check's verdict, not errno's "Success".
+    assert "certificate verify failed" in line["msg"], line
+    assert "self-signed certificate in certificate chain" in line["msg"], line
+    assert readyz(ports) == 503
+    assert_client_refused(bg, ports)
+    assert readyz(ports) == 503
+
+
+def test_sasl_ssl_without_tls_to_ssl_listener_is_not_ready(start_busgate, tmp_path, ssl_broker):
+    """sasl_plaintext against the TLS port: the broker drops the
+    non-TLS bytes; busgate must log it and stay unready, not hang."""
+    addr, _ = ssl_broker
+    text, ports = busgate_config(tmp_path, RULES, upstream=[addr])
+    bg = start_busgate(text, wait_for_port=ports["admin"])
+    assert bg.wait_log(lambda l: l.get("msg", "").startswith(f"upstream {addr} ") and
+                       "the broker answered with TLS" in l.get("msg", "")), \
+        bg.log_path.read_text()
+    assert readyz(ports) == 503
+    assert_client_refused(bg, ports)
+
+
+@pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "PLAIN"])
+def test_wrong_upstream_password(start_busgate, tmp_path, mechanism):
+    text, ports = busgate_config(tmp_path, RULES, mechanism=mechanism, upstream=[KAFKA_SASL])
+    text = text.replace("password: busgate-test-password", "password: not-the-password", 1)
+    assert "not-the-password" in text
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    line = bg.wait_log(lambda l: "authentication with busgate's credential failed"
+                       in l.get("msg", ""))
+    assert line, bg.log_path.read_text()
+    # The broker's own reason is passed on: error 58 with its message.
+    assert "SaslAuthenticate error 58 SASL_AUTHENTICATION_FAILED" in line["msg"], line
+    assert readyz(ports) == 503
+    for _ in range(2):  # every client connection, not only the first
+        assert_client_refused(bg, ports)
+    assert readyz(ports) == 503
+    assert "not-the-password" not in bg.log_path.read_text()
+
+
+def test_broker_certificate_for_another_host_is_refused(start_busgate, tmp_path, tls_stub):
+    """verify on (the default): a certificate from the trusted CA that names
+    another host fails the host check (SSL_set1_host, an IP address here)."""
+    stub, ca = tls_stub
+    text, ports = busgate_config(tmp_path, RULES, security="sasl_ssl",
+                                 upstream=[f"127.0.0.1:{stub.port}"], upstream_tls={"ca": ca})
+    bg = start_busgate(text, wait_for_port=ports["admin"])
+    line = bg.wait_log(lambda l: "TLS handshake failed" in l.get("msg", ""))
+    assert line, bg.log_path.read_text()
+    assert "IP address mismatch" in line["msg"], line
+    assert wait_until(lambda: stub.outcomes)
+    assert "ok" not in stub.outcomes, stub.outcomes
+    assert readyz(ports) == 503
+
+
+def test_verify_false_accepts_any_certificate(start_busgate, tmp_path, tls_stub):
+    """verify: false skips the certificate and hostname checks: the TLS
+    handshake completes and busgate goes on to ApiVersions."""
+    stub, _ = tls_stub
+    text, ports = busgate_config(tmp_path, RULES, security="sasl_ssl",
+                                 upstream=[f"127.0.0.1:{stub.port}"],
+                                 upstream_tls={"verify": False})
+    bg = start_busgate(text, wait_for_port=ports["admin"])
+    assert wait_until(lambda: "api_versions" in stub.outcomes), stub.outcomes
+    line = bg.wait_log(lambda l: l.get("msg", "").startswith("upstream 127.0.0.1:"))
+    assert line and "TLS handshake failed" not in line["msg"], line
+    assert readyz(ports) == 503
