@@ -9,7 +9,7 @@
 #   PLAINTEXT      $BG_KAFKA_PLAIN_PORT (39092)  setup and checks, no auth
 #   SASL_PLAINTEXT $BG_KAFKA_SASL_PORT  (39093)  SCRAM-SHA-512, SCRAM-SHA-256, PLAIN
 #   CONTROLLER     $BG_KAFKA_CONTROLLER_PORT (39094)
-#   SASL_SSL       $BG_KAFKA_SSL_PORT   (39095)  same mechanisms and user, TLS with
+#   SASL_SSL       $BG_KAFKA_SSL_PORT   (PLAINTEXT + 3: 39095)  same mechanisms and user, TLS with
 #                  the test CA $BUSGATE_CACHE/kafka-tls/ca.crt (made once)
 # User busgate / busgate-test-password on every SASL mechanism.
 # BG_KAFKA_OAUTH=1 adds OAUTHBEARER (tokens of scripts/oidc-up.sh's provider).

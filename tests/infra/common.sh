@@ -14,7 +14,10 @@ BG_KAFKA_HOME="$BUSGATE_CACHE/kafka-$BG_KAFKA_VERSION"
 BG_KAFKA_PLAIN_PORT="${BG_KAFKA_PLAIN_PORT:-39092}"
 BG_KAFKA_SASL_PORT="${BG_KAFKA_SASL_PORT:-39093}"
 BG_KAFKA_CONTROLLER_PORT="${BG_KAFKA_CONTROLLER_PORT:-39094}"
-BG_KAFKA_SSL_PORT="${BG_KAFKA_SSL_PORT:-39095}"
+# Default PLAINTEXT + 3 (39095), not a fixed port: a private instance that
+# only moves the other three ports (bench/, test_audit_outage.py) must not
+# collide with the shared broker's SASL_SSL listener.
+BG_KAFKA_SSL_PORT="${BG_KAFKA_SSL_PORT:-$((BG_KAFKA_PLAIN_PORT + 3))}"
 # Test CA and broker certificate (127.0.0.1, ::1, localhost) for the SASL_SSL
 # listener: made once by scripts/kafka-up.sh and shared by every instance, so
 # tests find the CA at $BG_KAFKA_TLS_DIR/ca.crt.

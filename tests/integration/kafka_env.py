@@ -5,7 +5,7 @@ confluent-kafka clients pointed at busgate.
 Services (started by tests/integration/run.sh, see docs/testing.md):
   Kafka SASL_PLAINTEXT  127.0.0.1:$BG_KAFKA_SASL_PORT (39093), user busgate
   Kafka PLAINTEXT       127.0.0.1:$BG_KAFKA_PLAIN_PORT (39092), setup only
-  Kafka SASL_SSL        127.0.0.1:$BG_KAFKA_SSL_PORT (39095), user busgate,
+  Kafka SASL_SSL        127.0.0.1:$BG_KAFKA_SSL_PORT (PLAINTEXT + 3: 39095), user busgate,
                         server certificate from the test CA (kafka_tls_ca())
   OIDC provider         http://127.0.0.1:$BG_OIDC_PORT (39400)
 """
@@ -26,7 +26,9 @@ from conftest import build_dir, free_port
 
 KAFKA_SASL = f"127.0.0.1:{os.environ.get('BG_KAFKA_SASL_PORT', '39093')}"
 KAFKA_PLAIN = f"127.0.0.1:{os.environ.get('BG_KAFKA_PLAIN_PORT', '39092')}"
-KAFKA_SSL = f"127.0.0.1:{os.environ.get('BG_KAFKA_SSL_PORT', '39095')}"
+# kafka-up.sh's default: the PLAINTEXT port + 3 (tests/infra/common.sh).
+KAFKA_SSL = "127.0.0.1:" + os.environ.get(
+    "BG_KAFKA_SSL_PORT", str(int(KAFKA_PLAIN.rsplit(":", 1)[1]) + 3))
 OIDC = f"http://127.0.0.1:{os.environ.get('BG_OIDC_PORT', '39400')}"
 UPSTREAM_USER = "busgate"
 UPSTREAM_PASSWORD = "busgate-test-password"
