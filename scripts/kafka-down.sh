@@ -3,6 +3,8 @@
 # variables select the instance): SIGTERM, then SIGKILL after a bounded wait.
 # Removes the data directory unless --keep-data is given; a later kafka-up.sh
 # then restarts the same cluster (same cluster id, topics and offsets).
+# The test CA and broker certificate ($BUSGATE_CACHE/kafka-tls) are shared by
+# every instance and always kept.
 set -euo pipefail
 # shellcheck source=../tests/infra/common.sh
 . "$(dirname "$0")/../tests/infra/common.sh"
