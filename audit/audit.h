@@ -193,4 +193,15 @@ size_t bg_audit_encode_json(const bg_audit_event_t *ev, const char *instance, ch
 
 const char *bg_audit_kind_name(bg_audit_kind_t k); /* "decision", ... */
 
+struct bg_principal_s;
+/* Starts an event of a protocol session: zeroes ev, then sets kind, the
+ * session id, the next sequence number (++*seq), protocol, peer, the
+ * principal's sub/groups/issuer/token id (p may be NULL before
+ * authentication) and the client id and software (empty strings count as
+ * absent). Every pointer is borrowed: ev is valid while they are. Any thread. */
+void bg_audit_event_session(bg_audit_event_t *ev, bg_audit_kind_t kind, const char *session_id,
+                            uint64_t *seq, const char *protocol, const char *peer,
+                            const struct bg_principal_s *p, const char *client_id,
+                            const char *sw_name, const char *sw_version);
+
 #endif

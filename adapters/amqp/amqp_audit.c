@@ -10,21 +10,8 @@
 
 static void bg_amqp_audit__base(bg_amqp_session_t *s, bg_audit_event_t *ev, bg_audit_kind_t kind)
 {
-    memset(ev, 0, sizeof *ev);
-    ev->kind = kind;
-    ev->session_id = s->id;
-    ev->seq = ++s->seq;
-    ev->has = BG_AUDIT_HAS_SEQ;
-    ev->protocol = "amqp";
-    ev->peer = s->peer;
-    ev->principal.sub = s->principal.sub;
-    ev->principal.groups = (const char *const *)s->principal.groups;
-    ev->principal.ngroups = s->principal.ngroups;
-    ev->principal.issuer = s->principal.issuer;
-    ev->principal.token_id = s->principal.token_id;
-    ev->client_id = s->principal.client_id;
-    ev->client_software_name = s->product[0] ? s->product : NULL;
-    ev->client_software_version = s->version[0] ? s->version : NULL;
+    bg_audit_event_session(ev, kind, s->id, &s->seq, "amqp", s->peer, &s->principal,
+                           s->principal.client_id, s->product, s->version);
 }
 
 static void bg_amqp_audit__emit(bg_amqp_session_t *s, const bg_audit_event_t *ev)

@@ -461,22 +461,6 @@ int bg_amqp_session_connect_upstream(bg_amqp_session_t *s)
 
 /* ---- accept ---- */
 
-static void bg_amqp__format_peer(const struct sockaddr *sa, char *out, size_t cap)
-{
-    char ip[INET6_ADDRSTRLEN] = "?";
-    if (sa && sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
-        snprintf(out, cap, "%s:%u", ip, ntohs(in->sin_port));
-    } else if (sa && sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
-        snprintf(out, cap, "[%s]:%u", ip, ntohs(in6->sin6_port));
-    } else {
-        snprintf(out, cap, "unknown");
-    }
-}
-
 static int bg_amqp__events(bg_amqp_session_t *s)
 {
     struct event_base *base = s->aw->w->base;
@@ -502,7 +486,7 @@ void bg_amqp_session_accept(bg_amqp_worker_t *aw, int fd, const struct sockaddr 
     s->lim.max_body_size = aw->g->cfg->amqp.max_body_bytes;
     s->frame_max = BG_AMQP_PRETUNE_CLIENT_MAX;
     bg_amqp_arena_init(&s->arena);
-    bg_amqp__format_peer(peer, s->peer, sizeof s->peer);
+    bg_util_format_peer(peer, s->peer, sizeof s->peer);
     bg_audit_uuid4(s->id);
     TAILQ_INSERT_TAIL(&aw->sessions, s, link);
     aw->nsessions++;

@@ -23,21 +23,8 @@ static const char *bg_kafka_audit__api(int16_t api, char *buf, size_t cap)
 
 static void bg_kafka_audit__base(bg_kafka_session_t *s, bg_audit_event_t *ev, bg_audit_kind_t kind)
 {
-    memset(ev, 0, sizeof *ev);
-    ev->kind = kind;
-    ev->session_id = s->id;
-    ev->seq = ++s->seq;
-    ev->has = BG_AUDIT_HAS_SEQ;
-    ev->protocol = "kafka";
-    ev->peer = s->peer;
-    ev->principal.sub = s->principal.sub;
-    ev->principal.groups = (const char *const *)s->principal.groups;
-    ev->principal.ngroups = s->principal.ngroups;
-    ev->principal.issuer = s->principal.issuer;
-    ev->principal.token_id = s->principal.token_id;
-    ev->client_id = s->client_id[0] ? s->client_id : NULL;
-    ev->client_software_name = s->sw_name[0] ? s->sw_name : NULL;
-    ev->client_software_version = s->sw_version[0] ? s->sw_version : NULL;
+    bg_audit_event_session(ev, kind, s->id, &s->seq, "kafka", s->peer, &s->principal,
+                           s->client_id, s->sw_name, s->sw_version);
 }
 
 static void bg_kafka_audit__emit(bg_kafka_session_t *s, const bg_audit_event_t *ev)

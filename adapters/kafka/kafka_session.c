@@ -7,13 +7,10 @@
  * (evbuffer chains, no copy); only what must be rewritten is re-encoded.
  * Closing never frees a session inside a callback: the session is marked
  * dead and freed from its own event. */
-#include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
-#include <netinet/in.h>
-#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +18,7 @@
 #include <time.h>
 
 #include "adapters/kafka/kafka_audit.h"
+#include "audit/audit.h"
 #include "adapters/kafka/kafka_scan.h"
 #include "adapters/kafka/kafka_session-internal.h"
 #include "broker/log.h"
@@ -567,6 +565,26 @@ static int bg_kafka__rewrite_response(bg_kafka_session_t *s, bg_kafka_pending_t 
     return bg_kafka_session_respond(s, pe, out);
 }
 
+/* The entry a response frame at the head of in answers: the oldest request
+ * still waiting for the upstream, with the same correlation id. NULL (and
+ * the session closing) when the broker answered something else. */
+static bg_kafka_pending_t *bg_kafka__match_response(bg_kafka_session_t *s, struct evbuffer *in)
+{
+    bg_kafka_pending_t *pe = bg_kafka__first_waiting(s);
+    uint8_t hdr[8];
+    if (!pe || evbuffer_copyout(in, hdr, 8) < 8) {
+        bg_kafka_session_close(s, 0, "unexpected response from the upstream broker");
+        return NULL;
+    }
+    int32_t corr = (int32_t)((uint32_t)hdr[4] << 24 | (uint32_t)hdr[5] << 16 |
+                             (uint32_t)hdr[6] << 8 | hdr[7]);
+    if (corr != pe->hdr.correlation_id) {
+        bg_kafka_session_close(s, 0, "upstream correlation id mismatch");
+        return NULL;
+    }
+    return pe;
+}
+
 /* Produce (v10+) and Fetch (v16+) responses are rewritten only for their
  * top-level NodeEndpoints field, which brokers send only when leadership
  * moved. Without it (and with nothing to merge) the response is forwarded
@@ -600,18 +618,9 @@ static int bg_kafka__response_untouched(const bg_kafka_pending_t *pe, struct evb
 static int bg_kafka__on_upstream_frame(void *arg, struct evbuffer *in, size_t frame_len)
 {
     bg_kafka_session_t *s = arg;
-    bg_kafka_pending_t *pe = bg_kafka__first_waiting(s);
-    uint8_t hdr[8];
-    if (!pe || evbuffer_copyout(in, hdr, 8) < 8) {
-        bg_kafka_session_close(s, 0, "unexpected response from the upstream broker");
+    bg_kafka_pending_t *pe = bg_kafka__match_response(s, in);
+    if (!pe)
         return -1;
-    }
-    int32_t corr = (int32_t)((uint32_t)hdr[4] << 24 | (uint32_t)hdr[5] << 16 |
-                             (uint32_t)hdr[6] << 8 | hdr[7]);
-    if (corr != pe->hdr.correlation_id) {
-        bg_kafka_session_close(s, 0, "upstream correlation id mismatch");
-        return -1;
-    }
     int64_t latency = bg_kafka_now_us() - pe->start_us;
     if (pe->needs_response && bg_kafka__response_untouched(pe, in, frame_len))
         pe->needs_response = 0;
@@ -640,18 +649,9 @@ static int bg_kafka__on_upstream_frame(void *arg, struct evbuffer *in, size_t fr
 static int bg_kafka__on_upstream_frame_begin(void *arg, struct evbuffer *in, size_t frame_len)
 {
     bg_kafka_session_t *s = arg;
-    bg_kafka_pending_t *pe = bg_kafka__first_waiting(s);
-    uint8_t hdr[8];
-    if (!pe || evbuffer_copyout(in, hdr, 8) < 8) {
-        bg_kafka_session_close(s, 0, "unexpected response from the upstream broker");
+    bg_kafka_pending_t *pe = bg_kafka__match_response(s, in);
+    if (!pe)
         return -1;
-    }
-    int32_t corr = (int32_t)((uint32_t)hdr[4] << 24 | (uint32_t)hdr[5] << 16 |
-                             (uint32_t)hdr[6] << 8 | hdr[7]);
-    if (corr != pe->hdr.correlation_id) {
-        bg_kafka_session_close(s, 0, "upstream correlation id mismatch");
-        return -1;
-    }
     if (pe->needs_response)
         return 0;
     bg_kafka_session_flush(s); /* earlier responses are ready: pe becomes the head */
@@ -771,37 +771,6 @@ static struct bufferevent *bg_kafka__client_bev(bg_kafka_worker_t *kw, int fd)
     return bev;
 }
 
-static void bg_kafka__format_peer(const struct sockaddr *sa, char *out, size_t cap)
-{
-    char ip[INET6_ADDRSTRLEN] = "?";
-    unsigned port = 0;
-    if (sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        inet_ntop(AF_INET, &in->sin_addr, ip, sizeof ip);
-        port = ntohs(in->sin_port);
-        snprintf(out, cap, "%s:%u", ip, port);
-    } else if (sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof ip);
-        port = ntohs(in6->sin6_port);
-        snprintf(out, cap, "[%s]:%u", ip, port);
-    } else {
-        snprintf(out, cap, "unknown");
-    }
-}
-
-static void bg_kafka__session_id(char out[37])
-{
-    uint8_t r[16];
-    if (RAND_bytes(r, sizeof r) != 1)
-        memset(r, 0, sizeof r);
-    r[6] = (uint8_t)((r[6] & 0x0f) | 0x40);
-    r[8] = (uint8_t)((r[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", r[0],
-             r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13],
-             r[14], r[15]);
-}
-
 void bg_kafka_session_accept(bg_kafka_worker_t *kw, int fd, const struct sockaddr *peer,
                              int peerlen, int32_t node_id)
 {
@@ -815,8 +784,8 @@ void bg_kafka_session_accept(bg_kafka_worker_t *kw, int fd, const struct sockadd
     s->node_id = node_id;
     s->started_ms = bg_kafka_now_ms();
     TAILQ_INIT(&s->q);
-    bg_kafka__format_peer(peer, s->peer, sizeof s->peer);
-    bg_kafka__session_id(s->id);
+    bg_util_format_peer(peer, s->peer, sizeof s->peer);
+    bg_audit_uuid4(s->id);
     TAILQ_INSERT_TAIL(&kw->sessions, s, link);
     kw->nsessions++;
     bg_metric_add(&kw->w->metrics.conn_open[BG_PROTO_KAFKA], 1);
