@@ -95,9 +95,12 @@ def _run(start_busgate, tmp_path, mock):
     c.close()
 
     # The clients learned the new leader from busgate's rewritten metadata
-    # and reached it through busgate (new connections to its port).
+    # (leader() asserts they only ever see busgate's ports) and reached it
+    # through busgate: the produce and consume after the move succeeded.
+    # (A connection count would not show it: librdkafka may already hold a
+    # connection to every broker port before the move.)
     assert leader() == new
-    assert scrape(ports["admin"], "busgate_connections_total", {"protocol": "kafka"}) > conns
+    assert scrape(ports["admin"], "busgate_connections_total", {"protocol": "kafka"}) >= conns
 
     # A fresh consumer reads everything from the start: nothing was lost.
     c2 = Consumer(client_conf(boot, token, **{"group.id": unique("it-g"),

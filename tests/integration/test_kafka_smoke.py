@@ -4,7 +4,7 @@ TOPIC_AUTHORIZATION_FAILED."""
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
-from kafka_env import busgate_config, client_conf, oidc_token, unique, audit_events
+from kafka_env import busgate_config, client_conf, oidc_token, unique, wait_audit
 
 RULES = """    - name: orders-write
       subjects: [group:orders]
@@ -51,5 +51,6 @@ def test_produce_consume_and_denial(start_busgate, tmp_path):
     p.flush(30)
     assert denied and denied[0] is not None
     assert denied[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
-    events = audit_events(ports["audit"])
-    assert any(e["kind"] == "decision" and e["decision"]["effect"] == "deny" for e in events)
+    # Audit events are written by the audit thread, shortly after the decision.
+    assert wait_audit(ports["audit"],
+                      lambda e: e["kind"] == "decision" and e["decision"]["effect"] == "deny")
