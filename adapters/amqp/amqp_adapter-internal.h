@@ -28,6 +28,7 @@ typedef struct bg_amqp_worker_s {
     struct bg_amqp_session_list_s sessions;
     size_t nsessions;
     int draining;
+    struct bg_amqp_probe_s *probe; /* worker 0: start-up login for readiness */
 } bg_amqp_worker_t;
 
 /* ---- sessions (amqp_session.c) ---- */

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "adapters/amqp/amqp_adapter-internal.h"
+#include "adapters/amqp/amqp_probe.h"
 #include "adapters/amqp/amqp_adapter.h"
 #include "broker/log.h"
 
@@ -79,6 +80,8 @@ static int bg_amqp__listen(bg_amqp_worker_t *aw, const bg_addr_t *a, char *err, 
     return 0;
 }
 
+static void bg_amqp__worker_stop(void *arg);
+
 static int bg_amqp__worker_start(bg_worker_t *w, void *global, void **state, char *err,
                                  size_t errlen)
 {
@@ -93,6 +96,11 @@ static int bg_amqp__worker_start(bg_worker_t *w, void *global, void **state, cha
     TAILQ_INIT(&aw->sessions);
     if (bg_amqp__listen(aw, &g->cfg->amqp.listen, err, errlen) != 0) {
         free(aw);
+        return -1;
+    }
+    if (w->index == 0 && !(aw->probe = bg_amqp_probe_start(aw))) {
+        snprintf(err, errlen, "out of memory");
+        bg_amqp__worker_stop(aw);
         return -1;
     }
     if (w->index == 0)
@@ -126,6 +134,7 @@ static void bg_amqp__worker_stop(void *arg)
 {
     bg_amqp_worker_t *aw = arg;
     bg_amqp__close_listener(aw);
+    bg_amqp_probe_free(aw->probe);
     bg_amqp_sessions_free(aw);
     free(aw);
 }
