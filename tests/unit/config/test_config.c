@@ -100,7 +100,7 @@ static char *write_file(const char *dir, const char *name, const char *content)
 
 static void test_example_loads(void **state)
 {
-    char *path = src_path("examples/busgate.yaml"), *jwks = src_path("examples/jwks.json");
+    char *path = src_path("examples/busgate.yaml"), *jwks = src_path("examples/idp-jwks.json");
     char *spool = src_path("examples/spool");
     bg_config_errors_t errs = {0};
     bg_config_t *c = bg_config_load(path, &errs);
