@@ -12,7 +12,13 @@
  *   exchange.delete             delete exchange
  *
  * A queue name left empty names the channel's last declared queue, as in
- * RabbitMQ. A server-named queue (queue.declare with an empty name) is
+ * RabbitMQ: busgate tracks it from the declares it forwards (RabbitMQ updates
+ * it when it handles the declare, even with nowait); while it is unknown (a
+ * server-named queue before its declare-ok) an empty name is refused.
+ * Declare arguments that make the broker write into another exchange
+ * (exchange.declare "alternate-exchange", queue.declare
+ * "x-dead-letter-exchange") also need write on that exchange, as RabbitMQ
+ * itself requires — busgate's upstream credential would not check it. A server-named queue (queue.declare with an empty name) is
  * decided as the queue "amq.gen-" (create), the prefix RabbitMQ gives such
  * names: a rule on amqp:queue:amq.gen-* allows declaring them and, since the
  * broker names them amq.gen-..., consuming from them afterwards.
@@ -50,6 +56,22 @@ static amqp_bytes_t bg_amqp_authz__queue(amqp_bytes_t q, const bg_amqp_channel_t
     return q;
 }
 
+/* The exchange a declare argument names (key with a string value), if any. */
+static int bg_amqp_authz__arg_exchange(const amqp_table_t *args, const char *key, amqp_bytes_t *out)
+{
+    size_t klen = strlen(key);
+    for (int i = 0; args && i < args->num_entries; i++) {
+        const amqp_table_entry_t *e = &args->entries[i];
+        if (e->key.len != klen || memcmp(e->key.bytes, key, klen) != 0)
+            continue;
+        if (e->value.kind != AMQP_FIELD_KIND_UTF8 && e->value.kind != AMQP_FIELD_KIND_BYTES)
+            return 0;
+        *out = e->value.value.bytes;
+        return 1;
+    }
+    return 0;
+}
+
 static amqp_bytes_t bg_amqp_authz__cstr(const char *s)
 {
     amqp_bytes_t b = {strlen(s), (void *)s};
@@ -64,8 +86,10 @@ static void bg_amqp_authz__queue_declare(const amqp_queue_declare_t *d,
                            BG_VERB_DESCRIBE);
         return;
     }
-    amqp_bytes_t q = d->queue.len ? d->queue : bg_amqp_authz__cstr(BG_AMQP_SERVER_NAMED);
+    amqp_bytes_t q = d->queue.len ? d->queue : bg_amqp_authz__cstr(BG_AMQP_SERVER_NAMED), dlx;
     bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE, q, BG_VERB_CREATE);
+    if (bg_amqp_authz__arg_exchange(&d->arguments, "x-dead-letter-exchange", &dlx))
+        bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, dlx, BG_VERB_WRITE);
 }
 
 void bg_amqp_authz_classify(const bg_amqp_method_t *m, const bg_amqp_channel_t *ch,
@@ -91,8 +115,11 @@ void bg_amqp_authz_classify(const bg_amqp_method_t *m, const bg_amqp_channel_t *
     case AMQP_QUEUE_DECLARE_METHOD: bg_amqp_authz__queue_declare(d, ch, v); break;
     case AMQP_EXCHANGE_DECLARE_METHOD: {
         const amqp_exchange_declare_t *x = d;
+        amqp_bytes_t ae;
         bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, x->exchange,
                            x->passive ? BG_VERB_DESCRIBE : BG_VERB_CREATE);
+        if (!x->passive && bg_amqp_authz__arg_exchange(&x->arguments, "alternate-exchange", &ae))
+            bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, ae, BG_VERB_WRITE);
         break;
     }
     case AMQP_QUEUE_BIND_METHOD: {
@@ -145,7 +172,12 @@ void bg_amqp_authz_decide(const bg_policy_t *p, const bg_policy_principal_t *pr,
         bg_amqp_check_t *c = &v->checks[i];
         bg_policy_resource_t r = {c->type, NULL, 0, c->name, c->name_len};
         bg_policy_decide(p, pr, &r, c->verb, &c->decision);
-        if (c->decision.effect == BG_EFFECT_HOLD) { /* no approvals for AMQP: fail closed */
+        if (c->type == BG_RES_AMQP_QUEUE && c->name_len == 0) {
+            /* "" names the last declared queue, not known yet: fail closed. */
+            c->decision.effect = BG_EFFECT_DENY;
+            c->decision.would = BG_EFFECT_DENY;
+            c->refusal = "names the channel's last declared queue, which is not known yet";
+        } else if (c->decision.effect == BG_EFFECT_HOLD) { /* no approvals for AMQP: fail closed */
             c->decision.effect = BG_EFFECT_DENY;
             c->refusal = "requires an approval, which busgate's AMQP adapter cannot hold";
         }

@@ -291,6 +291,17 @@ static int bg_amqp_chan__open_method(bg_amqp_session_t *s, uint16_t n, bg_amqp_c
         break;
     case AMQP_CONFIRM_SELECT_METHOD: ch->confirm = 1; break;
     case AMQP_BASIC_PUBLISH_METHOD: ch->expect = 1; break;
+    case AMQP_QUEUE_DECLARE_METHOD: {
+        /* RabbitMQ makes the declared queue the channel's last queue when it
+         * handles the declare (nowait too), before busgate sees a declare-ok;
+         * a server-named queue is unknown until its declare-ok. */
+        const amqp_queue_declare_t *q = m->decoded;
+        if (q->queue.len)
+            bg_amqp_chan__copy(ch->last_queue, q->queue);
+        else
+            ch->last_queue[0] = '\0';
+        break;
+    }
     case AMQP_BASIC_CONSUME_METHOD: {
         const amqp_basic_consume_t *c = m->decoded;
         if (c->queue.len)

@@ -348,6 +348,8 @@ static bg_kafka_struct_t *bg_kafka__offset_fetch_group(bg_kafka__az_t *az, bg_ka
     return sp.allowed;
 }
 
+#define BG_KAFKA_MAX_BATCHED_GROUPS 1024
+
 static int bg_kafka__offset_fetch_batched(bg_kafka__az_t *az)
 {
     const bg_kafka_struct_t *r = az->req;
@@ -359,6 +361,19 @@ static int bg_kafka__offset_fetch_batched(bg_kafka__az_t *az)
     bg_kafka_struct_t **den = bg_kafka_arena_alloc(az->a, (size_t)(n + 1) * sizeof *den);
     if (!keep || !den)
         return (az->oom = 1, 0);
+    /* The response filters find a group's entry by its id: a group named
+     * twice could slip one unfiltered entry through. Kafka clients never
+     * repeat a group, so such a request is refused whole (and so is one
+     * naming more groups than any client batches, which bounds this check). */
+    if (n > BG_KAFKA_MAX_BATCHED_GROUPS)
+        return bg_kafka__fail(az, "too many groups in one OffsetFetch");
+    for (int32_t i = 0; i < n; i++)
+        for (int32_t j = 0; j < i; j++) {
+            bg_slice_t a = r->f[K(OFFSET_FETCH_REQ_GROUPS)].a.s[i]->f[K(OFFSET_FETCH_REQ_GROUPS_GROUP_ID)].s;
+            bg_slice_t b = r->f[K(OFFSET_FETCH_REQ_GROUPS)].a.s[j]->f[K(OFFSET_FETCH_REQ_GROUPS_GROUP_ID)].s;
+            if (a.len == b.len && (a.len <= 0 || memcmp(a.p, b.p, (size_t)a.len) == 0))
+                return bg_kafka__fail(az, "a group named twice in one OffsetFetch");
+        }
     for (int32_t i = 0; i < n; i++) {
         bg_kafka_struct_t *g = r->f[K(OFFSET_FETCH_REQ_GROUPS)].a.s[i];
         bg_slice_t gid = g->f[K(OFFSET_FETCH_REQ_GROUPS_GROUP_ID)].s;

@@ -365,6 +365,69 @@ static void test_text_bounds(void **state)
     bg_policy_principal_clear(&pr);
 }
 
+
+/* "" names the channel's last declared queue; while busgate does not know it
+ * (a server-named queue before its declare-ok) the method is refused. */
+static void test_unknown_last_queue_refused(void **state)
+{
+    (void)state;
+    bg_amqp_channel_t ch;
+    memset(&ch, 0, sizeof ch); /* last_queue unknown */
+    amqp_basic_consume_t c;
+    memset(&c, 0, sizeof c);
+    bg_amqp_method_t m = {AMQP_BASIC_CONSUME_METHOD, bg_amqp_method_info(AMQP_BASIC_CONSUME_METHOD),
+                          &c};
+    bg_amqp_verdict_t v;
+    bg_amqp_authz_classify(&m, &ch, &v);
+    assert_int_equal(v.n, 1);
+    assert_int_equal(v.checks[0].name_len, 0);
+    bg_policy_principal_t pr;
+    const char *groups[] = {"apps"};
+    assert_int_equal(bg_policy_principal_prepare(policy, "alice", groups, 1, &pr), 0);
+    bg_amqp_authz_decide(policy, &pr, &v);
+    assert_int_equal(v.denied, 1);
+    assert_non_null(v.checks[0].refusal);
+    bg_policy_principal_clear(&pr);
+}
+
+/* Declare arguments that make the broker write into another exchange need
+ * write on it (alternate-exchange, x-dead-letter-exchange). */
+static void test_declare_argument_exchanges(void **state)
+{
+    (void)state;
+    amqp_table_entry_t ae = {amqp_cstring_bytes("alternate-exchange"),
+                             {AMQP_FIELD_KIND_UTF8, {.bytes = {6, "secret"}}}};
+    amqp_exchange_declare_t x;
+    memset(&x, 0, sizeof x);
+    x.exchange = amqp_cstring_bytes("ok.x");
+    x.arguments.num_entries = 1;
+    x.arguments.entries = &ae;
+    bg_amqp_method_t m = {AMQP_EXCHANGE_DECLARE_METHOD,
+                          bg_amqp_method_info(AMQP_EXCHANGE_DECLARE_METHOD), &x};
+    bg_amqp_verdict_t v;
+    bg_amqp_authz_classify(&m, NULL, &v);
+    assert_int_equal(v.n, 2);
+    assert_int_equal(v.checks[1].type, BG_RES_AMQP_EXCHANGE);
+    assert_int_equal(v.checks[1].verb, BG_VERB_WRITE);
+    assert_int_equal(v.checks[1].name_len, 6);
+    assert_memory_equal(v.checks[1].name, "secret", 6);
+
+    amqp_table_entry_t dlx = {amqp_cstring_bytes("x-dead-letter-exchange"),
+                              {AMQP_FIELD_KIND_UTF8, {.bytes = {6, "secret"}}}};
+    amqp_queue_declare_t q;
+    memset(&q, 0, sizeof q);
+    q.queue = amqp_cstring_bytes("ok.q");
+    q.arguments.num_entries = 1;
+    q.arguments.entries = &dlx;
+    m = (bg_amqp_method_t){AMQP_QUEUE_DECLARE_METHOD,
+                           bg_amqp_method_info(AMQP_QUEUE_DECLARE_METHOD), &q};
+    bg_amqp_authz_classify(&m, NULL, &v);
+    assert_int_equal(v.n, 2);
+    assert_int_equal(v.checks[1].type, BG_RES_AMQP_EXCHANGE);
+    assert_int_equal(v.checks[1].verb, BG_VERB_WRITE);
+    assert_memory_equal(v.checks[1].name, "secret", 6);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -372,6 +435,8 @@ int main(void)
         cmocka_unit_test(test_classify_borrows_length),
         cmocka_unit_test(test_decide_table),
         cmocka_unit_test(test_text_bounds),
+        cmocka_unit_test(test_unknown_last_queue_refused),
+        cmocka_unit_test(test_declare_argument_exchanges),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
