@@ -49,7 +49,7 @@ if [ "${BG_SKIP_FUZZ:-0}" != 1 ]; then
     work=$(mktemp -d)
     cp -r "tests/fuzz/corpus/$name/." "$work/" 2>/dev/null || true
     echo "fuzz_$name"
-    "$bin" -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=0 \
+    "$bin" -seed=1 -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=0 \
       "$work" >"$work.log" 2>&1 || { tail -50 "$work.log"; exit 1; }
     rm -rf "$work" "$work.log"
   done
