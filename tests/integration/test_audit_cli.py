@@ -45,8 +45,10 @@ def test_replay_and_tail(start_busgate, tmp_path):
     cfg, ports, sub = _workload(tmp_path, start_busgate)
     # the session where "payments" was denied (at Metadata: the client then
     # fails the message without producing), once it has ended
-    deny = [e for e in audit_events(ports["audit"])
-            if e["kind"] == "decision" and e["decision"]["effect"] == "deny"]
+    # (the client saw the refusal before busgate's audit thread wrote it down:
+    # wait for the event rather than read the file once)
+    deny = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                      and e["decision"]["effect"] == "deny", timeout=20)
     assert deny
     sid = deny[0]["session_id"]
     ended = wait_audit(ports["audit"], lambda e: e["kind"] == "session_end"
