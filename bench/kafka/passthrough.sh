@@ -17,6 +17,8 @@
 #   BENCH_ACKS [all]          producer acks
 #   BENCH_LAT_SECONDS [20]    length of each half-rate latency run
 #   BENCH_AUDIT [1]           1: busgate writes its audit file (as deployed)
+#   BENCH_CONSUME_ONLY [0]    1: produce one topic directly, then only consume
+#                             it, alternating direct/busgate, BENCH_ROUNDS times
 #   BENCH_WORKERS [0]         busgate worker threads (0 = one per core)
 #   BENCH_JAVA_OPTS           JVM options of the perf tools [-Xms512m -Xmx512m]
 #   BENCH_OUT                 directory for logs and results [a new temp dir]
@@ -34,6 +36,7 @@ parts="${BENCH_PARTITIONS:-6}"
 acks="${BENCH_ACKS:-all}"
 lat_seconds="${BENCH_LAT_SECONDS:-20}"
 audit="${BENCH_AUDIT:-1}"
+consume_only="${BENCH_CONSUME_ONLY:-0}"
 java_opts="${BENCH_JAVA_OPTS:--Xms512m -Xmx512m -Dorg.slf4j.simpleLogger.defaultLogLevel=warn}"
 admin_java_opts="-Xmx256m -XX:TieredStopAtLevel=1 -Dorg.slf4j.simpleLogger.defaultLogLevel=warn"
 out="${BENCH_OUT:-$(mktemp -d -t bench-kafka-pt.XXXXXX)}"
@@ -232,6 +235,27 @@ summary() {
     echo "results: $results   logs: $out"
 }
 
+# One topic, produced once directly, consumed BENCH_ROUNDS times each way
+# with a new group per run (the records are in the page cache for all).
+consume_rounds() {
+    local r mode t="bench-pt-$runid-consume"
+    topic_create "$t"
+    produce direct 0 produce "$t" "$records" -1
+    for ((r = 1; r <= rounds; r++)); do
+        for mode in direct busgate; do
+            consume "$mode" "$r" "$t" "$records"
+        done
+    done
+    topic_delete "$t"
+    echo
+    printf '| %-36s | %10s | %10s | %s |\n' metric direct busgate "busgate/direct"
+    row "consume records/s (fetch phase)" consume rps
+    row "consume MB/s (fetch phase)" consume mbps
+    row "broker CPU s per consume run" consume brokercpu
+    printf '| %-36s | %10s | %10s | %s |\n' "busgate CPU s per consume run" - "$(mean consume busgate bgcpu)" ""
+    echo "results: $results   logs: $out"
+}
+
 main() {
     bg_need java curl python3
     mkdir -p "$out"
@@ -243,6 +267,10 @@ main() {
     start_busgate
     echo "busgate pid $bg_pid on $bg_bootstrap; broker pid $(broker_pid); out $out"
     local r mode t
+    if [ "$consume_only" = 1 ]; then
+        consume_rounds
+        return
+    fi
     for ((r = 1; r <= rounds; r++)); do
         for mode in direct busgate; do
             t="bench-pt-$runid-$mode-$r"
