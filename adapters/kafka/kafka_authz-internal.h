@@ -48,9 +48,21 @@ typedef struct bg_kafka__filter_s {
     struct bg_kafka__filter_s *next;
 } bg_kafka__filter_t;
 
+/* Denied entries of a positional response array (results in request order,
+ * no key: CreateAcls, DeleteAcls): ents[i] goes back at index pos[i]
+ * (ascending) of the merged array. */
+typedef struct bg_kafka__insert_s {
+    int16_t arr;
+    const int32_t *pos;
+    bg_kafka_struct_t **ents;
+    int32_t n;
+    struct bg_kafka__insert_s *next;
+} bg_kafka__insert_t;
+
 typedef struct bg_kafka__merge_s {
     bg_kafka__append_t *appends;
     bg_kafka__filter_t *filters;
+    bg_kafka__insert_t *inserts;
 } bg_kafka__merge_t;
 
 /* The API table (style.md: indexed by api key). classify returns 0, or -1
@@ -90,6 +102,8 @@ bg_kafka__merge_t *bg_kafka__merge(bg_kafka__az_t *az);
 int bg_kafka__add_append(bg_kafka__az_t *az, int arr, int key_idx, bg_slice_t key, int sub_arr,
                          bg_kafka_struct_t **ents, int32_t n);
 int bg_kafka__add_filter(bg_kafka__az_t *az, const bg_kafka__filter_t *f);
+int bg_kafka__add_insert(bg_kafka__az_t *az, int arr, const int32_t *pos,
+                         bg_kafka_struct_t **ents, int32_t n);
 /* A fresh response body of the request's api at its version (defaults). */
 bg_kafka_struct_t *bg_kafka__resp_new(bg_kafka__az_t *az);
 /* RESPOND with a top-level ErrorCode response (generic). */
@@ -209,10 +223,16 @@ int bg_kafka__c_group_read(bg_kafka__az_t *az);
 int bg_kafka__c_find_coordinator(bg_kafka__az_t *az);
 int bg_kafka__c_describe_groups(bg_kafka__az_t *az);
 int bg_kafka__c_delete_groups(bg_kafka__az_t *az);
+int bg_kafka__c_list_groups(bg_kafka__az_t *az);
 
 int bg_kafka__c_configs(bg_kafka__az_t *az);
 int bg_kafka__c_cluster_describe(bg_kafka__az_t *az);
 int bg_kafka__c_cluster_alter(bg_kafka__az_t *az);
+/* Cluster alter, and entries that could touch the reserved audit topic
+ * refused one by one (kafka_authz_admin.c). */
+int bg_kafka__c_acls(bg_kafka__az_t *az);
+int bg_kafka__c_partition_admin(bg_kafka__az_t *az);
+int bg_kafka__c_alter_replica_log_dirs(bg_kafka__az_t *az);
 int bg_kafka__c_init_producer_id(bg_kafka__az_t *az);
 int bg_kafka__c_add_partitions_to_txn(bg_kafka__az_t *az);
 int bg_kafka__c_add_offsets_to_txn(bg_kafka__az_t *az);

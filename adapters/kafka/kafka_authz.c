@@ -34,7 +34,7 @@ static const bg_kafka__api_t bg_kafka__apis[] = {
     [BG_KAFKA_API_LEAVE_GROUP] = {0, 5, 4, bg_kafka__c_group_read, NULL, 0, 0},
     [BG_KAFKA_API_SYNC_GROUP] = {0, 5, 4, bg_kafka__c_group_read, NULL, 0, 0},
     [BG_KAFKA_API_DESCRIBE_GROUPS] = {0, 6, 5, bg_kafka__c_describe_groups, NULL, 0, 0},
-    [BG_KAFKA_API_LIST_GROUPS] = {0, 5, 3, bg_kafka__c_cluster_describe, NULL, 0, 0},
+    [BG_KAFKA_API_LIST_GROUPS] = {0, 5, 3, bg_kafka__c_list_groups, NULL, 0, 0},
     /* v0 is advertised (librdkafka requires it to enable SASL) but a v0
      * handshake, which means raw SASL frames, is refused by the session. */
     [BG_KAFKA_API_SASL_HANDSHAKE] = {0, 1, VMAX, NULL, NULL, 0, 0},
@@ -52,19 +52,20 @@ static const bg_kafka__api_t bg_kafka__apis[] = {
     [BG_KAFKA_API_END_TXN] = {0, 5, 3, bg_kafka__c_end_txn, NULL, 0, 0},
     [BG_KAFKA_API_TXN_OFFSET_COMMIT] = {0, 5, 3, bg_kafka__c_txn_offset_commit, NULL, 0, 0},
     [BG_KAFKA_API_DESCRIBE_ACLS] = {1, 3, 2, bg_kafka__c_cluster_describe, NULL, 0, 0},
-    [BG_KAFKA_API_CREATE_ACLS] = {1, 3, 2, bg_kafka__c_cluster_alter, NULL, 0, 0},
-    [BG_KAFKA_API_DELETE_ACLS] = {1, 3, 2, bg_kafka__c_cluster_alter, NULL, 0, 0},
+    [BG_KAFKA_API_CREATE_ACLS] = {1, 3, 2, bg_kafka__c_acls, NULL, 0, 0},
+    [BG_KAFKA_API_DELETE_ACLS] = {1, 3, 2, bg_kafka__c_acls, NULL, 0, 0},
     [BG_KAFKA_API_DESCRIBE_CONFIGS] = {1, 4, 4, bg_kafka__c_configs, NULL, 0, 0},
     [BG_KAFKA_API_ALTER_CONFIGS] = {0, 2, 2, bg_kafka__c_configs, NULL, 0, 0},
-    [BG_KAFKA_API_ALTER_REPLICA_LOG_DIRS] = {1, 2, 2, bg_kafka__c_cluster_alter, NULL, 0, 0},
+    [BG_KAFKA_API_ALTER_REPLICA_LOG_DIRS] = {1, 2, 2, bg_kafka__c_alter_replica_log_dirs, NULL,
+                                             0, 0},
     [BG_KAFKA_API_DESCRIBE_LOG_DIRS] = {1, 4, 2, bg_kafka__c_cluster_describe, NULL, 0, 0},
     [BG_KAFKA_API_SASL_AUTHENTICATE] = {0, 2, 2, NULL, NULL, 0, 0},
     [BG_KAFKA_API_CREATE_PARTITIONS] = {0, 3, 2, bg_kafka__c_create_partitions, NULL, 0, 0},
     [BG_KAFKA_API_DELETE_GROUPS] = {0, 2, 2, bg_kafka__c_delete_groups, NULL, 0, 0},
-    [BG_KAFKA_API_ELECT_LEADERS] = {1, 2, 2, bg_kafka__c_cluster_alter, NULL, 0, 0},
+    [BG_KAFKA_API_ELECT_LEADERS] = {1, 2, 2, bg_kafka__c_partition_admin, NULL, 0, 0},
     [BG_KAFKA_API_INCREMENTAL_ALTER_CONFIGS] = {0, 1, 1, bg_kafka__c_configs, NULL, 0, 0},
-    [BG_KAFKA_API_ALTER_PARTITION_REASSIGNMENTS] = {0, 1, 0, bg_kafka__c_cluster_alter, NULL, 0,
-                                                    0},
+    [BG_KAFKA_API_ALTER_PARTITION_REASSIGNMENTS] = {0, 1, 0, bg_kafka__c_partition_admin, NULL,
+                                                    0, 0},
     [BG_KAFKA_API_LIST_PARTITION_REASSIGNMENTS] = {0, 0, 0, bg_kafka__c_cluster_describe, NULL,
                                                    0, 0},
     [BG_KAFKA_API_OFFSET_DELETE] = {0, 0, VMAX, bg_kafka__c_offset_delete, NULL, 0, 0},
@@ -291,6 +292,20 @@ int bg_kafka__add_append(bg_kafka__az_t *az, int arr, int key_idx, bg_slice_t ke
     return 0;
 }
 
+int bg_kafka__add_insert(bg_kafka__az_t *az, int arr, const int32_t *pos,
+                         bg_kafka_struct_t **ents, int32_t n)
+{
+    bg_kafka__merge_t *m = bg_kafka__merge(az);
+    bg_kafka__insert_t *in = m ? bg_kafka_arena_alloc(az->a, sizeof *in) : NULL;
+    if (!in) {
+        az->oom = 1;
+        return -1;
+    }
+    *in = (bg_kafka__insert_t){(int16_t)arr, pos, ents, n, m->inserts};
+    m->inserts = in;
+    return 0;
+}
+
 int bg_kafka__add_filter(bg_kafka__az_t *az, const bg_kafka__filter_t *f)
 {
     bg_kafka__merge_t *m = bg_kafka__merge(az);
@@ -437,9 +452,33 @@ static int bg_kafka__append_arr(bg_kafka_arena_t *a, bg_kafka_struct_t *s, int i
     return 0;
 }
 
+/* Puts ents back at their request positions among the upstream's entries
+ * (positional results: CreateAcls, DeleteAcls). Should the upstream answer
+ * fewer entries than it was sent, the rest go at the end. */
+static int bg_kafka__insert_arr(bg_kafka_arena_t *a, bg_kafka_struct_t *s,
+                                const bg_kafka__insert_t *in)
+{
+    int32_t old = bg_kafka__n(s, in->arr), total = old + in->n, j = 0, k = 0;
+    bg_kafka_struct_t **el = bg_kafka_arena_alloc(a, (size_t)(total + 1) * sizeof *el);
+    if (!el)
+        return -1;
+    for (int32_t i = 0; i < total; i++) {
+        if (k < in->n && (in->pos[k] <= i || j >= old))
+            el[i] = in->ents[k++];
+        else
+            el[i] = s->f[in->arr].a.s[j++];
+    }
+    s->f[in->arr].a.s = el;
+    s->f[in->arr].a.n = total;
+    return 0;
+}
+
 static int bg_kafka__apply_merge(const bg_kafka_authz_ctx_t *ctx, const bg_kafka__merge_t *m,
                                  bg_kafka_struct_t *resp, bg_kafka_arena_t *a)
 {
+    for (const bg_kafka__insert_t *in = m->inserts; in; in = in->next)
+        if (bg_kafka__insert_arr(a, resp, in) < 0)
+            return -1;
     for (const bg_kafka__filter_t *f = m->filters; f; f = f->next) {
         if (f->key_idx < 0) {
             bg_kafka__filter_arr(ctx, f, resp);

@@ -108,6 +108,303 @@ int bg_kafka__c_cluster_alter(bg_kafka__az_t *az)
     return bg_kafka__cluster(az, BG_VERB_ALTER);
 }
 
+/* ---- the reserved audit topic in ACL and partition-admin requests ----
+ *
+ * These APIs run with busgate's own upstream credential, so a principal the
+ * policy allows `alter` on the cluster could otherwise delete the ACLs that
+ * protect the audit topic, grant itself direct access to it, or move and
+ * re-elect its partitions. busgate refuses, entry by entry, whatever could
+ * touch the audit topic, with CLUSTER_AUTHORIZATION_FAILED (what Kafka
+ * answers an unauthorized entry) and the reason "reserved audit topic". */
+
+static const char bg_kafka__reserved[] = "reserved audit topic";
+
+static int bg_kafka__is_audit(const bg_kafka__az_t *az, bg_slice_t name)
+{
+    const char *t = az->ctx->audit_topic;
+    return t && name.len >= 0 && (size_t)name.len == strlen(t) &&
+           memcmp(name.p, t, (size_t)name.len) == 0;
+}
+
+/* The audit topic starts with prefix. */
+static int bg_kafka__audit_has_prefix(const bg_kafka__az_t *az, bg_slice_t prefix)
+{
+    const char *t = az->ctx->audit_topic;
+    return prefix.len >= 0 && strlen(t) >= (size_t)prefix.len &&
+           memcmp(t, prefix.p, (size_t)prefix.len) == 0;
+}
+
+/* Kafka ACL codes (org.apache.kafka.common.resource). */
+enum { BG_KAFKA__ACL_RT_GROUP = 3, BG_KAFKA__ACL_RT_USER = 7 };
+enum { BG_KAFKA__ACL_PT_ANY = 1, BG_KAFKA__ACL_PT_LITERAL = 3, BG_KAFKA__ACL_PT_PREFIXED = 4 };
+
+/* 1 when an ACL binding or filter with this resource type, name and pattern
+ * type could apply to the audit topic (ResourcePatternFilter.matches and
+ * the ACLs that authorize a topic: literal name, literal "*", prefixes).
+ * Fails closed: any type other than group..user may be a topic; a null
+ * name matches every name; MATCH (which always matches the literal "*"
+ * binding) and unknown pattern types match. */
+static int bg_kafka__acl_hits_audit(const bg_kafka__az_t *az, int64_t type, bg_slice_t name,
+                                    int64_t pattern)
+{
+    if (type >= BG_KAFKA__ACL_RT_GROUP && type <= BG_KAFKA__ACL_RT_USER)
+        return 0;
+    if (name.len < 0)
+        return 1;
+    int literal = bg_kafka__is_audit(az, name) || (name.len == 1 && name.p[0] == '*');
+    switch (pattern) {
+    case BG_KAFKA__ACL_PT_LITERAL: return literal;
+    case BG_KAFKA__ACL_PT_PREFIXED: return bg_kafka__audit_has_prefix(az, name);
+    case BG_KAFKA__ACL_PT_ANY: return literal || bg_kafka__audit_has_prefix(az, name);
+    default: return 1;
+    }
+}
+
+/* Field indices of CreateAcls / DeleteAcls: request entries and the
+ * positional result entries. */
+typedef struct bg_kafka__acl_shape_s {
+    int16_t rq_arr, rq_type, rq_name, rq_pattern;
+    int16_t rs_arr, rs_err, rs_msg;
+} bg_kafka__acl_shape_t;
+
+static const bg_kafka__acl_shape_t bg_kafka__sh_create_acls = {
+    K(CREATE_ACLS_REQ_CREATIONS), K(CREATE_ACLS_REQ_CREATIONS_RESOURCE_TYPE),
+    K(CREATE_ACLS_REQ_CREATIONS_RESOURCE_NAME), K(CREATE_ACLS_REQ_CREATIONS_RESOURCE_PATTERN_TYPE),
+    K(CREATE_ACLS_RESP_RESULTS), K(CREATE_ACLS_RESP_RESULTS_ERROR_CODE),
+    K(CREATE_ACLS_RESP_RESULTS_ERROR_MESSAGE)};
+
+static const bg_kafka__acl_shape_t bg_kafka__sh_delete_acls = {
+    K(DELETE_ACLS_REQ_FILTERS), K(DELETE_ACLS_REQ_FILTERS_RESOURCE_TYPE_FILTER),
+    K(DELETE_ACLS_REQ_FILTERS_RESOURCE_NAME_FILTER), K(DELETE_ACLS_REQ_FILTERS_PATTERN_TYPE_FILTER),
+    K(DELETE_ACLS_RESP_FILTER_RESULTS), K(DELETE_ACLS_RESP_FILTER_RESULTS_ERROR_CODE),
+    K(DELETE_ACLS_RESP_FILTER_RESULTS_ERROR_MESSAGE)};
+
+/* Work arrays of a positional split. */
+typedef struct bg_kafka__pos_split_s {
+    bg_kafka_struct_t **keep, **den;
+    int32_t *pos;
+    int32_t nk, nd;
+} bg_kafka__pos_split_t;
+
+static int bg_kafka__pos_split_init(bg_kafka__az_t *az, int32_t n, bg_kafka__pos_split_t *ps)
+{
+    memset(ps, 0, sizeof *ps);
+    ps->keep = bg_kafka_arena_alloc(az->a, (size_t)(n + 1) * sizeof *ps->keep);
+    ps->den = bg_kafka_arena_alloc(az->a, (size_t)(n + 1) * sizeof *ps->den);
+    ps->pos = bg_kafka_arena_alloc(az->a, (size_t)(n + 1) * sizeof *ps->pos);
+    if (!ps->keep || !ps->den || !ps->pos)
+        return (az->oom = 1, -1);
+    return 0;
+}
+
+/* The refused entry's result, and its audit record (topic, alter). */
+static bg_kafka_struct_t *bg_kafka__acl_refuse(bg_kafka__az_t *az, const bg_kafka__acl_shape_t *sh,
+                                               const bg_kafka_struct_desc_t *rd, bg_slice_t name)
+{
+    bg_kafka__record_denied(az, BG_RES_KAFKA_TOPIC, name.len >= 0 ? name : bg_kafka_cstr("*"),
+                            BG_VERB_ALTER, BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED,
+                            bg_kafka__reserved);
+    bg_kafka_struct_t *e = bg_kafka_struct_new(az->a, rd);
+    if (!e)
+        return (az->oom = 1, NULL);
+    e->f[sh->rs_err].i = BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED;
+    e->f[sh->rs_msg].s = bg_kafka_cstr(bg_kafka__reserved);
+    return e;
+}
+
+/* FORWARD / FORWARD_REWRITTEN with the refused results inserted back at
+ * their positions / RESPOND when every entry was refused. */
+static int bg_kafka__pos_finish(bg_kafka__az_t *az, int rq_arr, int rs_arr,
+                                const bg_kafka__pos_split_t *ps)
+{
+    if (!ps->nd) {
+        az->v->action = BG_KAFKA_ACT_FORWARD;
+        return 0;
+    }
+    if (!ps->nk) {
+        bg_kafka_struct_t *resp = bg_kafka__resp_new(az);
+        if (!resp)
+            return 0;
+        resp->f[rs_arr].a.s = ps->den;
+        resp->f[rs_arr].a.n = ps->nd;
+        az->v->action = BG_KAFKA_ACT_RESPOND;
+        az->v->response = resp;
+        return 0;
+    }
+    bg_kafka_struct_t *c = bg_kafka_struct_clone(az->a, az->req);
+    if (!c)
+        return (az->oom = 1, 0);
+    c->f[rq_arr].a.s = ps->keep;
+    c->f[rq_arr].a.n = ps->nk;
+    az->v->action = BG_KAFKA_ACT_FORWARD_REWRITTEN;
+    az->v->request = c;
+    return bg_kafka__add_insert(az, rs_arr, ps->pos, ps->den, ps->nd);
+}
+
+/* CreateAcls / DeleteAcls: alter on the cluster, then every creation or
+ * filter that could apply to the audit topic is refused on its own. */
+int bg_kafka__c_acls(bg_kafka__az_t *az)
+{
+    const bg_kafka__acl_shape_t *sh = az->hdr->api_key == BG_KAFKA_API_CREATE_ACLS
+                                          ? &bg_kafka__sh_create_acls
+                                          : &bg_kafka__sh_delete_acls;
+    if (bg_kafka__c_cluster_alter(az) != 0 || az->v->action != BG_KAFKA_ACT_FORWARD ||
+        !az->ctx->audit_topic)
+        return 0;
+    const bg_kafka_struct_t *r = az->req;
+    const bg_kafka_struct_desc_t *rd =
+        bg_kafka_sub_desc(bg_kafka_msg_desc(az->hdr->api_key, 1)->body, sh->rs_arr);
+    int32_t n = bg_kafka__n(r, sh->rq_arr);
+    bg_kafka__pos_split_t ps;
+    if (bg_kafka__pos_split_init(az, n, &ps) < 0)
+        return 0;
+    for (int32_t i = 0; i < n; i++) {
+        bg_kafka_struct_t *e = r->f[sh->rq_arr].a.s[i];
+        bg_slice_t name = e->f[sh->rq_name].s;
+        int64_t pattern = bg_kafka__has(e->desc, sh->rq_pattern, az->ver)
+                              ? e->f[sh->rq_pattern].i
+                              : BG_KAFKA__ACL_PT_LITERAL; /* v0 had literal names only */
+        if (!bg_kafka__acl_hits_audit(az, e->f[sh->rq_type].i, name, pattern)) {
+            ps.keep[ps.nk++] = e;
+            continue;
+        }
+        if (!(ps.den[ps.nd] = bg_kafka__acl_refuse(az, sh, rd, name)))
+            return 0;
+        ps.pos[ps.nd++] = i;
+    }
+    return bg_kafka__pos_finish(az, sh->rq_arr, sh->rs_arr, &ps);
+}
+
+static const bg_kafka__tp_shape_t bg_kafka__sh_reassign = {
+    K(ALTER_PARTITION_REASSIGNMENTS_REQ_TOPICS), K(ALTER_PARTITION_REASSIGNMENTS_REQ_TOPICS_NAME),
+    -1, K(ALTER_PARTITION_REASSIGNMENTS_REQ_TOPICS_PARTITIONS),
+    K(ALTER_PARTITION_REASSIGNMENTS_REQ_TOPICS_PARTITIONS_PARTITION_INDEX),
+    K(ALTER_PARTITION_REASSIGNMENTS_RESP_RESPONSES),
+    K(ALTER_PARTITION_REASSIGNMENTS_RESP_RESPONSES_NAME), -1,
+    K(ALTER_PARTITION_REASSIGNMENTS_RESP_RESPONSES_PARTITIONS),
+    K(ALTER_PARTITION_REASSIGNMENTS_RESP_RESPONSES_PARTITIONS_PARTITION_INDEX),
+    K(ALTER_PARTITION_REASSIGNMENTS_RESP_RESPONSES_PARTITIONS_ERROR_CODE), NULL};
+
+static const bg_kafka__tp_shape_t bg_kafka__sh_elect = {
+    K(ELECT_LEADERS_REQ_TOPIC_PARTITIONS), K(ELECT_LEADERS_REQ_TOPIC_PARTITIONS_TOPIC), -1,
+    K(ELECT_LEADERS_REQ_TOPIC_PARTITIONS_PARTITIONS), -1,
+    K(ELECT_LEADERS_RESP_REPLICA_ELECTION_RESULTS),
+    K(ELECT_LEADERS_RESP_REPLICA_ELECTION_RESULTS_TOPIC), -1,
+    K(ELECT_LEADERS_RESP_REPLICA_ELECTION_RESULTS_PARTITION_RESULT),
+    K(ELECT_LEADERS_RESP_REPLICA_ELECTION_RESULTS_PARTITION_RESULT_PARTITION_ID),
+    K(ELECT_LEADERS_RESP_REPLICA_ELECTION_RESULTS_PARTITION_RESULT_ERROR_CODE), NULL};
+
+static const bg_kafka__tp_shape_t bg_kafka__sh_log_dirs = {
+    K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS_TOPICS), K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS_TOPICS_NAME), -1,
+    K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS_TOPICS_PARTITIONS), -1,
+    K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS), K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS_TOPIC_NAME), -1,
+    K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS_PARTITIONS),
+    K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS_PARTITIONS_PARTITION_INDEX),
+    K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS_PARTITIONS_ERROR_CODE), NULL};
+
+/* Splits the topics of parent (the request, or one AlterReplicaLogDirs
+ * dir): topics naming the audit topic become denied entries appended to
+ * den (capacity checked by the caller). Returns the kept topics' parent:
+ * parent itself when nothing was refused, else a clone; NULL on oom. */
+static bg_kafka_struct_t *bg_kafka__audit_topics_split(bg_kafka__az_t *az,
+                                                       const bg_kafka__tp_shape_t *sh,
+                                                       const bg_kafka_struct_t *parent,
+                                                       bg_kafka_struct_t **den, int32_t *nd)
+{
+    const bg_kafka_struct_desc_t *rd = bg_kafka__rs_topic_desc(az->hdr->api_key, sh);
+    int32_t n = bg_kafka__n(parent, sh->rq_topics), nk = 0, before = *nd;
+    bg_kafka_struct_t **keep = bg_kafka_arena_alloc(az->a, (size_t)(n + 1) * sizeof *keep);
+    if (!keep || !rd)
+        return (az->oom = 1, NULL);
+    for (int32_t i = 0; i < n; i++) {
+        const bg_kafka_struct_t *t = parent->f[sh->rq_topics].a.s[i];
+        bg_slice_t name = t->f[sh->rq_name].s;
+        if (!bg_kafka__is_audit(az, name)) {
+            keep[nk++] = parent->f[sh->rq_topics].a.s[i];
+            continue;
+        }
+        bg_kafka__record_denied(az, BG_RES_KAFKA_TOPIC, name, BG_VERB_ALTER,
+                                BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED, bg_kafka__reserved);
+        if (!(den[(*nd)++] = bg_kafka__tp_deny_entry(az->a, sh, rd, t, name,
+                                                      BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED)))
+            return (az->oom = 1, NULL);
+    }
+    if (*nd == before)
+        return (bg_kafka_struct_t *)parent;
+    bg_kafka_struct_t *c = bg_kafka_struct_clone(az->a, parent);
+    if (!c)
+        return (az->oom = 1, NULL);
+    c->f[sh->rq_topics].a.s = keep;
+    c->f[sh->rq_topics].a.n = nk;
+    return c;
+}
+
+/* AlterPartitionReassignments, ElectLeaders: alter on the cluster; topics
+ * naming the audit topic are refused per partition. An election of every
+ * partition (null topics) includes the audit topic: refused whole. */
+int bg_kafka__c_partition_admin(bg_kafka__az_t *az)
+{
+    const bg_kafka__tp_shape_t *sh = az->hdr->api_key == BG_KAFKA_API_ELECT_LEADERS
+                                         ? &bg_kafka__sh_elect
+                                         : &bg_kafka__sh_reassign;
+    if (bg_kafka__c_cluster_alter(az) != 0 || az->v->action != BG_KAFKA_ACT_FORWARD ||
+        !az->ctx->audit_topic)
+        return 0;
+    const bg_kafka_struct_t *r = az->req;
+    if (r->f[sh->rq_topics].a.n < 0) {
+        bg_kafka__record_denied(az, BG_RES_KAFKA_TOPIC, bg_kafka_cstr(az->ctx->audit_topic),
+                                BG_VERB_ALTER, BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED,
+                                bg_kafka__reserved);
+        return bg_kafka__respond_error(az, BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED);
+    }
+    int32_t n = bg_kafka__n(r, sh->rq_topics);
+    bg_kafka__split_t sp = {NULL, NULL, 0, 0, 0};
+    sp.denied = bg_kafka_arena_alloc(az->a, (size_t)(n + 1) * sizeof *sp.denied);
+    if (!sp.denied || !(sp.allowed = bg_kafka__audit_topics_split(az, sh, r, sp.denied,
+                                                                   &sp.ndenied)))
+        return (az->oom = 1, 0);
+    sp.nallowed = n - sp.ndenied;
+    return bg_kafka__tp_finish(az, sh, &sp, 0);
+}
+
+/* AlterReplicaLogDirs: the same, for the topics of every dir; a dir left
+ * without topics is dropped from the forwarded request. */
+int bg_kafka__c_alter_replica_log_dirs(bg_kafka__az_t *az)
+{
+    if (bg_kafka__c_cluster_alter(az) != 0 || az->v->action != BG_KAFKA_ACT_FORWARD ||
+        !az->ctx->audit_topic)
+        return 0;
+    const bg_kafka__tp_shape_t *sh = &bg_kafka__sh_log_dirs;
+    const bg_kafka_struct_t *r = az->req;
+    int32_t nd = bg_kafka__n(r, K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS)), nt = 0, kd = 0, kt = 0;
+    for (int32_t i = 0; i < nd; i++)
+        nt += bg_kafka__n(r->f[K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS)].a.s[i], sh->rq_topics);
+    bg_kafka__split_t sp = {NULL, NULL, 0, 0, 0};
+    bg_kafka_struct_t **dirs = bg_kafka_arena_alloc(az->a, (size_t)(nd + 1) * sizeof *dirs);
+    sp.denied = bg_kafka_arena_alloc(az->a, (size_t)(nt + 1) * sizeof *sp.denied);
+    if (!dirs || !sp.denied)
+        return (az->oom = 1, 0);
+    for (int32_t i = 0; i < nd; i++) {
+        bg_kafka_struct_t *d = bg_kafka__audit_topics_split(
+            az, sh, r->f[K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS)].a.s[i], sp.denied, &sp.ndenied);
+        if (!d)
+            return 0;
+        if (bg_kafka__n(d, sh->rq_topics) > 0) {
+            dirs[kd++] = d;
+            kt += bg_kafka__n(d, sh->rq_topics);
+        }
+    }
+    sp.nallowed = kt;
+    sp.allowed = (bg_kafka_struct_t *)r;
+    if (sp.ndenied && kt && !(sp.allowed = bg_kafka_struct_clone(az->a, r)))
+        return (az->oom = 1, 0);
+    if (sp.ndenied && kt) {
+        sp.allowed->f[K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS)].a.s = dirs;
+        sp.allowed->f[K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS)].a.n = kd;
+    }
+    return bg_kafka__tp_finish(az, sh, &sp, 0);
+}
+
 /* ---- transactions ---- */
 
 static int bg_kafka__txn_write(bg_kafka__az_t *az, bg_slice_t txn)
@@ -236,13 +533,7 @@ static bg_kafka_struct_t *bg_kafka__log_dirs_error(const bg_kafka_req_hdr_t *hdr
                                                    const bg_kafka_struct_t *req, int16_t err,
                                                    bg_kafka_arena_t *a)
 {
-    static const bg_kafka__tp_shape_t sh = {
-        K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS_TOPICS), K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS_TOPICS_NAME),
-        -1, K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS_TOPICS_PARTITIONS), -1,
-        K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS), K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS_TOPIC_NAME),
-        -1, K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS_PARTITIONS),
-        K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS_PARTITIONS_PARTITION_INDEX),
-        K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS_PARTITIONS_ERROR_CODE), NULL};
+    const bg_kafka__tp_shape_t sh = bg_kafka__sh_log_dirs;
     const bg_kafka_msg_desc_t *md = bg_kafka_msg_desc(hdr->api_key, 1);
     const bg_kafka_struct_desc_t *rd = bg_kafka_sub_desc(md->body, sh.rs_topics);
     bg_kafka_struct_t *resp = bg_kafka_struct_new(a, md->body);

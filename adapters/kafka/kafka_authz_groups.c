@@ -171,6 +171,25 @@ int bg_kafka__c_describe_transactions(bg_kafka__az_t *az)
 }
 
 /* Join/Sync/Heartbeat/LeaveGroup: GroupId is field 0 in all four. */
+/* ListGroups, with Kafka's semantics: the response lists the groups the
+ * caller may describe, all of them with describe on the cluster. Forwarded
+ * either way (nothing to refuse); without cluster describe the response is
+ * filtered by describe on each group. As with Metadata for all topics, the
+ * hidden groups are not audited one by one: only the cluster decision, when
+ * it allows, is recorded. */
+int bg_kafka__c_list_groups(bg_kafka__az_t *az)
+{
+    az->v->action = BG_KAFKA_ACT_FORWARD;
+    if (bg_kafka__permits(az->ctx, BG_RES_KAFKA_CLUSTER, bg_kafka_cstr(""), BG_VERB_DESCRIBE)) {
+        bg_kafka__decide(az, BG_RES_KAFKA_CLUSTER, bg_kafka_cstr(""), BG_VERB_DESCRIBE);
+        return 0;
+    }
+    bg_kafka__filter_t f = {K(LIST_GROUPS_RESP_GROUPS), K(LIST_GROUPS_RESP_GROUPS_GROUP_ID), -1, -1,
+                            -1, -1, bg_kafka_null_slice(), BG_RES_KAFKA_GROUP, BG_VERB_DESCRIBE,
+                            NULL};
+    return bg_kafka__add_filter(az, &f);
+}
+
 int bg_kafka__c_group_read(bg_kafka__az_t *az)
 {
     if (!bg_kafka__decide(az, BG_RES_KAFKA_GROUP, az->req->f[0].s, BG_VERB_READ))

@@ -6,6 +6,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -348,6 +349,122 @@ static int bg_kafka_scram__parse_first(const bg_kafka_scram_t *s, const uint8_t 
     return *reason ? BG_KAFKA_SCRAM_ERR_REFUSED : BG_KAFKA_SCRAM_OK;
 }
 
+/* ---- process-wide cache of salted passwords ----
+ *
+ * PBKDF2 at 4096 iterations costs milliseconds of a worker thread for every
+ * upstream connection; after a broker restart every session reconnects at
+ * once. The salted password depends only on (hash, password, salt,
+ * iterations), so it is memoised here, keyed by all four: the password is
+ * part of the key (as a SHA-256 digest, compared in constant time) so a
+ * reload that fixes a wrong password never reuses the old derivation while
+ * the broker's salt stays the same. A handful of slots: one busgate has one
+ * upstream credential, a reload briefly two. Entries are cleansed when
+ * replaced and by bg_kafka_scram_cache_clear; nothing here is logged. */
+
+#define BG_KAFKA_SCRAM__CACHE_SLOTS 4
+#define BG_KAFKA_SCRAM__CACHE_SALT_MAX 128 /* Kafka's salts are ~26 bytes; longer: not cached */
+#define BG_KAFKA_SCRAM__PWD_DIGEST 32
+
+typedef struct bg_kafka_scram__slot_s {
+    int used;
+    bg_kafka_scram_mech_t mech;
+    uint32_t iterations;
+    size_t salt_len;
+    uint8_t salt[BG_KAFKA_SCRAM__CACHE_SALT_MAX];
+    uint8_t pwd[BG_KAFKA_SCRAM__PWD_DIGEST];
+    uint8_t salted[BG_KAFKA_SCRAM__HMAX];
+    uint64_t last_use;
+} bg_kafka_scram__slot_t;
+
+static pthread_mutex_t bg_kafka_scram__lock = PTHREAD_MUTEX_INITIALIZER;
+static bg_kafka_scram__slot_t bg_kafka_scram__slots[BG_KAFKA_SCRAM__CACHE_SLOTS];
+static uint64_t bg_kafka_scram__tick, bg_kafka_scram__hits, bg_kafka_scram__misses;
+
+/* The lookup key of one derivation (salt borrowed from the parsed message). */
+typedef struct bg_kafka_scram__ckey_s {
+    bg_kafka_scram_mech_t mech;
+    uint32_t iterations;
+    const uint8_t *salt;
+    size_t salt_len;
+    uint8_t pwd[BG_KAFKA_SCRAM__PWD_DIGEST];
+} bg_kafka_scram__ckey_t;
+
+static int bg_kafka_scram__slot_match(const bg_kafka_scram__slot_t *e,
+                                      const bg_kafka_scram__ckey_t *k)
+{
+    return e->used && e->mech == k->mech && e->iterations == k->iterations &&
+           e->salt_len == k->salt_len && memcmp(e->salt, k->salt, k->salt_len) == 0 &&
+           CRYPTO_memcmp(e->pwd, k->pwd, sizeof k->pwd) == 0;
+}
+
+/* Copies the cached salted password into out (hlen bytes). 1 on a hit. */
+static int bg_kafka_scram__cache_get(const bg_kafka_scram__ckey_t *k, uint8_t *out, size_t hlen)
+{
+    int hit = 0;
+    pthread_mutex_lock(&bg_kafka_scram__lock);
+    for (int i = 0; i < BG_KAFKA_SCRAM__CACHE_SLOTS && !hit; i++) {
+        bg_kafka_scram__slot_t *e = &bg_kafka_scram__slots[i];
+        if (bg_kafka_scram__slot_match(e, k)) {
+            memcpy(out, e->salted, hlen);
+            e->last_use = ++bg_kafka_scram__tick;
+            hit = 1;
+        }
+    }
+    if (hit)
+        bg_kafka_scram__hits++;
+    else
+        bg_kafka_scram__misses++;
+    pthread_mutex_unlock(&bg_kafka_scram__lock);
+    return hit;
+}
+
+/* Stores a derivation, replacing the least recently used slot (cleansed
+ * first). A concurrent miss on the same key may store it twice: harmless,
+ * the value is the same and the duplicate ages out. */
+static void bg_kafka_scram__cache_put(const bg_kafka_scram__ckey_t *k, const uint8_t *salted,
+                                      size_t hlen)
+{
+    if (k->salt_len > BG_KAFKA_SCRAM__CACHE_SALT_MAX)
+        return;
+    pthread_mutex_lock(&bg_kafka_scram__lock);
+    bg_kafka_scram__slot_t *victim = NULL;
+    for (int i = 0; i < BG_KAFKA_SCRAM__CACHE_SLOTS; i++) {
+        bg_kafka_scram__slot_t *e = &bg_kafka_scram__slots[i];
+        if (!e->used || bg_kafka_scram__slot_match(e, k)) {
+            victim = e;
+            break;
+        }
+        if (!victim || e->last_use < victim->last_use)
+            victim = e;
+    }
+    OPENSSL_cleanse(victim, sizeof *victim);
+    victim->used = 1;
+    victim->mech = k->mech;
+    victim->iterations = k->iterations;
+    victim->salt_len = k->salt_len;
+    memcpy(victim->salt, k->salt, k->salt_len);
+    memcpy(victim->pwd, k->pwd, sizeof k->pwd);
+    memcpy(victim->salted, salted, hlen);
+    victim->last_use = ++bg_kafka_scram__tick;
+    pthread_mutex_unlock(&bg_kafka_scram__lock);
+}
+
+void bg_kafka_scram_cache_clear(void)
+{
+    pthread_mutex_lock(&bg_kafka_scram__lock);
+    OPENSSL_cleanse(bg_kafka_scram__slots, sizeof bg_kafka_scram__slots);
+    bg_kafka_scram__hits = bg_kafka_scram__misses = 0;
+    pthread_mutex_unlock(&bg_kafka_scram__lock);
+}
+
+void bg_kafka_scram__cache_stats(uint64_t *hits, uint64_t *misses)
+{
+    pthread_mutex_lock(&bg_kafka_scram__lock);
+    *hits = bg_kafka_scram__hits;
+    *misses = bg_kafka_scram__misses;
+    pthread_mutex_unlock(&bg_kafka_scram__lock);
+}
+
 /* ---- the proof ---- */
 
 /* Key/signature material of one exchange; cleansed by the caller. */
@@ -364,13 +481,37 @@ static int bg_kafka_scram__hmac(const bg_kafka_scram_t *s, const uint8_t *key, c
     return HMAC(s->md, key, (int)s->hlen, msg, n, out, &olen) != NULL && olen == s->hlen ? 0 : -1;
 }
 
+/* SaltedPassword = PBKDF2(password, salt, i), from the cache when this
+ * (mechanism, password, salt, i) was derived before. */
+static int bg_kafka_scram__salted(const bg_kafka_scram_t *s, const bg_kafka_scram__first_t *f,
+                                  uint8_t *out)
+{
+    bg_kafka_scram__ckey_t ck = {s->mech, f->iterations, f->salt, f->salt_len, {0}};
+    unsigned int dl = 0;
+    int rc = -1;
+    if (EVP_Digest(s->password, s->pwlen, ck.pwd, &dl, EVP_sha256(), NULL) != 1 ||
+        dl != sizeof ck.pwd)
+        goto out;
+    if (bg_kafka_scram__cache_get(&ck, out, s->hlen)) {
+        rc = 0;
+        goto out;
+    }
+    if (PKCS5_PBKDF2_HMAC(s->password, (int)s->pwlen, f->salt, (int)f->salt_len,
+                          (int)f->iterations, s->md, (int)s->hlen, out) != 1)
+        goto out;
+    bg_kafka_scram__cache_put(&ck, out, s->hlen);
+    rc = 0;
+out:
+    OPENSSL_cleanse(ck.pwd, sizeof ck.pwd);
+    return rc;
+}
+
 /* RFC 5802 §3: fills k->proof and s->server_sig for AuthMessage am. */
 static int bg_kafka_scram__compute(bg_kafka_scram_t *s, const bg_kafka_scram__first_t *f,
                                    const bg_wr_t *am, bg_kafka_scram__keys_t *k)
 {
     unsigned int dl = 0;
-    if (PKCS5_PBKDF2_HMAC(s->password, (int)s->pwlen, f->salt, (int)f->salt_len,
-                          (int)f->iterations, s->md, (int)s->hlen, k->salted) != 1)
+    if (bg_kafka_scram__salted(s, f, k->salted) != 0)
         return -1;
     if (bg_kafka_scram__hmac(s, k->salted, "Client Key", 10, k->client_key) != 0 ||
         EVP_Digest(k->client_key, s->hlen, k->stored_key, &dl, s->md, NULL) != 1 ||

@@ -19,7 +19,12 @@
  *
  * Secrets (password, salted password, keys) live only inside the object and
  * are OPENSSL_cleanse'd when no longer needed and on free; nothing here logs.
- * Thread-safety: one object per connection, not shared. */
+ * The one exception is a small process-wide cache of salted passwords (a few
+ * slots keyed by mechanism, password digest, salt and iterations) so that
+ * reconnects do not each pay for PBKDF2; its entries are cleansed when
+ * replaced and by bg_kafka_scram_cache_clear.
+ * Thread-safety: one object per connection, not shared; the cache is
+ * mutex-protected and may be used from any thread. */
 #ifndef BG_KAFKA_SCRAM_H
 #define BG_KAFKA_SCRAM_H
 
@@ -73,7 +78,7 @@ int bg_kafka_scram_client_first(bg_kafka_scram_t *s, bg_wr_t *out, const char **
  * not NUL terminated) "r=<nonce>,s=<salt>,i=<count>[,ext...]", checks the
  * nonce extends ours, 4096 <= i <= 16384 and no "m=", runs PBKDF2 and
  * appends the client-final "c=biws,r=<nonce>,p=<proof>" to out.
- * Takes up to a few ms (PBKDF2). Returns BG_KAFKA_SCRAM_OK or a negative
+ * Takes up to a few ms (PBKDF2) unless the salted password is cached. Returns BG_KAFKA_SCRAM_OK or a negative
  * status with *why. The password is cleansed from s afterwards either way. */
 int bg_kafka_scram_client_final(bg_kafka_scram_t *s, const uint8_t *p, size_t len, bg_wr_t *out,
                                 const char **why) __attribute__((warn_unused_result));
@@ -93,6 +98,14 @@ const char *bg_kafka_scram_server_error(const bg_kafka_scram_t *s);
 
 /* 1 after a successful bg_kafka_scram_verify_server_final, else 0. */
 int bg_kafka_scram_done(const bg_kafka_scram_t *s);
+
+/* Cleanses and empties the process-wide salted-password cache and resets
+ * its counters. Thread-safe; for shutdown and tests. */
+void bg_kafka_scram_cache_clear(void);
+
+/* Test hook: derivations served from the cache (hits) and computed with
+ * PBKDF2 (misses) since the last bg_kafka_scram_cache_clear. Thread-safe. */
+void bg_kafka_scram__cache_stats(uint64_t *hits, uint64_t *misses);
 
 /* Test hook (unit tests, fuzz target): uses nonce (printable, no ',', 1..64
  * bytes) instead of random bytes in the next client_first. Returns 0, or -1

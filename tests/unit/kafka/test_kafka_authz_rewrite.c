@@ -1,5 +1,6 @@
-/* Kafka authorization: Metadata filtering and the policy-independent
- * response rewrites (broker addresses, node ids, topic id learning). */
+/* Kafka authorization: Metadata and ListGroups filtering and the
+ * policy-independent response rewrites (broker addresses, node ids, topic
+ * id learning). */
 #include "test_kafka_authz_util.h"
 
 static int setup(void **st)
@@ -308,6 +309,68 @@ static void test_describe_topic_partitions(void **st)
     assert_int_equal(l.id0[0], 1);
 }
 
+/* Upstream ListGroups response: groups g1, secret-group, g-x. */
+static bg_kafka_struct_t *lg_resp(ka_fix_t *f)
+{
+    static const char *const ids[] = {"g1", "secret-group", "g-x"};
+    bg_kafka_struct_t *r = ka_new(f, BG_KAFKA_API_LIST_GROUPS, 1);
+    bg_kafka_struct_t **g = bg_kafka_array_new(&f->a, r, K(LIST_GROUPS_RESP_GROUPS), 3);
+    assert_non_null(g);
+    for (int i = 0; i < 3; i++) {
+        g[i]->f[K(LIST_GROUPS_RESP_GROUPS_GROUP_ID)].s = ka_s(ids[i]);
+        g[i]->f[K(LIST_GROUPS_RESP_GROUPS_PROTOCOL_TYPE)].s = ka_s("consumer");
+        g[i]->f[K(LIST_GROUPS_RESP_GROUPS_GROUP_STATE)].s = ka_s("Stable");
+        g[i]->f[K(LIST_GROUPS_RESP_GROUPS_GROUP_TYPE)].s = ka_s("classic");
+    }
+    return r;
+}
+
+/* ListGroups as Kafka does it: without describe on the cluster, only the
+ * groups the principal may describe; with it, all, untouched. */
+static void test_list_groups_filtered(void **st)
+{
+    ka_fix_t *f = *st;
+    ka_set_policy(f, 0); /* no cluster rule: groups g1, g-* describable */
+    for (int16_t ver = 0; ver <= 5; ver += 5) {
+        bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_LIST_GROUPS, ver);
+        bg_kafka_struct_t *req = ka_rt(f, BG_KAFKA_API_LIST_GROUPS, 0, ver,
+                                       ka_new(f, BG_KAFKA_API_LIST_GROUPS, 0));
+        bg_kafka_verdict_t v;
+        assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+        assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+        assert_int_equal(v.needs_response, 1);
+        assert_int_equal(v.ndecisions, 0); /* hidden groups are not audited, as Metadata */
+        bg_kafka_struct_t *out;
+        size_t nn = 0;
+        assert_int_equal(bg_kafka_authz_response(
+                             &f->ctx, &h, &v, ka_rt(f, BG_KAFKA_API_LIST_GROUPS, 1, ver, lg_resp(f)),
+                             &f->a, &out, NULL, &nn, NULL, NULL),
+                         0);
+        bg_kafka_struct_t *m = ka_rt(f, BG_KAFKA_API_LIST_GROUPS, 1, ver, out);
+        assert_int_equal(m->f[K(LIST_GROUPS_RESP_GROUPS)].a.n, 2);
+        assert_true(ka_eq(ka_el(m, K(LIST_GROUPS_RESP_GROUPS), 0)
+                              ->f[K(LIST_GROUPS_RESP_GROUPS_GROUP_ID)].s,
+                          "g1"));
+        assert_true(ka_eq(ka_el(m, K(LIST_GROUPS_RESP_GROUPS), 1)
+                              ->f[K(LIST_GROUPS_RESP_GROUPS_GROUP_ID)].s,
+                          "g-x"));
+        assert_int_equal(m->f[K(LIST_GROUPS_RESP_ERROR_CODE)].i, 0);
+    }
+    /* Describe on the cluster: all groups, the response is not even decoded. */
+    ka_set_policy(f, 1u << BG_VERB_DESCRIBE);
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_LIST_GROUPS, 4);
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ka_new(f, BG_KAFKA_API_LIST_GROUPS, 0),
+                                            &f->a, &v),
+                     0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    assert_int_equal(v.needs_response, 0);
+    assert_int_equal(v.ndecisions, 1);
+    assert_int_equal(v.decisions[0].verb, BG_VERB_DESCRIBE);
+    assert_int_equal(v.decisions[0].decision.effect, BG_EFFECT_ALLOW);
+    assert_int_equal(v.decisions[0].resources[0].type, BG_RES_KAFKA_CLUSTER);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -317,6 +380,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_describe_cluster, setup, teardown),
         cmocka_unit_test_setup_teardown(test_node_endpoints, setup, teardown),
         cmocka_unit_test_setup_teardown(test_describe_topic_partitions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_list_groups_filtered, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

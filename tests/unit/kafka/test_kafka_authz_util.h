@@ -96,6 +96,35 @@ static ka_fix_t *ka_setup(void)
     return f;
 }
 
+/* Replaces the fixture's policy by: orders* all verbs, groups g1 / g-*
+ * read+describe, and the cluster with cluster_verbs (a verb bit mask; 0 =
+ * no cluster rule). Default deny; the principal is prepared again. */
+static inline void ka_set_policy(ka_fix_t *f, unsigned cluster_verbs)
+{
+    static const char *all[] = {"*"};
+    static const char *r_orders[] = {"kafka:topic:orders*"};
+    static const char *r_groups[] = {"kafka:group:g1", "kafka:group:g-*"};
+    static const char *r_cluster[] = {"kafka:cluster"};
+    bg_policy_rule_spec_t rules[] = {
+        {"allow-orders", "t.yaml", 1, all, 1, r_orders, 1, (1u << BG_VERB__COUNT) - 1,
+         BG_EFFECT_ALLOW, NULL, 0, BG_MODE_INHERIT},
+        {"groups", "t.yaml", 2, all, 1, r_groups, 2, 1u << BG_VERB_READ | 1u << BG_VERB_DESCRIBE,
+         BG_EFFECT_ALLOW, NULL, 0, BG_MODE_INHERIT},
+        {"cluster", "t.yaml", 3, all, 1, r_cluster, 1, cluster_verbs, BG_EFFECT_ALLOW, NULL, 0,
+         BG_MODE_INHERIT},
+    };
+    bg_policy_spec_t spec = {BG_EFFECT_DENY, BG_MODE_ENFORCE, rules, cluster_verbs ? 3 : 2, NULL,
+                             0};
+    char err[256];
+    bg_policy_principal_clear(&f->pr);
+    bg_policy_free(f->pol);
+    f->pol = bg_policy_compile(&spec, err, sizeof err);
+    if (!f->pol)
+        fail_msg("policy: %s", err);
+    assert_int_equal(bg_policy_principal_prepare(f->pol, "alice", NULL, 0, &f->pr), 0);
+    f->ctx.policy = f->pol;
+}
+
 static void ka_teardown(ka_fix_t *f)
 {
     bg_kafka_arena_free(&f->a);

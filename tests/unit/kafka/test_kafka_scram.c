@@ -1,7 +1,9 @@
 /* SCRAM-SHA-256/512 client (kafka_scram.h): the RFC 7677 test vector, a
  * SHA-512 round trip against a server written here (RFC 5802 §3 math, with
- * Hi() done by hand rather than PKCS5_PBKDF2_HMAC), and one negative test per
- * malformed or unacceptable server message. */
+ * Hi() done by hand rather than PKCS5_PBKDF2_HMAC), one negative test per
+ * malformed or unacceptable server message, and the salted-password cache
+ * (hits give the same keys; key, bound and threads). */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -373,7 +375,7 @@ static int srv_check(const srv_t *sv, const char *auth_msg, const char *proof_b6
 static int round_trip_512(const char *client_pw, const char *server_pw)
 {
     uint8_t salt[16];
-    char sfirst[256], auth_msg[1024], sfinal[128], cfinal[512];
+    char sfirst[320], auth_msg[1024], sfinal[128], cfinal[512];
     bg_wr_t wr;
     srv_t sv;
     assert_int_equal(RAND_bytes(salt, sizeof salt), 1);
@@ -428,6 +430,141 @@ static void test_server_matches_vector(void **state)
     assert_string_equal(sfinal, V_SERVER_FINAL);
 }
 
+/* ---- the process-wide salted-password cache ---- */
+
+/* One exchange up to the client-final message with the vector's nonces;
+ * returns the client-final in out (cap bytes). */
+static void cached_final(bg_kafka_scram_mech_t mech, const char *pw, const char *salt64, int iter,
+                         char *out, size_t cap)
+{
+    char sfirst[256];
+    bg_wr_t wr;
+    bg_kafka_scram_t *s = bg_kafka_scram_new(mech, "user", pw);
+    assert_non_null(s);
+    assert_int_equal(bg_kafka_scram__set_client_nonce(s, V_NONCE), 0);
+    bg_wr_init(&wr, 64, 0);
+    assert_int_equal(bg_kafka_scram_client_first(s, &wr, NULL), BG_KAFKA_SCRAM_OK);
+    bg_wr_reset(&wr);
+    snprintf(sfirst, sizeof sfirst, "r=%s,s=%s,i=%d", V_SNONCE, salt64, iter);
+    assert_int_equal(bg_kafka_scram_client_final(s, u8(sfirst), strlen(sfirst), &wr, NULL),
+                     BG_KAFKA_SCRAM_OK);
+    snprintf(out, cap, "%.*s", (int)wr.len, (const char *)wr.buf);
+    bg_wr_free(&wr);
+    bg_kafka_scram_free(s);
+}
+
+static void assert_stats(uint64_t hits, uint64_t misses)
+{
+    uint64_t h, m;
+    bg_kafka_scram__cache_stats(&h, &m);
+    if (h != hits || m != misses)
+        fail_msg("cache hits %llu misses %llu, want %llu / %llu", (unsigned long long)h,
+                 (unsigned long long)m, (unsigned long long)hits, (unsigned long long)misses);
+}
+
+/* The second derivation of the same credential comes from the cache and
+ * yields the same proof and the same server signature check. */
+static void test_cache_hit_same_keys(void **state)
+{
+    char a[256];
+    bg_wr_t wr;
+    bg_kafka_scram_cache_clear();
+    cached_final(BG_KAFKA_SCRAM_SHA256, "pencil", V_SALT, 4096, a, sizeof a);
+    assert_string_equal(a, V_CLIENT_FINAL);
+    assert_stats(0, 1);
+    /* Again, through the whole exchange: same proof, server-final verifies. */
+    bg_kafka_scram_t *s = vector_after_first(&wr);
+    assert_int_equal(bg_kafka_scram_client_final(s, u8(V_SERVER_FIRST), strlen(V_SERVER_FIRST),
+                                                 &wr, NULL),
+                     BG_KAFKA_SCRAM_OK);
+    assert_wr(&wr, V_CLIENT_FINAL);
+    assert_stats(1, 1);
+    assert_int_equal(bg_kafka_scram_verify_server_final(s, u8(V_SERVER_FINAL),
+                                                        strlen(V_SERVER_FINAL), NULL),
+                     BG_KAFKA_SCRAM_OK);
+    bg_wr_free(&wr);
+    bg_kafka_scram_free(s);
+    bg_kafka_scram_cache_clear();
+    assert_stats(0, 0);
+    cached_final(BG_KAFKA_SCRAM_SHA256, "pencil", V_SALT, 4096, a, sizeof a);
+    assert_stats(0, 1); /* cleared: derived again */
+}
+
+/* The password, the mechanism and the iteration count are part of the key:
+ * a reload that fixes the password must not reuse the old derivation even
+ * though the broker's salt is unchanged. */
+static void test_cache_key(void **state)
+{
+    char a[256], b[256];
+    bg_kafka_scram_cache_clear();
+    cached_final(BG_KAFKA_SCRAM_SHA256, "pencil", V_SALT, 4096, a, sizeof a);
+    cached_final(BG_KAFKA_SCRAM_SHA256, "pencil2", V_SALT, 4096, b, sizeof b);
+    assert_stats(0, 2);
+    assert_string_not_equal(a, b);
+    cached_final(BG_KAFKA_SCRAM_SHA512, "pencil", V_SALT, 4096, b, sizeof b);
+    cached_final(BG_KAFKA_SCRAM_SHA256, "pencil", V_SALT, 4097, b, sizeof b);
+    assert_stats(0, 4);
+    assert_string_not_equal(a, b);
+    cached_final(BG_KAFKA_SCRAM_SHA256, "pencil", V_SALT, 4096, b, sizeof b);
+    assert_stats(1, 4);
+    assert_string_equal(a, b);
+}
+
+/* A few slots, least recently used replaced. */
+static void test_cache_bounded(void **state)
+{
+    static const char *salts[] = {"AAAAAAAAAAAAAAAAAAAAAA==", "AQEBAQEBAQEBAQEBAQEBAQ==",
+                                  "AgICAgICAgICAgICAgICAg==", "AwMDAwMDAwMDAwMDAwMDAw==",
+                                  "BAQEBAQEBAQEBAQEBAQEBA=="};
+    char a[256];
+    bg_kafka_scram_cache_clear();
+    for (int i = 0; i < 5; i++)
+        cached_final(BG_KAFKA_SCRAM_SHA256, "pencil", salts[i], 4096, a, sizeof a);
+    assert_stats(0, 5);
+    cached_final(BG_KAFKA_SCRAM_SHA256, "pencil", salts[4], 4096, a, sizeof a);
+    assert_stats(1, 5);
+    cached_final(BG_KAFKA_SCRAM_SHA256, "pencil", salts[0], 4096, a, sizeof a);
+    assert_stats(1, 6); /* the oldest was replaced */
+    bg_kafka_scram_cache_clear();
+}
+
+#define CACHE_THREADS 4
+#define CACHE_ROUNDS 3
+
+static void *cache_thread(void *arg)
+{
+    int *ok = arg;
+    char a[256];
+    for (int i = 0; i < CACHE_ROUNDS; i++) {
+        cached_final(BG_KAFKA_SCRAM_SHA256, "pencil", V_SALT, 4096, a, sizeof a);
+        if (strcmp(a, V_CLIENT_FINAL) != 0)
+            *ok = 0;
+    }
+    return NULL;
+}
+
+/* Worker threads share the cache: every proof right, every lookup counted,
+ * at most one PBKDF2 per thread. */
+static void test_cache_threads(void **state)
+{
+    pthread_t t[CACHE_THREADS];
+    int ok[CACHE_THREADS];
+    uint64_t h, m;
+    bg_kafka_scram_cache_clear();
+    for (int i = 0; i < CACHE_THREADS; i++) {
+        ok[i] = 1;
+        assert_int_equal(pthread_create(&t[i], NULL, cache_thread, &ok[i]), 0);
+    }
+    for (int i = 0; i < CACHE_THREADS; i++) {
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+        assert_true(ok[i]);
+    }
+    bg_kafka_scram__cache_stats(&h, &m);
+    assert_int_equal(h + m, CACHE_THREADS * CACHE_ROUNDS);
+    assert_true(m >= 1 && m <= CACHE_THREADS);
+    bg_kafka_scram_cache_clear();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -445,6 +582,10 @@ int main(void)
         cmocka_unit_test(test_saslname_and_random_nonce),
         cmocka_unit_test(test_server_matches_vector),
         cmocka_unit_test(test_sha512_round_trip),
+        cmocka_unit_test(test_cache_hit_same_keys),
+        cmocka_unit_test(test_cache_key),
+        cmocka_unit_test(test_cache_bounded),
+        cmocka_unit_test(test_cache_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

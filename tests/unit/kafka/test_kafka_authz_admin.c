@@ -1,0 +1,381 @@
+/* Kafka authorization: ACL and partition-admin APIs never touch the
+ * reserved audit topic (fixture: audit topic "audit.log"), even for a
+ * principal allowed `alter` on the cluster. Requests are encoded and
+ * decoded at their version so every tree is a valid message. */
+#include "test_kafka_authz_util.h"
+
+/* Kafka codes (org.apache.kafka.common.resource / acl). */
+enum { RT_ANY = 1, RT_TOPIC = 2, RT_GROUP = 3 };
+enum { PT_ANY = 1, PT_MATCH = 2, PT_LITERAL = 3, PT_PREFIXED = 4 };
+
+static int setup(void **st)
+{
+    ka_fix_t *f = ka_setup();
+    ka_set_policy(f, 1u << BG_VERB_ALTER | 1u << BG_VERB_DESCRIBE);
+    *st = f;
+    return 0;
+}
+static int teardown(void **st)
+{
+    ka_teardown(*st);
+    return 0;
+}
+
+typedef struct {
+    int type;
+    const char *name; /* NULL: a null name (filters) */
+    int pattern;
+} acl_t;
+
+/* A CreateAcls or DeleteAcls request, round-tripped at ver. */
+static bg_kafka_struct_t *acl_req(ka_fix_t *f, int16_t key, int16_t ver, const acl_t *acls, int n)
+{
+    bg_kafka_struct_t *r = ka_new(f, key, 0);
+    bg_kafka_struct_t **e = bg_kafka_array_new(&f->a, r, 0, n);
+    assert_non_null(e);
+    for (int i = 0; i < n; i++) {
+        e[i]->f[0].i = acls[i].type; /* ResourceType(Filter) */
+        e[i]->f[1].s = acls[i].name ? ka_s(acls[i].name) : bg_kafka_null_slice();
+        e[i]->f[2].i = acls[i].pattern;
+        e[i]->f[3].s = ka_s("User:x"); /* Principal(Filter) */
+        e[i]->f[4].s = ka_s("*");      /* Host(Filter) */
+        e[i]->f[5].i = 3;              /* READ */
+        e[i]->f[6].i = 3;              /* ALLOW */
+    }
+    return ka_rt(f, key, 0, ver, r);
+}
+
+/* The upstream's answer for the forwarded entries: results tagged "upN". */
+static bg_kafka_struct_t *acl_resp(ka_fix_t *f, int16_t key, int n)
+{
+    static const char *tags[] = {"up0", "up1", "up2", "up3", "up4", "up5"};
+    bg_kafka_struct_t *r = ka_new(f, key, 1);
+    bg_kafka_struct_t **e = bg_kafka_array_new(&f->a, r, 1, n);
+    assert_non_null(e);
+    for (int i = 0; i < n; i++)
+        e[i]->f[1].s = ka_s(tags[i]); /* ErrorMessage */
+    return r;
+}
+
+/* Error code and message of result i (fields 0 and 1 in both APIs). */
+static void assert_result(const bg_kafka_struct_t *resp, int i, int err, const char *msg)
+{
+    const bg_kafka_struct_t *e = ka_el(resp, 1, i);
+    assert_int_equal(e->f[0].i, err);
+    if (!ka_eq(e->f[1].s, msg))
+        fail_msg("result %d: message '%.*s', want '%s'", i, (int)e->f[1].s.len,
+                 (const char *)e->f[1].s.p, msg);
+}
+
+/* The one decision group busgate recorded for the audit topic. */
+static const bg_kafka_decision_t *reserved(const bg_kafka_verdict_t *v)
+{
+    for (size_t i = 0; i < v->ndecisions; i++)
+        if (v->decisions[i].reason && strcmp(v->decisions[i].reason, "reserved audit topic") == 0)
+            return &v->decisions[i];
+    return NULL;
+}
+
+/* Forwards req; merges the upstream's answer for nfwd entries; returns the
+ * merged response decoded again. */
+static bg_kafka_struct_t *merged(ka_fix_t *f, int16_t key, int16_t ver, bg_kafka_verdict_t *v,
+                                 int nfwd)
+{
+    bg_kafka_req_hdr_t h = ka_hdr(key, ver);
+    bg_kafka_struct_t *out;
+    size_t nn = 0;
+    assert_int_equal(bg_kafka_authz_response(&f->ctx, &h, v,
+                                             ka_rt(f, key, 1, ver, acl_resp(f, key, nfwd)), &f->a,
+                                             &out, NULL, &nn, NULL, NULL),
+                     0);
+    return ka_rt(f, key, 1, ver, out);
+}
+
+static void test_create_acls(void **st)
+{
+    ka_fix_t *f = *st;
+    static const acl_t acls[] = {
+        {RT_TOPIC, "orders", PT_LITERAL},   /* 0 forwarded */
+        {RT_TOPIC, "audit.log", PT_LITERAL}, /* 1 the audit topic */
+        {RT_TOPIC, "aud", PT_PREFIXED},      /* 2 a prefix of it */
+        {RT_TOPIC, "*", PT_LITERAL},         /* 3 the wildcard */
+        {RT_GROUP, "audit.log", PT_LITERAL}, /* 4 forwarded: a group */
+        {RT_TOPIC, "orders", PT_PREFIXED},   /* 5 forwarded */
+        {RT_ANY, "x", PT_MATCH},             /* 6 MATCH: fails closed */
+    };
+    for (int16_t ver = 1; ver <= 3; ver += 2) {
+        bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_CREATE_ACLS, ver);
+        bg_kafka_verdict_t v;
+        bg_kafka_struct_t *req = acl_req(f, BG_KAFKA_API_CREATE_ACLS, ver, acls, 7);
+        assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+        assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+        assert_int_equal(v.needs_response, 1);
+        bg_kafka_struct_t *fw = ka_rt(f, BG_KAFKA_API_CREATE_ACLS, 0, ver, v.request);
+        assert_int_equal(fw->f[K(CREATE_ACLS_REQ_CREATIONS)].a.n, 3);
+        assert_int_equal(ka_el(fw, 0, 1)->f[0].i, RT_GROUP);
+        assert_int_equal(ka_el(fw, 0, 2)->f[2].i, PT_PREFIXED);
+        const bg_kafka_decision_t *d = reserved(&v);
+        assert_non_null(d);
+        assert_int_equal(d->nresources, 4);
+        assert_int_equal(d->error_code, 31);
+        assert_int_equal(d->resources[0].type, BG_RES_KAFKA_TOPIC);
+        /* Results come back in request order. */
+        bg_kafka_struct_t *m = merged(f, BG_KAFKA_API_CREATE_ACLS, ver, &v, 3);
+        assert_int_equal(m->f[1].a.n, 7);
+        assert_result(m, 0, 0, "up0");
+        assert_result(m, 1, 31, "reserved audit topic");
+        assert_result(m, 2, 31, "reserved audit topic");
+        assert_result(m, 3, 31, "reserved audit topic");
+        assert_result(m, 4, 0, "up1");
+        assert_result(m, 5, 0, "up2");
+        assert_result(m, 6, 31, "reserved audit topic");
+        bg_kafka_arena_reset(&f->a);
+    }
+}
+
+static void test_create_acls_whole(void **st)
+{
+    ka_fix_t *f = *st;
+    static const acl_t acls[] = {{RT_TOPIC, "audit.log", PT_LITERAL}, {RT_TOPIC, "", PT_PREFIXED}};
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_CREATE_ACLS, 3);
+    bg_kafka_verdict_t v;
+    /* Every entry refused: answered locally, nothing forwarded. */
+    bg_kafka_struct_t *req = acl_req(f, BG_KAFKA_API_CREATE_ACLS, 3, acls, 2);
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    bg_kafka_struct_t *r = ka_rt(f, BG_KAFKA_API_CREATE_ACLS, 1, 3, v.response);
+    assert_int_equal(r->f[1].a.n, 2);
+    assert_result(r, 0, 31, "reserved audit topic");
+    assert_result(r, 1, 31, "reserved audit topic");
+    /* Nothing near the audit topic: forwarded untouched. */
+    static const acl_t ok[] = {{RT_TOPIC, "orders", PT_LITERAL}, {RT_TOPIC, "b", PT_PREFIXED}};
+    assert_int_equal(
+        bg_kafka_authz_request(&f->ctx, &h, acl_req(f, BG_KAFKA_API_CREATE_ACLS, 3, ok, 2), &f->a,
+                               &v),
+        0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    assert_int_equal(v.needs_response, 0);
+    assert_null(reserved(&v));
+    /* No audit topic configured: nothing is reserved. */
+    f->ctx.audit_topic = NULL;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    f->ctx.audit_topic = "audit.log";
+    /* Without cluster alter: the whole request is refused, as before. */
+    ka_set_policy(f, 1u << BG_VERB_DESCRIBE);
+    assert_int_equal(
+        bg_kafka_authz_request(&f->ctx, &h, acl_req(f, BG_KAFKA_API_CREATE_ACLS, 3, ok, 2), &f->a,
+                               &v),
+        0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    r = ka_rt(f, BG_KAFKA_API_CREATE_ACLS, 1, 3, v.response);
+    assert_int_equal(ka_el(r, 1, 0)->f[0].i, 31);
+    assert_int_equal(ka_el(r, 1, 1)->f[0].i, 31);
+}
+
+static void test_delete_acls(void **st)
+{
+    ka_fix_t *f = *st;
+    static const acl_t filters[] = {
+        {RT_ANY, NULL, PT_ANY},             /* 0 everything */
+        {RT_TOPIC, "orders", PT_LITERAL},   /* 1 forwarded */
+        {RT_TOPIC, "orders", PT_MATCH},     /* 2 MATCH also matches the literal "*" */
+        {RT_TOPIC, "orders", PT_ANY},       /* 3 forwarded: patterns named "orders" only */
+        {RT_GROUP, NULL, PT_ANY},           /* 4 forwarded: groups */
+        {RT_TOPIC, "audit", PT_PREFIXED},   /* 5 a prefix of the audit topic */
+        {RT_ANY, "*", PT_LITERAL},          /* 6 the wildcard */
+        {RT_TOPIC, "audit.log", PT_ANY},    /* 7 the audit topic itself */
+    };
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_DELETE_ACLS, 3);
+    bg_kafka_verdict_t v;
+    bg_kafka_struct_t *req = acl_req(f, BG_KAFKA_API_DELETE_ACLS, 3, filters, 8);
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    bg_kafka_struct_t *fw = ka_rt(f, BG_KAFKA_API_DELETE_ACLS, 0, 3, v.request);
+    assert_int_equal(fw->f[K(DELETE_ACLS_REQ_FILTERS)].a.n, 3);
+    assert_int_equal(ka_el(fw, 0, 0)->f[2].i, PT_LITERAL);
+    assert_int_equal(ka_el(fw, 0, 1)->f[2].i, PT_ANY);
+    assert_int_equal(ka_el(fw, 0, 2)->f[0].i, RT_GROUP);
+    const bg_kafka_decision_t *d = reserved(&v);
+    assert_non_null(d);
+    assert_int_equal(d->nresources, 5);
+    assert_int_equal(d->resources[0].name_len, 1); /* a null name is recorded as "*" */
+    assert_memory_equal(d->resources[0].name, "*", 1);
+    bg_kafka_struct_t *m = merged(f, BG_KAFKA_API_DELETE_ACLS, 3, &v, 3);
+    assert_int_equal(m->f[1].a.n, 8);
+    static const int want[] = {31, 0, 31, 0, 0, 31, 31, 31};
+    static const char *msg[] = {NULL, "up0", NULL, "up1", "up2", NULL, NULL, NULL};
+    for (int i = 0; i < 8; i++) {
+        assert_result(m, i, want[i], msg[i] ? msg[i] : "reserved audit topic");
+        if (want[i])
+            assert_int_equal(ka_el(m, 1, i)->f[2].a.n, 0); /* no matching ACLs */
+    }
+}
+
+/* The upstream reports fewer results than it was sent: the refused ones
+ * still come back, after what it answered. */
+static void test_delete_acls_short_answer(void **st)
+{
+    ka_fix_t *f = *st;
+    static const acl_t filters[] = {{RT_TOPIC, "orders", PT_LITERAL},
+                                    {RT_TOPIC, "orders.x", PT_LITERAL},
+                                    {RT_TOPIC, "audit.log", PT_LITERAL}};
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_DELETE_ACLS, 2);
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(
+                         &f->ctx, &h, acl_req(f, BG_KAFKA_API_DELETE_ACLS, 2, filters, 3), &f->a,
+                         &v),
+                     0);
+    bg_kafka_struct_t *m = merged(f, BG_KAFKA_API_DELETE_ACLS, 2, &v, 1);
+    assert_int_equal(m->f[1].a.n, 2);
+    assert_result(m, 0, 0, "up0");
+    assert_result(m, 1, 31, "reserved audit topic");
+}
+
+/* Topics[] of AlterPartitionReassignments / ElectLeaders: name, 2 partitions. */
+static bg_kafka_struct_t *tp_req(ka_fix_t *f, int16_t key, int16_t ver, const char *const *names,
+                                 int n)
+{
+    bg_kafka_struct_t *r = ka_new(f, key, 0);
+    if (key == BG_KAFKA_API_ELECT_LEADERS) {
+        bg_kafka_struct_t **t = ka_topics(f, r, K(ELECT_LEADERS_REQ_TOPIC_PARTITIONS),
+                                          K(ELECT_LEADERS_REQ_TOPIC_PARTITIONS_TOPIC), names, n,
+                                          -1, -1, 0);
+        for (int i = 0; i < n; i++) {
+            bg_kafka_val_t *p = bg_kafka_array_vals(
+                &f->a, t[i], K(ELECT_LEADERS_REQ_TOPIC_PARTITIONS_PARTITIONS), 2);
+            p[0].i = 0, p[1].i = 1;
+        }
+    } else {
+        ka_topics(f, r, K(ALTER_PARTITION_REASSIGNMENTS_REQ_TOPICS),
+                  K(ALTER_PARTITION_REASSIGNMENTS_REQ_TOPICS_NAME), names, n,
+                  K(ALTER_PARTITION_REASSIGNMENTS_REQ_TOPICS_PARTITIONS),
+                  K(ALTER_PARTITION_REASSIGNMENTS_REQ_TOPICS_PARTITIONS_PARTITION_INDEX), 2);
+    }
+    return ka_rt(f, key, 0, ver, r);
+}
+
+static void test_reassign_and_elect(void **st)
+{
+    ka_fix_t *f = *st;
+    static const char *const both[] = {"orders", "audit.log"};
+    static const char *const audit[] = {"audit.log"};
+    bg_kafka_verdict_t v;
+
+    /* AlterPartitionReassignments: the audit topic's partitions refused. */
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_ALTER_PARTITION_REASSIGNMENTS, 0);
+    bg_kafka_struct_t *req = tp_req(f, BG_KAFKA_API_ALTER_PARTITION_REASSIGNMENTS, 0, both, 2);
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    bg_kafka_struct_t *fw = ka_rt(f, BG_KAFKA_API_ALTER_PARTITION_REASSIGNMENTS, 0, 0, v.request);
+    assert_int_equal(fw->f[K(ALTER_PARTITION_REASSIGNMENTS_REQ_TOPICS)].a.n, 1);
+    assert_true(ka_eq(ka_el(fw, K(ALTER_PARTITION_REASSIGNMENTS_REQ_TOPICS), 0)
+                          ->f[K(ALTER_PARTITION_REASSIGNMENTS_REQ_TOPICS_NAME)].s,
+                      "orders"));
+    assert_non_null(reserved(&v));
+    bg_kafka_struct_t *up = ka_new(f, BG_KAFKA_API_ALTER_PARTITION_REASSIGNMENTS, 1), *out;
+    size_t nn = 0;
+    assert_int_equal(
+        bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, NULL, &nn, NULL, NULL), 0);
+    out = ka_rt(f, BG_KAFKA_API_ALTER_PARTITION_REASSIGNMENTS, 1, 0, out);
+    bg_kafka_struct_t *t = ka_el(out, K(ALTER_PARTITION_REASSIGNMENTS_RESP_RESPONSES), 0);
+    assert_true(ka_eq(t->f[K(ALTER_PARTITION_REASSIGNMENTS_RESP_RESPONSES_NAME)].s, "audit.log"));
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(ka_el(t, K(ALTER_PARTITION_REASSIGNMENTS_RESP_RESPONSES_PARTITIONS), i)
+                             ->f[K(ALTER_PARTITION_REASSIGNMENTS_RESP_RESPONSES_PARTITIONS_ERROR_CODE)]
+                             .i,
+                         31);
+
+    /* ElectLeaders naming only the audit topic: answered locally. */
+    h = ka_hdr(BG_KAFKA_API_ELECT_LEADERS, 2);
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h,
+                                            tp_req(f, BG_KAFKA_API_ELECT_LEADERS, 2, audit, 1),
+                                            &f->a, &v),
+                     0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    out = ka_rt(f, BG_KAFKA_API_ELECT_LEADERS, 1, 2, v.response);
+    t = ka_el(out, K(ELECT_LEADERS_RESP_REPLICA_ELECTION_RESULTS), 0);
+    assert_int_equal(t->f[K(ELECT_LEADERS_RESP_REPLICA_ELECTION_RESULTS_PARTITION_RESULT)].a.n, 2);
+    assert_int_equal(
+        ka_el(t, K(ELECT_LEADERS_RESP_REPLICA_ELECTION_RESULTS_PARTITION_RESULT), 1)
+            ->f[K(ELECT_LEADERS_RESP_REPLICA_ELECTION_RESULTS_PARTITION_RESULT_ERROR_CODE)]
+            .i,
+        31);
+    /* ElectLeaders of every partition (null topics) includes it: refused whole. */
+    req = ka_new(f, BG_KAFKA_API_ELECT_LEADERS, 0);
+    req->f[K(ELECT_LEADERS_REQ_TOPIC_PARTITIONS)].a.n = -1;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h,
+                                            ka_rt(f, BG_KAFKA_API_ELECT_LEADERS, 0, 2, req),
+                                            &f->a, &v),
+                     0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    assert_int_equal(
+        ka_rt(f, BG_KAFKA_API_ELECT_LEADERS, 1, 2, v.response)->f[K(ELECT_LEADERS_RESP_ERROR_CODE)].i,
+        31);
+    /* Other topics: forwarded untouched. */
+    static const char *const orders[] = {"orders"};
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h,
+                                            tp_req(f, BG_KAFKA_API_ELECT_LEADERS, 2, orders, 1),
+                                            &f->a, &v),
+                     0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+}
+
+static void test_alter_replica_log_dirs(void **st)
+{
+    ka_fix_t *f = *st;
+    static const char *const d1[] = {"orders", "audit.log"};
+    static const char *const d2[] = {"audit.log"};
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_ALTER_REPLICA_LOG_DIRS, 2);
+    bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_ALTER_REPLICA_LOG_DIRS, 0);
+    bg_kafka_struct_t **dirs =
+        bg_kafka_array_new(&f->a, req, K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS), 2);
+    for (int i = 0; i < 2; i++) {
+        dirs[i]->f[K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS_PATH)].s = ka_s(i ? "/d2" : "/d1");
+        bg_kafka_struct_t **t = ka_topics(f, dirs[i], K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS_TOPICS),
+                                          K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS_TOPICS_NAME),
+                                          i ? d2 : d1, i ? 1 : 2, -1, -1, 0);
+        for (int j = 0; j < (i ? 1 : 2); j++)
+            bg_kafka_array_vals(&f->a, t[j], K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS_TOPICS_PARTITIONS),
+                                1)[0]
+                .i = i;
+    }
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h,
+                                            ka_rt(f, BG_KAFKA_API_ALTER_REPLICA_LOG_DIRS, 0, 2, req),
+                                            &f->a, &v),
+                     0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    bg_kafka_struct_t *fw = ka_rt(f, BG_KAFKA_API_ALTER_REPLICA_LOG_DIRS, 0, 2, v.request);
+    assert_int_equal(fw->f[K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS)].a.n, 1); /* /d2 left empty */
+    bg_kafka_struct_t *d = ka_el(fw, K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS), 0);
+    assert_int_equal(d->f[K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS_TOPICS)].a.n, 1);
+    assert_true(ka_eq(ka_el(d, K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS_TOPICS), 0)
+                          ->f[K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS_TOPICS_NAME)].s,
+                      "orders"));
+    assert_int_equal(reserved(&v)->nresources, 2);
+    bg_kafka_struct_t *up = ka_new(f, BG_KAFKA_API_ALTER_REPLICA_LOG_DIRS, 1), *out;
+    size_t nn = 0;
+    assert_int_equal(
+        bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, NULL, &nn, NULL, NULL), 0);
+    out = ka_rt(f, BG_KAFKA_API_ALTER_REPLICA_LOG_DIRS, 1, 2, out);
+    assert_int_equal(out->f[K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS)].a.n, 2);
+    bg_kafka_struct_t *t = ka_el(out, K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS), 1);
+    assert_true(ka_eq(t->f[K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS_TOPIC_NAME)].s, "audit.log"));
+    bg_kafka_struct_t *p = ka_el(t, K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS_PARTITIONS), 0);
+    assert_int_equal(p->f[K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS_PARTITIONS_PARTITION_INDEX)].i, 1);
+    assert_int_equal(p->f[K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS_PARTITIONS_ERROR_CODE)].i, 31);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_create_acls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_acls_whole, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_acls, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_acls_short_answer, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reassign_and_elect, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_alter_replica_log_dirs, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
