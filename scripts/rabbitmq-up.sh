@@ -6,6 +6,10 @@
 # Works as root: the node runs as the caller, with all state under
 # ${BUSGATE_CACHE:-$HOME/.cache/busgate}/rabbitmq/PORT (see
 # tests/infra/rabbitmq/env.sh). Stop it with scripts/rabbitmq-down.sh.
+# Optional TLS listener (off unless BG_RABBIT_TLS_PORT is set): also serve
+# AMQPS on 127.0.0.1:$BG_RABBIT_TLS_PORT with the PEM files
+# BG_RABBIT_TLS_CERT and BG_RABBIT_TLS_KEY (no client certificates asked).
+# Only read when the node starts: an instance already up keeps its listeners.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=../tests/infra/common.sh
@@ -48,6 +52,17 @@ echo '[].' >"$RABBITMQ_ENABLED_PLUGINS_FILE" # no management plugin, no plugins 
 sed -e "s/@PORT@/$BG_RABBIT_PORT/" -e "s/@USER@/$BG_RABBIT_USER/" \
     -e "s/@PASSWORD@/$BG_RABBIT_PASSWORD/" \
     "$here/../tests/infra/rabbitmq/rabbitmq.conf.in" >"$RABBITMQ_CONFIG_FILE"
+if [ -n "${BG_RABBIT_TLS_PORT:-}" ]; then
+    [ -r "${BG_RABBIT_TLS_CERT:-}" ] && [ -r "${BG_RABBIT_TLS_KEY:-}" ] ||
+        bg_die "BG_RABBIT_TLS_PORT needs readable BG_RABBIT_TLS_CERT and BG_RABBIT_TLS_KEY"
+    cat >>"$RABBITMQ_CONFIG_FILE" <<EOF
+listeners.ssl.1 = 127.0.0.1:$BG_RABBIT_TLS_PORT
+ssl_options.certfile = $BG_RABBIT_TLS_CERT
+ssl_options.keyfile = $BG_RABBIT_TLS_KEY
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
+EOF
+fi
 if [ ! -s "$HOME/.erlang.cookie" ]; then
     (umask 077 && head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$HOME/.erlang.cookie")
     chmod 400 "$HOME/.erlang.cookie"
@@ -99,5 +114,9 @@ for _ in $(seq 1 50); do
     sleep 0.2
 done
 bg_rabbit_ready || bg_die "node started but port $BG_RABBIT_PORT does not accept"
+if [ -n "${BG_RABBIT_TLS_PORT:-}" ] &&
+    ! (exec 3<>"/dev/tcp/127.0.0.1/$BG_RABBIT_TLS_PORT") 2>/dev/null; then
+    bg_die "node started but its TLS port $BG_RABBIT_TLS_PORT does not accept"
+fi
 bg_log "rabbitmq ready on 127.0.0.1:$BG_RABBIT_PORT after $((SECONDS - start))s (user $BG_RABBIT_USER)"
 echo "$BG_RABBIT_PORT"

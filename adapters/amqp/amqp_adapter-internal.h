@@ -12,10 +12,13 @@
 #include "broker/worker.h"
 
 struct evconnlistener;
+typedef struct ssl_ctx_st SSL_CTX;
 
 typedef struct bg_amqp_global_s {
     const bg_config_t *cfg;       /* the start-up configuration, held for the run */
     _Atomic int upstream_seen_ok; /* an upstream handshake has succeeded */
+    SSL_CTX *client_tls;          /* amqp.tls; NULL: plaintext listener */
+    SSL_CTX *upstream_tls;        /* amqp.upstream.tls; NULL: plaintext upstream */
 } bg_amqp_global_t;
 
 typedef struct bg_amqp_session_s bg_amqp_session_t;

@@ -5,6 +5,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/util.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,25 +14,43 @@
 #include "adapters/amqp/amqp_probe.h"
 #include "adapters/amqp/amqp_adapter.h"
 #include "broker/log.h"
+#include "broker/util_tls.h"
 
-static void bg_amqp__global_free(void *arg) { free(arg); }
+static void bg_amqp__global_free(void *arg)
+{
+    bg_amqp_global_t *g = arg;
+    if (!g)
+        return;
+    if (g->client_tls)
+        SSL_CTX_free(g->client_tls);
+    if (g->upstream_tls)
+        SSL_CTX_free(g->upstream_tls);
+    free(g);
+}
 
 static int bg_amqp__global_init(const bg_config_t *cfg, void **out, char *err, size_t errlen)
 {
     const bg_config_amqp_t *a = &cfg->amqp;
-    if (a->tls.enabled || a->upstream.tls.enabled) {
-        /* Refused rather than silently served in plaintext. */
-        snprintf(err, errlen, "amqp: TLS (amqp.tls, amqp.upstream.tls) is not supported yet");
-        return -1;
-    }
     bg_amqp_global_t *g = calloc(1, sizeof *g);
     if (!g) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
     g->cfg = cfg;
+    /* A bad certificate, key or CA stops start-up: never serve plaintext
+     * (or connect unverified) instead of what was configured. */
+    if (a->tls.enabled &&
+        !(g->client_tls = bg_util_tls_server_ctx(&a->tls, "amqp.tls", err, errlen)))
+        goto fail;
+    if (a->upstream.tls.enabled &&
+        !(g->upstream_tls =
+              bg_util_tls_client_ctx(&a->upstream.tls, "amqp.upstream.tls", err, errlen)))
+        goto fail;
     *out = g;
     return 0;
+fail:
+    bg_amqp__global_free(g);
+    return -1;
 }
 
 static int bg_amqp__ready(void *arg)
@@ -104,9 +123,13 @@ static int bg_amqp__worker_start(bg_worker_t *w, void *global, void **state, cha
         return -1;
     }
     if (w->index == 0)
-        bg_log_info("amqp", "listening on %s:%u, upstream %s:%u vhost %s",
+        bg_log_info("amqp", "listening on %s:%u%s, upstream %s:%u%s vhost %s",
                     g->cfg->amqp.listen.host, g->cfg->amqp.listen.port,
-                    g->cfg->amqp.upstream.host.host, g->cfg->amqp.upstream.host.port,
+                    g->client_tls ? " (TLS)" : "", g->cfg->amqp.upstream.host.host,
+                    g->cfg->amqp.upstream.host.port,
+                    !g->upstream_tls                   ? ""
+                    : g->cfg->amqp.upstream.tls.verify ? " (TLS)"
+                                                       : " (TLS, not verified)",
                     g->cfg->amqp.upstream.vhost);
     *state = aw;
     return 0;

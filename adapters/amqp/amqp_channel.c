@@ -36,9 +36,8 @@ const char *bg_amqp_reply_name(uint16_t code)
 
 /* ---- channel state ---- */
 
-static void bg_amqp_chan__reset(bg_amqp_channel_t *ch)
+static void bg_amqp_chan__free_list(bg_amqp_consumer_t *c)
 {
-    bg_amqp_consumer_t *c = ch->consumers;
     while (c) {
         bg_amqp_consumer_t *next = c->next;
         free(c->tag);
@@ -46,6 +45,13 @@ static void bg_amqp_chan__reset(bg_amqp_channel_t *ch)
         free(c);
         c = next;
     }
+}
+
+static void bg_amqp_chan__reset(bg_amqp_session_t *s, bg_amqp_channel_t *ch)
+{
+    s->nconsumers -= ch->nconsumers + ch->npending;
+    bg_amqp_chan__free_list(ch->consumers);
+    bg_amqp_chan__free_list(ch->pending);
     memset(ch, 0, sizeof *ch);
 }
 
@@ -55,7 +61,7 @@ void bg_amqp_chan_free_all(bg_amqp_session_t *s)
         return;
     for (size_t i = 0; i <= s->channel_max; i++)
         if (s->chans[i]) {
-            bg_amqp_chan__reset(s->chans[i]);
+            bg_amqp_chan__reset(s, s->chans[i]);
             free(s->chans[i]);
             s->chans[i] = NULL;
         }
@@ -69,19 +75,67 @@ static void bg_amqp_chan__copy(char *dst, amqp_bytes_t b)
     dst[n] = '\0';
 }
 
-static void bg_amqp_chan__add_consumer(bg_amqp_channel_t *ch, amqp_bytes_t tag)
+/* A consumer on queue (a NUL-terminated name), tag NULL (pending) or the
+ * given bytes. NULL when out of memory. */
+static bg_amqp_consumer_t *bg_amqp_chan__consumer_new(const char *queue, const amqp_bytes_t *tag)
 {
-    if (ch->nconsumers >= BG_AMQP_MAX_CONSUMERS)
-        return; /* bounded: further tags are relayed, not tracked */
     bg_amqp_consumer_t *c = calloc(1, sizeof *c);
     if (!c)
-        return;
-    c->tag = strndup(tag.len ? tag.bytes : "", tag.len);
-    c->queue = strdup(ch->pending_consume);
-    if (!c->tag || !c->queue) {
-        free(c->tag);
-        free(c->queue);
-        free(c);
+        return NULL;
+    c->queue = strdup(queue);
+    if (tag)
+        c->tag = strndup(tag->len ? tag->bytes : "", tag->len);
+    if (!c->queue || (tag && !c->tag)) {
+        bg_amqp_chan__free_list(c);
+        return NULL;
+    }
+    return c;
+}
+
+/* Tracks a forwarded basic.consume on queue: awaiting its consume-ok, or
+ * (nowait: none comes) under the client's own tag at once. -1 out of
+ * memory. The caller checked the bounds. */
+static int bg_amqp_chan__consume_sent(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
+                                      const char *queue, const amqp_basic_consume_t *m)
+{
+    if (m->nowait && m->consumer_tag.len == 0)
+        return 0; /* RabbitMQ names it and tells nobody: nothing to track */
+    bg_amqp_consumer_t *c = bg_amqp_chan__consumer_new(queue, m->nowait ? &m->consumer_tag : NULL);
+    if (!c)
+        return -1;
+    if (m->nowait) {
+        c->next = ch->consumers;
+        ch->consumers = c;
+        ch->nconsumers++;
+    } else {
+        if (ch->pending_last)
+            ch->pending_last->next = c;
+        else
+            ch->pending = c;
+        ch->pending_last = c;
+        ch->npending++;
+    }
+    s->nconsumers++;
+    return 0;
+}
+
+/* consume-ok: the oldest pending consume gets its tag. */
+static void bg_amqp_chan__consume_ok(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
+                                     amqp_bytes_t tag)
+{
+    bg_amqp_consumer_t *c = ch->pending;
+    if (!c)
+        return; /* not one busgate forwarded: nothing to name */
+    ch->pending = c->next;
+    if (!ch->pending)
+        ch->pending_last = NULL;
+    ch->npending--;
+    c->next = NULL;
+    if (!(c->tag = strndup(tag.len ? tag.bytes : "", tag.len))) {
+        /* Out of memory: forget this one rather than let the next
+         * consume-ok take its place in the queue. */
+        bg_amqp_chan__free_list(c);
+        s->nconsumers--;
         return;
     }
     c->next = ch->consumers;
@@ -89,19 +143,40 @@ static void bg_amqp_chan__add_consumer(bg_amqp_channel_t *ch, amqp_bytes_t tag)
     ch->nconsumers++;
 }
 
-static void bg_amqp_chan__remove_consumer(bg_amqp_channel_t *ch, amqp_bytes_t tag)
+static void bg_amqp_chan__remove_consumer(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
+                                          amqp_bytes_t tag)
 {
     for (bg_amqp_consumer_t **pc = &ch->consumers; *pc; pc = &(*pc)->next) {
         bg_amqp_consumer_t *c = *pc;
         if (strlen(c->tag) == tag.len && memcmp(c->tag, tag.bytes, tag.len) == 0) {
             *pc = c->next;
-            free(c->tag);
-            free(c->queue);
-            free(c);
+            c->next = NULL;
+            bg_amqp_chan__free_list(c);
             ch->nconsumers--;
+            s->nconsumers--;
             return;
         }
     }
+}
+
+/* The bounds on tracked consumers (see amqp_session-internal.h). Returns 0,
+ * or -1 after closing the connection as RabbitMQ does at its own consumer
+ * limit: 530 NOT_ALLOWED (a connection error in AMQP 0-9-1). */
+static int bg_amqp_chan__consume_bounds(bg_amqp_session_t *s, const bg_amqp_channel_t *ch)
+{
+    const char *scope = NULL;
+    unsigned max = 0;
+    if (ch->nconsumers + ch->npending >= BG_AMQP_MAX_CONSUMERS)
+        scope = "channel", max = BG_AMQP_MAX_CONSUMERS;
+    else if (s->nconsumers >= BG_AMQP_MAX_CONSUMERS_CONN)
+        scope = "connection", max = BG_AMQP_MAX_CONSUMERS_CONN;
+    if (!scope)
+        return 0;
+    char text[128];
+    snprintf(text, sizeof text, "NOT_ALLOWED - reached maximum (%u) of consumers per %s", max,
+             scope);
+    bg_amqp_session_close(s, BG_AMQP_NOT_ALLOWED, text, 60, 20);
+    return -1;
 }
 
 /* Both legs closed: the number may be opened again. */
@@ -109,7 +184,7 @@ static void bg_amqp_chan__maybe_closed(bg_amqp_session_t *s, uint16_t n, bg_amqp
 {
     if (ch->cli != BG_AMQP_CC_CLOSED || ch->up != BG_AMQP_UC_CLOSED)
         return;
-    bg_amqp_chan__reset(ch);
+    bg_amqp_chan__reset(s, ch);
     if (s->stalled == n) {
         s->stalled = 0;
         bg_amqp_session_resume(s);
@@ -278,6 +353,8 @@ static int bg_amqp_chan__open_method(bg_amqp_session_t *s, uint16_t n, bg_amqp_c
                               20, 10);
         return -1;
     }
+    if (m->id == AMQP_BASIC_CONSUME_METHOD && bg_amqp_chan__consume_bounds(s, ch) != 0)
+        return -1;
     int rc = bg_amqp_chan__decide(s, n, ch, m, len);
     if (rc <= 0) {
         if (rc == 0)
@@ -304,10 +381,21 @@ static int bg_amqp_chan__open_method(bg_amqp_session_t *s, uint16_t n, bg_amqp_c
     }
     case AMQP_BASIC_CONSUME_METHOD: {
         const amqp_basic_consume_t *c = m->decoded;
+        char queue[BG_AMQP_NAME_MAX];
         if (c->queue.len)
-            bg_amqp_chan__copy(ch->pending_consume, c->queue);
+            bg_amqp_chan__copy(queue, c->queue);
         else
-            memcpy(ch->pending_consume, ch->last_queue, sizeof ch->pending_consume);
+            memcpy(queue, ch->last_queue, sizeof queue);
+        if (bg_amqp_chan__consume_sent(s, ch, queue, c) != 0) {
+            bg_amqp_session_kill(s, 0, "out of memory");
+            return -1;
+        }
+        break;
+    }
+    case AMQP_BASIC_CANCEL_METHOD: { /* nowait: no cancel-ok will say it is gone */
+        const amqp_basic_cancel_t *c = m->decoded;
+        if (c->nowait)
+            bg_amqp_chan__remove_consumer(s, ch, c->consumer_tag);
         break;
     }
     default: break;
@@ -477,17 +565,20 @@ static int bg_amqp_chan__decode_up(bg_amqp_session_t *s, struct evbuffer *in,
     return 0;
 }
 
-static void bg_amqp_chan__track_up(bg_amqp_channel_t *ch, const bg_amqp_method_t *m)
+static void bg_amqp_chan__track_up(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
+                                   const bg_amqp_method_t *m)
 {
     switch (m->id) {
     case AMQP_BASIC_CONSUME_OK_METHOD:
-        bg_amqp_chan__add_consumer(ch, ((const amqp_basic_consume_ok_t *)m->decoded)->consumer_tag);
+        bg_amqp_chan__consume_ok(s, ch,
+                                 ((const amqp_basic_consume_ok_t *)m->decoded)->consumer_tag);
         break;
     case AMQP_BASIC_CANCEL_METHOD:
-        bg_amqp_chan__remove_consumer(ch, ((const amqp_basic_cancel_t *)m->decoded)->consumer_tag);
+        bg_amqp_chan__remove_consumer(s, ch,
+                                      ((const amqp_basic_cancel_t *)m->decoded)->consumer_tag);
         break;
     case AMQP_BASIC_CANCEL_OK_METHOD:
-        bg_amqp_chan__remove_consumer(ch,
+        bg_amqp_chan__remove_consumer(s, ch,
                                       ((const amqp_basic_cancel_ok_t *)m->decoded)->consumer_tag);
         break;
     case AMQP_QUEUE_DECLARE_OK_METHOD:
@@ -558,7 +649,7 @@ int bg_amqp_chan_upstream_frame(bg_amqp_session_t *s, struct evbuffer *in,
         bg_amqp_method_t m;
         if (bg_amqp_chan__decode_up(s, in, f, frame_len, &m) != 0)
             return -1;
-        bg_amqp_chan__track_up(ch, &m);
+        bg_amqp_chan__track_up(s, ch, &m);
         bg_amqp_arena_reset(&s->arena);
     }
     evbuffer_remove_buffer(in, bg_amqp_cli_out(s), frame_len); /* moves chains, no copy */

@@ -2,7 +2,10 @@
  * start-up (retrying every few seconds until it works), so /readyz does not
  * wait for a first client — a load balancer that sends traffic only to
  * ready instances would otherwise never send any. The connection is closed
- * once open-ok arrived. */
+ * once open-ok arrived. It is an ordinary upstream connection
+ * (bg_amqp_up_connect), so with amqp.upstream.tls it is TLS and verified
+ * like every session's: a broker certificate that does not verify keeps
+ * busgate not ready. */
 #include <event2/event.h>
 #include <stdlib.h>
 

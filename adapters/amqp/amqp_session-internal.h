@@ -24,9 +24,13 @@ struct bufferevent;
 struct evbuffer;
 struct event;
 
-/* Bounds on per-connection state. */
-#define BG_AMQP_MAX_CONSUMERS 1024 /* consumer tags tracked per channel */
-#define BG_AMQP_NAME_MAX 256        /* queue/exchange names are shortstrs */
+/* Bounds on per-connection state. A basic.consume that would pass either
+ * consumer bound is refused as RabbitMQ refuses one beyond its
+ * consumer_max_per_channel: connection.close 530 NOT_ALLOWED. Both count
+ * consumers busgate tracks: consume-oks awaited plus live consumer tags. */
+#define BG_AMQP_MAX_CONSUMERS 1024      /* per channel */
+#define BG_AMQP_MAX_CONSUMERS_CONN 4096 /* per connection, all channels */
+#define BG_AMQP_NAME_MAX 256            /* queue/exchange names are shortstrs */
 
 /* ---- channels (amqp_channel.c) ---- */
 
@@ -49,7 +53,7 @@ typedef enum {
 
 typedef struct bg_amqp_consumer_s {
     struct bg_amqp_consumer_s *next;
-    char *tag;
+    char *tag;   /* NULL while its consume-ok is awaited */
     char *queue;
 } bg_amqp_consumer_t;
 
@@ -60,8 +64,13 @@ typedef struct bg_amqp_channel_s {
     uint8_t discard;         /* content of a refused publish: dropped whole */
     uint64_t body_left;      /* body bytes still expected */
     char last_queue[BG_AMQP_NAME_MAX]; /* from queue.declare-ok: what "" names */
-    char pending_consume[BG_AMQP_NAME_MAX]; /* queue of the basic.consume in flight */
-    bg_amqp_consumer_t *consumers;
+    /* basic.consumes forwarded whose consume-ok has not come back, oldest
+     * first: RabbitMQ answers a channel's consumes in order, so each
+     * consume-ok (and the tag it names, maybe server-generated) belongs to
+     * the head, however many the client pipelined. */
+    bg_amqp_consumer_t *pending, *pending_last;
+    size_t npending;
+    bg_amqp_consumer_t *consumers; /* consumer tag -> queue */
     size_t nconsumers;
 } bg_amqp_channel_t;
 
@@ -103,6 +112,7 @@ struct bg_amqp_session_s {
     bg_amqp_arena_t arena; /* per decoded client frame */
     bg_amqp_channel_t **chans; /* [channel_max + 1], allocated on channel.open */
     uint16_t stalled;    /* channel whose reopen waits for upstream's close-ok; 0 none */
+    size_t nconsumers;   /* pending + tracked consumers over all channels */
     /* lifecycle */
     int dead;
     int in_read;             /* inside the client read loop (no re-entry) */

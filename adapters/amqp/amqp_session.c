@@ -9,8 +9,10 @@
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +22,7 @@
 #include "audit/audit.h"
 #include "broker/log.h"
 #include "broker/util_net.h"
+#include "broker/util_tls.h"
 
 #define BG_AMQP_HIGH_WATER (8u << 20) /* pause the other side above this */
 #define BG_AMQP_LOW_WATER (1u << 20)
@@ -387,13 +390,36 @@ static void bg_amqp__on_client_write(struct bufferevent *bev, void *arg)
     bg_amqp__update_reading(s);
 }
 
+/* Why the client connection failed: on a TLS connection OpenSSL's reason
+ * (a failed handshake: wrong protocol, no or untrusted client certificate),
+ * else errno's. */
+static void bg_amqp__client_error_text(bg_amqp_session_t *s, char *out, size_t cap)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(s->cli);
+    unsigned long e = 0, next;
+    while ((next = bufferevent_get_openssl_error(s->cli)) != 0)
+        if (!e)
+            e = next; /* the first one is the cause */
+    if (ssl && e) {
+        char reason[300];
+        bg_util_tls_reason(ssl, e, reason, sizeof reason);
+        snprintf(out, cap, "client connection error: TLS %s", reason);
+    } else {
+        snprintf(out, cap, "client connection error: %s",
+                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    }
+}
+
 static void bg_amqp__on_client_event(struct bufferevent *bev, short what, void *arg)
 {
     bg_amqp_session_t *s = arg;
     if (s->dead)
         return;
-    if (what & BEV_EVENT_ERROR)
-        bg_amqp_session_kill(s, 0, "client connection error");
+    if (what & BEV_EVENT_ERROR) {
+        char why[400];
+        bg_amqp__client_error_text(s, why, sizeof why);
+        bg_amqp_session_kill(s, 0, why);
+    }
     else if (what & BEV_EVENT_EOF)
         bg_amqp_session_kill(s, 0, s->state == BG_AMQP_S_CLOSING ? NULL : "client closed the connection");
 }
@@ -461,6 +487,26 @@ int bg_amqp_session_connect_upstream(bg_amqp_session_t *s)
 
 /* ---- accept ---- */
 
+/* The client's bufferevent: plain, or TLS when amqp.tls is set (the
+ * handshake runs before the first read; with client_ca a client without a
+ * certificate it signed fails it). Takes fd on success only. */
+static struct bufferevent *bg_amqp__client_bev(bg_amqp_worker_t *aw, int fd)
+{
+    struct event_base *base = aw->w->base;
+    if (!aw->g->client_tls)
+        return bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    SSL *ssl = SSL_new(aw->g->client_tls);
+    if (!ssl)
+        return NULL;
+    struct bufferevent *bev = bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                             BEV_OPT_CLOSE_ON_FREE);
+    if (!bev)
+        SSL_free(ssl);
+    else /* clients often just close: not an error worth a TLS alert */
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
 static int bg_amqp__events(bg_amqp_session_t *s)
 {
     struct event_base *base = s->aw->w->base;
@@ -493,7 +539,7 @@ void bg_amqp_session_accept(bg_amqp_worker_t *aw, int fd, const struct sockaddr 
     bg_metric_add(&aw->w->metrics.conn_open[BG_PROTO_AMQP], 1);
     bg_metric_add(&aw->w->metrics.conn_total[BG_PROTO_AMQP], 1);
     s->snap = bg_snapshot_acquire();
-    s->cli = bufferevent_socket_new(aw->w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    s->cli = bg_amqp__client_bev(aw, fd);
     if (!s->cli)
         evutil_closesocket(fd);
     if (bg_amqp__events(s) != 0 || !s->snap || !s->cli) {

@@ -3,8 +3,10 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <openssl/crypto.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +15,7 @@
 #include "adapters/amqp/amqp_method.h"
 #include "broker/log.h"
 #include "broker/util_net.h"
+#include "broker/util_tls.h"
 
 #define BG_AMQP_UP_LOW_WATER (1u << 20)
 #define BG_AMQP_UP_CONNECT_TIMEOUT_S 10
@@ -276,6 +279,26 @@ static void bg_amqp_up__on_write(struct bufferevent *bev, void *arg)
         u->cbs.drained(u->arg);
 }
 
+/* Why the connection failed, into out. On a TLS bufferevent errno says
+ * nothing: the reason is the OpenSSL error libevent queued, plus the
+ * certificate check's verdict (unknown CA, host name mismatch, expired). */
+static void bg_amqp_up__error_text(bg_amqp_up_t *u, char *out, size_t cap)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(u->bev);
+    unsigned long e = 0, next;
+    while ((next = bufferevent_get_openssl_error(u->bev)) != 0)
+        if (!e)
+            e = next; /* the first one is the cause; the rest follow from it */
+    if (!ssl || !e) {
+        snprintf(out, cap, "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        return;
+    }
+    char reason[300];
+    bg_util_tls_reason(ssl, e, reason, sizeof reason);
+    snprintf(out, cap, "TLS %s: %s", u->state == BG_AMQP_UP_CONNECTING ? "handshake failed" : "error",
+             reason);
+}
+
 static void bg_amqp_up__on_event(struct bufferevent *bev, short what, void *arg)
 {
     bg_amqp_up_t *u = arg;
@@ -292,8 +315,30 @@ static void bg_amqp_up__on_event(struct bufferevent *bev, short what, void *arg)
         bg_amqp_up__fail(u, "timed out");
     else if (what & BEV_EVENT_EOF)
         bg_amqp_up__fail(u, "closed by the broker");
-    else if (what & BEV_EVENT_ERROR)
-        bg_amqp_up__fail(u, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    else if (what & BEV_EVENT_ERROR) {
+        char why[400];
+        bg_amqp_up__error_text(u, why, sizeof why);
+        bg_amqp_up__fail(u, why);
+    }
+}
+
+/* The upstream bufferevent: plain, or TLS when amqp.upstream.tls is set
+ * (SNI and, with verify, the certificate must name the configured host). */
+static struct bufferevent *bg_amqp_up__bev(struct event_base *base, bg_amqp_global_t *g,
+                                           const char *host)
+{
+    if (!g->upstream_tls)
+        return bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    SSL *ssl = bg_util_tls_client_ssl(g->upstream_tls, host, g->cfg->amqp.upstream.tls.verify);
+    if (!ssl)
+        return NULL;
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev)
+        SSL_free(ssl);
+    else /* RabbitMQ may close without close_notify after connection.close-ok */
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
 }
 
 bg_amqp_up_t *bg_amqp_up_connect(struct event_base *base, bg_amqp_global_t *g, uint32_t caps,
@@ -307,7 +352,7 @@ bg_amqp_up_t *bg_amqp_up_connect(struct event_base *base, bg_amqp_global_t *g, u
     u->frame_max = BG_AMQP_FRAME_MIN_SIZE;
     bg_amqp_arena_init(&u->arena);
     snprintf(u->where, sizeof u->where, "%s:%u", h->host, h->port);
-    u->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    u->bev = bg_amqp_up__bev(base, g, h->host);
     u->hb_ev = event_new(base, -1, EV_PERSIST, bg_amqp_up__on_heartbeat, u);
     if (!u->bev || !u->hb_ev) {
         bg_amqp_up_free(u);

@@ -11,7 +11,6 @@
 #include <event2/util.h>
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +20,7 @@
 #include "adapters/kafka/kafka_adapter.h"
 #include "adapters/kafka/kafka_discovery.h"
 #include "broker/log.h"
+#include "broker/util_tls.h"
 
 
 /* ---- broker and topic-id maps ---- */
@@ -196,56 +196,6 @@ static char *bg_kafka__join_bootstrap(const bg_config_kafka_t *k)
     return s;
 }
 
-static void bg_kafka__tls_err(char *err, size_t errlen, const char *what)
-{
-    char e[200];
-    ERR_error_string_n(ERR_get_error(), e, sizeof e);
-    snprintf(err, errlen, "%s: %s", what, e);
-}
-
-static SSL_CTX *bg_kafka__client_tls(const bg_config_tls_t *t, char *err, size_t errlen)
-{
-    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
-    if (!ctx)
-        return NULL;
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    if (SSL_CTX_use_certificate_chain_file(ctx, t->cert) != 1 ||
-        SSL_CTX_use_PrivateKey_file(ctx, t->key, SSL_FILETYPE_PEM) != 1) {
-        bg_kafka__tls_err(err, errlen, "kafka.tls cert/key");
-        SSL_CTX_free(ctx);
-        return NULL;
-    }
-    if (t->client_ca) {
-        if (SSL_CTX_load_verify_locations(ctx, t->client_ca, NULL) != 1) {
-            bg_kafka__tls_err(err, errlen, "kafka.tls.client_ca");
-            SSL_CTX_free(ctx);
-            return NULL;
-        }
-        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
-    }
-    return ctx;
-}
-
-static SSL_CTX *bg_kafka__upstream_tls(const bg_config_tls_t *t, char *err, size_t errlen)
-{
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    if (!ctx)
-        return NULL;
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    int ok = t->ca ? SSL_CTX_load_verify_locations(ctx, t->ca, NULL)
-                   : SSL_CTX_set_default_verify_paths(ctx);
-    if (ok == 1 && t->cert)
-        ok = SSL_CTX_use_certificate_chain_file(ctx, t->cert) == 1 &&
-             SSL_CTX_use_PrivateKey_file(ctx, t->key, SSL_FILETYPE_PEM) == 1;
-    if (ok != 1) {
-        bg_kafka__tls_err(err, errlen, "kafka.upstream.tls");
-        SSL_CTX_free(ctx);
-        return NULL;
-    }
-    SSL_CTX_set_verify(ctx, t->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
-    return ctx;
-}
-
 static void bg_kafka__global_free(void *arg)
 {
     bg_kafka_global_t *g = arg;
@@ -284,10 +234,12 @@ static int bg_kafka__global_init(const bg_config_t *cfg, void **out, char *err, 
     } else if (!(g->bootstrap = bg_kafka__join_bootstrap(k))) {
         goto fail;
     }
-    if (k->tls.enabled && !(g->client_tls = bg_kafka__client_tls(&k->tls, err, errlen)))
+    if (k->tls.enabled &&
+        !(g->client_tls = bg_util_tls_server_ctx(&k->tls, "kafka.tls", err, errlen)))
         goto fail;
     int up_tls = k->upstream.security == BG_SEC_SSL || k->upstream.security == BG_SEC_SASL_SSL;
-    if (up_tls && !(g->upstream_tls = bg_kafka__upstream_tls(&k->upstream.tls, err, errlen)))
+    if (up_tls && !(g->upstream_tls = bg_util_tls_client_ctx(&k->upstream.tls,
+                                                             "kafka.upstream.tls", err, errlen)))
         goto fail;
     *out = g;
     return 0;

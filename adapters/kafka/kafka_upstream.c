@@ -5,9 +5,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <openssl/crypto.h>
-#include <openssl/err.h>
 #include <openssl/ssl.h>
-#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +17,7 @@
 #include "adapters/kafka/kafka_scram.h"
 #include "broker/log.h"
 #include "broker/util_net.h"
+#include "broker/util_tls.h"
 #include "broker/version.h"
 
 #define BG_KAFKA_UP_MAX_API 128
@@ -430,14 +429,10 @@ static void bg_kafka_up__error_text(const bg_kafka_up_t *u, char *out, size_t ca
         snprintf(out, cap, "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         return;
     }
-    char reason[200];
-    ERR_error_string_n(e, reason, sizeof reason);
-    /* With verify off the verdict is recorded but did not fail anything. */
-    long vr = SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER ? SSL_get_verify_result(ssl) : X509_V_OK;
-    snprintf(out, cap, "TLS %s: %s%s%s%s", u->state == BG_KAFKA_UP_CONNECTING ? "handshake failed"
-                                                                              : "error",
-             reason, vr != X509_V_OK ? " (" : "",
-             vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "", vr != X509_V_OK ? ")" : "");
+    char reason[300];
+    bg_util_tls_reason(ssl, e, reason, sizeof reason);
+    snprintf(out, cap, "TLS %s: %s",
+             u->state == BG_KAFKA_UP_CONNECTING ? "handshake failed" : "error", reason);
 }
 
 static void bg_kafka_up__on_event(struct bufferevent *bev, short what, void *arg)
@@ -466,12 +461,9 @@ static struct bufferevent *bg_kafka_up__bev(struct event_base *base, bg_kafka_gl
 {
     if (!g->upstream_tls)
         return bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-    SSL *ssl = SSL_new(g->upstream_tls);
+    SSL *ssl = bg_util_tls_client_ssl(g->upstream_tls, host, g->cfg->kafka.upstream.tls.verify);
     if (!ssl)
         return NULL;
-    SSL_set_tlsext_host_name(ssl, host);
-    if (g->cfg->kafka.upstream.tls.verify)
-        SSL_set1_host(ssl, host);
     struct bufferevent *bev = bufferevent_openssl_socket_new(
         base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
     if (!bev)

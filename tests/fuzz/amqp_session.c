@@ -76,21 +76,29 @@ static void fz_check_out(struct evbuffer *out, int validate)
 
 static void fz_check_state(const bg_amqp_session_t *s)
 {
+    size_t total = 0;
     for (size_t i = 0; i <= s->channel_max; i++) {
         const bg_amqp_channel_t *ch = s->chans[i];
         if (!ch)
             continue;
-        size_t n = 0;
+        size_t n = 0, np = 0, untagged = 0;
         for (const bg_amqp_consumer_t *c = ch->consumers; c; c = c->next)
-            n++;
+            n++, untagged += !c->tag;
+        for (const bg_amqp_consumer_t *c = ch->pending; c; c = c->next)
+            np++, untagged += !!c->tag;
+        total += n + np;
         if (i == 0 || ch->cli > BG_AMQP_CC_REFUSED || ch->up > BG_AMQP_UC_CLOSING_BG ||
             ch->expect > 2 || (ch->expect == 2 && ch->body_left == 0) ||
             (ch->expect && ch->cli != BG_AMQP_CC_OPEN) || n != ch->nconsumers ||
-            n > BG_AMQP_MAX_CONSUMERS || ch->last_queue[BG_AMQP_NAME_MAX - 1] != '\0' ||
-            ch->pending_consume[BG_AMQP_NAME_MAX - 1] != '\0') {
+            np != ch->npending || untagged || (np == 0) != (ch->pending_last == NULL) ||
+            n + np > BG_AMQP_MAX_CONSUMERS || ch->last_queue[BG_AMQP_NAME_MAX - 1] != '\0') {
             fprintf(stderr, "channel %zu in an impossible state\n", i);
             abort();
         }
+    }
+    if (total != s->nconsumers || total > BG_AMQP_MAX_CONSUMERS_CONN) {
+        fprintf(stderr, "%zu consumers tracked, the session counts %zu\n", total, s->nconsumers);
+        abort();
     }
     if (s->stalled) {
         const bg_amqp_channel_t *ch = s->stalled <= s->channel_max ? s->chans[s->stalled] : NULL;

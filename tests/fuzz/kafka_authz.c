@@ -7,7 +7,9 @@
  * for it. Every tree the authorizer produces (rewritten request, local
  * response, merged response, whole-request error response) is encoded. The
  * policy is fixed: a mix of allowed, denied and held topics, groups and
- * transactional ids, plus a reserved audit topic and a topic-id table. */
+ * transactional ids, cluster alter without cluster describe (so ACL and
+ * partition-admin entries and the ListGroups filter are reached), plus a
+ * reserved audit topic and a topic-id table. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -38,13 +40,16 @@ static void bg_fuzz_init(void)
                                     "kafka:transactional-id:t*", "kafka:topic:audit"};
     static const char *r_hold[] = {"kafka:topic:held*"};
     static const char *appr[] = {"group:sre"};
+    static const char *r_cluster[] = {"kafka:cluster"};
     bg_policy_rule_spec_t rules[] = {
         {"allow", "f.yaml", 1, all, 1, r_allow, 4, (1u << BG_VERB__COUNT) - 1, BG_EFFECT_ALLOW,
          NULL, 0, BG_MODE_INHERIT},
         {"hold", "f.yaml", 2, all, 1, r_hold, 1, (1u << BG_VERB__COUNT) - 1, BG_EFFECT_HOLD, appr,
          1, BG_MODE_INHERIT},
+        {"cluster-alter", "f.yaml", 3, all, 1, r_cluster, 1, 1u << BG_VERB_ALTER, BG_EFFECT_ALLOW,
+         NULL, 0, BG_MODE_INHERIT},
     };
-    bg_policy_spec_t spec = {BG_EFFECT_DENY, BG_MODE_ENFORCE, rules, 2, NULL, 0};
+    bg_policy_spec_t spec = {BG_EFFECT_DENY, BG_MODE_ENFORCE, rules, 3, NULL, 0};
     char err[128];
     bg_fuzz_pol = bg_policy_compile(&spec, err, sizeof err);
     if (!bg_fuzz_pol || bg_policy_principal_prepare(bg_fuzz_pol, "fuzz", NULL, 0, &bg_fuzz_pr))

@@ -5,10 +5,12 @@ import json
 import time
 
 from amqp_env import Issuer, busgate_config, rule
-from conftest import http_get
+from conftest import http_get, wait_port
 
 
 def _wait_ready(admin, want, timeout=15.0):
+    # The admin listener may open a moment after the AMQP one.
+    assert wait_port(admin, timeout=timeout), "admin listener not up"
     deadline = time.monotonic() + timeout
     status, body = http_get(f"http://127.0.0.1:{admin}/readyz")
     while status != want and time.monotonic() < deadline:
@@ -31,6 +33,7 @@ def test_not_ready_with_a_wrong_upstream_password(start_busgate, tmp_path):
     text = text.replace("busgate-test-password", "not-the-password")
     assert "not-the-password" in text
     bg = start_busgate(text, wait_for_port=ports["listen"])
+    assert wait_port(ports["admin"]), "admin listener not up"
     time.sleep(2)  # at least one login attempt has failed by now
     status, body = http_get(f"http://127.0.0.1:{ports['admin']}/readyz")
     assert status == 503

@@ -593,27 +593,142 @@ static void test_consumer_tracking(void **state)
     assert_int_equal(c->f.closed, 0);
 }
 
-static void test_consumer_bound(void **state)
+/* The queue tracked for tag on channel n, or NULL. */
+static const char *consumer_queue(ctx_t *c, uint16_t n, const char *tag)
+{
+    for (bg_amqp_consumer_t *k = chan(c, n)->consumers; k; k = k->next)
+        if (strcmp(k->tag, tag) == 0)
+            return k->queue;
+    return NULL;
+}
+
+static void consume(ctx_t *c, uint16_t n, const char *queue, const char *tag, int nowait)
+{
+    amqp_basic_consume_t bc;
+    memset(&bc, 0, sizeof bc);
+    bc.queue = t_str(queue);
+    bc.consumer_tag = t_str(tag);
+    bc.nowait = (amqp_boolean_t)nowait;
+    assert_int_equal(cli(c, n, AMQP_BASIC_CONSUME_METHOD, &bc), 1);
+    expect_method(c, UP(c), n, AMQP_BASIC_CONSUME_METHOD);
+}
+
+static void consume_ok(ctx_t *c, uint16_t n, const char *tag)
+{
+    amqp_basic_consume_ok_t ok = {t_str(tag)};
+    assert_int_equal(up(c, n, AMQP_BASIC_CONSUME_OK_METHOD, &ok), 0);
+    expect_method(c, CLI(c), n, AMQP_BASIC_CONSUME_OK_METHOD);
+}
+
+/* Consumes sent before the first consume-ok (server-named tags): each
+ * consume-ok names the oldest consume still waiting. */
+static void test_pipelined_consumes(void **state)
 {
     ctx_t *c = *state;
     open_channel(c, 1);
-    bg_amqp_channel_t *ch = chan(c, 1);
-    snprintf(ch->pending_consume, sizeof ch->pending_consume, "ok.q");
+    consume(c, 1, "ok.a", "", 0);
+    consume(c, 1, "ok.b", "", 0);
+    amqp_queue_declare_t qd;
+    memset(&qd, 0, sizeof qd);
+    qd.queue = t_str("ok.c");
+    assert_int_equal(cli(c, 1, AMQP_QUEUE_DECLARE_METHOD, &qd), 1);
+    expect_method(c, UP(c), 1, AMQP_QUEUE_DECLARE_METHOD);
+    consume(c, 1, "", "", 0);          /* "" = the last declared queue, ok.c */
+    consume(c, 1, "ok.d", "mine", 1);  /* nowait: tracked at once */
+    assert_int_equal(chan(c, 1)->npending, 3);
+    assert_string_equal(consumer_queue(c, 1, "mine"), "ok.d");
+    amqp_queue_declare_ok_t dok = {t_str("ok.c"), 0, 0};
+    assert_int_equal(up(c, 1, AMQP_QUEUE_DECLARE_OK_METHOD, &dok), 0);
+    expect_method(c, CLI(c), 1, AMQP_QUEUE_DECLARE_OK_METHOD);
+    consume_ok(c, 1, "amq.ctag-1");
+    consume_ok(c, 1, "amq.ctag-2");
+    consume_ok(c, 1, "amq.ctag-3");
+    assert_string_equal(consumer_queue(c, 1, "amq.ctag-1"), "ok.a");
+    assert_string_equal(consumer_queue(c, 1, "amq.ctag-2"), "ok.b");
+    assert_string_equal(consumer_queue(c, 1, "amq.ctag-3"), "ok.c");
+    assert_int_equal(chan(c, 1)->npending, 0);
+    assert_int_equal(chan(c, 1)->nconsumers, 4);
+    assert_int_equal(c->f.s.nconsumers, 4);
+    /* A stray consume-ok (none pending) names nothing. */
+    consume_ok(c, 1, "amq.ctag-9");
+    assert_null(consumer_queue(c, 1, "amq.ctag-9"));
+    /* basic.cancel nowait: no cancel-ok comes, the tag goes at once. */
+    amqp_basic_cancel_t cn = {t_str("mine"), 1};
+    assert_int_equal(cli(c, 1, AMQP_BASIC_CANCEL_METHOD, &cn), 1);
+    expect_method(c, UP(c), 1, AMQP_BASIC_CANCEL_METHOD);
+    assert_null(consumer_queue(c, 1, "mine"));
+    assert_int_equal(c->f.s.nconsumers, 3);
+    assert_int_equal(c->f.closed, 0);
+}
+
+static void test_consumer_bound_per_channel(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
     char tag[32];
-    for (int i = 0; i < BG_AMQP_MAX_CONSUMERS + 10; i++) {
+    for (int i = 0; i < BG_AMQP_MAX_CONSUMERS; i++) {
         snprintf(tag, sizeof tag, "t%d", i);
-        bg_amqp_chan__add_consumer(ch, t_str(tag));
+        consume(c, 1, "ok.q", tag, i % 2); /* half awaiting consume-ok, half nowait */
     }
-    assert_int_equal(ch->nconsumers, BG_AMQP_MAX_CONSUMERS);
-    bg_amqp_chan__remove_consumer(ch, t_str("t0"));
-    bg_amqp_chan__remove_consumer(ch, t_str("not-there"));
-    assert_int_equal(ch->nconsumers, BG_AMQP_MAX_CONSUMERS - 1);
-    /* Closing the channel frees them all (the sanitizer build checks leaks). */
+    assert_int_equal(chan(c, 1)->nconsumers + chan(c, 1)->npending, BG_AMQP_MAX_CONSUMERS);
+    amqp_basic_consume_t bc;
+    memset(&bc, 0, sizeof bc);
+    bc.queue = t_str("ok.q");
+    assert_int_equal(cli(c, 1, AMQP_BASIC_CONSUME_METHOD, &bc), -1);
+    assert_closed_with(c, BG_AMQP_NOT_ALLOWED,
+                       "NOT_ALLOWED - reached maximum (1024) of consumers per channel");
+    assert_int_equal(c->f.close_class, 60);
+    assert_int_equal(c->f.close_method, 20);
+    expect_nothing(UP(c));
+}
+
+static void test_consumer_bound_per_connection(void **state)
+{
+    ctx_t *c = *state;
+    const int per = BG_AMQP_MAX_CONSUMERS_CONN / BG_AMQP_MAX_CONSUMERS + 1;
+    int n = 0;
+    char tag[32];
+    for (uint16_t ch = 1; n < BG_AMQP_MAX_CONSUMERS_CONN; ch++) {
+        open_channel(c, ch);
+        for (int i = 0; i < BG_AMQP_MAX_CONSUMERS_CONN / per && n < BG_AMQP_MAX_CONSUMERS_CONN;
+             i++, n++) {
+            snprintf(tag, sizeof tag, "t%d", n);
+            consume(c, ch, "ok.q", tag, 1);
+        }
+    }
+    assert_int_equal(c->f.s.nconsumers, BG_AMQP_MAX_CONSUMERS_CONN);
+    /* Cancelling one makes room for one. */
+    amqp_basic_cancel_t cn = {t_str("t0"), 0};
+    assert_int_equal(cli(c, 1, AMQP_BASIC_CANCEL_METHOD, &cn), 1);
+    expect_method(c, UP(c), 1, AMQP_BASIC_CANCEL_METHOD);
+    amqp_basic_cancel_ok_t cnok = {t_str("t0")};
+    assert_int_equal(up(c, 1, AMQP_BASIC_CANCEL_OK_METHOD, &cnok), 0);
+    expect_method(c, CLI(c), 1, AMQP_BASIC_CANCEL_OK_METHOD);
+    consume(c, 1, "ok.q", "again", 0);
+    /* Closing a channel gives its consumers back (the sanitizer checks leaks). */
+    size_t on1 = chan(c, 1)->nconsumers + chan(c, 1)->npending;
     amqp_channel_close_t ucl = {320, t_str("CONNECTION_FORCED"), 0, 0};
     assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_METHOD, &ucl), 0);
+    expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
     assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 1);
-    assert_int_equal(ch->nconsumers, 0);
-    assert_null(ch->consumers);
+    expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_OK_METHOD);
+    assert_int_equal(c->f.s.nconsumers, BG_AMQP_MAX_CONSUMERS_CONN - on1);
+    open_channel(c, 1);
+    for (size_t i = 0; i < on1; i++) {
+        snprintf(tag, sizeof tag, "u%zu", i);
+        consume(c, 1, "ok.q", tag, 0);
+    }
+    amqp_basic_consume_t bc;
+    memset(&bc, 0, sizeof bc);
+    bc.queue = t_str("ok.q");
+    uint16_t last = 0;
+    for (uint16_t ch = 1; ch < 16 && chan(c, ch); ch++)
+        last = ch;
+    open_channel(c, (uint16_t)(last + 1));
+    assert_int_equal(cli(c, (uint16_t)(last + 1), AMQP_BASIC_CONSUME_METHOD, &bc), -1);
+    assert_closed_with(c, BG_AMQP_NOT_ALLOWED,
+                       "NOT_ALLOWED - reached maximum (4096) of consumers per connection");
+    expect_nothing(UP(c));
 }
 
 /* ---- upstream connection-class frames ---- */
@@ -753,7 +868,9 @@ int main(void)
         T(test_reopen_hold),
         T(test_audit_not_admitting),
         T(test_consumer_tracking),
-        T(test_consumer_bound),
+        T(test_pipelined_consumes),
+        T(test_consumer_bound_per_channel),
+        T(test_consumer_bound_per_connection),
         T(test_blocked_relayed_with_capability),
         cmocka_unit_test_setup_teardown(test_blocked_dropped_without_capability, setup_nocaps,
                                         teardown),

@@ -1,0 +1,88 @@
+/* Shared TLS contexts (see util_tls.h). */
+#include "broker/util_tls.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+
+static void bg_util_tls__err(char *err, size_t errlen, const char *what, const char *part)
+{
+    char e[200];
+    ERR_error_string_n(ERR_get_error(), e, sizeof e);
+    snprintf(err, errlen, "%s%s: %s", what, part, e);
+}
+
+SSL_CTX *bg_util_tls_server_ctx(const bg_config_tls_t *t, const char *what, char *err,
+                                size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    if (!ctx) {
+        bg_util_tls__err(err, errlen, what, "");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    if (SSL_CTX_use_certificate_chain_file(ctx, t->cert) != 1 ||
+        SSL_CTX_use_PrivateKey_file(ctx, t->key, SSL_FILETYPE_PEM) != 1) {
+        bg_util_tls__err(err, errlen, what, " cert/key");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    if (t->client_ca) {
+        if (SSL_CTX_load_verify_locations(ctx, t->client_ca, NULL) != 1) {
+            bg_util_tls__err(err, errlen, what, ".client_ca");
+            SSL_CTX_free(ctx);
+            return NULL;
+        }
+        SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    }
+    return ctx;
+}
+
+SSL_CTX *bg_util_tls_client_ctx(const bg_config_tls_t *t, const char *what, char *err,
+                                size_t errlen)
+{
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) {
+        bg_util_tls__err(err, errlen, what, "");
+        return NULL;
+    }
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    int ok = t->ca ? SSL_CTX_load_verify_locations(ctx, t->ca, NULL)
+                   : SSL_CTX_set_default_verify_paths(ctx);
+    if (ok == 1 && t->cert)
+        ok = SSL_CTX_use_certificate_chain_file(ctx, t->cert) == 1 &&
+             SSL_CTX_use_PrivateKey_file(ctx, t->key, SSL_FILETYPE_PEM) == 1;
+    if (ok != 1) {
+        bg_util_tls__err(err, errlen, what, "");
+        SSL_CTX_free(ctx);
+        return NULL;
+    }
+    SSL_CTX_set_verify(ctx, t->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+    return ctx;
+}
+
+SSL *bg_util_tls_client_ssl(SSL_CTX *ctx, const char *host, int verify)
+{
+    SSL *ssl = SSL_new(ctx);
+    if (!ssl)
+        return NULL;
+    /* SSL_set1_host takes IP literals too (OpenSSL 3 matches them against
+     * the certificate's IP addresses), so "127.0.0.1" works as a host. */
+    if (SSL_set_tlsext_host_name(ssl, host) != 1 || (verify && SSL_set1_host(ssl, host) != 1)) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    return ssl;
+}
+
+void bg_util_tls_reason(const SSL *ssl, unsigned long e, char *out, size_t cap)
+{
+    char reason[200];
+    ERR_error_string_n(e, reason, sizeof reason);
+    /* With verify off the verdict is recorded but did not fail anything. */
+    long vr = ssl && (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) ? SSL_get_verify_result(ssl)
+                                                                  : X509_V_OK;
+    snprintf(out, cap, "%s%s%s%s", reason, vr != X509_V_OK ? " (" : "",
+             vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "", vr != X509_V_OK ? ")" : "");
+}

@@ -1,0 +1,43 @@
+/* TLS contexts and connections shared by the adapters (OpenSSL 3): the
+ * listener side (busgate as a TLS server toward clients) and the upstream
+ * side (busgate as a TLS client toward a broker, verified). One place, so
+ * every protocol gets the same minimum version, the same certificate checks
+ * and the same error texts. */
+#ifndef BG_UTIL_TLS_H
+#define BG_UTIL_TLS_H
+
+#include <stddef.h>
+
+#include "broker/config.h"
+
+typedef struct ssl_ctx_st SSL_CTX;
+typedef struct ssl_st SSL;
+
+/* A server context for a client-facing listener from t (cert, key, and
+ * client_ca: when set, clients must present a certificate it signed).
+ * TLS 1.2 at least. what names the config key in errors ("amqp.tls").
+ * Returns a context the caller frees with SSL_CTX_free, or NULL with err
+ * set (the OpenSSL reason; never key material). Call at start-up. */
+SSL_CTX *bg_util_tls_server_ctx(const bg_config_tls_t *t, const char *what, char *err,
+                                size_t errlen);
+
+/* A client context for busgate's upstream connections from t: ca (or the
+ * system's default paths), an optional client certificate (cert + key),
+ * peer verification unless t->verify is 0. TLS 1.2 at least. Returns a
+ * context the caller frees with SSL_CTX_free, or NULL with err set. */
+SSL_CTX *bg_util_tls_client_ctx(const bg_config_tls_t *t, const char *what, char *err,
+                                size_t errlen);
+
+/* A new SSL for one upstream connection to host: SNI set to host and, when
+ * verify is set, the certificate must name host (a DNS name or an IP
+ * address literal). Returns an SSL the caller owns (SSL_free, or hand it to
+ * a bufferevent that frees it), NULL when out of memory. */
+SSL *bg_util_tls_client_ssl(SSL_CTX *ctx, const char *host, int verify);
+
+/* Why a TLS connection failed, into out: OpenSSL's reason for error code e
+ * plus, when ssl verifies its peer and the check failed, the verdict
+ * ("certificate verify failed (self-signed certificate)"). ssl may be NULL.
+ * Pure formatting; any thread. */
+void bg_util_tls_reason(const SSL *ssl, unsigned long e, char *out, size_t cap);
+
+#endif

@@ -1,0 +1,193 @@
+"""Consumers through busgate with a client that pipelines: basic.consume
+frames sent back to back before any consume-ok (server-named tags), and the
+bound on consumers busgate tracks per channel (1024) and per connection
+(4096), refused as RabbitMQ refuses one beyond its consumer_max_per_channel:
+connection.close 530 NOT_ALLOWED with class/method 60/20.
+
+The client is raw frames over a socket (pika's codec for marshalling only,
+no pika connection logic): pika's own clients wait for each consume-ok."""
+import socket
+import time
+
+import pika
+import pika.frame as pframe
+import pika.spec as spec
+
+from amqp_env import Issuer, busgate_config, direct, rule, unique
+
+POLICY = (rule("cons", ["group:apps"], ["amqp:queue:it.cons-*"], ["read", "create", "delete", "describe"])
+          + rule("default-exchange", ["group:apps"], ["amqp:exchange:amq.default"], ["write"]))
+
+
+class RawClient:
+    """An AMQP 0-9-1 client that sends exactly the frames it is told to."""
+
+    def __init__(self, port, token):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.buf = b""
+        self.sock.sendall(b"AMQP\x00\x00\x09\x01")
+        self.expect(0, spec.Connection.Start)
+        self.send(0, spec.Connection.StartOk(client_properties={"product": "raw"},
+                                             response=b"\0svc\0" + token.encode()))
+        tune = self.expect(0, spec.Connection.Tune)
+        self.send(0, spec.Connection.TuneOk(tune.channel_max, tune.frame_max, 0))
+        self.send(0, spec.Connection.Open(virtual_host="/"))
+        self.expect(0, spec.Connection.OpenOk)
+
+    def send(self, channel, *methods):
+        """All methods in one write: pipelined."""
+        self.sock.sendall(b"".join(pframe.Method(channel, m).marshal() for m in methods))
+
+    def frame(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            used, f = pframe.decode_frame(self.buf)
+            if f is not None:
+                self.buf = self.buf[used:]
+                if isinstance(f, pframe.Heartbeat):
+                    continue
+                return f
+            self.sock.settimeout(max(0.05, deadline - time.monotonic()))
+            chunk = self.sock.recv(65536)
+            assert chunk, "busgate closed the socket"
+            self.buf += chunk
+
+    def expect(self, channel, cls):
+        f = self.frame()
+        assert isinstance(f, pframe.Method) and f.channel_number == channel and \
+            isinstance(f.method, cls), f"expected {cls.NAME} on {channel}, got {f}"
+        return f.method
+
+    def open_channel(self, n):
+        self.send(n, spec.Channel.Open())
+        self.expect(n, spec.Channel.OpenOk)
+
+    def close(self):
+        self.sock.close()
+
+
+def setup_queues(names):
+    conn = direct()
+    ch = conn.channel()
+    for q in names:
+        ch.queue_declare(q, auto_delete=False)
+    return conn, ch
+
+
+def start(start_busgate, tmp_path):
+    issuer = Issuer(tmp_path / "keys")
+    text, ports = busgate_config(tmp_path, issuer, POLICY)
+    start_busgate(text, wait_for_port=ports["listen"])
+    return RawClient(ports["listen"], issuer.mint("alice", ["apps"]))
+
+
+def test_pipelined_consumes_with_server_named_tags(start_busgate, tmp_path):
+    qa, qb, qc = unique("it.cons-a"), unique("it.cons-b"), unique("it.cons-c")
+    conn, ch = setup_queues([qa, qb, qc])
+    try:
+        raw = start(start_busgate, tmp_path)
+        raw.open_channel(1)
+        # Three consumes in one write; the third names no queue: the last
+        # declared one (qc, passive declare pipelined before it).
+        raw.send(1, spec.Basic.Consume(queue=qa, consumer_tag=""),
+                 spec.Basic.Consume(queue=qb, consumer_tag=""),
+                 spec.Queue.Declare(queue=qc, passive=True),
+                 spec.Basic.Consume(queue="", consumer_tag=""))
+        # RabbitMQ's queue process sends consume-ok, so the declare-ok may
+        # overtake it; consume-oks keep their order among themselves (what
+        # busgate's tag -> queue matching relies on, checked below).
+        tags, declared = [], 0
+        while len(tags) < 3 or not declared:
+            f = raw.frame()
+            assert isinstance(f, pframe.Method) and f.channel_number == 1, f
+            if isinstance(f.method, spec.Basic.ConsumeOk):
+                tags.append(f.method.consumer_tag)
+            else:
+                assert isinstance(f.method, spec.Queue.DeclareOk), f
+                declared += 1
+        assert len(set(tags)) == 3 and all(t.startswith("amq.ctag-") for t in tags), tags
+        for q in (qa, qb, qc):
+            ch.basic_publish("", q, q.encode())
+        seen = {}
+        while len(seen) < 3:
+            f = raw.frame()
+            if isinstance(f, pframe.Method) and isinstance(f.method, spec.Basic.Deliver):
+                seen[f.method.consumer_tag] = f.method.routing_key
+        assert seen == dict(zip(tags, (qa, qb, qc)))
+        # Cancelling them, pipelined too, gets every cancel-ok back.
+        raw.send(1, *(spec.Basic.Cancel(consumer_tag=t) for t in tags))
+        got = []
+        while len(got) < 3:
+            f = raw.frame()
+            if isinstance(f, pframe.Method) and isinstance(f.method, spec.Basic.CancelOk):
+                got.append(f.method.consumer_tag)
+        assert got == tags
+        raw.close()
+    finally:
+        for q in (qa, qb, qc):
+            ch.queue_delete(q)
+        conn.close()
+
+
+def expect_limit_close(raw, text):
+    while True:
+        f = raw.frame()
+        if isinstance(f, pframe.Method) and isinstance(f.method, spec.Connection.Close):
+            break
+    m = f.method
+    assert (m.reply_code, m.reply_text, m.class_id, m.method_id) == (530, text, 60, 20)
+    raw.send(0, spec.Connection.CloseOk())
+
+
+def test_consumers_per_channel_bounded(start_busgate, tmp_path):
+    q = unique("it.cons-l")
+    conn, ch = setup_queues([q])
+    try:
+        raw = start(start_busgate, tmp_path)
+        raw.open_channel(1)
+        raw.send(1, *(spec.Basic.Consume(queue=q, consumer_tag=f"c{i}", nowait=True)
+                      for i in range(1025)))
+        expect_limit_close(raw, "NOT_ALLOWED - reached maximum (1024) of consumers per channel")
+        raw.close()
+        # The 1024 before it reached RabbitMQ; the refused one did not.
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            n = ch.queue_declare(q, passive=True).method.consumer_count
+            if n == 0:  # the connection is gone, and its consumers with it
+                break
+            time.sleep(0.1)
+        assert n == 0
+    finally:
+        ch.queue_delete(q)
+        conn.close()
+
+
+def test_consumers_per_connection_bounded(start_busgate, tmp_path):
+    q = unique("it.cons-l")
+    conn, ch = setup_queues([q])
+    try:
+        raw = start(start_busgate, tmp_path)
+        for n in range(1, 6):
+            raw.open_channel(n)
+        # 4 channels x 1024, each consume-ok awaited (pipelined per channel).
+        for n in range(1, 5):
+            raw.send(n, *(spec.Basic.Consume(queue=q, consumer_tag=f"c{n}-{i}")
+                          for i in range(1024)))
+        oks = 0
+        while oks < 4096:
+            f = raw.frame()
+            assert isinstance(f, pframe.Method), f
+            if isinstance(f.method, spec.Basic.ConsumeOk):
+                oks += 1
+        # A cancel makes room for exactly one more.
+        raw.send(1, spec.Basic.Cancel(consumer_tag="c1-0"))
+        raw.expect(1, spec.Basic.CancelOk)
+        raw.send(5, spec.Basic.Consume(queue=q, consumer_tag="room"))
+        assert raw.expect(5, spec.Basic.ConsumeOk).consumer_tag == "room"
+        raw.send(5, spec.Basic.Consume(queue=q, consumer_tag="one-too-many"))
+        expect_limit_close(raw, "NOT_ALLOWED - reached maximum (4096) of consumers per "
+                                "connection")
+        raw.close()
+    finally:
+        ch.queue_delete(q)
+        conn.close()
