@@ -1,10 +1,13 @@
 #include "broker/util_net.h"
 
 #include <arpa/inet.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 
 void bg_util_nodelay(int fd)
 {
@@ -27,4 +30,44 @@ void bg_util_format_peer(const struct sockaddr *sa, char *out, size_t cap)
     } else {
         snprintf(out, cap, "unknown");
     }
+}
+
+/* One readv of up to max bytes into space reserved at buf's end. */
+static size_t bg_util__read_into(struct evbuffer *buf, int fd, size_t max)
+{
+    struct evbuffer_iovec v[2];
+    int nv = evbuffer_reserve_space(buf, (ev_ssize_t)max, v, 2);
+    if (nv <= 0)
+        return 0;
+    size_t room = 0;
+    struct iovec io[2];
+    for (int i = 0; i < nv; i++) {
+        size_t take = v[i].iov_len < max - room ? v[i].iov_len : max - room;
+        io[i].iov_base = v[i].iov_base, io[i].iov_len = take;
+        room += take;
+    }
+    ssize_t n = readv(fd, io, nv);
+    if (n <= 0) {
+        evbuffer_commit_space(buf, v, 0);
+        return 0;
+    }
+    size_t left = (size_t)n;
+    int used = 0;
+    for (; used < nv && left > 0; used++) {
+        v[used].iov_len = left < io[used].iov_len ? left : io[used].iov_len;
+        left -= v[used].iov_len;
+    }
+    evbuffer_commit_space(buf, v, used);
+    return (size_t)n;
+}
+
+size_t bg_util_bev_read_more(struct bufferevent *bev, size_t max)
+{
+    /* libevent keeps the end of a bufferevent's input frozen outside its
+     * own reads; this is one more of those reads. */
+    struct evbuffer *in = bufferevent_get_input(bev);
+    evbuffer_unfreeze(in, 0);
+    size_t n = bg_util__read_into(in, bufferevent_getfd(bev), max);
+    evbuffer_freeze(in, 0);
+    return n;
 }

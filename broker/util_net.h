@@ -13,4 +13,17 @@ struct sockaddr;
 /* Writes "ip:port" ("[ip]:port" for IPv6, "unknown" otherwise) into out. */
 void bg_util_format_peer(const struct sockaddr *sa, char *out, size_t cap);
 
+struct bufferevent;
+/* Reads up to max more bytes that are already waiting on a socket
+ * bufferevent's descriptor into its input buffer, in one readv. libevent 2.1
+ * reads at most 4 KiB per wake-up on a socket bufferevent (its
+ * EVBUFFER_MAX_READ; there is no setting before 2.2): a read callback that
+ * relays bulk data calls this first, so a burst costs one system call
+ * instead of one wake-up per 4 KiB. Only for plain (not TLS) bufferevents:
+ * the bytes bypass any filter. Returns the bytes read; 0 when none are
+ * waiting, at end of stream or on an error, which are left for the
+ * bufferevent's own next read to report (the socket stays readable).
+ * Call from the bufferevent's own thread (its read callback). */
+size_t bg_util_bev_read_more(struct bufferevent *bev, size_t max);
+
 #endif

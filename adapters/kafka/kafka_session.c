@@ -26,6 +26,7 @@
 
 #define BG_KAFKA_CLI_HIGH_WATER (16u << 20)
 #define BG_KAFKA_CLI_LOW_WATER (4u << 20)
+#define BG_KAFKA_READ_BURST (256u * 1024) /* one client read at most */
 #define BG_KAFKA_UP_OUT_HIGH (16u << 20)
 
 int64_t bg_kafka_now_us(void)
@@ -466,6 +467,12 @@ static void bg_kafka__on_client_read(struct bufferevent *bev, void *arg)
     bg_kafka_session_t *s = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     const bg_config_kafka_t *k = bg_kafka__cfg(s);
+    /* Produce requests are large: take what is waiting in one read rather
+     * than libevent's 4 KiB per wake-up. Not before authentication (frames
+     * are small there), not on TLS, not while reading is paused. */
+    if (s->auth == BG_KAFKA_AUTH_OK && !s->kw->g->client_tls &&
+        (bufferevent_get_enabled(bev) & EV_READ) && evbuffer_get_length(in) < BG_KAFKA_READ_BURST)
+        bg_util_bev_read_more(bev, BG_KAFKA_READ_BURST);
     while (!s->dead && !s->closing && s->nq < k->max_inflight) {
         uint8_t hdr[4];
         uint32_t size = 0;
@@ -659,6 +666,19 @@ static int bg_kafka__on_upstream_frame_begin(void *arg, struct evbuffer *in, siz
     return 1;
 }
 
+/* Streamed bytes go straight from the upstream's input to the client's
+ * socket when nothing is queued before them (and the client leg is plain
+ * TCP): one write now instead of a write event, a loop round and a second
+ * pass through the output buffer. Returns how many bytes left `in`; the rest
+ * (the socket was full) goes through the output buffer as before. */
+static size_t bg_kafka__write_through(bg_kafka_session_t *s, struct evbuffer *in, size_t n)
+{
+    if (s->kw->g->client_tls || evbuffer_get_length(bufferevent_get_output(s->cli)) > 0)
+        return 0;
+    int w = evbuffer_write_atmost(in, bufferevent_getfd(s->cli), (ev_ssize_t)n);
+    return w > 0 ? (size_t)w : 0;
+}
+
 static int bg_kafka__on_upstream_stream(void *arg, struct evbuffer *in, size_t n, int last)
 {
     bg_kafka_session_t *s = arg;
@@ -667,7 +687,8 @@ static int bg_kafka__on_upstream_stream(void *arg, struct evbuffer *in, size_t n
         return -1;
     int head = pe == TAILQ_FIRST(&s->q);
     struct evbuffer *dst = head ? bufferevent_get_output(s->cli) : pe->out;
-    evbuffer_remove_buffer(in, dst, n);
+    size_t direct = head ? bg_kafka__write_through(s, in, n) : 0;
+    evbuffer_remove_buffer(in, dst, n - direct);
     if (head) {
         s->bytes_out += n;
         bg_metric_add(&s->kw->w->metrics.bytes_out[BG_PROTO_KAFKA], n);

@@ -24,6 +24,10 @@
 #define BG_KAFKA_UP_HIGH_WATER (8u << 20)
 #define BG_KAFKA_UP_LOW_WATER (1u << 20)
 #define BG_KAFKA_UP_CONNECT_TIMEOUT_S 10
+/* What one read callback takes from the socket at most (libevent alone
+ * would take 4 KiB): big enough that a fetch response crosses in a few
+ * reads, small enough to keep other connections of the worker served. */
+#define BG_KAFKA_UP_READ_BURST (256u * 1024)
 
 typedef enum {
     BG_KAFKA_UP_CONNECTING = 0,
@@ -365,6 +369,8 @@ static void bg_kafka_up__on_read(struct bufferevent *bev, void *arg)
 {
     bg_kafka_up_t *u = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
+    if (!u->g->upstream_tls)
+        bg_util_bev_read_more(bev, BG_KAFKA_UP_READ_BURST);
     while (u->state != BG_KAFKA_UP_FAILED) {
         uint8_t hdr[4];
         uint32_t size = 0;
