@@ -32,6 +32,8 @@ void bg_util_format_peer(const struct sockaddr *sa, char *out, size_t cap)
     }
 }
 
+#define BG_UTIL__LIBEVENT_MAX_READ 4096 /* libevent 2.1's EVBUFFER_MAX_READ */
+
 /* One readv of up to max bytes into space reserved at buf's end. */
 static size_t bg_util__read_into(struct evbuffer *buf, int fd, size_t max)
 {
@@ -66,6 +68,10 @@ size_t bg_util_bev_read_more(struct bufferevent *bev, size_t max)
     /* libevent keeps the end of a bufferevent's input frozen outside its
      * own reads; this is one more of those reads. */
     struct evbuffer *in = bufferevent_get_input(bev);
+    /* Less than libevent's one read in the buffer: that read was not capped,
+     * so the socket is drained and another readv would only say EAGAIN. */
+    if (evbuffer_get_length(in) < BG_UTIL__LIBEVENT_MAX_READ)
+        return 0;
     evbuffer_unfreeze(in, 0);
     size_t n = bg_util__read_into(in, bufferevent_getfd(bev), max);
     evbuffer_freeze(in, 0);

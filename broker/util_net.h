@@ -20,9 +20,11 @@ struct bufferevent;
  * EVBUFFER_MAX_READ; there is no setting before 2.2): a read callback that
  * relays bulk data calls this first, so a burst costs one system call
  * instead of one wake-up per 4 KiB. Only for plain (not TLS) bufferevents:
- * the bytes bypass any filter. Returns the bytes read; 0 when none are
- * waiting, at end of stream or on an error, which are left for the
- * bufferevent's own next read to report (the socket stays readable).
+ * the bytes bypass any filter. Does nothing while the input holds less than
+ * one libevent read (4 KiB): then that read was not capped and the socket
+ * is drained. Returns the bytes read; 0 when none are waiting, at end of
+ * stream or on an error, which are left for the bufferevent's own next read
+ * to report (the socket stays readable).
  * Call from the bufferevent's own thread (its read callback). */
 size_t bg_util_bev_read_more(struct bufferevent *bev, size_t max);
 

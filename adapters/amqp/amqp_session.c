@@ -356,6 +356,11 @@ static void bg_amqp__on_client_read(struct bufferevent *bev, void *arg)
     bg_amqp_session_t *s = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     s->last_recv_ms = bg_amqp_mono_ms();
+    /* Publishes are bulk data: take what is waiting in one read rather than
+     * libevent's 4 KiB per wake-up (not on TLS, not while reading is paused). */
+    if (s->state == BG_AMQP_S_RUNNING && !s->aw->g->client_tls &&
+        (bufferevent_get_enabled(bev) & EV_READ) && evbuffer_get_length(in) < BG_AMQP_READ_BURST)
+        bg_util_bev_read_more(bev, BG_AMQP_READ_BURST);
     s->in_read = 1;
     while (!s->dead && !s->stalled) {
         if (s->up && evbuffer_get_length(bg_amqp_up_output(s->up)) >= BG_AMQP_HIGH_WATER)

@@ -208,6 +208,8 @@ static void bg_amqp_up__on_read(struct bufferevent *bev, void *arg)
     bg_amqp_up_t *u = arg;
     struct evbuffer *in = bufferevent_get_input(bev);
     u->last_recv_ms = bg_amqp_up__now_ms();
+    if (u->state == BG_AMQP_UP_READY && !u->g->upstream_tls)
+        bg_util_bev_read_more(bev, BG_AMQP_READ_BURST); /* deliveries, in one read */
     while (u->state != BG_AMQP_UP_FAILED) {
         bg_amqp_frame_t f;
         size_t len = 0;

@@ -18,6 +18,10 @@
 #include "adapters/amqp/amqp_adapter-internal.h"
 #include "adapters/amqp/amqp_frame.h"
 
+/* What one read callback takes from a socket at most, either leg (libevent
+ * 2.1 alone takes 4 KiB per wake-up; see bg_util_bev_read_more). */
+#define BG_AMQP_READ_BURST (256u * 1024)
+
 struct event_base;
 struct evbuffer;
 

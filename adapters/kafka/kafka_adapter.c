@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "adapters/kafka/kafka_adapter-internal.h"
+#include "adapters/kafka/kafka_scram.h"
 #include "adapters/kafka/kafka_adapter.h"
 #include "adapters/kafka/kafka_discovery.h"
 #include "broker/log.h"
@@ -210,6 +211,7 @@ static void bg_kafka__global_free(void *arg)
     if (g->upstream_tls)
         SSL_CTX_free(g->upstream_tls);
     pthread_mutex_destroy(&g->mu);
+    bg_kafka_scram_cache_clear(); /* no salted password outlives its configuration */
     free(g->topic_ids);
     free(g->bootstrap);
     free(g);

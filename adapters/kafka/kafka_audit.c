@@ -146,7 +146,9 @@ static void bg_kafka_audit__decisions(bg_kafka_session_t *s, bg_kafka_pending_t 
         ev.result.error_name = d->error_code ? bg_kafka_error_name(d->error_code) : NULL;
         ev.result.bytes_in = pe->bytes_in;
         ev.result.latency_us = latency_us ? *latency_us : 0;
-        ev.detail = detail;
+        /* busgate's own reason ("reserved audit topic", ...) says why a
+         * decision has no rule; a closing session's note wins over it. */
+        ev.detail = detail ? detail : d->reason;
         bg_kafka_audit__emit(s, &ev);
     }
 }

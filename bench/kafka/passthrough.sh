@@ -3,7 +3,9 @@
 # consumer-perf-test DIRECT to the test broker's SASL listener (PLAIN, user
 # busgate) versus THROUGH busgate (client PLAIN with a development token,
 # busgate SCRAM-SHA-512 upstream), alternating direct/busgate, then the
-# producer again at half the direct maximum rate for latency. Prints numbers
+# producer again at half the direct maximum rate for latency, and a
+# librdkafka probe (bench/kafka/produce_latency.c) at the same rate for
+# microsecond delivery and request round-trip percentiles. Prints numbers
 # and busgate/direct ratios; it passes or fails nothing (see
 # docs/benchmarks.md, "Kafka pass-through").
 #
@@ -19,6 +21,8 @@
 #   BENCH_AUDIT [1]           1: busgate writes its audit file (as deployed)
 #   BENCH_CONSUME_ONLY [0]    1: produce one topic directly, then only consume
 #                             it, alternating direct/busgate, BENCH_ROUNDS times
+#   BENCH_PROBE_ONLY [0]      1: only the latency probe, at BENCH_PROBE_RATE
+#   BENCH_PROBE_RATE [40000]  records/s of the probe when run alone
 #   BENCH_WORKERS [0]         busgate worker threads (0 = one per core)
 #   BENCH_JAVA_OPTS           JVM options of the perf tools [-Xms512m -Xmx512m]
 #   BENCH_OUT                 directory for logs and results [a new temp dir]
@@ -37,6 +41,7 @@ acks="${BENCH_ACKS:-all}"
 lat_seconds="${BENCH_LAT_SECONDS:-20}"
 audit="${BENCH_AUDIT:-1}"
 consume_only="${BENCH_CONSUME_ONLY:-0}"
+probe_only="${BENCH_PROBE_ONLY:-0}"
 java_opts="${BENCH_JAVA_OPTS:--Xms512m -Xmx512m -Dorg.slf4j.simpleLogger.defaultLogLevel=warn}"
 admin_java_opts="-Xmx256m -XX:TieredStopAtLevel=1 -Dorg.slf4j.simpleLogger.defaultLogLevel=warn"
 out="${BENCH_OUT:-$(mktemp -d -t bench-kafka-pt.XXXXXX)}"
@@ -185,6 +190,35 @@ consume() {
         "$(awk -v a="$b0" -v b="$b1" 'BEGIN{print b-a}')" "$load"
 }
 
+# latency MODE ROUND TOPIC RATE: the librdkafka probe at RATE records/s.
+latency() {
+    local mode="$1" round="$2" topic="$3" rate="$4" bs cfg user pass log line c0 c1
+    read -r bs cfg < <(endpoint "$mode")
+    if [ "$mode" = direct ]; then
+        user="$BG_KAFKA_USER" pass="$BG_KAFKA_PASSWORD"
+    else
+        user=bench pass="$(bench_token bench)"
+    fi
+    log="$out/latency-$mode-$round.log"
+    c0="$( [ "$mode" = busgate ] && bench_cpu_s "$bg_pid" || echo 0)"
+    "$BG_BUILD_DIR/bench/kafka_produce_latency" "$bs" "$user" "$pass" "$topic" "$rate" \
+        "$lat_seconds" "$size" >"$log" 2>&1 ||
+        { tail -n 20 "$log" >&2; bg_die "kafka_produce_latency failed ($mode, log $log)"; }
+    c1="$( [ "$mode" = busgate ] && bench_cpu_s "$bg_pid" || echo 0)"
+    line="$(grep '^delivered=' "$log" | tail -n 1)"
+    [ -n "$line" ] || bg_die "no summary in $log"
+    local kv k v kvs=()
+    for kv in $line; do
+        k="${kv%%=*}" v="${kv#*=}"
+        case "$k" in dr_mean_us | dr_p50_us | dr_p99_us | rtt_p50_us | rtt_p99_us)
+            kvs+=("$k=$(awk -v x="$v" 'BEGIN { printf "%.3f", x / 1000 }')") ;;
+        esac
+    done
+    record latency "$mode" "$round" "${kvs[@]}" "load=$(bench_loadavg)" \
+        "bgcpu=$(awk -v a="$c0" -v b="$c1" 'BEGIN{printf "%.2f", b-a}')"
+    printf '  latency  %-7s round %s: %s\n' "$mode" "$round" "$line"
+}
+
 # mean PHASE MODE KEY: mean of KEY over the matching result lines.
 mean() {
     awk -F'\t' -v p="phase=$1" -v m="mode=$2" -v k="$3=" '
@@ -223,6 +257,11 @@ summary() {
     row "half rate p50 ms" halfrate p50 added
     row "half rate p99 ms" halfrate p99 added
     row "half rate request-latency-avg ms" halfrate reqlat added
+    row "probe delivery latency mean ms" latency dr_mean_us added
+    row "probe delivery latency p50 ms" latency dr_p50_us added
+    row "probe delivery latency p99 ms" latency dr_p99_us added
+    row "probe request round trip p50 ms" latency rtt_p50_us added
+    row "probe request round trip p99 ms" latency rtt_p99_us added
     row "broker CPU s per produce run" produce brokercpu
     row "broker CPU s per consume run" consume brokercpu
     printf '| %-36s | %10s | %10s | %s |\n' "busgate CPU s per produce run" - "$(mean produce busgate bgcpu)" ""
@@ -233,6 +272,30 @@ summary() {
     echo "targets: throughput ratio >= 0.95 both ways; half-rate p99 added <= 0.2 ms"
     echo "(producer-perf-test percentiles are whole milliseconds: a p99 difference of 0 means < 1 ms)"
     echo "results: $results   logs: $out"
+}
+
+# The latency probe at $half records/s, alternating direct/busgate; alone
+# (BENCH_PROBE_ONLY=1) it prints its own rows.
+probe_rounds() {
+    local r mode t
+    echo "latency probe: $half records/s for $lat_seconds s (after a 3 s warm-up)"
+    for ((r = 1; r <= rounds; r++)); do
+        for mode in direct busgate; do
+            t="bench-pt-$runid-probe-$mode-$r"
+            topic_create "$t"
+            latency "$mode" "$r" "$t" "$half"
+            topic_delete "$t"
+        done
+    done
+    [ "$probe_only" = 1 ] || return 0
+    echo
+    printf '| %-36s | %10s | %10s | %s |\n' metric direct busgate "busgate/direct"
+    row "probe delivery latency mean ms" latency dr_mean_us added
+    row "probe delivery latency p50 ms" latency dr_p50_us added
+    row "probe delivery latency p99 ms" latency dr_p99_us added
+    row "probe request round trip p50 ms" latency rtt_p50_us added
+    row "probe request round trip p99 ms" latency rtt_p99_us added
+    printf '| %-36s | %10s | %10s | %s |\n' "busgate CPU s per probe run" - "$(mean latency busgate bgcpu)" ""
 }
 
 # One topic, produced once directly, consumed BENCH_ROUNDS times each way
@@ -271,6 +334,11 @@ main() {
         consume_rounds
         return
     fi
+    if [ "$probe_only" = 1 ]; then
+        half="${BENCH_PROBE_RATE:-40000}"
+        probe_rounds
+        return
+    fi
     for ((r = 1; r <= rounds; r++)); do
         for mode in direct busgate; do
             t="bench-pt-$runid-$mode-$r"
@@ -291,6 +359,7 @@ main() {
             topic_delete "$t"
         done
     done
+    probe_rounds
     summary
 }
 

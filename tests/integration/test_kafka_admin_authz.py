@@ -145,6 +145,7 @@ def test_acls_on_the_audit_topic_are_refused(start_busgate, tmp_path):
                             and e["decision"]["effect"] == "deny"
                             and e["result"]["error_code"] == ERR_CLUSTER_AUTHZ, count=3)
         assert denies and all("rule" not in e["decision"] for e in denies), denies
+        assert all(e.get("detail") == "reserved audit topic" for e in denies), denies
     finally:
         flt = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, principal, None,
                                AclOperation.ANY, AclPermissionType.ANY)
