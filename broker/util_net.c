@@ -77,3 +77,18 @@ size_t bg_util_bev_read_more(struct bufferevent *bev, size_t max)
     evbuffer_freeze(in, 0);
     return n;
 }
+
+int bg_util_bev_send(struct bufferevent *bev, struct evbuffer *src, size_t n, int plain)
+{
+    if (evbuffer_get_length(src) < n)
+        return -1;
+    struct evbuffer *out = bufferevent_get_output(bev);
+    size_t done = 0;
+    if (plain && n > 0 && evbuffer_get_length(out) == 0) {
+        int w = evbuffer_write_atmost(src, bufferevent_getfd(bev), (ev_ssize_t)n);
+        done = w > 0 ? (size_t)w : 0;
+    }
+    if (done == n)
+        return 0;
+    return evbuffer_remove_buffer(src, out, n - done) == (int)(n - done) ? 0 : -1;
+}

@@ -28,4 +28,15 @@ struct bufferevent;
  * Call from the bufferevent's own thread (its read callback). */
 size_t bg_util_bev_read_more(struct bufferevent *bev, size_t max);
 
+struct evbuffer;
+/* Moves the first n bytes of src to a socket bufferevent: when its output
+ * is empty and `plain` (not TLS), as much as the socket takes is written at
+ * once and only the rest is queued. A relay would otherwise queue every
+ * message, wait for a write event (two epoll_ctl calls and a loop round) and
+ * write then. Order is kept: nothing is written ahead of queued bytes. A
+ * write error is left for the bufferevent's own next write to report.
+ * Returns 0, or -1 when src holds fewer than n bytes or queueing failed.
+ * Call from the bufferevent's own thread. */
+int bg_util_bev_send(struct bufferevent *bev, struct evbuffer *src, size_t n, int plain);
+
 #endif

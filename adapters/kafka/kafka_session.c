@@ -191,7 +191,7 @@ void bg_kafka_session_flush(bg_kafka_session_t *s)
         size_t n = evbuffer_get_length(pe->out);
         s->bytes_out += n;
         bg_metric_add(&s->kw->w->metrics.bytes_out[BG_PROTO_KAFKA], n);
-        evbuffer_add_buffer(cout, pe->out);
+        bg_util_bev_send(s->cli, pe->out, n, !s->kw->g->client_tls);
         bg_kafka__pop(s, pe);
     }
     if (s->closing && s->nq == 0 && evbuffer_get_length(cout) == 0)
@@ -351,8 +351,8 @@ static int bg_kafka__act(bg_kafka_session_t *s, bg_kafka_pending_t *pe, struct e
         if (pe->req_copy) {
             if (evbuffer_add(bg_kafka__up_target(s), pe->req_copy, frame_len) != 0)
                 return -1;
-        } else if (evbuffer_remove_buffer(in, bg_kafka__up_target(s), frame_len) !=
-                   (int)frame_len) {
+        } else if (bg_kafka_up_is_ready(s->up) ? bg_kafka_up_send(s->up, in, frame_len) != 0
+                   : evbuffer_remove_buffer(in, s->held, frame_len) != (int)frame_len) {
             return -1;
         }
         break;
@@ -666,19 +666,6 @@ static int bg_kafka__on_upstream_frame_begin(void *arg, struct evbuffer *in, siz
     return 1;
 }
 
-/* Streamed bytes go straight from the upstream's input to the client's
- * socket when nothing is queued before them (and the client leg is plain
- * TCP): one write now instead of a write event, a loop round and a second
- * pass through the output buffer. Returns how many bytes left `in`; the rest
- * (the socket was full) goes through the output buffer as before. */
-static size_t bg_kafka__write_through(bg_kafka_session_t *s, struct evbuffer *in, size_t n)
-{
-    if (s->kw->g->client_tls || evbuffer_get_length(bufferevent_get_output(s->cli)) > 0)
-        return 0;
-    int w = evbuffer_write_atmost(in, bufferevent_getfd(s->cli), (ev_ssize_t)n);
-    return w > 0 ? (size_t)w : 0;
-}
-
 static int bg_kafka__on_upstream_stream(void *arg, struct evbuffer *in, size_t n, int last)
 {
     bg_kafka_session_t *s = arg;
@@ -686,9 +673,10 @@ static int bg_kafka__on_upstream_stream(void *arg, struct evbuffer *in, size_t n
     if (!pe || s->dead)
         return -1;
     int head = pe == TAILQ_FIRST(&s->q);
-    struct evbuffer *dst = head ? bufferevent_get_output(s->cli) : pe->out;
-    size_t direct = head ? bg_kafka__write_through(s, in, n) : 0;
-    evbuffer_remove_buffer(in, dst, n - direct);
+    if (head)
+        bg_util_bev_send(s->cli, in, n, !s->kw->g->client_tls); /* as it arrives */
+    else
+        evbuffer_remove_buffer(in, pe->out, n);
     if (head) {
         s->bytes_out += n;
         bg_metric_add(&s->kw->w->metrics.bytes_out[BG_PROTO_KAFKA], n);

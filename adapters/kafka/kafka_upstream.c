@@ -62,6 +62,11 @@ struct bg_kafka_up_s {
 int bg_kafka_up_is_ready(const bg_kafka_up_t *u) { return u->state == BG_KAFKA_UP_READY; }
 struct evbuffer *bg_kafka_up_output(bg_kafka_up_t *u) { return bufferevent_get_output(u->bev); }
 
+int bg_kafka_up_send(bg_kafka_up_t *u, struct evbuffer *src, size_t n)
+{
+    return bg_util_bev_send(u->bev, src, n, !u->g->upstream_tls);
+}
+
 void bg_kafka_up_set_reading(bg_kafka_up_t *u, int on)
 {
     if (on)

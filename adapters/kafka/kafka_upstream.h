@@ -51,6 +51,12 @@ void bg_kafka_up_free(bg_kafka_up_t *u);
 int bg_kafka_up_is_ready(const bg_kafka_up_t *u);
 /* The output buffer (append request frames; only once ready). */
 struct evbuffer *bg_kafka_up_output(bg_kafka_up_t *u);
+
+/* Moves n bytes from src to the broker: written at once when nothing is
+ * queued (plain TCP), the rest queued (bg_util_bev_send). The connection
+ * must be ready. Returns 0, or -1 when src is short or queueing failed. */
+int bg_kafka_up_send(bg_kafka_up_t *u, struct evbuffer *src, size_t n);
+
 /* Enables/disables reading responses (backpressure). */
 void bg_kafka_up_set_reading(bg_kafka_up_t *u, int on);
 /* The upstream's version range for api_key: 1 when it supports it. */
