@@ -18,7 +18,10 @@
 #   BENCH_PARTITIONS [6]      partitions of each (fresh) bench topic
 #   BENCH_ACKS [all]          producer acks
 #   BENCH_LAT_SECONDS [20]    length of each half-rate latency run
-#   BENCH_AUDIT [1]           1: busgate writes its audit file (as deployed)
+#   BENCH_AUDIT [1]           1: busgate writes its audit file (as deployed);
+#                             0: no audit; both: a second busgate without
+#                             audit runs too (mode "noaudit") and a table
+#                             compares auditing on vs off in the same run
 #   BENCH_CONSUME_ONLY [0]    1: produce one topic directly, then only consume
 #                             it, alternating direct/busgate, BENCH_ROUNDS times
 #   BENCH_PROBE_ONLY [0]      1: only the latency probe, at BENCH_PROBE_RATE
@@ -50,15 +53,20 @@ plain="127.0.0.1:$BG_KAFKA_PLAIN_PORT"
 sasl="127.0.0.1:$BG_KAFKA_SASL_PORT"
 results="$out/results.tsv"
 tool="$BG_REPO_ROOT/scripts/kafka-tool.sh"
-bg_pid=""
+declare -A bg_pids=() bg_boots=()
+modes=(direct busgate)
+[ "$audit" = both ] && modes+=(noaudit)
 topics_made=()
 
 cleanup() {
     local t
-    if [ -n "$bg_pid" ] && kill -0 "$bg_pid" 2>/dev/null; then
-        kill -TERM "$bg_pid" 2>/dev/null || true
-        wait "$bg_pid" 2>/dev/null || true
-    fi
+    local p
+    for p in "${bg_pids[@]}"; do
+        if kill -0 "$p" 2>/dev/null; then
+            kill -TERM "$p" 2>/dev/null || true
+            wait "$p" 2>/dev/null || true
+        fi
+    done
     for t in "${topics_made[@]}"; do topic_delete "$t" || true; done
 }
 trap cleanup EXIT
@@ -77,35 +85,42 @@ topic_delete() {
     topics_made=("${keep[@]+"${keep[@]}"}")
 }
 
+# start_busgate NAME AUDIT(0|1): a busgate in $out/NAME, its pid and
+# bootstrap in bg_pids[NAME] / bg_boots[NAME].
 start_busgate() {
-    local listen base admin
+    local name="$1" with_audit="$2" listen base admin dir="$out/$1"
     listen="$(bench_free_port)"
     admin="$(bench_free_port)"
     base="$(bench_free_port)"
-    mkdir -p "$out/busgate"
-    bench_config "$out/busgate/busgate.yaml" "$listen" "$base" "$admin" "$sasl" "$audit"
-    "$BUSGATE" run -c "$out/busgate/busgate.yaml" 2>"$out/busgate/busgate.log" &
-    bg_pid=$!
-    bench_wait_ready "$admin" "$bg_pid" || {
-        cat "$out/busgate/busgate.log" >&2
-        bg_die "busgate did not become ready"
+    mkdir -p "$dir"
+    bench_config "$dir/busgate.yaml" "$listen" "$base" "$admin" "$sasl" "$with_audit"
+    "$BUSGATE" run -c "$dir/busgate.yaml" 2>"$dir/busgate.log" &
+    bg_pids[$name]=$!
+    bench_wait_ready "$admin" "${bg_pids[$name]}" || {
+        cat "$dir/busgate.log" >&2
+        bg_die "busgate ($name) did not become ready"
     }
-    bg_bootstrap="127.0.0.1:$listen"
+    bg_boots[$name]="127.0.0.1:$listen"
     # The token is the PLAIN password; the file stays in the private $out.
-    cat >"$out/busgate/client.properties" <<EOF
+    cat >"$dir/client.properties" <<EOF
 security.protocol=SASL_PLAINTEXT
 sasl.mechanism=PLAIN
 sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="bench" password="$(bench_token bench)";
 EOF
 }
 
-# endpoint MODE: "bootstrap client.properties" for direct or busgate.
+# endpoint MODE: "bootstrap client.properties" for direct or a busgate.
 endpoint() {
     if [ "$1" = direct ]; then
         echo "$sasl $BG_KAFKA_RUN/client-plain.properties"
     else
-        echo "$bg_bootstrap $out/busgate/client.properties"
+        echo "${bg_boots[$1]} $out/$1/client.properties"
     fi
+}
+
+# mode_cpu MODE: CPU seconds of MODE's busgate so far (0 for direct).
+mode_cpu() {
+    if [ "$1" = direct ]; then echo 0; else bench_cpu_s "${bg_pids[$1]}"; fi
 }
 
 broker_pid() { cat "$BG_KAFKA_RUN/kafka.pid"; }
@@ -124,14 +139,14 @@ produce() {
     log="$out/$phase-$mode-$round.log"
     [ "$phase" = halfrate ] && metrics=(--print-metrics)
     load="$(bench_loadavg)"
-    c0="$( [ "$mode" = busgate ] && bench_cpu_s "$bg_pid" || echo 0)"
+    c0="$(mode_cpu "$mode")"
     b0="$(bench_cpu_s "$(broker_pid)")"
     BG_KAFKA_TOOL_OPTS="$java_opts" "$tool" producer-perf-test --topic "$topic" \
         --num-records "$num" --record-size "$size" --throughput "$tput" \
         --producer-props bootstrap.servers="$bs" acks="$acks" compression.type=lz4 \
         --command-config "$cfg" "${metrics[@]}" >"$log" 2>&1 ||
         { tail -n 20 "$log" >&2; bg_die "producer-perf-test failed ($mode, log $log)"; }
-    c1="$( [ "$mode" = busgate ] && bench_cpu_s "$bg_pid" || echo 0)"
+    c1="$(mode_cpu "$mode")"
     b1="$(bench_cpu_s "$(broker_pid)")"
     # "N records sent, R records/sec (M MB/sec), A ms avg latency, X ms max
     # latency, P50 ms 50th, P95 ms 95th, P99 ms 99th, P999 ms 99.9th."
@@ -161,13 +176,13 @@ consume() {
     read -r bs cfg < <(endpoint "$mode")
     log="$out/consume-$mode-$round.log"
     load="$(bench_loadavg)"
-    c0="$( [ "$mode" = busgate ] && bench_cpu_s "$bg_pid" || echo 0)"
+    c0="$(mode_cpu "$mode")"
     b0="$(bench_cpu_s "$(broker_pid)")"
     BG_KAFKA_TOOL_OPTS="$java_opts" "$tool" consumer-perf-test --bootstrap-server "$bs" \
         --topic "$topic" --num-records "$num" --group "bench-g-$runid-$mode-$round" \
         --command-config "$cfg" --timeout 60000 >"$log" 2>&1 ||
         { tail -n 20 "$log" >&2; bg_die "consumer-perf-test failed ($mode, log $log)"; }
-    c1="$( [ "$mode" = busgate ] && bench_cpu_s "$bg_pid" || echo 0)"
+    c1="$(mode_cpu "$mode")"
     b1="$(bench_cpu_s "$(broker_pid)")"
     # start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg,
     # nMsg.sec, rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
@@ -200,11 +215,11 @@ latency() {
         user=bench pass="$(bench_token bench)"
     fi
     log="$out/latency-$mode-$round.log"
-    c0="$( [ "$mode" = busgate ] && bench_cpu_s "$bg_pid" || echo 0)"
+    c0="$(mode_cpu "$mode")"
     "$BG_BUILD_DIR/bench/kafka_produce_latency" "$bs" "$user" "$pass" "$topic" "$rate" \
         "$lat_seconds" "$size" >"$log" 2>&1 ||
         { tail -n 20 "$log" >&2; bg_die "kafka_produce_latency failed ($mode, log $log)"; }
-    c1="$( [ "$mode" = busgate ] && bench_cpu_s "$bg_pid" || echo 0)"
+    c1="$(mode_cpu "$mode")"
     line="$(grep '^delivered=' "$log" | tail -n 1)"
     [ -n "$line" ] || bg_die "no summary in $log"
     local kv k v kvs=()
@@ -238,10 +253,35 @@ row() { # row LABEL PHASE KEY [added]
     printf '| %-36s | %10s | %10s | %s |\n' "$1" "$d" "$b" "$r"
 }
 
+# row_audit LABEL PHASE KEY: busgate with audit vs without, same run.
+row_audit() {
+    local on off r
+    on="$(mean "$2" busgate "$3")"
+    off="$(mean "$2" noaudit "$3")"
+    r="$(awk -v a="$on" -v b="$off" 'BEGIN { if (b + 0 > 0 && a != "-") printf "%.3f", a / b; else printf "-" }')"
+    printf '| %-36s | %10s | %10s | %s |\n' "$1" "$on" "$off" "$r"
+}
+
+# audit_table: only with BENCH_AUDIT=both.
+audit_table() {
+    [ "$audit" = both ] || return 0
+    echo
+    echo "== auditing on vs off (two busgates, same run)"
+    printf '| %-36s | %10s | %10s | %s |\n' metric "audit on" "audit off" "on/off"
+    printf '|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..38})" ------------ ------------ -----
+    row_audit "produce records/s" produce rps
+    row_audit "consume records/s (fetch phase)" consume rps
+    row_audit "probe delivery latency p50 ms" latency dr_p50_us
+    row_audit "probe delivery latency p99 ms" latency dr_p99_us
+    row_audit "busgate CPU s per produce run" produce bgcpu
+    row_audit "busgate CPU s per consume run" consume bgcpu
+    row_audit "busgate CPU s per probe run" latency bgcpu
+}
+
 summary() {
     local hwm rss
-    hwm="$(bench_mem_kib "$bg_pid" VmHWM)"
-    rss="$(bench_mem_kib "$bg_pid" VmRSS)"
+    hwm="$(bench_mem_kib "${bg_pids[busgate]}" VmHWM)"
+    rss="$(bench_mem_kib "${bg_pids[busgate]}" VmRSS)"
     echo
     echo "== summary (means over $rounds rounds; $records x $size B records, lz4, acks=$acks, $parts partitions)"
     printf '| %-36s | %10s | %10s | %s |\n' metric direct busgate "busgate/direct"
@@ -271,6 +311,7 @@ summary() {
     printf '| %-36s | %10s | %10s | %s |\n' "busgate RSS at end MiB" - "$((rss / 1024))" ""
     echo "targets: throughput ratio >= 0.95 both ways; half-rate p99 added <= 0.2 ms"
     echo "(producer-perf-test percentiles are whole milliseconds: a p99 difference of 0 means < 1 ms)"
+    audit_table
     echo "results: $results   logs: $out"
 }
 
@@ -280,7 +321,7 @@ probe_rounds() {
     local r mode t
     echo "latency probe: $half records/s for $lat_seconds s (after a 3 s warm-up)"
     for ((r = 1; r <= rounds; r++)); do
-        for mode in direct busgate; do
+        for mode in "${modes[@]}"; do
             t="bench-pt-$runid-probe-$mode-$r"
             topic_create "$t"
             latency "$mode" "$r" "$t" "$half"
@@ -296,6 +337,7 @@ probe_rounds() {
     row "probe request round trip p50 ms" latency rtt_p50_us added
     row "probe request round trip p99 ms" latency rtt_p99_us added
     printf '| %-36s | %10s | %10s | %s |\n' "busgate CPU s per probe run" - "$(mean latency busgate bgcpu)" ""
+    audit_table
 }
 
 # One topic, produced once directly, consumed BENCH_ROUNDS times each way
@@ -305,7 +347,7 @@ consume_rounds() {
     topic_create "$t"
     produce direct 0 produce "$t" "$records" -1
     for ((r = 1; r <= rounds; r++)); do
-        for mode in direct busgate; do
+        for mode in "${modes[@]}"; do
             consume "$mode" "$r" "$t" "$records"
         done
     done
@@ -316,6 +358,7 @@ consume_rounds() {
     row "consume MB/s (fetch phase)" consume mbps
     row "broker CPU s per consume run" consume brokercpu
     printf '| %-36s | %10s | %10s | %s |\n' "busgate CPU s per consume run" - "$(mean consume busgate bgcpu)" ""
+    audit_table
     echo "results: $results   logs: $out"
 }
 
@@ -327,8 +370,11 @@ main() {
     bench_build
     echo "busgate $BUSGATE (build type $(grep '^CMAKE_BUILD_TYPE:' "$BG_BUILD_DIR/CMakeCache.txt" | cut -d= -f2))"
     echo "machine: $(nproc) cpus, $(awk '/MemTotal/ {print int($2/1024)" MiB"}' /proc/meminfo), load $(bench_loadavg)"
-    start_busgate
-    echo "busgate pid $bg_pid on $bg_bootstrap; broker pid $(broker_pid); out $out"
+    start_busgate busgate "$( [ "$audit" = 0 ] && echo 0 || echo 1)"
+    [ "$audit" = both ] && start_busgate noaudit 0
+    local m
+    for m in "${!bg_pids[@]}"; do echo "busgate ($m) pid ${bg_pids[$m]} on ${bg_boots[$m]}"; done
+    echo "broker pid $(broker_pid); out $out"
     local r mode t
     if [ "$consume_only" = 1 ]; then
         consume_rounds
@@ -340,7 +386,7 @@ main() {
         return
     fi
     for ((r = 1; r <= rounds; r++)); do
-        for mode in direct busgate; do
+        for mode in "${modes[@]}"; do
             t="bench-pt-$runid-$mode-$r"
             topic_create "$t"
             produce "$mode" "$r" produce "$t" "$records" -1
@@ -352,7 +398,7 @@ main() {
     local n=$((half * lat_seconds))
     echo "half-rate runs: --throughput $half, $n records each"
     for ((r = 1; r <= rounds; r++)); do
-        for mode in direct busgate; do
+        for mode in "${modes[@]}"; do
             t="bench-pt-$runid-lat-$mode-$r"
             topic_create "$t"
             produce "$mode" "$r" halfrate "$t" "$n" "$half"
