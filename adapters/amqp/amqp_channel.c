@@ -195,7 +195,7 @@ static void bg_amqp_chan__maybe_closed(bg_amqp_session_t *s, uint16_t n, bg_amqp
 
 static void bg_amqp_chan__forward(bg_amqp_session_t *s, struct evbuffer *in, size_t len)
 {
-    evbuffer_remove_buffer(in, bg_amqp_up_output(s->up), len); /* moves chains, no copy */
+    evbuffer_remove_buffer(in, bg_amqp_up_out(s), len); /* moves chains, no copy */
 }
 
 static int bg_amqp_chan__to_client(bg_amqp_session_t *s, bg_wr_t *wr, int rc)

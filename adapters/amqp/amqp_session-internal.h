@@ -124,6 +124,15 @@ struct bg_amqp_session_s {
     int64_t last_recv_ms;
     int64_t started_ms;
     uint64_t bytes_in, bytes_out, methods;
+    /* Staging: while busgate handles one read callback of a leg, what it
+     * sends to the other leg collects here and leaves in one write at the
+     * callback's end (a delivery is 3 frames; appending each to an idle
+     * bufferevent costs a write-event round trip: 2 epoll_ctl and a loop
+     * round). up_stage fills during a client read callback, cli_stage during
+     * an upstream one. Empty whenever its flag is off: every writer goes
+     * through bg_amqp_cli_out / bg_amqp_up_out, so order holds. */
+    struct evbuffer *cli_stage, *up_stage;
+    int cli_staging, up_staging;
 };
 
 /* ---- amqp_session.c ---- */
@@ -131,8 +140,13 @@ struct bg_amqp_session_s {
 /* Monotonic and wall-clock milliseconds. */
 int64_t bg_amqp_mono_ms(void);
 int64_t bg_amqp_wall_ms(void);
-/* The client's output buffer. */
+/* Where bytes for the client go: its stage while staging (inside an
+ * upstream read callback), else its bufferevent's output. Append only; its
+ * length says nothing about what is queued. */
 struct evbuffer *bg_amqp_cli_out(bg_amqp_session_t *s);
+/* The same for the upstream leg (staged inside a client read callback);
+ * s->up must be set. */
+struct evbuffer *bg_amqp_up_out(bg_amqp_session_t *s);
 /* Appends wr to the client (counted in bytes_out); -1 on failure. wr reset. */
 int bg_amqp_cli_send(bg_amqp_session_t *s, bg_wr_t *wr);
 /* Appends wr to the upstream; -1 on failure. wr reset. */

@@ -42,7 +42,62 @@ int64_t bg_amqp_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-struct evbuffer *bg_amqp_cli_out(bg_amqp_session_t *s) { return bufferevent_get_output(s->cli); }
+/* ---- output: staged or queued ---- */
+
+struct evbuffer *bg_amqp_cli_out(bg_amqp_session_t *s)
+{
+    return s->cli_staging ? s->cli_stage : bufferevent_get_output(s->cli);
+}
+
+struct evbuffer *bg_amqp_up_out(bg_amqp_session_t *s)
+{
+    return s->up_staging ? s->up_stage : bg_amqp_up_output(s->up);
+}
+
+/* Bytes on their way to the client / the upstream (backpressure). */
+static size_t bg_amqp__cli_queued(bg_amqp_session_t *s)
+{
+    return evbuffer_get_length(bufferevent_get_output(s->cli)) + evbuffer_get_length(s->cli_stage);
+}
+
+static size_t bg_amqp__up_queued(bg_amqp_session_t *s)
+{
+    if (!s->up)
+        return 0;
+    return evbuffer_get_length(bg_amqp_up_output(s->up)) + evbuffer_get_length(s->up_stage);
+}
+
+static void bg_amqp__die(bg_amqp_session_t *s);
+
+/* Writes the client's stage (one writev when nothing is queued before it).
+ * A session that only waits for its output to flush ends here when the
+ * write left nothing queued (no write event will tell). -1 when out of
+ * memory (the stage is dropped then). */
+static int bg_amqp__flush_cli(bg_amqp_session_t *s)
+{
+    size_t n = evbuffer_get_length(s->cli_stage);
+    if (n == 0)
+        return 0;
+    if (s->dead || bg_util_bev_send(s->cli, s->cli_stage, n, !s->aw->g->client_tls) != 0) {
+        evbuffer_drain(s->cli_stage, evbuffer_get_length(s->cli_stage));
+        return s->dead ? 0 : -1;
+    }
+    if (s->flush_die && evbuffer_get_length(bufferevent_get_output(s->cli)) == 0)
+        bg_amqp__die(s);
+    return 0;
+}
+
+/* Writes the upstream's stage; -1 when out of memory (dropped then). */
+static int bg_amqp__flush_up(bg_amqp_session_t *s)
+{
+    if (evbuffer_get_length(s->up_stage) == 0)
+        return 0;
+    if (s->dead || !s->up || bg_amqp_up_write_buffer(s->up, s->up_stage) != 0) {
+        evbuffer_drain(s->up_stage, evbuffer_get_length(s->up_stage));
+        return s->dead ? 0 : -1;
+    }
+    return 0;
+}
 
 int bg_amqp_cli_send(bg_amqp_session_t *s, bg_wr_t *wr)
 {
@@ -58,7 +113,7 @@ int bg_amqp_up_send(bg_amqp_session_t *s, bg_wr_t *wr)
 {
     if (!s->up)
         return -1;
-    return bg_amqp_evbuf_send(bg_amqp_up_output(s->up), wr);
+    return bg_amqp_evbuf_send(bg_amqp_up_out(s), wr);
 }
 
 static void bg_amqp__log(bg_amqp_session_t *s, bg_log_level_t lvl, const char *msg)
@@ -78,6 +133,10 @@ static void bg_amqp__free(bg_amqp_session_t *s)
     if (s->cli)
         bufferevent_free(s->cli);
     bg_amqp_up_free(s->up);
+    if (s->cli_stage)
+        evbuffer_free(s->cli_stage);
+    if (s->up_stage)
+        evbuffer_free(s->up_stage);
     struct event *evs[] = {s->free_ev, s->hb_ev, s->expiry_ev, s->close_ev};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i])
@@ -112,7 +171,10 @@ void bg_amqp_session_kill(bg_amqp_session_t *s, int flush, const char *why)
         return;
     if (why)
         bg_amqp__log(s, BG_LOG_INFO, why);
-    if (!flush || evbuffer_get_length(bg_amqp_cli_out(s)) == 0) {
+    /* What is staged for the client is part of what must be flushed. */
+    if (flush && bg_amqp__flush_cli(s) != 0)
+        flush = 0;
+    if (!flush || evbuffer_get_length(bufferevent_get_output(s->cli)) == 0) {
         bg_amqp__die(s);
         return;
     }
@@ -221,14 +283,13 @@ static void bg_amqp__update_reading(bg_amqp_session_t *s)
 {
     if (s->dead)
         return;
-    int up_full = s->up && evbuffer_get_length(bg_amqp_up_output(s->up)) >= BG_AMQP_HIGH_WATER;
+    int up_full = bg_amqp__up_queued(s) >= BG_AMQP_HIGH_WATER;
     if (!up_full && !s->stalled && s->state != BG_AMQP_S_CLOSING)
         bufferevent_enable(s->cli, EV_READ);
     else if (s->state != BG_AMQP_S_CLOSING)
         bufferevent_disable(s->cli, EV_READ);
     if (s->up && bg_amqp_up_is_ready(s->up))
-        bg_amqp_up_set_reading(s->up,
-                               evbuffer_get_length(bg_amqp_cli_out(s)) < BG_AMQP_HIGH_WATER);
+        bg_amqp_up_set_reading(s->up, bg_amqp__cli_queued(s) < BG_AMQP_HIGH_WATER);
 }
 
 /* While closing, only the client's close-ok (or a crossing close) matters. */
@@ -362,12 +423,21 @@ static void bg_amqp__on_client_read(struct bufferevent *bev, void *arg)
         (bufferevent_get_enabled(bev) & EV_READ) && evbuffer_get_length(in) < BG_AMQP_READ_BURST)
         bg_util_bev_read_more(bev, BG_AMQP_READ_BURST);
     s->in_read = 1;
+    /* Frames for the upstream leave in one write at the end (staging). */
+    int stage = s->state == BG_AMQP_S_RUNNING && !s->up_staging;
+    if (stage)
+        s->up_staging = 1;
     while (!s->dead && !s->stalled) {
-        if (s->up && evbuffer_get_length(bg_amqp_up_output(s->up)) >= BG_AMQP_HIGH_WATER)
+        if (bg_amqp__up_queued(s) >= BG_AMQP_HIGH_WATER)
             break;
         int rc = s->state == BG_AMQP_S_HEADER ? bg_amqp__header(s, in) : bg_amqp__client_frame(s, in);
         if (rc <= 0)
             break;
+    }
+    if (stage) {
+        s->up_staging = 0;
+        if (bg_amqp__flush_up(s) != 0)
+            bg_amqp_session_kill(s, 0, "cannot write to the upstream");
     }
     s->in_read = 0;
     bg_amqp__update_reading(s);
@@ -449,13 +519,29 @@ static int bg_amqp__up_frame(void *arg, struct evbuffer *in, const bg_amqp_frame
         evbuffer_drain(in, frame_len); /* closing: nothing more reaches the client */
         return 0;
     }
+    s->cli_staging = 1; /* until bg_amqp__up_read_done */
     if (bg_amqp_chan_upstream_frame(s, in, f, frame_len) != 0)
         return -1;
     s->bytes_out += frame_len;
     bg_metric_add(&s->aw->w->metrics.bytes_out[BG_PROTO_AMQP], frame_len);
-    if (evbuffer_get_length(bg_amqp_cli_out(s)) >= BG_AMQP_HIGH_WATER)
+    if (bg_amqp__cli_queued(s) >= BG_AMQP_HIGH_WATER)
         bg_amqp_up_set_reading(s->up, 0);
     return s->dead || s->state != BG_AMQP_S_RUNNING ? -1 : 0;
+}
+
+/* The end of an upstream read callback: what it relayed to the client
+ * leaves in one write. */
+static void bg_amqp__up_read_done(void *arg)
+{
+    bg_amqp_session_t *s = arg;
+    if (!s->cli_staging)
+        return;
+    s->cli_staging = 0;
+    if (bg_amqp__flush_cli(s) != 0)
+        bg_amqp_session_kill(s, 0, "cannot write to the client");
+    /* Reading may have paused on the staged bytes, which the write above
+     * took at once: no write event would resume it. */
+    bg_amqp__update_reading(s);
 }
 
 static void bg_amqp__up_failed(void *arg, const char *why)
@@ -480,6 +566,7 @@ static const bg_amqp_up_cbs_t bg_amqp__up_cbs = {
     .tuned = bg_amqp__up_tuned,
     .ready = bg_amqp__up_ready,
     .frame = bg_amqp__up_frame,
+    .read_done = bg_amqp__up_read_done,
     .failed = bg_amqp__up_failed,
     .drained = bg_amqp__up_drained,
 };
@@ -544,10 +631,12 @@ void bg_amqp_session_accept(bg_amqp_worker_t *aw, int fd, const struct sockaddr 
     bg_metric_add(&aw->w->metrics.conn_open[BG_PROTO_AMQP], 1);
     bg_metric_add(&aw->w->metrics.conn_total[BG_PROTO_AMQP], 1);
     s->snap = bg_snapshot_acquire();
+    s->cli_stage = evbuffer_new();
+    s->up_stage = evbuffer_new();
     s->cli = bg_amqp__client_bev(aw, fd);
     if (!s->cli)
         evutil_closesocket(fd);
-    if (bg_amqp__events(s) != 0 || !s->snap || !s->cli) {
+    if (bg_amqp__events(s) != 0 || !s->snap || !s->cli || !s->cli_stage || !s->up_stage) {
         if (s->free_ev)
             bg_amqp__die(s);
         else

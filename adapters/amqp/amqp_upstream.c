@@ -55,6 +55,16 @@ static int64_t bg_amqp_up__now_ms(void)
 int bg_amqp_up_is_ready(const bg_amqp_up_t *u) { return u->state == BG_AMQP_UP_READY; }
 struct evbuffer *bg_amqp_up_output(bg_amqp_up_t *u) { return bufferevent_get_output(u->bev); }
 
+int bg_amqp_up_write_buffer(bg_amqp_up_t *u, struct evbuffer *src)
+{
+    size_t n = evbuffer_get_length(src);
+    if (u->state == BG_AMQP_UP_FAILED) {
+        evbuffer_drain(src, n);
+        return 0;
+    }
+    return bg_util_bev_send(u->bev, src, n, !u->g->upstream_tls);
+}
+
 void bg_amqp_up_set_reading(bg_amqp_up_t *u, int on)
 {
     if (on)
@@ -203,13 +213,9 @@ static int bg_amqp_up__on_handshake_frame(bg_amqp_up_t *u, struct evbuffer *in,
     return rc;
 }
 
-static void bg_amqp_up__on_read(struct bufferevent *bev, void *arg)
+/* Handles the whole frames in in, until one is missing or u failed. */
+static void bg_amqp_up__frames(bg_amqp_up_t *u, struct evbuffer *in)
 {
-    bg_amqp_up_t *u = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    u->last_recv_ms = bg_amqp_up__now_ms();
-    if (u->state == BG_AMQP_UP_READY && !u->g->upstream_tls)
-        bg_util_bev_read_more(bev, BG_AMQP_READ_BURST); /* deliveries, in one read */
     while (u->state != BG_AMQP_UP_FAILED) {
         bg_amqp_frame_t f;
         size_t len = 0;
@@ -233,8 +239,20 @@ static void bg_amqp_up__on_read(struct bufferevent *bev, void *arg)
             continue;
         }
         if (u->cbs.frame(u->arg, in, &f, len) != 0)
-            return; /* the session (and u) may be gone */
+            return; /* the session is closing: nothing more is relayed */
     }
+}
+
+static void bg_amqp_up__on_read(struct bufferevent *bev, void *arg)
+{
+    bg_amqp_up_t *u = arg;
+    u->last_recv_ms = bg_amqp_up__now_ms();
+    if (u->state == BG_AMQP_UP_READY && !u->g->upstream_tls)
+        bg_util_bev_read_more(bev, BG_AMQP_READ_BURST); /* deliveries, in one read */
+    bg_amqp_up__frames(u, bufferevent_get_input(bev));
+    /* u outlives its callbacks (the session frees it from its own event). */
+    if (u->cbs.read_done)
+        u->cbs.read_done(u->arg);
 }
 
 int bg_amqp_up_tune_ok(bg_amqp_up_t *u, uint16_t channel_max, uint32_t frame_max,

@@ -35,8 +35,12 @@ typedef struct bg_amqp_up_cbs_s {
     void (*ready)(void *arg);
     /* A whole non-heartbeat frame f of frame_len bytes is at the head of in
      * (f->payload is NULL: bodies are not linearised); the callee removes
-     * it. Returns -1 when it closed the session (u is gone then). */
+     * it. Returns -1 when it closed the session: no more frames are passed
+     * (u itself is freed later, by the session's own event). */
     int (*frame)(void *arg, struct evbuffer *in, const bg_amqp_frame_t *f, size_t frame_len);
+    /* Every read callback ends with this (also after frame returned -1): the
+     * session writes what it staged for the client. Optional. */
+    void (*read_done)(void *arg);
     /* The connection failed or closed (or the broker refused busgate's own
      * login: why says so); the session must go. */
     void (*failed)(void *arg, const char *why);
@@ -63,6 +67,11 @@ int bg_amqp_up_tune_ok(bg_amqp_up_t *u, uint16_t channel_max, uint32_t frame_max
 int bg_amqp_up_is_ready(const bg_amqp_up_t *u);
 /* The output buffer (append frames). */
 struct evbuffer *bg_amqp_up_output(bg_amqp_up_t *u);
+/* Moves all of src to the connection with bg_util_bev_send: written at once
+ * when nothing is queued (plain TCP), else queued behind it. After
+ * bg_amqp_up_detach or a failure src is dropped, as queued output is.
+ * Returns 0, or -1 when queueing failed (src left as it is). */
+int bg_amqp_up_write_buffer(bg_amqp_up_t *u, struct evbuffer *src);
 /* Enables/disables reading (backpressure). */
 void bg_amqp_up_set_reading(bg_amqp_up_t *u, int on);
 

@@ -55,6 +55,8 @@ struct evbuffer *bg_amqp_cli_out(bg_amqp_session_t *s)
     return t_cur->cli_out;
 }
 
+struct evbuffer *bg_amqp_up_out(bg_amqp_session_t *s) { return s->up->out; }
+
 static inline int t_fake__add(struct evbuffer *out, bg_wr_t *wr)
 {
     int rc = (!wr->failed && evbuffer_add(out, wr->buf, wr->len) == 0) ? 0 : -1;
