@@ -1,6 +1,8 @@
 /* Shared TLS contexts (see util_tls.h). */
 #include "broker/util_tls.h"
 
+#include <arpa/inet.h>
+
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -35,6 +37,14 @@ SSL_CTX *bg_util_tls_server_ctx(const bg_config_tls_t *t, const char *what, char
             return NULL;
         }
         SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+        /* Clients are told which CAs are accepted (to pick a certificate),
+         * and session resumption with a client certificate needs a session
+         * id context, or OpenSSL fails the resumed handshake. */
+        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(t->client_ca);
+        if (names)
+            SSL_CTX_set_client_CA_list(ctx, names);
+        static const unsigned char sid_ctx[] = "busgate";
+        SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof sid_ctx - 1);
     }
     return ctx;
 }
@@ -68,8 +78,12 @@ SSL *bg_util_tls_client_ssl(SSL_CTX *ctx, const char *host, int verify)
     if (!ssl)
         return NULL;
     /* SSL_set1_host takes IP literals too (OpenSSL 3 matches them against
-     * the certificate's IP addresses), so "127.0.0.1" works as a host. */
-    if (SSL_set_tlsext_host_name(ssl, host) != 1 || (verify && SSL_set1_host(ssl, host) != 1)) {
+     * the certificate's IP addresses), so "127.0.0.1" works as a host; SNI
+     * must name a host, never an address (RFC 6066), so it is left out then. */
+    unsigned char addr[16];
+    int is_ip = inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+    if ((!is_ip && SSL_set_tlsext_host_name(ssl, host) != 1) ||
+        (verify && SSL_set1_host(ssl, host) != 1)) {
         SSL_free(ssl);
         return NULL;
     }

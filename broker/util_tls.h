@@ -28,7 +28,8 @@ SSL_CTX *bg_util_tls_server_ctx(const bg_config_tls_t *t, const char *what, char
 SSL_CTX *bg_util_tls_client_ctx(const bg_config_tls_t *t, const char *what, char *err,
                                 size_t errlen);
 
-/* A new SSL for one upstream connection to host: SNI set to host and, when
+/* A new SSL for one upstream connection to host: SNI set to host (not when
+ * host is an IP address: SNI names hosts only) and, when
  * verify is set, the certificate must name host (a DNS name or an IP
  * address literal). Returns an SSL the caller owns (SSL_free, or hand it to
  * a bufferevent that frees it), NULL when out of memory. */

@@ -42,6 +42,7 @@ static void bg_amqp_chan__free_list(bg_amqp_consumer_t *c)
         bg_amqp_consumer_t *next = c->next;
         free(c->tag);
         free(c->queue);
+        free(c->asked);
         free(c);
         c = next;
     }
@@ -49,7 +50,7 @@ static void bg_amqp_chan__free_list(bg_amqp_consumer_t *c)
 
 static void bg_amqp_chan__reset(bg_amqp_session_t *s, bg_amqp_channel_t *ch)
 {
-    s->nconsumers -= ch->nconsumers + ch->npending;
+    s->nconsumers -= ch->nconsumers + ch->npending + ch->nanonymous;
     bg_amqp_chan__free_list(ch->consumers);
     bg_amqp_chan__free_list(ch->pending);
     memset(ch, 0, sizeof *ch);
@@ -98,11 +99,19 @@ static bg_amqp_consumer_t *bg_amqp_chan__consumer_new(const char *queue, const a
 static int bg_amqp_chan__consume_sent(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
                                       const char *queue, const amqp_basic_consume_t *m)
 {
-    if (m->nowait && m->consumer_tag.len == 0)
-        return 0; /* RabbitMQ names it and tells nobody: nothing to track */
+    if (m->nowait && m->consumer_tag.len == 0) {
+        ch->nanonymous++; /* RabbitMQ names it and tells nobody: only counted */
+        s->nconsumers++;
+        return 0;
+    }
     bg_amqp_consumer_t *c = bg_amqp_chan__consumer_new(queue, m->nowait ? &m->consumer_tag : NULL);
     if (!c)
         return -1;
+    if (!m->nowait && m->consumer_tag.len &&
+        !(c->asked = strndup(m->consumer_tag.bytes, m->consumer_tag.len))) {
+        bg_amqp_chan__free_list(c);
+        return -1;
+    }
     if (m->nowait) {
         c->next = ch->consumers;
         ch->consumers = c;
@@ -131,6 +140,11 @@ static void bg_amqp_chan__consume_ok(bg_amqp_session_t *s, bg_amqp_channel_t *ch
         ch->pending_last = NULL;
     ch->npending--;
     c->next = NULL;
+    if (c->cancelled) { /* a nowait cancel already ended it upstream */
+        bg_amqp_chan__free_list(c);
+        s->nconsumers--;
+        return;
+    }
     if (!(c->tag = strndup(tag.len ? tag.bytes : "", tag.len))) {
         /* Out of memory: forget this one rather than let the next
          * consume-ok take its place in the queue. */
@@ -157,6 +171,14 @@ static void bg_amqp_chan__remove_consumer(bg_amqp_session_t *s, bg_amqp_channel_
             return;
         }
     }
+    /* Not live yet: a pending consume that asked for this tag (pipelined
+     * consume + nowait cancel) ends when its consume-ok arrives. */
+    for (bg_amqp_consumer_t *c = ch->pending; c; c = c->next)
+        if (c->asked && !c->cancelled && strlen(c->asked) == tag.len &&
+            memcmp(c->asked, tag.bytes, tag.len) == 0) {
+            c->cancelled = 1;
+            return;
+        }
 }
 
 /* The bounds on tracked consumers (see amqp_session-internal.h). Returns 0,
@@ -166,7 +188,7 @@ static int bg_amqp_chan__consume_bounds(bg_amqp_session_t *s, const bg_amqp_chan
 {
     const char *scope = NULL;
     unsigned max = 0;
-    if (ch->nconsumers + ch->npending >= BG_AMQP_MAX_CONSUMERS)
+    if (ch->nconsumers + ch->npending + ch->nanonymous >= BG_AMQP_MAX_CONSUMERS)
         scope = "channel", max = BG_AMQP_MAX_CONSUMERS;
     else if (s->nconsumers >= BG_AMQP_MAX_CONSUMERS_CONN)
         scope = "connection", max = BG_AMQP_MAX_CONSUMERS_CONN;
@@ -283,10 +305,14 @@ static int bg_amqp_chan__connection_method(bg_amqp_session_t *s, const bg_amqp_m
     switch (m->id) {
     case AMQP_CONNECTION_CLOSE_METHOD:
         bg_wr_init(&wr, 64, 1024);
-        if (bg_amqp_write_connection_close(&wr, 200, "client closed the connection", 0, 0) ==
-            BG_AMQP_OK)
-            (void)bg_amqp_up_send(s, &wr);
+        int rc = bg_amqp_write_connection_close(&wr, 200, "client closed the connection", 0, 0);
+        rc = rc == BG_AMQP_OK ? bg_amqp_up_send(s, &wr) : -1;
         bg_wr_free(&wr);
+        if (rc == 0) { /* close-ok once the broker has everything before it */
+            evbuffer_drain(in, len);
+            bg_amqp_session_await_upstream_close_ok(s);
+            return -1;
+        }
         bg_wr_init(&wr, 16, 64);
         if (bg_amqp_chan__to_client(s, &wr, bg_amqp_write_connection_close_ok(&wr)) == 0)
             bg_amqp_session_kill(s, 1, NULL);

@@ -55,6 +55,8 @@ typedef struct bg_amqp_consumer_s {
     struct bg_amqp_consumer_s *next;
     char *tag;   /* NULL while its consume-ok is awaited */
     char *queue;
+    char *asked;   /* pending: the tag the client asked for (NULL: server-named) */
+    int cancelled; /* pending: a nowait basic.cancel named it before its consume-ok */
 } bg_amqp_consumer_t;
 
 typedef struct bg_amqp_channel_s {
@@ -72,6 +74,10 @@ typedef struct bg_amqp_channel_s {
     size_t npending;
     bg_amqp_consumer_t *consumers; /* consumer tag -> queue */
     size_t nconsumers;
+    /* nowait consumes with no tag: RabbitMQ names them and tells nobody, so
+     * they cannot be tracked (nor cancelled by the client); counted against
+     * the bounds until the channel closes. */
+    size_t nanonymous;
 } bg_amqp_channel_t;
 
 /* ---- the session ---- */
@@ -85,6 +91,8 @@ typedef enum {
     BG_AMQP_S_UP_OPEN,    /* the client's open seen: waiting for the upstream's open-ok */
     BG_AMQP_S_RUNNING,
     BG_AMQP_S_CLOSING,    /* connection.close sent to the client: its close-ok next */
+    BG_AMQP_S_CLOSING_UP, /* the client's connection.close forwarded: the broker's
+                           * close-ok next, then close-ok to the client */
 } bg_amqp_sess_state_t;
 
 struct bg_amqp_session_s {
@@ -162,6 +170,12 @@ void bg_amqp_session_close(bg_amqp_session_t *s, uint16_t code, const char *text
 /* The broker's connection.close was relayed: wait (bounded) for the
  * client's close-ok, relaying nothing more. */
 void bg_amqp_session_await_close_ok(bg_amqp_session_t *s);
+/* The client closed the connection: its close has gone upstream (after
+ * everything it sent before); the client gets close-ok only once the broker
+ * answered close-ok, i.e. once the broker has taken every earlier frame
+ * (a close-ok at once could lose publishes still on their way). The wait is
+ * bounded by the close timeout; a lost upstream ends it too. */
+void bg_amqp_session_await_upstream_close_ok(bg_amqp_session_t *s);
 /* Starts busgate's own upstream connection (after the client authenticated). */
 int bg_amqp_session_connect_upstream(bg_amqp_session_t *s);
 /* Re-reads input after a stall or backpressure ended. */

@@ -230,9 +230,54 @@ void bg_amqp_session_await_close_ok(bg_amqp_session_t *s)
     event_add(s->close_ev, &tv);
 }
 
+void bg_amqp_session_await_upstream_close_ok(bg_amqp_session_t *s)
+{
+    s->state = BG_AMQP_S_CLOSING_UP;
+    event_del(s->expiry_ev);
+    struct timeval tv = {BG_AMQP_CLOSE_WAIT_S, 0};
+    event_add(s->close_ev, &tv);
+}
+
+/* The end of a client-initiated close: close-ok to the client, then gone
+ * once it is written. */
+static void bg_amqp__finish_client_close(bg_amqp_session_t *s)
+{
+    bg_wr_t wr;
+    bg_wr_init(&wr, 16, 64);
+    int ok = bg_amqp_write_connection_close_ok(&wr) == BG_AMQP_OK && bg_amqp_cli_send(s, &wr) == 0;
+    bg_wr_free(&wr);
+    bg_amqp_session_kill(s, ok, NULL);
+}
+
 static void bg_amqp__on_close_timeout(evutil_socket_t fd, short what, void *arg)
 {
-    bg_amqp__die(arg);
+    bg_amqp_session_t *s = arg;
+    if (s->state == BG_AMQP_S_CLOSING_UP) {
+        bg_amqp__log(s, BG_LOG_WARN, "no close-ok from the broker in time: closing anyway");
+        bg_amqp__finish_client_close(s);
+        return;
+    }
+    bg_amqp__die(s);
+}
+
+/* A broker frame while the client's close waits for the broker's close-ok:
+ * the close-ok (or a crossing close) ends it; anything else is dropped, as
+ * the closing client discards it. */
+static int bg_amqp__up_closing_frame(bg_amqp_session_t *s, struct evbuffer *in,
+                                     const bg_amqp_frame_t *f, size_t len)
+{
+    uint8_t p[BG_AMQP_FRAME_HEADER_SIZE + 4];
+    int end = 0;
+    if (f->type == BG_AMQP_FRAME_METHOD && f->channel == 0 && f->size >= 4 &&
+        evbuffer_copyout(in, p, sizeof p) == (ev_ssize_t)sizeof p) {
+        uint32_t id = (uint32_t)p[7] << 24 | (uint32_t)p[8] << 16 | (uint32_t)p[9] << 8 | p[10];
+        end = id == AMQP_CONNECTION_CLOSE_OK_METHOD || id == AMQP_CONNECTION_CLOSE_METHOD;
+    }
+    evbuffer_drain(in, len);
+    if (!end)
+        return 0;
+    bg_amqp__finish_client_close(s);
+    return -1;
 }
 
 /* ---- timers ---- */
@@ -392,6 +437,10 @@ static int bg_amqp__client_frame(bg_amqp_session_t *s, struct evbuffer *in)
     }
     if (s->state == BG_AMQP_S_CLOSING)
         return bg_amqp__closing_frame(s, in, &f, len) < 0 ? -1 : 1;
+    if (s->state == BG_AMQP_S_CLOSING_UP) { /* nothing may follow a close */
+        evbuffer_drain(in, len);
+        return 1;
+    }
     s->bytes_in += len;
     bg_metric_add(&s->aw->w->metrics.bytes_in[BG_PROTO_AMQP], len);
     if (f.type == BG_AMQP_FRAME_HEARTBEAT) {
@@ -515,6 +564,8 @@ static int bg_amqp__up_frame(void *arg, struct evbuffer *in, const bg_amqp_frame
     bg_amqp_session_t *s = arg;
     if (s->dead)
         return -1;
+    if (s->state == BG_AMQP_S_CLOSING_UP)
+        return bg_amqp__up_closing_frame(s, in, f, frame_len);
     if (s->state != BG_AMQP_S_RUNNING) {
         evbuffer_drain(in, frame_len); /* closing: nothing more reaches the client */
         return 0;
@@ -551,6 +602,11 @@ static void bg_amqp__up_failed(void *arg, const char *why)
         return;
     if (s->state == BG_AMQP_S_CLOSING) {
         bg_amqp_session_kill(s, 1, NULL);
+        return;
+    }
+    if (s->state == BG_AMQP_S_CLOSING_UP) {
+        bg_amqp__log(s, BG_LOG_WARN, "broker connection lost while the client closed");
+        bg_amqp__finish_client_close(s);
         return;
     }
     char msg[200];

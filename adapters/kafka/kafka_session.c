@@ -191,7 +191,10 @@ void bg_kafka_session_flush(bg_kafka_session_t *s)
         size_t n = evbuffer_get_length(pe->out);
         s->bytes_out += n;
         bg_metric_add(&s->kw->w->metrics.bytes_out[BG_PROTO_KAFKA], n);
-        bg_util_bev_send(s->cli, pe->out, n, !s->kw->g->client_tls);
+        if (bg_util_bev_send(s->cli, pe->out, n, !s->kw->g->client_tls) != 0) {
+            bg_kafka_session_close(s, 0, "cannot queue a response (out of memory)");
+            return;
+        }
         bg_kafka__pop(s, pe);
     }
     if (s->closing && s->nq == 0 && evbuffer_get_length(cout) == 0)
@@ -673,10 +676,12 @@ static int bg_kafka__on_upstream_stream(void *arg, struct evbuffer *in, size_t n
     if (!pe || s->dead)
         return -1;
     int head = pe == TAILQ_FIRST(&s->q);
-    if (head)
-        bg_util_bev_send(s->cli, in, n, !s->kw->g->client_tls); /* as it arrives */
-    else
-        evbuffer_remove_buffer(in, pe->out, n);
+    int rc = head ? bg_util_bev_send(s->cli, in, n, !s->kw->g->client_tls) /* as it arrives */
+                  : (evbuffer_remove_buffer(in, pe->out, n) == (int)n ? 0 : -1);
+    if (rc != 0) { /* the stream would lose its place in the upstream's bytes */
+        bg_kafka_session_close(s, 0, "cannot queue a response (out of memory)");
+        return -1;
+    }
     if (head) {
         s->bytes_out += n;
         bg_metric_add(&s->kw->w->metrics.bytes_out[BG_PROTO_KAFKA], n);

@@ -86,12 +86,12 @@ static void fz_check_state(const bg_amqp_session_t *s)
             n++, untagged += !c->tag;
         for (const bg_amqp_consumer_t *c = ch->pending; c; c = c->next)
             np++, untagged += !!c->tag;
-        total += n + np;
+        total += n + np + ch->nanonymous;
         if (i == 0 || ch->cli > BG_AMQP_CC_REFUSED || ch->up > BG_AMQP_UC_CLOSING_BG ||
             ch->expect > 2 || (ch->expect == 2 && ch->body_left == 0) ||
             (ch->expect && ch->cli != BG_AMQP_CC_OPEN) || n != ch->nconsumers ||
             np != ch->npending || untagged || (np == 0) != (ch->pending_last == NULL) ||
-            n + np > BG_AMQP_MAX_CONSUMERS || ch->last_queue[BG_AMQP_NAME_MAX - 1] != '\0') {
+            n + np + ch->nanonymous > BG_AMQP_MAX_CONSUMERS || ch->last_queue[BG_AMQP_NAME_MAX - 1] != '\0') {
             fprintf(stderr, "channel %zu in an impossible state\n", i);
             abort();
         }

@@ -8,6 +8,7 @@ addresses arrive in BG_* environment variables. Everything listens on
 """
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -28,10 +29,55 @@ def busgate_bin():
     return str(build_dir() / "broker" / "busgate")
 
 
-def free_port():
+_HANDED_OUT = set()
+
+
+def port_ceiling():
+    """The first port of the kernel's ephemeral range (outgoing connections
+    take their local ports from it)."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
+def port_is_free(port):
     with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def free_port():
+    """A free loopback port below the ephemeral range and not handed out
+    before in this run. A port picked inside the ephemeral range (bind to 0)
+    can be taken by some client's outgoing connection before busgate binds
+    it: CI saw "Address already in use" that way."""
+    hi = port_ceiling() - 100
+    lo = 20000 if hi > 22000 else 1024
+    for _ in range(500):
+        p = random.randrange(lo, hi)
+        if p not in _HANDED_OUT and port_is_free(p):
+            _HANDED_OUT.add(p)
+            return p
+    raise RuntimeError("no free port below the ephemeral range")
+
+
+def free_port_block(size):
+    """A base B with B..B+size-1 free and not handed out before (reserved
+    as a whole), below the ephemeral range."""
+    hi = port_ceiling() - 100 - size
+    lo = 20000 if hi > 22000 else 1024
+    for _ in range(500):
+        base = random.randrange(lo, hi)
+        block = range(base, base + size)
+        if not _HANDED_OUT.intersection(block) and all(port_is_free(p) for p in block):
+            _HANDED_OUT.update(block)
+            return base
+    raise RuntimeError("no free port block below the ephemeral range")
 
 
 def wait_port(port, timeout=20.0, host="127.0.0.1"):

@@ -12,7 +12,6 @@ Services (started by tests/integration/run.sh, see docs/testing.md):
 import base64
 import json
 import os
-import random
 import socket
 import struct
 import subprocess
@@ -23,6 +22,7 @@ import uuid
 from pathlib import Path
 
 from conftest import build_dir, free_port
+from conftest import free_port_block as conftest_free_port_block
 
 KAFKA_SASL = f"127.0.0.1:{os.environ.get('BG_KAFKA_SASL_PORT', '39093')}"
 KAFKA_PLAIN = f"127.0.0.1:{os.environ.get('BG_KAFKA_PLAIN_PORT', '39092')}"
@@ -128,38 +128,9 @@ def kafka_ssl_listener_configured():
 
 
 def free_port_block(size=64):
-    """A base port B such that B+1..B+size are free now (best effort)."""
-    import socket
-    for _ in range(50):
-        base = free_port()
-        if base + size > 65000:
-            continue
-        ok = True
-        for p in range(base + 1, base + size):
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    # The ephemeral range can be crowded (e.g. a benchmark holding many
-    # loopback connections): look below it, where no client port lands.
-    for _ in range(200):
-        base = random.randrange(20000, 32000 - size)
-        if all(_port_free(p) for p in range(base, base + size)):
-            return base
-    raise RuntimeError("no free port block")
-
-
-def _port_free(port):
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
+    """A base port B such that B..B+size are free (busgate's per-broker
+    ports are B + node id), below the ephemeral range."""
+    return conftest_free_port_block(size + 1)
 
 
 def client_conf(bootstrap, token=None, mechanism="PLAIN", **extra):

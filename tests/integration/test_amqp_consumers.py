@@ -191,3 +191,35 @@ def test_consumers_per_connection_bounded(start_busgate, tmp_path):
     finally:
         ch.queue_delete(q)
         conn.close()
+
+
+def test_publishes_right_before_connection_close_reach_the_broker(start_busgate, tmp_path):
+    """Publishes and connection.close in one write: busgate forwards the
+    close behind them and answers close-ok only after RabbitMQ's close-ok, so
+    none is lost (a close-ok at once would have let busgate drop the upstream
+    with the publishes still unsent)."""
+    q = unique("it.cons-close")
+    conn, ch = setup_queues([q])
+    try:
+        raw = start(start_busgate, tmp_path)
+        raw.open_channel(1)
+        frames = []
+        for i in range(200):
+            body = f"m{i}".encode()
+            frames.append(pframe.Method(1, spec.Basic.Publish(exchange="", routing_key=q)).marshal())
+            frames.append(pframe.Header(1, len(body), spec.BasicProperties()).marshal())
+            frames.append(pframe.Body(1, body).marshal())
+        frames.append(pframe.Method(0, spec.Connection.Close(200, "bye", 0, 0)).marshal())
+        raw.sock.sendall(b"".join(frames))
+        raw.expect(0, spec.Connection.CloseOk)
+        raw.close()
+        deadline = time.monotonic() + 10
+        while True:
+            n = ch.queue_declare(q, passive=True).method.message_count
+            if n == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert n == 200
+    finally:
+        ch.queue_delete(q)
+        conn.close()

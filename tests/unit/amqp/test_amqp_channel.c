@@ -661,6 +661,45 @@ static void test_pipelined_consumes(void **state)
     assert_int_equal(c->f.closed, 0);
 }
 
+/* A nowait cancel of a consume whose consume-ok has not come yet: RabbitMQ
+ * creates the consumer and then cancels it, so the consume-ok must not
+ * leave a consumer counted against the bounds. */
+static void test_nowait_cancel_of_pending_consume(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    for (int i = 0; i < 3; i++) {
+        consume(c, 1, "ok.q", "t", 0);
+        amqp_basic_cancel_t cn = {t_str("t"), 1};
+        assert_int_equal(cli(c, 1, AMQP_BASIC_CANCEL_METHOD, &cn), 1);
+        expect_method(c, UP(c), 1, AMQP_BASIC_CANCEL_METHOD);
+        consume_ok(c, 1, "t");
+        assert_null(consumer_queue(c, 1, "t"));
+        assert_int_equal(chan(c, 1)->npending, 0);
+        assert_int_equal(chan(c, 1)->nconsumers, 0);
+        assert_int_equal(c->f.s.nconsumers, 0);
+    }
+}
+
+/* nowait consumes with no tag cannot be tracked but count against the bound,
+ * until the channel closes. */
+static void test_anonymous_nowait_consumes_counted(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    for (int i = 0; i < BG_AMQP_MAX_CONSUMERS; i++)
+        consume(c, 1, "ok.q", "", 1);
+    assert_int_equal(chan(c, 1)->nanonymous, BG_AMQP_MAX_CONSUMERS);
+    assert_int_equal(c->f.s.nconsumers, BG_AMQP_MAX_CONSUMERS);
+    amqp_basic_consume_t bc;
+    memset(&bc, 0, sizeof bc);
+    bc.queue = t_str("ok.q");
+    bc.nowait = 1;
+    assert_int_equal(cli(c, 1, AMQP_BASIC_CONSUME_METHOD, &bc), -1);
+    assert_closed_with(c, BG_AMQP_NOT_ALLOWED,
+                       "NOT_ALLOWED - reached maximum (1024) of consumers per channel");
+}
+
 static void test_consumer_bound_per_channel(void **state)
 {
     ctx_t *c = *state;
@@ -770,10 +809,12 @@ static void test_client_connection_close(void **state)
     ctx_t *c = *state;
     amqp_connection_close_t cl = {200, t_str("bye"), 0, 0};
     assert_int_equal(cli(c, 0, AMQP_CONNECTION_CLOSE_METHOD, &cl), -1);
-    expect_method(c, CLI(c), 0, AMQP_CONNECTION_CLOSE_OK_METHOD);
+    /* the close goes upstream behind everything sent before it; the client's
+     * close-ok waits for the broker's (the session answers it then) */
     expect_method(c, UP(c), 0, AMQP_CONNECTION_CLOSE_METHOD);
-    assert_true(c->f.killed);
-    assert_true(c->f.kill_flush);
+    expect_nothing(CLI(c));
+    assert_int_equal(c->f.s.state, BG_AMQP_S_CLOSING_UP);
+    assert_false(c->f.killed);
 }
 
 static void test_update_secret_while_running(void **state)
@@ -869,6 +910,8 @@ int main(void)
         T(test_audit_not_admitting),
         T(test_consumer_tracking),
         T(test_pipelined_consumes),
+        T(test_nowait_cancel_of_pending_consume),
+        T(test_anonymous_nowait_consumes_counted),
         T(test_consumer_bound_per_channel),
         T(test_consumer_bound_per_connection),
         T(test_blocked_relayed_with_capability),

@@ -105,6 +105,11 @@ void bg_amqp_session_await_close_ok(bg_amqp_session_t *s)
     t_cur->awaiting_close_ok = 1;
 }
 
+void bg_amqp_session_await_upstream_close_ok(bg_amqp_session_t *s)
+{
+    s->state = BG_AMQP_S_CLOSING_UP;
+}
+
 void bg_amqp_session_resume(bg_amqp_session_t *s)
 {
     (void)s;
