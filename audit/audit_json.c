@@ -122,20 +122,35 @@ static void bg_audit__kstr(bg_audit_w_t *w, const char *k, const char *v)
     bg_audit__str(w, v);
 }
 
-static void bg_audit__kint(bg_audit_w_t *w, const char *k, int64_t v)
+/* Decimal digits of v, written backwards from the end of b[24]; returns
+ * where they start. snprintf was a fifth of the encoder's time (an event
+ * has a dozen numbers). */
+static char *bg_audit__digits(char b[24], uint64_t v, int negative)
 {
-    char b[24];
-    int n = snprintf(b, sizeof b, "%" PRId64, v);
-    bg_audit__key(w, k);
-    bg_audit__raw(w, b, (size_t)n);
+    char *p = b + 24;
+    do {
+        *--p = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    if (negative)
+        *--p = '-';
+    return p;
 }
 
 static void bg_audit__kuint(bg_audit_w_t *w, const char *k, uint64_t v)
 {
-    char b[24];
-    int n = snprintf(b, sizeof b, "%" PRIu64, v);
+    char b[24], *p = bg_audit__digits(b, v, 0);
     bg_audit__key(w, k);
-    bg_audit__raw(w, b, (size_t)n);
+    bg_audit__raw(w, p, (size_t)(b + 24 - p));
+}
+
+static void bg_audit__kint(bg_audit_w_t *w, const char *k, int64_t v)
+{
+    /* the magnitude of INT64_MIN does not fit int64_t: negate as unsigned */
+    uint64_t mag = v < 0 ? 0 - (uint64_t)v : (uint64_t)v;
+    char b[24], *p = bg_audit__digits(b, mag, v < 0);
+    bg_audit__key(w, k);
+    bg_audit__raw(w, p, (size_t)(b + 24 - p));
 }
 
 static void bg_audit__open(bg_audit_w_t *w, const char *k, char c)

@@ -233,6 +233,30 @@ static void test_no_secret_fields(void **state)
     json_decref(schema);
 }
 
+/* Numbers at their extremes come out exactly (the encoder formats digits
+ * itself): zero, negative, INT64_MIN and UINT64_MAX. */
+static void test_number_extremes(void **state)
+{
+    (void)state;
+    bg_audit_event_t ev;
+    bg_policy_resource_t res[2];
+    full_event(&ev, res);
+    ev.result.error_code = -1;
+    ev.result.latency_us = INT64_MIN;
+    ev.result.bytes_in = UINT64_MAX;
+    ev.result.bytes_out = 0;
+    ev.seq = 1234567890123ull;
+    char buf[8192];
+    size_t n = bg_audit_encode_json(&ev, "inst-1", buf, sizeof buf);
+    assert_true(n > 0);
+    assert_non_null(strstr(buf, "\"error_code\":-1,"));
+    assert_non_null(strstr(buf, "\"latency_us\":-9223372036854775808"));
+    assert_non_null(strstr(buf, "\"bytes_in\":18446744073709551615,"));
+    assert_non_null(strstr(buf, "\"bytes_out\":0,"));
+    assert_non_null(strstr(buf, "\"seq\":1234567890123"));
+    assert_non_null(strstr(buf, "\"time_ms\":1790000000123,"));
+}
+
 static void test_escaping(void **state)
 {
     bg_audit_event_t ev = {.kind = BG_AUDIT_EV_ADMIN};
@@ -285,6 +309,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_values),    cmocka_unit_test(test_schema_agrees),
         cmocka_unit_test(test_no_secret_fields), cmocka_unit_test(test_escaping),
+        cmocka_unit_test(test_number_extremes),
         cmocka_unit_test(test_absent_omitted), cmocka_unit_test(test_uuid4),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
