@@ -214,6 +214,10 @@ format_storage() {
     # A Kafka Uuid is 16 random bytes in URL-safe base64 without padding;
     # generated here to save a JVM start for `kafka-storage random-uuid`.
     cluster_id="$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')"
+    # One id in 64 starts with '-', which the tool's argument parser takes
+    # for an option ("expected one argument"): start it with 'A' instead
+    # (still 16 bytes in base64, only the first byte's top bits change).
+    cluster_id="${cluster_id/#-/A}"
     for m in SCRAM-SHA-512 SCRAM-SHA-256; do
         scram+=(--add-scram "$m=[name=$BG_KAFKA_USER,password=$BG_KAFKA_PASSWORD]")
     done
