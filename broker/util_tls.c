@@ -3,6 +3,9 @@
 
 #include <arpa/inet.h>
 
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/util.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -99,4 +102,36 @@ void bg_util_tls_reason(const SSL *ssl, unsigned long e, char *out, size_t cap)
                                                                   : X509_V_OK;
     snprintf(out, cap, "%s%s%s%s", reason, vr != X509_V_OK ? " (" : "",
              vr != X509_V_OK ? X509_verify_cert_error_string(vr) : "", vr != X509_V_OK ? ")" : "");
+}
+
+struct bufferevent *bg_util_tls_upstream_bev(struct event_base *base, SSL_CTX *ctx,
+                                             const char *host, int verify)
+{
+    if (!ctx)
+        return bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    SSL *ssl = bg_util_tls_client_ssl(ctx, host, verify);
+    if (!ssl)
+        return NULL;
+    struct bufferevent *bev = bufferevent_openssl_socket_new(
+        base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
+    if (!bev)
+        SSL_free(ssl);
+    else
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+int bg_util_tls_bev_error(struct bufferevent *bev, char *out, size_t cap)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    unsigned long e = 0, next;
+    while ((next = bufferevent_get_openssl_error(bev)) != 0)
+        if (!e)
+            e = next;
+    if (!ssl || !e) {
+        snprintf(out, cap, "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        return 0;
+    }
+    bg_util_tls_reason(ssl, e, out, cap);
+    return 1;
 }

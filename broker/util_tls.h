@@ -41,4 +41,20 @@ SSL *bg_util_tls_client_ssl(SSL_CTX *ctx, const char *host, int verify);
  * Pure formatting; any thread. */
 void bg_util_tls_reason(const SSL *ssl, unsigned long e, char *out, size_t cap);
 
+struct bufferevent;
+struct event_base;
+/* A not yet connected bufferevent for an upstream connection to host:
+ * plain when ctx is NULL, else TLS in connecting mode with
+ * bg_util_tls_client_ssl's checks; a close without close_notify is taken
+ * as a close (brokers do that after their protocol's own close). NULL when
+ * out of memory. Owned by the caller; the worker's thread. */
+struct bufferevent *bg_util_tls_upstream_bev(struct event_base *base, SSL_CTX *ctx,
+                                             const char *host, int verify);
+
+/* Why bev failed, into out: OpenSSL's reason (bg_util_tls_reason) when it is
+ * a TLS bufferevent with a queued OpenSSL error (returns 1), else the socket
+ * error's text (returns 0). Drains the bufferevent's OpenSSL errors; the
+ * first is the cause, the rest follow from it. */
+int bg_util_tls_bev_error(struct bufferevent *bev, char *out, size_t cap);
+
 #endif

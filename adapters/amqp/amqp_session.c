@@ -519,19 +519,9 @@ static void bg_amqp__on_client_write(struct bufferevent *bev, void *arg)
  * else errno's. */
 static void bg_amqp__client_error_text(bg_amqp_session_t *s, char *out, size_t cap)
 {
-    SSL *ssl = bufferevent_openssl_get_ssl(s->cli);
-    unsigned long e = 0, next;
-    while ((next = bufferevent_get_openssl_error(s->cli)) != 0)
-        if (!e)
-            e = next; /* the first one is the cause */
-    if (ssl && e) {
-        char reason[300];
-        bg_util_tls_reason(ssl, e, reason, sizeof reason);
-        snprintf(out, cap, "client connection error: TLS %s", reason);
-    } else {
-        snprintf(out, cap, "client connection error: %s",
-                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-    }
+    char reason[300];
+    int tls = bg_util_tls_bev_error(s->cli, reason, sizeof reason);
+    snprintf(out, cap, "client connection error: %s%s", tls ? "TLS " : "", reason);
 }
 
 static void bg_amqp__on_client_event(struct bufferevent *bev, short what, void *arg)

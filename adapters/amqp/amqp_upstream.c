@@ -304,19 +304,12 @@ static void bg_amqp_up__on_write(struct bufferevent *bev, void *arg)
  * certificate check's verdict (unknown CA, host name mismatch, expired). */
 static void bg_amqp_up__error_text(bg_amqp_up_t *u, char *out, size_t cap)
 {
-    SSL *ssl = bufferevent_openssl_get_ssl(u->bev);
-    unsigned long e = 0, next;
-    while ((next = bufferevent_get_openssl_error(u->bev)) != 0)
-        if (!e)
-            e = next; /* the first one is the cause; the rest follow from it */
-    if (!ssl || !e) {
-        snprintf(out, cap, "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-        return;
-    }
     char reason[300];
-    bg_util_tls_reason(ssl, e, reason, sizeof reason);
-    snprintf(out, cap, "TLS %s: %s", u->state == BG_AMQP_UP_CONNECTING ? "handshake failed" : "error",
-             reason);
+    if (!bg_util_tls_bev_error(u->bev, reason, sizeof reason))
+        snprintf(out, cap, "%s", reason);
+    else
+        snprintf(out, cap, "TLS %s: %s",
+                 u->state == BG_AMQP_UP_CONNECTING ? "handshake failed" : "error", reason);
 }
 
 static void bg_amqp_up__on_event(struct bufferevent *bev, short what, void *arg)
@@ -347,18 +340,7 @@ static void bg_amqp_up__on_event(struct bufferevent *bev, short what, void *arg)
 static struct bufferevent *bg_amqp_up__bev(struct event_base *base, bg_amqp_global_t *g,
                                            const char *host)
 {
-    if (!g->upstream_tls)
-        return bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-    SSL *ssl = bg_util_tls_client_ssl(g->upstream_tls, host, g->cfg->amqp.upstream.tls.verify);
-    if (!ssl)
-        return NULL;
-    struct bufferevent *bev = bufferevent_openssl_socket_new(
-        base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
-    if (!bev)
-        SSL_free(ssl);
-    else /* RabbitMQ may close without close_notify after connection.close-ok */
-        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    return bev;
+    return bg_util_tls_upstream_bev(base, g->upstream_tls, host, g->cfg->amqp.upstream.tls.verify);
 }
 
 bg_amqp_up_t *bg_amqp_up_connect(struct event_base *base, bg_amqp_global_t *g, uint32_t caps,

@@ -431,19 +431,12 @@ static void bg_kafka_up__on_write(struct bufferevent *bev, void *arg)
  * certificate was refused (unknown CA, hostname mismatch, expired). */
 static void bg_kafka_up__error_text(const bg_kafka_up_t *u, char *out, size_t cap)
 {
-    SSL *ssl = bufferevent_openssl_get_ssl(u->bev);
-    unsigned long e = 0, next;
-    while ((next = bufferevent_get_openssl_error(u->bev)) != 0)
-        if (!e)
-            e = next; /* the first one is the cause; the rest follow from it */
-    if (!ssl || !e) {
-        snprintf(out, cap, "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-        return;
-    }
     char reason[300];
-    bg_util_tls_reason(ssl, e, reason, sizeof reason);
-    snprintf(out, cap, "TLS %s: %s",
-             u->state == BG_KAFKA_UP_CONNECTING ? "handshake failed" : "error", reason);
+    if (!bg_util_tls_bev_error(u->bev, reason, sizeof reason))
+        snprintf(out, cap, "%s", reason);
+    else
+        snprintf(out, cap, "TLS %s: %s",
+                 u->state == BG_KAFKA_UP_CONNECTING ? "handshake failed" : "error", reason);
 }
 
 static void bg_kafka_up__on_event(struct bufferevent *bev, short what, void *arg)
@@ -470,18 +463,8 @@ static void bg_kafka_up__on_event(struct bufferevent *bev, short what, void *arg
 static struct bufferevent *bg_kafka_up__bev(struct event_base *base, bg_kafka_global_t *g,
                                             const char *host)
 {
-    if (!g->upstream_tls)
-        return bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-    SSL *ssl = bg_util_tls_client_ssl(g->upstream_tls, host, g->cfg->kafka.upstream.tls.verify);
-    if (!ssl)
-        return NULL;
-    struct bufferevent *bev = bufferevent_openssl_socket_new(
-        base, -1, ssl, BUFFEREVENT_SSL_CONNECTING, BEV_OPT_CLOSE_ON_FREE);
-    if (!bev)
-        SSL_free(ssl);
-    else
-        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    return bev;
+    return bg_util_tls_upstream_bev(base, g->upstream_tls, host,
+                                    g->cfg->kafka.upstream.tls.verify);
 }
 
 bg_kafka_up_t *bg_kafka_up_connect(struct event_base *base, bg_kafka_global_t *g, int32_t node_id,
