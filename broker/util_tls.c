@@ -121,6 +121,22 @@ struct bufferevent *bg_util_tls_upstream_bev(struct event_base *base, SSL_CTX *c
     return bev;
 }
 
+struct bufferevent *bg_util_tls_client_bev(struct event_base *base, SSL_CTX *ctx, int fd)
+{
+    if (!ctx)
+        return bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
+    SSL *ssl = SSL_new(ctx);
+    if (!ssl)
+        return NULL;
+    struct bufferevent *bev = bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                             BEV_OPT_CLOSE_ON_FREE);
+    if (!bev)
+        SSL_free(ssl);
+    else
+        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
 int bg_util_tls_bev_error(struct bufferevent *bev, char *out, size_t cap)
 {
     SSL *ssl = bufferevent_openssl_get_ssl(bev);

@@ -51,6 +51,13 @@ struct event_base;
 struct bufferevent *bg_util_tls_upstream_bev(struct event_base *base, SSL_CTX *ctx,
                                              const char *host, int verify);
 
+/* A bufferevent for an accepted client socket fd: plain when ctx is NULL,
+ * else TLS in accepting mode (the handshake runs before the first read; a
+ * server context with a client CA requires the client's certificate). A
+ * client closing without close_notify is taken as a close. Takes fd on
+ * success only; NULL when out of memory. The worker's thread. */
+struct bufferevent *bg_util_tls_client_bev(struct event_base *base, SSL_CTX *ctx, int fd);
+
 /* Why bev failed, into out: OpenSSL's reason (bg_util_tls_reason) when it is
  * a TLS bufferevent with a queued OpenSSL error (returns 1), else the socket
  * error's text (returns 0). Drains the bufferevent's OpenSSL errors; the

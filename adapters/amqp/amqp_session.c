@@ -9,10 +9,8 @@
 #include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <netinet/in.h>
-#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -625,26 +623,6 @@ int bg_amqp_session_connect_upstream(bg_amqp_session_t *s)
 
 /* ---- accept ---- */
 
-/* The client's bufferevent: plain, or TLS when amqp.tls is set (the
- * handshake runs before the first read; with client_ca a client without a
- * certificate it signed fails it). Takes fd on success only. */
-static struct bufferevent *bg_amqp__client_bev(bg_amqp_worker_t *aw, int fd)
-{
-    struct event_base *base = aw->w->base;
-    if (!aw->g->client_tls)
-        return bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-    SSL *ssl = SSL_new(aw->g->client_tls);
-    if (!ssl)
-        return NULL;
-    struct bufferevent *bev = bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                             BEV_OPT_CLOSE_ON_FREE);
-    if (!bev)
-        SSL_free(ssl);
-    else /* clients often just close: not an error worth a TLS alert */
-        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    return bev;
-}
-
 static int bg_amqp__events(bg_amqp_session_t *s)
 {
     struct event_base *base = s->aw->w->base;
@@ -679,7 +657,7 @@ void bg_amqp_session_accept(bg_amqp_worker_t *aw, int fd, const struct sockaddr 
     s->snap = bg_snapshot_acquire();
     s->cli_stage = evbuffer_new();
     s->up_stage = evbuffer_new();
-    s->cli = bg_amqp__client_bev(aw, fd);
+    s->cli = bg_util_tls_client_bev(aw->w->base, aw->g->client_tls, fd);
     if (!s->cli)
         evutil_closesocket(fd);
     if (bg_amqp__events(s) != 0 || !s->snap || !s->cli || !s->cli_stage || !s->up_stage) {

@@ -9,9 +9,7 @@
  * dead and freed from its own event. */
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
-#include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +21,7 @@
 #include "adapters/kafka/kafka_session-internal.h"
 #include "broker/log.h"
 #include "broker/util_net.h"
+#include "broker/util_tls.h"
 
 #define BG_KAFKA_CLI_HIGH_WATER (16u << 20)
 #define BG_KAFKA_CLI_LOW_WATER (4u << 20)
@@ -768,23 +767,6 @@ static void bg_kafka__on_client_event(struct bufferevent *bev, short what, void 
         bg_kafka__kill(s);
 }
 
-static struct bufferevent *bg_kafka__client_bev(bg_kafka_worker_t *kw, int fd)
-{
-    struct event_base *base = kw->w->base;
-    if (!kw->g->client_tls)
-        return bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
-    SSL *ssl = SSL_new(kw->g->client_tls);
-    if (!ssl)
-        return NULL;
-    struct bufferevent *bev = bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                             BEV_OPT_CLOSE_ON_FREE);
-    if (!bev)
-        SSL_free(ssl);
-    else
-        bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-    return bev;
-}
-
 void bg_kafka_session_accept(bg_kafka_worker_t *kw, int fd, const struct sockaddr *peer,
                              int peerlen, int32_t node_id)
 {
@@ -807,7 +789,7 @@ void bg_kafka_session_accept(bg_kafka_worker_t *kw, int fd, const struct sockadd
     s->snap = bg_snapshot_acquire();
     s->free_ev = event_new(kw->w->base, -1, 0, bg_kafka__on_free, s);
     s->held = evbuffer_new();
-    s->cli = bg_kafka__client_bev(kw, fd);
+    s->cli = bg_util_tls_client_bev(kw->w->base, kw->g->client_tls, fd);
     if (!s->cli)
         evutil_closesocket(fd);
     if (!s->snap || !s->free_ev || !s->held || !s->cli) {
