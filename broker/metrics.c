@@ -101,6 +101,10 @@ char *bg_metrics_render(const bg_process_metrics_t *pm, bg_worker_metrics_t *con
                           "Bytes received from clients.", BG_METRICS__OFF(bytes_in));
     bg_metrics__per_proto(&b, &len, &cap, w, n, "busgate_bytes_out_total", "counter",
                           "Bytes sent to clients.", BG_METRICS__OFF(bytes_out));
+    bg_metrics__per_proto(&b, &len, &cap, w, n, "busgate_bytes_spliced_total", "counter",
+                          "Bytes sent to clients socket to socket in the kernel (splice), "
+                          "part of busgate_bytes_out_total.",
+                          BG_METRICS__OFF(bytes_spliced));
     bg_metrics_appendf(&b, &len, &cap,
                        "# HELP busgate_decisions_total Policy decisions by applied effect.\n"
                        "# TYPE busgate_decisions_total counter\n");

@@ -26,6 +26,7 @@ typedef struct bg_worker_metrics_s {
     _Atomic uint64_t protocol_errors[BG_PROTO__COUNT];
     _Atomic uint64_t bytes_in[BG_PROTO__COUNT];
     _Atomic uint64_t bytes_out[BG_PROTO__COUNT];
+    _Atomic uint64_t bytes_spliced[BG_PROTO__COUNT]; /* of bytes_out: moved in the kernel */
 } bg_worker_metrics_t;
 
 static inline void bg_metric_add(_Atomic uint64_t *c, uint64_t n)

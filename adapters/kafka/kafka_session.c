@@ -668,6 +668,28 @@ static int bg_kafka__on_upstream_frame_begin(void *arg, struct evbuffer *in, siz
     return 1;
 }
 
+/* The streamed response is complete: audited, and the queue moves on. */
+static int bg_kafka__stream_done(bg_kafka_session_t *s, bg_kafka_pending_t *pe, int head)
+{
+    s->streaming = NULL;
+    int64_t latency = bg_kafka_now_us() - pe->start_us;
+    bg_kafka_audit_decisions(s, pe, &latency);
+    if (head)
+        bg_kafka__pop(s, pe);
+    else
+        pe->state = BG_KAFKA_PE_READY;
+    bg_kafka_session_flush(s);
+    bg_kafka__update_reading(s);
+    bg_kafka__resume_input(s);
+    return s->dead ? -1 : 0;
+}
+
+static void bg_kafka__count_out(bg_kafka_session_t *s, uint64_t n)
+{
+    s->bytes_out += n;
+    bg_metric_add(&s->kw->w->metrics.bytes_out[BG_PROTO_KAFKA], n);
+}
+
 static int bg_kafka__on_upstream_stream(void *arg, struct evbuffer *in, size_t n, int last)
 {
     bg_kafka_session_t *s = arg;
@@ -681,25 +703,42 @@ static int bg_kafka__on_upstream_stream(void *arg, struct evbuffer *in, size_t n
         bg_kafka_session_close(s, 0, "cannot queue a response (out of memory)");
         return -1;
     }
-    if (head) {
-        s->bytes_out += n;
-        bg_metric_add(&s->kw->w->metrics.bytes_out[BG_PROTO_KAFKA], n);
-    }
+    if (head)
+        bg_kafka__count_out(s, n);
     if (!last) {
         bg_kafka__update_reading(s);
         return s->dead ? -1 : 0;
     }
-    s->streaming = NULL;
-    int64_t latency = bg_kafka_now_us() - pe->start_us;
-    bg_kafka_audit_decisions(s, pe, &latency);
-    if (head)
-        bg_kafka__pop(s, pe);
-    else
-        pe->state = BG_KAFKA_PE_READY;
-    bg_kafka_session_flush(s);
-    bg_kafka__update_reading(s);
-    bg_kafka__resume_input(s);
-    return s->dead ? -1 : 0;
+    return bg_kafka__stream_done(s, pe, head);
+}
+
+/* The rest of a streamed response may be spliced to the client's socket when
+ * it is the response the client waits for next, the client connection is
+ * plain TCP and nothing is queued ahead of it. */
+static int bg_kafka__on_upstream_splice_to(void *arg)
+{
+    bg_kafka_session_t *s = arg;
+    if (s->dead || !s->streaming || s->streaming != TAILQ_FIRST(&s->q) || s->kw->g->client_tls ||
+        evbuffer_get_length(bufferevent_get_output(s->cli)) != 0)
+        return -1;
+    return (int)bufferevent_getfd(s->cli);
+}
+
+static int bg_kafka__on_upstream_spliced(void *arg, uint64_t n, int err)
+{
+    bg_kafka_session_t *s = arg;
+    bg_kafka_pending_t *pe = s->streaming;
+    if (!pe || s->dead)
+        return -1;
+    bg_kafka__count_out(s, n);
+    bg_metric_add(&s->kw->w->metrics.bytes_spliced[BG_PROTO_KAFKA], n);
+    if (err) {
+        char msg[200];
+        snprintf(msg, sizeof msg, "cannot send a response to the client: %s", strerror(err));
+        bg_kafka_session_close(s, 0, msg);
+        return -1;
+    }
+    return bg_kafka__stream_done(s, pe, 1);
 }
 
 static void bg_kafka__on_upstream_ready(void *arg)
@@ -734,6 +773,8 @@ static const bg_kafka_up_cbs_t bg_kafka__up_cbs = {
     .ready = bg_kafka__on_upstream_ready,
     .frame_begin = bg_kafka__on_upstream_frame_begin,
     .stream = bg_kafka__on_upstream_stream,
+    .splice_to = bg_kafka__on_upstream_splice_to,
+    .spliced = bg_kafka__on_upstream_spliced,
     .frame = bg_kafka__on_upstream_frame,
     .failed = bg_kafka__on_upstream_failed,
     .drained = bg_kafka__on_upstream_drained,

@@ -4,6 +4,7 @@
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <errno.h>
 #include <openssl/crypto.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
@@ -17,6 +18,7 @@
 #include "adapters/kafka/kafka_scram.h"
 #include "broker/log.h"
 #include "broker/util_net.h"
+#include "broker/util_splice.h"
 #include "broker/util_tls.h"
 #include "broker/version.h"
 
@@ -28,6 +30,12 @@
  * would take 4 KiB): big enough that a fetch response crosses in a few
  * reads, small enough to keep other connections of the worker served. */
 #define BG_KAFKA_UP_READ_BURST (256u * 1024)
+/* A streamed frame with at least this much still to come goes from the
+ * broker's socket to the client's in the kernel (splice) when both are plain
+ * TCP: a fetch response's record batches are then never copied through
+ * busgate's memory. Below it the buffered relay costs less than the pipe
+ * round. */
+#define BG_KAFKA_UP_SPLICE_MIN (64u * 1024)
 
 typedef enum {
     BG_KAFKA_UP_CONNECTING = 0,
@@ -54,6 +62,8 @@ struct bg_kafka_up_s {
     int auth_round;
     uint32_t max_frame;
     uint64_t stream_left;  /* bytes of the frame being streamed still to come */
+    bg_util_splice_t *splice; /* made by the first spliced frame */
+    int splicing;             /* the rest of the streamed frame is being spliced */
     int whole;             /* the frame at the head is wanted whole */
     bg_kafka_arena_t arena;
     char where[300]; /* "host:port (node N)" for logs */
@@ -69,6 +79,8 @@ int bg_kafka_up_send(bg_kafka_up_t *u, struct evbuffer *src, size_t n)
 
 void bg_kafka_up_set_reading(bg_kafka_up_t *u, int on)
 {
+    if (u->splicing) /* the splice reads the socket (and waits for the client) itself */
+        return;
     if (on)
         bufferevent_enable(u->bev, EV_READ);
     else
@@ -321,6 +333,48 @@ static int bg_kafka_up__on_handshake_frame(bg_kafka_up_t *u, const uint8_t *p, s
     }
 }
 
+static void bg_kafka_up__spliced(void *arg, bg_util_splice_result_t rc, int err, uint64_t moved)
+{
+    bg_kafka_up_t *u = arg;
+    u->splicing = 0;
+    if (rc == BG_UTIL_SPLICE_DONE) {
+        u->stream_left = 0;
+        bufferevent_enable(u->bev, EV_READ); /* the next response; the session may pause it */
+        (void)u->cbs.spliced(u->arg, moved, 0);
+        return;
+    }
+    if (rc == BG_UTIL_SPLICE_DST_ERROR) {
+        (void)u->cbs.spliced(u->arg, moved, err ? err : EPIPE);
+        return;
+    }
+    char why[300];
+    if (rc == BG_UTIL_SPLICE_SRC_EOF)
+        snprintf(why, sizeof why, "closed by the broker");
+    else
+        snprintf(why, sizeof why, "read failed: %s", strerror(err));
+    bg_kafka_up__fail(u, why);
+}
+
+/* The rest of the streamed frame (the input is empty) goes to the session's
+ * socket in the kernel, if the session offers one. 1 when the splice runs. */
+static int bg_kafka_up__try_splice(bg_kafka_up_t *u)
+{
+    if (u->g->upstream_tls || !u->cbs.splice_to || u->stream_left < BG_KAFKA_UP_SPLICE_MIN ||
+        evbuffer_get_length(bufferevent_get_input(u->bev)) != 0)
+        return 0;
+    int fd = u->cbs.splice_to(u->arg);
+    if (fd < 0)
+        return 0;
+    if (!u->splice && !(u->splice = bg_util_splice_new(bufferevent_get_base(u->bev))))
+        return 0;
+    if (bg_util_splice_start(u->splice, bufferevent_getfd(u->bev), fd, u->stream_left,
+                             bg_kafka_up__spliced, u) != 0)
+        return 0; /* no pipe (descriptor limit): the buffered relay goes on */
+    bufferevent_disable(u->bev, EV_READ);
+    u->splicing = 1;
+    return 1;
+}
+
 /* Cut-through: passes what has arrived of a streamed frame. 1 when the
  * frame is complete (or nothing is left to pass), 0 to wait for more, -1 when
  * the session went away. */
@@ -334,6 +388,8 @@ static int bg_kafka_up__stream(bg_kafka_up_t *u, struct evbuffer *in)
     u->stream_left -= n;
     if (u->cbs.stream(u->arg, in, n, last) != 0)
         return -1;
+    if (!last && bg_kafka_up__try_splice(u))
+        return 0; /* the splice finishes the frame and calls `spliced` */
     return last;
 }
 
@@ -509,6 +565,7 @@ void bg_kafka_up_free(bg_kafka_up_t *u)
 {
     if (!u)
         return;
+    bg_util_splice_free(u->splice); /* before the socket it reads */
     if (u->bev)
         bufferevent_free(u->bev);
     bg_kafka_scram_free(u->scram);

@@ -31,6 +31,18 @@ typedef struct bg_kafka_up_cbs_s {
      * ends with them); the callee removes them. Returns -1 when it closed
      * the session. */
     int (*stream)(void *arg, struct evbuffer *in, size_t n, int last);
+    /* Optional, with `spliced`: after `stream` took all that was buffered of
+     * a streamed frame with much still to come, the rest may move in the
+     * kernel from the broker's socket straight to a socket of the callee's
+     * (plain TCP upstream only). Returns that socket, which must be plain TCP
+     * with nothing queued for it and must not be written until `spliced`,
+     * or -1 to keep streaming through `stream`. */
+    int (*splice_to)(void *arg);
+    /* The rest of the streamed frame, n bytes, reached the splice_to socket
+     * (err 0: the frame is complete), or writing it failed after n bytes
+     * with errno err (the callee closes the session). Returns -1 when the
+     * callee closed the session. */
+    int (*spliced)(void *arg, uint64_t n, int err);
     /* A whole response frame of frame_len bytes (size prefix included) is at
      * the head of in; the callee removes it. Returns -1 when it closed the
      * session (then the upstream is gone too). */

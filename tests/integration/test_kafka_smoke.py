@@ -1,10 +1,15 @@
 """Produce and consume through busgate in front of the real broker, with a
 token from the test OIDC provider; a denied topic gives the client
 TOPIC_AUTHORIZATION_FAILED."""
+import hashlib
+import os
+import time
+
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
-from kafka_env import busgate_config, client_conf, oidc_token, unique, wait_audit
+from kafka_env import (busgate_config, client_conf, create_topics, oidc_token, scrape, unique,
+                       wait_audit)
 
 RULES = """    - name: orders-write
       subjects: [group:orders]
@@ -54,3 +59,51 @@ def test_produce_consume_and_denial(start_busgate, tmp_path):
     # Audit events are written by the audit thread, shortly after the decision.
     assert wait_audit(ports["audit"],
                       lambda e: e["kind"] == "decision" and e["decision"]["effect"] == "deny")
+
+
+def test_large_fetch_responses_arrive_whole(start_busgate, tmp_path):
+    """Fetch responses of about a megabyte (many 4 KiB records) reach a
+    consumer group intact and in order while the consumer's commits and
+    heartbeats share the connection; with both legs plain TCP most of those
+    bytes move socket to socket in the kernel (busgate_bytes_spliced_total)."""
+    text, ports = busgate_config(tmp_path, RULES)
+    start_busgate(text, wait_for_port=ports["listen"])
+    boot = f"127.0.0.1:{ports['listen']}"
+    token = oidc_token("svc-orders")
+    topic = unique("it-orders-big")
+    create_topics([topic], partitions=2)
+    count, size = 3000, 4096
+    sent = {}
+    p = Producer(client_conf(boot, token, **{"linger.ms": 20}))
+    for i in range(count):
+        value = i.to_bytes(4, "big") + os.urandom(size - 4)
+        sent[i] = hashlib.sha256(value).digest()
+        p.produce(topic, key=str(i).encode(), value=value)
+        if i % 500 == 0:
+            p.poll(0)
+    assert p.flush(60) == 0
+
+    c = Consumer(client_conf(boot, token, **{"group.id": unique("it-g-big"),
+                                              "auto.offset.reset": "earliest",
+                                              "enable.auto.commit": True,
+                                              "auto.commit.interval.ms": 100,
+                                              "session.timeout.ms": 6000}))
+    c.subscribe([topic])
+    got, last_offset = {}, {}
+    deadline = time.monotonic() + 90
+    while len(got) < count and time.monotonic() < deadline:
+        m = c.poll(1.0)
+        if m is None or m.error():
+            continue
+        assert m.offset() > last_offset.get(m.partition(), -1)  # in order per partition
+        last_offset[m.partition()] = m.offset()
+        i = int.from_bytes(m.value()[:4], "big")
+        got[i] = hashlib.sha256(m.value()).digest()
+    c.close()
+    assert len(got) == count
+    assert got == sent
+
+    spliced = scrape(ports["admin"], "busgate_bytes_spliced_total", {"protocol": "kafka"})
+    out = scrape(ports["admin"], "busgate_bytes_out_total", {"protocol": "kafka"})
+    assert spliced > (count * size) // 2, (spliced, out)
+    assert out > spliced  # response headers and the other responses are copied
