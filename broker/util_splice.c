@@ -9,7 +9,10 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#define BG_UTIL_SPLICE__PIPE_WANT (1u << 20) /* pipe size asked for (best effort) */
+#define BG_UTIL_SPLICE__PIPE_WANT (256u << 10) /* pipe size asked for (best effort) */
+/* A smaller pipe (the per-user pipe page limit reached: new pipes get two
+ * pages) would cost more system calls than the copying relay it replaces. */
+#define BG_UTIL_SPLICE__PIPE_MIN (64u << 10)
 #define BG_UTIL_SPLICE__ROUND_MAX (4u << 20) /* bytes per callback before yielding */
 
 struct bg_util_splice_s {
@@ -44,9 +47,14 @@ static int bg_util_splice__open_pipe(bg_util_splice_t *sp)
         return -1;
     sp->pipe_r = fds[0];
     sp->pipe_w = fds[1];
-    (void)fcntl(sp->pipe_w, F_SETPIPE_SZ, (int)BG_UTIL_SPLICE__PIPE_WANT); /* may be capped */
+    (void)fcntl(sp->pipe_w, F_SETPIPE_SZ, (int)BG_UTIL_SPLICE__PIPE_WANT); /* may be refused */
     int cap = fcntl(sp->pipe_w, F_GETPIPE_SZ);
-    sp->pipe_cap = cap > 0 ? (size_t)cap : 65536;
+    if (cap < (int)BG_UTIL_SPLICE__PIPE_MIN) {
+        bg_util_splice__close_pipe(sp);
+        errno = ENOBUFS;
+        return -1;
+    }
+    sp->pipe_cap = (size_t)cap;
     return 0;
 }
 
@@ -66,8 +74,10 @@ static void bg_util_splice__finish(bg_util_splice_t *sp, bg_util_splice_result_t
 {
     bg_util_splice__stop_events(sp);
     sp->busy = 0;
-    if (sp->in_pipe) /* bytes of a failed relay must not lead the next one */
-        bg_util_splice__close_pipe(sp);
+    /* The pipe goes too (bytes of a failed relay must not lead the next
+     * one): idle connections keep no descriptors or pipe pages, and a new
+     * pipe per relay of 64 KiB or more costs a few system calls. */
+    bg_util_splice__close_pipe(sp);
     sp->in_pipe = 0;
     sp->done(sp->arg, rc, err, sp->moved); /* may free sp: nothing after this */
 }
@@ -85,7 +95,8 @@ static void bg_util_splice__pump(bg_util_splice_t *sp)
             if (w < 0 && errno == EINTR)
                 continue;
             if (w < 0 && errno == EAGAIN) {
-                event_add(sp->wr, NULL);
+                if (event_add(sp->wr, NULL) != 0)
+                    bg_util_splice__finish(sp, BG_UTIL_SPLICE_DST_ERROR, ENOMEM);
                 return;
             }
             if (w <= 0) {
@@ -107,9 +118,12 @@ static void bg_util_splice__pump(bg_util_splice_t *sp)
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0 && errno == EAGAIN) {
-            event_add(sp->rd, NULL);
+            if (event_add(sp->rd, NULL) != 0)
+                bg_util_splice__finish(sp, BG_UTIL_SPLICE_SRC_ERROR, ENOMEM);
             return;
         }
+        /* 0 is end of stream (or urgent data waiting, which TCP protocols
+         * like Kafka's and AMQP's never send). */
         if (r == 0) {
             bg_util_splice__finish(sp, BG_UTIL_SPLICE_SRC_EOF, 0);
             return;
@@ -164,6 +178,7 @@ int bg_util_splice_start(bg_util_splice_t *sp, int src, int dst, uint64_t n,
     sp->wr = event_new(sp->base, dst, EV_WRITE, bg_util_splice__on_event, sp);
     if (!sp->rd || !sp->wr) {
         bg_util_splice__stop_events(sp);
+        bg_util_splice__close_pipe(sp);
         errno = ENOMEM;
         return -1;
     }
@@ -174,9 +189,14 @@ int bg_util_splice_start(bg_util_splice_t *sp, int src, int dst, uint64_t n,
     sp->moved = 0;
     sp->done = done;
     sp->arg = arg;
-    sp->busy = 1;
     /* The caller has just drained the source: wait until it has more. */
-    event_add(sp->rd, NULL);
+    if (event_add(sp->rd, NULL) != 0) {
+        bg_util_splice__stop_events(sp);
+        bg_util_splice__close_pipe(sp);
+        errno = ENOMEM;
+        return -1;
+    }
+    sp->busy = 1;
     return 0;
 }
 

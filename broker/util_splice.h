@@ -35,15 +35,17 @@ typedef enum {
 typedef void (*bg_util_splice_done_fn)(void *arg, bg_util_splice_result_t rc, int err,
                                        uint64_t moved);
 
-/* A relay object on base; its pipe is made by the first start. NULL when
- * out of memory. */
+/* A relay object on base. Each relay makes its own pipe (256 KiB asked for)
+ * and closes it at the end. NULL when out of memory. */
 bg_util_splice_t *bg_util_splice_new(struct event_base *base);
 /* Stops a running relay without calling done, closes the pipe. NULL is a no-op. */
 void bg_util_splice_free(bg_util_splice_t *sp);
 
 /* Starts moving n (> 0) bytes from the socket src to the socket dst (both
  * non-blocking). Returns 0, or -1 (errno set) when a relay is already
- * running or the pipe cannot be made; nothing was read then. */
+ * running, the pipe cannot be made or is smaller than 64 KiB (the per-user
+ * pipe page limit reached), or the events cannot be added; nothing was read
+ * then and the caller relays the bytes itself. */
 int bg_util_splice_start(bg_util_splice_t *sp, int src, int dst, uint64_t n,
                          bg_util_splice_done_fn done, void *arg);
 

@@ -732,6 +732,8 @@ static int bg_kafka__on_upstream_spliced(void *arg, uint64_t n, int err)
         return -1;
     bg_kafka__count_out(s, n);
     bg_metric_add(&s->kw->w->metrics.bytes_spliced[BG_PROTO_KAFKA], n);
+    if (err < 0)
+        return 0; /* the upstream reports its failure next */
     if (err) {
         char msg[200];
         snprintf(msg, sizeof msg, "cannot send a response to the client: %s", strerror(err));

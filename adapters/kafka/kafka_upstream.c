@@ -339,7 +339,7 @@ static void bg_kafka_up__spliced(void *arg, bg_util_splice_result_t rc, int err,
     u->splicing = 0;
     if (rc == BG_UTIL_SPLICE_DONE) {
         u->stream_left = 0;
-        bufferevent_enable(u->bev, EV_READ); /* the next response; the session may pause it */
+        /* The session ends the frame and sets reading for the next one. */
         (void)u->cbs.spliced(u->arg, moved, 0);
         return;
     }
@@ -347,6 +347,8 @@ static void bg_kafka_up__spliced(void *arg, bg_util_splice_result_t rc, int err,
         (void)u->cbs.spliced(u->arg, moved, err ? err : EPIPE);
         return;
     }
+    if (u->cbs.spliced(u->arg, moved, -1) != 0) /* counts what reached the client */
+        return;
     char why[300];
     if (rc == BG_UTIL_SPLICE_SRC_EOF)
         snprintf(why, sizeof why, "closed by the broker");

@@ -38,10 +38,11 @@ typedef struct bg_kafka_up_cbs_s {
      * with nothing queued for it and must not be written until `spliced`,
      * or -1 to keep streaming through `stream`. */
     int (*splice_to)(void *arg);
-    /* The rest of the streamed frame, n bytes, reached the splice_to socket
-     * (err 0: the frame is complete), or writing it failed after n bytes
-     * with errno err (the callee closes the session). Returns -1 when the
-     * callee closed the session. */
+    /* n bytes of the rest of the streamed frame reached the splice_to
+     * socket. err 0: the frame is complete; err > 0: writing to that socket
+     * failed with errno err (the callee closes the session); err -1: the
+     * broker's connection failed (`failed` follows unless this returns -1).
+     * Returns -1 when the callee closed the session. */
     int (*spliced)(void *arg, uint64_t n, int err);
     /* A whole response frame of frame_len bytes (size prefix included) is at
      * the head of in; the callee removes it. Returns -1 when it closed the

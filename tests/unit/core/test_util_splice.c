@@ -142,6 +142,16 @@ static void bg_t_rig_free(bg_t_rig_t *r)
     event_base_free(r->base);
 }
 
+/* Open descriptors of this process. */
+static int bg_t_fds(void)
+{
+    int n = 0;
+    for (int fd = 0; fd < 1024; fd++)
+        if (fcntl(fd, F_GETFD) != -1)
+            n++;
+    return n;
+}
+
 static void test_moves_exactly_n(void **state)
 {
     (void)state;
@@ -150,9 +160,12 @@ static void test_moves_exactly_n(void **state)
     bg_t_rig_init(&r, n + extra, 0);
     bg_util_splice_t *sp = bg_util_splice_new(r.base);
     assert_non_null(sp);
+    int fds_before = bg_t_fds();
     assert_int_equal(bg_util_splice_start(sp, r.in[1], r.out[0], n, bg_t_done, &r), 0);
     assert_int_equal(bg_util_splice_busy(sp), 1);
+    assert_int_equal(bg_t_fds(), fds_before + 2); /* the relay's pipe */
     bg_t_run(&r, n);
+    assert_int_equal(bg_t_fds(), fds_before); /* closed with the relay */
     assert_int_equal(r.done_calls, 1);
     assert_int_equal(r.rc, BG_UTIL_SPLICE_DONE);
     assert_int_equal(r.moved, n);
