@@ -43,8 +43,12 @@
 #define BG_AUDIT_TICK_MS 50
 /* After a batch the audit thread naps this long before it asks emitters to
  * wake it again: under load events then arrive in batches instead of one
- * futex wake-up each (the data path pays for every wake-up). */
-#define BG_AUDIT_LINGER_US 1000
+ * futex wake-up each (the data path pays for every wake-up, and on a
+ * virtual machine a wake-up costs tens of microseconds). An emitter that
+ * fills the queue to half its size wakes it at once. Kafka latency probe at
+ * ~3,000 requests/s: busgate CPU with auditing vs without +34 % at 1 ms,
+ * +11 % at 10 ms. */
+#define BG_AUDIT_LINGER_US 10000
 
 typedef struct bg_audit_qe_s {
     struct bg_audit_qe_s *next;
@@ -171,7 +175,8 @@ int bg_audit_emit(bg_audit_t *a, const bg_audit_event_t *ev)
     else
         a->head = qe;
     a->tail = qe;
-    if (atomic_fetch_add(&a->qlen, 1) == 0 && a->idle)
+    uint32_t was = atomic_fetch_add(&a->qlen, 1);
+    if ((was == 0 && a->idle) || was + 1 == a->qcap / 2)
         pthread_cond_signal(&a->wake);
     atomic_fetch_add(&a->emitted, 1);
     pthread_mutex_unlock(&a->mu);
