@@ -191,6 +191,34 @@ static void test_audit_topic_reserved(void **st)
     h = ka_hdr(BG_KAFKA_API_CREATE_TOPICS, 7);
     assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ct, &f->a, &v), 0);
     assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    /* Altering it in any way is refused too, though audit-all allows every
+     * verb: configs (retention), partitions, records. */
+    bg_kafka_struct_t *iac = ka_new(f, BG_KAFKA_API_INCREMENTAL_ALTER_CONFIGS, 0);
+    bg_kafka_struct_t **res =
+        ka_topics(f, iac, K(INCREMENTAL_ALTER_CONFIGS_REQ_RESOURCES),
+                  K(INCREMENTAL_ALTER_CONFIGS_REQ_RESOURCES_RESOURCE_NAME), names, 1, -1, -1, 0);
+    res[0]->f[K(INCREMENTAL_ALTER_CONFIGS_REQ_RESOURCES_RESOURCE_TYPE)].i = 2; /* topic */
+    bg_kafka_struct_t *cp = ka_new(f, BG_KAFKA_API_CREATE_PARTITIONS, 0);
+    ka_topics(f, cp, K(CREATE_PARTITIONS_REQ_TOPICS), K(CREATE_PARTITIONS_REQ_TOPICS_NAME), names,
+              1, -1, -1, 0);
+    bg_kafka_struct_t *dr = ka_new(f, BG_KAFKA_API_DELETE_RECORDS, 0);
+    ka_topics(f, dr, K(DELETE_RECORDS_REQ_TOPICS), K(DELETE_RECORDS_REQ_TOPICS_NAME), names, 1,
+              K(DELETE_RECORDS_REQ_TOPICS_PARTITIONS),
+              K(DELETE_RECORDS_REQ_TOPICS_PARTITIONS_PARTITION_INDEX), 1);
+    const struct {
+        int16_t api, ver;
+        bg_kafka_struct_t *req;
+    } alters[] = {{BG_KAFKA_API_INCREMENTAL_ALTER_CONFIGS, 1, iac},
+                  {BG_KAFKA_API_CREATE_PARTITIONS, 3, cp},
+                  {BG_KAFKA_API_DELETE_RECORDS, 2, dr}};
+    for (size_t i = 0; i < sizeof alters / sizeof alters[0]; i++) {
+        h = ka_hdr(alters[i].api, alters[i].ver);
+        assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, alters[i].req, &f->a, &v), 0);
+        assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+        assert_int_equal(v.ndecisions, 1);
+        assert_int_equal(v.decisions[0].decision.effect, BG_EFFECT_DENY);
+        assert_string_equal(v.decisions[0].reason, "reserved audit topic");
+    }
     /* Reading it follows the policy (allowed by audit-all). */
     bg_kafka_struct_t *lo = ka_new(f, BG_KAFKA_API_LIST_OFFSETS, 0);
     ka_topics(f, lo, K(LIST_OFFSETS_REQ_TOPICS), K(LIST_OFFSETS_REQ_TOPICS_NAME), names, 1,
