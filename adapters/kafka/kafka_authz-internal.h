@@ -102,6 +102,10 @@ bg_kafka__merge_t *bg_kafka__merge(bg_kafka__az_t *az);
 int bg_kafka__add_append(bg_kafka__az_t *az, int arr, int key_idx, bg_slice_t key, int sub_arr,
                          bg_kafka_struct_t **ents, int32_t n);
 int bg_kafka__add_filter(bg_kafka__az_t *az, const bg_kafka__filter_t *f);
+/* A request for every entry (all topics, all groups): records an allow on
+ * "*" (reason "listing: ...") and adds the filter that hides what the
+ * principal may not describe. */
+int bg_kafka__add_listing(bg_kafka__az_t *az, const bg_kafka__filter_t *f);
 int bg_kafka__add_insert(bg_kafka__az_t *az, int arr, const int32_t *pos,
                          bg_kafka_struct_t **ents, int32_t n);
 /* A fresh response body of the request's api at its version (defaults). */

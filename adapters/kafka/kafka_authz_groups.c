@@ -175,8 +175,8 @@ int bg_kafka__c_describe_transactions(bg_kafka__az_t *az)
  * caller may describe, all of them with describe on the cluster. Forwarded
  * either way (nothing to refuse); without cluster describe the response is
  * filtered by describe on each group. As with Metadata for all topics, the
- * hidden groups are not audited one by one: only the cluster decision, when
- * it allows, is recorded. */
+ * hidden groups are not audited one by one: the cluster decision when it
+ * allows, else the listing (an allow on group "*") is recorded. */
 int bg_kafka__c_list_groups(bg_kafka__az_t *az)
 {
     az->v->action = BG_KAFKA_ACT_FORWARD;
@@ -187,7 +187,7 @@ int bg_kafka__c_list_groups(bg_kafka__az_t *az)
     bg_kafka__filter_t f = {K(LIST_GROUPS_RESP_GROUPS), K(LIST_GROUPS_RESP_GROUPS_GROUP_ID), -1, -1,
                             -1, -1, bg_kafka_null_slice(), BG_RES_KAFKA_GROUP, BG_VERB_DESCRIBE,
                             NULL};
-    return bg_kafka__add_filter(az, &f);
+    return bg_kafka__add_listing(az, &f);
 }
 
 int bg_kafka__c_group_read(bg_kafka__az_t *az)
@@ -326,7 +326,7 @@ static int bg_kafka__offset_fetch_single(bg_kafka__az_t *az)
                                 -1, -1, -1, bg_kafka_null_slice(), BG_RES_KAFKA_TOPIC,
                                 BG_VERB_DESCRIBE, NULL};
         az->v->action = BG_KAFKA_ACT_FORWARD;
-        return bg_kafka__add_filter(az, &f);
+        return bg_kafka__add_listing(az, &f);
     }
     return bg_kafka__tp_apply(az, &bg_kafka__sh_offset_fetch, BG_VERB_DESCRIBE, 0);
 }
@@ -355,7 +355,7 @@ static bg_kafka_struct_t *bg_kafka__offset_fetch_group(bg_kafka__az_t *az, bg_ka
                                 -1, -1, K(OFFSET_FETCH_RESP_GROUPS_GROUP_ID),
                                 K(OFFSET_FETCH_RESP_GROUPS_TOPICS), gid, BG_RES_KAFKA_TOPIC,
                                 BG_VERB_DESCRIBE, NULL};
-        return bg_kafka__add_filter(az, &f) < 0 ? NULL : g;
+        return bg_kafka__add_listing(az, &f) < 0 ? NULL : g;
     }
     bg_kafka__split_t sp;
     if (bg_kafka__tp_split(az, sh, rtd, g, BG_VERB_DESCRIBE, 0, &sp) < 0)

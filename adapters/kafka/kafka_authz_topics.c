@@ -481,7 +481,7 @@ int bg_kafka__c_metadata(bg_kafka__az_t *az)
                             NULL};
     if (n < 0 || (n == 0 && az->ver == 0)) {
         az->v->action = BG_KAFKA_ACT_FORWARD;
-        return bg_kafka__add_filter(az, &f);
+        return bg_kafka__add_listing(az, &f);
     }
     /* Lookups by topic id (a null name) exist from v12 (Kafka answers older
      * ones INVALID_REQUEST); below v12 a denied entry could not even carry
@@ -535,7 +535,7 @@ int bg_kafka__c_describe_topic_partitions(bg_kafka__az_t *az)
                             bg_kafka_null_slice(), BG_RES_KAFKA_TOPIC, BG_VERB_DESCRIBE, NULL};
     if (bg_kafka__n(az->req, K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS)) == 0) {
         az->v->action = BG_KAFKA_ACT_FORWARD;
-        return bg_kafka__add_filter(az, &f);
+        return bg_kafka__add_listing(az, &f);
     }
     if (bg_kafka__tp_apply(az, &bg_kafka__sh_dtp, BG_VERB_DESCRIBE, 0) < 0 || az->oom)
         return az->oom ? 0 : -1;

@@ -76,7 +76,12 @@ def test_list_groups_shows_only_describable_groups(start_busgate, tmp_path):
     assert wait_until(lambda: {ok, hidden} <= _listed(admin))
 
     # Hidden groups are not audited one by one (as topics hidden from
-    # Metadata); the cluster-wide listing is audited as an allow.
+    # Metadata): the filtered listing is audited as an allow on group "*",
+    # the cluster-wide listing as the cluster decision.
+    assert wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                      and e["api"]["name"] == "ListGroups" and e["decision"]["effect"] == "allow"
+                      and e["resources"][0] == {"type": "kafka:group", "name": "*"}
+                      and "listing" in e.get("detail", ""))
     assert wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
                       and e["api"]["name"] == "ListGroups" and e["decision"]["effect"] == "allow"
                       and e["resources"][0]["type"] == "kafka:cluster")

@@ -63,6 +63,15 @@ static void test_metadata_all_topics(void **st)
                          0);
         assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
         assert_int_equal(v.needs_response, 1);
+        /* The listing itself is recorded (an allow on "*"), not the hidden topics. */
+        assert_int_equal(v.ndecisions, 1);
+        assert_int_equal(v.decisions[0].decision.effect, BG_EFFECT_ALLOW);
+        assert_int_equal(v.decisions[0].verb, BG_VERB_DESCRIBE);
+        assert_int_equal(v.decisions[0].nresources, 1);
+        assert_int_equal(v.decisions[0].resources[0].type, BG_RES_KAFKA_TOPIC);
+        assert_memory_equal(v.decisions[0].resources[0].name, "*", 1);
+        assert_int_equal(v.decisions[0].resources[0].name_len, 1);
+        assert_non_null(strstr(v.decisions[0].reason, "listing"));
         bg_kafka_struct_t *out;
         int32_t nodes[4];
         size_t nn = 4;
@@ -339,7 +348,12 @@ static void test_list_groups_filtered(void **st)
         assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
         assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
         assert_int_equal(v.needs_response, 1);
-        assert_int_equal(v.ndecisions, 0); /* hidden groups are not audited, as Metadata */
+        /* The listing is recorded (an allow on group "*"), not the hidden groups. */
+        assert_int_equal(v.ndecisions, 1);
+        assert_int_equal(v.decisions[0].decision.effect, BG_EFFECT_ALLOW);
+        assert_int_equal(v.decisions[0].resources[0].type, BG_RES_KAFKA_GROUP);
+        assert_int_equal(v.decisions[0].resources[0].name_len, 1);
+        assert_non_null(strstr(v.decisions[0].reason, "listing"));
         bg_kafka_struct_t *out;
         size_t nn = 0;
         assert_int_equal(bg_kafka_authz_response(
