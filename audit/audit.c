@@ -176,7 +176,7 @@ int bg_audit_emit(bg_audit_t *a, const bg_audit_event_t *ev)
         a->head = qe;
     a->tail = qe;
     uint32_t was = atomic_fetch_add(&a->qlen, 1);
-    if ((was == 0 && a->idle) || was + 1 == a->qcap / 2)
+    if ((was == 0 && a->idle) || was + 1 == (a->qcap + 1) / 2)
         pthread_cond_signal(&a->wake);
     atomic_fetch_add(&a->emitted, 1);
     pthread_mutex_unlock(&a->mu);
@@ -538,10 +538,10 @@ static void bg_audit__wait_us(bg_audit_t *a, long us)
 
 static void bg_audit__wait(bg_audit_t *a)
 {
-    if (!a->lingered) { /* nap first: emitters do not signal while we are not idle */
+    if (!a->lingered) { /* nap first: emitters signal only a half-full queue meanwhile */
         a->lingered = 1;
         bg_audit__wait_us(a, BG_AUDIT_LINGER_US);
-        if (a->head)
+        if (a->head || a->stop || a->flush_req != a->flush_done)
             return;
     }
     a->idle = 1;

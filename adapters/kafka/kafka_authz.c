@@ -251,17 +251,17 @@ void bg_kafka__record_denied(bg_kafka__az_t *az, bg_res_type_t type, bg_slice_t 
 }
 
 /* Recorded for a request for every entry (all topics, all groups): an allow
- * on the name "*" (no topic can be called that) with busgate's reason, so
- * the listing itself is audited; the entries the filter hides are not
- * audited one by one. */
+ * on the name "*" (no topic can be called that; a group can, the detail
+ * tells them apart) with busgate's reason, so the listing itself is
+ * audited; the entries the filter hides are not audited one by one. */
 static const char bg_kafka__listing_reason[] =
     "listing: entries the principal may not describe are left out";
 
 int bg_kafka__add_listing(bg_kafka__az_t *az, const bg_kafka__filter_t *f)
 {
     int seen = 0; /* batched OffsetFetch: one listing per group, one record */
-    for (size_t i = 0; i < az->v->ndecisions && !seen; i++) {
-        const bg_kafka_decision_t *g = &az->v->decisions[i];
+    for (size_t i = 0; i < az->ngroups && !seen; i++) {
+        const bg_kafka_decision_t *g = &az->groups[i].d;
         seen = g->reason == bg_kafka__listing_reason && g->verb == f->verb &&
                g->nresources > 0 && g->resources[0].type == f->type;
     }

@@ -456,6 +456,51 @@ static void test_offset_fetch_single(void **st)
     assert_int_equal(ka_rt(f, 9, 1, 7, v.response)->f[K(OFFSET_FETCH_RESP_ERROR_CODE)].i, 30);
 }
 
+/* Listings are audited once per request as an allow on "*": a batched
+ * OffsetFetch whose two groups both ask for all their topics records one
+ * listing (not one per group), next to the group decision; an all-topics
+ * DescribeTopicPartitions records one too. */
+static void test_listing_recorded_once(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_OFFSET_FETCH, 9);
+    bg_kafka_struct_t *req = ka_new(f, 9, 0);
+    const char *const groups[] = {"g1", "g-2"};
+    bg_kafka_struct_t **g = ka_topics(f, req, K(OFFSET_FETCH_REQ_GROUPS),
+                                      K(OFFSET_FETCH_REQ_GROUPS_GROUP_ID), groups, 2, -1, -1, 0);
+    g[0]->f[K(OFFSET_FETCH_REQ_GROUPS_TOPICS)].a.n = -1; /* all topics */
+    g[1]->f[K(OFFSET_FETCH_REQ_GROUPS_TOPICS)].a.n = -1;
+    req = ka_rt(f, 9, 0, 9, req);
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    size_t listings = 0, group_decisions = 0;
+    for (size_t i = 0; i < v.ndecisions; i++) {
+        const bg_kafka_decision_t *d = &v.decisions[i];
+        if (d->reason && strstr(d->reason, "listing")) {
+            listings++;
+            assert_int_equal(d->decision.effect, BG_EFFECT_ALLOW);
+            assert_int_equal(d->nresources, 1);
+            assert_int_equal(d->resources[0].type, BG_RES_KAFKA_TOPIC);
+            assert_int_equal(d->resources[0].name_len, 1);
+            assert_memory_equal(d->resources[0].name, "*", 1);
+        } else {
+            group_decisions++;
+            assert_int_equal(d->resources[0].type, BG_RES_KAFKA_GROUP);
+        }
+    }
+    assert_int_equal(listings, 1);
+    assert_int_equal(group_decisions, 1); /* g1 and g-2: one rule, one group decision */
+
+    h = ka_hdr(BG_KAFKA_API_DESCRIBE_TOPIC_PARTITIONS, 0);
+    bg_kafka_struct_t *dtp = ka_new(f, BG_KAFKA_API_DESCRIBE_TOPIC_PARTITIONS, 0);
+    assert_non_null(bg_kafka_array_new(&f->a, dtp, K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS), 0));
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, dtp, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    assert_int_equal(v.ndecisions, 1);
+    assert_non_null(strstr(v.decisions[0].reason, "listing"));
+    assert_memory_equal(v.decisions[0].resources[0].name, "*", 1);
+}
+
 static void test_offset_fetch_batched(void **st)
 {
     ka_fix_t *f = *st;
@@ -728,6 +773,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_produce_acks0, setup, teardown),
         cmocka_unit_test_setup_teardown(test_produce_txn_denied, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_topic_reserved, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_listing_recorded_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_is_deny, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_split_merge_min, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_topic_ids, setup, teardown),

@@ -353,6 +353,7 @@ static void test_list_groups_filtered(void **st)
         assert_int_equal(v.decisions[0].decision.effect, BG_EFFECT_ALLOW);
         assert_int_equal(v.decisions[0].resources[0].type, BG_RES_KAFKA_GROUP);
         assert_int_equal(v.decisions[0].resources[0].name_len, 1);
+        assert_memory_equal(v.decisions[0].resources[0].name, "*", 1);
         assert_non_null(strstr(v.decisions[0].reason, "listing"));
         bg_kafka_struct_t *out;
         size_t nn = 0;
