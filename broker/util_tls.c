@@ -151,3 +151,20 @@ int bg_util_tls_bev_error(struct bufferevent *bev, char *out, size_t cap)
     bg_util_tls_reason(ssl, e, out, cap);
     return 1;
 }
+
+int bg_util_tls_upstream_failure(struct bufferevent *bev, short what, int connecting, char *out,
+                                 size_t cap)
+{
+    char reason[300];
+    if (what & BEV_EVENT_TIMEOUT)
+        snprintf(out, cap, "timed out");
+    else if (what & BEV_EVENT_EOF)
+        snprintf(out, cap, "closed by the broker");
+    else if (!(what & BEV_EVENT_ERROR))
+        return 0;
+    else if (!bg_util_tls_bev_error(bev, reason, sizeof reason))
+        snprintf(out, cap, "%s", reason);
+    else
+        snprintf(out, cap, "TLS %s: %s", connecting ? "handshake failed" : "error", reason);
+    return 1;
+}

@@ -299,19 +299,6 @@ static void bg_amqp_up__on_write(struct bufferevent *bev, void *arg)
         u->cbs.drained(u->arg);
 }
 
-/* Why the connection failed, into out. On a TLS bufferevent errno says
- * nothing: the reason is the OpenSSL error libevent queued, plus the
- * certificate check's verdict (unknown CA, host name mismatch, expired). */
-static void bg_amqp_up__error_text(bg_amqp_up_t *u, char *out, size_t cap)
-{
-    char reason[300];
-    if (!bg_util_tls_bev_error(u->bev, reason, sizeof reason))
-        snprintf(out, cap, "%s", reason);
-    else
-        snprintf(out, cap, "TLS %s: %s",
-                 u->state == BG_AMQP_UP_CONNECTING ? "handshake failed" : "error", reason);
-}
-
 static void bg_amqp_up__on_event(struct bufferevent *bev, short what, void *arg)
 {
     bg_amqp_up_t *u = arg;
@@ -324,15 +311,10 @@ static void bg_amqp_up__on_event(struct bufferevent *bev, short what, void *arg)
             bg_amqp_up__fail(u, "out of memory");
         return;
     }
-    if (what & BEV_EVENT_TIMEOUT)
-        bg_amqp_up__fail(u, "timed out");
-    else if (what & BEV_EVENT_EOF)
-        bg_amqp_up__fail(u, "closed by the broker");
-    else if (what & BEV_EVENT_ERROR) {
-        char why[400];
-        bg_amqp_up__error_text(u, why, sizeof why);
+    char why[400];
+    if (bg_util_tls_upstream_failure(bev, what, u->state == BG_AMQP_UP_CONNECTING, why,
+                                     sizeof why))
         bg_amqp_up__fail(u, why);
-    }
 }
 
 /* The upstream bufferevent: plain, or TLS when amqp.upstream.tls is set

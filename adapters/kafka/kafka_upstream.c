@@ -483,20 +483,6 @@ static void bg_kafka_up__on_write(struct bufferevent *bev, void *arg)
         u->cbs.drained(u->arg);
 }
 
-/* Why an upstream connection failed, into out. On a TLS bufferevent errno
- * says nothing ("Success"): the reason is the OpenSSL error libevent queued
- * on the bufferevent, plus the certificate check's verdict when the broker's
- * certificate was refused (unknown CA, hostname mismatch, expired). */
-static void bg_kafka_up__error_text(const bg_kafka_up_t *u, char *out, size_t cap)
-{
-    char reason[300];
-    if (!bg_util_tls_bev_error(u->bev, reason, sizeof reason))
-        snprintf(out, cap, "%s", reason);
-    else
-        snprintf(out, cap, "TLS %s: %s",
-                 u->state == BG_KAFKA_UP_CONNECTING ? "handshake failed" : "error", reason);
-}
-
 static void bg_kafka_up__on_event(struct bufferevent *bev, short what, void *arg)
 {
     bg_kafka_up_t *u = arg;
@@ -507,15 +493,10 @@ static void bg_kafka_up__on_event(struct bufferevent *bev, short what, void *arg
             bg_kafka_up__fail(u, "cannot send ApiVersions");
         return;
     }
-    if (what & BEV_EVENT_TIMEOUT)
-        bg_kafka_up__fail(u, "timed out");
-    else if (what & BEV_EVENT_EOF)
-        bg_kafka_up__fail(u, "closed by the broker");
-    else if (what & BEV_EVENT_ERROR) {
-        char why[400];
-        bg_kafka_up__error_text(u, why, sizeof why);
+    char why[400];
+    if (bg_util_tls_upstream_failure(bev, what, u->state == BG_KAFKA_UP_CONNECTING, why,
+                                     sizeof why))
         bg_kafka_up__fail(u, why);
-    }
 }
 
 static struct bufferevent *bg_kafka_up__bev(struct event_base *base, bg_kafka_global_t *g,
