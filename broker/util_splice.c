@@ -82,6 +82,26 @@ static void bg_util_splice__finish(bg_util_splice_t *sp, bg_util_splice_result_t
     sp->done(sp->arg, rc, err, sp->moved); /* may free sp: nothing after this */
 }
 
+/* One splice(2) of up to len bytes from `from` to `to`: > 0 bytes moved, 0
+ * end of stream, -1 when the relay now waits for ev (added) or has finished
+ * with `fail` (the caller returns at once then: done may have freed sp). */
+static ssize_t bg_util_splice__step(bg_util_splice_t *sp, int from, int to, size_t len,
+                                    struct event *ev, bg_util_splice_result_t fail)
+{
+    for (;;) {
+        ssize_t n = splice(from, NULL, to, NULL, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n >= 0)
+            return n;
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN)
+            bg_util_splice__finish(sp, fail, errno);
+        else if (event_add(ev, NULL) != 0)
+            bg_util_splice__finish(sp, fail, ENOMEM);
+        return -1;
+    }
+}
+
 /* Moves what it can. Reads into the pipe only while the pipe is empty, so
  * EAGAIN from the source means "nothing waiting" (never "pipe full") and
  * waiting for a readable source cannot spin. */
@@ -90,17 +110,12 @@ static void bg_util_splice__pump(bg_util_splice_t *sp)
     size_t round = 0;
     while (round < BG_UTIL_SPLICE__ROUND_MAX) {
         if (sp->in_pipe > 0) {
-            ssize_t w = splice(sp->pipe_r, NULL, sp->dst, NULL, sp->in_pipe,
-                               SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-            if (w < 0 && errno == EINTR)
-                continue;
-            if (w < 0 && errno == EAGAIN) {
-                if (event_add(sp->wr, NULL) != 0)
-                    bg_util_splice__finish(sp, BG_UTIL_SPLICE_DST_ERROR, ENOMEM);
+            ssize_t w = bg_util_splice__step(sp, sp->pipe_r, sp->dst, sp->in_pipe, sp->wr,
+                                             BG_UTIL_SPLICE_DST_ERROR);
+            if (w < 0)
                 return;
-            }
-            if (w <= 0) {
-                bg_util_splice__finish(sp, BG_UTIL_SPLICE_DST_ERROR, w < 0 ? errno : EPIPE);
+            if (w == 0) {
+                bg_util_splice__finish(sp, BG_UTIL_SPLICE_DST_ERROR, EPIPE);
                 return;
             }
             sp->in_pipe -= (size_t)w;
@@ -113,23 +128,14 @@ static void bg_util_splice__pump(bg_util_splice_t *sp)
             return;
         }
         size_t want = sp->left < sp->pipe_cap ? (size_t)sp->left : sp->pipe_cap;
-        ssize_t r = splice(sp->src, NULL, sp->pipe_w, NULL, want,
-                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0 && errno == EAGAIN) {
-            if (event_add(sp->rd, NULL) != 0)
-                bg_util_splice__finish(sp, BG_UTIL_SPLICE_SRC_ERROR, ENOMEM);
+        ssize_t r = bg_util_splice__step(sp, sp->src, sp->pipe_w, want, sp->rd,
+                                         BG_UTIL_SPLICE_SRC_ERROR);
+        if (r < 0)
             return;
-        }
         /* 0 is end of stream (or urgent data waiting, which TCP protocols
          * like Kafka's and AMQP's never send). */
         if (r == 0) {
             bg_util_splice__finish(sp, BG_UTIL_SPLICE_SRC_EOF, 0);
-            return;
-        }
-        if (r < 0) {
-            bg_util_splice__finish(sp, BG_UTIL_SPLICE_SRC_ERROR, errno);
             return;
         }
         sp->left -= (uint64_t)r;
