@@ -228,6 +228,8 @@ int bg_kafka__c_find_coordinator(bg_kafka__az_t *az);
 int bg_kafka__c_describe_groups(bg_kafka__az_t *az);
 int bg_kafka__c_delete_groups(bg_kafka__az_t *az);
 int bg_kafka__c_list_groups(bg_kafka__az_t *az);
+int bg_kafka__c_consumer_group_heartbeat(bg_kafka__az_t *az);
+int bg_kafka__c_consumer_group_describe(bg_kafka__az_t *az);
 
 int bg_kafka__c_configs(bg_kafka__az_t *az);
 int bg_kafka__c_cluster_describe(bg_kafka__az_t *az);
@@ -265,5 +267,12 @@ int bg_kafka__r_describe_topic_partitions(const bg_kafka_authz_ctx_t *ctx, int16
                                           bg_kafka_struct_t *resp, bg_kafka_arena_t *a,
                                           int32_t *nodes, size_t *nnodes, size_t maxnodes,
                                           bg_kafka_learn_topic_fn learn, void *learn_arg);
+
+/* ConsumerGroupDescribe: groups whose assignments name a topic the principal
+ * may not describe (kafka_authz_groups.c). */
+int bg_kafka__r_consumer_group_describe(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
+                                        bg_kafka_struct_t *resp, bg_kafka_arena_t *a,
+                                        int32_t *nodes, size_t *nnodes, size_t maxnodes,
+                                        bg_kafka_learn_topic_fn learn, void *learn_arg);
 
 #endif

@@ -77,6 +77,12 @@ static const bg_kafka__api_t bg_kafka__apis[] = {
     [BG_KAFKA_API_LIST_TRANSACTIONS] = {0, 2, 0, bg_kafka__c_cluster_describe, NULL, 0, 0},
     [BG_KAFKA_API_DESCRIBE_TOPIC_PARTITIONS] = {0, 0, 0, bg_kafka__c_describe_topic_partitions,
                                                 bg_kafka__r_describe_topic_partitions, 1, 0},
+    /* KIP-848 consumer groups. Heartbeat v1+ lets the broker resolve a
+     * subscription pattern, which busgate refuses (see the classifier). */
+    [BG_KAFKA_API_CONSUMER_GROUP_HEARTBEAT] = {0, 1, 0, bg_kafka__c_consumer_group_heartbeat, NULL,
+                                               0, 0},
+    [BG_KAFKA_API_CONSUMER_GROUP_DESCRIBE] = {0, 1, 0, bg_kafka__c_consumer_group_describe,
+                                              bg_kafka__r_consumer_group_describe, 1, 0},
 };
 
 #define BG_KAFKA__NAPIS ((int)(sizeof bg_kafka__apis / sizeof bg_kafka__apis[0]))

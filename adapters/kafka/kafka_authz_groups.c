@@ -124,6 +124,18 @@ static bg_kafka_struct_t *bg_kafka__e_coordinator(bg_kafka_arena_t *a,
     return e;
 }
 
+static bg_kafka_struct_t *bg_kafka__e_consumer_group(bg_kafka_arena_t *a,
+                                                    const bg_kafka_struct_desc_t *rd,
+                                                    bg_slice_t name, int16_t err)
+{
+    bg_kafka_struct_t *e = bg_kafka_struct_new(a, rd);
+    if (e) {
+        e->f[K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS_GROUP_ID)].s = name;
+        e->f[K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS_ERROR_CODE)].i = err;
+    }
+    return e;
+}
+
 static bg_kafka_struct_t *bg_kafka__e_describe_txn(bg_kafka_arena_t *a,
                                                    const bg_kafka_struct_desc_t *rd,
                                                    bg_slice_t name, int16_t err)
@@ -168,6 +180,107 @@ int bg_kafka__c_describe_transactions(bg_kafka__az_t *az)
                                BG_RES_KAFKA_TXN_ID, BG_VERB_DESCRIBE,
                                K(DESCRIBE_TRANSACTIONS_RESP_TRANSACTION_STATES),
                                bg_kafka__e_describe_txn, 0);
+}
+
+/* ConsumerGroupDescribe (KIP-848 groups): describe on each group, split
+ * like DescribeGroups. The response is checked as well
+ * (bg_kafka__r_consumer_group_describe). */
+int bg_kafka__c_consumer_group_describe(bg_kafka__az_t *az)
+{
+    return bg_kafka__str_apply(az, K(CONSUMER_GROUP_DESCRIBE_REQ_GROUP_IDS), BG_RES_KAFKA_GROUP,
+                               BG_VERB_DESCRIBE, K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS),
+                               bg_kafka__e_consumer_group, 0);
+}
+
+static const char bg_kafka__assigned_denied[] =
+    "The group has assigned topics that the principal may not describe.";
+
+/* 1 when every topic named in the assignment may be described. */
+static int bg_kafka__assignment_ok(const bg_kafka_authz_ctx_t *ctx, const bg_kafka_struct_t *as)
+{
+    if (!as)
+        return 1;
+    int tps = K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS_MEMBERS_ASSIGNMENT_TOPIC_PARTITIONS);
+    int name =
+        K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS_MEMBERS_ASSIGNMENT_TOPIC_PARTITIONS_TOPIC_NAME);
+    int32_t n = bg_kafka__n(as, tps);
+    for (int32_t i = 0; i < n; i++)
+        if (!bg_kafka__permits(ctx, BG_RES_KAFKA_TOPIC, as->f[tps].a.s[i]->f[name].s,
+                               BG_VERB_DESCRIBE))
+            return 0;
+    return 1;
+}
+
+/* As Kafka does: a described group whose members' current or target
+ * assignments name a topic the principal may not describe is answered with
+ * TOPIC_AUTHORIZATION_FAILED and no members, so the assignment does not
+ * reveal the topic. (The target assignment shares the assignment's layout.) */
+int bg_kafka__r_consumer_group_describe(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
+                                        bg_kafka_struct_t *resp, bg_kafka_arena_t *a,
+                                        int32_t *nodes, size_t *nnodes, size_t maxnodes,
+                                        bg_kafka_learn_topic_fn learn, void *learn_arg)
+{
+    (void)ver, (void)a, (void)nodes, (void)nnodes, (void)maxnodes, (void)learn, (void)learn_arg;
+    int gi = K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS);
+    int mi = K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS_MEMBERS);
+    int32_t ng = bg_kafka__n(resp, gi);
+    for (int32_t g = 0; g < ng; g++) {
+        bg_kafka_struct_t *grp = resp->f[gi].a.s[g];
+        int32_t nm = bg_kafka__n(grp, mi), ok = 1;
+        for (int32_t m = 0; m < nm && ok; m++) {
+            const bg_kafka_struct_t *mem = grp->f[mi].a.s[m];
+            ok = bg_kafka__assignment_ok(
+                     ctx, mem->f[K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS_MEMBERS_ASSIGNMENT)].st) &&
+                 bg_kafka__assignment_ok(
+                     ctx,
+                     mem->f[K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS_MEMBERS_TARGET_ASSIGNMENT)].st);
+        }
+        if (ok)
+            continue;
+        grp->f[K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS_ERROR_CODE)].i =
+            BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
+        grp->f[K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS_ERROR_MESSAGE)].s =
+            bg_kafka_cstr(bg_kafka__assigned_denied);
+        grp->f[mi].a.n = 0;
+    }
+    return 0;
+}
+
+static const char bg_kafka__pattern_refused[] =
+    "subscription patterns resolved by the broker are not supported by busgate: "
+    "subscribe to topic names";
+
+/* ConsumerGroupHeartbeat (KIP-848), decided as Kafka does: read on the group
+ * (GROUP_AUTHORIZATION_FAILED), then describe on every subscribed topic name
+ * the request carries (null: unchanged since the last heartbeat); any denied
+ * fails the whole heartbeat with TOPIC_AUTHORIZATION_FAILED. A subscription
+ * pattern (v1+) would be resolved by the broker under busgate's credential,
+ * against every topic, so it is refused. */
+int bg_kafka__c_consumer_group_heartbeat(bg_kafka__az_t *az)
+{
+    const bg_kafka_struct_t *r = az->req;
+    if (!bg_kafka__decide(az, BG_RES_KAFKA_GROUP, r->f[K(CONSUMER_GROUP_HEARTBEAT_REQ_GROUP_ID)].s,
+                          BG_VERB_READ))
+        return bg_kafka__respond_error(az, BG_KAFKA_E_GROUP_AUTHORIZATION_FAILED);
+    int ti = K(CONSUMER_GROUP_HEARTBEAT_REQ_SUBSCRIBED_TOPIC_NAMES);
+    int xi = K(CONSUMER_GROUP_HEARTBEAT_REQ_SUBSCRIBED_TOPIC_REGEX);
+    int32_t n = bg_kafka__n(r, ti), ok = 1;
+    for (int32_t i = 0; i < n; i++)
+        ok &= bg_kafka__decide(az, BG_RES_KAFKA_TOPIC, r->f[ti].a.v[i].s, BG_VERB_DESCRIBE);
+    int pattern = bg_kafka__has(r->desc, xi, az->ver) && r->f[xi].s.len > 0;
+    if (pattern)
+        bg_kafka__record_denied(az, BG_RES_KAFKA_TOPIC, r->f[xi].s, BG_VERB_DESCRIBE,
+                                BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED, bg_kafka__pattern_refused);
+    if (ok && !pattern) {
+        az->v->action = BG_KAFKA_ACT_FORWARD;
+        return 0;
+    }
+    if (bg_kafka__respond_error(az, BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED) < 0)
+        return -1;
+    if (pattern)
+        az->v->response->f[K(CONSUMER_GROUP_HEARTBEAT_RESP_ERROR_MESSAGE)].s =
+            bg_kafka_cstr(bg_kafka__pattern_refused);
+    return 0;
 }
 
 /* Join/Sync/Heartbeat/LeaveGroup: GroupId is field 0 in all four. */
@@ -474,6 +587,10 @@ bg_kafka_struct_t *bg_kafka__error_entries_groups(const bg_kafka_req_hdr_t *hdr,
     case BG_KAFKA_API_DESCRIBE_GROUPS:
         return bg_kafka__str_error(hdr, req, err, a, K(DESCRIBE_GROUPS_REQ_GROUPS),
                                    K(DESCRIBE_GROUPS_RESP_GROUPS), bg_kafka__e_describe_group);
+    case BG_KAFKA_API_CONSUMER_GROUP_DESCRIBE:
+        return bg_kafka__str_error(hdr, req, err, a, K(CONSUMER_GROUP_DESCRIBE_REQ_GROUP_IDS),
+                                   K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS),
+                                   bg_kafka__e_consumer_group);
     case BG_KAFKA_API_DELETE_GROUPS:
         return bg_kafka__str_error(hdr, req, err, a, K(DELETE_GROUPS_REQ_GROUPS_NAMES),
                                    K(DELETE_GROUPS_RESP_RESULTS), bg_kafka__e_delete_group);

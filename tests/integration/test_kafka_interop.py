@@ -1,7 +1,8 @@
 """Interop through busgate: Kafka clients nobody here wrote (the Java
 kafka-clients, librdkafka via confluent-kafka, kafka-python) produce,
-consume in a group, get denied, administer topics and use transactions
-through busgate in front of the real test broker.
+consume in a group (the classic protocol, and the Java client with the
+KIP-848 consumer protocol), get denied, administer topics and use
+transactions through busgate in front of the real test broker.
 
 Each test starts busgate, runs tests/interop/run-client.sh with a bounded
 timeout and asserts on the client's one-line JSON result. The broker lets
@@ -67,15 +68,22 @@ def interop_clients():
         assert p.returncode == 0, f"building the {lang} interop client failed:\n{p.stderr[-4000:]}"
 
 
-def run_client(tmp_path, lang, bootstrap, creds, *scenario, consumer=False):
-    """Runs one interop client; returns its parsed JSON result line.
-    consumer: pass CONSUMER_PROPS (kafka-python rejects them for a producer)."""
-    env = {**os.environ, "BG_INTEROP_TIMEOUT_MS": str(CLIENT_TIMEOUT_MS)}
+def client_env(tmp_path, lang, consumer=False, props=None, timeout_ms=CLIENT_TIMEOUT_MS):
+    """Environment of one interop client run. consumer: pass CONSUMER_PROPS
+    (kafka-python rejects them for a producer); props: these client
+    properties instead."""
+    env = {**os.environ, "BG_INTEROP_TIMEOUT_MS": str(timeout_ms)}
     env.pop("BG_INTEROP_PROPS_FILE", None)
-    if consumer:
-        props = tmp_path / f"{lang}.properties"
-        props.write_text(CONSUMER_PROPS[lang])
-        env["BG_INTEROP_PROPS_FILE"] = str(props)
+    if consumer or props is not None:
+        path = tmp_path / f"{lang}.properties"
+        path.write_text(CONSUMER_PROPS[lang] if props is None else props)
+        env["BG_INTEROP_PROPS_FILE"] = str(path)
+    return env
+
+
+def run_client(tmp_path, lang, bootstrap, creds, *scenario, consumer=False, props=None):
+    """Runs one interop client; returns its parsed JSON result line."""
+    env = client_env(tmp_path, lang, consumer, props)
     p = subprocess.run([RUN_CLIENT, lang, bootstrap, *creds, *scenario], capture_output=True,
                        text=True, timeout=RUN_TIMEOUT_S, env=env)
     lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
@@ -212,6 +220,102 @@ def test_kafka_python_plain_token_password(gate, tmp_path):
 def test_kafka_python_oauthbearer_token_provider(gate, tmp_path):
     bootstrap, bg, ports = gate
     python_round_trip(tmp_path, "kafka-python", bootstrap, bg, ports, oauth_creds())
+
+
+def audit_decision(ports, api, effect, name, timeout=5.0):
+    """True when the audit file has a decision of api with effect on name."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for e in audit_events(ports["audit"]):
+            if e.get("kind") == "decision" and e["api"]["name"] == api and \
+                    e["decision"]["effect"] == effect and \
+                    any(r.get("name") == name for r in e.get("resources", [])):
+                return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
+
+
+KIP848_RULES = RULES + """    - name: reporting-sees-interop-groups
+      subjects: [group:reporting]
+      resources: ["kafka:group:interop-*"]
+      verbs: [describe]
+      effect: allow
+"""
+
+
+def test_java_consumer_group_protocol(start_busgate, tmp_path):
+    """The KIP-848 consumer protocol (group.protocol=consumer:
+    ConsumerGroupHeartbeat, ConsumerGroupDescribe) through busgate: consume
+    in a group, a denied topic and a denied group; then, while a member holds
+    an assignment, the AdminClient describes the group for a principal that
+    may see the topic and is refused for one that may describe the group but
+    not the assigned topic."""
+    text, ports = busgate_config(tmp_path, KIP848_RULES)
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    bootstrap = f"127.0.0.1:{ports['listen']}"
+    kip848 = "group.protocol=consumer\n"
+    topic, group, denied = unique("interop-848"), unique("interop-g"), unique("denied")
+    other_group = unique("other-g")
+    res = run_client(tmp_path, "java", bootstrap, oauth_creds(), "suite",
+                     "produce", topic, str(N), "--",
+                     "consume-group", topic, group, str(N), "--",
+                     "consume-expect-denied", denied, unique("interop-g"), "--",
+                     "consume-expect-denied", topic, other_group, "--",
+                     "consume-pattern-expect-denied", "interop-848.*", unique("interop-g"),
+                     props=kip848)
+    assert res["_exit"] == 0 and res["ok"], explain(res, bg)
+    _, consumed, no_topic, no_group, no_pattern = res["steps"]
+    assert consumed["consumed"] >= N and consumed.get("committed") is True, explain(res, bg)
+    check_values(consumed["values"], "java", N)
+    assert no_topic["error"] == "TopicAuthorizationException", explain(res, bg)
+    assert no_group["error"] == "GroupAuthorizationException" and no_group["consumed"] == 0, \
+        explain(res, bg)
+    assert audit_decision(ports, "ConsumerGroupHeartbeat", "allow", group), explain(res, bg)
+    # A pattern the broker would resolve under busgate's credential, against
+    # every topic: refused even though every topic it names here is allowed.
+    assert no_pattern["error"] == "TopicAuthorizationException", explain(res, bg)
+    assert audit_decision(ports, "ConsumerGroupHeartbeat", "deny", "interop-848.*"), \
+        explain(res, bg)
+    # The coordinator lookup (describe group) is refused before any heartbeat.
+    assert denied_in_audit(ports, other_group, "describe", "read"), explain(res, bg)
+    assert audit_decision(ports, "ConsumerGroupHeartbeat", "deny", denied), explain(res, bg)
+
+    # A member that stays: it waits for more records than there are.
+    live = unique("interop-g")
+    live_dir = tmp_path / "live"
+    live_dir.mkdir()
+    env = client_env(live_dir, "java", props=kip848, timeout_ms=40000)
+    member = subprocess.Popen([RUN_CLIENT, "java", bootstrap, *oauth_creds(), "consume-group",
+                               topic, live, str(N + 1000)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            seen = run_client(tmp_path, "java", bootstrap, oauth_creds(), "admin-describe-group",
+                              live)
+            # Until the member has joined, the group does not exist.
+            assert seen["_exit"] == 0 or seen.get("error") == "GroupIdNotFoundException", \
+                explain(seen, bg)
+            if seen["_exit"] == 0 and seen["members"] >= 1 and topic in seen["topics"]:
+                break
+            assert time.monotonic() < deadline and member.poll() is None, explain(seen, bg)
+            time.sleep(1)
+        assert seen["type"].lower() == "consumer", explain(seen, bg)
+        assert audit_decision(ports, "ConsumerGroupDescribe", "allow", live), explain(seen, bg)
+        # svc-reporting may describe interop-* groups but no interop topic.
+        hidden = run_client(tmp_path, "java", bootstrap, oauth_creds("svc-reporting"),
+                            "admin-describe-group-expect-denied", live)
+        assert hidden["_exit"] == 0 and hidden["error"] == "TopicAuthorizationException", \
+            explain(hidden, bg)
+        assert topic not in hidden.get("message", ""), explain(hidden, bg)
+        refused = run_client(tmp_path, "java", bootstrap, oauth_creds("svc-reporting"),
+                             "admin-describe-group-expect-denied", other_group)
+        assert refused["_exit"] == 0 and refused["error"] == "GroupAuthorizationException", \
+            explain(refused, bg)
+    finally:
+        member.kill()
+        member.wait(timeout=30)
 
 
 def create_topic_directly(name):

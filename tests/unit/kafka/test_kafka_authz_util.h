@@ -186,7 +186,7 @@ static inline int ka_eq(bg_slice_t s, const char *c)
 
 /* Adds `ntopics` topics (names[]) with `nparts` partitions each to array idx
  * of s; partition struct field pidx = partition number. Returns the topics. */
-static bg_kafka_struct_t **ka_topics(ka_fix_t *f, bg_kafka_struct_t *s, int idx, int name_idx,
+static inline bg_kafka_struct_t **ka_topics(ka_fix_t *f, bg_kafka_struct_t *s, int idx, int name_idx,
                                      const char *const *names, int ntopics, int parts_idx,
                                      int pidx, int nparts)
 {

@@ -19,15 +19,19 @@ import java.util.concurrent.TimeUnit;
 import org.apache.kafka.clients.CommonClientConfigs;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.ConsumerGroupDescription;
+import org.apache.kafka.clients.admin.MemberDescription;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.SubscriptionPattern;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.config.SaslConfigs;
 import org.apache.kafka.common.errors.ApiException;
 import org.apache.kafka.common.errors.AuthorizationException;
@@ -51,8 +55,10 @@ import org.apache.kafka.common.serialization.StringSerializer;
 public final class InteropClient {
     private static final String SCENARIOS = "produce TOPIC N | consume-group TOPIC GROUP N"
             + " | produce-expect-denied TOPIC | consume-expect-denied TOPIC GROUP"
+            + " | consume-pattern-expect-denied REGEX GROUP"
             + " | admin-list-topics | admin-create-topic T | admin-delete-topic T"
-            + " | admin-delete-topic-expect-denied T | txn-produce TXNID TOPIC N"
+            + " | admin-delete-topic-expect-denied T | admin-describe-group[-expect-denied] G"
+            + " | txn-produce TXNID TOPIC N"
             + " | txn-produce-expect-denied TXNID TOPIC | idempotent-produce TOPIC N"
             + " | suite SCENARIO ARGS... [-- SCENARIO ARGS...]...";
 
@@ -201,6 +207,8 @@ public final class InteropClient {
                 return produceExpectDenied(arg(a, 1));
             case "consume-expect-denied":
                 return consumeExpectDenied(arg(a, 1), arg(a, 2));
+            case "consume-pattern-expect-denied":
+                return consumePatternExpectDenied(arg(a, 1), arg(a, 2));
             case "admin-list-topics":
                 return adminListTopics();
             case "admin-create-topic":
@@ -209,6 +217,10 @@ public final class InteropClient {
                 return adminDeleteTopic(arg(a, 1), false);
             case "admin-delete-topic-expect-denied":
                 return adminDeleteTopic(arg(a, 1), true);
+            case "admin-describe-group":
+                return adminDescribeGroup(arg(a, 1), false);
+            case "admin-describe-group-expect-denied":
+                return adminDescribeGroup(arg(a, 1), true);
             default:
                 throw new IllegalArgumentException("unknown scenario " + a[0]);
         }
@@ -359,7 +371,11 @@ public final class InteropClient {
         p.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
         p.putIfAbsent(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
         p.putIfAbsent(ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed");
-        p.putIfAbsent(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, "10000");
+        // The KIP-848 protocol (group.protocol=consumer) takes the session
+        // timeout from the broker and refuses the client setting.
+        if (!"consumer".equalsIgnoreCase(String.valueOf(p.get(ConsumerConfig.GROUP_PROTOCOL_CONFIG)))) {
+            p.putIfAbsent(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, "10000");
+        }
         p.putIfAbsent(ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, String.valueOf(timeoutMs));
         return p;
     }
@@ -422,6 +438,30 @@ public final class InteropClient {
         }
     }
 
+    /**
+     * Subscribes to a pattern that the broker resolves (KIP-848
+     * SubscriptionPattern, group.protocol=consumer) and expects an
+     * authorization failure.
+     */
+    private boolean consumePatternExpectDenied(String regex, String group) {
+        out.put("pattern", regex);
+        out.put("group", group);
+        long deadline = System.currentTimeMillis() + timeoutMs;
+        int got = 0;
+        try (KafkaConsumer<String, String> cons = new KafkaConsumer<>(consumerProps(group))) {
+            cons.subscribe(new SubscriptionPattern(regex));
+            while (System.currentTimeMillis() < deadline) {
+                got += cons.poll(Duration.ofMillis(500)).count();
+            }
+            out.put("consumed", got);
+            out.put("error", null);
+            return false;
+        } catch (Exception e) {
+            out.put("consumed", got);
+            return expectDenied(e);
+        }
+    }
+
     private boolean adminListTopics() throws Exception {
         try (Admin admin = Admin.create(adminProps())) {
             TreeSet<String> names = new TreeSet<>(admin.listTopics().names().get(timeoutMs, TimeUnit.MILLISECONDS));
@@ -445,6 +485,36 @@ public final class InteropClient {
         try (Admin admin = Admin.create(adminProps())) {
             admin.deleteTopics(Collections.singletonList(topic)).all().get(timeoutMs, TimeUnit.MILLISECONDS);
             out.put("deleted", true);
+            return !expectDenied;
+        } catch (Exception e) {
+            if (!expectDenied) {
+                throw e;
+            }
+            return expectDenied(e);
+        }
+    }
+
+    /**
+     * Describes one consumer group with the AdminClient (ConsumerGroupDescribe
+     * when the broker offers it): its state, member count and the topics
+     * assigned to its members.
+     */
+    private boolean adminDescribeGroup(String group, boolean expectDenied) throws Exception {
+        out.put("group", group);
+        try (Admin admin = Admin.create(adminProps())) {
+            ConsumerGroupDescription d = admin.describeConsumerGroups(Collections.singletonList(group))
+                    .describedGroups().get(group).get(timeoutMs, TimeUnit.MILLISECONDS);
+            TreeSet<String> topics = new TreeSet<>();
+            for (MemberDescription m : d.members()) {
+                for (TopicPartition tp : m.assignment().topicPartitions()) {
+                    topics.add(tp.topic());
+                }
+            }
+            out.put("state", String.valueOf(d.groupState()));
+            out.put("type", String.valueOf(d.type()));
+            out.put("members", d.members().size());
+            out.put("topics", new ArrayList<>(topics));
+            out.put("error", null);
             return !expectDenied;
         } catch (Exception e) {
             if (!expectDenied) {
