@@ -92,6 +92,9 @@ int bg_kafka__decide(bg_kafka__az_t *az, bg_res_type_t type, bg_slice_t name, bg
 /* Records a denial that no policy rule made (unknown topic id, ...). */
 void bg_kafka__record_denied(bg_kafka__az_t *az, bg_res_type_t type, bg_slice_t name,
                              bg_verb_t verb, int16_t err, const char *reason);
+/* Records an allow that no policy rule made (busgate's own reason). */
+void bg_kafka__record_allowed(bg_kafka__az_t *az, bg_res_type_t type, bg_slice_t name,
+                              bg_verb_t verb, const char *reason);
 /* Pure check, nothing recorded (response filters, auto-create probe). */
 int bg_kafka__permits(const bg_kafka_authz_ctx_t *ctx, bg_res_type_t type, bg_slice_t name,
                       bg_verb_t verb);
@@ -233,6 +236,7 @@ int bg_kafka__c_consumer_group_describe(bg_kafka__az_t *az);
 
 int bg_kafka__c_configs(bg_kafka__az_t *az);
 int bg_kafka__c_cluster_describe(bg_kafka__az_t *az);
+int bg_kafka__c_describe_cluster(bg_kafka__az_t *az);
 int bg_kafka__c_cluster_alter(bg_kafka__az_t *az);
 /* Cluster alter, and entries that could touch the reserved audit topic
  * refused one by one (kafka_authz_admin.c). */
@@ -274,5 +278,12 @@ int bg_kafka__r_consumer_group_describe(const bg_kafka_authz_ctx_t *ctx, int16_t
                                         bg_kafka_struct_t *resp, bg_kafka_arena_t *a,
                                         int32_t *nodes, size_t *nnodes, size_t maxnodes,
                                         bg_kafka_learn_topic_fn learn, void *learn_arg);
+
+/* Authorized-operation fields (kafka_authz_ops.c): the broker's bits the
+ * policy also allows the principal; INT32_MIN (not requested) unchanged. */
+int32_t bg_kafka__authorized_ops(const bg_kafka_authz_ctx_t *ctx, bg_res_type_t type,
+                                 bg_slice_t name, int32_t broker);
+void bg_kafka__fix_authorized_ops(const bg_kafka_authz_ctx_t *ctx, int16_t api_key, int16_t ver,
+                                  bg_kafka_struct_t *resp);
 
 #endif

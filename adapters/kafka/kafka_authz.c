@@ -33,7 +33,8 @@ static const bg_kafka__api_t bg_kafka__apis[] = {
     [BG_KAFKA_API_HEARTBEAT] = {0, 4, 4, bg_kafka__c_group_read, NULL, 0, 0},
     [BG_KAFKA_API_LEAVE_GROUP] = {0, 5, 4, bg_kafka__c_group_read, NULL, 0, 0},
     [BG_KAFKA_API_SYNC_GROUP] = {0, 5, 4, bg_kafka__c_group_read, NULL, 0, 0},
-    [BG_KAFKA_API_DESCRIBE_GROUPS] = {0, 6, 5, bg_kafka__c_describe_groups, NULL, 0, 0},
+    /* v3+: AuthorizedOperations, made the principal's (kafka_authz_ops.c). */
+    [BG_KAFKA_API_DESCRIBE_GROUPS] = {0, 6, 5, bg_kafka__c_describe_groups, NULL, 1, 3},
     [BG_KAFKA_API_LIST_GROUPS] = {0, 5, 3, bg_kafka__c_list_groups, NULL, 0, 0},
     /* v0 is advertised (librdkafka requires it to enable SASL) but a v0
      * handshake, which means raw SASL frames, is refused by the session. */
@@ -69,7 +70,7 @@ static const bg_kafka__api_t bg_kafka__apis[] = {
     [BG_KAFKA_API_LIST_PARTITION_REASSIGNMENTS] = {0, 0, 0, bg_kafka__c_cluster_describe, NULL,
                                                    0, 0},
     [BG_KAFKA_API_OFFSET_DELETE] = {0, 0, VMAX, bg_kafka__c_offset_delete, NULL, 0, 0},
-    [BG_KAFKA_API_DESCRIBE_CLUSTER] = {0, 2, 0, bg_kafka__c_cluster_describe,
+    [BG_KAFKA_API_DESCRIBE_CLUSTER] = {0, 2, 0, bg_kafka__c_describe_cluster,
                                        bg_kafka__r_describe_cluster, 1, 0},
     [BG_KAFKA_API_DESCRIBE_PRODUCERS] = {0, 0, 0, bg_kafka__c_describe_producers, NULL, 0, 0},
     [BG_KAFKA_API_DESCRIBE_TRANSACTIONS] = {0, 0, 0, bg_kafka__c_describe_transactions, NULL, 0,
@@ -256,6 +257,16 @@ void bg_kafka__record_denied(bg_kafka__az_t *az, bg_res_type_t type, bg_slice_t 
     bg_kafka__record(az, type, name, verb, &d, err, reason);
 }
 
+void bg_kafka__record_allowed(bg_kafka__az_t *az, bg_res_type_t type, bg_slice_t name,
+                              bg_verb_t verb, const char *reason)
+{
+    bg_policy_decision_t d;
+    memset(&d, 0, sizeof d);
+    d.effect = d.would = BG_EFFECT_ALLOW;
+    d.mode = BG_MODE_ENFORCE;
+    bg_kafka__record(az, type, name, verb, &d, 0, reason);
+}
+
 /* Recorded for a request for every entry (all topics, all groups): an allow
  * on the name "*" (no topic can be called that; a group can, the detail
  * tells them apart) with busgate's reason, so the listing itself is
@@ -271,14 +282,9 @@ int bg_kafka__add_listing(bg_kafka__az_t *az, const bg_kafka__filter_t *f)
         seen = g->reason == bg_kafka__listing_reason && g->verb == f->verb &&
                g->nresources > 0 && g->resources[0].type == f->type;
     }
-    if (!seen) {
-        bg_policy_decision_t d;
-        memset(&d, 0, sizeof d);
-        d.effect = d.would = BG_EFFECT_ALLOW;
-        d.mode = BG_MODE_ENFORCE;
-        bg_kafka__record(az, f->type, bg_kafka_cstr("*"), f->verb, &d, 0,
-                         bg_kafka__listing_reason);
-    }
+    if (!seen)
+        bg_kafka__record_allowed(az, f->type, bg_kafka_cstr("*"), f->verb,
+                                 bg_kafka__listing_reason);
     return bg_kafka__add_filter(az, f);
 }
 
@@ -555,6 +561,7 @@ int bg_kafka_authz_response(const bg_kafka_authz_ctx_t *ctx, const bg_kafka_req_
     if (api->on_response && api->on_response(ctx, hdr->api_version, resp, arena, nodes, nnodes,
                                              maxnodes, learn, learn_arg) < 0)
         return -1;
+    bg_kafka__fix_authorized_ops(ctx, hdr->api_key, hdr->api_version, resp);
     if (v->merge && bg_kafka__apply_merge(ctx, v->merge, resp, arena) < 0)
         return -1;
     return 0;

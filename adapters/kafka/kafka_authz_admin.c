@@ -103,6 +103,25 @@ int bg_kafka__c_cluster_describe(bg_kafka__az_t *az)
     return bg_kafka__cluster(az, BG_VERB_DESCRIBE);
 }
 
+/* DescribeCluster, as Kafka decides it: the broker list (busgate's own
+ * addresses after the rewrite) is open to every principal, as Metadata is;
+ * describe on the cluster only decides whether the cluster authorized
+ * operations are filled in (0 without it, kafka_authz_ops.c). The Java
+ * AdminClient asks for it before describeTopics. Recorded as the cluster
+ * decision when that allows, else as an allow with busgate's reason. */
+int bg_kafka__c_describe_cluster(bg_kafka__az_t *az)
+{
+    az->v->action = BG_KAFKA_ACT_FORWARD;
+    if (bg_kafka__permits(az->ctx, BG_RES_KAFKA_CLUSTER, bg_kafka_cstr(""), BG_VERB_DESCRIBE)) {
+        bg_kafka__decide(az, BG_RES_KAFKA_CLUSTER, bg_kafka_cstr(""), BG_VERB_DESCRIBE);
+        return 0;
+    }
+    bg_kafka__record_allowed(az, BG_RES_KAFKA_CLUSTER, bg_kafka_cstr(""), BG_VERB_DESCRIBE,
+                             "broker list: open to every principal as in Kafka; "
+                             "no cluster authorized operations without describe on the cluster");
+    return 0;
+}
+
 int bg_kafka__c_cluster_alter(bg_kafka__az_t *az)
 {
     return bg_kafka__cluster(az, BG_VERB_ALTER);

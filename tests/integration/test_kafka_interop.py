@@ -355,6 +355,42 @@ def test_java_admin_list_create_delete(gate, tmp_path):
     assert denied_in_audit(ports, victim, "delete")
 
 
+OPS_RULES = RULES + """    - name: platform-admin-describes
+      subjects: [group:platform-admin]
+      resources: ["kafka:cluster", "kafka:topic:interop-*"]
+      verbs: [describe]
+      effect: allow
+"""
+
+
+def test_java_admin_authorized_operations(start_busgate, tmp_path):
+    """describeTopics / describeCluster with includeAuthorizedOperations: the
+    broker computes the operations for busgate's own credential; the client
+    gets those its policy allows. DescribeCluster is open to every principal,
+    as in Kafka."""
+    text, ports = busgate_config(tmp_path, OPS_RULES)
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    bootstrap = f"127.0.0.1:{ports['listen']}"
+    topic = unique("interop-ops")
+    create_topic_directly(topic)
+    res = run_client(tmp_path, "java", bootstrap, oauth_creds(), "admin-describe-topic", topic)
+    assert res["_exit"] == 0 and res["ok"], explain(res, bg)
+    # group:orders: write, read, describe and create on interop-* topics;
+    # describe covers DESCRIBE_CONFIGS.
+    assert res["operations"] == ["CREATE", "DESCRIBE", "DESCRIBE_CONFIGS", "READ", "WRITE"], \
+        explain(res, bg)
+    # No cluster rule for group:orders: the broker list is open (the Java
+    # AdminClient asks for it before describeTopics), the operations empty.
+    assert "cluster_error" not in res and res["cluster_operations"] == [], explain(res, bg)
+    res = run_client(tmp_path, "java", bootstrap, oauth_creds("svc-admin"),
+                     "admin-describe-topic", topic)
+    assert res["_exit"] == 0 and res["ok"], explain(res, bg)
+    assert res["operations"] == ["DESCRIBE", "DESCRIBE_CONFIGS"], explain(res, bg)
+    # IDEMPOTENT_WRITE is not a busgate verb and passes as the broker says.
+    assert set(res["cluster_operations"]) - {"IDEMPOTENT_WRITE"} == \
+        {"DESCRIBE", "DESCRIBE_CONFIGS"}, explain(res, bg)
+
+
 def test_java_transactions_by_transactional_id(gate, tmp_path):
     bootstrap, bg, ports = gate
     topic, group = unique("interop-txn"), unique("interop-g")

@@ -11,6 +11,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
+import java.util.Set;
 import java.util.TreeSet;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Future;
@@ -20,8 +21,11 @@ import org.apache.kafka.clients.CommonClientConfigs;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
+import org.apache.kafka.clients.admin.DescribeClusterOptions;
+import org.apache.kafka.clients.admin.DescribeTopicsOptions;
 import org.apache.kafka.clients.admin.MemberDescription;
 import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
@@ -32,6 +36,7 @@ import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.acl.AclOperation;
 import org.apache.kafka.common.config.SaslConfigs;
 import org.apache.kafka.common.errors.ApiException;
 import org.apache.kafka.common.errors.AuthorizationException;
@@ -57,7 +62,8 @@ public final class InteropClient {
             + " | produce-expect-denied TOPIC | consume-expect-denied TOPIC GROUP"
             + " | consume-pattern-expect-denied REGEX GROUP"
             + " | admin-list-topics | admin-create-topic T | admin-delete-topic T"
-            + " | admin-delete-topic-expect-denied T | admin-describe-group[-expect-denied] G"
+            + " | admin-delete-topic-expect-denied T | admin-describe-topic T"
+            + " | admin-describe-group[-expect-denied] G"
             + " | txn-produce TXNID TOPIC N"
             + " | txn-produce-expect-denied TXNID TOPIC | idempotent-produce TOPIC N"
             + " | suite SCENARIO ARGS... [-- SCENARIO ARGS...]...";
@@ -217,6 +223,8 @@ public final class InteropClient {
                 return adminDeleteTopic(arg(a, 1), false);
             case "admin-delete-topic-expect-denied":
                 return adminDeleteTopic(arg(a, 1), true);
+            case "admin-describe-topic":
+                return adminDescribeTopic(arg(a, 1));
             case "admin-describe-group":
                 return adminDescribeGroup(arg(a, 1), false);
             case "admin-describe-group-expect-denied":
@@ -492,6 +500,38 @@ public final class InteropClient {
             }
             return expectDenied(e);
         }
+    }
+
+    /**
+     * Describes one topic and the cluster with the AdminClient, asking for the
+     * authorized operations (KIP-430) of both.
+     */
+    private boolean adminDescribeTopic(String topic) throws Exception {
+        out.put("topic", topic);
+        try (Admin admin = Admin.create(adminProps())) {
+            TopicDescription d = admin.describeTopics(Collections.singletonList(topic),
+                            new DescribeTopicsOptions().includeAuthorizedOperations(true))
+                    .allTopicNames().get(timeoutMs, TimeUnit.MILLISECONDS).get(topic);
+            out.put("operations", names(d.authorizedOperations()));
+            try {
+                out.put("cluster_operations", names(admin.describeCluster(
+                                new DescribeClusterOptions().includeAuthorizedOperations(true))
+                        .authorizedOperations().get(timeoutMs, TimeUnit.MILLISECONDS)));
+            } catch (ExecutionException e) {
+                out.put("cluster_error", kafkaCause(e).getClass().getSimpleName());
+            }
+            return true;
+        }
+    }
+
+    private static List<String> names(Set<AclOperation> ops) {
+        TreeSet<String> n = new TreeSet<>();
+        if (ops != null) {
+            for (AclOperation op : ops) {
+                n.add(op.name());
+            }
+        }
+        return new ArrayList<>(n);
     }
 
     /**

@@ -1,0 +1,209 @@
+/* Kafka authorization: authorized-operation bit fields (KIP-430) in
+ * responses become the broker's bits that busgate's policy also allows the
+ * principal. Fixture policy (test_kafka_authz_util.h): orders* all verbs,
+ * public read + describe, groups g1 / g-* read + describe + delete, cluster
+ * describe; default deny. */
+#include "test_kafka_authz_util.h"
+
+/* AclOperation codes. */
+enum {
+    OP_READ = 3,
+    OP_WRITE,
+    OP_CREATE,
+    OP_DELETE,
+    OP_ALTER,
+    OP_DESCRIBE,
+    OP_CLUSTER_ACTION,
+    OP_DESCRIBE_CONFIGS,
+    OP_ALTER_CONFIGS,
+    OP_IDEMPOTENT_WRITE,
+};
+#define B(op) (1 << (op))
+#define TOPIC_OPS                                                                                \
+    (B(OP_READ) | B(OP_WRITE) | B(OP_CREATE) | B(OP_DELETE) | B(OP_ALTER) | B(OP_DESCRIBE) |     \
+     B(OP_DESCRIBE_CONFIGS) | B(OP_ALTER_CONFIGS))
+#define GROUP_OPS                                                                                \
+    (B(OP_READ) | B(OP_DESCRIBE) | B(OP_DELETE) | B(OP_DESCRIBE_CONFIGS) | B(OP_ALTER_CONFIGS))
+#define CLUSTER_OPS                                                                              \
+    (B(OP_CREATE) | B(OP_CLUSTER_ACTION) | B(OP_DESCRIBE_CONFIGS) | B(OP_ALTER_CONFIGS) |        \
+     B(OP_IDEMPOTENT_WRITE) | B(OP_ALTER) | B(OP_DESCRIBE))
+#define OMITTED INT32_MIN
+
+static int setup(void **st)
+{
+    *st = ka_setup();
+    return 0;
+}
+static int teardown(void **st)
+{
+    ka_teardown(*st);
+    return 0;
+}
+
+/* Forwards req (key, ver) and runs the upstream response resp through
+ * busgate; returns what the client gets, round-tripped. */
+static bg_kafka_struct_t *through(ka_fix_t *f, int16_t key, int16_t ver, bg_kafka_struct_t *req,
+                                  bg_kafka_struct_t *resp)
+{
+    bg_kafka_req_hdr_t h = ka_hdr(key, ver);
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ka_rt(f, key, 0, ver, req), &f->a, &v),
+                     0);
+    assert_true(v.action == BG_KAFKA_ACT_FORWARD || v.action == BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    assert_int_equal(v.needs_response, 1);
+    bg_kafka_struct_t *out;
+    size_t nn = 0;
+    assert_int_equal(bg_kafka_authz_response(&f->ctx, &h, &v, ka_rt(f, key, 1, ver, resp), &f->a,
+                                             &out, NULL, &nn, NULL, NULL),
+                     0);
+    return ka_rt(f, key, 1, ver, out);
+}
+
+static void test_metadata(void **st)
+{
+    ka_fix_t *f = *st;
+    const char *const names[] = {"orders", "public"};
+    for (int16_t ver = 8; ver <= 13; ver += 2) {
+        bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_METADATA, 0);
+        ka_topics(f, req, K(METADATA_REQ_TOPICS), K(METADATA_REQ_TOPICS_NAME), names, 2, -1, -1,
+                  0);
+        req->f[K(METADATA_REQ_INCLUDE_TOPIC_AUTHORIZED_OPERATIONS)].i = 1;
+        bg_kafka_struct_t *resp = ka_new(f, BG_KAFKA_API_METADATA, 1);
+        bg_kafka_struct_t **t = ka_topics(f, resp, K(METADATA_RESP_TOPICS),
+                                          K(METADATA_RESP_TOPICS_NAME), names, 2, -1, -1, 0);
+        t[0]->f[K(METADATA_RESP_TOPICS_TOPIC_AUTHORIZED_OPERATIONS)].i = TOPIC_OPS;
+        /* The broker's bits bound the result: no WRITE from it, none out. */
+        t[1]->f[K(METADATA_RESP_TOPICS_TOPIC_AUTHORIZED_OPERATIONS)].i = TOPIC_OPS & ~B(OP_READ);
+        if (ver <= 10)
+            resp->f[K(METADATA_RESP_CLUSTER_AUTHORIZED_OPERATIONS)].i = CLUSTER_OPS;
+        bg_kafka_struct_t *out = through(f, BG_KAFKA_API_METADATA, ver, req, resp);
+        bg_kafka_struct_t *o = ka_el(out, K(METADATA_RESP_TOPICS), 0);
+        bg_kafka_struct_t *p = ka_el(out, K(METADATA_RESP_TOPICS), 1);
+        assert_int_equal(o->f[K(METADATA_RESP_TOPICS_TOPIC_AUTHORIZED_OPERATIONS)].i, TOPIC_OPS);
+        assert_int_equal(p->f[K(METADATA_RESP_TOPICS_TOPIC_AUTHORIZED_OPERATIONS)].i,
+                         B(OP_DESCRIBE) | B(OP_DESCRIBE_CONFIGS));
+        if (ver <= 10)
+            assert_int_equal(out->f[K(METADATA_RESP_CLUSTER_AUTHORIZED_OPERATIONS)].i,
+                             B(OP_DESCRIBE) | B(OP_DESCRIBE_CONFIGS) | B(OP_IDEMPOTENT_WRITE));
+    }
+}
+
+/* Not asked for: the field keeps its "omitted" value. */
+static void test_omitted_unchanged(void **st)
+{
+    ka_fix_t *f = *st;
+    const char *const names[] = {"orders"};
+    bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_METADATA, 0);
+    ka_topics(f, req, K(METADATA_REQ_TOPICS), K(METADATA_REQ_TOPICS_NAME), names, 1, -1, -1, 0);
+    bg_kafka_struct_t *resp = ka_new(f, BG_KAFKA_API_METADATA, 1);
+    bg_kafka_struct_t **t = ka_topics(f, resp, K(METADATA_RESP_TOPICS),
+                                      K(METADATA_RESP_TOPICS_NAME), names, 1, -1, -1, 0);
+    t[0]->f[K(METADATA_RESP_TOPICS_TOPIC_AUTHORIZED_OPERATIONS)].i = OMITTED;
+    bg_kafka_struct_t *out = through(f, BG_KAFKA_API_METADATA, 12, req, resp);
+    assert_int_equal(
+        ka_el(out, K(METADATA_RESP_TOPICS), 0)->f[K(METADATA_RESP_TOPICS_TOPIC_AUTHORIZED_OPERATIONS)].i,
+        OMITTED);
+}
+
+static void test_describe_cluster(void **st)
+{
+    ka_fix_t *f = *st;
+    for (int16_t ver = 0; ver <= 2; ver += 2) {
+        bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_DESCRIBE_CLUSTER, 0);
+        req->f[K(DESCRIBE_CLUSTER_REQ_INCLUDE_CLUSTER_AUTHORIZED_OPERATIONS)].i = 1;
+        bg_kafka_struct_t *resp = ka_new(f, BG_KAFKA_API_DESCRIBE_CLUSTER, 1);
+        resp->f[K(DESCRIBE_CLUSTER_RESP_CLUSTER_AUTHORIZED_OPERATIONS)].i = CLUSTER_OPS;
+        bg_kafka_struct_t *out = through(f, BG_KAFKA_API_DESCRIBE_CLUSTER, ver, req, resp);
+        assert_int_equal(out->f[K(DESCRIBE_CLUSTER_RESP_CLUSTER_AUTHORIZED_OPERATIONS)].i,
+                         B(OP_DESCRIBE) | B(OP_DESCRIBE_CONFIGS) | B(OP_IDEMPOTENT_WRITE));
+    }
+}
+
+/* Without describe on the cluster DescribeCluster still passes (the broker
+ * list is open, as in Kafka), is recorded as an allow with busgate's reason,
+ * and carries no cluster operation at all. */
+static void test_describe_cluster_without_describe(void **st)
+{
+    ka_fix_t *f = *st;
+    ka_set_policy(f, 1u << BG_VERB_ALTER);
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_DESCRIBE_CLUSTER, 1);
+    bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_DESCRIBE_CLUSTER, 0);
+    req->f[K(DESCRIBE_CLUSTER_REQ_INCLUDE_CLUSTER_AUTHORIZED_OPERATIONS)].i = 1;
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    assert_int_equal(v.ndecisions, 1);
+    assert_int_equal(v.decisions[0].decision.effect, BG_EFFECT_ALLOW);
+    assert_null(v.decisions[0].decision.rule);
+    assert_non_null(strstr(v.decisions[0].reason, "open to every principal"));
+    bg_kafka_struct_t *resp = ka_new(f, BG_KAFKA_API_DESCRIBE_CLUSTER, 1);
+    resp->f[K(DESCRIBE_CLUSTER_RESP_CLUSTER_AUTHORIZED_OPERATIONS)].i = CLUSTER_OPS;
+    bg_kafka_struct_t *out = through(f, BG_KAFKA_API_DESCRIBE_CLUSTER, 1, req, resp);
+    assert_int_equal(out->f[K(DESCRIBE_CLUSTER_RESP_CLUSTER_AUTHORIZED_OPERATIONS)].i, 0);
+    /* With describe it is the cluster rule's decision. */
+    ka_set_policy(f, 1u << BG_VERB_DESCRIBE);
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.ndecisions, 1);
+    assert_string_equal(bg_policy_rule_name(v.decisions[0].decision.rule), "cluster");
+    assert_null(v.decisions[0].reason);
+}
+
+static void test_describe_groups(void **st)
+{
+    ka_fix_t *f = *st;
+    for (int16_t ver = 3; ver <= 6; ver += 3) {
+        bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_DESCRIBE_GROUPS, 0);
+        bg_kafka_val_t *g = bg_kafka_array_vals(&f->a, req, K(DESCRIBE_GROUPS_REQ_GROUPS), 1);
+        g[0].s = ka_s("g1");
+        req->f[K(DESCRIBE_GROUPS_REQ_INCLUDE_AUTHORIZED_OPERATIONS)].i = 1;
+        bg_kafka_struct_t *resp = ka_new(f, BG_KAFKA_API_DESCRIBE_GROUPS, 1);
+        bg_kafka_struct_t **e = bg_kafka_array_new(&f->a, resp, K(DESCRIBE_GROUPS_RESP_GROUPS), 1);
+        e[0]->f[K(DESCRIBE_GROUPS_RESP_GROUPS_GROUP_ID)].s = ka_s("g1");
+        e[0]->f[K(DESCRIBE_GROUPS_RESP_GROUPS_AUTHORIZED_OPERATIONS)].i = GROUP_OPS;
+        bg_kafka_struct_t *out = through(f, BG_KAFKA_API_DESCRIBE_GROUPS, ver, req, resp);
+        assert_int_equal(
+            ka_el(out, K(DESCRIBE_GROUPS_RESP_GROUPS), 0)->f[K(DESCRIBE_GROUPS_RESP_GROUPS_AUTHORIZED_OPERATIONS)].i,
+            B(OP_READ) | B(OP_DESCRIBE) | B(OP_DELETE) | B(OP_DESCRIBE_CONFIGS));
+    }
+    /* Before v3 there is no such field: no response work. */
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_DESCRIBE_GROUPS, 2);
+    bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_DESCRIBE_GROUPS, 0);
+    bg_kafka_val_t *g = bg_kafka_array_vals(&f->a, req, K(DESCRIBE_GROUPS_REQ_GROUPS), 1);
+    g[0].s = ka_s("g1");
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.needs_response, 0);
+}
+
+static void test_consumer_group_describe(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_CONSUMER_GROUP_DESCRIBE, 0);
+    bg_kafka_val_t *g =
+        bg_kafka_array_vals(&f->a, req, K(CONSUMER_GROUP_DESCRIBE_REQ_GROUP_IDS), 1);
+    g[0].s = ka_s("g-7");
+    req->f[K(CONSUMER_GROUP_DESCRIBE_REQ_INCLUDE_AUTHORIZED_OPERATIONS)].i = 1;
+    bg_kafka_struct_t *resp = ka_new(f, BG_KAFKA_API_CONSUMER_GROUP_DESCRIBE, 1);
+    bg_kafka_struct_t **e =
+        bg_kafka_array_new(&f->a, resp, K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS), 1);
+    e[0]->f[K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS_GROUP_ID)].s = ka_s("g-7");
+    e[0]->f[K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS_AUTHORIZED_OPERATIONS)].i = GROUP_OPS;
+    bg_kafka_struct_t *out = through(f, BG_KAFKA_API_CONSUMER_GROUP_DESCRIBE, 1, req, resp);
+    assert_int_equal(ka_el(out, K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS), 0)
+                         ->f[K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS_AUTHORIZED_OPERATIONS)]
+                         .i,
+                     B(OP_READ) | B(OP_DESCRIBE) | B(OP_DELETE) | B(OP_DESCRIBE_CONFIGS));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_metadata, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_omitted_unchanged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_describe_cluster, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_describe_cluster_without_describe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_describe_groups, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_consumer_group_describe, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
