@@ -355,6 +355,33 @@ def test_java_admin_list_create_delete(gate, tmp_path):
     assert denied_in_audit(ports, victim, "delete")
 
 
+def test_rdkafka_consumer_group_protocol(gate, tmp_path):
+    """librdkafka with the KIP-848 consumer protocol (group.protocol=consumer)
+    through busgate: consume in a group; a denied topic and a denied group."""
+    bootstrap, bg, ports = gate
+    kip848 = "group.protocol=consumer\n"
+    topic, group, denied = unique("interop-848rd"), unique("interop-g"), unique("denied")
+    topic_err, group_err = DENIED_ERRORS["rdkafka"]
+    prod = run_client(tmp_path, "rdkafka", bootstrap, oauth_creds(), "produce", topic, str(N))
+    assert prod["_exit"] == 0 and prod["produced"] == N, explain(prod, bg)
+    cons = run_client(tmp_path, "rdkafka", bootstrap, oauth_creds(), "consume-group", topic,
+                      group, str(N), props=kip848)
+    assert cons["_exit"] == 0 and cons["consumed"] >= N and cons.get("committed"), \
+        explain(cons, bg)
+    check_values(cons["values"], "rdkafka", N)
+    assert audit_decision(ports, "ConsumerGroupHeartbeat", "allow", group), explain(cons, bg)
+    den = run_client(tmp_path, "rdkafka", bootstrap, oauth_creds(), "consume-expect-denied",
+                     denied, unique("interop-g"), props=kip848)
+    assert den["_exit"] == 0 and den["error"] == topic_err and den["consumed"] == 0, \
+        explain(den, bg)
+    other = unique("other-g")
+    den = run_client(tmp_path, "rdkafka", bootstrap, oauth_creds(), "consume-expect-denied",
+                     topic, other, props=kip848)
+    assert den["_exit"] == 0 and den["error"] == group_err and den["consumed"] == 0, \
+        explain(den, bg)
+    assert denied_in_audit(ports, other, "describe", "read")
+
+
 OPS_RULES = RULES + """    - name: platform-admin-describes
       subjects: [group:platform-admin]
       resources: ["kafka:cluster", "kafka:topic:interop-*"]

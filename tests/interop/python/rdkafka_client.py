@@ -158,7 +158,10 @@ def consumer(bootstrap, auth, group, trap):
     conf.update({"group.id": group, "enable.auto.commit": False, "error_cb": trap})
     conf.setdefault("auto.offset.reset", "earliest")
     conf.setdefault("isolation.level", "read_committed")
-    conf.setdefault("session.timeout.ms", 10000)
+    # The KIP-848 protocol takes the session timeout from the broker and
+    # refuses the client setting.
+    if str(conf.get("group.protocol", "classic")).lower() != "consumer":
+        conf.setdefault("session.timeout.ms", 10000)
     return Consumer(conf)
 
 
