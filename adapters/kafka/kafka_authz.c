@@ -78,9 +78,11 @@ static const bg_kafka__api_t bg_kafka__apis[] = {
     [BG_KAFKA_API_LIST_TRANSACTIONS] = {0, 2, 0, bg_kafka__c_cluster_describe, NULL, 0, 0},
     [BG_KAFKA_API_DESCRIBE_TOPIC_PARTITIONS] = {0, 0, 0, bg_kafka__c_describe_topic_partitions,
                                                 bg_kafka__r_describe_topic_partitions, 1, 0},
-    /* KIP-848 consumer groups. Heartbeat v1+ lets the broker resolve a
-     * subscription pattern, which busgate refuses (see the classifier). */
-    [BG_KAFKA_API_CONSUMER_GROUP_HEARTBEAT] = {0, 1, 0, bg_kafka__c_consumer_group_heartbeat, NULL,
+    /* KIP-848 consumer groups. Heartbeat from v1, the 4.x layout: a 3.x
+     * broker's early-access v0 is read differently, so with such a broker
+     * the API is not offered. v1 lets the broker resolve a subscription
+     * pattern, which busgate refuses (see the classifier). */
+    [BG_KAFKA_API_CONSUMER_GROUP_HEARTBEAT] = {1, 1, 0, bg_kafka__c_consumer_group_heartbeat, NULL,
                                                0, 0},
     [BG_KAFKA_API_CONSUMER_GROUP_DESCRIBE] = {0, 1, 0, bg_kafka__c_consumer_group_describe,
                                               bg_kafka__r_consumer_group_describe, 1, 0},
@@ -561,8 +563,8 @@ int bg_kafka_authz_response(const bg_kafka_authz_ctx_t *ctx, const bg_kafka_req_
     if (api->on_response && api->on_response(ctx, hdr->api_version, resp, arena, nodes, nnodes,
                                              maxnodes, learn, learn_arg) < 0)
         return -1;
-    bg_kafka__fix_authorized_ops(ctx, hdr->api_key, hdr->api_version, resp);
     if (v->merge && bg_kafka__apply_merge(ctx, v->merge, resp, arena) < 0)
         return -1;
+    bg_kafka__fix_authorized_ops(ctx, hdr->api_key, hdr->api_version, resp);
     return 0;
 }

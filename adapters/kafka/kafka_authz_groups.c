@@ -193,7 +193,7 @@ int bg_kafka__c_consumer_group_describe(bg_kafka__az_t *az)
 }
 
 static const char bg_kafka__assigned_denied[] =
-    "The group has assigned topics that the principal may not describe.";
+    "The group has topics that the principal may not describe.";
 
 /* 1 when every topic named in the assignment may be described. */
 static int bg_kafka__assignment_ok(const bg_kafka_authz_ctx_t *ctx, const bg_kafka_struct_t *as)
@@ -211,16 +211,29 @@ static int bg_kafka__assignment_ok(const bg_kafka_authz_ctx_t *ctx, const bg_kaf
     return 1;
 }
 
+/* 1 when every topic a member subscribes to by name may be described. */
+static int bg_kafka__subscription_ok(const bg_kafka_authz_ctx_t *ctx, const bg_kafka_struct_t *mem)
+{
+    int ti = K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS_MEMBERS_SUBSCRIBED_TOPIC_NAMES);
+    int32_t n = bg_kafka__n(mem, ti);
+    for (int32_t i = 0; i < n; i++)
+        if (!bg_kafka__permits(ctx, BG_RES_KAFKA_TOPIC, mem->f[ti].a.v[i].s, BG_VERB_DESCRIBE))
+            return 0;
+    return 1;
+}
+
 /* As Kafka does: a described group whose members' current or target
  * assignments name a topic the principal may not describe is answered with
- * TOPIC_AUTHORIZATION_FAILED and no members, so the assignment does not
- * reveal the topic. (The target assignment shares the assignment's layout.) */
+ * TOPIC_AUTHORIZATION_FAILED and nothing else about the group. busgate also
+ * counts the members' subscribed topic names (a subscription can name a
+ * topic before any assignment does). The target assignment shares the
+ * assignment's layout. */
 int bg_kafka__r_consumer_group_describe(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
                                         bg_kafka_struct_t *resp, bg_kafka_arena_t *a,
                                         int32_t *nodes, size_t *nnodes, size_t maxnodes,
                                         bg_kafka_learn_topic_fn learn, void *learn_arg)
 {
-    (void)ver, (void)a, (void)nodes, (void)nnodes, (void)maxnodes, (void)learn, (void)learn_arg;
+    (void)ver, (void)nodes, (void)nnodes, (void)maxnodes, (void)learn, (void)learn_arg;
     int gi = K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS);
     int mi = K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS_MEMBERS);
     int32_t ng = bg_kafka__n(resp, gi);
@@ -229,7 +242,8 @@ int bg_kafka__r_consumer_group_describe(const bg_kafka_authz_ctx_t *ctx, int16_t
         int32_t nm = bg_kafka__n(grp, mi), ok = 1;
         for (int32_t m = 0; m < nm && ok; m++) {
             const bg_kafka_struct_t *mem = grp->f[mi].a.s[m];
-            ok = bg_kafka__assignment_ok(
+            ok = bg_kafka__subscription_ok(ctx, mem) &&
+                 bg_kafka__assignment_ok(
                      ctx, mem->f[K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS_MEMBERS_ASSIGNMENT)].st) &&
                  bg_kafka__assignment_ok(
                      ctx,
@@ -237,11 +251,15 @@ int bg_kafka__r_consumer_group_describe(const bg_kafka_authz_ctx_t *ctx, int16_t
         }
         if (ok)
             continue;
-        grp->f[K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS_ERROR_CODE)].i =
-            BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
-        grp->f[K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS_ERROR_MESSAGE)].s =
+        bg_kafka_struct_t *e =
+            bg_kafka__e_consumer_group(a, grp->desc,
+                                       grp->f[K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS_GROUP_ID)].s,
+                                       BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED);
+        if (!e)
+            return -1;
+        e->f[K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS_ERROR_MESSAGE)].s =
             bg_kafka_cstr(bg_kafka__assigned_denied);
-        grp->f[mi].a.n = 0;
+        resp->f[gi].a.s[g] = e;
     }
     return 0;
 }

@@ -4,7 +4,10 @@
  * that the policy also allows. Bits with no policy verb are cleared
  * (CLUSTER_ACTION, the delegation-token operations, anything unknown),
  * except IDEMPOTENT_WRITE, which busgate does not check (Kafka dropped the
- * requirement; every Produce is still checked per topic). */
+ * requirement; every Produce is still checked per topic). A topic or group
+ * the principal may not describe gets the "not requested" value, the
+ * cluster without describe 0, as Kafka does. Applied after the merges and
+ * filters, so entries busgate added or turned into errors are covered. */
 #include <stdint.h>
 
 #include "adapters/kafka/kafka_authz-internal.h"
@@ -46,6 +49,10 @@ int32_t bg_kafka__authorized_ops(const bg_kafka_authz_ctx_t *ctx, bg_res_type_t 
 {
     if (broker == BG_KAFKA__OPS_OMITTED)
         return broker;
+    /* Nothing about a topic or group the principal may not describe (an
+     * entry a filter turned into an authorization error, a hidden group). */
+    if (type != BG_RES_KAFKA_CLUSTER && !bg_kafka__permits(ctx, type, name, BG_VERB_DESCRIBE))
+        return BG_KAFKA__OPS_OMITTED;
     uint32_t in = (uint32_t)broker, out = in & (1u << BG_KAFKA__OP_IDEMPOTENT_WRITE);
     unsigned done = 0; /* verbs decided already (two ops share a verb) */
     unsigned allowed = 0;

@@ -58,8 +58,9 @@ static void test_advertised(void **st)
 {
     (void)st;
     int16_t lo, hi;
+    /* Heartbeat v0 (a 3.x broker's early-access layout) is not offered. */
     assert_int_equal(bg_kafka_authz_supported(HB, &lo, &hi), 1);
-    assert_int_equal(lo, 0);
+    assert_int_equal(lo, 1);
     assert_int_equal(hi, 1);
     assert_int_equal(bg_kafka_authz_supported(CGD, &lo, &hi), 1);
     assert_int_equal(lo, 0);
@@ -70,7 +71,8 @@ static void test_heartbeat_allowed(void **st)
 {
     ka_fix_t *f = *st;
     static const char *const topics[] = {"orders", "orders.eu"};
-    for (int16_t ver = 0; ver <= 1; ver++) {
+    {
+        const int16_t ver = 1;
         bg_kafka_req_hdr_t h = ka_hdr(HB, ver);
         bg_kafka_verdict_t v;
         assert_int_equal(
@@ -111,7 +113,8 @@ static void test_heartbeat_denied(void **st)
     ka_fix_t *f = *st;
     static const char *const topics[] = {"orders", "secret"};
     bg_slice_t msg;
-    for (int16_t ver = 0; ver <= 1; ver++) {
+    {
+        const int16_t ver = 1;
         bg_kafka_req_hdr_t h = ka_hdr(HB, ver);
         bg_kafka_verdict_t v;
         /* Group first, as Kafka: GROUP_AUTHORIZATION_FAILED, topics not looked at. */
@@ -135,6 +138,19 @@ static void test_heartbeat_denied(void **st)
         assert_non_null(t);
         assert_int_equal(t->decision.effect, BG_EFFECT_ALLOW);
     }
+}
+
+/* v0 is a 3.x broker's early-access layout: never offered, and a request
+ * at v0 closes the connection as any unsupported version does. */
+static void test_heartbeat_v0_refused(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_req_hdr_t h = ka_hdr(HB, 0);
+    bg_kafka_verdict_t v;
+    assert_int_equal(
+        bg_kafka_authz_request(&f->ctx, &h, heartbeat(f, 0, "g1", NULL, -1, NULL), &f->a, &v),
+        -1);
+    assert_int_equal(v.action, BG_KAFKA_ACT_CLOSE);
 }
 
 /* v1: a subscription pattern would be resolved by the broker under busgate's
@@ -162,8 +178,10 @@ static void test_heartbeat_pattern_refused(void **st)
 }
 
 /* A ConsumerGroupDescribe response with one group per name; group i's only
- * member has assignment topic assigned[i] and target topic target[i]. */
+ * member subscribes to subscribed[i] and has assignment topic assigned[i]
+ * and target topic target[i]. */
 static bg_kafka_struct_t *describe_resp(ka_fix_t *f, const char *const *groups,
+                                        const char *const *subscribed,
                                         const char *const *assigned, const char *const *target,
                                         int n)
 {
@@ -177,6 +195,13 @@ static bg_kafka_struct_t *describe_resp(ka_fix_t *f, const char *const *groups,
         bg_kafka_struct_t **m = bg_kafka_array_new(&f->a, g[i], G(MEMBERS), 1);
         assert_non_null(m);
         m[0]->f[G(MEMBERS_MEMBER_ID)].s = ka_s("m-1");
+        bg_kafka_val_t *sub =
+            bg_kafka_array_vals(&f->a, m[0], G(MEMBERS_SUBSCRIBED_TOPIC_NAMES), 1);
+        assert_non_null(sub);
+        sub[0].s = ka_s(subscribed[i]);
+        g[i]->f[G(GROUP_EPOCH)].i = 5;
+        g[i]->f[G(ASSIGNOR_NAME)].s = ka_s("uniform");
+        g[i]->f[G(AUTHORIZED_OPERATIONS)].i = 1 << 8; /* DESCRIBE */
         int as[2] = {G(MEMBERS_ASSIGNMENT), G(MEMBERS_TARGET_ASSIGNMENT)};
         const char *names[2] = {assigned[i], target[i]};
         for (int k = 0; k < 2; k++) {
@@ -194,47 +219,57 @@ static bg_kafka_struct_t *describe_resp(ka_fix_t *f, const char *const *groups,
 static void test_describe(void **st)
 {
     ka_fix_t *f = *st;
-    static const char *const groups[] = {"g1", "g-2", "g-3"};
-    static const char *const assigned[] = {"orders", "orders", "secret"};
-    static const char *const target[] = {"orders.eu", "secret", "orders"};
+    static const char *const groups[] = {"g1", "g-2", "g-3", "g-4"};
+    static const char *const subscribed[] = {"orders", "orders", "orders", "secret"};
+    static const char *const assigned[] = {"orders", "orders", "secret", "orders"};
+    static const char *const target[] = {"orders.eu", "secret", "orders", "orders"};
     for (int16_t ver = 0; ver <= 1; ver++) {
         bg_kafka_req_hdr_t h = ka_hdr(CGD, ver);
         bg_kafka_struct_t *req = ka_new(f, CGD, 0);
         bg_kafka_val_t *ids =
-            bg_kafka_array_vals(&f->a, req, K(CONSUMER_GROUP_DESCRIBE_REQ_GROUP_IDS), 4);
+            bg_kafka_array_vals(&f->a, req, K(CONSUMER_GROUP_DESCRIBE_REQ_GROUP_IDS), 5);
         ids[0].s = ka_s("g1");
         ids[1].s = ka_s("other");
         ids[2].s = ka_s("g-2");
         ids[3].s = ka_s("g-3");
+        ids[4].s = ka_s("g-4");
         req = ka_rt(f, CGD, 0, ver, req);
         bg_kafka_verdict_t v;
         assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
         assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
         assert_int_equal(v.needs_response, 1);
-        assert_int_equal(v.request->f[K(CONSUMER_GROUP_DESCRIBE_REQ_GROUP_IDS)].a.n, 3);
+        assert_int_equal(v.request->f[K(CONSUMER_GROUP_DESCRIBE_REQ_GROUP_IDS)].a.n, 4);
         const bg_kafka_decision_t *d = find_decision(&v, BG_RES_KAFKA_GROUP, "other");
         assert_non_null(d);
         assert_int_equal(d->decision.effect, BG_EFFECT_DENY);
 
         bg_kafka_struct_t *up =
-            ka_rt(f, CGD, 1, ver, describe_resp(f, groups, assigned, target, 3));
+            ka_rt(f, CGD, 1, ver, describe_resp(f, groups, subscribed, assigned, target, 4));
         bg_kafka_struct_t *out;
         size_t nn = 0;
         assert_int_equal(
             bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, NULL, &nn, NULL, NULL), 0);
         out = ka_rt(f, CGD, 1, ver, out);
-        assert_int_equal(out->f[K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS)].a.n, 4);
-        static const char *const want_id[] = {"g1", "g-2", "g-3", "other"};
-        static const int want_err[] = {0, 29, 29, 30};
-        static const int want_members[] = {1, 0, 0, 0};
-        for (int i = 0; i < 4; i++) {
+        assert_int_equal(out->f[K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS)].a.n, 5);
+        static const char *const want_id[] = {"g1", "g-2", "g-3", "g-4", "other"};
+        static const int want_err[] = {0, 29, 29, 29, 30};
+        static const int want_members[] = {1, 0, 0, 0, 0};
+        for (int i = 0; i < 5; i++) {
             bg_kafka_struct_t *g = ka_el(out, K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS), i);
             assert_true(ka_eq(g->f[G(GROUP_ID)].s, want_id[i]));
             assert_int_equal(g->f[G(ERROR_CODE)].i, want_err[i]);
             assert_int_equal(g->f[G(MEMBERS)].a.n,
                              want_members[i]);
-            if (want_err[i] == 29)
+            if (want_err[i] == 29) {
+                /* A fresh entry: nothing of the hidden group but its id. */
                 assert_true(g->f[G(ERROR_MESSAGE)].s.len > 0);
+                assert_int_equal(g->f[G(GROUP_STATE)].s.len, 0);
+                assert_int_equal(g->f[G(ASSIGNOR_NAME)].s.len, 0);
+                assert_int_not_equal(g->f[G(GROUP_EPOCH)].i, 5);
+                assert_int_equal(g->f[G(AUTHORIZED_OPERATIONS)].i, INT32_MIN);
+            } else if (want_err[i] == 0) {
+                assert_int_equal(g->f[G(AUTHORIZED_OPERATIONS)].i, 1 << 8);
+            }
         }
     }
 }
@@ -274,6 +309,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_heartbeat_allowed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heartbeat_denied, setup, teardown),
         cmocka_unit_test_setup_teardown(test_heartbeat_pattern_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_heartbeat_v0_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_describe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_describe_all_denied_and_error_response, setup,
                                         teardown),

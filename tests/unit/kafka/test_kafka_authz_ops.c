@@ -72,7 +72,7 @@ static void test_metadata(void **st)
         bg_kafka_struct_t **t = ka_topics(f, resp, K(METADATA_RESP_TOPICS),
                                           K(METADATA_RESP_TOPICS_NAME), names, 2, -1, -1, 0);
         t[0]->f[K(METADATA_RESP_TOPICS_TOPIC_AUTHORIZED_OPERATIONS)].i = TOPIC_OPS;
-        /* The broker's bits bound the result: no WRITE from it, none out. */
+        /* The broker's bits bound the result: no READ from it, none out. */
         t[1]->f[K(METADATA_RESP_TOPICS_TOPIC_AUTHORIZED_OPERATIONS)].i = TOPIC_OPS & ~B(OP_READ);
         if (ver <= 10)
             resp->f[K(METADATA_RESP_CLUSTER_AUTHORIZED_OPERATIONS)].i = CLUSTER_OPS;
@@ -86,6 +86,74 @@ static void test_metadata(void **st)
             assert_int_equal(out->f[K(METADATA_RESP_CLUSTER_AUTHORIZED_OPERATIONS)].i,
                              B(OP_DESCRIBE) | B(OP_DESCRIBE_CONFIGS) | B(OP_IDEMPOTENT_WRITE));
     }
+}
+
+/* All topics: an entry the principal may not describe is dropped by the
+ * listing filter; with explicit names it becomes an authorization error
+ * and carries no operations ("omitted"), whatever else the policy allows. */
+static void test_undescribable_topic(void **st)
+{
+    ka_fix_t *f = *st;
+    const char *const names[] = {"held", "orders"};
+    bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_METADATA, 0);
+    ka_topics(f, req, K(METADATA_REQ_TOPICS), K(METADATA_REQ_TOPICS_NAME), names, 2, -1, -1, 0);
+    req->f[K(METADATA_REQ_INCLUDE_TOPIC_AUTHORIZED_OPERATIONS)].i = 1;
+    bg_kafka_struct_t *resp = ka_new(f, BG_KAFKA_API_METADATA, 1);
+    bg_kafka_struct_t **t = ka_topics(f, resp, K(METADATA_RESP_TOPICS),
+                                      K(METADATA_RESP_TOPICS_NAME), names + 1, 1, -1, -1, 0);
+    t[0]->f[K(METADATA_RESP_TOPICS_TOPIC_AUTHORIZED_OPERATIONS)].i = TOPIC_OPS;
+    bg_kafka_struct_t *out = through(f, BG_KAFKA_API_METADATA, 12, req, resp);
+    assert_int_equal(out->f[K(METADATA_RESP_TOPICS)].a.n, 2);
+    for (int i = 0; i < 2; i++) {
+        bg_kafka_struct_t *e = ka_el(out, K(METADATA_RESP_TOPICS), i);
+        int held = ka_eq(e->f[K(METADATA_RESP_TOPICS_NAME)].s, "held");
+        assert_int_equal(e->f[K(METADATA_RESP_TOPICS_ERROR_CODE)].i, held ? 29 : 0);
+        assert_int_equal(e->f[K(METADATA_RESP_TOPICS_TOPIC_AUTHORIZED_OPERATIONS)].i,
+                         held ? OMITTED : TOPIC_OPS);
+    }
+}
+
+static void test_describe_topic_partitions(void **st)
+{
+    ka_fix_t *f = *st;
+    const char *const names[] = {"public"};
+    bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_DESCRIBE_TOPIC_PARTITIONS, 0);
+    ka_topics(f, req, K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS),
+              K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS_NAME), names, 1, -1, -1, 0);
+    bg_kafka_struct_t *resp = ka_new(f, BG_KAFKA_API_DESCRIBE_TOPIC_PARTITIONS, 1);
+    bg_kafka_struct_t **t =
+        ka_topics(f, resp, K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS),
+                  K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_NAME), names, 1, -1, -1, 0);
+    t[0]->f[K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_TOPIC_AUTHORIZED_OPERATIONS)].i = TOPIC_OPS;
+    bg_kafka_struct_t *out = through(f, BG_KAFKA_API_DESCRIBE_TOPIC_PARTITIONS, 0, req, resp);
+    assert_int_equal(ka_el(out, K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS), 0)
+                         ->f[K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_TOPIC_AUTHORIZED_OPERATIONS)]
+                         .i,
+                     B(OP_READ) | B(OP_DESCRIBE) | B(OP_DESCRIBE_CONFIGS));
+}
+
+/* A lookup by a topic id busgate has not seen goes to the broker; the
+ * response names the topic, and the filter turns an entry the principal may
+ * not describe into an authorization error: without the broker's
+ * operations. */
+static void test_lookup_by_id_undescribable(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_METADATA, 0);
+    bg_kafka_struct_t **rt = bg_kafka_array_new(&f->a, req, K(METADATA_REQ_TOPICS), 1);
+    rt[0]->f[K(METADATA_REQ_TOPICS_NAME)].s = bg_kafka_null_slice();
+    rt[0]->f[K(METADATA_REQ_TOPICS_TOPIC_ID)].uuid[0] = 9;
+    req->f[K(METADATA_REQ_INCLUDE_TOPIC_AUTHORIZED_OPERATIONS)].i = 1;
+    bg_kafka_struct_t *resp = ka_new(f, BG_KAFKA_API_METADATA, 1);
+    const char *const names[] = {"held"};
+    bg_kafka_struct_t **t = ka_topics(f, resp, K(METADATA_RESP_TOPICS),
+                                      K(METADATA_RESP_TOPICS_NAME), names, 1, -1, -1, 0);
+    t[0]->f[K(METADATA_RESP_TOPICS_TOPIC_ID)].uuid[0] = 9;
+    t[0]->f[K(METADATA_RESP_TOPICS_TOPIC_AUTHORIZED_OPERATIONS)].i = TOPIC_OPS;
+    bg_kafka_struct_t *out = through(f, BG_KAFKA_API_METADATA, 12, req, resp);
+    bg_kafka_struct_t *e = ka_el(out, K(METADATA_RESP_TOPICS), 0);
+    assert_int_equal(e->f[K(METADATA_RESP_TOPICS_ERROR_CODE)].i, 29);
+    assert_int_equal(e->f[K(METADATA_RESP_TOPICS_TOPIC_AUTHORIZED_OPERATIONS)].i, OMITTED);
 }
 
 /* Not asked for: the field keeps its "omitted" value. */
@@ -200,6 +268,9 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_metadata, setup, teardown),
         cmocka_unit_test_setup_teardown(test_omitted_unchanged, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_undescribable_topic, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lookup_by_id_undescribable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_describe_topic_partitions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_describe_cluster, setup, teardown),
         cmocka_unit_test_setup_teardown(test_describe_cluster_without_describe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_describe_groups, setup, teardown),

@@ -524,12 +524,14 @@ public final class InteropClient {
         }
     }
 
+    /** Sorted operation names; null when the response carried none (not requested). */
     private static List<String> names(Set<AclOperation> ops) {
+        if (ops == null) {
+            return null;
+        }
         TreeSet<String> n = new TreeSet<>();
-        if (ops != null) {
-            for (AclOperation op : ops) {
-                n.add(op.name());
-            }
+        for (AclOperation op : ops) {
+            n.add(op.name());
         }
         return new ArrayList<>(n);
     }
