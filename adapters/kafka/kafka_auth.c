@@ -60,6 +60,13 @@ static int bg_kafka_auth__range(bg_kafka_session_t *s, int16_t key, int16_t umin
     }
     *lo = bmin > umin ? bmin : umin;
     *hi = bmax < umax ? bmax : umax;
+    /* Produce v0-2 are gone since Kafka 4.0, but a 4.x broker still lists
+     * them (KAFKA-18659): librdkafka up to 2.11 compresses only when the
+     * broker's Produce range includes v0, and silently sends uncompressed
+     * batches otherwise. So busgate lists the upstream's minimum too; a
+     * request below busgate's own minimum still closes the connection. */
+    if (key == BG_KAFKA_API_PRODUCE && umin < *lo && *lo <= *hi)
+        *lo = umin;
     return *lo <= *hi;
 }
 

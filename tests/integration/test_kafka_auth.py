@@ -1,7 +1,8 @@
 """Authentication at busgate's Kafka listener, against the real broker:
-what is allowed before SASL, bad tokens (with the reasons in the audit
-file), token expiry with and without re-authentication, and a malformed
-frame that closes only its own connection."""
+what is allowed before SASL, the advertised Produce range, bad tokens (with
+the reasons in the audit file), token expiry with and without
+re-authentication, and a malformed frame that closes only its own
+connection."""
 import struct
 import time
 import uuid
@@ -11,7 +12,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, Topi
 
 from conftest import run_cli
 from keys import make_rsa_key
-from kafka_env import (ERR_SASL_AUTH_FAILED, OIDC, KafkaWire, audit_events, busgate_config,
+from kafka_env import (ERR_SASL_AUTH_FAILED, KAFKA_PLAIN, OIDC, KafkaWire, audit_events,
+                       busgate_config,
                        claims, client_conf, local_issuer, oidc_token, scrape, sign_jwt, unique,
                        wait_audit, wait_until)
 
@@ -97,6 +99,29 @@ def _assert_auth_failed(errors, reason):
             if e.code() in (KafkaError._AUTHENTICATION, KafkaError.SASL_AUTHENTICATION_FAILED)]
     assert auth, [str(e) for e in errors]
     assert any(reason in e.str() for e in auth), [e.str() for e in auth]
+
+
+def test_produce_v0_listed_but_refused(start_busgate, tmp_path):
+    """Produce v0-2 are gone since Kafka 4.0, yet a 4.x broker lists them
+    (KAFKA-18659), because librdkafka up to 2.11 compresses only when the
+    broker's Produce range includes v0. busgate lists the upstream's minimum
+    too, and refuses a request below v3 as a broker refuses an unsupported
+    version: the connection is closed."""
+    bg, ports = start(start_busgate, tmp_path)
+    up = KafkaWire(int(KAFKA_PLAIN.rsplit(":", 1)[1]))
+    upstream = up.api_versions()[0]
+    up.close()
+    w = KafkaWire(ports["listen"])
+    lo, hi = w.api_versions()[0]
+    assert lo == upstream[0] == 0 and 9 <= hi <= upstream[1], (lo, hi, upstream)
+    err, msg, _ = w.sasl_plain(oidc_token("svc-orders"))
+    assert err == 0, msg
+    # Produce v2: transactional id absent before v3; acks, timeout, no topics.
+    w.send(0, 2, struct.pack(">hii", 1, 1000, 0))
+    assert w.closed_by_peer()
+    w.close()
+    assert bg.wait_log(lambda l: "unsupported api 0 version 2" in l.get("msg", "")), \
+        bg.log_path.read_text()[-2000:]
 
 
 def test_bad_tokens(start_busgate, tmp_path):
