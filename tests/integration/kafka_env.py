@@ -369,6 +369,35 @@ class KafkaWire:
         return self.call(3, 1, body)
 
 
+    def batch_codecs(self, topic, partition=0, max_bytes=4 << 20):
+        """Fetch v4 of one partition from offset 0 (on a listener without
+        SASL): the compression codec of each record batch as it is stored,
+        0 none, 1 gzip, 2 snappy, 3 lz4, 4 zstd."""
+        body = struct.pack(">iiiib", -1, 1000, 1, max_bytes, 0)  # replica, wait, min, max, isolation
+        body += struct.pack(">i", 1) + kstr(topic) + struct.pack(">i", 1)
+        body += struct.pack(">iqi", partition, 0, max_bytes)
+        resp = self.call(1, 4, body)
+        assert resp is not None, "connection closed on Fetch"
+        off = 4 + 4  # throttle, topics
+        tlen = struct.unpack(">h", resp[off:off + 2])[0]
+        off += 2 + tlen + 4 + 4  # name, partitions, partition index
+        err = struct.unpack(">h", resp[off:off + 2])[0]
+        assert err == 0, f"Fetch error {err}"
+        off += 2 + 8 + 8  # error, high watermark, last stable offset
+        naborted = struct.unpack(">i", resp[off:off + 4])[0]
+        off += 4 + max(naborted, 0) * 16
+        rlen = struct.unpack(">i", resp[off:off + 4])[0]
+        records, codecs, pos = resp[off + 4:off + 4 + max(rlen, 0)], [], 0
+        while pos + 23 <= len(records):
+            blen = struct.unpack(">i", records[pos + 8:pos + 12])[0]
+            if pos + 12 + blen > len(records):
+                break  # a partial batch at the end of the fetch
+            attrs = struct.unpack(">h", records[pos + 21:pos + 23])[0]
+            codecs.append(attrs & 7)
+            pos += 12 + blen
+        return codecs
+
+
 def wait_until(predicate, timeout=15.0, interval=0.1):
     """Polls predicate() until it is truthy or timeout passes; its last value."""
     deadline = time.monotonic() + timeout

@@ -1,13 +1,18 @@
 """Producer features through busgate in front of the real broker:
 idempotence, transactions (allowed and denied by transactional id), and
-every compression codec."""
+every compression codec, stored compressed as the client sent it (also from
+Debian's kcat, whose librdkafka 2.0.2 compresses only when Produce v0 is
+listed)."""
+import subprocess
 import time
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from kafka_env import (ERR_TXN_ID_AUTHZ, audit_events, busgate_config, client_conf, oidc_token,
-                       unique, wait_audit, wait_until)
+from kafka_env import (ERR_TXN_ID_AUTHZ, KAFKA_PLAIN, KafkaWire, audit_events, busgate_config,
+                       client_conf, oidc_token, unique, wait_audit, wait_until)
+
+CODECS = {"gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 
 RULES = """    - name: orders-topics
       subjects: [group:orders]
@@ -113,11 +118,21 @@ def test_transactional_id_denied(gate):
     assert denied and all(e["result"]["error_code"] == ERR_TXN_ID_AUTHZ for e in denied)
 
 
+def stored_codecs(topic):
+    """Codec of each record batch of partition 0 as the broker stores it,
+    read on the setup listener."""
+    w = KafkaWire(int(KAFKA_PLAIN.rsplit(":", 1)[1]))
+    try:
+        return w.batch_codecs(topic)
+    finally:
+        w.close()
+
+
 def test_compression_codecs(gate):
     boot, _, token = gate
     topic = unique("it-orders")
-    want = []
-    for codec in ("gzip", "snappy", "lz4", "zstd"):
+    want, codecs = [], []
+    for codec in CODECS:
         p = Producer(client_conf(boot, token, **{"compression.type": codec, "linger.ms": 20}))
         results = []
         for i in range(20):
@@ -126,4 +141,27 @@ def test_compression_codecs(gate):
             p.produce(topic, value=v, partition=0, on_delivery=lambda e, m: results.append(e))
         assert p.flush(30) == 0
         assert results == [None] * 20, (codec, results)
+        codecs.append(CODECS[codec])
     assert read_all(boot, token, topic, len(want)) == want
+    # Passed through as compressed batches, in the order the codecs were used.
+    stored = stored_codecs(topic)
+    assert stored and 0 not in stored, stored
+    assert sorted(set(stored), key=stored.index) == codecs, stored
+
+
+@pytest.mark.parametrize("codec", list(CODECS))
+def test_kcat_compresses_through_busgate(gate, codec):
+    """kcat (Debian's librdkafka 2.0.2) compresses only when the broker's
+    Produce range includes v0; through busgate its batches arrive compressed."""
+    boot, _, token = gate
+    topic = unique("it-orders")
+    lines = "".join(f"{codec} record {i} " + "xyz" * 100 + "\n" for i in range(50))
+    p = subprocess.run(["kcat", "-b", boot, "-X", "security.protocol=SASL_PLAINTEXT",
+                        "-X", "sasl.mechanism=PLAIN", "-X", "sasl.username=it",
+                        "-X", f"sasl.password={token}", "-X", "linger.ms=50",
+                        "-P", "-t", topic, "-p", "0", "-z", codec],
+                       input=lines, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert "not compressing" not in p.stderr, p.stderr[-2000:]
+    stored = wait_until(lambda: stored_codecs(topic), timeout=10)
+    assert stored and set(stored) == {CODECS[codec]}, (stored, p.stderr[-2000:])
