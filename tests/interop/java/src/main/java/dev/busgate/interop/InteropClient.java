@@ -16,6 +16,7 @@ import java.util.TreeSet;
 import java.util.concurrent.ExecutionException;
 import java.util.concurrent.Future;
 import java.util.concurrent.TimeUnit;
+import java.util.function.Consumer;
 
 import org.apache.kafka.clients.CommonClientConfigs;
 import org.apache.kafka.clients.admin.Admin;
@@ -429,21 +430,7 @@ public final class InteropClient {
 
     private boolean consumeExpectDenied(String topic, String group) {
         out.put("topic", topic);
-        out.put("group", group);
-        long deadline = System.currentTimeMillis() + timeoutMs;
-        int got = 0;
-        try (KafkaConsumer<String, String> cons = new KafkaConsumer<>(consumerProps(group))) {
-            cons.subscribe(Collections.singletonList(topic));
-            while (System.currentTimeMillis() < deadline) {
-                got += cons.poll(Duration.ofMillis(500)).count();
-            }
-            out.put("consumed", got);
-            out.put("error", null);
-            return false;
-        } catch (Exception e) {
-            out.put("consumed", got);
-            return expectDenied(e);
-        }
+        return pollExpectDenied(group, cons -> cons.subscribe(Collections.singletonList(topic)));
     }
 
     /**
@@ -453,11 +440,16 @@ public final class InteropClient {
      */
     private boolean consumePatternExpectDenied(String regex, String group) {
         out.put("pattern", regex);
+        return pollExpectDenied(group, cons -> cons.subscribe(new SubscriptionPattern(regex)));
+    }
+
+    /** Subscribes as told and polls until an authorization failure or the timeout. */
+    private boolean pollExpectDenied(String group, Consumer<KafkaConsumer<String, String>> subscribe) {
         out.put("group", group);
         long deadline = System.currentTimeMillis() + timeoutMs;
         int got = 0;
         try (KafkaConsumer<String, String> cons = new KafkaConsumer<>(consumerProps(group))) {
-            cons.subscribe(new SubscriptionPattern(regex));
+            subscribe.accept(cons);
             while (System.currentTimeMillis() < deadline) {
                 got += cons.poll(Duration.ofMillis(500)).count();
             }
