@@ -19,7 +19,10 @@
 #include "adapters/kafka/kafka_session-internal.h"
 #include "broker/log.h"
 
-#define BG_KAFKA_APIVERSIONS_MAX 4
+/* v5 (KIP-1242) adds the cluster and node id the client expects; busgate
+ * does not check them (the upstream cluster is busgate's to know), as
+ * before v5. */
+#define BG_KAFKA_APIVERSIONS_MAX 5
 
 /* Decodes the request body at p+off into pe's arena. */
 static bg_kafka_struct_t *bg_kafka_auth__decode(bg_kafka_pending_t *pe, const uint8_t *p,

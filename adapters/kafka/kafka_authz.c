@@ -39,7 +39,7 @@ static const bg_kafka__api_t bg_kafka__apis[] = {
     /* v0 is advertised (librdkafka requires it to enable SASL) but a v0
      * handshake, which means raw SASL frames, is refused by the session. */
     [BG_KAFKA_API_SASL_HANDSHAKE] = {0, 1, VMAX, NULL, NULL, 0, 0},
-    [BG_KAFKA_API_API_VERSIONS] = {0, 4, 3, NULL, NULL, 0, 0},
+    [BG_KAFKA_API_API_VERSIONS] = {0, 5, 3, NULL, NULL, 0, 0},
     [BG_KAFKA_API_CREATE_TOPICS] = {2, 7, 5, bg_kafka__c_create_topics, NULL, 0, 0},
     [BG_KAFKA_API_DELETE_TOPICS] = {1, 6, 4, bg_kafka__c_delete_topics, NULL, 0, 0},
     [BG_KAFKA_API_DELETE_RECORDS] = {0, 2, 2, bg_kafka__c_delete_records, NULL, 0, 0},

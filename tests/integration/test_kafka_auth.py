@@ -101,6 +101,43 @@ def _assert_auth_failed(errors, reason):
     assert any(reason in e.str() for e in auth), [e.str() for e in auth]
 
 
+def test_api_versions_v5(start_busgate, tmp_path):
+    """ApiVersions v5 (KIP-1242, what a Java 4.4 client opens with) is
+    answered in its own version, not with UNSUPPORTED_VERSION and a retry;
+    v6 still gets UNSUPPORTED_VERSION listing 0..5."""
+    bg, ports = start(start_busgate, tmp_path)
+
+    def call(version):
+        w = KafkaWire(ports["listen"])
+        # Request header v2 (flexible): key, version, correlation id, client
+        # id, no tagged fields; body: software name and version, cluster id,
+        # node id, no tagged fields (compact strings: length + 1).
+        def cstr(v):
+            return bytes([len(v) + 1]) + v
+        head = struct.pack(">hhi", 18, version, 7) + struct.pack(">h", 6) + b"it-raw" + b"\0"
+        body = cstr(b"it-raw") + cstr(b"1.0") + cstr(b"some-cluster") + struct.pack(">i", 1)
+        payload = head + body + b"\0"
+        w.sock.sendall(struct.pack(">i", len(payload)) + payload)
+        r = w.recv()
+        w.close()
+        assert r is not None and r[0] == 7, r
+        return r[1]
+
+    body = call(5)
+    err = struct.unpack(">h", body[:2])[0]
+    assert err == 0, err
+    # Compact array of (key int16, min int16, max int16, tagged fields).
+    n, off, keys = body[2] - 1, 3, {}
+    for _ in range(n):
+        k, lo, hi = struct.unpack(">hhh", body[off:off + 6])
+        keys[k] = (lo, hi)
+        off += 7
+    assert keys[18] == (0, 5) and 0 in keys and 36 in keys, keys
+    body = call(6)  # answered in the v0 layout
+    err, n = struct.unpack(">hi", body[:6])
+    assert err == 35 and n == 1 and struct.unpack(">hhh", body[6:12]) == (18, 0, 5)
+
+
 def test_produce_v0_listed_but_refused(start_busgate, tmp_path):
     """Produce v0-2 are gone since Kafka 4.0, yet a 4.x broker lists them
     (KAFKA-18659), because librdkafka up to 2.11 compresses only when the
