@@ -670,14 +670,16 @@ static void test_groups(void **st)
     bg_kafka_struct_t *e = ka_el(ka_rt(f, 15, 1, 5, out), K(DESCRIBE_GROUPS_RESP_GROUPS), 0);
     assert_int_equal(e->f[K(DESCRIBE_GROUPS_RESP_GROUPS_ERROR_CODE)].i, 30);
     /* DeleteGroups all denied. */
-    h = ka_hdr(BG_KAFKA_API_DELETE_GROUPS, 2);
-    req = ka_new(f, 42, 0);
-    g = bg_kafka_array_vals(&f->a, req, K(DELETE_GROUPS_REQ_GROUPS_NAMES), 1);
-    g[0].s = ka_s("nope");
-    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
-    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
-    e = ka_el(ka_rt(f, 42, 1, 2, v.response), K(DELETE_GROUPS_RESP_RESULTS), 0);
-    assert_int_equal(e->f[K(DELETE_GROUPS_RESP_RESULTS_ERROR_CODE)].i, 30);
+    for (int16_t ver = 2; ver <= 3; ver++) { /* v3: per-group ErrorMessage */
+        h = ka_hdr(BG_KAFKA_API_DELETE_GROUPS, ver);
+        req = ka_new(f, 42, 0);
+        g = bg_kafka_array_vals(&f->a, req, K(DELETE_GROUPS_REQ_GROUPS_NAMES), 1);
+        g[0].s = ka_s("nope");
+        assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+        assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+        e = ka_el(ka_rt(f, 42, 1, ver, v.response), K(DELETE_GROUPS_RESP_RESULTS), 0);
+        assert_int_equal(e->f[K(DELETE_GROUPS_RESP_RESULTS_ERROR_CODE)].i, 30);
+    }
 }
 
 static void test_unsupported(void **st)
