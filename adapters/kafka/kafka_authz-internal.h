@@ -243,6 +243,7 @@ int bg_kafka__c_cluster_alter(bg_kafka__az_t *az);
 int bg_kafka__c_acls(bg_kafka__az_t *az);
 int bg_kafka__c_partition_admin(bg_kafka__az_t *az);
 int bg_kafka__c_alter_replica_log_dirs(bg_kafka__az_t *az);
+int bg_kafka__c_write_txn_markers(bg_kafka__az_t *az);
 int bg_kafka__c_init_producer_id(bg_kafka__az_t *az);
 int bg_kafka__c_add_partitions_to_txn(bg_kafka__az_t *az);
 int bg_kafka__c_add_offsets_to_txn(bg_kafka__az_t *az);

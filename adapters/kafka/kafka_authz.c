@@ -52,6 +52,8 @@ static const bg_kafka__api_t bg_kafka__apis[] = {
     [BG_KAFKA_API_ADD_OFFSETS_TO_TXN] = {0, 4, 3, bg_kafka__c_add_offsets_to_txn, NULL, 0, 0},
     [BG_KAFKA_API_END_TXN] = {0, 5, 3, bg_kafka__c_end_txn, NULL, 0, 0},
     [BG_KAFKA_API_TXN_OFFSET_COMMIT] = {0, 5, 3, bg_kafka__c_txn_offset_commit, NULL, 0, 0},
+    /* What kafka-transactions.sh abort sends (KIP-664): alter cluster. */
+    [BG_KAFKA_API_WRITE_TXN_MARKERS] = {1, 2, 1, bg_kafka__c_write_txn_markers, NULL, 0, 0},
     [BG_KAFKA_API_DESCRIBE_ACLS] = {1, 3, 2, bg_kafka__c_cluster_describe, NULL, 0, 0},
     [BG_KAFKA_API_CREATE_ACLS] = {1, 3, 2, bg_kafka__c_acls, NULL, 0, 0},
     [BG_KAFKA_API_DELETE_ACLS] = {1, 3, 2, bg_kafka__c_acls, NULL, 0, 0},

@@ -386,6 +386,36 @@ int bg_kafka__c_partition_admin(bg_kafka__az_t *az)
     return bg_kafka__tp_finish(az, sh, &sp, 0);
 }
 
+/* WriteTxnMarkers, the way `kafka-transactions.sh abort` (Admin
+ * abortTransaction, KIP-664) ends a hanging transaction: as in Kafka, alter
+ * on the cluster (brokers use it too, with CLUSTER_ACTION, but never through
+ * busgate). A marker for the reserved audit topic refuses the whole request,
+ * recorded as a write on that topic. */
+int bg_kafka__c_write_txn_markers(bg_kafka__az_t *az)
+{
+    if (bg_kafka__c_cluster_alter(az) != 0 || az->v->action != BG_KAFKA_ACT_FORWARD ||
+        !az->ctx->audit_topic)
+        return 0;
+    const bg_kafka_struct_t *r = az->req;
+    int32_t nm = bg_kafka__n(r, K(WRITE_TXN_MARKERS_REQ_MARKERS));
+    for (int32_t i = 0; i < nm; i++) {
+        const bg_kafka_struct_t *m = r->f[K(WRITE_TXN_MARKERS_REQ_MARKERS)].a.s[i];
+        int32_t nt = bg_kafka__n(m, K(WRITE_TXN_MARKERS_REQ_MARKERS_TOPICS));
+        for (int32_t j = 0; j < nt; j++) {
+            bg_slice_t name = m->f[K(WRITE_TXN_MARKERS_REQ_MARKERS_TOPICS)]
+                                  .a.s[j]
+                                  ->f[K(WRITE_TXN_MARKERS_REQ_MARKERS_TOPICS_NAME)]
+                                  .s;
+            if (!bg_kafka__is_audit(az, name))
+                continue;
+            bg_kafka__record_denied(az, BG_RES_KAFKA_TOPIC, name, BG_VERB_WRITE,
+                                    BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED, bg_kafka__reserved);
+            return bg_kafka__respond_error(az, BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED);
+        }
+    }
+    return 0;
+}
+
 /* AlterReplicaLogDirs: the same, for the topics of every dir; a dir left
  * without topics is dropped from the forwarded request. */
 int bg_kafka__c_alter_replica_log_dirs(bg_kafka__az_t *az)
@@ -573,6 +603,51 @@ static bg_kafka_struct_t *bg_kafka__log_dirs_error(const bg_kafka_req_hdr_t *hdr
     return resp;
 }
 
+/* WriteTxnMarkers: every partition of every marker gets err. */
+static bg_kafka_struct_t *bg_kafka__txn_markers_error(const bg_kafka_req_hdr_t *hdr,
+                                                      const bg_kafka_struct_t *req, int16_t err,
+                                                      bg_kafka_arena_t *a)
+{
+    static const bg_kafka__tp_shape_t sh = {
+        K(WRITE_TXN_MARKERS_REQ_MARKERS_TOPICS),
+        K(WRITE_TXN_MARKERS_REQ_MARKERS_TOPICS_NAME),
+        -1,
+        K(WRITE_TXN_MARKERS_REQ_MARKERS_TOPICS_PARTITION_INDEXES),
+        -1,
+        K(WRITE_TXN_MARKERS_RESP_MARKERS_TOPICS),
+        K(WRITE_TXN_MARKERS_RESP_MARKERS_TOPICS_NAME),
+        -1,
+        K(WRITE_TXN_MARKERS_RESP_MARKERS_TOPICS_PARTITIONS),
+        K(WRITE_TXN_MARKERS_RESP_MARKERS_TOPICS_PARTITIONS_PARTITION_INDEX),
+        K(WRITE_TXN_MARKERS_RESP_MARKERS_TOPICS_PARTITIONS_ERROR_CODE),
+        NULL};
+    const bg_kafka_msg_desc_t *md = bg_kafka_msg_desc(hdr->api_key, 1);
+    const bg_kafka_struct_desc_t *mrd =
+        bg_kafka_sub_desc(md->body, K(WRITE_TXN_MARKERS_RESP_MARKERS));
+    const bg_kafka_struct_desc_t *trd = mrd ? bg_kafka_sub_desc(mrd, sh.rs_topics) : NULL;
+    bg_kafka_struct_t *resp = trd ? bg_kafka_struct_new(a, md->body) : NULL;
+    int32_t nm = bg_kafka__n(req, K(WRITE_TXN_MARKERS_REQ_MARKERS));
+    bg_kafka_struct_t **ms =
+        resp ? bg_kafka_array_new(a, resp, K(WRITE_TXN_MARKERS_RESP_MARKERS), nm) : NULL;
+    if (!ms)
+        return NULL;
+    for (int32_t i = 0; i < nm; i++) {
+        const bg_kafka_struct_t *m = req->f[K(WRITE_TXN_MARKERS_REQ_MARKERS)].a.s[i];
+        ms[i]->f[K(WRITE_TXN_MARKERS_RESP_MARKERS_PRODUCER_ID)].i =
+            m->f[K(WRITE_TXN_MARKERS_REQ_MARKERS_PRODUCER_ID)].i;
+        int32_t nt = bg_kafka__n(m, sh.rq_topics);
+        bg_kafka_struct_t **ts = bg_kafka_array_new(a, ms[i], sh.rs_topics, nt);
+        if (!ts)
+            return NULL;
+        for (int32_t j = 0; j < nt; j++) {
+            const bg_kafka_struct_t *t = m->f[sh.rq_topics].a.s[j];
+            if (!(ts[j] = bg_kafka__tp_deny_entry(a, &sh, trd, t, t->f[sh.rq_name].s, err)))
+                return NULL;
+        }
+    }
+    return resp;
+}
+
 bg_kafka_struct_t *bg_kafka__error_entries_admin(const bg_kafka_req_hdr_t *hdr,
                                                  const bg_kafka_struct_t *req, int16_t err,
                                                  bg_kafka_arena_t *a)
@@ -591,6 +666,7 @@ bg_kafka_struct_t *bg_kafka__error_entries_admin(const bg_kafka_req_hdr_t *hdr,
     case BG_KAFKA_API_ALTER_CONFIGS:
     case BG_KAFKA_API_INCREMENTAL_ALTER_CONFIGS: return bg_kafka__configs_error(hdr, req, err, a);
     case BG_KAFKA_API_ALTER_REPLICA_LOG_DIRS: return bg_kafka__log_dirs_error(hdr, req, err, a);
+    case BG_KAFKA_API_WRITE_TXN_MARKERS: return bg_kafka__txn_markers_error(hdr, req, err, a);
     case BG_KAFKA_API_DESCRIBE_LOG_DIRS:
         /* v1-2 have no error field: Kafka answers an unauthorized caller
          * with no log dirs at all. */

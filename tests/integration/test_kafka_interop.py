@@ -436,6 +436,40 @@ def test_java_transactions_by_transactional_id(gate, tmp_path):
     assert denied_in_audit(ports, denied, "describe", "write")
 
 
+TXN_ABORT_RULES = RULES + """    - name: platform-admin-aborts
+      subjects: [group:platform-admin]
+      resources: ["kafka:cluster", "kafka:topic:interop-*"]
+      verbs: [alter, read, describe]
+      effect: allow
+"""
+
+
+def test_java_admin_aborts_hanging_transaction(start_busgate, tmp_path):
+    """kafka-transactions.sh abort through busgate (Admin describeProducers +
+    abortTransaction, i.e. WriteTxnMarkers): a producer leaves a transaction
+    open; svc-orders (no alter on the cluster) is refused; svc-admin aborts
+    it and no open transaction is left."""
+    text, ports = busgate_config(tmp_path, TXN_ABORT_RULES)
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    bootstrap = f"127.0.0.1:{ports['listen']}"
+    topic = unique("interop-hang")
+    create_topic_directly(topic)
+    hang = run_client(tmp_path, "java", bootstrap, oauth_creds(), "txn-hang",
+                      unique("interop-tx"), topic)
+    assert hang["_exit"] == 0 and hang["ok"], explain(hang, bg)
+    refused = run_client(tmp_path, "java", bootstrap, oauth_creds(),
+                         "admin-abort-hanging-expect-denied", topic)
+    assert refused["_exit"] == 0 and refused["error"] == "ClusterAuthorizationException", \
+        explain(refused, bg)
+    assert audit_decision(ports, "WriteTxnMarkers", "deny", ""), explain(refused, bg)
+    aborted = run_client(tmp_path, "java", bootstrap, oauth_creds("svc-admin"),
+                         "admin-abort-hanging", topic)
+    assert aborted["_exit"] == 0 and aborted["ok"], explain(aborted, bg)
+    assert aborted["producer_id"] == refused["producer_id"] and aborted["open_after"] == 0, \
+        explain(aborted, bg)
+    assert audit_decision(ports, "WriteTxnMarkers", "allow", ""), explain(aborted, bg)
+
+
 def test_rdkafka_admin_and_kafka_python_listing(gate, tmp_path):
     """librdkafka's AdminClient: list (hidden topic left out), create, delete
     denied; kafka-python's admin listing hides the same topic."""

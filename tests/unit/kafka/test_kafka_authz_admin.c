@@ -367,6 +367,87 @@ static void test_alter_replica_log_dirs(void **st)
     assert_int_equal(p->f[K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS_PARTITIONS_ERROR_CODE)].i, 31);
 }
 
+/* WriteTxnMarkers (kafka-transactions.sh abort): forwarded with alter on the
+ * cluster; a marker for the audit topic refuses the whole request with an
+ * error for every partition of every marker; without alter, the same
+ * CLUSTER_AUTHORIZATION_FAILED. */
+static bg_kafka_struct_t *markers_req(ka_fix_t *f, int16_t ver, const char *t1, const char *t2)
+{
+    bg_kafka_struct_t *r = ka_new(f, BG_KAFKA_API_WRITE_TXN_MARKERS, 0);
+    bg_kafka_struct_t **m = bg_kafka_array_new(&f->a, r, K(WRITE_TXN_MARKERS_REQ_MARKERS), 2);
+    assert_non_null(m);
+    const char *names[2] = {t1, t2};
+    for (int i = 0; i < 2; i++) {
+        m[i]->f[K(WRITE_TXN_MARKERS_REQ_MARKERS_PRODUCER_ID)].i = 1000 + i;
+        bg_kafka_struct_t **t =
+            bg_kafka_array_new(&f->a, m[i], K(WRITE_TXN_MARKERS_REQ_MARKERS_TOPICS), 1);
+        assert_non_null(t);
+        t[0]->f[K(WRITE_TXN_MARKERS_REQ_MARKERS_TOPICS_NAME)].s = ka_s(names[i]);
+        bg_kafka_val_t *p = bg_kafka_array_vals(
+            &f->a, t[0], K(WRITE_TXN_MARKERS_REQ_MARKERS_TOPICS_PARTITION_INDEXES), 2);
+        assert_non_null(p);
+        p[0].i = 0;
+        p[1].i = 3;
+    }
+    return ka_rt(f, BG_KAFKA_API_WRITE_TXN_MARKERS, 0, ver, r);
+}
+
+static void assert_markers_refused(ka_fix_t *f, int16_t ver, const bg_kafka_verdict_t *v)
+{
+    assert_int_equal(v->action, BG_KAFKA_ACT_RESPOND);
+    bg_kafka_struct_t *r = ka_rt(f, BG_KAFKA_API_WRITE_TXN_MARKERS, 1, ver, v->response);
+    assert_int_equal(r->f[K(WRITE_TXN_MARKERS_RESP_MARKERS)].a.n, 2);
+    for (int i = 0; i < 2; i++) {
+        const bg_kafka_struct_t *m = ka_el(r, K(WRITE_TXN_MARKERS_RESP_MARKERS), i);
+        assert_int_equal(m->f[K(WRITE_TXN_MARKERS_RESP_MARKERS_PRODUCER_ID)].i, 1000 + i);
+        const bg_kafka_struct_t *t = ka_el(m, K(WRITE_TXN_MARKERS_RESP_MARKERS_TOPICS), 0);
+        assert_int_equal(t->f[K(WRITE_TXN_MARKERS_RESP_MARKERS_TOPICS_PARTITIONS)].a.n, 2);
+        const bg_kafka_struct_t *p =
+            ka_el(t, K(WRITE_TXN_MARKERS_RESP_MARKERS_TOPICS_PARTITIONS), 1);
+        assert_int_equal(
+            p->f[K(WRITE_TXN_MARKERS_RESP_MARKERS_TOPICS_PARTITIONS_PARTITION_INDEX)].i, 3);
+        assert_int_equal(p->f[K(WRITE_TXN_MARKERS_RESP_MARKERS_TOPICS_PARTITIONS_ERROR_CODE)].i,
+                         31);
+    }
+}
+
+static void test_write_txn_markers(void **st)
+{
+    ka_fix_t *f = *st;
+    int16_t lo, hi;
+    assert_int_equal(bg_kafka_authz_supported(BG_KAFKA_API_WRITE_TXN_MARKERS, &lo, &hi), 1);
+    assert_int_equal(lo, 1);
+    assert_int_equal(hi, 2);
+    for (int16_t ver = 1; ver <= 2; ver++) {
+        bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_WRITE_TXN_MARKERS, ver);
+        bg_kafka_verdict_t v;
+        assert_int_equal(
+            bg_kafka_authz_request(&f->ctx, &h, markers_req(f, ver, "orders", "held"), &f->a, &v),
+            0);
+        assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+        assert_int_equal(v.ndecisions, 1);
+        assert_int_equal(v.decisions[0].verb, BG_VERB_ALTER);
+        assert_int_equal(v.decisions[0].resources[0].type, BG_RES_KAFKA_CLUSTER);
+        /* A marker for the audit topic: refused whole, recorded as a write on it. */
+        assert_int_equal(bg_kafka_authz_request(&f->ctx, &h,
+                                                markers_req(f, ver, "orders", "audit.log"), &f->a,
+                                                &v),
+                         0);
+        assert_markers_refused(f, ver, &v);
+        const bg_kafka_decision_t *d = reserved(&v);
+        assert_non_null(d);
+        assert_int_equal(d->verb, BG_VERB_WRITE);
+    }
+    /* Without alter on the cluster. */
+    ka_set_policy(f, 1u << BG_VERB_DESCRIBE);
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_WRITE_TXN_MARKERS, 2);
+    bg_kafka_verdict_t v;
+    assert_int_equal(
+        bg_kafka_authz_request(&f->ctx, &h, markers_req(f, 2, "orders", "orders"), &f->a, &v), 0);
+    assert_markers_refused(f, 2, &v);
+    assert_int_equal(v.decisions[0].decision.effect, BG_EFFECT_DENY);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -376,6 +457,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_acls_short_answer, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reassign_and_elect, setup, teardown),
         cmocka_unit_test_setup_teardown(test_alter_replica_log_dirs, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_write_txn_markers, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

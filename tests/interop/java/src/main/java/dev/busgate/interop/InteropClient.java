@@ -20,12 +20,14 @@ import java.util.function.Consumer;
 
 import org.apache.kafka.clients.CommonClientConfigs;
 import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AbortTransactionSpec;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
 import org.apache.kafka.clients.admin.DescribeClusterOptions;
 import org.apache.kafka.clients.admin.DescribeTopicsOptions;
 import org.apache.kafka.clients.admin.MemberDescription;
 import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.admin.ProducerState;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -67,6 +69,7 @@ public final class InteropClient {
             + " | admin-describe-group[-expect-denied] G"
             + " | txn-produce TXNID TOPIC N"
             + " | txn-produce-expect-denied TXNID TOPIC | idempotent-produce TOPIC N"
+            + " | txn-hang TXNID TOPIC | admin-abort-hanging[-expect-denied] TOPIC"
             + " | suite SCENARIO ARGS... [-- SCENARIO ARGS...]...";
 
     private final Properties base = new Properties();
@@ -206,6 +209,12 @@ public final class InteropClient {
                 return produce(arg(a, 2), count(a, 3), true, arg(a, 1));
             case "txn-produce-expect-denied":
                 return txnProduceExpectDenied(arg(a, 1), arg(a, 2));
+            case "txn-hang":
+                return txnHang(arg(a, 1), arg(a, 2));
+            case "admin-abort-hanging":
+                return adminAbortHanging(arg(a, 1), false);
+            case "admin-abort-hanging-expect-denied":
+                return adminAbortHanging(arg(a, 1), true);
             case "suite":
                 return suite(Arrays.copyOfRange(a, 1, a.length));
             case "consume-group":
@@ -369,6 +378,69 @@ public final class InteropClient {
         } catch (Exception e) {
             return expectDenied(e);
         }
+    }
+
+    /**
+     * Begins a transaction, writes one record to partition 0 and leaves the
+     * transaction open: the producer is never closed and the JVM exits
+     * after the result line (a "hanging" transaction, KIP-664).
+     */
+    private boolean txnHang(String txnId, String topic) throws Exception {
+        Properties p = producerProps();
+        p.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, txnId);
+        p.put(ProducerConfig.TRANSACTION_TIMEOUT_CONFIG, "600000");
+        out.put("transactional_id", txnId);
+        out.put("topic", topic);
+        KafkaProducer<String, String> prod = new KafkaProducer<>(p);
+        prod.initTransactions();
+        prod.beginTransaction();
+        RecordMetadata md = prod.send(new ProducerRecord<>(topic, 0, "k", value(0)))
+                .get(timeoutMs, TimeUnit.MILLISECONDS);
+        out.put("offset", md.offset());
+        return true;
+    }
+
+    /**
+     * Finds the open transaction on partition 0 of topic (DescribeProducers)
+     * and aborts it with the AdminClient (WriteTxnMarkers), as
+     * kafka-transactions.sh abort does; then counts the open transactions left.
+     */
+    private boolean adminAbortHanging(String topic, boolean expectDenied) throws Exception {
+        out.put("topic", topic);
+        TopicPartition tp = new TopicPartition(topic, 0);
+        try (Admin admin = Admin.create(adminProps())) {
+            ProducerState open = null;
+            for (ProducerState st : openTransactions(admin, tp)) {
+                open = st;
+            }
+            if (open == null) {
+                out.put("error", "no open transaction");
+                return false;
+            }
+            out.put("producer_id", open.producerId());
+            admin.abortTransaction(new AbortTransactionSpec(tp, open.producerId(),
+                    (short) open.producerEpoch(), open.coordinatorEpoch().orElse(-1)))
+                    .all().get(timeoutMs, TimeUnit.MILLISECONDS);
+            out.put("open_after", openTransactions(admin, tp).size());
+            out.put("error", null);
+            return !expectDenied;
+        } catch (Exception e) {
+            if (!expectDenied) {
+                throw e;
+            }
+            return expectDenied(e);
+        }
+    }
+
+    private List<ProducerState> openTransactions(Admin admin, TopicPartition tp) throws Exception {
+        List<ProducerState> open = new ArrayList<>();
+        for (ProducerState st : admin.describeProducers(Collections.singletonList(tp))
+                .partitionResult(tp).get(timeoutMs, TimeUnit.MILLISECONDS).activeProducers()) {
+            if (st.currentTransactionStartOffset().isPresent()) {
+                open.add(st);
+            }
+        }
+        return open;
     }
 
     private Properties consumerProps(String group) {
