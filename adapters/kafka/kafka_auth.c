@@ -61,6 +61,8 @@ static int bg_kafka_auth__range(bg_kafka_session_t *s, int16_t key, int16_t umin
         *lo = bmin, *hi = bmax;
         return 1;
     }
+    if (!bg_kafka_authz_upstream_fits(key, umin, umax))
+        return 0;
     *lo = bmin > umin ? bmin : umin;
     *hi = bmax < umax ? bmax : umax;
     /* Produce v0-2 are gone since Kafka 4.0, but a 4.x broker still lists

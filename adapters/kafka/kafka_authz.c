@@ -80,11 +80,12 @@ static const bg_kafka__api_t bg_kafka__apis[] = {
     [BG_KAFKA_API_LIST_TRANSACTIONS] = {0, 2, 0, bg_kafka__c_cluster_describe, NULL, 0, 0},
     [BG_KAFKA_API_DESCRIBE_TOPIC_PARTITIONS] = {0, 0, 0, bg_kafka__c_describe_topic_partitions,
                                                 bg_kafka__r_describe_topic_partitions, 1, 0},
-    /* KIP-848 consumer groups. Heartbeat from v1, the 4.x layout: a 3.x
-     * broker's early-access v0 is read differently, so with such a broker
-     * the API is not offered. v1 lets the broker resolve a subscription
-     * pattern, which busgate refuses (see the classifier). */
-    [BG_KAFKA_API_CONSUMER_GROUP_HEARTBEAT] = {1, 1, 0, bg_kafka__c_consumer_group_heartbeat, NULL,
+    /* KIP-848 consumer groups. Heartbeat v0 as 4.x defines it (Java 3.9
+     * and librdkafka 2.4-2.9 speak it); a 3.x broker's early-access v0 was
+     * laid out differently, so with a broker that lacks v1 the API is not
+     * used at all (bg_kafka_authz_upstream_fits). v1 lets the broker resolve
+     * a subscription pattern, which busgate refuses (see the classifier). */
+    [BG_KAFKA_API_CONSUMER_GROUP_HEARTBEAT] = {0, 1, 0, bg_kafka__c_consumer_group_heartbeat, NULL,
                                                0, 0},
     [BG_KAFKA_API_CONSUMER_GROUP_DESCRIBE] = {0, 1, 0, bg_kafka__c_consumer_group_describe,
                                               bg_kafka__r_consumer_group_describe, 1, 0},
@@ -120,6 +121,14 @@ int bg_kafka_authz_supported(int16_t api_key, int16_t *min, int16_t *max)
         return 0;
     *min = lo;
     *max = hi;
+    return 1;
+}
+
+int bg_kafka_authz_upstream_fits(int16_t api_key, int16_t umin, int16_t umax)
+{
+    (void)umin;
+    if (api_key == BG_KAFKA_API_CONSUMER_GROUP_HEARTBEAT)
+        return umax >= 1; /* a 4.x broker */
     return 1;
 }
 

@@ -32,6 +32,10 @@
  * does not support the API at all (then it is not advertised and a request
  * for it is refused). */
 int bg_kafka_authz_supported(int16_t api_key, int16_t *min, int16_t *max);
+/* 0 when busgate must not use api_key at all with an upstream that lists
+ * [umin, umax] for it (ConsumerGroupHeartbeat v0 on a 3.x broker is the
+ * early-access layout), else 1. */
+int bg_kafka_authz_upstream_fits(int16_t api_key, int16_t umin, int16_t umax);
 
 /* ---- context for one decision ---- */
 

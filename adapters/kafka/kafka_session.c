@@ -398,7 +398,8 @@ static int bg_kafka__on_api_request(bg_kafka_session_t *s, const bg_kafka_req_hd
     if (!bg_kafka_authz_supported(h->api_key, &min, &max) || h->api_version < min ||
         h->api_version > max ||
         (bg_kafka_up_is_ready(s->up) && (!bg_kafka_up_versions(s->up, h->api_key, &umin, &umax) ||
-                                         h->api_version < umin || h->api_version > umax))) {
+                                         h->api_version < umin || h->api_version > umax ||
+                                         !bg_kafka_authz_upstream_fits(h->api_key, umin, umax)))) {
         /* As a Kafka broker does: a request it cannot handle closes the connection. */
         char why[96];
         snprintf(why, sizeof why, "unsupported api %d version %d", h->api_key, h->api_version);
