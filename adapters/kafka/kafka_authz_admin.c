@@ -386,21 +386,32 @@ int bg_kafka__c_partition_admin(bg_kafka__az_t *az)
     return bg_kafka__tp_finish(az, sh, &sp, 0);
 }
 
+static const char bg_kafka__commit_marker[] =
+    "commit markers are refused: only aborting a hanging transaction is supported";
+
 /* WriteTxnMarkers, the way `kafka-transactions.sh abort` (Admin
  * abortTransaction, KIP-664) ends a hanging transaction: as in Kafka, alter
  * on the cluster (brokers use it too, with CLUSTER_ACTION, but never through
- * busgate). A marker for the reserved audit topic refuses the whole request,
- * recorded as a write on that topic. */
+ * busgate). Stricter than Kafka: only abort markers (a commit marker would
+ * make part of someone else's transaction visible), and a marker for the
+ * reserved audit topic refuses the whole request, recorded as a write on
+ * that topic. */
 int bg_kafka__c_write_txn_markers(bg_kafka__az_t *az)
 {
-    if (bg_kafka__c_cluster_alter(az) != 0 || az->v->action != BG_KAFKA_ACT_FORWARD ||
-        !az->ctx->audit_topic)
+    if (bg_kafka__c_cluster_alter(az) != 0 || az->v->action != BG_KAFKA_ACT_FORWARD)
         return 0;
     const bg_kafka_struct_t *r = az->req;
     int32_t nm = bg_kafka__n(r, K(WRITE_TXN_MARKERS_REQ_MARKERS));
     for (int32_t i = 0; i < nm; i++) {
         const bg_kafka_struct_t *m = r->f[K(WRITE_TXN_MARKERS_REQ_MARKERS)].a.s[i];
-        int32_t nt = bg_kafka__n(m, K(WRITE_TXN_MARKERS_REQ_MARKERS_TOPICS));
+        if (m->f[K(WRITE_TXN_MARKERS_REQ_MARKERS_TRANSACTION_RESULT)].i) {
+            bg_kafka__record_denied(az, BG_RES_KAFKA_CLUSTER, bg_kafka_cstr(""), BG_VERB_ALTER,
+                                    BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED,
+                                    bg_kafka__commit_marker);
+            return bg_kafka__respond_error(az, BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED);
+        }
+        int32_t nt = az->ctx->audit_topic ? bg_kafka__n(m, K(WRITE_TXN_MARKERS_REQ_MARKERS_TOPICS))
+                                          : 0;
         for (int32_t j = 0; j < nt; j++) {
             bg_slice_t name = m->f[K(WRITE_TXN_MARKERS_REQ_MARKERS_TOPICS)]
                                   .a.s[j]

@@ -381,12 +381,32 @@ static int bg_kafka__act(bg_kafka_session_t *s, bg_kafka_pending_t *pe, struct e
     return 0;
 }
 
+/* 1 when busgate handles (api_key, version): its own range, and once the
+ * upstream is known, the upstream's range and fit. */
+static int bg_kafka__version_ok(bg_kafka_session_t *s, int16_t api_key, int16_t version)
+{
+    int16_t min, max, umin, umax;
+    if (!bg_kafka_authz_supported(api_key, &min, &max) || version < min || version > max)
+        return 0;
+    if (!bg_kafka_up_is_ready(s->up))
+        return 1; /* checked again before the held requests go upstream */
+    return bg_kafka_up_versions(s->up, api_key, &umin, &umax) && version >= umin &&
+           version <= umax && bg_kafka_authz_upstream_fits(api_key, umin, umax);
+}
+
+/* As a Kafka broker does: a request it cannot handle closes the connection. */
+static void bg_kafka__close_unsupported(bg_kafka_session_t *s, const bg_kafka_req_hdr_t *h)
+{
+    char why[96];
+    snprintf(why, sizeof why, "unsupported api %d version %d", h->api_key, h->api_version);
+    bg_kafka_session_close(s, 0, why);
+}
+
 /* A request that is not ApiVersions/SASL. Returns 0, or -1 to close. */
 static int bg_kafka__on_api_request(bg_kafka_session_t *s, const bg_kafka_req_hdr_t *h,
                                     struct evbuffer *in, size_t frame_len, const uint8_t *p,
                                     int body_off)
 {
-    int16_t min, max, umin, umax;
     if (s->auth != BG_KAFKA_AUTH_OK || s->reauth) {
         bg_kafka_session_close(s, 0, "request before authentication");
         return -1;
@@ -395,15 +415,8 @@ static int bg_kafka__on_api_request(bg_kafka_session_t *s, const bg_kafka_req_hd
         bg_kafka_session_close(s, 0, "token expired without re-authentication");
         return -1;
     }
-    if (!bg_kafka_authz_supported(h->api_key, &min, &max) || h->api_version < min ||
-        h->api_version > max ||
-        (bg_kafka_up_is_ready(s->up) && (!bg_kafka_up_versions(s->up, h->api_key, &umin, &umax) ||
-                                         h->api_version < umin || h->api_version > umax ||
-                                         !bg_kafka_authz_upstream_fits(h->api_key, umin, umax)))) {
-        /* As a Kafka broker does: a request it cannot handle closes the connection. */
-        char why[96];
-        snprintf(why, sizeof why, "unsupported api %d version %d", h->api_key, h->api_version);
-        bg_kafka_session_close(s, 0, why);
+    if (!bg_kafka__version_ok(s, h->api_key, h->api_version)) {
+        bg_kafka__close_unsupported(s, h);
         return -1;
     }
     if (bg_kafka__refresh_snapshot(s) != 0)
@@ -748,6 +761,14 @@ static void bg_kafka__on_upstream_ready(void *arg)
 {
     bg_kafka_session_t *s = arg;
     bg_kafka_pending_t *pe;
+    /* Requests decided before the upstream's versions were known: one the
+     * upstream cannot take closes the session before any of them is sent. */
+    TAILQ_FOREACH(pe, &s->q, link)
+    if (pe->state == BG_KAFKA_PE_WAIT_UPSTREAM &&
+        !bg_kafka__version_ok(s, pe->hdr.api_key, pe->hdr.api_version)) {
+        bg_kafka__close_unsupported(s, &pe->hdr);
+        return;
+    }
     evbuffer_add_buffer(bg_kafka_up_output(s->up), s->held);
     TAILQ_FOREACH(pe, &s->q, link)
     if (pe->state == BG_KAFKA_PE_WAIT_VERSIONS && bg_kafka_auth_versions_ready(s, pe) != 0) {

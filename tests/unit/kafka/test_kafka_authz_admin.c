@@ -371,7 +371,8 @@ static void test_alter_replica_log_dirs(void **st)
  * cluster; a marker for the audit topic refuses the whole request with an
  * error for every partition of every marker; without alter, the same
  * CLUSTER_AUTHORIZATION_FAILED. */
-static bg_kafka_struct_t *markers_req(ka_fix_t *f, int16_t ver, const char *t1, const char *t2)
+static bg_kafka_struct_t *markers_req_result(ka_fix_t *f, int16_t ver, const char *t1,
+                                             const char *t2, int commit)
 {
     bg_kafka_struct_t *r = ka_new(f, BG_KAFKA_API_WRITE_TXN_MARKERS, 0);
     bg_kafka_struct_t **m = bg_kafka_array_new(&f->a, r, K(WRITE_TXN_MARKERS_REQ_MARKERS), 2);
@@ -379,6 +380,7 @@ static bg_kafka_struct_t *markers_req(ka_fix_t *f, int16_t ver, const char *t1, 
     const char *names[2] = {t1, t2};
     for (int i = 0; i < 2; i++) {
         m[i]->f[K(WRITE_TXN_MARKERS_REQ_MARKERS_PRODUCER_ID)].i = 1000 + i;
+        m[i]->f[K(WRITE_TXN_MARKERS_REQ_MARKERS_TRANSACTION_RESULT)].i = commit && i == 1;
         bg_kafka_struct_t **t =
             bg_kafka_array_new(&f->a, m[i], K(WRITE_TXN_MARKERS_REQ_MARKERS_TOPICS), 1);
         assert_non_null(t);
@@ -390,6 +392,11 @@ static bg_kafka_struct_t *markers_req(ka_fix_t *f, int16_t ver, const char *t1, 
         p[1].i = 3;
     }
     return ka_rt(f, BG_KAFKA_API_WRITE_TXN_MARKERS, 0, ver, r);
+}
+
+static bg_kafka_struct_t *markers_req(ka_fix_t *f, int16_t ver, const char *t1, const char *t2)
+{
+    return markers_req_result(f, ver, t1, t2, 0);
 }
 
 static void assert_markers_refused(ka_fix_t *f, int16_t ver, const bg_kafka_verdict_t *v)
@@ -437,6 +444,16 @@ static void test_write_txn_markers(void **st)
         const bg_kafka_decision_t *d = reserved(&v);
         assert_non_null(d);
         assert_int_equal(d->verb, BG_VERB_WRITE);
+        /* A commit marker (true) is refused: only aborts, stricter than Kafka. */
+        assert_int_equal(bg_kafka_authz_request(&f->ctx, &h,
+                                                markers_req_result(f, ver, "orders", "orders", 1),
+                                                &f->a, &v),
+                         0);
+        assert_markers_refused(f, ver, &v);
+        int found = 0;
+        for (size_t i = 0; i < v.ndecisions; i++)
+            found |= v.decisions[i].reason && strstr(v.decisions[i].reason, "commit markers");
+        assert_true(found);
     }
     /* Without alter on the cluster. */
     ka_set_policy(f, 1u << BG_VERB_DESCRIBE);
