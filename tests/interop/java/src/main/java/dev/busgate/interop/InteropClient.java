@@ -408,28 +408,19 @@ public final class InteropClient {
     private boolean adminAbortHanging(String topic, boolean expectDenied) throws Exception {
         out.put("topic", topic);
         TopicPartition tp = new TopicPartition(topic, 0);
-        try (Admin admin = Admin.create(adminProps())) {
-            ProducerState open = null;
-            for (ProducerState st : openTransactions(admin, tp)) {
-                open = st;
+        return withAdmin(expectDenied, admin -> {
+            List<ProducerState> open = openTransactions(admin, tp);
+            if (open.isEmpty()) {
+                throw new IllegalStateException("no open transaction on " + tp);
             }
-            if (open == null) {
-                out.put("error", "no open transaction");
-                return false;
-            }
-            out.put("producer_id", open.producerId());
-            admin.abortTransaction(new AbortTransactionSpec(tp, open.producerId(),
-                    (short) open.producerEpoch(), open.coordinatorEpoch().orElse(-1)))
+            ProducerState st = open.get(open.size() - 1);
+            out.put("producer_id", st.producerId());
+            admin.abortTransaction(new AbortTransactionSpec(tp, st.producerId(),
+                    (short) st.producerEpoch(), st.coordinatorEpoch().orElse(-1)))
                     .all().get(timeoutMs, TimeUnit.MILLISECONDS);
             out.put("open_after", openTransactions(admin, tp).size());
             out.put("error", null);
-            return !expectDenied;
-        } catch (Exception e) {
-            if (!expectDenied) {
-                throw e;
-            }
-            return expectDenied(e);
-        }
+        });
     }
 
     private List<ProducerState> openTransactions(Admin admin, TopicPartition tp) throws Exception {
@@ -554,9 +545,25 @@ public final class InteropClient {
 
     private boolean adminDeleteTopic(String topic, boolean expectDenied) throws Exception {
         out.put("topic", topic);
-        try (Admin admin = Admin.create(adminProps())) {
+        return withAdmin(expectDenied, admin -> {
             admin.deleteTopics(Collections.singletonList(topic)).all().get(timeoutMs, TimeUnit.MILLISECONDS);
             out.put("deleted", true);
+        });
+    }
+
+    /** An Admin call that either does its work or throws. */
+    private interface AdminCall {
+        void run(Admin admin) throws Exception;
+    }
+
+    /**
+     * Runs call with a new AdminClient. Expecting a denial: true when it fails
+     * with an authorization error; otherwise true when it succeeds (its
+     * exception propagates).
+     */
+    private boolean withAdmin(boolean expectDenied, AdminCall call) throws Exception {
+        try (Admin admin = Admin.create(adminProps())) {
+            call.run(admin);
             return !expectDenied;
         } catch (Exception e) {
             if (!expectDenied) {
@@ -607,7 +614,7 @@ public final class InteropClient {
      */
     private boolean adminDescribeGroup(String group, boolean expectDenied) throws Exception {
         out.put("group", group);
-        try (Admin admin = Admin.create(adminProps())) {
+        return withAdmin(expectDenied, admin -> {
             ConsumerGroupDescription d = admin.describeConsumerGroups(Collections.singletonList(group))
                     .describedGroups().get(group).get(timeoutMs, TimeUnit.MILLISECONDS);
             TreeSet<String> topics = new TreeSet<>();
@@ -621,13 +628,7 @@ public final class InteropClient {
             out.put("members", d.members().size());
             out.put("topics", new ArrayList<>(topics));
             out.put("error", null);
-            return !expectDenied;
-        } catch (Exception e) {
-            if (!expectDenied) {
-                throw e;
-            }
-            return expectDenied(e);
-        }
+        });
     }
 
     private Properties adminProps() {
