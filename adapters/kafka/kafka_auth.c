@@ -20,8 +20,7 @@
 #include "broker/log.h"
 
 /* v5 (KIP-1242) adds the cluster and node id the client expects; busgate
- * does not check them (the upstream cluster is busgate's to know), as
- * before v5. */
+ * does not check them yet (a 4.4 broker refuses a mismatch). */
 #define BG_KAFKA_APIVERSIONS_MAX 5
 
 /* Decodes the request body at p+off into pe's arena. */
