@@ -258,6 +258,9 @@ static int bg_runtime__init_adapters(bg_runtime_t *rt, const bg_config_t *cfg,
         bg_log_warn("runtime", "http: the HTTP adapter is not part of this build; section ignored");
     if (cfg->approvals.enabled)
         bg_log_warn("runtime", "approvals: not part of this build; hold rules refuse instead");
+    if (cfg->policy.spec.nmasks)
+        bg_log_warn("runtime", "policy.masks: masking is not part of this build; reading a masked "
+                               "topic or queue, or publishing to a masked exchange, is refused");
     return 0;
 }
 

@@ -22,6 +22,8 @@
  * decided as the queue "amq.gen-" (create), the prefix RabbitMQ gives such
  * names: a rule on amqp:queue:amq.gen-* allows declaring them and, since the
  * broker names them amq.gen-..., consuming from them afterwards.
+ * A publish, consume or get on a resource a mask applies to is refused: this
+ * build has no masking engine, and bodies a mask covers never pass unmasked.
  * Everything else (channel.*, basic.qos/ack/nack/reject/recover/cancel,
  * confirm.*, tx.*) names no resource. Pure: no I/O, no globals. */
 #include <stdio.h>
@@ -31,8 +33,8 @@
 
 #define BG_AMQP_SERVER_NAMED "amq.gen-"
 
-static void bg_amqp_authz__add(bg_amqp_verdict_t *v, bg_res_type_t type, amqp_bytes_t name,
-                               bg_verb_t verb)
+static bg_amqp_check_t *bg_amqp_authz__add(bg_amqp_verdict_t *v, bg_res_type_t type,
+                                           amqp_bytes_t name, bg_verb_t verb)
 {
     bg_amqp_check_t *c = &v->checks[v->n++];
     memset(c, 0, sizeof *c);
@@ -44,6 +46,7 @@ static void bg_amqp_authz__add(bg_amqp_verdict_t *v, bg_res_type_t type, amqp_by
         c->name = "amq.default";
         c->name_len = strlen(c->name);
     }
+    return c;
 }
 
 /* A queue argument: empty = the channel's last declared queue. */
@@ -100,17 +103,20 @@ void bg_amqp_authz_classify(const bg_amqp_method_t *m, const bg_amqp_channel_t *
     switch (m->id) {
     case AMQP_BASIC_PUBLISH_METHOD:
         bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, ((const amqp_basic_publish_t *)d)->exchange,
-                           BG_VERB_WRITE);
+                           BG_VERB_WRITE)
+            ->bodies = 1;
         break;
     case AMQP_BASIC_CONSUME_METHOD:
         bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE,
                            bg_amqp_authz__queue(((const amqp_basic_consume_t *)d)->queue, ch),
-                           BG_VERB_READ);
+                           BG_VERB_READ)
+            ->bodies = 1;
         break;
     case AMQP_BASIC_GET_METHOD:
         bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE,
                            bg_amqp_authz__queue(((const amqp_basic_get_t *)d)->queue, ch),
-                           BG_VERB_READ);
+                           BG_VERB_READ)
+            ->bodies = 1;
         break;
     case AMQP_QUEUE_DECLARE_METHOD: bg_amqp_authz__queue_declare(d, ch, v); break;
     case AMQP_EXCHANGE_DECLARE_METHOD: {
@@ -180,6 +186,11 @@ void bg_amqp_authz_decide(const bg_policy_t *p, const bg_policy_principal_t *pr,
         } else if (c->decision.effect == BG_EFFECT_HOLD) { /* no approvals for AMQP: fail closed */
             c->decision.effect = BG_EFFECT_DENY;
             c->refusal = "requires an approval, which busgate's AMQP adapter cannot hold";
+        } else if (c->decision.effect == BG_EFFECT_ALLOW && c->bodies && c->decision.nmasks) {
+            /* No masking engine in this build: never pass bodies a mask covers. */
+            c->decision.effect = BG_EFFECT_DENY;
+            c->unmasked = 1;
+            c->refusal = "a mask applies, and this build cannot mask message bodies";
         }
         if (c->decision.effect != BG_EFFECT_ALLOW && !v->denied)
             v->denied = (int)i + 1;
@@ -195,9 +206,14 @@ void bg_amqp_authz_text(const bg_amqp_verdict_t *v, const char *vhost, const cha
     }
     const bg_amqp_check_t *c = &v->checks[v->denied - 1];
     char why[160];
-    if (c->refusal)
-        snprintf(why, sizeof why, "busgate rule '%s' %s",
-                 c->decision.rule ? bg_policy_rule_name(c->decision.rule) : "?", c->refusal);
+    if (c->unmasked)
+        snprintf(why, sizeof why, "busgate mask '%.60s': this build cannot mask message bodies",
+                 bg_policy_mask_name(c->decision.masks[0]));
+    else if (c->refusal && c->decision.rule)
+        snprintf(why, sizeof why, "busgate rule '%.60s' %s", bg_policy_rule_name(c->decision.rule),
+                 c->refusal);
+    else if (c->refusal)
+        snprintf(why, sizeof why, "busgate: %s", c->refusal);
     else if (c->decision.rule)
         snprintf(why, sizeof why, "busgate rule '%.100s'", bg_policy_rule_name(c->decision.rule));
     else

@@ -155,8 +155,10 @@ static int bg_kafka__is_audit_topic(const bg_kafka_authz_ctx_t *ctx, bg_res_type
     return (size_t)name.len == n && memcmp(name.p, ctx->audit_topic, n) == 0;
 }
 
-/* The decision busgate applies: policy, then the reserved audit topic and
- * hold (no approvals in this build) both fail closed. */
+/* The decision busgate applies: policy, then the reserved audit topic, hold
+ * (no approvals in this build) and reading a topic a mask applies to (no
+ * masking engine in this build: records a mask covers never pass unmasked)
+ * all fail closed. */
 static const char *bg_kafka__decide_raw(const bg_kafka_authz_ctx_t *ctx, bg_res_type_t type,
                                         bg_slice_t name, bg_verb_t verb, bg_policy_decision_t *d)
 {
@@ -174,6 +176,11 @@ static const char *bg_kafka__decide_raw(const bg_kafka_authz_ctx_t *ctx, bg_res_
     if (d->effect == BG_EFFECT_HOLD) {
         d->effect = BG_EFFECT_DENY;
         return "hold: no approvals in this build";
+    }
+    if (d->effect == BG_EFFECT_ALLOW && d->nmasks && type == BG_RES_KAFKA_TOPIC &&
+        verb == BG_VERB_READ) {
+        d->effect = BG_EFFECT_DENY;
+        return "masked topic: no masking in this build";
     }
     return NULL;
 }

@@ -129,6 +129,51 @@ def test_consume_from_denied_queue(gw):
         setup.close()
 
 
+def test_masked_queue_and_exchange_refused(start_busgate, tmp_path):
+    """This build has no masking engine: bodies a mask covers never cross
+    busgate. Consume and get on a masked queue and publish to a masked
+    exchange are refused with 403 naming the mask; declaring and binding
+    them is not; the mask's except group is not affected."""
+    issuer = Issuer(tmp_path / "keys")
+    masks = ("  masks:\n    - name: pii\n"
+             "      resources: [\"amqp:queue:it.pii*\", \"amqp:exchange:it.pii*\"]\n"
+             "      fields: [customer.email]\n      except: [group:fraud]\n")
+    text, ports = busgate_config(tmp_path, issuer, policy() + masks)
+    start_busgate(text, wait_for_port=ports["listen"])
+    q, x = unique("it.pii-q"), unique("it.pii-x")
+    conn = connect(ports["listen"], issuer.mint("alice", ["apps"]))
+    ch = conn.channel()
+    ch.exchange_declare(x, "fanout", auto_delete=True)
+    ch.queue_declare(q, auto_delete=True)
+    ch.queue_bind(q, x)
+    err = closed_by_broker(lambda: ch.basic_get(q))
+    assert err.reply_code == 403 and f"read access to queue '{q}'" in err.reply_text
+    assert "busgate mask 'pii'" in err.reply_text, err.reply_text
+    ch = conn.channel()
+    ch.basic_publish(x, "", b'{"customer":{"email":"a@example.com"}}')
+    err = closed_by_broker(lambda: ch.queue_declare(unique("it.q"), auto_delete=True))
+    assert err.reply_code == 403 and f"write access to exchange '{x}'" in err.reply_text
+    assert conn.is_open
+    # The except group publishes and reads the clear body.
+    fraud = connect(ports["listen"], issuer.mint("carol", ["apps", "fraud"]))
+    fch = fraud.channel()
+    fch.basic_publish(x, "", b'{"customer":{"email":"a@example.com"}}')
+    m = (None,)
+    for _ in range(100):
+        m = fch.basic_get(q, auto_ack=True)
+        if m[0]:
+            break
+        fraud.sleep(0.05)
+    assert m[2] == b'{"customer":{"email":"a@example.com"}}'
+    # alice's refused publish never reached the queue: only carol's was there.
+    assert fch.queue_declare(q, passive=True).method.message_count == 0
+    fraud.close()
+    conn.close()
+    ev = wait_audit(ports["audit"], lambda e: api_name(e) == "basic.get" and
+                    e["decision"]["effect"] == "deny")
+    assert ev and ev[0]["detail"].startswith("a mask applies"), ev
+
+
 def test_declare_bind_purge_delete(gw):
     bg, ports, issuer = gw
     conn = connect(ports["listen"], issuer.mint("alice", ["apps"]))

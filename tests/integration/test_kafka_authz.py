@@ -212,3 +212,68 @@ def test_audit_topic_is_reserved(start_busgate, tmp_path):
     c.close()
     assert any(b'"decision"' in v for v in values)
     assert b"forged" not in values
+
+
+MASKED_RULES = RULES + """    - name: reporting-reads-pii
+      subjects: [group:reporting]
+      resources: ["kafka:topic:it-orders-pii-*"]
+      verbs: [read, describe]
+      effect: allow
+    - name: reporting-groups
+      subjects: [group:reporting]
+      resources: ["kafka:group:it-*"]
+      verbs: [read, describe]
+      effect: allow
+  masks:
+    - name: pii
+      resources: ["kafka:topic:it-orders-pii-*"]
+      fields: [customer.email]
+      except: [group:reporting]
+"""
+
+
+def _consume(boot, token, topic, want):
+    """Polls topic from the start until want records or an error arrive;
+    returns (values, errors)."""
+    errors, got = [], []
+    c = consumer(boot, token, error_cb=errors.append)
+    c.assign([TopicPartition(topic, 0, 0)])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and len(got) < want and not errors:
+        m = c.poll(0.5)
+        if m is None:
+            continue
+        if m.error():
+            errors.append(m.error())
+        else:
+            got.append(m.value())
+    c.close()
+    return got, errors
+
+
+def test_masked_topic_is_not_read_unmasked(start_busgate, tmp_path):
+    """This build has no masking engine: a topic a mask applies to can be
+    written, but reading it is refused (fail closed) except for the mask's
+    except group, which would see clear values anyway."""
+    topic = unique("it-orders-pii")
+    create_topics([topic])
+    _, ports, boot = start(start_busgate, tmp_path, rules=MASKED_RULES)
+    orders = oidc_token("svc-orders")
+
+    p = Producer(client_conf(boot, orders))
+    p.produce(topic, value=b'{"customer":{"email":"a@example.com"}}')
+    assert p.flush(30) == 0
+
+    got, errors = _consume(boot, orders, topic, 1)
+    assert got == [], "read a masked topic unmasked"
+    assert any(e.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED for e in errors), \
+        [str(e) for e in errors]
+    refused = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                         and e["api"]["name"] == "Fetch" and e["decision"]["effect"] == "deny"
+                         and any(r["name"] == topic for r in e.get("resources", [])))
+    assert refused, "no audited Fetch refusal"
+    assert refused[0]["detail"] == "masked topic: no masking in this build", refused[0]
+    assert refused[0]["decision"]["rule"] == "orders-topics"
+
+    got, errors = _consume(boot, oidc_token("svc-reporting"), topic, 1)
+    assert got == [b'{"customer":{"email":"a@example.com"}}'], [str(e) for e in errors]

@@ -224,6 +224,9 @@ static const pt_policy_t policy_table = {
         {"trial", "group:apps", "amqp:exchange:trial.*", "write", "allow"},
         {"audited", "group:apps", "amqp:exchange:trial.*", "write", "deny", "audit"},
     },
+    {
+        {"pii", "amqp:queue:ok.pii* amqp:exchange:ok.pii*", "email", "group:fraud"},
+    },
 };
 
 static int setup(void **state)
@@ -286,6 +289,19 @@ static const decide_case_t decide_cases[] = {
     /* audit mode: the rule would deny, busgate lets it through. */
     {"apps", M1(AMQP_BASIC_PUBLISH_METHOD, 0, "trial.x"), 0, "audited", NULL},
     {"", M1(AMQP_BASIC_PUBLISH_METHOD, 0, "trial.x"), 1, NULL, NULL},
+    /* A mask applies and this build cannot mask: bodies crossing busgate
+     * (consume, get, publish) are refused; other methods and the mask's
+     * except group are not affected. */
+    {"apps", M1(AMQP_BASIC_CONSUME_METHOD, "ok.pii-q", 0), 1, "apps-all",
+     "ACCESS_REFUSED - read access to queue 'ok.pii-q' in vhost '/' refused for user 'svc' "
+     "(busgate mask 'pii': this build cannot mask message bodies)"},
+    {"apps", M1(AMQP_BASIC_GET_METHOD, "ok.pii-q", 0), 1, "apps-all", NULL},
+    {"apps", M1(AMQP_BASIC_PUBLISH_METHOD, 0, "ok.pii-x"), 1, "apps-all",
+     "ACCESS_REFUSED - write access to exchange 'ok.pii-x'"},
+    {"apps", M1(AMQP_QUEUE_BIND_METHOD, "ok.pii-q", "ok.pii-x"), 0, "apps-all", NULL},
+    {"apps", MP(AMQP_QUEUE_DECLARE_METHOD, "ok.pii-q", 0), 0, "apps-all", NULL},
+    {"apps fraud", M1(AMQP_BASIC_CONSUME_METHOD, "ok.pii-q", 0), 0, "apps-all", NULL},
+    {"apps fraud", M1(AMQP_BASIC_PUBLISH_METHOD, 0, "ok.pii-x"), 0, "apps-all", NULL},
 };
 
 static void test_decide_table(void **state)

@@ -281,6 +281,52 @@ static void test_fetch_split_merge_min(void **st)
     assert_int_equal(p->f[K(FETCH_RESP_RESPONSES_PARTITIONS_RECORDS)].s.len, 0);
 }
 
+/* No masking engine in this build: a fetch of a topic a mask applies to is
+ * refused for that topic only, with busgate's reason; a produce to it and a
+ * principal the mask excepts are not affected. */
+static void test_fetch_masked_topic_refused(void **st)
+{
+    ka_fix_t *f = *st;
+    const char *const names[] = {"orders", "orders.pii"};
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_FETCH, 12);
+    bg_kafka_verdict_t v;
+    assert_int_equal(
+        bg_kafka_authz_request(&f->ctx, &h, ka_rt(f, 1, 0, 12, fetch_req(f, names, 2)), &f->a, &v),
+        0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    assert_int_equal(v.request->f[K(FETCH_REQ_TOPICS)].a.n, 1);
+    assert_true(ka_eq(ka_el(v.request, K(FETCH_REQ_TOPICS), 0)->f[K(FETCH_REQ_TOPICS_TOPIC)].s,
+                      "orders"));
+    assert_int_equal(v.ndecisions, 2);
+    const bg_kafka_decision_t *d = v.decisions[0].error_code ? &v.decisions[0] : &v.decisions[1];
+    assert_int_equal(d->error_code, BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED);
+    assert_int_equal(d->decision.effect, BG_EFFECT_DENY);
+    assert_int_equal(d->decision.would, BG_EFFECT_ALLOW);
+    assert_string_equal(bg_policy_rule_name(d->decision.rule), "allow-orders");
+    assert_string_equal(d->reason, "masked topic: no masking in this build");
+    assert_int_equal(d->decision.nmasks, 1);
+    assert_string_equal(bg_policy_mask_name(d->decision.masks[0]), "pii");
+
+    const char *const pii[] = {"orders.pii"};
+    bg_kafka_req_hdr_t hp = ka_hdr(BG_KAFKA_API_PRODUCE, 9);
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &hp, produce_req(f, pii, 1, 1), &f->a, &v),
+                     0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+
+    /* The mask's except group sees the topic as the rule allows it. */
+    const char *const fraud[] = {"fraud"};
+    bg_policy_principal_t pr;
+    assert_int_equal(bg_policy_principal_prepare(f->pol, "carol", fraud, 1, &pr), 0);
+    f->ctx.principal = &pr;
+    assert_int_equal(
+        bg_kafka_authz_request(&f->ctx, &h, ka_rt(f, 1, 0, 12, fetch_req(f, names, 2)), &f->a, &v),
+        0);
+    f->ctx.principal = &f->pr;
+    bg_policy_principal_clear(&pr);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    assert_int_equal(v.decisions[0].decision.nmasks, 0);
+}
+
 static void test_fetch_topic_ids(void **st)
 {
     ka_fix_t *f = *st;
@@ -777,6 +823,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_audit_topic_reserved, setup, teardown),
         cmocka_unit_test_setup_teardown(test_listing_recorded_once, setup, teardown),
         cmocka_unit_test_setup_teardown(test_hold_is_deny, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fetch_masked_topic_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_split_merge_min, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_topic_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_session_rewrite, setup, teardown),

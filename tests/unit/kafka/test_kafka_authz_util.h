@@ -47,7 +47,8 @@ static int ka_topic_name(void *arg, const uint8_t id[16], bg_slice_t *name)
  *   audit.log      : all verbs allowed  (the reservation must still win)
  *   group g1, g-*  : read, describe, delete
  *   txn tx1        : write, describe
- *   cluster        : describe */
+ *   cluster        : describe
+ * and the mask pii on orders.pii (field email), except group:fraud. */
 static ka_fix_t *ka_setup(void)
 {
     static const char *all[] = {"*"};
@@ -59,6 +60,9 @@ static ka_fix_t *ka_setup(void)
     static const char *r_txn[] = {"kafka:transactional-id:tx1"};
     static const char *r_cluster[] = {"kafka:cluster"};
     static const char *appr[] = {"group:sre"};
+    static const char *r_pii[] = {"kafka:topic:orders.pii"};
+    static const char *f_pii[] = {"email"};
+    static const char *x_pii[] = {"group:fraud"};
     unsigned allv = (1u << BG_VERB__COUNT) - 1;
     bg_policy_rule_spec_t rules[] = {
         {"allow-orders", "t.yaml", 1, all, 1, r_orders, 1, allv, BG_EFFECT_ALLOW, NULL, 0,
@@ -77,8 +81,10 @@ static ka_fix_t *ka_setup(void)
         {"cluster", "t.yaml", 7, all, 1, r_cluster, 1, 1u << BG_VERB_DESCRIBE, BG_EFFECT_ALLOW,
          NULL, 0, BG_MODE_INHERIT},
     };
+    bg_policy_mask_spec_t masks[] = {{"pii", "t.yaml", 8, r_pii, 1, BG_MASK_FORMAT_JSON, f_pii, 1,
+                                      BG_MASK_REDACT, x_pii, 1}};
     bg_policy_spec_t spec = {BG_EFFECT_DENY, BG_MODE_ENFORCE, rules,
-                             sizeof rules / sizeof rules[0], NULL, 0};
+                             sizeof rules / sizeof rules[0], masks, 1};
     char err[256];
     ka_fix_t *f = calloc(1, sizeof *f);
     assert_non_null(f);
