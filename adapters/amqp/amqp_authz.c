@@ -22,6 +22,9 @@
  * decided as the queue "amq.gen-" (create), the prefix RabbitMQ gives such
  * names: a rule on amqp:queue:amq.gen-* allows declaring them and, since the
  * broker names them amq.gen-..., consuming from them afterwards.
+ * A name with a control byte is refused whatever the policy says: RabbitMQ
+ * strips CR and LF from some names, which would let a name escape the rule
+ * meant for it.
  * A publish, consume or get on a resource a mask applies to is refused: this
  * build has no masking engine, and bodies a mask covers never pass unmasked.
  * Everything else (channel.*, basic.qos/ack/nack/reject/recover/cancel,
@@ -170,6 +173,17 @@ void bg_amqp_authz_classify(const bg_amqp_method_t *m, const bg_amqp_channel_t *
     }
 }
 
+/* 1 when name has a control byte. RabbitMQ strips CR and LF from the names
+ * of declares, deletes and binds before using them, so "pr\nod.x" would be
+ * decided as itself here but act on "prod.x" there. */
+static int bg_amqp_authz__has_control(const char *name, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char)name[i] < 0x20 || (unsigned char)name[i] == 0x7f)
+            return 1;
+    return 0;
+}
+
 void bg_amqp_authz_decide(const bg_policy_t *p, const bg_policy_principal_t *pr,
                           bg_amqp_verdict_t *v)
 {
@@ -178,11 +192,17 @@ void bg_amqp_authz_decide(const bg_policy_t *p, const bg_policy_principal_t *pr,
         bg_amqp_check_t *c = &v->checks[i];
         bg_policy_resource_t r = {c->type, NULL, 0, c->name, c->name_len};
         bg_policy_decide(p, pr, &r, c->verb, &c->decision);
-        if (c->type == BG_RES_AMQP_QUEUE && c->name_len == 0) {
+        if (bg_amqp_authz__has_control(c->name, c->name_len)) {
+            c->decision.effect = BG_EFFECT_DENY;
+            c->decision.would = BG_EFFECT_DENY;
+            c->decision.rule = NULL;
+            c->refusal = "names with control characters are refused";
+        } else if (c->type == BG_RES_AMQP_QUEUE && c->name_len == 0) {
             /* "" names the last declared queue, not known yet: fail closed. */
             c->decision.effect = BG_EFFECT_DENY;
             c->decision.would = BG_EFFECT_DENY;
-            c->refusal = "names the channel's last declared queue, which is not known yet";
+            c->decision.rule = NULL;
+            c->refusal = "\"\" names the channel's last declared queue, which is not known yet";
         } else if (c->decision.effect == BG_EFFECT_HOLD) { /* no approvals for AMQP: fail closed */
             c->decision.effect = BG_EFFECT_DENY;
             c->refusal = "requires an approval, which busgate's AMQP adapter cannot hold";
@@ -218,9 +238,15 @@ void bg_amqp_authz_text(const bg_amqp_verdict_t *v, const char *vhost, const cha
         snprintf(why, sizeof why, "busgate rule '%.100s'", bg_policy_rule_name(c->decision.rule));
     else
         snprintf(why, sizeof why, "busgate default policy");
-    /* Names are cut so the rule's name survives the 255-byte shortstr. */
-    snprintf(buf, cap, "ACCESS_REFUSED - %s access to %s '%.*s' in vhost '%.40s' refused for user "
+    /* Names are cut so the rule's name survives the 255-byte shortstr, and
+     * their control bytes shown as '?'. */
+    char name[61];
+    size_t nlen = c->name_len > 60 ? 60 : c->name_len;
+    for (size_t i = 0; i < nlen; i++)
+        name[i] = bg_amqp_authz__has_control(c->name + i, 1) ? '?' : c->name[i];
+    name[nlen] = '\0';
+    snprintf(buf, cap, "ACCESS_REFUSED - %s access to %s '%s' in vhost '%.40s' refused for user "
                        "'%.40s' (%s)",
-             bg_verb_name(c->verb), c->type == BG_RES_AMQP_QUEUE ? "queue" : "exchange",
-             (int)(c->name_len > 60 ? 60 : c->name_len), c->name, vhost, user, why);
+             bg_verb_name(c->verb), c->type == BG_RES_AMQP_QUEUE ? "queue" : "exchange", name,
+             vhost, user, why);
 }

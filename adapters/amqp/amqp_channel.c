@@ -403,6 +403,9 @@ static int bg_amqp_chan__open_method(bg_amqp_session_t *s, uint16_t n, bg_amqp_c
             bg_amqp_chan__copy(ch->last_queue, q->queue);
         else
             ch->last_queue[0] = '\0';
+        ch->last_declare_waits = !q->nowait;
+        if (!q->nowait)
+            ch->declares_waiting++;
         break;
     }
     case AMQP_BASIC_CONSUME_METHOD: {
@@ -608,7 +611,10 @@ static void bg_amqp_chan__track_up(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
                                       ((const amqp_basic_cancel_ok_t *)m->decoded)->consumer_tag);
         break;
     case AMQP_QUEUE_DECLARE_OK_METHOD:
-        bg_amqp_chan__copy(ch->last_queue, ((const amqp_queue_declare_ok_t *)m->decoded)->queue);
+        /* The answer to an earlier declare must not undo a later one. */
+        if (ch->declares_waiting && --ch->declares_waiting == 0 && ch->last_declare_waits)
+            bg_amqp_chan__copy(ch->last_queue,
+                               ((const amqp_queue_declare_ok_t *)m->decoded)->queue);
         break;
     default: break;
     }

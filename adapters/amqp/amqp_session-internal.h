@@ -65,7 +65,15 @@ typedef struct bg_amqp_channel_s {
     uint8_t expect;          /* content from the client: 0 none, 1 header, 2 body */
     uint8_t discard;         /* content of a refused publish: dropped whole */
     uint64_t body_left;      /* body bytes still expected */
-    char last_queue[BG_AMQP_NAME_MAX]; /* from queue.declare-ok: what "" names */
+    /* What "" names: RabbitMQ's most recently declared queue, set by the
+     * declare busgate forwards last (nowait and passive too); "" while it
+     * is a server-named queue whose declare-ok has not come back. A
+     * declare-ok's name is taken only when it answers that last declare:
+     * declares_waiting counts forwarded declares without their declare-ok,
+     * last_declare_waits says the last one expects one. */
+    char last_queue[BG_AMQP_NAME_MAX];
+    uint32_t declares_waiting;
+    uint8_t last_declare_waits;
     /* basic.consumes forwarded whose consume-ok has not come back, oldest
      * first: RabbitMQ answers a channel's consumes in order, so each
      * consume-ok (and the tag it names, maybe server-generated) belongs to

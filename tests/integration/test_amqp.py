@@ -174,6 +174,30 @@ def test_masked_queue_and_exchange_refused(start_busgate, tmp_path):
     assert ev and ev[0]["detail"].startswith("a mask applies"), ev
 
 
+def test_names_with_control_characters_refused(gw):
+    """RabbitMQ strips CR and LF from the names of deletes, declares and
+    binds: "it.sec\\nret-q" would escape the deny on it.secret* and delete
+    it.secret-q. busgate refuses such names whatever the rules say."""
+    bg, ports, issuer = gw
+    q = unique("it.secret-q")
+    setup = direct()
+    sch = setup.channel()
+    sch.queue_declare(q)
+    try:
+        conn = connect(ports["listen"], issuer.mint("alice", ["apps"]))
+        ch = conn.channel()
+        sneaky = q[:6] + "\n" + q[6:]
+        err = closed_by_broker(lambda: ch.queue_delete(sneaky))
+        assert err.reply_code == 403, err
+        assert "names with control characters are refused" in err.reply_text, err.reply_text
+        assert conn.is_open
+        conn.close()
+        assert sch.queue_declare(q, passive=True).method.queue == q  # still there
+    finally:
+        sch.queue_delete(q)
+        setup.close()
+
+
 def test_declare_bind_purge_delete(gw):
     bg, ports, issuer = gw
     conn = connect(ports["listen"], issuer.mint("alice", ["apps"]))

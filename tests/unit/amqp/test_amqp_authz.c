@@ -302,6 +302,16 @@ static const decide_case_t decide_cases[] = {
     {"apps", MP(AMQP_QUEUE_DECLARE_METHOD, "ok.pii-q", 0), 0, "apps-all", NULL},
     {"apps fraud", M1(AMQP_BASIC_CONSUME_METHOD, "ok.pii-q", 0), 0, "apps-all", NULL},
     {"apps fraud", M1(AMQP_BASIC_PUBLISH_METHOD, 0, "ok.pii-x"), 0, "apps-all", NULL},
+    /* RabbitMQ strips CR/LF from declared, deleted and bound names: with
+     * them, "ok.sec\nret-q" would pass apps-all here and delete
+     * ok.secret-q there. Control bytes are refused whatever the rules. */
+    {"apps", M1(AMQP_QUEUE_DELETE_METHOD, "ok.sec\nret-q", 0), 1, NULL,
+     "ACCESS_REFUSED - delete access to queue 'ok.sec?ret-q' in vhost '/' refused for user "
+     "'svc' (busgate: names with control characters are refused)"},
+    {"apps", M1(AMQP_QUEUE_BIND_METHOD, "ok.q", "ok.x\r"), 2, NULL,
+     "ACCESS_REFUSED - read access to exchange 'ok.x?'"},
+    {"apps", MP(AMQP_QUEUE_DECLARE_METHOD, "ok.\x01q", 0), 1, NULL, NULL},
+    {"apps", M1(AMQP_BASIC_PUBLISH_METHOD, 0, "ok.x\x7f"), 1, NULL, NULL},
 };
 
 static void test_decide_table(void **state)

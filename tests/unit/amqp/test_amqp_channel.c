@@ -25,6 +25,8 @@ static const pt_policy_t policy_table = {
         {"apps-all", "group:apps", "amqp:queue:ok.* amqp:exchange:ok.*", "all", "allow"},
         {"default-exchange", "group:apps", "amqp:exchange:amq.default", "write", "allow"},
         {"no-secret", "*", "amqp:queue:ok.secret* amqp:exchange:ok.secret*", "all", "deny"},
+        {"server-named", "group:apps", "amqp:queue:amq.gen-*", "create read", "allow"},
+        {"look-only", "group:apps", "amqp:queue:look.*", "describe", "allow"},
     },
 };
 
@@ -554,10 +556,15 @@ static void test_consumer_tracking(void **state)
     ctx_t *c = *state;
     open_channel(c, 1);
     /* queue.declare "" -> declare-ok names the queue; consume "" uses it. */
-    amqp_queue_declare_ok_t dok = {t_str("ok.gen-1"), 0, 0};
+    amqp_queue_declare_t qd;
+    memset(&qd, 0, sizeof qd);
+    assert_int_equal(cli(c, 1, AMQP_QUEUE_DECLARE_METHOD, &qd), 1);
+    expect_method(c, UP(c), 1, AMQP_QUEUE_DECLARE_METHOD);
+    assert_string_equal(chan(c, 1)->last_queue, "");
+    amqp_queue_declare_ok_t dok = {t_str("amq.gen-1"), 0, 0};
     assert_int_equal(up(c, 1, AMQP_QUEUE_DECLARE_OK_METHOD, &dok), 0);
     expect_method(c, CLI(c), 1, AMQP_QUEUE_DECLARE_OK_METHOD);
-    assert_string_equal(chan(c, 1)->last_queue, "ok.gen-1");
+    assert_string_equal(chan(c, 1)->last_queue, "amq.gen-1");
     amqp_basic_consume_t bc;
     memset(&bc, 0, sizeof bc);
     assert_int_equal(cli(c, 1, AMQP_BASIC_CONSUME_METHOD, &bc), 1);
@@ -576,7 +583,7 @@ static void test_consumer_tracking(void **state)
     int seen = 0;
     for (bg_amqp_consumer_t *k = ch->consumers; k; k = k->next) {
         if (strcmp(k->tag, "ctag-1") == 0)
-            assert_string_equal(k->queue, "ok.gen-1"), seen |= 1;
+            assert_string_equal(k->queue, "amq.gen-1"), seen |= 1;
         if (strcmp(k->tag, "ctag-2") == 0)
             assert_string_equal(k->queue, "ok.other"), seen |= 2;
     }
@@ -591,6 +598,61 @@ static void test_consumer_tracking(void **state)
     assert_int_equal(ch->nconsumers, 0);
     assert_null(ch->consumers);
     assert_int_equal(c->f.closed, 0);
+}
+
+/* The declare-ok of an earlier declare does not undo a later declare: ""
+ * keeps naming the queue RabbitMQ declared last (here a passive nowait
+ * declare of a queue the principal may only describe), so consuming from ""
+ * is decided on that queue and refused. */
+static void test_stale_declare_ok_keeps_last_queue(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    amqp_queue_declare_t qd;
+    memset(&qd, 0, sizeof qd);
+    qd.queue = t_str("ok.mine");
+    assert_int_equal(cli(c, 1, AMQP_QUEUE_DECLARE_METHOD, &qd), 1);
+    expect_method(c, UP(c), 1, AMQP_QUEUE_DECLARE_METHOD);
+    qd.queue = t_str("look.victim");
+    qd.passive = 1;
+    qd.nowait = 1;
+    assert_int_equal(cli(c, 1, AMQP_QUEUE_DECLARE_METHOD, &qd), 1);
+    expect_method(c, UP(c), 1, AMQP_QUEUE_DECLARE_METHOD);
+    amqp_queue_declare_ok_t dok = {t_str("ok.mine"), 0, 0};
+    assert_int_equal(up(c, 1, AMQP_QUEUE_DECLARE_OK_METHOD, &dok), 0);
+    expect_method(c, CLI(c), 1, AMQP_QUEUE_DECLARE_OK_METHOD);
+    assert_string_equal(chan(c, 1)->last_queue, "look.victim");
+    amqp_basic_consume_t bc;
+    memset(&bc, 0, sizeof bc);
+    assert_int_equal(cli(c, 1, AMQP_BASIC_CONSUME_METHOD, &bc), 1);
+    bg_amqp_method_t m = expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    assert_int_equal(((amqp_channel_close_t *)m.decoded)->reply_code, 403);
+    expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    expect_nothing(UP(c));
+}
+
+/* Two named declares pipelined: the first declare-ok leaves the second
+ * queue as the last one; a declare-ok with no declare waiting changes
+ * nothing. */
+static void test_pipelined_declares(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    amqp_queue_declare_t qd;
+    memset(&qd, 0, sizeof qd);
+    const char *names[] = {"ok.a", "ok.b"};
+    for (int i = 0; i < 2; i++) {
+        qd.queue = t_str(names[i]);
+        assert_int_equal(cli(c, 1, AMQP_QUEUE_DECLARE_METHOD, &qd), 1);
+        expect_method(c, UP(c), 1, AMQP_QUEUE_DECLARE_METHOD);
+    }
+    for (int i = 0; i < 3; i++) {
+        amqp_queue_declare_ok_t dok = {t_str(i < 2 ? names[i] : "ok.stray"), 0, 0};
+        assert_int_equal(up(c, 1, AMQP_QUEUE_DECLARE_OK_METHOD, &dok), 0);
+        expect_method(c, CLI(c), 1, AMQP_QUEUE_DECLARE_OK_METHOD);
+        assert_string_equal(chan(c, 1)->last_queue, "ok.b");
+    }
+    assert_int_equal(chan(c, 1)->declares_waiting, 0);
 }
 
 /* The queue tracked for tag on channel n, or NULL. */
@@ -907,6 +969,8 @@ int main(void)
         T(test_refused_publish_with_confirms),
         T(test_refusal_crossing_client_close),
         T(test_reopen_hold),
+        T(test_stale_declare_ok_keeps_last_queue),
+        T(test_pipelined_declares),
         T(test_audit_not_admitting),
         T(test_consumer_tracking),
         T(test_pipelined_consumes),
