@@ -365,6 +365,13 @@ void bg_principal_clear(bg_principal_t *p)
     memset(p, 0, sizeof(*p));
 }
 
+int bg_principal_same(const bg_principal_t *a, const bg_principal_t *b)
+{
+    if (!a->sub || !b->sub || !a->issuer || !b->issuer)
+        return 0;
+    return strcmp(a->sub, b->sub) == 0 && strcmp(a->issuer, b->issuer) == 0;
+}
+
 static int bg_id__dup_opt(char **dst, const char *src)
 {
     *dst = src ? strdup(src) : NULL;

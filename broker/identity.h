@@ -42,6 +42,9 @@ typedef struct bg_principal_s {
 } bg_principal_t;
 
 void bg_principal_clear(bg_principal_t *p);
+/* 1 when a and b name the same principal: (issuer, sub), since two trusted
+ * issuers may each have a subject with the same sub. 0 when either lacks one. */
+int bg_principal_same(const bg_principal_t *a, const bg_principal_t *b);
 /* Deep copy; returns 0 or -1 on allocation failure. */
 int bg_principal_copy(bg_principal_t *dst, const bg_principal_t *src);
 

@@ -73,7 +73,7 @@ static void bg_amqp_hs__arm_expiry(bg_amqp_session_t *s)
     event_add(s->expiry_ev, &tv);
 }
 
-/* Verifies token; on success takes the principal (same subject required
+/* Verifies token; on success takes the principal (same issuer and subject required
  * when one is already set). Returns BG_ID_OK or a reason; *why for logs. */
 static bg_id_reason_t bg_amqp_hs__verify(bg_amqp_session_t *s, bg_slice_t token, const char **why)
 {
@@ -86,7 +86,7 @@ static bg_id_reason_t bg_amqp_hs__verify(bg_amqp_session_t *s, bg_slice_t token,
     *why = bg_id_reason_str(rc);
     if (rc != BG_ID_OK)
         return rc;
-    if (s->principal.sub && strcmp(pr.sub, s->principal.sub) != 0) {
+    if (s->principal.sub && !bg_principal_same(&pr, &s->principal)) {
         bg_principal_clear(&pr);
         *why = "different_subject";
         return BG_ID_MALFORMED;

@@ -241,21 +241,11 @@ static int bg_kafka_auth__token(const bg_kafka_session_t *s, bg_slice_t in, bg_s
     return bg_kafka_sasl_parse_plain(in.p, n, &authzid, &authcid, token, why);
 }
 
-/* 1 when pr names the session's principal. A principal is (issuer, sub):
- * two trusted issuers may each have a subject with the same sub. */
-static int bg_kafka_auth__same_principal(const bg_kafka_session_t *s, const bg_principal_t *pr)
-{
-    const bg_principal_t *cur = &s->principal;
-    if (!pr->sub || !cur->sub || !pr->issuer || !cur->issuer)
-        return 0;
-    return strcmp(pr->sub, cur->sub) == 0 && strcmp(pr->issuer, cur->issuer) == 0;
-}
-
 /* The token verified: (re)establish the session's principal. */
 static int bg_kafka_auth__accept(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
                                  bg_kafka_struct_t *r, bg_principal_t *pr)
 {
-    if (s->reauth && !bg_kafka_auth__same_principal(s, pr)) {
+    if (s->reauth && !bg_principal_same(pr, &s->principal)) {
         bg_principal_clear(pr);
         return bg_kafka_auth__fail(s, pe, r, "re-authentication must keep the same principal");
     }

@@ -329,7 +329,7 @@ int bg_kafka__c_produce(bg_kafka__az_t *az)
     if (r->f[K(PRODUCE_REQ_ACKS)].i == 0) {
         /* No response can carry an error: Kafka itself closes the connection
          * when an acks=0 produce fails. */
-        if (sp.ndenied) {
+        if (sp.ndenied || sp.force) { /* force: also with no topics at all */
             az->v->action = BG_KAFKA_ACT_CLOSE;
             az->v->close_reason = "acks=0 produce denied";
             return 0;

@@ -28,13 +28,19 @@ class Issuer:
     """A local token issuer: an RSA key and its JWKS file; tokens are minted
     with `busgate token mint` (or signed by hand for expired ones)."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, iss=ISSUER):
         directory.mkdir(parents=True, exist_ok=True)
         self.pem, self.jwks = make_rsa_key(directory)
+        self.iss = iss
+
+    def yaml(self):
+        """This issuer as an identity.issuers entry (4-space indented)."""
+        return (f"    - issuer: {self.iss}\n      audiences: [{AUDIENCE}]\n"
+                f"      jwks_file: {self.jwks}\n")
 
     def mint(self, sub, groups=(), ttl=600, aud=AUDIENCE):
         args = ["token", "mint", "--key", str(self.pem), "--kid", "test-key-1", "--sub", sub,
-                "--iss", ISSUER, "--aud", aud, "--ttl", str(ttl)]
+                "--iss", self.iss, "--aud", aud, "--ttl", str(ttl)]
         if groups:
             args += ["--groups", ",".join(groups)]
         r = run_cli(*args)
@@ -48,7 +54,7 @@ class Issuer:
 
     def expired(self, sub, groups=()):
         now = int(time.time())
-        return self.sign({"iss": ISSUER, "aud": AUDIENCE, "sub": sub, "groups": list(groups),
+        return self.sign({"iss": self.iss, "aud": AUDIENCE, "sub": sub, "groups": list(groups),
                           "iat": now - 900, "exp": now - 300, "jti": uuid.uuid4().hex})
 
 
@@ -59,7 +65,7 @@ def rule(name, subjects, resources, verbs, effect="allow"):
 
 
 def busgate_config(tmp_path, issuer, rules, *, default="deny", mode="enforce", heartbeat=None,
-                   rabbit_port=None, vhost="/", extra_amqp="", extra=""):
+                   rabbit_port=None, vhost="/", extra_amqp="", extra="", more_issuers=()):
     """Returns (yaml_text, ports) for busgate's AMQP listener in front of the
     test broker. rules: text from rule(). ports: listen, admin, audit (the
     JSON-lines audit file path)."""
@@ -70,10 +76,7 @@ def busgate_config(tmp_path, issuer, rules, *, default="deny", mode="enforce", h
 workers: 2
 identity:
   issuers:
-    - issuer: {ISSUER}
-      audiences: [{AUDIENCE}]
-      jwks_file: {issuer.jwks}
-amqp:
+{issuer.yaml()}{"".join(i.yaml() for i in more_issuers)}amqp:
   listen: 127.0.0.1:{listen}
   upstream:
     host: 127.0.0.1:{rabbit_port or RABBIT_PORT}

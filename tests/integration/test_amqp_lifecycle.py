@@ -71,6 +71,25 @@ def test_expiry_closes_and_update_secret_extends(start_busgate, tmp_path):
                       "different_subject")
 
 
+def test_update_secret_from_another_issuer_closes(start_busgate, tmp_path):
+    """A principal is (issuer, sub): the same sub from a second trusted
+    issuer is someone else and cannot take over the connection."""
+    issuer = Issuer(tmp_path / "keys")
+    other = Issuer(tmp_path / "other-keys", iss="https://other-idp.example")
+    text, ports = busgate_config(tmp_path, issuer, POLICY, more_issuers=[other])
+    start_busgate(text, wait_for_port=ports["listen"])
+    conn = connect(ports["listen"], issuer.mint("alice", ["apps"]))
+    # The other issuer's tokens are good on their own.
+    fresh = connect(ports["listen"], other.mint("alice", ["apps"]))
+    assert roundtrip(fresh) == b"ping"
+    fresh.close()
+    with pytest.raises((pex.ConnectionClosedByBroker, pex.StreamLostError)):
+        conn.update_secret(other.mint("alice", ["apps"], ttl=120), "takeover")
+        conn.sleep(1)
+    assert wait_audit(ports["audit"], lambda e: e.get("auth_failure_reason") ==
+                      "different_subject")
+
+
 def test_broker_restart_under_a_client(start_busgate, tmp_path):
     rabbit = PrivateRabbit(free_port_pair())
     rabbit.up()

@@ -348,6 +348,13 @@ static void test_valid_rs256(void **state)
     assert_string_equal(p.groups[0], "dev");
     assert_string_equal(p.groups[1], "ops");
     assert_int_equal(bg_principal_copy(&c, &p), 0);
+    assert_true(bg_principal_same(&c, &p));
+    free(c.issuer); /* same sub from another issuer: someone else */
+    c.issuer = strdup("https://other.example");
+    assert_false(bg_principal_same(&c, &p));
+    free(c.issuer);
+    c.issuer = NULL;
+    assert_false(bg_principal_same(&c, &p));
     bg_principal_clear(&p);
     assert_string_equal(c.sub, "alice");
     assert_string_equal(c.groups[1], "ops");

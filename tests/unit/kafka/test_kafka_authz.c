@@ -149,6 +149,12 @@ static void test_produce_acks0(void **st)
     assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
     assert_int_equal(v.no_response, 1);
     assert_int_equal(v.needs_response, 0);
+    /* A denied transactional id with no topics at all is not forwarded. */
+    bg_kafka_struct_t *req = produce_req(f, two, 0, 0);
+    req->f[K(PRODUCE_REQ_TRANSACTIONAL_ID)].s = ka_s("tx-other");
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_CLOSE);
+    assert_int_equal(v.decisions[0].error_code, BG_KAFKA_E_TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
 }
 
 static void test_produce_txn_denied(void **st)
