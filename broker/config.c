@@ -474,6 +474,35 @@ static void bg_cfg__toplevel(bg_cfg_ctx_t *ctx, const bg_cfg_map_t *m)
     }
 }
 
+static const int bg_cfg__restart_keys[BG_CONFIG_RESTART_SECTIONS] = {
+    K_WORKERS, K_KAFKA, K_AMQP, K_HTTP, K_APPROVALS, K_AUDIT, K_ADMIN};
+
+const char *bg_config_restart_section(size_t i)
+{
+    return i < BG_CONFIG_RESTART_SECTIONS ? bg_cfg__root_keys[bg_cfg__restart_keys[i]] : "?";
+}
+
+/* FNV-1a of each restart-only section, emitted on one line: formatting and
+ * comments do not count, any change of a value does. */
+static void bg_cfg__restart_hashes(bg_cfg_ctx_t *ctx, const bg_cfg_map_t *m)
+{
+    for (size_t i = 0; i < BG_CONFIG_RESTART_SECTIONS; i++) {
+        struct fy_node *n = m->val[bg_cfg__restart_keys[i]];
+        char *text = n ? fy_emit_node_to_string(n, FYECF_MODE_FLOW_ONELINE | FYECF_WIDTH_INF)
+                       : NULL;
+        uint64_t h = 0;
+        if (text) {
+            h = 1469598103934665603ull;
+            for (const char *p = text; *p; p++)
+                h = (h ^ (unsigned char)*p) * 1099511628211ull;
+            free(text);
+        } else if (n) {
+            h = 1; /* could not emit: count it as changed on every reload */
+        }
+        ctx->cfg->restart_hash[i] = h;
+    }
+}
+
 /* Rules that span sections. */
 static void bg_cfg__cross(bg_cfg_ctx_t *ctx, const bg_cfg_map_t *m)
 {
@@ -505,6 +534,7 @@ static void bg_cfg__root(bg_cfg_ctx_t *ctx, struct fy_node *root)
     bg_cfg__audit(ctx, m.val[K_AUDIT]);
     bg_cfg__admin(ctx, m.val[K_ADMIN]);
     bg_cfg__cross(ctx, &m);
+    bg_cfg__restart_hashes(ctx, &m);
     if (ctx->nerr == 0)
         bg_cfg__policy_compile(ctx, m.val[K_POLICY]);
 }

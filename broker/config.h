@@ -150,6 +150,8 @@ typedef struct bg_config_policy_s {
     bg_policy_mask_spec_t *masks;
 } bg_config_policy_t;
 
+#define BG_CONFIG_RESTART_SECTIONS 7
+
 typedef struct bg_config_s {
     char *path;        /* the file it was read from */
     int workers;       /* 0 = number of cores */
@@ -163,8 +165,17 @@ typedef struct bg_config_s {
     bg_config_approvals_t approvals;
     bg_config_audit_t audit;
     bg_config_admin_t admin;
+    /* A hash of each section that only a restart applies, as written
+     * (0 when absent), so a reload can say which of them it left alone;
+     * named by bg_config_restart_section(i). */
+    uint64_t restart_hash[BG_CONFIG_RESTART_SECTIONS];
     void *arena; /* private: owns every string and array above */
 } bg_config_t;
+
+/* The name of restart-only section i (< BG_CONFIG_RESTART_SECTIONS):
+ * workers, kafka, amqp, http, approvals, audit, admin. Everything else
+ * (identity, policy, log_level, instance) applies on reload. */
+const char *bg_config_restart_section(size_t i);
 
 /* Error list filled by the loader: each entry "FILE:LINE:COL: path: message". */
 typedef struct bg_config_errors_s {

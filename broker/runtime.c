@@ -65,23 +65,14 @@ static bg_snapshot_t *bg_runtime__load(bg_runtime_t *rt)
     return s;
 }
 
-static int bg_runtime__addr_eq(const bg_addr_t *a, const bg_addr_t *b)
-{
-    return a->port == b->port && strcmp(a->host ? a->host : "", b->host ? b->host : "") == 0;
-}
-
 /* Settings that only a restart applies: say so rather than half-apply. */
 static void bg_runtime__warn_restart(const bg_config_t *old, const bg_config_t *nw)
 {
-    if (old->kafka.enabled != nw->kafka.enabled ||
-        (nw->kafka.enabled && !bg_runtime__addr_eq(&old->kafka.listen, &nw->kafka.listen)))
-        bg_log_warn("config", "kafka listener changes take effect after a restart");
-    if (old->amqp.enabled != nw->amqp.enabled ||
-        (nw->amqp.enabled && !bg_runtime__addr_eq(&old->amqp.listen, &nw->amqp.listen)))
-        bg_log_warn("config", "amqp listener changes take effect after a restart");
-    if (old->admin.enabled != nw->admin.enabled ||
-        (nw->admin.enabled && !bg_runtime__addr_eq(&old->admin.listen, &nw->admin.listen)))
-        bg_log_warn("config", "admin listener changes take effect after a restart");
+    for (size_t i = 0; i < BG_CONFIG_RESTART_SECTIONS; i++)
+        if (old->restart_hash[i] != nw->restart_hash[i])
+            bg_log_warn("config", "%s: changed, but only a restart applies it; the running "
+                                  "settings stay until then",
+                        bg_config_restart_section(i));
 }
 
 static void bg_runtime__publish(bg_runtime_t *rt, bg_snapshot_t *s)

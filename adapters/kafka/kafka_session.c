@@ -244,7 +244,9 @@ static void bg_kafka__learn_topic(void *arg, const uint8_t id[16], bg_slice_t na
 static void bg_kafka__ctx(bg_kafka_session_t *s, const bg_snapshot_t *snap,
                           bg_kafka_authz_ctx_t *ctx)
 {
-    const bg_config_t *cfg = snap->config;
+    /* The reserved topic is the one the running audit pipeline writes: the
+     * start-up configuration's (a reload does not move the pipeline). */
+    const bg_config_t *cfg = s->kw->g->cfg;
     memset(ctx, 0, sizeof *ctx);
     ctx->policy = snap->policy;
     ctx->principal = &s->pp;

@@ -1,12 +1,12 @@
 """A policy reload applies to connections that are already open: the same
 producer, on the same connection, is refused once the rule that allowed it
-is gone."""
+is gone. Sections only a restart applies are left alone, with a warning."""
 import signal
 
 from confluent_kafka import KafkaError, Producer
 
-from kafka_env import busgate_config, client_conf, oidc_token, scrape, unique, wait_audit, \
-    wait_until
+from kafka_env import (busgate_config, client_conf, oidc_token, scrape, unique, wait_audit,
+                       wait_until, with_audit_topic)
 
 DESCRIBE = """    - name: orders-describe
       subjects: [group:orders]
@@ -63,3 +63,50 @@ def test_reload_applies_to_open_connection(start_busgate, tmp_path):
                          and e["api"]["name"] == "Produce" and e["decision"]["effect"] == "allow")
     # The refused Produce came on the connection that produced before.
     assert {e["session_id"] for e in denied} == {e["session_id"] for e in allowed}
+
+
+EVERYTHING = """    - name: everything
+      subjects: [group:orders]
+      resources: ["kafka:topic:*"]
+      verbs: [read, write, create, delete, alter, describe]
+      effect: allow
+"""
+
+
+def test_reload_cannot_move_the_audit_topic(start_busgate, tmp_path):
+    """audit.kafka_topic is applied at start-up only: a reload that changes
+    it logs that only a restart applies it, and the topic the running
+    pipeline writes stays reserved, even under a rule that allows every
+    verb on every topic."""
+    first, second = unique("busgate.audit"), unique("busgate.audit")
+    text, ports = busgate_config(tmp_path, EVERYTHING, mechanism="PLAIN")
+    bg = start_busgate(with_audit_topic(text, first), wait_for_port=ports["listen"])
+    boot = f"127.0.0.1:{ports['listen']}"
+
+    def produce(topic):
+        """One record from a new producer (no cached metadata): its error."""
+        p, out = Producer(client_conf(boot, oidc_token("svc-orders"))), []
+        p.produce(topic, value=b"forged", on_delivery=lambda e, m: out.append(e))
+        p.flush(30)
+        assert len(out) == 1
+        return out[0]
+
+    def busgate_refusals():
+        return len(wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                              and e["decision"]["effect"] == "deny" and e["verb"] == "write"
+                              and any(r["name"] == first for r in e["resources"]), timeout=0))
+
+    assert produce(first).code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    assert wait_until(busgate_refusals)
+    refused = busgate_refusals()
+    reloads = scrape(ports["admin"], "busgate_reloads_total", {"result": "ok"})
+    bg.config_path.write_text(with_audit_topic(text, second))
+    bg.signal(signal.SIGHUP)
+    assert wait_until(lambda: scrape(ports["admin"], "busgate_reloads_total",
+                                     {"result": "ok"}) > reloads), bg.log_path.read_text()[-2000:]
+    assert bg.wait_log(lambda l: l.get("msg", "").startswith("audit: changed, but only a restart "
+                                                            "applies it")), \
+        bg.log_path.read_text()[-2000:]
+    err = produce(first)
+    assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
+    assert wait_until(lambda: busgate_refusals() > refused)

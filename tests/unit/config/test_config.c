@@ -193,6 +193,32 @@ static void test_sizes_and_lists(void **state)
     bg_config_free(c);
 }
 
+/* A reload says which restart-only sections changed: the hash of each
+ * changes with any value in it, not with layout or comments, and sections
+ * that apply on reload (policy, identity, log_level) have none. */
+static void test_restart_hashes(void **state)
+{
+    bg_config_t *a = expect_ok(BASE "log_level: info\n");
+    bg_config_t *same = expect_ok(BASE_ID "# a comment\nkafka:\n  listen:   127.0.0.1:19092\n"
+                                          "  upstream:\n    embedded: 1\nlog_level: debug\n"
+                                          "policy: {default: allow}\n");
+    bg_config_t *other = expect_ok(BASE "  max_inflight: 7\nworkers: 2\n");
+    const char *changed[BG_CONFIG_RESTART_SECTIONS] = {0};
+    for (size_t i = 0; i < BG_CONFIG_RESTART_SECTIONS; i++) {
+        assert_true(a->restart_hash[i] == same->restart_hash[i]);
+        if (a->restart_hash[i] != other->restart_hash[i])
+            changed[i] = bg_config_restart_section(i);
+    }
+    assert_string_equal(changed[0], "workers");
+    assert_string_equal(changed[1], "kafka");
+    for (size_t i = 2; i < BG_CONFIG_RESTART_SECTIONS; i++)
+        assert_null(changed[i]);
+    assert_int_equal(a->restart_hash[2], 0); /* amqp absent */
+    bg_config_free(a);
+    bg_config_free(same);
+    bg_config_free(other);
+}
+
 /* ---- parsers ---- */
 
 static void test_parse_duration(void **state)
@@ -532,6 +558,7 @@ int main(void)
         cmocka_unit_test(test_example_loads),
         cmocka_unit_test(test_quickstart_loads),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_restart_hashes),
         cmocka_unit_test(test_sizes_and_lists),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_addr),
