@@ -475,7 +475,7 @@ static void bg_cfg__toplevel(bg_cfg_ctx_t *ctx, const bg_cfg_map_t *m)
 }
 
 static const int bg_cfg__restart_keys[BG_CONFIG_RESTART_SECTIONS] = {
-    K_WORKERS, K_KAFKA, K_AMQP, K_HTTP, K_APPROVALS, K_AUDIT, K_ADMIN};
+    K_WORKERS, K_KAFKA, K_AMQP, K_HTTP, K_APPROVALS, K_AUDIT, K_ADMIN, K_INSTANCE};
 
 const char *bg_config_restart_section(size_t i)
 {

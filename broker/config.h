@@ -150,7 +150,7 @@ typedef struct bg_config_policy_s {
     bg_policy_mask_spec_t *masks;
 } bg_config_policy_t;
 
-#define BG_CONFIG_RESTART_SECTIONS 7
+#define BG_CONFIG_RESTART_SECTIONS 8
 
 typedef struct bg_config_s {
     char *path;        /* the file it was read from */
@@ -173,8 +173,8 @@ typedef struct bg_config_s {
 } bg_config_t;
 
 /* The name of restart-only section i (< BG_CONFIG_RESTART_SECTIONS):
- * workers, kafka, amqp, http, approvals, audit, admin. Everything else
- * (identity, policy, log_level, instance) applies on reload. */
+ * workers, kafka, amqp, http, approvals, audit, admin, instance. Everything
+ * else (identity, policy, log_level) applies on reload. */
 const char *bg_config_restart_section(size_t i);
 
 /* Error list filled by the loader: each entry "FILE:LINE:COL: path: message". */
