@@ -154,18 +154,19 @@ static int bg_audit__lost(bg_audit_t *a, const char *why)
     return BG_AUDIT_DROPPED;
 }
 
-int bg_audit_emit(bg_audit_t *a, const bg_audit_event_t *ev)
+static int bg_audit__emit(bg_audit_t *a, const bg_audit_event_t *ev, int admitted)
 {
     if (!a || !ev || (unsigned)ev->kind >= BG_AUDIT_EV__COUNT)
         return BG_AUDIT_EINVAL;
+    int must = admitted && a->on_failure == BG_AUDIT_BLOCK;
     /* Refuse before encoding: a blocked pipeline must stay cheap. */
-    if (a->on_failure == BG_AUDIT_BLOCK && !atomic_load(&a->sink_ok))
+    if (a->on_failure == BG_AUDIT_BLOCK && !must && !atomic_load(&a->sink_ok))
         return bg_audit__lost(a, "sinks failing");
     bg_audit_qe_t *qe = bg_audit__encode(a, ev);
     if (!qe)
         return bg_audit__lost(a, "out of memory");
     pthread_mutex_lock(&a->mu);
-    if (atomic_load(&a->qlen) >= a->qcap || a->stop) {
+    if ((!must && atomic_load(&a->qlen) >= a->qcap) || a->stop) {
         pthread_mutex_unlock(&a->mu);
         free(qe);
         return bg_audit__lost(a, "queue full");
@@ -181,6 +182,22 @@ int bg_audit_emit(bg_audit_t *a, const bg_audit_event_t *ev)
     atomic_fetch_add(&a->emitted, 1);
     pthread_mutex_unlock(&a->mu);
     return BG_AUDIT_OK;
+}
+
+int bg_audit_emit(bg_audit_t *a, const bg_audit_event_t *ev)
+{
+    return bg_audit__emit(a, ev, 0);
+}
+
+int bg_audit_emit_admitted(bg_audit_t *a, const bg_audit_event_t *ev)
+{
+    return bg_audit__emit(a, ev, 1);
+}
+
+int bg_audit_emit_session(bg_audit_t *a, const bg_audit_event_t *ev)
+{
+    int admitted = ev && (ev->kind == BG_AUDIT_EV_DECISION || ev->kind == BG_AUDIT_EV_SESSION_END);
+    return bg_audit__emit(a, ev, admitted);
 }
 
 int bg_audit_admitting(const bg_audit_t *a)

@@ -164,6 +164,20 @@ bg_audit_t *bg_audit_new(const bg_config_audit_t *cfg, const char *instance,
  * the call. Returns BG_AUDIT_OK, BG_AUDIT_DROPPED, BG_AUDIT_REFUSED or
  * BG_AUDIT_EINVAL (see above). */
 int bg_audit_emit(bg_audit_t *a, const bg_audit_event_t *ev) __attribute__((warn_unused_result));
+/* The same for an event of work already admitted (bg_audit_admitting() was
+ * true when the request was let in: its decision recorded when the response
+ * comes, its session's end). In block mode it is queued even while the
+ * sinks fail or the queue is at audit.queue_size: refusing it could no
+ * longer stop the request, only lose its record. Memory stays bounded by
+ * the requests in flight. In drop mode it behaves as bg_audit_emit(). */
+int bg_audit_emit_admitted(bg_audit_t *a, const bg_audit_event_t *ev)
+    __attribute__((warn_unused_result));
+/* For an adapter's session events: decisions (the adapters check
+ * bg_audit_admitting() before they decide) and session ends are admitted
+ * work (bg_audit_emit_admitted); session starts and authentication
+ * failures are not (bg_audit_emit). */
+int bg_audit_emit_session(bg_audit_t *a, const bg_audit_event_t *ev)
+    __attribute__((warn_unused_result));
 
 /* 1 when emit would currently queue events (readiness), 0 when on_failure=block
  * would refuse them. Lock-free, any thread. */

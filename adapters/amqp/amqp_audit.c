@@ -17,7 +17,9 @@ static void bg_amqp_audit__base(bg_amqp_session_t *s, bg_audit_event_t *ev, bg_a
 static void bg_amqp_audit__emit(bg_amqp_session_t *s, const bg_audit_event_t *ev)
 {
     struct bg_audit_s *a = s->aw->w->audit;
-    if (a && bg_audit_emit(a, ev) < 0)
+    /* Decisions follow an admitting() check and a session's end follows
+     * its work: the pipeline takes both even if it stopped admitting. */
+    if (a && bg_audit_emit_session(a, ev) < 0)
         bg_log_debug("amqp", "audit event not queued");
 }
 

@@ -32,10 +32,11 @@ static void bg_kafka_audit__emit(bg_kafka_session_t *s, const bg_audit_event_t *
     bg_audit_t *a = (bg_audit_t *)s->kw->w->audit;
     if (!a)
         return;
-    /* Refusals are decided before a request is admitted (admitting()); an
-     * event of an admitted request that can no longer be queued is counted
-     * by the pipeline itself. */
-    if (bg_audit_emit(a, ev) < 0)
+    /* Requests are refused before they are admitted (admitting()). A
+     * decision is recorded when its response comes, and a session's end
+     * when it ends: both for work already let in, so the pipeline takes
+     * them even if it stopped admitting meanwhile. */
+    if (bg_audit_emit_session(a, ev) < 0)
         bg_log_debug("kafka", "audit event not queued");
 }
 

@@ -124,11 +124,17 @@ static void rm_rf(const char *dir)
     rmdir(dir);
 }
 
+static int emit_kind(bg_audit_t *a, bg_audit_kind_t kind, const char *session, uint64_t seq,
+                     int (*emit)(bg_audit_t *, const bg_audit_event_t *))
+{
+    bg_audit_event_t ev = {.kind = kind, .session_id = session, .seq = seq, .protocol = "kafka",
+                           .has = BG_AUDIT_HAS_SEQ};
+    return emit(a, &ev);
+}
+
 static int emit_seq(bg_audit_t *a, const char *session, uint64_t seq)
 {
-    bg_audit_event_t ev = {.kind = BG_AUDIT_EV_DECISION, .session_id = session, .seq = seq,
-                           .protocol = "kafka", .has = BG_AUDIT_HAS_SEQ};
-    return bg_audit_emit(a, &ev);
+    return emit_kind(a, BG_AUDIT_EV_DECISION, session, seq, bg_audit_emit);
 }
 
 static int64_t seq_of(const char *json)
@@ -241,13 +247,23 @@ static void queue_bound(bg_audit_on_failure_t mode)
     int want = mode == BG_AUDIT_BLOCK ? BG_AUDIT_REFUSED : BG_AUDIT_DROPPED;
     assert_int_equal(emit_seq(a, "s", 9), want);
     assert_int_equal(bg_audit_admitting(a), mode == BG_AUDIT_BLOCK ? 0 : 1);
+    /* Events of work already admitted: block mode still takes them (past
+     * the bound), drop mode counts them like any other. A session start
+     * is not such an event. */
+    assert_int_equal(emit_kind(a, BG_AUDIT_EV_SESSION_START, "s", 10, bg_audit_emit_session),
+                     want);
+    assert_int_equal(emit_kind(a, BG_AUDIT_EV_DECISION, "s", 11, bg_audit_emit_session),
+                     mode == BG_AUDIT_BLOCK ? BG_AUDIT_OK : BG_AUDIT_DROPPED);
+    assert_int_equal(emit_kind(a, BG_AUDIT_EV_SESSION_END, "s", 12, bg_audit_emit_session),
+                     mode == BG_AUDIT_BLOCK ? BG_AUDIT_OK : BG_AUDIT_DROPPED);
     bg_audit_stats_t st;
     bg_audit_stats(a, &st);
-    assert_int_equal(st.queue_depth, 8);
-    assert_int_equal(mode == BG_AUDIT_BLOCK ? st.refused : st.dropped, 1);
+    assert_int_equal(st.queue_depth, mode == BG_AUDIT_BLOCK ? 10 : 8);
+    assert_int_equal(mode == BG_AUDIT_BLOCK ? st.refused : st.dropped,
+                     mode == BG_AUDIT_BLOCK ? 2 : 4);
     atomic_store(&t->stall, 0);
     assert_int_equal(bg_audit_flush(a, 5000), 0);
-    assert_int_equal(tsink_count(t), 9);
+    assert_int_equal(tsink_count(t), mode == BG_AUDIT_BLOCK ? 11 : 9);
     assert_int_equal(bg_audit_admitting(a), 1);
     bg_audit_free(a);
     tsink_free(t);
@@ -268,6 +284,9 @@ static void test_no_spool_block_then_recover(void **state)
     assert_int_equal(emit_seq(a, "s", 0), BG_AUDIT_OK);
     WAIT_UNTIL(!bg_audit_admitting(a));
     assert_int_equal(emit_seq(a, "s", 1), BG_AUDIT_REFUSED);
+    /* The decision of a request admitted before the sink failed is held too. */
+    assert_int_equal(emit_kind(a, BG_AUDIT_EV_DECISION, "s", 3, bg_audit_emit_admitted),
+                     BG_AUDIT_OK);
     bg_audit_stats_t st;
     bg_audit_stats(a, &st);
     assert_int_equal(st.dropped, 0);
@@ -276,11 +295,13 @@ static void test_no_spool_block_then_recover(void **state)
     assert_int_equal(emit_seq(a, "s", 2), BG_AUDIT_OK);
     assert_int_equal(bg_audit_flush(a, 5000), 0);
     /* The held event went first as a probe, then for real (the same bytes,
-     * so the same event id: an at-least-once duplicate), then the new one. */
-    assert_int_equal(tsink_count(t), 3);
+     * so the same event id: an at-least-once duplicate), then the admitted
+     * one held behind it, then the new one. */
+    assert_int_equal(tsink_count(t), 4);
     assert_int_equal(seq_of(t->json[0]), 0);
     assert_string_equal(t->json[0], t->json[1]);
-    assert_int_equal(seq_of(t->json[2]), 2);
+    assert_int_equal(seq_of(t->json[2]), 3);
+    assert_int_equal(seq_of(t->json[3]), 2);
     bg_audit_free(a);
     tsink_free(t);
 }
