@@ -3,6 +3,8 @@
 #ifndef BG_KAFKA_AUTHZ_INTERNAL_H
 #define BG_KAFKA_AUTHZ_INTERNAL_H
 
+#include <string.h>
+
 #include "adapters/kafka/kafka_authz.h"
 
 /* Working state of one bg_kafka_authz_request call. */
@@ -190,8 +192,16 @@ bg_kafka_struct_t *bg_kafka__error_entries_groups(const bg_kafka_req_hdr_t *hdr,
 bg_kafka_struct_t *bg_kafka__error_entries_admin(const bg_kafka_req_hdr_t *hdr,
                                                  const bg_kafka_struct_t *req, int16_t err,
                                                  bg_kafka_arena_t *a);
-/* Resolves the topic name of a request topic (by name, or by id through
- * ctx->topic_name). Returns 1 known, 0 unknown id. */
+/* 1 when id is the zero uuid (no topic id given). */
+static inline int bg_kafka__uuid_zero(const uint8_t id[16])
+{
+    static const uint8_t z[16];
+    return memcmp(id, z, 16) == 0;
+}
+
+/* Resolves the topic name of a request topic (by id through
+ * ctx->topic_name when it has a non-zero one, else by name). Returns 1
+ * known, 0 unknown id. */
 int bg_kafka__topic_name(const bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
                          const bg_kafka_struct_t *t, bg_slice_t *name);
 

@@ -45,12 +45,6 @@ static void bg_kafka__addr_arr(const bg_kafka_authz_ctx_t *ctx, bg_kafka_struct_
                        maxnodes);
 }
 
-static int bg_kafka__uuid_zero(const uint8_t id[16])
-{
-    static const uint8_t z[16];
-    return memcmp(id, z, 16) == 0;
-}
-
 static void bg_kafka__learn_arr(bg_kafka_struct_t *s, int arr, int name_idx, int id_idx,
                                 bg_kafka_learn_topic_fn learn, void *arg)
 {

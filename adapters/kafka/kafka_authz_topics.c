@@ -155,17 +155,28 @@ const bg_kafka_struct_desc_t *bg_kafka__rs_topic_desc(int16_t api_key,
     return d ? bg_kafka_sub_desc(d->body, sh->rs_topics) : NULL;
 }
 
+/* 1 when request topic t names a non-zero topic id. */
+static int bg_kafka__by_id(const bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
+                           const bg_kafka_struct_t *t)
+{
+    return sh->rq_id >= 0 && bg_kafka__has(t->desc, sh->rq_id, az->ver) &&
+           !bg_kafka__uuid_zero(t->f[sh->rq_id].uuid);
+}
+
 int bg_kafka__topic_name(const bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
                          const bg_kafka_struct_t *t, bg_slice_t *name)
 {
+    /* A topic id, when one is given, is what the broker goes by (Metadata
+     * v12+ with ids ignores the names), so it decides even next to a name. */
+    int has_id = sh->rq_id >= 0 && bg_kafka__has(t->desc, sh->rq_id, az->ver);
     if (sh->rq_name >= 0 && bg_kafka__has(t->desc, sh->rq_name, az->ver) &&
-        t->f[sh->rq_name].s.len >= 0) {
+        t->f[sh->rq_name].s.len >= 0 && !bg_kafka__by_id(az, sh, t)) {
         *name = t->f[sh->rq_name].s;
         return 1;
     }
     *name = bg_kafka_null_slice();
     bg_slice_t nm;
-    if (sh->rq_id < 0 || !bg_kafka__has(t->desc, sh->rq_id, az->ver) || !az->ctx->topic_name ||
+    if (!has_id || !az->ctx->topic_name ||
         !az->ctx->topic_name(az->ctx->topic_name_arg, t->f[sh->rq_id].uuid, &nm) || nm.len < 0)
         return 0;
     /* The callback's name lives for this call only; decisions outlive it. */
@@ -258,7 +269,11 @@ int bg_kafka__tp_split(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
         }
         if (!keep && bg_kafka__split_begin(az, el, n, i, &keep, out) < 0)
             return -1;
-        bg_kafka_struct_t *e = bg_kafka__tp_deny_entry(az->a, sh, rs_topic_desc, t, name, err);
+        /* A topic asked for by id is refused without its name, as Kafka
+         * does: the name would tell what the id is. */
+        bg_kafka_struct_t *e = bg_kafka__tp_deny_entry(
+            az->a, sh, rs_topic_desc, t, bg_kafka__by_id(az, sh, t) ? bg_kafka_null_slice() : name,
+            err);
         if (!e) {
             az->oom = 1;
             return -1;

@@ -148,6 +148,50 @@ static void test_metadata_explicit(void **st)
     assert_int_equal(v.request->f[K(METADATA_REQ_TOPICS)].a.n, 0);
 }
 
+/* Metadata v12+ by topic id: the broker goes by the id, so busgate decides
+ * on the id's topic even when the entry also carries an allowed name, and
+ * refuses it without the name (as Kafka does: the name would tell what the
+ * id is). */
+static void test_metadata_by_id(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_METADATA, 12);
+    bg_kafka_struct_t *req = ka_new(f, 3, 0);
+    const char *const names[] = {"orders", "orders"};
+    ka_topics(f, req, K(METADATA_REQ_TOPICS), K(METADATA_REQ_TOPICS_NAME), names, 2, -1, -1, 0);
+    /* 2 = secret (with the name "orders" beside it), 1 = orders. */
+    ka_el(req, K(METADATA_REQ_TOPICS), 0)->f[K(METADATA_REQ_TOPICS_TOPIC_ID)].uuid[0] = 2;
+    ka_el(req, K(METADATA_REQ_TOPICS), 1)->f[K(METADATA_REQ_TOPICS_TOPIC_ID)].uuid[0] = 1;
+    ka_el(req, K(METADATA_REQ_TOPICS), 1)->f[K(METADATA_REQ_TOPICS_NAME)].s =
+        bg_kafka_null_slice();
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ka_rt(f, 3, 0, 12, req), &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    assert_int_equal(v.request->f[K(METADATA_REQ_TOPICS)].a.n, 1);
+    assert_int_equal(
+        ka_el(v.request, K(METADATA_REQ_TOPICS), 0)->f[K(METADATA_REQ_TOPICS_TOPIC_ID)].uuid[0], 1);
+    bg_kafka_struct_t *up = ka_new(f, 3, 1), *out;
+    const char *const one[] = {"orders"};
+    ka_topics(f, up, K(METADATA_RESP_TOPICS), K(METADATA_RESP_TOPICS_NAME), one, 1, -1, -1, 0);
+    size_t nn = 0;
+    assert_int_equal(
+        bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, NULL, &nn, NULL, NULL), 0);
+    bg_kafka_struct_t *m = ka_rt(f, 3, 1, 12, out);
+    assert_int_equal(m->f[K(METADATA_RESP_TOPICS)].a.n, 2);
+    bg_kafka_struct_t *t = ka_el(m, K(METADATA_RESP_TOPICS), 1);
+    assert_int_equal(t->f[K(METADATA_RESP_TOPICS_ERROR_CODE)].i, 29);
+    assert_int_equal(t->f[K(METADATA_RESP_TOPICS_TOPIC_ID)].uuid[0], 2);
+    assert_true(t->f[K(METADATA_RESP_TOPICS_NAME)].s.len < 0); /* null: secret stays unnamed */
+    /* The decision names the id's topic. */
+    int found = 0;
+    for (size_t i = 0; i < v.ndecisions; i++) {
+        const bg_policy_resource_t *r = &v.decisions[i].resources[0];
+        if (v.decisions[i].error_code == 29)
+            found = r->name_len == 6 && memcmp(r->name, "secret", 6) == 0;
+    }
+    assert_true(found);
+}
+
 static void test_find_coordinator(void **st)
 {
     ka_fix_t *f = *st;
@@ -391,6 +435,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_metadata_all_topics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_metadata_explicit, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_metadata_by_id, setup, teardown),
         cmocka_unit_test_setup_teardown(test_find_coordinator, setup, teardown),
         cmocka_unit_test_setup_teardown(test_describe_cluster, setup, teardown),
         cmocka_unit_test_setup_teardown(test_node_endpoints, setup, teardown),
