@@ -283,6 +283,12 @@ int bg_kafka__r_describe_topic_partitions(const bg_kafka_authz_ctx_t *ctx, int16
                                           int32_t *nodes, size_t *nnodes, size_t maxnodes,
                                           bg_kafka_learn_topic_fn learn, void *learn_arg);
 
+/* DescribeTransactions: topics the principal may not describe leave each
+ * transaction's list (kafka_authz_groups.c). */
+int bg_kafka__r_describe_transactions(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
+                                      bg_kafka_struct_t *resp, bg_kafka_arena_t *a,
+                                      int32_t *nodes, size_t *nnodes, size_t maxnodes,
+                                      bg_kafka_learn_topic_fn learn, void *learn_arg);
 /* ConsumerGroupDescribe: groups whose assignments name a topic the principal
  * may not describe (kafka_authz_groups.c). */
 int bg_kafka__r_consumer_group_describe(const bg_kafka_authz_ctx_t *ctx, int16_t ver,

@@ -182,6 +182,32 @@ int bg_kafka__c_describe_transactions(bg_kafka__az_t *az)
                                bg_kafka__e_describe_txn, 0);
 }
 
+/* DescribeTransactions response: as Kafka does, a transaction's topics
+ * lists only the topics the principal may describe. */
+int bg_kafka__r_describe_transactions(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
+                                      bg_kafka_struct_t *resp, bg_kafka_arena_t *a,
+                                      int32_t *nodes, size_t *nnodes, size_t maxnodes,
+                                      bg_kafka_learn_topic_fn learn, void *learn_arg)
+{
+    (void)ver, (void)a, (void)nodes, (void)nnodes, (void)maxnodes, (void)learn, (void)learn_arg;
+    int si = K(DESCRIBE_TRANSACTIONS_RESP_TRANSACTION_STATES);
+    int ti = K(DESCRIBE_TRANSACTIONS_RESP_TRANSACTION_STATES_TOPICS);
+    for (int32_t s = 0; s < bg_kafka__n(resp, si); s++) {
+        bg_kafka_struct_t *st = resp->f[si].a.s[s];
+        int32_t n = bg_kafka__n(st, ti), k = 0;
+        for (int32_t i = 0; i < n; i++) {
+            bg_kafka_struct_t *t = st->f[ti].a.s[i];
+            if (bg_kafka__permits(ctx, BG_RES_KAFKA_TOPIC,
+                                  t->f[K(DESCRIBE_TRANSACTIONS_RESP_TRANSACTION_STATES_TOPICS_TOPIC)].s,
+                                  BG_VERB_DESCRIBE))
+                st->f[ti].a.s[k++] = t;
+        }
+        if (n > 0)
+            st->f[ti].a.n = k;
+    }
+    return 0;
+}
+
 /* ConsumerGroupDescribe (KIP-848 groups): describe on each group, split
  * like DescribeGroups. The response is checked as well
  * (bg_kafka__r_consumer_group_describe). */

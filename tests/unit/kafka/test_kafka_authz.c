@@ -734,6 +734,43 @@ static void test_groups(void **st)
     }
 }
 
+/* DescribeTransactions: tx1 may be described; its topics list keeps only
+ * the topics the principal may describe, as Kafka's does. */
+static void test_describe_transactions_hides_topics(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_DESCRIBE_TRANSACTIONS, 0);
+    bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_DESCRIBE_TRANSACTIONS, 0);
+    bg_kafka_array_vals(&f->a, req, K(DESCRIBE_TRANSACTIONS_REQ_TRANSACTIONAL_IDS), 1)[0].s =
+        ka_s("tx1");
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    assert_int_equal(v.needs_response, 1);
+    bg_kafka_struct_t *up = ka_new(f, BG_KAFKA_API_DESCRIBE_TRANSACTIONS, 1), *out;
+    bg_kafka_struct_t **st_ =
+        bg_kafka_array_new(&f->a, up, K(DESCRIBE_TRANSACTIONS_RESP_TRANSACTION_STATES), 1);
+    st_[0]->f[K(DESCRIBE_TRANSACTIONS_RESP_TRANSACTION_STATES_TRANSACTIONAL_ID)].s = ka_s("tx1");
+    st_[0]->f[K(DESCRIBE_TRANSACTIONS_RESP_TRANSACTION_STATES_TRANSACTION_STATE)].s =
+        ka_s("Ongoing");
+    const char *const names[] = {"secret", "orders", "public"};
+    ka_topics(f, st_[0], K(DESCRIBE_TRANSACTIONS_RESP_TRANSACTION_STATES_TOPICS),
+              K(DESCRIBE_TRANSACTIONS_RESP_TRANSACTION_STATES_TOPICS_TOPIC), names, 3, -1, -1, 0);
+    size_t nn = 0;
+    assert_int_equal(
+        bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, NULL, &nn, NULL, NULL), 0);
+    bg_kafka_struct_t *m = ka_rt(f, BG_KAFKA_API_DESCRIBE_TRANSACTIONS, 1, 0, out);
+    bg_kafka_struct_t *s = ka_el(m, K(DESCRIBE_TRANSACTIONS_RESP_TRANSACTION_STATES), 0);
+    int ti = K(DESCRIBE_TRANSACTIONS_RESP_TRANSACTION_STATES_TOPICS);
+    assert_int_equal(s->f[ti].a.n, 2);
+    assert_true(
+        ka_eq(ka_el(s, ti, 0)->f[K(DESCRIBE_TRANSACTIONS_RESP_TRANSACTION_STATES_TOPICS_TOPIC)].s,
+              "orders"));
+    assert_true(
+        ka_eq(ka_el(s, ti, 1)->f[K(DESCRIBE_TRANSACTIONS_RESP_TRANSACTION_STATES_TOPICS_TOPIC)].s,
+              "public"));
+}
+
 static void test_unsupported(void **st)
 {
     ka_fix_t *f = *st;
@@ -840,6 +877,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_create_delete_topics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_describe_configs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_groups, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_describe_transactions_hides_topics, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unsupported, setup, teardown),
         cmocka_unit_test_setup_teardown(test_error_response, setup, teardown),
         cmocka_unit_test_setup_teardown(test_all_apis_min_max, setup, teardown),
