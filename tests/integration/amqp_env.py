@@ -111,6 +111,17 @@ def connect(port, token, *, user="svc", heartbeat=None, vhost="/", blocked_timeo
     return pika.BlockingConnection(pika.ConnectionParameters(**kw))
 
 
+def get_one(conn, ch, queue, tries=100):
+    """basic.get (auto-ack) on ch until a message arrives, at most `tries`
+    times 50 ms apart, servicing conn meanwhile: the body, or None."""
+    for _ in range(tries):
+        m = ch.basic_get(queue, auto_ack=True)
+        if m[0]:
+            return m[2]
+        conn.sleep(0.05)
+    return None
+
+
 def direct(port=None, **params):
     """A pika connection straight to the test broker (setup and checks)."""
     import pika

@@ -6,7 +6,7 @@ import pika
 import pika.exceptions as pex
 import pytest
 
-from amqp_env import (Issuer, api_name, busgate_config, connect, direct, rule, unique,
+from amqp_env import (Issuer, api_name, busgate_config, connect, direct, get_one, rule, unique,
                       wait_audit)
 from conftest import http_get, metric
 
@@ -84,14 +84,7 @@ def test_publish_to_denied_exchange(gw):
         q2 = unique("it.q")
         ch2.queue_declare(q2, auto_delete=True)
         ch2.basic_publish("", q2, b"ok")
-        ch3 = conn.channel()
-        m = None
-        for _ in range(50):
-            m = ch3.basic_get(q2, auto_ack=True)
-            if m[0]:
-                break
-            conn.sleep(0.05)
-        assert m[2] == b"ok"
+        assert get_one(conn, conn.channel(), q2) == b"ok"
         conn.close()
         # Nothing of the refused publish reached the broker.
         assert sch.queue_declare(q, passive=True).method.message_count == 0
@@ -158,13 +151,7 @@ def test_masked_queue_and_exchange_refused(start_busgate, tmp_path):
     fraud = connect(ports["listen"], issuer.mint("carol", ["apps", "fraud"]))
     fch = fraud.channel()
     fch.basic_publish(x, "", b'{"customer":{"email":"a@example.com"}}')
-    m = (None,)
-    for _ in range(100):
-        m = fch.basic_get(q, auto_ack=True)
-        if m[0]:
-            break
-        fraud.sleep(0.05)
-    assert m[2] == b'{"customer":{"email":"a@example.com"}}'
+    assert get_one(fraud, fch, q) == b'{"customer":{"email":"a@example.com"}}'
     # alice's refused publish never reached the queue: only carol's was there.
     assert fch.queue_declare(q, passive=True).method.message_count == 0
     fraud.close()

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from amqp_env import Issuer, busgate_config, connect, direct, rule, unique
+from amqp_env import Issuer, busgate_config, connect, direct, get_one, rule, unique
 from conftest import ROOT, build_dir, http_get
 
 ALL = ["read", "write", "create", "delete", "describe"]
@@ -184,13 +184,7 @@ def healthy(ports, issuer):
     q = unique("it.edge-ok")
     ch.queue_declare(q, auto_delete=True)
     ch.basic_publish("", q, b"still fine")
-    got = None
-    for _ in range(50):
-        got = ch.basic_get(q, auto_ack=True)
-        if got[0]:
-            break
-        conn.sleep(0.05)
-    assert got[2] == b"still fine"
+    assert get_one(conn, ch, q) == b"still fine"
     conn.close()
 
 

@@ -6,7 +6,8 @@ import time
 import pika.exceptions as pex
 import pytest
 
-from amqp_env import (Issuer, PrivateRabbit, busgate_config, connect, rule, unique, wait_audit)
+from amqp_env import (Issuer, PrivateRabbit, busgate_config, connect, get_one, rule, unique,
+                      wait_audit)
 from conftest import free_port
 
 ALL = ["read", "write", "create", "delete", "describe"]
@@ -20,13 +21,10 @@ def roundtrip(conn, q=None):
     q = q or unique("it.q")
     ch.queue_declare(q, auto_delete=True)
     ch.basic_publish("", q, b"ping")
-    for _ in range(100):
-        m = ch.basic_get(q, auto_ack=True)
-        if m[0]:
-            ch.close()
-            return m[2]
-        conn.sleep(0.05)
-    return None
+    body = get_one(conn, ch, q)
+    if body is not None:
+        ch.close()
+    return body
 
 
 def test_idle_connection_kept_by_heartbeats(start_busgate, tmp_path):

@@ -549,6 +549,26 @@ static void test_audit_not_admitting(void **state)
     expect_method(c, UP(c), 2, AMQP_BASIC_QOS_METHOD);
 }
 
+/* The client declares queue name on channel n (forwarded upstream). */
+static void declare(ctx_t *c, uint16_t n, const char *name, int passive, int nowait)
+{
+    amqp_queue_declare_t qd;
+    memset(&qd, 0, sizeof qd);
+    qd.queue = t_str(name);
+    qd.passive = (amqp_boolean_t)passive;
+    qd.nowait = (amqp_boolean_t)nowait;
+    assert_int_equal(cli(c, n, AMQP_QUEUE_DECLARE_METHOD, &qd), 1);
+    expect_method(c, UP(c), n, AMQP_QUEUE_DECLARE_METHOD);
+}
+
+/* The broker's declare-ok naming queue name on channel n (relayed). */
+static void declare_ok(ctx_t *c, uint16_t n, const char *name)
+{
+    amqp_queue_declare_ok_t dok = {t_str(name), 0, 0};
+    assert_int_equal(up(c, n, AMQP_QUEUE_DECLARE_OK_METHOD, &dok), 0);
+    expect_method(c, CLI(c), n, AMQP_QUEUE_DECLARE_OK_METHOD);
+}
+
 /* ---- consumers ---- */
 
 static void test_consumer_tracking(void **state)
@@ -556,14 +576,9 @@ static void test_consumer_tracking(void **state)
     ctx_t *c = *state;
     open_channel(c, 1);
     /* queue.declare "" -> declare-ok names the queue; consume "" uses it. */
-    amqp_queue_declare_t qd;
-    memset(&qd, 0, sizeof qd);
-    assert_int_equal(cli(c, 1, AMQP_QUEUE_DECLARE_METHOD, &qd), 1);
-    expect_method(c, UP(c), 1, AMQP_QUEUE_DECLARE_METHOD);
+    declare(c, 1, "", 0, 0);
     assert_string_equal(chan(c, 1)->last_queue, "");
-    amqp_queue_declare_ok_t dok = {t_str("amq.gen-1"), 0, 0};
-    assert_int_equal(up(c, 1, AMQP_QUEUE_DECLARE_OK_METHOD, &dok), 0);
-    expect_method(c, CLI(c), 1, AMQP_QUEUE_DECLARE_OK_METHOD);
+    declare_ok(c, 1, "amq.gen-1");
     assert_string_equal(chan(c, 1)->last_queue, "amq.gen-1");
     amqp_basic_consume_t bc;
     memset(&bc, 0, sizeof bc);
@@ -608,19 +623,9 @@ static void test_stale_declare_ok_keeps_last_queue(void **state)
 {
     ctx_t *c = *state;
     open_channel(c, 1);
-    amqp_queue_declare_t qd;
-    memset(&qd, 0, sizeof qd);
-    qd.queue = t_str("ok.mine");
-    assert_int_equal(cli(c, 1, AMQP_QUEUE_DECLARE_METHOD, &qd), 1);
-    expect_method(c, UP(c), 1, AMQP_QUEUE_DECLARE_METHOD);
-    qd.queue = t_str("look.victim");
-    qd.passive = 1;
-    qd.nowait = 1;
-    assert_int_equal(cli(c, 1, AMQP_QUEUE_DECLARE_METHOD, &qd), 1);
-    expect_method(c, UP(c), 1, AMQP_QUEUE_DECLARE_METHOD);
-    amqp_queue_declare_ok_t dok = {t_str("ok.mine"), 0, 0};
-    assert_int_equal(up(c, 1, AMQP_QUEUE_DECLARE_OK_METHOD, &dok), 0);
-    expect_method(c, CLI(c), 1, AMQP_QUEUE_DECLARE_OK_METHOD);
+    declare(c, 1, "ok.mine", 0, 0);
+    declare(c, 1, "look.victim", 1, 1);
+    declare_ok(c, 1, "ok.mine");
     assert_string_equal(chan(c, 1)->last_queue, "look.victim");
     amqp_basic_consume_t bc;
     memset(&bc, 0, sizeof bc);
@@ -638,18 +643,11 @@ static void test_pipelined_declares(void **state)
 {
     ctx_t *c = *state;
     open_channel(c, 1);
-    amqp_queue_declare_t qd;
-    memset(&qd, 0, sizeof qd);
     const char *names[] = {"ok.a", "ok.b"};
-    for (int i = 0; i < 2; i++) {
-        qd.queue = t_str(names[i]);
-        assert_int_equal(cli(c, 1, AMQP_QUEUE_DECLARE_METHOD, &qd), 1);
-        expect_method(c, UP(c), 1, AMQP_QUEUE_DECLARE_METHOD);
-    }
+    for (int i = 0; i < 2; i++)
+        declare(c, 1, names[i], 0, 0);
     for (int i = 0; i < 3; i++) {
-        amqp_queue_declare_ok_t dok = {t_str(i < 2 ? names[i] : "ok.stray"), 0, 0};
-        assert_int_equal(up(c, 1, AMQP_QUEUE_DECLARE_OK_METHOD, &dok), 0);
-        expect_method(c, CLI(c), 1, AMQP_QUEUE_DECLARE_OK_METHOD);
+        declare_ok(c, 1, i < 2 ? names[i] : "ok.stray");
         assert_string_equal(chan(c, 1)->last_queue, "ok.b");
     }
     assert_int_equal(chan(c, 1)->declares_waiting, 0);
@@ -690,18 +688,12 @@ static void test_pipelined_consumes(void **state)
     open_channel(c, 1);
     consume(c, 1, "ok.a", "", 0);
     consume(c, 1, "ok.b", "", 0);
-    amqp_queue_declare_t qd;
-    memset(&qd, 0, sizeof qd);
-    qd.queue = t_str("ok.c");
-    assert_int_equal(cli(c, 1, AMQP_QUEUE_DECLARE_METHOD, &qd), 1);
-    expect_method(c, UP(c), 1, AMQP_QUEUE_DECLARE_METHOD);
+    declare(c, 1, "ok.c", 0, 0);
     consume(c, 1, "", "", 0);          /* "" = the last declared queue, ok.c */
     consume(c, 1, "ok.d", "mine", 1);  /* nowait: tracked at once */
     assert_int_equal(chan(c, 1)->npending, 3);
     assert_string_equal(consumer_queue(c, 1, "mine"), "ok.d");
-    amqp_queue_declare_ok_t dok = {t_str("ok.c"), 0, 0};
-    assert_int_equal(up(c, 1, AMQP_QUEUE_DECLARE_OK_METHOD, &dok), 0);
-    expect_method(c, CLI(c), 1, AMQP_QUEUE_DECLARE_OK_METHOD);
+    declare_ok(c, 1, "ok.c");
     consume_ok(c, 1, "amq.ctag-1");
     consume_ok(c, 1, "amq.ctag-2");
     consume_ok(c, 1, "amq.ctag-3");

@@ -102,6 +102,20 @@ static void test_metadata_all_topics(void **st)
     }
 }
 
+/* The v12 Metadata response the client gets for verdict v when the broker
+ * answers with the one topic "orders". */
+static bg_kafka_struct_t *md_merged_orders(ka_fix_t *f, const bg_kafka_req_hdr_t *h,
+                                           const bg_kafka_verdict_t *v)
+{
+    bg_kafka_struct_t *up = ka_new(f, 3, 1), *out;
+    const char *const one[] = {"orders"};
+    ka_topics(f, up, K(METADATA_RESP_TOPICS), K(METADATA_RESP_TOPICS_NAME), one, 1, -1, -1, 0);
+    size_t nn = 0;
+    assert_int_equal(
+        bg_kafka_authz_response(&f->ctx, h, v, up, &f->a, &out, NULL, &nn, NULL, NULL), 0);
+    return ka_rt(f, 3, 1, 12, out);
+}
+
 static void test_metadata_explicit(void **st)
 {
     ka_fix_t *f = *st;
@@ -116,13 +130,7 @@ static void test_metadata_explicit(void **st)
     assert_int_equal(v.request->f[K(METADATA_REQ_TOPICS)].a.n, 1);
     /* orders may be created: auto-creation kept. */
     assert_int_equal(v.request->f[K(METADATA_REQ_ALLOW_AUTO_TOPIC_CREATION)].i, 1);
-    bg_kafka_struct_t *up = ka_new(f, 3, 1), *out;
-    const char *const one[] = {"orders"};
-    ka_topics(f, up, K(METADATA_RESP_TOPICS), K(METADATA_RESP_TOPICS_NAME), one, 1, -1, -1, 0);
-    size_t nn = 0;
-    assert_int_equal(
-        bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, NULL, &nn, NULL, NULL), 0);
-    bg_kafka_struct_t *m = ka_rt(f, 3, 1, 12, out);
+    bg_kafka_struct_t *m = md_merged_orders(f, &h, &v);
     assert_int_equal(m->f[K(METADATA_RESP_TOPICS)].a.n, 2);
     bg_kafka_struct_t *t = ka_el(m, K(METADATA_RESP_TOPICS), 1);
     assert_true(ka_eq(t->f[K(METADATA_RESP_TOPICS_NAME)].s, "secret"));
@@ -170,13 +178,7 @@ static void test_metadata_by_id(void **st)
     assert_int_equal(v.request->f[K(METADATA_REQ_TOPICS)].a.n, 1);
     assert_int_equal(
         ka_el(v.request, K(METADATA_REQ_TOPICS), 0)->f[K(METADATA_REQ_TOPICS_TOPIC_ID)].uuid[0], 1);
-    bg_kafka_struct_t *up = ka_new(f, 3, 1), *out;
-    const char *const one[] = {"orders"};
-    ka_topics(f, up, K(METADATA_RESP_TOPICS), K(METADATA_RESP_TOPICS_NAME), one, 1, -1, -1, 0);
-    size_t nn = 0;
-    assert_int_equal(
-        bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, NULL, &nn, NULL, NULL), 0);
-    bg_kafka_struct_t *m = ka_rt(f, 3, 1, 12, out);
+    bg_kafka_struct_t *m = md_merged_orders(f, &h, &v);
     assert_int_equal(m->f[K(METADATA_RESP_TOPICS)].a.n, 2);
     bg_kafka_struct_t *t = ka_el(m, K(METADATA_RESP_TOPICS), 1);
     assert_int_equal(t->f[K(METADATA_RESP_TOPICS_ERROR_CODE)].i, 29);
