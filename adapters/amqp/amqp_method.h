@@ -173,7 +173,7 @@ int bg_amqp_write_channel_close_ok(bg_wr_t *wr, uint16_t channel)
     __attribute__((warn_unused_result));
 
 /* connection.start-ok toward RabbitMQ: client-properties {product "busgate",
- * capabilities (caps)}, mechanism PLAIN, response "\0user\0password", locale
+ * capabilities (caps, plus authentication_failure_close)}, mechanism PLAIN, response "\0user\0password", locale
  * "en_US". The password is written to wr only. */
 int bg_amqp_write_connection_start_ok(bg_wr_t *wr, uint32_t caps, const char *user,
                                       const char *password) __attribute__((warn_unused_result));

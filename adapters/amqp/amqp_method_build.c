@@ -195,7 +195,12 @@ int bg_amqp_write_connection_start_ok(bg_wr_t *wr, uint32_t caps, const char *us
     amqp_table_entry_t cap_entries[BG_AMQP__NCAPS];
     amqp_table_entry_t props[2];
     bg_amqp__entry_str(&props[0], "product", "busgate");
-    bg_amqp__entry_table(&props[1], "capabilities", bg_amqp__caps_table(caps, cap_entries));
+    /* authentication_failure_close whatever the client said: this login is
+     * busgate's own, and a refusal should come as connection.close 403
+     * (which busgate logs) rather than a dropped socket. */
+    bg_amqp__entry_table(&props[1], "capabilities",
+                         bg_amqp__caps_table(caps | BG_AMQP_CAP_AUTHENTICATION_FAILURE_CLOSE,
+                                             cap_entries));
     amqp_connection_start_ok_t m = {
         .client_properties = {2, props},
         .mechanism = bg_amqp__cstr("PLAIN"),

@@ -34,7 +34,10 @@ def test_not_ready_with_a_wrong_upstream_password(start_busgate, tmp_path):
     assert "not-the-password" in text
     bg = start_busgate(text, wait_for_port=ports["listen"])
     assert wait_port(ports["admin"]), "admin listener not up"
-    time.sleep(2)  # at least one login attempt has failed by now
+    # A login attempt has failed (not merely not happened yet).
+    failed = bg.wait_log(lambda l: l.get("msg", "").startswith("upstream ") and
+                         "ACCESS_REFUSED" in l.get("msg", ""))
+    assert failed, bg.log_path.read_text()[-2000:]
     status, body = http_get(f"http://127.0.0.1:{ports['admin']}/readyz")
     assert status == 503
     assert json.loads(body)["reason"] == "amqp"

@@ -317,16 +317,15 @@ def outage(tmp_path_factory):
 
 def test_no_loss_through_outage(outage):
     A = outage["A"]
-    assert outage["outage_s"] >= 30
+    assert outage["outage_s"] >= 30  # precondition: the fixture's outage lasted long enough
     assert outage["a_spooled_phase2"] > 0  # traffic went on, audited to the spool
     events = A.events()
     file_ids = {e["event_id"] for e in events}
     assert len(file_ids) == len(events)
     kinds = {e["kind"] for e in events}
     assert {"session_start", "session_end", "auth_failure", "decision"} <= kinds
-    topic, total = topic_ids(A.topic)
+    topic, _ = topic_ids(A.topic)
     assert topic == file_ids  # every event, by id, and none foreign
-    assert total >= len(topic)  # duplicates only as repeats of an id
     # one decision event per decision busgate counted
     assert sum(1 for e in events if e["kind"] == "decision") == outage["a_decisions_metric"]
 
@@ -351,6 +350,7 @@ def test_block_mode_refuses_and_recovers(outage):
     assert outage["b_admitting_phase1"] == 0
     assert outage["b_ready_phase2"] == 503
     assert outage["b_refused_produce"] == 7  # REQUEST_TIMED_OUT: retriable
+    assert outage["b_refused"] > 0  # emits refused, counted, never dropped silently
     assert outage["b_ready_after"] == 200
     topic, _ = topic_ids(B.topic)
     assert {e["event_id"] for e in B.events()} <= topic

@@ -193,7 +193,10 @@ static void test_connection_start_ok(void **state)
     amqp_connection_start_ok_t *m = t_decode(c, AMQP_CONNECTION_START_OK_METHOD, 0);
     assert_bytes(m->mechanism, "PLAIN");
     assert_bytes(m->locale, "en_US");
-    assert_int_equal(bg_amqp_caps_from_properties(&m->client_properties), caps);
+    /* The client's capabilities, plus authentication_failure_close: busgate's
+     * own login failing must come back as connection.close 403. */
+    assert_int_equal(bg_amqp_caps_from_properties(&m->client_properties),
+                     caps | BG_AMQP_CAP_AUTHENTICATION_FAILURE_CLOSE);
     bg_amqp_creds_t cr;
     assert_int_equal(bg_amqp_start_ok_creds(m, &cr, NULL), BG_AMQP_OK);
     assert_int_equal(cr.user.len, 7);

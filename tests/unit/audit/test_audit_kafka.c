@@ -184,8 +184,7 @@ static void test_kafka_outage_spool_recovery(void **state)
     for (int i = 0; i < SESSIONS; i++)
         s.last[i] = -1;
     consume_all(boot, &s, 400);
-    assert_int_equal(s.nids, 400);  /* every event, by distinct id */
-    assert_true(s.total >= 400);    /* duplicates allowed */
+    assert_int_equal(s.nids, 400);  /* every event, by distinct id (duplicates allowed) */
     assert_int_equal(s.misordered, 0); /* per-session emit order kept */
     free(s.ids);
 
