@@ -173,10 +173,9 @@ static uint64_t bg_audit__seg_size(const bg_audit_spool_t *sp, uint32_t seg)
     return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
-/* Finds the segment range on disk; returns -1 when dir cannot be listed. */
-static int bg_audit__list(bg_audit_spool_t *sp, uint32_t *lo, uint32_t *hi)
+int bg_audit_spool_list(const char *dir, uint32_t *lo, uint32_t *hi)
 {
-    DIR *d = opendir(sp->dir);
+    DIR *d = opendir(dir);
     struct dirent *e;
     *lo = UINT32_MAX;
     *hi = 0;
@@ -191,23 +190,31 @@ static int bg_audit__list(bg_audit_spool_t *sp, uint32_t *lo, uint32_t *hi)
         }
     }
     closedir(d);
+    if (*hi == 0)
+        *lo = 0;
     return 0;
 }
 
-static void bg_audit__read_ack(bg_audit_spool_t *sp)
+/* Reads spool.ack into aseg/aoff; 1 when there is one. */
+static int bg_audit__read_ack(bg_audit_spool_t *sp)
 {
     char path[4096];
     unsigned seg;
     unsigned long long off;
+    int found = 0;
     snprintf(path, sizeof path, "%s/spool.ack", sp->dir);
     FILE *f = fopen(path, "r");
-    if (f && fscanf(f, "%u %llu", &seg, &off) == 2) {
+    if (f && fscanf(f, "%u %llu", &seg, &off) == 2 && seg > 0) {
         sp->aseg = seg;
         sp->aoff = off;
+        found = 1;
     }
     if (f)
         fclose(f);
+    return found;
 }
+
+static int bg_audit__write_ack(bg_audit_spool_t *sp);
 
 bg_audit_spool_t *bg_audit_spool_open(const char *dir, uint64_t max_bytes, uint64_t seg_bytes,
                                       char *err, size_t errlen)
@@ -220,21 +227,36 @@ bg_audit_spool_t *bg_audit_spool_open(const char *dir, uint64_t max_bytes, uint6
         snprintf(err, errlen, "audit spool %s: %s", dir, strerror(errno));
         goto fail;
     }
-    if (bg_audit__list(sp, &lo, &hi) != 0) {
+    if (bg_audit_spool_list(dir, &lo, &hi) != 0) {
         snprintf(err, errlen, "audit spool %s: %s", dir, strerror(errno));
         goto fail;
     }
     sp->max_bytes = max_bytes;
     sp->seg_bytes = seg_bytes ? seg_bytes : 8u << 20;
     sp->wfd = -1;
-    sp->first = hi ? lo : 1;
-    sp->wseg = hi + 1; /* never append after a possibly torn tail */
-    sp->aseg = sp->first;
-    bg_audit__read_ack(sp);
-    if (sp->aseg < sp->first || sp->aseg > sp->wseg) {
-        sp->aseg = sp->first;
+    /* The acknowledged position names the next record to read. Segment
+     * numbers are never reused, so it cannot point into a segment written
+     * after it: a segment it names that is gone was read to the end and
+     * deleted (so reading goes on at the next one), one it names past the
+     * last on disk is the next to be written. A position before the
+     * oldest segment on disk is older than all of them: start there. */
+    int had_ack = bg_audit__read_ack(sp), fixed = 0;
+    uint32_t first = hi ? lo : 1;
+    if (!had_ack || sp->aseg < first) {
+        fixed = had_ack;
+        sp->aseg = first;
         sp->aoff = 0;
+    } else if (sp->aseg > hi || bg_audit__seg_size(sp, sp->aseg) < sp->aoff) {
+        if (sp->aseg > hi && sp->aoff > 0)
+            sp->aseg++;
+        else if (sp->aseg <= hi)
+            sp->aoff = bg_audit__seg_size(sp, sp->aseg);
+        if (sp->aseg > hi)
+            sp->aoff = 0;
+        fixed = 1;
     }
+    sp->wseg = hi + 1 > sp->aseg ? hi + 1 : sp->aseg; /* never after a possibly torn tail */
+    sp->first = hi ? lo : sp->wseg;
     for (uint32_t s = sp->first; hi && s <= hi; s++) {
         uint64_t sz = bg_audit__seg_size(sp, s);
         sp->bytes += sz;
@@ -247,6 +269,11 @@ bg_audit_spool_t *bg_audit_spool_open(const char *dir, uint64_t max_bytes, uint6
     sp->rseg = sp->aseg;
     sp->roff = sp->aoff;
     sp->bufseg = 0;
+    /* Persist a corrected position before anything is written after it. */
+    if (fixed && bg_audit__write_ack(sp) != 0) {
+        snprintf(err, errlen, "audit spool %s: cannot write spool.ack: %s", dir, strerror(errno));
+        goto fail;
+    }
     return sp;
 fail:
     if (err && errlen && !err[0])
@@ -459,6 +486,15 @@ int bg_audit_spool_ack(bg_audit_spool_t *sp)
     /* The active segment, once fully drained, goes too: the space counts
      * against max_bytes, and the next append starts a fresh segment. */
     if (sp->wfd >= 0 && sp->aseg == sp->wseg && sp->aoff == sp->woff) {
+        /* The position moves past it (persisted) before it is deleted: a
+         * crash in between leaves a segment that is simply read past. */
+        sp->rseg = sp->wseg + 1;
+        sp->roff = 0;
+        if (bg_audit__write_ack(sp) != 0) {
+            sp->rseg = sp->aseg;
+            sp->roff = sp->aoff;
+            return -1;
+        }
         close(sp->wfd);
         sp->wfd = -1;
         char path[4096];
@@ -468,8 +504,6 @@ int bg_audit_spool_ack(bg_audit_spool_t *sp)
         sp->wseg++;
         sp->first = sp->aseg = sp->rseg = sp->wseg;
         sp->aoff = sp->roff = sp->woff = 0;
-        if (bg_audit__write_ack(sp) != 0)
-            return -1;
     }
     return 0;
 }

@@ -14,7 +14,10 @@
  * counts it, logs it, and resyncs by scanning forward byte by byte for the next
  * offset where a whole frame validates; records after the damage are kept.
  * A writer never appends to a segment that existed before it opened the spool
- * (it starts a new one), so a torn tail stays a tail.
+ * (it starts a new one), so a torn tail stays a tail. Segment numbers are
+ * never reused (a new segment is numbered past both the last on disk and the
+ * acknowledged position), and a position that names a deleted segment is
+ * corrected and persisted on open, so a stale spool.ack never skips records.
  *
  * Not thread-safe: one owner (the audit thread). */
 #ifndef BG_AUDIT_SPOOL_H
@@ -47,6 +50,10 @@ size_t bg_audit_spool_scan(const uint8_t *buf, size_t len, bg_audit_spool_rec_cb
 void bg_audit_spool_frame(uint8_t hdr[BG_AUDIT_SPOOL_HDR], const uint8_t *p, uint32_t n);
 
 typedef struct bg_audit_spool_s bg_audit_spool_t;
+
+/* The lowest and highest segment numbers in dir (*hi = 0: none). -1 when
+ * dir cannot be listed. */
+int bg_audit_spool_list(const char *dir, uint32_t *lo, uint32_t *hi);
 
 /* Opens (creating) dir. max_bytes bounds the total segment bytes on disk (0 =
  * unbounded); seg_bytes is the rotation size (0 = 8 MiB). Reads spool.ack.

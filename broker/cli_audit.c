@@ -350,16 +350,18 @@ static int bg_cli_audit__from_spool(bg_cli_audit_t *c, const char *dir)
         aseg = 0, aoff = 0;
     if (af)
         fclose(af);
-    /* Segments are numbered from 1 upwards without gaps past the first. */
-    for (unsigned seg = aseg ? aseg : 1, misses = 0; misses < 1000000 && seg < 1000000; seg++) {
-        snprintf(path, sizeof path, "%s/spool-%06u.seg", dir, seg);
+    uint32_t lo, hi;
+    if (bg_audit_spool_list(dir, &lo, &hi) != 0) {
+        fprintf(stderr, "busgate audit: spool %s: %s\n", dir, strerror(errno));
+        return -1;
+    }
+    /* Segments before the acknowledged one were delivered (their deletion
+     * may be pending). */
+    for (uint32_t seg = lo > aseg ? lo : aseg; hi && seg <= hi; seg++) {
+        snprintf(path, sizeof path, "%s/spool-%06u.seg", dir, (unsigned)seg);
         FILE *f = fopen(path, "rb");
-        if (!f) {
-            if (++misses > 16 && seg > aseg + 16)
-                break;
+        if (!f)
             continue;
-        }
-        misses = 0;
         fseek(f, 0, SEEK_END);
         long size = ftell(f);
         fseek(f, 0, SEEK_SET);

@@ -187,6 +187,79 @@ static void seg_path(const char *dir, int n, char *out, size_t cap)
     snprintf(out, cap, "%s/spool-%06d.seg", dir, n);
 }
 
+static void write_ack_file(const char *dir, const char *line)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/spool.ack", dir);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs(line, f);
+    fclose(f);
+}
+
+/* Reopens dir and reads everything unacknowledged: records from..to-1 expected. */
+static void expect_all_unread(const char *dir, int from, int to)
+{
+    char err[256] = "";
+    bg_audit_spool_t *sp = bg_audit_spool_open(dir, 0, 512, err, sizeof err);
+    assert_non_null(sp);
+    got_t g = {0};
+    assert_int_equal(bg_audit_spool_read(sp, 4096, collect, &g), to - from);
+    for (int i = 0; i < to - from; i++)
+        assert_int_equal(g.vals[i], from + i);
+    bg_audit_spool_close(sp);
+}
+
+/* A spool drained to its end, then a clean stop: spool.ack names the next
+ * segment to be written and the directory has none. The next process must
+ * not number its segments below that position, or a later restart during an
+ * outage would take the stale position for real and skip them. */
+static void test_stale_ack_after_full_drain(void **state)
+{
+    char err[256] = "", *dir = mkdir_tmp();
+    bg_audit_spool_t *sp = bg_audit_spool_open(dir, 0, 512, err, sizeof err);
+    append_n(sp, 0, 40); /* several segments */
+    got_t g = {0};
+    assert_int_equal(bg_audit_spool_read(sp, 1000, collect, &g), 40);
+    assert_int_equal(bg_audit_spool_ack(sp), 0);
+    assert_int_equal(count_segments(dir), 0);
+    bg_audit_spool_close(sp); /* clean stop */
+    sp = bg_audit_spool_open(dir, 0, 512, err, sizeof err);
+    append_n(sp, 100, 140); /* an outage: several segments again */
+    bg_audit_spool_close(sp); /* restart before any drain */
+    expect_all_unread(dir, 100, 140);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* Killed after deleting a drained segment but before persisting the position
+ * past it: spool.ack still names the deleted segment with an offset into it.
+ * Records written after the restart must not be skipped by that offset, even
+ * across one more restart before a drain. */
+static void test_ack_naming_a_deleted_segment(void **state)
+{
+    char err[256] = "", *dir = mkdir_tmp();
+    write_ack_file(dir, "1 300\n"); /* segment 1 is gone */
+    bg_audit_spool_t *sp = bg_audit_spool_open(dir, 0, 512, err, sizeof err);
+    assert_non_null(sp);
+    append_n(sp, 0, 30);
+    bg_audit_spool_close(sp);
+    expect_all_unread(dir, 0, 30);
+    /* An offset past the end of an existing segment means it was read. */
+    rm_rf(dir);
+    assert_int_equal(mkdir(dir, 0700), 0);
+    sp = bg_audit_spool_open(dir, 0, 0, err, sizeof err);
+    append_n(sp, 0, 5);
+    bg_audit_spool_close(sp);
+    write_ack_file(dir, "1 999999\n");
+    sp = bg_audit_spool_open(dir, 0, 0, err, sizeof err);
+    append_n(sp, 5, 8);
+    bg_audit_spool_close(sp);
+    expect_all_unread(dir, 5, 8);
+    rm_rf(dir);
+    free(dir);
+}
+
 static void test_truncated_tail_and_flipped_byte(void **state)
 {
     char err[256] = "", *dir = mkdir_tmp(), p[4096];
@@ -280,6 +353,8 @@ int main(void)
         cmocka_unit_test(test_write_read_order_ack),
         cmocka_unit_test(test_restart_without_ack),
         cmocka_unit_test(test_drain_old_segments_frees_them),
+        cmocka_unit_test(test_stale_ack_after_full_drain),
+        cmocka_unit_test(test_ack_naming_a_deleted_segment),
         cmocka_unit_test(test_truncated_tail_and_flipped_byte),
         cmocka_unit_test(test_scan_bad_length_resync),
         cmocka_unit_test(test_full_spool_refuses),
