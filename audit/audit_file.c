@@ -22,6 +22,7 @@ typedef struct bg_audit_file_s {
     bg_audit_sink_t base;
     int fd;
     int dirty;
+    int torn; /* a partial line could be neither removed nor ended: end it first */
     int64_t last_sync;
     char *path;
 } bg_audit_file_t;
@@ -46,14 +47,34 @@ static int bg_audit__file_sync(bg_audit_file_t *f)
     return 0;
 }
 
+/* Removes the partial line a short write left (its last `partial` bytes);
+ * when that fails, it is ended with '\n' now or, failing that too, before
+ * the next write, so no later line is ever glued onto it. */
+static void bg_audit__file_untear(bg_audit_file_t *f, size_t partial)
+{
+    off_t end = lseek(f->fd, 0, SEEK_END);
+    if (end >= (off_t)partial && ftruncate(f->fd, end - (off_t)partial) == 0)
+        return;
+    f->torn = write(f->fd, "\n", 1) != 1;
+    bg_log_error("audit", "audit file %s: a partial line stays (%s)", f->path,
+                 f->torn ? "not ended yet" : "ended");
+}
+
 /* Writes recs[0..n) (n <= 64) as one writev; returns how many lines made it
- * whole. A short write leaves a partial line: it is completed with '\n' so
- * the next line starts clean (the partial line is then invalid JSON, which
- * readers skip; the record is reported failed and goes to the spool). */
+ * whole. A short write's partial line is removed again (or ended, see
+ * bg_audit__file_untear); the records that did not make it are reported
+ * failed and go to the spool. */
 static size_t bg_audit__file_chunk(bg_audit_file_t *f, const bg_audit_rec_t *recs, size_t n)
 {
     struct iovec iov[BG_AUDIT_FILE_IOV];
     size_t lens[64], total = 0;
+    if (f->torn) {
+        if (write(f->fd, "\n", 1) != 1) {
+            bg_log_error("audit", "audit file %s: write: %s", f->path, strerror(errno));
+            return 0;
+        }
+        f->torn = 0;
+    }
     for (size_t i = 0; i < n; i++) {
         size_t jl;
         const char *j = bg_audit_rec_json(&recs[i], &jl);
@@ -68,8 +89,8 @@ static size_t bg_audit__file_chunk(bg_audit_file_t *f, const bg_audit_rec_t *rec
     size_t ok = 0, acc = 0;
     while (w > 0 && ok < n && acc + lens[ok] <= (size_t)w)
         acc += lens[ok++];
-    if (w > 0 && acc < (size_t)w && write(f->fd, "\n", 1) != 1)
-        bg_log_error("audit", "audit file %s: cannot terminate line", f->path);
+    if (w > 0 && acc < (size_t)w)
+        bg_audit__file_untear(f, (size_t)w - acc);
     bg_log_error("audit", "audit file %s: write: %s", f->path, w < 0 ? strerror(errno) : "short");
     return ok;
 }

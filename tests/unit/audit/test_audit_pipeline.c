@@ -11,7 +11,9 @@
 #include <dirent.h>
 #include <jansson.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -177,6 +179,68 @@ static void *emitter(void *arg)
             usleep(100); /* refused only while the queue is full */
     }
     return NULL;
+}
+
+static void count_cb(void *core, const bg_audit_rec_t *rec)
+{
+    (void)rec;
+    (*(int *)core)++;
+}
+
+/* A short write (here: the file size limit, as a full disk would) must not
+ * leave a partial line for the next line to be glued onto: the file holds
+ * whole JSON lines only, and the cut records are reported failed. */
+static void test_file_sink_short_write(void **state)
+{
+    char err[256] = "", *dir = mkdir_tmp(), path[4096];
+    snprintf(path, sizeof path, "%s/audit.jsonl", dir);
+    bg_audit_sink_t *s = bg_audit_file_sink_new(path, err, sizeof err);
+    assert_non_null(s);
+    int delivered = 0;
+    s->cb = (bg_audit_sink_cb_t){&delivered, count_cb, NULL}; /* untaken records: not failed */
+    uint8_t buf[3][256];
+    bg_audit_rec_t recs[3];
+    for (int i = 0; i < 3; i++) {
+        char json[128];
+        int n = snprintf(json, sizeof json, "{\"seq\":%d,\"pad\":\"%080d\"}", i, 0);
+        recs[i] = (bg_audit_rec_t){
+            .data = buf[i],
+            .len = (uint32_t)bg_audit_rec_build(buf[i], sizeof buf[i], "k", 1, json, (size_t)n)};
+        assert_true(recs[i].len > 0);
+    }
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 150; /* one line (about 100 bytes) and part of the next */
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    size_t took = s->write(s, recs, 2);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, prev);
+    assert_int_equal(took, 1);
+    assert_int_equal(delivered, 1);
+    assert_int_equal(s->write(s, recs + 2, 1), 1);
+    assert_int_equal(s->flush(s, 1000), 0);
+    s->close(s);
+
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    char line[512];
+    int seqs[4], n = 0;
+    while (n < 4 && fgets(line, sizeof line, f)) {
+        json_error_t e;
+        json_t *j = json_loads(line, 0, &e);
+        if (!j)
+            fail_msg("not a whole JSON line: %s", line);
+        seqs[n++] = (int)json_integer_value(json_object_get(j, "seq"));
+        json_decref(j);
+    }
+    fclose(f);
+    assert_int_equal(n, 2);
+    assert_int_equal(seqs[0], 0);
+    assert_int_equal(seqs[1], 2);
+    rm_rf(dir);
+    free(dir);
 }
 
 static void test_file_sink_many_threads(void **state)
@@ -440,6 +504,7 @@ int main(void)
 {
     bg_log_set_level(BG_LOG_OFF);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_file_sink_short_write),
         cmocka_unit_test(test_file_sink_many_threads),
         cmocka_unit_test(test_queue_bound_block),
         cmocka_unit_test(test_queue_bound_drop),
