@@ -84,6 +84,7 @@ struct bg_audit_s {
     uint64_t order; /* last emit order handed to the primary */
     int64_t retry_at, backoff;
     int64_t held_retry_at;
+    int64_t down_probe_at; /* drop mode, no spool: next write tried on a down primary */
     int held_probe_ok; /* a probe was delivered since the last hold */
     int drain_failed;
 
@@ -374,6 +375,21 @@ static int bg_audit__primary_up(bg_audit_t *a)
     return !a->primary->up || a->primary->up(a->primary);
 }
 
+/* A primary that says it is down learns it is up again only from a
+ * delivery. Block mode probes with held records and a spool with its drain;
+ * in drop mode without a spool nothing would ever be sent again, so a batch
+ * is tried on the down primary every 5 s (losses meanwhile are counted). */
+static int bg_audit__down_probe_due(bg_audit_t *a)
+{
+    if (a->on_failure != BG_AUDIT_DROP || a->spool)
+        return 0;
+    int64_t now = bg_audit__mono_ms();
+    if (now < a->down_probe_at)
+        return 0;
+    a->down_probe_at = now + 5000;
+    return 1;
+}
+
 static void bg_audit__route(bg_audit_t *a, const bg_audit_rec_t *recs, size_t n)
 {
     size_t taken = 0;
@@ -381,7 +397,7 @@ static void bg_audit__route(bg_audit_t *a, const bg_audit_rec_t *recs, size_t n)
         bg_log_warn("audit", "audit file copy failing");
     int backlog = a->held || a->parked || a->failed ||
                   (a->spool && !bg_audit_spool_empty(a->spool));
-    if (!backlog && bg_audit__primary_up(a))
+    if (!backlog && (bg_audit__primary_up(a) || bg_audit__down_probe_due(a)))
         taken = a->primary->write(a->primary, recs, n);
     for (size_t i = taken; i < n; i++)
         bg_audit__spill_new(a, &recs[i]);

@@ -31,6 +31,7 @@ typedef struct tsink_s {
     _Atomic int fail;    /* refuse every write */
     _Atomic int stall;   /* block inside write until cleared */
     _Atomic int entered; /* write was called */
+    _Atomic int down;    /* up() says 0 until a write is delivered (as Kafka's sink) */
     pthread_mutex_t mu;
     char **json;
     size_t n, cap;
@@ -55,10 +56,13 @@ static size_t tsink_write(bg_audit_sink_t *s, const bg_audit_rec_t *recs, size_t
         t->json[t->n++] = strndup(j, jl);
     }
     pthread_mutex_unlock(&t->mu);
+    atomic_store(&t->down, 0);
     for (size_t i = 0; i < n; i++)
         s->cb.delivered(s->cb.core, &recs[i]);
     return n;
 }
+
+static int tsink_up(bg_audit_sink_t *s) { return !atomic_load(&((tsink_t *)s)->down); }
 
 static int tsink_flush(bg_audit_sink_t *s, int timeout_ms) { return 0; }
 
@@ -72,6 +76,7 @@ static tsink_t *tsink_new(void)
     t->base.write = tsink_write;
     t->base.flush = tsink_flush;
     t->base.close = tsink_close;
+    t->base.up = tsink_up;
     return t;
 }
 
@@ -389,6 +394,37 @@ static void test_no_spool_drop_counts(void **state)
     tsink_free(t);
 }
 
+/* Drop mode without a spool: a primary that said it was down is tried again
+ * (every 5 s), so once it works events are delivered again, not dropped
+ * for ever. */
+static void test_drop_no_spool_primary_comes_back(void **state)
+{
+    char err[256] = "";
+    tsink_t *t = tsink_new();
+    atomic_store(&t->down, 1);
+    atomic_store(&t->fail, 1);
+    bg_config_audit_t cfg = base_cfg();
+    cfg.on_failure = BG_AUDIT_DROP;
+    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    assert_int_equal(emit_seq(a, "s", 0), BG_AUDIT_OK);
+    assert_int_equal(bg_audit_flush(a, 5000), 0);
+    atomic_store(&t->fail, 0); /* the brokers are back; the sink does not know */
+    uint64_t seq = 1;
+    for (int i = 0; i < 200 && tsink_count(t) == 0; i++) { /* at most ~10 s */
+        assert_int_equal(emit_seq(a, "s", seq++), BG_AUDIT_OK);
+        usleep(50000);
+    }
+    assert_true(tsink_count(t) > 0);
+    assert_int_equal(emit_seq(a, "s", seq), BG_AUDIT_OK);
+    assert_int_equal(bg_audit_flush(a, 5000), 0);
+    assert_int_equal(seq_of(t->json[tsink_count(t) - 1]), (int64_t)seq); /* delivered again */
+    bg_audit_stats_t st;
+    bg_audit_stats(a, &st);
+    assert_true(st.dropped >= 1);
+    bg_audit_free(a);
+    tsink_free(t);
+}
+
 /* Outage with a spool: everything is spooled, then drained in emit order
  * when the primary returns; nothing is lost or reordered. */
 static void test_outage_spool_drain_in_order(void **state)
@@ -510,6 +546,7 @@ int main(void)
         cmocka_unit_test(test_queue_bound_drop),
         cmocka_unit_test(test_no_spool_block_then_recover),
         cmocka_unit_test(test_no_spool_drop_counts),
+        cmocka_unit_test(test_drop_no_spool_primary_comes_back),
         cmocka_unit_test(test_outage_spool_drain_in_order),
         cmocka_unit_test(test_spool_full_blocks),
         cmocka_unit_test(test_restart_drains_backlog),
