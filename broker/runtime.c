@@ -94,7 +94,7 @@ static void bg_runtime__audit_reload(bg_runtime_t *rt, const char *detail)
     memset(&ev, 0, sizeof ev);
     ev.kind = BG_AUDIT_EV_RELOAD;
     ev.detail = detail;
-    if (bg_audit_emit(rt->audit, &ev) < 0) /* the reload itself stands */
+    if (bg_audit_emit_admitted(rt->audit, &ev) < 0) /* the reload itself stands */
         bg_log_warn("config", "reload audit event not queued");
 }
 

@@ -117,8 +117,21 @@ static int bg_amqp_hs__login_refused(bg_amqp_session_t *s, const char *reason)
     return -1;
 }
 
+/* A login (or a secret update) whose audit event could not be recorded is
+ * not let happen: the connection closes with a code clients retry on. */
+static int bg_amqp_hs__audit_down(bg_amqp_session_t *s)
+{
+    if (bg_amqp_audit_admitting(s))
+        return 0;
+    bg_amqp_session_close(s, BG_AMQP_CONNECTION_FORCED,
+                         "CONNECTION_FORCED - busgate cannot record audit events now; retry", 0, 0);
+    return 1;
+}
+
 static int bg_amqp_hs__start_ok(bg_amqp_session_t *s, const amqp_connection_start_ok_t *m)
 {
+    if (bg_amqp_hs__audit_down(s))
+        return -1;
     snprintf(s->mech, sizeof s->mech, "%.*s", (int)(m->mechanism.len > 15 ? 15 : m->mechanism.len),
              (const char *)m->mechanism.bytes);
     s->caps = bg_amqp_caps_from_properties(&m->client_properties);
@@ -299,6 +312,8 @@ int bg_amqp_hs_update_secret(bg_amqp_session_t *s, const bg_amqp_update_secret_t
 {
     bg_slice_t token = {(const uint8_t *)m->new_secret.bytes, (int32_t)m->new_secret.len};
     const char *why = NULL;
+    if (bg_amqp_hs__audit_down(s))
+        return -1;
     if (m->new_secret.len == 0 || m->new_secret.len > BG_IDENTITY_MAX_TOKEN ||
         bg_amqp_hs__verify(s, token, &why) != BG_ID_OK) {
         const char *reason = why ? why : "malformed";

@@ -285,6 +285,12 @@ static int bg_kafka_auth__authenticate(bg_kafka_session_t *s, bg_kafka_pending_t
         r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_ERROR_CODE].i = BG_KAFKA_E_ILLEGAL_SASL_STATE;
         return bg_kafka_auth__fail(s, pe, r, "SaslAuthenticate without SaslHandshake");
     }
+    if (s->kw->w->audit && !bg_kafka_audit_admitting(s)) {
+        /* Neither a login nor a failed one may go unrecorded: the client
+         * reconnects and tries again, as after any dropped connection. */
+        bg_kafka_session_close(s, 0, "audit pipeline unavailable: authentication refused");
+        return -1;
+    }
     char msg[160];
     if (s->auth == BG_KAFKA_AUTH_CHALLENGED) { /* the client's 0x01 after the challenge */
         snprintf(msg, sizeof msg, "invalid token: %s", s->auth_failure);

@@ -456,3 +456,33 @@ def test_blocked_publisher_keeps_its_heartbeat(gw):
     ch.queue_delete(q)
     setup.close()
     r.close()
+
+
+def test_no_login_while_audit_is_down(start_busgate, tmp_path):
+    """A login is an audit event: while the pipeline cannot record events
+    (block mode, the only sink failing: the audit file is /dev/full, no
+    spool), a new connection is closed with 320 CONNECTION_FORCED instead
+    of logging in unrecorded."""
+    import pika.exceptions as pex
+    issuer = Issuer(tmp_path / "keys")
+    text, ports = busgate_config(tmp_path, issuer,
+                                 rule("all", ["group:apps"], ["amqp:queue:it.*"], ["read"]))
+    text = text.replace(f"  file: {ports['audit']}\n", "  file: /dev/full\n")
+    assert "file: /dev/full" in text
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    first = connect(ports["listen"], issuer.mint("alice", ["apps"]))  # admitted, not recordable
+    first.close()
+
+    def not_ready():
+        status, body = http_get(f"http://127.0.0.1:{ports['admin']}/readyz")
+        return status == 503 and "audit" in body
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and not not_ready():
+        time.sleep(0.1)
+    assert not_ready(), bg.log_path.read_text()[-2000:]
+    # pika reports a close before open-ok as a probable authentication error,
+    # carrying the broker's close.
+    with pytest.raises((pex.ConnectionClosedByBroker, pex.ProbableAuthenticationError)) as ei:
+        connect(ports["listen"], issuer.mint("alice", ["apps"]))
+    assert "(320) 'CONNECTION_FORCED - busgate cannot record audit events" in repr(ei.value), \
+        repr(ei.value)

@@ -334,3 +334,33 @@ def test_malformed_frame_closes_only_that_connection(start_busgate, tmp_path):
     assert q.flush(30) == 0
     assert results == [None, None, None]
     assert scrape(ports["admin"], "busgate_protocol_errors_total", {"protocol": "kafka"}) >= 1
+
+
+def test_no_authentication_while_audit_is_down(start_busgate, tmp_path):
+    """An authentication (successful or not) is an audit event: while the
+    pipeline cannot record events (block mode, the only sink failing: here
+    the audit file is /dev/full, no spool), busgate closes the connection at
+    SaslAuthenticate instead of letting a login go unrecorded, and readiness
+    says why."""
+    text, ports = busgate_config(tmp_path, RULES)
+    text = text.replace(f"  file: {ports['audit']}\n", "  file: /dev/full\n")
+    assert "file: /dev/full" in text
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    token = oidc_token("svc-orders")
+    # The first login is admitted; its session_start cannot be written.
+    w = KafkaWire(ports["listen"])
+    w.api_versions()
+    assert w.sasl_plain(token)[0] == 0
+    w.close()
+
+    def not_ready():
+        from conftest import http_get
+        status, body = http_get(f"http://127.0.0.1:{ports['admin']}/readyz")
+        return status == 503 and "audit" in body
+    assert wait_until(not_ready), bg.log_path.read_text()[-2000:]
+    for tok in (token, "not-a-token"):
+        w = KafkaWire(ports["listen"])
+        w.api_versions()
+        assert w.sasl_plain(tok) is None, "authentication answered while audit is down"
+        w.close()
+    assert bg.wait_log(lambda l: "authentication refused" in l.get("msg", ""))
