@@ -204,7 +204,7 @@ static int bg_audit__read_ack(bg_audit_spool_t *sp)
     int found = 0;
     snprintf(path, sizeof path, "%s/spool.ack", sp->dir);
     FILE *f = fopen(path, "r");
-    if (f && fscanf(f, "%u %llu", &seg, &off) == 2 && seg > 0) {
+    if (f && fscanf(f, "%10u %20llu", &seg, &off) == 2 && seg > 0) {
         sp->aseg = seg;
         sp->aoff = off;
         found = 1;
@@ -439,20 +439,22 @@ int bg_audit_spool_read(bg_audit_spool_t *sp, size_t max, bg_audit_spool_rec_cb 
     return (int)rd.count;
 }
 
+/* Overwrites spool.ack in place with a fixed-width line: once the file
+ * exists this needs no new disk block, so a full disk (the spool filled it)
+ * cannot stop the position from moving and the drain from freeing space. A
+ * torn line reads as no position: the spool is then read from its oldest
+ * segment again (duplicates with the same event ids, never a loss). */
 static int bg_audit__write_ack(bg_audit_spool_t *sp)
 {
-    char path[4096], tmp[4096], line[64];
+    char path[4096], line[64];
     snprintf(path, sizeof path, "%s/spool.ack", sp->dir);
-    snprintf(tmp, sizeof tmp, "%s/spool.ack.tmp", sp->dir);
-    int n = snprintf(line, sizeof line, "%" PRIu32 " %" PRIu64 "\n", sp->rseg, sp->roff);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    int n = snprintf(line, sizeof line, "%010" PRIu32 " %020" PRIu64 "\n", sp->rseg, sp->roff);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         return -1;
-    int ok = write(fd, line, (size_t)n) == n && fsync(fd) == 0;
+    int ok = pwrite(fd, line, (size_t)n, 0) == n && fdatasync(fd) == 0;
     close(fd);
-    if (!ok || rename(tmp, path) != 0)
-        return -1;
-    return 0;
+    return ok ? 0 : -1;
 }
 
 int bg_audit_spool_ack(bg_audit_spool_t *sp)

@@ -2,7 +2,8 @@
  *
  * Directory layout: spool-NNNNNN.seg segment files (rotated at a size) and
  * spool.ack, the read position "SEGNO OFFSET\n" of the first record not yet
- * delivered (written to a temp file, fsynced, renamed).
+ * delivered (fixed width, overwritten in place and synced: no new disk
+ * block is needed to move it, even on a full disk).
  *
  * Record frame, little-endian:
  *   [u32 length][u32 crc32c(length bytes || payload)][payload: length bytes]

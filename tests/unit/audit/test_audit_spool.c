@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -210,6 +212,45 @@ static void expect_all_unread(const char *dir, int from, int to)
     bg_audit_spool_close(sp);
 }
 
+/* Moving the acknowledged position needs no new disk block (a spool that
+ * filled the disk must still drain): spool.ack is overwritten in place (the
+ * same inode, no temp file), and works while files may not grow (the file
+ * size limit stands in for a full disk: segments cannot be appended to). */
+static void test_ack_without_disk_space(void **state)
+{
+    char err[256] = "", *dir = mkdir_tmp(), ack[4096];
+    snprintf(ack, sizeof ack, "%s/spool.ack", dir);
+    bg_audit_spool_t *sp = bg_audit_spool_open(dir, 0, 512, err, sizeof err);
+    append_n(sp, 0, 40);
+    got_t g = {0};
+    assert_int_equal(bg_audit_spool_read(sp, 10, collect, &g), 10);
+    assert_int_equal(bg_audit_spool_ack(sp), 0); /* spool.ack exists from here on */
+    struct stat before, after;
+    assert_int_equal(stat(ack, &before), 0);
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_FSIZE, &old), 0);
+    lim = old;
+    lim.rlim_cur = (rlim_t)before.st_size; /* nothing may grow past today's ack file */
+    void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    int rc_append = bg_audit_spool_append(sp, (const uint8_t *)"rec-99", 6);
+    int nread = bg_audit_spool_read(sp, 1000, collect, &g);
+    int rc_ack = bg_audit_spool_ack(sp);
+    assert_int_equal(setrlimit(RLIMIT_FSIZE, &old), 0);
+    signal(SIGXFSZ, prev);
+    assert_int_equal(rc_append, -1); /* the limit does hold */
+    assert_int_equal(nread, 30);
+    assert_int_equal(rc_ack, 0);
+    assert_int_equal(stat(ack, &after), 0);
+    assert_true(after.st_ino == before.st_ino);
+    assert_true(bg_audit_spool_empty(sp));
+    assert_int_equal(count_segments(dir), 0);
+    bg_audit_spool_close(sp);
+    expect_all_unread(dir, 0, 0);
+    rm_rf(dir);
+    free(dir);
+}
+
 /* A spool drained to its end, then a clean stop: spool.ack names the next
  * segment to be written and the directory has none. The next process must
  * not number its segments below that position, or a later restart during an
@@ -353,6 +394,7 @@ int main(void)
         cmocka_unit_test(test_write_read_order_ack),
         cmocka_unit_test(test_restart_without_ack),
         cmocka_unit_test(test_drain_old_segments_frees_them),
+        cmocka_unit_test(test_ack_without_disk_space),
         cmocka_unit_test(test_stale_ack_after_full_drain),
         cmocka_unit_test(test_ack_naming_a_deleted_segment),
         cmocka_unit_test(test_truncated_tail_and_flipped_byte),
