@@ -755,8 +755,22 @@ void bg_audit_free(bg_audit_t *a)
     bg_audit__unpark(a); /* nothing is pending once the primary is closed */
     if (a->copy)
         a->copy->close(a->copy);
-    if (a->held)
-        bg_log_error("audit", "audit stopped with undeliverable events held");
+    /* Held events get one last try at the spool (it may be writable again
+     * since the last retry); whatever is still held is lost: counted. */
+    uint64_t lost = 0;
+    for (bg_audit_qe_t *qe = a->held; qe; qe = qe->next) {
+        if (a->spool && bg_audit_spool_append(a->spool, qe->data, qe->len) == 0)
+            atomic_fetch_add(&a->spooled, 1);
+        else
+            lost++;
+    }
+    if (a->spool && a->held && bg_audit_spool_sync(a->spool) != 0)
+        bg_log_error("audit", "spool sync at stop: %s", strerror(errno));
+    if (lost) {
+        atomic_fetch_add(&a->dropped, lost);
+        bg_log_error("audit", "audit stopped with %llu undeliverable event(s) held: lost",
+                     (unsigned long long)lost);
+    }
     bg_audit__free_list(a->held);
     bg_audit__free_list(a->head);
     bg_audit_spool_close(a->spool);
