@@ -67,8 +67,28 @@ struct bg_audit_avro_s {
 
 const char *bg_audit_avro_schema(void) { return bg_audit__avsc; }
 
+/* avro-c's allocator, bounded: a decoded length field is trusted by avro-c
+ * and sized straight into an allocation, so garbage (a huge or negative
+ * string length) would ask for exabytes. No audit event needs more than
+ * 16 MiB in one piece, and while a message is decoded nothing in it can
+ * need much more than the message itself (a string is at most as long);
+ * larger requests fail, and the decode with them. */
+static _Thread_local size_t bg_audit__avro_limit;
+
+static void *bg_audit__avro_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
+{
+    (void)ud, (void)osize;
+    if (nsize == 0) {
+        free(ptr);
+        return NULL;
+    }
+    size_t limit = bg_audit__avro_limit ? bg_audit__avro_limit : 16u << 20;
+    return nsize > limit ? NULL : realloc(ptr, nsize);
+}
+
 bg_audit_avro_t *bg_audit_avro_new(int32_t schema_id, char *err, size_t errlen)
 {
+    avro_set_allocator(bg_audit__avro_alloc, NULL); /* process-wide, idempotent */
     bg_audit_avro_t *av = calloc(1, sizeof *av);
     if (!av) {
         snprintf(err, errlen, "audit avro: out of memory");
@@ -166,4 +186,96 @@ size_t bg_audit_avro_encode(bg_audit_avro_t *av, const char *json, size_t len, u
         dst[4] = (uint8_t)id;
     }
     return n;
+}
+
+/* The JSON of Avro value v (the inverse of bg_audit__avro_fill); NULL for an
+ * absent union member, which the caller leaves out. *bad set on failure. */
+static json_t *bg_audit__avro_json(const avro_value_t *v, int *bad)
+{
+    avro_value_t sub;
+    size_t n, i;
+    const char *name, *str;
+    int64_t l;
+    int32_t k;
+    json_t *j;
+    switch (avro_value_get_type(v)) {
+    case AVRO_RECORD:
+        if (avro_value_get_size(v, &n) != 0 || !(j = json_object()))
+            break;
+        for (i = 0; i < n; i++) {
+            if (avro_value_get_by_index(v, i, &sub, &name) != 0) {
+                json_decref(j);
+                goto bad;
+            }
+            json_t *f = bg_audit__avro_json(&sub, bad);
+            if (f && json_is_array(f) && json_array_size(f) == 0) {
+                json_decref(f); /* the JSON form leaves empty lists out */
+                continue;
+            }
+            if (f && json_object_set_new(j, name, f) != 0)
+                *bad = 1;
+        }
+        return j;
+    case AVRO_UNION:
+        if (avro_value_get_discriminant(v, &k) != 0 || avro_value_get_current_branch(v, &sub) != 0)
+            break;
+        return k == 0 ? NULL : bg_audit__avro_json(&sub, bad);
+    case AVRO_STRING: /* n counts the NUL; busgate never writes one inside */
+        if (avro_value_get_string(v, &str, &n) != 0 || (n > 1 && memchr(str, 0, n - 1)) ||
+            !(j = json_stringn(str, n ? n - 1 : 0))) /* NULL: not UTF-8 */
+            break;
+        return j;
+    case AVRO_INT64:
+        if (avro_value_get_long(v, &l) != 0)
+            break;
+        return json_integer(l);
+    case AVRO_INT32:
+        if (avro_value_get_int(v, &k) != 0)
+            break;
+        return json_integer(k);
+    case AVRO_ARRAY:
+        if (avro_value_get_size(v, &n) != 0 || !(j = json_array()))
+            break;
+        for (i = 0; i < n; i++) {
+            json_t *e = avro_value_get_by_index(v, i, &sub, NULL) == 0
+                            ? bg_audit__avro_json(&sub, bad) : NULL;
+            if (!e || json_array_append_new(j, e) != 0)
+                *bad = 1;
+        }
+        return j;
+    case AVRO_NULL:
+        return NULL;
+    default:
+        break;
+    }
+bad:
+    *bad = 1;
+    return NULL;
+}
+
+char *bg_audit_avro_decode(bg_audit_avro_t *av, const uint8_t *p, size_t n)
+{
+    if (av->schema_id >= 0) {
+        if (n < 5 || p[0] != 0)
+            return NULL;
+        p += 5;
+        n -= 5;
+    }
+    avro_reader_t r = avro_reader_memory((const char *)p, (int64_t)n);
+    if (!r)
+        return NULL;
+    avro_value_reset(&av->val);
+    bg_audit__avro_limit = 64 * n + (64u << 10);
+    int rc = avro_value_read(r, &av->val);
+    bg_audit__avro_limit = 0;
+    char extra;
+    int whole = rc == 0 && avro_read(r, &extra, 1) != 0; /* nothing may follow the event */
+    avro_reader_free(r);
+    if (rc != 0 || !whole)
+        return NULL;
+    int bad = 0;
+    json_t *j = bg_audit__avro_json(&av->val, &bad);
+    char *out = j && !bad ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    json_decref(j);
+    return out;
 }

@@ -22,6 +22,12 @@ bg_audit_avro_t *bg_audit_avro_new(int32_t schema_id, char *err, size_t errlen);
 size_t bg_audit_avro_encode(bg_audit_avro_t *av, const char *json, size_t len, uint8_t *dst,
                             size_t cap);
 
+/* Decodes one event from its Avro form (as encoded above, with the wire
+ * header when the schema id is >= 0) back to JSON: a malloc'd NUL-terminated
+ * string (fields absent in the Avro form are left out), or NULL when p is
+ * not such an event. For `busgate audit tail/replay`. */
+char *bg_audit_avro_decode(bg_audit_avro_t *av, const uint8_t *p, size_t n);
+
 /* NULL is a no-op. */
 void bg_audit_avro_free(bg_audit_avro_t *av);
 

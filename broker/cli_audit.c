@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit/audit_avro.h"
 #include "audit/audit_spool.h"
 #include "broker/cli.h"
 #include "broker/config.h"
@@ -461,12 +462,44 @@ static int bg_cli_audit__assign(rd_kafka_t *rk, const char *topic)
     return e ? -1 : n;
 }
 
+/* One topic message: JSON as is, Avro (audit.format: avro) decoded to the
+ * same JSON first. */
+static void bg_cli_audit__message(bg_cli_audit_t *c, bg_audit_avro_t *av, const void *p, size_t n)
+{
+    if (!av) {
+        bg_cli_audit__event(c, p, n);
+        return;
+    }
+    char *json = bg_audit_avro_decode(av, p, n);
+    if (json)
+        bg_cli_audit__event(c, json, strlen(json));
+    else
+        fprintf(stderr, "busgate audit: skipping a malformed event\n");
+    free(json);
+}
+
 static int bg_cli_audit__from_kafka(bg_cli_audit_t *c, const bg_config_t *cfg, int follow)
 {
+    bg_audit_avro_t *av = NULL;
+    if (cfg->audit.format == BG_AUDIT_AVRO) {
+        char err[256];
+        int32_t id = cfg->audit.avro_schema_id > 0 ? cfg->audit.avro_schema_id : -1;
+        if (!(av = bg_audit_avro_new(id, err, sizeof err))) {
+            fprintf(stderr, "busgate audit: %s\n", err);
+            return -1;
+        }
+    }
     rd_kafka_t *rk = bg_cli_audit__consumer(cfg);
-    if (!rk)
+    if (!rk) {
+        bg_audit_avro_free(av);
         return -1;
+    }
     int parts = bg_cli_audit__assign(rk, cfg->audit.kafka_topic), eofs = 0, rc = 0;
+    /* End of partition is reported again each time a partition catches up
+     * with new events: count each partition once. */
+    unsigned char *at_end = parts > 0 ? calloc((size_t)parts, 1) : NULL;
+    if (parts > 0 && !at_end)
+        parts = -1;
     int64_t idle_until = bg_cli_audit__now_ms() + BG_CLI_AUDIT_IDLE_MS;
     while (parts > 0 && !bg_cli_audit__stop && (follow || eofs < parts)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
@@ -479,16 +512,22 @@ static int bg_cli_audit__from_kafka(bg_cli_audit_t *c, const bg_config_t *cfg, i
             continue;
         }
         idle_until = bg_cli_audit__now_ms() + BG_CLI_AUDIT_IDLE_MS;
-        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)
-            eofs++;
-        else if (m->err)
+        if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+            if (m->partition >= 0 && m->partition < parts && !at_end[m->partition]) {
+                at_end[m->partition] = 1;
+                eofs++;
+            }
+        } else if (m->err) {
             fprintf(stderr, "busgate audit: %s\n", rd_kafka_message_errstr(m));
-        else
-            bg_cli_audit__event(c, m->payload, m->len);
+        } else {
+            bg_cli_audit__message(c, av, m->payload, m->len);
+        }
         rd_kafka_message_destroy(m);
     }
+    free(at_end);
     rd_kafka_consumer_close(rk);
     rd_kafka_destroy(rk);
+    bg_audit_avro_free(av);
     return parts < 0 ? -1 : rc;
 }
 
