@@ -229,13 +229,20 @@ class MockCluster:
     def __init__(self, brokers=3):
         self.proc = subprocess.Popen([mockcluster_bin(), str(brokers)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, bufsize=1)
-        self.bootstrap = self.proc.stdout.readline().strip()
+        self.bootstrap = self._line()
         assert self.bootstrap, "mock cluster did not start"
+
+    def _line(self, timeout=30.0):
+        """The mock cluster's next output line ('' after timeout: one line
+        answers each command, so nothing is left buffered between calls)."""
+        import select
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        return self.proc.stdout.readline().strip() if ready else ""
 
     def command(self, line):
         self.proc.stdin.write(line + "\n")
         self.proc.stdin.flush()
-        return self.proc.stdout.readline().strip()
+        return self._line()
 
     def close(self):
         if self.proc.poll() is None:

@@ -195,8 +195,8 @@ def test_declare_bind_purge_delete(gw):
     ch.exchange_declare(x, "direct", passive=True)
     ch.queue_declare(q)
     ch.queue_bind(q, x, "k")
+    ch.confirm_delivery()  # the publish returns once RabbitMQ has routed it
     ch.basic_publish(x, "k", b"routed")
-    conn.sleep(0.2)
     assert ch.queue_purge(q).method.message_count == 1
     ch.queue_unbind(q, x, "k")
     x2 = unique("it.x")

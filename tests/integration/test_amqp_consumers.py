@@ -13,7 +13,7 @@ import pika
 import pika.frame as pframe
 import pika.spec as spec
 
-from amqp_env import Issuer, busgate_config, direct, rule, unique
+from amqp_env import Issuer, api_name, busgate_config, direct, rule, unique, wait_audit
 
 POLICY = (rule("cons", ["group:apps"], ["amqp:queue:it.cons-*"], ["read", "create", "delete", "describe"])
           + rule("default-exchange", ["group:apps"], ["amqp:exchange:amq.default"], ["write"]))
@@ -149,7 +149,12 @@ def test_consumers_per_channel_bounded(start_busgate, tmp_path):
                       for i in range(1025)))
         expect_limit_close(raw, "NOT_ALLOWED - reached maximum (1024) of consumers per channel")
         raw.close()
-        # The 1024 before it reached RabbitMQ; the refused one did not.
+        # The 1024 before it were decided and forwarded; the refused one was
+        # stopped by the bound before any decision (none is recorded for it).
+        consumes = wait_audit(tmp_path / "audit.jsonl",
+                              lambda e: api_name(e) == "basic.consume", count=1024)
+        assert len(consumes) == 1024
+        assert all(e["decision"]["effect"] == "allow" for e in consumes)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             n = ch.queue_declare(q, passive=True).method.consumer_count

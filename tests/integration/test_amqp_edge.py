@@ -432,6 +432,7 @@ def test_blocked_publisher_keeps_its_heartbeat(gw):
             errors.append(e)
 
     cur = rabbitmqctl("eval", "vm_memory_monitor:get_vm_memory_high_watermark().")
+    assert cur.returncode == 0, cur.stderr
     previous = cur.stdout.strip()
     try:
         float(previous)
@@ -442,7 +443,13 @@ def test_blocked_publisher_keeps_its_heartbeat(gw):
         assert rabbitmqctl("set_vm_memory_high_watermark", "0.0000001").returncode == 0
         time.sleep(1.0)
         t.start()
-        time.sleep(4.5)  # > 4 heartbeat intervals with busgate not reading the client
+        t0, states = time.monotonic(), ""
+        while time.monotonic() - t0 < 4.5:  # > 4 heartbeat intervals, busgate not reading
+            if "blocked" not in states:
+                states = rabbitmqctl("list_connections", "state").stdout
+            time.sleep(0.2)
+        # RabbitMQ did block busgate's publishing connection meanwhile.
+        assert "blocked" in states, states
     finally:
         assert rabbitmqctl("set_vm_memory_high_watermark", previous).returncode == 0
     t.join(30)

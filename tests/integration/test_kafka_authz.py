@@ -209,15 +209,25 @@ def test_audit_topic_is_reserved(start_busgate, tmp_path):
     # The events themselves reached the topic through busgate's sink, and
     # the forged record did not.
     c = Consumer({"bootstrap.servers": KAFKA_PLAIN, "group.id": unique("it-audit"),
-                  "auto.offset.reset": "earliest", "enable.auto.commit": False})
+                  "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                  "enable.partition.eof": True})
     c.subscribe([audit_topic])
-    values = []
+    values, at_end = [], False
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not any(b'"decision"' in v for v in values):
+    # Read to the end of the topic once the decision is there: a forged
+    # record would follow the events written before it.
+    while time.monotonic() < deadline and not (at_end and any(b'"decision"' in v
+                                                               for v in values)):
         m = c.poll(0.5)
-        if m is not None and not m.error():
+        if m is None:
+            continue
+        if m.error():
+            at_end = m.error().code() == KafkaError._PARTITION_EOF
+        else:
+            at_end = False
             values.append(m.value())
     c.close()
+    assert at_end, "the audit topic was not read to its end"
     assert any(b'"decision"' in v for v in values)
     assert b"forged" not in values
 

@@ -308,7 +308,7 @@ def test_java_consumer_group_protocol(start_busgate, tmp_path):
                             "admin-describe-group-expect-denied", live)
         assert hidden["_exit"] == 0 and hidden["error"] == "TopicAuthorizationException", \
             explain(hidden, bg)
-        assert topic not in hidden.get("message", ""), explain(hidden, bg)
+        assert "message" in hidden and topic not in hidden["message"], explain(hidden, bg)
         refused = run_client(tmp_path, "java", bootstrap, oauth_creds("svc-reporting"),
                              "admin-describe-group-expect-denied", other_group)
         assert refused["_exit"] == 0 and refused["error"] == "GroupAuthorizationException", \

@@ -60,7 +60,8 @@ def test_produce_consume_and_denial(start_busgate, tmp_path):
     assert denied[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
     # Audit events are written by the audit thread, shortly after the decision.
     assert wait_audit(ports["audit"],
-                      lambda e: e["kind"] == "decision" and e["decision"]["effect"] == "deny")
+                      lambda e: e["kind"] == "decision" and e["decision"]["effect"] == "deny"
+                      and any(r["name"] == "payments" for r in e.get("resources", [])))
 
 
 def test_large_fetch_responses_arrive_whole(start_busgate, tmp_path):

@@ -72,5 +72,6 @@ def test_untrusted_certificate_is_refused(start_busgate, tmp_path):
     p.produce(unique("tls-t"), value=b"x")
     p.flush(8)
     assert errors, "a client that does not trust busgate's certificate connected"
-    assert any(e.code() in (KafkaError._SSL, KafkaError._TRANSPORT, KafkaError._ALL_BROKERS_DOWN)
+    # The client itself refused busgate's certificate (not: busgate was down).
+    assert any(e.code() == KafkaError._SSL and "certificate verify failed" in e.str()
                for e in errors), errors
