@@ -393,8 +393,10 @@ static int bg_audit__down_probe_due(bg_audit_t *a)
 static void bg_audit__route(bg_audit_t *a, const bg_audit_rec_t *recs, size_t n)
 {
     size_t taken = 0;
-    if (a->copy && a->copy->write(a->copy, recs, n) < n)
+    if (a->copy && a->copy->write(a->copy, recs, n) < n) {
+        atomic_fetch_add(&a->sink_errors, 1);
         bg_log_warn("audit", "audit file copy failing");
+    }
     int backlog = a->held || a->parked || a->failed ||
                   (a->spool && !bg_audit_spool_empty(a->spool));
     if (!backlog && (bg_audit__primary_up(a) || bg_audit__down_probe_due(a)))

@@ -305,6 +305,13 @@ static int bg_audit__open_seg(bg_audit_spool_t *sp)
         return -1;
     }
     sp->woff = 0;
+    /* The new name must survive a power loss as well as its bytes. */
+    int dfd = open(sp->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        if (fsync(dfd) != 0)
+            bg_log_warn("audit", "spool directory fsync: %s", strerror(errno));
+        close(dfd);
+    }
     return 0;
 }
 

@@ -565,6 +565,34 @@ static int bg_cli_audit__by_seq(const void *x, const void *y)
     return ta < tb ? -1 : ta > tb;
 }
 
+/* A replay names one session: a prefix that matches several is refused
+ * (naming the first of them) rather than merged into one timeline. 0 when
+ * the events are of one session. */
+static int bg_cli_audit__one_session(const bg_cli_audit_t *c)
+{
+    const char *seen[8];
+    size_t nseen = 0, more = 0;
+    for (size_t i = 0; i < c->nevs; i++) {
+        const char *sid = bg_cli_audit__str(c->evs[i], "session_id");
+        size_t k = 0;
+        while (k < nseen && strcmp(seen[k], sid) != 0)
+            k++;
+        if (k < nseen)
+            continue;
+        if (nseen < sizeof seen / sizeof seen[0])
+            seen[nseen++] = sid;
+        else
+            more = 1;
+    }
+    if (nseen == 1)
+        return 0;
+    fprintf(stderr, "busgate audit: %s names several sessions:", c->session);
+    for (size_t k = 0; k < nseen; k++)
+        fprintf(stderr, " %s", seen[k]);
+    fprintf(stderr, "%s\n", more ? " ..." : "");
+    return -1;
+}
+
 static void bg_cli_audit__timeline(bg_cli_audit_t *c)
 {
     qsort(c->evs, c->nevs, sizeof *c->evs, bg_cli_audit__by_seq);
@@ -659,7 +687,9 @@ int bg_cli_audit(int argc, char **argv)
     signal(SIGINT, bg_cli_audit__on_signal);
     signal(SIGTERM, bg_cli_audit__on_signal);
     int rc = bg_cli_audit__read(&c, cfg) == 0 ? 0 : 1;
-    if (c.replay && c.nevs)
+    if (c.replay && c.nevs && bg_cli_audit__one_session(&c) != 0)
+        rc = 1;
+    else if (c.replay && c.nevs)
         bg_cli_audit__timeline(&c);
     else if (c.replay) {
         fprintf(stderr, "busgate audit: no events for session %s\n", c.session);

@@ -149,3 +149,22 @@ def test_tail_reads_an_avro_topic(start_busgate, tmp_path):
     want = mine()
     for e in got:  # same fields and values as the JSON copy
         assert e == want[e["event_id"]], (e, want[e["event_id"]])
+
+
+def test_replay_refuses_an_ambiguous_prefix(tmp_path):
+    """A session-id prefix that matches two sessions is refused, naming
+    both, instead of merging them into one timeline; the full id works."""
+    text, ports = busgate_config(tmp_path, RULES)
+    cfg = tmp_path / "busgate.yaml"
+    cfg.write_text(text)
+    events = [{"event_id": f"e{i}", "kind": "session_start", "time_ms": 1000 + i,
+               "session_id": sid, "seq": 1, "protocol": "kafka", "peer": "127.0.0.1:1"}
+              for i, sid in enumerate(("abc1-one", "abc2-two"))]
+    (tmp_path / "audit.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    r = run_cli("audit", "replay", "-c", str(cfg), "abc")
+    assert r.returncode == 1
+    assert "names several sessions" in r.stderr and "abc1-one" in r.stderr \
+        and "abc2-two" in r.stderr, r.stderr
+    r = run_cli("audit", "replay", "-c", str(cfg), "abc2-two")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("session abc2-two ")
