@@ -498,12 +498,15 @@ int bg_kafka__c_metadata(bg_kafka__az_t *az)
         az->v->action = BG_KAFKA_ACT_FORWARD;
         return bg_kafka__add_listing(az, &f);
     }
-    /* Lookups by topic id (a null name) exist from v12 (Kafka answers older
-     * ones INVALID_REQUEST); below v12 a denied entry could not even carry
-     * the null name back, so such a request is refused. */
-    for (int32_t i = 0; az->ver < 12 && i < n; i++)
-        if (r->f[K(METADATA_REQ_TOPICS)].a.s[i]->f[K(METADATA_REQ_TOPICS_NAME)].s.len < 0)
+    /* Lookups by topic id (a null name, or a non-zero id) exist from v12
+     * (Kafka refuses them in v10-11); below v12 a denied entry could not
+     * even carry the null name back, so such a request is refused. */
+    for (int32_t i = 0; az->ver < 12 && i < n; i++) {
+        const bg_kafka_struct_t *t = r->f[K(METADATA_REQ_TOPICS)].a.s[i];
+        if (t->f[K(METADATA_REQ_TOPICS_NAME)].s.len < 0 ||
+            (az->ver >= 10 && !bg_kafka__uuid_zero(t->f[K(METADATA_REQ_TOPICS_TOPIC_ID)].uuid)))
             return bg_kafka__fail(az, "Metadata topic id lookups need v12");
+    }
     bg_kafka__split_t sp;
     const bg_kafka_struct_desc_t *rd = bg_kafka__rs_topic_desc(BG_KAFKA_API_METADATA,
                                                                &bg_kafka__sh_metadata);

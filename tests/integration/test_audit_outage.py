@@ -14,104 +14,31 @@ more than 30 seconds:
 During the outage the workload is what busgate decides without the broker:
 client authentications (session start/end) and rejected tokens.
 """
+import json
 import os
 import shutil
 import signal
 import struct
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
-from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import KafkaError, Producer
+from confluent_kafka.admin import NewTopic
 
-from conftest import Busgate, http_get, metric, run_cli, wait_port
-from kafka_env import (KafkaWire, audit_events, busgate_config, client_conf, kstr, oidc_token,
-                       unique, wait_until, with_audit_topic)
+from audit_env import (Instance, counter, decisions, drained, kafka, kafka_env, open_sessions,
+                       produce_some, raw_session, ready, scrape, topic_ids)
+from audit_env import admin as admin_of
+from conftest import run_cli
+from kafka_env import KafkaWire, client_conf, kstr, oidc_token, unique, wait_until
 
 PLAIN = int(os.environ.get("BG_AUDIT_KAFKA_PLAIN_PORT", "49092"))
 SASL = PLAIN + 1
-ENV = dict(os.environ, BG_KAFKA_PLAIN_PORT=str(PLAIN), BG_KAFKA_SASL_PORT=str(SASL),
-           BG_KAFKA_CONTROLLER_PORT=str(PLAIN + 2))
-ROOT = Path(__file__).resolve().parents[2]
+ENV = kafka_env(PLAIN)
 OUTAGE_S = 32
-
-RULES = """    - name: orders-write
-      subjects: [group:orders]
-      resources: ["kafka:topic:it-aud-*"]
-      verbs: [write, describe, create]
-      effect: allow
-"""
-
-
-def kafka(script, *args):
-    """Runs scripts/kafka-up.sh or kafka-down.sh for the private instance.
-    One retry: a start right after a stop can find the old process still
-    letting go of its data directory."""
-    for attempt in (1, 2):
-        r = subprocess.run([str(ROOT / "scripts" / script), *args], env=ENV, timeout=120,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if r.returncode == 0:
-            return
-        time.sleep(3)
-    raise AssertionError(f"{script} failed: {r.stderr[-2000:]}")
 
 
 def admin():
-    return AdminClient({"bootstrap.servers": f"127.0.0.1:{PLAIN}", "socket.timeout.ms": 10000})
-
-
-def topic_ids(topic, timeout=60):
-    """Every event id in the topic, read from the beginning to the end of
-    each partition (setup listener, no busgate), and the message count."""
-    adm = admin()
-    md = adm.list_topics(topic, timeout=10)
-    parts = list(md.topics[topic].partitions)
-    c = Consumer({"bootstrap.servers": f"127.0.0.1:{PLAIN}", "group.id": unique("it-aud-read"),
-                  "enable.auto.commit": False, "enable.partition.eof": True})
-    c.assign([TopicPartition(topic, p, 0) for p in parts])  # offset 0: the beginning
-    import json
-    ids, total, eof = set(), 0, set()
-    deadline = time.monotonic() + timeout
-    while len(eof) < len(parts) and time.monotonic() < deadline:
-        m = c.poll(0.5)
-        if m is None:
-            continue
-        if m.error():
-            if m.error().code() == KafkaError._PARTITION_EOF:
-                eof.add(m.partition())
-            continue
-        ids.add(json.loads(m.value())["event_id"])
-        total += 1
-    c.close()
-    assert len(eof) == len(parts), "topic not read to its end"
-    return ids, total
-
-
-def scrape(port, name, labels=None):
-    status, body = http_get(f"http://127.0.0.1:{port}/metrics")
-    return metric(body, name, labels) if status == 200 else None
-
-
-def ready(port):
-    return http_get(f"http://127.0.0.1:{port}/readyz")[0]
-
-
-def raw_session(port, token):
-    """Authenticates once on a raw connection and closes it: a session_start
-    and a session_end (or an auth_failure for a bad token). Returns the
-    SaslAuthenticate error code, or None when the connection failed."""
-    try:
-        w = KafkaWire(port, timeout=5)
-        try:
-            w.api_versions()
-            r = w.sasl_plain(token)
-            return None if r is None else r[0]
-        finally:
-            w.close()
-    except (OSError, AssertionError):
-        return None
+    return admin_of(PLAIN)
 
 
 def authenticated(port, token):
@@ -142,68 +69,6 @@ def produce_error(w, topic):
         w.close()
 
 
-class Instance:
-    def __init__(self, base, name, topic, extra=""):
-        self.dir = base / name
-        self.dir.mkdir()
-        text, self.ports = busgate_config(self.dir, RULES, mechanism="PLAIN",
-                                          upstream=[f"127.0.0.1:{SASL}"])
-        text = with_audit_topic(text, topic)
-        self.spool = self.dir / "spool"
-        text = text.replace("\naudit:\n", f"\naudit:\n  spool_dir: {self.spool}\n{extra}", 1)
-        self.cfg = self.dir / "busgate.yaml"
-        self.cfg.write_text(text)
-        self.topic = topic
-        self.procs = []
-
-    def start(self):
-        bg = Busgate(self.cfg, self.dir / f"busgate-{len(self.procs)}.log")
-        self.procs.append(bg)
-        assert wait_port(self.ports["listen"]), bg.log_path.read_text()[-3000:]
-        assert wait_port(self.ports["admin"])
-        return bg
-
-    @property
-    def admin(self):
-        return self.ports["admin"]
-
-    def events(self):
-        return audit_events(self.ports["audit"])
-
-
-def produce_some(inst, token, n=5):
-    p = Producer(client_conf(f"127.0.0.1:{inst.ports['listen']}", token))
-    errs = []
-    topic = unique("it-aud-data")
-    for i in range(n):
-        p.produce(topic, value=b"x", on_delivery=lambda e, m: errs.append(e))
-    assert p.flush(30) == 0
-    return errs
-
-
-def open_sessions(inst, token, n):
-    """n authenticated raw connections, left open (each ends with a
-    session_end event when busgate closes it)."""
-    conns = []
-    for _ in range(n):
-        w = KafkaWire(inst.ports["listen"], timeout=10)
-        w.api_versions()
-        assert w.sasl_plain(token)[0] == 0
-        conns.append(w)
-    return conns
-
-
-def counter(inst, outcome):
-    return scrape(inst.admin, "busgate_audit_events_total", {"outcome": outcome}) or 0
-
-
-def drained(inst):
-    return (scrape(inst.admin, "busgate_audit_spool_bytes") == 0 and
-            scrape(inst.admin, "busgate_audit_queue_depth") == 0 and
-            scrape(inst.admin, "busgate_audit_admitting") == 1 and
-            counter(inst, "delivered") + counter(inst, "drained") >= counter(inst, "emitted"))
-
-
 def audit_topic_refuses(topics, refuse):
     """With max.message.bytes below an event's size the broker rejects every
     audit message (MESSAGE_TOO_LARGE) while it stays up for everything else.
@@ -222,9 +87,8 @@ def audit_topic_refuses(topics, refuse):
 @pytest.fixture(scope="module")
 def outage(tmp_path_factory):
     """Runs the whole scenario once; the tests below check its outcome."""
-    import json
     base = tmp_path_factory.mktemp("audit-outage")
-    kafka("kafka-up.sh")
+    kafka("kafka-up.sh", ENV)
     names = {k: unique(f"it-aud-audit-{k}") for k in "ABC"}
     adm = admin()  # must outlive the futures
     fs = adm.create_topics([NewTopic(t, num_partitions=3, replication_factor=1)
@@ -232,9 +96,9 @@ def outage(tmp_path_factory):
     for f in fs.values():
         f.result(30)
     del adm
-    A = Instance(base, "A", names["A"])
-    B = Instance(base, "B", names["B"])
-    C = Instance(base, "C", names["C"])
+    A = Instance(base, "A", names["A"], f"127.0.0.1:{SASL}")
+    B = Instance(base, "B", names["B"], f"127.0.0.1:{SASL}")
+    C = Instance(base, "C", names["C"], f"127.0.0.1:{SASL}")
     out = {"A": A, "B": B, "C": C}
     try:
         for i in (A, B, C):
@@ -262,7 +126,7 @@ def outage(tmp_path_factory):
         # busgate serves nobody without its upstream, so the events of this
         # phase are the session_end of every connection open at the stop.
         conns = [w for i in (A, B, C) for w in open_sessions(i, token, 10)]
-        kafka("kafka-down.sh", "--keep-data")
+        kafka("kafka-down.sh", ENV, "--keep-data")
         t0 = time.monotonic()
         assert wait_until(lambda: counter(A, "spooled") >= 10 and counter(C, "spooled") >= 10,
                           timeout=25)
@@ -278,7 +142,7 @@ def outage(tmp_path_factory):
             w.close()
         time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - t0)))
         out["outage_s"] = time.monotonic() - t0
-        kafka("kafka-up.sh")
+        kafka("kafka-up.sh", ENV)
         C.start()
         out["c_restart_ms"] = int(time.time() * 1000)
         for i in (A, B, C):
@@ -307,9 +171,7 @@ def outage(tmp_path_factory):
         for i in (A, B, C):
             assert wait_until(lambda: drained(i), timeout=60), f"{i.dir.name} did not drain"
         out["b_ready_after"] = ready(B.admin)
-        out["a_decisions_metric"] = sum(
-            scrape(A.admin, "busgate_decisions_total", {"protocol": "kafka", "effect": e}) or 0
-            for e in ("allow", "deny", "hold"))
+        out["a_decisions_metric"] = decisions(A)
         yield out
     finally:
         rcs = {}
@@ -318,7 +180,7 @@ def outage(tmp_path_factory):
                 rc = bg.stop()
                 if not (i is C and n == 0):
                     rcs[f"{i.dir.name}{n}"] = rc
-        kafka("kafka-down.sh")
+        kafka("kafka-down.sh", ENV)
         assert all(rc == 0 for rc in rcs.values()), rcs
 
 
@@ -331,7 +193,7 @@ def test_no_loss_through_outage(outage):
     assert len(file_ids) == len(events)
     kinds = {e["kind"] for e in events}
     assert {"session_start", "session_end", "auth_failure", "decision"} <= kinds
-    topic, _ = topic_ids(A.topic)
+    topic, _ = topic_ids(PLAIN, A.topic)
     assert topic == file_ids  # every event, by id, and none foreign
     # one decision event per decision busgate counted
     assert sum(1 for e in events if e["kind"] == "decision") == outage["a_decisions_metric"]
@@ -345,7 +207,7 @@ def test_crash_with_spooled_events(outage):
     C = outage["C"]
     spooled = outage["c_spooled"]
     assert spooled  # the kill happened with events in the spool
-    topic, _ = topic_ids(C.topic)
+    topic, _ = topic_ids(PLAIN, C.topic)
     assert spooled <= topic
     # and everything the restarted process emitted
     after = {e["event_id"] for e in C.events() if e["time_ms"] >= outage["c_restart_ms"]}
@@ -359,5 +221,5 @@ def test_block_mode_refuses_and_recovers(outage):
     assert outage["b_refused_produce"] == 7  # REQUEST_TIMED_OUT: retriable
     assert outage["b_login_answered"] is None  # no unrecorded login
     assert outage["b_ready_after"] == 200
-    topic, _ = topic_ids(B.topic)
+    topic, _ = topic_ids(PLAIN, B.topic)
     assert {e["event_id"] for e in B.events()} <= topic
