@@ -42,8 +42,8 @@ def broker_outage(tmp_path_factory):
         adm = admin(PLAIN1)
         assert wait_until(lambda: _both_brokers(adm), timeout=30)
         audit_topic, data = unique("it-aud-audit2"), unique("it-aud-data2")
-        fs = adm.create_topics([NewTopic(audit_topic, replica_assignment=[[2], [2]]),
-                                NewTopic(data, replica_assignment=[[1]])])
+        fs = adm.create_topics([NewTopic(audit_topic, 2, -1, replica_assignment=[[2], [2]]),
+                                NewTopic(data, 1, -1, replica_assignment=[[1]])])
         for f in fs.values():
             f.result(30)
         inst = Instance(base, "A", audit_topic, f"127.0.0.1:{PLAIN1 + 1}")
