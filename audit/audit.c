@@ -144,15 +144,23 @@ static bg_audit_qe_t *bg_audit__encode(const bg_audit_t *a, const bg_audit_event
     return qe;
 }
 
+/* An event lost: counted as dropped and logged (rate-limited). */
+static int bg_audit__dropped(bg_audit_t *a, const char *why)
+{
+    atomic_fetch_add(&a->dropped, 1);
+    bg_audit__log_loss(a, why);
+    return BG_AUDIT_DROPPED;
+}
+
+/* An event not taken: refused in block mode (the caller refuses the
+ * request), dropped in drop mode. */
 static int bg_audit__lost(bg_audit_t *a, const char *why)
 {
     if (a->on_failure == BG_AUDIT_BLOCK) {
         atomic_fetch_add(&a->refused, 1);
         return BG_AUDIT_REFUSED;
     }
-    atomic_fetch_add(&a->dropped, 1);
-    bg_audit__log_loss(a, why);
-    return BG_AUDIT_DROPPED;
+    return bg_audit__dropped(a, why);
 }
 
 static int bg_audit__emit(bg_audit_t *a, const bg_audit_event_t *ev, int admitted)
@@ -165,12 +173,14 @@ static int bg_audit__emit(bg_audit_t *a, const bg_audit_event_t *ev, int admitte
         return bg_audit__lost(a, "sinks failing");
     bg_audit_qe_t *qe = bg_audit__encode(a, ev);
     if (!qe)
-        return bg_audit__lost(a, "out of memory");
+        return must ? bg_audit__dropped(a, "out of memory") : bg_audit__lost(a, "out of memory");
     pthread_mutex_lock(&a->mu);
     if ((!must && atomic_load(&a->qlen) >= a->qcap) || a->stop) {
+        int stopping = a->stop;
         pthread_mutex_unlock(&a->mu);
         free(qe);
-        return bg_audit__lost(a, "queue full");
+        return must ? bg_audit__dropped(a, stopping ? "stopping" : "queue full")
+                    : bg_audit__lost(a, "queue full");
     }
     if (a->tail)
         a->tail->next = qe;
@@ -197,7 +207,8 @@ int bg_audit_emit_admitted(bg_audit_t *a, const bg_audit_event_t *ev)
 
 int bg_audit_emit_session(bg_audit_t *a, const bg_audit_event_t *ev)
 {
-    int admitted = ev && (ev->kind == BG_AUDIT_EV_DECISION || ev->kind == BG_AUDIT_EV_SESSION_END);
+    int admitted = ev && (ev->kind == BG_AUDIT_EV_DECISION || ev->kind == BG_AUDIT_EV_SESSION_END ||
+                          ev->kind == BG_AUDIT_EV_SESSION_START);
     return bg_audit__emit(a, ev, admitted);
 }
 

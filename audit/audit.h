@@ -172,10 +172,11 @@ int bg_audit_emit(bg_audit_t *a, const bg_audit_event_t *ev) __attribute__((warn
  * the requests in flight. In drop mode it behaves as bg_audit_emit(). */
 int bg_audit_emit_admitted(bg_audit_t *a, const bg_audit_event_t *ev)
     __attribute__((warn_unused_result));
-/* For an adapter's session events: decisions (the adapters check
- * bg_audit_admitting() before they decide) and session ends are admitted
- * work (bg_audit_emit_admitted); session starts and authentication
- * failures are not (bg_audit_emit). */
+/* For an adapter's session events: decisions and session starts (the
+ * adapters check bg_audit_admitting() before they decide and before they
+ * verify a token) and session ends are admitted work
+ * (bg_audit_emit_admitted); authentication failures are not (bg_audit_emit:
+ * refused, counted, while the pipeline does not admit). */
 int bg_audit_emit_session(bg_audit_t *a, const bg_audit_event_t *ev)
     __attribute__((warn_unused_result));
 

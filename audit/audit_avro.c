@@ -265,7 +265,7 @@ char *bg_audit_avro_decode(bg_audit_avro_t *av, const uint8_t *p, size_t n)
     if (!r)
         return NULL;
     avro_value_reset(&av->val);
-    bg_audit__avro_limit = 64 * n + (64u << 10);
+    bg_audit__avro_limit = 64 * n + (64u << 10) < (16u << 20) ? 64 * n + (64u << 10) : 16u << 20;
     int rc = avro_value_read(r, &av->val);
     bg_audit__avro_limit = 0;
     char extra;

@@ -195,23 +195,53 @@ int bg_audit_spool_list(const char *dir, uint32_t *lo, uint32_t *hi)
     return 0;
 }
 
-/* Reads spool.ack into aseg/aoff; 1 when there is one. */
-static int bg_audit__read_ack(bg_audit_spool_t *sp)
+static int bg_audit__sync_dir(const bg_audit_spool_t *sp)
 {
-    char path[4096];
-    unsigned seg;
+    int dfd = open(sp->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0)
+        return -1;
+    int rc = fsync(dfd);
+    close(dfd);
+    return rc;
+}
+
+/* spool.ack: "SEGNO OFFSET CRC\n", fixed width, CRC-32C of what precedes
+ * it; the file is overwritten in place (see bg_audit__write_ack). */
+#define BG_AUDIT__ACK_POS 31 /* "%010u %020llu" */
+#define BG_AUDIT__ACK_LEN 41 /* plus " %08x\n" */
+
+enum { BG_AUDIT__ACK_NONE = 0, BG_AUDIT__ACK_OK, BG_AUDIT__ACK_LEGACY };
+
+int bg_audit_spool_read_ack(const char *dir, uint32_t *aseg, uint64_t *aoff)
+{
+    char path[4096], line[64] = "";
+    unsigned seg, crc;
     unsigned long long off;
-    int found = 0;
-    snprintf(path, sizeof path, "%s/spool.ack", sp->dir);
+    snprintf(path, sizeof path, "%s/spool.ack", dir);
     FILE *f = fopen(path, "r");
-    if (f && fscanf(f, "%10u %20llu", &seg, &off) == 2 && seg > 0) {
-        sp->aseg = seg;
-        sp->aoff = off;
-        found = 1;
-    }
+    size_t n = f ? fread(line, 1, sizeof line - 1, f) : 0;
     if (f)
         fclose(f);
-    return found;
+    line[n] = '\0';
+    if (n == BG_AUDIT__ACK_LEN && sscanf(line, "%10u %20llu %8x", &seg, &off, &crc) == 3) {
+        if (seg == 0 || crc != bg_audit_crc32c(0, line, BG_AUDIT__ACK_POS))
+            return BG_AUDIT__ACK_NONE;
+        *aseg = seg;
+        *aoff = off;
+        return BG_AUDIT__ACK_OK;
+    }
+    if (n && n < BG_AUDIT__ACK_POS && sscanf(line, "%u %llu", &seg, &off) == 2 && seg > 0) {
+        *aseg = seg;
+        *aoff = off;
+        return BG_AUDIT__ACK_LEGACY;
+    }
+    return BG_AUDIT__ACK_NONE;
+}
+
+/* Reads spool.ack into aseg/aoff: NONE, OK or LEGACY (see the header). */
+static int bg_audit__read_ack(bg_audit_spool_t *sp)
+{
+    return bg_audit_spool_read_ack(sp->dir, &sp->aseg, &sp->aoff);
 }
 
 static int bg_audit__write_ack(bg_audit_spool_t *sp);
@@ -240,10 +270,12 @@ bg_audit_spool_t *bg_audit_spool_open(const char *dir, uint64_t max_bytes, uint6
      * deleted (so reading goes on at the next one), one it names past the
      * last on disk is the next to be written. A position before the
      * oldest segment on disk is older than all of them: start there. */
-    int had_ack = bg_audit__read_ack(sp), fixed = 0;
+    int had_ack = bg_audit__read_ack(sp), fixed = 1;
     uint32_t first = hi ? lo : 1;
-    if (!had_ack || sp->aseg < first) {
-        fixed = had_ack;
+    if (!had_ack || sp->aseg < first ||
+        (had_ack == BG_AUDIT__ACK_LEGACY && sp->aseg > hi && hi)) {
+        /* No (trustworthy) position: read everything on disk again
+         * (duplicates with the same event ids, never a loss). */
         sp->aseg = first;
         sp->aoff = 0;
     } else if (sp->aseg > hi || bg_audit__seg_size(sp, sp->aseg) < sp->aoff) {
@@ -253,7 +285,8 @@ bg_audit_spool_t *bg_audit_spool_open(const char *dir, uint64_t max_bytes, uint6
             sp->aoff = bg_audit__seg_size(sp, sp->aseg);
         if (sp->aseg > hi)
             sp->aoff = 0;
-        fixed = 1;
+    } else {
+        fixed = had_ack != BG_AUDIT__ACK_OK; /* rewritten in today's format */
     }
     sp->wseg = hi + 1 > sp->aseg ? hi + 1 : sp->aseg; /* never after a possibly torn tail */
     sp->first = hi ? lo : sp->wseg;
@@ -269,10 +302,16 @@ bg_audit_spool_t *bg_audit_spool_open(const char *dir, uint64_t max_bytes, uint6
     sp->rseg = sp->aseg;
     sp->roff = sp->aoff;
     sp->bufseg = 0;
-    /* Persist a corrected position before anything is written after it. */
+    /* Persist a corrected position before anything is written after it. A
+     * spool without a position gets one now, while there is room: moving it
+     * later needs no new block. */
     if (fixed && bg_audit__write_ack(sp) != 0) {
-        snprintf(err, errlen, "audit spool %s: cannot write spool.ack: %s", dir, strerror(errno));
-        goto fail;
+        if (had_ack) {
+            snprintf(err, errlen, "audit spool %s: cannot write spool.ack: %s", dir,
+                     strerror(errno));
+            goto fail;
+        }
+        bg_log_warn("audit", "spool %s: cannot write spool.ack yet: %s", dir, strerror(errno));
     }
     return sp;
 fail:
@@ -306,12 +345,8 @@ static int bg_audit__open_seg(bg_audit_spool_t *sp)
     }
     sp->woff = 0;
     /* The new name must survive a power loss as well as its bytes. */
-    int dfd = open(sp->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        if (fsync(dfd) != 0)
-            bg_log_warn("audit", "spool directory fsync: %s", strerror(errno));
-        close(dfd);
-    }
+    if (bg_audit__sync_dir(sp) != 0)
+        bg_log_warn("audit", "spool directory fsync: %s", strerror(errno));
     return 0;
 }
 
@@ -455,12 +490,19 @@ static int bg_audit__write_ack(bg_audit_spool_t *sp)
 {
     char path[4096], line[64];
     snprintf(path, sizeof path, "%s/spool.ack", sp->dir);
-    int n = snprintf(line, sizeof line, "%010" PRIu32 " %020" PRIu64 "\n", sp->rseg, sp->roff);
+    snprintf(line, sizeof line, "%010" PRIu32 " %020" PRIu64, sp->rseg, sp->roff);
+    int n = BG_AUDIT__ACK_POS;
+    n += snprintf(line + n, sizeof line - (size_t)n, " %08" PRIx32 "\n",
+                  bg_audit_crc32c(0, line, BG_AUDIT__ACK_POS));
+    struct stat st;
+    int created = stat(path, &st) != 0;
     int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC, 0600);
     if (fd < 0)
         return -1;
-    int ok = pwrite(fd, line, (size_t)n, 0) == n && fdatasync(fd) == 0;
+    int ok = n == BG_AUDIT__ACK_LEN && pwrite(fd, line, (size_t)n, 0) == n && fdatasync(fd) == 0;
     close(fd);
+    if (ok && created) /* the new name must survive a power loss too */
+        ok = bg_audit__sync_dir(sp) == 0;
     return ok ? 0 : -1;
 }
 
@@ -484,8 +526,12 @@ int bg_audit_spool_ack(bg_audit_spool_t *sp)
         sp->roff = sp->aoff = 0;
         stepped = 1;
     }
-    if (stepped && bg_audit__write_ack(sp) != 0)
-        return -1;
+    /* The acknowledgement above stands (persisted): what follows only tidies
+     * up, and is done again at the next acknowledgement if it fails now. */
+    if (stepped && bg_audit__write_ack(sp) != 0) {
+        bg_log_error("audit", "spool ack (past a finished segment): %s", strerror(errno));
+        return 0;
+    }
     for (; sp->first < sp->aseg; sp->first++) {
         char path[4096];
         sp->bytes -= bg_audit__seg_size(sp, sp->first);
@@ -500,9 +546,10 @@ int bg_audit_spool_ack(bg_audit_spool_t *sp)
         sp->rseg = sp->wseg + 1;
         sp->roff = 0;
         if (bg_audit__write_ack(sp) != 0) {
+            bg_log_error("audit", "spool ack (past the drained segment): %s", strerror(errno));
             sp->rseg = sp->aseg;
             sp->roff = sp->aoff;
-            return -1;
+            return 0;
         }
         close(sp->wfd);
         sp->wfd = -1;

@@ -56,6 +56,11 @@ typedef struct bg_audit_spool_s bg_audit_spool_t;
  * dir cannot be listed. */
 int bg_audit_spool_list(const char *dir, uint32_t *lo, uint32_t *hi);
 
+/* Reads dir/spool.ack. 0: none, or its CRC does not match (a torn
+ * overwrite); 1: a position; 2: the CRC-less line of earlier versions
+ * (trusted only where it cannot skip records). */
+int bg_audit_spool_read_ack(const char *dir, uint32_t *aseg, uint64_t *aoff);
+
 /* Opens (creating) dir. max_bytes bounds the total segment bytes on disk (0 =
  * unbounded); seg_bytes is the rotation size (0 = 8 MiB). Reads spool.ack.
  * Returns NULL with err filled on failure. */

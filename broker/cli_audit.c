@@ -343,19 +343,17 @@ static void bg_cli_audit__spool_bad(void *arg, size_t off, size_t len)
 static int bg_cli_audit__from_spool(bg_cli_audit_t *c, const char *dir)
 {
     char path[4096];
-    unsigned aseg = 0;
-    unsigned long long aoff = 0;
-    snprintf(path, sizeof path, "%s/spool.ack", dir);
-    FILE *af = fopen(path, "r");
-    if (af && fscanf(af, "%u %llu", &aseg, &aoff) != 2)
-        aseg = 0, aoff = 0;
-    if (af)
-        fclose(af);
-    uint32_t lo, hi;
+    uint32_t aseg = 0, lo, hi;
+    uint64_t aoff = 0;
     if (bg_audit_spool_list(dir, &lo, &hi) != 0) {
         fprintf(stderr, "busgate audit: spool %s: %s\n", dir, strerror(errno));
         return -1;
     }
+    /* No position, a torn one, or an old-format one past every segment
+     * (it may be stale): show everything. */
+    int t = bg_audit_spool_read_ack(dir, &aseg, &aoff);
+    if (t == 0 || (t == 2 && hi && aseg > hi))
+        aseg = 0, aoff = 0;
     /* Segments before the acknowledged one were delivered (their deletion
      * may be pending). */
     for (uint32_t seg = lo > aseg ? lo : aseg; hi && seg <= hi; seg++) {

@@ -32,6 +32,7 @@ typedef struct bg_runtime_s {
     bg_process_metrics_t pm;
     int draining;
     struct stat seen; /* the config file as last loaded */
+    const bg_config_t *boot_cfg; /* the start-up configuration, held for the whole run */
 } bg_runtime_t;
 
 static void bg_runtime__log_errors(const bg_config_errors_t *errs)
@@ -65,11 +66,12 @@ static bg_snapshot_t *bg_runtime__load(bg_runtime_t *rt)
     return s;
 }
 
-/* Settings that only a restart applies: say so rather than half-apply. */
-static void bg_runtime__warn_restart(const bg_config_t *old, const bg_config_t *nw)
+/* Settings that only a restart applies: say so rather than half-apply.
+ * running is the start-up configuration those settings come from. */
+static void bg_runtime__warn_restart(const bg_config_t *running, const bg_config_t *nw)
 {
     for (size_t i = 0; i < BG_CONFIG_RESTART_SECTIONS; i++)
-        if (old->restart_hash[i] != nw->restart_hash[i])
+        if (running->restart_hash[i] != nw->restart_hash[i])
             bg_log_warn("config", "%s: changed, but only a restart applies it; the running "
                                   "settings stay until then",
                         bg_config_restart_section(i));
@@ -111,11 +113,8 @@ static void bg_runtime__reload(bg_runtime_t *rt, const char *why)
         bg_runtime__audit_reload(rt, detail);
         return;
     }
-    bg_snapshot_t *old = bg_snapshot_acquire();
-    if (old) {
-        bg_runtime__warn_restart(old->config, s->config);
-        bg_snapshot_release(old);
-    }
+    if (rt->boot_cfg)
+        bg_runtime__warn_restart(rt->boot_cfg, s->config);
     bg_runtime__publish(rt, s);
     rt->pm.reloads_ok++;
     bg_log_info("config", "reloaded %s (%s): generation %llu", rt->path, why,
@@ -359,6 +358,7 @@ int bg_runtime_run(const char *path, const bg_adapter_t *const *adapters, size_t
      * changes need a restart), so hold it for the whole run. */
     bg_snapshot_t *boot = bg_snapshot_acquire();
     const bg_config_t *cfg = boot->config;
+    rt.boot_cfg = cfg;
     if (bg_identity_wait_ready(snap->identity, 5000) != 0)
         bg_log_warn("identity", "some JWKS URLs have no keys yet; tokens from them fail until "
                                 "a fetch succeeds");

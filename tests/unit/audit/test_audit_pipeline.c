@@ -317,22 +317,23 @@ static void queue_bound(bg_audit_on_failure_t mode)
     assert_int_equal(emit_seq(a, "s", 9), want);
     assert_int_equal(bg_audit_admitting(a), mode == BG_AUDIT_BLOCK ? 0 : 1);
     /* Events of work already admitted: block mode still takes them (past
-     * the bound), drop mode counts them like any other. A session start
-     * is not such an event. */
-    assert_int_equal(emit_kind(a, BG_AUDIT_EV_SESSION_START, "s", 10, bg_audit_emit_session),
-                     want);
-    assert_int_equal(emit_kind(a, BG_AUDIT_EV_DECISION, "s", 11, bg_audit_emit_session),
-                     mode == BG_AUDIT_BLOCK ? BG_AUDIT_OK : BG_AUDIT_DROPPED);
-    assert_int_equal(emit_kind(a, BG_AUDIT_EV_SESSION_END, "s", 12, bg_audit_emit_session),
-                     mode == BG_AUDIT_BLOCK ? BG_AUDIT_OK : BG_AUDIT_DROPPED);
+     * the bound), drop mode counts them like any other. An authentication
+     * failure is not such an event. */
+    assert_int_equal(emit_kind(a, BG_AUDIT_EV_AUTH_FAILURE, "s", 10, bg_audit_emit_session), want);
+    int admitted = mode == BG_AUDIT_BLOCK ? BG_AUDIT_OK : BG_AUDIT_DROPPED;
+    assert_int_equal(emit_kind(a, BG_AUDIT_EV_SESSION_START, "s", 11, bg_audit_emit_session),
+                     admitted);
+    assert_int_equal(emit_kind(a, BG_AUDIT_EV_DECISION, "s", 12, bg_audit_emit_session), admitted);
+    assert_int_equal(emit_kind(a, BG_AUDIT_EV_SESSION_END, "s", 13, bg_audit_emit_session),
+                     admitted);
     bg_audit_stats_t st;
     bg_audit_stats(a, &st);
-    assert_int_equal(st.queue_depth, mode == BG_AUDIT_BLOCK ? 10 : 8);
+    assert_int_equal(st.queue_depth, mode == BG_AUDIT_BLOCK ? 11 : 8);
     assert_int_equal(mode == BG_AUDIT_BLOCK ? st.refused : st.dropped,
-                     mode == BG_AUDIT_BLOCK ? 2 : 4);
+                     mode == BG_AUDIT_BLOCK ? 2 : 5);
     atomic_store(&t->stall, 0);
     assert_int_equal(bg_audit_flush(a, 5000), 0);
-    assert_int_equal(tsink_count(t), mode == BG_AUDIT_BLOCK ? 11 : 9);
+    assert_int_equal(tsink_count(t), mode == BG_AUDIT_BLOCK ? 12 : 9);
     assert_int_equal(bg_audit_admitting(a), 1);
     bg_audit_free(a);
     tsink_free(t);

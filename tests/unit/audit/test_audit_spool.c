@@ -212,6 +212,35 @@ static void expect_all_unread(const char *dir, int from, int to)
     bg_audit_spool_close(sp);
 }
 
+/* A torn overwrite of spool.ack (its CRC does not match) is no position:
+ * everything on disk is read again (duplicates, never a loss). So is the
+ * CRC-less line of earlier versions when it names a segment past the last on
+ * disk while segments exist: those versions could leave such a stale line. */
+static void test_untrusted_ack_reads_everything(void **state)
+{
+    char err[256] = "", *dir = mkdir_tmp();
+    bg_audit_spool_t *sp = bg_audit_spool_open(dir, 0, 512, err, sizeof err);
+    append_n(sp, 0, 30);
+    got_t g = {0};
+    assert_int_equal(bg_audit_spool_read(sp, 10, collect, &g), 10);
+    assert_int_equal(bg_audit_spool_ack(sp), 0);
+    bg_audit_spool_close(sp);
+    char ack[4096], line[64] = "";
+    snprintf(ack, sizeof ack, "%s/spool.ack", dir);
+    FILE *f = fopen(ack, "r+");
+    assert_non_null(f);
+    assert_int_equal(fread(line, 1, 41, f), 41);
+    line[12] ^= 1; /* one digit of the offset */
+    rewind(f);
+    assert_int_equal(fwrite(line, 1, 41, f), 41);
+    fclose(f);
+    expect_all_unread(dir, 0, 30);
+    write_ack_file(dir, "99 0\n"); /* legacy, stale: past every segment */
+    expect_all_unread(dir, 0, 30);
+    rm_rf(dir);
+    free(dir);
+}
+
 /* Moving the acknowledged position needs no new disk block (a spool that
  * filled the disk must still drain): spool.ack is overwritten in place (the
  * same inode, no temp file), and works while files may not grow (the file
@@ -394,6 +423,7 @@ int main(void)
         cmocka_unit_test(test_write_read_order_ack),
         cmocka_unit_test(test_restart_without_ack),
         cmocka_unit_test(test_drain_old_segments_frees_them),
+        cmocka_unit_test(test_untrusted_ack_reads_everything),
         cmocka_unit_test(test_ack_without_disk_space),
         cmocka_unit_test(test_stale_ack_after_full_drain),
         cmocka_unit_test(test_ack_naming_a_deleted_segment),
