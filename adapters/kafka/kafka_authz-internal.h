@@ -71,10 +71,12 @@ typedef struct bg_kafka__merge_s {
  * (invalid request; v->close_reason set). on_response may be NULL (only
  * merges/filters apply). */
 typedef int (*bg_kafka__classify_fn)(bg_kafka__az_t *az);
-typedef int (*bg_kafka__resp_fn)(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
-                                 bg_kafka_struct_t *resp, bg_kafka_arena_t *a, int32_t *nodes,
-                                 size_t *nnodes, size_t maxnodes, bg_kafka_learn_topic_fn learn,
-                                 void *learn_arg);
+/* The type of every response hook (bg_kafka__r_*): declared with it below. */
+typedef int bg_kafka__resp_hook_t(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
+                                  bg_kafka_struct_t *resp, bg_kafka_arena_t *a, int32_t *nodes,
+                                  size_t *nnodes, size_t maxnodes, bg_kafka_learn_topic_fn learn,
+                                  void *learn_arg);
+typedef bg_kafka__resp_hook_t *bg_kafka__resp_fn;
 typedef struct bg_kafka__api_s {
     int16_t min, max;
     int16_t first_flexible;
@@ -261,40 +263,19 @@ int bg_kafka__c_end_txn(bg_kafka__az_t *az);
 int bg_kafka__c_describe_transactions(bg_kafka__az_t *az);
 
 /* Response rewrites (kafka_authz_rewrite.c). */
-int bg_kafka__r_metadata(const bg_kafka_authz_ctx_t *ctx, int16_t ver, bg_kafka_struct_t *resp,
-                         bg_kafka_arena_t *a, int32_t *nodes, size_t *nnodes, size_t maxnodes,
-                         bg_kafka_learn_topic_fn learn, void *learn_arg);
-int bg_kafka__r_find_coordinator(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
-                                 bg_kafka_struct_t *resp, bg_kafka_arena_t *a, int32_t *nodes,
-                                 size_t *nnodes, size_t maxnodes, bg_kafka_learn_topic_fn learn,
-                                 void *learn_arg);
-int bg_kafka__r_describe_cluster(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
-                                 bg_kafka_struct_t *resp, bg_kafka_arena_t *a, int32_t *nodes,
-                                 size_t *nnodes, size_t maxnodes, bg_kafka_learn_topic_fn learn,
-                                 void *learn_arg);
-int bg_kafka__r_produce(const bg_kafka_authz_ctx_t *ctx, int16_t ver, bg_kafka_struct_t *resp,
-                        bg_kafka_arena_t *a, int32_t *nodes, size_t *nnodes, size_t maxnodes,
-                        bg_kafka_learn_topic_fn learn, void *learn_arg);
-int bg_kafka__r_fetch(const bg_kafka_authz_ctx_t *ctx, int16_t ver, bg_kafka_struct_t *resp,
-                      bg_kafka_arena_t *a, int32_t *nodes, size_t *nnodes, size_t maxnodes,
-                      bg_kafka_learn_topic_fn learn, void *learn_arg);
-int bg_kafka__r_describe_topic_partitions(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
-                                          bg_kafka_struct_t *resp, bg_kafka_arena_t *a,
-                                          int32_t *nodes, size_t *nnodes, size_t maxnodes,
-                                          bg_kafka_learn_topic_fn learn, void *learn_arg);
+bg_kafka__resp_hook_t bg_kafka__r_metadata;
+bg_kafka__resp_hook_t bg_kafka__r_find_coordinator;
+bg_kafka__resp_hook_t bg_kafka__r_describe_cluster;
+bg_kafka__resp_hook_t bg_kafka__r_produce;
+bg_kafka__resp_hook_t bg_kafka__r_fetch;
+bg_kafka__resp_hook_t bg_kafka__r_describe_topic_partitions;
 
 /* DescribeTransactions: topics the principal may not describe leave each
  * transaction's list (kafka_authz_groups.c). */
-int bg_kafka__r_describe_transactions(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
-                                      bg_kafka_struct_t *resp, bg_kafka_arena_t *a,
-                                      int32_t *nodes, size_t *nnodes, size_t maxnodes,
-                                      bg_kafka_learn_topic_fn learn, void *learn_arg);
+bg_kafka__resp_hook_t bg_kafka__r_describe_transactions;
 /* ConsumerGroupDescribe: groups whose assignments name a topic the principal
  * may not describe (kafka_authz_groups.c). */
-int bg_kafka__r_consumer_group_describe(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
-                                        bg_kafka_struct_t *resp, bg_kafka_arena_t *a,
-                                        int32_t *nodes, size_t *nnodes, size_t maxnodes,
-                                        bg_kafka_learn_topic_fn learn, void *learn_arg);
+bg_kafka__resp_hook_t bg_kafka__r_consumer_group_describe;
 
 /* Authorized-operation fields (kafka_authz_ops.c): the broker's bits the
  * policy also allows the principal; INT32_MIN (not requested) unchanged. */
