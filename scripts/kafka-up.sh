@@ -35,11 +35,11 @@ join_voters() {
     [ -f "$join_run/server.properties" ] || bg_die "no instance to join: $join_run"
     sed -n 's/^controller.quorum.voters=//p' "$join_run/server.properties"
 }
+oidc_issuer="http://127.0.0.1:$BG_OIDC_PORT"
+run="$BG_KAFKA_RUN"
 if [ -n "$join" ] && { [ "$node_id" = 1 ] || [ "$run" = "$join_run" ]; }; then
     bg_die "a joining node needs a node id other than 1 and its own run directory"
 fi
-oidc_issuer="http://127.0.0.1:$BG_OIDC_PORT"
-run="$BG_KAFKA_RUN"
 pidfile="$run/kafka.pid"
 props="$run/server.properties"
 

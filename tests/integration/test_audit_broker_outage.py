@@ -34,11 +34,11 @@ def _both_brokers(adm):
 @pytest.fixture(scope="module")
 def broker_outage(tmp_path_factory):
     base = tmp_path_factory.mktemp("audit-broker-outage")
-    kafka("kafka-up.sh", ENV1)
-    kafka("kafka-up.sh", ENV2)
     out = {}
     inst = None
     try:
+        kafka("kafka-up.sh", ENV1)
+        kafka("kafka-up.sh", ENV2)
         adm = admin(PLAIN1)
         assert wait_until(lambda: _both_brokers(adm), timeout=30)
         audit_topic, data = unique("it-aud-audit2"), unique("it-aud-data2")
