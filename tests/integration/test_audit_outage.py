@@ -88,19 +88,19 @@ def audit_topic_refuses(topics, refuse):
 def outage(tmp_path_factory):
     """Runs the whole scenario once; the tests below check its outcome."""
     base = tmp_path_factory.mktemp("audit-outage")
-    kafka("kafka-up.sh", ENV)
     names = {k: unique(f"it-aud-audit-{k}") for k in "ABC"}
-    adm = admin()  # must outlive the futures
-    fs = adm.create_topics([NewTopic(t, num_partitions=3, replication_factor=1)
-                            for t in names.values()])
-    for f in fs.values():
-        f.result(30)
-    del adm
     A = Instance(base, "A", names["A"], f"127.0.0.1:{SASL}")
     B = Instance(base, "B", names["B"], f"127.0.0.1:{SASL}")
     C = Instance(base, "C", names["C"], f"127.0.0.1:{SASL}")
     out = {"A": A, "B": B, "C": C}
-    try:
+    try:  # the broker is stopped below whatever fails from here on
+        kafka("kafka-up.sh", ENV)
+        adm = admin()  # must outlive the futures
+        fs = adm.create_topics([NewTopic(t, num_partitions=3, replication_factor=1)
+                                for t in names.values()])
+        for f in fs.values():
+            f.result(30)
+        del adm
         for i in (A, B, C):
             i.start()
         token = oidc_token("svc-orders")
