@@ -87,10 +87,24 @@ struct bg_audit_s {
     int64_t down_probe_at; /* drop mode, no spool: next write tried on a down primary */
     int held_probe_ok; /* a probe was delivered since the last hold */
     int drain_failed;
+    /* Rejected records (see on_rejected): a drain round with a rejection is
+     * retried one record at a time for isolate_left records; a record
+     * rejected alone is the culprit and goes to the dead-letter file. */
+    int drain_rejected;
+    uint32_t isolate_left;
+    bg_audit_qe_t *iso; /* the record of a one-record round */
+    int probing;        /* a held-record probe is out */
+    int probe_rejected; /* ...and the primary rejected it */
+    int held_isolate;   /* a rejection was seen: held records go one at a time */
+    int64_t last_reject_log;
+    char *dead_path;    /* spool_dir/rejected.jsonl; NULL without a spool */
+    bg_audit_sink_t *dead;
+    int dead_ok;
 
     _Atomic uint32_t qlen;
     _Atomic int sink_ok; /* 0 while records are held (block mode) */
     _Atomic uint64_t emitted, delivered, spooled, drained, dropped, refused, sink_errors;
+    _Atomic uint64_t rejected;
     _Atomic uint64_t spool_bytes, spool_corrupt;
     _Atomic int64_t last_drop_log;
 };
@@ -230,6 +244,7 @@ void bg_audit_stats(const bg_audit_t *a, bg_audit_stats_t *o)
     o->refused = atomic_load(&a->refused);
     o->spool_corrupt = atomic_load(&a->spool_corrupt);
     o->sink_errors = atomic_load(&a->sink_errors);
+    o->rejected = atomic_load(&a->rejected);
     o->queue_depth = atomic_load(&a->qlen);
     o->spool_bytes = atomic_load(&a->spool_bytes);
     o->admitting = bg_audit_admitting(a);
@@ -357,18 +372,45 @@ static void bg_audit__on_delivered(void *core, const bg_audit_rec_t *r)
 {
     bg_audit_t *a = core;
     atomic_fetch_add(&a->delivered, 1);
-    if (r->from_spool && a->held)
+    if (r->from_spool && a->probing) {
+        a->probing = 0;
         a->held_probe_ok = 1; /* see retry_held */
+    }
 }
 
 static void bg_audit__on_failed(void *core, const bg_audit_rec_t *r)
 {
     bg_audit_t *a = core;
     atomic_fetch_add(&a->sink_errors, 1);
-    if (r->from_spool)
-        a->drain_failed = 1; /* still in the spool: the drain rewinds */
-    else if (bg_audit__append(a, &a->failed, &a->failed_tail, r) == 0)
+    if (r->from_spool) {
+        a->drain_failed = 1; /* still in the spool (or held): sent again later */
+        a->probing = 0;
+    } else if (!r->data) { /* the sink could not rebuild it: out of memory */
+        atomic_fetch_add(&a->dropped, 1);
+        bg_audit__log_loss(a, "out of memory");
+    } else if (bg_audit__append(a, &a->failed, &a->failed_tail, r) == 0) {
         a->nfailed++; /* spooled in emit order once nothing live is pending */
+    }
+}
+
+/* The primary refused the record's content for good. A live one goes the
+ * way of a failed one (to the spool, or held): the broker may have refused
+ * innocent records sent beside the culprit, and only a record sent alone
+ * tells them apart. The drain and the held-record probe do that. */
+static void bg_audit__on_rejected(void *core, const bg_audit_rec_t *r, const char *why)
+{
+    bg_audit_t *a = core;
+    int64_t now = bg_audit__mono_ms();
+    if (now - a->last_reject_log >= 1000) { /* a whole batch comes back at once */
+        a->last_reject_log = now;
+        bg_log_warn("audit", "audit primary rejected an event: %s", why);
+    }
+    a->held_isolate = 1;
+    if (r->from_spool) {
+        a->drain_rejected = 1;
+        a->probe_rejected |= a->probing;
+    }
+    bg_audit__on_failed(core, r);
 }
 
 static void bg_audit__copy_delivered(void *core, const bg_audit_rec_t *r) {}
@@ -377,6 +419,57 @@ static void bg_audit__copy_failed(void *core, const bg_audit_rec_t *r)
 {
     bg_audit_t *a = core;
     atomic_fetch_add(&a->sink_errors, 1);
+}
+
+static void bg_audit__copy_rejected(void *core, const bg_audit_rec_t *r, const char *why)
+{
+    bg_audit__copy_failed(core, r);
+}
+
+static void bg_audit__dead_delivered(void *core, const bg_audit_rec_t *r)
+{
+    ((bg_audit_t *)core)->dead_ok = 1;
+}
+
+/* role: 0 primary, 1 local file copy, 2 dead-letter file */
+static void bg_audit__attach(bg_audit_t *a, bg_audit_sink_t *s, int role)
+{
+    s->cb.core = a;
+    s->cb.delivered = role == 0 ? bg_audit__on_delivered
+                      : role == 1 ? bg_audit__copy_delivered : bg_audit__dead_delivered;
+    s->cb.failed = role == 0 ? bg_audit__on_failed : bg_audit__copy_failed;
+    s->cb.rejected = role == 0 ? bg_audit__on_rejected : bg_audit__copy_rejected;
+}
+
+/* Keeps a rejected record out of the primary for good: appended to the
+ * dead-letter file (JSON lines, synced) beside the spool. Without a spool it
+ * is lost: counted as dropped. Returns 0, or -1 when the file cannot take it
+ * (the record stays where it is and is tried again). */
+static int bg_audit__dead_letter(bg_audit_t *a, const bg_audit_rec_t *r)
+{
+    size_t jl, kl;
+    const char *json = bg_audit_rec_json(r, &jl);
+    const char *sid = bg_audit_rec_key(r, &kl);
+    if (a->dead_path && !a->dead) {
+        char err[256];
+        if (!(a->dead = bg_audit_file_sink_new(a->dead_path, err, sizeof err))) {
+            bg_log_error("audit", "audit dead-letter file: %s", err);
+            return -1;
+        }
+        bg_audit__attach(a, a->dead, 2);
+    }
+    if (a->dead) {
+        a->dead_ok = 0;
+        if (a->dead->write(a->dead, r, 1) != 1 || !a->dead_ok || a->dead->flush(a->dead, 1000) != 0)
+            return -1;
+    } else {
+        atomic_fetch_add(&a->dropped, 1);
+    }
+    atomic_fetch_add(&a->rejected, 1);
+    bg_log_error("audit", "audit event refused for good by the primary (session %.*s, %zu bytes): %s",
+                 sid ? (int)(kl > 64 ? 64 : kl) : 0, sid ? sid : "", json ? jl : 0,
+                 a->dead_path ? "kept in the dead-letter file" : "lost (no spool_dir)");
+    return 0;
 }
 
 /* ---- routing (audit thread) ---- */
@@ -424,6 +517,29 @@ static void bg_audit__route(bg_audit_t *a, const bg_audit_rec_t *recs, size_t n)
  * same event id, never a loss). Without the probe, a primary that accepts
  * records but cannot deliver them (acks=all with too few replicas) would
  * make admission flap: held, sent, failed at the timeout, held again. */
+/* After a rejection the held records go one at a time, each sent alone and
+ * waited for: delivered, or rejected (dead-lettered); anything else stops
+ * the round. Returns 1 when the head may leave the held list. */
+static int bg_audit__held_alone(bg_audit_t *a, bg_audit_rec_t *r)
+{
+    a->probing = 1;
+    a->held_probe_ok = a->probe_rejected = 0;
+    r->from_spool = 1; /* a failure is not re-spooled: it stays held */
+    if (a->primary->write(a->primary, r, 1) == 1)
+        (void)a->primary->flush(a->primary, 2000);
+    int ok = a->held_probe_ok || (a->probe_rejected && bg_audit__dead_letter(a, r) == 0);
+    a->held_probe_ok = 0; /* the next one is sent alone too */
+    return ok;
+}
+
+/* Retries held records (at most every 500 ms): into the spool, or directly
+ * to the primary when there is no spool backlog. Before they go to the
+ * primary, the oldest is sent as a probe marked like a drained record: a
+ * failure is not re-spooled, and only once a probe is delivered are the
+ * held records sent for real (the probed one again: a duplicate with the
+ * same event id, never a loss). Without the probe, a primary that accepts
+ * records but cannot deliver them (acks=all with too few replicas) would
+ * make admission flap: held, sent, failed at the timeout, held again. */
 static void bg_audit__retry_held(bg_audit_t *a)
 {
     int64_t now = bg_audit__mono_ms();
@@ -433,15 +549,18 @@ static void bg_audit__retry_held(bg_audit_t *a)
     while (a->held) {
         bg_audit_qe_t *qe = a->held;
         bg_audit_rec_t r = {qe->data, qe->len, 0, ++a->order};
-        int ok = 0;
+        int ok = 0, idle = bg_audit__pending(a, 1) == 0 && bg_audit__pending(a, 0) == 0;
         if (a->spool && bg_audit_spool_append(a->spool, r.data, r.len) == 0) {
             atomic_fetch_add(&a->spooled, 1);
             ok = 1;
         } else if (!a->spool || bg_audit_spool_empty(a->spool)) {
-            if (a->held_probe_ok && bg_audit__primary_up(a)) {
+            if (a->held_isolate) {
+                ok = idle && bg_audit__held_alone(a, &r);
+            } else if (a->held_probe_ok && bg_audit__primary_up(a)) {
                 ok = a->primary->write(a->primary, &r, 1) == 1;
             } else if (bg_audit__pending(a, 1) == 0) {
                 r.from_spool = 1;
+                a->probing = 1;
                 (void)a->primary->write(a->primary, &r, 1); /* probe */
             }
         }
@@ -453,6 +572,7 @@ static void bg_audit__retry_held(bg_audit_t *a)
         free(qe);
     }
     a->held_retry_at = 0;
+    a->held_isolate = 0;
     atomic_store(&a->sink_ok, 1);
     bg_log_info("audit", "audit pipeline recovered; admitting again");
 }
@@ -461,7 +581,16 @@ static int bg_audit__drain_one(void *arg, const uint8_t *p, size_t n, size_t off
 {
     bg_audit_t *a = arg;
     bg_audit_rec_t r = {p, (uint32_t)n, 1, 0};
-    if (a->drain_failed || a->primary->write(a->primary, &r, 1) != 1) {
+    if (a->drain_failed)
+        return 1;
+    if (a->isolate_left) { /* kept: it may turn out to be the culprit */
+        free(a->iso);
+        if ((a->iso = malloc(sizeof *a->iso + n))) {
+            a->iso->len = (uint32_t)n;
+            memcpy(a->iso->data, p, n);
+        }
+    }
+    if (a->primary->write(a->primary, &r, 1) != 1) {
         a->drain_failed = 1;
         return 1;
     }
@@ -469,15 +598,24 @@ static int bg_audit__drain_one(void *arg, const uint8_t *p, size_t n, size_t off
 }
 
 /* One drain round: a batch from the spool through the primary, acked only
- * when the primary confirmed all of it. Returns 1 to go on right away. */
+ * when the primary confirmed all of it. A round the primary rejected is
+ * read again one record per round until the record rejected alone is
+ * found; that one goes to the dead-letter file and is acked past. Returns 1
+ * to go on right away. */
 static int bg_audit__drain(bg_audit_t *a)
 {
-    a->drain_failed = 0;
+    a->drain_failed = a->drain_rejected = 0;
+    size_t batch = a->isolate_left ? 1 : BG_AUDIT_DRAIN_BATCH;
     /* No up() check here: the drain is the probe that finds the primary back. */
-    int n = bg_audit_spool_read(a->spool, BG_AUDIT_DRAIN_BATCH, bg_audit__drain_one, a);
-    if (n >= 0 && !a->drain_failed && a->primary->flush(a->primary, 2000) == 0 &&
-        !a->drain_failed && bg_audit_spool_ack(a->spool) == 0) {
-        atomic_fetch_add(&a->drained, (uint64_t)n);
+    int n = bg_audit_spool_read(a->spool, batch, bg_audit__drain_one, a);
+    int sent = n >= 0 && !a->drain_failed && a->primary->flush(a->primary, 2000) == 0 &&
+               !a->drain_failed;
+    int culprit = !sent && a->drain_rejected && batch == 1 && n == 1 && a->iso &&
+                  bg_audit__dead_letter(a, &(bg_audit_rec_t){a->iso->data, a->iso->len, 1, 0}) == 0;
+    if ((sent || culprit) && bg_audit_spool_ack(a->spool) == 0) {
+        if (sent)
+            atomic_fetch_add(&a->drained, (uint64_t)n);
+        a->isolate_left = culprit || !a->isolate_left ? 0 : a->isolate_left - 1;
         a->backoff = BG_AUDIT_BACKOFF_MIN_MS;
         a->retry_at = bg_audit_spool_empty(a->spool) ? 0 : bg_audit__mono_ms();
         if (a->retry_at == 0)
@@ -485,6 +623,11 @@ static int bg_audit__drain(bg_audit_t *a)
         return a->retry_at != 0;
     }
     bg_audit_spool_rewind(a->spool);
+    if (a->drain_rejected && batch > 1 && n > 0) {
+        a->isolate_left = (uint32_t)n;
+        a->retry_at = bg_audit__mono_ms();
+        return 1;
+    }
     a->backoff = a->backoff * 2 > BG_AUDIT_BACKOFF_MAX_MS ? BG_AUDIT_BACKOFF_MAX_MS : a->backoff * 2;
     a->retry_at = bg_audit__mono_ms() + a->backoff;
     return 0;
@@ -663,13 +806,6 @@ static int bg_audit__init_sync(bg_audit_t *a)
     return rc ? -1 : 0;
 }
 
-static void bg_audit__attach(bg_audit_t *a, bg_audit_sink_t *s, int copy)
-{
-    s->cb.core = a;
-    s->cb.delivered = copy ? bg_audit__copy_delivered : bg_audit__on_delivered;
-    s->cb.failed = copy ? bg_audit__copy_failed : bg_audit__on_failed;
-}
-
 bg_audit_t *bg_audit_new_with_sink(const bg_config_audit_t *cfg, const char *instance,
                                    bg_audit_sink_t *primary, char *err, size_t errlen)
 {
@@ -701,6 +837,11 @@ bg_audit_t *bg_audit_new_with_sink(const bg_config_audit_t *cfg, const char *ins
     if (cfg->spool_dir &&
         !(a->spool = bg_audit_spool_open(cfg->spool_dir, cfg->spool_max_bytes, seg, err, errlen)))
         goto fail;
+    if (cfg->spool_dir && asprintf(&a->dead_path, "%s/rejected.jsonl", cfg->spool_dir) < 0) {
+        a->dead_path = NULL;
+        snprintf(err, errlen, "audit: out of memory");
+        goto fail;
+    }
     if (pthread_create(&a->thread, NULL, bg_audit__main, a) != 0) {
         snprintf(err, errlen, "audit: cannot start thread");
         goto fail;
@@ -786,6 +927,10 @@ void bg_audit_free(bg_audit_t *a)
     }
     bg_audit__free_list(a->held);
     bg_audit__free_list(a->head);
+    if (a->dead)
+        a->dead->close(a->dead);
+    free(a->dead_path);
+    free(a->iso);
     bg_audit_spool_close(a->spool);
     pthread_cond_destroy(&a->wake);
     pthread_cond_destroy(&a->flushed);

@@ -4,7 +4,10 @@
  * errors) is served by rd_kafka_poll/flush on the audit thread, so the sink
  * shares nothing with the workers. A record that fails delivery (message
  * timeout, purge at close, fatal error) is handed back to the pipeline, which
- * spools it. */
+ * spools it; one whose content the broker refuses (too large for the topic)
+ * is handed back as rejected. After a fatal error (the idempotent producer
+ * cannot go on, e.g. its producer id was refused) the producer is replaced
+ * by a new one from the same configuration. */
 #include "audit/audit_sink.h"
 #include "audit/audit_avro.h"
 
@@ -15,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 /* Audit wants to notice an outage in seconds, not librdkafka's 5 minutes;
  * a record that times out goes to the spool, nothing is lost. */
@@ -24,6 +28,10 @@ typedef struct bg_audit_kafka_s {
     bg_audit_sink_t base;
     rd_kafka_t *rk;
     rd_kafka_topic_t *rkt;
+    rd_kafka_conf_t *conf; /* template for a replacement producer */
+    char *topic;
+    int64_t renew_at;      /* monotonic ms: next try to replace a fatal producer */
+    int fatal;             /* the error callback saw a fatal error */
     size_t out[2]; /* produced, no delivery report yet: [0] live, [1] drained */
     int down;  /* all brokers down, until a delivery succeeds */
     int purge; /* a failure was seen: fail the rest of the queue back now */
@@ -39,45 +47,56 @@ typedef struct bg_audit_kmsg_s {
     uint8_t rec[];
 } bg_audit_kmsg_t;
 
-static void bg_audit__kafka_dr_avro(bg_audit_kafka_t *k, const rd_kafka_message_t *m)
+/* Errors about the record itself: sending it again gets the same answer. */
+static int bg_audit__kafka_permanent(rd_kafka_resp_err_t e)
 {
-    bg_audit_kmsg_t *km = m->_private;
+    return e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || e == RD_KAFKA_RESP_ERR_INVALID_RECORD ||
+           e == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE ||
+           e == RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP ||
+           e == RD_KAFKA_RESP_ERR__BAD_MSG; /* ours: not a record, or no Avro form */
+}
+
+/* Reports one outcome to the pipeline. r->data NULL: the record could not
+ * be rebuilt (out of memory); the pipeline counts it. */
+static void bg_audit__kafka_outcome(bg_audit_kafka_t *k, const bg_audit_rec_t *r,
+                                    rd_kafka_resp_err_t e)
+{
     bg_audit_sink_t *s = &k->base;
-    k->out[km->from_spool ? 1 : 0]--;
-    bg_audit_rec_t r = {km->rec, km->len, km->from_spool, km->order};
-    if (m->err) {
-        k->purge = 1;
-        s->cb.failed(s->cb.core, &r);
-    } else {
+    k->out[r->from_spool ? 1 : 0]--;
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
         k->down = 0;
-        s->cb.delivered(s->cb.core, &r);
+        s->cb.delivered(s->cb.core, r);
+        return;
     }
-    free(km);
+    if (bg_audit__kafka_permanent(e))
+        s->cb.rejected(s->cb.core, r, rd_kafka_err2name(e));
+    else
+        s->cb.failed(s->cb.core, r);
 }
 
 static void bg_audit__kafka_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
     bg_audit_kafka_t *k = opaque;
     if (k->avro) {
-        bg_audit__kafka_dr_avro(k, m);
+        bg_audit_kmsg_t *km = m->_private;
+        if (m->err)
+            k->purge = 1;
+        bg_audit__kafka_outcome(k, &(bg_audit_rec_t){km->rec, km->len, km->from_spool, km->order},
+                                m->err);
+        free(km);
         return;
     }
-    bg_audit_sink_t *s = &k->base;
     uintptr_t tag = (uintptr_t)m->_private; /* order << 1 | from_spool */
-    k->out[tag & 1]--;
     uint8_t stack[4096], *buf = stack;
     size_t need = 2 + m->key_len + m->len;
-    if (need > sizeof stack && !(buf = malloc(need)))
-        return;
+    if (need > sizeof stack)
+        buf = malloc(need);
     bg_audit_rec_t r = {buf, 0, (int)(tag & 1), (uint64_t)(tag >> 1)};
-    r.len = (uint32_t)bg_audit_rec_build(buf, need, m->key, m->key_len, m->payload, m->len);
-    if (m->err) {
+    if (buf)
+        r.len = (uint32_t)bg_audit_rec_build(buf, need, m->key, m->key_len, m->payload, m->len);
+    if (m->err)
         k->purge = 1;
-        s->cb.failed(s->cb.core, &r);
-    } else {
-        k->down = 0;
-        s->cb.delivered(s->cb.core, &r);
-    }
+    bg_audit__kafka_outcome(k, &r, m->err);
     if (buf != stack)
         free(buf);
 }
@@ -87,6 +106,8 @@ static void bg_audit__kafka_err(rd_kafka_t *rk, int err, const char *reason, voi
     bg_audit_kafka_t *k = opaque;
     if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
         k->down = k->purge = 1;
+    if (err == RD_KAFKA_RESP_ERR__FATAL)
+        k->fatal = 1;
     bg_log_warn("audit", "audit kafka: %s: %s", rd_kafka_err2name(err), reason);
 }
 
@@ -150,8 +171,64 @@ static rd_kafka_resp_err_t bg_audit__kafka_produce(bg_audit_kafka_t *k, const bg
  * a loss. The purge of in-flight requests completes asynchronously (and a
  * few messages may only fail at message.timeout.ms): the pipeline keeps
  * newer events out of the spool until pending() says none is left. */
+static int64_t bg_audit__kafka_mono_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+static int bg_audit__kafka_open(bg_audit_kafka_t *k, char *err, size_t errlen);
+static void bg_audit__kafka_free(bg_audit_kafka_t *k);
+
+/* A fatal error leaves the producer refusing everything for good. Every
+ * record it still holds is failed back (spooled), and a new producer from
+ * the same configuration takes over, tried again every 5 s if it cannot be
+ * made. Duplicates are possible (the same event ids), losses are not. */
+static void bg_audit__kafka_renew(bg_audit_kafka_t *k)
+{
+    char why[512];
+    if (k->rk) {
+        rd_kafka_resp_err_t fe = rd_kafka_fatal_error(k->rk, why, sizeof why);
+        if (fe == RD_KAFKA_RESP_ERR_NO_ERROR)
+            return;
+        bg_log_error("audit", "audit kafka: fatal error %s: %s; replacing the producer",
+                     rd_kafka_err2name(fe), why);
+        rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        for (int i = 0; i < 100 && k->out[0] + k->out[1] > 0; i++)
+            rd_kafka_poll(k->rk, 20);
+        rd_kafka_topic_destroy(k->rkt);
+        rd_kafka_destroy(k->rk);
+        k->rk = NULL;
+        k->rkt = NULL;
+        k->out[0] = k->out[1] = 0; /* anything not reported by now never will be */
+        k->down = 1;
+    }
+    int64_t now = bg_audit__kafka_mono_ms();
+    if (now < k->renew_at)
+        return;
+    k->renew_at = now + 5000;
+    if (bg_audit__kafka_open(k, why, sizeof why) != 0)
+        bg_log_error("audit", "%s", why);
+    else
+        bg_log_info("audit", "audit kafka: new producer started");
+}
+
+/* Serves callbacks. After a failure, the messages still queued behind it
+ * would only fail one by one at their timeout, after newer events had been
+ * spooled; purging them now spools them in order (per partition, so per
+ * session). In-flight ones may still have been written: a duplicate, never
+ * a loss. The purge of in-flight requests completes asynchronously (and a
+ * few messages may only fail at message.timeout.ms): the pipeline keeps
+ * newer events out of the spool until pending() says none is left. */
 static void bg_audit__kafka_serve(bg_audit_kafka_t *k)
 {
+    if (!k->rk || k->fatal) {
+        k->fatal = 0;
+        bg_audit__kafka_renew(k);
+        if (!k->rk)
+            return;
+    }
     rd_kafka_poll(k->rk, 0);
     if (k->purge) {
         k->purge = 0;
@@ -163,6 +240,8 @@ static void bg_audit__kafka_serve(bg_audit_kafka_t *k)
 static size_t bg_audit__kafka_write(bg_audit_sink_t *s, const bg_audit_rec_t *recs, size_t n)
 {
     bg_audit_kafka_t *k = (bg_audit_kafka_t *)s;
+    if (!k->rk) /* replacing a fatal producer: spooled meanwhile */
+        return 0;
     for (size_t i = 0; i < n; i++) {
         rd_kafka_resp_err_t e = bg_audit__kafka_produce(k, &recs[i]);
         /* librdkafka's queue is full: wait for delivery reports (up to
@@ -172,7 +251,11 @@ static size_t bg_audit__kafka_write(bg_audit_sink_t *s, const bg_audit_rec_t *re
             rd_kafka_poll(k->rk, 5);
             e = bg_audit__kafka_produce(k, &recs[i]);
         }
-        if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (e != RD_KAFKA_RESP_ERR_NO_ERROR && bg_audit__kafka_permanent(e)) {
+            k->out[recs[i].from_spool ? 1 : 0]++; /* taken, and its outcome is known */
+            bg_audit__kafka_outcome(k, &recs[i], e);
+        } else if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+            k->fatal |= e == RD_KAFKA_RESP_ERR__FATAL;
             bg_log_warn("audit", "audit kafka produce: %s", rd_kafka_err2name(e));
             return i;
         }
@@ -184,6 +267,8 @@ static size_t bg_audit__kafka_write(bg_audit_sink_t *s, const bg_audit_rec_t *re
 static int bg_audit__kafka_flush(bg_audit_sink_t *s, int timeout_ms)
 {
     bg_audit_kafka_t *k = (bg_audit_kafka_t *)s;
+    if (!k->rk)
+        return 0; /* nothing is pending without a producer */
     return rd_kafka_flush(k->rk, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
 }
 
@@ -202,15 +287,12 @@ static int bg_audit__kafka_up(bg_audit_sink_t *s) { return !((bg_audit_kafka_t *
 static void bg_audit__kafka_close(bg_audit_sink_t *s)
 {
     bg_audit_kafka_t *k = (bg_audit_kafka_t *)s;
-    if (rd_kafka_flush(k->rk, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    if (k->rk && rd_kafka_flush(k->rk, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
         /* Purged messages come back as failed delivery reports: spooled. */
         rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_flush(k->rk, 1000);
     }
-    rd_kafka_topic_destroy(k->rkt);
-    rd_kafka_destroy(k->rk);
-    bg_audit_avro_free(k->avro);
-    free(k);
+    bg_audit__kafka_free(k);
 }
 
 int bg_audit_kafka_sink_avro(bg_audit_sink_t *s, int32_t schema_id, char *err, size_t errlen)
@@ -259,33 +341,60 @@ static rd_kafka_conf_t *bg_audit__kafka_conf(const bg_audit_kafka_conf_t *kc, ch
     return c;
 }
 
+/* Starts a producer (and topic handle) from the kept configuration. */
+static int bg_audit__kafka_open(bg_audit_kafka_t *k, char *err, size_t errlen)
+{
+    char why[512];
+    rd_kafka_conf_t *c = rd_kafka_conf_dup(k->conf);
+    if (!c || !(k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, why, sizeof why))) {
+        if (c)
+            rd_kafka_conf_destroy(c);
+        snprintf(err, errlen, "audit kafka: %s", c ? why : "out of memory");
+        return -1;
+    }
+    if (!(k->rkt = rd_kafka_topic_new(k->rk, k->topic, NULL))) {
+        snprintf(err, errlen, "audit kafka: topic %s: %s", k->topic,
+                 rd_kafka_err2str(rd_kafka_last_error()));
+        rd_kafka_destroy(k->rk);
+        k->rk = NULL;
+        return -1;
+    }
+    k->down = 0;
+    return 0;
+}
+
+static void bg_audit__kafka_free(bg_audit_kafka_t *k)
+{
+    if (k->rkt)
+        rd_kafka_topic_destroy(k->rkt);
+    if (k->rk)
+        rd_kafka_destroy(k->rk);
+    if (k->conf)
+        rd_kafka_conf_destroy(k->conf);
+    bg_audit_avro_free(k->avro);
+    free(k->topic);
+    free(k);
+}
+
 bg_audit_sink_t *bg_audit_kafka_sink_new(const bg_audit_kafka_conf_t *kc, const char *topic,
                                          char *err, size_t errlen)
 {
-    char why[512];
     bg_audit_kafka_t *k = calloc(1, sizeof *k);
-    rd_kafka_conf_t *c = k ? bg_audit__kafka_conf(kc, err, errlen) : NULL;
-    if (!c) {
-        if (!k)
-            snprintf(err, errlen, "audit kafka: out of memory");
+    if (!k || !(k->topic = strdup(topic))) {
+        snprintf(err, errlen, "audit kafka: out of memory");
         free(k);
         return NULL;
     }
-    rd_kafka_conf_set_opaque(c, k);
-    rd_kafka_conf_set_dr_msg_cb(c, bg_audit__kafka_dr);
-    rd_kafka_conf_set_error_cb(c, bg_audit__kafka_err);
-    rd_kafka_conf_set_log_cb(c, bg_audit__kafka_log);
-    if (!(k->rk = rd_kafka_new(RD_KAFKA_PRODUCER, c, why, sizeof why))) {
-        rd_kafka_conf_destroy(c);
-        snprintf(err, errlen, "audit kafka: %s", why);
-        free(k);
+    if (!(k->conf = bg_audit__kafka_conf(kc, err, errlen))) {
+        bg_audit__kafka_free(k);
         return NULL;
     }
-    if (!(k->rkt = rd_kafka_topic_new(k->rk, topic, NULL))) {
-        snprintf(err, errlen, "audit kafka: topic %s: %s", topic,
-                 rd_kafka_err2str(rd_kafka_last_error()));
-        rd_kafka_destroy(k->rk);
-        free(k);
+    rd_kafka_conf_set_opaque(k->conf, k);
+    rd_kafka_conf_set_dr_msg_cb(k->conf, bg_audit__kafka_dr);
+    rd_kafka_conf_set_error_cb(k->conf, bg_audit__kafka_err);
+    rd_kafka_conf_set_log_cb(k->conf, bg_audit__kafka_log);
+    if (bg_audit__kafka_open(k, err, errlen) != 0) {
+        bg_audit__kafka_free(k);
         return NULL;
     }
     k->base.name = "kafka";

@@ -31,14 +31,19 @@ size_t bg_audit_rec_build(uint8_t *dst, size_t cap, const char *key, size_t klen
 
 typedef struct bg_audit_sink_s bg_audit_sink_t;
 
-/* How a sink reports outcomes back to the pipeline. delivered/failed are called
- * on the audit thread, from write() (synchronous sinks) or from poll()/flush()
- * (asynchronous ones, e.g. Kafka delivery reports), once per record written.
- * The rec passed is a view valid during the call only. */
+/* How a sink reports outcomes back to the pipeline. delivered/failed/rejected
+ * are called on the audit thread, from write() (synchronous sinks) or from
+ * poll()/flush() (asynchronous ones, e.g. Kafka delivery reports), once per
+ * record written. failed: may succeed later (outage, timeout). rejected: the
+ * destination refused the record's content and will refuse it again (Kafka:
+ * message too large for the topic); a broker refuses the whole request, so
+ * records sent beside the culprit are rejected with it. The rec passed is a
+ * view valid during the call only. */
 typedef struct bg_audit_sink_cb_s {
     void *core;
     void (*delivered)(void *core, const bg_audit_rec_t *rec);
     void (*failed)(void *core, const bg_audit_rec_t *rec);
+    void (*rejected)(void *core, const bg_audit_rec_t *rec, const char *why);
 } bg_audit_sink_cb_t;
 
 struct bg_audit_sink_s {

@@ -333,13 +333,30 @@ static int bg_cli_audit__spool_rec(void *arg, const uint8_t *p, size_t n, size_t
     return 0;
 }
 
-static void bg_cli_audit__spool_bad(void *arg, size_t off, size_t len)
+typedef struct bg_cli_audit_scan_s {
+    bg_cli_audit_t *c;
+    size_t len; /* bytes scanned */
+    int newest; /* the segment busgate may be appending to */
+} bg_cli_audit_scan_t;
+
+static int bg_cli_audit__spool_scan_rec(void *arg, const uint8_t *p, size_t n, size_t off)
 {
-    (void)arg;
-    fprintf(stderr, "busgate audit: spool: skipped %zu corrupt byte(s) at offset %zu\n", len, off);
+    return bg_cli_audit__spool_rec(((bg_cli_audit_scan_t *)arg)->c, p, n, off);
 }
 
-/* Reads the events after the spool's ack position (not delivered yet). */
+static void bg_cli_audit__spool_bad(void *arg, size_t off, size_t len)
+{
+    bg_cli_audit_scan_t *s = arg;
+    if (s->newest && off + len == s->len) /* an append caught half-way, or a crash */
+        fprintf(stderr, "busgate audit: spool: the last %zu byte(s) of the newest segment are not "
+                "a whole record yet (being written, or cut by a crash)\n", len);
+    else
+        fprintf(stderr, "busgate audit: spool: skipped %zu corrupt byte(s) at offset %zu\n", len,
+                off);
+}
+
+/* Reads the events after the spool's ack position (not delivered yet), then
+ * the dead-letter file beside it (events the primary refused for good). */
 static int bg_cli_audit__from_spool(bg_cli_audit_t *c, const char *dir)
 {
     char path[4096];
@@ -367,12 +384,16 @@ static int bg_cli_audit__from_spool(bg_cli_audit_t *c, const char *dir)
         uint8_t *buf = size > 0 ? malloc((size_t)size) : NULL;
         if (buf && fread(buf, 1, (size_t)size, f) == (size_t)size) {
             size_t from = seg == aseg && aoff <= (unsigned long long)size ? (size_t)aoff : 0;
-            bg_audit_spool_scan(buf + from, (size_t)size - from, bg_cli_audit__spool_rec,
-                                bg_cli_audit__spool_bad, c);
+            bg_cli_audit_scan_t sc = {c, (size_t)size - from, seg == hi};
+            bg_audit_spool_scan(buf + from, sc.len, bg_cli_audit__spool_scan_rec,
+                                bg_cli_audit__spool_bad, &sc);
         }
         free(buf);
         fclose(f);
     }
+    snprintf(path, sizeof path, "%s/rejected.jsonl", dir);
+    if (access(path, F_OK) == 0 && !bg_cli_audit__stop)
+        return bg_cli_audit__from_file(c, path, 0);
     return 0;
 }
 

@@ -195,6 +195,7 @@ static void bg_runtime__audit_metrics(void *arg, char **b, size_t *l, size_t *c)
                        "busgate_audit_events_total{outcome=\"drained\"} %llu\n"
                        "busgate_audit_events_total{outcome=\"dropped\"} %llu\n"
                        "busgate_audit_events_total{outcome=\"refused\"} %llu\n"
+                       "busgate_audit_events_total{outcome=\"rejected\"} %llu\n"
                        "# HELP busgate_audit_spool_corrupt_total Corrupt spool regions skipped.\n"
                        "# TYPE busgate_audit_spool_corrupt_total counter\n"
                        "busgate_audit_spool_corrupt_total %llu\n"
@@ -213,6 +214,7 @@ static void bg_runtime__audit_metrics(void *arg, char **b, size_t *l, size_t *c)
                        (unsigned long long)st.emitted, (unsigned long long)st.delivered,
                        (unsigned long long)st.spooled, (unsigned long long)st.drained,
                        (unsigned long long)st.dropped, (unsigned long long)st.refused,
+                       (unsigned long long)st.rejected,
                        (unsigned long long)st.spool_corrupt, (unsigned long long)st.sink_errors,
                        (unsigned long long)st.queue_depth, (unsigned long long)st.spool_bytes,
                        st.admitting);

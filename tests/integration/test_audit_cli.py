@@ -2,6 +2,7 @@
 written by busgate is read back as one line per event and as a session
 timeline in order."""
 import json
+import struct
 
 from confluent_kafka import KafkaError, Producer
 
@@ -168,3 +169,49 @@ def test_replay_refuses_an_ambiguous_prefix(tmp_path):
     r = run_cli("audit", "replay", "-c", str(cfg), "abc2-two")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("session abc2-two ")
+
+
+def _crc32c(data):
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def _frame(event):
+    """One spool record: [u32 len][u32 crc32c(len bytes + payload)][payload],
+    payload [u16 key len][key = session id][JSON] (see docs/audit.md)."""
+    key = event["session_id"].encode()
+    payload = struct.pack("<H", len(key)) + key + json.dumps(event).encode()
+    n = struct.pack("<I", len(payload))
+    return n + struct.pack("<I", _crc32c(n + payload)) + payload
+
+
+def test_tail_spool_torn_tail_and_dead_letters(tmp_path):
+    """`audit tail --from spool` reads the records after the ack position,
+    says of a half-written record at the end of the newest segment that it
+    is not whole yet (not "corrupt"), still reports real damage in an older
+    segment as corrupt, and then shows the dead-letter file's events."""
+    text, ports = busgate_config(tmp_path, RULES)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    text = text.replace("\naudit:\n", f"\naudit:\n  spool_dir: {spool}\n", 1)
+    cfg = tmp_path / "busgate.yaml"
+    cfg.write_text(text)
+    ev = [{"event_id": f"00000000-0000-4000-8000-00000000000{i}", "kind": "decision",
+           "session_id": "s1", "seq": i, "time_ms": 1}
+          for i in range(6)]
+    (spool / "spool-000001.seg").write_bytes(_frame(ev[0]) + b"\x07" * 20 + _frame(ev[1]))
+    last = _frame(ev[3])
+    (spool / "spool-000002.seg").write_bytes(_frame(ev[2]) + last[:len(last) // 2])
+    (spool / "rejected.jsonl").write_text(json.dumps(ev[4]) + "\n")
+    r = run_cli("audit", "tail", "-c", str(cfg), "--from", "spool", "--json")
+    assert r.returncode == 0, r.stderr
+    got = [json.loads(l)["seq"] for l in r.stdout.splitlines()]
+    assert got == [0, 1, 2, 4]
+    assert "skipped 20 corrupt byte(s) at offset" in r.stderr
+    assert f"the last {len(last) // 2} byte(s) of the newest segment are not a whole record" \
+        in r.stderr
+    assert r.stderr.count("corrupt") == 1

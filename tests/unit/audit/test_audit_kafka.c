@@ -350,6 +350,108 @@ static void test_kafka_avro_values(void **state)
     rm_rf(dir);
 }
 
+/* Starts a one-broker mock cluster with the audit topic and a pipeline
+ * (spool in a fresh dir) on it; errors are pushed before the producer
+ * starts, so they hit its first requests of that API. */
+typedef struct mock_env_s {
+    rd_kafka_t *mrk;
+    rd_kafka_mock_cluster_t *mc;
+    bg_audit_t *a;
+    char dir[4096];
+} mock_env_t;
+
+static void mock_env_start(mock_env_t *e, int parts, int16_t api, size_t nerr,
+                           rd_kafka_resp_err_t err1)
+{
+    char err[512] = "";
+    const char *base = getenv("BG_BINARY_DIR");
+    snprintf(e->dir, sizeof e->dir, "%s/bg-audit-kafka-XXXXXX", base ? base : ".");
+    assert_non_null(mkdtemp(e->dir));
+    e->mrk = rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(), err, sizeof err);
+    e->mc = rd_kafka_mock_cluster_new(e->mrk, 1);
+    assert_int_equal(rd_kafka_mock_topic_create(e->mc, TOPIC, parts, 1), 0);
+    rd_kafka_resp_err_t errs[8];
+    for (size_t i = 0; i < nerr && i < 8; i++)
+        errs[i] = err1;
+    rd_kafka_mock_push_request_errors_array(e->mc, api, nerr, errs);
+    const char *props[] = {"message.timeout.ms", "3000", "reconnect.backoff.max.ms", "200"};
+    bg_audit_kafka_conf_t kc = {.bootstrap = rd_kafka_mock_cluster_bootstraps(e->mc),
+                                .props = props, .nprops = 2};
+    bg_config_audit_t cfg = {.enabled = 1, .kafka_topic = TOPIC, .spool_dir = e->dir,
+                             .queue_size = 4096};
+    if (!(e->a = bg_audit_new(&cfg, "inst", &kc, err, sizeof err)))
+        fail_msg("%s", err);
+}
+
+static void mock_env_stop(mock_env_t *e)
+{
+    rd_kafka_mock_cluster_destroy(e->mc);
+    rd_kafka_destroy(e->mrk);
+    rm_rf(e->dir);
+}
+
+/* A fatal error (here: the broker refused the idempotent producer id once)
+ * leaves a librdkafka producer refusing everything for good. The sink
+ * replaces it, and every event, spooled meanwhile, reaches the topic. */
+static void test_kafka_fatal_error_replaces_producer(void **state)
+{
+    mock_env_t e;
+    mock_env_start(&e, SESSIONS, 22 /* InitProducerId */, 1, RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED);
+    emit_range(e.a, 0, 60);
+    bg_audit_stats_t st;
+    WAIT_UNTIL((bg_audit_stats(e.a, &st), st.delivered >= 60 && st.spool_bytes == 0));
+    assert_true(st.spooled > 0); /* they did fail first */
+    bg_audit_free(e.a);
+    seen_t s = {.ids = calloc(200, 37), .last = {-1, -1, -1}};
+    consume_all(rd_kafka_mock_cluster_bootstraps(e.mc), &s, 60);
+    assert_int_equal(s.nids, 60);
+    assert_int_equal(s.misordered, 0);
+    free(s.ids);
+    mock_env_stop(&e);
+}
+
+/* The broker rejects produce requests as too large (the next 8 of them;
+ * one partition, so each request is one batch): the records of a rejected
+ * request go to the spool, the drain isolates records one by one, and a
+ * record rejected alone goes to the dead-letter file. Live sends use at
+ * most a few of the errors; the rest alternate between a drain batch and a
+ * single record, so some records are dead-lettered. Nothing is stuck and
+ * nothing is lost: every event is in the topic or in that file, never in
+ * both. */
+static void test_kafka_rejected_records_dead_lettered(void **state)
+{
+    mock_env_t e;
+    mock_env_start(&e, 1, 0 /* Produce */, 8, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE);
+    emit_range(e.a, 0, 60);
+    bg_audit_stats_t st;
+    WAIT_UNTIL((bg_audit_stats(e.a, &st), st.rejected >= 1 && st.spool_bytes == 0 &&
+                st.delivered + st.rejected >= 60));
+    assert_int_equal(st.dropped, 0);
+    assert_true(st.rejected <= 8);
+    bg_audit_free(e.a);
+    seen_t s = {.ids = calloc(200, 37), .last = {-1, -1, -1}};
+    consume_all(rd_kafka_mock_cluster_bootstraps(e.mc), &s, 60 - (int)st.rejected);
+    char path[4200], line[4096];
+    snprintf(path, sizeof path, "%s/rejected.jsonl", e.dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    int dead = 0;
+    while (fgets(line, sizeof line, f)) {
+        json_t *j = json_loads(line, 0, NULL);
+        assert_non_null(j);
+        const char *id = json_string_value(json_object_get(j, "event_id"));
+        for (int i = 0; i < s.nids; i++)
+            assert_string_not_equal(s.ids[i], id);
+        dead++;
+        json_decref(j);
+    }
+    fclose(f);
+    assert_int_equal(dead, (int)st.rejected);
+    assert_int_equal(s.nids + dead, 60);
+    free(s.ids);
+    mock_env_stop(&e);
+}
+
 int main(void)
 {
     if (!getenv("BG_AUDIT_TEST_LOG")) bg_log_set_level(BG_LOG_OFF);
@@ -357,6 +459,8 @@ int main(void)
         cmocka_unit_test(test_kafka_outage_spool_recovery),
         cmocka_unit_test(test_kafka_midstream_outage_keeps_order),
         cmocka_unit_test(test_kafka_avro_values),
+        cmocka_unit_test(test_kafka_fatal_error_replaces_producer),
+        cmocka_unit_test(test_kafka_rejected_records_dead_lettered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

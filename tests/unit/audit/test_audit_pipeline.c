@@ -35,7 +35,64 @@ typedef struct tsink_s {
     pthread_mutex_t mu;
     char **json;
     size_t n, cap;
+    /* Broker-like mode: writes stay pending until poll/flush, and a pending
+     * group holding the record with seq == reject_seq is rejected whole, as
+     * a broker refuses a whole produce request for one oversized record. */
+    int async;
+    int64_t reject_seq;
+    bg_audit_rec_t pend[1024];
+    size_t npend;
 } tsink_t;
+
+static int64_t seq_of(const char *json);
+
+static void tsink_keep(tsink_t *t, const char *j, size_t jl)
+{
+    pthread_mutex_lock(&t->mu);
+    if (t->n == t->cap) {
+        t->cap = t->cap ? t->cap * 2 : 256;
+        t->json = realloc(t->json, t->cap * sizeof *t->json);
+    }
+    t->json[t->n++] = strndup(j, jl);
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* Settles the pending group (async mode): all delivered, or all rejected. */
+static void tsink_settle(tsink_t *t)
+{
+    int reject = 0;
+    for (size_t i = 0; i < t->npend; i++) {
+        size_t jl;
+        const char *j = bg_audit_rec_json(&t->pend[i], &jl);
+        char *z = strndup(j, jl);
+        reject |= seq_of(z) == t->reject_seq;
+        free(z);
+    }
+    size_t n = t->npend;
+    t->npend = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t jl;
+        const char *j = bg_audit_rec_json(&t->pend[i], &jl);
+        if (reject) {
+            t->base.cb.rejected(t->base.cb.core, &t->pend[i], "MSG_SIZE_TOO_LARGE");
+        } else {
+            tsink_keep(t, j, jl);
+            t->base.cb.delivered(t->base.cb.core, &t->pend[i]);
+        }
+        free((void *)t->pend[i].data);
+    }
+}
+
+static void tsink_poll(bg_audit_sink_t *s) { tsink_settle((tsink_t *)s); }
+
+static size_t tsink_pending(bg_audit_sink_t *s, int from_spool)
+{
+    tsink_t *t = (tsink_t *)s;
+    size_t k = 0;
+    for (size_t i = 0; i < t->npend; i++)
+        k += !t->pend[i].from_spool == !from_spool;
+    return k;
+}
 
 static size_t tsink_write(bg_audit_sink_t *s, const bg_audit_rec_t *recs, size_t n)
 {
@@ -45,17 +102,19 @@ static size_t tsink_write(bg_audit_sink_t *s, const bg_audit_rec_t *recs, size_t
         usleep(1000);
     if (atomic_load(&t->fail))
         return 0;
-    pthread_mutex_lock(&t->mu);
+    if (t->async) {
+        size_t k = 0;
+        for (; k < n && t->npend < 1024; k++) {
+            t->pend[t->npend] = recs[k];
+            t->pend[t->npend++].data = memcpy(malloc(recs[k].len), recs[k].data, recs[k].len);
+        }
+        return k;
+    }
     for (size_t i = 0; i < n; i++) {
         size_t jl;
         const char *j = bg_audit_rec_json(&recs[i], &jl);
-        if (t->n == t->cap) {
-            t->cap = t->cap ? t->cap * 2 : 256;
-            t->json = realloc(t->json, t->cap * sizeof *t->json);
-        }
-        t->json[t->n++] = strndup(j, jl);
+        tsink_keep(t, j, jl);
     }
-    pthread_mutex_unlock(&t->mu);
     atomic_store(&t->down, 0);
     for (size_t i = 0; i < n; i++)
         s->cb.delivered(s->cb.core, &recs[i]);
@@ -64,7 +123,11 @@ static size_t tsink_write(bg_audit_sink_t *s, const bg_audit_rec_t *recs, size_t
 
 static int tsink_up(bg_audit_sink_t *s) { return !atomic_load(&((tsink_t *)s)->down); }
 
-static int tsink_flush(bg_audit_sink_t *s, int timeout_ms) { return 0; }
+static int tsink_flush(bg_audit_sink_t *s, int timeout_ms)
+{
+    tsink_settle((tsink_t *)s);
+    return 0;
+}
 
 static void tsink_close(bg_audit_sink_t *s) { atomic_store(&((tsink_t *)s)->entered, 2); }
 
@@ -77,6 +140,18 @@ static tsink_t *tsink_new(void)
     t->base.flush = tsink_flush;
     t->base.close = tsink_close;
     t->base.up = tsink_up;
+    t->reject_seq = -1;
+    return t;
+}
+
+/* A broker-like test sink that rejects every group holding seq culprit. */
+static tsink_t *tsink_rejecting(int64_t culprit)
+{
+    tsink_t *t = tsink_new();
+    t->async = 1;
+    t->reject_seq = culprit;
+    t->base.poll = tsink_poll;
+    t->base.pending = tsink_pending;
     return t;
 }
 
@@ -202,7 +277,7 @@ static void test_file_sink_short_write(void **state)
     bg_audit_sink_t *s = bg_audit_file_sink_new(path, err, sizeof err);
     assert_non_null(s);
     int delivered = 0;
-    s->cb = (bg_audit_sink_cb_t){&delivered, count_cb, NULL}; /* untaken records: not failed */
+    s->cb = (bg_audit_sink_cb_t){&delivered, count_cb, NULL, NULL}; /* untaken records: not failed */
     uint8_t buf[3][256];
     bg_audit_rec_t recs[3];
     for (int i = 0; i < 3; i++) {
@@ -521,6 +596,81 @@ static void test_restart_drains_backlog(void **state)
     free(dir);
 }
 
+/* Reads a JSON-lines file into seq numbers; returns how many. */
+static size_t file_seqs(const char *path, int64_t *out, size_t max)
+{
+    FILE *f = fopen(path, "r");
+    char line[4096];
+    size_t n = 0;
+    while (f && n < max && fgets(line, sizeof line, f))
+        out[n++] = seq_of(line);
+    if (f)
+        fclose(f);
+    return n;
+}
+
+/* A record the primary refuses for good (too large for the topic) must not
+ * hold up the spool for ever, nor take the records sent beside it down with
+ * it: the rejected group is spooled, the drain finds the culprit by sending
+ * one record at a time, writes it to the dead-letter file beside the spool,
+ * and delivers everything else in order. */
+static void test_rejected_record_dead_lettered(void **state)
+{
+    char err[256] = "", *dir = mkdir_tmp(), path[4096];
+    tsink_t *t = tsink_rejecting(50);
+    bg_config_audit_t cfg = base_cfg();
+    cfg.spool_dir = dir;
+    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    assert_non_null(a);
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(emit_seq(a, "s", (uint64_t)i), BG_AUDIT_OK);
+    bg_audit_stats_t st;
+    WAIT_UNTIL(tsink_count(t) == 99 && (bg_audit_stats(a, &st), st.rejected == 1));
+    for (int i = 0; i < 99; i++)
+        assert_int_equal(seq_of(t->json[i]), i < 50 ? i : i + 1);
+    snprintf(path, sizeof path, "%s/rejected.jsonl", dir);
+    int64_t dead[4];
+    assert_int_equal(file_seqs(path, dead, 4), 1);
+    assert_int_equal(dead[0], 50);
+    assert_int_equal(st.dropped, 0);
+    assert_int_equal(bg_audit_admitting(a), 1);
+    WAIT_UNTIL((bg_audit_stats(a, &st), st.spool_bytes == 0)); /* acked past the culprit */
+    assert_int_equal(emit_seq(a, "s", 100), BG_AUDIT_OK); /* and live again */
+    WAIT_UNTIL(tsink_count(t) == 100);
+    assert_int_equal(seq_of(t->json[99]), 100);
+    bg_audit_free(a);
+    tsink_free(t);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* Without a spool (block mode) the rejected group is held; the held records
+ * then go one at a time, so the innocent ones are delivered and the culprit
+ * alone is lost, counted as rejected and dropped, and admission resumes. */
+static void test_rejected_record_without_spool(void **state)
+{
+    char err[256] = "";
+    tsink_t *t = tsink_rejecting(5);
+    bg_config_audit_t cfg = base_cfg();
+    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    assert_non_null(a);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(emit_seq(a, "s", (uint64_t)i), BG_AUDIT_OK);
+    bg_audit_stats_t st;
+    WAIT_UNTIL((bg_audit_stats(a, &st), st.rejected == 1) && bg_audit_admitting(a));
+    assert_int_equal(bg_audit_flush(a, 5000), 0);
+    bg_audit_stats(a, &st);
+    assert_int_equal(st.dropped, 1);
+    /* every other seq arrived (a probe may have sent one twice), 5 never */
+    int seen[10] = {0};
+    for (size_t i = 0; i < tsink_count(t); i++)
+        seen[seq_of(t->json[i])]++;
+    for (int i = 0; i < 10; i++)
+        assert_true(i == 5 ? seen[i] == 0 : seen[i] >= 1);
+    bg_audit_free(a);
+    tsink_free(t);
+}
+
 static void test_bad_config(void **state)
 {
     char err[256] = "";
@@ -551,6 +701,8 @@ int main(void)
         cmocka_unit_test(test_outage_spool_drain_in_order),
         cmocka_unit_test(test_spool_full_blocks),
         cmocka_unit_test(test_restart_drains_backlog),
+        cmocka_unit_test(test_rejected_record_dead_lettered),
+        cmocka_unit_test(test_rejected_record_without_spool),
         cmocka_unit_test(test_bad_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
