@@ -100,6 +100,7 @@ struct bg_audit_s {
     char *dead_path;    /* spool_dir/rejected.jsonl; NULL without a spool */
     bg_audit_sink_t *dead;
     int dead_ok;
+    int dead_new; /* created by this process: its directory entry not synced yet */
 
     _Atomic uint32_t qlen;
     _Atomic int sink_ok; /* 0 while records are held (block mode) */
@@ -405,7 +406,8 @@ static void bg_audit__on_rejected(void *core, const bg_audit_rec_t *r, const cha
         a->last_reject_log = now;
         bg_log_warn("audit", "audit primary rejected an event: %s", why);
     }
-    a->held_isolate = 1;
+    if (!r->from_spool || a->probing)
+        a->held_isolate = 1; /* it may come back held: see retry_held */
     if (r->from_spool) {
         a->drain_rejected = 1;
         a->probe_rejected |= a->probing;
@@ -457,11 +459,17 @@ static int bg_audit__dead_letter(bg_audit_t *a, const bg_audit_rec_t *r)
             return -1;
         }
         bg_audit__attach(a, a->dead, 2);
+        a->dead_new = 1;
     }
     if (a->dead) {
         a->dead_ok = 0;
         if (a->dead->write(a->dead, r, 1) != 1 || !a->dead_ok || a->dead->flush(a->dead, 1000) != 0)
             return -1;
+        /* The file's directory entry must be durable before the spool is
+         * acked past the record (a new file may not survive a power loss). */
+        if (a->dead_new && a->spool && bg_audit_spool_sync_dir(a->spool) != 0)
+            return -1;
+        a->dead_new = 0;
     } else {
         atomic_fetch_add(&a->dropped, 1);
     }
@@ -509,17 +517,10 @@ static void bg_audit__route(bg_audit_t *a, const bg_audit_rec_t *recs, size_t n)
         bg_audit__spill_new(a, &recs[i]);
 }
 
-/* Retries held records (at most every 500 ms): into the spool, or directly
- * to the primary when there is no spool backlog. Before they go to the
- * primary, the oldest is sent as a probe marked like a drained record: a
- * failure is not re-spooled, and only once a probe is delivered are the
- * held records sent for real (the probed one again: a duplicate with the
- * same event id, never a loss). Without the probe, a primary that accepts
- * records but cannot deliver them (acks=all with too few replicas) would
- * make admission flap: held, sent, failed at the timeout, held again. */
 /* After a rejection the held records go one at a time, each sent alone and
- * waited for: delivered, or rejected (dead-lettered); anything else stops
- * the round. Returns 1 when the head may leave the held list. */
+ * waited for: delivered, or rejected (dead-lettered; then the others go the
+ * usual way again). Anything else stops the round. Returns 1 when the head
+ * may leave the held list. */
 static int bg_audit__held_alone(bg_audit_t *a, bg_audit_rec_t *r)
 {
     a->probing = 1;
@@ -527,8 +528,11 @@ static int bg_audit__held_alone(bg_audit_t *a, bg_audit_rec_t *r)
     r->from_spool = 1; /* a failure is not re-spooled: it stays held */
     if (a->primary->write(a->primary, r, 1) == 1)
         (void)a->primary->flush(a->primary, 2000);
-    int ok = a->held_probe_ok || (a->probe_rejected && bg_audit__dead_letter(a, r) == 0);
-    a->held_probe_ok = 0; /* the next one is sent alone too */
+    int culprit = a->probe_rejected;
+    int ok = a->held_probe_ok || (culprit && bg_audit__dead_letter(a, r) == 0);
+    a->probing = a->held_probe_ok = a->probe_rejected = 0;
+    if (ok && culprit)
+        a->held_isolate = 0;
     return ok;
 }
 
@@ -539,14 +543,16 @@ static int bg_audit__held_alone(bg_audit_t *a, bg_audit_rec_t *r)
  * held records sent for real (the probed one again: a duplicate with the
  * same event id, never a loss). Without the probe, a primary that accepts
  * records but cannot deliver them (acks=all with too few replicas) would
- * make admission flap: held, sent, failed at the timeout, held again. */
+ * make admission flap: held, sent, failed at the timeout, held again.
+ * Records sent one at a time (after a rejection) go at most 64 per call, so
+ * the audit thread keeps serving its queue and flush requests. */
 static void bg_audit__retry_held(bg_audit_t *a)
 {
     int64_t now = bg_audit__mono_ms();
     if (now < a->held_retry_at)
         return;
     a->held_retry_at = now + 500;
-    while (a->held) {
+    for (int alone = 0; a->held;) {
         bg_audit_qe_t *qe = a->held;
         bg_audit_rec_t r = {qe->data, qe->len, 0, ++a->order};
         int ok = 0, idle = bg_audit__pending(a, 1) == 0 && bg_audit__pending(a, 0) == 0;
@@ -555,13 +561,18 @@ static void bg_audit__retry_held(bg_audit_t *a)
             ok = 1;
         } else if (!a->spool || bg_audit_spool_empty(a->spool)) {
             if (a->held_isolate) {
+                if (alone++ == 64) {
+                    a->held_retry_at = 0; /* go on at the next turn */
+                    return;
+                }
                 ok = idle && bg_audit__held_alone(a, &r);
             } else if (a->held_probe_ok && bg_audit__primary_up(a)) {
                 ok = a->primary->write(a->primary, &r, 1) == 1;
             } else if (bg_audit__pending(a, 1) == 0) {
                 r.from_spool = 1;
                 a->probing = 1;
-                (void)a->primary->write(a->primary, &r, 1); /* probe */
+                if (a->primary->write(a->primary, &r, 1) != 1) /* the probe */
+                    a->probing = 0; /* not taken: no outcome will come */
             }
         }
         if (!ok)
@@ -604,6 +615,10 @@ static int bg_audit__drain_one(void *arg, const uint8_t *p, size_t n, size_t off
  * to go on right away. */
 static int bg_audit__drain(bg_audit_t *a)
 {
+    if (bg_audit__pending(a, 1) > 0) { /* a round must not mix with the last one's */
+        a->retry_at = bg_audit__mono_ms();
+        return 0;
+    }
     a->drain_failed = a->drain_rejected = 0;
     size_t batch = a->isolate_left ? 1 : BG_AUDIT_DRAIN_BATCH;
     /* No up() check here: the drain is the probe that finds the primary back. */
@@ -616,6 +631,10 @@ static int bg_audit__drain(bg_audit_t *a)
         if (sent)
             atomic_fetch_add(&a->drained, (uint64_t)n);
         a->isolate_left = culprit || !a->isolate_left ? 0 : a->isolate_left - 1;
+        if (!a->isolate_left) {
+            free(a->iso);
+            a->iso = NULL;
+        }
         a->backoff = BG_AUDIT_BACKOFF_MIN_MS;
         a->retry_at = bg_audit_spool_empty(a->spool) ? 0 : bg_audit__mono_ms();
         if (a->retry_at == 0)

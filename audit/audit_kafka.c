@@ -52,8 +52,9 @@ static int bg_audit__kafka_permanent(rd_kafka_resp_err_t e)
 {
     return e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE || e == RD_KAFKA_RESP_ERR_INVALID_RECORD ||
            e == RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE ||
-           e == RD_KAFKA_RESP_ERR_INVALID_TIMESTAMP ||
            e == RD_KAFKA_RESP_ERR__BAD_MSG; /* ours: not a record, or no Avro form */
+    /* Not INVALID_TIMESTAMP: busgate sets no timestamp, so it means clock
+     * skew between this host and the broker, which can be fixed. */
 }
 
 /* Reports one outcome to the pipeline. r->data NULL: the record could not
@@ -184,7 +185,9 @@ static void bg_audit__kafka_free(bg_audit_kafka_t *k);
 /* A fatal error leaves the producer refusing everything for good. Every
  * record it still holds is failed back (spooled), and a new producer from
  * the same configuration takes over, tried again every 5 s if it cannot be
- * made. Duplicates are possible (the same event ids), losses are not. */
+ * made. Duplicates are possible (the same event ids). A record whose purge
+ * is not reported within 10 s is reported without its bytes: a live one is
+ * counted as dropped, a drained one stays in the spool. */
 static void bg_audit__kafka_renew(bg_audit_kafka_t *k)
 {
     char why[512];
@@ -196,13 +199,18 @@ static void bg_audit__kafka_renew(bg_audit_kafka_t *k)
                      rd_kafka_err2name(fe), why);
         rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         for (int i = 0; i < 100 && k->out[0] + k->out[1] > 0; i++)
-            rd_kafka_poll(k->rk, 20);
+            rd_kafka_poll(k->rk, 100);
         rd_kafka_topic_destroy(k->rkt);
-        rd_kafka_destroy(k->rk);
+        rd_kafka_destroy(k->rk); /* serves no callback: what is not reported now never is */
         k->rk = NULL;
         k->rkt = NULL;
-        k->out[0] = k->out[1] = 0; /* anything not reported by now never will be */
         k->down = 1;
+        /* Unreported records: a live one is lost (the pipeline counts it),
+         * a drained one fails its drain round, so the spool is not acked. */
+        for (int sp = 0; sp < 2; sp++)
+            while (k->out[sp] > 0)
+                bg_audit__kafka_outcome(k, &(bg_audit_rec_t){NULL, 0, sp, 0},
+                                        RD_KAFKA_RESP_ERR__PURGE_QUEUE);
     }
     int64_t now = bg_audit__kafka_mono_ms();
     if (now < k->renew_at)

@@ -50,16 +50,16 @@ struct bg_audit_sink_s {
     const char *name;
     /* Takes recs[0..n) in order and returns how many it took: a prefix. The
      * ones not taken are the caller's again (spooled). Records taken must be
-     * reported delivered or failed exactly once, later or during the call. The
-     * sink copies what it keeps. */
+     * reported delivered, failed or rejected exactly once, later or during
+     * the call. The sink copies what it keeps. */
     size_t (*write)(bg_audit_sink_t *s, const bg_audit_rec_t *recs, size_t n);
     /* Makes everything taken durable/delivered within timeout_ms (reporting
      * outcomes). Returns 0 when nothing taken is still pending, -1 otherwise. */
     int (*flush)(bg_audit_sink_t *s, int timeout_ms);
     /* Optional: serves asynchronous outcomes without waiting. */
     void (*poll)(bg_audit_sink_t *s);
-    /* Optional (asynchronous sinks): how many records taken are not yet
-     * reported delivered or failed; from_spool selects the drained ones (1)
+    /* Optional (asynchronous sinks): how many records taken have no outcome
+     * reported yet; from_spool selects the drained ones (1)
      * or the live ones (0). The pipeline parks new records in memory while
      * live ones are pending and the spool is the destination, because a
      * pending one that fails later must be spooled ahead of them. */

@@ -205,6 +205,11 @@ static int bg_audit__sync_dir(const bg_audit_spool_t *sp)
     return rc;
 }
 
+int bg_audit_spool_sync_dir(const bg_audit_spool_t *sp)
+{
+    return bg_audit__sync_dir(sp);
+}
+
 /* spool.ack: "SEGNO OFFSET CRC\n", fixed width, CRC-32C of what precedes
  * it; the file is overwritten in place (see bg_audit__write_ack). */
 #define BG_AUDIT__ACK_POS 31 /* "%010u %020llu" */

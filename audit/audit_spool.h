@@ -75,6 +75,10 @@ int bg_audit_spool_append(bg_audit_spool_t *sp, const uint8_t *p, size_t n);
 /* fdatasync of the active segment. Returns 0 or -1. */
 int bg_audit_spool_sync(bg_audit_spool_t *sp);
 
+/* fsync of the spool directory (a new file's entry beside the segments,
+ * e.g. the dead-letter file). Returns 0 or -1. */
+int bg_audit_spool_sync_dir(const bg_audit_spool_t *sp);
+
 /* Reads up to max records after the read cursor, calling cb for each (payload
  * borrowed for the call) and advancing the cursor past each. Corrupt regions
  * are skipped (counted, logged). Returns the number of records passed to cb,
