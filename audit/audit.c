@@ -35,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define BG_AUDIT_BATCH 1024
 #define BG_AUDIT_DRAIN_BATCH 512
@@ -98,9 +99,7 @@ struct bg_audit_s {
     int held_isolate;   /* a rejection was seen: held records go one at a time */
     int64_t last_reject_log;
     char *dead_path;    /* spool_dir/rejected.jsonl; NULL without a spool */
-    bg_audit_sink_t *dead;
-    int dead_ok;
-    int dead_new; /* created by this process: its directory entry not synced yet */
+    int dead_ok; /* the dead-letter file took the record */
 
     _Atomic uint32_t qlen;
     _Atomic int sink_ok; /* 0 while records are held (block mode) */
@@ -452,24 +451,23 @@ static int bg_audit__dead_letter(bg_audit_t *a, const bg_audit_rec_t *r)
     size_t jl, kl;
     const char *json = bg_audit_rec_json(r, &jl);
     const char *sid = bg_audit_rec_key(r, &kl);
-    if (a->dead_path && !a->dead) {
+    if (a->dead_path) {
+        /* Opened per record (rare): an operator may move the file away. */
         char err[256];
-        if (!(a->dead = bg_audit_file_sink_new(a->dead_path, err, sizeof err))) {
+        int existed = access(a->dead_path, F_OK) == 0;
+        bg_audit_sink_t *dead = bg_audit_file_sink_new(a->dead_path, err, sizeof err);
+        if (!dead) {
             bg_log_error("audit", "audit dead-letter file: %s", err);
             return -1;
         }
-        bg_audit__attach(a, a->dead, 2);
-        a->dead_new = 1;
-    }
-    if (a->dead) {
+        bg_audit__attach(a, dead, 2);
         a->dead_ok = 0;
-        if (a->dead->write(a->dead, r, 1) != 1 || !a->dead_ok || a->dead->flush(a->dead, 1000) != 0)
+        int ok = dead->write(dead, r, 1) == 1 && a->dead_ok && dead->flush(dead, 1000) == 0;
+        dead->close(dead);
+        /* A new file's directory entry must be durable before the spool is
+         * acked past the record. */
+        if (!ok || (!existed && a->spool && bg_audit_spool_sync_dir(a->spool) != 0))
             return -1;
-        /* The file's directory entry must be durable before the spool is
-         * acked past the record (a new file may not survive a power loss). */
-        if (a->dead_new && a->spool && bg_audit_spool_sync_dir(a->spool) != 0)
-            return -1;
-        a->dead_new = 0;
     } else {
         atomic_fetch_add(&a->dropped, 1);
     }
@@ -946,8 +944,6 @@ void bg_audit_free(bg_audit_t *a)
     }
     bg_audit__free_list(a->held);
     bg_audit__free_list(a->head);
-    if (a->dead)
-        a->dead->close(a->dead);
     free(a->dead_path);
     free(a->iso);
     bg_audit_spool_close(a->spool);

@@ -39,7 +39,7 @@ typedef struct tsink_s {
      * group holding the record with seq == reject_seq is rejected whole, as
      * a broker refuses a whole produce request for one oversized record. */
     int async;
-    int64_t reject_seq;
+    _Atomic int64_t reject_seq, reject_seq2; /* set by the test thread */
     bg_audit_rec_t pend[1024];
     size_t npend;
 } tsink_t;
@@ -65,7 +65,7 @@ static void tsink_settle(tsink_t *t)
         size_t jl;
         const char *j = bg_audit_rec_json(&t->pend[i], &jl);
         char *z = strndup(j, jl);
-        reject |= seq_of(z) == t->reject_seq;
+        reject |= seq_of(z) == t->reject_seq || seq_of(z) == t->reject_seq2;
         free(z);
     }
     size_t n = t->npend;
@@ -140,7 +140,7 @@ static tsink_t *tsink_new(void)
     t->base.flush = tsink_flush;
     t->base.close = tsink_close;
     t->base.up = tsink_up;
-    t->reject_seq = -1;
+    t->reject_seq = t->reject_seq2 = -1;
     return t;
 }
 
@@ -638,6 +638,18 @@ static void test_rejected_record_dead_lettered(void **state)
     assert_int_equal(emit_seq(a, "s", 100), BG_AUDIT_OK); /* and live again */
     WAIT_UNTIL(tsink_count(t) == 100);
     assert_int_equal(seq_of(t->json[99]), 100);
+    /* The operator moves the file away: the next culprit starts a new one. */
+    char moved[4200];
+    snprintf(moved, sizeof moved, "%s/rejected.old", dir);
+    assert_int_equal(rename(path, moved), 0);
+    t->reject_seq2 = 150;
+    for (int i = 101; i < 200; i++)
+        assert_int_equal(emit_seq(a, "s", (uint64_t)i), BG_AUDIT_OK);
+    WAIT_UNTIL(tsink_count(t) == 198 && (bg_audit_stats(a, &st), st.rejected == 2));
+    assert_int_equal(file_seqs(path, dead, 4), 1);
+    assert_int_equal(dead[0], 150);
+    assert_int_equal(file_seqs(moved, dead, 4), 1);
+    assert_int_equal(dead[0], 50);
     bg_audit_free(a);
     tsink_free(t);
     rm_rf(dir);
