@@ -277,14 +277,6 @@ bg_kafka__resp_hook_t bg_kafka__r_describe_transactions;
  * may not describe (kafka_authz_groups.c). */
 bg_kafka__resp_hook_t bg_kafka__r_consumer_group_describe;
 
-/* DescribeTopicPartitions cursors naming a hidden topic (kafka_cursor.c).
- * seal: the sealed form of name (arena); 0, or -1 (name empty or too long,
- * arena limit, crypto failure). open: 0 when s is not a sealed cursor, 1
- * with the topic name in *name (arena), -1 when it is sealed but does not
- * open (another process's key, forged, damaged) or on arena limit. */
-int bg_kafka__cursor_seal(bg_slice_t name, bg_kafka_arena_t *a, bg_slice_t *out);
-int bg_kafka__cursor_open(bg_slice_t s, bg_kafka_arena_t *a, bg_slice_t *name);
-
 /* Authorized-operation fields (kafka_authz_ops.c): the broker's bits the
  * policy also allows the principal; INT32_MIN (not requested) unchanged. */
 int32_t bg_kafka__authorized_ops(const bg_kafka_authz_ctx_t *ctx, bg_res_type_t type,

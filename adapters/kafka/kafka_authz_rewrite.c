@@ -75,22 +75,10 @@ int bg_kafka__r_describe_topic_partitions(const bg_kafka_authz_ctx_t *ctx, int16
                                           int32_t *nodes, size_t *nnodes, size_t maxnodes,
                                           bg_kafka_learn_topic_fn learn, void *learn_arg)
 {
-    (void)ver, (void)nodes, (void)nnodes, (void)maxnodes;
+    (void)ctx, (void)ver, (void)a, (void)nodes, (void)nnodes, (void)maxnodes;
     bg_kafka__learn_arr(resp, K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS),
                         K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_NAME),
                         K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_TOPIC_ID), learn, learn_arg);
-    /* A next page starting at a hidden topic: its name is sealed (see
-     * kafka_cursor.c), opened again when the client sends it back. */
-    bg_kafka_struct_t *cur = resp->f[K(DESCRIBE_TOPIC_PARTITIONS_RESP_NEXT_CURSOR)].st, *sealed;
-    bg_slice_t name = cur ? cur->f[K(DESCRIBE_TOPIC_PARTITIONS_RESP_NEXT_CURSOR_TOPIC_NAME)].s
-                          : bg_kafka_null_slice();
-    if (!cur || name.len <= 0 || bg_kafka__permits(ctx, BG_RES_KAFKA_TOPIC, name, BG_VERB_DESCRIBE))
-        return 0;
-    if (!(sealed = bg_kafka_struct_clone(a, cur)) ||
-        bg_kafka__cursor_seal(name, a,
-                              &sealed->f[K(DESCRIBE_TOPIC_PARTITIONS_RESP_NEXT_CURSOR_TOPIC_NAME)].s) != 0)
-        return -1;
-    resp->f[K(DESCRIBE_TOPIC_PARTITIONS_RESP_NEXT_CURSOR)].st = sealed;
     return 0;
 }
 

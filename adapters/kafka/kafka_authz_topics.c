@@ -544,56 +544,32 @@ int bg_kafka__c_metadata(bg_kafka__az_t *az)
     return bg_kafka__add_filter(az, &f);
 }
 
-static const char bg_kafka__bad_cursor[] =
-    "DescribeTopicPartitions cursor sealed by another busgate process, or damaged";
+static const char bg_kafka__dtp_listing[] =
+    "DescribeTopicPartitions without topic names is refused: name the topics";
 
-/* A request cursor busgate sealed (kafka_cursor.c) goes upstream opened:
- * the forwarded request (rewritten or not) is copied with the topic name in
- * clear. 0, or -1 when the cursor is sealed but does not open. */
-static int bg_kafka__dtp_open_cursor(bg_kafka__az_t *az)
-{
-    const int ci = K(DESCRIBE_TOPIC_PARTITIONS_REQ_CURSOR);
-    const int ni = K(DESCRIBE_TOPIC_PARTITIONS_REQ_CURSOR_TOPIC_NAME);
-    const bg_kafka_struct_t *cur = az->req->f[ci].st;
-    bg_slice_t name;
-    int rc = cur ? bg_kafka__cursor_open(cur->f[ni].s, az->a, &name) : 0;
-    if (rc <= 0 || az->v->action == BG_KAFKA_ACT_RESPOND)
-        return rc;
-    const bg_kafka_struct_t *fwd =
-        az->v->action == BG_KAFKA_ACT_FORWARD_REWRITTEN ? az->v->request : az->req;
-    bg_kafka_struct_t *req = bg_kafka_struct_clone(az->a, fwd);
-    bg_kafka_struct_t *c = req ? bg_kafka_struct_clone(az->a, cur) : NULL;
-    if (!c) {
-        az->oom = 1;
-        return 0;
-    }
-    c->f[ni].s = name;
-    req->f[ci].st = c;
-    az->v->action = BG_KAFKA_ACT_FORWARD_REWRITTEN;
-    az->v->request = req;
-    return 0;
-}
-
-/* DescribeTopicPartitions: an empty list = all topics (filter the response);
- * explicit topics split like Metadata. */
+/* DescribeTopicPartitions: explicit topics split like Metadata. The form
+ * without names (all topics, paged) is refused: the broker pages over every
+ * topic busgate's credential sees, so a short or empty page, or a cursor
+ * naming a hidden topic, would show where hidden topics are, and a client
+ * choosing the start cursor could find their names by bisection. Clients
+ * list topics with Metadata and describe them by name (the Java Admin
+ * client and kafka-topics do). The connection closes, as for a request
+ * busgate cannot answer with an error; the refusal is audited. */
 int bg_kafka__c_describe_topic_partitions(bg_kafka__az_t *az)
 {
     bg_kafka__filter_t f = {K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS),
                             K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_NAME), -1, -1, -1, -1,
                             bg_kafka_null_slice(), BG_RES_KAFKA_TOPIC, BG_VERB_DESCRIBE, NULL};
     if (bg_kafka__n(az->req, K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS)) == 0) {
-        az->v->action = BG_KAFKA_ACT_FORWARD;
-        if (bg_kafka__dtp_open_cursor(az) < 0)
-            return bg_kafka__fail(az, bg_kafka__bad_cursor);
-        return az->oom ? 0 : bg_kafka__add_listing(az, &f);
+        bg_kafka__record_denied(az, BG_RES_KAFKA_TOPIC, bg_kafka_cstr("*"), BG_VERB_DESCRIBE,
+                                bg_kafka__deny_error(BG_RES_KAFKA_TOPIC), bg_kafka__dtp_listing);
+        az->v->action = BG_KAFKA_ACT_CLOSE;
+        az->v->close_reason = bg_kafka__dtp_listing;
+        return 0;
     }
     if (bg_kafka__tp_apply(az, &bg_kafka__sh_dtp, BG_VERB_DESCRIBE, 0) < 0 || az->oom)
         return az->oom ? 0 : -1;
     if (az->v->action == BG_KAFKA_ACT_RESPOND)
-        return 0;
-    if (bg_kafka__dtp_open_cursor(az) < 0)
-        return bg_kafka__fail(az, bg_kafka__bad_cursor);
-    if (az->oom)
         return 0;
     f.err_idx = K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_ERROR_CODE);
     f.sub_idx = K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_PARTITIONS);

@@ -1,15 +1,15 @@
-"""DescribeTopicPartitions paging through all topics, with the real broker.
+"""DescribeTopicPartitions (api 75) with the real broker, raw requests.
 
-The broker computes each page and its NextCursor over every topic busgate's
-credential sees. When the next page starts at a topic the principal may not
-describe, busgate must not pass that topic's name on: it seals it, and
-opens it again when the client sends the cursor back, so paging neither
-leaks the name nor skips or repeats topics. A sealed cursor that does not
-open (damaged, or from another busgate process) closes the connection.
-Raw requests: no client library pages over all topics itself."""
+Named topics page as Kafka pages them: the denied one is answered
+TOPIC_AUTHORIZATION_FAILED by busgate, the others are forwarded and paged by
+the broker with the client's cursor. The form without names (all topics)
+is refused, because the broker would page over every topic busgate's
+credential sees: a cursor naming a hidden topic, or a page short of its
+limit, would show where hidden topics are, and a client choosing the start
+cursor could find their names by bisection."""
 import struct
 
-from kafka_env import KafkaWire, busgate_config, create_topics, oidc_token, unique
+from kafka_env import KafkaWire, busgate_config, create_topics, oidc_token, unique, wait_audit
 
 RULES = """    - name: see-vis
       subjects: [group:orders]
@@ -75,12 +75,16 @@ class Reader:
         return [self.i32() for _ in range(self.uvarint() - 1)]
 
 
-def dtp(w, cursor):
-    """DescribeTopicPartitions v0 for all topics, one partition per page,
-    starting at cursor (name, partition): (topic names, next cursor), or None
-    when busgate closed the connection."""
-    body = uvarint(1) + struct.pack(">i", 1)  # no topics = all; ResponsePartitionLimit 1
-    body += struct.pack(">b", 1) + cstr(cursor[0]) + struct.pack(">i", cursor[1]) + uvarint(0)
+def dtp(w, topics, cursor=None, limit=1):
+    """DescribeTopicPartitions v0 for topics ([] = all), limit partitions per
+    page, starting at cursor (name, partition): ([(error, name)], next
+    cursor), or None when busgate closed the connection."""
+    body = uvarint(len(topics) + 1) + b"".join(cstr(t) + uvarint(0) for t in topics)
+    body += struct.pack(">i", limit)
+    if cursor is None:
+        body += struct.pack(">b", -1)
+    else:
+        body += struct.pack(">b", 1) + cstr(cursor[0]) + struct.pack(">i", cursor[1]) + uvarint(0)
     body += uvarint(0)
     w.corr += 1
     payload = struct.pack(">hhi", 75, 0, w.corr) + struct.pack(">h", 6) + b"it-raw" + uvarint(0)
@@ -93,10 +97,10 @@ def dtp(w, cursor):
     rd = Reader(r[1])
     rd.tags()  # response header v1
     rd.i32()  # throttle
-    names = []
+    out = []
     for _ in range(rd.uvarint() - 1):
-        rd.i16()
-        names.append(rd.cstr())
+        err = rd.i16()
+        out.append((err, rd.cstr()))
         rd.take(16 + 1)  # topic id, is internal
         for _ in range(rd.uvarint() - 1):
             rd.i16(), rd.i32(), rd.i32(), rd.i32()
@@ -108,38 +112,35 @@ def dtp(w, cursor):
     if rd.i8() >= 0:
         nxt = (rd.cstr(), rd.i32())
         rd.tags()
-    return names, nxt
+    return out, nxt
 
 
-def test_cursor_naming_a_hidden_topic_is_sealed(start_busgate, tmp_path):
+def session(port, token):
+    w = KafkaWire(port, timeout=10)
+    w.api_versions()
+    assert w.sasl_plain(token)[0] == 0
+    return w
+
+
+def test_named_topics_page_and_all_topics_refused(start_busgate, tmp_path):
     u = unique("c")
     vis1, hid, vis3 = f"it-dtp-{u}-1-vis", f"it-dtp-{u}-2-hid", f"it-dtp-{u}-3-vis"
     create_topics([vis1, hid, vis3], partitions=1)
     text, ports = busgate_config(tmp_path, RULES, mechanism="PLAIN")
     start_busgate(text, wait_for_port=ports["listen"])
     token = oidc_token("svc-orders")
-    w = KafkaWire(ports["listen"], timeout=10)
-    w.api_versions()
-    assert w.sasl_plain(token)[0] == 0
-
-    names, nxt = dtp(w, (vis1, 0))
-    assert names == [vis1]
-    sealed = nxt[0]
-    assert sealed.startswith("~busgate:") and hid not in sealed and u not in sealed
-    assert nxt[1] == 0
-    # Sent back, the sealed cursor pages on from the hidden topic: hidden from
-    # the page, and the cursor after it names the next visible topic.
-    names, nxt = dtp(w, (sealed, 0))
-    assert names == []
-    assert nxt == (vis3, 0)
-    names, _ = dtp(w, nxt)
-    assert names == [vis3]
+    w = session(ports["listen"], token)
+    # Named topics, one page per partition, the cursor handed back each time.
+    topics, nxt = dtp(w, [vis1, hid, vis3])
+    assert (29, hid) in topics  # TOPIC_AUTHORIZATION_FAILED, from busgate
+    assert (0, vis1) in topics and nxt == (vis3, 0)
+    topics, nxt = dtp(w, [vis1, hid, vis3], nxt)
+    assert (0, vis3) in topics and (0, vis1) not in topics
+    assert nxt is None
+    # All topics: refused, the connection closes, the refusal is audited.
+    assert dtp(w, [], (vis1, 0)) is None
     w.close()
-
-    # A damaged sealed cursor is refused: the connection closes.
-    w = KafkaWire(ports["listen"], timeout=10)
-    w.api_versions()
-    assert w.sasl_plain(token)[0] == 0
-    bad = sealed[:-1] + ("0" if sealed[-1] != "0" else "1")
-    assert dtp(w, (bad, 0)) is None
-    w.close()
+    assert wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+               and e.get("api", {}).get("name") == "DescribeTopicPartitions"
+               and e["decision"]["effect"] == "deny"
+               and "name the topics" in e.get("detail", ""), timeout=10)
