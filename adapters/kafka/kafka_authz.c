@@ -26,7 +26,9 @@ static const bg_kafka__api_t bg_kafka__apis[] = {
     [BG_KAFKA_API_LIST_OFFSETS] = {1, 11, 6, bg_kafka__c_list_offsets, NULL, 0, 0},
     [BG_KAFKA_API_METADATA] = {0, 13, 9, bg_kafka__c_metadata, bg_kafka__r_metadata, 1, 0},
     [BG_KAFKA_API_OFFSET_COMMIT] = {2, 10, 8, bg_kafka__c_offset_commit, NULL, 0, 0},
-    [BG_KAFKA_API_OFFSET_FETCH] = {1, 10, 6, bg_kafka__c_offset_fetch, NULL, 0, 0},
+    /* v10 answers all-topics lookups by topic id only: not offered (see
+     * bg_kafka__offset_fetch_group). */
+    [BG_KAFKA_API_OFFSET_FETCH] = {1, 9, 6, bg_kafka__c_offset_fetch, NULL, 0, 0},
     [BG_KAFKA_API_FIND_COORDINATOR] = {0, 6, 3, bg_kafka__c_find_coordinator,
                                        bg_kafka__r_find_coordinator, 1, 0},
     [BG_KAFKA_API_JOIN_GROUP] = {0, 9, 6, bg_kafka__c_group_read, NULL, 0, 0},

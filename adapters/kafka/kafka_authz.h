@@ -79,8 +79,14 @@ typedef enum {
 
 typedef struct bg_kafka_verdict_s {
     bg_kafka_action_t action;
-    /* FORWARD_REWRITTEN: the new request body (same api/version). */
+    /* FORWARD_REWRITTEN: the new request body (same api; same version
+     * unless upstream_version is set). */
     bg_kafka_struct_t *request;
+    /* FORWARD_REWRITTEN: > 0 when `request` goes upstream at this version
+     * instead of the client's (its response comes back at this version and
+     * is re-encoded at the client's): Metadata v0-3, which cannot say "do
+     * not auto-create", goes upstream as v4. */
+    int16_t upstream_version;
     /* RESPOND: the response body to send (same api/version). */
     bg_kafka_struct_t *response;
     /* 1 when the upstream response must be decoded and passed to

@@ -485,8 +485,10 @@ int bg_kafka__c_delete_topics(bg_kafka__az_t *az)
 /* Metadata: null topics (v1+) or an empty array (v0) = all topics: allowed,
  * and the response drops what the principal may not describe. Explicit
  * topics are split; denied ones come back as TOPIC_AUTHORIZATION_FAILED
- * entries without partitions, as Kafka does. Never answered locally: the
- * client needs the broker list. */
+ * entries without partitions, as Kafka does. Auto-creation stays on only
+ * when the principal may create every named topic (a v0-3 request then
+ * goes upstream as v4 with it off). Never answered locally: the client
+ * needs the broker list. */
 int bg_kafka__c_metadata(bg_kafka__az_t *az)
 {
     const bg_kafka_struct_t *r = az->req;
@@ -519,7 +521,9 @@ int bg_kafka__c_metadata(bg_kafka__az_t *az)
         f.sub_idx = K(METADATA_RESP_TOPICS_PARTITIONS);
     }
     int rewritten = sp.ndenied > 0;
-    if (az->ver >= 4 && r->f[K(METADATA_REQ_ALLOW_AUTO_TOPIC_CREATION)].i) {
+    /* A broker auto-creates named topics (auto.create.topics.enable) unless
+     * the request says not to, which only v4+ can: v0-3 always ask. */
+    if (az->ver < 4 || r->f[K(METADATA_REQ_ALLOW_AUTO_TOPIC_CREATION)].i) {
         int32_t na = bg_kafka__n(sp.allowed, K(METADATA_REQ_TOPICS));
         for (int32_t i = 0; i < na; i++) {
             bg_slice_t nm;
@@ -532,6 +536,8 @@ int bg_kafka__c_metadata(bg_kafka__az_t *az)
                 return 0;
             }
             sp.allowed->f[K(METADATA_REQ_ALLOW_AUTO_TOPIC_CREATION)].i = 0;
+            if (az->ver < 4)
+                az->v->upstream_version = 4; /* the first version that can say it */
             rewritten = 1;
             break;
         }

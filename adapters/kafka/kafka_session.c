@@ -282,6 +282,8 @@ static int bg_kafka__send_rewritten(bg_kafka_session_t *s, const bg_kafka_pendin
     size_t off = bg_kafka_frame_begin(&wr);
     bg_kafka_req_hdr_t h = pe->hdr;
     h.client_id = bg_kafka_cstr(s->client_id);
+    if (pe->verdict.upstream_version > 0)
+        h.api_version = pe->verdict.upstream_version;
     bg_kafka_req_hdr_write(&wr, &h);
     const char *why = NULL;
     int rc = bg_kafka_encode(bg_kafka_msg_desc(h.api_key, 0), h.api_version, req, &wr, &why);
@@ -436,6 +438,10 @@ static int bg_kafka__on_api_request(bg_kafka_session_t *s, const bg_kafka_req_hd
                (v->action == BG_KAFKA_ACT_FORWARD && v->needs_response && v->merge);
     if (keep && bg_kafka__decide_from_copy(s, pe, in, frame_len, body_off) != 0)
         return -1;
+    if (v->upstream_version > 0 && !bg_kafka__version_ok(s, h->api_key, v->upstream_version)) {
+        bg_kafka__close_unsupported(s, h); /* the upstream cannot take the version needed */
+        return -1;
+    }
     /* FORWARD moves the frame out of in; a copy removed it already; else drain. */
     int drain = !keep && v->action != BG_KAFKA_ACT_FORWARD;
     int rc = bg_kafka__act(s, pe, in, frame_len);
@@ -564,16 +570,17 @@ static int bg_kafka__rewrite_response(bg_kafka_session_t *s, bg_kafka_pending_t 
                                       const uint8_t *p, size_t len)
 {
     const bg_kafka_req_hdr_t *h = &pe->hdr;
+    int16_t ver = pe->verdict.upstream_version > 0 ? pe->verdict.upstream_version : h->api_version;
     int32_t corr;
     const char *why = NULL;
-    int off = bg_kafka_resp_hdr_parse(p, len, bg_kafka_resp_hdr_version(h->api_key, h->api_version),
-                                      &corr, NULL, &why);
+    int off = bg_kafka_resp_hdr_parse(p, len, bg_kafka_resp_hdr_version(h->api_key, ver), &corr,
+                                      NULL, &why);
     if (off < 0)
         return -1;
     bg_rd_t rd;
     bg_rd_init(&rd, p + off, len - (size_t)off);
     bg_kafka_struct_t *resp = NULL, *out = NULL;
-    if (bg_kafka_decode(bg_kafka_msg_desc(h->api_key, 1), h->api_version, &rd, &pe->arena, &resp) !=
+    if (bg_kafka_decode(bg_kafka_msg_desc(h->api_key, 1), ver, &rd, &pe->arena, &resp) !=
         BG_KAFKA_OK) {
         bg_log_warn("kafka", "malformed upstream response: api %d version %d offset %ld: %s",
                     h->api_key, h->api_version, (long)(rd.p - p), rd.why ? rd.why : "?");
@@ -767,7 +774,9 @@ static void bg_kafka__on_upstream_ready(void *arg)
      * upstream cannot take closes the session before any of them is sent. */
     TAILQ_FOREACH(pe, &s->q, link)
     if (pe->state == BG_KAFKA_PE_WAIT_UPSTREAM &&
-        !bg_kafka__version_ok(s, pe->hdr.api_key, pe->hdr.api_version)) {
+        (!bg_kafka__version_ok(s, pe->hdr.api_key, pe->hdr.api_version) ||
+         (pe->verdict.upstream_version > 0 &&
+          !bg_kafka__version_ok(s, pe->hdr.api_key, pe->verdict.upstream_version)))) {
         bg_kafka__close_unsupported(s, &pe->hdr);
         return;
     }

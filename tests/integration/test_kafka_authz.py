@@ -284,3 +284,62 @@ def test_masked_topic_is_not_read_unmasked(start_busgate, tmp_path):
 
     got, errors = _consume(boot, oidc_token("svc-reporting"), topic, 1)
     assert got == [b'{"customer":{"email":"a@example.com"}}'], [str(e) for e in errors]
+
+
+def _metadata_v1_topics(body):
+    """(error code, name) of each topic in a Metadata v1 response body."""
+    import struct
+    o = 0
+
+    def i16():
+        nonlocal o
+        o += 2
+        return struct.unpack(">h", body[o - 2:o])[0]
+
+    def i32():
+        nonlocal o
+        o += 4
+        return struct.unpack(">i", body[o - 4:o])[0]
+
+    def string():
+        nonlocal o
+        n = i16()
+        s = body[o:o + max(n, 0)].decode()
+        o += max(n, 0)
+        return s
+
+    for _ in range(i32()):  # brokers: node id, host, port, rack
+        i32(), string(), i32(), string()
+    i32()  # controller id
+    out = []
+    for _ in range(i32()):
+        err, name = i16(), string()
+        o += 1  # is_internal
+        for _ in range(i32()):  # partitions: error, index, leader, replicas, isr
+            i16(), i32(), i32()
+            for _ in range(2):
+                for _ in range(i32()):
+                    i32()
+        out.append((err, name))
+    return out
+
+
+def test_metadata_v1_does_not_auto_create_what_may_not_be_created(start_busgate, tmp_path):
+    """Metadata v0-3 cannot say "do not auto-create", and the test broker
+    auto-creates named topics (auto.create.topics.enable=true). A topic the
+    principal may describe but not create must not be created through
+    busgate's credential; one it may create is, as Kafka would."""
+    from kafka_env import KafkaWire
+    _, ports, _ = start(start_busgate, tmp_path, mechanism="PLAIN")
+    token = oidc_token("svc-orders")
+    w = KafkaWire(ports["listen"], timeout=10)
+    w.api_versions()
+    assert w.sasl_plain(token)[0] == 0
+    ledger, orders = unique("it-ledger"), unique("it-orders")
+    topics = _metadata_v1_topics(w.metadata_v1([ledger]))
+    assert topics == [(3, ledger)]  # UNKNOWN_TOPIC_OR_PARTITION, answered at v1
+    w.metadata_v1([orders])
+    w.close()
+    admin = setup_admin()
+    assert wait_until(lambda: orders in admin.list_topics(timeout=10).topics, timeout=15)
+    assert ledger not in admin.list_topics(timeout=10).topics

@@ -147,6 +147,33 @@ static void test_metadata_explicit(void **st)
     assert_int_equal(v.request->f[K(METADATA_REQ_ALLOW_AUTO_TOPIC_CREATION)].i, 0);
     assert_int_equal(v.request->f[K(METADATA_REQ_TOPICS)].a.n, 1);
 
+    /* v0-3 cannot switch auto-creation off, and a broker auto-creates the
+     * named topics: with a topic the principal may not create, the request
+     * goes upstream as v4 with auto-creation off (the response comes back
+     * at v4 and is re-encoded at the client's version). All creatable: kept. */
+    for (int16_t ver = 0; ver <= 3; ver++) {
+        bg_kafka_req_hdr_t h1 = ka_hdr(BG_KAFKA_API_METADATA, ver);
+        for (int creatable = 0; creatable < 2; creatable++) {
+            const char *const one[] = {creatable ? "orders.new" : "public"};
+            req = ka_new(f, 3, 0);
+            ka_topics(f, req, K(METADATA_REQ_TOPICS), K(METADATA_REQ_TOPICS_NAME), one, 1, -1, -1,
+                      0);
+            req = ka_rt(f, 3, 0, ver, req);
+            assert_int_equal(bg_kafka_authz_request(&f->ctx, &h1, req, &f->a, &v), 0);
+            if (creatable) {
+                assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+                assert_int_equal(v.upstream_version, 0);
+                continue;
+            }
+            assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+            assert_int_equal(v.upstream_version, 4);
+            bg_kafka_struct_t *up4 = ka_rt(f, 3, 0, 4, v.request);
+            assert_int_equal(up4->f[K(METADATA_REQ_ALLOW_AUTO_TOPIC_CREATION)].i, 0);
+            assert_true(ka_eq(ka_el(up4, K(METADATA_REQ_TOPICS), 0)->f[K(METADATA_REQ_TOPICS_NAME)].s,
+                              "public"));
+        }
+    }
+
     /* Everything denied: still forwarded (brokers are needed), with no topics. */
     const char *const sec[] = {"secret"};
     req = ka_new(f, 3, 0);
