@@ -656,6 +656,18 @@ static void test_create_delete_topics(void **st)
     t[0]->f[K(DELETE_TOPICS_REQ_TOPICS_TOPIC_ID)].uuid[0] = 1; /* orders */
     assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
     assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    /* By id, delete without describe: refused without the name, as Kafka
+     * does (the answer would say which topic the id is). By name: deleted. */
+    t[0]->f[K(DELETE_TOPICS_REQ_TOPICS_TOPIC_ID)].uuid[0] = 3; /* dropbox */
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    e = ka_el(ka_rt(f, 20, 1, 6, v.response), K(DELETE_TOPICS_RESP_RESPONSES), 0);
+    assert_int_equal(e->f[K(DELETE_TOPICS_RESP_RESPONSES_ERROR_CODE)].i, 29);
+    assert_true(e->f[K(DELETE_TOPICS_RESP_RESPONSES_NAME)].s.len < 0);
+    memset(t[0]->f[K(DELETE_TOPICS_REQ_TOPICS_TOPIC_ID)].uuid, 0, 16);
+    t[0]->f[K(DELETE_TOPICS_REQ_TOPICS_NAME)].s = bg_kafka_cstr("dropbox");
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
 }
 
 static void test_describe_configs(void **st)

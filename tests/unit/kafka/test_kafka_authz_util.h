@@ -25,7 +25,8 @@ typedef struct {
     bg_kafka_arena_t a;
 } ka_fix_t;
 
-/* Topic ids the "session" knows: id byte 0 = 1 -> "orders", 2 -> "secret". */
+/* Topic ids the "session" knows: id byte 0 = 1 -> "orders", 2 -> "secret",
+ * 3 -> "dropbox". */
 static int ka_topic_name(void *arg, const uint8_t id[16], bg_slice_t *name)
 {
     (void)arg;
@@ -35,6 +36,10 @@ static int ka_topic_name(void *arg, const uint8_t id[16], bg_slice_t *name)
     }
     if (id[0] == 2) {
         *name = bg_kafka_cstr("secret");
+        return 1;
+    }
+    if (id[0] == 3) {
+        *name = bg_kafka_cstr("dropbox");
         return 1;
     }
     return 0;
@@ -48,6 +53,7 @@ static int ka_topic_name(void *arg, const uint8_t id[16], bg_slice_t *name)
  *   group g1, g-*  : read, describe, delete
  *   txn tx1        : write, describe
  *   cluster        : describe
+ *   dropbox        : delete only
  * and the mask pii on orders.pii (field email), except group:fraud. */
 static ka_fix_t *ka_setup(void)
 {
@@ -59,6 +65,7 @@ static ka_fix_t *ka_setup(void)
     static const char *r_groups[] = {"kafka:group:g1", "kafka:group:g-*"};
     static const char *r_txn[] = {"kafka:transactional-id:tx1"};
     static const char *r_cluster[] = {"kafka:cluster"};
+    static const char *r_dropbox[] = {"kafka:topic:dropbox"};
     static const char *appr[] = {"group:sre"};
     static const char *r_pii[] = {"kafka:topic:orders.pii"};
     static const char *f_pii[] = {"email"};
@@ -80,6 +87,8 @@ static ka_fix_t *ka_setup(void)
          BG_EFFECT_ALLOW, NULL, 0, BG_MODE_INHERIT},
         {"cluster", "t.yaml", 7, all, 1, r_cluster, 1, 1u << BG_VERB_DESCRIBE, BG_EFFECT_ALLOW,
          NULL, 0, BG_MODE_INHERIT},
+        {"dropbox", "t.yaml", 9, all, 1, r_dropbox, 1, 1u << BG_VERB_DELETE, BG_EFFECT_ALLOW, NULL,
+         0, BG_MODE_INHERIT},
     };
     bg_policy_mask_spec_t masks[] = {{"pii", "t.yaml", 8, r_pii, 1, BG_MASK_FORMAT_JSON, f_pii, 1,
                                       BG_MASK_REDACT, x_pii, 1}};
