@@ -34,6 +34,7 @@ typedef struct bg_rd_s {
     const char *why; /* static reason for err, NULL while err == 0 */
     int noncanon;    /* set when input used a non-minimal encoding (overlong varint, ...):
                         re-encoding will then not reproduce the input byte for byte */
+    int unknown_tags; /* Kafka: a tagged field the descriptor does not know was kept raw */
 } bg_rd_t;
 
 static inline void bg_rd_init(bg_rd_t *rd, const void *p, size_t len)
@@ -43,6 +44,7 @@ static inline void bg_rd_init(bg_rd_t *rd, const void *p, size_t len)
     rd->err = 0;
     rd->why = NULL;
     rd->noncanon = 0;
+    rd->unknown_tags = 0;
 }
 
 static inline size_t bg_rd_left(const bg_rd_t *rd)

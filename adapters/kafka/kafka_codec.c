@@ -161,6 +161,23 @@ bg_kafka_struct_t *bg_kafka_struct_clone(bg_kafka_arena_t *a, const bg_kafka_str
     return c;
 }
 
+int bg_kafka_struct_drop_unknown(bg_kafka_struct_t *s, int depth)
+{
+    if (!s || depth > 64)
+        return 0;
+    int dropped = s->nunknown > 0;
+    s->nunknown = 0;
+    for (uint16_t i = 0; i < s->desc->nfields; i++) {
+        const bg_kafka_field_desc_t *fd = &s->desc->fields[i];
+        if (fd->type == BG_KAFKA_T_STRUCT)
+            dropped |= bg_kafka_struct_drop_unknown(s->f[i].st, depth + 1);
+        else if (fd->type == BG_KAFKA_T_ARRAY && fd->elem == BG_KAFKA_T_STRUCT)
+            for (int32_t k = 0; k < s->f[i].a.n; k++)
+                dropped |= bg_kafka_struct_drop_unknown(s->f[i].a.s[k], depth + 1);
+    }
+    return dropped;
+}
+
 bg_kafka_struct_t **bg_kafka_array_new(bg_kafka_arena_t *a, bg_kafka_struct_t *s, int idx,
                                        int32_t n)
 {
@@ -457,6 +474,7 @@ static void bg_kafka__dec_one_tag(bg_kafka__ctx_t *c, bg_rd_t *rd, bg_kafka_stru
             return bg_kafka__sub_fail(rd, sub);
         if (sub->noncanon || bg_kafka__is_default(fd, &s->f[idx]))
             rd->noncanon = 1;
+        rd->unknown_tags |= sub->unknown_tags;
         return;
     }
     if (!s->unknown) {
@@ -468,6 +486,7 @@ static void bg_kafka__dec_one_tag(bg_kafka__ctx_t *c, bg_rd_t *rd, bg_kafka_stru
     s->unknown[s->nunknown].raw.p = sub->p;
     s->unknown[s->nunknown].raw.len = (int32_t)bg_rd_left(sub);
     s->nunknown++;
+    rd->unknown_tags = 1;
 }
 
 /* By tag, then input position: duplicates keep their order. */

@@ -155,6 +155,10 @@ const char *bg_kafka_status_str(int status);
 bg_kafka_struct_t *bg_kafka_struct_new(bg_kafka_arena_t *a, const bg_kafka_struct_desc_t *sd);
 /* Shallow copy of s (values copied; arrays, slices and sub-structs shared). */
 bg_kafka_struct_t *bg_kafka_struct_clone(bg_kafka_arena_t *a, const bg_kafka_struct_t *s);
+/* Forgets the tagged fields the descriptor does not know, in s and every
+ * struct below it (call with depth 0), so encoding leaves them out. Returns
+ * 1 when there were any. */
+int bg_kafka_struct_drop_unknown(bg_kafka_struct_t *s, int depth);
 /* Sets field idx of s (an array of structs) to n fresh elements at their
  * defaults and returns the element pointer array (== s->f[idx].a.s), which
  * the caller may fill, reorder or shorten (.a.n). NULL on arena limit, n < 0,

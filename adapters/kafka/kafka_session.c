@@ -313,12 +313,19 @@ static int bg_kafka__decide(bg_kafka_session_t *s, bg_kafka_pending_t *pe, const
         bg_metric_add(&s->kw->w->metrics.protocol_errors[BG_PROTO_KAFKA], 1);
         return -1;
     }
+    /* Tagged fields busgate does not know (a newer client or spec) are not
+     * passed on: the broker might read a resource out of one. */
+    int unknown = rd.unknown_tags && bg_kafka_struct_drop_unknown(req, 0);
     bg_kafka_authz_ctx_t ctx;
     bg_kafka__ctx(s, pe->snap, &ctx);
     memset(&pe->verdict, 0, sizeof pe->verdict);
     if (bg_kafka_authz_request(&ctx, h, req, &pe->arena, &pe->verdict) != 0 &&
         pe->verdict.action != BG_KAFKA_ACT_CLOSE)
         pe->verdict.action = BG_KAFKA_ACT_CLOSE;
+    if (unknown && pe->verdict.action == BG_KAFKA_ACT_FORWARD) {
+        pe->verdict.action = BG_KAFKA_ACT_FORWARD_REWRITTEN;
+        pe->verdict.request = req;
+    }
     if (s->kw->w->audit && !bg_kafka_audit_admitting(s)) {
         /* The audit pipeline cannot take events: refuse, retriably. */
         bg_kafka_struct_t *r = bg_kafka_authz_error_response(h, req, 7 /* REQUEST_TIMED_OUT */,
@@ -586,6 +593,8 @@ static int bg_kafka__rewrite_response(bg_kafka_session_t *s, bg_kafka_pending_t 
                     h->api_key, h->api_version, (long)(rd.p - p), rd.why ? rd.why : "?");
         return -1;
     }
+    if (rd.unknown_tags)
+        bg_kafka_struct_drop_unknown(resp, 0); /* nothing passes that busgate cannot read */
     bg_kafka__learn_brokers(s, h->api_key, resp);
     bg_kafka_authz_ctx_t ctx;
     bg_kafka__ctx(s, pe->snap, &ctx);

@@ -421,6 +421,45 @@ static void test_tagged_merge_order(void **state)
     bg_wr_free(&wr);
 }
 
+/* Tagged fields the descriptor does not know: flagged on the reader, kept
+ * raw, and gone after bg_kafka_struct_drop_unknown (the session does not
+ * pass them upstream). Also inside an array element. */
+static void test_tagged_unknown_dropped(void **state)
+{
+    uint8_t b[64];
+    bg_rd_t rd;
+    bg_kafka_struct_t *s;
+    /* ApiVersions v3 response: one api key entry carrying unknown tag 7,
+     * then a top-level unknown tag 9 */
+    size_t n = kt_hex("0000 02 0003 0000 0009 01 070100 00000000 01 090100", b, sizeof b);
+    bg_rd_init(&rd, b, n);
+    assert_int_equal(bg_kafka_decode(&bg_kafka_msg_api_versions_resp, 3, &rd, &kt_arena, &s),
+                     BG_KAFKA_OK);
+    assert_int_equal(rd.unknown_tags, 1);
+    assert_int_equal(s->nunknown, 1);
+    bg_kafka_struct_t *e = s->f[BG_KAFKA_API_VERSIONS_RESP_API_KEYS].a.s[0];
+    assert_int_equal(e->nunknown, 1);
+    assert_int_equal(bg_kafka_struct_drop_unknown(s, 0), 1);
+    assert_int_equal(bg_kafka_struct_drop_unknown(s, 0), 0);
+    assert_int_equal(e->nunknown, 0);
+    bg_wr_t wr;
+    bg_wr_init(&wr, 0, 0);
+    const char *why;
+    assert_int_equal(bg_kafka_encode(&bg_kafka_msg_api_versions_resp, 3, s, &wr, &why),
+                     BG_KAFKA_OK);
+    uint8_t want[64];
+    size_t wn = kt_hex("0000 02 0003 0000 0009 00 00000000 00", want, sizeof want);
+    assert_int_equal(wr.len, wn);
+    assert_memory_equal(wr.buf, want, wn);
+    bg_wr_free(&wr);
+    /* known tags only: not flagged */
+    n = kt_hex("0000 01 00000000 01 0108 0000000000000002", b, sizeof b);
+    bg_rd_init(&rd, b, n);
+    assert_int_equal(bg_kafka_decode(&bg_kafka_msg_api_versions_resp, 3, &rd, &kt_arena, &s),
+                     BG_KAFKA_OK);
+    assert_int_equal(rd.unknown_tags, 0);
+}
+
 static void test_tagged_noncanonical(void **state)
 {
     uint8_t b[64];
@@ -654,6 +693,7 @@ int main(void)
         T(test_build_produce_error_response),
         T(test_split_request),
         T(test_tagged_merge_order),
+        T(test_tagged_unknown_dropped),
         T(test_tagged_noncanonical),
         T(test_huge_counts),
         T(test_bad_varints),
