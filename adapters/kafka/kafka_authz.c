@@ -42,7 +42,8 @@ static const bg_kafka__api_t bg_kafka__apis[] = {
      * handshake, which means raw SASL frames, is refused by the session. */
     [BG_KAFKA_API_SASL_HANDSHAKE] = {0, 1, VMAX, NULL, NULL, 0, 0},
     [BG_KAFKA_API_API_VERSIONS] = {0, 5, 3, NULL, NULL, 0, 0},
-    [BG_KAFKA_API_CREATE_TOPICS] = {2, 7, 5, bg_kafka__c_create_topics, NULL, 0, 0},
+    [BG_KAFKA_API_CREATE_TOPICS] = {2, 7, 5, bg_kafka__c_create_topics, bg_kafka__r_create_topics,
+                                    1, 5},
     [BG_KAFKA_API_DELETE_TOPICS] = {1, 6, 4, bg_kafka__c_delete_topics, NULL, 0, 0},
     [BG_KAFKA_API_DELETE_RECORDS] = {0, 2, 2, bg_kafka__c_delete_records, NULL, 0, 0},
     [BG_KAFKA_API_INIT_PRODUCER_ID] = {0, 6, 2, bg_kafka__c_init_producer_id, NULL, 0, 0},

@@ -137,3 +137,29 @@ int bg_kafka__r_fetch(const bg_kafka_authz_ctx_t *ctx, int16_t ver, bg_kafka_str
                            K(FETCH_RESP_NODE_ENDPOINTS_PORT), nodes, nnodes, maxnodes);
     return 0;
 }
+
+/* CreateTopics v5+ returns the new topic's configs: only to a principal that
+ * may describe the topic (Kafka: DESCRIBE_CONFIGS); others get
+ * TOPIC_AUTHORIZATION_FAILED in TopicConfigErrorCode and no configs, as in
+ * Kafka. */
+int bg_kafka__r_create_topics(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
+                              bg_kafka_struct_t *resp, bg_kafka_arena_t *a, int32_t *nodes,
+                              size_t *nnodes, size_t maxnodes, bg_kafka_learn_topic_fn learn,
+                              void *learn_arg)
+{
+    (void)a, (void)nodes, (void)nnodes, (void)maxnodes, (void)learn, (void)learn_arg;
+    if (ver < 5)
+        return 0;
+    int32_t n = bg_kafka__n(resp, K(CREATE_TOPICS_RESP_TOPICS));
+    for (int32_t i = 0; i < n; i++) {
+        bg_kafka_struct_t *t = resp->f[K(CREATE_TOPICS_RESP_TOPICS)].a.s[i];
+        if (bg_kafka__permits(ctx, BG_RES_KAFKA_TOPIC, t->f[K(CREATE_TOPICS_RESP_TOPICS_NAME)].s,
+                              BG_VERB_DESCRIBE))
+            continue;
+        t->f[K(CREATE_TOPICS_RESP_TOPICS_TOPIC_CONFIG_ERROR_CODE)].i =
+            BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
+        if (t->f[K(CREATE_TOPICS_RESP_TOPICS_CONFIGS)].a.n > 0)
+            t->f[K(CREATE_TOPICS_RESP_TOPICS_CONFIGS)].a.n = 0;
+    }
+    return 0;
+}

@@ -410,6 +410,43 @@ static void test_describe_topic_partitions(void **st)
 }
 
 
+/* CreateTopics v5+: the new topic's configs go only to a principal that may
+ * describe it; dropbox may be created but not described. */
+static void test_create_topics_configs(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_CREATE_TOPICS, 7);
+    const char *const names[] = {"orders.x", "dropbox"};
+    bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_CREATE_TOPICS, 0);
+    ka_topics(f, req, K(CREATE_TOPICS_REQ_TOPICS), K(CREATE_TOPICS_REQ_TOPICS_NAME), names, 2, -1,
+              -1, 0);
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ka_rt(f, 19, 0, 7, req), &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    assert_int_equal(v.needs_response, 1);
+    bg_kafka_struct_t *up = ka_new(f, BG_KAFKA_API_CREATE_TOPICS, 1), *out;
+    bg_kafka_struct_t **t = ka_topics(f, up, K(CREATE_TOPICS_RESP_TOPICS),
+                                      K(CREATE_TOPICS_RESP_TOPICS_NAME), names, 2, -1, -1, 0);
+    for (int i = 0; i < 2; i++) {
+        bg_kafka_struct_t **c = bg_kafka_array_new(&f->a, t[i], K(CREATE_TOPICS_RESP_TOPICS_CONFIGS), 1);
+        c[0]->f[K(CREATE_TOPICS_RESP_TOPICS_CONFIGS_NAME)].s = ka_s("retention.ms");
+        c[0]->f[K(CREATE_TOPICS_RESP_TOPICS_CONFIGS_VALUE)].s = ka_s("604800000");
+        t[i]->f[K(CREATE_TOPICS_RESP_TOPICS_NUM_PARTITIONS)].i = 3;
+    }
+    size_t nn = 0;
+    assert_int_equal(bg_kafka_authz_response(&f->ctx, &h, &v, ka_rt(f, 19, 1, 7, up), &f->a, &out,
+                                             NULL, &nn, NULL, NULL),
+                     0);
+    out = ka_rt(f, 19, 1, 7, out);
+    bg_kafka_struct_t *o = ka_el(out, K(CREATE_TOPICS_RESP_TOPICS), 0);
+    bg_kafka_struct_t *d = ka_el(out, K(CREATE_TOPICS_RESP_TOPICS), 1);
+    assert_int_equal(o->f[K(CREATE_TOPICS_RESP_TOPICS_TOPIC_CONFIG_ERROR_CODE)].i, 0);
+    assert_int_equal(o->f[K(CREATE_TOPICS_RESP_TOPICS_CONFIGS)].a.n, 1);
+    assert_int_equal(d->f[K(CREATE_TOPICS_RESP_TOPICS_TOPIC_CONFIG_ERROR_CODE)].i, 29);
+    assert_int_equal(d->f[K(CREATE_TOPICS_RESP_TOPICS_CONFIGS)].a.n, 0);
+    assert_int_equal(d->f[K(CREATE_TOPICS_RESP_TOPICS_NUM_PARTITIONS)].i, 3);
+}
+
 /* Upstream ListGroups response: groups g1, secret-group, g-x. */
 static bg_kafka_struct_t *lg_resp(ka_fix_t *f)
 {
@@ -488,6 +525,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_describe_cluster, setup, teardown),
         cmocka_unit_test_setup_teardown(test_node_endpoints, setup, teardown),
         cmocka_unit_test_setup_teardown(test_describe_topic_partitions, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_topics_configs, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_groups_filtered, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -53,7 +53,7 @@ static int ka_topic_name(void *arg, const uint8_t id[16], bg_slice_t *name)
  *   group g1, g-*  : read, describe, delete
  *   txn tx1        : write, describe
  *   cluster        : describe
- *   dropbox        : delete only
+ *   dropbox        : delete, create (not describe)
  * and the mask pii on orders.pii (field email), except group:fraud. */
 static ka_fix_t *ka_setup(void)
 {
@@ -87,8 +87,8 @@ static ka_fix_t *ka_setup(void)
          BG_EFFECT_ALLOW, NULL, 0, BG_MODE_INHERIT},
         {"cluster", "t.yaml", 7, all, 1, r_cluster, 1, 1u << BG_VERB_DESCRIBE, BG_EFFECT_ALLOW,
          NULL, 0, BG_MODE_INHERIT},
-        {"dropbox", "t.yaml", 9, all, 1, r_dropbox, 1, 1u << BG_VERB_DELETE, BG_EFFECT_ALLOW, NULL,
-         0, BG_MODE_INHERIT},
+        {"dropbox", "t.yaml", 9, all, 1, r_dropbox, 1, 1u << BG_VERB_DELETE | 1u << BG_VERB_CREATE,
+         BG_EFFECT_ALLOW, NULL, 0, BG_MODE_INHERIT},
     };
     bg_policy_mask_spec_t masks[] = {{"pii", "t.yaml", 8, r_pii, 1, BG_MASK_FORMAT_JSON, f_pii, 1,
                                       BG_MASK_REDACT, x_pii, 1}};
