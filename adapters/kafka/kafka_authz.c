@@ -26,8 +26,8 @@ static const bg_kafka__api_t bg_kafka__apis[] = {
     [BG_KAFKA_API_LIST_OFFSETS] = {1, 11, 6, bg_kafka__c_list_offsets, NULL, 0, 0},
     [BG_KAFKA_API_METADATA] = {0, 13, 9, bg_kafka__c_metadata, bg_kafka__r_metadata, 1, 0},
     [BG_KAFKA_API_OFFSET_COMMIT] = {2, 10, 8, bg_kafka__c_offset_commit, NULL, 0, 0},
-    /* v10 answers all-topics lookups by topic id only: not offered (see
-     * bg_kafka__offset_fetch_group). */
+    /* Not v10: its all-topics answer names topics by id only, which the
+     * listing filter (by name) cannot check; see docs/kafka.md. */
     [BG_KAFKA_API_OFFSET_FETCH] = {1, 9, 6, bg_kafka__c_offset_fetch, NULL, 0, 0},
     [BG_KAFKA_API_FIND_COORDINATOR] = {0, 6, 3, bg_kafka__c_find_coordinator,
                                        bg_kafka__r_find_coordinator, 1, 0},
@@ -460,7 +460,7 @@ int bg_kafka_authz_request(const bg_kafka_authz_ctx_t *ctx, const bg_kafka_req_h
         v->needs_response = 0;
         return 0;
     }
-    v->needs_response = v->merge != NULL ||
+    v->needs_response = v->merge != NULL || v->upstream_version > 0 || /* re-encoded */
                         (api->always_response && hdr->api_version >= api->always_from);
     return 0;
 }

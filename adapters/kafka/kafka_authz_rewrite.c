@@ -138,10 +138,10 @@ int bg_kafka__r_fetch(const bg_kafka_authz_ctx_t *ctx, int16_t ver, bg_kafka_str
     return 0;
 }
 
-/* CreateTopics v5+ returns the new topic's configs: only to a principal that
- * may describe the topic (Kafka: DESCRIBE_CONFIGS); others get
- * TOPIC_AUTHORIZATION_FAILED in TopicConfigErrorCode and no configs, as in
- * Kafka. */
+/* CreateTopics v5+ returns the new topic's configs and counts: only to a
+ * principal that may describe the topic (Kafka: DESCRIBE_CONFIGS); others get
+ * TOPIC_AUTHORIZATION_FAILED in TopicConfigErrorCode, no configs and -1
+ * counts, as in Kafka. */
 int bg_kafka__r_create_topics(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
                               bg_kafka_struct_t *resp, bg_kafka_arena_t *a, int32_t *nodes,
                               size_t *nnodes, size_t maxnodes, bg_kafka_learn_topic_fn learn,
@@ -158,6 +158,8 @@ int bg_kafka__r_create_topics(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
             continue;
         t->f[K(CREATE_TOPICS_RESP_TOPICS_TOPIC_CONFIG_ERROR_CODE)].i =
             BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
+        t->f[K(CREATE_TOPICS_RESP_TOPICS_NUM_PARTITIONS)].i = -1;
+        t->f[K(CREATE_TOPICS_RESP_TOPICS_REPLICATION_FACTOR)].i = -1;
         if (t->f[K(CREATE_TOPICS_RESP_TOPICS_CONFIGS)].a.n > 0)
             t->f[K(CREATE_TOPICS_RESP_TOPICS_CONFIGS)].a.n = 0;
     }

@@ -259,12 +259,12 @@ int bg_kafka__tp_split(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
         if (!err && !known) {
             err = BG_KAFKA_E_UNKNOWN_TOPIC_ID; /* never pass an unresolvable id through */
             bg_kafka__record_denied(az, BG_RES_KAFKA_TOPIC, name, verb, err, "unknown topic id");
-        } else if (!err && !bg_kafka__decide(az, BG_RES_KAFKA_TOPIC, name, verb)) {
-            err = BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
         } else if (!err && verb == BG_VERB_DELETE && bg_kafka__by_id(az, sh, t) &&
                    !bg_kafka__decide(az, BG_RES_KAFKA_TOPIC, name, BG_VERB_DESCRIBE)) {
             /* Kafka deletes by id only what the principal may also describe
-             * (the response would name the topic). */
+             * (the response would name the topic); it checks that first. */
+            err = BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
+        } else if (!err && !bg_kafka__decide(az, BG_RES_KAFKA_TOPIC, name, verb)) {
             err = BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
         }
         if (!err) {

@@ -282,8 +282,10 @@ static int bg_kafka__send_rewritten(bg_kafka_session_t *s, const bg_kafka_pendin
     size_t off = bg_kafka_frame_begin(&wr);
     bg_kafka_req_hdr_t h = pe->hdr;
     h.client_id = bg_kafka_cstr(s->client_id);
-    if (pe->verdict.upstream_version > 0)
+    if (pe->verdict.upstream_version > 0) {
         h.api_version = pe->verdict.upstream_version;
+        h.hdr_version = bg_kafka_req_hdr_version(h.api_key, h.api_version);
+    }
     bg_kafka_req_hdr_write(&wr, &h);
     const char *why = NULL;
     int rc = bg_kafka_encode(bg_kafka_msg_desc(h.api_key, 0), h.api_version, req, &wr, &why);
@@ -315,7 +317,8 @@ static int bg_kafka__decide(bg_kafka_session_t *s, bg_kafka_pending_t *pe, const
     }
     /* Tagged fields busgate does not know (a newer client or spec) are not
      * passed on: the broker might read a resource out of one. */
-    int unknown = rd.unknown_tags && bg_kafka_struct_drop_unknown(req, 0);
+    int unknown = (rd.unknown_tags && bg_kafka_struct_drop_unknown(req, 0)) ||
+                  h->tagged.len > 1; /* Kafka defines no request header tags */
     bg_kafka_authz_ctx_t ctx;
     bg_kafka__ctx(s, pe->snap, &ctx);
     memset(&pe->verdict, 0, sizeof pe->verdict);
@@ -443,8 +446,10 @@ static int bg_kafka__on_api_request(bg_kafka_session_t *s, const bg_kafka_req_hd
     const bg_kafka_verdict_t *v = &pe->verdict;
     int keep = v->action == BG_KAFKA_ACT_FORWARD_REWRITTEN ||
                (v->action == BG_KAFKA_ACT_FORWARD && v->needs_response && v->merge);
-    if (keep && bg_kafka__decide_from_copy(s, pe, in, frame_len, body_off) != 0)
+    if (keep && bg_kafka__decide_from_copy(s, pe, in, frame_len, body_off) != 0) {
+        bg_kafka_session_close(s, 0, "cannot keep a copy of the request (out of memory)");
         return -1;
+    }
     if (v->upstream_version > 0 && !bg_kafka__version_ok(s, h->api_key, v->upstream_version)) {
         bg_kafka__close_unsupported(s, h); /* the upstream cannot take the version needed */
         return -1;
@@ -452,8 +457,10 @@ static int bg_kafka__on_api_request(bg_kafka_session_t *s, const bg_kafka_req_hd
     /* FORWARD moves the frame out of in; a copy removed it already; else drain. */
     int drain = !keep && v->action != BG_KAFKA_ACT_FORWARD;
     int rc = bg_kafka__act(s, pe, in, frame_len);
-    if (rc < 0)
+    if (rc < 0) { /* e.g. larger than max_frame_bytes once re-encoded */
+        bg_kafka_session_close(s, 0, "cannot forward the request");
         return -1;
+    }
     if (drain)
         evbuffer_drain(in, frame_len);
     return rc > 0 ? -1 : 0;

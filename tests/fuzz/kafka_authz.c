@@ -74,8 +74,9 @@ static void bg_fuzz_response(const bg_kafka_authz_ctx_t *ctx, const bg_kafka_req
                              const bg_kafka_verdict_t *v, bg_rd_t *rd, bg_kafka_arena_t *a)
 {
     bg_kafka_struct_t *resp = NULL, *out = NULL;
-    if (bg_kafka_decode(bg_kafka_msg_desc(h->api_key, 1), h->api_version, rd, a, &resp) !=
-        BG_KAFKA_OK)
+    /* The upstream answers at the version the request went at. */
+    int16_t ver = v->upstream_version > 0 ? v->upstream_version : h->api_version;
+    if (bg_kafka_decode(bg_kafka_msg_desc(h->api_key, 1), ver, rd, a, &resp) != BG_KAFKA_OK)
         return;
     int32_t nodes[8];
     size_t nn = 8;
@@ -106,7 +107,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (bg_kafka_decode(d, h.api_version, &rd, &a, &req) == BG_KAFKA_OK) {
         bg_kafka_verdict_t v;
         if (bg_kafka_authz_request(&ctx, &h, req, &a, &v) == 0) {
-            bg_fuzz_encode(&h, 0, v.request);
+            bg_kafka_req_hdr_t up = h;
+            if (v.upstream_version > 0)
+                up.api_version = v.upstream_version;
+            bg_fuzz_encode(&up, 0, v.request);
             bg_fuzz_encode(&h, 1, v.response);
             if (v.needs_response)
                 bg_fuzz_response(&ctx, &h, &v, &rd, &a);

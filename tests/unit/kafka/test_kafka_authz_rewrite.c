@@ -444,7 +444,8 @@ static void test_create_topics_configs(void **st)
     assert_int_equal(o->f[K(CREATE_TOPICS_RESP_TOPICS_CONFIGS)].a.n, 1);
     assert_int_equal(d->f[K(CREATE_TOPICS_RESP_TOPICS_TOPIC_CONFIG_ERROR_CODE)].i, 29);
     assert_int_equal(d->f[K(CREATE_TOPICS_RESP_TOPICS_CONFIGS)].a.n, 0);
-    assert_int_equal(d->f[K(CREATE_TOPICS_RESP_TOPICS_NUM_PARTITIONS)].i, 3);
+    assert_int_equal(d->f[K(CREATE_TOPICS_RESP_TOPICS_NUM_PARTITIONS)].i, -1);
+    assert_int_equal(o->f[K(CREATE_TOPICS_RESP_TOPICS_NUM_PARTITIONS)].i, 3);
 }
 
 /* Upstream ListGroups response: groups g1, secret-group, g-x. */

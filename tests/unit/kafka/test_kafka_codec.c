@@ -452,6 +452,14 @@ static void test_tagged_unknown_dropped(void **state)
     assert_int_equal(wr.len, wn);
     assert_memory_equal(wr.buf, want, wn);
     bg_wr_free(&wr);
+    /* an unknown tag inside a struct that is itself a known tagged field
+     * (SupportedFeatures, tag 0): flagged through the sub-reader */
+    n = kt_hex("0000 01 00000000 01 00 0b 02 0266 0001 0002 01070100", b, sizeof b);
+    bg_rd_init(&rd, b, n);
+    assert_int_equal(bg_kafka_decode(&bg_kafka_msg_api_versions_resp, 3, &rd, &kt_arena, &s),
+                     BG_KAFKA_OK);
+    assert_int_equal(rd.unknown_tags, 1);
+    assert_int_equal(bg_kafka_struct_drop_unknown(s, 0), 1);
     /* known tags only: not flagged */
     n = kt_hex("0000 01 00000000 01 0108 0000000000000002", b, sizeof b);
     bg_rd_init(&rd, b, n);
