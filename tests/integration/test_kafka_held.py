@@ -17,10 +17,12 @@ import time
 from kafka_env import (KafkaWire, MockCluster, busgate_config, free_port, kbytes, kstr,
                        mockcluster_bin, oidc_token, unique, wait_audit)
 
+# create: the held Metadata v1 names a topic; without create busgate would
+# prepare it as v4 (no auto-creation), which the mock cluster cannot take.
 RULES = """    - name: orders-topics
       subjects: [group:orders]
       resources: ["kafka:topic:it-orders-*"]
-      verbs: [write, describe, read]
+      verbs: [write, describe, read, create]
       effect: allow
 """
 DELAY = 2.0
