@@ -4,6 +4,7 @@ busgate instances with an audit topic and a spool, and readers of the audit
 topic and of busgate's audit metrics."""
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -47,7 +48,17 @@ def kafka(script, env, *args):
         if r.returncode == 0:
             return
         time.sleep(3)
-    raise AssertionError(f"{script} failed: {r.stderr[-2000:]}")
+    raise AssertionError(f"{script} failed: {r.stderr[-2000:]}{_broker_log(r.stderr)}")
+
+
+def _broker_log(stderr):
+    """The end of the broker log kafka-up.sh names in its error, read now:
+    the fixture's stop removes the run directory with it."""
+    m = re.search(r"\(log: (\S+)\)", stderr)
+    if not m or not os.path.exists(m.group(1)):
+        return ""
+    with open(m.group(1), errors="replace") as f:
+        return "\n--- broker log (end) ---\n" + f.read()[-4000:]
 
 
 def admin(plain):
