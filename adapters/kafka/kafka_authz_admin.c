@@ -48,8 +48,11 @@ static int16_t bg_kafka__config_check(bg_kafka__az_t *az, const bg_kafka_struct_
     bg_verb_t verb = az->hdr->api_key == BG_KAFKA_API_DESCRIBE_CONFIGS ? BG_VERB_DESCRIBE
                                                                         : BG_VERB_ALTER;
     int type = bg_kafka__config_res(res->f[BG_KAFKA__RQ_RES_TYPE].i);
-    if (type < 0)
+    if (type < 0) {
+        bg_kafka__record_denied(az, BG_RES_KAFKA_CLUSTER, bg_kafka_cstr(""), verb,
+                                BG_KAFKA__E_INVALID_REQUEST, "config resource type not supported");
         return BG_KAFKA__E_INVALID_REQUEST;
+    }
     bg_slice_t name = res->f[BG_KAFKA__RQ_RES_NAME].s;
     if (type == BG_RES_KAFKA_CLUSTER)
         name = bg_kafka_cstr(""); /* the broker id is not a policy resource */

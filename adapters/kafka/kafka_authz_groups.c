@@ -367,6 +367,9 @@ int bg_kafka__c_find_coordinator(bg_kafka__az_t *az)
     const bg_kafka_struct_t *r = az->req;
     int64_t kt = az->ver >= 1 ? r->f[K(FIND_COORDINATOR_REQ_KEY_TYPE)].i : 0;
     int type = bg_kafka__coord_type(kt);
+    if (type < 0)
+        bg_kafka__record_denied(az, BG_RES_KAFKA_CLUSTER, bg_kafka_cstr(""), BG_VERB_DESCRIBE, 42,
+                                "coordinator key type not supported");
     if (az->ver >= 4)
         return bg_kafka__str_apply(az, K(FIND_COORDINATOR_REQ_COORDINATOR_KEYS),
                                    type < 0 ? BG_RES_KAFKA_GROUP : (bg_res_type_t)type,

@@ -414,8 +414,11 @@ int bg_kafka__c_offset_for_leader_epoch(bg_kafka__az_t *az)
 {
     /* ReplicaId >= 0 (v3+) is a follower: CLUSTER_ACTION in Kafka. */
     int16_t force = 0;
-    if (az->ver >= 3 && az->req->f[K(OFFSET_FOR_LEADER_EPOCH_REQ_REPLICA_ID)].i >= 0)
+    if (az->ver >= 3 && az->req->f[K(OFFSET_FOR_LEADER_EPOCH_REQ_REPLICA_ID)].i >= 0) {
+        bg_kafka__record_denied(az, BG_RES_KAFKA_CLUSTER, bg_kafka_cstr(""), BG_VERB_ALTER,
+                                BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED, "replica request");
         force = BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
+    }
     return bg_kafka__tp_apply(az, &bg_kafka__sh_olep, BG_VERB_DESCRIBE, force);
 }
 

@@ -393,6 +393,28 @@ static void test_fetch_session_rewrite(void **st)
     assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
 }
 
+/* OffsetForLeaderEpoch from a follower (replica id >= 0): refused for
+ * every topic, and audited as a replica request. */
+static void test_offset_for_leader_epoch_replica(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_OFFSET_FOR_LEADER_EPOCH, 4);
+    bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_OFFSET_FOR_LEADER_EPOCH, 0);
+    const char *const names[] = {"orders"};
+    ka_topics(f, req, K(OFFSET_FOR_LEADER_EPOCH_REQ_TOPICS),
+              K(OFFSET_FOR_LEADER_EPOCH_REQ_TOPICS_TOPIC), names, 1, -1, -1, 0);
+    req->f[K(OFFSET_FOR_LEADER_EPOCH_REQ_REPLICA_ID)].i = 2;
+    bg_kafka_verdict_t v;
+    assert_int_equal(
+        bg_kafka_authz_request(&f->ctx, &h, ka_rt(f, 23, 0, 4, req), &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    int replica = 0;
+    for (size_t i = 0; i < v.ndecisions; i++)
+        replica |= v.decisions[i].reason && strstr(v.decisions[i].reason, "replica") &&
+                   v.decisions[i].decision.effect == BG_EFFECT_DENY;
+    assert_true(replica);
+}
+
 static void test_list_offsets_split(void **st)
 {
     ka_fix_t *f = *st;
@@ -893,6 +915,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fetch_split_merge_min, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_topic_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_session_rewrite, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_offset_for_leader_epoch_replica, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_offsets_split, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offset_commit, setup, teardown),
         cmocka_unit_test_setup_teardown(test_offset_fetch_single, setup, teardown),

@@ -255,6 +255,14 @@ static void test_find_coordinator(void **st)
     assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
     assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
     assert_int_equal(ka_rt(f, 10, 1, 3, v.response)->f[K(FIND_COORDINATOR_RESP_ERROR_CODE)].i, 53);
+    /* Key type 2 (share group): INVALID_REQUEST, and the refusal is audited. */
+    req->f[K(FIND_COORDINATOR_REQ_KEY_TYPE)].i = 2;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    assert_int_equal(ka_rt(f, 10, 1, 3, v.response)->f[K(FIND_COORDINATOR_RESP_ERROR_CODE)].i, 42);
+    assert_int_equal(v.ndecisions, 1);
+    assert_int_equal(v.decisions[0].decision.effect, BG_EFFECT_DENY);
+    assert_non_null(strstr(v.decisions[0].reason, "key type"));
 
     /* v6 batched: one key allowed, one denied. */
     h = ka_hdr(BG_KAFKA_API_FIND_COORDINATOR, 6);
