@@ -1,0 +1,155 @@
+"""Every kind of audit event a real workload makes, for Kafka and for AMQP,
+checked against audit/audit-event.schema.json and for the fields each kind
+must carry: session_start (principal, peer, client), decision (API, and
+its version for Kafka, resources, verb, decision, result), session_end (bytes and
+records, duration as latency_us), auth_failure (reason and peer, no
+principal), reload (detail). Approval and admin events need approvals,
+which this build does not have."""
+import json
+import re
+import signal
+from pathlib import Path
+
+import pika.exceptions as pex
+from confluent_kafka import Producer
+
+import amqp_env
+from audit_env import raw_session
+from kafka_env import audit_events, busgate_config, client_conf, oidc_token, unique, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA = json.loads((ROOT / "audit" / "audit-event.schema.json").read_text())
+
+KAFKA_RULES = """    - name: orders-write
+      subjects: [group:orders]
+      resources: ["kafka:topic:it-ev-*"]
+      verbs: [write, describe, create]
+      effect: allow
+"""
+
+
+def check(value, schema, path="$"):
+    """The subset of JSON Schema the audit schema uses: type, properties,
+    additionalProperties false, required, enum, pattern, items, minimum.
+    Returns a list of problems."""
+    types = {"object": dict, "array": list, "string": str, "boolean": bool}
+    t = schema.get("type")
+    if t == "integer":
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    else:
+        ok = t is None or isinstance(value, types[t])
+    if not ok:
+        return [f"{path}: {value!r} is not {t}"]
+    out = []
+    if "enum" in schema and value not in schema["enum"]:
+        out.append(f"{path}: {value!r} not in {schema['enum']}")
+    if "pattern" in schema and not re.search(schema["pattern"], value):
+        out.append(f"{path}: {value!r} does not match {schema['pattern']}")
+    if "minimum" in schema and value < schema["minimum"]:
+        out.append(f"{path}: {value} < {schema['minimum']}")
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        for k in schema.get("required", []):
+            if k not in value:
+                out.append(f"{path}: {k} missing")
+        for k, v in value.items():
+            if k in props:
+                out += check(v, props[k], f"{path}.{k}")
+            elif schema.get("additionalProperties") is False:
+                out.append(f"{path}: unexpected {k}")
+    if isinstance(value, list) and "items" in schema:
+        for i, v in enumerate(value):
+            out += check(v, schema["items"], f"{path}[{i}]")
+    return out
+
+
+def fields_of(e):
+    """Problems with the fields the event's kind must carry."""
+    k, out = e["kind"], []
+
+    def need(cond, what):
+        if not cond:
+            out.append(f"{k} {e['event_id']}: {what}")
+
+    need(check(e, SCHEMA) == [], f"schema: {check(e, SCHEMA)}")
+    if k != "reload":
+        need(e.get("protocol") in ("kafka", "amqp") and e.get("session_id"), "protocol/session")
+        need(re.match(r"^127\.0\.0\.1:\d+$", e.get("peer", "")), "peer")
+        need(isinstance(e.get("seq"), int), "seq")
+    if k in ("session_start", "decision", "session_end"):
+        p = e.get("principal", {})
+        need(p.get("sub") and p.get("issuer") and p.get("token_id"), "principal")
+    if k == "decision":
+        api = e.get("api", {})  # AMQP methods have no version of their own
+        need(api.get("name") and ("version" in api or e["protocol"] == "amqp"), "api")
+        need(e.get("resources") and e.get("verb"), "resources/verb")
+        need(e.get("decision", {}).get("effect") in ("allow", "deny"), "decision")
+        need("error_code" in e.get("result", {}), "result")
+    if k == "session_end":
+        r = e.get("result", {})
+        need(r.get("bytes_in", 0) > 0 and "bytes_out" in r and "records" in r, "bytes/records")
+        need(r.get("latency_us", -1) >= 0, "duration")
+    if k == "auth_failure":
+        need(e.get("auth_failure_reason") and "principal" not in e, "reason, no principal")
+    if k == "reload":
+        need(e.get("detail", "").startswith("reloaded"), "detail")
+    return out
+
+
+def kinds(events):
+    return {e["kind"] for e in events}
+
+
+def test_kafka_event_kinds(start_busgate, tmp_path):
+    text, ports = busgate_config(tmp_path, KAFKA_RULES, mechanism="PLAIN")
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    token = oidc_token("svc-orders")
+    p = Producer(client_conf(f"127.0.0.1:{ports['listen']}", token))
+    errs = []
+    for topic in (unique("it-ev"), "payments"):
+        p.produce(topic, value=b"v", on_delivery=lambda e, m: errs.append(e))
+        p.flush(30)
+    del p
+    assert errs[0] is None and errs[1] is not None  # one allowed, one denied
+    assert raw_session(ports["listen"], "not-a-token") not in (None, 0)
+    bg.signal(signal.SIGHUP)
+    want = {"session_start", "decision", "session_end", "auth_failure", "reload"}
+    assert wait_until(lambda: want <= kinds(audit_events(ports["audit"])), timeout=20), \
+        kinds(audit_events(ports["audit"]))
+    events = audit_events(ports["audit"])
+    assert {e["decision"]["effect"] for e in events if e["kind"] == "decision"} == {"allow", "deny"}
+    assert [p for e in events for p in fields_of(e)] == []
+
+
+def test_amqp_event_kinds(start_busgate, tmp_path):
+    issuer = amqp_env.Issuer(tmp_path / "keys")
+    rules = amqp_env.rule("it-all", ["group:apps"], ["amqp:queue:it.*", "amqp:exchange:it.*"],
+                          ["read", "write", "create", "delete", "describe"])
+    rules += amqp_env.rule("default-exchange", ["group:apps"], ["amqp:exchange:amq.default"],
+                           ["write"])
+    text, ports = amqp_env.busgate_config(tmp_path, issuer, rules)
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    q = unique("it.ev")
+    conn = amqp_env.connect(ports["listen"], issuer.mint("alice", ["apps"]))
+    ch = conn.channel()
+    ch.queue_declare(q, auto_delete=True)
+    ch.basic_publish("", q, b"m")
+    assert amqp_env.get_one(conn, ch, q) == b"m"
+    try:
+        conn.channel().queue_declare(unique("other.q"))  # not in the policy: 403
+        raise AssertionError("declare of a denied queue was not refused")
+    except pex.ChannelClosedByBroker as e:
+        assert e.reply_code == 403
+    conn.close()
+    try:
+        amqp_env.connect(ports["listen"], "not-a-token").close()
+        raise AssertionError("a bad token was accepted")
+    except pex.AMQPConnectionError:
+        pass
+    bg.signal(signal.SIGHUP)
+    want = {"session_start", "decision", "session_end", "auth_failure", "reload"}
+    assert wait_until(lambda: want <= kinds(amqp_env.audit_events(ports["audit"])), timeout=20), \
+        kinds(amqp_env.audit_events(ports["audit"]))
+    events = amqp_env.audit_events(ports["audit"])
+    assert {e["decision"]["effect"] for e in events if e["kind"] == "decision"} == {"allow", "deny"}
+    assert [p for e in events for p in fields_of(e)] == []
