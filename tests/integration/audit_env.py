@@ -160,13 +160,7 @@ def produce_some(inst, token, n=5, topic=None):
 def open_sessions(inst, token, n):
     """n authenticated raw connections, left open (each ends with a
     session_end event when busgate closes it)."""
-    conns = []
-    for _ in range(n):
-        w = KafkaWire(inst.ports["listen"], timeout=10)
-        w.api_versions()
-        assert w.sasl_plain(token)[0] == 0
-        conns.append(w)
-    return conns
+    return [KafkaWire(inst.ports["listen"], timeout=10).login(token) for _ in range(n)]
 
 
 def counter(inst, outcome):

@@ -366,6 +366,13 @@ class KafkaWire:
         lifetime = struct.unpack(">q", body[off:off + 8])[0]
         return err, msg, lifetime
 
+    def login(self, token):
+        """ApiVersions, then PLAIN with token, which must succeed; self."""
+        self.api_versions()
+        r = self.sasl_plain(token)
+        assert r is not None and r[0] == 0, f"authentication failed: {r}"
+        return self
+
     def metadata_v1(self, topics=None):
         """Metadata v1 for the named topics (None: all); the raw response
         body, or None when the connection was closed."""

@@ -332,9 +332,7 @@ def test_metadata_v1_does_not_auto_create_what_may_not_be_created(start_busgate,
     from kafka_env import KafkaWire
     _, ports, _ = start(start_busgate, tmp_path, mechanism="PLAIN")
     token = oidc_token("svc-orders")
-    w = KafkaWire(ports["listen"], timeout=10)
-    w.api_versions()
-    assert w.sasl_plain(token)[0] == 0
+    w = KafkaWire(ports["listen"], timeout=10).login(token)
     ledger, orders = unique("it-ledger"), unique("it-orders")
     topics = _metadata_v1_topics(w.metadata_v1([ledger]))
     assert topics == [(3, ledger)]  # UNKNOWN_TOPIC_OR_PARTITION, answered at v1

@@ -116,13 +116,6 @@ def dtp(w, topics, cursor=None, limit=1, unknown_tag=False):
     return out, nxt
 
 
-def session(port, token):
-    w = KafkaWire(port, timeout=10)
-    w.api_versions()
-    assert w.sasl_plain(token)[0] == 0
-    return w
-
-
 def test_named_topics_page_and_all_topics_refused(start_busgate, tmp_path):
     u = unique("c")
     vis1, hid, vis3 = f"it-dtp-{u}-1-vis", f"it-dtp-{u}-2-hid", f"it-dtp-{u}-3-vis"
@@ -130,7 +123,7 @@ def test_named_topics_page_and_all_topics_refused(start_busgate, tmp_path):
     text, ports = busgate_config(tmp_path, RULES, mechanism="PLAIN")
     start_busgate(text, wait_for_port=ports["listen"])
     token = oidc_token("svc-orders")
-    w = session(ports["listen"], token)
+    w = KafkaWire(ports["listen"], timeout=10).login(token)
     # Named topics, one page per partition, the cursor handed back each time.
     topics, nxt = dtp(w, [vis1, hid, vis3])
     assert (29, hid) in topics  # TOPIC_AUTHORIZATION_FAILED, from busgate
