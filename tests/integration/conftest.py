@@ -6,6 +6,7 @@ tests/integration/run.sh (Apache Kafka, an OIDC provider, RabbitMQ); their
 addresses arrive in BG_* environment variables. Everything listens on
 127.0.0.1 only and every wait is bounded.
 """
+import collections
 import json
 import os
 import random
@@ -29,7 +30,21 @@ def busgate_bin():
     return str(build_dir() / "broker" / "busgate")
 
 
-_HANDED_OUT = set()
+# Ports handed out recently, oldest first. Only the recent ones are kept
+# apart: a run reserves a 65-port block per busgate, and remembering every
+# block of a run used up the range below the ephemeral ports (CI: "no free
+# port block"). Older ports are handed out again once they are free (their
+# tests are long done); port_is_free() still guards against bound ones.
+_HANDED_OUT = collections.OrderedDict()
+_HANDED_OUT_KEEP = 3000
+
+
+def _remember(ports):
+    for p in ports:
+        _HANDED_OUT[p] = True
+        _HANDED_OUT.move_to_end(p)
+    while len(_HANDED_OUT) > _HANDED_OUT_KEEP:
+        _HANDED_OUT.popitem(last=False)
 
 
 def port_ceiling():
@@ -53,7 +68,7 @@ def port_is_free(port):
 
 def free_port():
     """A free loopback port below the ephemeral range and not handed out
-    before in this run. A port picked inside the ephemeral range (bind to 0)
+    recently in this run. A port picked inside the ephemeral range (bind to 0)
     can be taken by some client's outgoing connection before busgate binds
     it: CI saw "Address already in use" that way."""
     hi = port_ceiling() - 100
@@ -61,21 +76,21 @@ def free_port():
     for _ in range(500):
         p = random.randrange(lo, hi)
         if p not in _HANDED_OUT and port_is_free(p):
-            _HANDED_OUT.add(p)
+            _remember([p])
             return p
     raise RuntimeError("no free port below the ephemeral range")
 
 
 def free_port_block(size):
-    """A base B with B..B+size-1 free and not handed out before (reserved
+    """A base B with B..B+size-1 free and not handed out recently (reserved
     as a whole), below the ephemeral range."""
     hi = port_ceiling() - 100 - size
     lo = 20000 if hi > 22000 else 1024
     for _ in range(500):
         base = random.randrange(lo, hi)
         block = range(base, base + size)
-        if not _HANDED_OUT.intersection(block) and all(port_is_free(p) for p in block):
-            _HANDED_OUT.update(block)
+        if not any(p in _HANDED_OUT for p in block) and all(port_is_free(p) for p in block):
+            _remember(block)
             return base
     raise RuntimeError("no free port block below the ephemeral range")
 
