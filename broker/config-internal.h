@@ -74,6 +74,9 @@ int bg_cfg__get_str(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path, char
 /* A file path; a relative one is made relative to the config's directory. */
 int bg_cfg__get_file(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path, char **out);
 /* An http:// or https:// URL. */
+/* 1 when url is plain http:// to a host that is not loopback (localhost,
+ * 127.0.0.0/8, [::1]). */
+int bg_cfg__url_plain_remote(const char *url);
 int bg_cfg__get_url(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path, char **out);
 int bg_cfg__get_bool(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path, int *out);
 int bg_cfg__get_int(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path, int64_t min,

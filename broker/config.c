@@ -462,7 +462,7 @@ static void bg_cfg__toplevel(bg_cfg_ctx_t *ctx, const bg_cfg_map_t *m)
     static const char *const levels[] = {"debug", "info", "warn", "error", NULL};
     int64_t workers = 0;
     int level = 1;
-    if (bg_cfg__get_int(ctx, m->val[K_WORKERS], "workers", 0, 1024, &workers) > 0)
+    if (bg_cfg__get_int(ctx, m->val[K_WORKERS], "workers", 0, 256, &workers) > 0)
         ctx->cfg->workers = (int)workers;
     bg_cfg__get_enum(ctx, m->val[K_LOG_LEVEL], "log_level", levels, &level);
     ctx->cfg->log_level = bg_cfg__strdup(ctx, levels[level]);
@@ -507,13 +507,18 @@ static void bg_cfg__restart_hashes(bg_cfg_ctx_t *ctx, const bg_cfg_map_t *m)
 static void bg_cfg__cross(bg_cfg_ctx_t *ctx, const bg_cfg_map_t *m)
 {
     bg_config_t *c = ctx->cfg;
-    if ((c->kafka.enabled || c->amqp.enabled || c->http.enabled) && !m->val[K_IDENTITY])
+    if ((c->kafka.enabled || c->amqp.enabled || c->http.enabled) &&
+        bg_cfg__is_null(m->val[K_IDENTITY]))
         bg_cfg__err(ctx, m->self, "identity",
                     "missing: a listener (kafka, amqp or http) needs identity.issuers to "
                     "authenticate clients");
     if (c->audit.kafka_topic && !c->kafka.enabled)
         bg_cfg__err(ctx, m->val[K_AUDIT], "audit.kafka_topic",
                     "needs the kafka section (the audit topic lives on the Kafka upstream)");
+    else if (c->audit.kafka_topic && c->kafka.upstream.embedded)
+        bg_cfg__err(ctx, m->val[K_AUDIT], "audit.kafka_topic",
+                    "needs kafka.upstream.bootstrap: the embedded upstream is a test cluster "
+                    "inside busgate and cannot hold the audit topic (use audit.file)");
 }
 
 static void bg_cfg__root(bg_cfg_ctx_t *ctx, struct fy_node *root)

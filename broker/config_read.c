@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "broker/config-internal.h"
 
@@ -214,6 +215,33 @@ int bg_cfg__get_url(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path, char
         return -1;
     }
     *out = (char *)v;
+    return 1;
+}
+
+int bg_cfg__url_plain_remote(const char *url)
+{
+    if (strncmp(url, "http://", 7) != 0)
+        return 0;
+    const char *h = url + 7, *at = strpbrk(h, "@/?#");
+    if (at && *at == '@') /* user info before the host */
+        h = at + 1;
+    size_t n = strcspn(h, "/?#");
+    if (n >= 5 && strncmp(h, "[::1]", 5) == 0 && (n == 5 || h[5] == ':'))
+        return 0;
+    size_t hl = h[0] == '[' ? n : strcspn(h, ":/?#");
+    if ((hl == 9 && strncasecmp(h, "localhost", 9) == 0))
+        return 0;
+    /* 127.0.0.0/8 written as a dotted quad */
+    unsigned a, b, c, d;
+    char tail;
+    char host[64];
+    if (hl < sizeof host) {
+        memcpy(host, h, hl);
+        host[hl] = 0;
+        if (sscanf(host, "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) == 4 && a == 127 && b < 256 &&
+            c < 256 && d < 256)
+            return 0;
+    }
     return 1;
 }
 

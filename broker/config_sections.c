@@ -102,7 +102,11 @@ static void bg_cfg__issuer(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *pat
     bg_cfg__join(p, path, "jwks_file");
     bg_cfg__get_file(ctx, m.val[I_JFILE], p, &is->jwks_file);
     bg_cfg__join(p, path, "jwks_url");
-    bg_cfg__get_url(ctx, m.val[I_JURL], p, &is->jwks_url);
+    if (bg_cfg__get_url(ctx, m.val[I_JURL], p, &is->jwks_url) > 0 &&
+        bg_cfg__url_plain_remote(is->jwks_url))
+        bg_cfg__err(ctx, m.val[I_JURL], p,
+                    "signing keys must come over https:// (plain http:// only from a loopback "
+                    "host): keys fetched in the clear can be replaced on the way");
     bg_cfg__join(p, path, "jwks_refresh");
     if (bg_cfg__get_duration(ctx, m.val[I_REFRESH], p, &is->jwks_refresh_ms) > 0 &&
         is->jwks_refresh_ms < 1000)
@@ -128,7 +132,9 @@ void bg_cfg__identity(bg_cfg_ctx_t *ctx, struct fy_node *n)
     id->clock_skew_ms = 30000;
     if (bg_cfg__map(ctx, n, "identity", bg_cfg__identity_keys, &m) <= 0)
         return;
-    bg_cfg__get_duration(ctx, m.val[1], "identity.clock_skew", &id->clock_skew_ms);
+    if (bg_cfg__get_duration(ctx, m.val[1], "identity.clock_skew", &id->clock_skew_ms) > 0 &&
+        id->clock_skew_ms > 3600000)
+        bg_cfg__err(ctx, m.val[1], "identity.clock_skew", "must be at most 1h");
     if (bg_cfg__require(ctx, &m, bg_cfg__identity_keys, 0, "identity") < 0 ||
         bg_cfg__seq(ctx, m.val[0], "identity.issuers", &count) <= 0)
         return;
@@ -274,6 +280,8 @@ static void bg_cfg__kafka_limits(bg_cfg_ctx_t *ctx, const bg_cfg_map_t *m)
     if (bg_cfg__get_size(ctx, m->val[KF_PREF], "kafka.preauth_max_frame_bytes", 1 * BG_CFG_KIB,
                          k->max_frame_bytes, &v) > 0)
         k->preauth_max_frame_bytes = (uint32_t)v;
+    else if (k->preauth_max_frame_bytes > k->max_frame_bytes)
+        k->preauth_max_frame_bytes = k->max_frame_bytes; /* never above the main limit */
     if (bg_cfg__get_int(ctx, m->val[KF_INFL], "kafka.max_inflight", 1, 100000, &i) > 0)
         k->max_inflight = (uint32_t)i;
     bg_cfg__get_duration(ctx, m->val[KF_IDLE], "kafka.idle_timeout", &k->idle_timeout_ms);

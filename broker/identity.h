@@ -56,6 +56,17 @@ typedef struct bg_identity_s bg_identity_t;
  * refreshes periodically. Returns NULL with err filled on failure (bad
  * JWKS file, unusable key). Thread-safe to use from many workers. */
 bg_identity_t *bg_identity_new(const struct bg_config_identity_s *cfg, char *err, size_t errlen);
+/* As bg_identity_new, for a reload: a jwks_url issuer that prev also has
+ * (same issuer, URL and allow_hs256) starts with prev's current keys and
+ * fetch schedule instead of an empty set, so a reload neither locks logins
+ * out until the next fetch nor loses keys while the provider is down. prev
+ * may be NULL; it is only read. */
+bg_identity_t *bg_identity_new_after(const struct bg_config_identity_s *cfg, bg_identity_t *prev,
+                                     char *err, size_t errlen);
+/* Stops id's JWKS refresh thread (an identity a reload replaced): it still
+ * verifies with the keys it has until freed, but fetches nothing more, and
+ * bg_identity_free then does not wait for a fetch. Never blocks. */
+void bg_identity_retire(bg_identity_t *id);
 void bg_identity_free(bg_identity_t *id);
 
 /* Verifies token (not NUL-terminated necessarily) at time now (seconds since

@@ -84,7 +84,7 @@ unsigned long bg_identity_fetch_count(bg_identity_t *id, size_t i)
  * (logged), so the previous key set stays in force. */
 static bg_id_keyset_t *bg_identity__fetch(bg_identity_t *id, const bg_id_issuer_t *iss)
 {
-    char err[256], *body = NULL;
+    char err[256] = "out of memory", *body = NULL;
     size_t len = 0;
     bg_id_keyset_t *ks = NULL;
     if (bg_jwks_fetch(iss->jwks_url, BG_ID_FETCH_TIMEOUT_MS, &id->stop, &body, &len, err,
@@ -285,7 +285,42 @@ static void bg_identity__curl_init(void)
     curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
+/* Gives iss the keys and fetch schedule of prev's issuer of the same name,
+ * URL and allow_hs256, if there is one. */
+static void bg_identity__inherit(bg_id_issuer_t *iss, bg_identity_t *prev)
+{
+    if (!prev || !iss->jwks_url)
+        return;
+    pthread_mutex_lock(&prev->mu);
+    for (size_t i = 0; i < prev->nissuers; i++) {
+        bg_id_issuer_t *old = &prev->issuers[i];
+        if (!old->jwks_url || strcmp(old->issuer, iss->issuer) != 0 ||
+            strcmp(old->jwks_url, iss->jwks_url) != 0 || old->allow_hs256 != iss->allow_hs256)
+            continue;
+        atomic_fetch_add(&old->keys->refs, 1);
+        bg_identity__keys_release(iss->keys);
+        iss->keys = old->keys;
+        iss->attempted = old->attempted;
+        iss->last_fetch_ms = old->last_fetch_ms;
+        /* The refresh interval may have changed: the next fetch is due by the
+         * new one at the latest. A fetch still running in prev is abandoned
+         * when prev retires, so it is due at once (next_fetch_ms is past). */
+        iss->next_fetch_ms = old->next_fetch_ms;
+        if (old->last_fetch_ms && iss->next_fetch_ms > old->last_fetch_ms + iss->refresh_ms)
+            iss->next_fetch_ms = old->last_fetch_ms + iss->refresh_ms;
+        iss->refresh_wanted = old->refresh_wanted;
+        break;
+    }
+    pthread_mutex_unlock(&prev->mu);
+}
+
 bg_identity_t *bg_identity_new(const struct bg_config_identity_s *cfg, char *err, size_t errlen)
+{
+    return bg_identity_new_after(cfg, NULL, err, errlen);
+}
+
+bg_identity_t *bg_identity_new_after(const struct bg_config_identity_s *cfg, bg_identity_t *prev,
+                                     char *err, size_t errlen)
 {
     bg_identity_t *id = bg_identity__alloc(cfg, err, errlen);
     int need_thread = 0;
@@ -299,6 +334,8 @@ bg_identity_t *bg_identity_new(const struct bg_config_identity_s *cfg, char *err
         }
         if (has_file && bg_identity__load_file(&id->issuers[i], c->jwks_file, err, errlen) != 0)
             goto fail;
+        if (has_url)
+            bg_identity__inherit(&id->issuers[i], prev);
         need_thread |= has_url;
     }
     if (id && need_thread) {
@@ -331,15 +368,22 @@ bg_identity_t *bg_identity_new_from_jwks_string(const bg_config_identity_t *cfg,
     return id;
 }
 
+void bg_identity_retire(bg_identity_t *id)
+{
+    if (!id || !id->has_thread)
+        return;
+    pthread_mutex_lock(&id->mu);
+    atomic_store(&id->stop, 1);
+    pthread_cond_broadcast(&id->wake);
+    pthread_mutex_unlock(&id->mu);
+}
+
 void bg_identity_free(bg_identity_t *id)
 {
     if (!id)
         return;
     if (id->has_thread) {
-        pthread_mutex_lock(&id->mu);
-        atomic_store(&id->stop, 1);
-        pthread_cond_broadcast(&id->wake);
-        pthread_mutex_unlock(&id->mu);
+        bg_identity_retire(id);
         pthread_join(id->thread, NULL);
     }
     for (size_t i = 0; i < id->nissuers; i++)

@@ -49,7 +49,9 @@ static void bg_jwks__setopts(CURL *c, const char *url, long timeout_ms,
 {
     curl_easy_setopt(c, CURLOPT_URL, url);
     curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+    /* A redirect never leaves TLS: plain http is for a loopback URL as
+     * configured, never for where it points. */
+    curl_easy_setopt(c, CURLOPT_REDIR_PROTOCOLS_STR, "https");
     curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
     curl_easy_setopt(c, CURLOPT_MAXREDIRS, 3L);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L); /* we run in a thread */

@@ -31,7 +31,8 @@ typedef struct bg_runtime_s {
     bg_audit_t *audit;
     bg_process_metrics_t pm;
     int draining;
-    struct stat seen; /* the config file as last loaded */
+    struct stat seen;    /* the config file as last loaded */
+    struct stat changed; /* as last seen by the watcher when it differed from seen */
     const bg_config_t *boot_cfg; /* the start-up configuration, held for the whole run */
 } bg_runtime_t;
 
@@ -115,6 +116,11 @@ static void bg_runtime__reload(bg_runtime_t *rt, const char *why)
     }
     if (rt->boot_cfg)
         bg_runtime__warn_restart(rt->boot_cfg, s->config);
+    /* Unchanged jwks_url issuers keep their keys; a new one gets its first
+     * fetch (bounded) before it replaces anything, as at start-up. */
+    if (bg_identity_wait_ready(s->identity, 5000) != 0)
+        bg_log_warn("identity", "reload: some JWKS URLs have no keys yet; tokens from them fail "
+                                "until a fetch succeeds");
     bg_runtime__publish(rt, s);
     rt->pm.reloads_ok++;
     bg_log_info("config", "reloaded %s (%s): generation %llu", rt->path, why,
@@ -129,16 +135,25 @@ static void bg_runtime__on_hup(evutil_socket_t sig, short what, void *arg)
     bg_runtime__reload(arg, "SIGHUP");
 }
 
+static int bg_runtime__same_file(const struct stat *a, const struct stat *b)
+{
+    return a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* Reloads once a change has held still for one tick: a file being written
+ * in place (`cat > file`) is not applied half written, e.g. with its later
+ * deny rules still missing. */
 static void bg_runtime__on_watch(evutil_socket_t fd, short what, void *arg)
 {
     bg_runtime_t *rt = arg;
     struct stat st;
-    if (stat(rt->path, &st) != 0)
+    if (stat(rt->path, &st) != 0 || bg_runtime__same_file(&st, &rt->seen))
         return;
-    if (st.st_ino == rt->seen.st_ino && st.st_size == rt->seen.st_size &&
-        st.st_mtim.tv_sec == rt->seen.st_mtim.tv_sec &&
-        st.st_mtim.tv_nsec == rt->seen.st_mtim.tv_nsec)
+    if (!bg_runtime__same_file(&st, &rt->changed)) {
+        rt->changed = st;
         return;
+    }
     bg_runtime__reload(rt, "file changed");
 }
 

@@ -31,7 +31,10 @@ bg_snapshot_t *bg_snapshot_build(bg_config_t *config, char *err, size_t errlen)
     s->policy = bg_policy_compile(bg_config_policy_spec(config), err, errlen);
     if (!s->policy)
         goto fail;
-    s->identity = bg_identity_new(&config->identity, err, errlen);
+    /* A reload carries the running key sets of unchanged jwks_url issuers. */
+    bg_snapshot_t *cur = bg_snapshot_acquire();
+    s->identity = bg_identity_new_after(&config->identity, cur ? cur->identity : NULL, err, errlen);
+    bg_snapshot_release(cur);
     if (!s->identity)
         goto fail;
     s->refs = 1;
@@ -49,8 +52,12 @@ void bg_snapshot_install(bg_snapshot_t *s)
     bg_snapshot__cur = s;
     atomic_store_explicit(&bg_snapshot__gen, s ? s->generation : 0, memory_order_release);
     pthread_mutex_unlock(&bg_snapshot__mu);
-    if (old)
+    if (old) {
+        /* Its key refreshes stop now: the new identity fetches for both, and
+         * whichever thread frees the old one need not wait for a download. */
+        bg_identity_retire(old->identity);
         bg_snapshot_release(old);
+    }
 }
 
 bg_snapshot_t *bg_snapshot_acquire(void)

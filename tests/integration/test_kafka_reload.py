@@ -1,12 +1,15 @@
 """A policy reload applies to connections that are already open: the same
 producer, on the same connection, is refused once the rule that allowed it
 is gone. Sections only a restart applies are left alone, with a warning."""
+import http.server
 import signal
+import threading
+import urllib.request
 
 from confluent_kafka import KafkaError, Producer
 
-from kafka_env import (busgate_config, client_conf, oidc_token, scrape, unique, wait_audit,
-                       wait_until, with_audit_topic)
+from kafka_env import (OIDC, busgate_config, client_conf, oidc_token, scrape, unique,
+                       wait_audit, wait_until, with_audit_topic)
 
 DESCRIBE = """    - name: orders-describe
       subjects: [group:orders]
@@ -111,3 +114,71 @@ def test_reload_cannot_move_the_audit_topic(start_busgate, tmp_path):
     err = produce(first)
     assert err is not None and err.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED, err
     assert wait_until(lambda: busgate_refusals() > refused)
+
+
+class _JwksServer:
+    """Serves the test provider's key set from 127.0.0.1 until stopped: a
+    stand-in for an identity provider that can be taken down."""
+
+    def __init__(self):
+        with urllib.request.urlopen(OIDC + "/jwks", timeout=10) as r:
+            body = r.read()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_port}/jwks"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(10)
+
+
+def test_reload_keeps_keys_while_provider_down(start_busgate, tmp_path):
+    """A reload keeps the keys an unchanged jwks_url issuer already has: with
+    the identity provider down, a new client still logs in after the reload
+    (before, the reloaded configuration started with no keys and refused
+    every login until a fetch succeeded)."""
+    jwks = _JwksServer()
+    try:
+        text, ports = busgate_config(tmp_path, DESCRIBE + WRITE, mechanism="PLAIN")
+        text = text.replace(f"jwks_url: {OIDC}/jwks", f"jwks_url: {jwks.url}")
+        assert jwks.url in text
+        bg = start_busgate(text, wait_for_port=ports["listen"])
+        boot = f"127.0.0.1:{ports['listen']}"
+        topic = unique("it-orders")
+
+        def produce():
+            """One record from a new producer (a new login): its error."""
+            p, out = Producer(client_conf(boot, oidc_token("svc-orders"),
+                                          **{"message.timeout.ms": 15000})), []
+            p.produce(topic, value=b"x", partition=0, on_delivery=lambda e, m: out.append(e))
+            p.flush(30)
+            assert len(out) == 1
+            return out[0]
+
+        assert produce() is None
+        jwks.stop()
+        reloads = scrape(ports["admin"], "busgate_reloads_total", {"result": "ok"})
+        bg.config_path.write_text(text.replace("orders-describe", "orders-describe-v2"))
+        bg.signal(signal.SIGHUP)
+        assert wait_until(lambda: scrape(ports["admin"], "busgate_reloads_total",
+                                         {"result": "ok"}) > reloads), \
+            bg.log_path.read_text()[-2000:]
+        assert produce() is None, bg.log_path.read_text()[-2000:]
+        assert not wait_audit(ports["audit"], lambda e: e["kind"] == "auth_failure", timeout=0)
+    finally:
+        if jwks.thread.is_alive():
+            jwks.stop()

@@ -293,7 +293,7 @@ static void test_err_unknown_key(void **state)
 static void test_err_wrong_type(void **state)
 {
     expect_error(BASE "workers: many\n",
-                 "t.yaml:9:10: workers: expected an integer between 0 and 1024, got 'many'");
+                 "t.yaml:9:10: workers: expected an integer between 0 and 256, got 'many'");
     expect_error(BASE "  max_inflight: [1]\n",
                  "t.yaml:9:18: kafka.max_inflight: expected an integer, got a sequence");
     expect_error(BASE_KAFKA "identity: [a]\n",
@@ -428,6 +428,49 @@ static void test_err_cross_fields(void **state)
                  "kafka.upstream.sasl");
     expect_error(BASE_ID "kafka:\n  listen: 0.0.0.0:9092\n  upstream: {embedded: 1}\n",
                  "t.yaml:7:11: kafka.advertised_host: required when kafka.listen is a wildcard");
+    expect_error(BASE_ID "kafka:\n  listen: 127.0.0.1:1\n  upstream: {embedded: 1}\n"
+                         "audit:\n  kafka_topic: a\n",
+                 "t.yaml:10:3: audit.kafka_topic: needs kafka.upstream.bootstrap");
+    expect_error(BASE_KAFKA "identity:\n", "t.yaml:1:1: identity: missing: a listener");
+}
+
+/* Signing keys come over TLS; plain http only from this machine. */
+static void test_jwks_url_transport(void **state)
+{
+    static const char *const ok[] = {"https://idp.example/jwks", "http://127.0.0.1:8080/jwks",
+                                     "http://127.1.2.3/k", "http://localhost:9/jwks",
+                                     "http://LOCALHOST/jwks", "http://[::1]:9/jwks",
+                                     "http://u@127.0.0.1/jwks"};
+    static const char *const bad[] = {"http://idp.example/jwks", "http://127.0.0.1.nip.io/jwks",
+                                      "http://127.0.0.1@idp.example/jwks",
+                                      "http://localhost.example/jwks", "http://[::1].x/jwks",
+                                      "http://10.0.0.1/jwks", "http://[::2]/jwks"};
+    char yaml[512];
+    for (size_t i = 0; i < sizeof ok / sizeof *ok; i++) {
+        snprintf(yaml, sizeof yaml,
+                 BASE_KAFKA "identity:\n  issuers:\n    - issuer: i\n      audiences: [a]\n"
+                            "      jwks_url: \"%s\"\n",
+                 ok[i]);
+        bg_config_free(expect_ok(yaml));
+    }
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        snprintf(yaml, sizeof yaml,
+                 BASE_KAFKA "identity:\n  issuers:\n    - issuer: i\n      audiences: [a]\n"
+                            "      jwks_url: \"%s\"\n",
+                 bad[i]);
+        expect_error(yaml, "t.yaml:8:17: identity.issuers[0].jwks_url: signing keys must come "
+                           "over https://");
+    }
+}
+
+static void test_limits_clamped(void **state)
+{
+    bg_config_t *c = expect_ok(BASE "  max_frame_bytes: 8KiB\n");
+    assert_int_equal(c->kafka.preauth_max_frame_bytes, 8 * 1024);
+    bg_config_free(c);
+    expect_error(BASE "workers: 257\n", "t.yaml:9:10: workers: ");
+    expect_error(BASE_ID "  clock_skew: 2h\n" BASE_KAFKA,
+                 "t.yaml:6:15: identity.clock_skew: must be at most 1h");
 }
 
 static void test_audit_avro_schema_id(void **state)
@@ -577,6 +620,8 @@ int main(void)
         cmocka_unit_test(test_err_cross_fields),
         cmocka_unit_test(test_err_yaml_syntax),
         cmocka_unit_test(test_audit_avro_schema_id),
+        cmocka_unit_test(test_jwks_url_transport),
+        cmocka_unit_test(test_limits_clamped),
         cmocka_unit_test(test_collects_all_errors),
         cmocka_unit_test(test_load_missing_file),
         cmocka_unit_test(test_env_resolution),

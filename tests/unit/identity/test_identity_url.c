@@ -136,18 +136,26 @@ static void srv_stop(srv_t *s)
     pthread_mutex_destroy(&s->mu);
 }
 
-static bg_identity_t *new_url(uint16_t port, int64_t refresh_ms)
+/* An identity with one jwks_url issuer at port (path /jwks, or path when
+ * given), built as a reload after prev when prev is not NULL. */
+static bg_identity_t *new_url_after(uint16_t port, const char *path, int64_t refresh_ms,
+                                    bg_identity_t *prev)
 {
     static char *auds[] = {"busgate"};
-    char url[64], err[256] = "";
-    snprintf(url, sizeof(url), "http://127.0.0.1:%u/jwks", port);
+    char url[96], err[256] = "";
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port, path ? path : "/jwks");
     bg_config_issuer_t iss = {.issuer = ISS, .audiences = auds, .naudiences = 1, .jwks_url = url,
                               .jwks_refresh_ms = refresh_ms};
     bg_config_identity_t cfg = {.issuers = &iss, .nissuers = 1, .clock_skew_ms = 0};
-    bg_identity_t *id = bg_identity_new(&cfg, err, sizeof(err));
+    bg_identity_t *id = bg_identity_new_after(&cfg, prev, err, sizeof(err));
     if (!id)
-        fail_msg("bg_identity_new: %s", err);
+        fail_msg("bg_identity_new_after: %s", err);
     return id;
+}
+
+static bg_identity_t *new_url(uint16_t port, int64_t refresh_ms)
+{
+    return new_url_after(port, NULL, refresh_ms, NULL);
 }
 
 static bg_id_reason_t verify(bg_identity_t *id, const char *t)
@@ -303,12 +311,68 @@ static void test_wait_ready_unreachable(void **state)
     free(t);
 }
 
+/* A reload builds a new identity. An unchanged jwks_url issuer carries the
+ * running keys over: logins keep working at once, and while the provider is
+ * down; the replaced identity fetches nothing more once retired. A changed
+ * URL starts empty and fetches. */
+static void test_reload_keeps_keys(void **state)
+{
+    EVP_PKEY *k1 = idt_rsa();
+    char *j1 = idt_jwk(k1, "k1", NULL), *set1 = idt_jwks((const char *const *)&j1, 1);
+    char *t1 = idt_token("{\"alg\":\"RS256\",\"kid\":\"k1\"}", CLAIMS, "RS256", k1, NULL, 0);
+    srv_t s;
+    srv_start(&s, set1);
+    bg_identity_t *id1 = new_url(s.port, 3600 * 1000);
+    assert_int_equal(bg_identity_wait_ready(id1, 5000), 0);
+    assert_int_equal(verify(id1, t1), BG_ID_OK);
+    assert_int_equal(srv_requests(&s), 1);
+
+    /* The provider goes down, then the configuration is reloaded. */
+    srv_set(&s, 503, "down");
+    bg_identity_t *id2 = new_url_after(s.port, NULL, 3600 * 1000, id1);
+    bg_identity_retire(id1);
+    assert_int_equal(bg_identity_wait_ready(id2, 5000), 0);
+    assert_int_equal(verify(id2, t1), BG_ID_OK);
+    sleep_ms(200);
+    assert_int_equal(srv_requests(&s), 1); /* no fetch: the keys are an hour old at most */
+    assert_int_equal(bg_identity_fetch_count(id2, 0), 0);
+    /* The retired identity still verifies, and its unknown kids fetch nothing. */
+    bg_identity_set_kid_refresh_interval(id1, 0);
+    assert_int_equal(verify(id1, t1), BG_ID_OK);
+    char *tx = idt_token("{\"alg\":\"RS256\",\"kid\":\"kx\"}", CLAIMS, "RS256", k1, NULL, 0);
+    assert_int_equal(verify(id1, tx), BG_ID_UNKNOWN_KID);
+    sleep_ms(200);
+    assert_int_equal(srv_requests(&s), 1);
+    bg_identity_free(id1); /* the new identity holds its own reference to the keys */
+    assert_int_equal(verify(id2, t1), BG_ID_OK);
+
+    /* Another URL is another key source: nothing carried over. */
+    bg_identity_t *id3 = new_url_after(s.port, "/other", 3600 * 1000, id2);
+    assert_int_equal(bg_identity_wait_ready(id3, 5000), -1);
+    assert_int_equal(verify(id3, t1), BG_ID_UNKNOWN_KID);
+    assert_int_equal(srv_requests(&s), 2);
+    /* Back up: the new source's keys arrive with the next fetch. */
+    srv_set(&s, 200, set1);
+    bg_identity_set_kid_refresh_interval(id3, 0);
+    assert_int_equal(verify_until_ok(id3, t1), BG_ID_OK);
+
+    bg_identity_free(id3);
+    bg_identity_free(id2);
+    srv_stop(&s);
+    EVP_PKEY_free(k1);
+    free(j1);
+    free(set1);
+    free(t1);
+    free(tx);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rotation),
         cmocka_unit_test(test_bad_fetch_keeps_keys),
         cmocka_unit_test(test_wait_ready_unreachable),
+        cmocka_unit_test(test_reload_keeps_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
