@@ -235,7 +235,12 @@ static bg_jwks__res_t bg_jwks__oct(json_t *jwk, int allow_oct, bg_jwk_t *k, cons
         return BG_JWKS__BAD;
     }
     k->kty = BG_JWK_OCT;
-    k->algs = BG_JWKS__OCT_ALGS;
+    /* RFC 7518 3.2: the key is at least as long as the hash output. */
+    k->algs = BG_JWK_ALG_BIT(JWT_ALG_HS256);
+    if (len >= 48)
+        k->algs |= BG_JWK_ALG_BIT(JWT_ALG_HS384);
+    if (len >= 64)
+        k->algs |= BG_JWK_ALG_BIT(JWT_ALG_HS512);
     k->secret = secret;
     k->secret_len = len;
     return BG_JWKS__USED;

@@ -208,19 +208,22 @@ static int bg_kafka_auth__handshake(bg_kafka_session_t *s, bg_kafka_pending_t *p
     s->reauth = s->auth == BG_KAFKA_AUTH_OK;
     if (!s->reauth)
         s->auth = BG_KAFKA_AUTH_MECH;
-    s->mech = chosen;
+    /* As Kafka: the handshake succeeds, the SaslAuthenticate after it fails. */
+    s->reauth_mech = s->reauth && chosen != s->mech ? chosen : 0;
+    if (!s->reauth_mech)
+        s->mech = chosen;
     return bg_kafka_session_respond(s, pe, r);
 }
 
-/* Answers SASL_AUTHENTICATION_FAILED with msg and closes after sending it. */
-static int bg_kafka_auth__fail(bg_kafka_session_t *s, bg_kafka_pending_t *pe, bg_kafka_struct_t *r,
-                               const char *msg)
+/* Answers code with msg and closes after sending it. */
+static int bg_kafka_auth__fail_code(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
+                                    bg_kafka_struct_t *r, int16_t code, const char *msg)
 {
     char *copy = bg_kafka_arena_alloc(&pe->arena, strlen(msg) + 1);
     if (!copy)
         return -1;
     strcpy(copy, msg);
-    r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_ERROR_CODE].i = BG_KAFKA_E_SASL_AUTHENTICATION_FAILED;
+    r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_ERROR_CODE].i = code;
     r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_ERROR_MESSAGE].s = bg_kafka_cstr(copy);
     r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_AUTH_BYTES].s.p = (const uint8_t *)"";
     r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_AUTH_BYTES].s.len = 0;
@@ -230,15 +233,52 @@ static int bg_kafka_auth__fail(bg_kafka_session_t *s, bg_kafka_pending_t *pe, bg
     return 1;
 }
 
-/* Extracts the token from the mechanism's message; NULL why on success. */
-static int bg_kafka_auth__token(const bg_kafka_session_t *s, bg_slice_t in, bg_slice_t *token,
-                                const char **why)
+/* Answers SASL_AUTHENTICATION_FAILED with msg and closes after sending it. */
+static int bg_kafka_auth__fail(bg_kafka_session_t *s, bg_kafka_pending_t *pe, bg_kafka_struct_t *r,
+                               const char *msg)
 {
-    bg_slice_t authzid, authcid;
+    return bg_kafka_auth__fail_code(s, pe, r, BG_KAFKA_E_SASL_AUTHENTICATION_FAILED, msg);
+}
+
+/* The parts of the mechanism's message: the token, and the authorization id
+ * the client asked for (and PLAIN's user name); {NULL, -1} when absent. */
+typedef struct bg_kafka_auth__msg_s {
+    bg_slice_t token, authzid, authcid;
+} bg_kafka_auth__msg_t;
+
+/* Splits the mechanism's message; NULL why on success. */
+static int bg_kafka_auth__token(const bg_kafka_session_t *s, bg_slice_t in,
+                                bg_kafka_auth__msg_t *m, const char **why)
+{
     size_t n = in.len < 0 ? 0 : (size_t)in.len;
+    m->authcid = (bg_slice_t){NULL, -1};
     if (s->mech == BG_SASL_MECH_OAUTHBEARER)
-        return bg_kafka_sasl_parse_oauthbearer(in.p, n, token, &authzid, why);
-    return bg_kafka_sasl_parse_plain(in.p, n, &authzid, &authcid, token, why);
+        return bg_kafka_sasl_parse_oauthbearer(in.p, n, &m->token, &m->authzid, why);
+    return bg_kafka_sasl_parse_plain(in.p, n, &m->authzid, &m->authcid, &m->token, why);
+}
+
+/* Kafka refuses a client that asks to act as someone else: an OAUTHBEARER
+ * authorization id must be the token's subject, a PLAIN one the user name.
+ * NULL when the request is consistent, else the refusal. */
+static const char *bg_kafka_auth__authzid_refused(const bg_kafka_session_t *s,
+                                                  const bg_kafka_auth__msg_t *m,
+                                                  const bg_principal_t *pr)
+{
+    if (m->authzid.len <= 0)
+        return NULL;
+    if (s->mech == BG_SASL_MECH_OAUTHBEARER) {
+        char name[512];
+        if (bg_kafka_sasl_saslname_decode(m->authzid, name, sizeof name) < 0 ||
+            strcmp(name, pr->sub) != 0)
+            return "Authentication failed: client requested an authorization id that is "
+                   "different from the token's principal name";
+        return NULL;
+    }
+    if (m->authcid.len != m->authzid.len ||
+        memcmp(m->authcid.p, m->authzid.p, (size_t)m->authzid.len) != 0)
+        return "Authentication failed: client requested an authorization id that is different "
+               "from username";
+    return NULL;
 }
 
 /* The token verified: (re)establish the session's principal. */
@@ -256,7 +296,7 @@ static int bg_kafka_auth__accept(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
                                     pr->ngroups, &s->pp) != 0)
         return -1;
     int64_t now = bg_kafka_now_ms();
-    s->exp_ms = pr->exp * 1000;
+    s->exp_ms = pr->valid_until_ms;
     int was_reauth = s->reauth;
     s->auth = BG_KAFKA_AUTH_OK;
     s->reauth = 0;
@@ -281,25 +321,31 @@ static int bg_kafka_auth__authenticate(bg_kafka_session_t *s, bg_kafka_pending_t
     bg_kafka_struct_t *r = bg_kafka_auth__new_resp(pe);
     if (!req || !r)
         return -1;
-    if (!(s->auth == BG_KAFKA_AUTH_MECH || s->auth == BG_KAFKA_AUTH_CHALLENGED || s->reauth)) {
-        r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_ERROR_CODE].i = BG_KAFKA_E_ILLEGAL_SASL_STATE;
-        return bg_kafka_auth__fail(s, pe, r, "SaslAuthenticate without SaslHandshake");
-    }
+    if (!(s->auth == BG_KAFKA_AUTH_MECH || s->auth == BG_KAFKA_AUTH_CHALLENGED || s->reauth))
+        return bg_kafka_auth__fail_code(s, pe, r, BG_KAFKA_E_ILLEGAL_SASL_STATE,
+                                        "SaslAuthenticate without SaslHandshake");
     if (s->kw->w->audit && !bg_kafka_audit_admitting(s)) {
         /* Neither a login nor a failed one may go unrecorded: the client
          * reconnects and tries again, as after any dropped connection. */
         bg_kafka_session_close(s, 0, "audit pipeline unavailable: authentication refused");
         return -1;
     }
-    char msg[160];
+    char msg[200];
+    if (s->reauth && s->reauth_mech) {
+        bg_kafka_audit_auth_failure(s, "mechanism_changed");
+        snprintf(msg, sizeof msg,
+                 "SASL mechanism '%s' requested by client is not supported for "
+                 "re-authentication of mechanism '%s'",
+                 bg_kafka_auth__mech_name(s->reauth_mech), bg_kafka_auth__mech_name(s->mech));
+        return bg_kafka_auth__fail(s, pe, r, msg);
+    }
     if (s->auth == BG_KAFKA_AUTH_CHALLENGED) { /* the client's 0x01 after the challenge */
         snprintf(msg, sizeof msg, "invalid token: %s", s->auth_failure);
         return bg_kafka_auth__fail(s, pe, r, msg);
     }
-    bg_slice_t token;
+    bg_kafka_auth__msg_t m;
     const char *why = NULL;
-    if (bg_kafka_auth__token(s, req->f[BG_KAFKA_SASL_AUTHENTICATE_REQ_AUTH_BYTES].s, &token, &why) !=
-        0) {
+    if (bg_kafka_auth__token(s, req->f[BG_KAFKA_SASL_AUTHENTICATE_REQ_AUTH_BYTES].s, &m, &why) != 0) {
         bg_kafka_audit_auth_failure(s, "malformed");
         snprintf(msg, sizeof msg, "invalid %s client message: %s",
                  bg_kafka_auth__mech_name(s->mech), why ? why : "malformed");
@@ -308,9 +354,15 @@ static int bg_kafka_auth__authenticate(bg_kafka_session_t *s, bg_kafka_pending_t
     bg_snapshot_refresh(&s->snap); /* the newest key set */
     bg_principal_t pr = {0};
     char detail[128] = "";
-    bg_id_reason_t rc = bg_identity_verify(s->snap->identity, (const char *)token.p,
-                                           (size_t)token.len, (int64_t)time(NULL), &pr, detail,
+    bg_id_reason_t rc = bg_identity_verify(s->snap->identity, (const char *)m.token.p,
+                                           (size_t)m.token.len, (int64_t)time(NULL), &pr, detail,
                                            sizeof detail);
+    const char *refused = rc == BG_ID_OK ? bg_kafka_auth__authzid_refused(s, &m, &pr) : NULL;
+    if (refused) {
+        bg_principal_clear(&pr);
+        bg_kafka_audit_auth_failure(s, "authzid_mismatch");
+        return bg_kafka_auth__fail(s, pe, r, refused);
+    }
     if (rc == BG_ID_OK)
         return bg_kafka_auth__accept(s, pe, r, &pr);
     bg_kafka_audit_auth_failure(s, bg_id_reason_str(rc));

@@ -60,6 +60,7 @@ struct bg_kafka_session_s {
     bg_kafka_auth_state_t auth;
     int reauth;            /* a re-authentication is in progress */
     unsigned mech;         /* BG_SASL_MECH_* chosen in the handshake */
+    unsigned reauth_mech;  /* a re-authentication asked for another mechanism: refused */
     char auth_failure[64]; /* reason kept between the challenge and the 0x01 */
     bg_principal_t principal;
     bg_policy_principal_t pp;

@@ -14,8 +14,8 @@ from conftest import run_cli
 from keys import make_rsa_key
 from kafka_env import (ERR_SASL_AUTH_FAILED, KAFKA_PLAIN, OIDC, KafkaWire, audit_events,
                        busgate_config,
-                       claims, client_conf, local_issuer, oidc_token, scrape, sign_jwt, unique,
-                       wait_audit, wait_until)
+                       claims, client_conf, kbytes, kstr, local_issuer, oidc_token, scrape,
+                       sign_jwt, unique, wait_audit, wait_until)
 
 RULES = """    - name: orders-topics
       subjects: [group:orders]
@@ -362,3 +362,98 @@ def test_no_authentication_while_audit_is_down(start_busgate, tmp_path):
         assert w.sasl_plain(tok) is None, "authentication answered while audit is down"
         w.close()
     assert bg.wait_log(lambda l: "authentication refused" in l.get("msg", ""))
+
+
+def _sasl_authenticate(w, auth_bytes):
+    """SaslAuthenticate v1: (error_code, error_message, session_lifetime_ms),
+    or None when the connection was closed."""
+    body = w.call(36, 1, kbytes(auth_bytes))
+    if body is None:
+        return None
+    err, mlen = struct.unpack(">hh", body[:4])
+    msg = body[4:4 + mlen].decode() if mlen >= 0 else None
+    off = 4 + max(mlen, 0)
+    blen = struct.unpack(">i", body[off:off + 4])[0]
+    off += 4 + max(blen, 0)
+    return err, msg, struct.unpack(">q", body[off:off + 8])[0]
+
+
+def _handshake(w, mechanism):
+    body = w.call(17, 1, kstr(mechanism))
+    assert body is not None and struct.unpack(">h", body[:2])[0] == 0, body
+    return w
+
+
+def test_sasl_state_authzid_and_mechanism(start_busgate, tmp_path):
+    """As Kafka's own SASL server: SaslAuthenticate before any handshake is
+    ILLEGAL_SASL_STATE; a client asking to act as someone else (an
+    authorization id other than the token's subject, or than the PLAIN user
+    name) is refused; a re-authentication may not switch mechanisms."""
+    bg, ports = start(start_busgate, tmp_path)
+    token = oidc_token("svc-orders")
+    sub = claims(token)["sub"]
+
+    w = KafkaWire(ports["listen"])
+    w.api_versions()
+    err, msg, _ = _sasl_authenticate(w, b"\0it-raw\0" + token.encode())
+    assert err == 34 and "without SaslHandshake" in msg, (err, msg)  # ILLEGAL_SASL_STATE
+    assert w.closed_by_peer()
+    w.close()
+
+    def attempt(mechanism, auth_bytes):
+        w = _handshake(KafkaWire(ports["listen"]), mechanism)
+        r = _sasl_authenticate(w, auth_bytes)
+        w.close()
+        return r
+
+    def bearer(authzid):
+        gs2 = b"n," + (b"a=" + authzid.encode() if authzid is not None else b"") + b","
+        return gs2 + b"\x01auth=Bearer " + token.encode() + b"\x01\x01"
+
+    # PLAIN: the authorization id may be empty or the user name.
+    assert attempt("PLAIN", b"\0it-raw\0" + token.encode())[0] == 0
+    assert attempt("PLAIN", b"it-raw\0it-raw\0" + token.encode())[0] == 0
+    err, msg, _ = attempt("PLAIN", b"svc-admin\0it-raw\0" + token.encode())
+    assert err == ERR_SASL_AUTH_FAILED and "authorization id" in msg, (err, msg)
+    # OAUTHBEARER: the authorization id may be absent or the token's subject.
+    assert attempt("OAUTHBEARER", bearer(None))[0] == 0
+    assert attempt("OAUTHBEARER", bearer(sub))[0] == 0
+    err, msg, _ = attempt("OAUTHBEARER", bearer(sub + "-other"))
+    assert err == ERR_SASL_AUTH_FAILED and "authorization id" in msg, (err, msg)
+
+    # Re-authentication with another mechanism: the handshake succeeds, the
+    # SaslAuthenticate after it fails and the connection closes.
+    w = KafkaWire(ports["listen"]).login(token)
+    assert w.metadata_v1() is not None
+    _handshake(w, "OAUTHBEARER")
+    err, msg, _ = _sasl_authenticate(w, bearer(None))
+    assert err == ERR_SASL_AUTH_FAILED and "re-authentication of mechanism 'PLAIN'" in msg, msg
+    assert w.closed_by_peer()
+    w.close()
+
+    def reasons():
+        return [e.get("auth_failure_reason") for e in audit_events(ports["audit"])
+                if e["kind"] == "auth_failure"]
+    assert wait_until(lambda: reasons().count("authzid_mismatch") == 2), reasons()
+    assert wait_until(lambda: "mechanism_changed" in reasons()), reasons()
+
+
+def test_clock_skew_extends_the_session(start_busgate, tmp_path):
+    """A token accepted within identity.clock_skew after its exp gives a
+    session that lasts to the end of that tolerance, not one closed on its
+    first request."""
+    keydir = tmp_path / "keys"
+    keydir.mkdir()
+    pem, jwks = make_rsa_key(keydir)
+    bg, ports = start(start_busgate, tmp_path, extra_issuers=local_issuer(jwks, LOCAL_ISS))
+    now = int(time.time())
+    late = sign_jwt(pem, {"iss": LOCAL_ISS, "aud": "busgate", "sub": "it-local",
+                          "groups": ["orders"], "iat": now - 600, "exp": now - 5})
+    w = KafkaWire(ports["listen"])
+    w.api_versions()
+    err, msg, lifetime = w.sasl_plain(late)
+    assert err == 0, msg
+    # The default tolerance is 30 s: about 25 s of it are left.
+    assert 15_000 < lifetime <= 25_000, lifetime
+    assert w.metadata_v1() is not None
+    w.close()

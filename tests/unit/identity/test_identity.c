@@ -442,6 +442,13 @@ static void test_hs256_when_allowed(void **state)
     t = idt_token("{\"alg\":\"RS256\",\"kid\":\"hs1\"}", claims, "RS256", g.rsa, NULL, 0);
     assert_int_equal(verify(t, strlen(t), &p), BG_ID_ALG_NOT_ALLOWED);
     free(t);
+    /* RFC 7518 3.2: a 32-byte key is too short for HS384 and HS512. */
+    t = idt_token("{\"alg\":\"HS384\",\"kid\":\"hs1\"}", claims, "HS384", NULL, hs_secret, 32);
+    assert_int_equal(verify(t, strlen(t), &p), BG_ID_ALG_NOT_ALLOWED);
+    free(t);
+    t = idt_token("{\"alg\":\"HS512\",\"kid\":\"hs1\"}", claims, "HS512", NULL, hs_secret, 32);
+    assert_int_equal(verify(t, strlen(t), &p), BG_ID_ALG_NOT_ALLOWED);
+    free(t);
 }
 
 static void test_reason_strings(void **state)
