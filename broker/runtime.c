@@ -303,8 +303,14 @@ static int bg_runtime__start_audit(bg_runtime_t *rt, const bg_config_t *cfg)
         len += (size_t)snprintf(bootstrap + len, sizeof bootstrap - len, "%s%s%s%s:%u",
                                 i ? "," : "", v6 ? "[" : "", a->host, v6 ? "]" : "", a->port);
     }
-    const char *props[6];
+    const char *props[10];
     size_t np = 0;
+    /* The audit producer trusts the broker exactly as the data path does. */
+    if (!k->upstream.tls.verify && (k->upstream.security == BG_SEC_SSL ||
+                                    k->upstream.security == BG_SEC_SASL_SSL)) {
+        props[np++] = "enable.ssl.certificate.verification", props[np++] = "false";
+        props[np++] = "ssl.endpoint.identification.algorithm", props[np++] = "none";
+    }
     if (k->upstream.tls.ca)
         props[np++] = "ssl.ca.location", props[np++] = k->upstream.tls.ca;
     if (k->upstream.tls.cert)
