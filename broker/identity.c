@@ -319,8 +319,6 @@ static bg_id_reason_t bg_id__verify_parsed(bg_identity_t *id, bg_id__tok_t *t, i
         r = bg_id__check_aud(iss, t->claims, detail, dn);
     if (r == BG_ID_OK)
         r = bg_id__fill(iss, t->claims, out, detail, dn);
-    if (r == BG_ID_OK)
-        out->valid_until_ms = bg_id__date_ms(t->claims, "exp") + id->clock_skew_ms;
     return r;
 }
 
@@ -384,7 +382,6 @@ int bg_principal_copy(bg_principal_t *dst, const bg_principal_t *src)
 {
     memset(dst, 0, sizeof(*dst));
     dst->exp = src->exp;
-    dst->valid_until_ms = src->valid_until_ms;
     dst->iat = src->iat;
     int rc = bg_id__dup_opt(&dst->sub, src->sub) | bg_id__dup_opt(&dst->issuer, src->issuer) |
              bg_id__dup_opt(&dst->token_id, src->token_id) |

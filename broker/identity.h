@@ -38,8 +38,6 @@ typedef struct bg_principal_s {
     char *token_id; /* jti, may be NULL */
     char *client_id; /* client_id / azp claim, may be NULL */
     int64_t exp;     /* seconds since epoch */
-    int64_t valid_until_ms; /* exp plus the allowed clock skew, ms since epoch: the token was
-                               accepted until then, so a session on it lasts until then */
     int64_t iat;     /* 0 when absent */
 } bg_principal_t;
 

@@ -8,7 +8,14 @@
  * channel.close every frame the client still sends on that channel is
  * discarded, as the spec asks of a peer that sent channel.close. Closing the
  * channel (rather than dropping one publish) also keeps publisher-confirm
- * sequence numbers in step on both legs. */
+ * sequence numbers in step on both legs.
+ *
+ * Closes are relayed: the client's channel.close goes upstream and
+ * RabbitMQ's close-ok comes back to the client; RabbitMQ's close goes to the
+ * client and the client's close-ok goes upstream. A close that crosses one
+ * busgate sent itself is answered by busgate. Each leg's handshakes are
+ * tracked (bg_amqp_leg_t), so crossed closes on either leg end with every
+ * close answered and the channel number free on both legs. */
 #include <event2/buffer.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -201,10 +208,25 @@ static int bg_amqp_chan__consume_bounds(bg_amqp_session_t *s, const bg_amqp_chan
     return -1;
 }
 
+/* A CLOSING leg whose handshakes are all done is CLOSED. */
+static void bg_amqp_chan__settle(bg_amqp_leg_t *l)
+{
+    if (l->state == BG_AMQP_LEG_CLOSING && !l->sent && !l->got)
+        memset(l, 0, sizeof *l);
+}
+
+/* busgate's own channel.close on this leg is awaiting its close-ok. */
+static int bg_amqp_chan__own_close(const bg_amqp_leg_t *l)
+{
+    return l->sent && !l->sent_relay;
+}
+
 /* Both legs closed: the number may be opened again. */
 static void bg_amqp_chan__maybe_closed(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch)
 {
-    if (ch->cli != BG_AMQP_CC_CLOSED || ch->up != BG_AMQP_UC_CLOSED)
+    bg_amqp_chan__settle(&ch->cli);
+    bg_amqp_chan__settle(&ch->up);
+    if (ch->cli.state != BG_AMQP_LEG_CLOSED || ch->up.state != BG_AMQP_LEG_CLOSED)
         return;
     bg_amqp_chan__reset(s, ch);
     if (s->stalled == n) {
@@ -248,17 +270,27 @@ static int bg_amqp_chan__refuse(bg_amqp_session_t *s, uint16_t n, bg_amqp_channe
     int rc = bg_amqp_write_channel_close(&wr, n, code, text, (uint16_t)(id >> 16), (uint16_t)id);
     if (bg_amqp_chan__to_client(s, &wr, rc) != 0)
         return -1;
-    ch->cli = BG_AMQP_CC_REFUSED;
+    ch->cli = (bg_amqp_leg_t){.state = BG_AMQP_LEG_CLOSING, .sent = 1};
     ch->expect = 0;
-    if (ch->up == BG_AMQP_UC_OPEN) {
+    if (ch->up.state == BG_AMQP_LEG_OPEN) {
         bg_wr_init(&wr, 128, 4096);
         rc = bg_amqp_write_channel_close(&wr, n, BG_AMQP_REPLY_SUCCESS,
                                          "busgate closed the channel", 0, 0);
         if (bg_amqp_chan__to_upstream(s, &wr, rc) != 0)
             return -1;
-        ch->up = BG_AMQP_UC_CLOSING_BG;
+        ch->up = (bg_amqp_leg_t){.state = BG_AMQP_LEG_CLOSING, .sent = 1};
     }
     return 0;
+}
+
+/* Answers a channel.close on n with busgate's own close-ok, to the client
+ * (to_client) or upstream. */
+static int bg_amqp_chan__answer_close(bg_amqp_session_t *s, uint16_t n, int to_client)
+{
+    bg_wr_t wr;
+    bg_wr_init(&wr, 16, 64);
+    int rc = bg_amqp_write_channel_close_ok(&wr, n);
+    return to_client ? bg_amqp_chan__to_client(s, &wr, rc) : bg_amqp_chan__to_upstream(s, &wr, rc);
 }
 
 /* ---- client methods ---- */
@@ -332,32 +364,30 @@ static int bg_amqp_chan__connection_method(bg_amqp_session_t *s, const bg_amqp_m
     }
 }
 
-/* The frame of a channel in a closing state: only close/close-ok matter. */
+/* A method on a channel whose client leg is closing: only close and
+ * close-ok matter, the rest is discarded, as after any channel.close. */
 static int bg_amqp_chan__closing_client(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch,
                                         const bg_amqp_method_t *m, struct evbuffer *in, size_t len)
 {
-    int is_close = m && m->id == AMQP_CHANNEL_CLOSE_METHOD;
-    int is_close_ok = m && m->id == AMQP_CHANNEL_CLOSE_OK_METHOD;
-    if (ch->cli == BG_AMQP_CC_REFUSED && (is_close || is_close_ok)) {
-        if (is_close) { /* closes crossed: answer it, ours is done too */
-            bg_wr_t wr;
-            bg_wr_init(&wr, 16, 64);
-            if (bg_amqp_chan__to_client(s, &wr, bg_amqp_write_channel_close_ok(&wr, n)) != 0)
-                return -1;
-        }
+    if (m->id == AMQP_CHANNEL_CLOSE_METHOD && ch->cli.sent && !ch->cli.got) {
+        /* Crossed a close sent to the client (busgate's or RabbitMQ's): the
+         * client now waits for a close-ok and still owes one. */
         evbuffer_drain(in, len);
-        ch->cli = BG_AMQP_CC_CLOSED;
+        return bg_amqp_chan__answer_close(s, n, 1) == 0 ? 1 : -1;
+    }
+    if (m->id == AMQP_CHANNEL_CLOSE_OK_METHOD && ch->cli.sent) {
+        int relay = ch->cli.sent_relay;
+        ch->cli.sent = ch->cli.sent_relay = 0;
+        if (relay && ch->up.got) { /* answers RabbitMQ's close */
+            ch->up.got = 0;
+            bg_amqp_chan__forward(s, in, len);
+        } else {
+            evbuffer_drain(in, len);
+        }
         bg_amqp_chan__maybe_closed(s, n, ch);
         return 1;
     }
-    if (ch->cli == BG_AMQP_CC_CLOSING_SRV && is_close_ok) {
-        bg_amqp_chan__forward(s, in, len);
-        ch->cli = BG_AMQP_CC_CLOSED;
-        ch->up = BG_AMQP_UC_CLOSED;
-        bg_amqp_chan__maybe_closed(s, n, ch);
-        return 1;
-    }
-    evbuffer_drain(in, len); /* discarded, as after any channel.close */
+    evbuffer_drain(in, len);
     return 1;
 }
 
@@ -388,9 +418,11 @@ static int bg_amqp_chan__open_method(bg_amqp_session_t *s, uint16_t n, bg_amqp_c
         return rc < 0 ? -1 : 1;
     }
     switch (m->id) {
-    case AMQP_CHANNEL_CLOSE_METHOD:
-        ch->cli = BG_AMQP_CC_CLOSING_CLI;
-        ch->up = BG_AMQP_UC_CLOSING;
+    case AMQP_CHANNEL_CLOSE_METHOD: /* relayed: RabbitMQ's close-ok answers it */
+        ch->cli.state = BG_AMQP_LEG_CLOSING;
+        ch->cli.got = 1;
+        ch->up.state = BG_AMQP_LEG_CLOSING;
+        ch->up.sent = ch->up.sent_relay = 1;
         break;
     case AMQP_CONFIRM_SELECT_METHOD: ch->confirm = 1; break;
     case AMQP_BASIC_PUBLISH_METHOD: ch->expect = 1; break;
@@ -438,7 +470,7 @@ static int bg_amqp_chan__client_method(bg_amqp_session_t *s, struct evbuffer *in
 {
     uint16_t n = f->channel;
     bg_amqp_channel_t *ch = bg_amqp_chan__get(s, n, 0);
-    if (ch && ch->cli == BG_AMQP_CC_CLOSED && ch->up != BG_AMQP_UC_CLOSED) {
+    if (ch && ch->cli.state == BG_AMQP_LEG_CLOSED && ch->up.state != BG_AMQP_LEG_CLOSED) {
         s->stalled = n; /* reopened before the upstream confirmed the close */
         return 0;
     }
@@ -469,13 +501,13 @@ static int bg_amqp_chan__client_method(bg_amqp_session_t *s, struct evbuffer *in
                               "method frame instead",
                               (uint16_t)(m.id >> 16), (uint16_t)m.id);
         rc = -1;
-    } else if (ch && ch->cli != BG_AMQP_CC_CLOSED && ch->cli != BG_AMQP_CC_OPEN)
+    } else if (ch && ch->cli.state == BG_AMQP_LEG_CLOSING)
         rc = bg_amqp_chan__closing_client(s, n, ch, &m, in, len);
-    else if (ch && ch->cli == BG_AMQP_CC_OPEN)
+    else if (ch && ch->cli.state == BG_AMQP_LEG_OPEN)
         rc = bg_amqp_chan__open_method(s, n, ch, &m, in, len);
     else if (m.id == AMQP_CHANNEL_OPEN_METHOD && (ch = bg_amqp_chan__get(s, n, 1))) {
-        ch->cli = BG_AMQP_CC_OPEN;
-        ch->up = BG_AMQP_UC_OPEN;
+        ch->cli.state = BG_AMQP_LEG_OPEN;
+        ch->up.state = BG_AMQP_LEG_OPEN;
         bg_amqp_chan__forward(s, in, len);
         rc = 1;
     } else {
@@ -528,11 +560,14 @@ static int bg_amqp_chan__client_content(bg_amqp_session_t *s, struct evbuffer *i
                                         bg_amqp_frame_t *f, size_t len)
 {
     bg_amqp_channel_t *ch = bg_amqp_chan__get(s, f->channel, 0);
-    if (!ch || ch->cli == BG_AMQP_CC_CLOSED)
+    if (!ch || ch->cli.state == BG_AMQP_LEG_CLOSED)
         return bg_amqp_chan__content_error(s, BG_AMQP_CHANNEL_ERROR,
                                            "CHANNEL_ERROR - content on a closed channel");
-    if (ch->cli != BG_AMQP_CC_OPEN) {
-        evbuffer_drain(in, len); /* e.g. the rest of a refused publish */
+    /* Closing: the rest of a refused publish is dropped; the rest of a
+     * forwarded one still goes upstream, where RabbitMQ reads it whole even
+     * on a channel it is closing (a cut would be 505 UNEXPECTED_FRAME). */
+    if (ch->cli.state != BG_AMQP_LEG_OPEN && !ch->expect) {
+        evbuffer_drain(in, len);
         return 1;
     }
     if (f->type == BG_AMQP_FRAME_HEADER)
@@ -634,22 +669,52 @@ static int bg_amqp_chan__up_connection_close(bg_amqp_session_t *s, struct evbuff
     return -1;
 }
 
-/* Frames of a channel busgate is closing upstream: dropped but the close. */
+/* Frames of a channel busgate is closing upstream itself: dropped. A close
+ * that crossed busgate's is answered (RabbitMQ still sends the close-ok to
+ * busgate's); that close-ok ends the upstream leg. */
 static int bg_amqp_chan__up_closing_bg(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch,
                                        uint32_t id, struct evbuffer *in, size_t len)
 {
     evbuffer_drain(in, len);
-    if (id == AMQP_CHANNEL_CLOSE_METHOD) { /* crossed closes: answer, it is done */
-        bg_wr_t wr;
-        bg_wr_init(&wr, 16, 64);
-        if (bg_amqp_chan__to_upstream(s, &wr, bg_amqp_write_channel_close_ok(&wr, n)) != 0)
-            return -1;
-    }
-    if (id == AMQP_CHANNEL_CLOSE_METHOD || id == AMQP_CHANNEL_CLOSE_OK_METHOD) {
-        ch->up = BG_AMQP_UC_CLOSED;
+    if (id == AMQP_CHANNEL_CLOSE_METHOD && bg_amqp_chan__answer_close(s, n, 0) != 0)
+        return -1;
+    if (id == AMQP_CHANNEL_CLOSE_OK_METHOD) {
+        ch->up.sent = 0;
         bg_amqp_chan__maybe_closed(s, n, ch);
     }
     return 0;
+}
+
+/* RabbitMQ's channel.close on a channel busgate is not closing itself:
+ * relayed to the client, whose close-ok goes back. 1 relay it, 0 done. */
+static int bg_amqp_chan__up_close(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch,
+                                  struct evbuffer *in, size_t len)
+{
+    if (ch->up.got || ch->cli.state == BG_AMQP_LEG_CLOSED || ch->cli.sent) {
+        /* Nobody on the client leg to answer it (a repeated close, or the
+         * client's leg is done): busgate answers. */
+        evbuffer_drain(in, len);
+        return bg_amqp_chan__answer_close(s, n, 0) == 0 ? 0 : -1;
+    }
+    ch->up.state = BG_AMQP_LEG_CLOSING;
+    ch->up.got = 1;
+    ch->cli.state = BG_AMQP_LEG_CLOSING;
+    ch->cli.sent = ch->cli.sent_relay = 1;
+    return 1;
+}
+
+/* RabbitMQ's channel.close-ok: relayed when it answers the client's close. */
+static void bg_amqp_chan__up_close_ok(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch,
+                                      struct evbuffer *in, size_t len)
+{
+    if (ch->up.sent && ch->up.sent_relay && ch->cli.got) {
+        ch->cli.got = 0;
+        evbuffer_remove_buffer(in, bg_amqp_cli_out(s), len);
+    } else {
+        evbuffer_drain(in, len); /* not one the client waits for */
+    }
+    ch->up.sent = ch->up.sent_relay = 0;
+    bg_amqp_chan__maybe_closed(s, n, ch);
 }
 
 int bg_amqp_chan_upstream_frame(bg_amqp_session_t *s, struct evbuffer *in,
@@ -665,17 +730,14 @@ int bg_amqp_chan_upstream_frame(bg_amqp_session_t *s, struct evbuffer *in,
         evbuffer_drain(in, frame_len); /* the client did not ask for them */
         return 0;
     }
-    if (ch && ch->up == BG_AMQP_UC_CLOSING_BG)
+    if (ch && ch->up.state == BG_AMQP_LEG_CLOSING && bg_amqp_chan__own_close(&ch->up))
         return bg_amqp_chan__up_closing_bg(s, n, ch, id, in, frame_len);
     if (ch && id == AMQP_CHANNEL_CLOSE_METHOD) {
-        ch->cli = BG_AMQP_CC_CLOSING_SRV;
-        ch->up = BG_AMQP_UC_CLOSING;
-        ch->expect = 0;
+        int rc = bg_amqp_chan__up_close(s, n, ch, in, frame_len);
+        if (rc <= 0)
+            return rc;
     } else if (ch && id == AMQP_CHANNEL_CLOSE_OK_METHOD) {
-        evbuffer_remove_buffer(in, bg_amqp_cli_out(s), frame_len);
-        ch->cli = BG_AMQP_CC_CLOSED;
-        ch->up = BG_AMQP_UC_CLOSED;
-        bg_amqp_chan__maybe_closed(s, n, ch);
+        bg_amqp_chan__up_close_ok(s, n, ch, in, frame_len);
         return 0;
     } else if (ch && bg_amqp_chan__tracked(id)) {
         bg_amqp_method_t m;

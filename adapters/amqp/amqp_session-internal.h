@@ -34,22 +34,25 @@ struct event;
 
 /* ---- channels (amqp_channel.c) ---- */
 
-/* Client leg of a channel. */
+/* One leg of a channel: busgate <-> client or busgate <-> RabbitMQ. A
+ * channel.close is a handshake on each leg (close, then close-ok), and
+ * closes may cross: a peer that sent channel.close and then gets one answers
+ * it with close-ok and still waits for the close-ok to its own (AMQP 0-9-1,
+ * as RabbitMQ, pika and the Java client do). A leg is CLOSING while a
+ * handshake on it runs, CLOSED when none does any more. */
 typedef enum {
-    BG_AMQP_CC_CLOSED = 0,
-    BG_AMQP_CC_OPEN,
-    BG_AMQP_CC_CLOSING_CLI, /* the client sent channel.close: upstream's close-ok next */
-    BG_AMQP_CC_CLOSING_SRV, /* the broker sent channel.close: the client's close-ok next */
-    BG_AMQP_CC_REFUSED,     /* busgate sent channel.close (a denial): swallow until close-ok */
-} bg_amqp_cli_chan_state_t;
+    BG_AMQP_LEG_CLOSED = 0,
+    BG_AMQP_LEG_OPEN,
+    BG_AMQP_LEG_CLOSING,
+} bg_amqp_leg_state_t;
 
-/* Upstream leg of a channel. */
-typedef enum {
-    BG_AMQP_UC_CLOSED = 0,
-    BG_AMQP_UC_OPEN,
-    BG_AMQP_UC_CLOSING,    /* a close is on its way (either side's); close-ok relayed */
-    BG_AMQP_UC_CLOSING_BG, /* busgate sent channel.close: drop frames, swallow close-ok */
-} bg_amqp_up_chan_state_t;
+typedef struct bg_amqp_leg_s {
+    uint8_t state;      /* bg_amqp_leg_state_t */
+    uint8_t sent;       /* a channel.close went out on this leg: its close-ok is awaited */
+    uint8_t sent_relay; /* that close was the other leg's, relayed: its close-ok goes back */
+    uint8_t got;        /* a channel.close came in on this leg and went on to the other
+                           leg: the close-ok from there answers it */
+} bg_amqp_leg_t;
 
 typedef struct bg_amqp_consumer_s {
     struct bg_amqp_consumer_s *next;
@@ -60,9 +63,11 @@ typedef struct bg_amqp_consumer_s {
 } bg_amqp_consumer_t;
 
 typedef struct bg_amqp_channel_s {
-    uint8_t cli, up;         /* bg_amqp_cli_chan_state_t, bg_amqp_up_chan_state_t */
+    bg_amqp_leg_t cli, up;   /* the client's leg and the upstream's */
     uint8_t confirm;         /* confirm.select seen */
-    uint8_t expect;          /* content from the client: 0 none, 1 header, 2 body */
+    uint8_t expect;          /* content of a forwarded publish: 0 none, 1 header, 2 body;
+                                kept when the broker closes the channel meanwhile, since
+                                RabbitMQ still reads the rest of that content */
     uint8_t discard;         /* content of a refused publish: dropped whole */
     uint64_t body_left;      /* body bytes still expected */
     /* What "" names: RabbitMQ's most recently declared queue, set by the

@@ -310,7 +310,7 @@ static void bg_amqp__on_heartbeat(evutil_socket_t fd, short what, void *arg)
 static void bg_amqp__on_expiry(evutil_socket_t fd, short what, void *arg)
 {
     bg_amqp_session_t *s = arg;
-    int64_t left = s->principal.valid_until_ms - bg_amqp_wall_ms();
+    int64_t left = s->principal.exp * 1000 - bg_amqp_wall_ms();
     if (left > 0) { /* extended by update-secret meanwhile, or an early wake-up */
         struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};
         event_add(s->expiry_ev, &tv);

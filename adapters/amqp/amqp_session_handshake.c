@@ -66,7 +66,7 @@ static void bg_amqp_hs__prop(const amqp_table_t *t, const char *key, char *out, 
 
 static void bg_amqp_hs__arm_expiry(bg_amqp_session_t *s)
 {
-    int64_t left = s->principal.valid_until_ms - bg_amqp_wall_ms();
+    int64_t left = s->principal.exp * 1000 - bg_amqp_wall_ms();
     if (left < 0)
         left = 0;
     struct timeval tv = {(time_t)(left / 1000), (suseconds_t)(left % 1000) * 1000};

@@ -296,7 +296,10 @@ static int bg_kafka_auth__accept(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
                                     pr->ngroups, &s->pp) != 0)
         return -1;
     int64_t now = bg_kafka_now_ms();
-    s->exp_ms = pr->valid_until_ms;
+    /* As Kafka's broker: the session ends at the token's own exp; the clock
+     * skew only widens what is accepted (a token accepted within it gets a
+     * session that ends at once, and the client re-authenticates). */
+    s->exp_ms = pr->exp * 1000;
     int was_reauth = s->reauth;
     s->auth = BG_KAFKA_AUTH_OK;
     s->reauth = 0;

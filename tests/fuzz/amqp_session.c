@@ -74,6 +74,16 @@ static void fz_check_out(struct evbuffer *out, int validate)
     }
 }
 
+/* A leg is OPEN or CLOSED without handshakes, or CLOSING with one. */
+static int fz_leg_ok(const bg_amqp_leg_t *l)
+{
+    if (l->state > BG_AMQP_LEG_CLOSING || (l->sent_relay && !l->sent))
+        return 0;
+    if (l->state != BG_AMQP_LEG_CLOSING)
+        return !l->sent && !l->sent_relay && !l->got;
+    return l->sent || l->got;
+}
+
 static void fz_check_state(const bg_amqp_session_t *s)
 {
     size_t total = 0;
@@ -87,12 +97,20 @@ static void fz_check_state(const bg_amqp_session_t *s)
         for (const bg_amqp_consumer_t *c = ch->pending; c; c = c->next)
             np++, untagged += !!c->tag;
         total += n + np + ch->nanonymous;
-        if (i == 0 || ch->cli > BG_AMQP_CC_REFUSED || ch->up > BG_AMQP_UC_CLOSING_BG ||
-            ch->expect > 2 || (ch->expect == 2 && ch->body_left == 0) ||
-            (ch->expect && ch->cli != BG_AMQP_CC_OPEN) || n != ch->nconsumers ||
+        /* Content still expected: the channel is open, or RabbitMQ closed it
+         * and the rest of the forwarded publish is still on its way. */
+        int content_ok = !ch->expect || ch->cli.state == BG_AMQP_LEG_OPEN ||
+                         (ch->cli.state == BG_AMQP_LEG_CLOSING && ch->cli.sent_relay);
+        if (i == 0 || !fz_leg_ok(&ch->cli) || !fz_leg_ok(&ch->up) || ch->expect > 2 ||
+            (ch->expect == 2 && ch->body_left == 0) || !content_ok || n != ch->nconsumers ||
             np != ch->npending || untagged || (np == 0) != (ch->pending_last == NULL) ||
             n + np + ch->nanonymous > BG_AMQP_MAX_CONSUMERS || ch->last_queue[BG_AMQP_NAME_MAX - 1] != '\0') {
-            fprintf(stderr, "channel %zu in an impossible state\n", i);
+            fprintf(stderr,
+                    "channel %zu in an impossible state: cli %u/%u%u%u up %u/%u%u%u expect %u "
+                    "body_left %llu\n",
+                    i, ch->cli.state, ch->cli.sent, ch->cli.sent_relay, ch->cli.got, ch->up.state,
+                    ch->up.sent, ch->up.sent_relay, ch->up.got, ch->expect,
+                    (unsigned long long)ch->body_left);
             abort();
         }
     }
@@ -102,7 +120,7 @@ static void fz_check_state(const bg_amqp_session_t *s)
     }
     if (s->stalled) {
         const bg_amqp_channel_t *ch = s->stalled <= s->channel_max ? s->chans[s->stalled] : NULL;
-        if (!ch || ch->cli != BG_AMQP_CC_CLOSED || ch->up == BG_AMQP_UC_CLOSED) {
+        if (!ch || ch->cli.state != BG_AMQP_LEG_CLOSED || ch->up.state == BG_AMQP_LEG_CLOSED) {
             fprintf(stderr, "stalled on channel %u that waits for nothing\n", s->stalled);
             abort();
         }

@@ -98,6 +98,34 @@ def test_publish_to_denied_exchange(gw):
     assert ev[0]["resources"][0]["name"] == x
 
 
+def test_close_crossing_a_refusal_or_broker_close(gw):
+    """A client that closes its channel right after a publish crosses the
+    channel.close that refuses it (busgate's 403, or RabbitMQ's 404 for a
+    missing exchange). Every close is answered on each leg, the connection
+    stays open and the channel number can be used again."""
+    bg, ports, issuer = gw
+    conn = connect(ports["listen"], issuer.mint("alice", ["apps"]))
+    for exchange in (unique("it.secret-x"), unique("it.missing-x")):
+        for _ in range(3):
+            ch = conn.channel()
+            number = ch.channel_number
+            ch.basic_publish(exchange, "", b"x")
+            try:
+                ch.close()  # written before the refusal is read: the closes cross
+            except (pex.ChannelClosedByBroker, pex.ChannelWrongStateError):
+                pass
+            assert conn.is_open, exchange
+            again = conn.channel()
+            assert again.channel_number == number
+            q = unique("it.q")
+            again.queue_declare(q, auto_delete=True)
+            again.basic_publish("", q, b"ok")
+            assert get_one(conn, again, q) == b"ok"
+            again.close()
+    assert conn.is_open
+    conn.close()
+
+
 def test_consume_from_denied_queue(gw):
     bg, ports, issuer = gw
     q = unique("it.secret-q")

@@ -131,8 +131,8 @@ static void open_channel(ctx_t *c, uint16_t n)
     amqp_channel_open_ok_t ok = {{0, NULL}};
     assert_int_equal(up(c, n, AMQP_CHANNEL_OPEN_OK_METHOD, &ok), 0);
     expect_method(c, CLI(c), n, AMQP_CHANNEL_OPEN_OK_METHOD);
-    assert_int_equal(chan(c, n)->cli, BG_AMQP_CC_OPEN);
-    assert_int_equal(chan(c, n)->up, BG_AMQP_UC_OPEN);
+    assert_int_equal(chan(c, n)->cli.state, BG_AMQP_LEG_OPEN);
+    assert_int_equal(chan(c, n)->up.state, BG_AMQP_LEG_OPEN);
 }
 
 static void publish_method(ctx_t *c, uint16_t n, const char *exchange)
@@ -161,14 +161,15 @@ static void test_open_and_client_close(void **state)
     amqp_channel_close_t cl = {200, t_str("bye"), 0, 0};
     assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_METHOD, &cl), 1);
     expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
-    assert_int_equal(chan(c, 1)->cli, BG_AMQP_CC_CLOSING_CLI);
+    assert_int_equal(chan(c, 1)->cli.state, BG_AMQP_LEG_CLOSING);
+    assert_true(chan(c, 1)->cli.got && chan(c, 1)->up.sent && chan(c, 1)->up.sent_relay);
     /* Frames the client sends meanwhile are discarded. */
     assert_int_equal(cli(c, 1, AMQP_BASIC_QOS_METHOD, &(amqp_basic_qos_t){0, 10, 0}), 1);
     expect_nothing(UP(c));
     assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
     expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_OK_METHOD);
-    assert_int_equal(chan(c, 1)->cli, BG_AMQP_CC_CLOSED);
-    assert_int_equal(chan(c, 1)->up, BG_AMQP_UC_CLOSED);
+    assert_int_equal(chan(c, 1)->cli.state, BG_AMQP_LEG_CLOSED);
+    assert_int_equal(chan(c, 1)->up.state, BG_AMQP_LEG_CLOSED);
     /* The number can be opened again. */
     open_channel(c, 1);
     assert_int_equal(c->f.closed, 0);
@@ -182,13 +183,14 @@ static void test_server_close(void **state)
     assert_int_equal(up(c, 2, AMQP_CHANNEL_CLOSE_METHOD, &cl), 0);
     bg_amqp_method_t m = expect_method(c, CLI(c), 2, AMQP_CHANNEL_CLOSE_METHOD);
     assert_int_equal(((amqp_channel_close_t *)m.decoded)->reply_code, 404);
-    assert_int_equal(chan(c, 2)->cli, BG_AMQP_CC_CLOSING_SRV);
+    assert_int_equal(chan(c, 2)->cli.state, BG_AMQP_LEG_CLOSING);
+    assert_true(chan(c, 2)->cli.sent && chan(c, 2)->cli.sent_relay && chan(c, 2)->up.got);
     assert_int_equal(cli(c, 2, AMQP_BASIC_QOS_METHOD, &(amqp_basic_qos_t){0, 1, 0}), 1);
     expect_nothing(UP(c)); /* discarded until the close-ok */
     assert_int_equal(cli(c, 2, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 1);
     expect_method(c, UP(c), 2, AMQP_CHANNEL_CLOSE_OK_METHOD);
-    assert_int_equal(chan(c, 2)->cli, BG_AMQP_CC_CLOSED);
-    assert_int_equal(chan(c, 2)->up, BG_AMQP_UC_CLOSED);
+    assert_int_equal(chan(c, 2)->cli.state, BG_AMQP_LEG_CLOSED);
+    assert_int_equal(chan(c, 2)->up.state, BG_AMQP_LEG_CLOSED);
     open_channel(c, 2);
 }
 
@@ -423,8 +425,10 @@ static void refuse_publish(ctx_t *c, uint16_t n)
     m = expect_method(c, UP(c), n, AMQP_CHANNEL_CLOSE_METHOD);
     assert_int_equal(((amqp_channel_close_t *)m.decoded)->reply_code, 200);
     expect_nothing(UP(c));
-    assert_int_equal(chan(c, n)->cli, BG_AMQP_CC_REFUSED);
-    assert_int_equal(chan(c, n)->up, BG_AMQP_UC_CLOSING_BG);
+    assert_true(chan(c, n)->cli.state == BG_AMQP_LEG_CLOSING && chan(c, n)->cli.sent &&
+                !chan(c, n)->cli.sent_relay);
+    assert_true(chan(c, n)->up.state == BG_AMQP_LEG_CLOSING && chan(c, n)->up.sent &&
+                !chan(c, n)->up.sent_relay);
 }
 
 static void test_refused_publish(void **state)
@@ -442,8 +446,8 @@ static void test_refused_publish(void **state)
     expect_nothing(UP(c));
     assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
     expect_nothing(CLI(c));
-    assert_int_equal(chan(c, 1)->cli, BG_AMQP_CC_CLOSED);
-    assert_int_equal(chan(c, 1)->up, BG_AMQP_UC_CLOSED);
+    assert_int_equal(chan(c, 1)->cli.state, BG_AMQP_LEG_CLOSED);
+    assert_int_equal(chan(c, 1)->up.state, BG_AMQP_LEG_CLOSED);
     assert_int_equal(c->f.s.stalled, 0);
     /* The other channel never noticed; channel 1 can be reopened. */
     publish_method(c, 2, "ok.x");
@@ -479,8 +483,12 @@ static void test_refused_publish_with_confirms(void **state)
     assert_int_equal(c->f.closed, 0);
 }
 
-/* Closes that cross: the client's channel.close after busgate's refusal is
- * answered by busgate (the client then owes nothing more). */
+/* Closes that cross (AMQP 0-9-1, as RabbitMQ does): a peer that sent
+ * channel.close and then gets one answers it with close-ok and still waits
+ * for the close-ok to its own. The client's close after busgate's refusal
+ * is answered by busgate; the client's close-ok to the refusal still comes
+ * and ends the client leg. RabbitMQ's close crossing busgate's is answered
+ * too, and RabbitMQ's close-ok to busgate's ends the upstream leg. */
 static void test_refusal_crossing_client_close(void **state)
 {
     ctx_t *c = *state;
@@ -490,13 +498,128 @@ static void test_refusal_crossing_client_close(void **state)
     assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_METHOD, &cl), 1);
     expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_OK_METHOD);
     expect_nothing(UP(c));
-    assert_int_equal(chan(c, 1)->cli, BG_AMQP_CC_CLOSED);
+    assert_int_equal(chan(c, 1)->cli.state, BG_AMQP_LEG_CLOSING);
+    assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 1);
+    expect_nothing(UP(c));
+    assert_int_equal(chan(c, 1)->cli.state, BG_AMQP_LEG_CLOSED);
     /* Upstream crossing too: busgate answers its channel.close upstream. */
     amqp_channel_close_t ucl = {406, t_str("PRECONDITION_FAILED"), 0, 0};
     assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_METHOD, &ucl), 0);
     expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_OK_METHOD);
     expect_nothing(CLI(c));
-    assert_int_equal(chan(c, 1)->up, BG_AMQP_UC_CLOSED);
+    assert_int_equal(chan(c, 1)->up.state, BG_AMQP_LEG_CLOSING);
+    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
+    expect_nothing(CLI(c));
+    assert_int_equal(chan(c, 1)->up.state, BG_AMQP_LEG_CLOSED);
+    open_channel(c, 1);
+    assert_int_equal(c->f.closed, 0);
+}
+
+/* The client's close crosses RabbitMQ's: both are relayed, both close-oks
+ * too, and the number is free on both legs. */
+static void test_client_close_crossing_server_close(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    amqp_channel_close_t cl = {200, t_str("bye"), 0, 0};
+    assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_METHOD, &cl), 1);
+    expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    amqp_channel_close_t ucl = {404, t_str("NOT_FOUND - no exchange 'x'"), 60, 40};
+    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_METHOD, &ucl), 0);
+    bg_amqp_method_t m = expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    assert_int_equal(((amqp_channel_close_t *)m.decoded)->reply_code, 404);
+    /* RabbitMQ answers the client's close; the client answers RabbitMQ's. */
+    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
+    expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_OK_METHOD);
+    assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 1);
+    expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_OK_METHOD);
+    expect_nothing(UP(c));
+    expect_nothing(CLI(c));
+    assert_int_equal(chan(c, 1)->cli.state, BG_AMQP_LEG_CLOSED);
+    assert_int_equal(chan(c, 1)->up.state, BG_AMQP_LEG_CLOSED);
+    open_channel(c, 1);
+    assert_int_equal(c->f.closed, 0);
+}
+
+/* RabbitMQ closed first and the client's own close crosses it: busgate
+ * answers the client's close (RabbitMQ's channel is closing already); the
+ * client's close-ok still answers RabbitMQ. */
+static void test_server_close_crossing_client_close(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    amqp_channel_close_t ucl = {406, t_str("PRECONDITION_FAILED - unknown delivery tag 9"), 60,
+                                80};
+    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_METHOD, &ucl), 0);
+    expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    amqp_channel_close_t cl = {200, t_str("bye"), 0, 0};
+    assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_METHOD, &cl), 1);
+    expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_OK_METHOD);
+    expect_nothing(UP(c));
+    assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 1);
+    expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_OK_METHOD);
+    assert_int_equal(chan(c, 1)->cli.state, BG_AMQP_LEG_CLOSED);
+    assert_int_equal(chan(c, 1)->up.state, BG_AMQP_LEG_CLOSED);
+    open_channel(c, 1);
+    assert_int_equal(c->f.closed, 0);
+}
+
+/* busgate refuses a method while RabbitMQ's close for an earlier error is on
+ * its way: RabbitMQ's close is answered upstream and not shown to the
+ * client, which got busgate's; every close-ok ends where it belongs. */
+static void test_refusal_crossing_server_close(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    refuse_publish(c, 1);
+    amqp_channel_close_t ucl = {404, t_str("NOT_FOUND"), 50, 10};
+    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_METHOD, &ucl), 0);
+    expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_OK_METHOD);
+    expect_nothing(CLI(c));
+    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
+    expect_nothing(CLI(c));
+    assert_int_equal(chan(c, 1)->up.state, BG_AMQP_LEG_CLOSED);
+    assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 1);
+    expect_nothing(UP(c));
+    assert_int_equal(chan(c, 1)->cli.state, BG_AMQP_LEG_CLOSED);
+    open_channel(c, 1);
+    assert_int_equal(c->f.closed, 0);
+}
+
+/* RabbitMQ closes the channel while the bodies of a forwarded publish are
+ * still coming: they go upstream before the client's close-ok (RabbitMQ
+ * reads the whole content even on a closing channel). */
+static void test_server_close_mid_content(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    publish_method(c, 1, "ok.x");
+    t_header(&c->wr, 1, 6);
+    t_body(&c->wr, 1, "abc", 3);
+    assert_int_equal(t_client_wr(&c->f, &c->wr), 1);
+    expect_method(c, UP(c), 1, AMQP_BASIC_PUBLISH_METHOD);
+    expect_frame(c, UP(c), BG_AMQP_FRAME_HEADER, 1, 14);
+    expect_frame(c, UP(c), BG_AMQP_FRAME_BODY, 1, 3);
+    amqp_channel_close_t ucl = {404, t_str("NOT_FOUND - no exchange 'ok.x'"), 60, 40};
+    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_METHOD, &ucl), 0);
+    expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    t_body(&c->wr, 1, "def", 3);
+    t_method(&c->wr, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL);
+    assert_int_equal(t_client_wr(&c->f, &c->wr), 1);
+    expect_frame(c, UP(c), BG_AMQP_FRAME_BODY, 1, 3);
+    expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_OK_METHOD);
+    assert_int_equal(chan(c, 1)->cli.state, BG_AMQP_LEG_CLOSED);
+    assert_int_equal(chan(c, 1)->up.state, BG_AMQP_LEG_CLOSED);
+    /* A publish the client sends after RabbitMQ's close is not forwarded. */
+    open_channel(c, 2);
+    assert_int_equal(up(c, 2, AMQP_CHANNEL_CLOSE_METHOD, &ucl), 0);
+    expect_method(c, CLI(c), 2, AMQP_CHANNEL_CLOSE_METHOD);
+    publish_method(c, 2, "ok.x");
+    t_header(&c->wr, 2, 1);
+    t_body(&c->wr, 2, "z", 1);
+    assert_int_equal(t_client_wr(&c->f, &c->wr), 1);
+    expect_nothing(UP(c));
+    assert_int_equal(c->f.closed, 0);
 }
 
 /* The client reopens a refused channel before the upstream confirmed
@@ -526,7 +649,7 @@ static void test_reopen_hold(void **state)
     /* The session re-reads: the held open is forwarded now. */
     assert_int_equal(t_client(&c->f, NULL, 0), 1);
     expect_method(c, UP(c), 1, AMQP_CHANNEL_OPEN_METHOD);
-    assert_int_equal(chan(c, 1)->cli, BG_AMQP_CC_OPEN);
+    assert_int_equal(chan(c, 1)->cli.state, BG_AMQP_LEG_OPEN);
     assert_int_equal(c->f.closed, 0);
 }
 
@@ -960,6 +1083,10 @@ int main(void)
         T(test_refused_publish),
         T(test_refused_publish_with_confirms),
         T(test_refusal_crossing_client_close),
+        T(test_client_close_crossing_server_close),
+        T(test_server_close_crossing_client_close),
+        T(test_refusal_crossing_server_close),
+        T(test_server_close_mid_content),
         T(test_reopen_hold),
         T(test_stale_declare_ok_keeps_last_queue),
         T(test_pipelined_declares),
