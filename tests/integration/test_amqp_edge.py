@@ -465,6 +465,61 @@ def test_blocked_publisher_keeps_its_heartbeat(gw):
     r.close()
 
 
+def test_slow_consumer_keeps_upstream_heartbeat(start_busgate, tmp_path):
+    """A consumer that stops reading while deliveries pour in fills
+    busgate's output to it; busgate then stops reading RabbitMQ, whose
+    heartbeats sit unread in the socket. That silence must not count as
+    RabbitMQ missing heartbeats: the client, which keeps sending its own,
+    gets every message once it reads again, on the same connection."""
+    import threading
+    issuer = Issuer(tmp_path / "keys")
+    text, ports = busgate_config(tmp_path, issuer, policy(), heartbeat=1)
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    q = unique("it.edge-slow")
+    setup = direct()
+    sch = setup.channel()
+    sch.queue_declare(q)
+    n, size = 32, 1 << 20
+    for i in range(n):
+        sch.basic_publish("", q, bytes([i]) * size)
+    r, _ = handshake(ports["listen"], issuer.mint("jo", ["apps"]), heartbeat=1)
+    stop = threading.Event()
+
+    def beat():  # the client's own heartbeats go on while it does not read
+        while not stop.wait(0.3):
+            try:
+                r.send(frame(8, 0, b""))
+            except OSError:
+                return
+    t = threading.Thread(target=beat)
+    t.start()
+    try:
+        open_channel(r, 1)
+        # basic.consume, no-ack: RabbitMQ sends all 32 MiB at once.
+        r.send(method(1, 60, 20, struct.pack(">H", 0) + ss(q) + ss("slow") + b"\x02" +
+                      table([])))
+        r.expect(1, (60, 21))
+        time.sleep(5)  # > 4 heartbeat intervals without reading
+        got, body = 0, 0
+        deadline = time.monotonic() + 60
+        while got < n and time.monotonic() < deadline:
+            typ, ch, p = r.frame(30)
+            if typ == 1:
+                assert struct.unpack(">HH", p[:4]) == (60, 60), struct.unpack(">HH", p[:4])
+                got += 1
+            elif typ == 3:
+                body += len(p)
+        assert got == n and body >= (n - 1) * size, (got, body)
+    finally:
+        stop.set()
+        t.join(5)
+        sch.queue_delete(q)
+        setup.close()
+        r.close()
+    assert not bg.wait_log(lambda l: "missed heartbeats" in l.get("msg", ""), timeout=0.5), \
+        bg.log_path.read_text()[-2000:]
+
+
 def test_no_login_while_audit_is_down(start_busgate, tmp_path):
     """A login is an audit event: while the pipeline cannot record events
     (block mode, the only sink failing: the audit file is /dev/full, no
