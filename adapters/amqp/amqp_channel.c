@@ -745,6 +745,10 @@ int bg_amqp_chan_upstream_frame(bg_amqp_session_t *s, struct evbuffer *in,
             return -1;
         bg_amqp_chan__track_up(s, ch, &m);
         bg_amqp_arena_reset(&s->arena);
+        if (id == AMQP_BASIC_CANCEL_METHOD && !(s->caps & BG_AMQP_CAP_CONSUMER_CANCEL_NOTIFY)) {
+            evbuffer_drain(in, frame_len); /* asked for busgate's count, not the client's */
+            return 0;
+        }
     }
     evbuffer_remove_buffer(in, bg_amqp_cli_out(s), frame_len); /* moves chains, no copy */
     return 0;

@@ -520,6 +520,34 @@ def test_slow_consumer_keeps_upstream_heartbeat(start_busgate, tmp_path):
         bg.log_path.read_text()[-2000:]
 
 
+def test_consumers_of_deleted_queues_are_not_counted(gw):
+    """A client without consumer_cancel_notify consumes from a queue and
+    deletes it, again and again, on one channel. RabbitMQ ends those
+    consumers; busgate (which asks RabbitMQ for cancel notifications and
+    keeps them from this client) must not count them toward its
+    1024-per-channel bound and refuse the 1025th consume."""
+    bg, ports, issuer = gw
+    r, _ = handshake(ports["listen"], issuer.mint("jo", ["apps"]))
+    open_channel(r, 1)
+    prefix = unique("it.edge-del")
+    for i in range(1030):
+        q = f"{prefix}-{i}"
+        r.send(method(1, 50, 10, struct.pack(">H", 0) + ss(q) + b"\x00" + table([]))
+               + method(1, 60, 20, struct.pack(">H", 0) + ss(q) + ss(f"c{i}") + b"\x00"
+                        + table([]))
+               + method(1, 50, 40, struct.pack(">H", 0) + ss(q) + b"\x00"))
+        # RabbitMQ may send the delete-ok before the consume-ok; never a
+        # basic.cancel to this client.
+        got = sorted(r.method()[:2] for _ in range(3))
+        assert got == [(1, (50, 11)), (1, (50, 41)), (1, (60, 21))], (i, got)
+    q = f"{prefix}-last"
+    r.send(method(1, 50, 10, struct.pack(">H", 0) + ss(q) + b"\x08" + table([])))
+    r.expect(1, (50, 11))
+    r.send(method(1, 60, 20, struct.pack(">H", 0) + ss(q) + ss("last") + b"\x00" + table([])))
+    r.expect(1, (60, 21))
+    r.close()
+
+
 def test_no_login_while_audit_is_down(start_busgate, tmp_path):
     """A login is an audit event: while the pipeline cannot record events
     (block mode, the only sink failing: the audit file is /dev/full, no

@@ -969,6 +969,25 @@ static void test_blocked_dropped_without_capability(void **state)
     assert_int_equal(c->f.closed, 0);
 }
 
+/* RabbitMQ's consumer cancel notification (its queue was deleted) ends the
+ * consumer in busgate's count; a client that did not ask for such
+ * notifications does not get it (busgate asks RabbitMQ for them always). */
+static void test_server_cancel_without_capability(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    consume(c, 1, "ok.q", "t1", 0);
+    consume_ok(c, 1, "t1");
+    assert_int_equal(chan(c, 1)->nconsumers, 1);
+    size_t before = c->f.s.nconsumers;
+    amqp_basic_cancel_t cn = {t_str("t1"), 1};
+    assert_int_equal(up(c, 1, AMQP_BASIC_CANCEL_METHOD, &cn), 0);
+    expect_nothing(CLI(c));
+    assert_int_equal(chan(c, 1)->nconsumers, 0);
+    assert_int_equal(c->f.s.nconsumers, before - 1);
+    assert_int_equal(c->f.closed, 0);
+}
+
 static void test_upstream_connection_close(void **state)
 {
     ctx_t *c = *state;
@@ -1099,6 +1118,8 @@ int main(void)
         T(test_consumer_bound_per_connection),
         T(test_blocked_relayed_with_capability),
         cmocka_unit_test_setup_teardown(test_blocked_dropped_without_capability, setup_nocaps,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_server_cancel_without_capability, setup_nocaps,
                                         teardown),
         T(test_upstream_connection_close),
         T(test_client_connection_close),
