@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "broker/log.h"
+
 struct bg_admin_s {
     struct evhttp *http;
     bg_admin_ready_fn ready;
@@ -82,6 +84,13 @@ bg_admin_t *bg_admin_start(struct event_base *base, const bg_addr_t *addr, bg_ad
         free(a);
         return NULL;
     }
+    if (strncmp(addr->host, "127.", 4) != 0 && strcmp(addr->host, "::1") != 0 &&
+        strcmp(addr->host, "localhost") != 0)
+        bg_log_warn("admin",
+                    "admin listener on %s:%u is not loopback: /metrics and /readyz answer "
+                    "anyone who reaches it, without authentication; keep the port on a private "
+                    "network",
+                    addr->host, addr->port);
     return a;
 }
 

@@ -1,4 +1,5 @@
 #include <stdio.h>
+#include <string.h>
 
 #include "broker/cli.h"
 #include "broker/config.h"
@@ -10,7 +11,11 @@
 int bg_cli_check(int argc, char **argv)
 {
     const char *path = bg_cli_config_arg(argc, argv);
-    if (!path || argc != 3) {
+    /* Nothing but the config argument: "-c FILE" or "--config=FILE". */
+    int only_config =
+        (argc == 3 && (strcmp(argv[1], "-c") == 0 || strcmp(argv[1], "--config") == 0)) ||
+        (argc == 2 && strncmp(argv[1], "--config=", 9) == 0);
+    if (!path || !only_config) {
         fprintf(stderr, "usage: busgate check -c FILE\n");
         return 2;
     }

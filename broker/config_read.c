@@ -459,6 +459,9 @@ int bg_cfg__get_strlist(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path, 
             if (bg_cfg__is_null(item))
                 bg_cfg__err(ctx, item, ipath, "expected a string, got null");
             bad = 1;
+        } else if (!*v) {
+            bg_cfg__err(ctx, item, ipath, "expected a non-empty string");
+            bad = 1;
         } else if (check && check(v, &why) < 0) {
             bg_cfg__err_why(ctx, item, ipath, why, v, shown);
             bad = 1;

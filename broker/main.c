@@ -23,8 +23,9 @@ static void bg_main__usage(FILE *f)
             "             [--iss I] [--aud A]   sign a development token (tests only)\n"
             "  token inspect -c FILE TOKEN      verify a token as busgate would\n"
             "  audit tail -c FILE [--follow] [--session ID] [--sub S] [--json]\n"
-            "                           print audit events, one line each\n"
-            "  audit replay -c FILE SESSION     a session's timeline, in order\n"
+            "             [--from kafka|file|spool]   print audit events, one line each\n"
+            "  audit replay -c FILE [--json] [--from kafka|file|spool] SESSION\n"
+            "                           a session's timeline, in order\n"
             "  version                  print the version\n");
 }
 

@@ -162,8 +162,10 @@ bg_worker_t *bg_workers_start(int n, const bg_adapter_t *const *adapters, void *
         }
     if (!failed)
         return ws;
-    for (int i = 0; i < launched; i++)
-        event_base_loopbreak(ws[i].base);
+    /* Not event_base_loopbreak: a worker that has not entered its loop yet
+     * would clear the break when it does and never exit. An active drain
+     * event runs whenever the loop starts. */
+    bg_workers_drain(ws, launched, 0);
     for (int i = 0; i < launched; i++)
         pthread_join(ws[i].thread, NULL);
     for (int i = 0; i < n; i++)

@@ -607,8 +607,12 @@ static int bg_kafka__rewrite_response(bg_kafka_session_t *s, bg_kafka_pending_t 
     if (rd.unknown_tags)
         bg_kafka_struct_drop_unknown(resp, 0); /* nothing passes that busgate cannot read */
     bg_kafka__learn_brokers(s, h->api_key, resp);
+    /* The session's snapshot, the one its prepared principal (s->pp) belongs
+     * to: a request decided before a reload is answered under the policy in
+     * force now (the request's own snapshot and the re-prepared principal
+     * would not match, and every topic would be hidden). */
     bg_kafka_authz_ctx_t ctx;
-    bg_kafka__ctx(s, pe->snap, &ctx);
+    bg_kafka__ctx(s, s->snap, &ctx);
     int32_t nodes[64];
     size_t nnodes = sizeof nodes / sizeof nodes[0];
     if (bg_kafka_authz_response(&ctx, h, &pe->verdict, resp, &pe->arena, &out, nodes, &nnodes,

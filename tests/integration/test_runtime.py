@@ -56,6 +56,9 @@ def test_check_valid_and_invalid(tmp_path, keys):
     good.write_text(config(keys[1], free_port(), RULE_READ))
     r = run_cli("check", "-c", str(good))
     assert r.returncode == 0, r.stdout + r.stderr
+    for form in (["--config", str(good)], [f"--config={good}"]):
+        r = run_cli("check", *form)
+        assert r.returncode == 0, (form, r.stdout + r.stderr)
 
     bad = tmp_path / "bad.yaml"
     bad.write_text(config(keys[1], free_port(), RULE_READ).replace("verbs: [read, describe]",
@@ -67,6 +70,7 @@ def test_check_valid_and_invalid(tmp_path, keys):
     assert re.search(rf"{re.escape(str(bad))}:{line_no}:\d+: .*reed", r.stdout), r.stdout
 
     assert run_cli("check").returncode == 2
+    assert run_cli("check", f"--config={good}", "extra").returncode == 2
 
 
 def test_explain_names_rule_and_default(tmp_path, keys):

@@ -432,6 +432,9 @@ static void test_err_cross_fields(void **state)
                          "audit:\n  kafka_topic: a\n",
                  "t.yaml:10:3: audit.kafka_topic: needs kafka.upstream.bootstrap");
     expect_error(BASE_KAFKA "identity:\n", "t.yaml:1:1: identity: missing: a listener");
+    expect_error(BASE_KAFKA "identity:\n  issuers:\n    - issuer: i\n      audiences: [\"\"]\n"
+                            "      jwks_file: j\n",
+                 "t.yaml:7:19: identity.issuers[0].audiences[0]: expected a non-empty string");
 }
 
 /* Signing keys come over TLS; plain http only from this machine. */
