@@ -61,6 +61,15 @@ void bg_identity__request_refresh(bg_identity_t *id, bg_id_issuer_t *iss)
         (iss->last_fetch_ms == 0 || now - iss->last_fetch_ms >= id->kid_refresh_interval_ms)) {
         iss->refresh_wanted = 1;
         pthread_cond_signal(&id->wake);
+    } else if (!iss->refresh_wanted) {
+        /* Too soon after the last fetch: fetch once the interval is over
+         * rather than wait for the next periodic one (a key rotated in just
+         * after a fetch would otherwise stay unknown for jwks_refresh). */
+        int64_t at = iss->last_fetch_ms + id->kid_refresh_interval_ms;
+        if (at < iss->next_fetch_ms) {
+            iss->next_fetch_ms = at;
+            pthread_cond_signal(&id->wake);
+        }
     }
     pthread_mutex_unlock(&id->mu);
 }
@@ -91,7 +100,9 @@ static bg_id_keyset_t *bg_identity__fetch(bg_identity_t *id, const bg_id_issuer_
                       sizeof(err)) != 0)
         goto fail;
     if (!(ks = bg_identity__keyset_new()) ||
-        bg_jwks_parse(body, len, iss->allow_hs256, &ks->jwks, err, sizeof(err)) != 0)
+        bg_jwks_parse(body, len,
+                      (iss->allow_hs256 ? BG_JWKS_ALLOW_OCT : 0) | BG_JWKS_SKIP_BROKEN, &ks->jwks,
+                      err, sizeof(err)) != 0)
         goto fail;
     /* An empty set would lock everybody out: keep the old keys instead. */
     if (ks->jwks.nkeys == 0) {
@@ -360,7 +371,8 @@ bg_identity_t *bg_identity_new_from_jwks_string(const bg_config_identity_t *cfg,
         bg_id_issuer_t *iss = &id->issuers[i];
         free(iss->jwks_url); /* static keys: never fetched */
         iss->jwks_url = NULL;
-        if (bg_jwks_parse(jwks, len, iss->allow_hs256, &iss->keys->jwks, err, errlen) != 0) {
+        if (bg_jwks_parse(jwks, len, iss->allow_hs256 ? BG_JWKS_ALLOW_OCT : 0, &iss->keys->jwks,
+                          err, errlen) != 0) {
             bg_identity_free(id);
             return NULL;
         }

@@ -315,9 +315,10 @@ static int bg_jwks__dup_kid(const bg_jwks_t *set, const char *kid)
     return 0;
 }
 
-int bg_jwks_parse(const char *json, size_t len, int allow_oct, bg_jwks_t *out, char *err,
+int bg_jwks_parse(const char *json, size_t len, int flags, bg_jwks_t *out, char *err,
                   size_t errlen)
 {
+    int allow_oct = flags & BG_JWKS_ALLOW_OCT;
     json_error_t jerr;
     memset(out, 0, sizeof(*out));
     json_t *root = json_loadb(json, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -335,7 +336,7 @@ int bg_jwks_parse(const char *json, size_t len, int allow_oct, bg_jwks_t *out, c
         const char *why = NULL;
         bg_jwk_t *k = &out->keys[out->nkeys];
         bg_jwks__res_t r = bg_jwks__one(json_array_get(keys, i), allow_oct, k, &why);
-        if (r == BG_JWKS__SKIP) {
+        if (r == BG_JWKS__SKIP || (r == BG_JWKS__BAD && (flags & BG_JWKS_SKIP_BROKEN))) {
             bg_log_warn("identity", "JWKS key #%zu skipped: %s", i, why);
             continue;
         }
@@ -384,7 +385,7 @@ int bg_jwks_load_file(const char *path, int allow_oct, bg_jwks_t *out, char *err
         snprintf(err, errlen, "%s: read error", path);
     else if (len > BG_JWKS_MAX_BYTES)
         snprintf(err, errlen, "%s: larger than %d bytes", path, BG_JWKS_MAX_BYTES);
-    else if (bg_jwks_parse(buf, len, allow_oct, out, err, errlen) == 0)
+    else if (bg_jwks_parse(buf, len, allow_oct ? BG_JWKS_ALLOW_OCT : 0, out, err, errlen) == 0)
         rc = 0;
     free(buf);
     fclose(f);

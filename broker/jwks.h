@@ -48,13 +48,20 @@ typedef struct bg_jwks_s {
 
 #define BG_JWK_ALG_BIT(a) (1u << (unsigned)(a))
 
+/* Flags of bg_jwks_parse. */
+#define BG_JWKS_ALLOW_OCT 1    /* load oct (HMAC) keys */
+#define BG_JWKS_SKIP_BROKEN 2  /* skip (and log) a supported entry with broken parameters */
+
 /* Parses a JWKS document ({"keys":[...]}) into out (caller clears it).
  * Entries that are not signature keys (use != "sig"), of an unsupported kty
- * or curve, RSA keys under BG_JWKS_MIN_RSA_BITS, and oct keys unless
- * allow_oct is set, are skipped and logged. A supported entry with broken
- * parameters (bad base64url, point not on the curve, duplicate kid) is an
- * error. Returns 0, or -1 with err filled. Thread-safe (no shared state). */
-int bg_jwks_parse(const char *json, size_t len, int allow_oct, bg_jwks_t *out, char *err,
+ * or curve, RSA keys under BG_JWKS_MIN_RSA_BITS, and oct keys without
+ * BG_JWKS_ALLOW_OCT, are skipped and logged. A supported entry with broken
+ * parameters (bad base64url, point not on the curve) is an error, or with
+ * BG_JWKS_SKIP_BROKEN skipped and logged (a fetched set: one bad entry must
+ * not keep the previous set, with keys the provider has withdrawn, in
+ * force). A duplicate kid is always an error: the set is ambiguous.
+ * Returns 0, or -1 with err filled. Thread-safe (no shared state). */
+int bg_jwks_parse(const char *json, size_t len, int flags, bg_jwks_t *out, char *err,
                   size_t errlen) __attribute__((warn_unused_result));
 /* Frees every key of set and empties it; safe on an empty set. */
 void bg_jwks_clear(bg_jwks_t *set);

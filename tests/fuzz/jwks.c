@@ -1,8 +1,8 @@
 /* Fuzz target: arbitrary bytes as a JWKS document to bg_jwks_parse.
  *
  * busgate fetches the key set from each issuer's jwks_url, so these bytes
- * come from the network. The first byte chooses whether oct (HMAC) keys are
- * accepted; the rest is the document. Every key a successful parse returns
+ * come from the network. The first byte's low bits are the parse flags
+ * (BG_JWKS_ALLOW_OCT, BG_JWKS_SKIP_BROKEN); the rest is the document. Every key a successful parse returns
  * must be usable: it is asked to verify a signature that cannot be valid. */
 #include <stddef.h>
 #include <stdint.h>
@@ -20,10 +20,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (size < 1)
         return 0;
-    int allow_oct = data[0] & 1;
+    int flags = data[0] & (BG_JWKS_ALLOW_OCT | BG_JWKS_SKIP_BROKEN);
+    int allow_oct = flags & BG_JWKS_ALLOW_OCT;
     bg_jwks_t set = {0};
     char err[256];
-    if (bg_jwks_parse((const char *)data + 1, size - 1, allow_oct, &set, err, sizeof err) == 0) {
+    if (bg_jwks_parse((const char *)data + 1, size - 1, flags, &set, err, sizeof err) == 0) {
         static const char input[] = "e30.e30";
         static const unsigned char sig[64] = {1};
         for (size_t i = 0; i < set.nkeys; i++) {

@@ -273,6 +273,19 @@ static void test_bad_fetch_keeps_keys(void **state)
     wait_fetches(id, before + 1);
     assert_int_equal(verify(id, tx), BG_ID_UNKNOWN_KID);
     assert_int_equal(verify(id, t1), BG_ID_OK);
+    /* A fetched set with one broken entry is installed without it: the
+     * provider's other keys apply, and the previous set (keys it may have
+     * withdrawn) does not stay in force. */
+    char broken_entry[4096];
+    snprintf(broken_entry, sizeof broken_entry,
+             "{\"keys\":[{\"kty\":\"EC\",\"kid\":\"bad\",\"crv\":\"P-256\",\"x\":\"AA\","
+             "\"y\":\"AA\"},%s]}",
+             j2);
+    srv_set(&s, 200, broken_entry);
+    assert_int_equal(verify_until_ok(id, tx), BG_ID_OK);
+    assert_int_equal(verify(id, t1), BG_ID_UNKNOWN_KID);
+    srv_set(&s, 200, set1);
+    assert_int_equal(verify_until_ok(id, t1), BG_ID_OK);
     /* The same document within the cap is installed (k2 replaces k1). */
     srv_set(&s, 200, set2);
     assert_int_equal(verify_until_ok(id, tx), BG_ID_OK);
@@ -288,6 +301,36 @@ static void test_bad_fetch_keeps_keys(void **state)
     free(set2);
     free(t1);
     free(tx);
+}
+
+/* An unknown kid too soon after a fetch is not forgotten: the fetch comes
+ * when the interval is over, without another token having to ask. */
+static void test_unknown_kid_fetch_deferred(void **state)
+{
+    EVP_PKEY *k1 = idt_rsa(), *k2 = idt_rsa();
+    char *j1 = idt_jwk(k1, "k1", NULL), *j2 = idt_jwk(k2, "k2", NULL);
+    const char *both[] = {j1, j2};
+    char *set1 = idt_jwks((const char *const *)&j1, 1), *set12 = idt_jwks(both, 2);
+    char *t2 = idt_token("{\"alg\":\"RS256\",\"kid\":\"k2\"}", CLAIMS, "RS256", k2, NULL, 0);
+    srv_t s;
+    srv_start(&s, set1);
+    bg_identity_t *id = new_url(s.port, 3600 * 1000);
+    bg_identity_set_kid_refresh_interval(id, 1000);
+    assert_int_equal(bg_identity_wait_ready(id, 5000), 0);
+    srv_set(&s, 200, set12);
+    assert_int_equal(verify(id, t2), BG_ID_UNKNOWN_KID); /* too soon: no fetch now */
+    assert_int_equal(bg_identity_fetch_count(id, 0), 1);
+    wait_fetches(id, 2); /* about a second later, by itself */
+    assert_int_equal(verify(id, t2), BG_ID_OK);
+    bg_identity_free(id);
+    srv_stop(&s);
+    EVP_PKEY_free(k1);
+    EVP_PKEY_free(k2);
+    free(j1);
+    free(j2);
+    free(set1);
+    free(set12);
+    free(t2);
 }
 
 static void test_wait_ready_unreachable(void **state)
@@ -373,6 +416,7 @@ int main(void)
         cmocka_unit_test(test_bad_fetch_keeps_keys),
         cmocka_unit_test(test_wait_ready_unreachable),
         cmocka_unit_test(test_reload_keeps_keys),
+        cmocka_unit_test(test_unknown_kid_fetch_deferred),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
