@@ -217,6 +217,20 @@ void bg_amqp_authz_decide(const bg_policy_t *p, const bg_policy_principal_t *pr,
     }
 }
 
+/* Copies at most max bytes of s (len bytes) into dst (max + 1 bytes):
+ * never half a UTF-8 character, control bytes shown as '?'. The length. */
+static size_t bg_amqp_authz__cut(char *dst, const char *s, size_t len, size_t max)
+{
+    size_t n = len > max ? max : len;
+    if (n < len)
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
+    for (size_t i = 0; i < n; i++)
+        dst[i] = bg_amqp_authz__has_control(s + i, 1) ? '?' : s[i];
+    dst[n] = '\0';
+    return n;
+}
+
 void bg_amqp_authz_text(const bg_amqp_verdict_t *v, const char *vhost, const char *user, char *buf,
                         size_t cap)
 {
@@ -225,28 +239,45 @@ void bg_amqp_authz_text(const bg_amqp_verdict_t *v, const char *vhost, const cha
         return;
     }
     const bg_amqp_check_t *c = &v->checks[v->denied - 1];
-    char why[160];
-    if (c->unmasked)
-        snprintf(why, sizeof why, "busgate mask '%.60s': this build cannot mask message bodies",
-                 bg_policy_mask_name(c->decision.masks[0]));
-    else if (c->refusal && c->decision.rule)
-        snprintf(why, sizeof why, "busgate rule '%.60s' %s", bg_policy_rule_name(c->decision.rule),
-                 c->refusal);
-    else if (c->refusal)
+    char why[200], rule[101];
+    if (c->unmasked) {
+        const char *m = bg_policy_mask_name(c->decision.masks[0]);
+        bg_amqp_authz__cut(rule, m, strlen(m), 60);
+        snprintf(why, sizeof why, "busgate mask '%s': this build cannot mask message bodies", rule);
+    } else if (c->decision.rule) {
+        const char *r = bg_policy_rule_name(c->decision.rule);
+        bg_amqp_authz__cut(rule, r, strlen(r), c->refusal ? 60 : 100);
+        snprintf(why, sizeof why, "busgate rule '%s'%s%s", rule, c->refusal ? " " : "",
+                 c->refusal ? c->refusal : "");
+    } else if (c->refusal) {
         snprintf(why, sizeof why, "busgate: %s", c->refusal);
-    else if (c->decision.rule)
-        snprintf(why, sizeof why, "busgate rule '%.100s'", bg_policy_rule_name(c->decision.rule));
-    else
+    } else {
         snprintf(why, sizeof why, "busgate default policy");
-    /* Names are cut so the rule's name survives the 255-byte shortstr, and
-     * their control bytes shown as '?'. */
-    char name[61];
-    size_t nlen = c->name_len > 60 ? 60 : c->name_len;
-    for (size_t i = 0; i < nlen; i++)
-        name[i] = bg_amqp_authz__has_control(c->name + i, 1) ? '?' : c->name[i];
-    name[nlen] = '\0';
-    snprintf(buf, cap, "ACCESS_REFUSED - %s access to %s '%s' in vhost '%.40s' refused for user "
-                       "'%.40s' (%s)",
-             bg_verb_name(c->verb), c->type == BG_RES_AMQP_QUEUE ? "queue" : "exchange", name,
-             vhost, user, why);
+    }
+    /* The reply text is a shortstr (255 bytes) and must name the rule: the
+     * queue or exchange name, vhost and user are cut (longest first, on
+     * character boundaries) to leave room for it. */
+    const char *kind = c->type == BG_RES_AMQP_QUEUE ? "queue" : "exchange";
+    const char *src[3] = {c->name, vhost, user};
+    size_t srclen[3] = {c->name_len, strlen(vhost), strlen(user)};
+    size_t limit[3] = {60, 40, 40}, len[3];
+    char field[3][61];
+    int fixed = snprintf(NULL, 0,
+                         "ACCESS_REFUSED - %s access to %s '' in vhost '' refused for user '' (%s)",
+                         bg_verb_name(c->verb), kind, why);
+    size_t budget = fixed < 255 ? 255 - (size_t)fixed : 0;
+    for (;;) {
+        size_t sum = 0, longest = 0;
+        for (int i = 0; i < 3; i++) {
+            len[i] = bg_amqp_authz__cut(field[i], src[i], srclen[i], limit[i]);
+            sum += len[i];
+            if (len[i] > len[longest])
+                longest = (size_t)i;
+        }
+        if (sum <= budget || len[longest] == 0)
+            break;
+        limit[longest] = len[longest] - 1;
+    }
+    snprintf(buf, cap, "ACCESS_REFUSED - %s access to %s '%s' in vhost '%s' refused for user '%s' (%s)",
+             bg_verb_name(c->verb), kind, field[0], field[1], field[2], why);
 }

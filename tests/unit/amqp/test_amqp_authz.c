@@ -221,6 +221,7 @@ static const pt_policy_t policy_table = {
         {"look-only", "group:apps", "amqp:queue:look.*", "describe", "allow"},
         {"no-secret", "*", "amqp:queue:ok.secret* amqp:exchange:ok.secret*", "all", "deny"},
         {"held-deletes", "*", "amqp:queue:ok.held*", "delete", "hold", NULL, "group:sre"},
+        {"held-deletes-of-long-queue-names-under-a-rule-with-a-long-nm", "*", "amqp:queue:ok.hheld*", "delete", "hold", NULL, "group:sre"},
         {"trial", "group:apps", "amqp:exchange:trial.*", "write", "allow"},
         {"audited", "group:apps", "amqp:exchange:trial.*", "write", "deny", "audit"},
     },
@@ -392,6 +393,53 @@ static void test_text_bounds(void **state)
 }
 
 
+/* 1 when s is valid UTF-8. */
+static int utf8_ok(const unsigned char *s)
+{
+    while (*s) {
+        int n = *s < 0x80 ? 0 : (*s & 0xE0) == 0xC0 ? 1 : (*s & 0xF0) == 0xE0 ? 2
+                          : (*s & 0xF8) == 0xF0 ? 3 : -1;
+        if (n < 0)
+            return 0;
+        for (int i = 1; i <= n; i++)
+            if ((s[i] & 0xC0) != 0x80)
+                return 0;
+        s += n + 1;
+    }
+    return 1;
+}
+
+/* Multi-byte names and a long hold refusal: the text is cut on character
+ * boundaries, and the rule's whole name is in it. */
+static void test_text_utf8_and_rule_name(void **state)
+{
+    (void)state;
+    char q[256] = "ok.hheld-", user[128] = "";
+    for (int i = 0; i < 60; i++)
+        strcat(q, "\xc3\xa9"); /* é */
+    for (int i = 0; i < 30; i++)
+        strcat(user, "\xc3\xbc"); /* ü */
+    amqp_queue_delete_t d;
+    memset(&d, 0, sizeof d);
+    d.queue = S(q);
+    bg_amqp_method_t m = {AMQP_QUEUE_DELETE_METHOD, bg_amqp_method_info(AMQP_QUEUE_DELETE_METHOD),
+                          &d};
+    bg_policy_principal_t pr;
+    const char *groups[] = {"apps"};
+    assert_int_equal(bg_policy_principal_prepare(policy, "alice", groups, 1, &pr), 0);
+    bg_amqp_verdict_t v;
+    bg_amqp_authz_classify(&m, NULL, &v);
+    bg_amqp_authz_decide(policy, &pr, &v);
+    assert_int_equal(v.denied, 1);
+    char text[256];
+    bg_amqp_authz_text(&v, user, user, text, sizeof text);
+    assert_true(strlen(text) <= 255);
+    assert_true(utf8_ok((const unsigned char *)text));
+    assert_non_null(strstr(text, "busgate rule 'held-deletes-of-long-queue-names-under-a-rule-with-a-long-nm' requires an approval"));
+    assert_non_null(strstr(text, "queue 'ok.hheld-\xc3\xa9"));
+    bg_policy_principal_clear(&pr);
+}
+
 /* "" names the channel's last declared queue; while busgate does not know it
  * (a server-named queue before its declare-ok) the method is refused. */
 static void test_unknown_last_queue_refused(void **state)
@@ -461,6 +509,7 @@ int main(void)
         cmocka_unit_test(test_classify_borrows_length),
         cmocka_unit_test(test_decide_table),
         cmocka_unit_test(test_text_bounds),
+        cmocka_unit_test(test_text_utf8_and_rule_name),
         cmocka_unit_test(test_unknown_last_queue_refused),
         cmocka_unit_test(test_declare_argument_exchanges),
     };
