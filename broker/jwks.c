@@ -14,11 +14,14 @@
 #include <openssl/crypto.h>
 #include <openssl/ecdsa.h>
 #include <openssl/hmac.h>
+#include <openssl/rsa.h>
 
 #include "broker/log.h"
 
 #define BG_JWKS__RSA_ALGS                                                                          \
-    (BG_JWK_ALG_BIT(JWT_ALG_RS256) | BG_JWK_ALG_BIT(JWT_ALG_RS384) | BG_JWK_ALG_BIT(JWT_ALG_RS512))
+    (BG_JWK_ALG_BIT(JWT_ALG_RS256) | BG_JWK_ALG_BIT(JWT_ALG_RS384) |                               \
+     BG_JWK_ALG_BIT(JWT_ALG_RS512) | BG_JWK_ALG_BIT(BG_JWT_ALG_PS256) |                            \
+     BG_JWK_ALG_BIT(BG_JWT_ALG_PS384) | BG_JWK_ALG_BIT(BG_JWT_ALG_PS512))
 #define BG_JWKS__OCT_ALGS                                                                          \
     (BG_JWK_ALG_BIT(JWT_ALG_HS256) | BG_JWK_ALG_BIT(JWT_ALG_HS384) | BG_JWK_ALG_BIT(JWT_ALG_HS512))
 
@@ -32,6 +35,7 @@ static const struct {
     {"HS256", JWT_ALG_HS256}, {"HS384", JWT_ALG_HS384}, {"HS512", JWT_ALG_HS512},
     {"RS256", JWT_ALG_RS256}, {"RS384", JWT_ALG_RS384}, {"RS512", JWT_ALG_RS512},
     {"ES256", JWT_ALG_ES256}, {"ES384", JWT_ALG_ES384}, {"ES512", JWT_ALG_ES512},
+    {"PS256", BG_JWT_ALG_PS256}, {"PS384", BG_JWT_ALG_PS384}, {"PS512", BG_JWT_ALG_PS512},
 };
 
 /* EC curves by JWK crv: OpenSSL group name, coordinate size, algorithm. */
@@ -247,7 +251,8 @@ static bg_jwks__res_t bg_jwks__oct(json_t *jwk, int allow_oct, bg_jwk_t *k, cons
 }
 
 /* Narrows k->algs to the JWK's "alg" when present. An alg that does not fit
- * the key type, or that libjwt cannot verify (PS256), makes the key unusable. */
+ * the key type, or that busgate cannot verify (EdDSA, ...), makes the key
+ * unusable. */
 static bg_jwks__res_t bg_jwks__narrow_alg(json_t *jwk, bg_jwk_t *k, const char **why)
 {
     json_t *a = json_object_get(jwk, "alg");
@@ -394,6 +399,12 @@ int bg_jwks_load_file(const char *path, int allow_oct, bg_jwks_t *out, char *err
 
 static const EVP_MD *bg_jwks__md(jwt_alg_t alg)
 {
+    if (alg == BG_JWT_ALG_PS256)
+        return EVP_sha256();
+    if (alg == BG_JWT_ALG_PS384)
+        return EVP_sha384();
+    if (alg == BG_JWT_ALG_PS512)
+        return EVP_sha512();
     switch (alg) {
     case JWT_ALG_HS256:
     case JWT_ALG_RS256:
@@ -422,12 +433,19 @@ static int bg_jwks__verify_hmac(const bg_jwk_t *k, const EVP_MD *md, const char 
     return mac_len == sig_len && CRYPTO_memcmp(mac, sig, sig_len) == 0;
 }
 
-static int bg_jwks__digest_verify(EVP_PKEY *pkey, const EVP_MD *md, const char *in, size_t len,
-                                  const unsigned char *sig, size_t sig_len)
+/* pss: RSASSA-PSS with MGF1 over the same hash and a salt as long as the
+ * hash (RFC 7518 3.5); otherwise the key's default (PKCS #1 v1.5, ECDSA). */
+static int bg_jwks__digest_verify(EVP_PKEY *pkey, const EVP_MD *md, int pss, const char *in,
+                                  size_t len, const unsigned char *sig, size_t sig_len)
 {
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    int ok = ctx && EVP_DigestVerifyInit(ctx, NULL, md, NULL, pkey) == 1 &&
-             EVP_DigestVerify(ctx, sig, sig_len, (const unsigned char *)in, len) == 1;
+    EVP_PKEY_CTX *pctx = NULL;
+    int ok = ctx && EVP_DigestVerifyInit(ctx, &pctx, md, NULL, pkey) == 1;
+    if (ok && pss)
+        ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) == 1 &&
+             EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, md) == 1 &&
+             EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST) == 1;
+    ok = ok && EVP_DigestVerify(ctx, sig, sig_len, (const unsigned char *)in, len) == 1;
     EVP_MD_CTX_free(ctx);
     return ok;
 }
@@ -450,7 +468,7 @@ static int bg_jwks__verify_ec(const bg_jwk_t *k, const EVP_MD *md, const char *i
         goto out;
     }
     if ((der_len = i2d_ECDSA_SIG(es, &der)) > 0)
-        ok = bg_jwks__digest_verify(k->pkey, md, in, len, der, (size_t)der_len);
+        ok = bg_jwks__digest_verify(k->pkey, md, 0, in, len, der, (size_t)der_len);
 out:
     OPENSSL_free(der);
     ECDSA_SIG_free(es);
@@ -467,7 +485,11 @@ int bg_jwks_verify(const bg_jwk_t *k, jwt_alg_t alg, const char *input, size_t i
     case BG_JWK_OCT:
         return k->secret && bg_jwks__verify_hmac(k, md, input, input_len, sig, sig_len);
     case BG_JWK_RSA:
-        return k->pkey && bg_jwks__digest_verify(k->pkey, md, input, input_len, sig, sig_len);
+        return k->pkey && bg_jwks__digest_verify(k->pkey, md,
+                                                 alg == BG_JWT_ALG_PS256 ||
+                                                     alg == BG_JWT_ALG_PS384 ||
+                                                     alg == BG_JWT_ALG_PS512,
+                                                 input, input_len, sig, sig_len);
     case BG_JWK_EC:
         return k->pkey && bg_jwks__verify_ec(k, md, input, input_len, sig, sig_len);
     }

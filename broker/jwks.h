@@ -48,6 +48,12 @@ typedef struct bg_jwks_s {
 
 #define BG_JWK_ALG_BIT(a) (1u << (unsigned)(a))
 
+/* RSASSA-PSS (RFC 7518 3.5): libjwt 1.10 has no ids for them; busgate
+ * verifies signatures itself and numbers them after libjwt's. */
+#define BG_JWT_ALG_PS256 ((jwt_alg_t)(JWT_ALG_TERM + 1))
+#define BG_JWT_ALG_PS384 ((jwt_alg_t)(JWT_ALG_TERM + 2))
+#define BG_JWT_ALG_PS512 ((jwt_alg_t)(JWT_ALG_TERM + 3))
+
 /* Flags of bg_jwks_parse. */
 #define BG_JWKS_ALLOW_OCT 1    /* load oct (HMAC) keys */
 #define BG_JWKS_SKIP_BROKEN 2  /* skip (and log) a supported entry with broken parameters */

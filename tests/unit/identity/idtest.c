@@ -140,16 +140,22 @@ static size_t idt_sign(const char *alg, EVP_PKEY *k, const void *secret, size_t 
         HMAC(idt_md(alg), secret, (int)n, (const unsigned char *)input, strlen(input), sig, &l);
         return l;
     }
-    if (alg[0] != 'R' && alg[0] != 'E')
+    if (alg[0] != 'R' && alg[0] != 'E' && alg[0] != 'P')
         return 0;
     unsigned char der[1024];
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    EVP_PKEY_CTX *pctx = NULL;
     len = sizeof(der);
-    EVP_DigestSignInit(ctx, NULL, idt_md(alg), NULL, k);
-    EVP_DigestSign(ctx, alg[0] == 'R' ? sig : der, &len, (const unsigned char *)input,
+    EVP_DigestSignInit(ctx, &pctx, idt_md(alg), NULL, k);
+    if (alg[0] == 'P') { /* RSASSA-PSS, RFC 7518 3.5 */
+        EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING);
+        EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, idt_md(alg));
+        EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, RSA_PSS_SALTLEN_DIGEST);
+    }
+    EVP_DigestSign(ctx, alg[0] == 'E' ? der : sig, &len, (const unsigned char *)input,
                    strlen(input));
     EVP_MD_CTX_free(ctx);
-    if (alg[0] == 'R')
+    if (alg[0] != 'E')
         return len;
     /* DER -> JOSE R||S */
     const unsigned char *p = der;
