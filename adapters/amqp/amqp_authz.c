@@ -239,14 +239,23 @@ void bg_amqp_authz_text(const bg_amqp_verdict_t *v, const char *vhost, const cha
         return;
     }
     const bg_amqp_check_t *c = &v->checks[v->denied - 1];
-    char why[200], rule[101];
+    const char *kind = c->type == BG_RES_AMQP_QUEUE ? "queue" : "exchange";
+    char why[256], rule[101];
     if (c->unmasked) {
         const char *m = bg_policy_mask_name(c->decision.masks[0]);
         bg_amqp_authz__cut(rule, m, strlen(m), 60);
         snprintf(why, sizeof why, "busgate mask '%s': this build cannot mask message bodies", rule);
     } else if (c->decision.rule) {
+        /* The rule's name (up to 100 bytes) gets what the text's fixed parts
+         * leave, before the names below get any. */
         const char *r = bg_policy_rule_name(c->decision.rule);
-        bg_amqp_authz__cut(rule, r, strlen(r), c->refusal ? 60 : 100);
+        int fixed = snprintf(NULL, 0,
+                             "ACCESS_REFUSED - %s access to %s '' in vhost '' refused for user "
+                             "'' (busgate rule ''%s%s)",
+                             bg_verb_name(c->verb), kind, c->refusal ? " " : "",
+                             c->refusal ? c->refusal : "");
+        size_t room = fixed < 255 ? 255 - (size_t)fixed : 0;
+        bg_amqp_authz__cut(rule, r, strlen(r), room < 100 ? room : 100);
         snprintf(why, sizeof why, "busgate rule '%s'%s%s", rule, c->refusal ? " " : "",
                  c->refusal ? c->refusal : "");
     } else if (c->refusal) {
@@ -257,7 +266,6 @@ void bg_amqp_authz_text(const bg_amqp_verdict_t *v, const char *vhost, const cha
     /* The reply text is a shortstr (255 bytes) and must name the rule: the
      * queue or exchange name, vhost and user are cut (longest first, on
      * character boundaries) to leave room for it. */
-    const char *kind = c->type == BG_RES_AMQP_QUEUE ? "queue" : "exchange";
     const char *src[3] = {c->name, vhost, user};
     size_t srclen[3] = {c->name_len, strlen(vhost), strlen(user)};
     size_t limit[3] = {60, 40, 40}, len[3];

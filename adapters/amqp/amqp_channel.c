@@ -60,6 +60,8 @@ static void bg_amqp_chan__reset(bg_amqp_session_t *s, bg_amqp_channel_t *ch)
     s->nconsumers -= ch->nconsumers + ch->npending + ch->nanonymous;
     bg_amqp_chan__free_list(ch->consumers);
     bg_amqp_chan__free_list(ch->pending);
+    if (ch->held)
+        evbuffer_free(ch->held);
     memset(ch, 0, sizeof *ch);
 }
 
@@ -251,6 +253,33 @@ static int bg_amqp_chan__to_client(bg_amqp_session_t *s, bg_wr_t *wr, int rc)
     return rc;
 }
 
+/* busgate's own frame to the client on channel ch: written now, or held
+ * while a command from RabbitMQ on the channel is still partly relayed. */
+static int bg_amqp_chan__to_client_on(bg_amqp_session_t *s, bg_amqp_channel_t *ch, bg_wr_t *wr,
+                                      int rc)
+{
+    if (!(ch->down_expect && ch->down_relay))
+        return bg_amqp_chan__to_client(s, wr, rc);
+    if (rc == BG_AMQP_OK && !ch->held && !(ch->held = evbuffer_new()))
+        rc = -1;
+    rc = rc == BG_AMQP_OK && !wr->failed && evbuffer_add(ch->held, wr->buf, wr->len) == 0 ? 0
+                                                                                           : -1;
+    bg_wr_free(wr);
+    if (rc != 0)
+        bg_amqp_session_kill(s, 0, "out of memory");
+    return rc;
+}
+
+/* The command RabbitMQ was sending is complete: what busgate held goes out. */
+static void bg_amqp_chan__flush_held(bg_amqp_session_t *s, bg_amqp_channel_t *ch)
+{
+    if (!ch->held || ch->down_expect)
+        return;
+    size_t n = evbuffer_get_length(ch->held);
+    evbuffer_add_buffer(bg_amqp_cli_out(s), ch->held);
+    s->bytes_out += n;
+}
+
 static int bg_amqp_chan__to_upstream(bg_amqp_session_t *s, bg_wr_t *wr, int rc)
 {
     rc = rc == BG_AMQP_OK ? bg_amqp_up_send(s, wr) : -1;
@@ -268,7 +297,7 @@ static int bg_amqp_chan__refuse(bg_amqp_session_t *s, uint16_t n, bg_amqp_channe
     bg_wr_t wr;
     bg_wr_init(&wr, 320, 4096);
     int rc = bg_amqp_write_channel_close(&wr, n, code, text, (uint16_t)(id >> 16), (uint16_t)id);
-    if (bg_amqp_chan__to_client(s, &wr, rc) != 0)
+    if (bg_amqp_chan__to_client_on(s, ch, &wr, rc) != 0)
         return -1;
     ch->cli = (bg_amqp_leg_t){.state = BG_AMQP_LEG_CLOSING, .sent = 1};
     ch->expect = 0;
@@ -285,12 +314,14 @@ static int bg_amqp_chan__refuse(bg_amqp_session_t *s, uint16_t n, bg_amqp_channe
 
 /* Answers a channel.close on n with busgate's own close-ok, to the client
  * (to_client) or upstream. */
-static int bg_amqp_chan__answer_close(bg_amqp_session_t *s, uint16_t n, int to_client)
+static int bg_amqp_chan__answer_close(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch,
+                                      int to_client)
 {
     bg_wr_t wr;
     bg_wr_init(&wr, 16, 64);
     int rc = bg_amqp_write_channel_close_ok(&wr, n);
-    return to_client ? bg_amqp_chan__to_client(s, &wr, rc) : bg_amqp_chan__to_upstream(s, &wr, rc);
+    return to_client ? bg_amqp_chan__to_client_on(s, ch, &wr, rc)
+                     : bg_amqp_chan__to_upstream(s, &wr, rc);
 }
 
 /* ---- client methods ---- */
@@ -373,7 +404,7 @@ static int bg_amqp_chan__closing_client(bg_amqp_session_t *s, uint16_t n, bg_amq
         /* Crossed a close sent to the client (busgate's or RabbitMQ's): the
          * client now waits for a close-ok and still owes one. */
         evbuffer_drain(in, len);
-        return bg_amqp_chan__answer_close(s, n, 1) == 0 ? 1 : -1;
+        return bg_amqp_chan__answer_close(s, n, ch, 1) == 0 ? 1 : -1;
     }
     if (m->id == AMQP_CHANNEL_CLOSE_OK_METHOD && ch->cli.sent) {
         int relay = ch->cli.sent_relay;
@@ -676,7 +707,7 @@ static int bg_amqp_chan__up_closing_bg(bg_amqp_session_t *s, uint16_t n, bg_amqp
                                        uint32_t id, struct evbuffer *in, size_t len)
 {
     evbuffer_drain(in, len);
-    if (id == AMQP_CHANNEL_CLOSE_METHOD && bg_amqp_chan__answer_close(s, n, 0) != 0)
+    if (id == AMQP_CHANNEL_CLOSE_METHOD && bg_amqp_chan__answer_close(s, n, ch, 0) != 0)
         return -1;
     if (id == AMQP_CHANNEL_CLOSE_OK_METHOD) {
         ch->up.sent = 0;
@@ -694,7 +725,7 @@ static int bg_amqp_chan__up_close(bg_amqp_session_t *s, uint16_t n, bg_amqp_chan
         /* Nobody on the client leg to answer it (a repeated close, or the
          * client's leg is done): busgate answers. */
         evbuffer_drain(in, len);
-        return bg_amqp_chan__answer_close(s, n, 0) == 0 ? 0 : -1;
+        return bg_amqp_chan__answer_close(s, n, ch, 0) == 0 ? 0 : -1;
     }
     ch->up.state = BG_AMQP_LEG_CLOSING;
     ch->up.got = 1;
@@ -717,12 +748,59 @@ static void bg_amqp_chan__up_close_ok(bg_amqp_session_t *s, uint16_t n, bg_amqp_
     bg_amqp_chan__maybe_closed(s, n, ch);
 }
 
+/* Methods RabbitMQ sends with content. */
+static int bg_amqp_chan__has_content(uint32_t id)
+{
+    return id == AMQP_BASIC_DELIVER_METHOD || id == AMQP_BASIC_GET_OK_METHOD ||
+           id == AMQP_BASIC_RETURN_METHOD;
+}
+
+/* A content frame from RabbitMQ: relayed when its method was, then what
+ * busgate held for the client goes out once the command is complete. */
+static int bg_amqp_chan__down_content(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
+                                      const bg_amqp_frame_t *f, struct evbuffer *in, size_t len)
+{
+    int relay = ch->down_expect ? ch->down_relay
+                                : !(ch->up.state == BG_AMQP_LEG_CLOSING &&
+                                    bg_amqp_chan__own_close(&ch->up));
+    if (ch->down_expect == 1 && f->type == BG_AMQP_FRAME_HEADER) {
+        uint8_t h[BG_AMQP_FRAME_HEADER_SIZE + 12];
+        if (f->size < 12 || evbuffer_copyout(in, h, sizeof h) != (ev_ssize_t)sizeof h) {
+            ch->down_expect = 0;
+        } else {
+            const uint8_t *p = h + BG_AMQP_FRAME_HEADER_SIZE + 4;
+            uint64_t size = 0;
+            for (int i = 0; i < 8; i++)
+                size = size << 8 | p[i];
+            ch->down_left = size;
+            ch->down_expect = size ? 2 : 0;
+        }
+    } else if (ch->down_expect == 2 && f->type == BG_AMQP_FRAME_BODY) {
+        ch->down_left -= f->size < ch->down_left ? f->size : ch->down_left;
+        if (ch->down_left == 0)
+            ch->down_expect = 0;
+    }
+    if (relay)
+        evbuffer_remove_buffer(in, bg_amqp_cli_out(s), len);
+    else
+        evbuffer_drain(in, len);
+    bg_amqp_chan__flush_held(s, ch);
+    return 0;
+}
+
 int bg_amqp_chan_upstream_frame(bg_amqp_session_t *s, struct evbuffer *in,
                                 const bg_amqp_frame_t *f, size_t frame_len)
 {
     uint16_t n = f->channel;
     uint32_t id = bg_amqp_chan__peek_id(in, f);
     bg_amqp_channel_t *ch = bg_amqp_chan__get(s, n, 0);
+    if (ch && (f->type == BG_AMQP_FRAME_HEADER || f->type == BG_AMQP_FRAME_BODY))
+        return bg_amqp_chan__down_content(s, ch, f, in, frame_len);
+    if (ch && bg_amqp_chan__has_content(id)) {
+        ch->down_expect = 1;
+        ch->down_relay =
+            !(ch->up.state == BG_AMQP_LEG_CLOSING && bg_amqp_chan__own_close(&ch->up));
+    }
     if (n == 0 && id == AMQP_CONNECTION_CLOSE_METHOD)
         return bg_amqp_chan__up_connection_close(s, in, frame_len);
     if (n == 0 && (id == AMQP_CONNECTION_BLOCKED_METHOD || id == AMQP_CONNECTION_UNBLOCKED_METHOD) &&

@@ -70,6 +70,15 @@ typedef struct bg_amqp_channel_s {
                                 RabbitMQ still reads the rest of that content */
     uint8_t discard;         /* content of a refused publish: dropped whole */
     uint64_t body_left;      /* body bytes still expected */
+    /* The command RabbitMQ is sending on the channel (basic.deliver,
+     * get-ok, return: method, header, bodies), which may span many reads:
+     * down_expect 0 none, 1 header, 2 body; down_relay it goes to the
+     * client. busgate's own frames to the client on this channel (a
+     * refusal's channel.close, a close-ok) wait in `held` until it is
+     * complete, since no frame may come between a command's content frames. */
+    uint8_t down_expect, down_relay;
+    uint64_t down_left;
+    struct evbuffer *held;
     /* What "" names: RabbitMQ's most recently declared queue, set by the
      * declare busgate forwards last (nowait and passive too); "" while it
      * is a server-named queue whose declare-ok has not come back. A

@@ -221,7 +221,7 @@ static const pt_policy_t policy_table = {
         {"look-only", "group:apps", "amqp:queue:look.*", "describe", "allow"},
         {"no-secret", "*", "amqp:queue:ok.secret* amqp:exchange:ok.secret*", "all", "deny"},
         {"held-deletes", "*", "amqp:queue:ok.held*", "delete", "hold", NULL, "group:sre"},
-        {"held-deletes-of-long-queue-names-under-a-rule-with-a-long-nm", "*", "amqp:queue:ok.hheld*", "delete", "hold", NULL, "group:sre"},
+        {"held-deletes-of-long-queue-names-under-a-rule-with-a-long-nm-and-thirty-more-bytes-of-name-x", "*", "amqp:queue:ok.hheld*", "delete", "hold", NULL, "group:sre"},
         {"trial", "group:apps", "amqp:exchange:trial.*", "write", "allow"},
         {"audited", "group:apps", "amqp:exchange:trial.*", "write", "deny", "audit"},
     },
@@ -435,8 +435,26 @@ static void test_text_utf8_and_rule_name(void **state)
     bg_amqp_authz_text(&v, user, user, text, sizeof text);
     assert_true(strlen(text) <= 255);
     assert_true(utf8_ok((const unsigned char *)text));
-    assert_non_null(strstr(text, "busgate rule 'held-deletes-of-long-queue-names-under-a-rule-with-a-long-nm' requires an approval"));
-    assert_non_null(strstr(text, "queue 'ok.hheld-\xc3\xa9"));
+    assert_non_null(strstr(text, "busgate rule 'held-deletes-of-long-queue-names-under-a-rule-with-a-long-nm-and-thirty-more-bytes-of-name-x' requires an approval"));
+    /* The names gave way to the rule's name, on character boundaries. */
+    assert_non_null(strstr(text, "ACCESS_REFUSED - delete access to queue '"));
+    /* A short rule leaves room for 60 bytes of the name: cut before the
+     * character that would not fit whole (9 + 25 * 2 bytes). */
+    char q2[256] = "ok.secret";
+    for (int i = 0; i < 60; i++)
+        strcat(q2, "\xc3\xa9");
+    d.queue = S(q2);
+    bg_amqp_authz_classify(&m, NULL, &v);
+    bg_amqp_authz_decide(policy, &pr, &v);
+    assert_int_equal(v.denied, 1);
+    bg_amqp_authz_text(&v, "/", user, text, sizeof text);
+    assert_true(utf8_ok((const unsigned char *)text));
+    assert_non_null(strstr(text, "(busgate rule 'no-secret')"));
+    char want[128] = "queue 'ok.secret";
+    for (int i = 0; i < 25; i++)
+        strcat(want, "\xc3\xa9");
+    strcat(want, "' in vhost");
+    assert_non_null(strstr(text, want));
     bg_policy_principal_clear(&pr);
 }
 

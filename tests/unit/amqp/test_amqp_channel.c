@@ -622,6 +622,58 @@ static void test_server_close_mid_content(void **state)
     assert_int_equal(c->f.closed, 0);
 }
 
+/* A refusal while a delivery from RabbitMQ is only partly relayed: the
+ * refusal's channel.close waits until the delivery's last body frame, since
+ * no frame may come between a command's content frames. Later deliveries
+ * (sent before RabbitMQ saw busgate's close) are dropped whole. */
+static void test_refusal_during_delivery(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    amqp_basic_deliver_t d = {t_str("ctag"), 1, 0, t_str("ok.x"), t_str("rk")};
+    assert_int_equal(up(c, 1, AMQP_BASIC_DELIVER_METHOD, &d), 0);
+    t_header(&c->wr, 1, 6);
+    t_body(&c->wr, 1, "abc", 3);
+    assert_int_equal(t_up_wr(&c->f, &c->wr), 0);
+    expect_method(c, CLI(c), 1, AMQP_BASIC_DELIVER_METHOD);
+    expect_frame(c, CLI(c), BG_AMQP_FRAME_HEADER, 1, 14);
+    expect_frame(c, CLI(c), BG_AMQP_FRAME_BODY, 1, 3);
+    /* The client publishes somewhere it may not. */
+    publish_method(c, 1, "ok.secret-x");
+    t_header(&c->wr, 1, 0);
+    assert_int_equal(t_client_wr(&c->f, &c->wr), 1);
+    expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    expect_nothing(CLI(c)); /* held */
+    /* It also closes the channel itself: the close-ok waits too. */
+    amqp_channel_close_t cl = {200, t_str("bye"), 0, 0};
+    assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_METHOD, &cl), 1);
+    expect_nothing(CLI(c));
+    /* The rest of the delivery, then a new one RabbitMQ sent before it saw
+     * busgate's close. */
+    t_body(&c->wr, 1, "def", 3);
+    assert_int_equal(t_up_wr(&c->f, &c->wr), 0);
+    expect_frame(c, CLI(c), BG_AMQP_FRAME_BODY, 1, 3);
+    bg_amqp_method_t m = expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    assert_int_equal(((amqp_channel_close_t *)m.decoded)->reply_code, 403);
+    expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_OK_METHOD);
+    expect_nothing(CLI(c));
+    d.delivery_tag = 2;
+    assert_int_equal(up(c, 1, AMQP_BASIC_DELIVER_METHOD, &d), 0);
+    t_header(&c->wr, 1, 2);
+    t_body(&c->wr, 1, "zz", 2);
+    assert_int_equal(t_up_wr(&c->f, &c->wr), 0);
+    expect_nothing(CLI(c));
+    /* The handshakes finish; the number is free again. */
+    assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 1);
+    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
+    expect_nothing(UP(c));
+    expect_nothing(CLI(c));
+    assert_int_equal(chan(c, 1)->cli.state, BG_AMQP_LEG_CLOSED);
+    assert_int_equal(chan(c, 1)->up.state, BG_AMQP_LEG_CLOSED);
+    open_channel(c, 1);
+    assert_int_equal(c->f.closed, 0);
+}
+
 /* The client reopens a refused channel before the upstream confirmed
  * busgate's close: reading stalls until the upstream's close-ok, then the
  * open goes through. The client pipelines everything in one write. */
@@ -1106,6 +1158,7 @@ int main(void)
         T(test_server_close_crossing_client_close),
         T(test_refusal_crossing_server_close),
         T(test_server_close_mid_content),
+        T(test_refusal_during_delivery),
         T(test_reopen_hold),
         T(test_stale_declare_ok_keeps_last_queue),
         T(test_pipelined_declares),
