@@ -41,6 +41,7 @@ typedef struct bg_id_issuer_s {
     int64_t next_fetch_ms;     /* monotonic time of the next periodic fetch */
     int attempted;             /* one fetch finished (success or not) */
     int refresh_wanted;        /* an unknown kid asked for a fetch */
+    int fetching;              /* a fetch is running now */
     unsigned long fetches;     /* fetch attempts finished; for tests */
 } bg_id_issuer_t;
 

@@ -156,9 +156,11 @@ static void *bg_identity__refresh_main(void *arg)
         }
         iss->refresh_wanted = 0;
         iss->last_fetch_ms = now;
+        iss->fetching = 1;
         pthread_mutex_unlock(&id->mu);
         bg_id_keyset_t *ks = bg_identity__fetch(id, iss);
         pthread_mutex_lock(&id->mu);
+        iss->fetching = 0;
         int64_t retry = iss->refresh_ms < BG_ID_RETRY_MS ? iss->refresh_ms : BG_ID_RETRY_MS;
         iss->next_fetch_ms = bg_identity__mono_ms() + (ks ? iss->refresh_ms : retry);
         if (ks)
@@ -314,12 +316,12 @@ static void bg_identity__inherit(bg_id_issuer_t *iss, bg_identity_t *prev)
         iss->attempted = old->attempted;
         iss->last_fetch_ms = old->last_fetch_ms;
         /* The refresh interval may have changed: the next fetch is due by the
-         * new one at the latest. A fetch still running in prev is abandoned
-         * when prev retires, so it is due at once (next_fetch_ms is past). */
+         * new one at the latest. A fetch still running in prev (perhaps for
+         * an unknown kid) is abandoned when prev retires: it is due at once. */
         iss->next_fetch_ms = old->next_fetch_ms;
         if (old->last_fetch_ms && iss->next_fetch_ms > old->last_fetch_ms + iss->refresh_ms)
             iss->next_fetch_ms = old->last_fetch_ms + iss->refresh_ms;
-        iss->refresh_wanted = old->refresh_wanted;
+        iss->refresh_wanted = old->refresh_wanted || old->fetching;
         break;
     }
     pthread_mutex_unlock(&prev->mu);

@@ -208,7 +208,8 @@ static int bg_kafka_auth__handshake(bg_kafka_session_t *s, bg_kafka_pending_t *p
     s->reauth = s->auth == BG_KAFKA_AUTH_OK;
     if (!s->reauth)
         s->auth = BG_KAFKA_AUTH_MECH;
-    /* As Kafka: the handshake succeeds, the SaslAuthenticate after it fails. */
+    /* As Kafka: the handshake succeeds, the SaslAuthenticate after it fails
+     * (a second handshake to undo it closes the session, above). */
     s->reauth_mech = s->reauth && chosen != s->mech ? chosen : 0;
     if (!s->reauth_mech)
         s->mech = chosen;
@@ -281,13 +282,19 @@ static const char *bg_kafka_auth__authzid_refused(const bg_kafka_session_t *s,
     return NULL;
 }
 
-/* The token verified: (re)establish the session's principal. */
+/* The token verified with snapshot *cur: (re)establish the session's
+ * principal, under that snapshot (s->snap and s->pp change together). */
 static int bg_kafka_auth__accept(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
-                                 bg_kafka_struct_t *r, bg_principal_t *pr)
+                                 bg_kafka_struct_t *r, bg_principal_t *pr, bg_snapshot_t **cur)
 {
     if (s->reauth && !bg_principal_same(pr, &s->principal)) {
         bg_principal_clear(pr);
         return bg_kafka_auth__fail(s, pe, r, "re-authentication must keep the same principal");
+    }
+    if (*cur && *cur != s->snap) {
+        bg_snapshot_release(s->snap);
+        s->snap = *cur;
+        *cur = NULL;
     }
     bg_policy_principal_clear(&s->pp);
     bg_principal_clear(&s->principal);
@@ -354,20 +361,27 @@ static int bg_kafka_auth__authenticate(bg_kafka_session_t *s, bg_kafka_pending_t
                  bg_kafka_auth__mech_name(s->mech), why ? why : "malformed");
         return bg_kafka_auth__fail(s, pe, r, msg);
     }
-    bg_snapshot_refresh(&s->snap); /* the newest key set */
+    /* The newest key set, without switching the session's snapshot yet: its
+     * prepared principal belongs to the one it has until accept. */
+    bg_snapshot_t *cur = bg_snapshot_acquire();
     bg_principal_t pr = {0};
     char detail[128] = "";
-    bg_id_reason_t rc = bg_identity_verify(s->snap->identity, (const char *)m.token.p,
-                                           (size_t)m.token.len, (int64_t)time(NULL), &pr, detail,
-                                           sizeof detail);
+    bg_id_reason_t rc = bg_identity_verify((cur ? cur : s->snap)->identity,
+                                           (const char *)m.token.p, (size_t)m.token.len,
+                                           (int64_t)time(NULL), &pr, detail, sizeof detail);
     const char *refused = rc == BG_ID_OK ? bg_kafka_auth__authzid_refused(s, &m, &pr) : NULL;
     if (refused) {
+        bg_snapshot_release(cur);
         bg_principal_clear(&pr);
         bg_kafka_audit_auth_failure(s, "authzid_mismatch");
         return bg_kafka_auth__fail(s, pe, r, refused);
     }
-    if (rc == BG_ID_OK)
-        return bg_kafka_auth__accept(s, pe, r, &pr);
+    if (rc == BG_ID_OK) {
+        int arc = bg_kafka_auth__accept(s, pe, r, &pr, &cur);
+        bg_snapshot_release(cur);
+        return arc;
+    }
+    bg_snapshot_release(cur);
     bg_kafka_audit_auth_failure(s, bg_id_reason_str(rc));
     bg_log_fields(BG_LOG_INFO, "kafka",
                   (bg_log_field_t[]){{"session", s->id}, {"peer", s->peer},

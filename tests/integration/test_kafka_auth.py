@@ -430,12 +430,18 @@ def test_sasl_state_authzid_and_mechanism(start_busgate, tmp_path):
     assert err == ERR_SASL_AUTH_FAILED and "re-authentication of mechanism 'PLAIN'" in msg, msg
     assert w.closed_by_peer()
     w.close()
+    # A second handshake to ask for the first mechanism again is no way
+    # around it: a handshake before the SaslAuthenticate closes the session.
+    w = KafkaWire(ports["listen"]).login(token)
+    _handshake(w, "OAUTHBEARER")
+    assert w.call(17, 1, kstr("PLAIN")) is None
+    w.close()
 
     def reasons():
         return [e.get("auth_failure_reason") for e in audit_events(ports["audit"])
                 if e["kind"] == "auth_failure"]
     assert wait_until(lambda: reasons().count("authzid_mismatch") == 2), reasons()
-    assert wait_until(lambda: "mechanism_changed" in reasons()), reasons()
+    assert wait_until(lambda: reasons().count("mechanism_changed") == 1), reasons()
 
 
 def test_clock_skew_accepts_but_does_not_extend(start_busgate, tmp_path):
