@@ -187,6 +187,21 @@ void bg_amqp_session_kill(bg_amqp_session_t *s, int flush, const char *why)
     s->flush_die = 1;
 }
 
+/* Closing: the client's close-ok must be read, even if reading was held
+ * for a channel reopened too early (that channel no longer matters). */
+static void bg_amqp__read_for_close_ok(bg_amqp_session_t *s)
+{
+    int was_stalled = s->stalled != 0;
+    s->stalled = 0;
+    if (!s->cli)
+        return;
+    bufferevent_enable(s->cli, EV_READ);
+    /* What the stall left unread is read from the event loop, not from
+     * inside whatever callback is closing the session now. */
+    if (was_stalled && evbuffer_get_length(bufferevent_get_input(s->cli)) > 0)
+        bufferevent_trigger(s->cli, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
 void bg_amqp_session_close(bg_amqp_session_t *s, uint16_t code, const char *text,
                            uint16_t class_id, uint16_t method_id)
 {
@@ -214,6 +229,7 @@ void bg_amqp_session_close(bg_amqp_session_t *s, uint16_t code, const char *text
         bg_wr_free(&wr);
     }
     s->state = BG_AMQP_S_CLOSING;
+    bg_amqp__read_for_close_ok(s);
     if (s->expiry_ev)
         event_del(s->expiry_ev);
     struct timeval tv = {BG_AMQP_CLOSE_WAIT_S, 0};
@@ -223,6 +239,7 @@ void bg_amqp_session_close(bg_amqp_session_t *s, uint16_t code, const char *text
 void bg_amqp_session_await_close_ok(bg_amqp_session_t *s)
 {
     s->state = BG_AMQP_S_CLOSING;
+    bg_amqp__read_for_close_ok(s);
     event_del(s->expiry_ev);
     struct timeval tv = {BG_AMQP_CLOSE_WAIT_S, 0};
     event_add(s->close_ev, &tv);
