@@ -7,8 +7,6 @@
 #include "broker/config.h"
 #include "policy/policy_explain.h"
 
-#define BG_CLI_MAX_GROUPS 256
-
 /* Splits a comma list in place into out[]; returns the count. */
 static size_t bg_cli__split(char *s, char **out, size_t max)
 {
@@ -34,7 +32,7 @@ int bg_cli_explain(int argc, char **argv)
         {"verb", required_argument, 0, 'v'},   {"json", no_argument, 0, 'j'},
         {0, 0, 0, 0}};
     const char *path = NULL, *sub = NULL, *res_s = NULL, *verb_s = NULL;
-    char *groups_s = NULL, *groups[BG_CLI_MAX_GROUPS];
+    char *groups_s = NULL, **groups = NULL;
     int json = 0, c;
     optind = 1;
     while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
@@ -61,11 +59,22 @@ int bg_cli_explain(int argc, char **argv)
         fprintf(stderr, "busgate explain: --verb: %s\n", why);
         return 2;
     }
-    size_t ng = groups_s ? bg_cli__split(groups_s, groups, BG_CLI_MAX_GROUPS) : 0;
+    /* Every group, as the identity module passes every one: room for as many
+     * as there are commas, plus one. */
+    size_t maxg = 1;
+    for (const char *q = groups_s; q && *q; q++)
+        maxg += *q == ',';
+    if (!(groups = calloc(maxg, sizeof *groups))) {
+        fprintf(stderr, "busgate explain: out of memory\n");
+        return 1;
+    }
+    size_t ng = groups_s ? bg_cli__split(groups_s, groups, maxg) : 0;
 
     bg_config_t *cfg = bg_cli_load_config(path, stderr);
-    if (!cfg)
+    if (!cfg) {
+        free(groups);
         return 1;
+    }
     int rc = 1;
     char err[512], out[16384];
     bg_policy_t *p = bg_policy_compile(bg_config_policy_spec(cfg), err, sizeof err);
@@ -86,5 +95,6 @@ done:
     if (p)
         bg_policy_free(p);
     bg_config_free(cfg);
+    free(groups);
     return rc;
 }

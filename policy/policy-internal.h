@@ -195,6 +195,7 @@ struct bg_policy_rule_s {
     const char *const *approvers;
     size_t napprovers;
     bg_policy_subjects_t appr;
+    uint64_t generation; /* its policy's: group ids in appr mean nothing elsewhere */
 };
 
 struct bg_policy_mask_s {

@@ -330,8 +330,20 @@ static const char *const *bg_policy__strv_copy(bg_policy_arena_t *a, const char 
     return out;
 }
 
+/* 1 when name has a byte below 0x20 or DEL: such names could forge lines
+ * in explain output and logs. */
+static int bg_policy__name_has_control(const char *name)
+{
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++)
+        if (*p < 0x20 || *p == 0x7f)
+            return 1;
+    return 0;
+}
+
 static int bg_policy__rule_header(bg_policy_cc_t *cc, const bg_policy_rule_spec_t *s)
 {
+    if (bg_policy__name_has_control(s->name))
+        return bg_policy__fail(cc, s->file, s->line, "rule name has a control character");
     if (s->verbs == 0)
         return bg_policy__fail(cc, s->file, s->line, "rule '%s' has no verbs", s->name);
     if (s->verbs >> BG_VERB__COUNT)
@@ -396,6 +408,8 @@ static int bg_policy__mask_build(bg_policy_cc_t *cc, uint32_t i)
     if ((unsigned)s->format > BG_MASK_FORMAT_AUTO || (unsigned)s->strategy > BG_MASK_NULL)
         return bg_policy__fail(cc, s->file, s->line, "mask '%s': unknown format or strategy",
                                s->name);
+    if (bg_policy__name_has_control(s->name))
+        return bg_policy__fail(cc, s->file, s->line, "mask name has a control character");
     if (s->nfields == 0)
         return bg_policy__fail(cc, s->file, s->line, "mask '%s' has no fields", s->name);
     for (size_t f = 0; f < s->nfields; f++)
@@ -495,6 +509,8 @@ bg_policy_t *bg_policy_compile(const bg_policy_spec_t *spec, char *err, size_t e
         return NULL;
     }
     cc.p->generation = atomic_fetch_add(&bg_policy__next_generation, 1);
+    for (size_t i = 0; i < cc.p->nrules; i++)
+        cc.p->rules[i].generation = cc.p->generation;
     return cc.p;
 }
 
@@ -523,7 +539,10 @@ const char *bg_policy_rule_approver(const bg_policy_rule_t *r, size_t i)
 
 int bg_policy_rule_approved_by(const bg_policy_rule_t *r, const bg_policy_principal_t *pr)
 {
-    return r->napprovers > 0 && pr && bg_policy__subjects_match(&r->appr, pr);
+    /* Group ids are numbered per compile: a principal prepared against
+     * another policy (a reload since the request was held) is not matched. */
+    return r->napprovers > 0 && pr && pr->generation == r->generation &&
+           bg_policy__subjects_match(&r->appr, pr);
 }
 
 const char *bg_policy_mask_name(const bg_policy_mask_t *m) { return m->name; }

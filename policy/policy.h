@@ -183,6 +183,10 @@ typedef struct bg_policy_decision_s {
     bg_effect_t would;         /* what the rules decided (= effect when enforced) */
     bg_mode_t mode;            /* BG_MODE_ENFORCE or BG_MODE_AUDIT */
     const bg_policy_rule_t *rule; /* deciding rule, NULL when decided by default */
+    const bg_policy_rule_t *enforced; /* the rule whose effect is applied: = rule, except
+                                         when an audit-mode rule decided `would` (rule is
+                                         then that one); NULL: the default, or policy-wide
+                                         audit mode */
     const bg_policy_mask_t *masks[BG_POLICY_MAX_MASKS]; /* masks that apply */
     size_t nmasks;
 } bg_policy_decision_t;

@@ -106,8 +106,13 @@ void bg_policy__decide(const bg_policy_t *p, const bg_policy_principal_t *pr,
         return;
     }
     bg_policy__rctx_init(&rc, p, pr, verb);
-    if (rc.vbit)
-        bg_policy__decide_rules(&rc, res, verb);
+    if (!rc.vbit) { /* not a verb: no rule speaks of it, and the default must not */
+        out->effect = out->would = BG_EFFECT_DENY;
+        if (enforced)
+            *enforced = NULL;
+        return;
+    }
+    bg_policy__decide_rules(&rc, res, verb);
     const bg_policy_rule_t *e = bg_policy__pick(p, rc.best[0]);
     const bg_policy_rule_t *a = bg_policy__pick(p, rc.best[1]);
     bg_effect_t ee = e ? (bg_effect_t)e->effect : p->default_effect;
@@ -122,8 +127,9 @@ void bg_policy__decide(const bg_policy_t *p, const bg_policy_principal_t *pr,
         out->rule = a;
         out->mode = BG_MODE_AUDIT;
     }
+    out->enforced = p->audit ? NULL : e;
     if (enforced)
-        *enforced = p->audit ? NULL : e;
+        *enforced = out->enforced;
     bg_policy__masks(p, pr, res, out);
 }
 

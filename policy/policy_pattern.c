@@ -345,13 +345,20 @@ int bg_policy_check_mask_field(const char *s, const char **why)
     }
 }
 
-/* Length of the UTF-8 character starting at s[0] (1 for stray bytes). */
+/* Length of the UTF-8 character starting at s[0]: 2-4 for a lead byte
+ * followed by as many continuation bytes as it announces, else 1 (ASCII, a
+ * stray byte, a truncated sequence). */
 static size_t bg_policy__utf8_len(const char *s, size_t n)
 {
-    size_t i = 1;
-    while (i < n && ((unsigned char)s[i] & 0xC0) == 0x80)
-        i++;
-    return i;
+    unsigned char c = (unsigned char)s[0];
+    size_t want = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
+                                             : c >= 0xF0 && c <= 0xF4 ? 4 : 1;
+    if (want > n)
+        return 1;
+    for (size_t i = 1; i < want; i++)
+        if (((unsigned char)s[i] & 0xC0) != 0x80)
+            return 1;
+    return want;
 }
 
 /* Iterative matcher: on mismatch, retry from the last '*' one character

@@ -195,13 +195,13 @@ void bg_amqp_authz_decide(const bg_policy_t *p, const bg_policy_principal_t *pr,
         if (bg_amqp_authz__has_control(c->name, c->name_len)) {
             c->decision.effect = BG_EFFECT_DENY;
             c->decision.would = BG_EFFECT_DENY;
-            c->decision.rule = NULL;
+            c->decision.rule = c->decision.enforced = NULL;
             c->refusal = "names with control characters are refused";
         } else if (c->type == BG_RES_AMQP_QUEUE && c->name_len == 0) {
             /* "" names the last declared queue, not known yet: fail closed. */
             c->decision.effect = BG_EFFECT_DENY;
             c->decision.would = BG_EFFECT_DENY;
-            c->decision.rule = NULL;
+            c->decision.rule = c->decision.enforced = NULL;
             c->refusal = "\"\" names the channel's last declared queue, which is not known yet";
         } else if (c->decision.effect == BG_EFFECT_HOLD) { /* no approvals for AMQP: fail closed */
             c->decision.effect = BG_EFFECT_DENY;
@@ -245,10 +245,11 @@ void bg_amqp_authz_text(const bg_amqp_verdict_t *v, const char *vhost, const cha
         const char *m = bg_policy_mask_name(c->decision.masks[0]);
         bg_amqp_authz__cut(rule, m, strlen(m), 60);
         snprintf(why, sizeof why, "busgate mask '%s': this build cannot mask message bodies", rule);
-    } else if (c->decision.rule) {
-        /* The rule's name (up to 100 bytes) gets what the text's fixed parts
-         * leave, before the names below get any. */
-        const char *r = bg_policy_rule_name(c->decision.rule);
+    } else if (c->decision.enforced) {
+        /* The rule whose effect is applied (not an audit-mode rule that only
+         * says what it would do). Its name (up to 100 bytes) gets what the
+         * text's fixed parts leave, before the names below get any. */
+        const char *r = bg_policy_rule_name(c->decision.enforced);
         int fixed = snprintf(NULL, 0,
                              "ACCESS_REFUSED - %s access to %s '' in vhost '' refused for user "
                              "'' (busgate rule ''%s%s)",

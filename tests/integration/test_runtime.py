@@ -100,6 +100,14 @@ def test_explain_names_rule_and_default(tmp_path, keys):
                 "--verb", "smash")
     assert r.returncode == 2
 
+    # Every group counts, as it does at run time: the one that matters is
+    # the 301st here.
+    many = ",".join([f"filler{i}" for i in range(300)] + ["reporting"])
+    r = run_cli("explain", "-c", str(cfg), "--sub", "svc-a", "--groups", many,
+                "--resource", "kafka:topic:billing.invoices", "--verb", "read")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0].startswith("allow by rule 'reporting-reads-billing'")
+
 
 def test_token_mint_and_inspect(tmp_path, keys):
     pem, jwks = keys

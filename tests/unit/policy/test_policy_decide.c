@@ -313,6 +313,68 @@ static void test_principal_prepare(void **state)
     bg_policy_free(p);
 }
 
+/* Review cases: the rule a decision applies when an audit-mode rule says
+ * what it would do; approvers across policy generations; `?` is one whole
+ * character; control characters in rule names; a verb that is none. */
+static void test_enforced_rule_and_edges(void **state)
+{
+    static const pt_policy_t t = {
+        "allow",
+        "enforce",
+        {
+            {"held", "*", "kafka:topic:t", "delete", "hold", NULL, "group:sre"},
+            {"would-deny", "*", "kafka:topic:t", "delete", "deny", "audit"},
+            {"one-char", "*", "amqp:queue:tmp.?", "read", "deny"},
+        },
+    };
+    char err[256];
+    bg_policy_t *p1 = pt_compile(&t, err, sizeof(err));
+    assert_non_null(p1);
+    bg_policy_principal_t pr;
+    bg_policy_resource_t res;
+    bg_policy_decision_t d;
+    const char *why;
+    pt_principal(p1, "alice", "sre", &pr);
+    assert_int_equal(bg_policy_parse_resource("kafka:topic:t", &res, &why), 0);
+    bg_policy_decide(p1, &pr, &res, BG_VERB_DELETE, &d);
+    assert_int_equal(d.effect, BG_EFFECT_HOLD);
+    assert_int_equal(d.would, BG_EFFECT_DENY);
+    assert_string_equal(bg_policy_rule_name(d.rule), "would-deny");
+    assert_non_null(d.enforced);
+    assert_string_equal(bg_policy_rule_name(d.enforced), "held");
+    assert_int_equal(bg_policy_rule_approved_by(d.enforced, &pr), 1);
+    /* The same approver, prepared against another compile of the policy,
+     * does not count: group ids are numbered per compile. */
+    static const pt_policy_t t2 = {"deny", "enforce", {{"x", "group:dev", "kafka:topic:x", "read",
+                                                       "allow"}}};
+    bg_policy_t *p2 = pt_compile(&t2, err, sizeof(err));
+    assert_non_null(p2);
+    bg_policy_principal_t other;
+    pt_principal(p2, "bob", "dev", &other);
+    assert_int_equal(bg_policy_rule_approved_by(d.enforced, &other), 0);
+    bg_policy_principal_clear(&other);
+    /* `?` is one character: an ASCII byte and a stray continuation byte are two. */
+    assert_int_equal(bg_policy_parse_resource("amqp:queue:tmp.a", &res, &why), 0);
+    bg_policy_decide(p1, &pr, &res, BG_VERB_READ, &d);
+    assert_int_equal(d.effect, BG_EFFECT_DENY);
+    bg_policy_resource_t stray = {BG_RES_AMQP_QUEUE, NULL, 0, "tmp.a\x80", 6};
+    bg_policy_decide(p1, &pr, &stray, BG_VERB_READ, &d);
+    assert_int_equal(d.effect, BG_EFFECT_ALLOW); /* the default: the glob does not match */
+    bg_policy_resource_t two = {BG_RES_AMQP_QUEUE, NULL, 0, "tmp.\xc3\xa9", 6};
+    bg_policy_decide(p1, &pr, &two, BG_VERB_READ, &d);
+    assert_int_equal(d.effect, BG_EFFECT_DENY); /* é is one character */
+    /* Not a verb: denied, whatever the default. */
+    bg_policy_decide(p1, &pr, &res, (bg_verb_t)99, &d);
+    assert_int_equal(d.effect, BG_EFFECT_DENY);
+    bg_policy_principal_clear(&pr);
+    bg_policy_free(p1);
+    bg_policy_free(p2);
+    static const pt_policy_t bad = {"deny", "enforce", {{"two\nlines", "*", "kafka:topic:x", "read",
+                                                         "allow"}}};
+    assert_null(pt_compile(&bad, err, sizeof(err)));
+    assert_non_null(strstr(err, "control character"));
+}
+
 /* A principal prepared for another snapshot is denied, not misread. */
 static void test_stale_principal(void **state)
 {
@@ -349,6 +411,7 @@ int main(void)
         cmocka_unit_test(test_tables),
         cmocka_unit_test(test_principal_prepare),
         cmocka_unit_test(test_stale_principal),
+        cmocka_unit_test(test_enforced_rule_and_edges),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
