@@ -389,11 +389,15 @@ int bg_kafka__c_fetch(bg_kafka__az_t *az)
         return 0;
     /* KIP-227 sessions: an incremental fetch names only changed partitions,
      * so busgate could not see (and authorize) what the broker returns from
-     * the session. Force sessionless full fetches. */
+     * the session. Force sessionless full fetches, on everything forwarded:
+     * also a Fetch that names no topic at all, which would otherwise reach
+     * (or close) any session on the broker whose id it names, another
+     * client's or a follower's (the broker ties sessions to no principal). */
     int rewritten = 0;
-    if (az->ver >= 7 && sp.nallowed > 0 &&
+    int forwarded = sp.nallowed > 0 || (sp.ndenied == 0 && !sp.force);
+    if (az->ver >= 7 && forwarded &&
         (r->f[K(FETCH_REQ_SESSION_ID)].i != 0 || r->f[K(FETCH_REQ_SESSION_EPOCH)].i != -1)) {
-        if (sp.allowed == r && !(sp.allowed = bg_kafka_struct_clone(az->a, r))) {
+        if ((!sp.allowed || sp.allowed == r) && !(sp.allowed = bg_kafka_struct_clone(az->a, r))) {
             az->oom = 1;
             return 0;
         }

@@ -391,6 +391,18 @@ static void test_fetch_session_rewrite(void **st)
     req->f[K(FETCH_REQ_SESSION_EPOCH)].i = 0;
     assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
     assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    /* No topic at all, naming a session busgate never let this client have
+     * (another client's, a follower's): it must not reach that session. */
+    bg_kafka_struct_t *empty = fetch_req(f, one, 0);
+    empty->f[K(FETCH_REQ_SESSION_ID)].i = 12345;
+    empty->f[K(FETCH_REQ_SESSION_EPOCH)].i = 7;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, empty, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    assert_int_equal(v.request->f[K(FETCH_REQ_SESSION_ID)].i, 0);
+    assert_int_equal(v.request->f[K(FETCH_REQ_SESSION_EPOCH)].i, -1);
+    assert_int_equal(v.request->f[K(FETCH_REQ_TOPICS)].a.n, 0);
+    assert_int_equal(v.request->f[K(FETCH_REQ_FORGOTTEN_TOPICS_DATA)].a.n, 0);
+    ka_rt(f, 1, 0, 12, v.request);
 }
 
 /* OffsetForLeaderEpoch from a follower (replica id >= 0): refused for
