@@ -35,6 +35,9 @@ static int bg_kafka_cur__skip(bg_kafka_cur_t *c, uint64_t n)
     return 0;
 }
 
+/* An unsigned varint of at most 32 bits, read as the codec reads one
+ * (bg_rd_uvarint): a fifth byte above 0x0f is an error, not a number that
+ * Java clients would see truncated to 32 bits differently. */
 static uint64_t bg_kafka_cur__uvarint(bg_kafka_cur_t *c)
 {
     uint64_t v = 0;
@@ -42,6 +45,8 @@ static uint64_t bg_kafka_cur__uvarint(bg_kafka_cur_t *c)
         uint8_t b;
         if (bg_kafka_cur__read(c, &b, 1) != 0)
             return 0;
+        if (shift == 28 && b > 0x0f)
+            break;
         v |= (uint64_t)(b & 0x7f) << shift;
         if (!(b & 0x80))
             return v;

@@ -133,7 +133,17 @@ bg_kafka_pending_t *bg_kafka_session_push(bg_kafka_session_t *s, const bg_kafka_
     }
     pe->state = BG_KAFKA_PE_READY;
     pe->hdr = *h;
+    /* The request's own client id, for a rewritten copy (quotas and broker
+     * logs go by it); h's bytes live only as long as the input frame. */
     pe->hdr.client_id = bg_kafka_null_slice();
+    if (h->client_id.p && h->client_id.len >= 0) {
+        uint8_t *c = bg_kafka_arena_alloc(&pe->arena, (size_t)h->client_id.len + 1);
+        if (c) {
+            memcpy(c, h->client_id.p, (size_t)h->client_id.len);
+            pe->hdr.client_id.p = c;
+            pe->hdr.client_id.len = h->client_id.len;
+        }
+    }
     pe->hdr.tagged.p = NULL, pe->hdr.tagged.len = 0;
     pe->start_us = bg_kafka_now_us();
     pe->snap = s->snap;
@@ -164,6 +174,23 @@ static void bg_kafka__pop(bg_kafka_session_t *s, bg_kafka_pending_t *pe)
     s->spare = pe;
 }
 
+/* Memory the session's queued requests hold (decoded trees, prepared
+ * responses). Reading stops above max_frame_bytes + 64 MiB, so pipelined
+ * requests, each decoded before it is decided, cannot pin max_inflight
+ * times a request's worth of memory. One request is always read. */
+static int bg_kafka__mem_ok(const bg_kafka_session_t *s)
+{
+    size_t used = 0, cap = (size_t)bg_kafka__cfg(s)->max_frame_bytes + (64u << 20);
+    const bg_kafka_pending_t *pe;
+    TAILQ_FOREACH(pe, &s->q, link)
+    {
+        used += pe->arena.total + evbuffer_get_length(pe->out);
+        if (used >= cap)
+            return 0;
+    }
+    return 1;
+}
+
 static void bg_kafka__update_reading(bg_kafka_session_t *s)
 {
     if (s->dead)
@@ -171,7 +198,7 @@ static void bg_kafka__update_reading(bg_kafka_session_t *s)
     struct evbuffer *cout = bufferevent_get_output(s->cli);
     int up_ready = s->up && bg_kafka_up_is_ready(s->up);
     size_t up_out = up_ready ? evbuffer_get_length(bg_kafka_up_output(s->up)) : 0;
-    int read_cli = !s->closing && s->nq < bg_kafka__cfg(s)->max_inflight &&
+    int read_cli = !s->closing && s->nq < bg_kafka__cfg(s)->max_inflight && bg_kafka__mem_ok(s) &&
                    up_out < BG_KAFKA_UP_OUT_HIGH &&
                    evbuffer_get_length(s->held) < BG_KAFKA_UP_OUT_HIGH;
     if (read_cli)
@@ -280,8 +307,7 @@ static int bg_kafka__send_rewritten(bg_kafka_session_t *s, const bg_kafka_pendin
     bg_wr_t wr;
     bg_wr_init(&wr, 1024, (size_t)bg_kafka__cfg(s)->max_frame_bytes + 4);
     size_t off = bg_kafka_frame_begin(&wr);
-    bg_kafka_req_hdr_t h = pe->hdr;
-    h.client_id = bg_kafka_cstr(s->client_id);
+    bg_kafka_req_hdr_t h = pe->hdr; /* with the request's own client id */
     if (pe->verdict.upstream_version > 0) {
         h.api_version = pe->verdict.upstream_version;
         h.hdr_version = bg_kafka_req_hdr_version(h.api_key, h.api_version);
@@ -351,6 +377,13 @@ static int bg_kafka__decide_from_copy(bg_kafka_session_t *s, bg_kafka_pending_t 
     if (!pe->req_copy || evbuffer_remove(in, pe->req_copy, frame_len) != (int)frame_len)
         return -1;
     bg_kafka_arena_reset(&pe->arena);
+    /* The client id copy lived in the arena: point it into the copy, where
+     * header v1+ has it after size, api key, version and correlation id. */
+    if (pe->hdr.client_id.p && pe->hdr.hdr_version >= 1 &&
+        frame_len >= 14 + (size_t)pe->hdr.client_id.len)
+        pe->hdr.client_id.p = pe->req_copy + 14;
+    else
+        pe->hdr.client_id = bg_kafka_null_slice();
     return bg_kafka__decide(s, pe, pe->req_copy + 4, frame_len - 4, body_off);
 }
 
@@ -515,7 +548,7 @@ static void bg_kafka__on_client_read(struct bufferevent *bev, void *arg)
     if (s->auth == BG_KAFKA_AUTH_OK && !s->kw->g->client_tls &&
         (bufferevent_get_enabled(bev) & EV_READ) && evbuffer_get_length(in) < BG_KAFKA_READ_BURST)
         bg_util_bev_read_more(bev, BG_KAFKA_READ_BURST);
-    while (!s->dead && !s->closing && s->nq < k->max_inflight) {
+    while (!s->dead && !s->closing && s->nq < k->max_inflight && bg_kafka__mem_ok(s)) {
         uint8_t hdr[4];
         uint32_t size = 0;
         if (evbuffer_copyout(in, hdr, 4) < 4)
@@ -542,7 +575,7 @@ static void bg_kafka__on_client_read(struct bufferevent *bev, void *arg)
 static void bg_kafka__resume_input(bg_kafka_session_t *s)
 {
     if (!s->dead && !s->closing && evbuffer_get_length(bufferevent_get_input(s->cli)) >= 4 &&
-        s->nq < bg_kafka__cfg(s)->max_inflight)
+        s->nq < bg_kafka__cfg(s)->max_inflight && bg_kafka__mem_ok(s))
         bg_kafka__on_client_read(s->cli, s);
 }
 

@@ -311,6 +311,12 @@ static int bg_kafka_up__on_handshake_frame(bg_kafka_up_t *u, const uint8_t *p, s
                                       &corr, NULL, &why);
     if (off < 0 || corr != u->corr)
         return -1;
+    /* A broker that does not know our ApiVersions version answers
+     * UNSUPPORTED_VERSION in the v0 layout, which the flexible decoder of
+     * the version sent would refuse: look at the error code first. */
+    if (u->state == BG_KAFKA_UP_VERSIONS && u->sent_ver > 0 && len - (size_t)off >= 2 &&
+        (int16_t)((uint16_t)p[off] << 8 | p[off + 1]) == 35)
+        return bg_kafka_up__send_versions(u, 0);
     bg_rd_t rd;
     bg_rd_init(&rd, p + off, len - (size_t)off);
     bg_kafka_struct_t *r = NULL;
@@ -450,6 +456,10 @@ static void bg_kafka_up__on_read(struct bufferevent *bev, void *arg)
             bg_kafka_up__fail(u, bg_kafka_up__looks_like_tls(u, hdr)
                                      ? "the broker answered with TLS: use security ssl or sasl_ssl"
                                      : "response frame too large");
+            return;
+        }
+        if (size < 4) { /* every response starts with its correlation id */
+            bg_kafka_up__fail(u, "response frame shorter than a correlation id");
             return;
         }
         if (u->state == BG_KAFKA_UP_READY) {
