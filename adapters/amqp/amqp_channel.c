@@ -62,6 +62,8 @@ static void bg_amqp_chan__reset(bg_amqp_session_t *s, bg_amqp_channel_t *ch)
     bg_amqp_chan__free_list(ch->pending);
     if (ch->held)
         evbuffer_free(ch->held);
+    if (ch->pub)
+        evbuffer_free(ch->pub);
     memset(ch, 0, sizeof *ch);
 }
 
@@ -301,6 +303,8 @@ static int bg_amqp_chan__refuse(bg_amqp_session_t *s, uint16_t n, bg_amqp_channe
         return -1;
     ch->cli = (bg_amqp_leg_t){.state = BG_AMQP_LEG_CLOSING, .sent = 1};
     ch->expect = 0;
+    if (ch->pub)
+        evbuffer_drain(ch->pub, evbuffer_get_length(ch->pub));
     if (ch->up.state == BG_AMQP_LEG_OPEN) {
         bg_wr_init(&wr, 128, 4096);
         rc = bg_amqp_write_channel_close(&wr, n, BG_AMQP_REPLY_SUCCESS,
@@ -456,7 +460,14 @@ static int bg_amqp_chan__open_method(bg_amqp_session_t *s, uint16_t n, bg_amqp_c
         ch->up.sent = ch->up.sent_relay = 1;
         break;
     case AMQP_CONFIRM_SELECT_METHOD: ch->confirm = 1; break;
-    case AMQP_BASIC_PUBLISH_METHOD: ch->expect = 1; break;
+    case AMQP_BASIC_PUBLISH_METHOD: /* held until its header says the size */
+        ch->expect = 1;
+        if (!ch->pub && !(ch->pub = evbuffer_new())) {
+            bg_amqp_session_kill(s, 0, "out of memory");
+            return -1;
+        }
+        evbuffer_remove_buffer(in, ch->pub, len);
+        return 1;
     case AMQP_QUEUE_DECLARE_METHOD: {
         /* RabbitMQ makes the declared queue the channel's last queue when it
          * handles the declare (nowait too), before busgate sees a declare-ok;
@@ -572,6 +583,26 @@ static int bg_amqp_chan__client_header(bg_amqp_session_t *s, struct evbuffer *in
     int rc = p ? bg_amqp_validate_header(f->channel, p + BG_AMQP_FRAME_HEADER_SIZE, f->size,
                                          &s->lim, &why)
                : BG_AMQP_ERR_NOMEM;
+    if (rc == BG_AMQP_ERR_TOO_LARGE && ch->pub && evbuffer_get_length(ch->pub) &&
+        f->size >= 12) {
+        /* Nothing of this publish has gone upstream: refuse it on its
+         * channel, in RabbitMQ's words, and drop its content whole. */
+        const uint8_t *q = p + BG_AMQP_FRAME_HEADER_SIZE + 4;
+        unsigned long long size = 0;
+        for (int i = 0; i < 8; i++)
+            size = size << 8 | q[i];
+        char text[160];
+        snprintf(text, sizeof text,
+                 "PRECONDITION_FAILED - message size %llu is larger than configured max size %llu",
+                 size,
+                 (unsigned long long)(s->lim.max_body_size ? s->lim.max_body_size
+                                                           : BG_AMQP_MAX_BODY_DEFAULT));
+        evbuffer_drain(in, len);
+        return bg_amqp_chan__refuse(s, f->channel, ch, BG_AMQP_PRECONDITION_FAILED, text,
+                                    AMQP_BASIC_PUBLISH_METHOD) == 0
+                   ? 1
+                   : -1;
+    }
     if (rc == BG_AMQP_OK)
         rc = bg_amqp_content_header_parse(p + BG_AMQP_FRAME_HEADER_SIZE, f->size, &h, &why);
     if (rc != BG_AMQP_OK) {
@@ -583,6 +614,8 @@ static int bg_amqp_chan__client_header(bg_amqp_session_t *s, struct evbuffer *in
     }
     ch->body_left = h.body_size;
     ch->expect = h.body_size ? 2 : 0;
+    if (ch->pub) /* the publish it belongs to, then the header */
+        evbuffer_add_buffer(bg_amqp_up_out(s), ch->pub);
     bg_amqp_chan__forward(s, in, len);
     return 1;
 }
@@ -731,6 +764,10 @@ static int bg_amqp_chan__up_close(bg_amqp_session_t *s, uint16_t n, bg_amqp_chan
     ch->up.got = 1;
     ch->cli.state = BG_AMQP_LEG_CLOSING;
     ch->cli.sent = ch->cli.sent_relay = 1;
+    if (ch->pub && evbuffer_get_length(ch->pub)) { /* a publish that never went up: */
+        evbuffer_drain(ch->pub, evbuffer_get_length(ch->pub)); /* it and its content */
+        ch->expect = 0;                                          /* are dropped */
+    }
     return 1;
 }
 

@@ -79,6 +79,11 @@ typedef struct bg_amqp_channel_s {
     uint8_t down_expect, down_relay;
     uint64_t down_left;
     struct evbuffer *held;
+    /* An allowed basic.publish waits here for its content header: only then
+     * is it known whether the body is within max_body_bytes, and a message
+     * too large is refused on its channel (406, as RabbitMQ does) before
+     * anything of it has gone upstream. */
+    struct evbuffer *pub;
     /* What "" names: RabbitMQ's most recently declared queue, set by the
      * declare busgate forwards last (nowait and passive too); "" while it
      * is a server-named queue whose declare-ok has not come back. A

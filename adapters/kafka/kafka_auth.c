@@ -289,6 +289,7 @@ static int bg_kafka_auth__accept(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
 {
     if (s->reauth && !bg_principal_same(pr, &s->principal)) {
         bg_principal_clear(pr);
+        bg_kafka_audit_auth_failure(s, "different_subject");
         return bg_kafka_auth__fail(s, pe, r, "re-authentication must keep the same principal");
     }
     if (*cur && *cur != s->snap) {

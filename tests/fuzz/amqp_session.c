@@ -101,6 +101,9 @@ static void fz_check_state(const bg_amqp_session_t *s)
          * and the rest of the forwarded publish is still on its way. */
         int content_ok = !ch->expect || ch->cli.state == BG_AMQP_LEG_OPEN ||
                          (ch->cli.state == BG_AMQP_LEG_CLOSING && ch->cli.sent_relay);
+        /* A held publish waits for exactly its header. */
+        if (ch->pub && evbuffer_get_length(ch->pub) && ch->expect != 1)
+            content_ok = 0;
         if (i == 0 || !fz_leg_ok(&ch->cli) || !fz_leg_ok(&ch->up) || ch->expect > 2 ||
             (ch->expect == 2 && ch->body_left == 0) || !content_ok || n != ch->nconsumers ||
             np != ch->npending || untagged || (np == 0) != (ch->pending_last == NULL) ||

@@ -328,7 +328,15 @@ def test_body_over_max_body_bytes(start_busgate, tmp_path):
     q = unique("it.q")
     ch.queue_declare(q, auto_delete=True)
     ch.basic_publish("", q, b"x" * (1 << 20))  # at the limit: fine
-    with pytest.raises(pex.ConnectionClosedByBroker) as ei:
-        ch.basic_publish("", q, b"x" * ((1 << 20) + 1))
-        conn.sleep(2)
-    assert ei.value.reply_code == 501
+    # One byte more: refused on its channel as RabbitMQ refuses a message
+    # over its max_message_size (406); the connection lives on.
+    ch.basic_publish("", q, b"x" * ((1 << 20) + 1))
+    err = closed_by_broker(lambda: ch.queue_declare(q, passive=True))
+    assert err.reply_code == 406, err
+    assert err.reply_text.startswith(
+        f"PRECONDITION_FAILED - message size {(1 << 20) + 1} is larger than configured max size "
+        f"{1 << 20}"), err.reply_text
+    assert conn.is_open
+    ch2 = conn.channel()
+    assert ch2.queue_declare(q, passive=True).method.message_count == 1  # only the first
+    conn.close()

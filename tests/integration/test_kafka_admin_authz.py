@@ -190,6 +190,9 @@ def test_reauthentication_keeps_the_issuer(start_busgate, tmp_path):
         assert w.closed_by_peer()
     finally:
         w.close()
+    # The refused re-authentication is on the audit record.
+    assert wait_audit(ports["audit"], lambda e: e["kind"] == "auth_failure"
+                      and e.get("auth_failure_reason") == "different_subject")
     # The other issuer's token is fine on a connection of its own.
     w = KafkaWire(ports["listen"])
     try:

@@ -363,8 +363,7 @@ static void test_header_continuation_flag(void **state)
     assert_int_equal(t_client_wr(&c->f, &c->wr), -1);
     assert_int_equal(c->f.close_code, BG_AMQP_SYNTAX_ERROR);
     assert_non_null(strstr(c->f.close_text, "content header"));
-    expect_method(c, UP(c), 1, AMQP_BASIC_PUBLISH_METHOD);
-    expect_nothing(UP(c));
+    expect_nothing(UP(c)); /* the publish waited for its header: nothing of it went up */
 }
 
 /* A headers table nested deeper than the limit: refused, and the reply
@@ -399,8 +398,41 @@ static void test_header_table_too_deep(void **state)
     assert_int_equal(t_client_wr(&c->f, &c->wr), -1);
     assert_int_equal(c->f.close_code, BG_AMQP_RESOURCE_ERROR);
     assert_closed_with(c, BG_AMQP_RESOURCE_ERROR, "RESOURCE_ERROR - content header");
-    expect_method(c, UP(c), 1, AMQP_BASIC_PUBLISH_METHOD);
+    expect_nothing(UP(c)); /* nothing of the publish went up */
+}
+
+/* A message larger than max_body_bytes: refused on its channel with
+ * RabbitMQ's 406 before anything of it went upstream; the bodies that
+ * follow are dropped; the connection and the channel number live on. */
+static void test_body_too_large_refused_on_channel(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    open_channel(c, 2);
+    uint64_t max = c->f.s.lim.max_body_size ? c->f.s.lim.max_body_size : BG_AMQP_MAX_BODY_DEFAULT;
+    publish_method(c, 1, "ok.x");
+    t_header(&c->wr, 1, max + 1);
+    t_body(&c->wr, 1, "abc", 3);
+    assert_int_equal(t_client_wr(&c->f, &c->wr), 1);
+    bg_amqp_method_t m = expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    const amqp_channel_close_t *cl = m.decoded;
+    assert_int_equal(cl->reply_code, BG_AMQP_PRECONDITION_FAILED);
+    assert_int_equal(cl->class_id, 60);
+    assert_int_equal(cl->method_id, 40);
+    char want[128];
+    snprintf(want, sizeof want, "PRECONDITION_FAILED - message size %llu is larger than",
+             (unsigned long long)max + 1);
+    assert_true(cl->reply_text.len >= strlen(want));
+    assert_memory_equal(cl->reply_text.bytes, want, strlen(want));
+    expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_METHOD); /* busgate's, nothing else */
     expect_nothing(UP(c));
+    assert_int_equal(c->f.closed, 0);
+    /* Channel 2 works; the publish there goes up with its header. */
+    publish_method(c, 2, "ok.x");
+    t_header(&c->wr, 2, 0);
+    assert_int_equal(t_client_wr(&c->f, &c->wr), 1);
+    expect_method(c, UP(c), 2, AMQP_BASIC_PUBLISH_METHOD);
+    expect_frame(c, UP(c), BG_AMQP_FRAME_HEADER, 2, 14);
 }
 
 /* ---- refusals ---- */
@@ -1159,6 +1191,7 @@ int main(void)
         T(test_refusal_crossing_server_close),
         T(test_server_close_mid_content),
         T(test_refusal_during_delivery),
+        T(test_body_too_large_refused_on_channel),
         T(test_reopen_hold),
         T(test_stale_declare_ok_keeps_last_queue),
         T(test_pipelined_declares),
