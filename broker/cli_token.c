@@ -26,15 +26,18 @@ static char *bg_cli__read_file(const char *path, size_t *len)
     return buf;
 }
 
-static int bg_cli__mint_usage(void)
+static int bg_cli__mint_usage_to(FILE *f, int rc)
 {
-    fprintf(stderr,
+    fprintf(f,
             "usage: busgate token mint --key PEM [--kid K] --sub S [--groups a,b] [--ttl SECONDS]\n"
             "                          [--iss I] [--aud A]\n"
             "Signs a token with a local private key. For development and tests only:\n"
-            "production tokens come from your OIDC provider.\n");
-    return 2;
+            "production tokens come from your OIDC provider.\n"
+            "Defaults: no kid, --ttl 3600 (at most 366 days), --iss busgate-dev, --aud busgate.\n");
+    return rc;
 }
+
+static int bg_cli__mint_usage(void) { return bg_cli__mint_usage_to(stderr, 2); }
 
 static int bg_cli__mint(int argc, char **argv)
 {
@@ -58,12 +61,18 @@ static int bg_cli__mint(int argc, char **argv)
         case 't': {
             char *end;
             ttl = strtoll(optarg, &end, 10);
-            if (*end || ttl <= 0 || ttl > 366LL * 86400)
-                return bg_cli__mint_usage();
+            if (!*optarg || *end || ttl <= 0 || ttl > 366LL * 86400) {
+                fprintf(stderr,
+                        "busgate token mint: --ttl: expected whole seconds from 1 to %lld, got "
+                        "'%s'\n",
+                        366LL * 86400, optarg);
+                return 2;
+            }
             break;
         }
         case 'I': iss = optarg; break;
         case 'a': aud = optarg; break;
+        case 'h': return bg_cli__mint_usage_to(stdout, 0);
         default: return bg_cli__mint_usage();
         }
     }

@@ -25,9 +25,14 @@ echo "==== checking the configuration"
 $bg check -c examples/quickstart.yaml
 
 log=$(mktemp -t busgate-quickstart.XXXXXX.log)
+: > examples/quickstart-audit.jsonl # this run's events only
 $bg run -c examples/quickstart.yaml 2>"$log" &
 pid=$!
-cleanup() { kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; true; }
+cleanup() {
+  kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+  [ "$keep_running" = 1 ] || rm -f "$log"
+  true
+}
 trap cleanup EXIT
 for _ in $(seq 1 100); do
   curl -sf http://127.0.0.1:19180/readyz >/dev/null 2>&1 && break
@@ -59,17 +64,19 @@ else
   echo "unexpected: the produce to 'payments' was not refused" >&2
   exit 1
 fi
-echo "==== why? busgate explain"
+echo "==== why? busgate explain (the client's first request, Metadata, needs describe)"
 $bg explain -c examples/quickstart.yaml --sub alice --groups producers,consumers \
-  --resource kafka:topic:payments --verb write
+  --resource kafka:topic:payments --verb describe
+echo "==== and the audit record of it"
+$bg audit tail -c examples/quickstart.yaml --sub alice | grep -m1 'payments' || true
 
 cat <<TXT
 
 busgate is running:
   Kafka bootstrap   127.0.0.1:19092 (SASL PLAIN or OAUTHBEARER; the token is the password)
   admin             http://127.0.0.1:19180/metrics
-  audit events      examples/quickstart-audit.jsonl
-  log               $log
+  audit events      examples/quickstart-audit.jsonl (this run's)
+  log               $([ "$keep_running" = 1 ] && echo "$log" || echo "(removed when busgate stops)")
   a token           $bg token mint --key examples/dev-signing-key.pem --kid busgate-dev \\
                       --iss busgate-dev --aud busgate --sub alice --groups producers,consumers
 TXT

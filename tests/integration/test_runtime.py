@@ -133,6 +133,13 @@ def test_token_mint_and_inspect(tmp_path, keys):
     r = run_cli("token", "inspect", "-c", str(cfg), token[:-5])
     assert r.returncode == 1 and r.stdout.startswith("rejected: bad_signature")
 
+    # A bad --ttl says what is wrong; --help is not an error.
+    for bad in ("0", "-5", "1h", ""):
+        r = run_cli("token", "mint", "--key", str(pem), "--sub", "x", "--ttl", bad)
+        assert r.returncode == 2 and f"--ttl: expected whole seconds" in r.stderr, (bad, r.stderr)
+    r = run_cli("token", "mint", "--help")
+    assert r.returncode == 0 and "Defaults:" in r.stdout
+
 
 def test_admin_endpoints_and_json_logs(start_busgate, keys):
     port = free_port()
