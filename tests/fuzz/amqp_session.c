@@ -18,6 +18,9 @@
  *   bg_amqp_validate_frame: no client bytes reach the broker (or rabbitmq-c)
  *   unvalidated;
  * - every frame written to the client is well-formed;
+ * - while every frame "RabbitMQ" sent kept each command's content frames
+ *   together, so does busgate's output to the client: no frame of its own
+ *   (a refusal, a close-ok) lands inside a delivery's content;
  * - channel state stays within its enums, content accounting is coherent,
  *   consumer lists match their counts and bound, a stall names a channel
  *   that is really waiting for the upstream's close-ok. */
@@ -59,11 +62,61 @@ static void fz_init(void)
     bg_log_set_level(BG_LOG_ERROR); /* refusals log at info: keep the fuzzer quiet */
 }
 
+/* Per channel: a method that carries content (basic.deliver, get-ok,
+ * return), then its header, then bodies up to the announced size, and
+ * nothing else on that channel in between. */
+typedef struct fz_seq_s {
+    uint8_t expect; /* 0 none, 1 header, 2 body */
+    uint64_t left;
+} fz_seq_t;
+
+static fz_seq_t fz_up_in[FZ_CHANNEL_MAX + 2], fz_cli_seen[FZ_CHANNEL_MAX + 2];
+static int fz_up_broken; /* the input broke that rule: the output need not keep it */
+
+/* Steps q by frame (type, payload of size); -1 when it breaks the rule. */
+static int fz_seq_step(fz_seq_t *q, uint8_t type, const uint8_t *p, size_t size)
+{
+    if (type == BG_AMQP_FRAME_METHOD) {
+        if (q->expect)
+            return -1;
+        uint32_t id = size >= 4 ? (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | p[2] << 8 | p[3]
+                                : 0;
+        if (id == AMQP_BASIC_DELIVER_METHOD || id == AMQP_BASIC_GET_OK_METHOD ||
+            id == AMQP_BASIC_RETURN_METHOD)
+            q->expect = 1;
+        return 0;
+    }
+    if (type == BG_AMQP_FRAME_HEADER) {
+        if (q->expect != 1 || size < 12)
+            return -1;
+        uint64_t n = 0;
+        for (int i = 4; i < 12; i++)
+            n = n << 8 | p[i];
+        q->left = n;
+        q->expect = n ? 2 : 0;
+        return 0;
+    }
+    if (type == BG_AMQP_FRAME_BODY) {
+        if (q->expect != 2 || size > q->left)
+            return -1;
+        q->left -= size;
+        if (q->left == 0)
+            q->expect = 0;
+    }
+    return 0;
+}
+
 static void fz_check_out(struct evbuffer *out, int validate)
 {
     static uint8_t buf[(1 << 16) + 64];
     bg_amqp_frame_t f;
     while (t_next(out, buf, sizeof buf, &f)) {
+        if (!validate && !fz_up_broken && f.channel <= FZ_CHANNEL_MAX + 1 &&
+            fz_seq_step(&fz_cli_seen[f.channel], f.type, f.payload, f.size) < 0) {
+            fprintf(stderr, "frame type %u on channel %u inside a command's content\n", f.type,
+                    f.channel);
+            abort();
+        }
         const char *why = NULL;
         if (validate && f.type != BG_AMQP_FRAME_HEARTBEAT &&
             bg_amqp_validate_frame(&f, NULL, &why) != BG_AMQP_OK) {
@@ -169,6 +222,8 @@ static size_t fz_record(t_fake_t *t, bg_wr_t *wr, const uint8_t *p, size_t n)
     if (len > n - 5)
         len = n - 5;
     bg_amqp_frame_write(wr, type, channel, p + 5, len);
+    if (sel == 1 && fz_seq_step(&fz_up_in[channel], type, p + 5, len) < 0)
+        fz_up_broken = 1;
     if (sel == 1) {
         t_up_wr(t, wr);
         /* As the session: a resumed stall makes it read the client again. */
@@ -191,6 +246,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     uint32_t caps = data[0] & 1 ? BG_AMQP_CAPS_ALL : 0;
     t_fake_init(t, fz_policy, "fuzz", groups, 1, FZ_CHANNEL_MAX, caps);
+    memset(fz_up_in, 0, sizeof fz_up_in);
+    memset(fz_cli_seen, 0, sizeof fz_cli_seen);
+    fz_up_broken = 0;
     bg_wr_t wr;
     bg_wr_init(&wr, 1024, 1u << 20);
     fz_prefix(t, &wr);
