@@ -29,9 +29,13 @@ log=$(mktemp -t busgate-quickstart.XXXXXX.log)
 $bg run -c examples/quickstart.yaml 2>"$log" &
 pid=$!
 cleanup() {
-  kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
-  [ "$keep_running" = 1 ] || rm -f "$log"
-  true
+  local rc=$?
+  kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true
+  if [ "$rc" != 0 ]; then
+    echo "busgate's log: $log" >&2 # kept: it says what went wrong
+  elif [ "$keep_running" != 1 ]; then
+    rm -f "$log"
+  fi
 }
 trap cleanup EXIT
 for _ in $(seq 1 100); do

@@ -492,7 +492,9 @@ static void bg_amqp__on_client_read(struct bufferevent *bev, void *arg)
     if (stage)
         s->up_staging = 1;
     while (!s->dead && !s->stalled) {
-        if (bg_amqp__up_queued(s) >= BG_AMQP_HIGH_WATER)
+        /* Closing, nothing goes upstream: the client's close-ok (or what is
+         * discarded before it) is read even when the upstream is full. */
+        if (bg_amqp__up_queued(s) >= BG_AMQP_HIGH_WATER && s->state != BG_AMQP_S_CLOSING)
             break;
         int rc = s->state == BG_AMQP_S_HEADER ? bg_amqp__header(s, in) : bg_amqp__client_frame(s, in);
         if (rc <= 0)

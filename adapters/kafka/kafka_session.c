@@ -565,8 +565,16 @@ static void bg_kafka__on_client_read(struct bufferevent *bev, void *arg)
             break;
     }
     if (!s->dead) {
+        size_t nq = s->nq;
         bg_kafka_session_flush(s);
         bg_kafka__update_reading(s);
+        /* The flush answered requests busgate decided itself and made room:
+         * whole requests already in the input would otherwise wait for more
+         * bytes that may never come (the client waits for these answers). */
+        uint8_t hdr[4];
+        if (!s->dead && !s->closing && s->nq < nq && s->nq < k->max_inflight &&
+            bg_kafka__mem_ok(s) && evbuffer_copyout(in, hdr, 4) == 4)
+            bufferevent_trigger(bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
     }
 }
 
