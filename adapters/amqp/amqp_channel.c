@@ -225,6 +225,13 @@ static int bg_amqp_chan__own_close(const bg_amqp_leg_t *l)
     return l->sent && !l->sent_relay;
 }
 
+/* busgate is closing the upstream channel itself (a refusal): RabbitMQ's
+ * frames on it are dropped, its close-ok swallowed. */
+static int bg_amqp_chan__closing_up_itself(const bg_amqp_channel_t *ch)
+{
+    return ch->up.state == BG_AMQP_LEG_CLOSING && bg_amqp_chan__own_close(&ch->up);
+}
+
 /* Both legs closed: the number may be opened again. */
 static void bg_amqp_chan__maybe_closed(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch)
 {
@@ -798,8 +805,7 @@ static int bg_amqp_chan__down_content(bg_amqp_session_t *s, bg_amqp_channel_t *c
                                       const bg_amqp_frame_t *f, struct evbuffer *in, size_t len)
 {
     int relay = ch->down_expect ? ch->down_relay
-                                : !(ch->up.state == BG_AMQP_LEG_CLOSING &&
-                                    bg_amqp_chan__own_close(&ch->up));
+                                : !bg_amqp_chan__closing_up_itself(ch);
     if (ch->down_expect == 1 && f->type == BG_AMQP_FRAME_HEADER) {
         uint8_t h[BG_AMQP_FRAME_HEADER_SIZE + 12];
         if (f->size < 12 || evbuffer_copyout(in, h, sizeof h) != (ev_ssize_t)sizeof h) {
@@ -836,7 +842,7 @@ int bg_amqp_chan_upstream_frame(bg_amqp_session_t *s, struct evbuffer *in,
     if (ch && bg_amqp_chan__has_content(id)) {
         ch->down_expect = 1;
         ch->down_relay =
-            !(ch->up.state == BG_AMQP_LEG_CLOSING && bg_amqp_chan__own_close(&ch->up));
+            !bg_amqp_chan__closing_up_itself(ch);
     }
     if (n == 0 && id == AMQP_CONNECTION_CLOSE_METHOD)
         return bg_amqp_chan__up_connection_close(s, in, frame_len);
@@ -845,7 +851,7 @@ int bg_amqp_chan_upstream_frame(bg_amqp_session_t *s, struct evbuffer *in,
         evbuffer_drain(in, frame_len); /* the client did not ask for them */
         return 0;
     }
-    if (ch && ch->up.state == BG_AMQP_LEG_CLOSING && bg_amqp_chan__own_close(&ch->up))
+    if (ch && bg_amqp_chan__closing_up_itself(ch))
         return bg_amqp_chan__up_closing_bg(s, n, ch, id, in, frame_len);
     if (ch && id == AMQP_CHANNEL_CLOSE_METHOD) {
         int rc = bg_amqp_chan__up_close(s, n, ch, in, frame_len);

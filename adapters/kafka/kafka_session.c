@@ -191,6 +191,12 @@ static int bg_kafka__mem_ok(const bg_kafka_session_t *s)
     return 1;
 }
 
+/* Room for one more request: under the in-flight limit and the memory cap. */
+static int bg_kafka__room(const bg_kafka_session_t *s)
+{
+    return s->nq < bg_kafka__cfg(s)->max_inflight && bg_kafka__mem_ok(s);
+}
+
 static void bg_kafka__update_reading(bg_kafka_session_t *s)
 {
     if (s->dead)
@@ -198,7 +204,7 @@ static void bg_kafka__update_reading(bg_kafka_session_t *s)
     struct evbuffer *cout = bufferevent_get_output(s->cli);
     int up_ready = s->up && bg_kafka_up_is_ready(s->up);
     size_t up_out = up_ready ? evbuffer_get_length(bg_kafka_up_output(s->up)) : 0;
-    int read_cli = !s->closing && s->nq < bg_kafka__cfg(s)->max_inflight && bg_kafka__mem_ok(s) &&
+    int read_cli = !s->closing && bg_kafka__room(s) &&
                    up_out < BG_KAFKA_UP_OUT_HIGH &&
                    evbuffer_get_length(s->held) < BG_KAFKA_UP_OUT_HIGH;
     if (read_cli)
@@ -548,7 +554,7 @@ static void bg_kafka__on_client_read(struct bufferevent *bev, void *arg)
     if (s->auth == BG_KAFKA_AUTH_OK && !s->kw->g->client_tls &&
         (bufferevent_get_enabled(bev) & EV_READ) && evbuffer_get_length(in) < BG_KAFKA_READ_BURST)
         bg_util_bev_read_more(bev, BG_KAFKA_READ_BURST);
-    while (!s->dead && !s->closing && s->nq < k->max_inflight && bg_kafka__mem_ok(s)) {
+    while (!s->dead && !s->closing && bg_kafka__room(s)) {
         uint8_t hdr[4];
         uint32_t size = 0;
         if (evbuffer_copyout(in, hdr, 4) < 4)
@@ -572,8 +578,8 @@ static void bg_kafka__on_client_read(struct bufferevent *bev, void *arg)
          * whole requests already in the input would otherwise wait for more
          * bytes that may never come (the client waits for these answers). */
         uint8_t hdr[4];
-        if (!s->dead && !s->closing && s->nq < nq && s->nq < k->max_inflight &&
-            bg_kafka__mem_ok(s) && evbuffer_copyout(in, hdr, 4) == 4)
+        if (!s->dead && !s->closing && s->nq < nq && bg_kafka__room(s) &&
+            evbuffer_copyout(in, hdr, 4) == 4)
             bufferevent_trigger(bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
     }
 }
@@ -583,7 +589,7 @@ static void bg_kafka__on_client_read(struct bufferevent *bev, void *arg)
 static void bg_kafka__resume_input(bg_kafka_session_t *s)
 {
     if (!s->dead && !s->closing && evbuffer_get_length(bufferevent_get_input(s->cli)) >= 4 &&
-        s->nq < bg_kafka__cfg(s)->max_inflight && bg_kafka__mem_ok(s))
+        bg_kafka__room(s))
         bg_kafka__on_client_read(s->cli, s);
 }
 
