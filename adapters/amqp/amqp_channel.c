@@ -661,8 +661,8 @@ int bg_amqp_chan_client_frame(bg_amqp_session_t *s, struct evbuffer *in, const b
     if (fr.type == BG_AMQP_FRAME_METHOD)
         return bg_amqp_chan__client_method(s, in, &fr, frame_len);
     if (fr.channel == 0)
-        return bg_amqp_chan__content_error(s, BG_AMQP_COMMAND_INVALID,
-                                           "COMMAND_INVALID - content frame on channel 0");
+        return bg_amqp_chan__content_error(s, BG_AMQP_UNEXPECTED_FRAME,
+                                           "UNEXPECTED_FRAME - content frame on channel 0");
     return bg_amqp_chan__client_content(s, in, &fr, frame_len);
 }
 

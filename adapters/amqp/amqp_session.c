@@ -460,7 +460,14 @@ static int bg_amqp__client_frame(bg_amqp_session_t *s, struct evbuffer *in)
     bg_metric_add(&s->aw->w->metrics.bytes_in[BG_PROTO_AMQP], len);
     if (f.type == BG_AMQP_FRAME_HEARTBEAT) {
         if (bg_amqp_validate_heartbeat(f.channel, f.size, &why) != BG_AMQP_OK) {
-            bg_amqp_session_close(s, BG_AMQP_FRAME_ERROR, "FRAME_ERROR - bad heartbeat frame", 0, 0);
+            /* As RabbitMQ: a heartbeat with a payload is not a frame it can
+             * read (501); an empty one on a channel is out of place (505). */
+            if (f.size == 0)
+                bg_amqp_session_close(s, BG_AMQP_UNEXPECTED_FRAME,
+                                      "UNEXPECTED_FRAME - heartbeat on a non-zero channel", 0, 0);
+            else
+                bg_amqp_session_close(s, BG_AMQP_FRAME_ERROR, "FRAME_ERROR - bad heartbeat frame",
+                                      0, 0);
             return -1;
         }
         evbuffer_drain(in, len); /* this leg's heartbeat is busgate's own */

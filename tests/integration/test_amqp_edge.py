@@ -347,6 +347,12 @@ BAD_AFTER_HANDSHAKE = [
     ("basic method on channel 0", lambda: method(0, 60, 10, struct.pack(">IHB", 0, 1, 0)), 504,
      "CHANNEL_ERROR"),
     ("body without a publish", lambda: frame(3, 1, b"x"), 505, "UNEXPECTED_FRAME"),
+    # RabbitMQ's reader: an empty heartbeat on a channel and content on
+    # channel 0 are unexpected frames (505); a heartbeat with a payload is a
+    # frame it cannot read (501).
+    ("heartbeat on a channel", lambda: frame(8, 1, b""), 505, "UNEXPECTED_FRAME"),
+    ("heartbeat with a payload", lambda: frame(8, 0, b"x"), 501, "FRAME_ERROR"),
+    ("body on channel 0", lambda: frame(3, 0, b"x"), 505, "UNEXPECTED_FRAME"),
 ]
 
 

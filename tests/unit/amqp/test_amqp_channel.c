@@ -340,7 +340,7 @@ static void test_content_on_channel_0_and_closed(void **state)
     ctx_t *c = *state;
     t_body(&c->wr, 0, "x", 1);
     assert_int_equal(t_client_wr(&c->f, &c->wr), -1);
-    assert_closed_with(c, BG_AMQP_COMMAND_INVALID, "COMMAND_INVALID - content frame on channel 0");
+    assert_closed_with(c, BG_AMQP_UNEXPECTED_FRAME, "UNEXPECTED_FRAME - content frame on channel 0");
     teardown(state);
     setup(state);
     c = *state;
