@@ -217,16 +217,14 @@ int bg_audit_spool_sync_dir(const bg_audit_spool_t *sp)
 
 enum { BG_AUDIT__ACK_NONE = 0, BG_AUDIT__ACK_OK, BG_AUDIT__ACK_LEGACY };
 
-int bg_audit_spool_read_ack(const char *dir, uint32_t *aseg, uint64_t *aoff)
+int bg_audit_spool_parse_ack(const char *text, size_t n, uint32_t *aseg, uint64_t *aoff)
 {
-    char path[4096], line[64] = "";
+    char line[64];
     unsigned seg, crc;
     unsigned long long off;
-    snprintf(path, sizeof path, "%s/spool.ack", dir);
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(line, 1, sizeof line - 1, f) : 0;
-    if (f)
-        fclose(f);
+    if (n >= sizeof line)
+        return BG_AUDIT__ACK_NONE; /* longer than any position busgate writes */
+    memcpy(line, text, n);
     line[n] = '\0';
     if (n == BG_AUDIT__ACK_LEN && sscanf(line, "%10u %20llu %8x", &seg, &off, &crc) == 3) {
         if (seg == 0 || crc != bg_audit_crc32c(0, line, BG_AUDIT__ACK_POS))
@@ -241,6 +239,17 @@ int bg_audit_spool_read_ack(const char *dir, uint32_t *aseg, uint64_t *aoff)
         return BG_AUDIT__ACK_LEGACY;
     }
     return BG_AUDIT__ACK_NONE;
+}
+
+int bg_audit_spool_read_ack(const char *dir, uint32_t *aseg, uint64_t *aoff)
+{
+    char path[4096], line[64];
+    snprintf(path, sizeof path, "%s/spool.ack", dir);
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(line, 1, sizeof line - 1, f) : 0;
+    if (f)
+        fclose(f);
+    return bg_audit_spool_parse_ack(line, n, aseg, aoff);
 }
 
 /* Reads spool.ack into aseg/aoff: NONE, OK or LEGACY (see the header). */

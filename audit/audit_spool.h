@@ -60,6 +60,8 @@ int bg_audit_spool_list(const char *dir, uint32_t *lo, uint32_t *hi);
  * overwrite); 1: a position; 2: the CRC-less line of earlier versions
  * (trusted only where it cannot skip records). */
 int bg_audit_spool_read_ack(const char *dir, uint32_t *aseg, uint64_t *aoff);
+/* The same on the file's first n bytes (fewer than 64), as read from disk. */
+int bg_audit_spool_parse_ack(const char *text, size_t n, uint32_t *aseg, uint64_t *aoff);
 
 /* Opens (creating) dir. max_bytes bounds the total segment bytes on disk (0 =
  * unbounded); seg_bytes is the rotation size (0 = 8 MiB). Reads spool.ack.

@@ -43,16 +43,23 @@ ctest --test-dir build/asan --output-on-failure -j "$jobs"
 if [ "${BG_SKIP_FUZZ:-0}" != 1 ]; then
   step "fuzz: libFuzzer targets, ${fuzz_seconds}s each"
   CC=clang-14 build build/fuzz -DCMAKE_BUILD_TYPE=Debug -DBG_FUZZ=ON
-  for bin in build/fuzz/tests/fuzz/fuzz_*; do
-    [ -x "$bin" ] || continue
-    name=${bin##*/fuzz_}
+  ran=0
+  for src in tests/fuzz/*.cmake; do
+    name=${src##*/}; name=${name%.cmake}
+    bin=build/fuzz/tests/fuzz/fuzz_$name
+    # Every target is built and has its seed corpus: a missing one fails
+    # the run instead of fuzzing nothing.
+    [ -x "$bin" ] || { echo "fuzz target $bin was not built" >&2; exit 1; }
+    [ -d "tests/fuzz/corpus/$name" ] || { echo "no seed corpus tests/fuzz/corpus/$name" >&2; exit 1; }
     work=$(mktemp -d)
-    cp -r "tests/fuzz/corpus/$name/." "$work/" 2>/dev/null || true
+    cp -r "tests/fuzz/corpus/$name/." "$work/"
     echo "fuzz_$name"
     "$bin" -seed=1 -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=0 \
       "$work" >"$work.log" 2>&1 || { tail -50 "$work.log"; exit 1; }
     rm -rf "$work" "$work.log"
+    ran=$((ran + 1))
   done
+  [ "$ran" -gt 0 ] || { echo "no fuzz targets found under tests/fuzz" >&2; exit 1; }
 fi
 
 if [ "${BG_SKIP_INTEGRATION:-0}" != 1 ]; then

@@ -1,7 +1,9 @@
 /* Fuzz target: the audit spool frame parser (bg_audit_spool_scan) on
  * arbitrary bytes, as a damaged segment file would present them. Checks the
  * parser's invariants: records and skipped regions tile the input in order,
- * every reported record really validates, and record views stay in bounds. */
+ * every reported record really validates, and record views stay in bounds.
+ * The input's first bytes also go to the spool.ack reader, as a torn or
+ * damaged acknowledged-position file would present them. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -49,6 +51,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
      * production, keep inputs small so the fuzzer explores, not waits. */
     if (size > 1 << 16)
         return 0;
+    uint32_t aseg = 0;
+    uint64_t aoff = 0;
+    int ack = bg_audit_spool_parse_ack((const char *)data, size < 63 ? size : 63, &aseg, &aoff);
+    if (ack < 0 || ack > 2 || (ack != 0 && aseg == 0))
+        abort();
     bg_fuzz_state_t st = {data, size, 0};
     size_t end = bg_audit_spool_scan(data, size, bg_fuzz__rec, bg_fuzz__bad, &st);
     if (end != size || st.next != size)

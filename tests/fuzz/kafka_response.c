@@ -2,12 +2,15 @@
  * Input: [api key][version - valid_min (mod range)][flags][body...]; flags
  * bit 0 decodes the request schema instead (same engine, more shapes), bits
  * 1-3 pick a small arena limit to exercise the limit paths. Bodies that
- * decode are re-encoded: exactly the input when canonical, else a fixpoint. */
+ * decode are re-encoded: exactly the input when canonical, else a fixpoint.
+ * The whole input is also read as a response header (v0 and flexible v1),
+ * the part busgate parses of every response before it decides anything. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "adapters/kafka/kafka_codec.h"
+#include "adapters/kafka/kafka_frame.h"
 
 /* memcmp that accepts the NULL buffer of an empty writer. */
 static int bg_fuzz__same(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen)
@@ -15,8 +18,25 @@ static int bg_fuzz__same(const uint8_t *a, size_t alen, const uint8_t *b, size_t
     return alen == blen && (alen == 0 || memcmp(a, b, alen) == 0);
 }
 
+/* A response header's parse stays inside the input and says why it fails. */
+static void bg_fuzz__resp_hdr(const uint8_t *data, size_t size)
+{
+    for (int hv = 0; hv <= 1; hv++) {
+        int32_t corr;
+        bg_slice_t tagged = {NULL, 0};
+        const char *why = NULL;
+        int n = bg_kafka_resp_hdr_parse(data, size, hv, &corr, &tagged, &why);
+        if (n < 0 ? !why : (n < 4 || (size_t)n > size))
+            abort();
+        if (n >= 0 && tagged.len &&
+            (tagged.p < data || tagged.p + tagged.len > data + n))
+            abort();
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    bg_fuzz__resp_hdr(data, size);
     if (size < 3)
         return 0;
     const bg_kafka_msg_desc_t *d = bg_kafka_msg_desc(data[0], !(data[2] & 1));
