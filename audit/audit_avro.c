@@ -38,7 +38,7 @@ static const char bg_audit__avsc[] =
     "ing\"],\"default\":null},{\"name\":\"version\",\"type\":[\"null\",\"long\"],\"default\":null}]}],\"default"
     "\":null},{\"name\":\"resources\",\"type\":{\"type\":\"array\",\"items\":{\"type\":\"record\",\"name\":\"Resour"
     "ce\",\"fields\":[{\"name\":\"type\",\"type\":\"string\"},{\"name\":\"name\",\"type\":\"string\"},{\"name\":\"rou"
-    "te\",\"type\":[\"null\",\"string\"],\"default\":null}]}},\"default\":[]},{\"name\":\"verb\",\"type\":[\"null"
+    "te\",\"type\":[\"null\",\"string\"],\"default\":null},{\"name\":\"name_len\",\"type\":[\"null\",\"long\"],\"default\":null}]}},\"default\":[]},{\"name\":\"verb\",\"type\":[\"null"
     "\",\"string\"],\"default\":null},{\"name\":\"decision\",\"type\":[\"null\",{\"type\":\"record\",\"name\":\"Dec"
     "ision\",\"fields\":[{\"name\":\"effect\",\"type\":[\"null\",\"string\"],\"default\":null},{\"name\":\"would\""
     ",\"type\":[\"null\",\"string\"],\"default\":null},{\"name\":\"rule\",\"type\":[\"null\",\"string\"],\"default"
@@ -139,7 +139,10 @@ static int bg_audit__avro_fill(avro_value_t *v, json_t *j)
             return avro_value_set_branch(v, 0, &sub) || avro_value_set_null(&sub);
         return avro_value_set_branch(v, 1, &sub) || bg_audit__avro_fill(&sub, j);
     case AVRO_STRING:
-        return avro_value_set_string(v, j && json_is_string(j) ? json_string_value(j) : "");
+        if (!j || !json_is_string(j))
+            return avro_value_set_string(v, "");
+        /* the size counts a terminating NUL; names may hold NUL themselves */
+        return avro_value_set_string_len(v, json_string_value(j), json_string_length(j) + 1);
     case AVRO_INT64:
         return avro_value_set_long(v, j ? (int64_t)json_integer_value(j) : 0);
     case AVRO_INT32:
@@ -161,7 +164,7 @@ size_t bg_audit_avro_encode(bg_audit_avro_t *av, const char *json, size_t len, u
                             size_t cap)
 {
     size_t hdr = av->schema_id >= 0 ? 5 : 0;
-    json_t *j = json_loadb(json, len, 0, NULL);
+    json_t *j = json_loadb(json, len, JSON_ALLOW_NUL, NULL);
     if (!j || cap <= hdr) {
         json_decref(j);
         return 0;
@@ -220,8 +223,8 @@ static json_t *bg_audit__avro_json(const avro_value_t *v, int *bad)
         if (avro_value_get_discriminant(v, &k) != 0 || avro_value_get_current_branch(v, &sub) != 0)
             break;
         return k == 0 ? NULL : bg_audit__avro_json(&sub, bad);
-    case AVRO_STRING: /* n counts the NUL; busgate never writes one inside */
-        if (avro_value_get_string(v, &str, &n) != 0 || (n > 1 && memchr(str, 0, n - 1)) ||
+    case AVRO_STRING: /* n counts a terminating NUL; a name may hold NUL too */
+        if (avro_value_get_string(v, &str, &n) != 0 ||
             !(j = json_stringn(str, n ? n - 1 : 0))) /* NULL: not UTF-8 */
             break;
         return j;

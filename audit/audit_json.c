@@ -62,11 +62,13 @@ static size_t bg_audit__utf8_len(const unsigned char *s, size_t n)
     return need;
 }
 
-static void bg_audit__str(bg_audit_w_t *w, const char *s)
+/* A JSON string of the n bytes at s: NUL and other controls escaped, invalid
+ * UTF-8 replaced by U+FFFD. */
+static void bg_audit__strn(bg_audit_w_t *w, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
     const unsigned char *u = (const unsigned char *)s;
-    size_t n = strlen(s), i = 0, run = 0;
+    size_t i = 0, run = 0;
     bg_audit__ch(w, '"');
     while (i < n) {
         unsigned c = u[i];
@@ -102,6 +104,11 @@ static void bg_audit__str(bg_audit_w_t *w, const char *s)
     }
     bg_audit__raw(w, s + i - run, run);
     bg_audit__ch(w, '"');
+}
+
+static void bg_audit__str(bg_audit_w_t *w, const char *s)
+{
+    bg_audit__strn(w, s, strlen(s));
 }
 
 static void bg_audit__key(bg_audit_w_t *w, const char *k)
@@ -195,17 +202,28 @@ const char *bg_audit_kind_name(bg_audit_kind_t k)
     return (unsigned)k < BG_AUDIT_EV__COUNT ? n[k] : "unknown";
 }
 
-/* Resource names are (ptr, len) views; copy through a bounded stack buffer
- * so the writer's NUL-terminated path can be reused. Longer names are cut at
- * 1 KiB, which no broker allows anyway. */
+#define BG_AUDIT_NAME_MAX 1024
+
+/* Resource names are (ptr, len) views and may hold any byte, NUL included
+ * (Kafka group and transactional ids are arbitrary strings of up to 32767
+ * bytes). Each is written whole up to BG_AUDIT_NAME_MAX bytes; a longer one
+ * is cut there, on a UTF-8 boundary, and "<k>_len" gives its full length, so
+ * a cut name never reads as another resource's. */
 static void bg_audit__kview(bg_audit_w_t *w, const char *k, const char *p, size_t n)
 {
-    char b[1025];
-    if (n > sizeof b - 1)
-        n = sizeof b - 1;
-    memcpy(b, p ? p : "", p ? n : 0);
-    b[p ? n : 0] = '\0';
-    bg_audit__kstr(w, k, b);
+    size_t keep = p ? n : 0;
+    if (keep > BG_AUDIT_NAME_MAX) {
+        keep = BG_AUDIT_NAME_MAX;
+        while (keep > 0 && ((unsigned char)p[keep] & 0xc0) == 0x80)
+            keep--; /* p[keep] continues a sequence: cut before it starts */
+    }
+    bg_audit__key(w, k);
+    bg_audit__strn(w, p ? p : "", keep);
+    if (keep < (p ? n : 0)) {
+        char lk[32];
+        snprintf(lk, sizeof lk, "%s_len", k);
+        bg_audit__kint(w, lk, (int64_t)n);
+    }
 }
 
 static void bg_audit__principal(bg_audit_w_t *w, const bg_audit_principal_t *pr)

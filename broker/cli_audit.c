@@ -52,9 +52,21 @@ static uint64_t bg_cli_audit__hash(const char *s)
     return h;
 }
 
+/* Ids remembered for dedup before the set starts over: repeats (the same
+ * event delivered again after a spool drain) arrive close to the first copy,
+ * and `tail --follow` must not grow without bound. */
+#define BG_CLI_AUDIT__MAX_IDS (1u << 20)
+
 /* 1 when id was not seen before (and remembers it), 0 for a repeat. */
 static int bg_cli_audit__first(bg_cli_audit_t *c, const char *id)
 {
+    if (c->nids >= BG_CLI_AUDIT__MAX_IDS) {
+        for (size_t i = 0; i < c->cap; i++) {
+            free(c->ids[i]);
+            c->ids[i] = NULL;
+        }
+        c->nids = 0;
+    }
     if (c->nids * 2 >= c->cap) {
         size_t ncap = c->cap ? c->cap * 2 : 1024;
         char **n = calloc(ncap, sizeof *n);
@@ -98,7 +110,10 @@ static void bg_cli_audit__time(json_t *ev, char *out, size_t cap)
     long long ms = bg_cli_audit__int(ev, "time_ms");
     time_t s = (time_t)(ms / 1000);
     struct tm tm;
-    gmtime_r(&s, &tm);
+    if (ms < 0 || !gmtime_r(&s, &tm)) { /* a damaged record: say what it holds */
+        snprintf(out, cap, "time_ms=%lld", ms);
+        return;
+    }
     size_t n = strftime(out, cap, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(out + n, cap - n, ".%03lldZ", ms % 1000);
 }
@@ -125,7 +140,8 @@ static void bg_cli_audit__principal(json_t *p, int full, char *out, size_t cap)
     json_array_foreach(g, i, v)
     {
         if (n < cap)
-            n += (size_t)snprintf(out + n, cap - n, "%s%s", i ? "," : "", json_string_value(v));
+            n += (size_t)snprintf(out + n, cap - n, "%s%s", i ? "," : "",
+                                  json_is_string(v) ? json_string_value(v) : "?");
     }
     if (n < cap)
         n += (size_t)snprintf(out + n, cap - n, "%s; issuer %s", i ? "" : "-",
@@ -248,10 +264,67 @@ static int bg_cli_audit__wanted(const bg_cli_audit_t *c, json_t *ev)
     return 1;
 }
 
+/* A string value with its terminal controls made visible: C0 controls, DEL
+ * and the C1 controls (U+0080..U+009F) become \xNN / \u00NN. Names in an
+ * event come from clients (topics, groups, client ids, token claims); printed
+ * raw, an escape sequence or a newline in one could rewrite or forge the
+ * lines an operator reads. NULL when nothing needs escaping. */
+static char *bg_cli_audit__visible(const char *v, size_t len)
+{
+    size_t extra = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char b = (unsigned char)v[i];
+        if (b < 0x20 || b == 0x7f)
+            extra += 3;
+        else if (b == 0xc2 && i + 1 < len && (unsigned char)v[i + 1] <= 0x9f &&
+                 (unsigned char)v[i + 1] >= 0x80)
+            extra += 4;
+    }
+    if (extra == 0)
+        return NULL;
+    char *o = malloc(len + extra + 1), *w = o;
+    if (!o)
+        return NULL;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char b = (unsigned char)v[i];
+        if (b < 0x20 || b == 0x7f) {
+            w += sprintf(w, "\\x%02x", b);
+        } else if (b == 0xc2 && i + 1 < len && (unsigned char)v[i + 1] <= 0x9f &&
+                   (unsigned char)v[i + 1] >= 0x80) {
+            w += sprintf(w, "\\u%04x", (unsigned char)v[++i]);
+        } else {
+            *w++ = (char)b;
+        }
+    }
+    *w = '\0';
+    return o;
+}
+
+/* Applies bg_cli_audit__visible to every string in a parsed event (its
+ * nesting is bounded by the JSON parser's depth limit). */
+static void bg_cli_audit__defang(json_t *j)
+{
+    const char *k;
+    json_t *v;
+    size_t i;
+    if (json_is_string(j)) {
+        char *o = bg_cli_audit__visible(json_string_value(j), json_string_length(j));
+        if (o)
+            json_string_set(j, o);
+        free(o);
+    } else if (json_is_object(j)) {
+        json_object_foreach(j, k, v)
+            bg_cli_audit__defang(v);
+    } else if (json_is_array(j)) {
+        json_array_foreach(j, i, v)
+            bg_cli_audit__defang(v);
+    }
+}
+
 /* Handles one raw JSON event from any source. */
 static void bg_cli_audit__event(bg_cli_audit_t *c, const char *raw, size_t len)
 {
-    json_t *ev = json_loadb(raw, len, 0, NULL);
+    json_t *ev = json_loadb(raw, len, JSON_ALLOW_NUL, NULL); /* names may hold NUL */
     if (!ev || !json_is_object(ev)) {
         fprintf(stderr, "busgate audit: skipping a malformed event\n");
         json_decref(ev);
@@ -262,6 +335,8 @@ static void bg_cli_audit__event(bg_cli_audit_t *c, const char *raw, size_t len)
         json_decref(ev);
         return;
     }
+    if (!c->json)
+        bg_cli_audit__defang(ev); /* readable lines only; --json stays exact */
     if (c->replay) {
         if (c->nevs == c->evcap) {
             size_t ncap = c->evcap ? c->evcap * 2 : 64;

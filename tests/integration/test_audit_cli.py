@@ -171,6 +171,32 @@ def test_replay_refuses_an_ambiguous_prefix(tmp_path):
     assert r.stdout.startswith("session abc2-two ")
 
 
+def test_tail_shows_control_characters_escaped(tmp_path):
+    """Names in events come from clients: `audit tail` and `replay` print
+    their control characters (escape sequences, newlines, NUL, C1 controls)
+    escaped, so a name cannot erase or forge the lines an operator reads;
+    `--json` keeps the event exact."""
+    text, ports = busgate_config(tmp_path, RULES)
+    cfg = tmp_path / "busgate.yaml"
+    cfg.write_text(text)
+    evil = "x\x1b[1A\x1b[2K\n2026-01-01T00:00:00.000Z kafka forged\x00\u009b"
+    ev = {"event_id": "e1", "kind": "decision", "time_ms": 1000, "session_id": "s-evil",
+          "seq": 1, "protocol": "kafka", "principal": {"sub": "mallory\r", "groups": ["g\x07"]},
+          "resources": [{"type": "kafka:topic", "name": evil}], "verb": "describe",
+          "decision": {"effect": "deny", "would": "deny", "mode": "enforce"}}
+    (tmp_path / "audit.jsonl").write_text(json.dumps(ev) + "\n")
+    for args in (("tail",), ("replay", "s-evil")):
+        r = run_cli("audit", *args, "-c", str(cfg))
+        assert r.returncode == 0, r.stderr
+        out = r.stdout
+        assert not any(c in out for c in "\x1b\r\x00\x07\u009b"), repr(out)
+        assert "\\x1b[1A" in out and "\\x0a2026" in out and "\\u009b" in out, repr(out)
+        body = [ln for ln in out.splitlines() if "kafka:topic" in ln]
+        assert len(body) == 1 and "forged" in body[0], repr(out)
+    r = run_cli("audit", "tail", "--json", "-c", str(cfg))
+    assert r.returncode == 0 and json.loads(r.stdout) == ev, r.stdout
+
+
 def _crc32c(data):
     crc = 0xFFFFFFFF
     for b in data:

@@ -245,6 +245,40 @@ static void test_decode_back_to_json(void **state)
     json_decref(orig);
 }
 
+/* A name holding NUL and a cut name with its length survive Avro and back. */
+static void test_names_with_nul_roundtrip(void **state)
+{
+    static char long_name[1500];
+    memset(long_name, 'x', sizeof long_name);
+    bg_policy_resource_t res[2] = {
+        {BG_RES_KAFKA_GROUP, NULL, 0, "g\0h", 3},
+        {BG_RES_KAFKA_GROUP, NULL, 0, long_name, sizeof long_name},
+    };
+    bg_audit_event_t ev = {.kind = BG_AUDIT_EV_DECISION, .resources = res, .nresources = 2};
+    char json[8192], err[256] = "";
+    size_t jl = bg_audit_encode_json(&ev, "inst-1", json, sizeof json);
+    assert_true(jl > 0);
+    bg_audit_avro_t *av = bg_audit_avro_new(-1, err, sizeof err);
+    assert_non_null(av);
+    uint8_t buf[8192];
+    size_t n = bg_audit_avro_encode(av, json, jl, buf, sizeof buf);
+    assert_true(n > 0);
+    char *back = bg_audit_avro_decode(av, buf, n);
+    assert_non_null(back);
+    json_t *a = json_loadb(json, jl, JSON_ALLOW_NUL, NULL), *b = json_loads(back, JSON_ALLOW_NUL, NULL);
+    assert_non_null(a);
+    assert_non_null(b);
+    json_t *ra = json_object_get(a, "resources"), *rb = json_object_get(b, "resources");
+    if (!json_equal(ra, rb))
+        fail_msg("resources differ: %s", back);
+    assert_int_equal(json_string_length(json_object_get(json_array_get(rb, 0), "name")), 3);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(rb, 1), "name_len")), 1500);
+    json_decref(a);
+    json_decref(b);
+    free(back);
+    bg_audit_avro_free(av);
+}
+
 /* A minimal event (auth failure: no principal), plain Avro (no header);
  * the encoder is reused, so nothing of the previous event may leak in. */
 static void test_minimal_plain_and_errors(void **state)
@@ -294,6 +328,7 @@ int main(void)
         cmocka_unit_test(test_schema_file_matches),
         cmocka_unit_test(test_full_event_roundtrip),
         cmocka_unit_test(test_decode_back_to_json),
+        cmocka_unit_test(test_names_with_nul_roundtrip),
         cmocka_unit_test(test_minimal_plain_and_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

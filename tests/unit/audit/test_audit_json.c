@@ -196,8 +196,12 @@ static json_t *load_schema(void)
 static void test_schema_agrees(void **state)
 {
     bg_audit_event_t ev;
-    bg_policy_resource_t res[2];
+    bg_policy_resource_t res[3];
+    static char long_name[1100];
+    memset(long_name, 'n', sizeof long_name);
     full_event(&ev, res);
+    res[2] = (bg_policy_resource_t){BG_RES_KAFKA_GROUP, NULL, 0, long_name, sizeof long_name};
+    ev.nresources = 3; /* one name cut, with name_len */
     json_t *schema = load_schema();
     json_t *j = encode_parse(&ev);
     check_node(j, schema, "$");
@@ -273,6 +277,37 @@ static void test_escaping(void **state)
     json_decref(j);
 }
 
+/* Resource names are written whole, NUL included, up to 1024 bytes; a
+ * longer one is cut on a UTF-8 boundary and name_len gives its length, so a
+ * cut or NUL-bearing name never reads as a shorter resource's name. */
+static void test_resource_names_whole_or_marked(void **state)
+{
+    static char long_name[2000];
+    memset(long_name, 'g', sizeof long_name);
+    memcpy(long_name + 1023, "\xc3\xa9", 2); /* a sequence across the 1024-byte cut */
+    bg_policy_resource_t res[2] = {
+        {BG_RES_KAFKA_GROUP, NULL, 0, "team-a-\0evil", 12},
+        {BG_RES_KAFKA_TXN_ID, NULL, 0, long_name, sizeof long_name},
+    };
+    bg_audit_event_t ev = {.kind = BG_AUDIT_EV_DECISION, .resources = res, .nresources = 2};
+    char buf[8192];
+    json_error_t e;
+    size_t n = bg_audit_encode_json(&ev, "i", buf, sizeof buf);
+    assert_true(n > 0);
+    json_t *j = json_loadb(buf, n, JSON_ALLOW_NUL, &e);
+    if (!j)
+        fail_msg("not JSON: %s", e.text);
+    json_t *r0 = json_array_get(json_object_get(j, "resources"), 0);
+    json_t *r1 = json_array_get(json_object_get(j, "resources"), 1);
+    assert_int_equal(json_string_length(json_object_get(r0, "name")), 12);
+    assert_memory_equal(json_string_value(json_object_get(r0, "name")), "team-a-\0evil", 12);
+    assert_null(json_object_get(r0, "name_len")); /* whole: no length */
+    assert_int_equal(json_string_length(json_object_get(r1, "name")), 1023); /* before 0xc3 */
+    assert_memory_equal(json_string_value(json_object_get(r1, "name")), long_name, 1023);
+    assert_int_equal(json_integer_value(json_object_get(r1, "name_len")), 2000);
+    json_decref(j);
+}
+
 static void test_absent_omitted(void **state)
 {
     bg_audit_event_t ev = {.kind = BG_AUDIT_EV_SESSION_START};
@@ -309,6 +344,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_values),    cmocka_unit_test(test_schema_agrees),
         cmocka_unit_test(test_no_secret_fields), cmocka_unit_test(test_escaping),
+        cmocka_unit_test(test_resource_names_whole_or_marked),
         cmocka_unit_test(test_number_extremes),
         cmocka_unit_test(test_absent_omitted), cmocka_unit_test(test_uuid4),
     };
