@@ -261,6 +261,7 @@ int bg_kafka__c_add_partitions_to_txn(bg_kafka__az_t *az);
 int bg_kafka__c_add_offsets_to_txn(bg_kafka__az_t *az);
 int bg_kafka__c_end_txn(bg_kafka__az_t *az);
 int bg_kafka__c_describe_transactions(bg_kafka__az_t *az);
+int bg_kafka__c_list_transactions(bg_kafka__az_t *az);
 
 /* Response rewrites (kafka_authz_rewrite.c). */
 bg_kafka__resp_hook_t bg_kafka__r_metadata;

@@ -80,7 +80,7 @@ static const bg_kafka__api_t bg_kafka__apis[] = {
     [BG_KAFKA_API_DESCRIBE_PRODUCERS] = {0, 0, 0, bg_kafka__c_describe_producers, NULL, 0, 0},
     [BG_KAFKA_API_DESCRIBE_TRANSACTIONS] = {0, 0, 0, bg_kafka__c_describe_transactions,
                                             bg_kafka__r_describe_transactions, 1, 0},
-    [BG_KAFKA_API_LIST_TRANSACTIONS] = {0, 2, 0, bg_kafka__c_cluster_describe, NULL, 0, 0},
+    [BG_KAFKA_API_LIST_TRANSACTIONS] = {0, 2, 0, bg_kafka__c_list_transactions, NULL, 0, 0},
     [BG_KAFKA_API_DESCRIBE_TOPIC_PARTITIONS] = {0, 0, 0, bg_kafka__c_describe_topic_partitions,
                                                 bg_kafka__r_describe_topic_partitions, 1, 0},
     /* KIP-848 consumer groups. Heartbeat v0 as 4.x defines it (Java 3.9

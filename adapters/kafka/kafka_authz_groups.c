@@ -182,6 +182,21 @@ int bg_kafka__c_describe_transactions(bg_kafka__az_t *az)
                                bg_kafka__e_describe_txn, 0);
 }
 
+/* ListTransactions, with Kafka's semantics: no cluster check; the response
+ * lists only the transactional ids the caller may describe (Kafka filters
+ * by DESCRIBE on each; describe on the cluster does not widen it). The
+ * broker answers for busgate's credential, so without the filter every
+ * transaction on the cluster would be listed. */
+int bg_kafka__c_list_transactions(bg_kafka__az_t *az)
+{
+    az->v->action = BG_KAFKA_ACT_FORWARD;
+    bg_kafka__filter_t f = {K(LIST_TRANSACTIONS_RESP_TRANSACTION_STATES),
+                            K(LIST_TRANSACTIONS_RESP_TRANSACTION_STATES_TRANSACTIONAL_ID),
+                            -1, -1, -1, -1, bg_kafka_null_slice(), BG_RES_KAFKA_TXN_ID,
+                            BG_VERB_DESCRIBE, NULL};
+    return bg_kafka__add_listing(az, &f);
+}
+
 /* DescribeTransactions response: as Kafka does, a transaction's topics
  * lists only the topics the principal may describe. */
 int bg_kafka__r_describe_transactions(const bg_kafka_authz_ctx_t *ctx, int16_t ver,

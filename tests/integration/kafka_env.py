@@ -270,6 +270,66 @@ def kbytes(b):
     return struct.pack(">i", len(b)) + b
 
 
+def uvarint(n):
+    """Unsigned varint (flexible versions: lengths, tag counts)."""
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
+def cstr(s):
+    """Compact string: uvarint(len + 1), then the bytes."""
+    b = s.encode()
+    return uvarint(len(b) + 1) + b
+
+
+class FlexReader:
+    """Reads the compact/flexible encodings of KIP-482 responses."""
+
+    def __init__(self, data):
+        self.d, self.o = data, 0
+
+    def take(self, n):
+        v = self.d[self.o:self.o + n]
+        self.o += n
+        return v
+
+    def i8(self):
+        return struct.unpack(">b", self.take(1))[0]
+
+    def i16(self):
+        return struct.unpack(">h", self.take(2))[0]
+
+    def i32(self):
+        return struct.unpack(">i", self.take(4))[0]
+
+    def uvarint(self):
+        shift = n = 0
+        while True:
+            b = self.take(1)[0]
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                return n
+
+    def cstr(self):
+        n = self.uvarint() - 1
+        return None if n < 0 else self.take(n).decode()
+
+    def tags(self):
+        for _ in range(self.uvarint()):
+            self.uvarint()
+            self.take(self.uvarint())
+
+    def int_array(self):
+        return [self.i32() for _ in range(self.uvarint() - 1)]
+
+
 class KafkaWire:
     """One TCP connection speaking request header v1 (non-flexible APIs
     only) and reading response header v0. Every read is bounded."""
@@ -320,6 +380,22 @@ class KafkaWire:
             return None
         assert r[0] == corr, f"correlation id {r[0]} != {corr}"
         return r[1]
+
+    def call_flex(self, api_key, version, body):
+        """A flexible-version request (header v2: client id, no tags): the
+        response body after its header's tagged fields, as a FlexReader, or
+        None when the peer closed the connection."""
+        self.corr += 1
+        payload = struct.pack(">hhi", api_key, version, self.corr) + kstr(self.client_id)
+        self.sock.sendall(struct.pack(">i", len(payload) + 1 + len(body)) + payload + b"\x00"
+                          + body)
+        r = self.recv()
+        if r is None:
+            return None
+        assert r[0] == self.corr, f"correlation id {r[0]} != {self.corr}"
+        rd = FlexReader(r[1])
+        rd.tags()
+        return rd
 
     def closed_by_peer(self, timeout=10.0):
         """True when the peer closes the connection (EOF or reset) within

@@ -9,7 +9,8 @@ limit, would show where hidden topics are, and a client choosing the start
 cursor could find their names by bisection."""
 import struct
 
-from kafka_env import KafkaWire, busgate_config, create_topics, oidc_token, unique, wait_audit
+from kafka_env import (FlexReader as Reader, KafkaWire, busgate_config, create_topics, cstr,
+                       oidc_token, unique, uvarint, wait_audit)
 
 RULES = """    - name: see-vis
       subjects: [group:orders]
@@ -17,62 +18,6 @@ RULES = """    - name: see-vis
       verbs: [describe]
       effect: allow
 """
-
-
-def uvarint(n):
-    out = b""
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out += bytes([b | 0x80])
-        else:
-            return out + bytes([b])
-
-
-def cstr(s):
-    b = s.encode()
-    return uvarint(len(b) + 1) + b
-
-
-class Reader:
-    def __init__(self, data):
-        self.d, self.o = data, 0
-
-    def take(self, n):
-        v = self.d[self.o:self.o + n]
-        self.o += n
-        return v
-
-    def i8(self):
-        return struct.unpack(">b", self.take(1))[0]
-
-    def i16(self):
-        return struct.unpack(">h", self.take(2))[0]
-
-    def i32(self):
-        return struct.unpack(">i", self.take(4))[0]
-
-    def uvarint(self):
-        shift = n = 0
-        while True:
-            b = self.take(1)[0]
-            n |= (b & 0x7F) << shift
-            shift += 7
-            if not b & 0x80:
-                return n
-
-    def cstr(self):
-        n = self.uvarint() - 1
-        return None if n < 0 else self.take(n).decode()
-
-    def tags(self):
-        for _ in range(self.uvarint()):
-            self.uvarint()
-            self.take(self.uvarint())
-
-    def int_array(self):
-        return [self.i32() for _ in range(self.uvarint() - 1)]
 
 
 def dtp(w, topics, cursor=None, limit=1, unknown_tag=False):
