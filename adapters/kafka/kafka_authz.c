@@ -475,6 +475,14 @@ static void bg_kafka__filter_arr(const bg_kafka_authz_ctx_t *ctx, const bg_kafka
         bg_kafka_struct_t *e = el[i];
         if (f->name_idx < 0)
             continue;
+        /* The broker's own error for an entry that names nothing (Metadata
+         * by id for a topic deleted meanwhile: UNKNOWN_TOPIC_ID, no name)
+         * stays: there is no name to decide on or to hide, and the client
+         * needs that error to refresh, as Kafka answers it. */
+        if (f->err_idx >= 0 && e->f[f->name_idx].s.len < 0 && e->f[f->err_idx].i != 0) {
+            el[k++] = e;
+            continue;
+        }
         if (bg_kafka__permits(ctx, f->type, e->f[f->name_idx].s, f->verb)) {
             el[k++] = e;
         } else if (f->err_idx >= 0) {

@@ -255,6 +255,7 @@ int bg_kafka__tp_split(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
         const bg_kafka_struct_t *t = el[i];
         bg_slice_t name;
         int16_t err = force_err;
+        int described = 0; /* a delete by id refused after describe passed */
         int known = bg_kafka__topic_name(az, sh, t, &name);
         if (!err && !known) {
             err = BG_KAFKA_E_UNKNOWN_TOPIC_ID; /* never pass an unresolvable id through */
@@ -266,6 +267,7 @@ int bg_kafka__tp_split(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
             err = BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
         } else if (!err && !bg_kafka__decide(az, BG_RES_KAFKA_TOPIC, name, verb)) {
             err = BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
+            described = verb == BG_VERB_DELETE;
         }
         if (!err) {
             if (keep)
@@ -275,10 +277,11 @@ int bg_kafka__tp_split(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
         if (!keep && bg_kafka__split_begin(az, el, n, i, &keep, out) < 0)
             return -1;
         /* A topic asked for by id is refused without its name, as Kafka
-         * does: the name would tell what the id is. */
+         * does: the name would tell what the id is; unless the principal
+         * may describe it (a delete refused after its describe check). */
+        int hide = bg_kafka__by_id(az, sh, t) && !described;
         bg_kafka_struct_t *e = bg_kafka__tp_deny_entry(
-            az->a, sh, rs_topic_desc, t, bg_kafka__by_id(az, sh, t) ? bg_kafka_null_slice() : name,
-            err);
+            az->a, sh, rs_topic_desc, t, hide ? bg_kafka_null_slice() : name, err);
         if (!e) {
             az->oom = 1;
             return -1;

@@ -700,6 +700,14 @@ static void test_create_delete_topics(void **st)
     assert_true(e->f[K(DELETE_TOPICS_RESP_RESPONSES_NAME)].s.len < 0);
     for (size_t i = 0; i < v.ndecisions; i++) /* audited as refused, never as a delete allowed */
         assert_int_equal(v.decisions[i].decision.effect, BG_EFFECT_DENY);
+    /* By id, describe allowed but not delete: refused with the name, as
+     * Kafka does (the principal may know it). */
+    t[0]->f[K(DELETE_TOPICS_REQ_TOPICS_TOPIC_ID)].uuid[0] = 4; /* public */
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    e = ka_el(ka_rt(f, 20, 1, 6, v.response), K(DELETE_TOPICS_RESP_RESPONSES), 0);
+    assert_int_equal(e->f[K(DELETE_TOPICS_RESP_RESPONSES_ERROR_CODE)].i, 29);
+    assert_true(ka_eq(e->f[K(DELETE_TOPICS_RESP_RESPONSES_NAME)].s, "public"));
     memset(t[0]->f[K(DELETE_TOPICS_REQ_TOPICS_TOPIC_ID)].uuid, 0, 16);
     t[0]->f[K(DELETE_TOPICS_REQ_TOPICS_NAME)].s = bg_kafka_cstr("dropbox");
     assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);

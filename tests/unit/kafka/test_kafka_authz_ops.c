@@ -156,6 +156,28 @@ static void test_lookup_by_id_undescribable(void **st)
     assert_int_equal(e->f[K(METADATA_RESP_TOPICS_TOPIC_AUTHORIZED_OPERATIONS)].i, OMITTED);
 }
 
+/* The topic behind an id was deleted: the broker answers UNKNOWN_TOPIC_ID
+ * with no name. Nothing to decide or hide, and the client needs that error
+ * to refresh: it reaches the client as the broker said it (it was turned
+ * into TOPIC_AUTHORIZATION_FAILED). */
+static void test_lookup_by_id_deleted_topic(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_METADATA, 0);
+    bg_kafka_struct_t **rt = bg_kafka_array_new(&f->a, req, K(METADATA_REQ_TOPICS), 1);
+    rt[0]->f[K(METADATA_REQ_TOPICS_NAME)].s = bg_kafka_null_slice();
+    rt[0]->f[K(METADATA_REQ_TOPICS_TOPIC_ID)].uuid[0] = 9;
+    bg_kafka_struct_t *resp = ka_new(f, BG_KAFKA_API_METADATA, 1);
+    bg_kafka_struct_t **t = bg_kafka_array_new(&f->a, resp, K(METADATA_RESP_TOPICS), 1);
+    t[0]->f[K(METADATA_RESP_TOPICS_NAME)].s = bg_kafka_null_slice();
+    t[0]->f[K(METADATA_RESP_TOPICS_TOPIC_ID)].uuid[0] = 9;
+    t[0]->f[K(METADATA_RESP_TOPICS_ERROR_CODE)].i = BG_KAFKA_E_UNKNOWN_TOPIC_ID;
+    bg_kafka_struct_t *out = through(f, BG_KAFKA_API_METADATA, 12, req, resp);
+    bg_kafka_struct_t *e = ka_el(out, K(METADATA_RESP_TOPICS), 0);
+    assert_int_equal(e->f[K(METADATA_RESP_TOPICS_ERROR_CODE)].i, BG_KAFKA_E_UNKNOWN_TOPIC_ID);
+    assert_int_equal(e->f[K(METADATA_RESP_TOPICS_TOPIC_ID)].uuid[0], 9);
+}
+
 /* Not asked for: the field keeps its "omitted" value. */
 static void test_omitted_unchanged(void **st)
 {
@@ -270,6 +292,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_omitted_unchanged, setup, teardown),
         cmocka_unit_test_setup_teardown(test_undescribable_topic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_lookup_by_id_undescribable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lookup_by_id_deleted_topic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_describe_topic_partitions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_describe_cluster, setup, teardown),
         cmocka_unit_test_setup_teardown(test_describe_cluster_without_describe, setup, teardown),

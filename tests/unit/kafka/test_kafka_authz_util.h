@@ -26,7 +26,7 @@ typedef struct {
 } ka_fix_t;
 
 /* Topic ids the "session" knows: id byte 0 = 1 -> "orders", 2 -> "secret",
- * 3 -> "dropbox". */
+ * 3 -> "dropbox", 4 -> "public". */
 static int ka_topic_name(void *arg, const uint8_t id[16], bg_slice_t *name)
 {
     (void)arg;
@@ -40,6 +40,10 @@ static int ka_topic_name(void *arg, const uint8_t id[16], bg_slice_t *name)
     }
     if (id[0] == 3) {
         *name = bg_kafka_cstr("dropbox");
+        return 1;
+    }
+    if (id[0] == 4) {
+        *name = bg_kafka_cstr("public");
         return 1;
     }
     return 0;
