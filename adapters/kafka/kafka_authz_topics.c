@@ -565,6 +565,63 @@ int bg_kafka__c_metadata(bg_kafka__az_t *az)
     return bg_kafka__add_filter(az, &f);
 }
 
+/* Byte order of two names, as Kafka's String.compareTo orders topic names
+ * (which are ASCII). */
+static int bg_kafka__name_cmp(bg_slice_t a, bg_slice_t b)
+{
+    size_t la = a.len > 0 ? (size_t)a.len : 0, lb = b.len > 0 ? (size_t)b.len : 0;
+    int c = memcmp(a.p ? a.p : (const uint8_t *)"", b.p ? b.p : (const uint8_t *)"",
+                   la < lb ? la : lb);
+    return c ? c : (la > lb) - (la < lb);
+}
+
+/* With a cursor, Kafka answers only the named topics at or after the
+ * cursor's name (stubs for the denied ones included), and the cursor's topic
+ * must be among the names. Once denied names are taken out, the split keeps
+ * that shape: stubs and names before the cursor go; a denied cursor topic
+ * gives way to the first allowed name after it, from its partition 0 (where
+ * Kafka goes on after a topic it does not describe). */
+static int bg_kafka__dtp_cursor(bg_kafka__az_t *az, bg_kafka__split_t *sp)
+{
+    const bg_kafka_struct_t *cur = az->req->f[K(DESCRIBE_TOPIC_PARTITIONS_REQ_CURSOR)].st;
+    if (!cur || sp->ndenied == 0)
+        return 0;
+    bg_slice_t cname = cur->f[K(DESCRIBE_TOPIC_PARTITIONS_REQ_CURSOR_TOPIC_NAME)].s;
+    int32_t k = 0, m = 0;
+    for (int32_t i = 0; i < sp->ndenied; i++)
+        if (bg_kafka__name_cmp(sp->denied[i]->f[K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_NAME)].s,
+                               cname) >= 0)
+            sp->denied[k++] = sp->denied[i];
+    sp->ndenied = k;
+    if (sp->nallowed == 0)
+        return 0;
+    bg_kafka_struct_t **al = sp->allowed->f[K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS)].a.s;
+    int has_cursor = 0;
+    bg_slice_t first = bg_kafka_null_slice();
+    for (int32_t i = 0; i < sp->nallowed; i++) {
+        bg_slice_t nm = al[i]->f[K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS_NAME)].s;
+        if (bg_kafka__name_cmp(nm, cname) < 0)
+            continue;
+        al[m++] = al[i];
+        has_cursor |= bg_kafka__slice_eq(nm, cname);
+        if (first.len < 0 || bg_kafka__name_cmp(nm, first) < 0)
+            first = nm;
+    }
+    sp->nallowed = m;
+    sp->allowed->f[K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS)].a.n = m;
+    if (m == 0 || has_cursor)
+        return 0;
+    bg_kafka_struct_t *nc = bg_kafka_struct_clone(az->a, cur);
+    if (!nc) {
+        az->oom = 1;
+        return -1;
+    }
+    nc->f[K(DESCRIBE_TOPIC_PARTITIONS_REQ_CURSOR_TOPIC_NAME)].s = first;
+    nc->f[K(DESCRIBE_TOPIC_PARTITIONS_REQ_CURSOR_PARTITION_INDEX)].i = 0;
+    sp->allowed->f[K(DESCRIBE_TOPIC_PARTITIONS_REQ_CURSOR)].st = nc;
+    return 0;
+}
+
 static const char bg_kafka__dtp_listing[] =
     "DescribeTopicPartitions without topic names is refused: name the topics";
 
@@ -588,7 +645,13 @@ int bg_kafka__c_describe_topic_partitions(bg_kafka__az_t *az)
         az->v->close_reason = bg_kafka__dtp_listing;
         return 0;
     }
-    if (bg_kafka__tp_apply(az, &bg_kafka__sh_dtp, BG_VERB_DESCRIBE, 0) < 0 || az->oom)
+    bg_kafka__split_t sp;
+    const bg_kafka_struct_desc_t *rd = bg_kafka__rs_topic_desc(az->hdr->api_key,
+                                                               &bg_kafka__sh_dtp);
+    if (!rd || bg_kafka__tp_split(az, &bg_kafka__sh_dtp, rd, az->req, BG_VERB_DESCRIBE, 0, &sp) < 0 ||
+        bg_kafka__dtp_cursor(az, &sp) < 0 ||
+        /* a clone goes up even when every stub was before the cursor */
+        bg_kafka__tp_finish(az, &bg_kafka__sh_dtp, &sp, sp.allowed != az->req) < 0 || az->oom)
         return az->oom ? 0 : -1;
     if (az->v->action == BG_KAFKA_ACT_RESPOND)
         return 0;

@@ -75,7 +75,15 @@ def test_named_topics_page_and_all_topics_refused(start_busgate, tmp_path):
     assert (0, vis1) in topics and nxt == (vis3, 0)
     topics, nxt = dtp(w, [vis1, hid, vis3], nxt)
     assert (0, vis3) in topics and (0, vis1) not in topics
+    assert (29, hid) not in topics  # before the cursor: not answered, as in Kafka
     assert nxt is None
+    # A cursor naming the denied topic: its stub, then the allowed topics
+    # after it, as Kafka pages (the broker never sees the denied name).
+    topics, nxt = dtp(w, [vis1, hid, vis3], (hid, 0), limit=10)
+    assert sorted(topics) == [(0, vis3), (29, hid)], topics
+    assert nxt is None
+    topics, nxt = dtp(w, [vis1, hid], (hid, 0), limit=10)  # nothing allowed after it
+    assert topics == [(29, hid)] and nxt is None
     # A tagged field busgate does not know is left out upstream (the request
     # is re-encoded without it) and the request is answered as usual.
     plain = dtp(w, [vis1, vis3])
