@@ -42,6 +42,10 @@
 #define BG_AUDIT_BACKOFF_MIN_MS 250
 #define BG_AUDIT_BACKOFF_MAX_MS 5000
 #define BG_AUDIT_TICK_MS 50
+/* Spooled records reach the disk within this (plus a tick), as the file
+ * sink's lines do: the spool holds events no sink has, so it must not keep
+ * them in the page cache for as long as an outage lasts. */
+#define BG_AUDIT_SPOOL_SYNC_MS 100
 /* After a batch the audit thread naps this long before it asks emitters to
  * wake it again: under load events then arrive in batches instead of one
  * futex wake-up each (the data path pays for every wake-up, and on a
@@ -105,8 +109,9 @@ struct bg_audit_s {
     _Atomic int sink_ok; /* 0 while records are held (block mode) */
     _Atomic uint64_t emitted, delivered, spooled, drained, dropped, refused, sink_errors;
     _Atomic uint64_t rejected;
-    _Atomic uint64_t spool_bytes, spool_corrupt;
+    _Atomic uint64_t spool_bytes, spool_corrupt, spool_unsynced;
     _Atomic int64_t last_drop_log;
+    int64_t spool_synced_ms; /* last periodic spool sync (audit thread) */
 };
 
 static int64_t bg_audit__mono_ms(void)
@@ -247,6 +252,7 @@ void bg_audit_stats(const bg_audit_t *a, bg_audit_stats_t *o)
     o->rejected = atomic_load(&a->rejected);
     o->queue_depth = atomic_load(&a->qlen);
     o->spool_bytes = atomic_load(&a->spool_bytes);
+    o->spool_unsynced = atomic_load(&a->spool_unsynced);
     o->admitting = bg_audit_admitting(a);
 }
 
@@ -671,8 +677,16 @@ static void bg_audit__housekeeping(bg_audit_t *a)
                 break;
     }
     if (a->spool) {
+        int64_t now = bg_audit__mono_ms();
+        if (bg_audit_spool_unsynced(a->spool) &&
+            now - a->spool_synced_ms >= BG_AUDIT_SPOOL_SYNC_MS) {
+            a->spool_synced_ms = now;
+            if (bg_audit_spool_sync(a->spool) != 0)
+                bg_log_error("audit", "audit spool fdatasync: %s", strerror(errno));
+        }
         atomic_store(&a->spool_bytes, bg_audit_spool_bytes(a->spool));
         atomic_store(&a->spool_corrupt, bg_audit_spool_corrupt(a->spool));
+        atomic_store(&a->spool_unsynced, bg_audit_spool_unsynced(a->spool));
     }
 }
 

@@ -148,6 +148,7 @@ typedef struct bg_audit_stats_s {
     uint64_t rejected;       /* refused for good by the primary: dead-lettered (or dropped) */
     uint64_t queue_depth;    /* current */
     uint64_t spool_bytes;    /* current size of the spool on disk */
+    uint64_t spool_unsynced; /* current: spooled bytes not yet fdatasync'ed */
     int admitting;           /* current */
 } bg_audit_stats_t;
 

@@ -152,6 +152,7 @@ struct bg_audit_spool_s {
     uint64_t bytes;                 /* on disk */
     uint64_t unread, unread_at_ack; /* bytes after the read/ack cursor */
     uint64_t corrupt;
+    uint64_t unsynced; /* bytes appended to the active segment since its last fdatasync */
     uint32_t bad_seg; /* furthest corruption reported, so a rewind does not recount */
     uint64_t bad_off;
     uint8_t *buf; /* cache of segment bufseg, bytes [0, buflen) */
@@ -346,6 +347,7 @@ static int bg_audit__open_seg(bg_audit_spool_t *sp)
         close(sp->wfd);
         sp->wfd = -1;
         sp->wseg++;
+        sp->unsynced = 0;
     }
     bg_audit__seg_path(sp, sp->wseg, path, sizeof path);
     sp->wfd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
@@ -383,6 +385,7 @@ int bg_audit_spool_append(bg_audit_spool_t *sp, const uint8_t *p, size_t n)
         return -1;
     }
     sp->woff += (uint64_t)w;
+    sp->unsynced += (uint64_t)w;
     sp->bytes += (uint64_t)w;
     sp->unread += (uint64_t)w; /* behind both cursors */
     sp->unread_at_ack += (uint64_t)w;
@@ -391,8 +394,15 @@ int bg_audit_spool_append(bg_audit_spool_t *sp, const uint8_t *p, size_t n)
 
 int bg_audit_spool_sync(bg_audit_spool_t *sp)
 {
-    return sp->wfd < 0 || fdatasync(sp->wfd) == 0 ? 0 : -1;
+    if (sp->wfd < 0 || sp->unsynced == 0)
+        return 0;
+    if (fdatasync(sp->wfd) != 0)
+        return -1;
+    sp->unsynced = 0;
+    return 0;
 }
+
+uint64_t bg_audit_spool_unsynced(const bg_audit_spool_t *sp) { return sp->unsynced; }
 
 /* Loads the bytes of segment rseg not yet cached. 1: loaded, 0: no such
  * file, -1: error. */

@@ -74,8 +74,11 @@ bg_audit_spool_t *bg_audit_spool_open(const char *dir, uint64_t max_bytes, uint6
  * Not synced: call bg_audit_spool_sync. */
 int bg_audit_spool_append(bg_audit_spool_t *sp, const uint8_t *p, size_t n);
 
-/* fdatasync of the active segment. Returns 0 or -1. */
+/* fdatasync of the active segment when it has unsynced bytes. Returns 0 or -1. */
 int bg_audit_spool_sync(bg_audit_spool_t *sp);
+
+/* Bytes appended since the last successful sync (0: all on disk). */
+uint64_t bg_audit_spool_unsynced(const bg_audit_spool_t *sp);
 
 /* fsync of the spool directory (a new file's entry beside the segments,
  * e.g. the dead-letter file). Returns 0 or -1. */

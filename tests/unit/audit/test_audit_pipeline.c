@@ -537,6 +537,31 @@ static void test_outage_spool_drain_in_order(void **state)
     free(dir);
 }
 
+/* Spooled records are synced to disk soon after they are written, with no
+ * flush asked for: during an outage the spool alone holds them. */
+static void test_spool_synced_without_flush(void **state)
+{
+    char err[256] = "", *dir = mkdir_tmp();
+    tsink_t *t = tsink_new();
+    bg_config_audit_t cfg = base_cfg();
+    cfg.spool_dir = dir;
+    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    assert_non_null(a);
+    atomic_store(&t->fail, 1);
+    for (int n = 0; n < 50; n++)
+        assert_int_equal(emit_seq(a, "s", (uint64_t)n), BG_AUDIT_OK);
+    bg_audit_stats_t st;
+    WAIT_UNTIL((bg_audit_stats(a, &st), st.spooled == 50));
+    WAIT_UNTIL((bg_audit_stats(a, &st), st.spool_unsynced == 0));
+    assert_true(st.spool_bytes > 0);
+    atomic_store(&t->fail, 0);
+    WAIT_UNTIL(tsink_count(t) == 50);
+    bg_audit_free(a);
+    tsink_free(t);
+    rm_rf(dir);
+    free(dir);
+}
+
 /* Spool full in block mode: stop admitting; recover when the primary returns. */
 static void test_spool_full_blocks(void **state)
 {
@@ -711,6 +736,7 @@ int main(void)
         cmocka_unit_test(test_no_spool_drop_counts),
         cmocka_unit_test(test_drop_no_spool_primary_comes_back),
         cmocka_unit_test(test_outage_spool_drain_in_order),
+        cmocka_unit_test(test_spool_synced_without_flush),
         cmocka_unit_test(test_spool_full_blocks),
         cmocka_unit_test(test_restart_drains_backlog),
         cmocka_unit_test(test_rejected_record_dead_lettered),
