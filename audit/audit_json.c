@@ -4,6 +4,7 @@
  * never written as null, so consumers test for presence only. */
 #include "audit/audit.h"
 #include "audit/audit_sink.h"
+#include "broker/utf8.h"
 
 #include <inttypes.h>
 #include <stdio.h>
@@ -30,38 +31,6 @@ static void bg_audit__raw(bg_audit_w_t *w, const char *s, size_t n)
 
 static void bg_audit__ch(bg_audit_w_t *w, char c) { bg_audit__raw(w, &c, 1); }
 
-/* Length of the valid UTF-8 sequence at s (max n bytes), 0 when invalid.
- * Invalid bytes are written as U+FFFD so the line always parses as JSON. */
-static size_t bg_audit__utf8_len(const unsigned char *s, size_t n)
-{
-    unsigned c = s[0];
-    size_t need;
-    unsigned min;
-    if (c < 0xc2 || c > 0xf4)
-        return 0;
-    if (c < 0xe0) {
-        need = 2;
-        min = 0x80;
-    } else if (c < 0xf0) {
-        need = 3;
-        min = 0x800;
-    } else {
-        need = 4;
-        min = 0x10000;
-    }
-    if (need > n)
-        return 0;
-    unsigned cp = c & (0x3fu >> (need - 1));
-    for (size_t i = 1; i < need; i++) {
-        if ((s[i] & 0xc0) != 0x80)
-            return 0;
-        cp = (cp << 6) | (s[i] & 0x3f);
-    }
-    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-        return 0;
-    return need;
-}
-
 /* A JSON string of the n bytes at s: NUL and other controls escaped, invalid
  * UTF-8 replaced by U+FFFD. */
 static void bg_audit__strn(bg_audit_w_t *w, const char *s, size_t n)
@@ -79,7 +48,7 @@ static void bg_audit__strn(bg_audit_w_t *w, const char *s, size_t n)
         bg_audit__raw(w, s + i - run, run);
         run = 0;
         if (c >= 0x80) {
-            size_t k = bg_audit__utf8_len(u + i, n - i);
+            size_t k = bg_utf8_len(u + i, n - i);
             if (k)
                 bg_audit__raw(w, s + i, k);
             else

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "broker/config-internal.h"
+#include "broker/utf8.h"
 
 /* A config file larger than this is surely a mistake (or an attack on the
  * loader); the limit keeps bg_config_load bounded. */
@@ -357,24 +358,6 @@ static void bg_cfg__diag_discard(struct fy_diag *diag, void *user, const char *b
      * the collected errors carry the useful part. */
 }
 
-/* Length of the valid UTF-8 sequence at p (strict: no overlongs, no
- * surrogates, <= U+10FFFF), 0 when invalid. */
-static size_t bg_cfg__utf8_len(const unsigned char *p, size_t avail)
-{
-    unsigned c = p[0];
-    size_t n = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
-                            : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
-    if (n == 0 || n > avail)
-        return 0;
-    for (size_t i = 1; i < n; i++)
-        if ((p[i] & 0xC0) != 0x80)
-            return 0;
-    if ((c == 0xE0 && p[1] < 0xA0) || (c == 0xED && p[1] > 0x9F) || (c == 0xF0 && p[1] < 0x90) ||
-        (c == 0xF4 && p[1] > 0x8F))
-        return 0;
-    return n;
-}
-
 /* YAML is Unicode text; rejecting invalid UTF-8 and control bytes up
  * front also keeps libfyaml 0.7.12 away from inputs it mis-scans (a
  * directive line with malformed UTF-8 made it loop, found by fuzzing). */
@@ -383,7 +366,7 @@ static int bg_cfg__check_text(bg_cfg_ctx_t *ctx, const char *yaml, size_t len)
     const unsigned char *p = (const unsigned char *)yaml;
     int line = 1, col = 1;
     for (size_t i = 0; i < len;) {
-        size_t n = bg_cfg__utf8_len(p + i, len - i);
+        size_t n = bg_utf8_len(p + i, len - i);
         if (n == 0 || (n == 1 && p[i] < 0x20 && p[i] != '\t' && p[i] != '\n' && p[i] != '\r') ||
             p[i] == 0x7F) {
             bg_cfg__err_at(ctx, line, col, "", "%s",

@@ -1,4 +1,5 @@
 #include "broker/log.h"
+#include "broker/utf8.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -23,14 +24,14 @@ int bg_log_level_parse(const char *s)
     return -1;
 }
 
-void bg_json_escape_into(char *dst, size_t cap, size_t *len, const char *s, size_t slen)
+int bg_json_escape_into(char *dst, size_t cap, size_t *len, const char *s, size_t slen)
 {
     static const char hex[] = "0123456789abcdef";
-    size_t o = *len;
-    for (size_t i = 0; i < slen; i++) {
+    size_t o = *len, i = 0;
+    while (i < slen) {
         unsigned char c = (unsigned char)s[i];
         char esc[7];
-        size_t n = 0;
+        size_t n = 0, take = 1;
         if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char)c;
@@ -43,29 +44,62 @@ void bg_json_escape_into(char *dst, size_t cap, size_t *len, const char *s, size
             esc[4] = hex[c >> 4];
             esc[5] = hex[c & 15];
             n = 6;
-        } else {
+        } else if (c < 0x80) {
             esc[0] = (char)c;
             n = 1;
+        } else if ((take = bg_utf8_len((const unsigned char *)s + i, slen - i)) != 0) {
+            memcpy(esc, s + i, take); /* a whole sequence, never half of one */
+            n = take;
+        } else {
+            memcpy(esc, "\\ufffd", 6); /* invalid UTF-8 would make the line invalid JSON */
+            n = 6;
+            take = 1;
         }
         if (o + n + 1 > cap)
             break;
         memcpy(dst + o, esc, n);
         o += n;
+        i += take;
     }
     if (o < cap)
         dst[o] = '\0';
     *len = o;
+    return i == slen ? 0 : -1;
 }
 
-static void bg_log__lit(char *dst, size_t cap, size_t *len, const char *s)
+/* Appends s whole, or nothing (-1) when it does not fit. */
+static int bg_log__lit(char *dst, size_t cap, size_t *len, const char *s)
 {
     size_t n = strlen(s);
     if (*len + n + 1 > cap)
-        n = cap - *len - 1;
+        return -1;
     memcpy(dst + *len, s, n);
     *len += n;
     dst[*len] = '\0';
+    return 0;
 }
+
+/* ,"key":"value" (or null) whole, or nothing (-1) when it does not fit. */
+static int bg_log__field(char *dst, size_t cap, size_t *len, const bg_log_field_t *f)
+{
+    size_t at = *len;
+    int rc = bg_log__lit(dst, cap, len, ",\"");
+    rc = rc ? rc : bg_json_escape_into(dst, cap, len, f->key, strlen(f->key));
+    if (f->value) {
+        rc = rc ? rc : bg_log__lit(dst, cap, len, "\":\"");
+        rc = rc ? rc : bg_json_escape_into(dst, cap, len, f->value, strlen(f->value));
+        rc = rc ? rc : bg_log__lit(dst, cap, len, "\"");
+    } else {
+        rc = rc ? rc : bg_log__lit(dst, cap, len, "\":null");
+    }
+    if (rc)
+        *len = at;
+    return rc;
+}
+
+/* Room kept for what closes a line in any case: the message's closing
+ * quote, the "truncated" marker, the closing brace and the newline. */
+#define BG_LOG__CLOSE_ROOM 24
 
 void bg_log_v(bg_log_level_t level, const char *module, const bg_log_field_t *fields, size_t n,
               const char *fmt, va_list ap)
@@ -73,34 +107,30 @@ void bg_log_v(bg_log_level_t level, const char *module, const bg_log_field_t *fi
     if ((int)level < bg_log__level || level >= BG_LOG_OFF)
         return;
     char line[4096], msg[2048], ts[32];
-    size_t len = 0;
+    size_t len = 0, cap = sizeof line - BG_LOG__CLOSE_ROOM;
     struct timespec now;
     struct tm tm;
     clock_gettime(CLOCK_REALTIME, &now);
     gmtime_r(&now.tv_sec, &tm);
     size_t tl = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(ts + tl, sizeof ts - tl, ".%03ldZ", now.tv_nsec / 1000000);
-    vsnprintf(msg, sizeof msg, fmt, ap);
+    int cut = vsnprintf(msg, sizeof msg, fmt, ap) >= (int)sizeof msg;
 
-    bg_log__lit(line, sizeof line - 2, &len, "{\"time\":\"");
-    bg_log__lit(line, sizeof line - 2, &len, ts);
-    bg_log__lit(line, sizeof line - 2, &len, "\",\"level\":\"");
-    bg_log__lit(line, sizeof line - 2, &len, bg_log__names[level]);
-    bg_log__lit(line, sizeof line - 2, &len, "\",\"module\":\"");
-    bg_json_escape_into(line, sizeof line - 2, &len, module, strlen(module));
-    bg_log__lit(line, sizeof line - 2, &len, "\",\"msg\":\"");
-    bg_json_escape_into(line, sizeof line - 2, &len, msg, strlen(msg));
-    bg_log__lit(line, sizeof line - 2, &len, "\"");
-    for (size_t i = 0; i < n; i++) {
-        bg_log__lit(line, sizeof line - 2, &len, ",\"");
-        bg_json_escape_into(line, sizeof line - 2, &len, fields[i].key, strlen(fields[i].key));
-        if (fields[i].value) {
-            bg_log__lit(line, sizeof line - 2, &len, "\":\"");
-            bg_json_escape_into(line, sizeof line - 2, &len, fields[i].value, strlen(fields[i].value));
-            bg_log__lit(line, sizeof line - 2, &len, "\"");
-        } else {
-            bg_log__lit(line, sizeof line - 2, &len, "\":null");
-        }
+    /* The fixed head always fits; a module name is a short constant. */
+    (void)bg_log__lit(line, cap, &len, "{\"time\":\"");
+    (void)bg_log__lit(line, cap, &len, ts);
+    (void)bg_log__lit(line, cap, &len, "\",\"level\":\"");
+    (void)bg_log__lit(line, cap, &len, bg_log__names[level]);
+    (void)bg_log__lit(line, cap, &len, "\",\"module\":\"");
+    (void)bg_json_escape_into(line, cap, &len, module, strlen(module));
+    (void)bg_log__lit(line, cap, &len, "\",\"msg\":\"");
+    cut |= bg_json_escape_into(line, cap, &len, msg, strlen(msg)) != 0;
+    line[len++] = '"'; /* within the kept room */
+    for (size_t i = 0; i < n && !cut; i++)
+        cut = bg_log__field(line, cap, &len, &fields[i]) != 0;
+    if (cut) {
+        memcpy(line + len, ",\"truncated\":true", 17);
+        len += 17;
     }
     line[len++] = '}';
     line[len++] = '\n';

@@ -39,8 +39,9 @@ void bg_log_v(bg_log_level_t level, const char *module, const bg_log_field_t *fi
 #define bg_log_error(mod, ...) bg_log_fields(BG_LOG_ERROR, mod, NULL, 0, __VA_ARGS__)
 
 /* Appends s as a JSON string body (without quotes) to dst of capacity cap,
- * starting at *len; escapes control characters and quotes; truncates safely.
- * Shared by the logger and other JSON writers. */
-void bg_json_escape_into(char *dst, size_t cap, size_t *len, const char *s, size_t slen);
+ * starting at *len; escapes control characters and quotes, writes invalid
+ * UTF-8 as U+FFFD; stops before an escape or a UTF-8 sequence that does not
+ * fit whole. Returns 0, or -1 when it had to stop (s was cut). */
+int bg_json_escape_into(char *dst, size_t cap, size_t *len, const char *s, size_t slen);
 
 #endif

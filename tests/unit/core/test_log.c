@@ -1,0 +1,111 @@
+/* The logger writes one valid JSON object per line whatever it is given:
+ * messages and fields cut to fit are closed properly and marked, invalid
+ * UTF-8 becomes U+FFFD, and no UTF-8 sequence or escape is split. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "broker/log.h"
+
+/* Logs through a pipe and returns the one line written, parsed. */
+static json_t *logged(const bg_log_field_t *fields, size_t n, const char *msg)
+{
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    bg_log_set_fd(p[1]);
+    bg_log_fields(BG_LOG_ERROR, "test", fields, n, "%s", msg);
+    bg_log_set_fd(2);
+    close(p[1]);
+    static char buf[65536];
+    ssize_t got = read(p[0], buf, sizeof buf - 1);
+    close(p[0]);
+    assert_true(got > 0);
+    buf[got] = '\0';
+    assert_int_equal(buf[got - 1], '\n');
+    assert_null(memchr(buf, '\n', (size_t)got - 1)); /* one line */
+    json_error_t e;
+    json_t *j = json_loadb(buf, (size_t)got - 1, 0, &e); /* strict: valid UTF-8 only */
+    if (!j)
+        fail_msg("not JSON (%s): %.200s", e.text, buf);
+    return j;
+}
+
+static void test_plain_line(void **state)
+{
+    (void)state;
+    bg_log_field_t f[] = {{"peer", "127.0.0.1:1"}, {"none", NULL}};
+    json_t *j = logged(f, 2, "hello \"world\"\n\x01");
+    assert_string_equal(json_string_value(json_object_get(j, "msg")), "hello \"world\"\n\x01");
+    assert_string_equal(json_string_value(json_object_get(j, "peer")), "127.0.0.1:1");
+    assert_true(json_is_null(json_object_get(j, "none")));
+    assert_null(json_object_get(j, "truncated"));
+    json_decref(j);
+}
+
+static void test_invalid_utf8_replaced(void **state)
+{
+    (void)state;
+    bg_log_field_t f[] = {{"name", "a\xff" "b\xc3"}};
+    json_t *j = logged(f, 1, "x\xed\xa0\x80y\xc3\xa9");
+    assert_string_equal(json_string_value(json_object_get(j, "msg")),
+                        "x\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbdy\xc3\xa9");
+    assert_string_equal(json_string_value(json_object_get(j, "name")),
+                        "a\xef\xbf\xbd" "b\xef\xbf\xbd");
+    json_decref(j);
+}
+
+/* A message that escapes to more than the line holds, and one cut by the
+ * message buffer in the middle of a UTF-8 sequence: closed and marked. */
+static void test_long_message_cut_and_marked(void **state)
+{
+    (void)state;
+    static char quotes[3000], accents[3001];
+    memset(quotes, '"', sizeof quotes - 1);
+    for (size_t i = 0; i + 1 < sizeof accents; i += 2)
+        memcpy(accents + i, "\xc3\xa9", 2);
+    bg_log_field_t f[] = {{"after", "x"}};
+    json_t *j = logged(f, 1, quotes);
+    assert_true(json_is_true(json_object_get(j, "truncated")));
+    assert_null(json_object_get(j, "after"));
+    size_t ml = json_string_length(json_object_get(j, "msg"));
+    assert_true(ml > 500 && ml < 2048);
+    json_decref(j);
+    j = logged(NULL, 0, accents + 1); /* odd start: 2046 bytes end mid-sequence */
+    assert_true(json_is_true(json_object_get(j, "truncated")));
+    json_decref(j);
+}
+
+/* Fields that no longer fit are left out whole, never half written. */
+static void test_fields_dropped_whole(void **state)
+{
+    (void)state;
+    static char big[1500];
+    memset(big, 'v', sizeof big - 1);
+    bg_log_field_t f[] = {{"a", big}, {"b", big}, {"c", big}, {"d", big}};
+    json_t *j = logged(f, 4, "m");
+    assert_true(json_is_true(json_object_get(j, "truncated")));
+    assert_string_equal(json_string_value(json_object_get(j, "a")), big);
+    assert_string_equal(json_string_value(json_object_get(j, "b")), big);
+    assert_null(json_object_get(j, "c"));
+    json_decref(j);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_plain_line),
+        cmocka_unit_test(test_invalid_utf8_replaced),
+        cmocka_unit_test(test_long_message_cut_and_marked),
+        cmocka_unit_test(test_fields_dropped_whole),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
