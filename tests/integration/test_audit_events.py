@@ -72,6 +72,7 @@ def fields_of(e):
             out.append(f"{k} {e['event_id']}: {what}")
 
     need(check(e, SCHEMA) == [], f"schema: {check(e, SCHEMA)}")
+    need(isinstance(e.get("instance"), str) and e["instance"], "instance")
     if k != "reload":
         need(e.get("protocol") in ("kafka", "amqp") and e.get("session_id"), "protocol/session")
         need(re.match(r"^127\.0\.0\.1:\d+$", e.get("peer", "")), "peer")
@@ -85,6 +86,9 @@ def fields_of(e):
         need(e.get("resources") and e.get("verb"), "resources/verb")
         need(e.get("decision", {}).get("effect") in ("allow", "deny"), "decision")
         need("error_code" in e.get("result", {}), "result")
+    if k == "session_start":  # the client says its software, both protocols
+        c = e.get("client", {})
+        need(c.get("software_name") and c.get("software_version"), "client software")
     if k == "session_end":
         r = e.get("result", {})
         need(r.get("bytes_in", 0) > 0 and "bytes_out" in r and "records" in r, "bytes/records")
