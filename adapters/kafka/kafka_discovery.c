@@ -16,6 +16,9 @@
 
 #define BG_KAFKA_DISCOVERY_EVERY_S 60
 #define BG_KAFKA_DISCOVERY_RETRY_S 5
+/* A round (connect, handshake, Metadata) that has not finished by then is
+ * given up: an upstream that went silent must not stop discovery for good. */
+#define BG_KAFKA_DISCOVERY_DEADLINE_S 10
 #define BG_KAFKA_DISCOVERY_CORR 0x7ffffff0
 
 struct bg_kafka_discovery_s {
@@ -139,14 +142,19 @@ static const bg_kafka_up_cbs_t bg_kafka_disc__cbs = {
     .failed = bg_kafka_disc__on_failed,
 };
 
+/* Starts a round, or gives up one that outlived its deadline (the timer
+ * is armed with the deadline while a round runs; finishing re-arms it). */
 static void bg_kafka_disc__on_timer(evutil_socket_t fd, short what, void *arg)
 {
     bg_kafka_discovery_t *d = arg;
-    if (d->up)
-        return; /* still running */
+    if (d->up) { /* not one of its callbacks: freed here */
+        bg_log_warn("kafka", "upstream discovery: no answer within %d s; connecting again",
+                    BG_KAFKA_DISCOVERY_DEADLINE_S);
+        bg_kafka_up_free(d->up);
+        d->up = NULL;
+    }
     d->up = bg_kafka_up_connect(d->kw->w->base, d->kw->g, -1, &bg_kafka_disc__cbs, d);
-    if (!d->up)
-        bg_kafka_disc__schedule(d, BG_KAFKA_DISCOVERY_RETRY_S);
+    bg_kafka_disc__schedule(d, d->up ? BG_KAFKA_DISCOVERY_DEADLINE_S : BG_KAFKA_DISCOVERY_RETRY_S);
 }
 
 bg_kafka_discovery_t *bg_kafka_discovery_start(bg_kafka_worker_t *kw)

@@ -33,9 +33,12 @@ class DelayProxy:
     after `delay` seconds. requests: (api_key, version) of every request
     frame seen from the accepted side, per connection."""
 
-    def __init__(self, target, delay):
+    def __init__(self, target, delay, stall_first_metadata=False):
         self.target = target
         self.delay = delay
+        # the first connection's first Metadata request (and what follows)
+        # is swallowed: an upstream that went silent after the handshake
+        self.stall_first_metadata = stall_first_metadata
         self.port = free_port()
         self.requests = []
         self.lock = threading.Lock()
@@ -56,11 +59,12 @@ class DelayProxy:
             seen = []
             with self.lock:
                 self.requests.append(seen)
-            t = threading.Thread(target=self._serve, args=(conn, seen), daemon=True)
+                stall = self.stall_first_metadata and len(self.requests) == 1
+            t = threading.Thread(target=self._serve, args=(conn, seen, stall), daemon=True)
             self.threads.append(t)
             t.start()
 
-    def _serve(self, conn, seen):
+    def _serve(self, conn, seen, stall=False):
         deadline = time.monotonic() + self.delay
         while not self.stopping and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -72,12 +76,15 @@ class DelayProxy:
             return
         back = threading.Thread(target=self._pump, args=(up, conn, None), daemon=True)
         back.start()
-        self._pump(conn, up, seen)
+        self._pump(conn, up, seen, stall)
         back.join(5)
 
-    def _pump(self, src, dst, seen):
+    def _pump(self, src, dst, seen, stall=False):
+        """Relays src to dst; with seen, records each request frame. With
+        stall, relays whole frames up to the first Metadata request, then
+        nothing more (the frames are read and dropped)."""
         src.settimeout(0.2)
-        buf = b""
+        buf, swallowing = b"", False
         while not self.stopping:
             try:
                 data = src.recv(65536)
@@ -89,10 +96,16 @@ class DelayProxy:
                 break
             if seen is not None:
                 buf += data
+                out = b""
                 while len(buf) >= 8 and len(buf) >= 4 + struct.unpack(">i", buf[:4])[0]:
                     size = struct.unpack(">i", buf[:4])[0]
                     seen.append(struct.unpack(">hh", buf[4:8]))
+                    swallowing = swallowing or (stall and seen[-1][0] == 3)
+                    if not swallowing:
+                        out += buf[:4 + size]
                     buf = buf[4 + size:]
+                if stall:
+                    data = out  # whole frames only, none from the Metadata on
             try:
                 dst.sendall(data)
             except OSError:
@@ -170,6 +183,27 @@ def test_held_request_is_forwarded_once_upstream_ready(start_busgate, tmp_path):
         assert wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
                           and e["api"]["name"] == "Metadata"
                           and e["decision"]["effect"] == "allow")
+    finally:
+        proxy.close()
+        assert mock.close() == 0
+
+
+def test_discovery_recovers_from_a_silent_upstream(start_busgate, tmp_path):
+    """busgate's broker discovery connects at start; this upstream completes
+    the handshake, then never answers the Metadata request. Discovery gives
+    the round up after its deadline and connects again (and learns the
+    broker), instead of waiting on that connection for good."""
+    mock = MockCluster(1)
+    proxy = DelayProxy(mock.bootstrap.split(",")[0], 0, stall_first_metadata=True)
+    try:
+        text, ports = busgate_config(tmp_path, RULES, security="plaintext",
+                                     upstream=[f"127.0.0.1:{proxy.port}"])
+        bg = start_busgate(text, wait_for_port=ports["listen"])
+        assert bg.wait_log(lambda l: "upstream discovery: 1 broker(s)" in l.get("msg", ""),
+                           timeout=40), bg.log_path.read_text()[-2000:]
+        assert bg.wait_log(lambda l: "no answer within" in l.get("msg", ""), timeout=1)
+        first = proxy.seen()[0]
+        assert any(k == 3 for k, _ in first), first  # the stalled round did ask
     finally:
         proxy.close()
         assert mock.close() == 0
