@@ -143,9 +143,12 @@ static bg_audit_qe_t *bg_audit__encode(const bg_audit_t *a, const bg_audit_event
         if (!(json = malloc(cap)))
             return NULL;
         n = bg_audit_encode_json(ev, a->instance, json, cap);
-        if (n == 0) {
+        /* Cut down by whole resources (names are never cut, see
+         * audit_json.c): the first 16, then the first one, then none. */
+        static const size_t keep[] = {16, 1, 0};
+        for (size_t i = 0; n == 0 && i < sizeof keep / sizeof keep[0]; i++) {
             bg_audit_event_t cut = *ev;
-            cut.nresources = cut.nresources > 16 ? 16 : cut.nresources;
+            cut.nresources = cut.nresources > keep[i] ? keep[i] : cut.nresources;
             cut.principal.ngroups = cut.principal.ngroups > 64 ? 64 : cut.principal.ngroups;
             cut.detail = "(event truncated: too large)";
             n = bg_audit_encode_json(&cut, a->instance, json, cap);
@@ -391,9 +394,9 @@ static void bg_audit__on_failed(void *core, const bg_audit_rec_t *r)
     if (r->from_spool) {
         a->drain_failed = 1; /* still in the spool (or held): sent again later */
         a->probing = 0;
-    } else if (!r->data) { /* the sink could not rebuild it: out of memory */
+    } else if (!r->data) { /* the sink cannot give it back (out of memory, producer gone) */
         atomic_fetch_add(&a->dropped, 1);
-        bg_audit__log_loss(a, "out of memory");
+        bg_audit__log_loss(a, "the sink could not give an undelivered event back");
     } else if (bg_audit__append(a, &a->failed, &a->failed_tail, r) == 0) {
         a->nfailed++; /* spooled in emit order once nothing live is pending */
     }

@@ -38,7 +38,7 @@ static const char bg_audit__avsc[] =
     "ing\"],\"default\":null},{\"name\":\"version\",\"type\":[\"null\",\"long\"],\"default\":null}]}],\"default"
     "\":null},{\"name\":\"resources\",\"type\":{\"type\":\"array\",\"items\":{\"type\":\"record\",\"name\":\"Resour"
     "ce\",\"fields\":[{\"name\":\"type\",\"type\":\"string\"},{\"name\":\"name\",\"type\":\"string\"},{\"name\":\"rou"
-    "te\",\"type\":[\"null\",\"string\"],\"default\":null},{\"name\":\"name_len\",\"type\":[\"null\",\"long\"],\"default\":null}]}},\"default\":[]},{\"name\":\"verb\",\"type\":[\"null"
+    "te\",\"type\":[\"null\",\"string\"],\"default\":null}]}},\"default\":[]},{\"name\":\"verb\",\"type\":[\"null"
     "\",\"string\"],\"default\":null},{\"name\":\"decision\",\"type\":[\"null\",{\"type\":\"record\",\"name\":\"Dec"
     "ision\",\"fields\":[{\"name\":\"effect\",\"type\":[\"null\",\"string\"],\"default\":null},{\"name\":\"would\""
     ",\"type\":[\"null\",\"string\"],\"default\":null},{\"name\":\"rule\",\"type\":[\"null\",\"string\"],\"default"

@@ -171,28 +171,14 @@ const char *bg_audit_kind_name(bg_audit_kind_t k)
     return (unsigned)k < BG_AUDIT_EV__COUNT ? n[k] : "unknown";
 }
 
-#define BG_AUDIT_NAME_MAX 1024
-
 /* Resource names are (ptr, len) views and may hold any byte, NUL included
  * (Kafka group and transactional ids are arbitrary strings of up to 32767
- * bytes). Each is written whole up to BG_AUDIT_NAME_MAX bytes; a longer one
- * is cut there, on a UTF-8 boundary, and "<k>_len" gives its full length, so
- * a cut name never reads as another resource's. */
+ * bytes): written whole, so no name reads as another's. An event too large
+ * for the pipeline is cut down by resources, never by name (audit.c). */
 static void bg_audit__kview(bg_audit_w_t *w, const char *k, const char *p, size_t n)
 {
-    size_t keep = p ? n : 0;
-    if (keep > BG_AUDIT_NAME_MAX) {
-        keep = BG_AUDIT_NAME_MAX;
-        while (keep > 0 && ((unsigned char)p[keep] & 0xc0) == 0x80)
-            keep--; /* p[keep] continues a sequence: cut before it starts */
-    }
     bg_audit__key(w, k);
-    bg_audit__strn(w, p ? p : "", keep);
-    if (keep < (p ? n : 0)) {
-        char lk[32];
-        snprintf(lk, sizeof lk, "%s_len", k);
-        bg_audit__kint(w, lk, (int64_t)n);
-    }
+    bg_audit__strn(w, p ? p : "", p ? n : 0);
 }
 
 static void bg_audit__principal(bg_audit_w_t *w, const bg_audit_principal_t *pr)

@@ -300,9 +300,15 @@ static void bg_audit__kafka_close(bg_audit_sink_t *s)
         rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_flush(k->rk, 1000);
     }
-    /* Destroying the producer serves no callback: a record still unreported
-     * now never would be. Reported lost, as on a producer renewal, so the
-     * pipeline counts it instead of it vanishing uncounted. */
+    /* Destroyed first, as on a renewal: after that no delivery report can
+     * come, and a record still unreported never will be. It is reported
+     * lost, so the pipeline counts it instead of it vanishing uncounted. */
+    if (k->rkt)
+        rd_kafka_topic_destroy(k->rkt);
+    if (k->rk)
+        rd_kafka_destroy(k->rk);
+    k->rkt = NULL;
+    k->rk = NULL;
     for (int sp = 0; sp < 2; sp++)
         while (k->out[sp] > 0)
             bg_audit__kafka_outcome(k, &(bg_audit_rec_t){NULL, 0, sp, 0},

@@ -577,6 +577,7 @@ int bg_audit_spool_ack(bg_audit_spool_t *sp)
         }
         close(sp->wfd);
         sp->wfd = -1;
+        sp->unsynced = 0; /* deleted: nothing of it is waiting for the disk */
         char path[4096];
         bg_audit__seg_path(sp, sp->wseg, path, sizeof path);
         unlink(path);

@@ -265,16 +265,19 @@ static int bg_cli_audit__wanted(const bg_cli_audit_t *c, json_t *ev)
 }
 
 /* A string value with its terminal controls made visible: C0 controls, DEL
- * and the C1 controls (U+0080..U+009F) become \xNN / \u00NN. Names in an
- * event come from clients (topics, groups, client ids, token claims); printed
- * raw, an escape sequence or a newline in one could rewrite or forge the
- * lines an operator reads. NULL when nothing needs escaping. */
+ * and the C1 controls (U+0080..U+009F) become \xNN / \u00NN, and a
+ * backslash \\ (so no text can pass for an escape). Names in an event come
+ * from clients (topics, groups, client ids, token claims); printed raw, an
+ * escape sequence or a newline in one could rewrite or forge the lines an
+ * operator reads. NULL when nothing needs escaping. */
 static char *bg_cli_audit__visible(const char *v, size_t len)
 {
     size_t extra = 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char b = (unsigned char)v[i];
-        if (b < 0x20 || b == 0x7f)
+        if (b == '\\')
+            extra += 1;
+        else if (b < 0x20 || b == 0x7f)
             extra += 3;
         else if (b == 0xc2 && i + 1 < len && (unsigned char)v[i + 1] <= 0x9f &&
                  (unsigned char)v[i + 1] >= 0x80)
@@ -287,7 +290,10 @@ static char *bg_cli_audit__visible(const char *v, size_t len)
         return NULL;
     for (size_t i = 0; i < len; i++) {
         unsigned char b = (unsigned char)v[i];
-        if (b < 0x20 || b == 0x7f) {
+        if (b == '\\') {
+            *w++ = '\\';
+            *w++ = '\\';
+        } else if (b < 0x20 || b == 0x7f) {
             w += sprintf(w, "\\x%02x", b);
         } else if (b == 0xc2 && i + 1 < len && (unsigned char)v[i + 1] <= 0x9f &&
                    (unsigned char)v[i + 1] >= 0x80) {

@@ -115,6 +115,20 @@ void bg_log_v(bg_log_level_t level, const char *module, const bg_log_field_t *fi
     size_t tl = strftime(ts, sizeof ts, "%Y-%m-%dT%H:%M:%S", &tm);
     snprintf(ts + tl, sizeof ts - tl, ".%03ldZ", now.tv_nsec / 1000000);
     int cut = vsnprintf(msg, sizeof msg, fmt, ap) >= (int)sizeof msg;
+    if (cut) { /* the cut may have split a UTF-8 sequence: end before it */
+        size_t ml = strlen(msg), k = ml;
+        while (k > 0 && ml - k < 3 && ((unsigned char)msg[k - 1] & 0xC0) == 0x80)
+            k--;
+        if (k > 0 && (unsigned char)msg[k - 1] >= 0xC0 &&
+            bg_utf8_len((const unsigned char *)msg + k - 1, ml - (k - 1)) == 0)
+            msg[k - 1] = '\0';
+    }
+    /* Room for the fields (session ids and the like) before the message may
+     * take it all: what they need unescaped, at most half the line. */
+    size_t fields_room = 2; /* the message's closing quote, the writer's NUL */
+    for (size_t i = 0; i < n; i++) /* ,"key":"value" */
+        fields_room += strlen(fields[i].key) + (fields[i].value ? strlen(fields[i].value) : 4) + 6;
+    size_t msg_cap = cap - (fields_room < cap / 2 ? fields_room : cap / 2);
 
     /* The fixed head always fits; a module name is a short constant. */
     (void)bg_log__lit(line, cap, &len, "{\"time\":\"");
@@ -124,10 +138,13 @@ void bg_log_v(bg_log_level_t level, const char *module, const bg_log_field_t *fi
     (void)bg_log__lit(line, cap, &len, "\",\"module\":\"");
     (void)bg_json_escape_into(line, cap, &len, module, strlen(module));
     (void)bg_log__lit(line, cap, &len, "\",\"msg\":\"");
-    cut |= bg_json_escape_into(line, cap, &len, msg, strlen(msg)) != 0;
+    cut |= bg_json_escape_into(line, msg_cap, &len, msg, strlen(msg)) != 0;
     line[len++] = '"'; /* within the kept room */
-    for (size_t i = 0; i < n && !cut; i++)
-        cut = bg_log__field(line, cap, &len, &fields[i]) != 0;
+    for (size_t i = 0; i < n; i++)
+        if (bg_log__field(line, cap, &len, &fields[i]) != 0) {
+            cut = 1; /* this one and the rest left out */
+            break;
+        }
     if (cut) {
         memcpy(line + len, ",\"truncated\":true", 17);
         len += 17;

@@ -594,7 +594,7 @@ static int bg_kafka__dtp_cursor(bg_kafka__az_t *az, bg_kafka__split_t *sp)
             sp->denied[k++] = sp->denied[i];
     sp->ndenied = k;
     if (sp->nallowed == 0)
-        return 0;
+        return 0; /* answered here already (tp_finish) */
     bg_kafka_struct_t **al = sp->allowed->f[K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS)].a.s;
     int has_cursor = 0;
     bg_slice_t first = bg_kafka_null_slice();
@@ -609,7 +609,13 @@ static int bg_kafka__dtp_cursor(bg_kafka__az_t *az, bg_kafka__split_t *sp)
     }
     sp->nallowed = m;
     sp->allowed->f[K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS)].a.n = m;
-    if (m == 0 || has_cursor)
+    if (m == 0) {
+        /* Nothing to ask the broker: answered here with the stubs, if any.
+         * Forwarded, an empty list would mean every topic. */
+        sp->force = BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
+        return 0;
+    }
+    if (has_cursor)
         return 0;
     bg_kafka_struct_t *nc = bg_kafka_struct_clone(az->a, cur);
     if (!nc) {

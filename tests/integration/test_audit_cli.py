@@ -179,7 +179,7 @@ def test_tail_shows_control_characters_escaped(tmp_path):
     text, ports = busgate_config(tmp_path, RULES)
     cfg = tmp_path / "busgate.yaml"
     cfg.write_text(text)
-    evil = "x\x1b[1A\x1b[2K\n2026-01-01T00:00:00.000Z kafka forged\x00\u009b"
+    evil = "x\x1b[1A\x1b[2K\n2026-01-01T00:00:00.000Z kafka forged\x00\u009b \\x0a"
     ev = {"event_id": "e1", "kind": "decision", "time_ms": 1000, "session_id": "s-evil",
           "seq": 1, "protocol": "kafka", "principal": {"sub": "mallory\r", "groups": ["g\x07"]},
           "resources": [{"type": "kafka:topic", "name": evil}], "verb": "describe",
@@ -191,6 +191,7 @@ def test_tail_shows_control_characters_escaped(tmp_path):
         out = r.stdout
         assert not any(c in out for c in "\x1b\r\x00\x07\u009b"), repr(out)
         assert "\\x1b[1A" in out and "\\x0a2026" in out and "\\u009b" in out, repr(out)
+        assert "\\\\x0a" in out, repr(out)  # a backslash in the data is doubled
         body = [ln for ln in out.splitlines() if "kafka:topic" in ln]
         assert len(body) == 1 and "forged" in body[0], repr(out)
     r = run_cli("audit", "tail", "--json", "-c", str(cfg))

@@ -537,6 +537,38 @@ static void test_outage_spool_drain_in_order(void **state)
     free(dir);
 }
 
+/* An event too large even with 16 resources (names are never cut, and a
+ * Kafka group id may hold 32767 bytes that each escape to six) is kept with
+ * its first resource whole, marked truncated: not lost. */
+static void test_huge_event_cut_by_resources(void **state)
+{
+    char err[256] = "";
+    tsink_t *t = tsink_new();
+    bg_config_audit_t cfg = base_cfg();
+    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    assert_non_null(a);
+    static char name[32767];
+    memset(name, 0x01, sizeof name); /* "\u0001" each: about 196 KiB of JSON */
+    bg_policy_resource_t res[20];
+    for (int i = 0; i < 20; i++)
+        res[i] = (bg_policy_resource_t){BG_RES_KAFKA_GROUP, NULL, 0, name, sizeof name};
+    bg_audit_event_t ev = {.kind = BG_AUDIT_EV_DECISION, .session_id = "s",
+                           .resources = res, .nresources = 20};
+    assert_int_equal(bg_audit_emit(a, &ev), BG_AUDIT_OK);
+    WAIT_UNTIL(tsink_count(t) == 1);
+    json_t *j = json_loads(t->json[0], JSON_ALLOW_NUL, NULL);
+    assert_non_null(j);
+    assert_string_equal(json_string_value(json_object_get(j, "detail")),
+                        "(event truncated: too large)");
+    json_t *r = json_object_get(j, "resources");
+    assert_int_equal(json_array_size(r), 1);
+    assert_int_equal(json_string_length(json_object_get(json_array_get(r, 0), "name")),
+                     sizeof name);
+    json_decref(j);
+    bg_audit_free(a);
+    tsink_free(t);
+}
+
 /* Spooled records are synced to disk soon after they are written, with no
  * flush asked for: during an outage the spool alone holds them. */
 static void test_spool_synced_without_flush(void **state)
@@ -737,6 +769,7 @@ int main(void)
         cmocka_unit_test(test_drop_no_spool_primary_comes_back),
         cmocka_unit_test(test_outage_spool_drain_in_order),
         cmocka_unit_test(test_spool_synced_without_flush),
+        cmocka_unit_test(test_huge_event_cut_by_resources),
         cmocka_unit_test(test_spool_full_blocks),
         cmocka_unit_test(test_restart_drains_backlog),
         cmocka_unit_test(test_rejected_record_dead_lettered),

@@ -75,12 +75,30 @@ static void test_long_message_cut_and_marked(void **state)
     bg_log_field_t f[] = {{"after", "x"}};
     json_t *j = logged(f, 1, quotes);
     assert_true(json_is_true(json_object_get(j, "truncated")));
-    assert_null(json_object_get(j, "after"));
+    assert_string_equal(json_string_value(json_object_get(j, "after")), "x"); /* room kept */
     size_t ml = json_string_length(json_object_get(j, "msg"));
     assert_true(ml > 500 && ml < 2048);
     json_decref(j);
-    j = logged(NULL, 0, accents + 1); /* odd start: 2046 bytes end mid-sequence */
+    j = logged(NULL, 0, accents); /* the 2047-byte message cut ends with a lone lead byte */
     assert_true(json_is_true(json_object_get(j, "truncated")));
+    const char *m = json_string_value(json_object_get(j, "msg"));
+    size_t n = strlen(m);
+    assert_true(n >= 2040 && n % 2 == 0); /* whole sequences only, none replaced */
+    assert_memory_equal(m + n - 2, "\xc3\xa9", 2);
+    json_decref(j);
+}
+
+/* A long message leaves room for the fields after it. */
+static void test_fields_kept_beside_long_message(void **state)
+{
+    (void)state;
+    static char quotes[2000];
+    memset(quotes, '"', sizeof quotes - 1);
+    bg_log_field_t f[] = {{"session", "0b7c6a8e-1d2f-4a3b-9c4d-5e6f7a8b9c0d"}};
+    json_t *j = logged(f, 1, quotes);
+    assert_true(json_is_true(json_object_get(j, "truncated")));
+    assert_string_equal(json_string_value(json_object_get(j, "session")),
+                        "0b7c6a8e-1d2f-4a3b-9c4d-5e6f7a8b9c0d");
     json_decref(j);
 }
 
@@ -105,6 +123,7 @@ int main(void)
         cmocka_unit_test(test_plain_line),
         cmocka_unit_test(test_invalid_utf8_replaced),
         cmocka_unit_test(test_long_message_cut_and_marked),
+        cmocka_unit_test(test_fields_kept_beside_long_message),
         cmocka_unit_test(test_fields_dropped_whole),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
