@@ -114,7 +114,7 @@ static const char *str_at(avro_value_t *v, const char *path)
         cur = next;
     }
     if (avro_value_get_type(&cur) == AVRO_UNION) {
-        int disc;
+        int disc = 0;
         avro_value_get_discriminant(&cur, &disc);
         if (disc == 0)
             return NULL;
@@ -182,7 +182,7 @@ static void test_full_event_roundtrip(void **state)
     assert_string_equal(str_at(&v, "detail"), "d");
     /* arrays */
     avro_value_t arr, el, f;
-    size_t count;
+    size_t count = 0;
     assert_int_equal(avro_value_get_by_name(&v, "resources", &arr, NULL), 0);
     assert_int_equal(avro_value_get_size(&arr, &count), 0);
     assert_int_equal(count, 2);
