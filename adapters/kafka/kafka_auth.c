@@ -146,14 +146,31 @@ static void bg_kafka_auth__copy(char *dst, size_t cap, bg_slice_t v)
         snprintf(dst, cap, "%.*s", (int)v.len, (const char *)v.p);
 }
 
+/* As Kafka's SaslServerAuthenticator: before SASL one ApiVersions (an
+ * UNSUPPORTED_VERSION answer does not count: the client retries lower),
+ * none from SaslHandshake until authenticated (a re-authentication
+ * included); once authenticated any number, as the broker's request
+ * handler answers them. */
+static int bg_kafka_auth__versions_allowed(const bg_kafka_session_t *s)
+{
+    if (s->auth == BG_KAFKA_AUTH_OK)
+        return !s->reauth;
+    return s->auth == BG_KAFKA_AUTH_NONE && !s->versions_done;
+}
+
 static int bg_kafka_auth__api_versions(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
                                        const uint8_t *p, size_t len, int off)
 {
+    if (!bg_kafka_auth__versions_allowed(s)) {
+        bg_kafka_session_close(s, 0, "unexpected ApiVersions request during SASL authentication");
+        return 1;
+    }
     if (pe->hdr.api_version > BG_KAFKA_APIVERSIONS_MAX || pe->hdr.api_version < 0)
         return bg_kafka_auth__versions_unsupported(s, pe);
     const bg_kafka_struct_t *req = bg_kafka_auth__decode(pe, p, len, off);
     if (!req)
         return -1;
+    s->versions_done = 1;
     bg_kafka_auth__copy(s->sw_name, sizeof s->sw_name,
                         req->f[BG_KAFKA_API_VERSIONS_REQ_CLIENT_SOFTWARE_NAME].s);
     bg_kafka_auth__copy(s->sw_version, sizeof s->sw_version,

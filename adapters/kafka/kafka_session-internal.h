@@ -62,6 +62,7 @@ struct bg_kafka_session_s {
     unsigned mech;         /* BG_SASL_MECH_* chosen in the handshake */
     unsigned reauth_mech;  /* a re-authentication asked for another mechanism: refused */
     char auth_failure[64]; /* reason kept between the challenge and the 0x01 */
+    int versions_done;     /* ApiVersions answered before SASL: no second one */
     bg_principal_t principal;
     bg_policy_principal_t pp;
     bg_snapshot_t *snap;

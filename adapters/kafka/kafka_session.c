@@ -191,17 +191,28 @@ static int bg_kafka__mem_ok(const bg_kafka_session_t *s)
     return 1;
 }
 
-/* Room for one more request: under the in-flight limit and the memory cap. */
+/* Answers waiting for the client (busgate's own and the broker's) stay
+ * under the output watermark: a client that sends requests busgate answers
+ * itself (ApiVersions, denials) and never reads would otherwise grow the
+ * output without bound, since those answers leave the queue at once. The
+ * write callback (low watermark) reads again. */
+static int bg_kafka__cli_out_ok(const bg_kafka_session_t *s)
+{
+    return evbuffer_get_length(bufferevent_get_output(s->cli)) < BG_KAFKA_CLI_HIGH_WATER;
+}
+
+/* Room for one more request: under the in-flight limit and the memory cap,
+ * and the client reads its answers. */
 static int bg_kafka__room(const bg_kafka_session_t *s)
 {
-    return s->nq < bg_kafka__cfg(s)->max_inflight && bg_kafka__mem_ok(s);
+    return s->nq < bg_kafka__cfg(s)->max_inflight && bg_kafka__mem_ok(s) &&
+           bg_kafka__cli_out_ok(s);
 }
 
 static void bg_kafka__update_reading(bg_kafka_session_t *s)
 {
     if (s->dead)
         return;
-    struct evbuffer *cout = bufferevent_get_output(s->cli);
     int up_ready = s->up && bg_kafka_up_is_ready(s->up);
     size_t up_out = up_ready ? evbuffer_get_length(bg_kafka_up_output(s->up)) : 0;
     int read_cli = !s->closing && bg_kafka__room(s) &&
@@ -212,7 +223,7 @@ static void bg_kafka__update_reading(bg_kafka_session_t *s)
     else
         bufferevent_disable(s->cli, EV_READ);
     if (s->up)
-        bg_kafka_up_set_reading(s->up, evbuffer_get_length(cout) < BG_KAFKA_CLI_HIGH_WATER);
+        bg_kafka_up_set_reading(s->up, bg_kafka__cli_out_ok(s));
 }
 
 void bg_kafka_session_flush(bg_kafka_session_t *s)

@@ -1,0 +1,130 @@
+"""The life of one client connection at busgate's Kafka listener, against
+the real broker, with raw wire clients: backpressure on the answers busgate
+builds itself and ApiVersions before SASL as Kafka's broker allows it."""
+import select
+import socket
+import struct
+import time
+
+from kafka_env import KafkaWire, busgate_config, oidc_token, scrape
+
+RULES = """    - name: orders-topics
+      subjects: [group:orders]
+      resources: ["kafka:topic:it-orders-*"]
+      verbs: [write, describe, create, read]
+      effect: allow
+"""
+
+
+def start(start_busgate, tmp_path, **kw):
+    text, ports = busgate_config(tmp_path, RULES, **kw)
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    return bg, ports
+
+
+def requests_total(ports):
+    return scrape(ports["admin"], "busgate_requests_total", {"protocol": "kafka"}) or 0
+
+
+def send_until_stalled(sock, data, stall=3.0, limit=120.0):
+    """Sends data on a non-blocking socket until all of it is taken or the
+    kernel takes nothing more for `stall` seconds (or `limit` passes): the
+    number of bytes taken."""
+    sock.setblocking(False)
+    sent, deadline = 0, time.monotonic() + limit
+    while sent < len(data) and time.monotonic() < deadline:
+        try:
+            sent += sock.send(data[sent:sent + (1 << 20)])
+            continue
+        except BlockingIOError:
+            pass
+        _, writable, _ = select.select([], [sock], [], stall)
+        if not writable:
+            break
+    sock.setblocking(True)
+    return sent
+
+
+def wait_stable(read, limit=60.0, interval=1.0, times=3):
+    """read() once it has returned the same value `times` times in a row
+    (bounded by limit)."""
+    deadline = time.monotonic() + limit
+    last, same = read(), 1
+    while same < times and time.monotonic() < deadline:
+        time.sleep(interval)
+        now = read()
+        same = same + 1 if now == last else 1
+        last = now
+    return last
+
+
+def test_second_api_versions_before_sasl_closes(start_busgate, tmp_path):
+    """As Kafka's SaslServerAuthenticator: one ApiVersions before SASL (an
+    UNSUPPORTED_VERSION answer does not count, the client retries lower); a
+    second one closes the connection, so an unauthenticated client cannot
+    make busgate build answers it never reads. Once authenticated, ApiVersions
+    is answered as often as asked, as the broker does."""
+    bg, ports = start(start_busgate, tmp_path)
+    w = KafkaWire(ports["listen"])
+    # Above busgate's range (request header v2: client id, no tags):
+    # UNSUPPORTED_VERSION in the v0 layout.
+    payload = struct.pack(">hhih", 18, 9, 99, 6) + b"it-raw" + b"\0" + b"\0"
+    w.sock.sendall(struct.pack(">i", len(payload)) + payload)
+    r = w.recv()
+    assert r is not None and r[0] == 99 and struct.unpack(">h", r[1][:2])[0] == 35, r
+    w.api_versions()
+    assert w.call(18, 0, b"") is None, "a second ApiVersions before SASL was answered"
+    w.close()
+    assert bg.wait_log(lambda l: "unexpected ApiVersions" in l.get("msg", ""))
+
+    # Between SaslHandshake and SaslAuthenticate: closed as well.
+    w = KafkaWire(ports["listen"])
+    w.api_versions()
+    assert struct.unpack(">h", w.call(17, 1, b"\x00\x05PLAIN")[:2])[0] == 0
+    assert w.call(18, 0, b"") is None
+    w.close()
+
+    w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+    for _ in range(3):
+        w.api_versions()
+    w.close()
+
+
+def test_answers_the_client_does_not_read_pause_reading(start_busgate, tmp_path):
+    """A client that sends requests busgate answers itself (ApiVersions after
+    authentication; denials are the same) and never reads the answers: busgate
+    stops reading its requests once the answers waiting for it pass the 16 MiB
+    output watermark, instead of buffering answers without bound, and reads
+    again once the client catches up."""
+    bg, ports = start(start_busgate, tmp_path)
+    w = KafkaWire(ports["listen"], timeout=60)
+    # The kernel's share of unread answers stays small (far below the
+    # bound); smaller buffers make loopback TCP crawl once reading starts.
+    w.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 << 10)
+    w.login(oidc_token("svc-orders"))
+    resp_len = 4 + 4 + len(w.call(18, 0, b""))
+    base = requests_total(ports)
+
+    # ApiVersions v0 with a null client id: 14 bytes for ~400 back.
+    n = 150_000
+    first = w.corr + 1
+    data = b"".join(struct.pack(">ihhih", 10, 18, 0, first + i, -1) for i in range(n))
+    sent = send_until_stalled(w.sock, data)
+    processed = wait_stable(lambda: requests_total(ports)) - base
+    # Answers busgate built while nobody read them: the 16 MiB watermark,
+    # busgate's socket send buffer (at most 4 MiB by default) and the
+    # in-flight limit's worth (~21 MiB); without backpressure all n of them
+    # (~44 MB).
+    assert processed * resp_len < 32 << 20, (processed, sent, resp_len)
+    assert processed < n
+
+    # Reading the answers lets busgate read the rest: every request sent is
+    # answered, in order.
+    expect = first
+    total = sent // 14
+    while expect < first + total:
+        r = w.recv()
+        assert r is not None, f"closed after {expect - first} of {total} answers"
+        assert r[0] == expect
+        expect += 1
+    w.close()
