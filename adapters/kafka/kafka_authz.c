@@ -465,6 +465,25 @@ int bg_kafka_authz_request(const bg_kafka_authz_ctx_t *ctx, const bg_kafka_req_h
     return 0;
 }
 
+void bg_kafka_authz_refuse(const bg_kafka_req_hdr_t *hdr, const bg_kafka_struct_t *req,
+                           int16_t error_code, const char *reason, bg_kafka_arena_t *arena,
+                           bg_kafka_verdict_t *v)
+{
+    /* An answer to a request that expects none would carry a correlation id
+     * the client never waits for: it would take it for the next one's. */
+    int answer = !v->no_response && v->action != BG_KAFKA_ACT_CLOSE;
+    bg_kafka_struct_t *r = answer ? bg_kafka_authz_error_response(hdr, req, error_code, arena) : NULL;
+    if (v->action != BG_KAFKA_ACT_CLOSE || !v->close_reason)
+        v->close_reason = reason;
+    v->action = r ? BG_KAFKA_ACT_RESPOND : BG_KAFKA_ACT_CLOSE;
+    v->response = r;
+    v->request = NULL;
+    v->merge = NULL;
+    v->needs_response = 0;
+    v->no_response = 0;
+    v->ndecisions = 0;
+}
+
 /* Drops (or turns into authorization errors) the entries of one array. */
 static void bg_kafka__filter_arr(const bg_kafka_authz_ctx_t *ctx, const bg_kafka__filter_t *f,
                                  bg_kafka_struct_t *s)

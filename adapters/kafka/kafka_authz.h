@@ -111,6 +111,16 @@ int bg_kafka_authz_request(const bg_kafka_authz_ctx_t *ctx, const bg_kafka_req_h
                            const bg_kafka_struct_t *req, bg_kafka_arena_t *arena,
                            bg_kafka_verdict_t *v) __attribute__((warn_unused_result));
 
+/* Turns verdict v of request req into a refusal that forwards nothing and
+ * records no decision (the audit pipeline cannot take events). A request
+ * that expects a response gets error_code wherever it can carry one; one
+ * that expects none (Produce acks=0) cannot be told and closes the
+ * connection (reason), as does a request the API cannot answer with an
+ * error; a verdict that closed still closes, for its own reason. */
+void bg_kafka_authz_refuse(const bg_kafka_req_hdr_t *hdr, const bg_kafka_struct_t *req,
+                           int16_t error_code, const char *reason, bg_kafka_arena_t *arena,
+                           bg_kafka_verdict_t *v);
+
 /* 1 when a response of this api/version may need rewriting even though
  * v->needs_response is 0 — never: the verdict already says so. Provided for
  * the session's fast path: returns v->needs_response. */

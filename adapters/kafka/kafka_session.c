@@ -372,15 +372,9 @@ static int bg_kafka__decide(bg_kafka_session_t *s, bg_kafka_pending_t *pe, const
         pe->verdict.action = BG_KAFKA_ACT_FORWARD_REWRITTEN;
         pe->verdict.request = req;
     }
-    if (s->kw->w->audit && !bg_kafka_audit_admitting(s)) {
-        /* The audit pipeline cannot take events: refuse, retriably. */
-        bg_kafka_struct_t *r = bg_kafka_authz_error_response(h, req, 7 /* REQUEST_TIMED_OUT */,
-                                                             &pe->arena);
-        pe->verdict.action = r ? BG_KAFKA_ACT_RESPOND : BG_KAFKA_ACT_CLOSE;
-        pe->verdict.response = r;
-        pe->verdict.close_reason = "audit pipeline unavailable";
-        pe->verdict.ndecisions = 0;
-    }
+    if (s->kw->w->audit && !bg_kafka_audit_admitting(s)) /* refuse, retriably */
+        bg_kafka_authz_refuse(h, req, 7 /* REQUEST_TIMED_OUT */, "audit pipeline unavailable",
+                              &pe->arena, &pe->verdict);
     return 0;
 }
 

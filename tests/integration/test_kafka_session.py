@@ -1,12 +1,14 @@
 """The life of one client connection at busgate's Kafka listener, against
 the real broker, with raw wire clients: backpressure on the answers busgate
-builds itself and ApiVersions before SASL as Kafka's broker allows it."""
+builds itself, ApiVersions before SASL as Kafka's broker allows it, and
+what a request gets while the audit pipeline refuses events."""
 import select
 import socket
 import struct
 import time
 
-from kafka_env import KafkaWire, busgate_config, oidc_token, scrape
+from conftest import http_get
+from kafka_env import KafkaWire, busgate_config, kstr, oidc_token, scrape, wait_until
 
 RULES = """    - name: orders-topics
       subjects: [group:orders]
@@ -128,3 +130,38 @@ def test_answers_the_client_does_not_read_pause_reading(start_busgate, tmp_path)
         assert r[0] == expect
         expect += 1
     w.close()
+
+
+def produce_v3(acks, topic):
+    """A Produce v3 body: no transactional id, one partition, null records."""
+    return (kstr(None) + struct.pack(">hi", acks, 5000) + struct.pack(">i", 1) + kstr(topic) +
+            struct.pack(">iii", 1, 0, -1))
+
+
+def test_acks0_produce_while_audit_is_down_closes(start_busgate, tmp_path):
+    """While the audit pipeline refuses events (block mode, its only sink
+    failing: the audit file is /dev/full), a request that expects a
+    response gets REQUEST_TIMED_OUT; an acks=0 produce expects none, and an
+    answer would carry a correlation id the client never waits for, so the
+    connection closes instead, as Kafka closes it when such a produce
+    fails."""
+    text, ports = busgate_config(tmp_path, RULES)
+    text = text.replace(f"  file: {ports['audit']}\n", "  file: /dev/full\n")
+    assert "file: /dev/full" in text
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    # Logged in while admitting; its session_start cannot be written.
+    w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+
+    def not_ready():
+        status, body = http_get(f"http://127.0.0.1:{ports['admin']}/readyz")
+        return status == 503 and "audit" in body
+    assert wait_until(not_ready), bg.log_path.read_text()[-2000:]
+
+    resp = w.call(0, 3, produce_v3(1, "it-orders-audit-down"))
+    assert resp is not None, "closed on an acks=1 produce"
+    off = 4 + 2 + len("it-orders-audit-down") + 4 + 4  # topics, name, partitions, index
+    assert struct.unpack(">h", resp[off:off + 2])[0] == 7  # REQUEST_TIMED_OUT
+    w.send(0, 3, produce_v3(0, "it-orders-audit-down"))
+    assert w.closed_by_peer(), "an acks=0 produce was answered"
+    w.close()
+    assert bg.wait_log(lambda l: "audit pipeline unavailable" in l.get("msg", ""))

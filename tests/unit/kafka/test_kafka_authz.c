@@ -157,6 +157,46 @@ static void test_produce_acks0(void **st)
     assert_int_equal(v.decisions[0].error_code, BG_KAFKA_E_TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
 }
 
+/* The audit pipeline refusing: a request that expects a response gets
+ * REQUEST_TIMED_OUT; an acks=0 produce (allowed or denied) gets none and
+ * closes; nothing is recorded. */
+static void test_refuse_unaudited(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_PRODUCE, 8);
+    bg_kafka_struct_t *req = produce_req(f, two, 1, 1);
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    bg_kafka_authz_refuse(&h, req, 7, "audit down", &f->a, &v);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    assert_int_equal(v.ndecisions, 0);
+    bg_kafka_struct_t *t = ka_el(ka_rt(f, 0, 1, 8, v.response), K(PRODUCE_RESP_RESPONSES), 0);
+    assert_int_equal(ka_el(t, K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES), 0)
+                         ->f[K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_ERROR_CODE)]
+                         .i,
+                     7);
+
+    req = produce_req(f, two, 1, 0); /* acks=0, allowed: forwarded without a response */
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.no_response, 1);
+    bg_kafka_authz_refuse(&h, req, 7, "audit down", &f->a, &v);
+    assert_int_equal(v.action, BG_KAFKA_ACT_CLOSE);
+    assert_null(v.response);
+    assert_string_equal(v.close_reason, "audit down");
+    assert_int_equal(v.ndecisions, 0);
+
+    req = produce_req(f, two, 2, 0); /* acks=0, denied: closes for its own reason */
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_CLOSE);
+    const char *why = v.close_reason;
+    bg_kafka_authz_refuse(&h, req, 7, "audit down", &f->a, &v);
+    assert_int_equal(v.action, BG_KAFKA_ACT_CLOSE);
+    assert_null(v.response);
+    assert_string_equal(v.close_reason, why);
+    assert_int_equal(v.ndecisions, 0);
+}
+
 static void test_produce_txn_denied(void **st)
 {
     ka_fix_t *f = *st;
@@ -927,6 +967,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_produce_split_merge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_produce_all_denied_respond, setup, teardown),
         cmocka_unit_test_setup_teardown(test_produce_acks0, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refuse_unaudited, setup, teardown),
         cmocka_unit_test_setup_teardown(test_produce_txn_denied, setup, teardown),
         cmocka_unit_test_setup_teardown(test_audit_topic_reserved, setup, teardown),
         cmocka_unit_test_setup_teardown(test_listing_recorded_once, setup, teardown),
