@@ -207,3 +207,5 @@ int bg_util_splice_start(bg_util_splice_t *sp, int src, int dst, uint64_t n,
 }
 
 int bg_util_splice_busy(const bg_util_splice_t *sp) { return sp && sp->busy; }
+
+uint64_t bg_util_splice_moved(const bg_util_splice_t *sp) { return sp->moved; }

@@ -51,5 +51,7 @@ int bg_util_splice_start(bg_util_splice_t *sp, int src, int dst, uint64_t n,
 
 /* 1 while a relay runs. */
 int bg_util_splice_busy(const bg_util_splice_t *sp);
+/* Bytes the running (or last) relay has written to the destination so far. */
+uint64_t bg_util_splice_moved(const bg_util_splice_t *sp);
 
 #endif

@@ -78,6 +78,8 @@ struct bg_kafka_session_s {
     int closing;               /* close once the queue and output are empty */
     int dead;                  /* closed: every callback returns at once; freed soon */
     struct event *free_ev;     /* frees a dead session outside any callback */
+    struct event *close_ev;    /* bounds a closing session's last writes */
+    uint64_t idle_mark;        /* output progress at the last idle check */
     int64_t started_ms;
     uint64_t bytes_in, bytes_out, requests;
 };

@@ -27,6 +27,9 @@
 #define BG_KAFKA_CLI_LOW_WATER (4u << 20)
 #define BG_KAFKA_READ_BURST (256u * 1024) /* one client read at most */
 #define BG_KAFKA_UP_OUT_HIGH (16u << 20)
+/* How long a closing session may take to write its last responses (and
+ * wait for those still with the broker), as the shutdown drain. */
+#define BG_KAFKA_CLOSE_GRACE_MS 10000
 
 int64_t bg_kafka_now_us(void)
 {
@@ -75,6 +78,8 @@ static void bg_kafka__free(bg_kafka_session_t *s)
         evbuffer_free(s->held);
     if (s->free_ev)
         event_free(s->free_ev);
+    if (s->close_ev)
+        event_free(s->close_ev);
     bg_policy_principal_clear(&s->pp);
     bg_principal_clear(&s->principal);
     bg_snapshot_release(s->snap);
@@ -113,8 +118,25 @@ void bg_kafka_session_close(bg_kafka_session_t *s, int flush_first, const char *
     }
     s->closing = 1;
     bufferevent_disable(s->cli, EV_READ);
-    if (s->nq == 0 && evbuffer_get_length(bufferevent_get_output(s->cli)) == 0)
+    if (s->nq == 0 && evbuffer_get_length(bufferevent_get_output(s->cli)) == 0) {
         bg_kafka__kill(s);
+        return;
+    }
+    /* Reading is off, and with it the idle timeout: a client that never
+     * reads its last responses would keep the session for ever. */
+    struct timeval tv = {BG_KAFKA_CLOSE_GRACE_MS / 1000, (BG_KAFKA_CLOSE_GRACE_MS % 1000) * 1000};
+    event_add(s->close_ev, &tv);
+}
+
+static void bg_kafka__on_close_grace(evutil_socket_t fd, short what, void *arg)
+{
+    bg_kafka_session_t *s = arg;
+    if (!s->dead)
+        bg_log_fields(BG_LOG_INFO, "kafka",
+                      (bg_log_field_t[]){{"session", s->id}, {"peer", s->peer}}, 2,
+                      "closing connection: last responses not taken within %d ms",
+                      BG_KAFKA_CLOSE_GRACE_MS);
+    bg_kafka__kill(s);
 }
 
 /* ---- queue ---- */
@@ -909,13 +931,48 @@ static void bg_kafka__on_client_write(struct bufferevent *bev, void *arg)
     bg_kafka__resume_input(s);
 }
 
+/* 1 while the client waits for the broker or reads what busgate sends it:
+ * a request still with the broker (a JoinGroup waits for the whole
+ * rebalance), output waiting (the write timeout closes a client that stopped
+ * reading it), a response spliced or cut through to it that moved since the
+ * last check (a stalled one does not count). */
+static int bg_kafka__busy(bg_kafka_session_t *s)
+{
+    uint64_t mark = s->bytes_out + (s->up ? bg_kafka_up_splice_moved(s->up) : 0);
+    int moved = mark != s->idle_mark;
+    s->idle_mark = mark;
+    if (evbuffer_get_length(bufferevent_get_output(s->cli)) > 0)
+        return 1;
+    if (s->streaming)
+        return moved;
+    return s->nq > 0;
+}
+
+/* idle_timeout: the client sent nothing (reading) or took nothing of its
+ * output (writing) for that long. */
+static void bg_kafka__on_idle(bg_kafka_session_t *s, short what)
+{
+    if (what & BEV_EVENT_WRITING) {
+        bg_kafka_session_close(s, 0, "idle timeout: the client reads no responses");
+        return;
+    }
+    if (!bg_kafka__busy(s)) {
+        bg_kafka_session_close(s, 0, "idle timeout");
+        return;
+    }
+    /* A socket bufferevent stops reading at its timeout (an OpenSSL one does
+     * not): reading again, if there is room, re-arms it. */
+    bufferevent_disable(s->cli, EV_READ);
+    bg_kafka__update_reading(s);
+}
+
 static void bg_kafka__on_client_event(struct bufferevent *bev, short what, void *arg)
 {
     bg_kafka_session_t *s = arg;
     if (s->dead)
         return;
     if (what & BEV_EVENT_TIMEOUT)
-        bg_kafka_session_close(s, 0, "idle timeout");
+        bg_kafka__on_idle(s, what);
     else if (what & BEV_EVENT_ERROR)
         bg_kafka_session_close(s, 0, "client connection error");
     else if (what & BEV_EVENT_EOF)
@@ -943,11 +1000,12 @@ void bg_kafka_session_accept(bg_kafka_worker_t *kw, int fd, const struct sockadd
     bg_metric_add(&kw->w->metrics.conn_total[BG_PROTO_KAFKA], 1);
     s->snap = bg_snapshot_acquire();
     s->free_ev = event_new(kw->w->base, -1, 0, bg_kafka__on_free, s);
+    s->close_ev = evtimer_new(kw->w->base, bg_kafka__on_close_grace, s);
     s->held = evbuffer_new();
     s->cli = bg_util_tls_client_bev(kw->w->base, kw->g->client_tls, fd);
     if (!s->cli)
         evutil_closesocket(fd);
-    if (!s->snap || !s->free_ev || !s->held || !s->cli) {
+    if (!s->snap || !s->free_ev || !s->close_ev || !s->held || !s->cli) {
         if (s->free_ev) {
             bg_kafka__kill(s);
         } else {
@@ -962,7 +1020,8 @@ void bg_kafka_session_accept(bg_kafka_worker_t *kw, int fd, const struct sockadd
     bufferevent_set_max_single_write(s->cli, 1024 * 1024); /* libevent writes 16 KiB a loop by default */
     int64_t idle = kw->g->cfg->kafka.idle_timeout_ms;
     struct timeval tv = {(time_t)(idle / 1000), (suseconds_t)(idle % 1000) * 1000};
-    bufferevent_set_timeouts(s->cli, idle > 0 ? &tv : NULL, NULL);
+    /* Read: the client sent nothing; write: it took none of its output. */
+    bufferevent_set_timeouts(s->cli, idle > 0 ? &tv : NULL, idle > 0 ? &tv : NULL);
     bufferevent_enable(s->cli, EV_READ | EV_WRITE);
     s->up = bg_kafka_up_connect(kw->w->base, kw->g, node_id, &bg_kafka__up_cbs, s);
     if (!s->up)

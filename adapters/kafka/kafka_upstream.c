@@ -70,6 +70,11 @@ struct bg_kafka_up_s {
 };
 
 int bg_kafka_up_is_ready(const bg_kafka_up_t *u) { return u->state == BG_KAFKA_UP_READY; }
+
+uint64_t bg_kafka_up_splice_moved(const bg_kafka_up_t *u)
+{
+    return u->splicing && u->splice ? bg_util_splice_moved(u->splice) : 0;
+}
 struct evbuffer *bg_kafka_up_output(bg_kafka_up_t *u) { return bufferevent_get_output(u->bev); }
 
 int bg_kafka_up_send(bg_kafka_up_t *u, struct evbuffer *src, size_t n)

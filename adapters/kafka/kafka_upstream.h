@@ -62,6 +62,9 @@ void bg_kafka_up_free(bg_kafka_up_t *u);
 
 /* 1 after the handshake completed. */
 int bg_kafka_up_is_ready(const bg_kafka_up_t *u);
+/* Bytes of the response being spliced that reached the client so far; 0
+ * when none is. */
+uint64_t bg_kafka_up_splice_moved(const bg_kafka_up_t *u);
 /* The output buffer (append request frames; only once ready). */
 struct evbuffer *bg_kafka_up_output(bg_kafka_up_t *u);
 

@@ -1,14 +1,18 @@
 """The life of one client connection at busgate's Kafka listener, against
 the real broker, with raw wire clients: backpressure on the answers busgate
-builds itself, ApiVersions before SASL as Kafka's broker allows it, and
-what a request gets while the audit pipeline refuses events."""
+builds itself, ApiVersions before SASL as Kafka's broker allows it, what a
+request gets while the audit pipeline refuses events, and when a session
+ends (idle timeout, closing)."""
 import select
 import socket
 import struct
 import time
 
+from confluent_kafka import Producer
+
 from conftest import http_get
-from kafka_env import KafkaWire, busgate_config, kstr, oidc_token, scrape, wait_until
+from kafka_env import (KafkaWire, busgate_config, client_conf, create_topics, kstr, oidc_token,
+                       scrape, unique, wait_until)
 
 RULES = """    - name: orders-topics
       subjects: [group:orders]
@@ -45,6 +49,23 @@ def send_until_stalled(sock, data, stall=3.0, limit=120.0):
             break
     sock.setblocking(True)
     return sent
+
+
+def api_versions_flood(first, n):
+    """n ApiVersions v0 requests with a null client id (14 bytes each, ~300
+    back), correlation ids first.."""
+    return b"".join(struct.pack(">ihhih", 10, 18, 0, first + i, -1) for i in range(n))
+
+
+def open_connections(ports):
+    return scrape(ports["admin"], "busgate_connections_open", {"protocol": "kafka"})
+
+
+def fetch_v4(topic, max_wait_ms, max_bytes=8 << 20):
+    """A Fetch v4 body: partition 0 of topic from offset 0."""
+    part = struct.pack(">iqi", 0, 0, max_bytes)
+    topics = struct.pack(">i", 1) + kstr(topic) + struct.pack(">i", 1) + part
+    return struct.pack(">iiiib", -1, max_wait_ms, 1, max_bytes, 0) + topics
 
 
 def wait_stable(read, limit=60.0, interval=1.0, times=3):
@@ -110,8 +131,7 @@ def test_answers_the_client_does_not_read_pause_reading(start_busgate, tmp_path)
     # ApiVersions v0 with a null client id: 14 bytes for ~400 back.
     n = 150_000
     first = w.corr + 1
-    data = b"".join(struct.pack(">ihhih", 10, 18, 0, first + i, -1) for i in range(n))
-    sent = send_until_stalled(w.sock, data)
+    sent = send_until_stalled(w.sock, api_versions_flood(first, n))
     processed = wait_stable(lambda: requests_total(ports)) - base
     # Answers busgate built while nobody read them: the 16 MiB watermark,
     # busgate's socket send buffer (at most 4 MiB by default) and the
@@ -165,3 +185,95 @@ def test_acks0_produce_while_audit_is_down_closes(start_busgate, tmp_path):
     assert w.closed_by_peer(), "an acks=0 produce was answered"
     w.close()
     assert bg.wait_log(lambda l: "audit pipeline unavailable" in l.get("msg", ""))
+
+
+def test_closing_session_whose_client_does_not_read_ends(start_busgate, tmp_path):
+    """A session closing after its last responses (here: a denied acks=0
+    produce) whose client never reads them is closed anyway after a grace
+    of 10 s; reading (and with it the idle timeout) is off by then."""
+    bg, ports = start(start_busgate, tmp_path)
+    w = KafkaWire(ports["listen"], timeout=60)
+    w.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 << 10)
+    w.login(oidc_token("svc-orders"))
+    # ~13 MB of answers: more than the kernel holds, under the 16 MiB mark.
+    n = 45_000
+    data = api_versions_flood(w.corr + 1, n)
+    corr = w.corr + n + 1
+    payload = struct.pack(">hhi", 0, 3, corr) + kstr("it-raw") + produce_v3(0, "it-denied")
+    data += struct.pack(">i", len(payload)) + payload
+    assert send_until_stalled(w.sock, data) == len(data)
+    assert bg.wait_log(lambda l: "acks=0 produce denied" in l.get("msg", ""), timeout=60)
+    assert bg.wait_log(lambda l: "last responses not taken" in l.get("msg", ""), timeout=30), \
+        bg.log_path.read_text()[-2000:]
+    assert wait_until(lambda: open_connections(ports) == 0)
+    w.close()
+
+
+def test_idle_timeout_waits_for_pending_requests(start_busgate, tmp_path):
+    """idle_timeout does not end a session whose client waits for the broker
+    (here a fetch that waits 4 s for data, with idle_timeout 1 s); once
+    nothing is pending, the silent client is closed."""
+    bg, ports = start(start_busgate, tmp_path, kafka_extra="  idle_timeout: 1s\n")
+    topic = unique("it-orders-idle")
+    create_topics([topic])
+    w = KafkaWire(ports["listen"], timeout=30).login(oidc_token("svc-orders"))
+    corr = w.send(1, 4, fetch_v4(topic, 4000))
+    r = w.recv()
+    assert r is not None, "closed while the fetch was pending: " + bg.log_path.read_text()[-1000:]
+    assert r[0] == corr
+    assert w.closed_by_peer(timeout=15)
+    w.close()
+    assert bg.wait_log(lambda l: l.get("msg", "") == "closing connection: idle timeout")
+
+
+def test_idle_timeout_closes_a_client_that_stops_reading(start_busgate, tmp_path):
+    """A client that sends requests and never reads the answers: once
+    busgate stops reading it (its output above the watermark), the client
+    is still closed after idle_timeout without taking any output."""
+    bg, ports = start(start_busgate, tmp_path, kafka_extra="  idle_timeout: 1s\n")
+    w = KafkaWire(ports["listen"], timeout=30)
+    w.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 << 10)
+    w.login(oidc_token("svc-orders"))
+    send_until_stalled(w.sock, api_versions_flood(w.corr + 1, 100_000))
+    assert bg.wait_log(lambda l: "idle timeout: the client reads no responses" in l.get("msg", ""),
+                       timeout=60), bg.log_path.read_text()[-1000:]
+    assert wait_until(lambda: open_connections(ports) == 0)
+    w.close()
+
+
+def test_idle_timeout_closes_a_stalled_fetch_response(start_busgate, tmp_path):
+    """A multi-megabyte fetch response moves to the client as it arrives
+    (spliced in the kernel on plain TCP); a client that stops reading it
+    halfway is closed after idle_timeout, though its request is in flight."""
+    bg, ports = start(start_busgate, tmp_path, kafka_extra="  idle_timeout: 1s\n")
+    topic = unique("it-orders-stall")
+    create_topics([topic])
+    token = oidc_token("svc-orders")
+    p = Producer(client_conf(f"127.0.0.1:{ports['listen']}", token, **{"linger.ms": 20}))
+    for _ in range(2000):
+        p.produce(topic, value=b"x" * 4096)
+    assert p.flush(60) == 0
+    del p
+    w = KafkaWire(ports["listen"], timeout=30)
+    w.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 << 10)
+    w.login(token)
+    peer = "%s:%d" % w.sock.getsockname()
+    w.send(1, 4, fetch_v4(topic, 500))
+    head = w._read(8)
+    size = struct.unpack(">i", head[:4])[0]
+    assert size > 6 << 20
+    assert bg.wait_log(lambda l: l.get("peer") == peer and
+                       l.get("msg", "").startswith("closing connection: idle timeout"),
+                       timeout=30), bg.log_path.read_text()[-1000:]
+    # What the kernels held, then the end: the response was cut short.
+    got = 4
+    try:
+        while got < 4 + size:
+            chunk = w.sock.recv(1 << 20)
+            if not chunk:
+                break
+            got += len(chunk)
+    except ConnectionResetError:
+        pass
+    assert got < 4 + size
+    w.close()
