@@ -318,8 +318,10 @@ static int bg_kafka_auth__accept(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
     bg_principal_clear(&s->principal);
     s->principal = *pr;
     if (bg_policy_principal_prepare(s->snap->policy, pr->sub, (const char *const *)pr->groups,
-                                    pr->ngroups, &s->pp) != 0)
-        return -1;
+                                    pr->ngroups, &s->pp) != 0) {
+        bg_kafka_session_close(s, 0, "cannot prepare the principal (out of memory)");
+        return 1;
+    }
     int64_t now = bg_kafka_now_ms();
     /* As Kafka's broker: the session ends at the token's own exp; the clock
      * skew only widens what is accepted (a token accepted within it gets a
@@ -427,8 +429,10 @@ int bg_kafka_auth_handle(bg_kafka_session_t *s, const bg_kafka_req_hdr_t *h, con
                          size_t len, int body_off)
 {
     bg_kafka_pending_t *pe = bg_kafka_session_push(s, h);
-    if (!pe)
+    if (!pe) {
+        bg_kafka_session_close(s, 0, "cannot queue the request (out of memory)");
         return -1;
+    }
     int rc;
     switch (h->api_key) {
     case BG_KAFKA_API_API_VERSIONS: rc = bg_kafka_auth__api_versions(s, pe, p, len, body_off); break;

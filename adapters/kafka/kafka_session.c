@@ -499,11 +499,18 @@ static int bg_kafka__on_api_request(bg_kafka_session_t *s, const bg_kafka_req_hd
         bg_kafka__close_unsupported(s, h);
         return -1;
     }
-    if (bg_kafka__refresh_snapshot(s) != 0)
+    if (bg_kafka__refresh_snapshot(s) != 0) {
+        /* The session is on the new snapshot with an empty principal: a
+         * retry would decide with it. */
+        bg_kafka_session_close(s, 0, "cannot prepare the principal for the new policy "
+                                     "(out of memory)");
         return -1;
+    }
     bg_kafka_pending_t *pe = bg_kafka_session_push(s, h);
-    if (!pe)
+    if (!pe) {
+        bg_kafka_session_close(s, 0, "cannot queue the request (out of memory)");
         return -1;
+    }
     pe->bytes_in = frame_len;
     if (bg_kafka__decide(s, pe, p + 4, frame_len - 4, body_off) != 0) {
         bg_kafka_session_close(s, 0, NULL);
@@ -540,8 +547,10 @@ static int bg_kafka__on_api_request(bg_kafka_session_t *s, const bg_kafka_req_hd
 static int bg_kafka__on_frame(bg_kafka_session_t *s, struct evbuffer *in, size_t frame_len)
 {
     const uint8_t *p = evbuffer_pullup(in, (ssize_t)frame_len);
-    if (!p)
+    if (!p) { /* returning with the frame still in the input would wedge the session */
+        bg_kafka_session_close(s, 0, "cannot read the request frame (out of memory)");
         return -1;
+    }
     bg_kafka_req_hdr_t h;
     const char *why = NULL;
     int off = bg_kafka_req_hdr_parse(p + 4, frame_len - 4, &h, &why);
