@@ -42,7 +42,7 @@ static double bench_run(const bg_kafka_authz_ctx_t *ctx, const bg_kafka_struct_t
 {
     bg_kafka_arena_t a;
     bg_kafka_arena_init(&a, 0);
-    bg_kafka_req_hdr_t h = {0, 9, 1, {NULL, -1}, {NULL, 0}, 2};
+    bg_kafka_req_hdr_t h = {0, 9, 1, {NULL, -1}, {NULL, 0}, 2, 0};
     double t0 = bench_now();
     for (long i = 0; i < iters; i++) {
         bg_kafka_verdict_t v;

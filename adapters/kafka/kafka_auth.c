@@ -23,16 +23,21 @@
  * does not check them yet (a 4.4 broker refuses a mismatch). */
 #define BG_KAFKA_APIVERSIONS_MAX 5
 
-/* Decodes the request body at p+off into pe's arena. */
-static bg_kafka_struct_t *bg_kafka_auth__decode(bg_kafka_pending_t *pe, const uint8_t *p,
-                                                size_t len, int off)
+/* Decodes the request body at p+off (p: the frame after its size field)
+ * into pe's arena. NULL when it cannot be read: the session is closed. */
+static bg_kafka_struct_t *bg_kafka_auth__decode(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
+                                                const uint8_t *p, size_t len, int off)
 {
     bg_rd_t rd;
     bg_rd_init(&rd, p + off, len - (size_t)off);
     bg_kafka_struct_t *r = NULL;
-    if (bg_kafka_decode(bg_kafka_msg_desc(pe->hdr.api_key, 0), pe->hdr.api_version, &rd,
-                        &pe->arena, &r) != BG_KAFKA_OK)
+    int rc = bg_kafka_decode(bg_kafka_msg_desc(pe->hdr.api_key, 0), pe->hdr.api_version, &rd,
+                             &pe->arena, &r);
+    if (rc != BG_KAFKA_OK) {
+        bg_kafka_session_malformed(s, pe->hdr.api_key, pe->hdr.api_version, 4 + (long)(rd.p - p),
+                                   rd.why ? rd.why : bg_kafka_status_str(rc));
         return NULL;
+    }
     return r;
 }
 
@@ -167,7 +172,7 @@ static int bg_kafka_auth__api_versions(bg_kafka_session_t *s, bg_kafka_pending_t
     }
     if (pe->hdr.api_version > BG_KAFKA_APIVERSIONS_MAX || pe->hdr.api_version < 0)
         return bg_kafka_auth__versions_unsupported(s, pe);
-    const bg_kafka_struct_t *req = bg_kafka_auth__decode(pe, p, len, off);
+    const bg_kafka_struct_t *req = bg_kafka_auth__decode(s, pe, p, len, off);
     if (!req)
         return -1;
     s->versions_done = 1;
@@ -192,7 +197,7 @@ static const char *bg_kafka_auth__mech_name(unsigned mech)
 static int bg_kafka_auth__handshake(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
                                     const uint8_t *p, size_t len, int off)
 {
-    const bg_kafka_struct_t *req = bg_kafka_auth__decode(pe, p, len, off);
+    const bg_kafka_struct_t *req = bg_kafka_auth__decode(s, pe, p, len, off);
     bg_kafka_struct_t *r = bg_kafka_auth__new_resp(pe);
     unsigned enabled = s->kw->g->cfg->kafka.sasl_mechanisms;
     if (!req || !r || pe->hdr.api_version < 1)
@@ -347,7 +352,7 @@ static int bg_kafka_auth__accept(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
 static int bg_kafka_auth__authenticate(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
                                        const uint8_t *p, size_t len, int off)
 {
-    const bg_kafka_struct_t *req = bg_kafka_auth__decode(pe, p, len, off);
+    const bg_kafka_struct_t *req = bg_kafka_auth__decode(s, pe, p, len, off);
     bg_kafka_struct_t *r = bg_kafka_auth__new_resp(pe);
     if (!req || !r)
         return -1;
@@ -439,10 +444,10 @@ int bg_kafka_auth_handle(bg_kafka_session_t *s, const bg_kafka_req_hdr_t *h, con
     case BG_KAFKA_API_SASL_HANDSHAKE: rc = bg_kafka_auth__handshake(s, pe, p, len, body_off); break;
     default: rc = bg_kafka_auth__authenticate(s, pe, p, len, body_off); break;
     }
-    if (rc < 0) {
+    if (rc < 0) { /* a malformed request closed the session already */
         char why[96];
-        snprintf(why, sizeof why, "bad %s request (version %d)",
-                 h->api_key == BG_KAFKA_API_API_VERSIONS ? "ApiVersions" : "SASL", h->api_version);
+        snprintf(why, sizeof why, "%s version %d refused", bg_kafka_msg_desc(h->api_key, 0)->name,
+                 h->api_version);
         bg_kafka_session_close(s, 0, why);
         return -1;
     }

@@ -62,6 +62,13 @@ static int bg_kafka__hdr_status(const bg_rd_t *rd, const char **why)
     return BG_KAFKA_ERR_MALFORMED;
 }
 
+static int bg_kafka__hdr_failed(const bg_rd_t *rd, const uint8_t *p, bg_kafka_req_hdr_t *h,
+                                const char **why)
+{
+    h->err_offset = (uint32_t)(rd->p - p);
+    return bg_kafka__hdr_status(rd, why);
+}
+
 int bg_kafka_req_hdr_parse(const uint8_t *p, size_t len, bg_kafka_req_hdr_t *h, const char **why)
 {
     bg_rd_t rd;
@@ -74,8 +81,9 @@ int bg_kafka_req_hdr_parse(const uint8_t *p, size_t len, bg_kafka_req_hdr_t *h, 
     h->tagged.p = NULL;
     h->tagged.len = 0;
     h->hdr_version = 1;
+    h->err_offset = 0;
     if (rd.err)
-        return bg_kafka__hdr_status(&rd, why);
+        return bg_kafka__hdr_failed(&rd, p, h, why);
     int hv = bg_kafka_req_hdr_version(h->api_key, h->api_version);
     if (hv < 0) {
         if (why)
@@ -91,7 +99,7 @@ int bg_kafka_req_hdr_parse(const uint8_t *p, size_t len, bg_kafka_req_hdr_t *h, 
     if (hv == 2)
         h->tagged = bg_kafka__skip_tagged(&rd);
     if (rd.err)
-        return bg_kafka__hdr_status(&rd, why);
+        return bg_kafka__hdr_failed(&rd, p, h, why);
     return (int)(rd.p - p);
 }
 

@@ -34,6 +34,7 @@ typedef struct bg_kafka_req_hdr_s {
     bg_slice_t client_id; /* borrowed; len -1 = null. Classic int16 string even in v2 */
     bg_slice_t tagged;    /* v2: raw tagged section (count + fields); v1: {NULL, 0} */
     uint8_t hdr_version;  /* 1 or 2 */
+    uint32_t err_offset;  /* after a failed parse: where in the payload reading stopped */
 } bg_kafka_req_hdr_t;
 
 /* Request header version for an api key and version: 2 when the request
@@ -49,7 +50,8 @@ int bg_kafka_resp_hdr_version(int16_t api_key, int16_t api_version);
  * without its size prefix). Returns the body offset (>0), or a negative
  * bg_kafka_status_t with *why set (why may be NULL):
  * BG_KAFKA_ERR_UNKNOWN_API (api_key, api_version and correlation_id are
- * still filled in, so the caller can answer or log), TRUNCATED, MALFORMED. */
+ * still filled in, so the caller can answer or log), TRUNCATED, MALFORMED;
+ * h->err_offset is then where reading stopped (0 for an unknown api key). */
 int bg_kafka_req_hdr_parse(const uint8_t *p, size_t len, bg_kafka_req_hdr_t *h, const char **why)
     __attribute__((warn_unused_result));
 

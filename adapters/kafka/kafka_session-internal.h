@@ -107,6 +107,11 @@ int bg_kafka_session_respond(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
 void bg_kafka_session_flush(bg_kafka_session_t *s);
 /* Closes now (flush_first: after what is ready has been written). */
 void bg_kafka_session_close(bg_kafka_session_t *s, int flush_first, const char *why);
+/* A request that cannot be read: logs it (API, version, the byte offset in
+ * the frame, size field included, where reading stopped, and why), counts
+ * a protocol error and closes the session. api_key < 0: not received. */
+void bg_kafka_session_malformed(bg_kafka_session_t *s, int16_t api_key, int16_t version,
+                                long offset, const char *why);
 /* Current time helpers. */
 int64_t bg_kafka_now_ms(void);
 int64_t bg_kafka_now_us(void);

@@ -128,6 +128,18 @@ void bg_kafka_session_close(bg_kafka_session_t *s, int flush_first, const char *
     event_add(s->close_ev, &tv);
 }
 
+void bg_kafka_session_malformed(bg_kafka_session_t *s, int16_t api_key, int16_t version,
+                                long offset, const char *why)
+{
+    const bg_kafka_msg_desc_t *d = api_key >= 0 ? bg_kafka_msg_desc(api_key, 0) : NULL;
+    const char *name = d ? d->name : api_key < 0 ? "not received" : "unknown api";
+    bg_log_fields(BG_LOG_WARN, "kafka", (bg_log_field_t[]){{"session", s->id}, {"peer", s->peer}},
+                  2, "malformed request: api %d (%s) version %d offset %ld: %s", api_key, name,
+                  version, offset, why ? why : "malformed");
+    bg_metric_add(&s->kw->w->metrics.protocol_errors[BG_PROTO_KAFKA], 1);
+    bg_kafka_session_close(s, 0, NULL);
+}
+
 static void bg_kafka__on_close_grace(evutil_socket_t fd, short what, void *arg)
 {
     bg_kafka_session_t *s = arg;
@@ -372,12 +384,9 @@ static int bg_kafka__decide(bg_kafka_session_t *s, bg_kafka_pending_t *pe, const
     bg_rd_init(&rd, p + body_off, len - (size_t)body_off);
     bg_kafka_struct_t *req = NULL;
     int rc = bg_kafka_decode(bg_kafka_msg_desc(h->api_key, 0), h->api_version, &rd, &pe->arena, &req);
-    if (rc != BG_KAFKA_OK) {
-        bg_log_fields(BG_LOG_WARN, "kafka",
-                      (bg_log_field_t[]){{"session", s->id}, {"peer", s->peer}}, 2,
-                      "malformed request: api %d version %d offset %ld: %s", h->api_key,
-                      h->api_version, (long)(rd.p - p), rd.why ? rd.why : bg_kafka_status_str(rc));
-        bg_metric_add(&s->kw->w->metrics.protocol_errors[BG_PROTO_KAFKA], 1);
+    if (rc != BG_KAFKA_OK) { /* p is the frame after its size field */
+        bg_kafka_session_malformed(s, h->api_key, h->api_version, 4 + (long)(rd.p - p),
+                                   rd.why ? rd.why : bg_kafka_status_str(rc));
         return -1;
     }
     /* Tagged fields busgate does not know (a newer client or spec) are not
@@ -512,10 +521,8 @@ static int bg_kafka__on_api_request(bg_kafka_session_t *s, const bg_kafka_req_hd
         return -1;
     }
     pe->bytes_in = frame_len;
-    if (bg_kafka__decide(s, pe, p + 4, frame_len - 4, body_off) != 0) {
-        bg_kafka_session_close(s, 0, NULL);
-        return -1;
-    }
+    if (bg_kafka__decide(s, pe, p + 4, frame_len - 4, body_off) != 0)
+        return -1; /* closed */
     const bg_kafka_verdict_t *v = &pe->verdict;
     int keep = v->action == BG_KAFKA_ACT_FORWARD_REWRITTEN ||
                (v->action == BG_KAFKA_ACT_FORWARD && v->needs_response && v->merge);
@@ -561,10 +568,8 @@ static int bg_kafka__on_frame(bg_kafka_session_t *s, struct evbuffer *in, size_t
     bg_metric_add(&m->bytes_in[BG_PROTO_KAFKA], frame_len);
     if (off < 0) {
         char msg[128];
-        snprintf(msg, sizeof msg, "bad request header (api %d version %d): %s", h.api_key,
-                 h.api_version, why ? why : "?");
-        bg_metric_add(&m->protocol_errors[BG_PROTO_KAFKA], 1);
-        bg_kafka_session_close(s, 0, msg);
+        snprintf(msg, sizeof msg, "bad request header: %s", why ? why : bg_kafka_status_str(off));
+        bg_kafka_session_malformed(s, h.api_key, h.api_version, 4 + (long)h.err_offset, msg);
         return -1;
     }
     if (h.client_id.len > 0 && !s->client_id[0])
@@ -577,6 +582,27 @@ static int bg_kafka__on_frame(bg_kafka_session_t *s, struct evbuffer *in, size_t
         return 0;
     }
     return bg_kafka__on_api_request(s, &h, in, frame_len, p, off);
+}
+
+/* A size field that is negative or above the limit: the stream cannot be
+ * resynchronised, so the frame is not read; its API and version are named
+ * when they arrived with the size. */
+static void bg_kafka__frame_too_large(bg_kafka_session_t *s, struct evbuffer *in, uint32_t max)
+{
+    uint8_t b[8];
+    int16_t api = -1, ver = -1;
+    if (evbuffer_copyout(in, b, sizeof b) == (ev_ssize_t)sizeof b) {
+        api = (int16_t)((uint16_t)b[4] << 8 | b[5]);
+        ver = (int16_t)((uint16_t)b[6] << 8 | b[7]);
+    } else if (evbuffer_copyout(in, b, 4) != 4) {
+        return;
+    }
+    int32_t size = (int32_t)((uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3]);
+    char why[160];
+    snprintf(why, sizeof why, "request frame larger than allowed (size = %ld, limit %u: %s)",
+             (long)size, max,
+             s->auth == BG_KAFKA_AUTH_OK ? "max_frame_bytes" : "preauth_max_frame_bytes");
+    bg_kafka_session_malformed(s, api, ver, 0, why);
 }
 
 static void bg_kafka__on_client_read(struct bufferevent *bev, void *arg)
@@ -597,8 +623,7 @@ static void bg_kafka__on_client_read(struct bufferevent *bev, void *arg)
             break;
         uint32_t max = s->auth == BG_KAFKA_AUTH_OK ? k->max_frame_bytes : k->preauth_max_frame_bytes;
         if (bg_kafka_frame_peek(hdr, 4, max, &size) < 0) {
-            bg_metric_add(&s->kw->w->metrics.protocol_errors[BG_PROTO_KAFKA], 1);
-            bg_kafka_session_close(s, 0, "request frame larger than allowed");
+            bg_kafka__frame_too_large(s, in, max);
             return;
         }
         if (evbuffer_get_length(in) < (size_t)size + 4)

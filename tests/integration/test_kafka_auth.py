@@ -61,7 +61,10 @@ def test_requests_before_authentication(start_busgate, tmp_path):
     w.sock.sendall(struct.pack(">i", 70000) + struct.pack(">hhi", 18, 0, 1) + b"\0" * 1000)
     assert w.closed_by_peer()
     w.close()
-    assert bg.wait_log(lambda l: "request frame larger than allowed" in l.get("msg", ""))
+    assert bg.wait_log(lambda l: l.get("msg", "") ==
+                       "malformed request: api 18 (ApiVersionsRequest) version 0 offset 0: "
+                       "request frame larger than allowed (size = 70000, limit 65536: "
+                       "preauth_max_frame_bytes)"), bg.log_path.read_text()[-2000:]
 
     # After authentication the same size is fine: a 200 KB record goes through.
     token = oidc_token("svc-orders")
@@ -316,13 +319,31 @@ def test_malformed_frame_closes_only_that_connection(start_busgate, tmp_path):
     lo, hi = versions[0]
     version = 7 if lo <= 7 <= hi else lo  # a non-flexible Produce version
     assert version < 9
-    # transactional_id claims 32767 bytes that are not there.
+    # transactional_id claims 32767 bytes that are not there: reading stops
+    # after its length, at byte 22 of the frame (size 4, header 16, length 2).
     w.send(0, version, b"\x7f\xff" + b"\x00" * 6)
     assert w.closed_by_peer()
     w.close()
-    line = bg.wait_log(lambda l: "malformed request: api 0 version %d offset" % version
-                       in l.get("msg", ""))
-    assert line, bg.log_path.read_text()[-2000:]
+
+    def logged(msg):
+        line = bg.wait_log(lambda l: l.get("msg", "") == msg)
+        assert line, bg.log_path.read_text()[-2000:]
+    logged("malformed request: api 0 (ProduceRequest) version %d offset 22: truncated" % version)
+
+    # The same before authentication, in what busgate answers itself: a
+    # SaslHandshake whose mechanism claims 32767 bytes.
+    w = KafkaWire(ports["listen"])
+    w.send(17, 1, b"\x7f\xff" + b"PLAIN")
+    assert w.closed_by_peer()
+    w.close()
+    logged("malformed request: api 17 (SaslHandshakeRequest) version 1 offset 22: truncated")
+    # A header whose client id length is -2: reading stops after it.
+    w = KafkaWire(ports["listen"])
+    w.sock.sendall(struct.pack(">ihhih", 10, 18, 0, 1, -2))
+    assert w.closed_by_peer()
+    w.close()
+    logged("malformed request: api 18 (ApiVersionsRequest) version 0 offset 14: "
+           "bad request header: bad client_id length")
 
     # The other client, connected all along, keeps working; so does a new one.
     p.produce(topic, value=b"after", on_delivery=lambda e, m: results.append(e))
@@ -331,7 +352,7 @@ def test_malformed_frame_closes_only_that_connection(start_busgate, tmp_path):
     q.produce(topic, value=b"new", on_delivery=lambda e, m: results.append(e))
     assert q.flush(30) == 0
     assert results == [None, None, None]
-    assert scrape(ports["admin"], "busgate_protocol_errors_total", {"protocol": "kafka"}) >= 1
+    assert scrape(ports["admin"], "busgate_protocol_errors_total", {"protocol": "kafka"}) == 3
 
 
 def test_no_authentication_while_audit_is_down(start_busgate, tmp_path):

@@ -292,14 +292,19 @@ static void test_header_errors(void **state)
     assert_int_equal(bg_kafka_req_hdr_parse(b, n, &h, &why), BG_KAFKA_ERR_UNKNOWN_API);
     assert_int_equal(h.api_key, 10000);
     assert_int_equal(h.correlation_id, 42);
-    /* truncated before the correlation id, and inside client_id */
+    assert_int_equal(h.err_offset, 0);
+    /* truncated before the correlation id, and inside client_id: the offset
+     * is where reading stopped */
     n = kt_hex("0003 0004 0000", b, sizeof b);
     assert_int_equal(bg_kafka_req_hdr_parse(b, n, &h, &why), BG_KAFKA_ERR_TRUNCATED);
+    assert_int_equal(h.err_offset, 4);
     n = kt_hex("0003 0004 00000001 0005 6162", b, sizeof b);
     assert_int_equal(bg_kafka_req_hdr_parse(b, n, &h, &why), BG_KAFKA_ERR_TRUNCATED);
+    assert_int_equal(h.err_offset, 10);
     /* client_id length -2 */
     n = kt_hex("0003 0004 00000001 fffe", b, sizeof b);
     assert_int_equal(bg_kafka_req_hdr_parse(b, n, &h, &why), BG_KAFKA_ERR_MALFORMED);
+    assert_int_equal(h.err_offset, 10);
     /* null client_id is fine; v2 tagged section with a bad varint is not */
     n = kt_hex("0003 0004 00000001 ffff", b, sizeof b);
     assert_int_equal(bg_kafka_req_hdr_parse(b, n, &h, &why), 10);
@@ -310,6 +315,7 @@ static void test_header_errors(void **state)
     /* tagged count larger than the input */
     n = kt_hex("0003 000c 00000001 ffff 05 00", b, sizeof b);
     assert_int_equal(bg_kafka_req_hdr_parse(b, n, &h, &why), BG_KAFKA_ERR_MALFORMED);
+    assert_int_equal(h.err_offset, 11);
     int32_t corr;
     assert_int_equal(bg_kafka_resp_hdr_parse(b, 3, 0, &corr, NULL, &why), BG_KAFKA_ERR_TRUNCATED);
 }
