@@ -2,18 +2,45 @@
 
 #include <event2/buffer.h>
 #include <event2/http.h>
+#include <event2/listener.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "broker/log.h"
+#include "broker/util_net.h"
 
 struct bg_admin_s {
     struct evhttp *http;
     bg_admin_ready_fn ready;
     bg_admin_metrics_fn metrics;
     void *arg;
+    bg_util_accept_guard_t guard; /* pauses the listener when accept() runs out of descriptors */
 };
+
+/* evhttp owns the listener's callback argument (it passes its struct evhttp),
+ * so the error callback finds the guard here: there is one admin listener
+ * per process. */
+static bg_admin_t *bg_admin__current;
+
+static void bg_admin__on_listen_error(struct evconnlistener *l, void *arg)
+{
+    bg_admin_t *a = bg_admin__current;
+    if (a && a->http == arg)
+        bg_util_accept_guard_failed(&a->guard);
+}
+
+/* Guards the bound socket's listener; evhttp alone would retry a failing
+ * accept() at once, for ever, and log each failure on stderr. */
+static int bg_admin__guard(bg_admin_t *a, struct evhttp_bound_socket *bound)
+{
+    struct evconnlistener *l = evhttp_bound_socket_get_listener(bound);
+    if (bg_util_accept_guard_init(&a->guard, l, "admin", BG_UTIL_ACCEPT_PAUSE_MS) != 0)
+        return -1;
+    evconnlistener_set_error_cb(l, bg_admin__on_listen_error);
+    bg_admin__current = a;
+    return 0;
+}
 
 static void bg_admin__reply(struct evhttp_request *req, int code, const char *reason,
                             const char *ctype, const char *body)
@@ -78,8 +105,13 @@ bg_admin_t *bg_admin_start(struct event_base *base, const bg_addr_t *addr, bg_ad
     evhttp_set_max_headers_size(a->http, 16384);
     evhttp_set_max_body_size(a->http, 65536);
     evhttp_set_timeout(a->http, 30);
-    if (evhttp_bind_socket(a->http, addr->host, addr->port) != 0) {
-        snprintf(err, errlen, "cannot listen on %s:%u", addr->host, addr->port);
+    struct evhttp_bound_socket *bound = evhttp_bind_socket_with_handle(a->http, addr->host,
+                                                                       addr->port);
+    if (!bound || bg_admin__guard(a, bound) != 0) {
+        if (bound)
+            snprintf(err, errlen, "out of memory");
+        else
+            snprintf(err, errlen, "cannot listen on %s:%u", addr->host, addr->port);
         evhttp_free(a->http);
         free(a);
         return NULL;
@@ -98,6 +130,9 @@ void bg_admin_stop(bg_admin_t *a)
 {
     if (!a)
         return;
+    if (bg_admin__current == a)
+        bg_admin__current = NULL;
+    bg_util_accept_guard_clear(&a->guard);
     evhttp_free(a->http);
     free(a);
 }

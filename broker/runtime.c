@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -366,6 +367,27 @@ static int bg_runtime__worker_count(const bg_config_t *cfg)
     return n > 0 ? (int)(n > 256 ? 256 : n) : 1;
 }
 
+/* Every client connection takes a descriptor and its upstream another: the
+ * usual soft limit of 1024 would cap busgate far below what the hard limit
+ * (the administrator's choice) allows. */
+static void bg_runtime__raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    if (rl.rlim_cur < rl.rlim_max) {
+        struct rlimit want = {rl.rlim_max, rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &want) == 0)
+            rl = want;
+        else
+            bg_log_warn("runtime", "cannot raise the open file limit to its hard limit");
+    }
+    if (rl.rlim_cur == RLIM_INFINITY)
+        bg_log_info("runtime", "open file limit: unlimited");
+    else
+        bg_log_info("runtime", "open file limit: %llu", (unsigned long long)rl.rlim_cur);
+}
+
 int bg_runtime_run(const char *path, const bg_adapter_t *const *adapters, size_t nadapters)
 {
     bg_runtime_t rt = {.path = path};
@@ -377,6 +399,7 @@ int bg_runtime_run(const char *path, const bg_adapter_t *const *adapters, size_t
     if (!snap)
         return 1;
     bg_runtime__publish(&rt, snap);
+    bg_runtime__raise_nofile();
     /* Listeners and adapters keep using the start-up configuration (listener
      * changes need a restart), so hold it for the whole run. */
     bg_snapshot_t *boot = bg_snapshot_acquire();

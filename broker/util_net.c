@@ -1,13 +1,20 @@
 #include "broker/util_net.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
+
+#include "broker/log.h"
 
 void bg_util_nodelay(int fd)
 {
@@ -91,4 +98,73 @@ int bg_util_bev_send(struct bufferevent *bev, struct evbuffer *src, size_t n, in
     if (done == n)
         return 0;
     return evbuffer_remove_buffer(src, out, n - done) == (int)(n - done) ? 0 : -1;
+}
+
+static long long bg_util__now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Errors that last until something else in the process lets go of a
+ * descriptor or memory: retrying at once cannot succeed. */
+static int bg_util__accept_resource_error(int e)
+{
+    return e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM;
+}
+
+static void bg_util__accept_resume(evutil_socket_t fd, short what, void *arg)
+{
+    bg_util_accept_guard_t *g = arg;
+    evconnlistener_enable(g->l);
+}
+
+int bg_util_accept_guard_init(bg_util_accept_guard_t *g, struct evconnlistener *l,
+                              const char *module, int pause_ms)
+{
+    memset(g, 0, sizeof *g);
+    g->resume = event_new(evconnlistener_get_base(l), -1, 0, bg_util__accept_resume, g);
+    if (!g->resume)
+        return -1;
+    g->l = l, g->module = module, g->pause_ms = pause_ms;
+    return 0;
+}
+
+/* The first failure is logged at once, later ones at most every
+ * BG_UTIL_ACCEPT_WARN_MS with how many were not. */
+static void bg_util__accept_warn(bg_util_accept_guard_t *g, int e, int paused)
+{
+    long long now = bg_util__now_ms();
+    if (now < g->warn_at_ms) {
+        g->unlogged++;
+        return;
+    }
+    char pause[64] = "", since[80] = "";
+    if (paused)
+        snprintf(pause, sizeof pause, "; pausing accepts, retrying every %d ms", g->pause_ms);
+    if (g->unlogged)
+        snprintf(since, sizeof since, " (%lu more since the last warning)", g->unlogged);
+    bg_log_warn(g->module, "accept failed: %s%s%s", evutil_socket_error_to_string(e), pause,
+                since);
+    g->warn_at_ms = now + BG_UTIL_ACCEPT_WARN_MS;
+    g->unlogged = 0;
+}
+
+void bg_util_accept_guard_failed(bg_util_accept_guard_t *g)
+{
+    int e = EVUTIL_SOCKET_ERROR();
+    struct timeval tv = {g->pause_ms / 1000, (g->pause_ms % 1000) * 1000};
+    int pause = bg_util__accept_resource_error(e) && g->resume && event_add(g->resume, &tv) == 0;
+    if (pause)
+        evconnlistener_disable(g->l);
+    bg_util__accept_warn(g, e, pause);
+}
+
+void bg_util_accept_guard_clear(bg_util_accept_guard_t *g)
+{
+    if (g->resume)
+        event_free(g->resume);
+    g->resume = NULL;
+    g->l = NULL;
 }

@@ -39,4 +39,35 @@ struct evbuffer;
  * Call from the bufferevent's own thread. */
 int bg_util_bev_send(struct bufferevent *bev, struct evbuffer *src, size_t n, int plain);
 
+struct evconnlistener;
+struct event;
+/* Keeps a listener from spinning when accept() fails for want of
+ * descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): the connection
+ * stays in the backlog, so the listening socket stays readable and libevent
+ * would call the error callback again at once, for ever, at 100% CPU. On
+ * those errors the guard disables the listener and enables it again after
+ * pause_ms (the connection is accepted then, once something was closed).
+ * Every failure is counted, but a warning is logged at most every
+ * BG_UTIL_ACCEPT_WARN_MS per listener. One guard per listener, used on
+ * the listener's own thread. */
+#define BG_UTIL_ACCEPT_PAUSE_MS 250
+#define BG_UTIL_ACCEPT_WARN_MS 10000
+typedef struct bg_util_accept_guard_s {
+    struct evconnlistener *l;
+    struct event *resume;  /* one-shot timer that enables l again */
+    const char *module;    /* log module, e.g. "kafka" */
+    int pause_ms;
+    long long warn_at_ms;  /* no warning before this (monotonic ms) */
+    unsigned long unlogged; /* failures since the last warning */
+} bg_util_accept_guard_t;
+
+/* Guards l (on l's event_base). Returns 0, or -1 when out of memory. */
+int bg_util_accept_guard_init(bg_util_accept_guard_t *g, struct evconnlistener *l,
+                              const char *module, int pause_ms);
+/* Call from l's error callback (errno still holds accept()'s error). */
+void bg_util_accept_guard_failed(bg_util_accept_guard_t *g);
+/* Frees the timer. Call before freeing the listener; harmless when g was
+ * never initialised (zeroed) or is already cleared. */
+void bg_util_accept_guard_clear(bg_util_accept_guard_t *g);
+
 #endif

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include "broker/config.h"
+#include "broker/util_net.h"
 #include "broker/worker.h"
 
 struct evconnlistener;
@@ -28,6 +29,7 @@ typedef struct bg_amqp_worker_s {
     bg_worker_t *w;
     bg_amqp_global_t *g;
     struct evconnlistener *listener;
+    bg_util_accept_guard_t guard; /* pauses listener when accept() runs out of descriptors */
     struct bg_amqp_session_list_s sessions;
     size_t nsessions;
     int draining;

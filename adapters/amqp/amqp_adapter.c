@@ -72,8 +72,8 @@ static void bg_amqp__on_accept(struct evconnlistener *l, evutil_socket_t fd,
 
 static void bg_amqp__on_listen_error(struct evconnlistener *l, void *arg)
 {
-    int e = EVUTIL_SOCKET_ERROR();
-    bg_log_warn("amqp", "accept failed: %s", evutil_socket_error_to_string(e));
+    bg_amqp_worker_t *aw = arg;
+    bg_util_accept_guard_failed(&aw->guard);
 }
 
 static int bg_amqp__listen(bg_amqp_worker_t *aw, const bg_addr_t *a, char *err, size_t errlen)
@@ -93,6 +93,12 @@ static int bg_amqp__listen(bg_amqp_worker_t *aw, const bg_addr_t *a, char *err, 
     if (!aw->listener) {
         snprintf(err, errlen, "cannot listen on %s: %s", spec,
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        return -1;
+    }
+    if (bg_util_accept_guard_init(&aw->guard, aw->listener, "amqp", BG_UTIL_ACCEPT_PAUSE_MS) != 0) {
+        evconnlistener_free(aw->listener);
+        aw->listener = NULL;
+        snprintf(err, errlen, "out of memory");
         return -1;
     }
     evconnlistener_set_error_cb(aw->listener, bg_amqp__on_listen_error);
@@ -138,6 +144,7 @@ static int bg_amqp__worker_start(bg_worker_t *w, void *global, void **state, cha
 static void bg_amqp__close_listener(bg_amqp_worker_t *aw)
 {
     if (aw->listener) {
+        bg_util_accept_guard_clear(&aw->guard);
         evconnlistener_free(aw->listener);
         aw->listener = NULL;
     }

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "broker/config.h"
+#include "broker/util_net.h"
 #include "broker/worker.h"
 
 struct evconnlistener;
@@ -59,6 +60,7 @@ typedef struct bg_kafka_listener_s {
     bg_kafka_worker_t *kw;
     int32_t node_id; /* -1: bootstrap */
     struct evconnlistener *l;
+    bg_util_accept_guard_t guard; /* pauses l when accept() runs out of descriptors */
 } bg_kafka_listener_t;
 
 struct bg_kafka_worker_s {

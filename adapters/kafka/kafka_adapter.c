@@ -273,8 +273,8 @@ static void bg_kafka__on_accept(struct evconnlistener *l, evutil_socket_t fd,
 
 static void bg_kafka__on_listen_error(struct evconnlistener *l, void *arg)
 {
-    int e = EVUTIL_SOCKET_ERROR();
-    bg_log_warn("kafka", "accept failed: %s", evutil_socket_error_to_string(e));
+    bg_kafka_listener_t *kl = arg;
+    bg_util_accept_guard_failed(&kl->guard);
 }
 
 /* Opens one listener on host:port for node_id on this worker. */
@@ -303,6 +303,12 @@ static int bg_kafka__listen(bg_kafka_worker_t *kw, const char *host, uint16_t po
     if (!kl->l) {
         snprintf(err, errlen, "cannot listen on %s: %s", spec,
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        return -1;
+    }
+    if (bg_util_accept_guard_init(&kl->guard, kl->l, "kafka", BG_UTIL_ACCEPT_PAUSE_MS) != 0) {
+        evconnlistener_free(kl->l);
+        kl->l = NULL;
+        snprintf(err, errlen, "out of memory");
         return -1;
     }
     evconnlistener_set_error_cb(kl->l, bg_kafka__on_listen_error);
@@ -387,6 +393,7 @@ static void bg_kafka__close_listeners(bg_kafka_worker_t *kw)
 {
     for (size_t i = 0; i < kw->nlisteners; i++)
         if (kw->listeners[i].l) {
+            bg_util_accept_guard_clear(&kw->listeners[i].guard);
             evconnlistener_free(kw->listeners[i].l);
             kw->listeners[i].l = NULL;
         }

@@ -136,12 +136,13 @@ def run_cli(*args, input=None, timeout=60):
 class Busgate:
     """A running `busgate run -c FILE` process with its log lines."""
 
-    def __init__(self, config_path, log_path):
+    def __init__(self, config_path, log_path, preexec_fn=None):
         self.config_path = Path(config_path)
         self.log_path = Path(log_path)
         self.log = open(log_path, "w")
         self.proc = subprocess.Popen([busgate_bin(), "run", "-c", str(config_path)],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     preexec_fn=preexec_fn)
 
     def log_lines(self):
         # busgate writes to the file descriptor directly; nothing to flush here.
@@ -179,10 +180,10 @@ class Busgate:
 def start_busgate(tmp_path):
     started = []
 
-    def start(config_text, wait_for_port=None, name="busgate.yaml"):
+    def start(config_text, wait_for_port=None, name="busgate.yaml", preexec_fn=None):
         cfg = tmp_path / name
         cfg.write_text(config_text)
-        bg = Busgate(cfg, tmp_path / (name + ".log"))
+        bg = Busgate(cfg, tmp_path / (name + ".log"), preexec_fn=preexec_fn)
         started.append(bg)
         if wait_for_port is not None:
             assert wait_port(wait_for_port), "busgate did not listen:\n" + \

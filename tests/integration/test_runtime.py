@@ -2,7 +2,9 @@
 run with the admin listener, reload on SIGHUP and on file change, drain on
 SIGTERM. No broker needed."""
 import json
+import os
 import re
+import resource
 import signal
 import socket
 import time
@@ -240,6 +242,90 @@ def test_sigterm_drains_and_exits_zero(start_busgate, keys):
         time.sleep(0.05)
     assert bg.stop() == 0
     assert bg.wait_log(lambda l: l["msg"] == "stopped", timeout=1)
+
+
+def kafka_embedded(listen):
+    return f"""workers: 1
+kafka:
+  listen: 127.0.0.1:{listen}
+  broker_port_base: {free_port()}
+  upstream: {{embedded: 1}}
+"""
+
+
+def open_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def soft_nofile(pid):
+    with open(f"/proc/{pid}/limits") as f:
+        for line in f:
+            if line.startswith("Max open files"):
+                return int(line.split()[3])
+    raise AssertionError("no open file limit in /proc/PID/limits")
+
+
+def test_open_file_limit_raised_to_hard_limit(start_busgate, keys):
+    """The soft limit on open files is raised to the hard limit at start-up
+    and logged."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    hard_n = hard if hard != resource.RLIM_INFINITY else 4096
+    low = min(256, hard_n - 1)
+    port = free_port()
+
+    def lower():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (low, hard))
+    bg = start_busgate(config(keys[1], port, RULE_READ), wait_for_port=port, preexec_fn=lower)
+    assert soft_nofile(bg.proc.pid) == hard_n
+    assert bg.wait_log(lambda l: l["msg"] == f"open file limit: {hard_n}", timeout=5), \
+        bg.log_path.read_text()
+
+
+def accept_failures(bg):
+    return [l for l in bg.log_path.read_text().splitlines()
+            if "accept failed" in l or "Error from accept" in l]
+
+
+def test_out_of_descriptors_pauses_accepting(start_busgate, keys):
+    """accept() failing with EMFILE pauses the listener instead of retrying
+    in a loop (a worker at 100% CPU flooding the log): a few warnings at
+    most, and once descriptors are free again the waiting connections are
+    accepted and served, on the Kafka and the admin listener."""
+    from kafka_env import KafkaWire
+    port, listen = free_port(), free_port()
+    bg = start_busgate(config(keys[1], port, RULE_READ) + kafka_embedded(listen),
+                       wait_for_port=listen)
+    assert http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+    pid = bg.proc.pid
+    soft, hard = resource.prlimit(pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (open_fds(pid) + 8, hard))
+    clients = []
+    try:
+        deadline = time.monotonic() + 15
+        while not accept_failures(bg):
+            assert time.monotonic() < deadline, "accept() never failed:\n" + \
+                bg.log_path.read_text()[-3000:]
+            if len(clients) < 200:
+                clients.append(socket.create_connection(("127.0.0.1", listen), timeout=5))
+            time.sleep(0.01)
+        # A connection to the admin port waits in its backlog too.
+        clients.append(socket.create_connection(("127.0.0.1", port), timeout=5))
+        time.sleep(3)
+        failures = accept_failures(bg)
+        # One warning per listener per 10 s; the old code logged every retry.
+        assert len(failures) <= 4, f"{len(failures)} accept failures logged:\n" + \
+            "\n".join(failures[:10])
+        assert bg.proc.poll() is None
+    finally:
+        for c in clients:
+            c.close()
+    # Still at the low limit: the listeners are enabled again once busgate
+    # has closed the connections above.
+    w = KafkaWire(listen, timeout=10)
+    assert w.api_versions()
+    w.close()
+    assert http_get(f"http://127.0.0.1:{port}/healthz", timeout=10)[0] == 200
+    resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
 
 
 def test_invalid_config_refuses_to_start(tmp_path, keys):

@@ -1,6 +1,8 @@
 /* bg_util_bev_read_more: one read callback takes a whole burst from a socket
  * bufferevent (libevent 2.1 alone takes 4 KiB), leaves a drained socket
- * alone, and leaves end of stream for the bufferevent to report. */
+ * alone, and leaves end of stream for the bufferevent to report.
+ * bg_util_accept_guard: a listener out of descriptors pauses instead of
+ * failing accept() in a loop, warns once, and accepts again later. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -9,11 +11,16 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/listener.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "broker/log.h"
 #include "broker/util_net.h"
 
 typedef struct {
@@ -138,6 +145,106 @@ static void test_end_of_stream_still_reported(void **state)
     event_base_free(base);
 }
 
+typedef struct {
+    bg_util_accept_guard_t guard;
+    int accepted, failed;
+} bg_t_listen_t;
+
+static void bg_t_on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                           int len, void *arg)
+{
+    (void)l, (void)sa, (void)len;
+    ((bg_t_listen_t *)arg)->accepted++;
+    close(fd);
+}
+
+static void bg_t_on_listen_error(struct evconnlistener *l, void *arg)
+{
+    (void)l;
+    bg_t_listen_t *t = arg;
+    t->failed++;
+    bg_util_accept_guard_failed(&t->guard);
+}
+
+/* Runs up to n rounds of the loop without waiting. */
+static void bg_t_spin(struct event_base *base, int n)
+{
+    for (int i = 0; i < n; i++)
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+}
+
+/* Lines of the file at fd that contain needle. */
+static int bg_t_count_lines(int fd, const char *needle)
+{
+    static char text[65536];
+    ssize_t n = pread(fd, text, sizeof text - 1, 0);
+    text[n > 0 ? n : 0] = 0;
+    int count = 0;
+    for (char *line = strtok(text, "\n"); line; line = strtok(NULL, "\n"))
+        count += strstr(line, needle) != NULL;
+    return count;
+}
+
+/* With the soft limit at the lowest free descriptor number, the next
+ * accept() fails with EMFILE. Before the fix the error callback ran on
+ * every loop round (the connection stays in the backlog). */
+static void test_accept_guard_pauses_when_out_of_descriptors(void **state)
+{
+    (void)state;
+    struct event_base *base = event_base_new();
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bg_t_listen_t t = {0};
+    struct evconnlistener *l = evconnlistener_new_bind(base, bg_t_on_accept, &t,
+                                                       LEV_OPT_CLOSE_ON_FREE, 16,
+                                                       (struct sockaddr *)&sin, sizeof sin);
+    assert_non_null(l);
+    /* An hour: the test fires the resume timer itself, so nothing here
+     * depends on how fast the loop runs. */
+    assert_int_equal(bg_util_accept_guard_init(&t.guard, l, "test", 3600 * 1000), 0);
+    evconnlistener_set_error_cb(l, bg_t_on_listen_error);
+    socklen_t sl = sizeof sin;
+    assert_int_equal(getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&sin, &sl), 0);
+    int client = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(client, (struct sockaddr *)&sin, sizeof sin), 0); /* in the backlog */
+    FILE *log = tmpfile();
+    assert_non_null(log);
+    bg_log_set_fd(fileno(log));
+
+    struct rlimit old;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    int lowest = open("/dev/null", O_RDONLY);
+    assert_true(lowest >= 0);
+    close(lowest);
+    struct rlimit low = {(rlim_t)lowest, old.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    bg_t_spin(base, 50);
+    int failed_first = t.failed, paused = event_pending(t.guard.resume, EV_TIMEOUT, NULL);
+    event_active(t.guard.resume, EV_TIMEOUT, 1); /* the pause ends, still no descriptor */
+    bg_t_spin(base, 50);
+    int failed_again = t.failed, paused_again = event_pending(t.guard.resume, EV_TIMEOUT, NULL);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+
+    assert_int_equal(failed_first, 1);
+    assert_true(paused);
+    assert_int_equal(failed_again, 2);
+    assert_true(paused_again);
+    assert_int_equal(t.accepted, 0);
+    event_active(t.guard.resume, EV_TIMEOUT, 1); /* a descriptor is free now */
+    for (int i = 0; i < 50 && !t.accepted; i++)
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    assert_int_equal(t.accepted, 1);
+    assert_int_equal(t.failed, 2);
+    /* One warning for the two failures: the second is within the rate limit. */
+    bg_log_set_fd(2);
+    assert_int_equal(bg_t_count_lines(fileno(log), "accept failed: Too many open files"), 1);
+    fclose(log);
+    close(client);
+    bg_util_accept_guard_clear(&t.guard);
+    bg_util_accept_guard_clear(&t.guard); /* twice is harmless */
+    evconnlistener_free(l);
+    event_base_free(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -145,6 +252,7 @@ int main(void)
         cmocka_unit_test(test_bounded_by_max),
         cmocka_unit_test(test_small_read_left_alone),
         cmocka_unit_test(test_end_of_stream_still_reported),
+        cmocka_unit_test(test_accept_guard_pauses_when_out_of_descriptors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
