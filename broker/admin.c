@@ -71,10 +71,13 @@ static void bg_admin__route(struct evhttp_request *req, void *arg)
         bg_admin__reply(req, 200, "OK", "application/json", "{\"status\":\"ok\"}\n");
     } else if (plen == 7 && memcmp(uri, "/readyz", 7) == 0) {
         const char *why = "";
-        char body[256];
+        char body[512], reason[400];
+        size_t rlen = 0;
         int ok = a->ready(a->arg, &why);
+        /* A reason can carry configured text (an issuer's name). */
+        bg_json_escape_into(reason, sizeof reason, &rlen, why, strlen(why));
         snprintf(body, sizeof body, "{\"status\":\"%s\"%s%s%s}\n", ok ? "ready" : "not_ready",
-                 ok ? "" : ",\"reason\":\"", ok ? "" : why, ok ? "" : "\"");
+                 ok ? "" : ",\"reason\":\"", ok ? "" : reason, ok ? "" : "\"");
         bg_admin__reply(req, ok ? 200 : 503, ok ? "OK" : "Service Unavailable",
                         "application/json", body);
     } else if (plen == 8 && memcmp(uri, "/metrics", 8) == 0) {

@@ -81,6 +81,12 @@ bg_id_reason_t bg_identity_verify(bg_identity_t *id, const char *token, size_t l
  * passes; returns 0 if all issuers have keys. Used at start-up. */
 int bg_identity_wait_ready(bg_identity_t *id, int timeout_ms);
 
+/* The name (`issuer`) of the first issuer that has no usable key now (a
+ * jwks_url none of whose fetches has succeeded yet), or NULL when every
+ * issuer has keys: every token from such an issuer is refused. The string
+ * lives as long as id. Never waits for a fetch. Thread-safe. */
+const char *bg_identity_issuer_without_keys(bg_identity_t *id);
+
 /* Development/test helper behind `busgate token mint`: signs a JWT with the
  * private key PEM (RS256 for RSA keys, ES256 for P-256 keys). Returns a
  * malloc'd token or NULL with err filled. */

@@ -192,6 +192,17 @@ int bg_identity_wait_ready(bg_identity_t *id, int timeout_ms)
     return ok ? 0 : -1;
 }
 
+const char *bg_identity_issuer_without_keys(bg_identity_t *id)
+{
+    const char *missing = NULL;
+    pthread_mutex_lock(&id->mu);
+    for (size_t i = 0; i < id->nissuers && !missing; i++)
+        if (id->issuers[i].keys->jwks.nkeys == 0)
+            missing = id->issuers[i].issuer;
+    pthread_mutex_unlock(&id->mu);
+    return missing;
+}
+
 /* ---- construction ---- */
 
 static char *bg_identity__dup(const char *s, const char *dflt)

@@ -35,6 +35,7 @@ typedef struct bg_runtime_s {
     struct stat seen;    /* the config file as last loaded */
     struct stat changed; /* as last seen by the watcher when it differed from seen */
     const bg_config_t *boot_cfg; /* the start-up configuration, held for the whole run */
+    char ready_reason[320];      /* /readyz's reason when it is composed */
 } bg_runtime_t;
 
 static void bg_runtime__log_errors(const bg_config_errors_t *errs)
@@ -179,6 +180,21 @@ static void bg_runtime__on_term(evutil_socket_t sig, short what, void *arg)
         event_base_loopbreak(rt->base);
 }
 
+/* Every token from an issuer without keys is refused (its jwks_url has not
+ * answered yet): a pod that cannot log those callers in is not ready. */
+static int bg_runtime__identity_ready(bg_runtime_t *rt, const char **reason)
+{
+    bg_snapshot_t *s = bg_snapshot_acquire();
+    const char *iss = s ? bg_identity_issuer_without_keys(s->identity) : NULL;
+    if (iss) {
+        snprintf(rt->ready_reason, sizeof rt->ready_reason, "identity: no keys for issuer %s",
+                 iss);
+        *reason = rt->ready_reason;
+    }
+    bg_snapshot_release(s);
+    return iss == NULL;
+}
+
 static int bg_runtime__ready(void *arg, const char **reason)
 {
     bg_runtime_t *rt = arg;
@@ -190,6 +206,8 @@ static int bg_runtime__ready(void *arg, const char **reason)
         *reason = "audit pipeline cannot take events";
         return 0;
     }
+    if (!bg_runtime__identity_ready(rt, reason))
+        return 0;
     for (size_t i = 0; i < rt->nactive; i++)
         if (rt->active[i]->ready && !rt->active[i]->ready(rt->globals[i])) {
             *reason = rt->active[i]->name;

@@ -1,12 +1,14 @@
 """The busgate process and its command line: check, explain, token,
 run with the admin listener, reload on SIGHUP and on file change, drain on
 SIGTERM. No broker needed."""
+import http.server
 import json
 import os
 import re
 import resource
 import signal
 import socket
+import threading
 import time
 
 import pytest
@@ -326,6 +328,52 @@ def test_out_of_descriptors_pauses_accepting(start_busgate, keys):
     w.close()
     assert http_get(f"http://127.0.0.1:{port}/healthz", timeout=10)[0] == 200
     resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def serve_file(port, path):
+    """An HTTP server on 127.0.0.1:port answering every GET with the file."""
+    body = path.read_bytes()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+    httpd = http.server.HTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+def test_readyz_not_ready_while_an_issuer_has_no_keys(start_busgate, keys):
+    """An issuer whose jwks_url has not answered has no keys, so every token
+    from it is refused: /readyz says 503 and names the issuer until a fetch
+    succeeds."""
+    port, jwks_port = free_port(), free_port()  # nothing listens on jwks_port yet
+    other = "https://idp-b.test.example"
+    text = config(keys[1], port, RULE_READ).replace("policy:", f"""    - issuer: {other}
+      audiences: [busgate]
+      jwks_url: http://127.0.0.1:{jwks_port}/jwks
+      jwks_refresh: 1s
+policy:""", 1)
+    bg = start_busgate(text, wait_for_port=port)
+    status, body = http_get(f"http://127.0.0.1:{port}/readyz")
+    assert status == 503, body
+    doc = json.loads(body)
+    assert doc["status"] == "not_ready" and other in doc["reason"], doc
+    httpd = serve_file(jwks_port, keys[1])
+    try:
+        deadline = time.monotonic() + 20
+        while http_get(f"http://127.0.0.1:{port}/readyz")[0] != 200:
+            assert time.monotonic() < deadline, bg.log_path.read_text()[-2000:]
+            time.sleep(0.1)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def test_invalid_config_refuses_to_start(tmp_path, keys):

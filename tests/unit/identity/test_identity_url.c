@@ -193,6 +193,7 @@ static void test_rotation(void **state)
     srv_start(&s, set1);
     bg_identity_t *id = new_url(s.port, 3600 * 1000);
     assert_int_equal(bg_identity_wait_ready(id, 5000), 0);
+    assert_null(bg_identity_issuer_without_keys(id));
     assert_int_equal(verify(id, t1), BG_ID_OK);
     assert_int_equal(srv_requests(&s), 1);
 
@@ -345,6 +346,7 @@ static void test_wait_ready_unreachable(void **state)
     bg_identity_t *id = new_url(ntohs(a.sin_port), 60000);
     assert_int_equal(bg_identity_wait_ready(id, 3000), -1);
     assert_int_equal(bg_identity_fetch_count(id, 0), 1);
+    assert_string_equal(bg_identity_issuer_without_keys(id), ISS); /* /readyz names it */
     /* Nothing loaded: every kid is unknown, and free() does not hang. */
     EVP_PKEY *k = idt_rsa();
     char *t = idt_token("{\"alg\":\"RS256\",\"kid\":\"k1\"}", CLAIMS, "RS256", k, NULL, 0);
@@ -392,12 +394,15 @@ static void test_reload_keeps_keys(void **state)
     /* Another URL is another key source: nothing carried over. */
     bg_identity_t *id3 = new_url_after(s.port, "/other", 3600 * 1000, id2);
     assert_int_equal(bg_identity_wait_ready(id3, 5000), -1);
+    assert_string_equal(bg_identity_issuer_without_keys(id3), ISS);
+    assert_null(bg_identity_issuer_without_keys(id2));
     assert_int_equal(verify(id3, t1), BG_ID_UNKNOWN_KID);
     assert_int_equal(srv_requests(&s), 2);
     /* Back up: the new source's keys arrive with the next fetch. */
     srv_set(&s, 200, set1);
     bg_identity_set_kid_refresh_interval(id3, 0);
     assert_int_equal(verify_until_ok(id3, t1), BG_ID_OK);
+    assert_null(bg_identity_issuer_without_keys(id3));
 
     bg_identity_free(id3);
     bg_identity_free(id2);
