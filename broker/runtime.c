@@ -1,6 +1,7 @@
 #include "broker/runtime.h"
 
 #include <event2/event.h>
+#include <event2/thread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -410,6 +411,13 @@ int bg_runtime_run(const char *path, const bg_adapter_t *const *adapters, size_t
 {
     bg_runtime_t rt = {.path = path};
     int rc = 2;
+    /* Before any event_base exists (libevent's rule; its debug mode aborts
+     * otherwise): only bases created after it get the locks that let the
+     * main thread wake a worker's loop. */
+    if (evthread_use_pthreads() != 0) {
+        bg_log_error("runtime", "cannot enable libevent's thread support");
+        return 2;
+    }
     signal(SIGPIPE, SIG_IGN);
     rt.pm.start_time = (int64_t)time(NULL);
     bg_runtime__remember_file(&rt);

@@ -1,7 +1,6 @@
 #include "broker/worker.h"
 
 #include <event2/event.h>
-#include <event2/thread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -134,7 +133,7 @@ bg_worker_t *bg_workers_start(int n, const bg_adapter_t *const *adapters, void *
     static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
     int started = 0, launched = 0, failed = 0;
     bg_worker_t *ws = calloc((size_t)n, sizeof *ws);
-    if (!ws || evthread_use_pthreads() != 0) {
+    if (!ws) {
         snprintf(err, errlen, "out of memory");
         free(ws);
         return NULL;

@@ -42,7 +42,9 @@ struct bg_worker_s {
 
 /* Starts n workers running the given adapters. Blocks until every worker has
  * opened its listeners. Returns the array, or NULL with err filled (then no
- * worker is left running). */
+ * worker is left running). libevent's threading must be on already
+ * (evthread_use_pthreads before any event_base: bg_runtime_run does it
+ * first): other threads wake a worker's base. */
 bg_worker_t *bg_workers_start(int n, const bg_adapter_t *const *adapters, void *const *globals,
                               size_t nadapters, struct bg_audit_s *audit, const char *instance,
                               char *err, size_t errlen);

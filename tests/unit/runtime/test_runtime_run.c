@@ -1,0 +1,126 @@
+/* bg_runtime_run as a whole, in-process and without adapters: it starts,
+ * serves its main loop and stops on SIGTERM with status 0 — with libevent's
+ * debug mode on, which aborts when thread support is enabled after an
+ * event_base already exists. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <event2/event.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "broker/log.h"
+#include "broker/runtime.h"
+
+typedef struct {
+    int log_fd;          /* read end of the log pipe */
+    const char *after;   /* send the signals once a log line contains this */
+    int signals;         /* how many SIGTERMs to send */
+    int sent;
+} bg_t_stopper_t;
+
+static long long bg_t_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Reads the log (at most 30 s) until `after` shows, then sends the signals,
+ * and keeps draining the pipe until it closes so busgate never blocks on it. */
+static void *bg_t_stopper(void *arg)
+{
+    bg_t_stopper_t *st = arg;
+    static char text[1 << 16];
+    size_t len = 0;
+    long long deadline = bg_t_now_ms() + 30000;
+    while (bg_t_now_ms() < deadline) {
+        struct pollfd p = {.fd = st->log_fd, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        char buf[4096];
+        ssize_t n = read(st->log_fd, buf, sizeof buf);
+        if (n <= 0)
+            break;
+        if (len + (size_t)n < sizeof text) {
+            memcpy(text + len, buf, (size_t)n);
+            len += (size_t)n;
+            text[len] = 0;
+        }
+        if (!st->sent && strstr(text, st->after)) {
+            for (int i = 0; i < st->signals; i++)
+                kill(getpid(), SIGTERM);
+            st->sent = 1;
+        }
+    }
+    return NULL;
+}
+
+/* Writes a configuration without adapters into a temporary file. */
+static void bg_t_config(char *path, size_t cap)
+{
+    const char *src = getenv("BG_SOURCE_DIR");
+    assert_non_null(src);
+    snprintf(path, cap, "/tmp/bg_t_runtime_XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f,
+            "workers: 1\n"
+            "identity:\n"
+            "  issuers:\n"
+            "    - issuer: busgate-dev\n"
+            "      audiences: [busgate]\n"
+            "      jwks_file: %s/examples/jwks.json\n"
+            "policy:\n"
+            "  default: deny\n",
+            src);
+    fclose(f);
+}
+
+/* Runs busgate until `after` is logged, sends `signals` SIGTERMs, returns
+ * bg_runtime_run's status. */
+static int bg_t_run(const char *after, int signals)
+{
+    char path[64];
+    bg_t_config(path, sizeof path);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    bg_log_set_fd(p[1]);
+    bg_t_stopper_t st = {.log_fd = p[0], .after = after, .signals = signals};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, bg_t_stopper, &st), 0);
+    int rc = bg_runtime_run(path, NULL, 0);
+    bg_log_set_fd(2);
+    close(p[1]);
+    pthread_join(th, NULL);
+    close(p[0]);
+    unlink(path);
+    assert_true(st.sent);
+    return rc;
+}
+
+static void test_starts_and_stops_in_debug_mode(void **state)
+{
+    (void)state;
+    assert_int_equal(bg_t_run("busgate running", 1), 0);
+}
+
+int main(void)
+{
+    /* Before anything of libevent's: debug mode checks the order of what
+     * bg_runtime_run sets up. */
+    event_enable_debug_mode();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_starts_and_stops_in_debug_mode),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
