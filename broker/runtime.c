@@ -407,14 +407,38 @@ static void bg_runtime__raise_nofile(void)
         bg_log_info("runtime", "open file limit: %llu", (unsigned long long)rl.rlim_cur);
 }
 
+/* Turns on libevent's thread support, before any event_base exists
+ * (libevent's rule; its debug mode aborts otherwise): only bases created
+ * after it get the locks that let the main thread wake a worker's loop.
+ * Once per process: a second set-up after a base exists is refused too. */
+static int bg_runtime__threads(void)
+{
+    static int on;
+    if (!on && evthread_use_pthreads() == 0)
+        on = 1;
+    return on ? 0 : -1;
+}
+
+/* Runs the main loop until a drain has finished: 0. If the loop itself
+ * fails, nothing is left to watch signals or the drain, so the workers are
+ * told to stop at once (if no drain was asked for yet) and the status is 2. */
+static int bg_runtime__loop(bg_runtime_t *rt)
+{
+    if (event_base_loop(rt->base, EVLOOP_NO_EXIT_ON_EMPTY) >= 0)
+        return 0;
+    bg_log_error("runtime", "the main event loop failed: stopping the workers");
+    if (!rt->draining) {
+        rt->draining = 1;
+        bg_workers_drain(rt->workers, rt->nworkers, 0);
+    }
+    return 2;
+}
+
 int bg_runtime_run(const char *path, const bg_adapter_t *const *adapters, size_t nadapters)
 {
     bg_runtime_t rt = {.path = path};
     int rc = 2;
-    /* Before any event_base exists (libevent's rule; its debug mode aborts
-     * otherwise): only bases created after it get the locks that let the
-     * main thread wake a worker's loop. */
-    if (evthread_use_pthreads() != 0) {
+    if (bg_runtime__threads() != 0) {
         bg_log_error("runtime", "cannot enable libevent's thread support");
         return 2;
     }
@@ -464,11 +488,10 @@ int bg_runtime_run(const char *path, const bg_adapter_t *const *adapters, size_t
     }
     bg_log_info("runtime", "busgate running: %d worker(s), %zu adapter(s), config %s", rt.nworkers,
                 rt.nactive, path);
-    event_base_loop(rt.base, EVLOOP_NO_EXIT_ON_EMPTY);
+    rc = bg_runtime__loop(&rt);
     bg_workers_join(rt.workers, rt.nworkers);
     rt.workers = NULL;
     bg_log_info("runtime", "stopped");
-    rc = 0;
 done:
     bg_admin_stop(rt.admin);
     bg_runtime__free_adapters(&rt);

@@ -9,7 +9,8 @@
  * exit 0). SIGHUP, or a change of the file's contents, reloads: an invalid
  * new file keeps the old configuration running and logs every error.
  * adapters: the protocol adapters linked into this binary. Returns the
- * process exit status (0 clean stop, 1 bad configuration, 2 start failure). */
+ * process exit status (0 clean stop, 1 bad configuration, 2 start failure or
+ * a failed main loop). */
 int bg_runtime_run(const char *path, const bg_adapter_t *const *adapters, size_t nadapters);
 
 #endif

@@ -1,7 +1,8 @@
 /* bg_runtime_run as a whole, in-process and without adapters: it starts,
  * serves its main loop and stops on SIGTERM with status 0 — with libevent's
  * debug mode on, which aborts when thread support is enabled after an
- * event_base already exists. */
+ * event_base already exists; when its main loop fails it stops the workers
+ * and returns 2 (it used to wait for them for ever). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -11,6 +12,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +21,20 @@
 
 #include "broker/log.h"
 #include "broker/runtime.h"
+
+/* Linked with --wrap=event_base_loop: while bg_t_fail_main_loop is set, the
+ * loop run on the test's main thread (bg_runtime_run's) fails at once;
+ * workers' loops run as usual. */
+int __real_event_base_loop(struct event_base *base, int flags);
+static atomic_int bg_t_fail_main_loop;
+static pthread_t bg_t_main_thread;
+
+int __wrap_event_base_loop(struct event_base *base, int flags)
+{
+    if (atomic_load(&bg_t_fail_main_loop) && pthread_equal(pthread_self(), bg_t_main_thread))
+        return -1;
+    return __real_event_base_loop(base, flags);
+}
 
 typedef struct {
     int log_fd;          /* read end of the log pipe */
@@ -114,13 +130,24 @@ static void test_starts_and_stops_in_debug_mode(void **state)
     assert_int_equal(bg_t_run("busgate running", 1), 0);
 }
 
+static void test_failed_main_loop_stops_workers(void **state)
+{
+    (void)state;
+    atomic_store(&bg_t_fail_main_loop, 1);
+    int rc = bg_t_run("busgate running", 0);
+    atomic_store(&bg_t_fail_main_loop, 0);
+    assert_int_equal(rc, 2);
+}
+
 int main(void)
 {
+    bg_t_main_thread = pthread_self();
     /* Before anything of libevent's: debug mode checks the order of what
      * bg_runtime_run sets up. */
     event_enable_debug_mode();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_starts_and_stops_in_debug_mode),
+        cmocka_unit_test(test_failed_main_loop_stops_workers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
