@@ -32,7 +32,7 @@ typedef struct bg_runtime_s {
     bg_admin_t *admin;
     bg_audit_t *audit;
     bg_process_metrics_t pm;
-    int draining;
+    int draining; /* 1 draining; 2 and more: asked again, stopping now */
     struct stat seen;    /* the config file as last loaded */
     struct stat changed; /* as last seen by the watcher when it differed from seen */
     const bg_config_t *boot_cfg; /* the start-up configuration, held for the whole run */
@@ -167,11 +167,20 @@ static void bg_runtime__on_stop_poll(evutil_socket_t fd, short what, void *arg)
         event_base_loopbreak(rt->base);
 }
 
+/* The first SIGTERM/SIGINT drains; a second one during the drain stops
+ * now: sessions still open are closed, the audit pipeline still flushes. */
 static void bg_runtime__on_term(evutil_socket_t sig, short what, void *arg)
 {
     bg_runtime_t *rt = arg;
-    if (rt->draining)
+    if (rt->draining) {
+        if (rt->draining == 1) {
+            rt->draining = 2;
+            bg_log_warn("runtime", "signal %d again: stopping now, closing open sessions",
+                        (int)sig);
+            bg_workers_drain(rt->workers, rt->nworkers, 0);
+        }
         return;
+    }
     rt->draining = 1;
     bg_log_info("runtime", "signal %d: draining (up to %d ms)", (int)sig, BG_RUNTIME_DRAIN_GRACE_MS);
     bg_workers_drain(rt->workers, rt->nworkers, BG_RUNTIME_DRAIN_GRACE_MS);
@@ -421,16 +430,14 @@ static int bg_runtime__threads(void)
 
 /* Runs the main loop until a drain has finished: 0. If the loop itself
  * fails, nothing is left to watch signals or the drain, so the workers are
- * told to stop at once (if no drain was asked for yet) and the status is 2. */
+ * told to stop at once (also cutting a drain short) and the status is 2. */
 static int bg_runtime__loop(bg_runtime_t *rt)
 {
     if (event_base_loop(rt->base, EVLOOP_NO_EXIT_ON_EMPTY) >= 0)
         return 0;
     bg_log_error("runtime", "the main event loop failed: stopping the workers");
-    if (!rt->draining) {
-        rt->draining = 1;
-        bg_workers_drain(rt->workers, rt->nworkers, 0);
-    }
+    rt->draining = 2;
+    bg_workers_drain(rt->workers, rt->nworkers, 0);
     return 2;
 }
 

@@ -28,7 +28,7 @@ static void bg_worker__drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     bg_worker_t *w = arg;
     size_t open = bg_worker__sessions(w);
-    if (open == 0 || bg_worker__now_ms() >= w->drain_deadline_ms) {
+    if (open == 0 || bg_worker__now_ms() >= atomic_load(&w->drain_deadline_ms)) {
         if (open)
             bg_log_warn("worker", "worker %d: drain deadline passed with %zu session(s) open",
                         w->index, open);
@@ -36,19 +36,23 @@ static void bg_worker__drain_tick(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* The first request stops accepting and asks the sessions to finish; a
+ * later one (an earlier deadline) only checks the deadline again at once. */
 static void bg_worker__drain_cb(evutil_socket_t fd, short what, void *arg)
 {
     bg_worker_t *w = arg;
-    for (size_t i = 0; i < w->nadapters; i++)
-        if (w->state[i] && w->adapters[i]->worker_drain)
-            w->adapters[i]->worker_drain(w->state[i]);
-    struct timeval tv = {0, 50 * 1000};
-    w->drain_timer = event_new(w->base, -1, EV_PERSIST, bg_worker__drain_tick, w);
     if (!w->drain_timer) {
-        event_base_loopbreak(w->base);
-        return;
+        for (size_t i = 0; i < w->nadapters; i++)
+            if (w->state[i] && w->adapters[i]->worker_drain)
+                w->adapters[i]->worker_drain(w->state[i]);
+        struct timeval tv = {0, 50 * 1000};
+        w->drain_timer = event_new(w->base, -1, EV_PERSIST, bg_worker__drain_tick, w);
+        if (!w->drain_timer) {
+            event_base_loopbreak(w->base);
+            return;
+        }
+        event_add(w->drain_timer, &tv);
     }
-    event_add(w->drain_timer, &tv);
     bg_worker__drain_tick(-1, 0, w);
 }
 
@@ -177,7 +181,9 @@ void bg_workers_drain(bg_worker_t *ws, int n, int grace_ms)
 {
     long long deadline = bg_worker__now_ms() + grace_ms;
     for (int i = 0; i < n; i++) {
-        ws[i].drain_deadline_ms = deadline;
+        long long cur = atomic_load(&ws[i].drain_deadline_ms);
+        if (cur == 0 || deadline < cur) /* 0: no drain asked for yet */
+            atomic_store(&ws[i].drain_deadline_ms, deadline);
         event_active(ws[i].drain_ev, 0, 0);
     }
 }

@@ -31,7 +31,7 @@ struct bg_worker_s {
     void *state[BG_MAX_ADAPTERS];
     struct event *drain_ev;
     struct event *drain_timer;
-    long long drain_deadline_ms;
+    _Atomic long long drain_deadline_ms; /* monotonic; 0 until a drain is asked for */
     _Atomic int done; /* set by the worker thread when its loop ended */
     int start_rc;
     char start_err[256];
@@ -50,7 +50,9 @@ bg_worker_t *bg_workers_start(int n, const bg_adapter_t *const *adapters, void *
                               char *err, size_t errlen);
 
 /* Asks every worker to drain: stop accepting, let sessions finish within
- * grace_ms, then end its loop. Returns immediately; any thread. */
+ * grace_ms, then end its loop (closing what is still open). Asked again,
+ * an earlier deadline replaces the running one (grace 0: stop now); a
+ * later one is ignored. Returns immediately; main thread. */
 void bg_workers_drain(bg_worker_t *w, int n, int grace_ms);
 
 /* 1 when every worker's loop has ended (after a drain). Any thread. */

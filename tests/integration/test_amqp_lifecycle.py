@@ -1,6 +1,7 @@
 """The life of an AMQP connection through busgate: heartbeats kept on each
 leg, token expiry and connection.update-secret, and the broker restarted
 under a connected client."""
+import signal
 import time
 
 import pika.exceptions as pex
@@ -128,3 +129,26 @@ def free_port_pair():
                 except OSError:
                     continue
     return 35772
+
+
+def test_second_sigterm_stops_at_once(start_busgate, tmp_path):
+    """SIGTERM drains: an open client gets connection.close 320 and busgate
+    waits for its close-ok (up to 5 s). A second SIGTERM stops at once: the
+    worker closes the session that is still open and busgate exits 0 (the
+    second signal used to be ignored)."""
+    issuer = Issuer(tmp_path / "keys")
+    text, ports = busgate_config(tmp_path, issuer, POLICY)
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    # An idle pika connection reads nothing until it is used: it never
+    # answers busgate's connection.close.
+    conn = connect(ports["listen"], issuer.mint("alice", ["apps"]))
+    assert conn.is_open
+    bg.signal(signal.SIGTERM)
+    assert bg.wait_log(lambda l: "busgate is shutting down" in l["msg"], timeout=5), \
+        bg.log_path.read_text()[-2000:]
+    bg.signal(signal.SIGTERM)
+    assert bg.proc.wait(timeout=30) == 0
+    msgs = [l["msg"] for l in bg.log_lines()]
+    assert "signal 15 again: stopping now, closing open sessions" in msgs, msgs
+    assert any(m.endswith("drain deadline passed with 1 session(s) open") for m in msgs), msgs
+    assert msgs[-1] == "stopped", msgs
