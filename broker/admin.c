@@ -62,6 +62,7 @@ static void bg_admin__route(struct evhttp_request *req, void *arg)
     const char *uri = evhttp_request_get_uri(req);
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
     if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
         bg_admin__reply(req, 405, "Method Not Allowed", "application/json",
                         "{\"error\":\"method not allowed\"}\n");
         return;
@@ -104,9 +105,17 @@ bg_admin_t *bg_admin_start(struct event_base *base, const bg_addr_t *addr, bg_ad
     }
     a->ready = ready, a->metrics = metrics, a->arg = arg;
     evhttp_set_gencb(a->http, bg_admin__route, a);
-    evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST);
+    /* Every method libevent knows reaches the router, which serves GET and
+     * HEAD and answers the others 405 with Allow (libevent alone would say
+     * 501 without it, after reading the body); an unknown method still
+     * gets libevent's 501. No route takes a body: a request that announces
+     * one is refused (413) before any of it is read. */
+    evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+                                            EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
+                                            EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
+                                            EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
     evhttp_set_max_headers_size(a->http, 16384);
-    evhttp_set_max_body_size(a->http, 65536);
+    evhttp_set_max_body_size(a->http, 0);
     evhttp_set_timeout(a->http, 30);
     struct evhttp_bound_socket *bound = evhttp_bind_socket_with_handle(a->http, addr->host,
                                                                        addr->port);

@@ -1,5 +1,6 @@
 /* Admin HTTP listener (libevent evhttp on the main thread's event_base):
- * GET /healthz, /readyz, /metrics. Later: /v1/approvals. */
+ * GET (and HEAD) /healthz, /readyz, /metrics; other methods 405, request
+ * bodies refused unread. Later: /v1/approvals. */
 #ifndef BG_ADMIN_H
 #define BG_ADMIN_H
 

@@ -165,6 +165,38 @@ def test_admin_endpoints_and_json_logs(start_busgate, keys):
         assert {"time", "level", "module", "msg"} <= set(line)
 
 
+def raw_http(port, request, timeout=5):
+    """Sends request bytes and returns (status, {header: value}) of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    head = data.split(b"\r\n\r\n")[0].decode().split("\r\n")
+    headers = dict(l.split(": ", 1) for l in head[1:] if ": " in l)
+    return int(head[0].split()[1]), headers
+
+
+def test_admin_only_get_and_head(start_busgate, keys):
+    """No admin route takes a body: other methods get 405 with Allow, and a
+    request announcing a body is answered without busgate waiting for it
+    (the body is never sent here)."""
+    port = free_port()
+    start_busgate(config(keys[1], port, RULE_READ), wait_for_port=port)
+    for method in ("PUT", "DELETE", "OPTIONS", "POST"):
+        status, headers = raw_http(port, f"{method} /readyz HTTP/1.1\r\nHost: x\r\n"
+                                         "Content-Length: 0\r\n\r\n".encode())
+        assert status == 405 and headers.get("Allow") == "GET, HEAD", (method, status, headers)
+    status, _ = raw_http(port, b"POST /readyz HTTP/1.1\r\nHost: x\r\n"
+                               b"Content-Length: 60000\r\n\r\n")
+    assert status == 413
+    assert raw_http(port, b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 200
+    assert raw_http(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")[0] == 200
+
+
 def test_reload_keeps_old_config_on_error_then_applies_good(start_busgate, keys):
     port = free_port()
     text = config(keys[1], port, RULE_READ)
