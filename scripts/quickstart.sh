@@ -38,11 +38,19 @@ cleanup() {
   fi
 }
 trap cleanup EXIT
+fail_with_log() { # fail_with_log MESSAGE: the end of busgate's log, the message, exit 1
+  tail -n 30 "$log" >&2
+  echo "$1" >&2
+  exit 1
+}
+ready=0
 for _ in $(seq 1 100); do
-  curl -sf http://127.0.0.1:19180/readyz >/dev/null 2>&1 && break
-  kill -0 "$pid" 2>/dev/null || { cat "$log"; echo "busgate did not start" >&2; exit 1; }
+  if curl -sf http://127.0.0.1:19180/readyz >/dev/null 2>&1; then ready=1; break; fi
+  kill -0 "$pid" 2>/dev/null || fail_with_log "busgate did not start"
   sleep 0.1
 done
+[ "$ready" = 1 ] || fail_with_log "busgate is not ready after 10 s: \
+$(curl -s http://127.0.0.1:19180/readyz 2>&1 || echo "/readyz did not answer")"
 
 mint() { # mint SUB GROUPS: a development token (tests and demos only)
   $bg token mint --key examples/dev-signing-key.pem --kid busgate-dev --iss busgate-dev \
@@ -86,7 +94,19 @@ busgate is running:
 TXT
 if [ "$keep_running" = 1 ]; then
   echo "Press Ctrl-C to stop."
-  wait "$pid"
+  # Ctrl-C reaches busgate too (same process group): it drains and exits by
+  # itself, and a second Ctrl-C makes it stop at once. Without the trap this
+  # shell would exit at the first one, as if something had failed. wait
+  # returns early on a trapped signal: wait again until busgate is gone (an
+  # exited but unwaited child still answers kill -0).
+  trap 'echo " stopping busgate (Ctrl-C again to stop at once)"' INT
+  while :; do
+    wait "$pid" && status=0 || status=$?
+    kill -0 "$pid" 2>/dev/null || break
+  done
+  trap - INT
+  [ "$status" = 0 ] || fail_with_log "busgate exited with status $status"
+  echo "busgate stopped."
 else
   echo "(no terminal or --demo: stopping busgate; run scripts/quickstart.sh in a terminal to keep it)"
 fi
