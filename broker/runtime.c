@@ -37,6 +37,7 @@ typedef struct bg_runtime_s {
     struct stat changed; /* as last seen by the watcher when it differed from seen */
     const bg_config_t *boot_cfg; /* the start-up configuration, held for the whole run */
     char ready_reason[320];      /* /readyz's reason when it is composed */
+    int identity_was_ready;      /* every issuer has had keys once */
 } bg_runtime_t;
 
 static void bg_runtime__log_errors(const bg_config_errors_t *errs)
@@ -191,9 +192,15 @@ static void bg_runtime__on_term(evutil_socket_t sig, short what, void *arg)
 }
 
 /* Every token from an issuer without keys is refused (its jwks_url has not
- * answered yet): a pod that cannot log those callers in is not ready. */
+ * answered yet): a pod starting up that cannot log those callers in is not
+ * ready. Once every issuer has had keys, a reload that adds an unreachable
+ * one is logged, not reported here: the same reload reaches every pod, and
+ * readiness failing everywhere would take the whole fleet, and the callers
+ * of every other issuer, out of rotation. */
 static int bg_runtime__identity_ready(bg_runtime_t *rt, const char **reason)
 {
+    if (rt->identity_was_ready)
+        return 1;
     bg_snapshot_t *s = bg_snapshot_acquire();
     const char *iss = s ? bg_identity_issuer_without_keys(s->identity) : NULL;
     if (iss) {
@@ -202,6 +209,7 @@ static int bg_runtime__identity_ready(bg_runtime_t *rt, const char **reason)
         *reason = rt->ready_reason;
     }
     bg_snapshot_release(s);
+    rt->identity_was_ready = s && iss == NULL;
     return iss == NULL;
 }
 

@@ -384,7 +384,9 @@ def serve_file(port, path):
 def test_readyz_not_ready_while_an_issuer_has_no_keys(start_busgate, keys):
     """An issuer whose jwks_url has not answered has no keys, so every token
     from it is refused: /readyz says 503 and names the issuer until a fetch
-    succeeds."""
+    succeeds. Once ready, a reload adding an unreachable issuer leaves
+    /readyz at 200 (the same reload reaching every instance must not take
+    them all out of rotation)."""
     port, jwks_port = free_port(), free_port()  # nothing listens on jwks_port yet
     other = "https://idp-b.test.example"
     text = config(keys[1], port, RULE_READ).replace("policy:", f"""    - issuer: {other}
@@ -403,6 +405,17 @@ policy:""", 1)
         while http_get(f"http://127.0.0.1:{port}/readyz")[0] != 200:
             assert time.monotonic() < deadline, bg.log_path.read_text()[-2000:]
             time.sleep(0.1)
+        third = "https://idp-c.test.example"
+        bg.config_path.write_text(text.replace("policy:", f"""    - issuer: {third}
+      audiences: [busgate]
+      jwks_url: http://127.0.0.1:{free_port()}/jwks
+policy:""", 1))
+        bg.signal(signal.SIGHUP)
+        assert bg.wait_log(lambda l: l["msg"].startswith("reloaded"), timeout=20), \
+            bg.log_path.read_text()[-2000:]
+        assert bg.wait_log(lambda l: "no keys yet" in l["msg"], timeout=1)  # said, not hidden
+        status, body = http_get(f"http://127.0.0.1:{port}/readyz")
+        assert status == 200, body
     finally:
         httpd.shutdown()
         httpd.server_close()
