@@ -424,6 +424,18 @@ static void bg_runtime__raise_nofile(void)
         bg_log_info("runtime", "open file limit: %llu", (unsigned long long)rl.rlim_cur);
 }
 
+/* libevent's own messages (its warnings about sockets, evhttp, epoll) go
+ * through busgate's logger: plain text on stderr would break the one JSON
+ * object per line that log collectors read. */
+static void bg_runtime__libevent_log(int severity, const char *msg)
+{
+    bg_log_level_t l = severity == EVENT_LOG_DEBUG ? BG_LOG_DEBUG
+                       : severity == EVENT_LOG_MSG ? BG_LOG_INFO
+                       : severity == EVENT_LOG_WARN ? BG_LOG_WARN
+                                                    : BG_LOG_ERROR;
+    bg_log_fields(l, "libevent", NULL, 0, "%s", msg);
+}
+
 /* Turns on libevent's thread support, before any event_base exists
  * (libevent's rule; its debug mode aborts otherwise): only bases created
  * after it get the locks that let the main thread wake a worker's loop.
@@ -453,6 +465,7 @@ int bg_runtime_run(const char *path, const bg_adapter_t *const *adapters, size_t
 {
     bg_runtime_t rt = {.path = path};
     int rc = 2;
+    event_set_log_callback(bg_runtime__libevent_log);
     if (bg_runtime__threads() != 0) {
         bg_log_error("runtime", "cannot enable libevent's thread support");
         return 2;
