@@ -27,6 +27,7 @@ struct bg_util_splice_s {
     int busy;
     bg_util_splice_done_fn done;
     void *arg;
+    int wr_timeout_ms; /* longest wait for the destination to take bytes; 0: none */
 };
 
 static void bg_util_splice__close_pipe(bg_util_splice_t *sp)
@@ -94,9 +95,11 @@ static ssize_t bg_util_splice__step(bg_util_splice_t *sp, int from, int to, size
             return n;
         if (errno == EINTR)
             continue;
+        struct timeval tv = {sp->wr_timeout_ms / 1000, (sp->wr_timeout_ms % 1000) * 1000};
+        int timed = ev == sp->wr && sp->wr_timeout_ms > 0;
         if (errno != EAGAIN)
             bg_util_splice__finish(sp, fail, errno);
-        else if (event_add(ev, NULL) != 0)
+        else if (event_add(ev, timed ? &tv : NULL) != 0)
             bg_util_splice__finish(sp, fail, ENOMEM);
         return -1;
     }
@@ -148,8 +151,16 @@ static void bg_util_splice__pump(bg_util_splice_t *sp)
 static void bg_util_splice__on_event(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
-    (void)what;
+    if (what & EV_TIMEOUT) { /* only the destination's wait has one */
+        bg_util_splice__finish(arg, BG_UTIL_SPLICE_DST_ERROR, ETIMEDOUT);
+        return;
+    }
     bg_util_splice__pump(arg);
+}
+
+void bg_util_splice_set_write_timeout(bg_util_splice_t *sp, int ms)
+{
+    sp->wr_timeout_ms = ms > 0 ? ms : 0;
 }
 
 bg_util_splice_t *bg_util_splice_new(struct event_base *base)

@@ -49,6 +49,11 @@ void bg_util_splice_free(bg_util_splice_t *sp);
 int bg_util_splice_start(bg_util_splice_t *sp, int src, int dst, uint64_t n,
                          bg_util_splice_done_fn done, void *arg);
 
+/* The longest a relay waits for the destination to take more bytes (0,
+ * the default: no limit); past it the relay ends with DST_ERROR and
+ * ETIMEDOUT. A peer that stops reading cannot hold the relay for ever. */
+void bg_util_splice_set_write_timeout(bg_util_splice_t *sp, int ms);
+
 /* 1 while a relay runs. */
 int bg_util_splice_busy(const bg_util_splice_t *sp);
 /* Bytes the running (or last) relay has written to the destination so far. */

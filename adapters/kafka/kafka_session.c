@@ -889,6 +889,10 @@ static int bg_kafka__on_upstream_spliced(void *arg, uint64_t n, int err)
     bg_metric_add(&s->kw->w->metrics.bytes_spliced[BG_PROTO_KAFKA], n);
     if (err < 0)
         return 0; /* the upstream reports its failure next */
+    if (err == ETIMEDOUT) {
+        bg_kafka_session_close(s, 0, "idle timeout: the client reads no responses");
+        return -1;
+    }
     if (err) {
         char msg[200];
         snprintf(msg, sizeof msg, "cannot send a response to the client: %s", strerror(err));

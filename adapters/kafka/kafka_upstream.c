@@ -380,6 +380,10 @@ static int bg_kafka_up__try_splice(bg_kafka_up_t *u)
         return 0;
     if (!u->splice && !(u->splice = bg_util_splice_new(bufferevent_get_base(u->bev))))
         return 0;
+    /* A client that stops taking the response is closed after idle_timeout,
+     * as the buffered relay's write timeout would close it. */
+    int64_t idle = u->g->cfg->kafka.idle_timeout_ms;
+    bg_util_splice_set_write_timeout(u->splice, idle > INT32_MAX ? INT32_MAX : (int)idle);
     if (bg_util_splice_start(u->splice, bufferevent_getfd(u->bev), fd, u->stream_left,
                              bg_kafka_up__spliced, u) != 0)
         return 0; /* no pipe (descriptor limit): the buffered relay goes on */

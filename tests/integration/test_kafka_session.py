@@ -8,6 +8,8 @@ import socket
 import struct
 import time
 
+import pytest
+
 from confluent_kafka import Producer
 
 from conftest import http_get
@@ -44,6 +46,8 @@ def send_until_stalled(sock, data, stall=3.0, limit=120.0):
             continue
         except BlockingIOError:
             pass
+        except (ConnectionResetError, BrokenPipeError):
+            break  # closed by busgate meanwhile (e.g. its write timeout): stalled for good
         _, writable, _ = select.select([], [sock], [], stall)
         if not writable:
             break
@@ -241,11 +245,15 @@ def test_idle_timeout_closes_a_client_that_stops_reading(start_busgate, tmp_path
     w.close()
 
 
-def test_idle_timeout_closes_a_stalled_fetch_response(start_busgate, tmp_path):
+@pytest.mark.parametrize("inflight", [100, 1], ids=["reading", "reading-paused"])
+def test_idle_timeout_closes_a_stalled_fetch_response(start_busgate, tmp_path, inflight):
     """A multi-megabyte fetch response moves to the client as it arrives
     (spliced in the kernel on plain TCP); a client that stops reading it
-    halfway is closed after idle_timeout, though its request is in flight."""
-    bg, ports = start(start_busgate, tmp_path, kafka_extra="  idle_timeout: 1s\n")
+    halfway is closed after idle_timeout, though its request is in flight.
+    Also when busgate has stopped reading the client meanwhile (its
+    in-flight limit reached): the splice's own wait for the client ends."""
+    bg, ports = start(start_busgate, tmp_path,
+                      kafka_extra=f"  idle_timeout: 1s\n  max_inflight: {inflight}\n")
     topic = unique("it-orders-stall")
     create_topics([topic])
     token = oidc_token("svc-orders")
@@ -258,13 +266,21 @@ def test_idle_timeout_closes_a_stalled_fetch_response(start_busgate, tmp_path):
     w.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 << 10)
     w.login(token)
     peer = "%s:%d" % w.sock.getsockname()
+    spliced = scrape(ports["admin"], "busgate_bytes_spliced_total", {"protocol": "kafka"}) or 0
     w.send(1, 4, fetch_v4(topic, 500))
     head = w._read(8)
     size = struct.unpack(">i", head[:4])[0]
     assert size > 6 << 20
-    assert bg.wait_log(lambda l: l.get("peer") == peer and
-                       l.get("msg", "").startswith("closing connection: idle timeout"),
-                       timeout=30), bg.log_path.read_text()[-1000:]
+    reasons = ("closing connection: idle timeout",
+               "closing connection: idle timeout: the client reads no responses")
+    line = bg.wait_log(lambda l: l.get("peer") == peer and l.get("msg", "") in reasons,
+                       timeout=30)
+    assert line, bg.log_path.read_text()[-1000:]
+    if inflight == 1:  # no read timeout armed: only the splice's wait can end it
+        assert line["msg"] == reasons[1], line
+    # the response did go through the kernel relay
+    assert (scrape(ports["admin"], "busgate_bytes_spliced_total", {"protocol": "kafka"}) or 0) \
+        > spliced
     # What the kernels held, then the end: the response was cut short.
     got = 4
     try:
