@@ -26,8 +26,14 @@ static bg_admin_t *bg_admin__current;
 static void bg_admin__on_listen_error(struct evconnlistener *l, void *arg)
 {
     bg_admin_t *a = bg_admin__current;
-    if (a && a->http == arg)
+    if (a && a->http == arg) {
         bg_util_accept_guard_failed(&a->guard);
+        return;
+    }
+    /* Not the current admin's (a second one in one process): without its
+     * guard, stop it rather than let a failing accept() spin. */
+    bg_log_error("admin", "admin listener: accept failed; listener stopped");
+    evconnlistener_disable(l);
 }
 
 /* Guards the bound socket's listener; evhttp alone would retry a failing
@@ -50,8 +56,18 @@ static void bg_admin__reply(struct evhttp_request *req, int code, const char *re
         evhttp_send_error(req, 500, NULL);
         return;
     }
-    evbuffer_add(out, body, strlen(body));
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
+    struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+    evhttp_add_header(h, "Content-Type", ctype);
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+        /* The headers a GET would get, no body: libevent 2.1 would write the
+         * body after a HEAD answer, and a kept-alive client would read it as
+         * the start of its next response. */
+        char len[24];
+        snprintf(len, sizeof len, "%zu", strlen(body));
+        evhttp_add_header(h, "Content-Length", len);
+    } else {
+        evbuffer_add(out, body, strlen(body));
+    }
     evhttp_send_reply(req, code, reason, out);
     evbuffer_free(out);
 }
@@ -61,6 +77,16 @@ static void bg_admin__route(struct evhttp_request *req, void *arg)
     bg_admin_t *a = arg;
     const char *uri = evhttp_request_get_uri(req);
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    const char *clen = evhttp_find_header(in, "Content-Length");
+    if ((clen && strspn(clen, "0") != strlen(clen)) || evhttp_find_header(in, "Transfer-Encoding")) {
+        /* No route takes a body. For GET, HEAD, DELETE, OPTIONS, TRACE and
+         * CONNECT libevent does not read one either: its bytes would be
+         * parsed as the next request on the connection. Refused, closed. */
+        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+        evhttp_send_error(req, 413, "Request Entity Too Large");
+        return;
+    }
     if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
         bg_admin__reply(req, 405, "Method Not Allowed", "application/json",

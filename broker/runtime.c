@@ -125,6 +125,10 @@ static void bg_runtime__reload(bg_runtime_t *rt, const char *why)
     if (bg_identity_wait_ready(s->identity, 5000) != 0)
         bg_log_warn("identity", "reload: some JWKS URLs have no keys yet; tokens from them fail "
                                 "until a fetch succeeds");
+    bg_snapshot_t *old = bg_snapshot_acquire(); /* had every issuer keys before this reload? */
+    if (old && !bg_identity_issuer_without_keys(old->identity))
+        rt->identity_was_ready = 1;
+    bg_snapshot_release(old);
     bg_runtime__publish(rt, s);
     rt->pm.reloads_ok++;
     bg_log_info("config", "reloaded %s (%s): generation %llu", rt->path, why,
@@ -486,6 +490,8 @@ int bg_runtime_run(const char *path, const bg_adapter_t *const *adapters, size_t
     if (bg_identity_wait_ready(snap->identity, 5000) != 0)
         bg_log_warn("identity", "some JWKS URLs have no keys yet; tokens from them fail until "
                                 "a fetch succeeds");
+    else
+        rt.identity_was_ready = 1; /* whether /readyz was asked yet or not */
     rt.base = event_base_new();
     if (!rt.base || bg_runtime__events(&rt) != 0) {
         bg_log_error("runtime", "cannot set up the main event loop");

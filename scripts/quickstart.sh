@@ -97,13 +97,14 @@ if [ "$keep_running" = 1 ]; then
   # Ctrl-C reaches busgate too (same process group): it drains and exits by
   # itself, and a second Ctrl-C makes it stop at once. Without the trap this
   # shell would exit at the first one, as if something had failed. wait
-  # returns early on a trapped signal: wait again until busgate is gone (an
-  # exited but unwaited child still answers kill -0).
+  # returns early on a trapped signal, so it is repeated while busgate runs;
+  # the last wait gives busgate's own status (bash keeps the status of a
+  # child it has already reaped).
   trap 'echo " stopping busgate (Ctrl-C again to stop at once)"' INT
-  while :; do
-    wait "$pid" && status=0 || status=$?
-    kill -0 "$pid" 2>/dev/null || break
+  while kill -0 "$pid" 2>/dev/null; do
+    wait "$pid" || true
   done
+  wait "$pid" && status=0 || status=$?
   trap - INT
   [ "$status" = 0 ] || fail_with_log "busgate exited with status $status"
   echo "busgate stopped."
