@@ -396,9 +396,11 @@ static int bg_kafka__decide(bg_kafka_session_t *s, bg_kafka_pending_t *pe, const
     bg_kafka_authz_ctx_t ctx;
     bg_kafka__ctx(s, pe->snap, &ctx);
     memset(&pe->verdict, 0, sizeof pe->verdict);
-    if (bg_kafka_authz_request(&ctx, h, req, &pe->arena, &pe->verdict) != 0 &&
-        pe->verdict.action != BG_KAFKA_ACT_CLOSE)
+    if (bg_kafka_authz_request(&ctx, h, req, &pe->arena, &pe->verdict) != 0) {
         pe->verdict.action = BG_KAFKA_ACT_CLOSE;
+        if (!pe->verdict.close_reason) /* named for the log, not as an audit refusal */
+            pe->verdict.close_reason = "request could not be decided";
+    }
     if (unknown && pe->verdict.action == BG_KAFKA_ACT_FORWARD) {
         pe->verdict.action = BG_KAFKA_ACT_FORWARD_REWRITTEN;
         pe->verdict.request = req;
@@ -569,7 +571,11 @@ static int bg_kafka__on_frame(bg_kafka_session_t *s, struct evbuffer *in, size_t
     if (off < 0) {
         char msg[128];
         snprintf(msg, sizeof msg, "bad request header: %s", why ? why : bg_kafka_status_str(off));
-        bg_kafka_session_malformed(s, h.api_key, h.api_version, 4 + (long)h.err_offset, msg);
+        /* A frame too short to hold them names no API or version (-1). */
+        int known = off == BG_KAFKA_ERR_UNKNOWN_API;
+        bg_kafka_session_malformed(s, known || h.err_offset >= 2 ? h.api_key : -1,
+                                   known || h.err_offset >= 4 ? h.api_version : -1,
+                                   4 + (long)h.err_offset, msg);
         return -1;
     }
     if (h.client_id.len > 0 && !s->client_id[0])
@@ -926,7 +932,10 @@ static void bg_kafka__on_upstream_ready(void *arg)
         return;
     }
     bg_kafka_session_flush(s);
+    if (s->dead)
+        return;
     bg_kafka__update_reading(s);
+    bg_kafka__resume_input(s); /* requests already buffered while the queue was full */
 }
 
 static void bg_kafka__on_upstream_failed(void *arg, const char *why)

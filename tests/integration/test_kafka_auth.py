@@ -344,6 +344,13 @@ def test_malformed_frame_closes_only_that_connection(start_busgate, tmp_path):
     w.close()
     logged("malformed request: api 18 (ApiVersionsRequest) version 0 offset 14: "
            "bad request header: bad client_id length")
+    # A frame of one byte: no API or version arrived to name.
+    w = KafkaWire(ports["listen"])
+    w.sock.sendall(struct.pack(">ib", 1, 0))
+    assert w.closed_by_peer()
+    w.close()
+    logged("malformed request: api -1 (not received) version -1 offset 4: "
+           "bad request header: truncated")
 
     # The other client, connected all along, keeps working; so does a new one.
     p.produce(topic, value=b"after", on_delivery=lambda e, m: results.append(e))
@@ -352,7 +359,7 @@ def test_malformed_frame_closes_only_that_connection(start_busgate, tmp_path):
     q.produce(topic, value=b"new", on_delivery=lambda e, m: results.append(e))
     assert q.flush(30) == 0
     assert results == [None, None, None]
-    assert scrape(ports["admin"], "busgate_protocol_errors_total", {"protocol": "kafka"}) == 3
+    assert scrape(ports["admin"], "busgate_protocol_errors_total", {"protocol": "kafka"}) == 4
 
 
 def test_no_authentication_while_audit_is_down(start_busgate, tmp_path):
