@@ -77,6 +77,21 @@ def vrange(s):
     return (int(s), int(s))
 
 
+def load_messages(indir):
+    """Kafka's request and response definitions in indir, by api key, each
+    request before its response."""
+    msgs = []
+    for path in sorted(glob.glob(os.path.join(indir, "*.json"))):
+        with open(path, encoding="utf-8") as fh:
+            j = json.loads(strip_comments(fh.read()))
+        if "apiKey" in j and j.get("type") in ("request", "response"):
+            msgs.append(j)
+    if not msgs:
+        sys.exit("no message definitions in %s" % indir)
+    msgs.sort(key=lambda m: (m["apiKey"], m["type"] == "response"))
+    return msgs
+
+
 def snake(name):
     s = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name)
     s = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", s)
@@ -182,15 +197,7 @@ def main():
     ap.add_argument("--out", required=True, help="output directory (adapters/kafka)")
     args = ap.parse_args()
 
-    msgs = []
-    for path in sorted(glob.glob(os.path.join(args.indir, "*.json"))):
-        with open(path, encoding="utf-8") as fh:
-            j = json.loads(strip_comments(fh.read()))
-        if "apiKey" in j and j.get("type") in ("request", "response"):
-            msgs.append(j)
-    if not msgs:
-        sys.exit("no message definitions in %s" % args.indir)
-    msgs.sort(key=lambda m: (m["apiKey"], m["type"] == "response"))
+    msgs = load_messages(args.indir)
 
     g = Gen()
     table, names = {}, {}

@@ -23,14 +23,12 @@ fields are written), arrays of structs hold one element and arrays of
 scalars two, nothing is null. Python 3, standard library only.
 """
 import argparse
-import glob
-import json
 import os
 import struct
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gen_kafka_msgs import strip_comments, vrange  # noqa: E402
+from gen_kafka_msgs import load_messages, vrange  # noqa: E402
 
 SCALAR = {"bool", "int8", "int16", "uint16", "int32", "uint32", "int64", "float64", "string",
           "bytes", "records", "uuid"}
@@ -164,15 +162,7 @@ def main():
     ap.add_argument("--kafka-version", required=True)
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
-    msgs = []
-    for path in sorted(glob.glob(os.path.join(args.indir, "*.json"))):
-        with open(path, encoding="utf-8") as fh:
-            j = json.loads(strip_comments(fh.read()))
-        if "apiKey" in j and j.get("type") in ("request", "response"):
-            msgs.append(j)
-    if not msgs:
-        sys.exit("no message definitions in %s" % args.indir)
-    msgs.sort(key=lambda m: (m["apiKey"], m["type"] == "response"))
+    msgs = load_messages(args.indir)
     defs, rows = [], []
     for m in msgs:
         lo, hi = vrange(m["validVersions"])
