@@ -7,12 +7,14 @@ addresses arrive in BG_* environment variables. Everything listens on
 127.0.0.1 only and every wait is bounded.
 """
 import collections
+import http.server
 import json
 import os
 import random
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -104,6 +106,25 @@ def wait_port(port, timeout=20.0, host="127.0.0.1"):
         except OSError:
             time.sleep(0.05)
     return False
+
+
+def serve_json(body, port=0):
+    """An HTTP server on 127.0.0.1:port (0: any free port) answering every
+    GET with body as JSON, until its shutdown(): a stand-in JWKS endpoint.
+    Its port is server_port."""
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+    httpd = http.server.HTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
 
 
 def http_get(url, timeout=5.0):

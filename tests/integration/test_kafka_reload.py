@@ -1,13 +1,12 @@
 """A policy reload applies to connections that are already open: the same
 producer, on the same connection, is refused once the rule that allowed it
 is gone. Sections only a restart applies are left alone, with a warning."""
-import http.server
 import signal
-import threading
 import urllib.request
 
 from confluent_kafka import KafkaError, Producer
 
+from conftest import serve_json
 from kafka_env import (OIDC, busgate_config, client_conf, oidc_token, scrape, unique,
                        wait_audit, wait_until, with_audit_topic)
 
@@ -122,28 +121,15 @@ class _JwksServer:
 
     def __init__(self):
         with urllib.request.urlopen(OIDC + "/jwks", timeout=10) as r:
-            body = r.read()
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+            self.httpd = serve_json(r.read())
         self.url = f"http://127.0.0.1:{self.httpd.server_port}/jwks"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
 
     def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(10)
+        """Takes the provider down; stopping it again does nothing."""
+        if self.httpd:
+            self.httpd.shutdown()  # waits for the serving thread
+            self.httpd.server_close()
+            self.httpd = None
 
 
 def test_reload_keeps_keys_while_provider_down(start_busgate, tmp_path):
@@ -180,5 +166,4 @@ def test_reload_keeps_keys_while_provider_down(start_busgate, tmp_path):
         assert produce() is None, bg.log_path.read_text()[-2000:]
         assert not wait_audit(ports["audit"], lambda e: e["kind"] == "auth_failure", timeout=0)
     finally:
-        if jwks.thread.is_alive():
-            jwks.stop()
+        jwks.stop()

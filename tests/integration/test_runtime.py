@@ -1,19 +1,17 @@
 """The busgate process and its command line: check, explain, token,
 run with the admin listener, reload on SIGHUP and on file change, drain on
 SIGTERM. No broker needed."""
-import http.server
 import json
 import os
 import re
 import resource
 import signal
 import socket
-import threading
 import time
 
 import pytest
 
-from conftest import free_port, http_get, metric, run_cli
+from conftest import free_port, http_get, metric, run_cli, serve_json
 from keys import make_rsa_key
 
 ISS = "https://idp.test.example"
@@ -404,23 +402,23 @@ def test_out_of_descriptors_pauses_accepting(start_busgate, keys):
     resource.prlimit(pid, resource.RLIMIT_NOFILE, (soft, hard))
 
 
-def serve_file(port, path):
-    """An HTTP server on 127.0.0.1:port answering every GET with the file."""
-    body = path.read_bytes()
+def with_url_issuer(text, issuer, jwks_port, refresh=None):
+    """The configuration text with one more issuer, whose keys come from
+    http://127.0.0.1:jwks_port/jwks."""
+    extra = f"      jwks_refresh: {refresh}\n" if refresh else ""
+    return text.replace("policy:", f"""    - issuer: {issuer}
+      audiences: [busgate]
+      jwks_url: http://127.0.0.1:{jwks_port}/jwks
+{extra}policy:""", 1)
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
 
-        def log_message(self, *args):
-            pass
-    httpd = http.server.HTTPServer(("127.0.0.1", port), Handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    return httpd
+def reload_with(bg, text):
+    """Writes text as busgate's configuration, sends SIGHUP and waits for
+    the reload to be done."""
+    bg.config_path.write_text(text)
+    bg.signal(signal.SIGHUP)
+    assert bg.wait_log(lambda l: l["msg"].startswith("reloaded"), timeout=20), \
+        bg.log_path.read_text()[-2000:]
 
 
 def test_readyz_not_ready_while_an_issuer_has_no_keys(start_busgate, keys):
@@ -431,30 +429,19 @@ def test_readyz_not_ready_while_an_issuer_has_no_keys(start_busgate, keys):
     them all out of rotation)."""
     port, jwks_port = free_port(), free_port()  # nothing listens on jwks_port yet
     other = "https://idp-b.test.example"
-    text = config(keys[1], port, RULE_READ).replace("policy:", f"""    - issuer: {other}
-      audiences: [busgate]
-      jwks_url: http://127.0.0.1:{jwks_port}/jwks
-      jwks_refresh: 1s
-policy:""", 1)
+    text = with_url_issuer(config(keys[1], port, RULE_READ), other, jwks_port, refresh="1s")
     bg = start_busgate(text, wait_for_port=port)
     status, body = http_get(f"http://127.0.0.1:{port}/readyz")
     assert status == 503, body
     doc = json.loads(body)
     assert doc["status"] == "not_ready" and other in doc["reason"], doc
-    httpd = serve_file(jwks_port, keys[1])
+    httpd = serve_json(keys[1].read_bytes(), jwks_port)
     try:
         deadline = time.monotonic() + 20
         while http_get(f"http://127.0.0.1:{port}/readyz")[0] != 200:
             assert time.monotonic() < deadline, bg.log_path.read_text()[-2000:]
             time.sleep(0.1)
-        third = "https://idp-c.test.example"
-        bg.config_path.write_text(text.replace("policy:", f"""    - issuer: {third}
-      audiences: [busgate]
-      jwks_url: http://127.0.0.1:{free_port()}/jwks
-policy:""", 1))
-        bg.signal(signal.SIGHUP)
-        assert bg.wait_log(lambda l: l["msg"].startswith("reloaded"), timeout=20), \
-            bg.log_path.read_text()[-2000:]
+        reload_with(bg, with_url_issuer(text, "https://idp-c.test.example", free_port()))
         assert bg.wait_log(lambda l: l["msg"].startswith("reload: some JWKS URLs have no keys"),
                            timeout=1)  # said, not hidden
         status, body = http_get(f"http://127.0.0.1:{port}/readyz")
@@ -471,13 +458,7 @@ def test_reload_adding_an_unreachable_issuer_keeps_readiness(start_busgate, keys
     port = free_port()
     text = config(keys[1], port, RULE_READ)
     bg = start_busgate(text, wait_for_port=port)
-    bg.config_path.write_text(text.replace("policy:", f"""    - issuer: https://idp-d.test.example
-      audiences: [busgate]
-      jwks_url: http://127.0.0.1:{free_port()}/jwks
-policy:""", 1))
-    bg.signal(signal.SIGHUP)
-    assert bg.wait_log(lambda l: l["msg"].startswith("reloaded"), timeout=20), \
-        bg.log_path.read_text()[-2000:]
+    reload_with(bg, with_url_issuer(text, "https://idp-d.test.example", free_port()))
     status, body = http_get(f"http://127.0.0.1:{port}/readyz")
     assert status == 200, body
 
