@@ -11,6 +11,8 @@
 #   CONTROLLER     $BG_KAFKA_CONTROLLER_PORT (39094)
 #   SASL_SSL       $BG_KAFKA_SSL_PORT   (PLAINTEXT + 3: 39095)  same mechanisms and user, TLS with
 #                  the test CA $BUSGATE_CACHE/kafka-tls/ca.crt (made once)
+#   REAUTH         $BG_KAFKA_REAUTH_PORT (PLAINTEXT + 4: 39096)  SASL_PLAINTEXT as above, but a
+#                  login lasts $BG_KAFKA_REAUTH_MS ms (3000): connections must re-authenticate
 # User busgate / busgate-test-password on every SASL mechanism.
 # BG_KAFKA_OAUTH=1 adds OAUTHBEARER (tokens of scripts/oidc-up.sh's provider).
 #
@@ -65,6 +67,9 @@ print_endpoints() {
     else
         echo "  SASL_SSL       not on this broker (started before the listener existed;"
         echo "                 restart: scripts/kafka-down.sh --keep-data && scripts/kafka-up.sh)"
+    fi
+    if grep -q '^listeners=.*REAUTH://' "$props" 2>/dev/null; then
+        echo "  REAUTH         $(grep '^listeners=' "$props" | sed -n 's/.*REAUTH:\/\/\(127\.0\.0\.1:[0-9]*\).*/\1/p') (SASL_PLAINTEXT; logins last $(sed -n 's/^listener.name.reauth.plain.connections.max.reauth.ms=//p' "$props") ms)"
     fi
     if [ -z "$join" ]; then
         echo "  CONTROLLER     127.0.0.1:$BG_KAFKA_CONTROLLER_PORT"
@@ -140,6 +145,8 @@ listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config=org.apache.kafka.commo
 listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class=org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler
 listener.name.sasl_ssl.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;
 listener.name.sasl_ssl.oauthbearer.sasl.server.callback.handler.class=org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler
+listener.name.reauth.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;
+listener.name.reauth.oauthbearer.sasl.server.callback.handler.class=org.apache.kafka.common.security.oauthbearer.OAuthBearerValidatorCallbackHandler
 sasl.oauthbearer.jwks.endpoint.url=$oidc_issuer/jwks
 sasl.oauthbearer.expected.audience=busgate
 sasl.oauthbearer.expected.issuer=$oidc_issuer
@@ -165,9 +172,9 @@ process.roles=$roles
 node.id=$node_id
 controller.quorum.voters=$voters
 controller.listener.names=CONTROLLER
-listeners=PLAINTEXT://127.0.0.1:$BG_KAFKA_PLAIN_PORT,SASL_PLAINTEXT://127.0.0.1:$BG_KAFKA_SASL_PORT,SASL_SSL://127.0.0.1:$BG_KAFKA_SSL_PORT$controller
-advertised.listeners=PLAINTEXT://127.0.0.1:$BG_KAFKA_PLAIN_PORT,SASL_PLAINTEXT://127.0.0.1:$BG_KAFKA_SASL_PORT,SASL_SSL://127.0.0.1:$BG_KAFKA_SSL_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$BG_KAFKA_PLAIN_PORT,SASL_PLAINTEXT://127.0.0.1:$BG_KAFKA_SASL_PORT,SASL_SSL://127.0.0.1:$BG_KAFKA_SSL_PORT,REAUTH://127.0.0.1:$BG_KAFKA_REAUTH_PORT$controller
+advertised.listeners=PLAINTEXT://127.0.0.1:$BG_KAFKA_PLAIN_PORT,SASL_PLAINTEXT://127.0.0.1:$BG_KAFKA_SASL_PORT,SASL_SSL://127.0.0.1:$BG_KAFKA_SSL_PORT,REAUTH://127.0.0.1:$BG_KAFKA_REAUTH_PORT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,REAUTH:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 sasl.enabled.mechanisms=$mechs
 listener.name.sasl_plaintext.sasl.enabled.mechanisms=$mechs
@@ -185,6 +192,14 @@ listener.name.sasl_ssl.ssl.keystore.location=$BG_KAFKA_TLS_DIR/broker.p12
 listener.name.sasl_ssl.ssl.keystore.password=$BG_KAFKA_KEYSTORE_PASSWORD
 listener.name.sasl_ssl.ssl.key.password=$BG_KAFKA_KEYSTORE_PASSWORD
 listener.name.sasl_ssl.ssl.client.auth=none
+# REAUTH: SASL_PLAINTEXT with short logins (re-authentication tests).
+listener.name.reauth.sasl.enabled.mechanisms=$mechs
+listener.name.reauth.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.reauth.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.reauth.plain.sasl.jaas.config=$jaas_plain
+listener.name.reauth.scram-sha-512.connections.max.reauth.ms=$BG_KAFKA_REAUTH_MS
+listener.name.reauth.scram-sha-256.connections.max.reauth.ms=$BG_KAFKA_REAUTH_MS
+listener.name.reauth.plain.connections.max.reauth.ms=$BG_KAFKA_REAUTH_MS
 # ACLs can be set (kafka-tool.sh acls) but nothing is denied until one is.
 # ANONYMOUS (PLAINTEXT and CONTROLLER listeners) stays a super user so an ACL
 # a test sets can never cut the broker off from its own controller.

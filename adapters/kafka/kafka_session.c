@@ -952,6 +952,11 @@ static void bg_kafka__on_upstream_drained(void *arg)
     bg_kafka__resume_input(arg);
 }
 
+static int bg_kafka__on_upstream_waiting(void *arg)
+{
+    return bg_kafka__first_waiting(arg) != NULL;
+}
+
 static const bg_kafka_up_cbs_t bg_kafka__up_cbs = {
     .ready = bg_kafka__on_upstream_ready,
     .frame_begin = bg_kafka__on_upstream_frame_begin,
@@ -961,6 +966,7 @@ static const bg_kafka_up_cbs_t bg_kafka__up_cbs = {
     .frame = bg_kafka__on_upstream_frame,
     .failed = bg_kafka__on_upstream_failed,
     .drained = bg_kafka__on_upstream_drained,
+    .waiting = bg_kafka__on_upstream_waiting,
 };
 
 /* ---- client connection events ---- */

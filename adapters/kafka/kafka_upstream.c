@@ -6,6 +6,7 @@
 #include <event2/event.h>
 #include <errno.h>
 #include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +37,20 @@
  * busgate's memory. Below it the buffered relay costs less than the pipe
  * round. */
 #define BG_KAFKA_UP_SPLICE_MIN (64u * 1024)
+/* Re-authentication (KIP-368): a broker with connections.max.reauth.ms
+ * gives busgate's login a session lifetime and closes the connection on the
+ * first request after it ends. busgate logs in again on the same connection
+ * at 85-95 % of the lifetime (as Kafka's Java client does), once no response
+ * is outstanding: requests meanwhile wait in a hold buffer, so every frame
+ * the broker sends during the exchange is an authentication answer. */
+#define BG_KAFKA_UP_REAUTH_POLL_MS 20
+#define BG_KAFKA_UP_REAUTH_TIMEOUT_S 10
+
+typedef enum {
+    BG_KAFKA_UP_REAUTH_NONE = 0,
+    BG_KAFKA_UP_REAUTH_DUE,     /* waiting until no response is outstanding */
+    BG_KAFKA_UP_REAUTH_RUNNING, /* SaslHandshake + SaslAuthenticate in flight */
+} bg_kafka_up_reauth_t;
 
 typedef enum {
     BG_KAFKA_UP_CONNECTING = 0,
@@ -60,6 +75,10 @@ struct bg_kafka_up_s {
     int16_t versions_ver;
     bg_kafka_scram_t *scram;
     int auth_round;
+    int64_t lifetime_ms;        /* the broker's session lifetime; 0: none */
+    bg_kafka_up_reauth_t reauth;
+    struct event *reauth_timer; /* the next re-authentication, then polling for quiet */
+    struct evbuffer *hold;      /* requests sent while re-authenticating */
     uint32_t max_frame;
     uint64_t stream_left;  /* bytes of the frame being streamed still to come */
     bg_util_splice_t *splice; /* made by the first spliced frame */
@@ -69,16 +88,24 @@ struct bg_kafka_up_s {
     char where[300]; /* "host:port (node N)" for logs */
 };
 
-int bg_kafka_up_is_ready(const bg_kafka_up_t *u) { return u->state == BG_KAFKA_UP_READY; }
+int bg_kafka_up_is_ready(const bg_kafka_up_t *u)
+{
+    return u->state == BG_KAFKA_UP_READY || u->reauth != BG_KAFKA_UP_REAUTH_NONE;
+}
 
 uint64_t bg_kafka_up_splice_moved(const bg_kafka_up_t *u)
 {
     return u->splicing && u->splice ? bg_util_splice_moved(u->splice) : 0;
 }
-struct evbuffer *bg_kafka_up_output(bg_kafka_up_t *u) { return bufferevent_get_output(u->bev); }
+struct evbuffer *bg_kafka_up_output(bg_kafka_up_t *u)
+{
+    return u->reauth != BG_KAFKA_UP_REAUTH_NONE ? u->hold : bufferevent_get_output(u->bev);
+}
 
 int bg_kafka_up_send(bg_kafka_up_t *u, struct evbuffer *src, size_t n)
 {
+    if (u->reauth != BG_KAFKA_UP_REAUTH_NONE)
+        return evbuffer_remove_buffer(src, u->hold, n) == (int)n ? 0 : -1;
     return bg_util_bev_send(u->bev, src, n, !u->g->upstream_tls);
 }
 
@@ -194,7 +221,10 @@ static int bg_kafka_up__start_auth(bg_kafka_up_t *u)
     int rc = -1;
     const char *why = NULL;
     bg_kafka_scram_mech_t mech = bg_kafka_scram_mech_parse(k->upstream.sasl_mechanism);
+    u->auth_round = 0;
+    u->lifetime_ms = 0;
     if (mech) {
+        bg_kafka_scram_free(u->scram); /* a re-authentication starts afresh */
         u->scram = bg_kafka_scram_new(mech, k->upstream.sasl_username, k->upstream.sasl_password);
         if (u->scram && bg_kafka_scram_client_first(u->scram, &msg, &why) == BG_KAFKA_SCRAM_OK)
             rc = 0;
@@ -209,9 +239,40 @@ static int bg_kafka_up__start_auth(bg_kafka_up_t *u)
     return rc;
 }
 
+/* Arms the next re-authentication at 85-95 % of the session lifetime the
+ * broker gave (none without one, and none for a user that never says
+ * whether a response is outstanding). */
+static void bg_kafka_up__schedule_reauth(bg_kafka_up_t *u)
+{
+    if (u->lifetime_ms <= 0 || !u->cbs.waiting || !u->reauth_timer)
+        return;
+    uint16_t r = 0;
+    if (RAND_bytes((unsigned char *)&r, sizeof r) != 1)
+        r = 0;
+    int64_t ms = u->lifetime_ms * 85 / 100 + (u->lifetime_ms / 10) * r / 65535;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    event_add(u->reauth_timer, &tv);
+}
+
 static void bg_kafka_up__become_ready(bg_kafka_up_t *u)
 {
     u->state = BG_KAFKA_UP_READY;
+    bg_kafka_up__schedule_reauth(u);
+    if (u->reauth != BG_KAFKA_UP_REAUTH_NONE) {
+        /* Logged in again: what was held goes out behind the exchange. */
+        u->reauth = BG_KAFKA_UP_REAUTH_NONE;
+        bufferevent_set_timeouts(u->bev, NULL, NULL);
+        bg_kafka_arena_free(&u->arena);
+        bg_log_debug("kafka", "upstream %s: re-authenticated (session lifetime %lld ms)",
+                     u->where, (long long)u->lifetime_ms);
+        if (evbuffer_add_buffer(bufferevent_get_output(u->bev), u->hold) != 0) {
+            bg_kafka_up__fail(u, "cannot queue requests after re-authentication (out of memory)");
+            return;
+        }
+        if (u->cbs.drained)
+            u->cbs.drained(u->arg); /* reading the client may resume */
+        return;
+    }
     atomic_store(&u->g->upstream_seen_ok, 1);
     /* The handshake had a deadline; a ready connection lives as long as its
      * session (long-poll fetches may be silent for a while). */
@@ -279,6 +340,8 @@ static int bg_kafka_up__on_auth(bg_kafka_up_t *u, const bg_kafka_struct_t *r, ch
         return -1;
     }
     bg_slice_t in = r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_AUTH_BYTES].s;
+    if (u->sent_ver >= 1 && r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_SESSION_LIFETIME_MS].i > 0)
+        u->lifetime_ms = r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_SESSION_LIFETIME_MS].i;
     if (!u->scram) { /* PLAIN: one round */
         bg_kafka_up__become_ready(u);
         return 0;
@@ -443,6 +506,34 @@ static int bg_kafka_up__looks_like_tls(const bg_kafka_up_t *u, const uint8_t hdr
            (hdr[0] == 0x15 || hdr[0] == 0x16) && hdr[1] == 0x03;
 }
 
+/* Starts a due re-authentication once no response is outstanding, or
+ * looks again shortly. Only while ready and between frames. */
+static void bg_kafka_up__maybe_reauth(bg_kafka_up_t *u)
+{
+    if (u->reauth != BG_KAFKA_UP_REAUTH_DUE || u->state != BG_KAFKA_UP_READY)
+        return;
+    if (u->stream_left || u->splicing || u->whole ||
+        evbuffer_get_length(bufferevent_get_input(u->bev)) != 0 || u->cbs.waiting(u->arg)) {
+        struct timeval tv = {0, BG_KAFKA_UP_REAUTH_POLL_MS * 1000};
+        event_add(u->reauth_timer, &tv);
+        return;
+    }
+    event_del(u->reauth_timer);
+    u->reauth = BG_KAFKA_UP_REAUTH_RUNNING;
+    struct timeval tv = {BG_KAFKA_UP_REAUTH_TIMEOUT_S, 0};
+    bufferevent_set_timeouts(u->bev, &tv, &tv);
+    if (bg_kafka_up__send_handshake(u) != 0)
+        bg_kafka_up__fail(u, "cannot send SaslHandshake to re-authenticate");
+}
+
+static void bg_kafka_up__on_reauth_timer(evutil_socket_t fd, short what, void *arg)
+{
+    bg_kafka_up_t *u = arg;
+    if (u->reauth == BG_KAFKA_UP_REAUTH_NONE && u->state == BG_KAFKA_UP_READY)
+        u->reauth = BG_KAFKA_UP_REAUTH_DUE; /* from now on requests wait in hold */
+    bg_kafka_up__maybe_reauth(u);
+}
+
 static void bg_kafka_up__on_read(struct bufferevent *bev, void *arg)
 {
     bg_kafka_up_t *u = arg;
@@ -458,8 +549,10 @@ static void bg_kafka_up__on_read(struct bufferevent *bev, void *arg)
                 return; /* wait for more, or the session (and u) are gone */
             continue;
         }
-        if (evbuffer_copyout(in, hdr, 4) < 4)
+        if (evbuffer_copyout(in, hdr, 4) < 4) {
+            bg_kafka_up__maybe_reauth(u); /* between frames: maybe the moment */
             return;
+        }
         int64_t n = bg_kafka_frame_peek(hdr, 4, u->max_frame, &size);
         if (n < 0) {
             bg_kafka_up__fail(u, bg_kafka_up__looks_like_tls(u, hdr)
@@ -484,7 +577,8 @@ static void bg_kafka_up__on_read(struct bufferevent *bev, void *arg)
         int rc = p ? bg_kafka_up__on_handshake_frame(u, p + 4, size, why, sizeof why) : -1;
         evbuffer_drain(in, (size_t)size + 4);
         if (rc != 0) {
-            snprintf(msg, sizeof msg, "%s%s%s",
+            snprintf(msg, sizeof msg, "%s%s%s%s",
+                     u->reauth != BG_KAFKA_UP_REAUTH_NONE ? "re-" : "",
                      u->state == BG_KAFKA_UP_AUTH || u->state == BG_KAFKA_UP_HANDSHAKE
                          ? "authentication with busgate's credential failed"
                          : "handshake failed",
@@ -512,10 +606,13 @@ static void bg_kafka_up__on_event(struct bufferevent *bev, short what, void *arg
             bg_kafka_up__fail(u, "cannot send ApiVersions");
         return;
     }
-    char why[400];
+    char why[400], msg[440];
     if (bg_util_tls_upstream_failure(bev, what, u->state == BG_KAFKA_UP_CONNECTING, why,
-                                     sizeof why))
-        bg_kafka_up__fail(u, why);
+                                     sizeof why)) {
+        snprintf(msg, sizeof msg, "%s%s",
+                 u->reauth == BG_KAFKA_UP_REAUTH_RUNNING ? "while re-authenticating: " : "", why);
+        bg_kafka_up__fail(u, msg);
+    }
 }
 
 static struct bufferevent *bg_kafka_up__bev(struct event_base *base, bg_kafka_global_t *g,
@@ -543,7 +640,11 @@ bg_kafka_up_t *bg_kafka_up_connect(struct event_base *base, bg_kafka_global_t *g
     bg_kafka_arena_init(&u->arena, 4u << 20);
     snprintf(u->where, sizeof u->where, "%s:%u (node %d)", host, port, (int)node_id);
     u->bev = bg_kafka_up__bev(base, g, host);
-    if (!u->bev) {
+    if (cbs->waiting) {
+        u->hold = evbuffer_new();
+        u->reauth_timer = evtimer_new(base, bg_kafka_up__on_reauth_timer, u);
+    }
+    if (!u->bev || (cbs->waiting && (!u->hold || !u->reauth_timer))) {
         bg_kafka_up_free(u);
         return NULL;
     }
@@ -567,6 +668,10 @@ void bg_kafka_up_free(bg_kafka_up_t *u)
 {
     if (!u)
         return;
+    if (u->reauth_timer)
+        event_free(u->reauth_timer);
+    if (u->hold)
+        evbuffer_free(u->hold);
     bg_util_splice_free(u->splice); /* before the socket it reads */
     if (u->bev)
         bufferevent_free(u->bev);

@@ -2,7 +2,9 @@
  * busgate's own credential (never the client's token): connect (optionally
  * TLS), ApiVersions (v3, falling back to v0), then SaslHandshake +
  * SaslAuthenticate with PLAIN or SCRAM-SHA-256/512 when kafka.upstream.security
- * is sasl_*. After that it relays frames for its session.
+ * is sasl_*. After that it relays frames for its session, and logs in
+ * again on the same connection before the session lifetime the broker gave
+ * ends (KIP-368; requests sent meanwhile are held, then go out in order).
  *
  * Lives on one worker thread with its session; not thread-safe. */
 #ifndef BG_KAFKA_UPSTREAM_H
@@ -50,8 +52,13 @@ typedef struct bg_kafka_up_cbs_s {
     int (*frame)(void *arg, struct evbuffer *in, size_t frame_len);
     /* The connection failed or closed; the session must go. */
     void (*failed)(void *arg, const char *why);
-    /* Output drained below the low watermark (resume reading the client). */
+    /* Output drained below the low watermark, or a re-authentication
+     * ended and what it held went out (resume reading the client). */
     void (*drained)(void *arg);
+    /* 1 while a response to a request already sent is still to come.
+     * Optional: without it the connection never re-authenticates (for
+     * short-lived users such as discovery). */
+    int (*waiting)(void *arg);
 } bg_kafka_up_cbs_t;
 
 /* Starts connecting to node_id (-1: a bootstrap broker) on base. Returns NULL
@@ -65,7 +72,8 @@ int bg_kafka_up_is_ready(const bg_kafka_up_t *u);
 /* Bytes of the response being spliced that reached the client so far; 0
  * when none is. */
 uint64_t bg_kafka_up_splice_moved(const bg_kafka_up_t *u);
-/* The output buffer (append request frames; only once ready). */
+/* The output buffer (append request frames; only once ready). While the
+ * connection re-authenticates it is the hold buffer, sent when that ends. */
 struct evbuffer *bg_kafka_up_output(bg_kafka_up_t *u);
 
 /* Moves n bytes from src to the broker: written at once when nothing is

@@ -18,6 +18,11 @@ BG_KAFKA_CONTROLLER_PORT="${BG_KAFKA_CONTROLLER_PORT:-39094}"
 # only moves the other three ports (bench/, test_audit_outage.py) must not
 # collide with the shared broker's SASL_SSL listener.
 BG_KAFKA_SSL_PORT="${BG_KAFKA_SSL_PORT:-$((BG_KAFKA_PLAIN_PORT + 3))}"
+# A second SASL_PLAINTEXT listener (PLAINTEXT + 4: 39096) whose logins last
+# only BG_KAFKA_REAUTH_MS (connections.max.reauth.ms): the broker closes a
+# connection on its first request after that unless it re-authenticated.
+BG_KAFKA_REAUTH_PORT="${BG_KAFKA_REAUTH_PORT:-$((BG_KAFKA_PLAIN_PORT + 4))}"
+BG_KAFKA_REAUTH_MS="${BG_KAFKA_REAUTH_MS:-3000}"
 # Test CA and broker certificate (127.0.0.1, ::1, localhost) for the SASL_SSL
 # listener: made once by scripts/kafka-up.sh and shared by every instance, so
 # tests find the CA at $BG_KAFKA_TLS_DIR/ca.crt.

@@ -29,10 +29,11 @@ RULES = """    - name: orders-write
 def kafka_env(plain, node_id=1, join=None):
     """The environment of scripts/kafka-up.sh for a private instance whose
     PLAINTEXT port is plain (SASL plain+1, controller plain+2, SASL_SSL
-    plain+3); node_id 2 with join (the first node's PLAINTEXT port) makes it
+    plain+3, REAUTH plain+4); node_id 2 with join (the first node's PLAINTEXT port) makes it
     a broker-only node of that instance's cluster."""
     env = dict(os.environ, BG_KAFKA_PLAIN_PORT=str(plain), BG_KAFKA_SASL_PORT=str(plain + 1),
-               BG_KAFKA_CONTROLLER_PORT=str(plain + 2), BG_KAFKA_SSL_PORT=str(plain + 3))
+               BG_KAFKA_CONTROLLER_PORT=str(plain + 2), BG_KAFKA_SSL_PORT=str(plain + 3),
+               BG_KAFKA_REAUTH_PORT=str(plain + 4))
     if join:
         env.update(BG_KAFKA_NODE_ID=str(node_id), BG_KAFKA_JOIN=str(join))
     return env

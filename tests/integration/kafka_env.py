@@ -7,6 +7,8 @@ Services (started by tests/integration/run.sh, see docs/testing.md):
   Kafka PLAINTEXT       127.0.0.1:$BG_KAFKA_PLAIN_PORT (39092), setup only
   Kafka SASL_SSL        127.0.0.1:$BG_KAFKA_SSL_PORT (PLAINTEXT + 3: 39095), user busgate,
                         server certificate from the test CA (kafka_tls_ca())
+  Kafka REAUTH          127.0.0.1:$BG_KAFKA_REAUTH_PORT (PLAINTEXT + 4: 39096), SASL_PLAINTEXT
+                        whose logins last $BG_KAFKA_REAUTH_MS (3000) ms
   OIDC provider         http://127.0.0.1:$BG_OIDC_PORT (39400)
 """
 import base64
@@ -29,6 +31,9 @@ KAFKA_PLAIN = f"127.0.0.1:{os.environ.get('BG_KAFKA_PLAIN_PORT', '39092')}"
 # kafka-up.sh's default: the PLAINTEXT port + 3 (tests/infra/common.sh).
 KAFKA_SSL = "127.0.0.1:" + os.environ.get(
     "BG_KAFKA_SSL_PORT", str(int(KAFKA_PLAIN.rsplit(":", 1)[1]) + 3))
+KAFKA_REAUTH = "127.0.0.1:" + os.environ.get(
+    "BG_KAFKA_REAUTH_PORT", str(int(KAFKA_PLAIN.rsplit(":", 1)[1]) + 4))
+KAFKA_REAUTH_MS = int(os.environ.get("BG_KAFKA_REAUTH_MS", "3000"))
 OIDC = f"http://127.0.0.1:{os.environ.get('BG_OIDC_PORT', '39400')}"
 UPSTREAM_USER = "busgate"
 UPSTREAM_PASSWORD = "busgate-test-password"
