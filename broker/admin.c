@@ -149,7 +149,8 @@ bg_admin_t *bg_admin_start(struct event_base *base, const bg_addr_t *addr, bg_ad
         if (bound)
             snprintf(err, errlen, "out of memory");
         else
-            snprintf(err, errlen, "cannot listen on %s:%u", addr->host, addr->port);
+            snprintf(err, errlen, "cannot listen on %s:%u: %s", addr->host, addr->port,
+                     evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         evhttp_free(a->http);
         free(a);
         return NULL;

@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "broker/log.h"
 
@@ -167,4 +168,62 @@ void bg_util_accept_guard_clear(bg_util_accept_guard_t *g)
         event_free(g->resume);
     g->resume = NULL;
     g->l = NULL;
+}
+
+/* host:port as a socket address; spec gets "host:port" ("[host]:port"). */
+static int bg_util__sockaddr(const char *host, unsigned port, struct sockaddr_storage *ss,
+                             int *sslen, char *spec, size_t speccap)
+{
+    snprintf(spec, speccap, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
+    *sslen = (int)sizeof *ss;
+    return port <= 65535 && evutil_parse_sockaddr_port(spec, (struct sockaddr *)ss, sslen) == 0
+               ? 0
+               : -1;
+}
+
+struct evconnlistener *bg_util_listen_shared(struct event_base *base, void *cb, void *arg,
+                                             const char *host, unsigned port, char *err,
+                                             size_t errlen)
+{
+    char spec[300];
+    struct sockaddr_storage ss;
+    int sslen;
+    if (bg_util__sockaddr(host, port, &ss, &sslen, spec, sizeof spec) != 0) {
+        snprintf(err, errlen, "bad listen address %s", spec);
+        return NULL;
+    }
+    struct evconnlistener *l = evconnlistener_new_bind(
+        base, (evconnlistener_cb)cb, arg,
+        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC,
+        512, (struct sockaddr *)&ss, sslen);
+    if (!l)
+        snprintf(err, errlen, "cannot listen on %s: %s", spec,
+                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    return l;
+}
+
+int bg_util_port_unused(const char *host, unsigned port, char *err, size_t errlen)
+{
+    char spec[300];
+    struct sockaddr_storage ss;
+    int sslen;
+    if (bg_util__sockaddr(host, port, &ss, &sslen, spec, sizeof spec) != 0) {
+        snprintf(err, errlen, "bad listen address %s", spec);
+        return -1;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot listen on %s: %s", spec, strerror(errno));
+        return -1;
+    }
+    int one = 1; /* SO_REUSEADDR alone: old TIME_WAIT connections do not count */
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    int rc = bind(fd, (struct sockaddr *)&ss, (socklen_t)sslen);
+    int e = errno;
+    close(fd);
+    if (rc == 0)
+        return 0;
+    snprintf(err, errlen, "cannot listen on %s: %s%s", spec, strerror(e),
+             e == EADDRINUSE ? " (another process listens there)" : "");
+    return -1;
 }

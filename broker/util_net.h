@@ -41,6 +41,21 @@ int bg_util_bev_send(struct bufferevent *bev, struct evbuffer *src, size_t n, in
 
 struct evconnlistener;
 struct event;
+struct event_base;
+/* Opens a listener on host:port (a numeric address; IPv6 without brackets)
+ * with SO_REUSEPORT, so each worker has its own and the kernel spreads
+ * connections among them. cb is libevent's evconnlistener_cb. NULL with the
+ * reason in err ("cannot listen on HOST:PORT: why"). */
+struct evconnlistener *bg_util_listen_shared(struct event_base *base, void *cb, void *arg,
+                                             const char *host, unsigned port, char *err,
+                                             size_t errlen);
+/* 0 when nothing listens on host:port yet: a socket that does not share its
+ * port binds there. Call before the first bg_util_listen_shared of an
+ * address: another process of the same user could otherwise join the
+ * SO_REUSEPORT group unnoticed and take part of the connections. -1 with
+ * the reason in err. */
+int bg_util_port_unused(const char *host, unsigned port, char *err, size_t errlen);
+
 /* Keeps a listener from spinning when accept() fails for want of
  * descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): the connection
  * stays in the backlog, so the listening socket stays readable and libevent

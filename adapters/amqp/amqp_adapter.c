@@ -37,6 +37,8 @@ static int bg_amqp__global_init(const bg_config_t *cfg, void **out, char *err, s
         return -1;
     }
     g->cfg = cfg;
+    if (bg_util_port_unused(a->listen.host, a->listen.port, err, errlen) != 0)
+        goto fail;
     /* A bad certificate, key or CA stops start-up: never serve plaintext
      * (or connect unverified) instead of what was configured. */
     if (a->tls.enabled &&
@@ -78,23 +80,10 @@ static void bg_amqp__on_listen_error(struct evconnlistener *l, void *arg)
 
 static int bg_amqp__listen(bg_amqp_worker_t *aw, const bg_addr_t *a, char *err, size_t errlen)
 {
-    char spec[300];
-    struct sockaddr_storage ss;
-    int sslen = sizeof ss;
-    snprintf(spec, sizeof spec, strchr(a->host, ':') ? "[%s]:%u" : "%s:%u", a->host, a->port);
-    if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ss, &sslen) != 0) {
-        snprintf(err, errlen, "bad listen address %s", spec);
+    aw->listener = bg_util_listen_shared(aw->w->base, bg_amqp__on_accept, aw, a->host, a->port,
+                                         err, errlen);
+    if (!aw->listener)
         return -1;
-    }
-    aw->listener = evconnlistener_new_bind(aw->w->base, bg_amqp__on_accept, aw,
-                                           LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-                                               LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC,
-                                           512, (struct sockaddr *)&ss, sslen);
-    if (!aw->listener) {
-        snprintf(err, errlen, "cannot listen on %s: %s", spec,
-                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-        return -1;
-    }
     if (bg_util_accept_guard_init(&aw->guard, aw->listener, "amqp", BG_UTIL_ACCEPT_PAUSE_MS) != 0) {
         evconnlistener_free(aw->listener);
         aw->listener = NULL;

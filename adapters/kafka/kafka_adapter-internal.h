@@ -26,6 +26,7 @@ typedef struct bg_kafka_node_s {
     int32_t id;
     char host[256];
     uint16_t port;
+    int port_taken; /* broker_port_base + id was held by another process: not served */
 } bg_kafka_node_t;
 
 typedef struct bg_kafka_worker_s bg_kafka_worker_t;

@@ -91,19 +91,29 @@ void bg_kafka_global_learn_node(bg_kafka_global_t *g, int32_t id, const char *ho
     bg_kafka_node_t *n = &g->nodes[i];
     int changed = fresh || n->port != port || strlen(n->host) != hostlen ||
                   memcmp(n->host, host, hostlen) != 0;
+    char taken[300] = "";
     if (changed) {
         n->id = id;
         memcpy(n->host, host, hostlen);
         n->host[hostlen] = '\0';
         n->port = port;
-        if (fresh)
+        if (fresh) {
             g->nnodes++;
+            /* Checked once, before any worker opens it (see bg_util_port_unused). */
+            long own = (long)g->cfg->kafka.broker_port_base + id;
+            n->port_taken = own <= 65535 && bg_util_port_unused(g->cfg->kafka.listen.host,
+                                                                (unsigned)own, taken,
+                                                                sizeof taken) != 0;
+        }
     }
     if (fresh)
         bg_kafka__notify_workers(g);
     pthread_mutex_unlock(&g->mu);
     if (changed)
         bg_log_info("kafka", "upstream broker %d at %.*s:%u", (int)id, (int)hostlen, host, port);
+    if (taken[0])
+        bg_log_error("kafka", "broker %d: %s; not served (clients told of it cannot reach it)",
+                     (int)id, taken);
 }
 
 static size_t bg_kafka__id_slot(const uint8_t id[16])
@@ -236,6 +246,8 @@ static int bg_kafka__global_init(const bg_config_t *cfg, void **out, char *err, 
     } else if (!(g->bootstrap = bg_kafka__join_bootstrap(k))) {
         goto fail;
     }
+    if (bg_util_port_unused(k->listen.host, k->listen.port, err, errlen) != 0)
+        goto fail;
     if (k->tls.enabled &&
         !(g->client_tls = bg_util_tls_server_ctx(&k->tls, "kafka.tls", err, errlen)))
         goto fail;
@@ -285,26 +297,12 @@ static int bg_kafka__listen(bg_kafka_worker_t *kw, const char *host, uint16_t po
         snprintf(err, errlen, "too many listeners");
         return -1;
     }
-    char spec[300];
-    struct sockaddr_storage ss;
-    int sslen = sizeof ss;
-    snprintf(spec, sizeof spec, strchr(host, ':') ? "[%s]:%u" : "%s:%u", host, port);
-    if (evutil_parse_sockaddr_port(spec, (struct sockaddr *)&ss, &sslen) != 0) {
-        snprintf(err, errlen, "bad listen address %s", spec);
-        return -1;
-    }
     bg_kafka_listener_t *kl = &kw->listeners[kw->nlisteners];
     kl->kw = kw;
     kl->node_id = node_id;
-    kl->l = evconnlistener_new_bind(kw->w->base, bg_kafka__on_accept, kl,
-                                    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-                                        LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC,
-                                    512, (struct sockaddr *)&ss, sslen);
-    if (!kl->l) {
-        snprintf(err, errlen, "cannot listen on %s: %s", spec,
-                 evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+    kl->l = bg_util_listen_shared(kw->w->base, bg_kafka__on_accept, kl, host, port, err, errlen);
+    if (!kl->l)
         return -1;
-    }
     if (bg_util_accept_guard_init(&kl->guard, kl->l, "kafka", BG_UTIL_ACCEPT_PAUSE_MS) != 0) {
         evconnlistener_free(kl->l);
         kl->l = NULL;
@@ -332,7 +330,8 @@ void bg_kafka_worker_open_ports(bg_kafka_worker_t *kw)
     size_t n = 0;
     pthread_mutex_lock(&g->mu);
     for (size_t i = 0; i < g->nnodes; i++)
-        ids[n++] = g->nodes[i].id;
+        if (!g->nodes[i].port_taken)
+            ids[n++] = g->nodes[i].id;
     pthread_mutex_unlock(&g->mu);
     for (size_t i = 0; i < n; i++) {
         if (kw->draining || bg_kafka__has_listener(kw, ids[i]))

@@ -7,11 +7,12 @@ import re
 import resource
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
 
-from conftest import free_port, http_get, metric, run_cli, serve_json
+from conftest import Busgate, free_port, http_get, metric, port_is_free, run_cli, serve_json
 from keys import make_rsa_key
 
 ISS = "https://idp.test.example"
@@ -469,3 +470,68 @@ def test_invalid_config_refuses_to_start(tmp_path, keys):
     r = run_cli("run", "-c", str(cfg), timeout=30)
     assert r.returncode == 1
     assert "bogus_key" in r.stdout + r.stderr
+
+
+def _listen_config(jwks, admin_port, section):
+    return config(jwks, admin_port, RULE_READ) + section
+
+
+def _exits_refusing(tmp_path, text, name, timeout=20):
+    """Runs a busgate that must not start: returns (exit code, log text)."""
+    cfg = tmp_path / name
+    cfg.write_text(text)
+    bg = Busgate(cfg, tmp_path / (name + ".log"))
+    try:
+        rc = bg.proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        rc = None
+    bg.stop()
+    return rc, bg.log_path.read_text()
+
+
+@pytest.mark.parametrize("protocol", ["kafka", "amqp"])
+def test_a_second_process_cannot_share_a_listen_port(start_busgate, tmp_path, keys, protocol):
+    """Listeners are opened per worker with SO_REUSEPORT, which lets another
+    process of the same user join them and take part of the connections.
+    A second busgate configured with the same listen address (and its own
+    admin port) must refuse to start, naming the address, instead of
+    silently sharing it."""
+    port, base = free_port(), free_port()
+    if protocol == "kafka":
+        section = f"kafka:\n  listen: 127.0.0.1:{port}\n  broker_port_base: {base}\n" \
+                  "  upstream:\n    embedded: 1\n"
+    else:  # nothing listens on port 1: the upstream is never needed here
+        section = f"amqp:\n  listen: 127.0.0.1:{port}\n  upstream:\n    host: 127.0.0.1:1\n" \
+                  "    username: u\n    password: p\n"
+    start_busgate(_listen_config(keys[1], free_port(), section), wait_for_port=port)
+    rc, log = _exits_refusing(tmp_path, _listen_config(keys[1], free_port(), section),
+                              "second.yaml")
+    assert rc == 2, log
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in log, log
+
+
+def test_a_broker_port_held_by_another_process_is_not_shared(start_busgate, tmp_path, keys):
+    """The per-broker ports (broker_port_base + node id) open when a broker
+    is learned. One already held by another process is logged and left
+    alone, even when that process shares its port (SO_REUSEPORT, as a
+    second busgate would): busgate keeps serving its bootstrap port."""
+    base = free_port()
+    while not port_is_free(base + 1):
+        base = free_port()
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    holder.bind(("127.0.0.1", base + 1))
+    holder.listen(1)
+    try:
+        port = free_port()
+        section = f"kafka:\n  listen: 127.0.0.1:{port}\n  broker_port_base: {base}\n" \
+                  "  upstream:\n    embedded: 1\n"
+        bg = start_busgate(_listen_config(keys[1], free_port(), section), wait_for_port=port)
+        line = bg.wait_log(lambda l: "broker 1: cannot listen on" in l.get("msg", ""))
+        assert line and line["level"] == "error", bg.log_path.read_text()
+        assert f"127.0.0.1:{base + 1}: Address already in use" in line["msg"], line
+        assert not bg.wait_log(lambda l: "serving upstream broker 1" in l.get("msg", ""),
+                               timeout=1)
+        assert bg.proc.poll() is None
+    finally:
+        holder.close()
