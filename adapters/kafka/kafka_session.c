@@ -952,9 +952,14 @@ static void bg_kafka__on_upstream_drained(void *arg)
     bg_kafka__resume_input(arg);
 }
 
-static int bg_kafka__on_upstream_waiting(void *arg)
+static size_t bg_kafka__on_upstream_outstanding(void *arg)
 {
-    return bg_kafka__first_waiting(arg) != NULL;
+    bg_kafka_session_t *s = arg;
+    bg_kafka_pending_t *pe;
+    size_t n = 0;
+    TAILQ_FOREACH(pe, &s->q, link)
+    n += pe->state == BG_KAFKA_PE_WAIT_UPSTREAM;
+    return n;
 }
 
 static const bg_kafka_up_cbs_t bg_kafka__up_cbs = {
@@ -966,7 +971,7 @@ static const bg_kafka_up_cbs_t bg_kafka__up_cbs = {
     .frame = bg_kafka__on_upstream_frame,
     .failed = bg_kafka__on_upstream_failed,
     .drained = bg_kafka__on_upstream_drained,
-    .waiting = bg_kafka__on_upstream_waiting,
+    .outstanding = bg_kafka__on_upstream_outstanding,
 };
 
 /* ---- client connection events ---- */

@@ -40,11 +40,15 @@
 /* Re-authentication (KIP-368): a broker with connections.max.reauth.ms
  * gives busgate's login a session lifetime and closes the connection on the
  * first request after it ends. busgate logs in again on the same connection
- * at 85-95 % of the lifetime (as Kafka's Java client does), once no response
- * is outstanding: requests meanwhile wait in a hold buffer, so every frame
- * the broker sends during the exchange is an authentication answer. */
-#define BG_KAFKA_UP_REAUTH_POLL_MS 20
+ * at 85-95 % of the lifetime (as Kafka's Java client does), once the
+ * responses to every request sent before have arrived: requests meanwhile
+ * wait in a hold buffer, so every frame the broker sends during the exchange
+ * is an authentication answer. Kafka refuses a re-authentication within 1 s
+ * of the previous one, and a lifetime is capped so the timer math cannot
+ * overflow. */
 #define BG_KAFKA_UP_REAUTH_TIMEOUT_S 10
+#define BG_KAFKA_UP_REAUTH_MIN_MS 1100
+#define BG_KAFKA_UP_REAUTH_MAX_MS (1ll << 40)
 
 typedef enum {
     BG_KAFKA_UP_REAUTH_NONE = 0,
@@ -77,7 +81,9 @@ struct bg_kafka_up_s {
     int auth_round;
     int64_t lifetime_ms;        /* the broker's session lifetime; 0: none */
     bg_kafka_up_reauth_t reauth;
-    struct event *reauth_timer; /* the next re-authentication, then polling for quiet */
+    struct event *reauth_timer; /* the next re-authentication */
+    uint64_t responses;         /* response frames relayed so far */
+    uint64_t reauth_after;      /* re-authenticate once responses reach this */
     struct evbuffer *hold;      /* requests sent while re-authenticating */
     uint32_t max_frame;
     uint64_t stream_left;  /* bytes of the frame being streamed still to come */
@@ -244,12 +250,16 @@ static int bg_kafka_up__start_auth(bg_kafka_up_t *u)
  * whether a response is outstanding). */
 static void bg_kafka_up__schedule_reauth(bg_kafka_up_t *u)
 {
-    if (u->lifetime_ms <= 0 || !u->cbs.waiting || !u->reauth_timer)
+    if (u->lifetime_ms <= 0 || !u->cbs.outstanding || !u->reauth_timer)
         return;
     uint16_t r = 0;
     if (RAND_bytes((unsigned char *)&r, sizeof r) != 1)
         r = 0;
-    int64_t ms = u->lifetime_ms * 85 / 100 + (u->lifetime_ms / 10) * r / 65535;
+    int64_t life = u->lifetime_ms < BG_KAFKA_UP_REAUTH_MAX_MS ? u->lifetime_ms
+                                                               : BG_KAFKA_UP_REAUTH_MAX_MS;
+    int64_t ms = life * 85 / 100 + (life / 10) * r / 65535;
+    if (ms < BG_KAFKA_UP_REAUTH_MIN_MS)
+        ms = BG_KAFKA_UP_REAUTH_MIN_MS;
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
     event_add(u->reauth_timer, &tv);
 }
@@ -279,6 +289,34 @@ static void bg_kafka_up__become_ready(bg_kafka_up_t *u)
     bufferevent_set_timeouts(u->bev, NULL, NULL);
     bg_kafka_arena_free(&u->arena); /* handshakes are over: keep idle connections small */
     u->cbs.ready(u->arg);
+}
+
+/* Starts a due re-authentication once every request sent before it became
+ * due has its response; called when it becomes due and after each response.
+ * Only while ready and between frames. */
+static void bg_kafka_up__maybe_reauth(bg_kafka_up_t *u)
+{
+    if (u->reauth != BG_KAFKA_UP_REAUTH_DUE || u->state != BG_KAFKA_UP_READY ||
+        u->responses < u->reauth_after || u->stream_left || u->splicing || u->whole ||
+        evbuffer_get_length(bufferevent_get_input(u->bev)) != 0)
+        return;
+    u->reauth = BG_KAFKA_UP_REAUTH_RUNNING;
+    struct timeval tv = {BG_KAFKA_UP_REAUTH_TIMEOUT_S, 0};
+    bufferevent_set_timeouts(u->bev, &tv, &tv);
+    if (bg_kafka_up__send_handshake(u) != 0)
+        bg_kafka_up__fail(u, "cannot send SaslHandshake to re-authenticate");
+}
+
+static void bg_kafka_up__on_reauth_timer(evutil_socket_t fd, short what, void *arg)
+{
+    bg_kafka_up_t *u = arg;
+    if (u->reauth != BG_KAFKA_UP_REAUTH_NONE || u->state != BG_KAFKA_UP_READY)
+        return;
+    /* From now on requests wait in hold; those already sent are answered
+     * first. */
+    u->reauth = BG_KAFKA_UP_REAUTH_DUE;
+    u->reauth_after = u->responses + (uint64_t)u->cbs.outstanding(u->arg);
+    bg_kafka_up__maybe_reauth(u);
 }
 
 static int bg_kafka_up__after_versions(bg_kafka_up_t *u)
@@ -413,8 +451,10 @@ static void bg_kafka_up__spliced(void *arg, bg_util_splice_result_t rc, int err,
     u->splicing = 0;
     if (rc == BG_UTIL_SPLICE_DONE) {
         u->stream_left = 0;
+        u->responses++;
         /* The session ends the frame and sets reading for the next one. */
         (void)u->cbs.spliced(u->arg, moved, 0);
+        bg_kafka_up__maybe_reauth(u); /* freeing is deferred: u is still here */
         return;
     }
     if (rc == BG_UTIL_SPLICE_DST_ERROR) {
@@ -466,6 +506,7 @@ static int bg_kafka_up__stream(bg_kafka_up_t *u, struct evbuffer *in)
     size_t n = avail < u->stream_left ? avail : (size_t)u->stream_left;
     int last = n == u->stream_left;
     u->stream_left -= n;
+    u->responses += (uint64_t)last;
     if (u->cbs.stream(u->arg, in, n, last) != 0)
         return -1;
     if (!last && bg_kafka_up__try_splice(u))
@@ -494,6 +535,7 @@ static int bg_kafka_up__relay(bg_kafka_up_t *u, struct evbuffer *in, uint32_t si
     if (evbuffer_get_length(in) < (size_t)size + 4)
         return 0;
     u->whole = 0;
+    u->responses++;
     return u->cbs.frame(u->arg, in, (size_t)size + 4) != 0 ? -1 : 1;
 }
 
@@ -504,34 +546,6 @@ static int bg_kafka_up__looks_like_tls(const bg_kafka_up_t *u, const uint8_t hdr
 {
     return !u->g->upstream_tls && u->state == BG_KAFKA_UP_VERSIONS &&
            (hdr[0] == 0x15 || hdr[0] == 0x16) && hdr[1] == 0x03;
-}
-
-/* Starts a due re-authentication once no response is outstanding, or
- * looks again shortly. Only while ready and between frames. */
-static void bg_kafka_up__maybe_reauth(bg_kafka_up_t *u)
-{
-    if (u->reauth != BG_KAFKA_UP_REAUTH_DUE || u->state != BG_KAFKA_UP_READY)
-        return;
-    if (u->stream_left || u->splicing || u->whole ||
-        evbuffer_get_length(bufferevent_get_input(u->bev)) != 0 || u->cbs.waiting(u->arg)) {
-        struct timeval tv = {0, BG_KAFKA_UP_REAUTH_POLL_MS * 1000};
-        event_add(u->reauth_timer, &tv);
-        return;
-    }
-    event_del(u->reauth_timer);
-    u->reauth = BG_KAFKA_UP_REAUTH_RUNNING;
-    struct timeval tv = {BG_KAFKA_UP_REAUTH_TIMEOUT_S, 0};
-    bufferevent_set_timeouts(u->bev, &tv, &tv);
-    if (bg_kafka_up__send_handshake(u) != 0)
-        bg_kafka_up__fail(u, "cannot send SaslHandshake to re-authenticate");
-}
-
-static void bg_kafka_up__on_reauth_timer(evutil_socket_t fd, short what, void *arg)
-{
-    bg_kafka_up_t *u = arg;
-    if (u->reauth == BG_KAFKA_UP_REAUTH_NONE && u->state == BG_KAFKA_UP_READY)
-        u->reauth = BG_KAFKA_UP_REAUTH_DUE; /* from now on requests wait in hold */
-    bg_kafka_up__maybe_reauth(u);
 }
 
 static void bg_kafka_up__on_read(struct bufferevent *bev, void *arg)
@@ -606,11 +620,14 @@ static void bg_kafka_up__on_event(struct bufferevent *bev, short what, void *arg
             bg_kafka_up__fail(u, "cannot send ApiVersions");
         return;
     }
-    char why[400], msg[440];
+    char why[400], msg[480];
     if (bg_util_tls_upstream_failure(bev, what, u->state == BG_KAFKA_UP_CONNECTING, why,
                                      sizeof why)) {
         snprintf(msg, sizeof msg, "%s%s",
-                 u->reauth == BG_KAFKA_UP_REAUTH_RUNNING ? "while re-authenticating: " : "", why);
+                 u->reauth == BG_KAFKA_UP_REAUTH_RUNNING
+                     ? "re-authentication with busgate's credential failed: "
+                     : "",
+                 why);
         bg_kafka_up__fail(u, msg);
     }
 }
@@ -640,11 +657,11 @@ bg_kafka_up_t *bg_kafka_up_connect(struct event_base *base, bg_kafka_global_t *g
     bg_kafka_arena_init(&u->arena, 4u << 20);
     snprintf(u->where, sizeof u->where, "%s:%u (node %d)", host, port, (int)node_id);
     u->bev = bg_kafka_up__bev(base, g, host);
-    if (cbs->waiting) {
+    if (cbs->outstanding) {
         u->hold = evbuffer_new();
         u->reauth_timer = evtimer_new(base, bg_kafka_up__on_reauth_timer, u);
     }
-    if (!u->bev || (cbs->waiting && (!u->hold || !u->reauth_timer))) {
+    if (!u->bev || (cbs->outstanding && (!u->hold || !u->reauth_timer))) {
         bg_kafka_up_free(u);
         return NULL;
     }

@@ -55,10 +55,11 @@ typedef struct bg_kafka_up_cbs_s {
     /* Output drained below the low watermark, or a re-authentication
      * ended and what it held went out (resume reading the client). */
     void (*drained)(void *arg);
-    /* 1 while a response to a request already sent is still to come.
-     * Optional: without it the connection never re-authenticates (for
-     * short-lived users such as discovery). */
-    int (*waiting)(void *arg);
+    /* How many requests already sent still wait for their response (each
+     * forwarded request gets exactly one). Optional: without it the
+     * connection never re-authenticates (for short-lived users such as
+     * discovery). */
+    size_t (*outstanding)(void *arg);
 } bg_kafka_up_cbs_t;
 
 /* Starts connecting to node_id (-1: a bootstrap broker) on base. Returns NULL

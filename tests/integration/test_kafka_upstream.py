@@ -13,6 +13,7 @@ Never sets audit.kafka_topic: busgate's audit sink is Debian's librdkafka
 import re
 import socket
 import ssl
+import struct
 import subprocess
 import threading
 import time
@@ -22,8 +23,8 @@ from confluent_kafka import Consumer, Producer
 
 from conftest import http_get, wait_port
 from kafka_env import (KAFKA_PLAIN, KAFKA_REAUTH, KAFKA_REAUTH_MS, KAFKA_SASL, KAFKA_SSL,
-                       KafkaWire, busgate_cache, busgate_config, client_conf,
-                       kafka_ssl_listener_configured, kafka_tls_ca, oidc_token, unique,
+                       KafkaWire, busgate_cache, busgate_config, client_conf, create_topics,
+                       kafka_ssl_listener_configured, kafka_tls_ca, kstr, oidc_token, unique,
                        wait_until)
 
 RULES = """    - name: upstream-orders
@@ -286,6 +287,17 @@ def reauth_listener_configured():
         return False
 
 
+def need_reauth_listener():
+    if not reauth_listener_configured():
+        pytest.fail(f"the test broker has no REAUTH listener ({KAFKA_REAUTH}); restart it: "
+                    "scripts/kafka-down.sh --keep-data && scripts/kafka-up.sh")
+
+
+def reauth_lines(bg):
+    return [l.get("msg", "") for l in bg.log_lines()
+            if "re-authenticated (session lifetime" in l.get("msg", "")]
+
+
 @pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "PLAIN"])
 def test_upstream_reauthenticates_before_the_session_ends(start_busgate, tmp_path, mechanism):
     """The REAUTH listener's logins last KAFKA_REAUTH_MS (3 s), after which
@@ -322,6 +334,7 @@ def test_upstream_reauthenticates_before_the_session_ends(start_busgate, tmp_pat
     t.start()
     c = Consumer(client_conf(boot, token, **{"group.id": unique("up-reauth-g"),
                                               "auto.offset.reset": "earliest",
+                                              "fetch.wait.max.ms": 50,
                                               "session.timeout.ms": 6000}))
     c.subscribe([topic])
     got = []
@@ -338,7 +351,7 @@ def test_upstream_reauthenticates_before_the_session_ends(start_busgate, tmp_pat
     msgs = [l.get("msg", "") for l in bg.log_lines()]
     assert not any("upstream connection lost" in m for m in msgs), \
         [m for m in msgs if "upstream" in m]
-    reauths = [m for m in msgs if "re-authenticated (session lifetime" in m]
+    reauths = reauth_lines(bg)
     # Each connection that lived through the run logged in again at least
     # three times (85-95 % of 3 s, over 12 s); the client's connections are
     # at least a producer's and a consumer's.
@@ -347,3 +360,48 @@ def test_upstream_reauthenticates_before_the_session_ends(start_busgate, tmp_pat
     # connections.max.reauth.ms.
     lifetimes = [int(re.search(r"session lifetime (\d+) ms", m).group(1)) for m in reauths]
     assert all(0 < ms <= KAFKA_REAUTH_MS for ms in lifetimes), lifetimes
+
+
+def fetch_v4(topic, wait_ms):
+    """Fetch v4 of partition 0 from offset 0 that waits up to wait_ms for
+    one byte (an empty topic: the full wait)."""
+    body = struct.pack(">iiiib", -1, wait_ms, 1, 1 << 20, 0)
+    body += struct.pack(">i", 1) + kstr(topic) + struct.pack(">i", 1)
+    return body + struct.pack(">iqi", 0, 0, 1 << 20)
+
+
+def test_upstream_reauth_waits_for_a_long_poll_and_keeps_held_requests(start_busgate,
+                                                                       tmp_path):
+    """Round after round, a Fetch that waits 2 s on an empty topic is
+    followed 1.9 s later by a Metadata request. When a re-authentication
+    becomes due while the Fetch is out, it waits for the Fetch's response;
+    a Metadata request arriving meanwhile is held and then sent after the
+    new login. Both are answered, in order, on the same connection. (Held
+    requests once counted as outstanding, so the login never started and
+    the Metadata request was never sent.)"""
+    need_reauth_listener()
+    text, ports = busgate_config(tmp_path, RULES, mechanism="PLAIN", upstream=[KAFKA_REAUTH],
+                                 extra="log_level: debug\n")
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    topic = unique("up-reauth-poll")
+    create_topics([topic])
+    w = KafkaWire(ports["listen"], timeout=12)
+    try:
+        w.login(oidc_token("svc-orders"))
+        end = time.monotonic() + KAFKA_REAUTH_MS * 4 / 1000
+        rounds = 0
+        while time.monotonic() < end:
+            f = w.send(1, 4, fetch_v4(topic, 2000))
+            time.sleep(1.9)
+            m = w.send(3, 1, struct.pack(">i", 1) + kstr(topic))
+            for corr in (f, m):
+                r = w.recv()
+                assert r is not None, f"connection closed in round {rounds}: " + \
+                    "; ".join(l.get("msg", "") for l in bg.log_lines())
+                assert r[0] == corr, (rounds, corr, r[0])
+            rounds += 1
+    finally:
+        w.close()
+    # One connection, logging in again every 2.55-2.85 s plus up to 2 s of
+    # waiting for a Fetch: at least twice in 12 s.
+    assert len(reauth_lines(bg)) >= 2, reauth_lines(bg)
