@@ -15,10 +15,12 @@
  * RabbitMQ: busgate tracks it from the declares it forwards (RabbitMQ updates
  * it when it handles the declare, even with nowait); while it is unknown (a
  * server-named queue before its declare-ok) an empty name is refused.
- * Declare arguments that make the broker write into another exchange
- * (exchange.declare "alternate-exchange", queue.declare
- * "x-dead-letter-exchange") also need write on that exchange, as RabbitMQ
- * itself requires — busgate's upstream credential would not check it. A server-named queue (queue.declare with an empty name) is
+ * Declare arguments that make the broker move messages into another
+ * exchange (exchange.declare "alternate-exchange", queue.declare
+ * "x-dead-letter-exchange") also need write on that exchange and read on the
+ * declared exchange or queue (the messages leaving it are read out of it),
+ * as RabbitMQ itself requires — busgate's upstream credential would not
+ * check it. A server-named queue (queue.declare with an empty name) is
  * decided as the queue "amq.gen-" (create), the prefix RabbitMQ gives such
  * names: a rule on amqp:queue:amq.gen-* allows declaring them and, since the
  * broker names them amq.gen-..., consuming from them afterwards.
@@ -94,8 +96,10 @@ static void bg_amqp_authz__queue_declare(const amqp_queue_declare_t *d,
     }
     amqp_bytes_t q = d->queue.len ? d->queue : bg_amqp_authz__cstr(BG_AMQP_SERVER_NAMED), dlx;
     bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE, q, BG_VERB_CREATE);
-    if (bg_amqp_authz__arg_exchange(&d->arguments, "x-dead-letter-exchange", &dlx))
+    if (bg_amqp_authz__arg_exchange(&d->arguments, "x-dead-letter-exchange", &dlx)) {
+        bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE, q, BG_VERB_READ);
         bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, dlx, BG_VERB_WRITE);
+    }
 }
 
 void bg_amqp_authz_classify(const bg_amqp_method_t *m, const bg_amqp_channel_t *ch,
@@ -127,8 +131,10 @@ void bg_amqp_authz_classify(const bg_amqp_method_t *m, const bg_amqp_channel_t *
         amqp_bytes_t ae;
         bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, x->exchange,
                            x->passive ? BG_VERB_DESCRIBE : BG_VERB_CREATE);
-        if (!x->passive && bg_amqp_authz__arg_exchange(&x->arguments, "alternate-exchange", &ae))
+        if (!x->passive && bg_amqp_authz__arg_exchange(&x->arguments, "alternate-exchange", &ae)) {
+            bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, x->exchange, BG_VERB_READ);
             bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, ae, BG_VERB_WRITE);
+        }
         break;
     }
     case AMQP_QUEUE_BIND_METHOD: {

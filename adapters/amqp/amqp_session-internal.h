@@ -237,7 +237,7 @@ const char *bg_amqp_reply_name(uint16_t code);
 
 /* ---- amqp_authz.c ---- */
 
-#define BG_AMQP_MAX_CHECKS 2
+#define BG_AMQP_MAX_CHECKS 3
 
 /* One (resource, verb) a method needs. name points into the method or a
  * session buffer: valid while the frame is handled. */

@@ -19,7 +19,10 @@ def policy():
         + rule("default-exchange", ["group:apps"], ["amqp:exchange:amq.default"], ["write"])
         + rule("server-named", ["group:apps"], ["amqp:queue:amq.gen-*"], ["create", "read"])
         + rule("no-secret", ["*"], ["amqp:queue:it.secret*", "amqp:exchange:it.secret*"], ALL,
-               effect="deny"))
+               effect="deny")
+        + rule("declare-only", ["group:decl"], ["amqp:queue:dl.*", "amqp:exchange:dl.*"],
+               ["create"])
+        + rule("dl-sink", ["group:decl"], ["amqp:exchange:dl.sink"], ["write"]))
 
 
 @pytest.fixture
@@ -262,6 +265,41 @@ def test_declare_bind_purge_delete(gw):
     err = closed_by_broker(lambda: bob.channel().queue_declare("", exclusive=True))
     assert "create access to queue 'amq.gen-'" in err.reply_text
     bob.close()
+
+
+def test_declare_arguments_that_move_messages_need_read(gw):
+    """A dead-letter or alternate exchange moves messages out of what is
+    declared: RabbitMQ checks read on it besides write on that exchange, so
+    a principal that may create a queue but not read it cannot drain it into
+    an exchange of its own. Allowed with read (alice), refused without
+    (carol), naming the read."""
+    bg, ports, issuer = gw
+    admin = direct()
+    ach = admin.channel()
+    sink = "dl.sink"
+    ach.exchange_declare(sink, "fanout")
+    carol = connect(ports["listen"], issuer.mint("carol", ["decl"]))
+    q, x, plain = unique("dl.q"), unique("dl.x"), unique("dl.plain")
+    try:
+        carol.channel().queue_declare(plain)  # create alone is enough
+        err = closed_by_broker(lambda: carol.channel().queue_declare(
+            q, arguments={"x-dead-letter-exchange": sink, "x-message-ttl": 0}))
+        assert err.reply_code == 403 and f"read access to queue '{q}'" in err.reply_text, \
+            err.reply_text
+        err = closed_by_broker(lambda: carol.channel().exchange_declare(
+            x, "direct", arguments={"alternate-exchange": sink}))
+        assert err.reply_code == 403 and f"read access to exchange '{x}'" in err.reply_text, \
+            err.reply_text
+        alice = connect(ports["listen"], issuer.mint("alice", ["apps"]))
+        aq = unique("it.q")
+        alice.channel().queue_declare(aq, arguments={"x-dead-letter-exchange": "it.sink"})
+        alice.channel().queue_delete(aq)
+        alice.close()
+    finally:
+        carol.close()
+        ach.queue_delete(plain)
+        ach.exchange_delete(sink)
+        admin.close()
 
 
 def test_confirms_10000_and_returns(gw):

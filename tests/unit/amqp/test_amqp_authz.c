@@ -482,8 +482,9 @@ static void test_unknown_last_queue_refused(void **state)
     bg_policy_principal_clear(&pr);
 }
 
-/* Declare arguments that make the broker write into another exchange need
- * write on it (alternate-exchange, x-dead-letter-exchange). */
+/* Declare arguments that make the broker move messages into another
+ * exchange need write on it and read on what is declared, as RabbitMQ
+ * checks (alternate-exchange, x-dead-letter-exchange). */
 static void test_declare_argument_exchanges(void **state)
 {
     (void)state;
@@ -498,11 +499,16 @@ static void test_declare_argument_exchanges(void **state)
                           bg_amqp_method_info(AMQP_EXCHANGE_DECLARE_METHOD), &x};
     bg_amqp_verdict_t v;
     bg_amqp_authz_classify(&m, NULL, &v);
-    assert_int_equal(v.n, 2);
+    assert_int_equal(v.n, 3);
+    assert_int_equal(v.checks[0].verb, BG_VERB_CREATE);
     assert_int_equal(v.checks[1].type, BG_RES_AMQP_EXCHANGE);
-    assert_int_equal(v.checks[1].verb, BG_VERB_WRITE);
-    assert_int_equal(v.checks[1].name_len, 6);
-    assert_memory_equal(v.checks[1].name, "secret", 6);
+    assert_int_equal(v.checks[1].verb, BG_VERB_READ);
+    assert_int_equal(v.checks[1].name_len, 4);
+    assert_memory_equal(v.checks[1].name, "ok.x", 4);
+    assert_int_equal(v.checks[2].type, BG_RES_AMQP_EXCHANGE);
+    assert_int_equal(v.checks[2].verb, BG_VERB_WRITE);
+    assert_int_equal(v.checks[2].name_len, 6);
+    assert_memory_equal(v.checks[2].name, "secret", 6);
 
     amqp_table_entry_t dlx = {amqp_cstring_bytes("x-dead-letter-exchange"),
                               {AMQP_FIELD_KIND_UTF8, {.bytes = {6, "secret"}}}};
@@ -514,10 +520,20 @@ static void test_declare_argument_exchanges(void **state)
     m = (bg_amqp_method_t){AMQP_QUEUE_DECLARE_METHOD,
                            bg_amqp_method_info(AMQP_QUEUE_DECLARE_METHOD), &q};
     bg_amqp_authz_classify(&m, NULL, &v);
-    assert_int_equal(v.n, 2);
-    assert_int_equal(v.checks[1].type, BG_RES_AMQP_EXCHANGE);
-    assert_int_equal(v.checks[1].verb, BG_VERB_WRITE);
-    assert_memory_equal(v.checks[1].name, "secret", 6);
+    assert_int_equal(v.n, 3);
+    assert_int_equal(v.checks[1].type, BG_RES_AMQP_QUEUE);
+    assert_int_equal(v.checks[1].verb, BG_VERB_READ);
+    assert_int_equal(v.checks[1].name_len, 4);
+    assert_memory_equal(v.checks[1].name, "ok.q", 4);
+    assert_int_equal(v.checks[2].type, BG_RES_AMQP_EXCHANGE);
+    assert_int_equal(v.checks[2].verb, BG_VERB_WRITE);
+    assert_memory_equal(v.checks[2].name, "secret", 6);
+
+    /* Without an argument naming an exchange, only create. */
+    q.arguments.num_entries = 0;
+    bg_amqp_authz_classify(&m, NULL, &v);
+    assert_int_equal(v.n, 1);
+    assert_int_equal(v.checks[0].verb, BG_VERB_CREATE);
 }
 
 int main(void)
