@@ -343,7 +343,11 @@ static void bg_amqp__update_reading(bg_amqp_session_t *s)
 {
     if (s->dead)
         return;
-    int up_full = bg_amqp__up_queued(s) >= BG_AMQP_HIGH_WATER;
+    /* The client is not read while its own output is full either: what
+     * busgate answers itself (close-oks, refusals) must not grow without
+     * bound for a client that sends and never reads. */
+    int up_full = bg_amqp__up_queued(s) >= BG_AMQP_HIGH_WATER ||
+                  bg_amqp__cli_queued(s) >= BG_AMQP_HIGH_WATER;
     if (!up_full && !s->stalled && s->state != BG_AMQP_S_CLOSING)
         bufferevent_enable(s->cli, EV_READ);
     else if (s->state != BG_AMQP_S_CLOSING)
@@ -501,7 +505,9 @@ static void bg_amqp__on_client_read(struct bufferevent *bev, void *arg)
     while (!s->dead && !s->stalled) {
         /* Closing, nothing goes upstream: the client's close-ok (or what is
          * discarded before it) is read even when the upstream is full. */
-        if (bg_amqp__up_queued(s) >= BG_AMQP_HIGH_WATER && s->state != BG_AMQP_S_CLOSING)
+        if ((bg_amqp__up_queued(s) >= BG_AMQP_HIGH_WATER ||
+             bg_amqp__cli_queued(s) >= BG_AMQP_HIGH_WATER) &&
+            s->state != BG_AMQP_S_CLOSING)
             break;
         int rc = s->state == BG_AMQP_S_HEADER ? bg_amqp__header(s, in) : bg_amqp__client_frame(s, in);
         if (rc <= 0)

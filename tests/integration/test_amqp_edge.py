@@ -592,3 +592,34 @@ def test_no_login_while_audit_is_down(start_busgate, tmp_path):
         connect(ports["listen"], issuer.mint("alice", ["apps"]))
     assert "(320) 'CONNECTION_FORCED - busgate cannot record audit events" in repr(ei.value), \
         repr(ei.value)
+
+
+def test_client_that_never_reads_its_answers_is_not_read(gw):
+    """After a refusal every channel.close the client sends on that channel
+    is answered by busgate itself (close-ok). A client that keeps sending
+    them and never reads must stop being read once its answers fill
+    busgate's output, not grow busgate's memory without bound."""
+    bg, ports, issuer = gw
+    r, _ = handshake(ports["listen"], issuer.mint("ivy", ["apps"]))
+    open_channel(r, 1)
+    r.send(publish(1, "it.secret-x", "k"))
+    code, _, _, _ = close_args(r.expect(1, (20, 40)))
+    assert code == 403
+    before = rss_kb(bg.proc.pid)
+    close = method(1, 20, 40, struct.pack(">H", 200) + ss("bye") + struct.pack(">HH", 0, 0))
+    batch = close * 50000  # 1 MiB
+    limit, sent = 150 << 20, 0
+    r.s.settimeout(3.0)
+    try:
+        while sent < limit:
+            sent += r.s.send(batch)
+    except (socket.timeout, OSError):
+        pass
+    grown = rss_kb(bg.proc.pid) - before
+    r.close()
+    # busgate's output cap (8 MiB) plus the sockets' buffers hold a few tens
+    # of MiB of these; busgate must have stopped reading long before 150.
+    assert sent < limit, f"busgate read all {sent >> 20} MiB"
+    if not sanitized_build():
+        assert grown < 64 * 1024, f"busgate grew {grown >> 10} MiB on {sent >> 20} MiB"
+    healthy(ports, issuer)
