@@ -139,18 +139,41 @@ static int bg_amqp_chan__consume_sent(bg_amqp_session_t *s, bg_amqp_channel_t *c
     return 0;
 }
 
-/* consume-ok: the oldest pending consume gets its tag. */
+/* The pending consume a consume-ok answers: the one that asked for its tag,
+ * else the oldest that let RabbitMQ name it. RabbitMQ does not answer
+ * consumes in order (a direct reply-to consume is answered at once, one on
+ * a queue through the queue's process), so order alone would pair them
+ * wrongly. Unlinked from the pending list; NULL when none matches. */
+static bg_amqp_consumer_t *bg_amqp_chan__take_pending(bg_amqp_channel_t *ch, amqp_bytes_t tag)
+{
+    bg_amqp_consumer_t **found = NULL, *prev = NULL, *found_prev = NULL;
+    for (bg_amqp_consumer_t **pc = &ch->pending; *pc; prev = *pc, pc = &(*pc)->next) {
+        const char *asked = (*pc)->asked;
+        if (asked ? strlen(asked) == tag.len && memcmp(asked, tag.bytes, tag.len) == 0
+                  : !found) {
+            found = pc, found_prev = prev;
+            if (asked)
+                break;
+        }
+    }
+    if (!found)
+        return NULL;
+    bg_amqp_consumer_t *c = *found;
+    *found = c->next;
+    if (ch->pending_last == c)
+        ch->pending_last = found_prev;
+    ch->npending--;
+    c->next = NULL;
+    return c;
+}
+
+/* consume-ok: the pending consume it answers becomes live under its tag. */
 static void bg_amqp_chan__consume_ok(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
                                      amqp_bytes_t tag)
 {
-    bg_amqp_consumer_t *c = ch->pending;
+    bg_amqp_consumer_t *c = bg_amqp_chan__take_pending(ch, tag);
     if (!c)
         return; /* not one busgate forwarded: nothing to name */
-    ch->pending = c->next;
-    if (!ch->pending)
-        ch->pending_last = NULL;
-    ch->npending--;
-    c->next = NULL;
     if (c->cancelled) { /* a nowait cancel already ended it upstream */
         bg_amqp_chan__free_list(c);
         s->nconsumers--;
@@ -168,8 +191,12 @@ static void bg_amqp_chan__consume_ok(bg_amqp_session_t *s, bg_amqp_channel_t *ch
     ch->nconsumers++;
 }
 
+/* A consumer ended: RabbitMQ's cancel-ok or basic.cancel, or the client's
+ * nowait cancel (client_nowait), which alone may end a consume still
+ * pending: RabbitMQ answers a cancel of a tag it does not know with a
+ * cancel-ok too, which must not end a later consume that asked for it. */
 static void bg_amqp_chan__remove_consumer(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
-                                          amqp_bytes_t tag)
+                                          amqp_bytes_t tag, int client_nowait)
 {
     for (bg_amqp_consumer_t **pc = &ch->consumers; *pc; pc = &(*pc)->next) {
         bg_amqp_consumer_t *c = *pc;
@@ -184,7 +211,7 @@ static void bg_amqp_chan__remove_consumer(bg_amqp_session_t *s, bg_amqp_channel_
     }
     /* Not live yet: a pending consume that asked for this tag (pipelined
      * consume + nowait cancel) ends when its consume-ok arrives. */
-    for (bg_amqp_consumer_t *c = ch->pending; c; c = c->next)
+    for (bg_amqp_consumer_t *c = client_nowait ? ch->pending : NULL; c; c = c->next)
         if (c->asked && !c->cancelled && strlen(c->asked) == tag.len &&
             memcmp(c->asked, tag.bytes, tag.len) == 0) {
             c->cancelled = 1;
@@ -505,7 +532,7 @@ static int bg_amqp_chan__open_method(bg_amqp_session_t *s, uint16_t n, bg_amqp_c
     case AMQP_BASIC_CANCEL_METHOD: { /* nowait: no cancel-ok will say it is gone */
         const amqp_basic_cancel_t *c = m->decoded;
         if (c->nowait)
-            bg_amqp_chan__remove_consumer(s, ch, c->consumer_tag);
+            bg_amqp_chan__remove_consumer(s, ch, c->consumer_tag, 1);
         break;
     }
     default: break;
@@ -710,11 +737,12 @@ static void bg_amqp_chan__track_up(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
         break;
     case AMQP_BASIC_CANCEL_METHOD:
         bg_amqp_chan__remove_consumer(s, ch,
-                                      ((const amqp_basic_cancel_t *)m->decoded)->consumer_tag);
+                                      ((const amqp_basic_cancel_t *)m->decoded)->consumer_tag, 0);
         break;
     case AMQP_BASIC_CANCEL_OK_METHOD:
         bg_amqp_chan__remove_consumer(s, ch,
-                                      ((const amqp_basic_cancel_ok_t *)m->decoded)->consumer_tag);
+                                      ((const amqp_basic_cancel_ok_t *)m->decoded)->consumer_tag,
+                                      0);
         break;
     case AMQP_QUEUE_DECLARE_OK_METHOD:
         /* The answer to an earlier declare must not undo a later one. */

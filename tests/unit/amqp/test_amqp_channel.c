@@ -942,6 +942,52 @@ static void test_nowait_cancel_of_pending_consume(void **state)
     }
 }
 
+/* RabbitMQ answers consumes out of order (a direct reply-to consume at once,
+ * one on a queue through the queue's process): a consume-ok goes to the
+ * consume that asked for its tag, and a server-named tag to the oldest
+ * consume that asked for none. */
+static void test_consume_oks_out_of_order(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    consume(c, 1, "ok.q", "A", 0);
+    consume(c, 1, "ok.r", "", 0);
+    consume(c, 1, "ok.reply", "B", 0);
+    consume_ok(c, 1, "B");
+    consume_ok(c, 1, "amq.ctag-1");
+    consume_ok(c, 1, "A");
+    assert_string_equal(consumer_queue(c, 1, "A"), "ok.q");
+    assert_string_equal(consumer_queue(c, 1, "B"), "ok.reply");
+    assert_string_equal(consumer_queue(c, 1, "amq.ctag-1"), "ok.r");
+    assert_int_equal(chan(c, 1)->npending, 0);
+    assert_int_equal(chan(c, 1)->nconsumers, 3);
+    /* The pending list was relinked correctly: a new consume still pairs. */
+    consume(c, 1, "ok.s", "", 0);
+    consume_ok(c, 1, "amq.ctag-2");
+    assert_string_equal(consumer_queue(c, 1, "amq.ctag-2"), "ok.s");
+}
+
+/* A cancel (waiting for its cancel-ok) of a tag RabbitMQ does not know is
+ * answered with a cancel-ok all the same. That cancel-ok must not end a
+ * later consume that asked for the tag: the consumer would live on
+ * uncounted, and the bound could be passed without end. */
+static void test_cancel_ok_of_unknown_tag_keeps_pending_consume(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    amqp_basic_cancel_t cn = {t_str("T"), 0};
+    assert_int_equal(cli(c, 1, AMQP_BASIC_CANCEL_METHOD, &cn), 1);
+    expect_method(c, UP(c), 1, AMQP_BASIC_CANCEL_METHOD);
+    consume(c, 1, "ok.q", "T", 0);
+    amqp_basic_cancel_ok_t cnok = {t_str("T")};
+    assert_int_equal(up(c, 1, AMQP_BASIC_CANCEL_OK_METHOD, &cnok), 0);
+    expect_method(c, CLI(c), 1, AMQP_BASIC_CANCEL_OK_METHOD);
+    consume_ok(c, 1, "T");
+    assert_string_equal(consumer_queue(c, 1, "T"), "ok.q");
+    assert_int_equal(chan(c, 1)->nconsumers, 1);
+    assert_int_equal(c->f.s.nconsumers, 1);
+}
+
 /* nowait consumes with no tag cannot be tracked but count against the bound,
  * until the channel closes. */
 static void test_anonymous_nowait_consumes_counted(void **state)
@@ -1199,6 +1245,8 @@ int main(void)
         T(test_consumer_tracking),
         T(test_pipelined_consumes),
         T(test_nowait_cancel_of_pending_consume),
+        T(test_consume_oks_out_of_order),
+        T(test_cancel_ok_of_unknown_tag_keeps_pending_consume),
         T(test_anonymous_nowait_consumes_counted),
         T(test_consumer_bound_per_channel),
         T(test_consumer_bound_per_connection),
