@@ -60,6 +60,7 @@ static void bg_amqp_chan__reset(bg_amqp_session_t *s, bg_amqp_channel_t *ch)
     s->nconsumers -= ch->nconsumers + ch->npending + ch->nanonymous;
     bg_amqp_chan__free_list(ch->consumers);
     bg_amqp_chan__free_list(ch->pending);
+    bg_amqp_chan__free_list(ch->anonymous);
     if (ch->held)
         evbuffer_free(ch->held);
     if (ch->pub)
@@ -110,8 +111,13 @@ static bg_amqp_consumer_t *bg_amqp_chan__consumer_new(const char *queue, const a
 static int bg_amqp_chan__consume_sent(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
                                       const char *queue, const amqp_basic_consume_t *m)
 {
-    if (m->nowait && m->consumer_tag.len == 0) {
-        ch->nanonymous++; /* RabbitMQ names it and tells nobody: only counted */
+    if (m->nowait && m->consumer_tag.len == 0) { /* RabbitMQ names it and tells nobody */
+        bg_amqp_consumer_t *c = bg_amqp_chan__consumer_new(queue, NULL);
+        if (!c)
+            return -1;
+        c->next = ch->anonymous;
+        ch->anonymous = c;
+        ch->nanonymous++;
         s->nconsumers++;
         return 0;
     }
@@ -362,6 +368,66 @@ static int bg_amqp_chan__answer_close(bg_amqp_session_t *s, uint16_t n, bg_amqp_
                      : bg_amqp_chan__to_upstream(s, &wr, rc);
 }
 
+/* ---- consumers decided again ---- */
+
+/* The consumers on ch, decided again as basic.consume on their queues; the
+ * first refused one closes the channel. 0, or -1 when the session is going. */
+static int bg_amqp_chan__recheck_channel(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch)
+{
+    bg_amqp_consumer_t *lists[3] = {ch->consumers, ch->pending, ch->anonymous};
+    for (int i = 0; i < 3; i++)
+        for (bg_amqp_consumer_t *c = lists[i]; c; c = c->next) {
+            if (c->cancelled)
+                continue;
+            amqp_basic_consume_t bc;
+            memset(&bc, 0, sizeof bc);
+            bc.queue = amqp_cstring_bytes(c->queue);
+            bg_amqp_method_t m = {AMQP_BASIC_CONSUME_METHOD,
+                                  bg_amqp_method_info(AMQP_BASIC_CONSUME_METHOD), &bc};
+            bg_amqp_verdict_t v;
+            bg_amqp_authz_classify(&m, ch, &v);
+            bg_amqp_authz_decide(s->snap->policy, &s->pp, &v);
+            bg_amqp_audit_decisions(s, &m, &v, 0);
+            if (!v.denied)
+                continue;
+            char text[256];
+            bg_amqp_authz_text(&v, s->aw->g->cfg->amqp.upstream.vhost, s->user, text,
+                               sizeof text);
+            bg_log_fields(BG_LOG_INFO, "amqp",
+                          (bg_log_field_t[]){{"session", s->id}, {"sub", s->principal.sub}}, 2,
+                          "refused the consumers on channel %u: the policy or the principal "
+                          "changed",
+                          n);
+            return bg_amqp_chan__refuse(s, n, ch, BG_AMQP_ACCESS_REFUSED, text,
+                                        AMQP_BASIC_CONSUME_METHOD);
+        }
+    return 0;
+}
+
+int bg_amqp_chan_policy_refresh(bg_amqp_session_t *s, int force)
+{
+    if (bg_snapshot_refresh(&s->snap)) {
+        bg_policy_principal_clear(&s->pp);
+        if (bg_policy_principal_prepare(s->snap->policy, s->principal.sub,
+                                        (const char *const *)s->principal.groups,
+                                        s->principal.ngroups, &s->pp) != 0) {
+            bg_amqp_session_kill(s, 0, "out of memory");
+            return -1;
+        }
+    } else if (!force) {
+        return 0;
+    }
+    for (size_t n = 1; s->chans && n <= s->channel_max; n++) {
+        bg_amqp_channel_t *ch = s->chans[n];
+        if (!ch || ch->cli.state != BG_AMQP_LEG_OPEN || ch->up.state != BG_AMQP_LEG_OPEN ||
+            !(ch->consumers || ch->pending || ch->anonymous))
+            continue;
+        if (bg_amqp_chan__recheck_channel(s, (uint16_t)n, ch) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 /* ---- client methods ---- */
 
 static int bg_amqp_chan__decide(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch,
@@ -371,15 +437,10 @@ static int bg_amqp_chan__decide(bg_amqp_session_t *s, uint16_t n, bg_amqp_channe
     bg_amqp_authz_classify(m, ch, &v);
     if (v.n == 0)
         return 1;
-    if (bg_snapshot_refresh(&s->snap)) { /* a reload: decide by the new policy */
-        bg_policy_principal_clear(&s->pp);
-        if (bg_policy_principal_prepare(s->snap->policy, s->principal.sub,
-                                        (const char *const *)s->principal.groups,
-                                        s->principal.ngroups, &s->pp) != 0) {
-            bg_amqp_session_kill(s, 0, "out of memory");
-            return -1;
-        }
-    }
+    if (bg_amqp_chan_policy_refresh(s, 0) != 0) /* a reload: decide by the new policy */
+        return -1;
+    if (ch->cli.state != BG_AMQP_LEG_OPEN)
+        return 0; /* a consumer on it is refused now: the channel is closing */
     if (!bg_amqp_audit_admitting(s))
         return bg_amqp_chan__refuse(s, n, ch, BG_AMQP_RESOURCE_ERROR,
                                     "RESOURCE_ERROR - busgate cannot record audit events now; retry",
@@ -422,7 +483,8 @@ static int bg_amqp_chan__connection_method(bg_amqp_session_t *s, const bg_amqp_m
         if (bg_amqp_hs_update_secret(s, m->decoded) != 0)
             return -1;
         evbuffer_drain(in, len);
-        return 1;
+        /* The new token's groups may allow less: the consumers again. */
+        return bg_amqp_chan_policy_refresh(s, 1) == 0 ? 1 : -1;
     default: {
         char text[128];
         snprintf(text, sizeof text, "COMMAND_INVALID - unexpected %s", m->info->name);
@@ -867,6 +929,10 @@ int bg_amqp_chan_upstream_frame(bg_amqp_session_t *s, struct evbuffer *in,
     bg_amqp_channel_t *ch = bg_amqp_chan__get(s, n, 0);
     if (ch && (f->type == BG_AMQP_FRAME_HEADER || f->type == BG_AMQP_FRAME_BODY))
         return bg_amqp_chan__down_content(s, ch, f, in, frame_len);
+    /* A delivery follows no client method: a reload that refused its
+     * consumer must take effect here, before it is relayed. */
+    if (ch && id == AMQP_BASIC_DELIVER_METHOD && bg_amqp_chan_policy_refresh(s, 0) != 0)
+        return -1;
     if (ch && bg_amqp_chan__has_content(id)) {
         ch->down_expect = 1;
         ch->down_relay =

@@ -94,16 +94,18 @@ typedef struct bg_amqp_channel_s {
     uint32_t declares_waiting;
     uint8_t last_declare_waits;
     /* basic.consumes forwarded whose consume-ok has not come back, oldest
-     * first: RabbitMQ answers a channel's consumes in order, so each
-     * consume-ok (and the tag it names, maybe server-generated) belongs to
-     * the head, however many the client pipelined. */
+     * first. A consume-ok belongs to the one that asked for its tag, or (a
+     * server-named tag) to the oldest that asked for none: RabbitMQ does not
+     * answer a channel's consumes in order. */
     bg_amqp_consumer_t *pending, *pending_last;
     size_t npending;
     bg_amqp_consumer_t *consumers; /* consumer tag -> queue */
     size_t nconsumers;
     /* nowait consumes with no tag: RabbitMQ names them and tells nobody, so
-     * they cannot be tracked (nor cancelled by the client); counted against
-     * the bounds until the channel closes. */
+     * they cannot be told apart (nor their cancels followed); their queues
+     * are kept, decided again with the others, and counted against the
+     * bounds until the channel closes. */
+    bg_amqp_consumer_t *anonymous;
     size_t nanonymous;
 } bg_amqp_channel_t;
 
@@ -231,6 +233,13 @@ int bg_amqp_chan_upstream_frame(bg_amqp_session_t *s, struct evbuffer *in,
                                 const bg_amqp_frame_t *f, size_t frame_len);
 /* Frees every channel's state. */
 void bg_amqp_chan_free_all(bg_amqp_session_t *s);
+/* Picks up the newest policy snapshot. When it changed, or with force (the
+ * principal changed: update-secret), every consumer on every channel is
+ * decided again as a basic.consume on its queue, since deliveries follow
+ * without any client method to decide; a channel with one now refused is
+ * closed with 403 as a refused basic.consume would be. 0, or -1 when the
+ * session is going (out of memory, or writing failed). */
+int bg_amqp_chan_policy_refresh(bg_amqp_session_t *s, int force);
 /* The name of an AMQP reply code ("SYNTAX_ERROR" for 502), so a reply
  * text's prefix always matches its code. Static storage. */
 const char *bg_amqp_reply_name(uint16_t code);

@@ -228,3 +228,66 @@ def test_publishes_right_before_connection_close_reach_the_broker(start_busgate,
     finally:
         ch.queue_delete(q)
         conn.close()
+
+
+def test_reload_refuses_a_live_consumer(start_busgate, tmp_path):
+    """A consumer was allowed when it started; a reload takes the read
+    away. Deliveries need no client method, so busgate decides the
+    consumer again when the next one arrives: its channel is closed with
+    403 and that message never reaches the client; unacknowledged, it goes
+    back to the queue when the channel closes. (With auto-ack RabbitMQ
+    counts it delivered as it sends it: see docs/amqp.md.) The
+    connection's other channel goes on."""
+    import signal
+    from amqp_env import connect
+    issuer = Issuer(tmp_path / "keys")
+    text, ports = busgate_config(tmp_path, issuer, POLICY)
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    q = unique("it.cons-reload")
+    admin = direct()
+    ach = admin.channel()
+    ach.queue_declare(q)
+    conn = connect(ports["listen"], issuer.mint("alice", ["apps"]))
+    try:
+        ch, other = conn.channel(), conn.channel()
+        got = []
+        def on_message(c, m, p, body):
+            got.append(body)
+            c.basic_ack(m.delivery_tag)
+        ch.basic_consume(q, on_message)
+        ach.basic_publish("", q, b"before")
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            conn.process_data_events(time_limit=0.2)
+        assert got == [b"before"]
+        # The reload: the same rules without read on it.cons-*.
+        bg.config_path.write_text(text.replace('["read", "create", "delete", "describe"]',
+                                               '["create", "delete", "describe"]'))
+        assert '["create", "delete", "describe"]' in bg.config_path.read_text()
+        bg.signal(signal.SIGHUP)
+        assert bg.wait_log(lambda l: l.get("msg", "").startswith("reloaded"))
+        ach.basic_publish("", q, b"after")
+        deadline = time.monotonic() + 10
+        while ch.is_open and time.monotonic() < deadline:
+            conn.process_data_events(time_limit=0.2)
+        assert ch.is_closed
+        assert got == [b"before"], got
+        refused = wait_audit(ports["audit"], lambda e: e.get("decision", {}).get("effect") == "deny"
+                             and api_name(e) == "basic.consume"
+                             and any(r.get("name") == q for r in e.get("resources", [])))
+        assert refused, "no audited refusal of the consumer"
+        assert bg.wait_log(lambda l: "refused the consumers on channel" in l.get("msg", ""))
+        assert other.is_open
+        other.queue_declare(q, passive=True)  # describe is still allowed
+        # Nothing lost: the message stays in the queue.
+        m = None
+        for _ in range(50):
+            m = ach.basic_get(q, auto_ack=True)
+            if m[0] is not None:
+                break
+            time.sleep(0.1)
+        assert m[2] == b"after"
+    finally:
+        conn.close()
+        ach.queue_delete(q)
+        admin.close()

@@ -16,7 +16,17 @@
 #include "adapters/amqp/amqp_channel.c"
 #include "policy_test_util.h"
 
-static bg_policy_t *policy;
+static bg_policy_t *policy, *policy_narrow;
+
+/* What a reload installs in the re-decision tests: ok.q and ok.r no longer
+ * readable, ok.keep still. */
+static const pt_policy_t policy_narrow_table = {
+    "deny",
+    "enforce",
+    {
+        {"keep-only", "group:apps", "amqp:queue:ok.keep*", "read", "allow"},
+    },
+};
 
 static const pt_policy_t policy_table = {
     "deny",
@@ -38,6 +48,9 @@ static int group_setup(void **state)
     policy = pt_compile(&policy_table, err, sizeof err);
     if (!policy)
         fail_msg("policy: %s", err);
+    policy_narrow = pt_compile(&policy_narrow_table, err, sizeof err);
+    if (!policy_narrow)
+        fail_msg("policy: %s", err);
     return 0;
 }
 
@@ -45,6 +58,7 @@ static int group_teardown(void **state)
 {
     (void)state;
     bg_policy_free(policy);
+    bg_policy_free(policy_narrow);
     return 0;
 }
 
@@ -988,6 +1002,79 @@ static void test_cancel_ok_of_unknown_tag_keeps_pending_consume(void **state)
     assert_int_equal(c->f.s.nconsumers, 1);
 }
 
+/* The channel.close 403 busgate sends for a refused basic.consume. */
+static void expect_consume_refused(ctx_t *c, uint16_t n)
+{
+    bg_amqp_method_t m = expect_method(c, CLI(c), n, AMQP_CHANNEL_CLOSE_METHOD);
+    const amqp_channel_close_t *cl = m.decoded;
+    assert_int_equal(cl->reply_code, BG_AMQP_ACCESS_REFUSED);
+    assert_int_equal(cl->class_id, 60);
+    assert_int_equal(cl->method_id, 20);
+    expect_method(c, UP(c), n, AMQP_CHANNEL_CLOSE_METHOD);
+}
+
+static void deliver(ctx_t *c, uint16_t n, const char *tag)
+{
+    amqp_basic_deliver_t d;
+    memset(&d, 0, sizeof d);
+    d.consumer_tag = t_str(tag);
+    d.delivery_tag = 1;
+    d.exchange = t_str("");
+    d.routing_key = t_str("k");
+    assert_int_equal(up(c, n, AMQP_BASIC_DELIVER_METHOD, &d), 0);
+}
+
+/* Deliveries follow no client method: after a reload that no longer lets
+ * the principal read a consumer's queue, the next delivery finds the
+ * consumer decided again and its channel closed 403 (as a refused
+ * basic.consume); the delivery is not relayed. Channels whose consumers are
+ * still allowed carry on. Untagged nowait consumers are decided too. */
+static void test_reload_decides_consumers_again(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    open_channel(c, 2);
+    open_channel(c, 3);
+    consume(c, 1, "ok.q", "A", 0);
+    consume_ok(c, 1, "A");
+    consume(c, 2, "ok.keep", "K", 0);
+    consume_ok(c, 2, "K");
+    consume(c, 3, "ok.r", "", 1); /* untagged nowait */
+    int before = c->f.decisions;
+    c->f.next_policy = policy_narrow;
+    deliver(c, 2, "K"); /* the reload is noticed here: every consumer again */
+    assert_int_equal(c->f.decisions, before + 3);
+    expect_consume_refused(c, 1);
+    expect_consume_refused(c, 3);
+    expect_method(c, CLI(c), 2, AMQP_BASIC_DELIVER_METHOD);
+    expect_nothing(CLI(c));
+    deliver(c, 1, "A"); /* on the refused channel: dropped */
+    expect_nothing(CLI(c));
+    assert_int_equal(chan(c, 2)->cli.state, BG_AMQP_LEG_OPEN);
+    assert_int_equal(c->f.closed, 0);
+}
+
+/* update-secret: the new token's groups may allow less, so the consumers
+ * are decided again at once, whether or not the policy changed. */
+static void test_update_secret_decides_consumers_again(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    consume(c, 1, "ok.q", "A", 0);
+    consume_ok(c, 1, "A");
+    int before = c->f.decisions;
+    amqp_bytes_t secret = t_str("token");
+    bg_amqp_update_secret_t us = {secret, t_str("renewed")};
+    assert_int_equal(cli(c, 0, BG_AMQP_CONNECTION_UPDATE_SECRET, &us), 1);
+    assert_int_equal(c->f.update_secrets, 1);
+    assert_int_equal(c->f.decisions, before + 1); /* still allowed: nothing sent */
+    expect_nothing(CLI(c));
+    /* The same with a policy that no longer allows it: refused. */
+    c->f.next_policy = policy_narrow;
+    assert_int_equal(cli(c, 0, BG_AMQP_CONNECTION_UPDATE_SECRET, &us), 1);
+    expect_consume_refused(c, 1);
+}
+
 /* nowait consumes with no tag cannot be tracked but count against the bound,
  * until the channel closes. */
 static void test_anonymous_nowait_consumes_counted(void **state)
@@ -1247,6 +1334,8 @@ int main(void)
         T(test_nowait_cancel_of_pending_consume),
         T(test_consume_oks_out_of_order),
         T(test_cancel_ok_of_unknown_tag_keeps_pending_consume),
+        T(test_reload_decides_consumers_again),
+        T(test_update_secret_decides_consumers_again),
         T(test_anonymous_nowait_consumes_counted),
         T(test_consumer_bound_per_channel),
         T(test_consumer_bound_per_connection),

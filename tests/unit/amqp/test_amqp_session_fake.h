@@ -43,6 +43,7 @@ typedef struct t_fake_s {
     uint16_t close_code, close_class, close_method;
     char close_text[256];
     int awaiting_close_ok, resumes, decisions, update_secrets;
+    const bg_policy_t *next_policy; /* the next bg_snapshot_refresh installs it */
 } t_fake_t;
 
 static t_fake_t *t_cur;
@@ -139,8 +140,11 @@ void bg_amqp_audit_decisions(bg_amqp_session_t *s, const bg_amqp_method_t *m,
 
 int bg_snapshot_refresh(bg_snapshot_t **held)
 {
-    (void)held;
-    return 0; /* the test's policy never changes under a session */
+    if (!t_cur->next_policy)
+        return 0; /* no reload */
+    (*held)->policy = (bg_policy_t *)t_cur->next_policy; /* a reload */
+    t_cur->next_policy = NULL;
+    return 1;
 }
 
 /* A RUNNING session with policy p for principal sub (groups: space-separated
@@ -176,6 +180,8 @@ static inline void t_fake_init(t_fake_t *t, const bg_policy_t *p, const char *su
     snprintf(s->id, sizeof s->id, "fake-session");
     snprintf(s->user, sizeof s->user, "svc");
     s->principal.sub = (char *)sub;
+    s->principal.groups = (char **)groups; /* borrowed: never freed by the fake */
+    s->principal.ngroups = ngroups;
     if (bg_policy_principal_prepare(p, sub, groups, ngroups, &s->pp) != 0)
         abort();
 }
