@@ -9,7 +9,7 @@ packages=(
   libevent-dev libssl-dev librdkafka-dev librabbitmq-dev libavro-dev
   libjwt-dev libcmocka-dev libfyaml-dev libjansson-dev libsqlite3-dev
   libcurl4-openssl-dev zlib1g-dev libsnappy-dev liblz4-dev libzstd-dev
-  python3 python3-pika python3-kafka rabbitmq-server kcat
+  python3 python3-pika rabbitmq-server kcat
 )
 # Toolchains that may come from elsewhere on the machine: only install the
 # Debian package when the command is missing.

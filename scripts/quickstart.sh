@@ -24,6 +24,16 @@ bg=build/plain/broker/busgate
 echo "==== checking the configuration"
 $bg check -c examples/quickstart.yaml
 
+# Another busgate (an earlier quickstart still running) would answer the
+# demo's requests instead of this one: say so and stop before touching its
+# audit file.
+for port in 19092 19180 19101 19102 19103; do
+  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "port $port on 127.0.0.1 is already in use (an earlier quickstart still running?):" \
+      "stop that process first" >&2
+    exit 1
+  fi
+done
 log=$(mktemp -t busgate-quickstart.XXXXXX.log)
 : > examples/quickstart-audit.jsonl # this run's events only
 $bg run -c examples/quickstart.yaml 2>"$log" &
@@ -45,10 +55,11 @@ fail_with_log() { # fail_with_log MESSAGE: the end of busgate's log, the message
 }
 ready=0
 for _ in $(seq 1 100); do
-  if curl -sf http://127.0.0.1:19180/readyz >/dev/null 2>&1; then ready=1; break; fi
   kill -0 "$pid" 2>/dev/null || fail_with_log "busgate did not start"
+  if curl -sf http://127.0.0.1:19180/readyz >/dev/null 2>&1; then ready=1; break; fi
   sleep 0.1
 done
+kill -0 "$pid" 2>/dev/null || fail_with_log "busgate did not start"
 [ "$ready" = 1 ] || fail_with_log "busgate is not ready after 10 s: \
 $(curl -s http://127.0.0.1:19180/readyz 2>&1 || echo "/readyz did not answer")"
 
@@ -82,9 +93,10 @@ $bg explain -c examples/quickstart.yaml --sub alice --groups producers,consumers
 echo "==== and the audit record of it"
 $bg audit tail -c examples/quickstart.yaml --sub alice | grep -m1 'payments' || true
 
+if [ "$keep_running" = 1 ]; then state="is running"; else state="was running for this demo"; fi
 cat <<TXT
 
-busgate is running:
+busgate $state:
   Kafka bootstrap   127.0.0.1:19092 (SASL PLAIN or OAUTHBEARER; the token is the password)
   admin             http://127.0.0.1:19180/metrics
   audit events      examples/quickstart-audit.jsonl (this run's)
@@ -100,7 +112,16 @@ if [ "$keep_running" = 1 ]; then
   # returns early on a trapped signal, so it is repeated while busgate runs;
   # the last wait gives busgate's own status (bash keeps the status of a
   # child it has already reaped).
-  trap 'echo " stopping busgate (Ctrl-C again to stop at once)"' INT
+  interrupts=0
+  on_int() {
+    interrupts=$((interrupts + 1))
+    if [ "$interrupts" = 1 ]; then
+      echo " stopping busgate (Ctrl-C again to stop at once)"
+    else
+      echo " stopping busgate now"
+    fi
+  }
+  trap on_int INT
   while kill -0 "$pid" 2>/dev/null; do
     wait "$pid" || true
   done
