@@ -65,6 +65,8 @@ static void bg_amqp_chan__reset(bg_amqp_session_t *s, bg_amqp_channel_t *ch)
         evbuffer_free(ch->held);
     if (ch->pub)
         evbuffer_free(ch->pub);
+    if (ch->deferred)
+        evbuffer_free(ch->deferred);
     memset(ch, 0, sizeof *ch);
 }
 
@@ -265,6 +267,14 @@ static int bg_amqp_chan__closing_up_itself(const bg_amqp_channel_t *ch)
     return ch->up.state == BG_AMQP_LEG_CLOSING && bg_amqp_chan__own_close(&ch->up);
 }
 
+/* busgate is closing the upstream channel and what RabbitMQ still sends on
+ * it is dropped: a refusal already told to the client, or one that must
+ * not let anything more through (a consumer refused after a reload). */
+static int bg_amqp_chan__dropping_up(const bg_amqp_channel_t *ch)
+{
+    return bg_amqp_chan__closing_up_itself(ch) && !ch->deferred;
+}
+
 /* Both legs closed: the number may be opened again. */
 static void bg_amqp_chan__maybe_closed(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch)
 {
@@ -331,16 +341,51 @@ static int bg_amqp_chan__to_upstream(bg_amqp_session_t *s, bg_wr_t *wr, int rc)
     return rc;
 }
 
+/* The refusal held back for the client goes out now (after the command
+ * RabbitMQ is still relaying on the channel, if any). */
+static void bg_amqp_chan__send_deferred(bg_amqp_session_t *s, bg_amqp_channel_t *ch)
+{
+    if (!ch->deferred)
+        return;
+    size_t n = evbuffer_get_length(ch->deferred);
+    if (ch->down_expect && ch->down_relay) {
+        if (!ch->held && !(ch->held = evbuffer_new())) {
+            bg_amqp_session_kill(s, 0, "out of memory");
+            return;
+        }
+        evbuffer_add_buffer(ch->held, ch->deferred);
+    } else {
+        evbuffer_add_buffer(bg_amqp_cli_out(s), ch->deferred);
+        s->bytes_out += n;
+    }
+    evbuffer_free(ch->deferred);
+    ch->deferred = NULL;
+}
+
 /* Closes channel n with code/text toward the client (busgate's own close)
- * and, when it is open there, toward the upstream. */
+ * and, when it is open there, toward the upstream. With `after_up`, and the
+ * channel open upstream, the client's close waits for RabbitMQ's close-ok
+ * (see `deferred`); without, it goes at once and whatever RabbitMQ still
+ * sends on the channel is dropped. */
 static int bg_amqp_chan__refuse(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch,
-                                uint16_t code, const char *text, uint32_t id)
+                                uint16_t code, const char *text, uint32_t id, int after_up)
 {
     bg_wr_t wr;
     bg_wr_init(&wr, 320, 4096);
     int rc = bg_amqp_write_channel_close(&wr, n, code, text, (uint16_t)(id >> 16), (uint16_t)id);
-    if (bg_amqp_chan__to_client_on(s, ch, &wr, rc) != 0)
+    if (after_up && ch->up.state == BG_AMQP_LEG_OPEN && rc == BG_AMQP_OK && !wr.failed) {
+        if (!ch->deferred && !(ch->deferred = evbuffer_new()))
+            rc = -1;
+        else if (evbuffer_add(ch->deferred, wr.buf, wr.len) != 0)
+            rc = -1;
+        bg_wr_free(&wr);
+        if (rc != BG_AMQP_OK) {
+            bg_amqp_session_kill(s, 0, "out of memory");
+            return -1;
+        }
+    } else if (bg_amqp_chan__to_client_on(s, ch, &wr, rc) != 0) {
         return -1;
+    }
     ch->cli = (bg_amqp_leg_t){.state = BG_AMQP_LEG_CLOSING, .sent = 1};
     ch->expect = 0;
     if (ch->pub)
@@ -399,7 +444,7 @@ static int bg_amqp_chan__recheck_channel(bg_amqp_session_t *s, uint16_t n, bg_am
                           "changed",
                           n);
             return bg_amqp_chan__refuse(s, n, ch, BG_AMQP_ACCESS_REFUSED, text,
-                                        AMQP_BASIC_CONSUME_METHOD);
+                                        AMQP_BASIC_CONSUME_METHOD, 0);
         }
     return 0;
 }
@@ -444,7 +489,7 @@ static int bg_amqp_chan__decide(bg_amqp_session_t *s, uint16_t n, bg_amqp_channe
     if (!bg_amqp_audit_admitting(s))
         return bg_amqp_chan__refuse(s, n, ch, BG_AMQP_RESOURCE_ERROR,
                                     "RESOURCE_ERROR - busgate cannot record audit events now; retry",
-                                    m->id) == 0
+                                    m->id, 1) == 0
                    ? 0
                    : -1;
     bg_amqp_authz_decide(s->snap->policy, &s->pp, &v);
@@ -456,7 +501,7 @@ static int bg_amqp_chan__decide(bg_amqp_session_t *s, uint16_t n, bg_amqp_channe
     bg_log_fields(BG_LOG_INFO, "amqp",
                   (bg_log_field_t[]){{"session", s->id}, {"sub", s->principal.sub}}, 2,
                   "refused %s on channel %u", m->info->name, n);
-    return bg_amqp_chan__refuse(s, n, ch, BG_AMQP_ACCESS_REFUSED, text, m->id) == 0 ? 0 : -1;
+    return bg_amqp_chan__refuse(s, n, ch, BG_AMQP_ACCESS_REFUSED, text, m->id, 1) == 0 ? 0 : -1;
 }
 
 /* Connection-class methods while running. 1 consumed, -1 closing. */
@@ -502,11 +547,17 @@ static int bg_amqp_chan__closing_client(bg_amqp_session_t *s, uint16_t n, bg_amq
 {
     if (m->id == AMQP_CHANNEL_CLOSE_METHOD && ch->cli.sent && !ch->cli.got) {
         /* Crossed a close sent to the client (busgate's or RabbitMQ's): the
-         * client now waits for a close-ok and still owes one. */
+         * client now waits for a close-ok and still owes one. A refusal
+         * still held back goes first, so the two cross as usual. */
         evbuffer_drain(in, len);
-        return bg_amqp_chan__answer_close(s, n, ch, 1) == 0 ? 1 : -1;
+        bg_amqp_chan__send_deferred(s, ch);
+        return s->dead ? -1 : bg_amqp_chan__answer_close(s, n, ch, 1) == 0 ? 1 : -1;
     }
     if (m->id == AMQP_CHANNEL_CLOSE_OK_METHOD && ch->cli.sent) {
+        if (ch->deferred) { /* it answers a refusal it never got: never send it */
+            evbuffer_free(ch->deferred);
+            ch->deferred = NULL;
+        }
         int relay = ch->cli.sent_relay;
         ch->cli.sent = ch->cli.sent_relay = 0;
         if (relay && ch->up.got) { /* answers RabbitMQ's close */
@@ -695,7 +746,7 @@ static int bg_amqp_chan__client_header(bg_amqp_session_t *s, struct evbuffer *in
                                                            : BG_AMQP_MAX_BODY_DEFAULT));
         evbuffer_drain(in, len);
         return bg_amqp_chan__refuse(s, f->channel, ch, BG_AMQP_PRECONDITION_FAILED, text,
-                                    AMQP_BASIC_PUBLISH_METHOD) == 0
+                                    AMQP_BASIC_PUBLISH_METHOD, 1) == 0
                    ? 1
                    : -1;
     }
@@ -836,10 +887,20 @@ static int bg_amqp_chan__up_connection_close(bg_amqp_session_t *s, struct evbuff
 static int bg_amqp_chan__up_closing_bg(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch,
                                        uint32_t id, struct evbuffer *in, size_t len)
 {
+    if (ch->deferred && id != AMQP_CHANNEL_CLOSE_METHOD && id != AMQP_CHANNEL_CLOSE_OK_METHOD &&
+        !(id == AMQP_BASIC_CANCEL_METHOD && !(s->caps & BG_AMQP_CAP_CONSUMER_CANCEL_NOTIFY))) {
+        /* Sent before RabbitMQ saw the close: the client still gets it,
+         * ahead of the refusal. */
+        evbuffer_remove_buffer(in, bg_amqp_cli_out(s), len);
+        return 0;
+    }
     evbuffer_drain(in, len);
     if (id == AMQP_CHANNEL_CLOSE_METHOD && bg_amqp_chan__answer_close(s, n, ch, 0) != 0)
         return -1;
     if (id == AMQP_CHANNEL_CLOSE_OK_METHOD) {
+        bg_amqp_chan__send_deferred(s, ch);
+        if (s->dead)
+            return -1;
         ch->up.sent = 0;
         bg_amqp_chan__maybe_closed(s, n, ch);
     }
@@ -894,8 +955,7 @@ static int bg_amqp_chan__has_content(uint32_t id)
 static int bg_amqp_chan__down_content(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
                                       const bg_amqp_frame_t *f, struct evbuffer *in, size_t len)
 {
-    int relay = ch->down_expect ? ch->down_relay
-                                : !bg_amqp_chan__closing_up_itself(ch);
+    int relay = ch->down_expect ? ch->down_relay : !bg_amqp_chan__dropping_up(ch);
     if (ch->down_expect == 1 && f->type == BG_AMQP_FRAME_HEADER) {
         uint8_t h[BG_AMQP_FRAME_HEADER_SIZE + 12];
         if (f->size < 12 || evbuffer_copyout(in, h, sizeof h) != (ev_ssize_t)sizeof h) {
@@ -935,8 +995,7 @@ int bg_amqp_chan_upstream_frame(bg_amqp_session_t *s, struct evbuffer *in,
         return -1;
     if (ch && bg_amqp_chan__has_content(id)) {
         ch->down_expect = 1;
-        ch->down_relay =
-            !bg_amqp_chan__closing_up_itself(ch);
+        ch->down_relay = !bg_amqp_chan__dropping_up(ch);
     }
     if (n == 0 && id == AMQP_CONNECTION_CLOSE_METHOD)
         return bg_amqp_chan__up_connection_close(s, in, frame_len);

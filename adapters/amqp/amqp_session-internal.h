@@ -79,6 +79,12 @@ typedef struct bg_amqp_channel_s {
     uint8_t down_expect, down_relay;
     uint64_t down_left;
     struct evbuffer *held;
+    /* A refusal's channel.close to the client, sent once RabbitMQ has
+     * confirmed busgate's own close of the channel (its close-ok): until
+     * then what RabbitMQ sent on the channel before it saw that close
+     * (deliveries, confirms) is still relayed, as RabbitMQ itself sends its
+     * own 403 after them. Sooner when the client closes the channel. */
+    struct evbuffer *deferred;
     /* An allowed basic.publish waits here for its content header: only then
      * is it known whether the body is within max_body_bytes, and a message
      * too large is refused on its channel (406, as RabbitMQ does) before

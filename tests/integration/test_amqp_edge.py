@@ -323,12 +323,16 @@ def test_reopen_after_refusal_pipelined(gw):
     bg, ports, issuer = gw
     r, _ = handshake(ports["listen"], issuer.mint("gus", ["apps"]))
     open_channel(r, 1)
-    # Refused publish, the close-ok and a reopen of the same number in one
-    # write: the open must wait for the broker's close-ok, then succeed.
-    r.send(publish(1, "it.secret-x", "k") + header(1, 0) + method(1, 20, 41)
-           + method(1, *CHANNEL_OPEN, ss("")))
+    # A refused publish, then the client's own channel.close, its close-ok to
+    # the refusal and a reopen of the same number in one write, all before
+    # RabbitMQ has confirmed busgate's close of the channel: the refusal and
+    # the close-ok come back, and the open waits for RabbitMQ, then succeeds.
+    r.send(publish(1, "it.secret-x", "k") + header(1, 0)
+           + method(1, 20, 40, struct.pack(">H", 200) + ss("bye") + struct.pack(">HH", 0, 0))
+           + method(1, 20, 41) + method(1, *CHANNEL_OPEN, ss("")))
     code, text, cls, meth = close_args(r.expect(1, (20, 40)))
     assert (code, cls, meth) == (403, 60, 40) and "rule 'no-secret'" in text
+    r.expect(1, (20, 41))
     r.expect(1, (20, 11))
     q = unique("it.edge-reopen")
     r.send(method(1, 50, 10, struct.pack(">H", 0) + ss(q) + b"\x08" + table([])))
@@ -623,3 +627,40 @@ def test_client_that_never_reads_its_answers_is_not_read(gw):
     if not sanitized_build():
         assert grown < 64 * 1024, f"busgate grew {grown >> 10} MiB on {sent >> 20} MiB"
     healthy(ports, issuer)
+
+
+def test_auto_ack_deliveries_before_a_refusal_are_not_lost(gw):
+    """An auto-ack consumer and a refused publish on the same channel.
+    RabbitMQ counts an auto-ack message delivered as it sends it, so what it
+    sent before it saw busgate's close of the channel must still reach the
+    client, ahead of the refusal: every message is either received or still
+    in the queue."""
+    bg, ports, issuer = gw
+    q, total = unique("it.edge-noack"), 3000
+    admin = direct()
+    ach = admin.channel()
+    ach.queue_declare(q)
+    for i in range(total):
+        ach.basic_publish("", q, b"m%05d" % i)
+    r, _ = handshake(ports["listen"], issuer.mint("hal", ["apps"]))
+    try:
+        open_channel(r, 1)
+        # basic.consume no-ack (bit 1), then at once a publish busgate refuses.
+        r.send(method(1, 60, 20, struct.pack(">H", 0) + ss(q) + ss("c1") + b"\x02" + table([]))
+               + publish(1, "it.secret-x", "k") + header(1, 0))
+        received, refused = 0, None
+        deadline = time.monotonic() + 30
+        while refused is None and time.monotonic() < deadline:
+            typ, ch, p = r.frame(timeout=max(0.1, deadline - time.monotonic()))
+            if typ == 1 and struct.unpack(">HH", p[:4]) == (60, 60):
+                received += 1
+            elif typ == 1 and struct.unpack(">HH", p[:4]) == (20, 40):
+                refused = close_args(p[4:])
+        assert refused and refused[0] == 403, refused
+        r.send(method(1, 20, 41))
+        left = ach.queue_declare(q, passive=True).method.message_count
+        assert received + left == total, (received, left)
+    finally:
+        r.close()
+        ach.queue_delete(q)
+        admin.close()

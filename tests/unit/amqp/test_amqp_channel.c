@@ -428,6 +428,10 @@ static void test_body_too_large_refused_on_channel(void **state)
     t_header(&c->wr, 1, max + 1);
     t_body(&c->wr, 1, "abc", 3);
     assert_int_equal(t_client_wr(&c->f, &c->wr), 1);
+    expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_METHOD); /* busgate's, nothing else */
+    expect_nothing(UP(c));
+    expect_nothing(CLI(c));
+    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
     bg_amqp_method_t m = expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
     const amqp_channel_close_t *cl = m.decoded;
     assert_int_equal(cl->reply_code, BG_AMQP_PRECONDITION_FAILED);
@@ -438,8 +442,6 @@ static void test_body_too_large_refused_on_channel(void **state)
              (unsigned long long)max + 1);
     assert_true(cl->reply_text.len >= strlen(want));
     assert_memory_equal(cl->reply_text.bytes, want, strlen(want));
-    expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_METHOD); /* busgate's, nothing else */
-    expect_nothing(UP(c));
     assert_int_equal(c->f.closed, 0);
     /* Channel 2 works; the publish there goes up with its header. */
     publish_method(c, 2, "ok.x");
@@ -451,13 +453,30 @@ static void test_body_too_large_refused_on_channel(void **state)
 
 /* ---- refusals ---- */
 
-static void refuse_publish(ctx_t *c, uint16_t n)
+/* The client's publish to a denied exchange, with its content: busgate
+ * closes the channel upstream at once (nothing of the publish goes up); the
+ * client's 403 waits for RabbitMQ's close-ok. */
+static void refuse_publish_pending(ctx_t *c, uint16_t n)
 {
     publish_method(c, n, "ok.secret-x");
     t_header(&c->wr, n, 5);
     t_body(&c->wr, n, "se", 2);
     t_body(&c->wr, n, "cret", 3);
     assert_int_equal(t_client_wr(&c->f, &c->wr), 1);
+    bg_amqp_method_t m = expect_method(c, UP(c), n, AMQP_CHANNEL_CLOSE_METHOD);
+    assert_int_equal(((amqp_channel_close_t *)m.decoded)->reply_code, 200);
+    expect_nothing(UP(c));
+    expect_nothing(CLI(c));
+    assert_non_null(chan(c, n)->deferred);
+    assert_true(chan(c, n)->cli.state == BG_AMQP_LEG_CLOSING && chan(c, n)->cli.sent &&
+                !chan(c, n)->cli.sent_relay);
+    assert_true(chan(c, n)->up.state == BG_AMQP_LEG_CLOSING && chan(c, n)->up.sent &&
+                !chan(c, n)->up.sent_relay);
+}
+
+/* The refusal the client gets: RabbitMQ's words, busgate's rule. */
+static void expect_publish_refusal(ctx_t *c, uint16_t n)
+{
     bg_amqp_method_t m = expect_method(c, CLI(c), n, AMQP_CHANNEL_CLOSE_METHOD);
     const amqp_channel_close_t *cl = m.decoded;
     assert_int_equal(cl->reply_code, 403);
@@ -467,14 +486,17 @@ static void refuse_publish(ctx_t *c, uint16_t n)
                        "refused for user 'svc' (busgate rule 'no-secret')";
     assert_int_equal(cl->reply_text.len, strlen(want));
     assert_memory_equal(cl->reply_text.bytes, want, strlen(want));
-    /* Upstream: the channel is closed by busgate, nothing of the publish. */
-    m = expect_method(c, UP(c), n, AMQP_CHANNEL_CLOSE_METHOD);
-    assert_int_equal(((amqp_channel_close_t *)m.decoded)->reply_code, 200);
-    expect_nothing(UP(c));
-    assert_true(chan(c, n)->cli.state == BG_AMQP_LEG_CLOSING && chan(c, n)->cli.sent &&
-                !chan(c, n)->cli.sent_relay);
-    assert_true(chan(c, n)->up.state == BG_AMQP_LEG_CLOSING && chan(c, n)->up.sent &&
-                !chan(c, n)->up.sent_relay);
+}
+
+/* The whole refusal: pending, RabbitMQ's close-ok (swallowed), then the 403. */
+static void refuse_publish(ctx_t *c, uint16_t n)
+{
+    refuse_publish_pending(c, n);
+    assert_int_equal(up(c, n, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
+    expect_publish_refusal(c, n);
+    expect_nothing(CLI(c));
+    assert_int_equal(chan(c, n)->up.state, BG_AMQP_LEG_CLOSED);
+    assert_null(chan(c, n)->deferred);
 }
 
 static void test_refused_publish(void **state)
@@ -482,16 +504,20 @@ static void test_refused_publish(void **state)
     ctx_t *c = *state;
     open_channel(c, 1);
     open_channel(c, 2);
-    refuse_publish(c, 1);
-    /* The upstream's confirms/deliveries on the channel are dropped. */
+    refuse_publish_pending(c, 1);
+    /* What RabbitMQ sent before it saw busgate's close (a confirm here)
+     * still reaches the client, ahead of the refusal, as RabbitMQ's own 403
+     * would come after it. */
     amqp_basic_ack_t ack = {1, 0};
     assert_int_equal(up(c, 1, AMQP_BASIC_ACK_METHOD, &ack), 0);
+    expect_method(c, CLI(c), 1, AMQP_BASIC_ACK_METHOD);
+    /* RabbitMQ's close-ok is swallowed and lets the refusal go out; the
+     * client's close-ok to it is swallowed too. */
+    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
+    expect_publish_refusal(c, 1);
     expect_nothing(CLI(c));
-    /* The client's close-ok and the upstream's close-ok are both swallowed. */
     assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 1);
     expect_nothing(UP(c));
-    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
-    expect_nothing(CLI(c));
     assert_int_equal(chan(c, 1)->cli.state, BG_AMQP_LEG_CLOSED);
     assert_int_equal(chan(c, 1)->up.state, BG_AMQP_LEG_CLOSED);
     assert_int_equal(c->f.s.stalled, 0);
@@ -501,6 +527,35 @@ static void test_refused_publish(void **state)
     assert_int_equal(t_client_wr(&c->f, &c->wr), 1);
     expect_method(c, UP(c), 2, AMQP_BASIC_PUBLISH_METHOD);
     expect_frame(c, UP(c), BG_AMQP_FRAME_HEADER, 2, 14);
+    open_channel(c, 1);
+    assert_int_equal(c->f.closed, 0);
+}
+
+/* A delivery RabbitMQ sent before it saw busgate's close reaches the client
+ * whole, before the refusal: with auto-ack it counts as delivered, so
+ * dropping it would lose it. After the refusal went out nothing more is
+ * relayed. */
+static void test_delivery_before_refusal_is_relayed(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    refuse_publish_pending(c, 1);
+    amqp_basic_deliver_t d = {t_str("ctag"), 1, 0, t_str("ok.x"), t_str("rk")};
+    assert_int_equal(up(c, 1, AMQP_BASIC_DELIVER_METHOD, &d), 0);
+    t_header(&c->wr, 1, 5);
+    t_body(&c->wr, 1, "hello", 5);
+    assert_int_equal(t_up_wr(&c->f, &c->wr), 0);
+    expect_method(c, CLI(c), 1, AMQP_BASIC_DELIVER_METHOD);
+    expect_frame(c, CLI(c), BG_AMQP_FRAME_HEADER, 1, 14);
+    expect_frame(c, CLI(c), BG_AMQP_FRAME_BODY, 1, 5);
+    expect_nothing(CLI(c));
+    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
+    expect_publish_refusal(c, 1);
+    expect_nothing(CLI(c));
+    /* The client's answer ends the channel; it can be opened again. */
+    assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 1);
+    expect_nothing(UP(c));
+    assert_int_equal(chan(c, 1)->cli.state, BG_AMQP_LEG_CLOSED);
     open_channel(c, 1);
     assert_int_equal(c->f.closed, 0);
 }
@@ -539,9 +594,12 @@ static void test_refusal_crossing_client_close(void **state)
 {
     ctx_t *c = *state;
     open_channel(c, 1);
-    refuse_publish(c, 1);
+    refuse_publish_pending(c, 1);
+    /* The client closes the channel before the refusal went out: the
+     * refusal goes first, then the close-ok, so the closes cross as usual. */
     amqp_channel_close_t cl = {200, t_str("bye"), 0, 0};
     assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_METHOD, &cl), 1);
+    expect_publish_refusal(c, 1);
     expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_OK_METHOD);
     expect_nothing(UP(c));
     assert_int_equal(chan(c, 1)->cli.state, BG_AMQP_LEG_CLOSING);
@@ -617,12 +675,13 @@ static void test_refusal_crossing_server_close(void **state)
 {
     ctx_t *c = *state;
     open_channel(c, 1);
-    refuse_publish(c, 1);
+    refuse_publish_pending(c, 1);
     amqp_channel_close_t ucl = {404, t_str("NOT_FOUND"), 50, 10};
     assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_METHOD, &ucl), 0);
     expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_OK_METHOD);
     expect_nothing(CLI(c));
     assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
+    expect_publish_refusal(c, 1); /* busgate's, not RabbitMQ's crossing one */
     expect_nothing(CLI(c));
     assert_int_equal(chan(c, 1)->up.state, BG_AMQP_LEG_CLOSED);
     assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 1);
@@ -730,12 +789,18 @@ static void test_reopen_hold(void **state)
     evbuffer_drain(UP(c), evbuffer_get_length(UP(c)));
     publish_method(c, 1, "ok.secret-x");
     t_header(&c->wr, 1, 0);
+    /* The client closes the channel itself before it hears of the refusal:
+     * it gets the refusal and the close-ok at once, answers the refusal and
+     * reopens, all before RabbitMQ has confirmed busgate's close. */
+    amqp_channel_close_t cl = {200, t_str("bye"), 0, 0};
+    t_method(&c->wr, 1, AMQP_CHANNEL_CLOSE_METHOD, &cl);
     t_method(&c->wr, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL);
     amqp_channel_open_t o = {{0, NULL}};
     t_method(&c->wr, 1, AMQP_CHANNEL_OPEN_METHOD, &o);
     assert_int_equal(t_client_wr(&c->f, &c->wr), 0); /* stalled */
     assert_int_equal(c->f.s.stalled, 1);
     expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_OK_METHOD);
     expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
     expect_nothing(UP(c)); /* the open waits */
     assert_true(evbuffer_get_length(c->f.in) > 0);
@@ -760,10 +825,11 @@ static void test_audit_not_admitting(void **state)
     memset(&d, 0, sizeof d);
     d.queue = t_str("ok.q");
     assert_int_equal(cli(c, 1, AMQP_QUEUE_DECLARE_METHOD, &d), 1);
-    bg_amqp_method_t m = expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
-    assert_int_equal(((amqp_channel_close_t *)m.decoded)->reply_code, BG_AMQP_RESOURCE_ERROR);
     expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
     expect_nothing(UP(c));
+    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
+    bg_amqp_method_t m = expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    assert_int_equal(((amqp_channel_close_t *)m.decoded)->reply_code, BG_AMQP_RESOURCE_ERROR);
     /* Methods that name no resource need no audit: not refused. */
     open_channel(c, 2);
     assert_int_equal(cli(c, 2, AMQP_BASIC_QOS_METHOD, &(amqp_basic_qos_t){0, 1, 0}), 1);
@@ -851,10 +917,11 @@ static void test_stale_declare_ok_keeps_last_queue(void **state)
     amqp_basic_consume_t bc;
     memset(&bc, 0, sizeof bc);
     assert_int_equal(cli(c, 1, AMQP_BASIC_CONSUME_METHOD, &bc), 1);
-    bg_amqp_method_t m = expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
-    assert_int_equal(((amqp_channel_close_t *)m.decoded)->reply_code, 403);
     expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
     expect_nothing(UP(c));
+    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
+    bg_amqp_method_t m = expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    assert_int_equal(((amqp_channel_close_t *)m.decoded)->reply_code, 403);
 }
 
 /* Two named declares pipelined: the first declare-ok leaves the second
@@ -1318,6 +1385,7 @@ int main(void)
         T(test_header_table_too_deep),
         T(test_refused_publish),
         T(test_refused_publish_with_confirms),
+        T(test_delivery_before_refusal_is_relayed),
         T(test_refusal_crossing_client_close),
         T(test_client_close_crossing_server_close),
         T(test_server_close_crossing_client_close),
