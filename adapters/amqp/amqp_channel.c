@@ -17,6 +17,7 @@
  * tracked (bg_amqp_leg_t), so crossed closes on either leg end with every
  * close answered and the channel number free on both legs. */
 #include <event2/buffer.h>
+#include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -65,8 +66,10 @@ static void bg_amqp_chan__reset(bg_amqp_session_t *s, bg_amqp_channel_t *ch)
         evbuffer_free(ch->held);
     if (ch->pub)
         evbuffer_free(ch->pub);
-    if (ch->deferred)
+    if (ch->deferred) {
         evbuffer_free(ch->deferred);
+        s->ndeferred--;
+    }
     memset(ch, 0, sizeof *ch);
 }
 
@@ -360,6 +363,32 @@ static void bg_amqp_chan__send_deferred(bg_amqp_session_t *s, bg_amqp_channel_t 
     }
     evbuffer_free(ch->deferred);
     ch->deferred = NULL;
+    s->ndeferred--;
+}
+
+static void bg_amqp_chan__arm_refusals(bg_amqp_session_t *s, int64_t ms)
+{
+    if (!s->refusal_ev)
+        return;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    event_add(s->refusal_ev, &tv);
+}
+
+void bg_amqp_chan_send_overdue_refusals(bg_amqp_session_t *s)
+{
+    int64_t now = bg_amqp_mono_ms(), next = -1;
+    for (size_t n = 1; s->chans && n <= s->channel_max && s->ndeferred && !s->dead; n++) {
+        bg_amqp_channel_t *ch = s->chans[n];
+        if (!ch || !ch->deferred)
+            continue;
+        int64_t left = ch->deferred_at + BG_AMQP_REFUSAL_WAIT_MS - now;
+        if (left <= 0)
+            bg_amqp_chan__send_deferred(s, ch); /* what RabbitMQ still sends is dropped */
+        else if (next < 0 || left < next)
+            next = left;
+    }
+    if (next >= 0 && !s->dead)
+        bg_amqp_chan__arm_refusals(s, next);
 }
 
 /* Closes channel n with code/text toward the client (busgate's own close)
@@ -374,9 +403,14 @@ static int bg_amqp_chan__refuse(bg_amqp_session_t *s, uint16_t n, bg_amqp_channe
     bg_wr_init(&wr, 320, 4096);
     int rc = bg_amqp_write_channel_close(&wr, n, code, text, (uint16_t)(id >> 16), (uint16_t)id);
     if (after_up && ch->up.state == BG_AMQP_LEG_OPEN && rc == BG_AMQP_OK && !wr.failed) {
-        if (!ch->deferred && !(ch->deferred = evbuffer_new()))
-            rc = -1;
-        else if (evbuffer_add(ch->deferred, wr.buf, wr.len) != 0)
+        if (!ch->deferred) {
+            if (!(ch->deferred = evbuffer_new()))
+                rc = -1;
+            else if (s->ndeferred++ == 0)
+                bg_amqp_chan__arm_refusals(s, BG_AMQP_REFUSAL_WAIT_MS);
+            ch->deferred_at = bg_amqp_mono_ms();
+        }
+        if (rc == BG_AMQP_OK && evbuffer_add(ch->deferred, wr.buf, wr.len) != 0)
             rc = -1;
         bg_wr_free(&wr);
         if (rc != BG_AMQP_OK) {
@@ -557,6 +591,7 @@ static int bg_amqp_chan__closing_client(bg_amqp_session_t *s, uint16_t n, bg_amq
         if (ch->deferred) { /* it answers a refusal it never got: never send it */
             evbuffer_free(ch->deferred);
             ch->deferred = NULL;
+            s->ndeferred--;
         }
         int relay = ch->cli.sent_relay;
         ch->cli.sent = ch->cli.sent_relay = 0;

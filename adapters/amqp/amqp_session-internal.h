@@ -83,8 +83,12 @@ typedef struct bg_amqp_channel_s {
      * confirmed busgate's own close of the channel (its close-ok): until
      * then what RabbitMQ sent on the channel before it saw that close
      * (deliveries, confirms) is still relayed, as RabbitMQ itself sends its
-     * own 403 after them. Sooner when the client closes the channel. */
+     * own 403 after them. Sooner when the client closes the channel, or
+     * after BG_AMQP_REFUSAL_WAIT_MS (a RabbitMQ that stopped reading
+     * busgate's connection, a memory alarm, must not keep the client
+     * waiting for its answer). */
     struct evbuffer *deferred;
+    int64_t deferred_at; /* monotonic ms */
     /* An allowed basic.publish waits here for its content header: only then
      * is it known whether the body is within max_body_bytes, and a message
      * too large is refused on its channel (406, as RabbitMQ does) before
@@ -163,6 +167,8 @@ struct bg_amqp_session_s {
     struct event *free_ev;
     struct event *hb_ev;     /* client-leg heartbeat */
     struct event *expiry_ev; /* token expiry */
+    struct event *refusal_ev; /* refusals RabbitMQ has not confirmed in time */
+    size_t ndeferred;         /* channels with a refusal held back */
     struct event *close_ev;  /* bound on waiting for the client's close-ok */
     int64_t last_recv_ms;
     int64_t started_ms;
@@ -246,6 +252,10 @@ void bg_amqp_chan_free_all(bg_amqp_session_t *s);
  * closed with 403 as a refused basic.consume would be. 0, or -1 when the
  * session is going (out of memory, or writing failed). */
 int bg_amqp_chan_policy_refresh(bg_amqp_session_t *s, int force);
+/* Sends the refusals held back for longer than BG_AMQP_REFUSAL_WAIT_MS and
+ * re-arms s->refusal_ev for the others (s->refusal_ev's callback). */
+void bg_amqp_chan_send_overdue_refusals(bg_amqp_session_t *s);
+#define BG_AMQP_REFUSAL_WAIT_MS 2000
 /* The name of an AMQP reply code ("SYNTAX_ERROR" for 502), so a reply
  * text's prefix always matches its code. Static storage. */
 const char *bg_amqp_reply_name(uint16_t code);

@@ -135,7 +135,7 @@ static void bg_amqp__free(bg_amqp_session_t *s)
         evbuffer_free(s->cli_stage);
     if (s->up_stage)
         evbuffer_free(s->up_stage);
-    struct event *evs[] = {s->free_ev, s->hb_ev, s->expiry_ev, s->close_ev};
+    struct event *evs[] = {s->free_ev, s->hb_ev, s->expiry_ev, s->close_ev, s->refusal_ev};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i])
             event_free(evs[i]);
@@ -658,6 +658,15 @@ int bg_amqp_session_connect_upstream(bg_amqp_session_t *s)
     return s->up ? 0 : -1;
 }
 
+static void bg_amqp__on_refusal_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    bg_amqp_session_t *s = arg;
+    if (s->dead)
+        return;
+    bg_amqp_chan_send_overdue_refusals(s);
+    bg_amqp__update_reading(s);
+}
+
 /* ---- accept ---- */
 
 static int bg_amqp__events(bg_amqp_session_t *s)
@@ -667,7 +676,8 @@ static int bg_amqp__events(bg_amqp_session_t *s)
     s->hb_ev = event_new(base, -1, EV_PERSIST, bg_amqp__on_heartbeat, s);
     s->expiry_ev = event_new(base, -1, 0, bg_amqp__on_expiry, s);
     s->close_ev = event_new(base, -1, 0, bg_amqp__on_close_timeout, s);
-    return s->free_ev && s->hb_ev && s->expiry_ev && s->close_ev ? 0 : -1;
+    s->refusal_ev = event_new(base, -1, 0, bg_amqp__on_refusal_timeout, s);
+    return s->free_ev && s->hb_ev && s->expiry_ev && s->close_ev && s->refusal_ev ? 0 : -1;
 }
 
 void bg_amqp_session_accept(bg_amqp_worker_t *aw, int fd, const struct sockaddr *peer)

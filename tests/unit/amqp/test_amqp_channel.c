@@ -560,6 +560,34 @@ static void test_delivery_before_refusal_is_relayed(void **state)
     assert_int_equal(c->f.closed, 0);
 }
 
+/* A RabbitMQ that does not confirm busgate's close (it stopped reading the
+ * connection: a memory alarm) holds the refusal back for
+ * BG_AMQP_REFUSAL_WAIT_MS at most; after that it goes out, and what
+ * RabbitMQ sends later on the channel is dropped. */
+static void test_refusal_not_confirmed_in_time_goes_out(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    c->f.now_ms = 1000;
+    refuse_publish_pending(c, 1);
+    assert_int_equal(c->f.s.ndeferred, 1);
+    c->f.now_ms += BG_AMQP_REFUSAL_WAIT_MS - 1;
+    bg_amqp_chan_send_overdue_refusals(&c->f.s);
+    expect_nothing(CLI(c));
+    c->f.now_ms += 1;
+    bg_amqp_chan_send_overdue_refusals(&c->f.s);
+    expect_publish_refusal(c, 1);
+    assert_int_equal(c->f.s.ndeferred, 0);
+    amqp_basic_ack_t ack = {1, 0};
+    assert_int_equal(up(c, 1, AMQP_BASIC_ACK_METHOD, &ack), 0);
+    expect_nothing(CLI(c));
+    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
+    expect_nothing(CLI(c));
+    assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 1);
+    assert_int_equal(chan(c, 1)->cli.state, BG_AMQP_LEG_CLOSED);
+    assert_int_equal(chan(c, 1)->up.state, BG_AMQP_LEG_CLOSED);
+}
+
 /* With confirms on, a refused publish closes the channel (both legs) rather
  * than dropping one message and shifting the later delivery tags. */
 static void test_refused_publish_with_confirms(void **state)
@@ -1386,6 +1414,7 @@ int main(void)
         T(test_refused_publish),
         T(test_refused_publish_with_confirms),
         T(test_delivery_before_refusal_is_relayed),
+        T(test_refusal_not_confirmed_in_time_goes_out),
         T(test_refusal_crossing_client_close),
         T(test_client_close_crossing_server_close),
         T(test_server_close_crossing_client_close),

@@ -44,6 +44,7 @@ typedef struct t_fake_s {
     char close_text[256];
     int awaiting_close_ok, resumes, decisions, update_secrets;
     const bg_policy_t *next_policy; /* the next bg_snapshot_refresh installs it */
+    int64_t now_ms;                 /* bg_amqp_mono_ms */
 } t_fake_t;
 
 static t_fake_t *t_cur;
@@ -137,6 +138,8 @@ void bg_amqp_audit_decisions(bg_amqp_session_t *s, const bg_amqp_method_t *m,
     (void)s, (void)m, (void)bytes_in;
     t_cur->decisions += (int)v->n;
 }
+
+int64_t bg_amqp_mono_ms(void) { return t_cur->now_ms; }
 
 int bg_snapshot_refresh(bg_snapshot_t **held)
 {
