@@ -142,7 +142,7 @@ static inline int bg_kafka__slice_eq(bg_slice_t a, bg_slice_t b)
 typedef void (*bg_kafka__fill_fn)(bg_kafka_struct_t *entry);
 
 typedef struct bg_kafka__tp_shape_s {
-    /* request: topics array, name, topic id (-1 none), partitions (-1: the
+    /* request: topics array, name (-1: topics by id only), topic id (-1 none), partitions (-1: the
      * request has no partitions), partition index inside a partition struct
      * (-1: partitions is an int32 array) */
     int16_t rq_topics, rq_name, rq_id, rq_parts, rq_pidx;
@@ -246,6 +246,16 @@ int bg_kafka__c_list_groups(bg_kafka__az_t *az);
 int bg_kafka__c_consumer_group_heartbeat(bg_kafka__az_t *az);
 int bg_kafka__c_consumer_group_describe(bg_kafka__az_t *az);
 
+/* Share groups, KIP-932 (kafka_authz_share.c). */
+int bg_kafka__c_share_group_heartbeat(bg_kafka__az_t *az);
+int bg_kafka__c_share_group_describe(bg_kafka__az_t *az);
+int bg_kafka__c_share_fetch(bg_kafka__az_t *az);
+int bg_kafka__c_share_acknowledge(bg_kafka__az_t *az);
+/* ShareGroupDescribe's whole-request error response (an entry per group). */
+bg_kafka_struct_t *bg_kafka__share_group_describe_error(const bg_kafka_req_hdr_t *hdr,
+                                                        const bg_kafka_struct_t *req, int16_t err,
+                                                        bg_kafka_arena_t *a);
+
 int bg_kafka__c_configs(bg_kafka__az_t *az);
 int bg_kafka__c_cluster_describe(bg_kafka__az_t *az);
 int bg_kafka__c_describe_cluster(bg_kafka__az_t *az);
@@ -278,6 +288,11 @@ bg_kafka__resp_hook_t bg_kafka__r_describe_transactions;
 /* ConsumerGroupDescribe: groups whose assignments name a topic the principal
  * may not describe (kafka_authz_groups.c). */
 bg_kafka__resp_hook_t bg_kafka__r_consumer_group_describe;
+/* ShareGroupDescribe: the same for share groups (kafka_authz_share.c). */
+bg_kafka__resp_hook_t bg_kafka__r_share_group_describe;
+/* ShareFetch / ShareAcknowledge: their NodeEndpoints (kafka_authz_rewrite.c). */
+bg_kafka__resp_hook_t bg_kafka__r_share_fetch;
+bg_kafka__resp_hook_t bg_kafka__r_share_acknowledge;
 
 /* Authorized-operation fields (kafka_authz_ops.c): the broker's bits the
  * policy also allows the principal; INT32_MIN (not requested) unchanged. */

@@ -92,6 +92,19 @@ static const bg_kafka__api_t bg_kafka__apis[] = {
                                                0, 0},
     [BG_KAFKA_API_CONSUMER_GROUP_DESCRIBE] = {0, 1, 0, bg_kafka__c_consumer_group_describe,
                                               bg_kafka__r_consumer_group_describe, 1, 0},
+    /* KIP-932 share groups (kafka_authz_share.c). v0 was Kafka 4.0's early
+     * access, laid out differently and gone from the definitions: a broker
+     * offering only v0 gets an empty intersection and the APIs are not
+     * advertised. Every ShareFetch/ShareAcknowledge response is decoded: its
+     * NodeEndpoints are rewritten and its top-level error tells busgate's
+     * share session tracker what the broker did. */
+    [BG_KAFKA_API_SHARE_GROUP_HEARTBEAT] = {1, 1, 0, bg_kafka__c_share_group_heartbeat, NULL, 0,
+                                            0},
+    [BG_KAFKA_API_SHARE_GROUP_DESCRIBE] = {1, 1, 0, bg_kafka__c_share_group_describe,
+                                           bg_kafka__r_share_group_describe, 1, 0},
+    [BG_KAFKA_API_SHARE_FETCH] = {1, 2, 0, bg_kafka__c_share_fetch, bg_kafka__r_share_fetch, 1, 0},
+    [BG_KAFKA_API_SHARE_ACKNOWLEDGE] = {1, 2, 0, bg_kafka__c_share_acknowledge,
+                                        bg_kafka__r_share_acknowledge, 1, 0},
 };
 
 #define BG_KAFKA__NAPIS ((int)(sizeof bg_kafka__apis / sizeof bg_kafka__apis[0]))
@@ -457,6 +470,7 @@ int bg_kafka_authz_request(const bg_kafka_authz_ctx_t *ctx, const bg_kafka_req_h
         return -1;
     if (v->action == BG_KAFKA_ACT_RESPOND || v->action == BG_KAFKA_ACT_CLOSE || v->no_response) {
         v->merge = NULL;
+        v->share = NULL;
         v->needs_response = 0;
         return 0;
     }
@@ -479,6 +493,7 @@ void bg_kafka_authz_refuse(const bg_kafka_req_hdr_t *hdr, const bg_kafka_struct_
     v->response = r;
     v->request = NULL;
     v->merge = NULL;
+    v->share = NULL;
     v->needs_response = 0;
     v->no_response = 0;
     v->ndecisions = 0;

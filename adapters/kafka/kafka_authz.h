@@ -22,6 +22,7 @@
 
 #include "adapters/kafka/kafka_codec.h"
 #include "adapters/kafka/kafka_frame.h"
+#include "adapters/kafka/kafka_share.h"
 #include "broker/bytes.h"
 #include "policy/policy.h"
 
@@ -53,6 +54,8 @@ typedef struct bg_kafka_authz_ctx_s {
     /* Address rewriting: node N is served at advertised_host:port_base+N. */
     const char *advertised_host;
     uint16_t port_base;
+    /* The connection's share fetch sessions (KIP-932); NULL = none known. */
+    const bg_kafka_share_sessions_t *share;
 } bg_kafka_authz_ctx_t;
 
 /* ---- decisions, for audit and metrics ---- */
@@ -97,6 +100,11 @@ typedef struct bg_kafka_verdict_s {
     int no_response;
     /* Private merge state for bg_kafka_authz_response. */
     void *merge;
+    /* ShareFetch/ShareAcknowledge going upstream: what the session applies
+     * to its share session tracker once the request is sent
+     * (bg_kafka_share_forwarded) and once it is answered
+     * (bg_kafka_share_answered). NULL otherwise. */
+    bg_kafka_share_update_t *share;
     /* What was decided, for audit events and metrics. */
     bg_kafka_decision_t *decisions;
     size_t ndecisions;
@@ -169,6 +177,7 @@ enum {
     BG_KAFKA_E_TRANSACTIONAL_ID_AUTHORIZATION_FAILED = 53,
     BG_KAFKA_E_SASL_AUTHENTICATION_FAILED = 58,
     BG_KAFKA_E_UNKNOWN_TOPIC_ID = 100,
+    BG_KAFKA_E_SHARE_SESSION_NOT_FOUND = 122,
     BG_KAFKA_E_THROTTLING_QUOTA_EXCEEDED = 89,
 };
 

@@ -653,6 +653,8 @@ bg_kafka_struct_t *bg_kafka__error_entries_groups(const bg_kafka_req_hdr_t *hdr,
         return bg_kafka__str_error(hdr, req, err, a, K(CONSUMER_GROUP_DESCRIBE_REQ_GROUP_IDS),
                                    K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS),
                                    bg_kafka__e_consumer_group);
+    case BG_KAFKA_API_SHARE_GROUP_DESCRIBE:
+        return bg_kafka__share_group_describe_error(hdr, req, err, a);
     case BG_KAFKA_API_DELETE_GROUPS:
         return bg_kafka__str_error(hdr, req, err, a, K(DELETE_GROUPS_REQ_GROUPS_NAMES),
                                    K(DELETE_GROUPS_RESP_RESULTS), bg_kafka__e_delete_group);

@@ -132,6 +132,12 @@ void bg_kafka__fix_authorized_ops(const bg_kafka_authz_ctx_t *ctx, int16_t api_k
                           K(CONSUMER_GROUP_DESCRIBE_RESP_GROUPS_AUTHORIZED_OPERATIONS),
                           BG_RES_KAFKA_GROUP);
         return;
+    case BG_KAFKA_API_SHARE_GROUP_DESCRIBE:
+        bg_kafka__ops_arr(ctx, resp, K(SHARE_GROUP_DESCRIBE_RESP_GROUPS),
+                          K(SHARE_GROUP_DESCRIBE_RESP_GROUPS_GROUP_ID),
+                          K(SHARE_GROUP_DESCRIBE_RESP_GROUPS_AUTHORIZED_OPERATIONS),
+                          BG_RES_KAFKA_GROUP);
+        return;
     default: return;
     }
 }

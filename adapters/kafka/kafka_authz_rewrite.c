@@ -138,6 +138,33 @@ int bg_kafka__r_fetch(const bg_kafka_authz_ctx_t *ctx, int16_t ver, bg_kafka_str
     return 0;
 }
 
+/* ShareFetch and ShareAcknowledge name, in NodeEndpoints, the new leaders of
+ * partitions answered NOT_LEADER_OR_FOLLOWER. */
+int bg_kafka__r_share_fetch(const bg_kafka_authz_ctx_t *ctx, int16_t ver, bg_kafka_struct_t *resp,
+                            bg_kafka_arena_t *a, int32_t *nodes, size_t *nnodes, size_t maxnodes,
+                            bg_kafka_learn_topic_fn learn, void *learn_arg)
+{
+    (void)ver, (void)a, (void)learn, (void)learn_arg;
+    bg_kafka__addr_arr(ctx, resp, K(SHARE_FETCH_RESP_NODE_ENDPOINTS),
+                       K(SHARE_FETCH_RESP_NODE_ENDPOINTS_NODE_ID),
+                       K(SHARE_FETCH_RESP_NODE_ENDPOINTS_HOST),
+                       K(SHARE_FETCH_RESP_NODE_ENDPOINTS_PORT), nodes, nnodes, maxnodes);
+    return 0;
+}
+
+int bg_kafka__r_share_acknowledge(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
+                                  bg_kafka_struct_t *resp, bg_kafka_arena_t *a, int32_t *nodes,
+                                  size_t *nnodes, size_t maxnodes, bg_kafka_learn_topic_fn learn,
+                                  void *learn_arg)
+{
+    (void)ver, (void)a, (void)learn, (void)learn_arg;
+    bg_kafka__addr_arr(ctx, resp, K(SHARE_ACKNOWLEDGE_RESP_NODE_ENDPOINTS),
+                       K(SHARE_ACKNOWLEDGE_RESP_NODE_ENDPOINTS_NODE_ID),
+                       K(SHARE_ACKNOWLEDGE_RESP_NODE_ENDPOINTS_HOST),
+                       K(SHARE_ACKNOWLEDGE_RESP_NODE_ENDPOINTS_PORT), nodes, nnodes, maxnodes);
+    return 0;
+}
+
 /* CreateTopics v5+ returns the new topic's configs and counts: only to a
  * principal that may describe the topic (Kafka: DESCRIBE_CONFIGS); others get
  * TOPIC_AUTHORIZATION_FAILED in TopicConfigErrorCode, no configs and -1

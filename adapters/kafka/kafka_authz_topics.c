@@ -197,9 +197,11 @@ bg_kafka_struct_t *bg_kafka__tp_deny_entry(bg_kafka_arena_t *a, const bg_kafka__
     bg_kafka_struct_t *t = bg_kafka_struct_new(a, rs_topic_desc);
     if (!t)
         return NULL;
-    t->f[sh->rs_name].s = name;
-    if (name.len < 0 && !(rs_topic_desc->fields[sh->rs_name].null_min <=
-                          rs_topic_desc->fields[sh->rs_name].null_max))
+    if (sh->rs_name >= 0) /* share APIs name topics by id only */
+        t->f[sh->rs_name].s = name;
+    if (sh->rs_name >= 0 && name.len < 0 &&
+        !(rs_topic_desc->fields[sh->rs_name].null_min <=
+          rs_topic_desc->fields[sh->rs_name].null_max))
         t->f[sh->rs_name].s = (bg_slice_t){(const uint8_t *)"", 0};
     if (sh->rs_id >= 0 && sh->rq_id >= 0)
         memcpy(t->f[sh->rs_id].uuid, rq_topic->f[sh->rq_id].uuid, 16);

@@ -75,6 +75,7 @@ struct bg_kafka_session_s {
     bg_kafka_pending_t *spare; /* one recycled entry */
     struct evbuffer *held;     /* requests written before the upstream is ready */
     bg_kafka_pending_t *streaming; /* the entry whose response is being cut through */
+    bg_kafka_share_sessions_t *share; /* share fetch sessions forwarded (NULL: none yet) */
     int closing;               /* close once the queue and output are empty */
     int dead;                  /* closed: every callback returns at once; freed soon */
     struct event *free_ev;     /* frees a dead session outside any callback */

@@ -80,6 +80,7 @@ static void bg_kafka__free(bg_kafka_session_t *s)
         event_free(s->free_ev);
     if (s->close_ev)
         event_free(s->close_ev);
+    bg_kafka_share_free(s->share);
     bg_policy_principal_clear(&s->pp);
     bg_principal_clear(&s->principal);
     bg_snapshot_release(s->snap);
@@ -333,6 +334,7 @@ static void bg_kafka__ctx(bg_kafka_session_t *s, const bg_snapshot_t *snap,
     ctx->topic_name_arg = s->kw->g;
     ctx->advertised_host = s->kw->g->cfg->kafka.advertised_host;
     ctx->port_base = s->kw->g->cfg->kafka.broker_port_base;
+    ctx->share = s->share;
 }
 
 /* Switches to a newer policy snapshot (reload) before deciding. */
@@ -431,6 +433,15 @@ static int bg_kafka__decide_from_copy(bg_kafka_session_t *s, bg_kafka_pending_t 
     return bg_kafka__decide(s, pe, pe->req_copy + 4, frame_len - 4, body_off);
 }
 
+/* A ShareFetch/ShareAcknowledge went upstream: its partitions join the
+ * connection's tracked share session (kafka_share.h). */
+static int bg_kafka__share_forwarded(bg_kafka_session_t *s, bg_kafka_share_update_t *u)
+{
+    if (!s->share && !(s->share = bg_kafka_share_new()))
+        return -1;
+    return bg_kafka_share_forwarded(s->share, u);
+}
+
 /* Carries out pe's verdict for the frame at the head of in (or in req_copy).
  * Returns 0, 1 when the session is closing, -1 on failure. */
 static int bg_kafka__act(bg_kafka_session_t *s, bg_kafka_pending_t *pe, struct evbuffer *in,
@@ -462,6 +473,8 @@ static int bg_kafka__act(bg_kafka_session_t *s, bg_kafka_pending_t *pe, struct e
         bg_kafka_session_close(s, 1, v->close_reason ? v->close_reason : "request refused");
         return 1;
     }
+    if (v->share && bg_kafka__share_forwarded(s, v->share) != 0)
+        return -1;
     if (v->no_response) {
         bg_kafka_audit_decisions(s, pe, NULL);
         bg_kafka__pop(s, pe);
@@ -732,6 +745,9 @@ static int bg_kafka__rewrite_response(bg_kafka_session_t *s, bg_kafka_pending_t 
     if (bg_kafka_authz_response(&ctx, h, &pe->verdict, resp, &pe->arena, &out, nodes, &nnodes,
                                 bg_kafka__learn_topic, s->kw->g) != 0)
         return -1;
+    if (pe->verdict.share && s->share) /* ShareFetch, ShareAcknowledge: ErrorCode is field 1 */
+        bg_kafka_share_answered(s->share, pe->verdict.share,
+                                (int16_t)resp->f[BG_KAFKA_SHARE_FETCH_RESP_ERROR_CODE].i);
     return bg_kafka_session_respond(s, pe, out);
 }
 

@@ -98,7 +98,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!d)
         return 0;
     bg_kafka_authz_ctx_t ctx = {bg_fuzz_pol, &bg_fuzz_pr, "audit", bg_fuzz_topic_name, NULL,
-                                "gw", 19000};
+                                "gw", 19000, NULL};
     bg_kafka_arena_t a;
     bg_kafka_arena_init(&a, 4u << 20);
     bg_rd_t rd;
