@@ -22,6 +22,8 @@ import org.apache.kafka.clients.CommonClientConfigs;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AbortTransactionSpec;
 import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.AlterConfigOp;
+import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
 import org.apache.kafka.clients.admin.DescribeClusterOptions;
 import org.apache.kafka.clients.admin.DescribeTopicsOptions;
@@ -33,6 +35,7 @@ import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.KafkaShareConsumer;
 import org.apache.kafka.clients.consumer.SubscriptionPattern;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
@@ -40,6 +43,7 @@ import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.acl.AclOperation;
+import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.config.SaslConfigs;
 import org.apache.kafka.common.errors.ApiException;
 import org.apache.kafka.common.errors.AuthorizationException;
@@ -70,6 +74,8 @@ public final class InteropClient {
             + " | txn-produce TXNID TOPIC N"
             + " | txn-produce-expect-denied TXNID TOPIC | idempotent-produce TOPIC N"
             + " | txn-hang TXNID TOPIC | admin-abort-hanging[-expect-denied] TOPIC"
+            + " | admin-set-group-config G KEY VALUE"
+            + " | share-consume TOPIC GROUP N | share-consume-expect-denied TOPIC GROUP"
             + " | suite SCENARIO ARGS... [-- SCENARIO ARGS...]...";
 
     private final Properties base = new Properties();
@@ -239,6 +245,12 @@ public final class InteropClient {
                 return adminDescribeGroup(arg(a, 1), false);
             case "admin-describe-group-expect-denied":
                 return adminDescribeGroup(arg(a, 1), true);
+            case "admin-set-group-config":
+                return adminSetGroupConfig(arg(a, 1), arg(a, 2), arg(a, 3));
+            case "share-consume":
+                return shareConsume(arg(a, 1), arg(a, 2), count(a, 3));
+            case "share-consume-expect-denied":
+                return shareConsumeExpectDenied(arg(a, 1), arg(a, 2));
             default:
                 throw new IllegalArgumentException("unknown scenario " + a[0]);
         }
@@ -478,6 +490,100 @@ public final class InteropClient {
             out.put("values", sample);
         }
         return got >= n;
+    }
+
+    /** A group config (e.g. share.auto.offset.reset for a share group, KIP-932). */
+    private boolean adminSetGroupConfig(String group, String key, String value) throws Exception {
+        out.put("group", group);
+        try (Admin admin = Admin.create(adminProps())) {
+            ConfigResource r = new ConfigResource(ConfigResource.Type.GROUP, group);
+            admin.incrementalAlterConfigs(Collections.singletonMap(r, Collections.singletonList(
+                            new AlterConfigOp(new ConfigEntry(key, value), AlterConfigOp.OpType.SET))))
+                    .all().get(timeoutMs, TimeUnit.MILLISECONDS);
+            return true;
+        }
+    }
+
+    private Properties shareConsumerProps(String group) {
+        Properties p = new Properties();
+        p.putAll(base);
+        p.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+        p.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        p.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        p.putIfAbsent(ConsumerConfig.DEFAULT_API_TIMEOUT_MS_CONFIG, String.valueOf(timeoutMs));
+        return p;
+    }
+
+    /**
+     * Consumes n records as a member of share group (KIP-932, KafkaShareConsumer,
+     * implicit acknowledgement), then stops polling and keeps consuming only
+     * to see an authorization failure (BG_INTEROP_SHARE_UNTIL_DENIED=1: the
+     * scenario then succeeds only if one comes before the timeout). "seqs"
+     * lists every record's seq in the order received.
+     */
+    private boolean shareConsume(String topic, String group, int n) {
+        out.put("topic", topic);
+        out.put("group", group);
+        boolean untilDenied = "1".equals(System.getenv("BG_INTEROP_SHARE_UNTIL_DENIED"));
+        List<Integer> seqs = new ArrayList<>();
+        List<String> sample = new ArrayList<>();
+        long deadline = System.currentTimeMillis() + timeoutMs;
+        try (KafkaShareConsumer<String, String> cons = new KafkaShareConsumer<>(shareConsumerProps(group))) {
+            cons.subscribe(Collections.singletonList(topic));
+            while ((untilDenied || seqs.size() < n) && System.currentTimeMillis() < deadline) {
+                for (ConsumerRecord<String, String> r : cons.poll(Duration.ofMillis(500))) {
+                    if (sample.size() < 5) {
+                        sample.add(r.value());
+                    }
+                    seqs.add(seqOf(r.value()));
+                }
+            }
+            if (!seqs.isEmpty()) {
+                cons.commitSync(Duration.ofMillis(timeoutMs));
+                out.put("committed", true);
+            }
+            out.put("error", null);
+            return !untilDenied && seqs.size() >= n;
+        } catch (Exception e) {
+            return untilDenied && seqs.size() >= n && expectDenied(e);
+        } finally {
+            out.put("consumed", seqs.size());
+            out.put("seqs", seqs);
+            out.put("values", sample);
+        }
+    }
+
+    /** The "seq" of a value written by value() or a test; -1 when it has none. */
+    private static int seqOf(String v) {
+        int i = v == null ? -1 : v.indexOf("\"seq\":");
+        if (i < 0) {
+            return -1;
+        }
+        int j = i + 6, k = j;
+        while (k < v.length() && (Character.isDigit(v.charAt(k)) || v.charAt(k) == '-')) {
+            k++;
+        }
+        return k > j ? Integer.parseInt(v.substring(j, k)) : -1;
+    }
+
+    /** Share-consumes topic in group and expects an authorization failure. */
+    private boolean shareConsumeExpectDenied(String topic, String group) {
+        out.put("topic", topic);
+        out.put("group", group);
+        long deadline = System.currentTimeMillis() + timeoutMs;
+        int got = 0;
+        try (KafkaShareConsumer<String, String> cons = new KafkaShareConsumer<>(shareConsumerProps(group))) {
+            cons.subscribe(Collections.singletonList(topic));
+            while (System.currentTimeMillis() < deadline) {
+                got += cons.poll(Duration.ofMillis(500)).count();
+            }
+            out.put("consumed", got);
+            out.put("error", null);
+            return false;
+        } catch (Exception e) {
+            out.put("consumed", got);
+            return expectDenied(e);
+        }
     }
 
     private boolean produceExpectDenied(String topic) throws Exception {
