@@ -11,9 +11,9 @@ so each test first sets share.auto.offset.reset=earliest on its group
 (IncrementalAlterConfigs through busgate: alter on the group).
 """
 import json
-import os
 import signal
 import subprocess
+import time
 
 from confluent_kafka import Producer
 
@@ -176,3 +176,55 @@ def test_reload_ends_share_session_reads(start_busgate, tmp_path):
     assert any(topic in names(e) and e["verb"] == "read" and e["result"]["error_code"] == 29
                for e in decisions(ports, "ShareFetch", "deny")), \
         json.dumps(decisions(ports, "ShareFetch")[-5:], indent=1)
+
+
+DESCRIBE_RULES = RULES + """    - name: reporting-sees-share-groups
+      subjects: [group:reporting]
+      resources: ["kafka:group:share-g-*"]
+      verbs: [describe]
+      effect: allow
+"""
+
+
+def test_java_describe_share_group(start_busgate, tmp_path):
+    """While a share consumer is a member, the AdminClient's
+    describeShareGroups (ShareGroupDescribe) shows the member and its topic
+    to svc-orders; svc-reporting, which may describe share-g-* groups but no
+    share-* topic, is refused with TopicAuthorizationException (the group is
+    hidden), and a group it may not describe with GroupAuthorizationException."""
+    text, ports = busgate_config(tmp_path, DESCRIBE_RULES)
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    bootstrap = f"127.0.0.1:{ports['listen']}"
+    topic, group = unique("share-d"), unique("share-g")
+    create_topics([topic])
+    env = client_env(tmp_path, "java", timeout_ms=40000)
+    member = subprocess.Popen([RUN_CLIENT, "java", bootstrap, *oauth_creds(), "share-consume",
+                               topic, group, "1000"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            seen = run_client(tmp_path, "java", bootstrap, oauth_creds(),
+                              "admin-describe-share-group", group)
+            # Until the member has joined, the group does not exist.
+            assert seen["_exit"] == 0 or seen.get("error") == "GroupIdNotFoundException", \
+                explain(seen, bg)
+            if seen["_exit"] == 0 and seen["members"] >= 1 and topic in seen["topics"]:
+                break
+            assert time.monotonic() < deadline and member.poll() is None, explain(seen, bg)
+            time.sleep(1)
+        assert any(group in names(e) and e["decision"]["effect"] == "allow"
+                   for e in decisions(ports, "ShareGroupDescribe")), explain(seen, bg)
+        hidden = run_client(tmp_path, "java", bootstrap, oauth_creds("svc-reporting"),
+                            "admin-describe-share-group-expect-denied", group)
+        assert hidden["_exit"] == 0 and hidden["error"] == "TopicAuthorizationException", \
+            explain(hidden, bg)
+        assert topic not in hidden.get("message", ""), explain(hidden, bg)
+        other = unique("other-g")
+        refused = run_client(tmp_path, "java", bootstrap, oauth_creds("svc-reporting"),
+                             "admin-describe-share-group-expect-denied", other)
+        assert refused["_exit"] == 0 and refused["error"] == "GroupAuthorizationException", \
+            explain(refused, bg)
+    finally:
+        member.kill()
+        member.wait(timeout=30)

@@ -30,6 +30,8 @@ import org.apache.kafka.clients.admin.DescribeTopicsOptions;
 import org.apache.kafka.clients.admin.MemberDescription;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.ProducerState;
+import org.apache.kafka.clients.admin.ShareGroupDescription;
+import org.apache.kafka.clients.admin.ShareMemberDescription;
 import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -74,7 +76,7 @@ public final class InteropClient {
             + " | txn-produce TXNID TOPIC N"
             + " | txn-produce-expect-denied TXNID TOPIC | idempotent-produce TOPIC N"
             + " | txn-hang TXNID TOPIC | admin-abort-hanging[-expect-denied] TOPIC"
-            + " | admin-set-group-config G KEY VALUE"
+            + " | admin-set-group-config G KEY VALUE | admin-describe-share-group[-expect-denied] G"
             + " | share-consume TOPIC GROUP N | share-consume-expect-denied TOPIC GROUP"
             + " | suite SCENARIO ARGS... [-- SCENARIO ARGS...]...";
 
@@ -245,6 +247,10 @@ public final class InteropClient {
                 return adminDescribeGroup(arg(a, 1), false);
             case "admin-describe-group-expect-denied":
                 return adminDescribeGroup(arg(a, 1), true);
+            case "admin-describe-share-group":
+                return adminDescribeShareGroup(arg(a, 1), false);
+            case "admin-describe-share-group-expect-denied":
+                return adminDescribeShareGroup(arg(a, 1), true);
             case "admin-set-group-config":
                 return adminSetGroupConfig(arg(a, 1), arg(a, 2), arg(a, 3));
             case "share-consume":
@@ -731,6 +737,28 @@ public final class InteropClient {
             }
             out.put("state", String.valueOf(d.groupState()));
             out.put("type", String.valueOf(d.type()));
+            out.put("members", d.members().size());
+            out.put("topics", new ArrayList<>(topics));
+            out.put("error", null);
+        });
+    }
+
+    /**
+     * Describes one share group with the AdminClient (ShareGroupDescribe,
+     * KIP-932): its state, member count and the topics assigned to its members.
+     */
+    private boolean adminDescribeShareGroup(String group, boolean expectDenied) throws Exception {
+        out.put("group", group);
+        return withAdmin(expectDenied, admin -> {
+            ShareGroupDescription d = admin.describeShareGroups(Collections.singletonList(group))
+                    .describedGroups().get(group).get(timeoutMs, TimeUnit.MILLISECONDS);
+            TreeSet<String> topics = new TreeSet<>();
+            for (ShareMemberDescription m : d.members()) {
+                for (TopicPartition tp : m.assignment().topicPartitions()) {
+                    topics.add(tp.topic());
+                }
+            }
+            out.put("state", String.valueOf(d.groupState()));
             out.put("members", d.members().size());
             out.put("topics", new ArrayList<>(topics));
             out.put("error", null);
