@@ -9,7 +9,10 @@
  * policy is fixed: a mix of allowed, denied and held topics, groups and
  * transactional ids, cluster alter without cluster describe (so ACL and
  * partition-admin entries and the ListGroups filter are reached), plus a
- * reserved audit topic and a topic-id table. */
+ * reserved audit topic and a topic-id table. Each input starts with a share
+ * session tracker holding one session (group "g1", member "m": a partition
+ * of "orders" and one of a topic id nobody knows), which a forwarded
+ * ShareFetch/ShareAcknowledge then updates as the session would. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -70,6 +73,18 @@ static void bg_fuzz_encode(const bg_kafka_req_hdr_t *h, int resp, const bg_kafka
     bg_wr_free(&wr);
 }
 
+/* A tracker with one session of group "g1", member "m". */
+static bg_kafka_share_sessions_t *bg_fuzz_share(void)
+{
+    bg_kafka_share_sessions_t *t = bg_kafka_share_new();
+    bg_kafka_share_tp_t tps[2] = {{{1}, 0, 0}, {{2}, 3, 0}};
+    bg_kafka_share_update_t u = {BG_KAFKA_API_SHARE_FETCH, 0, bg_kafka_cstr("g1"),
+                                 bg_kafka_cstr("m"), tps, 2, NULL, 0, 0};
+    if (!t || bg_kafka_share_forwarded(t, &u) != 0)
+        __builtin_trap();
+    return t;
+}
+
 static void bg_fuzz_response(const bg_kafka_authz_ctx_t *ctx, const bg_kafka_req_hdr_t *h,
                              const bg_kafka_verdict_t *v, bg_rd_t *rd, bg_kafka_arena_t *a)
 {
@@ -82,6 +97,9 @@ static void bg_fuzz_response(const bg_kafka_authz_ctx_t *ctx, const bg_kafka_req
     size_t nn = 8;
     if (bg_kafka_authz_response(ctx, h, v, resp, a, &out, nodes, &nn, bg_fuzz_learn, NULL) == 0)
         bg_fuzz_encode(h, 1, out);
+    if (v->share) /* ShareFetch, ShareAcknowledge: ErrorCode is field 1 */
+        bg_kafka_share_answered((bg_kafka_share_sessions_t *)ctx->share, v->share,
+                                (int16_t)resp->f[BG_KAFKA_SHARE_FETCH_RESP_ERROR_CODE].i);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -97,8 +115,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const bg_kafka_msg_desc_t *d = bg_kafka_msg_desc(h.api_key, 0);
     if (!d)
         return 0;
+    bg_kafka_share_sessions_t *share = bg_fuzz_share();
     bg_kafka_authz_ctx_t ctx = {bg_fuzz_pol, &bg_fuzz_pr, "audit", bg_fuzz_topic_name, NULL,
-                                "gw", 19000, NULL};
+                                "gw", 19000, share};
     bg_kafka_arena_t a;
     bg_kafka_arena_init(&a, 4u << 20);
     bg_rd_t rd;
@@ -112,11 +131,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 up.api_version = v.upstream_version;
             bg_fuzz_encode(&up, 0, v.request);
             bg_fuzz_encode(&h, 1, v.response);
+            if (v.share && bg_kafka_share_forwarded(share, v.share) != 0)
+                __builtin_trap();
             if (v.needs_response)
                 bg_fuzz_response(&ctx, &h, &v, &rd, &a);
         }
         bg_fuzz_encode(&h, 1, bg_kafka_authz_error_response(&h, req, 35, &a));
     }
     bg_kafka_arena_free(&a);
+    bg_kafka_share_free(share);
     return 0;
 }
