@@ -239,27 +239,19 @@ static bg_kafka_share_update_t *bg_kafka__share_update(bg_kafka__az_t *az, bg_sl
     return u;
 }
 
-/* 1 when request r names topic id. */
-static int bg_kafka__share_named(const bg_kafka_struct_t *r, int arr, const uint8_t id[16])
-{
-    for (int32_t i = 0; i < bg_kafka__n(r, arr); i++)
-        if (memcmp(bg_kafka__share_id(r, arr, i), id, 16) == 0)
-            return 1;
-    return 0;
-}
-
-/* 1 when every partition of the tracked session s that request r neither
- * names (the split decides those) nor forgets may still be read; one
- * decision per topic. A topic id busgate can no longer resolve counts as
- * refused. */
+/* 1 when every partition of the tracked session s that the request neither
+ * names (named: its partitions, sorted; the split decides those) nor
+ * forgets may still be read; one decision per topic. A topic id busgate can
+ * no longer resolve counts as refused. */
 static int bg_kafka__share_session_ok(bg_kafka__az_t *az, const bg_kafka_share_session_t *s,
+                                      const bg_kafka_share_tp_t *named, size_t nnamed,
                                       const bg_kafka_share_tp_t *forget, size_t nforget)
 {
     int ok = 1;
     for (size_t i = 0; i < s->n; i++) {
         const uint8_t *id = s->tps[i].id;
         if (bg_kafka_share_contains(forget, nforget, &s->tps[i]) ||
-            bg_kafka__share_named(az->req, K(SHARE_FETCH_REQ_TOPICS), id))
+            bg_kafka_share_has_topic(named, nnamed, id))
             continue;
         if (i > 0 && memcmp(id, s->tps[i - 1].id, 16) == 0 &&
             !bg_kafka_share_contains(forget, nforget, &s->tps[i - 1]))
@@ -286,7 +278,7 @@ static int bg_kafka__share_denied_in_session(const bg_kafka__split_t *sp,
 {
     int id = K(SHARE_FETCH_RESP_RESPONSES_TOPIC_ID);
     for (int32_t i = 0; i < sp->ndenied; i++)
-        if (bg_kafka_share_has_topic(s, sp->denied[i]->f[id].uuid))
+        if (bg_kafka_share_has_topic(s->tps, s->n, sp->denied[i]->f[id].uuid))
             return 1;
     return 0;
 }
@@ -358,16 +350,18 @@ int bg_kafka__c_share_fetch(bg_kafka__az_t *az)
         az->ctx->share ? bg_kafka_share_find(az->ctx->share, group, member) : NULL;
     if (epoch > 0 && !s) /* another connection's session, or one busgate forgot */
         return bg_kafka__share_reset_session(az, group);
-    size_t nforget = 0;
+    size_t nforget = 0, nnamed = 0;
     bg_kafka_share_tp_t *forget =
         bg_kafka__share_tps(az, r, F(FORGOTTEN_TOPICS_DATA), F(FORGOTTEN_TOPICS_DATA_PARTITIONS),
                             -1, &nforget);
+    bg_kafka_share_tp_t *named = bg_kafka__share_tps(az, r, F(TOPICS), F(TOPICS_PARTITIONS),
+                                                     F(TOPICS_PARTITIONS_PARTITION_INDEX), &nnamed);
     bg_kafka__split_t sp;
     const bg_kafka_struct_desc_t *rd = bg_kafka__rs_topic_desc(az->hdr->api_key, sh);
-    if (!forget || !rd || bg_kafka__tp_split(az, sh, rd, r, BG_VERB_READ, 0, &sp) < 0)
+    if (!forget || !named || !rd || bg_kafka__tp_split(az, sh, rd, r, BG_VERB_READ, 0, &sp) < 0)
         return az->oom ? 0 : -1;
     if (epoch > 0) {
-        int ok = bg_kafka__share_session_ok(az, s, forget, nforget);
+        int ok = bg_kafka__share_session_ok(az, s, named, nnamed, forget, nforget);
         if (!ok || bg_kafka__share_denied_in_session(&sp, s))
             return bg_kafka__share_reset_session(az, group);
     }

@@ -33,18 +33,18 @@ int bg_kafka_share_contains(const bg_kafka_share_tp_t *tps, size_t n, const bg_k
     return n && bsearch(tp, tps, n, sizeof *tps, bg_kafka_share__cmp) != NULL;
 }
 
-int bg_kafka_share_has_topic(const bg_kafka_share_session_t *s, const uint8_t id[16])
+int bg_kafka_share_has_topic(const bg_kafka_share_tp_t *tps, size_t n, const uint8_t id[16])
 {
     /* First element >= (id, INT32_MIN): sorted by id first. */
-    size_t lo = 0, hi = s->n;
+    size_t lo = 0, hi = n;
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
-        if (memcmp(s->tps[mid].id, id, 16) < 0)
+        if (memcmp(tps[mid].id, id, 16) < 0)
             lo = mid + 1;
         else
             hi = mid;
     }
-    return lo < s->n && memcmp(s->tps[lo].id, id, 16) == 0;
+    return lo < n && memcmp(tps[lo].id, id, 16) == 0;
 }
 
 bg_kafka_share_sessions_t *bg_kafka_share_new(void)

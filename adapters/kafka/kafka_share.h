@@ -73,8 +73,8 @@ void bg_kafka_share_free(bg_kafka_share_sessions_t *t);
 const bg_kafka_share_session_t *bg_kafka_share_find(const bg_kafka_share_sessions_t *t,
                                                     bg_slice_t group, bg_slice_t member);
 
-/* 1 when s holds a partition of topic id. */
-int bg_kafka_share_has_topic(const bg_kafka_share_session_t *s, const uint8_t id[16]);
+/* 1 when the sorted array tps holds a partition of topic id. */
+int bg_kafka_share_has_topic(const bg_kafka_share_tp_t *tps, size_t n, const uint8_t id[16]);
 
 /* Sorts tps by (id, partition) and drops duplicates (keeping the highest
  * seq); returns the new count. */
