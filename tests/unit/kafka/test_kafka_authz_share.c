@@ -251,6 +251,15 @@ static void test_describe(void **st)
         if (want_err[i] == 29)
             assert_true(g->f[G(ERROR_MESSAGE)].s.len > 0);
     }
+    /* Every group refused: busgate answers itself, nothing goes upstream. */
+    bg_kafka_struct_t *only = ka_new(f, SGD, 0);
+    bg_kafka_val_t *oid = bg_kafka_array_vals(&f->a, only, K(SHARE_GROUP_DESCRIBE_REQ_GROUP_IDS), 1);
+    oid[0].s = ka_s("other");
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ka_rt(f, SGD, 0, 1, only), &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    bg_kafka_struct_t *r = ka_rt(f, SGD, 1, 1, v.response);
+    assert_int_equal(r->f[K(SHARE_GROUP_DESCRIBE_RESP_GROUPS)].a.n, 1);
+    assert_int_equal(ka_el(r, K(SHARE_GROUP_DESCRIBE_RESP_GROUPS), 0)->f[G(ERROR_CODE)].i, 30);
     /* The generic error response (audit back-pressure) has an entry per group. */
     bg_kafka_struct_t *e = bg_kafka_authz_error_response(&h, req, 7, &f->a);
     assert_non_null(e);
