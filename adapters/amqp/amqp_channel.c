@@ -450,7 +450,10 @@ static int bg_amqp_chan__answer_close(bg_amqp_session_t *s, uint16_t n, bg_amqp_
 /* ---- consumers decided again ---- */
 
 /* The consumers on ch, decided again as basic.consume on their queues; the
- * first refused one closes the channel. 0, or -1 when the session is going. */
+ * first refused one closes the channel (a refusal already held back goes
+ * out at once instead, so nothing more is relayed). Only refusals are audit
+ * events: a consumer still allowed changes nothing. 0, or -1 when the
+ * session is going. */
 static int bg_amqp_chan__recheck_channel(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch)
 {
     bg_amqp_consumer_t *lists[3] = {ch->consumers, ch->pending, ch->anonymous};
@@ -466,9 +469,9 @@ static int bg_amqp_chan__recheck_channel(bg_amqp_session_t *s, uint16_t n, bg_am
             bg_amqp_verdict_t v;
             bg_amqp_authz_classify(&m, ch, &v);
             bg_amqp_authz_decide(s->snap->policy, &s->pp, &v);
-            bg_amqp_audit_decisions(s, &m, &v, 0);
             if (!v.denied)
                 continue;
+            bg_amqp_audit_decisions(s, &m, &v, 0);
             char text[256];
             bg_amqp_authz_text(&v, s->aw->g->cfg->amqp.upstream.vhost, s->user, text,
                                sizeof text);
@@ -477,6 +480,10 @@ static int bg_amqp_chan__recheck_channel(bg_amqp_session_t *s, uint16_t n, bg_am
                           "refused the consumers on channel %u: the policy or the principal "
                           "changed",
                           n);
+            if (ch->deferred) { /* already refused: stop relaying now */
+                bg_amqp_chan__send_deferred(s, ch);
+                return s->dead ? -1 : 0;
+            }
             return bg_amqp_chan__refuse(s, n, ch, BG_AMQP_ACCESS_REFUSED, text,
                                         AMQP_BASIC_CONSUME_METHOD, 0);
         }
@@ -498,9 +505,16 @@ int bg_amqp_chan_policy_refresh(bg_amqp_session_t *s, int force)
     }
     for (size_t n = 1; s->chans && n <= s->channel_max; n++) {
         bg_amqp_channel_t *ch = s->chans[n];
-        if (!ch || ch->cli.state != BG_AMQP_LEG_OPEN || ch->up.state != BG_AMQP_LEG_OPEN ||
-            !(ch->consumers || ch->pending || ch->anonymous))
+        int open = ch && ch->cli.state == BG_AMQP_LEG_OPEN && ch->up.state == BG_AMQP_LEG_OPEN;
+        if (!ch || !(open || ch->deferred) || !(ch->consumers || ch->pending || ch->anonymous))
             continue;
+        if (ch->expect == 2) {
+            /* A publish's body is on its way upstream: closing the channel
+             * now would cut it, which costs the whole connection (505).
+             * Decided again as soon as its last body frame went up. */
+            ch->recheck_due = 1;
+            continue;
+        }
         if (bg_amqp_chan__recheck_channel(s, (uint16_t)n, ch) != 0)
             return -1;
     }
@@ -826,6 +840,12 @@ static int bg_amqp_chan__client_content(bg_amqp_session_t *s, struct evbuffer *i
     if (ch->body_left == 0)
         ch->expect = 0;
     bg_amqp_chan__forward(s, in, len);
+    if (ch->expect == 0 && ch->recheck_due) { /* a re-decision waited for this body */
+        ch->recheck_due = 0;
+        if (ch->cli.state == BG_AMQP_LEG_OPEN && ch->up.state == BG_AMQP_LEG_OPEN &&
+            bg_amqp_chan__recheck_channel(s, f->channel, ch) != 0)
+            return -1;
+    }
     return 1;
 }
 

@@ -69,6 +69,7 @@ typedef struct bg_amqp_channel_s {
                                 kept when the broker closes the channel meanwhile, since
                                 RabbitMQ still reads the rest of that content */
     uint8_t discard;         /* content of a refused publish: dropped whole */
+    uint8_t recheck_due;     /* consumers to decide again once the publish body is in */
     uint64_t body_left;      /* body bytes still expected */
     /* The command RabbitMQ is sending on the channel (basic.deliver,
      * get-ok, return: method, header, bodies), which may span many reads:
@@ -168,6 +169,7 @@ struct bg_amqp_session_s {
     struct event *hb_ev;     /* client-leg heartbeat */
     struct event *expiry_ev; /* token expiry */
     struct event *refusal_ev; /* refusals RabbitMQ has not confirmed in time */
+    size_t hb_out_mark;       /* the client's queued output at the last heartbeat tick */
     size_t ndeferred;         /* channels with a refusal held back */
     struct event *close_ev;  /* bound on waiting for the client's close-ok */
     int64_t last_recv_ms;

@@ -23,6 +23,7 @@
 #include "broker/util_tls.h"
 
 #define BG_AMQP_HIGH_WATER (8u << 20) /* pause the other side above this */
+#define BG_AMQP_INPUT_SLACK (1u << 20) /* client input beyond one frame (read watermark) */
 #define BG_AMQP_LOW_WATER (1u << 20)
 #define BG_AMQP_CLOSE_WAIT_S 5 /* bound on waiting for a close-ok */
 
@@ -232,6 +233,8 @@ void bg_amqp_session_close(bg_amqp_session_t *s, uint16_t code, const char *text
     bg_amqp__read_for_close_ok(s);
     if (s->expiry_ev)
         event_del(s->expiry_ev);
+    if (s->refusal_ev)
+        event_del(s->refusal_ev);
     struct timeval tv = {BG_AMQP_CLOSE_WAIT_S, 0};
     event_add(s->close_ev, &tv);
 }
@@ -241,6 +244,7 @@ void bg_amqp_session_await_close_ok(bg_amqp_session_t *s)
     s->state = BG_AMQP_S_CLOSING;
     bg_amqp__read_for_close_ok(s);
     event_del(s->expiry_ev);
+    event_del(s->refusal_ev);
     struct timeval tv = {BG_AMQP_CLOSE_WAIT_S, 0};
     event_add(s->close_ev, &tv);
 }
@@ -249,6 +253,7 @@ void bg_amqp_session_await_upstream_close_ok(bg_amqp_session_t *s)
 {
     s->state = BG_AMQP_S_CLOSING_UP;
     event_del(s->expiry_ev);
+    event_del(s->refusal_ev);
     struct timeval tv = {BG_AMQP_CLOSE_WAIT_S, 0};
     event_add(s->close_ev, &tv);
 }
@@ -312,8 +317,14 @@ static void bg_amqp__on_heartbeat(evutil_socket_t fd, short what, void *arg)
         return;
     /* While busgate does not read, the client's heartbeats sit unread in the
      * socket: silence says nothing about the client then (RabbitMQ, too,
-     * pauses its heartbeat monitor on a blocked connection). */
-    if (bg_amqp__reading_paused(s))
+     * pauses its heartbeat monitor on a blocked connection). A client that
+     * does not take its own output is still read until its unprocessed input
+     * fills the read watermark; past that it counts as alive only while its
+     * output shrinks (a hung consumer must still be dropped). */
+    size_t out = bg_amqp__cli_queued(s);
+    int took = out < s->hb_out_mark;
+    s->hb_out_mark = out;
+    if (bg_amqp__reading_paused(s) && (out < BG_AMQP_HIGH_WATER || took))
         s->last_recv_ms = bg_amqp_mono_ms();
     if (bg_amqp_mono_ms() - s->last_recv_ms > (int64_t)s->heartbeat * 2000) {
         bg_amqp_session_kill(s, 0, "client missed heartbeats");
@@ -343,11 +354,12 @@ static void bg_amqp__update_reading(bg_amqp_session_t *s)
 {
     if (s->dead)
         return;
-    /* The client is not read while its own output is full either: what
-     * busgate answers itself (close-oks, refusals) must not grow without
-     * bound for a client that sends and never reads. */
-    int up_full = bg_amqp__up_queued(s) >= BG_AMQP_HIGH_WATER ||
-                  bg_amqp__cli_queued(s) >= BG_AMQP_HIGH_WATER;
+    /* A client whose own output is full is still read (its heartbeats say
+     * it is alive), but its frames wait unprocessed in the input, which the
+     * read watermark bounds (bg_amqp_session_accept): what busgate answers
+     * itself (close-oks, refusals) cannot grow without bound for a client
+     * that sends and never reads. */
+    int up_full = bg_amqp__up_queued(s) >= BG_AMQP_HIGH_WATER;
     if (!up_full && !s->stalled && s->state != BG_AMQP_S_CLOSING)
         bufferevent_enable(s->cli, EV_READ);
     else if (s->state != BG_AMQP_S_CLOSING)
@@ -541,7 +553,9 @@ static void bg_amqp__on_client_write(struct bufferevent *bev, void *arg)
         bg_amqp__die(s);
         return;
     }
-    bg_amqp__update_reading(s);
+    /* Frames already read may wait in the input (reading stopped on a full
+     * output): go on with them, not only with what arrives next. */
+    bg_amqp_session_resume(s);
 }
 
 /* Why the client connection failed: on a TLS connection OpenSSL's reason
@@ -661,8 +675,8 @@ int bg_amqp_session_connect_upstream(bg_amqp_session_t *s)
 static void bg_amqp__on_refusal_timeout(evutil_socket_t fd, short what, void *arg)
 {
     bg_amqp_session_t *s = arg;
-    if (s->dead)
-        return;
+    if (s->dead || s->state != BG_AMQP_S_RUNNING)
+        return; /* the connection is closing: no channel.close after its close */
     bg_amqp_chan_send_overdue_refusals(s);
     bg_amqp__update_reading(s);
 }
@@ -717,6 +731,10 @@ void bg_amqp_session_accept(bg_amqp_worker_t *aw, int fd, const struct sockaddr 
     bufferevent_setcb(s->cli, bg_amqp__on_client_read, bg_amqp__on_client_write,
                       bg_amqp__on_client_event, s);
     bufferevent_setwatermark(s->cli, EV_WRITE, BG_AMQP_LOW_WATER, 0);
+    /* Input waits unprocessed only while the client's output is full: one
+     * frame more than that is all it may hold. */
+    bufferevent_setwatermark(s->cli, EV_READ, 0,
+                             (size_t)aw->g->cfg->amqp.max_frame_bytes + BG_AMQP_INPUT_SLACK);
     bufferevent_set_max_single_read(s->cli, 256 * 1024);
     bufferevent_enable(s->cli, EV_READ | EV_WRITE);
     /* A client that never finishes the handshake is dropped (RabbitMQ: 10 s). */

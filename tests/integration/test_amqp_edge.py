@@ -664,3 +664,30 @@ def test_auto_ack_deliveries_before_a_refusal_are_not_lost(gw):
         r.close()
         ach.queue_delete(q)
         admin.close()
+
+
+def test_hung_consumer_is_dropped_for_missed_heartbeats(gw):
+    """A consumer that stops reading and sending: busgate's output to it
+    fills up and busgate stops reading it too, but it must still be dropped
+    for missed heartbeats (it is not taking its output), not kept for ever
+    with its unacknowledged messages."""
+    bg, ports, issuer = gw
+    q = unique("it.edge-hung")
+    admin = direct()
+    ach = admin.channel()
+    ach.queue_declare(q)
+    body = b"x" * (1 << 20)
+    for _ in range(48):
+        ach.basic_publish("", q, body)
+    r, _ = handshake(ports["listen"], issuer.mint("ida", ["apps"]), heartbeat=1)
+    try:
+        open_channel(r, 1)
+        r.send(method(1, 60, 20, struct.pack(">H", 0) + ss(q) + ss("h1") + b"\x00" + table([])))
+        r.expect(1, (60, 21))
+        # From now on the client neither reads nor sends anything.
+        line = bg.wait_log(lambda l: "client missed heartbeats" in l.get("msg", ""), timeout=20)
+        assert line, "the hung consumer was not dropped"
+    finally:
+        r.close()
+        ach.queue_delete(q)
+        admin.close()

@@ -1108,6 +1108,15 @@ static void expect_consume_refused(ctx_t *c, uint16_t n)
     expect_method(c, UP(c), n, AMQP_CHANNEL_CLOSE_METHOD);
 }
 
+static void expect_consume_refused_client_only(ctx_t *c, uint16_t n)
+{
+    bg_amqp_method_t m = expect_method(c, CLI(c), n, AMQP_CHANNEL_CLOSE_METHOD);
+    const amqp_channel_close_t *cl = m.decoded;
+    assert_int_equal(cl->reply_code, BG_AMQP_ACCESS_REFUSED);
+    assert_int_equal(cl->class_id, 60);
+    assert_int_equal(cl->method_id, 20);
+}
+
 static void deliver(ctx_t *c, uint16_t n, const char *tag)
 {
     amqp_basic_deliver_t d;
@@ -1138,7 +1147,7 @@ static void test_reload_decides_consumers_again(void **state)
     int before = c->f.decisions;
     c->f.next_policy = policy_narrow;
     deliver(c, 2, "K"); /* the reload is noticed here: every consumer again */
-    assert_int_equal(c->f.decisions, before + 3);
+    assert_int_equal(c->f.decisions, before + 2); /* the two refusals are audited */
     expect_consume_refused(c, 1);
     expect_consume_refused(c, 3);
     expect_method(c, CLI(c), 2, AMQP_BASIC_DELIVER_METHOD);
@@ -1146,6 +1155,47 @@ static void test_reload_decides_consumers_again(void **state)
     deliver(c, 1, "A"); /* on the refused channel: dropped */
     expect_nothing(CLI(c));
     assert_int_equal(chan(c, 2)->cli.state, BG_AMQP_LEG_OPEN);
+    assert_int_equal(c->f.closed, 0);
+}
+
+/* A reload noticed while a publish's body is still on its way upstream on
+ * the consumer's channel: closing the channel then would cut the body,
+ * which RabbitMQ answers by closing the whole connection (505). The
+ * consumers there are decided again right after the last body frame went
+ * up. A channel that already has a refusal held back lets it go out at once
+ * when its consumer is refused, so nothing more is relayed there. */
+static void test_reload_during_publish_body_waits_for_it(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    open_channel(c, 2);
+    consume(c, 1, "ok.q", "A", 0);
+    consume_ok(c, 1, "A");
+    publish_method(c, 1, "ok.x");
+    t_header(&c->wr, 1, 10);
+    t_body(&c->wr, 1, "abc", 3);
+    assert_int_equal(t_client_wr(&c->f, &c->wr), 1);
+    expect_method(c, UP(c), 1, AMQP_BASIC_PUBLISH_METHOD);
+    expect_frame(c, UP(c), BG_AMQP_FRAME_HEADER, 1, 14);
+    expect_frame(c, UP(c), BG_AMQP_FRAME_BODY, 1, 3);
+    /* Channel 2: a refusal waiting for RabbitMQ's close-ok, and a consumer. */
+    consume(c, 2, "ok.r", "R", 0);
+    consume_ok(c, 2, "R");
+    refuse_publish_pending(c, 2);
+    c->f.next_policy = policy_narrow;
+    deliver(c, 1, "A");
+    t_header(&c->wr, 1, 0); /* an empty message: the delivery is complete */
+    assert_int_equal(t_up_wr(&c->f, &c->wr), 0);
+    expect_publish_refusal(c, 2); /* let out at once: ok.r is refused now */
+    expect_method(c, CLI(c), 1, AMQP_BASIC_DELIVER_METHOD); /* channel 1 waits */
+    expect_frame(c, CLI(c), BG_AMQP_FRAME_HEADER, 1, 14);
+    expect_nothing(CLI(c));
+    expect_nothing(UP(c));
+    t_body(&c->wr, 1, "defghij", 7);
+    assert_int_equal(t_client_wr(&c->f, &c->wr), 1);
+    expect_frame(c, UP(c), BG_AMQP_FRAME_BODY, 1, 7); /* the body whole, then the close */
+    expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    expect_consume_refused_client_only(c, 1);
     assert_int_equal(c->f.closed, 0);
 }
 
@@ -1162,7 +1212,7 @@ static void test_update_secret_decides_consumers_again(void **state)
     bg_amqp_update_secret_t us = {secret, t_str("renewed")};
     assert_int_equal(cli(c, 0, BG_AMQP_CONNECTION_UPDATE_SECRET, &us), 1);
     assert_int_equal(c->f.update_secrets, 1);
-    assert_int_equal(c->f.decisions, before + 1); /* still allowed: nothing sent */
+    assert_int_equal(c->f.decisions, before); /* still allowed: nothing sent, nothing audited */
     expect_nothing(CLI(c));
     /* The same with a policy that no longer allows it: refused. */
     c->f.next_policy = policy_narrow;
@@ -1433,6 +1483,7 @@ int main(void)
         T(test_cancel_ok_of_unknown_tag_keeps_pending_consume),
         T(test_reload_decides_consumers_again),
         T(test_update_secret_decides_consumers_again),
+        T(test_reload_during_publish_body_waits_for_it),
         T(test_anonymous_nowait_consumes_counted),
         T(test_consumer_bound_per_channel),
         T(test_consumer_bound_per_connection),
