@@ -52,6 +52,8 @@ typedef struct bg_kafka_global_s {
     SSL_CTX *client_tls;            /* NULL: plaintext listeners */
     SSL_CTX *upstream_tls;          /* NULL: plaintext upstream */
     _Atomic int upstream_seen_ok;   /* an upstream handshake has succeeded */
+    /* Which connection holds each share session (kafka_share.h); its own lock. */
+    struct bg_kafka_share_owners_s *share_owners;
 } bg_kafka_global_t;
 
 typedef struct bg_kafka_session_s bg_kafka_session_t;

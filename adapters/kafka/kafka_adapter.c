@@ -20,6 +20,7 @@
 #include "adapters/kafka/kafka_scram.h"
 #include "adapters/kafka/kafka_adapter.h"
 #include "adapters/kafka/kafka_discovery.h"
+#include "adapters/kafka/kafka_share.h"
 #include "broker/log.h"
 #include "broker/util_tls.h"
 
@@ -223,6 +224,7 @@ static void bg_kafka__global_free(void *arg)
     pthread_mutex_destroy(&g->mu);
     bg_kafka_scram_cache_clear(); /* no salted password outlives its configuration */
     free(g->topic_ids);
+    bg_kafka_share_owners_free(g->share_owners); /* the sessions are gone */
     free(g->bootstrap);
     free(g);
 }
@@ -238,7 +240,8 @@ static int bg_kafka__global_init(const bg_config_t *cfg, void **out, char *err, 
     pthread_mutex_init(&g->mu, NULL);
     g->cfg = cfg;
     g->topic_ids = calloc(BG_KAFKA_TOPIC_IDS, sizeof *g->topic_ids);
-    if (!g->topic_ids)
+    g->share_owners = bg_kafka_share_owners_new();
+    if (!g->topic_ids || !g->share_owners)
         goto fail;
     if (k->upstream.embedded > 0) {
         if (bg_kafka__start_mock(g, k->upstream.embedded, err, errlen) != 0)

@@ -9,11 +9,15 @@
  * broker fetch from every partition of the session, named or not, and
  * Kafka authorizes all of them on every request. busgate tracks the
  * partitions of each session it forwarded (kafka_share.h) and checks them
- * all; when one of them may no longer be read (a policy reload), or busgate
- * does not know the session, the request is answered SHARE_SESSION_NOT_FOUND
+ * all; when one of them may no longer be read (a policy reload), or the
+ * connection cannot use the session (busgate never saw it opened with error
+ * 0, its opening is still in flight, or another connection opened it since:
+ * bg_kafka_share_usable), the request is answered SHARE_SESSION_NOT_FOUND
  * and nothing goes upstream. The client then opens a new session (epoch 0)
  * naming all its partitions, each decided again: the refused ones get
- * TOPIC_AUTHORIZATION_FAILED and never reach the broker's new session. */
+ * TOPIC_AUTHORIZATION_FAILED and never reach the broker's new session.
+ * ShareAcknowledge carries the same session epoch and the broker takes it
+ * from any connection, so it gets the same ownership check. */
 #include <string.h>
 
 #include "adapters/kafka/kafka_authz-internal.h"
@@ -25,8 +29,8 @@ _Static_assert(BG_KAFKA_SHARE_FETCH_RESP_ERROR_CODE == BG_KAFKA_SHARE_ACKNOWLEDG
                "ShareFetch and ShareAcknowledge responses keep ErrorCode at one index");
 
 static const char bg_kafka__share_reset[] =
-    "share session: a partition may no longer be read, or the session is unknown to busgate; "
-    "the client opens a new one";
+    "share session: a partition may no longer be read, or this connection does not hold the "
+    "session; the client opens a new one";
 
 /* ---- shapes ---- */
 
@@ -326,15 +330,62 @@ static int bg_kafka__share_forward(bg_kafka__az_t *az, const bg_kafka__tp_shape_
                                 sp->ndenied);
 }
 
+/* The tracker's bounds (kafka_share.h), checked on what the tracker would
+ * hold once the request is answered: an opening request replaces the
+ * session's partitions, an incremental one adds to them (the union). */
 static int bg_kafka__share_limits(bg_kafka__az_t *az, const bg_kafka_share_session_t *s,
-                                  int32_t epoch, size_t nadd)
+                                  const bg_kafka_share_update_t *u)
 {
     const bg_kafka_share_sessions_t *t = az->ctx->share;
-    if (!s && epoch == 0 && t && t->n >= BG_KAFKA_SHARE_MAX_SESSIONS)
+    if (u->epoch < 0)
+        return 0; /* final: adds nothing */
+    if (!s && u->epoch == 0 && t && t->n >= BG_KAFKA_SHARE_MAX_SESSIONS)
         return bg_kafka__fail(az, "too many share sessions on one connection");
-    if ((s && epoch != 0 ? s->n : 0) + nadd > BG_KAFKA_SHARE_MAX_PARTITIONS)
-        return bg_kafka__fail(az, "too many partitions in one share session");
+    size_t n = u->epoch == 0 ? u->nadd : bg_kafka_share_union(s, u->add, u->nadd);
+    if (bg_kafka_share_units_after(t, s, u->group, u->member, n) > BG_KAFKA_SHARE_MAX_PARTITIONS)
+        return bg_kafka__fail(az, "too many partitions in the share sessions of one connection");
     return 0;
+}
+
+/* 1 when a partition of topic array arr of r (partitions at parts) carries
+ * acknowledgement batches (at batches). */
+static int bg_kafka__share_has_acks(const bg_kafka_struct_t *r, int arr, int parts, int batches)
+{
+    for (int32_t i = 0; i < bg_kafka__n(r, arr); i++) {
+        const bg_kafka_struct_t *t = r->f[arr].a.s[i];
+        for (int32_t j = 0; j < bg_kafka__n(t, parts); j++)
+            if (bg_kafka__n(t->f[parts].a.s[j], batches) > 0)
+                return 1;
+    }
+    return 0;
+}
+
+/* As Kafka before it looks at any session: an epoch below -1 is
+ * INVALID_SHARE_SESSION_EPOCH; an opening ShareFetch may not acknowledge
+ * (INVALID_REQUEST), and ShareAcknowledge cannot open one
+ * (INVALID_SHARE_SESSION_EPOCH). Returns 1 when answered so. */
+static int bg_kafka__share_bad_epoch(bg_kafka__az_t *az, int32_t epoch, int acks, int *rc)
+{
+    int fetch = az->hdr->api_key == BG_KAFKA_API_SHARE_FETCH;
+    int16_t err = 0;
+    if (epoch < -1 || (epoch == 0 && !fetch))
+        err = BG_KAFKA_E_INVALID_SHARE_SESSION_EPOCH;
+    else if (epoch == 0 && acks)
+        err = BG_KAFKA_E_INVALID_REQUEST;
+    if (!err)
+        return 0;
+    *rc = bg_kafka__respond_error(az, err);
+    return 1;
+}
+
+/* The tracked record of (group, member) when this connection may use it for
+ * an incremental request (epoch > 0), else NULL. */
+static const bg_kafka_share_session_t *bg_kafka__share_usable(bg_kafka__az_t *az,
+                                                              bg_slice_t group, bg_slice_t member)
+{
+    const bg_kafka_share_sessions_t *t = az->ctx->share;
+    const bg_kafka_share_session_t *s = t ? bg_kafka_share_find(t, group, member) : NULL;
+    return bg_kafka_share_usable(t, s) ? s : NULL;
 }
 
 int bg_kafka__c_share_fetch(bg_kafka__az_t *az)
@@ -344,12 +395,18 @@ int bg_kafka__c_share_fetch(bg_kafka__az_t *az)
     const bg_kafka__tp_shape_t *sh = &bg_kafka__sh_share_fetch;
     bg_slice_t group = r->f[F(GROUP_ID)].s, member = r->f[F(MEMBER_ID)].s;
     int32_t epoch = (int32_t)r->f[F(SHARE_SESSION_EPOCH)].i;
+    int rc = 0;
     if (!bg_kafka__decide(az, BG_RES_KAFKA_GROUP, group, BG_VERB_READ))
         return bg_kafka__respond_error(az, BG_KAFKA_E_GROUP_AUTHORIZATION_FAILED);
-    const bg_kafka_share_session_t *s =
-        az->ctx->share ? bg_kafka_share_find(az->ctx->share, group, member) : NULL;
-    if (epoch > 0 && !s) /* another connection's session, or one busgate forgot */
+    int acks = bg_kafka__share_has_acks(r, F(TOPICS), F(TOPICS_PARTITIONS),
+                                        F(TOPICS_PARTITIONS_ACKNOWLEDGEMENT_BATCHES));
+    if (bg_kafka__share_bad_epoch(az, epoch, acks, &rc))
+        return rc;
+    const bg_kafka_share_session_t *s = NULL;
+    if (epoch > 0 && !(s = bg_kafka__share_usable(az, group, member)))
         return bg_kafka__share_reset_session(az, group);
+    if (epoch == 0 && az->ctx->share) /* the record it replaces, for the limits */
+        s = bg_kafka_share_find(az->ctx->share, group, member);
     size_t nforget = 0, nnamed = 0;
     bg_kafka_share_tp_t *forget =
         bg_kafka__share_tps(az, r, F(FORGOTTEN_TOPICS_DATA), F(FORGOTTEN_TOPICS_DATA_PARTITIONS),
@@ -373,7 +430,7 @@ int bg_kafka__c_share_fetch(bg_kafka__az_t *az)
                                  F(TOPICS_PARTITIONS_PARTITION_INDEX), &u->nadd);
     u->forget = forget;
     u->nforget = nforget;
-    if (!u->add || bg_kafka__share_limits(az, s, epoch, u->nadd) < 0)
+    if (!u->add || bg_kafka__share_limits(az, s, u) < 0)
         return az->oom ? 0 : -1;
     az->v->share = u;
     return bg_kafka__share_forward(az, sh, &sp);
@@ -383,22 +440,29 @@ int bg_kafka__c_share_fetch(bg_kafka__az_t *az)
 /* ShareAcknowledge: read on the group, then on every topic named; refused
  * partitions get TOPIC_AUTHORIZATION_FAILED and their acknowledgements never
  * reach the broker. It fetches nothing, so the session's other partitions
- * need no check; a final one (epoch -1) ends the tracked session. */
+ * need no check; but it moves the session's epoch on, and the broker takes
+ * it from any connection, so an incremental one must come from the
+ * connection that holds the session. A final one (epoch -1) ends the
+ * tracked session. */
 int bg_kafka__c_share_acknowledge(bg_kafka__az_t *az)
 {
 #define A(x) K(SHARE_ACKNOWLEDGE_REQ_##x)
     const bg_kafka_struct_t *r = az->req;
     const bg_kafka__tp_shape_t *sh = &bg_kafka__sh_share_ack;
-    bg_slice_t group = r->f[A(GROUP_ID)].s;
+    bg_slice_t group = r->f[A(GROUP_ID)].s, member = r->f[A(MEMBER_ID)].s;
     int32_t epoch = (int32_t)r->f[A(SHARE_SESSION_EPOCH)].i;
+    int rc = 0;
     if (!bg_kafka__decide(az, BG_RES_KAFKA_GROUP, group, BG_VERB_READ))
         return bg_kafka__respond_error(az, BG_KAFKA_E_GROUP_AUTHORIZATION_FAILED);
+    if (bg_kafka__share_bad_epoch(az, epoch, 0, &rc))
+        return rc;
+    if (epoch > 0 && !bg_kafka__share_usable(az, group, member))
+        return bg_kafka__share_reset_session(az, group);
     bg_kafka__split_t sp;
     const bg_kafka_struct_desc_t *rd = bg_kafka__rs_topic_desc(az->hdr->api_key, sh);
     if (!rd || bg_kafka__tp_split(az, sh, rd, r, BG_VERB_READ, 0, &sp) < 0)
         return az->oom ? 0 : -1;
-    if (epoch == -1 && !(az->v->share = bg_kafka__share_update(az, group, r->f[A(MEMBER_ID)].s,
-                                                                epoch)))
+    if (epoch == -1 && !(az->v->share = bg_kafka__share_update(az, group, member, epoch)))
         return 0;
     return bg_kafka__share_forward(az, sh, &sp);
 #undef A

@@ -26,6 +26,7 @@ static const bg_kafka__err_name_t bg_kafka__err_names[] = {
     {89, "THROTTLING_QUOTA_EXCEEDED"},
     {100, "UNKNOWN_TOPIC_ID"},
     {122, "SHARE_SESSION_NOT_FOUND"},
+    {123, "INVALID_SHARE_SESSION_EPOCH"},
 };
 
 const char *bg_kafka_error_name(int16_t code)

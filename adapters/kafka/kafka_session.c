@@ -434,10 +434,11 @@ static int bg_kafka__decide_from_copy(bg_kafka_session_t *s, bg_kafka_pending_t 
 }
 
 /* A ShareFetch/ShareAcknowledge went upstream: its partitions join the
- * connection's tracked share session (kafka_share.h). */
+ * connection's tracked share session (kafka_share.h), owned in the
+ * process-wide table under the upstream node the connection goes to. */
 static int bg_kafka__share_forwarded(bg_kafka_session_t *s, bg_kafka_share_update_t *u)
 {
-    if (!s->share && !(s->share = bg_kafka_share_new()))
+    if (!s->share && !(s->share = bg_kafka_share_new(s->kw->g->share_owners, s->node_id)))
         return -1;
     return bg_kafka_share_forwarded(s->share, u);
 }

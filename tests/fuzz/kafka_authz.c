@@ -10,9 +10,10 @@
  * transactional ids, cluster alter without cluster describe (so ACL and
  * partition-admin entries and the ListGroups filter are reached), plus a
  * reserved audit topic and a topic-id table. Each input starts with a share
- * session tracker holding one session (group "g1", member "m": a partition
- * of "orders" and one of a topic id nobody knows), which a forwarded
- * ShareFetch/ShareAcknowledge then updates as the session would. */
+ * session tracker holding one open session this connection owns (group
+ * "g1", member "m": a partition of "orders" and one of a topic id nobody
+ * knows), which a forwarded ShareFetch/ShareAcknowledge then updates as the
+ * session would. */
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
@@ -21,6 +22,7 @@
 
 static bg_policy_t *bg_fuzz_pol;
 static bg_policy_principal_t bg_fuzz_pr;
+static bg_kafka_share_owners_t *bg_fuzz_owners;
 
 static int bg_fuzz_topic_name(void *arg, const uint8_t id[16], bg_slice_t *name)
 {
@@ -73,14 +75,20 @@ static void bg_fuzz_encode(const bg_kafka_req_hdr_t *h, int resp, const bg_kafka
     bg_wr_free(&wr);
 }
 
-/* A tracker with one session of group "g1", member "m". */
+/* A tracker with one session of group "g1", member "m", opened (answered
+ * with error 0) on this connection. */
 static bg_kafka_share_sessions_t *bg_fuzz_share(void)
 {
-    bg_kafka_share_sessions_t *t = bg_kafka_share_new();
+    if (!bg_fuzz_owners && !(bg_fuzz_owners = bg_kafka_share_owners_new()))
+        __builtin_trap();
+    bg_kafka_share_sessions_t *t = bg_kafka_share_new(bg_fuzz_owners, 1);
     bg_kafka_share_tp_t tps[2] = {{{1}, 0, 0}, {{2}, 3, 0}};
     bg_kafka_share_update_t u = {BG_KAFKA_API_SHARE_FETCH, 0, bg_kafka_cstr("g1"),
-                                 bg_kafka_cstr("m"), tps, 2, NULL, 0, 0};
+                                 bg_kafka_cstr("m"), tps, 2, NULL, 0, 0, 0, 0};
     if (!t || bg_kafka_share_forwarded(t, &u) != 0)
+        __builtin_trap();
+    bg_kafka_share_answered(t, &u, 0);
+    if (!bg_kafka_share_usable(t, bg_kafka_share_find(t, u.group, u.member)))
         __builtin_trap();
     return t;
 }

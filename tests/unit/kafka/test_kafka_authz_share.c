@@ -4,7 +4,8 @@
  * principal may not describe are hidden), ShareFetch and ShareAcknowledge
  * (read group, read every topic by id), and the share session tracker that
  * keeps an incremental ShareFetch from fetching a partition that may no
- * longer be read. Fixture topic ids (test_kafka_authz_util.h): 1 orders,
+ * longer be read, from using a session another connection opened, and from
+ * growing past its bounds. Fixture topic ids (test_kafka_authz_util.h): 1 orders,
  * 2 secret, 4 public; any other id is unknown. Every tree is encoded and
  * decoded at its version. */
 #include "test_kafka_authz_util.h"
@@ -51,7 +52,8 @@ static void share_policy(ka_fix_t *f, int orders_denied)
 
 typedef struct {
     ka_fix_t *f;
-    bg_kafka_share_sessions_t *t;
+    bg_kafka_share_owners_t *o; /* the process-wide owner table */
+    bg_kafka_share_sessions_t *t; /* connection 1, to node 1 */
 } fx_t;
 
 static int setup(void **st)
@@ -60,7 +62,9 @@ static int setup(void **st)
     assert_non_null(x);
     x->f = ka_setup();
     share_policy(x->f, 0);
-    x->t = bg_kafka_share_new();
+    x->o = bg_kafka_share_owners_new();
+    assert_non_null(x->o);
+    x->t = bg_kafka_share_new(x->o, 1);
     assert_non_null(x->t);
     x->f->ctx.share = x->t;
     *st = x;
@@ -70,6 +74,7 @@ static int teardown(void **st)
 {
     fx_t *x = *st;
     bg_kafka_share_free(x->t);
+    bg_kafka_share_owners_free(x->o);
     ka_teardown(x->f);
     free(x);
     return 0;
@@ -365,25 +370,34 @@ static void test_fetch_group_denied(void **st)
     }
 }
 
-/* A new session (epoch 0): each topic decided by id; refused ones get
- * TOPIC_AUTHORIZATION_FAILED (AcknowledgeErrorCode too where they carried
- * acknowledgements), an unknown id UNKNOWN_TOPIC_ID, and only the allowed
- * ones go upstream and into the tracked session. */
+/* Each topic decided by id; refused ones get TOPIC_AUTHORIZATION_FAILED
+ * (AcknowledgeErrorCode too where they carried acknowledgements), an
+ * unknown id UNKNOWN_TOPIC_ID, and only the allowed ones go upstream and
+ * into the tracked session. */
 static void test_fetch_new_session_split(void **st)
 {
     fx_t *x = *st;
     ka_fix_t *f = x->f;
     static const tp_spec_t tps[] = {{ORDERS, 2, 1}, {SECRET, 2, 1}, {UNKNOWN, 1, 0}};
+    static const tp_spec_t opening[] = {{ORDERS, 1, 0}, {SECRET, 1, 0}};
     for (int16_t ver = 1; ver <= 2; ver++) {
         bg_kafka_verdict_t v;
-        assert_int_equal(decide_fetch(x, ver, 0, tps, 3, NULL, 0, &v), 0);
+        /* A new session (acknowledgements are not allowed in it): secret
+         * refused, orders 0 tracked. */
+        assert_int_equal(decide_fetch(x, ver, 0, opening, 2, NULL, 0, &v), 0);
+        assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+        assert_int_equal(v.share->nadd, 1);
+        forward_and_answer(x, &v, 0);
+        assert_int_equal(tracked(x), 1);
+        /* The next request acknowledges and adds partitions. */
+        assert_int_equal(decide_fetch(x, ver, 1, tps, 3, NULL, 0, &v), 0);
         assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
         bg_kafka_struct_t *fw = ka_rt(f, SF, 0, ver, v.request);
         assert_int_equal(fw->f[RQ(TOPICS)].a.n, 1);
         assert_int_equal(ka_el(fw, RQ(TOPICS), 0)->f[0].uuid[0], ORDERS);
         assert_non_null(v.share);
         assert_int_equal(v.share->nadd, 2);
-        assert_int_equal(v.share->epoch, 0);
+        assert_int_equal(v.share->epoch, 1);
         const bg_kafka_decision_t *d = find_decision(&v, BG_RES_KAFKA_TOPIC, "secret");
         assert_non_null(d);
         assert_int_equal(d->verb, BG_VERB_READ);
@@ -523,8 +537,9 @@ static void test_fetch_session_reload(void **st)
     assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
 }
 
-/* A failed new session keeps what was tracked before (the broker may still
- * hold the old one); a final request that succeeds ends it. */
+/* A new session the broker refused is not tracked, and the old one may no
+ * longer be used (sending the new one gave it up: the broker may have
+ * dropped it); a final request that succeeds ends a session. */
 static void test_fetch_failed_and_final(void **st)
 {
     fx_t *x = *st;
@@ -534,7 +549,13 @@ static void test_fetch_failed_and_final(void **st)
     forward_and_answer(x, &v, 0);
     assert_int_equal(decide_fetch(x, 1, 0, pub, 1, NULL, 0, &v), 0);
     forward_and_answer(x, &v, 42);
-    assert_int_equal(tracked(x), 2);
+    assert_int_equal(tracked(x), (size_t)-1);
+    assert_int_equal(decide_fetch(x, 1, 1, NULL, 0, NULL, 0, &v), 0);
+    assert_int_equal(top_error(x->f, SF, 1, &v), BG_KAFKA_E_SHARE_SESSION_NOT_FOUND);
+    /* Opened again, then ended. */
+    assert_int_equal(decide_fetch(x, 1, 0, pub, 1, NULL, 0, &v), 0);
+    forward_and_answer(x, &v, 0);
+    assert_int_equal(tracked(x), 1);
     assert_int_equal(decide_fetch(x, 1, -1, NULL, 0, NULL, 0, &v), 0);
     assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
     forward_and_answer(x, &v, 0);
@@ -542,27 +563,28 @@ static void test_fetch_failed_and_final(void **st)
     assert_int_equal(x->t->n, 0);
 }
 
-/* Pipelined requests: the answer to a new session (epoch 0) does not drop a
- * partition that a later request, already sent, added. */
+/* Pipelined requests: an incremental request sent while the new session
+ * is not answered yet is reset; the answer to one that forgets a partition
+ * does not drop it when a later request, already sent, added it again. */
 static void test_tracker_pipelined(void **st)
 {
     fx_t *x = *st;
-    static const tp_spec_t orders[] = {{ORDERS, 1, 0}}, pub[] = {{PUBLIC, 1, 0}};
+    static const tp_spec_t both[] = {{ORDERS, 1, 0}, {PUBLIC, 1, 0}}, pub[] = {{PUBLIC, 1, 0}};
     bg_kafka_verdict_t a, b;
-    assert_int_equal(decide_fetch(x, 1, 0, orders, 1, NULL, 0, &a), 0);
+    assert_int_equal(decide_fetch(x, 1, 0, both, 2, NULL, 0, &a), 0);
     assert_int_equal(bg_kafka_share_forwarded(x->t, a.share), 0);
     assert_int_equal(decide_fetch(x, 1, 1, pub, 1, NULL, 0, &b), 0);
+    assert_int_equal(top_error(x->f, SF, 1, &b), BG_KAFKA_E_SHARE_SESSION_NOT_FOUND);
+    bg_kafka_share_answered(x->t, a.share, 0);
+    assert_int_equal(tracked(x), 2);
+    /* Forgetting public, then adding it back before the first answer. */
+    assert_int_equal(decide_fetch(x, 1, 1, NULL, 0, pub, 1, &a), 0);
+    assert_int_equal(bg_kafka_share_forwarded(x->t, a.share), 0);
+    assert_int_equal(decide_fetch(x, 1, 2, pub, 1, NULL, 0, &b), 0);
     assert_int_equal(bg_kafka_share_forwarded(x->t, b.share), 0);
     bg_kafka_share_answered(x->t, a.share, 0);
     assert_int_equal(tracked(x), 2);
     bg_kafka_share_answered(x->t, b.share, 0);
-    assert_int_equal(tracked(x), 2);
-    /* Forgetting public, then adding it back before the first answer. */
-    assert_int_equal(decide_fetch(x, 1, 2, NULL, 0, pub, 1, &a), 0);
-    assert_int_equal(bg_kafka_share_forwarded(x->t, a.share), 0);
-    assert_int_equal(decide_fetch(x, 1, 3, pub, 1, NULL, 0, &b), 0);
-    assert_int_equal(bg_kafka_share_forwarded(x->t, b.share), 0);
-    bg_kafka_share_answered(x->t, a.share, 0);
     assert_int_equal(tracked(x), 2);
 }
 
@@ -573,7 +595,7 @@ static void test_fetch_limits(void **st)
     char member[BG_KAFKA_SHARE_MAX_SESSIONS][16];
     static const tp_spec_t pub[] = {{PUBLIC, 1, 0}};
     for (int i = 0; i < BG_KAFKA_SHARE_MAX_SESSIONS; i++) {
-        bg_kafka_share_update_t u = {SF, 0, ka_s("g1"), {NULL, 0}, NULL, 0, NULL, 0, 0};
+        bg_kafka_share_update_t u = {.api_key = SF, .epoch = 0, .group = ka_s("g1")};
         bg_kafka_share_tp_t tp = {{PUBLIC}, 0, 0};
         snprintf(member[i], sizeof member[i], "m%d", i);
         u.member = ka_s(member[i]);
@@ -594,9 +616,12 @@ static void test_acknowledge(void **st)
     fx_t *x = *st;
     ka_fix_t *f = x->f;
     static const tp_spec_t tps[] = {{ORDERS, 1, 1}, {SECRET, 1, 1}};
+    static const tp_spec_t orders[] = {{ORDERS, 1, 0}};
     for (int16_t ver = 1; ver <= 2; ver++) {
         bg_kafka_req_hdr_t h = ka_hdr(SA, ver);
         bg_kafka_verdict_t v;
+        assert_int_equal(decide_fetch(x, ver, 0, orders, 1, NULL, 0, &v), 0);
+        forward_and_answer(x, &v, 0);
         assert_int_equal(bg_kafka_authz_request(&f->ctx, &h,
                                                 share_req(f, SA, ver, "other", 3, tps, 2, NULL, 0),
                                                 &f->a, &v),
@@ -664,6 +689,292 @@ static void test_refuse_drops_update(void **st)
     assert_int_equal(top_error(x->f, SF, 1, &v), 7);
 }
 
+/* ---- connections, ownership and bounds ---- */
+
+/* Decides a ShareFetch of (g1, m-1) on connection t. */
+static int conn_fetch(fx_t *x, bg_kafka_share_sessions_t *t, int32_t epoch, const tp_spec_t *tps,
+                      int n, bg_kafka_verdict_t *v)
+{
+    x->f->ctx.share = t;
+    int rc = decide_fetch(x, 1, epoch, tps, n, NULL, 0, v);
+    x->f->ctx.share = x->t;
+    return rc;
+}
+
+/* The request of v went upstream on t and the broker answered err. */
+static void conn_answer(bg_kafka_share_sessions_t *t, bg_kafka_verdict_t *v, int16_t err)
+{
+    assert_non_null(v->share);
+    assert_int_equal(bg_kafka_share_forwarded(t, v->share), 0);
+    bg_kafka_share_answered(t, v->share, err);
+}
+
+/* 1 when connection t's incremental ShareFetch (nothing named) is reset by
+ * busgate, 0 when it goes upstream. */
+static int conn_reset(fx_t *x, bg_kafka_share_sessions_t *t, int32_t epoch)
+{
+    bg_kafka_verdict_t v;
+    assert_int_equal(conn_fetch(x, t, epoch, NULL, 0, &v), 0);
+    if (v.action == BG_KAFKA_ACT_RESPOND) {
+        assert_int_equal(top_error(x->f, SF, 1, &v), BG_KAFKA_E_SHARE_SESSION_NOT_FOUND);
+        assert_null(v.share);
+        return 1;
+    }
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    return 0;
+}
+
+/* The broker keys a session by (group, member) and takes an incremental
+ * request from any connection. Connection 1 opens {orders}; connection 2
+ * (same broker) sends a new session the broker refuses (say, carrying
+ * nothing): it must not end up with a usable empty session through which
+ * the broker would fetch orders after a reload took reading it away. */
+static void test_cross_connection_refused_open(void **st)
+{
+    fx_t *x = *st;
+    static const tp_spec_t ord[] = {{ORDERS, 1, 0}};
+    bg_kafka_verdict_t v;
+    assert_int_equal(conn_fetch(x, x->t, 0, ord, 1, &v), 0);
+    conn_answer(x->t, &v, 0);
+    assert_int_equal(conn_reset(x, x->t, 1), 0);
+    bg_kafka_share_sessions_t *t2 = bg_kafka_share_new(x->o, 1);
+    assert_non_null(t2);
+    assert_int_equal(conn_fetch(x, t2, 0, NULL, 0, &v), 0);
+    conn_answer(t2, &v, 42 /* INVALID_REQUEST */);
+    share_policy(x->f, 1); /* reload: orders may no longer be read */
+    assert_int_equal(conn_reset(x, t2, 1), 1);
+    assert_int_equal(conn_reset(x, t2, 5), 1);
+    /* Connection 1 gave the session up too: the broker may have replaced it. */
+    assert_int_equal(conn_reset(x, x->t, 2), 1);
+    bg_kafka_share_free(t2);
+}
+
+/* Whoever opened the session last (answered with error 0) holds it; the
+ * others are reset locally, ShareAcknowledge as ShareFetch. */
+static void test_cross_connection_owner(void **st)
+{
+    fx_t *x = *st;
+    ka_fix_t *f = x->f;
+    static const tp_spec_t ord[] = {{ORDERS, 1, 0}}, pub[] = {{PUBLIC, 1, 1}};
+    bg_kafka_verdict_t v;
+    bg_kafka_share_sessions_t *t2 = bg_kafka_share_new(x->o, 1);
+    assert_non_null(t2);
+    assert_int_equal(conn_fetch(x, x->t, 0, ord, 1, &v), 0);
+    conn_answer(x->t, &v, 0);
+    assert_int_equal(conn_fetch(x, t2, 0, NULL, 0, &v), 0);
+    conn_answer(t2, &v, 0);
+    assert_int_equal(conn_reset(x, t2, 1), 0);  /* connection 2's empty session */
+    assert_int_equal(conn_reset(x, x->t, 1), 1); /* not connection 1's any more */
+    bg_kafka_req_hdr_t h = ka_hdr(SA, 1);
+    f->ctx.share = x->t;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, share_req(f, SA, 1, "g1", 2, pub, 1,
+                                                                   NULL, 0),
+                                            &f->a, &v),
+                     0);
+    assert_int_equal(top_error(f, SA, 1, &v), BG_KAFKA_E_SHARE_SESSION_NOT_FOUND);
+    f->ctx.share = t2;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, share_req(f, SA, 1, "g1", 2, pub, 1,
+                                                                   NULL, 0),
+                                            &f->a, &v),
+                     0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    f->ctx.share = x->t;
+    /* Connection 1 opens again and holds it; connection 2 is reset. */
+    assert_int_equal(conn_fetch(x, x->t, 0, ord, 1, &v), 0);
+    conn_answer(x->t, &v, 0);
+    assert_int_equal(conn_reset(x, x->t, 1), 0);
+    assert_int_equal(conn_reset(x, t2, 2), 1);
+    /* Connection 2 closing leaves connection 1's session alone. */
+    bg_kafka_share_free(t2);
+    assert_int_equal(conn_reset(x, x->t, 2), 0);
+}
+
+/* Two new sessions in flight at once from two connections: busgate cannot
+ * tell which one the broker handled last, so neither is usable. Neither is
+ * one left in flight by a connection that closed. */
+static void test_cross_connection_race(void **st)
+{
+    fx_t *x = *st;
+    static const tp_spec_t ord[] = {{ORDERS, 1, 0}}, pub[] = {{PUBLIC, 1, 0}};
+    bg_kafka_verdict_t a, b;
+    bg_kafka_share_sessions_t *t2 = bg_kafka_share_new(x->o, 1);
+    assert_non_null(t2);
+    assert_int_equal(conn_fetch(x, x->t, 0, ord, 1, &a), 0);
+    assert_int_equal(bg_kafka_share_forwarded(x->t, a.share), 0);
+    assert_int_equal(conn_fetch(x, t2, 0, pub, 1, &b), 0);
+    assert_int_equal(bg_kafka_share_forwarded(t2, b.share), 0);
+    bg_kafka_share_answered(t2, b.share, 0);
+    bg_kafka_share_answered(x->t, a.share, 0);
+    assert_int_equal(conn_reset(x, x->t, 1), 1);
+    assert_int_equal(conn_reset(x, t2, 1), 1);
+    /* Connection 2 sends a new session and closes before the answer. */
+    assert_int_equal(conn_fetch(x, t2, 0, pub, 1, &b), 0);
+    assert_int_equal(bg_kafka_share_forwarded(t2, b.share), 0);
+    assert_int_equal(conn_fetch(x, x->t, 0, ord, 1, &a), 0);
+    assert_int_equal(bg_kafka_share_forwarded(x->t, a.share), 0);
+    bg_kafka_share_free(t2);
+    bg_kafka_share_answered(x->t, a.share, 0);
+    assert_int_equal(conn_reset(x, x->t, 1), 1);
+    /* Alone, it opens. */
+    assert_int_equal(conn_fetch(x, x->t, 0, ord, 1, &a), 0);
+    conn_answer(x->t, &a, 0);
+    assert_int_equal(conn_reset(x, x->t, 1), 0);
+}
+
+/* Sessions on different brokers are different sessions; a bootstrap
+ * connection may reach any broker, so its new session takes every node's. */
+static void test_cross_connection_nodes(void **st)
+{
+    fx_t *x = *st;
+    static const tp_spec_t pub[] = {{PUBLIC, 1, 0}};
+    bg_kafka_verdict_t v;
+    bg_kafka_share_sessions_t *n2 = bg_kafka_share_new(x->o, 2);
+    bg_kafka_share_sessions_t *boot = bg_kafka_share_new(x->o, -1);
+    assert_non_null(n2);
+    assert_non_null(boot);
+    assert_int_equal(conn_fetch(x, x->t, 0, pub, 1, &v), 0);
+    conn_answer(x->t, &v, 0);
+    assert_int_equal(conn_fetch(x, n2, 0, pub, 1, &v), 0);
+    conn_answer(n2, &v, 0);
+    assert_int_equal(conn_reset(x, x->t, 1), 0);
+    assert_int_equal(conn_reset(x, n2, 1), 0);
+    assert_int_equal(conn_fetch(x, boot, 0, pub, 1, &v), 0);
+    conn_answer(boot, &v, 0);
+    assert_int_equal(conn_reset(x, boot, 1), 0);
+    assert_int_equal(conn_reset(x, x->t, 2), 1);
+    assert_int_equal(conn_reset(x, n2, 2), 1);
+    /* A node's new session takes the bootstrap connection's. */
+    assert_int_equal(conn_fetch(x, n2, 0, pub, 1, &v), 0);
+    conn_answer(n2, &v, 0);
+    assert_int_equal(conn_reset(x, boot, 2), 1);
+    assert_int_equal(conn_reset(x, n2, 1), 0);
+    bg_kafka_share_free(boot);
+    bg_kafka_share_free(n2);
+}
+
+/* A ShareFetch of g1/m-1 at epoch naming partitions first..first+n-1 of
+ * public (partition first acknowledging when acks), not round-tripped. */
+static int big_fetch(fx_t *x, int32_t epoch, int first, int n, int acks, bg_kafka_verdict_t *v)
+{
+    ka_fix_t *f = x->f;
+    bg_kafka_struct_t *req = ka_new(f, SF, 0);
+    req->f[RQ(GROUP_ID)].s = ka_s("g1");
+    req->f[RQ(MEMBER_ID)].s = ka_s("m-1");
+    req->f[RQ(SHARE_SESSION_EPOCH)].i = epoch;
+    bg_kafka_struct_t **t = bg_kafka_array_new(&f->a, req, RQ(TOPICS), 1);
+    assert_non_null(t);
+    set_id(t[0]->f[0].uuid, PUBLIC);
+    bg_kafka_struct_t **p = bg_kafka_array_new(&f->a, t[0], RQ(TOPICS_PARTITIONS), n);
+    assert_non_null(p);
+    for (int j = 0; j < n; j++)
+        p[j]->f[RQ(TOPICS_PARTITIONS_PARTITION_INDEX)].i = first + j;
+    if (acks) {
+        bg_kafka_struct_t **b =
+            bg_kafka_array_new(&f->a, p[0], RQ(TOPICS_PARTITIONS_ACKNOWLEDGEMENT_BATCHES), 1);
+        assert_non_null(b);
+        bg_kafka_val_t *ty = bg_kafka_array_vals(&f->a, b[0], 2, 1);
+        ty[0].i = 1;
+    }
+    bg_kafka_req_hdr_t h = ka_hdr(SF, 1);
+    return bg_kafka_authz_request(&f->ctx, &h, req, &f->a, v);
+}
+
+/* A new session may not acknowledge (Kafka: INVALID_REQUEST), and a refused
+ * new session leaves nothing tracked: repeating one cannot grow the tracker. */
+static void test_growth_refused_open(void **st)
+{
+    fx_t *x = *st;
+    bg_kafka_verdict_t v;
+    assert_int_equal(big_fetch(x, 0, 0, 1000, 1, &v), 0);
+    assert_int_equal(top_error(x->f, SF, 1, &v), BG_KAFKA_E_INVALID_REQUEST);
+    assert_null(v.share);
+    for (int r = 0; r < 4; r++) {
+        assert_int_equal(big_fetch(x, 0, r * 10000, 10000, 0, &v), 0);
+        assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+        forward_and_answer(x, &v, 42);
+        assert_int_equal(tracked(x), (size_t)-1);
+    }
+}
+
+/* The bound is on what the connection tracks in all: the union of a
+ * session and an incremental request's partitions (those it holds already
+ * are not counted twice), and every session of the connection. */
+static void test_limits_union_and_budget(void **st)
+{
+    fx_t *x = *st;
+    const int half = BG_KAFKA_SHARE_MAX_PARTITIONS / 2 + 1;
+    bg_kafka_verdict_t v;
+    assert_int_equal(big_fetch(x, 0, 0, BG_KAFKA_SHARE_MAX_PARTITIONS + 1, 0, &v), -1);
+    assert_int_equal(v.action, BG_KAFKA_ACT_CLOSE);
+    assert_int_equal(big_fetch(x, 0, 0, half, 0, &v), 0);
+    forward_and_answer(x, &v, 0);
+    assert_int_equal(tracked(x), (size_t)half);
+    /* The same partitions named again (acknowledging): the union is unchanged. */
+    assert_int_equal(big_fetch(x, 1, 0, half, 1, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    forward_and_answer(x, &v, 0);
+    assert_int_equal(tracked(x), (size_t)half);
+    /* New ones past the budget: refused, however the request is answered. */
+    assert_int_equal(big_fetch(x, 2, half, half, 0, &v), -1);
+    assert_int_equal(v.action, BG_KAFKA_ACT_CLOSE);
+    /* Another session of the same connection counts too. */
+    bg_kafka_share_update_t u = {.api_key = SF, .epoch = 0, .group = ka_s("g1"),
+                                 .member = ka_s("m-2")};
+    bg_kafka_share_tp_t *tps = calloc((size_t)half, sizeof *tps);
+    assert_non_null(tps);
+    for (int i = 0; i < half; i++) {
+        set_id(tps[i].id, PUBLIC);
+        tps[i].partition = i;
+    }
+    u.add = tps;
+    u.nadd = (size_t)half;
+    assert_int_equal(bg_kafka_share_forwarded(x->t, &u), 0);
+    bg_kafka_share_answered(x->t, &u, 0);
+    assert_null(bg_kafka_share_find(x->t, ka_s("g1"), ka_s("m-2"))); /* not kept: over budget */
+    assert_int_equal(tracked(x), (size_t)half);
+    free(tps);
+}
+
+/* An epoch below -1 is refused as Kafka does and never tracked; a
+ * ShareAcknowledge cannot open a session. */
+static void test_epoch_below_final(void **st)
+{
+    fx_t *x = *st;
+    ka_fix_t *f = x->f;
+    static const tp_spec_t pub[] = {{PUBLIC, 1, 0}};
+    char g[16];
+    bg_kafka_verdict_t v;
+    for (int i = 0; i < BG_KAFKA_SHARE_MAX_SESSIONS; i++) {
+        snprintf(g, sizeof g, "g-%d", i);
+        bg_kafka_req_hdr_t h = ka_hdr(SF, 1);
+        assert_int_equal(bg_kafka_authz_request(&f->ctx, &h,
+                                                share_req(f, SF, 1, g, 0, pub, 1, NULL, 0),
+                                                &f->a, &v),
+                         0);
+        forward_and_answer(x, &v, 0);
+    }
+    static const int16_t keys[] = {SF, SA};
+    static const int32_t epochs[] = {-2, INT32_MIN};
+    for (int k = 0; k < 2; k++)
+        for (int e = 0; e < 2; e++) {
+            bg_kafka_req_hdr_t h = ka_hdr(keys[k], 1);
+            assert_int_equal(bg_kafka_authz_request(
+                                 &f->ctx, &h,
+                                 share_req(f, keys[k], 1, "g-99", epochs[e], pub, 1, NULL, 0),
+                                 &f->a, &v),
+                             0);
+            assert_int_equal(top_error(f, keys[k], 1, &v), BG_KAFKA_E_INVALID_SHARE_SESSION_EPOCH);
+            assert_null(v.share);
+        }
+    bg_kafka_req_hdr_t h = ka_hdr(SA, 1);
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h,
+                                            share_req(f, SA, 1, "g1", 0, pub, 1, NULL, 0), &f->a,
+                                            &v),
+                     0);
+    assert_int_equal(top_error(f, SA, 1, &v), BG_KAFKA_E_INVALID_SHARE_SESSION_EPOCH);
+    assert_int_equal(x->t->n, BG_KAFKA_SHARE_MAX_SESSIONS);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -680,6 +991,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fetch_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acknowledge, setup, teardown),
         cmocka_unit_test_setup_teardown(test_refuse_drops_update, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cross_connection_refused_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cross_connection_owner, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cross_connection_race, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cross_connection_nodes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_growth_refused_open, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limits_union_and_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_epoch_below_final, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
