@@ -184,3 +184,42 @@ def test_share_session_used_from_another_connection(start_busgate, tmp_path):
                e["decision"]["effect"] == "allow" and topic in
                [r.get("name") for r in e.get("resources", [])]]
     assert fetched, "svc-orders' ShareFetch of the topic was not audited as allowed"
+
+
+def test_share_session_opened_again_elsewhere(start_busgate, tmp_path):
+    """svc-reporting opens a new session for svc-orders' member from its own
+    connection, one busgate forwards (it names nothing; the broker accepts
+    it and replaces svc-orders' session with an empty one). svc-reporting
+    then holds that empty session and fetches nothing from it; svc-orders'
+    incremental fetch is answered SHARE_SESSION_NOT_FOUND by busgate (its
+    session is gone), and the session it opens again fetches the
+    records."""
+    text, ports = busgate_config(tmp_path, RULES)
+    start_busgate(text, wait_for_port=ports["listen"])
+    topic, own, group = unique("share-x"), unique("share-y"), unique("share-g")
+    create_topics([topic, own])
+    share_from_earliest(group)
+    member = member_id()
+
+    a = KafkaWire(ports["listen"], timeout=20).login(oidc_token("svc-orders"))
+    b = KafkaWire(ports["listen"], timeout=20).login(oidc_token("svc-reporting"))
+    try:
+        t_id = topic_id(a, topic)
+        join(a, group, member, topic)
+        opened = share_fetch(a, group, member, 0, [t_id], wait_ms=0)
+        assert opened == (0, 0), opened
+        produce_direct(topic, 20)
+
+        other = share_fetch(b, group, member, 0, wait_ms=0)
+        assert other == (0, 0), other
+        assert share_fetch(b, group, member, 1, wait_ms=500) == (0, 0)
+        assert share_fetch(a, group, member, 1) == (SHARE_SESSION_NOT_FOUND, 0)
+
+        again = share_fetch(a, group, member, 0, [t_id], wait_ms=3000)
+        assert again is not None and again[0] == 0, again
+        more = share_fetch(a, group, member, 1, wait_ms=3000)
+        assert more is not None and more[0] == 0, more
+        assert again[1] + more[1] > 0, (again, more)
+    finally:
+        a.close()
+        b.close()
