@@ -211,10 +211,10 @@ static int bg_kafka_share__claim(bg_kafka_share_sessions_t *t, const bg_kafka_sh
     return e ? 0 : -1;
 }
 
-/* The opening request u of t for s was answered (ok: with error 0) or will
- * never be (ok < 0: the connection is going). Returns 1 when t now owns the
- * broker's session: ok, and no opening request that may have replaced it
- * was sent since u or in flight with it. */
+/* The opening request u of t for s was answered (ok: with error 0).
+ * Returns 1 when t now owns the broker's session: ok, and no opening
+ * request that may have replaced it was sent since u or in flight with it
+ * from another connection. */
 static int bg_kafka_share__settle(bg_kafka_share_sessions_t *t, const bg_kafka_share_session_t *s,
                                   const bg_kafka_share_update_t *u, int ok)
 {
@@ -227,7 +227,7 @@ static int bg_kafka_share__settle(bg_kafka_share_sessions_t *t, const bg_kafka_s
     if (e && e->inflight) {
         if (--e->inflight == 0)
             e->inflight_conn = 0;
-        if (ok > 0 && !u->contended && e->gen == u->gen) {
+        if (ok && !u->contended && e->gen == u->gen) {
             e->owner = t->conn;
             owned = 1;
         }
