@@ -121,15 +121,20 @@ def kafka_tls_ca():
     return busgate_cache() / "kafka-tls" / "ca.crt"
 
 
-def kafka_ssl_listener_configured():
-    """True when the running test broker was started with the SASL_SSL
-    listener (a broker started by an older kafka-up.sh has none)."""
+def kafka_listener_configured(name):
+    """True when the running test broker was started with listener name
+    ("SASL_SSL", "REAUTH"): a broker started by an older kafka-up.sh may
+    lack it."""
     props = busgate_cache() / "run" / f"kafka-{KAFKA_PLAIN.rsplit(':', 1)[1]}" / \
         "server.properties"
     try:
-        return "SASL_SSL://" in props.read_text()
+        return f"{name}://" in props.read_text()
     except OSError:
         return False
+
+
+def kafka_ssl_listener_configured():
+    return kafka_listener_configured("SASL_SSL")
 
 
 def free_port_block(size=64):

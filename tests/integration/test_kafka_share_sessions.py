@@ -136,6 +136,28 @@ def produce_direct(topic, n):
     assert p.flush(30) == 0
 
 
+class SharedMember:
+    """busgate with two connections: a (svc-orders, may read topic) and b
+    (svc-reporting, may read the group and own, not topic), one share group
+    reading from the earliest offset, and a member id for a's session."""
+
+    def __init__(self, start_busgate, tmp_path):
+        text, self.ports = busgate_config(tmp_path, RULES)
+        start_busgate(text, wait_for_port=self.ports["listen"])
+        self.topic, self.own = unique("share-x"), unique("share-y")
+        self.group = unique("share-g")
+        create_topics([self.topic, self.own])
+        share_from_earliest(self.group)
+        self.member = member_id()
+        port = self.ports["listen"]
+        self.a = KafkaWire(port, timeout=20).login(oidc_token("svc-orders"))
+        self.b = KafkaWire(port, timeout=20).login(oidc_token("svc-reporting"))
+
+    def close(self):
+        self.a.close()
+        self.b.close()
+
+
 def test_share_session_used_from_another_connection(start_busgate, tmp_path):
     """svc-orders opens a share session on the topic it may read. From its
     own connection, svc-reporting (read on the group, not on the topic)
@@ -143,15 +165,9 @@ def test_share_session_used_from_another_connection(start_busgate, tmp_path):
     (it acknowledges), then incrementally at the session's epoch. busgate
     answers both itself and forwards neither, so the broker never fetches
     svc-orders' session for svc-reporting; svc-orders' session goes on."""
-    text, ports = busgate_config(tmp_path, RULES)
-    start_busgate(text, wait_for_port=ports["listen"])
-    topic, own, group = unique("share-x"), unique("share-y"), unique("share-g")
-    create_topics([topic, own])
-    share_from_earliest(group)
-    member = member_id()
-
-    a = KafkaWire(ports["listen"], timeout=20).login(oidc_token("svc-orders"))
-    b = KafkaWire(ports["listen"], timeout=20).login(oidc_token("svc-reporting"))
+    m = SharedMember(start_busgate, tmp_path)
+    ports, topic, own, group, member, a, b = (m.ports, m.topic, m.own, m.group, m.member, m.a,
+                                             m.b)
     try:
         t_id = topic_id(a, topic)
         own_id = topic_id(b, own)
@@ -177,8 +193,7 @@ def test_share_session_used_from_another_connection(start_busgate, tmp_path):
         got = share_fetch(a, group, member, 1, wait_ms=3000)
         assert got is not None and got[0] == 0 and got[1] > 0, got
     finally:
-        a.close()
-        b.close()
+        m.close()
     fetched = [e for e in audit_events(ports["audit"])
                if e.get("kind") == "decision" and e["api"]["name"] == "ShareFetch" and
                e["decision"]["effect"] == "allow" and topic in
@@ -194,15 +209,9 @@ def test_share_session_opened_again_elsewhere(start_busgate, tmp_path):
     incremental fetch is answered SHARE_SESSION_NOT_FOUND by busgate (its
     session is gone), and the session it opens again fetches the
     records."""
-    text, ports = busgate_config(tmp_path, RULES)
-    start_busgate(text, wait_for_port=ports["listen"])
-    topic, own, group = unique("share-x"), unique("share-y"), unique("share-g")
-    create_topics([topic, own])
-    share_from_earliest(group)
-    member = member_id()
-
-    a = KafkaWire(ports["listen"], timeout=20).login(oidc_token("svc-orders"))
-    b = KafkaWire(ports["listen"], timeout=20).login(oidc_token("svc-reporting"))
+    m = SharedMember(start_busgate, tmp_path)
+    ports, topic, own, group, member, a, b = (m.ports, m.topic, m.own, m.group, m.member, m.a,
+                                             m.b)
     try:
         t_id = topic_id(a, topic)
         join(a, group, member, topic)
@@ -221,5 +230,4 @@ def test_share_session_opened_again_elsewhere(start_busgate, tmp_path):
         assert more is not None and more[0] == 0, more
         assert again[1] + more[1] > 0, (again, more)
     finally:
-        a.close()
-        b.close()
+        m.close()

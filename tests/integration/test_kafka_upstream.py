@@ -22,8 +22,8 @@ import pytest
 from confluent_kafka import Consumer, Producer
 
 from conftest import http_get, wait_port
-from kafka_env import (KAFKA_PLAIN, KAFKA_REAUTH, KAFKA_REAUTH_MS, KAFKA_SASL, KAFKA_SSL,
-                       KafkaWire, busgate_cache, busgate_config, client_conf, create_topics,
+from kafka_env import (KAFKA_REAUTH, KAFKA_REAUTH_MS, KAFKA_SASL, KAFKA_SSL, KafkaWire,
+                       busgate_config, client_conf, create_topics, kafka_listener_configured,
                        kafka_ssl_listener_configured, kafka_tls_ca, kstr, oidc_token, unique,
                        wait_until)
 
@@ -278,17 +278,8 @@ def test_verify_false_accepts_any_certificate(start_busgate, tmp_path, tls_stub)
     assert readyz(ports) == 503
 
 
-def reauth_listener_configured():
-    props = busgate_cache() / "run" / f"kafka-{KAFKA_PLAIN.rsplit(':', 1)[1]}" / \
-        "server.properties"
-    try:
-        return "REAUTH://" in props.read_text()
-    except OSError:
-        return False
-
-
 def need_reauth_listener():
-    if not reauth_listener_configured():
+    if not kafka_listener_configured("REAUTH"):
         pytest.fail(f"the test broker has no REAUTH listener ({KAFKA_REAUTH}); restart it: "
                     "scripts/kafka-down.sh --keep-data && scripts/kafka-up.sh")
 
@@ -304,10 +295,13 @@ def test_upstream_reauthenticates_before_the_session_ends(start_busgate, tmp_pat
     the broker closes a connection on its next request unless it logged in
     again. A producer and a consumer run through busgate for several
     lifetimes: every record arrives, in order, no busgate connection is
-    lost, and busgate re-authenticated its upstream connections."""
-    if not reauth_listener_configured():
-        pytest.fail(f"the test broker has no REAUTH listener ({KAFKA_REAUTH}); restart it: "
-                    "scripts/kafka-down.sh --keep-data && scripts/kafka-up.sh")
+    lost, and busgate re-authenticated its upstream connections. The
+    consumer's long polls are kept shorter than the time between the
+    re-authentication and the end of the lifetime (at least 150 ms): a
+    request sent before the re-authentication is due but that the broker
+    takes up only after the lifetime ended closes the connection, as it
+    would for Kafka's own clients (KIP-368)."""
+    need_reauth_listener()
     text, ports = busgate_config(tmp_path, RULES, mechanism=mechanism, upstream=[KAFKA_REAUTH],
                                  extra="log_level: debug\n")
     bg = start_busgate(text, wait_for_port=ports["listen"])

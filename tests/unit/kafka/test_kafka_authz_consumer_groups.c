@@ -41,19 +41,6 @@ static bg_kafka_struct_t *heartbeat(ka_fix_t *f, int16_t ver, const char *group,
     return ka_rt(f, HB, 0, ver, req);
 }
 
-static const bg_kafka_decision_t *find_decision(const bg_kafka_verdict_t *v, bg_res_type_t type,
-                                                const char *name)
-{
-    for (size_t i = 0; i < v->ndecisions; i++)
-        for (size_t j = 0; j < v->decisions[i].nresources; j++) {
-            const bg_policy_resource_t *r = &v->decisions[i].resources[j];
-            if (r->type == type && r->name_len == strlen(name) &&
-                memcmp(r->name, name, r->name_len) == 0)
-                return &v->decisions[i];
-        }
-    return NULL;
-}
-
 static void test_advertised(void **st)
 {
     (void)st;
@@ -84,11 +71,11 @@ static void test_heartbeat_allowed(void **st)
             0);
         assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
         assert_int_equal(v.needs_response, 0);
-        const bg_kafka_decision_t *g = find_decision(&v, BG_RES_KAFKA_GROUP, "g-1");
+        const bg_kafka_decision_t *g = ka_find_decision(&v, BG_RES_KAFKA_GROUP, "g-1");
         assert_non_null(g);
         assert_int_equal(g->verb, BG_VERB_READ);
         assert_int_equal(g->decision.effect, BG_EFFECT_ALLOW);
-        const bg_kafka_decision_t *t = find_decision(&v, BG_RES_KAFKA_TOPIC, "orders.eu");
+        const bg_kafka_decision_t *t = ka_find_decision(&v, BG_RES_KAFKA_TOPIC, "orders.eu");
         assert_non_null(t);
         assert_int_equal(t->verb, BG_VERB_DESCRIBE);
         assert_int_equal(t->decision.effect, BG_EFFECT_ALLOW);
@@ -132,11 +119,11 @@ static void test_heartbeat_denied(void **st)
                                    &v),
             0);
         assert_int_equal(heartbeat_error(f, ver, &v, &msg), 29);
-        const bg_kafka_decision_t *t = find_decision(&v, BG_RES_KAFKA_TOPIC, "secret");
+        const bg_kafka_decision_t *t = ka_find_decision(&v, BG_RES_KAFKA_TOPIC, "secret");
         assert_non_null(t);
         assert_int_equal(t->decision.effect, BG_EFFECT_DENY);
         assert_int_equal(t->error_code, 29);
-        t = find_decision(&v, BG_RES_KAFKA_TOPIC, "orders");
+        t = ka_find_decision(&v, BG_RES_KAFKA_TOPIC, "orders");
         assert_non_null(t);
         assert_int_equal(t->decision.effect, BG_EFFECT_ALLOW);
     }
@@ -155,7 +142,7 @@ static void test_heartbeat_pattern_refused(void **st)
     assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
     assert_int_equal(heartbeat_error(f, 1, &v, &msg), 29);
     assert_true(msg.len > 0 && memmem(msg.p, (size_t)msg.len, "topic names", 11) != NULL);
-    const bg_kafka_decision_t *t = find_decision(&v, BG_RES_KAFKA_TOPIC, "orders.*");
+    const bg_kafka_decision_t *t = ka_find_decision(&v, BG_RES_KAFKA_TOPIC, "orders.*");
     assert_non_null(t);
     assert_int_equal(t->decision.effect, BG_EFFECT_DENY);
     assert_non_null(t->reason);
@@ -228,7 +215,7 @@ static void test_describe(void **st)
         assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
         assert_int_equal(v.needs_response, 1);
         assert_int_equal(v.request->f[K(CONSUMER_GROUP_DESCRIBE_REQ_GROUP_IDS)].a.n, 4);
-        const bg_kafka_decision_t *d = find_decision(&v, BG_RES_KAFKA_GROUP, "other");
+        const bg_kafka_decision_t *d = ka_find_decision(&v, BG_RES_KAFKA_GROUP, "other");
         assert_non_null(d);
         assert_int_equal(d->decision.effect, BG_EFFECT_DENY);
 

@@ -40,14 +40,7 @@ static void share_policy(ka_fix_t *f, int orders_denied)
     };
     bg_policy_spec_t spec = {BG_EFFECT_DENY, BG_MODE_ENFORCE, rules, orders_denied ? 2 : 3, NULL,
                              0};
-    char err[256];
-    bg_policy_principal_clear(&f->pr);
-    bg_policy_free(f->pol);
-    f->pol = bg_policy_compile(&spec, err, sizeof err);
-    if (!f->pol)
-        fail_msg("policy: %s", err);
-    assert_int_equal(bg_policy_principal_prepare(f->pol, "alice", NULL, 0, &f->pr), 0);
-    f->ctx.policy = f->pol;
+    ka_install_policy(f, &spec);
 }
 
 typedef struct {
@@ -78,19 +71,6 @@ static int teardown(void **st)
     ka_teardown(x->f);
     free(x);
     return 0;
-}
-
-static const bg_kafka_decision_t *find_decision(const bg_kafka_verdict_t *v, bg_res_type_t type,
-                                                const char *name)
-{
-    for (size_t i = 0; i < v->ndecisions; i++)
-        for (size_t j = 0; j < v->decisions[i].nresources; j++) {
-            const bg_policy_resource_t *r = &v->decisions[i].resources[j];
-            if (r->type == type && r->name_len == strlen(name) &&
-                memcmp(r->name, name, r->name_len) == 0)
-                return &v->decisions[i];
-        }
-    return NULL;
 }
 
 static void set_id(uint8_t id[16], int topic)
@@ -148,10 +128,10 @@ static void test_heartbeat(void **st)
     bg_kafka_verdict_t v;
     assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, heartbeat(f, "g1", ok, 2), &f->a, &v), 0);
     assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
-    const bg_kafka_decision_t *d = find_decision(&v, BG_RES_KAFKA_GROUP, "g1");
+    const bg_kafka_decision_t *d = ka_find_decision(&v, BG_RES_KAFKA_GROUP, "g1");
     assert_non_null(d);
     assert_int_equal(d->verb, BG_VERB_READ);
-    d = find_decision(&v, BG_RES_KAFKA_TOPIC, "public");
+    d = ka_find_decision(&v, BG_RES_KAFKA_TOPIC, "public");
     assert_non_null(d);
     assert_int_equal(d->verb, BG_VERB_DESCRIBE);
     /* A heartbeat without a subscription (unchanged) checks the group only. */
@@ -168,7 +148,7 @@ static void test_heartbeat(void **st)
     assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, heartbeat(f, "g1", bad, 2), &f->a, &v),
                      0);
     assert_int_equal(top_error(f, HB, 1, &v), 29);
-    d = find_decision(&v, BG_RES_KAFKA_TOPIC, "secret");
+    d = ka_find_decision(&v, BG_RES_KAFKA_TOPIC, "secret");
     assert_non_null(d);
     assert_int_equal(d->decision.effect, BG_EFFECT_DENY);
 }
@@ -225,7 +205,7 @@ static void test_describe(void **st)
     assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
     assert_int_equal(v.needs_response, 1);
     assert_int_equal(v.request->f[K(SHARE_GROUP_DESCRIBE_REQ_GROUP_IDS)].a.n, 3);
-    const bg_kafka_decision_t *d = find_decision(&v, BG_RES_KAFKA_GROUP, "other");
+    const bg_kafka_decision_t *d = ka_find_decision(&v, BG_RES_KAFKA_GROUP, "other");
     assert_non_null(d);
     assert_int_equal(d->verb, BG_VERB_DESCRIBE);
     assert_int_equal(d->decision.effect, BG_EFFECT_DENY);
@@ -364,7 +344,7 @@ static void test_fetch_group_denied(void **st)
                          0);
         assert_int_equal(top_error(f, SF, ver, &v), 30);
         assert_null(v.share);
-        const bg_kafka_decision_t *d = find_decision(&v, BG_RES_KAFKA_GROUP, "other");
+        const bg_kafka_decision_t *d = ka_find_decision(&v, BG_RES_KAFKA_GROUP, "other");
         assert_non_null(d);
         assert_int_equal(d->verb, BG_VERB_READ);
     }
@@ -398,7 +378,7 @@ static void test_fetch_new_session_split(void **st)
         assert_non_null(v.share);
         assert_int_equal(v.share->nadd, 2);
         assert_int_equal(v.share->epoch, 1);
-        const bg_kafka_decision_t *d = find_decision(&v, BG_RES_KAFKA_TOPIC, "secret");
+        const bg_kafka_decision_t *d = ka_find_decision(&v, BG_RES_KAFKA_TOPIC, "secret");
         assert_non_null(d);
         assert_int_equal(d->verb, BG_VERB_READ);
         assert_int_equal(d->error_code, 29);
@@ -498,14 +478,14 @@ static void test_fetch_session_reload(void **st)
     /* Incremental, nothing named: orders and public both decided. */
     assert_int_equal(decide_fetch(x, 2, 1, NULL, 0, NULL, 0, &v), 0);
     assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
-    assert_non_null(find_decision(&v, BG_RES_KAFKA_TOPIC, "orders"));
-    assert_non_null(find_decision(&v, BG_RES_KAFKA_TOPIC, "public"));
+    assert_non_null(ka_find_decision(&v, BG_RES_KAFKA_TOPIC, "orders"));
+    assert_non_null(ka_find_decision(&v, BG_RES_KAFKA_TOPIC, "public"));
     forward_and_answer(x, &v, 0);
 
     share_policy(f, 1); /* reload: orders may no longer be read */
     assert_int_equal(decide_fetch(x, 2, 2, NULL, 0, NULL, 0, &v), 0);
     assert_int_equal(top_error(f, SF, 2, &v), BG_KAFKA_E_SHARE_SESSION_NOT_FOUND);
-    const bg_kafka_decision_t *d = find_decision(&v, BG_RES_KAFKA_TOPIC, "orders");
+    const bg_kafka_decision_t *d = ka_find_decision(&v, BG_RES_KAFKA_TOPIC, "orders");
     assert_non_null(d);
     assert_int_equal(d->decision.effect, BG_EFFECT_DENY);
     assert_null(v.share);
@@ -517,7 +497,7 @@ static void test_fetch_session_reload(void **st)
     static const tp_spec_t forget[] = {{ORDERS, 2, 0}};
     assert_int_equal(decide_fetch(x, 2, 2, NULL, 0, forget, 1, &v), 0);
     assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
-    assert_null(find_decision(&v, BG_RES_KAFKA_TOPIC, "orders"));
+    assert_null(ka_find_decision(&v, BG_RES_KAFKA_TOPIC, "orders"));
     /* ... but only once the broker confirmed it. */
     assert_int_equal(bg_kafka_share_forwarded(x->t, v.share), 0);
     bg_kafka_share_answered(x->t, v.share, 123 /* INVALID_SHARE_SESSION_EPOCH */);

@@ -115,6 +115,20 @@ static ka_fix_t *ka_setup(void)
     return f;
 }
 
+/* Replaces the fixture's policy by the one spec compiles to; the
+ * principal is prepared again. */
+static inline void ka_install_policy(ka_fix_t *f, const bg_policy_spec_t *spec)
+{
+    char err[256];
+    bg_policy_principal_clear(&f->pr);
+    bg_policy_free(f->pol);
+    f->pol = bg_policy_compile(spec, err, sizeof err);
+    if (!f->pol)
+        fail_msg("policy: %s", err);
+    assert_int_equal(bg_policy_principal_prepare(f->pol, "alice", NULL, 0, &f->pr), 0);
+    f->ctx.policy = f->pol;
+}
+
 /* Replaces the fixture's policy by: orders* all verbs, groups g1 / g-*
  * read+describe, and the cluster with cluster_verbs (a verb bit mask; 0 =
  * no cluster rule). Default deny; the principal is prepared again. */
@@ -134,14 +148,21 @@ static inline void ka_set_policy(ka_fix_t *f, unsigned cluster_verbs)
     };
     bg_policy_spec_t spec = {BG_EFFECT_DENY, BG_MODE_ENFORCE, rules, cluster_verbs ? 3 : 2, NULL,
                              0};
-    char err[256];
-    bg_policy_principal_clear(&f->pr);
-    bg_policy_free(f->pol);
-    f->pol = bg_policy_compile(&spec, err, sizeof err);
-    if (!f->pol)
-        fail_msg("policy: %s", err);
-    assert_int_equal(bg_policy_principal_prepare(f->pol, "alice", NULL, 0, &f->pr), 0);
-    f->ctx.policy = f->pol;
+    ka_install_policy(f, &spec);
+}
+
+/* The decision of a verdict about the resource (type, name), or NULL. */
+static inline const bg_kafka_decision_t *ka_find_decision(const bg_kafka_verdict_t *v,
+                                                          bg_res_type_t type, const char *name)
+{
+    for (size_t i = 0; i < v->ndecisions; i++)
+        for (size_t j = 0; j < v->decisions[i].nresources; j++) {
+            const bg_policy_resource_t *r = &v->decisions[i].resources[j];
+            if (r->type == type && r->name_len == strlen(name) &&
+                memcmp(r->name, name, r->name_len) == 0)
+                return &v->decisions[i];
+        }
+    return NULL;
 }
 
 static void ka_teardown(ka_fix_t *f)
