@@ -403,7 +403,9 @@ int bg_kafka__c_share_fetch(bg_kafka__az_t *az)
     if (bg_kafka__share_bad_epoch(az, epoch, acks, &rc))
         return rc;
     const bg_kafka_share_session_t *s = NULL;
-    if (epoch > 0 && !(s = bg_kafka__share_usable(az, group, member)))
+    /* A final request releases every record the member holds: only from
+     * the connection that holds the session, like an incremental one. */
+    if (epoch != 0 && !(s = bg_kafka__share_usable(az, group, member)))
         return bg_kafka__share_reset_session(az, group);
     if (epoch == 0 && az->ctx->share) /* the record it replaces, for the limits */
         s = bg_kafka_share_find(az->ctx->share, group, member);
@@ -441,8 +443,8 @@ int bg_kafka__c_share_fetch(bg_kafka__az_t *az)
  * partitions get TOPIC_AUTHORIZATION_FAILED and their acknowledgements never
  * reach the broker. It fetches nothing, so the session's other partitions
  * need no check; but it moves the session's epoch on, and the broker takes
- * it from any connection, so an incremental one must come from the
- * connection that holds the session. A final one (epoch -1) ends the
+ * it from any connection, so an incremental or final one must come from
+ * the connection that holds the session. A final one (epoch -1) ends the
  * tracked session. */
 int bg_kafka__c_share_acknowledge(bg_kafka__az_t *az)
 {
@@ -456,8 +458,8 @@ int bg_kafka__c_share_acknowledge(bg_kafka__az_t *az)
         return bg_kafka__respond_error(az, BG_KAFKA_E_GROUP_AUTHORIZATION_FAILED);
     if (bg_kafka__share_bad_epoch(az, epoch, 0, &rc))
         return rc;
-    if (epoch > 0 && !bg_kafka__share_usable(az, group, member))
-        return bg_kafka__share_reset_session(az, group);
+    if (epoch != 0 && !bg_kafka__share_usable(az, group, member))
+        return bg_kafka__share_reset_session(az, group); /* final included: see ShareFetch */
     bg_kafka__split_t sp;
     const bg_kafka_struct_desc_t *rd = bg_kafka__rs_topic_desc(az->hdr->api_key, sh);
     if (!rd || bg_kafka__tp_split(az, sh, rd, r, BG_VERB_READ, 0, &sp) < 0)

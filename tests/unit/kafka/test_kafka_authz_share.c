@@ -543,6 +543,77 @@ static void test_fetch_failed_and_final(void **st)
     assert_int_equal(x->t->n, 0);
 }
 
+/* A response is checked too: a request forwarded while this connection held
+ * the session can reach the session another connection opened for the same
+ * member meanwhile, or the read was taken away while it was out. Records of
+ * a topic the principal may not read (now), or whose id busgate cannot name,
+ * never reach the client: the partition gets TOPIC_AUTHORIZATION_FAILED and
+ * loses its records and acquired ranges; readable ones are untouched. */
+static void test_fetch_response_drops_unreadable(void **st)
+{
+    fx_t *x = *st;
+    ka_fix_t *f = x->f;
+    static const tp_spec_t orders[] = {{ORDERS, 1, 0}};
+    bg_kafka_verdict_t v;
+    assert_int_equal(decide_fetch(x, 1, 0, orders, 1, NULL, 0, &v), 0);
+    forward_and_answer(x, &v, 0);
+    assert_int_equal(decide_fetch(x, 1, 1, NULL, 0, NULL, 0, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    share_policy(f, 1); /* orders may no longer be read */
+    static const uint8_t recs[] = {1, 2, 3, 4};
+    int topics[] = {ORDERS, PUBLIC, UNKNOWN};
+    bg_kafka_struct_t *up = ka_new(f, SF, 1);
+    bg_kafka_struct_t **t = bg_kafka_array_new(&f->a, up, RS(RESPONSES), 3);
+    for (int i = 0; i < 3; i++) {
+        set_id(t[i]->f[0].uuid, topics[i]);
+        bg_kafka_struct_t **p = bg_kafka_array_new(&f->a, t[i], RS(RESPONSES_PARTITIONS), 1);
+        p[0]->f[RS(RESPONSES_PARTITIONS_RECORDS)].s = (bg_slice_t){recs, sizeof recs};
+        bg_kafka_struct_t **ar =
+            bg_kafka_array_new(&f->a, p[0], RS(RESPONSES_PARTITIONS_ACQUIRED_RECORDS), 1);
+        ar[0]->f[RS(RESPONSES_PARTITIONS_ACQUIRED_RECORDS_LAST_OFFSET)].i = 3;
+    }
+    up = ka_rt(f, SF, 1, 1, up);
+    bg_kafka_req_hdr_t h = ka_hdr(SF, 1);
+    bg_kafka_struct_t *out;
+    size_t nn = 0;
+    assert_int_equal(bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, NULL, &nn, NULL,
+                                             NULL),
+                     0);
+    out = ka_rt(f, SF, 1, 1, out);
+    assert_int_equal(out->f[RS(RESPONSES)].a.n, 3);
+    for (int i = 0; i < 3; i++) {
+        bg_kafka_struct_t *p = ka_el(ka_el(out, RS(RESPONSES), i), RS(RESPONSES_PARTITIONS), 0);
+        int readable = topics[i] == PUBLIC;
+        assert_int_equal(p->f[RS(RESPONSES_PARTITIONS_ERROR_CODE)].i, readable ? 0 : 29);
+        assert_int_equal(p->f[RS(RESPONSES_PARTITIONS_RECORDS)].s.len,
+                         readable ? (int32_t)sizeof recs : 0);
+        assert_int_equal(p->f[RS(RESPONSES_PARTITIONS_ACQUIRED_RECORDS)].a.n, readable ? 1 : 0);
+    }
+}
+
+/* A final request (epoch -1) releases every record the member holds, on
+ * every partition: only the connection that holds the session may send it.
+ * From any other it is answered SHARE_SESSION_NOT_FOUND, as the broker
+ * answers when there is no session; from the holder it is forwarded. */
+static void test_final_only_from_the_holder(void **st)
+{
+    fx_t *x = *st;
+    static const tp_spec_t orders[] = {{ORDERS, 1, 0}};
+    bg_kafka_verdict_t v;
+    assert_int_equal(decide_fetch(x, 1, -1, NULL, 0, NULL, 0, &v), 0);
+    assert_int_equal(top_error(x->f, SF, 1, &v), BG_KAFKA_E_SHARE_SESSION_NOT_FOUND);
+    bg_kafka_req_hdr_t h = ka_hdr(SA, 1);
+    assert_int_equal(bg_kafka_authz_request(&x->f->ctx, &h,
+                                            share_req(x->f, SA, 1, "g1", -1, NULL, 0, NULL, 0),
+                                            &x->f->a, &v),
+                     0);
+    assert_int_equal(top_error(x->f, SA, 1, &v), BG_KAFKA_E_SHARE_SESSION_NOT_FOUND);
+    assert_int_equal(decide_fetch(x, 1, 0, orders, 1, NULL, 0, &v), 0);
+    forward_and_answer(x, &v, 0);
+    assert_int_equal(decide_fetch(x, 1, -1, NULL, 0, NULL, 0, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+}
+
 /* Pipelined requests: an incremental request sent while the new session
  * is not answered yet is reset; the answer to one that forgets a partition
  * does not drop it when a later request, already sent, added it again. */
@@ -967,6 +1038,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fetch_unknown_session, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_session_reload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_failed_and_final, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fetch_response_drops_unreadable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_final_only_from_the_holder, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tracker_pipelined, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_limits, setup, teardown),
         cmocka_unit_test_setup_teardown(test_acknowledge, setup, teardown),
