@@ -450,6 +450,12 @@ static int bg_kafka__act(bg_kafka_session_t *s, bg_kafka_pending_t *pe, struct e
 {
     bg_kafka_verdict_t *v = &pe->verdict;
     bg_kafka_audit_count(s, v);
+    /* A share session changes hands before its request leaves: if that
+     * fails, nothing was sent that another connection's session could
+     * answer. */
+    if ((v->action == BG_KAFKA_ACT_FORWARD || v->action == BG_KAFKA_ACT_FORWARD_REWRITTEN) &&
+        v->share && bg_kafka__share_forwarded(s, v->share) != 0)
+        return -1;
     switch (v->action) {
     case BG_KAFKA_ACT_FORWARD:
         bg_kafka_audit_pin(s, pe); /* names must outlive the moved request bytes */
@@ -474,8 +480,6 @@ static int bg_kafka__act(bg_kafka_session_t *s, bg_kafka_pending_t *pe, struct e
         bg_kafka_session_close(s, 1, v->close_reason ? v->close_reason : "request refused");
         return 1;
     }
-    if (v->share && bg_kafka__share_forwarded(s, v->share) != 0)
-        return -1;
     if (v->no_response) {
         bg_kafka_audit_decisions(s, pe, NULL);
         bg_kafka__pop(s, pe);
