@@ -388,6 +388,31 @@ static const bg_kafka_share_session_t *bg_kafka__share_usable(bg_kafka__az_t *az
     return bg_kafka_share_usable(t, s) ? s : NULL;
 }
 
+/* What every ShareFetch and ShareAcknowledge passes first: read on the
+ * group, an epoch Kafka takes (acks: an acknowledgement is carried), and
+ * for an incremental or final request the session this connection holds
+ * (*s; NULL at epoch 0). 1 when busgate answered it (*rc: the classifier's
+ * return), 0 to go on. */
+static int bg_kafka__share_gate(bg_kafka__az_t *az, bg_slice_t group, bg_slice_t member,
+                                int32_t epoch, int acks, const bg_kafka_share_session_t **s,
+                                int *rc)
+{
+    *s = NULL;
+    if (!bg_kafka__decide(az, BG_RES_KAFKA_GROUP, group, BG_VERB_READ)) {
+        *rc = bg_kafka__respond_error(az, BG_KAFKA_E_GROUP_AUTHORIZATION_FAILED);
+        return 1;
+    }
+    if (bg_kafka__share_bad_epoch(az, epoch, acks, rc))
+        return 1;
+    /* A final request releases every record the member holds: only from
+     * the connection that holds the session, like an incremental one. */
+    if (epoch != 0 && !(*s = bg_kafka__share_usable(az, group, member))) {
+        *rc = bg_kafka__share_reset_session(az, group);
+        return 1;
+    }
+    return 0;
+}
+
 int bg_kafka__c_share_fetch(bg_kafka__az_t *az)
 {
 #define F(x) K(SHARE_FETCH_REQ_##x)
@@ -396,17 +421,11 @@ int bg_kafka__c_share_fetch(bg_kafka__az_t *az)
     bg_slice_t group = r->f[F(GROUP_ID)].s, member = r->f[F(MEMBER_ID)].s;
     int32_t epoch = (int32_t)r->f[F(SHARE_SESSION_EPOCH)].i;
     int rc = 0;
-    if (!bg_kafka__decide(az, BG_RES_KAFKA_GROUP, group, BG_VERB_READ))
-        return bg_kafka__respond_error(az, BG_KAFKA_E_GROUP_AUTHORIZATION_FAILED);
     int acks = bg_kafka__share_has_acks(r, F(TOPICS), F(TOPICS_PARTITIONS),
                                         F(TOPICS_PARTITIONS_ACKNOWLEDGEMENT_BATCHES));
-    if (bg_kafka__share_bad_epoch(az, epoch, acks, &rc))
+    const bg_kafka_share_session_t *s;
+    if (bg_kafka__share_gate(az, group, member, epoch, acks, &s, &rc))
         return rc;
-    const bg_kafka_share_session_t *s = NULL;
-    /* A final request releases every record the member holds: only from
-     * the connection that holds the session, like an incremental one. */
-    if (epoch != 0 && !(s = bg_kafka__share_usable(az, group, member)))
-        return bg_kafka__share_reset_session(az, group);
     if (epoch == 0 && az->ctx->share) /* the record it replaces, for the limits */
         s = bg_kafka_share_find(az->ctx->share, group, member);
     size_t nforget = 0, nnamed = 0;
@@ -454,12 +473,9 @@ int bg_kafka__c_share_acknowledge(bg_kafka__az_t *az)
     bg_slice_t group = r->f[A(GROUP_ID)].s, member = r->f[A(MEMBER_ID)].s;
     int32_t epoch = (int32_t)r->f[A(SHARE_SESSION_EPOCH)].i;
     int rc = 0;
-    if (!bg_kafka__decide(az, BG_RES_KAFKA_GROUP, group, BG_VERB_READ))
-        return bg_kafka__respond_error(az, BG_KAFKA_E_GROUP_AUTHORIZATION_FAILED);
-    if (bg_kafka__share_bad_epoch(az, epoch, 0, &rc))
+    const bg_kafka_share_session_t *s;
+    if (bg_kafka__share_gate(az, group, member, epoch, 0, &s, &rc))
         return rc;
-    if (epoch != 0 && !bg_kafka__share_usable(az, group, member))
-        return bg_kafka__share_reset_session(az, group); /* final included: see ShareFetch */
     bg_kafka__split_t sp;
     const bg_kafka_struct_desc_t *rd = bg_kafka__rs_topic_desc(az->hdr->api_key, sh);
     if (!rd || bg_kafka__tp_split(az, sh, rd, r, BG_VERB_READ, 0, &sp) < 0)
