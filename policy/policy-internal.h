@@ -196,6 +196,8 @@ struct bg_policy_rule_s {
     size_t napprovers;
     bg_policy_subjects_t appr;
     uint64_t generation; /* its policy's: group ids in appr mean nothing elsewhere */
+    const bg_policy_pattern_t *pats; /* its resources, parsed (bg_policy_allowed_names) */
+    uint32_t npats;
 };
 
 struct bg_policy_mask_s {

@@ -207,9 +207,11 @@ static bg_policy_cand_t bg_policy__cand(uint32_t item, uint16_t meta,
     return c;
 }
 
-/* Copies and parses each pattern, queueing it for the kind's index. */
+/* Copies and parses each pattern, queueing it for the kind's index; also
+ * into pats[0..n) when pats is not NULL. */
 static int bg_policy__add_resources(bg_policy_cc_t *cc, int kind, bg_policy_cand_t cand,
-                                    const char *const *res, size_t n, const char *file, int line)
+                                    const char *const *res, size_t n, const char *file, int line,
+                                    bg_policy_pattern_t *pats)
 {
     const char *why;
     if (n == 0)
@@ -223,6 +225,8 @@ static int bg_policy__add_resources(bg_policy_cc_t *cc, int kind, bg_policy_cand
             return bg_policy__fail(cc, NULL, 0, "out of memory");
         if (bg_policy__parse_pattern(copy, &e.pat, &why) < 0)
             return bg_policy__fail(cc, file, line, "resource '%.200s': %s", res[i], why);
+        if (pats)
+            pats[i] = e.pat;
         int slot = bg_policy__slot(&e.pat);
         size_t k = cc->nent[kind][slot]++;
         cc->ent[kind][slot] = realloc(cc->ent[kind][slot], (k + 1) * sizeof(e));
@@ -395,8 +399,14 @@ static int bg_policy__rule_build(bg_policy_cc_t *cc, uint32_t i)
     bool audit = r->audit && !cc->p->audit;
     bool final = r->effect == BG_EFFECT_DENY && !audit;
     uint16_t meta = BG_POLICY_META(r->verbs, r->effect, audit, final);
+    bg_policy_pattern_t *pats = NULL;
+    if (s->nresources &&
+        !(pats = bg_policy__alloc(a, s->nresources * sizeof(*pats))))
+        return bg_policy__fail(cc, NULL, 0, "out of memory");
+    r->pats = pats;
+    r->npats = (uint32_t)s->nresources;
     return bg_policy__add_resources(cc, 0, bg_policy__cand(i, meta, r->subj), s->resources,
-                                    s->nresources, s->file, s->line);
+                                    s->nresources, s->file, s->line, pats);
 }
 
 static int bg_policy__mask_build(bg_policy_cc_t *cc, uint32_t i)
@@ -429,7 +439,7 @@ static int bg_policy__mask_build(bg_policy_cc_t *cc, uint32_t i)
                                   "except") < 0)
         return -1;
     return bg_policy__add_resources(cc, 1, bg_policy__cand(i, 0, NULL), s->resources,
-                                    s->nresources, s->file, s->line);
+                                    s->nresources, s->file, s->line, NULL);
 }
 
 /* One rule index per verb of the slot: a decision then never looks at a

@@ -206,4 +206,19 @@ typedef struct bg_policy_decision_s {
 void bg_policy_decide(const bg_policy_t *p, const bg_policy_principal_t *pr,
                       const bg_policy_resource_t *res, bg_verb_t verb, bg_policy_decision_t *out);
 
+/* For questions about a whole resource type ("may pr write some topic?",
+ * as Kafka's authorizeByResourceType asks): calls fn with names of type
+ * that an allow rule for verb whose subjects match pr names, one per
+ * pattern in file order (a literal itself, a prefix its head, a glob with
+ * '*' empty and '?' as '_'), then "*" when the default allows or the whole
+ * policy is in audit mode. Each name is only a candidate: fn decides it
+ * (bg_policy_decide) and returns nonzero to stop, which is returned; 0 when
+ * fn accepted none. A name the rules allow only in a form not sampled (an
+ * allowed prefix whose head alone is denied) is not found: the answer errs
+ * towards "no". Not for BG_RES_HTTP (returns 0), nor for a principal of
+ * another generation. Allocates nothing. Thread-safe. */
+typedef int (*bg_policy_name_fn)(void *ctx, const char *name, size_t len);
+int bg_policy_allowed_names(const bg_policy_t *p, const bg_policy_principal_t *pr,
+                            bg_res_type_t type, bg_verb_t verb, bg_policy_name_fn fn, void *ctx);
+
 #endif

@@ -475,14 +475,60 @@ static int bg_kafka__txn_write(bg_kafka__az_t *az, bg_slice_t txn)
     return bg_kafka__decide(az, BG_RES_KAFKA_TXN_ID, txn, BG_VERB_WRITE);
 }
 
-/* A null transactional id is an idempotent producer: nothing to authorize
- * here (Kafka 3.x+ dropped IDEMPOTENT_WRITE); every Produce is still checked
- * per topic. */
+/* A null transactional id is an idempotent producer. Kafka allows it with
+ * IDEMPOTENT_WRITE on the cluster (here: write on the cluster) or, since
+ * KIP-679, with write on some topic, and answers CLUSTER_AUTHORIZATION_FAILED
+ * otherwise. The allow is recorded on the name that showed it. */
+typedef struct bg_kafka__some_s {
+    const bg_kafka_authz_ctx_t *ctx;
+    bg_kafka_arena_t *a;
+    bg_slice_t name;
+} bg_kafka__some_t;
+
+static int bg_kafka__some_topic(void *arg, const char *name, size_t len)
+{
+    bg_kafka__some_t *s = arg;
+    bg_slice_t n = {(const uint8_t *)name, (int32_t)len};
+    if (!bg_kafka__permits(s->ctx, BG_RES_KAFKA_TOPIC, n, BG_VERB_WRITE))
+        return 0;
+    uint8_t *copy = bg_kafka_arena_alloc(s->a, len ? len : 1);
+    if (!copy)
+        return -1;
+    memcpy(copy, name, len);
+    s->name = (bg_slice_t){copy, (int32_t)len};
+    return 1;
+}
+
+static int bg_kafka__idempotent_write(bg_kafka__az_t *az)
+{
+    bg_slice_t cluster = bg_kafka_cstr("");
+    if (bg_kafka__permits(az->ctx, BG_RES_KAFKA_CLUSTER, cluster, BG_VERB_WRITE))
+        return bg_kafka__decide(az, BG_RES_KAFKA_CLUSTER, cluster, BG_VERB_WRITE);
+    bg_kafka__some_t s = {az->ctx, az->a, {NULL, -1}};
+    int rc = bg_policy_allowed_names(az->ctx->policy, az->ctx->principal, BG_RES_KAFKA_TOPIC,
+                                     BG_VERB_WRITE, bg_kafka__some_topic, &s);
+    if (rc < 0)
+        return bg_kafka__fail(az, "out of memory");
+    if (rc > 0)
+        return bg_kafka__decide(az, BG_RES_KAFKA_TOPIC, s.name, BG_VERB_WRITE);
+    bg_kafka__record_denied(az, BG_RES_KAFKA_CLUSTER, cluster, BG_VERB_WRITE,
+                            BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED,
+                            "idempotent producer: no write on the cluster or on any topic");
+    return 0;
+}
+
 int bg_kafka__c_init_producer_id(bg_kafka__az_t *az)
 {
     bg_slice_t txn = az->req->f[K(INIT_PRODUCER_ID_REQ_TRANSACTIONAL_ID)].s;
     if (txn.len >= 0 && !bg_kafka__txn_write(az, txn))
         return bg_kafka__respond_error(az, BG_KAFKA_E_TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    if (txn.len < 0) {
+        int ok = bg_kafka__idempotent_write(az);
+        if (ok < 0)
+            return -1;
+        if (!ok)
+            return bg_kafka__respond_error(az, BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED);
+    }
     az->v->action = BG_KAFKA_ACT_FORWARD;
     return 0;
 }

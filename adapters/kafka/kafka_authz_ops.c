@@ -2,9 +2,9 @@
  * computes them for busgate's own credential; busgate's policy decides what
  * the client's principal may do, so each field becomes the broker's bits
  * that the policy also allows. Bits with no policy verb are cleared
- * (CLUSTER_ACTION, the delegation-token operations, anything unknown),
- * except IDEMPOTENT_WRITE, which busgate does not check (Kafka dropped the
- * requirement; every Produce is still checked per topic). A topic or group
+ * (CLUSTER_ACTION, the delegation-token operations, anything unknown).
+ * IDEMPOTENT_WRITE is `write` on the cluster, as InitProducerId decides it
+ * (which also accepts write on some topic, KIP-679). A topic or group
  * the principal may not describe gets the "not requested" value, the
  * cluster without describe 0, as Kafka does. Applied after the merges and
  * filters, so entries busgate added or turned into errors are covered. */
@@ -42,6 +42,7 @@ static const struct {
     {BG_KAFKA__OP_DESCRIBE, BG_VERB_DESCRIBE},
     {BG_KAFKA__OP_DESCRIBE_CONFIGS, BG_VERB_DESCRIBE},
     {BG_KAFKA__OP_ALTER_CONFIGS, BG_VERB_ALTER},
+    {BG_KAFKA__OP_IDEMPOTENT_WRITE, BG_VERB_WRITE},
 };
 
 int32_t bg_kafka__authorized_ops(const bg_kafka_authz_ctx_t *ctx, bg_res_type_t type,
@@ -53,7 +54,7 @@ int32_t bg_kafka__authorized_ops(const bg_kafka_authz_ctx_t *ctx, bg_res_type_t 
      * entry a filter turned into an authorization error, a hidden group). */
     if (type != BG_RES_KAFKA_CLUSTER && !bg_kafka__permits(ctx, type, name, BG_VERB_DESCRIBE))
         return BG_KAFKA__OPS_OMITTED;
-    uint32_t in = (uint32_t)broker, out = in & (1u << BG_KAFKA__OP_IDEMPOTENT_WRITE);
+    uint32_t in = (uint32_t)broker, out = 0;
     unsigned done = 0; /* verbs decided already (two ops share a verb) */
     unsigned allowed = 0;
     for (size_t i = 0; i < sizeof bg_kafka__op_verbs / sizeof bg_kafka__op_verbs[0]; i++) {

@@ -13,11 +13,9 @@ from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, A
 
 from conftest import run_cli
 from keys import make_rsa_key
-from kafka_env import (ERR_SASL_AUTH_FAILED, KAFKA_PLAIN, KafkaWire, audit_events,
-                       busgate_config, client_conf, create_topics, local_issuer, oidc_token,
-                       setup_admin, unique, wait_audit, wait_until, with_audit_topic)
-
-ERR_CLUSTER_AUTHZ = 31
+from kafka_env import (ERR_CLUSTER_AUTHZ, ERR_SASL_AUTH_FAILED, KAFKA_PLAIN, KafkaWire,
+                       audit_events, busgate_config, client_conf, create_topics, local_issuer,
+                       oidc_token, setup_admin, unique, wait_audit, wait_until, with_audit_topic)
 
 RULES = """    - name: orders-see-some-groups
       subjects: [group:orders]

@@ -9,8 +9,8 @@ import time
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from kafka_env import (ERR_TXN_ID_AUTHZ, KAFKA_PLAIN, KafkaWire, audit_events, busgate_config,
-                       client_conf, oidc_token, unique, wait_audit, wait_until)
+from kafka_env import (ERR_CLUSTER_AUTHZ, ERR_TXN_ID_AUTHZ, KAFKA_PLAIN, KafkaWire, audit_events,
+                       busgate_config, client_conf, oidc_token, unique, wait_audit, wait_until)
 
 CODECS = {"gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 
@@ -63,7 +63,7 @@ def read_all(boot, token, topic, want, timeout=30.0, **extra):
 
 
 def test_idempotent_producer(gate):
-    boot, _, token = gate
+    boot, ports, token = gate
     topic = unique("it-orders")
     p = Producer(client_conf(boot, token, **{"enable.idempotence": True}))
     results = []
@@ -74,6 +74,29 @@ def test_idempotent_producer(gate):
     assert [e for e, _ in results] == [None] * 50
     assert [o for _, o in results] == list(range(results[0][1], results[0][1] + 50))
     assert read_all(boot, token, topic, 50) == [f"i{i}".encode() for i in range(50)]
+    shown = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                       and e["api"]["name"] == "InitProducerId")
+    assert shown and shown[0]["decision"]["effect"] == "allow", shown
+    assert shown[0]["resources"] == [{"type": "kafka:topic", "name": "it-orders-"}], shown
+
+
+def test_idempotent_producer_needs_some_write(gate):
+    """KIP-679: without write on the cluster or on any topic, InitProducerId
+    for an idempotent producer is CLUSTER_AUTHORIZATION_FAILED, as Kafka
+    answers it; librdkafka makes that a fatal producer error."""
+    boot, ports, _ = gate
+    p = Producer(client_conf(boot, oidc_token("svc-reporting"), **{"enable.idempotence": True}))
+    results = []
+    p.produce(unique("it-orders"), value=b"x", partition=0,
+              on_delivery=lambda e, m: results.append(e))
+    p.flush(20)
+    assert len(results) == 1 and results[0] is not None, results
+    denied = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                        and e["api"]["name"] == "InitProducerId")
+    assert denied, "no InitProducerId decision"
+    e = denied[0]
+    assert e["decision"]["effect"] == "deny" and e["result"]["error_code"] == ERR_CLUSTER_AUTHZ, e
+    assert e["resources"] == [{"type": "kafka:cluster", "name": ""}], e
 
 
 def test_transactions_allowed_and_committed(gate):

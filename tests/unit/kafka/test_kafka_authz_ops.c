@@ -84,7 +84,7 @@ static void test_metadata(void **st)
                          B(OP_DESCRIBE) | B(OP_DESCRIBE_CONFIGS));
         if (ver <= 10)
             assert_int_equal(out->f[K(METADATA_RESP_CLUSTER_AUTHORIZED_OPERATIONS)].i,
-                             B(OP_DESCRIBE) | B(OP_DESCRIBE_CONFIGS) | B(OP_IDEMPOTENT_WRITE));
+                             B(OP_DESCRIBE) | B(OP_DESCRIBE_CONFIGS));
     }
 }
 
@@ -205,8 +205,23 @@ static void test_describe_cluster(void **st)
         resp->f[K(DESCRIBE_CLUSTER_RESP_CLUSTER_AUTHORIZED_OPERATIONS)].i = CLUSTER_OPS;
         bg_kafka_struct_t *out = through(f, BG_KAFKA_API_DESCRIBE_CLUSTER, ver, req, resp);
         assert_int_equal(out->f[K(DESCRIBE_CLUSTER_RESP_CLUSTER_AUTHORIZED_OPERATIONS)].i,
-                         B(OP_DESCRIBE) | B(OP_DESCRIBE_CONFIGS) | B(OP_IDEMPOTENT_WRITE));
+                         B(OP_DESCRIBE) | B(OP_DESCRIBE_CONFIGS));
     }
+}
+
+/* IDEMPOTENT_WRITE is `write` on the cluster: kept when the policy allows
+ * it, as InitProducerId would be. */
+static void test_cluster_idempotent_write(void **st)
+{
+    ka_fix_t *f = *st;
+    ka_set_policy(f, 1u << BG_VERB_DESCRIBE | 1u << BG_VERB_WRITE);
+    bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_DESCRIBE_CLUSTER, 0);
+    req->f[K(DESCRIBE_CLUSTER_REQ_INCLUDE_CLUSTER_AUTHORIZED_OPERATIONS)].i = 1;
+    bg_kafka_struct_t *resp = ka_new(f, BG_KAFKA_API_DESCRIBE_CLUSTER, 1);
+    resp->f[K(DESCRIBE_CLUSTER_RESP_CLUSTER_AUTHORIZED_OPERATIONS)].i = CLUSTER_OPS;
+    bg_kafka_struct_t *out = through(f, BG_KAFKA_API_DESCRIBE_CLUSTER, 1, req, resp);
+    assert_int_equal(out->f[K(DESCRIBE_CLUSTER_RESP_CLUSTER_AUTHORIZED_OPERATIONS)].i,
+                     B(OP_DESCRIBE) | B(OP_DESCRIBE_CONFIGS) | B(OP_IDEMPOTENT_WRITE));
 }
 
 /* Without describe on the cluster DescribeCluster still passes (the broker
@@ -295,6 +310,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_lookup_by_id_deleted_topic, setup, teardown),
         cmocka_unit_test_setup_teardown(test_describe_topic_partitions, setup, teardown),
         cmocka_unit_test_setup_teardown(test_describe_cluster, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cluster_idempotent_write, setup, teardown),
         cmocka_unit_test_setup_teardown(test_describe_cluster_without_describe, setup, teardown),
         cmocka_unit_test_setup_teardown(test_describe_groups, setup, teardown),
         cmocka_unit_test_setup_teardown(test_consumer_group_describe, setup, teardown),
