@@ -67,10 +67,9 @@ void bg_amqp_audit_decisions(bg_amqp_session_t *s, const bg_amqp_method_t *m,
             bg_metric_add(&mt->decisions_audit_only[BG_PROTO_AMQP], 1);
         if (!s->aw->w->audit)
             continue;
+        /* Whole, NULs included (AMQP names are length-prefixed): the
+         * encoder takes the length, as the Kafka adapter's names. */
         bg_policy_resource_t r = {c->type, NULL, 0, c->name, c->name_len};
-        char name[BG_AMQP_NAME_MAX]; /* NUL-terminated copy for the encoder */
-        snprintf(name, sizeof name, "%.*s", (int)c->name_len, c->name);
-        r.name = name;
         bg_audit_event_t ev;
         bg_amqp_audit__base(s, &ev, BG_AUDIT_EV_DECISION);
         ev.api = m->info->name;

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from amqp_env import Issuer, busgate_config, connect, direct, get_one, rule, unique
+from amqp_env import (Issuer, busgate_config, connect, direct, get_one, rule, unique,
+                      wait_audit)
 from conftest import ROOT, build_dir, http_get
 
 ALL = ["read", "write", "create", "delete", "describe"]
@@ -566,6 +567,25 @@ def test_consumers_of_deleted_queues_are_not_counted(gw):
     r.send(method(1, 60, 20, struct.pack(">H", 0) + ss(q) + ss("last") + b"\x00" + table([])))
     r.expect(1, (60, 21))
     r.close()
+
+
+def test_name_with_nul_audited_whole(gw):
+    """AMQP names are length-prefixed, so a NUL is just a byte: a refused
+    queue.declare of such a name is audited with the name whole, not cut at
+    the NUL (and nothing after it taken from elsewhere)."""
+    bg, ports, issuer = gw
+    r, _ = handshake(ports["listen"], issuer.mint("jo", ["apps"]))
+    open_channel(r, 1)
+    name = "denied.q\0" + "Q" * 60
+    r.send(method(1, 50, 10, struct.pack(">H", 0) + ss(name) + b"\x00" + table([])))
+    code, text, cls, meth = close_args(r.expect(1, (20, 40)))
+    assert (code, cls, meth) == (403, 50, 10), (code, text)
+    r.close()
+    found = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                       and e["decision"]["effect"] == "deny"
+                       and e["resources"][0]["name"].startswith("denied.q"))
+    assert found, "no decision event"
+    assert found[0]["resources"] == [{"type": "amqp:queue", "name": name}], found[0]["resources"]
 
 
 def test_no_login_while_audit_is_down(start_busgate, tmp_path):
