@@ -12,6 +12,7 @@
 
 #include "broker/config.h"
 #include "broker/util_net.h"
+#include "adapters/kafka/kafka_topic_ids.h"
 #include "broker/worker.h"
 
 struct evconnlistener;
@@ -20,7 +21,6 @@ typedef struct ssl_ctx_st SSL_CTX;
 
 #define BG_KAFKA_MAX_NODES 256
 #define BG_KAFKA_MAX_WORKERS 256
-#define BG_KAFKA_TOPIC_IDS 4096 /* slots of the topic-id table (power of two) */
 
 typedef struct bg_kafka_node_s {
     int32_t id;
@@ -30,12 +30,6 @@ typedef struct bg_kafka_node_s {
 } bg_kafka_node_t;
 
 typedef struct bg_kafka_worker_s bg_kafka_worker_t;
-
-typedef struct bg_kafka_topic_id_s {
-    uint8_t id[16];
-    char name[250]; /* Kafka topic names are at most 249 bytes */
-    uint8_t used;
-} bg_kafka_topic_id_t;
 
 typedef struct bg_kafka_global_s {
     const bg_config_t *cfg; /* the start-up configuration, held for the run */
@@ -47,7 +41,7 @@ typedef struct bg_kafka_global_s {
     size_t nnodes;
     bg_kafka_worker_t *workers[BG_KAFKA_MAX_WORKERS];
     size_t nworkers;
-    bg_kafka_topic_id_t *topic_ids; /* open-addressing table, BG_KAFKA_TOPIC_IDS slots */
+    bg_kafka_topic_ids_t topic_ids; /* id -> name, bounded (kafka_topic_ids.h) */
     _Atomic unsigned boot_rr;       /* round robin over bootstrap upstreams */
     SSL_CTX *client_tls;            /* NULL: plaintext listeners */
     SSL_CTX *upstream_tls;          /* NULL: plaintext upstream */

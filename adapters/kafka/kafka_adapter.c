@@ -117,53 +117,21 @@ void bg_kafka_global_learn_node(bg_kafka_global_t *g, int32_t id, const char *ho
                      (int)id, taken);
 }
 
-static size_t bg_kafka__id_slot(const uint8_t id[16])
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (int i = 0; i < 16; i++)
-        h = (h ^ id[i]) * 1099511628211ULL;
-    return (size_t)(h & (BG_KAFKA_TOPIC_IDS - 1));
-}
-
 void bg_kafka_global_learn_topic(bg_kafka_global_t *g, const uint8_t id[16], const uint8_t *name,
                                  size_t len)
 {
-    static const uint8_t zero[16];
-    if (!g->topic_ids || len == 0 || len >= sizeof g->topic_ids[0].name ||
-        memcmp(id, zero, 16) == 0)
-        return;
     pthread_mutex_lock(&g->mu);
-    size_t s = bg_kafka__id_slot(id);
-    for (size_t probe = 0; probe < BG_KAFKA_TOPIC_IDS; probe++, s = (s + 1) & (BG_KAFKA_TOPIC_IDS - 1)) {
-        bg_kafka_topic_id_t *t = &g->topic_ids[s];
-        if (t->used && memcmp(t->id, id, 16) != 0)
-            continue;
-        memcpy(t->id, id, 16);
-        memcpy(t->name, name, len);
-        t->name[len] = '\0';
-        t->used = 1;
-        break;
-    }
+    int rc = bg_kafka_topic_ids_put(&g->topic_ids, id, name, len);
     pthread_mutex_unlock(&g->mu);
+    if (rc < 0) /* the id stays unknown: its requests are answered UNKNOWN_TOPIC_ID */
+        bg_log_warn("kafka", "out of memory: topic id of %.*s not recorded", (int)len,
+                    (const char *)name);
 }
 
 int bg_kafka_global_topic_name(bg_kafka_global_t *g, const uint8_t id[16], char *out, size_t cap)
 {
-    int found = 0;
-    if (!g->topic_ids)
-        return 0;
     pthread_mutex_lock(&g->mu);
-    size_t s = bg_kafka__id_slot(id);
-    for (size_t probe = 0; probe < BG_KAFKA_TOPIC_IDS; probe++, s = (s + 1) & (BG_KAFKA_TOPIC_IDS - 1)) {
-        bg_kafka_topic_id_t *t = &g->topic_ids[s];
-        if (!t->used)
-            break;
-        if (memcmp(t->id, id, 16) == 0) {
-            snprintf(out, cap, "%s", t->name);
-            found = 1;
-            break;
-        }
-    }
+    int found = bg_kafka_topic_ids_get(&g->topic_ids, id, out, cap);
     pthread_mutex_unlock(&g->mu);
     return found;
 }
@@ -223,7 +191,7 @@ static void bg_kafka__global_free(void *arg)
         SSL_CTX_free(g->upstream_tls);
     pthread_mutex_destroy(&g->mu);
     bg_kafka_scram_cache_clear(); /* no salted password outlives its configuration */
-    free(g->topic_ids);
+    bg_kafka_topic_ids_free(&g->topic_ids);
     bg_kafka_share_owners_free(g->share_owners); /* the sessions are gone */
     free(g->bootstrap);
     free(g);
@@ -239,9 +207,8 @@ static int bg_kafka__global_init(const bg_config_t *cfg, void **out, char *err, 
     }
     pthread_mutex_init(&g->mu, NULL);
     g->cfg = cfg;
-    g->topic_ids = calloc(BG_KAFKA_TOPIC_IDS, sizeof *g->topic_ids);
     g->share_owners = bg_kafka_share_owners_new();
-    if (!g->topic_ids || !g->share_owners)
+    if (bg_kafka_topic_ids_init(&g->topic_ids, 0) < 0 || !g->share_owners)
         goto fail;
     if (k->upstream.embedded > 0) {
         if (bg_kafka__start_mock(g, k->upstream.embedded, err, errlen) != 0)
