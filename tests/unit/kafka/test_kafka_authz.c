@@ -2,17 +2,6 @@
  * hold, acks=0, fetch sessions, topic ids, unsupported APIs. */
 #include "test_kafka_authz_util.h"
 
-static int setup(void **st)
-{
-    *st = ka_setup();
-    return 0;
-}
-static int teardown(void **st)
-{
-    ka_teardown(*st);
-    return 0;
-}
-
 static const char *const two[] = {"orders", "secret"};
 
 static bg_kafka_struct_t *produce_req(ka_fix_t *f, const char *const *names, int n, int acks)
@@ -965,31 +954,31 @@ static void test_all_apis_min_max(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_produce_allowed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_produce_split_merge, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_produce_all_denied_respond, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_produce_acks0, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_refuse_unaudited, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_produce_txn_denied, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_audit_topic_reserved, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_listing_recorded_once, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_hold_is_deny, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fetch_masked_topic_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fetch_split_merge_min, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fetch_topic_ids, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fetch_session_rewrite, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_offset_for_leader_epoch_replica, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_list_offsets_split, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_offset_commit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_offset_fetch_single, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_offset_fetch_batched, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_create_delete_topics, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_describe_configs, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_groups, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_describe_transactions_hides_topics, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_unsupported, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_error_response, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_all_apis_min_max, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_produce_allowed, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_produce_split_merge, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_produce_all_denied_respond, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_produce_acks0, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_refuse_unaudited, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_produce_txn_denied, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_audit_topic_reserved, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_listing_recorded_once, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_hold_is_deny, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_fetch_masked_topic_refused, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_fetch_split_merge_min, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_fetch_topic_ids, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_fetch_session_rewrite, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_offset_for_leader_epoch_replica, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_list_offsets_split, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_offset_commit, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_offset_fetch_single, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_offset_fetch_batched, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_create_delete_topics, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_describe_configs, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_groups, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_describe_transactions_hides_topics, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_unsupported, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_error_response, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_all_apis_min_max, ka_up, ka_down),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

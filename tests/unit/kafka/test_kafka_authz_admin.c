@@ -15,11 +15,6 @@ static int setup(void **st)
     *st = f;
     return 0;
 }
-static int teardown(void **st)
-{
-    ka_teardown(*st);
-    return 0;
-}
 
 typedef struct {
     int type;
@@ -468,13 +463,13 @@ static void test_write_txn_markers(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_create_acls, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_create_acls_whole, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_delete_acls, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_delete_acls_short_answer, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reassign_and_elect, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_alter_replica_log_dirs, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_write_txn_markers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_acls, setup, ka_down),
+        cmocka_unit_test_setup_teardown(test_create_acls_whole, setup, ka_down),
+        cmocka_unit_test_setup_teardown(test_delete_acls, setup, ka_down),
+        cmocka_unit_test_setup_teardown(test_delete_acls_short_answer, setup, ka_down),
+        cmocka_unit_test_setup_teardown(test_reassign_and_elect, setup, ka_down),
+        cmocka_unit_test_setup_teardown(test_alter_replica_log_dirs, setup, ka_down),
+        cmocka_unit_test_setup_teardown(test_write_txn_markers, setup, ka_down),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -18,11 +18,6 @@ static int setup(void **st)
     *st = f;
     return 0;
 }
-static int teardown(void **st)
-{
-    ka_teardown(*st);
-    return 0;
-}
 
 static bg_kafka_struct_t *heartbeat(ka_fix_t *f, int16_t ver, const char *group,
                                     const char *const *topics, int ntopics, const char *regex)
@@ -281,13 +276,13 @@ static void test_describe_all_denied_and_error_response(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_advertised, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_heartbeat_allowed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_heartbeat_denied, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_heartbeat_pattern_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_describe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_advertised, setup, ka_down),
+        cmocka_unit_test_setup_teardown(test_heartbeat_allowed, setup, ka_down),
+        cmocka_unit_test_setup_teardown(test_heartbeat_denied, setup, ka_down),
+        cmocka_unit_test_setup_teardown(test_heartbeat_pattern_refused, setup, ka_down),
+        cmocka_unit_test_setup_teardown(test_describe, setup, ka_down),
         cmocka_unit_test_setup_teardown(test_describe_all_denied_and_error_response, setup,
-                                        teardown),
+                                        ka_down),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

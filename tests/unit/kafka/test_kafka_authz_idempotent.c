@@ -5,18 +5,6 @@
  * bg_policy_allowed_names. */
 #include "test_kafka_authz_util.h"
 
-
-static int setup(void **st)
-{
-    *st = ka_setup();
-    return 0;
-}
-static int teardown(void **st)
-{
-    ka_teardown(*st);
-    return 0;
-}
-
 /* Installs: rule i of the given (resource pattern, verbs, effect) triples,
  * all for subject `subject`, default `def`. */
 typedef struct {
@@ -256,13 +244,13 @@ static void test_allowed_names(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_some_topic_writable, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_no_topic_writable, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_denied_samples_skipped, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cluster_write, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_default_and_audit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_transactional_unchanged, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_allowed_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_some_topic_writable, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_no_topic_writable, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_denied_samples_skipped, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_cluster_write, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_default_and_audit, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_transactional_unchanged, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_allowed_names, ka_up, ka_down),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,17 +29,6 @@ enum {
      B(OP_IDEMPOTENT_WRITE) | B(OP_ALTER) | B(OP_DESCRIBE))
 #define OMITTED INT32_MIN
 
-static int setup(void **st)
-{
-    *st = ka_setup();
-    return 0;
-}
-static int teardown(void **st)
-{
-    ka_teardown(*st);
-    return 0;
-}
-
 /* Forwards req (key, ver) and runs the upstream response resp through
  * busgate; returns what the client gets, round-tripped. */
 static bg_kafka_struct_t *through(ka_fix_t *f, int16_t key, int16_t ver, bg_kafka_struct_t *req,
@@ -303,17 +292,17 @@ static void test_consumer_group_describe(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_metadata, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_omitted_unchanged, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_undescribable_topic, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lookup_by_id_undescribable, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_lookup_by_id_deleted_topic, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_describe_topic_partitions, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_describe_cluster, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cluster_idempotent_write, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_describe_cluster_without_describe, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_describe_groups, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_consumer_group_describe, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_metadata, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_omitted_unchanged, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_undescribable_topic, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_lookup_by_id_undescribable, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_lookup_by_id_deleted_topic, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_describe_topic_partitions, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_describe_cluster, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_cluster_idempotent_write, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_describe_cluster_without_describe, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_describe_groups, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_consumer_group_describe, ka_up, ka_down),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

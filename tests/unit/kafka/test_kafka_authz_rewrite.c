@@ -3,17 +3,6 @@
  * id learning). */
 #include "test_kafka_authz_util.h"
 
-static int setup(void **st)
-{
-    *st = ka_setup();
-    return 0;
-}
-static int teardown(void **st)
-{
-    ka_teardown(*st);
-    return 0;
-}
-
 typedef struct {
     int n;
     uint8_t id0[8];
@@ -417,7 +406,6 @@ static void test_describe_topic_partitions(void **st)
     assert_int_equal(l.id0[0], 1);
 }
 
-
 /* CreateTopics v5+: the new topic's configs go only to a principal that may
  * describe it; dropbox may be created but not described. */
 static void test_create_topics_configs(void **st)
@@ -527,15 +515,15 @@ static void test_list_groups_filtered(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_metadata_all_topics, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_metadata_explicit, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_metadata_by_id, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_find_coordinator, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_describe_cluster, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_node_endpoints, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_describe_topic_partitions, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_create_topics_configs, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_list_groups_filtered, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_metadata_all_topics, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_metadata_explicit, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_metadata_by_id, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_find_coordinator, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_describe_cluster, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_node_endpoints, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_describe_topic_partitions, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_create_topics_configs, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_list_groups_filtered, ka_up, ka_down),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -173,6 +173,18 @@ static void ka_teardown(ka_fix_t *f)
     free(f);
 }
 
+/* cmocka setup/teardown with the fixture above. */
+static inline int ka_up(void **st)
+{
+    *st = ka_setup();
+    return 0;
+}
+static inline int ka_down(void **st)
+{
+    ka_teardown(*st);
+    return 0;
+}
+
 static inline bg_kafka_req_hdr_t ka_hdr(int16_t key, int16_t ver)
 {
     bg_kafka_req_hdr_t h;
