@@ -162,9 +162,12 @@ void bg_cfg__identity(bg_cfg_ctx_t *ctx, struct fy_node *n)
 static const char *const bg_cfg__kafka_keys[] = {
     "listen", "advertised_host", "broker_port_base", "sasl_mechanisms", "tls",
     "upstream", "max_frame_bytes", "preauth_max_frame_bytes", "max_inflight", "idle_timeout",
-    NULL,
+    "auth_timeout", NULL,
 };
-enum { KF_LISTEN, KF_ADV, KF_BASE, KF_MECHS, KF_TLS, KF_UP, KF_MAXF, KF_PREF, KF_INFL, KF_IDLE };
+enum {
+    KF_LISTEN, KF_ADV, KF_BASE, KF_MECHS, KF_TLS, KF_UP, KF_MAXF, KF_PREF, KF_INFL, KF_IDLE,
+    KF_AUTHT
+};
 
 static const char *const bg_cfg__kup_keys[] = {"bootstrap", "embedded", "security", "sasl",
                                                "tls",       NULL};
@@ -273,6 +276,7 @@ static void bg_cfg__kafka_limits(bg_cfg_ctx_t *ctx, const bg_cfg_map_t *m)
     k->preauth_max_frame_bytes = 64 * BG_CFG_KIB;
     k->max_inflight = 100;
     k->idle_timeout_ms = 10 * 60000;
+    k->auth_timeout_ms = 10000;
     /* Kafka sizes are int32 on the wire. */
     if (bg_cfg__get_size(ctx, m->val[KF_MAXF], "kafka.max_frame_bytes", 4 * BG_CFG_KIB,
                          INT32_MAX, &v) > 0)
@@ -285,6 +289,7 @@ static void bg_cfg__kafka_limits(bg_cfg_ctx_t *ctx, const bg_cfg_map_t *m)
     if (bg_cfg__get_int(ctx, m->val[KF_INFL], "kafka.max_inflight", 1, 100000, &i) > 0)
         k->max_inflight = (uint32_t)i;
     bg_cfg__get_duration(ctx, m->val[KF_IDLE], "kafka.idle_timeout", &k->idle_timeout_ms);
+    bg_cfg__get_duration(ctx, m->val[KF_AUTHT], "kafka.auth_timeout", &k->auth_timeout_ms);
 }
 
 static void bg_cfg__kafka_ports(bg_cfg_ctx_t *ctx, const bg_cfg_map_t *m)

@@ -12,6 +12,7 @@
 
 #include "broker/config.h"
 #include "broker/util_net.h"
+#include "adapters/kafka/kafka_codec.h"
 #include "adapters/kafka/kafka_topic_ids.h"
 #include "broker/worker.h"
 
@@ -21,6 +22,7 @@ typedef struct ssl_ctx_st SSL_CTX;
 
 #define BG_KAFKA_MAX_NODES 256
 #define BG_KAFKA_MAX_WORKERS 256
+#define BG_KAFKA_VERSIONS_APIS 128 /* api keys whose upstream ranges are kept */
 
 typedef struct bg_kafka_node_s {
     int32_t id;
@@ -42,6 +44,14 @@ typedef struct bg_kafka_global_s {
     bg_kafka_worker_t *workers[BG_KAFKA_MAX_WORKERS];
     size_t nworkers;
     bg_kafka_topic_ids_t topic_ids; /* id -> name, bounded (kafka_topic_ids.h) */
+    /* Upstream ApiVersions bodies by node (bg_kafka_global_keep_versions):
+     * slot 0 the bootstrap brokers, slot i + 1 node i. */
+    struct bg_kafka_versions_s {
+        uint8_t *body;
+        size_t len;
+        int16_t ver;
+        int16_t vmin[BG_KAFKA_VERSIONS_APIS], vmax[BG_KAFKA_VERSIONS_APIS];
+    } versions[BG_KAFKA_MAX_NODES + 1];
     _Atomic unsigned boot_rr;       /* round robin over bootstrap upstreams */
     SSL_CTX *client_tls;            /* NULL: plaintext listeners */
     SSL_CTX *upstream_tls;          /* NULL: plaintext upstream */
@@ -93,6 +103,22 @@ void bg_kafka_global_learn_topic(bg_kafka_global_t *g, const uint8_t id[16], con
                                  size_t len);
 /* Copies the name of topic id into out (NUL terminated); 1 found, 0 not. */
 int bg_kafka_global_topic_name(bg_kafka_global_t *g, const uint8_t id[16], char *out, size_t cap);
+/* The last ApiVersions response body (at version ver) an upstream
+ * connection to node (-1: the bootstrap brokers) received, and its ranges
+ * (vmin/vmax per api key below BG_KAFKA_VERSIONS_APIS, vmax -1: not listed):
+ * kept so that a client's ApiVersions before authentication is answered, and
+ * its first requests checked, without busgate logging in to the broker for a
+ * client that may never authenticate. keep: copies in (nothing kept when out
+ * of memory). versions: a copy of the body in arena, 1 when one is kept,
+ * else 0. range: 1 listed (min/max set), 0 not listed, -1 nothing kept.
+ * Any thread. */
+void bg_kafka_global_keep_versions(bg_kafka_global_t *g, int32_t node, const uint8_t *body,
+                                   size_t len, int16_t ver, const int16_t *vmin,
+                                   const int16_t *vmax);
+int bg_kafka_global_versions(bg_kafka_global_t *g, int32_t node, bg_kafka_arena_t *arena,
+                             const uint8_t **body, size_t *len, int16_t *ver);
+int bg_kafka_global_version_range(bg_kafka_global_t *g, int32_t node, int16_t api, int16_t *min,
+                                  int16_t *max);
 
 /* ---- sessions (kafka_session.c) ---- */
 

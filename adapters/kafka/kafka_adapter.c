@@ -136,6 +136,72 @@ int bg_kafka_global_topic_name(bg_kafka_global_t *g, const uint8_t id[16], char 
     return found;
 }
 
+static struct bg_kafka_versions_s *bg_kafka__versions_slot(bg_kafka_global_t *g, int32_t node)
+{
+    if (node < -1 || node >= BG_KAFKA_MAX_NODES)
+        return NULL;
+    return &g->versions[node + 1];
+}
+
+void bg_kafka_global_keep_versions(bg_kafka_global_t *g, int32_t node, const uint8_t *body,
+                                   size_t len, int16_t ver, const int16_t *vmin,
+                                   const int16_t *vmax)
+{
+    struct bg_kafka_versions_s *v = bg_kafka__versions_slot(g, node);
+    uint8_t *copy = v && body && len ? malloc(len) : NULL;
+    if (!copy)
+        return;
+    memcpy(copy, body, len);
+    pthread_mutex_lock(&g->mu);
+    uint8_t *old = v->body;
+    v->body = copy;
+    v->len = len;
+    v->ver = ver;
+    memcpy(v->vmin, vmin, sizeof v->vmin);
+    memcpy(v->vmax, vmax, sizeof v->vmax);
+    pthread_mutex_unlock(&g->mu);
+    free(old);
+}
+
+int bg_kafka_global_version_range(bg_kafka_global_t *g, int32_t node, int16_t api, int16_t *min,
+                                  int16_t *max)
+{
+    struct bg_kafka_versions_s *v = bg_kafka__versions_slot(g, node);
+    int rc = -1;
+    if (!v)
+        return -1;
+    pthread_mutex_lock(&g->mu);
+    if (v->body) {
+        rc = api >= 0 && api < BG_KAFKA_VERSIONS_APIS && v->vmax[api] >= 0;
+        if (rc) {
+            *min = v->vmin[api];
+            *max = v->vmax[api];
+        }
+    }
+    pthread_mutex_unlock(&g->mu);
+    return rc;
+}
+
+int bg_kafka_global_versions(bg_kafka_global_t *g, int32_t node, bg_kafka_arena_t *arena,
+                             const uint8_t **body, size_t *len, int16_t *ver)
+{
+    struct bg_kafka_versions_s *v = bg_kafka__versions_slot(g, node);
+    int found = 0;
+    if (!v)
+        return 0;
+    pthread_mutex_lock(&g->mu);
+    uint8_t *copy = v->body ? bg_kafka_arena_alloc(arena, v->len) : NULL;
+    if (copy) {
+        memcpy(copy, v->body, v->len);
+        *body = copy;
+        *len = v->len;
+        *ver = v->ver;
+        found = 1;
+    }
+    pthread_mutex_unlock(&g->mu);
+    return found;
+}
+
 /* ---- start-up: embedded cluster, discovery, TLS ---- */
 
 static int bg_kafka__start_mock(bg_kafka_global_t *g, int n, char *err, size_t errlen)
@@ -192,6 +258,8 @@ static void bg_kafka__global_free(void *arg)
     pthread_mutex_destroy(&g->mu);
     bg_kafka_scram_cache_clear(); /* no salted password outlives its configuration */
     bg_kafka_topic_ids_free(&g->topic_ids);
+    for (size_t i = 0; i < sizeof g->versions / sizeof g->versions[0]; i++)
+        free(g->versions[i].body);
     bg_kafka_share_owners_free(g->share_owners); /* the sessions are gone */
     free(g->bootstrap);
     free(g);

@@ -81,9 +81,13 @@ static int bg_kafka_auth__range(bg_kafka_session_t *s, int16_t key, int16_t umin
 
 int bg_kafka_auth_versions_ready(bg_kafka_session_t *s, bg_kafka_pending_t *pe)
 {
-    size_t len;
-    int16_t uver;
-    const uint8_t *body = bg_kafka_up_api_versions_body(s->up, &len, &uver);
+    size_t len = 0;
+    int16_t uver = 0;
+    const uint8_t *body = NULL;
+    if (bg_kafka_up_is_ready(s->up))
+        body = bg_kafka_up_api_versions_body(s->up, &len, &uver);
+    else if (!bg_kafka_global_versions(s->kw->g, s->node_id, &pe->arena, &body, &len, &uver))
+        return -1;
     bg_rd_t rd;
     bg_rd_init(&rd, body, len);
     bg_kafka_struct_t *up = NULL;
@@ -180,7 +184,15 @@ static int bg_kafka_auth__api_versions(bg_kafka_session_t *s, bg_kafka_pending_t
                         req->f[BG_KAFKA_API_VERSIONS_REQ_CLIENT_SOFTWARE_NAME].s);
     bg_kafka_auth__copy(s->sw_version, sizeof s->sw_version,
                         req->f[BG_KAFKA_API_VERSIONS_REQ_CLIENT_SOFTWARE_VERSION].s);
-    if (!bg_kafka_up_is_ready(s->up)) {
+    /* The broker's versions as an earlier connection to it saw them, when
+     * the session has no upstream yet; else wait for its own. */
+    size_t klen;
+    int16_t kver;
+    const uint8_t *kept;
+    if (!bg_kafka_up_is_ready(s->up) &&
+        !bg_kafka_global_versions(s->kw->g, s->node_id, &pe->arena, &kept, &klen, &kver)) {
+        if (bg_kafka_session_start_upstream(s) != 0)
+            return 1;
         pe->state = BG_KAFKA_PE_WAIT_VERSIONS;
         return 0;
     }
@@ -346,6 +358,8 @@ static int bg_kafka_auth__accept(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
                   (bg_log_field_t[]){{"session", s->id}, {"peer", s->peer}, {"sub", pr->sub}}, 3,
                   "%s with %s", was_reauth ? "re-authenticated" : "authenticated",
                   bg_kafka_auth__mech_name(s->mech));
+    if (bg_kafka_session_start_upstream(s) != 0)
+        return 1;
     return bg_kafka_session_respond(s, pe, r);
 }
 

@@ -51,7 +51,7 @@ struct bg_kafka_session_s {
     TAILQ_ENTRY(bg_kafka_session_s) link;
     bg_kafka_worker_t *kw;
     struct bufferevent *cli;
-    bg_kafka_up_t *up;
+    bg_kafka_up_t *up; /* NULL until the client authenticates (or needs its versions) */
     int32_t node_id;
     char peer[64];
     char id[37]; /* session id for logs and audit */
@@ -80,6 +80,7 @@ struct bg_kafka_session_s {
     int dead;                  /* closed: every callback returns at once; freed soon */
     struct event *free_ev;     /* frees a dead session outside any callback */
     struct event *close_ev;    /* bounds a closing session's last writes */
+    struct event *auth_ev;     /* kafka.auth_timeout: SASL not done in time */
     uint64_t idle_mark;        /* output progress at the last idle check */
     int64_t started_ms;
     uint64_t bytes_in, bytes_out, requests;
@@ -108,6 +109,10 @@ int bg_kafka_session_respond(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
 void bg_kafka_session_flush(bg_kafka_session_t *s);
 /* Closes now (flush_first: after what is ready has been written). */
 void bg_kafka_session_close(bg_kafka_session_t *s, int flush_first, const char *why);
+/* Connects the session's upstream, once: when the client has authenticated,
+ * or earlier when its ApiVersions needs the broker's versions and none are
+ * known. Returns 0, or -1 when the session was closed (no broker). */
+int bg_kafka_session_start_upstream(bg_kafka_session_t *s);
 /* A request that cannot be read: logs it (API, version, the byte offset in
  * the frame, size field included, where reading stopped, and why), counts
  * a protocol error and closes the session. api_key < 0: not received. */

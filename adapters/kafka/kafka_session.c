@@ -80,6 +80,8 @@ static void bg_kafka__free(bg_kafka_session_t *s)
         event_free(s->free_ev);
     if (s->close_ev)
         event_free(s->close_ev);
+    if (s->auth_ev)
+        event_free(s->auth_ev);
     bg_kafka_share_free(s->share);
     bg_policy_principal_clear(&s->pp);
     bg_principal_clear(&s->principal);
@@ -490,17 +492,28 @@ static int bg_kafka__act(bg_kafka_session_t *s, bg_kafka_pending_t *pe, struct e
     return 0;
 }
 
+/* The upstream's range for api_key: its own once ready, before that the one
+ * busgate's last connection to that broker saw. 1 listed, 0 not, -1 unknown. */
+static int bg_kafka__up_range(bg_kafka_session_t *s, int16_t api_key, int16_t *umin,
+                              int16_t *umax)
+{
+    if (bg_kafka_up_is_ready(s->up))
+        return bg_kafka_up_versions(s->up, api_key, umin, umax);
+    return bg_kafka_global_version_range(s->kw->g, s->node_id, api_key, umin, umax);
+}
+
 /* 1 when busgate handles (api_key, version): its own range, and once the
- * upstream is known, the upstream's range and fit. */
+ * upstream's is known, the upstream's range and fit. */
 static int bg_kafka__version_ok(bg_kafka_session_t *s, int16_t api_key, int16_t version)
 {
     int16_t min, max, umin, umax;
     if (!bg_kafka_authz_supported(api_key, &min, &max) || version < min || version > max)
         return 0;
-    if (!bg_kafka_up_is_ready(s->up))
+    int known = bg_kafka__up_range(s, api_key, &umin, &umax);
+    if (known < 0)
         return 1; /* checked again before the held requests go upstream */
-    return bg_kafka_up_versions(s->up, api_key, &umin, &umax) && version >= umin &&
-           version <= umax && bg_kafka_authz_upstream_fits(api_key, umin, umax);
+    return known && version >= umin && version <= umax &&
+           bg_kafka_authz_upstream_fits(api_key, umin, umax);
 }
 
 /* As a Kafka broker does: a request it cannot handle closes the connection. */
@@ -550,7 +563,8 @@ static int bg_kafka__on_api_request(bg_kafka_session_t *s, const bg_kafka_req_hd
         bg_kafka_session_close(s, 0, "cannot keep a copy of the request (out of memory)");
         return -1;
     }
-    if (v->upstream_version > 0 && bg_kafka_up_is_ready(s->up) &&
+    int16_t umin, umax;
+    if (v->upstream_version > 0 && bg_kafka__up_range(s, h->api_key, &umin, &umax) >= 0 &&
         !bg_kafka__version_ok(s, h->api_key, v->upstream_version)) {
         /* An upstream without Metadata v4 (librdkafka's mock cluster; Kafka
          * before 0.11) cannot be told not to auto-create: the request goes
@@ -946,6 +960,13 @@ static void bg_kafka__on_upstream_ready(void *arg)
         bg_kafka__close_unsupported(s, &h);
         return;
     }
+    size_t vlen;
+    int16_t vver, vmin[BG_KAFKA_VERSIONS_APIS], vmax[BG_KAFKA_VERSIONS_APIS];
+    const uint8_t *vbody = bg_kafka_up_api_versions_body(s->up, &vlen, &vver);
+    for (int16_t k = 0; k < BG_KAFKA_VERSIONS_APIS; k++)
+        if (!bg_kafka_up_versions(s->up, k, &vmin[k], &vmax[k]))
+            vmin[k] = vmax[k] = -1;
+    bg_kafka_global_keep_versions(s->kw->g, s->node_id, vbody, vlen, vver, vmin, vmax);
     evbuffer_add_buffer(bg_kafka_up_output(s->up), s->held);
     TAILQ_FOREACH(pe, &s->q, link)
     if (pe->state == BG_KAFKA_PE_WAIT_VERSIONS && bg_kafka_auth_versions_ready(s, pe) != 0) {
@@ -1058,6 +1079,16 @@ static void bg_kafka__on_client_event(struct bufferevent *bev, short what, void 
         bg_kafka__kill(s);
 }
 
+static void bg_kafka__on_auth_timeout(evutil_socket_t fd, short what, void *arg)
+{
+    bg_kafka_session_t *s = arg;
+    (void)fd;
+    (void)what;
+    if (s->dead || s->auth == BG_KAFKA_AUTH_OK || s->reauth)
+        return;
+    bg_kafka_session_close(s, 0, "not authenticated within kafka.auth_timeout");
+}
+
 void bg_kafka_session_accept(bg_kafka_worker_t *kw, int fd, const struct sockaddr *peer,
                              int peerlen, int32_t node_id)
 {
@@ -1080,11 +1111,12 @@ void bg_kafka_session_accept(bg_kafka_worker_t *kw, int fd, const struct sockadd
     s->snap = bg_snapshot_acquire();
     s->free_ev = event_new(kw->w->base, -1, 0, bg_kafka__on_free, s);
     s->close_ev = evtimer_new(kw->w->base, bg_kafka__on_close_grace, s);
+    s->auth_ev = evtimer_new(kw->w->base, bg_kafka__on_auth_timeout, s);
     s->held = evbuffer_new();
     s->cli = bg_util_tls_client_bev(kw->w->base, kw->g->client_tls, fd);
     if (!s->cli)
         evutil_closesocket(fd);
-    if (!s->snap || !s->free_ev || !s->close_ev || !s->held || !s->cli) {
+    if (!s->snap || !s->free_ev || !s->close_ev || !s->auth_ev || !s->held || !s->cli) {
         if (s->free_ev) {
             bg_kafka__kill(s);
         } else {
@@ -1102,9 +1134,24 @@ void bg_kafka_session_accept(bg_kafka_worker_t *kw, int fd, const struct sockadd
     /* Read: the client sent nothing; write: it took none of its output. */
     bufferevent_set_timeouts(s->cli, idle > 0 ? &tv : NULL, idle > 0 ? &tv : NULL);
     bufferevent_enable(s->cli, EV_READ | EV_WRITE);
-    s->up = bg_kafka_up_connect(kw->w->base, kw->g, node_id, &bg_kafka__up_cbs, s);
-    if (!s->up)
-        bg_kafka_session_close(s, 0, "no upstream broker for this port");
+    /* No upstream yet: busgate logs in to the broker only for a client
+     * that authenticated (see bg_kafka_session_start_upstream), and one
+     * that does not within kafka.auth_timeout is closed. */
+    int64_t at = kw->g->cfg->kafka.auth_timeout_ms;
+    struct timeval atv = {(time_t)(at / 1000), (suseconds_t)(at % 1000) * 1000};
+    if (at > 0)
+        event_add(s->auth_ev, &atv);
+}
+
+int bg_kafka_session_start_upstream(bg_kafka_session_t *s)
+{
+    if (s->up)
+        return 0;
+    s->up = bg_kafka_up_connect(s->kw->w->base, s->kw->g, s->node_id, &bg_kafka__up_cbs, s);
+    if (s->up)
+        return 0;
+    bg_kafka_session_close(s, 0, "no upstream broker for this port");
+    return -1;
 }
 
 void bg_kafka_sessions_drain(bg_kafka_worker_t *kw)

@@ -96,6 +96,8 @@ struct bg_kafka_up_s {
 
 int bg_kafka_up_is_ready(const bg_kafka_up_t *u)
 {
+    if (!u) /* not connected yet: the client has not authenticated */
+        return 0;
     return u->state == BG_KAFKA_UP_READY || u->reauth != BG_KAFKA_UP_REAUTH_NONE;
 }
 

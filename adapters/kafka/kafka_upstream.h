@@ -68,7 +68,7 @@ bg_kafka_up_t *bg_kafka_up_connect(struct event_base *base, bg_kafka_global_t *g
                                    const bg_kafka_up_cbs_t *cbs, void *arg);
 void bg_kafka_up_free(bg_kafka_up_t *u);
 
-/* 1 after the handshake completed. */
+/* 1 after the handshake completed; 0 for NULL (not connected yet). */
 int bg_kafka_up_is_ready(const bg_kafka_up_t *u);
 /* Bytes of the response being spliced that reached the client so far; 0
  * when none is. */

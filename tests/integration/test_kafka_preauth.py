@@ -1,0 +1,84 @@
+"""Before a client authenticates, busgate holds nothing at the broker for
+it: no upstream connection (so no login under busgate's credential) for a
+socket that only connects, or only asks ApiVersions once busgate knows the
+broker's versions; and a client that does not authenticate within
+kafka.auth_timeout is closed."""
+import os
+import struct
+
+from kafka_env import KAFKA_SASL, KafkaWire, busgate_config, oidc_token, wait_until
+
+RULES = """    - name: orders-topics
+      subjects: [group:orders]
+      resources: ["kafka:topic:it-orders-*"]
+      verbs: [describe]
+      effect: allow
+"""
+
+
+def upstream_sockets(pid, port):
+    """busgate's TCP connections (established or opening) to 127.0.0.1:port,
+    from /proc: its socket inodes matched against the kernel's table."""
+    inodes = set()
+    fd_dir = f"/proc/{pid}/fd"
+    for fd in os.listdir(fd_dir):
+        try:
+            target = os.readlink(os.path.join(fd_dir, fd))
+        except OSError:
+            continue  # closed meanwhile
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    n = 0
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            cols = line.split()
+            remote_port = int(cols[2].split(":")[1], 16)
+            if remote_port == port and cols[3] in ("01", "02") and cols[9] in inodes:
+                n += 1
+    return n
+
+
+def test_no_upstream_before_authentication(start_busgate, tmp_path):
+    text, ports = busgate_config(tmp_path, RULES, kafka_extra="  auth_timeout: 2s\n")
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    up_port = int(KAFKA_SASL.rsplit(":", 1)[1])
+    # One client authenticates: its upstream connection teaches busgate the
+    # broker's versions.
+    first = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+    assert first.metadata_v1([]) is not None
+    first.close()
+    before = upstream_sockets(bg.proc.pid, up_port)
+    silent = [KafkaWire(ports["listen"]) for _ in range(10)]
+    asking = [KafkaWire(ports["listen"]) for _ in range(10)]
+    for w in asking:  # answered from what busgate already knows
+        assert 18 in w.api_versions()
+    after = upstream_sockets(bg.proc.pid, up_port)
+    # Before the fix: one upstream login per accepted socket (+20). Discovery
+    # may open one connection of its own meanwhile.
+    assert after - before <= 1, (before, after)
+    # None authenticates within auth_timeout (2 s): each is closed.
+    for w in silent + asking:
+        assert w.closed_by_peer(timeout=15), "unauthenticated client still open"
+        w.close()
+    assert any("not authenticated within kafka.auth_timeout" in line.get("msg", "")
+               for line in bg.log_lines()), bg.log_path.read_text()[-2000:]
+    # An authenticated client is not closed by auth_timeout.
+    ok = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+    assert not ok.closed_by_peer(timeout=3)
+    assert ok.metadata_v1([]) is not None
+    ok.close()
+
+
+def test_first_api_versions_waits_for_the_broker(start_busgate, tmp_path):
+    """Before any upstream connection, ApiVersions still gets the broker's
+    versions: busgate connects for it, once."""
+    text, ports = busgate_config(tmp_path, RULES)
+    start_busgate(text, wait_for_port=ports["listen"])
+    w = KafkaWire(ports["listen"])
+    versions = w.api_versions()
+    assert versions[0][1] >= 9 and 36 in versions, versions  # Produce, SaslAuthenticate
+    r = w.sasl_plain(oidc_token("svc-orders"))
+    assert r is not None and r[0] == 0, r
+    body = w.metadata_v1([])
+    assert body is not None and struct.unpack(">i", body[:4])[0] >= 1  # brokers listed
+    w.close()
