@@ -31,6 +31,7 @@ typedef struct bg_kafka_pending_s {
     struct evbuffer *out;   /* READY: the whole response frame */
     bg_kafka_arena_t arena; /* request tree, verdict, merge state */
     uint8_t *req_copy;      /* request frame kept for the response merge, or NULL */
+    size_t req_copy_len;    /* its size: counted against the session's memory cap */
     bg_kafka_verdict_t verdict;
     bg_snapshot_t *snap; /* the policy the request was decided by (a reference) */
     int needs_response;

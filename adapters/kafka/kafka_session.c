@@ -205,6 +205,7 @@ static void bg_kafka__pop(bg_kafka_session_t *s, bg_kafka_pending_t *pe)
     evbuffer_drain(pe->out, evbuffer_get_length(pe->out));
     free(pe->req_copy);
     pe->req_copy = NULL;
+    pe->req_copy_len = 0;
     memset(&pe->verdict, 0, sizeof pe->verdict);
     pe->needs_response = 0;
     pe->bytes_in = 0;
@@ -212,7 +213,8 @@ static void bg_kafka__pop(bg_kafka_session_t *s, bg_kafka_pending_t *pe)
 }
 
 /* Memory the session's queued requests hold (decoded trees, prepared
- * responses). Reading stops above max_frame_bytes + 64 MiB, so pipelined
+ * responses, the request frames kept until a split or rewritten request is
+ * answered). Reading stops above max_frame_bytes + 64 MiB, so pipelined
  * requests, each decoded before it is decided, cannot pin max_inflight
  * times a request's worth of memory. One request is always read. */
 static int bg_kafka__mem_ok(const bg_kafka_session_t *s)
@@ -221,7 +223,7 @@ static int bg_kafka__mem_ok(const bg_kafka_session_t *s)
     const bg_kafka_pending_t *pe;
     TAILQ_FOREACH(pe, &s->q, link)
     {
-        used += pe->arena.total + evbuffer_get_length(pe->out);
+        used += pe->arena.total + evbuffer_get_length(pe->out) + pe->req_copy_len;
         if (used >= cap)
             return 0;
     }
@@ -424,6 +426,7 @@ static int bg_kafka__decide_from_copy(bg_kafka_session_t *s, bg_kafka_pending_t 
     pe->req_copy = malloc(frame_len);
     if (!pe->req_copy || evbuffer_remove(in, pe->req_copy, frame_len) != (int)frame_len)
         return -1;
+    pe->req_copy_len = frame_len;
     bg_kafka_arena_reset(&pe->arena);
     /* The client id copy lived in the arena: point it into the copy, where
      * header v1+ has it after size, api key, version and correlation id. */

@@ -293,3 +293,44 @@ def test_idle_timeout_closes_a_stalled_fetch_response(start_busgate, tmp_path, i
         pass
     assert got < 4 + size
     w.close()
+
+
+def produce_v3_split(topic, denied, denied_bytes):
+    """A Produce v3 body naming an allowed topic (a few bytes) and a denied
+    one (denied_bytes of records): busgate splits it, forwarding the allowed
+    part and keeping the whole request until the broker answers."""
+    def part(name, records):
+        return kstr(name) + struct.pack(">ii", 1, 0) + struct.pack(">i", len(records)) + records
+    return (kstr(None) + struct.pack(">hi", 1, 5000) + struct.pack(">i", 2) +
+            part(topic, b"\0" * 100) + part(denied, b"\1" * denied_bytes))
+
+
+def test_kept_request_copies_count_against_the_memory_cap(start_busgate, tmp_path):
+    """Split Produces pipelined behind a fetch the broker holds: each keeps
+    its whole request frame until the broker answers it (which the broker
+    does only after the fetch: it serves a connection's requests in order).
+    Those copies count against the connection's memory cap (max_frame_bytes
+    + 64 MiB = 72 MiB here), so busgate stops reading the client instead of
+    taking all 160 MiB; once the broker answers, it reads the rest."""
+    bg, ports = start(start_busgate, tmp_path, kafka_extra="  max_frame_bytes: 8MiB\n")
+    topic = unique("it-orders-mem")
+    create_topics([topic])
+    w = KafkaWire(ports["listen"], timeout=60).login(oidc_token("svc-orders"))
+    fetch = w.send(1, 4, fetch_v4(topic, 12000))  # no data: held for 12 s
+    n, size = 40, 4 << 20
+    data, first = b"", w.corr + 1
+    for i in range(n):
+        payload = (struct.pack(">hhi", 0, 3, first + i) + kstr("it-raw") +
+                   produce_v3_split(topic, "it-denied-mem", size))
+        data += struct.pack(">i", len(payload)) + payload
+    sent = send_until_stalled(w.sock, data, stall=3.0, limit=10.0)
+    # The cap and the kernels' socket buffers; without the copies counted,
+    # everything (160 MiB).
+    assert sent < 120 << 20, f"{sent >> 20} MiB taken behind an unanswered fetch"
+    w.sock.sendall(data[sent:])
+    r = w.recv()
+    assert r is not None and r[0] == fetch, r
+    for i in range(n):
+        r = w.recv()
+        assert r is not None and r[0] == first + i, (i, r)
+    w.close()
