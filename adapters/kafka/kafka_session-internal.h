@@ -27,7 +27,8 @@ typedef enum {
 typedef struct bg_kafka_pending_s {
     TAILQ_ENTRY(bg_kafka_pending_s) link;
     bg_kafka_pe_state_t state;
-    bg_kafka_req_hdr_t hdr; /* client_id/tagged slices are not valid after the request */
+    bg_kafka_req_hdr_t hdr; /* client_id copied; tagged always empty (see hdr_tags) */
+    int hdr_tags;           /* the client's header carried tagged fields: not passed on */
     struct evbuffer *out;   /* READY: the whole response frame */
     bg_kafka_arena_t arena; /* request tree, verdict, merge state */
     uint8_t *req_copy;      /* request frame kept for the response merge, or NULL */

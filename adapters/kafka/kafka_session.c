@@ -181,6 +181,10 @@ bg_kafka_pending_t *bg_kafka_session_push(bg_kafka_session_t *s, const bg_kafka_
             pe->hdr.client_id.len = h->client_id.len;
         }
     }
+    /* The header's tags are dropped here, so a request that had some must
+     * be re-encoded (bg_kafka__decide) rather than forwarded as it came:
+     * remember that they were there. An empty section is its count, 0. */
+    pe->hdr_tags = h->tagged.len > 1;
     pe->hdr.tagged.p = NULL, pe->hdr.tagged.len = 0;
     pe->start_us = bg_kafka_now_us();
     pe->snap = s->snap;
@@ -398,7 +402,7 @@ static int bg_kafka__decide(bg_kafka_session_t *s, bg_kafka_pending_t *pe, const
     /* Tagged fields busgate does not know (a newer client or spec) are not
      * passed on: the broker might read a resource out of one. */
     int unknown = (rd.unknown_tags && bg_kafka_struct_drop_unknown(req, 0)) ||
-                  h->tagged.len > 1; /* Kafka defines no request header tags */
+                  pe->hdr_tags; /* Kafka defines no request header tags */
     bg_kafka_authz_ctx_t ctx;
     bg_kafka__ctx(s, pe->snap, &ctx);
     memset(&pe->verdict, 0, sizeof pe->verdict);

@@ -1,0 +1,58 @@
+"""What busgate sends its upstream and takes from it, seen from a scripted
+broker (kafka_fake.py) rather than the real one: the exact bytes of a
+forwarded request, and answers the real broker gives only when its cluster
+changes."""
+import struct
+
+import pytest
+
+from kafka_env import KafkaWire, busgate_config, kstr, oidc_token
+from kafka_fake import FakeKafka
+
+RULES = """    - name: orders-everything
+      subjects: [group:orders]
+      resources: ["kafka:topic:*", "kafka:group:*", "kafka:cluster", "kafka:transactional-id:*"]
+      verbs: [read, write, describe, create, delete, alter]
+      effect: allow
+"""
+
+
+@pytest.fixture
+def fake():
+    f = FakeKafka()
+    yield f
+    f.close()
+
+
+def start(start_busgate, tmp_path, fake):
+    text, ports = busgate_config(tmp_path, RULES, security="plaintext", upstream=[fake.address])
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    return bg, ports
+
+
+def send_flex(w, api_key, version, header_tags, body):
+    """A flexible-version request (header v2) whose header's tagged section
+    is header_tags, raw: the correlation id."""
+    w.corr += 1
+    payload = struct.pack(">hhi", api_key, version, w.corr) + kstr(w.client_id) + header_tags
+    w.sock.sendall(struct.pack(">i", len(payload) + len(body)) + payload + body)
+    return w.corr
+
+
+def test_request_header_tags_are_not_forwarded(start_busgate, tmp_path, fake):
+    """Kafka defines no request header tags: a request carrying one (tag 7,
+    "abc") reaches the broker re-encoded with an empty header tag section,
+    and is answered as usual."""
+    bg, ports = start(start_busgate, tmp_path, fake)
+    w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+    # ListGroups v3: header tags {7: "abc"}; the body is its own empty tags.
+    corr = send_flex(w, 16, 3, bytes([1, 7, 3]) + b"abc", b"\x00")
+    up = fake.conns.get(timeout=10)
+    req = up.next()
+    assert (req.api_key, req.api_version, req.corr) == (16, 3, corr)
+    assert req.client_id == w.client_id
+    assert req.after_client_id == b"\x00\x00", req.after_client_id.hex()
+    up.reply(corr, struct.pack(">ih", 0, 0) + b"\x01\x00", header_tags=True)  # no groups
+    r = w.recv()
+    assert r is not None and r[0] == corr, r
+    w.close()
