@@ -82,6 +82,8 @@ static void bg_kafka__free(bg_kafka_session_t *s)
         event_free(s->close_ev);
     if (s->auth_ev)
         event_free(s->auth_ev);
+    if (s->eof_ev)
+        event_free(s->eof_ev);
     bg_kafka_share_free(s->share);
     bg_policy_principal_clear(&s->pp);
     bg_principal_clear(&s->principal);
@@ -102,6 +104,8 @@ static void bg_kafka__kill(bg_kafka_session_t *s)
     s->dead = 1;
     if (s->cli)
         bufferevent_disable(s->cli, EV_READ | EV_WRITE);
+    if (s->eof_ev)
+        event_del(s->eof_ev);
     if (s->up)
         bg_kafka_up_set_reading(s->up, 0);
     event_active(s->free_ev, 0, 0);
@@ -265,6 +269,16 @@ static void bg_kafka__update_reading(bg_kafka_session_t *s)
         bufferevent_enable(s->cli, EV_READ);
     else
         bufferevent_disable(s->cli, EV_READ);
+    /* A paused client is not read, so its EOF would be seen only once the
+     * broker answered (a held fetch: minutes), keeping the session and its
+     * upstream connection: watch for the hang-up meanwhile. Not while
+     * closing: its last responses still go out (the close grace bounds
+     * that). */
+    int watch = !read_cli && !s->closing;
+    if (s->eof_ev && watch && !event_pending(s->eof_ev, EV_CLOSED, NULL))
+        event_add(s->eof_ev, NULL);
+    else if (s->eof_ev && !watch)
+        event_del(s->eof_ev);
     if (s->up)
         bg_kafka_up_set_reading(s->up, bg_kafka__cli_out_ok(s));
 }
@@ -1055,6 +1069,27 @@ static int bg_kafka__busy(bg_kafka_session_t *s)
     return s->nq > 0;
 }
 
+/* The client hung up while its reading was paused: ended as on EOF. */
+static void bg_kafka__on_client_hangup(evutil_socket_t fd, short what, void *arg)
+{
+    bg_kafka_session_t *s = arg;
+    if (!s->dead)
+        bg_kafka__kill(s);
+}
+
+/* The hang-up watch, where the event backend reports a peer's close
+ * without reading (EV_CLOSED: epoll); elsewhere NULL, and a paused
+ * client's EOF is seen once reading resumes. Returns 0, or -1 when out of
+ * memory. */
+static int bg_kafka__watch_hangup(bg_kafka_session_t *s)
+{
+    evutil_socket_t fd = bufferevent_getfd(s->cli);
+    if (fd < 0 || !(event_base_get_features(s->kw->w->base) & EV_FEATURE_EARLY_CLOSE))
+        return 0;
+    s->eof_ev = event_new(s->kw->w->base, fd, EV_CLOSED, bg_kafka__on_client_hangup, s);
+    return s->eof_ev ? 0 : -1;
+}
+
 /* idle_timeout: the client sent nothing (reading) or took nothing of its
  * output (writing) for that long. */
 static void bg_kafka__on_idle(bg_kafka_session_t *s, short what)
@@ -1123,7 +1158,8 @@ void bg_kafka_session_accept(bg_kafka_worker_t *kw, int fd, const struct sockadd
     s->cli = bg_util_tls_client_bev(kw->w->base, kw->g->client_tls, fd);
     if (!s->cli)
         evutil_closesocket(fd);
-    if (!s->snap || !s->free_ev || !s->close_ev || !s->auth_ev || !s->held || !s->cli) {
+    if (!s->snap || !s->free_ev || !s->close_ev || !s->auth_ev || !s->held || !s->cli ||
+        bg_kafka__watch_hangup(s) != 0) {
         if (s->free_ev) {
             bg_kafka__kill(s);
         } else {

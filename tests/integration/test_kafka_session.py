@@ -334,3 +334,25 @@ def test_kept_request_copies_count_against_the_memory_cap(start_busgate, tmp_pat
         r = w.recv()
         assert r is not None and r[0] == first + i, (i, r)
     w.close()
+
+
+def test_client_closing_while_reading_is_paused_ends_the_session(start_busgate, tmp_path):
+    """A client whose reading busgate paused (here at max_inflight 2, both
+    requests fetches the broker holds for 30 s) closes its connection: the
+    session ends at once, without waiting for the broker to answer and
+    reading to resume."""
+    bg, ports = start(start_busgate, tmp_path, kafka_extra="  max_inflight: 2\n")
+    topic = unique("it-orders-hangup")
+    create_topics([topic])
+    w = KafkaWire(ports["listen"], timeout=30).login(oidc_token("svc-orders"))
+    peer = "%s:%d" % w.sock.getsockname()
+    for _ in range(3):  # the third waits in busgate's input: reading is paused
+        w.send(1, 4, fetch_v4(topic, 30000))
+    assert wait_until(lambda: requests_total(ports) >= 5)  # ApiVersions, SASL x2, 2 fetches
+    time.sleep(0.5)
+    assert open_connections(ports) == 1
+    w.close()
+    assert wait_until(lambda: open_connections(ports) == 0, timeout=5), \
+        "session still open 5 s after its client closed: " + bg.log_path.read_text()[-1000:]
+    assert not bg.wait_log(lambda l: l.get("peer") == peer and "idle" in l.get("msg", ""),
+                           timeout=0.1)
