@@ -72,9 +72,21 @@ void bg_kafka_audit_auth_failure(bg_kafka_session_t *s, const char *reason)
     bg_kafka_audit__emit(s, &ev);
 }
 
+/* 1 for a request refused by closing the connection before any decision
+ * was recorded (a group named twice in one OffsetFetch, too many share
+ * sessions, a request past the arena limit): it is recorded as one deny
+ * with the close reason, so every refusal leaves an event. Not when the
+ * refusal is the audit pipeline's own (it takes no events). */
+static int bg_kafka_audit__bare_close(bg_kafka_session_t *s, const bg_kafka_verdict_t *v)
+{
+    return v->action == BG_KAFKA_ACT_CLOSE && v->ndecisions == 0 && bg_kafka_audit_admitting(s);
+}
+
 void bg_kafka_audit_count(bg_kafka_session_t *s, const bg_kafka_verdict_t *v)
 {
     bg_worker_metrics_t *m = &s->kw->w->metrics;
+    if (bg_kafka_audit__bare_close(s, v))
+        bg_metric_add(&m->decisions[BG_PROTO_KAFKA][BG_EFFECT_DENY], 1);
     for (size_t i = 0; i < v->ndecisions; i++) {
         const bg_policy_decision_t *d = &v->decisions[i].decision;
         int applied = v->decisions[i].error_code ? BG_EFFECT_DENY : d->effect;
@@ -117,6 +129,25 @@ void bg_kafka_audit_unanswered(bg_kafka_session_t *s, bg_kafka_pending_t *pe)
         bg_kafka_audit__decisions(s, pe, NULL, "no response: session closed");
 }
 
+/* The one event of a bare close (bg_kafka_audit__bare_close): no verb or
+ * resource was decided, busgate itself refused (enforced in either policy
+ * mode), the close reason says why. */
+static void bg_kafka_audit__close_event(bg_kafka_session_t *s, const bg_kafka_pending_t *pe)
+{
+    char api[64];
+    bg_audit_event_t ev;
+    bg_kafka_audit__base(s, &ev, BG_AUDIT_EV_DECISION);
+    ev.api = bg_kafka_audit__api(pe->hdr.api_key, api, sizeof api);
+    ev.api_version = pe->hdr.api_version;
+    ev.has |= BG_AUDIT_HAS_API_VERSION | BG_AUDIT_HAS_DECISION | BG_AUDIT_HAS_RESULT;
+    ev.decision.effect = BG_EFFECT_DENY;
+    ev.decision.would = BG_EFFECT_DENY;
+    ev.decision.mode = BG_MODE_ENFORCE;
+    ev.result.bytes_in = pe->bytes_in;
+    ev.detail = pe->verdict.close_reason ? pe->verdict.close_reason : "request refused";
+    bg_kafka_audit__emit(s, &ev);
+}
+
 static void bg_kafka_audit__decisions(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
                                       const int64_t *latency_us, const char *detail)
 {
@@ -124,6 +155,10 @@ static void bg_kafka_audit__decisions(bg_kafka_session_t *s, bg_kafka_pending_t 
         return;
     char api[64];
     const bg_kafka_verdict_t *v = &pe->verdict;
+    if (bg_kafka_audit__bare_close(s, v)) {
+        bg_kafka_audit__close_event(s, pe);
+        return;
+    }
     for (size_t i = 0; i < v->ndecisions; i++) {
         const bg_kafka_decision_t *d = &v->decisions[i];
         bg_audit_event_t ev;

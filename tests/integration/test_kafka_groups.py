@@ -5,8 +5,8 @@ import time
 
 from confluent_kafka import Consumer, KafkaError, Producer
 
-from kafka_env import (ERR_GROUP_AUTHZ, audit_events, busgate_config, client_conf, oidc_token,
-                       unique, wait_audit, wait_until)
+from kafka_env import (ERR_GROUP_AUTHZ, KafkaWire, audit_events, busgate_config, client_conf,
+                       cstr, oidc_token, scrape, unique, uvarint, wait_audit, wait_until)
 
 RULES = """    - name: orders-topics
       subjects: [group:orders]
@@ -110,3 +110,28 @@ def test_group_denied(start_busgate, tmp_path):
                         and any(r["type"] == "kafka:group" and r["name"] == group
                                 for r in e["resources"]))
     assert denied and all(e["result"]["error_code"] == ERR_GROUP_AUTHZ for e in denied), denied
+
+
+def test_offset_fetch_naming_a_group_twice_is_audited(start_busgate, tmp_path):
+    """OffsetFetch v8 naming one group twice is refused by closing the
+    connection before any decision is recorded (the response could not be
+    filtered per entry); that refusal still leaves one deny event, with the
+    reason, and counts as a denied decision."""
+    text, ports = busgate_config(tmp_path, RULES)
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    group = unique("it-g")
+    w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+    entry = cstr(group) + uvarint(0) + uvarint(0)  # all topics (null), no tags
+    body = uvarint(3) + entry + entry + b"\x00" + uvarint(0)  # require_stable, no tags
+    assert w.call_flex(9, 8, body) is None, "answered"
+    w.close()
+    found = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                       and e["api"]["name"] == "OffsetFetch")
+    assert len(found) == 1, audit_events(ports["audit"])
+    e = found[0]
+    assert e["api"]["version"] == 8
+    assert e["decision"]["effect"] == "deny", e
+    assert "a group named twice in one OffsetFetch" in e.get("detail", ""), e
+    assert bg.wait_log(lambda l: "a group named twice" in l.get("msg", ""))
+    assert scrape(ports["admin"], "busgate_decisions_total",
+                  {"protocol": "kafka", "effect": "deny"}) == 1
