@@ -90,7 +90,8 @@ int bg_kafka_global_node(bg_kafka_global_t *g, int32_t id, char *host, size_t ho
 /* Picks the next bootstrap upstream address (round robin). Any thread. */
 void bg_kafka_global_bootstrap(bg_kafka_global_t *g, char *host, size_t hostlen, uint16_t *port);
 /* Records a broker seen in a Metadata/DescribeCluster/FindCoordinator
- * response; when it is new every worker opens its listener. Any thread. */
+ * response or in a Produce/Fetch/ShareFetch/ShareAcknowledge NodeEndpoints
+ * field; when it is new every worker opens its listener. Any thread. */
 void bg_kafka_global_learn_node(bg_kafka_global_t *g, int32_t id, const char *host, size_t hostlen,
                                 uint16_t port);
 /* Opens on kw the ports of known brokers it does not serve yet. Called on

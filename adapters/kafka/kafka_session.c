@@ -724,30 +724,70 @@ static bg_kafka_pending_t *bg_kafka__first_waiting(bg_kafka_session_t *s)
     return NULL;
 }
 
-/* Brokers named in a response are learned so their ports can be served. */
-static void bg_kafka__learn_brokers(bg_kafka_session_t *s, int16_t api, const bg_kafka_struct_t *r)
-{
+/* Where a response names brokers: the array of entries (-1: the response's
+ * top level, FindCoordinator before v4) and each entry's id, host and port
+ * fields, from version min_ver on. The same places kafka_authz_rewrite.c
+ * rewrites to busgate's ports. */
+typedef struct bg_kafka_broker_fields_s {
+    int16_t api, min_ver, max_ver;
     int arr, id, host, port;
-    if (api == BG_KAFKA_API_METADATA) {
-        arr = BG_KAFKA_METADATA_RESP_BROKERS, id = BG_KAFKA_METADATA_RESP_BROKERS_NODE_ID;
-        host = BG_KAFKA_METADATA_RESP_BROKERS_HOST, port = BG_KAFKA_METADATA_RESP_BROKERS_PORT;
-    } else if (api == BG_KAFKA_API_DESCRIBE_CLUSTER) {
-        arr = BG_KAFKA_DESCRIBE_CLUSTER_RESP_BROKERS;
-        id = BG_KAFKA_DESCRIBE_CLUSTER_RESP_BROKERS_BROKER_ID;
-        host = BG_KAFKA_DESCRIBE_CLUSTER_RESP_BROKERS_HOST;
-        port = BG_KAFKA_DESCRIBE_CLUSTER_RESP_BROKERS_PORT;
-    } else {
-        return;
+} bg_kafka_broker_fields_t;
+
+#define BG_KAFKA__NE(api, v, P)                                                                    \
+    {BG_KAFKA_API_##api, v, INT16_MAX, BG_KAFKA_##P, BG_KAFKA_##P##_NODE_ID,                      \
+     BG_KAFKA_##P##_HOST, BG_KAFKA_##P##_PORT}
+static const bg_kafka_broker_fields_t bg_kafka__broker_fields[] = {
+    BG_KAFKA__NE(METADATA, 0, METADATA_RESP_BROKERS),
+    {BG_KAFKA_API_DESCRIBE_CLUSTER, 0, INT16_MAX, BG_KAFKA_DESCRIBE_CLUSTER_RESP_BROKERS,
+     BG_KAFKA_DESCRIBE_CLUSTER_RESP_BROKERS_BROKER_ID, BG_KAFKA_DESCRIBE_CLUSTER_RESP_BROKERS_HOST,
+     BG_KAFKA_DESCRIBE_CLUSTER_RESP_BROKERS_PORT},
+    {BG_KAFKA_API_FIND_COORDINATOR, 0, 3, -1, BG_KAFKA_FIND_COORDINATOR_RESP_NODE_ID,
+     BG_KAFKA_FIND_COORDINATOR_RESP_HOST, BG_KAFKA_FIND_COORDINATOR_RESP_PORT},
+    BG_KAFKA__NE(FIND_COORDINATOR, 4, FIND_COORDINATOR_RESP_COORDINATORS),
+    BG_KAFKA__NE(PRODUCE, 10, PRODUCE_RESP_NODE_ENDPOINTS),
+    BG_KAFKA__NE(FETCH, 16, FETCH_RESP_NODE_ENDPOINTS),
+    BG_KAFKA__NE(SHARE_FETCH, 0, SHARE_FETCH_RESP_NODE_ENDPOINTS),
+    BG_KAFKA__NE(SHARE_ACKNOWLEDGE, 0, SHARE_ACKNOWLEDGE_RESP_NODE_ENDPOINTS),
+};
+#undef BG_KAFKA__NE
+
+/* Learns one broker entry; 1 when it named one. */
+static int bg_kafka__learn_broker(bg_kafka_session_t *s, const bg_kafka_broker_fields_t *f,
+                                  const bg_kafka_struct_t *b)
+{
+    bg_slice_t h = b->f[f->host].s;
+    int64_t id = b->f[f->id].i;
+    if (id < 0 || h.len <= 0) /* an error entry (no coordinator yet): no broker */
+        return 0;
+    bg_kafka_global_learn_node(s->kw->g, (int32_t)id, (const char *)h.p, (size_t)h.len,
+                               (uint16_t)b->f[f->port].i);
+    return 1;
+}
+
+/* Brokers named in a response (of version ver) are learned before their
+ * addresses are rewritten, so the ports the client is pointed at are
+ * served: Metadata and DescribeCluster, a FindCoordinator's coordinator,
+ * the new leaders in Produce/Fetch/ShareFetch/ShareAcknowledge
+ * NodeEndpoints. */
+static void bg_kafka__learn_brokers(bg_kafka_session_t *s, int16_t api, int16_t ver,
+                                    const bg_kafka_struct_t *r)
+{
+    const size_t n = sizeof bg_kafka__broker_fields / sizeof bg_kafka__broker_fields[0];
+    int seen = 0;
+    for (size_t k = 0; k < n; k++) {
+        const bg_kafka_broker_fields_t *f = &bg_kafka__broker_fields[k];
+        if (f->api != api || ver < f->min_ver || ver > f->max_ver)
+            continue;
+        if (f->arr < 0) {
+            seen |= bg_kafka__learn_broker(s, f, r);
+            continue;
+        }
+        const bg_kafka_val_t *a = &r->f[f->arr];
+        for (int32_t i = 0; i < a->a.n; i++)
+            seen |= bg_kafka__learn_broker(s, f, a->a.s[i]);
     }
-    const bg_kafka_val_t *a = &r->f[arr];
-    for (int32_t i = 0; i < a->a.n; i++) {
-        const bg_kafka_struct_t *b = a->a.s[i];
-        bg_slice_t h = b->f[host].s;
-        if (h.len > 0)
-            bg_kafka_global_learn_node(s->kw->g, (int32_t)b->f[id].i, (const char *)h.p,
-                                       (size_t)h.len, (uint16_t)b->f[port].i);
-    }
-    bg_kafka_worker_open_ports(s->kw);
+    if (seen)
+        bg_kafka_worker_open_ports(s->kw);
 }
 
 /* Decodes, post-processes and re-encodes the response for pe. */
@@ -773,7 +813,7 @@ static int bg_kafka__rewrite_response(bg_kafka_session_t *s, bg_kafka_pending_t 
     }
     if (rd.unknown_tags)
         bg_kafka_struct_drop_unknown(resp, 0); /* nothing passes that busgate cannot read */
-    bg_kafka__learn_brokers(s, h->api_key, resp);
+    bg_kafka__learn_brokers(s, h->api_key, ver, resp);
     /* The session's snapshot, the one its prepared principal (s->pp) belongs
      * to: a request decided before a reload is answered under the policy in
      * force now (the request's own snapshot and the re-prepared principal

@@ -56,3 +56,31 @@ def test_request_header_tags_are_not_forwarded(start_busgate, tmp_path, fake):
     r = w.recv()
     assert r is not None and r[0] == corr, r
     w.close()
+
+
+def test_find_coordinator_on_a_new_broker_opens_its_port(start_busgate, tmp_path, fake):
+    """The coordinator a FindCoordinator response names may be a broker no
+    Metadata answer has named yet (node 7 here; discovery saw node 0 only):
+    busgate learns it from that response, so the port it points the client
+    at (broker_port_base + 7) is served, with node 7 as its upstream."""
+    bg, ports = start(start_busgate, tmp_path, fake)
+    w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+    corr = w.send(10, 1, kstr("it-g-coord") + b"\x00")  # FindCoordinator v1, a group
+    up = fake.conns.get(timeout=10)
+    req = up.next()
+    assert (req.api_key, req.corr) == (10, corr)
+    up.reply(corr, struct.pack(">ih", 0, 0) + kstr(None) + struct.pack(">i", 7) +
+             kstr("127.0.0.1") + struct.pack(">i", fake.port))
+    r = w.recv()
+    assert r is not None and r[0] == corr, r
+    body = r[1]
+    node, = struct.unpack(">i", body[8:12])
+    hlen, = struct.unpack(">h", body[12:14])
+    port, = struct.unpack(">i", body[14 + hlen:18 + hlen])
+    assert (node, port) == (7, ports["base"] + 7), body.hex()
+    w.close()
+    # The client connects where it was pointed; busgate answers ApiVersions
+    # there once its upstream connection to node 7 is up.
+    w7 = KafkaWire(port)
+    assert 10 in w7.api_versions()
+    w7.close()
