@@ -284,11 +284,17 @@ static int bg_audit__append(bg_audit_t *a, bg_audit_qe_t **head, bg_audit_qe_t *
     return 0;
 }
 
+/* A record joins the held list. Only the first one starts a new hold and
+ * asks for a new probe: the records held behind it say nothing about the
+ * primary, and if each one undid the probe, admitted events arriving faster
+ * than the retry (every 500 ms) would keep admission off for ever. What
+ * does say the primary cannot deliver, a failure, undoes it (on_failed). */
 static void bg_audit__hold(bg_audit_t *a, const bg_audit_rec_t *r)
 {
+    if (!a->held)
+        a->held_probe_ok = 0;
     if (bg_audit__append(a, &a->held, &a->held_tail, r) == 0)
         atomic_store(&a->sink_ok, 0);
-    a->held_probe_ok = 0;
 }
 
 /* Records the primary has taken without reporting an outcome yet. */
@@ -384,6 +390,7 @@ static void bg_audit__on_delivered(void *core, const bg_audit_rec_t *r)
     if (r->from_spool && a->probing) {
         a->probing = 0;
         a->held_probe_ok = 1; /* see retry_held */
+        a->held_retry_at = 0; /* the held records go at the next turn */
     }
 }
 
@@ -391,6 +398,7 @@ static void bg_audit__on_failed(void *core, const bg_audit_rec_t *r)
 {
     bg_audit_t *a = core;
     atomic_fetch_add(&a->sink_errors, 1);
+    a->held_probe_ok = 0; /* the primary takes but does not deliver: probe again */
     if (r->from_spool) {
         a->drain_failed = 1; /* still in the spool (or held): sent again later */
         a->probing = 0;
@@ -693,8 +701,33 @@ static void bg_audit__housekeeping(bg_audit_t *a)
     }
 }
 
+/* Sends the held records within about timeout_ms (flush and stop): the
+ * probe and then the records as retry_held sends them, without its 500 ms
+ * pace, each turn waited for. Stops when a turn moves nothing. */
+static void bg_audit__push_held(bg_audit_t *a, int timeout_ms)
+{
+    int64_t end = bg_audit__mono_ms() + timeout_ms;
+    while (a->held) {
+        int64_t left = end - bg_audit__mono_ms();
+        bg_audit_qe_t *head = a->held;
+        int probe_ok = a->held_probe_ok;
+        if (left <= 0)
+            return;
+        a->held_retry_at = 0;
+        bg_audit__retry_held(a);
+        if (a->primary->flush(a->primary, (int)left) != 0)
+            return;
+        if ((a->parked || a->failed) && bg_audit__pending(a, 0) == 0)
+            bg_audit__unpark(a);
+        if (a->held == head && a->held_probe_ok == probe_ok)
+            return;
+    }
+}
+
 static int bg_audit__sync_all(bg_audit_t *a, int timeout_ms)
 {
+    if (a->held)
+        bg_audit__push_held(a, timeout_ms);
     int rc = a->primary->flush(a->primary, timeout_ms);
     if ((a->parked || a->failed) && bg_audit__pending(a, 0) == 0)
         bg_audit__unpark(a);
@@ -943,8 +976,9 @@ void bg_audit_free(bg_audit_t *a)
     bg_audit__unpark(a); /* nothing is pending once the primary is closed */
     if (a->copy)
         a->copy->close(a->copy);
-    /* Held events get one last try at the spool (it may be writable again
-     * since the last retry); whatever is still held is lost: counted. */
+    /* Held events were offered to the primary by the thread's last sync
+     * (push_held); what it did not take gets one last try at the spool (it
+     * may be writable again since the last retry). The rest is lost: counted. */
     uint64_t lost = 0;
     for (bg_audit_qe_t *qe = a->held; qe; qe = qe->next) {
         if (a->spool && bg_audit_spool_append(a->spool, qe->data, qe->len) == 0)

@@ -40,6 +40,7 @@ typedef struct tsink_s {
      * a broker refuses a whole produce request for one oversized record. */
     int async;
     _Atomic int64_t reject_seq, reject_seq2; /* set by the test thread */
+    _Atomic int live_delivered; /* delivered records not marked from_spool (no probe) */
     bg_audit_rec_t pend[1024];
     size_t npend;
 } tsink_t;
@@ -116,8 +117,10 @@ static size_t tsink_write(bg_audit_sink_t *s, const bg_audit_rec_t *recs, size_t
         tsink_keep(t, j, jl);
     }
     atomic_store(&t->down, 0);
-    for (size_t i = 0; i < n; i++)
+    for (size_t i = 0; i < n; i++) {
+        atomic_fetch_add(&t->live_delivered, !recs[i].from_spool);
         s->cb.delivered(s->cb.core, &recs[i]);
+    }
     return n;
 }
 
@@ -451,6 +454,66 @@ static void test_no_spool_block_then_recover(void **state)
     tsink_free(t);
 }
 
+/* Block mode, no spool: the sink fails, then works again while admitted
+ * events keep arriving every 100 ms (decisions of requests in flight).
+ * Each newly held event must not undo the probe that found the sink back:
+ * admission returns within about a second, with few probes. */
+static void test_no_spool_recovers_while_events_arrive(void **state)
+{
+    char err[256] = "";
+    tsink_t *t = tsink_new();
+    atomic_store(&t->fail, 1);
+    bg_config_audit_t cfg = base_cfg();
+    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    assert_non_null(a);
+    assert_int_equal(emit_seq(a, "s", 0), BG_AUDIT_OK);
+    WAIT_UNTIL(!bg_audit_admitting(a));
+    atomic_store(&t->fail, 0);
+    uint64_t seq = 1;
+    for (int i = 0; i < 15 && !bg_audit_admitting(a); i++) { /* 1.5 s */
+        assert_int_equal(emit_kind(a, BG_AUDIT_EV_DECISION, "s", seq++, bg_audit_emit_admitted),
+                         BG_AUDIT_OK);
+        usleep(100000);
+    }
+    assert_true(bg_audit_admitting(a));
+    assert_int_equal(bg_audit_flush(a, 5000), 0);
+    /* every event arrived for real, in order; probes are the only repeats */
+    size_t n = tsink_count(t), probes = n - (size_t)atomic_load(&t->live_delivered);
+    assert_int_equal(atomic_load(&t->live_delivered), (int)seq);
+    assert_true(probes <= 2);
+    for (size_t i = 1; i < n; i++)
+        assert_true(seq_of(t->json[i]) >= seq_of(t->json[i - 1]));
+    bg_audit_stats_t st;
+    bg_audit_stats(a, &st);
+    assert_int_equal(st.dropped, 0);
+    bg_audit_free(a);
+    tsink_free(t);
+}
+
+/* Block mode, no spool: events held while the sink failed are sent to it
+ * at stop once it works again (before, stop offered them to the spool
+ * only, and without one they were lost while the sink was up). */
+static void test_no_spool_held_delivered_at_stop(void **state)
+{
+    char err[256] = "";
+    tsink_t *t = tsink_new();
+    atomic_store(&t->fail, 1);
+    bg_config_audit_t cfg = base_cfg();
+    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    assert_non_null(a);
+    assert_int_equal(emit_seq(a, "s", 0), BG_AUDIT_OK);
+    WAIT_UNTIL(!bg_audit_admitting(a));
+    assert_int_equal(emit_kind(a, BG_AUDIT_EV_DECISION, "s", 1, bg_audit_emit_admitted),
+                     BG_AUDIT_OK);
+    atomic_store(&t->fail, 0);
+    bg_audit_free(a); /* at once: no periodic retry has run since */
+    assert_int_equal(atomic_load(&t->live_delivered), 2);
+    size_t n = tsink_count(t);
+    assert_int_equal(seq_of(t->json[n - 2]), 0);
+    assert_int_equal(seq_of(t->json[n - 1]), 1);
+    tsink_free(t);
+}
+
 static void test_no_spool_drop_counts(void **state)
 {
     char err[256] = "";
@@ -765,6 +828,8 @@ int main(void)
         cmocka_unit_test(test_queue_bound_block),
         cmocka_unit_test(test_queue_bound_drop),
         cmocka_unit_test(test_no_spool_block_then_recover),
+        cmocka_unit_test(test_no_spool_recovers_while_events_arrive),
+        cmocka_unit_test(test_no_spool_held_delivered_at_stop),
         cmocka_unit_test(test_no_spool_drop_counts),
         cmocka_unit_test(test_drop_no_spool_primary_comes_back),
         cmocka_unit_test(test_outage_spool_drain_in_order),
