@@ -340,11 +340,18 @@ static int bg_audit__cmp_order(const void *x, const void *y)
     return a < b ? -1 : a > b;
 }
 
-/* Spills the failed live records sorted by emit order. */
+/* Spills the failed live records sorted by emit order. While records are
+ * held, every live record the primary took came off the front of the held
+ * list (routing sends nothing past held ones, and a hold starts with
+ * nothing live pending), and retry_held may have stopped part-way (the
+ * primary took no more): the failed ones precede all still held, so they
+ * are held (or spooled) ahead of those, not appended behind them. */
 static void bg_audit__spill_failed(bg_audit_t *a)
 {
     bg_audit_qe_t **v = malloc(a->nfailed * sizeof *v), *e = a->failed;
+    bg_audit_qe_t *rest = a->held, *rest_tail = a->held_tail;
     size_t n = 0;
+    a->held = a->held_tail = NULL;
     for (; e && v; e = e->next)
         v[n++] = e;
     if (v)
@@ -364,6 +371,13 @@ static void bg_audit__spill_failed(bg_audit_t *a)
     free(v);
     a->failed = a->failed_tail = NULL;
     a->nfailed = 0;
+    if (rest) {
+        if (a->held_tail)
+            a->held_tail->next = rest;
+        else
+            a->held = rest;
+        a->held_tail = rest_tail;
+    }
 }
 
 /* Once the primary has no live record pending: the failed ones to the spool
@@ -570,8 +584,11 @@ static void bg_audit__retry_held(bg_audit_t *a)
     for (int alone = 0; a->held;) {
         bg_audit_qe_t *qe = a->held;
         bg_audit_rec_t r = {qe->data, qe->len, 0, ++a->order};
-        int ok = 0, idle = bg_audit__pending(a, 1) == 0 && bg_audit__pending(a, 0) == 0;
-        if (a->spool && bg_audit_spool_append(a->spool, r.data, r.len) == 0) {
+        size_t live = bg_audit__pending(a, 0);
+        int ok = 0, idle = bg_audit__pending(a, 1) == 0 && live == 0;
+        /* Not into the spool past held records the primary took and may
+         * still fail (they would be spooled behind this one). */
+        if (a->spool && live == 0 && bg_audit_spool_append(a->spool, r.data, r.len) == 0) {
             atomic_fetch_add(&a->spooled, 1);
             ok = 1;
         } else if (!a->spool || bg_audit_spool_empty(a->spool)) {

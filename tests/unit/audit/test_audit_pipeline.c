@@ -41,6 +41,10 @@ typedef struct tsink_s {
     int async;
     _Atomic int64_t reject_seq, reject_seq2; /* set by the test thread */
     _Atomic int live_delivered; /* delivered records not marked from_spool (no probe) */
+    /* Async mode scripting: take at most take_max more records (-1: no
+     * limit; then write takes a prefix, as librdkafka's QUEUE_FULL), and
+     * with fail_live report the records not marked from_spool failed. */
+    _Atomic int take_max, fail_live;
     bg_audit_rec_t pend[1024];
     size_t npend;
 } tsink_t;
@@ -76,6 +80,8 @@ static void tsink_settle(tsink_t *t)
         const char *j = bg_audit_rec_json(&t->pend[i], &jl);
         if (reject) {
             t->base.cb.rejected(t->base.cb.core, &t->pend[i], "MSG_SIZE_TOO_LARGE");
+        } else if (atomic_load(&t->fail_live) && !t->pend[i].from_spool) {
+            t->base.cb.failed(t->base.cb.core, &t->pend[i]);
         } else {
             tsink_keep(t, j, jl);
             t->base.cb.delivered(t->base.cb.core, &t->pend[i]);
@@ -105,7 +111,9 @@ static size_t tsink_write(bg_audit_sink_t *s, const bg_audit_rec_t *recs, size_t
         return 0;
     if (t->async) {
         size_t k = 0;
-        for (; k < n && t->npend < 1024; k++) {
+        for (; k < n && t->npend < 1024 && atomic_load(&t->take_max) != 0; k++) {
+            if (atomic_load(&t->take_max) > 0)
+                atomic_fetch_sub(&t->take_max, 1);
             t->pend[t->npend] = recs[k];
             t->pend[t->npend++].data = memcpy(malloc(recs[k].len), recs[k].data, recs[k].len);
         }
@@ -144,6 +152,7 @@ static tsink_t *tsink_new(void)
     t->base.close = tsink_close;
     t->base.up = tsink_up;
     t->reject_seq = t->reject_seq2 = -1;
+    t->take_max = -1;
     return t;
 }
 
@@ -514,6 +523,46 @@ static void test_no_spool_held_delivered_at_stop(void **state)
     tsink_free(t);
 }
 
+/* Block mode, no spool, an asynchronous sink: held records sent for real
+ * leave the held list when the sink takes them, before their outcome. Here
+ * it takes five and refuses the sixth (queue full), then the five fail:
+ * they must go back ahead of the records still held, so the session's
+ * events still arrive in seq order (they came out 5..9 0..4). */
+static void test_no_spool_failed_held_keep_order(void **state)
+{
+    char err[256] = "";
+    tsink_t *t = tsink_rejecting(-1); /* async, rejects nothing */
+    atomic_store(&t->fail, 1);
+    bg_config_audit_t cfg = base_cfg();
+    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    assert_non_null(a);
+    assert_int_equal(emit_seq(a, "s", 0), BG_AUDIT_OK);
+    WAIT_UNTIL(!bg_audit_admitting(a));
+    for (uint64_t i = 1; i < 10; i++)
+        assert_int_equal(emit_kind(a, BG_AUDIT_EV_DECISION, "s", i, bg_audit_emit_admitted),
+                         BG_AUDIT_OK);
+    usleep(300000); /* all ten held */
+    atomic_store(&t->take_max, 6); /* the probe and five records */
+    atomic_store(&t->fail_live, 1);
+    atomic_store(&t->fail, 0);
+    bg_audit_stats_t st;
+    WAIT_UNTIL((bg_audit_stats(a, &st), st.sink_errors >= 5));
+    atomic_store(&t->fail_live, 0);
+    atomic_store(&t->take_max, -1);
+    WAIT_UNTIL(bg_audit_admitting(a));
+    assert_int_equal(bg_audit_flush(a, 5000), 0);
+    int seen[10] = {0};
+    for (size_t i = 0; i < tsink_count(t); i++) {
+        seen[seq_of(t->json[i])] = 1;
+        if (i > 0) /* repeats (probes) allowed, never a step back */
+            assert_true(seq_of(t->json[i]) >= seq_of(t->json[i - 1]));
+    }
+    for (int i = 0; i < 10; i++)
+        assert_true(seen[i]);
+    bg_audit_free(a);
+    tsink_free(t);
+}
+
 static void test_no_spool_drop_counts(void **state)
 {
     char err[256] = "";
@@ -830,6 +879,7 @@ int main(void)
         cmocka_unit_test(test_no_spool_block_then_recover),
         cmocka_unit_test(test_no_spool_recovers_while_events_arrive),
         cmocka_unit_test(test_no_spool_held_delivered_at_stop),
+        cmocka_unit_test(test_no_spool_failed_held_keep_order),
         cmocka_unit_test(test_no_spool_drop_counts),
         cmocka_unit_test(test_drop_no_spool_primary_comes_back),
         cmocka_unit_test(test_outage_spool_drain_in_order),
