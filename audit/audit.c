@@ -748,7 +748,8 @@ static int bg_audit__sync_all(bg_audit_t *a, int timeout_ms)
     int rc = a->primary->flush(a->primary, timeout_ms);
     if ((a->parked || a->failed) && bg_audit__pending(a, 0) == 0)
         bg_audit__unpark(a);
-    if (a->parked || a->failed)
+    /* Held events reached neither the primary nor the spool. */
+    if (a->parked || a->failed || a->held)
         rc = -1;
     if (a->copy && a->copy->flush(a->copy, timeout_ms) != 0)
         rc = -1;

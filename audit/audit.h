@@ -190,8 +190,9 @@ int bg_audit_admitting(const bg_audit_t *a);
 void bg_audit_stats(const bg_audit_t *a, bg_audit_stats_t *out);
 
 /* Waits until every event emitted before the call has reached the primary sink
- * or the spool, and the file/spool are synced. Returns 0, or -1 on timeout.
- * Any thread except the audit thread. */
+ * or the spool, and the file/spool are synced. Events held in block mode
+ * are sent to the primary first. Returns 0, or -1 on timeout or when some
+ * event reached neither (still held). Any thread except the audit thread. */
 int bg_audit_flush(bg_audit_t *a, int timeout_ms);
 
 /* Flushes (bounded wait), stops the thread and closes the sinks. Events still

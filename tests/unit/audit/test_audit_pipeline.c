@@ -563,6 +563,28 @@ static void test_no_spool_failed_held_keep_order(void **state)
     tsink_free(t);
 }
 
+/* bg_audit_flush promises every event reached the primary or the spool:
+ * while events are held (block mode, sink failing, no spool) it fails;
+ * once the sink works it sends them itself and succeeds. */
+static void test_flush_fails_while_held(void **state)
+{
+    char err[256] = "";
+    tsink_t *t = tsink_new();
+    atomic_store(&t->fail, 1);
+    bg_config_audit_t cfg = base_cfg();
+    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    assert_non_null(a);
+    assert_int_equal(emit_seq(a, "s", 0), BG_AUDIT_OK);
+    WAIT_UNTIL(!bg_audit_admitting(a));
+    assert_int_equal(bg_audit_flush(a, 5000), -1);
+    atomic_store(&t->fail, 0);
+    assert_int_equal(bg_audit_flush(a, 5000), 0);
+    assert_int_equal(atomic_load(&t->live_delivered), 1);
+    assert_true(bg_audit_admitting(a));
+    bg_audit_free(a);
+    tsink_free(t);
+}
+
 static void test_no_spool_drop_counts(void **state)
 {
     char err[256] = "";
@@ -720,8 +742,10 @@ static void test_spool_full_blocks(void **state)
     for (; n < 2000 && !refused; n++) {
         int rc = emit_seq(a, "s", (uint64_t)n);
         refused = rc == BG_AUDIT_REFUSED;
-        if (n % 10 == 0)
-            assert_int_equal(bg_audit_flush(a, 5000), 0);
+        if (n % 10 == 0) { /* fails once events are held: the spool is full */
+            int flushed = bg_audit_flush(a, 5000);
+            assert_int_equal(flushed, bg_audit_admitting(a) ? 0 : -1);
+        }
     }
     assert_true(refused);
     assert_int_equal(bg_audit_admitting(a), 0);
@@ -880,6 +904,7 @@ int main(void)
         cmocka_unit_test(test_no_spool_recovers_while_events_arrive),
         cmocka_unit_test(test_no_spool_held_delivered_at_stop),
         cmocka_unit_test(test_no_spool_failed_held_keep_order),
+        cmocka_unit_test(test_flush_fails_while_held),
         cmocka_unit_test(test_no_spool_drop_counts),
         cmocka_unit_test(test_drop_no_spool_primary_comes_back),
         cmocka_unit_test(test_outage_spool_drain_in_order),
