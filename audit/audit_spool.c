@@ -174,26 +174,97 @@ static uint64_t bg_audit__seg_size(const bg_audit_spool_t *sp, uint32_t seg)
     return stat(path, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
-int bg_audit_spool_list(const char *dir, uint32_t *lo, uint32_t *hi)
+int bg_audit_spool_seg_no(const char *name, uint32_t *n)
+{
+    char canon[32];
+    uint64_t v = 0;
+    const char *p = name;
+    if (strncmp(p, "spool-", 6) != 0)
+        return 0;
+    for (p += 6; *p >= '0' && *p <= '9' && v <= BG_AUDIT_SPOOL_SEG_MAX; p++)
+        v = v * 10 + (uint64_t)(*p - '0');
+    if (v == 0 || v > BG_AUDIT_SPOOL_SEG_MAX)
+        return 0;
+    /* Only the exact form: a number written otherwise ("spool-7.seg",
+     * leading zeros past six digits) names a file bg_audit__seg_path would
+     * never open. */
+    snprintf(canon, sizeof canon, "spool-%06" PRIu32 ".seg", (uint32_t)v);
+    if (strcmp(canon, name) != 0)
+        return 0;
+    *n = (uint32_t)v;
+    return 1;
+}
+
+static int bg_audit__cmp_u32(const void *x, const void *y)
+{
+    uint32_t a = *(const uint32_t *)x, b = *(const uint32_t *)y;
+    return a < b ? -1 : a > b;
+}
+
+int bg_audit_spool_segs(const char *dir, uint32_t **out, size_t *n)
 {
     DIR *d = opendir(dir);
     struct dirent *e;
-    *lo = UINT32_MAX;
-    *hi = 0;
+    uint32_t *v = NULL, seg;
+    size_t cap = 0;
+    *out = NULL;
+    *n = 0;
     if (!d)
         return -1;
     while ((e = readdir(d)) != NULL) {
-        unsigned n;
-        char tail;
-        if (sscanf(e->d_name, "spool-%u.se%c", &n, &tail) == 2 && tail == 'g' && n > 0) {
-            *lo = n < *lo ? n : *lo;
-            *hi = n > *hi ? n : *hi;
+        if (!bg_audit_spool_seg_no(e->d_name, &seg))
+            continue;
+        if (*n == cap) {
+            uint32_t *nv = realloc(v, (cap = cap ? cap * 2 : 16) * sizeof *v);
+            if (!nv) {
+                free(v);
+                closedir(d);
+                errno = ENOMEM;
+                return -1;
+            }
+            v = nv;
         }
+        v[(*n)++] = seg;
     }
     closedir(d);
-    if (*hi == 0)
-        *lo = 0;
+    if (*n)
+        qsort(v, *n, sizeof *v, bg_audit__cmp_u32);
+    *out = v;
     return 0;
+}
+
+int bg_audit_spool_list(const char *dir, uint32_t *lo, uint32_t *hi)
+{
+    uint32_t *v;
+    size_t n;
+    *lo = *hi = 0;
+    if (bg_audit_spool_segs(dir, &v, &n) != 0)
+        return -1;
+    if (n) {
+        *lo = v[0];
+        *hi = v[n - 1];
+    }
+    free(v);
+    return 0;
+}
+
+/* The lowest segment on disk after seg, or none when there is none (or the
+ * directory cannot be listed). Segments are numbered without gaps, but a
+ * gap exists where an operator removed one or a stray name sits far
+ * ahead: stepping one number at a time could take for ever. */
+static uint32_t bg_audit__seg_after(const bg_audit_spool_t *sp, uint32_t seg, uint32_t none)
+{
+    uint32_t *v, r = none;
+    size_t n;
+    if (bg_audit_spool_segs(sp->dir, &v, &n) != 0)
+        return none;
+    for (size_t i = 0; i < n; i++)
+        if (v[i] > seg) {
+            r = v[i] < none ? v[i] : none;
+            break;
+        }
+    free(v);
+    return r;
 }
 
 static int bg_audit__sync_dir(const bg_audit_spool_t *sp)
@@ -265,16 +336,21 @@ bg_audit_spool_t *bg_audit_spool_open(const char *dir, uint64_t max_bytes, uint6
                                       char *err, size_t errlen)
 {
     bg_audit_spool_t *sp = calloc(1, sizeof *sp);
-    uint32_t lo, hi;
+    uint32_t lo = 0, hi = 0, *segs = NULL;
+    size_t nsegs = 0;
     if (!sp || !(sp->dir = strdup(dir)))
         goto fail;
     if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
         snprintf(err, errlen, "audit spool %s: %s", dir, strerror(errno));
         goto fail;
     }
-    if (bg_audit_spool_list(dir, &lo, &hi) != 0) {
+    if (bg_audit_spool_segs(dir, &segs, &nsegs) != 0) {
         snprintf(err, errlen, "audit spool %s: %s", dir, strerror(errno));
         goto fail;
+    }
+    if (nsegs) {
+        lo = segs[0];
+        hi = segs[nsegs - 1];
     }
     sp->max_bytes = max_bytes;
     sp->seg_bytes = seg_bytes ? seg_bytes : 8u << 20;
@@ -305,7 +381,8 @@ bg_audit_spool_t *bg_audit_spool_open(const char *dir, uint64_t max_bytes, uint6
     }
     sp->wseg = hi + 1 > sp->aseg ? hi + 1 : sp->aseg; /* never after a possibly torn tail */
     sp->first = hi ? lo : sp->wseg;
-    for (uint32_t s = sp->first; hi && s <= hi; s++) {
+    for (size_t i = 0; i < nsegs; i++) {
+        uint32_t s = segs[i];
         uint64_t sz = bg_audit__seg_size(sp, s);
         sp->bytes += sz;
         if (s > sp->aseg)
@@ -313,6 +390,8 @@ bg_audit_spool_t *bg_audit_spool_open(const char *dir, uint64_t max_bytes, uint6
         else if (s == sp->aseg)
             sp->unread += sz > sp->aoff ? sz - sp->aoff : 0;
     }
+    free(segs);
+    segs = NULL;
     sp->unread_at_ack = sp->unread;
     sp->rseg = sp->aseg;
     sp->roff = sp->aoff;
@@ -332,6 +411,7 @@ bg_audit_spool_t *bg_audit_spool_open(const char *dir, uint64_t max_bytes, uint6
 fail:
     if (err && errlen && !err[0])
         snprintf(err, errlen, "audit spool %s: out of memory", dir);
+    free(segs);
     if (sp)
         free(sp->dir);
     free(sp);
@@ -472,13 +552,14 @@ static void bg_audit__rd_bad(void *arg, size_t off, size_t len)
                 sp->rseg, len, at);
 }
 
-/* Moves the read cursor to the next segment; 0 when there is none. */
-static int bg_audit__next_seg(bg_audit_spool_t *sp)
+/* Moves the read cursor to the next segment; 0 when there is none. Past a
+ * missing one, to the next on disk (see bg_audit__seg_after). */
+static int bg_audit__next_seg(bg_audit_spool_t *sp, int missing)
 {
     uint32_t last = sp->wfd >= 0 ? sp->wseg : sp->wseg - 1;
     if (sp->rseg >= last)
         return 0;
-    sp->rseg++;
+    sp->rseg = missing ? bg_audit__seg_after(sp, sp->rseg, last) : sp->rseg + 1;
     sp->roff = 0;
     return 1;
 }
@@ -491,7 +572,7 @@ int bg_audit_spool_read(bg_audit_spool_t *sp, size_t max, bg_audit_spool_rec_cb 
         if (f < 0)
             return -1;
         if (f == 0 || sp->roff >= sp->buflen) {
-            if (!bg_audit__next_seg(sp))
+            if (!bg_audit__next_seg(sp, f == 0))
                 break;
             continue;
         }
@@ -530,6 +611,25 @@ static int bg_audit__write_ack(bg_audit_spool_t *sp)
     return ok ? 0 : -1;
 }
 
+/* Deletes the segments on disk before the ack position (every one of
+ * them, not every number: see bg_audit__seg_after). */
+static void bg_audit__delete_before(bg_audit_spool_t *sp)
+{
+    uint32_t *v;
+    size_t n;
+    if (bg_audit_spool_segs(sp->dir, &v, &n) != 0)
+        return; /* tried again at the next acknowledgement */
+    for (size_t i = 0; i < n && v[i] < sp->aseg; i++) {
+        char path[4096];
+        uint64_t sz = bg_audit__seg_size(sp, v[i]);
+        bg_audit__seg_path(sp, v[i], path, sizeof path);
+        if (unlink(path) == 0)
+            sp->bytes -= sz <= sp->bytes ? sz : sp->bytes;
+    }
+    free(v);
+    sp->first = sp->aseg;
+}
+
 int bg_audit_spool_ack(bg_audit_spool_t *sp)
 {
     if (sp->rseg == sp->aseg && sp->roff == sp->aoff)
@@ -546,7 +646,7 @@ int bg_audit_spool_ack(bg_audit_spool_t *sp)
     int stepped = 0;
     while (sp->aseg < sp->wseg && sp->unread == 0 &&
            sp->aoff >= bg_audit__seg_size(sp, sp->aseg)) {
-        sp->rseg = ++sp->aseg;
+        sp->rseg = sp->aseg = bg_audit__seg_after(sp, sp->aseg, sp->wseg);
         sp->roff = sp->aoff = 0;
         stepped = 1;
     }
@@ -556,12 +656,8 @@ int bg_audit_spool_ack(bg_audit_spool_t *sp)
         bg_log_error("audit", "spool ack (past a finished segment): %s", strerror(errno));
         return 0;
     }
-    for (; sp->first < sp->aseg; sp->first++) {
-        char path[4096];
-        sp->bytes -= bg_audit__seg_size(sp, sp->first);
-        bg_audit__seg_path(sp, sp->first, path, sizeof path);
-        unlink(path);
-    }
+    if (sp->first < sp->aseg)
+        bg_audit__delete_before(sp);
     /* The active segment, once fully drained, goes too: the space counts
      * against max_bytes, and the next append starts a fresh segment. */
     if (sp->wfd >= 0 && sp->aseg == sp->wseg && sp->aoff == sp->woff) {

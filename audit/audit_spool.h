@@ -52,6 +52,20 @@ void bg_audit_spool_frame(uint8_t hdr[BG_AUDIT_SPOOL_HDR], const uint8_t *p, uin
 
 typedef struct bg_audit_spool_s bg_audit_spool_t;
 
+/* Segment numbers stay below this, so the next one never wraps. */
+#define BG_AUDIT_SPOOL_SEG_MAX 0x7fffffffu
+
+/* 1 when name is a segment's file name exactly as busgate writes it
+ * ("spool-%06u.seg", nothing after it, 0 < number <= BG_AUDIT_SPOOL_SEG_MAX),
+ * with its number in *n; 0 for anything else (a stray "spool-7.seg.bak"). */
+int bg_audit_spool_seg_no(const char *name, uint32_t *n);
+
+/* The segment numbers in dir, ascending, in *out (malloc'ed, the caller
+ * frees it; NULL when there are none) and their count in *n. Walk these,
+ * never the range between the lowest and the highest: a stray name may
+ * make it wide. -1 when dir cannot be listed or out of memory. */
+int bg_audit_spool_segs(const char *dir, uint32_t **out, size_t *n);
+
 /* The lowest and highest segment numbers in dir (*hi = 0: none). -1 when
  * dir cannot be listed. */
 int bg_audit_spool_list(const char *dir, uint32_t *lo, uint32_t *hi);

@@ -441,12 +441,16 @@ static void bg_cli_audit__spool_bad(void *arg, size_t off, size_t len)
 static int bg_cli_audit__from_spool(bg_cli_audit_t *c, const char *dir)
 {
     char path[4096];
-    uint32_t aseg = 0, lo, hi;
+    uint32_t aseg = 0, hi, *segs;
     uint64_t aoff = 0;
-    if (bg_audit_spool_list(dir, &lo, &hi) != 0) {
+    size_t nsegs;
+    /* The segments on disk, not the range between the first and the last:
+     * a stray name may make that wide (see bg_audit_spool_segs). */
+    if (bg_audit_spool_segs(dir, &segs, &nsegs) != 0) {
         fprintf(stderr, "busgate audit: spool %s: %s\n", dir, strerror(errno));
         return -1;
     }
+    hi = nsegs ? segs[nsegs - 1] : 0;
     /* No position, a torn one, or an old-format one past every segment
      * (it may be stale): show everything. */
     int t = bg_audit_spool_read_ack(dir, &aseg, &aoff);
@@ -454,7 +458,10 @@ static int bg_cli_audit__from_spool(bg_cli_audit_t *c, const char *dir)
         aseg = 0, aoff = 0;
     /* Segments before the acknowledged one were delivered (their deletion
      * may be pending). */
-    for (uint32_t seg = lo > aseg ? lo : aseg; hi && seg <= hi; seg++) {
+    for (size_t i = 0; i < nsegs && !bg_cli_audit__stop; i++) {
+        uint32_t seg = segs[i];
+        if (seg < aseg)
+            continue;
         snprintf(path, sizeof path, "%s/spool-%06u.seg", dir, (unsigned)seg);
         FILE *f = fopen(path, "rb");
         if (!f)
@@ -472,6 +479,7 @@ static int bg_cli_audit__from_spool(bg_cli_audit_t *c, const char *dir)
         free(buf);
         fclose(f);
     }
+    free(segs);
     snprintf(path, sizeof path, "%s/rejected.jsonl", dir);
     if (access(path, F_OK) == 0 && !bg_cli_audit__stop)
         return bg_cli_audit__from_file(c, path, 0);

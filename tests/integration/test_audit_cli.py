@@ -242,3 +242,29 @@ def test_tail_spool_torn_tail_and_dead_letters(tmp_path):
     assert f"the last {len(last) // 2} byte(s) of the newest segment are not a whole record" \
         in r.stderr
     assert r.stderr.count("corrupt") == 1
+
+
+def test_tail_spool_ignores_stray_names(tmp_path):
+    """Files beside the segments whose names only look like one (a backup
+    copy, a negative or too large number) are not read as segments: before,
+    `spool-4294967295.seg.bak` made `audit tail --from spool` loop for ever.
+    A far but well-formed segment number does not make it walk every
+    number below it. The real segments are still shown."""
+    text, ports = busgate_config(tmp_path, RULES)
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    text = text.replace("\naudit:\n", f"\naudit:\n  spool_dir: {spool}\n", 1)
+    cfg = tmp_path / "busgate.yaml"
+    cfg.write_text(text)
+    ev = [{"event_id": f"00000000-0000-4000-8000-00000000000{i}", "kind": "decision",
+           "session_id": "s1", "seq": i, "time_ms": 1}
+          for i in range(3)]
+    (spool / "spool-000001.seg").write_bytes(_frame(ev[0]) + _frame(ev[1]))
+    (spool / "spool-2000000000.seg").write_bytes(_frame(ev[2]))
+    for stray in ("spool-4294967295.seg.bak", "spool--1.seg", "spool-4294967295.seg",
+                  "spool-1.seg"):
+        (spool / stray).write_bytes(b"\x07" * 20)
+    r = run_cli("audit", "tail", "-c", str(cfg), "--from", "spool", "--json", timeout=20)
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(l)["seq"] for l in r.stdout.splitlines()] == [0, 1, 2]
+    assert "corrupt" not in r.stderr, r.stderr

@@ -415,6 +415,71 @@ static void test_full_spool_refuses(void **state)
     free(dir);
 }
 
+static void touch(const char *dir, const char *name)
+{
+    char p[4096];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fputs("not a segment", f);
+    fclose(f);
+}
+
+/* Stray files beside the segments are not segments: a backup copy, a
+ * negative number, a number that does not fit (or whose next one would
+ * wrap), something after ".seg", a number not written as busgate writes
+ * it. Before, "spool-4294967295.seg.bak" counted as segment 4294967295 and
+ * opening the spool never returned (the last segment + 1 wrapped to 0).
+ * An empty file with a far segment number makes nothing walk through
+ * every number below it either. The real segments are still drained. */
+static void test_stray_names_ignored(void **state)
+{
+    char err[256] = "", *dir = mkdir_tmp(), p[4096];
+    bg_audit_spool_t *sp = bg_audit_spool_open(dir, 0, 512, err, sizeof err);
+    append_n(sp, 0, 200); /* several segments */
+    bg_audit_spool_close(sp);
+    int real = count_segments(dir);
+    assert_true(real > 2);
+    static const char *const stray[] = {
+        "spool-4294967295.seg.bak", "spool--1.seg",      "spool-4294967295.seg",
+        "spool-4294967296.seg",     "spool-99999999999.seg", "spool-000002.segment",
+        "spool-2.seg",              "spool-+00003.seg",  "spool- 00004.seg"};
+    for (size_t i = 0; i < sizeof stray / sizeof stray[0]; i++)
+        touch(dir, stray[i]);
+    snprintf(p, sizeof p, "%s/spool-2000000000.seg", dir); /* far, and empty */
+    fclose(fopen(p, "w"));
+    alarm(20); /* the old code hangs: fail instead */
+    sp = bg_audit_spool_open(dir, 0, 512, err, sizeof err);
+    assert_non_null(sp);
+    got_t g = {0};
+    assert_int_equal(bg_audit_spool_read(sp, 4096, collect, &g), 200);
+    for (int i = 0; i < 200; i++)
+        assert_int_equal(g.vals[i], i);
+    assert_int_equal(g.bad, 0);
+    assert_int_equal(bg_audit_spool_ack(sp), 0);
+    assert_true(bg_audit_spool_empty(sp));
+    append_n(sp, 200, 205); /* and the spool goes on after the far one */
+    g.n = 0;
+    assert_int_equal(bg_audit_spool_read(sp, 4096, collect, &g), 5);
+    assert_int_equal(g.vals[0], 200);
+    bg_audit_spool_close(sp);
+    alarm(0);
+    for (size_t i = 0; i < sizeof stray / sizeof stray[0]; i++) { /* left alone */
+        snprintf(p, sizeof p, "%s/%s", dir, stray[i]);
+        assert_int_equal(access(p, F_OK), 0);
+    }
+    uint32_t n = 0;
+    assert_int_equal(bg_audit_spool_seg_no("spool-000007.seg", &n), 1);
+    assert_int_equal(n, 7);
+    assert_int_equal(bg_audit_spool_seg_no("spool-1234567.seg", &n), 1);
+    assert_int_equal(n, 1234567);
+    for (size_t i = 0; i < sizeof stray / sizeof stray[0]; i++)
+        assert_int_equal(bg_audit_spool_seg_no(stray[i], &n), 0);
+    assert_int_equal(bg_audit_spool_seg_no("spool-000000.seg", &n), 0);
+    rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     bg_log_set_level(BG_LOG_OFF);
@@ -430,6 +495,7 @@ int main(void)
         cmocka_unit_test(test_truncated_tail_and_flipped_byte),
         cmocka_unit_test(test_scan_bad_length_resync),
         cmocka_unit_test(test_full_spool_refuses),
+        cmocka_unit_test(test_stray_names_ignored),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
