@@ -22,6 +22,7 @@
 #include "audit/audit_spool.h"
 #include "broker/cli.h"
 #include "broker/config.h"
+#include "broker/config_kafka_client.h"
 
 #define BG_CLI_AUDIT_IDLE_MS 15000 /* without --follow: give up on a silent source */
 
@@ -486,16 +487,6 @@ static int bg_cli_audit__from_spool(bg_cli_audit_t *c, const char *dir)
     return 0;
 }
 
-static const char *bg_cli_audit__security(bg_security_t s)
-{
-    switch (s) {
-    case BG_SEC_SASL_PLAINTEXT: return "sasl_plaintext";
-    case BG_SEC_SSL: return "ssl";
-    case BG_SEC_SASL_SSL: return "sasl_ssl";
-    default: return "plaintext";
-    }
-}
-
 static int bg_cli_audit__set(rd_kafka_conf_t *rc, const char *k, const char *v)
 {
     char why[256];
@@ -511,29 +502,18 @@ static int bg_cli_audit__set(rd_kafka_conf_t *rc, const char *k, const char *v)
 /* A consumer with busgate's upstream settings (as the audit producer). */
 static rd_kafka_t *bg_cli_audit__consumer(const bg_config_t *cfg)
 {
-    const bg_config_kafka_t *k = &cfg->kafka;
-    char boot[2048] = "", why[512], group[64];
-    size_t len = 0;
-    for (size_t i = 0; i < k->upstream.nbootstrap && len < sizeof boot; i++) {
-        const bg_addr_t *a = &k->upstream.bootstrap[i];
-        int v6 = strchr(a->host, ':') != NULL;
-        len += (size_t)snprintf(boot + len, sizeof boot - len, "%s%s%s%s:%u", i ? "," : "",
-                                v6 ? "[" : "", a->host, v6 ? "]" : "", a->port);
-    }
+    char why[512], group[64];
+    bg_config_kafka_client_t kcc;
+    bg_config_kafka_client(&cfg->kafka, &kcc);
     snprintf(group, sizeof group, "busgate-audit-reader-%ld", (long)getpid());
     rd_kafka_conf_t *rc = rd_kafka_conf_new();
-    if (bg_cli_audit__set(rc, "bootstrap.servers", boot) ||
-        bg_cli_audit__set(rc, "group.id", group) ||
-        bg_cli_audit__set(rc, "enable.auto.commit", "false") ||
-        bg_cli_audit__set(rc, "enable.partition.eof", "true") ||
-        bg_cli_audit__set(rc, "log_level", "3") ||
-        bg_cli_audit__set(rc, "security.protocol", bg_cli_audit__security(k->upstream.security)) ||
-        bg_cli_audit__set(rc, "sasl.mechanism", k->upstream.sasl_mechanism) ||
-        bg_cli_audit__set(rc, "sasl.username", k->upstream.sasl_username) ||
-        bg_cli_audit__set(rc, "sasl.password", k->upstream.sasl_password) ||
-        bg_cli_audit__set(rc, "ssl.ca.location", k->upstream.tls.ca) ||
-        bg_cli_audit__set(rc, "ssl.certificate.location", k->upstream.tls.cert) ||
-        bg_cli_audit__set(rc, "ssl.key.location", k->upstream.tls.key)) {
+    int bad = bg_cli_audit__set(rc, "group.id", group) ||
+              bg_cli_audit__set(rc, "enable.auto.commit", "false") ||
+              bg_cli_audit__set(rc, "enable.partition.eof", "true") ||
+              bg_cli_audit__set(rc, "log_level", "3");
+    for (size_t i = 0; !bad && i < kcc.n; i++)
+        bad = bg_cli_audit__set(rc, kcc.kv[2 * i], kcc.kv[2 * i + 1]);
+    if (bad) {
         rd_kafka_conf_destroy(rc);
         return NULL;
     }

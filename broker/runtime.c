@@ -13,6 +13,7 @@
 
 #include "audit/audit.h"
 #include "broker/admin.h"
+#include "broker/config_kafka_client.h"
 #include "broker/log.h"
 #include "broker/snapshot.h"
 #include "broker/worker.h"
@@ -320,51 +321,18 @@ static void bg_runtime__free_adapters(bg_runtime_t *rt)
     rt->nactive = 0;
 }
 
-static const char *bg_runtime__security(bg_security_t s)
-{
-    switch (s) {
-    case BG_SEC_SASL_PLAINTEXT: return "sasl_plaintext";
-    case BG_SEC_SSL: return "ssl";
-    case BG_SEC_SASL_SSL: return "sasl_ssl";
-    default: return "plaintext";
-    }
-}
-
 /* Starts the audit pipeline; its Kafka sink uses busgate's upstream credential. */
 static int bg_runtime__start_audit(bg_runtime_t *rt, const bg_config_t *cfg)
 {
     if (!cfg->audit.enabled)
         return 0;
-    const bg_config_kafka_t *k = &cfg->kafka;
-    char bootstrap[2048] = "";
-    size_t len = 0;
-    for (size_t i = 0; i < k->upstream.nbootstrap && len < sizeof bootstrap; i++) {
-        const bg_addr_t *a = &k->upstream.bootstrap[i];
-        int v6 = strchr(a->host, ':') != NULL;
-        len += (size_t)snprintf(bootstrap + len, sizeof bootstrap - len, "%s%s%s%s:%u",
-                                i ? "," : "", v6 ? "[" : "", a->host, v6 ? "]" : "", a->port);
-    }
-    const char *props[10];
-    size_t np = 0;
-    /* The audit producer trusts the broker exactly as the data path does. */
-    if (!k->upstream.tls.verify && (k->upstream.security == BG_SEC_SSL ||
-                                    k->upstream.security == BG_SEC_SASL_SSL)) {
-        props[np++] = "enable.ssl.certificate.verification", props[np++] = "false";
-        props[np++] = "ssl.endpoint.identification.algorithm", props[np++] = "none";
-    }
-    if (k->upstream.tls.ca)
-        props[np++] = "ssl.ca.location", props[np++] = k->upstream.tls.ca;
-    if (k->upstream.tls.cert)
-        props[np++] = "ssl.certificate.location", props[np++] = k->upstream.tls.cert;
-    if (k->upstream.tls.key)
-        props[np++] = "ssl.key.location", props[np++] = k->upstream.tls.key;
-    bg_audit_kafka_conf_t kc = {.bootstrap = bootstrap,
-                                .security_protocol = bg_runtime__security(k->upstream.security),
-                                .sasl_mechanism = k->upstream.sasl_mechanism,
-                                .username = k->upstream.sasl_username,
-                                .password = k->upstream.sasl_password,
-                                .props = props,
-                                .nprops = np / 2,
+    /* The audit producer reaches the brokers as the data path does (and as
+     * `busgate audit` does: the same builder). */
+    bg_config_kafka_client_t kcc;
+    bg_config_kafka_client(&cfg->kafka, &kcc);
+    bg_audit_kafka_conf_t kc = {.bootstrap = kcc.bootstrap,
+                                .props = kcc.kv,
+                                .nprops = kcc.n,
                                 .avro_schema_id = cfg->audit.avro_schema_id};
     char err[512] = "";
     rt->audit = bg_audit_new(&cfg->audit, cfg->instance, cfg->audit.kafka_topic ? &kc : NULL, err,

@@ -1,0 +1,30 @@
+/* The librdkafka settings of busgate's own Kafka clients, the audit
+ * producer (runtime) and the `busgate audit` consumer (CLI), built in one
+ * place from kafka.upstream so both reach the brokers the way the data
+ * path does (same security protocol, credential, TLS files and TLS
+ * verification). Pure: no librdkafka, no I/O. */
+#ifndef BG_CONFIG_KAFKA_CLIENT_H
+#define BG_CONFIG_KAFKA_CLIENT_H
+
+#include <stddef.h>
+
+#include "broker/config.h"
+
+#define BG_CONFIG_KAFKA_CLIENT_MAX 10 /* key/value pairs at most */
+
+typedef struct bg_config_kafka_client_s {
+    char bootstrap[2048]; /* "host:port,[v6]:port" */
+    /* kv[2i] = librdkafka key, kv[2i+1] = value; values point into the
+     * config (or bootstrap above). sasl.password is among them: never log
+     * a value. */
+    const char *kv[2 * BG_CONFIG_KAFKA_CLIENT_MAX];
+    size_t n; /* pairs */
+} bg_config_kafka_client_t;
+
+/* Fills out from k->upstream: bootstrap.servers, security.protocol, the
+ * SASL mechanism and credential when set, and for TLS the CA, certificate
+ * and key files and, with tls.verify false, certificate and host name
+ * verification off. out borrows from k: valid while k is. Any thread. */
+void bg_config_kafka_client(const bg_config_kafka_t *k, bg_config_kafka_client_t *out);
+
+#endif

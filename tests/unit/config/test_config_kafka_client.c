@@ -1,0 +1,91 @@
+/* The librdkafka settings of busgate's own Kafka clients (audit producer,
+ * `busgate audit` consumer), built once from kafka.upstream. The consumer
+ * used to build its own and left out tls.verify false, so `busgate audit
+ * tail` could not connect where busgate could. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include <string.h>
+
+#include "broker/config_kafka_client.h"
+
+/* The value set for key, or NULL. */
+static const char *get(const bg_config_kafka_client_t *c, const char *key)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (strcmp(c->kv[2 * i], key) == 0)
+            return c->kv[2 * i + 1];
+    return NULL;
+}
+
+static bg_config_kafka_t upstream(bg_security_t sec, int verify)
+{
+    static bg_addr_t boot[2] = {{.host = "10.0.0.1", .port = 9093},
+                                {.host = "::1", .port = 9094}};
+    bg_config_kafka_t k = {0};
+    k.upstream.bootstrap = boot;
+    k.upstream.nbootstrap = 2;
+    k.upstream.security = sec;
+    k.upstream.sasl_mechanism = "PLAIN";
+    k.upstream.sasl_username = "busgate";
+    k.upstream.sasl_password = "secret";
+    k.upstream.tls.verify = verify;
+    k.upstream.tls.ca = "ca.pem";
+    k.upstream.tls.cert = "client.pem";
+    k.upstream.tls.key = "client.key";
+    return k;
+}
+
+static void test_tls_without_verification(void **state)
+{
+    bg_config_kafka_t k = upstream(BG_SEC_SASL_SSL, 0);
+    bg_config_kafka_client_t c;
+    bg_config_kafka_client(&k, &c);
+    assert_string_equal(get(&c, "bootstrap.servers"), "10.0.0.1:9093,[::1]:9094");
+    assert_string_equal(get(&c, "security.protocol"), "sasl_ssl");
+    assert_string_equal(get(&c, "sasl.mechanism"), "PLAIN");
+    assert_string_equal(get(&c, "sasl.username"), "busgate");
+    assert_string_equal(get(&c, "sasl.password"), "secret");
+    assert_string_equal(get(&c, "enable.ssl.certificate.verification"), "false");
+    assert_string_equal(get(&c, "ssl.endpoint.identification.algorithm"), "none");
+    assert_string_equal(get(&c, "ssl.ca.location"), "ca.pem");
+    assert_string_equal(get(&c, "ssl.certificate.location"), "client.pem");
+    assert_string_equal(get(&c, "ssl.key.location"), "client.key");
+}
+
+static void test_tls_verified_by_default(void **state)
+{
+    bg_config_kafka_t k = upstream(BG_SEC_SSL, 1);
+    bg_config_kafka_client_t c;
+    bg_config_kafka_client(&k, &c);
+    assert_string_equal(get(&c, "security.protocol"), "ssl");
+    assert_null(get(&c, "enable.ssl.certificate.verification"));
+    assert_null(get(&c, "ssl.endpoint.identification.algorithm"));
+}
+
+/* verify false means nothing without TLS; absent settings are not set. */
+static void test_plaintext(void **state)
+{
+    bg_config_kafka_t k = upstream(BG_SEC_PLAINTEXT, 0);
+    k.upstream.sasl_mechanism = k.upstream.sasl_username = k.upstream.sasl_password = NULL;
+    k.upstream.tls.ca = k.upstream.tls.cert = k.upstream.tls.key = NULL;
+    bg_config_kafka_client_t c;
+    bg_config_kafka_client(&k, &c);
+    assert_int_equal(c.n, 2);
+    assert_string_equal(get(&c, "security.protocol"), "plaintext");
+    assert_string_equal(get(&c, "bootstrap.servers"), "10.0.0.1:9093,[::1]:9094");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_tls_without_verification),
+        cmocka_unit_test(test_tls_verified_by_default),
+        cmocka_unit_test(test_plaintext),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
