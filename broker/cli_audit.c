@@ -740,12 +740,19 @@ static int bg_cli_audit__args(bg_cli_audit_t *c, int argc, char **argv)
             c->sub = argv[++i];
         else if (strcmp(o, "--from") == 0 && more)
             c->from = argv[++i];
+        else if (strcmp(o, "--from") == 0)
+            return -1;
         else if (c->replay && o[0] != '-' && !c->session)
             c->session = o;
         else
             return -1;
     }
     if (c->replay && (!c->session || c->follow || c->sub))
+        return -1;
+    /* An unknown source is bad usage (exit 2), not a source that cannot be
+     * read (exit 1, for a known one the configuration lacks). */
+    if (c->from && strcmp(c->from, "kafka") != 0 && strcmp(c->from, "file") != 0 &&
+        strcmp(c->from, "spool") != 0)
         return -1;
     return 0;
 }

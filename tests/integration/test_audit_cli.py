@@ -268,3 +268,18 @@ def test_tail_spool_ignores_stray_names(tmp_path):
     assert r.returncode == 0, r.stderr
     assert [json.loads(l)["seq"] for l in r.stdout.splitlines()] == [0, 1, 2]
     assert "corrupt" not in r.stderr, r.stderr
+
+
+def test_unknown_source_is_bad_usage(tmp_path):
+    """`--from` names kafka, file or spool: anything else is bad usage
+    (exit 2, as docs/audit.md says), not an unreadable source (exit 1,
+    which a known source the configuration lacks still gets)."""
+    text, ports = busgate_config(tmp_path, RULES)
+    cfg = tmp_path / "busgate.yaml"
+    cfg.write_text(text)
+    r = run_cli("audit", "tail", "-c", str(cfg), "--from", "foo")
+    assert r.returncode == 2, r.stderr
+    assert "usage" in r.stderr
+    r = run_cli("audit", "tail", "-c", str(cfg), "--from", "spool")
+    assert r.returncode == 1, r.stderr
+    assert "no audit spool configured" in r.stderr
