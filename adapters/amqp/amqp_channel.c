@@ -64,6 +64,8 @@ static void bg_amqp_chan__reset(bg_amqp_session_t *s, bg_amqp_channel_t *ch)
     bg_amqp_chan__free_list(ch->anonymous);
     if (ch->held)
         evbuffer_free(ch->held);
+    if (ch->up_held)
+        evbuffer_free(ch->up_held);
     if (ch->pub)
         evbuffer_free(ch->pub);
     if (ch->deferred) {
@@ -344,6 +346,33 @@ static int bg_amqp_chan__to_upstream(bg_amqp_session_t *s, bg_wr_t *wr, int rc)
     return rc;
 }
 
+/* busgate's own frame to RabbitMQ on channel ch: written now, or held
+ * while the client's publish body on the channel is still partly
+ * forwarded (see up_held). */
+static int bg_amqp_chan__to_upstream_on(bg_amqp_session_t *s, bg_amqp_channel_t *ch, bg_wr_t *wr,
+                                        int rc)
+{
+    if (ch->expect != 2)
+        return bg_amqp_chan__to_upstream(s, wr, rc);
+    if (rc == BG_AMQP_OK && !ch->up_held && !(ch->up_held = evbuffer_new()))
+        rc = -1;
+    rc = rc == BG_AMQP_OK && !wr->failed && evbuffer_add(ch->up_held, wr->buf, wr->len) == 0
+             ? 0
+             : -1;
+    bg_wr_free(wr);
+    if (rc != 0)
+        bg_amqp_session_kill(s, 0, "out of memory");
+    return rc;
+}
+
+/* The publish the client was sending is complete upstream: what busgate
+ * held for RabbitMQ goes out. */
+static void bg_amqp_chan__flush_up_held(bg_amqp_session_t *s, bg_amqp_channel_t *ch)
+{
+    if (ch->up_held && !ch->expect)
+        evbuffer_add_buffer(bg_amqp_up_out(s), ch->up_held);
+}
+
 /* The refusal held back for the client goes out now (after the command
  * RabbitMQ is still relaying on the channel, if any). */
 static void bg_amqp_chan__send_deferred(bg_amqp_session_t *s, bg_amqp_channel_t *ch)
@@ -421,14 +450,17 @@ static int bg_amqp_chan__refuse(bg_amqp_session_t *s, uint16_t n, bg_amqp_channe
         return -1;
     }
     ch->cli = (bg_amqp_leg_t){.state = BG_AMQP_LEG_CLOSING, .sent = 1};
-    ch->expect = 0;
+    /* A publish still held (its header not in) is dropped whole; the rest
+     * of one already forwarded still goes up, ahead of busgate's close. */
+    if (ch->expect == 1)
+        ch->expect = 0;
     if (ch->pub)
         evbuffer_drain(ch->pub, evbuffer_get_length(ch->pub));
     if (ch->up.state == BG_AMQP_LEG_OPEN) {
         bg_wr_init(&wr, 128, 4096);
         rc = bg_amqp_write_channel_close(&wr, n, BG_AMQP_REPLY_SUCCESS,
                                          "busgate closed the channel", 0, 0);
-        if (bg_amqp_chan__to_upstream(s, &wr, rc) != 0)
+        if (bg_amqp_chan__to_upstream_on(s, ch, &wr, rc) != 0)
             return -1;
         ch->up = (bg_amqp_leg_t){.state = BG_AMQP_LEG_CLOSING, .sent = 1};
     }
@@ -444,7 +476,7 @@ static int bg_amqp_chan__answer_close(bg_amqp_session_t *s, uint16_t n, bg_amqp_
     bg_wr_init(&wr, 16, 64);
     int rc = bg_amqp_write_channel_close_ok(&wr, n);
     return to_client ? bg_amqp_chan__to_client_on(s, ch, &wr, rc)
-                     : bg_amqp_chan__to_upstream(s, &wr, rc);
+                     : bg_amqp_chan__to_upstream_on(s, ch, &wr, rc);
 }
 
 /* ---- consumers decided again ---- */
@@ -508,13 +540,9 @@ int bg_amqp_chan_policy_refresh(bg_amqp_session_t *s, int force)
         int open = ch && ch->cli.state == BG_AMQP_LEG_OPEN && ch->up.state == BG_AMQP_LEG_OPEN;
         if (!ch || !(open || ch->deferred) || !(ch->consumers || ch->pending || ch->anonymous))
             continue;
-        if (ch->expect == 2) {
-            /* A publish's body is on its way upstream: closing the channel
-             * now would cut it, which costs the whole connection (505).
-             * Decided again as soon as its last body frame went up. */
-            ch->recheck_due = 1;
-            continue;
-        }
+        /* Also while the client is part-way through a publish body: the
+         * refusal goes to the client at once and nothing more is relayed;
+         * busgate's close goes up after the body (up_held). */
         if (bg_amqp_chan__recheck_channel(s, (uint16_t)n, ch) != 0)
             return -1;
     }
@@ -840,12 +868,7 @@ static int bg_amqp_chan__client_content(bg_amqp_session_t *s, struct evbuffer *i
     if (ch->body_left == 0)
         ch->expect = 0;
     bg_amqp_chan__forward(s, in, len);
-    if (ch->expect == 0 && ch->recheck_due) { /* a re-decision waited for this body */
-        ch->recheck_due = 0;
-        if (ch->cli.state == BG_AMQP_LEG_OPEN && ch->up.state == BG_AMQP_LEG_OPEN &&
-            bg_amqp_chan__recheck_channel(s, f->channel, ch) != 0)
-            return -1;
-    }
+    bg_amqp_chan__flush_up_held(s, ch); /* a refusal's close waited for this body */
     return 1;
 }
 

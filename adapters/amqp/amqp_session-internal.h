@@ -69,8 +69,13 @@ typedef struct bg_amqp_channel_s {
                                 kept when the broker closes the channel meanwhile, since
                                 RabbitMQ still reads the rest of that content */
     uint8_t discard;         /* content of a refused publish: dropped whole */
-    uint8_t recheck_due;     /* consumers to decide again once the publish body is in */
     uint64_t body_left;      /* body bytes still expected */
+    /* busgate's own frames to RabbitMQ on this channel (a refusal's
+     * channel.close, a close-ok) while the body of a publish busgate already
+     * forwarded is still coming from the client (expect 2): they go up after
+     * its last body frame, since RabbitMQ reads a message's content whole
+     * and a method in between costs the whole connection (505). */
+    struct evbuffer *up_held;
     /* The command RabbitMQ is sending on the channel (basic.deliver,
      * get-ok, return: method, header, bodies), which may span many reads:
      * down_expect 0 none, 1 header, 2 body; down_relay it goes to the

@@ -150,10 +150,16 @@ static void fz_check_state(const bg_amqp_session_t *s)
         for (const bg_amqp_consumer_t *c = ch->pending; c; c = c->next)
             np++, untagged += !!c->tag;
         total += n + np + ch->nanonymous;
-        /* Content still expected: the channel is open, or RabbitMQ closed it
-         * and the rest of the forwarded publish is still on its way. */
+        /* Content still expected: the channel is open, or it was closed
+         * toward the client (RabbitMQ's close, or busgate's refusal of a
+         * consumer after a reload) and the rest of the forwarded publish
+         * body is still on its way. */
         int content_ok = !ch->expect || ch->cli.state == BG_AMQP_LEG_OPEN ||
-                         (ch->cli.state == BG_AMQP_LEG_CLOSING && ch->cli.sent_relay);
+                         (ch->cli.state == BG_AMQP_LEG_CLOSING && ch->cli.sent_relay) ||
+                         (ch->cli.state == BG_AMQP_LEG_CLOSING && ch->cli.sent && ch->expect == 2);
+        /* busgate's frames to RabbitMQ wait only for such a body. */
+        if (ch->up_held && evbuffer_get_length(ch->up_held) && ch->expect != 2)
+            content_ok = 0;
         /* A held publish waits for exactly its header. */
         if (ch->pub && evbuffer_get_length(ch->pub) && ch->expect != 1)
             content_ok = 0;

@@ -4,6 +4,7 @@ sending heartbeats, connection.blocked relayed only to clients that asked
 for it, consumer cancel notifications, the channel-reopen hold after a
 refusal, and malformed frames after the handshake (each answered with
 connection.close and the right code, busgate staying healthy and bounded)."""
+import json
 import socket
 import struct
 import subprocess
@@ -710,4 +711,65 @@ def test_hung_consumer_is_dropped_for_missed_heartbeats(gw):
     finally:
         r.close()
         ach.queue_delete(q)
+        admin.close()
+
+
+def test_reload_mid_publish_body_stops_deliveries_at_once(start_busgate, tmp_path):
+    """An auto-ack consumer whose client stops part-way through a publish
+    body on the same channel; a reload then takes read on the queue away.
+    The client decides when that body ends, so busgate must not wait for it:
+    the consumer is refused (403, 60/20) at once and no delivery of the
+    queue reaches the client any more. The rest of the body still goes to
+    RabbitMQ, whole, followed by busgate's close of the channel: the message
+    arrives and the connection goes on."""
+    import signal
+    issuer = Issuer(tmp_path / "keys")
+    text, ports = busgate_config(tmp_path, issuer, policy())
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    q, sink = unique("it.edge-rlq"), unique("it.edge-rls")
+    admin = direct()
+    ach = admin.channel()
+    ach.queue_declare(q)
+    ach.queue_declare(sink)
+    r, _ = handshake(ports["listen"], issuer.mint("alice", ["apps"]))
+    try:
+        open_channel(r, 1)
+        r.send(method(1, 60, 20, struct.pack(">H", 0) + ss(q) + ss("T1") + b"\x02" + table([])))
+        r.expect(1, (60, 21))
+        ach.basic_publish("", q, b"before")
+        r.expect(1, (60, 60))  # allowed still: delivered
+        assert r.frame()[0] == 2 and r.frame()[0] == 3
+        # A publish of 1000 bytes, 10 of them sent.
+        r.send(publish(1, "", sink) + header(1, 1000) + frame(3, 1, b"x" * 10))
+        time.sleep(0.3)
+        no_read = policy().replace(json.dumps(ALL), json.dumps(ALL[1:]), 1)  # edge-all's read
+        assert no_read != policy()
+        bg.config_path.write_text(text.replace(policy(), no_read))
+        bg.signal(signal.SIGHUP)
+        assert bg.wait_log(lambda l: l.get("msg", "").startswith("reloaded"))
+        for i in range(3):
+            ach.basic_publish("", q, b"after%d" % i)
+        seen, refused = [], None
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            try:
+                typ, ch, p = r.frame(timeout=max(0.05, deadline - time.monotonic()))
+            except (TimeoutError, socket.timeout):
+                break
+            if typ == 1:
+                mid = struct.unpack(">HH", p[:4])
+                seen.append(mid)
+                if mid == (20, 40):
+                    refused = close_args(p[4:])
+        assert (60, 60) not in seen, f"deliveries after the reload: {seen}"
+        assert refused and (refused[0], refused[2], refused[3]) == (403, 60, 20), refused
+        # The body's rest, then the client's close-ok: the publish arrives
+        # whole and the channel number is usable again.
+        r.send(frame(3, 1, b"y" * 990) + method(1, 20, 41))
+        open_channel(r, 1)
+        assert get_one(admin, ach, sink) == b"x" * 10 + b"y" * 990
+    finally:
+        r.close()
+        ach.queue_delete(q)
+        ach.queue_delete(sink)
         admin.close()

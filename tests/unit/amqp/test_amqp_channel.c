@@ -1158,13 +1158,16 @@ static void test_reload_decides_consumers_again(void **state)
     assert_int_equal(c->f.closed, 0);
 }
 
-/* A reload noticed while a publish's body is still on its way upstream on
- * the consumer's channel: closing the channel then would cut the body,
- * which RabbitMQ answers by closing the whole connection (505). The
- * consumers there are decided again right after the last body frame went
- * up. A channel that already has a refusal held back lets it go out at once
- * when its consumer is refused, so nothing more is relayed there. */
-static void test_reload_during_publish_body_waits_for_it(void **state)
+/* A reload noticed while the client is part-way through a publish body on
+ * the consumer's channel. The client controls when that body ends, so the
+ * consumer is refused at once: the 403 goes to the client and nothing more
+ * RabbitMQ sends on the channel is relayed (not the delivery that revealed
+ * the reload, nor later ones). RabbitMQ reads a message's content whole (a
+ * cut would cost the whole connection, 505), so the rest of the forwarded
+ * body still goes up, and busgate's close after its last frame; a close
+ * RabbitMQ sends meanwhile is answered there too. A channel that already has
+ * a refusal held back lets it go out at once. */
+static void test_reload_during_publish_body_refuses_at_once(void **state)
 {
     ctx_t *c = *state;
     open_channel(c, 1);
@@ -1184,18 +1187,40 @@ static void test_reload_during_publish_body_waits_for_it(void **state)
     refuse_publish_pending(c, 2);
     c->f.next_policy = policy_narrow;
     deliver(c, 1, "A");
-    t_header(&c->wr, 1, 0); /* an empty message: the delivery is complete */
+    t_header(&c->wr, 1, 3);
+    t_body(&c->wr, 1, "msg", 3);
     assert_int_equal(t_up_wr(&c->f, &c->wr), 0);
-    expect_publish_refusal(c, 2); /* let out at once: ok.r is refused now */
-    expect_method(c, CLI(c), 1, AMQP_BASIC_DELIVER_METHOD); /* channel 1 waits */
-    expect_frame(c, CLI(c), BG_AMQP_FRAME_HEADER, 1, 14);
+    expect_consume_refused_client_only(c, 1); /* at once; the delivery is dropped */
+    expect_publish_refusal(c, 2);             /* let out at once: ok.r is refused now */
+    expect_nothing(CLI(c));
+    expect_nothing(UP(c)); /* busgate's close waits for the body */
+    /* RabbitMQ delivers again and closes the channel itself, before it has
+     * the body: nothing reaches the client, its close is answered later. */
+    deliver(c, 1, "A");
+    t_header(&c->wr, 1, 0);
+    assert_int_equal(t_up_wr(&c->f, &c->wr), 0);
+    amqp_channel_close_t ucl = {404, t_str("NOT_FOUND - no exchange 'ok.x'"), 60, 40};
+    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_METHOD, &ucl), 0);
     expect_nothing(CLI(c));
     expect_nothing(UP(c));
-    t_body(&c->wr, 1, "defghij", 7);
+    /* The body whole, then busgate's close and its close-ok to RabbitMQ's. */
+    t_body(&c->wr, 1, "defg", 4);
+    t_body(&c->wr, 1, "hij", 3);
     assert_int_equal(t_client_wr(&c->f, &c->wr), 1);
-    expect_frame(c, UP(c), BG_AMQP_FRAME_BODY, 1, 7); /* the body whole, then the close */
-    expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
-    expect_consume_refused_client_only(c, 1);
+    expect_frame(c, UP(c), BG_AMQP_FRAME_BODY, 1, 4);
+    expect_frame(c, UP(c), BG_AMQP_FRAME_BODY, 1, 3);
+    bg_amqp_method_t m = expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    assert_int_equal(((amqp_channel_close_t *)m.decoded)->reply_code, 200);
+    expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_OK_METHOD);
+    expect_nothing(UP(c));
+    /* Both handshakes end; the number is free again. */
+    assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 1);
+    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
+    expect_nothing(UP(c));
+    expect_nothing(CLI(c));
+    assert_int_equal(chan(c, 1)->cli.state, BG_AMQP_LEG_CLOSED);
+    assert_int_equal(chan(c, 1)->up.state, BG_AMQP_LEG_CLOSED);
+    open_channel(c, 1);
     assert_int_equal(c->f.closed, 0);
 }
 
@@ -1483,7 +1508,7 @@ int main(void)
         T(test_cancel_ok_of_unknown_tag_keeps_pending_consume),
         T(test_reload_decides_consumers_again),
         T(test_update_secret_decides_consumers_again),
-        T(test_reload_during_publish_body_waits_for_it),
+        T(test_reload_during_publish_body_refuses_at_once),
         T(test_anonymous_nowait_consumes_counted),
         T(test_consumer_bound_per_channel),
         T(test_consumer_bound_per_connection),
