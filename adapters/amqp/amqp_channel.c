@@ -95,6 +95,26 @@ static void bg_amqp_chan__copy(char *dst, amqp_bytes_t b)
     dst[n] = '\0';
 }
 
+/* A consumer tag: b's bytes whole (NULs included), NUL-terminated, its
+ * length in *len. Owned by the caller; NULL when out of memory. */
+static char *bg_amqp_chan__tag_dup(amqp_bytes_t b, size_t *len)
+{
+    char *p = malloc(b.len + 1);
+    if (!p)
+        return NULL;
+    if (b.len)
+        memcpy(p, b.bytes, b.len);
+    p[b.len] = '\0';
+    *len = b.len;
+    return p;
+}
+
+/* 1 when tag (p, n) is b, byte for byte. */
+static int bg_amqp_chan__tag_is(const char *p, size_t n, amqp_bytes_t b)
+{
+    return p && n == b.len && (n == 0 || memcmp(p, b.bytes, n) == 0);
+}
+
 /* A consumer on queue (a NUL-terminated name), tag NULL (pending) or the
  * given bytes. NULL when out of memory. */
 static bg_amqp_consumer_t *bg_amqp_chan__consumer_new(const char *queue, const amqp_bytes_t *tag)
@@ -104,7 +124,7 @@ static bg_amqp_consumer_t *bg_amqp_chan__consumer_new(const char *queue, const a
         return NULL;
     c->queue = strdup(queue);
     if (tag)
-        c->tag = strndup(tag->len ? tag->bytes : "", tag->len);
+        c->tag = bg_amqp_chan__tag_dup(*tag, &c->tag_len);
     if (!c->queue || (tag && !c->tag)) {
         bg_amqp_chan__free_list(c);
         return NULL;
@@ -132,7 +152,7 @@ static int bg_amqp_chan__consume_sent(bg_amqp_session_t *s, bg_amqp_channel_t *c
     if (!c)
         return -1;
     if (!m->nowait && m->consumer_tag.len &&
-        !(c->asked = strndup(m->consumer_tag.bytes, m->consumer_tag.len))) {
+        !(c->asked = bg_amqp_chan__tag_dup(m->consumer_tag, &c->asked_len))) {
         bg_amqp_chan__free_list(c);
         return -1;
     }
@@ -161,11 +181,10 @@ static bg_amqp_consumer_t *bg_amqp_chan__take_pending(bg_amqp_channel_t *ch, amq
 {
     bg_amqp_consumer_t **found = NULL, *prev = NULL, *found_prev = NULL;
     for (bg_amqp_consumer_t **pc = &ch->pending; *pc; prev = *pc, pc = &(*pc)->next) {
-        const char *asked = (*pc)->asked;
-        if (asked ? strlen(asked) == tag.len && memcmp(asked, tag.bytes, tag.len) == 0
-                  : !found) {
+        const bg_amqp_consumer_t *c = *pc;
+        if (c->asked ? bg_amqp_chan__tag_is(c->asked, c->asked_len, tag) : !found) {
             found = pc, found_prev = prev;
-            if (asked)
+            if (c->asked)
                 break;
         }
     }
@@ -192,7 +211,7 @@ static void bg_amqp_chan__consume_ok(bg_amqp_session_t *s, bg_amqp_channel_t *ch
         s->nconsumers--;
         return;
     }
-    if (!(c->tag = strndup(tag.len ? tag.bytes : "", tag.len))) {
+    if (!(c->tag = bg_amqp_chan__tag_dup(tag, &c->tag_len))) {
         /* Out of memory: forget this one rather than let the next
          * consume-ok take its place in the queue. */
         bg_amqp_chan__free_list(c);
@@ -213,7 +232,7 @@ static void bg_amqp_chan__remove_consumer(bg_amqp_session_t *s, bg_amqp_channel_
 {
     for (bg_amqp_consumer_t **pc = &ch->consumers; *pc; pc = &(*pc)->next) {
         bg_amqp_consumer_t *c = *pc;
-        if (strlen(c->tag) == tag.len && memcmp(c->tag, tag.bytes, tag.len) == 0) {
+        if (bg_amqp_chan__tag_is(c->tag, c->tag_len, tag)) {
             *pc = c->next;
             c->next = NULL;
             bg_amqp_chan__free_list(c);
@@ -225,8 +244,7 @@ static void bg_amqp_chan__remove_consumer(bg_amqp_session_t *s, bg_amqp_channel_
     /* Not live yet: a pending consume that asked for this tag (pipelined
      * consume + nowait cancel) ends when its consume-ok arrives. */
     for (bg_amqp_consumer_t *c = client_nowait ? ch->pending : NULL; c; c = c->next)
-        if (c->asked && !c->cancelled && strlen(c->asked) == tag.len &&
-            memcmp(c->asked, tag.bytes, tag.len) == 0) {
+        if (!c->cancelled && bg_amqp_chan__tag_is(c->asked, c->asked_len, tag)) {
             c->cancelled = 1;
             return;
         }

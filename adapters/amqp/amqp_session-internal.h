@@ -54,12 +54,18 @@ typedef struct bg_amqp_leg_s {
                            leg: the close-ok from there answers it */
 } bg_amqp_leg_t;
 
+/* Tags are shortstrs, bytes with a length: a NUL is one more byte (a tag
+ * cut there would never match its consume-ok or cancel again). Both are
+ * NUL-terminated copies too, for logs and tests. Queue names are never
+ * tracked with a control byte in them: such names are refused. */
 typedef struct bg_amqp_consumer_s {
     struct bg_amqp_consumer_s *next;
-    char *tag;   /* NULL while its consume-ok is awaited */
+    char *tag;      /* NULL while its consume-ok is awaited */
+    size_t tag_len;
     char *queue;
-    char *asked;   /* pending: the tag the client asked for (NULL: server-named) */
-    int cancelled; /* pending: a nowait basic.cancel named it before its consume-ok */
+    char *asked;    /* pending: the tag the client asked for (NULL: server-named) */
+    size_t asked_len;
+    int cancelled;  /* pending: a nowait basic.cancel named it before its consume-ok */
 } bg_amqp_consumer_t;
 
 typedef struct bg_amqp_channel_s {

@@ -773,3 +773,33 @@ def test_reload_mid_publish_body_stops_deliveries_at_once(start_busgate, tmp_pat
         ach.queue_delete(q)
         ach.queue_delete(sink)
         admin.close()
+
+
+def test_consumer_tags_with_nul_are_matched_whole(gw):
+    """A consumer tag is a shortstr: a NUL in it is just a byte. 1025 rounds
+    of basic.consume + basic.cancel with tags 't\\0N' leave no consumer
+    behind, so the next consume is not refused with 530 NOT_ALLOWED (a tag
+    cut at the NUL never matched its consume-ok or cancel-ok, and every
+    round stayed counted toward the 1024-per-channel bound)."""
+    bg, ports, issuer = gw
+    q = unique("it.edge-nultag")
+    admin = direct()
+    ach = admin.channel()
+    ach.queue_declare(q)
+    r, _ = handshake(ports["listen"], issuer.mint("jo", ["apps"]))
+    try:
+        open_channel(r, 1)
+        for i in range(1025):
+            tag = b"t\0%d" % i
+            r.send(method(1, 60, 20, struct.pack(">H", 0) + ss(q) + ss(tag) + b"\x02"
+                          + table([])))
+            assert r.expect(1, (60, 21)) == ss(tag), i
+            r.send(method(1, 60, 30, ss(tag) + b"\x00"))
+            assert r.expect(1, (60, 31)) == ss(tag), i
+        r.send(method(1, 60, 20, struct.pack(">H", 0) + ss(q) + ss("last") + b"\x02"
+                      + table([])))
+        r.expect(1, (60, 21))
+    finally:
+        r.close()
+        ach.queue_delete(q)
+        admin.close()

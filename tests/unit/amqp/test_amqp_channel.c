@@ -1264,6 +1264,59 @@ static void test_anonymous_nowait_consumes_counted(void **state)
                        "NOT_ALLOWED - reached maximum (1024) of consumers per channel");
 }
 
+/* Consumer tags are shortstrs: a NUL is a byte like any other. Tags that
+ * differ only after a NUL are different consumers, and a tag with a NUL is
+ * matched whole by its consume-ok and its cancel-ok, so consume + cancel
+ * leaves nothing tracked: 1025 rounds stay below the per-channel bound
+ * (cut at the NUL, every round left an entry behind and the 1025th consume
+ * was refused 530). */
+static void test_consumer_tags_with_nul(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    char tag[32];
+    for (int i = 0; i <= BG_AMQP_MAX_CONSUMERS; i++) {
+        int n = snprintf(tag, sizeof tag, "t%c%d", 0, i);
+        amqp_bytes_t t = {(size_t)n, tag};
+        amqp_basic_consume_t bc;
+        memset(&bc, 0, sizeof bc);
+        bc.queue = t_str("ok.q");
+        bc.consumer_tag = t;
+        assert_int_equal(cli(c, 1, AMQP_BASIC_CONSUME_METHOD, &bc), 1);
+        expect_method(c, UP(c), 1, AMQP_BASIC_CONSUME_METHOD);
+        amqp_basic_consume_ok_t ok = {t};
+        assert_int_equal(up(c, 1, AMQP_BASIC_CONSUME_OK_METHOD, &ok), 0);
+        expect_method(c, CLI(c), 1, AMQP_BASIC_CONSUME_OK_METHOD);
+        assert_int_equal(chan(c, 1)->npending, 0);
+        assert_int_equal(chan(c, 1)->nconsumers, 1);
+        assert_int_equal(chan(c, 1)->consumers->tag_len, (size_t)n);
+        amqp_basic_cancel_t cn = {t, 0};
+        assert_int_equal(cli(c, 1, AMQP_BASIC_CANCEL_METHOD, &cn), 1);
+        expect_method(c, UP(c), 1, AMQP_BASIC_CANCEL_METHOD);
+        amqp_basic_cancel_ok_t cok = {t};
+        assert_int_equal(up(c, 1, AMQP_BASIC_CANCEL_OK_METHOD, &cok), 0);
+        expect_method(c, CLI(c), 1, AMQP_BASIC_CANCEL_OK_METHOD);
+        assert_int_equal(chan(c, 1)->nconsumers, 0);
+        assert_int_equal(c->f.s.nconsumers, 0);
+    }
+    /* "t\0a" and "t\0b" are two consumers; cancelling one keeps the other. */
+    amqp_bytes_t a = {3, "t\0a"}, b = {3, "t\0b"};
+    amqp_basic_consume_t bc;
+    memset(&bc, 0, sizeof bc);
+    bc.queue = t_str("ok.q");
+    bc.nowait = 1;
+    bc.consumer_tag = a;
+    assert_int_equal(cli(c, 1, AMQP_BASIC_CONSUME_METHOD, &bc), 1);
+    bc.consumer_tag = b;
+    assert_int_equal(cli(c, 1, AMQP_BASIC_CONSUME_METHOD, &bc), 1);
+    assert_int_equal(chan(c, 1)->nconsumers, 2);
+    amqp_basic_cancel_t cn = {a, 1};
+    assert_int_equal(cli(c, 1, AMQP_BASIC_CANCEL_METHOD, &cn), 1);
+    assert_int_equal(chan(c, 1)->nconsumers, 1);
+    assert_memory_equal(chan(c, 1)->consumers->tag, "t\0b", 3);
+    assert_int_equal(c->f.closed, 0);
+}
+
 static void test_consumer_bound_per_channel(void **state)
 {
     ctx_t *c = *state;
@@ -1510,6 +1563,7 @@ int main(void)
         T(test_update_secret_decides_consumers_again),
         T(test_reload_during_publish_body_refuses_at_once),
         T(test_anonymous_nowait_consumes_counted),
+        T(test_consumer_tags_with_nul),
         T(test_consumer_bound_per_channel),
         T(test_consumer_bound_per_connection),
         T(test_blocked_relayed_with_capability),
