@@ -580,12 +580,17 @@ static int bg_amqp_chan__decide(bg_amqp_session_t *s, uint16_t n, bg_amqp_channe
         return -1;
     if (ch->cli.state != BG_AMQP_LEG_OPEN)
         return 0; /* a consumer on it is refused now: the channel is closing */
-    if (!bg_amqp_audit_admitting(s))
-        return bg_amqp_chan__refuse(s, n, ch, BG_AMQP_RESOURCE_ERROR,
-                                    "RESOURCE_ERROR - busgate cannot record audit events now; retry",
-                                    m->id, 1) == 0
-                   ? 0
-                   : -1;
+    if (!bg_amqp_audit_admitting(s)) {
+        /* No channel-level code means "try again later" (the soft codes
+         * name the client's mistakes; 506 is a hard error, never sent in a
+         * channel.close, and would count as the client's protocol error).
+         * As at login: 320, which AMQP defines as retry later and clients
+         * with automatic recovery reconnect on. */
+        bg_amqp_session_close(s, BG_AMQP_CONNECTION_FORCED,
+                              "CONNECTION_FORCED - busgate cannot record audit events now; retry",
+                              (uint16_t)(m->id >> 16), (uint16_t)m->id);
+        return -1;
+    }
     bg_amqp_authz_decide(s->snap->policy, &s->pp, &v);
     bg_amqp_audit_decisions(s, m, &v, len);
     if (!v.denied)

@@ -619,6 +619,42 @@ def test_no_login_while_audit_is_down(start_busgate, tmp_path):
         repr(ei.value)
 
 
+def test_method_while_audit_is_down_closes_the_connection(start_busgate, tmp_path):
+    """A client logged in while the audit pipeline admitted; then it stops
+    admitting (block mode, the audit file is /dev/full). A method that needs
+    a decision cannot be recorded: the connection is closed with 320
+    CONNECTION_FORCED and the method's class/method ids, as a login is
+    refused then. Never a channel.close 506: 506 RESOURCE_ERROR is a
+    connection (hard) error in AMQP 0-9-1, which no broker puts in a
+    channel.close. A method that needs no decision still goes through."""
+    issuer = Issuer(tmp_path / "keys")
+    text, ports = busgate_config(tmp_path, issuer, policy())
+    text = text.replace(f"  file: {ports['audit']}\n", "  file: /dev/full\n")
+    assert "file: /dev/full" in text
+    start_busgate(text, wait_for_port=ports["listen"])
+    r, _ = handshake(ports["listen"], issuer.mint("alice", ["apps"]))
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            status, _ = http_get(f"http://127.0.0.1:{ports['admin']}/readyz")
+            if status == 503:
+                break
+            time.sleep(0.1)
+        assert status == 503
+        open_channel(r, 1)
+        r.send(method(1, 60, 10, struct.pack(">IHB", 0, 1, 0)))  # basic.qos: no decision
+        r.expect(1, (60, 11))
+        r.send(method(1, 50, 10, struct.pack(">H", 0) + ss(unique("it.edge-noaudit")) + b"\x00"
+                      + table([])))
+        code, text, cls, meth = close_args(r.expect(0, (10, 50)))
+        assert (code, cls, meth) == (320, 50, 10), (code, text, cls, meth)
+        assert text == "CONNECTION_FORCED - busgate cannot record audit events now; retry"
+        r.send(method(0, 10, 51))
+        assert r.eof(7.0)
+    finally:
+        r.close()
+
+
 def test_client_that_never_reads_its_answers_is_not_read(gw):
     """After a refusal every channel.close the client sends on that channel
     is answered by busgate itself (close-ok). A client that keeps sending
