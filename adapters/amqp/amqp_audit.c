@@ -85,7 +85,10 @@ void bg_amqp_audit_decisions(bg_amqp_session_t *s, const bg_amqp_method_t *m,
             ev.decision.rule_file = bg_policy_rule_file(c->decision.rule);
             ev.decision.rule_line = bg_policy_rule_line(c->decision.rule);
         }
-        if (v->denied) {
+        /* Only the check that refused carries the code: the others were
+         * allowed, and an operator looking for who lacks what must not see
+         * a 403 on an allowed resource. */
+        if (c->decision.effect != BG_EFFECT_ALLOW) {
             ev.result.error_code = BG_AMQP_ACCESS_REFUSED;
             ev.result.error_name = "ACCESS_REFUSED";
         }

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from amqp_env import (Issuer, busgate_config, connect, direct, get_one, rule, unique,
+from amqp_env import (Issuer, api_name, busgate_config, connect, direct, get_one, rule, unique,
                       wait_audit)
 from conftest import ROOT, build_dir, http_get
 
@@ -839,3 +839,35 @@ def test_consumer_tags_with_nul_are_matched_whole(gw):
         r.close()
         ach.queue_delete(q)
         admin.close()
+
+
+def decisions_for(path, api, name, count):
+    return wait_audit(path, lambda e: e["kind"] == "decision" and api_name(e) == api
+                      and any(r.get("name") == name for r in e.get("resources", [])), count)
+
+
+def test_audit_error_code_only_on_the_refused_check(gw):
+    """A queue.bind whose queue write is allowed and whose exchange read is
+    refused: two decision events, and only the refused one carries
+    error_code 403; the allowed check's result has no error."""
+    bg, ports, issuer = gw
+    q, x = unique("it.edge-bindq"), unique("it.secret-bindx")
+    r, _ = handshake(ports["listen"], issuer.mint("jo", ["apps"]))
+    try:
+        open_channel(r, 1)
+        r.send(method(1, 50, 20, struct.pack(">H", 0) + ss(q) + ss(x) + ss("k") + b"\x00"
+                      + table([])))
+        code, text, cls, meth = close_args(r.expect(1, (20, 40)))
+        assert (code, cls, meth) == (403, 50, 20), (code, text)
+    finally:
+        r.close()
+    qev = decisions_for(ports["audit"], "queue.bind", q, 1)
+    xev = decisions_for(ports["audit"], "queue.bind", x, 1)
+    assert qev and xev, "no decision events"
+    assert qev[0]["decision"]["effect"] == "allow" and qev[0]["verb"] == "write"
+    assert qev[0]["result"].get("error_code", 0) == 0, qev[0]["result"]
+    assert "error_name" not in qev[0]["result"], qev[0]["result"]
+    assert xev[0]["decision"]["effect"] == "deny" and xev[0]["verb"] == "read"
+    assert xev[0]["result"]["error_code"] == 403, xev[0]["result"]
+    assert xev[0]["result"]["error_name"] == "ACCESS_REFUSED"
+
