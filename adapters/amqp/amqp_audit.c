@@ -98,6 +98,33 @@ void bg_amqp_audit_decisions(bg_amqp_session_t *s, const bg_amqp_method_t *m,
     }
 }
 
+void bg_amqp_audit_limit(bg_amqp_session_t *s, const bg_amqp_method_t *m,
+                         const bg_amqp_check_t *c, uint16_t code, const char *why,
+                         uint64_t bytes_in)
+{
+    /* A decision like any other (busgate's, not a rule's), so the decision
+     * events still add up to the decision metrics. */
+    bg_metric_add(&s->aw->w->metrics.decisions[BG_PROTO_AMQP][BG_EFFECT_DENY], 1);
+    if (!s->aw->w->audit)
+        return;
+    bg_policy_resource_t r = {c->type, NULL, 0, c->name, c->name_len};
+    bg_audit_event_t ev;
+    bg_amqp_audit__base(s, &ev, BG_AUDIT_EV_DECISION);
+    ev.api = m->info->name;
+    ev.resources = &r;
+    ev.nresources = 1;
+    ev.verb = c->verb;
+    ev.has |= BG_AUDIT_HAS_VERB | BG_AUDIT_HAS_DECISION | BG_AUDIT_HAS_RESULT;
+    ev.decision.effect = BG_EFFECT_DENY;
+    ev.decision.would = BG_EFFECT_DENY;
+    ev.decision.mode = BG_MODE_ENFORCE;
+    ev.result.error_code = code;
+    ev.result.error_name = bg_amqp_reply_name(code);
+    ev.result.bytes_in = bytes_in;
+    ev.detail = why;
+    bg_amqp_audit__emit(s, &ev);
+}
+
 int bg_amqp_audit_admitting(bg_amqp_session_t *s)
 {
     struct bg_audit_s *a = s->aw->w->audit;

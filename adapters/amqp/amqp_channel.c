@@ -30,6 +30,7 @@ const char *bg_amqp_reply_name(uint16_t code)
     switch (code) {
     case BG_AMQP_CONNECTION_FORCED: return "CONNECTION_FORCED";
     case BG_AMQP_ACCESS_REFUSED: return "ACCESS_REFUSED";
+    case BG_AMQP_PRECONDITION_FAILED: return "PRECONDITION_FAILED";
     case BG_AMQP_FRAME_ERROR: return "FRAME_ERROR";
     case BG_AMQP_SYNTAX_ERROR: return "SYNTAX_ERROR";
     case BG_AMQP_COMMAND_INVALID: return "COMMAND_INVALID";
@@ -818,6 +819,29 @@ static int bg_amqp_chan__content_error(bg_amqp_session_t *s, uint16_t code, cons
     return -1;
 }
 
+/* The publish held in ch->pub is refused by busgate itself (code, text)
+ * although the policy allowed it: audited as one more decision on its
+ * exchange, so the refusal is not hidden behind the publish's allow. */
+static void bg_amqp_chan__audit_held_publish(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
+                                             uint16_t code, const char *text, uint64_t bytes_in)
+{
+    size_t n = evbuffer_get_length(ch->pub);
+    const uint8_t *p = evbuffer_pullup(ch->pub, (ev_ssize_t)n);
+    bg_amqp_frame_t f;
+    bg_amqp_method_t m;
+    const char *why = NULL;
+    if (!p || bg_amqp_frame_peek(p, n, UINT32_MAX, &f, NULL) <= 0 ||
+        bg_amqp_method_decode(&f, NULL, &s->arena, &m, &why) != BG_AMQP_OK) {
+        bg_amqp_arena_reset(&s->arena);
+        return; /* it was decoded when it came: only out of memory gets here */
+    }
+    bg_amqp_verdict_t v;
+    bg_amqp_authz_classify(&m, ch, &v);
+    if (v.n)
+        bg_amqp_audit_limit(s, &m, &v.checks[0], code, text, bytes_in);
+    bg_amqp_arena_reset(&s->arena);
+}
+
 static int bg_amqp_chan__client_header(bg_amqp_session_t *s, struct evbuffer *in,
                                        bg_amqp_channel_t *ch, bg_amqp_frame_t *f, size_t len)
 {
@@ -845,6 +869,7 @@ static int bg_amqp_chan__client_header(bg_amqp_session_t *s, struct evbuffer *in
                  (unsigned long long)(s->lim.max_body_size ? s->lim.max_body_size
                                                            : BG_AMQP_MAX_BODY_DEFAULT));
         evbuffer_drain(in, len);
+        bg_amqp_chan__audit_held_publish(s, ch, BG_AMQP_PRECONDITION_FAILED, text, len);
         return bg_amqp_chan__refuse(s, f->channel, ch, BG_AMQP_PRECONDITION_FAILED, text,
                                     AMQP_BASIC_PUBLISH_METHOD, 1) == 0
                    ? 1

@@ -317,6 +317,13 @@ void bg_amqp_audit_auth_failure(bg_amqp_session_t *s, const char *reason);
 /* One event per check of v for method m; counts the decisions. */
 void bg_amqp_audit_decisions(bg_amqp_session_t *s, const bg_amqp_method_t *m,
                              const bg_amqp_verdict_t *v, uint64_t bytes_in);
+/* A refusal busgate makes itself after the policy allowed method m on
+ * check c (a message over max_body_bytes): one more decision event, deny,
+ * no rule, result code (e.g. 406) and why as its detail; counted as a deny.
+ * Strings are borrowed during the call. */
+void bg_amqp_audit_limit(bg_amqp_session_t *s, const bg_amqp_method_t *m,
+                         const bg_amqp_check_t *c, uint16_t code, const char *why,
+                         uint64_t bytes_in);
 /* 1 when the audit pipeline accepts events (or audit is off). */
 int bg_amqp_audit_admitting(bg_amqp_session_t *s);
 

@@ -871,3 +871,31 @@ def test_audit_error_code_only_on_the_refused_check(gw):
     assert xev[0]["result"]["error_code"] == 403, xev[0]["result"]
     assert xev[0]["result"]["error_name"] == "ACCESS_REFUSED"
 
+
+def test_message_too_large_is_audited(gw):
+    """A publish the policy allows, whose header announces more than
+    max_body_bytes (128 MiB by default): refused with channel.close 406 as
+    RabbitMQ refuses it, and the refusal is in the audit, as a deny decision
+    of its own with error_code 406 and the reason, after the policy's
+    allow."""
+    bg, ports, issuer = gw
+    q = unique("it.edge-big")
+    size = 200 << 20
+    r, _ = handshake(ports["listen"], issuer.mint("jo", ["apps"]))
+    try:
+        open_channel(r, 1)
+        r.send(publish(1, "it.edge-x", q) + header(1, size))
+        code, text, cls, meth = close_args(r.expect(1, (20, 40)))
+        assert (code, cls, meth) == (406, 60, 40), (code, text)
+    finally:
+        r.close()
+    events = decisions_for(ports["audit"], "basic.publish", "it.edge-x", 2)
+    events = [e for e in events if e["session_id"] == events[-1]["session_id"]]
+    assert [e["decision"]["effect"] for e in events] == ["allow", "deny"], events
+    allow, deny = events
+    assert allow["result"].get("error_code", 0) == 0
+    assert deny["verb"] == "write" and deny["resources"] == allow["resources"]
+    assert deny["result"]["error_code"] == 406, deny["result"]
+    assert deny["result"]["error_name"] == "PRECONDITION_FAILED"
+    assert f"message size {size} is larger than configured max size" in deny["detail"]
+    assert "rule" not in deny["decision"]

@@ -427,7 +427,13 @@ static void test_body_too_large_refused_on_channel(void **state)
     publish_method(c, 1, "ok.x");
     t_header(&c->wr, 1, max + 1);
     t_body(&c->wr, 1, "abc", 3);
+    int before = c->f.decisions;
     assert_int_equal(t_client_wr(&c->f, &c->wr), 1);
+    /* The policy's allow, then busgate's own refusal: audited on its own. */
+    assert_int_equal(c->f.decisions, before + 2);
+    assert_int_equal(c->f.limit_code, BG_AMQP_PRECONDITION_FAILED);
+    assert_int_equal(c->f.limit_method, AMQP_BASIC_PUBLISH_METHOD);
+    assert_string_equal(c->f.limit_name, "ok.x");
     expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_METHOD); /* busgate's, nothing else */
     expect_nothing(UP(c));
     expect_nothing(CLI(c));

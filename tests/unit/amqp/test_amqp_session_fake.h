@@ -43,6 +43,9 @@ typedef struct t_fake_s {
     uint16_t close_code, close_class, close_method;
     char close_text[256];
     int awaiting_close_ok, resumes, decisions, update_secrets;
+    uint16_t limit_code;    /* the last bg_amqp_audit_limit: its code, method, resource */
+    uint32_t limit_method;
+    char limit_name[256];
     const bg_policy_t *next_policy; /* the next bg_snapshot_refresh installs it */
     int64_t now_ms;                 /* bg_amqp_mono_ms */
 } t_fake_t;
@@ -137,6 +140,17 @@ void bg_amqp_audit_decisions(bg_amqp_session_t *s, const bg_amqp_method_t *m,
 {
     (void)s, (void)m, (void)bytes_in;
     t_cur->decisions += (int)v->n;
+}
+
+void bg_amqp_audit_limit(bg_amqp_session_t *s, const bg_amqp_method_t *m,
+                         const bg_amqp_check_t *c, uint16_t code, const char *why,
+                         uint64_t bytes_in)
+{
+    (void)s, (void)why, (void)bytes_in;
+    t_cur->decisions++;
+    t_cur->limit_code = code;
+    t_cur->limit_method = m->id;
+    snprintf(t_cur->limit_name, sizeof t_cur->limit_name, "%.*s", (int)c->name_len, c->name);
 }
 
 int64_t bg_amqp_mono_ms(void) { return t_cur->now_ms; }
