@@ -181,6 +181,7 @@ struct bg_amqp_session_s {
     struct event *expiry_ev; /* token expiry */
     struct event *refusal_ev; /* refusals RabbitMQ has not confirmed in time */
     size_t hb_out_mark;       /* the client's queued output at the last heartbeat tick */
+    int cli_held;             /* client not read: its output and its input are both full */
     size_t ndeferred;         /* channels with a refusal held back */
     struct event *close_ev;  /* bound on waiting for the client's close-ok */
     int64_t last_recv_ms;

@@ -192,14 +192,15 @@ void bg_amqp_session_kill(bg_amqp_session_t *s, int flush, const char *why)
  * for a channel reopened too early (that channel no longer matters). */
 static void bg_amqp__read_for_close_ok(bg_amqp_session_t *s)
 {
-    int was_stalled = s->stalled != 0;
+    int was_stopped = s->stalled != 0 || s->cli_held;
     s->stalled = 0;
+    s->cli_held = 0;
     if (!s->cli)
         return;
     bufferevent_enable(s->cli, EV_READ);
-    /* What the stall left unread is read from the event loop, not from
-     * inside whatever callback is closing the session now. */
-    if (was_stalled && evbuffer_get_length(bufferevent_get_input(s->cli)) > 0)
+    /* What the stall (or a full output) left unread is read from the event
+     * loop, not from inside whatever callback is closing the session now. */
+    if (was_stopped && evbuffer_get_length(bufferevent_get_input(s->cli)) > 0)
         bufferevent_trigger(s->cli, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
 }
 
@@ -320,11 +321,13 @@ static void bg_amqp__on_heartbeat(evutil_socket_t fd, short what, void *arg)
      * pauses its heartbeat monitor on a blocked connection). A client that
      * does not take its own output is still read until its unprocessed input
      * fills the read watermark; past that it counts as alive only while its
-     * output shrinks (a hung consumer must still be dropped). */
+     * output shrinks (a hung consumer must still be dropped), also when
+     * that output went below the high watermark but reading has not resumed
+     * yet (cli_held is cleared when it does). */
     size_t out = bg_amqp__cli_queued(s);
     int took = out < s->hb_out_mark;
     s->hb_out_mark = out;
-    if (bg_amqp__reading_paused(s) && (out < BG_AMQP_HIGH_WATER || took))
+    if (bg_amqp__reading_paused(s) && ((out < BG_AMQP_HIGH_WATER && !s->cli_held) || took))
         s->last_recv_ms = bg_amqp_mono_ms();
     if (bg_amqp_mono_ms() - s->last_recv_ms > (int64_t)s->heartbeat * 2000) {
         bg_amqp_session_kill(s, 0, "client missed heartbeats");
@@ -350,6 +353,12 @@ static void bg_amqp__on_expiry(evutil_socket_t fd, short what, void *arg)
 
 /* ---- client input ---- */
 
+/* The client's read watermark: one frame more than the slack. */
+static size_t bg_amqp__read_mark(const bg_amqp_session_t *s)
+{
+    return (size_t)s->aw->g->cfg->amqp.max_frame_bytes + BG_AMQP_INPUT_SLACK;
+}
+
 static void bg_amqp__update_reading(bg_amqp_session_t *s)
 {
     if (s->dead)
@@ -358,10 +367,23 @@ static void bg_amqp__update_reading(bg_amqp_session_t *s)
      * it is alive), but its frames wait unprocessed in the input, which the
      * read watermark bounds (bg_amqp_session_accept): what busgate answers
      * itself (close-oks, refusals) cannot grow without bound for a client
-     * that sends and never reads. */
+     * that sends and never reads. Once that input is full too, reading is
+     * disabled, not left to the watermark: libevent 2.1 re-runs the read
+     * callback (deferred) after every run that leaves the input at the
+     * watermark with EV_READ enabled, and each run processes nothing, so
+     * the worker would spin until the client reads. */
+    int was_held = s->cli_held;
+    s->cli_held = bg_amqp__cli_queued(s) >= BG_AMQP_HIGH_WATER &&
+                  evbuffer_get_length(bufferevent_get_input(s->cli)) >= bg_amqp__read_mark(s);
     int up_full = bg_amqp__up_queued(s) >= BG_AMQP_HIGH_WATER;
-    if (!up_full && !s->stalled && s->state != BG_AMQP_S_CLOSING)
+    if (!up_full && !s->stalled && !s->cli_held && s->state != BG_AMQP_S_CLOSING) {
         bufferevent_enable(s->cli, EV_READ);
+        /* Input at the watermark is not read from the socket, so no read
+         * event would come to process it: one deferred run does. */
+        if (was_held)
+            bufferevent_trigger(s->cli, EV_READ,
+                                BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+    }
     else if (s->state != BG_AMQP_S_CLOSING)
         bufferevent_disable(s->cli, EV_READ);
     if (s->up && bg_amqp_up_is_ready(s->up))
@@ -733,8 +755,7 @@ void bg_amqp_session_accept(bg_amqp_worker_t *aw, int fd, const struct sockaddr 
     bufferevent_setwatermark(s->cli, EV_WRITE, BG_AMQP_LOW_WATER, 0);
     /* Input waits unprocessed only while the client's output is full: one
      * frame more than that is all it may hold. */
-    bufferevent_setwatermark(s->cli, EV_READ, 0,
-                             (size_t)aw->g->cfg->amqp.max_frame_bytes + BG_AMQP_INPUT_SLACK);
+    bufferevent_setwatermark(s->cli, EV_READ, 0, bg_amqp__read_mark(s));
     bufferevent_set_max_single_read(s->cli, 256 * 1024);
     bufferevent_enable(s->cli, EV_READ | EV_WRITE);
     /* A client that never finishes the handshake is dropped (RabbitMQ: 10 s). */

@@ -899,3 +899,118 @@ def test_message_too_large_is_audited(gw):
     assert deny["result"]["error_name"] == "PRECONDITION_FAILED"
     assert f"message size {size} is larger than configured max size" in deny["detail"]
     assert "rule" not in deny["decision"]
+
+
+def cpu_seconds(pid):
+    """The process's user + system CPU time so far (/proc/PID/stat)."""
+    import os
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()  # fields from the 3rd on
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_publisher_that_never_reads_its_returns_leaves_busgate_idle(gw):
+    """Mandatory publishes nothing routes come back as basic.return. A
+    client that sends them and never reads fills busgate's output to it,
+    then its unprocessed input up to the read watermark. busgate must then
+    stop reading it (idle, not re-running its read callback for nothing),
+    and go on once the client reads again: every publish is returned."""
+    import threading
+    bg, ports, issuer = gw
+    r, frame_max = handshake(ports["listen"], issuer.mint("kim", ["apps"]))
+    open_channel(r, 1)
+    n = 100_000
+    assert frame_max >= n + 8, frame_max
+    rk = unique("it.edge-nowhere")  # no such queue: every publish is returned
+    one = (method(1, 60, 40, struct.pack(">H", 0) + ss("") + ss(rk) + b"\x01")  # mandatory
+           + header(1, n) + frame(3, 1, b"r" * n))
+    batch = one * 16
+    sent, limit = 0, 512 << 20
+    r.s.settimeout(3.0)  # no progress for that long: busgate stopped reading
+    try:
+        while sent < limit:
+            sent += r.s.send(batch[sent % len(one):])
+    except socket.timeout:
+        pass
+    assert sent < limit, f"busgate read all {sent >> 20} MiB"
+    before = cpu_seconds(bg.proc.pid)
+    time.sleep(5)
+    used = cpu_seconds(bg.proc.pid) - before
+    assert used < 1.0, f"busgate used {used:.1f} CPU-seconds in 5 s holding one client"
+    # The client reads again: what it sent is processed, every publish returned.
+    rest = -sent % len(one)
+    total = (sent + rest) // len(one)
+    errors = []
+
+    def finish():
+        try:
+            r.s.sendall(one[len(one) - rest:])
+        except OSError as e:
+            errors.append(e)
+    t = threading.Thread(target=finish)
+    t.start()
+    returned, deadline = 0, time.monotonic() + 120
+    while returned < total and time.monotonic() < deadline:
+        typ, _, p = r.frame(timeout=30)
+        if typ == 1:
+            assert struct.unpack(">HH", p[:4]) == (60, 50), struct.unpack(">HH", p[:4])
+            returned += 1
+    t.join(30)
+    assert returned == total and not errors, (returned, total, errors)
+    r.close()
+    healthy(ports, issuer)
+
+
+def test_consumer_that_stopped_reading_leaves_busgate_idle(gw):
+    """The same with deliveries: a consumer that stops reading while it
+    goes on sending (heartbeats here) fills busgate's output to it, then
+    its unprocessed input. busgate must stop reading it, stay idle (nothing
+    upstream holds it back, so nothing else stops the read callback) and
+    go on once the client reads: every message arrives."""
+    import threading
+    bg, ports, issuer = gw
+    q, n = unique("it.edge-stopped"), 32
+    admin = direct()
+    ach = admin.channel()
+    ach.queue_declare(q)
+    for i in range(n):
+        ach.basic_publish("", q, bytes([i]) * (1 << 20))
+    r, _ = handshake(ports["listen"], issuer.mint("max", ["apps"]))
+    try:
+        open_channel(r, 1)
+        # basic.consume, no-ack: RabbitMQ sends all 32 MiB at once.
+        r.send(method(1, 60, 20, struct.pack(">H", 0) + ss(q) + ss("stopped") + b"\x02"
+                      + table([])))
+        r.expect(1, (60, 21))
+        beat = frame(8, 0, b"")
+        batch = beat * 65536
+        sent, limit = 0, 512 << 20
+        r.s.settimeout(3.0)  # no progress for that long: busgate stopped reading
+        try:
+            while sent < limit:
+                sent += r.s.send(batch[sent % len(beat):])
+        except socket.timeout:
+            pass
+        assert sent < limit, f"busgate read all {sent >> 20} MiB"
+        before = cpu_seconds(bg.proc.pid)
+        time.sleep(5)
+        used = cpu_seconds(bg.proc.pid) - before
+        assert used < 1.0, f"busgate used {used:.1f} CPU-seconds in 5 s holding one client"
+        rest = -sent % len(beat)
+        t = threading.Thread(target=lambda: r.s.sendall(beat[len(beat) - rest:]))
+        t.start()
+        got, body, deadline = 0, 0, time.monotonic() + 120
+        while body < n << 20 and time.monotonic() < deadline:
+            typ, _, p = r.frame(timeout=30)
+            if typ == 1:
+                assert struct.unpack(">HH", p[:4]) == (60, 60), struct.unpack(">HH", p[:4])
+                got += 1
+            elif typ == 3:
+                body += len(p)
+        t.join(30)
+        assert (got, body) == (n, n << 20), (got, body)
+        open_channel(r, 2)  # its heartbeats were processed: the connection goes on
+    finally:
+        r.close()
+        ach.queue_delete(q)
+        admin.close()
