@@ -184,7 +184,8 @@ struct bg_amqp_session_s {
     int cli_held;             /* client not read: its output and its input are both full */
     size_t ndeferred;         /* channels with a refusal held back */
     struct event *close_ev;  /* bound on waiting for the client's close-ok */
-    int64_t last_recv_ms;
+    int64_t last_recv_ms;    /* when bytes last arrived from the client */
+    size_t in_left;          /* client input the last pass over it left unprocessed */
     int64_t started_ms;
     uint64_t bytes_in, bytes_out, methods;
     /* Staging: while busgate handles one read callback of a leg, what it

@@ -521,16 +521,19 @@ static int bg_amqp__client_frame(bg_amqp_session_t *s, struct evbuffer *in)
     return rc;
 }
 
-static void bg_amqp__on_client_read(struct bufferevent *bev, void *arg)
+/* One pass over the client's input: frames are processed until it runs
+ * out, the session stalls or closes, or an output is full. Says nothing
+ * about the client's liveness (bg_amqp__on_client_read does). */
+static void bg_amqp__client_input(bg_amqp_session_t *s)
 {
-    bg_amqp_session_t *s = arg;
+    struct bufferevent *bev = s->cli;
     struct evbuffer *in = bufferevent_get_input(bev);
-    s->last_recv_ms = bg_amqp_mono_ms();
     /* Publishes are bulk data: take what is waiting in one read rather than
      * libevent's 4 KiB per wake-up (not on TLS, not while reading is paused). */
     if (s->state == BG_AMQP_S_RUNNING && !s->aw->g->client_tls &&
-        (bufferevent_get_enabled(bev) & EV_READ) && evbuffer_get_length(in) < BG_AMQP_READ_BURST)
-        bg_util_bev_read_more(bev, BG_AMQP_READ_BURST);
+        (bufferevent_get_enabled(bev) & EV_READ) && evbuffer_get_length(in) < BG_AMQP_READ_BURST &&
+        bg_util_bev_read_more(bev, BG_AMQP_READ_BURST) > 0)
+        s->last_recv_ms = bg_amqp_mono_ms();
     s->in_read = 1;
     /* Frames for the upstream leave in one write at the end (staging). */
     int stage = s->state == BG_AMQP_S_RUNNING && !s->up_staging;
@@ -553,7 +556,20 @@ static void bg_amqp__on_client_read(struct bufferevent *bev, void *arg)
             bg_amqp_session_kill(s, 0, "cannot write to the upstream");
     }
     s->in_read = 0;
+    s->in_left = evbuffer_get_length(in);
     bg_amqp__update_reading(s);
+}
+
+static void bg_amqp__on_client_read(struct bufferevent *bev, void *arg)
+{
+    bg_amqp_session_t *s = arg;
+    /* Only new bytes say the client is alive, not a run of this callback:
+     * libevent also runs it over input it already holds (at the read
+     * watermark, on a trigger). The input is drained only in
+     * bg_amqp__client_input, so growth since its last pass is new bytes. */
+    if (evbuffer_get_length(bufferevent_get_input(bev)) > s->in_left)
+        s->last_recv_ms = bg_amqp_mono_ms();
+    bg_amqp__client_input(s);
 }
 
 void bg_amqp_session_resume(bg_amqp_session_t *s)
@@ -562,7 +578,7 @@ void bg_amqp_session_resume(bg_amqp_session_t *s)
         return;
     bg_amqp__update_reading(s);
     if (evbuffer_get_length(bufferevent_get_input(s->cli)) > 0 && !s->stalled)
-        bg_amqp__on_client_read(s->cli, s);
+        bg_amqp__client_input(s);
 }
 
 static void bg_amqp__on_client_write(struct bufferevent *bev, void *arg)

@@ -1014,3 +1014,16 @@ def test_consumer_that_stopped_reading_leaves_busgate_idle(gw):
         r.close()
         ach.queue_delete(q)
         admin.close()
+
+def test_client_silent_inside_a_frame_is_dropped(gw):
+    """A client that sends the start of a frame and then nothing is as dead
+    as one that sends nothing: busgate's heartbeats to it, and the
+    unprocessed bytes it holds, must not keep it alive."""
+    bg, ports, issuer = gw
+    r, _ = handshake(ports["listen"], issuer.mint("lee", ["apps"]), heartbeat=1)
+    open_channel(r, 1)
+    r.send(b"\x01\x00\x01")  # 3 bytes of a frame header, then silence
+    assert r.eof(10.0), "a client silent for 10 heartbeat intervals was kept"
+    assert bg.wait_log(lambda l: "client missed heartbeats" in l.get("msg", "")), \
+        bg.log_path.read_text()[-2000:]
+    r.close()
