@@ -83,7 +83,7 @@ struct bg_kafka_session_s {
     struct event *free_ev;     /* frees a dead session outside any callback */
     struct event *close_ev;    /* bounds a closing session's last writes */
     struct event *auth_ev;     /* kafka.auth_timeout: SASL not done in time */
-    struct event *eof_ev;      /* while reading is paused: the client hung up (or NULL) */
+    struct event *eof_ev;      /* while reading is paused: checks that the client is there */
     uint64_t idle_mark;        /* output progress at the last idle check */
     int64_t started_ms;
     uint64_t bytes_in, bytes_out, requests;

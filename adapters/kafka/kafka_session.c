@@ -13,6 +13,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include "adapters/kafka/kafka_audit.h"
@@ -30,6 +33,7 @@
 /* How long a closing session may take to write its last responses (and
  * wait for those still with the broker), as the shutdown drain. */
 #define BG_KAFKA_CLOSE_GRACE_MS 10000
+#define BG_KAFKA_HANGUP_CHECK_MS 500 /* how often a paused client's TCP state is checked */
 
 int64_t bg_kafka_now_us(void)
 {
@@ -125,6 +129,8 @@ void bg_kafka_session_close(bg_kafka_session_t *s, int flush_first, const char *
     }
     s->closing = 1;
     bufferevent_disable(s->cli, EV_READ);
+    if (s->eof_ev) /* its last responses still go out (the close grace bounds that) */
+        event_del(s->eof_ev);
     if (s->nq == 0 && evbuffer_get_length(bufferevent_get_output(s->cli)) == 0) {
         bg_kafka__kill(s);
         return;
@@ -275,8 +281,11 @@ static void bg_kafka__update_reading(bg_kafka_session_t *s)
      * closing: its last responses still go out (the close grace bounds
      * that). */
     int watch = !read_cli && !s->closing;
-    if (s->eof_ev && watch && !event_pending(s->eof_ev, EV_CLOSED, NULL))
-        event_add(s->eof_ev, NULL);
+    if (s->eof_ev && watch && !event_pending(s->eof_ev, EV_TIMEOUT, NULL)) {
+        struct timeval tv = {BG_KAFKA_HANGUP_CHECK_MS / 1000,
+                             (BG_KAFKA_HANGUP_CHECK_MS % 1000) * 1000};
+        event_add(s->eof_ev, &tv);
+    }
     else if (s->eof_ev && !watch)
         event_del(s->eof_ev);
     if (s->up)
@@ -1109,25 +1118,26 @@ static int bg_kafka__busy(bg_kafka_session_t *s)
     return s->nq > 0;
 }
 
-/* The client hung up while its reading was paused: ended as on EOF. */
-static void bg_kafka__on_client_hangup(evutil_socket_t fd, short what, void *arg)
+/* While a client's reading is paused, its socket is not read, so neither
+ * its EOF nor a reset would be seen before the broker answers (a held
+ * fetch: minutes). The connection's TCP state tells without reading: the
+ * peer's FIN (CLOSE_WAIT, also behind requests it sent meanwhile) or a
+ * reset (CLOSE) ends the session as EOF does. Polled: epoll reports a reset
+ * as readable, which a watch that may not read would see for ever. */
+static void bg_kafka__on_hangup_check(evutil_socket_t fd, short what, void *arg)
 {
     bg_kafka_session_t *s = arg;
-    if (!s->dead)
+    struct tcp_info ti;
+    socklen_t len = sizeof ti;
+    (void)fd;
+    (void)what;
+    if (s->dead)
+        return;
+    evutil_socket_t cfd = bufferevent_getfd(s->cli);
+    if (cfd < 0 || getsockopt(cfd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
+        return; /* not TCP: seen once reading resumes */
+    if (ti.tcpi_state == TCP_CLOSE_WAIT || ti.tcpi_state == TCP_CLOSE)
         bg_kafka__kill(s);
-}
-
-/* The hang-up watch, where the event backend reports a peer's close
- * without reading (EV_CLOSED: epoll); elsewhere NULL, and a paused
- * client's EOF is seen once reading resumes. Returns 0, or -1 when out of
- * memory. */
-static int bg_kafka__watch_hangup(bg_kafka_session_t *s)
-{
-    evutil_socket_t fd = bufferevent_getfd(s->cli);
-    if (fd < 0 || !(event_base_get_features(s->kw->w->base) & EV_FEATURE_EARLY_CLOSE))
-        return 0;
-    s->eof_ev = event_new(s->kw->w->base, fd, EV_CLOSED, bg_kafka__on_client_hangup, s);
-    return s->eof_ev ? 0 : -1;
 }
 
 /* idle_timeout: the client sent nothing (reading) or took nothing of its
@@ -1194,12 +1204,13 @@ void bg_kafka_session_accept(bg_kafka_worker_t *kw, int fd, const struct sockadd
     s->free_ev = event_new(kw->w->base, -1, 0, bg_kafka__on_free, s);
     s->close_ev = evtimer_new(kw->w->base, bg_kafka__on_close_grace, s);
     s->auth_ev = evtimer_new(kw->w->base, bg_kafka__on_auth_timeout, s);
+    s->eof_ev = event_new(kw->w->base, -1, EV_PERSIST, bg_kafka__on_hangup_check, s);
     s->held = evbuffer_new();
     s->cli = bg_util_tls_client_bev(kw->w->base, kw->g->client_tls, fd);
     if (!s->cli)
         evutil_closesocket(fd);
     if (!s->snap || !s->free_ev || !s->close_ev || !s->auth_ev || !s->held || !s->cli ||
-        bg_kafka__watch_hangup(s) != 0) {
+        !s->eof_ev) {
         if (s->free_ev) {
             bg_kafka__kill(s);
         } else {

@@ -3,6 +3,7 @@ the real broker, with raw wire clients: backpressure on the answers busgate
 builds itself, ApiVersions before SASL as Kafka's broker allows it, what a
 request gets while the audit pipeline refuses events, and when a session
 ends (idle timeout, closing)."""
+import os
 import select
 import socket
 import struct
@@ -336,11 +337,21 @@ def test_kept_request_copies_count_against_the_memory_cap(start_busgate, tmp_pat
     w.close()
 
 
-def test_client_closing_while_reading_is_paused_ends_the_session(start_busgate, tmp_path):
+def cpu_seconds(pid):
+    """The process's user + system CPU time so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()  # fields from the 3rd on
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.parametrize("reset", [False, True], ids=["close", "reset"])
+def test_client_closing_while_reading_is_paused_ends_the_session(start_busgate, tmp_path, reset):
     """A client whose reading busgate paused (here at max_inflight 2, both
-    requests fetches the broker holds for 30 s) closes its connection: the
-    session ends at once, without waiting for the broker to answer and
-    reading to resume."""
+    requests fetches the broker holds for 30 s, a third waiting unread)
+    closes its connection, or resets it: the session ends at once, without
+    waiting for the broker to answer and reading to resume, and busgate
+    does not spin meanwhile (epoll reports a reset as readable, which a
+    watch that may not read would see again and again)."""
     bg, ports = start(start_busgate, tmp_path, kafka_extra="  max_inflight: 2\n")
     topic = unique("it-orders-hangup")
     create_topics([topic])
@@ -351,8 +362,13 @@ def test_client_closing_while_reading_is_paused_ends_the_session(start_busgate, 
     assert wait_until(lambda: requests_total(ports) >= 5)  # ApiVersions, SASL x2, 2 fetches
     time.sleep(0.5)
     assert open_connections(ports) == 1
+    if reset:
+        w.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    cpu0 = cpu_seconds(bg.proc.pid)
     w.close()
     assert wait_until(lambda: open_connections(ports) == 0, timeout=5), \
         "session still open 5 s after its client closed: " + bg.log_path.read_text()[-1000:]
+    time.sleep(1)
+    assert cpu_seconds(bg.proc.pid) - cpu0 < 1.0, "busgate spun after the client left"
     assert not bg.wait_log(lambda l: l.get("peer") == peer and "idle" in l.get("msg", ""),
                            timeout=0.1)
