@@ -317,7 +317,8 @@ def test_kept_request_copies_count_against_the_memory_cap(start_busgate, tmp_pat
     topic = unique("it-orders-mem")
     create_topics([topic])
     w = KafkaWire(ports["listen"], timeout=60).login(oidc_token("svc-orders"))
-    fetch = w.send(1, 4, fetch_v4(topic, 12000))  # no data: held for 12 s
+    # No data: held for 20 s, well past the sending below even on a loaded machine.
+    fetch = w.send(1, 4, fetch_v4(topic, 20000))
     n, size = 40, 4 << 20
     data, first = b"", w.corr + 1
     for i in range(n):
