@@ -210,7 +210,8 @@ void bg_policy_decide(const bg_policy_t *p, const bg_policy_principal_t *pr,
  * as Kafka's authorizeByResourceType asks): calls fn with names of type
  * that an allow rule for verb whose subjects match pr names, one per
  * pattern in file order (a literal itself, a prefix its head, a glob with
- * '*' empty and '?' as '_'), then "*" when the default allows or the whole
+ * '*' empty and '?' as '_'; "*" for one that matches every name), then "*"
+ * when the default allows or the whole
  * policy is in audit mode. Each name is only a candidate: fn decides it
  * (bg_policy_decide) and returns nonzero to stop, which is returned; 0 when
  * fn accepted none. A name the rules allow only in a form not sampled (an

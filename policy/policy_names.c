@@ -9,7 +9,9 @@
 #include <string.h>
 
 /* One name pat matches: a literal itself, a prefix its head, a glob with
- * each '*' empty and each '?' as '_'. buf holds BG_POLICY_MAX_PATTERN + 1. */
+ * each '*' empty and each '?' as '_'; "*" for a pattern matching every name
+ * (an empty sample would read as no name at all in an audit event). buf
+ * holds BG_POLICY_MAX_PATTERN + 1. */
 static size_t bg_policy__sample(const bg_policy_pattern_t *pat, char *buf)
 {
     size_t n = 0;
@@ -19,6 +21,8 @@ static size_t bg_policy__sample(const bg_policy_pattern_t *pat, char *buf)
             continue;
         buf[n++] = pat->kind == BG_PAT_GLOB && c == '?' ? '_' : c;
     }
+    if (n == 0 && pat->kind != BG_PAT_LITERAL)
+        buf[n++] = '*';
     buf[n] = '\0';
     return n;
 }

@@ -45,7 +45,7 @@ typedef struct bg_kafka_global_s {
     size_t nworkers;
     bg_kafka_topic_ids_t topic_ids; /* id -> name, bounded (kafka_topic_ids.h) */
     /* Upstream ApiVersions bodies by node (bg_kafka_global_keep_versions):
-     * slot 0 the bootstrap brokers, slot i + 1 node i. */
+     * slot 0 the bootstrap brokers, slot i + 1 the broker in nodes[i]. */
     struct bg_kafka_versions_s {
         uint8_t *body;
         size_t len;

@@ -136,23 +136,33 @@ int bg_kafka_global_topic_name(bg_kafka_global_t *g, const uint8_t id[16], char 
     return found;
 }
 
+/* Slot 0 the bootstrap brokers, slot i + 1 the broker in nodes[i] (node
+ * ids are the brokers', any int32; entries are never removed). g->mu held. */
 static struct bg_kafka_versions_s *bg_kafka__versions_slot(bg_kafka_global_t *g, int32_t node)
 {
-    if (node < -1 || node >= BG_KAFKA_MAX_NODES)
-        return NULL;
-    return &g->versions[node + 1];
+    if (node == -1)
+        return &g->versions[0];
+    for (size_t i = 0; i < g->nnodes; i++)
+        if (g->nodes[i].id == node)
+            return &g->versions[i + 1];
+    return NULL;
 }
 
 void bg_kafka_global_keep_versions(bg_kafka_global_t *g, int32_t node, const uint8_t *body,
                                    size_t len, int16_t ver, const int16_t *vmin,
                                    const int16_t *vmax)
 {
-    struct bg_kafka_versions_s *v = bg_kafka__versions_slot(g, node);
-    uint8_t *copy = v && body && len ? malloc(len) : NULL;
+    uint8_t *copy = body && len ? malloc(len) : NULL;
     if (!copy)
         return;
     memcpy(copy, body, len);
     pthread_mutex_lock(&g->mu);
+    struct bg_kafka_versions_s *v = bg_kafka__versions_slot(g, node);
+    if (!v) {
+        pthread_mutex_unlock(&g->mu);
+        free(copy);
+        return;
+    }
     uint8_t *old = v->body;
     v->body = copy;
     v->len = len;
@@ -166,12 +176,10 @@ void bg_kafka_global_keep_versions(bg_kafka_global_t *g, int32_t node, const uin
 int bg_kafka_global_version_range(bg_kafka_global_t *g, int32_t node, int16_t api, int16_t *min,
                                   int16_t *max)
 {
-    struct bg_kafka_versions_s *v = bg_kafka__versions_slot(g, node);
     int rc = -1;
-    if (!v)
-        return -1;
     pthread_mutex_lock(&g->mu);
-    if (v->body) {
+    struct bg_kafka_versions_s *v = bg_kafka__versions_slot(g, node);
+    if (v && v->body) {
         rc = api >= 0 && api < BG_KAFKA_VERSIONS_APIS && v->vmax[api] >= 0;
         if (rc) {
             *min = v->vmin[api];
@@ -185,12 +193,10 @@ int bg_kafka_global_version_range(bg_kafka_global_t *g, int32_t node, int16_t ap
 int bg_kafka_global_versions(bg_kafka_global_t *g, int32_t node, bg_kafka_arena_t *arena,
                              const uint8_t **body, size_t *len, int16_t *ver)
 {
-    struct bg_kafka_versions_s *v = bg_kafka__versions_slot(g, node);
     int found = 0;
-    if (!v)
-        return 0;
     pthread_mutex_lock(&g->mu);
-    uint8_t *copy = v->body ? bg_kafka_arena_alloc(arena, v->len) : NULL;
+    struct bg_kafka_versions_s *v = bg_kafka__versions_slot(g, node);
+    uint8_t *copy = v && v->body ? bg_kafka_arena_alloc(arena, v->len) : NULL;
     if (copy) {
         memcpy(copy, v->body, v->len);
         *body = copy;

@@ -211,6 +211,7 @@ static void test_allowed_names(void **st)
                   {"kafka:topic:readonly", 1u << BG_VERB_READ, BG_EFFECT_ALLOW, NULL},
                   {"kafka:group:g", 1u << BG_VERB_WRITE, BG_EFFECT_ALLOW, NULL}};
     install(f, r, 7, BG_EFFECT_DENY, BG_MODE_ENFORCE);
+    rule_t all[] = {{"kafka:topic:*", 1u << BG_VERB_WRITE, BG_EFFECT_ALLOW, NULL}};
     names_t c = {.stop_at = -1};
     assert_int_equal(bg_policy_allowed_names(f->pol, &f->pr, BG_RES_KAFKA_TOPIC, BG_VERB_WRITE,
                                              collect, &c),
@@ -225,6 +226,13 @@ static void test_allowed_names(void **st)
                                              collect, &c),
                      7);
     assert_int_equal(c.n, 2);
+
+    /* A pattern matching every name offers "*", not an empty name. */
+    install(f, all, 1, BG_EFFECT_DENY, BG_MODE_ENFORCE);
+    c = (names_t){.stop_at = -1};
+    bg_policy_allowed_names(f->pol, &f->pr, BG_RES_KAFKA_TOPIC, BG_VERB_WRITE, collect, &c);
+    assert_int_equal(c.n, 1);
+    assert_string_equal(c.seen[0], "*");
 
     /* Default allow adds "*"; HTTP and a stale principal get nothing. */
     install(f, r, 1, BG_EFFECT_ALLOW, BG_MODE_ENFORCE);
