@@ -741,11 +741,15 @@ static void bg_audit__push_held(bg_audit_t *a, int timeout_ms)
     }
 }
 
+/* One deadline for the whole sync: the held records, then the primary's
+ * last flush share timeout_ms (stop promises its bound). */
 static int bg_audit__sync_all(bg_audit_t *a, int timeout_ms)
 {
+    int64_t end = bg_audit__mono_ms() + timeout_ms;
     if (a->held)
         bg_audit__push_held(a, timeout_ms);
-    int rc = a->primary->flush(a->primary, timeout_ms);
+    int64_t left = end - bg_audit__mono_ms();
+    int rc = a->primary->flush(a->primary, left > 0 ? (int)left : 0);
     if ((a->parked || a->failed) && bg_audit__pending(a, 0) == 0)
         bg_audit__unpark(a);
     /* Held events reached neither the primary nor the spool. */
