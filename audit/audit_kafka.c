@@ -36,16 +36,40 @@ typedef struct bg_audit_kafka_s {
     int down;  /* all brokers down, until a delivery succeeds */
     int purge; /* a failure was seen: fail the rest of the queue back now */
     bg_audit_avro_t *avro; /* audit.format avro: message values are Avro */
+    struct bg_audit_kmsg_s *kmsgs; /* Avro: the opaques librdkafka holds */
 } bg_audit_kafka_t;
 
 /* With Avro values the delivery report cannot rebuild the record from the
- * message, so the record (JSON form) rides along as the opaque. */
+ * message, so the record (JSON form) rides along as the opaque. The sink
+ * owns it: librdkafka frees no opaque, and a message still unreported when
+ * the producer is destroyed never comes back, so every copy handed to
+ * librdkafka is also on the sink's list until its report (or the destroy). */
 typedef struct bg_audit_kmsg_s {
+    struct bg_audit_kmsg_s *prev, *next;
     uint64_t order;
     int from_spool;
     uint32_t len;
     uint8_t rec[];
 } bg_audit_kmsg_t;
+
+static void bg_audit__kafka_kmsg_link(bg_audit_kafka_t *k, bg_audit_kmsg_t *km)
+{
+    km->prev = NULL;
+    km->next = k->kmsgs;
+    if (k->kmsgs)
+        k->kmsgs->prev = km;
+    k->kmsgs = km;
+}
+
+static void bg_audit__kafka_kmsg_unlink(bg_audit_kafka_t *k, bg_audit_kmsg_t *km)
+{
+    if (km->prev)
+        km->prev->next = km->next;
+    else
+        k->kmsgs = km->next;
+    if (km->next)
+        km->next->prev = km->prev;
+}
 
 /* Errors about the record itself: sending it again gets the same answer. */
 static int bg_audit__kafka_permanent(rd_kafka_resp_err_t e)
@@ -82,6 +106,7 @@ static void bg_audit__kafka_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void
         bg_audit_kmsg_t *km = m->_private;
         if (m->err)
             k->purge = 1;
+        bg_audit__kafka_kmsg_unlink(k, km);
         bg_audit__kafka_outcome(k, &(bg_audit_rec_t){km->rec, km->len, km->from_spool, km->order},
                                 m->err);
         free(km);
@@ -133,16 +158,18 @@ static rd_kafka_resp_err_t bg_audit__kafka_produce_avro(bg_audit_kafka_t *k,
     }
     size_t n = bg_audit_avro_encode(k->avro, json, jl, buf, cap);
     rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR__BAD_MSG;
-    *km = (bg_audit_kmsg_t){r->order, r->from_spool, r->len};
+    *km = (bg_audit_kmsg_t){NULL, NULL, r->order, r->from_spool, r->len};
     memcpy(km->rec, r->data, r->len);
     if (n)
         e = rd_kafka_producev(k->rk, RD_KAFKA_V_RKT(k->rkt), RD_KAFKA_V_KEY(key, kl),
                               RD_KAFKA_V_VALUE(buf, n), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
                               RD_KAFKA_V_OPAQUE(km), RD_KAFKA_V_END);
-    if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
         k->out[r->from_spool ? 1 : 0]++;
-    else
+        bg_audit__kafka_kmsg_link(k, km);
+    } else {
         free(km);
+    }
     if (buf != stack)
         free(buf);
     return e;
@@ -182,12 +209,34 @@ static int64_t bg_audit__kafka_mono_ms(void)
 static int bg_audit__kafka_open(bg_audit_kafka_t *k, char *err, size_t errlen);
 static void bg_audit__kafka_free(bg_audit_kafka_t *k);
 
+/* Call after rd_kafka_destroy: no delivery report can come any more, and a
+ * record still unreported never will be. Each is reported failed, so the
+ * pipeline counts it instead of it vanishing uncounted. With Avro values
+ * the sink still holds the record's JSON copy (then freed): a live one goes
+ * to the spool like any failed record. Otherwise the bytes are gone with
+ * the message: a live one is counted as dropped, a drained one fails its
+ * drain round, so the spool is not acked past it. */
+static void bg_audit__kafka_orphans(bg_audit_kafka_t *k)
+{
+    while (k->kmsgs) {
+        bg_audit_kmsg_t *km = k->kmsgs;
+        bg_audit__kafka_kmsg_unlink(k, km);
+        bg_audit__kafka_outcome(k, &(bg_audit_rec_t){km->rec, km->len, km->from_spool, km->order},
+                                RD_KAFKA_RESP_ERR__PURGE_QUEUE);
+        free(km);
+    }
+    for (int sp = 0; sp < 2; sp++)
+        while (k->out[sp] > 0)
+            bg_audit__kafka_outcome(k, &(bg_audit_rec_t){NULL, 0, sp, 0},
+                                    RD_KAFKA_RESP_ERR__PURGE_QUEUE);
+}
+
 /* A fatal error leaves the producer refusing everything for good. Every
  * record it still holds is failed back (spooled), and a new producer from
  * the same configuration takes over, tried again every 5 s if it cannot be
  * made. Duplicates are possible (the same event ids). A record whose purge
- * is not reported within 10 s is reported without its bytes: a live one is
- * counted as dropped, a drained one stays in the spool. */
+ * is not reported within 10 s is reported failed after the destroy (see
+ * kafka_orphans). */
 static void bg_audit__kafka_renew(bg_audit_kafka_t *k)
 {
     char why[512];
@@ -205,12 +254,7 @@ static void bg_audit__kafka_renew(bg_audit_kafka_t *k)
         k->rk = NULL;
         k->rkt = NULL;
         k->down = 1;
-        /* Unreported records: a live one is lost (the pipeline counts it),
-         * a drained one fails its drain round, so the spool is not acked. */
-        for (int sp = 0; sp < 2; sp++)
-            while (k->out[sp] > 0)
-                bg_audit__kafka_outcome(k, &(bg_audit_rec_t){NULL, 0, sp, 0},
-                                        RD_KAFKA_RESP_ERR__PURGE_QUEUE);
+        bg_audit__kafka_orphans(k);
     }
     int64_t now = bg_audit__kafka_mono_ms();
     if (now < k->renew_at)
@@ -300,19 +344,14 @@ static void bg_audit__kafka_close(bg_audit_sink_t *s)
         rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         rd_kafka_flush(k->rk, 1000);
     }
-    /* Destroyed first, as on a renewal: after that no delivery report can
-     * come, and a record still unreported never will be. It is reported
-     * lost, so the pipeline counts it instead of it vanishing uncounted. */
+    /* Destroyed first, as on a renewal (see kafka_orphans). */
     if (k->rkt)
         rd_kafka_topic_destroy(k->rkt);
     if (k->rk)
         rd_kafka_destroy(k->rk);
     k->rkt = NULL;
     k->rk = NULL;
-    for (int sp = 0; sp < 2; sp++)
-        while (k->out[sp] > 0)
-            bg_audit__kafka_outcome(k, &(bg_audit_rec_t){NULL, 0, sp, 0},
-                                    RD_KAFKA_RESP_ERR__PURGE_QUEUE);
+    bg_audit__kafka_orphans(k);
     bg_audit__kafka_free(k);
 }
 
