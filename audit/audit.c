@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -103,6 +104,8 @@ struct bg_audit_s {
     int held_isolate;   /* a rejection was seen: held records go one at a time */
     int64_t last_reject_log;
     char *dead_path;    /* spool_dir/rejected.jsonl; NULL without a spool */
+    uint64_t dead_max;  /* its bound: spool_max_bytes / 4 (0: none, as the spool) */
+    int64_t last_dead_full_log;
     int dead_ok; /* the dead-letter file took the record */
 
     _Atomic uint32_t qlen;
@@ -473,15 +476,53 @@ static void bg_audit__attach(bg_audit_t *a, bg_audit_sink_t *s, int role)
     s->cb.rejected = role == 0 ? bg_audit__on_rejected : bg_audit__copy_rejected;
 }
 
+/* 1 when the dead-letter file has reached its bound. Checked before a
+ * record, not with it: a file under the bound takes one more whatever its
+ * size, so an event larger than the bound (up to 512 KiB) is never stuck. */
+static int bg_audit__dead_full(bg_audit_t *a)
+{
+    struct stat st;
+    if (!a->dead_max || stat(a->dead_path, &st) != 0) /* none yet: empty */
+        return 0;
+    return (uint64_t)st.st_size >= a->dead_max;
+}
+
+/* The dead-letter file is full (clients can make events large, so a topic
+ * with a small max.message.bytes could otherwise fill the spool's disk).
+ * Handled as a full spool: block mode keeps the record where it is (it
+ * stays in the spool, or held, and is tried again; the spool fills behind
+ * it and admission stops) until the operator moves the file away; drop
+ * mode loses it, counted as rejected and dropped. Returns as dead_letter. */
+static int bg_audit__dead_full_record(bg_audit_t *a)
+{
+    if (a->on_failure == BG_AUDIT_BLOCK) {
+        int64_t now = bg_audit__mono_ms();
+        if (now - a->last_dead_full_log >= 1000) { /* retried every 0.5 to 5 s */
+            a->last_dead_full_log = now;
+            bg_log_error("audit", "audit dead-letter file full (%llu bytes, a quarter of "
+                         "audit.spool_max_bytes): a rejected event waits in the spool; move "
+                         "the file away", (unsigned long long)a->dead_max);
+        }
+        return -1;
+    }
+    atomic_fetch_add(&a->rejected, 1);
+    atomic_fetch_add(&a->dropped, 1);
+    bg_audit__log_loss(a, "rejected by the primary, dead-letter file full");
+    return 0;
+}
+
 /* Keeps a rejected record out of the primary for good: appended to the
- * dead-letter file (JSON lines, synced) beside the spool. Without a spool it
- * is lost: counted as dropped. Returns 0, or -1 when the file cannot take it
- * (the record stays where it is and is tried again). */
+ * dead-letter file (JSON lines, synced) beside the spool, within its bound
+ * (see dead_full_record past it). Without a spool it is lost: counted as
+ * dropped. Returns 0, or -1 when the file cannot take it (the record stays
+ * where it is and is tried again). */
 static int bg_audit__dead_letter(bg_audit_t *a, const bg_audit_rec_t *r)
 {
     size_t jl, kl;
     const char *json = bg_audit_rec_json(r, &jl);
     const char *sid = bg_audit_rec_key(r, &kl);
+    if (a->dead_path && bg_audit__dead_full(a))
+        return bg_audit__dead_full_record(a);
     if (a->dead_path) {
         /* Opened per record (rare): an operator may move the file away. */
         char err[256];
@@ -926,6 +967,7 @@ bg_audit_t *bg_audit_new_with_sink(const bg_config_audit_t *cfg, const char *ins
     if (cfg->spool_dir &&
         !(a->spool = bg_audit_spool_open(cfg->spool_dir, cfg->spool_max_bytes, seg, err, errlen)))
         goto fail;
+    a->dead_max = cfg->spool_max_bytes / 4;
     if (cfg->spool_dir && asprintf(&a->dead_path, "%s/rejected.jsonl", cfg->spool_dir) < 0) {
         a->dead_path = NULL;
         snprintf(err, errlen, "audit: out of memory");

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,6 +41,7 @@ typedef struct tsink_s {
      * a broker refuses a whole produce request for one oversized record. */
     int async;
     _Atomic int64_t reject_seq, reject_seq2; /* set by the test thread */
+    _Atomic int reject_all; /* every group is rejected: each record a culprit */
     _Atomic int live_delivered; /* delivered records not marked from_spool (no probe) */
     /* Async mode scripting: take at most take_max more records (-1: no
      * limit; then write takes a prefix, as librdkafka's QUEUE_FULL), and
@@ -65,7 +67,7 @@ static void tsink_keep(tsink_t *t, const char *j, size_t jl)
 /* Settles the pending group (async mode): all delivered, or all rejected. */
 static void tsink_settle(tsink_t *t)
 {
-    int reject = 0;
+    int reject = atomic_load(&t->reject_all);
     for (size_t i = 0; i < t->npend; i++) {
         size_t jl;
         const char *j = bg_audit_rec_json(&t->pend[i], &jl);
@@ -876,6 +878,90 @@ static void test_rejected_record_without_spool(void **state)
     tsink_free(t);
 }
 
+/* Bytes in a file (0 when there is none). */
+static long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : 0;
+}
+
+/* The dead-letter file has a bound, a quarter of spool_max_bytes: a topic
+ * that refuses every event (clients can make events large) must not fill
+ * the disk through it. Drop mode: past the bound a culprit is lost,
+ * counted as rejected and dropped, and the spool still drains. */
+static void test_dead_letter_bounded_drop(void **state)
+{
+    char err[256] = "", *dir = mkdir_tmp(), path[4096];
+    tsink_t *t = tsink_rejecting(-1);
+    atomic_store(&t->reject_all, 1);
+    bg_config_audit_t cfg = base_cfg();
+    cfg.on_failure = BG_AUDIT_DROP;
+    cfg.spool_dir = dir;
+    cfg.spool_max_bytes = 4 * 4096; /* the dead-letter file: 4096 */
+    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    assert_non_null(a);
+    for (int i = 0; i < 40; i++)
+        assert_int_equal(emit_seq(a, "s", (uint64_t)i), BG_AUDIT_OK);
+    bg_audit_stats_t st;
+    WAIT_UNTIL((bg_audit_stats(a, &st), st.rejected == 40 && st.spool_bytes == 0));
+    snprintf(path, sizeof path, "%s/rejected.jsonl", dir);
+    int64_t dead[64];
+    size_t kept = file_seqs(path, dead, 64);
+    long line = file_size(path) / (long)kept;
+    assert_true(kept > 0 && kept < 40);
+    assert_true(file_size(path) < 4096 + line); /* one record past the bound at most */
+    assert_int_equal(st.dropped, 40 - kept);
+    for (size_t i = 0; i < kept; i++) /* the first ones, in order */
+        assert_int_equal(dead[i], (int64_t)i);
+    bg_audit_free(a);
+    tsink_free(t);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* Block mode: past the bound a culprit stays in the spool (nothing is
+ * lost), as with a dead-letter file that cannot be written; once the
+ * operator moves the file away, the rest is dead-lettered. */
+static void test_dead_letter_bounded_block(void **state)
+{
+    char err[256] = "", *dir = mkdir_tmp(), path[4096], moved[4200];
+    tsink_t *t = tsink_rejecting(-1);
+    atomic_store(&t->reject_all, 1);
+    bg_config_audit_t cfg = base_cfg();
+    cfg.spool_dir = dir;
+    cfg.spool_max_bytes = 4 * 4096;
+    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    assert_non_null(a);
+    for (int i = 0; i < 40; i++)
+        assert_int_equal(emit_seq(a, "s", (uint64_t)i), BG_AUDIT_OK);
+    snprintf(path, sizeof path, "%s/rejected.jsonl", dir);
+    WAIT_UNTIL(file_size(path) >= 4096);
+    bg_audit_stats_t st;
+    bg_audit_stats(a, &st);
+    uint64_t rejected = st.rejected;
+    usleep(1500000); /* several drain retries */
+    bg_audit_stats(a, &st);
+    assert_int_equal(st.rejected, rejected); /* the file took no more */
+    assert_true(rejected < 40);
+    assert_int_equal(st.dropped, 0);
+    assert_true(st.spool_bytes > 0); /* the rest waits in the spool */
+    snprintf(moved, sizeof moved, "%s/rejected.old", dir);
+    assert_int_equal(rename(path, moved), 0);
+    WAIT_UNTIL((bg_audit_stats(a, &st), st.rejected == 40 && st.spool_bytes == 0));
+    int64_t dead[64];
+    size_t n1 = file_seqs(moved, dead, 64);
+    size_t n2 = file_seqs(path, dead + n1, 64 - n1);
+    assert_int_equal(n1, rejected);
+    assert_int_equal(n1 + n2, 40);
+    for (int i = 0; i < 40; i++)
+        assert_int_equal(dead[i], i);
+    assert_int_equal(st.dropped, 0);
+    bg_audit_free(a);
+    tsink_free(t);
+    rm_rf(dir);
+    free(dir);
+}
+
 static void test_bad_config(void **state)
 {
     char err[256] = "";
@@ -914,6 +1000,8 @@ int main(void)
         cmocka_unit_test(test_restart_drains_backlog),
         cmocka_unit_test(test_rejected_record_dead_lettered),
         cmocka_unit_test(test_rejected_record_without_spool),
+        cmocka_unit_test(test_dead_letter_bounded_drop),
+        cmocka_unit_test(test_dead_letter_bounded_block),
         cmocka_unit_test(test_bad_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
