@@ -56,6 +56,23 @@ void bg_amqp_audit_auth_failure(bg_amqp_session_t *s, const char *reason)
     bg_amqp_audit__emit(s, &ev);
 }
 
+/* The decision event of check c of method m, before its decision and
+ * result fields. r: its one resource, named whole, NULs included (AMQP
+ * names are length-prefixed; the encoder takes the length). */
+static void bg_amqp_audit__check_event(bg_amqp_session_t *s, const bg_amqp_method_t *m,
+                                       const bg_amqp_check_t *c, bg_policy_resource_t *r,
+                                       bg_audit_event_t *ev, uint64_t bytes_in)
+{
+    *r = (bg_policy_resource_t){c->type, NULL, 0, c->name, c->name_len};
+    bg_amqp_audit__base(s, ev, BG_AUDIT_EV_DECISION);
+    ev->api = m->info->name;
+    ev->resources = r;
+    ev->nresources = 1;
+    ev->verb = c->verb;
+    ev->has |= BG_AUDIT_HAS_VERB | BG_AUDIT_HAS_DECISION | BG_AUDIT_HAS_RESULT;
+    ev->result.bytes_in = bytes_in;
+}
+
 void bg_amqp_audit_decisions(bg_amqp_session_t *s, const bg_amqp_method_t *m,
                              const bg_amqp_verdict_t *v, uint64_t bytes_in)
 {
@@ -67,16 +84,9 @@ void bg_amqp_audit_decisions(bg_amqp_session_t *s, const bg_amqp_method_t *m,
             bg_metric_add(&mt->decisions_audit_only[BG_PROTO_AMQP], 1);
         if (!s->aw->w->audit)
             continue;
-        /* Whole, NULs included (AMQP names are length-prefixed): the
-         * encoder takes the length, as the Kafka adapter's names. */
-        bg_policy_resource_t r = {c->type, NULL, 0, c->name, c->name_len};
+        bg_policy_resource_t r;
         bg_audit_event_t ev;
-        bg_amqp_audit__base(s, &ev, BG_AUDIT_EV_DECISION);
-        ev.api = m->info->name;
-        ev.resources = &r;
-        ev.nresources = 1;
-        ev.verb = c->verb;
-        ev.has |= BG_AUDIT_HAS_VERB | BG_AUDIT_HAS_DECISION | BG_AUDIT_HAS_RESULT;
+        bg_amqp_audit__check_event(s, m, c, &r, &ev, bytes_in);
         ev.decision.effect = c->decision.effect;
         ev.decision.would = c->decision.would;
         ev.decision.mode = c->decision.mode;
@@ -92,7 +102,6 @@ void bg_amqp_audit_decisions(bg_amqp_session_t *s, const bg_amqp_method_t *m,
             ev.result.error_code = BG_AMQP_ACCESS_REFUSED;
             ev.result.error_name = "ACCESS_REFUSED";
         }
-        ev.result.bytes_in = bytes_in;
         ev.detail = c->refusal;
         bg_amqp_audit__emit(s, &ev);
     }
@@ -107,20 +116,14 @@ void bg_amqp_audit_limit(bg_amqp_session_t *s, const bg_amqp_method_t *m,
     bg_metric_add(&s->aw->w->metrics.decisions[BG_PROTO_AMQP][BG_EFFECT_DENY], 1);
     if (!s->aw->w->audit)
         return;
-    bg_policy_resource_t r = {c->type, NULL, 0, c->name, c->name_len};
+    bg_policy_resource_t r;
     bg_audit_event_t ev;
-    bg_amqp_audit__base(s, &ev, BG_AUDIT_EV_DECISION);
-    ev.api = m->info->name;
-    ev.resources = &r;
-    ev.nresources = 1;
-    ev.verb = c->verb;
-    ev.has |= BG_AUDIT_HAS_VERB | BG_AUDIT_HAS_DECISION | BG_AUDIT_HAS_RESULT;
+    bg_amqp_audit__check_event(s, m, c, &r, &ev, bytes_in);
     ev.decision.effect = BG_EFFECT_DENY;
     ev.decision.would = BG_EFFECT_DENY;
     ev.decision.mode = BG_MODE_ENFORCE;
     ev.result.error_code = code;
     ev.result.error_name = bg_amqp_reply_name(code);
-    ev.result.bytes_in = bytes_in;
     ev.detail = why;
     bg_amqp_audit__emit(s, &ev);
 }

@@ -97,6 +97,13 @@ def free_port_block(size):
     raise RuntimeError("no free port block below the ephemeral range")
 
 
+def cpu_seconds(pid):
+    """A process's user + system CPU time so far (/proc/PID/stat)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()  # fields from the 3rd on
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def wait_port(port, timeout=20.0, host="127.0.0.1"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -67,10 +67,14 @@ class FakeConn:
 
 class FakeKafka:
     """Listens on 127.0.0.1:port; conns: a FakeConn for each connection on
-    which a request other than busgate's own arrived, in that order."""
+    which a request other than busgate's own arrived, in that order;
+    accepts: how many connections busgate made. Its discovery answer names
+    it broker `node`."""
 
-    def __init__(self, apis=APIS):
+    def __init__(self, apis=APIS, node=0):
         self.apis = apis
+        self.node = node
+        self.accepts = 0
         self.srv = socket.create_server(("127.0.0.1", 0))
         self.port = self.srv.getsockname()[1]
         self.conns = queue.Queue()
@@ -89,6 +93,7 @@ class FakeKafka:
                 sock, _ = self.srv.accept()
             except OSError:
                 return
+            self.accepts += 1
             threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
 
     def _serve(self, sock):
@@ -122,7 +127,7 @@ class FakeKafka:
                 conn.reply(req.corr, body)
             return True
         if req.api_key == 3 and req.client_id == "busgate-discovery":
-            conn.reply(req.corr, metadata_v1([(0, "127.0.0.1", self.port)]))
+            conn.reply(req.corr, metadata_v1([(self.node, "127.0.0.1", self.port)]))
             return True
         return False
 

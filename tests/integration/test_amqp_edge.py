@@ -14,7 +14,7 @@ import pytest
 
 from amqp_env import (Issuer, api_name, busgate_config, connect, direct, get_one, rule, unique,
                       wait_audit)
-from conftest import ROOT, build_dir, http_get
+from conftest import ROOT, build_dir, cpu_seconds, http_get
 
 ALL = ["read", "write", "create", "delete", "describe"]
 
@@ -901,12 +901,27 @@ def test_message_too_large_is_audited(gw):
     assert "rule" not in deny["decision"]
 
 
-def cpu_seconds(pid):
-    """The process's user + system CPU time so far (/proc/PID/stat)."""
-    import os
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()  # fields from the 3rd on
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+def send_until_not_read(r, unit, batch):
+    """Sends batch (repeats of unit) until busgate takes nothing more for
+    3 s, or 512 MiB went: the bytes sent, asserting busgate stopped."""
+    sent, limit = 0, 512 << 20
+    r.s.settimeout(3.0)  # no progress for that long: busgate stopped reading
+    try:
+        while sent < limit:
+            sent += r.s.send(batch[sent % len(unit):])
+    except socket.timeout:
+        pass
+    assert sent < limit, f"busgate read all {sent >> 20} MiB"
+    return sent
+
+
+def assert_idle(bg, seconds=5):
+    """busgate uses well under a CPU-second over `seconds`: holding a
+    client it does not read, it must not spin."""
+    before = cpu_seconds(bg.proc.pid)
+    time.sleep(seconds)
+    used = cpu_seconds(bg.proc.pid) - before
+    assert used < 1.0, f"busgate used {used:.1f} CPU-seconds in {seconds} s holding one client"
 
 
 def test_publisher_that_never_reads_its_returns_leaves_busgate_idle(gw):
@@ -924,19 +939,8 @@ def test_publisher_that_never_reads_its_returns_leaves_busgate_idle(gw):
     rk = unique("it.edge-nowhere")  # no such queue: every publish is returned
     one = (method(1, 60, 40, struct.pack(">H", 0) + ss("") + ss(rk) + b"\x01")  # mandatory
            + header(1, n) + frame(3, 1, b"r" * n))
-    batch = one * 16
-    sent, limit = 0, 512 << 20
-    r.s.settimeout(3.0)  # no progress for that long: busgate stopped reading
-    try:
-        while sent < limit:
-            sent += r.s.send(batch[sent % len(one):])
-    except socket.timeout:
-        pass
-    assert sent < limit, f"busgate read all {sent >> 20} MiB"
-    before = cpu_seconds(bg.proc.pid)
-    time.sleep(5)
-    used = cpu_seconds(bg.proc.pid) - before
-    assert used < 1.0, f"busgate used {used:.1f} CPU-seconds in 5 s holding one client"
+    sent = send_until_not_read(r, one, one * 16)
+    assert_idle(bg)
     # The client reads again: what it sent is processed, every publish returned.
     rest = -sent % len(one)
     total = (sent + rest) // len(one)
@@ -983,19 +987,8 @@ def test_consumer_that_stopped_reading_leaves_busgate_idle(gw):
                       + table([])))
         r.expect(1, (60, 21))
         beat = frame(8, 0, b"")
-        batch = beat * 65536
-        sent, limit = 0, 512 << 20
-        r.s.settimeout(3.0)  # no progress for that long: busgate stopped reading
-        try:
-            while sent < limit:
-                sent += r.s.send(batch[sent % len(beat):])
-        except socket.timeout:
-            pass
-        assert sent < limit, f"busgate read all {sent >> 20} MiB"
-        before = cpu_seconds(bg.proc.pid)
-        time.sleep(5)
-        used = cpu_seconds(bg.proc.pid) - before
-        assert used < 1.0, f"busgate used {used:.1f} CPU-seconds in 5 s holding one client"
+        sent = send_until_not_read(r, beat, beat * 65536)
+        assert_idle(bg)
         rest = -sent % len(beat)
         t = threading.Thread(target=lambda: r.s.sendall(beat[len(beat) - rest:]))
         t.start()

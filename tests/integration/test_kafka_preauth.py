@@ -5,7 +5,6 @@ broker's versions; and a client that does not authenticate within
 kafka.auth_timeout is closed."""
 import os
 import struct
-import threading
 
 import kafka_fake
 from conftest import wait_port
@@ -87,37 +86,12 @@ def test_first_api_versions_waits_for_the_broker(start_busgate, tmp_path):
     w.close()
 
 
-class CountingFake(kafka_fake.FakeKafka):
-    """A scripted broker whose discovery answer names it node `node`, and
-    which counts the connections busgate makes to it."""
-
-    def __init__(self, node):
-        self.node = node
-        self.accepts = 0
-        super().__init__()
-
-    def _accept(self):
-        while True:
-            try:
-                sock, _ = self.srv.accept()
-            except OSError:
-                return
-            self.accepts += 1
-            threading.Thread(target=self._serve, args=(sock,), daemon=True).start()
-
-    def _own(self, conn, req):
-        if req.api_key == 3 and req.client_id == "busgate-discovery":
-            conn.reply(req.corr, kafka_fake.metadata_v1([(self.node, "127.0.0.1", self.port)]))
-            return True
-        return super()._own(conn, req)
-
-
 def test_broker_with_a_large_node_id(start_busgate, tmp_path):
     """Node ids are the brokers' own (ZooKeeper-era ids start at 1001): what
     busgate keeps of a broker's versions must not depend on the id being
     small, or its unauthenticated clients would make busgate log in again."""
     node = 300
-    fake = CountingFake(node)
+    fake = kafka_fake.FakeKafka(node=node)
     try:
         text, ports = busgate_config(tmp_path, RULES, security="plaintext",
                                      upstream=[fake.address], port_block=node + 1)

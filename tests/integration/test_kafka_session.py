@@ -3,7 +3,6 @@ the real broker, with raw wire clients: backpressure on the answers busgate
 builds itself, ApiVersions before SASL as Kafka's broker allows it, what a
 request gets while the audit pipeline refuses events, and when a session
 ends (idle timeout, closing)."""
-import os
 import select
 import socket
 import struct
@@ -13,7 +12,7 @@ import pytest
 
 from confluent_kafka import Producer
 
-from conftest import http_get
+from conftest import cpu_seconds, http_get
 from kafka_env import (KafkaWire, busgate_config, client_conf, create_topics, kstr, oidc_token,
                        scrape, unique, wait_until)
 
@@ -336,13 +335,6 @@ def test_kept_request_copies_count_against_the_memory_cap(start_busgate, tmp_pat
         r = w.recv()
         assert r is not None and r[0] == first + i, (i, r)
     w.close()
-
-
-def cpu_seconds(pid):
-    """The process's user + system CPU time so far (/proc/PID/stat)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()  # fields from the 3rd on
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @pytest.mark.parametrize("reset", [False, True], ids=["close", "reset"])

@@ -431,6 +431,20 @@ static void queue_bound(bg_audit_on_failure_t mode)
 static void test_queue_bound_block(void **state) { queue_bound(BG_AUDIT_BLOCK); }
 static void test_queue_bound_drop(void **state) { queue_bound(BG_AUDIT_DROP); }
 
+/* Block mode, no spool, t failing: event 0 of session "s" is held and
+ * the pipeline no longer admits. */
+static bg_audit_t *held_pipeline(tsink_t *t)
+{
+    char err[256] = "";
+    atomic_store(&t->fail, 1);
+    bg_config_audit_t cfg = base_cfg();
+    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    assert_non_null(a);
+    assert_int_equal(emit_seq(a, "s", 0), BG_AUDIT_OK);
+    WAIT_UNTIL(!bg_audit_admitting(a));
+    return a;
+}
+
 /* Primary down, no spool: block stops admitting and refuses (never drops),
  * then recovers by itself; drop counts the losses. */
 static void test_no_spool_block_then_recover(void **state)
@@ -471,14 +485,8 @@ static void test_no_spool_block_then_recover(void **state)
  * admission returns within about a second, with few probes. */
 static void test_no_spool_recovers_while_events_arrive(void **state)
 {
-    char err[256] = "";
     tsink_t *t = tsink_new();
-    atomic_store(&t->fail, 1);
-    bg_config_audit_t cfg = base_cfg();
-    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
-    assert_non_null(a);
-    assert_int_equal(emit_seq(a, "s", 0), BG_AUDIT_OK);
-    WAIT_UNTIL(!bg_audit_admitting(a));
+    bg_audit_t *a = held_pipeline(t);
     atomic_store(&t->fail, 0);
     uint64_t seq = 1;
     /* The old code never admitted again while events kept coming; the
@@ -508,14 +516,8 @@ static void test_no_spool_recovers_while_events_arrive(void **state)
  * only, and without one they were lost while the sink was up). */
 static void test_no_spool_held_delivered_at_stop(void **state)
 {
-    char err[256] = "";
     tsink_t *t = tsink_new();
-    atomic_store(&t->fail, 1);
-    bg_config_audit_t cfg = base_cfg();
-    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
-    assert_non_null(a);
-    assert_int_equal(emit_seq(a, "s", 0), BG_AUDIT_OK);
-    WAIT_UNTIL(!bg_audit_admitting(a));
+    bg_audit_t *a = held_pipeline(t);
     assert_int_equal(emit_kind(a, BG_AUDIT_EV_DECISION, "s", 1, bg_audit_emit_admitted),
                      BG_AUDIT_OK);
     atomic_store(&t->fail, 0);
@@ -572,14 +574,8 @@ static void test_no_spool_failed_held_keep_order(void **state)
  * once the sink works it sends them itself and succeeds. */
 static void test_flush_fails_while_held(void **state)
 {
-    char err[256] = "";
     tsink_t *t = tsink_new();
-    atomic_store(&t->fail, 1);
-    bg_config_audit_t cfg = base_cfg();
-    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
-    assert_non_null(a);
-    assert_int_equal(emit_seq(a, "s", 0), BG_AUDIT_OK);
-    WAIT_UNTIL(!bg_audit_admitting(a));
+    bg_audit_t *a = held_pipeline(t);
     assert_int_equal(bg_audit_flush(a, 5000), -1);
     atomic_store(&t->fail, 0);
     assert_int_equal(bg_audit_flush(a, 5000), 0);
