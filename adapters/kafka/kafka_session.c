@@ -277,17 +277,17 @@ static void bg_kafka__update_reading(bg_kafka_session_t *s)
         bufferevent_disable(s->cli, EV_READ);
     /* A paused client is not read, so its EOF would be seen only once the
      * broker answered (a held fetch: minutes), keeping the session and its
-     * upstream connection: watch for the hang-up meanwhile. Not while
-     * closing: its last responses still go out (the close grace bounds
-     * that). */
+     * upstream connection: check for the hang-up meanwhile
+     * (bg_kafka__on_hangup_check). Not while closing: its last responses
+     * still go out (the close grace bounds that). */
     int watch = !read_cli && !s->closing;
     if (s->eof_ev && watch && !event_pending(s->eof_ev, EV_TIMEOUT, NULL)) {
         struct timeval tv = {BG_KAFKA_HANGUP_CHECK_MS / 1000,
                              (BG_KAFKA_HANGUP_CHECK_MS % 1000) * 1000};
         event_add(s->eof_ev, &tv);
-    }
-    else if (s->eof_ev && !watch)
+    } else if (s->eof_ev && !watch) {
         event_del(s->eof_ev);
+    }
     if (s->up)
         bg_kafka_up_set_reading(s->up, bg_kafka__cli_out_ok(s));
 }

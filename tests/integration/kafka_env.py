@@ -60,17 +60,17 @@ def unique(prefix):
 
 def busgate_config(tmp_path, rules, *, default="deny", mode="enforce", mechanism="SCRAM-SHA-512",
                    upstream=None, security="sasl_plaintext", extra_issuers="", extra="",
-                   kafka_extra="", upstream_tls=None, port_block=64):
+                   kafka_extra="", upstream_tls=None, port_base=None):
     """Returns (yaml_text, ports) for busgate in front of the test broker.
 
     ports: dict with listen, base (broker_port_base), admin; audit: the
     JSON-lines audit file path. kafka_extra: lines added to the kafka
     section (two-space indented), e.g. a tls block. upstream_tls: a dict
     written as kafka.upstream.tls (e.g. {"ca": kafka_tls_ca()}); use it with
-    security ssl/sasl_ssl and upstream=[KAFKA_SSL]. port_block: how many
-    per-broker ports from the base must be free (the largest node id + 1)."""
+    security ssl/sasl_ssl and upstream=[KAFKA_SSL]. port_base: the
+    broker_port_base to use (default: a free block of 64 ports)."""
     listen, admin = free_port(), free_port()
-    base = free_port_block(port_block)
+    base = port_base if port_base is not None else free_port_block()
     upstream = upstream or [KAFKA_SASL]
     sasl = ""
     if security.startswith("sasl"):

@@ -7,7 +7,7 @@ import os
 import struct
 
 import kafka_fake
-from conftest import wait_port
+from conftest import free_port, wait_port
 from kafka_env import KAFKA_SASL, KafkaWire, busgate_config, oidc_token
 
 RULES = """    - name: orders-topics
@@ -93,10 +93,11 @@ def test_broker_with_a_large_node_id(start_busgate, tmp_path):
     node = 300
     fake = kafka_fake.FakeKafka(node=node)
     try:
+        # Only broker_port_base + 300 is served: a free port, not a block of 301.
+        port = free_port()
         text, ports = busgate_config(tmp_path, RULES, security="plaintext",
-                                     upstream=[fake.address], port_block=node + 1)
+                                     upstream=[fake.address], port_base=port - node)
         start_busgate(text, wait_for_port=ports["listen"])
-        port = ports["base"] + node
         assert wait_port(port)
         KafkaWire(port).login(oidc_token("svc-orders")).close()
         before = fake.accepts
