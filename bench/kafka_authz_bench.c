@@ -72,7 +72,11 @@ int main(int argc, char **argv)
         fprintf(stderr, "policy: %s\n", err);
         return 1;
     }
-    bg_kafka_authz_ctx_t ctx = {pol, &pr, "busgate.audit", NULL, NULL, "gw", 19000, NULL};
+    bg_kafka_authz_ctx_t ctx = {.policy = pol,
+                                .principal = &pr,
+                                .audit_topic = "busgate.audit",
+                                .advertised_host = "gw",
+                                .port_base = 19000};
     static char allowed[NTOPICS][32], half[NTOPICS][32];
     for (int i = 0; i < NTOPICS; i++) {
         snprintf(allowed[i], sizeof allowed[i], "events.t%d", i);

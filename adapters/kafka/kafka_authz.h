@@ -44,6 +44,10 @@ int bg_kafka_authz_upstream_fits(int16_t api_key, int16_t umin, int16_t umax);
  * seen). Returns 1 and sets *name (borrowed; valid for the duration of the
  * authorize call) when known, else 0. */
 typedef int (*bg_kafka_topic_name_fn)(void *arg, const uint8_t id[16], bg_slice_t *name);
+/* Told each broker a response names (its id, and host and port as the
+ * broker gave them) just before its address is rewritten to busgate's, so
+ * the session can serve its port before the client reads the response. */
+typedef void (*bg_kafka_learn_node_fn)(void *arg, int32_t id, bg_slice_t host, int32_t port);
 
 typedef struct bg_kafka_authz_ctx_s {
     const bg_policy_t *policy;
@@ -54,6 +58,8 @@ typedef struct bg_kafka_authz_ctx_s {
     /* Address rewriting: node N is served at advertised_host:port_base+N. */
     const char *advertised_host;
     uint16_t port_base;
+    bg_kafka_learn_node_fn learn_node; /* NULL: nobody listens */
+    void *learn_node_arg;
     /* The connection's share fetch sessions (KIP-932); NULL = none known. */
     const bg_kafka_share_sessions_t *share;
 } bg_kafka_authz_ctx_t;

@@ -29,6 +29,9 @@ static void bg_kafka__addr(const bg_kafka_authz_ctx_t *ctx, bg_kafka_struct_t *b
     if (id < 0)
         return; /* no node (error entries): nothing to point at */
     bg_kafka__note_node((int32_t)id, nodes, nnodes, maxnodes);
+    if (ctx->learn_node && b->f[host_idx].s.len > 0)
+        ctx->learn_node(ctx->learn_node_arg, (int32_t)id, b->f[host_idx].s,
+                        (int32_t)b->f[port_idx].i);
     if (!ctx->advertised_host)
         return;
     b->f[host_idx].s = bg_kafka_cstr(ctx->advertised_host);

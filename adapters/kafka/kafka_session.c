@@ -351,6 +351,11 @@ static void bg_kafka__learn_topic(void *arg, const uint8_t id[16], bg_slice_t na
         bg_kafka_global_learn_topic(arg, id, name.p, (size_t)name.len);
 }
 
+static void bg_kafka__learn_node(void *arg, int32_t id, bg_slice_t host, int32_t port)
+{
+    bg_kafka_global_learn_node(arg, id, (const char *)host.p, (size_t)host.len, (uint16_t)port);
+}
+
 static void bg_kafka__ctx(bg_kafka_session_t *s, const bg_snapshot_t *snap,
                           bg_kafka_authz_ctx_t *ctx)
 {
@@ -365,6 +370,8 @@ static void bg_kafka__ctx(bg_kafka_session_t *s, const bg_snapshot_t *snap,
     ctx->topic_name_arg = s->kw->g;
     ctx->advertised_host = s->kw->g->cfg->kafka.advertised_host;
     ctx->port_base = s->kw->g->cfg->kafka.broker_port_base;
+    ctx->learn_node = bg_kafka__learn_node;
+    ctx->learn_node_arg = s->kw->g;
     ctx->share = s->share;
 }
 
@@ -733,72 +740,6 @@ static bg_kafka_pending_t *bg_kafka__first_waiting(bg_kafka_session_t *s)
     return NULL;
 }
 
-/* Where a response names brokers: the array of entries (-1: the response's
- * top level, FindCoordinator before v4) and each entry's id, host and port
- * fields, from version min_ver on. The same places kafka_authz_rewrite.c
- * rewrites to busgate's ports. */
-typedef struct bg_kafka_broker_fields_s {
-    int16_t api, min_ver, max_ver;
-    int arr, id, host, port;
-} bg_kafka_broker_fields_t;
-
-#define BG_KAFKA__NE(api, v, P)                                                                    \
-    {BG_KAFKA_API_##api, v, INT16_MAX, BG_KAFKA_##P, BG_KAFKA_##P##_NODE_ID,                      \
-     BG_KAFKA_##P##_HOST, BG_KAFKA_##P##_PORT}
-static const bg_kafka_broker_fields_t bg_kafka__broker_fields[] = {
-    BG_KAFKA__NE(METADATA, 0, METADATA_RESP_BROKERS),
-    {BG_KAFKA_API_DESCRIBE_CLUSTER, 0, INT16_MAX, BG_KAFKA_DESCRIBE_CLUSTER_RESP_BROKERS,
-     BG_KAFKA_DESCRIBE_CLUSTER_RESP_BROKERS_BROKER_ID, BG_KAFKA_DESCRIBE_CLUSTER_RESP_BROKERS_HOST,
-     BG_KAFKA_DESCRIBE_CLUSTER_RESP_BROKERS_PORT},
-    {BG_KAFKA_API_FIND_COORDINATOR, 0, 3, -1, BG_KAFKA_FIND_COORDINATOR_RESP_NODE_ID,
-     BG_KAFKA_FIND_COORDINATOR_RESP_HOST, BG_KAFKA_FIND_COORDINATOR_RESP_PORT},
-    BG_KAFKA__NE(FIND_COORDINATOR, 4, FIND_COORDINATOR_RESP_COORDINATORS),
-    BG_KAFKA__NE(PRODUCE, 10, PRODUCE_RESP_NODE_ENDPOINTS),
-    BG_KAFKA__NE(FETCH, 16, FETCH_RESP_NODE_ENDPOINTS),
-    BG_KAFKA__NE(SHARE_FETCH, 0, SHARE_FETCH_RESP_NODE_ENDPOINTS),
-    BG_KAFKA__NE(SHARE_ACKNOWLEDGE, 0, SHARE_ACKNOWLEDGE_RESP_NODE_ENDPOINTS),
-};
-#undef BG_KAFKA__NE
-
-/* Learns one broker entry; 1 when it named one. */
-static int bg_kafka__learn_broker(bg_kafka_session_t *s, const bg_kafka_broker_fields_t *f,
-                                  const bg_kafka_struct_t *b)
-{
-    bg_slice_t h = b->f[f->host].s;
-    int64_t id = b->f[f->id].i;
-    if (id < 0 || h.len <= 0) /* an error entry (no coordinator yet): no broker */
-        return 0;
-    bg_kafka_global_learn_node(s->kw->g, (int32_t)id, (const char *)h.p, (size_t)h.len,
-                               (uint16_t)b->f[f->port].i);
-    return 1;
-}
-
-/* Brokers named in a response (of version ver) are learned before their
- * addresses are rewritten, so the ports the client is pointed at are
- * served: Metadata and DescribeCluster, a FindCoordinator's coordinator,
- * the new leaders in Produce/Fetch/ShareFetch/ShareAcknowledge
- * NodeEndpoints. */
-static void bg_kafka__learn_brokers(bg_kafka_session_t *s, int16_t api, int16_t ver,
-                                    const bg_kafka_struct_t *r)
-{
-    const size_t n = sizeof bg_kafka__broker_fields / sizeof bg_kafka__broker_fields[0];
-    int seen = 0;
-    for (size_t k = 0; k < n; k++) {
-        const bg_kafka_broker_fields_t *f = &bg_kafka__broker_fields[k];
-        if (f->api != api || ver < f->min_ver || ver > f->max_ver)
-            continue;
-        if (f->arr < 0) {
-            seen |= bg_kafka__learn_broker(s, f, r);
-            continue;
-        }
-        const bg_kafka_val_t *a = &r->f[f->arr];
-        for (int32_t i = 0; i < a->a.n; i++)
-            seen |= bg_kafka__learn_broker(s, f, a->a.s[i]);
-    }
-    if (seen)
-        bg_kafka_worker_open_ports(s->kw);
-}
-
 /* Decodes, post-processes and re-encodes the response for pe. */
 static int bg_kafka__rewrite_response(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
                                       const uint8_t *p, size_t len)
@@ -822,7 +763,6 @@ static int bg_kafka__rewrite_response(bg_kafka_session_t *s, bg_kafka_pending_t 
     }
     if (rd.unknown_tags)
         bg_kafka_struct_drop_unknown(resp, 0); /* nothing passes that busgate cannot read */
-    bg_kafka__learn_brokers(s, h->api_key, ver, resp);
     /* The session's snapshot, the one its prepared principal (s->pp) belongs
      * to: a request decided before a reload is answered under the policy in
      * force now (the request's own snapshot and the re-prepared principal
@@ -834,6 +774,11 @@ static int bg_kafka__rewrite_response(bg_kafka_session_t *s, bg_kafka_pending_t 
     if (bg_kafka_authz_response(&ctx, h, &pe->verdict, resp, &pe->arena, &out, nodes, &nnodes,
                                 bg_kafka__learn_topic, s->kw->g) != 0)
         return -1;
+    /* Brokers it named (Metadata, DescribeCluster, a coordinator, new
+     * leaders in NodeEndpoints) were learned as it was rewritten: their
+     * ports open before the client reads it. */
+    if (nnodes > 0)
+        bg_kafka_worker_open_ports(s->kw);
     if (pe->verdict.share && s->share) /* ShareFetch, ShareAcknowledge: ErrorCode is field 1 */
         bg_kafka_share_answered(s->share, pe->verdict.share,
                                 (int16_t)resp->f[BG_KAFKA_SHARE_FETCH_RESP_ERROR_CODE].i);

@@ -124,8 +124,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!d)
         return 0;
     bg_kafka_share_sessions_t *share = bg_fuzz_share();
-    bg_kafka_authz_ctx_t ctx = {bg_fuzz_pol, &bg_fuzz_pr, "audit", bg_fuzz_topic_name, NULL,
-                                "gw", 19000, share};
+    bg_kafka_authz_ctx_t ctx = {.policy = bg_fuzz_pol,
+                                .principal = &bg_fuzz_pr,
+                                .audit_topic = "audit",
+                                .topic_name = bg_fuzz_topic_name,
+                                .advertised_host = "gw",
+                                .port_base = 19000,
+                                .share = share};
     bg_kafka_arena_t a;
     bg_kafka_arena_init(&a, 4u << 20);
     bg_rd_t rd;

@@ -761,6 +761,21 @@ static void test_server_close_mid_content(void **state)
     assert_int_equal(c->f.closed, 0);
 }
 
+/* Both legs' close handshakes of channel n end (the client's close-ok,
+ * then RabbitMQ's): nothing more goes either way, and the number is free
+ * again: it opens, the connection still up. */
+static void both_closes_end_and_reopen(ctx_t *c, uint16_t n)
+{
+    assert_int_equal(cli(c, n, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 1);
+    assert_int_equal(up(c, n, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
+    expect_nothing(UP(c));
+    expect_nothing(CLI(c));
+    assert_int_equal(chan(c, n)->cli.state, BG_AMQP_LEG_CLOSED);
+    assert_int_equal(chan(c, n)->up.state, BG_AMQP_LEG_CLOSED);
+    open_channel(c, n);
+    assert_int_equal(c->f.closed, 0);
+}
+
 /* A refusal while a delivery from RabbitMQ is only partly relayed: the
  * refusal's channel.close waits until the delivery's last body frame, since
  * no frame may come between a command's content frames. Later deliveries
@@ -802,15 +817,7 @@ static void test_refusal_during_delivery(void **state)
     t_body(&c->wr, 1, "zz", 2);
     assert_int_equal(t_up_wr(&c->f, &c->wr), 0);
     expect_nothing(CLI(c));
-    /* The handshakes finish; the number is free again. */
-    assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 1);
-    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
-    expect_nothing(UP(c));
-    expect_nothing(CLI(c));
-    assert_int_equal(chan(c, 1)->cli.state, BG_AMQP_LEG_CLOSED);
-    assert_int_equal(chan(c, 1)->up.state, BG_AMQP_LEG_CLOSED);
-    open_channel(c, 1);
-    assert_int_equal(c->f.closed, 0);
+    both_closes_end_and_reopen(c, 1);
 }
 
 /* The client reopens a refused channel before the upstream confirmed
@@ -1224,15 +1231,7 @@ static void test_reload_during_publish_body_refuses_at_once(void **state)
     assert_int_equal(((amqp_channel_close_t *)m.decoded)->reply_code, 200);
     expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_OK_METHOD);
     expect_nothing(UP(c));
-    /* Both handshakes end; the number is free again. */
-    assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 1);
-    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
-    expect_nothing(UP(c));
-    expect_nothing(CLI(c));
-    assert_int_equal(chan(c, 1)->cli.state, BG_AMQP_LEG_CLOSED);
-    assert_int_equal(chan(c, 1)->up.state, BG_AMQP_LEG_CLOSED);
-    open_channel(c, 1);
-    assert_int_equal(c->f.closed, 0);
+    both_closes_end_and_reopen(c, 1);
 }
 
 /* update-secret: the new token's groups may allow less, so the consumers

@@ -214,9 +214,30 @@ static void test_metadata_by_id(void **st)
     assert_int_equal(v.action, BG_KAFKA_ACT_CLOSE);
 }
 
+/* learn_node: what the broker said of each node, before the rewrite. */
+typedef struct {
+    int n;
+    int32_t id[4], port[4];
+    char host[4][16];
+} nodes_seen_t;
+
+static void seen_node(void *arg, int32_t id, bg_slice_t host, int32_t port)
+{
+    nodes_seen_t *ns = arg;
+    assert_true(ns->n < 4 && host.len > 0 && host.len < 16);
+    ns->id[ns->n] = id;
+    ns->port[ns->n] = port;
+    memcpy(ns->host[ns->n], host.p, (size_t)host.len);
+    ns->host[ns->n][host.len] = '\0';
+    ns->n++;
+}
+
 static void test_find_coordinator(void **st)
 {
     ka_fix_t *f = *st;
+    nodes_seen_t seen = {0};
+    f->ctx.learn_node = seen_node;
+    f->ctx.learn_node_arg = &seen;
     /* v3 single form. */
     bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_FIND_COORDINATOR, 3);
     bg_kafka_struct_t *req = ka_new(f, 10, 0);
@@ -238,6 +259,11 @@ static void test_find_coordinator(void **st)
     assert_int_equal(m->f[K(FIND_COORDINATOR_RESP_PORT)].i, 19003);
     assert_int_equal(nn, 1);
     assert_int_equal(nodes[0], 3);
+    /* The broker's own address reached learn_node before the rewrite. */
+    assert_int_equal(seen.n, 1);
+    assert_int_equal(seen.id[0], 3);
+    assert_string_equal(seen.host[0], "b3");
+    assert_int_equal(seen.port[0], 9092);
     /* Transactional key denied: TRANSACTIONAL_ID_AUTHORIZATION_FAILED. */
     req->f[K(FIND_COORDINATOR_REQ_KEY)].s = ka_s("tx-no");
     req->f[K(FIND_COORDINATOR_REQ_KEY_TYPE)].i = 1;
@@ -267,6 +293,7 @@ static void test_find_coordinator(void **st)
     c[0]->f[K(FIND_COORDINATOR_RESP_COORDINATORS_KEY)].s = ka_s("g1");
     c[0]->f[K(FIND_COORDINATOR_RESP_COORDINATORS_NODE_ID)].i = 5;
     c[0]->f[K(FIND_COORDINATOR_RESP_COORDINATORS_HOST)].s = ka_s("b5");
+    c[0]->f[K(FIND_COORDINATOR_RESP_COORDINATORS_PORT)].i = 9095;
     nn = 4;
     assert_int_equal(
         bg_kafka_authz_response(&f->ctx, &h, &v, up, &f->a, &out, nodes, &nn, NULL, NULL), 0);
@@ -279,6 +306,12 @@ static void test_find_coordinator(void **st)
     assert_int_equal(c1->f[K(FIND_COORDINATOR_RESP_COORDINATORS_ERROR_CODE)].i, 30);
     assert_int_equal(c1->f[K(FIND_COORDINATOR_RESP_COORDINATORS_NODE_ID)].i, -1);
     assert_int_equal(nn, 1);
+    /* Only the coordinator found; the refused key's entry names no broker. */
+    assert_int_equal(seen.n, 2);
+    assert_int_equal(seen.id[1], 5);
+    assert_string_equal(seen.host[1], "b5");
+    assert_int_equal(seen.port[1], 9095);
+    f->ctx.learn_node = NULL;
 }
 
 static void test_describe_cluster(void **st)
