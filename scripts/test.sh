@@ -43,27 +43,45 @@ ctest --test-dir build/asan --output-on-failure -j "$jobs"
 if [ "${BG_SKIP_FUZZ:-0}" != 1 ]; then
   step "fuzz: libFuzzer targets, ${fuzz_seconds}s each"
   CC=clang-14 build build/fuzz -DCMAKE_BUILD_TYPE=Debug -DBG_FUZZ=ON
-  ran=0
-  for src in tests/fuzz/*.cmake; do
-    name=${src##*/}; name=${name%.cmake}
-    bin=build/fuzz/tests/fuzz/fuzz_$name
-    # Every target is built and has its seed corpus: a missing one fails
-    # the run instead of fuzzing nothing.
-    [ -x "$bin" ] || { echo "fuzz target $bin was not built" >&2; exit 1; }
-    [ -d "tests/fuzz/corpus/$name" ] || { echo "no seed corpus tests/fuzz/corpus/$name" >&2; exit 1; }
+  # One target per core at a time; each writes its own log, shown on failure.
+  fuzz_one() { # fuzz_one NAME
+    local name=$1 bin=build/fuzz/tests/fuzz/fuzz_$1 work unwind=1
     work=$(mktemp -d)
     cp -r "tests/fuzz/corpus/$name/." "$work/"
-    echo "fuzz_$name"
     # A leak inside libfyaml is suppressed by name (tests/fuzz/lsan.supp),
     # which needs ASan's full stack unwinding for the configuration parser.
-    unwind=1
     [ "$name" = config ] && unwind=0
-    LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp" ASAN_OPTIONS="fast_unwind_on_malloc=$unwind" \
+    if LSAN_OPTIONS="suppressions=$PWD/tests/fuzz/lsan.supp" ASAN_OPTIONS="fast_unwind_on_malloc=$unwind" \
       "$bin" -seed=1 -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=0 \
-      "$work" >"$work.log" 2>&1 || { tail -50 "$work.log"; exit 1; }
-    rm -rf "$work" "$work.log"
+      "$work" >"$work.log" 2>&1; then
+      echo "fuzz_$name: ok"
+      rm -rf "$work" "$work.log"
+    else
+      echo "fuzz_$name: FAILED"
+      tail -50 "$work.log"
+      return 1
+    fi
+  }
+  ran=0 failed=0 running=0
+  for src in tests/fuzz/*.cmake; do
+    name=${src##*/}; name=${name%.cmake}
+    # Every target is built and has its seed corpus: a missing one fails
+    # the run instead of fuzzing nothing.
+    [ -x "build/fuzz/tests/fuzz/fuzz_$name" ] || { echo "fuzz target fuzz_$name was not built" >&2; exit 1; }
+    [ -d "tests/fuzz/corpus/$name" ] || { echo "no seed corpus tests/fuzz/corpus/$name" >&2; exit 1; }
+    if [ "$running" -ge "$jobs" ]; then
+      wait -n || failed=1
+      running=$((running - 1))
+    fi
+    fuzz_one "$name" &
+    running=$((running + 1))
     ran=$((ran + 1))
   done
+  while [ "$running" -gt 0 ]; do
+    wait -n || failed=1
+    running=$((running - 1))
+  done
+  [ "$failed" = 0 ] || exit 1
   [ "$ran" -gt 0 ] || { echo "no fuzz targets found under tests/fuzz" >&2; exit 1; }
 fi
 
