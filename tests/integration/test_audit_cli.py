@@ -216,12 +216,10 @@ def _frame(event):
     return n + struct.pack("<I", _crc32c(n + payload)) + payload
 
 
-def test_tail_spool_torn_tail_and_dead_letters(tmp_path):
-    """`audit tail --from spool` reads the records after the ack position,
-    says of a half-written record at the end of the newest segment that it
-    is not whole yet (not "corrupt"), still reports real damage in an older
-    segment as corrupt, and then shows the dead-letter file's events."""
-    text, ports = busgate_config(tmp_path, RULES)
+def _spool_setup(tmp_path, n):
+    """A configuration whose audit spool is an empty directory, and n
+    decision events of session s1 with seq 0..n-1 to write into it."""
+    text, _ = busgate_config(tmp_path, RULES)
     spool = tmp_path / "spool"
     spool.mkdir()
     text = text.replace("\naudit:\n", f"\naudit:\n  spool_dir: {spool}\n", 1)
@@ -229,7 +227,16 @@ def test_tail_spool_torn_tail_and_dead_letters(tmp_path):
     cfg.write_text(text)
     ev = [{"event_id": f"00000000-0000-4000-8000-00000000000{i}", "kind": "decision",
            "session_id": "s1", "seq": i, "time_ms": 1}
-          for i in range(6)]
+          for i in range(n)]
+    return cfg, spool, ev
+
+
+def test_tail_spool_torn_tail_and_dead_letters(tmp_path):
+    """`audit tail --from spool` reads the records after the ack position,
+    says of a half-written record at the end of the newest segment that it
+    is not whole yet (not "corrupt"), still reports real damage in an older
+    segment as corrupt, and then shows the dead-letter file's events."""
+    cfg, spool, ev = _spool_setup(tmp_path, 6)
     (spool / "spool-000001.seg").write_bytes(_frame(ev[0]) + b"\x07" * 20 + _frame(ev[1]))
     last = _frame(ev[3])
     (spool / "spool-000002.seg").write_bytes(_frame(ev[2]) + last[:len(last) // 2])
@@ -250,15 +257,7 @@ def test_tail_spool_ignores_stray_names(tmp_path):
     `spool-4294967295.seg.bak` made `audit tail --from spool` loop for ever.
     A far but well-formed segment number does not make it walk every
     number below it. The real segments are still shown."""
-    text, ports = busgate_config(tmp_path, RULES)
-    spool = tmp_path / "spool"
-    spool.mkdir()
-    text = text.replace("\naudit:\n", f"\naudit:\n  spool_dir: {spool}\n", 1)
-    cfg = tmp_path / "busgate.yaml"
-    cfg.write_text(text)
-    ev = [{"event_id": f"00000000-0000-4000-8000-00000000000{i}", "kind": "decision",
-           "session_id": "s1", "seq": i, "time_ms": 1}
-          for i in range(3)]
+    cfg, spool, ev = _spool_setup(tmp_path, 3)
     (spool / "spool-000001.seg").write_bytes(_frame(ev[0]) + _frame(ev[1]))
     (spool / "spool-2000000000.seg").write_bytes(_frame(ev[2]))
     for stray in ("spool-4294967295.seg.bak", "spool--1.seg", "spool-4294967295.seg",

@@ -449,13 +449,8 @@ static bg_audit_t *held_pipeline(tsink_t *t)
  * then recovers by itself; drop counts the losses. */
 static void test_no_spool_block_then_recover(void **state)
 {
-    char err[256] = "";
     tsink_t *t = tsink_new();
-    atomic_store(&t->fail, 1);
-    bg_config_audit_t cfg = base_cfg();
-    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
-    assert_int_equal(emit_seq(a, "s", 0), BG_AUDIT_OK);
-    WAIT_UNTIL(!bg_audit_admitting(a));
+    bg_audit_t *a = held_pipeline(t);
     assert_int_equal(emit_seq(a, "s", 1), BG_AUDIT_REFUSED);
     /* The decision of a request admitted before the sink failed is held too. */
     assert_int_equal(emit_kind(a, BG_AUDIT_EV_DECISION, "s", 3, bg_audit_emit_admitted),
@@ -536,14 +531,8 @@ static void test_no_spool_held_delivered_at_stop(void **state)
  * events still arrive in seq order (they came out 5..9 0..4). */
 static void test_no_spool_failed_held_keep_order(void **state)
 {
-    char err[256] = "";
     tsink_t *t = tsink_rejecting(-1); /* async, rejects nothing */
-    atomic_store(&t->fail, 1);
-    bg_config_audit_t cfg = base_cfg();
-    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
-    assert_non_null(a);
-    assert_int_equal(emit_seq(a, "s", 0), BG_AUDIT_OK);
-    WAIT_UNTIL(!bg_audit_admitting(a));
+    bg_audit_t *a = held_pipeline(t);
     for (uint64_t i = 1; i < 10; i++)
         assert_int_equal(emit_kind(a, BG_AUDIT_EV_DECISION, "s", i, bg_audit_emit_admitted),
                          BG_AUDIT_OK);
