@@ -595,8 +595,12 @@ static int bg_kafka__dtp_cursor(bg_kafka__az_t *az, bg_kafka__split_t *sp)
                                cname) >= 0)
             sp->denied[k++] = sp->denied[i];
     sp->ndenied = k;
-    if (sp->nallowed == 0)
-        return 0; /* answered here already (tp_finish) */
+    if (sp->nallowed == 0) {
+        /* Answered here (tp_finish), also when every stub was before the
+         * cursor: forwarded, an empty list would mean every topic. */
+        sp->force = BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
+        return 0;
+    }
     bg_kafka_struct_t **al = sp->allowed->f[K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS)].a.s;
     int has_cursor = 0;
     bg_slice_t first = bg_kafka_null_slice();
@@ -663,6 +667,10 @@ int bg_kafka__c_describe_topic_partitions(bg_kafka__az_t *az)
         return az->oom ? 0 : -1;
     if (az->v->action == BG_KAFKA_ACT_RESPOND)
         return 0;
+    /* Never forwarded without names: the broker would list every topic. */
+    if (bg_kafka__n(az->v->request ? az->v->request : az->req,
+                    K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS)) == 0)
+        return -1;
     f.err_idx = K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_ERROR_CODE);
     f.sub_idx = K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_PARTITIONS);
     return bg_kafka__add_filter(az, &f);

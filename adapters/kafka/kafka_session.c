@@ -561,6 +561,18 @@ static void bg_kafka__close_unsupported(bg_kafka_session_t *s, const bg_kafka_re
     bg_kafka_session_close(s, 0, why);
 }
 
+/* An authenticated session whose token expired without re-authentication
+ * is closed on its next request other than a SaslHandshake (which starts a
+ * re-authentication), ApiVersions included, as Kafka's broker does.
+ * Returns -1 when it closed the session. */
+static int bg_kafka__close_if_expired(bg_kafka_session_t *s)
+{
+    if (s->auth != BG_KAFKA_AUTH_OK || s->reauth || bg_kafka_now_ms() < s->exp_ms)
+        return 0;
+    bg_kafka_session_close(s, 0, "token expired without re-authentication");
+    return -1;
+}
+
 /* A request that is not ApiVersions/SASL. Returns 0, or -1 to close. */
 static int bg_kafka__on_api_request(bg_kafka_session_t *s, const bg_kafka_req_hdr_t *h,
                                     struct evbuffer *in, size_t frame_len, const uint8_t *p,
@@ -570,10 +582,8 @@ static int bg_kafka__on_api_request(bg_kafka_session_t *s, const bg_kafka_req_hd
         bg_kafka_session_close(s, 0, "request before authentication");
         return -1;
     }
-    if (bg_kafka_now_ms() >= s->exp_ms) {
-        bg_kafka_session_close(s, 0, "token expired without re-authentication");
+    if (bg_kafka__close_if_expired(s) != 0)
         return -1;
-    }
     if (!bg_kafka__version_ok(s, h->api_key, h->api_version)) {
         bg_kafka__close_unsupported(s, h);
         return -1;
@@ -651,6 +661,8 @@ static int bg_kafka__on_frame(bg_kafka_session_t *s, struct evbuffer *in, size_t
         snprintf(s->client_id, sizeof s->client_id, "%.*s", (int)h.client_id.len, h.client_id.p);
     if (h.api_key == BG_KAFKA_API_API_VERSIONS || h.api_key == BG_KAFKA_API_SASL_HANDSHAKE ||
         h.api_key == BG_KAFKA_API_SASL_AUTHENTICATE) {
+        if (h.api_key == BG_KAFKA_API_API_VERSIONS && bg_kafka__close_if_expired(s) != 0)
+            return -1;
         if (bg_kafka_auth_handle(s, &h, p + 4, frame_len - 4, off) != 0)
             return -1;
         evbuffer_drain(in, frame_len);

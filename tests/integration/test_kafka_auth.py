@@ -234,7 +234,7 @@ def test_bad_tokens(start_busgate, tmp_path):
 def test_reauthentication_and_expiry(start_busgate, tmp_path):
     """A client with 15 s tokens (svc-short) re-authenticates and keeps
     working for ~40 s; a raw client that does not re-authenticate is closed
-    on its first request after its token expired."""
+    on its first request after its token expired, ApiVersions included."""
     bg, ports = start(start_busgate, tmp_path)
     boot = f"127.0.0.1:{ports['listen']}"
     topic = unique("it-orders")
@@ -248,6 +248,11 @@ def test_reauthentication_and_expiry(start_busgate, tmp_path):
     assert err == 0, msg
     assert 0 < lifetime <= 16_000
     assert raw.metadata_v1() is not None  # works while the token is valid
+    # A second one that, after expiry, sends only ApiVersions (before, those
+    # were answered for ever and kept the session and its upstream open).
+    raw_av = KafkaWire(ports["listen"])
+    raw_av.api_versions()
+    assert raw_av.sasl_plain(short)[0] == 0
 
     oidc = {"sasl.oauthbearer.method": "oidc",
             "sasl.oauthbearer.client.id": "svc-short",
@@ -299,6 +304,8 @@ def test_reauthentication_and_expiry(start_busgate, tmp_path):
     assert time.time() > exp
     assert raw.metadata_v1() is None
     raw.close()
+    assert raw_av.call(18, 0, b"") is None
+    raw_av.close()
     assert bg.wait_log(lambda l: "token expired without re-authentication" in l.get("msg", ""))
 
 

@@ -87,6 +87,9 @@ def test_named_topics_page_and_all_topics_refused(start_busgate, tmp_path):
     # A cursor after every name: nothing to answer, and never forwarded as
     # an empty list (which the broker would read as every topic).
     assert dtp(w, [vis1, hid], (vis3, 0), limit=10) == ([], None)
+    # Only a denied name, before the cursor: the same (before, it went up
+    # as an empty list and the broker listed every topic after the cursor).
+    assert dtp(w, [hid], (vis3, 0), limit=10) == ([], None)
     # A tagged field busgate does not know is left out upstream (the request
     # is re-encoded without it) and the request is answered as usual.
     plain = dtp(w, [vis1, vis3])

@@ -619,6 +619,26 @@ static void test_listing_recorded_once(void **st)
     assert_int_equal(v.decisions[0].decision.effect, BG_EFFECT_DENY);
     assert_non_null(strstr(v.decisions[0].reason, "name the topics"));
     assert_memory_equal(v.decisions[0].resources[0].name, "*", 1);
+
+    /* Only denied names, all before the cursor: answered here with no
+     * topics. Before, the request went up with an empty list, which the
+     * broker reads as every topic from the cursor on. */
+    const char *const hidden[] = {"nope"};
+    dtp = ka_new(f, BG_KAFKA_API_DESCRIBE_TOPIC_PARTITIONS, 0);
+    ka_topics(f, dtp, K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS),
+              K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS_NAME), hidden, 1, -1, -1, 0);
+    bg_kafka_struct_t *cur = bg_kafka_struct_new(
+        &f->a, bg_kafka_sub_desc(dtp->desc, K(DESCRIBE_TOPIC_PARTITIONS_REQ_CURSOR)));
+    assert_non_null(cur);
+    cur->f[K(DESCRIBE_TOPIC_PARTITIONS_REQ_CURSOR_TOPIC_NAME)].s = ka_s("o");
+    dtp->f[K(DESCRIBE_TOPIC_PARTITIONS_REQ_CURSOR)].st = cur;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, dtp, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    assert_non_null(v.response);
+    assert_int_equal(v.response->f[K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS)].a.n, 0);
+    assert_null(v.response->f[K(DESCRIBE_TOPIC_PARTITIONS_RESP_NEXT_CURSOR)].st);
+    assert_int_equal(v.ndecisions, 1);
+    assert_int_equal(v.decisions[0].decision.effect, BG_EFFECT_DENY);
 }
 
 static void test_offset_fetch_batched(void **st)
