@@ -28,6 +28,14 @@ static int bg_cfg__p_effect(const char *s, void *o, const char **w)
 {
     return bg_policy_parse_effect(s, o, w);
 }
+/* policy.default: hold needs a rule (approvers), so the hint leaves it out. */
+static int bg_cfg__p_default(const char *s, void *o, const char **w)
+{
+    if (bg_policy_parse_effect(s, o, w) == 0)
+        return 0;
+    *w = "unknown effect (expected allow or deny)";
+    return -1;
+}
 static int bg_cfg__p_mode(const char *s, void *o, const char **w)
 {
     return bg_policy_parse_mode(s, o, w);
@@ -229,8 +237,7 @@ void bg_cfg__policy(bg_cfg_ctx_t *ctx, struct fy_node *n)
     if (bg_cfg__map(ctx, n, "policy", bg_cfg__policy_keys, &m) <= 0)
         return;
     pol->enabled = 1;
-    if (bg_cfg__policy_enum(ctx, m.val[0], "policy.default",
-                            bg_cfg__p_effect,
+    if (bg_cfg__policy_enum(ctx, m.val[0], "policy.default", bg_cfg__p_default,
                             &pol->spec.default_effect) > 0 &&
         pol->spec.default_effect == BG_EFFECT_HOLD)
         bg_cfg__err(ctx, m.val[0], "policy.default", "must be allow or deny (hold needs a rule)");

@@ -16,7 +16,7 @@ static void bg_main__usage(FILE *f)
     fprintf(f,
             "usage: busgate <command> [options]\n"
             "  run -c FILE              run the broker (also: busgate -c FILE)\n"
-            "  check -c FILE            validate a configuration; exit 0 valid, 1 invalid\n"
+            "  check -c FILE            validate a configuration; exit 0 valid, 1 invalid, 2 usage\n"
             "  explain -c FILE --sub S [--groups a,b] --resource R --verb V [--json]\n"
             "                           show what the policy decides and which rule decides it\n"
             "  token mint --key PEM [--kid K] --sub S [--groups a,b] [--ttl SECONDS]\n"

@@ -171,6 +171,32 @@ def test_replay_refuses_an_ambiguous_prefix(tmp_path):
     assert r.stdout.startswith("session abc2-two ")
 
 
+def test_tail_names_who_decided(tmp_path):
+    """A decision without a rule reads `(default)` when the policy's default
+    decided, and `(busgate)` when busgate decided itself (its reason is the
+    event's detail): a filtered topic listing under a deny-by-default
+    policy must not read as allowed by default."""
+    text, ports = busgate_config(tmp_path, RULES)
+    cfg = tmp_path / "busgate.yaml"
+    cfg.write_text(text)
+    base = {"kind": "decision", "time_ms": 1000, "session_id": "s-who", "protocol": "kafka",
+            "verb": "describe", "api": {"name": "Metadata", "version": 12}}
+    events = [dict(base, event_id="e1", seq=1,
+                   resources=[{"type": "kafka:topic", "name": "*"}],
+                   decision={"effect": "allow", "would": "allow", "mode": "enforce"},
+                   detail="listing: entries the principal may not describe are left out"),
+              dict(base, event_id="e2", seq=2,
+                   resources=[{"type": "kafka:topic", "name": "payments"}],
+                   decision={"effect": "deny", "would": "deny", "mode": "enforce"})]
+    (tmp_path / "audit.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+    r = run_cli("audit", "tail", "-c", str(cfg))
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2, r.stdout
+    assert "kafka:topic:* -> allow (busgate)" in lines[0] and "(default)" not in lines[0]
+    assert "kafka:topic:payments -> deny (default)" in lines[1]
+
+
 def test_tail_shows_control_characters_escaped(tmp_path):
     """Names in events come from clients: `audit tail` and `replay` print
     their control characters (escape sequences, newlines, NUL, C1 controls)

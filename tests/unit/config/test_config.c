@@ -372,6 +372,9 @@ static void test_err_unknown_verb_effect(void **state)
                  "t.yaml:15:15: policy.rules[0].effect: unknown effect 'permit'");
     expect_error(BASE "policy: {default: hold}\n",
                  "t.yaml:9:19: policy.default: must be allow or deny");
+    /* the hint offers only what policy.default takes (before: "..., deny or hold") */
+    expect_error(BASE "policy: {default: denny}\n",
+                 "t.yaml:9:19: policy.default: unknown effect 'denny' (expected allow or deny)");
 }
 
 static void test_err_resource_subject(void **state)
