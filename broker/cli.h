@@ -18,6 +18,11 @@ struct bg_config_s;
  * returns NULL. */
 struct bg_config_s *bg_cli_load_config(const char *path, FILE *out);
 
+/* The configuration path when argv[1..] is exactly "-c FILE", "--config
+ * FILE" or "--config=FILE". Otherwise prints what is wrong and usage to
+ * stderr and returns NULL (the caller exits 2). */
+const char *bg_cli_config_only(int argc, char **argv, const char *usage);
+
 /* Finds "-c FILE" / "--config FILE" / "--config=FILE" in argv; NULL if absent. */
 const char *bg_cli_config_arg(int argc, char **argv);
 

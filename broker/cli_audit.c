@@ -634,7 +634,14 @@ static int bg_cli_audit__read(bg_cli_audit_t *c, const bg_config_t *cfg)
     else if (strcmp(from, "spool") == 0 && a->spool_dir)
         return bg_cli_audit__from_spool(c, a->spool_dir);
     else {
-        fprintf(stderr, "busgate audit: no audit %s configured\n", from);
+        static const char *const keys[] = {"kafka", "audit.kafka_topic", "file", "audit.file",
+                                           "spool", "audit.spool_dir"};
+        const char *key = keys[1];
+        for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i += 2)
+            if (strcmp(from, keys[i]) == 0)
+                key = keys[i + 1];
+        fprintf(stderr, "busgate audit: --from %s: %s is not set in the configuration\n", from,
+                key);
         return -1;
     }
     /* Events not yet delivered to the topic/file are still in the spool. */
@@ -722,7 +729,17 @@ static int bg_cli_audit__usage(void)
     return 2;
 }
 
-/* Parses the options after "tail"/"replay"; returns 0 or -1. */
+/* Says what is wrong with the command line (first line, on stderr);
+ * returns -1 for bg_cli_audit__args. */
+static int bg_cli_audit__bad(const char *what, const char *arg)
+{
+    fprintf(stderr, "busgate audit: %s%s%s%s\n", what, arg ? " '" : "", arg ? arg : "",
+            arg ? "'" : "");
+    return -1;
+}
+
+/* Parses the options after "tail"/"replay"; returns 0, or -1 after saying
+ * what is wrong. */
 static int bg_cli_audit__args(bg_cli_audit_t *c, int argc, char **argv)
 {
     for (int i = 2; i < argc; i++) {
@@ -742,20 +759,24 @@ static int bg_cli_audit__args(bg_cli_audit_t *c, int argc, char **argv)
             c->sub = argv[++i];
         else if (strcmp(o, "--from") == 0 && more)
             c->from = argv[++i];
-        else if (strcmp(o, "--from") == 0)
-            return -1;
         else if (c->replay && o[0] != '-' && !c->session)
             c->session = o;
+        else if (o[0] == '-' && !more && (strcmp(o, "-c") == 0 || strcmp(o, "--config") == 0 ||
+                                          strcmp(o, "--session") == 0 ||
+                                          strcmp(o, "--sub") == 0 || strcmp(o, "--from") == 0))
+            return bg_cli_audit__bad("missing the value of", o);
         else
-            return -1;
+            return bg_cli_audit__bad(o[0] == '-' ? "unknown option" : "unexpected argument", o);
     }
-    if (c->replay && (!c->session || c->follow || c->sub))
-        return -1;
+    if (c->replay && !c->session)
+        return bg_cli_audit__bad("replay: name the SESSION", NULL);
+    if (c->replay && (c->follow || c->sub))
+        return bg_cli_audit__bad("replay takes neither --follow nor --sub", NULL);
     /* An unknown source is bad usage (exit 2), not a source that cannot be
      * read (exit 1, for a known one the configuration lacks). */
     if (c->from && strcmp(c->from, "kafka") != 0 && strcmp(c->from, "file") != 0 &&
         strcmp(c->from, "spool") != 0)
-        return -1;
+        return bg_cli_audit__bad("--from: expected kafka, file or spool, got", c->from);
     return 0;
 }
 
@@ -768,11 +789,17 @@ int bg_cli_audit(int argc, char **argv)
     if (argc < 2)
         return bg_cli_audit__usage();
     c.replay = strcmp(argv[1], "replay") == 0;
-    if ((!c.replay && strcmp(argv[1], "tail") != 0) || bg_cli_audit__args(&c, argc, argv) != 0)
+    if (!c.replay && strcmp(argv[1], "tail") != 0) {
+        bg_cli_audit__bad("unknown audit command", argv[1]);
+        return bg_cli_audit__usage();
+    }
+    if (bg_cli_audit__args(&c, argc, argv) != 0)
         return bg_cli_audit__usage();
     const char *path = bg_cli_config_arg(argc, argv);
-    if (!path)
+    if (!path) {
+        bg_cli_audit__bad("missing -c FILE", NULL);
         return bg_cli_audit__usage();
+    }
     bg_config_t *cfg = bg_cli_load_config(path, stderr);
     if (!cfg)
         return 1;

@@ -10,15 +10,9 @@
  * builds the snapshot, so an unreadable JWKS file is also reported. */
 int bg_cli_check(int argc, char **argv)
 {
-    const char *path = bg_cli_config_arg(argc, argv);
-    /* Nothing but the config argument: "-c FILE" or "--config=FILE". */
-    int only_config =
-        (argc == 3 && (strcmp(argv[1], "-c") == 0 || strcmp(argv[1], "--config") == 0)) ||
-        (argc == 2 && strncmp(argv[1], "--config=", 9) == 0);
-    if (!path || !only_config) {
-        fprintf(stderr, "usage: busgate check -c FILE\n");
+    const char *path = bg_cli_config_only(argc, argv, "usage: busgate check -c FILE\n");
+    if (!path)
         return 2;
-    }
     bg_config_t *cfg = bg_cli_load_config(path, stdout);
     if (!cfg)
         return 1;

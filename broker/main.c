@@ -36,6 +36,14 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
+    /* "busgate CMD --help" (or "busgate token mint --help"): the usage of
+     * every command, as for "busgate --help". */
+    for (int i = 2; i < argc && i <= 3; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            bg_main__usage(stdout);
+            return 0;
+        }
+    }
     if (strcmp(cmd, "-c") == 0 || strcmp(cmd, "--config") == 0 ||
         strncmp(cmd, "--config=", 9) == 0)
         return bg_cli_run(argc, argv, bg_main__adapters, bg_main__nadapters);

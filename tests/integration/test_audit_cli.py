@@ -305,6 +305,14 @@ def test_unknown_source_is_bad_usage(tmp_path):
     r = run_cli("audit", "tail", "-c", str(cfg), "--from", "foo")
     assert r.returncode == 2, r.stderr
     assert "usage" in r.stderr
+    assert "--from: expected kafka, file or spool, got 'foo'" in r.stderr, r.stderr
     r = run_cli("audit", "tail", "-c", str(cfg), "--from", "spool")
     assert r.returncode == 1, r.stderr
-    assert "no audit spool configured" in r.stderr
+    assert "--from spool: audit.spool_dir is not set" in r.stderr, r.stderr
+    # Every usage error says what was wrong before the usage text.
+    for args, why in ((["--bogus"], "unknown option '--bogus'"),
+                      (["--sub"], "missing the value of '--sub'")):
+        r = run_cli("audit", "tail", "-c", str(cfg), *args)
+        assert r.returncode == 2 and why in r.stderr.splitlines()[0], r.stderr
+    r = run_cli("audit", "replay", "-c", str(cfg))
+    assert r.returncode == 2 and "name the SESSION" in r.stderr, r.stderr

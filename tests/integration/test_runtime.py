@@ -73,7 +73,15 @@ def test_check_valid_and_invalid(tmp_path, keys):
     assert re.search(rf"{re.escape(str(bad))}:{line_no}:\d+: .*reed", r.stdout), r.stdout
 
     assert run_cli("check").returncode == 2
-    assert run_cli("check", f"--config={good}", "extra").returncode == 2
+    r = run_cli("check", f"--config={good}", "extra")
+    assert r.returncode == 2 and "unexpected argument 'extra'" in r.stderr, r.stderr
+    # run refuses what it does not know too (before, it ran and ignored it)
+    r = run_cli("run", "-c", str(good), "--bogus", timeout=10)
+    assert r.returncode == 2 and "unexpected argument '--bogus'" in r.stderr, r.stderr
+    # --help after a command prints the usage and succeeds
+    for cmd in (["run"], ["check"], ["audit", "tail"], ["token", "mint"], ["explain"]):
+        r = run_cli(*cmd, "--help")
+        assert r.returncode == 0 and r.stdout.startswith("usage: busgate"), (cmd, r.stderr)
 
 
 def test_explain_names_rule_and_default(tmp_path, keys):
