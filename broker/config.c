@@ -1,9 +1,10 @@
 /* busgate configuration loader: YAML document -> bg_config_t.
  *
  * libfyaml builds the whole document first (its syntax diagnostics are
- * collected, never printed); the section parsers in config_sections.c and
- * config_policy.c then walk the tree with the typed readers of
- * config_read.c, reporting every problem rather than stopping at the first.
+ * collected, never printed; a second document in the file is an error);
+ * the section parsers in config_sections.c and config_policy.c then walk
+ * the tree with the typed readers of config_read.c, reporting every
+ * problem rather than stopping at the first.
  * All memory of a config hangs off one arena freed by bg_config_free. */
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -384,6 +385,52 @@ static int bg_cfg__check_text(bg_cfg_ctx_t *ctx, const char *yaml, size_t len)
     return 0;
 }
 
+/* Refuses a second document in the stream: busgate would enforce only the
+ * first, so deny rules after a "---" (even an empty one) would be silently
+ * dropped. The error points at where the second document starts. */
+static void bg_cfg__no_second_doc(bg_cfg_ctx_t *ctx, struct fy_document *second)
+{
+    struct fy_document_state *st = fy_document_get_document_state(second);
+    const struct fy_mark *m = st ? fy_document_state_start_mark(st) : NULL;
+    bg_cfg__err_at(ctx, m ? m->line + 1 : 1, m ? m->column + 1 : 1, "",
+                   "configuration has more than one YAML document (---); busgate reads "
+                   "exactly one");
+}
+
+/* Parses the one document of the stream with the collecting diag. NULL
+ * when there is none or the YAML is malformed (the diag has the errors). */
+static struct fy_document *bg_cfg__parse(bg_cfg_ctx_t *ctx, struct fy_diag *diag,
+                                         const char *yaml, size_t len)
+{
+    /* Duplicate keys are detected by bg_cfg__map, which names the path and
+     * the first occurrence; libfyaml's own check would stop the parse. */
+    struct fy_parse_cfg pcfg = {
+        .flags = FYPCF_QUIET | FYPCF_COLLECT_DIAG | FYPCF_ALLOW_DUPLICATE_KEYS,
+        .diag = diag,
+    };
+    struct fy_document *doc = NULL, *second = NULL;
+    struct fy_parser *fyp = fy_parser_create(&pcfg);
+    if (!fyp || fy_parser_set_string(fyp, yaml, len) != 0) {
+        bg_cfg__err_at(ctx, 1, 1, "", "out of memory");
+        goto done;
+    }
+    /* fy_document_build_from_string would stop after the first document;
+     * asking for the next one is what finds a second. */
+    doc = fy_parse_load_document(fyp);
+    if (doc && !fy_parser_get_stream_error(fyp))
+        second = fy_parse_load_document(fyp);
+    if (second) {
+        bg_cfg__no_second_doc(ctx, second);
+        fy_parse_document_destroy(fyp, second);
+    }
+done:
+    /* The document outlives its parser (as with fy_document_build_*); its
+     * scalars point into yaml, which the caller keeps. */
+    if (fyp)
+        fy_parser_destroy(fyp);
+    return doc;
+}
+
 /* Builds the document, reporting syntax errors as FILE:LINE:COL. */
 static struct fy_document *bg_cfg__build(bg_cfg_ctx_t *ctx, const char *yaml, size_t len)
 {
@@ -398,14 +445,8 @@ static struct fy_document *bg_cfg__build(bg_cfg_ctx_t *ctx, const char *yaml, si
         return NULL;
     }
     fy_diag_set_collect_errors(diag, true);
-    /* Duplicate keys are detected by bg_cfg__map, which names the path and
-     * the first occurrence; libfyaml's own check would stop the parse. */
-    struct fy_parse_cfg pcfg = {
-        .flags = FYPCF_QUIET | FYPCF_COLLECT_DIAG | FYPCF_ALLOW_DUPLICATE_KEYS,
-        .diag = diag,
-    };
-    struct fy_document *doc = fy_document_build_from_string(&pcfg, yaml, len);
     size_t before = ctx->nerr;
+    struct fy_document *doc = bg_cfg__parse(ctx, diag, yaml, len);
     void *it = NULL;
     struct fy_diag_error *e;
     while ((e = fy_diag_errors_iterate(diag, &it)))

@@ -502,6 +502,27 @@ static void test_err_yaml_syntax(void **state)
                  "t.yaml:10:11: instance: expected a string, got an alias");
 }
 
+/* A second document was never read: its rules were not enforced although
+ * check said ok. Any "---" after the first document is refused, an empty
+ * one included; a leading "---" and a closing "..." are still one. */
+static void test_err_second_document(void **state)
+{
+    const char *msg = "configuration has more than one YAML document (---); busgate reads "
+                      "exactly one";
+    char want[256];
+    snprintf(want, sizeof want, "t.yaml:10:1: %s", msg);
+    expect_error(BASE "policy: {default: allow}\n---\npolicy: {default: deny}\n", want);
+    expect_error(BASE "policy: {default: allow}\n---\n", want);
+    expect_error(BASE "policy: {default: allow}\n---\n# deny rules to come\n", want);
+    snprintf(want, sizeof want, "t.yaml:11:1: %s", msg);
+    expect_error(BASE "policy: {default: allow}\n...\npolicy: {default: deny}\n", want);
+    expect_error(BASE "policy: {default: allow}\n---\npolicy: [\n", "t.yaml:");
+    bg_config_free(expect_ok("---\n" BASE "policy: {default: allow}\n"));
+    bg_config_free(expect_ok(BASE "policy: {default: allow}\n...\n"));
+}
+
+/* A header value with a line break would add headers of its own to every
+ * upstream request; names were already HTTP tokens. */
 static void test_collects_all_errors(void **state)
 {
     bg_config_errors_t errs = {0};
@@ -625,6 +646,7 @@ int main(void)
         cmocka_unit_test(test_err_missing_required),
         cmocka_unit_test(test_err_cross_fields),
         cmocka_unit_test(test_err_yaml_syntax),
+        cmocka_unit_test(test_err_second_document),
         cmocka_unit_test(test_audit_avro_schema_id),
         cmocka_unit_test(test_jwks_url_transport),
         cmocka_unit_test(test_limits_clamped),
