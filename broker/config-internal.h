@@ -81,6 +81,7 @@ int bg_cfg__get_url(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path, char
 int bg_cfg__get_bool(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path, int *out);
 int bg_cfg__get_int(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path, int64_t min,
                     int64_t max, int64_t *out);
+/* A duration in ms, 0..BG_CONFIG_MAX_DURATION_MS. */
 int bg_cfg__get_duration(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path, int64_t *out);
 int bg_cfg__get_size(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path, uint64_t min,
                      uint64_t max, uint64_t *out);

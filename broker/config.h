@@ -199,6 +199,10 @@ void bg_config_errors_clear(bg_config_errors_t *errs);
 
 /* Parses "30s", "250ms", "5m", "1h", "2d" into milliseconds; -1 on error. */
 int64_t bg_config_parse_duration(const char *s);
+/* The longest duration a configuration key accepts (365d). Code adding a
+ * configured duration to a clock reading relies on it; nothing needs more,
+ * and a larger value is more likely a typo than a wish. */
+#define BG_CONFIG_MAX_DURATION_MS (365LL * 86400 * 1000)
 /* Parses "host:port" / "[v6]:port" into out (host malloc'd); 0 ok, -1 error. */
 int bg_config_parse_addr(const char *s, bg_addr_t *out, const char **why);
 

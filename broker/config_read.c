@@ -303,6 +303,10 @@ int bg_cfg__get_duration(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path,
                     shown);
         return -1;
     }
+    if (ms > BG_CONFIG_MAX_DURATION_MS) {
+        bg_cfg__err(ctx, n, path, "duration '%.80s' is too long (at most 365d)", shown);
+        return -1;
+    }
     *out = ms;
     return 1;
 }

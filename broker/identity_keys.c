@@ -1,6 +1,7 @@
 /* Identity key management: per-issuer key set snapshots, the JWKS refresh
  * thread, construction and teardown of bg_identity_t. */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,15 @@ int64_t bg_identity__mono_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* t + ms for a clock reading t and ms >= 0, saturating at INT64_MAX: the
+ * configured jwks_refresh is bounded (BG_CONFIG_MAX_DURATION_MS), but a
+ * schedule must not wrap into the past (and fetch in a loop) whatever the
+ * caller passed in. */
+static int64_t bg_identity__after(int64_t t, int64_t ms)
+{
+    return t > 0 && ms > INT64_MAX - t ? INT64_MAX : t + ms;
 }
 
 static bg_id_keyset_t *bg_identity__keyset_new(void)
@@ -65,7 +75,7 @@ void bg_identity__request_refresh(bg_identity_t *id, bg_id_issuer_t *iss)
         /* Too soon after the last fetch: fetch once the interval is over
          * rather than wait for the next periodic one (a key rotated in just
          * after a fetch would otherwise stay unknown for jwks_refresh). */
-        int64_t at = iss->last_fetch_ms + id->kid_refresh_interval_ms;
+        int64_t at = bg_identity__after(iss->last_fetch_ms, id->kid_refresh_interval_ms);
         if (at < iss->next_fetch_ms) {
             iss->next_fetch_ms = at;
             pthread_cond_signal(&id->wake);
@@ -162,7 +172,8 @@ static void *bg_identity__refresh_main(void *arg)
         pthread_mutex_lock(&id->mu);
         iss->fetching = 0;
         int64_t retry = iss->refresh_ms < BG_ID_RETRY_MS ? iss->refresh_ms : BG_ID_RETRY_MS;
-        iss->next_fetch_ms = bg_identity__mono_ms() + (ks ? iss->refresh_ms : retry);
+        int64_t wait = ks ? iss->refresh_ms : retry;
+        iss->next_fetch_ms = bg_identity__after(bg_identity__mono_ms(), wait);
         if (ks)
             bg_identity__swap_locked(iss, ks);
         iss->attempted = 1;
@@ -330,8 +341,9 @@ static void bg_identity__inherit(bg_id_issuer_t *iss, bg_identity_t *prev)
          * new one at the latest. A fetch still running in prev (perhaps for
          * an unknown kid) is abandoned when prev retires: it is due at once. */
         iss->next_fetch_ms = old->next_fetch_ms;
-        if (old->last_fetch_ms && iss->next_fetch_ms > old->last_fetch_ms + iss->refresh_ms)
-            iss->next_fetch_ms = old->last_fetch_ms + iss->refresh_ms;
+        int64_t due = bg_identity__after(old->last_fetch_ms, iss->refresh_ms);
+        if (old->last_fetch_ms && iss->next_fetch_ms > due)
+            iss->next_fetch_ms = due;
         iss->refresh_wanted = old->refresh_wanted || old->fetching;
         break;
     }

@@ -315,6 +315,28 @@ static void test_err_duration(void **state)
     expect_error(BASE "  idle_timeout: 30\n", "t.yaml:9:17: kafka.idle_timeout: bad duration '30'");
 }
 
+/* Every duration has one ceiling: a huge jwks_refresh overflowed the
+ * refresh schedule (mono_ms() + refresh_ms). */
+static void test_err_duration_too_long(void **state)
+{
+    bg_config_t *c = expect_ok(BASE "  idle_timeout: 365d\n  auth_timeout: 8760h\n");
+    assert_int_equal(c->kafka.idle_timeout_ms, 365LL * 86400 * 1000);
+    assert_int_equal(c->kafka.auth_timeout_ms, 365LL * 86400 * 1000);
+    bg_config_free(c);
+    expect_error(BASE "  idle_timeout: 366d\n",
+                 "t.yaml:9:17: kafka.idle_timeout: duration '366d' is too long (at most 365d)");
+    expect_error(BASE "  auth_timeout: 31536000001ms\n",
+                 "t.yaml:9:17: kafka.auth_timeout: duration '31536000001ms' is too long");
+    expect_error(BASE_KAFKA "identity:\n  issuers:\n    - issuer: i\n      audiences: [a]\n"
+                            "      jwks_file: j\n      jwks_refresh: 9223372036854775000ms\n",
+                 "t.yaml:9:21: identity.issuers[0].jwks_refresh: duration "
+                 "'9223372036854775000ms' is too long (at most 365d)");
+    expect_error(BASE "approvals:\n  grant_ttl: 100000d\n",
+                 "t.yaml:10:14: approvals.grant_ttl: duration '100000d' is too long");
+    expect_error(BASE "approvals:\n  hold_for: 9999h\n",
+                 "t.yaml:10:13: approvals.hold_for: duration '9999h' is too long");
+}
+
 static void test_err_address(void **state)
 {
     expect_error(BASE_ID "kafka:\n  listen: 127.0.0.1:99999\n  upstream: {embedded: 1}\n",
@@ -635,6 +657,7 @@ int main(void)
         cmocka_unit_test(test_err_unknown_key),
         cmocka_unit_test(test_err_wrong_type),
         cmocka_unit_test(test_err_duration),
+        cmocka_unit_test(test_err_duration_too_long),
         cmocka_unit_test(test_err_address),
         cmocka_unit_test(test_err_size),
         cmocka_unit_test(test_policy_ok),

@@ -414,6 +414,42 @@ static void test_reload_keeps_keys(void **state)
     free(tx);
 }
 
+/* A jwks_refresh near INT64_MAX (the config caps it at 365d; the identity
+ * does not rely on that) schedules the next fetch "never": mono_ms() +
+ * refresh_ms and, on reload, last_fetch_ms + refresh_ms overflowed (UBSan
+ * aborts; a plain build wrapped into the past and fetched in a loop). */
+static void test_huge_refresh_does_not_wrap(void **state)
+{
+    const int64_t huge = INT64_MAX - 1000;
+    EVP_PKEY *k1 = idt_rsa();
+    char *j1 = idt_jwk(k1, "k1", NULL), *set1 = idt_jwks((const char *const *)&j1, 1);
+    char *t1 = idt_token("{\"alg\":\"RS256\",\"kid\":\"k1\"}", CLAIMS, "RS256", k1, NULL, 0);
+    srv_t s;
+    srv_start(&s, set1);
+    bg_identity_t *id1 = new_url(s.port, huge);
+    assert_int_equal(bg_identity_wait_ready(id1, 5000), 0);
+    assert_int_equal(verify(id1, t1), BG_ID_OK);
+    pthread_mutex_lock(&id1->mu);
+    assert_true(id1->issuers[0].next_fetch_ms == INT64_MAX);
+    pthread_mutex_unlock(&id1->mu);
+
+    /* A reload carries the schedule over, bounded by the new refresh. */
+    bg_identity_t *id2 = new_url_after(s.port, NULL, huge, id1);
+    bg_identity_retire(id1);
+    pthread_mutex_lock(&id2->mu);
+    assert_true(id2->issuers[0].next_fetch_ms == INT64_MAX);
+    pthread_mutex_unlock(&id2->mu);
+    assert_int_equal(verify(id2, t1), BG_ID_OK);
+
+    bg_identity_free(id1);
+    bg_identity_free(id2);
+    srv_stop(&s);
+    EVP_PKEY_free(k1);
+    free(j1);
+    free(set1);
+    free(t1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -422,6 +458,7 @@ int main(void)
         cmocka_unit_test(test_wait_ready_unreachable),
         cmocka_unit_test(test_reload_keeps_keys),
         cmocka_unit_test(test_unknown_kid_fetch_deferred),
+        cmocka_unit_test(test_huge_refresh_does_not_wrap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
