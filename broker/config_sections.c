@@ -430,6 +430,17 @@ static int bg_cfg__header_name_ok(const char *s, size_t len)
     return 1;
 }
 
+/* A field value is VCHAR, obs-text, SP and HTAB (RFC 9110 5.5): a CR or LF
+ * would end the header and start another one (header injection), other
+ * controls are refused by servers or read differently by each. */
+static int bg_cfg__header_value_ok(const char *s)
+{
+    for (; *s; s++)
+        if (((unsigned char)*s < 0x20 && *s != '\t') || *s == 0x7f)
+            return 0;
+    return 1;
+}
+
 static void bg_cfg__headers(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path,
                             bg_config_route_t *rt)
 {
@@ -460,11 +471,19 @@ static void bg_cfg__headers(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *pa
             if (strcasecmp(rt->headers[j].name, name) == 0)
                 bg_cfg__err(ctx, k, p, "duplicate header '%s'", name);
         bg_config_header_t *h = &rt->headers[rt->nheaders];
-        if (name && bg_cfg__scalar(ctx, fy_node_pair_value(pr), p, (const char **)&h->value,
-                                   &shown) > 0) {
-            h->name = (char *)name;
-            rt->nheaders++;
+        struct fy_node *v = fy_node_pair_value(pr);
+        if (!name || bg_cfg__scalar(ctx, v, p, (const char **)&h->value, &shown) <= 0)
+            continue;
+        /* Checked after ${file:}/${env:}: a secret file may hold a line
+         * break too. The value is not quoted, it may be that secret. */
+        if (!bg_cfg__header_value_ok(h->value)) {
+            bg_cfg__err(ctx, v, p,
+                        "control character in the header value (CR, LF and other bytes below "
+                        "0x20 except tab, and DEL, are not allowed)");
+            continue;
         }
+        h->name = (char *)name;
+        rt->nheaders++;
     }
 }
 

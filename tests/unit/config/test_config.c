@@ -545,6 +545,36 @@ static void test_err_second_document(void **state)
 
 /* A header value with a line break would add headers of its own to every
  * upstream request; names were already HTTP tokens. */
+#define ROUTE                                                                                      \
+    "http:\n  listen: 127.0.0.1:8080\n  routes:\n    - name: r\n      prefix: /\n"                 \
+    "      upstream: https://up.example\n      headers:\n" /* lines 9-15 */
+
+static void test_err_header_control_chars(void **state)
+{
+    bg_config_t *c = expect_ok(BASE ROUTE "        Authorization: \"Bearer x\\ty\"\n"
+                                          "        X-Obs: \"caf\xc3\xa9\"\n");
+    assert_string_equal(c->http.routes[0].headers[0].value, "Bearer x\ty");
+    bg_config_free(c);
+    static const char *const bad[] = {"Bearer x\\r\\nX-Injected: 1", "a\\nb", "a\\rb",
+                                      "a\\x01b", "a\\x7fb", "a\\eb"};
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        char yaml[1024];
+        snprintf(yaml, sizeof yaml, BASE ROUTE "        Authorization: \"%s\"\n", bad[i]);
+        expect_error(yaml, "t.yaml:16:24: http.routes[0].headers.Authorization: control "
+                           "character in the header value");
+    }
+    expect_error(BASE ROUTE "        \"X-A\\r\\nX-B\": v\n",
+                 "t.yaml:16:9: http.routes[0].headers: bad header name");
+    /* A secret is checked after expansion, and not quoted. */
+    setenv("BG_TEST_HDR", "s3cr3t\r\nX-Injected: 1", 1);
+    bg_config_errors_t errs = {0};
+    assert_null(load(BASE ROUTE "        Authorization: \"Bearer ${env:BG_TEST_HDR}\"\n", &errs));
+    assert_int_equal(errs.n, 1);
+    assert_non_null(strstr(errs.msgs[0], "control character in the header value"));
+    assert_null(strstr(errs.msgs[0], "s3cr3t"));
+    bg_config_errors_clear(&errs);
+}
+
 static void test_collects_all_errors(void **state)
 {
     bg_config_errors_t errs = {0};
@@ -670,6 +700,7 @@ int main(void)
         cmocka_unit_test(test_err_cross_fields),
         cmocka_unit_test(test_err_yaml_syntax),
         cmocka_unit_test(test_err_second_document),
+        cmocka_unit_test(test_err_header_control_chars),
         cmocka_unit_test(test_audit_avro_schema_id),
         cmocka_unit_test(test_jwks_url_transport),
         cmocka_unit_test(test_limits_clamped),
