@@ -506,7 +506,11 @@ static rd_kafka_t *bg_cli_audit__consumer(const bg_config_t *cfg)
 {
     char why[512], group[64];
     bg_config_kafka_client_t kcc;
-    bg_config_kafka_client(&cfg->kafka, &kcc);
+    if (bg_config_kafka_client(&cfg->kafka, &kcc) != 0) {
+        bg_config_kafka_client_clear(&kcc);
+        fprintf(stderr, "busgate audit: out of memory\n");
+        return NULL;
+    }
     snprintf(group, sizeof group, "busgate-audit-reader-%ld", (long)getpid());
     rd_kafka_conf_t *rc = rd_kafka_conf_new();
     int bad = bg_cli_audit__set(rc, "group.id", group) ||
@@ -515,6 +519,7 @@ static rd_kafka_t *bg_cli_audit__consumer(const bg_config_t *cfg)
               bg_cli_audit__set(rc, "log_level", "3");
     for (size_t i = 0; !bad && i < kcc.n; i++)
         bad = bg_cli_audit__set(rc, kcc.kv[2 * i], kcc.kv[2 * i + 1]);
+    bg_config_kafka_client_clear(&kcc); /* rd_kafka_conf_set copied the values */
     if (bad) {
         rd_kafka_conf_destroy(rc);
         return NULL;

@@ -4,6 +4,7 @@
 #include "broker/config_kafka_client.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const char *bg_config_kafka_client__security(bg_security_t s)
@@ -26,16 +27,32 @@ static void bg_config_kafka_client__add(bg_config_kafka_client_t *out, const cha
     out->n++;
 }
 
-void bg_config_kafka_client(const bg_config_kafka_t *k, bg_config_kafka_client_t *out)
+/* "host:port,[v6]:port,..." in a malloc'd string as long as the list
+ * needs (a long bootstrap list cut at a fixed size would leave librdkafka a
+ * partial host name). NULL when out of memory. */
+static char *bg_config_kafka_client__join(const bg_config_kafka_t *k)
 {
-    size_t len = 0;
-    memset(out, 0, sizeof *out);
-    for (size_t i = 0; i < k->upstream.nbootstrap && len < sizeof out->bootstrap; i++) {
+    size_t cap = 1, len = 0;
+    for (size_t i = 0; i < k->upstream.nbootstrap; i++) /* ",[" host "]:" 65535 */
+        cap += strlen(k->upstream.bootstrap[i].host) + 10;
+    char *s = malloc(cap);
+    if (!s)
+        return NULL;
+    s[0] = '\0';
+    for (size_t i = 0; i < k->upstream.nbootstrap; i++) {
         const bg_addr_t *a = &k->upstream.bootstrap[i];
         int v6 = strchr(a->host, ':') != NULL;
-        len += (size_t)snprintf(out->bootstrap + len, sizeof out->bootstrap - len, "%s%s%s%s:%u",
-                                i ? "," : "", v6 ? "[" : "", a->host, v6 ? "]" : "", a->port);
+        len += (size_t)snprintf(s + len, cap - len, "%s%s%s%s:%u", i ? "," : "", v6 ? "[" : "",
+                                a->host, v6 ? "]" : "", a->port);
     }
+    return s;
+}
+
+int bg_config_kafka_client(const bg_config_kafka_t *k, bg_config_kafka_client_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!(out->bootstrap = bg_config_kafka_client__join(k)))
+        return -1;
     bg_security_t sec = k->upstream.security;
     bg_config_kafka_client__add(out, "bootstrap.servers", out->bootstrap);
     bg_config_kafka_client__add(out, "security.protocol", bg_config_kafka_client__security(sec));
@@ -50,4 +67,11 @@ void bg_config_kafka_client(const bg_config_kafka_t *k, bg_config_kafka_client_t
     bg_config_kafka_client__add(out, "ssl.ca.location", k->upstream.tls.ca);
     bg_config_kafka_client__add(out, "ssl.certificate.location", k->upstream.tls.cert);
     bg_config_kafka_client__add(out, "ssl.key.location", k->upstream.tls.key);
+    return 0;
+}
+
+void bg_config_kafka_client_clear(bg_config_kafka_client_t *out)
+{
+    free(out->bootstrap);
+    out->bootstrap = NULL;
 }

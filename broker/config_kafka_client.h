@@ -13,7 +13,7 @@
 #define BG_CONFIG_KAFKA_CLIENT_MAX 10 /* key/value pairs at most */
 
 typedef struct bg_config_kafka_client_s {
-    char bootstrap[2048]; /* "host:port,[v6]:port" */
+    char *bootstrap; /* "host:port,[v6]:port", malloc'd to size: never cut */
     /* kv[2i] = librdkafka key, kv[2i+1] = value; values point into the
      * config (or bootstrap above). sasl.password is among them: never log
      * a value. */
@@ -24,7 +24,12 @@ typedef struct bg_config_kafka_client_s {
 /* Fills out from k->upstream: bootstrap.servers, security.protocol, the
  * SASL mechanism and credential when set, and for TLS the CA, certificate
  * and key files and, with tls.verify false, certificate and host name
- * verification off. out borrows from k: valid while k is. Any thread. */
-void bg_config_kafka_client(const bg_config_kafka_t *k, bg_config_kafka_client_t *out);
+ * verification off. out borrows from k: valid while k is; out->bootstrap
+ * is its own (release with bg_config_kafka_client_clear, also after a
+ * failure). 0, or -1 when out of memory. Any thread. */
+int bg_config_kafka_client(const bg_config_kafka_t *k, bg_config_kafka_client_t *out)
+    __attribute__((warn_unused_result));
+/* Frees what bg_config_kafka_client allocated; out may be zeroed. */
+void bg_config_kafka_client_clear(bg_config_kafka_client_t *out);
 
 #endif

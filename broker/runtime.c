@@ -329,14 +329,20 @@ static int bg_runtime__start_audit(bg_runtime_t *rt, const bg_config_t *cfg)
     /* The audit producer reaches the brokers as the data path does (and as
      * `busgate audit` does: the same builder). */
     bg_config_kafka_client_t kcc;
-    bg_config_kafka_client(&cfg->kafka, &kcc);
+    if (bg_config_kafka_client(&cfg->kafka, &kcc) != 0) {
+        bg_config_kafka_client_clear(&kcc);
+        bg_log_error("audit", "out of memory");
+        return -1;
+    }
     bg_audit_kafka_conf_t kc = {.bootstrap = kcc.bootstrap,
                                 .props = kcc.kv,
                                 .nprops = kcc.n,
                                 .avro_schema_id = cfg->audit.avro_schema_id};
     char err[512] = "";
+    /* bg_audit_new copies the strings: kcc is done with after it. */
     rt->audit = bg_audit_new(&cfg->audit, cfg->instance, cfg->audit.kafka_topic ? &kc : NULL, err,
                              sizeof err);
+    bg_config_kafka_client_clear(&kcc);
     if (!rt->audit) {
         bg_log_error("audit", "%s", err);
         return -1;

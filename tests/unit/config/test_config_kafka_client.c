@@ -9,6 +9,7 @@
 
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include "broker/config_kafka_client.h"
@@ -20,6 +21,11 @@ static const char *get(const bg_config_kafka_client_t *c, const char *key)
         if (strcmp(c->kv[2 * i], key) == 0)
             return c->kv[2 * i + 1];
     return NULL;
+}
+
+static void build(const bg_config_kafka_t *k, bg_config_kafka_client_t *c)
+{
+    assert_int_equal(bg_config_kafka_client(k, c), 0);
 }
 
 static bg_config_kafka_t upstream(bg_security_t sec, int verify)
@@ -44,7 +50,7 @@ static void test_tls_without_verification(void **state)
 {
     bg_config_kafka_t k = upstream(BG_SEC_SASL_SSL, 0);
     bg_config_kafka_client_t c;
-    bg_config_kafka_client(&k, &c);
+    build(&k, &c);
     assert_string_equal(get(&c, "bootstrap.servers"), "10.0.0.1:9093,[::1]:9094");
     assert_string_equal(get(&c, "security.protocol"), "sasl_ssl");
     assert_string_equal(get(&c, "sasl.mechanism"), "PLAIN");
@@ -55,16 +61,18 @@ static void test_tls_without_verification(void **state)
     assert_string_equal(get(&c, "ssl.ca.location"), "ca.pem");
     assert_string_equal(get(&c, "ssl.certificate.location"), "client.pem");
     assert_string_equal(get(&c, "ssl.key.location"), "client.key");
+    bg_config_kafka_client_clear(&c);
 }
 
 static void test_tls_verified_by_default(void **state)
 {
     bg_config_kafka_t k = upstream(BG_SEC_SSL, 1);
     bg_config_kafka_client_t c;
-    bg_config_kafka_client(&k, &c);
+    build(&k, &c);
     assert_string_equal(get(&c, "security.protocol"), "ssl");
     assert_null(get(&c, "enable.ssl.certificate.verification"));
     assert_null(get(&c, "ssl.endpoint.identification.algorithm"));
+    bg_config_kafka_client_clear(&c);
 }
 
 /* verify false means nothing without TLS; absent settings are not set. */
@@ -74,10 +82,36 @@ static void test_plaintext(void **state)
     k.upstream.sasl_mechanism = k.upstream.sasl_username = k.upstream.sasl_password = NULL;
     k.upstream.tls.ca = k.upstream.tls.cert = k.upstream.tls.key = NULL;
     bg_config_kafka_client_t c;
-    bg_config_kafka_client(&k, &c);
+    build(&k, &c);
     assert_int_equal(c.n, 2);
     assert_string_equal(get(&c, "security.protocol"), "plaintext");
     assert_string_equal(get(&c, "bootstrap.servers"), "10.0.0.1:9093,[::1]:9094");
+    bg_config_kafka_client_clear(&c);
+}
+
+/* A long bootstrap list (here about 5 KiB) reaches librdkafka whole: it
+ * was cut at 2047 bytes, in the middle of a host name. */
+static void test_long_bootstrap_not_truncated(void **state)
+{
+    enum { N = 100 };
+    static char hosts[N][64];
+    static bg_addr_t boot[N];
+    char want[N * 80] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < N; i++) {
+        snprintf(hosts[i], sizeof hosts[i], "kafka-broker-%03zu.a-long-zone.example.internal", i);
+        boot[i] = (bg_addr_t){.host = hosts[i], .port = (uint16_t)(9092 + i)};
+        len += (size_t)snprintf(want + len, sizeof want - len, "%s%s:%zu", i ? "," : "", hosts[i],
+                                9092 + i);
+    }
+    bg_config_kafka_t k = upstream(BG_SEC_PLAINTEXT, 1);
+    k.upstream.bootstrap = boot;
+    k.upstream.nbootstrap = N;
+    bg_config_kafka_client_t c;
+    build(&k, &c);
+    assert_true(strlen(want) > 4096);
+    assert_string_equal(get(&c, "bootstrap.servers"), want);
+    bg_config_kafka_client_clear(&c);
 }
 
 int main(void)
@@ -86,6 +120,7 @@ int main(void)
         cmocka_unit_test(test_tls_without_verification),
         cmocka_unit_test(test_tls_verified_by_default),
         cmocka_unit_test(test_plaintext),
+        cmocka_unit_test(test_long_bootstrap_not_truncated),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
