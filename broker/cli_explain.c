@@ -1,4 +1,5 @@
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,24 @@ static size_t bg_cli__split(char *s, char **out, size_t max)
         if (*tok)
             out[n++] = tok;
     return n;
+}
+
+/* Writes the whole explanation to stdout: sized by a first pass (the text
+ * grows with every matching rule and mask, so no fixed buffer fits all).
+ * 0, or -1 after printing why. */
+static int bg_cli__explain_print(const bg_policy_t *p, const bg_policy_principal_t *pr,
+                                 const bg_policy_resource_t *res, bg_verb_t verb, int json)
+{
+    int need = bg_policy_explain(p, pr, res, verb, NULL, 0, json);
+    char *out = need >= 0 && need < INT32_MAX ? malloc((size_t)need + 1) : NULL;
+    if (!out || bg_policy_explain(p, pr, res, verb, out, (size_t)need + 1, json) != need) {
+        fprintf(stderr, "busgate explain: out of memory\n");
+        free(out);
+        return -1;
+    }
+    fwrite(out, 1, (size_t)need, stdout);
+    free(out);
+    return 0;
 }
 
 static int bg_cli__explain_usage(void)
@@ -76,7 +95,7 @@ int bg_cli_explain(int argc, char **argv)
         return 1;
     }
     int rc = 1;
-    char err[512], out[16384];
+    char err[512];
     bg_policy_t *p = bg_policy_compile(bg_config_policy_spec(cfg), err, sizeof err);
     bg_policy_principal_t pr = {0};
     if (!p) {
@@ -87,9 +106,8 @@ int bg_cli_explain(int argc, char **argv)
         fprintf(stderr, "busgate explain: out of memory\n");
         goto done;
     }
-    bg_policy_explain(p, &pr, &res, verb, out, sizeof out, json);
-    fputs(out, stdout);
-    rc = 0;
+    if (bg_cli__explain_print(p, &pr, &res, verb, json) == 0)
+        rc = 0;
 done:
     bg_policy_principal_clear(&pr);
     if (p)

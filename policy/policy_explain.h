@@ -24,8 +24,9 @@
 #include "policy/policy.h"
 
 /* Writes the explanation of (pr, res, verb) into buf (NUL-terminated,
- * truncated to len). Returns the length the full text needs (excluding the
- * NUL, like snprintf), or -1 when out of memory. Allocates scratch memory
+ * truncated to len; buf may be NULL when len is 0). Returns the length the
+ * full text needs (excluding the NUL, like snprintf), or -1 when out of
+ * memory: a caller that must not truncate sizes buf from a first call. Allocates scratch memory
  * (unlike bg_policy_decide); thread-safe on a shared policy. */
 int bg_policy_explain(const bg_policy_t *p, const bg_policy_principal_t *pr,
                       const bg_policy_resource_t *res, bg_verb_t verb, char *buf, size_t len,

@@ -120,6 +120,35 @@ def test_explain_names_rule_and_default(tmp_path, keys):
     assert r.stdout.splitlines()[0].startswith("allow by rule 'reporting-reads-billing'")
 
 
+def test_explain_prints_all_of_a_long_explanation(tmp_path, keys):
+    # 300 matching rules: about 40 KiB of "also matched" lines, where the
+    # output used to stop at 16 KiB mid-line (and --json was cut short)
+    # with exit 0.
+    rules = "".join(f"""    - name: allow-{i:03}
+      subjects: [group:reporting]
+      resources: [kafka:topic:billing.*]
+      verbs: [read]
+      effect: allow
+""" for i in range(300))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(config(keys[1], free_port(), rules))
+    args = ("explain", "-c", str(cfg), "--sub", "svc-a", "--groups", "reporting",
+            "--resource", "kafka:topic:billing.invoices", "--verb", "read")
+    r = run_cli(*args)
+    assert r.returncode == 0, r.stderr
+    assert len(r.stdout) > 16384 and r.stdout.endswith("\n")
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("allow by rule 'allow-000'")
+    assert len(lines) == 300
+    assert lines[-1].startswith("also matched: allow by rule 'allow-299' (")
+    assert lines[-1].endswith(")")
+
+    r = run_cli(*args, "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert [m["name"] for m in doc["matched"]] == [f"allow-{i:03}" for i in range(300)]
+
+
 def test_token_mint_and_inspect(tmp_path, keys):
     pem, jwks = keys
     cfg = tmp_path / "c.yaml"
