@@ -102,24 +102,56 @@ static int bg_cli__mint(int argc, char **argv)
     return 0;
 }
 
+static int bg_cli__inspect_usage_to(FILE *f, int rc)
+{
+    fprintf(f, "usage: busgate token inspect -c FILE [--] TOKEN   (TOKEN - reads standard input)\n");
+    return rc;
+}
+
+/* Finds the config path and the one TOKEN in argv ("--" ends the options).
+ * -1 when the command should go on, else the exit status after the usage
+ * (2) or the help (0). An unknown option is named, never taken for the
+ * token; no part of a token is printed. */
+static int bg_cli__inspect_args(int argc, char **argv, const char **path, const char **token)
+{
+    int opts = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (opts && (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0)) {
+            if (i + 1 == argc) {
+                fprintf(stderr, "busgate token inspect: %s needs a FILE\n", a);
+                return bg_cli__inspect_usage_to(stderr, 2);
+            }
+            *path = argv[++i];
+        } else if (opts && strncmp(a, "--config=", 9) == 0) {
+            *path = a + 9;
+        } else if (opts && (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)) {
+            return bg_cli__inspect_usage_to(stdout, 0);
+        } else if (opts && strcmp(a, "--") == 0) {
+            opts = 0;
+        } else if (opts && a[0] == '-' && a[1]) {
+            fprintf(stderr, "busgate token inspect: unknown option '%s'\n", a);
+            return bg_cli__inspect_usage_to(stderr, 2);
+        } else if (*token) {
+            fprintf(stderr, "busgate token inspect: more than one TOKEN\n");
+            return bg_cli__inspect_usage_to(stderr, 2);
+        } else {
+            *token = a;
+        }
+    }
+    return *path && *token ? -1 : bg_cli__inspect_usage_to(stderr, 2);
+}
+
 /* busgate token inspect -c FILE TOKEN: 0 and the principal; 1 and
- * "rejected: <reason>"; 2 for bad usage. TOKEN "-" reads standard input. */
+ * "rejected: <reason>", or 1 when the configuration is invalid (as check
+ * and explain: the errors on stderr); 2 for bad usage. TOKEN "-" reads
+ * standard input. */
 static int bg_cli__inspect(int argc, char **argv)
 {
-    const char *path = bg_cli_config_arg(argc, argv);
-    const char *token = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) {
-            i++;
-            continue;
-        }
-        if (strncmp(argv[i], "--config=", 9) != 0)
-            token = argv[i];
-    }
-    if (!path || !token) {
-        fprintf(stderr, "usage: busgate token inspect -c FILE TOKEN\n");
-        return 2;
-    }
+    const char *path = NULL, *token = NULL;
+    int usage = bg_cli__inspect_args(argc, argv, &path, &token);
+    if (usage >= 0)
+        return usage;
     static char stdin_tok[BG_IDENTITY_MAX_TOKEN * 64 + 2];
     if (strcmp(token, "-") == 0) {
         size_t n = fread(stdin_tok, 1, sizeof stdin_tok - 1, stdin);
@@ -130,9 +162,9 @@ static int bg_cli__inspect(int argc, char **argv)
     }
     bg_config_t *cfg = bg_cli_load_config(path, stderr);
     if (!cfg)
-        return 2;
+        return 1;
     char err[512], detail[256] = "";
-    int rc = 2;
+    int rc = 1;
     bg_identity_t *id = bg_identity_new(&cfg->identity, err, sizeof err);
     if (!id) {
         fprintf(stderr, "%s: %s\n", path, err);

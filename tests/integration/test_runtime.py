@@ -181,6 +181,51 @@ def test_token_mint_and_inspect(tmp_path, keys):
     assert r.returncode == 0 and "Defaults:" in r.stdout
 
 
+def test_token_inspect_usage_and_bad_config(tmp_path, keys):
+    pem, jwks = keys
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(config(jwks, free_port(), RULE_READ))
+    token = run_cli("token", "mint", "--key", str(pem), "--sub", "svc-orders", "--iss", ISS,
+                    "--aud", "busgate").stdout.strip()
+
+    # An unknown option is a usage error naming it, not the token to verify
+    # (--json was taken for the token: "rejected: malformed", exit 1).
+    for opt, args in (("--json", ["--json", token]), ("--json", [token, "--json"]),
+                      ("-x", ["-x", token])):
+        r = run_cli("token", "inspect", "-c", str(cfg), *args)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert f"unknown option '{opt}'" in r.stderr and r.stdout == "", r.stderr
+    r = run_cli("token", "inspect", "-c", str(cfg), token, token)
+    assert r.returncode == 2 and "more than one TOKEN" in r.stderr
+    assert token not in r.stderr
+    r = run_cli("token", "inspect", token, "-c")
+    assert r.returncode == 2 and "-c needs a FILE" in r.stderr
+    # "--" ends the options; "-" still reads the token from standard input.
+    r = run_cli("token", "inspect", "-c", str(cfg), "--", token)
+    assert r.returncode == 0 and "principal: svc-orders" in r.stdout, r.stderr
+    r = run_cli("token", "inspect", f"--config={cfg}", "-", input=token + "\n")
+    assert r.returncode == 0 and "principal: svc-orders" in r.stdout, r.stderr
+
+    # An invalid configuration exits 1, as check and explain do (it was 2,
+    # the status of bad usage).
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(config(jwks, free_port(), RULE_READ).replace("verbs: [read, describe]",
+                                                               "verbs: [read, reed]"))
+    for cmd in (["check", "-c", str(bad)],
+                ["explain", "-c", str(bad), "--sub", "s", "--resource", "kafka:topic:x",
+                 "--verb", "read"],
+                ["token", "inspect", "-c", str(bad), token]):
+        r = run_cli(*cmd)
+        assert r.returncode == 1, (cmd, r.stdout, r.stderr)
+        assert "unknown verb 'reed'" in r.stdout + r.stderr, cmd
+    # So does one whose key file cannot be read (check says so too).
+    gone = tmp_path / "gone.yaml"
+    gone.write_text(config(tmp_path / "no-such-jwks.json", free_port(), RULE_READ))
+    assert run_cli("check", "-c", str(gone)).returncode == 1
+    r = run_cli("token", "inspect", "-c", str(gone), token)
+    assert r.returncode == 1 and "no-such-jwks.json" in r.stderr, r.stderr
+
+
 def test_admin_endpoints_and_json_logs(start_busgate, keys):
     port = free_port()
     bg = start_busgate(config(keys[1], port, RULE_READ), wait_for_port=port)
