@@ -37,9 +37,10 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
-    /* "busgate CMD --help" (or "busgate token mint --help"): the usage of
-     * every command, as for "busgate --help". */
-    for (int i = 2; i < argc && i <= 3; i++) {
+    /* "busgate CMD --help" (or "busgate audit tail --help"): the usage of
+     * every command, as for "busgate --help". token answers its own, with
+     * the defaults of mint. */
+    for (int i = 2; i < argc && i <= 3 && strcmp(cmd, "token") != 0; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             bg_main__usage(stdout);
             return 0;

@@ -79,7 +79,7 @@ def test_check_valid_and_invalid(tmp_path, keys):
     r = run_cli("run", "-c", str(good), "--bogus", timeout=10)
     assert r.returncode == 2 and "unexpected argument '--bogus'" in r.stderr, r.stderr
     # --help after a command prints the usage and succeeds
-    for cmd in (["run"], ["check"], ["audit", "tail"], ["token", "mint"], ["explain"]):
+    for cmd in (["run"], ["check"], ["audit", "tail"], ["token", "inspect"], ["explain"]):
         r = run_cli(*cmd, "--help")
         assert r.returncode == 0 and r.stdout.startswith("usage: busgate"), (cmd, r.stderr)
 
