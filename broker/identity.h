@@ -65,7 +65,9 @@ bg_identity_t *bg_identity_new_after(const struct bg_config_identity_s *cfg, bg_
                                      char *err, size_t errlen);
 /* Stops id's JWKS refresh thread (an identity a reload replaced): it still
  * verifies with the keys it has until freed, but fetches nothing more, and
- * bg_identity_free then does not wait for a fetch. Never blocks. */
+ * bg_identity_free then does not wait for a fetch: a download is cancelled
+ * and a key set being parsed is left after the key being checked (an
+ * 8192-bit RSA check at most). Never blocks. */
 void bg_identity_retire(bg_identity_t *id);
 void bg_identity_free(bg_identity_t *id);
 

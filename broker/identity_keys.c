@@ -109,10 +109,12 @@ static bg_id_keyset_t *bg_identity__fetch(bg_identity_t *id, const bg_id_issuer_
     if (bg_jwks_fetch(iss->jwks_url, BG_ID_FETCH_TIMEOUT_MS, &id->stop, &body, &len, err,
                       sizeof(err)) != 0)
         goto fail;
+    /* The stop flag is read between keys too: bg_identity_free, on whichever
+     * thread drops the last configuration, waits for one key at most. */
     if (!(ks = bg_identity__keyset_new()) ||
         bg_jwks_parse(body, len,
-                      (iss->allow_hs256 ? BG_JWKS_ALLOW_OCT : 0) | BG_JWKS_SKIP_BROKEN, &ks->jwks,
-                      err, sizeof(err)) != 0)
+                      (iss->allow_hs256 ? BG_JWKS_ALLOW_OCT : 0) | BG_JWKS_SKIP_BROKEN, &id->stop,
+                      &ks->jwks, err, sizeof(err)) != 0)
         goto fail;
     /* An empty set would lock everybody out: keep the old keys instead. */
     if (ks->jwks.nkeys == 0) {
@@ -396,8 +398,8 @@ bg_identity_t *bg_identity_new_from_jwks_string(const bg_config_identity_t *cfg,
         bg_id_issuer_t *iss = &id->issuers[i];
         free(iss->jwks_url); /* static keys: never fetched */
         iss->jwks_url = NULL;
-        if (bg_jwks_parse(jwks, len, iss->allow_hs256 ? BG_JWKS_ALLOW_OCT : 0, &iss->keys->jwks,
-                          err, errlen) != 0) {
+        if (bg_jwks_parse(jwks, len, iss->allow_hs256 ? BG_JWKS_ALLOW_OCT : 0, NULL,
+                          &iss->keys->jwks, err, errlen) != 0) {
             bg_identity_free(id);
             return NULL;
         }

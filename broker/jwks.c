@@ -162,6 +162,13 @@ static bg_jwks__res_t bg_jwks__rsa(json_t *jwk, bg_jwk_t *k, const char **why)
         res = BG_JWKS__SKIP;
         goto out;
     }
+    /* Before OpenSSL's key check, whose cost a provider would otherwise set
+     * (about 0.8 s per 16384-bit key, on the refresh thread). */
+    if (BN_num_bits(n) > BG_JWKS_MAX_RSA_BITS) {
+        *why = "RSA key longer than 8192 bits";
+        res = BG_JWKS__SKIP;
+        goto out;
+    }
     if (OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, n) != 1 ||
         OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, e) != 1)
         goto out;
@@ -320,8 +327,8 @@ static int bg_jwks__dup_kid(const bg_jwks_t *set, const char *kid)
     return 0;
 }
 
-int bg_jwks_parse(const char *json, size_t len, int flags, bg_jwks_t *out, char *err,
-                  size_t errlen)
+int bg_jwks_parse(const char *json, size_t len, int flags, const atomic_int *abort_flag,
+                  bg_jwks_t *out, char *err, size_t errlen)
 {
     int allow_oct = flags & BG_JWKS_ALLOW_OCT;
     json_error_t jerr;
@@ -333,12 +340,24 @@ int bg_jwks_parse(const char *json, size_t len, int flags, bg_jwks_t *out, char 
         snprintf(err, errlen, "JWKS is not a JSON object with a keys array");
         goto fail;
     }
+    /* Each entry may cost a key check: bound the document's work as a whole
+     * (its bytes alone would allow hundreds of large RSA keys). */
+    if (n > BG_JWKS_MAX_KEYS) {
+        snprintf(err, errlen, "JWKS has %zu keys, more than %d", n, BG_JWKS_MAX_KEYS);
+        goto fail;
+    }
     if (n && !(out->keys = calloc(n, sizeof(bg_jwk_t)))) {
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
     for (i = 0; i < n; i++) {
         const char *why = NULL;
+        /* Between keys: whoever stops the caller waits for one key's check
+         * at most, not for the whole set. */
+        if (abort_flag && atomic_load(abort_flag)) {
+            snprintf(err, errlen, "stopped");
+            goto fail;
+        }
         bg_jwk_t *k = &out->keys[out->nkeys];
         bg_jwks__res_t r = bg_jwks__one(json_array_get(keys, i), allow_oct, k, &why);
         if (r == BG_JWKS__SKIP || (r == BG_JWKS__BAD && (flags & BG_JWKS_SKIP_BROKEN))) {
@@ -390,7 +409,8 @@ int bg_jwks_load_file(const char *path, int allow_oct, bg_jwks_t *out, char *err
         snprintf(err, errlen, "%s: read error", path);
     else if (len > BG_JWKS_MAX_BYTES)
         snprintf(err, errlen, "%s: larger than %d bytes", path, BG_JWKS_MAX_BYTES);
-    else if (bg_jwks_parse(buf, len, allow_oct ? BG_JWKS_ALLOW_OCT : 0, out, err, errlen) == 0)
+    else if (bg_jwks_parse(buf, len, allow_oct ? BG_JWKS_ALLOW_OCT : 0, NULL, out, err, errlen) ==
+             0)
         rc = 0;
     free(buf);
     fclose(f);

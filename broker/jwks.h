@@ -26,6 +26,15 @@
 #define BG_JWKS_MAX_BYTES (1024 * 1024)
 /* Smallest RSA modulus accepted: weaker keys are skipped. */
 #define BG_JWKS_MIN_RSA_BITS 2048
+/* Largest RSA modulus accepted: bigger keys are skipped before OpenSSL
+ * checks them. The check's cost grows steeply with the size (about 0.8 s for
+ * 16384 bits, OpenSSL's own limit), and a provider decides how many keys it
+ * serves; 8192 bits is twice what providers use. */
+#define BG_JWKS_MAX_RSA_BITS 8192
+/* Most entries (usable or not) in one JWKS document: a longer one is refused
+ * as a whole. Providers serve a handful; with the 8192-bit cap this bounds
+ * the work one document can cost. */
+#define BG_JWKS_MAX_KEYS 100
 /* Smallest HMAC secret accepted (RFC 7518 3.2: at least the hash size). */
 #define BG_JWKS_MIN_OCT_BYTES 32
 
@@ -60,15 +69,17 @@ typedef struct bg_jwks_s {
 
 /* Parses a JWKS document ({"keys":[...]}) into out (caller clears it).
  * Entries that are not signature keys (use != "sig"), of an unsupported kty
- * or curve, RSA keys under BG_JWKS_MIN_RSA_BITS, and oct keys without
- * BG_JWKS_ALLOW_OCT, are skipped and logged. A supported entry with broken
- * parameters (bad base64url, point not on the curve) is an error, or with
- * BG_JWKS_SKIP_BROKEN skipped and logged (a fetched set: one bad entry must
- * not keep the previous set, with keys the provider has withdrawn, in
- * force). A duplicate kid is always an error: the set is ambiguous.
+ * or curve, RSA keys under BG_JWKS_MIN_RSA_BITS or over
+ * BG_JWKS_MAX_RSA_BITS, and oct keys without BG_JWKS_ALLOW_OCT, are skipped
+ * and logged. A supported entry with broken parameters (bad base64url, point
+ * not on the curve) is an error, or with BG_JWKS_SKIP_BROKEN skipped and
+ * logged (a fetched set: one bad entry must not keep the previous set, with
+ * keys the provider has withdrawn, in force). A duplicate kid, or more than
+ * BG_JWKS_MAX_KEYS entries, is always an error. *abort_flag, when non-NULL,
+ * is read before each entry and a non-zero value ends the parse as an error.
  * Returns 0, or -1 with err filled. Thread-safe (no shared state). */
-int bg_jwks_parse(const char *json, size_t len, int flags, bg_jwks_t *out, char *err,
-                  size_t errlen) __attribute__((warn_unused_result));
+int bg_jwks_parse(const char *json, size_t len, int flags, const atomic_int *abort_flag,
+                  bg_jwks_t *out, char *err, size_t errlen) __attribute__((warn_unused_result));
 /* Frees every key of set and empties it; safe on an empty set. */
 void bg_jwks_clear(bg_jwks_t *set);
 

@@ -24,7 +24,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int allow_oct = flags & BG_JWKS_ALLOW_OCT;
     bg_jwks_t set = {0};
     char err[256];
-    if (bg_jwks_parse((const char *)data + 1, size - 1, flags, &set, err, sizeof err) == 0) {
+    if (bg_jwks_parse((const char *)data + 1, size - 1, flags, NULL, &set, err, sizeof err) == 0) {
         static const char input[] = "e30.e30";
         static const unsigned char sig[64] = {1};
         for (size_t i = 0; i < set.nkeys; i++) {

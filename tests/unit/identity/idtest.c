@@ -74,6 +74,28 @@ char *idt_jwk(EVP_PKEY *k, const char *kid, const char *alg)
     return out;
 }
 
+char *idt_jwk_rsa_pow(EVP_PKEY *k, int power, const char *kid)
+{
+    BIGNUM *n = NULL, *p = BN_new(), *pn = BN_new();
+    BN_CTX *ctx = BN_CTX_new();
+    EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_RSA_N, &n);
+    BN_set_word(p, (BN_ULONG)power);
+    BN_exp(pn, n, p, ctx);
+    size_t len = (size_t)BN_num_bytes(pn);
+    unsigned char *buf = malloc(len);
+    BN_bn2bin(pn, buf);
+    char *b64 = idt_b64url(buf, len), *out = malloc(strlen(b64) + strlen(kid) + 128);
+    sprintf(out, "{\"kty\":\"RSA\",\"kid\":\"%s\",\"use\":\"sig\",\"n\":\"%s\",\"e\":\"AQAB\"}",
+            kid, b64);
+    free(b64);
+    free(buf);
+    BN_CTX_free(ctx);
+    BN_free(pn);
+    BN_free(p);
+    BN_free(n);
+    return out;
+}
+
 char *idt_jwk_oct(const void *secret, size_t n, const char *kid)
 {
     char *k = idt_b64url(secret, n), *out = malloc(strlen(k) + 128);

@@ -16,6 +16,10 @@ char *idt_b64url(const void *p, size_t n);
 
 /* One public JWK as a JSON object text; alg may be NULL. malloc'd. */
 char *idt_jwk(EVP_PKEY *k, const char *kid, const char *alg);
+/* An RSA JWK whose modulus is k's raised to power: p^power * q^power is
+ * composite with no small factor, so OpenSSL's public-key check passes, and
+ * it is power times k's size without generating so large a key. malloc'd. */
+char *idt_jwk_rsa_pow(EVP_PKEY *k, int power, const char *kid);
 /* An oct JWK for an HMAC secret. malloc'd. */
 char *idt_jwk_oct(const void *secret, size_t n, const char *kid);
 /* {"keys":[jwks...]} from n JWK texts. malloc'd. */

@@ -542,6 +542,78 @@ static void test_jwks_errors(void **state)
     free(offj);
 }
 
+/* Verifies t against id (not g.id) at NOW. */
+static bg_id_reason_t verify_with(bg_identity_t *id, const char *t)
+{
+    bg_principal_t p;
+    bg_id_reason_t r = bg_identity_verify(id, t, strlen(t), NOW, &p, NULL, 0);
+    bg_principal_clear(&p);
+    return r;
+}
+
+/* An RSA key above 8192 bits is skipped before OpenSSL looks at it (its
+ * public-key check takes about a second at 16384 bits, and a provider
+ * controls how many such keys it serves); the rest of the set loads. A key
+ * of 8192 bits or fewer is still checked and kept. */
+static void test_jwks_rsa_over_8192_skipped(void **state)
+{
+    char err[256] = "";
+    char *k_big = idt_jwk_rsa_pow(g.rsa, 5, "big"); /* about 10240 bits */
+    char *k_edge = idt_jwk_rsa_pow(g.rsa, 4, "edge"); /* at most 8192 bits */
+    char *k_rsa = idt_jwk(g.rsa, "a", NULL);
+    const char *keys[] = {k_big, k_edge, k_rsa};
+    char *set = idt_jwks(keys, 3);
+    bg_identity_t *id = new_with_jwks(set, 0, err, sizeof(err));
+    if (!id)
+        fail_msg("set refused: %s", err);
+    const char *claims = "{" GOOD "," EXP_OK "}";
+    char *t_a = idt_token("{\"alg\":\"RS256\",\"kid\":\"a\"}", claims, "RS256", g.rsa, NULL, 0);
+    char *t_big =
+        idt_token("{\"alg\":\"RS256\",\"kid\":\"big\"}", claims, "RS256", g.rsa, NULL, 0);
+    char *t_edge =
+        idt_token("{\"alg\":\"RS256\",\"kid\":\"edge\"}", claims, "RS256", g.rsa, NULL, 0);
+    assert_int_equal(verify_with(id, t_a), BG_ID_OK);
+    assert_int_equal(verify_with(id, t_big), BG_ID_UNKNOWN_KID); /* not loaded */
+    assert_int_equal(verify_with(id, t_edge), BG_ID_BAD_SIGNATURE); /* loaded, other key */
+    bg_identity_free(id);
+    free(k_big);
+    free(k_edge);
+    free(k_rsa);
+    free(set);
+    free(t_a);
+    free(t_big);
+    free(t_edge);
+}
+
+/* At most BG_JWKS_MAX_KEYS entries, usable or not: a longer set is refused
+ * as a whole (a jwks_file fails to load, a fetched one keeps the old keys),
+ * since every entry may cost an OpenSSL key check. */
+static void test_jwks_key_count_cap(void **state)
+{
+    char err[256] = "";
+    size_t n = BG_JWKS_MAX_KEYS + 1;
+    char **keys = calloc(n, sizeof(char *));
+    keys[0] = idt_jwk(g.rsa, "a", NULL);
+    for (size_t i = 1; i < n; i++) {
+        keys[i] = malloc(64);
+        snprintf(keys[i], 64, "{\"kty\":\"RSA\",\"use\":\"enc\",\"kid\":\"e%zu\"}", i);
+    }
+    char *at_cap = idt_jwks((const char *const *)keys, n - 1);
+    char *over = idt_jwks((const char *const *)keys, n);
+    bg_identity_t *id = new_with_jwks(at_cap, 0, err, sizeof(err));
+    if (!id)
+        fail_msg("set of %d entries refused: %s", BG_JWKS_MAX_KEYS, err);
+    bg_identity_free(id);
+    err[0] = 0;
+    assert_null(new_with_jwks(over, 0, err, sizeof(err)));
+    assert_non_null(strstr(err, "more than"));
+    for (size_t i = 0; i < n; i++)
+        free(keys[i]);
+    free(keys);
+    free(at_cap);
+    free(over);
+}
+
 static void test_config_errors(void **state)
 {
     char err[256];
@@ -649,6 +721,8 @@ int main(void)
         cmocka_unit_test(test_hs256_when_allowed),
         cmocka_unit_test(test_reason_strings),
         cmocka_unit_test(test_jwks_errors),
+        cmocka_unit_test(test_jwks_rsa_over_8192_skipped),
+        cmocka_unit_test(test_jwks_key_count_cap),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_mint),
         cmocka_unit_test(test_concurrent_verify),

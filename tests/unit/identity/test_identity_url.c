@@ -1,7 +1,9 @@
 /* jwks_url issuers: background fetch, rotation picked up after an unknown
- * kid (rate-limited), failed fetches keep the old keys, wait_ready. A tiny
- * HTTP server on 127.0.0.1 serves the JWKS. */
+ * kid (rate-limited), failed or refused fetches keep the old keys, a stop
+ * seen during a parse, wait_ready. A tiny HTTP server on 127.0.0.1 serves
+ * the JWKS. */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -22,6 +24,7 @@
 #include "broker/config.h"
 #include "broker/identity-internal.h"
 #include "broker/identity.h"
+#include "broker/log.h"
 #include "idtest.h"
 
 #define NOW 1700000000LL
@@ -274,6 +277,25 @@ static void test_bad_fetch_keeps_keys(void **state)
     wait_fetches(id, before + 1);
     assert_int_equal(verify(id, tx), BG_ID_UNKNOWN_KID);
     assert_int_equal(verify(id, t1), BG_ID_OK);
+    /* Nor is one with k2 among more than BG_JWKS_MAX_KEYS entries. A fetch
+     * still asked for above may end after the new body is set, so count
+     * the server's requests instead: once a second one has come after the
+     * body was set, the fetch of the first (which got it) is over. */
+    char *many = malloc(strlen(set2) + 64 * (BG_JWKS_MAX_KEYS + 1));
+    int off = sprintf(many, "{\"keys\":[%s", j2);
+    for (int i = 0; i < BG_JWKS_MAX_KEYS; i++)
+        off += sprintf(many + off, ",{\"kty\":\"RSA\",\"use\":\"enc\",\"kid\":\"e%d\"}", i);
+    strcpy(many + off, "]}");
+    srv_set(&s, 200, many);
+    free(many);
+    int asked = srv_requests(&s);
+    for (int i = 0; i < 250 && srv_requests(&s) < asked + 2; i++) {
+        assert_int_equal(verify(id, tx), BG_ID_UNKNOWN_KID); /* each asks for a fetch */
+        sleep_ms(20);
+    }
+    assert_true(srv_requests(&s) >= asked + 2);
+    assert_int_equal(verify(id, tx), BG_ID_UNKNOWN_KID);
+    assert_int_equal(verify(id, t1), BG_ID_OK);
     /* A fetched set with one broken entry is installed without it: the
      * provider's other keys apply, and the previous set (keys it may have
      * withdrawn) does not stay in force. */
@@ -332,6 +354,71 @@ static void test_unknown_kid_fetch_deferred(void **state)
     free(set1);
     free(set12);
     free(t2);
+}
+
+/* Appends what fd has now (waiting up to 20 ms for it) to buf, kept
+ * NUL-terminated; bytes beyond cap are read and dropped. */
+static void read_log(int fd, char *buf, size_t cap, size_t *len)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    char chunk[4096];
+    ssize_t n;
+    if (poll(&p, 1, 20) <= 0)
+        return;
+    while ((n = read(fd, chunk, sizeof chunk)) > 0) {
+        size_t keep = (size_t)n < cap - 1 - *len ? (size_t)n : cap - 1 - *len;
+        memcpy(buf + *len, chunk, keep);
+        *len += keep;
+        buf[*len] = 0;
+    }
+}
+
+/* A stop (a reload retired the identity, or it is being freed) is seen
+ * between two keys of the set being parsed: the rest of the set is not
+ * worked through first (a set may hold BG_JWKS_MAX_KEYS keys of 8192 bits).
+ * The log line of each skipped key shows how far the parse got. The log goes
+ * to a pipe of one page that the test reads only until it sees the first
+ * key's line: the parse, blocked on a full pipe, can log at most about two
+ * pages of lines more before the identity is retired, far fewer than the
+ * set's keys. */
+static void test_stop_between_keys(void **state)
+{
+    char *set = malloc(64 * BG_JWKS_MAX_KEYS + 32), last[64];
+    int off = sprintf(set, "{\"keys\":[");
+    for (int i = 0; i < BG_JWKS_MAX_KEYS; i++)
+        off += sprintf(set + off, "%s{\"kty\":\"RSA\",\"use\":\"enc\",\"kid\":\"e%d\"}",
+                       i ? "," : "", i);
+    strcpy(set + off, "]}");
+    snprintf(last, sizeof last, "JWKS key #%d skipped", BG_JWKS_MAX_KEYS - 1);
+    static char log[256 * 1024];
+    size_t len = 0;
+    log[0] = 0;
+    int p[2];
+    assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+    assert_true(fcntl(p[1], F_SETPIPE_SZ, 4096) > 0);
+    assert_int_equal(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+    srv_t s;
+    srv_start(&s, set);
+    bg_log_set_fd(p[1]);
+    bg_identity_t *id = new_url(s.port, 3600 * 1000);
+    for (int i = 0; i < 500 && !strstr(log, "JWKS key #0 skipped"); i++)
+        read_log(p[0], log, sizeof log, &len);
+    bg_identity_retire(id);
+    for (int i = 0; i < 1500 && bg_identity_fetch_count(id, 0) < 1; i++)
+        read_log(p[0], log, sizeof log, &len);
+    unsigned long fetches = bg_identity_fetch_count(id, 0);
+    bg_identity_free(id);
+    bg_log_set_fd(2);
+    read_log(p[0], log, sizeof log, &len);
+    close(p[0]);
+    close(p[1]);
+    srv_stop(&s);
+    free(set);
+    assert_non_null(strstr(log, "JWKS key #0 skipped"));
+    assert_int_equal(fetches, 1);
+    if (strstr(log, last))
+        fail_msg("the parse went on to the last key after the stop");
+    assert_null(strstr(log, "JWKS for issuer")); /* neither loaded nor refused */
 }
 
 static void test_wait_ready_unreachable(void **state)
@@ -459,6 +546,7 @@ int main(void)
         cmocka_unit_test(test_reload_keeps_keys),
         cmocka_unit_test(test_unknown_kid_fetch_deferred),
         cmocka_unit_test(test_huge_refresh_does_not_wrap),
+        cmocka_unit_test(test_stop_between_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
