@@ -39,8 +39,9 @@ typedef struct bg_id_issuer_s {
     bg_id_keyset_t *keys;      /* never NULL; empty until the first fetch */
     int64_t last_fetch_ms;     /* monotonic start of the last fetch, 0 = never */
     int64_t next_fetch_ms;     /* monotonic time of the next periodic fetch */
+    int64_t wanted_at_ms;      /* an unknown kid asked too soon: fetch then; 0 = none */
     int attempted;             /* one fetch finished (success or not) */
-    int refresh_wanted;        /* an unknown kid asked for a fetch */
+    int refresh_wanted;        /* an unknown kid asked for a fetch now */
     int fetching;              /* a fetch is running now */
     unsigned long fetches;     /* fetch attempts finished; for tests */
 } bg_id_issuer_t;

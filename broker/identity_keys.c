@@ -74,10 +74,12 @@ void bg_identity__request_refresh(bg_identity_t *id, bg_id_issuer_t *iss)
     } else if (!iss->refresh_wanted) {
         /* Too soon after the last fetch: fetch once the interval is over
          * rather than wait for the next periodic one (a key rotated in just
-         * after a fetch would otherwise stay unknown for jwks_refresh). */
+         * after a fetch would otherwise stay unknown for jwks_refresh). Kept
+         * apart from next_fetch_ms, which a fetch running now (one that may
+         * have started before the key was rotated in) resets when it ends. */
         int64_t at = bg_identity__after(iss->last_fetch_ms, id->kid_refresh_interval_ms);
-        if (at < iss->next_fetch_ms) {
-            iss->next_fetch_ms = at;
+        if (iss->wanted_at_ms == 0 || at < iss->wanted_at_ms) {
+            iss->wanted_at_ms = at;
             pthread_cond_signal(&id->wake);
         }
     }
@@ -141,10 +143,13 @@ static bg_id_issuer_t *bg_identity__due_locked(bg_identity_t *id, int64_t now, i
         bg_id_issuer_t *iss = &id->issuers[i];
         if (!iss->jwks_url)
             continue;
-        if (!iss->attempted || iss->refresh_wanted || now >= iss->next_fetch_ms)
+        if (!iss->attempted || iss->refresh_wanted || now >= iss->next_fetch_ms ||
+            (iss->wanted_at_ms && now >= iss->wanted_at_ms))
             return iss;
         if (iss->next_fetch_ms < *next)
             *next = iss->next_fetch_ms;
+        if (iss->wanted_at_ms && iss->wanted_at_ms < *next)
+            *next = iss->wanted_at_ms;
     }
     return NULL;
 }
@@ -166,7 +171,10 @@ static void *bg_identity__refresh_main(void *arg)
             bg_identity__wait_until_locked(id, &id->wake, next);
             continue;
         }
+        /* This fetch starts after every request made so far: it serves
+         * them. One made while it runs stays for the next. */
         iss->refresh_wanted = 0;
+        iss->wanted_at_ms = 0;
         iss->last_fetch_ms = now;
         iss->fetching = 1;
         pthread_mutex_unlock(&id->mu);
@@ -347,6 +355,7 @@ static void bg_identity__inherit(bg_id_issuer_t *iss, bg_identity_t *prev)
         if (old->last_fetch_ms && iss->next_fetch_ms > due)
             iss->next_fetch_ms = due;
         iss->refresh_wanted = old->refresh_wanted || old->fetching;
+        iss->wanted_at_ms = old->wanted_at_ms;
         break;
     }
     pthread_mutex_unlock(&prev->mu);

@@ -40,6 +40,7 @@ typedef struct srv_s {
     char *body; /* guarded by mu */
     int status; /* guarded by mu */
     int requests;
+    int hold; /* guarded by mu: answers wait (with what was served when asked) */
     atomic_int stop;
 } srv_t;
 
@@ -50,6 +51,23 @@ static void srv_set(srv_t *s, int status, const char *body)
     s->body = strdup(body);
     s->status = status;
     pthread_mutex_unlock(&s->mu);
+}
+
+/* While held, a request is counted and its answer fixed at once, but the
+ * answer is sent only when released: a fetch that stays in progress. */
+static void srv_hold(srv_t *s, int hold)
+{
+    pthread_mutex_lock(&s->mu);
+    s->hold = hold;
+    pthread_mutex_unlock(&s->mu);
+}
+
+static int srv_held(srv_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    int h = s->hold;
+    pthread_mutex_unlock(&s->mu);
+    return h;
 }
 
 static int srv_requests(srv_t *s)
@@ -89,6 +107,10 @@ static void srv_answer(srv_t *s, int c)
     memcpy(resp, head, (size_t)hl);
     memcpy(resp + hl, s->body, blen);
     pthread_mutex_unlock(&s->mu);
+    while (srv_held(s) && !atomic_load(&s->stop)) {
+        struct timespec ts = {.tv_nsec = 10 * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     size_t off = 0, total = (size_t)hl + blen;
     while (off < total) {
         ssize_t n = send(c, resp + off, total - off, MSG_NOSIGNAL);
@@ -356,6 +378,58 @@ static void test_unknown_kid_fetch_deferred(void **state)
     free(t2);
 }
 
+/* An unknown kid seen while a fetch is running (the fetch began before the
+ * key was rotated in, so it cannot bring it) is too soon for another fetch;
+ * it is made when the rate-limit interval is over, not dropped when the
+ * running fetch ends and schedules the next periodic one (an hour here). */
+static void test_unknown_kid_during_fetch(void **state)
+{
+    EVP_PKEY *k1 = idt_rsa(), *k2 = idt_rsa();
+    char *j1 = idt_jwk(k1, "k1", NULL), *j2 = idt_jwk(k2, "k2", NULL);
+    const char *both[] = {j1, j2};
+    char *set1 = idt_jwks((const char *const *)&j1, 1), *set12 = idt_jwks(both, 2);
+    char *t1 = idt_token("{\"alg\":\"RS256\",\"kid\":\"k1\"}", CLAIMS, "RS256", k1, NULL, 0);
+    char *t2 = idt_token("{\"alg\":\"RS256\",\"kid\":\"k2\"}", CLAIMS, "RS256", k2, NULL, 0);
+    char *tx = idt_token("{\"alg\":\"RS256\",\"kid\":\"kx\"}", CLAIMS, "RS256", k1, NULL, 0);
+    srv_t s;
+    srv_start(&s, set1);
+    bg_identity_t *id = new_url(s.port, 3600 * 1000);
+    assert_int_equal(bg_identity_wait_ready(id, 5000), 0);
+
+    /* A second fetch starts and is held by the provider: it answers set1. */
+    srv_hold(&s, 1);
+    bg_identity_set_kid_refresh_interval(id, 0);
+    assert_int_equal(verify(id, tx), BG_ID_UNKNOWN_KID);
+    for (int i = 0; i < 250 && srv_requests(&s) < 2; i++)
+        sleep_ms(20);
+    assert_int_equal(srv_requests(&s), 2);
+    /* Meanwhile k2 is rotated in and a client presents it: too soon after
+     * the fetch's start for another one now. */
+    bg_identity_set_kid_refresh_interval(id, 2000);
+    srv_set(&s, 200, set12);
+    assert_int_equal(verify(id, t2), BG_ID_UNKNOWN_KID);
+    srv_hold(&s, 0);
+    /* Nobody asks again: the deferred fetch comes by itself. Waiting on the
+     * fetch count, not on verify(t2), which would ask anew. */
+    for (int i = 0; i < 1500 && bg_identity_fetch_count(id, 0) < 3; i++)
+        sleep_ms(20);
+    assert_true(bg_identity_fetch_count(id, 0) >= 3);
+    assert_int_equal(verify(id, t2), BG_ID_OK);
+    assert_int_equal(verify(id, t1), BG_ID_OK);
+
+    bg_identity_free(id);
+    srv_stop(&s);
+    EVP_PKEY_free(k1);
+    EVP_PKEY_free(k2);
+    free(j1);
+    free(j2);
+    free(set1);
+    free(set12);
+    free(t1);
+    free(t2);
+    free(tx);
+}
+
 /* Appends what fd has now (waiting up to 20 ms for it) to buf, kept
  * NUL-terminated; bytes beyond cap are read and dropped. */
 static void read_log(int fd, char *buf, size_t cap, size_t *len)
@@ -546,6 +620,7 @@ int main(void)
         cmocka_unit_test(test_reload_keeps_keys),
         cmocka_unit_test(test_unknown_kid_fetch_deferred),
         cmocka_unit_test(test_huge_refresh_does_not_wrap),
+        cmocka_unit_test(test_unknown_kid_during_fetch),
         cmocka_unit_test(test_stop_between_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
