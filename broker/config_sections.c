@@ -112,7 +112,13 @@ static void bg_cfg__issuer(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *pat
         is->jwks_refresh_ms < 1000)
         bg_cfg__err(ctx, m.val[I_REFRESH], p, "must be at least 1s");
     bg_cfg__join(p, path, "allow_hs256");
-    bg_cfg__get_bool(ctx, m.val[I_HS256], p, &is->allow_hs256);
+    /* A JWKS endpoint is normally public: an HMAC secret served there lets
+     * anyone who reads it mint tokens. Shared secrets come from a file. */
+    if (bg_cfg__get_bool(ctx, m.val[I_HS256], p, &is->allow_hs256) > 0 && is->allow_hs256 &&
+        !bg_cfg__is_null(m.val[I_JURL]))
+        bg_cfg__err(ctx, m.val[I_HS256], p,
+                    "HS256 needs jwks_file: a shared secret served at a jwks_url (normally "
+                    "public) would let anyone who can fetch it mint tokens");
     if (m.val[I_JFILE] && m.val[I_JURL]) {
         bg_cfg__join(p, path, "jwks_url");
         bg_cfg__err(ctx, m.key[I_JURL], p,

@@ -491,6 +491,21 @@ static void test_jwks_url_transport(void **state)
     }
 }
 
+/* A JWKS endpoint is normally public: an HMAC secret served there would let
+ * anyone mint tokens, so shared-secret keys come only from a jwks_file. */
+static void test_hs256_needs_jwks_file(void **state)
+{
+    expect_error(BASE_KAFKA "identity:\n  issuers:\n    - issuer: i\n      audiences: [a]\n"
+                            "      jwks_url: https://idp/jwks\n      allow_hs256: true\n",
+                 "t.yaml:9:20: identity.issuers[0].allow_hs256: HS256 needs jwks_file");
+    bg_config_free(
+        expect_ok(BASE_KAFKA "identity:\n  issuers:\n    - issuer: i\n      audiences: [a]\n"
+                             "      jwks_url: https://idp/jwks\n      allow_hs256: false\n"));
+    bg_config_free(
+        expect_ok(BASE_KAFKA "identity:\n  issuers:\n    - issuer: i\n      audiences: [a]\n"
+                             "      jwks_file: j\n      allow_hs256: true\n"));
+}
+
 static void test_limits_clamped(void **state)
 {
     bg_config_t *c = expect_ok(BASE "  max_frame_bytes: 8KiB\n");
@@ -703,6 +718,7 @@ int main(void)
         cmocka_unit_test(test_err_header_control_chars),
         cmocka_unit_test(test_audit_avro_schema_id),
         cmocka_unit_test(test_jwks_url_transport),
+        cmocka_unit_test(test_hs256_needs_jwks_file),
         cmocka_unit_test(test_limits_clamped),
         cmocka_unit_test(test_collects_all_errors),
         cmocka_unit_test(test_load_missing_file),
