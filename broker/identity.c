@@ -123,7 +123,9 @@ static bg_id_issuer_t *bg_id__find_issuer(bg_identity_t *id, const char *iss)
 }
 
 /* Picks the key: by kid among the issuer's keys; without kid, the only key
- * usable for alg (none usable: alg_not_allowed; several: unknown_kid). */
+ * usable for alg (none usable: alg_not_allowed; several: unknown_kid). An
+ * issuer with no keys at all (no fetch has succeeded yet) is unknown_kid
+ * with or without kid: the token's alg is not what is wrong. */
 static bg_id_reason_t bg_id__select_key(const bg_jwks_t *set, const bg_id__tok_t *t,
                                         const bg_jwk_t **out, char *detail, size_t dn)
 {
@@ -146,6 +148,8 @@ static bg_id_reason_t bg_id__select_key(const bg_jwks_t *set, const bg_id__tok_t
         return bg_id__fail(detail, dn, BG_ID_UNKNOWN_KID, "kid not in the issuer's key set");
     if (usable == 1)
         return BG_ID_OK;
+    if (set->nkeys == 0)
+        return bg_id__fail(detail, dn, BG_ID_UNKNOWN_KID, "the issuer has no keys yet");
     if (usable == 0)
         return bg_id__fail(detail, dn, BG_ID_ALG_NOT_ALLOWED, "no key of the issuer allows alg");
     return bg_id__fail(detail, dn, BG_ID_UNKNOWN_KID, "no kid and several candidate keys");

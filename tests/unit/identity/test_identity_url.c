@@ -512,9 +512,14 @@ static void test_wait_ready_unreachable(void **state)
     EVP_PKEY *k = idt_rsa();
     char *t = idt_token("{\"alg\":\"RS256\",\"kid\":\"k1\"}", CLAIMS, "RS256", k, NULL, 0);
     assert_int_equal(verify(id, t), BG_ID_UNKNOWN_KID);
+    /* Without a kid too: no key to select is unknown_kid, as for a kid
+     * (not alg_not_allowed, which says the token's alg is at fault). */
+    char *t0 = idt_token("{\"alg\":\"RS256\"}", CLAIMS, "RS256", k, NULL, 0);
+    assert_int_equal(verify(id, t0), BG_ID_UNKNOWN_KID);
     bg_identity_free(id);
     EVP_PKEY_free(k);
     free(t);
+    free(t0);
 }
 
 /* A reload builds a new identity. An unchanged jwks_url issuer carries the
