@@ -183,7 +183,12 @@ static int bg_cli__inspect(int argc, char **argv)
     printf("principal: %s\nissuer: %s\ngroups:", p.sub, p.issuer ? p.issuer : "");
     for (size_t i = 0; i < p.ngroups; i++)
         printf("%s%s", i ? "," : " ", p.groups[i]);
-    printf("\nexpires: %lld (in %lld s)\n", (long long)p.exp, (long long)(p.exp - time(NULL)));
+    long long left = (long long)(p.exp - time(NULL));
+    if (left >= 0)
+        printf("\nexpires: %lld (in %lld s)\n", (long long)p.exp, left);
+    else /* accepted only thanks to the clock skew tolerance */
+        printf("\nexpires: %lld (expired %lld s ago; accepted within identity.clock_skew)\n",
+               (long long)p.exp, -left);
     if (p.token_id)
         printf("token_id: %s\n", p.token_id);
     bg_principal_clear(&p);

@@ -173,6 +173,15 @@ def test_token_mint_and_inspect(tmp_path, keys):
     r = run_cli("token", "inspect", "-c", str(cfg), token[:-5])
     assert r.returncode == 1 and r.stdout.startswith("rejected: bad_signature")
 
+    # Past its exp but within the clock skew: accepted, and said so (it
+    # read "in -2 s").
+    brief = run_cli("token", "mint", "--key", str(pem), "--kid", "test-key-1", "--sub", "x",
+                    "--iss", ISS, "--aud", "busgate", "--ttl", "1").stdout.strip()
+    time.sleep(2.2)
+    r = run_cli("token", "inspect", "-c", str(cfg), brief)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "s ago; accepted within identity.clock_skew" in r.stdout, r.stdout
+
     # A bad --ttl says what is wrong; --help is not an error.
     for bad in ("0", "-5", "1h", ""):
         r = run_cli("token", "mint", "--key", str(pem), "--sub", "x", "--ttl", bad)
