@@ -54,7 +54,7 @@ typedef struct bg_policy_pattern_s {
 
 int bg_policy__parse_pattern(const char *s, bg_policy_pattern_t *out, const char **why);
 /* Glob match with '*' (any run, may be empty, crosses dots) and '?' (one
- * UTF-8 character). No escapes. */
+ * character: a well-formed UTF-8 sequence, else one byte). No escapes. */
 bool bg_policy__glob_match(const char *pat, size_t plen, const char *s, size_t slen);
 /* Thread-local scratch for formatted "why" messages. */
 const char *bg_policy__whyf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

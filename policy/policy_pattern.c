@@ -2,6 +2,8 @@
  * modes, subjects, resource patterns, concrete resources and mask fields. */
 #include "policy/policy-internal.h"
 
+#include "broker/utf8.h"
+
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -345,20 +347,15 @@ int bg_policy_check_mask_field(const char *s, const char **why)
     }
 }
 
-/* Length of the UTF-8 character starting at s[0]: 2-4 for a lead byte
- * followed by as many continuation bytes as it announces, else 1 (ASCII, a
- * stray byte, a truncated sequence). */
-static size_t bg_policy__utf8_len(const char *s, size_t n)
+/* Bytes of the character starting at s[0], for '?' and for a '*' moving
+ * on: a well-formed UTF-8 sequence by the strict rule the log and audit
+ * writers share, else one byte. A lead byte followed by continuation bytes
+ * is not enough: an overlong form (E0 80 AE, a '.' to a lax decoder) or an
+ * encoded surrogate is no character, so each of its bytes counts as one. */
+static size_t bg_policy__char_len(const char *s, size_t n)
 {
-    unsigned char c = (unsigned char)s[0];
-    size_t want = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3
-                                             : c >= 0xF0 && c <= 0xF4 ? 4 : 1;
-    if (want > n)
-        return 1;
-    for (size_t i = 1; i < want; i++)
-        if (((unsigned char)s[i] & 0xC0) != 0x80)
-            return 1;
-    return want;
+    size_t len = bg_utf8_len((const unsigned char *)s, n);
+    return len ? len : 1;
 }
 
 /* Iterative matcher: on mismatch, retry from the last '*' one character
@@ -373,13 +370,13 @@ bool bg_policy__glob_match(const char *pat, size_t plen, const char *s, size_t s
             star_i = i;
         } else if (p < plen && pat[p] == '?') {
             p++;
-            i += bg_policy__utf8_len(s + i, slen - i);
+            i += bg_policy__char_len(s + i, slen - i);
         } else if (p < plen && pat[p] == s[i]) {
             p++;
             i++;
         } else if (star_p != (size_t)-1) {
             p = star_p;
-            star_i += bg_policy__utf8_len(s + star_i, slen - star_i);
+            star_i += bg_policy__char_len(s + star_i, slen - star_i);
             i = star_i;
         } else
             return false;

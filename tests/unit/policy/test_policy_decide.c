@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "policy/policy_explain.h"
 #include "policy_test_util.h"
 
 typedef struct pt_row_s {
@@ -405,6 +406,61 @@ static void test_stale_principal(void **state)
     bg_policy_free(p2);
 }
 
+/* `?` is one character by the strict UTF-8 rule (docs/policy.md): a
+ * well-formed sequence, or else one byte. An overlong form (E0 80 80) or an
+ * encoded surrogate (ED A0 80) is no sequence, so each of its bytes is a
+ * character: three for `???`. Each pattern shape lands in another index
+ * structure (a glob by its literal head in the prefix trie, by its tail in
+ * the reversed trie, or in the loose list), and explain walks them with the
+ * generic visitor: every one must agree. */
+static void test_question_mark_strict_utf8(void **state)
+{
+    static const char *const shapes[] = {"a???b", "a???b*", "*a???b", "*a???b*"};
+    int failures = 0;
+    static const struct {
+        const char *mid; /* between "a" and "b" */
+        int match;       /* `???` matches it */
+    } rows[] = {
+        {"\xE0\x80\x80", 1},             /* overlong '\0': three bytes, three characters */
+        {"\xED\xA0\x80", 1},             /* a surrogate: likewise */
+        {"\xF0\x80\x80\x80", 0},         /* overlong, four bytes: four characters */
+        {"xyz", 1},                      /* ASCII */
+        {"\xE2\x82\xAC" "xy", 1},        /* euro sign, x, y */
+        {"\xE2\x82\xAC\xE2\x82\xAC\xE2\x82\xAC", 1},
+        {"\xF0\x9F\x98\x80" "xy", 1},    /* a 4-byte character */
+        {"\xED\x9F\xBF" "xy", 1},        /* U+D7FF, the last one below the surrogates */
+        {"\xE2\x82\xAC" "x", 0},         /* two characters */
+        {"\xE0\x80\x80" "x", 0},         /* four */
+        {"\xED\x9F\xBF", 0},             /* one */
+    };
+    for (size_t k = 0; k < sizeof shapes / sizeof *shapes; k++) {
+        char pat[64], err[256], name[64], out[1024];
+        snprintf(pat, sizeof pat, "amqp:queue:%s", shapes[k]);
+        pt_policy_t t = {"allow", "enforce", {{"q", "*", pat, "read", "deny"}}};
+        bg_policy_t *p = pt_compile(&t, err, sizeof err);
+        assert_non_null(p);
+        for (size_t i = 0; i < sizeof rows / sizeof *rows; i++) {
+            snprintf(name, sizeof name, "amqp:queue:a%sb", rows[i].mid);
+            bg_policy_resource_t res;
+            bg_policy_decision_t d;
+            const char *why;
+            assert_int_equal(bg_policy_parse_resource(name, &res, &why), 0);
+            bg_policy_decide(p, NULL, &res, BG_VERB_READ, &d);
+            bg_policy_explain(p, NULL, &res, BG_VERB_READ, out, sizeof out, 0);
+            int denied = d.effect == BG_EFFECT_DENY;
+            int explained = strncmp(out, "deny by rule 'q'", 16) == 0;
+            if (denied != rows[i].match || explained != rows[i].match) {
+                print_error("pattern %s, row %zu: decide %s, explain '%.*s', want %s\n",
+                            shapes[k], i, bg_effect_name(d.effect), (int)strcspn(out, "\n"),
+                            out, rows[i].match ? "deny" : "allow");
+                failures++;
+            }
+        }
+        bg_policy_free(p);
+    }
+    assert_int_equal(failures, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -412,6 +468,7 @@ int main(void)
         cmocka_unit_test(test_principal_prepare),
         cmocka_unit_test(test_stale_principal),
         cmocka_unit_test(test_enforced_rule_and_edges),
+        cmocka_unit_test(test_question_mark_strict_utf8),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
