@@ -35,8 +35,16 @@ typedef struct bg_config_issuer_s {
     int64_t jwks_refresh_ms; /* jwks_refresh, default 5m */
     char *subject_claim;     /* default "sub" */
     char *groups_claim;      /* default "groups"; dotted path */
+    /* Prepended to the principal's subject and to each of its groups, so
+     * that policy subjects can tell issuers apart; default "" (never NULL
+     * when loaded). At most BG_CONFIG_PREFIX_MAX bytes of UTF-8, no control
+     * characters, no '*' or '?'. */
+    char *subject_prefix;
+    char *groups_prefix;
     int allow_hs256;         /* oct keys are honoured only when set */
 } bg_config_issuer_t;
+
+#define BG_CONFIG_PREFIX_MAX 128
 
 typedef struct bg_config_identity_s {
     bg_config_issuer_t *issuers;

@@ -8,6 +8,7 @@
 #include <strings.h>
 
 #include "broker/config-internal.h"
+#include "broker/utf8.h"
 
 #define BG_CFG_KIB (1ull << 10)
 #define BG_CFG_MIB (1ull << 20)
@@ -74,10 +75,51 @@ static void bg_cfg__upstream_tls(bg_cfg_ctx_t *ctx, struct fy_node *n, const cha
 /* ---- identity ---- */
 
 static const char *const bg_cfg__issuer_keys[] = {
-    "issuer",        "audiences",    "jwks_file",   "jwks_url", "jwks_refresh",
-    "subject_claim", "groups_claim", "allow_hs256", NULL,
+    "issuer",        "audiences",    "jwks_file",   "jwks_url",       "jwks_refresh",
+    "subject_claim", "groups_claim", "allow_hs256", "subject_prefix", "groups_prefix",
+    NULL,
 };
-enum { I_ISSUER, I_AUD, I_JFILE, I_JURL, I_REFRESH, I_SUB, I_GROUPS, I_HS256 };
+enum { I_ISSUER, I_AUD, I_JFILE, I_JURL, I_REFRESH, I_SUB, I_GROUPS, I_HS256, I_SPFX, I_GPFX };
+
+/* What is wrong with a principal name prefix, or NULL. It becomes part of
+ * every name in logs, audit events and policy subjects: UTF-8 without
+ * control characters (C0, DEL, C1), and without '*' or '?', which subjects
+ * cannot write (no rule could name the issuer's principals). */
+static const char *bg_cfg__prefix_why(const char *s)
+{
+    size_t len = strlen(s);
+    for (size_t i = 0; i < len;) {
+        const unsigned char *p = (const unsigned char *)s + i;
+        size_t n = bg_utf8_len(p, len - i);
+        if (n == 0)
+            return "is not valid UTF-8";
+        if (p[0] < 0x20 || p[0] == 0x7f || (p[0] == 0xC2 && p[1] < 0xA0))
+            return "contains a control character";
+        if (p[0] == '*' || p[0] == '?')
+            return "contains '*' or '?' (policy subjects take no wildcards, so no rule could "
+                   "name these principals)";
+        i += n;
+    }
+    return NULL;
+}
+
+/* subject_prefix / groups_prefix: a string, "" (the default) for none. */
+static void bg_cfg__issuer_prefix(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path,
+                                  char **out)
+{
+    const char *v, *shown, *why;
+    if (bg_cfg__scalar(ctx, n, path, &v, &shown) <= 0)
+        return;
+    if (strlen(v) > BG_CONFIG_PREFIX_MAX) {
+        bg_cfg__err(ctx, n, path, "must be at most %d bytes", BG_CONFIG_PREFIX_MAX);
+        return;
+    }
+    if ((why = bg_cfg__prefix_why(v)) != NULL) {
+        bg_cfg__err(ctx, n, path, "%s", why);
+        return;
+    }
+    *out = (char *)v;
+}
 
 static void bg_cfg__issuer(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path,
                            bg_config_issuer_t *is)
@@ -87,6 +129,8 @@ static void bg_cfg__issuer(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *pat
     is->jwks_refresh_ms = 5 * 60000;
     is->subject_claim = bg_cfg__strdup(ctx, "sub");
     is->groups_claim = bg_cfg__strdup(ctx, "groups");
+    is->subject_prefix = bg_cfg__strdup(ctx, "");
+    is->groups_prefix = bg_cfg__strdup(ctx, "");
     if (bg_cfg__item_map(ctx, n, path, bg_cfg__issuer_keys, &m) <= 0)
         return;
     bg_cfg__require(ctx, &m, bg_cfg__issuer_keys, I_ISSUER, path);
@@ -119,6 +163,10 @@ static void bg_cfg__issuer(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *pat
         bg_cfg__err(ctx, m.val[I_HS256], p,
                     "HS256 needs jwks_file: a shared secret served at a jwks_url (normally "
                     "public) would let anyone who can fetch it mint tokens");
+    bg_cfg__join(p, path, "subject_prefix");
+    bg_cfg__issuer_prefix(ctx, m.val[I_SPFX], p, &is->subject_prefix);
+    bg_cfg__join(p, path, "groups_prefix");
+    bg_cfg__issuer_prefix(ctx, m.val[I_GPFX], p, &is->groups_prefix);
     if (m.val[I_JFILE] && m.val[I_JURL]) {
         bg_cfg__join(p, path, "jwks_url");
         bg_cfg__err(ctx, m.key[I_JURL], p,

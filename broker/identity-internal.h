@@ -32,6 +32,8 @@ typedef struct bg_id_issuer_s {
     size_t naudiences;
     char *subject_claim;
     char *groups_claim;
+    char *subject_prefix; /* "" for none, never NULL */
+    char *groups_prefix;
     int allow_hs256;
     char *jwks_url; /* NULL for file issuers */
     int64_t refresh_ms;

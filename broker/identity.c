@@ -114,7 +114,7 @@ static bg_id_reason_t bg_id__parse(bg_id__tok_t *t, char *detail, size_t dn)
     return BG_ID_OK;
 }
 
-static bg_id_issuer_t *bg_id__find_issuer(bg_identity_t *id, const char *iss)
+static bg_id_issuer_t *bg_id__find_issuer(const bg_identity_t *id, const char *iss)
 {
     for (size_t i = 0; iss && i < id->nissuers; i++)
         if (strcmp(id->issuers[i].issuer, iss) == 0)
@@ -249,16 +249,30 @@ static char *bg_id__opt_str(json_t *claims, const char *name)
     return s ? strdup(s) : NULL;
 }
 
-/* groups: a string (one group) or an array of strings; absent = none. */
+/* A principal name: prefix (plen bytes) then the claim's value; malloc'd. */
+static char *bg_id__named(const char *prefix, size_t plen, const char *value)
+{
+    size_t n = strlen(value);
+    char *s = malloc(plen + n + 1);
+    if (s) {
+        memcpy(s, prefix, plen);
+        memcpy(s + plen, value, n + 1);
+    }
+    return s;
+}
+
+/* groups: a string (one group) or an array of strings; absent = none. Each
+ * is named with the issuer's groups_prefix. */
 static int bg_id__fill_groups(const bg_id_issuer_t *iss, json_t *claims, bg_principal_t *p)
 {
     json_t *g = bg_id__claim(claims, iss->groups_claim), *v;
-    size_t i;
+    size_t i, plen = strlen(iss->groups_prefix);
+    p->groups_prefix_len = plen;
     if (!g)
         return 0;
     if (json_is_string(g)) {
         if (!(p->groups = calloc(1, sizeof(char *))) ||
-            !(p->groups[0] = strdup(json_string_value(g))))
+            !(p->groups[0] = bg_id__named(iss->groups_prefix, plen, json_string_value(g))))
             return -1;
         p->ngroups = 1;
         return 0;
@@ -267,13 +281,18 @@ static int bg_id__fill_groups(const bg_id_issuer_t *iss, json_t *claims, bg_prin
         return -1;
     json_array_foreach(g, i, v)
     {
-        if (!json_is_string(v) || !(p->groups[p->ngroups] = strdup(json_string_value(v))))
+        if (!json_is_string(v) ||
+            !(p->groups[p->ngroups] = bg_id__named(iss->groups_prefix, plen, json_string_value(v))))
             return -1;
         p->ngroups++;
     }
     return 0;
 }
 
+/* Fills the principal from the verified claims. The prefixes are added here,
+ * once, so that every consumer (policy, audit, logs, re-authentication)
+ * sees one name: with several issuers, a name without a prefix would match
+ * policy subjects whichever issuer vouched for it. */
 static bg_id_reason_t bg_id__fill(const bg_id_issuer_t *iss, json_t *claims, bg_principal_t *p,
                                   char *detail, size_t dn)
 {
@@ -283,7 +302,8 @@ static bg_id_reason_t bg_id__fill(const bg_id_issuer_t *iss, json_t *claims, bg_
     if (bg_id__fill_groups(iss, claims, p) != 0)
         return bg_id__fail(detail, dn, BG_ID_MALFORMED,
                            "groups claim not a string or array of strings");
-    p->sub = strdup(sub);
+    p->sub_prefix_len = strlen(iss->subject_prefix);
+    p->sub = bg_id__named(iss->subject_prefix, p->sub_prefix_len, sub);
     p->issuer = strdup(iss->issuer);
     p->token_id = bg_id__opt_str(claims, "jti");
     p->client_id = bg_id__opt_str(claims, "client_id");
@@ -369,11 +389,61 @@ void bg_principal_clear(bg_principal_t *p)
     memset(p, 0, sizeof(*p));
 }
 
+const char *bg_principal_subject_claim(const bg_principal_t *p)
+{
+    return p->sub ? p->sub + p->sub_prefix_len : NULL;
+}
+
 int bg_principal_same(const bg_principal_t *a, const bg_principal_t *b)
 {
     if (!a->sub || !b->sub || !a->issuer || !b->issuer)
         return 0;
-    return strcmp(a->sub, b->sub) == 0 && strcmp(a->issuer, b->issuer) == 0;
+    return strcmp(bg_principal_subject_claim(a), bg_principal_subject_claim(b)) == 0 &&
+           strcmp(a->issuer, b->issuer) == 0;
+}
+
+/* 1 when name starts with exactly prefix, as the first have bytes. */
+static int bg_id__named_by(const char *name, size_t have, const char *prefix, size_t plen)
+{
+    return have == plen && memcmp(name, prefix, plen) == 0;
+}
+
+int bg_identity_rename(const bg_identity_t *id, bg_principal_t *p)
+{
+    const bg_id_issuer_t *iss = id && p->sub ? bg_id__find_issuer(id, p->issuer) : NULL;
+    if (!iss)
+        return 0;
+    size_t sl = strlen(iss->subject_prefix), gl = strlen(iss->groups_prefix);
+    if (bg_id__named_by(p->sub, p->sub_prefix_len, iss->subject_prefix, sl) &&
+        (p->ngroups == 0 ||
+         bg_id__named_by(p->groups[0], p->groups_prefix_len, iss->groups_prefix, gl))) {
+        p->groups_prefix_len = gl; /* no group to rename */
+        return 0;
+    }
+    char *sub = bg_id__named(iss->subject_prefix, sl, bg_principal_subject_claim(p));
+    char **groups = calloc(p->ngroups + 1, sizeof(char *));
+    size_t n = 0;
+    if (!sub || !groups)
+        goto fail;
+    for (; n < p->ngroups; n++)
+        if (!(groups[n] = bg_id__named(iss->groups_prefix, gl,
+                                       p->groups[n] + p->groups_prefix_len)))
+            goto fail;
+    for (size_t i = 0; i < p->ngroups; i++)
+        free(p->groups[i]);
+    free(p->groups);
+    free(p->sub);
+    p->sub = sub;
+    p->groups = groups;
+    p->sub_prefix_len = sl;
+    p->groups_prefix_len = gl;
+    return 1;
+fail:
+    while (n > 0)
+        free(groups[--n]);
+    free(groups);
+    free(sub);
+    return -1;
 }
 
 static int bg_id__dup_opt(char **dst, const char *src)
@@ -387,6 +457,8 @@ int bg_principal_copy(bg_principal_t *dst, const bg_principal_t *src)
     memset(dst, 0, sizeof(*dst));
     dst->exp = src->exp;
     dst->iat = src->iat;
+    dst->sub_prefix_len = src->sub_prefix_len;
+    dst->groups_prefix_len = src->groups_prefix_len;
     int rc = bg_id__dup_opt(&dst->sub, src->sub) | bg_id__dup_opt(&dst->issuer, src->issuer) |
              bg_id__dup_opt(&dst->token_id, src->token_id) |
              bg_id__dup_opt(&dst->client_id, src->client_id);

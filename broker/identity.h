@@ -29,11 +29,16 @@ typedef enum {
  * "alg_not_allowed", "wrong_issuer", "wrong_audience", "malformed", "too_large". */
 const char *bg_id_reason_str(bg_id_reason_t r);
 
-/* An authenticated caller. All strings owned by the struct. */
+/* An authenticated caller. All strings owned by the struct. sub and groups
+ * are principal names, the names policy subjects match: the issuer's
+ * subject_prefix / groups_prefix (identity.issuers[], "" by default)
+ * followed by the token's subject / group claim. */
 typedef struct bg_principal_s {
     char *sub;
     char **groups;
     size_t ngroups;
+    size_t sub_prefix_len;    /* leading bytes of sub that are the subject_prefix */
+    size_t groups_prefix_len; /* leading bytes of each group that are the groups_prefix */
     char *issuer;
     char *token_id; /* jti, may be NULL */
     char *client_id; /* client_id / azp claim, may be NULL */
@@ -42,8 +47,13 @@ typedef struct bg_principal_s {
 } bg_principal_t;
 
 void bg_principal_clear(bg_principal_t *p);
-/* 1 when a and b name the same principal: (issuer, sub), since two trusted
- * issuers may each have a subject with the same sub. 0 when either lacks one. */
+/* The token's own subject claim: sub without the issuer's subject_prefix.
+ * Borrowed from p. */
+const char *bg_principal_subject_claim(const bg_principal_t *p);
+/* 1 when a and b are the same principal: the same issuer and subject claim
+ * (two trusted issuers may each have a subject with the same sub; the
+ * prefixes are left aside, as a reload may have changed them since a was
+ * verified). 0 when either lacks one. */
 int bg_principal_same(const bg_principal_t *a, const bg_principal_t *b);
 /* Deep copy; returns 0 or -1 on allocation failure. */
 int bg_principal_copy(bg_principal_t *dst, const bg_principal_t *src);
@@ -78,6 +88,16 @@ void bg_identity_free(bg_identity_t *id);
  * rate-limited JWKS refresh for URL issuers. */
 bg_id_reason_t bg_identity_verify(bg_identity_t *id, const char *token, size_t len, int64_t now,
                                   bg_principal_t *out, char *detail, size_t detail_len);
+
+/* Gives p, verified earlier (perhaps by the identity a reload replaced),
+ * the names id gives its issuer's principals now: the subject and group
+ * claims under id's subject_prefix and groups_prefix for p's issuer. So a
+ * session opened before a reload that changed the prefixes is decided by
+ * the new policy under the names that policy was written for. Returns 1
+ * when the names changed, 0 when they did not (also when id is NULL or no
+ * longer has p's issuer: the names stay), -1 when out of memory (p
+ * unchanged). id is only read. */
+int bg_identity_rename(const bg_identity_t *id, bg_principal_t *p);
 
 /* Blocks until every jwks_url issuer has had one fetch attempt, or timeout_ms
  * passes; returns 0 if all issuers have keys. Used at start-up. */

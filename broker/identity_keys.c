@@ -243,13 +243,16 @@ static int bg_identity__issuer_init(bg_id_issuer_t *iss, const bg_config_issuer_
     iss->issuer = strdup(c->issuer);
     iss->subject_claim = bg_identity__dup(c->subject_claim, "sub");
     iss->groups_claim = bg_identity__dup(c->groups_claim, "groups");
+    iss->subject_prefix = strdup(c->subject_prefix ? c->subject_prefix : "");
+    iss->groups_prefix = strdup(c->groups_prefix ? c->groups_prefix : "");
     iss->jwks_url = c->jwks_url && *c->jwks_url ? strdup(c->jwks_url) : NULL;
     iss->allow_hs256 = c->allow_hs256;
     iss->refresh_ms = c->jwks_refresh_ms > 0 ? c->jwks_refresh_ms : BG_ID_DEFAULT_REFRESH_MS;
     iss->audiences = calloc(c->naudiences, sizeof(char *));
     iss->keys = bg_identity__keyset_new();
-    int ok = iss->issuer && iss->subject_claim && iss->groups_claim && iss->audiences &&
-             iss->keys && (iss->jwks_url || !c->jwks_url || !*c->jwks_url);
+    int ok = iss->issuer && iss->subject_claim && iss->groups_claim && iss->subject_prefix &&
+             iss->groups_prefix && iss->audiences && iss->keys &&
+             (iss->jwks_url || !c->jwks_url || !*c->jwks_url);
     for (size_t i = 0; ok && i < c->naudiences; i++) {
         ok = c->audiences[i] && (iss->audiences[i] = strdup(c->audiences[i])) != NULL;
         iss->naudiences += ok;
@@ -267,6 +270,8 @@ static void bg_identity__issuer_clear(bg_id_issuer_t *iss)
     free(iss->audiences);
     free(iss->subject_claim);
     free(iss->groups_claim);
+    free(iss->subject_prefix);
+    free(iss->groups_prefix);
     free(iss->jwks_url);
     bg_identity__keys_release(iss->keys);
 }

@@ -544,13 +544,21 @@ static int bg_amqp_chan__recheck_channel(bg_amqp_session_t *s, uint16_t n, bg_am
 int bg_amqp_chan_policy_refresh(bg_amqp_session_t *s, int force)
 {
     if (bg_snapshot_refresh(&s->snap)) {
+        /* The new policy is written for the names the new identity
+         * configuration gives (an issuer's prefixes may have changed). */
         bg_policy_principal_clear(&s->pp);
-        if (bg_policy_principal_prepare(s->snap->policy, s->principal.sub,
+        int renamed = bg_identity_rename(s->snap->identity, &s->principal);
+        if (renamed < 0 ||
+            bg_policy_principal_prepare(s->snap->policy, s->principal.sub,
                                         (const char *const *)s->principal.groups,
                                         s->principal.ngroups, &s->pp) != 0) {
             bg_amqp_session_kill(s, 0, "out of memory");
             return -1;
         }
+        if (renamed)
+            bg_log_fields(BG_LOG_INFO, "amqp",
+                          (bg_log_field_t[]){{"session", s->id}, {"sub", s->principal.sub}}, 2,
+                          "principal renamed by a reload (its issuer's prefixes changed)");
     } else if (!force) {
         return 0;
     }

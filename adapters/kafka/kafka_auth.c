@@ -294,7 +294,10 @@ static int bg_kafka_auth__token(const bg_kafka_session_t *s, bg_slice_t in,
 
 /* Kafka refuses a client that asks to act as someone else: an OAUTHBEARER
  * authorization id must be the token's subject, a PLAIN one the user name.
- * NULL when the request is consistent, else the refusal. */
+ * The subject may be given as the principal name or as the token's own
+ * claim: a client knows its token, not the issuer's subject_prefix, and
+ * both name this principal. NULL when the request is consistent, else the
+ * refusal. */
 static const char *bg_kafka_auth__authzid_refused(const bg_kafka_session_t *s,
                                                   const bg_kafka_auth__msg_t *m,
                                                   const bg_principal_t *pr)
@@ -304,7 +307,7 @@ static const char *bg_kafka_auth__authzid_refused(const bg_kafka_session_t *s,
     if (s->mech == BG_SASL_MECH_OAUTHBEARER) {
         char name[512];
         if (bg_kafka_sasl_saslname_decode(m->authzid, name, sizeof name) < 0 ||
-            strcmp(name, pr->sub) != 0)
+            (strcmp(name, pr->sub) != 0 && strcmp(name, bg_principal_subject_claim(pr)) != 0))
             return "Authentication failed: client requested an authorization id that is "
                    "different from the token's principal name";
         return NULL;

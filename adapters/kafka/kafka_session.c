@@ -375,12 +375,21 @@ static void bg_kafka__ctx(bg_kafka_session_t *s, const bg_snapshot_t *snap,
     ctx->share = s->share;
 }
 
-/* Switches to a newer policy snapshot (reload) before deciding. */
+/* Switches to a newer policy snapshot (reload) before deciding. The new
+ * identity configuration may name the principal differently (its issuer's
+ * prefixes changed): the new policy is written for the new names. */
 static int bg_kafka__refresh_snapshot(bg_kafka_session_t *s)
 {
     if (!bg_snapshot_refresh(&s->snap))
         return 0;
     bg_policy_principal_clear(&s->pp);
+    int renamed = bg_identity_rename(s->snap->identity, &s->principal);
+    if (renamed < 0)
+        return -1;
+    if (renamed)
+        bg_log_fields(BG_LOG_INFO, "kafka",
+                      (bg_log_field_t[]){{"session", s->id}, {"sub", s->principal.sub}}, 2,
+                      "principal renamed by a reload (its issuer's prefixes changed)");
     return bg_policy_principal_prepare(s->snap->policy, s->principal.sub,
                                        (const char *const *)s->principal.groups,
                                        s->principal.ngroups, &s->pp);

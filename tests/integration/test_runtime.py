@@ -84,6 +84,51 @@ def test_check_valid_and_invalid(tmp_path, keys):
         assert r.returncode == 0 and r.stdout.startswith("usage: busgate"), (cmd, r.stderr)
 
 
+def issuers_config(jwks, issuers):
+    """identity with one issuer per (name, extra lines) and a one-rule policy."""
+    items = "".join(f"""    - issuer: {name}
+      audiences: [busgate]
+      jwks_file: {jwks}
+{extra}""" for name, extra in issuers)
+    return f"""
+identity:
+  issuers:
+{items}policy:
+  default: deny
+  rules:
+{RULE_READ}"""
+
+
+def test_check_warns_when_issuers_share_names(tmp_path, keys):
+    """With several issuers, policy subjects match names whatever the issuer
+    unless subject_prefix/groups_prefix set them apart: `busgate check`
+    warns (exit 0) about each pair of issuers whose prefixes are the same."""
+    def check(issuers):
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(issuers_config(keys[1], issuers))
+        r = run_cli("check", "-c", str(cfg))
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert r.stdout.splitlines()[-1] == f"{cfg}: ok", r.stdout
+        return [l for l in r.stdout.splitlines() if "warning" in l]
+
+    a, b, c = "https://a.example", "https://b.example", "https://c.example"
+    partner = "      subject_prefix: partner/\n      groups_prefix: partner/\n"
+    # One issuer, or two set apart by their prefixes: nothing to say.
+    assert check([(a, "")]) == []
+    assert check([(a, ""), (b, partner)]) == []
+    # Two without prefixes: every sub and group name is shared.
+    w = check([(a, ""), (b, "")])
+    assert len(w) == 1, w
+    assert f"identity.issuers[0] ({a}) and identity.issuers[1] ({b})" in w[0], w[0]
+    assert "share principal names" in w[0] and "sub:NAME or group:NAME" in w[0], w[0]
+    # The same prefixes are no better than none; the third issuer is apart.
+    w = check([(a, partner), (b, ""), (c, partner)])
+    assert len(w) == 1 and f"({a}) and identity.issuers[2] ({c})" in w[0], w
+    # Only the subject prefix differs: group names are still shared.
+    w = check([(a, ""), (b, "      subject_prefix: b/\n")])
+    assert len(w) == 1 and "share group names" in w[0] and "sub:" not in w[0], w
+
+
 def test_explain_names_rule_and_default(tmp_path, keys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(config(keys[1], free_port(), RULE_READ + RULE_DENY))
@@ -233,6 +278,30 @@ def test_token_inspect_usage_and_bad_config(tmp_path, keys):
     assert run_cli("check", "-c", str(gone)).returncode == 1
     r = run_cli("token", "inspect", "-c", str(gone), token)
     assert r.returncode == 1 and "no-such-jwks.json" in r.stderr, r.stderr
+
+
+def test_token_inspect_shows_prefixed_principal(tmp_path, keys):
+    """The principal name is the issuer's subject_prefix and the token's
+    subject, its groups carry groups_prefix; the issuer is shown apart."""
+    pem, jwks = keys
+    partner = "https://partner.example"
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(issuers_config(jwks, [
+        (ISS, ""),
+        (partner, "      subject_prefix: partner/\n      groups_prefix: \"partner:\"\n")]))
+
+    def inspect(iss):
+        token = run_cli("token", "mint", "--key", str(pem), "--kid", "test-key-1", "--sub",
+                        "svc-orders", "--groups", "orders,reporting", "--iss", iss,
+                        "--aud", "busgate").stdout.strip()
+        r = run_cli("token", "inspect", "-c", str(cfg), token)
+        assert r.returncode == 0, r.stdout + r.stderr
+        return r.stdout.splitlines()[:3]
+
+    assert inspect(ISS) == ["principal: svc-orders", f"issuer: {ISS}",
+                            "groups: orders,reporting"]
+    assert inspect(partner) == ["principal: partner/svc-orders", f"issuer: {partner}",
+                                "groups: partner:orders,partner:reporting"]
 
 
 def test_admin_endpoints_and_json_logs(start_busgate, keys):

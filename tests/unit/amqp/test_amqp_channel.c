@@ -1176,6 +1176,31 @@ static void test_reload_decides_consumers_again(void **state)
     assert_int_equal(c->f.closed, 0);
 }
 
+/* A reload that renames the principal (its issuer's groups_prefix changed):
+ * the consumers are decided again under the new name, which the policy
+ * does not name, so they are refused; a reload that renames nothing keeps
+ * them. */
+static void test_reload_decides_under_the_new_names(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    consume(c, 1, "ok.q", "A", 0);
+    consume_ok(c, 1, "A");
+    c->f.next_policy = policy; /* a reload, same policy, same names */
+    deliver(c, 1, "A");
+    t_header(&c->wr, 1, 0);
+    assert_int_equal(t_up_wr(&c->f, &c->wr), 0);
+    expect_method(c, CLI(c), 1, AMQP_BASIC_DELIVER_METHOD);
+    expect_frame(c, CLI(c), BG_AMQP_FRAME_HEADER, 1, 14);
+    expect_nothing(CLI(c));
+    c->f.next_policy = policy;
+    c->f.rename_group = "partner/apps";
+    deliver(c, 1, "A");
+    expect_consume_refused(c, 1);
+    expect_nothing(CLI(c));
+    assert_string_equal(c->f.s.principal.groups[0], "partner/apps");
+}
+
 /* A reload noticed while the client is part-way through a publish body on
  * the consumer's channel. The client controls when that body ends, so the
  * consumer is refused at once: the 403 goes to the client and nothing more
@@ -1570,6 +1595,7 @@ int main(void)
         T(test_consume_oks_out_of_order),
         T(test_cancel_ok_of_unknown_tag_keeps_pending_consume),
         T(test_reload_decides_consumers_again),
+        T(test_reload_decides_under_the_new_names),
         T(test_update_secret_decides_consumers_again),
         T(test_reload_during_publish_body_refuses_at_once),
         T(test_anonymous_nowait_consumes_counted),

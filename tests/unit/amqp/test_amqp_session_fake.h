@@ -47,6 +47,8 @@ typedef struct t_fake_s {
     uint32_t limit_method;
     char limit_name[256];
     const bg_policy_t *next_policy; /* the next bg_snapshot_refresh installs it */
+    const char *rename_group;       /* the next bg_identity_rename: the one group's new name */
+    const char *renamed[1];
     int64_t now_ms;                 /* bg_amqp_mono_ms */
 } t_fake_t;
 
@@ -161,6 +163,21 @@ int bg_snapshot_refresh(bg_snapshot_t **held)
         return 0; /* no reload */
     (*held)->policy = (bg_policy_t *)t_cur->next_policy; /* a reload */
     t_cur->next_policy = NULL;
+    return 1;
+}
+
+/* The identity module is not linked and the fake snapshot has none: a
+ * reload renames the principal only as a test asks (rename_group, as a
+ * changed groups_prefix would). */
+int bg_identity_rename(const bg_identity_t *id, bg_principal_t *p)
+{
+    (void)id;
+    if (!t_cur->rename_group)
+        return 0;
+    t_cur->renamed[0] = t_cur->rename_group; /* borrowed, as the fake's groups are */
+    p->groups = (char **)t_cur->renamed;
+    p->ngroups = 1;
+    t_cur->rename_group = NULL;
     return 1;
 }
 

@@ -160,6 +160,8 @@ static void test_defaults(void **state)
     assert_int_equal(is->jwks_refresh_ms, 300000);
     assert_string_equal(is->subject_claim, "sub");
     assert_string_equal(is->groups_claim, "groups");
+    assert_string_equal(is->subject_prefix, "");
+    assert_string_equal(is->groups_prefix, "");
     assert_int_equal(is->allow_hs256, 0);
     assert_string_equal(c->kafka.advertised_host, "127.0.0.1");
     assert_int_equal(c->kafka.broker_port_base, 19093);
@@ -462,6 +464,50 @@ static void test_err_cross_fields(void **state)
                  "t.yaml:7:19: identity.issuers[0].audiences[0]: expected a non-empty string");
 }
 
+/* identity.issuers[].subject_prefix / groups_prefix: optional strings (""
+ * is no prefix), at most 128 bytes of UTF-8 without control characters or
+ * the wildcards policy subjects cannot write. */
+#define ISSUER_WITH(extra)                                                                         \
+    BASE_KAFKA "identity:\n  issuers:\n    - issuer: i\n      audiences: [a]\n"                   \
+               "      jwks_file: j\n" extra /* extra from line 9 */
+#define X64 "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx" /* 64 bytes */
+
+static void test_issuer_prefixes(void **state)
+{
+    bg_config_t *c = expect_ok(ISSUER_WITH("      subject_prefix: partner/\n"
+                                           "      groups_prefix: \"partner: \"\n"));
+    assert_string_equal(c->identity.issuers[0].subject_prefix, "partner/");
+    assert_string_equal(c->identity.issuers[0].groups_prefix, "partner: ");
+    bg_config_free(c);
+    c = expect_ok(ISSUER_WITH("      subject_prefix: \"\"\n"
+                              "      groups_prefix: \"\\u00e9quipe/\"\n"));
+    assert_string_equal(c->identity.issuers[0].subject_prefix, "");
+    assert_string_equal(c->identity.issuers[0].groups_prefix, "\xc3\xa9quipe/");
+    bg_config_free(c);
+    /* 128 bytes is the most. */
+    c = expect_ok(ISSUER_WITH("      subject_prefix: " X64 X64 "\n"));
+    assert_int_equal(strlen(c->identity.issuers[0].subject_prefix), 128);
+    bg_config_free(c);
+    expect_error(ISSUER_WITH("      subject_prefix: \"a\\x01b\"\n"),
+                 "t.yaml:9:23: identity.issuers[0].subject_prefix: contains a control character");
+    expect_error(ISSUER_WITH("      groups_prefix: \"a\\x7f\"\n"),
+                 "t.yaml:9:22: identity.issuers[0].groups_prefix: contains a control character");
+    expect_error(ISSUER_WITH("      groups_prefix: \"\\u0085/\"\n"),
+                 "t.yaml:9:22: identity.issuers[0].groups_prefix: contains a control character");
+    expect_error(ISSUER_WITH("      subject_prefix: " X64 X64 "x\n"),
+                 "t.yaml:9:23: identity.issuers[0].subject_prefix: must be at most 128 bytes");
+    expect_error(ISSUER_WITH("      subject_prefix: \"p*/\"\n"),
+                 "t.yaml:9:23: identity.issuers[0].subject_prefix: contains '*' or '?'");
+    expect_error(ISSUER_WITH("      groups_prefix: [a]\n"),
+                 "t.yaml:9:23: identity.issuers[0].groups_prefix: expected a string, got a "
+                 "sequence");
+    /* Bytes from the environment are checked as well. */
+    setenv("BG_TEST_PREFIX", "\xff/", 1);
+    expect_error(ISSUER_WITH("      subject_prefix: ${env:BG_TEST_PREFIX}\n"),
+                 "t.yaml:9:23: identity.issuers[0].subject_prefix: is not valid UTF-8");
+    unsetenv("BG_TEST_PREFIX");
+}
+
 /* Signing keys come over TLS; plain http only from this machine. */
 static void test_jwks_url_transport(void **state)
 {
@@ -719,6 +765,7 @@ int main(void)
         cmocka_unit_test(test_audit_avro_schema_id),
         cmocka_unit_test(test_jwks_url_transport),
         cmocka_unit_test(test_hs256_needs_jwks_file),
+        cmocka_unit_test(test_issuer_prefixes),
         cmocka_unit_test(test_limits_clamped),
         cmocka_unit_test(test_collects_all_errors),
         cmocka_unit_test(test_load_missing_file),

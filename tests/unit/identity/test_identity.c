@@ -18,6 +18,7 @@
 #include "broker/identity-internal.h"
 #include "broker/identity.h"
 #include "idtest.h"
+#include "policy/policy.h"
 
 #define NOW 1700000000LL
 #define ISS "https://idp.test"
@@ -680,6 +681,219 @@ static void test_mint(void **state)
                                  sizeof(err)));
 }
 
+/* ---- issuer prefixes ---- */
+
+#define PARTNER "https://partner.test"
+
+/* Two trusted issuers, the second with subject_prefix and groups_prefix,
+ * and a policy that writes principal names. */
+static const char prefix_yaml[] =
+    "identity:\n"
+    "  issuers:\n"
+    "    - issuer: " ISS "\n"
+    "      audiences: [busgate]\n"
+    "      jwks_file: %s\n"
+    "    - issuer: " PARTNER "\n"
+    "      audiences: [busgate]\n"
+    "      jwks_file: %s\n"
+    "      subject_prefix: partner/\n"
+    "      groups_prefix: \"partner:\"\n"
+    "kafka:\n"
+    "  listen: 127.0.0.1:19092\n"
+    "  upstream: {embedded: 1}\n"
+    "policy:\n"
+    "  default: deny\n"
+    "  rules:\n"
+    "    - name: ours\n"
+    "      subjects: [sub:billing-service]\n"
+    "      resources: [kafka:topic:invoices]\n"
+    "      verbs: [write]\n"
+    "      effect: allow\n"
+    "    - name: theirs\n"
+    "      subjects: [sub:partner/billing-service]\n"
+    "      resources: [kafka:topic:partner.invoices]\n"
+    "      verbs: [write]\n"
+    "      effect: allow\n"
+    "    - name: our-admins\n"
+    "      subjects: [group:admins]\n"
+    "      resources: [kafka:cluster]\n"
+    "      verbs: [alter]\n"
+    "      effect: allow\n"
+    "    - name: their-admins\n"
+    "      subjects: [\"group:partner:admins\"]\n"
+    "      resources: [kafka:topic:partner.invoices]\n"
+    "      verbs: [delete]\n"
+    "      effect: allow\n";
+
+/* The effect p decides for (principal, resource, verb). */
+static bg_effect_t prefix_decide(const bg_policy_t *pol, const bg_principal_t *pr,
+                                 const char *resource, bg_verb_t verb)
+{
+    bg_policy_principal_t pp;
+    bg_policy_resource_t res;
+    bg_policy_decision_t d;
+    const char *why;
+    assert_int_equal(bg_policy_parse_resource(resource, &res, &why), 0);
+    assert_int_equal(bg_policy_principal_prepare(pol, pr->sub, (const char *const *)pr->groups,
+                                                 pr->ngroups, &pp),
+                     0);
+    bg_policy_decide(pol, &pp, &res, verb, &d);
+    bg_policy_principal_clear(&pp);
+    return d.effect;
+}
+
+/* A token of iss for sub billing-service in group admins. */
+static char *prefix_token(const char *iss)
+{
+    char claims[256];
+    snprintf(claims, sizeof claims,
+             "{\"iss\":\"%s\",\"aud\":\"busgate\",\"sub\":\"billing-service\"," EXP_OK
+             ",\"groups\":[\"admins\"]}",
+             iss);
+    return idt_token("{\"alg\":\"RS256\",\"kid\":\"rsa1\"}", claims, "RS256", g.rsa, NULL, 0);
+}
+
+/* The same sub and group from two issuers are two principals once their
+ * prefixes differ: a rule for one issuer's names does not admit the
+ * other's token (as Kubernetes' --oidc-username-prefix / -groups-prefix). */
+static void test_issuer_prefixes_name_principals(void **state)
+{
+    char yaml[sizeof prefix_yaml + 2 * 256], err[256];
+    snprintf(yaml, sizeof yaml, prefix_yaml, g.jwks_path, g.jwks_path);
+    bg_config_errors_t errs = {0};
+    bg_config_t *cfg = bg_config_load_string("p.yaml", yaml, strlen(yaml), &errs);
+    for (size_t i = 0; i < errs.n; i++)
+        print_error("%s\n", errs.msgs[i]);
+    bg_config_errors_clear(&errs);
+    assert_non_null(cfg);
+    bg_identity_t *id = bg_identity_new(&cfg->identity, err, sizeof err);
+    assert_non_null(id);
+    bg_policy_t *pol = bg_policy_compile(bg_config_policy_spec(cfg), err, sizeof err);
+    assert_non_null(pol);
+
+    char *t_ours = prefix_token(ISS), *t_theirs = prefix_token(PARTNER);
+    bg_principal_t ours, theirs, again;
+    assert_int_equal(bg_identity_verify(id, t_ours, strlen(t_ours), NOW, &ours, NULL, 0),
+                     BG_ID_OK);
+    assert_int_equal(bg_identity_verify(id, t_theirs, strlen(t_theirs), NOW, &theirs, NULL, 0),
+                     BG_ID_OK);
+    /* No prefix: the claims as they are. */
+    assert_string_equal(ours.sub, "billing-service");
+    assert_int_equal(ours.ngroups, 1);
+    assert_string_equal(ours.groups[0], "admins");
+    assert_string_equal(ours.issuer, ISS);
+    /* The partner's: prefixed names, the issuer kept apart. */
+    assert_string_equal(theirs.sub, "partner/billing-service");
+    assert_int_equal(theirs.ngroups, 1);
+    assert_string_equal(theirs.groups[0], "partner:admins");
+    assert_string_equal(theirs.issuer, PARTNER);
+
+    /* Each issuer's token gets its own rules and none of the other's. */
+    assert_int_equal(prefix_decide(pol, &ours, "kafka:topic:invoices", BG_VERB_WRITE),
+                     BG_EFFECT_ALLOW);
+    assert_int_equal(prefix_decide(pol, &theirs, "kafka:topic:invoices", BG_VERB_WRITE),
+                     BG_EFFECT_DENY);
+    assert_int_equal(prefix_decide(pol, &theirs, "kafka:topic:partner.invoices", BG_VERB_WRITE),
+                     BG_EFFECT_ALLOW);
+    assert_int_equal(prefix_decide(pol, &ours, "kafka:topic:partner.invoices", BG_VERB_WRITE),
+                     BG_EFFECT_DENY);
+    assert_int_equal(prefix_decide(pol, &ours, "kafka:cluster", BG_VERB_ALTER), BG_EFFECT_ALLOW);
+    assert_int_equal(prefix_decide(pol, &theirs, "kafka:cluster", BG_VERB_ALTER), BG_EFFECT_DENY);
+    assert_int_equal(prefix_decide(pol, &theirs, "kafka:topic:partner.invoices", BG_VERB_DELETE),
+                     BG_EFFECT_ALLOW);
+    assert_int_equal(prefix_decide(pol, &ours, "kafka:topic:partner.invoices", BG_VERB_DELETE),
+                     BG_EFFECT_DENY);
+
+    /* Re-authentication's "same principal": the same issuer and subject. */
+    assert_false(bg_principal_same(&ours, &theirs));
+    assert_int_equal(bg_identity_verify(id, t_theirs, strlen(t_theirs), NOW, &again, NULL, 0),
+                     BG_ID_OK);
+    assert_true(bg_principal_same(&again, &theirs));
+    assert_false(bg_principal_same(&again, &ours));
+    bg_principal_clear(&again);
+
+    bg_principal_clear(&ours);
+    bg_principal_clear(&theirs);
+    free(t_ours);
+    free(t_theirs);
+    bg_policy_free(pol);
+    bg_identity_free(id);
+    bg_config_free(cfg);
+}
+
+/* A reload that changes an issuer's prefixes: a principal verified before
+ * it gets the names the new configuration gives (bg_identity_rename, which
+ * the adapters call when a session takes a new snapshot), and stays the
+ * same principal for re-authentication. */
+static void test_issuer_prefixes_after_reload(void **state)
+{
+    bg_config_issuer_t before = mk_issuer(ISS, g.jwks_path, NULL), after = before,
+                       other = mk_issuer(KC, g.jwks_path, NULL);
+    after.subject_prefix = "idp/";
+    after.groups_prefix = "idp:";
+    other.subject_prefix = "kc/";
+    bg_config_identity_t c1 = {.issuers = &before, .nissuers = 1},
+                         c2 = {.issuers = &after, .nissuers = 1},
+                         c3 = {.issuers = &other, .nissuers = 1};
+    char err[256];
+    bg_identity_t *id1 = bg_identity_new(&c1, err, sizeof err),
+                  *id2 = bg_identity_new(&c2, err, sizeof err),
+                  *id3 = bg_identity_new(&c3, err, sizeof err);
+    assert_true(id1 && id2 && id3);
+    const char *claims = "{" GOOD "," EXP_OK ",\"groups\":[\"dev\",\"ops\"]}";
+    char *t = idt_token("{\"alg\":\"RS256\",\"kid\":\"rsa1\"}", claims, "RS256", g.rsa, NULL, 0);
+    bg_principal_t p, old, fresh, copy;
+    assert_int_equal(bg_identity_verify(id1, t, strlen(t), NOW, &p, NULL, 0), BG_ID_OK);
+    assert_int_equal(bg_principal_copy(&old, &p), 0);
+
+    assert_int_equal(bg_identity_rename(id2, &p), 1);
+    assert_string_equal(p.sub, "idp/alice");
+    assert_string_equal(bg_principal_subject_claim(&p), "alice");
+    assert_int_equal(p.ngroups, 2);
+    assert_string_equal(p.groups[0], "idp:dev");
+    assert_string_equal(p.groups[1], "idp:ops");
+    assert_string_equal(p.issuer, ISS);
+    assert_int_equal(bg_identity_rename(id2, &p), 0); /* already so named */
+    /* As a token verified under the new configuration names it; and the
+     * same principal as before the reload, whatever the names. */
+    assert_int_equal(bg_identity_verify(id2, t, strlen(t), NOW, &fresh, NULL, 0), BG_ID_OK);
+    assert_string_equal(fresh.sub, p.sub);
+    assert_string_equal(fresh.groups[1], p.groups[1]);
+    assert_true(bg_principal_same(&fresh, &p));
+    assert_true(bg_principal_same(&fresh, &old));
+    assert_int_equal(bg_principal_copy(&copy, &fresh), 0); /* the copy knows its prefixes */
+    assert_int_equal(bg_identity_rename(id2, &copy), 0);
+    assert_string_equal(bg_principal_subject_claim(&copy), "alice");
+    bg_principal_clear(&copy);
+
+    /* An identity without the issuer (or none) leaves the names alone. */
+    assert_int_equal(bg_identity_rename(id3, &p), 0);
+    assert_int_equal(bg_identity_rename(NULL, &p), 0);
+    assert_string_equal(p.sub, "idp/alice");
+    /* Back to no prefixes. */
+    assert_int_equal(bg_identity_rename(id1, &p), 1);
+    assert_string_equal(p.sub, "alice");
+    assert_string_equal(p.groups[0], "dev");
+    assert_true(bg_principal_same(&p, &fresh));
+    bg_principal_clear(&p);
+    bg_principal_clear(&fresh);
+    free(t);
+
+    /* No groups: only the subject changes. */
+    t = idt_token("{\"alg\":\"RS256\",\"kid\":\"rsa1\"}", "{" GOOD "," EXP_OK "}", "RS256", g.rsa,
+                  NULL, 0);
+    assert_int_equal(bg_identity_verify(id1, t, strlen(t), NOW, &p, NULL, 0), BG_ID_OK);
+    assert_int_equal(bg_identity_rename(id2, &p), 1);
+    assert_string_equal(p.sub, "idp/alice");
+    assert_int_equal(p.ngroups, 0);
+    bg_principal_clear(&p);
+    free(t);
+    bg_principal_clear(&old);
+    bg_identity_free(id1);
+    bg_identity_free(id2);
+    bg_identity_free(id3);
+}
+
 /* ---- concurrency ---- */
 
 static void *verify_many(void *arg)
@@ -726,6 +940,8 @@ int main(void)
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_mint),
         cmocka_unit_test(test_concurrent_verify),
+        cmocka_unit_test(test_issuer_prefixes_name_principals),
+        cmocka_unit_test(test_issuer_prefixes_after_reload),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
