@@ -77,6 +77,10 @@ typedef struct bg_audit_decision_s {
     const char *rule_file;
     int rule_line;
     bg_mode_t mode; /* BG_MODE_ENFORCE or BG_MODE_AUDIT */
+    /* "busgate" when busgate's own reason set the effect (the reserved audit
+     * topic, a filtered listing, a malformed or unsupported request, a size
+     * limit; the event's detail says which), NULL when the policy did. */
+    const char *by;
 } bg_audit_decision_t;
 
 typedef struct bg_audit_result_s {

@@ -44,7 +44,7 @@ static const char bg_audit__avsc[] =
     ",\"type\":[\"null\",\"string\"],\"default\":null},{\"name\":\"rule\",\"type\":[\"null\",\"string\"],\"default"
     "\":null},{\"name\":\"rule_file\",\"type\":[\"null\",\"string\"],\"default\":null},{\"name\":\"rule_line\",\""
     "type\":[\"null\",\"long\"],\"default\":null},{\"name\":\"mode\",\"type\":[\"null\",\"string\"],\"default\":nu"
-    "ll}]}],\"default\":null},{\"name\":\"masking\",\"type\":[\"null\",{\"type\":\"record\",\"name\":\"Masking\","
+    "ll},{\"name\":\"by\",\"type\":[\"null\",\"string\"],\"default\":null}]}],\"default\":null},{\"name\":\"masking\",\"type\":[\"null\",{\"type\":\"record\",\"name\":\"Masking\","
     "\"fields\":[{\"name\":\"fields\",\"type\":[\"null\",\"long\"],\"default\":null},{\"name\":\"records\",\"type\""
     ":[\"null\",\"long\"],\"default\":null}]}],\"default\":null},{\"name\":\"approval\",\"type\":[\"null\",{\"ty"
     "pe\":\"record\",\"name\":\"Approval\",\"fields\":[{\"name\":\"id\",\"type\":[\"null\",\"string\"],\"default\":n"

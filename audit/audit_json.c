@@ -254,6 +254,7 @@ static void bg_audit__decision(bg_audit_w_t *w, const bg_audit_event_t *ev)
     if (d->rule)
         bg_audit__kint(w, "rule_line", d->rule_line);
     bg_audit__kstr(w, "mode", bg_audit__mode(d->mode));
+    bg_audit__kstr(w, "by", d->by);
     bg_audit__close(w, '}');
 }
 

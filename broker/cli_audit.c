@@ -175,7 +175,7 @@ static void bg_cli_audit__decision(FILE *f, json_t *ev)
     if (d && json_object_get(d, "rule"))
         fprintf(f, " (rule '%s' %s:%lld)", bg_cli_audit__str(d, "rule"),
                 bg_cli_audit__str(d, "rule_file"), bg_cli_audit__int(d, "rule_line"));
-    else if (d && json_object_get(ev, "detail"))
+    else if (d && strcmp(bg_cli_audit__str(d, "by"), "busgate") == 0)
         fprintf(f, " (busgate)"); /* decided by busgate itself; why is in the detail */
     else if (d)
         fprintf(f, " (default)");

@@ -102,6 +102,7 @@ void bg_amqp_audit_decisions(bg_amqp_session_t *s, const bg_amqp_method_t *m,
             ev.result.error_code = BG_AMQP_ACCESS_REFUSED;
             ev.result.error_name = "ACCESS_REFUSED";
         }
+        ev.decision.by = c->refusal ? "busgate" : NULL;
         ev.detail = c->refusal;
         bg_amqp_audit__emit(s, &ev);
     }
@@ -122,6 +123,7 @@ void bg_amqp_audit_limit(bg_amqp_session_t *s, const bg_amqp_method_t *m,
     ev.decision.effect = BG_EFFECT_DENY;
     ev.decision.would = BG_EFFECT_DENY;
     ev.decision.mode = BG_MODE_ENFORCE;
+    ev.decision.by = "busgate";
     ev.result.error_code = code;
     ev.result.error_name = bg_amqp_reply_name(code);
     ev.detail = why;

@@ -143,6 +143,7 @@ static void bg_kafka_audit__close_event(bg_kafka_session_t *s, const bg_kafka_pe
     ev.decision.effect = BG_EFFECT_DENY;
     ev.decision.would = BG_EFFECT_DENY;
     ev.decision.mode = BG_MODE_ENFORCE;
+    ev.decision.by = "busgate";
     ev.result.bytes_in = pe->bytes_in;
     ev.detail = pe->verdict.close_reason ? pe->verdict.close_reason : "request refused";
     bg_kafka_audit__emit(s, &ev);
@@ -183,7 +184,9 @@ static void bg_kafka_audit__decisions(bg_kafka_session_t *s, bg_kafka_pending_t 
         ev.result.bytes_in = pe->bytes_in;
         ev.result.latency_us = latency_us ? *latency_us : 0;
         /* busgate's own reason ("reserved audit topic", ...) says why a
-         * decision has no rule; a closing session's note wins over it. */
+         * decision has no rule; a closing session's note wins over it in
+         * the detail, and decision.by still says who decided. */
+        ev.decision.by = d->reason ? "busgate" : NULL;
         ev.detail = detail ? detail : d->reason;
         bg_kafka_audit__emit(s, &ev);
     }

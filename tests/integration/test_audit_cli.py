@@ -173,9 +173,10 @@ def test_replay_refuses_an_ambiguous_prefix(tmp_path):
 
 def test_tail_names_who_decided(tmp_path):
     """A decision without a rule reads `(default)` when the policy's default
-    decided, and `(busgate)` when busgate decided itself (its reason is the
-    event's detail): a filtered topic listing under a deny-by-default
-    policy must not read as allowed by default."""
+    decided, and `(busgate)` when busgate decided itself (decision.by; its
+    reason is the event's detail): a filtered topic listing under a
+    deny-by-default policy must not read as allowed by default, and a
+    policy decision with a note (session closed) is still the policy's."""
     text, ports = busgate_config(tmp_path, RULES)
     cfg = tmp_path / "busgate.yaml"
     cfg.write_text(text)
@@ -183,18 +184,25 @@ def test_tail_names_who_decided(tmp_path):
             "verb": "describe", "api": {"name": "Metadata", "version": 12}}
     events = [dict(base, event_id="e1", seq=1,
                    resources=[{"type": "kafka:topic", "name": "*"}],
-                   decision={"effect": "allow", "would": "allow", "mode": "enforce"},
+                   decision={"effect": "allow", "would": "allow", "mode": "enforce",
+                             "by": "busgate"},
                    detail="listing: entries the principal may not describe are left out"),
               dict(base, event_id="e2", seq=2,
                    resources=[{"type": "kafka:topic", "name": "payments"}],
-                   decision={"effect": "deny", "would": "deny", "mode": "enforce"})]
+                   decision={"effect": "deny", "would": "deny", "mode": "enforce"}),
+              # a policy decision with a note (its session closed first)
+              dict(base, event_id="e3", seq=3,
+                   resources=[{"type": "kafka:topic", "name": "orders"}],
+                   decision={"effect": "allow", "would": "allow", "mode": "enforce"},
+                   detail="no response: session closed")]
     (tmp_path / "audit.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     r = run_cli("audit", "tail", "-c", str(cfg))
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert len(lines) == 2, r.stdout
+    assert len(lines) == 3, r.stdout
     assert "kafka:topic:* -> allow (busgate)" in lines[0] and "(default)" not in lines[0]
     assert "kafka:topic:payments -> deny (default)" in lines[1]
+    assert "kafka:topic:orders -> allow (default)" in lines[2]
 
 
 def test_tail_shows_control_characters_escaped(tmp_path):

@@ -79,10 +79,12 @@ def test_list_groups_shows_only_describable_groups(start_busgate, tmp_path):
     assert wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
                       and e["api"]["name"] == "ListGroups" and e["decision"]["effect"] == "allow"
                       and e["resources"][0] == {"type": "kafka:group", "name": "*"}
-                      and "listing" in e.get("detail", ""))
+                      and "listing" in e.get("detail", "")
+                      and e["decision"].get("by") == "busgate")
     assert wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
                       and e["api"]["name"] == "ListGroups" and e["decision"]["effect"] == "allow"
-                      and e["resources"][0]["type"] == "kafka:cluster")
+                      and e["resources"][0]["type"] == "kafka:cluster"
+                      and "by" not in e["decision"])  # the policy decided that one
     assert not [e for e in audit_events(ports["audit"])
                 if any(r.get("name") == hidden for r in e.get("resources", []))]
 
@@ -149,6 +151,7 @@ def test_acls_on_the_audit_topic_are_refused(start_busgate, tmp_path):
                             and e["result"]["error_code"] == ERR_CLUSTER_AUTHZ, count=3)
         assert denies and all("rule" not in e["decision"] for e in denies), denies
         assert all(e.get("detail") == "reserved audit topic" for e in denies), denies
+        assert all(e["decision"].get("by") == "busgate" for e in denies), denies
     finally:
         flt = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, principal, None,
                                AclOperation.ANY, AclPermissionType.ANY)

@@ -45,7 +45,7 @@ static void full_event(bg_audit_event_t *ev, bg_policy_resource_t res[2])
     ev->nresources = 2;
     ev->verb = BG_VERB_WRITE;
     ev->decision = (bg_audit_decision_t){BG_EFFECT_ALLOW, BG_EFFECT_DENY, "no-writes",
-                                         "policy.yaml", 12, BG_MODE_AUDIT};
+                                         "policy.yaml", 12, BG_MODE_AUDIT, "busgate"};
     ev->masked_fields = 3;
     ev->masked_records = 2;
     ev->result = (bg_audit_result_t){29, "TOPIC_AUTHORIZATION_FAILED", 100, 200, 5, 1234};
@@ -173,6 +173,7 @@ static void test_full_event_roundtrip(void **state)
     assert_string_equal(str_at(&v, "decision.rule"), "no-writes");
     assert_string_equal(str_at(&v, "decision.rule_line"), "12");
     assert_string_equal(str_at(&v, "decision.mode"), "audit");
+    assert_string_equal(str_at(&v, "decision.by"), "busgate");
     assert_string_equal(str_at(&v, "masking.fields"), "3");
     assert_string_equal(str_at(&v, "result.error_name"), "TOPIC_AUTHORIZATION_FAILED");
     assert_string_equal(str_at(&v, "result.latency_us"), "1234");

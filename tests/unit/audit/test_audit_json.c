@@ -38,7 +38,7 @@ static void full_event(bg_audit_event_t *ev, bg_policy_resource_t res[2])
     ev->nresources = 2;
     ev->verb = BG_VERB_WRITE;
     ev->decision = (bg_audit_decision_t){BG_EFFECT_ALLOW, BG_EFFECT_DENY, "no-writes",
-                                         "policy.yaml", 12, BG_MODE_AUDIT};
+                                         "policy.yaml", 12, BG_MODE_AUDIT, "busgate"};
     ev->masked_fields = 3;
     ev->masked_records = 2;
     ev->approval_id = "ap-9";
@@ -94,6 +94,7 @@ static void test_full_values(void **state)
     assert_string_equal(json_string_value(json_object_get(d, "would")), "deny");
     assert_string_equal(json_string_value(json_object_get(d, "mode")), "audit");
     assert_int_equal(json_integer_value(json_object_get(d, "rule_line")), 12);
+    assert_string_equal(json_string_value(json_object_get(d, "by")), "busgate");
     json_t *res_o = json_object_get(j, "result");
     assert_int_equal(json_integer_value(json_object_get(res_o, "error_code")), 29);
     assert_int_equal(json_integer_value(json_object_get(res_o, "latency_us")), 1234);
