@@ -37,13 +37,19 @@ int main(int argc, char **argv)
         return 2;
     }
     const char *cmd = argv[1];
-    /* "busgate CMD --help" (or "busgate audit tail --help"): the usage of
-     * every command, as for "busgate --help". token answers its own, with
-     * the defaults of mint. */
-    for (int i = 2; i < argc && i <= 3 && strcmp(cmd, "token") != 0; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            bg_main__usage(stdout);
-            return 0;
+    /* "busgate CMD ... --help" (or -h right after CMD): the usage of every
+     * command, as for "busgate --help". Only for the commands below; token
+     * answers its own, with the defaults of mint. No option takes a value
+     * that starts with "--help". */
+    static const char *const with_help[] = {"run", "check", "explain", "audit"};
+    for (size_t c = 0; c < sizeof with_help / sizeof with_help[0]; c++) {
+        if (strcmp(cmd, with_help[c]) != 0)
+            continue;
+        for (int i = 2; i < argc; i++) {
+            if (strcmp(argv[i], "--help") == 0 || (i == 2 && strcmp(argv[i], "-h") == 0)) {
+                bg_main__usage(stdout);
+                return 0;
+            }
         }
     }
     if (strcmp(cmd, "-c") == 0 || strcmp(cmd, "--config") == 0 ||
