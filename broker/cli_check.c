@@ -33,6 +33,32 @@ static void bg_cli__warn_shared_names(const char *path, const bg_config_identity
     }
 }
 
+/* One prefix strictly starting another ("" starts every one): issuer a can
+ * sign a token whose name, after its prefix, reads as one of b's (prefix ""
+ * and a subject "partner/x" give the name b's prefix "partner/" gives to
+ * "x"). Common (an internal issuer without a prefix beside a partner's),
+ * hence a warning naming the rest of b's prefix that a's names must avoid. */
+static void bg_cli__warn_prefix_overlap(const char *path, const bg_config_identity_t *id,
+                                        const char *what)
+{
+    int subs = strcmp(what, "subject_prefix") == 0;
+    for (size_t i = 0; i < id->nissuers; i++) {
+        for (size_t j = 0; j < id->nissuers; j++) {
+            const bg_config_issuer_t *a = &id->issuers[i], *b = &id->issuers[j];
+            const char *pa = subs ? a->subject_prefix : a->groups_prefix;
+            const char *pb = subs ? b->subject_prefix : b->groups_prefix;
+            size_t la = strlen(pa);
+            if (i == j || strlen(pb) <= la || strncmp(pa, pb, la) != 0)
+                continue;
+            printf("%s: warning: identity.issuers[%zu] (%s) %s '%s' starts identity.issuers[%zu] "
+                   "(%s)'s '%s': a %s from the first that begins with '%s' gets a name of the "
+                   "second's\n",
+                   path, i, a->issuer, what, pa, j, b->issuer, pb, subs ? "subject" : "group",
+                   pb + la);
+        }
+    }
+}
+
 /* busgate check -c FILE: 0 valid, 1 invalid (every error printed as
  * FILE:LINE:COL: message), 2 bad usage. Beyond the syntax and schema it
  * builds the snapshot, so an unreadable JWKS file is also reported. A valid
@@ -52,6 +78,8 @@ int bg_cli_check(int argc, char **argv)
         return 1;
     }
     bg_cli__warn_shared_names(path, &cfg->identity);
+    bg_cli__warn_prefix_overlap(path, &cfg->identity, "subject_prefix");
+    bg_cli__warn_prefix_overlap(path, &cfg->identity, "groups_prefix");
     printf("%s: ok\n", path);
     bg_snapshot_release(s);
     return 0;

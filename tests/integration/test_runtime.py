@@ -105,20 +105,40 @@ identity:
 def test_check_warns_when_issuers_share_names(tmp_path, keys):
     """With several issuers, policy subjects match names whatever the issuer
     unless subject_prefix/groups_prefix set them apart: `busgate check`
-    warns (exit 0) about each pair of issuers whose prefixes are the same."""
+    warns (exit 0) about each pair of issuers whose prefixes are the same,
+    and about a prefix that starts another (an issuer without a prefix can
+    sign the sub "partner/x", which reads as the partner issuer's "x")."""
     def check(issuers):
         cfg = tmp_path / "c.yaml"
         cfg.write_text(issuers_config(keys[1], issuers))
         r = run_cli("check", "-c", str(cfg))
         assert r.returncode == 0, r.stdout + r.stderr
         assert r.stdout.splitlines()[-1] == f"{cfg}: ok", r.stdout
-        return [l for l in r.stdout.splitlines() if "warning" in l]
+        return [l for l in r.stdout.splitlines() if "warning" in l and "starts" not in l]
+
+    def overlaps(issuers):
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(issuers_config(keys[1], issuers))
+        r = run_cli("check", "-c", str(cfg))
+        assert r.returncode == 0, r.stdout + r.stderr
+        return [l for l in r.stdout.splitlines() if "warning" in l and "starts" in l]
 
     a, b, c = "https://a.example", "https://b.example", "https://c.example"
     partner = "      subject_prefix: partner/\n      groups_prefix: partner/\n"
-    # One issuer, or two set apart by their prefixes: nothing to say.
-    assert check([(a, "")]) == []
-    assert check([(a, ""), (b, partner)]) == []
+    # One issuer, or two set apart by prefixes neither of which starts the
+    # other: nothing to say.
+    assert check([(a, "")]) == [] and overlaps([(a, "")]) == []
+    other = "      subject_prefix: other/\n      groups_prefix: other/\n"
+    assert check([(a, other), (b, partner)]) == [] and overlaps([(a, other), (b, partner)]) == []
+    # No prefix beside one: a's subjects and groups beginning with
+    # "partner/" read as b's.
+    w = overlaps([(a, ""), (b, partner)])
+    assert len(w) == 2 and check([(a, ""), (b, partner)]) == [], w
+    assert f"identity.issuers[0] ({a}) subject_prefix '' starts identity.issuers[1] ({b})'s " \
+        "'partner/': a subject from the first that begins with 'partner/'" in w[0], w[0]
+    assert "groups_prefix" in w[1] and "a group from the first" in w[1], w[1]
+    w = overlaps([(a, "      subject_prefix: p\n"), (b, "      subject_prefix: partner/\n")])
+    assert len(w) == 1 and "begins with 'artner/'" in w[0], w
     # Two without prefixes: every sub and group name is shared.
     w = check([(a, ""), (b, "")])
     assert len(w) == 1, w
