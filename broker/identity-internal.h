@@ -51,6 +51,7 @@ typedef struct bg_id_issuer_s {
 struct bg_identity_s {
     bg_id_issuer_t *issuers;
     size_t nissuers;
+    size_t next_due; /* where the refresh thread's next search for a due issuer starts (mu) */
     int64_t clock_skew_ms;
     pthread_mutex_t mu;
     pthread_cond_t wake;  /* refresh thread: a fetch is wanted, or stop */

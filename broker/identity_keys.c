@@ -135,17 +135,23 @@ fail:
 }
 
 /* The URL issuer that should be fetched now, or NULL; *next gets the
- * earliest future due time. Called with id->mu held. */
+ * earliest future due time. The search starts after the issuer fetched
+ * last, so one that is always due (a slow provider, tokens with unknown
+ * kids every 10 s) cannot keep the issuers after it from their turn.
+ * Called with id->mu held. */
 static bg_id_issuer_t *bg_identity__due_locked(bg_identity_t *id, int64_t now, int64_t *next)
 {
     *next = now + BG_ID_DEFAULT_REFRESH_MS;
-    for (size_t i = 0; i < id->nissuers; i++) {
+    for (size_t k = 0; k < id->nissuers; k++) {
+        size_t i = (id->next_due + k) % id->nissuers;
         bg_id_issuer_t *iss = &id->issuers[i];
         if (!iss->jwks_url)
             continue;
         if (!iss->attempted || iss->refresh_wanted || now >= iss->next_fetch_ms ||
-            (iss->wanted_at_ms && now >= iss->wanted_at_ms))
+            (iss->wanted_at_ms && now >= iss->wanted_at_ms)) {
+            id->next_due = i + 1;
             return iss;
+        }
         if (iss->next_fetch_ms < *next)
             *next = iss->next_fetch_ms;
         if (iss->wanted_at_ms && iss->wanted_at_ms < *next)

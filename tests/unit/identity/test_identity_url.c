@@ -41,6 +41,7 @@ typedef struct srv_s {
     int status; /* guarded by mu */
     int requests;
     int hold; /* guarded by mu: answers wait (with what was served when asked) */
+    int delay_ms; /* guarded by mu: every answer is sent this late (a slow provider) */
     atomic_int stop;
 } srv_t;
 
@@ -106,7 +107,12 @@ static void srv_answer(srv_t *s, int c)
     char *resp = malloc((size_t)hl + blen);
     memcpy(resp, head, (size_t)hl);
     memcpy(resp + hl, s->body, blen);
+    int delay = s->delay_ms;
     pthread_mutex_unlock(&s->mu);
+    if (delay > 0) {
+        struct timespec ts = {.tv_sec = delay / 1000, .tv_nsec = (delay % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
     while (srv_held(s) && !atomic_load(&s->stop)) {
         struct timespec ts = {.tv_nsec = 10 * 1000000L};
         nanosleep(&ts, NULL);
@@ -430,6 +436,76 @@ static void test_unknown_kid_during_fetch(void **state)
     free(tx);
 }
 
+typedef struct {
+    bg_identity_t *id;
+    const char *token;
+    atomic_int stop;
+} asker_t;
+
+/* Presents a token with a kid its issuer lacks, again and again: with no
+ * rate limit, its issuer always wants a fetch. */
+static void *asker_main(void *arg)
+{
+    asker_t *a = arg;
+    while (!atomic_load(&a->stop))
+        verify(a->id, a->token);
+    return NULL;
+}
+
+/* One issuer that always wants a fetch (a slow provider, and a client that
+ * keeps presenting unknown kids while each fetch runs) must not keep the
+ * issuers after it from their periodic fetches: the refresh thread takes
+ * due issuers in turn. Before, it took the first due one, so issuer 1 was
+ * not fetched again while issuer 0 was wanted. */
+static void test_due_issuers_take_turns(void **state)
+{
+    EVP_PKEY *k = idt_rsa();
+    char *j = idt_jwk(k, "k1", NULL);
+    char *set = idt_jwks((const char *const *)&j, 1);
+    char *tx = idt_token("{\"alg\":\"RS256\",\"kid\":\"kx\"}", CLAIMS, "RS256", k, NULL, 0);
+    srv_t sa, sb;
+    srv_start(&sa, set);
+    srv_start(&sb, set);
+    static char *auds[] = {"busgate"};
+    char ua[96], ub[96], err[256] = "";
+    snprintf(ua, sizeof ua, "http://127.0.0.1:%u/jwks", sa.port);
+    snprintf(ub, sizeof ub, "http://127.0.0.1:%u/jwks", sb.port);
+    bg_config_issuer_t iss[2] = {
+        {.issuer = ISS, .audiences = auds, .naudiences = 1, .jwks_url = ua,
+         .jwks_refresh_ms = 3600 * 1000},
+        {.issuer = "https://b.example", .audiences = auds, .naudiences = 1, .jwks_url = ub,
+         .jwks_refresh_ms = 1000}};
+    bg_config_identity_t cfg = {.issuers = iss, .nissuers = 2, .clock_skew_ms = 0};
+    bg_identity_t *id = bg_identity_new_after(&cfg, NULL, err, sizeof err);
+    if (!id)
+        fail_msg("bg_identity_new_after: %s", err);
+    assert_int_equal(bg_identity_wait_ready(id, 5000), 0);
+    bg_identity_set_kid_refresh_interval(id, 0);
+    pthread_mutex_lock(&sa.mu);
+    sa.delay_ms = 200;
+    pthread_mutex_unlock(&sa.mu);
+    asker_t a = {.id = id, .token = tx};
+    atomic_init(&a.stop, 0);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, asker_main, &a), 0);
+    unsigned long b0 = bg_identity_fetch_count(id, 1);
+    /* issuer 1 is due every second; the bound only ends the wait */
+    for (int i = 0; i < 250 && bg_identity_fetch_count(id, 1) < b0 + 2; i++)
+        sleep_ms(20);
+    unsigned long b = bg_identity_fetch_count(id, 1), fa = bg_identity_fetch_count(id, 0);
+    atomic_store(&a.stop, 1);
+    pthread_join(th, NULL);
+    assert_true(fa > 2); /* issuer 0 was fetched again and again meanwhile */
+    assert_true(b >= b0 + 2);
+    bg_identity_free(id);
+    srv_stop(&sa);
+    srv_stop(&sb);
+    EVP_PKEY_free(k);
+    free(j);
+    free(set);
+    free(tx);
+}
+
 /* Appends what fd has now (waiting up to 20 ms for it) to buf, kept
  * NUL-terminated; bytes beyond cap are read and dropped. */
 static void read_log(int fd, char *buf, size_t cap, size_t *len)
@@ -627,6 +703,7 @@ int main(void)
         cmocka_unit_test(test_huge_refresh_does_not_wrap),
         cmocka_unit_test(test_unknown_kid_during_fetch),
         cmocka_unit_test(test_stop_between_keys),
+        cmocka_unit_test(test_due_issuers_take_turns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
