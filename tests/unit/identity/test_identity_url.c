@@ -212,6 +212,19 @@ static bg_id_reason_t verify_until_ok(bg_identity_t *id, const char *t)
     return r;
 }
 
+/* Frees a test's keys (either may be NULL) and the NULL-terminated list
+ * of strings after them. */
+static void free_test_data(EVP_PKEY *k1, EVP_PKEY *k2, ...)
+{
+    va_list ap;
+    EVP_PKEY_free(k1);
+    EVP_PKEY_free(k2);
+    va_start(ap, k2);
+    for (char *p; (p = va_arg(ap, char *)) != NULL;)
+        free(p);
+    va_end(ap);
+}
+
 static void test_rotation(void **state)
 {
     EVP_PKEY *k1 = idt_rsa(), *k2 = idt_ec("P-256");
@@ -247,14 +260,7 @@ static void test_rotation(void **state)
 
     bg_identity_free(id);
     srv_stop(&s);
-    EVP_PKEY_free(k1);
-    EVP_PKEY_free(k2);
-    free(j1);
-    free(j2);
-    free(set1);
-    free(set12);
-    free(t1);
-    free(t2);
+    free_test_data(k1, k2, j1, j2, set1, set12, t1, t2, NULL);
 }
 
 /* Waits (bounded) until the issuer has finished at least n fetches. */
@@ -344,14 +350,7 @@ static void test_bad_fetch_keeps_keys(void **state)
 
     bg_identity_free(id);
     srv_stop(&s);
-    EVP_PKEY_free(k1);
-    EVP_PKEY_free(k2);
-    free(j1);
-    free(j2);
-    free(set1);
-    free(set2);
-    free(t1);
-    free(tx);
+    free_test_data(k1, k2, j1, j2, set1, set2, t1, tx, NULL);
 }
 
 /* An unknown kid too soon after a fetch is not forgotten: the fetch comes
@@ -375,13 +374,7 @@ static void test_unknown_kid_fetch_deferred(void **state)
     assert_int_equal(verify(id, t2), BG_ID_OK);
     bg_identity_free(id);
     srv_stop(&s);
-    EVP_PKEY_free(k1);
-    EVP_PKEY_free(k2);
-    free(j1);
-    free(j2);
-    free(set1);
-    free(set12);
-    free(t2);
+    free_test_data(k1, k2, j1, j2, set1, set12, t2, NULL);
 }
 
 /* An unknown kid seen while a fetch is running (the fetch began before the
@@ -425,15 +418,7 @@ static void test_unknown_kid_during_fetch(void **state)
 
     bg_identity_free(id);
     srv_stop(&s);
-    EVP_PKEY_free(k1);
-    EVP_PKEY_free(k2);
-    free(j1);
-    free(j2);
-    free(set1);
-    free(set12);
-    free(t1);
-    free(t2);
-    free(tx);
+    free_test_data(k1, k2, j1, j2, set1, set12, t1, t2, tx, NULL);
 }
 
 typedef struct {
@@ -500,10 +485,7 @@ static void test_due_issuers_take_turns(void **state)
     bg_identity_free(id);
     srv_stop(&sa);
     srv_stop(&sb);
-    EVP_PKEY_free(k);
-    free(j);
-    free(set);
-    free(tx);
+    free_test_data(k, NULL, j, set, tx, NULL);
 }
 
 /* Appends what fd has now (waiting up to 20 ms for it) to buf, kept
@@ -649,11 +631,7 @@ static void test_reload_keeps_keys(void **state)
     bg_identity_free(id3);
     bg_identity_free(id2);
     srv_stop(&s);
-    EVP_PKEY_free(k1);
-    free(j1);
-    free(set1);
-    free(t1);
-    free(tx);
+    free_test_data(k1, NULL, j1, set1, t1, tx, NULL);
 }
 
 /* A jwks_refresh near INT64_MAX (the config caps it at 365d; the identity
@@ -686,10 +664,7 @@ static void test_huge_refresh_does_not_wrap(void **state)
     bg_identity_free(id1);
     bg_identity_free(id2);
     srv_stop(&s);
-    EVP_PKEY_free(k1);
-    free(j1);
-    free(set1);
-    free(t1);
+    free_test_data(k1, NULL, j1, set1, t1, NULL);
 }
 
 int main(void)
