@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include "adapters/amqp/amqp_session-internal.h"
 #include "broker/log.h"
@@ -51,7 +52,6 @@ static void bg_amqp_chan__free_list(bg_amqp_consumer_t *c)
         bg_amqp_consumer_t *next = c->next;
         free(c->tag);
         free(c->queue);
-        free(c->asked);
         free(c);
         c = next;
     }
@@ -59,10 +59,9 @@ static void bg_amqp_chan__free_list(bg_amqp_consumer_t *c)
 
 static void bg_amqp_chan__reset(bg_amqp_session_t *s, bg_amqp_channel_t *ch)
 {
-    s->nconsumers -= ch->nconsumers + ch->npending + ch->nanonymous;
+    s->nconsumers -= ch->nconsumers + ch->npending;
     bg_amqp_chan__free_list(ch->consumers);
     bg_amqp_chan__free_list(ch->pending);
-    bg_amqp_chan__free_list(ch->anonymous);
     if (ch->held)
         evbuffer_free(ch->held);
     if (ch->up_held)
@@ -116,48 +115,95 @@ static int bg_amqp_chan__tag_is(const char *p, size_t n, amqp_bytes_t b)
     return p && n == b.len && (n == 0 || memcmp(p, b.bytes, n) == 0);
 }
 
-/* A consumer on queue (a NUL-terminated name), tag NULL (pending) or the
- * given bytes. NULL when out of memory. */
-static bg_amqp_consumer_t *bg_amqp_chan__consumer_new(const char *queue, const amqp_bytes_t *tag)
+/* A consumer on queue (a NUL-terminated name) under tag. NULL when out of
+ * memory. */
+static bg_amqp_consumer_t *bg_amqp_chan__consumer_new(const char *queue, amqp_bytes_t tag)
 {
     bg_amqp_consumer_t *c = calloc(1, sizeof *c);
     if (!c)
         return NULL;
     c->queue = strdup(queue);
-    if (tag)
-        c->tag = bg_amqp_chan__tag_dup(*tag, &c->tag_len);
-    if (!c->queue || (tag && !c->tag)) {
+    c->tag = bg_amqp_chan__tag_dup(tag, &c->tag_len);
+    if (!c->queue || !c->tag) {
         bg_amqp_chan__free_list(c);
         return NULL;
     }
     return c;
 }
 
-/* Tracks a forwarded basic.consume on queue: awaiting its consume-ok, or
- * (nowait: none comes) under the client's own tag at once. -1 out of
- * memory. The caller checked the bounds. */
-static int bg_amqp_chan__consume_sent(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
-                                      const char *queue, const amqp_basic_consume_t *m)
+/* The consumer tracked under tag on ch, live or pending; NULL when none.
+ * Unless with_cancelled, a pending consume already ended (its consume-ok
+ * will forget it) does not count: RabbitMQ no longer knows its tag. */
+static bg_amqp_consumer_t *bg_amqp_chan__find(const bg_amqp_channel_t *ch, amqp_bytes_t tag,
+                                              int with_cancelled)
 {
-    if (m->nowait && m->consumer_tag.len == 0) { /* RabbitMQ names it and tells nobody */
-        bg_amqp_consumer_t *c = bg_amqp_chan__consumer_new(queue, NULL);
-        if (!c)
-            return -1;
-        c->next = ch->anonymous;
-        ch->anonymous = c;
-        ch->nanonymous++;
-        s->nconsumers++;
-        return 0;
+    bg_amqp_consumer_t *lists[2] = {ch->consumers, ch->pending};
+    for (int i = 0; i < 2; i++)
+        for (bg_amqp_consumer_t *c = lists[i]; c; c = c->next)
+            if (bg_amqp_chan__tag_is(c->tag, c->tag_len, tag) && (with_cancelled || !c->cancelled))
+                return c;
+    return NULL;
+}
+
+#define BG_AMQP_CTAG_PREFIX "amq.ctag-"
+#define BG_AMQP_CTAG_LEN 31 /* the prefix and 22 base64url characters */
+
+/* 16 bytes for a tag: the kernel's random bytes, or (getrandom failing,
+ * which it does not once the system has booted) a mixed counter. They need
+ * not be secret, only unlikely to be a tag the client picks; that one is
+ * unused on the channel is checked by the caller. */
+static void bg_amqp_chan__tag_bytes(uint8_t r[16])
+{
+    if (getrandom(r, 16, GRND_NONBLOCK) == 16)
+        return;
+    static _Thread_local uint64_t n;
+    for (int h = 0; h < 2; h++) {
+        uint64_t z = (n += 0x9e3779b97f4a7c15ULL) ^ (uint64_t)bg_amqp_mono_ms();
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+        z ^= z >> 31;
+        memcpy(r + 8 * h, &z, 8);
     }
-    bg_amqp_consumer_t *c = bg_amqp_chan__consumer_new(queue, m->nowait ? &m->consumer_tag : NULL);
+}
+
+/* A consumer tag of busgate's own for a basic.consume that asked for none,
+ * in the form RabbitMQ gives such tags ("amq.ctag-" and 22 base64url
+ * characters of 16 random bytes), and not tracked on ch: out holds
+ * BG_AMQP_CTAG_LEN bytes and a NUL. */
+static void bg_amqp_chan__new_tag(const bg_amqp_channel_t *ch, char out[BG_AMQP_CTAG_LEN + 1])
+{
+    static const char b64url[] =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    amqp_bytes_t tag = {BG_AMQP_CTAG_LEN, out};
+    do {
+        uint8_t r[16];
+        bg_amqp_chan__tag_bytes(r);
+        char *o = out + sizeof BG_AMQP_CTAG_PREFIX - 1;
+        memcpy(out, BG_AMQP_CTAG_PREFIX, sizeof BG_AMQP_CTAG_PREFIX - 1);
+        for (int i = 0; i < 16; i += 3) { /* 5 groups of 3 bytes, then 1 byte: 22 characters */
+            uint32_t v = (uint32_t)r[i] << 16 | (i + 1 < 16 ? (uint32_t)r[i + 1] << 8 : 0) |
+                         (i + 2 < 16 ? r[i + 2] : 0);
+            int chars = i + 1 < 16 ? 4 : 2;
+            for (int k = 0; k < chars; k++)
+                *o++ = b64url[(v >> (18 - 6 * k)) & 63];
+        }
+        *o = '\0';
+    } while (bg_amqp_chan__find(ch, tag, 1));
+}
+
+/* Tracks a forwarded basic.consume on queue under tag (the client's or
+ * busgate's own): awaiting its consume-ok, or (nowait: none comes) live at
+ * once. -1 out of memory. The caller checked the bounds and that the tag is
+ * not tracked on ch. */
+static int bg_amqp_chan__consume_sent(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
+                                      const char *queue, amqp_bytes_t tag, int nowait,
+                                      int reply_to)
+{
+    bg_amqp_consumer_t *c = bg_amqp_chan__consumer_new(queue, tag);
     if (!c)
         return -1;
-    if (!m->nowait && m->consumer_tag.len &&
-        !(c->asked = bg_amqp_chan__tag_dup(m->consumer_tag, &c->asked_len))) {
-        bg_amqp_chan__free_list(c);
-        return -1;
-    }
-    if (m->nowait) {
+    c->reply_to = (uint8_t)reply_to;
+    if (nowait) {
         c->next = ch->consumers;
         ch->consumers = c;
         ch->nconsumers++;
@@ -173,48 +219,37 @@ static int bg_amqp_chan__consume_sent(bg_amqp_session_t *s, bg_amqp_channel_t *c
     return 0;
 }
 
-/* The pending consume a consume-ok answers: the one that asked for its tag,
- * else the oldest that let RabbitMQ name it. RabbitMQ does not answer
+/* The pending consume a consume-ok answers: the one with its tag (tags
+ * are unique on the channel and never empty). RabbitMQ does not answer
  * consumes in order (a direct reply-to consume is answered at once, one on
- * a queue through the queue's process), so order alone would pair them
- * wrongly. Unlinked from the pending list; NULL when none matches. */
+ * a queue through the queue's process), so pairing them by order would
+ * track a consumer under another's tag. Unlinked from the pending list;
+ * NULL when none matches. */
 static bg_amqp_consumer_t *bg_amqp_chan__take_pending(bg_amqp_channel_t *ch, amqp_bytes_t tag)
 {
-    bg_amqp_consumer_t **found = NULL, *prev = NULL, *found_prev = NULL;
+    bg_amqp_consumer_t *prev = NULL;
     for (bg_amqp_consumer_t **pc = &ch->pending; *pc; prev = *pc, pc = &(*pc)->next) {
-        const bg_amqp_consumer_t *c = *pc;
-        if (c->asked ? bg_amqp_chan__tag_is(c->asked, c->asked_len, tag) : !found) {
-            found = pc, found_prev = prev;
-            if (c->asked)
-                break;
-        }
+        bg_amqp_consumer_t *c = *pc;
+        if (!bg_amqp_chan__tag_is(c->tag, c->tag_len, tag))
+            continue;
+        *pc = c->next;
+        if (ch->pending_last == c)
+            ch->pending_last = prev;
+        ch->npending--;
+        c->next = NULL;
+        return c;
     }
-    if (!found)
-        return NULL;
-    bg_amqp_consumer_t *c = *found;
-    *found = c->next;
-    if (ch->pending_last == c)
-        ch->pending_last = found_prev;
-    ch->npending--;
-    c->next = NULL;
-    return c;
+    return NULL;
 }
 
-/* consume-ok: the pending consume it answers becomes live under its tag. */
+/* consume-ok: the pending consume it answers becomes live. */
 static void bg_amqp_chan__consume_ok(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
                                      amqp_bytes_t tag)
 {
     bg_amqp_consumer_t *c = bg_amqp_chan__take_pending(ch, tag);
     if (!c)
         return; /* not one busgate forwarded: nothing to name */
-    if (c->cancelled) { /* a nowait cancel already ended it upstream */
-        bg_amqp_chan__free_list(c);
-        s->nconsumers--;
-        return;
-    }
-    if (!(c->tag = bg_amqp_chan__tag_dup(tag, &c->tag_len))) {
-        /* Out of memory: forget this one rather than let the next
-         * consume-ok take its place in the queue. */
+    if (c->cancelled) { /* already ended upstream */
         bg_amqp_chan__free_list(c);
         s->nconsumers--;
         return;
@@ -224,16 +259,13 @@ static void bg_amqp_chan__consume_ok(bg_amqp_session_t *s, bg_amqp_channel_t *ch
     ch->nconsumers++;
 }
 
-/* A consumer ended: RabbitMQ's cancel-ok or basic.cancel, or the client's
- * nowait cancel (client_nowait), which alone may end a consume still
- * pending: RabbitMQ answers a cancel of a tag it does not know with a
- * cancel-ok too, which must not end a later consume that asked for it. */
-static void bg_amqp_chan__remove_consumer(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
-                                          amqp_bytes_t tag, int client_nowait)
+/* Consumer c on ch has ended upstream: a live one is forgotten now, a
+ * pending one when its consume-ok comes (RabbitMQ still sends it). */
+static void bg_amqp_chan__end_consumer(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
+                                       bg_amqp_consumer_t *c)
 {
-    for (bg_amqp_consumer_t **pc = &ch->consumers; *pc; pc = &(*pc)->next) {
-        bg_amqp_consumer_t *c = *pc;
-        if (bg_amqp_chan__tag_is(c->tag, c->tag_len, tag)) {
+    for (bg_amqp_consumer_t **pc = &ch->consumers; *pc; pc = &(*pc)->next)
+        if (*pc == c) {
             *pc = c->next;
             c->next = NULL;
             bg_amqp_chan__free_list(c);
@@ -241,14 +273,53 @@ static void bg_amqp_chan__remove_consumer(bg_amqp_session_t *s, bg_amqp_channel_
             s->nconsumers--;
             return;
         }
-    }
-    /* Not live yet: a pending consume that asked for this tag (pipelined
-     * consume + nowait cancel) ends when its consume-ok arrives. */
-    for (bg_amqp_consumer_t *c = client_nowait ? ch->pending : NULL; c; c = c->next)
-        if (!c->cancelled && bg_amqp_chan__tag_is(c->asked, c->asked_len, tag)) {
-            c->cancelled = 1;
-            return;
-        }
+    c->cancelled = 1;
+}
+
+/* The client's basic.cancel of tag, forwarded. RabbitMQ handles a
+ * channel's methods in order, so the cancel ends what busgate tracks under
+ * the tag now (the reply-to consumer included: RabbitMQ looks that one up
+ * first, and busgate never lets a queue consumer share its tag). nowait:
+ * no cancel-ok comes, it ends now. Otherwise the cancel-ok will, and only a
+ * cancel-ok of a cancel that named a tracked consumer ends one: RabbitMQ
+ * answers a cancel of a tag it does not know with a cancel-ok too, which
+ * must not end a consumer that took the tag after that cancel. */
+static void bg_amqp_chan__client_cancel(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
+                                        amqp_bytes_t tag, int nowait)
+{
+    bg_amqp_consumer_t *c = bg_amqp_chan__find(ch, tag, 0);
+    if (!c)
+        return;
+    if (nowait)
+        bg_amqp_chan__end_consumer(s, ch, c);
+    else
+        c->cancels++;
+}
+
+/* RabbitMQ's cancel-ok: the consumer a forwarded cancel named ends once
+ * every such cancel has its answer. */
+static void bg_amqp_chan__cancel_ok(bg_amqp_session_t *s, bg_amqp_channel_t *ch, amqp_bytes_t tag)
+{
+    bg_amqp_consumer_t *lists[2] = {ch->consumers, ch->pending};
+    for (int i = 0; i < 2; i++)
+        for (bg_amqp_consumer_t *c = lists[i]; c; c = c->next)
+            if (c->cancels && bg_amqp_chan__tag_is(c->tag, c->tag_len, tag)) {
+                if (--c->cancels == 0)
+                    bg_amqp_chan__end_consumer(s, ch, c);
+                return;
+            }
+}
+
+/* RabbitMQ's basic.cancel: a queue consumer ended without the client (its
+ * queue was deleted, its node went down). RabbitMQ never sends one for the
+ * direct reply-to consumer, which has no queue: one naming its tag ends
+ * nothing. */
+static void bg_amqp_chan__server_cancel(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
+                                        amqp_bytes_t tag)
+{
+    bg_amqp_consumer_t *c = bg_amqp_chan__find(ch, tag, 0);
+    if (c && !c->reply_to)
+        bg_amqp_chan__end_consumer(s, ch, c);
 }
 
 /* The bounds on tracked consumers (see amqp_session-internal.h). Returns 0,
@@ -258,7 +329,7 @@ static int bg_amqp_chan__consume_bounds(bg_amqp_session_t *s, const bg_amqp_chan
 {
     const char *scope = NULL;
     unsigned max = 0;
-    if (ch->nconsumers + ch->npending + ch->nanonymous >= BG_AMQP_MAX_CONSUMERS)
+    if (ch->nconsumers + ch->npending >= BG_AMQP_MAX_CONSUMERS)
         scope = "channel", max = BG_AMQP_MAX_CONSUMERS;
     else if (s->nconsumers >= BG_AMQP_MAX_CONSUMERS_CONN)
         scope = "connection", max = BG_AMQP_MAX_CONSUMERS_CONN;
@@ -507,8 +578,8 @@ static int bg_amqp_chan__answer_close(bg_amqp_session_t *s, uint16_t n, bg_amqp_
  * session is going. */
 static int bg_amqp_chan__recheck_channel(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch)
 {
-    bg_amqp_consumer_t *lists[3] = {ch->consumers, ch->pending, ch->anonymous};
-    for (int i = 0; i < 3; i++)
+    bg_amqp_consumer_t *lists[2] = {ch->consumers, ch->pending};
+    for (int i = 0; i < 2; i++)
         for (bg_amqp_consumer_t *c = lists[i]; c; c = c->next) {
             if (c->cancelled)
                 continue;
@@ -565,7 +636,7 @@ int bg_amqp_chan_policy_refresh(bg_amqp_session_t *s, int force)
     for (size_t n = 1; s->chans && n <= s->channel_max; n++) {
         bg_amqp_channel_t *ch = s->chans[n];
         int open = ch && ch->cli.state == BG_AMQP_LEG_OPEN && ch->up.state == BG_AMQP_LEG_OPEN;
-        if (!ch || !(open || ch->deferred) || !(ch->consumers || ch->pending || ch->anonymous))
+        if (!ch || !(open || ch->deferred) || !(ch->consumers || ch->pending))
             continue;
         /* Also while the client is part-way through a publish body: the
          * refusal goes to the client at once and nothing more is relayed;
@@ -691,6 +762,154 @@ static bg_amqp_channel_t *bg_amqp_chan__get(bg_amqp_session_t *s, uint16_t n, in
     return s->chans[n];
 }
 
+/* ---- basic.consume ---- */
+
+/* The queue RabbitMQ keeps apart: a channel's direct reply-to consumer is
+ * outside its consumer table (so RabbitMQ lets a queue consumer take its
+ * tag) and is answered at once, ahead of earlier consumes on queues. */
+#define BG_AMQP_REPLY_TO "amq.rabbitmq.reply-to"
+
+/* RabbitMQ's text for a reused tag, the tag's control bytes shown as '?'
+ * (as in busgate's other reply texts). */
+static void bg_amqp_chan__reuse_text(amqp_bytes_t tag, char *buf, size_t cap)
+{
+    static const char head[] = "NOT_ALLOWED - attempt to reuse consumer tag '";
+    size_t o = sizeof head - 1;
+    memcpy(buf, head, o);
+    for (size_t i = 0; i < tag.len && o + 2 < cap; i++) {
+        uint8_t b = ((const uint8_t *)tag.bytes)[i];
+        buf[o++] = b < 0x20 || b == 0x7f ? '?' : (char)b;
+    }
+    buf[o++] = '\'';
+    buf[o] = '\0';
+}
+
+/* An allowed basic.consume (method m, len bytes at the head of in) that
+ * busgate refuses itself: audited as one more decision on its queue, after
+ * the policy's allow, so the refusal is not hidden behind it. */
+static void bg_amqp_chan__audit_consume_refusal(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
+                                                const bg_amqp_method_t *m, uint16_t code,
+                                                const char *text, size_t len)
+{
+    bg_amqp_verdict_t v;
+    bg_amqp_authz_classify(m, ch, &v);
+    if (v.n)
+        bg_amqp_audit_limit(s, m, &v.checks[0], code, text, len);
+}
+
+/* Forwards the basic.consume at the head of in (len bytes; it asked for no
+ * tag, its queue name queue_len bytes long) with tag instead: the other
+ * bytes as they came. 0 sent, 1 when the frame would then pass frame_max
+ * (nothing sent, in untouched), -1 when the session is going. */
+static int bg_amqp_chan__forward_tagged(bg_amqp_session_t *s, uint16_t n, struct evbuffer *in,
+                                        size_t len, size_t queue_len, const char *tag,
+                                        size_t tag_len)
+{
+    /* payload: class, method, reserved-1 (2 bytes each), queue, consumer-tag, ... */
+    size_t at = BG_AMQP_FRAME_HEADER_SIZE + 6 + 1 + queue_len; /* the tag's length octet */
+    if (len + tag_len > s->frame_max)
+        return 1;
+    const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)len);
+    if (!p || at >= len - 1 || p[at] != 0) { /* decoded already: only out of memory */
+        bg_amqp_session_kill(s, 0, "out of memory");
+        return -1;
+    }
+    bg_wr_t wr;
+    bg_wr_init(&wr, len + tag_len, len + tag_len);
+    size_t size_off = bg_amqp_frame_begin(&wr, BG_AMQP_FRAME_METHOD, n);
+    bg_wr_bytes(&wr, p + BG_AMQP_FRAME_HEADER_SIZE, at - BG_AMQP_FRAME_HEADER_SIZE);
+    bg_wr_u8(&wr, (uint8_t)tag_len);
+    bg_wr_bytes(&wr, tag, tag_len);
+    bg_wr_bytes(&wr, p + at + 1, len - 1 - (at + 1)); /* the rest, without the end octet */
+    bg_amqp_frame_end(&wr, size_off);
+    evbuffer_drain(in, len);
+    return bg_amqp_chan__to_upstream(s, &wr, wr.failed ? BG_AMQP_ERR_ENCODE : BG_AMQP_OK);
+}
+
+/* A basic.consume whose tag is tracked on the channel: refused as
+ * RabbitMQ refuses the reuse of a tag in its consumer table, 530
+ * NOT_ALLOWED, a connection error (530 is a hard error in AMQP 0-9-1), with
+ * RabbitMQ's text and class/method 60/20; audited after the policy's allow.
+ * Nothing of it goes upstream. Returns -1 (closing). */
+static int bg_amqp_chan__refuse_reuse(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch,
+                                      const bg_amqp_method_t *m, size_t len)
+{
+    char text[320];
+    bg_amqp_chan__reuse_text(((const amqp_basic_consume_t *)m->decoded)->consumer_tag, text,
+                             sizeof text);
+    bg_amqp_chan__audit_consume_refusal(s, ch, m, BG_AMQP_NOT_ALLOWED, text, len);
+    bg_log_fields(BG_LOG_INFO, "amqp",
+                  (bg_log_field_t[]){{"session", s->id}, {"sub", s->principal.sub}}, 2,
+                  "refused basic.consume on channel %u: its consumer tag is in use", n);
+    bg_amqp_session_close(s, BG_AMQP_NOT_ALLOWED, text, 60, 20);
+    return -1;
+}
+
+/* An allowed basic.consume that asked for no tag, on queue: it goes up
+ * with busgate's own tag (RabbitMQ would make one up, and its consume-ok
+ * could then only be matched by order, which RabbitMQ does not keep), and
+ * is tracked under it. The client learns the tag from the consume-ok, as
+ * from RabbitMQ. 1 consumed, -1 closing. */
+static int bg_amqp_chan__consume_untagged(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch,
+                                          const bg_amqp_method_t *m, struct evbuffer *in,
+                                          size_t len, const char *queue, int reply_to)
+{
+    const amqp_basic_consume_t *c = m->decoded;
+    int nowait = c->nowait;
+    char tag[BG_AMQP_CTAG_LEN + 1];
+    bg_amqp_chan__new_tag(ch, tag);
+    int rc = bg_amqp_chan__forward_tagged(s, n, in, len, c->queue.len, tag, BG_AMQP_CTAG_LEN);
+    if (rc < 0)
+        return -1;
+    if (rc > 0) { /* at frame_max already: nothing of it went up */
+        const char *text = "PRECONDITION_FAILED - basic.consume too large for busgate to add "
+                           "a consumer tag; give it one";
+        bg_amqp_chan__audit_consume_refusal(s, ch, m, BG_AMQP_PRECONDITION_FAILED, text, len);
+        evbuffer_drain(in, len);
+        return bg_amqp_chan__refuse(s, n, ch, BG_AMQP_PRECONDITION_FAILED, text,
+                                    AMQP_BASIC_CONSUME_METHOD, 1) == 0
+                   ? 1
+                   : -1;
+    }
+    if (bg_amqp_chan__consume_sent(s, ch, queue, (amqp_bytes_t){BG_AMQP_CTAG_LEN, tag}, nowait,
+                                   reply_to) != 0) {
+        bg_amqp_session_kill(s, 0, "out of memory");
+        return -1;
+    }
+    return 1;
+}
+
+/* A basic.consume the policy allowed: refused when its tag is tracked on
+ * the channel (any tag busgate tracks, the direct reply-to consumer's
+ * included, which RabbitMQ would let a queue consumer share: a cancel of
+ * the tag would then end the reply-to consumer while busgate forgot the
+ * queue's); else tracked and forwarded. 1 consumed, -1 closing. */
+static int bg_amqp_chan__consume(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch,
+                                 const bg_amqp_method_t *m, struct evbuffer *in, size_t len)
+{
+    const amqp_basic_consume_t *c = m->decoded;
+    if (c->consumer_tag.len && bg_amqp_chan__find(ch, c->consumer_tag, 1))
+        return bg_amqp_chan__refuse_reuse(s, n, ch, m, len);
+    char queue[BG_AMQP_NAME_MAX];
+    if (c->queue.len)
+        bg_amqp_chan__copy(queue, c->queue);
+    else
+        memcpy(queue, ch->last_queue, sizeof queue);
+    /* Named as such only: RabbitMQ takes "" for the last declared queue,
+     * never for direct reply-to. */
+    int reply_to = c->queue.len == sizeof BG_AMQP_REPLY_TO - 1 &&
+                   memcmp(c->queue.bytes, BG_AMQP_REPLY_TO, c->queue.len) == 0;
+    if (!c->consumer_tag.len)
+        return bg_amqp_chan__consume_untagged(s, n, ch, m, in, len, queue, reply_to);
+    /* Tracked before it is forwarded: the tag borrows the frame. */
+    if (bg_amqp_chan__consume_sent(s, ch, queue, c->consumer_tag, c->nowait, reply_to) != 0) {
+        bg_amqp_session_kill(s, 0, "out of memory");
+        return -1;
+    }
+    bg_amqp_chan__forward(s, in, len);
+    return 1;
+}
+
 /* A method on an open channel. */
 static int bg_amqp_chan__open_method(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch,
                                      const bg_amqp_method_t *m, struct evbuffer *in, size_t len)
@@ -738,23 +957,11 @@ static int bg_amqp_chan__open_method(bg_amqp_session_t *s, uint16_t n, bg_amqp_c
             ch->declares_waiting++;
         break;
     }
-    case AMQP_BASIC_CONSUME_METHOD: {
-        const amqp_basic_consume_t *c = m->decoded;
-        char queue[BG_AMQP_NAME_MAX];
-        if (c->queue.len)
-            bg_amqp_chan__copy(queue, c->queue);
-        else
-            memcpy(queue, ch->last_queue, sizeof queue);
-        if (bg_amqp_chan__consume_sent(s, ch, queue, c) != 0) {
-            bg_amqp_session_kill(s, 0, "out of memory");
-            return -1;
-        }
-        break;
-    }
-    case AMQP_BASIC_CANCEL_METHOD: { /* nowait: no cancel-ok will say it is gone */
+    case AMQP_BASIC_CONSUME_METHOD:
+        return bg_amqp_chan__consume(s, n, ch, m, in, len);
+    case AMQP_BASIC_CANCEL_METHOD: {
         const amqp_basic_cancel_t *c = m->decoded;
-        if (c->nowait)
-            bg_amqp_chan__remove_consumer(s, ch, c->consumer_tag, 1);
+        bg_amqp_chan__client_cancel(s, ch, c->consumer_tag, c->nowait);
         break;
     }
     default: break;
@@ -983,13 +1190,11 @@ static void bg_amqp_chan__track_up(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
                                  ((const amqp_basic_consume_ok_t *)m->decoded)->consumer_tag);
         break;
     case AMQP_BASIC_CANCEL_METHOD:
-        bg_amqp_chan__remove_consumer(s, ch,
-                                      ((const amqp_basic_cancel_t *)m->decoded)->consumer_tag, 0);
+        bg_amqp_chan__server_cancel(s, ch,
+                                    ((const amqp_basic_cancel_t *)m->decoded)->consumer_tag);
         break;
     case AMQP_BASIC_CANCEL_OK_METHOD:
-        bg_amqp_chan__remove_consumer(s, ch,
-                                      ((const amqp_basic_cancel_ok_t *)m->decoded)->consumer_tag,
-                                      0);
+        bg_amqp_chan__cancel_ok(s, ch, ((const amqp_basic_cancel_ok_t *)m->decoded)->consumer_tag);
         break;
     case AMQP_QUEUE_DECLARE_OK_METHOD:
         /* The answer to an earlier declare must not undo a later one. */

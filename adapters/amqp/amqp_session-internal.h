@@ -54,18 +54,27 @@ typedef struct bg_amqp_leg_s {
                            leg: the close-ok from there answers it */
 } bg_amqp_leg_t;
 
-/* Tags are shortstrs, bytes with a length: a NUL is one more byte (a tag
- * cut there would never match its consume-ok or cancel again). Both are
- * NUL-terminated copies too, for logs and tests. Queue names are never
+/* A consumer, by the tag RabbitMQ knows it by: the client's, or busgate's
+ * own for a basic.consume that asked for none (busgate never forwards an
+ * empty tag, so every consume-ok, cancel and cancel-ok names exactly one
+ * consumer and none is matched by order). Tags are unique on a channel:
+ * a basic.consume with a tag tracked there is refused (530).
+ *
+ * Tags are shortstrs, bytes with a length: a NUL is one more byte (a tag
+ * cut there would never match its consume-ok or cancel again). The tag is a
+ * NUL-terminated copy too, for logs and tests. Queue names are never
  * tracked with a control byte in them: such names are refused. */
 typedef struct bg_amqp_consumer_s {
     struct bg_amqp_consumer_s *next;
-    char *tag;      /* NULL while its consume-ok is awaited */
+    char *tag;
     size_t tag_len;
     char *queue;
-    char *asked;    /* pending: the tag the client asked for (NULL: server-named) */
-    size_t asked_len;
-    int cancelled;  /* pending: a nowait basic.cancel named it before its consume-ok */
+    uint8_t reply_to;  /* on amq.rabbitmq.reply-to: RabbitMQ keeps it apart from its
+                          consumer table and never cancels it itself */
+    uint8_t cancelled; /* pending: ended (a nowait cancel, RabbitMQ's basic.cancel)
+                          before its consume-ok, which then forgets it */
+    uint32_t cancels;  /* basic.cancels forwarded while it was tracked, whose cancel-ok
+                          has not come: the last one ends it */
 } bg_amqp_consumer_t;
 
 typedef struct bg_amqp_channel_s {
@@ -116,19 +125,13 @@ typedef struct bg_amqp_channel_s {
     uint32_t declares_waiting;
     uint8_t last_declare_waits;
     /* basic.consumes forwarded whose consume-ok has not come back, oldest
-     * first. A consume-ok belongs to the one that asked for its tag, or (a
-     * server-named tag) to the oldest that asked for none: RabbitMQ does not
-     * answer a channel's consumes in order. */
+     * first. A consume-ok belongs to the one with its tag: RabbitMQ does not
+     * answer a channel's consumes in order (a direct reply-to consume at
+     * once, one on a queue through the queue's process). */
     bg_amqp_consumer_t *pending, *pending_last;
     size_t npending;
     bg_amqp_consumer_t *consumers; /* consumer tag -> queue */
     size_t nconsumers;
-    /* nowait consumes with no tag: RabbitMQ names them and tells nobody, so
-     * they cannot be told apart (nor their cancels followed); their queues
-     * are kept, decided again with the others, and counted against the
-     * bounds until the channel closes. */
-    bg_amqp_consumer_t *anonymous;
-    size_t nanonymous;
 } bg_amqp_channel_t;
 
 /* ---- the session ---- */

@@ -22,8 +22,10 @@
  *   together, so does busgate's output to the client: no frame of its own
  *   (a refusal, a close-ok) lands inside a delivery's content;
  * - channel state stays within its enums, content accounting is coherent,
- *   consumer lists match their counts and bound, a stall names a channel
- *   that is really waiting for the upstream's close-ok. */
+ *   consumer lists match their counts and bound, every consumer has a
+ *   non-empty tag and no two on a channel share one (busgate names untagged
+ *   consumes and refuses a reused tag), a stall names a channel that is
+ *   really waiting for the upstream's close-ok. */
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -137,6 +139,20 @@ static int fz_leg_ok(const bg_amqp_leg_t *l)
     return l->sent || l->got;
 }
 
+/* 1 when two consumers tracked on ch (live or pending) share a tag. */
+static int fz_duplicate_tags(const bg_amqp_channel_t *ch)
+{
+    const bg_amqp_consumer_t *lists[2] = {ch->consumers, ch->pending};
+    for (int a = 0; a < 2; a++)
+        for (const bg_amqp_consumer_t *c = lists[a]; c; c = c->next)
+            for (int b = a; b < 2; b++)
+                for (const bg_amqp_consumer_t *d = b == a ? c->next : lists[b]; d; d = d->next)
+                    if (c->tag && d->tag && c->tag_len == d->tag_len &&
+                        memcmp(c->tag, d->tag, c->tag_len) == 0)
+                        return 1;
+    return 0;
+}
+
 static void fz_check_state(const bg_amqp_session_t *s)
 {
     size_t total = 0;
@@ -146,10 +162,11 @@ static void fz_check_state(const bg_amqp_session_t *s)
             continue;
         size_t n = 0, np = 0, untagged = 0;
         for (const bg_amqp_consumer_t *c = ch->consumers; c; c = c->next)
-            n++, untagged += !c->tag;
+            n++, untagged += !c->tag || !c->tag_len || c->cancelled;
         for (const bg_amqp_consumer_t *c = ch->pending; c; c = c->next)
-            np++, untagged += !!c->tag;
-        total += n + np + ch->nanonymous;
+            np++, untagged += !c->tag || !c->tag_len;
+        untagged += fz_duplicate_tags(ch);
+        total += n + np;
         /* Content still expected: the channel is open, or it was closed
          * toward the client (RabbitMQ's close, or busgate's refusal of a
          * consumer after a reload) and the rest of the forwarded publish
@@ -166,7 +183,7 @@ static void fz_check_state(const bg_amqp_session_t *s)
         if (i == 0 || !fz_leg_ok(&ch->cli) || !fz_leg_ok(&ch->up) || ch->expect > 2 ||
             (ch->expect == 2 && ch->body_left == 0) || !content_ok || n != ch->nconsumers ||
             np != ch->npending || untagged || (np == 0) != (ch->pending_last == NULL) ||
-            n + np + ch->nanonymous > BG_AMQP_MAX_CONSUMERS || ch->last_queue[BG_AMQP_NAME_MAX - 1] != '\0') {
+            n + np > BG_AMQP_MAX_CONSUMERS || ch->last_queue[BG_AMQP_NAME_MAX - 1] != '\0') {
             fprintf(stderr,
                     "channel %zu in an impossible state: cli %u/%u%u%u up %u/%u%u%u expect %u "
                     "body_left %llu\n",

@@ -1,8 +1,10 @@
 """Consumers through busgate with a client that pipelines: basic.consume
-frames sent back to back before any consume-ok (server-named tags), and the
+frames sent back to back before any consume-ok (tags named by busgate), the
 bound on consumers busgate tracks per channel (1024) and per connection
 (4096), refused as RabbitMQ refuses one beyond its consumer_max_per_channel:
-connection.close 530 NOT_ALLOWED with class/method 60/20.
+connection.close 530 NOT_ALLOWED with class/method 60/20, consumers decided
+again after a reload, also next to a direct reply-to consumer, and the
+reuse of a consumer tag refused.
 
 The client is raw frames over a socket (pika's codec for marshalling only,
 no pika connection logic): pika's own clients wait for each consume-ok."""
@@ -13,7 +15,8 @@ import pika
 import pika.frame as pframe
 import pika.spec as spec
 
-from amqp_env import Issuer, api_name, busgate_config, direct, rule, unique, wait_audit
+from amqp_env import (RABBIT_PORT, UPSTREAM_PASSWORD, UPSTREAM_USER, Issuer, api_name,
+                      busgate_config, direct, rule, unique, wait_audit)
 
 POLICY = (rule("cons", ["group:apps"], ["amqp:queue:it.cons-*"], ["read", "create", "delete", "describe"])
           + rule("default-exchange", ["group:apps"], ["amqp:exchange:amq.default"], ["write"]))
@@ -22,13 +25,14 @@ POLICY = (rule("cons", ["group:apps"], ["amqp:queue:it.cons-*"], ["read", "creat
 class RawClient:
     """An AMQP 0-9-1 client that sends exactly the frames it is told to."""
 
-    def __init__(self, port, token):
+    def __init__(self, port, token, user="svc"):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         self.buf = b""
         self.sock.sendall(b"AMQP\x00\x00\x09\x01")
         self.expect(0, spec.Connection.Start)
         self.send(0, spec.Connection.StartOk(client_properties={"product": "raw"},
-                                             response=b"\0svc\0" + token.encode()))
+                                             response=b"\0" + user.encode() + b"\0" +
+                                             token.encode()))
         tune = self.expect(0, spec.Connection.Tune)
         self.send(0, spec.Connection.TuneOk(tune.channel_max, tune.frame_max, 0))
         self.send(0, spec.Connection.Open(virtual_host="/"))
@@ -227,6 +231,141 @@ def test_publishes_right_before_connection_close_reach_the_broker(start_busgate,
         assert n == 200
     finally:
         ch.queue_delete(q)
+        conn.close()
+
+
+REPLY_TO = "amq.rabbitmq.reply-to"
+REPLY_RULE = rule("reply-to", ["group:apps"], ["amqp:queue:" + REPLY_TO], ["read"])
+
+
+def reload_without_read(bg, text):
+    """Reloads busgate with the same rules minus read on it.cons-*."""
+    import signal
+    narrow = text.replace('["read", "create", "delete", "describe"]',
+                          '["create", "delete", "describe"]')
+    assert narrow != text
+    bg.config_path.write_text(narrow)
+    bg.signal(signal.SIGHUP)
+    assert bg.wait_log(lambda l: l.get("msg", "").startswith("reloaded"))
+
+
+def next_method(raw, channel, forbidden=None):
+    """The next method frame on channel other than a delivery (content
+    frames and other channels' frames skipped); a delivered body equal to
+    forbidden fails at once."""
+    while True:
+        f = raw.frame()
+        if isinstance(f, pframe.Body) and f.channel_number == channel:
+            assert f.fragment != forbidden, f"{forbidden!r} was delivered"
+        if isinstance(f, pframe.Method) and f.channel_number == channel and \
+                not isinstance(f.method, spec.Basic.Deliver):
+            return f.method
+
+
+def test_reload_after_reply_to_consume_ok_overtook(start_busgate, tmp_path):
+    """Two consumes without a tag, pipelined: a queue's, then direct
+    reply-to's. RabbitMQ answers the reply-to consume at once, ahead of the
+    queue's consume-ok; busgate used to give each consume-ok to the oldest
+    untagged consume, so it tracked the queue consumer under the reply-to
+    consumer's tag, a cancel of that tag made it forget the queue consumer,
+    and after a reload that took read on the queue away its deliveries kept
+    coming. busgate now names both consumes itself and matches consume-oks
+    by tag: the reload refuses the queue consumer (403, 60/20) before the
+    message is relayed, and the message stays in the queue."""
+    issuer = Issuer(tmp_path / "keys")
+    text, ports = busgate_config(tmp_path, issuer, POLICY + REPLY_RULE)
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    q = unique("it.cons-rt")
+    conn, ach = setup_queues([q])
+    try:
+        raw = RawClient(ports["listen"], issuer.mint("alice", ["apps"]))
+        raw.open_channel(1)
+        raw.send(1, spec.Basic.Consume(queue=q, consumer_tag=""),
+                 spec.Basic.Consume(queue=REPLY_TO, consumer_tag="", no_ack=True))
+        tags = [raw.expect(1, spec.Basic.ConsumeOk).consumer_tag for _ in range(2)]
+        assert len(set(tags)) == 2 and all(t.startswith("amq.ctag-") for t in tags), tags
+        # The queue consumer's tag is the one its delivery carries.
+        ach.basic_publish("", q, b"before")
+        f = raw.frame()
+        assert isinstance(f, pframe.Method) and isinstance(f.method, spec.Basic.Deliver), f
+        qtag = f.method.consumer_tag
+        rtag = tags[1] if tags[0] == qtag else tags[0]
+        raw.send(1, spec.Basic.Ack(delivery_tag=f.method.delivery_tag))
+        raw.send(1, spec.Basic.Cancel(consumer_tag=rtag))  # ends the reply-to consumer
+        m = next_method(raw, 1)
+        assert isinstance(m, spec.Basic.CancelOk) and m.consumer_tag == rtag, m
+        reload_without_read(bg, text)
+        ach.basic_publish("", q, b"after")
+        m = next_method(raw, 1, forbidden=b"after")
+        assert isinstance(m, spec.Channel.Close), m
+        assert (m.reply_code, m.class_id, m.method_id) == (403, 60, 20), m
+        raw.send(1, spec.Channel.CloseOk())
+        assert wait_audit(ports["audit"], lambda e: e.get("decision", {}).get("effect") == "deny"
+                          and api_name(e) == "basic.consume"
+                          and any(r.get("name") == q for r in e.get("resources", [])))
+        raw.close()
+        m = None
+        for _ in range(50):  # unacknowledged: back in the queue once the channel closed
+            m = ach.basic_get(q, auto_ack=True)
+            if m[0] is not None:
+                break
+            time.sleep(0.1)
+        assert m[2] == b"after"
+    finally:
+        ach.queue_delete(q)
+        conn.close()
+
+
+def test_reply_to_consumer_tag_cannot_be_reused(start_busgate, tmp_path):
+    """RabbitMQ lets a queue consumer take the tag of the channel's direct
+    reply-to consumer (which it keeps outside its consumer table), and a
+    cancel of that tag ends the reply-to consumer: busgate forgot the queue
+    consumer instead, so a reload did not stop its deliveries. busgate
+    refuses a consume whose tag it already tracks on the channel, as
+    RabbitMQ refuses the reuse of a tag: connection.close 530 NOT_ALLOWED
+    'attempt to reuse consumer tag', class/method 60/20 (a connection error
+    in RabbitMQ too); the consume never reaches RabbitMQ, and the refusal is
+    audited."""
+    issuer = Issuer(tmp_path / "keys")
+    text, ports = busgate_config(tmp_path, issuer, POLICY + REPLY_RULE)
+    start_busgate(text, wait_for_port=ports["listen"])
+    q = unique("it.cons-rt")
+    conn, ach = setup_queues([q])
+    try:
+        # What RabbitMQ itself does (straight to it, busgate's credential):
+        # both consumes take "T", and a cancel of "T" ends the reply-to
+        # consumer; the queue consumer still gets deliveries.
+        rabbit = RawClient(RABBIT_PORT, UPSTREAM_PASSWORD, user=UPSTREAM_USER)
+        rabbit.open_channel(1)
+        rabbit.send(1, spec.Basic.Consume(queue=REPLY_TO, consumer_tag="T", no_ack=True))
+        assert rabbit.expect(1, spec.Basic.ConsumeOk).consumer_tag == "T"
+        rabbit.send(1, spec.Basic.Consume(queue=q, consumer_tag="T", no_ack=True))
+        assert rabbit.expect(1, spec.Basic.ConsumeOk).consumer_tag == "T"
+        rabbit.send(1, spec.Basic.Cancel(consumer_tag="T"))
+        assert rabbit.expect(1, spec.Basic.CancelOk).consumer_tag == "T"
+        ach.basic_publish("", q, b"still")
+        assert rabbit.expect(1, spec.Basic.Deliver).consumer_tag == "T"
+        rabbit.close()
+        raw = RawClient(ports["listen"], issuer.mint("alice", ["apps"]))
+        raw.open_channel(1)
+        raw.send(1, spec.Basic.Consume(queue=REPLY_TO, consumer_tag="T", no_ack=True))
+        assert raw.expect(1, spec.Basic.ConsumeOk).consumer_tag == "T"
+        raw.send(1, spec.Basic.Consume(queue=q, consumer_tag="T"))
+        m = raw.expect(0, spec.Connection.Close)
+        assert (m.reply_code, m.reply_text, m.class_id, m.method_id) == (
+            530, "NOT_ALLOWED - attempt to reuse consumer tag 'T'", 60, 20), m
+        raw.send(0, spec.Connection.CloseOk())
+        raw.close()
+        assert ach.queue_declare(q, passive=True).method.consumer_count == 0
+        events = wait_audit(ports["audit"], lambda e: e.get("kind") == "decision"
+                            and api_name(e) == "basic.consume"
+                            and any(r.get("name") == q for r in e.get("resources", [])), count=2)
+        assert [e["decision"]["effect"] for e in events] == ["allow", "deny"], events
+        assert events[1]["result"]["error_code"] == 530, events[1]
+        assert events[1]["result"]["error_name"] == "NOT_ALLOWED"
+        assert events[1]["detail"] == "NOT_ALLOWED - attempt to reuse consumer tag 'T'"
+    finally:
+        ach.queue_delete(q)
         conn.close()
 
 

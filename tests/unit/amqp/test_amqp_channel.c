@@ -19,12 +19,13 @@
 static bg_policy_t *policy, *policy_narrow;
 
 /* What a reload installs in the re-decision tests: ok.q and ok.r no longer
- * readable, ok.keep still. */
+ * readable, ok.keep and direct reply-to still. */
 static const pt_policy_t policy_narrow_table = {
     "deny",
     "enforce",
     {
         {"keep-only", "group:apps", "amqp:queue:ok.keep*", "read", "allow"},
+        {"reply-to", "group:apps", "amqp:queue:amq.rabbitmq.reply-to", "read", "allow"},
     },
 };
 
@@ -37,6 +38,7 @@ static const pt_policy_t policy_table = {
         {"no-secret", "*", "amqp:queue:ok.secret* amqp:exchange:ok.secret*", "all", "deny"},
         {"server-named", "group:apps", "amqp:queue:amq.gen-*", "create read", "allow"},
         {"look-only", "group:apps", "amqp:queue:look.*", "describe", "allow"},
+        {"reply-to", "group:apps", "amqp:queue:amq.rabbitmq.reply-to", "read", "allow"},
     },
 };
 
@@ -164,6 +166,20 @@ static void assert_closed_with(ctx_t *c, uint16_t code, const char *prefix)
     assert_int_equal(c->f.close_code, code);
     if (strncmp(c->f.close_text, prefix, strlen(prefix)) != 0)
         fail_msg("close text '%s', expected '%s...'", c->f.close_text, prefix);
+}
+
+/* The tag RabbitMQ will know the consumer of forwarded basic.consume m by,
+ * into out: the tag that went up, or, when none did, `fallback`, as
+ * RabbitMQ would name the consumer itself. */
+static const char *sent_tag(const bg_amqp_method_t *m, const char *fallback, char *out,
+                            size_t cap)
+{
+    const amqp_basic_consume_t *bc = m->decoded;
+    if (bc->consumer_tag.len)
+        snprintf(out, cap, "%.*s", (int)bc->consumer_tag.len, (const char *)bc->consumer_tag.bytes);
+    else
+        snprintf(out, cap, "%s", fallback);
+    return out;
 }
 
 /* ---- channel lifecycle ---- */
@@ -915,33 +931,39 @@ static void test_consumer_tracking(void **state)
     assert_string_equal(chan(c, 1)->last_queue, "amq.gen-1");
     amqp_basic_consume_t bc;
     memset(&bc, 0, sizeof bc);
+    char t1[64], t2[64];
     assert_int_equal(cli(c, 1, AMQP_BASIC_CONSUME_METHOD, &bc), 1);
-    expect_method(c, UP(c), 1, AMQP_BASIC_CONSUME_METHOD);
-    amqp_basic_consume_ok_t cok = {t_str("ctag-1")};
+    bg_amqp_method_t m = expect_method(c, UP(c), 1, AMQP_BASIC_CONSUME_METHOD);
+    amqp_basic_consume_ok_t cok = {t_str(sent_tag(&m, "ctag-1", t1, sizeof t1))};
     assert_int_equal(up(c, 1, AMQP_BASIC_CONSUME_OK_METHOD, &cok), 0);
     expect_method(c, CLI(c), 1, AMQP_BASIC_CONSUME_OK_METHOD);
     bc.queue = t_str("ok.other");
     assert_int_equal(cli(c, 1, AMQP_BASIC_CONSUME_METHOD, &bc), 1);
-    expect_method(c, UP(c), 1, AMQP_BASIC_CONSUME_METHOD);
-    cok.consumer_tag = t_str("ctag-2");
+    m = expect_method(c, UP(c), 1, AMQP_BASIC_CONSUME_METHOD);
+    cok.consumer_tag = t_str(sent_tag(&m, "ctag-2", t2, sizeof t2));
     assert_int_equal(up(c, 1, AMQP_BASIC_CONSUME_OK_METHOD, &cok), 0);
     expect_method(c, CLI(c), 1, AMQP_BASIC_CONSUME_OK_METHOD);
     bg_amqp_channel_t *ch = chan(c, 1);
     assert_int_equal(ch->nconsumers, 2);
     int seen = 0;
     for (bg_amqp_consumer_t *k = ch->consumers; k; k = k->next) {
-        if (strcmp(k->tag, "ctag-1") == 0)
+        if (strcmp(k->tag, t1) == 0)
             assert_string_equal(k->queue, "amq.gen-1"), seen |= 1;
-        if (strcmp(k->tag, "ctag-2") == 0)
+        if (strcmp(k->tag, t2) == 0)
             assert_string_equal(k->queue, "ok.other"), seen |= 2;
     }
     assert_int_equal(seen, 3);
     /* The broker's cancel notification (queue deleted) is relayed and forgets it. */
-    amqp_basic_cancel_t cn = {t_str("ctag-1"), 1};
+    amqp_basic_cancel_t cn = {t_str(t1), 1};
     assert_int_equal(up(c, 1, AMQP_BASIC_CANCEL_METHOD, &cn), 0);
     expect_method(c, CLI(c), 1, AMQP_BASIC_CANCEL_METHOD);
     assert_int_equal(ch->nconsumers, 1);
-    amqp_basic_cancel_ok_t cnok = {t_str("ctag-2")};
+    /* The client's cancel: its cancel-ok ends the consumer. */
+    amqp_basic_cancel_t ccn = {t_str(t2), 0};
+    assert_int_equal(cli(c, 1, AMQP_BASIC_CANCEL_METHOD, &ccn), 1);
+    expect_method(c, UP(c), 1, AMQP_BASIC_CANCEL_METHOD);
+    assert_int_equal(ch->nconsumers, 1);
+    amqp_basic_cancel_ok_t cnok = {t_str(t2)};
     assert_int_equal(up(c, 1, AMQP_BASIC_CANCEL_OK_METHOD, &cnok), 0);
     assert_int_equal(ch->nconsumers, 0);
     assert_null(ch->consumers);
@@ -996,15 +1018,52 @@ static const char *consumer_queue(ctx_t *c, uint16_t n, const char *tag)
     return NULL;
 }
 
-static void consume(ctx_t *c, uint16_t n, const char *queue, const char *tag, int nowait)
+/* Fails unless tag names a live consumer on queue (channel n). */
+static void assert_consumer(ctx_t *c, uint16_t n, const char *tag, const char *queue)
+{
+    const char *q = consumer_queue(c, n, tag);
+    if (!q || strcmp(q, queue) != 0)
+        fail_msg("consumer '%s' on channel %u: queue %s, expected %s", tag, n, q ? q : "(none)",
+                 queue);
+}
+
+/* The client's basic.consume on queue, forwarded; no_ack as a direct
+ * reply-to consume needs it. Returns the tag RabbitMQ will use (see
+ * sent_tag; fallback for one that went up without a tag) in out. */
+static const char *consume_as(ctx_t *c, uint16_t n, const char *queue, const char *tag,
+                              int nowait, int no_ack, const char *fallback, char *out, size_t cap)
 {
     amqp_basic_consume_t bc;
     memset(&bc, 0, sizeof bc);
     bc.queue = t_str(queue);
     bc.consumer_tag = t_str(tag);
     bc.nowait = (amqp_boolean_t)nowait;
+    bc.no_ack = (amqp_boolean_t)no_ack;
     assert_int_equal(cli(c, n, AMQP_BASIC_CONSUME_METHOD, &bc), 1);
-    expect_method(c, UP(c), n, AMQP_BASIC_CONSUME_METHOD);
+    bg_amqp_method_t m = expect_method(c, UP(c), n, AMQP_BASIC_CONSUME_METHOD);
+    return sent_tag(&m, fallback, out, cap);
+}
+
+static void consume(ctx_t *c, uint16_t n, const char *queue, const char *tag, int nowait)
+{
+    char t[64];
+    consume_as(c, n, queue, tag, nowait, 0, "", t, sizeof t);
+}
+
+/* The client's basic.cancel of tag (forwarded), and with wait RabbitMQ's
+ * cancel-ok (relayed). */
+static void cancel(ctx_t *c, uint16_t n, const char *tag, int nowait)
+{
+    amqp_basic_cancel_t cn = {t_str(tag), (amqp_boolean_t)nowait};
+    assert_int_equal(cli(c, n, AMQP_BASIC_CANCEL_METHOD, &cn), 1);
+    expect_method(c, UP(c), n, AMQP_BASIC_CANCEL_METHOD);
+}
+
+static void cancel_ok(ctx_t *c, uint16_t n, const char *tag)
+{
+    amqp_basic_cancel_ok_t ok = {t_str(tag)};
+    assert_int_equal(up(c, n, AMQP_BASIC_CANCEL_OK_METHOD, &ok), 0);
+    expect_method(c, CLI(c), n, AMQP_BASIC_CANCEL_OK_METHOD);
 }
 
 static void consume_ok(ctx_t *c, uint16_t n, const char *tag)
@@ -1014,26 +1073,28 @@ static void consume_ok(ctx_t *c, uint16_t n, const char *tag)
     expect_method(c, CLI(c), n, AMQP_BASIC_CONSUME_OK_METHOD);
 }
 
-/* Consumes sent before the first consume-ok (server-named tags): each
- * consume-ok names the oldest consume still waiting. */
+/* Consumes sent before the first consume-ok, without tags: busgate names
+ * each (the tag it sent up), and each consume-ok goes to the consume with
+ * its tag. */
 static void test_pipelined_consumes(void **state)
 {
     ctx_t *c = *state;
     open_channel(c, 1);
-    consume(c, 1, "ok.a", "", 0);
-    consume(c, 1, "ok.b", "", 0);
+    char t1[64], t2[64], t3[64];
+    consume_as(c, 1, "ok.a", "", 0, 0, "amq.ctag-1", t1, sizeof t1);
+    consume_as(c, 1, "ok.b", "", 0, 0, "amq.ctag-2", t2, sizeof t2);
     declare(c, 1, "ok.c", 0, 0);
-    consume(c, 1, "", "", 0);          /* "" = the last declared queue, ok.c */
+    consume_as(c, 1, "", "", 0, 0, "amq.ctag-3", t3, sizeof t3); /* "" = the last declared, ok.c */
     consume(c, 1, "ok.d", "mine", 1);  /* nowait: tracked at once */
     assert_int_equal(chan(c, 1)->npending, 3);
     assert_string_equal(consumer_queue(c, 1, "mine"), "ok.d");
     declare_ok(c, 1, "ok.c");
-    consume_ok(c, 1, "amq.ctag-1");
-    consume_ok(c, 1, "amq.ctag-2");
-    consume_ok(c, 1, "amq.ctag-3");
-    assert_string_equal(consumer_queue(c, 1, "amq.ctag-1"), "ok.a");
-    assert_string_equal(consumer_queue(c, 1, "amq.ctag-2"), "ok.b");
-    assert_string_equal(consumer_queue(c, 1, "amq.ctag-3"), "ok.c");
+    consume_ok(c, 1, t1);
+    consume_ok(c, 1, t2);
+    consume_ok(c, 1, t3);
+    assert_string_equal(consumer_queue(c, 1, t1), "ok.a");
+    assert_string_equal(consumer_queue(c, 1, t2), "ok.b");
+    assert_string_equal(consumer_queue(c, 1, t3), "ok.c");
     assert_int_equal(chan(c, 1)->npending, 0);
     assert_int_equal(chan(c, 1)->nconsumers, 4);
     assert_int_equal(c->f.s.nconsumers, 4);
@@ -1071,27 +1132,27 @@ static void test_nowait_cancel_of_pending_consume(void **state)
 
 /* RabbitMQ answers consumes out of order (a direct reply-to consume at once,
  * one on a queue through the queue's process): a consume-ok goes to the
- * consume that asked for its tag, and a server-named tag to the oldest
- * consume that asked for none. */
+ * consume with its tag, the client's or busgate's own. */
 static void test_consume_oks_out_of_order(void **state)
 {
     ctx_t *c = *state;
     open_channel(c, 1);
+    char t1[64], t2[64];
     consume(c, 1, "ok.q", "A", 0);
-    consume(c, 1, "ok.r", "", 0);
+    consume_as(c, 1, "ok.r", "", 0, 0, "amq.ctag-1", t1, sizeof t1);
     consume(c, 1, "ok.reply", "B", 0);
     consume_ok(c, 1, "B");
-    consume_ok(c, 1, "amq.ctag-1");
+    consume_ok(c, 1, t1);
     consume_ok(c, 1, "A");
     assert_string_equal(consumer_queue(c, 1, "A"), "ok.q");
     assert_string_equal(consumer_queue(c, 1, "B"), "ok.reply");
-    assert_string_equal(consumer_queue(c, 1, "amq.ctag-1"), "ok.r");
+    assert_string_equal(consumer_queue(c, 1, t1), "ok.r");
     assert_int_equal(chan(c, 1)->npending, 0);
     assert_int_equal(chan(c, 1)->nconsumers, 3);
     /* The pending list was relinked correctly: a new consume still pairs. */
-    consume(c, 1, "ok.s", "", 0);
-    consume_ok(c, 1, "amq.ctag-2");
-    assert_string_equal(consumer_queue(c, 1, "amq.ctag-2"), "ok.s");
+    consume_as(c, 1, "ok.s", "", 0, 0, "amq.ctag-2", t2, sizeof t2);
+    consume_ok(c, 1, t2);
+    assert_string_equal(consumer_queue(c, 1, t2), "ok.s");
 }
 
 /* A cancel (waiting for its cancel-ok) of a tag RabbitMQ does not know is
@@ -1280,15 +1341,312 @@ static void test_update_secret_decides_consumers_again(void **state)
     expect_consume_refused(c, 1);
 }
 
-/* nowait consumes with no tag cannot be tracked but count against the bound,
- * until the channel closes. */
-static void test_anonymous_nowait_consumes_counted(void **state)
+/* ---- direct reply-to and consumer tags ---- */
+
+#define REPLY_TO "amq.rabbitmq.reply-to"
+
+/* A fresh session in place of one a connection error ended. */
+static void restart(ctx_t *c)
+{
+    static const char *const groups[] = {"apps"};
+    t_fake_free(&c->f);
+    t_fake_init(&c->f, policy, "alice", groups, 1, 16, BG_AMQP_CAPS_ALL);
+}
+
+/* A consume without a tag goes up with busgate's own, in RabbitMQ's form
+ * (amq.ctag- and 22 base64url characters), a new one each time; the
+ * consume-ok naming it reaches the client unchanged, so the client learns
+ * the tag as it would from RabbitMQ. A tag the client names goes up as it
+ * is. */
+static void test_untagged_consume_gets_busgate_tag(void **state)
 {
     ctx_t *c = *state;
     open_channel(c, 1);
+    char t1[64], t2[64], t3[64];
+    consume_as(c, 1, "ok.q", "", 0, 0, "", t1, sizeof t1);
+    consume_as(c, 1, "ok.q", "", 0, 0, "", t2, sizeof t2);
+    consume_as(c, 1, "ok.q", "mine", 0, 0, "", t3, sizeof t3);
+    const char *tags[] = {t1, t2};
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(strlen(tags[i]), 31);
+        assert_memory_equal(tags[i], "amq.ctag-", 9);
+        for (const char *p = tags[i] + 9; *p; p++)
+            assert_non_null(strchr("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                   "0123456789-_",
+                                   *p));
+    }
+    assert_string_not_equal(t1, t2);
+    assert_string_equal(t3, "mine");
+    amqp_basic_consume_ok_t ok = {t_str(t2)};
+    assert_int_equal(up(c, 1, AMQP_BASIC_CONSUME_OK_METHOD, &ok), 0);
+    bg_amqp_method_t m = expect_method(c, CLI(c), 1, AMQP_BASIC_CONSUME_OK_METHOD);
+    const amqp_basic_consume_ok_t *got = m.decoded;
+    assert_int_equal(got->consumer_tag.len, 31);
+    assert_memory_equal(got->consumer_tag.bytes, t2, 31);
+    assert_consumer(c, 1, t2, "ok.q");
+    assert_int_equal(chan(c, 1)->npending, 2);
+    assert_int_equal(c->f.closed, 0);
+}
+
+/* A consume without a tag, re-encoded with busgate's tag: its other fields
+ * (queue, flags, arguments) go up as they came. One that would then pass
+ * frame_max is refused on its channel (406, audited, nothing of it sent);
+ * at exactly frame_max it goes up, and a tagged one is never re-encoded. */
+static void test_untagged_consume_reencoded(void **state)
+{
+    ctx_t *c = *state;
+    c->f.s.frame_max = 4096;
+    static char pad[4096];
+    memset(pad, 'p', sizeof pad);
+    /* frame: 8 overhead + 4 ids + 2 reserved + 1+4 queue + 1 tag + 1 bits
+     * + 4 table size + 1+5 key + 1 type + 4 length + pad = 36 + pad bytes. */
+    static const struct {
+        size_t pad;
+        const char *tag;
+        int refused;
+    } cases[] = {
+        {4096 - 36 - 31, "", 0}, /* 4096 with busgate's tag */
+        {4096 - 36 - 30, "", 1}, /* 4097 */
+        {4096 - 36 - 4, "mine", 0},
+    };
+    for (uint16_t i = 0; i < 3; i++) {
+        uint16_t n = (uint16_t)(i + 1);
+        open_channel(c, n);
+        amqp_table_entry_t e;
+        e.key = t_str("x-pad");
+        e.value.kind = AMQP_FIELD_KIND_UTF8;
+        e.value.value.bytes = (amqp_bytes_t){cases[i].pad, pad};
+        amqp_basic_consume_t bc;
+        memset(&bc, 0, sizeof bc);
+        bc.queue = t_str("ok.q");
+        bc.consumer_tag = t_str(cases[i].tag);
+        bc.no_ack = 1;
+        bc.exclusive = 1;
+        bc.arguments = (amqp_table_t){1, &e};
+        int before = c->f.decisions;
+        assert_int_equal(cli(c, n, AMQP_BASIC_CONSUME_METHOD, &bc), 1);
+        if (cases[i].refused) {
+            assert_int_equal(c->f.decisions, before + 2);
+            assert_int_equal(c->f.limit_code, BG_AMQP_PRECONDITION_FAILED);
+            assert_int_equal(c->f.limit_method, AMQP_BASIC_CONSUME_METHOD);
+            expect_method(c, UP(c), n, AMQP_CHANNEL_CLOSE_METHOD);
+            expect_nothing(UP(c));
+            assert_int_equal(up(c, n, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
+            bg_amqp_method_t m = expect_method(c, CLI(c), n, AMQP_CHANNEL_CLOSE_METHOD);
+            const amqp_channel_close_t *cl = m.decoded;
+            assert_int_equal(cl->reply_code, BG_AMQP_PRECONDITION_FAILED);
+            assert_int_equal(cl->class_id, 60);
+            assert_int_equal(cl->method_id, 20);
+            assert_null(chan(c, n)->pending);
+            continue;
+        }
+        bg_amqp_frame_t f;
+        assert_true(t_next(UP(c), c->buf, sizeof c->buf, &f));
+        assert_int_equal(f.size + BG_AMQP_FRAME_OVERHEAD, 4096);
+        bg_amqp_method_t m;
+        assert_int_equal(t_decode(&c->f, &f, &m), 0);
+        const amqp_basic_consume_t *got = m.decoded;
+        assert_int_equal(got->queue.len, 4);
+        assert_memory_equal(got->queue.bytes, "ok.q", 4);
+        assert_int_equal(got->consumer_tag.len, i == 0 ? 31 : 4);
+        assert_true(got->no_ack && got->exclusive && !got->nowait && !got->no_local);
+        assert_int_equal(got->arguments.num_entries, 1);
+        assert_int_equal(got->arguments.entries[0].value.value.bytes.len, cases[i].pad);
+        assert_int_equal(chan(c, n)->npending, 1);
+        expect_nothing(UP(c));
+    }
+    assert_int_equal(c->f.closed, 0);
+}
+
+/* RabbitMQ answers a direct reply-to consume at once, ahead of the
+ * consume-ok of a queue consume sent before it (measured on 3.10: always,
+ * for pipelined consumes). With both sent without a tag, busgate used to
+ * give the first consume-ok to the oldest untagged consume: the queue
+ * consumer was tracked under the reply-to consumer's tag, so cancelling the
+ * reply-to consumer forgot the queue consumer, and a reload that took read
+ * on the queue away let its deliveries through. busgate now names both
+ * itself, each consume-ok goes to the consume with its tag, and the reload
+ * refuses the queue consumer. */
+static void test_reply_to_consume_ok_overtaking(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    char tq[64], tr[64];
+    consume_as(c, 1, "ok.q", "", 0, 0, "amq.ctag-rabbit-q", tq, sizeof tq);
+    consume_as(c, 1, REPLY_TO, "", 0, 1, "amq.ctag-rabbit-r", tr, sizeof tr);
+    consume_ok(c, 1, tr); /* the reply-to consume's, first */
+    consume_ok(c, 1, tq);
+    cancel(c, 1, tr, 0); /* the reply-to consumer ends */
+    cancel_ok(c, 1, tr);
+    c->f.next_policy = policy_narrow;
+    deliver(c, 1, tq); /* ok.q is no longer readable */
+    expect_consume_refused(c, 1);
+    expect_nothing(CLI(c));
+    assert_null(consumer_queue(c, 1, tr));
+    assert_consumer(c, 1, tq, "ok.q");
+}
+
+/* The same, the other way round (RabbitMQ answers the cancel of the
+ * reply-to consumer at once too): cancels of both, the reply-to's
+ * cancel-ok overtaking the queue's; each ends its own consumer. */
+static void test_reply_to_cancel_ok_overtaking(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    char tq[64], tr[64];
+    consume_as(c, 1, "ok.q", "", 0, 0, "amq.ctag-rabbit-q", tq, sizeof tq);
+    consume_as(c, 1, REPLY_TO, "", 0, 1, "amq.ctag-rabbit-r", tr, sizeof tr);
+    consume_ok(c, 1, tr);
+    consume_ok(c, 1, tq);
+    cancel(c, 1, tq, 0);
+    cancel(c, 1, tr, 0);
+    cancel_ok(c, 1, tr);
+    assert_null(consumer_queue(c, 1, tr));
+    assert_consumer(c, 1, tq, "ok.q"); /* until its own cancel-ok */
+    cancel_ok(c, 1, tq);
+    assert_null(chan(c, 1)->consumers);
+    assert_int_equal(c->f.s.nconsumers, 0);
+}
+
+/* RabbitMQ keeps the direct reply-to consumer outside its consumer table,
+ * so it lets a queue consumer take the reply-to consumer's tag, and a
+ * cancel of that tag then ends the reply-to consumer: busgate forgot the
+ * queue consumer instead, and a reload let its deliveries through. busgate
+ * now refuses a basic.consume whose tag it tracks on the channel (a live
+ * consumer, a consume awaiting its consume-ok, a consumer awaiting its
+ * cancel-ok), as RabbitMQ refuses the reuse of a tag in its table: 530
+ * NOT_ALLOWED, a connection error, class/method 60/20, nothing forwarded;
+ * audited after the policy's allow as busgate's own deny. */
+static void test_consumer_tag_reuse_refused(void **state)
+{
+    ctx_t *c = *state;
+    static const struct {
+        const char *what, *queue, *tag;
+        int no_ack, nowait;
+    } cases[] = {
+        {"a live reply-to consumer's tag, on a queue", "ok.q", "T", 0, 0},
+        {"a pending consume's tag, on reply-to", REPLY_TO, "T", 1, 0},
+        {"a consumer awaiting its cancel-ok", "ok.r", "T", 0, 0},
+        {"busgate's own tag", "ok.r", NULL, 0, 0},
+        {"a nowait consumer's tag, nowait", "ok.q", "T", 0, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        restart(c);
+        open_channel(c, 1);
+        char t[64] = "T";
+        switch (i) {
+        case 0:
+            consume_as(c, 1, REPLY_TO, "T", 0, 1, "", t, sizeof t);
+            consume_ok(c, 1, "T");
+            break;
+        case 1: consume(c, 1, "ok.q", "T", 0); break;
+        case 2:
+            consume(c, 1, "ok.q", "T", 0);
+            consume_ok(c, 1, "T");
+            cancel(c, 1, "T", 0);
+            break;
+        case 3:
+            consume_as(c, 1, "ok.q", "", 0, 0, "amq.ctag-rabbit", t, sizeof t);
+            consume_ok(c, 1, t);
+            break;
+        default: consume(c, 1, "ok.q", "T", 1); break;
+        }
+        amqp_basic_consume_t bc;
+        memset(&bc, 0, sizeof bc);
+        bc.queue = t_str(cases[i].queue);
+        bc.consumer_tag = t_str(cases[i].tag ? cases[i].tag : t);
+        bc.no_ack = (amqp_boolean_t)cases[i].no_ack;
+        bc.nowait = (amqp_boolean_t)cases[i].nowait;
+        int before = c->f.decisions;
+        int rc = cli(c, 1, AMQP_BASIC_CONSUME_METHOD, &bc);
+        char want[128];
+        snprintf(want, sizeof want, "NOT_ALLOWED - attempt to reuse consumer tag '%s'", t);
+        if (rc != -1 || c->f.closed != 1 || c->f.close_code != BG_AMQP_NOT_ALLOWED ||
+            strcmp(c->f.close_text, want) != 0)
+            fail_msg("%s: rc %d, closed %d %u '%s', expected 530 '%s'", cases[i].what, rc,
+                     c->f.closed, c->f.close_code, c->f.close_text, want);
+        assert_int_equal(c->f.close_class, 60);
+        assert_int_equal(c->f.close_method, 20);
+        expect_nothing(UP(c));
+        assert_int_equal(c->f.decisions, before + 2);
+        assert_int_equal(c->f.limit_code, BG_AMQP_NOT_ALLOWED);
+        assert_int_equal(c->f.limit_method, AMQP_BASIC_CONSUME_METHOD);
+        assert_string_equal(c->f.limit_name, cases[i].queue);
+    }
+    /* A tag is free again once its cancel-ok came (or at once with nowait). */
+    restart(c);
+    open_channel(c, 1);
+    consume(c, 1, "ok.q", "T", 0);
+    consume_ok(c, 1, "T");
+    cancel(c, 1, "T", 0);
+    cancel_ok(c, 1, "T");
+    consume(c, 1, REPLY_TO, "T", 1);
+    cancel(c, 1, "T", 1);
+    consume(c, 1, "ok.r", "T", 0);
+    assert_int_equal(c->f.closed, 0);
+}
+
+/* RabbitMQ answers a cancel of a tag it does not know with a cancel-ok.
+ * That cancel-ok ends nothing: here a nowait consume takes the tag after
+ * the cancel (live at once), and the cancel-ok must leave it tracked, so a
+ * reload still refuses it (busgate used to forget it there). */
+static void test_stray_cancel_ok_keeps_live_consumer(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    cancel(c, 1, "T", 0);
+    consume(c, 1, "ok.q", "T", 1);
+    cancel_ok(c, 1, "T");
+    assert_consumer(c, 1, "T", "ok.q");
+    c->f.next_policy = policy_narrow;
+    deliver(c, 1, "T");
+    expect_consume_refused(c, 1);
+    expect_nothing(CLI(c));
+}
+
+/* RabbitMQ's basic.cancel (the queue went away) names queue consumers only,
+ * never the direct reply-to consumer, which has no queue: one naming the
+ * reply-to consumer's tag ends nothing (fail closed). One naming a consume
+ * whose consume-ok has not come yet ends it when the consume-ok comes. */
+static void test_server_cancel_and_reply_to(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    consume(c, 1, REPLY_TO, "R", 0);
+    consume_ok(c, 1, "R");
+    amqp_basic_cancel_t cn = {t_str("R"), 1};
+    assert_int_equal(up(c, 1, AMQP_BASIC_CANCEL_METHOD, &cn), 0);
+    expect_method(c, CLI(c), 1, AMQP_BASIC_CANCEL_METHOD);
+    assert_consumer(c, 1, "R", REPLY_TO);
+    consume(c, 1, "ok.q", "Q", 0);
+    cn.consumer_tag = t_str("Q");
+    assert_int_equal(up(c, 1, AMQP_BASIC_CANCEL_METHOD, &cn), 0);
+    expect_method(c, CLI(c), 1, AMQP_BASIC_CANCEL_METHOD);
+    consume_ok(c, 1, "Q");
+    assert_null(consumer_queue(c, 1, "Q"));
+    assert_int_equal(chan(c, 1)->npending, 0);
+    assert_int_equal(c->f.s.nconsumers, 1);
+}
+
+/* nowait consumes with no tag: busgate names them too, so each is tracked
+ * under its own tag at once (and ends like any other, here by RabbitMQ's
+ * cancel notification), and they count against the bound. */
+static void test_untagged_nowait_consumes_tracked(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    char t[64];
+    consume_as(c, 1, "ok.q", "", 1, 0, "", t, sizeof t);
+    assert_true(strlen(t) > 0); /* never forwarded without a tag */
+    assert_consumer(c, 1, t, "ok.q");
+    amqp_basic_cancel_t cn = {t_str(t), 1};
+    assert_int_equal(up(c, 1, AMQP_BASIC_CANCEL_METHOD, &cn), 0);
+    expect_method(c, CLI(c), 1, AMQP_BASIC_CANCEL_METHOD);
+    assert_null(consumer_queue(c, 1, t));
+    assert_int_equal(c->f.s.nconsumers, 0);
     for (int i = 0; i < BG_AMQP_MAX_CONSUMERS; i++)
         consume(c, 1, "ok.q", "", 1);
-    assert_int_equal(chan(c, 1)->nanonymous, BG_AMQP_MAX_CONSUMERS);
+    assert_int_equal(chan(c, 1)->nconsumers, BG_AMQP_MAX_CONSUMERS);
     assert_int_equal(c->f.s.nconsumers, BG_AMQP_MAX_CONSUMERS);
     amqp_basic_consume_t bc;
     memset(&bc, 0, sizeof bc);
@@ -1598,7 +1956,14 @@ int main(void)
         T(test_reload_decides_under_the_new_names),
         T(test_update_secret_decides_consumers_again),
         T(test_reload_during_publish_body_refuses_at_once),
-        T(test_anonymous_nowait_consumes_counted),
+        T(test_untagged_consume_gets_busgate_tag),
+        T(test_untagged_consume_reencoded),
+        T(test_reply_to_consume_ok_overtaking),
+        T(test_reply_to_cancel_ok_overtaking),
+        T(test_consumer_tag_reuse_refused),
+        T(test_stray_cancel_ok_keeps_live_consumer),
+        T(test_server_cancel_and_reply_to),
+        T(test_untagged_nowait_consumes_tracked),
         T(test_consumer_tags_with_nul),
         T(test_consumer_bound_per_channel),
         T(test_consumer_bound_per_connection),
