@@ -1057,6 +1057,22 @@ static void bg_amqp_chan__audit_held_publish(bg_amqp_session_t *s, bg_amqp_chann
     bg_amqp_arena_reset(&s->arena);
 }
 
+/* The content header (len bytes at the head of in) of the publish held in
+ * ch->pub, which busgate refuses itself (code, text) although the policy
+ * allowed it: nothing of the message has gone upstream, so it is refused
+ * on its channel and dropped whole (header now, bodies as they come);
+ * audited as one more decision. 1 consumed, -1 closing. */
+static int bg_amqp_chan__refuse_held_publish(bg_amqp_session_t *s, struct evbuffer *in,
+                                             bg_amqp_channel_t *ch, const bg_amqp_frame_t *f,
+                                             size_t len, uint16_t code, const char *text)
+{
+    evbuffer_drain(in, len);
+    bg_amqp_chan__audit_held_publish(s, ch, code, text, len);
+    return bg_amqp_chan__refuse(s, f->channel, ch, code, text, AMQP_BASIC_PUBLISH_METHOD, 1) == 0
+               ? 1
+               : -1;
+}
+
 static int bg_amqp_chan__client_header(bg_amqp_session_t *s, struct evbuffer *in,
                                        bg_amqp_channel_t *ch, bg_amqp_frame_t *f, size_t len)
 {
@@ -1083,12 +1099,8 @@ static int bg_amqp_chan__client_header(bg_amqp_session_t *s, struct evbuffer *in
                  size,
                  (unsigned long long)(s->lim.max_body_size ? s->lim.max_body_size
                                                            : BG_AMQP_MAX_BODY_DEFAULT));
-        evbuffer_drain(in, len);
-        bg_amqp_chan__audit_held_publish(s, ch, BG_AMQP_PRECONDITION_FAILED, text, len);
-        return bg_amqp_chan__refuse(s, f->channel, ch, BG_AMQP_PRECONDITION_FAILED, text,
-                                    AMQP_BASIC_PUBLISH_METHOD, 1) == 0
-                   ? 1
-                   : -1;
+        return bg_amqp_chan__refuse_held_publish(s, in, ch, f, len, BG_AMQP_PRECONDITION_FAILED,
+                                                 text);
     }
     if (rc == BG_AMQP_OK)
         rc = bg_amqp_content_header_parse(p + BG_AMQP_FRAME_HEADER_SIZE, f->size, &h, &why);
@@ -1099,6 +1111,14 @@ static int bg_amqp_chan__client_header(bg_amqp_session_t *s, struct evbuffer *in
                  why ? why : "malformed");
         return bg_amqp_chan__content_error(s, code, text);
     }
+    if (h.flags & AMQP_BASIC_USER_ID_FLAG)
+        /* RabbitMQ checks user_id against the user that logged in, which
+         * upstream is busgate's own for every client: the message would be
+         * "validated" as busgate's, and a wrong value draws a 406 naming
+         * busgate's upstream user. Refused in busgate's own words. */
+        return bg_amqp_chan__refuse_held_publish(
+            s, in, ch, f, len, BG_AMQP_PRECONDITION_FAILED,
+            "PRECONDITION_FAILED - user_id property is not supported through busgate");
     ch->body_left = h.body_size;
     ch->expect = h.body_size ? 2 : 0;
     if (ch->pub) /* the publish it belongs to, then the header */

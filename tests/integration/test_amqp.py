@@ -356,6 +356,42 @@ def test_bad_tokens_and_vhost(gw):
     connect(port, issuer.mint("alice", ["apps"])).close()
 
 
+def test_user_id_property_refused(gw):
+    """RabbitMQ checks a message's user_id against the user that logged in,
+    which upstream is busgate's own for every client: a client could
+    publish messages "validated" as busgate's identity, and a wrong value
+    drew RabbitMQ's 406 naming busgate's upstream user. busgate refuses a
+    publish that sets user_id itself: channel.close 406 in its own words,
+    nothing of the message reaches RabbitMQ, the connection lives on, and
+    the refusal is audited after the policy's allow."""
+    bg, ports, issuer = gw
+    q = unique("it.q")
+    conn = connect(ports["listen"], issuer.mint("alice", ["apps"]))
+    ch = conn.channel()
+    ch.queue_declare(q, auto_delete=True)
+    for user in ("busgate", "alice"):  # busgate's upstream user, and another
+        ch.basic_publish("", q, b"as " + user.encode(), pika.BasicProperties(user_id=user))
+        err = closed_by_broker(lambda: ch.queue_declare(q, passive=True))
+        assert (err.reply_code, err.reply_text) == (
+            406, "PRECONDITION_FAILED - user_id property is not supported through busgate"), err
+        ch = conn.channel()
+    ch.basic_publish("", q, b"plain", pika.BasicProperties(app_id="it"))
+    assert get_one(conn, ch, q) == b"plain"  # the only message that arrived
+    assert ch.queue_declare(q, passive=True).method.message_count == 0
+    assert conn.is_open
+    conn.close()
+    events = wait_audit(ports["audit"], lambda e: e.get("kind") == "decision"
+                        and api_name(e) == "basic.publish", count=5)
+    assert [e["decision"]["effect"] for e in events] == ["allow", "deny", "allow", "deny",
+                                                         "allow"], events
+    deny = events[1]
+    assert deny["result"]["error_code"] == 406 and deny["verb"] == "write", deny
+    assert deny["result"]["error_name"] == "PRECONDITION_FAILED"
+    assert deny["detail"] == ("PRECONDITION_FAILED - user_id property is not supported "
+                              "through busgate")
+    assert "rule" not in deny["decision"]
+
+
 def test_body_over_max_body_bytes(start_busgate, tmp_path):
     issuer = Issuer(tmp_path / "keys")
     text, ports = busgate_config(tmp_path, issuer, policy(),

@@ -473,6 +473,58 @@ static void test_body_too_large_refused_on_channel(void **state)
     expect_frame(c, UP(c), BG_AMQP_FRAME_HEADER, 2, 14);
 }
 
+/* A publish whose content header sets the user_id property. RabbitMQ checks
+ * user_id against the user that logged in, which upstream is busgate's own
+ * for every client: a client could publish messages RabbitMQ "validated" as
+ * busgate's identity, and a wrong value drew RabbitMQ's 406 naming
+ * busgate's upstream user. busgate refuses the publish whole itself, as it
+ * refuses a message too large: nothing of it goes up, its bodies are
+ * dropped, the client gets busgate's own 406 (naming no user), and the
+ * refusal is audited after the policy's allow. Other properties pass. */
+static void test_user_id_property_refused(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    open_channel(c, 2);
+    static const uint8_t with_user_id[] = {0x00, 0x10, 7, 'b', 'u', 's', 'g', 'a', 't', 'e'};
+    bg_amqp_content_header_t h = {60, 5, 0, {with_user_id, sizeof with_user_id}};
+    publish_method(c, 1, "ok.x");
+    bg_amqp_content_header_write(&c->wr, 1, &h);
+    t_body(&c->wr, 1, "ab", 2);
+    t_body(&c->wr, 1, "cde", 3);
+    int before = c->f.decisions;
+    assert_int_equal(t_client_wr(&c->f, &c->wr), 1);
+    assert_int_equal(c->f.decisions, before + 2); /* the policy's allow, busgate's deny */
+    assert_int_equal(c->f.limit_code, BG_AMQP_PRECONDITION_FAILED);
+    assert_int_equal(c->f.limit_method, AMQP_BASIC_PUBLISH_METHOD);
+    assert_string_equal(c->f.limit_name, "ok.x");
+    expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_METHOD); /* busgate's, nothing else */
+    expect_nothing(UP(c));
+    expect_nothing(CLI(c));
+    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
+    bg_amqp_method_t m = expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    const amqp_channel_close_t *cl = m.decoded;
+    assert_int_equal(cl->reply_code, BG_AMQP_PRECONDITION_FAILED);
+    assert_int_equal(cl->class_id, 60);
+    assert_int_equal(cl->method_id, 40);
+    const char *want = "PRECONDITION_FAILED - user_id property is not supported through busgate";
+    assert_int_equal(cl->reply_text.len, strlen(want));
+    assert_memory_equal(cl->reply_text.bytes, want, strlen(want));
+    assert_int_equal(c->f.closed, 0);
+    /* content-type and app-id: forwarded with the publish, bodies after. */
+    static const uint8_t other[] = {0x80, 0x08, 4, 't', 'e', 'x', 't', 3, 'a', 'p', 'p'};
+    h = (bg_amqp_content_header_t){60, 2, 0, {other, sizeof other}};
+    publish_method(c, 2, "ok.x");
+    bg_amqp_content_header_write(&c->wr, 2, &h);
+    t_body(&c->wr, 2, "ok", 2);
+    assert_int_equal(t_client_wr(&c->f, &c->wr), 1);
+    expect_method(c, UP(c), 2, AMQP_BASIC_PUBLISH_METHOD);
+    expect_frame(c, UP(c), BG_AMQP_FRAME_HEADER, 2, 14 + sizeof other - 2);
+    expect_frame(c, UP(c), BG_AMQP_FRAME_BODY, 2, 2);
+    expect_nothing(UP(c));
+    assert_int_equal(c->f.decisions, before + 3);
+}
+
 /* ---- refusals ---- */
 
 /* The client's publish to a denied exchange, with its content: busgate
@@ -1943,6 +1995,7 @@ int main(void)
         T(test_server_close_mid_content),
         T(test_refusal_during_delivery),
         T(test_body_too_large_refused_on_channel),
+        T(test_user_id_property_refused),
         T(test_reopen_hold),
         T(test_stale_declare_ok_keeps_last_queue),
         T(test_pipelined_declares),
