@@ -626,6 +626,8 @@ int bg_amqp_chan_policy_refresh(bg_amqp_session_t *s, int force)
             bg_amqp_session_kill(s, 0, "out of memory");
             return -1;
         }
+        if (renamed && s->user_is_principal) /* reply texts name the new name */
+            snprintf(s->user, sizeof s->user, "%s", s->principal.sub);
         if (renamed)
             bg_log_fields(BG_LOG_INFO, "amqp",
                           (bg_log_field_t[]){{"session", s->id}, {"sub", s->principal.sub}}, 2,

@@ -163,6 +163,7 @@ struct bg_amqp_session_s {
     bg_policy_principal_t pp;
     bg_snapshot_t *snap;
     char user[128];      /* the login name the client sent (for reply texts) */
+    int user_is_principal; /* the client sent none: user is the principal name */
     char mech[16];       /* PLAIN | AMQPLAIN */
     char product[64], version[64];
     uint32_t caps;       /* the client's capabilities */

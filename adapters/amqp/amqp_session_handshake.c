@@ -145,7 +145,8 @@ static int bg_amqp_hs__start_ok(bg_amqp_session_t *s, const amqp_connection_star
              (const char *)c.user.p);
     if (bg_amqp_hs__verify(s, c.password, &why) != BG_ID_OK)
         return bg_amqp_hs__login_refused(s, why);
-    if (!s->user[0])
+    s->user_is_principal = !s->user[0];
+    if (s->user_is_principal)
         snprintf(s->user, sizeof s->user, "%s", s->principal.sub);
     bg_metric_add(&s->aw->w->metrics.auth_ok[BG_PROTO_AMQP], 1);
     bg_amqp_audit_session_start(s, NULL);

@@ -1314,6 +1314,28 @@ static void test_reload_decides_under_the_new_names(void **state)
     assert_string_equal(c->f.s.principal.groups[0], "partner/apps");
 }
 
+/* A client that sent no user name is named by its principal name in reply
+ * texts; a reload that renames the principal renames it there too (the
+ * texts kept the name from before the reload). */
+static void test_reload_rename_reaches_reply_texts(void **state)
+{
+    ctx_t *c = *state;
+    snprintf(c->f.s.user, sizeof c->f.s.user, "%s", c->f.s.principal.sub);
+    c->f.s.user_is_principal = 1;
+    open_channel(c, 1);
+    consume(c, 1, "ok.q", "A", 0);
+    consume_ok(c, 1, "A");
+    c->f.next_policy = policy;
+    c->f.rename_group = "partner/apps";
+    c->f.rename_sub = "partner/svc-x";
+    deliver(c, 1, "A");
+    bg_amqp_method_t m = expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    const amqp_channel_close_t *cl = m.decoded;
+    assert_int_equal(cl->reply_code, BG_AMQP_ACCESS_REFUSED);
+    assert_non_null(memmem(cl->reply_text.bytes, cl->reply_text.len, "'partner/svc-x'", 15));
+    assert_string_equal(c->f.s.user, "partner/svc-x");
+}
+
 /* A reload noticed while the client is part-way through a publish body on
  * the consumer's channel. The client controls when that body ends, so the
  * consumer is refused at once: the 403 goes to the client and nothing more
@@ -2009,6 +2031,7 @@ int main(void)
         T(test_reload_decides_under_the_new_names),
         T(test_update_secret_decides_consumers_again),
         T(test_reload_during_publish_body_refuses_at_once),
+        T(test_reload_rename_reaches_reply_texts),
         T(test_untagged_consume_gets_busgate_tag),
         T(test_untagged_consume_reencoded),
         T(test_reply_to_consume_ok_overtaking),

@@ -48,6 +48,7 @@ typedef struct t_fake_s {
     char limit_name[256];
     const bg_policy_t *next_policy; /* the next bg_snapshot_refresh installs it */
     const char *rename_group;       /* the next bg_identity_rename: the one group's new name */
+    const char *rename_sub;         /* ... and, when set, the principal's new name */
     const char *renamed[1];
     int64_t now_ms;                 /* bg_amqp_mono_ms */
 } t_fake_t;
@@ -177,7 +178,9 @@ int bg_identity_rename(const bg_identity_t *id, bg_principal_t *p)
     t_cur->renamed[0] = t_cur->rename_group; /* borrowed, as the fake's groups are */
     p->groups = (char **)t_cur->renamed;
     p->ngroups = 1;
-    t_cur->rename_group = NULL;
+    if (t_cur->rename_sub)
+        p->sub = (char *)t_cur->rename_sub; /* borrowed, as the fake's sub is */
+    t_cur->rename_group = t_cur->rename_sub = NULL;
     return 1;
 }
 
