@@ -321,15 +321,20 @@ fail:
     return NULL;
 }
 
-static int bg_identity__load_file(bg_id_issuer_t *iss, const char *path, char *err, size_t errlen)
+/* Loads issuer i's jwks_file; an error names the configuration key, so an
+ * operator finds the line (busgate check prints it). */
+static int bg_identity__load_file(bg_id_issuer_t *iss, size_t i, const char *path, char *err,
+                                  size_t errlen)
 {
     char why[256];
     if (bg_jwks_load_file(path, iss->allow_hs256, &iss->keys->jwks, why, sizeof(why)) != 0) {
-        snprintf(err, errlen, "issuer %s: %s", iss->issuer, why);
+        snprintf(err, errlen, "identity.issuers[%zu].jwks_file (issuer %s): %s", i, iss->issuer,
+                 why);
         return -1;
     }
     if (iss->keys->jwks.nkeys == 0) {
-        snprintf(err, errlen, "issuer %s: no usable key in %s", iss->issuer, path);
+        snprintf(err, errlen, "identity.issuers[%zu].jwks_file (issuer %s): no usable key in %s",
+                 i, iss->issuer, path);
         return -1;
     }
     return 0;
@@ -390,7 +395,7 @@ bg_identity_t *bg_identity_new_after(const struct bg_config_identity_s *cfg, bg_
                      c->issuer);
             goto fail;
         }
-        if (has_file && bg_identity__load_file(&id->issuers[i], c->jwks_file, err, errlen) != 0)
+        if (has_file && bg_identity__load_file(&id->issuers[i], i, c->jwks_file, err, errlen) != 0)
             goto fail;
         if (has_url)
             bg_identity__inherit(&id->issuers[i], prev);

@@ -298,7 +298,11 @@ def test_token_inspect_usage_and_bad_config(tmp_path, keys):
     # So does one whose key file cannot be read (check says so too).
     gone = tmp_path / "gone.yaml"
     gone.write_text(config(tmp_path / "no-such-jwks.json", free_port(), RULE_READ))
-    assert run_cli("check", "-c", str(gone)).returncode == 1
+    r = run_cli("check", "-c", str(gone))
+    assert r.returncode == 1
+    # the message names the key to fix, not only the issuer
+    assert "identity.issuers[0].jwks_file (issuer " in r.stdout and "no-such-jwks.json" in r.stdout, \
+        r.stdout
     r = run_cli("token", "inspect", "-c", str(gone), token)
     assert r.returncode == 1 and "no-such-jwks.json" in r.stderr, r.stderr
 
