@@ -99,7 +99,8 @@ static void kv_field(kv_out_t *o, const bg_kafka_field_desc_t *f, const bg_kafka
         }
         kv_printf(o, "%s#=%d\n", path, (int)v->a.n);
         for (int32_t i = 0; i < v->a.n; i++) {
-            snprintf(sub, sizeof sub, "%s[%d]", path, (int)i);
+            if (snprintf(sub, sizeof sub, "%s[%d]", path, (int)i) >= (int)sizeof sub)
+                fail_msg("field path too long: %s", path);
             if (f->elem == BG_KAFKA_T_STRUCT) {
                 kv_struct(o, v->a.s[i], f->sub, ver, flex, sub);
             } else {
@@ -133,7 +134,9 @@ static void kv_struct(kv_out_t *o, const bg_kafka_struct_t *s, const bg_kafka_st
                                     : flex && f->tag >= 0 && ver >= f->tag_min && ver <= f->tag_max;
             if (!present)
                 continue;
-            snprintf(sub, sizeof sub, "%s%s%s", path, *path ? "." : "", f->name);
+            if (snprintf(sub, sizeof sub, "%s%s%s", path, *path ? "." : "", f->name) >=
+                (int)sizeof sub)
+                fail_msg("field path too long: %s", path);
             kv_field(o, f, &s->f[i], ver, flex, sub);
         }
     }
