@@ -276,49 +276,66 @@ static void bg_amqp_chan__end_consumer(bg_amqp_session_t *s, bg_amqp_channel_t *
     c->cancelled = 1;
 }
 
-/* The client's basic.cancel of tag, forwarded. RabbitMQ handles a
- * channel's methods in order, so the cancel ends what busgate tracks under
- * the tag now (the reply-to consumer included: RabbitMQ looks that one up
- * first, and busgate never lets a queue consumer share its tag). nowait:
- * no cancel-ok comes, it ends now. Otherwise the cancel-ok will, and only a
- * cancel-ok of a cancel that named a tracked consumer ends one: RabbitMQ
- * answers a cancel of a tag it does not know with a cancel-ok too, which
- * must not end a consumer that took the tag after that cancel. */
-static void bg_amqp_chan__client_cancel(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
-                                        amqp_bytes_t tag, int nowait)
+/* The client's basic.cancel of tag, about to be forwarded. RabbitMQ
+ * handles a channel's methods in order, so the cancel ends what busgate
+ * tracks under the tag now (the reply-to consumer included: RabbitMQ looks
+ * that one up first, and busgate never lets a queue consumer share its
+ * tag). The consumer ends at the cancel-ok, and only a cancel-ok of a
+ * cancel that named a tracked consumer ends one: RabbitMQ answers a cancel
+ * of a tag it does not know with a cancel-ok too, which must not end a
+ * consumer that took the tag after that cancel.
+ *
+ * A nowait cancel of a tracked consumer is forwarded as a waiting one (the
+ * caller clears the bit; returns 1 to ask) and its cancel-ok is not
+ * relayed. Ending the consumer at once, without knowing when RabbitMQ saw
+ * the cancel, let the tag be taken again while a basic.cancel RabbitMQ sent
+ * for the old consumer (its queue deleted) was still on its way; that one
+ * then ended the new consumer in busgate's table, never re-decided after a
+ * reload. Until the cancel-ok the tag stays tracked (reusing it is refused). */
+static int bg_amqp_chan__client_cancel(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
+                                       amqp_bytes_t tag, int nowait)
 {
+    (void)s;
     bg_amqp_consumer_t *c = bg_amqp_chan__find(ch, tag, 0);
     if (!c)
-        return;
-    if (nowait)
-        bg_amqp_chan__end_consumer(s, ch, c);
-    else
-        c->cancels++;
+        return 0;
+    c->cancels++;
+    c->silent += nowait ? 1 : 0;
+    return nowait;
 }
 
 /* RabbitMQ's cancel-ok: the consumer a forwarded cancel named ends once
- * every such cancel has its answer. */
-static void bg_amqp_chan__cancel_ok(bg_amqp_session_t *s, bg_amqp_channel_t *ch, amqp_bytes_t tag)
+ * every such cancel has its answer. Returns 1 when the client asked for no
+ * cancel-ok (its nowait cancel went up as a waiting one): not relayed. The
+ * cancel-oks of one tag are alike, so which of them are kept back does not
+ * matter, only how many. */
+static int bg_amqp_chan__cancel_ok(bg_amqp_session_t *s, bg_amqp_channel_t *ch, amqp_bytes_t tag)
 {
     bg_amqp_consumer_t *lists[2] = {ch->consumers, ch->pending};
     for (int i = 0; i < 2; i++)
         for (bg_amqp_consumer_t *c = lists[i]; c; c = c->next)
             if (c->cancels && bg_amqp_chan__tag_is(c->tag, c->tag_len, tag)) {
+                int quiet = c->silent > 0;
+                c->silent -= quiet ? 1 : 0;
                 if (--c->cancels == 0)
                     bg_amqp_chan__end_consumer(s, ch, c);
-                return;
+                return quiet;
             }
+    return 0;
 }
 
 /* RabbitMQ's basic.cancel: a queue consumer ended without the client (its
  * queue was deleted, its node went down). RabbitMQ never sends one for the
  * direct reply-to consumer, which has no queue: one naming its tag ends
- * nothing. */
+ * nothing. A consumer the client's cancel named stays tracked until that
+ * cancel's cancel-ok (which still comes, and may be one busgate keeps
+ * back): its tag cannot be taken again before, so this cancel is the old
+ * consumer's. */
 static void bg_amqp_chan__server_cancel(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
                                         amqp_bytes_t tag)
 {
     bg_amqp_consumer_t *c = bg_amqp_chan__find(ch, tag, 0);
-    if (c && !c->reply_to)
+    if (c && !c->reply_to && !c->cancels)
         bg_amqp_chan__end_consumer(s, ch, c);
 }
 
@@ -963,7 +980,17 @@ static int bg_amqp_chan__open_method(bg_amqp_session_t *s, uint16_t n, bg_amqp_c
         return bg_amqp_chan__consume(s, n, ch, m, in, len);
     case AMQP_BASIC_CANCEL_METHOD: {
         const amqp_basic_cancel_t *c = m->decoded;
-        bg_amqp_chan__client_cancel(s, ch, c->consumer_tag, c->nowait);
+        if (bg_amqp_chan__client_cancel(s, ch, c->consumer_tag, c->nowait)) {
+            /* the no-wait bit: after the frame header (7), class and
+             * method (4) and the tag (1 + length) */
+            size_t at = BG_AMQP_FRAME_HEADER_SIZE + 4 + 1 + c->consumer_tag.len;
+            uint8_t *fp = evbuffer_pullup(in, (ev_ssize_t)len);
+            if (!fp || at >= len) {
+                bg_amqp_session_kill(s, 0, "out of memory");
+                return -1;
+            }
+            fp[at] &= (uint8_t)~1u;
+        }
         break;
     }
     default: break;
@@ -1203,8 +1230,10 @@ static int bg_amqp_chan__decode_up(bg_amqp_session_t *s, struct evbuffer *in,
     return 0;
 }
 
-static void bg_amqp_chan__track_up(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
-                                   const bg_amqp_method_t *m)
+/* Returns 1 when the method must not reach the client (a cancel-ok the
+ * client asked not to get). */
+static int bg_amqp_chan__track_up(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
+                                  const bg_amqp_method_t *m)
 {
     switch (m->id) {
     case AMQP_BASIC_CONSUME_OK_METHOD:
@@ -1216,8 +1245,8 @@ static void bg_amqp_chan__track_up(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
                                     ((const amqp_basic_cancel_t *)m->decoded)->consumer_tag);
         break;
     case AMQP_BASIC_CANCEL_OK_METHOD:
-        bg_amqp_chan__cancel_ok(s, ch, ((const amqp_basic_cancel_ok_t *)m->decoded)->consumer_tag);
-        break;
+        return bg_amqp_chan__cancel_ok(s, ch,
+                                       ((const amqp_basic_cancel_ok_t *)m->decoded)->consumer_tag);
     case AMQP_QUEUE_DECLARE_OK_METHOD:
         /* The answer to an earlier declare must not undo a later one. */
         if (ch->declares_waiting && --ch->declares_waiting == 0 && ch->last_declare_waits)
@@ -1226,6 +1255,7 @@ static void bg_amqp_chan__track_up(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
         break;
     default: break;
     }
+    return 0;
 }
 
 /* The broker closes the connection: relay its close, answer close-ok
@@ -1378,9 +1408,10 @@ int bg_amqp_chan_upstream_frame(bg_amqp_session_t *s, struct evbuffer *in,
         bg_amqp_method_t m;
         if (bg_amqp_chan__decode_up(s, in, f, frame_len, &m) != 0)
             return -1;
-        bg_amqp_chan__track_up(s, ch, &m);
+        int quiet = bg_amqp_chan__track_up(s, ch, &m);
         bg_amqp_arena_reset(&s->arena);
-        if (id == AMQP_BASIC_CANCEL_METHOD && !(s->caps & BG_AMQP_CAP_CONSUMER_CANCEL_NOTIFY)) {
+        if (quiet || (id == AMQP_BASIC_CANCEL_METHOD &&
+                      !(s->caps & BG_AMQP_CAP_CONSUMER_CANCEL_NOTIFY))) {
             evbuffer_drain(in, frame_len); /* asked for busgate's count, not the client's */
             return 0;
         }

@@ -75,6 +75,8 @@ typedef struct bg_amqp_consumer_s {
                           before its consume-ok, which then forgets it */
     uint32_t cancels;  /* basic.cancels forwarded while it was tracked, whose cancel-ok
                           has not come: the last one ends it */
+    uint32_t silent;   /* of those, nowait ones busgate forwarded as waiting: that many
+                          cancel-oks are not relayed (the client expects none) */
 } bg_amqp_consumer_t;
 
 typedef struct bg_amqp_channel_s {

@@ -1118,6 +1118,28 @@ static void cancel_ok(ctx_t *c, uint16_t n, const char *tag)
     expect_method(c, CLI(c), n, AMQP_BASIC_CANCEL_OK_METHOD);
 }
 
+/* The client's nowait basic.cancel of a tracked consumer: forwarded as a
+ * waiting one (no-wait bit cleared), the consumer still tracked. */
+static void cancel_nowait_tracked(ctx_t *c, uint16_t n, amqp_bytes_t tag)
+{
+    amqp_basic_cancel_t cn = {tag, 1};
+    assert_int_equal(cli(c, n, AMQP_BASIC_CANCEL_METHOD, &cn), 1);
+    bg_amqp_method_t m = expect_method(c, UP(c), n, AMQP_BASIC_CANCEL_METHOD);
+    const amqp_basic_cancel_t *up_cn = m.decoded;
+    assert_int_equal(up_cn->nowait, 0);
+    assert_int_equal(up_cn->consumer_tag.len, tag.len);
+    assert_memory_equal(up_cn->consumer_tag.bytes, tag.bytes, tag.len);
+}
+
+/* RabbitMQ's cancel-ok for a cancel the client sent with nowait: not
+ * relayed (the client expects none). */
+static void cancel_ok_quiet(ctx_t *c, uint16_t n, amqp_bytes_t tag)
+{
+    amqp_basic_cancel_ok_t ok = {tag};
+    assert_int_equal(up(c, n, AMQP_BASIC_CANCEL_OK_METHOD, &ok), 0);
+    expect_nothing(CLI(c));
+}
+
 static void consume_ok(ctx_t *c, uint16_t n, const char *tag)
 {
     amqp_basic_consume_ok_t ok = {t_str(tag)};
@@ -1153,10 +1175,11 @@ static void test_pipelined_consumes(void **state)
     /* A stray consume-ok (none pending) names nothing. */
     consume_ok(c, 1, "amq.ctag-9");
     assert_null(consumer_queue(c, 1, "amq.ctag-9"));
-    /* basic.cancel nowait: no cancel-ok comes, the tag goes at once. */
-    amqp_basic_cancel_t cn = {t_str("mine"), 1};
-    assert_int_equal(cli(c, 1, AMQP_BASIC_CANCEL_METHOD, &cn), 1);
-    expect_method(c, UP(c), 1, AMQP_BASIC_CANCEL_METHOD);
+    /* basic.cancel nowait: forwarded as a waiting one; the tag goes at its
+     * cancel-ok, which the client does not get. */
+    cancel_nowait_tracked(c, 1, t_str("mine"));
+    assert_string_equal(consumer_queue(c, 1, "mine"), "ok.d");
+    cancel_ok_quiet(c, 1, t_str("mine"));
     assert_null(consumer_queue(c, 1, "mine"));
     assert_int_equal(c->f.s.nconsumers, 3);
     assert_int_equal(c->f.closed, 0);
@@ -1171,10 +1194,9 @@ static void test_nowait_cancel_of_pending_consume(void **state)
     open_channel(c, 1);
     for (int i = 0; i < 3; i++) {
         consume(c, 1, "ok.q", "t", 0);
-        amqp_basic_cancel_t cn = {t_str("t"), 1};
-        assert_int_equal(cli(c, 1, AMQP_BASIC_CANCEL_METHOD, &cn), 1);
-        expect_method(c, UP(c), 1, AMQP_BASIC_CANCEL_METHOD);
+        cancel_nowait_tracked(c, 1, t_str("t"));
         consume_ok(c, 1, "t");
+        cancel_ok_quiet(c, 1, t_str("t"));
         assert_null(consumer_queue(c, 1, "t"));
         assert_int_equal(chan(c, 1)->npending, 0);
         assert_int_equal(chan(c, 1)->nconsumers, 0);
@@ -1647,7 +1669,8 @@ static void test_consumer_tag_reuse_refused(void **state)
         assert_int_equal(c->f.limit_method, AMQP_BASIC_CONSUME_METHOD);
         assert_string_equal(c->f.limit_name, cases[i].queue);
     }
-    /* A tag is free again once its cancel-ok came (or at once with nowait). */
+    /* A tag is free again once its cancel-ok came (with nowait too: that
+     * cancel-ok is not relayed). */
     restart(c);
     open_channel(c, 1);
     consume(c, 1, "ok.q", "T", 0);
@@ -1655,9 +1678,55 @@ static void test_consumer_tag_reuse_refused(void **state)
     cancel(c, 1, "T", 0);
     cancel_ok(c, 1, "T");
     consume(c, 1, REPLY_TO, "T", 1);
-    cancel(c, 1, "T", 1);
+    cancel_nowait_tracked(c, 1, t_str("T"));
+    cancel_ok_quiet(c, 1, t_str("T"));
     consume(c, 1, "ok.r", "T", 0);
     assert_int_equal(c->f.closed, 0);
+}
+
+/* A basic.cancel RabbitMQ sent for a consumer (its queue deleted) can still
+ * be on its way when the client cancels the same consumer with nowait and
+ * takes the tag again. busgate used to forget the consumer at the nowait
+ * cancel, track the new one under the tag, and then let the late
+ * basic.cancel end the new one in its table: it was not decided again after
+ * a reload. Now the nowait cancel goes up as a waiting one, the tag stays
+ * taken until its cancel-ok (reuse before: 530), and the late basic.cancel
+ * ends nothing busgate must still decide. */
+static void test_stale_server_cancel_after_nowait_cancel(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    consume(c, 1, "ok.q", "T", 0);
+    consume_ok(c, 1, "T");
+    cancel_nowait_tracked(c, 1, t_str("T"));
+    /* the client takes the tag again at once: refused, never forwarded */
+    amqp_basic_consume_t bc;
+    memset(&bc, 0, sizeof bc);
+    bc.queue = t_str("ok.r");
+    bc.consumer_tag = t_str("T");
+    bc.nowait = 1;
+    assert_int_equal(cli(c, 1, AMQP_BASIC_CONSUME_METHOD, &bc), -1);
+    assert_int_equal(c->f.close_code, BG_AMQP_NOT_ALLOWED);
+    expect_nothing(UP(c));
+
+    /* In order: the late basic.cancel (relayed, the client asked for
+     * notifications), then the cancel-ok (kept back); then the tag is free. */
+    restart(c);
+    open_channel(c, 1);
+    consume(c, 1, "ok.q", "T", 0);
+    consume_ok(c, 1, "T");
+    cancel_nowait_tracked(c, 1, t_str("T"));
+    amqp_basic_cancel_t sc = {t_str("T"), 1};
+    assert_int_equal(up(c, 1, AMQP_BASIC_CANCEL_METHOD, &sc), 0);
+    expect_method(c, CLI(c), 1, AMQP_BASIC_CANCEL_METHOD);
+    assert_string_equal(consumer_queue(c, 1, "T"), "ok.q"); /* until the cancel-ok */
+    cancel_ok_quiet(c, 1, t_str("T"));
+    assert_null(consumer_queue(c, 1, "T"));
+    consume(c, 1, "ok.r", "T", 1);
+    /* a later reload decides the ok.r consumer */
+    c->f.next_policy = policy_narrow;
+    deliver(c, 1, "T");
+    expect_consume_refused(c, 1);
 }
 
 /* RabbitMQ answers a cancel of a tag it does not know with a cancel-ok.
@@ -1774,11 +1843,13 @@ static void test_consumer_tags_with_nul(void **state)
     bc.nowait = 1;
     bc.consumer_tag = a;
     assert_int_equal(cli(c, 1, AMQP_BASIC_CONSUME_METHOD, &bc), 1);
+    expect_method(c, UP(c), 1, AMQP_BASIC_CONSUME_METHOD);
     bc.consumer_tag = b;
     assert_int_equal(cli(c, 1, AMQP_BASIC_CONSUME_METHOD, &bc), 1);
+    expect_method(c, UP(c), 1, AMQP_BASIC_CONSUME_METHOD);
     assert_int_equal(chan(c, 1)->nconsumers, 2);
-    amqp_basic_cancel_t cn = {a, 1};
-    assert_int_equal(cli(c, 1, AMQP_BASIC_CANCEL_METHOD, &cn), 1);
+    cancel_nowait_tracked(c, 1, a);
+    cancel_ok_quiet(c, 1, a);
     assert_int_equal(chan(c, 1)->nconsumers, 1);
     assert_memory_equal(chan(c, 1)->consumers->tag, "t\0b", 3);
     assert_int_equal(c->f.closed, 0);
@@ -2037,6 +2108,7 @@ int main(void)
         T(test_reply_to_consume_ok_overtaking),
         T(test_reply_to_cancel_ok_overtaking),
         T(test_consumer_tag_reuse_refused),
+        T(test_stale_server_cancel_after_nowait_cancel),
         T(test_stray_cancel_ok_keeps_live_consumer),
         T(test_server_cancel_and_reply_to),
         T(test_untagged_nowait_consumes_tracked),
