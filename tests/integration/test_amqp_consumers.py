@@ -369,6 +369,49 @@ def test_reply_to_consumer_tag_cannot_be_reused(start_busgate, tmp_path):
         conn.close()
 
 
+def test_nowait_cancel_keeps_the_tag_until_rabbitmq_saw_it(start_busgate, tmp_path):
+    """A nowait basic.cancel goes to RabbitMQ as a waiting one: the tag is
+    taken until RabbitMQ's cancel-ok, which the client (who asked for none)
+    does not get. Ending the consumer at once let the client take the tag
+    again while a basic.cancel RabbitMQ sent for the old consumer (its queue
+    deleted) was on its way, and that late cancel then made busgate forget
+    the new consumer. Reusing the tag right after the nowait cancel is
+    refused (530); once RabbitMQ has answered, it is free."""
+    issuer = Issuer(tmp_path / "keys")
+    text, ports = busgate_config(tmp_path, issuer, POLICY)
+    start_busgate(text, wait_for_port=ports["listen"])
+    q1, q2 = unique("it.cons-nw1"), unique("it.cons-nw2")
+    conn, ach = setup_queues([q1, q2])
+    try:
+        raw = RawClient(ports["listen"], issuer.mint("alice", ["apps"]))
+        raw.open_channel(1)
+        raw.send(1, spec.Basic.Consume(queue=q1, consumer_tag="T"))
+        assert raw.expect(1, spec.Basic.ConsumeOk).consumer_tag == "T"
+        # cancel, then a synchronous method as a fence: its answer comes
+        # after RabbitMQ's (kept back) cancel-ok, and nothing else comes.
+        raw.send(1, spec.Basic.Cancel(consumer_tag="T", nowait=True),
+                 spec.Basic.Qos(prefetch_count=5))
+        f = raw.frame()
+        assert isinstance(f, pframe.Method) and isinstance(f.method, spec.Basic.QosOk), f
+        assert ach.queue_declare(q1, passive=True).method.consumer_count == 0
+        # The tag is free now: taken again on another queue.
+        raw.send(1, spec.Basic.Consume(queue=q2, consumer_tag="T"))
+        assert raw.expect(1, spec.Basic.ConsumeOk).consumer_tag == "T"
+        # A nowait cancel immediately followed by a consume with the tag:
+        # refused, the consume never reaches RabbitMQ.
+        raw.send(1, spec.Basic.Cancel(consumer_tag="T", nowait=True),
+                 spec.Basic.Consume(queue=q1, consumer_tag="T", nowait=True))
+        m = raw.expect(0, spec.Connection.Close)
+        assert (m.reply_code, m.class_id, m.method_id) == (530, 60, 20), m
+        raw.send(0, spec.Connection.CloseOk())
+        raw.close()
+        assert ach.queue_declare(q1, passive=True).method.consumer_count == 0
+    finally:
+        for q in (q1, q2):
+            ach.queue_delete(q)
+        conn.close()
+
+
 def test_reload_refuses_a_live_consumer(start_busgate, tmp_path):
     """A consumer was allowed when it started; a reload takes the read
     away. Deliveries need no client method, so busgate decides the
