@@ -90,6 +90,32 @@ def test_update_secret_from_another_issuer_closes(start_busgate, tmp_path):
                       "different_subject")
 
 
+def test_prefix_reload_renames_in_reply_texts(start_busgate, tmp_path):
+    """A client that logged in without a user name is named by its principal
+    in refusals. A reload that gives its issuer a subject_prefix renames it
+    there too, whether the next thing the connection does is a method or an
+    update-secret (which takes the new configuration itself)."""
+    issuer = Issuer(tmp_path / "keys")
+    text, ports = busgate_config(tmp_path, issuer, POLICY)
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    a = connect(ports["listen"], issuer.mint("alice", ["apps"]), user="")
+    b = connect(ports["listen"], issuer.mint("alice", ["apps"]), user="")
+    new = text.replace(f"jwks_file: {issuer.jwks}\n",
+                       f"jwks_file: {issuer.jwks}\n      subject_prefix: p/\n"
+                       f"      groups_prefix: p/\n")
+    assert new != text
+    bg.config_path.write_text(new)
+    bg.signal(signal.SIGHUP)
+    assert bg.wait_log(lambda l: l.get("msg", "").startswith("reloaded"))
+    b.update_secret(issuer.mint("alice", ["apps"], ttl=120), "token refresh")
+    for conn in (a, b):
+        ch = conn.channel()
+        with pytest.raises(pex.ChannelClosedByBroker) as ei:
+            ch.queue_declare(unique("it.q"), auto_delete=True)  # group p/apps: no rule
+        assert ei.value.reply_code == 403 and "'p/alice'" in ei.value.reply_text, ei.value
+        conn.close()
+
+
 def test_broker_restart_under_a_client(start_busgate, tmp_path):
     rabbit = PrivateRabbit(free_port_pair())
     rabbit.up()
