@@ -866,7 +866,11 @@ static int bg_kafka__on_upstream_frame(void *arg, struct evbuffer *in, size_t fr
     if (pe->needs_response && bg_kafka__response_untouched(pe, in, frame_len))
         pe->needs_response = 0;
     if (!pe->needs_response) {
-        evbuffer_remove_buffer(in, pe->out, frame_len); /* moves chains, no copy */
+        /* moves chains, no copy; a short move would send half a frame */
+        if (evbuffer_remove_buffer(in, pe->out, frame_len) != (int)frame_len) {
+            bg_kafka_session_close(s, 0, "cannot queue a response (out of memory)");
+            return -1;
+        }
     } else {
         const uint8_t *p = evbuffer_pullup(in, (ssize_t)frame_len);
         int rc = p ? bg_kafka__rewrite_response(s, pe, p + 4, frame_len - 4) : -1;
@@ -1003,7 +1007,10 @@ static void bg_kafka__on_upstream_ready(void *arg)
         if (!bg_kafka_up_versions(s->up, k, &vmin[k], &vmax[k]))
             vmin[k] = vmax[k] = -1;
     bg_kafka_global_keep_versions(s->kw->g, s->node_id, vbody, vlen, vver, vmin, vmax);
-    evbuffer_add_buffer(bg_kafka_up_output(s->up), s->held);
+    if (evbuffer_add_buffer(bg_kafka_up_output(s->up), s->held) != 0) {
+        bg_kafka_session_close(s, 0, "cannot forward the held requests (out of memory)");
+        return;
+    }
     TAILQ_FOREACH(pe, &s->q, link)
     if (pe->state == BG_KAFKA_PE_WAIT_VERSIONS && bg_kafka_auth_versions_ready(s, pe) != 0) {
         bg_kafka_session_close(s, 0, "cannot answer ApiVersions");
@@ -1016,12 +1023,30 @@ static void bg_kafka__on_upstream_ready(void *arg)
     bg_kafka__resume_input(s); /* requests already buffered while the queue was full */
 }
 
+/* The broker's connection ended. Responses it sent before are queued for
+ * the client (a slow reader can have megabytes of them): they still go
+ * out, as they would from the broker itself, within the close grace. The
+ * requests it did not answer never will be, and nothing queued behind them
+ * may overtake them: they are audited as unanswered and dropped. A response
+ * being cut through cannot be completed: the client's stream ends now. */
 static void bg_kafka__on_upstream_failed(void *arg, const char *why)
 {
     bg_kafka_session_t *s = arg;
     char msg[160];
     snprintf(msg, sizeof msg, "upstream connection lost: %s", why);
-    bg_kafka_session_close(s, 0, msg);
+    if (s->streaming) {
+        bg_kafka_session_close(s, 0, msg);
+        return;
+    }
+    bg_kafka_session_flush(s);
+    if (s->dead)
+        return;
+    bg_kafka_pending_t *pe;
+    while ((pe = TAILQ_FIRST(&s->q)) != NULL) {
+        bg_kafka_audit_unanswered(s, pe);
+        bg_kafka__pop(s, pe);
+    }
+    bg_kafka_session_close(s, 1, msg);
 }
 
 static void bg_kafka__on_upstream_drained(void *arg)

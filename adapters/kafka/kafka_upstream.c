@@ -121,6 +121,8 @@ void bg_kafka_up_set_reading(bg_kafka_up_t *u, int on)
 {
     if (u->splicing) /* the splice reads the socket (and waits for the client) itself */
         return;
+    if (on && u->state == BG_KAFKA_UP_FAILED) /* its session is only flushing to the client */
+        return;
     if (on)
         bufferevent_enable(u->bev, EV_READ);
     else
