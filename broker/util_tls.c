@@ -156,12 +156,17 @@ int bg_util_tls_upstream_failure(struct bufferevent *bev, short what, int connec
                                  size_t cap)
 {
     char reason[300];
+    int dns;
     if (what & BEV_EVENT_TIMEOUT)
         snprintf(out, cap, "timed out");
     else if (what & BEV_EVENT_EOF)
         snprintf(out, cap, "closed by the broker");
     else if (!(what & BEV_EVENT_ERROR))
         return 0;
+    /* Set only by a failed bufferevent_socket_connect_hostname lookup (0
+     * after a successful one): a resolver error, not in errno. */
+    else if ((dns = bufferevent_socket_get_dns_error(bev)) != 0)
+        snprintf(out, cap, "name lookup failed: %s", evutil_gai_strerror(dns));
     else if (!bg_util_tls_bev_error(bev, reason, sizeof reason))
         snprintf(out, cap, "%s", reason);
     else

@@ -66,8 +66,10 @@ int bg_util_tls_bev_error(struct bufferevent *bev, char *out, size_t cap);
 
 /* What an upstream bufferevent's event callback reports, as the reason a
  * broker connection failed: "timed out", "closed by the broker", the socket
- * error, or "TLS handshake failed: ..." (while connecting) / "TLS error: ..."
- * with OpenSSL's reason (on a TLS bufferevent errno says nothing). Returns 1
+ * error, "name lookup failed: ..." with the resolver's reason when the
+ * broker's host name did not resolve (errno says nothing then), or "TLS
+ * handshake failed: ..." (while connecting) / "TLS error: ..." with
+ * OpenSSL's reason (on a TLS bufferevent errno says nothing). Returns 1
  * with the text in out when `what` is a failure, 0 otherwise (connected). */
 int bg_util_tls_upstream_failure(struct bufferevent *bev, short what, int connecting, char *out,
                                  size_t cap);

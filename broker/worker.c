@@ -1,5 +1,6 @@
 #include "broker/worker.h"
 
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +78,27 @@ static void bg_worker__close(bg_worker_t *w)
         }
 }
 
+/* Frees the resolver after the sessions. A session freed while its upstream
+ * name was being looked up leaves the lookup running (libevent 2.1 does not
+ * cancel it on bufferevent_free), and the lookup holds a reference to the
+ * bufferevent. Failing the requests (fail_requests=1) hands each lookup
+ * DNS_ERR_SHUTDOWN through a deferred callback, which drops that reference;
+ * the non-blocking loop round runs those callbacks. With fail_requests=0
+ * the lookups and their bufferevents would be dropped unfreed. The
+ * bufferevents' own callbacks were cleared when they were freed, so no
+ * session code runs. The drain timer is stopped first so that it cannot
+ * break that round. */
+static void bg_worker__free_dns(bg_worker_t *w)
+{
+    if (!w->dns)
+        return;
+    if (w->drain_timer)
+        event_del(w->drain_timer);
+    evdns_base_free(w->dns, 1);
+    w->dns = NULL;
+    event_base_loop(w->base, EVLOOP_NONBLOCK);
+}
+
 static void bg_worker__signal_started(bg_worker_t *w, int rc)
 {
     pthread_mutex_lock(w->start_mu);
@@ -95,6 +117,7 @@ static void *bg_worker__main(void *arg)
         event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
     /* After the loop: free sessions and listeners on the owning thread. */
     bg_worker__close(w);
+    bg_worker__free_dns(w);
     atomic_store(&w->done, 1);
     return NULL;
 }
@@ -115,12 +138,26 @@ static int bg_worker__init(bg_worker_t *w, int idx)
     event_config_free(ec);
     if (!w->base)
         return -1;
+    /* Upstream names are resolved on the loop (a blocking getaddrinfo()
+     * would stall every session of this worker while a resolver is slow).
+     * INITIALIZE_NAMESERVERS reads /etc/resolv.conf (nameservers, search,
+     * options) and /etc/hosts once, now; numeric addresses never reach a
+     * nameserver. Without /etc/resolv.conf, or with none listed in it,
+     * libevent asks 127.0.0.1, as the C library does. If the resolver
+     * cannot be created, busgate still runs with blocking lookups. */
+    w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS);
+    if (!w->dns)
+        bg_log_warn("worker", "worker %d: cannot create the DNS resolver; upstream names are "
+                              "resolved with blocking lookups",
+                    idx);
     w->drain_ev = event_new(w->base, -1, 0, bg_worker__drain_cb, w);
     return w->drain_ev ? 0 : -1;
 }
 
 static void bg_worker__free(bg_worker_t *w)
 {
+    if (w->dns) /* a worker whose thread never ran: no lookups pending */
+        evdns_base_free(w->dns, 0);
     if (w->drain_timer)
         event_free(w->drain_timer);
     if (w->drain_ev)

@@ -15,11 +15,17 @@
 
 struct event_base;
 struct event;
+struct evdns_base;
 struct bg_audit_s;
 
 struct bg_worker_s {
     int index;
     struct event_base *base;
+    /* The worker's asynchronous resolver for upstream names (nameservers
+     * from /etc/resolv.conf, /etc/hosts), on base. NULL when it could not be
+     * created: then libevent resolves with a blocking getaddrinfo() in the
+     * loop. Pass it to every bufferevent_socket_connect_hostname. */
+    struct evdns_base *dns;
     pthread_t thread;
     bg_worker_metrics_t metrics;
     struct bg_audit_s *audit; /* process-wide, thread-safe emit; NULL when audit is off */

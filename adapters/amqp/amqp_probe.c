@@ -78,7 +78,7 @@ static void bg_amqp_probe__on_timer(evutil_socket_t fd, short what, void *arg)
     bg_amqp_probe_t *p = arg;
     if (p->up || atomic_load(&p->aw->g->upstream_seen_ok))
         return;
-    p->up = bg_amqp_up_connect(p->aw->w->base, p->aw->g, 0, &bg_amqp_probe__cbs, p);
+    p->up = bg_amqp_up_connect(p->aw->w->base, p->aw->w->dns, p->aw->g, 0, &bg_amqp_probe__cbs, p);
     if (!p->up) {
         struct timeval tv = {BG_AMQP_PROBE_RETRY_S, 0};
         event_add(p->timer, &tv);

@@ -705,7 +705,7 @@ int bg_amqp_session_connect_upstream(bg_amqp_session_t *s)
      * them a consumer whose queue is deleted ends silently and busgate's
      * count of the client's consumers would never go down. Clients that did
      * not ask for them do not get them (bg_amqp_chan_upstream_frame). */
-    s->up = bg_amqp_up_connect(s->aw->w->base, s->aw->g,
+    s->up = bg_amqp_up_connect(s->aw->w->base, s->aw->w->dns, s->aw->g,
                                s->caps | BG_AMQP_CAP_CONSUMER_CANCEL_NOTIFY, &bg_amqp__up_cbs, s);
     return s->up ? 0 : -1;
 }

@@ -330,8 +330,9 @@ static struct bufferevent *bg_amqp_up__bev(struct event_base *base, bg_amqp_glob
     return bg_util_tls_upstream_bev(base, g->upstream_tls, host, g->cfg->amqp.upstream.tls.verify);
 }
 
-bg_amqp_up_t *bg_amqp_up_connect(struct event_base *base, bg_amqp_global_t *g, uint32_t caps,
-                                 const bg_amqp_up_cbs_t *cbs, void *arg)
+bg_amqp_up_t *bg_amqp_up_connect(struct event_base *base, struct evdns_base *dns,
+                                 bg_amqp_global_t *g, uint32_t caps, const bg_amqp_up_cbs_t *cbs,
+                                 void *arg)
 {
     const bg_addr_t *h = &g->cfg->amqp.upstream.host;
     bg_amqp_up_t *u = calloc(1, sizeof *u);
@@ -353,7 +354,9 @@ bg_amqp_up_t *bg_amqp_up_connect(struct event_base *base, bg_amqp_global_t *g, u
     struct timeval tv = {BG_AMQP_UP_CONNECT_TIMEOUT_S, 0};
     bufferevent_set_timeouts(u->bev, &tv, &tv);
     bufferevent_enable(u->bev, EV_READ | EV_WRITE);
-    if (bufferevent_socket_connect_hostname(u->bev, NULL, AF_UNSPEC, h->host, h->port) != 0) {
+    /* The worker's evdns base resolves on the loop; a failed lookup reaches
+     * on_event as BEV_EVENT_ERROR with the resolver's error. */
+    if (bufferevent_socket_connect_hostname(u->bev, dns, AF_UNSPEC, h->host, h->port) != 0) {
         bg_log_warn("amqp", "upstream %s: cannot connect", u->where);
         bg_amqp_up_free(u);
         return NULL;

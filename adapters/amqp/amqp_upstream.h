@@ -23,6 +23,7 @@
 #define BG_AMQP_READ_BURST (256u * 1024)
 
 struct event_base;
+struct evdns_base;
 struct evbuffer;
 
 typedef struct bg_amqp_up_s bg_amqp_up_t;
@@ -48,11 +49,13 @@ typedef struct bg_amqp_up_cbs_s {
     void (*drained)(void *arg);
 } bg_amqp_up_cbs_t;
 
-/* Starts connecting to amqp.upstream.host on base; caps are the client's
- * capabilities to advertise. Returns NULL when out of memory or the
- * connect cannot start (nothing to free then). */
-bg_amqp_up_t *bg_amqp_up_connect(struct event_base *base, bg_amqp_global_t *g, uint32_t caps,
-                                 const bg_amqp_up_cbs_t *cbs, void *arg);
+/* Starts connecting to amqp.upstream.host on base, resolving its name with
+ * dns (the worker's resolver; NULL: a blocking lookup); caps are the
+ * client's capabilities to advertise. Returns NULL when out of memory or
+ * the connect cannot start (nothing to free then). */
+bg_amqp_up_t *bg_amqp_up_connect(struct event_base *base, struct evdns_base *dns,
+                                 bg_amqp_global_t *g, uint32_t caps, const bg_amqp_up_cbs_t *cbs,
+                                 void *arg);
 void bg_amqp_up_free(bg_amqp_up_t *u);
 /* Stops u without a callback: no more reads, timers or callbacks (the
  * session is closing). Safe inside any of u's callbacks; free later. */

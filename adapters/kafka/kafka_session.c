@@ -1232,7 +1232,7 @@ int bg_kafka_session_start_upstream(bg_kafka_session_t *s)
 {
     if (s->up)
         return 0;
-    s->up = bg_kafka_up_connect(s->kw->w->base, s->kw->g, s->node_id, &bg_kafka__up_cbs, s);
+    s->up = bg_kafka_up_connect(s->kw->w->base, s->kw->w->dns, s->kw->g, s->node_id, &bg_kafka__up_cbs, s);
     if (s->up)
         return 0;
     bg_kafka_session_close(s, 0, "no upstream broker for this port");

@@ -643,7 +643,8 @@ static struct bufferevent *bg_kafka_up__bev(struct event_base *base, bg_kafka_gl
                                     g->cfg->kafka.upstream.tls.verify);
 }
 
-bg_kafka_up_t *bg_kafka_up_connect(struct event_base *base, bg_kafka_global_t *g, int32_t node_id,
+bg_kafka_up_t *bg_kafka_up_connect(struct event_base *base, struct evdns_base *dns,
+                                   bg_kafka_global_t *g, int32_t node_id,
                                    const bg_kafka_up_cbs_t *cbs, void *arg)
 {
     char host[256];
@@ -677,7 +678,10 @@ bg_kafka_up_t *bg_kafka_up_connect(struct event_base *base, bg_kafka_global_t *g
     struct timeval tv = {BG_KAFKA_UP_CONNECT_TIMEOUT_S, 0};
     bufferevent_set_timeouts(u->bev, &tv, &tv);
     bufferevent_enable(u->bev, EV_READ | EV_WRITE);
-    if (bufferevent_socket_connect_hostname(u->bev, NULL, AF_UNSPEC, host, port) != 0) {
+    /* With the worker's evdns base the lookup runs on the loop (a name that
+     * is numeric or in /etc/hosts resolves at once); its failure reaches
+     * on_event as BEV_EVENT_ERROR with the resolver's error. */
+    if (bufferevent_socket_connect_hostname(u->bev, dns, AF_UNSPEC, host, port) != 0) {
         bg_log_warn("kafka", "upstream %s: cannot connect", u->where);
         bg_kafka_up_free(u);
         return NULL;

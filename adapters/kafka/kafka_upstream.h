@@ -16,6 +16,7 @@
 #include "adapters/kafka/kafka_adapter-internal.h"
 
 struct event_base;
+struct evdns_base;
 struct evbuffer;
 
 typedef struct bg_kafka_up_s bg_kafka_up_t;
@@ -62,9 +63,12 @@ typedef struct bg_kafka_up_cbs_s {
     size_t (*outstanding)(void *arg);
 } bg_kafka_up_cbs_t;
 
-/* Starts connecting to node_id (-1: a bootstrap broker) on base. Returns NULL
- * when the node is unknown or out of memory (nothing to free then). */
-bg_kafka_up_t *bg_kafka_up_connect(struct event_base *base, bg_kafka_global_t *g, int32_t node_id,
+/* Starts connecting to node_id (-1: a bootstrap broker) on base, resolving
+ * its host name with dns (the worker's resolver; NULL: a blocking lookup).
+ * Returns NULL when the node is unknown or out of memory (nothing to free
+ * then). */
+bg_kafka_up_t *bg_kafka_up_connect(struct event_base *base, struct evdns_base *dns,
+                                   bg_kafka_global_t *g, int32_t node_id,
                                    const bg_kafka_up_cbs_t *cbs, void *arg);
 void bg_kafka_up_free(bg_kafka_up_t *u);
 
