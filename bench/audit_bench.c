@@ -68,7 +68,7 @@ static void *emitter(void *arg)
             .nresources = 1,
             .verb = BG_VERB_WRITE,
             .decision = {BG_EFFECT_ALLOW, BG_EFFECT_ALLOW, "orders-producers", "busgate.yaml", 26,
-                         BG_MODE_ENFORCE},
+                         BG_MODE_ENFORCE, NULL},
             .result = {0, NULL, 1536, 120, 3, 850},
             .has = BG_AUDIT_HAS_SEQ | BG_AUDIT_HAS_VERB | BG_AUDIT_HAS_DECISION |
                    BG_AUDIT_HAS_RESULT | BG_AUDIT_HAS_API_VERSION,

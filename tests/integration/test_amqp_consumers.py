@@ -262,6 +262,17 @@ def next_method(raw, channel, forbidden=None):
             return f.method
 
 
+def queued_body(ach, q):
+    """The body of the next message in q, straight from RabbitMQ (waiting up
+    to 5 s for one to come back to the queue), or None."""
+    for _ in range(50):
+        m = ach.basic_get(q, auto_ack=True)
+        if m[0] is not None:
+            return m[2]
+        time.sleep(0.1)
+    return None
+
+
 def test_reload_after_reply_to_consume_ok_overtook(start_busgate, tmp_path):
     """Two consumes without a tag, pipelined: a queue's, then direct
     reply-to's. RabbitMQ answers the reply-to consume at once, ahead of the
@@ -304,13 +315,8 @@ def test_reload_after_reply_to_consume_ok_overtook(start_busgate, tmp_path):
                           and api_name(e) == "basic.consume"
                           and any(r.get("name") == q for r in e.get("resources", [])))
         raw.close()
-        m = None
-        for _ in range(50):  # unacknowledged: back in the queue once the channel closed
-            m = ach.basic_get(q, auto_ack=True)
-            if m[0] is not None:
-                break
-            time.sleep(0.1)
-        assert m[2] == b"after"
+        # unacknowledged: back in the queue once the channel closed
+        assert queued_body(ach, q) == b"after"
     finally:
         ach.queue_delete(q)
         conn.close()
@@ -462,13 +468,7 @@ def test_reload_refuses_a_live_consumer(start_busgate, tmp_path):
         assert other.is_open
         other.queue_declare(q, passive=True)  # describe is still allowed
         # Nothing lost: the message stays in the queue.
-        m = None
-        for _ in range(50):
-            m = ach.basic_get(q, auto_ack=True)
-            if m[0] is not None:
-                break
-            time.sleep(0.1)
-        assert m[2] == b"after"
+        assert queued_body(ach, q) == b"after"
     finally:
         conn.close()
         ach.queue_delete(q)

@@ -431,6 +431,29 @@ static void test_header_table_too_deep(void **state)
     expect_nothing(UP(c)); /* nothing of the publish went up */
 }
 
+
+/* busgate's own refusal of the publish on channel 1 of exchange ok.x (too
+ * large, or user_id set): audited as a limit, its channel.close goes up
+ * alone, and once RabbitMQ confirmed it the client gets 406 for
+ * basic.publish (60/40). Returns the reply text (valid until the next
+ * frame is read). */
+static amqp_bytes_t expect_publish_refused(ctx_t *c)
+{
+    assert_int_equal(c->f.limit_code, BG_AMQP_PRECONDITION_FAILED);
+    assert_int_equal(c->f.limit_method, AMQP_BASIC_PUBLISH_METHOD);
+    assert_string_equal(c->f.limit_name, "ok.x");
+    expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_METHOD); /* busgate's, nothing else */
+    expect_nothing(UP(c));
+    expect_nothing(CLI(c));
+    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
+    bg_amqp_method_t m = expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    const amqp_channel_close_t *cl = m.decoded;
+    assert_int_equal(cl->reply_code, BG_AMQP_PRECONDITION_FAILED);
+    assert_int_equal(cl->class_id, 60);
+    assert_int_equal(cl->method_id, 40);
+    return cl->reply_text;
+}
+
 /* A message larger than max_body_bytes: refused on its channel with
  * RabbitMQ's 406 before anything of it went upstream; the bodies that
  * follow are dropped; the connection and the channel number live on. */
@@ -447,23 +470,12 @@ static void test_body_too_large_refused_on_channel(void **state)
     assert_int_equal(t_client_wr(&c->f, &c->wr), 1);
     /* The policy's allow, then busgate's own refusal: audited on its own. */
     assert_int_equal(c->f.decisions, before + 2);
-    assert_int_equal(c->f.limit_code, BG_AMQP_PRECONDITION_FAILED);
-    assert_int_equal(c->f.limit_method, AMQP_BASIC_PUBLISH_METHOD);
-    assert_string_equal(c->f.limit_name, "ok.x");
-    expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_METHOD); /* busgate's, nothing else */
-    expect_nothing(UP(c));
-    expect_nothing(CLI(c));
-    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
-    bg_amqp_method_t m = expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
-    const amqp_channel_close_t *cl = m.decoded;
-    assert_int_equal(cl->reply_code, BG_AMQP_PRECONDITION_FAILED);
-    assert_int_equal(cl->class_id, 60);
-    assert_int_equal(cl->method_id, 40);
+    amqp_bytes_t text = expect_publish_refused(c);
     char want[128];
     snprintf(want, sizeof want, "PRECONDITION_FAILED - message size %llu is larger than",
              (unsigned long long)max + 1);
-    assert_true(cl->reply_text.len >= strlen(want));
-    assert_memory_equal(cl->reply_text.bytes, want, strlen(want));
+    assert_true(text.len >= strlen(want));
+    assert_memory_equal(text.bytes, want, strlen(want));
     assert_int_equal(c->f.closed, 0);
     /* Channel 2 works; the publish there goes up with its header. */
     publish_method(c, 2, "ok.x");
@@ -495,21 +507,10 @@ static void test_user_id_property_refused(void **state)
     int before = c->f.decisions;
     assert_int_equal(t_client_wr(&c->f, &c->wr), 1);
     assert_int_equal(c->f.decisions, before + 2); /* the policy's allow, busgate's deny */
-    assert_int_equal(c->f.limit_code, BG_AMQP_PRECONDITION_FAILED);
-    assert_int_equal(c->f.limit_method, AMQP_BASIC_PUBLISH_METHOD);
-    assert_string_equal(c->f.limit_name, "ok.x");
-    expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_METHOD); /* busgate's, nothing else */
-    expect_nothing(UP(c));
-    expect_nothing(CLI(c));
-    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
-    bg_amqp_method_t m = expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
-    const amqp_channel_close_t *cl = m.decoded;
-    assert_int_equal(cl->reply_code, BG_AMQP_PRECONDITION_FAILED);
-    assert_int_equal(cl->class_id, 60);
-    assert_int_equal(cl->method_id, 40);
+    amqp_bytes_t text = expect_publish_refused(c);
     const char *want = "PRECONDITION_FAILED - user_id property is not supported through busgate";
-    assert_int_equal(cl->reply_text.len, strlen(want));
-    assert_memory_equal(cl->reply_text.bytes, want, strlen(want));
+    assert_int_equal(text.len, strlen(want));
+    assert_memory_equal(text.bytes, want, strlen(want));
     assert_int_equal(c->f.closed, 0);
     /* content-type and app-id: forwarded with the publish, bodies after. */
     static const uint8_t other[] = {0x80, 0x08, 4, 't', 'e', 'x', 't', 3, 'a', 'p', 'p'};
@@ -1111,6 +1112,15 @@ static void cancel(ctx_t *c, uint16_t n, const char *tag, int nowait)
     expect_method(c, UP(c), n, AMQP_BASIC_CANCEL_METHOD);
 }
 
+static void consume_ok(ctx_t *c, uint16_t n, const char *tag);
+
+/* A consumer on queue under tag, live (its consume-ok came). */
+static void consume_live(ctx_t *c, uint16_t n, const char *queue, const char *tag)
+{
+    consume(c, n, queue, tag, 0);
+    consume_ok(c, n, tag);
+}
+
 static void cancel_ok(ctx_t *c, uint16_t n, const char *tag)
 {
     amqp_basic_cancel_ok_t ok = {t_str(tag)};
@@ -1214,8 +1224,7 @@ static void test_consume_oks_out_of_order(void **state)
     char t1[64], t2[64];
     consume(c, 1, "ok.q", "A", 0);
     consume_as(c, 1, "ok.r", "", 0, 0, "amq.ctag-1", t1, sizeof t1);
-    consume(c, 1, "ok.reply", "B", 0);
-    consume_ok(c, 1, "B");
+    consume_live(c, 1, "ok.reply", "B");
     consume_ok(c, 1, t1);
     consume_ok(c, 1, "A");
     assert_string_equal(consumer_queue(c, 1, "A"), "ok.q");
@@ -1292,10 +1301,8 @@ static void test_reload_decides_consumers_again(void **state)
     open_channel(c, 1);
     open_channel(c, 2);
     open_channel(c, 3);
-    consume(c, 1, "ok.q", "A", 0);
-    consume_ok(c, 1, "A");
-    consume(c, 2, "ok.keep", "K", 0);
-    consume_ok(c, 2, "K");
+    consume_live(c, 1, "ok.q", "A");
+    consume_live(c, 2, "ok.keep", "K");
     consume(c, 3, "ok.r", "", 1); /* untagged nowait */
     int before = c->f.decisions;
     c->f.next_policy = policy_narrow;
@@ -1319,8 +1326,7 @@ static void test_reload_decides_under_the_new_names(void **state)
 {
     ctx_t *c = *state;
     open_channel(c, 1);
-    consume(c, 1, "ok.q", "A", 0);
-    consume_ok(c, 1, "A");
+    consume_live(c, 1, "ok.q", "A");
     c->f.next_policy = policy; /* a reload, same policy, same names */
     deliver(c, 1, "A");
     t_header(&c->wr, 1, 0);
@@ -1345,8 +1351,7 @@ static void test_reload_rename_reaches_reply_texts(void **state)
     snprintf(c->f.s.user, sizeof c->f.s.user, "%s", c->f.s.principal.sub);
     c->f.s.user_is_principal = 1;
     open_channel(c, 1);
-    consume(c, 1, "ok.q", "A", 0);
-    consume_ok(c, 1, "A");
+    consume_live(c, 1, "ok.q", "A");
     c->f.next_policy = policy;
     c->f.rename_group = "partner/apps";
     c->f.rename_sub = "partner/svc-x";
@@ -1372,8 +1377,7 @@ static void test_reload_during_publish_body_refuses_at_once(void **state)
     ctx_t *c = *state;
     open_channel(c, 1);
     open_channel(c, 2);
-    consume(c, 1, "ok.q", "A", 0);
-    consume_ok(c, 1, "A");
+    consume_live(c, 1, "ok.q", "A");
     publish_method(c, 1, "ok.x");
     t_header(&c->wr, 1, 10);
     t_body(&c->wr, 1, "abc", 3);
@@ -1382,8 +1386,7 @@ static void test_reload_during_publish_body_refuses_at_once(void **state)
     expect_frame(c, UP(c), BG_AMQP_FRAME_HEADER, 1, 14);
     expect_frame(c, UP(c), BG_AMQP_FRAME_BODY, 1, 3);
     /* Channel 2: a refusal waiting for RabbitMQ's close-ok, and a consumer. */
-    consume(c, 2, "ok.r", "R", 0);
-    consume_ok(c, 2, "R");
+    consume_live(c, 2, "ok.r", "R");
     refuse_publish_pending(c, 2);
     c->f.next_policy = policy_narrow;
     deliver(c, 1, "A");
@@ -1422,8 +1425,7 @@ static void test_update_secret_decides_consumers_again(void **state)
 {
     ctx_t *c = *state;
     open_channel(c, 1);
-    consume(c, 1, "ok.q", "A", 0);
-    consume_ok(c, 1, "A");
+    consume_live(c, 1, "ok.q", "A");
     int before = c->f.decisions;
     amqp_bytes_t secret = t_str("token");
     bg_amqp_update_secret_t us = {secret, t_str("renewed")};
@@ -1554,6 +1556,18 @@ static void test_untagged_consume_reencoded(void **state)
     assert_int_equal(c->f.closed, 0);
 }
 
+/* Channel 1 with a queue consumer (ok.q) and the reply-to consumer, both
+ * consumes sent untagged and pipelined, the reply-to consume's consume-ok
+ * first (as RabbitMQ answers them); tq and tr (64 bytes) get their tags. */
+static void queue_and_reply_to_consumers(ctx_t *c, char *tq, char *tr)
+{
+    open_channel(c, 1);
+    consume_as(c, 1, "ok.q", "", 0, 0, "amq.ctag-rabbit-q", tq, 64);
+    consume_as(c, 1, REPLY_TO, "", 0, 1, "amq.ctag-rabbit-r", tr, 64);
+    consume_ok(c, 1, tr);
+    consume_ok(c, 1, tq);
+}
+
 /* RabbitMQ answers a direct reply-to consume at once, ahead of the
  * consume-ok of a queue consume sent before it (measured on 3.10: always,
  * for pipelined consumes). With both sent without a tag, busgate used to
@@ -1566,12 +1580,8 @@ static void test_untagged_consume_reencoded(void **state)
 static void test_reply_to_consume_ok_overtaking(void **state)
 {
     ctx_t *c = *state;
-    open_channel(c, 1);
     char tq[64], tr[64];
-    consume_as(c, 1, "ok.q", "", 0, 0, "amq.ctag-rabbit-q", tq, sizeof tq);
-    consume_as(c, 1, REPLY_TO, "", 0, 1, "amq.ctag-rabbit-r", tr, sizeof tr);
-    consume_ok(c, 1, tr); /* the reply-to consume's, first */
-    consume_ok(c, 1, tq);
+    queue_and_reply_to_consumers(c, tq, tr);
     cancel(c, 1, tr, 0); /* the reply-to consumer ends */
     cancel_ok(c, 1, tr);
     c->f.next_policy = policy_narrow;
@@ -1588,12 +1598,8 @@ static void test_reply_to_consume_ok_overtaking(void **state)
 static void test_reply_to_cancel_ok_overtaking(void **state)
 {
     ctx_t *c = *state;
-    open_channel(c, 1);
     char tq[64], tr[64];
-    consume_as(c, 1, "ok.q", "", 0, 0, "amq.ctag-rabbit-q", tq, sizeof tq);
-    consume_as(c, 1, REPLY_TO, "", 0, 1, "amq.ctag-rabbit-r", tr, sizeof tr);
-    consume_ok(c, 1, tr);
-    consume_ok(c, 1, tq);
+    queue_and_reply_to_consumers(c, tq, tr);
     cancel(c, 1, tq, 0);
     cancel(c, 1, tr, 0);
     cancel_ok(c, 1, tr);
@@ -1673,8 +1679,7 @@ static void test_consumer_tag_reuse_refused(void **state)
      * cancel-ok is not relayed). */
     restart(c);
     open_channel(c, 1);
-    consume(c, 1, "ok.q", "T", 0);
-    consume_ok(c, 1, "T");
+    consume_live(c, 1, "ok.q", "T");
     cancel(c, 1, "T", 0);
     cancel_ok(c, 1, "T");
     consume(c, 1, REPLY_TO, "T", 1);
@@ -1696,8 +1701,7 @@ static void test_stale_server_cancel_after_nowait_cancel(void **state)
 {
     ctx_t *c = *state;
     open_channel(c, 1);
-    consume(c, 1, "ok.q", "T", 0);
-    consume_ok(c, 1, "T");
+    consume_live(c, 1, "ok.q", "T");
     cancel_nowait_tracked(c, 1, t_str("T"));
     /* the client takes the tag again at once: refused, never forwarded */
     amqp_basic_consume_t bc;
@@ -1713,8 +1717,7 @@ static void test_stale_server_cancel_after_nowait_cancel(void **state)
      * notifications), then the cancel-ok (kept back); then the tag is free. */
     restart(c);
     open_channel(c, 1);
-    consume(c, 1, "ok.q", "T", 0);
-    consume_ok(c, 1, "T");
+    consume_live(c, 1, "ok.q", "T");
     cancel_nowait_tracked(c, 1, t_str("T"));
     amqp_basic_cancel_t sc = {t_str("T"), 1};
     assert_int_equal(up(c, 1, AMQP_BASIC_CANCEL_METHOD, &sc), 0);
@@ -1755,8 +1758,7 @@ static void test_server_cancel_and_reply_to(void **state)
 {
     ctx_t *c = *state;
     open_channel(c, 1);
-    consume(c, 1, REPLY_TO, "R", 0);
-    consume_ok(c, 1, "R");
+    consume_live(c, 1, REPLY_TO, "R");
     amqp_basic_cancel_t cn = {t_str("R"), 1};
     assert_int_equal(up(c, 1, AMQP_BASIC_CANCEL_METHOD, &cn), 0);
     expect_method(c, CLI(c), 1, AMQP_BASIC_CANCEL_METHOD);
@@ -1954,8 +1956,7 @@ static void test_server_cancel_without_capability(void **state)
 {
     ctx_t *c = *state;
     open_channel(c, 1);
-    consume(c, 1, "ok.q", "t1", 0);
-    consume_ok(c, 1, "t1");
+    consume_live(c, 1, "ok.q", "t1");
     assert_int_equal(chan(c, 1)->nconsumers, 1);
     size_t before = c->f.s.nconsumers;
     amqp_basic_cancel_t cn = {t_str("t1"), 1};
