@@ -23,6 +23,11 @@ struct bg_config_s *bg_cli_load_config(const char *path, FILE *out);
  * stderr and returns NULL (the caller exits 2). */
 const char *bg_cli_config_only(int argc, char **argv, const char *usage);
 
+/* The configuration option at argv[*i]: for "-c FILE", "--config FILE" or
+ * "--config=FILE" sets *path, leaves *i on its last word and returns 1;
+ * -1 for "-c" or "--config" without a FILE; 0 for anything else. */
+int bg_cli_config_opt(int argc, char **argv, int *i, const char **path);
+
 /* Finds "-c FILE" / "--config FILE" / "--config=FILE" in argv; NULL if absent. */
 const char *bg_cli_config_arg(int argc, char **argv);
 

@@ -747,17 +747,16 @@ static int bg_cli_audit__bad(const char *what, const char *arg)
  * what is wrong. */
 static int bg_cli_audit__args(bg_cli_audit_t *c, int argc, char **argv)
 {
+    const char *path = NULL;
     for (int i = 2; i < argc; i++) {
         const char *o = argv[i];
-        int more = i + 1 < argc;
+        int more = i + 1 < argc, conf = bg_cli_config_opt(argc, argv, &i, &path);
+        if (conf > 0)
+            continue; /* read again by bg_cli_config_arg */
         if (strcmp(o, "--follow") == 0 || strcmp(o, "-f") == 0)
             c->follow = 1;
         else if (strcmp(o, "--json") == 0)
             c->json = 1;
-        else if ((strcmp(o, "-c") == 0 || strcmp(o, "--config") == 0) && more)
-            i++;
-        else if (strncmp(o, "--config=", 9) == 0)
-            continue;
         else if (strcmp(o, "--session") == 0 && more)
             c->session = argv[++i];
         else if (strcmp(o, "--sub") == 0 && more)
@@ -766,9 +765,9 @@ static int bg_cli_audit__args(bg_cli_audit_t *c, int argc, char **argv)
             c->from = argv[++i];
         else if (c->replay && o[0] != '-' && !c->session)
             c->session = o;
-        else if (o[0] == '-' && !more && (strcmp(o, "-c") == 0 || strcmp(o, "--config") == 0 ||
-                                          strcmp(o, "--session") == 0 ||
-                                          strcmp(o, "--sub") == 0 || strcmp(o, "--from") == 0))
+        else if (conf < 0 || (o[0] == '-' && !more && (strcmp(o, "--session") == 0 ||
+                                                       strcmp(o, "--sub") == 0 ||
+                                                       strcmp(o, "--from") == 0)))
             return bg_cli_audit__bad("missing the value of", o);
         else
             return bg_cli_audit__bad(o[0] == '-' ? "unknown option" : "unexpected argument", o);

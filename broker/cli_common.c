@@ -3,14 +3,27 @@
 #include "broker/cli.h"
 #include "broker/config.h"
 
+int bg_cli_config_opt(int argc, char **argv, int *i, const char **path)
+{
+    const char *a = argv[*i];
+    if (strncmp(a, "--config=", 9) == 0) {
+        *path = a + 9;
+        return 1;
+    }
+    if (strcmp(a, "-c") != 0 && strcmp(a, "--config") != 0)
+        return 0;
+    if (*i + 1 >= argc)
+        return -1;
+    *path = argv[++*i];
+    return 1;
+}
+
 const char *bg_cli_config_arg(int argc, char **argv)
 {
-    for (int i = 1; i < argc; i++) {
-        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc)
-            return argv[i + 1];
-        if (strncmp(argv[i], "--config=", 9) == 0)
-            return argv[i] + 9;
-    }
+    const char *path = NULL;
+    for (int i = 1; i < argc; i++)
+        if (bg_cli_config_opt(argc, argv, &i, &path) > 0)
+            return path;
     return NULL;
 }
 
@@ -18,13 +31,9 @@ const char *bg_cli_config_only(int argc, char **argv, const char *usage)
 {
     const char *path = NULL, *bad = NULL;
     for (int i = 1; i < argc && !bad; i++) {
-        if ((strcmp(argv[i], "-c") == 0 || strcmp(argv[i], "--config") == 0) && i + 1 < argc &&
-            !path)
-            path = argv[++i];
-        else if (strncmp(argv[i], "--config=", 9) == 0 && !path)
-            path = argv[i] + 9;
-        else
-            bad = argv[i];
+        const char *before = path, *word = argv[i];
+        if (bg_cli_config_opt(argc, argv, &i, &path) <= 0 || before)
+            bad = word;
     }
     if (bad)
         fprintf(stderr, "busgate: unexpected argument '%s'\n", bad);

@@ -117,14 +117,12 @@ static int bg_cli__inspect_args(int argc, char **argv, const char **path, const 
     int opts = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
-        if (opts && (strcmp(a, "-c") == 0 || strcmp(a, "--config") == 0)) {
-            if (i + 1 == argc) {
-                fprintf(stderr, "busgate token inspect: %s needs a FILE\n", a);
-                return bg_cli__inspect_usage_to(stderr, 2);
-            }
-            *path = argv[++i];
-        } else if (opts && strncmp(a, "--config=", 9) == 0) {
-            *path = a + 9;
+        int conf = opts ? bg_cli_config_opt(argc, argv, &i, path) : 0;
+        if (conf < 0) {
+            fprintf(stderr, "busgate token inspect: %s needs a FILE\n", a);
+            return bg_cli__inspect_usage_to(stderr, 2);
+        } else if (conf > 0) {
+            continue;
         } else if (opts && (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0)) {
             return bg_cli__inspect_usage_to(stdout, 0);
         } else if (opts && strcmp(a, "--") == 0) {
