@@ -37,6 +37,19 @@ typedef struct bg_kafka__append_s {
     struct bg_kafka__append_s *next;
 } bg_kafka__append_t;
 
+/* How the client named a filtered array's entries (Metadata,
+ * DescribeTopicPartitions), so that an entry the filter turns into an
+ * authorization error answers in the client's own terms, as Kafka's stub
+ * does: asked by name, the broker's topic id is zeroed; asked by id, the
+ * name goes. req: the decoded request (lives until the response); rq_arr,
+ * rq_name, rq_id (-1: none): its topics and their name and id; rs_id: the
+ * response entry's id. */
+typedef struct {
+    const bg_kafka_struct_t *req;
+    int16_t rq_arr, rq_name, rq_id, rs_id;
+} bg_kafka__filter_ids_t;
+#define BG_KAFKA__NAMES_ONLY {NULL, -1, -1, -1, -1}
+
 /* Drop (or replace by an authorization error) entries of a response array
  * the principal may not `verb`. Used by Metadata (all topics), OffsetFetch
  * (all topics) and DescribeTopicPartitions. key_idx as in append. */
@@ -48,6 +61,7 @@ typedef struct bg_kafka__filter_s {
     bg_res_type_t type;
     bg_verb_t verb;
     struct bg_kafka__filter_s *next;
+    bg_kafka__filter_ids_t ids; /* ids.req NULL: names only, no ids to hide */
 } bg_kafka__filter_t;
 
 /* Denied entries of a positional response array (results in request order,

@@ -499,6 +499,25 @@ void bg_kafka_authz_refuse(const bg_kafka_req_hdr_t *hdr, const bg_kafka_struct_
     v->ndecisions = 0;
 }
 
+/* A denied entry keeps only what the client asked for it by, as Kafka's
+ * stub does: its name when asked by name (the id is zeroed), its id when
+ * asked by id (the name goes). */
+static void bg_kafka__filter_hide(const bg_kafka__filter_t *f, bg_kafka_struct_t *e)
+{
+    const bg_kafka__filter_ids_t *x = &f->ids;
+    int32_t n = bg_kafka__n(x->req, x->rq_arr);
+    for (int32_t i = 0; x->rq_id >= 0 && x->rs_id >= 0 && i < n; i++) {
+        const bg_kafka_struct_t *t = x->req->f[x->rq_arr].a.s[i];
+        if (t->f[x->rq_name].s.len < 0 &&
+            memcmp(t->f[x->rq_id].uuid, e->f[x->rs_id].uuid, 16) == 0) {
+            e->f[f->name_idx].s = bg_kafka_null_slice();
+            return;
+        }
+    }
+    if (x->rs_id >= 0)
+        memset(e->f[x->rs_id].uuid, 0, 16);
+}
+
 /* Drops (or turns into authorization errors) the entries of one array. */
 static void bg_kafka__filter_arr(const bg_kafka_authz_ctx_t *ctx, const bg_kafka__filter_t *f,
                                  bg_kafka_struct_t *s)
@@ -523,6 +542,8 @@ static void bg_kafka__filter_arr(const bg_kafka_authz_ctx_t *ctx, const bg_kafka
             e->f[f->err_idx].i = bg_kafka__deny_error(f->type);
             if (f->sub_idx >= 0)
                 e->f[f->sub_idx].a.n = 0;
+            if (f->ids.req)
+                bg_kafka__filter_hide(f, e);
             el[k++] = e;
         }
     }

@@ -193,7 +193,7 @@ int bg_kafka__c_list_transactions(bg_kafka__az_t *az)
     bg_kafka__filter_t f = {K(LIST_TRANSACTIONS_RESP_TRANSACTION_STATES),
                             K(LIST_TRANSACTIONS_RESP_TRANSACTION_STATES_TRANSACTIONAL_ID),
                             -1, -1, -1, -1, bg_kafka_null_slice(), BG_RES_KAFKA_TXN_ID,
-                            BG_VERB_DESCRIBE, NULL};
+                            BG_VERB_DESCRIBE, NULL, BG_KAFKA__NAMES_ONLY};
     return bg_kafka__add_listing(az, &f);
 }
 
@@ -358,7 +358,7 @@ int bg_kafka__c_list_groups(bg_kafka__az_t *az)
     }
     bg_kafka__filter_t f = {K(LIST_GROUPS_RESP_GROUPS), K(LIST_GROUPS_RESP_GROUPS_GROUP_ID), -1, -1,
                             -1, -1, bg_kafka_null_slice(), BG_RES_KAFKA_GROUP, BG_VERB_DESCRIBE,
-                            NULL};
+                            NULL, BG_KAFKA__NAMES_ONLY};
     return bg_kafka__add_listing(az, &f);
 }
 
@@ -499,7 +499,7 @@ static int bg_kafka__offset_fetch_single(bg_kafka__az_t *az)
     if (r->f[K(OFFSET_FETCH_REQ_TOPICS)].a.n < 0) {
         bg_kafka__filter_t f = {K(OFFSET_FETCH_RESP_TOPICS), K(OFFSET_FETCH_RESP_TOPICS_NAME), -1,
                                 -1, -1, -1, bg_kafka_null_slice(), BG_RES_KAFKA_TOPIC,
-                                BG_VERB_DESCRIBE, NULL};
+                                BG_VERB_DESCRIBE, NULL, BG_KAFKA__NAMES_ONLY};
         az->v->action = BG_KAFKA_ACT_FORWARD;
         return bg_kafka__add_listing(az, &f);
     }
@@ -529,7 +529,7 @@ static bg_kafka_struct_t *bg_kafka__offset_fetch_group(bg_kafka__az_t *az, bg_ka
         bg_kafka__filter_t f = {K(OFFSET_FETCH_RESP_GROUPS), K(OFFSET_FETCH_RESP_GROUPS_TOPICS_NAME),
                                 -1, -1, K(OFFSET_FETCH_RESP_GROUPS_GROUP_ID),
                                 K(OFFSET_FETCH_RESP_GROUPS_TOPICS), gid, BG_RES_KAFKA_TOPIC,
-                                BG_VERB_DESCRIBE, NULL};
+                                BG_VERB_DESCRIBE, NULL, BG_KAFKA__NAMES_ONLY};
         return bg_kafka__add_listing(az, &f) < 0 ? NULL : g;
     }
     bg_kafka__split_t sp;

@@ -512,7 +512,7 @@ int bg_kafka__c_metadata(bg_kafka__az_t *az)
     int32_t n = r->f[K(METADATA_REQ_TOPICS)].a.n;
     bg_kafka__filter_t f = {K(METADATA_RESP_TOPICS), K(METADATA_RESP_TOPICS_NAME), -1, -1, -1,
                             -1, bg_kafka_null_slice(), BG_RES_KAFKA_TOPIC, BG_VERB_DESCRIBE,
-                            NULL};
+                            NULL, BG_KAFKA__NAMES_ONLY};
     if (n < 0 || (n == 0 && az->ver == 0)) {
         az->v->action = BG_KAFKA_ACT_FORWARD;
         return bg_kafka__add_listing(az, &f);
@@ -536,6 +536,9 @@ int bg_kafka__c_metadata(bg_kafka__az_t *az)
     else {
         f.err_idx = K(METADATA_RESP_TOPICS_ERROR_CODE);
         f.sub_idx = K(METADATA_RESP_TOPICS_PARTITIONS);
+        f.ids = (bg_kafka__filter_ids_t){r, K(METADATA_REQ_TOPICS), K(METADATA_REQ_TOPICS_NAME),
+                                         K(METADATA_REQ_TOPICS_TOPIC_ID),
+                                         K(METADATA_RESP_TOPICS_TOPIC_ID)};
     }
     int rewritten = sp.ndenied > 0;
     /* A broker auto-creates named topics (auto.create.topics.enable) unless
@@ -649,7 +652,8 @@ int bg_kafka__c_describe_topic_partitions(bg_kafka__az_t *az)
 {
     bg_kafka__filter_t f = {K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS),
                             K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_NAME), -1, -1, -1, -1,
-                            bg_kafka_null_slice(), BG_RES_KAFKA_TOPIC, BG_VERB_DESCRIBE, NULL};
+                            bg_kafka_null_slice(), BG_RES_KAFKA_TOPIC, BG_VERB_DESCRIBE, NULL,
+                            BG_KAFKA__NAMES_ONLY};
     if (bg_kafka__n(az->req, K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS)) == 0) {
         bg_kafka__record_denied(az, BG_RES_KAFKA_TOPIC, bg_kafka_cstr("*"), BG_VERB_DESCRIBE,
                                 bg_kafka__deny_error(BG_RES_KAFKA_TOPIC), bg_kafka__dtp_listing);
@@ -673,6 +677,10 @@ int bg_kafka__c_describe_topic_partitions(bg_kafka__az_t *az)
         return -1;
     f.err_idx = K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_ERROR_CODE);
     f.sub_idx = K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_PARTITIONS);
+    /* asked by name only: a denied entry's id is zeroed */
+    f.ids = (bg_kafka__filter_ids_t){az->req, K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS),
+                                     K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS_NAME), -1,
+                                     K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_TOPIC_ID)};
     return bg_kafka__add_filter(az, &f);
 }
 

@@ -439,6 +439,97 @@ static void test_describe_topic_partitions(void **st)
     assert_int_equal(l.id0[0], 1);
 }
 
+static int id_is_zero(const uint8_t id[16])
+{
+    static const uint8_t zero[16];
+    return memcmp(id, zero, 16) == 0;
+}
+
+/* A policy with no topic rules (default deny): what a reload between a
+ * request and its response can leave. */
+static void deny_all_topics(ka_fix_t *f)
+{
+    static const char *all[] = {"*"};
+    static const char *r_cluster[] = {"kafka:cluster"};
+    bg_policy_rule_spec_t rules[] = {{"cluster", "t.yaml", 1, all, 1, r_cluster, 1,
+                                      1u << BG_VERB_DESCRIBE, BG_EFFECT_ALLOW, NULL, 0,
+                                      BG_MODE_INHERIT}};
+    bg_policy_spec_t spec = {BG_EFFECT_DENY, BG_MODE_ENFORCE, rules, 1, NULL, 0};
+    ka_install_policy(f, &spec);
+}
+
+/* A reload lands between an allowed request and its response: the response
+ * filter turns the entries into TOPIC_AUTHORIZATION_FAILED in the client's
+ * own terms, as Kafka's stub: a topic asked by name keeps its name and
+ * loses the broker's id; one asked by id keeps the id and loses its name. */
+static void test_reload_denied_entries_hide_what_was_not_asked(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_METADATA, 12);
+    bg_kafka_struct_t *req = ka_new(f, 3, 0);
+    const char *const names[] = {"public", "orders"};
+    ka_topics(f, req, K(METADATA_REQ_TOPICS), K(METADATA_REQ_TOPICS_NAME), names, 2, -1, -1, 0);
+    bg_kafka_struct_t *by_id = ka_el(req, K(METADATA_REQ_TOPICS), 1);
+    by_id->f[K(METADATA_REQ_TOPICS_NAME)].s = bg_kafka_null_slice();
+    by_id->f[K(METADATA_REQ_TOPICS_TOPIC_ID)].uuid[0] = 1; /* orders */
+    req = ka_rt(f, 3, 0, 12, req);
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_true(v.action == BG_KAFKA_ACT_FORWARD || v.action == BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    assert_int_equal((v.request ? v.request : req)->f[K(METADATA_REQ_TOPICS)].a.n, 2);
+    deny_all_topics(f);
+    bg_kafka_struct_t *up = ka_new(f, 3, 1), *out;
+    const char *const answered[] = {"public", "orders"};
+    bg_kafka_struct_t **t = ka_topics(f, up, K(METADATA_RESP_TOPICS), K(METADATA_RESP_TOPICS_NAME),
+                                      answered, 2, K(METADATA_RESP_TOPICS_PARTITIONS),
+                                      K(METADATA_RESP_TOPICS_PARTITIONS_PARTITION_INDEX), 1);
+    t[0]->f[K(METADATA_RESP_TOPICS_TOPIC_ID)].uuid[0] = 3;
+    t[1]->f[K(METADATA_RESP_TOPICS_TOPIC_ID)].uuid[0] = 1;
+    size_t nn = 0;
+    assert_int_equal(bg_kafka_authz_response(&f->ctx, &h, &v, ka_rt(f, 3, 1, 12, up), &f->a, &out,
+                                             NULL, &nn, NULL, NULL),
+                     0);
+    out = ka_rt(f, 3, 1, 12, out);
+    assert_int_equal(out->f[K(METADATA_RESP_TOPICS)].a.n, 2);
+    for (int i = 0; i < 2; i++) {
+        bg_kafka_struct_t *e = ka_el(out, K(METADATA_RESP_TOPICS), i);
+        assert_int_equal(e->f[K(METADATA_RESP_TOPICS_ERROR_CODE)].i, 29);
+        assert_int_equal(e->f[K(METADATA_RESP_TOPICS_PARTITIONS)].a.n, 0);
+        if (i == 0) { /* asked by name */
+            assert_true(ka_eq(e->f[K(METADATA_RESP_TOPICS_NAME)].s, "public"));
+            assert_true(id_is_zero(e->f[K(METADATA_RESP_TOPICS_TOPIC_ID)].uuid));
+        } else { /* asked by id */
+            assert_true(e->f[K(METADATA_RESP_TOPICS_NAME)].s.len < 0);
+            assert_int_equal(e->f[K(METADATA_RESP_TOPICS_TOPIC_ID)].uuid[0], 1);
+        }
+    }
+
+    /* DescribeTopicPartitions asks by name only. */
+    ka_fix_t *g = ka_setup();
+    bg_kafka_req_hdr_t hd = ka_hdr(BG_KAFKA_API_DESCRIBE_TOPIC_PARTITIONS, 0);
+    req = ka_new(g, 75, 0);
+    ka_topics(g, req, K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS),
+              K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS_NAME), (const char *const[]){"orders"}, 1, -1,
+              -1, 0);
+    assert_int_equal(bg_kafka_authz_request(&g->ctx, &hd, req, &g->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    deny_all_topics(g);
+    up = ka_new(g, 75, 1);
+    t = ka_topics(g, up, K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS),
+                  K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_NAME), (const char *const[]){"orders"}, 1,
+                  -1, -1, 0);
+    t[0]->f[K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_TOPIC_ID)].uuid[0] = 1;
+    assert_int_equal(bg_kafka_authz_response(&g->ctx, &hd, &v, ka_rt(g, 75, 1, 0, up), &g->a, &out,
+                                             NULL, &nn, NULL, NULL),
+                     0);
+    out = ka_rt(g, 75, 1, 0, out);
+    bg_kafka_struct_t *e = ka_el(out, K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS), 0);
+    assert_int_equal(e->f[K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_ERROR_CODE)].i, 29);
+    assert_true(ka_eq(e->f[K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_NAME)].s, "orders"));
+    assert_true(id_is_zero(e->f[K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_TOPIC_ID)].uuid));
+    ka_teardown(g);
+}
+
 /* CreateTopics v5+: the new topic's configs go only to a principal that may
  * describe it; dropbox may be created but not described. */
 static void test_create_topics_configs(void **st)
@@ -555,6 +646,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_describe_cluster, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_node_endpoints, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_describe_topic_partitions, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_reload_denied_entries_hide_what_was_not_asked, ka_up,
+                                        ka_down),
         cmocka_unit_test_setup_teardown(test_create_topics_configs, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_list_groups_filtered, ka_up, ka_down),
     };
