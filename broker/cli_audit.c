@@ -23,6 +23,7 @@
 #include "broker/cli.h"
 #include "broker/config.h"
 #include "broker/config_kafka_client.h"
+#include "broker/util_net.h"
 
 #define BG_CLI_AUDIT_IDLE_MS 15000 /* without --follow: give up on a silent source */
 
@@ -370,13 +371,6 @@ static void bg_cli_audit__event(bg_cli_audit_t *c, const char *raw, size_t len)
 
 /* ---- sources ---- */
 
-static int64_t bg_cli_audit__now_ms(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
 /* JSON-lines file; with follow, keeps reading what is appended. */
 static int bg_cli_audit__from_file(bg_cli_audit_t *c, const char *path, int follow)
 {
@@ -595,18 +589,18 @@ static int bg_cli_audit__from_kafka(bg_cli_audit_t *c, const bg_config_t *cfg, i
     unsigned char *at_end = parts > 0 ? calloc((size_t)parts, 1) : NULL;
     if (parts > 0 && !at_end)
         parts = -1;
-    int64_t idle_until = bg_cli_audit__now_ms() + BG_CLI_AUDIT_IDLE_MS;
+    int64_t idle_until = bg_util_now_ms() + BG_CLI_AUDIT_IDLE_MS;
     while (parts > 0 && !bg_cli_audit__stop && (follow || eofs < parts)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
         if (!m) {
-            if (!follow && bg_cli_audit__now_ms() > idle_until) {
+            if (!follow && bg_util_now_ms() > idle_until) {
                 fprintf(stderr, "busgate audit: no answer from the topic; stopping\n");
                 rc = -1;
                 break;
             }
             continue;
         }
-        idle_until = bg_cli_audit__now_ms() + BG_CLI_AUDIT_IDLE_MS;
+        idle_until = bg_util_now_ms() + BG_CLI_AUDIT_IDLE_MS;
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
             if (m->partition >= 0 && m->partition < parts && !at_end[m->partition]) {
                 at_end[m->partition] = 1;

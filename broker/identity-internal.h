@@ -86,7 +86,4 @@ void bg_identity__keys_release(bg_id_keyset_t *ks);
  * the network. Thread-safe. */
 void bg_identity__request_refresh(bg_identity_t *id, bg_id_issuer_t *iss);
 
-/* Monotonic clock in milliseconds. */
-int64_t bg_identity__mono_ms(void);
-
 #endif

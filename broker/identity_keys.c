@@ -11,13 +11,7 @@
 
 #include "broker/identity-internal.h"
 #include "broker/log.h"
-
-int64_t bg_identity__mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#include "broker/util_net.h"
 
 /* t + ms for a clock reading t and ms >= 0, saturating at INT64_MAX: the
  * configured jwks_refresh is bounded (BG_CONFIG_MAX_DURATION_MS), but a
@@ -66,7 +60,7 @@ void bg_identity__request_refresh(bg_identity_t *id, bg_id_issuer_t *iss)
     if (!iss->jwks_url)
         return;
     pthread_mutex_lock(&id->mu);
-    int64_t now = bg_identity__mono_ms();
+    int64_t now = bg_util_now_ms();
     if (!iss->refresh_wanted &&
         (iss->last_fetch_ms == 0 || now - iss->last_fetch_ms >= id->kid_refresh_interval_ms)) {
         iss->refresh_wanted = 1;
@@ -171,7 +165,7 @@ static void *bg_identity__refresh_main(void *arg)
     bg_identity_t *id = arg;
     pthread_mutex_lock(&id->mu);
     while (!atomic_load(&id->stop)) {
-        int64_t now = bg_identity__mono_ms(), next;
+        int64_t now = bg_util_now_ms(), next;
         bg_id_issuer_t *iss = bg_identity__due_locked(id, now, &next);
         if (!iss) {
             bg_identity__wait_until_locked(id, &id->wake, next);
@@ -189,7 +183,7 @@ static void *bg_identity__refresh_main(void *arg)
         iss->fetching = 0;
         int64_t retry = iss->refresh_ms < BG_ID_RETRY_MS ? iss->refresh_ms : BG_ID_RETRY_MS;
         int64_t wait = ks ? iss->refresh_ms : retry;
-        iss->next_fetch_ms = bg_identity__after(bg_identity__mono_ms(), wait);
+        iss->next_fetch_ms = bg_identity__after(bg_util_now_ms(), wait);
         if (ks)
             bg_identity__swap_locked(iss, ks);
         iss->attempted = 1;
@@ -202,14 +196,14 @@ static void *bg_identity__refresh_main(void *arg)
 
 int bg_identity_wait_ready(bg_identity_t *id, int timeout_ms)
 {
-    int64_t deadline = bg_identity__mono_ms() + (timeout_ms > 0 ? timeout_ms : 0);
+    int64_t deadline = bg_util_now_ms() + (timeout_ms > 0 ? timeout_ms : 0);
     int ok = 1;
     pthread_mutex_lock(&id->mu);
     for (;;) {
         size_t pending = 0;
         for (size_t i = 0; i < id->nissuers; i++)
             pending += id->issuers[i].jwks_url && !id->issuers[i].attempted;
-        if (pending == 0 || bg_identity__mono_ms() >= deadline)
+        if (pending == 0 || bg_util_now_ms() >= deadline)
             break;
         bg_identity__wait_until_locked(id, &id->ready, deadline);
     }

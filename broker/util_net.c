@@ -101,7 +101,7 @@ int bg_util_bev_send(struct bufferevent *bev, struct evbuffer *src, size_t n, in
     return evbuffer_remove_buffer(src, out, n - done) == (int)(n - done) ? 0 : -1;
 }
 
-static long long bg_util__now_ms(void)
+long long bg_util_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -136,7 +136,7 @@ int bg_util_accept_guard_init(bg_util_accept_guard_t *g, struct evconnlistener *
  * BG_UTIL_ACCEPT_WARN_MS with how many were not. */
 static void bg_util__accept_warn(bg_util_accept_guard_t *g, int e, int paused)
 {
-    long long now = bg_util__now_ms();
+    long long now = bg_util_now_ms();
     if (now < g->warn_at_ms) {
         g->unlogged++;
         return;

@@ -56,6 +56,9 @@ struct evconnlistener *bg_util_listen_shared(struct event_base *base, void *cb, 
  * the reason in err. */
 int bg_util_port_unused(const char *host, unsigned port, char *err, size_t errlen);
 
+/* Milliseconds of CLOCK_MONOTONIC. */
+long long bg_util_now_ms(void);
+
 /* Keeps a listener from spinning when accept() fails for want of
  * descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): the connection
  * stays in the backlog, so the listening socket stays readable and libevent

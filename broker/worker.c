@@ -8,13 +8,7 @@
 #include <time.h>
 
 #include "broker/log.h"
-
-static long long bg_worker__now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#include "broker/util_net.h"
 
 static size_t bg_worker__sessions(bg_worker_t *w)
 {
@@ -29,7 +23,7 @@ static void bg_worker__drain_tick(evutil_socket_t fd, short what, void *arg)
 {
     bg_worker_t *w = arg;
     size_t open = bg_worker__sessions(w);
-    if (open == 0 || bg_worker__now_ms() >= atomic_load(&w->drain_deadline_ms)) {
+    if (open == 0 || bg_util_now_ms() >= atomic_load(&w->drain_deadline_ms)) {
         if (open)
             bg_log_warn("worker", "worker %d: drain deadline passed with %zu session(s) open",
                         w->index, open);
@@ -216,7 +210,7 @@ bg_worker_t *bg_workers_start(int n, const bg_adapter_t *const *adapters, void *
 
 void bg_workers_drain(bg_worker_t *ws, int n, int grace_ms)
 {
-    long long deadline = bg_worker__now_ms() + grace_ms;
+    long long deadline = bg_util_now_ms() + grace_ms;
     for (int i = 0; i < n; i++) {
         long long cur = atomic_load(&ws[i].drain_deadline_ms);
         if (cur == 0 || deadline < cur) /* 0: no drain asked for yet */

@@ -21,6 +21,7 @@ struct event;
 typedef struct ssl_ctx_st SSL_CTX;
 
 #define BG_KAFKA_MAX_NODES 256
+#define BG_KAFKA_PORT_RECHECK_MS 30000
 #define BG_KAFKA_MAX_WORKERS 256
 #define BG_KAFKA_VERSIONS_APIS 128 /* api keys whose upstream ranges are kept */
 
@@ -28,7 +29,9 @@ typedef struct bg_kafka_node_s {
     int32_t id;
     char host[256];
     uint16_t port;
-    int port_taken; /* broker_port_base + id was held by another process: not served */
+    int port_taken; /* broker_port_base + id was held by another process, or is above
+                       65535: not served (a held port is checked again, see below) */
+    long long taken_checked_ms; /* monotonic time of the last check of a held port */
 } bg_kafka_node_t;
 
 typedef struct bg_kafka_worker_s bg_kafka_worker_t;
@@ -91,9 +94,13 @@ int bg_kafka_global_node(bg_kafka_global_t *g, int32_t id, char *host, size_t ho
 void bg_kafka_global_bootstrap(bg_kafka_global_t *g, char *host, size_t hostlen, uint16_t *port);
 /* Records a broker seen in a Metadata/DescribeCluster/FindCoordinator
  * response or in a Produce/Fetch/ShareFetch/ShareAcknowledge NodeEndpoints
- * field; when it is new every worker opens its listener. Any thread. */
-void bg_kafka_global_learn_node(bg_kafka_global_t *g, int32_t id, const char *host, size_t hostlen,
-                                uint16_t port);
+ * field; when it is new every worker opens its listener. An empty host only
+ * asks. Returns 1 when busgate serves the node on broker_port_base + id, 0
+ * when not (the port is held by another process or above 65535, or the
+ * node table is full). A held port is checked again at most every
+ * BG_KAFKA_PORT_RECHECK_MS, when a response names the node. Any thread. */
+int bg_kafka_global_learn_node(bg_kafka_global_t *g, int32_t id, const char *host, size_t hostlen,
+                               uint16_t port);
 /* Opens on kw the ports of known brokers it does not serve yet. Called on
  * kw's thread right after learning brokers from a response, so a port is
  * open before the client that reads the response can connect to it (other

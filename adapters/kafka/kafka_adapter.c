@@ -74,24 +74,42 @@ static void bg_kafka__notify_workers(bg_kafka_global_t *g)
             event_active(g->workers[i]->nodes_ev, 0, 0);
 }
 
-void bg_kafka_global_learn_node(bg_kafka_global_t *g, int32_t id, const char *host, size_t hostlen,
-                                uint16_t port)
+/* Whether busgate's port for node n is free (under g->mu): checked before
+ * any worker opens it (see bg_util_port_unused). */
+static int bg_kafka__port_free(bg_kafka_global_t *g, bg_kafka_node_t *n, char *taken,
+                               size_t takenlen)
 {
-    if (id < 0 || hostlen == 0 || hostlen >= sizeof g->nodes[0].host)
-        return;
+    long own = (long)g->cfg->kafka.broker_port_base + n->id;
+    n->taken_checked_ms = bg_util_now_ms();
+    if (own > 65535) {
+        snprintf(taken, takenlen, "port %ld is above 65535 (kafka.broker_port_base + node id)",
+                 own);
+        return 0;
+    }
+    return bg_util_port_unused(g->cfg->kafka.listen.host, (unsigned)own, taken, takenlen) == 0;
+}
+
+int bg_kafka_global_learn_node(bg_kafka_global_t *g, int32_t id, const char *host, size_t hostlen,
+                               uint16_t port)
+{
+    if (id < 0 || hostlen >= sizeof g->nodes[0].host)
+        return 0;
     pthread_mutex_lock(&g->mu);
     size_t i;
     for (i = 0; i < g->nnodes; i++)
         if (g->nodes[i].id == id)
             break;
     int fresh = i == g->nnodes;
-    if (fresh && g->nnodes == BG_KAFKA_MAX_NODES) {
+    if (fresh && (hostlen == 0 || g->nnodes == BG_KAFKA_MAX_NODES)) {
         pthread_mutex_unlock(&g->mu);
-        return;
+        if (hostlen > 0)
+            bg_log_warn("kafka", "broker %d: more than %d brokers; not served", (int)id,
+                        BG_KAFKA_MAX_NODES);
+        return 0;
     }
     bg_kafka_node_t *n = &g->nodes[i];
-    int changed = fresh || n->port != port || strlen(n->host) != hostlen ||
-                  memcmp(n->host, host, hostlen) != 0;
+    int changed = hostlen > 0 && (fresh || n->port != port || strlen(n->host) != hostlen ||
+                                  memcmp(n->host, host, hostlen) != 0);
     char taken[300] = "";
     if (changed) {
         n->id = id;
@@ -100,21 +118,30 @@ void bg_kafka_global_learn_node(bg_kafka_global_t *g, int32_t id, const char *ho
         n->port = port;
         if (fresh) {
             g->nnodes++;
-            /* Checked once, before any worker opens it (see bg_util_port_unused). */
-            long own = (long)g->cfg->kafka.broker_port_base + id;
-            n->port_taken = own <= 65535 && bg_util_port_unused(g->cfg->kafka.listen.host,
-                                                                (unsigned)own, taken,
-                                                                sizeof taken) != 0;
+            n->port_taken = !bg_kafka__port_free(g, n, taken, sizeof taken);
         }
     }
-    if (fresh)
+    int freed = 0;
+    if (!fresh && n->port_taken &&
+        bg_util_now_ms() - n->taken_checked_ms >= BG_KAFKA_PORT_RECHECK_MS) {
+        char still[300];
+        freed = bg_kafka__port_free(g, n, still, sizeof still);
+        n->port_taken = !freed;
+    }
+    int served = !n->port_taken;
+    if (fresh || freed)
         bg_kafka__notify_workers(g);
     pthread_mutex_unlock(&g->mu);
     if (changed)
         bg_log_info("kafka", "upstream broker %d at %.*s:%u", (int)id, (int)hostlen, host, port);
     if (taken[0])
-        bg_log_error("kafka", "broker %d: %s; not served (clients told of it cannot reach it)",
-                     (int)id, taken);
+        bg_log_error("kafka",
+                     "broker %d: %s; not served: left out of the responses busgate relays "
+                     "(checked again every %d s)",
+                     (int)id, taken, BG_KAFKA_PORT_RECHECK_MS / 1000);
+    if (freed)
+        bg_log_info("kafka", "broker %d: its port is free now; served", (int)id);
+    return served;
 }
 
 void bg_kafka_global_learn_topic(bg_kafka_global_t *g, const uint8_t id[16], const uint8_t *name,

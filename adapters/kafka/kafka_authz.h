@@ -45,9 +45,13 @@ int bg_kafka_authz_upstream_fits(int16_t api_key, int16_t umin, int16_t umax);
  * authorize call) when known, else 0. */
 typedef int (*bg_kafka_topic_name_fn)(void *arg, const uint8_t id[16], bg_slice_t *name);
 /* Told each broker a response names (its id, and host and port as the
- * broker gave them) just before its address is rewritten to busgate's, so
- * the session can serve its port before the client reads the response. */
-typedef void (*bg_kafka_learn_node_fn)(void *arg, int32_t id, bg_slice_t host, int32_t port);
+ * broker gave them; an empty host when the entry has none) just before its
+ * address is rewritten to busgate's, so the session can serve its port
+ * before the client reads the response. Returns 1 when busgate serves the
+ * node on port_base + id, 0 when it does not (that port is held by another
+ * process, is out of range, or the node table is full): the node is then
+ * left out of the response, never pointed at a port busgate does not hold. */
+typedef int (*bg_kafka_learn_node_fn)(void *arg, int32_t id, bg_slice_t host, int32_t port);
 
 typedef struct bg_kafka_authz_ctx_s {
     const bg_policy_t *policy;

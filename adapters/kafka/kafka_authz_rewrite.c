@@ -20,32 +20,67 @@ static void bg_kafka__note_node(int32_t id, int32_t *nodes, size_t *nnodes, size
         nodes[(*nnodes)++] = id;
 }
 
-/* Rewrites host/port of one broker entry; rack and everything else kept. */
-static void bg_kafka__addr(const bg_kafka_authz_ctx_t *ctx, bg_kafka_struct_t *b, int id_idx,
-                           int host_idx, int port_idx, int32_t *nodes, size_t *nnodes,
-                           size_t maxnodes)
+/* Rewrites host/port of one broker entry to busgate's; rack and everything
+ * else kept. An entry without a node (id < 0: error entries) keeps no
+ * address (an empty host, port -1, as Kafka sends it). Returns -1 for a
+ * node busgate does not serve on port_base + id (learn_node): the caller
+ * leaves it out, since a client told of that port would reach whatever
+ * else listens there, and hand it its token. */
+static int bg_kafka__addr(const bg_kafka_authz_ctx_t *ctx, bg_kafka_struct_t *b, int id_idx,
+                          int host_idx, int port_idx, int32_t *nodes, size_t *nnodes,
+                          size_t maxnodes)
 {
     int64_t id = b->f[id_idx].i;
-    if (id < 0)
-        return; /* no node (error entries): nothing to point at */
-    bg_kafka__note_node((int32_t)id, nodes, nnodes, maxnodes);
-    if (ctx->learn_node && b->f[host_idx].s.len > 0)
-        ctx->learn_node(ctx->learn_node_arg, (int32_t)id, b->f[host_idx].s,
-                        (int32_t)b->f[port_idx].i);
     if (!ctx->advertised_host)
-        return;
+        return 0; /* nothing rewritten (tests of other parts) */
+    if (id < 0) {
+        b->f[host_idx].s = bg_kafka_cstr("");
+        b->f[port_idx].i = -1;
+        return 0;
+    }
+    bg_kafka__note_node((int32_t)id, nodes, nnodes, maxnodes);
+    int served = (int64_t)ctx->port_base + id <= 65535;
+    if (ctx->learn_node &&
+        !ctx->learn_node(ctx->learn_node_arg, (int32_t)id, b->f[host_idx].s,
+                         (int32_t)b->f[port_idx].i))
+        served = 0;
+    if (!served)
+        return -1;
     b->f[host_idx].s = bg_kafka_cstr(ctx->advertised_host);
     b->f[port_idx].i = (int64_t)ctx->port_base + id;
+    return 0;
 }
 
+/* Rewrites every broker entry of an array; those busgate does not serve
+ * are left out (a partition led by one then names a leader the client
+ * cannot find, and it asks for metadata again, as for any broker that is
+ * not in the list). */
 static void bg_kafka__addr_arr(const bg_kafka_authz_ctx_t *ctx, bg_kafka_struct_t *s, int arr,
                                int id_idx, int host_idx, int port_idx, int32_t *nodes,
                                size_t *nnodes, size_t maxnodes)
 {
-    int32_t n = bg_kafka__n(s, arr);
+    int32_t n = bg_kafka__n(s, arr), k = 0;
+    bg_kafka_struct_t **el = s->f[arr].a.s;
     for (int32_t i = 0; i < n; i++)
-        bg_kafka__addr(ctx, s->f[arr].a.s[i], id_idx, host_idx, port_idx, nodes, nnodes,
-                       maxnodes);
+        if (bg_kafka__addr(ctx, el[i], id_idx, host_idx, port_idx, nodes, nnodes, maxnodes) == 0)
+            el[k++] = el[i];
+    if (n > 0)
+        s->f[arr].a.n = k;
+}
+
+/* A coordinator busgate does not serve is answered COORDINATOR_NOT_AVAILABLE
+ * (retriable) without an address, as Kafka answers while it has none. */
+static void bg_kafka__coordinator(const bg_kafka_authz_ctx_t *ctx, bg_kafka_struct_t *c,
+                                  int id_idx, int host_idx, int port_idx, int err_idx,
+                                  int msg_idx, int32_t *nodes, size_t *nnodes, size_t maxnodes)
+{
+    if (bg_kafka__addr(ctx, c, id_idx, host_idx, port_idx, nodes, nnodes, maxnodes) == 0)
+        return;
+    c->f[id_idx].i = -1;
+    c->f[host_idx].s = bg_kafka_cstr("");
+    c->f[port_idx].i = -1;
+    c->f[err_idx].i = BG_KAFKA_E_COORDINATOR_NOT_AVAILABLE;
+    c->f[msg_idx].s = bg_kafka_cstr("busgate does not serve the coordinator's broker");
 }
 
 static void bg_kafka__learn_arr(bg_kafka_struct_t *s, int arr, int name_idx, int id_idx,
@@ -91,15 +126,18 @@ int bg_kafka__r_find_coordinator(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
                                  void *learn_arg)
 {
     (void)a, (void)learn, (void)learn_arg;
-    if (ver >= 4) {
-        bg_kafka__addr_arr(ctx, resp, K(FIND_COORDINATOR_RESP_COORDINATORS),
-                           K(FIND_COORDINATOR_RESP_COORDINATORS_NODE_ID),
-                           K(FIND_COORDINATOR_RESP_COORDINATORS_HOST),
-                           K(FIND_COORDINATOR_RESP_COORDINATORS_PORT), nodes, nnodes, maxnodes);
-        return 0;
-    }
-    bg_kafka__addr(ctx, resp, K(FIND_COORDINATOR_RESP_NODE_ID), K(FIND_COORDINATOR_RESP_HOST),
-                   K(FIND_COORDINATOR_RESP_PORT), nodes, nnodes, maxnodes);
+#define C(x) K(FIND_COORDINATOR_RESP_COORDINATORS_##x)
+    int32_t n = ver >= 4 ? bg_kafka__n(resp, K(FIND_COORDINATOR_RESP_COORDINATORS)) : 0;
+    for (int32_t i = 0; i < n; i++)
+        bg_kafka__coordinator(ctx, resp->f[K(FIND_COORDINATOR_RESP_COORDINATORS)].a.s[i],
+                              C(NODE_ID), C(HOST), C(PORT), C(ERROR_CODE), C(ERROR_MESSAGE), nodes,
+                              nnodes, maxnodes);
+#undef C
+    if (ver < 4)
+        bg_kafka__coordinator(ctx, resp, K(FIND_COORDINATOR_RESP_NODE_ID),
+                              K(FIND_COORDINATOR_RESP_HOST), K(FIND_COORDINATOR_RESP_PORT),
+                              K(FIND_COORDINATOR_RESP_ERROR_CODE),
+                              K(FIND_COORDINATOR_RESP_ERROR_MESSAGE), nodes, nnodes, maxnodes);
     return 0;
 }
 

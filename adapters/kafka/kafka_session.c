@@ -351,9 +351,10 @@ static void bg_kafka__learn_topic(void *arg, const uint8_t id[16], bg_slice_t na
         bg_kafka_global_learn_topic(arg, id, name.p, (size_t)name.len);
 }
 
-static void bg_kafka__learn_node(void *arg, int32_t id, bg_slice_t host, int32_t port)
+static int bg_kafka__learn_node(void *arg, int32_t id, bg_slice_t host, int32_t port)
 {
-    bg_kafka_global_learn_node(arg, id, (const char *)host.p, (size_t)host.len, (uint16_t)port);
+    return bg_kafka_global_learn_node(arg, id, (const char *)host.p,
+                                      host.len > 0 ? (size_t)host.len : 0, (uint16_t)port);
 }
 
 static void bg_kafka__ctx(bg_kafka_session_t *s, const bg_snapshot_t *snap,

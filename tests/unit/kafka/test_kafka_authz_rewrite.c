@@ -219,23 +219,27 @@ typedef struct {
     int n;
     int32_t id[4], port[4];
     char host[4][16];
+    int32_t unserved; /* the node busgate does not serve (its port is taken) */
 } nodes_seen_t;
 
-static void seen_node(void *arg, int32_t id, bg_slice_t host, int32_t port)
+static int seen_node(void *arg, int32_t id, bg_slice_t host, int32_t port)
 {
     nodes_seen_t *ns = arg;
+    if (id == ns->unserved)
+        return 0;
     assert_true(ns->n < 4 && host.len > 0 && host.len < 16);
     ns->id[ns->n] = id;
     ns->port[ns->n] = port;
     memcpy(ns->host[ns->n], host.p, (size_t)host.len);
     ns->host[ns->n][host.len] = '\0';
     ns->n++;
+    return 1;
 }
 
 static void test_find_coordinator(void **st)
 {
     ka_fix_t *f = *st;
-    nodes_seen_t seen = {0};
+    nodes_seen_t seen = {.unserved = -1};
     f->ctx.learn_node = seen_node;
     f->ctx.learn_node_arg = &seen;
     /* v3 single form. */
@@ -387,6 +391,113 @@ static void test_node_endpoints(void **st)
     h = ka_hdr(BG_KAFKA_API_FETCH, 15);
     assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
     assert_int_equal(v.needs_response, 0);
+}
+
+/* A node busgate does not serve on port_base + id (its port held by
+ * another process, or above 65535) is never pointed at: left out of broker
+ * lists and NodeEndpoints, and a coordinator on it is answered
+ * COORDINATOR_NOT_AVAILABLE without an address. An entry without a node
+ * (id < 0) keeps no broker address. */
+static void test_unserved_nodes(void **st)
+{
+    ka_fix_t *f = *st;
+    nodes_seen_t seen = {.unserved = 6};
+    f->ctx.learn_node = seen_node;
+    f->ctx.learn_node_arg = &seen;
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_METADATA, 12);
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ka_new(f, 3, 0), &f->a, &v), 0);
+    bg_kafka_struct_t *up = ka_new(f, 3, 1), *out;
+    const int32_t ids[] = {1, 6, 50000, -1}; /* served, taken, above 65535, none */
+    bg_kafka_struct_t **b = bg_kafka_array_new(&f->a, up, K(METADATA_RESP_BROKERS), 4);
+    for (int i = 0; i < 4; i++) {
+        b[i]->f[K(METADATA_RESP_BROKERS_NODE_ID)].i = ids[i];
+        b[i]->f[K(METADATA_RESP_BROKERS_HOST)].s = ka_s("internal.b");
+        b[i]->f[K(METADATA_RESP_BROKERS_PORT)].i = 9092;
+    }
+    int32_t nodes[4];
+    size_t nn = 4;
+    assert_int_equal(bg_kafka_authz_response(&f->ctx, &h, &v, ka_rt(f, 3, 1, 12, up), &f->a, &out,
+                                             nodes, &nn, NULL, NULL),
+                     0);
+    bg_kafka_struct_t *m = ka_rt(f, 3, 1, 12, out);
+    assert_int_equal(m->f[K(METADATA_RESP_BROKERS)].a.n, 2);
+    bg_kafka_struct_t *b0 = ka_el(m, K(METADATA_RESP_BROKERS), 0);
+    bg_kafka_struct_t *b1 = ka_el(m, K(METADATA_RESP_BROKERS), 1);
+    assert_int_equal(b0->f[K(METADATA_RESP_BROKERS_PORT)].i, 19001);
+    assert_int_equal(b1->f[K(METADATA_RESP_BROKERS_NODE_ID)].i, -1);
+    assert_int_equal(b1->f[K(METADATA_RESP_BROKERS_HOST)].s.len, 0);
+    assert_int_equal(b1->f[K(METADATA_RESP_BROKERS_PORT)].i, -1);
+
+    /* Produce v10 NodeEndpoints: the unserved leader is left out. */
+    h = ka_hdr(BG_KAFKA_API_PRODUCE, 10);
+    bg_kafka_struct_t *req = ka_new(f, 0, 0);
+    req->f[K(PRODUCE_REQ_ACKS)].i = 1;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    up = ka_new(f, 0, 1);
+    bg_kafka_struct_t **e = bg_kafka_array_new(&f->a, up, K(PRODUCE_RESP_NODE_ENDPOINTS), 2);
+    for (int i = 0; i < 2; i++) {
+        e[i]->f[K(PRODUCE_RESP_NODE_ENDPOINTS_NODE_ID)].i = i ? 6 : 1;
+        e[i]->f[K(PRODUCE_RESP_NODE_ENDPOINTS_HOST)].s = ka_s("internal.b");
+        e[i]->f[K(PRODUCE_RESP_NODE_ENDPOINTS_PORT)].i = 9092;
+    }
+    nn = 4;
+    assert_int_equal(bg_kafka_authz_response(&f->ctx, &h, &v, ka_rt(f, 0, 1, 10, up), &f->a, &out,
+                                             nodes, &nn, NULL, NULL),
+                     0);
+    m = ka_rt(f, 0, 1, 10, out);
+    assert_int_equal(m->f[K(PRODUCE_RESP_NODE_ENDPOINTS)].a.n, 1);
+    assert_int_equal(ka_el(m, K(PRODUCE_RESP_NODE_ENDPOINTS), 0)
+                         ->f[K(PRODUCE_RESP_NODE_ENDPOINTS_NODE_ID)]
+                         .i,
+                     1);
+
+    /* FindCoordinator v3 and v4: the coordinator on node 6 is unavailable. */
+    for (int16_t ver = 3; ver <= 4; ver++) {
+        h = ka_hdr(BG_KAFKA_API_FIND_COORDINATOR, ver);
+        req = ka_new(f, 10, 0);
+        if (ver < 4)
+            req->f[K(FIND_COORDINATOR_REQ_KEY)].s = ka_s("g1");
+        else
+            bg_kafka_array_vals(&f->a, req, K(FIND_COORDINATOR_REQ_COORDINATOR_KEYS), 1)[0].s =
+                ka_s("g1");
+        assert_int_equal(
+            bg_kafka_authz_request(&f->ctx, &h, ka_rt(f, 10, 0, ver, req), &f->a, &v), 0);
+        assert_int_equal(v.needs_response, 1);
+        up = ka_new(f, 10, 1);
+        bg_kafka_struct_t *c = up;
+        if (ver >= 4) {
+            c = bg_kafka_array_new(&f->a, up, K(FIND_COORDINATOR_RESP_COORDINATORS), 1)[0];
+            c->f[K(FIND_COORDINATOR_RESP_COORDINATORS_KEY)].s = ka_s("g1");
+        }
+        if (ver >= 4) {
+            c->f[K(FIND_COORDINATOR_RESP_COORDINATORS_NODE_ID)].i = 6;
+            c->f[K(FIND_COORDINATOR_RESP_COORDINATORS_HOST)].s = ka_s("internal.b");
+            c->f[K(FIND_COORDINATOR_RESP_COORDINATORS_PORT)].i = 9092;
+        } else {
+            c->f[K(FIND_COORDINATOR_RESP_NODE_ID)].i = 6;
+            c->f[K(FIND_COORDINATOR_RESP_HOST)].s = ka_s("internal.b");
+            c->f[K(FIND_COORDINATOR_RESP_PORT)].i = 9092;
+        }
+        nn = 4;
+        assert_int_equal(bg_kafka_authz_response(&f->ctx, &h, &v, ka_rt(f, 10, 1, ver, up), &f->a,
+                                                 &out, nodes, &nn, NULL, NULL),
+                         0);
+        m = ka_rt(f, 10, 1, ver, out);
+        if (ver >= 4) {
+            c = ka_el(m, K(FIND_COORDINATOR_RESP_COORDINATORS), 0);
+            assert_int_equal(c->f[K(FIND_COORDINATOR_RESP_COORDINATORS_ERROR_CODE)].i, 15);
+            assert_int_equal(c->f[K(FIND_COORDINATOR_RESP_COORDINATORS_NODE_ID)].i, -1);
+            assert_int_equal(c->f[K(FIND_COORDINATOR_RESP_COORDINATORS_HOST)].s.len, 0);
+            assert_int_equal(c->f[K(FIND_COORDINATOR_RESP_COORDINATORS_PORT)].i, -1);
+        } else {
+            assert_int_equal(m->f[K(FIND_COORDINATOR_RESP_ERROR_CODE)].i, 15);
+            assert_int_equal(m->f[K(FIND_COORDINATOR_RESP_NODE_ID)].i, -1);
+            assert_int_equal(m->f[K(FIND_COORDINATOR_RESP_HOST)].s.len, 0);
+            assert_int_equal(m->f[K(FIND_COORDINATOR_RESP_PORT)].i, -1);
+        }
+    }
+    f->ctx.learn_node = NULL;
 }
 
 static void test_describe_topic_partitions(void **st)
@@ -645,6 +756,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_find_coordinator, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_describe_cluster, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_node_endpoints, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_unserved_nodes, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_describe_topic_partitions, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_reload_denied_entries_hide_what_was_not_asked, ka_up,
                                         ka_down),
