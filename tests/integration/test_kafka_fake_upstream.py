@@ -27,10 +27,35 @@ def fake():
     f.close()
 
 
-def start(start_busgate, tmp_path, fake):
-    text, ports = busgate_config(tmp_path, RULES, security="plaintext", upstream=[fake.address])
+def start(start_busgate, tmp_path, fake, port_base=None):
+    text, ports = busgate_config(tmp_path, RULES, security="plaintext", upstream=[fake.address],
+                                 port_base=port_base)
     bg = start_busgate(text, wait_for_port=ports["listen"])
     return bg, ports
+
+
+def find_coordinator_v1(w, up, node, host, port):
+    """FindCoordinator v1 for a group on w, answered on the fake broker's
+    connection up (a FakeConn, or the FakeKafka whose next connection it
+    is) with node at host:port. Returns ((error, node, host, port) as the
+    client gets them, the connection)."""
+    corr = w.send(10, 1, kstr("it-g-coord") + b"\x00")
+    if isinstance(up, FakeKafka):
+        up = up.conns.get(timeout=10)
+    req = up.next()
+    assert (req.api_key, req.corr) == (10, corr)
+    up.reply(corr, struct.pack(">ih", 0, 0) + kstr(None) + struct.pack(">i", node) +
+             kstr(host) + struct.pack(">i", port))
+    r = w.recv()
+    assert r is not None and r[0] == corr, r
+    body = r[1]
+    err, = struct.unpack(">h", body[4:6])
+    mlen, = struct.unpack(">h", body[6:8])
+    at = 8 + max(mlen, 0)
+    got_node, hlen = struct.unpack(">ih", body[at:at + 6])
+    got_host = body[at + 6:at + 6 + hlen].decode()
+    got_port, = struct.unpack(">i", body[at + 6 + hlen:at + 10 + hlen])
+    return (err, got_node, got_host, got_port), up
 
 
 def send_flex(w, api_key, version, header_tags, body):
@@ -107,22 +132,39 @@ def test_find_coordinator_on_a_new_broker_opens_its_port(start_busgate, tmp_path
     at (broker_port_base + 7) is served, with node 7 as its upstream."""
     bg, ports = start(start_busgate, tmp_path, fake)
     w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
-    corr = w.send(10, 1, kstr("it-g-coord") + b"\x00")  # FindCoordinator v1, a group
-    up = fake.conns.get(timeout=10)
-    req = up.next()
-    assert (req.api_key, req.corr) == (10, corr)
-    up.reply(corr, struct.pack(">ih", 0, 0) + kstr(None) + struct.pack(">i", 7) +
-             kstr("127.0.0.1") + struct.pack(">i", fake.port))
-    r = w.recv()
-    assert r is not None and r[0] == corr, r
-    body = r[1]
-    node, = struct.unpack(">i", body[8:12])
-    hlen, = struct.unpack(">h", body[12:14])
-    port, = struct.unpack(">i", body[14 + hlen:18 + hlen])
-    assert (node, port) == (7, ports["base"] + 7), body.hex()
+    (err, node, host, port), _ = find_coordinator_v1(w, fake, 7, "127.0.0.1", fake.port)
+    assert (err, node, port) == (0, 7, ports["base"] + 7), (err, node, host, port)
     w.close()
     # The client connects where it was pointed; busgate answers ApiVersions
     # there once its upstream connection to node 7 is up.
     w7 = KafkaWire(port)
     assert 10 in w7.api_versions()
     w7.close()
+
+
+def test_a_broker_busgate_cannot_serve_is_never_pointed_at(start_busgate, tmp_path, fake):
+    """Another process holds broker_port_base + 7 when node 7 is learned:
+    busgate does not serve node 7, so a coordinator there is answered
+    COORDINATOR_NOT_AVAILABLE (15) without an address; the other process
+    never sees a client. The same for node 70000, whose port would be above
+    65535 (librdkafka would wrap it to another port). Before, the client was
+    sent to both ports."""
+    from kafka_env import free_port_block
+    base = free_port_block()
+    squatter = socket.create_server(("127.0.0.1", base + 7))
+    squatter.settimeout(0.5)
+    try:
+        bg, ports = start(start_busgate, tmp_path, fake, port_base=base)
+        w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+        got, up = find_coordinator_v1(w, fake, 7, "127.0.0.1", fake.port)
+        assert got == (15, -1, "", -1), got
+        line = bg.wait_log(lambda l: l.get("msg", "").startswith("broker 7: ") and
+                           "not served" in l.get("msg", ""))
+        assert line is not None, bg.log_path.read_text()[-2000:]
+        got, _ = find_coordinator_v1(w, up, 70000, "127.0.0.1", fake.port)
+        assert got == (15, -1, "", -1), got
+        w.close()
+        with pytest.raises(socket.timeout):
+            squatter.accept()
+    finally:
+        squatter.close()
