@@ -295,6 +295,7 @@ bg_kafka__resp_hook_t bg_kafka__r_produce;
 bg_kafka__resp_hook_t bg_kafka__r_fetch;
 bg_kafka__resp_hook_t bg_kafka__r_describe_topic_partitions;
 bg_kafka__resp_hook_t bg_kafka__r_create_topics;
+bg_kafka__resp_hook_t bg_kafka__r_describe_configs;
 
 /* DescribeTransactions: topics the principal may not describe leave each
  * transaction's list (kafka_authz_groups.c). */

@@ -271,3 +271,62 @@ int bg_kafka__r_create_topics(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
     }
     return 0;
 }
+
+/* Broker configurations that name hosts and ports: the broker's listeners
+ * (unauthenticated ones among them), the controller quorum, ZooKeeper, and
+ * any client's bootstrap servers (remote log metadata, metrics reporters).
+ * A client that learnt them could connect past busgate. Every per-listener
+ * setting (listener.name.*) goes too. */
+static int bg_kafka__addr_config(bg_slice_t name)
+{
+    static const char *const exact[] = {"listeners", "advertised.listeners",
+                                        "controller.quorum.voters",
+                                        "controller.quorum.bootstrap.servers",
+                                        "zookeeper.connect", "host.name", "port",
+                                        "advertised.host.name", "advertised.port"};
+    static const char prefix[] = "listener.name.", suffix[] = "bootstrap.servers";
+    if (name.len <= 0)
+        return 0;
+    size_t n = (size_t)name.len;
+    for (size_t i = 0; i < sizeof exact / sizeof exact[0]; i++)
+        if (strlen(exact[i]) == n && memcmp(exact[i], name.p, n) == 0)
+            return 1;
+    if (n >= sizeof prefix - 1 && memcmp(name.p, prefix, sizeof prefix - 1) == 0)
+        return 1;
+    return n >= sizeof suffix - 1 &&
+           memcmp(name.p + n - (sizeof suffix - 1), suffix, sizeof suffix - 1) == 0;
+}
+
+/* DescribeConfigs of a broker: the configurations above come back as Kafka
+ * shows a sensitive one (no value, IsSensitive, synonyms without values),
+ * so clients never learn an upstream address from them either. */
+int bg_kafka__r_describe_configs(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
+                                 bg_kafka_struct_t *resp, bg_kafka_arena_t *a, int32_t *nodes,
+                                 size_t *nnodes, size_t maxnodes, bg_kafka_learn_topic_fn learn,
+                                 void *learn_arg)
+{
+#define R(x) K(DESCRIBE_CONFIGS_RESP_RESULTS_##x)
+#define C(x) K(DESCRIBE_CONFIGS_RESP_RESULTS_CONFIGS_##x)
+    (void)ctx, (void)ver, (void)a, (void)nodes, (void)nnodes, (void)maxnodes, (void)learn,
+        (void)learn_arg;
+    int32_t nr = bg_kafka__n(resp, K(DESCRIBE_CONFIGS_RESP_RESULTS));
+    for (int32_t i = 0; i < nr; i++) {
+        bg_kafka_struct_t *r = resp->f[K(DESCRIBE_CONFIGS_RESP_RESULTS)].a.s[i];
+        if (r->f[R(RESOURCE_TYPE)].i != 4) /* BROKER */
+            continue;
+        int32_t nc = bg_kafka__n(r, R(CONFIGS));
+        for (int32_t j = 0; j < nc; j++) {
+            bg_kafka_struct_t *c = r->f[R(CONFIGS)].a.s[j];
+            if (!bg_kafka__addr_config(c->f[C(NAME)].s))
+                continue;
+            c->f[C(VALUE)].s = bg_kafka_null_slice();
+            c->f[C(IS_SENSITIVE)].i = 1;
+            int32_t ns = bg_kafka__n(c, C(SYNONYMS));
+            for (int32_t k = 0; k < ns; k++)
+                c->f[C(SYNONYMS)].a.s[k]->f[C(SYNONYMS_VALUE)].s = bg_kafka_null_slice();
+        }
+    }
+    return 0;
+#undef R
+#undef C
+}

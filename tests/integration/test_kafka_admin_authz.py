@@ -201,3 +201,35 @@ def test_reauthentication_keeps_the_issuer(start_busgate, tmp_path):
         assert w.sasl_plain(mint(LOCAL_B))[0] == 0
     finally:
         w.close()
+
+
+def test_broker_configs_do_not_show_upstream_addresses(start_busgate, tmp_path):
+    """DescribeConfigs of a broker through busgate: the listeners, the
+    controller quorum and other host-bearing configurations come back as
+    Kafka shows a sensitive one (no value), so the client cannot connect to
+    the broker past busgate; other configurations keep their values. The
+    broker itself (control) shows the addresses."""
+    from confluent_kafka.admin import ConfigResource
+    bg, ports, boot = start(start_busgate, tmp_path)
+    admin = AdminClient(client_conf(boot, oidc_token("svc-admin")))
+    md = admin.list_topics(timeout=15)
+    bid = str(next(iter(md.brokers)))
+
+    def configs(client):
+        res = ConfigResource(ConfigResource.Type.BROKER, bid)
+        return admin_result(client.describe_configs([res]))
+
+    def admin_result(futures):
+        (fut,) = futures.values()
+        return fut.result(timeout=20)
+
+    direct = configs(setup_admin())
+    assert "127.0.0.1:" in (direct["advertised.listeners"].value or ""), direct["advertised.listeners"]
+    through = configs(admin)
+    for key in ("advertised.listeners", "listeners", "controller.quorum.voters"):
+        if key in direct and direct[key].value:
+            assert through[key].value is None, (key, through[key].value)
+            assert through[key].is_sensitive, key
+    leaked = [k for k, c in through.items() if c.value and "127.0.0.1:" in c.value]
+    assert not leaked, leaked
+    assert through["log.retention.ms"].value == direct["log.retention.ms"].value

@@ -641,6 +641,66 @@ static void test_reload_denied_entries_hide_what_was_not_asked(void **st)
     ka_teardown(g);
 }
 
+/* DescribeConfigs of a broker: configurations naming hosts and ports (its
+ * listeners, the controller quorum, bootstrap servers, per-listener
+ * settings) come back as Kafka shows sensitive ones, no value and no
+ * synonym values; other configurations, and a topic's, are untouched. */
+static void test_describe_configs_hides_broker_addresses(void **st)
+{
+#define R(x) K(DESCRIBE_CONFIGS_RESP_RESULTS_##x)
+#define C(x) K(DESCRIBE_CONFIGS_RESP_RESULTS_CONFIGS_##x)
+    ka_fix_t *f = *st;
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_DESCRIBE_CONFIGS, 4);
+    bg_kafka_struct_t *req = ka_new(f, 32, 0);
+    bg_kafka_struct_t **rs = bg_kafka_array_new(&f->a, req, K(DESCRIBE_CONFIGS_REQ_RESOURCES), 2);
+    rs[0]->f[K(DESCRIBE_CONFIGS_REQ_RESOURCES_RESOURCE_TYPE)].i = 4;
+    rs[0]->f[K(DESCRIBE_CONFIGS_REQ_RESOURCES_RESOURCE_NAME)].s = ka_s("1");
+    rs[1]->f[K(DESCRIBE_CONFIGS_REQ_RESOURCES_RESOURCE_TYPE)].i = 2;
+    rs[1]->f[K(DESCRIBE_CONFIGS_REQ_RESOURCES_RESOURCE_NAME)].s = ka_s("orders");
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ka_rt(f, 32, 0, 4, req), &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    static const char *const names[] = {"advertised.listeners", "listeners",
+                                        "controller.quorum.voters",
+                                        "listener.name.internal.ssl.keystore.location",
+                                        "remote.log.metadata.common.client.bootstrap.servers",
+                                        "log.retention.ms"};
+    enum { NCFG = 6, NHIDDEN = 5 };
+    bg_kafka_struct_t *up = ka_new(f, 32, 1), *out;
+    bg_kafka_struct_t **res = bg_kafka_array_new(&f->a, up, K(DESCRIBE_CONFIGS_RESP_RESULTS), 2);
+    for (int r = 0; r < 2; r++) {
+        res[r]->f[R(RESOURCE_TYPE)].i = r ? 2 : 4;
+        res[r]->f[R(RESOURCE_NAME)].s = ka_s(r ? "orders" : "1");
+        bg_kafka_struct_t **c = bg_kafka_array_new(&f->a, res[r], R(CONFIGS), NCFG);
+        for (int i = 0; i < NCFG; i++) {
+            c[i]->f[C(NAME)].s = ka_s(names[i]);
+            c[i]->f[C(VALUE)].s = ka_s("PLAINTEXT://10.9.8.7:9092");
+            bg_kafka_struct_t **syn = bg_kafka_array_new(&f->a, c[i], C(SYNONYMS), 1);
+            syn[0]->f[C(SYNONYMS_NAME)].s = ka_s(names[i]);
+            syn[0]->f[C(SYNONYMS_VALUE)].s = ka_s("PLAINTEXT://10.9.8.7:9092");
+        }
+    }
+    size_t nn = 0;
+    assert_int_equal(bg_kafka_authz_response(&f->ctx, &h, &v, ka_rt(f, 32, 1, 4, up), &f->a, &out,
+                                             NULL, &nn, NULL, NULL),
+                     0);
+    out = ka_rt(f, 32, 1, 4, out);
+    for (int r = 0; r < 2; r++) {
+        bg_kafka_struct_t *res_r = ka_el(out, K(DESCRIBE_CONFIGS_RESP_RESULTS), r);
+        for (int i = 0; i < NCFG; i++) {
+            bg_kafka_struct_t *c = ka_el(res_r, R(CONFIGS), i);
+            bg_kafka_struct_t *syn = ka_el(c, C(SYNONYMS), 0);
+            int hidden = r == 0 && i < NHIDDEN;
+            assert_true(ka_eq(c->f[C(NAME)].s, names[i]));
+            assert_int_equal(c->f[C(VALUE)].s.len < 0, hidden);
+            assert_int_equal(c->f[C(IS_SENSITIVE)].i, hidden);
+            assert_int_equal(syn->f[C(SYNONYMS_VALUE)].s.len < 0, hidden);
+        }
+    }
+#undef R
+#undef C
+}
+
 /* CreateTopics v5+: the new topic's configs go only to a principal that may
  * describe it; dropbox may be created but not described. */
 static void test_create_topics_configs(void **st)
@@ -761,6 +821,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reload_denied_entries_hide_what_was_not_asked, ka_up,
                                         ka_down),
         cmocka_unit_test_setup_teardown(test_create_topics_configs, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_describe_configs_hides_broker_addresses, ka_up,
+                                        ka_down),
         cmocka_unit_test_setup_teardown(test_list_groups_filtered, ka_up, ka_down),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
