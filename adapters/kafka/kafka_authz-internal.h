@@ -296,6 +296,10 @@ bg_kafka__resp_hook_t bg_kafka__r_fetch;
 bg_kafka__resp_hook_t bg_kafka__r_describe_topic_partitions;
 bg_kafka__resp_hook_t bg_kafka__r_create_topics;
 bg_kafka__resp_hook_t bg_kafka__r_describe_configs;
+/* 1 for a broker configuration that names hosts and ports (listeners,
+ * controller quorum, bootstrap servers, ...): hidden from DescribeConfigs,
+ * never altered through busgate. */
+int bg_kafka__addr_config(bg_slice_t name);
 
 /* DescribeTransactions: topics the principal may not describe leave each
  * transaction's list (kafka_authz_groups.c). */

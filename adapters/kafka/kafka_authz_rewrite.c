@@ -277,7 +277,7 @@ int bg_kafka__r_create_topics(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
  * any client's bootstrap servers (remote log metadata, metrics reporters).
  * A client that learnt them could connect past busgate. Every per-listener
  * setting (listener.name.*) goes too. */
-static int bg_kafka__addr_config(bg_slice_t name)
+int bg_kafka__addr_config(bg_slice_t name)
 {
     static const char *const exact[] = {"listeners", "advertised.listeners",
                                         "controller.quorum.voters",

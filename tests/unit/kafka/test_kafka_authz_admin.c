@@ -460,6 +460,62 @@ static void test_write_txn_markers(void **st)
     assert_int_equal(v.decisions[0].decision.effect, BG_EFFECT_DENY);
 }
 
+/* Alter/IncrementalAlterConfigs of a broker's host-bearing configurations
+ * (hidden from DescribeConfigs) are refused per resource even with alter
+ * on the cluster, with busgate's reason; another broker setting in the
+ * same request goes upstream. Both APIs share the request layout. */
+static void test_broker_addresses_not_altered(void **st)
+{
+#define Q(x) K(ALTER_CONFIGS_REQ_RESOURCES_##x)
+    ka_fix_t *f = *st;
+    static const char *const cfg[] = {"listeners", "log.retention.ms",
+                                      "listener.name.external.ssl.keystore.location"};
+    static const char *const ids[] = {"1", "2", "3"};
+    for (int api = 0; api < 2; api++) {
+        int16_t key = api ? BG_KAFKA_API_INCREMENTAL_ALTER_CONFIGS : BG_KAFKA_API_ALTER_CONFIGS;
+        int16_t ver = api ? 1 : 2;
+        bg_kafka_req_hdr_t h = ka_hdr(key, ver);
+        bg_kafka_struct_t *req = ka_new(f, key, 0);
+        bg_kafka_struct_t **rs = bg_kafka_array_new(&f->a, req, K(ALTER_CONFIGS_REQ_RESOURCES), 3);
+        for (int i = 0; i < 3; i++) {
+            rs[i]->f[Q(RESOURCE_TYPE)].i = 4; /* BROKER */
+            rs[i]->f[Q(RESOURCE_NAME)].s = ka_s(ids[i]);
+            bg_kafka_struct_t **c = bg_kafka_array_new(&f->a, rs[i], Q(CONFIGS), 1);
+            c[0]->f[Q(CONFIGS_NAME)].s = ka_s(cfg[i]);
+            c[0]->f[Q(CONFIGS_VALUE)].s = ka_s("PLAINTEXT://0.0.0.0:9999");
+        }
+        bg_kafka_verdict_t v;
+        assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ka_rt(f, key, 0, ver, req), &f->a, &v),
+                         0);
+        assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+        assert_int_equal(v.request->f[K(ALTER_CONFIGS_REQ_RESOURCES)].a.n, 1);
+        assert_true(ka_eq(ka_el(v.request, K(ALTER_CONFIGS_REQ_RESOURCES), 0)->f[Q(RESOURCE_NAME)].s,
+                          "2"));
+        int refused = 0;
+        for (size_t i = 0; i < v.ndecisions; i++)
+            refused += v.decisions[i].error_code == 31 && v.decisions[i].reason &&
+                       strstr(v.decisions[i].reason, "listeners or addresses") != NULL;
+        assert_true(refused >= 1); /* one decision group for both */
+        /* The answer merges both refusals back beside broker 2's result. */
+        bg_kafka_struct_t *up = ka_new(f, key, 1), *out;
+        bg_kafka_struct_t **e = bg_kafka_array_new(&f->a, up, K(ALTER_CONFIGS_RESP_RESPONSES), 1);
+        e[0]->f[K(ALTER_CONFIGS_RESP_RESPONSES_RESOURCE_TYPE)].i = 4;
+        e[0]->f[K(ALTER_CONFIGS_RESP_RESPONSES_RESOURCE_NAME)].s = ka_s("2");
+        size_t nn = 0;
+        assert_int_equal(bg_kafka_authz_response(&f->ctx, &h, &v, ka_rt(f, key, 1, ver, up), &f->a,
+                                                 &out, NULL, &nn, NULL, NULL),
+                         0);
+        out = ka_rt(f, key, 1, ver, out);
+        assert_int_equal(out->f[K(ALTER_CONFIGS_RESP_RESPONSES)].a.n, 3);
+        for (int i = 0; i < 3; i++) {
+            bg_kafka_struct_t *r = ka_el(out, K(ALTER_CONFIGS_RESP_RESPONSES), i);
+            int is2 = ka_eq(r->f[K(ALTER_CONFIGS_RESP_RESPONSES_RESOURCE_NAME)].s, "2");
+            assert_int_equal(r->f[K(ALTER_CONFIGS_RESP_RESPONSES_ERROR_CODE)].i, is2 ? 0 : 31);
+        }
+    }
+#undef Q
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -470,6 +526,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reassign_and_elect, setup, ka_down),
         cmocka_unit_test_setup_teardown(test_alter_replica_log_dirs, setup, ka_down),
         cmocka_unit_test_setup_teardown(test_write_txn_markers, setup, ka_down),
+        cmocka_unit_test_setup_teardown(test_broker_addresses_not_altered, setup, ka_down),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
