@@ -46,7 +46,10 @@ static const bg_kafka__api_t bg_kafka__apis[] = {
                                     1, 5},
     [BG_KAFKA_API_DELETE_TOPICS] = {1, 6, 4, bg_kafka__c_delete_topics, NULL, 0, 0},
     [BG_KAFKA_API_DELETE_RECORDS] = {0, 2, 2, bg_kafka__c_delete_records, NULL, 0, 0},
-    [BG_KAFKA_API_INIT_PRODUCER_ID] = {0, 6, 2, bg_kafka__c_init_producer_id, NULL, 0, 0},
+    /* Stops at v5: v6 (KIP-939) can open a two-phase transaction, which has
+     * no timeout and which Kafka allows only with TWO_PHASE_COMMIT on the
+     * transactional id, a verb the policy does not have. */
+    [BG_KAFKA_API_INIT_PRODUCER_ID] = {0, 5, 2, bg_kafka__c_init_producer_id, NULL, 0, 0},
     [BG_KAFKA_API_OFFSET_FOR_LEADER_EPOCH] = {2, 4, 4, bg_kafka__c_offset_for_leader_epoch,
                                               NULL, 0, 0},
     /* v4+ is the broker-to-coordinator batched form (verify-only): not a client API. */

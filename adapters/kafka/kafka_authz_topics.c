@@ -708,6 +708,19 @@ static bg_kafka_struct_t *bg_kafka__error_by_shape(const bg_kafka_req_hdr_t *hdr
     return resp;
 }
 
+/* What Kafka's own error response carries beside a top-level code where the
+ * definition's defaults say otherwise: no coordinator node (Node.noNode():
+ * id -1, port -1) and no producer epoch. */
+static void bg_kafka__error_blanks(int16_t api_key, bg_kafka_struct_t *resp)
+{
+    if (api_key == BG_KAFKA_API_FIND_COORDINATOR) { /* v0-3 */
+        resp->f[K(FIND_COORDINATOR_RESP_NODE_ID)].i = -1;
+        resp->f[K(FIND_COORDINATOR_RESP_PORT)].i = -1;
+    } else if (api_key == BG_KAFKA_API_INIT_PRODUCER_ID) {
+        resp->f[K(INIT_PRODUCER_ID_RESP_PRODUCER_EPOCH)].i = -1;
+    }
+}
+
 bg_kafka_struct_t *bg_kafka_authz_error_response(const bg_kafka_req_hdr_t *hdr,
                                                  const bg_kafka_struct_t *req, int16_t error_code,
                                                  bg_kafka_arena_t *arena)
@@ -718,8 +731,10 @@ bg_kafka_struct_t *bg_kafka_authz_error_response(const bg_kafka_req_hdr_t *hdr,
     bg_kafka_struct_t *resp = bg_kafka_struct_new(arena, d->body);
     if (!resp)
         return NULL;
-    if (bg_kafka__set_top_error(d->body, hdr->api_version, resp, error_code))
+    if (bg_kafka__set_top_error(d->body, hdr->api_version, resp, error_code)) {
+        bg_kafka__error_blanks(hdr->api_key, resp);
         return resp;
+    }
     const bg_kafka__tp_shape_t *sh = bg_kafka__shape_of(hdr->api_key, hdr->api_version);
     if (sh)
         return bg_kafka__error_by_shape(hdr, req, sh, resp, error_code, arena);

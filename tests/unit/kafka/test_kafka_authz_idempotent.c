@@ -55,12 +55,25 @@ static void assert_refused(ka_fix_t *f, const bg_kafka_verdict_t *v, int16_t ver
     assert_int_equal(resp->f[K(INIT_PRODUCER_ID_RESP_ERROR_CODE)].i,
                      BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED);
     assert_int_equal(resp->f[K(INIT_PRODUCER_ID_RESP_PRODUCER_ID)].i, -1);
+    assert_int_equal(resp->f[K(INIT_PRODUCER_ID_RESP_PRODUCER_EPOCH)].i, -1); /* as Kafka */
     const bg_kafka_decision_t *d = ka_find_decision(v, BG_RES_KAFKA_CLUSTER, "");
     assert_non_null(d);
     assert_int_equal(d->verb, BG_VERB_WRITE);
     assert_int_equal(d->decision.effect, BG_EFFECT_DENY);
     assert_int_equal(d->error_code, BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED);
     assert_non_null(d->reason);
+}
+
+/* v6 (KIP-939 two-phase commit) is not offered: Kafka asks TWO_PHASE_COMMIT
+ * on the transactional id for it, which the policy cannot express, and a
+ * prepared transaction never times out. */
+static void test_two_phase_commit_not_offered(void **st)
+{
+    (void)st;
+    int16_t min = -1, max = -1;
+    assert_int_equal(bg_kafka_authz_supported(BG_KAFKA_API_INIT_PRODUCER_ID, &min, &max), 1);
+    assert_int_equal(min, 0);
+    assert_int_equal(max, 5);
 }
 
 /* The fixture allows every verb on orders* to everyone. */
@@ -252,6 +265,7 @@ static void test_allowed_names(void **st)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_two_phase_commit_not_offered, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_some_topic_writable, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_no_topic_writable, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_denied_samples_skipped, ka_up, ka_down),

@@ -273,7 +273,12 @@ static void test_find_coordinator(void **st)
     req->f[K(FIND_COORDINATOR_REQ_KEY_TYPE)].i = 1;
     assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
     assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
-    assert_int_equal(ka_rt(f, 10, 1, 3, v.response)->f[K(FIND_COORDINATOR_RESP_ERROR_CODE)].i, 53);
+    m = ka_rt(f, 10, 1, 3, v.response);
+    assert_int_equal(m->f[K(FIND_COORDINATOR_RESP_ERROR_CODE)].i, 53);
+    /* no node, as Kafka's Node.noNode() (node 0 is a real broker) */
+    assert_int_equal(m->f[K(FIND_COORDINATOR_RESP_NODE_ID)].i, -1);
+    assert_int_equal(m->f[K(FIND_COORDINATOR_RESP_HOST)].s.len, 0);
+    assert_int_equal(m->f[K(FIND_COORDINATOR_RESP_PORT)].i, -1);
     /* Key type 2 (share group): INVALID_REQUEST, and the refusal is audited. */
     req->f[K(FIND_COORDINATOR_REQ_KEY_TYPE)].i = 2;
     assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
