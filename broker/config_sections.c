@@ -29,13 +29,33 @@ static int bg_cfg__item_map(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *pa
 static const char *const bg_cfg__ltls_keys[] = {"cert", "key", "client_ca", NULL};
 static const char *const bg_cfg__utls_keys[] = {"ca", "cert", "key", "verify", NULL};
 
-/* Listener TLS {cert, key, client_ca}: cert and key go together. */
-static void bg_cfg__listen_tls(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path,
-                               bg_config_tls_t *t)
+/* A tls key with nothing under it (its children commented out, say) is an
+ * error at the key, not "not set" as a null is elsewhere: not set means
+ * plaintext here, and writing tls must never give plaintext silently (a
+ * password sent in the clear, a listener without TLS). how says what to
+ * write instead. Returns 1 after reporting, 0 when key is absent or has a
+ * value. */
+static int bg_cfg__tls_empty(bg_cfg_ctx_t *ctx, struct fy_node *key, struct fy_node *val,
+                             const char *path, const char *how)
+{
+    if (!key || !bg_cfg__is_null(val))
+        return 0;
+    bg_cfg__err(ctx, key, path, "empty: %s", how);
+    return 1;
+}
+
+/* Listener TLS {cert, key, client_ca}: cert and key go together. key and n
+ * are the tls key and its value in the section (both NULL when absent). */
+static void bg_cfg__listen_tls(bg_cfg_ctx_t *ctx, struct fy_node *key, struct fy_node *n,
+                               const char *path, bg_config_tls_t *t)
 {
     bg_cfg_map_t m;
     char p[BG_CFG_PATH_MAX];
     t->verify = 1;
+    if (bg_cfg__tls_empty(ctx, key, n, path,
+                          "a listener's TLS needs cert and key (tls: {cert: PATH, key: PATH}); "
+                          "remove the key to serve plaintext"))
+        return;
     if (bg_cfg__map(ctx, n, path, bg_cfg__ltls_keys, &m) <= 0)
         return;
     t->enabled = 1;
@@ -49,13 +69,18 @@ static void bg_cfg__listen_tls(bg_cfg_ctx_t *ctx, struct fy_node *n, const char 
     bg_cfg__get_file(ctx, m.val[2], p, &t->client_ca);
 }
 
-/* Upstream TLS {ca, cert, key, verify}: a client certificate needs its key. */
-static void bg_cfg__upstream_tls(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path,
-                                 bg_config_tls_t *t)
+/* Upstream TLS {ca, cert, key, verify}: a client certificate needs its key.
+ * key and n as for bg_cfg__listen_tls. */
+static void bg_cfg__upstream_tls(bg_cfg_ctx_t *ctx, struct fy_node *key, struct fy_node *n,
+                                 const char *path, bg_config_tls_t *t)
 {
     bg_cfg_map_t m;
     char p[BG_CFG_PATH_MAX];
     t->verify = 1;
+    if (bg_cfg__tls_empty(ctx, key, n, path,
+                          "write tls: {} for the default TLS settings (the system's CAs, verify "
+                          "true), or remove the key"))
+        return;
     if (bg_cfg__map(ctx, n, path, bg_cfg__utls_keys, &m) <= 0)
         return;
     t->enabled = 1;
@@ -293,7 +318,8 @@ static void bg_cfg__kafka_upstream(bg_cfg_ctx_t *ctx, struct fy_node *n)
     if (bg_cfg__get_enum(ctx, m.val[KU_SEC], "kafka.upstream.security", secs, &sec) > 0)
         k->upstream.security = (bg_security_t)sec;
     bg_cfg__kafka_sasl(ctx, m.val[KU_SASL], "kafka.upstream.sasl");
-    bg_cfg__upstream_tls(ctx, m.val[KU_TLS], "kafka.upstream.tls", &k->upstream.tls);
+    bg_cfg__upstream_tls(ctx, m.key[KU_TLS], m.val[KU_TLS], "kafka.upstream.tls",
+                         &k->upstream.tls);
     int sasl = sec == BG_SEC_SASL_PLAINTEXT || sec == BG_SEC_SASL_SSL;
     int tls = sec == BG_SEC_SSL || sec == BG_SEC_SASL_SSL;
     if (m.val[KU_BOOT] && m.val[KU_EMB])
@@ -307,7 +333,7 @@ static void bg_cfg__kafka_upstream(bg_cfg_ctx_t *ctx, struct fy_node *n)
     if (!sasl && m.val[KU_SASL])
         bg_cfg__err(ctx, m.key[KU_SASL], "kafka.upstream.sasl",
                     "sasl is set but security is %s (use sasl_plaintext or sasl_ssl)", secs[sec]);
-    if (!tls && m.val[KU_TLS])
+    if (!tls && !bg_cfg__is_null(m.val[KU_TLS])) /* an empty tls is reported above */
         bg_cfg__err(ctx, m.key[KU_TLS], "kafka.upstream.tls",
                     "tls is set but security is %s (use ssl or sasl_ssl)", secs[sec]);
     if (m.val[KU_EMB] && sec != BG_SEC_PLAINTEXT)
@@ -389,7 +415,7 @@ void bg_cfg__kafka(bg_cfg_ctx_t *ctx, struct fy_node *n)
             k->sasl_mechanisms |= strcmp(mechs[i], "PLAIN") == 0 ? BG_SASL_MECH_PLAIN
                                                                  : BG_SASL_MECH_OAUTHBEARER;
     }
-    bg_cfg__listen_tls(ctx, m.val[KF_TLS], "kafka.tls", &k->tls);
+    bg_cfg__listen_tls(ctx, m.key[KF_TLS], m.val[KF_TLS], "kafka.tls", &k->tls);
     if (m.val[KF_UP])
         bg_cfg__kafka_upstream(ctx, m.val[KF_UP]);
     bg_cfg__kafka_limits(ctx, &m);
@@ -418,7 +444,7 @@ static void bg_cfg__amqp_upstream(bg_cfg_ctx_t *ctx, struct fy_node *n)
     bg_cfg__get_str(ctx, m.val[1], "amqp.upstream.vhost", &a->upstream.vhost);
     bg_cfg__get_str(ctx, m.val[2], "amqp.upstream.username", &a->upstream.username);
     bg_cfg__get_str(ctx, m.val[3], "amqp.upstream.password", &a->upstream.password);
-    bg_cfg__upstream_tls(ctx, m.val[4], "amqp.upstream.tls", &a->upstream.tls);
+    bg_cfg__upstream_tls(ctx, m.key[4], m.val[4], "amqp.upstream.tls", &a->upstream.tls);
 }
 
 /* heartbeat: whole seconds, as an integer or a duration ("60" or "60s"). */
@@ -456,7 +482,7 @@ void bg_cfg__amqp(bg_cfg_ctx_t *ctx, struct fy_node *n)
     bg_cfg__require(ctx, &m, bg_cfg__amqp_keys, 0, "amqp");
     bg_cfg__require(ctx, &m, bg_cfg__amqp_keys, 2, "amqp");
     bg_cfg__get_addr(ctx, m.val[0], "amqp.listen", 0, &a->listen);
-    bg_cfg__listen_tls(ctx, m.val[1], "amqp.tls", &a->tls);
+    bg_cfg__listen_tls(ctx, m.key[1], m.val[1], "amqp.tls", &a->tls);
     if (m.val[2])
         bg_cfg__amqp_upstream(ctx, m.val[2]);
     /* 4096 is the AMQP minimum frame_max every peer must accept. */

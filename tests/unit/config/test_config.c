@@ -464,6 +464,35 @@ static void test_err_cross_fields(void **state)
                  "t.yaml:7:19: identity.issuers[0].audiences[0]: expected a non-empty string");
 }
 
+/* A tls key with nothing under it (its children commented out) is an error
+ * at the key: before, it read as "not set", so busgate served plaintext on
+ * the listener and logged in to RabbitMQ in the clear. tls: {} is an
+ * upstream's default TLS settings. */
+#define AMQP_AT9                                                                                   \
+    "amqp:\n  listen: 127.0.0.1:15672\n" /* lines 9-10 */                                          \
+    "  upstream:\n    host: rabbit:5671\n    username: u\n    password: p\n" /* 11-14 */
+static void test_err_empty_tls(void **state)
+{
+    expect_error(BASE "  tls:\n    # cert: c.pem\n    # key: k.pem\n",
+                 "t.yaml:9:3: kafka.tls: empty: a listener's TLS needs cert and key (tls: "
+                 "{cert: PATH, key: PATH}); remove the key to serve plaintext");
+    expect_error(BASE "amqp:\n  listen: 127.0.0.1:15672\n  tls: ~\n"
+                      "  upstream: {host: 'rabbit:5671', username: u, password: p}\n",
+                 "t.yaml:11:3: amqp.tls: empty: a listener's TLS needs cert and key");
+    expect_error(BASE AMQP_AT9 "    tls:\n      # ca: ca.pem\n",
+                 "t.yaml:15:5: amqp.upstream.tls: empty: write tls: {} for the default TLS "
+                 "settings (the system's CAs, verify true), or remove the key");
+    expect_error(BASE_ID "kafka:\n  listen: 127.0.0.1:1\n  upstream:\n    bootstrap: [h:1]\n"
+                         "    security: ssl\n    tls:\n",
+                 "t.yaml:11:5: kafka.upstream.tls: empty: write tls: {} for the default TLS");
+    bg_config_t *c = expect_ok(BASE AMQP_AT9 "    tls: {}\n");
+    assert_true(c->amqp.upstream.tls.enabled && c->amqp.upstream.tls.verify);
+    assert_null(c->amqp.upstream.tls.ca);
+    assert_false(c->amqp.tls.enabled);
+    bg_config_free(c);
+    expect_error(BASE AMQP_AT9 "  tls: {}\n", "t.yaml:15:3: amqp.tls: missing required key 'cert'");
+}
+
 /* identity.issuers[].subject_prefix / groups_prefix: optional strings (""
  * is no prefix), at most 128 bytes of UTF-8 without control characters or
  * the wildcards policy subjects cannot write. */
@@ -759,6 +788,7 @@ int main(void)
         cmocka_unit_test(test_err_duplicate_key),
         cmocka_unit_test(test_err_missing_required),
         cmocka_unit_test(test_err_cross_fields),
+        cmocka_unit_test(test_err_empty_tls),
         cmocka_unit_test(test_err_yaml_syntax),
         cmocka_unit_test(test_err_second_document),
         cmocka_unit_test(test_err_header_control_chars),
