@@ -2,6 +2,7 @@
 
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -350,6 +351,50 @@ static int bg_runtime__start_audit(bg_runtime_t *rt, const bg_config_t *cfg)
     return 0;
 }
 
+/* A SIGHUP that reaches no handler of libevent's lands here: none while
+ * the main loop runs. */
+static void bg_runtime__hup_noop(int sig)
+{
+    (void)sig;
+}
+
+/* SIGHUP, the reload signal, kills by default, and libevent's handler only
+ * goes in after the configuration is loaded and the JWKS URLs have been
+ * waited for (up to 5 s), and only serves while the loop runs. So from the
+ * start of the run: a no-op handler (libevent puts it back when its own
+ * goes, so a SIGHUP while stopping does nothing), and SIGHUP blocked in
+ * this thread until the loop is about to run (a pending one is kept, not
+ * lost as SIG_IGN would). Threads started meanwhile (identity, audit,
+ * workers) inherit the block: the main thread is where SIGHUP lands, and
+ * start-up calls see no EINTR. *old receives the caller's mask. */
+static void bg_runtime__hup_hold(sigset_t *old)
+{
+    struct sigaction sa;
+    sigset_t hup;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = bg_runtime__hup_noop;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGHUP, &sa, NULL);
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &hup, old);
+}
+
+/* Once libevent's SIGHUP handler is in and every start-up thread exists: a
+ * SIGHUP held since start-up is delivered on unblocking and becomes a
+ * reload as soon as the loop runs (the file may have changed after it was
+ * read). */
+static void bg_runtime__hup_listen(void)
+{
+    sigset_t pending, hup;
+    if (sigpending(&pending) == 0 && sigismember(&pending, SIGHUP))
+        bg_log_info("runtime", "SIGHUP during start-up: reloading once running");
+    sigemptyset(&hup);
+    sigaddset(&hup, SIGHUP);
+    pthread_sigmask(SIG_UNBLOCK, &hup, NULL);
+}
+
 static int bg_runtime__events(bg_runtime_t *rt)
 {
     rt->sig_term = evsignal_new(rt->base, SIGTERM, bg_runtime__on_term, rt);
@@ -439,7 +484,9 @@ static int bg_runtime__loop(bg_runtime_t *rt)
     return 2;
 }
 
-int bg_runtime_run(const char *path, const bg_adapter_t *const *adapters, size_t nadapters)
+/* bg_runtime_run inside bg_runtime__hup_hold. */
+static int bg_runtime__run(const char *path, const bg_adapter_t *const *adapters,
+                           size_t nadapters)
 {
     bg_runtime_t rt = {.path = path};
     int rc = 2;
@@ -448,7 +495,6 @@ int bg_runtime_run(const char *path, const bg_adapter_t *const *adapters, size_t
         bg_log_error("runtime", "cannot enable libevent's thread support");
         return 2;
     }
-    signal(SIGPIPE, SIG_IGN);
     rt.pm.start_time = (int64_t)time(NULL);
     bg_runtime__remember_file(&rt);
     bg_snapshot_t *snap = bg_runtime__load(&rt);
@@ -494,6 +540,7 @@ int bg_runtime_run(const char *path, const bg_adapter_t *const *adapters, size_t
             goto done;
         }
     }
+    bg_runtime__hup_listen();
     bg_log_info("runtime", "busgate running: %d worker(s), %zu adapter(s), config %s", rt.nworkers,
                 rt.nactive, path);
     rc = bg_runtime__loop(&rt);
@@ -509,5 +556,15 @@ done:
         event_base_free(rt.base);
     bg_snapshot_release(boot);
     bg_snapshot_shutdown();
+    return rc;
+}
+
+int bg_runtime_run(const char *path, const bg_adapter_t *const *adapters, size_t nadapters)
+{
+    sigset_t old;
+    signal(SIGPIPE, SIG_IGN);
+    bg_runtime__hup_hold(&old);
+    int rc = bg_runtime__run(path, adapters, nadapters);
+    pthread_sigmask(SIG_SETMASK, &old, NULL); /* a SIGHUP still held goes to the no-op */
     return rc;
 }

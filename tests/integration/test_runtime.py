@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from conftest import Busgate, free_port, http_get, metric, port_is_free, run_cli, serve_json
+from conftest import (Busgate, free_port, http_get, metric, port_is_free, run_cli, serve_json,
+                      wait_port)
 from keys import make_rsa_key
 
 ISS = "https://idp.test.example"
@@ -649,6 +650,44 @@ def test_reload_adding_an_unreachable_issuer_keeps_readiness(start_busgate, keys
     reload_with(bg, with_url_issuer(text, "https://idp-d.test.example", free_port()))
     status, body = http_get(f"http://127.0.0.1:{port}/readyz")
     assert status == 200, body
+
+
+def test_sighup_during_startup_is_a_reload_once_running(start_busgate, keys):
+    """A SIGHUP while busgate waits at start-up for a jwks_url to answer
+    (before its signal handlers are in) is held, not fatal (it used to
+    kill the process, status -1/129), and reloads once busgate runs: the
+    file changed meanwhile, and the new policy applies."""
+    port = free_port()
+    text = config(keys[1], port, RULE_READ)
+    with socket.socket() as jwks:
+        jwks.bind(("127.0.0.1", 0))
+        jwks.listen(1)
+        jwks.settimeout(30)
+        bg = start_busgate(with_url_issuer(text, "https://idp-e.test.example",
+                                           jwks.getsockname()[1]))
+        conn, _ = jwks.accept()  # busgate's first fetch: start-up waits on it
+        with conn:
+            conn.settimeout(30)
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = conn.recv(4096)
+                assert chunk, "busgate closed the JWKS request"
+                request += chunk
+            bg.config_path.write_text(with_url_issuer(
+                config(keys[1], port, RULE_READ + RULE_DENY), "https://idp-e.test.example",
+                jwks.getsockname()[1]))
+            bg.signal(signal.SIGHUP)  # sent before the keys: start-up is still waiting
+            body = keys[1].read_bytes()
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                         b"Connection: close\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+    assert bg.wait_log(lambda l: l["msg"].startswith("SIGHUP during start-up"),
+                       timeout=20), bg.log_path.read_text()[-2000:]
+    assert bg.wait_log(lambda l: l["msg"].startswith("reloaded") and "(SIGHUP)" in l["msg"],
+                       timeout=20), bg.log_path.read_text()[-2000:]
+    assert bg.proc.poll() is None, bg.log_path.read_text()[-2000:]
+    assert wait_port(port)
+    assert http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200
+    assert metric(http_get(f"http://127.0.0.1:{port}/metrics")[1], "busgate_policy_rules") == 2
 
 
 def test_invalid_config_refuses_to_start(tmp_path, keys):
