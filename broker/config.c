@@ -27,6 +27,7 @@
 
 typedef struct bg_cfg_chunk_s {
     struct bg_cfg_chunk_s *next;
+    size_t size; /* of data, so bg_config_free can wipe it */
     max_align_t data[];
 } bg_cfg_chunk_t;
 
@@ -37,6 +38,7 @@ void *bg_cfg__alloc(bg_cfg_ctx_t *ctx, size_t size)
         bg_cfg__err_at(ctx, 1, 1, "", "out of memory");
         return NULL;
     }
+    c->size = size;
     c->next = ctx->cfg->arena;
     ctx->cfg->arena = c;
     return c->data;
@@ -682,6 +684,10 @@ void bg_config_free(bg_config_t *c)
     bg_cfg_chunk_t *ch = c->arena;
     while (ch) {
         bg_cfg_chunk_t *next = ch->next;
+        /* Every chunk, not only those known to hold ${file:}/${env:}
+         * values (passwords, SASL secrets, header tokens): a config is
+         * small and freed rarely, and nothing can be missed this way. */
+        explicit_bzero(ch->data, ch->size);
         free(ch);
         ch = next;
     }

@@ -199,6 +199,8 @@ bg_config_t *bg_config_load(const char *path, bg_config_errors_t *errs);
 /* Same, from a memory buffer; name is used in error messages. */
 bg_config_t *bg_config_load_string(const char *name, const char *yaml, size_t len,
                                    bg_config_errors_t *errs);
+/* Frees c and all it owns (NULL: nothing), zeroing that memory first: it
+ * holds the values ${file:}/${env:} expanded to (passwords, tokens). */
 void bg_config_free(bg_config_t *c);
 /* The policy to compile: the configured one, or deny-everything when the
  * file has no policy section. Borrowed from c (or static). */

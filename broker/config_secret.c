@@ -21,6 +21,23 @@ typedef struct bg_cfg_buf_s {
     int failed;
 } bg_cfg_buf_t;
 
+/* Moves b into a block of cap bytes. Not realloc: the old block may hold a
+ * secret, and realloc would hand it back to the allocator unwiped. */
+static int bg_cfg__buf_grow(bg_cfg_buf_t *b, size_t cap)
+{
+    char *np = malloc(cap);
+    if (!np)
+        return -1;
+    if (b->p) {
+        memcpy(np, b->p, b->len + 1);
+        explicit_bzero(b->p, b->cap);
+        free(b->p);
+    }
+    b->p = np;
+    b->cap = cap;
+    return 0;
+}
+
 static void bg_cfg__buf_add(bg_cfg_buf_t *b, const char *s, size_t n)
 {
     if (b->failed)
@@ -33,13 +50,10 @@ static void bg_cfg__buf_add(bg_cfg_buf_t *b, const char *s, size_t n)
         size_t cap = b->cap ? b->cap : 64;
         while (cap < b->len + n + 1)
             cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
+        if (bg_cfg__buf_grow(b, cap) != 0) {
             b->failed = 1;
             return;
         }
-        b->p = np;
-        b->cap = cap;
     }
     memcpy(b->p + b->len, s, n);
     b->len += n;
