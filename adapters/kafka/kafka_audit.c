@@ -129,24 +129,36 @@ void bg_kafka_audit_unanswered(bg_kafka_session_t *s, bg_kafka_pending_t *pe)
         bg_kafka_audit__decisions(s, pe, NULL, "no response: session closed");
 }
 
-/* The one event of a bare close (bg_kafka_audit__bare_close): no verb or
- * resource was decided, busgate itself refused (enforced in either policy
- * mode), the close reason says why. */
-static void bg_kafka_audit__close_event(bg_kafka_session_t *s, const bg_kafka_pending_t *pe)
+/* The one event of a request refused by closing before any resource was
+ * decided: no verb or resource, busgate itself refused (enforced in either
+ * policy mode), the reason says why. api_key -1: the header did not say. */
+static void bg_kafka_audit__close_event(bg_kafka_session_t *s, int16_t api_key,
+                                        int16_t api_version, size_t bytes_in, const char *reason)
 {
     char api[64];
     bg_audit_event_t ev;
     bg_kafka_audit__base(s, &ev, BG_AUDIT_EV_DECISION);
-    ev.api = bg_kafka_audit__api(pe->hdr.api_key, api, sizeof api);
-    ev.api_version = pe->hdr.api_version;
-    ev.has |= BG_AUDIT_HAS_API_VERSION | BG_AUDIT_HAS_DECISION | BG_AUDIT_HAS_RESULT;
+    ev.api = api_key >= 0 ? bg_kafka_audit__api(api_key, api, sizeof api) : "unknown";
+    ev.api_version = api_version;
+    ev.has |= BG_AUDIT_HAS_DECISION | BG_AUDIT_HAS_RESULT |
+              (api_key >= 0 && api_version >= 0 ? BG_AUDIT_HAS_API_VERSION : 0);
     ev.decision.effect = BG_EFFECT_DENY;
     ev.decision.would = BG_EFFECT_DENY;
     ev.decision.mode = BG_MODE_ENFORCE;
     ev.decision.by = "busgate";
-    ev.result.bytes_in = pe->bytes_in;
-    ev.detail = pe->verdict.close_reason ? pe->verdict.close_reason : "request refused";
+    ev.result.bytes_in = bytes_in;
+    ev.detail = reason ? reason : "request refused";
     bg_kafka_audit__emit(s, &ev);
+}
+
+void bg_kafka_audit_refused(bg_kafka_session_t *s, int16_t api_key, int16_t api_version,
+                            size_t bytes_in, const char *reason)
+{
+    if (!s->principal.sub)
+        return; /* before authentication: an auth_failure says it */
+    bg_metric_add(&s->kw->w->metrics.decisions[BG_PROTO_KAFKA][BG_EFFECT_DENY], 1);
+    if (s->kw->w->audit)
+        bg_kafka_audit__close_event(s, api_key, api_version, bytes_in, reason);
 }
 
 static void bg_kafka_audit__decisions(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
@@ -157,7 +169,8 @@ static void bg_kafka_audit__decisions(bg_kafka_session_t *s, bg_kafka_pending_t 
     char api[64];
     const bg_kafka_verdict_t *v = &pe->verdict;
     if (bg_kafka_audit__bare_close(s, v)) {
-        bg_kafka_audit__close_event(s, pe);
+        bg_kafka_audit__close_event(s, pe->hdr.api_key, pe->hdr.api_version, pe->bytes_in,
+                                    v->close_reason);
         return;
     }
     for (size_t i = 0; i < v->ndecisions; i++) {
@@ -182,6 +195,7 @@ static void bg_kafka_audit__decisions(bg_kafka_session_t *s, bg_kafka_pending_t 
         ev.result.error_code = d->error_code;
         ev.result.error_name = d->error_code ? bg_kafka_error_name(d->error_code) : NULL;
         ev.result.bytes_in = pe->bytes_in;
+        ev.result.bytes_out = pe->bytes_out;
         ev.result.latency_us = latency_us ? *latency_us : 0;
         /* busgate's own reason ("reserved audit topic", ...) says why a
          * decision has no rule; a closing session's note wins over it in

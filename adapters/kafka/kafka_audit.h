@@ -26,6 +26,12 @@ void bg_kafka_audit_decisions(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
  * closed first): its decision events, with detail "no response: session
  * closed", so every counted decision has its event. */
 void bg_kafka_audit_unanswered(bg_kafka_session_t *s, bg_kafka_pending_t *pe);
+/* A request of an authenticated session refused by closing before it was
+ * decided (unsupported version, undecodable, expired token): one deny event
+ * with the reason, counted as a decision. api_key/api_version -1 when the
+ * header did not name them. Nothing before authentication. */
+void bg_kafka_audit_refused(bg_kafka_session_t *s, int16_t api_key, int16_t api_version,
+                            size_t bytes_in, const char *reason);
 /* 1 when the audit pipeline accepts events (or audit is off). */
 int bg_kafka_audit_admitting(bg_kafka_session_t *s);
 

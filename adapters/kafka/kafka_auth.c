@@ -233,6 +233,7 @@ static int bg_kafka_auth__handshake(bg_kafka_session_t *s, bg_kafka_pending_t *p
     if (enabled & BG_SASL_MECH_PLAIN)
         mechs[i++].s = bg_kafka_cstr("PLAIN");
     if (!(chosen & enabled)) {
+        bg_kafka_audit_auth_failure(s, "unsupported_mechanism");
         r->f[BG_KAFKA_SASL_HANDSHAKE_RESP_ERROR_CODE].i = BG_KAFKA_E_UNSUPPORTED_SASL_MECHANISM;
         if (bg_kafka_session_respond(s, pe, r) != 0)
             return -1;
@@ -373,9 +374,11 @@ static int bg_kafka_auth__authenticate(bg_kafka_session_t *s, bg_kafka_pending_t
     bg_kafka_struct_t *r = bg_kafka_auth__new_resp(pe);
     if (!req || !r)
         return -1;
-    if (!(s->auth == BG_KAFKA_AUTH_MECH || s->auth == BG_KAFKA_AUTH_CHALLENGED || s->reauth))
+    if (!(s->auth == BG_KAFKA_AUTH_MECH || s->auth == BG_KAFKA_AUTH_CHALLENGED || s->reauth)) {
+        bg_kafka_audit_auth_failure(s, "no_handshake");
         return bg_kafka_auth__fail_code(s, pe, r, BG_KAFKA_E_ILLEGAL_SASL_STATE,
                                         "SaslAuthenticate without SaslHandshake");
+    }
     if (s->kw->w->audit && !bg_kafka_audit_admitting(s)) {
         /* Neither a login nor a failed one may go unrecorded: the client
          * reconnects and tries again, as after any dropped connection. */

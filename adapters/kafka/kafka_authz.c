@@ -470,8 +470,13 @@ int bg_kafka_authz_request(const bg_kafka_authz_ctx_t *ctx, const bg_kafka_req_h
     bg_kafka__finish_decisions(&az);
     if (az.oom)
         return bg_kafka__fail(&az, "arena limit");
-    if (rc < 0)
+    if (rc < 0) {
+        /* Refused by closing: what was decided before the refusal (a share
+         * session's group and topics, say) never took effect. The close is
+         * the one decision, audited with its reason. */
+        v->ndecisions = 0;
         return -1;
+    }
     if (v->action == BG_KAFKA_ACT_RESPOND || v->action == BG_KAFKA_ACT_CLOSE || v->no_response) {
         v->merge = NULL;
         v->share = NULL;

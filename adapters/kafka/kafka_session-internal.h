@@ -38,6 +38,7 @@ typedef struct bg_kafka_pending_s {
     int needs_response;
     int64_t start_us;
     uint64_t bytes_in;
+    uint64_t bytes_out; /* the broker's response frame sent on for it (0: none, or local) */
 } bg_kafka_pending_t;
 
 TAILQ_HEAD(bg_kafka_pending_list_s, bg_kafka_pending_s);

@@ -150,6 +150,11 @@ void bg_kafka_session_malformed(bg_kafka_session_t *s, int16_t api_key, int16_t 
                   2, "malformed request: api %d (%s) version %d offset %ld: %s", api_key, name,
                   version, offset, why ? why : "malformed");
     bg_metric_add(&s->kw->w->metrics.protocol_errors[BG_PROTO_KAFKA], 1);
+    if (s->auth == BG_KAFKA_AUTH_OK) {
+        char reason[200];
+        snprintf(reason, sizeof reason, "malformed request: %s", why ? why : "malformed");
+        bg_kafka_audit_refused(s, api_key, version, 0, reason);
+    }
     bg_kafka_session_close(s, 0, NULL);
 }
 
@@ -223,6 +228,7 @@ static void bg_kafka__pop(bg_kafka_session_t *s, bg_kafka_pending_t *pe)
     memset(&pe->verdict, 0, sizeof pe->verdict);
     pe->needs_response = 0;
     pe->bytes_in = 0;
+    pe->bytes_out = 0;
     s->spare = pe;
 }
 
@@ -563,11 +569,16 @@ static int bg_kafka__version_ok(bg_kafka_session_t *s, int16_t api_key, int16_t 
            bg_kafka_authz_upstream_fits(api_key, umin, umax);
 }
 
-/* As a Kafka broker does: a request it cannot handle closes the connection. */
-static void bg_kafka__close_unsupported(bg_kafka_session_t *s, const bg_kafka_req_hdr_t *h)
+/* As a Kafka broker does: a request it cannot handle closes the connection.
+ * undecided: the request was refused before its decision (audited here as
+ * the refusal); else it was decided and waits, audited as unanswered. */
+static void bg_kafka__close_unsupported(bg_kafka_session_t *s, const bg_kafka_req_hdr_t *h,
+                                        int undecided, size_t frame_len)
 {
     char why[96];
     snprintf(why, sizeof why, "unsupported api %d version %d", h->api_key, h->api_version);
+    if (undecided)
+        bg_kafka_audit_refused(s, h->api_key, h->api_version, frame_len, why);
     bg_kafka_session_close(s, 0, why);
 }
 
@@ -575,11 +586,14 @@ static void bg_kafka__close_unsupported(bg_kafka_session_t *s, const bg_kafka_re
  * is closed on its next request other than a SaslHandshake (which starts a
  * re-authentication), ApiVersions included, as Kafka's broker does.
  * Returns -1 when it closed the session. */
-static int bg_kafka__close_if_expired(bg_kafka_session_t *s)
+static int bg_kafka__close_if_expired(bg_kafka_session_t *s, const bg_kafka_req_hdr_t *h,
+                                      size_t frame_len)
 {
+    static const char why[] = "token expired without re-authentication";
     if (s->auth != BG_KAFKA_AUTH_OK || s->reauth || bg_kafka_now_ms() < s->exp_ms)
         return 0;
-    bg_kafka_session_close(s, 0, "token expired without re-authentication");
+    bg_kafka_audit_refused(s, h->api_key, h->api_version, frame_len, why);
+    bg_kafka_session_close(s, 0, why);
     return -1;
 }
 
@@ -589,13 +603,14 @@ static int bg_kafka__on_api_request(bg_kafka_session_t *s, const bg_kafka_req_hd
                                     int body_off)
 {
     if (s->auth != BG_KAFKA_AUTH_OK || s->reauth) {
+        bg_kafka_audit_auth_failure(s, "unauthenticated_request");
         bg_kafka_session_close(s, 0, "request before authentication");
         return -1;
     }
-    if (bg_kafka__close_if_expired(s) != 0)
+    if (bg_kafka__close_if_expired(s, h, frame_len) != 0)
         return -1;
     if (!bg_kafka__version_ok(s, h->api_key, h->api_version)) {
-        bg_kafka__close_unsupported(s, h);
+        bg_kafka__close_unsupported(s, h, 1, frame_len);
         return -1;
     }
     if (bg_kafka__refresh_snapshot(s) != 0) {
@@ -671,7 +686,7 @@ static int bg_kafka__on_frame(bg_kafka_session_t *s, struct evbuffer *in, size_t
         snprintf(s->client_id, sizeof s->client_id, "%.*s", (int)h.client_id.len, h.client_id.p);
     if (h.api_key == BG_KAFKA_API_API_VERSIONS || h.api_key == BG_KAFKA_API_SASL_HANDSHAKE ||
         h.api_key == BG_KAFKA_API_SASL_AUTHENTICATE) {
-        if (h.api_key == BG_KAFKA_API_API_VERSIONS && bg_kafka__close_if_expired(s) != 0)
+        if (h.api_key == BG_KAFKA_API_API_VERSIONS && bg_kafka__close_if_expired(s, &h, frame_len) != 0)
             return -1;
         if (bg_kafka_auth_handle(s, &h, p + 4, frame_len - 4, off) != 0)
             return -1;
@@ -882,6 +897,7 @@ static int bg_kafka__on_upstream_frame(void *arg, struct evbuffer *in, size_t fr
         }
     }
     pe->state = BG_KAFKA_PE_READY;
+    pe->bytes_out = evbuffer_get_length(pe->out);
     bg_kafka_audit_decisions(s, pe, &latency);
     bg_kafka_session_flush(s);
     bg_kafka__update_reading(s);
@@ -902,6 +918,7 @@ static int bg_kafka__on_upstream_frame_begin(void *arg, struct evbuffer *in, siz
         return 0;
     bg_kafka_session_flush(s); /* earlier responses are ready: pe becomes the head */
     s->streaming = pe;
+    pe->bytes_out = frame_len;
     return 1;
 }
 
@@ -998,7 +1015,7 @@ static void bg_kafka__on_upstream_ready(void *arg)
         bg_kafka_req_hdr_t h = pe->hdr;
         if (pe->verdict.upstream_version > 0) /* name the version that is missing */
             h.api_version = pe->verdict.upstream_version;
-        bg_kafka__close_unsupported(s, &h);
+        bg_kafka__close_unsupported(s, &h, 0, 0);
         return;
     }
     size_t vlen;
@@ -1170,6 +1187,7 @@ static void bg_kafka__on_auth_timeout(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (s->dead || s->auth == BG_KAFKA_AUTH_OK || s->reauth)
         return;
+    bg_kafka_audit_auth_failure(s, "timeout");
     bg_kafka_session_close(s, 0, "not authenticated within kafka.auth_timeout");
 }
 

@@ -657,6 +657,12 @@ static void test_fetch_limits(void **st)
     bg_kafka_verdict_t v;
     assert_int_equal(decide_fetch(x, 1, 0, pub, 1, NULL, 0, &v), -1);
     assert_int_equal(v.action, BG_KAFKA_ACT_CLOSE);
+    assert_non_null(v.close_reason);
+    assert_non_null(strstr(v.close_reason, "too many share sessions"));
+    /* The group and topic were allowed before the limit refused the request:
+     * those decisions never took effect, so none is left to be audited as
+     * an allow (the close is audited as the one refusal, with the reason). */
+    assert_int_equal(v.ndecisions, 0);
     (void)f;
 }
 
