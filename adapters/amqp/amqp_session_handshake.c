@@ -188,19 +188,42 @@ void bg_amqp_hs_up_tuned(bg_amqp_session_t *s, uint16_t channel_max, uint32_t fr
         s->state = BG_AMQP_S_TUNE_OK;
 }
 
+/* RabbitMQ's check of one tune-ok value (rabbit_reader's
+ * validate_negotiated_integer_value): below the protocol's minimum, or 0
+ * ("no limit") or more than was offered, is refused. Taking a smaller value
+ * instead would leave the client believing in the larger one, and its first
+ * frame above ours would cost it the connection (501). Returns 0 when v is
+ * acceptable, else 1 with RabbitMQ's reason in text. */
+static int bg_amqp_hs__negotiated(const char *field, uint32_t v, uint32_t min, uint32_t offer,
+                                  const char *zero_detail, char *text, size_t cap)
+{
+    if (v != 0 && v < min)
+        snprintf(text, cap,
+                 "NOT_ALLOWED - negotiated %s = %u is lower than the minimum allowed value (%u)",
+                 field, v, min);
+    else if (v == 0 || v > offer)
+        snprintf(text, cap,
+                 "NOT_ALLOWED - negotiated %s = %u%s is higher than the maximum allowed value (%u)",
+                 field, v, v == 0 ? zero_detail : "", offer);
+    else
+        return 0;
+    return 1;
+}
+
 static int bg_amqp_hs__tune_ok(bg_amqp_session_t *s, const amqp_connection_tune_ok_t *m)
 {
     uint32_t fmax = m->frame_max;
-    if (fmax == 0 || fmax > s->up_frame_max)
-        fmax = s->up_frame_max;
-    if (fmax < BG_AMQP_FRAME_MIN_SIZE) {
-        bg_amqp_session_close(s, BG_AMQP_NOT_ALLOWED, "NOT_ALLOWED - frame_max below 4096",
-                              10, 31);
+    uint16_t cmax = m->channel_max;
+    char text[160];
+    /* busgate's offer is never 0 (bg_amqp_hs_up_tuned), so 0 is always
+     * refused, as RabbitMQ refuses it against its own non-zero limits. */
+    if (bg_amqp_hs__negotiated("frame_max", fmax, BG_AMQP_FRAME_MIN_SIZE, s->up_frame_max, "",
+                               text, sizeof text) ||
+        bg_amqp_hs__negotiated("channel_max", cmax, 1, s->up_channel_max, " (no limit)", text,
+                               sizeof text)) {
+        bg_amqp_session_close(s, BG_AMQP_NOT_ALLOWED, text, 10, 31);
         return -1;
     }
-    uint16_t cmax = m->channel_max;
-    if (cmax == 0 || cmax > s->up_channel_max)
-        cmax = s->up_channel_max;
     s->frame_max = fmax;
     s->channel_max = cmax;
     s->chans = calloc((size_t)cmax + 1, sizeof *s->chans);

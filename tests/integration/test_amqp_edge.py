@@ -139,6 +139,20 @@ def close_args(args):
 
 def handshake(port, token, *, mechanism="PLAIN", caps=(), heartbeat=0, user="svc"):
     """A raw client through connection.open-ok. Returns (Raw, frame_max)."""
+    r, mid, args = login(port, token, mechanism=mechanism, caps=caps, user=user)
+    if mid == (10, 50):
+        return r, close_args(args)
+    assert mid == (10, 30), mid  # tune
+    channel_max, frame_max, _ = struct.unpack(">HIH", args[:8])
+    r.send(method(0, 10, 31, struct.pack(">HIH", channel_max, frame_max, heartbeat)))
+    r.send(method(0, 10, 40, ss("/") + ss("") + b"\x00"))
+    r.expect(0, (10, 41))
+    return r, frame_max
+
+
+def login(port, token, *, mechanism="PLAIN", caps=(), user="svc"):
+    """A raw client through its start-ok. Returns (Raw, (class, method),
+    args) of busgate's answer: tune, or connection.close when refused."""
     r = Raw(port)
     r.send(b"AMQP\x00\x00\x09\x01")
     r.expect(0, (10, 10))  # start
@@ -149,15 +163,8 @@ def handshake(port, token, *, mechanism="PLAIN", caps=(), heartbeat=0, user="svc
     else:
         response = b"\x00" + user.encode() + b"\x00" + token.encode()
     r.send(method(0, 10, 11, props + ss(mechanism) + ls(response) + ss("en_US")))
-    ch, mid, args = r.method()
-    if mid == (10, 50):
-        return r, close_args(args)
-    assert mid == (10, 30), mid  # tune
-    channel_max, frame_max, _ = struct.unpack(">HIH", args[:8])
-    r.send(method(0, 10, 31, struct.pack(">HIH", channel_max, frame_max, heartbeat)))
-    r.send(method(0, 10, 40, ss("/") + ss("") + b"\x00"))
-    r.expect(0, (10, 41))
-    return r, frame_max
+    _, mid, args = r.method()
+    return r, mid, args
 
 
 def open_channel(r, ch):
@@ -207,6 +214,56 @@ def test_amqplain_login(gw):
     r, refused = handshake(ports["listen"], "not-a-jwt", mechanism="AMQPLAIN")
     code, text, _, _ = refused
     assert code == 403 and "mechanism AMQPLAIN" in text
+    r.close()
+
+
+@pytest.mark.parametrize("name", ["frame_max 0", "frame_max above", "frame_max below 4096",
+                                  "channel_max 0", "channel_max above"])
+def test_tune_ok_outside_the_offer_is_refused(gw, name):
+    """As RabbitMQ (rabbit_reader validate_negotiated_integer_value): a
+    tune-ok whose frame_max or channel_max is 0 ("no limit") or above what
+    was offered is refused with 530 NOT_ALLOWED, not taken as the offer (the
+    client would then send frames larger than busgate accepts)."""
+    bg, ports, issuer = gw
+    r, mid, args = login(ports["listen"], issuer.mint("ada", ["apps"]))
+    assert mid == (10, 30), mid
+    cmax, fmax, _ = struct.unpack(">HIH", args[:8])
+    assert 0 < cmax < 65535 and 4096 <= fmax < 2**32 - 1, (cmax, fmax)
+    sent, text = {
+        "frame_max 0": ((cmax, 0), f"frame_max = 0 is higher than the maximum allowed value ({fmax})"),
+        "frame_max above": ((cmax, fmax + 1),
+                            f"frame_max = {fmax + 1} is higher than the maximum allowed value ({fmax})"),
+        "frame_max below 4096": ((cmax, 4095),
+                                 "frame_max = 4095 is lower than the minimum allowed value (4096)"),
+        "channel_max 0": ((0, fmax), "channel_max = 0 (no limit) is higher than the maximum "
+                                     f"allowed value ({cmax})"),
+        "channel_max above": ((cmax + 1, fmax), f"channel_max = {cmax + 1} is higher than the "
+                                                f"maximum allowed value ({cmax})"),
+    }[name]
+    r.send(method(0, 10, 31, struct.pack(">HIH", *sent, 0)))
+    r.send(method(0, 10, 40, ss("/") + ss("") + b"\x00"))  # pipelined, as clients do
+    code, got, cls, meth = close_args(r.expect(0, (10, 50)))
+    assert (code, got, cls, meth) == (530, "NOT_ALLOWED - negotiated " + text, 10, 31)
+    r.send(method(0, 10, 51))
+    assert r.eof(7.0)
+    r.close()
+    # Values within the offer are taken, and the negotiated frame_max holds:
+    # a frame of exactly the client's frame_max is relayed.
+    r, mid, args = login(ports["listen"], issuer.mint("ada", ["apps"]))
+    r.send(method(0, 10, 31, struct.pack(">HIH", 1, 8192, 0)))
+    r.send(method(0, 10, 40, ss("/") + ss("") + b"\x00"))
+    r.expect(0, (10, 41))
+    open_channel(r, 1)
+    q = unique("it.tune")
+    r.send(method(1, 50, 10, struct.pack(">H", 0) + ss(q) + b"\x08" + table([])))  # auto-delete
+    r.expect(1, (50, 11))
+    body = b"b" * (8192 - 8)
+    r.send(publish(1, "", q) + header(1, len(body)) + frame(3, 1, body))
+    r.send(method(1, 60, 70, struct.pack(">H", 0) + ss(q) + b"\x01"))  # basic.get, no-ack
+    r.expect(1, (60, 71))  # get-ok
+    r.frame()  # header
+    typ, ch, got_body = r.frame()
+    assert (typ, ch, got_body) == (3, 1, body)
     r.close()
 
 
