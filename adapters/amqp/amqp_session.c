@@ -192,11 +192,13 @@ void bg_amqp_session_kill(bg_amqp_session_t *s, int flush, const char *why)
  * for a channel reopened too early (that channel no longer matters). */
 static void bg_amqp__read_for_close_ok(bg_amqp_session_t *s)
 {
-    int was_stopped = s->stalled != 0 || s->cli_held;
-    s->stalled = 0;
-    s->cli_held = 0;
     if (!s->cli)
         return;
+    /* Also input left unprocessed while the broker's open-ok was awaited. */
+    int was_stopped =
+        s->stalled != 0 || s->cli_held || !(bufferevent_get_enabled(s->cli) & EV_READ);
+    s->stalled = 0;
+    s->cli_held = 0;
     bufferevent_enable(s->cli, EV_READ);
     /* What the stall (or a full output) left unread is read from the event
      * loop, not from inside whatever callback is closing the session now. */
@@ -359,6 +361,16 @@ static size_t bg_amqp__read_mark(const bg_amqp_session_t *s)
     return (size_t)s->aw->g->cfg->amqp.max_frame_bytes + BG_AMQP_INPUT_SLACK;
 }
 
+/* Frames a client pipelines behind connection.open (channel.open, ...)
+ * wait unprocessed, and unread beyond them, until the broker's open-ok has
+ * been relayed: only then is the session RUNNING (RabbitMQ itself takes
+ * them). The handshake deadline still runs, and what was read before
+ * reading stopped is bounded by the read watermark. */
+static int bg_amqp__awaits_open_ok(const bg_amqp_session_t *s)
+{
+    return s->state == BG_AMQP_S_UP_OPEN;
+}
+
 static void bg_amqp__update_reading(bg_amqp_session_t *s)
 {
     if (s->dead)
@@ -376,7 +388,8 @@ static void bg_amqp__update_reading(bg_amqp_session_t *s)
     s->cli_held = bg_amqp__cli_queued(s) >= BG_AMQP_HIGH_WATER &&
                   evbuffer_get_length(bufferevent_get_input(s->cli)) >= bg_amqp__read_mark(s);
     int up_full = bg_amqp__up_queued(s) >= BG_AMQP_HIGH_WATER;
-    if (!up_full && !s->stalled && !s->cli_held && s->state != BG_AMQP_S_CLOSING) {
+    if (!up_full && !s->stalled && !s->cli_held && !bg_amqp__awaits_open_ok(s) &&
+        s->state != BG_AMQP_S_CLOSING) {
         bufferevent_enable(s->cli, EV_READ);
         /* Input at the watermark is not read from the socket, so no read
          * event would come to process it: one deferred run does. */
@@ -539,7 +552,7 @@ static void bg_amqp__client_input(bg_amqp_session_t *s)
     int stage = s->state == BG_AMQP_S_RUNNING && !s->up_staging;
     if (stage)
         s->up_staging = 1;
-    while (!s->dead && !s->stalled) {
+    while (!s->dead && !s->stalled && !bg_amqp__awaits_open_ok(s)) {
         /* Closing, nothing goes upstream: the client's close-ok (or what is
          * discarded before it) is read even when the upstream is full. */
         if ((bg_amqp__up_queued(s) >= BG_AMQP_HIGH_WATER ||

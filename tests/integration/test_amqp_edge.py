@@ -267,6 +267,105 @@ def test_tune_ok_outside_the_offer_is_refused(gw, name):
     r.close()
 
 
+def test_frames_pipelined_behind_open_wait_for_open_ok(gw):
+    """A client may send its first channel's methods right behind
+    connection.open, without waiting for open-ok (RabbitMQ takes them).
+    busgate holds them until RabbitMQ's open-ok is relayed, then relays
+    them. They arrive while busgate waits for that open-ok: the whole send
+    is read at once, and busgate's own open to RabbitMQ leaves only once
+    that read has been processed."""
+    bg, ports, issuer = gw
+    r, mid, args = login(ports["listen"], issuer.mint("pip", ["apps"]))
+    assert mid == (10, 30), mid
+    cmax, fmax, _ = struct.unpack(">HIH", args[:8])
+    q = unique("it.pipelined")
+    r.send(method(0, 10, 31, struct.pack(">HIH", cmax, fmax, 0))
+           + method(0, 10, 40, ss("/") + ss("") + b"\x00")
+           + method(1, *CHANNEL_OPEN, ss(""))
+           + method(1, 50, 10, struct.pack(">H", 0) + ss(q) + b"\x08" + table([]))  # auto-delete
+           + publish(1, "", q) + header(1, 9) + frame(3, 1, b"pipelined")
+           + method(1, 60, 70, struct.pack(">H", 0) + ss(q) + b"\x01"))  # basic.get, no-ack
+    r.expect(0, (10, 41))
+    r.expect(1, (20, 11))
+    r.expect(1, (50, 11))
+    r.expect(1, (60, 71))  # get-ok
+    r.frame()  # header
+    assert r.frame() == (3, 1, b"pipelined")
+    r.close()
+
+
+class StuckBroker:
+    """An AMQP server that logs busgate in and tunes, then never answers
+    connection.open: busgate waits for an open-ok that does not come."""
+
+    def __init__(self):
+        from conftest import free_port
+        import threading
+        self.port = free_port()
+        self.ls = socket.create_server(("127.0.0.1", self.port))
+        self.conns = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        import threading
+        while True:
+            try:
+                c, _ = self.ls.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self._session, args=(c,), daemon=True).start()
+
+    def _session(self, c):
+        start = (struct.pack(">BB", 0, 9) + table([]) + ls("PLAIN") + ls("en_US"))
+        try:
+            c.recv(8)  # protocol header
+            c.sendall(method(0, 10, 10, start))
+            c.recv(65536)  # start-ok
+            c.sendall(method(0, 10, 30, struct.pack(">HIH", 2047, 131072, 0)))
+            while c.recv(65536):  # tune-ok, open, heartbeats: never answered
+                pass
+        except OSError:
+            pass
+
+    def close(self):
+        self.ls.close()
+        for c in self.conns:
+            c.close()
+
+
+def test_client_flooding_while_open_ok_is_awaited_is_bounded(start_busgate, tmp_path):
+    """While busgate waits for the broker's open-ok it does not process the
+    client's later frames, and does not read past its read watermark
+    either: a client that floods then is not read (busgate idle, not
+    spinning over input it cannot process) and is dropped at the handshake
+    deadline (10 s)."""
+    broker = StuckBroker()
+    try:
+        issuer = Issuer(tmp_path / "keys")
+        text, ports = busgate_config(tmp_path, issuer, policy(), rabbit_port=broker.port)
+        bg = start_busgate(text, wait_for_port=ports["listen"])
+        r, mid, args = login(ports["listen"], issuer.mint("flo", ["apps"]))
+        assert mid == (10, 30), mid
+        cmax, fmax, _ = struct.unpack(">HIH", args[:8])
+        r.send(method(0, 10, 31, struct.pack(">HIH", cmax, fmax, 0))
+               + method(0, 10, 40, ss("/") + ss("") + b"\x00"))
+        unit = method(1, *CHANNEL_OPEN, ss(""))
+        sent = send_until_not_read(r, unit, unit * 8192)
+        # The read watermark (max_frame_bytes + 1 MiB) and socket buffers.
+        assert sent < 16 << 20, f"busgate took {sent >> 20} MiB before open-ok"
+        assert_idle(bg, 3)
+        try:
+            assert r.eof(15.0)  # the handshake deadline, no open-ok
+        except ConnectionResetError:
+            pass  # closed with the flood unread
+        r.close()
+        status, _ = http_get(f"http://127.0.0.1:{ports['admin']}/healthz")
+        assert status == 200
+    finally:
+        broker.close()
+
+
 def test_client_without_heartbeats_is_dropped(gw):
     bg, ports, issuer = gw
     token = issuer.mint("dave", ["apps"])
