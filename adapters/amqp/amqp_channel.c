@@ -417,12 +417,19 @@ static int bg_amqp_chan__to_client(bg_amqp_session_t *s, bg_wr_t *wr, int rc)
     return rc;
 }
 
+/* A command from RabbitMQ on ch is partly relayed: busgate's own frames to
+ * the client on ch wait in ch->held. */
+static int bg_amqp_chan__holding(const bg_amqp_channel_t *ch)
+{
+    return ch->down_expect && ch->down_relay;
+}
+
 /* busgate's own frame to the client on channel ch: written now, or held
  * while a command from RabbitMQ on the channel is still partly relayed. */
 static int bg_amqp_chan__to_client_on(bg_amqp_session_t *s, bg_amqp_channel_t *ch, bg_wr_t *wr,
                                       int rc)
 {
-    if (!(ch->down_expect && ch->down_relay))
+    if (!bg_amqp_chan__holding(ch))
         return bg_amqp_chan__to_client(s, wr, rc);
     if (rc == BG_AMQP_OK && !ch->held && !(ch->held = evbuffer_new()))
         rc = -1;
@@ -434,14 +441,19 @@ static int bg_amqp_chan__to_client_on(bg_amqp_session_t *s, bg_amqp_channel_t *c
     return rc;
 }
 
-/* The command RabbitMQ was sending is complete: what busgate held goes out. */
-static void bg_amqp_chan__flush_held(bg_amqp_session_t *s, bg_amqp_channel_t *ch)
+/* The command RabbitMQ was sending on channel n is complete: what busgate
+ * held goes out, and a close the client repeated meanwhile is read again. */
+static void bg_amqp_chan__flush_held(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch)
 {
     if (!ch->held || ch->down_expect)
         return;
-    size_t n = evbuffer_get_length(ch->held);
+    s->bytes_out += evbuffer_get_length(ch->held);
     evbuffer_add_buffer(bg_amqp_cli_out(s), ch->held);
-    s->bytes_out += n;
+    ch->close_ok_held = 0;
+    if (s->stalled == n) {
+        s->stalled = 0;
+        bg_amqp_session_resume(s);
+    }
 }
 
 static int bg_amqp_chan__to_upstream(bg_amqp_session_t *s, bg_wr_t *wr, int rc)
@@ -739,7 +751,10 @@ static int bg_amqp_chan__connection_method(bg_amqp_session_t *s, const bg_amqp_m
 }
 
 /* A method on a channel whose client leg is closing: only close and
- * close-ok matter, the rest is discarded, as after any channel.close. */
+ * close-ok matter, the rest is discarded, as after any channel.close.
+ * Every close that crosses the one sent to the client is answered, as
+ * RabbitMQ answers each; one at a time while a delivery is partly relayed
+ * (see close_ok_held). */
 static int bg_amqp_chan__closing_client(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch,
                                         const bg_amqp_method_t *m, struct evbuffer *in, size_t len)
 {
@@ -747,7 +762,12 @@ static int bg_amqp_chan__closing_client(bg_amqp_session_t *s, uint16_t n, bg_amq
         /* Crossed a close sent to the client (busgate's or RabbitMQ's): the
          * client now waits for a close-ok and still owes one. A refusal
          * still held back goes first, so the two cross as usual. */
+        if (ch->close_ok_held) { /* a repeated close: after the delivery */
+            s->stalled = n;
+            return 0;
+        }
         evbuffer_drain(in, len);
+        ch->close_ok_held = (uint8_t)bg_amqp_chan__holding(ch);
         bg_amqp_chan__send_deferred(s, ch);
         return s->dead ? -1 : bg_amqp_chan__answer_close(s, n, ch, 1) == 0 ? 1 : -1;
     }
@@ -1343,7 +1363,7 @@ static int bg_amqp_chan__has_content(uint32_t id)
 
 /* A content frame from RabbitMQ: relayed when its method was, then what
  * busgate held for the client goes out once the command is complete. */
-static int bg_amqp_chan__down_content(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
+static int bg_amqp_chan__down_content(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch,
                                       const bg_amqp_frame_t *f, struct evbuffer *in, size_t len)
 {
     int relay = ch->down_expect ? ch->down_relay : !bg_amqp_chan__dropping_up(ch);
@@ -1368,7 +1388,7 @@ static int bg_amqp_chan__down_content(bg_amqp_session_t *s, bg_amqp_channel_t *c
         evbuffer_remove_buffer(in, bg_amqp_cli_out(s), len);
     else
         evbuffer_drain(in, len);
-    bg_amqp_chan__flush_held(s, ch);
+    bg_amqp_chan__flush_held(s, n, ch);
     return 0;
 }
 
@@ -1379,7 +1399,7 @@ int bg_amqp_chan_upstream_frame(bg_amqp_session_t *s, struct evbuffer *in,
     uint32_t id = bg_amqp_chan__peek_id(in, f);
     bg_amqp_channel_t *ch = bg_amqp_chan__get(s, n, 0);
     if (ch && (f->type == BG_AMQP_FRAME_HEADER || f->type == BG_AMQP_FRAME_BODY))
-        return bg_amqp_chan__down_content(s, ch, f, in, frame_len);
+        return bg_amqp_chan__down_content(s, n, ch, f, in, frame_len);
     /* A delivery follows no client method: a reload that refused its
      * consumer must take effect here, before it is relayed. */
     if (ch && id == AMQP_BASIC_DELIVER_METHOD && bg_amqp_chan_policy_refresh(s, 0) != 0)

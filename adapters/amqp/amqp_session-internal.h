@@ -102,6 +102,13 @@ typedef struct bg_amqp_channel_s {
     uint8_t down_expect, down_relay;
     uint64_t down_left;
     struct evbuffer *held;
+    /* busgate's close-ok to a client channel.close that crossed busgate's
+     * own close waits in `held`. RabbitMQ answers every channel.close on a
+     * closing channel, and so does busgate, but one at a time here: a
+     * further close stalls the session (s->stalled) until `held` has gone
+     * out, or a client repeating its close would grow `held` without bound
+     * (backpressure counts only what is queued). */
+    uint8_t close_ok_held;
     /* A refusal's channel.close to the client, sent once RabbitMQ has
      * confirmed busgate's own close of the channel (its close-ok): until
      * then what RabbitMQ sent on the channel before it saw that close
@@ -176,7 +183,9 @@ struct bg_amqp_session_s {
     bg_amqp_limits_t lim;
     bg_amqp_arena_t arena; /* per decoded client frame */
     bg_amqp_channel_t **chans; /* [channel_max + 1], allocated on channel.open */
-    uint16_t stalled;    /* channel whose reopen waits for upstream's close-ok; 0 none */
+    uint16_t stalled;    /* channel whose next client frame waits (a reopen for the
+                            upstream's close-ok, a repeated close for the end of a
+                            delivery: close_ok_held); 0 none */
     size_t nconsumers;   /* pending + tracked consumers over all channels */
     /* lifecycle */
     int dead;

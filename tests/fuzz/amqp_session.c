@@ -25,7 +25,8 @@
  *   consumer lists match their counts and bound, every consumer has a
  *   non-empty tag and no two on a channel share one (busgate names untagged
  *   consumes and refuses a reused tag), a stall names a channel that is
- *   really waiting for the upstream's close-ok. */
+ *   really waiting for the upstream's close-ok (a reopen) or for the end
+ *   of a delivery (a repeated close). */
 #include <stdint.h>
 #include <stdlib.h>
 
@@ -199,7 +200,10 @@ static void fz_check_state(const bg_amqp_session_t *s)
     }
     if (s->stalled) {
         const bg_amqp_channel_t *ch = s->stalled <= s->channel_max ? s->chans[s->stalled] : NULL;
-        if (!ch || ch->cli.state != BG_AMQP_LEG_CLOSED || ch->up.state == BG_AMQP_LEG_CLOSED) {
+        int reopen =
+            ch && ch->cli.state == BG_AMQP_LEG_CLOSED && ch->up.state != BG_AMQP_LEG_CLOSED;
+        int repeat = ch && ch->close_ok_held && ch->down_expect; /* held not out yet */
+        if (!reopen && !repeat) {
             fprintf(stderr, "stalled on channel %u that waits for nothing\n", s->stalled);
             abort();
         }

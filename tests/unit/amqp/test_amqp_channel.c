@@ -889,6 +889,61 @@ static void test_refusal_during_delivery(void **state)
     both_closes_end_and_reopen(c, 1);
 }
 
+/* A client that sends channel.close again and again on a channel busgate
+ * closed, while a delivery on it is only partly relayed. Each is answered,
+ * as RabbitMQ answers every close on a closing channel, but only one
+ * answer waits for the delivery's end: the next close waits in the
+ * client's input (the session stalls) rather than growing what busgate
+ * holds with every close the client sends. */
+static void test_repeated_close_during_delivery_waits(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    amqp_basic_deliver_t d = {t_str("ctag"), 1, 0, t_str("ok.x"), t_str("rk")};
+    assert_int_equal(up(c, 1, AMQP_BASIC_DELIVER_METHOD, &d), 0);
+    t_header(&c->wr, 1, 6);
+    t_body(&c->wr, 1, "abc", 3);
+    assert_int_equal(t_up_wr(&c->f, &c->wr), 0);
+    expect_method(c, CLI(c), 1, AMQP_BASIC_DELIVER_METHOD);
+    expect_frame(c, CLI(c), BG_AMQP_FRAME_HEADER, 1, 14);
+    expect_frame(c, CLI(c), BG_AMQP_FRAME_BODY, 1, 3);
+    publish_method(c, 1, "ok.secret-x");
+    t_header(&c->wr, 1, 0);
+    assert_int_equal(t_client_wr(&c->f, &c->wr), 1);
+    expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    amqp_channel_close_t cl = {200, t_str("bye"), 0, 0};
+    assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_METHOD, &cl), 1);
+    size_t held = evbuffer_get_length(chan(c, 1)->held);
+    size_t one = t_method(&c->wr, 1, AMQP_CHANNEL_CLOSE_METHOD, &cl);
+    for (int i = 1; i < 1000; i++)
+        t_method(&c->wr, 1, AMQP_CHANNEL_CLOSE_METHOD, &cl);
+    int rc = t_client_wr(&c->f, &c->wr);
+    assert_int_equal(evbuffer_get_length(chan(c, 1)->held), held);
+    assert_int_equal(rc, 0); /* stalled */
+    assert_int_equal(c->f.s.stalled, 1);
+    assert_int_equal(evbuffer_get_length(c->f.in), 1000 * one);
+    expect_nothing(CLI(c));
+    expect_nothing(UP(c));
+    /* The delivery ends: its last body, the refusal, the close-ok; then the
+     * client is read again and every further close is answered at once. */
+    int resumes = c->f.resumes;
+    t_body(&c->wr, 1, "def", 3);
+    assert_int_equal(t_up_wr(&c->f, &c->wr), 0);
+    assert_int_equal(c->f.s.stalled, 0);
+    assert_int_equal(c->f.resumes, resumes + 1);
+    expect_frame(c, CLI(c), BG_AMQP_FRAME_BODY, 1, 3);
+    bg_amqp_method_t m = expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    assert_int_equal(((amqp_channel_close_t *)m.decoded)->reply_code, 403);
+    expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_OK_METHOD);
+    expect_nothing(CLI(c));
+    assert_int_equal(t_client(&c->f, NULL, 0), 1);
+    for (int i = 0; i < 1000; i++)
+        expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_OK_METHOD);
+    expect_nothing(CLI(c));
+    expect_nothing(UP(c));
+    both_closes_end_and_reopen(c, 1);
+}
+
 /* The client reopens a refused channel before the upstream confirmed
  * busgate's close: reading stalls until the upstream's close-ok, then the
  * open goes through. The client pipelines everything in one write. */
@@ -2088,6 +2143,7 @@ int main(void)
         T(test_refusal_crossing_server_close),
         T(test_server_close_mid_content),
         T(test_refusal_during_delivery),
+        T(test_repeated_close_during_delivery_waits),
         T(test_body_too_large_refused_on_channel),
         T(test_user_id_property_refused),
         T(test_reopen_hold),
