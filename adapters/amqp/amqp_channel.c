@@ -447,7 +447,6 @@ static void bg_amqp_chan__flush_held(bg_amqp_session_t *s, uint16_t n, bg_amqp_c
 {
     if (!ch->held || ch->down_expect)
         return;
-    s->bytes_out += evbuffer_get_length(ch->held);
     evbuffer_add_buffer(bg_amqp_cli_out(s), ch->held);
     ch->close_ok_held = 0;
     if (s->stalled == n) {
@@ -498,7 +497,6 @@ static void bg_amqp_chan__send_deferred(bg_amqp_session_t *s, bg_amqp_channel_t 
 {
     if (!ch->deferred)
         return;
-    size_t n = evbuffer_get_length(ch->deferred);
     if (ch->down_expect && ch->down_relay) {
         if (!ch->held && !(ch->held = evbuffer_new())) {
             bg_amqp_session_kill(s, 0, "out of memory");
@@ -507,7 +505,6 @@ static void bg_amqp_chan__send_deferred(bg_amqp_session_t *s, bg_amqp_channel_t 
         evbuffer_add_buffer(ch->held, ch->deferred);
     } else {
         evbuffer_add_buffer(bg_amqp_cli_out(s), ch->deferred);
-        s->bytes_out += n;
     }
     evbuffer_free(ch->deferred);
     ch->deferred = NULL;

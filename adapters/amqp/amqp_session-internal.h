@@ -202,7 +202,9 @@ struct bg_amqp_session_s {
     int64_t last_recv_ms;    /* when bytes last arrived from the client */
     size_t in_left;          /* client input the last pass over it left unprocessed */
     int64_t started_ms;
-    uint64_t bytes_in, bytes_out, methods;
+    uint64_t bytes_in, bytes_out, methods; /* bytes_out: counted as it enters the client's
+                                              stage or output (bg_amqp__count_out) */
+    int cli_moving;                        /* the stage is being moved on: not counted again */
     /* Staging: while busgate handles one read callback of a leg, what it
      * sends to the other leg collects here and leaves in one write at the
      * callback's end (a delivery is 3 frames; appending each to an idle

@@ -77,7 +77,10 @@ static int bg_amqp__flush_cli(bg_amqp_session_t *s)
     size_t n = evbuffer_get_length(s->cli_stage);
     if (n == 0)
         return 0;
-    if (s->dead || bg_util_bev_send(s->cli, s->cli_stage, n, !s->aw->g->client_tls) != 0) {
+    s->cli_moving = 1; /* counted when staged (bg_amqp__count_out) */
+    int rc = s->dead ? -1 : bg_util_bev_send(s->cli, s->cli_stage, n, !s->aw->g->client_tls);
+    s->cli_moving = 0;
+    if (rc != 0) {
         evbuffer_drain(s->cli_stage, evbuffer_get_length(s->cli_stage));
         return s->dead ? 0 : -1;
     }
@@ -100,12 +103,21 @@ static int bg_amqp__flush_up(bg_amqp_session_t *s)
 
 int bg_amqp_cli_send(bg_amqp_session_t *s, bg_wr_t *wr)
 {
-    size_t n = wr->len;
-    if (bg_amqp_evbuf_send(bg_amqp_cli_out(s), wr) != 0)
-        return -1;
-    s->bytes_out += n;
-    bg_metric_add(&s->aw->w->metrics.bytes_out[BG_PROTO_AMQP], n);
-    return 0;
+    return bg_amqp_evbuf_send(bg_amqp_cli_out(s), wr);
+}
+
+/* Every byte for the client enters its stage or its output buffer: counted
+ * there, once (a stage moved on to the output is not counted again), so
+ * bytes_out is what busgate sent the client, whichever path sent it. */
+static void bg_amqp__count_out(struct evbuffer *b, const struct evbuffer_cb_info *info,
+                               void *arg)
+{
+    bg_amqp_session_t *s = arg;
+    (void)b;
+    if (info->n_added == 0 || s->cli_moving)
+        return;
+    s->bytes_out += info->n_added;
+    bg_metric_add(&s->aw->w->metrics.bytes_out[BG_PROTO_AMQP], info->n_added);
 }
 
 int bg_amqp_up_send(bg_amqp_session_t *s, bg_wr_t *wr)
@@ -467,6 +479,8 @@ static int bg_amqp__header(bg_amqp_session_t *s, struct evbuffer *in)
         return -1;
     }
     evbuffer_drain(in, BG_AMQP_PROTOCOL_HEADER_LEN);
+    s->bytes_in += BG_AMQP_PROTOCOL_HEADER_LEN;
+    bg_metric_add(&s->aw->w->metrics.bytes_in[BG_PROTO_AMQP], BG_AMQP_PROTOCOL_HEADER_LEN);
     bg_wr_t wr;
     bg_wr_init(&wr, 1024, 1u << 16);
     rc = bg_amqp_write_connection_start(&wr, BG_AMQP_CAPS_ALL, NULL, NULL, NULL);
@@ -658,8 +672,6 @@ static int bg_amqp__up_frame(void *arg, struct evbuffer *in, const bg_amqp_frame
     s->cli_staging = 1; /* until bg_amqp__up_read_done */
     if (bg_amqp_chan_upstream_frame(s, in, f, frame_len) != 0)
         return -1;
-    s->bytes_out += frame_len;
-    bg_metric_add(&s->aw->w->metrics.bytes_out[BG_PROTO_AMQP], frame_len);
     if (bg_amqp__cli_queued(s) >= BG_AMQP_HIGH_WATER)
         bg_amqp_up_set_reading(s->up, 0);
     return s->dead || s->state != BG_AMQP_S_RUNNING ? -1 : 0;
@@ -772,6 +784,12 @@ void bg_amqp_session_accept(bg_amqp_worker_t *aw, int fd, const struct sockaddr 
     s->cli = bg_util_tls_client_bev(aw->w->base, aw->g->client_tls, fd);
     if (!s->cli)
         evutil_closesocket(fd);
+    if (s->cli && s->cli_stage &&
+        (!evbuffer_add_cb(s->cli_stage, bg_amqp__count_out, s) ||
+         !evbuffer_add_cb(bufferevent_get_output(s->cli), bg_amqp__count_out, s))) {
+        bufferevent_free(s->cli); /* closes fd */
+        s->cli = NULL;
+    }
     if (bg_amqp__events(s) != 0 || !s->snap || !s->cli || !s->cli_stage || !s->up_stage) {
         if (s->free_ev)
             bg_amqp__die(s);
