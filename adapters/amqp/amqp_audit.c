@@ -42,6 +42,7 @@ void bg_amqp_audit_session_end(bg_amqp_session_t *s)
     ev.result.bytes_out = s->bytes_out;
     ev.result.records = s->methods;
     ev.result.latency_us = (bg_amqp_wall_ms() - s->started_ms) * 1000;
+    ev.detail = s->end_why[0] ? s->end_why : NULL; /* how it ended */
     bg_amqp_audit__emit(s, &ev);
 }
 

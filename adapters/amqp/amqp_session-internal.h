@@ -205,6 +205,7 @@ struct bg_amqp_session_s {
     uint64_t bytes_in, bytes_out, methods; /* bytes_out: counted as it enters the client's
                                               stage or output (bg_amqp__count_out) */
     int cli_moving;                        /* the stage is being moved on: not counted again */
+    char end_why[320]; /* how the session ended (the first reason), for session_end */
     /* Staging: while busgate handles one read callback of a leg, what it
      * sends to the other leg collects here and leaves in one write at the
      * callback's end (a delivery is 3 frames; appending each to an idle

@@ -176,10 +176,18 @@ static void bg_amqp__die(bg_amqp_session_t *s)
     event_active(s->free_ev, 0, 0);
 }
 
+/* Keeps the first reason the session is ending for its session_end event. */
+static void bg_amqp__ending(bg_amqp_session_t *s, const char *why)
+{
+    if (why && !s->end_why[0])
+        snprintf(s->end_why, sizeof s->end_why, "%s", why);
+}
+
 void bg_amqp_session_kill(bg_amqp_session_t *s, int flush, const char *why)
 {
     if (s->dead)
         return;
+    bg_amqp__ending(s, why);
     if (why)
         bg_amqp__log(s, BG_LOG_INFO, why);
     /* What is staged for the client is part of what must be flushed. */
@@ -225,6 +233,7 @@ void bg_amqp_session_close(bg_amqp_session_t *s, uint16_t code, const char *text
         return;
     char msg[320];
     snprintf(msg, sizeof msg, "closing connection: %u %s", code, text);
+    bg_amqp__ending(s, msg + strlen("closing connection: ")); /* "320 CONNECTION_FORCED - ..." */
     bg_amqp__log(s, code >= 500 ? BG_LOG_WARN : BG_LOG_INFO, msg);
     if (code >= 500)
         bg_metric_add(&s->aw->w->metrics.protocol_errors[BG_PROTO_AMQP], 1);
@@ -266,6 +275,7 @@ void bg_amqp_session_await_close_ok(bg_amqp_session_t *s)
 
 void bg_amqp_session_await_upstream_close_ok(bg_amqp_session_t *s)
 {
+    bg_amqp__ending(s, "client closed the connection");
     s->state = BG_AMQP_S_CLOSING_UP;
     event_del(s->expiry_ev);
     event_del(s->refusal_ev);

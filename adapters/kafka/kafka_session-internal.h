@@ -88,6 +88,7 @@ struct bg_kafka_session_s {
     uint64_t idle_mark;        /* output progress at the last idle check */
     int64_t started_ms;
     uint64_t bytes_in, bytes_out, requests;
+    char end_why[200]; /* how the session ended (the first reason), for session_end */
 };
 
 /* ---- kafka_auth.c: ApiVersions and SASL, answered by busgate itself ---- */

@@ -115,10 +115,18 @@ static void bg_kafka__kill(bg_kafka_session_t *s)
     event_active(s->free_ev, 0, 0);
 }
 
+/* Keeps the first reason the session is ending for its session_end event. */
+static void bg_kafka__ending(bg_kafka_session_t *s, const char *why)
+{
+    if (why && !s->end_why[0])
+        snprintf(s->end_why, sizeof s->end_why, "%s", why);
+}
+
 void bg_kafka_session_close(bg_kafka_session_t *s, int flush_first, const char *why)
 {
     if (s->dead)
         return;
+    bg_kafka__ending(s, why);
     if (why)
         bg_log_fields(BG_LOG_INFO, "kafka",
                       (bg_log_field_t[]){{"session", s->id}, {"peer", s->peer}}, 2,
@@ -150,11 +158,11 @@ void bg_kafka_session_malformed(bg_kafka_session_t *s, int16_t api_key, int16_t 
                   2, "malformed request: api %d (%s) version %d offset %ld: %s", api_key, name,
                   version, offset, why ? why : "malformed");
     bg_metric_add(&s->kw->w->metrics.protocol_errors[BG_PROTO_KAFKA], 1);
-    if (s->auth == BG_KAFKA_AUTH_OK) {
-        char reason[200];
-        snprintf(reason, sizeof reason, "malformed request: %s", why ? why : "malformed");
+    char reason[200];
+    snprintf(reason, sizeof reason, "malformed request: %s", why ? why : "malformed");
+    bg_kafka__ending(s, reason);
+    if (s->auth == BG_KAFKA_AUTH_OK)
         bg_kafka_audit_refused(s, api_key, version, 0, reason);
-    }
     bg_kafka_session_close(s, 0, NULL);
 }
 
@@ -1145,8 +1153,10 @@ static void bg_kafka__on_hangup_check(evutil_socket_t fd, short what, void *arg)
     evutil_socket_t cfd = bufferevent_getfd(s->cli);
     if (cfd < 0 || getsockopt(cfd, IPPROTO_TCP, TCP_INFO, &ti, &len) != 0)
         return; /* not TCP: seen once reading resumes */
-    if (ti.tcpi_state == TCP_CLOSE_WAIT || ti.tcpi_state == TCP_CLOSE)
+    if (ti.tcpi_state == TCP_CLOSE_WAIT || ti.tcpi_state == TCP_CLOSE) {
+        bg_kafka__ending(s, "client closed the connection");
         bg_kafka__kill(s);
+    }
 }
 
 /* idle_timeout: the client sent nothing (reading) or took nothing of its
@@ -1176,8 +1186,10 @@ static void bg_kafka__on_client_event(struct bufferevent *bev, short what, void 
         bg_kafka__on_idle(s, what);
     else if (what & BEV_EVENT_ERROR)
         bg_kafka_session_close(s, 0, "client connection error");
-    else if (what & BEV_EVENT_EOF)
+    else if (what & BEV_EVENT_EOF) {
+        bg_kafka__ending(s, "client closed the connection");
         bg_kafka__kill(s);
+    }
 }
 
 static void bg_kafka__on_auth_timeout(evutil_socket_t fd, short what, void *arg)

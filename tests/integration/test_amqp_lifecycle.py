@@ -7,8 +7,8 @@ import time
 import pika.exceptions as pex
 import pytest
 
-from amqp_env import (Issuer, PrivateRabbit, busgate_config, connect, get_one, rule, unique,
-                      wait_audit)
+from amqp_env import (Issuer, PrivateRabbit, audit_events, busgate_config, connect, get_one, rule,
+                      unique, wait_audit)
 from conftest import free_port
 
 ALL = ["read", "write", "create", "delete", "describe"]
@@ -59,6 +59,10 @@ def test_expiry_closes_and_update_secret_extends(start_busgate, tmp_path):
     assert ei.value.reply_code == 320 and "credential expired" in ei.value.reply_text, ei.value
     assert bg.wait_log(lambda l: "credential expired" in l.get("msg", "")), \
         bg.log_path.read_text()[-2000:]
+    # The audit says how that session ended.
+    assert wait_audit(ports["audit"], lambda e: e["kind"] == "session_end" and
+                      e.get("detail", "").startswith("320 CONNECTION_FORCED - credential expired")), \
+        audit_events(ports["audit"])
     assert kept.is_open and roundtrip(kept) == b"ping"
     # Another subject's token cannot take over the connection.
     with pytest.raises((pex.ConnectionClosedByBroker, pex.StreamLostError)):

@@ -3,7 +3,8 @@ really sent and received: a counting relay sits between a pika client and
 busgate, and the event must match its counts exactly, for a connection
 that only opens and closes, one whose declare busgate refuses (busgate
 closes the channel and consumes RabbitMQ's close-ok itself), and one that
-publishes a message with a body."""
+publishes a message with a body. The event also says how the session
+ended."""
 import socket
 import threading
 
@@ -91,3 +92,4 @@ def test_session_end_bytes_are_what_the_client_saw(start_busgate, tmp_path, work
     result = ends()[0]["result"]
     assert (result["bytes_in"], result["bytes_out"]) == (relay.sent, relay.received), \
         (result, relay.sent, relay.received)
+    assert ends()[0]["detail"] == "client closed the connection", ends()[0]

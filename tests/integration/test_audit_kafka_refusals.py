@@ -4,8 +4,9 @@ authenticated session refused by closing the connection (unsupported
 version, unknown API, undecodable body) is one `decision` event with effect
 `deny`, `by` `busgate` and the reason, and a connection that never got as
 far as a token leaves an `auth_failure` with its reason. A forwarded
-request's event carries the size of the broker's response. Every event is
-checked against the JSON schema."""
+request's event carries the size of the broker's response, and a
+session_end says how the session ended. Every event is checked against the
+JSON schema."""
 import struct
 
 import pytest
@@ -60,9 +61,10 @@ def test_a_request_refused_by_closing_is_a_deny(gate, api_key, version, body, ap
     assert ev["api"]["name"] == api_name, ev
     assert ev["detail"].startswith(detail), ev
     assert "resources" not in ev and "verb" not in ev, ev
-    # the session's end still comes after it
+    # the session's end still comes after it, and says how it ended
     (end,) = events_of(gate, lambda e: e["kind"] == "session_end" and e["session_id"] == sid)
     assert end["seq"] > ev["seq"]
+    assert end["detail"].startswith(detail), end
 
 
 @pytest.mark.parametrize("name,reason", [
@@ -97,3 +99,5 @@ def test_a_forwarded_request_records_the_response_size(gate):
     # size field, correlation id, body: the frame the client got
     assert ev["result"]["bytes_out"] == 4 + 4 + len(body), (ev["result"], len(body))
     assert ev["result"]["bytes_in"] > 0
+    (end,) = events_of(gate, lambda e: e["kind"] == "session_end")
+    assert end["detail"] == "client closed the connection", end
