@@ -468,8 +468,11 @@ int bg_kafka_authz_request(const bg_kafka_authz_ctx_t *ctx, const bg_kafka_req_h
         return bg_kafka__fail(&az, "no request body");
     int rc = api->classify(&az);
     bg_kafka__finish_decisions(&az);
-    if (az.oom)
-        return bg_kafka__fail(&az, "arena limit");
+    if (az.oom) {
+        bg_kafka__fail(&az, "arena limit");
+        v->ndecisions = 0; /* as below: the close is the one decision */
+        return -1;
+    }
     if (rc < 0) {
         /* Refused by closing: what was decided before the refusal (a share
          * session's group and topics, say) never took effect. The close is

@@ -51,8 +51,11 @@ int32_t bg_kafka__authorized_ops(const bg_kafka_authz_ctx_t *ctx, bg_res_type_t 
     if (broker == BG_KAFKA__OPS_OMITTED)
         return broker;
     /* Nothing about a topic or group the principal may not describe (an
-     * entry a filter turned into an authorization error, a hidden group). */
-    if (type != BG_RES_KAFKA_CLUSTER && !bg_kafka__permits(ctx, type, name, BG_VERB_DESCRIBE))
+     * entry a filter turned into an authorization error, a hidden group),
+     * nor about one without a name (an entry asked by id whose name a
+     * filter took away: a null name would be decided as ""). */
+    if (type != BG_RES_KAFKA_CLUSTER &&
+        (name.len < 0 || !bg_kafka__permits(ctx, type, name, BG_VERB_DESCRIBE)))
         return BG_KAFKA__OPS_OMITTED;
     uint32_t in = (uint32_t)broker, out = 0;
     unsigned done = 0; /* verbs decided already (two ops share a verb) */

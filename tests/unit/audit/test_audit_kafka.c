@@ -165,7 +165,7 @@ static void test_kafka_outage_spool_recovery(void **state)
 {
     char err[512] = "", dir[4096];
     const char *base = getenv("BG_BINARY_DIR");
-    snprintf(dir, sizeof dir, "%s/bg-audit-kafka-XXXXXX", base ? base : ".");
+    snprintf(dir, sizeof dir, "%s/bg-audit-kafka-XXXXXX", base ? base : "/tmp");
     assert_non_null(mkdtemp(dir));
     rd_kafka_conf_t *mc = rd_kafka_conf_new();
     rd_kafka_t *mrk = rd_kafka_new(RD_KAFKA_PRODUCER, mc, err, sizeof err);
@@ -253,7 +253,7 @@ static void run_midstream_outage(int round)
 {
     char err[512] = "", dir[4096];
     const char *base = getenv("BG_BINARY_DIR");
-    snprintf(dir, sizeof dir, "%s/bg-audit-kafka-XXXXXX", base ? base : ".");
+    snprintf(dir, sizeof dir, "%s/bg-audit-kafka-XXXXXX", base ? base : "/tmp");
     assert_non_null(mkdtemp(dir));
     rd_kafka_conf_t *mc = rd_kafka_conf_new();
     rd_kafka_t *mrk = rd_kafka_new(RD_KAFKA_PRODUCER, mc, err, sizeof err);
@@ -319,7 +319,7 @@ static void test_kafka_avro_values(void **state)
 {
     char err[512] = "", dir[4096];
     const char *base = getenv("BG_BINARY_DIR");
-    snprintf(dir, sizeof dir, "%s/bg-audit-kafka-XXXXXX", base ? base : ".");
+    snprintf(dir, sizeof dir, "%s/bg-audit-kafka-XXXXXX", base ? base : "/tmp");
     assert_non_null(mkdtemp(dir));
     rd_kafka_t *mrk = rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(), err, sizeof err);
     rd_kafka_mock_cluster_t *mcluster = rd_kafka_mock_cluster_new(mrk, 1);
@@ -395,7 +395,7 @@ static void mock_env_start(mock_env_t *e, int parts, int16_t api, size_t nerr,
 {
     char err[512] = "";
     const char *base = getenv("BG_BINARY_DIR");
-    snprintf(e->dir, sizeof e->dir, "%s/bg-audit-kafka-XXXXXX", base ? base : ".");
+    snprintf(e->dir, sizeof e->dir, "%s/bg-audit-kafka-XXXXXX", base ? base : "/tmp");
     assert_non_null(mkdtemp(e->dir));
     e->mrk = rd_kafka_new(RD_KAFKA_PRODUCER, rd_kafka_conf_new(), err, sizeof err);
     e->mc = rd_kafka_mock_cluster_new(e->mrk, 1);

@@ -43,7 +43,7 @@ static char *tmp_template(const char *name)
 {
     const char *base = getenv("BG_BINARY_DIR");
     char *t = malloc(4096);
-    snprintf(t, 4096, "%s/%s-XXXXXX", base ? base : ".", name);
+    snprintf(t, 4096, "%s/%s-XXXXXX", base ? base : "/tmp", name);
     return t;
 }
 

@@ -971,9 +971,46 @@ static void test_all_apis_min_max(void **st)
     }
 }
 
+/* A request that runs out of arena part-way (arena limits from 4 KiB up)
+ * closes the connection with "arena limit", and what it decided before
+ * that never took effect: no decision is left to be audited (the close is
+ * the one refusal). */
+static void test_arena_limit_leaves_no_decisions(void **st)
+{
+    ka_fix_t *f = *st;
+    enum { N = 400 };
+    static char names[N][32];
+    const char *np[N];
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], i % 2 ? "secret-%d" : "orders-%d", i);
+        np[i] = names[i];
+    }
+    bg_kafka_struct_t *r = ka_new(f, BG_KAFKA_API_METADATA, 0);
+    ka_topics(f, r, K(METADATA_REQ_TOPICS), K(METADATA_REQ_TOPICS_NAME), np, N, -1, 0, 0);
+    r = ka_rt(f, BG_KAFKA_API_METADATA, 0, 12, r);
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_METADATA, 12);
+    int limited = 0, decided = 0;
+    for (size_t lim = 4096; lim < (1u << 22) && !decided; lim += 512) {
+        bg_kafka_arena_t b;
+        bg_kafka_arena_init(&b, lim);
+        bg_kafka_verdict_t v;
+        if (bg_kafka_authz_request(&f->ctx, &h, r, &b, &v) == 0) {
+            decided = 1; /* large enough from here on */
+        } else {
+            assert_int_equal(v.action, BG_KAFKA_ACT_CLOSE);
+            assert_string_equal(v.close_reason, "arena limit");
+            assert_int_equal(v.ndecisions, 0);
+            limited++;
+        }
+        bg_kafka_arena_free(&b);
+    }
+    assert_true(limited > 0 && decided);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_arena_limit_leaves_no_decisions, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_produce_allowed, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_produce_split_merge, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_produce_all_denied_respond, ka_up, ka_down),

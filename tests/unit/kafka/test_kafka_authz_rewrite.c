@@ -561,16 +561,20 @@ static int id_is_zero(const uint8_t id[16])
     return memcmp(id, zero, 16) == 0;
 }
 
-/* A policy with no topic rules (default deny): what a reload between a
- * request and its response can leave. */
+/* What a reload between a request and its response can leave: every topic
+ * describable except orders* and public, which are denied. (The wildcard
+ * would also allow an empty name.) */
 static void deny_all_topics(ka_fix_t *f)
 {
     static const char *all[] = {"*"};
-    static const char *r_cluster[] = {"kafka:cluster"};
-    bg_policy_rule_spec_t rules[] = {{"cluster", "t.yaml", 1, all, 1, r_cluster, 1,
-                                      1u << BG_VERB_DESCRIBE, BG_EFFECT_ALLOW, NULL, 0,
-                                      BG_MODE_INHERIT}};
-    bg_policy_spec_t spec = {BG_EFFECT_DENY, BG_MODE_ENFORCE, rules, 1, NULL, 0};
+    static const char *r_any[] = {"kafka:topic:*"};
+    static const char *r_gone[] = {"kafka:topic:orders*", "kafka:topic:public"};
+    unsigned allv = (1u << BG_VERB__COUNT) - 1;
+    bg_policy_rule_spec_t rules[] = {
+        {"any", "t.yaml", 1, all, 1, r_any, 1, allv, BG_EFFECT_ALLOW, NULL, 0, BG_MODE_INHERIT},
+        {"gone", "t.yaml", 2, all, 1, r_gone, 2, allv, BG_EFFECT_DENY, NULL, 0, BG_MODE_INHERIT},
+    };
+    bg_policy_spec_t spec = {BG_EFFECT_DENY, BG_MODE_ENFORCE, rules, 2, NULL, 0};
     ka_install_policy(f, &spec);
 }
 
@@ -588,6 +592,7 @@ static void test_reload_denied_entries_hide_what_was_not_asked(void **st)
     bg_kafka_struct_t *by_id = ka_el(req, K(METADATA_REQ_TOPICS), 1);
     by_id->f[K(METADATA_REQ_TOPICS_NAME)].s = bg_kafka_null_slice();
     by_id->f[K(METADATA_REQ_TOPICS_TOPIC_ID)].uuid[0] = 1; /* orders */
+    req->f[K(METADATA_REQ_INCLUDE_TOPIC_AUTHORIZED_OPERATIONS)].i = 1;
     req = ka_rt(f, 3, 0, 12, req);
     bg_kafka_verdict_t v;
     assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
@@ -601,6 +606,8 @@ static void test_reload_denied_entries_hide_what_was_not_asked(void **st)
                                       K(METADATA_RESP_TOPICS_PARTITIONS_PARTITION_INDEX), 1);
     t[0]->f[K(METADATA_RESP_TOPICS_TOPIC_ID)].uuid[0] = 3;
     t[1]->f[K(METADATA_RESP_TOPICS_TOPIC_ID)].uuid[0] = 1;
+    for (int i = 0; i < 2; i++) /* describe, write, read, ... as the broker lists them */
+        t[i]->f[K(METADATA_RESP_TOPICS_TOPIC_AUTHORIZED_OPERATIONS)].i = 0xDF8;
     size_t nn = 0;
     assert_int_equal(bg_kafka_authz_response(&f->ctx, &h, &v, ka_rt(f, 3, 1, 12, up), &f->a, &out,
                                              NULL, &nn, NULL, NULL),
@@ -611,6 +618,8 @@ static void test_reload_denied_entries_hide_what_was_not_asked(void **st)
         bg_kafka_struct_t *e = ka_el(out, K(METADATA_RESP_TOPICS), i);
         assert_int_equal(e->f[K(METADATA_RESP_TOPICS_ERROR_CODE)].i, 29);
         assert_int_equal(e->f[K(METADATA_RESP_TOPICS_PARTITIONS)].a.n, 0);
+        /* nothing about what the principal could do with it (Kafka: INT32_MIN) */
+        assert_int_equal(e->f[K(METADATA_RESP_TOPICS_TOPIC_AUTHORIZED_OPERATIONS)].i, INT32_MIN);
         if (i == 0) { /* asked by name */
             assert_true(ka_eq(e->f[K(METADATA_RESP_TOPICS_NAME)].s, "public"));
             assert_true(id_is_zero(e->f[K(METADATA_RESP_TOPICS_TOPIC_ID)].uuid));
