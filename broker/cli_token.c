@@ -204,6 +204,10 @@ int bg_cli_token(int argc, char **argv)
         return bg_cli__mint(argc - 1, argv + 1);
     if (argc >= 2 && strcmp(argv[1], "inspect") == 0)
         return bg_cli__inspect(argc - 1, argv + 1);
-    fprintf(stderr, "usage: busgate token mint|inspect ...\n");
-    return 2;
+    /* "busgate token --help" asks for this usage: answered, not refused. */
+    int help = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+    fprintf(help ? stdout : stderr,
+            "usage: busgate token mint|inspect ...  (busgate token mint --help, "
+            "busgate token inspect --help)\n");
+    return help ? 0 : 2;
 }

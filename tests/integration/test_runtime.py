@@ -80,7 +80,7 @@ def test_check_valid_and_invalid(tmp_path, keys):
     r = run_cli("run", "-c", str(good), "--bogus", timeout=10)
     assert r.returncode == 2 and "unexpected argument '--bogus'" in r.stderr, r.stderr
     # --help after a command prints the usage and succeeds
-    for cmd in (["run"], ["check"], ["audit", "tail"], ["token", "inspect"], ["explain"],
+    for cmd in (["run"], ["check"], ["audit", "tail"], ["token", "inspect"], ["explain"], ["token"],
                 ["check", "-c", str(good)], ["audit", "tail", "-c", str(good)]):
         r = run_cli(*cmd, "--help")
         assert r.returncode == 0 and r.stdout.startswith("usage: busgate"), (cmd, r.stderr)
