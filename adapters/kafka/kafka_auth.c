@@ -213,7 +213,8 @@ static int bg_kafka_auth__handshake(bg_kafka_session_t *s, bg_kafka_pending_t *p
     bg_kafka_struct_t *r = bg_kafka_auth__new_resp(pe);
     unsigned enabled = s->kw->g->cfg->kafka.sasl_mechanisms;
     if (!req || !r || pe->hdr.api_version < 1)
-        return -1; /* v0 means raw SASL frames: not supported, not advertised */
+        return -1; /* v0 means raw SASL frames: advertised (librdkafka wants it in
+                      the range), refused (docs/kafka.md) */
     if (s->auth == BG_KAFKA_AUTH_MECH || s->auth == BG_KAFKA_AUTH_CHALLENGED || s->reauth)
         return -1; /* a second handshake before authenticating */
     bg_slice_t m = req->f[BG_KAFKA_SASL_HANDSHAKE_REQ_MECHANISM].s;
