@@ -119,10 +119,12 @@ static void test_example_loads(void **state)
     assert_int_equal(c->http.nroutes, 1);
     assert_string_equal(c->http.routes[0].headers[0].value,
                         "Bearer dev-users-api-token-change-me");
-    assert_int_equal(c->policy.spec.nrules, 5);
-    assert_int_equal(c->policy.rules[4].effect, BG_EFFECT_HOLD);
-    assert_int_equal(c->policy.rules[4].napprovers, 1);
-    assert_int_equal(c->policy.rules[3].mode, BG_MODE_AUDIT);
+    assert_int_equal(c->policy.spec.nrules, 6);
+    assert_int_equal(c->policy.rules[5].effect, BG_EFFECT_HOLD);
+    assert_int_equal(c->policy.rules[5].napprovers, 1);
+    assert_int_equal(c->policy.rules[3].mode, BG_MODE_INHERIT);
+    assert_int_equal(c->policy.rules[4].mode, BG_MODE_AUDIT); /* the dry-run deny */
+    assert_int_equal(c->policy.rules[4].effect, BG_EFFECT_DENY);
     assert_int_equal(c->policy.rules[0].verbs, (1u << BG_VERB_READ) | (1u << BG_VERB_DESCRIBE));
     assert_int_equal(c->policy.spec.nmasks, 1);
     assert_int_equal(c->policy.masks[0].nfields, 3);
