@@ -185,6 +185,8 @@ static void bg_cli_audit__decision(FILE *f, json_t *ev)
                 bg_cli_audit__int(m, "records"));
     if (ap)
         fprintf(f, " approval %s %s", bg_cli_audit__str(ap, "id"), bg_cli_audit__str(ap, "state"));
+    if (out && bg_cli_audit__int(out, "records") > 0) /* produced or published */
+        fprintf(f, " %lld record(s)", bg_cli_audit__int(out, "records"));
     if (out) {
         char lat[32];
         bg_cli_audit__duration(bg_cli_audit__int(out, "latency_us"), lat, sizeof lat);

@@ -72,6 +72,7 @@ static void bg_amqp_audit__check_event(bg_amqp_session_t *s, const bg_amqp_metho
     ev->verb = c->verb;
     ev->has |= BG_AUDIT_HAS_VERB | BG_AUDIT_HAS_DECISION | BG_AUDIT_HAS_RESULT;
     ev->result.bytes_in = bytes_in;
+    ev->result.records = m->id == AMQP_BASIC_PUBLISH_METHOD; /* the one message it carries */
 }
 
 void bg_amqp_audit_decisions(bg_amqp_session_t *s, const bg_amqp_method_t *m,

@@ -197,6 +197,7 @@ static void bg_kafka_audit__decisions(bg_kafka_session_t *s, bg_kafka_pending_t 
         ev.result.error_name = d->error_code ? bg_kafka_error_name(d->error_code) : NULL;
         ev.result.bytes_in = pe->bytes_in;
         ev.result.bytes_out = pe->bytes_out;
+        ev.result.records = d->records;
         ev.result.latency_us = latency_us ? *latency_us : 0;
         /* busgate's own reason ("reserved audit topic", ...) says why a
          * decision has no rule; a closing session's note wins over it in

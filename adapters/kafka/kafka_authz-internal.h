@@ -23,6 +23,8 @@ typedef struct bg_kafka__az_s {
     bg_kafka__dgroup_t *groups;
     size_t ngroups, capgroups;
     int oom; /* arena exhausted somewhere: the request is closed */
+    size_t last; /* 1 + the group the last decision went to; 0: none */
+    int count_records; /* tp_split adds each topic's records to its group (Produce) */
 } bg_kafka__az_t;
 
 /* Response-side work recorded at request time (verdict->merge). Denied

@@ -259,6 +259,7 @@ static void bg_kafka__record(bg_kafka__az_t *az, bg_res_type_t type, bg_slice_t 
         az->oom = 1;
         return;
     }
+    az->last = (size_t)(g - az->groups) + 1;
     if (g->d.nresources == g->cap) {
         size_t cap = g->cap ? g->cap * 2 : 16;
         bg_policy_resource_t *r = bg_kafka_arena_alloc(az->a, cap * sizeof *r);
@@ -457,7 +458,7 @@ int bg_kafka_authz_request(const bg_kafka_authz_ctx_t *ctx, const bg_kafka_req_h
                            bg_kafka_verdict_t *v)
 {
     memset(v, 0, sizeof *v);
-    bg_kafka__az_t az = {ctx, hdr, hdr->api_version, req, arena, v, NULL, 0, 0, 0};
+    bg_kafka__az_t az = {ctx, hdr, hdr->api_version, req, arena, v, NULL, 0, 0, 0, 0, 0};
     const bg_kafka__api_t *api = bg_kafka__api(hdr->api_key);
     int16_t lo, hi;
     if (!api || !api->classify || !bg_kafka_authz_supported(hdr->api_key, &lo, &hi))

@@ -81,6 +81,9 @@ typedef struct bg_kafka_decision_s {
      * then NULL): "reserved audit topic", "unknown topic id", "hold: no
      * approvals in this build". NULL for plain policy decisions. */
     const char *reason;
+    /* Produce: the records in the batches sent for these topics (whether
+     * forwarded or refused), from the batch headers; 0 for other requests. */
+    int64_t records;
 } bg_kafka_decision_t;
 
 typedef enum {

@@ -242,6 +242,42 @@ static int bg_kafka__split_begin(bg_kafka__az_t *az, bg_kafka_struct_t **el, int
     return 0;
 }
 
+/* The records a Produce partition carries, as its batch headers say: a v2
+ * batch (magic 2) counts its recordsCount, a legacy message (magic 0/1)
+ * one. Only headers are read; a batch cut short ends the count (the broker
+ * refuses such a request itself). */
+static int64_t bg_kafka__batch_records(bg_slice_t rec)
+{
+    int64_t n = 0;
+    size_t len = rec.len > 0 ? (size_t)rec.len : 0, off = 0;
+    while (len - off >= 12) {
+        const uint8_t *b = rec.p + off;
+        uint32_t blen = (uint32_t)b[8] << 24 | (uint32_t)b[9] << 16 | (uint32_t)b[10] << 8 | b[11];
+        if (blen > len - off - 12)
+            break;
+        if (blen >= 49 && b[16] == 2) {
+            int32_t c = (int32_t)((uint32_t)b[57] << 24 | (uint32_t)b[58] << 16 |
+                                  (uint32_t)b[59] << 8 | b[60]);
+            n += c > 0 ? c : 0;
+        } else {
+            n += 1;
+        }
+        off += 12 + (size_t)blen;
+    }
+    return n;
+}
+
+static int64_t bg_kafka__topic_records(const bg_kafka_struct_t *t)
+{
+    int64_t n = 0;
+    int32_t np = bg_kafka__n(t, K(PRODUCE_REQ_TOPIC_DATA_PARTITION_DATA));
+    for (int32_t i = 0; i < np; i++)
+        n += bg_kafka__batch_records(t->f[K(PRODUCE_REQ_TOPIC_DATA_PARTITION_DATA)]
+                                         .a.s[i]->f[K(PRODUCE_REQ_TOPIC_DATA_PARTITION_DATA_RECORDS)]
+                                         .s);
+    return n;
+}
+
 int bg_kafka__tp_split(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
                        const bg_kafka_struct_desc_t *rs_topic_desc,
                        const bg_kafka_struct_t *parent, bg_verb_t verb, int16_t force_err,
@@ -259,6 +295,7 @@ int bg_kafka__tp_split(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
         int16_t err = force_err;
         int described = 0; /* a delete by id refused after describe passed */
         int known = bg_kafka__topic_name(az, sh, t, &name);
+        az->last = 0;
         if (!err && !known) {
             err = BG_KAFKA_E_UNKNOWN_TOPIC_ID; /* never pass an unresolvable id through */
             bg_kafka__record_denied(az, BG_RES_KAFKA_TOPIC, name, verb, err, "unknown topic id");
@@ -271,6 +308,8 @@ int bg_kafka__tp_split(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
             err = BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
             described = verb == BG_VERB_DELETE;
         }
+        if (az->count_records && az->last)
+            az->groups[az->last - 1].d.records += bg_kafka__topic_records(t);
         if (!err) {
             if (keep)
                 keep[out->nallowed++] = el[i];
@@ -349,7 +388,10 @@ int bg_kafka__c_produce(bg_kafka__az_t *az)
     bg_kafka__split_t sp;
     const bg_kafka_struct_desc_t *rd = bg_kafka__rs_topic_desc(BG_KAFKA_API_PRODUCE,
                                                                &bg_kafka__sh_produce);
-    if (bg_kafka__tp_split(az, &bg_kafka__sh_produce, rd, r, BG_VERB_WRITE, force, &sp) < 0)
+    az->count_records = 1;
+    int split = bg_kafka__tp_split(az, &bg_kafka__sh_produce, rd, r, BG_VERB_WRITE, force, &sp);
+    az->count_records = 0;
+    if (split < 0)
         return 0;
     if (r->f[K(PRODUCE_REQ_ACKS)].i == 0) {
         /* No response can carry an error: Kafka itself closes the connection

@@ -71,6 +71,7 @@ def test_replay_and_tail(start_busgate, tmp_path):
     assert "issuer http://127.0.0.1:" in body[start]
     produce = [i for i, l in enumerate(body) if " Produce v" in l]
     assert produce and all(start < i for i in produce)
+    assert all(" record(s) " in body[i] for i in produce), [body[i] for i in produce]
     denied = [l for l in body if "kafka:topic:payments -> deny" in l]
     assert denied and "TOPIC_AUTHORIZATION_FAILED" in denied[0]
     assert body[-1].split(" ", 2)[2].startswith("ended: ")

@@ -123,6 +123,11 @@ def test_kafka_event_kinds(start_busgate, tmp_path):
     events = audit_events(ports["audit"])
     assert {e["decision"]["effect"] for e in events if e["kind"] == "decision"} == {"allow", "deny"}
     assert [p for e in events for p in fields_of(e)] == []
+    # The Produce decision counts the one record sent (the denied topic never
+    # gets that far: its Metadata is refused first).
+    produced = [e for e in events if e["kind"] == "decision" and e["api"]["name"] == "Produce"]
+    assert [(e["decision"]["effect"], e["result"]["records"]) for e in produced] == \
+        [("allow", 1)], produced
 
 
 def test_amqp_event_kinds(start_busgate, tmp_path):
@@ -157,3 +162,6 @@ def test_amqp_event_kinds(start_busgate, tmp_path):
     events = amqp_env.audit_events(ports["audit"])
     assert {e["decision"]["effect"] for e in events if e["kind"] == "decision"} == {"allow", "deny"}
     assert [p for e in events for p in fields_of(e)] == []
+    published = [e for e in events
+                 if e["kind"] == "decision" and e["api"]["name"] == "basic.publish"]
+    assert [e["result"]["records"] for e in published] == [1], published

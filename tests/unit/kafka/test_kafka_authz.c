@@ -100,6 +100,67 @@ static void test_produce_split_merge(void **st)
     }
 }
 
+/* A v2 record batch header (61 bytes) claiming count records, followed by
+ * extra bytes of record data; batchLength covers both. */
+static size_t batch(uint8_t *b, int32_t count, size_t extra)
+{
+    memset(b, 0, 61 + extra);
+    uint32_t blen = (uint32_t)(49 + extra);
+    b[8] = (uint8_t)(blen >> 24), b[9] = (uint8_t)(blen >> 16);
+    b[10] = (uint8_t)(blen >> 8), b[11] = (uint8_t)blen;
+    b[16] = 2; /* magic */
+    b[57] = (uint8_t)((uint32_t)count >> 24), b[58] = (uint8_t)((uint32_t)count >> 16);
+    b[59] = (uint8_t)((uint32_t)count >> 8), b[60] = (uint8_t)count;
+    return 61 + extra;
+}
+
+static void set_records(bg_kafka_struct_t *req, int topic, int part, const uint8_t *p, size_t n)
+{
+    ka_el(ka_el(req, K(PRODUCE_REQ_TOPIC_DATA), topic), K(PRODUCE_REQ_TOPIC_DATA_PARTITION_DATA),
+          part)
+        ->f[K(PRODUCE_REQ_TOPIC_DATA_PARTITION_DATA_RECORDS)]
+        .s = (bg_slice_t){p, (int32_t)n};
+}
+
+/* Each decision of a Produce carries the records its topics' batches hold,
+ * allowed or refused; a legacy message counts one; a cut batch ends the
+ * count. */
+static void test_produce_records_counted(void **st)
+{
+    ka_fix_t *f = *st;
+    static uint8_t o0[200], o1[100], s0[100], s1[100];
+    size_t n0 = batch(o0, 3, 10);
+    n0 += batch(o0 + n0, 4, 0);
+    size_t n1 = batch(o1, 5, 7);
+    size_t m0 = batch(s0, 7, 0);
+    memcpy(s0 + m0, s0, 12); /* a second batch cut after its length: not counted */
+    s0[m0 + 11] = 60;
+    m0 += 12;
+    memset(s1, 0, 40); /* a legacy message: offset, size 28, crc, magic 1, ... */
+    s1[11] = 28, s1[16] = 1;
+    for (int16_t ver = 3; ver <= 12; ver += 9) {
+        bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_PRODUCE, ver);
+        bg_kafka_struct_t *req = produce_req(f, two, 2, -1);
+        set_records(req, 0, 0, o0, n0);
+        set_records(req, 0, 1, o1, n1);
+        set_records(req, 1, 0, s0, m0);
+        set_records(req, 1, 1, s1, 40);
+        req = ka_rt(f, 0, 0, ver, req);
+        bg_kafka_verdict_t v;
+        assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+        assert_int_equal(v.ndecisions, 2);
+        int denied = v.decisions[0].error_code ? 0 : 1;
+        assert_int_equal(v.decisions[1 - denied].records, 12);
+        assert_int_equal(v.decisions[denied].records, 8);
+    }
+    /* Partitions without records count none. */
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_PRODUCE, 9);
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, produce_req(f, two, 2, -1), &f->a, &v),
+                     0);
+    assert_int_equal(v.decisions[0].records + v.decisions[1].records, 0);
+}
+
 static void test_produce_all_denied_respond(void **st)
 {
     ka_fix_t *f = *st;
@@ -1013,6 +1074,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_arena_limit_leaves_no_decisions, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_produce_allowed, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_produce_split_merge, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_produce_records_counted, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_produce_all_denied_respond, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_produce_acks0, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_refuse_unaudited, ka_up, ka_down),
