@@ -35,7 +35,7 @@ static bg_kafka_struct_t *bg_kafka_auth__decode(bg_kafka_session_t *s, bg_kafka_
                              &pe->arena, &r);
     if (rc != BG_KAFKA_OK) {
         bg_kafka_session_malformed(s, pe->hdr.api_key, pe->hdr.api_version, 4 + (long)(rd.p - p),
-                                   rd.why ? rd.why : bg_kafka_status_str(rc));
+                                   4 + len, rd.why ? rd.why : bg_kafka_status_str(rc));
         return NULL;
     }
     return r;

@@ -120,9 +120,11 @@ void bg_kafka_session_close(bg_kafka_session_t *s, int flush_first, const char *
 int bg_kafka_session_start_upstream(bg_kafka_session_t *s);
 /* A request that cannot be read: logs it (API, version, the byte offset in
  * the frame, size field included, where reading stopped, and why), counts
- * a protocol error and closes the session. api_key < 0: not received. */
+ * a protocol error, audits the refusal (frame_len: the frame's size, size
+ * field included; 0 when it was not read) and closes the session.
+ * api_key < 0: not received. */
 void bg_kafka_session_malformed(bg_kafka_session_t *s, int16_t api_key, int16_t version,
-                                long offset, const char *why);
+                                long offset, size_t frame_len, const char *why);
 /* Current time helpers. */
 int64_t bg_kafka_now_ms(void);
 int64_t bg_kafka_now_us(void);

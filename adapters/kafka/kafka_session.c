@@ -150,7 +150,7 @@ void bg_kafka_session_close(bg_kafka_session_t *s, int flush_first, const char *
 }
 
 void bg_kafka_session_malformed(bg_kafka_session_t *s, int16_t api_key, int16_t version,
-                                long offset, const char *why)
+                                long offset, size_t frame_len, const char *why)
 {
     const bg_kafka_msg_desc_t *d = api_key >= 0 ? bg_kafka_msg_desc(api_key, 0) : NULL;
     const char *name = d ? d->name : api_key < 0 ? "not received" : "unknown api";
@@ -162,7 +162,7 @@ void bg_kafka_session_malformed(bg_kafka_session_t *s, int16_t api_key, int16_t 
     snprintf(reason, sizeof reason, "malformed request: %s", why ? why : "malformed");
     bg_kafka__ending(s, reason);
     if (s->auth == BG_KAFKA_AUTH_OK)
-        bg_kafka_audit_refused(s, api_key, version, 0, reason);
+        bg_kafka_audit_refused(s, api_key, version, frame_len, reason);
     bg_kafka_session_close(s, 0, NULL);
 }
 
@@ -449,7 +449,7 @@ static int bg_kafka__decide(bg_kafka_session_t *s, bg_kafka_pending_t *pe, const
     bg_kafka_struct_t *req = NULL;
     int rc = bg_kafka_decode(bg_kafka_msg_desc(h->api_key, 0), h->api_version, &rd, &pe->arena, &req);
     if (rc != BG_KAFKA_OK) { /* p is the frame after its size field */
-        bg_kafka_session_malformed(s, h->api_key, h->api_version, 4 + (long)(rd.p - p),
+        bg_kafka_session_malformed(s, h->api_key, h->api_version, 4 + (long)(rd.p - p), 4 + len,
                                    rd.why ? rd.why : bg_kafka_status_str(rc));
         return -1;
     }
@@ -687,7 +687,7 @@ static int bg_kafka__on_frame(bg_kafka_session_t *s, struct evbuffer *in, size_t
         int known = off == BG_KAFKA_ERR_UNKNOWN_API;
         bg_kafka_session_malformed(s, known || h.err_offset >= 2 ? h.api_key : -1,
                                    known || h.err_offset >= 4 ? h.api_version : -1,
-                                   4 + (long)h.err_offset, msg);
+                                   4 + (long)h.err_offset, frame_len, msg);
         return -1;
     }
     if (h.client_id.len > 0 && !s->client_id[0])
@@ -722,7 +722,7 @@ static void bg_kafka__frame_too_large(bg_kafka_session_t *s, struct evbuffer *in
     snprintf(why, sizeof why, "request frame larger than allowed (size = %ld, limit %u: %s)",
              (long)size, max,
              s->auth == BG_KAFKA_AUTH_OK ? "max_frame_bytes" : "preauth_max_frame_bytes");
-    bg_kafka_session_malformed(s, api, ver, 0, why);
+    bg_kafka_session_malformed(s, api, ver, 0, 0, why);
 }
 
 static void bg_kafka__on_client_read(struct bufferevent *bev, void *arg)

@@ -61,6 +61,8 @@ def test_a_request_refused_by_closing_is_a_deny(gate, api_key, version, body, ap
     assert ev["api"]["name"] == api_name, ev
     assert ev["detail"].startswith(detail), ev
     assert "resources" not in ev and "verb" not in ev, ev
+    # the refused frame: size field, api key, version, correlation id, ..., body
+    assert ev["result"]["bytes_in"] >= 4 + 8 + len(body), ev
     # the session's end still comes after it, and says how it ended
     (end,) = events_of(gate, lambda e: e["kind"] == "session_end" and e["session_id"] == sid)
     assert end["seq"] > ev["seq"]
