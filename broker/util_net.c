@@ -98,7 +98,19 @@ int bg_util_bev_send(struct bufferevent *bev, struct evbuffer *src, size_t n, in
     }
     if (done == n)
         return 0;
-    return evbuffer_remove_buffer(src, out, n - done) == (int)(n - done) ? 0 : -1;
+    size_t left = n - done;
+    if (left <= BG_UTIL_SEND_COPY_MAX) {
+        /* A small message is copied into the output's last chunk: moved,
+         * its own chunk (1 KiB or more, however short the message) would
+         * stay queued with it, and a peer that sends many requests busgate
+         * answers itself while never reading would hold ~50 times more
+         * memory than the queued bytes the output limit counts. */
+        unsigned char tmp[BG_UTIL_SEND_COPY_MAX];
+        if (evbuffer_remove(src, tmp, left) != (int)left)
+            return -1;
+        return evbuffer_add(out, tmp, left);
+    }
+    return evbuffer_remove_buffer(src, out, left) == (int)left ? 0 : -1;
 }
 
 long long bg_util_now_ms(void)

@@ -35,8 +35,12 @@ struct evbuffer;
  * message, wait for a write event (two epoll_ctl calls and a loop round) and
  * write then. Order is kept: nothing is written ahead of queued bytes. A
  * write error is left for the bufferevent's own next write to report.
+ * What is queued of up to BG_UTIL_SEND_COPY_MAX bytes is copied into the
+ * output's last chunk rather than moved with its own, so many small
+ * messages queue in few chunks.
  * Returns 0, or -1 when src holds fewer than n bytes or queueing failed.
  * Call from the bufferevent's own thread. */
+#define BG_UTIL_SEND_COPY_MAX 2048
 int bg_util_bev_send(struct bufferevent *bev, struct evbuffer *src, size_t n, int plain);
 
 struct evconnlistener;

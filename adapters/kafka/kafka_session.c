@@ -28,6 +28,8 @@
 
 #define BG_KAFKA_CLI_HIGH_WATER (16u << 20)
 #define BG_KAFKA_CLI_LOW_WATER (4u << 20)
+/* Before a token: ApiVersions and SASL answers only, a few KiB each. */
+#define BG_KAFKA_CLI_PREAUTH_HIGH_WATER (256u * 1024)
 #define BG_KAFKA_READ_BURST (256u * 1024) /* one client read at most */
 #define BG_KAFKA_UP_OUT_HIGH (16u << 20)
 /* How long a closing session may take to write its last responses (and
@@ -259,13 +261,16 @@ static int bg_kafka__mem_ok(const bg_kafka_session_t *s)
 }
 
 /* Answers waiting for the client (busgate's own and the broker's) stay
- * under the output watermark: a client that sends requests busgate answers
- * itself (ApiVersions, denials) and never reads would otherwise grow the
- * output without bound, since those answers leave the queue at once. The
- * write callback (low watermark) reads again. */
+ * under the output watermark, a small one before authentication: a client
+ * that sends requests busgate answers itself (ApiVersions, denials) and
+ * never reads would otherwise grow the output without bound, since those
+ * answers leave the queue at once. The write callback (low watermark)
+ * reads again. */
 static int bg_kafka__cli_out_ok(const bg_kafka_session_t *s)
 {
-    return evbuffer_get_length(bufferevent_get_output(s->cli)) < BG_KAFKA_CLI_HIGH_WATER;
+    size_t cap = s->auth == BG_KAFKA_AUTH_OK || s->reauth ? BG_KAFKA_CLI_HIGH_WATER
+                                                           : BG_KAFKA_CLI_PREAUTH_HIGH_WATER;
+    return evbuffer_get_length(bufferevent_get_output(s->cli)) < cap;
 }
 
 /* Room for one more request: under the in-flight limit and the memory cap,

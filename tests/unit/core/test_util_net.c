@@ -1,6 +1,7 @@
 /* bg_util_bev_read_more: one read callback takes a whole burst from a socket
  * bufferevent (libevent 2.1 alone takes 4 KiB), leaves a drained socket
  * alone, and leaves end of stream for the bufferevent to report.
+ * bg_util_bev_send: small messages queue packed in few chunks, in order.
  * bg_util_accept_guard: a listener out of descriptors pauses instead of
  * failing accept() in a loop, warns once, and accepts again later. */
 #include <stdarg.h>
@@ -188,6 +189,45 @@ static int bg_t_count_lines(int fd, const char *needle)
 /* With the soft limit at the lowest free descriptor number, the next
  * accept() fails with EMFILE. Before the fix the error callback ran on
  * every loop round (the connection stays in the backlog). */
+/* A peer that never reads gets 1,000 short answers, each built in its own
+ * buffer: queued, they take a few chunks (moved, each would keep its own
+ * 1 KiB+ chunk), in order and complete; a large one is queued whole. */
+static void test_send_packs_small_messages(void **state)
+{
+    (void)state;
+    struct event_base *base = event_base_new();
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    struct bufferevent *bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+    struct evbuffer *out = bufferevent_get_output(bev);
+    for (int i = 0; i < 1000; i++) {
+        struct evbuffer *msg = evbuffer_new();
+        char line[32];
+        int n = snprintf(line, sizeof line, "answer %06d;", i);
+        assert_int_equal(evbuffer_add(msg, line, (size_t)n), 0);
+        assert_int_equal(bg_util_bev_send(bev, msg, (size_t)n, 0), 0);
+        assert_int_equal(evbuffer_get_length(msg), 0);
+        evbuffer_free(msg);
+    }
+    assert_int_equal(evbuffer_get_length(out), 1000 * 14);
+    int chunks = evbuffer_peek(out, -1, NULL, NULL, 0);
+    assert_true(chunks > 0 && chunks <= 16);
+    unsigned char *all = evbuffer_pullup(out, -1);
+    assert_memory_equal(all, "answer 000000;answer 000001;", 28);
+    assert_memory_equal(all + 999 * 14, "answer 000999;", 14);
+    struct evbuffer *big = evbuffer_new();
+    static unsigned char blob[100000];
+    assert_int_equal(evbuffer_add(big, blob, sizeof blob), 0);
+    assert_int_equal(bg_util_bev_send(bev, big, sizeof blob - 1, 0), 0);
+    assert_int_equal(evbuffer_get_length(big), 1);
+    assert_int_equal(evbuffer_get_length(out), 1000 * 14 + sizeof blob - 1);
+    assert_int_equal(bg_util_bev_send(bev, big, 2, 0), -1); /* fewer than asked */
+    evbuffer_free(big);
+    bufferevent_free(bev);
+    close(sv[1]);
+    event_base_free(base);
+}
+
 static void test_accept_guard_pauses_when_out_of_descriptors(void **state)
 {
     (void)state;
@@ -252,6 +292,7 @@ int main(void)
         cmocka_unit_test(test_bounded_by_max),
         cmocka_unit_test(test_small_read_left_alone),
         cmocka_unit_test(test_end_of_stream_still_reported),
+        cmocka_unit_test(test_send_packs_small_messages),
         cmocka_unit_test(test_accept_guard_pauses_when_out_of_descriptors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
