@@ -62,6 +62,11 @@ struct bg_kafka_session_s {
     /* authentication */
     bg_kafka_auth_state_t auth;
     int reauth;            /* a re-authentication is in progress */
+    /* A re-authentication's SaslHandshake waits in the input until every
+     * earlier request is answered: their responses are filtered and
+     * audited under the identity that sent them (Kafka, too, reads a
+     * connection's next request only after answering the last). */
+    int reauth_wait;
     unsigned mech;         /* BG_SASL_MECH_* chosen in the handshake */
     unsigned reauth_mech;  /* a re-authentication asked for another mechanism: refused */
     char auth_failure[64]; /* reason kept between the challenge and the 0x01 */

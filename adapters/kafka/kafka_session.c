@@ -224,6 +224,12 @@ static void bg_kafka__pop(bg_kafka_session_t *s, bg_kafka_pending_t *pe)
 {
     TAILQ_REMOVE(&s->q, pe, link);
     s->nq--;
+    if (s->nq == 0 && s->reauth_wait) { /* the waiting re-authentication may go on */
+        s->reauth_wait = 0;
+        if (!s->dead && !s->closing)
+            bufferevent_trigger(s->cli, EV_READ,
+                                BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+    }
     bg_snapshot_release(pe->snap);
     pe->snap = NULL;
     if (s->spare) {
@@ -278,7 +284,7 @@ static int bg_kafka__cli_out_ok(const bg_kafka_session_t *s)
 static int bg_kafka__room(const bg_kafka_session_t *s)
 {
     return s->nq < bg_kafka__cfg(s)->max_inflight && bg_kafka__mem_ok(s) &&
-           bg_kafka__cli_out_ok(s);
+           bg_kafka__cli_out_ok(s) && !s->reauth_wait;
 }
 
 static void bg_kafka__update_reading(bg_kafka_session_t *s)
@@ -742,9 +748,10 @@ static void bg_kafka__on_client_read(struct bufferevent *bev, void *arg)
         (bufferevent_get_enabled(bev) & EV_READ) && evbuffer_get_length(in) < BG_KAFKA_READ_BURST)
         bg_util_bev_read_more(bev, BG_KAFKA_READ_BURST);
     while (!s->dead && !s->closing && bg_kafka__room(s)) {
-        uint8_t hdr[4];
+        uint8_t hdr[6]; /* size field and API key */
         uint32_t size = 0;
-        if (evbuffer_copyout(in, hdr, 4) < 4)
+        ev_ssize_t got = evbuffer_copyout(in, hdr, sizeof hdr);
+        if (got < 4)
             break;
         uint32_t max = s->auth == BG_KAFKA_AUTH_OK ? k->max_frame_bytes : k->preauth_max_frame_bytes;
         if (bg_kafka_frame_peek(hdr, 4, max, &size) < 0) {
@@ -753,6 +760,11 @@ static void bg_kafka__on_client_read(struct bufferevent *bev, void *arg)
         }
         if (evbuffer_get_length(in) < (size_t)size + 4)
             break;
+        if (s->auth == BG_KAFKA_AUTH_OK && s->nq > 0 && size >= 2 && got == (ev_ssize_t)sizeof hdr &&
+            ((uint16_t)hdr[4] << 8 | hdr[5]) == BG_KAFKA_API_SASL_HANDSHAKE) {
+            s->reauth_wait = 1; /* until the queue is empty (bg_kafka__pop) */
+            break;
+        }
         if (bg_kafka__on_frame(s, in, (size_t)size + 4) != 0)
             break;
     }

@@ -342,6 +342,43 @@ class FlexReader:
         return [self.i32() for _ in range(self.uvarint() - 1)]
 
 
+def metadata_v1_topics(body):
+    """(error code, name) of each topic in a Metadata v1 response body."""
+    o = 0
+
+    def i16():
+        nonlocal o
+        o += 2
+        return struct.unpack(">h", body[o - 2:o])[0]
+
+    def i32():
+        nonlocal o
+        o += 4
+        return struct.unpack(">i", body[o - 4:o])[0]
+
+    def string():
+        nonlocal o
+        n = i16()
+        s = body[o:o + max(n, 0)].decode()
+        o += max(n, 0)
+        return s
+
+    for _ in range(i32()):  # brokers: node id, host, port, rack
+        i32(), string(), i32(), string()
+    i32()  # controller id
+    out = []
+    for _ in range(i32()):
+        err, name = i16(), string()
+        o += 1  # is_internal
+        for _ in range(i32()):  # partitions: error, index, leader, replicas, isr
+            i16(), i32(), i32()
+            for _ in range(2):
+                for _ in range(i32()):
+                    i32()
+        out.append((err, name))
+    return out
+
+
 class KafkaWire:
     """One TCP connection speaking request header v1 (non-flexible APIs
     only) and reading response header v0. Every read is bounded."""

@@ -12,10 +12,10 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from conftest import run_cli
 from keys import make_rsa_key
-from kafka_env import (ERR_SASL_AUTH_FAILED, KAFKA_PLAIN, OIDC, KafkaWire, audit_events,
-                       busgate_config,
-                       claims, client_conf, kbytes, kstr, local_issuer, oidc_token, scrape,
-                       sign_jwt, unique, wait_audit, wait_until)
+from kafka_env import (ERR_SASL_AUTH_FAILED, ERR_TOPIC_AUTHZ, KAFKA_PLAIN, OIDC, KafkaWire,
+                       audit_events, busgate_config, claims, client_conf, kbytes, kstr,
+                       local_issuer, metadata_v1_topics, oidc_token, scrape, sign_jwt, unique,
+                       wait_audit, wait_until)
 
 RULES = """    - name: orders-topics
       subjects: [group:orders]
@@ -505,3 +505,52 @@ def test_clock_skew_accepts_but_does_not_extend(start_busgate, tmp_path):
     err, msg, _ = w.sasl_plain(older)
     assert err == ERR_SASL_AUTH_FAILED and msg == "invalid token: expired", (err, msg)
     w.close()
+
+
+def test_requests_before_a_reauthentication_answer_as_their_sender(start_busgate, tmp_path):
+    """A request pipelined just before a re-authentication is filtered and
+    audited under the token that sent it, not the next one (Kafka reads a
+    connection's next request only after answering the last). Before the
+    fix busgate switched identities while the earlier request was still at
+    the broker: its answer was filtered with the new token's groups."""
+    keydir = tmp_path / "keys"
+    keydir.mkdir()
+    pem, jwks = make_rsa_key(keydir)
+    bg, ports = start(start_busgate, tmp_path, mechanism="PLAIN",
+                      extra_issuers=local_issuer(jwks, LOCAL_ISS))
+
+    def mint(*groups):
+        args = ["token", "mint", "--key", str(pem), "--kid", "test-key-1", "--sub", "it-reauth",
+                "--iss", LOCAL_ISS]
+        r = run_cli(*(args + (["--groups", ",".join(groups)] if groups else [])))
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    with_orders, without = mint("orders"), mint()
+    topic = unique("it-orders-reauth")
+    w = KafkaWire(ports["listen"]).login(with_orders)
+    # Metadata, then a re-authentication with a token of no groups, in one write.
+    frames = b""
+    for api, ver, body in ((3, 1, struct.pack(">i", 1) + kstr(topic)), (17, 1, kstr("PLAIN")),
+                           (36, 1, kbytes(b"\0it-raw\0" + without.encode()))):
+        w.corr += 1
+        payload = struct.pack(">hhi", api, ver, w.corr) + kstr(w.client_id) + body
+        frames += struct.pack(">i", len(payload)) + payload
+    w.sock.sendall(frames)
+    answers = [w.recv() for _ in range(3)]
+    assert all(a is not None for a in answers), answers
+    (err, name), = metadata_v1_topics(answers[0][1])
+    assert name == topic and err != ERR_TOPIC_AUTHZ, err  # described under "orders"
+    assert struct.unpack(">h", answers[2][1][:2])[0] == 0  # the re-authentication worked
+    # After it, the same request is refused: the new token has no groups.
+    (err, _), = metadata_v1_topics(w.metadata_v1([topic]))
+    assert err == ERR_TOPIC_AUTHZ, err
+    w.close()
+    jti = {claims(t)["jti"]: t for t in (with_orders, without)}
+    md = wait_audit(ports["audit"], lambda e: e["kind"] == "decision" and
+                    e["api"]["name"] == "Metadata", count=2)
+    md.sort(key=lambda e: e["seq"])
+    assert jti[md[0]["principal"]["token_id"]] == with_orders and \
+        md[0]["decision"]["effect"] == "allow", md[0]
+    assert jti[md[1]["principal"]["token_id"]] == without and \
+        md[1]["decision"]["effect"] == "deny", md[1]

@@ -6,6 +6,7 @@ import time
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from kafka_env import (ERR_TOPIC_AUTHZ, KAFKA_PLAIN, audit_events, busgate_config, client_conf, create_topics,
+                       metadata_v1_topics,
                        oidc_token, setup_admin, unique, wait_audit, wait_until,
                        with_audit_topic)
 
@@ -286,44 +287,6 @@ def test_masked_topic_is_not_read_unmasked(start_busgate, tmp_path):
     assert got == [b'{"customer":{"email":"a@example.com"}}'], [str(e) for e in errors]
 
 
-def _metadata_v1_topics(body):
-    """(error code, name) of each topic in a Metadata v1 response body."""
-    import struct
-    o = 0
-
-    def i16():
-        nonlocal o
-        o += 2
-        return struct.unpack(">h", body[o - 2:o])[0]
-
-    def i32():
-        nonlocal o
-        o += 4
-        return struct.unpack(">i", body[o - 4:o])[0]
-
-    def string():
-        nonlocal o
-        n = i16()
-        s = body[o:o + max(n, 0)].decode()
-        o += max(n, 0)
-        return s
-
-    for _ in range(i32()):  # brokers: node id, host, port, rack
-        i32(), string(), i32(), string()
-    i32()  # controller id
-    out = []
-    for _ in range(i32()):
-        err, name = i16(), string()
-        o += 1  # is_internal
-        for _ in range(i32()):  # partitions: error, index, leader, replicas, isr
-            i16(), i32(), i32()
-            for _ in range(2):
-                for _ in range(i32()):
-                    i32()
-        out.append((err, name))
-    return out
-
-
 def test_metadata_v1_does_not_auto_create_what_may_not_be_created(start_busgate, tmp_path):
     """Metadata v0-3 cannot say "do not auto-create", and the test broker
     auto-creates named topics (auto.create.topics.enable=true). A topic the
@@ -334,7 +297,7 @@ def test_metadata_v1_does_not_auto_create_what_may_not_be_created(start_busgate,
     token = oidc_token("svc-orders")
     w = KafkaWire(ports["listen"], timeout=10).login(token)
     ledger, orders = unique("it-ledger"), unique("it-orders")
-    topics = _metadata_v1_topics(w.metadata_v1([ledger]))
+    topics = metadata_v1_topics(w.metadata_v1([ledger]))
     assert topics == [(3, ledger)]  # UNKNOWN_TOPIC_OR_PARTITION, answered at v1
     w.metadata_v1([orders])
     w.close()
