@@ -691,21 +691,31 @@ static int bg_cli_audit__one_session(const bg_cli_audit_t *c)
     return -1;
 }
 
+/* replay --json: the events alone, one JSON object per line and no header,
+ * so the output feeds jq or any JSON-lines reader as it is (each event
+ * carries its session_id, protocol and instance itself). */
+static void bg_cli_audit__timeline_json(const bg_cli_audit_t *c)
+{
+    for (size_t i = 0; i < c->nevs; i++) {
+        char *s = json_dumps(c->evs[i], JSON_COMPACT);
+        printf("%s\n", s ? s : "{}");
+        free(s);
+    }
+}
+
 static void bg_cli_audit__timeline(bg_cli_audit_t *c)
 {
     qsort(c->evs, c->nevs, sizeof *c->evs, bg_cli_audit__by_seq);
+    if (c->json) {
+        bg_cli_audit__timeline_json(c);
+        return;
+    }
     json_t *first = c->evs[0];
     printf("session %s (%s, instance %s, %zu event(s))\n", bg_cli_audit__str(first, "session_id"),
            bg_cli_audit__str(first, "protocol"), bg_cli_audit__str(first, "instance"), c->nevs);
     for (size_t i = 0; i < c->nevs; i++) {
         char t[64];
         bg_cli_audit__time(c->evs[i], t, sizeof t);
-        if (c->json) {
-            char *s = json_dumps(c->evs[i], JSON_COMPACT);
-            printf("%s\n", s ? s : "{}");
-            free(s);
-            continue;
-        }
         printf("%s #%lld ", t, bg_cli_audit__int(c->evs[i], "seq"));
         bg_cli_audit__body(stdout, c->evs[i], 1);
         putchar('\n');

@@ -77,6 +77,15 @@ def test_replay_and_tail(start_busgate, tmp_path):
     assert body[-1].split(" ", 2)[2].startswith("ended: ")
     assert "request(s)" in body[-1]
 
+    # --json: the same events and nothing else, one JSON object per line in
+    # seq order, so the output goes straight to jq (the timeline's header
+    # line came first before)
+    r = run_cli("audit", "replay", "-c", str(cfg), "--json", sid)
+    assert r.returncode == 0, r.stderr
+    got = [json.loads(l) for l in r.stdout.splitlines()]
+    assert [e["seq"] for e in got] == sorted(e["seq"] for e in mine)
+    assert {e["event_id"] for e in got} == {e["event_id"] for e in mine}
+
     # tail --sub filters, --json prints the raw events, each once
     r = run_cli("audit", "tail", "-c", str(cfg), "--sub", sub, "--json")
     assert r.returncode == 0, r.stderr
@@ -170,6 +179,30 @@ def test_replay_refuses_an_ambiguous_prefix(tmp_path):
     r = run_cli("audit", "replay", "-c", str(cfg), "abc2-two")
     assert r.returncode == 0, r.stderr
     assert r.stdout.startswith("session abc2-two ")
+
+
+def test_replay_json_prints_only_the_events(tmp_path):
+    """`audit replay --json` prints the session's events alone, one JSON
+    object per line in seq order, each equal to the event written: no
+    header line (before, "session ... (kafka, instance ..., N event(s))"
+    came first on stdout and `| jq` failed on it)."""
+    text, ports = busgate_config(tmp_path, RULES)
+    cfg = tmp_path / "busgate.yaml"
+    cfg.write_text(text)
+    events = [{"event_id": f"e{seq}", "kind": kind, "time_ms": 1000 + seq, "session_id": "s-json",
+               "seq": seq, "protocol": "kafka", "instance": "i1"}
+              for seq, kind in ((3, "session_end"), (1, "session_start"), (2, "decision"))]
+    other = dict(events[0], event_id="e9", session_id="s-other")
+    (tmp_path / "audit.jsonl").write_text("".join(json.dumps(e) + "\n"
+                                                  for e in events + [other]))
+    r = run_cli("audit", "replay", "--json", "-c", str(cfg), "s-json")
+    assert r.returncode == 0, r.stderr
+    got = [json.loads(l) for l in r.stdout.splitlines()]
+    assert got == sorted(events, key=lambda e: e["seq"]), r.stdout
+    # the readable timeline keeps its header
+    r = run_cli("audit", "replay", "-c", str(cfg), "s-json")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[0] == "session s-json (kafka, instance i1, 3 event(s))", r.stdout
 
 
 def test_tail_names_who_decided(tmp_path):
