@@ -31,4 +31,18 @@ int bg_cli_config_opt(int argc, char **argv, int *i, const char **path);
 /* Finds "-c FILE" / "--config FILE" / "--config=FILE" in argv; NULL if absent. */
 const char *bg_cli_config_arg(int argc, char **argv);
 
+/* For commands parsed with getopt_long, with opterr = 0 and an optstring
+ * that starts with ':' (getopt's own message would name the sub-command as
+ * the program, or nothing at all): says on stderr what was wrong with the
+ * option getopt_long just refused (c: its '?' or ':' answer) as
+ * "busgate CMD: ...". Returns 2, the status of bad usage. */
+int bg_cli_getopt_bad(const char *cmd, int c, char **argv);
+
+/* "busgate CMD: missing WHAT" on stderr; returns 2. Every usage error says
+ * what was wrong before the usage text. */
+int bg_cli_missing(const char *cmd, const char *what);
+
+/* "busgate CMD: unexpected argument 'ARG'" on stderr; returns 2. */
+int bg_cli_unexpected(const char *cmd, const char *arg);
+
 #endif

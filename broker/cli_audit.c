@@ -796,8 +796,10 @@ int bg_cli_audit(int argc, char **argv)
 {
     bg_cli_audit_t c;
     memset(&c, 0, sizeof c);
-    if (argc < 2)
+    if (argc < 2) {
+        bg_cli_audit__bad("missing tail or replay", NULL);
         return bg_cli_audit__usage();
+    }
     c.replay = strcmp(argv[1], "replay") == 0;
     if (!c.replay && strcmp(argv[1], "tail") != 0) {
         bg_cli_audit__bad("unknown audit command", argv[1]);

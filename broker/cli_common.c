@@ -1,3 +1,4 @@
+#include <getopt.h>
 #include <string.h>
 
 #include "broker/cli.h"
@@ -30,12 +31,15 @@ const char *bg_cli_config_arg(int argc, char **argv)
 const char *bg_cli_config_only(int argc, char **argv, const char *usage)
 {
     const char *path = NULL, *bad = NULL;
+    int conf = 0;
     for (int i = 1; i < argc && !bad; i++) {
         const char *before = path, *word = argv[i];
-        if (bg_cli_config_opt(argc, argv, &i, &path) <= 0 || before)
+        if ((conf = bg_cli_config_opt(argc, argv, &i, &path)) <= 0 || before)
             bad = word;
     }
-    if (bad)
+    if (bad && conf < 0) /* "-c" last: the option is known, its FILE is missing */
+        fprintf(stderr, "busgate: %s needs a FILE\n", bad);
+    else if (bad)
         fprintf(stderr, "busgate: unexpected argument '%s'\n", bad);
     else if (!path)
         fprintf(stderr, "busgate: missing -c FILE\n");
@@ -54,4 +58,40 @@ bg_config_t *bg_cli_load_config(const char *path, FILE *out)
         fprintf(out, "%s\n", errs.msgs[i]);
     bg_config_errors_clear(&errs);
     return cfg;
+}
+
+/* The word getopt_long stopped at: an unknown or clustered short option by
+ * its letter (its word may hold more), anything else as written. */
+static void bg_cli__getopt_word(char **argv, char *out, size_t cap)
+{
+    const char *word = optind > 0 ? argv[optind - 1] : "";
+    if (strncmp(word, "--", 2) != 0 && optopt)
+        snprintf(out, cap, "-%c", optopt);
+    else
+        snprintf(out, cap, "%s", word);
+}
+
+int bg_cli_getopt_bad(const char *cmd, int c, char **argv)
+{
+    char word[128];
+    bg_cli__getopt_word(argv, word, sizeof word);
+    if (c == ':')
+        fprintf(stderr, "busgate %s: missing the value of '%s'\n", cmd, word);
+    else if (strchr(word, '=') && strncmp(word, "--", 2) == 0 && optopt)
+        fprintf(stderr, "busgate %s: '%s': the option takes no value\n", cmd, word);
+    else
+        fprintf(stderr, "busgate %s: unknown option '%s'\n", cmd, word);
+    return 2;
+}
+
+int bg_cli_missing(const char *cmd, const char *what)
+{
+    fprintf(stderr, "busgate %s: missing %s\n", cmd, what);
+    return 2;
+}
+
+int bg_cli_unexpected(const char *cmd, const char *arg)
+{
+    fprintf(stderr, "busgate %s: unexpected argument '%s'\n", cmd, arg);
+    return 2;
 }

@@ -43,6 +43,39 @@ static int bg_cli__explain_usage(void)
     return 2;
 }
 
+/* An option getopt_long refused: what was wrong, then the usage. */
+static int bg_cli__explain_bad_option(int c, char **argv)
+{
+    bg_cli_getopt_bad("explain", c, argv);
+    return bg_cli__explain_usage();
+}
+
+/* The options explain cannot do without, named in the order of the usage
+ * line (all of the missing ones: one run of the command tells them all).
+ * 0 when none is missing, else 2 after saying which. */
+static int bg_cli__explain_missing(const char *path, const char *sub, const char *res,
+                                   const char *verb)
+{
+    const char *names[] = {path ? NULL : "-c FILE", sub ? NULL : "--sub",
+                           res ? NULL : "--resource", verb ? NULL : "--verb"};
+    char what[64] = "";
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (names[i])
+            snprintf(what + strlen(what), sizeof what - strlen(what), "%s%s", *what ? ", " : "",
+                     names[i]);
+    return *what ? bg_cli_missing("explain", what) : 0;
+}
+
+/* The command line after the options: usage errors say what was wrong
+ * first, then the usage. 0 when it is whole, else 2. */
+static int bg_cli__explain_check(int argc, char **argv, const char *path, const char *sub,
+                                 const char *res, const char *verb)
+{
+    int rc = optind < argc ? bg_cli_unexpected("explain", argv[optind])
+                           : bg_cli__explain_missing(path, sub, res, verb);
+    return rc ? bg_cli__explain_usage() : 0;
+}
+
 int bg_cli_explain(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -54,7 +87,8 @@ int bg_cli_explain(int argc, char **argv)
     char *groups_s = NULL, **groups = NULL;
     int json = 0, c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "c:", opts, NULL)) != -1) {
+    opterr = 0; /* bg_cli_getopt_bad says what was wrong */
+    while ((c = getopt_long(argc, argv, ":c:", opts, NULL)) != -1) {
         switch (c) {
         case 'c': path = optarg; break;
         case 's': sub = optarg; break;
@@ -62,11 +96,11 @@ int bg_cli_explain(int argc, char **argv)
         case 'r': res_s = optarg; break;
         case 'v': verb_s = optarg; break;
         case 'j': json = 1; break;
-        default: return bg_cli__explain_usage();
+        default: return bg_cli__explain_bad_option(c, argv);
         }
     }
-    if (!path || !sub || !res_s || !verb_s || optind != argc)
-        return bg_cli__explain_usage();
+    if (bg_cli__explain_check(argc, argv, path, sub, res_s, verb_s) != 0)
+        return 2;
     bg_policy_resource_t res;
     bg_verb_t verb;
     const char *why = NULL;

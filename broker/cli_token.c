@@ -39,6 +39,27 @@ static int bg_cli__mint_usage_to(FILE *f, int rc)
 
 static int bg_cli__mint_usage(void) { return bg_cli__mint_usage_to(stderr, 2); }
 
+/* An option getopt_long refused: what was wrong, then the usage. */
+static int bg_cli__mint_bad_option(int c, char **argv)
+{
+    bg_cli_getopt_bad("token mint", c, argv);
+    return bg_cli__mint_usage();
+}
+
+/* What is wrong with mint's command line once its options are read (a word
+ * that is no option, then the options it needs), said before the usage.
+ * 0 when nothing is, else 2. */
+static int bg_cli__mint_check(int argc, char **argv, const char *key, const char *sub)
+{
+    if (optind < argc)
+        bg_cli_unexpected("token mint", argv[optind]);
+    else if (!key || !sub)
+        bg_cli_missing("token mint", !key && !sub ? "--key, --sub" : !key ? "--key" : "--sub");
+    else
+        return 0;
+    return bg_cli__mint_usage();
+}
+
 static int bg_cli__mint(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -52,7 +73,8 @@ static int bg_cli__mint(int argc, char **argv)
     long long ttl = 3600;
     int c;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    opterr = 0; /* bg_cli_getopt_bad says what was wrong */
+    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
         case 'k': key = optarg; break;
         case 'i': kid = optarg; break;
@@ -73,11 +95,11 @@ static int bg_cli__mint(int argc, char **argv)
         case 'I': iss = optarg; break;
         case 'a': aud = optarg; break;
         case 'h': return bg_cli__mint_usage_to(stdout, 0);
-        default: return bg_cli__mint_usage();
+        default: return bg_cli__mint_bad_option(c, argv);
         }
     }
-    if (!key || !sub || optind != argc)
-        return bg_cli__mint_usage();
+    if (bg_cli__mint_check(argc, argv, key, sub) != 0)
+        return 2;
     size_t ng = 0;
     for (char *tok = groups_s ? strtok(groups_s, ",") : NULL; tok && ng < BG_CLI_MAX_GROUPS;
          tok = strtok(NULL, ","))
@@ -137,6 +159,10 @@ static int bg_cli__inspect_args(int argc, char **argv, const char **path, const 
             *token = a;
         }
     }
+    if (!*path || !*token)
+        bg_cli_missing("token inspect", !*path && !*token ? "-c FILE, TOKEN"
+                                        : !*path          ? "-c FILE"
+                                                          : "TOKEN");
     return *path && *token ? -1 : bg_cli__inspect_usage_to(stderr, 2);
 }
 
@@ -206,6 +232,10 @@ int bg_cli_token(int argc, char **argv)
         return bg_cli__inspect(argc - 1, argv + 1);
     /* "busgate token --help" asks for this usage: answered, not refused. */
     int help = argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0);
+    if (argc < 2)
+        bg_cli_missing("token", "mint or inspect");
+    else if (!help)
+        fprintf(stderr, "busgate token: unknown token command '%s'\n", argv[1]);
     fprintf(help ? stdout : stderr,
             "usage: busgate token mint|inspect ...  (busgate token mint --help, "
             "busgate token inspect --help)\n");

@@ -30,9 +30,37 @@ static void bg_main__usage(FILE *f)
             "  version                  print the version\n");
 }
 
+/* Commands without arguments (version, help): anything after the command
+ * word is bad usage, as for every other command, rather than ignored.
+ * 0 when there is nothing, else 2 after naming the first extra word. */
+static int bg_main__no_args(int argc, char **argv)
+{
+    if (argc <= 2)
+        return 0;
+    fprintf(stderr, "busgate: unexpected argument '%s'\nusage: busgate %s\n", argv[2], argv[1]);
+    return 2;
+}
+
+static int bg_main__version(int argc, char **argv)
+{
+    if (bg_main__no_args(argc, argv) != 0)
+        return 2;
+    printf("busgate %s\n", BG_VERSION);
+    return 0;
+}
+
+static int bg_main__help(int argc, char **argv)
+{
+    if (bg_main__no_args(argc, argv) != 0)
+        return 2;
+    bg_main__usage(stdout);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
+        fprintf(stderr, "busgate: missing a command\n");
         bg_main__usage(stderr);
         return 2;
     }
@@ -40,8 +68,10 @@ int main(int argc, char **argv)
     /* "busgate CMD ... --help" (or -h right after CMD): the usage of every
      * command, as for "busgate --help". Only for the commands below; token
      * answers its own, with the defaults of mint. No option takes a value
-     * that starts with "--help". */
-    static const char *const with_help[] = {"run", "check", "explain", "audit"};
+     * that starts with "--help". version and help are here so that their
+     * "--help" is answered rather than refused as an extra argument. */
+    static const char *const with_help[] = {"run",       "check", "explain", "audit", "version",
+                                            "--version", "help",  "--help",  "-h"};
     for (size_t c = 0; c < sizeof with_help / sizeof with_help[0]; c++) {
         if (strcmp(cmd, with_help[c]) != 0)
             continue;
@@ -65,14 +95,10 @@ int main(int argc, char **argv)
         return bg_cli_token(argc - 1, argv + 1);
     if (strcmp(cmd, "audit") == 0)
         return bg_cli_audit(argc - 1, argv + 1);
-    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0) {
-        printf("busgate %s\n", BG_VERSION);
-        return 0;
-    }
-    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
-        bg_main__usage(stdout);
-        return 0;
-    }
+    if (strcmp(cmd, "version") == 0 || strcmp(cmd, "--version") == 0)
+        return bg_main__version(argc, argv);
+    if (strcmp(cmd, "help") == 0 || strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0)
+        return bg_main__help(argc, argv);
     fprintf(stderr, "busgate: unknown command '%s'\n", cmd);
     bg_main__usage(stderr);
     return 2;

@@ -81,11 +81,67 @@ def test_check_valid_and_invalid(tmp_path, keys):
     assert r.returncode == 2 and "unexpected argument '--bogus'" in r.stderr, r.stderr
     # --help after a command prints the usage and succeeds
     for cmd in (["run"], ["check"], ["audit", "tail"], ["token", "inspect"], ["explain"], ["token"],
-                ["check", "-c", str(good)], ["audit", "tail", "-c", str(good)]):
+                ["check", "-c", str(good)], ["audit", "tail", "-c", str(good)], ["version"],
+                ["help"]):
         r = run_cli(*cmd, "--help")
         assert r.returncode == 0 and r.stdout.startswith("usage: busgate"), (cmd, r.stderr)
     r = run_cli("bogus", "--help")  # an unknown command stays an error
     assert r.returncode == 2 and "unknown command 'bogus'" in r.stderr, r.stderr
+
+
+def test_usage_errors_say_what_was_wrong(tmp_path, keys):
+    """Every command exits 2 on bad usage, an extra argument included, and
+    prints a first line saying what was wrong before its usage (as
+    docs/operations.md says). Before, `version extra` printed the version
+    and exited 0, and explain, token mint, token inspect, token and audit
+    without a needed argument printed the usage alone."""
+    pem, jwks = keys
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(config(jwks, free_port(), RULE_READ))
+    c = ["-c", str(cfg)]
+    explain = ["explain", *c, "--sub", "s", "--resource", "kafka:topic:x", "--verb", "read"]
+    mint = ["token", "mint", "--key", str(pem), "--sub", "s"]
+    cases = [
+        # an extra argument, for every command
+        (["version", "extra"], "unexpected argument 'extra'"),
+        (["--version", "extra"], "unexpected argument 'extra'"),
+        (["help", "extra"], "unexpected argument 'extra'"),
+        (["run", *c, "extra"], "unexpected argument 'extra'"),
+        (["check", *c, "extra"], "unexpected argument 'extra'"),
+        ([*explain, "extra"], "unexpected argument 'extra'"),
+        (["explain", "extra", *explain[1:]], "unexpected argument 'extra'"),
+        ([*mint, "extra"], "unexpected argument 'extra'"),
+        (["token", "inspect", *c, "t1", "t2"], "more than one TOKEN"),
+        (["audit", "tail", *c, "extra"], "unexpected argument 'extra'"),
+        (["audit", "replay", *c, "s1", "extra"], "unexpected argument 'extra'"),
+        # something missing
+        ([], "missing a command"),
+        (["run"], "missing -c FILE"),
+        (["run", "-c"], "-c needs a FILE"),
+        (["explain", "--sub", "s", "--resource", "kafka:topic:x", "--verb", "read"],
+         "missing -c FILE"),
+        (explain[:-2], "missing --verb"),
+        (["explain", *c, "--resource", "kafka:topic:x", "--verb", "read"], "missing --sub"),
+        (["explain", *c, "--sub", "s", "--verb", "read"], "missing --resource"),
+        (["explain", *c], "missing --sub, --resource, --verb"),
+        (["explain", *c, "--sub"], "missing the value of '--sub'"),
+        (["explain", *c, "--bogus"], "unknown option '--bogus'"),
+        (["token"], "missing mint or inspect"),
+        (["token", "bogus"], "unknown token command 'bogus'"),
+        (["token", "mint", "--sub", "s"], "missing --key"),
+        (["token", "mint", "--key", str(pem)], "missing --sub"),
+        (["token", "mint", "--key"], "missing the value of '--key'"),
+        (["token", "mint", "--bogus"], "unknown option '--bogus'"),
+        (["token", "inspect", *c], "missing TOKEN"),
+        (["token", "inspect", "t"], "missing -c FILE"),
+        (["audit"], "missing tail or replay"),
+    ]
+    for args, why in cases:
+        r = run_cli(*args, timeout=10)
+        lines = r.stderr.splitlines()
+        assert r.returncode == 2 and r.stdout == "", (args, r.returncode, r.stdout, r.stderr)
+        assert lines and why in lines[0], (args, r.stderr)
+        assert any(l.startswith("usage: busgate") for l in lines[1:]), (args, r.stderr)
 
 
 def issuers_config(jwks, issuers):
