@@ -11,8 +11,10 @@
  * sequence numbers in step on both legs.
  *
  * Closes are relayed: the client's channel.close goes upstream and
- * RabbitMQ's close-ok comes back to the client; RabbitMQ's close goes to the
- * client and the client's close-ok goes upstream. A close that crosses one
+ * RabbitMQ's close-ok comes back to the client (the deliveries, get-oks and
+ * returns RabbitMQ sends in between are dropped: the client discards them
+ * after its close anyway); RabbitMQ's close goes to the client and the
+ * client's close-ok goes upstream. A close that crosses one
  * busgate sent itself is answered by busgate. Each leg's handshakes are
  * tracked (bg_amqp_leg_t), so crossed closes on either leg end with every
  * close answered and the channel number free on both legs. */
@@ -385,6 +387,25 @@ static int bg_amqp_chan__closing_up_itself(const bg_amqp_channel_t *ch)
 static int bg_amqp_chan__dropping_up(const bg_amqp_channel_t *ch)
 {
     return bg_amqp_chan__closing_up_itself(ch) && !ch->deferred;
+}
+
+/* The client's own channel.close went upstream and awaits RabbitMQ's
+ * close-ok. */
+static int bg_amqp_chan__client_close_relayed(const bg_amqp_channel_t *ch)
+{
+    return ch->cli.got && ch->up.sent && ch->up.sent_relay;
+}
+
+/* A delivery, get-ok or return RabbitMQ starts on ch reaches the client:
+ * not once busgate's refusal has gone out, nor after the client's own
+ * channel.close. A peer that sent channel.close discards everything on the
+ * channel but close and close-ok (AMQP 0-9-1), so dropping costs the client
+ * nothing; relaying would hand it messages after a reload took its read
+ * away, since consumers on a closing channel are not decided again. The
+ * decision holds for the whole command: one already part-relayed ends. */
+static int bg_amqp_chan__relays_content(const bg_amqp_channel_t *ch)
+{
+    return !bg_amqp_chan__dropping_up(ch) && !bg_amqp_chan__client_close_relayed(ch);
 }
 
 /* Both legs closed: the number may be opened again. */
@@ -1363,7 +1384,7 @@ static int bg_amqp_chan__has_content(uint32_t id)
 static int bg_amqp_chan__down_content(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch,
                                       const bg_amqp_frame_t *f, struct evbuffer *in, size_t len)
 {
-    int relay = ch->down_expect ? ch->down_relay : !bg_amqp_chan__dropping_up(ch);
+    int relay = ch->down_expect ? ch->down_relay : bg_amqp_chan__relays_content(ch);
     if (ch->down_expect == 1 && f->type == BG_AMQP_FRAME_HEADER) {
         uint8_t h[BG_AMQP_FRAME_HEADER_SIZE + 12];
         if (f->size < 12 || evbuffer_copyout(in, h, sizeof h) != (ev_ssize_t)sizeof h) {
@@ -1403,7 +1424,11 @@ int bg_amqp_chan_upstream_frame(bg_amqp_session_t *s, struct evbuffer *in,
         return -1;
     if (ch && bg_amqp_chan__has_content(id)) {
         ch->down_expect = 1;
-        ch->down_relay = !bg_amqp_chan__dropping_up(ch);
+        ch->down_relay = (uint8_t)bg_amqp_chan__relays_content(ch);
+        if (!ch->down_relay) { /* its content frames follow down_relay */
+            evbuffer_drain(in, frame_len);
+            return 0;
+        }
     }
     if (n == 0 && id == AMQP_CONNECTION_CLOSE_METHOD)
         return bg_amqp_chan__up_connection_close(s, in, frame_len);

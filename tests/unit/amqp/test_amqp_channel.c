@@ -1343,6 +1343,80 @@ static void deliver(ctx_t *c, uint16_t n, const char *tag)
     assert_int_equal(up(c, n, AMQP_BASIC_DELIVER_METHOD, &d), 0);
 }
 
+/* RabbitMQ's delivery d on channel n (method, header, a 5-byte body). */
+static void deliver_whole(ctx_t *c, uint16_t n, amqp_basic_deliver_t *d)
+{
+    t_method(&c->wr, n, AMQP_BASIC_DELIVER_METHOD, d);
+    t_header(&c->wr, n, 5);
+    t_body(&c->wr, n, "hello", 5);
+    assert_int_equal(t_up_wr(&c->f, &c->wr), 0);
+}
+
+/* The client closed channel n itself (relayed upstream): it discards
+ * everything on the channel but close and close-ok (AMQP 0-9-1), and its
+ * consumers are no longer decided again after a reload, so a delivery,
+ * get-ok or return RabbitMQ sends before its close-ok is dropped whole;
+ * the close-ok still comes through. */
+static void test_client_close_drops_content(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    consume_live(c, 1, "ok.q", "A");
+    amqp_channel_close_t cl = {200, t_str("bye"), 0, 0};
+    assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_METHOD, &cl), 1);
+    expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    amqp_basic_deliver_t d = {t_str("A"), 1, 0, t_str(""), t_str("ok.q")};
+    deliver_whole(c, 1, &d);
+    amqp_basic_get_ok_t g = {2, 0, t_str(""), t_str("ok.q"), 0};
+    t_method(&c->wr, 1, AMQP_BASIC_GET_OK_METHOD, &g);
+    t_header(&c->wr, 1, 0);
+    amqp_basic_return_t r = {312, t_str("NO_ROUTE"), t_str("ok.x"), t_str("rk")};
+    t_method(&c->wr, 1, AMQP_BASIC_RETURN_METHOD, &r);
+    t_header(&c->wr, 1, 2);
+    t_body(&c->wr, 1, "z", 1);
+    t_body(&c->wr, 1, "z", 1);
+    assert_int_equal(t_up_wr(&c->f, &c->wr), 0);
+    expect_nothing(CLI(c));
+    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
+    expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_OK_METHOD);
+    expect_nothing(CLI(c));
+    assert_int_equal(chan(c, 1)->cli.state, BG_AMQP_LEG_CLOSED);
+    assert_int_equal(chan(c, 1)->up.state, BG_AMQP_LEG_CLOSED);
+    open_channel(c, 1);
+    assert_int_equal(c->f.closed, 0);
+}
+
+/* A delivery already partly relayed when the client closes its channel
+ * ends whole (no client may get a method between a command's content
+ * frames); only the commands RabbitMQ starts after the close are dropped. */
+static void test_client_close_mid_delivery_ends_it(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    consume_live(c, 1, "ok.q", "A");
+    amqp_basic_deliver_t d = {t_str("A"), 1, 0, t_str(""), t_str("ok.q")};
+    t_method(&c->wr, 1, AMQP_BASIC_DELIVER_METHOD, &d);
+    t_header(&c->wr, 1, 6);
+    t_body(&c->wr, 1, "abc", 3);
+    assert_int_equal(t_up_wr(&c->f, &c->wr), 0);
+    expect_method(c, CLI(c), 1, AMQP_BASIC_DELIVER_METHOD);
+    expect_frame(c, CLI(c), BG_AMQP_FRAME_HEADER, 1, 14);
+    expect_frame(c, CLI(c), BG_AMQP_FRAME_BODY, 1, 3);
+    amqp_channel_close_t cl = {200, t_str("bye"), 0, 0};
+    assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_METHOD, &cl), 1);
+    expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    t_body(&c->wr, 1, "def", 3);
+    assert_int_equal(t_up_wr(&c->f, &c->wr), 0);
+    expect_frame(c, CLI(c), BG_AMQP_FRAME_BODY, 1, 3);
+    d.delivery_tag = 2;
+    deliver_whole(c, 1, &d);
+    expect_nothing(CLI(c));
+    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
+    expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_OK_METHOD);
+    expect_nothing(CLI(c));
+    assert_int_equal(chan(c, 1)->cli.state, BG_AMQP_LEG_CLOSED);
+}
+
 /* Deliveries follow no client method: after a reload that no longer lets
  * the principal read a consumer's queue, the next delivery finds the
  * consumer decided again and its channel closed 403 (as a refused
@@ -2135,6 +2209,8 @@ int main(void)
         T(test_refused_publish_with_confirms),
         T(test_delivery_before_refusal_is_relayed),
         T(test_refusal_not_confirmed_in_time_goes_out),
+        T(test_client_close_drops_content),
+        T(test_client_close_mid_delivery_ends_it),
         T(test_refusal_crossing_client_close),
         T(test_client_close_crossing_server_close),
         T(test_server_close_crossing_client_close),
