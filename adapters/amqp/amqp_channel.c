@@ -193,19 +193,20 @@ static void bg_amqp_chan__new_tag(const bg_amqp_channel_t *ch, char out[BG_AMQP_
     } while (bg_amqp_chan__find(ch, tag, 1));
 }
 
-/* Tracks a forwarded basic.consume on queue under tag (the client's or
+/* Tracks forwarded basic.consume bc on queue under tag (the client's or
  * busgate's own): awaiting its consume-ok, or (nowait: none comes) live at
  * once. -1 out of memory. The caller checked the bounds and that the tag is
  * not tracked on ch. */
 static int bg_amqp_chan__consume_sent(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
-                                      const char *queue, amqp_bytes_t tag, int nowait,
-                                      int reply_to)
+                                      const amqp_basic_consume_t *bc, const char *queue,
+                                      amqp_bytes_t tag, int reply_to)
 {
     bg_amqp_consumer_t *c = bg_amqp_chan__consumer_new(queue, tag);
     if (!c)
         return -1;
     c->reply_to = (uint8_t)reply_to;
-    if (nowait) {
+    c->no_ack = bc->no_ack ? 1 : 0;
+    if (bc->nowait) {
         c->next = ch->consumers;
         ch->consumers = c;
         ch->nconsumers++;
@@ -540,6 +541,17 @@ static void bg_amqp_chan__arm_refusals(bg_amqp_session_t *s, int64_t ms)
     event_add(s->refusal_ev, &tv);
 }
 
+/* 1 when a consumer on ch, live or awaiting its consume-ok, is no-ack. */
+static int bg_amqp_chan__has_no_ack_consumer(const bg_amqp_channel_t *ch)
+{
+    const bg_amqp_consumer_t *lists[2] = {ch->consumers, ch->pending};
+    for (int i = 0; i < 2; i++)
+        for (const bg_amqp_consumer_t *c = lists[i]; c; c = c->next)
+            if (c->no_ack && !c->cancelled)
+                return 1;
+    return 0;
+}
+
 void bg_amqp_chan_send_overdue_refusals(bg_amqp_session_t *s)
 {
     int64_t now = bg_amqp_mono_ms(), next = -1;
@@ -548,6 +560,8 @@ void bg_amqp_chan_send_overdue_refusals(bg_amqp_session_t *s)
         if (!ch || !ch->deferred)
             continue;
         int64_t left = ch->deferred_at + BG_AMQP_REFUSAL_WAIT_MS - now;
+        if (left <= 0 && bg_amqp_chan__has_no_ack_consumer(ch))
+            continue; /* waits for the close-ok: dropped deliveries would be lost */
         if (left <= 0)
             bg_amqp_chan__send_deferred(s, ch); /* what RabbitMQ still sends is dropped */
         else if (next < 0 || left < next)
@@ -911,8 +925,8 @@ static int bg_amqp_chan__consume_untagged(bg_amqp_session_t *s, uint16_t n, bg_a
                                           const bg_amqp_method_t *m, struct evbuffer *in,
                                           size_t len, const char *queue, int reply_to)
 {
+    /* Its flags live in the arena, not in the frame the forward drains. */
     const amqp_basic_consume_t *c = m->decoded;
-    int nowait = c->nowait;
     char tag[BG_AMQP_CTAG_LEN + 1];
     bg_amqp_chan__new_tag(ch, tag);
     int rc = bg_amqp_chan__forward_tagged(s, n, in, len, c->queue.len, tag, BG_AMQP_CTAG_LEN);
@@ -928,7 +942,7 @@ static int bg_amqp_chan__consume_untagged(bg_amqp_session_t *s, uint16_t n, bg_a
                    ? 1
                    : -1;
     }
-    if (bg_amqp_chan__consume_sent(s, ch, queue, (amqp_bytes_t){BG_AMQP_CTAG_LEN, tag}, nowait,
+    if (bg_amqp_chan__consume_sent(s, ch, c, queue, (amqp_bytes_t){BG_AMQP_CTAG_LEN, tag},
                                    reply_to) != 0) {
         bg_amqp_session_kill(s, 0, "out of memory");
         return -1;
@@ -959,7 +973,7 @@ static int bg_amqp_chan__consume(bg_amqp_session_t *s, uint16_t n, bg_amqp_chann
     if (!c->consumer_tag.len)
         return bg_amqp_chan__consume_untagged(s, n, ch, m, in, len, queue, reply_to);
     /* Tracked before it is forwarded: the tag borrows the frame. */
-    if (bg_amqp_chan__consume_sent(s, ch, queue, c->consumer_tag, c->nowait, reply_to) != 0) {
+    if (bg_amqp_chan__consume_sent(s, ch, c, queue, c->consumer_tag, reply_to) != 0) {
         bg_amqp_session_kill(s, 0, "out of memory");
         return -1;
     }

@@ -71,6 +71,8 @@ typedef struct bg_amqp_consumer_s {
     char *queue;
     uint8_t reply_to;  /* on amq.rabbitmq.reply-to: RabbitMQ keeps it apart from its
                           consumer table and never cancels it itself */
+    uint8_t no_ack;    /* basic.consume's no_ack: RabbitMQ counts each delivery delivered
+                          as it sends it, so one busgate drops is lost (see `deferred`) */
     uint8_t cancelled; /* pending: ended (a nowait cancel, RabbitMQ's basic.cancel)
                           before its consume-ok, which then forgets it */
     uint32_t cancels;  /* basic.cancels forwarded while it was tracked, whose cancel-ok
@@ -116,7 +118,12 @@ typedef struct bg_amqp_channel_s {
      * own 403 after them. Sooner when the client closes the channel, or
      * after BG_AMQP_REFUSAL_WAIT_MS (a RabbitMQ that stopped reading
      * busgate's connection, a memory alarm, must not keep the client
-     * waiting for its answer). */
+     * waiting for its answer), unless the channel has a no-ack consumer:
+     * what RabbitMQ sends after the refusal went out is dropped, and a
+     * no-ack delivery dropped is lost (RabbitMQ counted it delivered), so
+     * such a channel waits for the close-ok, as the client would wait on
+     * RabbitMQ itself, which during an alarm would not have read the
+     * refused method either. */
     struct evbuffer *deferred;
     int64_t deferred_at; /* monotonic ms */
     /* An allowed basic.publish waits here for its content header: only then
@@ -285,8 +292,9 @@ void bg_amqp_chan_free_all(bg_amqp_session_t *s);
  * closed with 403 as a refused basic.consume would be. 0, or -1 when the
  * session is going (out of memory, or writing failed). */
 int bg_amqp_chan_policy_refresh(bg_amqp_session_t *s, int force);
-/* Sends the refusals held back for longer than BG_AMQP_REFUSAL_WAIT_MS and
- * re-arms s->refusal_ev for the others (s->refusal_ev's callback). */
+/* Sends the refusals held back for longer than BG_AMQP_REFUSAL_WAIT_MS, but
+ * not on a channel with a no-ack consumer (see `deferred`), and re-arms
+ * s->refusal_ev for the others (s->refusal_ev's callback). */
 void bg_amqp_chan_send_overdue_refusals(bg_amqp_session_t *s);
 #define BG_AMQP_REFUSAL_WAIT_MS 2000
 /* The name of an AMQP reply code ("SYNTAX_ERROR" for 502), so a reply

@@ -1210,6 +1210,14 @@ static void consume_ok(ctx_t *c, uint16_t n, const char *tag)
     expect_method(c, CLI(c), n, AMQP_BASIC_CONSUME_OK_METHOD);
 }
 
+/* A consumer on queue under tag, no_ack or not, live (its consume-ok came). */
+static void consume_as_live(ctx_t *c, uint16_t n, const char *queue, const char *tag, int no_ack)
+{
+    char t[64];
+    consume_as(c, n, queue, tag, 0, no_ack, "", t, sizeof t);
+    consume_ok(c, n, tag);
+}
+
 /* Consumes sent before the first consume-ok, without tags: busgate names
  * each (the tag it sent up), and each consume-ok goes to the consume with
  * its tag. */
@@ -1350,6 +1358,79 @@ static void deliver_whole(ctx_t *c, uint16_t n, amqp_basic_deliver_t *d)
     t_header(&c->wr, n, 5);
     t_body(&c->wr, n, "hello", 5);
     assert_int_equal(t_up_wr(&c->f, &c->wr), 0);
+}
+
+static void expect_delivery(ctx_t *c, uint16_t n)
+{
+    expect_method(c, CLI(c), n, AMQP_BASIC_DELIVER_METHOD);
+    expect_frame(c, CLI(c), BG_AMQP_FRAME_HEADER, n, 14);
+    expect_frame(c, CLI(c), BG_AMQP_FRAME_BODY, n, 5);
+}
+
+/* A channel with a no-ack consumer: RabbitMQ counts each delivery delivered
+ * as it sends it, so one dropped after the refusal went out would be lost.
+ * The refusal waits for RabbitMQ's close-ok however long it takes (a
+ * memory alarm), relaying the deliveries ahead of it; a no-ack consume
+ * still awaiting its consume-ok counts too. */
+static void test_refusal_waits_for_close_ok_with_no_ack_consumer(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    open_channel(c, 2);
+    consume_as_live(c, 1, "ok.q", "A", 1);
+    char t[64];
+    consume_as(c, 2, "ok.q", "B", 0, 1, "", t, sizeof t); /* no consume-ok yet */
+    c->f.now_ms = 1000;
+    refuse_publish_pending(c, 1);
+    refuse_publish_pending(c, 2);
+    amqp_basic_deliver_t d = {t_str("A"), 1, 0, t_str(""), t_str("ok.q")};
+    for (int i = 1; i <= 3; i++) {
+        c->f.now_ms += BG_AMQP_REFUSAL_WAIT_MS;
+        bg_amqp_chan_send_overdue_refusals(&c->f.s);
+        expect_nothing(CLI(c));
+        assert_int_equal(c->f.s.ndeferred, 2);
+        d.delivery_tag = (uint64_t)i;
+        deliver_whole(c, 1, &d);
+        expect_delivery(c, 1);
+        expect_nothing(CLI(c));
+    }
+    for (uint16_t n = 1; n <= 2; n++) {
+        assert_int_equal(up(c, n, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
+        expect_publish_refusal(c, n);
+        expect_nothing(CLI(c));
+        assert_int_equal(cli(c, n, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 1);
+        assert_int_equal(chan(c, n)->cli.state, BG_AMQP_LEG_CLOSED);
+        assert_int_equal(chan(c, n)->up.state, BG_AMQP_LEG_CLOSED);
+    }
+    assert_int_equal(c->f.s.ndeferred, 0);
+    assert_int_equal(c->f.closed, 0);
+}
+
+/* A manual-ack consumer keeps the time limit: its unacknowledged deliveries
+ * go back to the queue when RabbitMQ closes the channel, so the refusal
+ * goes out after BG_AMQP_REFUSAL_WAIT_MS and later deliveries are dropped. */
+static void test_refusal_times_out_with_manual_ack_consumer(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    consume_as_live(c, 1, "ok.q", "A", 0);
+    c->f.now_ms = 1000;
+    refuse_publish_pending(c, 1);
+    amqp_basic_deliver_t d = {t_str("A"), 1, 0, t_str(""), t_str("ok.q")};
+    deliver_whole(c, 1, &d);
+    expect_delivery(c, 1);
+    c->f.now_ms += BG_AMQP_REFUSAL_WAIT_MS;
+    bg_amqp_chan_send_overdue_refusals(&c->f.s);
+    expect_publish_refusal(c, 1);
+    assert_int_equal(c->f.s.ndeferred, 0);
+    d.delivery_tag = 2;
+    deliver_whole(c, 1, &d);
+    expect_nothing(CLI(c));
+    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
+    expect_nothing(CLI(c));
+    assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 1);
+    assert_int_equal(chan(c, 1)->cli.state, BG_AMQP_LEG_CLOSED);
+    assert_int_equal(chan(c, 1)->up.state, BG_AMQP_LEG_CLOSED);
 }
 
 /* The client closed channel n itself (relayed upstream): it discards
@@ -2209,6 +2290,8 @@ int main(void)
         T(test_refused_publish_with_confirms),
         T(test_delivery_before_refusal_is_relayed),
         T(test_refusal_not_confirmed_in_time_goes_out),
+        T(test_refusal_waits_for_close_ok_with_no_ack_consumer),
+        T(test_refusal_times_out_with_manual_ack_consumer),
         T(test_client_close_drops_content),
         T(test_client_close_mid_delivery_ends_it),
         T(test_refusal_crossing_client_close),
