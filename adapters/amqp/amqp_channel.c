@@ -560,8 +560,11 @@ void bg_amqp_chan_send_overdue_refusals(bg_amqp_session_t *s)
         if (!ch || !ch->deferred)
             continue;
         int64_t left = ch->deferred_at + BG_AMQP_REFUSAL_WAIT_MS - now;
+        /* A channel with a no-ack consumer waits for the close-ok (dropped
+         * deliveries would be lost), but the timer stays armed while any
+         * refusal is held: a new refusal arms it only when it is the first. */
         if (left <= 0 && bg_amqp_chan__has_no_ack_consumer(ch))
-            continue; /* waits for the close-ok: dropped deliveries would be lost */
+            left = BG_AMQP_REFUSAL_WAIT_MS;
         if (left <= 0)
             bg_amqp_chan__send_deferred(s, ch); /* what RabbitMQ still sends is dropped */
         else if (next < 0 || left < next)

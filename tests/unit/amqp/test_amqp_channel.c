@@ -9,6 +9,7 @@
 #include <stddef.h>
 
 #include <cmocka.h>
+#include <event2/event.h>
 
 #include "test_amqp_session_fake.h"
 
@@ -1367,16 +1368,37 @@ static void expect_delivery(ctx_t *c, uint16_t n)
     expect_frame(c, CLI(c), BG_AMQP_FRAME_BODY, n, 5);
 }
 
+static void on_refusal_timer(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd, (void)what, (void)arg;
+}
+
+/* The refusal timer has fired (no longer pending): as its callback would,
+ * the overdue refusals go out. 1 when it is armed again. */
+static int refusal_timer_fires(ctx_t *c)
+{
+    event_del(c->f.s.refusal_ev);
+    bg_amqp_chan_send_overdue_refusals(&c->f.s);
+    return event_pending(c->f.s.refusal_ev, EV_TIMEOUT, NULL) != 0;
+}
+
 /* A channel with a no-ack consumer: RabbitMQ counts each delivery delivered
  * as it sends it, so one dropped after the refusal went out would be lost.
  * The refusal waits for RabbitMQ's close-ok however long it takes (a
  * memory alarm), relaying the deliveries ahead of it; a no-ack consume
- * still awaiting its consume-ok counts too. */
+ * still awaiting its consume-ok counts too. The timer stays armed
+ * meanwhile, so a later refusal on a manual-ack channel still goes out in
+ * time. The loop's event base is never run: the test fires the timer. */
 static void test_refusal_waits_for_close_ok_with_no_ack_consumer(void **state)
 {
     ctx_t *c = *state;
+    struct event_base *base = event_base_new();
+    assert_non_null(base);
+    c->f.s.refusal_ev = evtimer_new(base, on_refusal_timer, NULL);
+    assert_non_null(c->f.s.refusal_ev);
     open_channel(c, 1);
     open_channel(c, 2);
+    open_channel(c, 3);
     consume_as_live(c, 1, "ok.q", "A", 1);
     char t[64];
     consume_as(c, 2, "ok.q", "B", 0, 1, "", t, sizeof t); /* no consume-ok yet */
@@ -1386,7 +1408,7 @@ static void test_refusal_waits_for_close_ok_with_no_ack_consumer(void **state)
     amqp_basic_deliver_t d = {t_str("A"), 1, 0, t_str(""), t_str("ok.q")};
     for (int i = 1; i <= 3; i++) {
         c->f.now_ms += BG_AMQP_REFUSAL_WAIT_MS;
-        bg_amqp_chan_send_overdue_refusals(&c->f.s);
+        assert_true(refusal_timer_fires(c));
         expect_nothing(CLI(c));
         assert_int_equal(c->f.s.ndeferred, 2);
         d.delivery_tag = (uint64_t)i;
@@ -1394,6 +1416,13 @@ static void test_refusal_waits_for_close_ok_with_no_ack_consumer(void **state)
         expect_delivery(c, 1);
         expect_nothing(CLI(c));
     }
+    /* Channel 3 has no consumer: its refusal keeps the time limit. */
+    refuse_publish_pending(c, 3);
+    c->f.now_ms += BG_AMQP_REFUSAL_WAIT_MS;
+    assert_true(refusal_timer_fires(c));
+    expect_publish_refusal(c, 3);
+    expect_nothing(CLI(c));
+    assert_int_equal(c->f.s.ndeferred, 2);
     for (uint16_t n = 1; n <= 2; n++) {
         assert_int_equal(up(c, n, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
         expect_publish_refusal(c, n);
@@ -1404,6 +1433,9 @@ static void test_refusal_waits_for_close_ok_with_no_ack_consumer(void **state)
     }
     assert_int_equal(c->f.s.ndeferred, 0);
     assert_int_equal(c->f.closed, 0);
+    event_free(c->f.s.refusal_ev);
+    c->f.s.refusal_ev = NULL;
+    event_base_free(base);
 }
 
 /* A manual-ack consumer keeps the time limit: its unacknowledged deliveries
