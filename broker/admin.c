@@ -1,8 +1,14 @@
 #include "broker/admin.h"
 
+/* Before libevent's headers: keyvalq_struct.h defines the TAILQ macros it
+ * needs itself when they are missing, and TAILQ_FOREACH is not among them. */
+#include <sys/queue.h>
+
 #include <event2/buffer.h>
 #include <event2/http.h>
+#include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
+#include <event2/util.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,21 +78,45 @@ static void bg_admin__reply(struct evhttp_request *req, int code, const char *re
     evbuffer_free(out);
 }
 
+static int bg_admin__header_count(const struct evkeyvalq *h, const char *name)
+{
+    int n = 0;
+    const struct evkeyval *kv;
+    TAILQ_FOREACH(kv, h, next)
+        n += evutil_ascii_strcasecmp(kv->key, name) == 0;
+    return n;
+}
+
+/* Refuses a request that may carry a body; 1 when refused. No route takes
+ * one, and libevent reads a body only for some methods and by the first
+ * Content-Length only: what it leaves unread would be parsed as the next
+ * request on the connection. "Content-Length: 0" then "Content-Length: 40"
+ * passed for no body that way, so more than one is refused too (400). The
+ * connection is closed after the answer. */
+static int bg_admin__refuse_body(struct evhttp_request *req)
+{
+    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
+    const char *clen = evhttp_find_header(in, "Content-Length");
+    int code = 0;
+    if (bg_admin__header_count(in, "Content-Length") > 1)
+        code = 400;
+    else if ((clen && (!*clen || strspn(clen, "0") != strlen(clen))) ||
+             bg_admin__header_count(in, "Transfer-Encoding") > 0)
+        code = 413;
+    if (!code)
+        return 0;
+    evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+    evhttp_send_error(req, code, code == 400 ? "Bad Request" : "Request Entity Too Large");
+    return 1;
+}
+
 static void bg_admin__route(struct evhttp_request *req, void *arg)
 {
     bg_admin_t *a = arg;
     const char *uri = evhttp_request_get_uri(req);
     enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-    struct evkeyvalq *in = evhttp_request_get_input_headers(req);
-    const char *clen = evhttp_find_header(in, "Content-Length");
-    if ((clen && strspn(clen, "0") != strlen(clen)) || evhttp_find_header(in, "Transfer-Encoding")) {
-        /* No route takes a body. For GET, HEAD, DELETE, OPTIONS, TRACE and
-         * CONNECT libevent does not read one either: its bytes would be
-         * parsed as the next request on the connection. Refused, closed. */
-        evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
-        evhttp_send_error(req, 413, "Request Entity Too Large");
+    if (bg_admin__refuse_body(req))
         return;
-    }
     if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
         evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
         bg_admin__reply(req, 405, "Method Not Allowed", "application/json",
@@ -135,7 +165,8 @@ bg_admin_t *bg_admin_start(struct event_base *base, const bg_addr_t *addr, bg_ad
      * HEAD and answers the others 405 with Allow (libevent alone would say
      * 501 without it, after reading the body); an unknown method still
      * gets libevent's 501. No route takes a body: a request that announces
-     * one is refused (413) before any of it is read. */
+     * one is refused (413, or 400 for a repeated Content-Length) before any
+     * of it is read. */
     evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |

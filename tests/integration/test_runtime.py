@@ -467,6 +467,68 @@ def test_admin_only_get_and_head(start_busgate, keys):
     assert rest.startswith(b"HTTP/1.1 200"), data
 
 
+def read_until_closed(sk, timeout=5):
+    """(bytes read, True) once the peer closes, (bytes, False) when nothing
+    more came within timeout."""
+    sk.settimeout(timeout)
+    data = b""
+    try:
+        while True:
+            chunk = sk.recv(4096)
+            if not chunk:
+                return data, True
+            data += chunk
+    except ConnectionResetError:
+        return data, True
+    except socket.timeout:
+        return data, False
+
+
+def read_answer(sk):
+    """One whole answer on a kept-alive connection: (status, body)."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sk.recv(4096)
+        assert chunk, f"closed after {data!r}"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    length = int(re.search(rb"\r\nContent-Length: (\d+)", head).group(1))
+    while len(body) < length:
+        chunk = sk.recv(4096)
+        assert chunk, f"closed after {data + body!r}"
+        body += chunk
+    assert len(body) == length, "more than one answer"
+    return int(head.split()[1]), body
+
+
+def test_admin_refuses_a_repeated_content_length(start_busgate, keys):
+    """A second Content-Length (libevent reads the first only) or any
+    Transfer-Encoding is refused and the connection closed: the bytes after
+    the headers never pass for a request of their own. With the old code
+    "Content-Length: 0" then "Content-Length: 40" got 200, then the
+    smuggled request its 404."""
+    port = free_port()
+    start_busgate(config(keys[1], port, RULE_READ), wait_for_port=port)
+    smuggled = b"GET /nosuch HTTP/1.1\r\nHost: x\r\n\r\n"
+    # Refused with 400 or 413, by busgate or, when it reads a body for the
+    # first Content-Length or the Transfer-Encoding, by libevent itself.
+    for headers in (b"Content-Length: 0\r\nContent-Length: 40\r\n",
+                    b"Content-Length: 0\r\ncontent-length: 0\r\n",
+                    b"Content-Length: 40\r\ncontent-length: 0\r\n",
+                    b"Transfer-Encoding: chunked\r\n",
+                    b"Content-Length: 0\r\nTransfer-Encoding: chunked\r\n"):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sk:
+            sk.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n" + headers + b"\r\n" + smuggled)
+            data, closed = read_until_closed(sk)
+        assert data[:12] in (b"HTTP/1.1 400", b"HTTP/1.1 413"), (headers, data)
+        assert data.count(b"HTTP/1.1 ") == 1, (headers, data)
+        assert closed, (headers, data)
+    # One Content-Length: 0 is no body.
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sk:
+        sk.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        assert read_answer(sk)[0] == 200
+
+
 def test_reload_keeps_old_config_on_error_then_applies_good(start_busgate, keys):
     port = free_port()
     text = config(keys[1], port, RULE_READ)
