@@ -1,6 +1,7 @@
 /* Admin HTTP listener (libevent evhttp on the main thread's event_base):
  * GET (and HEAD) /healthz, /readyz, /metrics; other methods 405, request
- * bodies refused unread. Later: /v1/approvals. */
+ * bodies refused unread. At most 64 connections, 10 s for each request and
+ * 32 KiB read ahead (docs/operations.md). Later: /v1/approvals. */
 #ifndef BG_ADMIN_H
 #define BG_ADMIN_H
 

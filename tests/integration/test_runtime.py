@@ -529,6 +529,133 @@ def test_admin_refuses_a_repeated_content_length(start_busgate, keys):
         assert read_answer(sk)[0] == 200
 
 
+def rss_mib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) // 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_admin_unread_answers_hold_little_memory(start_busgate, keys, monkeypatch):
+    """A client that pipelines requests to the admin port and never reads
+    the answers: busgate stops reading it once a few tens of KiB wait
+    behind the answer it cannot write. The old code read on and kept it all
+    (7.5 GB in 30 s for one connection)."""
+    # Under AddressSanitizer freed memory waits in a quarantine (256 MiB by
+    # default) before reuse: keep it small so RSS shows what is held.
+    asan = os.environ.get("ASAN_OPTIONS")
+    monkeypatch.setenv("ASAN_OPTIONS", (asan + ":" if asan else "") + "quarantine_size_mb=4")
+    port = free_port()
+    bg = start_busgate(config(keys[1], port, RULE_READ), wait_for_port=port)
+    before = rss_mib(bg.proc.pid)
+    batch = b"GET /nosuch HTTP/1.1\r\nHost: x\r\n\r\n" * 8192
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # the client never reads
+    s.connect(("127.0.0.1", port))
+    s.setblocking(False)
+    sent, off, start, last = 0, 0, time.monotonic(), time.monotonic()
+    try:
+        # Until busgate stops taking requests (2 s without progress), at
+        # most 128 MiB or 20 s.
+        while sent < 128 << 20 and time.monotonic() - start < 20 and \
+                time.monotonic() - last < 2:
+            try:
+                n = s.send(memoryview(batch)[off:])
+                sent, off, last = sent + n, (off + n) % len(batch), time.monotonic()
+            except BlockingIOError:
+                time.sleep(0.01)
+        grown = rss_mib(bg.proc.pid) - before
+        assert time.monotonic() - last >= 2, f"busgate still reading after {sent} bytes"
+        assert grown < 32, f"busgate grew by {grown} MiB for {sent} bytes of requests"
+    finally:
+        s.close()
+    assert http_get(f"http://127.0.0.1:{port}/healthz")[0] == 200
+
+
+def admin_metric(port, name, timeout=10):
+    """A metric of the admin listener, read once a connection is served
+    (slots free up as busgate notices closes), or None."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            status, text = http_get(f"http://127.0.0.1:{port}/metrics")
+            if status == 200:
+                return metric(text, name)
+        except OSError:
+            pass
+        assert time.monotonic() < deadline, f"/metrics not served within {timeout} s"
+        time.sleep(0.1)
+
+
+def test_admin_connections_over_the_limit_are_closed(start_busgate, keys):
+    """At most 64 admin connections are open at once: they share the
+    process's descriptors with the Kafka and AMQP listeners, which 300 idle
+    admin connections used up under a 256 limit. One more is closed as
+    soon as it is accepted, and counted; once others close, a new one is
+    served."""
+    port = free_port()
+    start_busgate(config(keys[1], port, RULE_READ), wait_for_port=port)
+    # Until the start-up probe's connection is gone (only the scrape's own
+    # is open; the old code has no such metric).
+    deadline = time.monotonic() + 10
+    while admin_metric(port, "busgate_admin_connections_open") not in (None, 1):
+        assert time.monotonic() < deadline, "admin connections stay open"
+        time.sleep(0.1)
+    held = []
+    try:
+        for _ in range(64):
+            sk = socket.create_connection(("127.0.0.1", port), timeout=5)
+            held.append(sk)
+            sk.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert read_answer(sk)[0] == 200
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as extra:
+            data, closed = read_until_closed(extra)
+        assert closed and not data, data
+        # The 64 are still served.
+        held[0].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_answer(held[0])[0] == 200
+    finally:
+        for sk in held:
+            sk.close()
+    assert admin_metric(port, "busgate_admin_connections_refused_total") >= 1
+
+
+def test_admin_request_deadline(start_busgate, keys):
+    """A request must arrive whole within 10 s of the connection's accept
+    or of its last answer. One trickled a byte a second, which restarts
+    evhttp's 30 s inactivity timeout each time, held its connection for
+    ever with the old code: it is closed at the deadline and counted. A
+    kept-alive connection opened before it and asking every 2 s is served
+    throughout."""
+    port = free_port()
+    start_busgate(config(keys[1], port, RULE_READ), wait_for_port=port)
+    slow_request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as kept, \
+            socket.create_connection(("127.0.0.1", port), timeout=5) as slow:
+        slow.settimeout(1)
+        closed, answers = False, 0
+        for i in range(30):  # 30 s at most; the deadline is 10 s
+            try:
+                slow.sendall(slow_request[i:i + 1])
+                closed = slow.recv(4096) == b""
+            except socket.timeout:
+                pass
+            except (ConnectionResetError, BrokenPipeError):
+                closed = True
+            if closed:
+                break
+            if i % 2 == 0:
+                kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert read_answer(kept)[0] == 200
+                answers += 1
+        assert closed, "a trickled request held its connection for 30 s"
+        # Still served after the later connection's deadline passed.
+        kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert read_answer(kept)[0] == 200
+    assert admin_metric(port, "busgate_admin_connections_expired_total") >= 1
+
+
 def test_reload_keeps_old_config_on_error_then_applies_good(start_busgate, keys):
     port = free_port()
     text = config(keys[1], port, RULE_READ)
