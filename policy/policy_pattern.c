@@ -110,8 +110,15 @@ int bg_policy_parse_mask_strategy(const char *s, bg_mask_strategy_t *out, const 
 }
 
 /* Shared by names in subjects, patterns and resources: non-empty, bounded,
- * no control characters (they would corrupt logs and explain output). */
-static int bg_policy__check_name(const char *s, size_t n, const char *what, const char **why)
+ * no control characters (they would corrupt logs and explain output). A
+ * name in the policy (utf8 set) must also be valid UTF-8: wildcards step
+ * over whole characters while literal parts compare bytes, so a literal
+ * holding part of a character (a pattern read through ${file:} or ${env:},
+ * which YAML's own check does not see) could match the first bytes of
+ * another character. A concrete resource to decide may be any bytes, as
+ * the names clients send. */
+static int bg_policy__check_name_(const char *s, size_t n, const char *what, int utf8,
+                                  const char **why)
 {
     if (n == 0) {
         *why = bg_policy__whyf("%s is empty", what);
@@ -128,7 +135,17 @@ static int bg_policy__check_name(const char *s, size_t n, const char *what, cons
             return -1;
         }
     }
+    for (size_t i = 0, len; utf8 && i < n; i += len)
+        if ((len = bg_utf8_len((const unsigned char *)s + i, n - i)) == 0) {
+            *why = bg_policy__whyf("%s is not valid UTF-8", what);
+            return -1;
+        }
     return 0;
+}
+
+static int bg_policy__check_name(const char *s, size_t n, const char *what, const char **why)
+{
+    return bg_policy__check_name_(s, n, what, 1, why);
 }
 
 int bg_policy_check_subject(const char *s, const char **why)
@@ -215,7 +232,8 @@ static int bg_policy__classify(const char *s, size_t n, bg_pat_kind_t *kind, con
     return 0;
 }
 
-static int bg_policy__parse_http(const char *rest, bg_policy_pattern_t *out, const char **why)
+static int bg_policy__parse_http(const char *rest, bg_policy_pattern_t *out, int utf8,
+                                 const char **why)
 {
     const char *colon = strchr(rest, ':');
     if (!colon) {
@@ -224,7 +242,7 @@ static int bg_policy__parse_http(const char *rest, bg_policy_pattern_t *out, con
     }
     out->route = rest;
     out->route_len = (size_t)(colon - rest);
-    if (bg_policy__check_name(out->route, out->route_len, "http route", why) < 0)
+    if (bg_policy__check_name_(out->route, out->route_len, "http route", utf8, why) < 0)
         return -1;
     out->route_any = out->route_len == 1 && rest[0] == '*';
     if (!out->route_any && memchr(out->route, '*', out->route_len)) {
@@ -243,7 +261,10 @@ static int bg_policy__parse_http(const char *rest, bg_policy_pattern_t *out, con
     return 0;
 }
 
-int bg_policy__parse_pattern(const char *s, bg_policy_pattern_t *out, const char **why)
+/* utf8: a pattern of the policy (see bg_policy__check_name_), not a
+ * concrete resource. */
+static int bg_policy__parse_any(const char *s, bg_policy_pattern_t *out, int utf8,
+                                const char **why)
 {
     const char *rest;
     memset(out, 0, sizeof(*out));
@@ -255,18 +276,23 @@ int bg_policy__parse_pattern(const char *s, bg_policy_pattern_t *out, const char
         return 0;
     }
     if (out->type == BG_RES_HTTP) {
-        if (bg_policy__parse_http(rest, out, why) < 0)
+        if (bg_policy__parse_http(rest, out, utf8, why) < 0)
             return -1;
     } else
         out->name = rest;
     out->name_len = strlen(out->name);
-    if (bg_policy__check_name(out->name, out->name_len, "resource name", why) < 0)
+    if (bg_policy__check_name_(out->name, out->name_len, "resource name", utf8, why) < 0)
         return -1;
     if (bg_policy__classify(out->name, out->name_len, &out->kind, why) < 0)
         return -1;
     if (out->kind == BG_PAT_PREFIX)
         out->name_len--;
     return 0;
+}
+
+int bg_policy__parse_pattern(const char *s, bg_policy_pattern_t *out, const char **why)
+{
+    return bg_policy__parse_any(s, out, 1, why);
 }
 
 int bg_policy_check_resource_pattern(const char *s, const char **why)
@@ -278,7 +304,7 @@ int bg_policy_check_resource_pattern(const char *s, const char **why)
 int bg_policy_parse_resource(const char *s, bg_policy_resource_t *out, const char **why)
 {
     bg_policy_pattern_t pat;
-    if (bg_policy__parse_pattern(s, &pat, why) < 0)
+    if (bg_policy__parse_any(s, &pat, 0, why) < 0)
         return -1;
     if (pat.kind != BG_PAT_LITERAL || pat.route_any) {
         *why = "a concrete resource takes no wildcards";

@@ -93,6 +93,10 @@ static const pt_prow_t pt_prows[] = {
     {bg_policy_check_resource_pattern, "amqp:queue:", "resource name is empty"},
     {bg_policy_check_resource_pattern, "kafka:topic:a\nb", "control character"},
     {bg_policy_check_resource_pattern, "kafka:topic:a\x7f", "control character"},
+    /* part of a character: literal bytes would match inside another one */
+    {bg_policy_check_resource_pattern, "amqp:queue:\xe2*\x82\xac", "not valid UTF-8"},
+    {bg_policy_check_resource_pattern, "amqp:queue:\xe2\x82\xac*", NULL},
+    {bg_policy_check_subject, "group:\xff", "not valid UTF-8"},
     {bg_policy_check_resource_pattern, "kafka:topics:x", "unknown kafka resource"},
     {bg_policy_check_resource_pattern, "kafka:topic", "unknown kafka resource"},
     {bg_policy_check_resource_pattern, "amqp:binding:x", "unknown amqp resource"},
