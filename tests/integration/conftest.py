@@ -7,6 +7,7 @@ addresses arrive in BG_* environment variables. Everything listens on
 127.0.0.1 only and every wait is bounded.
 """
 import collections
+import contextlib
 import http.server
 import json
 import os
@@ -57,6 +58,48 @@ def port_ceiling():
             return int(f.read().split()[0])
     except (OSError, ValueError, IndexError):
         return 32768
+
+
+def rss_mib(pid):
+    """Resident memory of process pid, MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) // 1024
+    raise AssertionError("no VmRSS")
+
+
+@pytest.fixture
+def small_asan_quarantine(monkeypatch):
+    """For a busgate started after it: under AddressSanitizer freed memory
+    waits in a quarantine (256 MiB by default) before reuse; kept small, RSS
+    shows what busgate really holds. No effect on other builds."""
+    asan = os.environ.get("ASAN_OPTIONS")
+    monkeypatch.setenv("ASAN_OPTIONS", (asan + ":" if asan else "") + "quarantine_size_mb=4")
+
+
+@contextlib.contextmanager
+def unread_flood(port, batch, max_bytes=128 << 20, seconds=20):
+    """Sends batch again and again to 127.0.0.1:port on a connection that
+    never reads its answers, until the peer stops taking bytes (2 s without
+    progress), max_bytes or seconds. Yields (bytes sent, stalled) with the
+    connection still open."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.connect(("127.0.0.1", port))
+    s.setblocking(False)
+    sent, off, start, last = 0, 0, time.monotonic(), time.monotonic()
+    try:
+        while sent < max_bytes and time.monotonic() - start < seconds and \
+                time.monotonic() - last < 2:
+            try:
+                n = s.send(memoryview(batch)[off:])
+                sent, off, last = sent + n, (off + n) % len(batch), time.monotonic()
+            except BlockingIOError:
+                time.sleep(0.01)
+        yield sent, time.monotonic() - last >= 2
+    finally:
+        s.close()
 
 
 def port_is_free(port):
