@@ -636,6 +636,17 @@ static void test_delivery_before_refusal_is_relayed(void **state)
     assert_int_equal(c->f.closed, 0);
 }
 
+/* The close-oks after a refusal already sent: RabbitMQ's ends the upstream
+ * leg unseen by the client, the client's ends its leg. */
+static void refusal_close_oks(ctx_t *c, uint16_t n)
+{
+    assert_int_equal(up(c, n, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
+    expect_nothing(CLI(c));
+    assert_int_equal(cli(c, n, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 1);
+    assert_int_equal(chan(c, n)->cli.state, BG_AMQP_LEG_CLOSED);
+    assert_int_equal(chan(c, n)->up.state, BG_AMQP_LEG_CLOSED);
+}
+
 /* A RabbitMQ that does not confirm busgate's close (it stopped reading the
  * connection: a memory alarm) holds the refusal back for
  * BG_AMQP_REFUSAL_WAIT_MS at most; after that it goes out, and what
@@ -657,11 +668,7 @@ static void test_refusal_not_confirmed_in_time_goes_out(void **state)
     amqp_basic_ack_t ack = {1, 0};
     assert_int_equal(up(c, 1, AMQP_BASIC_ACK_METHOD, &ack), 0);
     expect_nothing(CLI(c));
-    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
-    expect_nothing(CLI(c));
-    assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 1);
-    assert_int_equal(chan(c, 1)->cli.state, BG_AMQP_LEG_CLOSED);
-    assert_int_equal(chan(c, 1)->up.state, BG_AMQP_LEG_CLOSED);
+    refusal_close_oks(c, 1);
 }
 
 /* With confirms on, a refused publish closes the channel (both legs) rather
@@ -1458,11 +1465,7 @@ static void test_refusal_times_out_with_manual_ack_consumer(void **state)
     d.delivery_tag = 2;
     deliver_whole(c, 1, &d);
     expect_nothing(CLI(c));
-    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
-    expect_nothing(CLI(c));
-    assert_int_equal(cli(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 1);
-    assert_int_equal(chan(c, 1)->cli.state, BG_AMQP_LEG_CLOSED);
-    assert_int_equal(chan(c, 1)->up.state, BG_AMQP_LEG_CLOSED);
+    refusal_close_oks(c, 1);
 }
 
 /* The client closed channel n itself (relayed upstream): it discards
