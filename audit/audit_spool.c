@@ -99,31 +99,69 @@ void bg_audit_spool_frame(uint8_t hdr[BG_AUDIT_SPOOL_HDR], const uint8_t *p, uin
     bg_audit__put32(hdr + 4, bg_audit__frame_crc(hdr, p, n));
 }
 
-/* Length of the valid frame at buf[off], 0 when there is none. */
-static size_t bg_audit__frame_at(const uint8_t *buf, size_t len, size_t off)
+/* CRC bytes the frame parser ran in this thread (bg_audit_spool_crc_work):
+ * thread-local, so spools of several threads never race on it. */
+static _Thread_local uint64_t bg_audit__crc_work;
+
+uint64_t bg_audit_spool_crc_work(void) { return bg_audit__crc_work; }
+
+/* What a scan may still spend on frames that do not validate. Resync
+ * checks a frame at every offset whose length field is in range, each
+ * with a CRC over that length (up to 1 MiB): bytes that read as such a
+ * length at every offset (a segment of "00 00 0f 00" repeated) made one
+ * scan of 2 MiB run for minutes, and the daemon's start-up drain uses the
+ * same scanner. Real damage stays far below the allowance: the payload is
+ * JSON text, whose bytes never read as a length in range, so candidates
+ * come only from the few binary header bytes around the damage. */
+typedef struct bg_audit__budget_s {
+    uint64_t spent; /* CRC bytes of candidates that did not validate */
+} bg_audit__budget_t;
+
+/* 1 when a CRC over n bytes may be spent on the candidate at absolute
+ * offset at (its segment's): the allowance grows with the bytes scanned, so
+ * the wasted work stays linear in the segment, and a candidate it cannot
+ * pay for is left unchecked, part of the corrupt region around it. */
+static int bg_audit__affordable(const bg_audit__budget_t *b, uint64_t at, uint64_t n)
+{
+    uint64_t allowed = BG_AUDIT_SPOOL_RESYNC_BASE + BG_AUDIT_SPOOL_RESYNC_PER_BYTE * at;
+    return b->spent + n <= allowed;
+}
+
+/* Length of the valid frame at buf[off], 0 when there is none (or the
+ * budget cannot pay for checking it). base: buf's offset in its segment. */
+static size_t bg_audit__frame_at(const uint8_t *buf, size_t len, size_t off, uint64_t base,
+                                 bg_audit__budget_t *b)
 {
     if (len - off < BG_AUDIT_SPOOL_HDR)
         return 0;
     uint32_t n = bg_audit__le32(buf + off);
     if (n == 0 || n > BG_AUDIT_SPOOL_MAX_RECORD || n > len - off - BG_AUDIT_SPOOL_HDR)
         return 0;
-    const uint8_t *p = buf + off + BG_AUDIT_SPOOL_HDR;
-    if (bg_audit__le32(buf + off + 4) != bg_audit__frame_crc(buf + off, p, n))
+    uint64_t cost = 4u + (uint64_t)n; /* the length field and the payload */
+    if (!bg_audit__affordable(b, base + off, cost))
         return 0;
+    bg_audit__crc_work += cost;
+    const uint8_t *p = buf + off + BG_AUDIT_SPOOL_HDR;
+    if (bg_audit__le32(buf + off + 4) != bg_audit__frame_crc(buf + off, p, n)) {
+        b->spent += cost;
+        return 0;
+    }
     return BG_AUDIT_SPOOL_HDR + n;
 }
 
-size_t bg_audit_spool_scan(const uint8_t *buf, size_t len, bg_audit_spool_rec_cb rec,
-                           bg_audit_spool_bad_cb bad, void *arg)
+/* bg_audit_spool_scan with the budget of its segment: buf starts at offset
+ * base of it, and b carries what earlier scans of it spent. */
+static size_t bg_audit__scan(const uint8_t *buf, size_t len, uint64_t base, bg_audit__budget_t *b,
+                             bg_audit_spool_rec_cb rec, bg_audit_spool_bad_cb bad, void *arg)
 {
     size_t off = 0;
     while (off < len) {
-        size_t f = bg_audit__frame_at(buf, len, off);
+        size_t f = bg_audit__frame_at(buf, len, off, base, b);
         if (f == 0) {
-            /* Resync: the next offset where a whole frame validates. Worst
-             * case quadratic in the damaged span, bounded by the segment size. */
+            /* Resync: the next offset where a whole frame validates. Linear
+             * work per byte, plus CRCs bounded by the budget. */
             size_t next = off + 1;
-            while (next < len && bg_audit__frame_at(buf, len, next) == 0)
+            while (next < len && bg_audit__frame_at(buf, len, next, base, b) == 0)
                 next++;
             if (bad)
                 bad(arg, off, next - off);
@@ -136,6 +174,21 @@ size_t bg_audit_spool_scan(const uint8_t *buf, size_t len, bg_audit_spool_rec_cb
             break;
     }
     return off;
+}
+
+size_t bg_audit_spool_scan(const uint8_t *buf, size_t len, bg_audit_spool_rec_cb rec,
+                           bg_audit_spool_bad_cb bad, void *arg)
+{
+    bg_audit__budget_t b = {0};
+    return bg_audit__scan(buf, len, 0, &b, rec, bad, arg);
+}
+
+int bg_audit_spool_torn(const uint8_t *p, size_t n)
+{
+    if (n < 4)
+        return n > 0; /* not even a length yet */
+    uint32_t len = bg_audit__le32(p);
+    return len >= 1 && len <= BG_AUDIT_SPOOL_MAX_RECORD && n < BG_AUDIT_SPOOL_HDR + (size_t)len;
 }
 
 /* ---- spool directory ---- */
@@ -155,6 +208,8 @@ struct bg_audit_spool_s {
     uint64_t unsynced; /* bytes appended to the active segment since its last fdatasync */
     uint32_t bad_seg; /* furthest corruption reported, so a rewind does not recount */
     uint64_t bad_off;
+    uint32_t budget_seg;        /* the segment budget belongs to (0: none yet) */
+    bg_audit__budget_t budget; /* resync work spent in it since it was first read */
     uint8_t *buf; /* cache of segment bufseg, bytes [0, buflen) */
     size_t buflen, bufcap;
     uint32_t bufseg;
@@ -578,8 +633,12 @@ int bg_audit_spool_read(bg_audit_spool_t *sp, size_t max, bg_audit_spool_rec_cb 
         }
         rd.base = (size_t)sp->roff;
         rd.left = max - rd.count;
-        size_t end = bg_audit_spool_scan(sp->buf + sp->roff, sp->buflen - sp->roff,
-                                         bg_audit__rd_rec, bg_audit__rd_bad, &rd);
+        if (sp->budget_seg != sp->rseg) { /* a read in batches shares one budget per segment */
+            sp->budget_seg = sp->rseg;
+            sp->budget.spent = 0;
+        }
+        size_t end = bg_audit__scan(sp->buf + sp->roff, sp->buflen - sp->roff, sp->roff,
+                                    &sp->budget, bg_audit__rd_rec, bg_audit__rd_bad, &rd);
         sp->unread -= end <= sp->unread ? end : sp->unread;
         sp->roff += end;
     }
@@ -690,6 +749,7 @@ void bg_audit_spool_rewind(bg_audit_spool_t *sp)
     sp->rseg = sp->aseg;
     sp->roff = sp->aoff;
     sp->unread = sp->unread_at_ack;
+    sp->budget_seg = 0; /* read again with the whole allowance, not what the failed read left */
 }
 
 int bg_audit_spool_empty(const bg_audit_spool_t *sp) { return sp->unread == 0; }

@@ -14,6 +14,9 @@
  * CRC does not match is corrupt (a crash mid-write, a flipped bit). The reader
  * counts it, logs it, and resyncs by scanning forward byte by byte for the next
  * offset where a whole frame validates; records after the damage are kept.
+ * The CRC work spent on offsets that do not validate is bounded (see
+ * BG_AUDIT_SPOOL_RESYNC_BASE); an offset past the bound is not checked but
+ * counted as part of the corrupt region.
  * A writer never appends to a segment that existed before it opened the spool
  * (it starts a new one), so a torn tail stays a tail. Segment numbers are
  * never reused (a new segment is numbered past both the last on disk and the
@@ -46,6 +49,24 @@ typedef void (*bg_audit_spool_bad_cb)(void *arg, size_t off, size_t len);
  * callback asked to stop. Allocates nothing; buf is any bytes (fuzzed). */
 size_t bg_audit_spool_scan(const uint8_t *buf, size_t len, bg_audit_spool_rec_cb rec,
                            bg_audit_spool_bad_cb bad, void *arg);
+
+/* Bound on the CRC bytes one scan (or one read of a segment) spends on
+ * offsets whose frame does not validate: BASE plus PER_BYTE for every byte
+ * before the offset checked. Damage whose bytes read as lengths in range at
+ * every offset would otherwise cost a CRC of up to 1 MiB per byte. Real
+ * damage needs a small part of it (JSON payloads hold no such bytes). */
+#define BG_AUDIT_SPOOL_RESYNC_BASE (2u * (BG_AUDIT_SPOOL_HDR + BG_AUDIT_SPOOL_MAX_RECORD))
+#define BG_AUDIT_SPOOL_RESYNC_PER_BYTE 256u
+
+/* Test hook: the bytes the frame parser has run its CRC over in the calling
+ * thread, valid frames and rejected candidates alike. */
+uint64_t bg_audit_spool_crc_work(void);
+
+/* 1 when p[0..n), an unparsed end of a segment, could be one append cut
+ * short (being written, or torn by a crash): shorter than a header, or a
+ * length in range that runs past its end. 0 for anything else, which is
+ * damage: a torn append is at most one frame. */
+int bg_audit_spool_torn(const uint8_t *p, size_t n);
 
 /* Writes the frame header of payload p[0..n) into hdr. */
 void bg_audit_spool_frame(uint8_t hdr[BG_AUDIT_SPOOL_HDR], const uint8_t *p, uint32_t n);

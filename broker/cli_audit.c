@@ -415,7 +415,8 @@ static int bg_cli_audit__spool_rec(void *arg, const uint8_t *p, size_t n, size_t
 
 typedef struct bg_cli_audit_scan_s {
     bg_cli_audit_t *c;
-    size_t len; /* bytes scanned */
+    const uint8_t *buf; /* the bytes scanned */
+    size_t len;
     int newest; /* the segment busgate may be appending to */
 } bg_cli_audit_scan_t;
 
@@ -427,7 +428,10 @@ static int bg_cli_audit__spool_scan_rec(void *arg, const uint8_t *p, size_t n, s
 static void bg_cli_audit__spool_bad(void *arg, size_t off, size_t len)
 {
     bg_cli_audit_scan_t *s = arg;
-    if (s->newest && off + len == s->len) /* an append caught half-way, or a crash */
+    /* An append caught half-way, or cut by a crash: only the end of the
+     * newest segment, and only what could be one frame's beginning (damage
+     * of megabytes is no append in progress). */
+    if (s->newest && off + len == s->len && bg_audit_spool_torn(s->buf + off, len))
         fprintf(stderr, "busgate audit: spool: the last %zu byte(s) of the newest segment are not "
                 "a whole record yet (being written, or cut by a crash)\n", len);
     else
@@ -471,8 +475,8 @@ static int bg_cli_audit__from_spool(bg_cli_audit_t *c, const char *dir)
         uint8_t *buf = size > 0 ? malloc((size_t)size) : NULL;
         if (buf && fread(buf, 1, (size_t)size, f) == (size_t)size) {
             size_t from = seg == aseg && aoff <= (unsigned long long)size ? (size_t)aoff : 0;
-            bg_cli_audit_scan_t sc = {c, (size_t)size - from, seg == hi};
-            bg_audit_spool_scan(buf + from, sc.len, bg_cli_audit__spool_scan_rec,
+            bg_cli_audit_scan_t sc = {c, buf + from, (size_t)size - from, seg == hi};
+            bg_audit_spool_scan(sc.buf, sc.len, bg_cli_audit__spool_scan_rec,
                                 bg_cli_audit__spool_bad, &sc);
         }
         free(buf);

@@ -1,7 +1,8 @@
 /* Fuzz target: the audit spool frame parser (bg_audit_spool_scan) on
  * arbitrary bytes, as a damaged segment file would present them. Checks the
  * parser's invariants: records and skipped regions tile the input in order,
- * every reported record really validates, and record views stay in bounds.
+ * every reported record really validates, record views stay in bounds, and
+ * the CRC work stays within the resync budget.
  * The input's first bytes also go to the spool.ack reader, as a torn or
  * damaged acknowledged-position file would present them. */
 #include <stdint.h>
@@ -47,8 +48,8 @@ static void bg_fuzz__bad(void *arg, size_t off, size_t len)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    /* Resync is quadratic in a damaged span; segments are bounded in
-     * production, keep inputs small so the fuzzer explores, not waits. */
+    /* Resync work is linear (bounded per byte), but each input should stay
+     * quick so the fuzzer explores, not waits. */
     if (size > 1 << 16)
         return 0;
     uint32_t aseg = 0;
@@ -57,8 +58,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (ack < 0 || ack > 2 || (ack != 0 && aseg == 0))
         abort();
     bg_fuzz_state_t st = {data, size, 0};
+    uint64_t work = bg_audit_spool_crc_work();
     size_t end = bg_audit_spool_scan(data, size, bg_fuzz__rec, bg_fuzz__bad, &st);
     if (end != size || st.next != size)
+        abort();
+    /* CRC work: the records found (at most size) and the resync budget */
+    work = bg_audit_spool_crc_work() - work;
+    if (work > BG_AUDIT_SPOOL_RESYNC_BASE + (uint64_t)(BG_AUDIT_SPOOL_RESYNC_PER_BYTE + 1) * size)
+        abort();
+    /* an unparsed end classed as torn is at most one frame */
+    if (bg_audit_spool_torn(data, size) && size >= BG_AUDIT_SPOOL_HDR + BG_AUDIT_SPOOL_MAX_RECORD)
         abort();
     return 0;
 }

@@ -480,6 +480,211 @@ static void test_stray_names_ignored(void **state)
     free(dir);
 }
 
+/* ---- resync cost (review: a 2 MiB segment of "00 00 0f 00" repeated took
+ * 1 min 40 s of CPU to scan: a CRC of up to 1 MiB at every offset) ---- */
+
+/* Appends one frame of payload p[0..n) to buf at *len. */
+static void put_frame(uint8_t *buf, size_t *len, const void *p, size_t n)
+{
+    bg_audit_spool_frame(buf + *len, p, (uint32_t)n);
+    memcpy(buf + *len + BG_AUDIT_SPOOL_HDR, p, n);
+    *len += BG_AUDIT_SPOOL_HDR + n;
+}
+
+/* Appends a record as the pipeline spools one: [u16 key length][session
+ * id][event JSON], the JSON padded by pad bytes of detail text. */
+static void put_event(uint8_t *buf, size_t *len, int seq, size_t pad)
+{
+    static char p[BG_AUDIT_SPOOL_MAX_RECORD];
+    char key[40];
+    int kl = snprintf(key, sizeof key, "5f2c0e1a-77b3-4d21-9a0e-%012d", seq);
+    p[0] = (char)kl;
+    p[1] = 0;
+    memcpy(p + 2, key, (size_t)kl);
+    size_t n = 2 + (size_t)kl;
+    n += (size_t)snprintf(p + n, sizeof p - n,
+                          "{\"event_id\":\"e-%d\",\"kind\":\"decision\",\"seq\":%d,\"detail\":\"",
+                          seq, seq);
+    memset(p + n, 'd', pad);
+    n += pad;
+    n += (size_t)snprintf(p + n, sizeof p - n, "\"}");
+    put_frame(buf, len, p, n);
+}
+
+typedef struct seqs_s {
+    int n, bad;
+    int v[4096];
+} seqs_t;
+
+static int collect_seq(void *arg, const uint8_t *p, size_t len, size_t off)
+{
+    seqs_t *s = arg;
+    const char *k = memmem(p, len, "\"seq\":", 6);
+    assert_non_null(k);
+    assert_true(s->n < 4096);
+    s->v[s->n++] = atoi(k + 6);
+    return 0;
+}
+
+static void count_seq_bad(void *arg, size_t off, size_t len) { ((seqs_t *)arg)->bad++; }
+
+/* The most the scan of len bytes may spend on CRCs: the records it finds
+ * (at most len) and the resync budget. */
+static uint64_t work_bound(size_t len)
+{
+    return BG_AUDIT_SPOOL_RESYNC_BASE + (uint64_t)(BG_AUDIT_SPOOL_RESYNC_PER_BYTE + 1) * len;
+}
+
+/* Damage whose bytes read as a length in range at most offsets costs a
+ * bounded amount of CRC work (counted, not timed), and the records after it
+ * are still found. On the old code the first case alone ran about 7 GiB of
+ * CRC, the reported one (2 MiB of 00 00 0f 00) about 250 GiB. */
+static void test_resync_work_bounded(void **state)
+{
+    size_t cap = (2u << 20) + (64u << 10), len;
+    uint8_t *buf = malloc(cap);
+    assert_non_null(buf);
+    seqs_t *s = calloc(1, sizeof *s);
+    /* 512 KiB of "00 00 01 00": a 64 KiB length at every fourth offset */
+    len = 512u << 10;
+    for (size_t i = 0; i < len; i += 4)
+        memcpy(buf + i, "\x00\x00\x01\x00", 4);
+    uint64_t w0 = bg_audit_spool_crc_work();
+    assert_int_equal(bg_audit_spool_scan(buf, len, collect_seq, count_seq_bad, s), len);
+    assert_true(bg_audit_spool_crc_work() - w0 <= work_bound(len));
+    assert_int_equal(s->n, 0);
+    /* the reported segment: 2 MiB of "00 00 0f 00" (960 KiB lengths), here
+     * followed by ten records, which are still found */
+    len = 2u << 20;
+    for (size_t i = 0; i < len; i += 4)
+        memcpy(buf + i, "\x00\x00\x0f\x00", 4);
+    for (int i = 0; i < 10; i++)
+        put_event(buf, &len, i, 200);
+    memset(s, 0, sizeof *s);
+    w0 = bg_audit_spool_crc_work();
+    assert_int_equal(bg_audit_spool_scan(buf, len, collect_seq, count_seq_bad, s), len);
+    assert_true(bg_audit_spool_crc_work() - w0 <= work_bound(len));
+    assert_true(s->n >= 9); /* the first may fall to the budget; none after it */
+    for (int i = 0; i < s->n; i++)
+        assert_int_equal(s->v[i], 10 - s->n + i);
+    /* nor is such an end taken for an append cut short: at most one frame is */
+    assert_false(bg_audit_spool_torn(buf, 2u << 20));
+    free(s);
+    free(buf);
+}
+
+/* Damage as crashes and bad disks leave it (a torn append, a flipped bit in
+ * a length, in a CRC and in a payload, a zeroed block, a run of random
+ * bytes) is skipped region by region, and every record outside the damage
+ * is found, a 900 KiB one too: the budget does not cost real damage a
+ * record. */
+static void test_real_damage_keeps_later_records(void **state)
+{
+    size_t cap = 4u << 20, len = 0, at[64];
+    uint8_t *buf = calloc(1, cap);
+    assert_non_null(buf);
+    seqs_t *s = calloc(1, sizeof *s);
+    for (int i = 0; i < 60; i++) {
+        at[i] = len;
+        if (i == 31) { /* random bytes between two records (a stray block) */
+            uint32_t x = 2463534242u;
+            for (int k = 0; k < (64 << 10); k++) {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                buf[len++] = (uint8_t)x;
+            }
+            at[i] = len;
+        }
+        put_event(buf, &len, i, i == 40 ? 900u << 10 : (size_t)(100 + 37 * i));
+    }
+    /* 5: a torn append (its second half is missing, the next record follows) */
+    memmove(buf + at[5] + (at[6] - at[5]) / 2, buf + at[6], len - at[6]);
+    size_t cut = (at[6] - at[5]) - (at[6] - at[5]) / 2;
+    len -= cut;
+    for (int i = 6; i < 60; i++)
+        at[i] -= cut;
+    buf[at[12] + 2] ^= 0x08;    /* 12: length field now 512 KiB longer */
+    buf[at[20] + 5] ^= 0x01;    /* 20: a bit of its CRC */
+    buf[at[25] + 100] ^= 0x40;  /* 25: a bit of its JSON */
+    memset(buf + at[50], 0, at[51] - at[50]); /* 50: zeroed */
+    uint64_t w0 = bg_audit_spool_crc_work();
+    assert_int_equal(bg_audit_spool_scan(buf, len, collect_seq, count_seq_bad, s), len);
+    assert_true(bg_audit_spool_crc_work() - w0 <= work_bound(len));
+    int want = 0, k = 0;
+    for (int i = 0; i < 60; i++) {
+        if (i == 5 || i == 12 || i == 20 || i == 25 || i == 50)
+            continue;
+        assert_true(k < s->n);
+        assert_int_equal(s->v[k++], i);
+        want++;
+    }
+    assert_int_equal(s->n, want);
+    assert_int_equal(s->bad, 6); /* five damaged records and the random run */
+    free(s);
+    free(buf);
+}
+
+static int count_rec(void *arg, const uint8_t *p, size_t len, size_t off)
+{
+    ++*(int *)arg;
+    return 0;
+}
+
+/* The daemon reads a segment in batches (one scan each): the budget is the
+ * segment's, not each batch's, or damage between short batches would get a
+ * fresh allowance every time. A segment of small records each followed by
+ * four bytes that read as a 128 KiB length, read 8 records at a time. */
+static void test_read_batches_share_budget(void **state)
+{
+    char err[256] = "", *dir = mkdir_tmp(), p[4096];
+    size_t units = 20000, len = 0;
+    uint8_t *buf = malloc(units * 17);
+    assert_non_null(buf);
+    for (size_t i = 0; i < units; i++) {
+        char r[8];
+        snprintf(r, sizeof r, "r%04zu", i % 10000);
+        put_frame(buf, &len, r, 5);
+        memcpy(buf + len, "\x00\x00\x02\x00", 4);
+        len += 4;
+    }
+    seg_path(dir, 1, p, sizeof p);
+    FILE *f = fopen(p, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(buf, 1, len, f), len);
+    fclose(f);
+    bg_audit_spool_t *sp = bg_audit_spool_open(dir, 0, 1 << 20, err, sizeof err);
+    assert_non_null(sp);
+    uint64_t w0 = bg_audit_spool_crc_work();
+    int n = 0;
+    for (size_t round = 0; round < units && !bg_audit_spool_empty(sp); round++)
+        assert_true(bg_audit_spool_read(sp, 8, count_rec, &n) >= 0);
+    assert_true(bg_audit_spool_empty(sp));
+    assert_true(bg_audit_spool_crc_work() - w0 <= work_bound(len));
+    assert_true(n > 0);
+    bg_audit_spool_close(sp);
+    rm_rf(dir);
+    free(dir);
+    free(buf);
+}
+
+/* An unparsed end is "an append cut short" only when it could be one: a
+ * partial header, or a length in range that runs past the end. */
+static void test_torn_tail_classified(void **state)
+{
+    uint8_t b[64] = {0};
+    assert_false(bg_audit_spool_torn(b, 0));
+    assert_true(bg_audit_spool_torn(b, 3));
+    b[0] = 100; /* a 100-byte record, 50 of its 108 bytes there */
+    assert_true(bg_audit_spool_torn(b, 50));
+    b[0] = 20; /* a whole frame's room, yet no frame: damage */
+    assert_false(bg_audit_spool_torn(b, 28));
+    b[0] = 0; /* length 0 is never written */
+    assert_false(bg_audit_spool_torn(b, 20));
+    b[3] = 0x10; /* past 1 MiB */
+    assert_false(bg_audit_spool_torn(b, 20));
+}
+
 int main(void)
 {
     bg_log_set_level(BG_LOG_OFF);
@@ -496,6 +701,10 @@ int main(void)
         cmocka_unit_test(test_scan_bad_length_resync),
         cmocka_unit_test(test_full_spool_refuses),
         cmocka_unit_test(test_stray_names_ignored),
+        cmocka_unit_test(test_resync_work_bounded),
+        cmocka_unit_test(test_real_damage_keeps_later_records),
+        cmocka_unit_test(test_read_batches_share_budget),
+        cmocka_unit_test(test_torn_tail_classified),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
