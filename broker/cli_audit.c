@@ -8,6 +8,7 @@
  * At-least-once delivery means an event may be read twice: both commands
  * drop repeats by event_id. */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
@@ -15,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -373,6 +375,35 @@ static void bg_cli_audit__event(bg_cli_audit_t *c, const char *raw, size_t len)
 
 /* ---- sources ---- */
 
+/* tail --follow at the end of f: when the file was truncated (copy-truncate
+ * rotation) or another file took its path (inode changed), reading starts
+ * again at the beginning of what is at path now, said on stderr. Before, it
+ * waited past the end of a truncated file for ever. Returns the stream to
+ * read (f, or the new file's), *at the offset to read from. */
+static FILE *bg_cli_audit__reopened(FILE *f, const char *path, long *at)
+{
+    struct stat open_st, path_st;
+    if (fstat(fileno(f), &open_st) != 0)
+        return f;
+    if (stat(path, &path_st) == 0 &&
+        (path_st.st_ino != open_st.st_ino || path_st.st_dev != open_st.st_dev)) {
+        FILE *nf = fopen(path, "r"); /* until it opens, the old file is read on */
+        if (!nf)
+            return f;
+        fprintf(stderr, "busgate audit: %s was replaced; reading the new file from its start\n",
+                path);
+        fclose(f);
+        *at = 0;
+        return nf;
+    }
+    if (open_st.st_size < (off_t)*at) {
+        fprintf(stderr, "busgate audit: %s was truncated; reading it again from its start\n",
+                path);
+        *at = 0;
+    }
+    return f;
+}
+
 /* JSON-lines file; with follow, keeps reading what is appended. */
 static int bg_cli_audit__from_file(bg_cli_audit_t *c, const char *path, int follow)
 {
@@ -394,6 +425,7 @@ static int bg_cli_audit__from_file(bg_cli_audit_t *c, const char *path, int foll
         if (!follow)
             break; /* a last line without newline is being written: not yet an event */
         clearerr(f);
+        f = bg_cli_audit__reopened(f, path, &at);
         fseek(f, at, SEEK_SET);
         usleep(200000);
     }
@@ -439,8 +471,48 @@ static void bg_cli_audit__spool_bad(void *arg, size_t off, size_t len)
                 off);
 }
 
+/* Loads segment path whole into *buf (malloc'ed, NULL when empty), its
+ * size in *size. 1 when it is gone (drained and deleted since the listing:
+ * nothing to show), -1 after saying why it cannot be read (a segment
+ * skipped in silence would hide undelivered events), 0 when loaded. */
+static int bg_cli_audit__load_seg(const char *path, uint8_t **buf, size_t *size)
+{
+    struct stat st;
+    const char *why = NULL;
+    *buf = NULL;
+    *size = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0 && errno == ENOENT)
+        return 1;
+    if (fd < 0 || fstat(fd, &st) != 0)
+        why = strerror(errno);
+    else if (!S_ISREG(st.st_mode))
+        why = "not a regular file";
+    else if (st.st_size > 0 && !(*buf = malloc((size_t)st.st_size)))
+        why = "out of memory";
+    /* Short reads end early: busgate truncates a failed append back. */
+    while (!why && *size < (size_t)st.st_size) {
+        ssize_t r = pread(fd, *buf + *size, (size_t)st.st_size - *size, (off_t)*size);
+        if (r < 0)
+            why = strerror(errno);
+        if (r <= 0)
+            break;
+        *size += (size_t)r;
+    }
+    if (fd >= 0)
+        close(fd);
+    if (!why)
+        return 0;
+    fprintf(stderr, "busgate audit: spool segment %s: %s\n", path, why);
+    free(*buf);
+    *buf = NULL;
+    return -1;
+}
+
 /* Reads the events after the spool's ack position (not delivered yet), then
- * the dead-letter file beside it (events the primary refused for good). */
+ * the dead-letter file beside it (events the primary refused for good).
+ * -1 when the directory, a segment or the dead-letter file cannot be read
+ * (the others are still shown). */
 static int bg_cli_audit__from_spool(bg_cli_audit_t *c, const char *dir)
 {
     char path[4096];
@@ -450,7 +522,12 @@ static int bg_cli_audit__from_spool(bg_cli_audit_t *c, const char *dir)
     /* The segments on disk, not the range between the first and the last:
      * a stray name may make that wide (see bg_audit_spool_segs). */
     if (bg_audit_spool_segs(dir, &segs, &nsegs) != 0) {
-        fprintf(stderr, "busgate audit: spool %s: %s\n", dir, strerror(errno));
+        /* busgate creates the directory at start-up, so a missing one is a
+         * wrong path or another host's spool, not an empty spool */
+        int missing = errno == ENOENT;
+        fprintf(stderr, "busgate audit: spool %s: %s%s\n", dir, strerror(errno),
+                missing ? " (busgate creates it at start-up; --from kafka|file reads without it)"
+                        : "");
         return -1;
     }
     hi = nsegs ? segs[nsegs - 1] : 0;
@@ -461,32 +538,30 @@ static int bg_cli_audit__from_spool(bg_cli_audit_t *c, const char *dir)
         aseg = 0, aoff = 0;
     /* Segments before the acknowledged one were delivered (their deletion
      * may be pending). */
+    int rc = 0;
     for (size_t i = 0; i < nsegs && !bg_cli_audit__stop; i++) {
         uint32_t seg = segs[i];
+        uint8_t *buf;
+        size_t size;
         if (seg < aseg)
             continue;
         snprintf(path, sizeof path, "%s/spool-%06u.seg", dir, (unsigned)seg);
-        FILE *f = fopen(path, "rb");
-        if (!f)
-            continue;
-        fseek(f, 0, SEEK_END);
-        long size = ftell(f);
-        fseek(f, 0, SEEK_SET);
-        uint8_t *buf = size > 0 ? malloc((size_t)size) : NULL;
-        if (buf && fread(buf, 1, (size_t)size, f) == (size_t)size) {
+        int got = bg_cli_audit__load_seg(path, &buf, &size);
+        if (got < 0)
+            rc = -1;
+        if (got == 0 && size > 0) {
             size_t from = seg == aseg && aoff <= (unsigned long long)size ? (size_t)aoff : 0;
-            bg_cli_audit_scan_t sc = {c, buf + from, (size_t)size - from, seg == hi};
+            bg_cli_audit_scan_t sc = {c, buf + from, size - from, seg == hi};
             bg_audit_spool_scan(sc.buf, sc.len, bg_cli_audit__spool_scan_rec,
                                 bg_cli_audit__spool_bad, &sc);
         }
         free(buf);
-        fclose(f);
     }
     free(segs);
     snprintf(path, sizeof path, "%s/rejected.jsonl", dir);
-    if (access(path, F_OK) == 0 && !bg_cli_audit__stop)
-        return bg_cli_audit__from_file(c, path, 0);
-    return 0;
+    if (access(path, F_OK) == 0 && !bg_cli_audit__stop && bg_cli_audit__from_file(c, path, 0) != 0)
+        rc = -1;
+    return rc;
 }
 
 static int bg_cli_audit__set(rd_kafka_conf_t *rc, const char *k, const char *v)
@@ -596,17 +671,25 @@ static int bg_cli_audit__from_kafka(bg_cli_audit_t *c, const bg_config_t *cfg, i
     if (parts > 0 && !at_end)
         parts = -1;
     int64_t idle_until = bg_util_now_ms() + BG_CLI_AUDIT_IDLE_MS;
+    int errs = 0; /* errors since the last progress */
     while (parts > 0 && !bg_cli_audit__stop && (follow || eofs < parts)) {
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
-        if (!m) {
-            if (!follow && bg_util_now_ms() > idle_until) {
-                fprintf(stderr, "busgate audit: no answer from the topic; stopping\n");
-                rc = -1;
-                break;
-            }
-            continue;
+        /* Only progress (an event, a partition's end) restarts the wait:
+         * librdkafka may report an error again and again, and restarting
+         * on each kept `tail` from ever giving up. */
+        if (m && (!m->err || m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF)) {
+            idle_until = bg_util_now_ms() + BG_CLI_AUDIT_IDLE_MS;
+            errs = 0;
+        } else if (!follow && bg_util_now_ms() > idle_until) {
+            fprintf(stderr, "busgate audit: %s from the topic; stopping\n",
+                    errs || m ? "only errors" : "no answer");
+            rc = -1;
+            if (m)
+                rd_kafka_message_destroy(m);
+            break;
         }
-        idle_until = bg_util_now_ms() + BG_CLI_AUDIT_IDLE_MS;
+        if (!m)
+            continue;
         if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
             if (m->partition >= 0 && m->partition < parts && !at_end[m->partition]) {
                 at_end[m->partition] = 1;
@@ -614,6 +697,7 @@ static int bg_cli_audit__from_kafka(bg_cli_audit_t *c, const bg_config_t *cfg, i
             }
         } else if (m->err) {
             fprintf(stderr, "busgate audit: %s\n", rd_kafka_message_errstr(m));
+            errs++;
         } else {
             bg_cli_audit__message(c, av, m->payload, m->len);
         }
@@ -649,9 +733,12 @@ static int bg_cli_audit__read(bg_cli_audit_t *c, const bg_config_t *cfg)
                 key);
         return -1;
     }
-    /* Events not yet delivered to the topic/file are still in the spool. */
-    if (rc == 0 && !c->from && a->spool_dir && !bg_cli_audit__stop)
-        bg_cli_audit__from_spool(c, a->spool_dir);
+    /* Events not yet delivered to the topic/file are still in the spool,
+     * shown also when the primary failed (they may be why); a spool that
+     * cannot be read fails the command as the primary would. */
+    if (!c->from && a->spool_dir && !bg_cli_audit__stop &&
+        bg_cli_audit__from_spool(c, a->spool_dir) != 0)
+        rc = -1;
     return rc;
 }
 

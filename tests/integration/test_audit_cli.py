@@ -2,11 +2,16 @@
 written by busgate is read back as one line per event and as a session
 timeline in order."""
 import json
+import os
+import select
+import signal
 import struct
+import subprocess
+import time
 
 from confluent_kafka import KafkaError, Producer
 
-from conftest import run_cli
+from conftest import busgate_bin, run_cli
 from kafka_env import (audit_events, busgate_config, claims, client_conf, oidc_token, unique,
                        wait_audit)
 
@@ -377,3 +382,80 @@ def test_tail_spool_damage_not_taken_for_a_torn_append(tmp_path):
     assert f"skipped {len(junk)} corrupt byte(s) at offset" in r.stderr, r.stderr
     assert r.stderr.count("corrupt") == 2 and "not a whole record" not in r.stderr, r.stderr
 
+
+def test_tail_spool_unreadable_segment_fails(tmp_path):
+    """A segment that cannot be read (here a directory named like one) is
+    reported and makes the command exit 1 (it was skipped in silence, exit
+    0); the segments around it are still shown."""
+    cfg, spool, ev = _spool_setup(tmp_path, 2)
+    (spool / "spool-000001.seg").write_bytes(_frame(ev[0]))
+    (spool / "spool-000002.seg").mkdir()
+    (spool / "spool-000003.seg").write_bytes(_frame(ev[1]))
+    r = run_cli("audit", "tail", "-c", str(cfg), "--from", "spool", "--json")
+    assert r.returncode == 1, r.stderr
+    assert [json.loads(l)["seq"] for l in r.stdout.splitlines()] == [0, 1]
+    assert "spool-000002.seg: not a regular file" in r.stderr, r.stderr
+
+
+def test_tail_default_sources_fail_on_a_missing_spool(tmp_path):
+    """With the default sources (here the file, then the spool), a spool
+    directory that cannot be read makes `audit tail` exit 1, after the
+    file's events (it exited 0). busgate creates the directory when it
+    starts, so a missing one is a wrong path, not an empty spool; an empty
+    directory is fine."""
+    cfg, spool, ev = _spool_setup(tmp_path, 1)
+    (tmp_path / "audit.jsonl").write_text(json.dumps(ev[0]) + "\n")
+    r = run_cli("audit", "tail", "-c", str(cfg), "--json")
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(l)["seq"] for l in r.stdout.splitlines()] == [0]
+    spool.rmdir()
+    r = run_cli("audit", "tail", "-c", str(cfg), "--json")
+    assert r.returncode == 1, r.stderr
+    assert [json.loads(l)["seq"] for l in r.stdout.splitlines()] == [0]
+    assert f"spool {spool}: No such file or directory" in r.stderr, r.stderr
+
+
+def _read_lines_until(proc, want, timeout=20.0):
+    """Lines of proc's stdout (binary pipe) until want of them, or timeout."""
+    got, buf = [], b""
+    deadline = time.monotonic() + timeout
+    while len(got) < want and time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.2)
+        if not ready:
+            continue
+        chunk = os.read(proc.stdout.fileno(), 65536)
+        if not chunk:
+            break
+        buf += chunk
+        *lines, buf = buf.split(b"\n")
+        got += [json.loads(l) for l in lines if l]
+    return got
+
+
+def test_tail_follow_file_truncated_or_replaced(tmp_path):
+    """`audit tail --follow` of the file goes on after a copy-truncate
+    rotation (it waited past the new end for ever) and after another file
+    takes the path, reading each from its start and saying so on stderr."""
+    cfg, spool, ev = _spool_setup(tmp_path, 1)
+    log = tmp_path / "audit.jsonl"
+    evs = [dict(ev[0], event_id=f"00000000-0000-4000-8000-0000000001{i:02}", seq=i)
+           for i in range(4)]
+    log.write_text("".join(json.dumps(e) + "\n" for e in evs[:2]))
+    err = open(tmp_path / "tail.err", "w+")
+    p = subprocess.Popen([busgate_bin(), "audit", "tail", "-c", str(cfg), "--from", "file",
+                          "--follow", "--json"], stdout=subprocess.PIPE, stderr=err)
+    try:
+        assert [e["seq"] for e in _read_lines_until(p, 2)] == [0, 1]
+        log.write_text(json.dumps(evs[2]) + "\n")  # truncated, then one shorter line
+        assert [e["seq"] for e in _read_lines_until(p, 1)] == [2]
+        log.rename(tmp_path / "audit.jsonl.1")
+        log.write_text(json.dumps(evs[3]) + "\n")
+        assert [e["seq"] for e in _read_lines_until(p, 1)] == [3]
+    finally:
+        p.send_signal(signal.SIGINT)
+        rc = p.wait(timeout=10)
+    err.seek(0)
+    text = err.read()
+    assert rc == 0, text
+    assert f"{log} was truncated; reading it again from its start" in text, text
+    assert f"{log} was replaced; reading the new file from its start" in text, text
