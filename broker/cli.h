@@ -13,6 +13,19 @@ int bg_cli_explain(int argc, char **argv);
 int bg_cli_token(int argc, char **argv);
 int bg_cli_audit(int argc, char **argv);
 
+/* v[0..len) with its terminal controls made visible: C0 controls, DEL and
+ * the C1 controls (U+0080..U+009F) become \xNN / \u00NN, and a backslash
+ * \\ (so no text can pass for an escape). Values the CLI prints come from
+ * clients and tokens (topics, client ids, token claims); printed raw, an
+ * escape sequence or a newline in one could rewrite or forge the lines an
+ * operator reads. Malloc'ed; NULL when nothing needs escaping (or out of
+ * memory: the caller then has only the raw value). */
+char *bg_cli_visible(const char *v, size_t len);
+
+/* Prints the NUL-terminated s to f through bg_cli_visible; NULL prints
+ * nothing. */
+void bg_cli_print_visible(FILE *f, const char *s);
+
 struct bg_config_s;
 /* Loads path; on failure prints every error, one per line, to out and
  * returns NULL. */

@@ -272,49 +272,7 @@ static int bg_cli_audit__wanted(const bg_cli_audit_t *c, json_t *ev)
     return 1;
 }
 
-/* A string value with its terminal controls made visible: C0 controls, DEL
- * and the C1 controls (U+0080..U+009F) become \xNN / \u00NN, and a
- * backslash \\ (so no text can pass for an escape). Names in an event come
- * from clients (topics, groups, client ids, token claims); printed raw, an
- * escape sequence or a newline in one could rewrite or forge the lines an
- * operator reads. NULL when nothing needs escaping. */
-static char *bg_cli_audit__visible(const char *v, size_t len)
-{
-    size_t extra = 0;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char b = (unsigned char)v[i];
-        if (b == '\\')
-            extra += 1;
-        else if (b < 0x20 || b == 0x7f)
-            extra += 3;
-        else if (b == 0xc2 && i + 1 < len && (unsigned char)v[i + 1] <= 0x9f &&
-                 (unsigned char)v[i + 1] >= 0x80)
-            extra += 4;
-    }
-    if (extra == 0)
-        return NULL;
-    char *o = malloc(len + extra + 1), *w = o;
-    if (!o)
-        return NULL;
-    for (size_t i = 0; i < len; i++) {
-        unsigned char b = (unsigned char)v[i];
-        if (b == '\\') {
-            *w++ = '\\';
-            *w++ = '\\';
-        } else if (b < 0x20 || b == 0x7f) {
-            w += sprintf(w, "\\x%02x", b);
-        } else if (b == 0xc2 && i + 1 < len && (unsigned char)v[i + 1] <= 0x9f &&
-                   (unsigned char)v[i + 1] >= 0x80) {
-            w += sprintf(w, "\\u%04x", (unsigned char)v[++i]);
-        } else {
-            *w++ = (char)b;
-        }
-    }
-    *w = '\0';
-    return o;
-}
-
-/* Applies bg_cli_audit__visible to every string in a parsed event (its
+/* Applies bg_cli_visible to every string in a parsed event (its
  * nesting is bounded by the JSON parser's depth limit). */
 static void bg_cli_audit__defang(json_t *j)
 {
@@ -322,7 +280,7 @@ static void bg_cli_audit__defang(json_t *j)
     json_t *v;
     size_t i;
     if (json_is_string(j)) {
-        char *o = bg_cli_audit__visible(json_string_value(j), json_string_length(j));
+        char *o = bg_cli_visible(json_string_value(j), json_string_length(j));
         if (o)
             json_string_set(j, o);
         free(o);

@@ -166,6 +166,24 @@ static int bg_cli__inspect_args(int argc, char **argv, const char **path, const 
     return *path && *token ? -1 : bg_cli__inspect_usage_to(stderr, 2);
 }
 
+/* The principal, issuer and groups lines of inspect. The claims come from
+ * the token (a trusted issuer may still sign what a user chose, such as a
+ * display name as the subject): escaped as `audit tail` escapes values, so
+ * a newline or an escape sequence in one cannot forge a line or drive the
+ * terminal. */
+static void bg_cli__print_claims(const bg_principal_t *p)
+{
+    fputs("principal: ", stdout);
+    bg_cli_print_visible(stdout, p->sub);
+    fputs("\nissuer: ", stdout);
+    bg_cli_print_visible(stdout, p->issuer);
+    fputs("\ngroups:", stdout);
+    for (size_t i = 0; i < p->ngroups; i++) {
+        fputs(i ? "," : " ", stdout);
+        bg_cli_print_visible(stdout, p->groups[i]);
+    }
+}
+
 /* busgate token inspect -c FILE TOKEN: 0 and the principal; 1 and
  * "rejected: <reason>", or 1 when the configuration is invalid (as check
  * and explain: the errors on stderr); 2 for bad usage. TOKEN "-" reads
@@ -204,17 +222,18 @@ static int bg_cli__inspect(int argc, char **argv)
         rc = 1;
         goto done;
     }
-    printf("principal: %s\nissuer: %s\ngroups:", p.sub, p.issuer ? p.issuer : "");
-    for (size_t i = 0; i < p.ngroups; i++)
-        printf("%s%s", i ? "," : " ", p.groups[i]);
+    bg_cli__print_claims(&p);
     long long left = (long long)(p.exp - time(NULL));
     if (left >= 0)
         printf("\nexpires: %lld (in %lld s)\n", (long long)p.exp, left);
     else /* accepted only thanks to the clock skew tolerance */
         printf("\nexpires: %lld (expired %lld s ago; accepted within identity.clock_skew)\n",
                (long long)p.exp, -left);
-    if (p.token_id)
-        printf("token_id: %s\n", p.token_id);
+    if (p.token_id) {
+        fputs("token_id: ", stdout);
+        bg_cli_print_visible(stdout, p.token_id);
+        putchar('\n');
+    }
     bg_principal_clear(&p);
     rc = 0;
 done:

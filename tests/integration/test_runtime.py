@@ -978,3 +978,23 @@ def test_a_broker_port_held_by_another_process_is_not_shared(start_busgate, tmp_
         assert bg.proc.poll() is None
     finally:
         holder.close()
+
+
+def test_token_inspect_escapes_claims(tmp_path, keys):
+    """The claims `token inspect` prints come from the token: a subject or a
+    group holding a newline or an escape sequence is printed escaped as
+    `audit tail` prints values (it was printed raw, so a token of a trusted
+    issuer could forge an output line or drive the terminal)."""
+    pem, jwks = keys
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(config(jwks, free_port(), RULE_READ))
+    sub = "eve\nprincipal: root\x1b[2J\\"
+    token = run_cli("token", "mint", "--key", str(pem), "--kid", "test-key-1", "--sub", sub,
+                    "--groups", "ops\r\u009b,admins", "--iss", ISS, "--aud", "busgate").stdout.strip()
+    r = run_cli("token", "inspect", "-c", str(cfg), token)
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = r.stdout
+    assert not any(c in out for c in "\x1b\r\u009b"), repr(out)
+    assert [l for l in out.splitlines() if l.startswith("principal:")] == \
+        ["principal: eve\\x0aprincipal: root\\x1b[2J\\\\"], repr(out)
+    assert "groups: ops\\x0d\\u009b,admins\n" in out, repr(out)
