@@ -596,6 +596,16 @@ def test_blocked_publisher_keeps_its_heartbeat(gw):
     chunk = frame_max - 8
     body = b"b" * chunk
     errors = []
+    # The client heartbeats until it publishes (setting the alarm takes
+    # seconds of rabbitmqctl on a loaded machine: 3 silent intervals would
+    # end the session first); publish_big then sends one after each frame.
+    beating = threading.Event()
+
+    def beat():
+        while not beating.wait(0.3):
+            r.send(frame(8, 0, b""))
+    hb = threading.Thread(target=beat)
+    hb.start()
 
     def publish_big():
         try:
@@ -620,6 +630,8 @@ def test_blocked_publisher_keeps_its_heartbeat(gw):
     try:
         assert rabbitmqctl("set_vm_memory_high_watermark", "0.0000001").returncode == 0
         wait_memory_alarm()
+        beating.set()
+        hb.join(5)
         t.start()
         t0, states = time.monotonic(), ""
         while time.monotonic() - t0 < 4.5:  # > 4 heartbeat intervals, busgate not reading
@@ -629,6 +641,7 @@ def test_blocked_publisher_keeps_its_heartbeat(gw):
         # RabbitMQ did block busgate's publishing connection meanwhile.
         assert "blocked" in states, states
     finally:
+        beating.set()
         assert rabbitmqctl("set_vm_memory_high_watermark", previous).returncode == 0
     t.join(30)
     assert not t.is_alive() and not errors, errors
