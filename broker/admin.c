@@ -32,7 +32,9 @@
  * BG_ADMIN_MAX_HEADERS: any request evhttp accepts fits whole, so reading
  * never stops in the middle of the request evhttp waits for. */
 #define BG_ADMIN_READ_MAX (2 * BG_ADMIN_MAX_HEADERS)
-/* Connections open at once; one more is closed as soon as it is accepted. */
+/* Connections open at once. One more closes the one that has been waiting
+ * longest for its next request: refusing the newcomer instead would let 64
+ * idle sockets keep every health probe out. */
 #define BG_ADMIN_MAX_CONNS 64
 /* Seconds a connection has to send a whole request, from its accept and
  * again from the arrival of each request (whose answer is written in that
@@ -50,6 +52,8 @@ typedef struct bg_admin_conn_s {
     struct evhttp_connection *evcon; /* NULL until adopted */
     struct event *timer;             /* adoption at once, then the request deadline */
     int over_limit;                  /* closed on adoption, not counted in nconns */
+    int evicted;                     /* closed by its timer, made due at once */
+    struct timeval armed;            /* when its deadline last started */
 } bg_admin_conn_t;
 
 LIST_HEAD(bg_admin_conn_list_s, bg_admin_conn_s);
@@ -62,7 +66,7 @@ struct bg_admin_s {
     bg_util_accept_guard_t guard; /* pauses the listener when accept() runs out of descriptors */
     struct bg_admin_conn_list_s conns;
     unsigned nconns;   /* of conns, those within BG_ADMIN_MAX_CONNS */
-    uint64_t refused;  /* connections over the limit (main thread only) */
+    uint64_t refused;  /* connections closed for the limit (main thread only) */
     uint64_t expired;  /* connections closed at their deadline */
 };
 
@@ -121,7 +125,26 @@ static void bg_admin__close(bg_admin_conn_t *c, struct evhttp_connection *evcon)
 static void bg_admin__arm(bg_admin_conn_t *c)
 {
     struct timeval tv = {BG_ADMIN_DEADLINE_S, 0};
+    evutil_gettimeofday(&c->armed, NULL);
     evtimer_add(c->timer, &tv);
+}
+
+/* Makes room for a new connection at the limit: the adopted connection
+ * whose deadline started first (the longest without a request) is closed
+ * from its timer, right after this accept. 0, or -1 when none can be. */
+static int bg_admin__evict(bg_admin_t *a)
+{
+    bg_admin_conn_t *c, *oldest = NULL;
+    LIST_FOREACH(c, &a->conns, link) {
+        if (c->evcon && !c->over_limit && !c->evicted &&
+            (!oldest || evutil_timercmp(&c->armed, &oldest->armed, <)))
+            oldest = c;
+    }
+    if (!oldest)
+        return -1;
+    oldest->evicted = 1;
+    event_active(oldest->timer, EV_TIMEOUT, 1);
+    return 0;
 }
 
 /* evhttp's close callback: the client closed, evhttp gave up on it (its
@@ -166,7 +189,10 @@ static void bg_admin__on_timer(evutil_socket_t fd, short what, void *arg)
         bg_admin__adopt(c);
         return;
     }
-    c->admin->expired++;
+    if (c->evicted)
+        c->admin->refused++;
+    else
+        c->admin->expired++;
     bg_admin__close(c, c->evcon);
 }
 
@@ -190,7 +216,9 @@ static struct bufferevent *bg_admin__new_bev(struct event_base *base, void *arg)
     }
     c->admin = a;
     c->bev = bev;
-    c->over_limit = a->nconns >= BG_ADMIN_MAX_CONNS;
+    /* An eviction frees its slot a moment later: counted meanwhile, the
+     * total stays at the limit plus the evictions under way. */
+    c->over_limit = a->nconns >= BG_ADMIN_MAX_CONNS && bg_admin__evict(a) != 0;
     if (c->over_limit)
         a->refused++;
     else
@@ -294,7 +322,7 @@ static char *bg_admin__metrics_text(bg_admin_t *a)
                        "# TYPE busgate_admin_connections_open gauge\n"
                        "busgate_admin_connections_open %u\n"
                        "# HELP busgate_admin_connections_refused_total Admin connections closed "
-                       "at once: %d were open.\n"
+                       "to make room: %d were open.\n"
                        "# TYPE busgate_admin_connections_refused_total counter\n"
                        "busgate_admin_connections_refused_total %llu\n"
                        "# HELP busgate_admin_connections_expired_total Admin connections closed "
