@@ -124,6 +124,11 @@ static void bg_admin__close(bg_admin_conn_t *c, struct evhttp_connection *evcon)
 /* (Re)starts c's deadline: the next request must be whole within it. */
 static void bg_admin__arm(bg_admin_conn_t *c)
 {
+    /* Not one being evicted: adding the timer would take its activation
+     * back (libevent), and a request every few seconds would then keep the
+     * connection for ever past the limit. */
+    if (c->evicted)
+        return;
     struct timeval tv = {BG_ADMIN_DEADLINE_S, 0};
     evutil_gettimeofday(&c->armed, NULL);
     evtimer_add(c->timer, &tv);
