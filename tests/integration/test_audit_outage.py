@@ -67,15 +67,21 @@ def produce_error(w, topic):
 
 
 def audit_topic_refuses(topics, refuse):
-    """With max.message.bytes below an event's size the broker rejects every
-    audit message (MESSAGE_TOO_LARGE) while it stays up for everything else.
-    (min.insync.replicas above the replication factor does not do it on
-    Kafka 4.x: the effective minimum is capped at the replication factor.)"""
+    """With message.timestamp.before.max.ms=0 the broker refuses every audit
+    message stamped before it arrives (INVALID_TIMESTAMP) while it stays up
+    for everything else. busgate treats that error as a failure that may pass
+    (spooled or held, sent again), so what this phase shows does not depend
+    on how long it lasts. (Not max.message.bytes below an event's size:
+    busgate rightly dead-letters an event the topic refuses as too large
+    when sent alone, so events left the topic whenever a spool drain ran
+    before the limit was lifted. Not min.insync.replicas above the
+    replication factor either: Kafka 4.x caps the minimum at it.)"""
     from confluent_kafka.admin import AlterConfigOpType, ConfigEntry, ConfigResource
     op = AlterConfigOpType.SET if refuse else AlterConfigOpType.DELETE
     adm = admin()
     res = [ConfigResource(ConfigResource.Type.TOPIC, t, incremental_configs=[
-        ConfigEntry("max.message.bytes", "100" if refuse else "", incremental_operation=op)])
+        ConfigEntry("message.timestamp.before.max.ms", "0" if refuse else "",
+                    incremental_operation=op)])
         for t in topics]
     for f in adm.incremental_alter_configs(res).values():
         f.result(30)
@@ -191,6 +197,7 @@ def test_no_loss_through_outage(outage):
     assert {"session_start", "session_end", "auth_failure", "decision"} <= kinds
     topic, _ = topic_ids(PLAIN, A.topic)
     assert topic == file_ids  # every event, by id, and none foreign
+    assert not (A.spool / "rejected.jsonl").exists()  # none refused for good
     # one decision event per decision busgate counted
     assert sum(1 for e in events if e["kind"] == "decision") == outage["a_decisions_metric"]
 
