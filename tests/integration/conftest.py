@@ -217,7 +217,8 @@ class Busgate:
 
     def log_lines(self):
         # busgate writes to the file descriptor directly; nothing to flush here.
-        return [json.loads(l) for l in self.log_path.read_text().splitlines() if l.strip()]
+        # A last line without its newline may be half written: left for later.
+        return [json.loads(l) for l in self.log_path.read_text().split("\n")[:-1] if l.strip()]
 
     def wait_log(self, predicate, timeout=15.0):
         deadline = time.monotonic() + timeout

@@ -49,10 +49,13 @@ def test_expiry_closes_and_update_secret_extends(start_busgate, tmp_path):
     text, ports = busgate_config(tmp_path, issuer, POLICY)
     bg = start_busgate(text, wait_for_port=ports["listen"])
     port = ports["listen"]
-    short, kept = (connect(port, issuer.mint("alice", ["apps"], ttl=3)),
-                   connect(port, issuer.mint("alice", ["apps"], ttl=3)))
+    # Minted first (each mint is a process): the 3 s between the short
+    # tokens' issue and their exp cover only the two logins.
+    fresh = issuer.mint("alice", ["apps"], ttl=120)
+    t_short, t_kept = issuer.mint("alice", ["apps"], ttl=3), issuer.mint("alice", ["apps"], ttl=3)
+    short, kept = connect(port, t_short), connect(port, t_kept)
     # kept gets a fresh token before the first one expires.
-    kept.update_secret(issuer.mint("alice", ["apps"], ttl=120), "token refresh")
+    kept.update_secret(fresh, "token refresh")
     with pytest.raises(pex.ConnectionClosedByBroker) as ei:
         for _ in range(100):
             short.sleep(0.1)

@@ -157,8 +157,8 @@ def test_held_request_is_forwarded_once_upstream_ready(start_busgate, tmp_path):
     try:
         time.sleep(DELAY + 1)  # busgate's own metadata connection is through
         n_before = len(proxy.seen())
+        t0 = time.monotonic()  # before the connect: the hold can only look longer
         w = KafkaWire(ports["listen"], timeout=DELAY + 10)
-        t0 = time.monotonic()
         corrs = _pipeline_sasl(w, oidc_token("svc-orders"))
         md = w.send(3, 1, struct.pack(">i", 1) + kstr(topic))
         _expect_sasl_ok(w, corrs)

@@ -285,7 +285,7 @@ def test_java_consumer_group_protocol(start_busgate, tmp_path):
     live = unique("interop-g")
     live_dir = tmp_path / "live"
     live_dir.mkdir()
-    env = client_env(live_dir, "java", props=kip848, timeout_ms=40000)
+    env = client_env(live_dir, "java", props=kip848, timeout_ms=300000)
     member = subprocess.Popen([RUN_CLIENT, "java", bootstrap, *oauth_creds(), "consume-group",
                                topic, live, str(N + 1000)], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, env=env)

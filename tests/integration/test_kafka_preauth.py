@@ -47,7 +47,8 @@ def test_no_upstream_before_authentication(start_busgate, tmp_path):
     up_port = int(KAFKA_SASL.rsplit(":", 1)[1])
     # One client authenticates: its upstream connection teaches busgate the
     # broker's versions.
-    first = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+    token = oidc_token("svc-orders")  # fetched before any socket: auth_timeout runs from accept
+    first = KafkaWire(ports["listen"]).login(token)
     assert first.metadata_v1([]) is not None
     first.close()
     before = upstream_sockets(bg.proc.pid, up_port)
@@ -66,7 +67,7 @@ def test_no_upstream_before_authentication(start_busgate, tmp_path):
     assert any("not authenticated within kafka.auth_timeout" in line.get("msg", "")
                for line in bg.log_lines()), bg.log_path.read_text()[-2000:]
     # An authenticated client is not closed by auth_timeout.
-    ok = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+    ok = KafkaWire(ports["listen"]).login(token)
     assert not ok.closed_by_peer(timeout=3)
     assert ok.metadata_v1([]) is not None
     ok.close()

@@ -220,7 +220,8 @@ def test_idle_timeout_waits_for_pending_requests(start_busgate, tmp_path):
     bg, ports = start(start_busgate, tmp_path, kafka_extra="  idle_timeout: 1s\n")
     topic = unique("it-orders-idle")
     create_topics([topic])
-    w = KafkaWire(ports["listen"], timeout=30).login(oidc_token("svc-orders"))
+    token = oidc_token("svc-orders")  # before the socket: idle_timeout runs from accept
+    w = KafkaWire(ports["listen"], timeout=30).login(token)
     corr = w.send(1, 4, fetch_v4(topic, 4000))
     r = w.recv()
     assert r is not None, "closed while the fetch was pending: " + bg.log_path.read_text()[-1000:]
@@ -235,9 +236,10 @@ def test_idle_timeout_closes_a_client_that_stops_reading(start_busgate, tmp_path
     busgate stops reading it (its output above the watermark), the client
     is still closed after idle_timeout without taking any output."""
     bg, ports = start(start_busgate, tmp_path, kafka_extra="  idle_timeout: 1s\n")
+    token = oidc_token("svc-orders")  # before the socket: idle_timeout runs from accept
     w = KafkaWire(ports["listen"], timeout=30)
     w.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 << 10)
-    w.login(oidc_token("svc-orders"))
+    w.login(token)
     send_until_stalled(w.sock, api_versions_flood(w.corr + 1, 100_000))
     assert bg.wait_log(lambda l: "idle timeout: the client reads no responses" in l.get("msg", ""),
                        timeout=60), bg.log_path.read_text()[-1000:]
@@ -262,11 +264,12 @@ def test_idle_timeout_closes_a_stalled_fetch_response(start_busgate, tmp_path, i
         p.produce(topic, value=b"x" * 4096)
     assert p.flush(60) == 0
     del p
+    # scraped before the socket: idle_timeout (1 s) runs from accept
+    spliced = scrape(ports["admin"], "busgate_bytes_spliced_total", {"protocol": "kafka"}) or 0
     w = KafkaWire(ports["listen"], timeout=30)
     w.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 << 10)
     w.login(token)
     peer = "%s:%d" % w.sock.getsockname()
-    spliced = scrape(ports["admin"], "busgate_bytes_spliced_total", {"protocol": "kafka"}) or 0
     w.send(1, 4, fetch_v4(topic, 500))
     head = w._read(8)
     size = struct.unpack(">i", head[:4])[0]
@@ -316,14 +319,20 @@ def test_kept_request_copies_count_against_the_memory_cap(start_busgate, tmp_pat
     topic = unique("it-orders-mem")
     create_topics([topic])
     w = KafkaWire(ports["listen"], timeout=60).login(oidc_token("svc-orders"))
-    # No data: held for 20 s, well past the sending below even on a loaded machine.
-    fetch = w.send(1, 4, fetch_v4(topic, 20000))
+    # The 160 MiB are built before the fetch, whose 20 s must cover only the
+    # sending below (at most 3 + 10 s).
     n, size = 40, 4 << 20
-    data, first = b"", w.corr + 1
+    first = w.corr + 2  # the fetch takes w.corr + 1
+    parts = []
     for i in range(n):
         payload = (struct.pack(">hhi", 0, 3, first + i) + kstr("it-raw") +
                    produce_v3_split(topic, "it-denied-mem", size))
-        data += struct.pack(">i", len(payload)) + payload
+        parts.append(struct.pack(">i", len(payload)) + payload)
+    data = b"".join(parts)
+    del parts
+    # No data: held for 20 s, well past the sending below even on a loaded machine.
+    fetch = w.send(1, 4, fetch_v4(topic, 20000))
+    assert fetch == first - 1
     sent = send_until_stalled(w.sock, data, stall=3.0, limit=10.0)
     # The cap and the kernels' socket buffers; without the copies counted,
     # everything (160 MiB).

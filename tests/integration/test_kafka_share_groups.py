@@ -197,7 +197,7 @@ def test_java_describe_share_group(start_busgate, tmp_path):
     bootstrap = f"127.0.0.1:{ports['listen']}"
     topic, group = unique("share-d"), unique("share-g")
     create_topics([topic])
-    env = client_env(tmp_path, "java", timeout_ms=40000)
+    env = client_env(tmp_path, "java", timeout_ms=300000)
     member = subprocess.Popen([RUN_CLIENT, "java", bootstrap, *oauth_creds(), "share-consume",
                                topic, group, "1000"], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL, env=env)
