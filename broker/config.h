@@ -82,6 +82,7 @@ typedef struct bg_config_kafka_s {
     /* limits */
     uint32_t max_frame_bytes;      /* default 100 MiB */
     uint32_t preauth_max_frame_bytes; /* default 64 KiB */
+    uint32_t max_response_bytes;   /* upstream response frames, default 256 MiB */
     uint32_t max_inflight;         /* per connection, default 100 */
     int64_t idle_timeout_ms;       /* default 10m */
     int64_t auth_timeout_ms;       /* from accept to SASL done, default 10s; 0 = none */

@@ -240,12 +240,12 @@ void bg_cfg__identity(bg_cfg_ctx_t *ctx, struct fy_node *n)
 
 static const char *const bg_cfg__kafka_keys[] = {
     "listen", "advertised_host", "broker_port_base", "sasl_mechanisms", "tls",
-    "upstream", "max_frame_bytes", "preauth_max_frame_bytes", "max_inflight", "idle_timeout",
-    "auth_timeout", NULL,
+    "upstream", "max_frame_bytes", "preauth_max_frame_bytes", "max_response_bytes",
+    "max_inflight", "idle_timeout", "auth_timeout", NULL,
 };
 enum {
-    KF_LISTEN, KF_ADV, KF_BASE, KF_MECHS, KF_TLS, KF_UP, KF_MAXF, KF_PREF, KF_INFL, KF_IDLE,
-    KF_AUTHT
+    KF_LISTEN, KF_ADV, KF_BASE, KF_MECHS, KF_TLS, KF_UP, KF_MAXF, KF_PREF, KF_MAXR, KF_INFL,
+    KF_IDLE, KF_AUTHT
 };
 
 static const char *const bg_cfg__kup_keys[] = {"bootstrap", "embedded", "security", "sasl",
@@ -354,6 +354,11 @@ static void bg_cfg__kafka_limits(bg_cfg_ctx_t *ctx, const bg_cfg_map_t *m)
     int64_t i;
     k->max_frame_bytes = 100 * BG_CFG_MIB;
     k->preauth_max_frame_bytes = 64 * BG_CFG_KIB;
+    /* Responses are sized by the client (fetch.max.bytes, 50 MiB by default
+     * in the Java client and librdkafka) and by the cluster (Metadata), not
+     * by what busgate accepts from clients: their own limit, far above any
+     * normal response, only stops a broken or hostile upstream. */
+    k->max_response_bytes = 256 * BG_CFG_MIB;
     k->max_inflight = 100;
     k->idle_timeout_ms = 10 * 60000;
     k->auth_timeout_ms = 10000;
@@ -366,6 +371,9 @@ static void bg_cfg__kafka_limits(bg_cfg_ctx_t *ctx, const bg_cfg_map_t *m)
         k->preauth_max_frame_bytes = (uint32_t)v;
     else if (k->preauth_max_frame_bytes > k->max_frame_bytes)
         k->preauth_max_frame_bytes = k->max_frame_bytes; /* never above the main limit */
+    if (bg_cfg__get_size(ctx, m->val[KF_MAXR], "kafka.max_response_bytes", 64 * BG_CFG_KIB,
+                         INT32_MAX, &v) > 0)
+        k->max_response_bytes = (uint32_t)v;
     if (bg_cfg__get_int(ctx, m->val[KF_INFL], "kafka.max_inflight", 1, 100000, &i) > 0)
         k->max_inflight = (uint32_t)i;
     bg_cfg__get_duration(ctx, m->val[KF_IDLE], "kafka.idle_timeout", &k->idle_timeout_ms);

@@ -10,6 +10,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,6 +37,12 @@
  * wait for those still with the broker), as the shutdown drain. */
 #define BG_KAFKA_CLOSE_GRACE_MS 10000
 #define BG_KAFKA_HANGUP_CHECK_MS 500 /* how often a paused client's TCP state is checked */
+/* A decoded response takes about 5-6.5 times its wire size (measured for
+ * Metadata v1 and v12 with three replicas a partition); a rewritten one's
+ * arena may hold 16 times the frame + 1 MiB on top of its request's tree.
+ * Only input built to inflate (empty structs, say) gets near it. */
+#define BG_KAFKA_RESP_ARENA_FACTOR 16u
+#define BG_KAFKA_RESP_ARENA_SLACK (1u << 20)
 
 int64_t bg_kafka_now_us(void)
 {
@@ -49,6 +56,23 @@ int64_t bg_kafka_now_ms(void) { return bg_kafka_now_us() / 1000; }
 static const bg_config_kafka_t *bg_kafka__cfg(const bg_kafka_session_t *s)
 {
     return &s->kw->g->cfg->kafka;
+}
+
+/* What a request's decoded tree (and what its verdict builds) may take: a
+ * request is at most max_frame_bytes. */
+static size_t bg_kafka__req_arena_limit(const bg_kafka_session_t *s)
+{
+    return (size_t)bg_kafka__cfg(s)->max_frame_bytes * 4 + (1u << 20);
+}
+
+/* What decoding and rewriting a response frame of len bytes may add to its
+ * entry's arena: sized from the frame itself (at most max_response_bytes),
+ * never from the request limit, and saturating rather than wrapping. */
+static size_t bg_kafka__resp_arena_budget(size_t len)
+{
+    if (len > (SIZE_MAX - BG_KAFKA_RESP_ARENA_SLACK) / BG_KAFKA_RESP_ARENA_FACTOR)
+        return SIZE_MAX;
+    return len * BG_KAFKA_RESP_ARENA_FACTOR + BG_KAFKA_RESP_ARENA_SLACK;
 }
 
 /* ---- lifecycle ---- */
@@ -191,8 +215,10 @@ bg_kafka_pending_t *bg_kafka_session_push(bg_kafka_session_t *s, const bg_kafka_
             free(pe);
             return NULL;
         }
-        bg_kafka_arena_init(&pe->arena, (size_t)bg_kafka__cfg(s)->max_frame_bytes * 4 + (1u << 20));
+        bg_kafka_arena_init(&pe->arena, 0);
     }
+    /* Also for a recycled entry, whose last response raised it. */
+    pe->arena.limit = bg_kafka__req_arena_limit(s);
     pe->state = BG_KAFKA_PE_READY;
     pe->hdr = *h;
     /* The request's own client id, for a rewritten copy (quotas and broker
@@ -340,7 +366,10 @@ int bg_kafka_session_respond(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
 {
     const bg_kafka_msg_desc_t *d = bg_kafka_msg_desc(pe->hdr.api_key, 1);
     bg_wr_t wr;
-    bg_wr_init(&wr, 256, (size_t)bg_kafka__cfg(s)->max_frame_bytes + 4);
+    /* A rewritten response can outgrow the broker's (merged denials, longer
+     * advertised host names), and busgate's own answers are small: the
+     * response limit bounds both, as it bounds what the broker may send. */
+    bg_wr_init(&wr, 256, (size_t)bg_kafka__cfg(s)->max_response_bytes + 4);
     size_t off = bg_kafka_frame_begin(&wr);
     bg_kafka_resp_hdr_write(&wr, bg_kafka_resp_hdr_version(pe->hdr.api_key, pe->hdr.api_version),
                             pe->hdr.correlation_id);
@@ -817,10 +846,21 @@ static int bg_kafka__rewrite_response(bg_kafka_session_t *s, bg_kafka_pending_t 
     bg_rd_t rd;
     bg_rd_init(&rd, p + off, len - (size_t)off);
     bg_kafka_struct_t *resp = NULL, *out = NULL;
-    if (bg_kafka_decode(bg_kafka_msg_desc(h->api_key, 1), ver, &rd, &pe->arena, &resp) !=
-        BG_KAFKA_OK) {
+    /* The request's tree stays (the merge reads it); the response gets a
+     * budget of its own on top, from its own size. */
+    size_t budget = bg_kafka__resp_arena_budget(len);
+    pe->arena.limit = pe->arena.total > SIZE_MAX - budget ? SIZE_MAX : pe->arena.total + budget;
+    int rc = bg_kafka_decode(bg_kafka_msg_desc(h->api_key, 1), ver, &rd, &pe->arena, &resp);
+    if (rc == BG_KAFKA_ERR_LIMIT && rd.why && strcmp(rd.why, "arena limit") == 0) {
+        bg_log_warn("kafka",
+                    "upstream response needs more memory than allowed: api %d version %d, "
+                    "%zu bytes, decoded tree limited to %u times that + 1 MiB",
+                    h->api_key, ver, len, BG_KAFKA_RESP_ARENA_FACTOR);
+        return -1;
+    }
+    if (rc != BG_KAFKA_OK) {
         bg_log_warn("kafka", "malformed upstream response: api %d version %d offset %ld: %s",
-                    h->api_key, h->api_version, (long)(rd.p - p), rd.why ? rd.why : "?");
+                    h->api_key, ver, (long)(rd.p - p), rd.why ? rd.why : "?");
         return -1;
     }
     if (rd.unknown_tags)
@@ -834,8 +874,13 @@ static int bg_kafka__rewrite_response(bg_kafka_session_t *s, bg_kafka_pending_t 
     int32_t nodes[64];
     size_t nnodes = sizeof nodes / sizeof nodes[0];
     if (bg_kafka_authz_response(&ctx, h, &pe->verdict, resp, &pe->arena, &out, nodes, &nnodes,
-                                bg_kafka__learn_topic, s->kw->g) != 0)
+                                bg_kafka__learn_topic, s->kw->g) != 0) {
+        bg_log_warn("kafka",
+                    "cannot rewrite the upstream response: api %d version %d, %zu bytes "
+                    "(out of memory, or past its limit of %u times that + 1 MiB)",
+                    h->api_key, ver, len, BG_KAFKA_RESP_ARENA_FACTOR);
         return -1;
+    }
     /* Brokers it named (Metadata, DescribeCluster, a coordinator, new
      * leaders in NodeEndpoints) were learned as it was rewritten: their
      * ports open before the client reads it. */

@@ -85,7 +85,7 @@ struct bg_kafka_up_s {
     uint64_t responses;         /* response frames relayed so far */
     uint64_t reauth_after;      /* re-authenticate once responses reach this */
     struct evbuffer *hold;      /* requests sent while re-authenticating */
-    uint32_t max_frame;
+    uint32_t max_frame;    /* largest size field accepted: kafka.max_response_bytes */
     uint64_t stream_left;  /* bytes of the frame being streamed still to come */
     bg_util_splice_t *splice; /* made by the first spliced frame */
     int splicing;             /* the rest of the streamed frame is being spliced */
@@ -552,6 +552,26 @@ static int bg_kafka_up__looks_like_tls(const bg_kafka_up_t *u, const uint8_t hdr
            (hdr[0] == 0x15 || hdr[0] == 0x16) && hdr[1] == 0x03;
 }
 
+/* A size field that is negative or above kafka.max_response_bytes: a
+ * desynchronised or hostile broker (a frame of 2 GiB announced), never a
+ * normal response. The stream cannot be resynchronised and no byte of the
+ * frame has reached the client (the size is checked before a response is
+ * streamed), so the connection fails. */
+static void bg_kafka_up__frame_too_large(bg_kafka_up_t *u, const uint8_t hdr[4])
+{
+    char why[200];
+    if (bg_kafka_up__looks_like_tls(u, hdr)) {
+        bg_kafka_up__fail(u, "the broker answered with TLS: use security ssl or sasl_ssl");
+        return;
+    }
+    int32_t size = (int32_t)((uint32_t)hdr[0] << 24 | (uint32_t)hdr[1] << 16 |
+                             (uint32_t)hdr[2] << 8 | hdr[3]);
+    snprintf(why, sizeof why,
+             "response frame larger than allowed (size = %ld, limit %u: kafka.max_response_bytes)",
+             (long)size, u->max_frame);
+    bg_kafka_up__fail(u, why);
+}
+
 static void bg_kafka_up__on_read(struct bufferevent *bev, void *arg)
 {
     bg_kafka_up_t *u = arg;
@@ -573,9 +593,7 @@ static void bg_kafka_up__on_read(struct bufferevent *bev, void *arg)
         }
         int64_t n = bg_kafka_frame_peek(hdr, 4, u->max_frame, &size);
         if (n < 0) {
-            bg_kafka_up__fail(u, bg_kafka_up__looks_like_tls(u, hdr)
-                                     ? "the broker answered with TLS: use security ssl or sasl_ssl"
-                                     : "response frame too large");
+            bg_kafka_up__frame_too_large(u, hdr);
             return;
         }
         if (size < 4) { /* every response starts with its correlation id */
@@ -658,7 +676,9 @@ bg_kafka_up_t *bg_kafka_up_connect(struct event_base *base, struct evdns_base *d
         return NULL;
     memset(u->vmax, 0xff, sizeof u->vmax); /* -1: unsupported until told */
     u->g = g, u->cbs = *cbs, u->arg = arg;
-    u->max_frame = g->cfg->kafka.max_frame_bytes + 1024;
+    /* Responses have their own limit: a fetch response is as large as the
+     * client's fetch.max.bytes, whatever busgate accepts as a request. */
+    u->max_frame = g->cfg->kafka.max_response_bytes;
     bg_kafka_arena_init(&u->arena, 4u << 20);
     snprintf(u->where, sizeof u->where, "%s:%u (node %d)", host, port, (int)node_id);
     u->bev = bg_kafka_up__bev(base, g, host);

@@ -170,6 +170,7 @@ static void test_defaults(void **state)
     assert_int_equal(c->kafka.sasl_mechanisms, BG_SASL_MECH_OAUTHBEARER | BG_SASL_MECH_PLAIN);
     assert_int_equal(c->kafka.max_frame_bytes, 100u << 20);
     assert_int_equal(c->kafka.preauth_max_frame_bytes, 64u << 10);
+    assert_int_equal(c->kafka.max_response_bytes, 256u << 20);
     assert_int_equal(c->kafka.max_inflight, 100);
     assert_int_equal(c->kafka.idle_timeout_ms, 600000);
     assert_int_equal(c->kafka.upstream.security, BG_SEC_PLAINTEXT);
@@ -186,11 +187,13 @@ static void test_sizes_and_lists(void **state)
 {
     bg_config_t *c = expect_ok(BASE "  max_frame_bytes: 1MiB\n"
                                     "  preauth_max_frame_bytes: 4096\n"
+                                    "  max_response_bytes: 64KiB\n" /* not tied to requests */
                                     "  sasl_mechanisms: [PLAIN]\n"
                                     "workers: 4\n"
                                     "log_level: debug\n");
     assert_int_equal(c->kafka.max_frame_bytes, 1u << 20);
     assert_int_equal(c->kafka.preauth_max_frame_bytes, 4096);
+    assert_int_equal(c->kafka.max_response_bytes, 64u << 10);
     assert_int_equal(c->kafka.sasl_mechanisms, BG_SASL_MECH_PLAIN);
     assert_int_equal(c->workers, 4);
     assert_string_equal(c->log_level, "debug");
@@ -357,6 +360,10 @@ static void test_err_size(void **state)
                  "t.yaml:9:20: kafka.max_frame_bytes: bad size '10 parsecs'");
     expect_error(BASE "  max_frame_bytes: 1MiB\n  preauth_max_frame_bytes: 2MiB\n",
                  "t.yaml:10:28: kafka.preauth_max_frame_bytes: size 2097152 is out of range");
+    expect_error(BASE "  max_response_bytes: 1KiB\n",
+                 "t.yaml:9:23: kafka.max_response_bytes: size 1024 is out of range");
+    expect_error(BASE "  max_response_bytes: 2GiB\n",
+                 "t.yaml:9:23: kafka.max_response_bytes: size 2147483648 is out of range");
 }
 
 #define POLICY_HDR "policy:\n  rules:\n" /* lines 9-10 */

@@ -1,0 +1,245 @@
+/* Upstream responses through a whole session (test_kafka_session_util.h):
+ * their size limit is kafka.max_response_bytes, not the request limit
+ * kafka.max_frame_bytes; a decoded response's memory is sized from the
+ * response itself; a response above the limit closes the session with
+ * nothing of it sent on. */
+#include "test_kafka_session_util.h"
+
+/* ---- Metadata v1 ---- */
+
+typedef struct {
+    int ntopics, nparts; /* every third topic is keep-NNN, the rest hide-NNN */
+} bg_t_md_t;
+
+/* A Metadata v1 response body: broker 0 at 127.0.0.1:port, the topics of
+ * md, each partition led by node 0 with three replicas (as a cluster with
+ * replication factor 3 answers). */
+static void bg_t_metadata_v1(bg_t_buf_t *b, int port, const bg_t_md_t *md)
+{
+    bg_t_i32(b, 1);
+    bg_t_i32(b, 0), bg_t_str(b, "127.0.0.1"), bg_t_i32(b, port), bg_t_str(b, NULL);
+    bg_t_i32(b, 0); /* controller */
+    bg_t_i32(b, md->ntopics);
+    for (int t = 0; t < md->ntopics; t++) {
+        char name[32];
+        snprintf(name, sizeof name, "%s-%03d", t % 3 == 0 ? "keep" : "hide", t);
+        bg_t_i16(b, 0), bg_t_str(b, name), bg_t_i8(b, 0);
+        bg_t_i32(b, md->nparts);
+        for (int p = 0; p < md->nparts; p++) {
+            bg_t_i16(b, 0), bg_t_i32(b, p), bg_t_i32(b, 0);
+            bg_t_i32(b, 3), bg_t_i32(b, 0), bg_t_i32(b, 1), bg_t_i32(b, 2); /* replicas */
+            bg_t_i32(b, 3), bg_t_i32(b, 0), bg_t_i32(b, 1), bg_t_i32(b, 2); /* isr */
+        }
+    }
+}
+
+/* Reads the Metadata v1 response the client got (payload after the size
+ * field): 1 when it lists broker 0 at busgate's port for node 0 and exactly
+ * the keep-NNN topics of md, each with all its partitions. */
+static int bg_t_check_filtered(bg_t_run_t *r, const bg_t_buf_t *f, int32_t corr,
+                               const bg_t_md_t *md)
+{
+    const uint8_t *p = f->p, *end = f->p + f->len;
+#define BG_T_NEED(n)                                                                            \
+    if ((size_t)(end - p) < (size_t)(n))                                                       \
+    return bg_t_check(r, 0, "the Metadata response ends early (%zu bytes)", f->len)
+    BG_T_NEED(8);
+    if (!bg_t_check(r, bg_t_get_i32(p) == corr, "wrong correlation id"))
+        return 0;
+    int32_t nb = bg_t_get_i32(p + 4);
+    p += 8;
+    if (!bg_t_check(r, nb == 1, "%d brokers, expected 1", nb))
+        return 0;
+    BG_T_NEED(6);
+    int32_t node = bg_t_get_i32(p);
+    int16_t hl = bg_t_get_i16(p + 4);
+    p += 6;
+    BG_T_NEED(hl + 6);
+    int host_ok = hl == 9 && memcmp(p, "127.0.0.1", 9) == 0;
+    int32_t port = bg_t_get_i32(p + hl);
+    p += hl + 4 + 2; /* rack: null */
+    if (!bg_t_check(r, node == 0 && host_ok && port == r->base_port,
+                    "broker %d at port %d, expected node 0 at 127.0.0.1:%d", node, port,
+                    r->base_port))
+        return 0;
+    BG_T_NEED(8);
+    int32_t nt = bg_t_get_i32(p + 4);
+    p += 8;
+    int want = (md->ntopics + 2) / 3;
+    if (!bg_t_check(r, nt == want, "%d topics, expected the %d keep-* ones", nt, want))
+        return 0;
+    for (int32_t t = 0; t < nt; t++) {
+        BG_T_NEED(4);
+        int16_t nl = bg_t_get_i16(p + 2);
+        p += 4;
+        BG_T_NEED(nl + 5);
+        char name[64] = "";
+        if (nl > 0 && nl < (int16_t)sizeof name)
+            memcpy(name, p, (size_t)nl);
+        int32_t np = bg_t_get_i32(p + nl + 1);
+        p += nl + 5;
+        if (!bg_t_check(r, strncmp(name, "keep-", 5) == 0 && np == md->nparts,
+                        "topic '%s' with %d partitions", name, np))
+            return 0;
+        for (int32_t k = 0; k < np; k++) {
+            BG_T_NEED(14);
+            int32_t nrep = bg_t_get_i32(p + 10);
+            p += 14;
+            BG_T_NEED((size_t)nrep * 4 + 4);
+            p += (size_t)nrep * 4;
+            int32_t nisr = bg_t_get_i32(p);
+            p += 4;
+            BG_T_NEED((size_t)nisr * 4);
+            p += (size_t)nisr * 4;
+        }
+    }
+#undef BG_T_NEED
+    return bg_t_check(r, p == end, "%zu bytes after the Metadata response", (size_t)(end - p));
+}
+
+/* The client asks for every topic; the broker answers with md; the client
+ * gets the keep-* topics. */
+static void bg_t_scenario_metadata(bg_t_run_t *r)
+{
+    const bg_t_md_t *md = r->arg;
+    int fd = bg_t_cli_login(r);
+    if (fd < 0)
+        return;
+    bg_t_buf_t b = {0}, f = {0};
+    bg_t_i32(&b, -1); /* v1: null = all topics */
+    bg_t_cli_send(fd, 3, 1, 10, &b);
+    bg_t_req_t q;
+    if (bg_t_up_next(r, 3, &q)) {
+        b.len = 0;
+        bg_t_metadata_v1(&b, r->up_port, md);
+        bg_t_up_reply(q.fd, q.corr, &b);
+        int rc = bg_t_read_frame(fd, &f, BG_T_WAIT_MS);
+        if (bg_t_check(r, rc > 0, "no Metadata response (%s)",
+                       rc == 0 ? "busgate closed the connection" : "timeout"))
+            bg_t_check_filtered(r, &f, 10, md);
+    }
+    bg_t_buf_free(&b);
+    bg_t_buf_free(&f);
+    close(fd);
+}
+
+/* A Metadata response 60 times max_frame_bytes (4 KiB; 250 KB) is filtered
+ * and delivered: responses are not held to the request limit. Before, every
+ * response frame above max_frame_bytes + 1 KiB failed the upstream
+ * connection ("response frame too large"). */
+static void test_metadata_above_max_frame_bytes_is_filtered_and_delivered(void **state)
+{
+    (void)state;
+    static const bg_t_md_t md = {.ntopics = 60, .nparts = 100};
+    bg_t_run_t r = {.kafka_extra = "  max_frame_bytes: 4KiB\n",
+                    .scenario = bg_t_scenario_metadata,
+                    .arg = &md};
+    bg_t_run(&r);
+    bg_t_finish(&r, NULL);
+}
+
+/* A Metadata response of 1.04 MB, just within max_frame_bytes (1 MiB) + 1 KiB,
+ * decodes to about 6.5 MB: more than the 5 MiB (4 x max_frame_bytes + 1 MiB)
+ * a response's decoded tree was held to, so it was logged as "malformed
+ * upstream response ... arena limit" and the session closed. Its memory is
+ * now sized from the response itself: delivered. */
+static void test_metadata_decoded_past_the_request_arena_is_delivered(void **state)
+{
+    (void)state;
+    static const bg_t_md_t md = {.ntopics = 240, .nparts = 103};
+    bg_t_run_t r = {.kafka_extra = "  max_frame_bytes: 1MiB\n",
+                    .scenario = bg_t_scenario_metadata,
+                    .arg = &md};
+    bg_t_run(&r);
+    bg_t_finish(&r, NULL);
+}
+
+/* ---- Fetch v4, cut through ---- */
+
+static void bg_t_fetch_v4_req(bg_t_buf_t *b)
+{
+    bg_t_i32(b, -1), bg_t_i32(b, 500), bg_t_i32(b, 1), bg_t_i32(b, 1 << 20), bg_t_i8(b, 0);
+    bg_t_i32(b, 1), bg_t_str(b, "keep-000");
+    bg_t_i32(b, 1), bg_t_i32(b, 0), bg_t_i64(b, 0), bg_t_i32(b, 1 << 20);
+}
+
+/* A Fetch v4 response body for keep-000 partition 0 with nrec bytes of
+ * records (never parsed on the way: the response is cut through). */
+static void bg_t_fetch_v4_resp(bg_t_buf_t *b, size_t nrec)
+{
+    bg_t_i32(b, 0); /* throttle */
+    bg_t_i32(b, 1), bg_t_str(b, "keep-000");
+    bg_t_i32(b, 1), bg_t_i32(b, 0), bg_t_i16(b, 0), bg_t_i64(b, 0), bg_t_i64(b, 0);
+    bg_t_i32(b, -1); /* aborted transactions: null */
+    bg_t_i32(b, (int32_t)nrec);
+    for (size_t i = 0; i < nrec; i++)
+        bg_t_i8(b, (int8_t)(i * 31));
+}
+
+#define BG_T_MAX_RESPONSE (256u * 1024)
+
+/* A 200 KB fetch response (50 times max_frame_bytes) reaches the client
+ * byte for byte; the next announces max_response_bytes + 1 and sends part
+ * of itself: the session closes and the client gets none of it. */
+static void bg_t_scenario_too_large(bg_t_run_t *r)
+{
+    int fd = bg_t_cli_login(r);
+    if (fd < 0)
+        return;
+    bg_t_buf_t req = {0}, body = {0}, f = {0};
+    bg_t_fetch_v4_req(&req);
+    bg_t_cli_send(fd, 1, 4, 20, &req);
+    bg_t_req_t q;
+    if (!bg_t_up_next(r, 1, &q))
+        goto out;
+    bg_t_fetch_v4_resp(&body, 200000);
+    bg_t_up_reply(q.fd, q.corr, &body);
+    int rc = bg_t_read_frame(fd, &f, BG_T_WAIT_MS);
+    if (!bg_t_check(r, rc > 0 && f.len == 4 + body.len && bg_t_get_i32(f.p) == 20 &&
+                           memcmp(f.p + 4, body.p, body.len) == 0,
+                    "the 200 KB fetch response did not arrive as sent (rc %d, %zu bytes)", rc,
+                    f.len))
+        goto out;
+    bg_t_cli_send(fd, 1, 4, 21, &req);
+    if (!bg_t_up_next(r, 1, &q))
+        goto out;
+    bg_t_buf_t raw = {0};
+    bg_t_i32(&raw, (int32_t)BG_T_MAX_RESPONSE + 1);
+    bg_t_i32(&raw, q.corr);
+    bg_t_put(&raw, body.p, 4096);
+    bg_t_up_send_raw(q.fd, raw.p, raw.len);
+    bg_t_buf_free(&raw);
+    bg_t_check(r, bg_t_cli_closed(fd),
+               "the client got bytes of a response above max_response_bytes, or stayed "
+               "connected");
+out:
+    bg_t_buf_free(&req);
+    bg_t_buf_free(&body);
+    bg_t_buf_free(&f);
+    close(fd);
+}
+
+/* max_response_bytes bounds responses on its own: above max_frame_bytes
+ * they pass, above max_response_bytes (a broker announcing a frame it should
+ * not) the session is closed before any byte of it is sent on. */
+static void test_response_above_max_response_bytes_fails_closed(void **state)
+{
+    (void)state;
+    bg_t_run_t r = {.kafka_extra = "  max_frame_bytes: 4KiB\n"
+                                   "  max_response_bytes: 256KiB\n",
+                    .scenario = bg_t_scenario_too_large};
+    bg_t_run(&r);
+    bg_t_finish(&r, (const char *[]){"response frame larger than allowed (size = 262145, "
+                                     "limit 262144: kafka.max_response_bytes)",
+                                     NULL});
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_metadata_above_max_frame_bytes_is_filtered_and_delivered),
+        cmocka_unit_test(test_metadata_decoded_past_the_request_arena_is_delivered),
+        cmocka_unit_test(test_response_above_max_response_bytes_fails_closed),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
