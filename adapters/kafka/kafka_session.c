@@ -863,6 +863,17 @@ static int bg_kafka__rewrite_response(bg_kafka_session_t *s, bg_kafka_pending_t 
                     h->api_key, ver, (long)(rd.p - p), rd.why ? rd.why : "?");
         return -1;
     }
+    /* The body ended before the frame: the broker and busgate disagree on
+     * the message's layout (a version mismatch or a desynchronised stream).
+     * What follows is not passed on, nor dropped silently (the Produce scan
+     * refuses the same, kafka_scan.c). */
+    if (bg_rd_left(&rd) != 0) {
+        bg_log_warn("kafka",
+                    "malformed upstream response: api %d version %d offset %ld: %zu bytes after "
+                    "the body",
+                    h->api_key, ver, (long)(rd.p - p), bg_rd_left(&rd));
+        return -1;
+    }
     if (rd.unknown_tags)
         bg_kafka_struct_drop_unknown(resp, 0); /* nothing passes that busgate cannot read */
     /* The session's snapshot, the one its prepared principal (s->pp) belongs

@@ -1,8 +1,8 @@
 /* Upstream responses through a whole session (test_kafka_session_util.h):
  * their size limit is kafka.max_response_bytes, not the request limit
  * kafka.max_frame_bytes; a decoded response's memory is sized from the
- * response itself; a response above the limit closes the session with
- * nothing of it sent on. */
+ * response itself; a response that breaks either limit, or whose body ends
+ * before its frame, closes the session with nothing of it sent on. */
 #include "test_kafka_session_util.h"
 
 /* ---- Metadata v1 ---- */
@@ -234,12 +234,61 @@ static void test_response_above_max_response_bytes_fails_closed(void **state)
                                      NULL});
 }
 
+/* ---- a body shorter than its frame ---- */
+
+/* One Metadata response as it should be, then one with 3 bytes after its
+ * body: the first is delivered, the second closes the session unsent. */
+static void bg_t_scenario_trailing(bg_t_run_t *r)
+{
+    static const bg_t_md_t md = {.ntopics = 3, .nparts = 2};
+    int fd = bg_t_cli_login(r);
+    if (fd < 0)
+        return;
+    bg_t_buf_t b = {0}, req = {0}, f = {0};
+    bg_t_i32(&req, -1);
+    bg_t_req_t q;
+    bg_t_cli_send(fd, 3, 1, 30, &req);
+    if (!bg_t_up_next(r, 3, &q))
+        goto out;
+    bg_t_metadata_v1(&b, r->up_port, &md);
+    bg_t_up_reply(q.fd, q.corr, &b);
+    if (!bg_t_check(r, bg_t_read_frame(fd, &f, BG_T_WAIT_MS) > 0, "no first Metadata response") ||
+        !bg_t_check_filtered(r, &f, 30, &md))
+        goto out;
+    bg_t_cli_send(fd, 3, 1, 31, &req);
+    if (!bg_t_up_next(r, 3, &q))
+        goto out;
+    bg_t_put(&b, "\x01\x02\x03", 3);
+    bg_t_up_reply(q.fd, q.corr, &b);
+    bg_t_check(r, bg_t_cli_closed(fd),
+               "a Metadata response with bytes after its body was sent on, or the session "
+               "stayed open");
+out:
+    bg_t_buf_free(&b);
+    bg_t_buf_free(&req);
+    bg_t_buf_free(&f);
+    close(fd);
+}
+
+/* A response whose body ends before its frame (a version mismatch or a
+ * desynchronised broker) is refused as a malformed one is; before, the
+ * rest was dropped and the re-encoded body sent on. */
+static void test_response_with_bytes_after_the_body_fails_closed(void **state)
+{
+    (void)state;
+    bg_t_run_t r = {.scenario = bg_t_scenario_trailing};
+    bg_t_run(&r);
+    bg_t_finish(&r, (const char *[]){"malformed upstream response: api 3 version 1",
+                                     "3 bytes after the body", NULL});
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_metadata_above_max_frame_bytes_is_filtered_and_delivered),
         cmocka_unit_test(test_metadata_decoded_past_the_request_arena_is_delivered),
         cmocka_unit_test(test_response_above_max_response_bytes_fails_closed),
+        cmocka_unit_test(test_response_with_bytes_after_the_body_fails_closed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
