@@ -1,8 +1,10 @@
 /* Response rewrites that do not depend on policy: broker addresses become
  * busgate's (advertised_host : port_base + node_id) in Metadata,
- * FindCoordinator, DescribeCluster and the NodeEndpoints of Produce (v10+)
- * and Fetch (v16+); node ids and topic id/name pairs are reported to the
- * session. */
+ * FindCoordinator, DescribeCluster and the NodeEndpoints of Produce (v10+),
+ * ShareFetch and ShareAcknowledge; node ids and topic id/name pairs are
+ * reported to the session. Fetch is offered up to v15 only (kafka_authz.c),
+ * which has no NodeEndpoints: bg_kafka__r_fetch's v16+ branch is not
+ * reached while that cap stands. */
 #include <string.h>
 
 #include "adapters/kafka/kafka_authz-internal.h"
@@ -172,6 +174,8 @@ int bg_kafka__r_fetch(const bg_kafka_authz_ctx_t *ctx, int16_t ver, bg_kafka_str
                       bg_kafka_learn_topic_fn learn, void *learn_arg)
 {
     (void)a, (void)learn, (void)learn_arg;
+    /* Never true today (Fetch stops at v15, see kafka_authz.c): kept so
+     * that raising the cap cannot leak upstream addresses. */
     if (ver >= 16)
         bg_kafka__addr_arr(ctx, resp, K(FETCH_RESP_NODE_ENDPOINTS),
                            K(FETCH_RESP_NODE_ENDPOINTS_NODE_ID), K(FETCH_RESP_NODE_ENDPOINTS_HOST),
