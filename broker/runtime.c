@@ -310,7 +310,8 @@ static int bg_runtime__init_adapters(bg_runtime_t *rt, const bg_config_t *cfg,
         bg_log_warn("runtime", "approvals: not part of this build; hold rules refuse instead");
     if (cfg->policy.spec.nmasks)
         bg_log_warn("runtime", "policy.masks: masking is not part of this build; reading a masked "
-                               "topic or queue, or publishing to a masked exchange, is refused");
+                               "topic or queue, and publishing to a masked exchange or routing "
+                               "messages out of or into one, is refused");
     return 0;
 }
 

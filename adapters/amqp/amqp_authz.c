@@ -27,8 +27,15 @@
  * A name with a control byte is refused whatever the policy says: RabbitMQ
  * strips CR and LF from some names, which would let a name escape the rule
  * meant for it.
- * A publish, consume or get on a resource a mask applies to is refused: this
- * build has no masking engine, and bodies a mask covers never pass unmasked.
+ * A check that moves message bodies is refused when a mask applies to its
+ * resource: this build has no masking engine, and bodies a mask covers never
+ * pass unmasked. Such checks are publish, consume and get, and every check
+ * that makes the broker itself move bodies out of or into the resource,
+ * where busgate never sees them again: the exchange a queue.bind or
+ * exchange.bind reads from (a queue bound to a masked exchange is consumed
+ * like any other), and the exchange an exchange.bind, "alternate-exchange"
+ * or "x-dead-letter-exchange" writes to (bodies a publish could not bring
+ * in). Unbinds and deletes end routes; they move nothing.
  * Everything else (channel.*, basic.qos/ack/nack/reject/recover/cancel,
  * confirm.*, tx.*) names no resource. Pure: no I/O, no globals. */
 #include <stdio.h>
@@ -98,7 +105,7 @@ static void bg_amqp_authz__queue_declare(const amqp_queue_declare_t *d,
     bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE, q, BG_VERB_CREATE);
     if (bg_amqp_authz__arg_exchange(&d->arguments, "x-dead-letter-exchange", &dlx)) {
         bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE, q, BG_VERB_READ);
-        bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, dlx, BG_VERB_WRITE);
+        bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, dlx, BG_VERB_WRITE)->bodies = 1;
     }
 }
 
@@ -133,14 +140,14 @@ void bg_amqp_authz_classify(const bg_amqp_method_t *m, const bg_amqp_channel_t *
                            x->passive ? BG_VERB_DESCRIBE : BG_VERB_CREATE);
         if (!x->passive && bg_amqp_authz__arg_exchange(&x->arguments, "alternate-exchange", &ae)) {
             bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, x->exchange, BG_VERB_READ);
-            bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, ae, BG_VERB_WRITE);
+            bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, ae, BG_VERB_WRITE)->bodies = 1;
         }
         break;
     }
     case AMQP_QUEUE_BIND_METHOD: {
         const amqp_queue_bind_t *b = d;
         bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE, bg_amqp_authz__queue(b->queue, ch), BG_VERB_WRITE);
-        bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, b->exchange, BG_VERB_READ);
+        bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, b->exchange, BG_VERB_READ)->bodies = 1;
         break;
     }
     case AMQP_QUEUE_UNBIND_METHOD: {
@@ -151,8 +158,8 @@ void bg_amqp_authz_classify(const bg_amqp_method_t *m, const bg_amqp_channel_t *
     }
     case AMQP_EXCHANGE_BIND_METHOD: {
         const amqp_exchange_bind_t *b = d;
-        bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, b->destination, BG_VERB_WRITE);
-        bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, b->source, BG_VERB_READ);
+        bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, b->destination, BG_VERB_WRITE)->bodies = 1;
+        bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, b->source, BG_VERB_READ)->bodies = 1;
         break;
     }
     case AMQP_EXCHANGE_UNBIND_METHOD: {

@@ -314,7 +314,9 @@ typedef struct bg_amqp_check_s {
     bg_verb_t verb;
     bg_policy_decision_t decision;
     const char *refusal; /* busgate's own reason to refuse (hold), or NULL */
-    int bodies;          /* message bodies cross busgate under this check (publish, consume, get) */
+    int bodies;          /* bodies cross busgate (publish, consume, get) or the broker moves
+                            them along the route it makes (binds, alternate and
+                            dead-letter exchanges): refused where a mask applies */
     int unmasked;        /* refused because a mask applies and this build cannot mask */
 } bg_amqp_check_t;
 

@@ -153,23 +153,26 @@ def test_consume_from_denied_queue(gw):
         setup.close()
 
 
+MASKS = ("  masks:\n    - name: pii\n"
+         "      resources: [\"amqp:queue:it.pii*\", \"amqp:exchange:it.pii*\"]\n"
+         "      fields: [customer.email]\n      except: [group:fraud]\n")
+
+
 def test_masked_queue_and_exchange_refused(start_busgate, tmp_path):
     """This build has no masking engine: bodies a mask covers never cross
     busgate. Consume and get on a masked queue and publish to a masked
-    exchange are refused with 403 naming the mask; declaring and binding
-    them is not; the mask's except group is not affected."""
+    exchange are refused with 403 naming the mask; declaring them is not
+    (binding to the masked exchange is refused too:
+    test_queue_bind_from_masked_exchange_refused); the mask's except group
+    is not affected."""
     issuer = Issuer(tmp_path / "keys")
-    masks = ("  masks:\n    - name: pii\n"
-             "      resources: [\"amqp:queue:it.pii*\", \"amqp:exchange:it.pii*\"]\n"
-             "      fields: [customer.email]\n      except: [group:fraud]\n")
-    text, ports = busgate_config(tmp_path, issuer, policy() + masks)
+    text, ports = busgate_config(tmp_path, issuer, policy() + MASKS)
     start_busgate(text, wait_for_port=ports["listen"])
     q, x = unique("it.pii-q"), unique("it.pii-x")
     conn = connect(ports["listen"], issuer.mint("alice", ["apps"]))
     ch = conn.channel()
     ch.exchange_declare(x, "fanout", auto_delete=True)
     ch.queue_declare(q, auto_delete=True)
-    ch.queue_bind(q, x)
     err = closed_by_broker(lambda: ch.basic_get(q))
     assert err.reply_code == 403 and f"read access to queue '{q}'" in err.reply_text
     assert "busgate mask 'pii'" in err.reply_text, err.reply_text
@@ -178,9 +181,10 @@ def test_masked_queue_and_exchange_refused(start_busgate, tmp_path):
     err = closed_by_broker(lambda: ch.queue_declare(unique("it.q"), auto_delete=True))
     assert err.reply_code == 403 and f"write access to exchange '{x}'" in err.reply_text
     assert conn.is_open
-    # The except group publishes and reads the clear body.
+    # The except group binds, publishes and reads the clear body.
     fraud = connect(ports["listen"], issuer.mint("carol", ["apps", "fraud"]))
     fch = fraud.channel()
+    fch.queue_bind(q, x)
     fch.basic_publish(x, "", b'{"customer":{"email":"a@example.com"}}')
     assert get_one(fraud, fch, q) == b'{"customer":{"email":"a@example.com"}}'
     # alice's refused publish never reached the queue: only carol's was there.
@@ -190,6 +194,49 @@ def test_masked_queue_and_exchange_refused(start_busgate, tmp_path):
     ev = wait_audit(ports["audit"], lambda e: api_name(e) == "basic.get" and
                     e["decision"]["effect"] == "deny")
     assert ev and ev[0]["detail"].startswith("a mask applies"), ev
+
+
+def test_queue_bind_from_masked_exchange_refused(start_busgate, tmp_path):
+    """A queue bound to a masked exchange gets its bodies, and a queue the
+    mask does not cover is consumed unmasked: queue.bind is refused on the
+    exchange's read as a consume of a masked queue is (403 naming the mask,
+    audited like it), and no binding reaches RabbitMQ. The except group
+    still binds."""
+    issuer = Issuer(tmp_path / "keys")
+    text, ports = busgate_config(tmp_path, issuer, policy() + MASKS)
+    start_busgate(text, wait_for_port=ports["listen"])
+    x, tap = unique("it.pii-x"), unique("it.tap-q")
+    setup = direct()
+    sch = setup.channel()
+    sch.exchange_declare(x, "fanout")
+    sch.queue_declare(tap)
+    try:
+        conn = connect(ports["listen"], issuer.mint("alice", ["apps"]))
+        ch = conn.channel()
+        err = closed_by_broker(lambda: ch.queue_bind(tap, x))
+        assert err.reply_code == 403 and f"read access to exchange '{x}'" in err.reply_text
+        assert "busgate mask 'pii'" in err.reply_text, err.reply_text
+        assert conn.is_open
+        conn.close()
+        # Not bound: a message published to x does not reach tap.
+        sch.confirm_delivery()
+        sch.basic_publish(x, "", b'{"customer":{"email":"a@example.com"}}')
+        assert sch.queue_declare(tap, passive=True).method.message_count == 0
+        fraud = connect(ports["listen"], issuer.mint("carol", ["apps", "fraud"]))
+        fraud.channel().queue_bind(tap, x)
+        fraud.close()
+        sch.basic_publish(x, "", b'{"customer":{"email":"a@example.com"}}')
+        assert sch.queue_declare(tap, passive=True).method.message_count == 1
+    finally:
+        sch.queue_delete(tap)
+        sch.exchange_delete(x)
+        setup.close()
+    ev = wait_audit(ports["audit"], lambda e: api_name(e) == "queue.bind" and
+                    e["decision"]["effect"] == "deny")
+    assert ev and ev[0]["detail"].startswith("a mask applies"), ev
+    assert ev[0]["resources"][0]["name"] == x and ev[0]["verb"] == "read", ev
+    assert ev[0]["decision"]["rule"] == "it-all" and ev[0]["decision"]["by"] == "busgate", ev
+    assert ev[0]["result"]["error_code"] == 403, ev
 
 
 def test_names_with_control_characters_refused(gw):

@@ -291,15 +291,38 @@ static const decide_case_t decide_cases[] = {
     {"apps", M1(AMQP_BASIC_PUBLISH_METHOD, 0, "trial.x"), 0, "audited", NULL},
     {"", M1(AMQP_BASIC_PUBLISH_METHOD, 0, "trial.x"), 1, NULL, NULL},
     /* A mask applies and this build cannot mask: bodies crossing busgate
-     * (consume, get, publish) are refused; other methods and the mask's
-     * except group are not affected. */
+     * (consume, get, publish) are refused, and so are routes along which
+     * the broker moves them out of or into a masked exchange (binds; the
+     * declare arguments are in test_declare_argument_exchanges_masked);
+     * declares, unbinds and the mask's except group are not affected. */
     {"apps", M1(AMQP_BASIC_CONSUME_METHOD, "ok.pii-q", 0), 1, "apps-all",
      "ACCESS_REFUSED - read access to queue 'ok.pii-q' in vhost '/' refused for user 'svc' "
      "(busgate mask 'pii': this build cannot mask message bodies)"},
     {"apps", M1(AMQP_BASIC_GET_METHOD, "ok.pii-q", 0), 1, "apps-all", NULL},
     {"apps", M1(AMQP_BASIC_PUBLISH_METHOD, 0, "ok.pii-x"), 1, "apps-all",
      "ACCESS_REFUSED - write access to exchange 'ok.pii-x'"},
-    {"apps", M1(AMQP_QUEUE_BIND_METHOD, "ok.pii-q", "ok.pii-x"), 0, "apps-all", NULL},
+    {"apps", M1(AMQP_QUEUE_BIND_METHOD, "ok.pii-q", "ok.pii-x"), 2, "apps-all",
+     "ACCESS_REFUSED - read access to exchange 'ok.pii-x' in vhost '/' refused for user 'svc' "
+     "(busgate mask 'pii': this build cannot mask message bodies)"},
+    /* The review's bypass: a queue the mask does not cover, bound to the
+     * masked exchange, is consumed unmasked. The bind is refused. */
+    {"apps", M1(AMQP_QUEUE_BIND_METHOD, "ok.tap-q", "ok.pii-x"), 2, "apps-all",
+     "ACCESS_REFUSED - read access to exchange 'ok.pii-x' in vhost '/' refused for user 'svc' "
+     "(busgate mask 'pii': this build cannot mask message bodies)"},
+    /* exchange.bind: the masked source's bodies would flow on into an
+     * unmasked destination; bodies flowing into a masked destination are
+     * what a publish to it may not bring in. */
+    {"apps", MB(AMQP_EXCHANGE_BIND_METHOD, "ok.pii-x", "ok.tap-x"), 2, "apps-all",
+     "ACCESS_REFUSED - read access to exchange 'ok.pii-x' in vhost '/' refused for user 'svc' "
+     "(busgate mask 'pii': this build cannot mask message bodies)"},
+    {"apps", MB(AMQP_EXCHANGE_BIND_METHOD, "ok.src", "ok.pii-x"), 1, "apps-all",
+     "ACCESS_REFUSED - write access to exchange 'ok.pii-x' in vhost '/' refused for user 'svc' "
+     "(busgate mask 'pii': this build cannot mask message bodies)"},
+    /* Unbinding ends a route and moves nothing: allowed. */
+    {"apps", M1(AMQP_QUEUE_UNBIND_METHOD, "ok.tap-q", "ok.pii-x"), 0, "apps-all", NULL},
+    {"apps", MB(AMQP_EXCHANGE_UNBIND_METHOD, "ok.pii-x", "ok.pii-y"), 0, "apps-all", NULL},
+    {"apps fraud", M1(AMQP_QUEUE_BIND_METHOD, "ok.tap-q", "ok.pii-x"), 0, "apps-all", NULL},
+    {"apps fraud", MB(AMQP_EXCHANGE_BIND_METHOD, "ok.pii-x", "ok.pii-y"), 0, "apps-all", NULL},
     {"apps", MP(AMQP_QUEUE_DECLARE_METHOD, "ok.pii-q", 0), 0, "apps-all", NULL},
     {"apps fraud", M1(AMQP_BASIC_CONSUME_METHOD, "ok.pii-q", 0), 0, "apps-all", NULL},
     {"apps fraud", M1(AMQP_BASIC_PUBLISH_METHOD, 0, "ok.pii-x"), 0, "apps-all", NULL},
@@ -536,6 +559,71 @@ static void test_declare_argument_exchanges(void **state)
     assert_int_equal(v.checks[0].verb, BG_VERB_CREATE);
 }
 
+/* An alternate or dead-letter exchange a mask applies to would take in
+ * bodies a publish to it may not bring in: refused on its write, as that
+ * publish is, naming the mask; the except group is not affected. */
+static void test_declare_argument_exchanges_masked(void **state)
+{
+    (void)state;
+    static const struct {
+        uint32_t id;
+        const char *name, *key, *target, *groups;
+        int denied;
+    } cases[] = {
+        {AMQP_EXCHANGE_DECLARE_METHOD, "ok.x", "alternate-exchange", "ok.pii-x", "apps", 3},
+        {AMQP_QUEUE_DECLARE_METHOD, "ok.q", "x-dead-letter-exchange", "ok.pii-x", "apps", 3},
+        {AMQP_EXCHANGE_DECLARE_METHOD, "ok.x", "alternate-exchange", "ok.pii-x", "apps fraud", 0},
+        {AMQP_QUEUE_DECLARE_METHOD, "ok.q", "x-dead-letter-exchange", "ok.pii-x", "apps fraud",
+         0},
+        {AMQP_EXCHANGE_DECLARE_METHOD, "ok.x", "alternate-exchange", "ok.other-x", "apps", 0},
+        {AMQP_QUEUE_DECLARE_METHOD, "ok.q", "x-dead-letter-exchange", "ok.other-x", "apps", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        amqp_bytes_t target = amqp_cstring_bytes(cases[i].target);
+        amqp_table_entry_t arg = {amqp_cstring_bytes(cases[i].key),
+                                  {AMQP_FIELD_KIND_UTF8, {.bytes = target}}};
+        amqp_exchange_declare_t x;
+        amqp_queue_declare_t q;
+        memset(&x, 0, sizeof x);
+        memset(&q, 0, sizeof q);
+        bg_amqp_method_t m = {cases[i].id, bg_amqp_method_info(cases[i].id), NULL};
+        if (cases[i].id == AMQP_EXCHANGE_DECLARE_METHOD) {
+            x.exchange = amqp_cstring_bytes(cases[i].name);
+            x.arguments = (amqp_table_t){1, &arg};
+            m.decoded = &x;
+        } else {
+            q.queue = amqp_cstring_bytes(cases[i].name);
+            q.arguments = (amqp_table_t){1, &arg};
+            m.decoded = &q;
+        }
+        size_t ng;
+        const char *const *groups = pt_split(cases[i].groups, &ng);
+        bg_policy_principal_t pr;
+        assert_int_equal(bg_policy_principal_prepare(policy, "alice", groups, ng, &pr), 0);
+        bg_amqp_verdict_t v;
+        bg_amqp_authz_classify(&m, NULL, &v);
+        bg_amqp_authz_decide(policy, &pr, &v);
+        if (v.denied != cases[i].denied)
+            fail_msg("case %zu (%s %s): denied %d, expected %d", i, cases[i].key,
+                     cases[i].target, v.denied, cases[i].denied);
+        char text[256];
+        bg_amqp_authz_text(&v, "/", "svc", text, sizeof text);
+        if (cases[i].denied) {
+            const bg_amqp_check_t *c = &v.checks[cases[i].denied - 1];
+            assert_int_equal(c->verb, BG_VERB_WRITE);
+            assert_int_equal(c->unmasked, 1);
+            /* The rule that allowed the write, as for other mask refusals. */
+            assert_string_equal(bg_policy_rule_name(c->decision.rule), "apps-all");
+            assert_string_equal(text, "ACCESS_REFUSED - write access to exchange 'ok.pii-x' in "
+                                      "vhost '/' refused for user 'svc' (busgate mask 'pii': "
+                                      "this build cannot mask message bodies)");
+        } else {
+            assert_string_equal(text, "ok");
+        }
+        bg_policy_principal_clear(&pr);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -546,6 +634,7 @@ int main(void)
         cmocka_unit_test(test_text_utf8_and_rule_name),
         cmocka_unit_test(test_unknown_last_queue_refused),
         cmocka_unit_test(test_declare_argument_exchanges),
+        cmocka_unit_test(test_declare_argument_exchanges_masked),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
