@@ -33,8 +33,10 @@
  * that makes the broker itself move bodies out of or into the resource,
  * where busgate never sees them again: the exchange a queue.bind or
  * exchange.bind reads from (a queue bound to a masked exchange is consumed
- * like any other), and the exchange an exchange.bind, "alternate-exchange"
- * or "x-dead-letter-exchange" writes to (bodies a publish could not bring
+ * like any other), the queue or exchange an "x-dead-letter-exchange" or
+ * "alternate-exchange" reads out of (its bodies go on to that exchange),
+ * and the exchange an exchange.bind, "alternate-exchange" or
+ * "x-dead-letter-exchange" writes to (bodies a publish could not bring
  * in). Unbinds and deletes end routes; they move nothing.
  * Everything else (channel.*, basic.qos/ack/nack/reject/recover/cancel,
  * confirm.*, tx.*) names no resource. Pure: no I/O, no globals. */
@@ -104,7 +106,7 @@ static void bg_amqp_authz__queue_declare(const amqp_queue_declare_t *d,
     amqp_bytes_t q = d->queue.len ? d->queue : bg_amqp_authz__cstr(BG_AMQP_SERVER_NAMED), dlx;
     bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE, q, BG_VERB_CREATE);
     if (bg_amqp_authz__arg_exchange(&d->arguments, "x-dead-letter-exchange", &dlx)) {
-        bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE, q, BG_VERB_READ);
+        bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE, q, BG_VERB_READ)->bodies = 1;
         bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, dlx, BG_VERB_WRITE)->bodies = 1;
     }
 }
@@ -139,7 +141,7 @@ void bg_amqp_authz_classify(const bg_amqp_method_t *m, const bg_amqp_channel_t *
         bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, x->exchange,
                            x->passive ? BG_VERB_DESCRIBE : BG_VERB_CREATE);
         if (!x->passive && bg_amqp_authz__arg_exchange(&x->arguments, "alternate-exchange", &ae)) {
-            bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, x->exchange, BG_VERB_READ);
+            bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, x->exchange, BG_VERB_READ)->bodies = 1;
             bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, ae, BG_VERB_WRITE)->bodies = 1;
         }
         break;
