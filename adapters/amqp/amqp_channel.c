@@ -639,7 +639,10 @@ static int bg_amqp_chan__answer_close(bg_amqp_session_t *s, uint16_t n, bg_amqp_
  * first refused one closes the channel (a refusal already held back goes
  * out at once instead, so nothing more is relayed). Only refusals are audit
  * events: a consumer still allowed changes nothing. 0, or -1 when the
- * session is going. */
+ * session is going. Consumers are all a session holds that moves messages
+ * without a client method: the routes its binds and declare arguments
+ * made live in RabbitMQ, outlive the session and are not undone here (an
+ * operator removes them: docs/amqp.md, "Routes after a reload"). */
 static int bg_amqp_chan__recheck_channel(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch)
 {
     bg_amqp_consumer_t *lists[2] = {ch->consumers, ch->pending};
