@@ -59,6 +59,60 @@ static void bg_cli__warn_prefix_overlap(const char *path, const bg_config_identi
     }
 }
 
+#define BG_CLI_TRACE_EXCHANGE "amq.rabbitmq.trace"
+
+/* The first of rule r's resources that matches RabbitMQ's trace exchange
+ * with verb read among its verbs, or NULL. */
+static const char *bg_cli__reads_trace(const bg_policy_rule_spec_t *r)
+{
+    bg_policy_resource_t trace = {BG_RES_AMQP_EXCHANGE, NULL, 0, BG_CLI_TRACE_EXCHANGE,
+                                  sizeof BG_CLI_TRACE_EXCHANGE - 1};
+    if (!(r->verbs & (1u << BG_VERB_READ)))
+        return NULL;
+    for (size_t i = 0; i < r->nresources; i++)
+        if (bg_policy_pattern_matches(r->resources[i], &trace))
+            return r->resources[i];
+    return NULL;
+}
+
+/* Warns about each allow rule (and an allow default) that grants read on
+ * amq.rabbitmq.trace: RabbitMQ creates that exchange in every vhost, and
+ * with tracing on (rabbitmqctl trace_on) it gets a copy of every message
+ * published and delivered there, also of queues the principal may not
+ * read; a queue bound to it reads them all. busgate decides a bind to it
+ * like any other, so the grant is the whole gate. Broad patterns
+ * (amqp:exchange:*, amq.*) match it by accident, hence a warning. None when
+ * an enforced deny for "*" covers it: that outranks every allow. */
+static void bg_cli__warn_trace_exchange(const char *path, const bg_policy_spec_t *p)
+{
+    for (size_t i = 0; i < p->nrules; i++) {
+        const bg_policy_rule_spec_t *r = &p->rules[i];
+        if (p->mode == BG_MODE_AUDIT || r->effect != BG_EFFECT_DENY || r->mode == BG_MODE_AUDIT ||
+            !bg_cli__reads_trace(r))
+            continue;
+        for (size_t k = 0; k < r->nsubjects; k++)
+            if (strcmp(r->subjects[k], "*") == 0)
+                return;
+    }
+    static const char why[] = "while tracing is on (rabbitmqctl trace_on) it gets a copy of "
+                              "every message published and delivered on the vhost, also of "
+                              "queues the principal may not read, and read lets a principal "
+                              "bind a queue of its own to it";
+    static const char deny[] = "deny read on amqp:exchange:amq.rabbitmq.* to \"*\"";
+    for (size_t i = 0; i < p->nrules; i++) {
+        const bg_policy_rule_spec_t *r = &p->rules[i];
+        const char *res = r->effect == BG_EFFECT_ALLOW ? bg_cli__reads_trace(r) : NULL;
+        if (res)
+            printf("%s: warning: policy rule '%s' (line %d) allows read on %s, which matches "
+                   "RabbitMQ's " BG_CLI_TRACE_EXCHANGE ": %s; narrow the pattern, or %s\n",
+                   path, r->name, r->line, res, why, deny);
+    }
+    if (p->default_effect == BG_EFFECT_ALLOW)
+        printf("%s: warning: policy default allow grants read on RabbitMQ's "
+               BG_CLI_TRACE_EXCHANGE ": %s; %s\n",
+               path, why, deny);
+}
+
 /* busgate check -c FILE: 0 valid, 1 invalid (every error printed as
  * FILE:LINE:COL: message), 2 bad usage. Beyond the syntax and schema it
  * builds the snapshot, so an unreadable JWKS file is also reported. A valid
@@ -80,6 +134,7 @@ int bg_cli_check(int argc, char **argv)
     bg_cli__warn_shared_names(path, &cfg->identity);
     bg_cli__warn_prefix_overlap(path, &cfg->identity, "subject_prefix");
     bg_cli__warn_prefix_overlap(path, &cfg->identity, "groups_prefix");
+    bg_cli__warn_trace_exchange(path, bg_config_policy_spec(cfg));
     printf("%s: ok\n", path);
     bg_snapshot_release(s);
     return 0;

@@ -116,6 +116,11 @@ int bg_policy_parse_mask_strategy(const char *s, bg_mask_strategy_t *out, const 
 /* Parses a concrete resource "kafka:topic:orders" (no patterns) into out,
  * borrowing from s. For explain and tests. */
 int bg_policy_parse_resource(const char *s, bg_policy_resource_t *out, const char **why);
+/* 1 when the resource pattern (as a rule or mask writes it) matches r as a
+ * decision would match it, else 0 (also for a pattern that does not
+ * parse). For checks of a configuration (busgate check's warnings), which
+ * ask about one pattern; decisions go through the compiled indexes. */
+int bg_policy_pattern_matches(const char *pattern, const bg_policy_resource_t *r);
 
 const char *bg_verb_name(bg_verb_t v);
 const char *bg_effect_name(bg_effect_t e);

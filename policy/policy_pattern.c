@@ -1,5 +1,6 @@
 /* Parse and check helpers for the policy's text forms: verbs, effects,
- * modes, subjects, resource patterns, concrete resources and mask fields. */
+ * modes, subjects, resource patterns, concrete resources and mask fields;
+ * and one pattern matched against one resource (for busgate check). */
 #include "policy/policy-internal.h"
 
 #include "broker/utf8.h"
@@ -410,4 +411,24 @@ bool bg_policy__glob_match(const char *pat, size_t plen, const char *s, size_t s
     while (p < plen && pat[p] == '*')
         p++;
     return p == plen;
+}
+
+int bg_policy_pattern_matches(const char *pattern, const bg_policy_resource_t *r)
+{
+    bg_policy_pattern_t pat;
+    const char *why;
+    if (!pattern || bg_policy__parse_pattern(pattern, &pat, &why) < 0 || pat.type != r->type)
+        return 0;
+    if (pat.type == BG_RES_KAFKA_CLUSTER) /* one cluster: the name is irrelevant */
+        return 1;
+    if (pat.type == BG_RES_HTTP && !pat.route_any &&
+        (pat.route_len != r->route_len || memcmp(pat.route, r->route, r->route_len) != 0))
+        return 0;
+    switch (pat.kind) {
+    case BG_PAT_LITERAL:
+        return pat.name_len == r->name_len && memcmp(pat.name, r->name, r->name_len) == 0;
+    case BG_PAT_PREFIX:
+        return r->name_len >= pat.name_len && memcmp(pat.name, r->name, pat.name_len) == 0;
+    default: return bg_policy__glob_match(pat.name, pat.name_len, r->name, r->name_len);
+    }
 }

@@ -210,6 +210,55 @@ def test_check_warns_when_issuers_share_names(tmp_path, keys):
     assert len(w) == 1 and "share group names" in w[0] and "sub:" not in w[0], w
 
 
+def test_check_warns_about_the_trace_exchange(tmp_path, keys):
+    """RabbitMQ's amq.rabbitmq.trace gets a copy of every message on the
+    vhost while tracing is on, and read on it lets a principal bind a queue
+    to it: `busgate check` warns (exit 0) about each allow rule whose read
+    covers it, and about an allow default, unless an enforced deny for "*"
+    covers it. Other verbs, other exchanges and Kafka rules are no matter."""
+    def rule(name, resources, verbs, effect="allow", subjects="[group:svc]", mode=""):
+        return (f"    - name: {name}\n      subjects: {subjects}\n"
+                f"      resources: [{resources}]\n      verbs: [{verbs}]\n"
+                f"      effect: {effect}\n" + (f"      mode: {mode}\n" if mode else ""))
+
+    def warnings(rules, default="deny"):
+        cfg = tmp_path / "c.yaml"
+        text = config(keys[1], free_port(), rules)
+        cfg.write_text(text.replace("default: deny", f"default: {default}"))
+        r = run_cli("check", "-c", str(cfg))
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert r.stdout.splitlines()[-1] == f"{cfg}: ok", r.stdout
+        return [l for l in r.stdout.splitlines() if "amq.rabbitmq.trace" in l]
+
+    assert warnings(RULE_READ) == []
+    assert warnings(rule("orders", "amqp:exchange:orders.*", "read")) == []
+    assert warnings(rule("all-write", "amqp:exchange:*", "write, create")) == []
+    assert warnings(rule("queues", "amqp:queue:*", "read")) == []
+    w = warnings(RULE_READ + rule("all-x", "\"amqp:queue:q\", \"amqp:exchange:*\"",
+                                  "read, write"))
+    assert len(w) == 1, w
+    assert w[0].startswith(f"{tmp_path / 'c.yaml'}: warning: policy rule 'all-x' (line "), w[0]
+    assert "allows read on amqp:exchange:*, which matches RabbitMQ's amq.rabbitmq.trace" \
+        in w[0], w[0]
+    assert "rabbitmqctl trace_on" in w[0], w[0]
+    w = warnings(rule("amq", "amqp:exchange:amq.*", "read")
+                 + rule("literal", "amqp:exchange:amq.rabbitmq.trace", "read"))
+    assert len(w) == 2 and "'amq'" in w[0] and "'literal'" in w[1], w
+    # A deny for everyone outranks the allows; one for a group, or one in
+    # audit mode, does not.
+    deny = rule("no-trace", "amqp:exchange:amq.rabbitmq.*", "read", "deny", '["*"]')
+    assert warnings(rule("amq", "amqp:exchange:amq.*", "read") + deny) == []
+    assert warnings(rule("amq", "amqp:exchange:amq.*", "read") + deny, default="allow") == []
+    assert len(warnings(rule("amq", "amqp:exchange:amq.*", "read")
+                        + rule("no-trace", "amqp:exchange:amq.rabbitmq.*", "read", "deny"))) == 1
+    assert len(warnings(rule("amq", "amqp:exchange:amq.*", "read")
+                        + rule("no-trace", "amqp:exchange:amq.rabbitmq.*", "read", "deny",
+                               '["*"]', mode="audit"))) == 1
+    w = warnings(RULE_READ, default="allow")
+    assert len(w) == 1 and "policy default allow grants read on RabbitMQ's " \
+        "amq.rabbitmq.trace" in w[0], w
+
+
 def test_explain_names_rule_and_default(tmp_path, keys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(config(keys[1], free_port(), RULE_READ + RULE_DENY))

@@ -167,6 +167,44 @@ static void test_parse_values(void **state)
     assert_int_equal(r.name_len, 0);
 }
 
+/* One pattern against one resource, as busgate check asks it: each kind of
+ * pattern, http routes, the cluster, and patterns that do not parse. */
+static void test_pattern_matches(void **state)
+{
+    static const struct {
+        const char *pattern, *resource;
+        int want;
+    } rows[] = {
+        {"amqp:exchange:*", "amqp:exchange:amq.rabbitmq.trace", 1},
+        {"amqp:exchange:amq.*", "amqp:exchange:amq.rabbitmq.trace", 1},
+        {"amqp:exchange:amq.rabbitmq.trace", "amqp:exchange:amq.rabbitmq.trace", 1},
+        {"amqp:exchange:*.trace", "amqp:exchange:amq.rabbitmq.trace", 1},
+        {"amqp:exchange:amq.rabbitmq.?race", "amqp:exchange:amq.rabbitmq.trace", 1},
+        {"amqp:exchange:amq.default", "amqp:exchange:amq.rabbitmq.trace", 0},
+        {"amqp:exchange:amq.rabbitmq.trace.*", "amqp:exchange:amq.rabbitmq.trace", 0},
+        {"amqp:queue:*", "amqp:exchange:amq.rabbitmq.trace", 0},
+        {"amqp:exchange:amq.rabbitmq.tracex", "amqp:exchange:amq.rabbitmq.trace", 0},
+        {"http:*:/users/*", "http:api:/users/1", 1},
+        {"http:api:/users/*", "http:api:/users/1", 1},
+        {"http:web:/users/*", "http:api:/users/1", 0},
+        {"kafka:cluster", "kafka:cluster", 1},
+        {"kafka:topic:a**", "kafka:topic:ab", 0},
+        {"nonsense", "kafka:topic:ab", 0},
+    };
+    int failures = 0;
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        bg_policy_resource_t r;
+        const char *why;
+        assert_int_equal(bg_policy_parse_resource(rows[i].resource, &r, &why), 0);
+        int got = bg_policy_pattern_matches(rows[i].pattern, &r);
+        if (got != rows[i].want) {
+            print_error("%s vs %s: got %d\n", rows[i].pattern, rows[i].resource, got);
+            failures++;
+        }
+    }
+    assert_int_equal(failures, 0);
+}
+
 /* ---- compile errors ---- */
 
 typedef struct pt_crow_s {
@@ -244,6 +282,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_rows),
         cmocka_unit_test(test_parse_values),
+        cmocka_unit_test(test_pattern_matches),
         cmocka_unit_test(test_compile_errors),
         cmocka_unit_test(test_compile_empty),
     };

@@ -365,11 +365,43 @@ static void run(bg_mode_t mode, int queries)
 static void test_random_enforce(void **state) { run(BG_MODE_ENFORCE, 4000); }
 static void test_random_audit(void **state) { run(BG_MODE_AUDIT, 1000); }
 
+/* bg_policy_pattern_matches (one pattern, for busgate check) against the
+ * reference matcher: same answer for random patterns and names, most of
+ * them of the pattern's type. Run last: it draws from the same generator. */
+static void test_random_pattern_matches(void **state)
+{
+    int failures = 0, matched = 0;
+    for (int q = 0; q < 20000 && failures < 10; q++) {
+        ref_res_t pat, r;
+        char ps[256], rs[256];
+        const char *why;
+        bg_policy_resource_t res;
+        do {
+            rand_res(&pat, 1);
+            res_string(&pat, ps, sizeof(ps));
+        } while (bg_policy_check_resource_pattern(ps, &why) != 0);
+        do
+            rand_res(&r, 0);
+        while (rnd(4) != 0 && r.type != pat.type);
+        res_string(&r, rs, sizeof(rs));
+        assert_int_equal(bg_policy_parse_resource(rs, &res, &why), 0);
+        int got = bg_policy_pattern_matches(ps, &res), want = ref_res_match(&pat, &r);
+        matched += want;
+        if (got != want) {
+            print_error("%s vs %s: got %d, want %d\n", ps, rs, got, want);
+            failures++;
+        }
+    }
+    assert_int_equal(failures, 0);
+    assert_true(matched > 1000); /* the data must exercise matches */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_enforce),
         cmocka_unit_test(test_random_audit),
+        cmocka_unit_test(test_random_pattern_matches),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
