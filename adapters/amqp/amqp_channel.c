@@ -972,8 +972,15 @@ static int bg_amqp_chan__consume(bg_amqp_session_t *s, uint16_t n, bg_amqp_chann
         bg_amqp_chan__copy(queue, c->queue);
     else
         memcpy(queue, ch->last_queue, sizeof queue);
-    /* Named as such only: RabbitMQ takes "" for the last declared queue,
-     * never for direct reply-to. */
+    /* Only a consume naming amq.rabbitmq.reply-to is marked. RabbitMQ
+     * expands "" to the last declared queue before it looks for direct
+     * reply-to, and a queue.declare of amq.rabbitmq.reply-to is answered
+     * with a declare-ok that makes it the last declared queue: a consume of
+     * "" after it starts a reply-to consumer, tracked here as a queue's.
+     * Its decision is the same (read on the queue amq.rabbitmq.reply-to,
+     * which `queue` names either way); the mark only makes a basic.cancel
+     * from RabbitMQ that names its tag end nothing, and RabbitMQ sends none
+     * for a reply-to consumer. */
     int reply_to = c->queue.len == sizeof BG_AMQP_REPLY_TO - 1 &&
                    memcmp(c->queue.bytes, BG_AMQP_REPLY_TO, c->queue.len) == 0;
     if (!c->consumer_tag.len)
