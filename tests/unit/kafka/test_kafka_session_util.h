@@ -41,6 +41,7 @@
 #include "broker/identity.h"
 #include "broker/log.h"
 #include "broker/runtime.h"
+#include "tests/unit/runtime/test_runtime_config.h"
 
 #define BG_T_PORT_LO 33000
 #define BG_T_PORT_HI 33999
@@ -541,18 +542,8 @@ static void bg_t_mint(bg_t_run_t *r)
 /* Group "readers" may read and describe topics keep-*; nothing else. */
 static void bg_t_config(bg_t_run_t *r, char *path, size_t cap)
 {
-    const char *src = getenv("BG_SOURCE_DIR");
-    snprintf(path, cap, "/tmp/bg_t_kafka_session_XXXXXX");
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    FILE *f = fdopen(fd, "w");
+    FILE *f = bg_t_config_open(path, cap, "kafka_session");
     fprintf(f,
-            "workers: 1\n"
-            "identity:\n"
-            "  issuers:\n"
-            "    - issuer: busgate-dev\n"
-            "      audiences: [busgate]\n"
-            "      jwks_file: %s/examples/jwks.json\n"
             "kafka:\n"
             "  listen: 127.0.0.1:%d\n"
             "  broker_port_base: %d\n"
@@ -567,7 +558,7 @@ static void bg_t_config(bg_t_run_t *r, char *path, size_t cap)
             "      resources: [\"kafka:topic:keep-*\"]\n"
             "      verbs: [read, describe]\n"
             "      effect: allow\n",
-            src, r->listen_port, r->base_port, r->kafka_extra ? r->kafka_extra : "", r->up_port);
+            r->listen_port, r->base_port, r->kafka_extra ? r->kafka_extra : "", r->up_port);
     fclose(f);
 }
 

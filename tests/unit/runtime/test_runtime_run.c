@@ -21,6 +21,7 @@
 
 #include "broker/log.h"
 #include "broker/runtime.h"
+#include "tests/unit/runtime/test_runtime_config.h"
 
 /* Linked with --wrap=event_base_loop: while bg_t_fail_main_loop is set, the
  * loop run on the test's main thread (bg_runtime_run's) fails at once;
@@ -83,22 +84,9 @@ static void *bg_t_stopper(void *arg)
 /* Writes a configuration without adapters into a temporary file. */
 static void bg_t_config(char *path, size_t cap)
 {
-    const char *src = getenv("BG_SOURCE_DIR");
-    assert_non_null(src);
-    snprintf(path, cap, "/tmp/bg_t_runtime_XXXXXX");
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    FILE *f = fdopen(fd, "w");
-    fprintf(f,
-            "workers: 1\n"
-            "identity:\n"
-            "  issuers:\n"
-            "    - issuer: busgate-dev\n"
-            "      audiences: [busgate]\n"
-            "      jwks_file: %s/examples/jwks.json\n"
-            "policy:\n"
-            "  default: deny\n",
-            src);
+    FILE *f = bg_t_config_open(path, cap, "runtime");
+    fprintf(f, "policy:\n"
+               "  default: deny\n");
     fclose(f);
 }
 
