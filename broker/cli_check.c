@@ -99,9 +99,18 @@ static void bg_cli__warn_trace_exchange(const char *path, const bg_policy_spec_t
                               "queues the principal may not read, and read lets a principal "
                               "bind a queue of its own to it";
     static const char deny[] = "deny read on amqp:exchange:amq.rabbitmq.* to \"*\"";
+    if (p->mode == BG_MODE_AUDIT) { /* nothing is refused, whatever the rules say */
+        printf("%s: warning: policy mode audit refuses nothing, so every principal may read "
+               "RabbitMQ's " BG_CLI_TRACE_EXCHANGE ": %s\n",
+               path, why);
+        return;
+    }
     for (size_t i = 0; i < p->nrules; i++) {
         const bg_policy_rule_spec_t *r = &p->rules[i];
-        const char *res = r->effect == BG_EFFECT_ALLOW ? bg_cli__reads_trace(r) : NULL;
+        /* an allow rule in mode audit only records: it grants nothing */
+        const char *res = r->effect == BG_EFFECT_ALLOW && r->mode != BG_MODE_AUDIT
+                              ? bg_cli__reads_trace(r)
+                              : NULL;
         if (res)
             printf("%s: warning: policy rule '%s' (line %d) allows read on %s, which matches "
                    "RabbitMQ's " BG_CLI_TRACE_EXCHANGE ": %s; narrow the pattern, or %s\n",

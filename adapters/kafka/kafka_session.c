@@ -62,7 +62,10 @@ static const bg_config_kafka_t *bg_kafka__cfg(const bg_kafka_session_t *s)
  * request is at most max_frame_bytes. */
 static size_t bg_kafka__req_arena_limit(const bg_kafka_session_t *s)
 {
-    return (size_t)bg_kafka__cfg(s)->max_frame_bytes * 4 + (1u << 20);
+    size_t max = (size_t)bg_kafka__cfg(s)->max_frame_bytes;
+    if (max > (SIZE_MAX - (1u << 20)) / 4)
+        return SIZE_MAX; /* saturates (32-bit builds), as the response budget */
+    return max * 4 + (1u << 20);
 }
 
 /* What decoding and rewriting a response frame of len bytes may add to its
@@ -380,8 +383,15 @@ int bg_kafka_session_respond(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
         pe->state = BG_KAFKA_PE_READY;
         rc = 0;
     } else {
-        bg_log_error("kafka", "cannot encode %s v%d response: %s", d ? d->name : "?",
-                     pe->hdr.api_version, why ? why : "writer failed");
+        if (why)
+            bg_log_error("kafka", "cannot encode %s v%d response: %s", d ? d->name : "?",
+                         pe->hdr.api_version, why);
+        else
+            bg_log_error("kafka",
+                         "cannot encode %s v%d response: larger than kafka.max_response_bytes "
+                         "(%llu) once rewritten, or out of memory",
+                         d ? d->name : "?", pe->hdr.api_version,
+                         (unsigned long long)bg_kafka__cfg(s)->max_response_bytes);
         rc = -1;
     }
     bg_wr_free(&wr);

@@ -221,10 +221,11 @@ def test_check_warns_about_the_trace_exchange(tmp_path, keys):
                 f"      resources: [{resources}]\n      verbs: [{verbs}]\n"
                 f"      effect: {effect}\n" + (f"      mode: {mode}\n" if mode else ""))
 
-    def warnings(rules, default="deny"):
+    def warnings(rules, default="deny", mode="enforce"):
         cfg = tmp_path / "c.yaml"
         text = config(keys[1], free_port(), rules)
-        cfg.write_text(text.replace("default: deny", f"default: {default}"))
+        cfg.write_text(text.replace("default: deny", f"default: {default}")
+                       .replace("  mode: enforce\n", f"  mode: {mode}\n", 1))
         r = run_cli("check", "-c", str(cfg))
         assert r.returncode == 0, r.stdout + r.stderr
         assert r.stdout.splitlines()[-1] == f"{cfg}: ok", r.stdout
@@ -257,6 +258,11 @@ def test_check_warns_about_the_trace_exchange(tmp_path, keys):
     w = warnings(RULE_READ, default="allow")
     assert len(w) == 1 and "policy default allow grants read on RabbitMQ's " \
         "amq.rabbitmq.trace" in w[0], w
+    # An allow rule in audit mode only records: it grants nothing.
+    assert warnings(rule("amq", "amqp:exchange:amq.*", "read", mode="audit")) == []
+    # A policy in audit mode refuses nothing: one warning, whatever the rules.
+    w = warnings(RULE_READ + deny, mode="audit")
+    assert len(w) == 1 and "policy mode audit refuses nothing" in w[0], w
 
 
 def test_explain_names_rule_and_default(tmp_path, keys):

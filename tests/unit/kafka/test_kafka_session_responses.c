@@ -108,7 +108,7 @@ static void bg_t_scenario_metadata(bg_t_run_t *r)
     bg_t_buf_t b = {0}, f = {0};
     bg_t_i32(&b, -1); /* v1: null = all topics */
     bg_t_cli_send(fd, 3, 1, 10, &b);
-    bg_t_req_t q;
+    bg_t_req_t q = {0};
     if (bg_t_up_next(r, 3, &q)) {
         b.len = 0;
         bg_t_metadata_v1(&b, r->up_port, md);
@@ -189,7 +189,7 @@ static void bg_t_scenario_too_large(bg_t_run_t *r)
     bg_t_buf_t req = {0}, body = {0}, f = {0};
     bg_t_fetch_v4_req(&req);
     bg_t_cli_send(fd, 1, 4, 20, &req);
-    bg_t_req_t q;
+    bg_t_req_t q = {0};
     if (!bg_t_up_next(r, 1, &q))
         goto out;
     bg_t_fetch_v4_resp(&body, 200000);
@@ -246,7 +246,7 @@ static void bg_t_scenario_trailing(bg_t_run_t *r)
         return;
     bg_t_buf_t b = {0}, req = {0}, f = {0};
     bg_t_i32(&req, -1);
-    bg_t_req_t q;
+    bg_t_req_t q = {0};
     bg_t_cli_send(fd, 3, 1, 30, &req);
     if (!bg_t_up_next(r, 3, &q))
         goto out;

@@ -57,7 +57,7 @@ typedef struct {
     size_t len, cap;
 } bg_t_buf_t;
 
-static void bg_t_put(bg_t_buf_t *b, const void *src, size_t n)
+static inline void bg_t_put(bg_t_buf_t *b, const void *src, size_t n)
 {
     if (b->len + n > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
@@ -73,58 +73,58 @@ static void bg_t_put(bg_t_buf_t *b, const void *src, size_t n)
     b->len += n;
 }
 
-static void bg_t_i8(bg_t_buf_t *b, int8_t v) { bg_t_put(b, &v, 1); }
+static inline void bg_t_i8(bg_t_buf_t *b, int8_t v) { bg_t_put(b, &v, 1); }
 
-static void bg_t_i16(bg_t_buf_t *b, int16_t v)
+static inline void bg_t_i16(bg_t_buf_t *b, int16_t v)
 {
     uint8_t x[2] = {(uint8_t)((uint16_t)v >> 8), (uint8_t)v};
     bg_t_put(b, x, 2);
 }
 
-static void bg_t_i32(bg_t_buf_t *b, int32_t v)
+static inline void bg_t_i32(bg_t_buf_t *b, int32_t v)
 {
     uint32_t u = (uint32_t)v;
     uint8_t x[4] = {(uint8_t)(u >> 24), (uint8_t)(u >> 16), (uint8_t)(u >> 8), (uint8_t)u};
     bg_t_put(b, x, 4);
 }
 
-static void bg_t_i64(bg_t_buf_t *b, int64_t v)
+static inline void bg_t_i64(bg_t_buf_t *b, int64_t v)
 {
     bg_t_i32(b, (int32_t)((uint64_t)v >> 32));
     bg_t_i32(b, (int32_t)(uint32_t)v);
 }
 
 /* A non-flexible string; NULL is the null string (length -1). */
-static void bg_t_str(bg_t_buf_t *b, const char *s)
+static inline void bg_t_str(bg_t_buf_t *b, const char *s)
 {
     bg_t_i16(b, s ? (int16_t)strlen(s) : -1);
     if (s)
         bg_t_put(b, s, strlen(s));
 }
 
-static void bg_t_buf_free(bg_t_buf_t *b)
+static inline void bg_t_buf_free(bg_t_buf_t *b)
 {
     free(b->p);
     memset(b, 0, sizeof *b);
 }
 
-static int32_t bg_t_get_i32(const uint8_t *p)
+static inline int32_t bg_t_get_i32(const uint8_t *p)
 {
     return (int32_t)((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]);
 }
 
-static int16_t bg_t_get_i16(const uint8_t *p) { return (int16_t)((uint16_t)p[0] << 8 | p[1]); }
+static inline int16_t bg_t_get_i16(const uint8_t *p) { return (int16_t)((uint16_t)p[0] << 8 | p[1]); }
 
 /* ---- sockets ---- */
 
-static long long bg_t_now_ms(void)
+static inline long long bg_t_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int bg_t_write_all(int fd, const void *p, size_t n)
+static inline int bg_t_write_all(int fd, const void *p, size_t n)
 {
     const uint8_t *b = p;
     while (n > 0) {
@@ -140,7 +140,7 @@ static int bg_t_write_all(int fd, const void *p, size_t n)
 
 /* Reads exactly n bytes within ms milliseconds. 1 read, 0 the peer closed
  * (end of stream or reset), -1 timeout or error. */
-static int bg_t_read_all(int fd, void *p, size_t n, int ms)
+static inline int bg_t_read_all(int fd, void *p, size_t n, int ms)
 {
     uint8_t *b = p;
     long long deadline = bg_t_now_ms() + ms;
@@ -163,7 +163,7 @@ static int bg_t_read_all(int fd, void *p, size_t n, int ms)
 
 /* One frame (after its size field) into *out (malloc'd). 1 read, 0 closed,
  * -1 timeout or error. */
-static int bg_t_read_frame(int fd, bg_t_buf_t *out, int ms)
+static inline int bg_t_read_frame(int fd, bg_t_buf_t *out, int ms)
 {
     uint8_t hdr[4];
     int rc = bg_t_read_all(fd, hdr, 4, ms);
@@ -184,7 +184,7 @@ static int bg_t_read_frame(int fd, bg_t_buf_t *out, int ms)
     return rc;
 }
 
-static int bg_t_port_free(int port)
+static inline int bg_t_port_free(int port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
@@ -197,10 +197,10 @@ static int bg_t_port_free(int port)
 
 /* A free port in 33000-33999 other than those in taken[0..n), from a random
  * start (several runs at once pick different ones). */
-static int bg_t_pick_port(const int *taken, size_t n)
+static inline int bg_t_pick_port(const int *taken, size_t n)
 {
     int span = BG_T_PORT_HI - BG_T_PORT_LO + 1;
-    int start = (int)((unsigned)getpid() * 7919u + (unsigned)bg_t_now_ms()) % span;
+    int start = (int)(((unsigned)getpid() * 7919u + (unsigned)bg_t_now_ms()) % (unsigned)span);
     for (int i = 0; i < span; i++) {
         int port = BG_T_PORT_LO + (start + i) % span;
         int used = 0;
@@ -212,7 +212,7 @@ static int bg_t_pick_port(const int *taken, size_t n)
     return -1;
 }
 
-static int bg_t_connect(int port)
+static inline int bg_t_connect(int port)
 {
     long long deadline = bg_t_now_ms() + BG_T_WAIT_MS;
     while (bg_t_now_ms() < deadline) {
@@ -269,7 +269,7 @@ struct bg_t_run_s {
 };
 
 /* Records the first failed expectation (for the main thread to assert). */
-static int bg_t_check(bg_t_run_t *r, int ok, const char *fmt, ...)
+static inline int bg_t_check(bg_t_run_t *r, int ok, const char *fmt, ...)
 {
     if (ok)
         return 1;
@@ -284,7 +284,7 @@ static int bg_t_check(bg_t_run_t *r, int ok, const char *fmt, ...)
     return 0;
 }
 
-static void bg_t_frame(int fd, const bg_t_buf_t *payload)
+static inline void bg_t_frame(int fd, const bg_t_buf_t *payload)
 {
     bg_t_buf_t f = {0};
     bg_t_i32(&f, (int32_t)payload->len);
@@ -294,7 +294,7 @@ static void bg_t_frame(int fd, const bg_t_buf_t *payload)
 }
 
 /* Answers corr on fd with body (response header v0). */
-static void bg_t_up_reply(int fd, int32_t corr, const bg_t_buf_t *body)
+static inline void bg_t_up_reply(int fd, int32_t corr, const bg_t_buf_t *body)
 {
     bg_t_buf_t p = {0};
     bg_t_i32(&p, corr);
@@ -304,10 +304,10 @@ static void bg_t_up_reply(int fd, int32_t corr, const bg_t_buf_t *body)
 }
 
 /* Writes bytes as they are (a frame with any size field). */
-static void bg_t_up_send_raw(int fd, const void *p, size_t n) { (void)bg_t_write_all(fd, p, n); }
+static inline void bg_t_up_send_raw(int fd, const void *p, size_t n) { (void)bg_t_write_all(fd, p, n); }
 
 /* The broker's own answers. 1 when req was one of busgate's requests. */
-static int bg_t_up_own(bg_t_run_t *r, int fd, const bg_t_req_t *q, const char *client_id)
+static inline int bg_t_up_own(bg_t_run_t *r, int fd, const bg_t_req_t *q, const char *client_id)
 {
     bg_t_buf_t b = {0};
     int own = 1;
@@ -342,7 +342,7 @@ typedef struct {
     int fd;
 } bg_t_conn_arg_t;
 
-static void *bg_t_up_conn_main(void *arg)
+static inline void *bg_t_up_conn_main(void *arg)
 {
     bg_t_conn_arg_t *c = arg;
     bg_t_run_t *r = c->r;
@@ -381,7 +381,7 @@ static void *bg_t_up_conn_main(void *arg)
     return NULL;
 }
 
-static void *bg_t_up_accept_main(void *arg)
+static inline void *bg_t_up_accept_main(void *arg)
 {
     bg_t_run_t *r = arg;
     for (;;) {
@@ -417,7 +417,7 @@ static void *bg_t_up_accept_main(void *arg)
 
 /* The next request busgate forwarded (api_key), within BG_T_WAIT_MS. 1 got
  * it, 0 not (recorded as a failure). */
-static int bg_t_up_next(bg_t_run_t *r, int16_t api_key, bg_t_req_t *out)
+static inline int bg_t_up_next(bg_t_run_t *r, int16_t api_key, bg_t_req_t *out)
 {
     struct timespec until;
     clock_gettime(CLOCK_REALTIME, &until);
@@ -441,7 +441,7 @@ static int bg_t_up_next(bg_t_run_t *r, int16_t api_key, bg_t_req_t *out)
 /* ---- the client ---- */
 
 /* Sends a request with header v1 (client id "bg-test"). */
-static void bg_t_cli_send(int fd, int16_t api_key, int16_t version, int32_t corr,
+static inline void bg_t_cli_send(int fd, int16_t api_key, int16_t version, int32_t corr,
                           const bg_t_buf_t *body)
 {
     bg_t_buf_t p = {0};
@@ -454,7 +454,7 @@ static void bg_t_cli_send(int fd, int16_t api_key, int16_t version, int32_t corr
 
 /* Connects to busgate's bootstrap port and logs in with OAUTHBEARER
  * (SaslHandshake v1, SaslAuthenticate v0). The socket, or -1 (recorded). */
-static int bg_t_cli_login(bg_t_run_t *r)
+static inline int bg_t_cli_login(bg_t_run_t *r)
 {
     int fd = bg_t_connect(r->listen_port);
     if (!bg_t_check(r, fd >= 0, "cannot connect to busgate on %d", r->listen_port))
@@ -485,7 +485,7 @@ static int bg_t_cli_login(bg_t_run_t *r)
 }
 
 /* 1 when busgate closed fd without sending anything more. */
-static int bg_t_cli_closed(int fd)
+static inline int bg_t_cli_closed(int fd)
 {
     uint8_t b;
     return bg_t_read_all(fd, &b, 1, BG_T_WAIT_MS) == 0;
@@ -493,7 +493,7 @@ static int bg_t_cli_closed(int fd)
 
 /* ---- running busgate ---- */
 
-static void *bg_t_log_main(void *arg)
+static inline void *bg_t_log_main(void *arg)
 {
     bg_t_run_t *r = arg;
     char buf[4096];
@@ -513,7 +513,7 @@ static void *bg_t_log_main(void *arg)
     }
 }
 
-static void *bg_t_scenario_main(void *arg)
+static inline void *bg_t_scenario_main(void *arg)
 {
     bg_t_run_t *r = arg;
     r->scenario(r);
@@ -521,7 +521,7 @@ static void *bg_t_scenario_main(void *arg)
     return NULL;
 }
 
-static void bg_t_mint(bg_t_run_t *r)
+static inline void bg_t_mint(bg_t_run_t *r)
 {
     char path[1024], err[256];
     snprintf(path, sizeof path, "%s/examples/dev-signing-key.pem", getenv("BG_SOURCE_DIR"));
@@ -540,7 +540,7 @@ static void bg_t_mint(bg_t_run_t *r)
 }
 
 /* Group "readers" may read and describe topics keep-*; nothing else. */
-static void bg_t_config(bg_t_run_t *r, char *path, size_t cap)
+static inline void bg_t_config(bg_t_run_t *r, char *path, size_t cap)
 {
     FILE *f = bg_t_config_open(path, cap, "kafka_session");
     fprintf(f,
@@ -562,11 +562,11 @@ static void bg_t_config(bg_t_run_t *r, char *path, size_t cap)
     fclose(f);
 }
 
-static void bg_t_ignore(int sig) { (void)sig; }
+static inline void bg_t_ignore(int sig) { (void)sig; }
 
 /* Runs busgate with the broker and the scenario until the scenario ends.
  * bg_t_finish then checks the outcome and frees the run. */
-static void bg_t_run(bg_t_run_t *r)
+static inline void bg_t_run(bg_t_run_t *r)
 {
     assert_non_null(getenv("BG_SOURCE_DIR"));
     /* The scenario's SIGTERM must not end the test when busgate is not
@@ -632,7 +632,7 @@ static void bg_t_run(bg_t_run_t *r)
 /* Ends the test's run: asserts that no expectation failed, that busgate
  * stopped with status 0 and that its log holds every line of want (NULL
  * ended), after freeing the run (a failed assert does not return). */
-static void bg_t_finish(bg_t_run_t *r, const char *const *want)
+static inline void bg_t_finish(bg_t_run_t *r, const char *const *want)
 {
     static char why[1024];
     why[0] = 0;

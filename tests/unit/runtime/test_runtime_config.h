@@ -14,7 +14,7 @@
 
 /* Creates /tmp/bg_t_NAME_XXXXXX (its path in path[cap]) with one worker and
  * the development issuer written; returns it open for writing. */
-static FILE *bg_t_config_open(char *path, size_t cap, const char *name)
+static inline FILE *bg_t_config_open(char *path, size_t cap, const char *name)
 {
     const char *src = getenv("BG_SOURCE_DIR");
     assert_non_null(src);
