@@ -408,27 +408,42 @@ int bg_kafka__c_produce(bg_kafka__az_t *az)
     return bg_kafka__tp_finish(az, &bg_kafka__sh_produce, &sp, 0);
 }
 
-/* A fetch from a replica (follower) is broker-to-broker: CLUSTER_ACTION in
- * Kafka; clients never send it. */
-static int bg_kafka__fetch_from_follower(const bg_kafka__az_t *az)
+/* Replica traffic: a request whose replica id is not a consumer's (-1). A
+ * follower (id >= 0) is CLUSTER_ACTION in Kafka; the special negative ids
+ * are the broker's own too: -3, the future local replica (a broker moving
+ * a log between its directories), fetches to the log end, past the high
+ * watermark and whatever the isolation level; a ListOffsets from any id
+ * but -1 is answered without isolation, and from -2, the debugging id, by
+ * a non-leader too. Consumers only ever send -1, so every other id is
+ * refused for every topic, audited as a deny of alter on the cluster. */
+#define BG_KAFKA__CONSUMER_REPLICA_ID (-1)
+
+static int16_t bg_kafka__refuse_replica(bg_kafka__az_t *az, int64_t replica_id, const char *why)
+{
+    if (replica_id == BG_KAFKA__CONSUMER_REPLICA_ID)
+        return 0;
+    bg_kafka__record_denied(az, BG_RES_KAFKA_CLUSTER, bg_kafka_cstr(""), BG_VERB_ALTER,
+                            BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED, why);
+    return BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
+}
+
+/* Fetch names its replica in ReplicaId up to v14, in ReplicaState from v15
+ * (a tagged field: absent, it is the consumer's -1). */
+static int64_t bg_kafka__fetch_replica_id(const bg_kafka__az_t *az)
 {
     const bg_kafka_struct_t *r = az->req;
     if (bg_kafka__has(r->desc, K(FETCH_REQ_REPLICA_ID), az->ver))
-        return r->f[K(FETCH_REQ_REPLICA_ID)].i >= 0;
+        return r->f[K(FETCH_REQ_REPLICA_ID)].i;
     const bg_kafka_struct_t *rs = r->f[K(FETCH_REQ_REPLICA_STATE)].st;
-    return bg_kafka__has(r->desc, K(FETCH_REQ_REPLICA_STATE), az->ver) && rs &&
-           rs->f[K(FETCH_REQ_REPLICA_STATE_REPLICA_ID)].i >= 0;
+    if (!bg_kafka__has(r->desc, K(FETCH_REQ_REPLICA_STATE), az->ver) || !rs)
+        return BG_KAFKA__CONSUMER_REPLICA_ID;
+    return rs->f[K(FETCH_REQ_REPLICA_STATE_REPLICA_ID)].i;
 }
 
 int bg_kafka__c_fetch(bg_kafka__az_t *az)
 {
     const bg_kafka_struct_t *r = az->req;
-    int16_t force = 0;
-    if (bg_kafka__fetch_from_follower(az)) {
-        bg_kafka__record_denied(az, BG_RES_KAFKA_CLUSTER, bg_kafka_cstr(""), BG_VERB_ALTER,
-                                BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED, "replica fetch");
-        force = BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
-    }
+    int16_t force = bg_kafka__refuse_replica(az, bg_kafka__fetch_replica_id(az), "replica fetch");
     bg_kafka__split_t sp;
     const bg_kafka_struct_desc_t *rd = bg_kafka__rs_topic_desc(BG_KAFKA_API_FETCH,
                                                                &bg_kafka__sh_fetch);
@@ -458,18 +473,18 @@ int bg_kafka__c_fetch(bg_kafka__az_t *az)
 
 int bg_kafka__c_list_offsets(bg_kafka__az_t *az)
 {
-    return bg_kafka__tp_apply(az, &bg_kafka__sh_list_offsets, BG_VERB_DESCRIBE, 0);
+    int16_t force = bg_kafka__refuse_replica(
+        az, az->req->f[K(LIST_OFFSETS_REQ_REPLICA_ID)].i, "replica request");
+    return bg_kafka__tp_apply(az, &bg_kafka__sh_list_offsets, BG_VERB_DESCRIBE, force);
 }
 
 int bg_kafka__c_offset_for_leader_epoch(bg_kafka__az_t *az)
 {
-    /* ReplicaId >= 0 (v3+) is a follower: CLUSTER_ACTION in Kafka. */
+    /* ReplicaId exists from v3; v0-2 cannot name a replica. */
     int16_t force = 0;
-    if (az->ver >= 3 && az->req->f[K(OFFSET_FOR_LEADER_EPOCH_REQ_REPLICA_ID)].i >= 0) {
-        bg_kafka__record_denied(az, BG_RES_KAFKA_CLUSTER, bg_kafka_cstr(""), BG_VERB_ALTER,
-                                BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED, "replica request");
-        force = BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
-    }
+    if (bg_kafka__has(az->req->desc, K(OFFSET_FOR_LEADER_EPOCH_REQ_REPLICA_ID), az->ver))
+        force = bg_kafka__refuse_replica(
+            az, az->req->f[K(OFFSET_FOR_LEADER_EPOCH_REQ_REPLICA_ID)].i, "replica request");
     return bg_kafka__tp_apply(az, &bg_kafka__sh_olep, BG_VERB_DESCRIBE, force);
 }
 

@@ -317,6 +317,7 @@ static void test_audit_topic_reserved(void **st)
     }
     /* Reading it follows the policy (allowed by audit-all). */
     bg_kafka_struct_t *lo = ka_new(f, BG_KAFKA_API_LIST_OFFSETS, 0);
+    lo->f[K(LIST_OFFSETS_REQ_REPLICA_ID)].i = -1; /* a consumer */
     ka_topics(f, lo, K(LIST_OFFSETS_REQ_TOPICS), K(LIST_OFFSETS_REQ_TOPICS_NAME), names, 1,
               K(LIST_OFFSETS_REQ_TOPICS_PARTITIONS),
               K(LIST_OFFSETS_REQ_TOPICS_PARTITIONS_PARTITION_INDEX), 1);
@@ -523,6 +524,7 @@ static void test_list_offsets_split(void **st)
     for (int16_t ver = 1; ver <= 10; ver += 9) {
         bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_LIST_OFFSETS, ver);
         bg_kafka_struct_t *req = ka_new(f, 2, 0);
+        req->f[K(LIST_OFFSETS_REQ_REPLICA_ID)].i = -1; /* a consumer */
         const char *const names[] = {"secret", "public"};
         ka_topics(f, req, K(LIST_OFFSETS_REQ_TOPICS), K(LIST_OFFSETS_REQ_TOPICS_NAME), names, 2,
                   K(LIST_OFFSETS_REQ_TOPICS_PARTITIONS),
