@@ -106,8 +106,8 @@ const bg_kafka__api_t *bg_kafka__api(int16_t api_key);
 
 /* ---- decisions (kafka_authz.c) ---- */
 
-/* Decides (type, name, verb) for the request, applying the reserved audit
- * topic and hold->deny, and records it. Returns 1 allowed, 0 denied. */
+/* Decides (type, name, verb) for the request, applying the reserved topics
+ * and hold->deny, and records it. Returns 1 allowed, 0 denied. */
 int bg_kafka__decide(bg_kafka__az_t *az, bg_res_type_t type, bg_slice_t name, bg_verb_t verb);
 /* Records a denial that no policy rule made (unknown topic id, ...). */
 void bg_kafka__record_denied(bg_kafka__az_t *az, bg_res_type_t type, bg_slice_t name,
@@ -119,6 +119,23 @@ void bg_kafka__record_allowed(bg_kafka__az_t *az, bg_res_type_t type, bg_slice_t
 int bg_kafka__permits(const bg_kafka_authz_ctx_t *ctx, bg_res_type_t type, bg_slice_t name,
                       bg_verb_t verb);
 int16_t bg_kafka__deny_error(bg_res_type_t type);
+
+/* ---- reserved topics (kafka_authz_reserved.c) ----
+ * The audit topic and Kafka's internal topics (__consumer_offsets, ...):
+ * never written, created, deleted or altered by a client. Each returns the
+ * reason busgate records ("reserved audit topic", "reserved Kafka internal
+ * topic"), or NULL. */
+
+/* Why name is reserved; NULL when it is not (or is null). */
+const char *bg_kafka__reserved(const bg_kafka_authz_ctx_t *ctx, bg_slice_t name);
+/* Why a reserved topic starts with prefix (a PREFIXED ACL pattern). */
+const char *bg_kafka__reserved_prefix(const bg_kafka_authz_ctx_t *ctx, bg_slice_t prefix);
+/* Why a pattern that matches every name is refused (the first reserved topic's). */
+const char *bg_kafka__reserved_any(const bg_kafka_authz_ctx_t *ctx);
+/* The i-th reserved topic and why (i = 0: the audit topic, *name NULL when
+ * none is set); 0 past the last. */
+int bg_kafka__reserved_at(const bg_kafka_authz_ctx_t *ctx, size_t i, const char **name,
+                          const char **why);
 
 /* ---- verdict helpers ---- */
 bg_kafka__merge_t *bg_kafka__merge(bg_kafka__az_t *az);
@@ -276,8 +293,8 @@ int bg_kafka__c_configs(bg_kafka__az_t *az);
 int bg_kafka__c_cluster_describe(bg_kafka__az_t *az);
 int bg_kafka__c_describe_cluster(bg_kafka__az_t *az);
 int bg_kafka__c_cluster_alter(bg_kafka__az_t *az);
-/* Cluster alter, and entries that could touch the reserved audit topic
- * refused one by one (kafka_authz_admin.c). */
+/* Cluster alter, and entries that could touch a reserved topic refused one
+ * by one (kafka_authz_admin.c). */
 int bg_kafka__c_acls(bg_kafka__az_t *az);
 int bg_kafka__c_partition_admin(bg_kafka__az_t *az);
 int bg_kafka__c_alter_replica_log_dirs(bg_kafka__az_t *az);

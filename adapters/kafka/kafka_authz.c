@@ -164,29 +164,23 @@ int16_t bg_kafka__deny_error(bg_res_type_t type)
     }
 }
 
-static int bg_kafka__is_audit_topic(const bg_kafka_authz_ctx_t *ctx, bg_res_type_t type,
-                                    bg_slice_t name, bg_verb_t verb)
-{
-    if (type != BG_RES_KAFKA_TOPIC || !ctx->audit_topic || name.len < 0)
-        return 0;
-    if (verb == BG_VERB_READ || verb == BG_VERB_DESCRIBE)
-        return 0;
-    size_t n = strlen(ctx->audit_topic);
-    return (size_t)name.len == n && memcmp(name.p, ctx->audit_topic, n) == 0;
-}
-
-/* The decision busgate applies: policy, then the reserved audit topic, hold
- * (no approvals in this build) and reading a topic a mask applies to (no
- * masking engine in this build: records a mask covers never pass unmasked)
- * all fail closed. */
+/* The decision busgate applies: the reserved topics (the audit topic,
+ * Kafka's internal topics: anything but reading and describing them), then
+ * the policy; hold (no approvals in this build) and reading a topic a mask
+ * applies to (no masking engine in this build: records a mask covers never
+ * pass unmasked) fail closed. */
 static const char *bg_kafka__decide_raw(const bg_kafka_authz_ctx_t *ctx, bg_res_type_t type,
                                         bg_slice_t name, bg_verb_t verb, bg_policy_decision_t *d)
 {
-    if (bg_kafka__is_audit_topic(ctx, type, name, verb)) {
+    const char *reserved = type == BG_RES_KAFKA_TOPIC && verb != BG_VERB_READ &&
+                                   verb != BG_VERB_DESCRIBE
+                               ? bg_kafka__reserved(ctx, name)
+                               : NULL;
+    if (reserved) {
         memset(d, 0, sizeof *d);
         d->effect = d->would = BG_EFFECT_DENY;
         d->mode = BG_MODE_ENFORCE;
-        return "reserved audit topic";
+        return reserved;
     }
     bg_policy_resource_t r = {type, NULL, 0, (const char *)name.p,
                               name.len > 0 ? (size_t)name.len : 0};

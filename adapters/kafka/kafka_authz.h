@@ -56,7 +56,9 @@ typedef int (*bg_kafka_learn_node_fn)(void *arg, int32_t id, bg_slice_t host, in
 typedef struct bg_kafka_authz_ctx_s {
     const bg_policy_t *policy;
     const bg_policy_principal_t *principal;
-    const char *audit_topic;      /* reserved topic: never writable by clients; NULL = none */
+    /* Reserved, as Kafka's internal topics always are: never written,
+     * created, deleted or altered by clients; NULL = none. */
+    const char *audit_topic;
     bg_kafka_topic_name_fn topic_name;
     void *topic_name_arg;
     /* Address rewriting: node N is served at advertised_host:port_base+N. */
@@ -78,8 +80,9 @@ typedef struct bg_kafka_decision_s {
     size_t nresources;
     int16_t error_code; /* error returned for these resources (0 when allowed) */
     /* Static text when busgate itself decided, not a policy rule (rule is
-     * then NULL): "reserved audit topic", "unknown topic id", "hold: no
-     * approvals in this build". NULL for plain policy decisions. */
+     * then NULL): "reserved audit topic", "reserved Kafka internal topic",
+     * "unknown topic id", "hold: no approvals in this build". NULL for
+     * plain policy decisions. */
     const char *reason;
     /* Produce: the records in the batches sent for these topics (whether
      * forwarded or refused), from the batch headers; 0 for other requests. */

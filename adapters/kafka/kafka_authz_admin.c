@@ -156,55 +156,41 @@ int bg_kafka__c_cluster_alter(bg_kafka__az_t *az)
     return bg_kafka__cluster(az, BG_VERB_ALTER);
 }
 
-/* ---- the reserved audit topic in ACL and partition-admin requests ----
+/* ---- the reserved topics in ACL and partition-admin requests ----
  *
  * These APIs run with busgate's own upstream credential, so a principal the
  * policy allows `alter` on the cluster could otherwise delete the ACLs that
- * protect the audit topic, grant itself direct access to it, or move and
- * re-elect its partitions. busgate refuses, entry by entry, whatever could
- * touch the audit topic, with CLUSTER_AUTHORIZATION_FAILED (what Kafka
- * answers an unauthorized entry) and the reason "reserved audit topic". */
-
-static const char bg_kafka__reserved[] = "reserved audit topic";
-
-static int bg_kafka__is_audit(const bg_kafka__az_t *az, bg_slice_t name)
-{
-    const char *t = az->ctx->audit_topic;
-    return t && name.len >= 0 && (size_t)name.len == strlen(t) &&
-           memcmp(name.p, t, (size_t)name.len) == 0;
-}
-
-/* The audit topic starts with prefix. */
-static int bg_kafka__audit_has_prefix(const bg_kafka__az_t *az, bg_slice_t prefix)
-{
-    const char *t = az->ctx->audit_topic;
-    return prefix.len >= 0 && strlen(t) >= (size_t)prefix.len &&
-           memcmp(t, prefix.p, (size_t)prefix.len) == 0;
-}
+ * protect the audit topic or Kafka's internal topics, grant itself direct
+ * access to them, or move and re-elect their partitions. busgate refuses,
+ * entry by entry, whatever could touch a reserved topic
+ * (kafka_authz_reserved.c), with CLUSTER_AUTHORIZATION_FAILED (what Kafka
+ * answers an unauthorized entry) and the reason "reserved audit topic" or
+ * "reserved Kafka internal topic". */
 
 /* Kafka ACL codes (org.apache.kafka.common.resource). */
 enum { BG_KAFKA__ACL_RT_GROUP = 3, BG_KAFKA__ACL_RT_USER = 7 };
 enum { BG_KAFKA__ACL_PT_ANY = 1, BG_KAFKA__ACL_PT_LITERAL = 3, BG_KAFKA__ACL_PT_PREFIXED = 4 };
 
-/* 1 when an ACL binding or filter with this resource type, name and pattern
- * type could apply to the audit topic (ResourcePatternFilter.matches and
- * the ACLs that authorize a topic: literal name, literal "*", prefixes).
- * Fails closed: any type other than group..user may be a topic; a null
- * name matches every name; MATCH (which always matches the literal "*"
- * binding) and unknown pattern types match. */
-static int bg_kafka__acl_hits_audit(const bg_kafka__az_t *az, int64_t type, bg_slice_t name,
-                                    int64_t pattern)
+/* Why an ACL binding or filter with this resource type, name and pattern
+ * type could apply to a reserved topic (ResourcePatternFilter.matches and
+ * the ACLs that authorize a topic: literal name, literal "*", prefixes);
+ * NULL when it cannot. Fails closed: any type other than group..user may be
+ * a topic; a null name matches every name; MATCH (which always matches the
+ * literal "*" binding) and unknown pattern types match. */
+static const char *bg_kafka__acl_reserved(const bg_kafka__az_t *az, int64_t type,
+                                          bg_slice_t name, int64_t pattern)
 {
     if (type >= BG_KAFKA__ACL_RT_GROUP && type <= BG_KAFKA__ACL_RT_USER)
-        return 0;
-    if (name.len < 0)
-        return 1;
-    int literal = bg_kafka__is_audit(az, name) || (name.len == 1 && name.p[0] == '*');
+        return NULL;
+    if (name.len < 0 || (name.len == 1 && name.p[0] == '*' &&
+                         (pattern == BG_KAFKA__ACL_PT_LITERAL || pattern == BG_KAFKA__ACL_PT_ANY)))
+        return bg_kafka__reserved_any(az->ctx);
+    const char *literal = bg_kafka__reserved(az->ctx, name);
     switch (pattern) {
     case BG_KAFKA__ACL_PT_LITERAL: return literal;
-    case BG_KAFKA__ACL_PT_PREFIXED: return bg_kafka__audit_has_prefix(az, name);
-    case BG_KAFKA__ACL_PT_ANY: return literal || bg_kafka__audit_has_prefix(az, name);
-    default: return 1;
+    case BG_KAFKA__ACL_PT_PREFIXED: return bg_kafka__reserved_prefix(az->ctx, name);
+    case BG_KAFKA__ACL_PT_ANY: return literal ? literal : bg_kafka__reserved_prefix(az->ctx, name);
+    default: return bg_kafka__reserved_any(az->ctx);
     }
 }
 
@@ -247,16 +233,16 @@ static int bg_kafka__pos_split_init(bg_kafka__az_t *az, int32_t n, bg_kafka__pos
 
 /* The refused entry's result, and its audit record (topic, alter). */
 static bg_kafka_struct_t *bg_kafka__acl_refuse(bg_kafka__az_t *az, const bg_kafka__acl_shape_t *sh,
-                                               const bg_kafka_struct_desc_t *rd, bg_slice_t name)
+                                               const bg_kafka_struct_desc_t *rd, bg_slice_t name,
+                                               const char *why)
 {
     bg_kafka__record_denied(az, BG_RES_KAFKA_TOPIC, name.len >= 0 ? name : bg_kafka_cstr("*"),
-                            BG_VERB_ALTER, BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED,
-                            bg_kafka__reserved);
+                            BG_VERB_ALTER, BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED, why);
     bg_kafka_struct_t *e = bg_kafka_struct_new(az->a, rd);
     if (!e)
         return (az->oom = 1, NULL);
     e->f[sh->rs_err].i = BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED;
-    e->f[sh->rs_msg].s = bg_kafka_cstr(bg_kafka__reserved);
+    e->f[sh->rs_msg].s = bg_kafka_cstr(why);
     return e;
 }
 
@@ -290,14 +276,13 @@ static int bg_kafka__pos_finish(bg_kafka__az_t *az, int rq_arr, int rs_arr,
 }
 
 /* CreateAcls / DeleteAcls: alter on the cluster, then every creation or
- * filter that could apply to the audit topic is refused on its own. */
+ * filter that could apply to a reserved topic is refused on its own. */
 int bg_kafka__c_acls(bg_kafka__az_t *az)
 {
     const bg_kafka__acl_shape_t *sh = az->hdr->api_key == BG_KAFKA_API_CREATE_ACLS
                                           ? &bg_kafka__sh_create_acls
                                           : &bg_kafka__sh_delete_acls;
-    if (bg_kafka__c_cluster_alter(az) != 0 || az->v->action != BG_KAFKA_ACT_FORWARD ||
-        !az->ctx->audit_topic)
+    if (bg_kafka__c_cluster_alter(az) != 0 || az->v->action != BG_KAFKA_ACT_FORWARD)
         return 0;
     const bg_kafka_struct_t *r = az->req;
     const bg_kafka_struct_desc_t *rd =
@@ -312,11 +297,12 @@ int bg_kafka__c_acls(bg_kafka__az_t *az)
         int64_t pattern = bg_kafka__has(e->desc, sh->rq_pattern, az->ver)
                               ? e->f[sh->rq_pattern].i
                               : BG_KAFKA__ACL_PT_LITERAL; /* v0 had literal names only */
-        if (!bg_kafka__acl_hits_audit(az, e->f[sh->rq_type].i, name, pattern)) {
+        const char *why = bg_kafka__acl_reserved(az, e->f[sh->rq_type].i, name, pattern);
+        if (!why) {
             ps.keep[ps.nk++] = e;
             continue;
         }
-        if (!(ps.den[ps.nd] = bg_kafka__acl_refuse(az, sh, rd, name)))
+        if (!(ps.den[ps.nd] = bg_kafka__acl_refuse(az, sh, rd, name, why)))
             return 0;
         ps.pos[ps.nd++] = i;
     }
@@ -351,13 +337,13 @@ static const bg_kafka__tp_shape_t bg_kafka__sh_log_dirs = {
     K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS_PARTITIONS_ERROR_CODE), NULL};
 
 /* Splits the topics of parent (the request, or one AlterReplicaLogDirs
- * dir): topics naming the audit topic become denied entries appended to
+ * dir): topics naming a reserved topic become denied entries appended to
  * den (capacity checked by the caller). Returns the kept topics' parent:
  * parent itself when nothing was refused, else a clone; NULL on oom. */
-static bg_kafka_struct_t *bg_kafka__audit_topics_split(bg_kafka__az_t *az,
-                                                       const bg_kafka__tp_shape_t *sh,
-                                                       const bg_kafka_struct_t *parent,
-                                                       bg_kafka_struct_t **den, int32_t *nd)
+static bg_kafka_struct_t *bg_kafka__reserved_topics_split(bg_kafka__az_t *az,
+                                                          const bg_kafka__tp_shape_t *sh,
+                                                          const bg_kafka_struct_t *parent,
+                                                          bg_kafka_struct_t **den, int32_t *nd)
 {
     const bg_kafka_struct_desc_t *rd = bg_kafka__rs_topic_desc(az->hdr->api_key, sh);
     int32_t n = bg_kafka__n(parent, sh->rq_topics), nk = 0, before = *nd;
@@ -367,12 +353,13 @@ static bg_kafka_struct_t *bg_kafka__audit_topics_split(bg_kafka__az_t *az,
     for (int32_t i = 0; i < n; i++) {
         const bg_kafka_struct_t *t = parent->f[sh->rq_topics].a.s[i];
         bg_slice_t name = t->f[sh->rq_name].s;
-        if (!bg_kafka__is_audit(az, name)) {
+        const char *why = bg_kafka__reserved(az->ctx, name);
+        if (!why) {
             keep[nk++] = parent->f[sh->rq_topics].a.s[i];
             continue;
         }
         bg_kafka__record_denied(az, BG_RES_KAFKA_TOPIC, name, BG_VERB_ALTER,
-                                BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED, bg_kafka__reserved);
+                                BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED, why);
         if (!(den[(*nd)++] = bg_kafka__tp_deny_entry(az->a, sh, rd, t, name,
                                                       BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED)))
             return (az->oom = 1, NULL);
@@ -388,28 +375,30 @@ static bg_kafka_struct_t *bg_kafka__audit_topics_split(bg_kafka__az_t *az,
 }
 
 /* AlterPartitionReassignments, ElectLeaders: alter on the cluster; topics
- * naming the audit topic are refused per partition. An election of every
- * partition (null topics) includes the audit topic: refused whole. */
+ * naming a reserved topic are refused per partition. An election of every
+ * partition (null topics) includes the reserved topics: refused whole, a
+ * deny recorded for each of them. */
 int bg_kafka__c_partition_admin(bg_kafka__az_t *az)
 {
     const bg_kafka__tp_shape_t *sh = az->hdr->api_key == BG_KAFKA_API_ELECT_LEADERS
                                          ? &bg_kafka__sh_elect
                                          : &bg_kafka__sh_reassign;
-    if (bg_kafka__c_cluster_alter(az) != 0 || az->v->action != BG_KAFKA_ACT_FORWARD ||
-        !az->ctx->audit_topic)
+    if (bg_kafka__c_cluster_alter(az) != 0 || az->v->action != BG_KAFKA_ACT_FORWARD)
         return 0;
     const bg_kafka_struct_t *r = az->req;
     if (r->f[sh->rq_topics].a.n < 0) {
-        bg_kafka__record_denied(az, BG_RES_KAFKA_TOPIC, bg_kafka_cstr(az->ctx->audit_topic),
-                                BG_VERB_ALTER, BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED,
-                                bg_kafka__reserved);
+        const char *t, *why;
+        for (size_t i = 0; bg_kafka__reserved_at(az->ctx, i, &t, &why); i++)
+            if (t)
+                bg_kafka__record_denied(az, BG_RES_KAFKA_TOPIC, bg_kafka_cstr(t), BG_VERB_ALTER,
+                                        BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED, why);
         return bg_kafka__respond_error(az, BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED);
     }
     int32_t n = bg_kafka__n(r, sh->rq_topics);
     bg_kafka__split_t sp = {NULL, NULL, 0, 0, 0};
     sp.denied = bg_kafka_arena_alloc(az->a, (size_t)(n + 1) * sizeof *sp.denied);
-    if (!sp.denied || !(sp.allowed = bg_kafka__audit_topics_split(az, sh, r, sp.denied,
-                                                                   &sp.ndenied)))
+    if (!sp.denied ||
+        !(sp.allowed = bg_kafka__reserved_topics_split(az, sh, r, sp.denied, &sp.ndenied)))
         return (az->oom = 1, 0);
     sp.nallowed = n - sp.ndenied;
     return bg_kafka__tp_finish(az, sh, &sp, 0);
@@ -422,9 +411,9 @@ static const char bg_kafka__commit_marker[] =
  * abortTransaction, KIP-664) ends a hanging transaction: as in Kafka, alter
  * on the cluster (brokers use it too, with CLUSTER_ACTION, but never through
  * busgate). Stricter than Kafka: only abort markers (a commit marker would
- * make part of someone else's transaction visible), and a marker for the
- * reserved audit topic refuses the whole request, recorded as a write on
- * that topic. */
+ * make part of someone else's transaction visible), and a marker for a
+ * reserved topic (kafka_authz_reserved.c) refuses the whole request,
+ * recorded as a write on that topic. */
 int bg_kafka__c_write_txn_markers(bg_kafka__az_t *az)
 {
     if (bg_kafka__c_cluster_alter(az) != 0 || az->v->action != BG_KAFKA_ACT_FORWARD)
@@ -439,17 +428,17 @@ int bg_kafka__c_write_txn_markers(bg_kafka__az_t *az)
                                     bg_kafka__commit_marker);
             return bg_kafka__respond_error(az, BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED);
         }
-        int32_t nt = az->ctx->audit_topic ? bg_kafka__n(m, K(WRITE_TXN_MARKERS_REQ_MARKERS_TOPICS))
-                                          : 0;
+        int32_t nt = bg_kafka__n(m, K(WRITE_TXN_MARKERS_REQ_MARKERS_TOPICS));
         for (int32_t j = 0; j < nt; j++) {
             bg_slice_t name = m->f[K(WRITE_TXN_MARKERS_REQ_MARKERS_TOPICS)]
                                   .a.s[j]
                                   ->f[K(WRITE_TXN_MARKERS_REQ_MARKERS_TOPICS_NAME)]
                                   .s;
-            if (!bg_kafka__is_audit(az, name))
+            const char *why = bg_kafka__reserved(az->ctx, name);
+            if (!why)
                 continue;
             bg_kafka__record_denied(az, BG_RES_KAFKA_TOPIC, name, BG_VERB_WRITE,
-                                    BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED, bg_kafka__reserved);
+                                    BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED, why);
             return bg_kafka__respond_error(az, BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED);
         }
     }
@@ -460,8 +449,7 @@ int bg_kafka__c_write_txn_markers(bg_kafka__az_t *az)
  * without topics is dropped from the forwarded request. */
 int bg_kafka__c_alter_replica_log_dirs(bg_kafka__az_t *az)
 {
-    if (bg_kafka__c_cluster_alter(az) != 0 || az->v->action != BG_KAFKA_ACT_FORWARD ||
-        !az->ctx->audit_topic)
+    if (bg_kafka__c_cluster_alter(az) != 0 || az->v->action != BG_KAFKA_ACT_FORWARD)
         return 0;
     const bg_kafka__tp_shape_t *sh = &bg_kafka__sh_log_dirs;
     const bg_kafka_struct_t *r = az->req;
@@ -474,7 +462,7 @@ int bg_kafka__c_alter_replica_log_dirs(bg_kafka__az_t *az)
     if (!dirs || !sp.denied)
         return (az->oom = 1, 0);
     for (int32_t i = 0; i < nd; i++) {
-        bg_kafka_struct_t *d = bg_kafka__audit_topics_split(
+        bg_kafka_struct_t *d = bg_kafka__reserved_topics_split(
             az, sh, r->f[K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS)].a.s[i], sp.denied, &sp.ndenied);
         if (!d)
             return 0;

@@ -1,6 +1,7 @@
 """Authorization through busgate in front of the real broker: denied
 produce and consume, topics hidden from Metadata, requests that are partly
-allowed (split and merged), and the reserved audit topic."""
+allowed (split and merged), and the reserved topics (the audit topic,
+Kafka's internal topics)."""
 import time
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
@@ -231,6 +232,46 @@ def test_audit_topic_is_reserved(start_busgate, tmp_path):
     assert at_end, "the audit topic was not read to its end"
     assert any(b'"decision"' in v for v in values)
     assert b"forged" not in values
+
+
+def test_internal_topic_is_reserved(start_busgate, tmp_path):
+    """Kafka's internal topics are reserved like the audit topic. A broker
+    appends to __consumer_offsets for any principal with write on it whose
+    request's client id is "__admin_client", and busgate passes client ids
+    on: without the reservation, write on kafka:topic:* would forge any
+    group's committed offsets."""
+    rules = """    - name: everything
+      subjects: [group:orders]
+      resources: ["kafka:topic:*"]
+      verbs: [write, describe, create, read, delete, alter]
+      effect: allow
+"""
+    text, ports = busgate_config(tmp_path, rules, mechanism="PLAIN")
+    start_busgate(text, wait_for_port=ports["listen"])
+    boot = f"127.0.0.1:{ports['listen']}"
+    token = oidc_token("svc-orders")
+    p = Producer(client_conf(boot, token, **{"client.id": "__admin_client"}))
+    results = []
+    other = unique("it-any")
+    internal = "__consumer_offsets"
+    p.produce(other, value=b"ok", on_delivery=lambda e, m: results.append((m.topic(), e)))
+    # A key of no group-coordinator record type (version 0x7fff): should the
+    # record ever get through, the coordinator skips it when it loads the
+    # partition instead of failing on it.
+    p.produce(internal, key=b"\x7f\xff", value=b"forged",
+              on_delivery=lambda e, m: results.append((m.topic(), e)))
+    p.flush(30)
+    got = dict(results)
+    assert got[other] is None
+    assert got[internal] is not None
+    assert got[internal].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+
+    denies = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                        and e["decision"]["effect"] == "deny" and e["verb"] == "write"
+                        and any(r["name"] == internal for r in e["resources"]))
+    assert denies and all("rule" not in e["decision"] for e in denies), denies
+    assert all(e["result"]["error_code"] == ERR_TOPIC_AUTHZ for e in denies)
+    assert all(e.get("detail") == "reserved Kafka internal topic" for e in denies), denies
 
 
 MASKED_RULES = RULES + """    - name: reporting-reads-pii

@@ -1,6 +1,6 @@
 /* Kafka authorization: ACL and partition-admin APIs never touch the
- * reserved audit topic (fixture: audit topic "audit.log"), even for a
- * principal allowed `alter` on the cluster. Requests are encoded and
+ * reserved topics (fixture: audit topic "audit.log"; Kafka's internal
+ * topics), even for a principal allowed `alter` on the cluster. Requests are encoded and
  * decoded at their version so every tree is a valid message. */
 #include "test_kafka_authz_util.h"
 
@@ -151,10 +151,19 @@ static void test_create_acls_whole(void **st)
     assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
     assert_int_equal(v.needs_response, 0);
     assert_null(reserved(&v));
-    /* No audit topic configured: nothing is reserved. */
+    /* No audit topic configured: it is not reserved, Kafka's internal
+     * topics still are (the empty prefix is one of "__consumer_offsets"). */
     f->ctx.audit_topic = NULL;
     assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
-    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    assert_int_equal(ka_rt(f, BG_KAFKA_API_CREATE_ACLS, 0, 3, v.request)
+                         ->f[K(CREATE_ACLS_REQ_CREATIONS)]
+                         .a.n,
+                     1);
+    assert_null(reserved(&v));
+    r = merged(f, BG_KAFKA_API_CREATE_ACLS, 3, &v, 1);
+    assert_result(r, 0, 0, "up0");
+    assert_result(r, 1, 31, "reserved Kafka internal topic");
     f->ctx.audit_topic = "audit.log";
     /* Without cluster alter: the whole request is refused, as before. */
     ka_set_policy(f, 1u << BG_VERB_DESCRIBE);
@@ -460,6 +469,113 @@ static void test_write_txn_markers(void **st)
     assert_int_equal(v.decisions[0].decision.effect, BG_EFFECT_DENY);
 }
 
+/* The decision group busgate recorded for Kafka's internal topics. */
+static const bg_kafka_decision_t *internal(const bg_kafka_verdict_t *v)
+{
+    for (size_t i = 0; i < v->ndecisions; i++)
+        if (v->decisions[i].reason &&
+            strcmp(v->decisions[i].reason, "reserved Kafka internal topic") == 0)
+            return &v->decisions[i];
+    return NULL;
+}
+
+/* Kafka's internal topics are reserved in these requests as the audit topic
+ * is, also with no audit topic configured: ACLs that could apply to them,
+ * reassigning or electing their partitions, moving their logs, and markers
+ * written to them (an abort marker on __consumer_offsets would drop a
+ * group's pending transactional offsets). */
+static void test_internal_topics_in_admin_requests(void **st)
+{
+    ka_fix_t *f = *st;
+    for (int with_audit = 1; with_audit >= 0; with_audit--) {
+        f->ctx.audit_topic = with_audit ? "audit.log" : NULL;
+        bg_kafka_verdict_t v;
+        /* CreateAcls / DeleteAcls. */
+        static const acl_t acls[] = {
+            {RT_TOPIC, "orders", PT_LITERAL},             /* 0 forwarded */
+            {RT_TOPIC, "__consumer_offsets", PT_LITERAL}, /* 1 */
+            {RT_TOPIC, "__", PT_PREFIXED},                /* 2 a prefix of them all */
+            {RT_TOPIC, "__transaction_state", PT_ANY},    /* 3 */
+            {RT_TOPIC, "__consumer", PT_LITERAL},         /* 4 forwarded: no such topic */
+        };
+        for (int api = 0; api < 2; api++) {
+            int16_t key = api ? BG_KAFKA_API_DELETE_ACLS : BG_KAFKA_API_CREATE_ACLS;
+            bg_kafka_req_hdr_t h = ka_hdr(key, 3);
+            assert_int_equal(
+                bg_kafka_authz_request(&f->ctx, &h, acl_req(f, key, 3, acls, 5), &f->a, &v), 0);
+            assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+            assert_int_equal(internal(&v)->nresources, 3);
+            assert_null(reserved(&v));
+            bg_kafka_struct_t *m = merged(f, key, 3, &v, 2);
+            static const int want[] = {0, 31, 31, 31, 0};
+            static const char *msg[] = {"up0", NULL, NULL, NULL, "up1"};
+            for (int i = 0; i < 5; i++)
+                assert_result(m, i, want[i], msg[i] ? msg[i] : "reserved Kafka internal topic");
+        }
+        /* AlterPartitionReassignments: __consumer_offsets's partitions refused. */
+        static const char *const both[] = {"orders", "__consumer_offsets"};
+        bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_ALTER_PARTITION_REASSIGNMENTS, 0);
+        bg_kafka_struct_t *re = tp_req(f, BG_KAFKA_API_ALTER_PARTITION_REASSIGNMENTS, 0, both, 2);
+        assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, re, &f->a, &v), 0);
+        assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+        assert_int_equal(v.request->f[K(ALTER_PARTITION_REASSIGNMENTS_REQ_TOPICS)].a.n, 1);
+        assert_int_equal(internal(&v)->error_code, 31);
+        /* ElectLeaders naming __transaction_state: answered here. */
+        static const char *const txn[] = {"__transaction_state"};
+        h = ka_hdr(BG_KAFKA_API_ELECT_LEADERS, 2);
+        assert_int_equal(bg_kafka_authz_request(&f->ctx, &h,
+                                                tp_req(f, BG_KAFKA_API_ELECT_LEADERS, 2, txn, 1),
+                                                &f->a, &v),
+                         0);
+        assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+        assert_non_null(internal(&v));
+        /* ElectLeaders of every partition: refused whole, a deny recorded
+         * for each reserved topic it includes. */
+        bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_ELECT_LEADERS, 0);
+        req->f[K(ELECT_LEADERS_REQ_TOPIC_PARTITIONS)].a.n = -1;
+        assert_int_equal(bg_kafka_authz_request(&f->ctx, &h,
+                                                ka_rt(f, BG_KAFKA_API_ELECT_LEADERS, 0, 2, req),
+                                                &f->a, &v),
+                         0);
+        assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+        assert_int_equal(internal(&v)->nresources, 5);
+        assert_non_null(ka_find_decision(&v, BG_RES_KAFKA_TOPIC, "__share_group_state"));
+        if (with_audit)
+            assert_int_equal(reserved(&v)->nresources, 1);
+        else
+            assert_null(reserved(&v));
+        /* WriteTxnMarkers for __consumer_offsets: refused whole, a write on it. */
+        h = ka_hdr(BG_KAFKA_API_WRITE_TXN_MARKERS, 1);
+        assert_int_equal(bg_kafka_authz_request(&f->ctx, &h,
+                                                markers_req(f, 1, "orders", "__consumer_offsets"),
+                                                &f->a, &v),
+                         0);
+        assert_markers_refused(f, 1, &v);
+        assert_int_equal(internal(&v)->verb, BG_VERB_WRITE);
+        /* AlterReplicaLogDirs moving a __cluster_metadata log: refused. */
+        bg_kafka_struct_t *ld = ka_new(f, BG_KAFKA_API_ALTER_REPLICA_LOG_DIRS, 0);
+        bg_kafka_struct_t **dirs =
+            bg_kafka_array_new(&f->a, ld, K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS), 1);
+        dirs[0]->f[K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS_PATH)].s = ka_s("/d1");
+        static const char *const meta[] = {"__cluster_metadata"};
+        bg_kafka_struct_t **t = ka_topics(f, dirs[0], K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS_TOPICS),
+                                          K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS_TOPICS_NAME), meta, 1,
+                                          -1, -1, 0);
+        bg_kafka_array_vals(&f->a, t[0], K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS_TOPICS_PARTITIONS), 1)[0]
+            .i = 0;
+        h = ka_hdr(BG_KAFKA_API_ALTER_REPLICA_LOG_DIRS, 2);
+        assert_int_equal(bg_kafka_authz_request(&f->ctx, &h,
+                                                ka_rt(f, BG_KAFKA_API_ALTER_REPLICA_LOG_DIRS, 0, 2,
+                                                      ld),
+                                                &f->a, &v),
+                         0);
+        assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+        assert_non_null(internal(&v));
+        bg_kafka_arena_reset(&f->a);
+    }
+    f->ctx.audit_topic = "audit.log";
+}
+
 /* Alter/IncrementalAlterConfigs of a broker's host-bearing configurations
  * (hidden from DescribeConfigs) are refused per resource even with alter
  * on the cluster, with busgate's reason; another broker setting in the
@@ -527,6 +643,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_alter_replica_log_dirs, setup, ka_down),
         cmocka_unit_test_setup_teardown(test_write_txn_markers, setup, ka_down),
         cmocka_unit_test_setup_teardown(test_broker_addresses_not_altered, setup, ka_down),
+        cmocka_unit_test_setup_teardown(test_internal_topics_in_admin_requests, setup, ka_down),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
