@@ -24,7 +24,9 @@ typedef struct bg_kafka__az_s {
     size_t ngroups, capgroups;
     int oom; /* arena exhausted somewhere: the request is closed */
     size_t last; /* 1 + the group the last decision went to; 0: none */
-    int count_records; /* tp_split adds each topic's records to its group (Produce) */
+    /* Produce: the records of each request topic, from one walk over the
+     * batch headers; tp_split adds them to the topic's group. */
+    const int64_t *topic_records;
 } bg_kafka__az_t;
 
 /* Response-side work recorded at request time (verdict->merge). Denied

@@ -452,7 +452,7 @@ int bg_kafka_authz_request(const bg_kafka_authz_ctx_t *ctx, const bg_kafka_req_h
                            bg_kafka_verdict_t *v)
 {
     memset(v, 0, sizeof *v);
-    bg_kafka__az_t az = {ctx, hdr, hdr->api_version, req, arena, v, NULL, 0, 0, 0, 0, 0};
+    bg_kafka__az_t az = {ctx, hdr, hdr->api_version, req, arena, v, NULL, 0, 0, 0, 0, NULL};
     const bg_kafka__api_t *api = bg_kafka__api(hdr->api_key);
     int16_t lo, hi;
     if (!api || !api->classify || !bg_kafka_authz_supported(hdr->api_key, &lo, &hi))

@@ -242,11 +242,16 @@ static int bg_kafka__split_begin(bg_kafka__az_t *az, bg_kafka_struct_t **el, int
     return 0;
 }
 
-/* The records a Produce partition carries, as its batch headers say: a v2
- * batch (magic 2) counts its recordsCount, a legacy message (magic 0/1)
- * one. Only headers are read; a batch cut short ends the count (the broker
+/* A v2 batch's attributes bit 4: the batch belongs to a transaction. */
+#define BG_KAFKA__BATCH_TRANSACTIONAL 0x10
+
+/* What a Produce partition's batch headers say: the records they carry (a
+ * v2 batch (magic 2) counts its recordsCount, a legacy message (magic 0/1)
+ * one), and whether one is transactional (*txn set; a v2 header's
+ * attributes, legacy messages have no transactions). Only headers are
+ * read, once per request; a batch cut short ends the walk (the broker
  * refuses such a request itself). */
-static int64_t bg_kafka__batch_records(bg_slice_t rec)
+static int64_t bg_kafka__batch_records(bg_slice_t rec, int *txn)
 {
     int64_t n = 0;
     size_t len = rec.len > 0 ? (size_t)rec.len : 0, off = 0;
@@ -259,6 +264,7 @@ static int64_t bg_kafka__batch_records(bg_slice_t rec)
             int32_t c = (int32_t)((uint32_t)b[57] << 24 | (uint32_t)b[58] << 16 |
                                   (uint32_t)b[59] << 8 | b[60]);
             n += c > 0 ? c : 0;
+            *txn |= (((uint32_t)b[21] << 8 | b[22]) & BG_KAFKA__BATCH_TRANSACTIONAL) != 0;
         } else {
             n += 1;
         }
@@ -267,14 +273,15 @@ static int64_t bg_kafka__batch_records(bg_slice_t rec)
     return n;
 }
 
-static int64_t bg_kafka__topic_records(const bg_kafka_struct_t *t)
+static int64_t bg_kafka__topic_records(const bg_kafka_struct_t *t, int *txn)
 {
     int64_t n = 0;
     int32_t np = bg_kafka__n(t, K(PRODUCE_REQ_TOPIC_DATA_PARTITION_DATA));
     for (int32_t i = 0; i < np; i++)
         n += bg_kafka__batch_records(t->f[K(PRODUCE_REQ_TOPIC_DATA_PARTITION_DATA)]
                                          .a.s[i]->f[K(PRODUCE_REQ_TOPIC_DATA_PARTITION_DATA_RECORDS)]
-                                         .s);
+                                         .s,
+                                     txn);
     return n;
 }
 
@@ -308,8 +315,8 @@ int bg_kafka__tp_split(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
             err = BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
             described = verb == BG_VERB_DELETE;
         }
-        if (az->count_records && az->last)
-            az->groups[az->last - 1].d.records += bg_kafka__topic_records(t);
+        if (az->topic_records && az->last)
+            az->groups[az->last - 1].d.records += az->topic_records[i];
         if (!err) {
             if (keep)
                 keep[out->nallowed++] = el[i];
@@ -378,19 +385,41 @@ int bg_kafka__tp_apply(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh, bg_ve
 
 /* ---- classifiers ---- */
 
+static const char bg_kafka__txn_without_id[] =
+    "transactional records without a transactional id";
+
+/* Produce: write on the transactional id when one is set, then on each
+ * topic. Batches marked transactional in a request without a transactional
+ * id are refused whole, as Kafka refuses them (no id to authorize: 53 for
+ * every partition); which transactional id a batch's producer id belongs
+ * to is left to the broker's partition verification (KIP-890). */
 int bg_kafka__c_produce(bg_kafka__az_t *az)
 {
     const bg_kafka_struct_t *r = az->req;
     int16_t force = 0;
     bg_slice_t txn = r->f[K(PRODUCE_REQ_TRANSACTIONAL_ID)].s;
-    if (txn.len >= 0 && !bg_kafka__decide(az, BG_RES_KAFKA_TXN_ID, txn, BG_VERB_WRITE))
+    int32_t n = bg_kafka__n(r, K(PRODUCE_REQ_TOPIC_DATA));
+    int64_t *records = bg_kafka_arena_alloc(az->a, (size_t)(n + 1) * sizeof *records);
+    int transactional = 0;
+    if (!records)
+        return (az->oom = 1, 0);
+    for (int32_t i = 0; i < n; i++)
+        records[i] = bg_kafka__topic_records(r->f[K(PRODUCE_REQ_TOPIC_DATA)].a.s[i],
+                                             &transactional);
+    if (txn.len >= 0 && !bg_kafka__decide(az, BG_RES_KAFKA_TXN_ID, txn, BG_VERB_WRITE)) {
         force = BG_KAFKA_E_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    } else if (txn.len < 0 && transactional) {
+        bg_kafka__record_denied(az, BG_RES_KAFKA_TXN_ID, bg_kafka_cstr(""), BG_VERB_WRITE,
+                                BG_KAFKA_E_TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                                bg_kafka__txn_without_id);
+        force = BG_KAFKA_E_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    }
     bg_kafka__split_t sp;
     const bg_kafka_struct_desc_t *rd = bg_kafka__rs_topic_desc(BG_KAFKA_API_PRODUCE,
                                                                &bg_kafka__sh_produce);
-    az->count_records = 1;
+    az->topic_records = records;
     int split = bg_kafka__tp_split(az, &bg_kafka__sh_produce, rd, r, BG_VERB_WRITE, force, &sp);
-    az->count_records = 0;
+    az->topic_records = NULL;
     if (split < 0)
         return 0;
     if (r->f[K(PRODUCE_REQ_ACKS)].i == 0) {

@@ -267,6 +267,77 @@ static void test_produce_txn_denied(void **st)
     assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
 }
 
+/* A Produce without a transactional id whose batches are marked
+ * transactional (attributes bit 4) is refused whole, as Kafka refuses it:
+ * TRANSACTIONAL_ID_AUTHORIZATION_FAILED for every partition, whatever the
+ * topics allow, audited as a deny of write on the (missing) transactional
+ * id. With an allowed transactional id, or without the bit, it goes on. */
+static void test_produce_transactional_batches_need_txn_id(void **st)
+{
+    ka_fix_t *f = *st;
+    const char *const names[] = {"orders", "orders.eu"};
+    static uint8_t plain[100], txn[100], later[200], other[100];
+    size_t np = batch(plain, 2, 0);
+    size_t nt = batch(txn, 3, 0);
+    txn[22] = 0x10; /* attributes: transactional */
+    size_t nl = batch(later, 1, 0); /* a plain batch, then a transactional one */
+    nl += batch(later + nl, 1, 0);
+    later[nl - 61 + 22] = 0x10;
+    size_t no = batch(other, 1, 0);
+    other[21] = 0x10, other[22] = 0x2f; /* every attribute bit but the transactional one */
+    const uint8_t *refused[] = {txn, later};
+    const size_t nrefused[] = {nt, nl};
+    for (int k = 0; k < 2; k++) {
+        for (int16_t ver = 3; ver <= 12; ver += 9) {
+            bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_PRODUCE, ver);
+            bg_kafka_struct_t *req = produce_req(f, names, 2, -1);
+            set_records(req, 0, 0, plain, np);
+            set_records(req, 1, 1, refused[k], nrefused[k]);
+            req = ka_rt(f, 0, 0, ver, req);
+            bg_kafka_verdict_t v;
+            assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+            assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+            assert_int_equal(v.ndecisions, 1);
+            const bg_kafka_decision_t *d = ka_find_decision(&v, BG_RES_KAFKA_TXN_ID, "");
+            assert_non_null(d);
+            assert_int_equal(d->verb, BG_VERB_WRITE);
+            assert_int_equal(d->decision.effect, BG_EFFECT_DENY);
+            assert_null(d->decision.rule);
+            assert_int_equal(d->error_code, 53);
+            assert_string_equal(d->reason, "transactional records without a transactional id");
+            bg_kafka_struct_t *r = ka_rt(f, 0, 1, ver, v.response);
+            assert_int_equal(r->f[K(PRODUCE_RESP_RESPONSES)].a.n, 2);
+            for (int i = 0; i < 2; i++)
+                for (int j = 0; j < 2; j++)
+                    assert_int_equal(
+                        ka_el(ka_el(r, K(PRODUCE_RESP_RESPONSES), i),
+                              K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES), j)
+                            ->f[K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_ERROR_CODE)]
+                            .i,
+                        53);
+            /* acks=0: no response to carry the error; the connection closes. */
+            req->f[K(PRODUCE_REQ_ACKS)].i = 0;
+            assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+            assert_int_equal(v.action, BG_KAFKA_ACT_CLOSE);
+            /* With a transactional id alice may write: forwarded. */
+            req->f[K(PRODUCE_REQ_ACKS)].i = -1;
+            req->f[K(PRODUCE_REQ_TRANSACTIONAL_ID)].s = ka_s("tx1");
+            assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+            assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+        }
+    }
+    /* No transactional bit (the other attributes set): an ordinary produce. */
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_PRODUCE, 9);
+    bg_kafka_struct_t *req = produce_req(f, names, 2, -1);
+    set_records(req, 0, 0, plain, np);
+    set_records(req, 1, 1, other, no);
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ka_rt(f, 0, 0, 9, req), &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    assert_int_equal(v.ndecisions, 1);
+    assert_int_equal(v.decisions[0].records, 3);
+}
+
 static void test_audit_topic_reserved(void **st)
 {
     ka_fix_t *f = *st;
@@ -1081,6 +1152,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_produce_acks0, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_refuse_unaudited, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_produce_txn_denied, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_produce_transactional_batches_need_txn_id, ka_up,
+                                        ka_down),
         cmocka_unit_test_setup_teardown(test_audit_topic_reserved, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_listing_recorded_once, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_hold_is_deny, ka_up, ka_down),
