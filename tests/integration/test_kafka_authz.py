@@ -179,34 +179,45 @@ def test_partly_denied_produce_and_fetch(start_busgate, tmp_path):
                                                 allowed, ledger))
 
 
-def test_audit_topic_is_reserved(start_busgate, tmp_path):
-    audit_topic = unique("busgate.audit")
-    rules = """    - name: everything
+EVERYTHING_ON_TOPICS = """    - name: everything
       subjects: [group:orders]
       resources: ["kafka:topic:*"]
       verbs: [write, describe, create, read, delete, alter]
       effect: allow
 """
-    text, ports = busgate_config(tmp_path, rules, mechanism="PLAIN")
-    start_busgate(with_audit_topic(text, audit_topic), wait_for_port=ports["listen"])
-    boot = f"127.0.0.1:{ports['listen']}"
-    token = oidc_token("svc-orders")
-    p = Producer(client_conf(boot, token))
+
+
+def produce_to_reserved(ports, reserved, conf=None, key=None):
+    """Produces one record to a new topic and one to the reserved topic
+    through busgate, as a principal allowed every verb on kafka:topic:*:
+    the first is delivered, the second refused with TOPIC_AUTHORIZATION_FAILED
+    by busgate itself (no rule named in its deny events, which are
+    returned)."""
+    p = Producer(client_conf(f"127.0.0.1:{ports['listen']}", oidc_token("svc-orders"),
+                             **(conf or {})))
     results = []
     other = unique("it-any")
     p.produce(other, value=b"ok", on_delivery=lambda e, m: results.append((m.topic(), e)))
-    p.produce(audit_topic, value=b"forged", on_delivery=lambda e, m: results.append((m.topic(), e)))
+    p.produce(reserved, key=key, value=b"forged",
+              on_delivery=lambda e, m: results.append((m.topic(), e)))
     p.flush(30)
     got = dict(results)
     assert got[other] is None
-    assert got[audit_topic] is not None
-    assert got[audit_topic].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
-
+    assert got[reserved] is not None
+    assert got[reserved].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
     denies = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
                         and e["decision"]["effect"] == "deny" and e["verb"] == "write"
-                        and any(r["name"] == audit_topic for r in e["resources"]))
+                        and any(r["name"] == reserved for r in e["resources"]))
     assert denies and all("rule" not in e["decision"] for e in denies), denies
     assert all(e["result"]["error_code"] == ERR_TOPIC_AUTHZ for e in denies)
+    return denies
+
+
+def test_audit_topic_is_reserved(start_busgate, tmp_path):
+    audit_topic = unique("busgate.audit")
+    text, ports = busgate_config(tmp_path, EVERYTHING_ON_TOPICS, mechanism="PLAIN")
+    start_busgate(with_audit_topic(text, audit_topic), wait_for_port=ports["listen"])
+    produce_to_reserved(ports, audit_topic)
 
     # The events themselves reached the topic through busgate's sink, and
     # the forged record did not.
@@ -240,37 +251,13 @@ def test_internal_topic_is_reserved(start_busgate, tmp_path):
     request's client id is "__admin_client", and busgate passes client ids
     on: without the reservation, write on kafka:topic:* would forge any
     group's committed offsets."""
-    rules = """    - name: everything
-      subjects: [group:orders]
-      resources: ["kafka:topic:*"]
-      verbs: [write, describe, create, read, delete, alter]
-      effect: allow
-"""
-    text, ports = busgate_config(tmp_path, rules, mechanism="PLAIN")
+    text, ports = busgate_config(tmp_path, EVERYTHING_ON_TOPICS, mechanism="PLAIN")
     start_busgate(text, wait_for_port=ports["listen"])
-    boot = f"127.0.0.1:{ports['listen']}"
-    token = oidc_token("svc-orders")
-    p = Producer(client_conf(boot, token, **{"client.id": "__admin_client"}))
-    results = []
-    other = unique("it-any")
-    internal = "__consumer_offsets"
-    p.produce(other, value=b"ok", on_delivery=lambda e, m: results.append((m.topic(), e)))
     # A key of no group-coordinator record type (version 0x7fff): should the
     # record ever get through, the coordinator skips it when it loads the
     # partition instead of failing on it.
-    p.produce(internal, key=b"\x7f\xff", value=b"forged",
-              on_delivery=lambda e, m: results.append((m.topic(), e)))
-    p.flush(30)
-    got = dict(results)
-    assert got[other] is None
-    assert got[internal] is not None
-    assert got[internal].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
-
-    denies = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
-                        and e["decision"]["effect"] == "deny" and e["verb"] == "write"
-                        and any(r["name"] == internal for r in e["resources"]))
-    assert denies and all("rule" not in e["decision"] for e in denies), denies
-    assert all(e["result"]["error_code"] == ERR_TOPIC_AUTHZ for e in denies)
+    denies = produce_to_reserved(ports, "__consumer_offsets", {"client.id": "__admin_client"},
+                                 key=b"\x7f\xff")
     assert all(e.get("detail") == "reserved Kafka internal topic" for e in denies), denies
 
 
