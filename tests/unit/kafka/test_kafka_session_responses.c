@@ -282,6 +282,57 @@ static void test_response_with_bytes_after_the_body_fails_closed(void **state)
                                      "3 bytes after the body", NULL});
 }
 
+/* ---- a recycled entry's arena ---- */
+
+#define BG_T_INFLATING_NAMES 32000
+
+/* A large Metadata response (it raises its entry's arena limit to 16 times
+ * its size), then, on the same connection and so the same recycled entry, a
+ * Metadata v1 request of 64 KB naming 32,000 empty topics: decoded, it
+ * needs more than the request limit (4 x max_frame_bytes + 1 MiB), which
+ * the entry must be back to. Before the reset, the raised limit let it
+ * through. */
+static void bg_t_scenario_recycled(bg_t_run_t *r)
+{
+    static const bg_t_md_t md = {.ntopics = 60, .nparts = 100};
+    int fd = bg_t_cli_login(r);
+    if (fd < 0)
+        return;
+    bg_t_buf_t b = {0}, req = {0}, f = {0};
+    bg_t_i32(&req, -1);
+    bg_t_req_t q = {0};
+    bg_t_cli_send(fd, 3, 1, 40, &req);
+    if (!bg_t_up_next(r, 3, &q))
+        goto out;
+    bg_t_metadata_v1(&b, r->up_port, &md);
+    bg_t_up_reply(q.fd, q.corr, &b);
+    if (!bg_t_check(r, bg_t_read_frame(fd, &f, BG_T_WAIT_MS) > 0, "no Metadata response") ||
+        !bg_t_check_filtered(r, &f, 40, &md))
+        goto out;
+    req.len = 0;
+    bg_t_i32(&req, BG_T_INFLATING_NAMES);
+    for (int i = 0; i < BG_T_INFLATING_NAMES; i++)
+        bg_t_str(&req, "");
+    bg_t_cli_send(fd, 3, 1, 41, &req);
+    bg_t_check(r, bg_t_cli_closed(fd), "a request decoded past the request limit was taken");
+out:
+    bg_t_buf_free(&b);
+    bg_t_buf_free(&req);
+    bg_t_buf_free(&f);
+    close(fd);
+}
+
+static void test_recycled_entry_is_back_to_the_request_limit(void **state)
+{
+    (void)state;
+    bg_t_run_t r = {.kafka_extra = "  max_frame_bytes: 64KiB\n",
+                    .scenario = bg_t_scenario_recycled};
+    bg_t_run(&r);
+    bg_t_finish(&r, (const char *[]){"malformed request: api 3 (MetadataRequest) version 1",
+                                     "arena limit",
+                                     NULL});
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -289,6 +340,7 @@ int main(void)
         cmocka_unit_test(test_metadata_decoded_past_the_request_arena_is_delivered),
         cmocka_unit_test(test_response_above_max_response_bytes_fails_closed),
         cmocka_unit_test(test_response_with_bytes_after_the_body_fails_closed),
+        cmocka_unit_test(test_recycled_entry_is_back_to_the_request_limit),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
