@@ -97,29 +97,39 @@ static int bg_t_check_filtered(bg_t_run_t *r, const bg_t_buf_t *f, int32_t corr,
     return bg_t_check(r, p == end, "%zu bytes after the Metadata response", (size_t)(end - p));
 }
 
-/* The client asks for every topic; the broker answers with md; the client
- * gets the keep-* topics. */
+/* One round on the client's fd: it asks for every topic (Metadata v1,
+ * correlation id corr), the broker answers with md (its body left in b),
+ * the client gets the keep-* topics. 1 when it did. */
+static int bg_t_metadata_round(bg_t_run_t *r, int fd, int32_t corr, const bg_t_md_t *md,
+                               bg_t_buf_t *b)
+{
+    bg_t_buf_t req = {0}, f = {0};
+    bg_t_i32(&req, -1); /* v1: null = all topics */
+    bg_t_cli_send(fd, 3, 1, corr, &req);
+    bg_t_buf_free(&req);
+    bg_t_req_t q = {0};
+    int ok = 0;
+    if (bg_t_up_next(r, 3, &q)) {
+        b->len = 0;
+        bg_t_metadata_v1(b, r->up_port, md);
+        bg_t_up_reply(q.fd, q.corr, b);
+        int rc = bg_t_read_frame(fd, &f, BG_T_WAIT_MS);
+        ok = bg_t_check(r, rc > 0, "no Metadata response (%s)",
+                        rc == 0 ? "busgate closed the connection" : "timeout") &&
+             bg_t_check_filtered(r, &f, corr, md);
+    }
+    bg_t_buf_free(&f);
+    return ok;
+}
+
 static void bg_t_scenario_metadata(bg_t_run_t *r)
 {
-    const bg_t_md_t *md = r->arg;
     int fd = bg_t_cli_login(r);
     if (fd < 0)
         return;
-    bg_t_buf_t b = {0}, f = {0};
-    bg_t_i32(&b, -1); /* v1: null = all topics */
-    bg_t_cli_send(fd, 3, 1, 10, &b);
-    bg_t_req_t q = {0};
-    if (bg_t_up_next(r, 3, &q)) {
-        b.len = 0;
-        bg_t_metadata_v1(&b, r->up_port, md);
-        bg_t_up_reply(q.fd, q.corr, &b);
-        int rc = bg_t_read_frame(fd, &f, BG_T_WAIT_MS);
-        if (bg_t_check(r, rc > 0, "no Metadata response (%s)",
-                       rc == 0 ? "busgate closed the connection" : "timeout"))
-            bg_t_check_filtered(r, &f, 10, md);
-    }
+    bg_t_buf_t b = {0};
+    bg_t_metadata_round(r, fd, 10, r->arg, &b);
     bg_t_buf_free(&b);
-    bg_t_buf_free(&f);
     close(fd);
 }
 
@@ -244,17 +254,11 @@ static void bg_t_scenario_trailing(bg_t_run_t *r)
     int fd = bg_t_cli_login(r);
     if (fd < 0)
         return;
-    bg_t_buf_t b = {0}, req = {0}, f = {0};
-    bg_t_i32(&req, -1);
+    bg_t_buf_t b = {0}, req = {0};
     bg_t_req_t q = {0};
-    bg_t_cli_send(fd, 3, 1, 30, &req);
-    if (!bg_t_up_next(r, 3, &q))
+    if (!bg_t_metadata_round(r, fd, 30, &md, &b))
         goto out;
-    bg_t_metadata_v1(&b, r->up_port, &md);
-    bg_t_up_reply(q.fd, q.corr, &b);
-    if (!bg_t_check(r, bg_t_read_frame(fd, &f, BG_T_WAIT_MS) > 0, "no first Metadata response") ||
-        !bg_t_check_filtered(r, &f, 30, &md))
-        goto out;
+    bg_t_i32(&req, -1);
     bg_t_cli_send(fd, 3, 1, 31, &req);
     if (!bg_t_up_next(r, 3, &q))
         goto out;
@@ -266,7 +270,6 @@ static void bg_t_scenario_trailing(bg_t_run_t *r)
 out:
     bg_t_buf_free(&b);
     bg_t_buf_free(&req);
-    bg_t_buf_free(&f);
     close(fd);
 }
 
@@ -298,18 +301,9 @@ static void bg_t_scenario_recycled(bg_t_run_t *r)
     int fd = bg_t_cli_login(r);
     if (fd < 0)
         return;
-    bg_t_buf_t b = {0}, req = {0}, f = {0};
-    bg_t_i32(&req, -1);
-    bg_t_req_t q = {0};
-    bg_t_cli_send(fd, 3, 1, 40, &req);
-    if (!bg_t_up_next(r, 3, &q))
+    bg_t_buf_t b = {0}, req = {0};
+    if (!bg_t_metadata_round(r, fd, 40, &md, &b))
         goto out;
-    bg_t_metadata_v1(&b, r->up_port, &md);
-    bg_t_up_reply(q.fd, q.corr, &b);
-    if (!bg_t_check(r, bg_t_read_frame(fd, &f, BG_T_WAIT_MS) > 0, "no Metadata response") ||
-        !bg_t_check_filtered(r, &f, 40, &md))
-        goto out;
-    req.len = 0;
     bg_t_i32(&req, BG_T_INFLATING_NAMES);
     for (int i = 0; i < BG_T_INFLATING_NAMES; i++)
         bg_t_str(&req, "");
@@ -318,7 +312,6 @@ static void bg_t_scenario_recycled(bg_t_run_t *r)
 out:
     bg_t_buf_free(&b);
     bg_t_buf_free(&req);
-    bg_t_buf_free(&f);
     close(fd);
 }
 
