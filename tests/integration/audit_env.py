@@ -66,15 +66,15 @@ def admin(plain):
     return AdminClient({"bootstrap.servers": f"127.0.0.1:{plain}", "socket.timeout.ms": 10000})
 
 
-def topic_ids(plain, topic, timeout=60):
-    """Every event id in the topic, read from the beginning to the end of
-    each partition (PLAINTEXT listener, no busgate), and the message count."""
+def topic_values(plain, topic, timeout=60):
+    """Every message value in the topic, read from the beginning to the end
+    of each partition (PLAINTEXT listener, no busgate)."""
     md = admin(plain).list_topics(topic, timeout=10)
     parts = list(md.topics[topic].partitions)
     c = Consumer({"bootstrap.servers": f"127.0.0.1:{plain}", "group.id": unique("it-aud-read"),
                   "enable.auto.commit": False, "enable.partition.eof": True})
     c.assign([TopicPartition(topic, p, 0) for p in parts])  # offset 0: the beginning
-    ids, total, eof = set(), 0, set()
+    values, eof = [], set()
     deadline = time.monotonic() + timeout
     while len(eof) < len(parts) and time.monotonic() < deadline:
         m = c.poll(0.5)
@@ -84,11 +84,16 @@ def topic_ids(plain, topic, timeout=60):
             if m.error().code() == KafkaError._PARTITION_EOF:
                 eof.add(m.partition())
             continue
-        ids.add(json.loads(m.value())["event_id"])
-        total += 1
+        values.append(m.value())
     c.close()
     assert len(eof) == len(parts), "topic not read to its end"
-    return ids, total
+    return values
+
+
+def topic_ids(plain, topic, timeout=60):
+    """Every event id in the (JSON) audit topic, and the message count."""
+    values = topic_values(plain, topic, timeout)
+    return {json.loads(v)["event_id"] for v in values}, len(values)
 
 
 def scrape(port, name, labels=None):

@@ -7,8 +7,9 @@ import time
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from kafka_env import (MockCluster, busgate_config, client_conf, mockcluster_bin, oidc_token,
-                       scrape, unique)
+from kafka_env import (MockCluster, audit_events, busgate_config, client_conf, mockcluster_bin,
+                       oidc_token, unique, wait_audit)
+from test_audit_events import fields_of
 
 RULES = """    - name: orders-topics
       subjects: [group:orders]
@@ -108,3 +109,12 @@ def _run(start_busgate, tmp_path, mock):
     c2.close()
     assert everything == [f"a{i}".encode() for i in range(20)] + \
         [f"b{i}".encode() for i in range(20)]
+    del p
+
+    # Every audit event of the run (sessions on three brokers, a leader
+    # move) conforms to the full JSON Schema, with the fields its kind needs.
+    ends = wait_audit(ports["audit"], lambda e: e["kind"] == "session_end", count=3, timeout=20)
+    assert ends, "no session_end for the producer and the consumers"
+    events = audit_events(ports["audit"])
+    assert {"session_start", "decision", "session_end"} <= {e["kind"] for e in events}
+    assert [x for e in events for x in fields_of(e)] == []
