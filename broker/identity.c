@@ -214,8 +214,13 @@ static bg_id_reason_t bg_id__check_times(const bg_identity_t *id, json_t *claims
     if (nbf && now_ms + id->clock_skew_ms < nbf_ms)
         return bg_id__fail(detail, dn, BG_ID_NOT_YET_VALID, "token not yet valid (nbf)");
     json_t *iat = json_object_get(claims, "iat");
-    if (iat && bg_id__date_ms(claims, "iat") < 0)
+    int64_t iat_ms = bg_id__date_ms(claims, "iat");
+    if (iat && iat_ms < 0)
         return bg_id__fail(detail, dn, BG_ID_MALFORMED, "iat not a number");
+    /* Issued in the future: a provider clock out of step (Kafka's own
+     * validator refuses it too). */
+    if (iat && now_ms + id->clock_skew_ms < iat_ms)
+        return bg_id__fail(detail, dn, BG_ID_NOT_YET_VALID, "token issued in the future (iat)");
     return BG_ID_OK;
 }
 

@@ -96,7 +96,8 @@ unsigned long bg_identity_fetch_count(bg_identity_t *id, size_t i)
 }
 
 /* Downloads and parses iss's JWKS without holding the lock; NULL on failure
- * (logged), so the previous key set stays in force. */
+ * (logged), so the previous key set stays in force. A fetched document
+ * without a usable key is a (empty) key set. */
 static bg_id_keyset_t *bg_identity__fetch(bg_identity_t *id, const bg_id_issuer_t *iss)
 {
     char err[256] = "out of memory", *body = NULL;
@@ -112,13 +113,17 @@ static bg_id_keyset_t *bg_identity__fetch(bg_identity_t *id, const bg_id_issuer_
                       (iss->allow_hs256 ? BG_JWKS_ALLOW_OCT : 0) | BG_JWKS_SKIP_BROKEN, &id->stop,
                       &ks->jwks, err, sizeof(err)) != 0)
         goto fail;
-    /* An empty set would lock everybody out: keep the old keys instead. */
-    if (ks->jwks.nkeys == 0) {
-        snprintf(err, sizeof(err), "no usable key in JWKS");
-        goto fail;
-    }
     free(body);
-    bg_log_info("identity", "JWKS for issuer %s loaded: %zu keys", iss->issuer, ks->jwks.nkeys);
+    /* The provider's document is authoritative even with no usable key:
+     * keeping the old set would keep keys it has withdrawn in force. */
+    if (ks->jwks.nkeys == 0)
+        bg_log_warn("identity",
+                    "JWKS for issuer %s has no usable key: its tokens are refused until a fetch "
+                    "brings one",
+                    iss->issuer);
+    else
+        bg_log_info("identity", "JWKS for issuer %s loaded: %zu keys", iss->issuer,
+                    ks->jwks.nkeys);
     return ks;
 fail:
     if (!atomic_load(&id->stop))
@@ -182,7 +187,7 @@ static void *bg_identity__refresh_main(void *arg)
         pthread_mutex_lock(&id->mu);
         iss->fetching = 0;
         int64_t retry = iss->refresh_ms < BG_ID_RETRY_MS ? iss->refresh_ms : BG_ID_RETRY_MS;
-        int64_t wait = ks ? iss->refresh_ms : retry;
+        int64_t wait = ks && ks->jwks.nkeys > 0 ? iss->refresh_ms : retry;
         iss->next_fetch_ms = bg_identity__after(bg_util_now_ms(), wait);
         if (ks)
             bg_identity__swap_locked(iss, ks);

@@ -284,20 +284,38 @@ static void bg_jwks__key_clear(bg_jwk_t *k)
     memset(k, 0, sizeof(*k));
 }
 
+/* Whether the JWK may verify signatures (RFC 7517 4.2, 4.3): "use", when
+ * present, must be the string "sig"; "key_ops", when present, an array
+ * naming "verify". Anything else is a key published for another purpose. */
+static int bg_jwks__for_verify(json_t *jwk, const char **why)
+{
+    json_t *use = json_object_get(jwk, "use"), *ops = json_object_get(jwk, "key_ops"), *op;
+    size_t i;
+    if (use && !(json_is_string(use) && strcmp(json_string_value(use), "sig") == 0)) {
+        *why = "use is not sig";
+        return 0;
+    }
+    if (!ops)
+        return 1;
+    if (json_is_array(ops))
+        json_array_foreach (ops, i, op)
+            if (json_is_string(op) && strcmp(json_string_value(op), "verify") == 0)
+                return 1;
+    *why = "key_ops does not name verify";
+    return 0;
+}
+
 static bg_jwks__res_t bg_jwks__one(json_t *jwk, int allow_oct, bg_jwk_t *k, const char **why)
 {
     const char *kty = json_string_value(json_object_get(jwk, "kty"));
-    const char *use = json_string_value(json_object_get(jwk, "use"));
     json_t *kid = json_object_get(jwk, "kid");
     bg_jwks__res_t r;
     memset(k, 0, sizeof(*k));
     *why = "not a JSON object with a string kty";
     if (!json_is_object(jwk) || !kty || (kid && !json_is_string(kid)))
         return BG_JWKS__BAD;
-    if (use && strcmp(use, "sig") != 0) {
-        *why = "use is not sig";
+    if (!bg_jwks__for_verify(jwk, why))
         return BG_JWKS__SKIP;
-    }
     if (strcmp(kty, "RSA") == 0)
         r = bg_jwks__rsa(jwk, k, why);
     else if (strcmp(kty, "EC") == 0)

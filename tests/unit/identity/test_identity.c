@@ -178,6 +178,11 @@ static const attack_t attacks[] = {
      BG_ID_NOT_YET_VALID},
     {"nbf within the skew", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
      "{" GOOD ",\"nbf\":1700000020,\"exp\":1700001200}", "RS256", 0, M_NONE, BG_ID_OK},
+    {"iat in the future", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{" GOOD ",\"iat\":1700000100,\"exp\":1700001200}", "RS256", 0, M_NONE,
+     BG_ID_NOT_YET_VALID},
+    {"iat within the skew", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{" GOOD ",\"iat\":1700000020,\"exp\":1700001200}", "RS256", 0, M_NONE, BG_ID_OK},
     {"wrong iss", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
      "{\"iss\":\"https://evil.test\",\"aud\":\"busgate\",\"sub\":\"a\"," EXP_OK "}", "RS256", 0,
      M_NONE, BG_ID_WRONG_ISSUER},
@@ -521,6 +526,31 @@ static void test_jwks_errors(void **state)
     bg_identity_t *id = new_with_jwks(oct, 1, err, sizeof(err));
     assert_non_null(id);
     bg_identity_free(id);
+    /* Keys published for another purpose (RFC 7517 4.2, 4.3) are skipped: a
+     * use that is not the string "sig", a key_ops without "verify". With
+     * "use":"sig" or key_ops naming verify the same key is used. */
+    const char *not_for_verify[] = {"\"use\":\"enc\"", "\"use\":5", "\"use\":null",
+                                    "\"use\":\"SIG\"", "\"key_ops\":[\"encrypt\"]",
+                                    "\"key_ops\":[]", "\"key_ops\":\"verify\"",
+                                    "\"use\":\"sig\",\"key_ops\":[\"sign\",5]"};
+    const char *for_verify[] = {"\"use\":\"sig\"", "\"key_ops\":[\"sign\",\"verify\"]",
+                                "\"use\":\"sig\",\"key_ops\":[\"verify\"]"};
+    char *bare = strdup(k_rsa), *use = strstr(bare, ",\"use\":\"sig\""); /* idt_jwk's */
+    assert_non_null(use);
+    memmove(use, use + 12, strlen(use + 12) + 1);
+    for (size_t i = 0; i < 8 + 3; i++) {
+        const char *member = i < 8 ? not_for_verify[i] : for_verify[i - 8];
+        char set[4096];
+        snprintf(set, sizeof(set), "{\"keys\":[{%s,%s]}", member, bare + 1); /* bare ends in } */
+        err[0] = 0;
+        id = new_with_jwks(set, 0, err, sizeof(err));
+        if ((id != NULL) != (i >= 8))
+            fail_msg("JWK with %s: %s", member, id ? "used" : err);
+        if (!id && !strstr(err, "no usable key"))
+            fail_msg("JWK with %s: %s", member, err);
+        bg_identity_free(id);
+    }
+    free(bare);
     /* Duplicate kid. */
     const char *dup[] = {k_rsa, k_rsa};
     char *dupj = idt_jwks(dup, 2);

@@ -284,7 +284,7 @@ static void test_bad_fetch_keeps_keys(void **state)
     assert_int_equal(bg_identity_wait_ready(id, 5000), 0);
     bg_identity_set_kid_refresh_interval(id, 0);
 
-    const char *broken[] = {"not json", "{\"keys\":[]}"};
+    const char *broken[] = {"not json", "{\"keys\":{}}"};
     for (int i = 0; i < 2; i++) {
         unsigned long before = bg_identity_fetch_count(id, 0);
         srv_set(&s, 200, broken[i]);
@@ -351,6 +351,52 @@ static void test_bad_fetch_keeps_keys(void **state)
     bg_identity_free(id);
     srv_stop(&s);
     free_test_data(k1, k2, j1, j2, set1, set2, t1, tx, NULL);
+}
+
+/* Verifies t (asking for fetches when its kid is unknown) until the answer
+ * is want, bounded; returns the last answer. */
+static bg_id_reason_t verify_until(bg_identity_t *id, const char *t, const char *ask,
+                                   bg_id_reason_t want)
+{
+    bg_id_reason_t r = BG_ID_OK;
+    for (int i = 0; i < 1500 && (r = verify(id, t)) != want; i++) {
+        verify(id, ask);
+        sleep_ms(20);
+    }
+    return r;
+}
+
+/* A fetched JWKS without a usable key (none at all, or only keys for
+ * encryption) is the provider's word: the issuer's tokens are refused from
+ * then on (keeping the old set would keep withdrawn keys in force), the
+ * issuer shows as without keys, and the next document with a key is
+ * installed within the retry interval. */
+static void test_empty_set_withdraws_keys(void **state)
+{
+    EVP_PKEY *k1 = idt_rsa();
+    char *j1 = idt_jwk(k1, "k1", NULL), *set1 = idt_jwks((const char *const *)&j1, 1);
+    char *t1 = idt_token("{\"alg\":\"RS256\",\"kid\":\"k1\"}", CLAIMS, "RS256", k1, NULL, 0);
+    char *tk = idt_token("{\"alg\":\"RS256\",\"kid\":\"k9\"}", CLAIMS, "RS256", k1, NULL, 0);
+    const char *empty[] = {"{\"keys\":[]}",
+                           "{\"keys\":[{\"kty\":\"RSA\",\"use\":\"enc\",\"kid\":\"e\"}]}"};
+    srv_t s;
+    srv_start(&s, set1);
+    bg_identity_t *id = new_url(s.port, 3600 * 1000);
+    assert_int_equal(bg_identity_wait_ready(id, 5000), 0);
+    bg_identity_set_kid_refresh_interval(id, 0);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(verify(id, t1), BG_ID_OK);
+        assert_null(bg_identity_issuer_without_keys(id));
+        srv_set(&s, 200, empty[i]);
+        /* tk's unknown kid asks for the fetch that brings the empty set. */
+        assert_int_equal(verify_until(id, t1, tk, BG_ID_UNKNOWN_KID), BG_ID_UNKNOWN_KID);
+        assert_non_null(bg_identity_issuer_without_keys(id));
+        srv_set(&s, 200, set1);
+        assert_int_equal(verify_until_ok(id, t1), BG_ID_OK);
+    }
+    bg_identity_free(id);
+    srv_stop(&s);
+    free_test_data(k1, NULL, j1, set1, t1, tk, NULL);
 }
 
 /* An unknown kid too soon after a fetch is not forgotten: the fetch comes
@@ -683,6 +729,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rotation),
         cmocka_unit_test(test_bad_fetch_keeps_keys),
+        cmocka_unit_test(test_empty_set_withdraws_keys),
         cmocka_unit_test(test_wait_ready_unreachable),
         cmocka_unit_test(test_reload_keeps_keys),
         cmocka_unit_test(test_unknown_kid_fetch_deferred),
