@@ -97,11 +97,12 @@ void bg_kafka_global_bootstrap(bg_kafka_global_t *g, char *host, size_t hostlen,
  * (Fetch has one from v16, which busgate does not offer); when it is new
  * every worker opens its listener. An empty host only asks. Returns 1 when
  * busgate serves the node on broker_port_base + id, 0 when not (the port is
- * held by another process or above 65535, or the node table is full). A
+ * held by another process or above 65535, the broker names a port outside
+ * 1..65535, or the node table is full). A
  * held port is checked again at most every BG_KAFKA_PORT_RECHECK_MS, when a
  * response names the node. Any thread. */
 int bg_kafka_global_learn_node(bg_kafka_global_t *g, int32_t id, const char *host, size_t hostlen,
-                               uint16_t port);
+                               int32_t port);
 /* Opens on kw the ports of known brokers it does not serve yet. Called on
  * kw's thread right after learning brokers from a response, so a port is
  * open before the client that reads the response can connect to it (other

@@ -90,10 +90,17 @@ static int bg_kafka__port_free(bg_kafka_global_t *g, bg_kafka_node_t *n, char *t
 }
 
 int bg_kafka_global_learn_node(bg_kafka_global_t *g, int32_t id, const char *host, size_t hostlen,
-                               uint16_t port)
+                               int32_t port)
 {
     if (id < 0 || hostlen >= sizeof g->nodes[0].host)
         return 0;
+    /* A port no TCP connection can have: cut to 16 bits it would be
+     * dialled somewhere else. The node is not served. */
+    if (hostlen > 0 && (port < 1 || port > 65535)) {
+        bg_log_warn("kafka", "broker %d: the broker names port %d; not served", (int)id,
+                    (int)port);
+        return 0;
+    }
     pthread_mutex_lock(&g->mu);
     size_t i;
     for (i = 0; i < g->nnodes; i++)
@@ -115,7 +122,7 @@ int bg_kafka_global_learn_node(bg_kafka_global_t *g, int32_t id, const char *hos
         n->id = id;
         memcpy(n->host, host, hostlen);
         n->host[hostlen] = '\0';
-        n->port = port;
+        n->port = (uint16_t)port;
         if (fresh) {
             g->nnodes++;
             n->port_taken = !bg_kafka__port_free(g, n, taken, sizeof taken);

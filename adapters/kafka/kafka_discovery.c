@@ -117,7 +117,7 @@ static int bg_kafka_disc__on_frame(void *arg, struct evbuffer *in, size_t len)
         if (host.len > 0)
             bg_kafka_global_learn_node(d->kw->g, (int32_t)b->f[BG_KAFKA_METADATA_RESP_BROKERS_NODE_ID].i,
                                        (const char *)host.p, (size_t)host.len,
-                                       (uint16_t)b->f[BG_KAFKA_METADATA_RESP_BROKERS_PORT].i);
+                                       (int32_t)b->f[BG_KAFKA_METADATA_RESP_BROKERS_PORT].i);
     }
     bg_kafka_worker_open_ports(d->kw);
     bg_kafka_arena_free(&a);

@@ -418,7 +418,7 @@ static void bg_kafka__learn_topic(void *arg, const uint8_t id[16], bg_slice_t na
 static int bg_kafka__learn_node(void *arg, int32_t id, bg_slice_t host, int32_t port)
 {
     return bg_kafka_global_learn_node(arg, id, (const char *)host.p,
-                                      host.len > 0 ? (size_t)host.len : 0, (uint16_t)port);
+                                      host.len > 0 ? (size_t)host.len : 0, port);
 }
 
 static void bg_kafka__ctx(bg_kafka_session_t *s, const bg_snapshot_t *snap,

@@ -9,6 +9,7 @@
 
 typedef struct {
     int ntopics, nparts; /* every third topic is keep-NNN, the rest hide-NNN */
+    int32_t node7_port;  /* when not 0: broker 7 too, at 127.0.0.1:node7_port */
 } bg_t_md_t;
 
 /* A Metadata v1 response body: broker 0 at 127.0.0.1:port, the topics of
@@ -16,8 +17,10 @@ typedef struct {
  * replication factor 3 answers). */
 static void bg_t_metadata_v1(bg_t_buf_t *b, int port, const bg_t_md_t *md)
 {
-    bg_t_i32(b, 1);
+    bg_t_i32(b, md->node7_port ? 2 : 1);
     bg_t_i32(b, 0), bg_t_str(b, "127.0.0.1"), bg_t_i32(b, port), bg_t_str(b, NULL);
+    if (md->node7_port)
+        bg_t_i32(b, 7), bg_t_str(b, "127.0.0.1"), bg_t_i32(b, md->node7_port), bg_t_str(b, NULL);
     bg_t_i32(b, 0); /* controller */
     bg_t_i32(b, md->ntopics);
     for (int t = 0; t < md->ntopics; t++) {
@@ -229,6 +232,20 @@ out:
     close(fd);
 }
 
+/* A broker the upstream names at a port outside 1..65535 (70000 here) is
+ * not served: left out of the client's Metadata. Cut to 16 bits (4464)
+ * the port was dialled for that node's connections, and the node was
+ * advertised on busgate's port for it. */
+static void test_broker_port_outside_tcp_is_not_served(void **state)
+{
+    (void)state;
+    static const bg_t_md_t md = {.ntopics = 3, .nparts = 1, .node7_port = 70000};
+    static const char *const want[] = {"broker 7: the broker names port 70000; not served", NULL};
+    bg_t_run_t r = {.scenario = bg_t_scenario_metadata, .arg = &md};
+    bg_t_run(&r);
+    bg_t_finish(&r, want);
+}
+
 /* max_response_bytes bounds responses on its own: above max_frame_bytes
  * they pass, above max_response_bytes (a broker announcing a frame it should
  * not) the session is closed before any byte of it is sent on. */
@@ -334,6 +351,7 @@ int main(void)
         cmocka_unit_test(test_response_above_max_response_bytes_fails_closed),
         cmocka_unit_test(test_response_with_bytes_after_the_body_fails_closed),
         cmocka_unit_test(test_recycled_entry_is_back_to_the_request_limit),
+        cmocka_unit_test(test_broker_port_outside_tcp_is_not_served),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
