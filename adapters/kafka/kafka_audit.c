@@ -97,21 +97,31 @@ void bg_kafka_audit_count(bg_kafka_session_t *s, const bg_kafka_verdict_t *v)
     }
 }
 
-void bg_kafka_audit_pin(bg_kafka_session_t *s, bg_kafka_pending_t *pe)
+int bg_kafka_audit_pin(bg_kafka_session_t *s, bg_kafka_pending_t *pe)
 {
     if (!s->kw->w->audit)
-        return;
+        return 0;
     bg_kafka_verdict_t *v = &pe->verdict;
+    size_t need = 0;
+    for (size_t i = 0; i < v->ndecisions; i++)
+        for (size_t j = 0; j < v->decisions[i].nresources; j++)
+            need += v->decisions[i].resources[j].name_len;
+    if (need == 0)
+        return 0;
+    /* One copy of every name, past the request's arena limit if need be:
+     * the names are a part of the request already held to max_frame_bytes
+     * (times the decisions naming them), and an event must never lose one. */
+    char *copy = bg_kafka_arena_alloc_past_limit(&pe->arena, need);
+    if (!copy)
+        return -1;
     for (size_t i = 0; i < v->ndecisions; i++)
         for (size_t j = 0; j < v->decisions[i].nresources; j++) {
             bg_policy_resource_t *r = &v->decisions[i].resources[j];
-            char *copy = r->name_len ? bg_kafka_arena_alloc(&pe->arena, r->name_len) : NULL;
-            if (copy)
-                memcpy(copy, r->name, r->name_len);
-            r->name = copy;
-            if (!copy)
-                r->name_len = 0;
+            memcpy(copy, r->name, r->name_len);
+            r->name = r->name_len ? copy : NULL;
+            copy += r->name_len;
         }
+    return 0;
 }
 
 static void bg_kafka_audit__decisions(bg_kafka_session_t *s, bg_kafka_pending_t *pe,

@@ -16,8 +16,8 @@ void bg_kafka_audit_auth_failure(bg_kafka_session_t *s, const char *reason);
 /* Counts v's decisions in the worker's metrics. */
 void bg_kafka_audit_count(bg_kafka_session_t *s, const bg_kafka_verdict_t *v);
 /* Copies the resource names of pe's decisions into pe's arena, so they
- * outlive the request bytes. */
-void bg_kafka_audit_pin(bg_kafka_session_t *s, bg_kafka_pending_t *pe);
+ * outlive the request bytes; -1 when memory ran out (the caller closes). */
+int bg_kafka_audit_pin(bg_kafka_session_t *s, bg_kafka_pending_t *pe);
 /* One event per decision group of pe; latency_us NULL when no response came
  * from the upstream (local answer, acks=0, close). */
 void bg_kafka_audit_decisions(bg_kafka_session_t *s, bg_kafka_pending_t *pe,

@@ -90,6 +90,18 @@ void *bg_kafka_arena_alloc(bg_kafka_arena_t *a, size_t n)
     return bg_kafka__arena_grow(a, n);
 }
 
+void *bg_kafka_arena_alloc_past_limit(bg_kafka_arena_t *a, size_t n)
+{
+    size_t limit = a->limit, unit = n > BG_KAFKA_ARENA_BLOCK ? n : BG_KAFKA_ARENA_BLOCK;
+    if (n > SIZE_MAX / 4 || a->total > SIZE_MAX / 2)
+        return NULL;
+    if (a->limit < a->total + unit + 8)
+        a->limit = a->total + unit + 8;
+    void *p = bg_kafka_arena_alloc(a, n);
+    a->limit = limit;
+    return p;
+}
+
 /* --------------------------------------------------------------- values -- */
 
 static inline size_t bg_kafka__struct_size(const bg_kafka_struct_desc_t *sd)

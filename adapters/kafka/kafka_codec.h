@@ -74,6 +74,9 @@ void bg_kafka_arena_reset(bg_kafka_arena_t *a);
 void bg_kafka_arena_free(bg_kafka_arena_t *a);
 /* n bytes, 8-aligned, zeroed NOT guaranteed; NULL past the limit or on ENOMEM. */
 void *bg_kafka_arena_alloc(bg_kafka_arena_t *a, size_t n);
+/* n bytes as bg_kafka_arena_alloc, even past the limit (by at most n plus
+ * one block): for a copy the caller has bounded itself. NULL on ENOMEM. */
+void *bg_kafka_arena_alloc_past_limit(bg_kafka_arena_t *a, size_t n);
 
 /* ---- values ---- */
 

@@ -571,7 +571,8 @@ static int bg_kafka__act(bg_kafka_session_t *s, bg_kafka_pending_t *pe, struct e
         return -1;
     switch (v->action) {
     case BG_KAFKA_ACT_FORWARD:
-        bg_kafka_audit_pin(s, pe); /* names must outlive the moved request bytes */
+        if (bg_kafka_audit_pin(s, pe) != 0) /* names must outlive the moved request bytes */
+            return -1;
         if (pe->req_copy) {
             if (evbuffer_add(bg_kafka__up_target(s), pe->req_copy, frame_len) != 0)
                 return -1;
