@@ -1323,6 +1323,28 @@ static int bg_amqp_chan__track_up(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
     return 0;
 }
 
+/* A method whose arguments busgate tracks (bg_amqp_chan__tracked), on ch
+ * in any state: what RabbitMQ sent before it saw a close busgate sent still
+ * ends consumers and answers declares, and a cancel-ok the client asked not
+ * to get must stay back also when the frame is otherwise relayed (a
+ * refusal waiting for RabbitMQ's close-ok). 1 when it must not reach the
+ * client (drained), 0 to go on, -1 closing. */
+static int bg_amqp_chan__up_track(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
+                                  const bg_amqp_frame_t *f, struct evbuffer *in, size_t len)
+{
+    bg_amqp_method_t m;
+    if (bg_amqp_chan__decode_up(s, in, f, len, &m) != 0)
+        return -1;
+    int quiet = bg_amqp_chan__track_up(s, ch, &m);
+    bg_amqp_arena_reset(&s->arena);
+    if (quiet ||
+        (m.id == AMQP_BASIC_CANCEL_METHOD && !(s->caps & BG_AMQP_CAP_CONSUMER_CANCEL_NOTIFY))) {
+        evbuffer_drain(in, len); /* asked for busgate's count, not the client's */
+        return 1;
+    }
+    return 0;
+}
+
 /* The broker closes the connection: relay its close, answer close-ok
  * upstream, wait for the client's close-ok. */
 static int bg_amqp_chan__up_connection_close(bg_amqp_session_t *s, struct evbuffer *in, size_t len)
@@ -1339,12 +1361,13 @@ static int bg_amqp_chan__up_connection_close(bg_amqp_session_t *s, struct evbuff
 
 /* Frames of a channel busgate is closing upstream itself: dropped. A close
  * that crossed busgate's is answered (RabbitMQ still sends the close-ok to
- * busgate's); that close-ok ends the upstream leg. */
+ * busgate's); that close-ok ends the upstream leg. Tracked methods were
+ * tracked before (bg_amqp_chan__up_track), and those the client must not
+ * get are gone already. */
 static int bg_amqp_chan__up_closing_bg(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch,
                                        uint32_t id, struct evbuffer *in, size_t len)
 {
-    if (ch->deferred && id != AMQP_CHANNEL_CLOSE_METHOD && id != AMQP_CHANNEL_CLOSE_OK_METHOD &&
-        !(id == AMQP_BASIC_CANCEL_METHOD && !(s->caps & BG_AMQP_CAP_CONSUMER_CANCEL_NOTIFY))) {
+    if (ch->deferred && id != AMQP_CHANNEL_CLOSE_METHOD && id != AMQP_CHANNEL_CLOSE_OK_METHOD) {
         /* Sent before RabbitMQ saw the close: the client still gets it,
          * ahead of the refusal. */
         evbuffer_remove_buffer(in, bg_amqp_cli_out(s), len);
@@ -1464,6 +1487,12 @@ int bg_amqp_chan_upstream_frame(bg_amqp_session_t *s, struct evbuffer *in,
         evbuffer_drain(in, frame_len); /* the client did not ask for them */
         return 0;
     }
+    /* Tracked first, whatever the channel's state (see up_track). */
+    if (ch && bg_amqp_chan__tracked(id)) {
+        int rc = bg_amqp_chan__up_track(s, ch, f, in, frame_len);
+        if (rc != 0)
+            return rc < 0 ? -1 : 0;
+    }
     if (ch && bg_amqp_chan__closing_up_itself(ch))
         return bg_amqp_chan__up_closing_bg(s, n, ch, id, in, frame_len);
     if (ch && id == AMQP_CHANNEL_CLOSE_METHOD) {
@@ -1473,17 +1502,6 @@ int bg_amqp_chan_upstream_frame(bg_amqp_session_t *s, struct evbuffer *in,
     } else if (ch && id == AMQP_CHANNEL_CLOSE_OK_METHOD) {
         bg_amqp_chan__up_close_ok(s, n, ch, in, frame_len);
         return 0;
-    } else if (ch && bg_amqp_chan__tracked(id)) {
-        bg_amqp_method_t m;
-        if (bg_amqp_chan__decode_up(s, in, f, frame_len, &m) != 0)
-            return -1;
-        int quiet = bg_amqp_chan__track_up(s, ch, &m);
-        bg_amqp_arena_reset(&s->arena);
-        if (quiet || (id == AMQP_BASIC_CANCEL_METHOD &&
-                      !(s->caps & BG_AMQP_CAP_CONSUMER_CANCEL_NOTIFY))) {
-            evbuffer_drain(in, frame_len); /* asked for busgate's count, not the client's */
-            return 0;
-        }
     }
     evbuffer_remove_buffer(in, bg_amqp_cli_out(s), frame_len); /* moves chains, no copy */
     return 0;

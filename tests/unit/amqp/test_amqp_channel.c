@@ -1975,6 +1975,41 @@ static void test_stale_server_cancel_after_nowait_cancel(void **state)
     expect_consume_refused(c, 1);
 }
 
+/* A refusal waiting for RabbitMQ's close-ok lets through what RabbitMQ sent
+ * before it saw busgate's close; such methods are tracked as on an open
+ * channel. The cancel-ok of a nowait cancel (sent up as a waiting one) used
+ * to be relayed then, untracked: the client, which asked for none, took it
+ * as the answer to its next call, and the consumer stayed counted. Now it
+ * is kept back and ends the consumer; a waiting cancel's cancel-ok, a
+ * basic.cancel from RabbitMQ and a declare-ok are relayed and counted. */
+static void test_quiet_cancel_ok_during_deferred_refusal(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    consume_live(c, 1, "ok.q", "T1");
+    consume_live(c, 1, "ok.r", "T2");
+    consume_live(c, 1, "ok.s", "T3");
+    cancel_nowait_tracked(c, 1, t_str("T1"));
+    cancel(c, 1, "T2", 0);
+    declare(c, 1, "ok.d", 0, 0);
+    refuse_publish_pending(c, 1);
+    cancel_ok_quiet(c, 1, t_str("T1"));
+    assert_null(consumer_queue(c, 1, "T1"));
+    cancel_ok(c, 1, "T2");
+    assert_null(consumer_queue(c, 1, "T2"));
+    amqp_basic_cancel_t sc = {t_str("T3"), 1}; /* ok.s deleted */
+    assert_int_equal(up(c, 1, AMQP_BASIC_CANCEL_METHOD, &sc), 0);
+    expect_method(c, CLI(c), 1, AMQP_BASIC_CANCEL_METHOD);
+    assert_null(consumer_queue(c, 1, "T3"));
+    assert_int_equal(c->f.s.nconsumers, 0);
+    declare_ok(c, 1, "ok.d");
+    assert_int_equal(chan(c, 1)->declares_waiting, 0);
+    assert_int_equal(up(c, 1, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
+    expect_publish_refusal(c, 1);
+    expect_nothing(CLI(c));
+    assert_int_equal(c->f.closed, 0);
+}
+
 /* RabbitMQ answers a cancel of a tag it does not know with a cancel-ok.
  * That cancel-ok ends nothing: here a nowait consume takes the tag after
  * the cancel (live at once), and the cancel-ok must leave it tracked, so a
@@ -2358,6 +2393,7 @@ int main(void)
         T(test_reply_to_cancel_ok_overtaking),
         T(test_consumer_tag_reuse_refused),
         T(test_stale_server_cancel_after_nowait_cancel),
+        T(test_quiet_cancel_ok_during_deferred_refusal),
         T(test_stray_cancel_ok_keeps_live_consumer),
         T(test_server_cancel_and_reply_to),
         T(test_untagged_nowait_consumes_tracked),
