@@ -342,26 +342,6 @@ static void bg_amqp_chan__server_cancel(bg_amqp_session_t *s, bg_amqp_channel_t 
         bg_amqp_chan__end_consumer(s, ch, c);
 }
 
-/* The bounds on tracked consumers (see amqp_session-internal.h). Returns 0,
- * or -1 after closing the connection as RabbitMQ does at its own consumer
- * limit: 530 NOT_ALLOWED (a connection error in AMQP 0-9-1). */
-static int bg_amqp_chan__consume_bounds(bg_amqp_session_t *s, const bg_amqp_channel_t *ch)
-{
-    const char *scope = NULL;
-    unsigned max = 0;
-    if (ch->nconsumers + ch->npending >= BG_AMQP_MAX_CONSUMERS)
-        scope = "channel", max = BG_AMQP_MAX_CONSUMERS;
-    else if (s->nconsumers >= BG_AMQP_MAX_CONSUMERS_CONN)
-        scope = "connection", max = BG_AMQP_MAX_CONSUMERS_CONN;
-    if (!scope)
-        return 0;
-    char text[128];
-    snprintf(text, sizeof text, "NOT_ALLOWED - reached maximum (%u) of consumers per %s", max,
-             scope);
-    bg_amqp_session_close(s, BG_AMQP_NOT_ALLOWED, text, 60, 20);
-    return -1;
-}
-
 /* A CLOSING leg whose handshakes are all done is CLOSED. */
 static void bg_amqp_chan__settle(bg_amqp_leg_t *l)
 {
@@ -874,6 +854,34 @@ static void bg_amqp_chan__audit_consume_refusal(bg_amqp_session_t *s, bg_amqp_ch
         bg_amqp_audit_limit(s, m, &v.checks[0], code, text, len);
 }
 
+/* The bounds on tracked consumers (see amqp_session-internal.h), checked
+ * for a basic.consume (method m, len bytes) the policy allowed. Returns 0,
+ * or -1 after closing the connection as RabbitMQ does at its own consumer
+ * limit: 530 NOT_ALLOWED (a connection error in AMQP 0-9-1). Checked after
+ * the decision, so that the refusal is audited as busgate's own, after the
+ * policy's allow, like every refusal busgate makes itself. */
+static int bg_amqp_chan__consume_bounds(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch,
+                                        const bg_amqp_method_t *m, size_t len)
+{
+    const char *scope = NULL;
+    unsigned max = 0;
+    if (ch->nconsumers + ch->npending >= BG_AMQP_MAX_CONSUMERS)
+        scope = "channel", max = BG_AMQP_MAX_CONSUMERS;
+    else if (s->nconsumers >= BG_AMQP_MAX_CONSUMERS_CONN)
+        scope = "connection", max = BG_AMQP_MAX_CONSUMERS_CONN;
+    if (!scope)
+        return 0;
+    char text[128];
+    snprintf(text, sizeof text, "NOT_ALLOWED - reached maximum (%u) of consumers per %s", max,
+             scope);
+    bg_amqp_chan__audit_consume_refusal(s, ch, m, BG_AMQP_NOT_ALLOWED, text, len);
+    bg_log_fields(BG_LOG_INFO, "amqp",
+                  (bg_log_field_t[]){{"session", s->id}, {"sub", s->principal.sub}}, 2,
+                  "refused basic.consume on channel %u: too many consumers per %s", n, scope);
+    bg_amqp_session_close(s, BG_AMQP_NOT_ALLOWED, text, 60, 20);
+    return -1;
+}
+
 /* Forwards the basic.consume at the head of in (len bytes; it asked for no
  * tag, its queue name queue_len bytes long) with tag instead: the other
  * bytes as they came. 0 sent, 1 when the frame would then pass frame_max
@@ -956,15 +964,18 @@ static int bg_amqp_chan__consume_untagged(bg_amqp_session_t *s, uint16_t n, bg_a
     return 1;
 }
 
-/* A basic.consume the policy allowed: refused when its tag is tracked on
- * the channel (any tag busgate tracks, the direct reply-to consumer's
- * included, which RabbitMQ would let a queue consumer share: a cancel of
- * the tag would then end the reply-to consumer while busgate forgot the
- * queue's); else tracked and forwarded. 1 consumed, -1 closing. */
+/* A basic.consume the policy allowed: refused at the bounds on consumers,
+ * or when its tag is tracked on the channel (any tag busgate tracks, the
+ * direct reply-to consumer's included, which RabbitMQ would let a queue
+ * consumer share: a cancel of the tag would then end the reply-to consumer
+ * while busgate forgot the queue's); else tracked and forwarded. 1
+ * consumed, -1 closing. */
 static int bg_amqp_chan__consume(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch,
                                  const bg_amqp_method_t *m, struct evbuffer *in, size_t len)
 {
     const amqp_basic_consume_t *c = m->decoded;
+    if (bg_amqp_chan__consume_bounds(s, n, ch, m, len) != 0)
+        return -1;
     if (c->consumer_tag.len && bg_amqp_chan__find(ch, c->consumer_tag, 1))
         return bg_amqp_chan__refuse_reuse(s, n, ch, m, len);
     char queue[BG_AMQP_NAME_MAX];
@@ -1003,8 +1014,6 @@ static int bg_amqp_chan__open_method(bg_amqp_session_t *s, uint16_t n, bg_amqp_c
                               20, 10);
         return -1;
     }
-    if (m->id == AMQP_BASIC_CONSUME_METHOD && bg_amqp_chan__consume_bounds(s, ch) != 0)
-        return -1;
     int rc = bg_amqp_chan__decide(s, n, ch, m, len);
     if (rc <= 0) {
         if (rc == 0)

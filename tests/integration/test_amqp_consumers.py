@@ -153,12 +153,16 @@ def test_consumers_per_channel_bounded(start_busgate, tmp_path):
                       for i in range(1025)))
         expect_limit_close(raw, "NOT_ALLOWED - reached maximum (1024) of consumers per channel")
         raw.close()
-        # The 1024 before it were decided and forwarded; the refused one was
-        # stopped by the bound before any decision (none is recorded for it).
+        # All 1025 were decided (allowed); the refused one is then audited
+        # as busgate's own deny, as every refusal busgate makes itself.
         consumes = wait_audit(tmp_path / "audit.jsonl",
-                              lambda e: api_name(e) == "basic.consume", count=1024)
-        assert len(consumes) == 1024
-        assert all(e["decision"]["effect"] == "allow" for e in consumes)
+                              lambda e: api_name(e) == "basic.consume", count=1026)
+        assert len(consumes) == 1026
+        assert all(e["decision"]["effect"] == "allow" for e in consumes[:1025])
+        deny = consumes[1025]
+        assert deny["decision"]["effect"] == "deny", deny
+        assert deny["result"]["error_code"] == 530, deny
+        assert deny["detail"] == "NOT_ALLOWED - reached maximum (1024) of consumers per channel"
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             n = ch.queue_declare(q, passive=True).method.consumer_count

@@ -2135,25 +2135,52 @@ static void test_consumer_tags_with_nul(void **state)
     assert_int_equal(c->f.closed, 0);
 }
 
+/* 1024 consumers on channel n, half awaiting their consume-ok, half nowait. */
+static void fill_channel(ctx_t *c, uint16_t n)
+{
+    char tag[32];
+    for (int i = 0; i < BG_AMQP_MAX_CONSUMERS; i++) {
+        snprintf(tag, sizeof tag, "t%d", i);
+        consume(c, n, "ok.q", tag, i % 2);
+    }
+    assert_int_equal(chan(c, n)->nconsumers + chan(c, n)->npending, BG_AMQP_MAX_CONSUMERS);
+}
+
+/* The consume after the channel's 1024th is refused as RabbitMQ refuses one
+ * beyond its consumer_max_per_channel (530, a connection error), decided
+ * first and then audited as busgate's own deny, as every refusal busgate
+ * makes itself (it used to be refused before any decision, and left no
+ * decision event). A consume the policy denies is the policy's refusal. */
 static void test_consumer_bound_per_channel(void **state)
 {
     ctx_t *c = *state;
     open_channel(c, 1);
-    char tag[32];
-    for (int i = 0; i < BG_AMQP_MAX_CONSUMERS; i++) {
-        snprintf(tag, sizeof tag, "t%d", i);
-        consume(c, 1, "ok.q", tag, i % 2); /* half awaiting consume-ok, half nowait */
-    }
-    assert_int_equal(chan(c, 1)->nconsumers + chan(c, 1)->npending, BG_AMQP_MAX_CONSUMERS);
+    fill_channel(c, 1);
     amqp_basic_consume_t bc;
     memset(&bc, 0, sizeof bc);
     bc.queue = t_str("ok.q");
+    int before = c->f.decisions;
     assert_int_equal(cli(c, 1, AMQP_BASIC_CONSUME_METHOD, &bc), -1);
     assert_closed_with(c, BG_AMQP_NOT_ALLOWED,
                        "NOT_ALLOWED - reached maximum (1024) of consumers per channel");
     assert_int_equal(c->f.close_class, 60);
     assert_int_equal(c->f.close_method, 20);
     expect_nothing(UP(c));
+    assert_int_equal(c->f.decisions, before + 2); /* the policy's allow, busgate's deny */
+    assert_int_equal(c->f.limit_code, BG_AMQP_NOT_ALLOWED);
+    assert_int_equal(c->f.limit_method, AMQP_BASIC_CONSUME_METHOD);
+    assert_string_equal(c->f.limit_name, "ok.q");
+
+    restart(c);
+    open_channel(c, 1);
+    fill_channel(c, 1);
+    bc.queue = t_str("ok.secret-q");
+    before = c->f.decisions;
+    assert_int_equal(cli(c, 1, AMQP_BASIC_CONSUME_METHOD, &bc), 1);
+    assert_int_equal(c->f.decisions, before + 1);
+    assert_int_equal(c->f.closed, 0);
+    bg_amqp_method_t m = expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    assert_int_equal(((amqp_channel_close_t *)m.decoded)->reply_code, 200);
 }
 
 static void test_consumer_bound_per_connection(void **state)
@@ -2199,10 +2226,14 @@ static void test_consumer_bound_per_connection(void **state)
     for (uint16_t ch = 1; ch < 16 && chan(c, ch); ch++)
         last = ch;
     open_channel(c, (uint16_t)(last + 1));
+    int before = c->f.decisions;
     assert_int_equal(cli(c, (uint16_t)(last + 1), AMQP_BASIC_CONSUME_METHOD, &bc), -1);
     assert_closed_with(c, BG_AMQP_NOT_ALLOWED,
                        "NOT_ALLOWED - reached maximum (4096) of consumers per connection");
     expect_nothing(UP(c));
+    assert_int_equal(c->f.decisions, before + 2); /* the policy's allow, busgate's deny */
+    assert_int_equal(c->f.limit_code, BG_AMQP_NOT_ALLOWED);
+    assert_string_equal(c->f.limit_name, "ok.q");
 }
 
 /* ---- upstream connection-class frames ---- */
