@@ -615,10 +615,28 @@ static int bg_amqp_chan__answer_close(bg_amqp_session_t *s, uint16_t n, bg_amqp_
 
 /* ---- consumers decided again ---- */
 
+/* A decision that must be recorded while the audit pipeline refuses events
+ * (on_failure: block, its queue or spool full): the connection closes with
+ * 320 CONNECTION_FORCED, naming method id. No channel-level code means "try
+ * again later" (the soft codes name the client's mistakes; 506 is a hard
+ * error, never sent in a channel.close, and would count as the client's
+ * protocol error). As at login: 320, which AMQP defines as retry later and
+ * clients with automatic recovery reconnect on. Returns -1 (closing). */
+static int bg_amqp_chan__audit_down(bg_amqp_session_t *s, uint32_t id)
+{
+    bg_amqp_session_close(s, BG_AMQP_CONNECTION_FORCED,
+                          "CONNECTION_FORCED - busgate cannot record audit events now; retry",
+                          (uint16_t)(id >> 16), (uint16_t)id);
+    return -1;
+}
+
 /* The consumers on ch, decided again as basic.consume on their queues; the
  * first refused one closes the channel (a refusal already held back goes
  * out at once instead, so nothing more is relayed). Only refusals are audit
- * events: a consumer still allowed changes nothing. 0, or -1 when the
+ * events: a consumer still allowed changes nothing. A refusal while the
+ * audit pipeline refuses events closes the connection instead, as a client
+ * method that needs a decision then does: the consumer still stops, and no
+ * event goes past the pipeline's refusal. 0, or -1 when the
  * session is going. Consumers are all a session holds that moves messages
  * without a client method: the routes its binds and declare arguments
  * made live in RabbitMQ, outlive the session and are not undone here (an
@@ -640,6 +658,8 @@ static int bg_amqp_chan__recheck_channel(bg_amqp_session_t *s, uint16_t n, bg_am
             bg_amqp_authz_decide(s->snap->policy, &s->pp, &v);
             if (!v.denied)
                 continue;
+            if (!bg_amqp_audit_admitting(s))
+                return bg_amqp_chan__audit_down(s, AMQP_BASIC_CONSUME_METHOD);
             bg_amqp_audit_decisions(s, &m, &v, 0);
             char text[256];
             bg_amqp_authz_text(&v, s->aw->g->cfg->amqp.upstream.vhost, s->user, text,
@@ -709,17 +729,8 @@ static int bg_amqp_chan__decide(bg_amqp_session_t *s, uint16_t n, bg_amqp_channe
         return -1;
     if (ch->cli.state != BG_AMQP_LEG_OPEN)
         return 0; /* a consumer on it is refused now: the channel is closing */
-    if (!bg_amqp_audit_admitting(s)) {
-        /* No channel-level code means "try again later" (the soft codes
-         * name the client's mistakes; 506 is a hard error, never sent in a
-         * channel.close, and would count as the client's protocol error).
-         * As at login: 320, which AMQP defines as retry later and clients
-         * with automatic recovery reconnect on. */
-        bg_amqp_session_close(s, BG_AMQP_CONNECTION_FORCED,
-                              "CONNECTION_FORCED - busgate cannot record audit events now; retry",
-                              (uint16_t)(m->id >> 16), (uint16_t)m->id);
-        return -1;
-    }
+    if (!bg_amqp_audit_admitting(s))
+        return bg_amqp_chan__audit_down(s, m->id);
     bg_amqp_authz_decide(s->snap->policy, &s->pp, &v);
     bg_amqp_audit_decisions(s, m, &v, len);
     if (!v.denied)

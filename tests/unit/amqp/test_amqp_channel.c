@@ -1682,6 +1682,56 @@ static void test_update_secret_decides_consumers_again(void **state)
     expect_consume_refused(c, 1);
 }
 
+static void restart(ctx_t *c);
+
+/* A reload noticed while the audit pipeline is not admitting (on_failure:
+ * block, queue or spool full): a consumer the new policy refuses could not
+ * have its decision recorded, so, as for a client method that needs a
+ * decision then, the connection closes with 320 CONNECTION_FORCED (retry
+ * later), with the refused basic.consume's class/method ids. Nothing more is
+ * relayed and no event is emitted past the pipeline's refusal (it used to
+ * be, and the channel was refused as if audited). Whether the reload shows
+ * at a delivery or at the client's next method. A reload that refuses no
+ * consumer needs no event and closes nothing. */
+static void test_reload_while_audit_not_admitting(void **state)
+{
+    ctx_t *c = *state;
+    for (int at_method = 0; at_method < 2; at_method++) {
+        restart(c);
+        open_channel(c, 1);
+        open_channel(c, 2);
+        consume_live(c, 1, "ok.keep", "K");
+        consume_live(c, 2, "ok.q", "A"); /* decided before the audit stopped */
+        c->f.admitting = 0;
+        c->f.next_policy = policy; /* a reload that refuses nothing */
+        deliver(c, 1, "K");
+        expect_method(c, CLI(c), 1, AMQP_BASIC_DELIVER_METHOD);
+        assert_int_equal(c->f.closed, 0);
+        c->f.next_policy = policy_narrow; /* ok.keep still, ok.q no longer */
+        int before = c->f.decisions;
+        if (at_method) {
+            amqp_queue_declare_t d;
+            memset(&d, 0, sizeof d);
+            d.queue = t_str("ok.keep");
+            assert_int_equal(cli(c, 1, AMQP_QUEUE_DECLARE_METHOD, &d), -1);
+        } else {
+            amqp_basic_deliver_t d;
+            memset(&d, 0, sizeof d);
+            d.consumer_tag = t_str("A");
+            d.exchange = t_str("");
+            d.routing_key = t_str("k");
+            assert_int_equal(up(c, 2, AMQP_BASIC_DELIVER_METHOD, &d), -1);
+        }
+        assert_closed_with(c, BG_AMQP_CONNECTION_FORCED,
+                           "CONNECTION_FORCED - busgate cannot record audit events now; retry");
+        assert_int_equal(c->f.close_class, 60);
+        assert_int_equal(c->f.close_method, 20);
+        assert_int_equal(c->f.decisions, before);
+        expect_nothing(CLI(c));
+        expect_nothing(UP(c));
+    }
+}
+
 /* ---- direct reply-to and consumer tags ---- */
 
 #define REPLY_TO "amq.rabbitmq.reply-to"
@@ -2416,6 +2466,7 @@ int main(void)
         T(test_reload_decides_consumers_again),
         T(test_reload_decides_under_the_new_names),
         T(test_update_secret_decides_consumers_again),
+        T(test_reload_while_audit_not_admitting),
         T(test_reload_during_publish_body_refuses_at_once),
         T(test_reload_rename_reaches_reply_texts),
         T(test_untagged_consume_gets_busgate_tag),
