@@ -211,6 +211,33 @@ typedef struct bg_policy_decision_s {
 void bg_policy_decide(const bg_policy_t *p, const bg_policy_principal_t *pr,
                       const bg_policy_resource_t *res, bg_verb_t verb, bg_policy_decision_t *out);
 
+/* What a request on a resource of type with verb can carry that a mask
+ * covers: message data busgate or the broker moves out of or into it.
+ * ALL: every such request does (reading a Kafka topic, reading an AMQP
+ * queue: fetch, consume, get, dead-lettering out of it); SOME: some do
+ * (reading or writing an AMQP exchange: publish, bind, alternate-exchange
+ * and dead-letter routes do, unbinds do not; the AMQP adapter knows which
+ * from the method); NONE: none does. */
+typedef enum {
+    BG_POLICY_DATA_NONE = 0,
+    BG_POLICY_DATA_ALL,
+    BG_POLICY_DATA_SOME
+} bg_policy_data_t;
+bg_policy_data_t bg_policy_moves_data(bg_res_type_t type, bg_verb_t verb);
+
+/* What this build cannot carry out of decision d, which every adapter then
+ * refuses (fails closed) instead: NONE when d is applied as it is; HOLD for
+ * effect hold (approvals are not part of this build); MASK for effect allow
+ * with a mask when the request moves message data (moves_data nonzero;
+ * masking is not part of this build, and masked data never passes
+ * unmasked). One rule for the adapters and for explain. */
+typedef enum {
+    BG_POLICY_UNBUILT_NONE = 0,
+    BG_POLICY_UNBUILT_HOLD,
+    BG_POLICY_UNBUILT_MASK
+} bg_policy_unbuilt_t;
+bg_policy_unbuilt_t bg_policy_unbuilt(const bg_policy_decision_t *d, int moves_data);
+
 /* For questions about a whole resource type ("may pr write some topic?",
  * as Kafka's authorizeByResourceType asks): calls fn with names of type
  * that an allow rule for verb whose subjects match pr names, one per

@@ -138,3 +138,21 @@ void bg_policy_decide(const bg_policy_t *p, const bg_policy_principal_t *pr,
 {
     bg_policy__decide(p, pr, res, verb, out, NULL);
 }
+
+bg_policy_data_t bg_policy_moves_data(bg_res_type_t type, bg_verb_t verb)
+{
+    if ((type == BG_RES_KAFKA_TOPIC || type == BG_RES_AMQP_QUEUE) && verb == BG_VERB_READ)
+        return BG_POLICY_DATA_ALL;
+    if (type == BG_RES_AMQP_EXCHANGE && (verb == BG_VERB_READ || verb == BG_VERB_WRITE))
+        return BG_POLICY_DATA_SOME;
+    return BG_POLICY_DATA_NONE;
+}
+
+bg_policy_unbuilt_t bg_policy_unbuilt(const bg_policy_decision_t *d, int moves_data)
+{
+    if (d->effect == BG_EFFECT_HOLD)
+        return BG_POLICY_UNBUILT_HOLD;
+    if (d->effect == BG_EFFECT_ALLOW && d->nmasks && moves_data)
+        return BG_POLICY_UNBUILT_MASK;
+    return BG_POLICY_UNBUILT_NONE;
+}

@@ -103,9 +103,32 @@ static void bg_policy__x_hit(void *ctx, uint32_t id)
     ((bg_policy_xctx_t *)ctx)->hit[id] = 1;
 }
 
+/* What this build refuses of decision d for (res, verb), by the rule the
+ * adapters apply (bg_policy_unbuilt), as the note explain prints; NULL when
+ * d is applied as it is. For an AMQP exchange only the requests that move
+ * bodies are refused: explain has no method to tell which one is meant. */
+static const char *bg_policy__unbuilt_note(const bg_policy_decision_t *d,
+                                           const bg_policy_resource_t *res, bg_verb_t verb)
+{
+    bg_policy_data_t data = bg_policy_moves_data(res->type, verb);
+    switch (bg_policy_unbuilt(d, data != BG_POLICY_DATA_NONE)) {
+    case BG_POLICY_UNBUILT_HOLD:
+        return "this build refuses it: hold rules refuse in this build (approvals are not part "
+               "of it)";
+    case BG_POLICY_UNBUILT_MASK:
+        return data == BG_POLICY_DATA_ALL
+                   ? "this build refuses it: masking is not part of this build"
+                   : "this build refuses it when it moves message bodies (publish, bind, "
+                     "alternate-exchange and dead-letter routes; not unbind): masking is not "
+                     "part of this build";
+    case BG_POLICY_UNBUILT_NONE: break;
+    }
+    return NULL;
+}
+
 static void bg_policy__text(bg_policy_out_t *o, const bg_policy_t *p,
                             const bg_policy_decision_t *d, const bg_policy_rule_t *enf,
-                            const unsigned char *hit)
+                            const unsigned char *hit, const char *note)
 {
     bg_policy__by(o, d->effect, enf);
     if (d->mode == BG_MODE_AUDIT) {
@@ -129,6 +152,8 @@ static void bg_policy__text(bg_policy_out_t *o, const bg_policy_t *p,
         for (size_t f = 0; f < m->nfields; f++)
             bg_policy__printf(o, "%s%s", f ? ", " : "", m->fields[f]);
     }
+    if (note)
+        bg_policy__printf(o, "\nnote: %s", note);
     bg_policy__printf(o, "\n");
 }
 
@@ -168,7 +193,7 @@ static void bg_policy__json_mask(bg_policy_out_t *o, const bg_policy_mask_t *m)
 
 static void bg_policy__json(bg_policy_out_t *o, const bg_policy_t *p,
                             const bg_policy_decision_t *d, const bg_policy_rule_t *enf,
-                            const unsigned char *hit)
+                            const unsigned char *hit, const char *note)
 {
     bg_policy__printf(o, "{\"effect\":\"%s\",\"would\":\"%s\",\"mode\":\"%s\",\"rule\":",
                       bg_effect_name(d->effect), bg_effect_name(d->would),
@@ -192,7 +217,12 @@ static void bg_policy__json(bg_policy_out_t *o, const bg_policy_t *p,
             bg_policy__putn(o, ",", 1);
         bg_policy__json_mask(o, d->masks[i]);
     }
-    bg_policy__printf(o, "]}\n");
+    bg_policy__printf(o, "],\"refused_by_build\":");
+    if (note)
+        bg_policy__json_str(o, note);
+    else
+        bg_policy__printf(o, "null");
+    bg_policy__printf(o, "}\n");
 }
 
 int bg_policy_explain(const bg_policy_t *p, const bg_policy_principal_t *pr,
@@ -212,10 +242,11 @@ int bg_policy_explain(const bg_policy_t *p, const bg_policy_principal_t *pr,
     if (x.vbit && !(pr && pr->generation != p->generation))
         bg_policy__visit(p, res, false, verb,
                          &(bg_policy_visitor_t){bg_policy__x_want, bg_policy__x_hit, &x});
+    const char *note = bg_policy__unbuilt_note(&d, res, verb);
     if (json)
-        bg_policy__json(&o, p, &d, enf, x.hit);
+        bg_policy__json(&o, p, &d, enf, x.hit, note);
     else
-        bg_policy__text(&o, p, &d, enf, x.hit);
+        bg_policy__text(&o, p, &d, enf, x.hit, note);
     free(x.hit);
     return o.len > (size_t)INT32_MAX ? INT32_MAX : (int)o.len;
 }

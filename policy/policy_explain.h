@@ -9,13 +9,18 @@
  *   then one line per other matching rule, in file order:
  *           "also matched: <effect> by rule '<name>' (<file>:<line>)[ (mode: audit)]";
  *   then one line per mask that applies:
- *           "mask: '<name>' (<file>:<line>) <strategy> <format> <field>[, <field>...]".
+ *           "mask: '<name>' (<file>:<line>) <strategy> <format> <field>[, <field>...]";
+ *   then, when this build refuses what the policy holds or allows
+ *   (bg_policy_unbuilt: a hold, or a masked read as the adapters refuse it):
+ *           "note: this build refuses it: <why>" (for an AMQP exchange,
+ *           "note: this build refuses it when it moves message bodies ...").
  * Under a policy-wide audit mode nothing decides the applied allow, so line 1
  * is "allow by default" and line 2 says what the rules decided.
  * JSON form (json = 1): one object
  *   {"effect","would","mode","rule":{"name","file","line"}|null,
  *    "enforced_rule":{...}|null,"matched":[{"name","file","line","effect","mode"}...],
- *    "masks":[{"name","file","line","format","strategy","fields":[...]}...]}
+ *    "masks":[{"name","file","line","format","strategy","fields":[...]}...],
+ *    "refused_by_build":"<the note's text after 'note: '>"|null}
  * where rule is bg_policy_decision_t.rule, enforced_rule the rule whose
  * effect is applied, and matched lists every matching rule in file order. */
 #ifndef BG_POLICY_EXPLAIN_H

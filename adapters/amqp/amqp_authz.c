@@ -199,6 +199,25 @@ static int bg_amqp_authz__has_control(const char *name, size_t len)
     return 0;
 }
 
+/* Fails closed where this build cannot carry the decision out: a hold (no
+ * approvals) or an allow a mask applies to for a check that moves bodies
+ * (no masking engine: bodies a mask covers never pass unmasked). */
+static void bg_amqp_authz__unbuilt(bg_amqp_check_t *c)
+{
+    switch (bg_policy_unbuilt(&c->decision, c->bodies)) {
+    case BG_POLICY_UNBUILT_HOLD:
+        c->decision.effect = BG_EFFECT_DENY;
+        c->refusal = "requires an approval, which busgate's AMQP adapter cannot hold";
+        break;
+    case BG_POLICY_UNBUILT_MASK:
+        c->decision.effect = BG_EFFECT_DENY;
+        c->unmasked = 1;
+        c->refusal = "a mask applies, and this build cannot mask message bodies";
+        break;
+    case BG_POLICY_UNBUILT_NONE: break;
+    }
+}
+
 void bg_amqp_authz_decide(const bg_policy_t *p, const bg_policy_principal_t *pr,
                           bg_amqp_verdict_t *v)
 {
@@ -218,14 +237,8 @@ void bg_amqp_authz_decide(const bg_policy_t *p, const bg_policy_principal_t *pr,
             c->decision.would = BG_EFFECT_DENY;
             c->decision.rule = c->decision.enforced = NULL;
             c->refusal = "\"\" names the channel's last declared queue, which is not known yet";
-        } else if (c->decision.effect == BG_EFFECT_HOLD) { /* no approvals for AMQP: fail closed */
-            c->decision.effect = BG_EFFECT_DENY;
-            c->refusal = "requires an approval, which busgate's AMQP adapter cannot hold";
-        } else if (c->decision.effect == BG_EFFECT_ALLOW && c->bodies && c->decision.nmasks) {
-            /* No masking engine in this build: never pass bodies a mask covers. */
-            c->decision.effect = BG_EFFECT_DENY;
-            c->unmasked = 1;
-            c->refusal = "a mask applies, and this build cannot mask message bodies";
+        } else {
+            bg_amqp_authz__unbuilt(c);
         }
         if (c->decision.effect != BG_EFFECT_ALLOW && !v->denied)
             v->denied = (int)i + 1;

@@ -187,14 +187,15 @@ static const char *bg_kafka__decide_raw(const bg_kafka_authz_ctx_t *ctx, bg_res_
     if (!r.name)
         r.name = "";
     bg_policy_decide(ctx->policy, ctx->principal, &r, verb, d);
-    if (d->effect == BG_EFFECT_HOLD) {
+    /* Every Kafka request that reads a topic fetches its records. */
+    switch (bg_policy_unbuilt(d, bg_policy_moves_data(type, verb) == BG_POLICY_DATA_ALL)) {
+    case BG_POLICY_UNBUILT_HOLD:
         d->effect = BG_EFFECT_DENY;
         return "hold: no approvals in this build";
-    }
-    if (d->effect == BG_EFFECT_ALLOW && d->nmasks && type == BG_RES_KAFKA_TOPIC &&
-        verb == BG_VERB_READ) {
+    case BG_POLICY_UNBUILT_MASK:
         d->effect = BG_EFFECT_DENY;
         return "masked topic: no masking in this build";
+    case BG_POLICY_UNBUILT_NONE: break;
     }
     return NULL;
 }
