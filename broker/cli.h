@@ -32,9 +32,9 @@ struct bg_config_s;
 struct bg_config_s *bg_cli_load_config(const char *path, FILE *out);
 
 /* The configuration path when argv[1..] is exactly "-c FILE", "--config
- * FILE" or "--config=FILE". Otherwise prints what is wrong and usage to
- * stderr and returns NULL (the caller exits 2). */
-const char *bg_cli_config_only(int argc, char **argv, const char *usage);
+ * FILE" or "--config=FILE". Otherwise prints what is wrong as "busgate
+ * CMD: ..." and usage to stderr and returns NULL (the caller exits 2). */
+const char *bg_cli_config_only(const char *cmd, int argc, char **argv, const char *usage);
 
 /* The configuration option at argv[*i]: for "-c FILE", "--config FILE" or
  * "--config=FILE" sets *path, leaves *i on its last word and returns 1;
@@ -57,5 +57,15 @@ int bg_cli_missing(const char *cmd, const char *what);
 
 /* "busgate CMD: unexpected argument 'ARG'" on stderr; returns 2. */
 int bg_cli_unexpected(const char *cmd, const char *arg);
+
+/* For an option that takes one value, seen again: given nonzero when it
+ * was already given, and then "busgate CMD: NAME given twice" on stderr and
+ * 2 (bad usage), else 0. Refused rather than the last one taken: "--verb
+ * read --verb write" asks two questions and would answer one unsaid. */
+int bg_cli_once(const char *cmd, const char *name, int given);
+
+/* The value of the option NAME into *slot, through bg_cli_once: 0, or 2
+ * when *slot was set already (then left as it was). */
+int bg_cli_take(const char *cmd, const char *name, char **slot, char *value);
 
 #endif

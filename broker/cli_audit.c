@@ -798,31 +798,42 @@ static int bg_cli_audit__bad(const char *what, const char *arg)
     return -1;
 }
 
+/* Where the value of option o goes: --session, --sub and --from each take
+ * one value; NULL for any other word. */
+static const char **bg_cli_audit__slot(bg_cli_audit_t *c, const char *o)
+{
+    return strcmp(o, "--session") == 0 ? &c->session
+           : strcmp(o, "--sub") == 0   ? &c->sub
+           : strcmp(o, "--from") == 0  ? &c->from
+                                       : NULL;
+}
+
 /* Parses the options after "tail"/"replay"; returns 0, or -1 after saying
- * what is wrong. */
+ * what is wrong. An option that takes one value (-c too) is refused when
+ * given twice, rather than one of the two values taken unsaid. */
 static int bg_cli_audit__args(bg_cli_audit_t *c, int argc, char **argv)
 {
     const char *path = NULL;
     for (int i = 2; i < argc; i++) {
-        const char *o = argv[i];
+        const char *o = argv[i], *before = path, **slot = bg_cli_audit__slot(c, o);
         int more = i + 1 < argc, conf = bg_cli_config_opt(argc, argv, &i, &path);
+        if (conf > 0 && before)
+            return bg_cli_audit__bad("-c given twice", NULL);
         if (conf > 0)
             continue; /* read again by bg_cli_config_arg */
+        if (slot && more && *slot) {
+            bg_cli_once("audit", o, 1);
+            return -1;
+        }
         if (strcmp(o, "--follow") == 0 || strcmp(o, "-f") == 0)
             c->follow = 1;
         else if (strcmp(o, "--json") == 0)
             c->json = 1;
-        else if (strcmp(o, "--session") == 0 && more)
-            c->session = argv[++i];
-        else if (strcmp(o, "--sub") == 0 && more)
-            c->sub = argv[++i];
-        else if (strcmp(o, "--from") == 0 && more)
-            c->from = argv[++i];
+        else if (slot && more)
+            *slot = argv[++i];
         else if (c->replay && o[0] != '-' && !c->session)
             c->session = o;
-        else if (conf < 0 || (o[0] == '-' && !more && (strcmp(o, "--session") == 0 ||
-                                                       strcmp(o, "--sub") == 0 ||
-                                                       strcmp(o, "--from") == 0)))
+        else if (conf < 0 || slot)
             return bg_cli_audit__bad("missing the value of", o);
         else
             return bg_cli_audit__bad(o[0] == '-' ? "unknown option" : "unexpected argument", o);

@@ -128,7 +128,7 @@ static void bg_cli__warn_trace_exchange(const char *path, const bg_policy_spec_t
  * file may get warnings ("FILE: warning: ...") before "FILE: ok". */
 int bg_cli_check(int argc, char **argv)
 {
-    const char *path = bg_cli_config_only(argc, argv, "usage: busgate check -c FILE\n");
+    const char *path = bg_cli_config_only("check", argc, argv, "usage: busgate check -c FILE\n");
     if (!path)
         return 2;
     bg_config_t *cfg = bg_cli_load_config(path, stdout);

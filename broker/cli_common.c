@@ -28,21 +28,25 @@ const char *bg_cli_config_arg(int argc, char **argv)
     return NULL;
 }
 
-const char *bg_cli_config_only(int argc, char **argv, const char *usage)
+const char *bg_cli_config_only(const char *cmd, int argc, char **argv, const char *usage)
 {
     const char *path = NULL, *bad = NULL;
-    int conf = 0;
+    int conf = 0, twice = 0;
     for (int i = 1; i < argc && !bad; i++) {
         const char *before = path, *word = argv[i];
-        if ((conf = bg_cli_config_opt(argc, argv, &i, &path)) <= 0 || before)
+        if ((conf = bg_cli_config_opt(argc, argv, &i, &path)) <= 0 || before) {
             bad = word;
+            twice = conf > 0;
+        }
     }
     if (bad && conf < 0) /* "-c" last: the option is known, its FILE is missing */
-        fprintf(stderr, "busgate: %s needs a FILE\n", bad);
+        fprintf(stderr, "busgate %s: %s needs a FILE\n", cmd, bad);
+    else if (twice)
+        bg_cli_once(cmd, "-c", 1);
     else if (bad)
-        fprintf(stderr, "busgate: unexpected argument '%s'\n", bad);
+        bg_cli_unexpected(cmd, bad);
     else if (!path)
-        fprintf(stderr, "busgate: missing -c FILE\n");
+        bg_cli_missing(cmd, "-c FILE");
     if (bad || !path) {
         fprintf(stderr, "%s", usage);
         return NULL;
@@ -94,4 +98,20 @@ int bg_cli_unexpected(const char *cmd, const char *arg)
 {
     fprintf(stderr, "busgate %s: unexpected argument '%s'\n", cmd, arg);
     return 2;
+}
+
+int bg_cli_once(const char *cmd, const char *name, int given)
+{
+    if (!given)
+        return 0;
+    fprintf(stderr, "busgate %s: %s given twice\n", cmd, name);
+    return 2;
+}
+
+int bg_cli_take(const char *cmd, const char *name, char **slot, char *value)
+{
+    if (bg_cli_once(cmd, name, *slot != NULL) != 0)
+        return 2;
+    *slot = value;
+    return 0;
 }

@@ -83,22 +83,24 @@ int bg_cli_explain(int argc, char **argv)
         {"groups", required_argument, 0, 'g'}, {"resource", required_argument, 0, 'r'},
         {"verb", required_argument, 0, 'v'},   {"json", no_argument, 0, 'j'},
         {0, 0, 0, 0}};
-    const char *path = NULL, *sub = NULL, *res_s = NULL, *verb_s = NULL;
+    char *path = NULL, *sub = NULL, *res_s = NULL, *verb_s = NULL;
     char *groups_s = NULL, **groups = NULL;
-    int json = 0, c;
+    int json = 0, c, twice = 0;
     optind = 1;
     opterr = 0; /* bg_cli_getopt_bad says what was wrong */
-    while ((c = getopt_long(argc, argv, ":c:", opts, NULL)) != -1) {
+    while (!twice && (c = getopt_long(argc, argv, ":c:", opts, NULL)) != -1) {
         switch (c) {
-        case 'c': path = optarg; break;
-        case 's': sub = optarg; break;
-        case 'g': groups_s = optarg; break;
-        case 'r': res_s = optarg; break;
-        case 'v': verb_s = optarg; break;
+        case 'c': twice = bg_cli_take("explain", "-c", &path, optarg); break;
+        case 's': twice = bg_cli_take("explain", "--sub", &sub, optarg); break;
+        case 'g': twice = bg_cli_take("explain", "--groups", &groups_s, optarg); break;
+        case 'r': twice = bg_cli_take("explain", "--resource", &res_s, optarg); break;
+        case 'v': twice = bg_cli_take("explain", "--verb", &verb_s, optarg); break;
         case 'j': json = 1; break;
         default: return bg_cli__explain_bad_option(c, argv);
         }
     }
+    if (twice)
+        return bg_cli__explain_usage();
     if (bg_cli__explain_check(argc, argv, path, sub, res_s, verb_s) != 0)
         return 2;
     bg_policy_resource_t res;

@@ -60,6 +60,18 @@ static int bg_cli__mint_check(int argc, char **argv, const char *key, const char
     return bg_cli__mint_usage();
 }
 
+/* --ttl: whole seconds, 1 to 366 days. 0, or -1 after saying what is wrong. */
+static int bg_cli__mint_ttl(const char *s, long long *ttl)
+{
+    char *end;
+    *ttl = strtoll(s, &end, 10);
+    if (*s && !*end && *ttl > 0 && *ttl <= 366LL * 86400)
+        return 0;
+    fprintf(stderr, "busgate token mint: --ttl: expected whole seconds from 1 to %lld, got '%s'\n",
+            366LL * 86400, s);
+    return -1;
+}
+
 static int bg_cli__mint(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -68,38 +80,35 @@ static int bg_cli__mint(int argc, char **argv)
         {"ttl", required_argument, 0, 't'}, {"iss", required_argument, 0, 'I'},
         {"aud", required_argument, 0, 'a'}, {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
-    const char *key = NULL, *kid = NULL, *sub = NULL, *iss = "busgate-dev", *aud = "busgate";
+    char *key = NULL, *kid = NULL, *sub = NULL, *iss = NULL, *aud = NULL, *ttl_s = NULL;
     char *groups_s = NULL, *groups[BG_CLI_MAX_GROUPS];
     long long ttl = 3600;
-    int c;
+    int c, twice = 0;
     optind = 1;
     opterr = 0; /* bg_cli_getopt_bad says what was wrong */
-    while ((c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
+    while (!twice && (c = getopt_long(argc, argv, ":", opts, NULL)) != -1) {
         switch (c) {
-        case 'k': key = optarg; break;
-        case 'i': kid = optarg; break;
-        case 's': sub = optarg; break;
-        case 'g': groups_s = optarg; break;
-        case 't': {
-            char *end;
-            ttl = strtoll(optarg, &end, 10);
-            if (!*optarg || *end || ttl <= 0 || ttl > 366LL * 86400) {
-                fprintf(stderr,
-                        "busgate token mint: --ttl: expected whole seconds from 1 to %lld, got "
-                        "'%s'\n",
-                        366LL * 86400, optarg);
-                return 2;
-            }
-            break;
-        }
-        case 'I': iss = optarg; break;
-        case 'a': aud = optarg; break;
+        case 'k': twice = bg_cli_take("token mint", "--key", &key, optarg); break;
+        case 'i': twice = bg_cli_take("token mint", "--kid", &kid, optarg); break;
+        case 's': twice = bg_cli_take("token mint", "--sub", &sub, optarg); break;
+        case 'g': twice = bg_cli_take("token mint", "--groups", &groups_s, optarg); break;
+        case 't': twice = bg_cli_take("token mint", "--ttl", &ttl_s, optarg); break;
+        case 'I': twice = bg_cli_take("token mint", "--iss", &iss, optarg); break;
+        case 'a': twice = bg_cli_take("token mint", "--aud", &aud, optarg); break;
         case 'h': return bg_cli__mint_usage_to(stdout, 0);
         default: return bg_cli__mint_bad_option(c, argv);
         }
     }
+    if (twice)
+        return bg_cli__mint_usage();
+    if (ttl_s && bg_cli__mint_ttl(ttl_s, &ttl) != 0)
+        return 2;
     if (bg_cli__mint_check(argc, argv, key, sub) != 0)
         return 2;
+    if (!iss)
+        iss = "busgate-dev";
+    if (!aud)
+        aud = "busgate";
     size_t ng = 0;
     for (char *tok = groups_s ? strtok(groups_s, ",") : NULL; tok && ng < BG_CLI_MAX_GROUPS;
          tok = strtok(NULL, ","))
@@ -138,9 +147,12 @@ static int bg_cli__inspect_args(int argc, char **argv, const char **path, const 
 {
     int opts = 1;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
+        const char *a = argv[i], *before = *path;
         int conf = opts ? bg_cli_config_opt(argc, argv, &i, path) : 0;
-        if (conf < 0) {
+        if (conf > 0 && before) {
+            bg_cli_once("token inspect", "-c", 1);
+            return bg_cli__inspect_usage_to(stderr, 2);
+        } else if (conf < 0) {
             fprintf(stderr, "busgate token inspect: %s needs a FILE\n", a);
             return bg_cli__inspect_usage_to(stderr, 2);
         } else if (conf > 0) {

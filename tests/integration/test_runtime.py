@@ -117,8 +117,11 @@ def test_usage_errors_say_what_was_wrong(tmp_path, keys):
         (["audit", "replay", *c, "s1", "extra"], "unexpected argument 'extra'"),
         # something missing
         ([], "missing a command"),
-        (["run"], "missing -c FILE"),
-        (["run", "-c"], "-c needs a FILE"),
+        (["run"], "busgate run: missing -c FILE"),
+        (["check"], "busgate check: missing -c FILE"),
+        (["run", "-c"], "busgate run: -c needs a FILE"),
+        (["check", "--config"], "busgate check: --config needs a FILE"),
+        (["check", *c, "extra"], "busgate check: unexpected argument 'extra'"),
         (["explain", "--sub", "s", "--resource", "kafka:topic:x", "--verb", "read"],
          "missing -c FILE"),
         (explain[:-2], "missing --verb"),
@@ -142,6 +145,50 @@ def test_usage_errors_say_what_was_wrong(tmp_path, keys):
         lines = r.stderr.splitlines()
         assert r.returncode == 2 and r.stdout == "", (args, r.returncode, r.stdout, r.stderr)
         assert lines and why in lines[0], (args, r.stderr)
+        assert any(l.startswith("usage: busgate") for l in lines[1:]), (args, r.stderr)
+
+
+def test_single_valued_option_given_twice(tmp_path, keys):
+    """An option that takes one value, given twice, is bad usage (exit 2)
+    named as such, with the command, before the usage. Before, `check -c A
+    -c B` said "busgate: unexpected argument '-c'", and explain, token mint,
+    token inspect and audit took one of the two values without a word
+    (`explain --verb read --verb write` explained write)."""
+    pem, jwks = keys
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(config(jwks, free_port(), RULE_READ))
+    c = ["-c", str(cfg)]
+    explain = ["explain", *c, "--sub", "s", "--resource", "kafka:topic:x", "--verb", "read"]
+    mint = ["token", "mint", "--key", str(pem), "--sub", "s"]
+    cases = [
+        (["check", *c, *c], "busgate check: -c given twice"),
+        (["check", *c, f"--config={cfg}"], "busgate check: -c given twice"),
+        (["run", *c, "--config", str(cfg)], "busgate run: -c given twice"),
+        ([*c, *c], "busgate run: -c given twice"),
+        ([*explain, *c], "busgate explain: -c given twice"),
+        ([*explain, "--verb", "write"], "busgate explain: --verb given twice"),
+        ([*explain, "--sub", "t"], "busgate explain: --sub given twice"),
+        ([*explain, "--resource", "kafka:topic:y"], "busgate explain: --resource given twice"),
+        ([*explain, "--groups", "a", "--groups", "b"], "busgate explain: --groups given twice"),
+        ([*mint, "--sub", "t"], "busgate token mint: --sub given twice"),
+        ([*mint, "--key", str(pem)], "busgate token mint: --key given twice"),
+        ([*mint, "--ttl", "5", "--ttl", "6"], "busgate token mint: --ttl given twice"),
+        ([*mint, "--iss", "a", "--iss", "b"], "busgate token mint: --iss given twice"),
+        ([*mint, "--aud", "a", "--aud", "b"], "busgate token mint: --aud given twice"),
+        ([*mint, "--kid", "a", "--kid", "b"], "busgate token mint: --kid given twice"),
+        ([*mint, "--groups", "a", "--groups", "b"], "busgate token mint: --groups given twice"),
+        (["token", "inspect", *c, *c, "t"], "busgate token inspect: -c given twice"),
+        (["audit", "tail", *c, *c], "busgate audit: -c given twice"),
+        (["audit", "tail", *c, "--sub", "a", "--sub", "b"], "busgate audit: --sub given twice"),
+        (["audit", "tail", *c, "--from", "file", "--from", "kafka"],
+         "busgate audit: --from given twice"),
+        (["audit", "replay", *c, "s1", "--session", "s2"], "busgate audit: --session given twice"),
+    ]
+    for args, why in cases:
+        r = run_cli(*args, timeout=10)
+        lines = r.stderr.splitlines()
+        assert r.returncode == 2 and r.stdout == "", (args, r.returncode, r.stdout, r.stderr)
+        assert lines and lines[0] == why, (args, r.stderr)
         assert any(l.startswith("usage: busgate") for l in lines[1:]), (args, r.stderr)
 
 
