@@ -123,7 +123,8 @@ static void bg_cli__warn_trace_exchange(const char *path, const bg_policy_spec_t
 }
 
 /* busgate check -c FILE: 0 valid, 1 invalid (every error printed as
- * FILE:LINE:COL: message), 2 bad usage. Beyond the syntax and schema it
+ * FILE:LINE:COL: message, or FILE: message for the snapshot's errors, which
+ * have no position: an unreadable JWKS file), 2 bad usage. Beyond the syntax and schema it
  * builds the snapshot, so an unreadable JWKS file is also reported. A valid
  * file may get warnings ("FILE: warning: ...") before "FILE: ok". */
 int bg_cli_check(int argc, char **argv)

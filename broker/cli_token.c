@@ -135,7 +135,8 @@ static int bg_cli__mint(int argc, char **argv)
 
 static int bg_cli__inspect_usage_to(FILE *f, int rc)
 {
-    fprintf(f, "usage: busgate token inspect -c FILE [--] TOKEN   (TOKEN - reads standard input)\n");
+    fprintf(f, "usage: busgate token inspect -c FILE [--] TOKEN   (TOKEN - reads standard input)\n"
+               "Exit 0 valid, 1 rejected or invalid configuration, 2 usage.\n");
     return rc;
 }
 

@@ -148,6 +148,16 @@ def test_usage_errors_say_what_was_wrong(tmp_path, keys):
         assert any(l.startswith("usage: busgate") for l in lines[1:]), (args, r.stderr)
 
 
+def test_token_inspect_help_names_every_exit_status():
+    """`token inspect` exits 2 on bad usage like every command; its help and
+    busgate's usage say so (before, both named 0 and 1 only)."""
+    r = run_cli("token", "inspect", "--help")
+    assert r.returncode == 0 and "2 usage" in r.stdout, r.stdout
+    r = run_cli("--help")
+    inspect = r.stdout[r.stdout.index("token inspect"):r.stdout.index("audit tail")]
+    assert "2 usage" in inspect, r.stdout
+
+
 def test_single_valued_option_given_twice(tmp_path, keys):
     """An option that takes one value, given twice, is bad usage (exit 2)
     named as such, with the command, before the usage. Before, `check -c A
