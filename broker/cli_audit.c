@@ -12,6 +12,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@
 #include "broker/util_net.h"
 
 #define BG_CLI_AUDIT_IDLE_MS 15000 /* without --follow: give up on a silent source */
+#define BG_CLI_AUDIT_METADATA_MS 10000 /* the topic's partitions, asked once at the start */
 
 typedef struct bg_cli_audit_s {
     const char *session, *sub, *from;
@@ -522,6 +524,36 @@ static int bg_cli_audit__from_spool(bg_cli_audit_t *c, const char *dir)
     return rc;
 }
 
+/* librdkafka's last log line (error level: log_level 3), kept to explain
+ * busgate's own message when the topic cannot be reached. Its own lines
+ * ("%3|...|FAIL|...") would otherwise go to stderr, once a second while
+ * it retries, before busgate says anything; the daemon likewise routes
+ * them (into its log). Written from librdkafka's threads, hence the lock. */
+static pthread_mutex_t bg_cli_audit__rdlog_lock = PTHREAD_MUTEX_INITIALIZER;
+static char bg_cli_audit__rdlog[512];
+
+static void bg_cli_audit__rdlog_cb(const rd_kafka_t *rk, int level, const char *fac,
+                                   const char *buf)
+{
+    (void)rk;
+    (void)level;
+    pthread_mutex_lock(&bg_cli_audit__rdlog_lock);
+    snprintf(bg_cli_audit__rdlog, sizeof bg_cli_audit__rdlog, "%s: %s", fac, buf);
+    pthread_mutex_unlock(&bg_cli_audit__rdlog_lock);
+}
+
+/* Prints " (librdkafka: LINE)" after a message when librdkafka logged one. */
+static void bg_cli_audit__print_rdlog(void)
+{
+    pthread_mutex_lock(&bg_cli_audit__rdlog_lock);
+    if (*bg_cli_audit__rdlog) {
+        fputs(" (librdkafka: ", stderr);
+        bg_cli_print_visible(stderr, bg_cli_audit__rdlog);
+        fputs(")", stderr);
+    }
+    pthread_mutex_unlock(&bg_cli_audit__rdlog_lock);
+}
+
 static int bg_cli_audit__set(rd_kafka_conf_t *rc, const char *k, const char *v)
 {
     char why[256];
@@ -557,6 +589,7 @@ static rd_kafka_t *bg_cli_audit__consumer(const bg_config_t *cfg)
         rd_kafka_conf_destroy(rc);
         return NULL;
     }
+    rd_kafka_conf_set_log_cb(rc, bg_cli_audit__rdlog_cb);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, rc, why, sizeof why);
     if (!rk) {
         fprintf(stderr, "busgate audit: %s\n", why);
@@ -565,16 +598,19 @@ static rd_kafka_t *bg_cli_audit__consumer(const bg_config_t *cfg)
     return rk;
 }
 
-/* Assigns every partition of topic from the beginning; returns how many. */
+/* Assigns every partition of topic from the beginning; returns how many,
+ * or -1 after saying why not (within BG_CLI_AUDIT_METADATA_MS). */
 static int bg_cli_audit__assign(rd_kafka_t *rk, const char *topic)
 {
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, 10000);
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, BG_CLI_AUDIT_METADATA_MS);
     rd_kafka_topic_destroy(rkt);
     if (e || md->topic_cnt != 1 || md->topics[0].err) {
-        fprintf(stderr, "busgate audit: topic %s: %s\n", topic,
+        fprintf(stderr, "busgate audit: topic %s: %s", topic,
                 rd_kafka_err2str(e ? e : md->topic_cnt ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN));
+        bg_cli_audit__print_rdlog();
+        fputs("\n", stderr);
         if (md)
             rd_kafka_metadata_destroy(md);
         return -1;
@@ -639,8 +675,10 @@ static int bg_cli_audit__from_kafka(bg_cli_audit_t *c, const bg_config_t *cfg, i
             idle_until = bg_util_now_ms() + BG_CLI_AUDIT_IDLE_MS;
             errs = 0;
         } else if (!follow && bg_util_now_ms() > idle_until) {
-            fprintf(stderr, "busgate audit: %s from the topic; stopping\n",
+            fprintf(stderr, "busgate audit: %s from the topic; stopping",
                     errs || m ? "only errors" : "no answer");
+            bg_cli_audit__print_rdlog();
+            fputs("\n", stderr);
             rc = -1;
             if (m)
                 rd_kafka_message_destroy(m);

@@ -15,7 +15,8 @@ from confluent_kafka import KafkaError, Producer
 
 from audit_env import ROOT, topic_values
 
-from conftest import busgate_bin, run_cli
+from conftest import busgate_bin, free_port, run_cli
+from keys import make_rsa_key
 from kafka_env import (KAFKA_PLAIN, audit_events, busgate_config, claims, client_conf,
                        oidc_token, unique, wait_audit)
 
@@ -489,3 +490,39 @@ def test_tail_follow_file_truncated_or_replaced(tmp_path):
     assert rc == 0, text
     assert f"{log} was truncated; reading it again from its start" in text, text
     assert f"{log} was replaced; reading the new file from its start" in text, text
+
+
+def test_tail_unreachable_topic_says_why_without_librdkafka_lines(tmp_path):
+    """An audit topic whose brokers do not answer: `audit tail` gives up
+    after the 10 s it waits for the topic's partitions (exit 1) with one
+    line of its own that carries librdkafka's reason, as docs/audit.md
+    says. Before, librdkafka's own log lines (%3|...|FAIL|...) came first
+    on stderr and busgate's message named no cause."""
+    _, jwks = make_rsa_key(tmp_path)
+    dead = free_port()  # nothing listens there
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"""
+identity:
+  issuers:
+    - issuer: busgate-dev
+      audiences: [busgate]
+      jwks_file: {jwks}
+kafka:
+  listen: 127.0.0.1:{free_port()}
+  upstream:
+    bootstrap: [127.0.0.1:{dead}]
+policy:
+  default: deny
+audit:
+  kafka_topic: busgate-audit
+""")
+    t0 = time.monotonic()
+    r = run_cli("audit", "tail", "-c", str(cfg), "--from", "kafka", timeout=30)
+    took = time.monotonic() - t0
+    lines = r.stderr.splitlines()
+    assert r.returncode == 1 and r.stdout == "", (r.returncode, r.stdout, r.stderr)
+    assert not [l for l in lines if l.startswith("%")], r.stderr
+    assert lines and lines[0].startswith(
+        "busgate audit: topic busgate-audit: Local: Broker transport failure (librdkafka: "), r.stderr
+    assert f"127.0.0.1:{dead}" in lines[0] and "Connection refused" in lines[0], r.stderr
+    assert 9 <= took < 14, took
