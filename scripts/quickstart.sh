@@ -11,7 +11,19 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 keep_running=1
 [ -t 0 ] || keep_running=0
-[ "${1:-}" = "--demo" ] && keep_running=0
+usage() {
+  echo "usage: scripts/quickstart.sh [--demo]"
+  echo "  --demo  stop busgate after the demonstration (also without a terminal)"
+}
+# Refused before anything is installed or started: a mistyped --demo would
+# otherwise leave busgate running.
+for arg in "$@"; do
+  case $arg in
+    --demo) keep_running=0 ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "scripts/quickstart.sh: unknown argument '$arg'" >&2; usage >&2; exit 2 ;;
+  esac
+done
 
 echo "==== installing dependencies (first run only)"
 scripts/install-deps.sh

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from conftest import (Busgate, free_port, http_get, metric, port_is_free, rss_mib, run_cli,
+from conftest import (ROOT, Busgate, free_port, http_get, metric, port_is_free, rss_mib, run_cli,
                       serve_json, unread_flood,
                       wait_port)
 from keys import make_rsa_key
@@ -156,6 +156,21 @@ def test_token_inspect_help_names_every_exit_status():
     r = run_cli("--help")
     inspect = r.stdout[r.stdout.index("token inspect"):r.stdout.index("audit tail")]
     assert "2 usage" in inspect, r.stdout
+
+
+def test_quickstart_refuses_unknown_arguments():
+    """scripts/quickstart.sh refuses an argument it does not know (exit 2,
+    its usage) before it installs, builds or starts anything. Before, it
+    ignored it: `--dmeo` left busgate running in a terminal."""
+    script = ROOT / "scripts" / "quickstart.sh"
+    r = subprocess.run(["bash", str(script), "--dmeo"], capture_output=True, text=True,
+                       timeout=10, stdin=subprocess.DEVNULL)
+    assert r.returncode == 2 and r.stdout == "", (r.returncode, r.stdout, r.stderr)
+    assert r.stderr.splitlines()[:2] == ["scripts/quickstart.sh: unknown argument '--dmeo'",
+                                         "usage: scripts/quickstart.sh [--demo]"], r.stderr
+    r = subprocess.run(["bash", str(script), "--help"], capture_output=True, text=True,
+                       timeout=10, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0 and r.stdout.startswith("usage: scripts/quickstart.sh"), r.stderr
 
 
 def test_single_valued_option_given_twice(tmp_path, keys):
