@@ -96,7 +96,12 @@ for check in "${checks[@]}"; do
   fi
 done
 log=$(mktemp -t busgate-quickstart.XXXXXX.log)
-: > examples/quickstart-audit.jsonl # this run's events only
+# This run's events go to a fresh file. The last run's are moved aside, not
+# truncated, and only now that the checks passed and this script starts its
+# own busgate: a run that stops earlier leaves them alone, and a busgate
+# still writing the file (started by hand) goes on writing to the .prev.
+audit=examples/quickstart-audit.jsonl
+if [ -e "$audit" ]; then mv -f "$audit" "$audit.prev"; fi
 # In a session of its own (setsid: no fork here, so $! is busgate), so that
 # the terminal's Ctrl-C reaches this script alone, which says what happens
 # and passes it on (see the end). When both got it, bash could skip the
@@ -164,7 +169,7 @@ cat <<TXT
 busgate $state:
   Kafka bootstrap   $bootstrap (SASL PLAIN or OAUTHBEARER; the token is the password)
   admin             $admin_url/metrics
-  audit events      examples/quickstart-audit.jsonl (this run's)
+  audit events      $audit (this run's; the previous run's in $audit.prev)
   log               $([ "$keep_running" = 1 ] && echo "$log (removed when busgate stops cleanly)" ||
                         echo "(removed when busgate stops)")
   a token           $bg token mint --key examples/dev-signing-key.pem --kid busgate-dev \\
