@@ -172,8 +172,16 @@ busgate $state:
   audit events      $audit (this run's; the previous run's in $audit.prev)
   log               $([ "$keep_running" = 1 ] && echo "$log (removed when busgate stops cleanly)" ||
                         echo "(removed when busgate stops)")
-  a token           $bg token mint --key examples/dev-signing-key.pem --kid busgate-dev \\
-                      --iss busgate-dev --aud busgate --sub alice --groups producers,consumers
+  a token           TOKEN=\$($bg token mint --key examples/dev-signing-key.pem \\
+                      --kid busgate-dev --iss busgate-dev --aud busgate --sub alice \\
+                      --groups producers,consumers)
+  produce           printf 'hello\\n' | kcat -b $bootstrap -X security.protocol=SASL_PLAINTEXT \\
+                      -X sasl.mechanism=PLAIN -X sasl.username=svc -X sasl.password="\$TOKEN" \\
+                      -X log_level=0 -P -t orders
+  consume           kcat -b $bootstrap -X security.protocol=SASL_PLAINTEXT \\
+                      -X sasl.mechanism=PLAIN -X sasl.username=svc -X sasl.password="\$TOKEN" \\
+                      -X log_level=0 -C -t orders -o beginning -e -q
+  more              README.md, "Try it with kcat"
 TXT
 if [ "$keep_running" = 1 ]; then
   echo "Press Ctrl-C to stop."
