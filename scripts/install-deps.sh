@@ -29,8 +29,30 @@ sudo=""
 export DEBIAN_FRONTEND=noninteractive
 $sudo apt-get update -qq
 $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
-# The Debian package starts RabbitMQ as a system service; the tests run their own.
+
+# stop_idle_epmd: stops Erlang's port mapper (epmd, on ERL_EPMD_PORT or
+# 4369) when no Erlang node is registered with it. epmd is shared by every
+# Erlang node of the machine, so one another node uses is left running
+# (said on stderr). A node that has just stopped may take a moment to
+# leave it: asked again for up to 5 s.
+stop_idle_epmd() {
+  command -v epmd >/dev/null 2>&1 || return 0
+  local names
+  for _ in $(seq 1 10); do
+    names=$(epmd -names 2>/dev/null) || return 0 # none running
+    if ! grep -q '^name ' <<<"$names"; then
+      epmd -kill >/dev/null 2>&1 || true
+      return 0
+    fi
+    sleep 0.5
+  done
+  echo "install-deps: leaving epmd running: Erlang nodes are registered with it:" \
+    "$(grep '^name ' <<<"$names" | tr '\n' ' ')" >&2
+}
+
+# The Debian package starts RabbitMQ as a system service, and with it epmd;
+# the tests run their own. Stop the service, then epmd if nothing else uses it.
 if [[ " ${missing[*]} " == *" rabbitmq-server "* ]]; then
   $sudo service rabbitmq-server stop >/dev/null 2>&1 || true
-  pkill -x epmd >/dev/null 2>&1 || true
+  stop_idle_epmd
 fi
