@@ -24,6 +24,26 @@ int bg_log_level_parse(const char *s)
     return -1;
 }
 
+/* The code point of the valid UTF-8 sequence of n (2-4) bytes at p. */
+static unsigned bg_log__code_point(const unsigned char *p, size_t n)
+{
+    unsigned cp = p[0] & (n == 2 ? 0x1F : n == 3 ? 0x0F : 0x07);
+    for (size_t k = 1; k < n; k++)
+        cp = cp << 6 | (p[k] & 0x3F);
+    return cp;
+}
+
+/* Characters a log line must not carry raw, as they come from clients
+ * (token subjects, client ids): C1 controls (U+009B is an 8-bit CSI that
+ * terminals obey), the line and paragraph separators, and the bidirectional
+ * controls that make text read other than it is. */
+static int bg_log__invisible(unsigned cp)
+{
+    return (cp >= 0x80 && cp <= 0x9F) || cp == 0x2028 || cp == 0x2029 ||
+           cp == 0x200E || cp == 0x200F || (cp >= 0x202A && cp <= 0x202E) ||
+           (cp >= 0x2066 && cp <= 0x2069);
+}
+
 int bg_json_escape_into(char *dst, size_t cap, size_t *len, const char *s, size_t slen)
 {
     static const char hex[] = "0123456789abcdef";
@@ -48,8 +68,16 @@ int bg_json_escape_into(char *dst, size_t cap, size_t *len, const char *s, size_
             esc[0] = (char)c;
             n = 1;
         } else if ((take = bg_utf8_len((const unsigned char *)s + i, slen - i)) != 0) {
-            memcpy(esc, s + i, take); /* a whole sequence, never half of one */
-            n = take;
+            unsigned cp = bg_log__code_point((const unsigned char *)s + i, take);
+            if (bg_log__invisible(cp)) { /* a terminal would act on it: written as \uXXXX */
+                memcpy(esc, "\\u", 2);
+                for (int k = 0; k < 4; k++)
+                    esc[2 + k] = hex[(cp >> (12 - 4 * k)) & 15];
+                n = 6;
+            } else {
+                memcpy(esc, s + i, take); /* a whole sequence, never half of one */
+                n = take;
+            }
         } else {
             memcpy(esc, "\\ufffd", 6); /* invalid UTF-8 would make the line invalid JSON */
             n = 6;

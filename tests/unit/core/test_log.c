@@ -63,6 +63,34 @@ static void test_invalid_utf8_replaced(void **state)
     json_decref(j);
 }
 
+/* Characters from clients that a terminal would act on or that make text
+ * read other than it is (C1 controls, U+009B an 8-bit CSI; U+2028/9;
+ * bidirectional controls) are written as \uXXXX escapes, not raw; other
+ * non-ASCII text stays as it is. */
+static void test_terminal_controls_escaped(void **state)
+{
+    (void)state;
+    const char *sub = "mallory\xc2\x9b" "2J\xc2\x85\xe2\x80\xaetxet\xe2\x80\xa8\xe2\x81\xa6"
+                      "\xe2\x80\x8f caf\xc3\xa9 \xe2\x82\xac";
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    bg_log_set_fd(p[1]);
+    bg_log_field_t f[] = {{"sub", sub}};
+    bg_log_fields(BG_LOG_ERROR, "test", f, 1, "login");
+    bg_log_set_fd(2);
+    close(p[1]);
+    static char buf[4096];
+    ssize_t got = read(p[0], buf, sizeof buf - 1);
+    close(p[0]);
+    assert_true(got > 0);
+    buf[got] = '\0';
+    assert_non_null(strstr(buf, "\"sub\":\"mallory\\u009b2J\\u0085\\u202etxet\\u2028\\u2066"
+                                "\\u200f caf\xc3\xa9 \xe2\x82\xac\""));
+    json_t *j = logged(f, 1, "again"); /* and the line reads back as the same text */
+    assert_string_equal(json_string_value(json_object_get(j, "sub")), sub);
+    json_decref(j);
+}
+
 /* A message that escapes to more than the line holds, and one cut by the
  * message buffer in the middle of a UTF-8 sequence: closed and marked. */
 static void test_long_message_cut_and_marked(void **state)
@@ -122,6 +150,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_plain_line),
         cmocka_unit_test(test_invalid_utf8_replaced),
+        cmocka_unit_test(test_terminal_controls_escaped),
         cmocka_unit_test(test_long_message_cut_and_marked),
         cmocka_unit_test(test_fields_kept_beside_long_message),
         cmocka_unit_test(test_fields_dropped_whole),
