@@ -647,14 +647,26 @@ static char *bg_cfg__slurp(const char *path, size_t *len, const char **why)
     }
     if (!(buf = malloc((size_t)st.st_size + 1)))
         goto done;
-    ssize_t n = read(fd, buf, (size_t)st.st_size);
-    if (n < 0) {
-        *why = strerror(errno);
+    size_t n = 0, want = (size_t)st.st_size;
+    ssize_t got = 1;
+    while (n < want && (got = read(fd, buf + n, want - n)) != 0) {
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0)
+            break;
+        n += (size_t)got;
+    }
+    /* A short read, or a file that changed while it was read, is not the
+     * file: never parse part of it. */
+    struct stat after;
+    if (got < 0 || n != want || fstat(fd, &after) != 0 || after.st_size != st.st_size ||
+        after.st_mtim.tv_sec != st.st_mtim.tv_sec || after.st_mtim.tv_nsec != st.st_mtim.tv_nsec) {
+        *why = got < 0 ? strerror(errno) : "the file changed while it was read";
         free(buf);
         buf = NULL;
         goto done;
     }
-    *len = (size_t)n;
+    *len = n;
     buf[n] = '\0';
 done:
     close(fd);

@@ -37,6 +37,7 @@ typedef struct bg_runtime_s {
     int draining; /* 1 draining; 2 and more: asked again, stopping now */
     struct stat seen;    /* the config file as last loaded */
     struct stat changed; /* as last seen by the watcher when it differed from seen */
+    struct stat in_place; /* the last in-place change the watcher warned about */
     const bg_config_t *boot_cfg; /* the start-up configuration, held for the whole run */
     char ready_reason[320];      /* /readyz's reason when it is composed */
     int identity_was_ready;      /* every issuer has had keys once */
@@ -151,15 +152,27 @@ static int bg_runtime__same_file(const struct stat *a, const struct stat *b)
            a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
 }
 
-/* Reloads once a change has held still for one tick: a file being written
- * in place (`cat > file`) is not applied half written, e.g. with its later
- * deny rules still missing. */
+/* Reloads when the file was replaced (a new inode: `mv`, a ConfigMap's
+ * symlink swap, most editors), once that has held still for one tick. A
+ * change in place (`cat > file`) is not applied: nothing tells a finished
+ * write from a writer that paused, and a half-written file can be valid YAML
+ * with its later deny rules missing. It is logged once; SIGHUP applies it. */
 static void bg_runtime__on_watch(evutil_socket_t fd, short what, void *arg)
 {
     bg_runtime_t *rt = arg;
     struct stat st;
     if (stat(rt->path, &st) != 0 || bg_runtime__same_file(&st, &rt->seen))
         return;
+    if (st.st_ino == rt->seen.st_ino && st.st_dev == rt->seen.st_dev) {
+        if (!bg_runtime__same_file(&st, &rt->in_place)) {
+            rt->in_place = st;
+            bg_log_warn("config",
+                        "%s changed in place: not reloaded by itself (it may be half written); "
+                        "send SIGHUP to apply it, or replace the file (mv) next time",
+                        rt->path);
+        }
+        return;
+    }
     if (!bg_runtime__same_file(&st, &rt->changed)) {
         rt->changed = st;
         return;

@@ -812,17 +812,44 @@ def test_reload_keeps_old_config_on_error_then_applies_good(start_busgate, keys)
     assert bg.proc.poll() is None, "busgate died during reload"
 
 
+def policy_rules(port):
+    return metric(http_get(f"http://127.0.0.1:{port}/metrics")[1], "busgate_policy_rules")
+
+
 def test_reload_on_file_change(start_busgate, keys):
+    """A configuration file replaced by a new one (written beside it, then
+    renamed over it, as `mv` and a ConfigMap update do) is reloaded by
+    itself."""
+    port = free_port()
+    bg = start_busgate(config(keys[1], port, RULE_READ), wait_for_port=port)
+    new = bg.config_path.with_name("busgate.yaml.new")
+    new.write_text(config(keys[1], port, RULE_READ + RULE_DENY))
+    os.replace(new, bg.config_path)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and policy_rules(port) != 2:
+        time.sleep(0.1)
+    assert policy_rules(port) == 2
+    assert bg.wait_log(lambda l: l["msg"].startswith("reloaded") and "(file changed)" in l["msg"])
+
+
+def test_file_changed_in_place_waits_for_sighup(start_busgate, keys):
+    """A file written in place is not reloaded by itself, however long it
+    then holds still: a writer that paused half way would have had a valid
+    file with its later deny rule missing applied. busgate says so once;
+    SIGHUP applies it."""
     port = free_port()
     bg = start_busgate(config(keys[1], port, RULE_READ), wait_for_port=port)
     time.sleep(1.1)  # a new mtime even on coarse-grained file systems
-    bg.config_path.write_text(config(keys[1], port, RULE_READ + RULE_DENY))
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        if metric(http_get(f"http://127.0.0.1:{port}/metrics")[1], "busgate_policy_rules") == 2:
-            break
-        time.sleep(0.1)
-    assert metric(http_get(f"http://127.0.0.1:{port}/metrics")[1], "busgate_policy_rules") == 2
+    with open(bg.config_path, "w") as f:  # in place: same inode
+        f.write(config(keys[1], port, RULE_READ + RULE_DENY))
+    assert bg.wait_log(lambda l: "changed in place: not reloaded by itself" in l["msg"],
+                       timeout=10)
+    time.sleep(2.5)  # two more checks of the file
+    assert policy_rules(port) == 1
+    assert sum("changed in place" in l["msg"] for l in bg.log_lines()) == 1
+    bg.signal(signal.SIGHUP)
+    assert bg.wait_log(lambda l: l["msg"].startswith("reloaded") and "(SIGHUP)" in l["msg"])
+    assert policy_rules(port) == 2
 
 
 def test_sigterm_drains_and_exits_zero(start_busgate, keys):
