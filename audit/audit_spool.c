@@ -434,7 +434,19 @@ bg_audit_spool_t *bg_audit_spool_open(const char *dir, uint64_t max_bytes, uint6
     } else {
         fixed = had_ack != BG_AUDIT__ACK_OK; /* rewritten in today's format */
     }
-    sp->wseg = hi + 1 > sp->aseg ? hi + 1 : sp->aseg; /* never after a possibly torn tail */
+    /* Never a number bg_audit_spool_seg_no rejects: a segment so named
+     * would be invisible after a restart, its events silently lost. */
+    uint64_t wseg = (uint64_t)hi + 1 > sp->aseg ? (uint64_t)hi + 1 : sp->aseg;
+    if (wseg > BG_AUDIT_SPOOL_SEG_MAX) {
+        snprintf(err, errlen,
+                 "audit spool %s: segment numbers used up (the next would be %" PRIu64
+                 ", the highest allowed is %u): with busgate stopped, renumber the segments "
+                 "lower in the same order and delete spool.ack, or move the directory away "
+                 "(docs/audit.md)",
+                 dir, wseg, BG_AUDIT_SPOOL_SEG_MAX);
+        goto fail;
+    }
+    sp->wseg = (uint32_t)wseg; /* never after a possibly torn tail */
     sp->first = hi ? lo : sp->wseg;
     for (size_t i = 0; i < nsegs; i++) {
         uint32_t s = segs[i];
@@ -485,7 +497,10 @@ static int bg_audit__open_seg(bg_audit_spool_t *sp)
         sp->unsynced = 0;
     }
     bg_audit__seg_path(sp, sp->wseg, path, sizeof path);
-    sp->wfd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+    if (sp->wseg > BG_AUDIT_SPOOL_SEG_MAX) /* a name no listing would take for a segment */
+        errno = EOVERFLOW;
+    else
+        sp->wfd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
     if (sp->wfd < 0) {
         time_t now = time(NULL); /* a broken spool is retried often: log once a minute */
         if (now - sp->last_err_log >= 60) {

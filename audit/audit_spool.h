@@ -22,6 +22,8 @@
  * never reused (a new segment is numbered past both the last on disk and the
  * acknowledged position), and a position that names a deleted segment is
  * corrected and persisted on open, so a stale spool.ack never skips records.
+ * Open refuses a spool whose next segment number would pass
+ * BG_AUDIT_SPOOL_SEG_MAX (such a segment would be invisible after a restart).
  *
  * Not thread-safe: one owner (the audit thread). */
 #ifndef BG_AUDIT_SPOOL_H

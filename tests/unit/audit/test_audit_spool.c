@@ -685,6 +685,33 @@ static void test_torn_tail_classified(void **state)
     assert_false(bg_audit_spool_torn(b, 20));
 }
 
+/* The highest segment number a name may carry (2^31 - 1) is on disk: the
+ * next segment would get a number bg_audit_spool_seg_no rejects, invisible
+ * after a restart (its events silently lost). The spool is refused with a
+ * message instead. Below it the spool opens, fills the last number and then
+ * refuses appends rather than start a segment past it. */
+static void test_segment_numbers_used_up(void **state)
+{
+    char err[256] = "", *dir = mkdir_tmp(), p[4096];
+    snprintf(p, sizeof p, "%s/spool-2147483646.seg", dir);
+    fclose(fopen(p, "w"));
+    bg_audit_spool_t *sp = bg_audit_spool_open(dir, 0, 98, err, sizeof err);
+    assert_non_null(sp);
+    int ok = 0;
+    for (int i = 10; i < 30; i++)
+        ok += bg_audit_spool_append(sp, (const uint8_t *)"rec-10", 6) == 0;
+    assert_int_equal(ok, 7); /* one segment's worth, into 2147483647 */
+    bg_audit_spool_close(sp);
+    snprintf(p, sizeof p, "%s/spool-2147483647.seg", dir);
+    assert_int_equal(access(p, F_OK), 0);
+    assert_int_equal(count_segments(dir), 2);
+    err[0] = '\0';
+    assert_null(bg_audit_spool_open(dir, 0, 98, err, sizeof err));
+    assert_non_null(strstr(err, "segment numbers used up"));
+    rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     bg_log_set_level(BG_LOG_OFF);
@@ -705,6 +732,7 @@ int main(void)
         cmocka_unit_test(test_real_damage_keeps_later_records),
         cmocka_unit_test(test_read_batches_share_budget),
         cmocka_unit_test(test_torn_tail_classified),
+        cmocka_unit_test(test_segment_numbers_used_up),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
