@@ -747,10 +747,15 @@ static void bg_audit__housekeeping(bg_audit_t *a)
     }
     if (a->spool) {
         int64_t now = bg_audit__mono_ms();
-        if (bg_audit_spool_unsynced(a->spool) &&
-            now - a->spool_synced_ms >= BG_AUDIT_SPOOL_SYNC_MS) {
+        if (now - a->spool_synced_ms >= BG_AUDIT_SPOOL_SYNC_MS) {
             a->spool_synced_ms = now;
-            if (bg_audit_spool_sync(a->spool) != 0)
+            /* An active segment deleted by hand would swallow every append. */
+            uint64_t lost = bg_audit_spool_check(a->spool);
+            if (lost) {
+                atomic_fetch_add(&a->dropped, lost);
+                bg_audit__log_loss(a, "spool segment deleted");
+            }
+            if (bg_audit_spool_unsynced(a->spool) && bg_audit_spool_sync(a->spool) != 0)
                 bg_log_error("audit", "audit spool fdatasync: %s", strerror(errno));
         }
         atomic_store(&a->spool_bytes, bg_audit_spool_bytes(a->spool));

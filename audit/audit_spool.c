@@ -214,6 +214,10 @@ struct bg_audit_spool_s {
     size_t buflen, bufcap;
     uint32_t bufseg;
     time_t last_err_log;
+    /* Records appended to the active segment, and records of the segment
+     * at the read/ack cursor before it: what is lost when the active
+     * segment is deleted under the writer (bg_audit_spool_check). */
+    uint64_t wrecs, rrecs, arecs;
 };
 
 static void bg_audit__seg_path(const bg_audit_spool_t *sp, uint32_t seg, char *out, size_t cap)
@@ -320,6 +324,49 @@ static uint32_t bg_audit__seg_after(const bg_audit_spool_t *sp, uint32_t seg, ui
         }
     free(v);
     return r;
+}
+
+/* Bytes after position (seg, off) in the segments segs[0..n). */
+static uint64_t bg_audit__after(const bg_audit_spool_t *sp, const uint32_t *segs,
+                                const uint64_t *sizes, size_t n, uint32_t seg, uint64_t off)
+{
+    uint64_t sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (segs[i] < seg)
+            continue;
+        if (segs[i] > seg)
+            sum += sizes[i];
+        else if (sizes[i] > off)
+            sum += sizes[i] - off;
+    }
+    return sum;
+}
+
+/* Derives bytes, unread and unread_at_ack from the segments on disk. The
+ * running counts assume every segment is still there: one deleted by an
+ * operator (or moved aside) would stay counted for ever, and the spool
+ * would never be empty again. -1 when dir cannot be listed (counts kept). */
+static int bg_audit__recount(bg_audit_spool_t *sp)
+{
+    uint32_t *segs;
+    size_t n;
+    if (bg_audit_spool_segs(sp->dir, &segs, &n) != 0)
+        return -1;
+    uint64_t *sizes = n ? calloc(n, sizeof *sizes) : NULL;
+    if (n && !sizes) {
+        free(segs);
+        return -1;
+    }
+    sp->bytes = 0;
+    for (size_t i = 0; i < n; i++) {
+        sizes[i] = bg_audit__seg_size(sp, segs[i]);
+        sp->bytes += sizes[i];
+    }
+    sp->unread = bg_audit__after(sp, segs, sizes, n, sp->rseg, sp->roff);
+    sp->unread_at_ack = bg_audit__after(sp, segs, sizes, n, sp->aseg, sp->aoff);
+    free(sizes);
+    free(segs);
+    return 0;
 }
 
 static int bg_audit__sync_dir(const bg_audit_spool_t *sp)
@@ -448,21 +495,15 @@ bg_audit_spool_t *bg_audit_spool_open(const char *dir, uint64_t max_bytes, uint6
     }
     sp->wseg = (uint32_t)wseg; /* never after a possibly torn tail */
     sp->first = hi ? lo : sp->wseg;
-    for (size_t i = 0; i < nsegs; i++) {
-        uint32_t s = segs[i];
-        uint64_t sz = bg_audit__seg_size(sp, s);
-        sp->bytes += sz;
-        if (s > sp->aseg)
-            sp->unread += sz;
-        else if (s == sp->aseg)
-            sp->unread += sz > sp->aoff ? sz - sp->aoff : 0;
-    }
     free(segs);
     segs = NULL;
-    sp->unread_at_ack = sp->unread;
     sp->rseg = sp->aseg;
     sp->roff = sp->aoff;
     sp->bufseg = 0;
+    if (bg_audit__recount(sp) != 0) {
+        snprintf(err, errlen, "audit spool %s: %s", dir, strerror(errno));
+        goto fail;
+    }
     /* Persist a corrected position before anything is written after it. A
      * spool without a position gets one now, while there is room: moving it
      * later needs no new block. */
@@ -510,6 +551,7 @@ static int bg_audit__open_seg(bg_audit_spool_t *sp)
         return -1;
     }
     sp->woff = 0;
+    sp->wrecs = 0;
     /* The new name must survive a power loss as well as its bytes. */
     if (bg_audit__sync_dir(sp) != 0)
         bg_log_warn("audit", "spool directory fsync: %s", strerror(errno));
@@ -539,6 +581,7 @@ int bg_audit_spool_append(bg_audit_spool_t *sp, const uint8_t *p, size_t n)
     sp->bytes += (uint64_t)w;
     sp->unread += (uint64_t)w; /* behind both cursors */
     sp->unread_at_ack += (uint64_t)w;
+    sp->wrecs++;
     return 0;
 }
 
@@ -554,8 +597,11 @@ int bg_audit_spool_sync(bg_audit_spool_t *sp)
 
 uint64_t bg_audit_spool_unsynced(const bg_audit_spool_t *sp) { return sp->unsynced; }
 
-/* Loads the bytes of segment rseg not yet cached. 1: loaded, 0: no such
- * file, -1: error. */
+/* What bg_audit__fill found. */
+enum { BG_AUDIT__FILL_ERR = -1, BG_AUDIT__FILL_GONE = 0, BG_AUDIT__FILL_OK = 1 };
+
+/* Loads the bytes of segment rseg not yet cached: OK, GONE (no such file)
+ * or ERR. */
 static int bg_audit__fill(bg_audit_spool_t *sp)
 {
     char path[4096];
@@ -567,7 +613,7 @@ static int bg_audit__fill(bg_audit_spool_t *sp)
     bg_audit__seg_path(sp, sp->rseg, path, sizeof path);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return errno == ENOENT ? 0 : -1;
+        return errno == ENOENT ? BG_AUDIT__FILL_GONE : BG_AUDIT__FILL_ERR;
     if (fstat(fd, &st) != 0)
         goto fail;
     size_t size = (size_t)st.st_size;
@@ -585,10 +631,10 @@ static int bg_audit__fill(bg_audit_spool_t *sp)
         sp->buflen += (size_t)r;
     }
     close(fd);
-    return 1;
+    return BG_AUDIT__FILL_OK;
 fail:
     close(fd);
-    return -1;
+    return BG_AUDIT__FILL_ERR;
 }
 
 typedef struct bg_audit_rd_s {
@@ -603,6 +649,7 @@ static int bg_audit__rd_rec(void *arg, const uint8_t *p, size_t n, size_t off)
     bg_audit_rd_t *rd = arg;
     rd->count++;
     rd->left--;
+    rd->sp->rrecs++;
     if (rd->cb(rd->arg, p, n, rd->base + off) != 0)
         return 1;
     return rd->left == 0;
@@ -631,6 +678,7 @@ static int bg_audit__next_seg(bg_audit_spool_t *sp, int missing)
         return 0;
     sp->rseg = missing ? bg_audit__seg_after(sp, sp->rseg, last) : sp->rseg + 1;
     sp->roff = 0;
+    sp->rrecs = 0;
     return 1;
 }
 
@@ -641,9 +689,13 @@ int bg_audit_spool_read(bg_audit_spool_t *sp, size_t max, bg_audit_spool_rec_cb 
         int f = bg_audit__fill(sp);
         if (f < 0)
             return -1;
-        if (f == 0 || sp->roff >= sp->buflen) {
-            if (!bg_audit__next_seg(sp, f == 0))
+        if (f == BG_AUDIT__FILL_GONE)
+            bg_audit__recount(sp); /* deleted under us: its bytes are no backlog */
+        if (f == BG_AUDIT__FILL_GONE || sp->roff >= sp->buflen) {
+            if (!bg_audit__next_seg(sp, f == BG_AUDIT__FILL_GONE)) {
+                sp->unread = 0; /* no further segment: nothing after the cursor */
                 break;
+            }
             continue;
         }
         rd.base = (size_t)sp->roff;
@@ -695,13 +747,12 @@ static void bg_audit__delete_before(bg_audit_spool_t *sp)
         return; /* tried again at the next acknowledgement */
     for (size_t i = 0; i < n && v[i] < sp->aseg; i++) {
         char path[4096];
-        uint64_t sz = bg_audit__seg_size(sp, v[i]);
         bg_audit__seg_path(sp, v[i], path, sizeof path);
-        if (unlink(path) == 0)
-            sp->bytes -= sz <= sp->bytes ? sz : sp->bytes;
+        unlink(path);
     }
     free(v);
     sp->first = sp->aseg;
+    bg_audit__recount(sp); /* what is on disk now, whoever deleted what */
 }
 
 int bg_audit_spool_ack(bg_audit_spool_t *sp)
@@ -715,6 +766,7 @@ int bg_audit_spool_ack(bg_audit_spool_t *sp)
     sp->aseg = sp->rseg;
     sp->aoff = sp->roff;
     sp->unread_at_ack = sp->unread;
+    sp->arecs = sp->rrecs;
     /* A segment left by an earlier process and now read to its end is done
      * too (it never grows again): step past it so it is deleted below. */
     int stepped = 0;
@@ -722,6 +774,7 @@ int bg_audit_spool_ack(bg_audit_spool_t *sp)
            sp->aoff >= bg_audit__seg_size(sp, sp->aseg)) {
         sp->rseg = sp->aseg = bg_audit__seg_after(sp, sp->aseg, sp->wseg);
         sp->roff = sp->aoff = 0;
+        sp->rrecs = sp->arecs = 0;
         stepped = 1;
     }
     /* The acknowledgement above stands (persisted): what follows only tidies
@@ -755,6 +808,7 @@ int bg_audit_spool_ack(bg_audit_spool_t *sp)
         sp->wseg++;
         sp->first = sp->aseg = sp->rseg = sp->wseg;
         sp->aoff = sp->roff = sp->woff = 0;
+        sp->rrecs = sp->arecs = 0;
     }
     return 0;
 }
@@ -764,12 +818,37 @@ void bg_audit_spool_rewind(bg_audit_spool_t *sp)
     sp->rseg = sp->aseg;
     sp->roff = sp->aoff;
     sp->unread = sp->unread_at_ack;
+    sp->rrecs = sp->arecs;
     sp->budget_seg = 0; /* read again with the whole allowance, not what the failed read left */
 }
 
 int bg_audit_spool_empty(const bg_audit_spool_t *sp) { return sp->unread == 0; }
 uint64_t bg_audit_spool_bytes(const bg_audit_spool_t *sp) { return sp->bytes; }
 uint64_t bg_audit_spool_corrupt(const bg_audit_spool_t *sp) { return sp->corrupt; }
+
+uint64_t bg_audit_spool_check(bg_audit_spool_t *sp)
+{
+    struct stat st;
+    char path[4096];
+    if (sp->wfd < 0 || fstat(sp->wfd, &st) != 0 || st.st_nlink > 0)
+        return 0;
+    /* Deleted under the writer: appends would go on into a file no reader
+     * can open. What was not delivered of it is gone. */
+    uint64_t done = sp->aseg == sp->wseg ? sp->arecs : 0;
+    uint64_t lost = sp->wrecs > done ? sp->wrecs - done : 0;
+    bg_audit__seg_path(sp, sp->wseg, path, sizeof path);
+    bg_log_error("audit",
+                 "spool segment %s was deleted while busgate wrote to it: %" PRIu64
+                 " event(s) in it not delivered are lost; a new segment is started",
+                 path, lost);
+    close(sp->wfd); /* no sync: nothing can read it */
+    sp->wfd = -1;
+    sp->wseg++;
+    sp->unsynced = 0;
+    sp->wrecs = 0;
+    bg_audit__recount(sp);
+    return lost;
+}
 
 void bg_audit_spool_close(bg_audit_spool_t *sp)
 {

@@ -25,6 +25,11 @@
  * Open refuses a spool whose next segment number would pass
  * BG_AUDIT_SPOOL_SEG_MAX (such a segment would be invisible after a restart).
  *
+ * Segments that go away or cannot be read: a segment deleted while the spool
+ * is open is read past, and the counts of bytes (on disk, unread) are taken
+ * again from the directory, so no phantom backlog is left. The active
+ * segment deleted under the writer is found by bg_audit_spool_check.
+ *
  * Not thread-safe: one owner (the audit thread). */
 #ifndef BG_AUDIT_SPOOL_H
 #define BG_AUDIT_SPOOL_H
@@ -139,6 +144,12 @@ int bg_audit_spool_empty(const bg_audit_spool_t *sp);
 
 uint64_t bg_audit_spool_bytes(const bg_audit_spool_t *sp);      /* on disk */
 uint64_t bg_audit_spool_corrupt(const bg_audit_spool_t *sp);    /* regions skipped */
+
+/* Checks that the active segment is still in the directory. When it was
+ * deleted (st_nlink 0), logs it, closes it (the next append starts a new
+ * one) and returns the number of records in it that were not acknowledged:
+ * lost. 0 otherwise. Call it periodically (the audit thread: with its sync). */
+uint64_t bg_audit_spool_check(bg_audit_spool_t *sp);
 
 /* Closes (syncing) and frees. NULL is a no-op. */
 void bg_audit_spool_close(bg_audit_spool_t *sp);

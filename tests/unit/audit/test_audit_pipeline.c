@@ -956,6 +956,88 @@ static void test_dead_letter_bounded_block(void **state)
     free(dir);
 }
 
+/* Checks that the delivered events have ascending seq numbers. */
+static void assert_ascending(tsink_t *t)
+{
+    pthread_mutex_lock(&t->mu);
+    for (size_t i = 1; i < t->n; i++)
+        assert_true(seq_of(t->json[i - 1]) < seq_of(t->json[i]));
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* An outage spooled over several segments; then segment 2 is deleted by an
+ * operator and the primary comes back. The rest of the backlog is
+ * delivered, the spool empties, and live events go to the primary directly
+ * again. Before, the deleted segment's bytes stayed in the backlog for good
+ * (spool_bytes never 0, every live event spooled, the drain spinning). */
+static void test_deleted_segment_backlog_drains(void **state)
+{
+    char err[256] = "", *dir = mkdir_tmp(), p[4096];
+    tsink_t *t = tsink_new();
+    bg_config_audit_t cfg = base_cfg();
+    cfg.spool_dir = dir;
+    cfg.spool_max_bytes = 128u << 10; /* segments of 32 KiB: four */
+    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    assert_non_null(a);
+    atomic_store(&t->fail, 1);
+    for (int n = 0; n < 600; n++)
+        assert_int_equal(emit_seq(a, "s", (uint64_t)n), BG_AUDIT_OK);
+    assert_int_equal(bg_audit_flush(a, 5000), 0);
+    snprintf(p, sizeof p, "%s/spool-000003.seg", dir);
+    assert_int_equal(access(p, F_OK), 0); /* three segments at least */
+    snprintf(p, sizeof p, "%s/spool-000002.seg", dir);
+    assert_int_equal(unlink(p), 0);
+    atomic_store(&t->fail, 0);
+    bg_audit_stats_t st;
+    WAIT_UNTIL((bg_audit_stats(a, &st), st.spool_bytes == 0));
+    size_t backlog = tsink_count(t);
+    assert_true(backlog > 0 && backlog < 600);
+    assert_int_equal(atomic_load(&t->live_delivered), 0);
+    for (int n = 600; n < 700; n++)
+        assert_int_equal(emit_seq(a, "s", (uint64_t)n), BG_AUDIT_OK);
+    WAIT_UNTIL(atomic_load(&t->live_delivered) == 100); /* not through the spool */
+    assert_int_equal(tsink_count(t), backlog + 100);
+    assert_ascending(t);
+    bg_audit_free(a);
+    tsink_free(t);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* The active segment deleted during an outage: the events in it are
+ * counted lost (dropped), not appended on into a file nobody reads; later
+ * events go to a new segment and are delivered. */
+static void test_deleted_active_segment_counted(void **state)
+{
+    char err[256] = "", *dir = mkdir_tmp(), p[4096];
+    tsink_t *t = tsink_new();
+    bg_config_audit_t cfg = base_cfg();
+    cfg.spool_dir = dir;
+    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    assert_non_null(a);
+    atomic_store(&t->fail, 1);
+    for (int n = 0; n < 50; n++)
+        assert_int_equal(emit_seq(a, "s", (uint64_t)n), BG_AUDIT_OK);
+    assert_int_equal(bg_audit_flush(a, 5000), 0);
+    snprintf(p, sizeof p, "%s/spool-000001.seg", dir);
+    assert_int_equal(unlink(p), 0);
+    bg_audit_stats_t st;
+    WAIT_UNTIL((bg_audit_stats(a, &st), st.dropped == 50));
+    for (int n = 50; n < 60; n++) /* still down: spooled into a new segment */
+        assert_int_equal(emit_seq(a, "s", (uint64_t)n), BG_AUDIT_OK);
+    assert_int_equal(bg_audit_flush(a, 5000), 0);
+    atomic_store(&t->fail, 0);
+    WAIT_UNTIL(tsink_count(t) == 10);
+    assert_int_equal(seq_of(t->json[0]), 50);
+    assert_ascending(t);
+    bg_audit_stats(a, &st);
+    assert_int_equal(st.dropped, 50);
+    bg_audit_free(a);
+    tsink_free(t);
+    rm_rf(dir);
+    free(dir);
+}
+
 static void test_bad_config(void **state)
 {
     char err[256] = "";
@@ -996,6 +1078,8 @@ int main(void)
         cmocka_unit_test(test_rejected_record_without_spool),
         cmocka_unit_test(test_dead_letter_bounded_drop),
         cmocka_unit_test(test_dead_letter_bounded_block),
+        cmocka_unit_test(test_deleted_segment_backlog_drains),
+        cmocka_unit_test(test_deleted_active_segment_counted),
         cmocka_unit_test(test_bad_config),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
