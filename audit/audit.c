@@ -112,7 +112,7 @@ struct bg_audit_s {
     _Atomic int sink_ok; /* 0 while records are held (block mode) */
     _Atomic uint64_t emitted, delivered, spooled, drained, dropped, refused, sink_errors;
     _Atomic uint64_t rejected;
-    _Atomic uint64_t spool_bytes, spool_corrupt, spool_unsynced;
+    _Atomic uint64_t spool_bytes, spool_corrupt, spool_unreadable, spool_unsynced;
     _Atomic int64_t last_drop_log;
     int64_t spool_synced_ms; /* last periodic spool sync (audit thread) */
 };
@@ -254,6 +254,7 @@ void bg_audit_stats(const bg_audit_t *a, bg_audit_stats_t *o)
     o->dropped = atomic_load(&a->dropped);
     o->refused = atomic_load(&a->refused);
     o->spool_corrupt = atomic_load(&a->spool_corrupt);
+    o->spool_unreadable = atomic_load(&a->spool_unreadable);
     o->sink_errors = atomic_load(&a->sink_errors);
     o->rejected = atomic_load(&a->rejected);
     o->queue_depth = atomic_load(&a->qlen);
@@ -760,6 +761,7 @@ static void bg_audit__housekeeping(bg_audit_t *a)
         }
         atomic_store(&a->spool_bytes, bg_audit_spool_bytes(a->spool));
         atomic_store(&a->spool_corrupt, bg_audit_spool_corrupt(a->spool));
+        atomic_store(&a->spool_unreadable, bg_audit_spool_unreadable(a->spool));
         atomic_store(&a->spool_unsynced, bg_audit_spool_unsynced(a->spool));
     }
 }

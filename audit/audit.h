@@ -148,6 +148,7 @@ typedef struct bg_audit_stats_s {
     uint64_t dropped;        /* lost (on_failure=drop) */
     uint64_t refused;        /* emits refused (on_failure=block) */
     uint64_t spool_corrupt;  /* corrupt/truncated spool regions skipped */
+    uint64_t spool_unreadable; /* spool segments moved aside: they cannot be read */
     uint64_t sink_errors;    /* failed writes, any sink */
     uint64_t rejected;       /* refused for good by the primary: dead-lettered (or dropped) */
     uint64_t queue_depth;    /* current */

@@ -214,6 +214,12 @@ struct bg_audit_spool_s {
     size_t buflen, bufcap;
     uint32_t bufseg;
     time_t last_err_log;
+    uint64_t unreadable;   /* segments moved aside (or skipped) because they cannot be read */
+    uint32_t fail_seg;     /* the segment the last reads failed on (0: none) */
+    unsigned fail_rounds;  /* ...in that many reads in a row */
+    uint32_t fail_log_seg; /* read errors are logged once per segment and minute */
+    time_t fail_log_at;
+    uint32_t skip_seg; /* unreadable and could not be moved aside: read as missing */
     /* Records appended to the active segment, and records of the segment
      * at the read/ack cursor before it: what is lost when the active
      * segment is deleted under the writer (bg_audit_spool_check). */
@@ -332,7 +338,7 @@ static uint64_t bg_audit__after(const bg_audit_spool_t *sp, const uint32_t *segs
 {
     uint64_t sum = 0;
     for (size_t i = 0; i < n; i++) {
-        if (segs[i] < seg)
+        if (segs[i] == sp->skip_seg || segs[i] < seg)
             continue;
         if (segs[i] > seg)
             sum += sizes[i];
@@ -598,24 +604,35 @@ int bg_audit_spool_sync(bg_audit_spool_t *sp)
 uint64_t bg_audit_spool_unsynced(const bg_audit_spool_t *sp) { return sp->unsynced; }
 
 /* What bg_audit__fill found. */
-enum { BG_AUDIT__FILL_ERR = -1, BG_AUDIT__FILL_GONE = 0, BG_AUDIT__FILL_OK = 1 };
+enum { BG_AUDIT__FILL_NOTREG = -2, BG_AUDIT__FILL_ERR = -1, BG_AUDIT__FILL_GONE = 0,
+       BG_AUDIT__FILL_OK = 1 };
 
-/* Loads the bytes of segment rseg not yet cached: OK, GONE (no such file)
- * or ERR. */
+/* Loads the bytes of segment rseg not yet cached: OK, GONE (no such file,
+ * or the one skipped as unreadable), NOTREG (a directory, a FIFO... under
+ * a segment's name) or ERR (errno set). */
 static int bg_audit__fill(bg_audit_spool_t *sp)
 {
     char path[4096];
     struct stat st;
+    int e;
     if (sp->bufseg != sp->rseg) {
         sp->bufseg = sp->rseg;
         sp->buflen = 0;
     }
+    if (sp->rseg == sp->skip_seg)
+        return BG_AUDIT__FILL_GONE;
     bg_audit__seg_path(sp, sp->rseg, path, sizeof path);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* O_NONBLOCK: a FIFO under a segment's name must not hang the audit
+     * thread in open(2); regular files ignore it. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
     if (fd < 0)
         return errno == ENOENT ? BG_AUDIT__FILL_GONE : BG_AUDIT__FILL_ERR;
     if (fstat(fd, &st) != 0)
         goto fail;
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return BG_AUDIT__FILL_NOTREG;
+    }
     size_t size = (size_t)st.st_size;
     if (size > sp->bufcap) {
         uint8_t *nb = realloc(sp->buf, size);
@@ -626,14 +643,18 @@ static int bg_audit__fill(bg_audit_spool_t *sp)
     }
     while (sp->buflen < size) {
         ssize_t r = pread(fd, sp->buf + sp->buflen, size - sp->buflen, (off_t)sp->buflen);
-        if (r <= 0)
+        if (r < 0)
             goto fail;
+        if (r == 0) /* shorter than fstat said: a failed append truncated back */
+            break;
         sp->buflen += (size_t)r;
     }
     close(fd);
     return BG_AUDIT__FILL_OK;
 fail:
+    e = errno; /* for the log line, past close(2) */
     close(fd);
+    errno = e;
     return BG_AUDIT__FILL_ERR;
 }
 
@@ -682,13 +703,107 @@ static int bg_audit__next_seg(bg_audit_spool_t *sp, int missing)
     return 1;
 }
 
+/* Closes the active segment: the next append starts a new one. */
+static void bg_audit__retire_active(bg_audit_spool_t *sp)
+{
+    if (sp->wfd < 0)
+        return;
+    if (fdatasync(sp->wfd) != 0)
+        bg_log_warn("audit", "spool fdatasync: %s", strerror(errno));
+    close(sp->wfd);
+    sp->wfd = -1;
+    sp->wseg++;
+    sp->unsynced = 0;
+}
+
+/* Renames segment rseg to NAME.unreadable beside the others, where the
+ * operator can recover it and where busgate and `busgate audit tail` no
+ * longer take it for a segment; when that fails it is skipped until the
+ * restart. Either way the read goes on past it. */
+static void bg_audit__move_aside(bg_audit_spool_t *sp, const char *why)
+{
+    char path[4096], to[4200];
+    uint32_t seg = sp->rseg;
+    if (seg == sp->wseg && sp->wfd >= 0)
+        bg_audit__retire_active(sp); /* never append to a file moved aside */
+    bg_audit__seg_path(sp, seg, path, sizeof path);
+    snprintf(to, sizeof to, "%s.unreadable", path);
+    sp->unreadable++;
+    sp->fail_seg = 0;
+    sp->fail_rounds = 0;
+    if (rename(path, to) == 0) {
+        if (bg_audit__sync_dir(sp) != 0)
+            bg_log_warn("audit", "spool directory fsync: %s", strerror(errno));
+        bg_log_error("audit",
+                     "spool segment %s cannot be read (%s): moved aside to %s, its events are "
+                     "not delivered until it is recovered (docs/operations.md)",
+                     path, why, to);
+    } else {
+        bg_log_error("audit",
+                     "spool segment %s cannot be read (%s) nor moved aside (%s): skipped, its "
+                     "events are not delivered",
+                     path, why, strerror(errno));
+        sp->skip_seg = seg;
+    }
+    bg_audit__next_seg(sp, 1); /* none: the cursor stays on the name, now gone */
+    bg_audit__recount(sp);
+}
+
+/* A read of segment rseg failed (fill result f, errno set). Logs it (once
+ * per segment and minute: the drain retries often). A segment that is not
+ * a regular file is moved aside at once, one that fails in
+ * BG_AUDIT_SPOOL_READ_TRIES reads in a row then: the segments after it and
+ * every live event appended behind them would otherwise wait for ever.
+ * 1: moved aside, read on; 0: try again later. */
+static int bg_audit__read_failed(bg_audit_spool_t *sp, int f)
+{
+    char path[4096];
+    int e = errno;
+    if (f == BG_AUDIT__FILL_NOTREG) {
+        bg_audit__move_aside(sp, "not a regular file");
+        return 1;
+    }
+    bg_audit__seg_path(sp, sp->rseg, path, sizeof path);
+    if (e == ENOMEM) { /* not the segment's fault: never held against it */
+        bg_log_error("audit", "spool segment %s: %s", path, strerror(e));
+        return 0;
+    }
+    if (sp->fail_seg != sp->rseg) {
+        sp->fail_seg = sp->rseg;
+        sp->fail_rounds = 0;
+    }
+    if (++sp->fail_rounds >= BG_AUDIT_SPOOL_READ_TRIES) {
+        bg_audit__move_aside(sp, strerror(e));
+        return 1;
+    }
+    time_t now = time(NULL);
+    if (sp->fail_log_seg != sp->rseg || now - sp->fail_log_at >= 60) {
+        sp->fail_log_seg = sp->rseg;
+        sp->fail_log_at = now;
+        bg_log_error("audit",
+                     "spool segment %s cannot be read: %s (attempt %u of %u, then it is moved "
+                     "aside); the spool drain waits for it",
+                     path, strerror(e), sp->fail_rounds, BG_AUDIT_SPOOL_READ_TRIES);
+    }
+    return 0;
+}
+
 int bg_audit_spool_read(bg_audit_spool_t *sp, size_t max, bg_audit_spool_rec_cb cb, void *arg)
 {
     bg_audit_rd_t rd = {.sp = sp, .cb = cb, .arg = arg};
     while (rd.count < max && sp->unread > 0) {
         int f = bg_audit__fill(sp);
-        if (f < 0)
-            return -1;
+        if (f < 0) {
+            if (f == BG_AUDIT__FILL_ERR && rd.count > 0) /* deliver the records before it first */
+                break;
+            if (!bg_audit__read_failed(sp, f))
+                return -1;
+            continue;
+        }
+        if (f == BG_AUDIT__FILL_OK && sp->fail_seg == sp->rseg) { /* "in a row" ends */
+            sp->fail_seg = 0;
+            sp->fail_rounds = 0;
+        }
         if (f == BG_AUDIT__FILL_GONE)
             bg_audit__recount(sp); /* deleted under us: its bytes are no backlog */
         if (f == BG_AUDIT__FILL_GONE || sp->roff >= sp->buflen) {
@@ -747,6 +862,8 @@ static void bg_audit__delete_before(bg_audit_spool_t *sp)
         return; /* tried again at the next acknowledgement */
     for (size_t i = 0; i < n && v[i] < sp->aseg; i++) {
         char path[4096];
+        if (v[i] == sp->skip_seg)
+            continue; /* unreadable, left for the operator */
         bg_audit__seg_path(sp, v[i], path, sizeof path);
         unlink(path);
     }
@@ -825,6 +942,7 @@ void bg_audit_spool_rewind(bg_audit_spool_t *sp)
 int bg_audit_spool_empty(const bg_audit_spool_t *sp) { return sp->unread == 0; }
 uint64_t bg_audit_spool_bytes(const bg_audit_spool_t *sp) { return sp->bytes; }
 uint64_t bg_audit_spool_corrupt(const bg_audit_spool_t *sp) { return sp->corrupt; }
+uint64_t bg_audit_spool_unreadable(const bg_audit_spool_t *sp) { return sp->unreadable; }
 
 uint64_t bg_audit_spool_check(bg_audit_spool_t *sp)
 {

@@ -27,8 +27,12 @@
  *
  * Segments that go away or cannot be read: a segment deleted while the spool
  * is open is read past, and the counts of bytes (on disk, unread) are taken
- * again from the directory, so no phantom backlog is left. The active
- * segment deleted under the writer is found by bg_audit_spool_check.
+ * again from the directory, so no phantom backlog is left. A segment that is
+ * not a regular file is moved aside at once, one whose reads fail
+ * BG_AUDIT_SPOOL_READ_TRIES times in a row then (renamed NAME.unreadable
+ * beside the others, counted, logged), so it cannot hold up the segments
+ * after it. The active segment deleted under the writer is found by
+ * bg_audit_spool_check.
  *
  * Not thread-safe: one owner (the audit thread). */
 #ifndef BG_AUDIT_SPOOL_H
@@ -126,10 +130,16 @@ uint64_t bg_audit_spool_unsynced(const bg_audit_spool_t *sp);
  * e.g. the dead-letter file). Returns 0 or -1. */
 int bg_audit_spool_sync_dir(const bg_audit_spool_t *sp);
 
+/* Reads of a regular segment that fail this many times in a row (one per
+ * drain round, with its backoff: about 8 s) move it aside. */
+#define BG_AUDIT_SPOOL_READ_TRIES 5u
+
 /* Reads up to max records after the read cursor, calling cb for each (payload
  * borrowed for the call) and advancing the cursor past each. Corrupt regions
- * are skipped (counted, logged). Returns the number of records passed to cb,
- * or -1 on an I/O error. */
+ * are skipped (counted, logged). Returns the number of records passed to cb
+ * (the records before a segment that cannot be read, when there are any),
+ * or -1 when the segment at the cursor cannot be read (logged; see
+ * BG_AUDIT_SPOOL_READ_TRIES). */
 int bg_audit_spool_read(bg_audit_spool_t *sp, size_t max, bg_audit_spool_rec_cb cb, void *arg);
 
 /* Persists the cursor: everything read so far is delivered; deletes segments
@@ -144,6 +154,7 @@ int bg_audit_spool_empty(const bg_audit_spool_t *sp);
 
 uint64_t bg_audit_spool_bytes(const bg_audit_spool_t *sp);      /* on disk */
 uint64_t bg_audit_spool_corrupt(const bg_audit_spool_t *sp);    /* regions skipped */
+uint64_t bg_audit_spool_unreadable(const bg_audit_spool_t *sp); /* segments moved aside */
 
 /* Checks that the active segment is still in the directory. When it was
  * deleted (st_nlink 0), logs it, closes it (the next append starts a new

@@ -270,6 +270,10 @@ static void bg_runtime__audit_metrics(void *arg, char **b, size_t *l, size_t *c)
                        "# HELP busgate_audit_spool_corrupt_total Corrupt spool regions skipped.\n"
                        "# TYPE busgate_audit_spool_corrupt_total counter\n"
                        "busgate_audit_spool_corrupt_total %llu\n"
+                       "# HELP busgate_audit_spool_unreadable_total Spool segments moved aside "
+                       "because they cannot be read.\n"
+                       "# TYPE busgate_audit_spool_unreadable_total counter\n"
+                       "busgate_audit_spool_unreadable_total %llu\n"
                        "# HELP busgate_audit_sink_errors_total Failed sink writes.\n"
                        "# TYPE busgate_audit_sink_errors_total counter\n"
                        "busgate_audit_sink_errors_total %llu\n"
@@ -286,7 +290,8 @@ static void bg_runtime__audit_metrics(void *arg, char **b, size_t *l, size_t *c)
                        (unsigned long long)st.spooled, (unsigned long long)st.drained,
                        (unsigned long long)st.dropped, (unsigned long long)st.refused,
                        (unsigned long long)st.rejected,
-                       (unsigned long long)st.spool_corrupt, (unsigned long long)st.sink_errors,
+                       (unsigned long long)st.spool_corrupt,
+                       (unsigned long long)st.spool_unreadable, (unsigned long long)st.sink_errors,
                        (unsigned long long)st.queue_depth, (unsigned long long)st.spool_bytes,
                        st.admitting);
 }

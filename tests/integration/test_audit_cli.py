@@ -357,7 +357,8 @@ def test_tail_spool_torn_tail_and_dead_letters(tmp_path):
 
 def test_tail_spool_ignores_stray_names(tmp_path):
     """Files beside the segments whose names only look like one (a backup
-    copy, a negative or too large number) are not read as segments: before,
+    copy, a negative or too large number, a segment busgate moved aside as
+    unreadable) are not read as segments: before,
     `spool-4294967295.seg.bak` made `audit tail --from spool` loop for ever.
     A far but well-formed segment number does not make it walk every
     number below it. The real segments are still shown."""
@@ -365,7 +366,7 @@ def test_tail_spool_ignores_stray_names(tmp_path):
     (spool / "spool-000001.seg").write_bytes(_frame(ev[0]) + _frame(ev[1]))
     (spool / "spool-2000000000.seg").write_bytes(_frame(ev[2]))
     for stray in ("spool-4294967295.seg.bak", "spool--1.seg", "spool-4294967295.seg",
-                  "spool-1.seg"):
+                  "spool-1.seg", "spool-000001.seg.unreadable"):
         (spool / stray).write_bytes(b"\x07" * 20)
     r = run_cli("audit", "tail", "-c", str(cfg), "--from", "spool", "--json", timeout=20)
     assert r.returncode == 0, r.stderr

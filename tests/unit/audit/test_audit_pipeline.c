@@ -215,7 +215,8 @@ static void rm_rf(const char *dir)
         if (e->d_name[0] == '.')
             continue;
         snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
-        unlink(p);
+        if (unlink(p) != 0)
+            rmdir(p); /* a directory under a segment's name (moved aside) */
     }
     if (d)
         closedir(d);
@@ -966,11 +967,14 @@ static void assert_ascending(tsink_t *t)
 }
 
 /* An outage spooled over several segments; then segment 2 is deleted by an
- * operator and the primary comes back. The rest of the backlog is
- * delivered, the spool empties, and live events go to the primary directly
- * again. Before, the deleted segment's bytes stayed in the backlog for good
- * (spool_bytes never 0, every live event spooled, the drain spinning). */
-static void test_deleted_segment_backlog_drains(void **state)
+ * operator (as_dir: replaced by a directory, which no read gets through,
+ * as a segment that fails with EIO or EACCES) and the primary comes back.
+ * The rest of the backlog is delivered, the spool empties, and live events
+ * go to the primary directly again. Before: a deleted segment left its
+ * bytes in the backlog for good (spool_bytes never 0, every live event
+ * spooled, the drain spinning); an unreadable one stopped every delivery
+ * behind it, with nothing in the log. */
+static void segment_lost_in_outage(int as_dir)
 {
     char err[256] = "", *dir = mkdir_tmp(), p[4096];
     tsink_t *t = tsink_new();
@@ -987,9 +991,12 @@ static void test_deleted_segment_backlog_drains(void **state)
     assert_int_equal(access(p, F_OK), 0); /* three segments at least */
     snprintf(p, sizeof p, "%s/spool-000002.seg", dir);
     assert_int_equal(unlink(p), 0);
+    if (as_dir)
+        assert_int_equal(mkdir(p, 0700), 0);
     atomic_store(&t->fail, 0);
     bg_audit_stats_t st;
     WAIT_UNTIL((bg_audit_stats(a, &st), st.spool_bytes == 0));
+    assert_int_equal(st.spool_unreadable, as_dir ? 1 : 0);
     size_t backlog = tsink_count(t);
     assert_true(backlog > 0 && backlog < 600);
     assert_int_equal(atomic_load(&t->live_delivered), 0);
@@ -998,11 +1005,18 @@ static void test_deleted_segment_backlog_drains(void **state)
     WAIT_UNTIL(atomic_load(&t->live_delivered) == 100); /* not through the spool */
     assert_int_equal(tsink_count(t), backlog + 100);
     assert_ascending(t);
+    if (as_dir) {
+        snprintf(p, sizeof p, "%s/spool-000002.seg.unreadable", dir);
+        assert_int_equal(access(p, F_OK), 0);
+    }
     bg_audit_free(a);
     tsink_free(t);
     rm_rf(dir);
     free(dir);
 }
+
+static void test_deleted_segment_backlog_drains(void **state) { segment_lost_in_outage(0); }
+static void test_unreadable_segment_backlog_drains(void **state) { segment_lost_in_outage(1); }
 
 /* The active segment deleted during an outage: the events in it are
  * counted lost (dropped), not appended on into a file nobody reads; later
@@ -1079,6 +1093,7 @@ int main(void)
         cmocka_unit_test(test_dead_letter_bounded_drop),
         cmocka_unit_test(test_dead_letter_bounded_block),
         cmocka_unit_test(test_deleted_segment_backlog_drains),
+        cmocka_unit_test(test_unreadable_segment_backlog_drains),
         cmocka_unit_test(test_deleted_active_segment_counted),
         cmocka_unit_test(test_bad_config),
     };
