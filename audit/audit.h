@@ -145,7 +145,7 @@ typedef struct bg_audit_stats_s {
     uint64_t delivered;      /* accepted by the primary sink (Kafka: acked) */
     uint64_t spooled;        /* appended to the spool */
     uint64_t drained;        /* read back from the spool and delivered */
-    uint64_t dropped;        /* lost (on_failure=drop) */
+    uint64_t dropped;        /* lost: dropped under on_failure: drop, or with a deleted active spool segment */
     uint64_t refused;        /* emits refused (on_failure=block) */
     uint64_t spool_corrupt;  /* corrupt/truncated spool regions skipped */
     uint64_t spool_unreadable; /* spool segments moved aside: they cannot be read */
