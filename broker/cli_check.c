@@ -122,6 +122,18 @@ static void bg_cli__warn_trace_exchange(const char *path, const bg_policy_spec_t
                path, why, deny);
 }
 
+/* A rule that says mode enforce in a policy of mode audit enforces nothing:
+ * the policy's mode wins (docs/policy.md), which the rule's author may not
+ * have meant. */
+static void bg_cli__warn_overridden_modes(const char *path, const bg_policy_spec_t *p)
+{
+    for (size_t i = 0; p->mode == BG_MODE_AUDIT && i < p->nrules; i++)
+        if (p->rules[i].mode == BG_MODE_ENFORCE)
+            printf("%s: warning: policy rule '%s' (line %d) says mode enforce, but policy mode "
+                   "audit refuses nothing: the rule is only recorded\n",
+                   path, p->rules[i].name, p->rules[i].line);
+}
+
 /* busgate check -c FILE: 0 valid, 1 invalid (every error printed as
  * FILE:LINE:COL: message, or FILE: message for the snapshot's errors, which
  * have no position: an unreadable JWKS file), 2 bad usage. Beyond the syntax and schema it
@@ -145,6 +157,10 @@ int bg_cli_check(int argc, char **argv)
     bg_cli__warn_prefix_overlap(path, &cfg->identity, "subject_prefix");
     bg_cli__warn_prefix_overlap(path, &cfg->identity, "groups_prefix");
     bg_cli__warn_trace_exchange(path, bg_config_policy_spec(cfg));
+    bg_cli__warn_overridden_modes(path, bg_config_policy_spec(cfg));
+    const char *unbuilt[3];
+    for (size_t i = 0, n = bg_config_unbuilt(cfg, unbuilt); i < n; i++)
+        printf("%s: warning: %s\n", path, unbuilt[i]);
     printf("%s: ok\n", path);
     bg_snapshot_release(s);
     return 0;

@@ -706,6 +706,20 @@ void bg_config_free(bg_config_t *c)
     free(c);
 }
 
+size_t bg_config_unbuilt(const bg_config_t *c, const char *msgs[3])
+{
+    size_t n = 0;
+    if (c->http.enabled)
+        msgs[n++] = "http: the HTTP adapter is not part of this build; section ignored";
+    if (c->approvals.enabled)
+        msgs[n++] = "approvals: not part of this build; hold rules refuse instead";
+    if (c->policy.enabled && c->policy.spec.nmasks)
+        msgs[n++] = "policy.masks: masking is not part of this build; reading a masked topic or "
+                    "queue, and publishing to a masked exchange or routing messages out of or "
+                    "into one, is refused";
+    return n;
+}
+
 const bg_policy_spec_t *bg_config_policy_spec(const bg_config_t *c)
 {
     static const bg_policy_spec_t deny_all = {.default_effect = BG_EFFECT_DENY,

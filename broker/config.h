@@ -207,6 +207,10 @@ void bg_config_free(bg_config_t *c);
  * file has no policy section. Borrowed from c (or static). */
 const bg_policy_spec_t *bg_config_policy_spec(const bg_config_t *c);
 void bg_config_errors_clear(bg_config_errors_t *errs);
+/* The sections of c this build does not carry out, as messages ("http: ...")
+ * that `busgate run` logs and `busgate check` prints as warnings; returns
+ * how many (at most 3) were put in msgs. */
+size_t bg_config_unbuilt(const bg_config_t *c, const char *msgs[3]);
 
 /* Parses "30s", "250ms", "5m", "1h", "2d" into milliseconds; -1 on error. */
 int64_t bg_config_parse_duration(const char *s);

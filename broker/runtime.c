@@ -322,14 +322,9 @@ static int bg_runtime__init_adapters(bg_runtime_t *rt, const bg_config_t *cfg,
         rt->active[rt->nactive] = adapters[i];
         rt->globals[rt->nactive++] = g;
     }
-    if (cfg->http.enabled)
-        bg_log_warn("runtime", "http: the HTTP adapter is not part of this build; section ignored");
-    if (cfg->approvals.enabled)
-        bg_log_warn("runtime", "approvals: not part of this build; hold rules refuse instead");
-    if (cfg->policy.spec.nmasks)
-        bg_log_warn("runtime", "policy.masks: masking is not part of this build; reading a masked "
-                               "topic or queue, and publishing to a masked exchange or routing "
-                               "messages out of or into one, is refused");
+    const char *unbuilt[3];
+    for (size_t i = 0, n = bg_config_unbuilt(cfg, unbuilt); i < n; i++)
+        bg_log_warn("runtime", "%s", unbuilt[i]);
     return 0;
 }
 

@@ -337,6 +337,35 @@ def test_check_warns_about_the_trace_exchange(tmp_path, keys):
     assert len(w) == 1 and "policy mode audit refuses nothing" in w[0], w
 
 
+def test_check_warns_about_what_the_policy_or_build_will_not_do(tmp_path, keys):
+    """`busgate check` warns (exit 0) about a rule that says mode enforce
+    in a policy of mode audit (the policy's mode wins: the rule refuses
+    nothing), and about the sections this build does not carry out, with the
+    words `busgate run` logs for them."""
+    cfg = tmp_path / "c.yaml"
+    text = config(keys[1], free_port(), RULE_READ + RULE_DENY.replace(
+        "      effect: deny\n", "      effect: deny\n      mode: enforce\n"))
+    assert "      mode: enforce\n" in text
+    cfg.write_text(text)
+    r = run_cli("check", "-c", str(cfg))
+    assert r.returncode == 0 and r.stdout == f"{cfg}: ok\n", r.stdout + r.stderr
+    cfg.write_text(text.replace("  mode: enforce\n", "  mode: audit\n", 1))
+    r = run_cli("check", "-c", str(cfg))
+    assert r.returncode == 0, r.stdout + r.stderr
+    w = [l for l in r.stdout.splitlines() if "says mode enforce" in l]
+    assert len(w) == 1 and w[0].startswith(f"{cfg}: warning: policy rule 'no-pii' (line "), w
+    assert "policy mode audit refuses nothing: the rule is only recorded" in w[0], w
+    masked = text.replace("policy:\n", "policy:\n  masks:\n    - name: pii\n"
+                          "      resources: [kafka:topic:billing.*]\n"
+                          "      fields: [ssn]\n      format: json\n", 1)
+    assert masked != text
+    cfg.write_text(masked)
+    r = run_cli("check", "-c", str(cfg))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"{cfg}: warning: policy.masks: masking is not part of this build; reading a " \
+        "masked topic or queue" in r.stdout, r.stdout
+
+
 def test_explain_names_rule_and_default(tmp_path, keys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(config(keys[1], free_port(), RULE_READ + RULE_DENY))
