@@ -532,17 +532,23 @@ fail:
     return NULL;
 }
 
+/* Closes the active segment: the next append starts a new one. */
+static void bg_audit__retire_active(bg_audit_spool_t *sp)
+{
+    if (sp->wfd < 0)
+        return;
+    if (fdatasync(sp->wfd) != 0)
+        bg_log_warn("audit", "spool fdatasync: %s", strerror(errno));
+    close(sp->wfd);
+    sp->wfd = -1;
+    sp->wseg++;
+    sp->unsynced = 0;
+}
+
 static int bg_audit__open_seg(bg_audit_spool_t *sp)
 {
     char path[4096];
-    if (sp->wfd >= 0) {
-        if (fdatasync(sp->wfd) != 0)
-            bg_log_warn("audit", "spool fdatasync: %s", strerror(errno));
-        close(sp->wfd);
-        sp->wfd = -1;
-        sp->wseg++;
-        sp->unsynced = 0;
-    }
+    bg_audit__retire_active(sp);
     bg_audit__seg_path(sp, sp->wseg, path, sizeof path);
     if (sp->wseg > BG_AUDIT_SPOOL_SEG_MAX) /* a name no listing would take for a segment */
         errno = EOVERFLOW;
@@ -701,19 +707,6 @@ static int bg_audit__next_seg(bg_audit_spool_t *sp, int missing)
     sp->roff = 0;
     sp->rrecs = 0;
     return 1;
-}
-
-/* Closes the active segment: the next append starts a new one. */
-static void bg_audit__retire_active(bg_audit_spool_t *sp)
-{
-    if (sp->wfd < 0)
-        return;
-    if (fdatasync(sp->wfd) != 0)
-        bg_log_warn("audit", "spool fdatasync: %s", strerror(errno));
-    close(sp->wfd);
-    sp->wfd = -1;
-    sp->wseg++;
-    sp->unsynced = 0;
 }
 
 /* Renames segment rseg to NAME.unreadable beside the others, where the

@@ -44,6 +44,9 @@ static bg_kafka_struct_t *bg_kafka__config_entry(bg_kafka_arena_t *a,
 
 static const char bg_kafka__addr_alter[] =
     "busgate does not let clients change a broker's listeners or addresses";
+static const char bg_kafka__legacy_broker_alter[] =
+    "legacy AlterConfigs replaces a broker's whole dynamic configuration, its listeners too: "
+    "use IncrementalAlterConfigs";
 
 /* Whether an Alter/IncrementalAlterConfigs resource (same layout: Configs
  * at 2, each Name at 0) sets a configuration that names hosts and ports. */
@@ -62,16 +65,23 @@ static int bg_kafka__alters_addresses(const bg_kafka_struct_t *res)
 /* 0 when allowed, else the error for this resource. A broker's host-bearing
  * configurations are hidden from clients (bg_kafka__r_describe_configs),
  * so none may change them through busgate either: a new listener would be
- * a way past it. */
+ * a way past it. Legacy AlterConfigs of a broker is refused whatever it
+ * names: the broker deletes every dynamic configuration the request leaves
+ * out (listeners, per-listener keystores and SASL settings among them). */
 static int16_t bg_kafka__config_check(bg_kafka__az_t *az, const bg_kafka_struct_t *res)
 {
     bg_verb_t verb = az->hdr->api_key == BG_KAFKA_API_DESCRIBE_CONFIGS ? BG_VERB_DESCRIBE
                                                                         : BG_VERB_ALTER;
-    if (verb == BG_VERB_ALTER && res->f[BG_KAFKA__RQ_RES_TYPE].i == 4 /* BROKER */ &&
-        bg_kafka__alters_addresses(res)) {
-        bg_kafka__record_denied(az, BG_RES_KAFKA_CLUSTER, bg_kafka_cstr(""), verb,
-                                BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED, bg_kafka__addr_alter);
-        return BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED;
+    if (verb == BG_VERB_ALTER && res->f[BG_KAFKA__RQ_RES_TYPE].i == 4 /* BROKER */) {
+        const char *why = az->hdr->api_key == BG_KAFKA_API_ALTER_CONFIGS
+                              ? bg_kafka__legacy_broker_alter
+                          : bg_kafka__alters_addresses(res) ? bg_kafka__addr_alter
+                                                            : NULL;
+        if (why) {
+            bg_kafka__record_denied(az, BG_RES_KAFKA_CLUSTER, bg_kafka_cstr(""), verb,
+                                    BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED, why);
+            return BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED;
+        }
     }
     int type = bg_kafka__config_res(res->f[BG_KAFKA__RQ_RES_TYPE].i);
     if (type < 0) {

@@ -576,57 +576,72 @@ static void test_internal_topics_in_admin_requests(void **st)
     f->ctx.audit_topic = "audit.log";
 }
 
-/* Alter/IncrementalAlterConfigs of a broker's host-bearing configurations
- * (hidden from DescribeConfigs) are refused per resource even with alter
- * on the cluster, with busgate's reason; another broker setting in the
- * same request goes upstream. Both APIs share the request layout. */
+/* A broker's host-bearing configurations are never changed through
+ * busgate. IncrementalAlterConfigs is refused per broker that sets one
+ * (broker 2, setting log.retention.ms, is forwarded); legacy AlterConfigs
+ * of a broker is refused whatever it names, because the broker deletes
+ * every dynamic configuration the request leaves out (an empty list wipes
+ * its listeners). A topic beside them is forwarded with either API. */
 static void test_broker_addresses_not_altered(void **st)
 {
 #define Q(x) K(ALTER_CONFIGS_REQ_RESOURCES_##x)
     ka_fix_t *f = *st;
     static const char *const cfg[] = {"listeners", "log.retention.ms",
-                                      "listener.name.external.ssl.keystore.location"};
-    static const char *const ids[] = {"1", "2", "3"};
+                                      "listener.name.external.ssl.keystore.location",
+                                      "retention.ms"};
+    static const char *const ids[] = {"1", "2", "3", "orders-t1"};
     for (int api = 0; api < 2; api++) {
         int16_t key = api ? BG_KAFKA_API_INCREMENTAL_ALTER_CONFIGS : BG_KAFKA_API_ALTER_CONFIGS;
         int16_t ver = api ? 1 : 2;
+        const char *why = api ? "listeners or addresses" : "use IncrementalAlterConfigs";
         bg_kafka_req_hdr_t h = ka_hdr(key, ver);
         bg_kafka_struct_t *req = ka_new(f, key, 0);
-        bg_kafka_struct_t **rs = bg_kafka_array_new(&f->a, req, K(ALTER_CONFIGS_REQ_RESOURCES), 3);
-        for (int i = 0; i < 3; i++) {
-            rs[i]->f[Q(RESOURCE_TYPE)].i = 4; /* BROKER */
+        bg_kafka_struct_t **rs = bg_kafka_array_new(&f->a, req, K(ALTER_CONFIGS_REQ_RESOURCES), 4);
+        for (int i = 0; i < 4; i++) {
+            rs[i]->f[Q(RESOURCE_TYPE)].i = i < 3 ? 4 : 2; /* BROKER, TOPIC */
             rs[i]->f[Q(RESOURCE_NAME)].s = ka_s(ids[i]);
-            bg_kafka_struct_t **c = bg_kafka_array_new(&f->a, rs[i], Q(CONFIGS), 1);
-            c[0]->f[Q(CONFIGS_NAME)].s = ka_s(cfg[i]);
-            c[0]->f[Q(CONFIGS_VALUE)].s = ka_s("PLAINTEXT://0.0.0.0:9999");
+            /* legacy broker 3 names nothing: it would delete everything */
+            int n = api == 0 && i == 2 ? 0 : 1;
+            bg_kafka_struct_t **c = bg_kafka_array_new(&f->a, rs[i], Q(CONFIGS), n);
+            if (n) {
+                c[0]->f[Q(CONFIGS_NAME)].s = ka_s(cfg[i]);
+                c[0]->f[Q(CONFIGS_VALUE)].s = ka_s("PLAINTEXT://0.0.0.0:9999");
+            }
         }
         bg_kafka_verdict_t v;
         assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ka_rt(f, key, 0, ver, req), &f->a, &v),
                          0);
         assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
-        assert_int_equal(v.request->f[K(ALTER_CONFIGS_REQ_RESOURCES)].a.n, 1);
-        assert_true(ka_eq(ka_el(v.request, K(ALTER_CONFIGS_REQ_RESOURCES), 0)->f[Q(RESOURCE_NAME)].s,
-                          "2"));
+        int32_t fwd = v.request->f[K(ALTER_CONFIGS_REQ_RESOURCES)].a.n;
+        assert_int_equal(fwd, api ? 2 : 1);
+        for (int32_t i = 0; i < fwd; i++)
+            assert_true(ka_eq(
+                ka_el(v.request, K(ALTER_CONFIGS_REQ_RESOURCES), i)->f[Q(RESOURCE_NAME)].s,
+                api && i == 0 ? "2" : "orders-t1"));
         int refused = 0;
         for (size_t i = 0; i < v.ndecisions; i++)
             refused += v.decisions[i].error_code == 31 && v.decisions[i].reason &&
-                       strstr(v.decisions[i].reason, "listeners or addresses") != NULL;
-        assert_true(refused >= 1); /* one decision group for both */
-        /* The answer merges both refusals back beside broker 2's result. */
+                       strstr(v.decisions[i].reason, why) != NULL;
+        assert_true(refused >= 1); /* one decision group for the brokers */
+        /* The answer merges the refusals back beside the forwarded results. */
         bg_kafka_struct_t *up = ka_new(f, key, 1), *out;
-        bg_kafka_struct_t **e = bg_kafka_array_new(&f->a, up, K(ALTER_CONFIGS_RESP_RESPONSES), 1);
-        e[0]->f[K(ALTER_CONFIGS_RESP_RESPONSES_RESOURCE_TYPE)].i = 4;
-        e[0]->f[K(ALTER_CONFIGS_RESP_RESPONSES_RESOURCE_NAME)].s = ka_s("2");
+        bg_kafka_struct_t **e = bg_kafka_array_new(&f->a, up, K(ALTER_CONFIGS_RESP_RESPONSES), fwd);
+        for (int32_t i = 0; i < fwd; i++) {
+            int topic = !(api && i == 0);
+            e[i]->f[K(ALTER_CONFIGS_RESP_RESPONSES_RESOURCE_TYPE)].i = topic ? 2 : 4;
+            e[i]->f[K(ALTER_CONFIGS_RESP_RESPONSES_RESOURCE_NAME)].s = ka_s(topic ? "orders-t1" : "2");
+        }
         size_t nn = 0;
         assert_int_equal(bg_kafka_authz_response(&f->ctx, &h, &v, ka_rt(f, key, 1, ver, up), &f->a,
                                                  &out, NULL, &nn, NULL, NULL),
                          0);
         out = ka_rt(f, key, 1, ver, out);
-        assert_int_equal(out->f[K(ALTER_CONFIGS_RESP_RESPONSES)].a.n, 3);
-        for (int i = 0; i < 3; i++) {
+        assert_int_equal(out->f[K(ALTER_CONFIGS_RESP_RESPONSES)].a.n, 4);
+        for (int i = 0; i < 4; i++) {
             bg_kafka_struct_t *r = ka_el(out, K(ALTER_CONFIGS_RESP_RESPONSES), i);
-            int is2 = ka_eq(r->f[K(ALTER_CONFIGS_RESP_RESPONSES_RESOURCE_NAME)].s, "2");
-            assert_int_equal(r->f[K(ALTER_CONFIGS_RESP_RESPONSES_ERROR_CODE)].i, is2 ? 0 : 31);
+            bg_slice_t name = r->f[K(ALTER_CONFIGS_RESP_RESPONSES_RESOURCE_NAME)].s;
+            int ok = ka_eq(name, "orders-t1") || (api && ka_eq(name, "2"));
+            assert_int_equal(r->f[K(ALTER_CONFIGS_RESP_RESPONSES_ERROR_CODE)].i, ok ? 0 : 31);
         }
     }
 #undef Q
