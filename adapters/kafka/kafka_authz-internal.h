@@ -130,6 +130,10 @@ int16_t bg_kafka__deny_error(bg_res_type_t type);
 
 /* Why name is reserved; NULL when it is not (or is null). */
 const char *bg_kafka__reserved(const bg_kafka_authz_ctx_t *ctx, bg_slice_t name);
+/* Why creating name is refused: a reserved topic, or its twin (the same
+ * name once '.' and '_' are taken as one, as Kafka does: the twin would
+ * keep the reserved topic from ever being created). */
+const char *bg_kafka__reserved_create(const bg_kafka_authz_ctx_t *ctx, bg_slice_t name);
 /* Why a reserved topic starts with prefix (a PREFIXED ACL pattern). */
 const char *bg_kafka__reserved_prefix(const bg_kafka_authz_ctx_t *ctx, bg_slice_t prefix);
 /* Why a pattern that matches every name is refused (the first reserved topic's). */

@@ -165,17 +165,18 @@ int16_t bg_kafka__deny_error(bg_res_type_t type)
 }
 
 /* The decision busgate applies: the reserved topics (the audit topic,
- * Kafka's internal topics: anything but reading and describing them), then
+ * Kafka's internal topics: anything but reading and describing them; and
+ * creating their '.'/'_' twins), then
  * the policy; hold (no approvals in this build) and reading a topic a mask
  * applies to (no masking engine in this build: records a mask covers never
  * pass unmasked) fail closed. */
 static const char *bg_kafka__decide_raw(const bg_kafka_authz_ctx_t *ctx, bg_res_type_t type,
                                         bg_slice_t name, bg_verb_t verb, bg_policy_decision_t *d)
 {
-    const char *reserved = type == BG_RES_KAFKA_TOPIC && verb != BG_VERB_READ &&
-                                   verb != BG_VERB_DESCRIBE
-                               ? bg_kafka__reserved(ctx, name)
-                               : NULL;
+    const char *reserved = type != BG_RES_KAFKA_TOPIC || verb == BG_VERB_READ ||
+                                   verb == BG_VERB_DESCRIBE ? NULL
+                           : verb == BG_VERB_CREATE ? bg_kafka__reserved_create(ctx, name)
+                                                    : bg_kafka__reserved(ctx, name);
     if (reserved) {
         memset(d, 0, sizeof *d);
         d->effect = d->would = BG_EFFECT_DENY;

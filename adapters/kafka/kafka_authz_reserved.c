@@ -55,6 +55,31 @@ const char *bg_kafka__reserved(const bg_kafka_authz_ctx_t *ctx, bg_slice_t name)
     return NULL;
 }
 
+/* Whether a and name are the same once '.' and '_' are one character
+ * (Kafka's Topic.hasCollision). */
+static int bg_kafka__twins(const char *a, bg_slice_t name)
+{
+    if (strlen(a) != (size_t)name.len)
+        return 0;
+    for (int32_t i = 0; i < name.len; i++) {
+        char x = a[i] == '.' ? '_' : a[i], y = name.p[i] == '.' ? '_' : (char)name.p[i];
+        if (x != y)
+            return 0;
+    }
+    return 1;
+}
+
+const char *bg_kafka__reserved_create(const bg_kafka_authz_ctx_t *ctx, bg_slice_t name)
+{
+    if (name.len < 0)
+        return NULL;
+    const char *t, *why;
+    for (size_t i = 0; bg_kafka__reserved_at(ctx, i, &t, &why); i++)
+        if (t && bg_kafka__twins(t, name))
+            return why;
+    return NULL;
+}
+
 const char *bg_kafka__reserved_prefix(const bg_kafka_authz_ctx_t *ctx, bg_slice_t prefix)
 {
     if (prefix.len < 0)

@@ -171,6 +171,55 @@ static void test_topic_admin_on_internal_topics_refused(void **st)
     }
 }
 
+/* Creating a twin of a reserved topic (the same name once '.' and '_' are
+ * one, as Kafka compares them) is refused: Kafka would then never create
+ * the reserved one (the lazily created __transaction_state, an audit topic
+ * not yet made). Topics that merely look alike, and writing to a twin,
+ * follow the policy. */
+static void test_reserved_twins_not_created(void **st)
+{
+    ka_fix_t *f = *st;
+    const char *audit_topic = f->ctx.audit_topic;
+    f->ctx.audit_topic = "busgate.audit";
+    const char *const names[] = {"__transaction.state", "busgate_audit", "__share.group_state",
+                                 "busgate_audit2", "__transaction-state"};
+    bg_kafka_struct_t *ct = ka_new(f, BG_KAFKA_API_CREATE_TOPICS, 0);
+    ka_topics(f, ct, K(CREATE_TOPICS_REQ_TOPICS), K(CREATE_TOPICS_REQ_TOPICS_NAME), names, 5, -1,
+              -1, 0);
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_CREATE_TOPICS, 7);
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h,
+                                            ka_rt(f, BG_KAFKA_API_CREATE_TOPICS, 0, 7, ct), &f->a,
+                                            &v),
+                     0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    assert_reserved(&v, "__transaction.state", BG_VERB_CREATE, internal_why);
+    assert_reserved(&v, "busgate_audit", BG_VERB_CREATE, "reserved audit topic");
+    assert_reserved(&v, "__share.group_state", BG_VERB_CREATE, internal_why);
+    bg_kafka_struct_t *fwd = v.request;
+    assert_int_equal(fwd->f[K(CREATE_TOPICS_REQ_TOPICS)].a.n, 2);
+    assert_true(ka_eq(ka_el(fwd, K(CREATE_TOPICS_REQ_TOPICS), 0)->f[K(CREATE_TOPICS_REQ_TOPICS_NAME)].s,
+                      "busgate_audit2"));
+    assert_true(ka_eq(ka_el(fwd, K(CREATE_TOPICS_REQ_TOPICS), 1)->f[K(CREATE_TOPICS_REQ_TOPICS_NAME)].s,
+                      "__transaction-state"));
+    bg_kafka_arena_reset(&f->a);
+    /* Writing to an existing twin is the policy's to decide. */
+    const char *const twin[] = {"busgate_audit"};
+    h = ka_hdr(BG_KAFKA_API_PRODUCE, 9);
+    bg_kafka_struct_t *pr = ka_new(f, BG_KAFKA_API_PRODUCE, 0);
+    pr->f[K(PRODUCE_REQ_ACKS)].i = 1;
+    ka_topics(f, pr, K(PRODUCE_REQ_TOPIC_DATA), K(PRODUCE_REQ_TOPIC_DATA_NAME), twin, 1,
+              K(PRODUCE_REQ_TOPIC_DATA_PARTITION_DATA),
+              K(PRODUCE_REQ_TOPIC_DATA_PARTITION_DATA_INDEX), 1);
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ka_rt(f, BG_KAFKA_API_PRODUCE, 0, 9, pr),
+                                            &f->a, &v),
+                     0);
+    const bg_kafka_decision_t *d = ka_find_decision(&v, BG_RES_KAFKA_TOPIC, "busgate_audit");
+    assert_non_null(d);
+    assert_int_equal(d->decision.effect, BG_EFFECT_ALLOW);
+    f->ctx.audit_topic = audit_topic;
+}
+
 /* Metadata, ListOffsets, Fetch and DescribeConfigs of __consumer_offsets
  * (what monitoring tools ask) are still decided by the policy: allowed by
  * its rule here, and denied by it when no rule allows them. */
@@ -258,6 +307,7 @@ int main(void)
                                         ka_down),
         cmocka_unit_test_setup_teardown(test_topic_admin_on_internal_topics_refused, setup,
                                         ka_down),
+        cmocka_unit_test_setup_teardown(test_reserved_twins_not_created, setup, ka_down),
         cmocka_unit_test_setup_teardown(test_internal_topics_read_describe_by_policy, setup,
                                         ka_down),
         cmocka_unit_test_setup_teardown(test_metadata_does_not_auto_create_internal_topics, setup,
