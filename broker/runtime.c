@@ -2,6 +2,7 @@
 
 #include <event2/event.h>
 #include <event2/thread.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -17,10 +18,14 @@
 #include "broker/config_kafka_client.h"
 #include "broker/log.h"
 #include "broker/snapshot.h"
+#include "broker/util_net.h"
 #include "broker/worker.h"
 
 #define BG_RUNTIME_DRAIN_GRACE_MS 10000
 #define BG_RUNTIME_WATCH_MS 1000
+/* How long after the watcher found a new file its own in-place changes
+ * are still taken as the rest of its writing (`cp` over a moved-away file). */
+#define BG_RUNTIME_NEW_FILE_MS 10000
 
 typedef struct bg_runtime_s {
     const char *path;
@@ -36,6 +41,8 @@ typedef struct bg_runtime_s {
     bg_process_metrics_t pm;
     int draining; /* 1 draining; 2 and more: asked again, stopping now */
     struct stat seen;    /* the config file as last loaded */
+    int seen_fd;         /* it, held open: its inode number is never reused meanwhile */
+    int64_t new_file_ms; /* when the watcher loaded a new file (inode); 0: not lately */
     struct stat changed; /* as last seen by the watcher when it differed from seen */
     struct stat in_place; /* the last in-place change the watcher warned about */
     const bg_config_t *boot_cfg; /* the start-up configuration, held for the whole run */
@@ -49,10 +56,26 @@ static void bg_runtime__log_errors(const bg_config_errors_t *errs)
         bg_log_error("config", "%s", errs->msgs[i]);
 }
 
-static void bg_runtime__remember_file(bg_runtime_t *rt)
+/* Notes the file about to be loaded, and holds it open: a file that
+ * replaces it then always has another inode number (ext4 hands a freed
+ * number straight out again, so two `sed -i` in a row could otherwise look
+ * like one change in place). by_watch: the watcher found it changed. */
+static void bg_runtime__remember_file(bg_runtime_t *rt, int by_watch)
 {
-    if (stat(rt->path, &rt->seen) != 0)
+    struct stat old = rt->seen;
+    int fd = open(rt->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0 || fstat(fd, &rt->seen) != 0) {
         memset(&rt->seen, 0, sizeof rt->seen);
+        if (fd >= 0)
+            close(fd);
+        fd = -1;
+    }
+    if (rt->seen_fd >= 0)
+        close(rt->seen_fd);
+    rt->seen_fd = fd;
+    int fresh = rt->seen.st_ino != old.st_ino || rt->seen.st_dev != old.st_dev;
+    if (fresh)
+        rt->new_file_ms = by_watch && fd >= 0 ? bg_util_now_ms() : 0;
 }
 
 /* Loads the file into a new snapshot; NULL (after logging why) when invalid. */
@@ -108,10 +131,10 @@ static void bg_runtime__audit_reload(bg_runtime_t *rt, const char *detail)
         bg_log_warn("config", "reload audit event not queued");
 }
 
-static void bg_runtime__reload(bg_runtime_t *rt, const char *why)
+static void bg_runtime__reload(bg_runtime_t *rt, const char *why, int by_watch)
 {
     char detail[160];
-    bg_runtime__remember_file(rt);
+    bg_runtime__remember_file(rt, by_watch);
     bg_snapshot_t *s = bg_runtime__load(rt);
     if (!s) {
         rt->pm.reloads_failed++;
@@ -143,7 +166,7 @@ static void bg_runtime__reload(bg_runtime_t *rt, const char *why)
 
 static void bg_runtime__on_hup(evutil_socket_t sig, short what, void *arg)
 {
-    bg_runtime__reload(arg, "SIGHUP");
+    bg_runtime__reload(arg, "SIGHUP", 0);
 }
 
 static int bg_runtime__same_file(const struct stat *a, const struct stat *b)
@@ -156,14 +179,17 @@ static int bg_runtime__same_file(const struct stat *a, const struct stat *b)
  * symlink swap, most editors), once that has held still for one tick. A
  * change in place (`cat > file`) is not applied: nothing tells a finished
  * write from a writer that paused, and a half-written file can be valid YAML
- * with its later deny rules missing. It is logged once; SIGHUP applies it. */
+ * with its later deny rules missing. It is logged once; SIGHUP applies it.
+ * Only a file the watcher loaded as new within BG_RUNTIME_NEW_FILE_MS may
+ * still change in place: that is the rest of its own writing. */
 static void bg_runtime__on_watch(evutil_socket_t fd, short what, void *arg)
 {
     bg_runtime_t *rt = arg;
     struct stat st;
     if (stat(rt->path, &st) != 0 || bg_runtime__same_file(&st, &rt->seen))
         return;
-    if (st.st_ino == rt->seen.st_ino && st.st_dev == rt->seen.st_dev) {
+    if (st.st_ino == rt->seen.st_ino && st.st_dev == rt->seen.st_dev &&
+        !(rt->new_file_ms && bg_util_now_ms() - rt->new_file_ms <= BG_RUNTIME_NEW_FILE_MS)) {
         if (!bg_runtime__same_file(&st, &rt->in_place)) {
             rt->in_place = st;
             bg_log_warn("config",
@@ -177,7 +203,7 @@ static void bg_runtime__on_watch(evutil_socket_t fd, short what, void *arg)
         rt->changed = st;
         return;
     }
-    bg_runtime__reload(rt, "file changed");
+    bg_runtime__reload(rt, "file changed", 1);
 }
 
 static void bg_runtime__on_stop_poll(evutil_socket_t fd, short what, void *arg)
@@ -502,7 +528,7 @@ static int bg_runtime__loop(bg_runtime_t *rt)
 static int bg_runtime__run(const char *path, const bg_adapter_t *const *adapters,
                            size_t nadapters)
 {
-    bg_runtime_t rt = {.path = path};
+    bg_runtime_t rt = {.path = path, .seen_fd = -1};
     int rc = 2;
     event_set_log_callback(bg_runtime__libevent_log);
     if (bg_runtime__threads() != 0) {
@@ -510,10 +536,13 @@ static int bg_runtime__run(const char *path, const bg_adapter_t *const *adapters
         return 2;
     }
     rt.pm.start_time = (int64_t)time(NULL);
-    bg_runtime__remember_file(&rt);
+    bg_runtime__remember_file(&rt, 0);
     bg_snapshot_t *snap = bg_runtime__load(&rt);
-    if (!snap)
+    if (!snap) {
+        if (rt.seen_fd >= 0)
+            close(rt.seen_fd);
         return 1;
+    }
     bg_runtime__publish(&rt, snap);
     bg_runtime__raise_nofile();
     /* Listeners and adapters keep using the start-up configuration (listener
@@ -570,6 +599,8 @@ done:
         event_base_free(rt.base);
     bg_snapshot_release(boot);
     bg_snapshot_shutdown();
+    if (rt.seen_fd >= 0)
+        close(rt.seen_fd);
     return rc;
 }
 

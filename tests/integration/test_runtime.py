@@ -861,6 +861,51 @@ def test_reload_on_file_change(start_busgate, keys):
     assert bg.wait_log(lambda l: l["msg"].startswith("reloaded") and "(file changed)" in l["msg"])
 
 
+def test_replacements_in_a_row_are_reloaded(start_busgate, keys):
+    """Two replacements within one check (`sed -i` twice): the second file
+    is reloaded. ext4 hands a freed inode number straight out again, so the
+    second file used to get the first one's and was taken for a change in
+    place (not reloaded); busgate now holds the loaded file open."""
+    port = free_port()
+    bg = start_busgate(config(keys[1], port, RULE_READ), wait_for_port=port)
+    rules = [RULE_READ + RULE_DENY, RULE_READ, RULE_READ + RULE_DENY]
+    for n, text in enumerate(rules):
+        for step in ("a", "b"):  # "a" is replaced by "b" before busgate looks
+            new = bg.config_path.with_name(f"busgate.yaml.{n}{step}")
+            new.write_text(config(keys[1], port, text if step == "b" else RULE_READ + RULE_READ
+                                  .replace("reporting-reads-billing", "other")))
+            os.replace(new, bg.config_path)
+        want = text.count("- name:")
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and policy_rules(port) != want:
+            time.sleep(0.1)
+        assert policy_rules(port) == want, (n, [l["msg"] for l in bg.log_lines()][-5:])
+    assert not any("changed in place" in l["msg"] for l in bg.log_lines())
+
+
+def test_new_file_written_slowly_is_reloaded_whole(start_busgate, keys):
+    """A new file written in two parts with a pause (the old one moved
+    away, then `cp`): the first part is reloaded as the new file, and the
+    rest, written into that same file within 10 s, is reloaded too rather
+    than left out until a SIGHUP."""
+    port = free_port()
+    bg = start_busgate(config(keys[1], port, RULE_READ), wait_for_port=port)
+    whole = config(keys[1], port, RULE_READ + RULE_DENY)
+    first = whole[:whole.index(RULE_DENY)]
+    os.replace(bg.config_path, bg.config_path.with_name("busgate.yaml.bak"))
+    with open(bg.config_path, "w") as f:
+        f.write(first)
+        f.flush()
+        assert bg.wait_log(lambda l: l["msg"].startswith("reloaded") and "(file changed)" in l["msg"],
+                           timeout=10)
+        f.write(whole[len(first):])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and policy_rules(port) != 2:
+        time.sleep(0.1)
+    assert policy_rules(port) == 2
+    assert not any("changed in place" in l["msg"] for l in bg.log_lines())
+
+
 def test_file_changed_in_place_waits_for_sighup(start_busgate, keys):
     """A file written in place is not reloaded by itself, however long it
     then holds still: a writer that paused half way would have had a valid
