@@ -39,9 +39,9 @@ stop_idle_epmd() {
   command -v epmd >/dev/null 2>&1 || return 0
   local names
   for _ in $(seq 1 10); do
-    names=$(epmd -names 2>/dev/null) || return 0 # none running
+    names=$(timeout 5 epmd -names 2>/dev/null) || return 0 # none running (or it hangs)
     if ! grep -q '^name ' <<<"$names"; then
-      epmd -kill >/dev/null 2>&1 || true
+      timeout 5 epmd -kill >/dev/null 2>&1 || true
       return 0
     fi
     sleep 0.5
