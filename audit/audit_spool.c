@@ -219,6 +219,7 @@ struct bg_audit_spool_s {
     unsigned fail_rounds;  /* ...in that many reads in a row */
     uint32_t fail_log_seg; /* read errors are logged once per segment and minute */
     time_t fail_log_at;
+    time_t transient_log_at; /* errors of the process, not of a segment: once a minute */
     uint32_t skip_seg; /* unreadable and could not be moved aside: read as missing */
     /* Records appended to the active segment, and records of the segment
      * at the read/ack cursor before it: what is lost when the active
@@ -742,6 +743,43 @@ static void bg_audit__move_aside(bg_audit_spool_t *sp, const char *why)
     bg_audit__recount(sp);
 }
 
+/* 1 when a read failing with e says nothing about the segment: the process
+ * (or the system) is out of descriptors, memory or buffers, or a signal
+ * interrupted it. Counted against the segment, a flood of client
+ * connections that used up the descriptors for a few seconds moved healthy
+ * segments aside and their events were never delivered. */
+static int bg_audit__transient(int e)
+{
+    switch (e) {
+    case EMFILE:
+    case ENFILE:
+    case ENOMEM:
+    case ENOBUFS:
+    case EINTR:
+    case EAGAIN:
+#if EWOULDBLOCK != EAGAIN
+    case EWOULDBLOCK:
+#endif
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Logs a transient failure of the spool (what: the file or the step),
+ * once a minute: the drain retries often and every retry fails alike. */
+static void bg_audit__log_transient(bg_audit_spool_t *sp, const char *what, int e)
+{
+    time_t now = time(NULL);
+    if (sp->transient_log_at && now - sp->transient_log_at < 60)
+        return;
+    sp->transient_log_at = now;
+    bg_log_error("audit",
+                 "spool %s: %s (not held against the segment; the spool drain waits and "
+                 "tries again)",
+                 what, strerror(e));
+}
+
 /* A read of segment rseg failed (fill result f, errno set). Logs it (once
  * per segment and minute: the drain retries often). A segment that is not
  * a regular file is moved aside at once, one that fails in
@@ -757,8 +795,8 @@ static int bg_audit__read_failed(bg_audit_spool_t *sp, int f)
         return 1;
     }
     bg_audit__seg_path(sp, sp->rseg, path, sizeof path);
-    if (e == ENOMEM) { /* not the segment's fault: never held against it */
-        bg_log_error("audit", "spool segment %s: %s", path, strerror(e));
+    if (bg_audit__transient(e)) {
+        bg_audit__log_transient(sp, path, e);
         return 0;
     }
     if (sp->fail_seg != sp->rseg) {

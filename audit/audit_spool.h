@@ -31,7 +31,8 @@
  * not a regular file is moved aside at once, one whose reads fail
  * BG_AUDIT_SPOOL_READ_TRIES times in a row then (renamed NAME.unreadable
  * beside the others, counted, logged), so it cannot hold up the segments
- * after it. The active segment deleted under the writer is found by
+ * after it. Failures of the process (out of descriptors or memory, an
+ * interrupted call) are not held against a segment: the read is retried. The active segment deleted under the writer is found by
  * bg_audit_spool_check.
  *
  * Not thread-safe: one owner (the audit thread). */

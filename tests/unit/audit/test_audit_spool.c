@@ -889,6 +889,52 @@ static void test_segment_numbers_used_up(void **state)
     free(dir);
 }
 
+/* Running out of file descriptors (a flood of client connections) says
+ * nothing about a segment: before, every failed open(2) with EMFILE counted
+ * against it, and after BG_AUDIT_SPOOL_READ_TRIES drain rounds a healthy
+ * segment was moved aside, its events never delivered. Now the read fails
+ * (the drain tries again) as long as descriptors lack, however often, and
+ * once they are back every record is read, nothing moved aside. */
+static void test_descriptors_used_up_not_held_against_segment(void **state)
+{
+    char err[256] = "", *dir = mkdir_tmp();
+    bg_audit_spool_t *sp = bg_audit_spool_open(dir, 0, 98, err, sizeof err);
+    append_n(sp, 10, 38); /* segments 1..4: 10-16, 17-23, 24-30, 31-37 */
+    bg_audit_spool_close(sp);
+    sp = bg_audit_spool_open(dir, 0, 98, err, sizeof err);
+    assert_non_null(sp);
+    struct rlimit old, lim;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    lim = old;
+    lim.rlim_cur = 256;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &lim), 0);
+    int fds[512], nf = 0, fd;
+    while (nf < 512 && (fd = open("/dev/null", O_RDONLY)) >= 0)
+        fds[nf++] = fd; /* every descriptor in use: open(2) fails with EMFILE */
+    got_t g = {0};
+    int fails = 0;
+    for (unsigned i = 0; i < 2 * BG_AUDIT_SPOOL_READ_TRIES; i++) {
+        fails += bg_audit_spool_read(sp, 4096, collect, &g) == -1;
+        bg_audit_spool_rewind(sp);
+    }
+    while (nf > 0)
+        close(fds[--nf]);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    assert_int_equal(fails, 2 * BG_AUDIT_SPOOL_READ_TRIES);
+    assert_int_equal(bg_audit_spool_unreadable(sp), 0);
+    assert_int_equal(g.n, 0);
+    assert_int_equal(bg_audit_spool_read(sp, 4096, collect, &g), 28);
+    for (int i = 0; i < 28; i++)
+        assert_int_equal(g.vals[i], 10 + i);
+    assert_int_equal(bg_audit_spool_unreadable(sp), 0);
+    assert_int_equal(bg_audit_spool_ack(sp), 0);
+    assert_true(bg_audit_spool_empty(sp));
+    bg_audit_spool_close(sp);
+    assert_int_equal(count_segments(dir), 0); /* all delivered, none moved aside */
+    rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     bg_log_set_level(BG_LOG_OFF);
@@ -913,6 +959,7 @@ int main(void)
         cmocka_unit_test(test_deleted_active_segment_counted_lost),
         cmocka_unit_test(test_unreadable_segment_moved_aside),
         cmocka_unit_test(test_segment_numbers_used_up),
+        cmocka_unit_test(test_descriptors_used_up_not_held_against_segment),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
