@@ -314,23 +314,28 @@ int bg_audit_spool_list(const char *dir, uint32_t *lo, uint32_t *hi)
     return 0;
 }
 
-/* The lowest segment on disk after seg, or none when there is none (or the
- * directory cannot be listed). Segments are numbered without gaps, but a
- * gap exists where an operator removed one or a stray name sits far
- * ahead: stepping one number at a time could take for ever. */
-static uint32_t bg_audit__seg_after(const bg_audit_spool_t *sp, uint32_t seg, uint32_t none)
+/* The lowest segment on disk after seg into *out, none when there is none.
+ * Segments are numbered without gaps, but a gap exists where an operator
+ * removed one or a stray name sits far ahead: stepping one number at a
+ * time could take for ever. -1 (errno set) when the directory cannot be
+ * listed (out of descriptors, say): the caller must not move, since taking
+ * that for "none" skipped every segment in between, and the acknowledgement
+ * after it deleted them unread. */
+static int bg_audit__seg_after(const bg_audit_spool_t *sp, uint32_t seg, uint32_t none,
+                               uint32_t *out)
 {
-    uint32_t *v, r = none;
+    uint32_t *v;
     size_t n;
     if (bg_audit_spool_segs(sp->dir, &v, &n) != 0)
-        return none;
+        return -1;
+    *out = none;
     for (size_t i = 0; i < n; i++)
         if (v[i] > seg) {
-            r = v[i] < none ? v[i] : none;
+            *out = v[i] < none ? v[i] : none;
             break;
         }
     free(v);
-    return r;
+    return 0;
 }
 
 /* Bytes after position (seg, off) in the segments segs[0..n). */
@@ -697,14 +702,17 @@ static void bg_audit__rd_bad(void *arg, size_t off, size_t len)
                 sp->rseg, len, at);
 }
 
-/* Moves the read cursor to the next segment; 0 when there is none. Past a
- * missing one, to the next on disk (see bg_audit__seg_after). */
+/* Moves the read cursor to the next segment: 1, or 0 when there is none.
+ * Past a missing one, to the next on disk (see bg_audit__seg_after); -1
+ * (errno set, the cursor where it was) when that cannot be listed. */
 static int bg_audit__next_seg(bg_audit_spool_t *sp, int missing)
 {
-    uint32_t last = sp->wfd >= 0 ? sp->wseg : sp->wseg - 1;
+    uint32_t last = sp->wfd >= 0 ? sp->wseg : sp->wseg - 1, next = sp->rseg + 1;
     if (sp->rseg >= last)
         return 0;
-    sp->rseg = missing ? bg_audit__seg_after(sp, sp->rseg, last) : sp->rseg + 1;
+    if (missing && bg_audit__seg_after(sp, sp->rseg, last, &next) != 0)
+        return -1;
+    sp->rseg = next;
     sp->roff = 0;
     sp->rrecs = 0;
     return 1;
@@ -713,7 +721,10 @@ static int bg_audit__next_seg(bg_audit_spool_t *sp, int missing)
 /* Renames segment rseg to NAME.unreadable beside the others, where the
  * operator can recover it and where busgate and `busgate audit tail` no
  * longer take it for a segment; when that fails it is skipped until the
- * restart. Either way the read goes on past it. */
+ * restart. Either way the read goes on past it: the cursor stays on the
+ * name, which now reads as missing, and bg_audit_spool_read steps past it
+ * as past any missing segment (or, when the directory cannot be listed
+ * now, at a later drain). */
 static void bg_audit__move_aside(bg_audit_spool_t *sp, const char *why)
 {
     char path[4096], to[4200];
@@ -739,8 +750,6 @@ static void bg_audit__move_aside(bg_audit_spool_t *sp, const char *why)
                      path, why, strerror(errno));
         sp->skip_seg = seg;
     }
-    bg_audit__next_seg(sp, 1); /* none: the cursor stays on the name, now gone */
-    bg_audit__recount(sp);
 }
 
 /* 1 when a read failing with e says nothing about the segment: the process
@@ -838,7 +847,14 @@ int bg_audit_spool_read(bg_audit_spool_t *sp, size_t max, bg_audit_spool_rec_cb 
         if (f == BG_AUDIT__FILL_GONE)
             bg_audit__recount(sp); /* deleted under us: its bytes are no backlog */
         if (f == BG_AUDIT__FILL_GONE || sp->roff >= sp->buflen) {
-            if (!bg_audit__next_seg(sp, f == BG_AUDIT__FILL_GONE)) {
+            int next = bg_audit__next_seg(sp, f == BG_AUDIT__FILL_GONE);
+            if (next < 0) { /* where to go on is unknown: stay, the drain retries */
+                bg_audit__log_transient(sp, "directory listing", errno);
+                if (rd.count > 0)
+                    break;
+                return -1;
+            }
+            if (next == 0) {
                 sp->unread = 0; /* no further segment: nothing after the cursor */
                 break;
             }
@@ -918,9 +934,11 @@ int bg_audit_spool_ack(bg_audit_spool_t *sp)
     /* A segment left by an earlier process and now read to its end is done
      * too (it never grows again): step past it so it is deleted below. */
     int stepped = 0;
+    uint32_t next;
     while (sp->aseg < sp->wseg && sp->unread == 0 &&
-           sp->aoff >= bg_audit__seg_size(sp, sp->aseg)) {
-        sp->rseg = sp->aseg = bg_audit__seg_after(sp, sp->aseg, sp->wseg);
+           sp->aoff >= bg_audit__seg_size(sp, sp->aseg) &&
+           bg_audit__seg_after(sp, sp->aseg, sp->wseg, &next) == 0) { /* else: next time */
+        sp->rseg = sp->aseg = next;
         sp->roff = sp->aoff = 0;
         sp->rrecs = sp->arecs = 0;
         stepped = 1;

@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,22 @@
 
 #include "audit/audit_spool.h"
 #include "broker/log.h"
+
+/* Linked with --wrap=opendir: while bg_t_opendir_errno is set, listing a
+ * directory fails with it (EMFILE: out of descriptors, as under a flood of
+ * client connections, while the segments themselves are fine). */
+static int bg_t_opendir_errno;
+
+DIR *__real_opendir(const char *name);
+DIR *__wrap_opendir(const char *name);
+DIR *__wrap_opendir(const char *name)
+{
+    if (bg_t_opendir_errno) {
+        errno = bg_t_opendir_errno;
+        return NULL;
+    }
+    return __real_opendir(name);
+}
 
 typedef struct got_s {
     int n, bad;
@@ -935,6 +952,51 @@ static void test_descriptors_used_up_not_held_against_segment(void **state)
     free(dir);
 }
 
+/* The directory cannot be listed (out of descriptors) just when the read
+ * steps past a missing segment, here one moved aside. Before, a failed
+ * listing read as "no segment after it": the cursor jumped to the last
+ * segment, and the acknowledgement after it passed (and later deleted)
+ * every segment in between unread. Now the cursor stays (the read ends
+ * there, later reads fail and the drain tries again), nothing is deleted,
+ * and once the directory can be listed the segments in between are read. */
+static void test_listing_failure_never_skips_segments(void **state)
+{
+    char err[256] = "", *dir = mkdir_tmp(), p[4096];
+    bg_audit_spool_t *sp = bg_audit_spool_open(dir, 0, 98, err, sizeof err);
+    append_n(sp, 10, 38); /* segments 1..4: 10-16, 17-23, 24-30, 31-37 */
+    bg_audit_spool_close(sp);
+    seg_path(dir, 2, p, sizeof p);
+    assert_int_equal(unlink(p), 0);
+    assert_int_equal(mkdir(p, 0700), 0); /* moved aside at once */
+    sp = bg_audit_spool_open(dir, 0, 98, err, sizeof err);
+    assert_non_null(sp);
+    got_t g = {0};
+    bg_t_opendir_errno = EMFILE;
+    assert_int_equal(bg_audit_spool_read(sp, 4096, collect, &g), 7); /* segment 1 */
+    assert_int_equal(bg_audit_spool_ack(sp), 0);
+    for (unsigned i = 0; i < BG_AUDIT_SPOOL_READ_TRIES; i++) {
+        assert_int_equal(bg_audit_spool_read(sp, 4096, collect, &g), -1);
+        bg_audit_spool_rewind(sp);
+    }
+    bg_t_opendir_errno = 0;
+    for (int s = 3; s <= 4; s++) { /* nothing deleted meanwhile */
+        seg_path(dir, s, p, sizeof p);
+        assert_int_equal(access(p, F_OK), 0);
+    }
+    assert_int_equal(bg_audit_spool_read(sp, 4096, collect, &g), 14);
+    assert_int_equal(g.n, 21);
+    for (int i = 0; i < 7; i++)
+        assert_int_equal(g.vals[i], 10 + i);
+    for (int i = 7; i < 21; i++)
+        assert_int_equal(g.vals[i], 17 + i); /* 24..37: only segment 2 is missing */
+    assert_int_equal(bg_audit_spool_unreadable(sp), 1);
+    assert_int_equal(bg_audit_spool_ack(sp), 0);
+    assert_true(bg_audit_spool_empty(sp));
+    bg_audit_spool_close(sp);
+    rm_rf(dir);
+    free(dir);
+}
+
 int main(void)
 {
     bg_log_set_level(BG_LOG_OFF);
@@ -960,6 +1022,7 @@ int main(void)
         cmocka_unit_test(test_unreadable_segment_moved_aside),
         cmocka_unit_test(test_segment_numbers_used_up),
         cmocka_unit_test(test_descriptors_used_up_not_held_against_segment),
+        cmocka_unit_test(test_listing_failure_never_skips_segments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
