@@ -718,6 +718,48 @@ static int bg_audit__next_seg(bg_audit_spool_t *sp, int missing)
     return 1;
 }
 
+/* Renames from to to, failing (EEXIST) rather than replace a file there. */
+static int bg_audit__rename_noreplace(const char *from, const char *to)
+{
+    if (renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0)
+        return 0;
+    if (errno != EINVAL && errno != ENOSYS)
+        return -1;
+    /* A file system (or kernel) without RENAME_NOREPLACE: link(2) never
+     * replaces either, and unlinking the old name completes the move. */
+    if (link(from, to) != 0)
+        return -1;
+    if (unlink(from) != 0) {
+        int e = errno;
+        unlink(to); /* the segment stays under its own name only */
+        errno = e;
+        return -1;
+    }
+    return 0;
+}
+
+/* Renames segment file path to the first free name of path.unreadable,
+ * path.unreadable.1, ... (BG_AUDIT_SPOOL_ASIDE_NAMES in all), the name
+ * taken in to. Never onto an existing file: segment numbers can repeat
+ * (renumbered after the numbers ran out, a torn spool.ack restarting at
+ * 1), and replacing an earlier NAME.unreadable lost the events the
+ * operator had not recovered yet. -1 (errno set) when none is free or the
+ * rename fails. */
+static int bg_audit__rename_aside(const char *path, char *to, size_t cap)
+{
+    for (unsigned i = 0; i < BG_AUDIT_SPOOL_ASIDE_NAMES; i++) {
+        if (i == 0)
+            snprintf(to, cap, "%s.unreadable", path);
+        else
+            snprintf(to, cap, "%s.unreadable.%u", path, i);
+        if (bg_audit__rename_noreplace(path, to) == 0)
+            return 0;
+        if (errno != EEXIST)
+            return -1;
+    }
+    return -1; /* errno EEXIST: every name taken */
+}
+
 /* Renames segment rseg to NAME.unreadable beside the others, where the
  * operator can recover it and where busgate and `busgate audit tail` no
  * longer take it for a segment; when that fails it is skipped until the
@@ -732,11 +774,10 @@ static void bg_audit__move_aside(bg_audit_spool_t *sp, const char *why)
     if (seg == sp->wseg && sp->wfd >= 0)
         bg_audit__retire_active(sp); /* never append to a file moved aside */
     bg_audit__seg_path(sp, seg, path, sizeof path);
-    snprintf(to, sizeof to, "%s.unreadable", path);
     sp->unreadable++;
     sp->fail_seg = 0;
     sp->fail_rounds = 0;
-    if (rename(path, to) == 0) {
+    if (bg_audit__rename_aside(path, to, sizeof to) == 0) {
         if (bg_audit__sync_dir(sp) != 0)
             bg_log_warn("audit", "spool directory fsync: %s", strerror(errno));
         bg_log_error("audit",

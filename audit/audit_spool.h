@@ -29,11 +29,12 @@
  * is open is read past, and the counts of bytes (on disk, unread) are taken
  * again from the directory, so no phantom backlog is left. A segment that is
  * not a regular file is moved aside at once, one whose reads fail
- * BG_AUDIT_SPOOL_READ_TRIES times in a row then (renamed NAME.unreadable
- * beside the others, counted, logged), so it cannot hold up the segments
- * after it. Failures of the process (out of descriptors or memory, an
- * interrupted call) are not held against a segment: the read is retried. The active segment deleted under the writer is found by
- * bg_audit_spool_check.
+ * BG_AUDIT_SPOOL_READ_TRIES times in a row then (renamed NAME.unreadable, or
+ * NAME.unreadable.N when that exists, beside the others, counted, logged),
+ * so it cannot hold up the segments after it. Failures of the process (out
+ * of descriptors or memory, an interrupted call) are not held against a
+ * segment: the read is retried. The active segment deleted under the writer
+ * is found by bg_audit_spool_check.
  *
  * Not thread-safe: one owner (the audit thread). */
 #ifndef BG_AUDIT_SPOOL_H
@@ -134,6 +135,11 @@ int bg_audit_spool_sync_dir(const bg_audit_spool_t *sp);
 /* Reads of a regular segment that fail this many times in a row (one per
  * drain round, with its backoff: about 8 s) move it aside. */
 #define BG_AUDIT_SPOOL_READ_TRIES 5u
+
+/* A segment moved aside takes the first free name of NAME.unreadable,
+ * NAME.unreadable.1, ... up to this many names (an earlier file is never
+ * replaced); when all are taken it is skipped as when the rename fails. */
+#define BG_AUDIT_SPOOL_ASIDE_NAMES 100u
 
 /* Reads up to max records after the read cursor, calling cb for each (payload
  * borrowed for the call) and advancing the cursor past each. Corrupt regions

@@ -366,7 +366,8 @@ def test_tail_spool_ignores_stray_names(tmp_path):
     (spool / "spool-000001.seg").write_bytes(_frame(ev[0]) + _frame(ev[1]))
     (spool / "spool-2000000000.seg").write_bytes(_frame(ev[2]))
     for stray in ("spool-4294967295.seg.bak", "spool--1.seg", "spool-4294967295.seg",
-                  "spool-1.seg", "spool-000001.seg.unreadable"):
+                  "spool-1.seg", "spool-000001.seg.unreadable",
+                  "spool-000001.seg.unreadable.1"):
         (spool / stray).write_bytes(b"\x07" * 20)
     r = run_cli("audit", "tail", "-c", str(cfg), "--from", "spool", "--json", timeout=20)
     assert r.returncode == 0, r.stderr

@@ -37,6 +37,21 @@ DIR *__wrap_opendir(const char *name)
     return __real_opendir(name);
 }
 
+/* Linked with --wrap=renameat2: while bg_t_renameat2_errno is set, it
+ * fails with it (EINVAL: a file system without RENAME_NOREPLACE). */
+static int bg_t_renameat2_errno;
+
+int __real_renameat2(int ofd, const char *from, int nfd, const char *to, unsigned flags);
+int __wrap_renameat2(int ofd, const char *from, int nfd, const char *to, unsigned flags);
+int __wrap_renameat2(int ofd, const char *from, int nfd, const char *to, unsigned flags)
+{
+    if (bg_t_renameat2_errno) {
+        errno = bg_t_renameat2_errno;
+        return -1;
+    }
+    return __real_renameat2(ofd, from, nfd, to, flags);
+}
+
 typedef struct got_s {
     int n, bad;
     int vals[4096];
@@ -462,7 +477,7 @@ static void test_stray_names_ignored(void **state)
         "spool-4294967295.seg.bak", "spool--1.seg",      "spool-4294967295.seg",
         "spool-4294967296.seg",     "spool-99999999999.seg", "spool-000002.segment",
         "spool-2.seg",              "spool-+00003.seg",  "spool- 00004.seg",
-        "spool-000002.seg.unreadable"};
+        "spool-000002.seg.unreadable", "spool-000002.seg.unreadable.1"};
     for (size_t i = 0; i < sizeof stray / sizeof stray[0]; i++)
         touch(dir, stray[i]);
     snprintf(p, sizeof p, "%s/spool-2000000000.seg", dir); /* far, and empty */
@@ -997,6 +1012,68 @@ static void test_listing_failure_never_skips_segments(void **state)
     free(dir);
 }
 
+/* Moving a segment aside never replaces a file already under the name:
+ * segment numbers can repeat (renumbered after the numbers ran out, a torn
+ * spool.ack), and before, rename(2) silently replaced an earlier
+ * NAME.unreadable whose events the operator had not recovered yet. The
+ * segment takes the first free name of NAME.unreadable, NAME.unreadable.1,
+ * ...; so too where RENAME_NOREPLACE is refused (link and unlink then).
+ * Such names are never taken for a segment. */
+static void test_move_aside_never_replaces(void **state)
+{
+    static const char old_text[] = "OLD EVENTS THE OPERATOR HAS NOT RECOVERED YET";
+    for (int fallback = 0; fallback <= 1; fallback++) {
+        char err[256] = "", *dir = mkdir_tmp(), p[4096], q[4200], buf[128];
+        bg_audit_spool_t *sp = bg_audit_spool_open(dir, 0, 98, err, sizeof err);
+        append_n(sp, 10, 31); /* segments 1..3: 10-16, 17-23, 24-30 */
+        bg_audit_spool_close(sp);
+        seg_path(dir, 2, p, sizeof p);
+        for (int i = 0; i < 2; i++) { /* NAME.unreadable and NAME.unreadable.1 */
+            snprintf(q, sizeof q, i ? "%s.unreadable.%d" : "%s.unreadable", p, i);
+            FILE *f = fopen(q, "w");
+            assert_non_null(f);
+            fputs(old_text, f);
+            fclose(f);
+        }
+        assert_int_equal(unlink(p), 0);
+        assert_int_equal(symlink("spool-000002.seg", p), 0); /* ELOOP */
+        sp = bg_audit_spool_open(dir, 0, 98, err, sizeof err);
+        assert_non_null(sp);
+        bg_t_renameat2_errno = fallback ? EINVAL : 0;
+        got_t g = {0};
+        assert_int_equal(bg_audit_spool_read(sp, 4096, collect, &g), 7);
+        assert_int_equal(bg_audit_spool_ack(sp), 0);
+        for (unsigned i = 1; i < BG_AUDIT_SPOOL_READ_TRIES; i++) {
+            assert_int_equal(bg_audit_spool_read(sp, 4096, collect, &g), -1);
+            bg_audit_spool_rewind(sp);
+        }
+        assert_int_equal(bg_audit_spool_read(sp, 4096, collect, &g), 7); /* segment 3 */
+        bg_t_renameat2_errno = 0;
+        assert_int_equal(g.vals[7], 24);
+        assert_int_equal(bg_audit_spool_unreadable(sp), 1);
+        for (int i = 0; i < 2; i++) { /* the earlier files untouched */
+            snprintf(q, sizeof q, i ? "%s.unreadable.%d" : "%s.unreadable", p, i);
+            FILE *f = fopen(q, "r");
+            assert_non_null(f);
+            assert_non_null(fgets(buf, sizeof buf, f));
+            fclose(f);
+            assert_string_equal(buf, old_text);
+        }
+        snprintf(q, sizeof q, "%s.unreadable.2", p);
+        ssize_t n = readlink(q, buf, sizeof buf - 1);
+        assert_int_equal(n, 16); /* the segment moved aside: the link itself */
+        struct stat st;
+        assert_int_equal(lstat(p, &st), -1);
+        uint32_t seg;
+        assert_int_equal(bg_audit_spool_seg_no("spool-000002.seg.unreadable.2", &seg), 0);
+        assert_int_equal(bg_audit_spool_ack(sp), 0);
+        bg_audit_spool_close(sp);
+        assert_int_equal(count_segments(dir), 3); /* the three NAME.unreadable* only */
+        rm_rf(dir);
+        free(dir);
+    }
+}
+
 int main(void)
 {
     bg_log_set_level(BG_LOG_OFF);
@@ -1023,6 +1100,7 @@ int main(void)
         cmocka_unit_test(test_segment_numbers_used_up),
         cmocka_unit_test(test_descriptors_used_up_not_held_against_segment),
         cmocka_unit_test(test_listing_failure_never_skips_segments),
+        cmocka_unit_test(test_move_aside_never_replaces),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
