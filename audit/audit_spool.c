@@ -220,12 +220,24 @@ struct bg_audit_spool_s {
     uint32_t fail_log_seg; /* read errors are logged once per segment and minute */
     time_t fail_log_at;
     time_t transient_log_at; /* errors of the process, not of a segment: once a minute */
-    uint32_t skip_seg; /* unreadable and could not be moved aside: read as missing */
+    /* Unreadable and could not be moved aside: read as missing, never
+     * deleted (each one's events wait for the operator). */
+    uint32_t skip[BG_AUDIT_SPOOL_SKIP_MAX];
+    unsigned nskip;
     /* Records appended to the active segment, and records of the segment
      * at the read/ack cursor before it: what is lost when the active
      * segment is deleted under the writer (bg_audit_spool_check). */
     uint64_t wrecs, rrecs, arecs;
 };
+
+/* 1 when segment seg is one skipped as unreadable (see skip). */
+static int bg_audit__skipped(const bg_audit_spool_t *sp, uint32_t seg)
+{
+    for (unsigned i = 0; i < sp->nskip; i++)
+        if (sp->skip[i] == seg)
+            return 1;
+    return 0;
+}
 
 static void bg_audit__seg_path(const bg_audit_spool_t *sp, uint32_t seg, char *out, size_t cap)
 {
@@ -344,7 +356,7 @@ static uint64_t bg_audit__after(const bg_audit_spool_t *sp, const uint32_t *segs
 {
     uint64_t sum = 0;
     for (size_t i = 0; i < n; i++) {
-        if (segs[i] == sp->skip_seg || segs[i] < seg)
+        if (bg_audit__skipped(sp, segs[i]) || segs[i] < seg)
             continue;
         if (segs[i] > seg)
             sum += sizes[i];
@@ -631,7 +643,7 @@ static int bg_audit__fill(bg_audit_spool_t *sp)
         sp->bufseg = sp->rseg;
         sp->buflen = 0;
     }
-    if (sp->rseg == sp->skip_seg)
+    if (bg_audit__skipped(sp, sp->rseg))
         return BG_AUDIT__FILL_GONE;
     bg_audit__seg_path(sp, sp->rseg, path, sizeof path);
     /* O_NONBLOCK: a FIFO under a segment's name must not hang the audit
@@ -760,23 +772,48 @@ static int bg_audit__rename_aside(const char *path, char *to, size_t cap)
     return -1; /* errno EEXIST: every name taken */
 }
 
+/* The segment at path (rseg) can be neither read nor moved aside (errno
+ * e): skipped until the restart, read as missing and never deleted. 0 when
+ * BG_AUDIT_SPOOL_SKIP_MAX are skipped already: a segment forgotten from the
+ * set would be deleted by the next acknowledgement, so the drain stops at
+ * this one instead (logged once a minute) and tries again. */
+static int bg_audit__skip(bg_audit_spool_t *sp, const char *path, const char *why, int e)
+{
+    if (sp->nskip == BG_AUDIT_SPOOL_SKIP_MAX) {
+        time_t now = time(NULL);
+        if (sp->fail_log_seg != sp->rseg || now - sp->fail_log_at >= 60) {
+            sp->fail_log_seg = sp->rseg;
+            sp->fail_log_at = now;
+            bg_log_error("audit",
+                         "spool segment %s cannot be read (%s) nor moved aside (%s), and %u "
+                         "segments are skipped already: the spool drain stops here until it "
+                         "can be moved aside or busgate restarts (docs/operations.md)",
+                         path, why, strerror(e), BG_AUDIT_SPOOL_SKIP_MAX);
+        }
+        return 0;
+    }
+    sp->skip[sp->nskip++] = sp->rseg;
+    bg_log_error("audit",
+                 "spool segment %s cannot be read (%s) nor moved aside (%s): skipped until "
+                 "busgate restarts, its events are not delivered",
+                 path, why, strerror(e));
+    return 1;
+}
+
 /* Renames segment rseg to NAME.unreadable beside the others, where the
  * operator can recover it and where busgate and `busgate audit tail` no
  * longer take it for a segment; when that fails it is skipped until the
- * restart. Either way the read goes on past it: the cursor stays on the
- * name, which now reads as missing, and bg_audit_spool_read steps past it
- * as past any missing segment (or, when the directory cannot be listed
- * now, at a later drain). */
-static void bg_audit__move_aside(bg_audit_spool_t *sp, const char *why)
+ * restart. Either way the read goes on past it (1): the cursor stays on
+ * the name, which now reads as missing, and bg_audit_spool_read steps past
+ * it as past any missing segment (or, when the directory cannot be listed
+ * now, at a later drain). 0: neither was possible, the read stops here. */
+static int bg_audit__move_aside(bg_audit_spool_t *sp, const char *why)
 {
     char path[4096], to[4200];
     uint32_t seg = sp->rseg;
     if (seg == sp->wseg && sp->wfd >= 0)
         bg_audit__retire_active(sp); /* never append to a file moved aside */
     bg_audit__seg_path(sp, seg, path, sizeof path);
-    sp->unreadable++;
-    sp->fail_seg = 0;
-    sp->fail_rounds = 0;
     if (bg_audit__rename_aside(path, to, sizeof to) == 0) {
         if (bg_audit__sync_dir(sp) != 0)
             bg_log_warn("audit", "spool directory fsync: %s", strerror(errno));
@@ -784,13 +821,13 @@ static void bg_audit__move_aside(bg_audit_spool_t *sp, const char *why)
                      "spool segment %s cannot be read (%s): moved aside to %s, its events are "
                      "not delivered until it is recovered (docs/operations.md)",
                      path, why, to);
-    } else {
-        bg_log_error("audit",
-                     "spool segment %s cannot be read (%s) nor moved aside (%s): skipped, its "
-                     "events are not delivered",
-                     path, why, strerror(errno));
-        sp->skip_seg = seg;
+    } else if (!bg_audit__skip(sp, path, why, errno)) {
+        return 0; /* fail_rounds kept: the next round tries the move again */
     }
+    sp->unreadable++;
+    sp->fail_seg = 0;
+    sp->fail_rounds = 0;
+    return 1;
 }
 
 /* 1 when a read failing with e says nothing about the segment: the process
@@ -835,15 +872,13 @@ static void bg_audit__log_transient(bg_audit_spool_t *sp, const char *what, int 
  * a regular file is moved aside at once, one that fails in
  * BG_AUDIT_SPOOL_READ_TRIES reads in a row then: the segments after it and
  * every live event appended behind them would otherwise wait for ever.
- * 1: moved aside, read on; 0: try again later. */
+ * 1: moved aside (or skipped), read on; 0: try again later. */
 static int bg_audit__read_failed(bg_audit_spool_t *sp, int f)
 {
     char path[4096];
     int e = errno;
-    if (f == BG_AUDIT__FILL_NOTREG) {
-        bg_audit__move_aside(sp, "not a regular file");
-        return 1;
-    }
+    if (f == BG_AUDIT__FILL_NOTREG)
+        return bg_audit__move_aside(sp, "not a regular file");
     bg_audit__seg_path(sp, sp->rseg, path, sizeof path);
     if (bg_audit__transient(e)) {
         bg_audit__log_transient(sp, path, e);
@@ -853,10 +888,8 @@ static int bg_audit__read_failed(bg_audit_spool_t *sp, int f)
         sp->fail_seg = sp->rseg;
         sp->fail_rounds = 0;
     }
-    if (++sp->fail_rounds >= BG_AUDIT_SPOOL_READ_TRIES) {
-        bg_audit__move_aside(sp, strerror(e));
-        return 1;
-    }
+    if (++sp->fail_rounds >= BG_AUDIT_SPOOL_READ_TRIES)
+        return bg_audit__move_aside(sp, strerror(e));
     time_t now = time(NULL);
     if (sp->fail_log_seg != sp->rseg || now - sp->fail_log_at >= 60) {
         sp->fail_log_seg = sp->rseg;
@@ -877,9 +910,10 @@ int bg_audit_spool_read(bg_audit_spool_t *sp, size_t max, bg_audit_spool_rec_cb 
         if (f < 0) {
             if (f == BG_AUDIT__FILL_ERR && rd.count > 0) /* deliver the records before it first */
                 break;
-            if (!bg_audit__read_failed(sp, f))
-                return -1;
-            continue;
+            if (bg_audit__read_failed(sp, f))
+                continue;
+            /* Stuck here: the records before it go out, it is tried again next time. */
+            return rd.count > 0 ? (int)rd.count : -1;
         }
         if (f == BG_AUDIT__FILL_OK && sp->fail_seg == sp->rseg) { /* "in a row" ends */
             sp->fail_seg = 0;
@@ -950,7 +984,7 @@ static void bg_audit__delete_before(bg_audit_spool_t *sp)
         return; /* tried again at the next acknowledgement */
     for (size_t i = 0; i < n && v[i] < sp->aseg; i++) {
         char path[4096];
-        if (v[i] == sp->skip_seg)
+        if (bg_audit__skipped(sp, v[i]))
             continue; /* unreadable, left for the operator */
         bg_audit__seg_path(sp, v[i], path, sizeof path);
         unlink(path);

@@ -141,6 +141,12 @@ int bg_audit_spool_sync_dir(const bg_audit_spool_t *sp);
  * replaced); when all are taken it is skipped as when the rename fails. */
 #define BG_AUDIT_SPOOL_ASIDE_NAMES 100u
 
+/* Segments that can be neither read nor moved aside are skipped until the
+ * restart (read as missing, never deleted), up to this many; at the next
+ * such segment the read stops (the drain retries) rather than forget one
+ * and let the acknowledgement delete it. */
+#define BG_AUDIT_SPOOL_SKIP_MAX 16u
+
 /* Reads up to max records after the read cursor, calling cb for each (payload
  * borrowed for the call) and advancing the cursor past each. Corrupt regions
  * are skipped (counted, logged). Returns the number of records passed to cb

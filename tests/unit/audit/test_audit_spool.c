@@ -37,16 +37,28 @@ DIR *__wrap_opendir(const char *name)
     return __real_opendir(name);
 }
 
-/* Linked with --wrap=renameat2: while bg_t_renameat2_errno is set, it
- * fails with it (EINVAL: a file system without RENAME_NOREPLACE). */
-static int bg_t_renameat2_errno;
+/* Linked with --wrap=renameat2 and --wrap=rename: while bg_t_rename_errno
+ * is set, they fail with it (EINVAL: a file system without
+ * RENAME_NOREPLACE; EROFS: no rename at all). */
+static int bg_t_rename_errno;
+
+int __real_rename(const char *from, const char *to);
+int __wrap_rename(const char *from, const char *to);
+int __wrap_rename(const char *from, const char *to)
+{
+    if (bg_t_rename_errno) {
+        errno = bg_t_rename_errno;
+        return -1;
+    }
+    return __real_rename(from, to);
+}
 
 int __real_renameat2(int ofd, const char *from, int nfd, const char *to, unsigned flags);
 int __wrap_renameat2(int ofd, const char *from, int nfd, const char *to, unsigned flags);
 int __wrap_renameat2(int ofd, const char *from, int nfd, const char *to, unsigned flags)
 {
-    if (bg_t_renameat2_errno) {
-        errno = bg_t_renameat2_errno;
+    if (bg_t_rename_errno) {
+        errno = bg_t_rename_errno;
         return -1;
     }
     return __real_renameat2(ofd, from, nfd, to, flags);
@@ -1039,7 +1051,7 @@ static void test_move_aside_never_replaces(void **state)
         assert_int_equal(symlink("spool-000002.seg", p), 0); /* ELOOP */
         sp = bg_audit_spool_open(dir, 0, 98, err, sizeof err);
         assert_non_null(sp);
-        bg_t_renameat2_errno = fallback ? EINVAL : 0;
+        bg_t_rename_errno = fallback ? EINVAL : 0;
         got_t g = {0};
         assert_int_equal(bg_audit_spool_read(sp, 4096, collect, &g), 7);
         assert_int_equal(bg_audit_spool_ack(sp), 0);
@@ -1048,7 +1060,7 @@ static void test_move_aside_never_replaces(void **state)
             bg_audit_spool_rewind(sp);
         }
         assert_int_equal(bg_audit_spool_read(sp, 4096, collect, &g), 7); /* segment 3 */
-        bg_t_renameat2_errno = 0;
+        bg_t_rename_errno = 0;
         assert_int_equal(g.vals[7], 24);
         assert_int_equal(bg_audit_spool_unreadable(sp), 1);
         for (int i = 0; i < 2; i++) { /* the earlier files untouched */
@@ -1072,6 +1084,97 @@ static void test_move_aside_never_replaces(void **state)
         rm_rf(dir);
         free(dir);
     }
+}
+
+/* Two segments that can be neither read nor moved aside are both skipped
+ * and kept. Before, the spool remembered only the last one skipped: the
+ * acknowledgement then deleted the first (its events never delivered,
+ * nothing left for the operator to recover). */
+static void test_two_skipped_segments_both_kept(void **state)
+{
+    char err[256] = "", *dir = mkdir_tmp(), p[4096];
+    struct stat st;
+    bg_audit_spool_t *sp = bg_audit_spool_open(dir, 0, 98, err, sizeof err);
+    append_n(sp, 10, 38); /* segments 1..4: 10-16, 17-23, 24-30, 31-37 */
+    bg_audit_spool_close(sp);
+    for (int s = 2; s <= 3; s++) {
+        seg_path(dir, s, p, sizeof p);
+        assert_int_equal(unlink(p), 0);
+        assert_int_equal(mkfifo(p, 0600), 0);
+    }
+    sp = bg_audit_spool_open(dir, 0, 98, err, sizeof err);
+    assert_non_null(sp);
+    bg_t_rename_errno = EROFS;
+    got_t g = {0};
+    assert_int_equal(bg_audit_spool_read(sp, 4096, collect, &g), 14); /* 1 and 4 */
+    bg_t_rename_errno = 0;
+    assert_int_equal(g.vals[7], 31);
+    assert_int_equal(bg_audit_spool_unreadable(sp), 2);
+    assert_int_equal(bg_audit_spool_ack(sp), 0);
+    assert_true(bg_audit_spool_empty(sp));
+    for (int s = 2; s <= 3; s++) {
+        seg_path(dir, s, p, sizeof p);
+        assert_int_equal(lstat(p, &st), 0);
+    }
+    bg_audit_spool_close(sp);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* At most BG_AUDIT_SPOOL_SKIP_MAX segments are skipped (the renames fail
+ * here); at the next one the read stops (the records before it delivered,
+ * the skipped ones kept) rather than forget one that the acknowledgement
+ * would then delete, and goes on once it can be moved aside. Before, the
+ * read went on past any number of them. */
+static void test_skipped_segments_never_deleted(void **state)
+{
+    enum { LAST = BG_AUDIT_SPOOL_SKIP_MAX + 3 }; /* 1 read, 2..LAST-1 FIFOs, LAST read */
+    char err[256] = "", *dir = mkdir_tmp(), p[4096], q[4200];
+    struct stat st;
+    bg_audit_spool_t *sp = bg_audit_spool_open(dir, 0, 98, err, sizeof err);
+    append_n(sp, 10, 10 + 7 * LAST); /* 7 records a segment: 10-16, 17-23, ... */
+    bg_audit_spool_close(sp);
+    for (int s = 2; s < LAST; s++) { /* not a regular file: moved aside at once */
+        seg_path(dir, s, p, sizeof p);
+        assert_int_equal(unlink(p), 0);
+        assert_int_equal(mkfifo(p, 0600), 0);
+    }
+    sp = bg_audit_spool_open(dir, 0, 98, err, sizeof err);
+    assert_non_null(sp);
+    bg_t_rename_errno = EROFS;
+    got_t g = {0};
+    /* segment 1, then 2..SKIP_MAX+1 skipped; the next one stops the read */
+    assert_int_equal(bg_audit_spool_read(sp, 4096, collect, &g), 7);
+    assert_int_equal(bg_audit_spool_ack(sp), 0);
+    assert_int_equal(bg_audit_spool_read(sp, 4096, collect, &g), -1);
+    bg_audit_spool_rewind(sp);
+    assert_int_equal(bg_audit_spool_unreadable(sp), BG_AUDIT_SPOOL_SKIP_MAX);
+    for (int s = 2; s < LAST; s++) { /* every one kept */
+        seg_path(dir, s, p, sizeof p);
+        assert_int_equal(lstat(p, &st), 0);
+        assert_true(S_ISFIFO(st.st_mode));
+    }
+    bg_t_rename_errno = 0;
+    assert_int_equal(bg_audit_spool_read(sp, 4096, collect, &g), 7); /* segment LAST */
+    assert_int_equal(g.n, 14);
+    for (int i = 0; i < 7; i++) {
+        assert_int_equal(g.vals[i], 10 + i);
+        assert_int_equal(g.vals[7 + i], 10 + 7 * (LAST - 1) + i);
+    }
+    assert_int_equal(bg_audit_spool_unreadable(sp), BG_AUDIT_SPOOL_SKIP_MAX + 1);
+    assert_int_equal(bg_audit_spool_ack(sp), 0);
+    assert_true(bg_audit_spool_empty(sp));
+    bg_audit_spool_close(sp);
+    for (int s = 2; s < LAST - 1; s++) { /* the skipped ones: still there */
+        seg_path(dir, s, p, sizeof p);
+        assert_int_equal(lstat(p, &st), 0);
+    }
+    seg_path(dir, LAST - 1, p, sizeof p); /* the one the read stopped at: moved aside */
+    snprintf(q, sizeof q, "%s.unreadable", p);
+    assert_int_equal(lstat(p, &st), -1);
+    assert_int_equal(lstat(q, &st), 0);
+    rm_rf(dir);
+    free(dir);
 }
 
 int main(void)
@@ -1101,6 +1204,8 @@ int main(void)
         cmocka_unit_test(test_descriptors_used_up_not_held_against_segment),
         cmocka_unit_test(test_listing_failure_never_skips_segments),
         cmocka_unit_test(test_move_aside_never_replaces),
+        cmocka_unit_test(test_two_skipped_segments_both_kept),
+        cmocka_unit_test(test_skipped_segments_never_deleted),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
