@@ -121,7 +121,8 @@ void bg_kafka_session_flush(bg_kafka_session_t *s);
 void bg_kafka_session_close(bg_kafka_session_t *s, int flush_first, const char *why);
 /* Connects the session's upstream, once: when the client has authenticated,
  * or earlier when its ApiVersions needs the broker's versions and none are
- * known. Returns 0, or -1 when the session was closed (no broker). */
+ * known (then busgate's login waits until the client has authenticated and
+ * this is called again). Returns 0, or -1 when the session was closed. */
 int bg_kafka_session_start_upstream(bg_kafka_session_t *s);
 /* A request that cannot be read: logs it (API, version, the byte offset in
  * the frame, size field included, where reading stopped, and why), counts

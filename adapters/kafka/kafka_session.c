@@ -1096,6 +1096,37 @@ static int bg_kafka__on_upstream_spliced(void *arg, uint64_t n, int err)
     return bg_kafka__stream_done(s, pe, 1);
 }
 
+/* The upstream's versions are known: kept for later sessions to this
+ * broker, and the ApiVersions requests that waited for them answered. 0,
+ * or -1 when the session was closed. */
+static int bg_kafka__upstream_versions_known(bg_kafka_session_t *s)
+{
+    size_t vlen;
+    int16_t vver, vmin[BG_KAFKA_VERSIONS_APIS], vmax[BG_KAFKA_VERSIONS_APIS];
+    const uint8_t *vbody = bg_kafka_up_api_versions_body(s->up, &vlen, &vver);
+    for (int16_t k = 0; k < BG_KAFKA_VERSIONS_APIS; k++)
+        if (!bg_kafka_up_versions(s->up, k, &vmin[k], &vmax[k]))
+            vmin[k] = vmax[k] = -1;
+    bg_kafka_global_keep_versions(s->kw->g, s->node_id, vbody, vlen, vver, vmin, vmax);
+    bg_kafka_pending_t *pe;
+    TAILQ_FOREACH(pe, &s->q, link)
+    if (pe->state == BG_KAFKA_PE_WAIT_VERSIONS && bg_kafka_auth_versions_ready(s, pe) != 0) {
+        bg_kafka_session_close(s, 0, "cannot answer ApiVersions");
+        return -1;
+    }
+    return 0;
+}
+
+/* Sends what became ready and reads the client again. */
+static void bg_kafka__upstream_go_on(bg_kafka_session_t *s)
+{
+    bg_kafka_session_flush(s);
+    if (s->dead)
+        return;
+    bg_kafka__update_reading(s);
+    bg_kafka__resume_input(s); /* requests already buffered while the queue was full */
+}
+
 static void bg_kafka__on_upstream_ready(void *arg)
 {
     bg_kafka_session_t *s = arg;
@@ -1113,27 +1144,22 @@ static void bg_kafka__on_upstream_ready(void *arg)
         bg_kafka__close_unsupported(s, &h, 0, 0);
         return;
     }
-    size_t vlen;
-    int16_t vver, vmin[BG_KAFKA_VERSIONS_APIS], vmax[BG_KAFKA_VERSIONS_APIS];
-    const uint8_t *vbody = bg_kafka_up_api_versions_body(s->up, &vlen, &vver);
-    for (int16_t k = 0; k < BG_KAFKA_VERSIONS_APIS; k++)
-        if (!bg_kafka_up_versions(s->up, k, &vmin[k], &vmax[k]))
-            vmin[k] = vmax[k] = -1;
-    bg_kafka_global_keep_versions(s->kw->g, s->node_id, vbody, vlen, vver, vmin, vmax);
+    if (bg_kafka__upstream_versions_known(s) != 0)
+        return;
     if (evbuffer_add_buffer(bg_kafka_up_output(s->up), s->held) != 0) {
         bg_kafka_session_close(s, 0, "cannot forward the held requests (out of memory)");
         return;
     }
-    TAILQ_FOREACH(pe, &s->q, link)
-    if (pe->state == BG_KAFKA_PE_WAIT_VERSIONS && bg_kafka_auth_versions_ready(s, pe) != 0) {
-        bg_kafka_session_close(s, 0, "cannot answer ApiVersions");
-        return;
-    }
-    bg_kafka_session_flush(s);
-    if (s->dead)
-        return;
-    bg_kafka__update_reading(s);
-    bg_kafka__resume_input(s); /* requests already buffered while the queue was full */
+    bg_kafka__upstream_go_on(s);
+}
+
+/* The broker's versions, known before busgate logs in for a client that
+ * has not authenticated yet (its ApiVersions waited for them). */
+static void bg_kafka__on_upstream_versions(void *arg)
+{
+    bg_kafka_session_t *s = arg;
+    if (bg_kafka__upstream_versions_known(s) == 0)
+        bg_kafka__upstream_go_on(s);
 }
 
 /* The broker's connection ended. Responses it sent before are queued for
@@ -1180,6 +1206,7 @@ static size_t bg_kafka__on_upstream_outstanding(void *arg)
 
 static const bg_kafka_up_cbs_t bg_kafka__up_cbs = {
     .ready = bg_kafka__on_upstream_ready,
+    .versions = bg_kafka__on_upstream_versions,
     .frame_begin = bg_kafka__on_upstream_frame_begin,
     .stream = bg_kafka__on_upstream_stream,
     .splice_to = bg_kafka__on_upstream_splice_to,
@@ -1348,13 +1375,28 @@ void bg_kafka_session_accept(bg_kafka_worker_t *kw, int fd, const struct sockadd
 
 int bg_kafka_session_start_upstream(bg_kafka_session_t *s)
 {
-    if (s->up)
+    /* busgate logs in with its own credential only for a client that has
+     * authenticated: for one that has not, the broker is asked its
+     * versions and nothing more (anyone who reaches the port could make
+     * busgate open logins otherwise: against the broker's quotas, or failed
+     * logins at will when busgate's credential is refused). */
+    int login = s->auth == BG_KAFKA_AUTH_OK;
+    if (s->up) {
+        if (login && bg_kafka_up_login(s->up) != 0) {
+            bg_kafka_session_close(s, 0, "cannot log in to the broker (out of memory)");
+            return -1;
+        }
         return 0;
-    s->up = bg_kafka_up_connect(s->kw->w->base, s->kw->w->dns, s->kw->g, s->node_id, &bg_kafka__up_cbs, s);
-    if (s->up)
-        return 0;
-    bg_kafka_session_close(s, 0, "no upstream broker for this port");
-    return -1;
+    }
+    s->up = bg_kafka_up_connect(s->kw->w->base, s->kw->w->dns, s->kw->g, s->node_id,
+                                &bg_kafka__up_cbs, s);
+    if (!s->up) {
+        bg_kafka_session_close(s, 0, "no upstream broker for this port");
+        return -1;
+    }
+    if (!login)
+        bg_kafka_up_hold_login(s->up);
+    return 0;
 }
 
 void bg_kafka_sessions_drain(bg_kafka_worker_t *kw)

@@ -59,6 +59,7 @@ typedef enum {
 typedef enum {
     BG_KAFKA_UP_CONNECTING = 0,
     BG_KAFKA_UP_VERSIONS,
+    BG_KAFKA_UP_VERSIONED, /* versions known, the login held (bg_kafka_up_hold_login) */
     BG_KAFKA_UP_HANDSHAKE,
     BG_KAFKA_UP_AUTH,
     BG_KAFKA_UP_READY,
@@ -71,6 +72,8 @@ struct bg_kafka_up_s {
     bg_kafka_up_cbs_t cbs;
     void *arg;
     bg_kafka_up_state_t state;
+    int login_held;         /* bg_kafka_up_hold_login until bg_kafka_up_login */
+    struct event *login_ev; /* goes on with a held login from the loop */
     int16_t sent_api, sent_ver; /* the handshake request in flight */
     int32_t corr;
     int16_t vmin[BG_KAFKA_UP_MAX_API], vmax[BG_KAFKA_UP_MAX_API];
@@ -325,6 +328,16 @@ static void bg_kafka_up__on_reauth_timer(evutil_socket_t fd, short what, void *a
 
 static int bg_kafka_up__after_versions(bg_kafka_up_t *u)
 {
+    if (u->login_held) {
+        /* Nothing more until the client has authenticated: no login with
+         * busgate's credential for a connection that may never do so. Its
+         * session's auth_timeout bounds the wait. */
+        u->state = BG_KAFKA_UP_VERSIONED;
+        bufferevent_set_timeouts(u->bev, NULL, NULL);
+        if (u->cbs.versions)
+            u->cbs.versions(u->arg);
+        return 0;
+    }
     int sasl = u->g->cfg->kafka.upstream.security == BG_SEC_SASL_PLAINTEXT ||
                u->g->cfg->kafka.upstream.security == BG_SEC_SASL_SSL;
     if (!sasl) {
@@ -332,6 +345,35 @@ static int bg_kafka_up__after_versions(bg_kafka_up_t *u)
         return 0;
     }
     return bg_kafka_up__send_handshake(u);
+}
+
+static void bg_kafka_up__on_login(evutil_socket_t fd, short what, void *arg)
+{
+    bg_kafka_up_t *u = arg;
+    if (u->state != BG_KAFKA_UP_VERSIONED)
+        return;
+    struct timeval tv = {BG_KAFKA_UP_CONNECT_TIMEOUT_S, 0};
+    bufferevent_set_timeouts(u->bev, &tv, &tv);
+    if (bg_kafka_up__after_versions(u) != 0)
+        bg_kafka_up__fail(u, "cannot send SaslHandshake");
+}
+
+void bg_kafka_up_hold_login(bg_kafka_up_t *u) { u->login_held = 1; }
+
+int bg_kafka_up_login(bg_kafka_up_t *u)
+{
+    if (!u->login_held)
+        return 0;
+    u->login_held = 0;
+    if (u->state != BG_KAFKA_UP_VERSIONED)
+        return 0; /* the login follows the versions */
+    /* From the loop, not from the caller's stack: becoming ready calls back
+     * into the session, which is in the middle of answering its client. */
+    if (!u->login_ev &&
+        !(u->login_ev = evtimer_new(bufferevent_get_base(u->bev), bg_kafka_up__on_login, u)))
+        return -1;
+    event_active(u->login_ev, EV_TIMEOUT, 0);
+    return 0;
 }
 
 static int bg_kafka_up__on_versions(bg_kafka_up_t *u, const bg_kafka_struct_t *r,
@@ -715,6 +757,8 @@ void bg_kafka_up_free(bg_kafka_up_t *u)
         return;
     if (u->reauth_timer)
         event_free(u->reauth_timer);
+    if (u->login_ev)
+        event_free(u->login_ev);
     if (u->hold)
         evbuffer_free(u->hold);
     bg_util_splice_free(u->splice); /* before the socket it reads */

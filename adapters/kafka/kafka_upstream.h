@@ -24,6 +24,9 @@ typedef struct bg_kafka_up_s bg_kafka_up_t;
 typedef struct bg_kafka_up_cbs_s {
     /* Handshake done: versions known, frames may be sent. */
     void (*ready)(void *arg);
+    /* Optional: the broker's versions are known while the login waits
+     * (bg_kafka_up_hold_login); nothing may be sent yet. */
+    void (*versions)(void *arg);
     /* The first 8 bytes (size, correlation id) of a response frame of
      * frame_len bytes (size prefix included) are at the head of in. Returns
      * 1 to stream it (then `stream` receives its bytes as they arrive, the
@@ -71,6 +74,14 @@ bg_kafka_up_t *bg_kafka_up_connect(struct event_base *base, struct evdns_base *d
                                    bg_kafka_global_t *g, int32_t node_id,
                                    const bg_kafka_up_cbs_t *cbs, void *arg);
 void bg_kafka_up_free(bg_kafka_up_t *u);
+/* Right after bg_kafka_up_connect: stop after ApiVersions (no login with
+ * busgate's credential) until bg_kafka_up_login; `versions` reports the
+ * versions meanwhile. For a client that has not authenticated yet. */
+void bg_kafka_up_hold_login(bg_kafka_up_t *u);
+/* Goes on with the login bg_kafka_up_hold_login held (at once when the
+ * versions are known, else after them). -1 when it cannot be sent (the
+ * caller closes the session; no callback runs). */
+int bg_kafka_up_login(bg_kafka_up_t *u);
 
 /* 1 after the handshake completed; 0 for NULL (not connected yet). */
 int bg_kafka_up_is_ready(const bg_kafka_up_t *u);

@@ -87,13 +87,25 @@ def upstream_warnings(bg):
             if l.get("module") == "kafka" and "upstream" in l.get("msg", "")]
 
 
-def assert_client_refused(bg, ports):
+def assert_client_refused(bg, ports, logins=None):
     """A client connection is closed by busgate (its upstream cannot be
-    made) rather than answered or left hanging, and busgate stays up."""
+    made) before any request past its own login is answered, rather than
+    answered or left hanging, and busgate stays up. ApiVersions before the
+    client's login is answered when the broker's versions can be had
+    without busgate's login (a wrong upstream password): busgate logs in
+    with its credential only for a client that has authenticated. logins:
+    a list that gets 1 for each client that got that far."""
     w = KafkaWire(ports["listen"], timeout=15)
     try:
         w.send(18, 0, b"")  # ApiVersions waits for the upstream's ranges
-        assert w.recv() is None, "busgate answered without an upstream"
+        if w.recv() is not None:
+            auth = w.sasl_plain(oidc_token("svc-orders"))
+            assert auth is None or auth[0] == 0, auth
+            if logins is not None:
+                logins.append(1)
+            if auth is not None:
+                w.send(3, 1, struct.pack(">i", 0))  # Metadata v1: waits for the upstream
+                assert w.recv() is None, "busgate answered without an upstream"
     finally:
         w.close()
     assert bg.proc.poll() is None, "busgate exited"
@@ -243,10 +255,15 @@ def test_wrong_upstream_password(start_busgate, tmp_path, mechanism):
     # The broker's own reason is passed on: error 58 with its message.
     assert "SaslAuthenticate error 58 SASL_AUTHENTICATION_FAILED" in line["msg"], line
     assert readyz(ports) == 503
+    logins = []
     for _ in range(2):  # every client connection, not only the first
-        assert_client_refused(bg, ports)
+        assert_client_refused(bg, ports, logins)
     assert readyz(ports) == 503
     assert "not-the-password" not in bg.log_path.read_text()
+    # Both clients had the broker's versions without busgate's login (it
+    # logs in only for a client that authenticated; test_kafka_session_login
+    # shows it never does for one that has not).
+    assert logins == [1, 1]
 
 
 def test_broker_certificate_for_another_host_is_refused(start_busgate, tmp_path, tls_stub):

@@ -242,6 +242,7 @@ typedef void bg_t_scenario_fn(bg_t_run_t *r);
 struct bg_t_run_s {
     /* set by the test */
     const char *kafka_extra; /* lines added to the kafka section */
+    int upstream_sasl;       /* busgate logs in to the broker with SASL PLAIN */
     bg_t_scenario_fn *scenario;
     const void *arg; /* the scenario's parameters */
     /* ports */
@@ -256,6 +257,8 @@ struct bg_t_run_s {
     size_t nconns;
     bg_t_req_t reqs[BG_T_MAX_REQS]; /* forwarded requests not yet taken */
     size_t nreqs;
+    int logins;     /* busgate's SaslAuthenticate requests (upstream_sasl) */
+    int discovered; /* busgate's start-up discovery got its answer */
     int stop;
     /* the log, as busgate wrote it */
     int log_fd;
@@ -324,7 +327,20 @@ static inline int bg_t_up_own(bg_t_run_t *r, int fd, const bg_t_req_t *q, const 
             for (size_t i = 0; i < sizeof apis / sizeof apis[0]; i++)
                 bg_t_i16(&b, apis[i][0]), bg_t_i16(&b, apis[i][1]), bg_t_i16(&b, apis[i][2]);
         }
+    } else if (q->api_key == 17 && strcmp(client_id, "busgate") == 0) {
+        bg_t_i16(&b, 0); /* SaslHandshake v1: PLAIN */
+        bg_t_i32(&b, 1), bg_t_str(&b, "PLAIN");
+    } else if (q->api_key == 36 && strcmp(client_id, "busgate") == 0) {
+        bg_t_i16(&b, 0), bg_t_str(&b, NULL); /* SaslAuthenticate v1: ok */
+        bg_t_i32(&b, 0), bg_t_i64(&b, 0);    /* no bytes, no session lifetime */
+        pthread_mutex_lock(&r->mu);
+        r->logins++;
+        pthread_cond_broadcast(&r->cv);
+        pthread_mutex_unlock(&r->mu);
     } else if (q->api_key == 3 && strcmp(client_id, "busgate-discovery") == 0) {
+        pthread_mutex_lock(&r->mu);
+        r->discovered = 1;
+        pthread_mutex_unlock(&r->mu);
         bg_t_i32(&b, 1); /* Metadata v1: node 0 here, no topics */
         bg_t_i32(&b, 0), bg_t_str(&b, "127.0.0.1"), bg_t_i32(&b, r->up_port), bg_t_str(&b, NULL);
         bg_t_i32(&b, 0), bg_t_i32(&b, 0);
@@ -454,11 +470,18 @@ static inline void bg_t_cli_send(int fd, int16_t api_key, int16_t version, int32
 
 /* Connects to busgate's bootstrap port and logs in with OAUTHBEARER
  * (SaslHandshake v1, SaslAuthenticate v0). The socket, or -1 (recorded). */
+static inline int bg_t_cli_login_on(bg_t_run_t *r, int fd);
 static inline int bg_t_cli_login(bg_t_run_t *r)
 {
     int fd = bg_t_connect(r->listen_port);
     if (!bg_t_check(r, fd >= 0, "cannot connect to busgate on %d", r->listen_port))
         return -1;
+    return bg_t_cli_login_on(r, fd);
+}
+
+/* Logs in on fd as bg_t_cli_login does; fd, or -1 (closed, recorded). */
+static inline int bg_t_cli_login_on(bg_t_run_t *r, int fd)
+{
     bg_t_buf_t b = {0}, f = {0};
     bg_t_str(&b, "OAUTHBEARER");
     bg_t_cli_send(fd, 17, 1, 1, &b);
@@ -550,6 +573,7 @@ static inline void bg_t_config(bg_t_run_t *r, char *path, size_t cap)
             "%s"
             "  upstream:\n"
             "    bootstrap: [127.0.0.1:%d]\n"
+            "%s"
             "policy:\n"
             "  default: deny\n"
             "  rules:\n"
@@ -558,7 +582,10 @@ static inline void bg_t_config(bg_t_run_t *r, char *path, size_t cap)
             "      resources: [\"kafka:topic:keep-*\"]\n"
             "      verbs: [read, describe]\n"
             "      effect: allow\n",
-            r->listen_port, r->base_port, r->kafka_extra ? r->kafka_extra : "", r->up_port);
+            r->listen_port, r->base_port, r->kafka_extra ? r->kafka_extra : "", r->up_port,
+            r->upstream_sasl ? "    security: sasl_plaintext\n"
+                               "    sasl: {mechanism: PLAIN, username: busgate, password: pw}\n"
+                             : "");
     fclose(f);
 }
 
