@@ -318,3 +318,43 @@ void bg_amqp_authz_text(const bg_amqp_verdict_t *v, const char *vhost, const cha
     snprintf(buf, cap, "ACCESS_REFUSED - %s access to %s '%s' in vhost '%s' refused for user '%s' (%s)",
              bg_verb_name(c->verb), kind, field[0], field[1], field[2], why);
 }
+
+/* Appends n bytes of p to out (cap bytes, o used), as many as fit. */
+static void bg_amqp_authz__put(char *out, size_t cap, size_t *o, const void *p, size_t n)
+{
+    size_t room = *o + 1 < cap ? cap - 1 - *o : 0;
+    n = n < room ? n : room;
+    memcpy(out + *o, p, n);
+    *o += n;
+}
+
+int bg_amqp_reply_text_unnamed(const uint8_t *text, size_t len, const char *user, char *out,
+                               size_t cap)
+{
+    static const char by_name[] = "user '", quote[] = "'", instead[] = "busgate's upstream user";
+    size_t ulen = strlen(user), o = 0, i = 0;
+    int named = 0;
+    if (cap == 0)
+        return 0;
+    while (i < len) {
+        size_t left = len - i;
+        if (ulen && left >= 6 + ulen + 1 && memcmp(text + i, by_name, 6) == 0 &&
+            memcmp(text + i + 6, user, ulen) == 0 && text[i + 6 + ulen] == '\'') {
+            bg_amqp_authz__put(out, cap, &o, instead, sizeof instead - 1); /* "user 'NAME'" */
+            i += 6 + ulen + 1;
+            named = 1;
+        } else if (ulen && left >= ulen + 2 && text[i] == '\'' &&
+                   memcmp(text + i + 1, user, ulen) == 0 && text[i + 1 + ulen] == '\'') {
+            bg_amqp_authz__put(out, cap, &o, quote, 1); /* 'NAME' alone */
+            bg_amqp_authz__put(out, cap, &o, instead, sizeof instead - 1);
+            bg_amqp_authz__put(out, cap, &o, quote, 1);
+            i += ulen + 2;
+            named = 1;
+        } else {
+            bg_amqp_authz__put(out, cap, &o, text + i, 1);
+            i++;
+        }
+    }
+    out[o] = '\0';
+    return named;
+}

@@ -1367,9 +1367,52 @@ static int bg_amqp_chan__up_track(bg_amqp_session_t *s, bg_amqp_channel_t *ch,
 
 /* The broker closes the connection: relay its close, answer close-ok
  * upstream, wait for the client's close-ok. */
-static int bg_amqp_chan__up_connection_close(bg_amqp_session_t *s, struct evbuffer *in, size_t len)
+/* RabbitMQ names its user, which is busgate's, in some refusals ("access
+ * to queue 'q' in vhost '/' refused for user 'busgate'"): the client gets
+ * the close (channel n; 0: the connection) at the head of in with that name
+ * taken out (bg_amqp_reply_text_unnamed). 1 when it was written to the
+ * client so, 0 when it names no one (relay it as it is), -1 when the
+ * session closed. */
+static int bg_amqp_chan__close_unnamed(bg_amqp_session_t *s, uint16_t n, const bg_amqp_frame_t *f,
+                                       struct evbuffer *in, size_t len)
 {
-    evbuffer_remove_buffer(in, bg_amqp_cli_out(s), len);
+    const char *user = s->aw->g->cfg->amqp.upstream.username;
+    const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)len);
+    if (!user || !user[0] || !p || !memmem(p, len, user, strlen(user)))
+        return 0;
+    bg_amqp_method_t m;
+    if (bg_amqp_chan__decode_up(s, in, f, len, &m) != 0)
+        return -1;
+    uint16_t code, cls, mid;
+    amqp_bytes_t t;
+    if (n) {
+        const amqp_channel_close_t *c = m.decoded;
+        code = c->reply_code, t = c->reply_text, cls = c->class_id, mid = c->method_id;
+    } else {
+        const amqp_connection_close_t *c = m.decoded;
+        code = c->reply_code, t = c->reply_text, cls = c->class_id, mid = c->method_id;
+    }
+    char text[2048]; /* the writer cuts it to a shortstr's 255 bytes */
+    int named = bg_amqp_reply_text_unnamed(t.bytes, t.len, user, text, sizeof text);
+    bg_amqp_arena_reset(&s->arena);
+    if (!named)
+        return 0;
+    evbuffer_drain(in, len);
+    bg_wr_t wr;
+    bg_wr_init(&wr, 128, 1024);
+    int rc = n ? bg_amqp_write_channel_close(&wr, n, code, text, cls, mid)
+               : bg_amqp_write_connection_close(&wr, code, text, cls, mid);
+    return bg_amqp_chan__to_client(s, &wr, rc) == 0 ? 1 : -1;
+}
+
+static int bg_amqp_chan__up_connection_close(bg_amqp_session_t *s, const bg_amqp_frame_t *f,
+                                             struct evbuffer *in, size_t len)
+{
+    int unnamed = bg_amqp_chan__close_unnamed(s, 0, f, in, len);
+    if (unnamed < 0)
+        return -1;
+    if (!unnamed)
+        evbuffer_remove_buffer(in, bg_amqp_cli_out(s), len);
     bg_wr_t wr;
     bg_wr_init(&wr, 16, 64);
     if (bg_amqp_write_connection_close_ok(&wr) == BG_AMQP_OK)
@@ -1501,7 +1544,7 @@ int bg_amqp_chan_upstream_frame(bg_amqp_session_t *s, struct evbuffer *in,
         }
     }
     if (n == 0 && id == AMQP_CONNECTION_CLOSE_METHOD)
-        return bg_amqp_chan__up_connection_close(s, in, frame_len);
+        return bg_amqp_chan__up_connection_close(s, f, in, frame_len);
     if (n == 0 && (id == AMQP_CONNECTION_BLOCKED_METHOD || id == AMQP_CONNECTION_UNBLOCKED_METHOD) &&
         !(s->caps & BG_AMQP_CAP_CONNECTION_BLOCKED)) {
         evbuffer_drain(in, frame_len); /* the client did not ask for them */
@@ -1519,6 +1562,8 @@ int bg_amqp_chan_upstream_frame(bg_amqp_session_t *s, struct evbuffer *in,
         int rc = bg_amqp_chan__up_close(s, n, ch, in, frame_len);
         if (rc <= 0)
             return rc;
+        if ((rc = bg_amqp_chan__close_unnamed(s, n, f, in, frame_len)) != 0)
+            return rc < 0 ? -1 : 0;
     } else if (ch && id == AMQP_CHANNEL_CLOSE_OK_METHOD) {
         bg_amqp_chan__up_close_ok(s, n, ch, in, frame_len);
         return 0;

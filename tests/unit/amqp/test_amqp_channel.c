@@ -2336,6 +2336,64 @@ static void test_upstream_connection_close(void **state)
     assert_int_equal(c->f.awaiting_close_ok, 1);
 }
 
+/* Whether the bytes b are the text want. */
+static int t_text_is(amqp_bytes_t b, const char *want)
+{
+    return b.len == strlen(want) && memcmp(b.bytes, want, b.len) == 0;
+}
+
+/* RabbitMQ names its user, busgate's, in refusals: the client gets the
+ * close (channel or connection) with that name taken out, and the rest of
+ * the text, the code and the ids as RabbitMQ sent them. A text that does
+ * not name it is relayed untouched. */
+static void test_upstream_user_unnamed_in_closes(void **state)
+{
+    ctx_t *c = *state;
+    c->f.cfg.amqp.upstream.username = (char *)"svc-busgate";
+    open_channel(c, 3);
+    amqp_channel_close_t cl = {403,
+                               t_str("ACCESS_REFUSED - access to queue 'q1' in vhost '/' refused "
+                                     "for user 'svc-busgate'"),
+                               50, 10};
+    assert_int_equal(up(c, 3, AMQP_CHANNEL_CLOSE_METHOD, &cl), 0);
+    bg_amqp_method_t m = expect_method(c, CLI(c), 3, AMQP_CHANNEL_CLOSE_METHOD);
+    const amqp_channel_close_t *got = m.decoded;
+    assert_int_equal(got->reply_code, 403);
+    assert_int_equal(got->class_id, 50);
+    assert_int_equal(got->method_id, 10);
+    assert_true(t_text_is(got->reply_text, "ACCESS_REFUSED - access to queue 'q1' in vhost '/' "
+                                           "refused for busgate's upstream user"));
+    assert_true(chan(c, 3)->cli.sent && chan(c, 3)->up.got); /* relayed as RabbitMQ's close */
+    assert_int_equal(cli(c, 3, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 1);
+    expect_method(c, UP(c), 3, AMQP_CHANNEL_CLOSE_OK_METHOD);
+    /* Another text with the name alone, and one without it. */
+    open_channel(c, 4);
+    cl = (amqp_channel_close_t){406, t_str("PRECONDITION_FAILED - user 'x' is not 'svc-busgate'"),
+                                60, 40};
+    assert_int_equal(up(c, 4, AMQP_CHANNEL_CLOSE_METHOD, &cl), 0);
+    m = expect_method(c, CLI(c), 4, AMQP_CHANNEL_CLOSE_METHOD);
+    assert_true(t_text_is(((amqp_channel_close_t *)m.decoded)->reply_text,
+                          "PRECONDITION_FAILED - user 'x' is not 'busgate's upstream user'"));
+    assert_int_equal(cli(c, 4, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 1);
+    expect_method(c, UP(c), 4, AMQP_CHANNEL_CLOSE_OK_METHOD);
+    open_channel(c, 5);
+    cl = (amqp_channel_close_t){404, t_str("NOT_FOUND - no queue 'svc-busgate-q'"), 50, 10};
+    assert_int_equal(up(c, 5, AMQP_CHANNEL_CLOSE_METHOD, &cl), 0);
+    m = expect_method(c, CLI(c), 5, AMQP_CHANNEL_CLOSE_METHOD);
+    assert_true(t_text_is(((amqp_channel_close_t *)m.decoded)->reply_text,
+                          "NOT_FOUND - no queue 'svc-busgate-q'"));
+    amqp_connection_close_t cc = {530,
+                                  t_str("NOT_ALLOWED - number of channels opened for user "
+                                        "'svc-busgate' has reached the maximum allowed limit of (2)"),
+                                  0, 0};
+    assert_int_equal(up(c, 0, AMQP_CONNECTION_CLOSE_METHOD, &cc), -1);
+    m = expect_method(c, CLI(c), 0, AMQP_CONNECTION_CLOSE_METHOD);
+    assert_true(t_text_is(((amqp_connection_close_t *)m.decoded)->reply_text,
+                          "NOT_ALLOWED - number of channels opened for busgate's upstream user "
+                          "has reached the maximum allowed limit of (2)"));
+    expect_method(c, UP(c), 0, AMQP_CONNECTION_CLOSE_OK_METHOD);
+}
+
 /* ---- client connection-class and invalid methods ---- */
 
 static void test_client_connection_close(void **state)
@@ -2488,6 +2546,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_server_cancel_without_capability, setup_nocaps,
                                         teardown),
         T(test_upstream_connection_close),
+        T(test_upstream_user_unnamed_in_closes),
         T(test_client_connection_close),
         T(test_update_secret_while_running),
         T(test_connection_method_out_of_place),
