@@ -134,6 +134,39 @@ static void bg_cli__warn_overridden_modes(const char *path, const bg_policy_spec
                    path, p->rules[i].name, p->rules[i].line);
 }
 
+/* busgate's own credentials where anyone on the network path can take
+ * them: SASL PLAIN without TLS, RabbitMQ's PLAIN login without TLS, or TLS
+ * that does not check who answers, to a host that is not loopback. */
+static void bg_cli__warn_clear_credentials(const char *path, const bg_config_t *c)
+{
+    static const char spy[] = "anyone on the network path can read busgate's password";
+    static const char pose[] =
+        "anyone on the network path can pose as the broker and take busgate's credential";
+    const bg_config_kafka_t *k = &c->kafka;
+    for (size_t i = 0; k->enabled && i < k->upstream.nbootstrap; i++) {
+        const char *h = k->upstream.bootstrap[i].host;
+        if (bg_config_host_is_loopback(h, strlen(h)))
+            continue;
+        if (k->upstream.security == BG_SEC_SASL_PLAINTEXT && k->upstream.sasl_mechanism &&
+            strcmp(k->upstream.sasl_mechanism, "PLAIN") == 0)
+            printf("%s: warning: kafka.upstream: SASL PLAIN without TLS to %s: %s (use "
+                   "security: sasl_ssl)\n",
+                   path, h, spy);
+        if (k->upstream.tls.enabled && !k->upstream.tls.verify)
+            printf("%s: warning: kafka.upstream.tls.verify is false for %s: %s\n", path, h, pose);
+        break; /* once for the bootstrap list */
+    }
+    const bg_config_amqp_t *a = &c->amqp;
+    const char *h = a->enabled ? a->upstream.host.host : NULL;
+    if (h && !bg_config_host_is_loopback(h, strlen(h))) {
+        if (!a->upstream.tls.enabled)
+            printf("%s: warning: amqp.upstream: no tls to %s: %s (add amqp.upstream.tls)\n", path,
+                   h, spy);
+        else if (!a->upstream.tls.verify)
+            printf("%s: warning: amqp.upstream.tls.verify is false for %s: %s\n", path, h, pose);
+    }
+}
+
 /* busgate check -c FILE: 0 valid, 1 invalid (every error printed as
  * FILE:LINE:COL: message, or FILE: message for the snapshot's errors, which
  * have no position: an unreadable JWKS file), 2 bad usage. Beyond the syntax and schema it
@@ -158,6 +191,7 @@ int bg_cli_check(int argc, char **argv)
     bg_cli__warn_prefix_overlap(path, &cfg->identity, "groups_prefix");
     bg_cli__warn_trace_exchange(path, bg_config_policy_spec(cfg));
     bg_cli__warn_overridden_modes(path, bg_config_policy_spec(cfg));
+    bg_cli__warn_clear_credentials(path, cfg);
     const char *unbuilt[3];
     for (size_t i = 0, n = bg_config_unbuilt(cfg, unbuilt); i < n; i++)
         printf("%s: warning: %s\n", path, unbuilt[i]);

@@ -685,6 +685,7 @@ bg_config_t *bg_config_load(const char *path, bg_config_errors_t *errs)
         return NULL;
     }
     bg_config_t *c = bg_config_load_string(path, buf, len, errs);
+    explicit_bzero(buf, len); /* a password may be written in the file itself */
     free(buf);
     return c;
 }

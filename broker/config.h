@@ -212,6 +212,9 @@ void bg_config_errors_clear(bg_config_errors_t *errs);
  * how many (at most 3) were put in msgs. */
 size_t bg_config_unbuilt(const bg_config_t *c, const char *msgs[3]);
 
+/* 1 when the host name (hl bytes at h) is loopback: localhost, a dotted
+ * 127.0.0.0/8 address, ::1 (with or without brackets). */
+int bg_config_host_is_loopback(const char *h, size_t hl);
 /* Parses "30s", "250ms", "5m", "1h", "2d" into milliseconds; -1 on error. */
 int64_t bg_config_parse_duration(const char *s);
 /* The longest duration a configuration key accepts (365d). Code adding a

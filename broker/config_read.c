@@ -218,6 +218,23 @@ int bg_cfg__get_url(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path, char
     return 1;
 }
 
+int bg_config_host_is_loopback(const char *h, size_t hl)
+{
+    if (hl == 5 && strncmp(h, "[::1]", 5) == 0)
+        return 1;
+    if ((hl == 3 && strncmp(h, "::1", 3) == 0) || (hl == 9 && strncasecmp(h, "localhost", 9) == 0))
+        return 1;
+    /* 127.0.0.0/8 written as a dotted quad */
+    unsigned a, b, c, d;
+    char tail, host[64];
+    if (hl >= sizeof host)
+        return 0;
+    memcpy(host, h, hl);
+    host[hl] = 0;
+    return sscanf(host, "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) == 4 && a == 127 && b < 256 &&
+           c < 256 && d < 256;
+}
+
 int bg_cfg__url_plain_remote(const char *url)
 {
     if (strncmp(url, "http://", 7) != 0)
@@ -229,20 +246,7 @@ int bg_cfg__url_plain_remote(const char *url)
     if (n >= 5 && strncmp(h, "[::1]", 5) == 0 && (n == 5 || h[5] == ':'))
         return 0;
     size_t hl = h[0] == '[' ? n : strcspn(h, ":/?#");
-    if ((hl == 9 && strncasecmp(h, "localhost", 9) == 0))
-        return 0;
-    /* 127.0.0.0/8 written as a dotted quad */
-    unsigned a, b, c, d;
-    char tail;
-    char host[64];
-    if (hl < sizeof host) {
-        memcpy(host, h, hl);
-        host[hl] = 0;
-        if (sscanf(host, "%u.%u.%u.%u%c", &a, &b, &c, &d, &tail) == 4 && a == 127 && b < 256 &&
-            c < 256 && d < 256)
-            return 0;
-    }
-    return 1;
+    return !bg_config_host_is_loopback(h, hl);
 }
 
 int bg_cfg__get_bool(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path, int *out)

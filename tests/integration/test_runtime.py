@@ -366,6 +366,43 @@ def test_check_warns_about_what_the_policy_or_build_will_not_do(tmp_path, keys):
         "masked topic or queue" in r.stdout, r.stdout
 
 
+def test_check_warns_about_credentials_in_clear(tmp_path, keys):
+    """`busgate check` warns (exit 0) when busgate's own password would cross
+    the network readable (SASL PLAIN without TLS, RabbitMQ without TLS) or
+    its TLS would not check who answers, to a host that is not loopback;
+    not for loopback hosts, SCRAM, or TLS with verification."""
+    def warnings(kafka_up, amqp_up):
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(config(keys[1], free_port(), RULE_READ) + f"""kafka:
+  listen: 127.0.0.1:{free_port()}
+  upstream:
+{kafka_up}amqp:
+  listen: 127.0.0.1:{free_port()}
+  upstream:
+{amqp_up}""")
+        r = run_cli("check", "-c", str(cfg))
+        assert r.returncode == 0 and r.stdout.endswith(f"{cfg}: ok\n"), r.stdout + r.stderr
+        return [l for l in r.stdout.splitlines() if "busgate's" in l and "network path" in l]
+
+    def kafka(host, security="sasl_plaintext", mech="PLAIN", tls=""):
+        return (f"    bootstrap: [{host}:9092]\n    security: {security}\n"
+                f"    sasl: {{mechanism: {mech}, username: bg, password: pw}}\n{tls}")
+
+    def amqp(host, tls=""):
+        return f"    host: {host}:5672\n    username: bg\n    password: pw\n{tls}"
+
+    assert warnings(kafka("127.0.0.1"), amqp("localhost")) == []
+    assert warnings(kafka("kafka.example.com", mech="SCRAM-SHA-512"),
+                    amqp("rabbit.example.com", tls="    tls: {}\n")) == []
+    w = warnings(kafka("kafka.example.com"), amqp("rabbit.example.com"))
+    assert len(w) == 2, w
+    assert "warning: kafka.upstream: SASL PLAIN without TLS to kafka.example.com" in w[0], w
+    assert "warning: amqp.upstream: no tls to rabbit.example.com" in w[1], w
+    w = warnings(kafka("kafka.example.com", security="sasl_ssl", tls="    tls: {verify: false}\n"),
+                 amqp("rabbit.example.com", tls="    tls: {verify: false}\n"))
+    assert len(w) == 2 and all("tls.verify is false" in l for l in w), w
+
+
 def test_explain_names_rule_and_default(tmp_path, keys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(config(keys[1], free_port(), RULE_READ + RULE_DENY))
