@@ -772,6 +772,18 @@ static int bg_audit__rename_aside(const char *path, char *to, size_t cap)
     return -1; /* errno EEXIST: every name taken */
 }
 
+/* Whether a failure of segment rseg is to be logged now: the first one of
+ * a segment, then once a minute (the drain retries often, failing alike). */
+static int bg_audit__fail_log_due(bg_audit_spool_t *sp)
+{
+    time_t now = time(NULL);
+    if (sp->fail_log_seg == sp->rseg && now - sp->fail_log_at < 60)
+        return 0;
+    sp->fail_log_seg = sp->rseg;
+    sp->fail_log_at = now;
+    return 1;
+}
+
 /* The segment at path (rseg) can be neither read nor moved aside (errno
  * e): skipped until the restart, read as missing and never deleted. 0 when
  * BG_AUDIT_SPOOL_SKIP_MAX are skipped already: a segment forgotten from the
@@ -780,16 +792,12 @@ static int bg_audit__rename_aside(const char *path, char *to, size_t cap)
 static int bg_audit__skip(bg_audit_spool_t *sp, const char *path, const char *why, int e)
 {
     if (sp->nskip == BG_AUDIT_SPOOL_SKIP_MAX) {
-        time_t now = time(NULL);
-        if (sp->fail_log_seg != sp->rseg || now - sp->fail_log_at >= 60) {
-            sp->fail_log_seg = sp->rseg;
-            sp->fail_log_at = now;
+        if (bg_audit__fail_log_due(sp))
             bg_log_error("audit",
                          "spool segment %s cannot be read (%s) nor moved aside (%s), and %u "
                          "segments are skipped already: the spool drain stops here until it "
                          "can be moved aside or busgate restarts (docs/operations.md)",
                          path, why, strerror(e), BG_AUDIT_SPOOL_SKIP_MAX);
-        }
         return 0;
     }
     sp->skip[sp->nskip++] = sp->rseg;
@@ -890,15 +898,11 @@ static int bg_audit__read_failed(bg_audit_spool_t *sp, int f)
     }
     if (++sp->fail_rounds >= BG_AUDIT_SPOOL_READ_TRIES)
         return bg_audit__move_aside(sp, strerror(e));
-    time_t now = time(NULL);
-    if (sp->fail_log_seg != sp->rseg || now - sp->fail_log_at >= 60) {
-        sp->fail_log_seg = sp->rseg;
-        sp->fail_log_at = now;
+    if (bg_audit__fail_log_due(sp))
         bg_log_error("audit",
                      "spool segment %s cannot be read: %s (attempt %u of %u, then it is moved "
                      "aside); the spool drain waits for it",
                      path, strerror(e), sp->fail_rounds, BG_AUDIT_SPOOL_READ_TRIES);
-    }
     return 0;
 }
 
