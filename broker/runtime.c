@@ -23,7 +23,7 @@
 
 #define BG_RUNTIME_DRAIN_GRACE_MS 10000
 #define BG_RUNTIME_WATCH_MS 1000
-/* How long after the watcher found a new file its own in-place changes
+/* How long after a reload loaded a new file its own in-place changes
  * are still taken as the rest of its writing (`cp` over a moved-away file). */
 #define BG_RUNTIME_NEW_FILE_MS 10000
 
@@ -42,7 +42,7 @@ typedef struct bg_runtime_s {
     int draining; /* 1 draining; 2 and more: asked again, stopping now */
     struct stat seen;    /* the config file as last loaded */
     int seen_fd;         /* it, held open: its inode number is never reused meanwhile */
-    int64_t new_file_ms; /* when the watcher loaded a new file (inode); 0: not lately */
+    int64_t new_file_ms; /* when a reload loaded a new file (inode); 0: not lately */
     struct stat changed; /* as last seen by the watcher when it differed from seen */
     struct stat in_place; /* the last in-place change the watcher warned about */
     const bg_config_t *boot_cfg; /* the start-up configuration, held for the whole run */
@@ -59,23 +59,27 @@ static void bg_runtime__log_errors(const bg_config_errors_t *errs)
 /* Notes the file about to be loaded, and holds it open: a file that
  * replaces it then always has another inode number (ext4 hands a freed
  * number straight out again, so two `sed -i` in a row could otherwise look
- * like one change in place). by_watch: the watcher found it changed. */
-static void bg_runtime__remember_file(bg_runtime_t *rt, int by_watch)
+ * like one change in place). One that cannot be opened (its reload fails)
+ * is noted all the same, so the watcher does not retry it every tick.
+ * reload: not the start-up load (a file loaded as new by a reload may still
+ * change in place for BG_RUNTIME_NEW_FILE_MS: the rest of its writing). */
+static void bg_runtime__remember_file(bg_runtime_t *rt, int reload)
 {
     struct stat old = rt->seen;
     int fd = open(rt->path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0 || fstat(fd, &rt->seen) != 0) {
-        memset(&rt->seen, 0, sizeof rt->seen);
         if (fd >= 0)
             close(fd);
         fd = -1;
+        if (stat(rt->path, &rt->seen) != 0)
+            memset(&rt->seen, 0, sizeof rt->seen);
     }
     if (rt->seen_fd >= 0)
         close(rt->seen_fd);
     rt->seen_fd = fd;
     int fresh = rt->seen.st_ino != old.st_ino || rt->seen.st_dev != old.st_dev;
     if (fresh)
-        rt->new_file_ms = by_watch && fd >= 0 ? bg_util_now_ms() : 0;
+        rt->new_file_ms = reload && fd >= 0 ? bg_util_now_ms() : 0;
 }
 
 /* Loads the file into a new snapshot; NULL (after logging why) when invalid. */
@@ -131,10 +135,10 @@ static void bg_runtime__audit_reload(bg_runtime_t *rt, const char *detail)
         bg_log_warn("config", "reload audit event not queued");
 }
 
-static void bg_runtime__reload(bg_runtime_t *rt, const char *why, int by_watch)
+static void bg_runtime__reload(bg_runtime_t *rt, const char *why)
 {
     char detail[160];
-    bg_runtime__remember_file(rt, by_watch);
+    bg_runtime__remember_file(rt, 1);
     bg_snapshot_t *s = bg_runtime__load(rt);
     if (!s) {
         rt->pm.reloads_failed++;
@@ -166,7 +170,7 @@ static void bg_runtime__reload(bg_runtime_t *rt, const char *why, int by_watch)
 
 static void bg_runtime__on_hup(evutil_socket_t sig, short what, void *arg)
 {
-    bg_runtime__reload(arg, "SIGHUP", 0);
+    bg_runtime__reload(arg, "SIGHUP");
 }
 
 static int bg_runtime__same_file(const struct stat *a, const struct stat *b)
@@ -180,7 +184,7 @@ static int bg_runtime__same_file(const struct stat *a, const struct stat *b)
  * change in place (`cat > file`) is not applied: nothing tells a finished
  * write from a writer that paused, and a half-written file can be valid YAML
  * with its later deny rules missing. It is logged once; SIGHUP applies it.
- * Only a file the watcher loaded as new within BG_RUNTIME_NEW_FILE_MS may
+ * Only a file a reload loaded as new within BG_RUNTIME_NEW_FILE_MS may
  * still change in place: that is the rest of its own writing. */
 static void bg_runtime__on_watch(evutil_socket_t fd, short what, void *arg)
 {
@@ -203,7 +207,7 @@ static void bg_runtime__on_watch(evutil_socket_t fd, short what, void *arg)
         rt->changed = st;
         return;
     }
-    bg_runtime__reload(rt, "file changed", 1);
+    bg_runtime__reload(rt, "file changed");
 }
 
 static void bg_runtime__on_stop_poll(evutil_socket_t fd, short what, void *arg)

@@ -943,6 +943,52 @@ def test_new_file_written_slowly_is_reloaded_whole(start_busgate, keys):
     assert not any("changed in place" in l["msg"] for l in bg.log_lines())
 
 
+def test_new_file_after_sighup_may_still_be_written(start_busgate, keys):
+    """The window also follows a SIGHUP that loads a new file: the old file
+    moved away, the first part of the new one written, SIGHUP, then the
+    rest written in place within 10 s: reloaded by itself."""
+    port = free_port()
+    bg = start_busgate(config(keys[1], port, RULE_READ), wait_for_port=port)
+    whole = config(keys[1], port, RULE_READ + RULE_DENY)
+    first = whole[:whole.index(RULE_DENY)]
+    os.replace(bg.config_path, bg.config_path.with_name("busgate.yaml.bak"))
+    with open(bg.config_path, "w") as f:
+        f.write(first)
+        f.flush()
+        bg.signal(signal.SIGHUP)
+        assert bg.wait_log(lambda l: l["msg"].startswith("reloaded") and "(SIGHUP)" in l["msg"],
+                           timeout=10)
+        f.write(whole[len(first):])
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and policy_rules(port) != 2:
+        time.sleep(0.1)
+    assert policy_rules(port) == 2
+
+
+def test_file_that_cannot_be_opened_fails_one_reload(start_busgate, keys, tmp_path):
+    """A configuration path replaced by something stat() sees but open()
+    refuses (a Unix socket here; a file busgate may not read alike): one
+    failed reload, not one every second."""
+    port = free_port()
+    bg = start_busgate(config(keys[1], port, RULE_READ), wait_for_port=port)
+    sock_path = bg.config_path.with_name("sock")
+    srv = socket.socket(socket.AF_UNIX)
+    try:
+        srv.bind(str(sock_path))
+        os.replace(sock_path, bg.config_path)
+        failed = lambda: metric(http_get(f"http://127.0.0.1:{port}/metrics")[1],
+                                "busgate_reloads_total", {"result": "failed"})
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not failed():
+            time.sleep(0.1)
+        assert failed() == 1
+        time.sleep(3)  # three more checks of the path
+        assert failed() == 1, failed()
+        assert policy_rules(port) == 1  # the running configuration serves on
+    finally:
+        srv.close()
+
+
 def test_file_changed_in_place_waits_for_sighup(start_busgate, keys):
     """A file written in place is not reloaded by itself, however long it
     then holds still: a writer that paused half way would have had a valid
