@@ -273,6 +273,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     uint32_t caps = data[0] & 1 ? BG_AMQP_CAPS_ALL : 0;
     t_fake_init(t, fz_policy, "fuzz", groups, 1, FZ_CHANNEL_MAX, caps);
+    /* RabbitMQ's closes naming this user reach the client rewritten
+     * (bg_amqp_reply_text_unnamed): short, so the fuzzer finds it. */
+    t->cfg.amqp.upstream.username = (char *)"bg";
     memset(fz_up_in, 0, sizeof fz_up_in);
     memset(fz_cli_seen, 0, sizeof fz_cli_seen);
     fz_up_broken = 0;
