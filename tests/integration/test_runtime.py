@@ -920,11 +920,12 @@ def test_replacements_in_a_row_are_reloaded(start_busgate, keys):
     assert not any("changed in place" in l["msg"] for l in bg.log_lines())
 
 
-def test_new_file_written_slowly_is_reloaded_whole(start_busgate, keys):
+@pytest.mark.parametrize("how", ["file changed", "SIGHUP"])
+def test_new_file_written_slowly_is_reloaded_whole(start_busgate, keys, how):
     """A new file written in two parts with a pause (the old one moved
-    away, then `cp`): the first part is reloaded as the new file, and the
-    rest, written into that same file within 10 s, is reloaded too rather
-    than left out until a SIGHUP."""
+    away, then `cp`): the first part is reloaded as the new file (found by
+    the watcher, or by a SIGHUP), and the rest, written into that same file
+    within 10 s, is reloaded too rather than left out until a SIGHUP."""
     port = free_port()
     bg = start_busgate(config(keys[1], port, RULE_READ), wait_for_port=port)
     whole = config(keys[1], port, RULE_READ + RULE_DENY)
@@ -933,7 +934,9 @@ def test_new_file_written_slowly_is_reloaded_whole(start_busgate, keys):
     with open(bg.config_path, "w") as f:
         f.write(first)
         f.flush()
-        assert bg.wait_log(lambda l: l["msg"].startswith("reloaded") and "(file changed)" in l["msg"],
+        if how == "SIGHUP":
+            bg.signal(signal.SIGHUP)
+        assert bg.wait_log(lambda l: l["msg"].startswith("reloaded") and f"({how})" in l["msg"],
                            timeout=10)
         f.write(whole[len(first):])
     deadline = time.monotonic() + 10
@@ -941,28 +944,6 @@ def test_new_file_written_slowly_is_reloaded_whole(start_busgate, keys):
         time.sleep(0.1)
     assert policy_rules(port) == 2
     assert not any("changed in place" in l["msg"] for l in bg.log_lines())
-
-
-def test_new_file_after_sighup_may_still_be_written(start_busgate, keys):
-    """The window also follows a SIGHUP that loads a new file: the old file
-    moved away, the first part of the new one written, SIGHUP, then the
-    rest written in place within 10 s: reloaded by itself."""
-    port = free_port()
-    bg = start_busgate(config(keys[1], port, RULE_READ), wait_for_port=port)
-    whole = config(keys[1], port, RULE_READ + RULE_DENY)
-    first = whole[:whole.index(RULE_DENY)]
-    os.replace(bg.config_path, bg.config_path.with_name("busgate.yaml.bak"))
-    with open(bg.config_path, "w") as f:
-        f.write(first)
-        f.flush()
-        bg.signal(signal.SIGHUP)
-        assert bg.wait_log(lambda l: l["msg"].startswith("reloaded") and "(SIGHUP)" in l["msg"],
-                           timeout=10)
-        f.write(whole[len(first):])
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and policy_rules(port) != 2:
-        time.sleep(0.1)
-    assert policy_rules(port) == 2
 
 
 def test_file_that_cannot_be_opened_fails_one_reload(start_busgate, keys, tmp_path):
