@@ -113,11 +113,13 @@ int bg_util_bev_send(struct bufferevent *bev, struct evbuffer *src, size_t n, in
     return evbuffer_remove_buffer(src, out, left) == (int)left ? 0 : -1;
 }
 
-long long bg_util_now_ms(void)
+long long bg_util_now_ms(void) { return bg_util_now_us() / 1000; }
+
+long long bg_util_now_us(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* Errors that last until something else in the process lets go of a

@@ -60,8 +60,10 @@ struct evconnlistener *bg_util_listen_shared(struct event_base *base, void *cb, 
  * the reason in err. */
 int bg_util_port_unused(const char *host, unsigned port, char *err, size_t errlen);
 
-/* Milliseconds of CLOCK_MONOTONIC. */
+/* Milliseconds and microseconds of CLOCK_MONOTONIC: for durations (a
+ * step of the wall clock must not make them negative). */
 long long bg_util_now_ms(void);
+long long bg_util_now_us(void);
 
 /* Keeps a listener from spinning when accept() fails for want of
  * descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM): the connection

@@ -7,6 +7,7 @@
 #include "adapters/amqp/amqp_session-internal.h"
 #include "audit/audit.h"
 #include "broker/log.h"
+#include "broker/util_net.h"
 
 static void bg_amqp_audit__base(bg_amqp_session_t *s, bg_audit_event_t *ev, bg_audit_kind_t kind)
 {
@@ -41,7 +42,7 @@ void bg_amqp_audit_session_end(bg_amqp_session_t *s)
     ev.result.bytes_in = s->bytes_in;
     ev.result.bytes_out = s->bytes_out;
     ev.result.records = s->methods;
-    ev.result.latency_us = (bg_amqp_wall_ms() - s->started_ms) * 1000;
+    ev.result.latency_us = (bg_util_now_ms() - s->started_ms) * 1000;
     ev.detail = s->end_why[0] ? s->end_why : NULL; /* how it ended */
     bg_amqp_audit__emit(s, &ev);
 }

@@ -208,7 +208,7 @@ struct bg_amqp_session_s {
     struct event *close_ev;  /* bound on waiting for the client's close-ok */
     int64_t last_recv_ms;    /* when bytes last arrived from the client */
     size_t in_left;          /* client input the last pass over it left unprocessed */
-    int64_t started_ms;
+    int64_t started_ms; /* monotonic (bg_util_now_ms) */
     uint64_t bytes_in, bytes_out, methods; /* bytes_out: counted as it enters the client's
                                               stage or output (bg_amqp__count_out) */
     int cli_moving;                        /* the stage is being moved on: not counted again */

@@ -776,7 +776,7 @@ void bg_amqp_session_accept(bg_amqp_worker_t *aw, int fd, const struct sockaddr 
     }
     bg_util_nodelay(fd);
     s->aw = aw;
-    s->started_ms = bg_amqp_wall_ms();
+    s->started_ms = bg_util_now_ms();
     s->last_recv_ms = bg_amqp_mono_ms();
     s->lim = (bg_amqp_limits_t)BG_AMQP_LIMITS_DEFAULT;
     s->lim.max_body_size = aw->g->cfg->amqp.max_body_bytes;

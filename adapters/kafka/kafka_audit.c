@@ -5,6 +5,7 @@
 
 #include "audit/audit.h"
 #include "broker/log.h"
+#include "broker/util_net.h"
 
 /* "ProduceRequest" -> "Produce". */
 static const char *bg_kafka_audit__api(int16_t api, char *buf, size_t cap)
@@ -58,7 +59,7 @@ void bg_kafka_audit_session_end(bg_kafka_session_t *s)
     ev.result.bytes_in = s->bytes_in;
     ev.result.bytes_out = s->bytes_out;
     ev.result.records = s->requests;
-    ev.result.latency_us = (bg_kafka_now_ms() - s->started_ms) * 1000;
+    ev.result.latency_us = (bg_util_now_ms() - s->started_ms) * 1000;
     ev.detail = s->end_why[0] ? s->end_why : NULL; /* how it ended */
     bg_kafka_audit__emit(s, &ev);
 }

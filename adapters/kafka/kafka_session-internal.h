@@ -36,7 +36,7 @@ typedef struct bg_kafka_pending_s {
     bg_kafka_verdict_t verdict;
     bg_snapshot_t *snap; /* the policy the request was decided by (a reference) */
     int needs_response;
-    int64_t start_us;
+    int64_t start_us; /* monotonic (bg_util_now_us) */
     uint64_t bytes_in;
     uint64_t bytes_out; /* the broker's response frame sent on for it (0: none, or local) */
 } bg_kafka_pending_t;
@@ -91,7 +91,7 @@ struct bg_kafka_session_s {
     struct event *auth_ev;     /* kafka.auth_timeout: SASL not done in time */
     struct event *eof_ev;      /* while reading is paused: checks that the client is there */
     uint64_t idle_mark;        /* output progress at the last idle check */
-    int64_t started_ms;
+    int64_t started_ms; /* monotonic (bg_util_now_ms) */
     uint64_t bytes_in, bytes_out, requests;
     char end_why[200]; /* how the session ended (the first reason), for session_end */
 };
@@ -131,8 +131,7 @@ int bg_kafka_session_start_upstream(bg_kafka_session_t *s);
  * api_key < 0: not received. */
 void bg_kafka_session_malformed(bg_kafka_session_t *s, int16_t api_key, int16_t version,
                                 long offset, size_t frame_len, const char *why);
-/* Current time helpers. */
+/* Wall-clock milliseconds (token expiry); durations use bg_util_now_us/ms. */
 int64_t bg_kafka_now_ms(void);
-int64_t bg_kafka_now_us(void);
 
 #endif

@@ -44,14 +44,12 @@
 #define BG_KAFKA_RESP_ARENA_FACTOR 16u
 #define BG_KAFKA_RESP_ARENA_SLACK (1u << 20)
 
-int64_t bg_kafka_now_us(void)
+int64_t bg_kafka_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
-
-int64_t bg_kafka_now_ms(void) { return bg_kafka_now_us() / 1000; }
 
 static const bg_config_kafka_t *bg_kafka__cfg(const bg_kafka_session_t *s)
 {
@@ -240,7 +238,7 @@ bg_kafka_pending_t *bg_kafka_session_push(bg_kafka_session_t *s, const bg_kafka_
      * remember that they were there. An empty section is its count, 0. */
     pe->hdr_tags = h->tagged.len > 1;
     pe->hdr.tagged.p = NULL, pe->hdr.tagged.len = 0;
-    pe->start_us = bg_kafka_now_us();
+    pe->start_us = bg_util_now_us();
     pe->snap = s->snap;
     if (pe->snap)
         atomic_fetch_add(&pe->snap->refs, 1);
@@ -973,7 +971,7 @@ static int bg_kafka__on_upstream_frame(void *arg, struct evbuffer *in, size_t fr
     bg_kafka_pending_t *pe = bg_kafka__match_response(s, in);
     if (!pe)
         return -1;
-    int64_t latency = bg_kafka_now_us() - pe->start_us;
+    int64_t latency = bg_util_now_us() - pe->start_us;
     if (pe->needs_response && bg_kafka__response_untouched(pe, in, frame_len))
         pe->needs_response = 0;
     if (!pe->needs_response) {
@@ -1021,7 +1019,7 @@ static int bg_kafka__on_upstream_frame_begin(void *arg, struct evbuffer *in, siz
 static int bg_kafka__stream_done(bg_kafka_session_t *s, bg_kafka_pending_t *pe, int head)
 {
     s->streaming = NULL;
-    int64_t latency = bg_kafka_now_us() - pe->start_us;
+    int64_t latency = bg_util_now_us() - pe->start_us;
     bg_kafka_audit_decisions(s, pe, &latency);
     if (head)
         bg_kafka__pop(s, pe);
@@ -1328,7 +1326,7 @@ void bg_kafka_session_accept(bg_kafka_worker_t *kw, int fd, const struct sockadd
     bg_util_nodelay(fd);
     s->kw = kw;
     s->node_id = node_id;
-    s->started_ms = bg_kafka_now_ms();
+    s->started_ms = bg_util_now_ms();
     TAILQ_INIT(&s->q);
     bg_util_format_peer(peer, s->peer, sizeof s->peer);
     bg_audit_uuid4(s->id);
