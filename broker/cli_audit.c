@@ -29,7 +29,8 @@
 #include "broker/util_net.h"
 
 #define BG_CLI_AUDIT_IDLE_MS 15000 /* without --follow: give up on a silent source */
-#define BG_CLI_AUDIT_METADATA_MS 10000 /* the topic's partitions, asked once at the start */
+#define BG_CLI_AUDIT_METADATA_MS 10000 /* the topic's partitions, asked at the start */
+#define BG_CLI_AUDIT_REFRESH_MS 5000   /* --follow: how often added partitions are looked for */
 
 typedef struct bg_cli_audit_s {
     const char *session, *sub, *from;
@@ -598,32 +599,46 @@ static rd_kafka_t *bg_cli_audit__consumer(const bg_config_t *cfg)
     return rk;
 }
 
-/* Assigns every partition of topic from the beginning; returns how many,
- * or -1 after saying why not (within BG_CLI_AUDIT_METADATA_MS). */
-static int bg_cli_audit__assign(rd_kafka_t *rk, const char *topic)
+/* How many partitions topic has, or -1 (said why on stderr unless quiet)
+ * within timeout_ms. */
+static int bg_cli_audit__partitions(rd_kafka_t *rk, const char *topic, int timeout_ms, int quiet)
 {
     const struct rd_kafka_metadata *md = NULL;
     rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
-    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, BG_CLI_AUDIT_METADATA_MS);
+    rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 0, rkt, &md, timeout_ms);
     rd_kafka_topic_destroy(rkt);
+    int n = -1;
     if (e || md->topic_cnt != 1 || md->topics[0].err) {
-        fprintf(stderr, "busgate audit: topic %s: %s", topic,
-                rd_kafka_err2str(e ? e : md->topic_cnt ? md->topics[0].err : RD_KAFKA_RESP_ERR_UNKNOWN));
-        bg_cli_audit__print_rdlog();
-        fputs("\n", stderr);
-        if (md)
-            rd_kafka_metadata_destroy(md);
-        return -1;
+        if (!quiet) {
+            fprintf(stderr, "busgate audit: topic %s: %s", topic,
+                    rd_kafka_err2str(e ? e
+                                       : md->topic_cnt ? md->topics[0].err
+                                                       : RD_KAFKA_RESP_ERR_UNKNOWN));
+            bg_cli_audit__print_rdlog();
+            fputs("\n", stderr);
+        }
+    } else {
+        n = md->topics[0].partition_cnt;
     }
-    int n = md->topics[0].partition_cnt;
-    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(n);
-    for (int i = 0; i < n; i++)
-        rd_kafka_topic_partition_list_add(l, topic, md->topics[0].partitions[i].id)->offset =
-            RD_KAFKA_OFFSET_BEGINNING;
-    rd_kafka_metadata_destroy(md);
-    e = rd_kafka_assign(rk, l);
+    if (md)
+        rd_kafka_metadata_destroy(md);
+    return n;
+}
+
+/* Adds partitions [from, to) of topic to the assignment, each from its
+ * beginning; 0 or -1. */
+static int bg_cli_audit__assign(rd_kafka_t *rk, const char *topic, int from, int to)
+{
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(to - from);
+    for (int i = from; i < to; i++)
+        rd_kafka_topic_partition_list_add(l, topic, i)->offset = RD_KAFKA_OFFSET_BEGINNING;
+    rd_kafka_error_t *err = rd_kafka_incremental_assign(rk, l);
     rd_kafka_topic_partition_list_destroy(l);
-    return e ? -1 : n;
+    if (!err)
+        return 0;
+    fprintf(stderr, "busgate audit: topic %s: %s\n", topic, rd_kafka_error_string(err));
+    rd_kafka_error_destroy(err);
+    return -1;
 }
 
 /* One topic message: JSON as is, Avro (audit.format: avro) decoded to the
@@ -658,15 +673,32 @@ static int bg_cli_audit__from_kafka(bg_cli_audit_t *c, const bg_config_t *cfg, i
         bg_audit_avro_free(av);
         return -1;
     }
-    int parts = bg_cli_audit__assign(rk, cfg->audit.kafka_topic), eofs = 0, rc = 0;
+    const char *topic = cfg->audit.kafka_topic;
+    int parts = bg_cli_audit__partitions(rk, topic, BG_CLI_AUDIT_METADATA_MS, 0), eofs = 0, rc = 0;
+    if (parts > 0 && bg_cli_audit__assign(rk, topic, 0, parts) != 0)
+        parts = -1;
     /* End of partition is reported again each time a partition catches up
      * with new events: count each partition once. */
     unsigned char *at_end = parts > 0 ? calloc((size_t)parts, 1) : NULL;
     if (parts > 0 && !at_end)
         parts = -1;
     int64_t idle_until = bg_util_now_ms() + BG_CLI_AUDIT_IDLE_MS;
+    int64_t refresh_at = bg_util_now_ms() + BG_CLI_AUDIT_REFRESH_MS;
     int errs = 0; /* errors since the last progress */
     while (parts > 0 && !bg_cli_audit__stop && (follow || eofs < parts)) {
+        /* --follow: partitions added to the topic later are read too (from
+         * their beginning), as a busgate keyed by session spreads over them. */
+        if (follow && bg_util_now_ms() >= refresh_at) {
+            refresh_at = bg_util_now_ms() + BG_CLI_AUDIT_REFRESH_MS;
+            int now = bg_cli_audit__partitions(rk, topic, BG_CLI_AUDIT_REFRESH_MS / 2, 1);
+            unsigned char *grown = now > parts ? realloc(at_end, (size_t)now) : NULL;
+            if (grown && bg_cli_audit__assign(rk, topic, parts, now) == 0) {
+                memset(grown + parts, 0, (size_t)(now - parts));
+                parts = now;
+            }
+            if (grown)
+                at_end = grown;
+        }
         rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 200);
         /* Only progress (an event, a partition's end) restarts the wait:
          * librdkafka may report an error again and again, and restarting

@@ -528,3 +528,54 @@ audit:
         "busgate audit: topic busgate-audit: Local: Broker transport failure (librdkafka: "), r.stderr
     assert f"127.0.0.1:{dead}" in lines[0] and "Connection refused" in lines[0], r.stderr
     assert 9 <= took < 14, took
+
+
+def test_tail_follow_topic_reads_partitions_added_later(tmp_path):
+    """`audit tail --follow` of the topic reads partitions added to it while
+    it runs (busgate keys events by session, so new sessions land on them):
+    it assigned the partitions once at its start and never saw the events
+    on the new ones."""
+    from confluent_kafka.admin import NewPartitions, NewTopic
+    from audit_env import admin
+    from kafka_env import with_audit_topic
+    plain = int(KAFKA_PLAIN.rsplit(":", 1)[1])
+    topic = unique("busgate.audit-grow")
+    a = admin(plain)
+    a.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    # PLAIN: librdkafka 2.0 (Debian's) cannot do SCRAM against Kafka 4.x
+    text, _ = busgate_config(tmp_path, RULES, mechanism="PLAIN")
+    cfg = tmp_path / "busgate.yaml"
+    cfg.write_text(with_audit_topic(text, topic))
+    p = Producer({"bootstrap.servers": KAFKA_PLAIN})
+
+    def put(partition, seq):
+        # the producer's metadata must know the partition (it may be new)
+        from kafka_env import wait_until
+        assert wait_until(lambda: partition in p.list_topics(topic, timeout=10).topics[topic].partitions,
+                          timeout=30)
+        ev = {"event_id": f"00000000-0000-4000-8000-{seq:012d}", "seq": seq, "kind": "decision",
+              "time": "2026-11-28T00:00:00.000Z", "instance": "it", "session_id": "s-grow"}
+        p.produce(topic, json.dumps(ev).encode(), partition=partition)
+        assert p.flush(30) == 0
+
+    err = open(tmp_path / "tail.err", "w+")
+    tail = subprocess.Popen([busgate_bin(), "audit", "tail", "-c", str(cfg), "--from", "kafka",
+                             "--follow", "--json"], stdout=subprocess.PIPE, stderr=err)
+
+    def said():
+        err.seek(0)
+        return err.read()
+
+    try:
+        put(0, 1)
+        assert [e["seq"] for e in _read_lines_until(tail, 1, timeout=30)] == [1], said()
+        a.create_partitions([NewPartitions(topic, 3)])[topic].result(30)
+        put(2, 2)
+        put(1, 3)
+        got = _read_lines_until(tail, 2, timeout=40)
+        assert sorted(e["seq"] for e in got) == [2, 3], (got, said())
+    finally:
+        tail.send_signal(signal.SIGINT)
+        rc = tail.wait(timeout=15)
+        a.delete_topics([topic])[topic].result(30)
+    assert rc == 0, said()
