@@ -278,6 +278,7 @@ int bg_kafka__c_txn_offset_commit(bg_kafka__az_t *az);
 int bg_kafka__c_offset_fetch(bg_kafka__az_t *az);
 int bg_kafka__c_offset_delete(bg_kafka__az_t *az);
 int bg_kafka__c_group_read(bg_kafka__az_t *az);
+int bg_kafka__c_join_group(bg_kafka__az_t *az);
 int bg_kafka__c_find_coordinator(bg_kafka__az_t *az);
 int bg_kafka__c_describe_groups(bg_kafka__az_t *az);
 int bg_kafka__c_delete_groups(bg_kafka__az_t *az);

@@ -31,7 +31,7 @@ static const bg_kafka__api_t bg_kafka__apis[] = {
     [BG_KAFKA_API_OFFSET_FETCH] = {1, 9, 6, bg_kafka__c_offset_fetch, NULL, 0, 0},
     [BG_KAFKA_API_FIND_COORDINATOR] = {0, 6, 3, bg_kafka__c_find_coordinator,
                                        bg_kafka__r_find_coordinator, 1, 0},
-    [BG_KAFKA_API_JOIN_GROUP] = {0, 9, 6, bg_kafka__c_group_read, NULL, 0, 0},
+    [BG_KAFKA_API_JOIN_GROUP] = {0, 9, 6, bg_kafka__c_join_group, NULL, 0, 0},
     [BG_KAFKA_API_HEARTBEAT] = {0, 4, 4, bg_kafka__c_group_read, NULL, 0, 0},
     [BG_KAFKA_API_LEAVE_GROUP] = {0, 5, 4, bg_kafka__c_group_read, NULL, 0, 0},
     [BG_KAFKA_API_SYNC_GROUP] = {0, 5, 4, bg_kafka__c_group_read, NULL, 0, 0},

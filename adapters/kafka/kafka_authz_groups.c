@@ -1,8 +1,10 @@
 /* Classifiers of the consumer-group APIs (and FindCoordinator), plus the
  * generic split of requests that name resources in a string array. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "adapters/kafka/kafka_authz-internal.h"
+#include "adapters/kafka/kafka_subscription.h"
 
 #define K(x) BG_KAFKA_##x
 
@@ -342,7 +344,6 @@ int bg_kafka__c_consumer_group_heartbeat(bg_kafka__az_t *az)
     return 0;
 }
 
-/* Join/Sync/Heartbeat/LeaveGroup: GroupId is field 0 in all four. */
 /* ListGroups, with Kafka's semantics: the response lists the groups the
  * caller may describe, all of them with describe on the cluster. Forwarded
  * either way (nothing to refuse); without cluster describe the response is
@@ -362,12 +363,104 @@ int bg_kafka__c_list_groups(bg_kafka__az_t *az)
     return bg_kafka__add_listing(az, &f);
 }
 
+/* SyncGroup, Heartbeat, LeaveGroup: read on the group (GroupId is field 0
+ * in all three). */
 int bg_kafka__c_group_read(bg_kafka__az_t *az)
 {
     if (!bg_kafka__decide(az, BG_RES_KAFKA_GROUP, az->req->f[0].s, BG_VERB_READ))
         return bg_kafka__respond_error(az, BG_KAFKA_E_GROUP_AUTHORIZATION_FAILED);
     az->v->action = BG_KAFKA_ACT_FORWARD;
     return 0;
+}
+
+/* The topic names of a JoinGroup's subscriptions, gathered for sorting. */
+typedef struct bg_kafka__names_s {
+    bg_slice_t *v;
+    size_t n;
+} bg_kafka__names_t;
+
+static void bg_kafka__names_add(void *arg, bg_slice_t name, int owned)
+{
+    (void)owned;
+    bg_kafka__names_t *c = arg;
+    c->v[c->n++] = name;
+}
+
+static int bg_kafka__names_cmp(const void *pa, const void *pb)
+{
+    const bg_slice_t *a = pa, *b = pb;
+    size_t n = (size_t)(a->len < b->len ? a->len : b->len);
+    int c = n ? memcmp(a->p, b->p, n) : 0;
+    return c ? c : (a->len > b->len) - (a->len < b->len);
+}
+
+/* Every topic name the subscriptions carry, sorted, repeats left in
+ * (clients send one protocol per assignor, each with the same topics);
+ * NULL on arena limit (az->oom set). */
+static bg_kafka__names_t *bg_kafka__join_names(bg_kafka__az_t *az,
+                                               const bg_kafka_subscription_t *subs, int32_t n)
+{
+    size_t total = 0;
+    for (int32_t i = 0; i < n; i++)
+        total += (size_t)subs[i].ntopics + (size_t)subs[i].nowned;
+    /* Each name took two bytes or more of the request: total is bounded by
+     * the frame, and the arena by its limit. */
+    bg_kafka__names_t *c = bg_kafka_arena_alloc(az->a, sizeof *c);
+    bg_slice_t *v = c ? bg_kafka_arena_alloc(az->a, (total + 1) * sizeof *v) : NULL;
+    if (!v) {
+        az->oom = 1;
+        return NULL;
+    }
+    *c = (bg_kafka__names_t){v, 0};
+    for (int32_t i = 0; i < n; i++)
+        bg_kafka_subscription_each(&subs[i], bg_kafka__names_add, c);
+    qsort(c->v, c->n, sizeof *c->v, bg_kafka__names_cmp);
+    return c;
+}
+
+/* JoinGroup: read on the group (GROUP_AUTHORIZATION_FAILED), as Kafka. With
+ * protocol type "consumer" each protocol's metadata is a member's
+ * ConsumerProtocolSubscription, which a Kafka 4.x broker reads when the
+ * group is a KIP-848 one: it then assigns the named topics' partitions
+ * itself, unchecked, and SyncGroup answers with them. So, as for
+ * ConsumerGroupHeartbeat, every topic named (subscribed or in
+ * owned_partitions, each once) needs describe; one denied fails the join
+ * with TOPIC_AUTHORIZATION_FAILED. Metadata that does not read as a
+ * subscription is refused (INCONSISTENT_GROUP_PROTOCOL, busgate's reason):
+ * busgate could not tell what the broker would read in it. Other protocol
+ * types (connect, custom ones) are opaque to the broker: read on the group
+ * only. */
+int bg_kafka__c_join_group(bg_kafka__az_t *az)
+{
+    const bg_kafka_struct_t *r = az->req;
+    bg_slice_t gid = r->f[K(JOIN_GROUP_REQ_GROUP_ID)].s;
+    if (!bg_kafka__decide(az, BG_RES_KAFKA_GROUP, gid, BG_VERB_READ))
+        return bg_kafka__respond_error(az, BG_KAFKA_E_GROUP_AUTHORIZATION_FAILED);
+    az->v->action = BG_KAFKA_ACT_FORWARD;
+    if (!bg_kafka__slice_eq(r->f[K(JOIN_GROUP_REQ_PROTOCOL_TYPE)].s, bg_kafka_cstr("consumer")))
+        return 0;
+    int pi = K(JOIN_GROUP_REQ_PROTOCOLS);
+    int32_t np = bg_kafka__n(r, pi);
+    bg_kafka_subscription_t *subs = bg_kafka_arena_alloc(az->a, (size_t)(np + 1) * sizeof *subs);
+    if (!subs)
+        return (az->oom = 1, 0);
+    for (int32_t i = 0; i < np; i++) {
+        const char *why = NULL;
+        bg_slice_t meta = r->f[pi].a.s[i]->f[K(JOIN_GROUP_REQ_PROTOCOLS_METADATA)].s;
+        if (bg_kafka_subscription_parse(meta, &subs[i], &why) == 0)
+            continue;
+        bg_kafka__record_denied(az, BG_RES_KAFKA_GROUP, gid, BG_VERB_READ,
+                                BG_KAFKA_E_INCONSISTENT_GROUP_PROTOCOL, why);
+        return bg_kafka__respond_error(az, BG_KAFKA_E_INCONSISTENT_GROUP_PROTOCOL);
+    }
+    bg_kafka__names_t *names = bg_kafka__join_names(az, subs, np);
+    if (!names)
+        return 0;
+    int ok = 1;
+    for (size_t i = 0; i < names->n; i++)
+        if (i == 0 || !bg_kafka__slice_eq(names->v[i], names->v[i - 1]))
+            ok &= bg_kafka__decide(az, BG_RES_KAFKA_TOPIC, names->v[i], BG_VERB_DESCRIBE);
+    return ok ? 0 : bg_kafka__respond_error(az, BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED);
 }
 
 /* Key type 0 = group, 1 = transactional id; others (share groups) are not

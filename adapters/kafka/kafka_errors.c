@@ -12,6 +12,7 @@ static const bg_kafka__err_name_t bg_kafka__err_names[] = {
     {6, "NOT_LEADER_OR_FOLLOWER"},
     {15, "COORDINATOR_NOT_AVAILABLE"},
     {19, "NOT_ENOUGH_REPLICAS"},
+    {23, "INCONSISTENT_GROUP_PROTOCOL"},
     {29, "TOPIC_AUTHORIZATION_FAILED"},
     {30, "GROUP_AUTHORIZATION_FAILED"},
     {31, "CLUSTER_AUTHORIZATION_FAILED"},
