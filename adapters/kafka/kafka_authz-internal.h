@@ -225,6 +225,14 @@ int bg_kafka__tp_finish(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
 /* Response topic descriptor of a shape for the request's api. */
 const bg_kafka_struct_desc_t *bg_kafka__rs_topic_desc(int16_t api_key,
                                                       const bg_kafka__tp_shape_t *sh);
+/* A response of the request's api carrying err on every partition (or
+ * topic, when the shape has no partitions) of every topic of req, as
+ * Kafka's getErrorResponse does for such APIs. Allocates from a; NULL at
+ * the arena limit. */
+bg_kafka_struct_t *bg_kafka__tp_error_response(const bg_kafka_req_hdr_t *hdr,
+                                               const bg_kafka_struct_t *req,
+                                               const bg_kafka__tp_shape_t *sh, int16_t err,
+                                               bg_kafka_arena_t *a);
 /* Per-entry error response for APIs without a top-level ErrorCode
  * (kafka_authz_groups.c: string-array requests). NULL when not handled. */
 bg_kafka_struct_t *bg_kafka__error_entries_groups(const bg_kafka_req_hdr_t *hdr,

@@ -171,7 +171,9 @@ int bg_kafka_authz_response(const bg_kafka_authz_ctx_t *ctx, const bg_kafka_req_
 /* A response for api/version carrying error_code everywhere it can (top-level
  * error and/or every entry named in req), built from req. For refusing a
  * whole request (e.g. audit pipeline refusing, unsupported version,
- * hold without approvals). NULL when the API has no way to carry an error. */
+ * hold without approvals). NULL when the response has no way to carry an
+ * error: among the APIs busgate offers, only Metadata v0-12 asking for all
+ * topics (test_kafka_authz_refuse sweeps them all). */
 bg_kafka_struct_t *bg_kafka_authz_error_response(const bg_kafka_req_hdr_t *hdr,
                                                  const bg_kafka_struct_t *req, int16_t error_code,
                                                  bg_kafka_arena_t *arena);

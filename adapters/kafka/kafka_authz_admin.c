@@ -751,6 +751,8 @@ bg_kafka_struct_t *bg_kafka__error_entries_admin(const bg_kafka_req_hdr_t *hdr,
     case BG_KAFKA_API_INCREMENTAL_ALTER_CONFIGS: return bg_kafka__configs_error(hdr, req, err, a);
     case BG_KAFKA_API_ALTER_REPLICA_LOG_DIRS: return bg_kafka__log_dirs_error(hdr, req, err, a);
     case BG_KAFKA_API_WRITE_TXN_MARKERS: return bg_kafka__txn_markers_error(hdr, req, err, a);
+    case BG_KAFKA_API_ADD_PARTITIONS_TO_TXN: /* v0-3: every partition */
+        return bg_kafka__tp_error_response(hdr, req, &bg_kafka__sh_add_partitions, err, a);
     case BG_KAFKA_API_DESCRIBE_LOG_DIRS:
         /* v1-2 have no error field: Kafka answers an unauthorized caller
          * with no log dirs at all. */

@@ -738,6 +738,10 @@ bg_kafka_struct_t *bg_kafka__error_entries_groups(const bg_kafka_req_hdr_t *hdr,
                                                   bg_kafka_arena_t *a)
 {
     switch (hdr->api_key) {
+    case BG_KAFKA_API_OFFSET_COMMIT: /* every partition, as OffsetCommitRequest.getErrorResponse */
+        return bg_kafka__tp_error_response(hdr, req, &bg_kafka__sh_offset_commit, err, a);
+    case BG_KAFKA_API_TXN_OFFSET_COMMIT:
+        return bg_kafka__tp_error_response(hdr, req, &bg_kafka__sh_txn_offset_commit, err, a);
     case BG_KAFKA_API_OFFSET_FETCH: return bg_kafka__offset_fetch_error(hdr, req, err, a);
     case BG_KAFKA_API_DESCRIBE_GROUPS:
         return bg_kafka__str_error(hdr, req, err, a, K(DESCRIBE_GROUPS_REQ_GROUPS),

@@ -772,15 +772,16 @@ int bg_kafka__c_describe_topic_partitions(bg_kafka__az_t *az)
 
 /* ---- the generic whole-request error response ---- */
 
-static bg_kafka_struct_t *bg_kafka__error_by_shape(const bg_kafka_req_hdr_t *hdr,
-                                                   const bg_kafka_struct_t *req,
-                                                   const bg_kafka__tp_shape_t *sh,
-                                                   bg_kafka_struct_t *resp, int16_t err,
-                                                   bg_kafka_arena_t *a)
+bg_kafka_struct_t *bg_kafka__tp_error_response(const bg_kafka_req_hdr_t *hdr,
+                                               const bg_kafka_struct_t *req,
+                                               const bg_kafka__tp_shape_t *sh, int16_t err,
+                                               bg_kafka_arena_t *a)
 {
+    const bg_kafka_msg_desc_t *d = bg_kafka_msg_desc(hdr->api_key, 1);
     const bg_kafka_struct_desc_t *rd = bg_kafka__rs_topic_desc(hdr->api_key, sh);
+    bg_kafka_struct_t *resp = d && rd ? bg_kafka_struct_new(a, d->body) : NULL;
     int32_t n = bg_kafka__n(req, sh->rq_topics);
-    bg_kafka_struct_t **ents = rd ? bg_kafka_array_new(a, resp, sh->rs_topics, n) : NULL;
+    bg_kafka_struct_t **ents = resp ? bg_kafka_array_new(a, resp, sh->rs_topics, n) : NULL;
     if (!ents)
         return NULL;
     for (int32_t i = 0; i < n; i++) {
@@ -792,6 +793,35 @@ static bg_kafka_struct_t *bg_kafka__error_by_shape(const bg_kafka_req_hdr_t *hdr
             return NULL;
     }
     return resp;
+}
+
+/* Metadata as Kafka's MetadataRequest.getErrorResponse builds it: an entry
+ * for each named topic (its id as asked, a null name as ""), no partitions,
+ * no brokers, and the top-level code from v13. Asked for all topics, a
+ * response below v13 has nowhere to put the error: an answer without topics
+ * would read as a cluster without topics (AdminClient.listTopics would
+ * return it, a pattern subscription would drop its topics), so NULL. */
+static bg_kafka_struct_t *bg_kafka__metadata_error(const bg_kafka_req_hdr_t *hdr,
+                                                   const bg_kafka_struct_t *req, int16_t err,
+                                                   bg_kafka_arena_t *a)
+{
+    const bg_kafka__tp_shape_t *sh = &bg_kafka__sh_metadata;
+    const bg_kafka_struct_desc_t *body = bg_kafka_msg_desc(BG_KAFKA_API_METADATA, 1)->body;
+    int32_t n = req->f[sh->rq_topics].a.n;
+    if (n < 0 || (n == 0 && hdr->api_version == 0)) { /* all topics */
+        bg_kafka_struct_t *resp = bg_kafka_struct_new(a, body);
+        return resp && bg_kafka__set_top_error(body, hdr->api_version, resp, err) ? resp : NULL;
+    }
+    bg_kafka_struct_t *r = bg_kafka__tp_error_response(hdr, req, sh, err, a);
+    if (!r)
+        return NULL;
+    for (int32_t i = 0; i < n; i++) {
+        bg_kafka_struct_t *e = r->f[sh->rs_topics].a.s[i];
+        if (e->f[sh->rs_name].s.len < 0)
+            e->f[sh->rs_name].s = (bg_slice_t){(const uint8_t *)"", 0};
+    }
+    bg_kafka__set_top_error(body, hdr->api_version, r, err);
+    return r;
 }
 
 /* What Kafka's own error response carries beside a top-level code where the
@@ -814,6 +844,8 @@ bg_kafka_struct_t *bg_kafka_authz_error_response(const bg_kafka_req_hdr_t *hdr,
     const bg_kafka_msg_desc_t *d = bg_kafka_msg_desc(hdr->api_key, 1);
     if (!d || !req || hdr->api_version < d->valid_min || hdr->api_version > d->valid_max)
         return NULL;
+    if (hdr->api_key == BG_KAFKA_API_METADATA)
+        return bg_kafka__metadata_error(hdr, req, error_code, arena);
     bg_kafka_struct_t *resp = bg_kafka_struct_new(arena, d->body);
     if (!resp)
         return NULL;
@@ -823,7 +855,7 @@ bg_kafka_struct_t *bg_kafka_authz_error_response(const bg_kafka_req_hdr_t *hdr,
     }
     const bg_kafka__tp_shape_t *sh = bg_kafka__shape_of(hdr->api_key, hdr->api_version);
     if (sh)
-        return bg_kafka__error_by_shape(hdr, req, sh, resp, error_code, arena);
+        return bg_kafka__tp_error_response(hdr, req, sh, error_code, arena);
     bg_kafka_struct_t *r = bg_kafka__error_entries_groups(hdr, req, error_code, arena);
     return r ? r : bg_kafka__error_entries_admin(hdr, req, error_code, arena);
 }
