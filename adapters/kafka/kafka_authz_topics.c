@@ -1,6 +1,7 @@
 /* The generic topic -> partition split/merge, written once and driven by the
  * field indices of each API's shape, and the classifiers of the APIs whose
  * resources are topics. Also the generic whole-request error response. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "adapters/kafka/kafka_authz-internal.h"
@@ -147,6 +148,16 @@ static const bg_kafka__tp_shape_t *bg_kafka__shape_of(int16_t api_key, int16_t v
 }
 
 /* ---- the generic machinery ---- */
+
+/* Byte order of two names, as Kafka's String.compareTo orders topic names
+ * (which are ASCII). */
+static int bg_kafka__name_cmp(bg_slice_t a, bg_slice_t b)
+{
+    size_t la = a.len > 0 ? (size_t)a.len : 0, lb = b.len > 0 ? (size_t)b.len : 0;
+    int c =
+        memcmp(a.p ? a.p : (const uint8_t *)"", b.p ? b.p : (const uint8_t *)"", la < lb ? la : lb);
+    return c ? c : (la > lb) - (la < lb);
+}
 
 const bg_kafka_struct_desc_t *bg_kafka__rs_topic_desc(int16_t api_key,
                                                       const bg_kafka__tp_shape_t *sh)
@@ -517,9 +528,155 @@ int bg_kafka__c_offset_for_leader_epoch(bg_kafka__az_t *az)
     return bg_kafka__tp_apply(az, &bg_kafka__sh_olep, BG_VERB_DESCRIBE, force);
 }
 
+/* ---- topics named more than once (CreateTopics, DeleteTopics) ----
+ *
+ * Kafka's controller looks for them before it authorizes anything: each
+ * name given twice or more (in a DeleteTopics also each id given alone)
+ * gets one INVALID_REQUEST entry, "Duplicate topic name." ("Duplicate topic
+ * id."), and none of its copies is authorized or acted on. busgate does the
+ * same before deciding, so the answer does not depend on the policy: none
+ * of the copies is decided or forwarded, and each such name is audited once
+ * as busgate's refusal. */
+
+#define BG_KAFKA__E_INVALID_REQUEST 42
+
+/* An entry's key: kind 1 a name, 2 an id given alone, 0 neither. */
+typedef struct {
+    bg_slice_t key;
+    int32_t kind, idx;
+} bg_kafka__dkey_t;
+
+static int bg_kafka__dkey_cmp(const void *a, const void *b)
+{
+    const bg_kafka__dkey_t *x = a, *y = b;
+    int c = x->kind != y->kind ? (x->kind > y->kind) - (x->kind < y->kind)
+                               : bg_kafka__name_cmp(x->key, y->key);
+    return c ? c : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* As Kafka's deleteTopics tells them apart: a non-zero id with no name is
+ * an id; a name with the zero id is a name; anything else no key. */
+static bg_kafka__dkey_t bg_kafka__dkey_of(const bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
+                                          const bg_kafka_struct_t *t, int32_t idx)
+{
+    bg_kafka__dkey_t k = {bg_kafka_null_slice(), 0, idx};
+    int named = bg_kafka__has(t->desc, sh->rq_name, az->ver) && t->f[sh->rq_name].s.len >= 0;
+    if (bg_kafka__by_id(az, sh, t)) {
+        if (!named)
+            k = (bg_kafka__dkey_t){{t->f[sh->rq_id].uuid, 16}, 2, idx};
+    } else if (named) {
+        k = (bg_kafka__dkey_t){t->f[sh->rq_name].s, 1, idx};
+    }
+    return k;
+}
+
+/* Sorts keys (n) and marks dup[idx] for every key another one equals: 2 on
+ * the first in request order, 1 on the others. Returns how many keys are
+ * duplicated. */
+static int32_t bg_kafka__mark_dups(bg_kafka__dkey_t *keys, int32_t n, uint8_t *dup)
+{
+    int32_t groups = 0;
+    memset(dup, 0, (size_t)n + 1);
+    if (n > 1)
+        qsort(keys, (size_t)n, sizeof *keys, bg_kafka__dkey_cmp);
+    for (int32_t i = 0, j; i < n; i = j) {
+        for (j = i + 1; j < n && keys[i].kind && keys[j].kind == keys[i].kind &&
+                        bg_kafka__slice_eq(keys[j].key, keys[i].key);
+             j++)
+            dup[keys[j].idx] = 1;
+        if (j - i > 1) {
+            dup[keys[i].idx] = 2;
+            groups++;
+        }
+    }
+    return groups;
+}
+
+/* The one entry Kafka answers for a duplicated key, its audit record. */
+static bg_kafka_struct_t *bg_kafka__dup_entry(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
+                                              const bg_kafka_struct_desc_t *rd,
+                                              const bg_kafka_struct_t *t, bg_kafka__dkey_t k,
+                                              bg_verb_t verb, int msg_idx)
+{
+    bg_kafka_struct_t *e = bg_kafka_struct_new(az->a, rd);
+    bg_slice_t name = k.key;
+    if (!e)
+        return (az->oom = 1, NULL);
+    if (k.kind == 2) {
+        bg_kafka__topic_name(az, sh, t, &name); /* for the audit record only */
+        e->f[sh->rs_name].s = bg_kafka_null_slice();
+        memcpy(e->f[sh->rs_id].uuid, k.key.p, 16);
+    } else {
+        e->f[sh->rs_name].s = k.key;
+    }
+    e->f[sh->rs_err].i = BG_KAFKA__E_INVALID_REQUEST;
+    e->f[msg_idx].s = bg_kafka_cstr(k.kind == 2 ? "Duplicate topic id." : "Duplicate topic name.");
+    bg_kafka__record_denied(az, BG_RES_KAFKA_TOPIC, name, verb, BG_KAFKA__E_INVALID_REQUEST,
+                            k.kind == 2 ? "duplicate topic id" : "duplicate topic name");
+    return e;
+}
+
+/* Finds the duplicated entries of the topics of az->req (dup[], n + 1
+ * bytes, as bg_kafka__mark_dups); *ndup their keys. keys are n + 1. */
+static int bg_kafka__find_dups(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
+                               bg_kafka__dkey_t **keys, uint8_t **dup, int32_t *ndup)
+{
+    int32_t n = bg_kafka__n(az->req, sh->rq_topics);
+    *keys = bg_kafka_arena_alloc(az->a, (size_t)(n + 1) * sizeof **keys);
+    *dup = bg_kafka_arena_alloc(az->a, (size_t)n + 1);
+    if (!*keys || !*dup)
+        return (az->oom = 1, -1);
+    for (int32_t i = 0; i < n; i++)
+        (*keys)[i] = bg_kafka__dkey_of(az, sh, az->req->f[sh->rq_topics].a.s[i], i);
+    *ndup = bg_kafka__mark_dups(*keys, n, *dup);
+    return 0;
+}
+
+/* tp_apply for CreateTopics and DeleteTopics v6, duplicates answered first
+ * (msg_idx: the ErrorMessage of a response entry). */
+static int bg_kafka__tp_apply_unique(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
+                                     bg_verb_t verb, int msg_idx)
+{
+    const bg_kafka_struct_t *r = az->req;
+    const bg_kafka_struct_desc_t *rd = bg_kafka__rs_topic_desc(az->hdr->api_key, sh);
+    int32_t n = bg_kafka__n(r, sh->rq_topics), ndup, nk = 0, nd = 0;
+    bg_kafka__dkey_t *keys;
+    uint8_t *dup;
+    if (!rd || bg_kafka__find_dups(az, sh, &keys, &dup, &ndup) < 0)
+        return 0;
+    if (!ndup)
+        return bg_kafka__tp_apply(az, sh, verb, 0);
+    bg_kafka_struct_t **el = r->f[sh->rq_topics].a.s;
+    bg_kafka_struct_t **keep = bg_kafka_arena_alloc(az->a, (size_t)(n + 1) * sizeof *keep);
+    bg_kafka_struct_t **den = bg_kafka_arena_alloc(az->a, (size_t)(n + 1) * sizeof *den);
+    bg_kafka_struct_t *uniq = bg_kafka_struct_clone(az->a, r);
+    if (!keep || !den || !uniq)
+        return (az->oom = 1, 0);
+    for (int32_t i = 0; i < n; i++) {
+        if (!dup[i])
+            keep[nk++] = el[i];
+        else if (dup[i] == 2 &&
+                 !(den[nd++] = bg_kafka__dup_entry(
+                       az, sh, rd, el[i], bg_kafka__dkey_of(az, sh, el[i], i), verb, msg_idx)))
+            return 0;
+    }
+    uniq->f[sh->rq_topics].a.s = keep;
+    uniq->f[sh->rq_topics].a.n = nk;
+    bg_kafka__split_t sp;
+    if (bg_kafka__tp_split(az, sh, rd, uniq, verb, 0, &sp) < 0)
+        return 0;
+    /* Kafka's order: the duplicates, then the refused topics. */
+    if (sp.ndenied)
+        memcpy(den + nd, sp.denied, (size_t)sp.ndenied * sizeof *den);
+    sp.denied = den;
+    sp.ndenied += nd;
+    return bg_kafka__tp_finish(az, sh, &sp, 1);
+}
+
 int bg_kafka__c_create_topics(bg_kafka__az_t *az)
 {
-    return bg_kafka__tp_apply(az, &bg_kafka__sh_create_topics, BG_VERB_CREATE, 0);
+    return bg_kafka__tp_apply_unique(az, &bg_kafka__sh_create_topics, BG_VERB_CREATE,
+                                     K(CREATE_TOPICS_RESP_TOPICS_ERROR_MESSAGE));
 }
 
 int bg_kafka__c_delete_records(bg_kafka__az_t *az)
@@ -541,29 +698,41 @@ int bg_kafka__c_describe_producers(bg_kafka__az_t *az)
 static int bg_kafka__delete_topic_names(bg_kafka__az_t *az)
 {
     const bg_kafka_struct_t *r = az->req;
+    const bg_kafka__tp_shape_t *sh = &bg_kafka__sh_delete_topics;
     int idx = K(DELETE_TOPICS_REQ_TOPIC_NAMES);
     int32_t n = bg_kafka__n(r, idx), nk = 0, nd = 0;
     const bg_kafka_val_t *names = r->f[idx].a.v;
     bg_kafka_val_t *keep = bg_kafka_arena_alloc(az->a, (size_t)(n + 1) * sizeof *keep);
     bg_kafka_struct_t **den = bg_kafka_arena_alloc(az->a, (size_t)(n + 1) * sizeof *den);
-    const bg_kafka_struct_desc_t *rd = bg_kafka__rs_topic_desc(BG_KAFKA_API_DELETE_TOPICS,
-                                                               &bg_kafka__sh_delete_topics);
-    if (!keep || !den || !rd) {
+    bg_kafka__dkey_t *keys = bg_kafka_arena_alloc(az->a, (size_t)(n + 1) * sizeof *keys);
+    uint8_t *dup = bg_kafka_arena_alloc(az->a, (size_t)n + 1);
+    const bg_kafka_struct_desc_t *rd = bg_kafka__rs_topic_desc(BG_KAFKA_API_DELETE_TOPICS, sh);
+    if (!keep || !den || !keys || !dup || !rd) {
         az->oom = 1;
         return 0;
     }
+    for (int32_t i = 0; i < n; i++)
+        keys[i] = (bg_kafka__dkey_t){names[i].s, 1, i};
+    bg_kafka__mark_dups(keys, n, dup);
     for (int32_t i = 0; i < n; i++) {
-        if (bg_kafka__decide(az, BG_RES_KAFKA_TOPIC, names[i].s, BG_VERB_DELETE)) {
+        bg_kafka_struct_t *e = NULL;
+        if (dup[i] == 1)
+            continue;
+        if (dup[i] == 2) {
+            e = bg_kafka__dup_entry(az, sh, rd, NULL, (bg_kafka__dkey_t){names[i].s, 1, i},
+                                    BG_VERB_DELETE, K(DELETE_TOPICS_RESP_RESPONSES_ERROR_MESSAGE));
+        } else if (bg_kafka__decide(az, BG_RES_KAFKA_TOPIC, names[i].s, BG_VERB_DELETE)) {
             keep[nk++] = names[i];
             continue;
+        } else if ((e = bg_kafka_struct_new(az->a, rd))) {
+            e->f[K(DELETE_TOPICS_RESP_RESPONSES_NAME)].s = names[i].s;
+            e->f[K(DELETE_TOPICS_RESP_RESPONSES_ERROR_CODE)].i =
+                BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
         }
-        bg_kafka_struct_t *e = bg_kafka_struct_new(az->a, rd);
         if (!e) {
             az->oom = 1;
             return 0;
         }
-        e->f[K(DELETE_TOPICS_RESP_RESPONSES_NAME)].s = names[i].s;
-        e->f[K(DELETE_TOPICS_RESP_RESPONSES_ERROR_CODE)].i = BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
         den[nd++] = e;
     }
     bg_kafka__split_t sp = {(bg_kafka_struct_t *)r, den, nd, nk, 0};
@@ -575,14 +744,15 @@ static int bg_kafka__delete_topic_names(bg_kafka__az_t *az)
         sp.allowed->f[idx].a.v = keep;
         sp.allowed->f[idx].a.n = nk;
     }
-    return bg_kafka__tp_finish(az, &bg_kafka__sh_delete_topics, &sp, 0);
+    return bg_kafka__tp_finish(az, sh, &sp, 0);
 }
 
 int bg_kafka__c_delete_topics(bg_kafka__az_t *az)
 {
     if (az->ver < 6)
         return bg_kafka__delete_topic_names(az);
-    return bg_kafka__tp_apply(az, &bg_kafka__sh_delete_topics, BG_VERB_DELETE, 0);
+    return bg_kafka__tp_apply_unique(az, &bg_kafka__sh_delete_topics, BG_VERB_DELETE,
+                                     K(DELETE_TOPICS_RESP_RESPONSES_ERROR_MESSAGE));
 }
 
 /* Metadata: null topics (v1+) or an empty array (v0) = all topics: allowed,
@@ -654,16 +824,6 @@ int bg_kafka__c_metadata(bg_kafka__az_t *az)
                                            bg_kafka_null_slice(), -1, sp.denied, sp.ndenied) < 0)
         return 0;
     return bg_kafka__add_filter(az, &f);
-}
-
-/* Byte order of two names, as Kafka's String.compareTo orders topic names
- * (which are ASCII). */
-static int bg_kafka__name_cmp(bg_slice_t a, bg_slice_t b)
-{
-    size_t la = a.len > 0 ? (size_t)a.len : 0, lb = b.len > 0 ? (size_t)b.len : 0;
-    int c = memcmp(a.p ? a.p : (const uint8_t *)"", b.p ? b.p : (const uint8_t *)"",
-                   la < lb ? la : lb);
-    return c ? c : (la > lb) - (la < lb);
 }
 
 /* With a cursor, Kafka answers only the named topics at or after the

@@ -1,0 +1,213 @@
+/* Kafka authorization: the entries busgate builds itself look as Kafka's
+ * own: topics named twice in CreateTopics and DeleteTopics, FindCoordinator
+ * for the share coordinator. Requests and responses are encoded and
+ * decoded at their version, so what is asserted is what goes on the wire.
+ * Fixture (test_kafka_authz_util.h): orders* every verb, dropbox delete and
+ * create, secret nothing. */
+#include "test_kafka_authz_util.h"
+
+#define INVALID_REQUEST 42
+
+static int uuid_zero(const uint8_t id[16])
+{
+    static const uint8_t z[16];
+    return memcmp(id, z, 16) == 0;
+}
+
+/* The response the client gets for req: busgate's own answer, or the
+ * upstream's (one error-free entry per forwarded name: entry_name field
+ * of array rs_arr) merged with the denied entries. */
+static bg_kafka_struct_t *answer(ka_fix_t *f, int16_t key, int16_t ver, bg_kafka_struct_t *req,
+                                 int rs_arr, int entry_name, const char *const *fwd, int nfwd,
+                                 bg_kafka_verdict_t *v)
+{
+    bg_kafka_req_hdr_t h = ka_hdr(key, ver);
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, v), 0);
+    if (v->action == BG_KAFKA_ACT_RESPOND)
+        return ka_rt(f, key, 1, ver, v->response);
+    assert_int_equal(v->action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    bg_kafka_struct_t *up = ka_new(f, key, 1), *out;
+    ka_topics(f, up, rs_arr, entry_name, fwd, nfwd, -1, -1, 0);
+    size_t nn = 0;
+    assert_int_equal(
+        bg_kafka_authz_response(&f->ctx, &h, v, up, &f->a, &out, NULL, &nn, NULL, NULL), 0);
+    return ka_rt(f, key, 1, ver, out);
+}
+
+/* The entry of resp's array arr whose field name_idx is name; exactly one. */
+static const bg_kafka_struct_t *only_entry(const bg_kafka_struct_t *resp, int arr, int name_idx,
+                                           const char *name)
+{
+    const bg_kafka_struct_t *found = NULL;
+    for (int32_t i = 0; i < resp->f[arr].a.n; i++) {
+        const bg_kafka_struct_t *e = resp->f[arr].a.s[i];
+        if (!ka_eq(e->f[name_idx].s, name))
+            continue;
+        if (found)
+            fail_msg("'%s' answered twice", name);
+        found = e;
+    }
+    if (!found)
+        fail_msg("'%s' not answered", name);
+    return found;
+}
+
+static void assert_msg(bg_slice_t s, const char *want)
+{
+    if (!want) {
+        assert_true(s.len < 0);
+        return;
+    }
+    if (!ka_eq(s, want))
+        fail_msg("message '%.*s', want '%s'", (int)(s.len > 0 ? s.len : 0),
+                 s.len > 0 ? (const char *)s.p : "", want);
+}
+
+/* The one audit record of a duplicated name: busgate's, 42, never a policy
+ * decision. */
+static void assert_dup_record(const bg_kafka_verdict_t *v, const char *name, const char *reason)
+{
+    const bg_kafka_decision_t *d = ka_find_decision(v, BG_RES_KAFKA_TOPIC, name);
+    assert_non_null(d);
+    assert_int_equal(d->error_code, INVALID_REQUEST);
+    assert_string_equal(d->reason, reason);
+    int copies = 0;
+    for (size_t i = 0; i < v->ndecisions; i++)
+        for (size_t j = 0; j < v->decisions[i].nresources; j++)
+            copies += v->decisions[i].resources[j].name_len == strlen(name) &&
+                      memcmp(v->decisions[i].resources[j].name, name, strlen(name)) == 0;
+    assert_int_equal(copies, 1);
+}
+
+/* CreateTopics, as Kafka's ControllerApis.createTopics: a name given more
+ * than once gets one INVALID_REQUEST "Duplicate topic name." entry, whether
+ * the principal may create it (orders.a) or not (secret), and none of its
+ * copies is decided or forwarded; the rest is decided as before. */
+static void test_create_topics_duplicates(void **st)
+{
+    ka_fix_t *f = *st;
+    const char *names[] = {"orders.a", "secret", "orders.a", "secret", "orders.b", "secret"};
+    const char *fwd[] = {"orders.b"};
+    for (int16_t ver = 2; ver <= 7; ver++) {
+        bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_CREATE_TOPICS, 0);
+        ka_topics(f, req, K(CREATE_TOPICS_REQ_TOPICS), K(CREATE_TOPICS_REQ_TOPICS_NAME), names, 6,
+                  -1, -1, 0);
+        req = ka_rt(f, BG_KAFKA_API_CREATE_TOPICS, 0, ver, req);
+        bg_kafka_verdict_t v;
+        bg_kafka_struct_t *r =
+            answer(f, BG_KAFKA_API_CREATE_TOPICS, ver, req, K(CREATE_TOPICS_RESP_TOPICS),
+                   K(CREATE_TOPICS_RESP_TOPICS_NAME), fwd, 1, &v);
+        /* Only orders.b went upstream. */
+        assert_int_equal(v.request->f[K(CREATE_TOPICS_REQ_TOPICS)].a.n, 1);
+        assert_true(ka_eq(
+            ka_el(v.request, K(CREATE_TOPICS_REQ_TOPICS), 0)->f[K(CREATE_TOPICS_REQ_TOPICS_NAME)].s,
+            "orders.b"));
+        assert_int_equal(r->f[K(CREATE_TOPICS_RESP_TOPICS)].a.n, 3);
+        for (int i = 0; i < 2; i++) { /* allowed and denied answered alike */
+            const bg_kafka_struct_t *e = only_entry(r, K(CREATE_TOPICS_RESP_TOPICS),
+                                                    K(CREATE_TOPICS_RESP_TOPICS_NAME), names[i]);
+            assert_int_equal(e->f[K(CREATE_TOPICS_RESP_TOPICS_ERROR_CODE)].i, INVALID_REQUEST);
+            assert_msg(e->f[K(CREATE_TOPICS_RESP_TOPICS_ERROR_MESSAGE)].s, "Duplicate topic name.");
+            if (ver >= 5)
+                assert_int_equal(e->f[K(CREATE_TOPICS_RESP_TOPICS_NUM_PARTITIONS)].i, -1);
+            assert_dup_record(&v, names[i], "duplicate topic name");
+        }
+        assert_non_null(ka_find_decision(&v, BG_RES_KAFKA_TOPIC, "orders.b"));
+        assert_int_equal(ka_find_decision(&v, BG_RES_KAFKA_TOPIC, "orders.b")->error_code, 0);
+
+        /* Nothing but duplicates: answered here, nothing forwarded. */
+        req = ka_new(f, BG_KAFKA_API_CREATE_TOPICS, 0);
+        ka_topics(f, req, K(CREATE_TOPICS_REQ_TOPICS), K(CREATE_TOPICS_REQ_TOPICS_NAME), names, 4,
+                  -1, -1, 0);
+        req = ka_rt(f, BG_KAFKA_API_CREATE_TOPICS, 0, ver, req);
+        r = answer(f, BG_KAFKA_API_CREATE_TOPICS, ver, req, 0, 0, NULL, 0, &v);
+        assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+        assert_int_equal(r->f[K(CREATE_TOPICS_RESP_TOPICS)].a.n, 2);
+        bg_kafka_arena_reset(&f->a);
+    }
+}
+
+/* DeleteTopics v1-5 (names): the same, with the message from v5 (the
+ * first version with the field). */
+static void test_delete_topic_names_duplicates(void **st)
+{
+    ka_fix_t *f = *st;
+    const char *names[] = {"orders.a", "orders.a", "secret", "dropbox", "secret"};
+    const char *fwd[] = {"dropbox"};
+    for (int16_t ver = 1; ver <= 5; ver++) {
+        bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_DELETE_TOPICS, 0);
+        bg_kafka_val_t *nv = bg_kafka_array_vals(&f->a, req, K(DELETE_TOPICS_REQ_TOPIC_NAMES), 5);
+        for (int i = 0; i < 5; i++)
+            nv[i].s = ka_s(names[i]);
+        req = ka_rt(f, BG_KAFKA_API_DELETE_TOPICS, 0, ver, req);
+        bg_kafka_verdict_t v;
+        bg_kafka_struct_t *r =
+            answer(f, BG_KAFKA_API_DELETE_TOPICS, ver, req, K(DELETE_TOPICS_RESP_RESPONSES),
+                   K(DELETE_TOPICS_RESP_RESPONSES_NAME), fwd, 1, &v);
+        assert_int_equal(v.request->f[K(DELETE_TOPICS_REQ_TOPIC_NAMES)].a.n, 1);
+        assert_true(ka_eq(v.request->f[K(DELETE_TOPICS_REQ_TOPIC_NAMES)].a.v[0].s, "dropbox"));
+        assert_int_equal(r->f[K(DELETE_TOPICS_RESP_RESPONSES)].a.n, 3);
+        const char *dups[] = {"orders.a", "secret"};
+        for (int i = 0; i < 2; i++) {
+            const bg_kafka_struct_t *e = only_entry(r, K(DELETE_TOPICS_RESP_RESPONSES),
+                                                    K(DELETE_TOPICS_RESP_RESPONSES_NAME), dups[i]);
+            assert_int_equal(e->f[K(DELETE_TOPICS_RESP_RESPONSES_ERROR_CODE)].i, INVALID_REQUEST);
+            assert_msg(e->f[K(DELETE_TOPICS_RESP_RESPONSES_ERROR_MESSAGE)].s,
+                       ver >= 5 ? "Duplicate topic name." : NULL);
+            assert_dup_record(&v, dups[i], "duplicate topic name");
+        }
+        bg_kafka_arena_reset(&f->a);
+    }
+}
+
+/* DeleteTopics v6: names given twice, and ids given twice (alone, as
+ * Kafka counts them: "Duplicate topic id.", no name, the id). */
+static void test_delete_topics_v6_duplicates(void **st)
+{
+    ka_fix_t *f = *st;
+    const char *fwd[] = {"dropbox"};
+    bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_DELETE_TOPICS, 0);
+    bg_kafka_struct_t **t = bg_kafka_array_new(&f->a, req, K(DELETE_TOPICS_REQ_TOPICS), 5);
+    const char *names[] = {"secret", NULL, "dropbox", "secret", NULL};
+    for (int i = 0; i < 5; i++) {
+        t[i]->f[K(DELETE_TOPICS_REQ_TOPICS_NAME)].s =
+            names[i] ? ka_s(names[i]) : bg_kafka_null_slice();
+        if (!names[i])
+            t[i]->f[K(DELETE_TOPICS_REQ_TOPICS_TOPIC_ID)].uuid[0] = 1; /* orders */
+    }
+    req = ka_rt(f, BG_KAFKA_API_DELETE_TOPICS, 0, 6, req);
+    bg_kafka_verdict_t v;
+    bg_kafka_struct_t *r =
+        answer(f, BG_KAFKA_API_DELETE_TOPICS, 6, req, K(DELETE_TOPICS_RESP_RESPONSES),
+               K(DELETE_TOPICS_RESP_RESPONSES_NAME), fwd, 1, &v);
+    assert_int_equal(v.request->f[K(DELETE_TOPICS_REQ_TOPICS)].a.n, 1);
+    assert_int_equal(r->f[K(DELETE_TOPICS_RESP_RESPONSES)].a.n, 3);
+    const bg_kafka_struct_t *e = only_entry(r, K(DELETE_TOPICS_RESP_RESPONSES),
+                                            K(DELETE_TOPICS_RESP_RESPONSES_NAME), "secret");
+    assert_int_equal(e->f[K(DELETE_TOPICS_RESP_RESPONSES_ERROR_CODE)].i, INVALID_REQUEST);
+    assert_msg(e->f[K(DELETE_TOPICS_RESP_RESPONSES_ERROR_MESSAGE)].s, "Duplicate topic name.");
+    assert_true(uuid_zero(e->f[K(DELETE_TOPICS_RESP_RESPONSES_TOPIC_ID)].uuid));
+    int by_id = 0;
+    for (int32_t i = 0; i < r->f[K(DELETE_TOPICS_RESP_RESPONSES)].a.n; i++) {
+        e = ka_el(r, K(DELETE_TOPICS_RESP_RESPONSES), i);
+        if (e->f[K(DELETE_TOPICS_RESP_RESPONSES_TOPIC_ID)].uuid[0] != 1)
+            continue;
+        by_id++;
+        assert_true(e->f[K(DELETE_TOPICS_RESP_RESPONSES_NAME)].s.len < 0);
+        assert_int_equal(e->f[K(DELETE_TOPICS_RESP_RESPONSES_ERROR_CODE)].i, INVALID_REQUEST);
+        assert_msg(e->f[K(DELETE_TOPICS_RESP_RESPONSES_ERROR_MESSAGE)].s, "Duplicate topic id.");
+    }
+    assert_int_equal(by_id, 1);
+    assert_dup_record(&v, "secret", "duplicate topic name");
+    assert_dup_record(&v, "orders", "duplicate topic id");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_create_topics_duplicates, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_delete_topic_names_duplicates, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_delete_topics_v6_duplicates, ka_up, ka_down),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
