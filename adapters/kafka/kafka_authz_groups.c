@@ -463,11 +463,33 @@ int bg_kafka__c_join_group(bg_kafka__az_t *az)
     return ok ? 0 : bg_kafka__respond_error(az, BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED);
 }
 
-/* Key type 0 = group, 1 = transactional id; others (share groups) are not
- * classified: INVALID_REQUEST. Returns the resource type or -1. */
+/* Key type 0 = group, 1 = transactional id. Returns the resource type or -1. */
 static int bg_kafka__coord_type(int64_t key_type)
 {
     return key_type == 0 ? BG_RES_KAFKA_GROUP : key_type == 1 ? BG_RES_KAFKA_TXN_ID : -1;
+}
+
+#define BG_KAFKA__COORD_SHARE 2 /* share-group state coordinator (KIP-932, v6+) */
+
+static const char bg_kafka__share_coord[] =
+    "share coordinator lookup: brokers only (CLUSTER_ACTION)";
+
+/* The error for a key type that is not a group or a transactional id, as
+ * Kafka's getCoordinator answers it: the share coordinator (brokers look it
+ * up for share-group state) needs CLUSTER_ACTION on the cluster, which no
+ * client gets through busgate, from v6, the first version that has it;
+ * below v6, and for any other type, the request is invalid. Audited as a
+ * deny on the cluster (alter, as for replica traffic), with the reason. */
+static int16_t bg_kafka__coord_refusal(bg_kafka__az_t *az, int64_t key_type)
+{
+    if (key_type == BG_KAFKA__COORD_SHARE && az->ver >= 6) {
+        bg_kafka__record_denied(az, BG_RES_KAFKA_CLUSTER, bg_kafka_cstr(""), BG_VERB_ALTER,
+                                BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED, bg_kafka__share_coord);
+        return BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED;
+    }
+    bg_kafka__record_denied(az, BG_RES_KAFKA_CLUSTER, bg_kafka_cstr(""), BG_VERB_DESCRIBE,
+                            BG_KAFKA_E_INVALID_REQUEST, "coordinator key type not supported");
+    return BG_KAFKA_E_INVALID_REQUEST;
 }
 
 int bg_kafka__c_find_coordinator(bg_kafka__az_t *az)
@@ -475,16 +497,14 @@ int bg_kafka__c_find_coordinator(bg_kafka__az_t *az)
     const bg_kafka_struct_t *r = az->req;
     int64_t kt = az->ver >= 1 ? r->f[K(FIND_COORDINATOR_REQ_KEY_TYPE)].i : 0;
     int type = bg_kafka__coord_type(kt);
-    if (type < 0)
-        bg_kafka__record_denied(az, BG_RES_KAFKA_CLUSTER, bg_kafka_cstr(""), BG_VERB_DESCRIBE, 42,
-                                "coordinator key type not supported");
+    int16_t refused = type < 0 ? bg_kafka__coord_refusal(az, kt) : 0;
     if (az->ver >= 4)
         return bg_kafka__str_apply(az, K(FIND_COORDINATOR_REQ_COORDINATOR_KEYS),
                                    type < 0 ? BG_RES_KAFKA_GROUP : (bg_res_type_t)type,
                                    BG_VERB_DESCRIBE, K(FIND_COORDINATOR_RESP_COORDINATORS),
-                                   bg_kafka__e_coordinator, type < 0 ? 42 : 0);
-    if (type < 0)
-        return bg_kafka__respond_error(az, 42); /* INVALID_REQUEST */
+                                   bg_kafka__e_coordinator, refused);
+    if (refused)
+        return bg_kafka__respond_error(az, refused);
     if (!bg_kafka__decide(az, (bg_res_type_t)type, r->f[K(FIND_COORDINATOR_REQ_KEY)].s,
                           BG_VERB_DESCRIBE))
         return bg_kafka__respond_error(az, bg_kafka__deny_error((bg_res_type_t)type));

@@ -1,9 +1,8 @@
 /* Kafka authorization: the entries busgate builds itself look as Kafka's
  * own: topics named twice in CreateTopics and DeleteTopics, FindCoordinator
- * for the share coordinator. Requests and responses are encoded and
- * decoded at their version, so what is asserted is what goes on the wire.
- * Fixture (test_kafka_authz_util.h): orders* every verb, dropbox delete and
- * create, secret nothing. */
+ * for the share coordinator, the error messages of denied entries. Requests and responses are
+ * encoded and decoded at their version, so what is asserted is what goes on the wire. Fixture
+ * (test_kafka_authz_util.h): orders* every verb, dropbox delete and create, secret nothing. */
 #include "test_kafka_authz_util.h"
 
 #define INVALID_REQUEST 42
@@ -202,12 +201,67 @@ static void test_delete_topics_v6_duplicates(void **st)
     assert_dup_record(&v, "orders", "duplicate topic id");
 }
 
+/* FindCoordinator for the share coordinator (key type 2), as Kafka's
+ * getCoordinator answers a principal without CLUSTER_ACTION (none gets it
+ * through busgate): CLUSTER_AUTHORIZATION_FAILED for every key from v6,
+ * the first version with the type, no node; INVALID_REQUEST below v6, and
+ * for an unknown type. Never decided as a group, whatever the key. */
+static void test_find_coordinator_share(void **st)
+{
+    ka_fix_t *f = *st;
+    for (int16_t ver = 1; ver <= 6; ver++) {
+        for (int64_t type = 2; type <= 3; type++) {
+            bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_FIND_COORDINATOR, ver);
+            bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_FIND_COORDINATOR, 0);
+            req->f[K(FIND_COORDINATOR_REQ_KEY_TYPE)].i = type;
+            req->f[K(FIND_COORDINATOR_REQ_KEY)].s = ka_s("g1"); /* v0-3 */
+            bg_kafka_val_t *keys =
+                bg_kafka_array_vals(&f->a, req, K(FIND_COORDINATOR_REQ_COORDINATOR_KEYS), 2);
+            keys[0].s = ka_s("g1");
+            keys[1].s = ka_s("g1:AAAAAAAAAAAAAAAAAAAAAA:0");
+            req = ka_rt(f, BG_KAFKA_API_FIND_COORDINATOR, 0, ver, req);
+            bg_kafka_verdict_t v;
+            assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+            assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+            int share = type == 2 && ver >= 6;
+            int16_t want = share ? BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED : INVALID_REQUEST;
+            bg_kafka_struct_t *r = ka_rt(f, BG_KAFKA_API_FIND_COORDINATOR, 1, ver, v.response);
+            if (ver < 4) {
+                assert_int_equal(r->f[K(FIND_COORDINATOR_RESP_ERROR_CODE)].i, want);
+            } else {
+                assert_int_equal(r->f[K(FIND_COORDINATOR_RESP_COORDINATORS)].a.n, 2);
+                for (int i = 0; i < 2; i++) {
+                    const bg_kafka_struct_t *c = ka_el(r, K(FIND_COORDINATOR_RESP_COORDINATORS), i);
+                    assert_true(ka_eq(c->f[K(FIND_COORDINATOR_RESP_COORDINATORS_KEY)].s,
+                                      keys[i].s.len == 2 ? "g1" : "g1:AAAAAAAAAAAAAAAAAAAAAA:0"));
+                    assert_int_equal(c->f[K(FIND_COORDINATOR_RESP_COORDINATORS_ERROR_CODE)].i,
+                                     want);
+                    assert_int_equal(c->f[K(FIND_COORDINATOR_RESP_COORDINATORS_NODE_ID)].i, -1);
+                    assert_true(ka_eq(c->f[K(FIND_COORDINATOR_RESP_COORDINATORS_HOST)].s, ""));
+                    assert_int_equal(c->f[K(FIND_COORDINATOR_RESP_COORDINATORS_PORT)].i, -1);
+                    /* Kafka sets no message: the definition's default "" */
+                    assert_true(
+                        ka_eq(c->f[K(FIND_COORDINATOR_RESP_COORDINATORS_ERROR_MESSAGE)].s, ""));
+                }
+            }
+            /* One record: busgate's deny on the cluster; the group never decided. */
+            assert_int_equal(v.ndecisions, 1);
+            assert_int_equal(v.decisions[0].resources[0].type, BG_RES_KAFKA_CLUSTER);
+            assert_int_equal(v.decisions[0].error_code, want);
+            assert_int_equal(v.decisions[0].verb, share ? BG_VERB_ALTER : BG_VERB_DESCRIBE);
+            assert_non_null(strstr(v.decisions[0].reason, share ? "CLUSTER_ACTION" : "key type"));
+            bg_kafka_arena_reset(&f->a);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_create_topics_duplicates, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_delete_topic_names_duplicates, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_delete_topics_v6_duplicates, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_find_coordinator_share, ka_up, ka_down),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
