@@ -189,7 +189,21 @@ typedef struct bg_kafka__tp_shape_s {
      * rs_parts >= 0, else in the topic struct) */
     int16_t rs_topics, rs_name, rs_id, rs_parts, rs_pidx, rs_err;
     bg_kafka__fill_fn fill; /* extra error-entry values (base_offset -1, ...) */
+    /* A denial's own values (Kafka's message text), on each entry that holds
+     * the error, for entries busgate refuses (not whole-request errors);
+     * NULL: none. */
+    void (*deny)(bg_kafka_struct_t *entry, int16_t err);
 } bg_kafka__tp_shape_t;
+
+/* Kafka's default message of an authorization error (Errors.message():
+ * "Topic authorization failed.", ...) for the codes 29, 30, 31 and 53;
+ * NULL for any other code. Static text. */
+const char *bg_kafka__error_message(int16_t code);
+/* Sets the message field msg_idx of entry e to the one above, if any. */
+void bg_kafka__deny_message(bg_kafka_struct_t *e, int msg_idx, int16_t err);
+/* Applies sh->deny to the entry for one refused topic (t, from
+ * bg_kafka__tp_deny_entry). */
+void bg_kafka__tp_deny_values(const bg_kafka__tp_shape_t *sh, bg_kafka_struct_t *t, int16_t err);
 
 /* Builds the response entry for one request topic, every partition with err. */
 bg_kafka_struct_t *bg_kafka__tp_deny_entry(bg_kafka_arena_t *a, const bg_kafka__tp_shape_t *sh,

@@ -13,7 +13,13 @@
  * (field 1) of {ErrorCode, ErrorMessage, ResourceType, ResourceName}. ---- */
 
 enum { BG_KAFKA__RQ_RES = 0, BG_KAFKA__RQ_RES_TYPE = 0, BG_KAFKA__RQ_RES_NAME = 1 };
-enum { BG_KAFKA__RS_RES = 1, BG_KAFKA__RS_ERR = 0, BG_KAFKA__RS_TYPE = 2, BG_KAFKA__RS_NAME = 3 };
+enum {
+    BG_KAFKA__RS_RES = 1,
+    BG_KAFKA__RS_ERR = 0,
+    BG_KAFKA__RS_MSG = 1,
+    BG_KAFKA__RS_TYPE = 2,
+    BG_KAFKA__RS_NAME = 3
+};
 
 /* Config resource type -> policy resource type; -1 when not classifiable. */
 static int bg_kafka__config_res(int64_t t)
@@ -29,6 +35,9 @@ static int bg_kafka__config_res(int64_t t)
     }
 }
 
+/* The entry of one config resource with err. A refusal carries the
+ * error's default message, as Kafka's (ConfigHelper for DescribeConfigs,
+ * ControllerApis for the alters); a whole-request error none. */
 static bg_kafka_struct_t *bg_kafka__config_entry(bg_kafka_arena_t *a,
                                                  const bg_kafka_struct_desc_t *rd,
                                                  const bg_kafka_struct_t *res, int16_t err)
@@ -37,6 +46,7 @@ static bg_kafka_struct_t *bg_kafka__config_entry(bg_kafka_arena_t *a,
     if (!e)
         return NULL;
     e->f[BG_KAFKA__RS_ERR].i = err;
+    bg_kafka__deny_message(e, BG_KAFKA__RS_MSG, err);
     e->f[BG_KAFKA__RS_TYPE].i = res->f[BG_KAFKA__RQ_RES_TYPE].i;
     e->f[BG_KAFKA__RS_NAME].s = res->f[BG_KAFKA__RQ_RES_NAME].s;
     return e;
@@ -123,7 +133,7 @@ int bg_kafka__c_configs(bg_kafka__az_t *az)
         sp.allowed->f[BG_KAFKA__RQ_RES].a.n = sp.nallowed;
     }
     static const bg_kafka__tp_shape_t sh = {0, 0, -1, -1, -1, BG_KAFKA__RS_RES, BG_KAFKA__RS_NAME,
-                                            -1, -1, -1, BG_KAFKA__RS_ERR, NULL};
+                                            -1, -1, -1, BG_KAFKA__RS_ERR, NULL, NULL};
     return bg_kafka__tp_finish(az, &sh, &sp, 0);
 }
 
@@ -319,6 +329,20 @@ int bg_kafka__c_acls(bg_kafka__az_t *az)
     return bg_kafka__pos_finish(az, sh->rq_arr, sh->rs_arr, &ps);
 }
 
+/* A partition refused in an ElectLeaders or AlterPartitionReassignments
+ * (a reserved topic's): the error's default message, as Kafka's ApiError. */
+static void bg_kafka__deny_elect(bg_kafka_struct_t *p, int16_t err)
+{
+    bg_kafka__deny_message(
+        p, K(ELECT_LEADERS_RESP_REPLICA_ELECTION_RESULTS_PARTITION_RESULT_ERROR_MESSAGE), err);
+}
+
+static void bg_kafka__deny_reassign(bg_kafka_struct_t *p, int16_t err)
+{
+    bg_kafka__deny_message(
+        p, K(ALTER_PARTITION_REASSIGNMENTS_RESP_RESPONSES_PARTITIONS_ERROR_MESSAGE), err);
+}
+
 static const bg_kafka__tp_shape_t bg_kafka__sh_reassign = {
     K(ALTER_PARTITION_REASSIGNMENTS_REQ_TOPICS), K(ALTER_PARTITION_REASSIGNMENTS_REQ_TOPICS_NAME),
     -1, K(ALTER_PARTITION_REASSIGNMENTS_REQ_TOPICS_PARTITIONS),
@@ -327,7 +351,8 @@ static const bg_kafka__tp_shape_t bg_kafka__sh_reassign = {
     K(ALTER_PARTITION_REASSIGNMENTS_RESP_RESPONSES_NAME), -1,
     K(ALTER_PARTITION_REASSIGNMENTS_RESP_RESPONSES_PARTITIONS),
     K(ALTER_PARTITION_REASSIGNMENTS_RESP_RESPONSES_PARTITIONS_PARTITION_INDEX),
-    K(ALTER_PARTITION_REASSIGNMENTS_RESP_RESPONSES_PARTITIONS_ERROR_CODE), NULL};
+    K(ALTER_PARTITION_REASSIGNMENTS_RESP_RESPONSES_PARTITIONS_ERROR_CODE), NULL,
+    bg_kafka__deny_reassign};
 
 static const bg_kafka__tp_shape_t bg_kafka__sh_elect = {
     K(ELECT_LEADERS_REQ_TOPIC_PARTITIONS), K(ELECT_LEADERS_REQ_TOPIC_PARTITIONS_TOPIC), -1,
@@ -336,7 +361,8 @@ static const bg_kafka__tp_shape_t bg_kafka__sh_elect = {
     K(ELECT_LEADERS_RESP_REPLICA_ELECTION_RESULTS_TOPIC), -1,
     K(ELECT_LEADERS_RESP_REPLICA_ELECTION_RESULTS_PARTITION_RESULT),
     K(ELECT_LEADERS_RESP_REPLICA_ELECTION_RESULTS_PARTITION_RESULT_PARTITION_ID),
-    K(ELECT_LEADERS_RESP_REPLICA_ELECTION_RESULTS_PARTITION_RESULT_ERROR_CODE), NULL};
+    K(ELECT_LEADERS_RESP_REPLICA_ELECTION_RESULTS_PARTITION_RESULT_ERROR_CODE), NULL,
+    bg_kafka__deny_elect};
 
 static const bg_kafka__tp_shape_t bg_kafka__sh_log_dirs = {
     K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS_TOPICS), K(ALTER_REPLICA_LOG_DIRS_REQ_DIRS_TOPICS_NAME), -1,
@@ -344,7 +370,7 @@ static const bg_kafka__tp_shape_t bg_kafka__sh_log_dirs = {
     K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS), K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS_TOPIC_NAME), -1,
     K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS_PARTITIONS),
     K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS_PARTITIONS_PARTITION_INDEX),
-    K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS_PARTITIONS_ERROR_CODE), NULL};
+    K(ALTER_REPLICA_LOG_DIRS_RESP_RESULTS_PARTITIONS_ERROR_CODE), NULL, NULL};
 
 /* Splits the topics of parent (the request, or one AlterReplicaLogDirs
  * dir): topics naming a reserved topic become denied entries appended to
@@ -373,6 +399,7 @@ static bg_kafka_struct_t *bg_kafka__reserved_topics_split(bg_kafka__az_t *az,
         if (!(den[(*nd)++] = bg_kafka__tp_deny_entry(az->a, sh, rd, t, name,
                                                       BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED)))
             return (az->oom = 1, NULL);
+        bg_kafka__tp_deny_values(sh, den[*nd - 1], BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED);
     }
     if (*nd == before)
         return (bg_kafka_struct_t *)parent;
@@ -586,7 +613,7 @@ static const bg_kafka__tp_shape_t bg_kafka__sh_add_partitions = {
     K(ADD_PARTITIONS_TO_TXN_RESP_RESULTS_BY_TOPIC_V3_AND_BELOW_RESULTS_BY_PARTITION),
     K(ADD_PARTITIONS_TO_TXN_RESP_RESULTS_BY_TOPIC_V3_AND_BELOW_RESULTS_BY_PARTITION_PARTITION_INDEX),
     K(ADD_PARTITIONS_TO_TXN_RESP_RESULTS_BY_TOPIC_V3_AND_BELOW_RESULTS_BY_PARTITION_PARTITION_ERROR_CODE),
-    NULL};
+    NULL, NULL};
 
 /* AddPartitionsToTxn (client form, v0-3) is all-or-nothing in Kafka: when
  * any topic is denied, denied partitions get TOPIC_AUTHORIZATION_FAILED and
@@ -704,7 +731,7 @@ static bg_kafka_struct_t *bg_kafka__txn_markers_error(const bg_kafka_req_hdr_t *
         K(WRITE_TXN_MARKERS_RESP_MARKERS_TOPICS_PARTITIONS),
         K(WRITE_TXN_MARKERS_RESP_MARKERS_TOPICS_PARTITIONS_PARTITION_INDEX),
         K(WRITE_TXN_MARKERS_RESP_MARKERS_TOPICS_PARTITIONS_ERROR_CODE),
-        NULL};
+        NULL, NULL};
     const bg_kafka_msg_desc_t *md = bg_kafka_msg_desc(hdr->api_key, 1);
     const bg_kafka_struct_desc_t *mrd =
         bg_kafka_sub_desc(md->body, K(WRITE_TXN_MARKERS_RESP_MARKERS));

@@ -54,6 +54,21 @@ static void bg_kafka__fill_create_topics(bg_kafka_struct_t *t)
     t->f[K(CREATE_TOPICS_RESP_TOPICS_REPLICATION_FACTOR)].i = -1;
 }
 
+/* ControllerApis.createTopics words its own refusal ("Authorization
+ * failed."), not with the error's default message. */
+static void bg_kafka__deny_create_topics(bg_kafka_struct_t *t, int16_t err)
+{
+    if (err == BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED)
+        t->f[K(CREATE_TOPICS_RESP_TOPICS_ERROR_MESSAGE)].s = bg_kafka_cstr("Authorization failed.");
+}
+
+/* ControllerApis.deleteTopics: ApiError(TOPIC_AUTHORIZATION_FAILED), the
+ * default message (v5+). */
+static void bg_kafka__deny_delete_topics(bg_kafka_struct_t *t, int16_t err)
+{
+    bg_kafka__deny_message(t, K(DELETE_TOPICS_RESP_RESPONSES_ERROR_MESSAGE), err);
+}
+
 /* ---- shapes ---- */
 
 static const bg_kafka__tp_shape_t bg_kafka__sh_produce = {
@@ -62,21 +77,21 @@ static const bg_kafka__tp_shape_t bg_kafka__sh_produce = {
     K(PRODUCE_RESP_RESPONSES), K(PRODUCE_RESP_RESPONSES_NAME), K(PRODUCE_RESP_RESPONSES_TOPIC_ID),
     K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES),
     K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_INDEX),
-    K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_ERROR_CODE), bg_kafka__fill_produce};
+    K(PRODUCE_RESP_RESPONSES_PARTITION_RESPONSES_ERROR_CODE), bg_kafka__fill_produce, NULL};
 
 static const bg_kafka__tp_shape_t bg_kafka__sh_fetch = {
     K(FETCH_REQ_TOPICS), K(FETCH_REQ_TOPICS_TOPIC), K(FETCH_REQ_TOPICS_TOPIC_ID),
     K(FETCH_REQ_TOPICS_PARTITIONS), K(FETCH_REQ_TOPICS_PARTITIONS_PARTITION),
     K(FETCH_RESP_RESPONSES), K(FETCH_RESP_RESPONSES_TOPIC), K(FETCH_RESP_RESPONSES_TOPIC_ID),
     K(FETCH_RESP_RESPONSES_PARTITIONS), K(FETCH_RESP_RESPONSES_PARTITIONS_PARTITION_INDEX),
-    K(FETCH_RESP_RESPONSES_PARTITIONS_ERROR_CODE), bg_kafka__fill_fetch};
+    K(FETCH_RESP_RESPONSES_PARTITIONS_ERROR_CODE), bg_kafka__fill_fetch, NULL};
 
 static const bg_kafka__tp_shape_t bg_kafka__sh_list_offsets = {
     K(LIST_OFFSETS_REQ_TOPICS), K(LIST_OFFSETS_REQ_TOPICS_NAME), -1,
     K(LIST_OFFSETS_REQ_TOPICS_PARTITIONS), K(LIST_OFFSETS_REQ_TOPICS_PARTITIONS_PARTITION_INDEX),
     K(LIST_OFFSETS_RESP_TOPICS), K(LIST_OFFSETS_RESP_TOPICS_NAME), -1,
     K(LIST_OFFSETS_RESP_TOPICS_PARTITIONS), K(LIST_OFFSETS_RESP_TOPICS_PARTITIONS_PARTITION_INDEX),
-    K(LIST_OFFSETS_RESP_TOPICS_PARTITIONS_ERROR_CODE), bg_kafka__fill_list_offsets};
+    K(LIST_OFFSETS_RESP_TOPICS_PARTITIONS_ERROR_CODE), bg_kafka__fill_list_offsets, NULL};
 
 static const bg_kafka__tp_shape_t bg_kafka__sh_olep = {
     K(OFFSET_FOR_LEADER_EPOCH_REQ_TOPICS), K(OFFSET_FOR_LEADER_EPOCH_REQ_TOPICS_TOPIC), -1,
@@ -85,18 +100,20 @@ static const bg_kafka__tp_shape_t bg_kafka__sh_olep = {
     K(OFFSET_FOR_LEADER_EPOCH_RESP_TOPICS), K(OFFSET_FOR_LEADER_EPOCH_RESP_TOPICS_TOPIC), -1,
     K(OFFSET_FOR_LEADER_EPOCH_RESP_TOPICS_PARTITIONS),
     K(OFFSET_FOR_LEADER_EPOCH_RESP_TOPICS_PARTITIONS_PARTITION),
-    K(OFFSET_FOR_LEADER_EPOCH_RESP_TOPICS_PARTITIONS_ERROR_CODE), bg_kafka__fill_olep};
+    K(OFFSET_FOR_LEADER_EPOCH_RESP_TOPICS_PARTITIONS_ERROR_CODE), bg_kafka__fill_olep, NULL};
 
 static const bg_kafka__tp_shape_t bg_kafka__sh_create_topics = {
     K(CREATE_TOPICS_REQ_TOPICS), K(CREATE_TOPICS_REQ_TOPICS_NAME), -1, -1, -1,
     K(CREATE_TOPICS_RESP_TOPICS), K(CREATE_TOPICS_RESP_TOPICS_NAME), -1, -1, -1,
-    K(CREATE_TOPICS_RESP_TOPICS_ERROR_CODE), bg_kafka__fill_create_topics};
+    K(CREATE_TOPICS_RESP_TOPICS_ERROR_CODE), bg_kafka__fill_create_topics,
+    bg_kafka__deny_create_topics};
 
 static const bg_kafka__tp_shape_t bg_kafka__sh_delete_topics = {
     K(DELETE_TOPICS_REQ_TOPICS), K(DELETE_TOPICS_REQ_TOPICS_NAME),
     K(DELETE_TOPICS_REQ_TOPICS_TOPIC_ID), -1, -1, K(DELETE_TOPICS_RESP_RESPONSES),
     K(DELETE_TOPICS_RESP_RESPONSES_NAME), K(DELETE_TOPICS_RESP_RESPONSES_TOPIC_ID), -1, -1,
-    K(DELETE_TOPICS_RESP_RESPONSES_ERROR_CODE), NULL};
+    K(DELETE_TOPICS_RESP_RESPONSES_ERROR_CODE), NULL,
+    bg_kafka__deny_delete_topics};
 
 static const bg_kafka__tp_shape_t bg_kafka__sh_delete_records = {
     K(DELETE_RECORDS_REQ_TOPICS), K(DELETE_RECORDS_REQ_TOPICS_NAME), -1,
@@ -104,30 +121,30 @@ static const bg_kafka__tp_shape_t bg_kafka__sh_delete_records = {
     K(DELETE_RECORDS_REQ_TOPICS_PARTITIONS_PARTITION_INDEX), K(DELETE_RECORDS_RESP_TOPICS),
     K(DELETE_RECORDS_RESP_TOPICS_NAME), -1, K(DELETE_RECORDS_RESP_TOPICS_PARTITIONS),
     K(DELETE_RECORDS_RESP_TOPICS_PARTITIONS_PARTITION_INDEX),
-    K(DELETE_RECORDS_RESP_TOPICS_PARTITIONS_ERROR_CODE), bg_kafka__fill_delete_records};
+    K(DELETE_RECORDS_RESP_TOPICS_PARTITIONS_ERROR_CODE), bg_kafka__fill_delete_records, NULL};
 
 static const bg_kafka__tp_shape_t bg_kafka__sh_create_partitions = {
     K(CREATE_PARTITIONS_REQ_TOPICS), K(CREATE_PARTITIONS_REQ_TOPICS_NAME), -1, -1, -1,
     K(CREATE_PARTITIONS_RESP_RESULTS), K(CREATE_PARTITIONS_RESP_RESULTS_NAME), -1, -1, -1,
-    K(CREATE_PARTITIONS_RESP_RESULTS_ERROR_CODE), NULL};
+    K(CREATE_PARTITIONS_RESP_RESULTS_ERROR_CODE), NULL, NULL};
 
 static const bg_kafka__tp_shape_t bg_kafka__sh_describe_producers = {
     K(DESCRIBE_PRODUCERS_REQ_TOPICS), K(DESCRIBE_PRODUCERS_REQ_TOPICS_NAME), -1,
     K(DESCRIBE_PRODUCERS_REQ_TOPICS_PARTITION_INDEXES), -1, K(DESCRIBE_PRODUCERS_RESP_TOPICS),
     K(DESCRIBE_PRODUCERS_RESP_TOPICS_NAME), -1, K(DESCRIBE_PRODUCERS_RESP_TOPICS_PARTITIONS),
     K(DESCRIBE_PRODUCERS_RESP_TOPICS_PARTITIONS_PARTITION_INDEX),
-    K(DESCRIBE_PRODUCERS_RESP_TOPICS_PARTITIONS_ERROR_CODE), NULL};
+    K(DESCRIBE_PRODUCERS_RESP_TOPICS_PARTITIONS_ERROR_CODE), NULL, NULL};
 
 static const bg_kafka__tp_shape_t bg_kafka__sh_metadata = {
     K(METADATA_REQ_TOPICS), K(METADATA_REQ_TOPICS_NAME), K(METADATA_REQ_TOPICS_TOPIC_ID), -1, -1,
     K(METADATA_RESP_TOPICS), K(METADATA_RESP_TOPICS_NAME), K(METADATA_RESP_TOPICS_TOPIC_ID), -1,
-    -1, K(METADATA_RESP_TOPICS_ERROR_CODE), NULL};
+    -1, K(METADATA_RESP_TOPICS_ERROR_CODE), NULL, NULL};
 
 static const bg_kafka__tp_shape_t bg_kafka__sh_dtp = {
     K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS), K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS_NAME), -1, -1,
     -1, K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS), K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_NAME),
     K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_TOPIC_ID), -1, -1,
-    K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_ERROR_CODE), NULL};
+    K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_ERROR_CODE), NULL, NULL};
 
 /* Shapes for the generic per-entry error response (bg_kafka_authz_error_response). */
 static const bg_kafka__tp_shape_t *bg_kafka__shape_of(int16_t api_key, int16_t ver)
@@ -238,6 +255,18 @@ bg_kafka_struct_t *bg_kafka__tp_deny_entry(bg_kafka_arena_t *a, const bg_kafka__
     return t;
 }
 
+void bg_kafka__tp_deny_values(const bg_kafka__tp_shape_t *sh, bg_kafka_struct_t *t, int16_t err)
+{
+    if (!sh->deny)
+        return;
+    if (sh->rs_parts < 0) {
+        sh->deny(t, err);
+        return;
+    }
+    for (int32_t i = 0; i < bg_kafka__n(t, sh->rs_parts); i++)
+        sh->deny(t->f[sh->rs_parts].a.s[i], err);
+}
+
 /* Starts the denied bookkeeping at topic i: keep[] gets the allowed prefix. */
 static int bg_kafka__split_begin(bg_kafka__az_t *az, bg_kafka_struct_t **el, int32_t n,
                                  int32_t i, bg_kafka_struct_t ***keep, bg_kafka__split_t *out)
@@ -345,6 +374,7 @@ int bg_kafka__tp_split(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
             az->oom = 1;
             return -1;
         }
+        bg_kafka__tp_deny_values(sh, e, err);
         out->denied[out->ndenied++] = e;
     }
     if (!keep)
@@ -728,6 +758,7 @@ static int bg_kafka__delete_topic_names(bg_kafka__az_t *az)
             e->f[K(DELETE_TOPICS_RESP_RESPONSES_NAME)].s = names[i].s;
             e->f[K(DELETE_TOPICS_RESP_RESPONSES_ERROR_CODE)].i =
                 BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
+            bg_kafka__deny_delete_topics(e, BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED);
         }
         if (!e) {
             az->oom = 1;

@@ -1,5 +1,6 @@
-/* Names of the Kafka error codes busgate emits or logs. */
-#include "adapters/kafka/kafka_authz.h"
+/* Names of the Kafka error codes busgate emits or logs, and the default
+ * messages of the ones it puts in entries it refuses. */
+#include "adapters/kafka/kafka_authz-internal.h"
 
 typedef struct bg_kafka__err_name_s {
     int16_t code;
@@ -36,4 +37,28 @@ const char *bg_kafka_error_name(int16_t code)
         if (bg_kafka__err_names[i].code == code)
             return bg_kafka__err_names[i].name;
     return "UNKNOWN";
+}
+
+/* Kafka's Errors enum, the default exception messages. */
+const char *bg_kafka__error_message(int16_t code)
+{
+    switch (code) {
+    case BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED:
+        return "Topic authorization failed.";
+    case BG_KAFKA_E_GROUP_AUTHORIZATION_FAILED:
+        return "Group authorization failed.";
+    case BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED:
+        return "Cluster authorization failed.";
+    case BG_KAFKA_E_TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
+        return "Transactional Id authorization failed";
+    default:
+        return NULL;
+    }
+}
+
+void bg_kafka__deny_message(bg_kafka_struct_t *e, int msg_idx, int16_t err)
+{
+    const char *m = bg_kafka__error_message(err);
+    if (m)
+        e->f[msg_idx].s = bg_kafka_cstr(m);
 }

@@ -255,6 +255,224 @@ static void test_find_coordinator_share(void **st)
     }
 }
 
+/* ---- messages of refused entries ---- */
+
+/* Encodes resp (api key, ver) and asserts the bytes hold text as a string
+ * of that version: int16 length, or uvarint length + 1 when flexible. */
+static void assert_wire_text(int16_t key, int16_t ver, const bg_kafka_struct_t *resp,
+                             const char *text)
+{
+    const bg_kafka_msg_desc_t *d = bg_kafka_msg_desc(key, 1);
+    bg_wr_t wr;
+    const char *why = NULL;
+    bg_wr_init(&wr, 256, 0);
+    assert_int_equal(bg_kafka_encode(d, ver, resp, &wr, &why), BG_KAFKA_OK);
+    uint8_t want[128];
+    size_t n = strlen(text), k = 0;
+    if (bg_kafka_is_flexible(d, ver)) {
+        want[k++] = (uint8_t)(n + 1); /* the texts here are short: one byte */
+    } else {
+        want[k++] = 0;
+        want[k++] = (uint8_t)n;
+    }
+    memcpy(want + k, text, n);
+    k += n;
+    int found = 0;
+    for (size_t i = 0; !found && i + k <= wr.len; i++)
+        found = memcmp(wr.buf + i, want, k) == 0;
+    bg_wr_free(&wr);
+    if (!found)
+        fail_msg("%s v%d: no '%s' on the wire", d->name, ver, text);
+}
+
+/* busgate's own answer (every entry refused) to req. */
+static bg_kafka_struct_t *local(ka_fix_t *f, int16_t key, int16_t ver, bg_kafka_struct_t *req)
+{
+    bg_kafka_req_hdr_t h = ka_hdr(key, ver);
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ka_rt(f, key, 0, ver, req), &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    return v.response;
+}
+
+/* CreateTopics: ControllerApis' own words, "Authorization failed." (v2+
+ * all have the field); DeleteTopics v5+: the default message. */
+static void test_topic_denial_messages(void **st)
+{
+    ka_fix_t *f = *st;
+    const char *secret[] = {"secret"};
+    for (int16_t ver = 2; ver <= 7; ver++) {
+        bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_CREATE_TOPICS, 0);
+        ka_topics(f, req, K(CREATE_TOPICS_REQ_TOPICS), K(CREATE_TOPICS_REQ_TOPICS_NAME), secret, 1,
+                  -1, -1, 0);
+        bg_kafka_struct_t *r = local(f, BG_KAFKA_API_CREATE_TOPICS, ver, req);
+        const bg_kafka_struct_t *e =
+            ka_el(ka_rt(f, BG_KAFKA_API_CREATE_TOPICS, 1, ver, r), K(CREATE_TOPICS_RESP_TOPICS), 0);
+        assert_int_equal(e->f[K(CREATE_TOPICS_RESP_TOPICS_ERROR_CODE)].i,
+                         BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED);
+        assert_msg(e->f[K(CREATE_TOPICS_RESP_TOPICS_ERROR_MESSAGE)].s, "Authorization failed.");
+        assert_wire_text(BG_KAFKA_API_CREATE_TOPICS, ver, r, "Authorization failed.");
+        bg_kafka_arena_reset(&f->a);
+    }
+    for (int16_t ver = 1; ver <= 6; ver++) {
+        bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_DELETE_TOPICS, 0);
+        if (ver < 6)
+            bg_kafka_array_vals(&f->a, req, K(DELETE_TOPICS_REQ_TOPIC_NAMES), 1)[0].s =
+                ka_s("secret");
+        else
+            ka_topics(f, req, K(DELETE_TOPICS_REQ_TOPICS), K(DELETE_TOPICS_REQ_TOPICS_NAME), secret,
+                      1, -1, -1, 0);
+        bg_kafka_struct_t *r = local(f, BG_KAFKA_API_DELETE_TOPICS, ver, req);
+        const bg_kafka_struct_t *e = ka_el(ka_rt(f, BG_KAFKA_API_DELETE_TOPICS, 1, ver, r),
+                                           K(DELETE_TOPICS_RESP_RESPONSES), 0);
+        assert_int_equal(e->f[K(DELETE_TOPICS_RESP_RESPONSES_ERROR_CODE)].i,
+                         BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED);
+        if (ver >= 5) {
+            assert_msg(e->f[K(DELETE_TOPICS_RESP_RESPONSES_ERROR_MESSAGE)].s,
+                       "Topic authorization failed.");
+            assert_wire_text(BG_KAFKA_API_DELETE_TOPICS, ver, r, "Topic authorization failed.");
+        }
+        bg_kafka_arena_reset(&f->a);
+    }
+}
+
+/* A config request with one resource per (type, name). */
+static bg_kafka_struct_t *config_req(ka_fix_t *f, int16_t key, const int *types,
+                                     const char *const *names, int n)
+{
+    bg_kafka_struct_t *req = ka_new(f, key, 0);
+    bg_kafka_struct_t **res = bg_kafka_array_new(&f->a, req, 0, n); /* Resources */
+    assert_non_null(res);
+    for (int i = 0; i < n; i++) {
+        res[i]->f[0].i = types[i]; /* ResourceType */
+        res[i]->f[1].s = ka_s(names[i]);
+    }
+    return req;
+}
+
+/* DescribeConfigs (ConfigHelper), AlterConfigs and IncrementalAlterConfigs
+ * (ControllerApis): each refused resource with its error's default
+ * message; fields 0 (code) and 1 (message) of every result. Fixture:
+ * describe on the cluster only. */
+static void test_config_denial_messages(void **st)
+{
+    ka_fix_t *f = *st;
+    static const struct {
+        int16_t key, lo, hi;
+        int types[3];
+        const char *names[3];
+        int16_t errs[3];
+    } cases[] = {
+        {BG_KAFKA_API_DESCRIBE_CONFIGS,
+         1,
+         4,
+         {2, 32, 2},
+         {"secret", "zz", "dropbox"},
+         {29, 30, 29}},
+        {BG_KAFKA_API_ALTER_CONFIGS, 0, 2, {2, 4, 32}, {"secret", "1", "zz"}, {29, 31, 30}},
+        {BG_KAFKA_API_INCREMENTAL_ALTER_CONFIGS,
+         0,
+         1,
+         {2, 4, 8},
+         {"secret", "", "1"},
+         {29, 31, 31}},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (int16_t ver = cases[c].lo; ver <= cases[c].hi; ver++) {
+            bg_kafka_struct_t *r =
+                local(f, cases[c].key, ver,
+                      config_req(f, cases[c].key, cases[c].types, cases[c].names, 3));
+            bg_kafka_struct_t *m = ka_rt(f, cases[c].key, 1, ver, r);
+            assert_int_equal(m->f[1].a.n, 3);
+            for (int i = 0; i < 3; i++) {
+                const bg_kafka_struct_t *e = ka_el(m, 1, i);
+                assert_int_equal(e->f[0].i, cases[c].errs[i]);
+                assert_msg(e->f[1].s, cases[c].errs[i] == 29   ? "Topic authorization failed."
+                                      : cases[c].errs[i] == 30 ? "Group authorization failed."
+                                                               : "Cluster authorization failed.");
+            }
+            assert_wire_text(cases[c].key, ver, r, "Topic authorization failed.");
+            bg_kafka_arena_reset(&f->a);
+        }
+}
+
+/* ElectLeaders and AlterPartitionReassignments: a reserved topic's
+ * partitions refused, each with the default message. */
+static void test_partition_admin_denial_messages(void **st)
+{
+    ka_fix_t *f = *st;
+    ka_set_policy(f, 1u << BG_VERB_ALTER | 1u << BG_VERB_DESCRIBE);
+    const char *audit[] = {"audit.log"};
+    for (int16_t ver = 1; ver <= 2; ver++) {
+        bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_ELECT_LEADERS, 0);
+        bg_kafka_struct_t **t =
+            ka_topics(f, req, K(ELECT_LEADERS_REQ_TOPIC_PARTITIONS),
+                      K(ELECT_LEADERS_REQ_TOPIC_PARTITIONS_TOPIC), audit, 1, -1, 0, 0);
+        bg_kafka_val_t *pv =
+            bg_kafka_array_vals(&f->a, t[0], K(ELECT_LEADERS_REQ_TOPIC_PARTITIONS_PARTITIONS), 2);
+        pv[0].i = 0;
+        pv[1].i = 1;
+        bg_kafka_struct_t *r = local(f, BG_KAFKA_API_ELECT_LEADERS, ver, req);
+        const bg_kafka_struct_t *e = ka_el(ka_rt(f, BG_KAFKA_API_ELECT_LEADERS, 1, ver, r),
+                                           K(ELECT_LEADERS_RESP_REPLICA_ELECTION_RESULTS), 0);
+        for (int i = 0; i < 2; i++) {
+            const bg_kafka_struct_t *p =
+                ka_el(e, K(ELECT_LEADERS_RESP_REPLICA_ELECTION_RESULTS_PARTITION_RESULT), i);
+            assert_int_equal(
+                p->f[K(ELECT_LEADERS_RESP_REPLICA_ELECTION_RESULTS_PARTITION_RESULT_ERROR_CODE)].i,
+                BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED);
+            assert_msg(
+                p->f[K(ELECT_LEADERS_RESP_REPLICA_ELECTION_RESULTS_PARTITION_RESULT_ERROR_MESSAGE)]
+                    .s,
+                "Cluster authorization failed.");
+        }
+        assert_wire_text(BG_KAFKA_API_ELECT_LEADERS, ver, r, "Cluster authorization failed.");
+        bg_kafka_arena_reset(&f->a);
+    }
+    for (int16_t ver = 0; ver <= 1; ver++) {
+        bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_ALTER_PARTITION_REASSIGNMENTS, 0);
+        ka_topics(f, req, K(ALTER_PARTITION_REASSIGNMENTS_REQ_TOPICS),
+                  K(ALTER_PARTITION_REASSIGNMENTS_REQ_TOPICS_NAME), audit, 1,
+                  K(ALTER_PARTITION_REASSIGNMENTS_REQ_TOPICS_PARTITIONS),
+                  K(ALTER_PARTITION_REASSIGNMENTS_REQ_TOPICS_PARTITIONS_PARTITION_INDEX), 2);
+        bg_kafka_struct_t *r = local(f, BG_KAFKA_API_ALTER_PARTITION_REASSIGNMENTS, ver, req);
+        const bg_kafka_struct_t *p =
+            ka_el(ka_el(ka_rt(f, BG_KAFKA_API_ALTER_PARTITION_REASSIGNMENTS, 1, ver, r),
+                        K(ALTER_PARTITION_REASSIGNMENTS_RESP_RESPONSES), 0),
+                  K(ALTER_PARTITION_REASSIGNMENTS_RESP_RESPONSES_PARTITIONS), 1);
+        assert_msg(p->f[K(ALTER_PARTITION_REASSIGNMENTS_RESP_RESPONSES_PARTITIONS_ERROR_MESSAGE)].s,
+                   "Cluster authorization failed.");
+        assert_wire_text(BG_KAFKA_API_ALTER_PARTITION_REASSIGNMENTS, ver, r,
+                         "Cluster authorization failed.");
+        bg_kafka_arena_reset(&f->a);
+    }
+}
+
+/* A refused Fetch partition keeps an empty, non-null AbortedTransactions
+ * (v4+): Kafka's FetchResponse.partitionResponse never sets the field, so
+ * it goes out as the generated default, an empty list (the definition has
+ * no "default": "null"), and KafkaApis copies it as it is. */
+static void test_fetch_denied_aborted_transactions(void **st)
+{
+    ka_fix_t *f = *st;
+    const char *secret[] = {"secret"};
+    for (int16_t ver = 4; ver <= 15; ver++) {
+        bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_FETCH, 0);
+        bg_kafka_struct_t **t =
+            ka_topics(f, req, K(FETCH_REQ_TOPICS), K(FETCH_REQ_TOPICS_TOPIC), secret, 1,
+                      K(FETCH_REQ_TOPICS_PARTITIONS), K(FETCH_REQ_TOPICS_PARTITIONS_PARTITION), 1);
+        t[0]->f[K(FETCH_REQ_TOPICS_TOPIC_ID)].uuid[0] = 2; /* secret */
+        bg_kafka_struct_t *r = local(f, BG_KAFKA_API_FETCH, ver, req);
+        const bg_kafka_struct_t *p =
+            ka_el(ka_el(ka_rt(f, BG_KAFKA_API_FETCH, 1, ver, r), K(FETCH_RESP_RESPONSES), 0),
+                  K(FETCH_RESP_RESPONSES_PARTITIONS), 0);
+        assert_int_equal(p->f[K(FETCH_RESP_RESPONSES_PARTITIONS_ERROR_CODE)].i,
+                         BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED);
+        assert_int_equal(p->f[K(FETCH_RESP_RESPONSES_PARTITIONS_ABORTED_TRANSACTIONS)].a.n, 0);
+        bg_kafka_arena_reset(&f->a);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -262,6 +480,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_topic_names_duplicates, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_delete_topics_v6_duplicates, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_find_coordinator_share, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_topic_denial_messages, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_config_denial_messages, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_partition_admin_denial_messages, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_fetch_denied_aborted_transactions, ka_up, ka_down),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
