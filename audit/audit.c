@@ -135,57 +135,202 @@ static void bg_audit__log_loss(bg_audit_t *a, const char *why)
                  (unsigned long long)atomic_load(&a->dropped));
 }
 
-/* Encodes into a fresh queue entry. A pathological event (thousands of
- * resources, a huge detail) is cut down rather than refused. */
-static bg_audit_qe_t *bg_audit__encode(const bg_audit_t *a, const bg_audit_event_t *ev)
+/* The largest JSON of one event (or part): its record, with the session id
+ * in front, stays within a spool record (BG_AUDIT_SPOOL_MAX_RECORD). */
+#define BG_AUDIT_JSON_MAX (BG_AUDIT_SPOOL_MAX_RECORD / 2)
+/* What the member "resources" adds around its elements: ,"resources":[ ] */
+#define BG_AUDIT_RES_OVERHEAD (sizeof ",\"resources\":[]" - 1)
+
+/* The entries of one emit, in order (a split event has one per part). */
+typedef struct bg_audit_qlist_s {
+    bg_audit_qe_t *head, *tail;
+    uint32_t n;
+} bg_audit_qlist_t;
+
+static void bg_audit__free_list(bg_audit_qe_t *e);
+
+static int64_t bg_audit__wall_ms(void)
 {
-    char stack[8192], *json = stack;
-    size_t cap = sizeof stack, n = bg_audit_encode_json(ev, a->instance, json, cap);
-    if (n == 0) {
-        cap = BG_AUDIT_SPOOL_MAX_RECORD / 2;
-        if (!(json = malloc(cap)))
-            return NULL;
-        n = bg_audit_encode_json(ev, a->instance, json, cap);
-        /* Cut down by whole resources (names are never cut, see
-         * audit_json.c): the first 16, then the first one, then none. */
-        static const size_t keep[] = {16, 1, 0};
-        for (size_t i = 0; n == 0 && i < sizeof keep / sizeof keep[0]; i++) {
-            bg_audit_event_t cut = *ev;
-            cut.nresources = cut.nresources > keep[i] ? keep[i] : cut.nresources;
-            cut.principal.ngroups = cut.principal.ngroups > 64 ? 64 : cut.principal.ngroups;
-            cut.detail = "(event truncated: too large)";
-            n = bg_audit_encode_json(&cut, a->instance, json, cap);
-        }
-    }
-    const char *key = ev->session_id ? ev->session_id : "";
-    size_t klen = strlen(key) > 0xffff ? 0xffff : strlen(key);
-    bg_audit_qe_t *qe = n ? malloc(sizeof *qe + 2 + klen + n) : NULL;
-    if (qe) {
-        qe->next = NULL;
-        qe->len = (uint32_t)bg_audit_rec_build(qe->data, 2 + klen + n, key, klen, json, n);
-    }
-    if (json != stack)
-        free(json);
-    return qe;
+    struct timespec t;
+    clock_gettime(CLOCK_REALTIME, &t);
+    return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
-/* An event lost: counted as dropped and logged (rate-limited). */
-static int bg_audit__dropped(bg_audit_t *a, const char *why)
+/* Appends an entry for json[0..n) keyed by ev's session id; -1 when out of
+ * memory. */
+static int bg_audit__push(bg_audit_qlist_t *l, const bg_audit_event_t *ev, const char *json,
+                          size_t n)
 {
-    atomic_fetch_add(&a->dropped, 1);
+    const char *key = ev->session_id ? ev->session_id : "";
+    size_t klen = strlen(key) > 0xffff ? 0xffff : strlen(key);
+    bg_audit_qe_t *qe = malloc(sizeof *qe + 2 + klen + n);
+    if (!qe)
+        return -1;
+    qe->next = NULL;
+    qe->len = (uint32_t)bg_audit_rec_build(qe->data, 2 + klen + n, key, klen, json, n);
+    if (l->tail)
+        l->tail->next = qe;
+    else
+        l->head = qe;
+    l->tail = qe;
+    l->n++;
+    return 0;
+}
+
+/* The JSON length of ev without its resources, part and parts counted at
+ * their widest: what every part of it repeats. */
+static size_t bg_audit__frame_len(const bg_audit_t *a, const bg_audit_event_t *ev)
+{
+    bg_audit_event_t f = *ev;
+    f.resources = NULL;
+    f.nresources = 0;
+    f.part = f.parts = UINT32_MAX;
+    return bg_audit_json_len(&f, a->instance);
+}
+
+/* Resources per part, greedily by encoded size: part p holds the next
+ * cnt[p] resources. Returns the number of parts (>= 1), 0 when out of
+ * memory. *cnt is malloc'd, the caller frees it. */
+static uint32_t bg_audit__plan(const bg_audit_event_t *ev, const size_t *len, size_t room,
+                               size_t **cnt)
+{
+    uint32_t parts = 0;
+    size_t cap = 0, *c = NULL;
+    for (size_t i = 0; i < ev->nresources;) {
+        size_t used = 0, k = 0;
+        while (i < ev->nresources && (k == 0 || used + 1 + len[i] <= room))
+            used += (k++ ? 1 : 0) + len[i++];
+        if (parts == cap) {
+            size_t *m = realloc(c, (cap = cap ? cap * 2 : 8) * sizeof *c);
+            if (!m) {
+                free(c);
+                return 0;
+            }
+            c = m;
+        }
+        c[parts++] = k;
+    }
+    *cnt = c;
+    return parts;
+}
+
+/* Splits ev (all of it but the resources fits in json, of capacity
+ * BG_AUDIT_JSON_MAX, with room for len-sized resources) into parts: every
+ * field repeated, each part its own event id (the first keeps an id the
+ * emitter set) and a consecutive slice of the resources. */
+static int bg_audit__split(const bg_audit_t *a, const bg_audit_event_t *ev, const size_t *len,
+                           size_t room, char *json, bg_audit_qlist_t *l)
+{
+    size_t *cnt = NULL, at = 0;
+    uint32_t parts = bg_audit__plan(ev, len, room, &cnt);
+    int rc = parts ? 0 : -1;
+    for (uint32_t p = 0; rc == 0 && p < parts; p++) {
+        bg_audit_event_t part = *ev;
+        part.resources = ev->resources + at;
+        part.nresources = cnt[p];
+        part.part = p + 1;
+        part.parts = parts;
+        part.event_id = p == 0 ? ev->event_id : NULL;
+        at += cnt[p];
+        size_t n = bg_audit_encode_json(&part, a->instance, json, BG_AUDIT_JSON_MAX);
+        rc = n ? bg_audit__push(l, &part, json, n) : -1;
+    }
+    free(cnt);
+    return rc;
+}
+
+/* An event too large for one record (BG_AUDIT_JSON_MAX): written as parts
+ * that share every field but the resources, which are never dropped nor
+ * cut. What is not resources is cut down only when it would crowd them out
+ * (more than half a record, or no room for the largest resource): the
+ * first 64 groups, and the detail "(event truncated: too large)". */
+static int bg_audit__encode_large(const bg_audit_t *a, const bg_audit_event_t *ev, char *json,
+                                  bg_audit_qlist_t *l, const char **why)
+{
+    bg_audit_event_t e = *ev;
+    size_t *len = e.nresources ? malloc(e.nresources * sizeof *len) : NULL, maxr = 0;
+    if (e.nresources && !len)
+        return -1;
+    for (size_t i = 0; i < e.nresources; i++) {
+        len[i] = bg_audit_json_resource_len(&e.resources[i]);
+        maxr = len[i] > maxr ? len[i] : maxr;
+    }
+    size_t frame = bg_audit__frame_len(a, &e), lim = BG_AUDIT_JSON_MAX - 1; /* and a NUL */
+    int rc = -1;
+    if (frame > BG_AUDIT_JSON_MAX / 2 || frame + BG_AUDIT_RES_OVERHEAD + maxr > lim) {
+        e.principal.ngroups = e.principal.ngroups > 64 ? 64 : e.principal.ngroups;
+        e.detail = "(event truncated: too large)";
+        frame = bg_audit__frame_len(a, &e);
+        size_t n = bg_audit_encode_json(&e, a->instance, json, BG_AUDIT_JSON_MAX);
+        if (n) { /* fits whole now */
+            rc = bg_audit__push(l, &e, json, n);
+            goto out;
+        }
+    }
+    *why = "event too large";
+    if (e.nresources && frame + BG_AUDIT_RES_OVERHEAD + maxr <= lim) {
+        *why = "out of memory";
+        rc = bg_audit__split(a, &e, len, lim - frame - BG_AUDIT_RES_OVERHEAD, json, l);
+    }
+out:
+    free(len);
+    return rc;
+}
+
+/* Encodes ev into fresh queue entries: one, or one per part of an event
+ * too large for a record (see encode_large). Returns 0, or -1 with nothing
+ * in l and why set. */
+static int bg_audit__encode(const bg_audit_t *a, const bg_audit_event_t *ev, bg_audit_qlist_t *l,
+                            const char **why)
+{
+    char stack[8192], *json = stack;
+    bg_audit_event_t e = *ev;
+    e.part = e.parts = 0;
+    *l = (bg_audit_qlist_t){NULL, NULL, 0};
+    *why = "out of memory";
+    size_t n = bg_audit_encode_json(&e, a->instance, json, sizeof stack);
+    if (n)
+        return bg_audit__push(l, &e, json, n);
+    if (!(json = malloc(BG_AUDIT_JSON_MAX)))
+        return -1;
+    if (!e.time_ms) /* every part has the same time */
+        e.time_ms = bg_audit__wall_ms();
+    n = bg_audit_encode_json(&e, a->instance, json, BG_AUDIT_JSON_MAX);
+    int rc = n ? bg_audit__push(l, &e, json, n) : bg_audit__encode_large(a, &e, json, l, why);
+    free(json);
+    if (rc != 0) {
+        bg_audit__free_list(l->head);
+        *l = (bg_audit_qlist_t){NULL, NULL, 0};
+    }
+    return rc;
+}
+
+/* n events lost (an event's parts): counted as dropped and logged
+ * (rate-limited). */
+static int bg_audit__dropped(bg_audit_t *a, uint32_t n, const char *why)
+{
+    atomic_fetch_add(&a->dropped, n);
     bg_audit__log_loss(a, why);
     return BG_AUDIT_DROPPED;
 }
 
-/* An event not taken: refused in block mode (the caller refuses the
- * request), dropped in drop mode. */
-static int bg_audit__lost(bg_audit_t *a, const char *why)
+/* An event (of n parts) not taken: refused in block mode (the caller
+ * refuses the request), dropped in drop mode. */
+static int bg_audit__lost(bg_audit_t *a, uint32_t n, const char *why)
 {
     if (a->on_failure == BG_AUDIT_BLOCK) {
         atomic_fetch_add(&a->refused, 1);
         return BG_AUDIT_REFUSED;
     }
-    return bg_audit__dropped(a, why);
+    return bg_audit__dropped(a, n, why);
+}
+
+/* The queue cannot take n more entries. An event of more parts than the
+ * queue holds is taken by an empty queue, or it would never be. */
+static int bg_audit__full(const bg_audit_t *a, uint32_t n)
+{
+    uint64_t q = atomic_load(&a->qlen);
+    return q >= a->qcap || (q > 0 && q + n > a->qcap);
 }
 
 static int bg_audit__emit(bg_audit_t *a, const bg_audit_event_t *ev, int admitted)
@@ -195,27 +340,29 @@ static int bg_audit__emit(bg_audit_t *a, const bg_audit_event_t *ev, int admitte
     int must = admitted && a->on_failure == BG_AUDIT_BLOCK;
     /* Refuse before encoding: a blocked pipeline must stay cheap. */
     if (a->on_failure == BG_AUDIT_BLOCK && !must && !atomic_load(&a->sink_ok))
-        return bg_audit__lost(a, "sinks failing");
-    bg_audit_qe_t *qe = bg_audit__encode(a, ev);
-    if (!qe)
-        return must ? bg_audit__dropped(a, "out of memory") : bg_audit__lost(a, "out of memory");
+        return bg_audit__lost(a, 1, "sinks failing");
+    bg_audit_qlist_t l;
+    const char *why;
+    if (bg_audit__encode(a, ev, &l, &why) != 0)
+        return must ? bg_audit__dropped(a, 1, why) : bg_audit__lost(a, 1, why);
+    /* All parts of an event or none: they are queued together. */
     pthread_mutex_lock(&a->mu);
-    if ((!must && atomic_load(&a->qlen) >= a->qcap) || a->stop) {
+    if ((!must && bg_audit__full(a, l.n)) || a->stop) {
         int stopping = a->stop;
         pthread_mutex_unlock(&a->mu);
-        free(qe);
-        return must ? bg_audit__dropped(a, stopping ? "stopping" : "queue full")
-                    : bg_audit__lost(a, "queue full");
+        bg_audit__free_list(l.head);
+        return must ? bg_audit__dropped(a, l.n, stopping ? "stopping" : "queue full")
+                    : bg_audit__lost(a, l.n, "queue full");
     }
     if (a->tail)
-        a->tail->next = qe;
+        a->tail->next = l.head;
     else
-        a->head = qe;
-    a->tail = qe;
-    uint32_t was = atomic_fetch_add(&a->qlen, 1);
-    if ((was == 0 && a->idle) || was + 1 == (a->qcap + 1) / 2)
+        a->head = l.head;
+    a->tail = l.tail;
+    uint32_t was = atomic_fetch_add(&a->qlen, l.n), half = (a->qcap + 1) / 2;
+    if ((was == 0 && a->idle) || (was < half && was + l.n >= half))
         pthread_cond_signal(&a->wake);
-    atomic_fetch_add(&a->emitted, 1);
+    atomic_fetch_add(&a->emitted, l.n);
     pthread_mutex_unlock(&a->mu);
     return BG_AUDIT_OK;
 }

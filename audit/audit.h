@@ -120,6 +120,11 @@ typedef struct bg_audit_event_s {
     const char *auth_failure_reason;
     const char *detail; /* free-form, e.g. reload summary or admin action */
     unsigned has;       /* BG_AUDIT_HAS_* bits */
+    /* Set by the pipeline, never by an emitter (emit clears them): an event
+     * too large for one record is written as parts 1..parts (parts >= 2),
+     * each with all the other fields and a consecutive slice of resources.
+     * The encoder writes part and parts when parts >= 2. */
+    uint32_t part, parts;
 } bg_audit_event_t;
 
 /* Producer settings of the Kafka topic sink, mapped by the runtime from
@@ -141,12 +146,12 @@ typedef struct bg_audit_kafka_conf_s {
 
 /* Counters for /metrics; all monotonic except queue_depth and admitting. */
 typedef struct bg_audit_stats_s {
-    uint64_t emitted;        /* events accepted by emit (queued) */
+    uint64_t emitted;        /* events queued by emit (each part of a split event counts) */
     uint64_t delivered;      /* accepted by the primary sink (Kafka: acked) */
     uint64_t spooled;        /* appended to the spool */
     uint64_t drained;        /* read back from the spool and delivered */
-    uint64_t dropped;        /* lost: dropped under on_failure: drop, or with a deleted active spool segment */
-    uint64_t refused;        /* emits refused (on_failure=block) */
+    uint64_t dropped;        /* events lost (on_failure: drop; a deleted active spool segment) */
+    uint64_t refused;        /* emits refused (on_failure=block), however many parts */
     uint64_t spool_corrupt;  /* corrupt/truncated spool regions skipped */
     uint64_t spool_unreadable; /* spool segments moved aside: they cannot be read */
     uint64_t sink_errors;    /* failed writes, any sink */
@@ -211,7 +216,8 @@ void bg_audit_uuid4(char out[37]);
 /* Encodes ev as one JSON object (no newline) into dst of capacity cap, NUL-
  * terminated. A NULL ev->event_id gets a fresh UUID v4 and time_ms 0 the
  * current time; instance may be NULL. Returns the length, or 0 when cap is too
- * small. Thread-safe, no allocation; what emit uses, exposed for tests/tools. */
+ * small. Thread-safe, no allocation; what emit uses (for each part of an event
+ * it splits), exposed for tests/tools. */
 size_t bg_audit_encode_json(const bg_audit_event_t *ev, const char *instance, char *dst, size_t cap);
 
 const char *bg_audit_kind_name(bg_audit_kind_t k); /* "decision", ... */

@@ -55,13 +55,28 @@ static const char bg_audit__avsc[] =
     "e\":[\"null\",\"long\"],\"default\":null},{\"name\":\"records\",\"type\":[\"null\",\"long\"],\"default\":null"
     "},{\"name\":\"latency_us\",\"type\":[\"null\",\"long\"],\"default\":null}]}],\"default\":null},{\"name\":\""
     "auth_failure_reason\",\"type\":[\"null\",\"string\"],\"default\":null},{\"name\":\"detail\",\"type\":[\"nu"
-    "ll\",\"string\"],\"default\":null}],\"doc\":\"busgate audit event (Avro form of audit-event.schema"
+    "ll\",\"string\"],\"default\":null},{\"name\":\"part\",\"type\":[\"null\",\"long\"],\"default\":nu"
+    "ll,\"doc\":\"Only on an event split because it was too large for one record: which part this is"
+    " (1-based)\"},{\"name\":\"parts\",\"type\":[\"null\",\"long\"],\"default\":null,\"doc\":\"Only on a "
+    "split event: how many parts it has\"}],\"doc\":\"busgate audit event (Avro form of audit-event.schema"
     ".json). Optional values are unions with null.\",\"namespace\":\"dev.busgate.audit\"}";
 
-struct bg_audit_avro_s {
+/* Fields appended to the schema since its first version (part, parts).
+ * A topic may hold events written before them: the decoder reads those
+ * with the schema cut back to that version (an old event ends where the
+ * new fields would begin, so no event reads as both). */
+#define BG_AUDIT__AVRO_ADDED 2
+
+/* One version of the schema, ready to read or write values. */
+typedef struct bg_audit__avro_form_s {
     avro_schema_t schema;
     avro_value_iface_t *iface;
     avro_value_t val;
+    int has_val;
+} bg_audit__avro_form_t;
+
+struct bg_audit_avro_s {
+    bg_audit__avro_form_t cur, first; /* this schema; its first version */
     int32_t schema_id;
 };
 
@@ -86,6 +101,41 @@ static void *bg_audit__avro_alloc(void *ud, void *ptr, size_t osize, size_t nsiz
     return nsize > limit ? NULL : realloc(ptr, nsize);
 }
 
+static int bg_audit__avro_form(bg_audit__avro_form_t *f, const char *text, size_t len)
+{
+    if (avro_schema_from_json_length(text, len, &f->schema) != 0 ||
+        !(f->iface = avro_generic_class_from_schema(f->schema)) ||
+        avro_generic_value_new(f->iface, &f->val) != 0)
+        return -1;
+    f->has_val = 1;
+    return 0;
+}
+
+static void bg_audit__avro_form_free(bg_audit__avro_form_t *f)
+{
+    if (f->has_val)
+        avro_value_decref(&f->val);
+    if (f->iface)
+        avro_value_iface_decref(f->iface);
+    if (f->schema)
+        avro_schema_decref(f->schema);
+}
+
+/* The schema's first version: its text without the fields appended since. */
+static int bg_audit__avro_first(bg_audit__avro_form_t *f)
+{
+    json_t *j = json_loadb(bg_audit__avsc, sizeof bg_audit__avsc - 1, 0, NULL);
+    json_t *fields = json_object_get(j, "fields");
+    size_t n = json_array_size(fields);
+    for (size_t i = 0; n >= BG_AUDIT__AVRO_ADDED && i < BG_AUDIT__AVRO_ADDED; i++)
+        json_array_remove(fields, --n);
+    char *text = fields ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
+    int rc = text ? bg_audit__avro_form(f, text, strlen(text)) : -1;
+    free(text);
+    json_decref(j);
+    return rc;
+}
+
 bg_audit_avro_t *bg_audit_avro_new(int32_t schema_id, char *err, size_t errlen)
 {
     avro_set_allocator(bg_audit__avro_alloc, NULL); /* process-wide, idempotent */
@@ -95,15 +145,10 @@ bg_audit_avro_t *bg_audit_avro_new(int32_t schema_id, char *err, size_t errlen)
         return NULL;
     }
     av->schema_id = schema_id;
-    if (avro_schema_from_json_length(bg_audit__avsc, sizeof bg_audit__avsc - 1, &av->schema) != 0 ||
-        !(av->iface = avro_generic_class_from_schema(av->schema)) ||
-        avro_generic_value_new(av->iface, &av->val) != 0) {
+    if (bg_audit__avro_form(&av->cur, bg_audit__avsc, sizeof bg_audit__avsc - 1) != 0 ||
+        bg_audit__avro_first(&av->first) != 0) {
         snprintf(err, errlen, "audit avro: %s", avro_strerror());
-        if (av->iface)
-            avro_value_iface_decref(av->iface);
-        if (av->schema)
-            avro_schema_decref(av->schema);
-        free(av);
+        bg_audit_avro_free(av);
         return NULL;
     }
     return av;
@@ -113,9 +158,8 @@ void bg_audit_avro_free(bg_audit_avro_t *av)
 {
     if (!av)
         return;
-    avro_value_decref(&av->val);
-    avro_value_iface_decref(av->iface);
-    avro_schema_decref(av->schema);
+    bg_audit__avro_form_free(&av->cur);
+    bg_audit__avro_form_free(&av->first);
     free(av);
 }
 
@@ -169,15 +213,15 @@ size_t bg_audit_avro_encode(bg_audit_avro_t *av, const char *json, size_t len, u
         json_decref(j);
         return 0;
     }
-    avro_value_reset(&av->val);
-    int rc = bg_audit__avro_fill(&av->val, j);
+    avro_value_reset(&av->cur.val);
+    int rc = bg_audit__avro_fill(&av->cur.val, j);
     json_decref(j);
     if (rc != 0)
         return 0;
     avro_writer_t w = avro_writer_memory((char *)dst + hdr, (int64_t)(cap - hdr));
     if (!w)
         return 0;
-    rc = avro_value_write(w, &av->val);
+    rc = avro_value_write(w, &av->cur.val);
     size_t n = rc == 0 ? hdr + (size_t)avro_writer_tell(w) : 0;
     avro_writer_free(w);
     if (n && hdr) {
@@ -256,6 +300,22 @@ bad:
     return NULL;
 }
 
+/* Reads one whole event p[0..n) as form f; 0 when it is one. */
+static int bg_audit__avro_read(bg_audit__avro_form_t *f, const uint8_t *p, size_t n)
+{
+    avro_reader_t r = avro_reader_memory((const char *)p, (int64_t)n);
+    if (!r)
+        return -1;
+    avro_value_reset(&f->val);
+    bg_audit__avro_limit = 64 * n + (64u << 10) < (16u << 20) ? 64 * n + (64u << 10) : 16u << 20;
+    int rc = avro_value_read(r, &f->val);
+    bg_audit__avro_limit = 0;
+    char extra;
+    int whole = rc == 0 && avro_read(r, &extra, 1) != 0; /* nothing may follow the event */
+    avro_reader_free(r);
+    return rc == 0 && whole ? 0 : -1;
+}
+
 char *bg_audit_avro_decode(bg_audit_avro_t *av, const uint8_t *p, size_t n)
 {
     if (av->schema_id >= 0) {
@@ -264,20 +324,11 @@ char *bg_audit_avro_decode(bg_audit_avro_t *av, const uint8_t *p, size_t n)
         p += 5;
         n -= 5;
     }
-    avro_reader_t r = avro_reader_memory((const char *)p, (int64_t)n);
-    if (!r)
-        return NULL;
-    avro_value_reset(&av->val);
-    bg_audit__avro_limit = 64 * n + (64u << 10) < (16u << 20) ? 64 * n + (64u << 10) : 16u << 20;
-    int rc = avro_value_read(r, &av->val);
-    bg_audit__avro_limit = 0;
-    char extra;
-    int whole = rc == 0 && avro_read(r, &extra, 1) != 0; /* nothing may follow the event */
-    avro_reader_free(r);
-    if (rc != 0 || !whole)
+    bg_audit__avro_form_t *f = &av->cur;
+    if (bg_audit__avro_read(f, p, n) != 0 && bg_audit__avro_read(f = &av->first, p, n) != 0)
         return NULL;
     int bad = 0;
-    json_t *j = bg_audit__avro_json(&av->val, &bad);
+    json_t *j = bg_audit__avro_json(&f->val, &bad);
     char *out = j && !bad ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
     json_decref(j);
     return out;

@@ -13,7 +13,7 @@
 #include <time.h>
 
 typedef struct bg_audit_w_s {
-    char *p;
+    char *p; /* NULL: only measures (len grows, never fails) */
     size_t cap, len;
     int failed; /* sticky: checked once at the end */
     int first;  /* no comma before the next member */
@@ -21,6 +21,10 @@ typedef struct bg_audit_w_s {
 
 static void bg_audit__raw(bg_audit_w_t *w, const char *s, size_t n)
 {
+    if (!w->p) {
+        w->len += n;
+        return;
+    }
     if (w->failed || w->len + n >= w->cap) {
         w->failed = 1;
         return;
@@ -174,7 +178,7 @@ const char *bg_audit_kind_name(bg_audit_kind_t k)
 /* Resource names are (ptr, len) views and may hold any byte, NUL included
  * (Kafka group and transactional ids are arbitrary strings of up to 32767
  * bytes): written whole, so no name reads as another's. An event too large
- * for the pipeline is cut down by resources, never by name (audit.c). */
+ * for one record is split by resources into parts, never by name (audit.c). */
 static void bg_audit__kview(bg_audit_w_t *w, const char *k, const char *p, size_t n)
 {
     bg_audit__key(w, k);
@@ -219,21 +223,25 @@ static void bg_audit__client_api(bg_audit_w_t *w, const bg_audit_event_t *ev)
     }
 }
 
+static void bg_audit__resource(bg_audit_w_t *w, const bg_policy_resource_t *r)
+{
+    bg_audit__ch(w, '{');
+    w->first = 1;
+    bg_audit__kstr(w, "type", bg_audit__res_type(r->type));
+    if (r->type == BG_RES_HTTP)
+        bg_audit__kview(w, "route", r->route, r->route_len);
+    bg_audit__kview(w, "name", r->name, r->name_len);
+    bg_audit__close(w, '}');
+}
+
 static void bg_audit__resources(bg_audit_w_t *w, const bg_audit_event_t *ev)
 {
     if (ev->nresources > 0 && ev->resources) {
         bg_audit__open(w, "resources", '[');
         for (size_t i = 0; i < ev->nresources; i++) {
-            const bg_policy_resource_t *r = &ev->resources[i];
             if (i)
                 bg_audit__ch(w, ',');
-            bg_audit__ch(w, '{');
-            w->first = 1;
-            bg_audit__kstr(w, "type", bg_audit__res_type(r->type));
-            if (r->type == BG_RES_HTTP)
-                bg_audit__kview(w, "route", r->route, r->route_len);
-            bg_audit__kview(w, "name", r->name, r->name_len);
-            bg_audit__close(w, '}');
+            bg_audit__resource(w, &ev->resources[i]);
         }
         bg_audit__close(w, ']');
     }
@@ -334,6 +342,31 @@ static int64_t bg_audit__now_ms(void)
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
 }
 
+static void bg_audit__event(bg_audit_w_t *w, const bg_audit_event_t *ev, const char *instance,
+                            const char *id)
+{
+    bg_audit__ch(w, '{');
+    bg_audit__kstr(w, "event_id", id);
+    bg_audit__kstr(w, "kind", bg_audit_kind_name(ev->kind));
+    bg_audit__kint(w, "time_ms", ev->time_ms ? ev->time_ms : bg_audit__now_ms());
+    bg_audit__kstr(w, "instance", instance);
+    bg_audit__kstr(w, "session_id", ev->session_id);
+    if (ev->has & BG_AUDIT_HAS_SEQ)
+        bg_audit__kuint(w, "seq", ev->seq);
+    if (ev->parts >= 2) {
+        bg_audit__kuint(w, "part", ev->part);
+        bg_audit__kuint(w, "parts", ev->parts);
+    }
+    bg_audit__kstr(w, "protocol", ev->protocol);
+    bg_audit__kstr(w, "peer", ev->peer);
+    bg_audit__principal(w, &ev->principal);
+    bg_audit__client_api(w, ev);
+    bg_audit__resources(w, ev);
+    bg_audit__decision(w, ev);
+    bg_audit__outcome(w, ev);
+    bg_audit__ch(w, '}');
+}
+
 size_t bg_audit_encode_json(const bg_audit_event_t *ev, const char *instance, char *dst, size_t cap)
 {
     bg_audit_w_t w = {.p = dst, .cap = cap, .first = 1};
@@ -342,25 +375,26 @@ size_t bg_audit_encode_json(const bg_audit_event_t *ev, const char *instance, ch
         return 0;
     if (!ev->event_id)
         bg_audit_uuid4(id);
-    bg_audit__ch(&w, '{');
-    bg_audit__kstr(&w, "event_id", ev->event_id ? ev->event_id : id);
-    bg_audit__kstr(&w, "kind", bg_audit_kind_name(ev->kind));
-    bg_audit__kint(&w, "time_ms", ev->time_ms ? ev->time_ms : bg_audit__now_ms());
-    bg_audit__kstr(&w, "instance", instance);
-    bg_audit__kstr(&w, "session_id", ev->session_id);
-    if (ev->has & BG_AUDIT_HAS_SEQ)
-        bg_audit__kuint(&w, "seq", ev->seq);
-    bg_audit__kstr(&w, "protocol", ev->protocol);
-    bg_audit__kstr(&w, "peer", ev->peer);
-    bg_audit__principal(&w, &ev->principal);
-    bg_audit__client_api(&w, ev);
-    bg_audit__resources(&w, ev);
-    bg_audit__decision(&w, ev);
-    bg_audit__outcome(&w, ev);
-    bg_audit__ch(&w, '}');
+    bg_audit__event(&w, ev, instance, ev->event_id ? ev->event_id : id);
     if (w.failed)
         return 0;
     dst[w.len] = '\0';
+    return w.len;
+}
+
+size_t bg_audit_json_len(const bg_audit_event_t *ev, const char *instance)
+{
+    bg_audit_w_t w = {.first = 1};
+    /* a generated id has the length of any other */
+    bg_audit__event(&w, ev, instance,
+                    ev->event_id ? ev->event_id : "00000000-0000-4000-8000-000000000000");
+    return w.len;
+}
+
+size_t bg_audit_json_resource_len(const bg_policy_resource_t *r)
+{
+    bg_audit_w_t w = {.first = 1};
+    bg_audit__resource(&w, r);
     return w.len;
 }
 

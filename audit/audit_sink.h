@@ -29,6 +29,13 @@ const char *bg_audit_rec_json(const bg_audit_rec_t *r, size_t *len);
 size_t bg_audit_rec_build(uint8_t *dst, size_t cap, const char *key, size_t klen, const char *json,
                           size_t jlen);
 
+/* Measures without writing: the length bg_audit_encode_json would give ev
+ * (an absent event_id counts as a generated one), and the JSON length of
+ * one resource as an element of "resources" (no comma). Thread-safe, no
+ * allocation; the pipeline splits a large event by them. */
+size_t bg_audit_json_len(const bg_audit_event_t *ev, const char *instance);
+size_t bg_audit_json_resource_len(const bg_policy_resource_t *r);
+
 typedef struct bg_audit_sink_s bg_audit_sink_t;
 
 /* How a sink reports outcomes back to the pipeline. delivered/failed/rejected

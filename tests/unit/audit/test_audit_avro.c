@@ -17,6 +17,7 @@
 
 #include "audit/audit.h"
 #include "audit/audit_avro.h"
+#include "audit/audit_sink.h"
 
 /* avro-c leaks the string it was reading when the input ends inside it (its
  * error path; the decode tests cut events short on purpose). */
@@ -52,6 +53,8 @@ static void full_event(bg_audit_event_t *ev, bg_policy_resource_t res[2])
     ev->detail = "d";
     ev->has = BG_AUDIT_HAS_VERB | BG_AUDIT_HAS_DECISION | BG_AUDIT_HAS_RESULT |
               BG_AUDIT_HAS_MASKING | BG_AUDIT_HAS_API_VERSION | BG_AUDIT_HAS_SEQ;
+    ev->part = 2;
+    ev->parts = 3;
 }
 
 static char *slurp(const char *rel, size_t *len)
@@ -181,6 +184,8 @@ static void test_full_event_roundtrip(void **state)
     assert_null(str_at(&v, "approval")); /* no approval: the null branch */
     assert_null(str_at(&v, "auth_failure_reason"));
     assert_string_equal(str_at(&v, "detail"), "d");
+    assert_string_equal(str_at(&v, "part"), "2");
+    assert_string_equal(str_at(&v, "parts"), "3");
     /* arrays */
     avro_value_t arr, el, f;
     size_t count = 0;
@@ -309,6 +314,8 @@ static void test_minimal_plain_and_errors(void **state)
     assert_string_equal(str_at(&v, "auth_failure_reason"), "bad signature");
     assert_null(str_at(&v, "principal"));
     assert_null(str_at(&v, "decision"));
+    assert_null(str_at(&v, "part")); /* not split: null */
+    assert_null(str_at(&v, "parts"));
     avro_value_t arr;
     size_t count = 99;
     assert_int_equal(avro_value_get_by_name(&v, "resources", &arr, NULL), 0);
@@ -323,6 +330,149 @@ static void test_minimal_plain_and_errors(void **state)
     bg_audit_avro_free(av);
 }
 
+/* ---- split events ---- */
+
+/* A sink that keeps what it is given (the JSON of each record). */
+typedef struct keep_sink_s {
+    bg_audit_sink_t base;
+    char *json[16];
+    size_t len[16], n;
+} keep_sink_t;
+
+static size_t keep_write(bg_audit_sink_t *s, const bg_audit_rec_t *recs, size_t n)
+{
+    keep_sink_t *k = (keep_sink_t *)s;
+    for (size_t i = 0; i < n; i++) {
+        size_t jl;
+        const char *j = bg_audit_rec_json(&recs[i], &jl);
+        assert_true(k->n < 16);
+        k->len[k->n] = jl;
+        k->json[k->n++] = memcpy(malloc(jl), j, jl);
+        s->cb.delivered(s->cb.core, &recs[i]);
+    }
+    return n;
+}
+
+static int keep_flush(bg_audit_sink_t *s, int timeout_ms)
+{
+    return 0;
+}
+static void keep_close(bg_audit_sink_t *s) {}
+
+/* The parts of an event the pipeline split (three huge names first, an
+ * ordinary one behind them) go through Avro and back unchanged, part and
+ * parts included, with the wire header and without. */
+static void test_split_event_roundtrip(void **state)
+{
+    keep_sink_t k = {
+        .base = {.name = "keep", .write = keep_write, .flush = keep_flush, .close = keep_close}};
+    bg_config_audit_t cfg = {.enabled = 1, .on_failure = BG_AUDIT_BLOCK, .queue_size = 64};
+    char err[256] = "";
+    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &k.base, err, sizeof err);
+    assert_non_null(a);
+    static char name[32000];
+    memset(name, 0x01, sizeof name);
+    bg_policy_resource_t res[4];
+    for (int i = 0; i < 3; i++)
+        res[i] = (bg_policy_resource_t){BG_RES_KAFKA_TOPIC, NULL, 0, name, sizeof name};
+    res[3] = (bg_policy_resource_t){BG_RES_KAFKA_TOPIC, NULL, 0, "orders", 6};
+    bg_audit_event_t ev = {.kind = BG_AUDIT_EV_DECISION,
+                           .session_id = "s",
+                           .seq = 9,
+                           .api = "Fetch",
+                           .resources = res,
+                           .nresources = 4,
+                           .has = BG_AUDIT_HAS_SEQ};
+    assert_int_equal(bg_audit_emit(a, &ev), BG_AUDIT_OK);
+    assert_int_equal(bg_audit_flush(a, 5000), 0);
+    bg_audit_free(a);
+    assert_int_equal(k.n, 2);
+    for (int32_t id = -1; id <= 7; id += 8) {
+        bg_audit_avro_t *av = bg_audit_avro_new(id, err, sizeof err);
+        assert_non_null(av);
+        for (size_t p = 0; p < k.n; p++) {
+            size_t cap = k.len[p] + 64;
+            uint8_t *buf = malloc(cap);
+            size_t n = bg_audit_avro_encode(av, k.json[p], k.len[p], buf, cap);
+            assert_true(n > 0);
+            char *back = bg_audit_avro_decode(av, buf, n);
+            assert_non_null(back);
+            json_t *orig = json_loadb(k.json[p], k.len[p], 0, NULL), *j = json_loads(back, 0, NULL);
+            assert_non_null(orig);
+            assert_non_null(j);
+            assert_int_equal(json_integer_value(json_object_get(j, "part")), p + 1);
+            assert_int_equal(json_integer_value(json_object_get(j, "parts")), 2);
+            if (!json_equal(orig, j))
+                fail_msg("part %zu changed through Avro", p + 1);
+            json_decref(orig);
+            json_decref(j);
+            free(back);
+            free(buf);
+        }
+        bg_audit_avro_free(av);
+    }
+    for (size_t p = 0; p < k.n; p++)
+        free(k.json[p]);
+}
+
+/* An event written before part and parts were appended to the schema (an
+ * audit topic keeps a year of them) still decodes: it is the same bytes
+ * without the two trailing null unions. */
+static void test_first_version_event_decodes(void **state)
+{
+    bg_audit_event_t ev;
+    bg_policy_resource_t res[2];
+    full_event(&ev, res);
+    ev.part = ev.parts = 0;
+    char json[8192], err[256] = "";
+    size_t jl = bg_audit_encode_json(&ev, "inst-1", json, sizeof json);
+    bg_audit_avro_t *av = bg_audit_avro_new(3, err, sizeof err);
+    assert_non_null(av);
+    uint8_t buf[8192];
+    size_t n = bg_audit_avro_encode(av, json, jl, buf, sizeof buf);
+    assert_true(n > 7);
+    assert_int_equal(buf[n - 2], 0); /* part: null */
+    assert_int_equal(buf[n - 1], 0); /* parts: null */
+    /* The first version of the schema (the file without part and parts)
+     * reads exactly the bytes before them. */
+    size_t len;
+    char *text = slurp("audit/busgate-audit.avsc", &len);
+    json_t *sj = json_loads(text, 0, NULL), *fields = json_object_get(sj, "fields");
+    assert_string_equal(json_string_value(json_object_get(
+                            json_array_get(fields, json_array_size(fields) - 1), "name")),
+                        "parts");
+    json_array_remove(fields, json_array_size(fields) - 1);
+    json_array_remove(fields, json_array_size(fields) - 1);
+    char *old_text = json_dumps(sj, JSON_COMPACT);
+    avro_schema_t old;
+    assert_int_equal(avro_schema_from_json_length(old_text, strlen(old_text), &old), 0);
+    avro_value_iface_t *iface = avro_generic_class_from_schema(old);
+    avro_value_t v;
+    assert_int_equal(avro_generic_value_new(iface, &v), 0);
+    avro_reader_t r = avro_reader_memory((const char *)buf + 5, (int64_t)(n - 7));
+    assert_int_equal(avro_value_read(r, &v), 0);
+    char extra;
+    assert_int_not_equal(avro_read(r, &extra, 1), 0); /* all of it, nothing more */
+    avro_reader_free(r);
+    avro_value_decref(&v);
+    avro_value_iface_decref(iface);
+    avro_schema_decref(old);
+
+    char *back = bg_audit_avro_decode(av, buf, n - 2);
+    assert_non_null(back);
+    json_t *orig = json_loadb(json, jl, 0, NULL), *j = json_loads(back, 0, NULL);
+    if (!json_equal(orig, j))
+        fail_msg("a first-version event decoded differently: %s", back);
+    assert_null(bg_audit_avro_decode(av, buf, n - 1)); /* neither version */
+    json_decref(orig);
+    json_decref(j);
+    json_decref(sj);
+    free(back);
+    free(old_text);
+    free(text);
+    bg_audit_avro_free(av);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -331,6 +481,8 @@ int main(void)
         cmocka_unit_test(test_decode_back_to_json),
         cmocka_unit_test(test_names_with_nul_roundtrip),
         cmocka_unit_test(test_minimal_plain_and_errors),
+        cmocka_unit_test(test_split_event_roundtrip),
+        cmocka_unit_test(test_first_version_event_decodes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

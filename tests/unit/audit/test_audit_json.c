@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "audit/audit.h"
+#include "audit/audit_sink.h"
 
 static const char *const groups[] = {"ops", "payments"};
 
@@ -48,6 +49,8 @@ static void full_event(bg_audit_event_t *ev, bg_policy_resource_t res[2])
     ev->detail = "d";
     ev->has = BG_AUDIT_HAS_VERB | BG_AUDIT_HAS_DECISION | BG_AUDIT_HAS_RESULT |
               BG_AUDIT_HAS_MASKING | BG_AUDIT_HAS_API_VERSION | BG_AUDIT_HAS_SEQ;
+    ev->part = 2; /* part 2 of 3 of a split event */
+    ev->parts = 3;
 }
 
 static json_t *encode_parse(const bg_audit_event_t *ev)
@@ -75,6 +78,8 @@ static void test_full_values(void **state)
     assert_int_equal(json_integer_value(json_object_get(j, "time_ms")), 1790000000123);
     assert_string_equal(json_string_value(json_object_get(j, "instance")), "inst-1");
     assert_int_equal(json_integer_value(json_object_get(j, "seq")), 7);
+    assert_int_equal(json_integer_value(json_object_get(j, "part")), 2);
+    assert_int_equal(json_integer_value(json_object_get(j, "parts")), 3);
     json_t *p = json_object_get(j, "principal");
     assert_string_equal(json_string_value(json_object_get(p, "sub")), "alice");
     assert_int_equal(json_array_size(json_object_get(p, "groups")), 2);
@@ -315,6 +320,42 @@ static void test_absent_omitted(void **state)
     assert_int_equal(bg_audit_encode_json(&ev, "i", buf, 20), 0); /* too small */
 }
 
+/* part and parts are written on split events only (parts >= 2); the
+ * measuring functions the pipeline splits by agree with the encoder. */
+static void test_parts_and_lengths(void **state)
+{
+    bg_audit_event_t ev;
+    bg_policy_resource_t res[2];
+    full_event(&ev, res);
+    char buf[8192];
+    for (uint32_t parts = 0; parts <= 1; parts++) {
+        ev.part = parts;
+        ev.parts = parts;
+        json_t *j = encode_parse(&ev);
+        assert_null(json_object_get(j, "part"));
+        assert_null(json_object_get(j, "parts"));
+        json_decref(j);
+    }
+    ev.part = 1;
+    ev.parts = 2;
+    size_t n = bg_audit_encode_json(&ev, "inst-1", buf, sizeof buf);
+    assert_int_equal(bg_audit_json_len(&ev, "inst-1"), n);
+    ev.event_id = NULL; /* measured as a generated id */
+    ev.nresources = 1;
+    n = bg_audit_encode_json(&ev, "inst-1", buf, sizeof buf);
+    assert_int_equal(bg_audit_json_len(&ev, "inst-1"), n);
+    const char *r = strstr(buf, "\"resources\":[") + strlen("\"resources\":[");
+    assert_int_equal(bg_audit_json_resource_len(&res[0]), strchr(r, '}') + 1 - r);
+    static char ctl[100];
+    memset(ctl, 0x01, sizeof ctl); /* six bytes of JSON each */
+    bg_policy_resource_t http = {BG_RES_HTTP, "users-api", 9, ctl, sizeof ctl};
+    ev.resources = &http;
+    n = bg_audit_encode_json(&ev, "inst-1", buf, sizeof buf);
+    assert_int_equal(bg_audit_json_len(&ev, "inst-1"), n);
+    r = strstr(buf, "\"resources\":[") + strlen("\"resources\":[");
+    assert_int_equal(bg_audit_json_resource_len(&http), strchr(r, '}') + 1 - r);
+}
+
 static void test_uuid4(void **state)
 {
     enum { N = 20000 };
@@ -336,11 +377,15 @@ static void test_uuid4(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_full_values),    cmocka_unit_test(test_schema_agrees),
-        cmocka_unit_test(test_no_secret_fields), cmocka_unit_test(test_escaping),
+        cmocka_unit_test(test_full_values),
+        cmocka_unit_test(test_schema_agrees),
+        cmocka_unit_test(test_no_secret_fields),
+        cmocka_unit_test(test_escaping),
         cmocka_unit_test(test_resource_names_whole),
         cmocka_unit_test(test_number_extremes),
-        cmocka_unit_test(test_absent_omitted), cmocka_unit_test(test_uuid4),
+        cmocka_unit_test(test_absent_omitted),
+        cmocka_unit_test(test_parts_and_lengths),
+        cmocka_unit_test(test_uuid4),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

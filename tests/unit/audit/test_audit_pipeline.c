@@ -23,6 +23,7 @@
 
 #include "audit/audit.h"
 #include "audit/audit_sink.h"
+#include "audit/audit_spool.h"
 #include "broker/log.h"
 
 /* ---- test sink ---- */
@@ -663,36 +664,249 @@ static void test_outage_spool_drain_in_order(void **state)
     free(dir);
 }
 
-/* An event too large even with 16 resources (names are never cut, and a
- * Kafka group id may hold 32767 bytes that each escape to six) is kept with
- * its first resource whole, marked truncated: not lost. */
-static void test_huge_event_cut_by_resources(void **state)
+/* A decision event of session "s", seq 5, with every usual field and the
+ * resources res[0..n). */
+static bg_audit_event_t big_event(const bg_policy_resource_t *res, size_t n)
+{
+    static const char *const groups[] = {"orders", "payments"};
+    bg_audit_event_t ev = {
+        .kind = BG_AUDIT_EV_DECISION,
+        .session_id = "s",
+        .seq = 5,
+        .protocol = "kafka",
+        .peer = "127.0.0.1:5555",
+        .principal = {"alice", groups, 2, "https://idp", "jti-1"},
+        .client_id = "rdkafka",
+        .api = "Fetch",
+        .api_version = 12,
+        .resources = res,
+        .nresources = n,
+        .verb = BG_VERB_READ,
+        .decision = {BG_EFFECT_DENY, BG_EFFECT_DENY, NULL, NULL, 0, BG_MODE_ENFORCE, NULL},
+        .result = {29, "TOPIC_AUTHORIZATION_FAILED", 123, 0, 0, 77},
+        .has = BG_AUDIT_HAS_SEQ | BG_AUDIT_HAS_VERB | BG_AUDIT_HAS_DECISION | BG_AUDIT_HAS_RESULT |
+               BG_AUDIT_HAS_API_VERSION};
+    return ev;
+}
+
+/* The events the sink got from index from on, checked as the parts of one
+ * event: each valid JSON within a record, part 1..n of n in order, its own
+ * event id, every other field (seq, time, decision, ...) the same in all,
+ * and their resources together exactly res[0..nres) in order. Returns the
+ * first part (the caller decrefs) and the number of parts in *nparts. */
+static json_t *check_parts(tsink_t *t, size_t from, const bg_policy_resource_t *res, size_t nres,
+                           size_t *nparts)
+{
+    size_t n = tsink_count(t) - from, at = 0;
+    json_t *first = NULL, *same = NULL, *ids = json_object();
+    assert_true(n >= 2);
+    for (size_t p = 0; p < n; p++) {
+        const char *s = t->json[from + p];
+        json_error_t e;
+        assert_true(strlen(s) < BG_AUDIT_SPOOL_MAX_RECORD / 2);
+        json_t *j = json_loads(s, 0, &e);
+        if (!j)
+            fail_msg("part %zu is not JSON: %s", p + 1, e.text);
+        assert_int_equal(json_integer_value(json_object_get(j, "part")), p + 1);
+        assert_int_equal(json_integer_value(json_object_get(j, "parts")), n);
+        const char *id = json_string_value(json_object_get(j, "event_id"));
+        assert_int_equal(strlen(id), 36);
+        assert_null(json_object_get(ids, id));
+        json_object_set_new(ids, id, json_true());
+        json_t *r = json_object_get(j, "resources"), *x;
+        size_t i;
+        assert_true(json_array_size(r) > 0);
+        json_array_foreach(r, i, x)
+        {
+            json_t *name = json_object_get(x, "name");
+            assert_true(at < nres);
+            assert_int_equal(json_string_length(name), res[at].name_len);
+            assert_memory_equal(json_string_value(name), res[at].name, res[at].name_len);
+            at++;
+        }
+        json_t *rest = json_deep_copy(j);
+        json_object_del(rest, "event_id");
+        json_object_del(rest, "part");
+        json_object_del(rest, "resources");
+        if (!same)
+            same = rest;
+        else if (!json_equal(same, rest))
+            fail_msg("part %zu differs from part 1 beyond id and resources", p + 1);
+        else
+            json_decref(rest);
+        if (!first)
+            first = j;
+        else
+            json_decref(j);
+    }
+    assert_int_equal(at, nres); /* every resource, once */
+    json_decref(same);
+    json_decref(ids);
+    *nparts = n;
+    return first;
+}
+
+/* Three huge names first (a Kafka name holds up to 32767 bytes, and each
+ * control byte is six bytes of JSON) must not crowd out the resource behind
+ * them: the event is written as parts, each within a record, with every
+ * resource whole and in order (before, only the first resource was kept). */
+static void test_huge_names_first_split(void **state)
 {
     char err[256] = "";
     tsink_t *t = tsink_new();
     bg_config_audit_t cfg = base_cfg();
     bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
     assert_non_null(a);
-    static char name[32767];
-    memset(name, 0x01, sizeof name); /* "\u0001" each: about 196 KiB of JSON */
-    bg_policy_resource_t res[20];
-    for (int i = 0; i < 20; i++)
-        res[i] = (bg_policy_resource_t){BG_RES_KAFKA_GROUP, NULL, 0, name, sizeof name};
-    bg_audit_event_t ev = {.kind = BG_AUDIT_EV_DECISION, .session_id = "s",
-                           .resources = res, .nresources = 20};
+    static char name[32000];
+    memset(name, 0x01, sizeof name); /* "\u0001" each: about 192 KiB of JSON */
+    bg_policy_resource_t res[4];
+    for (int i = 0; i < 3; i++)
+        res[i] = (bg_policy_resource_t){BG_RES_KAFKA_TOPIC, NULL, 0, name, sizeof name};
+    res[3] = (bg_policy_resource_t){BG_RES_KAFKA_TOPIC, NULL, 0, "orders", 6};
+    bg_audit_event_t ev = big_event(res, 4);
     assert_int_equal(bg_audit_emit(a, &ev), BG_AUDIT_OK);
-    WAIT_UNTIL(tsink_count(t) == 1);
-    json_t *j = json_loads(t->json[0], JSON_ALLOW_NUL, NULL);
-    assert_non_null(j);
-    assert_string_equal(json_string_value(json_object_get(j, "detail")),
-                        "(event truncated: too large)");
-    json_t *r = json_object_get(j, "resources");
-    assert_int_equal(json_array_size(r), 1);
-    assert_int_equal(json_string_length(json_object_get(json_array_get(r, 0), "name")),
-                     sizeof name);
+    assert_int_equal(bg_audit_flush(a, 5000), 0);
+    size_t n;
+    json_t *j = check_parts(t, 0, res, 4, &n);
+    assert_int_equal(n, 2);
+    assert_int_equal(json_integer_value(json_object_get(j, "seq")), 5);
+    assert_null(json_object_get(j, "detail")); /* nothing was cut */
+    bg_audit_stats_t st;
+    bg_audit_stats(a, &st);
+    assert_int_equal(st.emitted, 2); /* events written: the parts */
     json_decref(j);
     bg_audit_free(a);
     tsink_free(t);
+}
+
+/* A legitimate large request (a Fetch of thousands of topics) keeps every
+ * topic: split greedily into a few full parts. */
+static void test_thousands_of_resources_split(void **state)
+{
+    enum { N = 30000 };
+    char err[256] = "";
+    tsink_t *t = tsink_new();
+    bg_config_audit_t cfg = base_cfg();
+    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    assert_non_null(a);
+    static char names[N][16];
+    static bg_policy_resource_t res[N];
+    for (int i = 0; i < N; i++) {
+        int k = snprintf(names[i], sizeof names[i], "topic-%05d", i);
+        res[i] = (bg_policy_resource_t){BG_RES_KAFKA_TOPIC, NULL, 0, names[i], (size_t)k};
+    }
+    bg_audit_event_t ev = big_event(res, N);
+    assert_int_equal(bg_audit_emit(a, &ev), BG_AUDIT_OK);
+    assert_int_equal(bg_audit_flush(a, 5000), 0);
+    size_t n;
+    json_t *j = check_parts(t, 0, res, N, &n);
+    assert_int_equal(n, 3); /* about 1.3 MB of resources: greedy parts are full */
+    json_decref(j);
+    bg_audit_free(a);
+    tsink_free(t);
+}
+
+/* What is not resources is still cut down when it would crowd them out
+ * (here 100000 groups, about 1 MB): the first 64 groups and the detail
+ * saying so, on the one event or on every part; the resources all stay. */
+static void test_huge_groups_cut_resources_kept(void **state)
+{
+    enum { G = 100000, N = 20000 };
+    char err[256] = "";
+    tsink_t *t = tsink_new();
+    bg_config_audit_t cfg = base_cfg();
+    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    assert_non_null(a);
+    static char gnames[G][8], names[N][16];
+    static const char *groups[G];
+    static bg_policy_resource_t res[N];
+    for (int i = 0; i < G; i++) {
+        snprintf(gnames[i], sizeof gnames[i], "g%06d", i);
+        groups[i] = gnames[i];
+    }
+    for (int i = 0; i < N; i++) {
+        int k = snprintf(names[i], sizeof names[i], "topic-%05d", i);
+        res[i] = (bg_policy_resource_t){BG_RES_KAFKA_TOPIC, NULL, 0, names[i], (size_t)k};
+    }
+    bg_audit_event_t ev = big_event(res, 3);
+    ev.principal.groups = groups;
+    ev.principal.ngroups = G;
+    assert_int_equal(bg_audit_emit(a, &ev), BG_AUDIT_OK); /* fits once cut: one event */
+    ev.nresources = N;
+    assert_int_equal(bg_audit_emit(a, &ev), BG_AUDIT_OK);
+    assert_int_equal(bg_audit_flush(a, 5000), 0);
+    json_t *one = json_loads(t->json[0], 0, NULL);
+    assert_non_null(one);
+    assert_null(json_object_get(one, "parts"));
+    assert_int_equal(json_array_size(json_object_get(one, "resources")), 3);
+    size_t n;
+    json_t *j = check_parts(t, 1, res, N, &n);
+    for (int k = 0; k < 2; k++) {
+        json_t *e = k ? j : one;
+        assert_string_equal(json_string_value(json_object_get(e, "detail")),
+                            "(event truncated: too large)");
+        json_t *g = json_object_get(json_object_get(e, "principal"), "groups");
+        assert_int_equal(json_array_size(g), 64);
+        assert_string_equal(json_string_value(json_array_get(g, 63)), "g000063");
+    }
+    json_decref(one);
+    json_decref(j);
+    bg_audit_free(a);
+    tsink_free(t);
+}
+
+/* The parts of an event are admitted together: a queue without room for
+ * all of them takes none (refused in block mode, every part counted as
+ * dropped in drop mode), and an event of more parts than the queue holds is
+ * taken by an empty queue (else it would never be). */
+static void split_admission(bg_audit_on_failure_t mode)
+{
+    char err[256] = "";
+    tsink_t *t = tsink_new();
+    atomic_store(&t->stall, 1);
+    bg_config_audit_t cfg = base_cfg();
+    cfg.queue_size = 2;
+    cfg.on_failure = mode;
+    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    assert_non_null(a);
+    static char name[32000];
+    memset(name, 0x01, sizeof name);
+    bg_policy_resource_t res[5];
+    for (int i = 0; i < 5; i++) /* three parts: two, two and one */
+        res[i] = (bg_policy_resource_t){BG_RES_KAFKA_GROUP, NULL, 0, name, sizeof name};
+    bg_audit_event_t ev = big_event(res, 5);
+    assert_int_equal(emit_seq(a, "s", 0), BG_AUDIT_OK);
+    WAIT_UNTIL(atomic_load(&t->entered) == 1);          /* the thread holds event 0 */
+    assert_int_equal(emit_seq(a, "s", 1), BG_AUDIT_OK); /* one place left */
+    assert_int_equal(bg_audit_emit(a, &ev),
+                     mode == BG_AUDIT_BLOCK ? BG_AUDIT_REFUSED : BG_AUDIT_DROPPED);
+    bg_audit_stats_t st;
+    bg_audit_stats(a, &st);
+    assert_int_equal(st.queue_depth, 1); /* no part of it */
+    assert_int_equal(st.emitted, 2);
+    assert_int_equal(mode == BG_AUDIT_BLOCK ? st.refused : st.dropped,
+                     mode == BG_AUDIT_BLOCK ? 1 : 3);
+    atomic_store(&t->stall, 0);
+    assert_int_equal(bg_audit_flush(a, 5000), 0);
+    assert_int_equal(tsink_count(t), 2);
+    assert_int_equal(bg_audit_emit(a, &ev), BG_AUDIT_OK); /* into the empty queue */
+    assert_int_equal(bg_audit_flush(a, 5000), 0);
+    size_t n;
+    json_decref(check_parts(t, 2, res, 5, &n));
+    assert_int_equal(n, 3);
+    bg_audit_stats(a, &st);
+    assert_int_equal(st.emitted, 5);
+    bg_audit_free(a);
+    tsink_free(t);
+}
+
+static void test_split_admission_block(void **state)
+{
+    split_admission(BG_AUDIT_BLOCK);
+}
+static void test_split_admission_drop(void **state)
+{
+    split_admission(BG_AUDIT_DROP);
 }
 
 /* Spooled records are synced to disk soon after they are written, with no
@@ -1085,7 +1299,11 @@ int main(void)
         cmocka_unit_test(test_drop_no_spool_primary_comes_back),
         cmocka_unit_test(test_outage_spool_drain_in_order),
         cmocka_unit_test(test_spool_synced_without_flush),
-        cmocka_unit_test(test_huge_event_cut_by_resources),
+        cmocka_unit_test(test_huge_names_first_split),
+        cmocka_unit_test(test_thousands_of_resources_split),
+        cmocka_unit_test(test_huge_groups_cut_resources_kept),
+        cmocka_unit_test(test_split_admission_block),
+        cmocka_unit_test(test_split_admission_drop),
         cmocka_unit_test(test_spool_full_blocks),
         cmocka_unit_test(test_restart_drains_backlog),
         cmocka_unit_test(test_rejected_record_dead_lettered),
