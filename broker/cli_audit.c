@@ -246,15 +246,26 @@ static void bg_cli_audit__body(FILE *f, json_t *ev, int replay)
         fprintf(f, " (%s)", detail);
 }
 
-/* One line: time protocol session #seq sub body. */
+/* "#seq", and " part k/n" on a part of an event busgate split (too large
+ * for one record: each part has a slice of its resources). */
+static void bg_cli_audit__seq(FILE *f, json_t *ev)
+{
+    fprintf(f, "#%lld", bg_cli_audit__int(ev, "seq"));
+    if (json_object_get(ev, "parts"))
+        fprintf(f, " part %lld/%lld", bg_cli_audit__int(ev, "part"),
+                bg_cli_audit__int(ev, "parts"));
+}
+
+/* One line: time protocol session #seq [part k/n] sub body. */
 static void bg_cli_audit__line(FILE *f, json_t *ev)
 {
     char t[64], who[256];
     bg_cli_audit__time(ev, t, sizeof t);
     bg_cli_audit__principal(json_object_get(ev, "principal"), 0, who, sizeof who);
     const char *proto = bg_cli_audit__str(ev, "protocol"), *sess = bg_cli_audit__str(ev, "session_id");
-    fprintf(f, "%s %s %.8s #%lld %s %s ", t, *proto ? proto : "-", *sess ? sess : "-",
-            bg_cli_audit__int(ev, "seq"), *who ? who : "-", bg_cli_audit__str(ev, "kind"));
+    fprintf(f, "%s %s %.8s ", t, *proto ? proto : "-", *sess ? sess : "-");
+    bg_cli_audit__seq(f, ev);
+    fprintf(f, " %s %s ", *who ? who : "-", bg_cli_audit__str(ev, "kind"));
     bg_cli_audit__body(f, ev, 0);
     fputc('\n', f);
 }
@@ -772,14 +783,18 @@ static int bg_cli_audit__read(bg_cli_audit_t *c, const bg_config_t *cfg)
 
 /* ---- replay ---- */
 
+/* seq, then time, then part: the parts of a split event share seq and
+ * time and are read in any order (spool after topic, several partitions). */
 static int bg_cli_audit__by_seq(const void *x, const void *y)
 {
     json_t *a = *(json_t *const *)x, *b = *(json_t *const *)y;
-    long long sa = bg_cli_audit__int(a, "seq"), sb = bg_cli_audit__int(b, "seq");
-    if (sa != sb)
-        return sa < sb ? -1 : 1;
-    long long ta = bg_cli_audit__int(a, "time_ms"), tb = bg_cli_audit__int(b, "time_ms");
-    return ta < tb ? -1 : ta > tb;
+    static const char *const keys[] = {"seq", "time_ms", "part"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        long long va = bg_cli_audit__int(a, keys[i]), vb = bg_cli_audit__int(b, keys[i]);
+        if (va != vb)
+            return va < vb ? -1 : 1;
+    }
+    return 0;
 }
 
 /* A replay names one session: a prefix that matches several is refused
@@ -835,7 +850,9 @@ static void bg_cli_audit__timeline(bg_cli_audit_t *c)
     for (size_t i = 0; i < c->nevs; i++) {
         char t[64];
         bg_cli_audit__time(c->evs[i], t, sizeof t);
-        printf("%s #%lld ", t, bg_cli_audit__int(c->evs[i], "seq"));
+        printf("%s ", t);
+        bg_cli_audit__seq(stdout, c->evs[i]);
+        putchar(' ');
         bg_cli_audit__body(stdout, c->evs[i], 1);
         putchar('\n');
     }
