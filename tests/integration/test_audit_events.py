@@ -16,7 +16,8 @@ from confluent_kafka import Producer
 
 import amqp_env
 from audit_env import raw_session
-from kafka_env import audit_events, busgate_config, client_conf, oidc_token, unique, wait_until
+from kafka_env import (KafkaWire, audit_events, busgate_config, client_conf, oidc_token, unique,
+                       wait_until)
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "audit" / "audit-event.schema.json").read_text())
@@ -117,6 +118,42 @@ def test_kafka_event_kinds(start_busgate, tmp_path):
     produced = [e for e in events if e["kind"] == "decision" and e["api"]["name"] == "Produce"]
     assert [(e["decision"]["effect"], e["result"]["records"]) for e in produced] == \
         [("allow", 1)], produced
+
+
+def test_kafka_huge_names_split_into_parts(start_busgate, tmp_path):
+    """A Metadata request whose first three topic names are huge (32000
+    bytes each, control bytes that take six bytes of JSON apiece: more than
+    one record can hold) is recorded whole: its decision is written as parts, each within
+    a record and valid against the schema, with the same seq and decision,
+    part/parts right, and every name once and in order, the ordinary topic
+    behind the huge ones included (before, only the first name was kept)."""
+    text, ports = busgate_config(tmp_path, KAFKA_RULES, mechanism="PLAIN")
+    start_busgate(text, wait_for_port=ports["listen"])
+    huge = ["\x01" * 31999 + c for c in "abc"]
+    names = huge + [unique("it-denied")]  # denied too: the same decision as the huge ones
+    w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+    try:
+        assert w.metadata_v1(names) is not None
+    finally:
+        w.close()
+
+    def metadata_parts():
+        got = [e for e in audit_events(ports["audit"])
+               if e["kind"] == "decision" and e["api"]["name"] == "Metadata" and "parts" in e]
+        return got if got and len(got) == got[0]["parts"] else None
+    parts = wait_until(metadata_parts, timeout=20)
+    assert parts, [e.get("api") for e in audit_events(ports["audit"])]
+    lines = [ln for ln in open(ports["audit"], encoding="utf-8") if '"parts":' in ln]
+    assert all(len(ln.encode()) - 1 < 512 * 1024 for ln in lines)
+    assert [p for e in parts for p in fields_of(e)] == []
+    assert len(parts) >= 2
+    assert [e["part"] for e in parts] == list(range(1, len(parts) + 1))
+    assert len({e["event_id"] for e in parts}) == len(parts)
+    common = [{k: v for k, v in e.items() if k not in ("event_id", "part", "resources")}
+              for e in parts]
+    assert all(c == common[0] for c in common), common
+    assert [r["name"] for e in parts for r in e["resources"]] == names
+    assert "detail" not in parts[0]
 
 
 def test_amqp_event_kinds(start_busgate, tmp_path):
