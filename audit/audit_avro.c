@@ -61,10 +61,10 @@ static const char bg_audit__avsc[] =
     "split event: how many parts it has\"}],\"doc\":\"busgate audit event (Avro form of audit-event.schema"
     ".json). Optional values are unions with null.\",\"namespace\":\"dev.busgate.audit\"}";
 
-/* Fields appended to the schema since its first version (part, parts).
- * A topic may hold events written before them: the decoder reads those
- * with the schema cut back to that version (an old event ends where the
- * new fields would begin, so no event reads as both). */
+/* Fields the schema's last change appended (part, parts). A topic may
+ * hold events written before it: the decoder reads those with the schema
+ * cut back to its previous version (such an event ends where the new
+ * fields would begin, so no event reads as both). */
 #define BG_AUDIT__AVRO_ADDED 2
 
 /* One version of the schema, ready to read or write values. */
@@ -76,7 +76,7 @@ typedef struct bg_audit__avro_form_s {
 } bg_audit__avro_form_t;
 
 struct bg_audit_avro_s {
-    bg_audit__avro_form_t cur, first; /* this schema; its first version */
+    bg_audit__avro_form_t cur, prev; /* this schema; its previous version */
     int32_t schema_id;
 };
 
@@ -121,8 +121,8 @@ static void bg_audit__avro_form_free(bg_audit__avro_form_t *f)
         avro_schema_decref(f->schema);
 }
 
-/* The schema's first version: its text without the fields appended since. */
-static int bg_audit__avro_first(bg_audit__avro_form_t *f)
+/* The schema's previous version: its text without the fields appended last. */
+static int bg_audit__avro_prev(bg_audit__avro_form_t *f)
 {
     json_t *j = json_loadb(bg_audit__avsc, sizeof bg_audit__avsc - 1, 0, NULL);
     json_t *fields = json_object_get(j, "fields");
@@ -146,7 +146,7 @@ bg_audit_avro_t *bg_audit_avro_new(int32_t schema_id, char *err, size_t errlen)
     }
     av->schema_id = schema_id;
     if (bg_audit__avro_form(&av->cur, bg_audit__avsc, sizeof bg_audit__avsc - 1) != 0 ||
-        bg_audit__avro_first(&av->first) != 0) {
+        bg_audit__avro_prev(&av->prev) != 0) {
         snprintf(err, errlen, "audit avro: %s", avro_strerror());
         bg_audit_avro_free(av);
         return NULL;
@@ -159,7 +159,7 @@ void bg_audit_avro_free(bg_audit_avro_t *av)
     if (!av)
         return;
     bg_audit__avro_form_free(&av->cur);
-    bg_audit__avro_form_free(&av->first);
+    bg_audit__avro_form_free(&av->prev);
     free(av);
 }
 
@@ -325,7 +325,7 @@ char *bg_audit_avro_decode(bg_audit_avro_t *av, const uint8_t *p, size_t n)
         n -= 5;
     }
     bg_audit__avro_form_t *f = &av->cur;
-    if (bg_audit__avro_read(f, p, n) != 0 && bg_audit__avro_read(f = &av->first, p, n) != 0)
+    if (bg_audit__avro_read(f, p, n) != 0 && bg_audit__avro_read(f = &av->prev, p, n) != 0)
         return NULL;
     int bad = 0;
     json_t *j = bg_audit__avro_json(&f->val, &bad);

@@ -25,7 +25,7 @@ size_t bg_audit_avro_encode(bg_audit_avro_t *av, const char *json, size_t len, u
 /* Decodes one event from its Avro form (as encoded above, with the wire
  * header when the schema id is >= 0) back to JSON: a malloc'd NUL-terminated
  * string (fields absent in the Avro form are left out), or NULL when p is
- * not such an event. An event written with the schema's first version
+ * not such an event. An event written with the schema's previous version
  * (before the fields part and parts) decodes too. For `busgate audit
  * tail/replay`. */
 char *bg_audit_avro_decode(bg_audit_avro_t *av, const uint8_t *p, size_t n);

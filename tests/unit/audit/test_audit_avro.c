@@ -418,7 +418,7 @@ static void test_split_event_roundtrip(void **state)
 /* An event written before part and parts were appended to the schema (an
  * audit topic keeps a year of them) still decodes: it is the same bytes
  * without the two trailing null unions. */
-static void test_first_version_event_decodes(void **state)
+static void test_previous_version_event_decodes(void **state)
 {
     bg_audit_event_t ev;
     bg_policy_resource_t res[2];
@@ -433,7 +433,7 @@ static void test_first_version_event_decodes(void **state)
     assert_true(n > 7);
     assert_int_equal(buf[n - 2], 0); /* part: null */
     assert_int_equal(buf[n - 1], 0); /* parts: null */
-    /* The first version of the schema (the file without part and parts)
+    /* The previous version of the schema (the file without part and parts)
      * reads exactly the bytes before them. */
     size_t len;
     char *text = slurp("audit/busgate-audit.avsc", &len);
@@ -462,7 +462,7 @@ static void test_first_version_event_decodes(void **state)
     assert_non_null(back);
     json_t *orig = json_loadb(json, jl, 0, NULL), *j = json_loads(back, 0, NULL);
     if (!json_equal(orig, j))
-        fail_msg("a first-version event decoded differently: %s", back);
+        fail_msg("a previous-version event decoded differently: %s", back);
     assert_null(bg_audit_avro_decode(av, buf, n - 1)); /* neither version */
     json_decref(orig);
     json_decref(j);
@@ -482,7 +482,7 @@ int main(void)
         cmocka_unit_test(test_names_with_nul_roundtrip),
         cmocka_unit_test(test_minimal_plain_and_errors),
         cmocka_unit_test(test_split_event_roundtrip),
-        cmocka_unit_test(test_first_version_event_decodes),
+        cmocka_unit_test(test_previous_version_event_decodes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
