@@ -3,7 +3,8 @@
  *
  * Flow: a worker fills a bg_audit_event_t with BORROWED pointers (valid only
  * during the call) and calls bg_audit_emit(). Emit encodes the event to JSON
- * right away into a private queue entry and returns; it never touches the
+ * right away into a private queue entry (one per part of an event too large
+ * for one record, queued together) and returns; it never touches the
  * network or the disk. One audit thread pops entries and writes the sinks:
  *   - primary: the Kafka topic (audit.kafka_topic), or the JSON-lines file
  *     (audit.file) when no topic is configured;
