@@ -7,13 +7,20 @@
  * spools it; one whose content the broker refuses (too large for the topic)
  * is handed back as rejected. After a fatal error (the idempotent producer
  * cannot go on, e.g. its producer id was refused) the producer is replaced
- * by a new one from the same configuration. */
+ * by a new one from the same configuration.
+ * busgate never creates the audit topic (allow.auto.create.topics is off,
+ * whatever the extra properties say): a topic that does not exist is an
+ * outage like any other (its events are spooled) and an error in the log
+ * that names it, once a minute, and once at start-up from a metadata
+ * request made on a thread of its own (busgate does not wait for it). */
 #include "audit/audit_sink.h"
 #include "audit/audit_avro.h"
 
 #include "broker/log.h"
 
 #include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +30,12 @@
 /* Audit wants to notice an outage in seconds, not librdkafka's 5 minutes;
  * a record that times out goes to the spool, nothing is lost. */
 #define BG_AUDIT_KAFKA_MSG_TIMEOUT "10000"
+/* The start-up look at the topic: tried for this long while no broker
+ * answers, in slices short enough for close to wait for. */
+#define BG_AUDIT_KAFKA_CHECK_MS 30000
+#define BG_AUDIT_KAFKA_CHECK_SLICE_MS 500
+/* A missing topic is logged at most this often. */
+#define BG_AUDIT_KAFKA_MISSING_LOG_MS 60000
 
 typedef struct bg_audit_kafka_s {
     bg_audit_sink_t base;
@@ -37,6 +50,11 @@ typedef struct bg_audit_kafka_s {
     int purge; /* a failure was seen: fail the rest of the queue back now */
     bg_audit_avro_t *avro; /* audit.format avro: message values are Avro */
     struct bg_audit_kmsg_s *kmsgs; /* Avro: the opaques librdkafka holds */
+    int missing;                   /* the topic was found missing, until a delivery */
+    int64_t missing_log_at;        /* monotonic ms: next missing-topic log due */
+    pthread_t check_th;            /* the start-up look at the topic (kafka_check) */
+    int check_started;
+    atomic_int check_stop;
 } bg_audit_kafka_t;
 
 /* With Avro values the delivery report cannot rebuild the record from the
@@ -81,6 +99,36 @@ static int bg_audit__kafka_permanent(rd_kafka_resp_err_t e)
      * skew between this host and the broker, which can be fixed. */
 }
 
+/* The topic does not exist: the broker's answer, or librdkafka's once
+ * metadata said so. */
+static int bg_audit__kafka_missing_err(rd_kafka_resp_err_t e)
+{
+    return e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || e == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC;
+}
+
+static int64_t bg_audit__kafka_mono_ms(void);
+
+static void bg_audit__kafka_missing_log(const char *topic, const char *how)
+{
+    bg_log_error("audit",
+                 "audit kafka: topic %s does not exist (%s); busgate does not create it: create "
+                 "it with its retention (docs/audit.md, \"The audit topic\"); until then its "
+                 "events are spooled (audit.spool_dir) or held as audit.on_failure says",
+                 topic, how);
+}
+
+/* Audit thread. Logged at most once a minute: every record and every drain
+ * round fails the same way while the topic is missing. */
+static void bg_audit__kafka_missing(bg_audit_kafka_t *k, rd_kafka_resp_err_t e)
+{
+    int64_t now = bg_audit__kafka_mono_ms();
+    k->missing = 1;
+    if (now < k->missing_log_at)
+        return;
+    k->missing_log_at = now + BG_AUDIT_KAFKA_MISSING_LOG_MS;
+    bg_audit__kafka_missing_log(k->topic, rd_kafka_err2name(e));
+}
+
 /* Reports one outcome to the pipeline. r->data NULL: the record could not
  * be rebuilt (out of memory); the pipeline counts it. */
 static void bg_audit__kafka_outcome(bg_audit_kafka_t *k, const bg_audit_rec_t *r,
@@ -90,9 +138,16 @@ static void bg_audit__kafka_outcome(bg_audit_kafka_t *k, const bg_audit_rec_t *r
     k->out[r->from_spool ? 1 : 0]--;
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
         k->down = 0;
+        if (k->missing) {
+            k->missing = 0;
+            k->missing_log_at = 0;
+            bg_log_info("audit", "audit kafka: topic %s exists now: delivering", k->topic);
+        }
         s->cb.delivered(s->cb.core, r);
         return;
     }
+    if (bg_audit__kafka_missing_err(e))
+        bg_audit__kafka_missing(k, e);
     if (bg_audit__kafka_permanent(e))
         s->cb.rejected(s->cb.core, r, rd_kafka_err2name(e));
     else
@@ -208,6 +263,7 @@ static int64_t bg_audit__kafka_mono_ms(void)
 
 static int bg_audit__kafka_open(bg_audit_kafka_t *k, char *err, size_t errlen);
 static void bg_audit__kafka_free(bg_audit_kafka_t *k);
+static void bg_audit__kafka_check_join(bg_audit_kafka_t *k);
 
 /* Call after rd_kafka_destroy: no delivery report can come any more, and a
  * record still unreported never will be. Each is reported failed, so the
@@ -249,6 +305,7 @@ static void bg_audit__kafka_renew(bg_audit_kafka_t *k)
         rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
         for (int i = 0; i < 100 && k->out[0] + k->out[1] > 0; i++)
             rd_kafka_poll(k->rk, 100);
+        bg_audit__kafka_check_join(k);
         rd_kafka_topic_destroy(k->rkt);
         rd_kafka_destroy(k->rk); /* serves no callback: what is not reported now never is */
         k->rk = NULL;
@@ -308,7 +365,10 @@ static size_t bg_audit__kafka_write(bg_audit_sink_t *s, const bg_audit_rec_t *re
             bg_audit__kafka_outcome(k, &recs[i], e);
         } else if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
             k->fatal |= e == RD_KAFKA_RESP_ERR__FATAL;
-            bg_log_warn("audit", "audit kafka produce: %s", rd_kafka_err2name(e));
+            if (bg_audit__kafka_missing_err(e))
+                bg_audit__kafka_missing(k, e);
+            else
+                bg_log_warn("audit", "audit kafka produce: %s", rd_kafka_err2name(e));
             return i;
         }
     }
@@ -339,6 +399,7 @@ static int bg_audit__kafka_up(bg_audit_sink_t *s) { return !((bg_audit_kafka_t *
 static void bg_audit__kafka_close(bg_audit_sink_t *s)
 {
     bg_audit_kafka_t *k = (bg_audit_kafka_t *)s;
+    bg_audit__kafka_check_join(k);
     if (k->rk && rd_kafka_flush(k->rk, 5000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
         /* Purged messages come back as failed delivery reports: spooled. */
         rd_kafka_purge(k->rk, RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
@@ -394,11 +455,60 @@ static rd_kafka_conf_t *bg_audit__kafka_conf(const bg_audit_kafka_conf_t *kc, ch
               bg_audit__kafka_set(c, "sasl.password", kc->password, err, errlen);
     for (size_t i = 0; !bad && i < kc->nprops; i++)
         bad = bg_audit__kafka_set(c, kc->props[2 * i], kc->props[2 * i + 1], err, errlen);
+    /* After the extra properties, so none of them can turn it back on: a
+     * missing audit topic made by the broker would have its defaults
+     * (7 days' retention, min.insync.replicas 1), not the retention the
+     * operator set (docs/audit.md, "The audit topic"). */
+    if (!bad)
+        bad = bg_audit__kafka_set(c, "allow.auto.create.topics", "false", err, errlen);
     if (bad) {
         rd_kafka_conf_destroy(c);
         return NULL;
     }
     return c;
+}
+
+/* The start-up look at the topic, on a thread of its own: a metadata
+ * request waits for a broker, and busgate does not wait for it. It asks
+ * in short slices until a broker answers (at most BG_AUDIT_KAFKA_CHECK_MS),
+ * so that kafka_check_join returns soon. It reads k->rk, k->rkt and
+ * k->topic only, which stay until the join; librdkafka's calls are
+ * thread-safe. Nothing is logged when no broker answers: the outage says
+ * so. */
+static void *bg_audit__kafka_check_main(void *arg)
+{
+    bg_audit_kafka_t *k = arg;
+    const struct rd_kafka_metadata *md = NULL;
+    rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR__TIMED_OUT;
+    for (int t = 0; t < BG_AUDIT_KAFKA_CHECK_MS / BG_AUDIT_KAFKA_CHECK_SLICE_MS &&
+                    !atomic_load(&k->check_stop);
+         t++) {
+        e = rd_kafka_metadata(k->rk, 0, k->rkt, &md, BG_AUDIT_KAFKA_CHECK_SLICE_MS);
+        if (e == RD_KAFKA_RESP_ERR_NO_ERROR)
+            break;
+    }
+    if (e != RD_KAFKA_RESP_ERR_NO_ERROR || !md)
+        return NULL;
+    const rd_kafka_metadata_topic_t *t = md->topic_cnt == 1 ? &md->topics[0] : NULL;
+    if (t && bg_audit__kafka_missing_err(t->err))
+        bg_audit__kafka_missing_log(k->topic, "at start-up");
+    else if (t && t->err)
+        bg_log_warn("audit", "audit kafka: topic %s: %s", k->topic, rd_kafka_err2name(t->err));
+    else if (t)
+        bg_log_info("audit", "audit kafka: topic %s: %d partition(s)", k->topic, t->partition_cnt);
+    rd_kafka_metadata_destroy(md);
+    return NULL;
+}
+
+/* Waits for the start-up look at the topic to end (within about a
+ * slice): before k->rk goes. */
+static void bg_audit__kafka_check_join(bg_audit_kafka_t *k)
+{
+    if (!k->check_started)
+        return;
+    atomic_store(&k->check_stop, 1);
+    pthread_join(k->check_th, NULL);
+    k->check_started = 0;
 }
 
 /* Starts a producer (and topic handle) from the kept configuration. */
@@ -425,6 +535,7 @@ static int bg_audit__kafka_open(bg_audit_kafka_t *k, char *err, size_t errlen)
 
 static void bg_audit__kafka_free(bg_audit_kafka_t *k)
 {
+    bg_audit__kafka_check_join(k);
     if (k->rkt)
         rd_kafka_topic_destroy(k->rkt);
     if (k->rk)
@@ -457,6 +568,8 @@ bg_audit_sink_t *bg_audit_kafka_sink_new(const bg_audit_kafka_conf_t *kc, const 
         bg_audit__kafka_free(k);
         return NULL;
     }
+    /* Without the thread only the start-up log line is missing. */
+    k->check_started = pthread_create(&k->check_th, NULL, bg_audit__kafka_check_main, k) == 0;
     k->base.name = "kafka";
     k->base.write = bg_audit__kafka_write;
     k->base.flush = bg_audit__kafka_flush;

@@ -23,6 +23,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import pytest
+
 from conftest import build_dir, free_port
 from conftest import free_port_block as conftest_free_port_block
 
@@ -192,8 +194,51 @@ def create_topics(names, partitions=1, timeout=30):
         f.result(timeout)
 
 
+def delete_topics(names, timeout=30):
+    """Deletes topics directly on the broker (setup listener) and waits; a
+    topic that is gone already is no error."""
+    from confluent_kafka import KafkaException
+    admin = setup_admin()  # must outlive the futures
+    for f in admin.delete_topics(list(names), operation_timeout=timeout).values():
+        try:
+            f.result(timeout)
+        except KafkaException as e:
+            if e.args[0].code() != 3:  # UNKNOWN_TOPIC_OR_PART
+                raise
+
+
+def broker_has_topic(name):
+    """True when the broker has topic name. Asks for every topic: a
+    Metadata request that names a missing topic could have the broker
+    create it (auto.create.topics.enable)."""
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": KAFKA_PLAIN, "socket.timeout.ms": 10000,
+                         "allow.auto.create.topics": False})
+    return name in admin.list_topics(timeout=10).topics
+
+
+@pytest.fixture
+def kafka_topics():
+    """make(*names, partitions=1): creates topics on the broker (setup
+    listener) for one test, and deletes them after it. busgate never creates
+    its audit topic, so a test that sets audit.kafka_topic makes it here
+    first. Name this fixture before start_busgate in the test's arguments:
+    the topics then go only after the test's busgate has stopped."""
+    made = []
+
+    def make(*names, partitions=1):
+        create_topics(names, partitions)
+        made.extend(names)
+        return names[0] if len(names) == 1 else names
+
+    yield make
+    if made:
+        delete_topics(made)
+
+
 def with_audit_topic(config_text, topic):
-    """busgate_config() text with audit.kafka_topic set (the file stays)."""
+    """busgate_config() text with audit.kafka_topic set (the file stays).
+    busgate does not create the topic: make it first (kafka_topics)."""
     assert "\naudit:\n  file:" in config_text
     return config_text.replace("\naudit:\n  file:",
                                f"\naudit:\n  kafka_topic: {topic}\n  file:", 1)

@@ -18,7 +18,7 @@ from audit_env import ROOT, topic_values
 from conftest import busgate_bin, free_port, run_cli
 from keys import make_rsa_key
 from kafka_env import (KAFKA_PLAIN, audit_events, busgate_config, claims, client_conf,
-                       oidc_token, unique, wait_audit)
+                       kafka_topics, oidc_token, unique, wait_audit)
 
 RULES = """    - name: orders-write
       subjects: [group:orders]
@@ -141,12 +141,12 @@ def test_replay_unknown_session_fails(start_busgate, tmp_path):
     assert "no events" in r.stderr
 
 
-def test_tail_reads_an_avro_topic(start_busgate, tmp_path):
+def test_tail_reads_an_avro_topic(kafka_topics, start_busgate, tmp_path):
     """audit.format: avro in the Confluent wire format: `busgate audit tail`
     reads the topic's Avro messages back as the same events the JSON file
     copy holds."""
     from kafka_env import with_audit_topic
-    topic = unique("busgate.audit-avro")
+    topic = kafka_topics(unique("busgate.audit-avro"))
     text, ports = busgate_config(tmp_path, RULES, mechanism="PLAIN")
     text = with_audit_topic(text, topic).replace(
         f"  kafka_topic: {topic}\n", f"  kafka_topic: {topic}\n  format: avro\n  avro_schema_id: 9\n")

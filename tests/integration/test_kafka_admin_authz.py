@@ -14,8 +14,9 @@ from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, A
 from conftest import run_cli
 from keys import make_rsa_key
 from kafka_env import (ERR_CLUSTER_AUTHZ, ERR_SASL_AUTH_FAILED, KAFKA_PLAIN, KafkaWire,
-                       audit_events, busgate_config, client_conf, create_topics, local_issuer,
-                       oidc_token, setup_admin, unique, wait_audit, wait_until, with_audit_topic)
+                       audit_events, busgate_config, client_conf, create_topics, kafka_topics,
+                       local_issuer, oidc_token, setup_admin, unique, wait_audit, wait_until,
+                       with_audit_topic)
 
 RULES = """    - name: orders-see-some-groups
       subjects: [group:orders]
@@ -109,8 +110,8 @@ def _error_code(fut):
         return e.args[0].code()
 
 
-def test_acls_on_the_audit_topic_are_refused(start_busgate, tmp_path):
-    audit_topic = unique("busgate.audit")
+def test_acls_on_the_audit_topic_are_refused(kafka_topics, start_busgate, tmp_path):
+    audit_topic = kafka_topics(unique("busgate.audit"))
     other = unique("it-acl")
     principal = "User:" + unique("it-nobody")
     setup = setup_admin()

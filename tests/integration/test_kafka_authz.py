@@ -8,7 +8,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from kafka_env import (ERR_TOPIC_AUTHZ, KAFKA_PLAIN, audit_events, busgate_config, client_conf, create_topics,
                        metadata_v1_topics,
-                       oidc_token, setup_admin, unique, wait_audit, wait_until,
+                       kafka_topics, oidc_token, setup_admin, unique, wait_audit, wait_until,
                        with_audit_topic)
 
 RULES = """    - name: orders-topics
@@ -213,8 +213,8 @@ def produce_to_reserved(ports, reserved, conf=None, key=None):
     return denies
 
 
-def test_audit_topic_is_reserved(start_busgate, tmp_path):
-    audit_topic = unique("busgate.audit")
+def test_audit_topic_is_reserved(kafka_topics, start_busgate, tmp_path):
+    audit_topic = kafka_topics(unique("busgate.audit"))
     text, ports = busgate_config(tmp_path, EVERYTHING_ON_TOPICS, mechanism="PLAIN")
     start_busgate(with_audit_topic(text, audit_topic), wait_for_port=ports["listen"])
     produce_to_reserved(ports, audit_topic)

@@ -7,8 +7,8 @@ import urllib.request
 from confluent_kafka import KafkaError, Producer
 
 from conftest import serve_json
-from kafka_env import (OIDC, busgate_config, client_conf, oidc_token, scrape, unique,
-                       wait_audit, wait_until, with_audit_topic)
+from kafka_env import (OIDC, busgate_config, client_conf, kafka_topics, oidc_token, scrape,
+                       unique, wait_audit, wait_until, with_audit_topic)
 
 DESCRIBE = """    - name: orders-describe
       subjects: [group:orders]
@@ -76,12 +76,12 @@ EVERYTHING = """    - name: everything
 """
 
 
-def test_reload_cannot_move_the_audit_topic(start_busgate, tmp_path):
+def test_reload_cannot_move_the_audit_topic(kafka_topics, start_busgate, tmp_path):
     """audit.kafka_topic is applied at start-up only: a reload that changes
     it logs that only a restart applies it, and the topic the running
     pipeline writes stays reserved, even under a rule that allows every
     verb on every topic."""
-    first, second = unique("busgate.audit"), unique("busgate.audit")
+    first, second = kafka_topics(unique("busgate.audit")), unique("busgate.audit")
     text, ports = busgate_config(tmp_path, EVERYTHING, mechanism="PLAIN")
     bg = start_busgate(with_audit_topic(text, first), wait_for_port=ports["listen"])
     boot = f"127.0.0.1:{ports['listen']}"
