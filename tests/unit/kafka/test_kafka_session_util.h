@@ -42,13 +42,11 @@
 #include "broker/log.h"
 #include "broker/runtime.h"
 #include "tests/unit/runtime/test_runtime_config.h"
+#include "tests/unit/runtime/test_runtime_net.h"
 
-#define BG_T_PORT_LO 33000
-#define BG_T_PORT_HI 33999
 #define BG_T_MAX_CONNS 16
 #define BG_T_MAX_REQS 64
 #define BG_T_LOG_CAP (1u << 20)
-#define BG_T_WAIT_MS 10000
 
 /* ---- a growable byte buffer, big-endian writers ---- */
 
@@ -115,51 +113,7 @@ static inline int32_t bg_t_get_i32(const uint8_t *p)
 
 static inline int16_t bg_t_get_i16(const uint8_t *p) { return (int16_t)((uint16_t)p[0] << 8 | p[1]); }
 
-/* ---- sockets ---- */
-
-static inline long long bg_t_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static inline int bg_t_write_all(int fd, const void *p, size_t n)
-{
-    const uint8_t *b = p;
-    while (n > 0) {
-        ssize_t w = send(fd, b, n, MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        b += w, n -= (size_t)w;
-    }
-    return 0;
-}
-
-/* Reads exactly n bytes within ms milliseconds. 1 read, 0 the peer closed
- * (end of stream or reset), -1 timeout or error. */
-static inline int bg_t_read_all(int fd, void *p, size_t n, int ms)
-{
-    uint8_t *b = p;
-    long long deadline = bg_t_now_ms() + ms;
-    while (n > 0) {
-        long long left = deadline - bg_t_now_ms();
-        struct pollfd pf = {.fd = fd, .events = POLLIN};
-        if (left <= 0 || poll(&pf, 1, (int)left) <= 0)
-            return -1;
-        ssize_t r = recv(fd, b, n, 0);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r == 0 || (r < 0 && errno == ECONNRESET))
-            return 0;
-        if (r < 0)
-            return -1;
-        b += r, n -= (size_t)r;
-    }
-    return 1;
-}
+/* ---- frames ---- */
 
 /* One frame (after its size field) into *out (malloc'd). 1 read, 0 closed,
  * -1 timeout or error. */
@@ -184,50 +138,6 @@ static inline int bg_t_read_frame(int fd, bg_t_buf_t *out, int ms)
     return rc;
 }
 
-static inline int bg_t_port_free(int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    int ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
-    if (fd >= 0)
-        close(fd);
-    return ok;
-}
-
-/* A free port in 33000-33999 other than those in taken[0..n), from a random
- * start (several runs at once pick different ones). */
-static inline int bg_t_pick_port(const int *taken, size_t n)
-{
-    int span = BG_T_PORT_HI - BG_T_PORT_LO + 1;
-    int start = (int)(((unsigned)getpid() * 7919u + (unsigned)bg_t_now_ms()) % (unsigned)span);
-    for (int i = 0; i < span; i++) {
-        int port = BG_T_PORT_LO + (start + i) % span;
-        int used = 0;
-        for (size_t k = 0; k < n; k++)
-            used |= taken[k] == port;
-        if (!used && bg_t_port_free(port))
-            return port;
-    }
-    return -1;
-}
-
-static inline int bg_t_connect(int port)
-{
-    long long deadline = bg_t_now_ms() + BG_T_WAIT_MS;
-    while (bg_t_now_ms() < deadline) {
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) == 0)
-            return fd;
-        if (fd >= 0)
-            close(fd);
-        usleep(50 * 1000);
-    }
-    return -1;
-}
-
 /* ---- the run ---- */
 
 typedef struct bg_t_req_s {
@@ -243,10 +153,12 @@ struct bg_t_run_s {
     /* set by the test */
     const char *kafka_extra; /* lines added to the kafka section */
     int upstream_sasl;       /* busgate logs in to the broker with SASL PLAIN */
+    int audit;               /* audit.file (audit_path) and the admin listener (admin_port) */
     bg_t_scenario_fn *scenario;
     const void *arg; /* the scenario's parameters */
     /* ports */
-    int up_port, listen_port, base_port;
+    int up_port, listen_port, base_port, admin_port;
+    char audit_path[64]; /* with audit: removed by bg_t_finish */
     int up_lfd;
     /* the broker */
     pthread_mutex_t mu;
@@ -586,6 +498,9 @@ static inline void bg_t_config(bg_t_run_t *r, char *path, size_t cap)
             r->upstream_sasl ? "    security: sasl_plaintext\n"
                                "    sasl: {mechanism: PLAIN, username: busgate, password: pw}\n"
                              : "");
+    if (r->audit)
+        fprintf(f, "audit:\n  file: %s\nadmin:\n  listen: 127.0.0.1:%d\n", r->audit_path,
+                r->admin_port);
     fclose(f);
 }
 
@@ -609,7 +524,7 @@ static inline void bg_t_run(bg_t_run_t *r)
     bg_t_mint(r);
     /* The broker listens first; busgate's ports are picked around it
      * (base + 0 is node 0's). */
-    int taken[3];
+    int taken[4];
     r->up_port = bg_t_pick_port(NULL, 0);
     assert_true(r->up_port > 0);
     r->up_lfd = socket(AF_INET, SOCK_STREAM, 0);
@@ -624,6 +539,15 @@ static inline void bg_t_run(bg_t_run_t *r)
     taken[1] = r->listen_port;
     r->base_port = bg_t_pick_port(taken, 2);
     assert_true(r->listen_port > 0 && r->base_port > 0);
+    if (r->audit) {
+        taken[2] = r->base_port;
+        r->admin_port = bg_t_pick_port(taken, 3);
+        assert_true(r->admin_port > 0);
+        snprintf(r->audit_path, sizeof r->audit_path, "/tmp/bg_t_audit_XXXXXX");
+        int afd = mkstemp(r->audit_path);
+        assert_true(afd >= 0);
+        close(afd);
+    }
     assert_int_equal(pthread_create(&r->up_accept, NULL, bg_t_up_accept_main, r), 0);
 
     char path[64];
@@ -673,6 +597,8 @@ static inline void bg_t_finish(bg_t_run_t *r, const char *const *want)
     if (why[0])
         fprintf(stderr, "busgate's log:\n%s\n", r->log);
     free(r->log);
+    if (r->audit_path[0])
+        unlink(r->audit_path);
     pthread_cond_destroy(&r->cv);
     pthread_mutex_destroy(&r->mu);
     if (why[0])
