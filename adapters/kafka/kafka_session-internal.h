@@ -127,8 +127,10 @@ int bg_kafka_session_start_upstream(bg_kafka_session_t *s);
 /* A request that cannot be read: logs it (API, version, the byte offset in
  * the frame, size field included, where reading stopped, and why), counts
  * a protocol error, audits the refusal (frame_len: the frame's size, size
- * field included; 0 when it was not read) and closes the session.
- * api_key < 0: not received. */
+ * field included; 0 when it was not read) and closes the session. Before
+ * the client has authenticated, a SaslHandshake or SaslAuthenticate is a
+ * failed login: an auth_failure event (reason "malformed") and
+ * busgate_auth_failures_total. api_key < 0: not received. */
 void bg_kafka_session_malformed(bg_kafka_session_t *s, int16_t api_key, int16_t version,
                                 long offset, size_t frame_len, const char *why);
 /* Wall-clock milliseconds (token expiry); durations use bg_util_now_us/ms. */

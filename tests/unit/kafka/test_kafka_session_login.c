@@ -1,8 +1,9 @@
-/* busgate's own login to the broker (test_kafka_session_util.h, with a
- * broker that takes SASL PLAIN): it is made for a client that has
+/* Logins (test_kafka_session_util.h). busgate's own login to the broker
+ * (with a broker that takes SASL PLAIN): it is made for a client that has
  * authenticated, never for one that has not. A client's ApiVersions
  * before it authenticates, with no versions of the broker known yet, asks
- * the broker for them and nothing more. */
+ * the broker for them and nothing more. A client's login busgate cannot
+ * read is a failed login, audited and counted. */
 #include "test_kafka_session_util.h"
 
 /* The logins busgate made so far, beside its start-up discovery's. */
@@ -114,10 +115,104 @@ static void test_no_login_for_unauthenticated_clients(void **state)
     bg_t_finish(&r, NULL);
 }
 
+/* ---- a login that cannot be read ---- */
+
+/* busgate_auth_failures_total{protocol="kafka"} once it reaches want
+ * (bounded wait); its last value otherwise. */
+static long long bg_t_auth_failures(bg_t_run_t *r, long long want)
+{
+    long long v = -1;
+    for (int i = 0; i < BG_T_WAIT_MS / 20; i++) {
+        v = bg_t_metric(r->admin_port, "busgate_auth_failures_total{protocol=\"kafka\"}");
+        if (v >= want)
+            break;
+        usleep(20 * 1000);
+    }
+    return v;
+}
+
+/* SaslHandshake v1 for PLAIN on fd: 1 when accepted. */
+static int bg_t_handshake_plain(bg_t_run_t *r, int fd)
+{
+    bg_t_buf_t b = {0}, f = {0};
+    bg_t_str(&b, "PLAIN");
+    bg_t_cli_send(fd, 17, 1, 1, &b);
+    int ok = bg_t_read_frame(fd, &f, BG_T_WAIT_MS) > 0 && f.len >= 6 && bg_t_get_i32(f.p) == 1 &&
+             bg_t_get_i16(f.p + 4) == 0;
+    bg_t_buf_free(&b);
+    bg_t_buf_free(&f);
+    return bg_t_check(r, ok, "SaslHandshake PLAIN refused");
+}
+
+/* Sends a request whose body is cut short on a new connection; 1 when
+ * busgate then closed it (after the handshake, when handshake_first). */
+static int bg_t_send_cut(bg_t_run_t *r, int handshake_first, int16_t api, int16_t ver,
+                         const bg_t_buf_t *body)
+{
+    int fd = bg_t_connect(r->listen_port);
+    if (!bg_t_check(r, fd >= 0, "cannot connect to busgate"))
+        return 0;
+    int ok = !handshake_first || bg_t_handshake_plain(r, fd);
+    if (ok) {
+        bg_t_cli_send(fd, api, ver, 2, body);
+        ok = bg_t_check(r, bg_t_cli_closed(fd), "api %d with a cut body was answered", api);
+    }
+    close(fd);
+    return ok;
+}
+
+static void bg_t_scenario_malformed_login(bg_t_run_t *r)
+{
+    if (!bg_t_check(r, bg_t_auth_failures(r, 0) == 0, "no admin listener, or failures at start"))
+        return;
+    /* SaslAuthenticate v0 whose auth bytes say 1000 and hold 4. */
+    bg_t_buf_t b = {0};
+    bg_t_i32(&b, 1000);
+    bg_t_put(&b, "n,,\001", 4);
+    int ok = bg_t_send_cut(r, 1, 36, 0, &b);
+    long long n = ok ? bg_t_auth_failures(r, 1) : -1;
+    ok = ok && bg_t_check(r, n == 1, "after a cut SaslAuthenticate: %lld auth failures", n);
+    /* SaslHandshake v1 whose mechanism says 100 bytes and holds 5. */
+    b.len = 0;
+    bg_t_i16(&b, 100);
+    bg_t_put(&b, "PLAIN", 5);
+    ok = ok && bg_t_send_cut(r, 0, 17, 1, &b);
+    n = ok ? bg_t_auth_failures(r, 2) : -1;
+    if (ok)
+        bg_t_check(r, n == 2, "after a cut SaslHandshake: %lld auth failures", n);
+    bg_t_buf_free(&b);
+}
+
+/* A SaslAuthenticate or SaslHandshake busgate cannot read, before the
+ * client has authenticated, is a failed login: an auth_failure event
+ * (reason malformed, the peer, no principal) and a count in
+ * busgate_auth_failures_total, then the connection closes as before.
+ * Before, it was logged and closed only: no event, no count. */
+static void test_malformed_login_is_an_auth_failure(void **state)
+{
+    (void)state;
+    bg_t_run_t r = {.audit = 1, .scenario = bg_t_scenario_malformed_login};
+    bg_t_run(&r);
+    /* busgate has stopped: its audit file is complete. */
+    int events = bg_t_file_lines(
+        r.audit_path,
+        (const char *[]){"\"kind\":\"auth_failure\"", "\"auth_failure_reason\":\"malformed\"",
+                         "\"protocol\":\"kafka\"", "\"peer\":\"127.0.0.1:", NULL});
+    int with_principal = bg_t_file_lines(r.audit_path, (const char *[]){"\"principal\"", NULL});
+    if (!r.fail[0] && events != 2)
+        snprintf(r.fail, sizeof r.fail, "%d malformed auth_failure events in the audit file",
+                 events);
+    if (!r.fail[0] && with_principal != 0)
+        snprintf(r.fail, sizeof r.fail, "%d events with a principal", with_principal);
+    bg_t_finish(&r, (const char *[]){"malformed request: api 36 (SaslAuthenticateRequest)",
+                                     "malformed request: api 17 (SaslHandshakeRequest)", NULL});
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_login_for_unauthenticated_clients),
+        cmocka_unit_test(test_malformed_login_is_an_auth_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
