@@ -504,6 +504,15 @@ static int bg_amqp__header(bg_amqp_session_t *s, struct evbuffer *in)
     return 1;
 }
 
+/* A frame refused while busgate waits for the client's start-ok ends its
+ * login: a failed one, audited and counted as any other (a start-ok whose
+ * method cannot be decoded is, in amqp_session_handshake.c). */
+static void bg_amqp__login_unreadable(bg_amqp_session_t *s)
+{
+    if (s->state == BG_AMQP_S_START_OK)
+        bg_amqp_audit_auth_failure(s, "malformed");
+}
+
 /* One frame at the head of in. 1 go on, 0 stop (need more / stalled), -1 closing. */
 static int bg_amqp__client_frame(bg_amqp_session_t *s, struct evbuffer *in)
 {
@@ -516,6 +525,7 @@ static int bg_amqp__client_frame(bg_amqp_session_t *s, struct evbuffer *in)
     if (rc < 0) {
         char text[200];
         snprintf(text, sizeof text, "FRAME_ERROR - %s", why ? why : "bad frame");
+        bg_amqp__login_unreadable(s);
         bg_amqp_session_close(s, BG_AMQP_FRAME_ERROR, text, 0, 0);
         /* The stream cannot be resynchronised: discard what is buffered, or
          * a client that keeps sending would pile its bytes up here until the
@@ -537,6 +547,7 @@ static int bg_amqp__client_frame(bg_amqp_session_t *s, struct evbuffer *in)
         if (bg_amqp_validate_heartbeat(f.channel, f.size, &why) != BG_AMQP_OK) {
             /* As RabbitMQ: a heartbeat with a payload is not a frame it can
              * read (501); an empty one on a channel is out of place (505). */
+            bg_amqp__login_unreadable(s);
             if (f.size == 0)
                 bg_amqp_session_close(s, BG_AMQP_UNEXPECTED_FRAME,
                                       "UNEXPECTED_FRAME - heartbeat on a non-zero channel", 0, 0);

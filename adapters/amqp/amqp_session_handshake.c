@@ -293,6 +293,7 @@ static int bg_amqp_hs__method(bg_amqp_session_t *s, const bg_amqp_method_t *m)
     if (s->state == BG_AMQP_S_OPEN && m->id == AMQP_CONNECTION_OPEN_METHOD)
         return bg_amqp_hs__open(s, m->decoded);
     if (s->state == BG_AMQP_S_START_OK) { /* e.g. secure-ok: nothing was asked */
+        bg_amqp_audit_auth_failure(s, "unauthenticated_request");
         bg_amqp_session_kill(s, 0, "unexpected method before authentication");
         return -1;
     }
@@ -307,12 +308,14 @@ static int bg_amqp_hs__method(bg_amqp_session_t *s, const bg_amqp_method_t *m)
 int bg_amqp_hs_client_frame(bg_amqp_session_t *s, const bg_amqp_frame_t *f)
 {
     if (f->type != BG_AMQP_FRAME_METHOD || f->channel != 0) {
-        if (s->state == BG_AMQP_S_START_OK)
+        if (s->state == BG_AMQP_S_START_OK) {
+            bg_amqp_audit_auth_failure(s, "unauthenticated_request");
             bg_amqp_session_kill(s, 0, "unexpected frame before authentication");
-        else
+        } else {
             bg_amqp_session_close(s, BG_AMQP_UNEXPECTED_FRAME,
                                   "UNEXPECTED_FRAME - only connection methods before open-ok", 0,
                                   0);
+        }
         return -1;
     }
     bg_amqp_method_t m;
