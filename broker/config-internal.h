@@ -118,6 +118,7 @@ void bg_cfg__http(bg_cfg_ctx_t *ctx, struct fy_node *n);
 void bg_cfg__approvals(bg_cfg_ctx_t *ctx, struct fy_node *n);
 void bg_cfg__audit(bg_cfg_ctx_t *ctx, struct fy_node *n);
 void bg_cfg__admin(bg_cfg_ctx_t *ctx, struct fy_node *n);
+void bg_cfg__limits(bg_cfg_ctx_t *ctx, struct fy_node *n);
 void bg_cfg__policy(bg_cfg_ctx_t *ctx, struct fy_node *n);
 /* Compiles the parsed policy once to surface compiler errors. */
 void bg_cfg__policy_compile(bg_cfg_ctx_t *ctx, struct fy_node *n);

@@ -466,8 +466,8 @@ static struct fy_document *bg_cfg__build(bg_cfg_ctx_t *ctx, const char *yaml, si
 }
 
 static const char *const bg_cfg__root_keys[] = {
-    "workers", "log_level", "instance", "identity", "kafka",  "amqp",
-    "http",    "policy",    "approvals", "audit",   "admin",  NULL,
+    "workers", "log_level", "instance", "identity", "kafka",  "amqp", "http",
+    "policy",  "approvals", "audit",    "admin",    "limits", NULL,
 };
 enum {
     K_WORKERS,
@@ -480,7 +480,8 @@ enum {
     K_POLICY,
     K_APPROVALS,
     K_AUDIT,
-    K_ADMIN
+    K_ADMIN,
+    K_LIMITS
 };
 
 static void bg_cfg__toplevel(bg_cfg_ctx_t *ctx, const bg_cfg_map_t *m)
@@ -501,7 +502,7 @@ static void bg_cfg__toplevel(bg_cfg_ctx_t *ctx, const bg_cfg_map_t *m)
 }
 
 static const int bg_cfg__restart_keys[BG_CONFIG_RESTART_SECTIONS] = {
-    K_WORKERS, K_KAFKA, K_AMQP, K_HTTP, K_APPROVALS, K_AUDIT, K_ADMIN, K_INSTANCE};
+    K_WORKERS, K_KAFKA, K_AMQP, K_HTTP, K_APPROVALS, K_AUDIT, K_ADMIN, K_INSTANCE, K_LIMITS};
 
 const char *bg_config_restart_section(size_t i)
 {
@@ -564,6 +565,7 @@ static void bg_cfg__root(bg_cfg_ctx_t *ctx, struct fy_node *root)
     bg_cfg__approvals(ctx, m.val[K_APPROVALS]);
     bg_cfg__audit(ctx, m.val[K_AUDIT]);
     bg_cfg__admin(ctx, m.val[K_ADMIN]);
+    bg_cfg__limits(ctx, m.val[K_LIMITS]);
     bg_cfg__cross(ctx, &m);
     bg_cfg__restart_hashes(ctx, &m);
     if (ctx->nerr == 0)

@@ -160,7 +160,15 @@ typedef struct bg_config_policy_s {
     bg_policy_mask_spec_t *masks;
 } bg_config_policy_t;
 
-#define BG_CONFIG_RESTART_SECTIONS 8
+/* Client connection limits (see broker/limits.h). */
+typedef struct bg_config_limits_s {
+    uint64_t max_connections;            /* 0 (default): derived from the open file limit */
+    uint64_t max_unauthenticated;        /* default 1024 */
+    uint64_t max_unauthenticated_per_ip; /* default 64; 0 = no per-address cap */
+    uint64_t fd_reserve;                 /* default 128 */
+} bg_config_limits_t;
+
+#define BG_CONFIG_RESTART_SECTIONS 9
 
 typedef struct bg_config_s {
     char *path;        /* the file it was read from */
@@ -175,6 +183,7 @@ typedef struct bg_config_s {
     bg_config_approvals_t approvals;
     bg_config_audit_t audit;
     bg_config_admin_t admin;
+    bg_config_limits_t limits;
     /* A hash of each section that only a restart applies, as written
      * (0 when absent), so a reload can say which of them it left alone;
      * named by bg_config_restart_section(i). */
@@ -183,7 +192,7 @@ typedef struct bg_config_s {
 } bg_config_t;
 
 /* The name of restart-only section i (< BG_CONFIG_RESTART_SECTIONS):
- * workers, kafka, amqp, http, approvals, audit, admin, instance. Everything
+ * workers, kafka, amqp, http, approvals, audit, admin, instance, limits. Everything
  * else (identity, policy, log_level) applies on reload. */
 const char *bg_config_restart_section(size_t i);
 

@@ -1,4 +1,5 @@
-/* Section parsers: identity, kafka, amqp, http, approvals, audit, admin.
+/* Section parsers: identity, kafka, amqp, http, approvals, audit, admin,
+ * limits.
  * Key lists are the design's configuration sketch (part of the contract);
  * each parser presets defaults, reads what is present, then applies the
  * section's cross-field rules. */
@@ -706,4 +707,30 @@ void bg_cfg__admin(bg_cfg_ctx_t *ctx, struct fy_node *n)
     ctx->cfg->admin.enabled = 1;
     bg_cfg__require(ctx, &m, bg_cfg__admin_keys, 0, "admin");
     bg_cfg__get_addr(ctx, m.val[0], "admin.listen", 0, &ctx->cfg->admin.listen);
+}
+
+static const char *const bg_cfg__limits_keys[] = {
+    "max_connections", "max_unauthenticated", "max_unauthenticated_per_ip", "fd_reserve", NULL,
+};
+
+/* Defaults apply with the section absent too: every listener is limited. */
+void bg_cfg__limits(bg_cfg_ctx_t *ctx, struct fy_node *n)
+{
+    bg_config_limits_t *l = &ctx->cfg->limits;
+    bg_cfg_map_t m;
+    int64_t v;
+    l->max_connections = 0;
+    l->max_unauthenticated = 1024;
+    l->max_unauthenticated_per_ip = 64;
+    l->fd_reserve = 128;
+    if (bg_cfg__map(ctx, n, "limits", bg_cfg__limits_keys, &m) <= 0)
+        return;
+    if (bg_cfg__get_int(ctx, m.val[0], "limits.max_connections", 1, 10000000, &v) > 0)
+        l->max_connections = (uint64_t)v;
+    if (bg_cfg__get_int(ctx, m.val[1], "limits.max_unauthenticated", 1, 10000000, &v) > 0)
+        l->max_unauthenticated = (uint64_t)v;
+    if (bg_cfg__get_int(ctx, m.val[2], "limits.max_unauthenticated_per_ip", 0, 10000000, &v) > 0)
+        l->max_unauthenticated_per_ip = (uint64_t)v;
+    if (bg_cfg__get_int(ctx, m.val[3], "limits.fd_reserve", 0, 1000000, &v) > 0)
+        l->fd_reserve = (uint64_t)v;
 }

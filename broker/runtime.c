@@ -16,6 +16,7 @@
 #include "audit/audit.h"
 #include "broker/admin.h"
 #include "broker/config_kafka_client.h"
+#include "broker/limits.h"
 #include "broker/log.h"
 #include "broker/snapshot.h"
 #include "broker/util_net.h"
@@ -39,6 +40,8 @@ typedef struct bg_runtime_s {
     bg_admin_t *admin;
     bg_audit_t *audit;
     bg_process_metrics_t pm;
+    bg_limits_t limits; /* client connection limits, for the whole run */
+    int limits_on;      /* limits was set up */
     int draining; /* 1 draining; 2 and more: asked again, stopping now */
     struct stat seen;    /* the config file as last loaded */
     int seen_fd;         /* it, held open: its inode number is never reused meanwhile */
@@ -326,6 +329,46 @@ static void bg_runtime__audit_metrics(void *arg, char **b, size_t *l, size_t *c)
                        st.admitting);
 }
 
+/* The limits' gauges and refusal counters (busgate_connections_open is
+ * the workers' own count, rendered with the other per-protocol metrics). */
+static void bg_runtime__limits_metrics(const bg_limits_t *l, char **b, size_t *len, size_t *cap)
+{
+    bg_metrics_appendf(b, len, cap,
+                       "# HELP busgate_connections_max Client connections admitted at most "
+                       "(limits.max_connections, all protocols together).\n"
+                       "# TYPE busgate_connections_max gauge\n"
+                       "busgate_connections_max %llu\n"
+                       "# HELP busgate_connections_unauthenticated Client connections open that "
+                       "have not authenticated yet.\n"
+                       "# TYPE busgate_connections_unauthenticated gauge\n",
+                       (unsigned long long)l->conf.max_connections);
+    for (int p = 0; p < BG_PROTO__COUNT; p++)
+        bg_metrics_appendf(
+            b, len, cap, "busgate_connections_unauthenticated{protocol=\"%s\"} %llu\n",
+            bg_proto_name((bg_proto_t)p), (unsigned long long)atomic_load(&l->unauth[p]));
+    bg_metrics_appendf(b, len, cap,
+                       "# HELP busgate_connections_refused_total Client connections closed at "
+                       "once by a limit.\n"
+                       "# TYPE busgate_connections_refused_total counter\n");
+    for (int p = 0; p < BG_PROTO__COUNT; p++)
+        for (int r = 1; r < BG_LIMITS__COUNT; r++)
+            bg_metrics_appendf(b, len, cap,
+                               "busgate_connections_refused_total{protocol=\"%s\",reason=\"%s\"} "
+                               "%llu\n",
+                               bg_proto_name((bg_proto_t)p),
+                               bg_limits_reason((bg_limits_verdict_t)r),
+                               (unsigned long long)atomic_load(&l->refused[p][r]));
+}
+
+static void bg_runtime__extra_metrics(void *arg, char **b, size_t *len, size_t *cap)
+{
+    bg_runtime_t *rt = arg;
+    if (rt->limits_on)
+        bg_runtime__limits_metrics(&rt->limits, b, len, cap);
+    if (rt->audit)
+        bg_runtime__audit_metrics(rt->audit, b, len, cap);
+}
+
 static char *bg_runtime__metrics(void *arg)
 {
     bg_runtime_t *rt = arg;
@@ -333,8 +376,7 @@ static char *bg_runtime__metrics(void *arg)
     size_t n = 0;
     for (int i = 0; i < rt->nworkers && n < 256; i++)
         wm[n++] = &rt->workers[i].metrics;
-    return bg_metrics_render(&rt->pm, wm, n, rt->audit ? bg_runtime__audit_metrics : NULL,
-                             rt->audit);
+    return bg_metrics_render(&rt->pm, wm, n, bg_runtime__extra_metrics, rt);
 }
 
 static int bg_runtime__init_adapters(bg_runtime_t *rt, const bg_config_t *cfg,
@@ -473,11 +515,11 @@ static int bg_runtime__worker_count(const bg_config_t *cfg)
 /* Every client connection takes a descriptor and its upstream another: the
  * usual soft limit of 1024 would cap busgate far below what the hard limit
  * (the administrator's choice) allows. */
-static void bg_runtime__raise_nofile(void)
+static uint64_t bg_runtime__raise_nofile(void)
 {
     struct rlimit rl;
     if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
-        return;
+        return 0;
     if (rl.rlim_cur < rl.rlim_max) {
         struct rlimit want = {rl.rlim_max, rl.rlim_max};
         if (setrlimit(RLIMIT_NOFILE, &want) == 0)
@@ -485,10 +527,49 @@ static void bg_runtime__raise_nofile(void)
         else
             bg_log_warn("runtime", "cannot raise the open file limit to its hard limit");
     }
-    if (rl.rlim_cur == RLIM_INFINITY)
+    if (rl.rlim_cur == RLIM_INFINITY) {
         bg_log_info("runtime", "open file limit: unlimited");
-    else
-        bg_log_info("runtime", "open file limit: %llu", (unsigned long long)rl.rlim_cur);
+        return 0;
+    }
+    bg_log_info("runtime", "open file limit: %llu", (unsigned long long)rl.rlim_cur);
+    return (uint64_t)rl.rlim_cur;
+}
+
+/* The process-wide client limits from cfg's limits section and the open
+ * file limit (0: unlimited). A max_connections whose clients and their
+ * upstream connections could take the reserve is kept, with a warning:
+ * then the descriptor check (limits.fd_reserve) refuses them first. */
+static int bg_runtime__limits(bg_runtime_t *rt, const bg_config_t *cfg, uint64_t nofile)
+{
+    const bg_config_limits_t *c = &cfg->limits;
+    bg_limits_conf_t lc = {.max_connections = c->max_connections,
+                           .max_unauth = c->max_unauthenticated,
+                           .max_unauth_per_ip = c->max_unauthenticated_per_ip,
+                           .fd_limit = nofile,
+                           .fd_reserve = c->fd_reserve};
+    uint64_t derived = bg_limits_default_max(nofile, c->fd_reserve);
+    if (lc.max_connections == 0)
+        lc.max_connections = derived;
+    else if (lc.max_connections > derived)
+        bg_log_warn("runtime",
+                    "limits.max_connections %llu: with their upstream connections, clients "
+                    "could use more than the open file limit leaves above limits.fd_reserve; "
+                    "past %llu, connections are refused for want of descriptors",
+                    (unsigned long long)lc.max_connections, (unsigned long long)derived);
+    if (nofile > 0 && c->fd_reserve >= nofile)
+        bg_log_warn("runtime",
+                    "limits.fd_reserve %llu is not below the open file limit %llu: "
+                    "every client connection is refused",
+                    (unsigned long long)c->fd_reserve, (unsigned long long)nofile);
+    if (bg_limits_init(&rt->limits, &lc) != 0)
+        return -1;
+    rt->limits_on = 1;
+    bg_log_info("runtime",
+                "client connections: at most %llu, %llu of them unauthenticated (%llu per "
+                "address); %llu descriptors reserved",
+                (unsigned long long)lc.max_connections, (unsigned long long)lc.max_unauth,
+                (unsigned long long)lc.max_unauth_per_ip, (unsigned long long)lc.fd_reserve);
+    return 0;
 }
 
 /* libevent's own messages (its warnings about sockets, evhttp, epoll) go
@@ -548,7 +629,7 @@ static int bg_runtime__run(const char *path, const bg_adapter_t *const *adapters
         return 1;
     }
     bg_runtime__publish(&rt, snap);
-    bg_runtime__raise_nofile();
+    uint64_t nofile = bg_runtime__raise_nofile();
     /* Listeners and adapters keep using the start-up configuration (listener
      * changes need a restart), so hold it for the whole run. */
     bg_snapshot_t *boot = bg_snapshot_acquire();
@@ -568,10 +649,15 @@ static int bg_runtime__run(const char *path, const bg_adapter_t *const *adapters
         goto done;
     if (bg_runtime__init_adapters(&rt, cfg, adapters, nadapters) != 0)
         goto done;
+    if (bg_runtime__limits(&rt, cfg, nofile) != 0) {
+        bg_log_error("runtime", "cannot set up the connection limits");
+        goto done;
+    }
     char err[512];
     rt.nworkers = bg_runtime__worker_count(cfg);
-    rt.workers = bg_workers_start(rt.nworkers, rt.active, rt.globals, rt.nactive,
-                                  (struct bg_audit_s *)rt.audit, cfg->instance, err, sizeof err);
+    rt.workers =
+        bg_workers_start(rt.nworkers, rt.active, rt.globals, rt.nactive,
+                         (struct bg_audit_s *)rt.audit, &rt.limits, cfg->instance, err, sizeof err);
     if (!rt.workers) {
         bg_log_error("runtime", "%s", err);
         goto done;
@@ -598,6 +684,8 @@ done:
     bg_admin_stop(rt.admin);
     bg_runtime__free_adapters(&rt);
     bg_audit_free(rt.audit); /* after the workers: their last events are flushed */
+    if (rt.limits_on)        /* the workers are gone: every connection was released */
+        bg_limits_clear(&rt.limits);
     bg_runtime__free_events(&rt);
     if (rt.base)
         event_base_free(rt.base);

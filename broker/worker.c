@@ -161,8 +161,9 @@ static void bg_worker__free(bg_worker_t *w)
 }
 
 bg_worker_t *bg_workers_start(int n, const bg_adapter_t *const *adapters, void *const *globals,
-                              size_t nadapters, struct bg_audit_s *audit, const char *instance,
-                              char *err, size_t errlen)
+                              size_t nadapters, struct bg_audit_s *audit,
+                              struct bg_limits_s *limits, const char *instance, char *err,
+                              size_t errlen)
 {
     static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
     static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
@@ -176,7 +177,7 @@ bg_worker_t *bg_workers_start(int n, const bg_adapter_t *const *adapters, void *
     for (int i = 0; i < n && !failed; i++) {
         bg_worker_t *w = &ws[i];
         w->adapters = adapters, w->globals = globals, w->nadapters = nadapters;
-        w->audit = audit, w->instance = instance;
+        w->audit = audit, w->limits = limits, w->instance = instance;
         w->start_mu = &mu, w->start_cv = &cv, w->started = &started;
         if (bg_worker__init(w, i) != 0 || pthread_create(&w->thread, NULL, bg_worker__main, w)) {
             snprintf(err, errlen, "cannot start worker %d", i);

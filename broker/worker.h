@@ -17,6 +17,7 @@ struct event_base;
 struct event;
 struct evdns_base;
 struct bg_audit_s;
+struct bg_limits_s;
 
 struct bg_worker_s {
     int index;
@@ -30,6 +31,9 @@ struct bg_worker_s {
     bg_worker_metrics_t metrics;
     struct bg_audit_s *audit; /* process-wide, thread-safe emit; NULL when audit is off */
     const char *instance;     /* instance name for audit/logs */
+    /* Process-wide client connection limits: an adapter admits each
+     * accepted client through them (broker/limits.h). NULL: no limits. */
+    struct bg_limits_s *limits;
     /* private to worker.c */
     const bg_adapter_t *const *adapters;
     void *const *globals;
@@ -46,14 +50,16 @@ struct bg_worker_s {
     int *started;
 };
 
-/* Starts n workers running the given adapters. Blocks until every worker has
+/* Starts n workers running the given adapters, admitting clients through
+ * limits (may be NULL; must outlive the workers). Blocks until every worker has
  * opened its listeners. Returns the array, or NULL with err filled (then no
  * worker is left running). libevent's threading must be on already
  * (evthread_use_pthreads before any event_base: bg_runtime_run does it
  * first): other threads wake a worker's base. */
 bg_worker_t *bg_workers_start(int n, const bg_adapter_t *const *adapters, void *const *globals,
-                              size_t nadapters, struct bg_audit_s *audit, const char *instance,
-                              char *err, size_t errlen);
+                              size_t nadapters, struct bg_audit_s *audit,
+                              struct bg_limits_s *limits, const char *instance, char *err,
+                              size_t errlen);
 
 /* Asks every worker to drain: stop accepting, let sessions finish within
  * grace_ms, then end its loop (closing what is still open). Asked again,

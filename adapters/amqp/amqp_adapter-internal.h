@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 
 #include "broker/config.h"
+#include "broker/limits.h"
 #include "broker/util_net.h"
 #include "broker/worker.h"
 
@@ -39,8 +40,10 @@ typedef struct bg_amqp_worker_s {
 /* ---- sessions (amqp_session.c) ---- */
 
 /* Starts a session for an accepted client socket on worker aw. Takes fd
- * (closes it on failure). Worker thread. */
-void bg_amqp_session_accept(bg_amqp_worker_t *aw, int fd, const struct sockaddr *peer);
+ * (closes it on failure) and lim, the connection's share of the limits
+ * (released when the session ends, or at once on failure). Worker thread. */
+void bg_amqp_session_accept(bg_amqp_worker_t *aw, int fd, const struct sockaddr *peer,
+                            bg_limits_conn_t *lim);
 /* Asks every session of aw to close (connection.close 320 to its client). */
 void bg_amqp_sessions_drain(bg_amqp_worker_t *aw);
 /* Frees every session of aw at once (worker stop). */

@@ -65,11 +65,15 @@ static void bg_amqp__on_accept(struct evconnlistener *l, evutil_socket_t fd,
                                struct sockaddr *peer, int peerlen, void *arg)
 {
     bg_amqp_worker_t *aw = arg;
-    if (aw->draining) {
+    bg_limits_conn_t lim;
+    /* Over a limit, the connection is closed at once: it leaves the
+     * backlog, and the client sees it refused instead of waiting. */
+    if (aw->draining ||
+        bg_limits_admit(aw->w->limits, BG_PROTO_AMQP, fd, peer, &lim) != BG_LIMITS_OK) {
         evutil_closesocket(fd);
         return;
     }
-    bg_amqp_session_accept(aw, fd, peer);
+    bg_amqp_session_accept(aw, fd, peer, &lim);
 }
 
 static void bg_amqp__on_listen_error(struct evconnlistener *l, void *arg)

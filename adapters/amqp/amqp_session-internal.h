@@ -173,6 +173,7 @@ struct bg_amqp_session_s {
     bg_amqp_sess_state_t state;
     char peer[64];
     char id[37];
+    bg_limits_conn_t conn_lim; /* its share of the connection limits */
     uint64_t seq;
     /* identity */
     bg_principal_t principal;

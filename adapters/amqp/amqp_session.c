@@ -159,6 +159,7 @@ static void bg_amqp__free(bg_amqp_session_t *s)
     TAILQ_REMOVE(&aw->sessions, s, link);
     aw->nsessions--;
     bg_metric_sub(&aw->w->metrics.conn_open[BG_PROTO_AMQP], 1);
+    bg_limits_release(&s->conn_lim);
     free(s);
 }
 
@@ -778,13 +779,16 @@ static int bg_amqp__events(bg_amqp_session_t *s)
     return s->free_ev && s->hb_ev && s->expiry_ev && s->close_ev && s->refusal_ev ? 0 : -1;
 }
 
-void bg_amqp_session_accept(bg_amqp_worker_t *aw, int fd, const struct sockaddr *peer)
+void bg_amqp_session_accept(bg_amqp_worker_t *aw, int fd, const struct sockaddr *peer,
+                            bg_limits_conn_t *lim)
 {
     bg_amqp_session_t *s = calloc(1, sizeof *s);
     if (!s) {
+        bg_limits_release(lim);
         evutil_closesocket(fd);
         return;
     }
+    s->conn_lim = *lim;
     bg_util_nodelay(fd);
     s->aw = aw;
     s->started_ms = bg_util_now_ms();

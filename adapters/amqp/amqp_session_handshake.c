@@ -151,6 +151,7 @@ static int bg_amqp_hs__start_ok(bg_amqp_session_t *s, const amqp_connection_star
     if (s->user_is_principal)
         snprintf(s->user, sizeof s->user, "%s", s->principal.sub);
     bg_metric_add(&s->aw->w->metrics.auth_ok[BG_PROTO_AMQP], 1);
+    bg_limits_authenticated(&s->conn_lim); /* no longer held against the pre-auth caps */
     bg_amqp_audit_session_start(s, NULL);
     bg_log_fields(BG_LOG_INFO, "amqp",
                   (bg_log_field_t[]){{"session", s->id}, {"peer", s->peer},

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "broker/config.h"
+#include "broker/limits.h"
 #include "broker/util_net.h"
 #include "adapters/kafka/kafka_codec.h"
 #include "adapters/kafka/kafka_topic_ids.h"
@@ -134,9 +135,10 @@ int bg_kafka_global_version_range(bg_kafka_global_t *g, int32_t node, int16_t ap
 
 /* Starts a session for an accepted client socket on worker kw, proxying to
  * upstream node node_id (-1: a bootstrap broker). Takes fd (closes it on
- * failure). */
+ * failure) and lim, the connection's share of the limits (released when
+ * the session ends, or at once on failure). */
 void bg_kafka_session_accept(bg_kafka_worker_t *kw, int fd, const struct sockaddr *peer,
-                             int peerlen, int32_t node_id);
+                             int peerlen, int32_t node_id, bg_limits_conn_t *lim);
 /* Asks every session of kw to close once its in-flight responses are sent. */
 void bg_kafka_sessions_drain(bg_kafka_worker_t *kw);
 /* Frees every session of kw at once (worker stop). */

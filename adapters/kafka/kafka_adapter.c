@@ -354,11 +354,15 @@ static void bg_kafka__on_accept(struct evconnlistener *l, evutil_socket_t fd,
                                 struct sockaddr *peer, int peerlen, void *arg)
 {
     bg_kafka_listener_t *kl = arg;
-    if (kl->kw->draining) {
+    bg_limits_conn_t lim;
+    /* Over a limit, the connection is closed at once: it leaves the
+     * backlog, and the client sees it refused instead of waiting. */
+    if (kl->kw->draining ||
+        bg_limits_admit(kl->kw->w->limits, BG_PROTO_KAFKA, fd, peer, &lim) != BG_LIMITS_OK) {
         evutil_closesocket(fd);
         return;
     }
-    bg_kafka_session_accept(kl->kw, fd, peer, peerlen, kl->node_id);
+    bg_kafka_session_accept(kl->kw, fd, peer, peerlen, kl->node_id, &lim);
 }
 
 static void bg_kafka__on_listen_error(struct evconnlistener *l, void *arg)

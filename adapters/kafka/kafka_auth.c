@@ -352,6 +352,7 @@ static int bg_kafka_auth__accept(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
     int was_reauth = s->reauth;
     s->auth = BG_KAFKA_AUTH_OK;
     s->reauth = 0;
+    bg_limits_authenticated(&s->conn_lim); /* the first time: no longer held against the caps */
     r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_ERROR_CODE].i = 0;
     r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_AUTH_BYTES].s.p = (const uint8_t *)"";
     r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_AUTH_BYTES].s.len = 0;

@@ -58,6 +58,7 @@ struct bg_kafka_session_s {
     int32_t node_id;
     char peer[64];
     char id[37]; /* session id for logs and audit */
+    bg_limits_conn_t conn_lim; /* its share of the connection limits */
     uint64_t seq;
     /* authentication */
     bg_kafka_auth_state_t auth;

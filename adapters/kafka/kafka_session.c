@@ -122,6 +122,7 @@ static void bg_kafka__free(bg_kafka_session_t *s)
     TAILQ_REMOVE(&kw->sessions, s, link);
     kw->nsessions--;
     bg_metric_sub(&kw->w->metrics.conn_open[BG_PROTO_KAFKA], 1);
+    bg_limits_release(&s->conn_lim);
     free(s);
 }
 
@@ -1318,13 +1319,15 @@ static void bg_kafka__on_auth_timeout(evutil_socket_t fd, short what, void *arg)
 }
 
 void bg_kafka_session_accept(bg_kafka_worker_t *kw, int fd, const struct sockaddr *peer,
-                             int peerlen, int32_t node_id)
+                             int peerlen, int32_t node_id, bg_limits_conn_t *lim)
 {
     bg_kafka_session_t *s = calloc(1, sizeof *s);
     if (!s) {
+        bg_limits_release(lim);
         evutil_closesocket(fd);
         return;
     }
+    s->conn_lim = *lim;
     bg_util_nodelay(fd);
     s->kw = kw;
     s->node_id = node_id;

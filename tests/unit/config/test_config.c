@@ -226,6 +226,41 @@ static void test_restart_hashes(void **state)
     bg_config_free(other);
 }
 
+/* limits: defaults with the section absent; each key read; a change is a
+ * restart-only change; out-of-range values are errors at their key. */
+static void test_limits(void **state)
+{
+    bg_config_t *d = expect_ok(BASE);
+    assert_int_equal(d->limits.max_connections, 0); /* derived at start-up */
+    assert_int_equal(d->limits.max_unauthenticated, 1024);
+    assert_int_equal(d->limits.max_unauthenticated_per_ip, 64);
+    assert_int_equal(d->limits.fd_reserve, 128);
+    bg_config_t *c = expect_ok(BASE "limits:\n  max_connections: 500\n"
+                                    "  max_unauthenticated: 40\n"
+                                    "  max_unauthenticated_per_ip: 0\n  fd_reserve: 32\n");
+    assert_int_equal(c->limits.max_connections, 500);
+    assert_int_equal(c->limits.max_unauthenticated, 40);
+    assert_int_equal(c->limits.max_unauthenticated_per_ip, 0);
+    assert_int_equal(c->limits.fd_reserve, 32);
+    size_t changed = 0;
+    for (size_t i = 0; i < BG_CONFIG_RESTART_SECTIONS; i++)
+        if (d->restart_hash[i] != c->restart_hash[i]) {
+            assert_string_equal(bg_config_restart_section(i), "limits");
+            changed++;
+        }
+    assert_int_equal(changed, 1);
+    bg_config_free(d);
+    bg_config_free(c);
+    expect_error(BASE "limits: {max_connections: 0}\n",
+                 "t.yaml:9:27: limits.max_connections: expected an integer between 1 and");
+    expect_error(BASE "limits: {max_unauthenticated: 0}\n",
+                 "t.yaml:9:31: limits.max_unauthenticated: expected an integer between 1 and");
+    expect_error(BASE "limits: {fd_reserve: -1}\n",
+                 "t.yaml:9:22: limits.fd_reserve: expected an integer between 0 and");
+    expect_error(BASE "limits: {max_conections: 5}\n",
+                 "t.yaml:9:10: limits.max_conections: unknown key");
+}
+
 /* ---- parsers ---- */
 
 static void test_parse_duration(void **state)
@@ -780,6 +815,7 @@ int main(void)
         cmocka_unit_test(test_quickstart_loads),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_restart_hashes),
+        cmocka_unit_test(test_limits),
         cmocka_unit_test(test_sizes_and_lists),
         cmocka_unit_test(test_parse_duration),
         cmocka_unit_test(test_parse_addr),
