@@ -56,10 +56,10 @@ fit_fd_limits() {
     ulimit -n "$(ulimit -Hn)"
     local lim need
     lim="$(ulimit -n)"
-    need=$((2 * n + 64))
+    need=$((2 * n + 128)) # limits.fd_reserve (128) stays out of clients' reach
     if [ "$lim" != unlimited ] && [ "$need" -gt "$lim" ]; then
-        local fit=$(((lim - 64) / 2))
-        echo "NOTE: busgate needs 2N+64 = $need descriptors but the hard limit here is $lim" \
+        local fit=$(((lim - 128) / 2))
+        echo "NOTE: busgate needs 2N+128 = $need descriptors but the hard limit here is $lim" \
             "(raising it needs CAP_SYS_RESOURCE): N lowered from $n to $fit"
         n="$fit"
     fi

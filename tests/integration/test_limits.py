@@ -10,6 +10,7 @@ import resource
 import socket
 import time
 
+from amqp_env import connect as amqp_connect
 from conftest import free_port, http_get, metric
 from kafka_env import KafkaWire, busgate_config, oidc_token, wait_until
 
@@ -98,7 +99,8 @@ def test_global_cap_spans_adapters(start_busgate, tmp_path):
     """max_connections counts every protocol together: with Kafka clients
     holding all of it, Kafka and AMQP connections are closed at once, each
     counted under its protocol; /healthz and /metrics answer meanwhile; a
-    slot given back is taken again."""
+    slot given back is taken again, by an AMQP client that logs in (then
+    no longer counted unauthenticated) and then by a Kafka one."""
     amqp = free_port()
     bg, ports = start(start_busgate, tmp_path, "  max_connections: 4\n",
                       extra=f"amqp:\n  listen: 127.0.0.1:{amqp}\n  upstream:\n"
@@ -123,6 +125,12 @@ def test_global_cap_spans_adapters(start_busgate, tmp_path):
     a.close()
     wait_gauge(admin, 0, "busgate_connections_unauthenticated", protocol="amqp")
     token = oidc_token("svc-orders")
+    # An AMQP client takes the slot and logs in: open, no longer unauthenticated.
+    conn = amqp_connect(amqp, token)
+    assert gauge(admin, "busgate_connections_open", protocol="amqp") == 1
+    assert gauge(admin, "busgate_connections_unauthenticated", protocol="amqp") == 0
+    conn.close()
+    wait_gauge(admin, 0, "busgate_connections_open", protocol="amqp")
     w = KafkaWire(listen).login(token)
     assert w.metadata_v1([]) is not None
     for c in held + [k, w]:
