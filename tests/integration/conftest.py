@@ -111,16 +111,42 @@ def port_is_free(port):
             return False
 
 
+def port_range(block=False):
+    """(lo, hi): where free_port (block: free_port_block) picks ports, hi
+    excluded. BG_TEST_PORTS=LO-HI (inclusive) keeps a run inside a range of
+    its own (several runs on one machine): single ports from its top
+    quarter, blocks from the rest, so that the ports of one busgate do not
+    leave its block no room; by default from 20000 to 100 below the
+    ephemeral range."""
+    env = os.environ.get("BG_TEST_PORTS")
+    if env:
+        lo, _, hi = env.partition("-")
+        lo, hi = int(lo), int(hi) + 1
+        split = hi - (hi - lo) // 4
+        return (lo, split) if block else (split, hi)
+    hi = port_ceiling() - 100
+    return (20000 if hi > 22000 else 1024), hi
+
+
+def _handed_out(tries):
+    """The ports a pick must avoid: every one handed out lately, or after
+    500 tries (a small BG_TEST_PORTS range used up) only the last 10, those
+    of the busgate being configured now; older ones are used again once
+    free."""
+    if tries < 500 or not os.environ.get("BG_TEST_PORTS"):
+        return _HANDED_OUT
+    return set(list(_HANDED_OUT)[-10:])
+
+
 def free_port():
     """A free loopback port below the ephemeral range and not handed out
     recently in this run. A port picked inside the ephemeral range (bind to 0)
     can be taken by some client's outgoing connection before busgate binds
     it: CI saw "Address already in use" that way."""
-    hi = port_ceiling() - 100
-    lo = 20000 if hi > 22000 else 1024
-    for _ in range(500):
+    lo, hi = port_range()
+    for tries in range(1000):
         p = random.randrange(lo, hi)
-        if p not in _HANDED_OUT and port_is_free(p):
+        if p not in _handed_out(tries) and port_is_free(p):
             _remember([p])
             return p
     raise RuntimeError("no free port below the ephemeral range")
@@ -129,12 +155,13 @@ def free_port():
 def free_port_block(size):
     """A base B with B..B+size-1 free and not handed out recently (reserved
     as a whole), below the ephemeral range."""
-    hi = port_ceiling() - 100 - size
-    lo = 20000 if hi > 22000 else 1024
-    for _ in range(500):
+    lo, hi = port_range(block=True)
+    hi -= size
+    for tries in range(1000):
         base = random.randrange(lo, hi)
         block = range(base, base + size)
-        if not any(p in _HANDED_OUT for p in block) and all(port_is_free(p) for p in block):
+        recent = _handed_out(tries)
+        if not any(p in recent for p in block) and all(port_is_free(p) for p in block):
             _remember(block)
             return base
     raise RuntimeError("no free port block below the ephemeral range")
