@@ -4,12 +4,17 @@
  *
  * Never pass a token, password or secret value as a message or field: the
  * logger cannot tell them apart from other strings. Thread-safe (one write(2)
- * per line). */
+ * per line).
+ *
+ * Until bg_log_async_start, and after bg_log_async_stop, the calling thread
+ * writes each line itself (start-up, the CLI commands). In between, lines
+ * are queued for one log thread and the callers never wait for the fd. */
 #ifndef BG_LOG_H
 #define BG_LOG_H
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum { BG_LOG_DEBUG = 0, BG_LOG_INFO, BG_LOG_WARN, BG_LOG_ERROR, BG_LOG_OFF } bg_log_level_t;
 
@@ -26,6 +31,32 @@ bg_log_level_t bg_log_get_level(void);
 int bg_log_level_parse(const char *s);
 /* Redirects output to fd (default 2). For tests. */
 void bg_log_set_fd(int fd);
+
+/* Bytes of lines the log thread may have waiting (busgate run). */
+#define BG_LOG_QUEUE_BYTES (1024 * 1024)
+
+/* From now on lines go through a queue of queue_bytes (at least two
+ * longest lines) to a log thread that writes them, in order, to the fd: a
+ * fd that does not take them (a pipe nobody reads) never blocks a caller.
+ * A line that does not fit is dropped and counted (bg_log_dropped_total);
+ * once lines fit again a warning "N log lines dropped" stands where they
+ * were. Returns 0, or -1 (lines are still written synchronously) when the
+ * thread cannot start or the queue was stopped for good before. Set the
+ * fd (bg_log_set_fd) before, not while the queue runs. */
+int bg_log_async_start(size_t queue_bytes);
+
+/* Writes what is queued and ends the log thread; later lines are written
+ * synchronously again. When the fd has not taken the queued lines within
+ * deadline_ms, returns anyway (about 200 ms later at most): the rest and
+ * every later line are dropped and counted, so a stuck fd cannot hold the
+ * exit up. No-op when the queue is not running. */
+void bg_log_async_stop(int deadline_ms);
+
+/* Lines dropped since the process started (queue full, or after a stop
+ * whose deadline passed). Any thread. */
+uint64_t bg_log_dropped_total(void);
+/* Bytes of lines waiting for the log thread now. Any thread. */
+size_t bg_log_queued_bytes(void);
 
 /* Writes one line with message printf(fmt, ...) and the n given fields. */
 void bg_log_fields(bg_log_level_t level, const char *module, const bg_log_field_t *fields, size_t n,

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "broker/log.h"
 #include "broker/version.h"
 
 static const char *const bg_metrics__proto[] = {"kafka", "amqp", "http"};
@@ -80,11 +81,20 @@ char *bg_metrics_render(const bg_process_metrics_t *pm, bg_worker_metrics_t *con
                        "busgate_policy_rules %llu\n"
                        "# HELP busgate_policy_generation Generation of the active policy snapshot.\n"
                        "# TYPE busgate_policy_generation gauge\n"
-                       "busgate_policy_generation %llu\n",
+                       "busgate_policy_generation %llu\n"
+                       "# HELP busgate_log_lines_dropped_total Log lines dropped because the "
+                       "log queue was full (standard error not taking them).\n"
+                       "# TYPE busgate_log_lines_dropped_total counter\n"
+                       "busgate_log_lines_dropped_total %llu\n"
+                       "# HELP busgate_log_queue_bytes Bytes of log lines waiting to be "
+                       "written to standard error.\n"
+                       "# TYPE busgate_log_queue_bytes gauge\n"
+                       "busgate_log_queue_bytes %zu\n",
                        BG_VERSION, (long long)pm->start_time,
                        (unsigned long long)pm->reloads_ok, (unsigned long long)pm->reloads_failed,
                        (unsigned long long)pm->policy_rules,
-                       (unsigned long long)pm->policy_generation);
+                       (unsigned long long)pm->policy_generation,
+                       (unsigned long long)bg_log_dropped_total(), bg_log_queued_bytes());
     bg_metrics__per_proto(&b, &len, &cap, w, n, "busgate_connections_open", "gauge",
                           "Client connections currently open.", BG_METRICS__OFF(conn_open));
     bg_metrics__per_proto(&b, &len, &cap, w, n, "busgate_connections_total", "counter",

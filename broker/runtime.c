@@ -27,6 +27,8 @@
 /* How long after a reload loaded a new file its own in-place changes
  * are still taken as the rest of its writing (`cp` over a moved-away file). */
 #define BG_RUNTIME_NEW_FILE_MS 10000
+/* How long the log queue may take to flush at exit. */
+#define BG_RUNTIME_LOG_FLUSH_MS 2000
 
 typedef struct bg_runtime_s {
     const char *path;
@@ -629,6 +631,10 @@ static int bg_runtime__run(const char *path, const bg_adapter_t *const *adapters
         return 1;
     }
     bg_runtime__publish(&rt, snap);
+    /* From here on no thread waits for stderr (a stalled log reader): the
+     * errors of a configuration that does not load were written above. */
+    if (bg_log_async_start(BG_LOG_QUEUE_BYTES) != 0)
+        bg_log_warn("runtime", "cannot start the log thread: logging synchronously");
     uint64_t nofile = bg_runtime__raise_nofile();
     /* Listeners and adapters keep using the start-up configuration (listener
      * changes need a restart), so hold it for the whole run. */
@@ -693,6 +699,7 @@ done:
     bg_snapshot_shutdown();
     if (rt.seen_fd >= 0)
         close(rt.seen_fd);
+    bg_log_async_stop(BG_RUNTIME_LOG_FLUSH_MS);
     return rc;
 }
 

@@ -8,7 +8,9 @@
 
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,6 +149,146 @@ static void test_fields_dropped_whole(void **state)
     json_decref(j);
 }
 
+/* ---- the queue ---- */
+
+typedef struct {
+    int fd;
+    char *buf;
+    size_t len, cap;
+} reader_t;
+
+/* Reads fd to its end into a growing buffer. */
+static void *read_all(void *arg)
+{
+    reader_t *r = arg;
+    for (;;) {
+        if (r->cap - r->len < 65536) {
+            r->cap = r->cap * 2 + 65536;
+            r->buf = realloc(r->buf, r->cap);
+            assert_non_null(r->buf);
+        }
+        ssize_t n = read(r->fd, r->buf + r->len, r->cap - r->len - 1);
+        if (n <= 0)
+            break;
+        r->len += (size_t)n;
+    }
+    r->buf[r->len] = '\0';
+    return NULL;
+}
+
+/* A pipe that holds one page (4096 bytes): nobody reads it yet. */
+static void small_pipe(int p[2])
+{
+    assert_int_equal(pipe(p), 0);
+    assert_true(fcntl(p[1], F_SETPIPE_SZ, 4096) > 0);
+}
+
+/* Lines logged while the fd takes nothing are queued up to the queue's
+ * size, the rest dropped and counted; the caller never waits (the test
+ * would hang in write(2) otherwise). Once the fd is read, everything
+ * queued comes out in order, with notices of the drops where they were,
+ * then the lines logged after. */
+static void test_queue_drops_and_counts(void **state)
+{
+    (void)state;
+    int p[2];
+    small_pipe(p);
+    bg_log_set_fd(p[1]);
+    uint64_t before = bg_log_dropped_total();
+    assert_int_equal(bg_log_async_start(16384), 0);
+    enum { N = 500 };
+    for (int i = 0; i < N; i++)
+        bg_log_fields(BG_LOG_ERROR, "test", NULL, 0, "line %d", i);
+    uint64_t dropped = bg_log_dropped_total() - before;
+    assert_true(dropped > 0 && dropped < N);
+    reader_t r = {.fd = p[0]};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, read_all, &r), 0);
+    while (bg_log_queued_bytes() > 0) /* written, the notice of the drops too */
+        usleep(1000);
+    bg_log_fields(BG_LOG_ERROR, "test", NULL, 0, "after");
+    bg_log_async_stop(10000);
+    bg_log_set_fd(2);
+    close(p[1]);
+    pthread_join(t, NULL);
+    close(p[0]);
+    assert_int_equal(bg_log_dropped_total() - before, dropped); /* all written at the stop */
+
+    /* next: the number the next line must have, each notice of n drops
+     * standing for the n lines before it. */
+    int next = 0, lines = 0, after = 0;
+    unsigned long long noted = 0;
+    for (char *at = r.buf, *nl; (nl = strchr(at, '\n')) != NULL; at = nl + 1) {
+        json_error_t e;
+        json_t *j = json_loadb(at, (size_t)(nl - at), 0, &e);
+        if (!j)
+            fail_msg("not JSON (%s): %.200s", e.text, at);
+        const char *msg = json_string_value(json_object_get(j, "msg"));
+        int i;
+        unsigned long long n;
+        assert_int_equal(after, 0); /* "after" is the last line */
+        if (sscanf(msg, "line %d", &i) == 1) {
+            assert_int_equal(i, next); /* in order, and the drops where they were said */
+            next++;
+            lines++;
+        } else if (sscanf(msg, "%llu log lines dropped", &n) == 1) {
+            assert_string_equal(json_string_value(json_object_get(j, "level")), "warn");
+            noted += n;
+            next += (int)n;
+        } else {
+            assert_string_equal(msg, "after");
+            after = 1;
+        }
+        json_decref(j);
+    }
+    free(r.buf);
+    assert_int_equal(after, 1);
+    assert_int_equal(noted, dropped);
+    assert_int_equal(lines + dropped, N); /* every line written or counted */
+    assert_int_equal(next, N);
+}
+
+/* Without a queue (never started, or stopped) lines are written at once. */
+static void test_sync_after_stop(void **state)
+{
+    (void)state;
+    ssize_t len;
+    const char *line = logged_line(NULL, 0, "plain", &len);
+    assert_non_null(strstr(line, "\"msg\":\"plain\""));
+}
+
+/* Last: the queue stays stopped for good. A fd that never takes its lines
+ * does not hold the stop up beyond its deadline; the lines still queued
+ * and every later one are dropped and counted, and logging never waits. */
+static void test_stop_with_stuck_fd_returns(void **state)
+{
+    (void)state;
+    int p[2];
+    small_pipe(p);
+    bg_log_set_fd(p[1]);
+    uint64_t before = bg_log_dropped_total();
+    assert_int_equal(bg_log_async_start(16384), 0);
+    for (int i = 0; i < 300; i++)
+        bg_log_fields(BG_LOG_ERROR, "test", NULL, 0, "line %d", i);
+    bg_log_async_stop(200); /* the pipe is full and nobody reads it */
+    uint64_t at_stop = bg_log_dropped_total() - before;
+    bg_log_fields(BG_LOG_ERROR, "test", NULL, 0, "later");
+    assert_int_equal(bg_log_dropped_total() - before, at_stop + 1);
+    /* Only what the pipe took got out. */
+    char buf[8192];
+    ssize_t got = read(p[0], buf, sizeof buf - 1);
+    assert_true(got > 0 && got <= 4096);
+    buf[got] = '\0';
+    uint64_t out = 0;
+    for (const char *at = buf; (at = strstr(at, "\"msg\":\"line ")) != NULL; at++)
+        out++;
+    assert_int_equal(out + at_stop, 300);               /* each line written or counted */
+    assert_int_not_equal(bg_log_async_start(16384), 0); /* stopped for good */
+    bg_log_set_fd(2);
+    close(p[1]);
+    close(p[0]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -156,6 +298,9 @@ int main(void)
         cmocka_unit_test(test_long_message_cut_and_marked),
         cmocka_unit_test(test_fields_kept_beside_long_message),
         cmocka_unit_test(test_fields_dropped_whole),
+        cmocka_unit_test(test_queue_drops_and_counts),
+        cmocka_unit_test(test_sync_after_stop),
+        cmocka_unit_test(test_stop_with_stuck_fd_returns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
