@@ -61,6 +61,7 @@ LIST_HEAD(bg_admin_conn_list_s, bg_admin_conn_s);
 struct bg_admin_s {
     struct evhttp *http;
     bg_admin_ready_fn ready;
+    bg_admin_ready_fn health;
     bg_admin_metrics_fn metrics;
     void *arg;
     bg_util_accept_guard_t guard; /* pauses the listener when accept() runs out of descriptors */
@@ -339,6 +340,23 @@ static char *bg_admin__metrics_text(bg_admin_t *a)
     return text;
 }
 
+/* Answers a probe: 200 {"status":yes}, or 503 {"status":no,"reason":...}
+ * when check says 0. */
+static void bg_admin__probe(struct evhttp_request *req, bg_admin_ready_fn check, void *arg,
+                            const char *yes, const char *no)
+{
+    const char *why = "";
+    char body[512], reason[400];
+    size_t rlen = 0;
+    int ok = check(arg, &why);
+    /* A reason can carry configured text (an issuer's name). */
+    bg_json_escape_into(reason, sizeof reason, &rlen, why, strlen(why));
+    snprintf(body, sizeof body, "{\"status\":\"%s\"%s%s%s}\n", ok ? yes : no,
+             ok ? "" : ",\"reason\":\"", ok ? "" : reason, ok ? "" : "\"");
+    bg_admin__reply(req, ok ? 200 : 503, ok ? "OK" : "Service Unavailable", "application/json",
+                    body);
+}
+
 static void bg_admin__route(struct evhttp_request *req, void *arg)
 {
     bg_admin_t *a = arg;
@@ -355,18 +373,9 @@ static void bg_admin__route(struct evhttp_request *req, void *arg)
     }
     size_t plen = strcspn(uri, "?");
     if (plen == 8 && memcmp(uri, "/healthz", 8) == 0) {
-        bg_admin__reply(req, 200, "OK", "application/json", "{\"status\":\"ok\"}\n");
+        bg_admin__probe(req, a->health, a->arg, "ok", "stalled");
     } else if (plen == 7 && memcmp(uri, "/readyz", 7) == 0) {
-        const char *why = "";
-        char body[512], reason[400];
-        size_t rlen = 0;
-        int ok = a->ready(a->arg, &why);
-        /* A reason can carry configured text (an issuer's name). */
-        bg_json_escape_into(reason, sizeof reason, &rlen, why, strlen(why));
-        snprintf(body, sizeof body, "{\"status\":\"%s\"%s%s%s}\n", ok ? "ready" : "not_ready",
-                 ok ? "" : ",\"reason\":\"", ok ? "" : reason, ok ? "" : "\"");
-        bg_admin__reply(req, ok ? 200 : 503, ok ? "OK" : "Service Unavailable",
-                        "application/json", body);
+        bg_admin__probe(req, a->ready, a->arg, "ready", "not_ready");
     } else if (plen == 8 && memcmp(uri, "/metrics", 8) == 0) {
         char *text = bg_admin__metrics_text(a);
         if (!text) {
@@ -381,7 +390,8 @@ static void bg_admin__route(struct evhttp_request *req, void *arg)
 }
 
 bg_admin_t *bg_admin_start(struct event_base *base, const bg_addr_t *addr, bg_admin_ready_fn ready,
-                           bg_admin_metrics_fn metrics, void *arg, char *err, size_t errlen)
+                           bg_admin_ready_fn health, bg_admin_metrics_fn metrics, void *arg,
+                           char *err, size_t errlen)
 {
     bg_admin_t *a = calloc(1, sizeof *a);
     if (!a || !(a->http = evhttp_new(base))) {
@@ -389,7 +399,7 @@ bg_admin_t *bg_admin_start(struct event_base *base, const bg_addr_t *addr, bg_ad
         free(a);
         return NULL;
     }
-    a->ready = ready, a->metrics = metrics, a->arg = arg;
+    a->ready = ready, a->health = health, a->metrics = metrics, a->arg = arg;
     LIST_INIT(&a->conns);
     evhttp_set_gencb(a->http, bg_admin__route, a);
     evhttp_set_bevcb(a->http, bg_admin__new_bev, a);

@@ -27,6 +27,8 @@
 /* How long after a reload loaded a new file its own in-place changes
  * are still taken as the rest of its writing (`cp` over a moved-away file). */
 #define BG_RUNTIME_NEW_FILE_MS 10000
+/* /healthz turns 503 when a worker's loop has not ticked for this long. */
+#define BG_RUNTIME_STALL_MS 10000
 /* How long the log queue may take to flush at exit. */
 #define BG_RUNTIME_LOG_FLUSH_MS 2000
 
@@ -53,6 +55,7 @@ typedef struct bg_runtime_s {
     const bg_config_t *boot_cfg; /* the start-up configuration, held for the whole run */
     char ready_reason[320];      /* /readyz's reason when it is composed */
     int identity_was_ready;      /* every issuer has had keys once */
+    char health_reason[128];     /* /healthz's reason when it is composed */
 } bg_runtime_t;
 
 static void bg_runtime__log_errors(const bg_config_errors_t *errs)
@@ -265,6 +268,21 @@ static int bg_runtime__identity_ready(bg_runtime_t *rt, const char **reason)
     bg_snapshot_release(s);
     rt->identity_was_ready = s && iss == NULL;
     return iss == NULL;
+}
+
+/* /healthz: every worker's loop has run lately (a worker blocked in a
+ * system call would leave its clients unanswered while the process looks
+ * alive). */
+static int bg_runtime__health(void *arg, const char **reason)
+{
+    bg_runtime_t *rt = arg;
+    int i = bg_workers_stalled(rt->workers, rt->nworkers, bg_util_now_ms(), BG_RUNTIME_STALL_MS);
+    if (i < 0)
+        return 1;
+    snprintf(rt->health_reason, sizeof rt->health_reason,
+             "worker %d: its event loop has not run for over %d s", i, BG_RUNTIME_STALL_MS / 1000);
+    *reason = rt->health_reason;
+    return 0;
 }
 
 static int bg_runtime__ready(void *arg, const char **reason)
@@ -670,7 +688,7 @@ static int bg_runtime__run(const char *path, const bg_adapter_t *const *adapters
     }
     if (cfg->admin.enabled) {
         rt.admin = bg_admin_start(rt.base, &cfg->admin.listen, bg_runtime__ready,
-                                  bg_runtime__metrics, &rt, err, sizeof err);
+                                  bg_runtime__health, bg_runtime__metrics, &rt, err, sizeof err);
         if (!rt.admin) {
             bg_log_error("admin", "%s", err);
             bg_workers_drain(rt.workers, rt.nworkers, 0);

@@ -31,6 +31,12 @@ static void bg_worker__drain_tick(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+static void bg_worker__tick(evutil_socket_t fd, short what, void *arg)
+{
+    bg_worker_t *w = arg;
+    atomic_store(&w->tick_ms, bg_util_now_ms());
+}
+
 /* The first request stops accepting and asks the sessions to finish; a
  * later one (an earlier deadline) only checks the deadline again at once. */
 static void bg_worker__drain_cb(evutil_socket_t fd, short what, void *arg)
@@ -145,7 +151,12 @@ static int bg_worker__init(bg_worker_t *w, int idx)
                               "resolved with blocking lookups",
                     idx);
     w->drain_ev = event_new(w->base, -1, 0, bg_worker__drain_cb, w);
-    return w->drain_ev ? 0 : -1;
+    atomic_store(&w->tick_ms, bg_util_now_ms());
+    struct timeval tv = {BG_WORKER_TICK_MS / 1000, (BG_WORKER_TICK_MS % 1000) * 1000};
+    w->tick_ev = event_new(w->base, -1, EV_PERSIST, bg_worker__tick, w);
+    if (!w->drain_ev || !w->tick_ev || event_add(w->tick_ev, &tv) != 0)
+        return -1;
+    return 0;
 }
 
 static void bg_worker__free(bg_worker_t *w)
@@ -156,6 +167,8 @@ static void bg_worker__free(bg_worker_t *w)
         event_free(w->drain_timer);
     if (w->drain_ev)
         event_free(w->drain_ev);
+    if (w->tick_ev)
+        event_free(w->tick_ev);
     if (w->base)
         event_base_free(w->base);
 }
@@ -226,6 +239,14 @@ int bg_workers_done(bg_worker_t *ws, int n)
         if (!atomic_load(&ws[i].done))
             return 0;
     return 1;
+}
+
+int bg_workers_stalled(bg_worker_t *ws, int n, long long now_ms, long long max_ms)
+{
+    for (int i = 0; i < n; i++)
+        if (!atomic_load(&ws[i].done) && now_ms - atomic_load(&ws[i].tick_ms) > max_ms)
+            return i;
+    return -1;
 }
 
 void bg_workers_join(bg_worker_t *ws, int n)

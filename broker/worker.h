@@ -43,6 +43,11 @@ struct bg_worker_s {
     struct event *drain_timer;
     _Atomic long long drain_deadline_ms; /* monotonic; 0 until a drain is asked for */
     _Atomic int done; /* set by the worker thread when its loop ended */
+    /* Monotonic ms of the last liveness tick: a timer on the worker's loop
+     * sets it every BG_WORKER_TICK_MS, so a loop held up (a call that
+     * blocks) shows in /healthz (bg_workers_stalled). */
+    _Atomic long long tick_ms;
+    struct event *tick_ev;
     int start_rc;
     char start_err[256];
     pthread_mutex_t *start_mu;
@@ -69,6 +74,13 @@ void bg_workers_drain(bg_worker_t *w, int n, int grace_ms);
 
 /* 1 when every worker's loop has ended (after a drain). Any thread. */
 int bg_workers_done(bg_worker_t *w, int n);
+
+#define BG_WORKER_TICK_MS 1000
+
+/* The index of the first worker whose loop has not ticked for more than
+ * max_ms at now_ms (monotonic), or -1 when every running loop has; a
+ * worker whose loop ended (after a drain) is not counted. Any thread. */
+int bg_workers_stalled(bg_worker_t *w, int n, long long now_ms, long long max_ms);
 
 /* Waits for all workers to end and frees them. */
 void bg_workers_join(bg_worker_t *w, int n);

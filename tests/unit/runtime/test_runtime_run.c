@@ -21,6 +21,7 @@
 
 #include "broker/log.h"
 #include "broker/runtime.h"
+#include "broker/worker.h"
 #include "tests/unit/runtime/test_runtime_config.h"
 
 /* Linked with --wrap=event_base_loop: while bg_t_fail_main_loop is set, the
@@ -127,6 +128,24 @@ static void test_failed_main_loop_stops_workers(void **state)
     assert_int_equal(rc, 2);
 }
 
+/* /healthz's check: a running worker whose loop has not ticked for more
+ * than the limit is named; one whose loop ended (drained) is not. */
+static void test_workers_stalled(void **state)
+{
+    (void)state;
+    bg_worker_t w[3];
+    memset(w, 0, sizeof w);
+    atomic_store(&w[0].tick_ms, 100000);
+    atomic_store(&w[1].tick_ms, 95000);
+    atomic_store(&w[2].tick_ms, 80000);
+    assert_int_equal(bg_workers_stalled(w, 2, 100000, 10000), -1);
+    assert_int_equal(bg_workers_stalled(w, 2, 105000, 10000), -1);
+    assert_int_equal(bg_workers_stalled(w, 2, 105001, 10000), 1);
+    assert_int_equal(bg_workers_stalled(w, 3, 100000, 10000), 2);
+    atomic_store(&w[2].done, 1);
+    assert_int_equal(bg_workers_stalled(w, 3, 100000, 10000), -1);
+}
+
 int main(void)
 {
     bg_t_main_thread = pthread_self();
@@ -136,6 +155,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_starts_and_stops_in_debug_mode),
         cmocka_unit_test(test_failed_main_loop_stops_workers),
+        cmocka_unit_test(test_workers_stalled),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
