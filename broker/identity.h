@@ -103,6 +103,10 @@ int bg_identity_rename(const bg_identity_t *id, bg_principal_t *p);
  * passes; returns 0 if all issuers have keys. Used at start-up. */
 int bg_identity_wait_ready(bg_identity_t *id, int timeout_ms);
 
+/* How many jwks_url issuers have not had one fetch attempt finish yet:
+ * what bg_identity_wait_ready waits for, without waiting. Thread-safe. */
+size_t bg_identity_fetches_pending(bg_identity_t *id);
+
 /* The name (`issuer`) of the first issuer that has no usable key now (a
  * jwks_url none of whose fetches has succeeded yet), or NULL when every
  * issuer has keys: every token from such an issuer is refused. The string

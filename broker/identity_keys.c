@@ -218,6 +218,16 @@ int bg_identity_wait_ready(bg_identity_t *id, int timeout_ms)
     return ok ? 0 : -1;
 }
 
+size_t bg_identity_fetches_pending(bg_identity_t *id)
+{
+    size_t pending = 0;
+    pthread_mutex_lock(&id->mu);
+    for (size_t i = 0; i < id->nissuers; i++)
+        pending += id->issuers[i].jwks_url && !id->issuers[i].attempted;
+    pthread_mutex_unlock(&id->mu);
+    return pending;
+}
+
 const char *bg_identity_issuer_without_keys(bg_identity_t *id)
 {
     const char *missing = NULL;

@@ -27,6 +27,10 @@
 /* How long after a reload loaded a new file its own in-place changes
  * are still taken as the rest of its writing (`cp` over a moved-away file). */
 #define BG_RUNTIME_NEW_FILE_MS 10000
+/* How long a reload waits for the first fetch of a new jwks_url, and how
+ * often the main loop looks whether it is done meanwhile. */
+#define BG_RUNTIME_RELOAD_WAIT_MS 5000
+#define BG_RUNTIME_RELOAD_POLL_MS 50
 /* /healthz turns 503 when a worker's loop has not ticked for this long. */
 #define BG_RUNTIME_STALL_MS 10000
 /* How long the log queue may take to flush at exit. */
@@ -40,7 +44,7 @@ typedef struct bg_runtime_s {
     bg_worker_t *workers;
     int nworkers;
     struct event_base *base;
-    struct event *sig_term, *sig_int, *sig_hup, *watch, *stop_poll;
+    struct event *sig_term, *sig_int, *sig_hup, *watch, *stop_poll, *pending_poll;
     bg_admin_t *admin;
     bg_audit_t *audit;
     bg_process_metrics_t pm;
@@ -56,6 +60,11 @@ typedef struct bg_runtime_s {
     char ready_reason[320];      /* /readyz's reason when it is composed */
     int identity_was_ready;      /* every issuer has had keys once */
     char health_reason[128];     /* /healthz's reason when it is composed */
+    /* A reload built and waiting (on the loop, by pending_poll) for the
+     * first fetch of its new JWKS URLs before it is installed. */
+    bg_snapshot_t *pending;
+    int64_t pending_until_ms;
+    char pending_why[32];
 } bg_runtime_t;
 
 static void bg_runtime__log_errors(const bg_config_errors_t *errs)
@@ -143,6 +152,40 @@ static void bg_runtime__audit_reload(bg_runtime_t *rt, const char *detail)
         bg_log_warn("config", "reload audit event not queued");
 }
 
+/* Installs the reload s (why: what asked for it), logs and audits it. */
+static void bg_runtime__reload_finish(bg_runtime_t *rt, bg_snapshot_t *s, const char *why)
+{
+    char detail[160];
+    if (bg_identity_wait_ready(s->identity, 0) != 0) /* not waiting: the fetches are done */
+        bg_log_warn("identity", "reload: some JWKS URLs have no keys yet; tokens from them fail "
+                                "until a fetch succeeds");
+    bg_snapshot_t *old = bg_snapshot_acquire(); /* had every issuer keys before this reload? */
+    if (old && !bg_identity_issuer_without_keys(old->identity))
+        rt->identity_was_ready = 1;
+    bg_snapshot_release(old);
+    bg_runtime__publish(rt, s);
+    rt->pm.reloads_ok++;
+    bg_log_info("config", "reloaded %s (%s): generation %llu", rt->path, why,
+                (unsigned long long)s->generation);
+    snprintf(detail, sizeof detail, "reloaded (%s): generation %llu", why,
+             (unsigned long long)s->generation);
+    bg_runtime__audit_reload(rt, detail);
+}
+
+/* The waiting reload is installed once its new JWKS URLs have had their
+ * first fetch, or after BG_RUNTIME_RELOAD_WAIT_MS without. */
+static void bg_runtime__on_pending_poll(evutil_socket_t fd, short what, void *arg)
+{
+    bg_runtime_t *rt = arg;
+    if (!rt->pending || (bg_identity_fetches_pending(rt->pending->identity) > 0 &&
+                         bg_util_now_ms() < rt->pending_until_ms))
+        return;
+    event_del(rt->pending_poll);
+    bg_snapshot_t *s = rt->pending;
+    rt->pending = NULL;
+    bg_runtime__reload_finish(rt, s, rt->pending_why);
+}
+
 static void bg_runtime__reload(bg_runtime_t *rt, const char *why)
 {
     char detail[160];
@@ -158,22 +201,34 @@ static void bg_runtime__reload(bg_runtime_t *rt, const char *why)
     }
     if (rt->boot_cfg)
         bg_runtime__warn_restart(rt->boot_cfg, s->config);
+    if (rt->pending) { /* the file changed again: the newer one is what counts */
+        bg_log_info("config", "reload (%s) replaces the one (%s) still waiting for JWKS URLs", why,
+                    rt->pending_why);
+        snprintf(detail, sizeof detail, "reload (%s) not applied: replaced by a later one",
+                 rt->pending_why);
+        bg_runtime__audit_reload(rt, detail);
+        bg_snapshot_release(rt->pending);
+        rt->pending = NULL;
+        event_del(rt->pending_poll);
+    }
     /* Unchanged jwks_url issuers keep their keys; a new one gets its first
-     * fetch (bounded) before it replaces anything, as at start-up. */
-    if (bg_identity_wait_ready(s->identity, 5000) != 0)
-        bg_log_warn("identity", "reload: some JWKS URLs have no keys yet; tokens from them fail "
-                                "until a fetch succeeds");
-    bg_snapshot_t *old = bg_snapshot_acquire(); /* had every issuer keys before this reload? */
-    if (old && !bg_identity_issuer_without_keys(old->identity))
-        rt->identity_was_ready = 1;
-    bg_snapshot_release(old);
-    bg_runtime__publish(rt, s);
-    rt->pm.reloads_ok++;
-    bg_log_info("config", "reloaded %s (%s): generation %llu", rt->path, why,
-                (unsigned long long)s->generation);
-    snprintf(detail, sizeof detail, "reloaded (%s): generation %llu", why,
-             (unsigned long long)s->generation);
-    bg_runtime__audit_reload(rt, detail);
+     * fetch (bounded) before it replaces anything, as at start-up. The
+     * wait is on the loop's timer, so the admin listener and signals are
+     * served meanwhile. */
+    if (bg_identity_fetches_pending(s->identity) == 0) {
+        bg_runtime__reload_finish(rt, s, why);
+        return;
+    }
+    struct timeval tv = {0, BG_RUNTIME_RELOAD_POLL_MS * 1000};
+    if (event_add(rt->pending_poll, &tv) != 0) { /* cannot wait on the loop: install now */
+        bg_runtime__reload_finish(rt, s, why);
+        return;
+    }
+    rt->pending = s;
+    rt->pending_until_ms = bg_util_now_ms() + BG_RUNTIME_RELOAD_WAIT_MS;
+    snprintf(rt->pending_why, sizeof rt->pending_why, "%s", why);
+    bg_log_info("config", "reload (%s): waiting up to %d s for the first fetch of new JWKS URLs",
+                why, BG_RUNTIME_RELOAD_WAIT_MS / 1000);
 }
 
 static void bg_runtime__on_hup(evutil_socket_t sig, short what, void *arg)
@@ -507,8 +562,9 @@ static int bg_runtime__events(bg_runtime_t *rt)
     rt->sig_int = evsignal_new(rt->base, SIGINT, bg_runtime__on_term, rt);
     rt->sig_hup = evsignal_new(rt->base, SIGHUP, bg_runtime__on_hup, rt);
     rt->watch = event_new(rt->base, -1, EV_PERSIST, bg_runtime__on_watch, rt);
+    rt->pending_poll = event_new(rt->base, -1, EV_PERSIST, bg_runtime__on_pending_poll, rt);
     struct timeval tv = {BG_RUNTIME_WATCH_MS / 1000, (BG_RUNTIME_WATCH_MS % 1000) * 1000};
-    if (!rt->sig_term || !rt->sig_int || !rt->sig_hup || !rt->watch)
+    if (!rt->sig_term || !rt->sig_int || !rt->sig_hup || !rt->watch || !rt->pending_poll)
         return -1;
     if (evsignal_add(rt->sig_term, NULL) || evsignal_add(rt->sig_int, NULL) ||
         evsignal_add(rt->sig_hup, NULL) || event_add(rt->watch, &tv))
@@ -518,7 +574,8 @@ static int bg_runtime__events(bg_runtime_t *rt)
 
 static void bg_runtime__free_events(bg_runtime_t *rt)
 {
-    struct event *evs[] = {rt->sig_term, rt->sig_int, rt->sig_hup, rt->watch, rt->stop_poll};
+    struct event *evs[] = {rt->sig_term, rt->sig_int,   rt->sig_hup,
+                           rt->watch,    rt->stop_poll, rt->pending_poll};
     for (size_t i = 0; i < sizeof evs / sizeof evs[0]; i++)
         if (evs[i])
             event_free(evs[i]);
@@ -710,6 +767,7 @@ done:
     bg_audit_free(rt.audit); /* after the workers: their last events are flushed */
     if (rt.limits_on)        /* the workers are gone: every connection was released */
         bg_limits_clear(&rt.limits);
+    bg_snapshot_release(rt.pending); /* a reload still waiting when busgate stopped */
     bg_runtime__free_events(&rt);
     if (rt.base)
         event_base_free(rt.base);

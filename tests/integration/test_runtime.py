@@ -1188,6 +1188,43 @@ def test_reload_adding_an_unreachable_issuer_keeps_readiness(start_busgate, keys
     assert status == 200, body
 
 
+def test_reload_waiting_for_a_jwks_url_leaves_the_admin_listener_answering(start_busgate, keys):
+    """A reload adds an issuer whose jwks_url accepts the connection and
+    never answers: the reload waits (up to 5 s) for that first fetch, on a
+    timer of the main loop. Meanwhile /healthz and /metrics answer, and
+    /metrics shows the reload not yet counted; then it is applied (with the
+    warning). Before the fix the main loop sat in the wait: /metrics
+    answered only after it, with the reload counted."""
+    port = free_port()
+    text = config(keys[1], port, RULE_READ)
+    bg = start_busgate(text, wait_for_port=port)
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", free_port()))
+        hole.listen(8)
+        hole.settimeout(30)
+        bg.config_path.write_text(with_url_issuer(text, "https://idp-f.test.example",
+                                                  hole.getsockname()[1]))
+        bg.signal(signal.SIGHUP)
+        conn, _ = hole.accept()  # the reload's fetch (it gives up after 10 s, the reload at 5 s)
+        with conn:
+            status, body = http_get(f"http://127.0.0.1:{port}/metrics", timeout=30)
+            assert status == 200
+            assert metric(body, "busgate_reloads_total", {"result": "ok"}) == 0, \
+                bg.log_path.read_text()[-2000:]
+            assert http_get(f"http://127.0.0.1:{port}/healthz", timeout=30)[0] == 200
+            assert bg.wait_log(lambda l: l["msg"].startswith("reloaded"), timeout=20), \
+                bg.log_path.read_text()[-2000:]
+    msgs = [l["msg"] for l in bg.log_lines()]
+    waiting = [i for i, m in enumerate(msgs) if m.startswith("reload (SIGHUP): waiting up to 5 s")]
+    warned = [i for i, m in enumerate(msgs) if m.startswith("reload: some JWKS URLs have no keys")]
+    done = [i for i, m in enumerate(msgs) if m.startswith("reloaded")]
+    assert len(waiting) == 1 and len(warned) == 1 and len(done) == 1, msgs
+    assert waiting[0] < warned[0] < done[0], msgs
+    body = http_get(f"http://127.0.0.1:{port}/metrics")[1]
+    assert metric(body, "busgate_reloads_total", {"result": "ok"}) == 1
+    assert metric(body, "busgate_policy_generation") == 2
+
+
 def test_sighup_during_startup_is_a_reload_once_running(start_busgate, keys):
     """A SIGHUP while busgate waits at start-up for a jwks_url to answer
     (before its signal handlers are in) is held, not fatal (it used to
