@@ -1225,6 +1225,42 @@ def test_reload_waiting_for_a_jwks_url_leaves_the_admin_listener_answering(start
     assert metric(body, "busgate_policy_generation") == 2
 
 
+def test_reload_during_a_jwks_wait_replaces_the_waiting_one(start_busgate, keys):
+    """While a reload waits for a new jwks_url's first fetch, the file
+    changes again (without that issuer, one more rule) and SIGHUP comes:
+    the newer file applies at once, the waiting reload is dropped (said in
+    the log) and never installed over it."""
+    port = free_port()
+    text = config(keys[1], port, RULE_READ)
+    bg = start_busgate(text, wait_for_port=port)
+    with socket.socket() as hole:
+        hole.bind(("127.0.0.1", free_port()))
+        hole.listen(8)
+        hole.settimeout(30)
+        bg.config_path.write_text(with_url_issuer(text, "https://idp-g.test.example",
+                                                  hole.getsockname()[1]))
+        bg.signal(signal.SIGHUP)
+        conn, _ = hole.accept()  # the first reload waits on this fetch
+        with conn:
+            bg.config_path.write_text(config(keys[1], port, RULE_READ + RULE_DENY))
+            bg.signal(signal.SIGHUP)
+            assert bg.wait_log(lambda l: l["msg"].startswith("reloaded"), timeout=20), \
+                bg.log_path.read_text()[-2000:]
+            # The fetch ends (cancelled with the dropped configuration, at
+            # the latest by its 10 s timeout): by then a reload still
+            # waiting would have been installed (5 s).
+            conn.settimeout(30)
+            while conn.recv(4096):
+                pass
+    body = http_get(f"http://127.0.0.1:{port}/metrics")[1]
+    assert metric(body, "busgate_policy_rules") == 2
+    assert metric(body, "busgate_reloads_total", {"result": "ok"}) == 1
+    msgs = [l["msg"] for l in bg.log_lines()]
+    assert "reload (SIGHUP) replaces the one (SIGHUP) still waiting for JWKS URLs" in msgs, msgs
+    assert sum(m.startswith("reloaded") for m in msgs) == 1, msgs
+    assert not any(m.startswith("reload: some JWKS URLs have no keys") for m in msgs), msgs
+
+
 def test_sighup_during_startup_is_a_reload_once_running(start_busgate, keys):
     """A SIGHUP while busgate waits at start-up for a jwks_url to answer
     (before its signal handlers are in) is held, not fatal (it used to
