@@ -111,7 +111,8 @@ struct bg_audit_s {
     _Atomic uint32_t qlen;
     _Atomic int sink_ok; /* 0 while records are held (block mode) */
     _Atomic uint64_t emitted, delivered, spooled, drained, dropped, refused, sink_errors;
-    _Atomic uint64_t rejected;
+    _Atomic uint64_t rejected, truncated;
+    _Atomic int64_t last_trunc_log;
     _Atomic uint64_t spool_bytes, spool_corrupt, spool_unreadable, spool_unsynced;
     _Atomic int64_t last_drop_log;
     int64_t spool_synced_ms; /* last periodic spool sync (audit thread) */
@@ -239,12 +240,44 @@ static int bg_audit__split(const bg_audit_t *a, const bg_audit_event_t *ev, cons
     return rc;
 }
 
+_Static_assert(BG_AUDIT_RECORD_BYTES == BG_AUDIT_JSON_MAX, "one record's JSON");
+
+/* An emitter's event with more than BG_AUDIT_MAX_EVENT_BYTES of resources
+ * (len[i] each): cut to the first that fit, detail saying so, counted and
+ * logged (rate-limited). A safety net: the Kafka adapter refuses such a
+ * request before it is decided, AMQP names three short ones at most.
+ * Returns 1 when it cut. */
+static int bg_audit__cut(bg_audit_t *a, bg_audit_event_t *e, const size_t *len)
+{
+    size_t used = 0, k = 0;
+    for (; k < e->nresources; k++) {
+        size_t add = (k ? 1 : 0) + len[k];
+        if (used + add > BG_AUDIT_MAX_EVENT_BYTES)
+            break;
+        used += add;
+    }
+    if (k == e->nresources)
+        return 0;
+    size_t had = e->nresources;
+    e->nresources = k;
+    e->detail = "(event truncated: too large)";
+    atomic_fetch_add(&a->truncated, 1);
+    int64_t now = bg_audit__mono_ms(), last = atomic_load(&a->last_trunc_log);
+    if (now - last >= 1000 && atomic_compare_exchange_strong(&a->last_trunc_log, &last, now))
+        bg_log_warn("audit",
+                    "audit event of %zu resources cut to the first %zu (more than %u "
+                    "bytes of JSON); %llu cut so far",
+                    had, k, BG_AUDIT_MAX_EVENT_BYTES,
+                    (unsigned long long)atomic_load(&a->truncated));
+    return 1;
+}
+
 /* An event too large for one record (BG_AUDIT_JSON_MAX): written as parts
  * that share every field but the resources, which are never dropped nor
  * cut. What is not resources is cut down only when it would crowd them out
  * (more than half a record, or no room for the largest resource): the
  * first 64 groups, and the detail "(event truncated: too large)". */
-static int bg_audit__encode_large(const bg_audit_t *a, const bg_audit_event_t *ev, char *json,
+static int bg_audit__encode_large(bg_audit_t *a, const bg_audit_event_t *ev, char *json,
                                   bg_audit_qlist_t *l, const char **why)
 {
     bg_audit_event_t e = *ev;
@@ -268,6 +301,8 @@ static int bg_audit__encode_large(const bg_audit_t *a, const bg_audit_event_t *e
         }
     }
     *why = "event too large";
+    if (bg_audit__cut(a, &e, len)) /* past the budget: the rest is never encoded */
+        frame = bg_audit__frame_len(a, &e);
     if (e.nresources && frame + BG_AUDIT_RES_OVERHEAD + maxr <= lim) {
         *why = "out of memory";
         rc = bg_audit__split(a, &e, len, lim - frame - BG_AUDIT_RES_OVERHEAD, json, l);
@@ -280,7 +315,7 @@ out:
 /* Encodes ev into fresh queue entries: one, or one per part of an event
  * too large for a record (see encode_large). Returns 0, or -1 with nothing
  * in l and why set. */
-static int bg_audit__encode(const bg_audit_t *a, const bg_audit_event_t *ev, bg_audit_qlist_t *l,
+static int bg_audit__encode(bg_audit_t *a, const bg_audit_event_t *ev, bg_audit_qlist_t *l,
                             const char **why)
 {
     char stack[8192], *json = stack;
@@ -341,6 +376,11 @@ static int bg_audit__emit(bg_audit_t *a, const bg_audit_event_t *ev, int admitte
     /* Refuse before encoding: a blocked pipeline must stay cheap. */
     if (a->on_failure == BG_AUDIT_BLOCK && !must && !atomic_load(&a->sink_ok))
         return bg_audit__lost(a, 1, "sinks failing");
+    /* Drop mode loses an event a full queue cannot take before paying its
+     * encoding (up to BG_AUDIT_MAX_EVENT_BYTES): counted as one event, its
+     * parts never made. Checked again below, under the lock. */
+    if (a->on_failure == BG_AUDIT_DROP && bg_audit__full(a, 1))
+        return bg_audit__dropped(a, 1, "queue full");
     bg_audit_qlist_t l;
     const char *why;
     if (bg_audit__encode(a, ev, &l, &why) != 0)
@@ -404,6 +444,7 @@ void bg_audit_stats(const bg_audit_t *a, bg_audit_stats_t *o)
     o->spool_unreadable = atomic_load(&a->spool_unreadable);
     o->sink_errors = atomic_load(&a->sink_errors);
     o->rejected = atomic_load(&a->rejected);
+    o->truncated = atomic_load(&a->truncated);
     o->queue_depth = atomic_load(&a->qlen);
     o->spool_bytes = atomic_load(&a->spool_bytes);
     o->spool_unsynced = atomic_load(&a->spool_unsynced);

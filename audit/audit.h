@@ -35,6 +35,15 @@
 
 typedef struct bg_audit_s bg_audit_t;
 
+/* The JSON of one audit record (an event, or a part of a split one). */
+#define BG_AUDIT_RECORD_BYTES (512u << 10)
+/* The most JSON of resources busgate records for one event (16 records'
+ * worth): one request could otherwise make its audit many times its own
+ * size. The Kafka adapter refuses a request naming more than this in one
+ * decision; the pipeline cuts any event past it (a safety net, counted in
+ * truncated, its detail "(event truncated: too large)"). */
+#define BG_AUDIT_MAX_EVENT_BYTES (16u * BG_AUDIT_RECORD_BYTES)
+
 /* bg_audit_emit results. >= 0: the request may proceed. */
 enum {
     BG_AUDIT_OK = 0,       /* queued */
@@ -157,6 +166,7 @@ typedef struct bg_audit_stats_s {
     uint64_t spool_unreadable; /* spool segments moved aside: they cannot be read */
     uint64_t sink_errors;    /* failed writes, any sink */
     uint64_t rejected;       /* refused for good by the primary: dead-lettered (or dropped) */
+    uint64_t truncated;      /* events cut to BG_AUDIT_MAX_EVENT_BYTES of resources */
     uint64_t queue_depth;    /* current */
     uint64_t spool_bytes;    /* current size of the spool on disk */
     uint64_t spool_unsynced; /* current: spooled bytes not yet fdatasync'ed */
@@ -220,6 +230,13 @@ void bg_audit_uuid4(char out[37]);
  * small. Thread-safe, no allocation; what emit uses (for each part of an event
  * it splits), exposed for tests/tools. */
 size_t bg_audit_encode_json(const bg_audit_event_t *ev, const char *instance, char *dst, size_t cap);
+
+/* The JSON length of res[0..n) as the elements of "resources" (commas
+ * included): the measure the pipeline splits and cuts an event by. Any
+ * thread, no allocation. */
+size_t bg_audit_resources_json_len(const bg_policy_resource_t *res, size_t n);
+/* How many of res[0..n), from the first, fit in budget bytes of that JSON. */
+size_t bg_audit_resources_fit(const bg_policy_resource_t *res, size_t n, size_t budget);
 
 const char *bg_audit_kind_name(bg_audit_kind_t k); /* "decision", ... */
 

@@ -398,6 +398,26 @@ size_t bg_audit_json_resource_len(const bg_policy_resource_t *r)
     return w.len;
 }
 
+size_t bg_audit_resources_json_len(const bg_policy_resource_t *res, size_t n)
+{
+    size_t total = 0;
+    for (size_t i = 0; i < n; i++)
+        total += (i ? 1 : 0) + bg_audit_json_resource_len(&res[i]);
+    return total;
+}
+
+size_t bg_audit_resources_fit(const bg_policy_resource_t *res, size_t n, size_t budget)
+{
+    size_t used = 0, k = 0;
+    for (; k < n; k++) {
+        size_t add = (k ? 1 : 0) + bg_audit_json_resource_len(&res[k]);
+        if (used + add > budget)
+            break;
+        used += add;
+    }
+    return k;
+}
+
 /* ---- record payload: [u16 LE key length][key][json] ---- */
 
 size_t bg_audit_rec_build(uint8_t *dst, size_t cap, const char *key, size_t klen, const char *json,

@@ -375,6 +375,10 @@ static void bg_runtime__audit_metrics(void *arg, char **b, size_t *l, size_t *c)
                        "busgate_audit_events_total{outcome=\"dropped\"} %llu\n"
                        "busgate_audit_events_total{outcome=\"refused\"} %llu\n"
                        "busgate_audit_events_total{outcome=\"rejected\"} %llu\n"
+                       "# HELP busgate_audit_events_truncated_total Audit events cut to the "
+                       "resources budget.\n"
+                       "# TYPE busgate_audit_events_truncated_total counter\n"
+                       "busgate_audit_events_truncated_total %llu\n"
                        "# HELP busgate_audit_spool_corrupt_total Corrupt spool regions skipped.\n"
                        "# TYPE busgate_audit_spool_corrupt_total counter\n"
                        "busgate_audit_spool_corrupt_total %llu\n"
@@ -397,7 +401,7 @@ static void bg_runtime__audit_metrics(void *arg, char **b, size_t *l, size_t *c)
                        (unsigned long long)st.emitted, (unsigned long long)st.delivered,
                        (unsigned long long)st.spooled, (unsigned long long)st.drained,
                        (unsigned long long)st.dropped, (unsigned long long)st.refused,
-                       (unsigned long long)st.rejected,
+                       (unsigned long long)st.rejected, (unsigned long long)st.truncated,
                        (unsigned long long)st.spool_corrupt,
                        (unsigned long long)st.spool_unreadable, (unsigned long long)st.sink_errors,
                        (unsigned long long)st.queue_depth, (unsigned long long)st.spool_bytes,

@@ -909,6 +909,118 @@ static void test_split_admission_drop(void **state)
     split_admission(BG_AUDIT_DROP);
 }
 
+/* An event naming far more than BG_AUDIT_MAX_EVENT_BYTES (300 names of
+ * 32000 control bytes, about 57 MB of JSON; one Kafka request could name
+ * them) is cut, not encoded whole: its first resources up to the budget, as
+ * parts, each saying it was cut; counted in truncated. Before, all ~150
+ * parts were encoded at once. */
+static void test_over_budget_cut(void **state)
+{
+    enum { N = 300 };
+    char err[256] = "";
+    tsink_t *t = tsink_new();
+    bg_config_audit_t cfg = base_cfg();
+    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    assert_non_null(a);
+    static char name[32000];
+    memset(name, 0x01, sizeof name);
+    static bg_policy_resource_t res[N];
+    for (int i = 0; i < N; i++)
+        res[i] = (bg_policy_resource_t){BG_RES_KAFKA_TOPIC, NULL, 0, name, sizeof name};
+    size_t keep = bg_audit_resources_fit(res, N, BG_AUDIT_MAX_EVENT_BYTES);
+    assert_true(keep > 0 && keep < N);
+    assert_true(bg_audit_resources_json_len(res, keep) <= BG_AUDIT_MAX_EVENT_BYTES);
+    assert_true(bg_audit_resources_json_len(res, keep + 1) > BG_AUDIT_MAX_EVENT_BYTES);
+    bg_audit_event_t ev = big_event(res, N);
+    assert_int_equal(bg_audit_emit(a, &ev), BG_AUDIT_OK);
+    assert_int_equal(bg_audit_flush(a, 5000), 0);
+    size_t n;
+    json_t *j = check_parts(t, 0, res, keep, &n);
+    assert_true(n <= 2 * BG_AUDIT_MAX_EVENT_BYTES / BG_AUDIT_RECORD_BYTES);
+    assert_string_equal(json_string_value(json_object_get(j, "detail")),
+                        "(event truncated: too large)");
+    bg_audit_stats_t st;
+    bg_audit_stats(a, &st);
+    assert_int_equal(st.truncated, 1);
+    assert_int_equal(st.emitted, n);
+    json_decref(j);
+    bg_audit_free(a);
+    tsink_free(t);
+}
+
+/* Just under the budget (about 7.5 MB of resources): recorded whole, in
+ * parts, nothing cut. */
+static void test_under_budget_whole(void **state)
+{
+    enum { N = 43 };
+    char err[256] = "";
+    tsink_t *t = tsink_new();
+    bg_config_audit_t cfg = base_cfg();
+    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    assert_non_null(a);
+    static char name[32000];
+    memset(name, 0x01, sizeof name);
+    static bg_policy_resource_t res[N];
+    for (int i = 0; i < N; i++)
+        res[i] = (bg_policy_resource_t){BG_RES_KAFKA_TOPIC, NULL, 0, name, sizeof name};
+    assert_true(bg_audit_resources_json_len(res, N) <= BG_AUDIT_MAX_EVENT_BYTES);
+    assert_true(bg_audit_resources_json_len(res, N) > BG_AUDIT_MAX_EVENT_BYTES - 200000);
+    bg_audit_event_t ev = big_event(res, N);
+    assert_int_equal(bg_audit_emit(a, &ev), BG_AUDIT_OK);
+    assert_int_equal(bg_audit_flush(a, 5000), 0);
+    size_t n;
+    json_t *j = check_parts(t, 0, res, N, &n);
+    assert_null(json_object_get(j, "detail"));
+    bg_audit_stats_t st;
+    bg_audit_stats(a, &st);
+    assert_int_equal(st.truncated, 0);
+    json_decref(j);
+    bg_audit_free(a);
+    tsink_free(t);
+}
+
+/* Drop mode with a full queue loses an event before encoding it: the loss
+ * is logged as "queue full", not as what encoding it would have found
+ * (here an event that cannot be encoded at all: "event too large"). */
+static void test_drop_full_queue_not_encoded(void **state)
+{
+    char err[256] = "", path[] = "/tmp/bg-audit-log-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    tsink_t *t = tsink_new();
+    atomic_store(&t->stall, 1);
+    bg_config_audit_t cfg = base_cfg();
+    cfg.queue_size = 1;
+    cfg.on_failure = BG_AUDIT_DROP;
+    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    assert_non_null(a);
+    assert_int_equal(emit_seq(a, "s", 0), BG_AUDIT_OK);
+    WAIT_UNTIL(atomic_load(&t->entered) == 1);          /* the thread holds event 0 */
+    assert_int_equal(emit_seq(a, "s", 1), BG_AUDIT_OK); /* the queue is full */
+    static char peer[BG_AUDIT_RECORD_BYTES + 1];
+    memset(peer, 'p', sizeof peer - 1);
+    bg_audit_event_t ev = big_event(NULL, 0);
+    ev.peer = peer; /* no record holds it */
+    bg_log_set_fd(fd);
+    bg_log_set_level(BG_LOG_ERROR);
+    assert_int_equal(bg_audit_emit(a, &ev), BG_AUDIT_DROPPED);
+    bg_log_set_level(BG_LOG_OFF);
+    bg_log_set_fd(2);
+    char buf[4096] = "";
+    ssize_t got = pread(fd, buf, sizeof buf - 1, 0);
+    close(fd);
+    assert_true(got > 0);
+    assert_non_null(strstr(buf, "audit events lost (queue full)"));
+    bg_audit_stats_t st;
+    bg_audit_stats(a, &st);
+    assert_int_equal(st.dropped, 1);
+    atomic_store(&t->stall, 0);
+    assert_int_equal(bg_audit_flush(a, 5000), 0);
+    bg_audit_free(a);
+    tsink_free(t);
+}
+
 /* Spooled records are synced to disk soon after they are written, with no
  * flush asked for: during an outage the spool alone holds them. */
 static void test_spool_synced_without_flush(void **state)
@@ -1304,6 +1416,9 @@ int main(void)
         cmocka_unit_test(test_huge_groups_cut_resources_kept),
         cmocka_unit_test(test_split_admission_block),
         cmocka_unit_test(test_split_admission_drop),
+        cmocka_unit_test(test_over_budget_cut),
+        cmocka_unit_test(test_under_budget_whole),
+        cmocka_unit_test(test_drop_full_queue_not_encoded),
         cmocka_unit_test(test_spool_full_blocks),
         cmocka_unit_test(test_restart_drains_backlog),
         cmocka_unit_test(test_rejected_record_dead_lettered),
