@@ -1,6 +1,7 @@
 /* Unit-test helpers for tests that run busgate's runtime in-process and
  * talk to it over loopback: bounded socket reads and writes, ports picked
- * from 33000-33999 (BG_T_PORT_LO..HI), and what the admin listener and the
+ * from 33000-33999 (BG_T_PORT_LO..HI; BG_TEST_PORTS=LO-HI, as for the
+ * integration suites, picks from that range instead), and what the admin listener and the
  * audit file say. Every wait is bounded (BG_T_WAIT_MS). Independent of the
  * protocol; used by tests/unit/kafka/test_kafka_session_util.h and the
  * AMQP session tests. */
@@ -78,14 +79,19 @@ static inline int bg_t_port_free(int port)
     return ok;
 }
 
-/* A free port in 33000-33999 other than those in taken[0..n), from a random
- * start (several runs at once pick different ones). */
+/* A free port in 33000-33999 (or BG_TEST_PORTS=LO-HI) other than those in
+ * taken[0..n), from a random start (several runs at once pick different
+ * ones). */
 static inline int bg_t_pick_port(const int *taken, size_t n)
 {
-    int span = BG_T_PORT_HI - BG_T_PORT_LO + 1;
+    int lo = BG_T_PORT_LO, hi = BG_T_PORT_HI, elo, ehi;
+    const char *env = getenv("BG_TEST_PORTS");
+    if (env && sscanf(env, "%d-%d", &elo, &ehi) == 2 && elo > 0 && elo <= ehi && ehi < 65536)
+        lo = elo, hi = ehi;
+    int span = hi - lo + 1;
     int start = (int)(((unsigned)getpid() * 7919u + (unsigned)bg_t_now_ms()) % (unsigned)span);
     for (int i = 0; i < span; i++) {
-        int port = BG_T_PORT_LO + (start + i) % span;
+        int port = lo + (start + i) % span;
         int used = 0;
         for (size_t k = 0; k < n; k++)
             used |= taken[k] == port;
