@@ -219,6 +219,45 @@ static void bg_kafka_audit__decisions(bg_kafka_session_t *s, bg_kafka_pending_t 
     }
 }
 
+int bg_kafka_audit_budget(const bg_kafka_req_hdr_t *h, const bg_kafka_struct_t *req,
+                          bg_kafka_arena_t *arena, bg_kafka_verdict_t *v)
+{
+    size_t worst = 0, at = 0;
+    for (size_t i = 0; i < v->ndecisions; i++) {
+        size_t n =
+            bg_audit_resources_json_len(v->decisions[i].resources, v->decisions[i].nresources);
+        if (n > worst) {
+            worst = n;
+            at = i;
+        }
+    }
+    if (worst <= BG_AUDIT_MAX_EVENT_BYTES)
+        return 0;
+    bg_kafka_decision_t *d = &v->decisions[at], one = *d;
+    static const char fallback[] =
+        "request names more resources than busgate records (8 MiB of audit record): refused";
+    char *why = bg_kafka_arena_alloc_past_limit(arena, 160);
+    if (why)
+        snprintf(why, 160,
+                 "request names %zu resources (%zu bytes of audit record), more than busgate "
+                 "records (%u MiB): refused",
+                 one.nresources, worst, BG_AUDIT_MAX_EVENT_BYTES >> 20);
+    bg_kafka_authz_refuse(h, req, BG_KAFKA_E_POLICY_VIOLATION, "request too large to audit", arena,
+                          v);
+    /* One record's worth of the names (half a record: the other fields
+     * have the rest), not all of them: the refusal is one whole event. */
+    one.nresources =
+        bg_audit_resources_fit(one.resources, one.nresources, BG_AUDIT_RECORD_BYTES / 2);
+    one.decision = (bg_policy_decision_t){
+        .effect = BG_EFFECT_DENY, .would = BG_EFFECT_DENY, .mode = BG_MODE_ENFORCE};
+    one.error_code = BG_KAFKA_E_POLICY_VIOLATION;
+    one.reason = why ? why : fallback;
+    *d = one;
+    v->decisions = d; /* in the arena, as before */
+    v->ndecisions = 1;
+    return 1;
+}
+
 int bg_kafka_audit_admitting(bg_kafka_session_t *s)
 {
     bg_audit_t *a = (bg_audit_t *)s->kw->w->audit;

@@ -32,6 +32,16 @@ void bg_kafka_audit_unanswered(bg_kafka_session_t *s, bg_kafka_pending_t *pe);
  * header did not name them. Nothing before authentication. */
 void bg_kafka_audit_refused(bg_kafka_session_t *s, int16_t api_key, int16_t api_version,
                             size_t bytes_in, const char *reason);
+/* Refuses the decided request in v when one of its decisions names more
+ * resources than an audit event records (BG_AUDIT_MAX_EVENT_BYTES of JSON):
+ * every entry answered with POLICY_VIOLATION in the API's error shape (a
+ * close where it has none, or the request expects no answer), nothing
+ * forwarded, and v's decisions replaced by one deny decided by busgate that
+ * names the first of those resources that fit in one record, its reason
+ * saying why (allocated in arena). Whether audit is on or off, so a request
+ * is let in or not by the same rule. Returns 1 when it refused, else 0. */
+int bg_kafka_audit_budget(const bg_kafka_req_hdr_t *h, const bg_kafka_struct_t *req,
+                          bg_kafka_arena_t *arena, bg_kafka_verdict_t *v);
 /* 1 when the audit pipeline accepts events (or audit is off). */
 int bg_kafka_audit_admitting(bg_kafka_session_t *s);
 

@@ -523,6 +523,8 @@ static int bg_kafka__decide(bg_kafka_session_t *s, bg_kafka_pending_t *pe, const
     if (s->kw->w->audit && !bg_kafka_audit_admitting(s)) /* refuse, retriably */
         bg_kafka_authz_refuse(h, req, 7 /* REQUEST_TIMED_OUT */, "audit pipeline unavailable",
                               &pe->arena, &pe->verdict);
+    else /* more than an audit event records: refused, not forwarded */
+        (void)bg_kafka_audit_budget(h, req, &pe->arena, &pe->verdict);
     return 0;
 }
 
