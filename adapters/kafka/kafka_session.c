@@ -191,8 +191,8 @@ void bg_kafka_session_malformed(bg_kafka_session_t *s, int16_t api_key, int16_t 
     bg_kafka__ending(s, reason);
     if (s->auth == BG_KAFKA_AUTH_OK)
         bg_kafka_audit_refused(s, api_key, version, frame_len, reason);
-    else if (api_key == BG_KAFKA_API_SASL_HANDSHAKE || api_key == BG_KAFKA_API_SASL_AUTHENTICATE)
-        bg_kafka_audit_auth_failure(s, "malformed"); /* a login that cannot be read */
+    else /* before the login, whatever it was (header, api key, size): a failed login */
+        bg_kafka_audit_auth_failure(s, "malformed");
     bg_kafka_session_close(s, 0, NULL);
 }
 

@@ -208,11 +208,70 @@ static void test_malformed_login_is_an_auth_failure(void **state)
                                      "malformed request: api 17 (SaslHandshakeRequest)", NULL});
 }
 
+/* Sends raw bytes on a new connection; 1 when busgate then closed it. */
+static int bg_t_send_raw_closed(bg_t_run_t *r, const void *p, size_t n, const char *what)
+{
+    int fd = bg_t_connect(r->listen_port);
+    if (!bg_t_check(r, fd >= 0, "cannot connect to busgate"))
+        return 0;
+    (void)bg_t_write_all(fd, p, n);
+    int ok = bg_t_check(r, bg_t_cli_closed(fd), "%s was answered", what);
+    close(fd);
+    return ok;
+}
+
+static void bg_t_scenario_malformed_preauth(bg_t_run_t *r)
+{
+    if (!bg_t_check(r, bg_t_auth_failures(r, 0) == 0, "no admin listener, or failures at start"))
+        return;
+    /* A Metadata v1 header whose client id says 1000 bytes and holds 1. */
+    static const uint8_t bad_header[] = {0, 0, 0, 11, 0, 3, 0, 1, 0, 0, 0, 1, 0x03, 0xe8, 'x'};
+    /* Api key 9999, which no Kafka has. */
+    static const uint8_t unknown_api[] = {0, 0, 0, 10, 0x27, 0x0f, 0, 0, 0, 0, 0, 1, 0xff, 0xff};
+    /* A Metadata frame of 1 MiB, above preauth_max_frame_bytes (64 KiB). */
+    static const uint8_t too_large[] = {0, 0x10, 0, 0, 0, 3, 0, 1, 0, 0, 0, 1};
+    const struct {
+        const uint8_t *p;
+        size_t n;
+        const char *what;
+    } cases[] = {{bad_header, sizeof bad_header, "an unreadable header"},
+                 {unknown_api, sizeof unknown_api, "an unknown api key"},
+                 {too_large, sizeof too_large, "a frame above preauth_max_frame_bytes"}};
+    for (int i = 0; i < 3; i++) {
+        if (!bg_t_send_raw_closed(r, cases[i].p, cases[i].n, cases[i].what))
+            return;
+        long long n = bg_t_auth_failures(r, i + 1);
+        if (!bg_t_check(r, n == i + 1, "after %s: %lld auth failures", cases[i].what, n))
+            return;
+    }
+}
+
+/* Any request busgate cannot read before the client has authenticated
+ * (a header it cannot read, an unknown api key, a frame above
+ * preauth_max_frame_bytes) is a failed login: an auth_failure event,
+ * reason malformed, counted. Before, only an unreadable SaslHandshake or
+ * SaslAuthenticate was; these were logged and closed, with no event. */
+static void test_malformed_request_before_login_is_an_auth_failure(void **state)
+{
+    (void)state;
+    bg_t_run_t r = {.audit = 1, .scenario = bg_t_scenario_malformed_preauth};
+    bg_t_run(&r);
+    int events = bg_t_file_lines(r.audit_path,
+                                 (const char *[]){"\"kind\":\"auth_failure\"",
+                                                  "\"auth_failure_reason\":\"malformed\"", NULL});
+    if (!r.fail[0] && events != 3)
+        snprintf(r.fail, sizeof r.fail, "%d malformed auth_failure events in the audit file",
+                 events);
+    bg_t_finish(&r, (const char *[]){"malformed request: api 3 (MetadataRequest)",
+                                     "malformed request: api 9999 (unknown api)", NULL});
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_login_for_unauthenticated_clients),
         cmocka_unit_test(test_malformed_login_is_an_auth_failure),
+        cmocka_unit_test(test_malformed_request_before_login_is_an_auth_failure),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
