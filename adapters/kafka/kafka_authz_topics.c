@@ -1017,10 +1017,14 @@ static bg_kafka_struct_t *bg_kafka__metadata_error(const bg_kafka_req_hdr_t *hdr
 
 /* What Kafka's own error response carries beside a top-level code where the
  * definition's defaults say otherwise: no coordinator node (Node.noNode():
- * id -1, port -1) and no producer epoch. */
-static void bg_kafka__error_blanks(int16_t api_key, bg_kafka_struct_t *resp)
+ * id -1, port -1), no producer epoch, and from JoinGroup v7 a null
+ * ProtocolName (JoinGroupRequest.getErrorResponse; "" before v7). */
+static void bg_kafka__error_blanks(const bg_kafka_req_hdr_t *hdr, bg_kafka_struct_t *resp)
 {
-    if (api_key == BG_KAFKA_API_FIND_COORDINATOR) { /* v0-3 */
+    int16_t api_key = hdr->api_key;
+    if (api_key == BG_KAFKA_API_JOIN_GROUP && hdr->api_version >= 7) {
+        resp->f[K(JOIN_GROUP_RESP_PROTOCOL_NAME)].s = bg_kafka_null_slice();
+    } else if (api_key == BG_KAFKA_API_FIND_COORDINATOR) { /* v0-3 */
         resp->f[K(FIND_COORDINATOR_RESP_NODE_ID)].i = -1;
         resp->f[K(FIND_COORDINATOR_RESP_PORT)].i = -1;
     } else if (api_key == BG_KAFKA_API_INIT_PRODUCER_ID) {
@@ -1041,7 +1045,7 @@ bg_kafka_struct_t *bg_kafka_authz_error_response(const bg_kafka_req_hdr_t *hdr,
     if (!resp)
         return NULL;
     if (bg_kafka__set_top_error(d->body, hdr->api_version, resp, error_code)) {
-        bg_kafka__error_blanks(hdr->api_key, resp);
+        bg_kafka__error_blanks(hdr, resp);
         return resp;
     }
     const bg_kafka__tp_shape_t *sh = bg_kafka__shape_of(hdr->api_key, hdr->api_version);

@@ -10,6 +10,11 @@
 
 #define JG BG_KAFKA_API_JOIN_GROUP
 
+static int bg_t_be16(const uint8_t *p)
+{
+    return (int16_t)((uint16_t)p[0] << 8 | p[1]);
+}
+
 static void jg_str(bg_wr_t *w, const char *s)
 {
     bg_wr_i16(w, (int16_t)strlen(s));
@@ -278,6 +283,45 @@ static void test_other_protocol_types(void **st)
     assert_int_equal(v.ndecisions, 1);
 }
 
+/* A refused JoinGroup's answer on the wire: ProtocolName null from v7
+ * (compact nullable string: 0x00), as Kafka's getErrorResponse sets it,
+ * "" before (v6 compact: 0x01; v0-5: int16 0). Before, v7+ carried "". */
+static void test_refused_protocol_name_wire(void **st)
+{
+    ka_fix_t *f = *st;
+    static const char *const topics[] = {"orders", NULL};
+    for (int16_t ver = 0; ver <= 9; ver++) {
+        bg_kafka_req_hdr_t h = ka_hdr(JG, ver);
+        bg_slice_t metas[1] = {jg_subscription(f, 0, topics, NULL)};
+        bg_kafka_verdict_t v;
+        assert_int_equal(
+            bg_kafka_authz_request(&f->ctx, &h,
+                                   jg_request(f, ver, "secret", "consumer", jg_protocols, metas, 1),
+                                   &f->a, &v),
+            0);
+        assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+        bg_wr_t wr;
+        const char *why = NULL;
+        bg_wr_init(&wr, 256, 0);
+        assert_int_equal(bg_kafka_encode(bg_kafka_msg_desc(JG, 1), ver, v.response, &wr, &why),
+                         BG_KAFKA_OK);
+        /* [throttle v2+] error generation [protocol type v7+] name */
+        size_t at = (ver >= 2 ? 4 : 0) + 2 + 4;
+        assert_true(wr.len > at + 2);
+        assert_int_equal(bg_t_be16(wr.buf + (ver >= 2 ? 4 : 0)),
+                         30); /* GROUP_AUTHORIZATION_FAILED */
+        if (ver >= 7) {
+            assert_int_equal(wr.buf[at], 0x00);     /* protocol type: null */
+            assert_int_equal(wr.buf[at + 1], 0x00); /* protocol name: null */
+        } else if (ver == 6) {
+            assert_int_equal(wr.buf[at], 0x01); /* "" */
+        } else {
+            assert_int_equal(bg_t_be16(wr.buf + at), 0); /* "" */
+        }
+        bg_wr_free(&wr);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -287,6 +331,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_group_denied_first, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_malformed, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_other_protocol_types, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_refused_protocol_name_wire, ka_up, ka_down),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
