@@ -547,14 +547,19 @@ static int bg_amqp__client_frame(bg_amqp_session_t *s, struct evbuffer *in)
     if (f.type == BG_AMQP_FRAME_HEARTBEAT) {
         if (bg_amqp_validate_heartbeat(f.channel, f.size, &why) != BG_AMQP_OK) {
             /* As RabbitMQ: a heartbeat with a payload is not a frame it can
-             * read (501); an empty one on a channel is out of place (505). */
-            bg_amqp__login_unreadable(s);
-            if (f.size == 0)
+             * read (501); an empty one on a channel is out of place (505):
+             * before the login, a frame other than start-ok, as a content
+             * frame is (unauthenticated_request, not malformed). */
+            if (f.size == 0) {
+                if (s->state == BG_AMQP_S_START_OK)
+                    bg_amqp_audit_auth_failure(s, "unauthenticated_request");
                 bg_amqp_session_close(s, BG_AMQP_UNEXPECTED_FRAME,
                                       "UNEXPECTED_FRAME - heartbeat on a non-zero channel", 0, 0);
-            else
+            } else {
+                bg_amqp__login_unreadable(s);
                 bg_amqp_session_close(s, BG_AMQP_FRAME_ERROR, "FRAME_ERROR - bad heartbeat frame",
                                       0, 0);
+            }
             return -1;
         }
         evbuffer_drain(in, len); /* this leg's heartbeat is busgate's own */
