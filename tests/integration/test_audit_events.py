@@ -16,8 +16,8 @@ from confluent_kafka import Producer
 
 import amqp_env
 from audit_env import raw_session
-from kafka_env import (KafkaWire, audit_events, busgate_config, client_conf, oidc_token, unique,
-                       wait_until)
+from kafka_env import (KafkaWire, audit_events, busgate_config, client_conf, metadata_v1_topics,
+                       oidc_token, unique, wait_until)
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "audit" / "audit-event.schema.json").read_text())
@@ -154,6 +154,41 @@ def test_kafka_huge_names_split_into_parts(start_busgate, tmp_path):
     assert all(c == common[0] for c in common), common
     assert [r["name"] for e in parts for r in e["resources"]] == names
     assert "detail" not in parts[0]
+
+
+def test_kafka_metadata_too_large_to_audit_is_refused(start_busgate, tmp_path):
+    """A Metadata naming more than an audit event records (60 names of
+    32767 control bytes: about 11.8 MB of audit JSON for 2 MB of request)
+    is refused by busgate: every topic POLICY_VIOLATION (44), and one
+    decision event of one record, by busgate, naming some of the names and
+    saying why. Before, it was forwarded and recorded as about 30 parts."""
+    text, ports = busgate_config(tmp_path, KAFKA_RULES, mechanism="PLAIN")
+    start_busgate(text, wait_for_port=ports["listen"])
+    names = ["\x01" * 32762 + "%05d" % i for i in range(60)]
+    w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+    try:
+        body = w.metadata_v1(names)
+    finally:
+        w.close()
+    assert body is not None
+    topics = metadata_v1_topics(body)
+    assert [e for e, _ in topics] == [44] * 60
+
+    def metadata_events():
+        got = [e for e in audit_events(ports["audit"])
+               if e["kind"] == "decision" and e["api"]["name"] == "Metadata"]
+        return got or None
+    evs = wait_until(metadata_events, timeout=20)
+    assert evs and len(evs) == 1, evs and [e.get("parts") for e in evs]
+    ev = evs[0]
+    assert "parts" not in ev
+    assert ev["decision"]["by"] == "busgate" and ev["decision"]["effect"] == "deny"
+    assert ev["result"]["error_code"] == 44
+    assert ev["detail"].startswith("request names 60 resources (")
+    assert ev["detail"].endswith("more than busgate records (8 MiB): refused")
+    assert 0 < len(ev["resources"]) < 60
+    assert [r["name"] for r in ev["resources"]] == names[:len(ev["resources"])]
+    assert fields_of(ev) == []
 
 
 def test_amqp_event_kinds(start_busgate, tmp_path):
