@@ -895,7 +895,7 @@ static int bg_amqp_chan__consume_bounds(bg_amqp_session_t *s, uint16_t n, bg_amq
 
 /* Forwards the basic.consume at the head of in (len bytes; it asked for no
  * tag, its queue name queue_len bytes long) with tag instead: the other
- * bytes as they came. 0 sent, 1 when the frame would then pass frame_max
+ * bytes as they came. 0 sent, 1 when its payload would then pass frame_max
  * (nothing sent, in untouched), -1 when the session is going. */
 static int bg_amqp_chan__forward_tagged(bg_amqp_session_t *s, uint16_t n, struct evbuffer *in,
                                         size_t len, size_t queue_len, const char *tag,
@@ -903,7 +903,7 @@ static int bg_amqp_chan__forward_tagged(bg_amqp_session_t *s, uint16_t n, struct
 {
     /* payload: class, method, reserved-1 (2 bytes each), queue, consumer-tag, ... */
     size_t at = BG_AMQP_FRAME_HEADER_SIZE + 6 + 1 + queue_len; /* the tag's length octet */
-    if (len + tag_len > s->frame_max)
+    if (len - BG_AMQP_FRAME_OVERHEAD + tag_len > s->frame_max)
         return 1;
     const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)len);
     if (!p || at >= len - 1 || p[at] != 0) { /* decoded already: only out of memory */

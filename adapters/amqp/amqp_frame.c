@@ -53,10 +53,11 @@ int64_t bg_amqp_frame_peek(const uint8_t *p, size_t avail, uint32_t max, bg_amqp
     f->type = bg_rd_u8(&rd);
     f->channel = bg_rd_u16(&rd);
     f->size = bg_rd_u32(&rd);
-    /* Compare in 64 bits: size + 8 may not fit 32. */
-    uint64_t total = (uint64_t)f->size + BG_AMQP_FRAME_OVERHEAD;
-    if (total > max)
+    /* The payload, as RabbitMQ checks it (see amqp_frame.h). */
+    if (f->size > max)
         return bg_amqp__fail(why, "frame larger than frame_max", BG_AMQP_ERR_TOO_LARGE);
+    /* In 64 bits: size + 8 may not fit 32. */
+    uint64_t total = (uint64_t)f->size + BG_AMQP_FRAME_OVERHEAD;
     if (avail < total)
         return 0;
     if (p[total - 1] != BG_AMQP_FRAME_END)

@@ -6,12 +6,16 @@
  *   type(1) channel(2) size(4) payload(size) frame-end(0xCE)
  *
  * with type method(1), content header(2), content body(3) or heartbeat(8).
- * frame_max, as negotiated by connection.tune/tune-ok, bounds the WHOLE frame
- * (7-byte header + payload + end octet), as RabbitMQ checks it; before tune
- * both peers accept frames up to 4096 bytes (BG_AMQP_FRAME_MIN_SIZE). busgate's
- * client-facing side must accept a larger connection.start-ok before tune,
- * because the client's password is its JWT: use BG_AMQP_PRETUNE_CLIENT_MAX
- * there, and BG_AMQP_FRAME_MIN_SIZE toward the upstream.
+ * frame_max, as negotiated by connection.tune/tune-ok, is meant to bound the
+ * whole frame (7-byte header + payload + end octet), and peers send no more;
+ * RabbitMQ, though, refuses only a PAYLOAD larger than frame_max (its reader
+ * allows 8 bytes more, FRAME_SIZE_FUDGE, for clients that get it wrong), and
+ * so does busgate, which relays such a frame as it is. Before tune both peers
+ * accept frames up to 4096 bytes (BG_AMQP_FRAME_MIN_SIZE), checked the same
+ * way. busgate's client-facing side must accept a larger connection.start-ok
+ * before tune, because the client's password is its JWT: use
+ * BG_AMQP_PRETUNE_CLIENT_MAX there, and BG_AMQP_FRAME_MIN_SIZE toward the
+ * upstream.
  *
  * Parse results follow the house rule: >0 bytes (complete), 0 need more,
  * <0 a bg_amqp_status_t with *why set to a short static reason.
@@ -88,10 +92,10 @@ int bg_amqp_protocol_header_check(const uint8_t *p, size_t avail, const char **w
 void bg_amqp_protocol_header_write(bg_wr_t *wr);
 
 /* Looks at the start of a stream of frames in p[0..avail).
- * max bounds the whole frame (header + payload + end), i.e. the negotiated
- * frame_max or a pre-tune bound; values below BG_AMQP_FRAME_MIN_SIZE count as
- * BG_AMQP_FRAME_MIN_SIZE (frame_max 0, "no limit", must be replaced by the
- * caller's own bound before calling).
+ * max is the negotiated frame_max or a pre-tune bound, and bounds the payload
+ * as RabbitMQ does: a whole frame is at most max + 8 bytes. Values below
+ * BG_AMQP_FRAME_MIN_SIZE count as BG_AMQP_FRAME_MIN_SIZE (frame_max 0, "no
+ * limit", must be replaced by the caller's own bound before calling).
  * Returns the whole frame length (>0) when complete: f is filled, payload
  * included; 0 when more bytes are needed (f->type/channel/size are filled once
  * the 7 header bytes are in, so the caller knows how much to wait for); or a

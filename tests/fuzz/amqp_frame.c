@@ -60,8 +60,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         bg_amqp_frame_t f;
         const char *why = NULL;
         int64_t n = bg_amqp_frame_peek(data + pos, size - pos, max, &f, &why);
-        if (n < 0 && !why)
-            abort();
+        if ((n < 0 && !why) || (n > 0 && f.size > max))
+            abort(); /* a refusal says why; max bounds the payload */
         if (n <= 0)
             break;
         max = BG_AMQP_DEFAULT_FRAME_MAX; /* as after tune */

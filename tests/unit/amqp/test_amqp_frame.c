@@ -138,16 +138,28 @@ static void test_peek_pretune_client_max(void **state)
     free(buf);
 }
 
-/* max bounds the whole frame: exactly max passes; max < 4096 counts as 4096. */
-static void test_peek_max_is_whole_frame(void **state)
+/* max bounds the payload, as RabbitMQ's reader checks frame_max (it allows
+ * the 8 bytes of header and end octet on top): a payload of exactly max
+ * passes, one byte more is refused; max < 4096 counts as 4096. */
+static void test_peek_max_bounds_the_payload(void **state)
 {
     uint8_t hdr[7] = {3, 0, 1};
     bg_amqp_frame_t f;
-    bg_wr__put32(hdr + 3, 4096 - 8);
+    bg_wr__put32(hdr + 3, 4096);
     assert_int_equal(bg_amqp_frame_peek(hdr, 7, 4096, &f, NULL), 0);
     assert_int_equal(bg_amqp_frame_peek(hdr, 7, 0, &f, NULL), 0);
-    bg_wr__put32(hdr + 3, 4096 - 7);
+    bg_wr__put32(hdr + 3, 4097);
     assert_int_equal(bg_amqp_frame_peek(hdr, 7, 4096, &f, NULL), BG_AMQP_ERR_TOO_LARGE);
+    /* A whole frame of max + 8 bytes. */
+    size_t n = 4096 + 8;
+    uint8_t *buf = calloc(1, n);
+    buf[0] = 3;
+    buf[2] = 1;
+    bg_wr__put32(buf + 3, 4096);
+    buf[n - 1] = 0xCE;
+    assert_int_equal(bg_amqp_frame_peek(buf, n, 4096, &f, NULL), n);
+    assert_int_equal(f.size, 4096);
+    free(buf);
 }
 
 /* ---- writers ---- */
@@ -234,10 +246,12 @@ static void test_oversized_frame(void **state)
     /* Size 0xFFFFFFFF: refused from the 7 header bytes alone, no 64-bit wrap. */
     bg_amqp_frame_t f;
     const char *why = NULL;
-    assert_int_equal(bg_amqp_frame_peek(LIT("\x01\0\0\xff\xff\xff\xff"), UINT32_MAX, &f, &why),
+    assert_int_equal(bg_amqp_frame_peek(LIT("\x01\0\0\xff\xff\xff\xff"), 131072, &f, &why),
                      BG_AMQP_ERR_TOO_LARGE);
     assert_string_equal(why, "frame larger than frame_max");
-    assert_int_equal(bg_amqp_frame_peek(LIT("\x03\0\x01\0\x02\0\0"), 131072, &f, NULL),
+    /* Under no limit it is a frame to wait for: its length does not wrap. */
+    assert_int_equal(bg_amqp_frame_peek(LIT("\x01\0\0\xff\xff\xff\xff"), UINT32_MAX, &f, NULL), 0);
+    assert_int_equal(bg_amqp_frame_peek(LIT("\x03\0\x01\0\x02\0\x01"), 131072, &f, NULL),
                      BG_AMQP_ERR_TOO_LARGE);
 }
 
@@ -282,7 +296,7 @@ int main(void)
         cmocka_unit_test(test_peek_stream),
         cmocka_unit_test(test_peek_truncated_every_byte),
         cmocka_unit_test(test_peek_pretune_client_max),
-        cmocka_unit_test(test_peek_max_is_whole_frame),
+        cmocka_unit_test(test_peek_max_bounds_the_payload),
         cmocka_unit_test(test_write_heartbeat),
         cmocka_unit_test(test_write_frame),
         cmocka_unit_test(test_content_header_parse_and_rewrite),
