@@ -199,6 +199,9 @@ struct bg_amqp_session_s {
     int dead;
     int in_read;             /* inside the client read loop (no re-entry) */
     int flush_die;           /* die once the client's output is flushed */
+    int cli_gone;            /* the client disconnected after its close went upstream
+                                (CLOSING_UP): the broker leg goes on until the broker's
+                                close-ok or the close timeout; nothing is sent to the client */
     struct event *free_ev;
     struct event *hb_ev;     /* client-leg heartbeat */
     struct event *expiry_ev; /* token expiry */
@@ -255,8 +258,11 @@ void bg_amqp_session_await_close_ok(bg_amqp_session_t *s);
 /* The client closed the connection: its close has gone upstream (after
  * everything it sent before); the client gets close-ok only once the broker
  * answered close-ok, i.e. once the broker has taken every earlier frame
- * (a close-ok at once could lose publishes still on their way). The wait is
- * bounded by the close timeout; a lost upstream ends it too. */
+ * (a close-ok at once could lose publishes still on their way). When the
+ * broker does not confirm (no close-ok within the close timeout, its
+ * connection lost, its own connection.close) the client gets 320
+ * CONNECTION_FORCED (or the broker's close) instead. A client that
+ * disconnects meanwhile leaves the broker leg running until then. */
 void bg_amqp_session_await_upstream_close_ok(bg_amqp_session_t *s);
 /* Starts busgate's own upstream connection (after the client authenticated). */
 int bg_amqp_session_connect_upstream(bg_amqp_session_t *s);

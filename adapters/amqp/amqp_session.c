@@ -191,6 +191,8 @@ void bg_amqp_session_kill(bg_amqp_session_t *s, int flush, const char *why)
     bg_amqp__ending(s, why);
     if (why)
         bg_amqp__log(s, BG_LOG_INFO, why);
+    if (s->cli_gone) /* nothing can reach it any more */
+        flush = 0;
     /* What is staged for the client is part of what must be flushed. */
     if (flush && bg_amqp__flush_cli(s) != 0)
         flush = 0;
@@ -232,6 +234,10 @@ void bg_amqp_session_close(bg_amqp_session_t *s, uint16_t code, const char *text
 {
     if (s->dead || s->state == BG_AMQP_S_CLOSING)
         return;
+    if (s->cli_gone) {
+        bg_amqp__die(s);
+        return;
+    }
     char msg[320];
     snprintf(msg, sizeof msg, "closing connection: %u %s", code, text);
     bg_amqp__ending(s, msg + strlen("closing connection: ")); /* "320 CONNECTION_FORCED - ..." */
@@ -276,7 +282,6 @@ void bg_amqp_session_await_close_ok(bg_amqp_session_t *s)
 
 void bg_amqp_session_await_upstream_close_ok(bg_amqp_session_t *s)
 {
-    bg_amqp__ending(s, "client closed the connection");
     s->state = BG_AMQP_S_CLOSING_UP;
     event_del(s->expiry_ev);
     event_del(s->refusal_ev);
@@ -284,10 +289,15 @@ void bg_amqp_session_await_upstream_close_ok(bg_amqp_session_t *s)
     event_add(s->close_ev, &tv);
 }
 
-/* The end of a client-initiated close: close-ok to the client, then gone
- * once it is written. */
+/* The end of a client-initiated close the broker confirmed: close-ok to the
+ * client, then gone once it is written. */
 static void bg_amqp__finish_client_close(bg_amqp_session_t *s)
 {
+    bg_amqp__ending(s, "client closed the connection");
+    if (s->cli_gone) {
+        bg_amqp__die(s);
+        return;
+    }
     bg_wr_t wr;
     bg_wr_init(&wr, 16, 64);
     int ok = bg_amqp_write_connection_close_ok(&wr) == BG_AMQP_OK && bg_amqp_cli_send(s, &wr) == 0;
@@ -295,34 +305,89 @@ static void bg_amqp__finish_client_close(bg_amqp_session_t *s)
     bg_amqp_session_kill(s, ok, NULL);
 }
 
+/* The broker did not confirm the client's close: no close-ok within the
+ * close timeout, or its connection was lost first. What busgate still held
+ * for it (publishes, the close itself) may never have reached it, and a
+ * close-ok would tell the client they had: it gets 320 CONNECTION_FORCED
+ * instead, as for any broker loss (pika raises ConnectionClosedByBroker
+ * from close(); amqplib and the Java client answer close-ok and report the
+ * connection lost). cause goes to the log and the session_end detail. */
+static void bg_amqp__close_unconfirmed(bg_amqp_session_t *s, const char *cause)
+{
+    char why[320];
+    snprintf(why, sizeof why, "the broker did not confirm the client's close: %s", cause);
+    bg_amqp__log(s, BG_LOG_WARN, why);
+    if (s->up)
+        bg_amqp_up_detach(s->up);
+    if (s->cli_gone) {
+        snprintf(why, sizeof why, "client closed the connection; the broker did not confirm: %s",
+                 cause);
+        bg_amqp__ending(s, why);
+        bg_amqp__die(s);
+        return;
+    }
+    snprintf(why, sizeof why, "320 CONNECTION_FORCED - broker did not confirm the close (%s)",
+             cause);
+    bg_amqp__ending(s, why);
+    bg_amqp_session_close(s, BG_AMQP_CONNECTION_FORCED,
+                          "CONNECTION_FORCED - broker did not confirm the close", 0, 0);
+}
+
+/* The client disconnected after its close went upstream: the broker leg
+ * goes on until the broker confirmed that close (or the close timeout), so
+ * what the client sent before it still reaches the broker. */
+static void bg_amqp__client_gone(bg_amqp_session_t *s)
+{
+    s->cli_gone = 1;
+    bufferevent_disable(s->cli, EV_READ | EV_WRITE);
+    evbuffer_drain(bufferevent_get_input(s->cli),
+                   evbuffer_get_length(bufferevent_get_input(s->cli)));
+    bg_amqp__log(s, BG_LOG_INFO,
+                 "client disconnected after its close: waiting for the broker's close-ok");
+}
+
 static void bg_amqp__on_close_timeout(evutil_socket_t fd, short what, void *arg)
 {
     bg_amqp_session_t *s = arg;
-    if (s->state == BG_AMQP_S_CLOSING_UP) {
-        bg_amqp__log(s, BG_LOG_WARN, "no close-ok from the broker in time: closing anyway");
-        bg_amqp__finish_client_close(s);
+    if (s->dead)
+        return;
+    switch (s->state) {
+    case BG_AMQP_S_CLOSING_UP: {
+        char cause[64];
+        snprintf(cause, sizeof cause, "no close-ok within %d s", BG_AMQP_CLOSE_WAIT_S);
+        bg_amqp__close_unconfirmed(s, cause);
         return;
     }
-    bg_amqp__die(s);
+    default:
+        bg_amqp__die(s);
+    }
 }
 
 /* A broker frame while the client's close waits for the broker's close-ok:
- * the close-ok (or a crossing close) ends it; anything else is dropped, as
- * the closing client discards it. */
+ * the close-ok ends it; anything else is dropped, as the closing client
+ * discards it. A connection.close crossing the client's is relayed: the
+ * broker closed without confirming (it drops what follows its own close),
+ * as the client would learn from RabbitMQ itself. */
 static int bg_amqp__up_closing_frame(bg_amqp_session_t *s, struct evbuffer *in,
                                      const bg_amqp_frame_t *f, size_t len)
 {
     uint8_t p[BG_AMQP_FRAME_HEADER_SIZE + 4];
-    int end = 0;
+    uint32_t id = 0;
     if (f->type == BG_AMQP_FRAME_METHOD && f->channel == 0 && f->size >= 4 &&
-        evbuffer_copyout(in, p, sizeof p) == (ev_ssize_t)sizeof p) {
-        uint32_t id = (uint32_t)p[7] << 24 | (uint32_t)p[8] << 16 | (uint32_t)p[9] << 8 | p[10];
-        end = id == AMQP_CONNECTION_CLOSE_OK_METHOD || id == AMQP_CONNECTION_CLOSE_METHOD;
+        evbuffer_copyout(in, p, sizeof p) == (ev_ssize_t)sizeof p)
+        id = (uint32_t)p[7] << 24 | (uint32_t)p[8] << 16 | (uint32_t)p[9] << 8 | p[10];
+    if (id == AMQP_CONNECTION_CLOSE_METHOD && !s->cli_gone) {
+        bg_amqp__ending(s, "client closed the connection; the broker closed it too");
+        (void)bg_amqp_chan_upstream_frame(s, in, f, len);
+        return -1;
     }
     evbuffer_drain(in, len);
-    if (!end)
+    if (id == AMQP_CONNECTION_CLOSE_OK_METHOD)
+        bg_amqp__finish_client_close(s);
+    else if (id == AMQP_CONNECTION_CLOSE_METHOD)
+        bg_amqp__close_unconfirmed(s, "the broker closed the connection itself");
+    else
         return 0;
-    bg_amqp__finish_client_close(s);
     return -1;
 }
 
@@ -341,6 +406,15 @@ static void bg_amqp__on_heartbeat(evutil_socket_t fd, short what, void *arg)
     bg_amqp_session_t *s = arg;
     if (s->dead || s->heartbeat == 0)
         return;
+    static const uint8_t hb[BG_AMQP_FRAME_OVERHEAD] = {BG_AMQP_FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0,
+                                                       BG_AMQP_FRAME_END};
+    /* The client's close waits for the broker's close-ok, which the close
+     * timeout bounds: a silent client must not end the broker leg first. */
+    if (s->state == BG_AMQP_S_CLOSING_UP) {
+        if (!s->cli_gone)
+            evbuffer_add(bg_amqp_cli_out(s), hb, sizeof hb);
+        return;
+    }
     /* While busgate does not read, the client's heartbeats sit unread in the
      * socket: silence says nothing about the client then (RabbitMQ, too,
      * pauses its heartbeat monitor on a blocked connection). A client that
@@ -358,8 +432,6 @@ static void bg_amqp__on_heartbeat(evutil_socket_t fd, short what, void *arg)
         bg_amqp_session_kill(s, 0, "client missed heartbeats");
         return;
     }
-    static const uint8_t hb[BG_AMQP_FRAME_OVERHEAD] = {BG_AMQP_FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0,
-                                                        BG_AMQP_FRAME_END};
     evbuffer_add(bg_amqp_cli_out(s), hb, sizeof hb);
 }
 
@@ -398,6 +470,11 @@ static void bg_amqp__update_reading(bg_amqp_session_t *s)
 {
     if (s->dead)
         return;
+    if (s->cli_gone) {
+        if (s->up && bg_amqp_up_is_ready(s->up))
+            bg_amqp_up_set_reading(s->up, 1);
+        return;
+    }
     /* A client whose own output is full is still read (its heartbeats say
      * it is alive), but its frames wait unprocessed in the input, which the
      * read watermark bounds (bg_amqp_session_accept): what busgate answers
@@ -628,7 +705,7 @@ static void bg_amqp__on_client_read(struct bufferevent *bev, void *arg)
 
 void bg_amqp_session_resume(bg_amqp_session_t *s)
 {
-    if (s->dead || s->in_read) /* the running read loop goes on by itself */
+    if (s->dead || s->in_read || s->cli_gone) /* the running read loop goes on by itself */
         return;
     bg_amqp__update_reading(s);
     if (evbuffer_get_length(bufferevent_get_input(s->cli)) > 0 && !s->stalled)
@@ -665,6 +742,11 @@ static void bg_amqp__on_client_event(struct bufferevent *bev, short what, void *
     bg_amqp_session_t *s = arg;
     if (s->dead)
         return;
+    if (s->state == BG_AMQP_S_CLOSING_UP && (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF))) {
+        if (!s->cli_gone)
+            bg_amqp__client_gone(s);
+        return;
+    }
     if (what & BEV_EVENT_ERROR) {
         char why[400];
         bg_amqp__client_error_text(s, why, sizeof why);
@@ -729,8 +811,9 @@ static void bg_amqp__up_failed(void *arg, const char *why)
         return;
     }
     if (s->state == BG_AMQP_S_CLOSING_UP) {
-        bg_amqp__log(s, BG_LOG_WARN, "broker connection lost while the client closed");
-        bg_amqp__finish_client_close(s);
+        char cause[240];
+        snprintf(cause, sizeof cause, "broker connection lost: %s", why);
+        bg_amqp__close_unconfirmed(s, cause);
         return;
     }
     char msg[200];
@@ -845,6 +928,10 @@ void bg_amqp_sessions_drain(bg_amqp_worker_t *aw)
     bg_amqp_session_t *s;
     TAILQ_FOREACH(s, &aw->sessions, link)
     {
+        /* A client's close waiting for the broker's close-ok ends by
+         * itself, within the close timeout: close-ok or 320. */
+        if (s->state == BG_AMQP_S_CLOSING_UP)
+            continue;
         if (s->state >= BG_AMQP_S_TUNE_OK)
             bg_amqp_session_close(s, BG_AMQP_CONNECTION_FORCED,
                                   "CONNECTION_FORCED - busgate is shutting down", 0, 0);
