@@ -466,6 +466,16 @@ static int bg_amqp__awaits_open_ok(const bg_amqp_session_t *s)
     return s->state == BG_AMQP_S_UP_OPEN;
 }
 
+/* Whether the upstream is read: not before the client's connection.open
+ * has been answered (what RabbitMQ sends after its open-ok waits for
+ * bg_amqp_hs__running), else while the client's output has room. */
+static int bg_amqp__up_readable(bg_amqp_session_t *s)
+{
+    if (s->state < BG_AMQP_S_RUNNING)
+        return 0;
+    return bg_amqp__cli_queued(s) < BG_AMQP_HIGH_WATER;
+}
+
 static void bg_amqp__update_reading(bg_amqp_session_t *s)
 {
     if (s->dead)
@@ -500,7 +510,7 @@ static void bg_amqp__update_reading(bg_amqp_session_t *s)
     else if (s->state != BG_AMQP_S_CLOSING)
         bufferevent_disable(s->cli, EV_READ);
     if (s->up && bg_amqp_up_is_ready(s->up))
-        bg_amqp_up_set_reading(s->up, bg_amqp__cli_queued(s) < BG_AMQP_HIGH_WATER);
+        bg_amqp_up_set_reading(s->up, bg_amqp__up_readable(s));
 }
 
 /* While closing, only the client's close-ok (or a crossing close) matters. */
@@ -774,6 +784,15 @@ static int bg_amqp__up_frame(void *arg, struct evbuffer *in, const bg_amqp_frame
         return -1;
     if (s->state == BG_AMQP_S_CLOSING_UP)
         return bg_amqp__up_closing_frame(s, in, f, frame_len);
+    if (s->state < BG_AMQP_S_RUNNING) {
+        /* RabbitMQ's open-ok came before the client's connection.open was
+         * answered. What RabbitMQ sends next (a connection.close, a
+         * connection.blocked) must reach the client after busgate's open-ok:
+         * it waits in the input, unread beyond it, until
+         * bg_amqp_hs__running. */
+        bg_amqp_up_set_reading(s->up, 0);
+        return -1;
+    }
     if (s->state != BG_AMQP_S_RUNNING) {
         evbuffer_drain(in, frame_len); /* closing: nothing more reaches the client */
         return 0;

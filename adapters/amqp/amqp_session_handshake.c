@@ -249,6 +249,8 @@ static void bg_amqp_hs__running(bg_amqp_session_t *s)
         return;
     s->state = BG_AMQP_S_RUNNING;
     event_del(s->close_ev); /* the handshake deadline */
+    /* RabbitMQ's frames after its open-ok waited for this open-ok. */
+    bg_amqp_up_resume(s->up);
     bg_amqp_session_resume(s);
 }
 

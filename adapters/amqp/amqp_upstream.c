@@ -73,6 +73,16 @@ void bg_amqp_up_set_reading(bg_amqp_up_t *u, int on)
         bufferevent_disable(u->bev, EV_READ);
 }
 
+void bg_amqp_up_resume(bg_amqp_up_t *u)
+{
+    if (u->state == BG_AMQP_UP_FAILED)
+        return;
+    bufferevent_enable(u->bev, EV_READ);
+    /* Bytes already read bring no read event: one deferred run takes them. */
+    if (evbuffer_get_length(bufferevent_get_input(u->bev)) > 0)
+        bufferevent_trigger(u->bev, EV_READ, BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
 /* ---- frame helpers ---- */
 
 int bg_amqp_evbuf_peek(struct evbuffer *in, uint32_t max, bg_amqp_frame_t *f, size_t *frame_len,

@@ -36,8 +36,9 @@ typedef struct bg_amqp_up_cbs_s {
     void (*ready)(void *arg);
     /* A whole non-heartbeat frame f of frame_len bytes is at the head of in
      * (f->payload is NULL: bodies are not linearised); the callee removes
-     * it. Returns -1 when it closed the session: no more frames are passed
-     * (u itself is freed later, by the session's own event). */
+     * it. Returns -1 to be passed no more frames of this read: the session
+     * closed (u itself is freed later, by the session's own event), or it
+     * left f in in, to be passed again after bg_amqp_up_resume. */
     int (*frame)(void *arg, struct evbuffer *in, const bg_amqp_frame_t *f, size_t frame_len);
     /* Every read callback ends with this (also after frame returned -1): the
      * session writes what it staged for the client. Optional. */
@@ -77,6 +78,10 @@ struct evbuffer *bg_amqp_up_output(bg_amqp_up_t *u);
 int bg_amqp_up_write_buffer(bg_amqp_up_t *u, struct evbuffer *src);
 /* Enables/disables reading (backpressure). */
 void bg_amqp_up_set_reading(bg_amqp_up_t *u, int on);
+/* Reads again, and passes the frames a frame callback left in the input
+ * (returning -1) once more, from the event loop (not from inside this
+ * call). */
+void bg_amqp_up_resume(bg_amqp_up_t *u);
 
 /* Frame helpers shared by both legs (amqp_upstream.c). */
 

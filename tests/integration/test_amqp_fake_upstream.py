@@ -1,9 +1,11 @@
 """The AMQP adapter's connection lifecycle against a scripted RabbitMQ
 (amqp_wire.FakeRabbit), for what the real broker does only by chance: it
 does not confirm a client's close (a memory or disk alarm stops it reading,
-it goes away, it closes at the same moment); and a client that disconnects
-while its close is on its way to the broker."""
+it goes away, it closes at the same moment), or sends frames right behind
+its open-ok; and a client that disconnects while its close is on its way
+to the broker."""
 import signal
+import struct
 import threading
 import time
 
@@ -12,7 +14,7 @@ import pytest
 
 from amqp_env import Issuer, audit_events, busgate_config, connect, rule, wait_audit
 from amqp_wire import (FakeRabbit, connection_close, expect_connection_close, frame, handshake,
-                       header, ls, method, open_channel, publish)
+                       header, login, ls, method, open_channel, publish, ss)
 
 ALL = ["read", "write", "create", "delete", "describe"]
 POLICY = (rule("fake-all", ["group:apps"], ["amqp:queue:fk.*", "amqp:exchange:fk.*"], ALL)
@@ -198,3 +200,46 @@ def test_stop_lets_a_client_close_under_way_finish(start_busgate, tmp_path, fake
         release.set()
         r.close()
     assert bg.proc.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize("after", ["connection.close", "connection.blocked"])
+def test_broker_frames_right_behind_open_ok_reach_the_client(start_busgate, tmp_path,
+                                                            fake_rabbit, after):
+    """RabbitMQ may send a frame right behind its open-ok (a close when it
+    is shutting down, connection.blocked in an alarm), which can reach
+    busgate before the client's connection.open does: busgate opens the
+    broker leg as soon as the client's tune-ok arrives. Such frames wait
+    for the client's open-ok, then follow it, never dropped."""
+    sent = threading.Event()
+    follow = SHUTDOWN if after == "connection.close" else method(0, 10, 60, ss("low on memory"))
+
+    def script(up):
+        up.answer_handshake(after_open_ok=follow)
+        sent.set()
+        if after == "connection.close":
+            up.expect(0, (10, 51))  # busgate's close-ok to it
+        else:
+            up.serve()
+            up.send(method(0, 10, 51))
+    fake = fake_rabbit(script)
+    bg, ports, token = start(start_busgate, tmp_path, fake)
+    r, mid, args = login(ports["listen"], token, caps=["connection.blocked"])
+    try:
+        assert mid == (10, 30), mid
+        cmax, fmax, _ = struct.unpack(">HIH", args[:8])
+        r.send(method(0, 10, 31, struct.pack(">HIH", cmax, fmax, 0)))
+        assert sent.wait(10)
+        time.sleep(0.3)  # busgate reads them before the client's open (not a measurement)
+        r.send(method(0, 10, 40, ss("/") + ss("") + b"\x00"))
+        r.expect(0, (10, 41))
+        if after == "connection.close":
+            expect_connection_close(r, 320, "CONNECTION_FORCED - broker forced connection closure")
+        else:
+            assert r.expect(0, (10, 60)) == ss("low on memory")
+            open_channel(r, 1)  # the connection goes on
+            r.send(CLIENT_CLOSE)
+            r.expect(0, (10, 51))
+    finally:
+        r.close()
+    up = fake.next_conn()
+    assert up.done.wait(10) and up.error is None, up.error
