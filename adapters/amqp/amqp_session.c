@@ -358,6 +358,18 @@ static void bg_amqp__on_close_timeout(evutil_socket_t fd, short what, void *arg)
         bg_amqp__close_unconfirmed(s, cause);
         return;
     }
+    case BG_AMQP_S_UP_TUNE:
+    case BG_AMQP_S_UP_OPEN:
+        /* The handshake deadline with the client logged in, the broker's
+         * tune or open-ok awaited: the client is told, as when the broker
+         * connection is lost, rather than losing its socket, which clients
+         * take for a refused login (pika: ProbableAuthenticationError). */
+        bg_amqp__log(s, BG_LOG_WARN, "handshake deadline: the broker did not answer busgate");
+        if (s->up)
+            bg_amqp_up_detach(s->up);
+        bg_amqp_session_close(s, BG_AMQP_CONNECTION_FORCED,
+                              "CONNECTION_FORCED - broker did not answer", 0, 0);
+        return;
     default:
         bg_amqp__die(s);
     }

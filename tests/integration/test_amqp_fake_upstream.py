@@ -1,9 +1,9 @@
 """The AMQP adapter's connection lifecycle against a scripted RabbitMQ
 (amqp_wire.FakeRabbit), for what the real broker does only by chance: it
 does not confirm a client's close (a memory or disk alarm stops it reading,
-it goes away, it closes at the same moment), or sends frames right behind
-its open-ok; and a client that disconnects while its close is on its way
-to the broker."""
+it goes away, it closes at the same moment), sends frames right behind its
+open-ok, or does not answer busgate's login; and a client that disconnects
+while its close is on its way to the broker."""
 import signal
 import struct
 import threading
@@ -23,6 +23,7 @@ CLIENT_CLOSE = connection_close(200, "bye")
 SHUTDOWN = connection_close(320, "CONNECTION_FORCED - broker forced connection closure with "
                                  "reason 'shutdown'")
 UNCONFIRMED = "CONNECTION_FORCED - broker did not confirm the close"
+NO_ANSWER = "CONNECTION_FORCED - broker did not answer"
 
 
 @pytest.fixture
@@ -243,3 +244,38 @@ def test_broker_frames_right_behind_open_ok_reach_the_client(start_busgate, tmp_
         r.close()
     up = fake.next_conn()
     assert up.done.wait(10) and up.error is None, up.error
+
+
+def test_broker_silent_after_the_login_pika_learns_why(start_busgate, tmp_path, fake_rabbit):
+    """The broker takes busgate's start-ok and never tunes. At the handshake
+    deadline (10 s) the client, which had logged in, gets connection.close
+    320 rather than a dropped socket: pika still calls it a probable
+    authentication error (any close before tune is one to pika), but one
+    that carries busgate's reason."""
+    fake = fake_rabbit(lambda up: up.eof(30))
+    bg, ports, token = start(start_busgate, tmp_path, fake)
+    with pytest.raises(pex.AMQPConnectionError) as ei:
+        connect(ports["listen"], token)
+    assert f"(320) '{NO_ANSWER}'" in repr(ei.value), repr(ei.value)
+    assert session_end(ports) == "320 " + NO_ANSWER
+
+
+def test_broker_without_open_ok_closes_the_client_with_320(start_busgate, tmp_path,
+                                                           fake_rabbit):
+    """The broker tunes but never answers busgate's connection.open: at the
+    handshake deadline the client gets connection.close 320."""
+    def script(up):
+        up.answer_handshake(open_ok=False)
+        up.eof(30)
+    fake = fake_rabbit(script)
+    bg, ports, token = start(start_busgate, tmp_path, fake)
+    r, mid, args = login(ports["listen"], token)
+    try:
+        assert mid == (10, 30), mid
+        cmax, fmax, _ = struct.unpack(">HIH", args[:8])
+        r.send(method(0, 10, 31, struct.pack(">HIH", cmax, fmax, 0))
+               + method(0, 10, 40, ss("/") + ss("") + b"\x00"))
+        expect_connection_close(r, 320, NO_ANSWER, timeout=15)
+    finally:
+        r.close()
+    assert session_end(ports) == "320 " + NO_ANSWER
