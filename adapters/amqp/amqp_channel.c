@@ -769,13 +769,11 @@ static int bg_amqp_chan__connection_method(bg_amqp_session_t *s, const bg_amqp_m
         evbuffer_drain(in, len);
         /* The new token's groups may allow less: the consumers again. */
         return bg_amqp_chan_policy_refresh(s, 1) == 0 ? 1 : -1;
-    default: {
-        char text[128];
-        snprintf(text, sizeof text, "COMMAND_INVALID - unexpected %s", m->info->name);
-        bg_amqp_session_close(s, BG_AMQP_COMMAND_INVALID, text, (uint16_t)(m->id >> 16),
-                              (uint16_t)m->id);
+    default: /* as RabbitMQ's reader: any other connection method is out of place */
+        bg_amqp_session_close(s, BG_AMQP_CHANNEL_ERROR,
+                              "CHANNEL_ERROR - unexpected method in connection state running",
+                              (uint16_t)(m->id >> 16), (uint16_t)m->id);
         return -1;
-    }
     }
 }
 
@@ -1084,6 +1082,46 @@ static int bg_amqp_chan__open_method(bg_amqp_session_t *s, uint16_t n, bg_amqp_c
     return 1;
 }
 
+/* A client method frame that does not decode (rc, why), or one it may not
+ * send (rc BG_AMQP_OK), closed with the code RabbitMQ 3.10 answers it with
+ * (checked against it: test_malformed_input_gets_rabbitmqs_reply_code), the
+ * class/method ids naming the method when it is a known one:
+ * - arguments that do not fill the frame exactly: 501 FRAME_ERROR (its
+ *   decoder matches them against the frame);
+ * - a connection method on another channel: 503 COMMAND_INVALID on an open
+ *   channel (RabbitMQ's channel implements none), 504 CHANNEL_ERROR on one
+ *   not opened ("expected 'channel.open'");
+ * - on channel 0 a method other than connection.close and update-secret,
+ *   server methods included: 504 CHANNEL_ERROR, as its reader answers any
+ *   connection method out of place; a server method on a channel: 503. */
+static int bg_amqp_chan__refuse_method(bg_amqp_session_t *s, const bg_amqp_channel_t *ch,
+                                       const bg_amqp_frame_t *f, int rc, const char *why)
+{
+    uint16_t cls = 0, mid = 0;
+    if (f->size >= 4) {
+        uint16_t c = (uint16_t)(f->payload[0] << 8 | f->payload[1]);
+        uint16_t m = (uint16_t)(f->payload[2] << 8 | f->payload[3]);
+        if (bg_amqp_method_info(BG_AMQP_METHOD_ID(c, m)))
+            cls = c, mid = m;
+    }
+    uint16_t code = bg_amqp_method_status_reply_code(rc);
+    if (rc == BG_AMQP_OK && f->channel == 0) {
+        code = BG_AMQP_CHANNEL_ERROR;
+        why = "unexpected method in connection state running";
+    } else if (rc == BG_AMQP_OK) {
+        code = BG_AMQP_COMMAND_INVALID;
+        why = "a server method sent by the client";
+    } else if (rc == BG_AMQP_ERR_CHANNEL && f->channel != 0 && cls == 10) {
+        int opened = ch && ch->cli.state != BG_AMQP_LEG_CLOSED;
+        code = opened ? BG_AMQP_COMMAND_INVALID : BG_AMQP_CHANNEL_ERROR;
+        why = opened ? "connection method on a channel" : "expected 'channel.open'";
+    }
+    char text[200];
+    snprintf(text, sizeof text, "%s - %s", bg_amqp_reply_name(code), why ? why : "malformed");
+    bg_amqp_session_close(s, code, text, cls, mid);
+    return -1;
+}
+
 static int bg_amqp_chan__client_method(bg_amqp_session_t *s, struct evbuffer *in,
                                        bg_amqp_frame_t *f, size_t len)
 {
@@ -1103,12 +1141,8 @@ static int bg_amqp_chan__client_method(bg_amqp_session_t *s, struct evbuffer *in
     const char *why = NULL;
     int rc = bg_amqp_method_decode(f, &s->lim, &s->arena, &m, &why);
     if (rc != BG_AMQP_OK || !(m.info->flags & BG_AMQP_M_CLIENT)) {
-        uint16_t code = rc == BG_AMQP_OK ? BG_AMQP_COMMAND_INVALID : bg_amqp_status_reply_code(rc);
-        char text[200];
-        snprintf(text, sizeof text, "%s - %s", bg_amqp_reply_name(code),
-                 rc == BG_AMQP_OK ? "a server method sent by the client" : why ? why : "malformed");
-        bg_amqp_session_close(s, code, text, 0, 0);
-        return -1;
+        bg_amqp_arena_reset(&s->arena);
+        return bg_amqp_chan__refuse_method(s, ch, f, rc, why);
     }
     s->methods++;
     bg_metric_add(&s->aw->w->metrics.requests[BG_PROTO_AMQP], 1);
@@ -1187,6 +1221,35 @@ static int bg_amqp_chan__refuse_held_publish(bg_amqp_session_t *s, struct evbuff
                : -1;
 }
 
+/* The fixed part of a content header (payload p, size bytes) checked as
+ * RabbitMQ's command assembler checks it, with its codes: shorter than its
+ * fixed fields 501 FRAME_ERROR, another class than the publish's or a
+ * weight other than 0 505 UNEXPECTED_FRAME naming basic.publish. 1 when
+ * the connection closes. */
+static int bg_amqp_chan__header_unexpected(bg_amqp_session_t *s, const uint8_t *p, uint32_t size)
+{
+    if (size < 12) {
+        bg_amqp_session_close(s, BG_AMQP_FRAME_ERROR, "FRAME_ERROR - content header truncated", 0,
+                              0);
+        return 1;
+    }
+    uint16_t cls = (uint16_t)(p[0] << 8 | p[1]), weight = (uint16_t)(p[2] << 8 | p[3]);
+    if (cls == AMQP_BASIC_CLASS && weight == 0)
+        return 0;
+    char text[160];
+    if (cls != AMQP_BASIC_CLASS)
+        snprintf(text, sizeof text,
+                 "UNEXPECTED_FRAME - expected content header for class 60, got one for class %u "
+                 "instead",
+                 cls);
+    else
+        snprintf(text, sizeof text,
+                 "UNEXPECTED_FRAME - expected content header for class 60, got non content "
+                 "header frame instead");
+    bg_amqp_session_close(s, BG_AMQP_UNEXPECTED_FRAME, text, 60, 40);
+    return 1;
+}
+
 static int bg_amqp_chan__client_header(bg_amqp_session_t *s, struct evbuffer *in,
                                        bg_amqp_channel_t *ch, bg_amqp_frame_t *f, size_t len)
 {
@@ -1194,6 +1257,8 @@ static int bg_amqp_chan__client_header(bg_amqp_session_t *s, struct evbuffer *in
         return bg_amqp_chan__content_error(s, BG_AMQP_UNEXPECTED_FRAME,
                                            "UNEXPECTED_FRAME - content header without a publish");
     const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)len);
+    if (p && bg_amqp_chan__header_unexpected(s, p + BG_AMQP_FRAME_HEADER_SIZE, f->size))
+        return -1;
     const char *why = NULL;
     bg_amqp_content_header_t h;
     int rc = p ? bg_amqp_validate_header(f->channel, p + BG_AMQP_FRAME_HEADER_SIZE, f->size,
@@ -1245,9 +1310,10 @@ static int bg_amqp_chan__client_content(bg_amqp_session_t *s, struct evbuffer *i
                                         bg_amqp_frame_t *f, size_t len)
 {
     bg_amqp_channel_t *ch = bg_amqp_chan__get(s, f->channel, 0);
-    if (!ch || ch->cli.state == BG_AMQP_LEG_CLOSED)
-        return bg_amqp_chan__content_error(s, BG_AMQP_CHANNEL_ERROR,
-                                           "CHANNEL_ERROR - content on a closed channel");
+    if (!ch || ch->cli.state == BG_AMQP_LEG_CLOSED) /* its channel expects channel.open */
+        return bg_amqp_chan__content_error(
+            s, BG_AMQP_UNEXPECTED_FRAME,
+            "UNEXPECTED_FRAME - expected method frame, got non method frame instead");
     /* Closing: the rest of a refused publish is dropped; the rest of a
      * forwarded one still goes upstream, where RabbitMQ reads it whole even
      * on a channel it is closing (a cut would be 505 UNEXPECTED_FRAME). */

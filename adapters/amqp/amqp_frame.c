@@ -138,6 +138,7 @@ uint16_t bg_amqp_status_reply_code(int status)
         return 501;
     case BG_AMQP_ERR_TRUNCATED:
     case BG_AMQP_ERR_MALFORMED:
+    case BG_AMQP_ERR_TRAILING:
         return 502;
     case BG_AMQP_ERR_CHANNEL:
         return 504;
@@ -150,4 +151,11 @@ uint16_t bg_amqp_status_reply_code(int status)
     default:
         return 541;
     }
+}
+
+uint16_t bg_amqp_method_status_reply_code(int status)
+{
+    if (status == BG_AMQP_ERR_TRUNCATED || status == BG_AMQP_ERR_TRAILING)
+        return 501;
+    return bg_amqp_status_reply_code(status);
 }

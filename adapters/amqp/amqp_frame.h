@@ -37,7 +37,7 @@
 typedef enum {
     BG_AMQP_OK = 0,
     BG_AMQP_ERR_TRUNCATED = -1,      /* a field runs past the end of its frame/table/array */
-    BG_AMQP_ERR_MALFORMED = -2,      /* bad value: unknown field type, trailing bytes, weight != 0 */
+    BG_AMQP_ERR_MALFORMED = -2,      /* bad value: unknown field type, weight != 0, a flag */
     BG_AMQP_ERR_FRAME = -3,          /* bad frame: end octet, unknown type, empty/short payload */
     BG_AMQP_ERR_TOO_LARGE = -4,      /* frame over the caller's max, body_size over the limit */
     BG_AMQP_ERR_LIMIT = -5,          /* table nesting or entry count over the limits */
@@ -47,6 +47,7 @@ typedef enum {
     BG_AMQP_ERR_ENCODE = -9,         /* value cannot be encoded (string > 255, writer failed) */
     BG_AMQP_ERR_NOMEM = -10,         /* allocation failed while decoding */
     BG_AMQP_ERR_AUTH = -11,          /* start-ok response unusable (mechanism, format, sizes) */
+    BG_AMQP_ERR_TRAILING = -12,      /* bytes after the last argument or property */
 } bg_amqp_status_t;
 
 /* Frame types (AMQP 0-9-1 constants). */
@@ -150,5 +151,11 @@ void bg_amqp_content_header_write(bg_wr_t *wr, uint16_t channel,
  * 504 CHANNEL_ERROR, 505 UNEXPECTED_FRAME, 506 RESOURCE_ERROR,
  * 540 NOT_IMPLEMENTED, 541 INTERNAL_ERROR; 403 ACCESS_REFUSED for AUTH). */
 uint16_t bg_amqp_status_reply_code(int status);
+
+/* The same for a method frame that does not decode (a status from
+ * bg_amqp_method_decode). RabbitMQ matches a method's arguments against its
+ * frame as a whole: a frame too short for them (TRUNCATED) or with bytes
+ * after them (TRAILING) is 501 FRAME_ERROR ("cannot decode"), not 502. */
+uint16_t bg_amqp_method_status_reply_code(int status);
 
 #endif

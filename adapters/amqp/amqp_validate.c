@@ -201,7 +201,7 @@ static int bg_amqp__args(bg_rd_t *rd, bg_amqp__walk_t *w, const char *sig)
         bits++;
     }
     if (bg_rd_left(rd))
-        return bg_amqp__refuse(w, BG_AMQP_ERR_MALFORMED, "trailing bytes after method arguments");
+        return bg_amqp__refuse(w, BG_AMQP_ERR_TRAILING, "trailing bytes after method arguments");
     return 1;
 }
 
@@ -270,7 +270,7 @@ static int bg_amqp__props(bg_amqp__walk_t *w, const uint8_t *p, size_t len)
             return 0;
     }
     if (bg_rd_left(&rd))
-        return bg_amqp__refuse(w, BG_AMQP_ERR_MALFORMED, "trailing bytes after content properties");
+        return bg_amqp__refuse(w, BG_AMQP_ERR_TRAILING, "trailing bytes after content properties");
     return 1;
 }
 

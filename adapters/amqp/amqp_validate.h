@@ -58,13 +58,14 @@ int bg_amqp_validate_frame(const bg_amqp_frame_t *f, const bg_amqp_limits_t *lim
                            const char **why) __attribute__((warn_unused_result));
 
 /* Method frame payload p[0..len) on channel: class-id(2) method-id(2)
- * arguments. Errors: TRUNCATED, MALFORMED, LIMIT, UNKNOWN_METHOD, CHANNEL. */
+ * arguments. Errors: TRUNCATED, TRAILING, MALFORMED, LIMIT, UNKNOWN_METHOD,
+ * CHANNEL. */
 int bg_amqp_validate_method(uint16_t channel, const uint8_t *p, size_t len,
                             const bg_amqp_limits_t *lim, const char **why)
     __attribute__((warn_unused_result));
 
-/* Content header payload p[0..len) on channel. Errors: TRUNCATED, MALFORMED,
- * TOO_LARGE (body_size), LIMIT (headers table), CHANNEL. */
+/* Content header payload p[0..len) on channel. Errors: TRUNCATED, TRAILING,
+ * MALFORMED, TOO_LARGE (body_size), LIMIT (headers table), CHANNEL. */
 int bg_amqp_validate_header(uint16_t channel, const uint8_t *p, size_t len,
                             const bg_amqp_limits_t *lim, const char **why)
     __attribute__((warn_unused_result));
@@ -75,7 +76,7 @@ int bg_amqp_validate_heartbeat(uint16_t channel, size_t len, const char **why)
 
 /* A basic-class property list: flags word(s) + properties, exactly filling
  * p[0..len) (the props slice of bg_amqp_content_header_t). Errors:
- * TRUNCATED, MALFORMED (continuation/reserved flag, trailing bytes), LIMIT. */
+ * TRUNCATED, TRAILING, MALFORMED (continuation/reserved flag), LIMIT. */
 int bg_amqp_validate_properties(const uint8_t *p, size_t len, const bg_amqp_limits_t *lim,
                                 const char **why) __attribute__((warn_unused_result));
 

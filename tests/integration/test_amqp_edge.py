@@ -14,8 +14,8 @@ import time
 
 import pytest
 
-from amqp_env import (Issuer, api_name, busgate_config, connect, direct, get_one, rule, unique,
-                      wait_audit)
+from amqp_env import (RABBIT_PORT, UPSTREAM_PASSWORD, UPSTREAM_USER, Issuer, api_name,
+                      busgate_config, connect, direct, get_one, rule, unique, wait_audit)
 from amqp_wire import (CHANNEL_OPEN, close_args, expect_connection_close, frame, handshake,
                        header, login, ls, method, open_channel, publish, ss, table)
 from conftest import ROOT, build_dir, cpu_seconds, http_get
@@ -416,6 +416,68 @@ def test_malformed_after_handshake(gw, name, payload, code, prefix):
     expect_connection_close(r, code, prefix)
     r.close()
     healthy(ports, issuer)
+
+
+# Malformed input RabbitMQ 3.10 answers with a code of its own choosing
+# (among them 501 for arguments that do not fill their frame, 503 for a
+# connection method on an open channel, 504 for one out of place on channel
+# 0, 505 for content on a channel that expects a method): busgate answers
+# each with the same code and class/method ids, whatever its text.
+SAME_AS_RABBITMQ = [
+    ("truncated method", lambda: method(1, 60, 10, b"\0\0")),
+    ("bytes after the arguments", lambda: method(1, 60, 10, struct.pack(">IHB", 0, 1, 0) + b"\x07")),
+    ("method id cut short", lambda: frame(1, 1, b"\x00\x3c")),
+    ("table running past its frame",
+     lambda: method(1, 50, 10, struct.pack(">H", 0) + ss("it.q") + b"\x08" + struct.pack(">I", 99))),
+    ("content header of another class",
+     lambda: publish(1, "", "it.q") + frame(2, 1, struct.pack(">HHQH", 50, 0, 0, 0))),
+    ("content header with a weight",
+     lambda: publish(1, "", "it.q") + frame(2, 1, struct.pack(">HHQH", 60, 1, 0, 0))),
+    ("content header cut short",
+     lambda: publish(1, "", "it.q") + frame(2, 1, struct.pack(">HH", 60, 0) + b"\0")),
+    ("connection method on an open channel", lambda: method(1, 10, 51)),
+    ("connection method on a channel not opened", lambda: method(2, 10, 51)),
+    ("close-ok nobody asked for", lambda: method(0, 10, 51)),
+    ("server method on channel 0", lambda: method(0, 10, 60, ss("x"))),
+    ("server method on a channel", lambda: method(1, 60, 21, ss("x"))),
+    ("channel method on channel 0", lambda: method(0, 20, 10, ss(""))),
+    ("content header on a channel not opened",
+     lambda: frame(2, 2, struct.pack(">HHQH", 60, 0, 0, 0))),
+    ("body on a channel not opened", lambda: frame(3, 2, b"x")),
+]
+
+
+def rabbitmq_answer(payload):
+    """RabbitMQ's own connection.close for payload sent right after its
+    handshake and the opening of channel 1 (busgate's upstream credential):
+    (code, class, method)."""
+    r, mid, args = login(RABBIT_PORT, UPSTREAM_PASSWORD, user=UPSTREAM_USER)
+    try:
+        assert mid == (10, 30), mid
+        cmax, fmax, _ = struct.unpack(">HIH", args[:8])
+        r.send(method(0, 10, 31, struct.pack(">HIH", cmax, fmax, 0))
+               + method(0, 10, 40, ss("/") + ss("") + b"\x00"))
+        r.expect(0, (10, 41))
+        open_channel(r, 1)
+        r.send(payload)
+        code, _, cls, meth = close_args(r.expect(0, (10, 50)))
+        return code, cls, meth
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize("name,payload", SAME_AS_RABBITMQ, ids=[c[0] for c in SAME_AS_RABBITMQ])
+def test_malformed_input_gets_rabbitmqs_reply_code(gw, name, payload):
+    bg, ports, issuer = gw
+    want = rabbitmq_answer(payload())
+    r, _ = handshake(ports["listen"], issuer.mint("hal", ["apps"]))
+    try:
+        open_channel(r, 1)
+        r.send(payload())
+        code, text, cls, meth = close_args(r.expect(0, (10, 50)))
+        assert (code, cls, meth) == want, (text, want)
+    finally:
+        r.close()
 
 
 def sanitized_build():

@@ -375,10 +375,53 @@ static void test_content_on_channel_0_and_closed(void **state)
     teardown(state);
     setup(state);
     c = *state;
+    /* On a channel not opened, or closed: RabbitMQ's channel then expects
+     * channel.open, a method (505, no method named). */
     t_header(&c->wr, 5, 1);
     assert_int_equal(t_client_wr(&c->f, &c->wr), -1);
-    assert_closed_with(c, BG_AMQP_CHANNEL_ERROR, "CHANNEL_ERROR - content on a closed channel");
+    assert_closed_with(c, BG_AMQP_UNEXPECTED_FRAME,
+                       "UNEXPECTED_FRAME - expected method frame, got non method frame instead");
+    assert_int_equal(c->f.close_class, 0);
     expect_nothing(UP(c));
+}
+
+/* A content header after a publish whose fixed part RabbitMQ's command
+ * assembler refuses: too short 501, another class or a weight 505 naming
+ * basic.publish. */
+static void test_header_fixed_part_refused(void **state)
+{
+    static const struct {
+        uint8_t payload[14];
+        size_t len;
+        uint16_t code, cls;
+        const char *prefix;
+    } cases[] = {
+        {{0, 60, 0, 0, 0}, 5, BG_AMQP_FRAME_ERROR, 0, "FRAME_ERROR - content header truncated"},
+        {{0, 50, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+         14,
+         BG_AMQP_UNEXPECTED_FRAME,
+         60,
+         "UNEXPECTED_FRAME - expected content header for class 60, got one for class 50 "
+         "instead"},
+        {{0, 60, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+         14,
+         BG_AMQP_UNEXPECTED_FRAME,
+         60,
+         "UNEXPECTED_FRAME - expected content header for class 60, got non content header"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        teardown(state);
+        setup(state);
+        ctx_t *c = *state;
+        open_channel(c, 1);
+        publish_method(c, 1, "ok.x");
+        bg_amqp_frame_write(&c->wr, BG_AMQP_FRAME_HEADER, 1, cases[i].payload, cases[i].len);
+        assert_int_equal(t_client_wr(&c->f, &c->wr), -1);
+        assert_closed_with(c, cases[i].code, cases[i].prefix);
+        assert_int_equal(c->f.close_class, cases[i].cls);
+        assert_int_equal(c->f.close_method, cases[i].cls ? 40 : 0);
+        expect_nothing(UP(c));
+    }
 }
 
 /* A header whose properties carry the continuation flag is refused before
@@ -2419,12 +2462,32 @@ static void test_update_secret_while_running(void **state)
     expect_nothing(UP(c)); /* the client's token never goes upstream */
 }
 
+/* As RabbitMQ's reader: a connection method out of place on channel 0 is
+ * 504 CHANNEL_ERROR naming it, a client method (tune-ok, close-ok) or a
+ * server one (connection.blocked) alike. */
 static void test_connection_method_out_of_place(void **state)
 {
     ctx_t *c = *state;
     amqp_connection_tune_ok_t t = {10, 131072, 0};
     assert_int_equal(cli(c, 0, AMQP_CONNECTION_TUNE_OK_METHOD, &t), -1);
-    assert_closed_with(c, BG_AMQP_COMMAND_INVALID, "COMMAND_INVALID - unexpected");
+    assert_closed_with(c, BG_AMQP_CHANNEL_ERROR,
+                       "CHANNEL_ERROR - unexpected method in connection state running");
+    assert_int_equal(c->f.close_class, 10);
+    assert_int_equal(c->f.close_method, 31);
+    expect_nothing(UP(c));
+    teardown(state);
+    setup(state);
+    c = *state;
+    assert_int_equal(cli(c, 0, AMQP_CONNECTION_CLOSE_OK_METHOD, NULL), -1);
+    assert_closed_with(c, BG_AMQP_CHANNEL_ERROR, "CHANNEL_ERROR - unexpected method");
+    assert_int_equal(c->f.close_method, 51);
+    teardown(state);
+    setup(state);
+    c = *state;
+    amqp_connection_blocked_t b = {t_str("x")};
+    assert_int_equal(cli(c, 0, AMQP_CONNECTION_BLOCKED_METHOD, &b), -1);
+    assert_closed_with(c, BG_AMQP_CHANNEL_ERROR, "CHANNEL_ERROR - unexpected method");
+    assert_int_equal(c->f.close_method, 60);
     expect_nothing(UP(c));
 }
 
@@ -2435,11 +2498,14 @@ static void test_server_method_from_client(void **state)
     amqp_basic_consume_ok_t ok = {t_str("x")};
     assert_int_equal(cli(c, 1, AMQP_BASIC_CONSUME_OK_METHOD, &ok), -1);
     assert_closed_with(c, BG_AMQP_COMMAND_INVALID, "COMMAND_INVALID");
+    assert_int_equal(c->f.close_class, 60);
+    assert_int_equal(c->f.close_method, 21);
     expect_nothing(UP(c));
 }
 
 /* Hand-made method frames busgate must refuse, each with the code its
- * reply text names. */
+ * reply text names and RabbitMQ's class/method ids (the method's, when it
+ * is a known one; RabbitMQ 3.10 answers each the same way). */
 static void test_malformed_methods(void **state)
 {
     static const struct {
@@ -2449,17 +2515,44 @@ static void test_malformed_methods(void **state)
         size_t len;
         uint16_t code;
         const char *prefix;
+        uint16_t cls, mid;
     } cases[] = {
-        {"unknown method", 1, {0, 60, 0, 99}, 4, BG_AMQP_NOT_IMPLEMENTED, "NOT_IMPLEMENTED"},
-        {"unknown class", 1, {0, 99, 0, 10}, 4, BG_AMQP_NOT_IMPLEMENTED, "NOT_IMPLEMENTED"},
-        {"truncated qos", 1, {0, 60, 0, 10, 0, 0}, 6, BG_AMQP_SYNTAX_ERROR, "SYNTAX_ERROR"},
-        {"trailing bytes", 1, {0, 60, 0, 10, 0, 0, 0, 0, 0, 1, 0, 7}, 12, BG_AMQP_SYNTAX_ERROR,
-         "SYNTAX_ERROR"},
-        {"basic method on channel 0", 0, {0, 60, 0, 10, 0, 0, 0, 0, 0, 1, 0}, 11,
-         BG_AMQP_CHANNEL_ERROR, "CHANNEL_ERROR"},
-        {"connection method on channel 1", 1, {0, 10, 0, 51}, 4, BG_AMQP_CHANNEL_ERROR,
-         "CHANNEL_ERROR"},
-        {"short method id", 1, {0, 60}, 2, BG_AMQP_SYNTAX_ERROR, "SYNTAX_ERROR"},
+        {"unknown method", 1, {0, 60, 0, 99}, 4, BG_AMQP_NOT_IMPLEMENTED, "NOT_IMPLEMENTED", 0, 0},
+        {"unknown class", 1, {0, 99, 0, 10}, 4, BG_AMQP_NOT_IMPLEMENTED, "NOT_IMPLEMENTED", 0, 0},
+        {"truncated qos", 1, {0, 60, 0, 10, 0, 0}, 6, BG_AMQP_FRAME_ERROR, "FRAME_ERROR", 60, 10},
+        {"trailing bytes",
+         1,
+         {0, 60, 0, 10, 0, 0, 0, 0, 0, 1, 0, 7},
+         12,
+         BG_AMQP_FRAME_ERROR,
+         "FRAME_ERROR",
+         60,
+         10},
+        {"basic method on channel 0",
+         0,
+         {0, 60, 0, 10, 0, 0, 0, 0, 0, 1, 0},
+         11,
+         BG_AMQP_CHANNEL_ERROR,
+         "CHANNEL_ERROR",
+         60,
+         10},
+        {"connection method on open channel 1",
+         1,
+         {0, 10, 0, 51},
+         4,
+         BG_AMQP_COMMAND_INVALID,
+         "COMMAND_INVALID",
+         10,
+         51},
+        {"connection method on unopened channel 2",
+         2,
+         {0, 10, 0, 51},
+         4,
+         BG_AMQP_CHANNEL_ERROR,
+         "CHANNEL_ERROR - expected 'channel.open'",
+         10,
+         51},
+        {"short method id", 1, {0, 60}, 2, BG_AMQP_FRAME_ERROR, "FRAME_ERROR", 0, 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         teardown(state);
@@ -2470,9 +2563,11 @@ static void test_malformed_methods(void **state)
                             cases[i].len);
         int rc = t_client_wr(&c->f, &c->wr);
         if (rc != -1 || c->f.close_code != cases[i].code ||
-            strncmp(c->f.close_text, cases[i].prefix, strlen(cases[i].prefix)) != 0)
-            fail_msg("%s: rc %d, closed %u '%s', expected %u '%s...'", cases[i].what, rc,
-                     c->f.close_code, c->f.close_text, cases[i].code, cases[i].prefix);
+            strncmp(c->f.close_text, cases[i].prefix, strlen(cases[i].prefix)) != 0 ||
+            c->f.close_class != cases[i].cls || c->f.close_method != cases[i].mid)
+            fail_msg("%s: rc %d, closed %u '%s' %u/%u, expected %u '%s...' %u/%u", cases[i].what,
+                     rc, c->f.close_code, c->f.close_text, c->f.close_class, c->f.close_method,
+                     cases[i].code, cases[i].prefix, cases[i].cls, cases[i].mid);
         expect_nothing(UP(c));
     }
 }
@@ -2494,6 +2589,7 @@ int main(void)
         T(test_second_header),
         T(test_method_instead_of_content),
         T(test_content_on_channel_0_and_closed),
+        T(test_header_fixed_part_refused),
         T(test_header_continuation_flag),
         T(test_header_table_too_deep),
         T(test_refused_publish),

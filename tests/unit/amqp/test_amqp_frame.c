@@ -279,6 +279,14 @@ static void test_status_reply_codes(void **state)
     assert_int_equal(bg_amqp_status_reply_code(BG_AMQP_ERR_MALFORMED), 502);
     assert_int_equal(bg_amqp_status_reply_code(BG_AMQP_ERR_UNKNOWN_METHOD), 540);
     assert_int_equal(bg_amqp_status_reply_code(BG_AMQP_ERR_AUTH), 403);
+    assert_int_equal(bg_amqp_status_reply_code(BG_AMQP_ERR_TRAILING), 502);
+    /* A method frame whose arguments do not fill it exactly is a frame
+     * error to RabbitMQ ("cannot decode"); the rest as for any frame. */
+    assert_int_equal(bg_amqp_method_status_reply_code(BG_AMQP_ERR_TRUNCATED), 501);
+    assert_int_equal(bg_amqp_method_status_reply_code(BG_AMQP_ERR_TRAILING), 501);
+    assert_int_equal(bg_amqp_method_status_reply_code(BG_AMQP_ERR_MALFORMED), 502);
+    assert_int_equal(bg_amqp_method_status_reply_code(BG_AMQP_ERR_CHANNEL), 504);
+    assert_int_equal(bg_amqp_method_status_reply_code(BG_AMQP_ERR_LIMIT), 506);
 }
 
 int main(void)

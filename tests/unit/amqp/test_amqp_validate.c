@@ -269,7 +269,7 @@ static void test_method_trailing_bytes(void **state)
     t_shortstr(&w, "");
     bg_wr_u8(&w, 0);
     const char *why = NULL;
-    assert_int_equal(t_validate(&w, 1, &why), BG_AMQP_ERR_MALFORMED);
+    assert_int_equal(t_validate(&w, 1, &why), BG_AMQP_ERR_TRAILING);
     assert_string_equal(why, "trailing bytes after method arguments");
     bg_wr_free(&w);
 }
@@ -380,7 +380,7 @@ static void test_header_trailing_bytes(void **state)
     t_header(&w, 60, 0, 1, 0x1000);
     bg_wr_u8(&w, 2);
     bg_wr_u8(&w, 0);
-    assert_int_equal(bg_amqp_validate_header(1, w.buf, w.len, NULL, NULL), BG_AMQP_ERR_MALFORMED);
+    assert_int_equal(bg_amqp_validate_header(1, w.buf, w.len, NULL, NULL), BG_AMQP_ERR_TRAILING);
     bg_wr_free(&w);
 }
 
