@@ -68,6 +68,9 @@ if [ ! -s "$HOME/.erlang.cookie" ]; then
     chmod 400 "$HOME/.erlang.cookie"
 fi
 
+# The pid file of a node that failed to start would read as this start
+# failing at once (see the wait loop below).
+rm -f "$RABBITMQ_PID_FILE"
 start=$SECONDS
 bg_log "starting rabbitmq node $BG_RABBIT_NODE on 127.0.0.1:$BG_RABBIT_PORT"
 # Run from the run dir so stray files land there. 9>&-: the daemon (and the
