@@ -370,6 +370,14 @@ static void bg_amqp__on_close_timeout(evutil_socket_t fd, short what, void *arg)
         bg_amqp_session_close(s, BG_AMQP_CONNECTION_FORCED,
                               "CONNECTION_FORCED - broker did not answer", 0, 0);
         return;
+    case BG_AMQP_S_HEADER:
+    case BG_AMQP_S_START_OK:
+        /* Not logged in by the deadline: an authentication failure, as
+         * kafka.auth_timeout records it. */
+        bg_amqp_audit_auth_failure(s, "timeout");
+        bg_amqp__log(s, BG_LOG_INFO, "not logged in within the handshake deadline");
+        bg_amqp__die(s);
+        return;
     default:
         bg_amqp__die(s);
     }

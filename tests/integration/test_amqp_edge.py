@@ -200,12 +200,18 @@ def test_client_flooding_while_open_ok_is_awaited_is_bounded(start_busgate, tmp_
     client's later frames, and does not read past its read watermark
     either: a client that floods then is not read (busgate idle, not
     spinning over input it cannot process) and is dropped at the handshake
-    deadline (10 s)."""
+    deadline (10 s). Two clients that never log in (one silent, one that
+    stops after the protocol header) are dropped at the same deadline, each
+    with an auth_failure event (reason timeout)."""
     broker = StuckBroker()
     try:
         issuer = Issuer(tmp_path / "keys")
         text, ports = busgate_config(tmp_path, issuer, policy(), rabbit_port=broker.port)
         bg = start_busgate(text, wait_for_port=ports["listen"])
+        silent = socket.create_connection(("127.0.0.1", ports["listen"]), timeout=15)
+        header_only = socket.create_connection(("127.0.0.1", ports["listen"]), timeout=15)
+        header_only.sendall(b"AMQP\x00\x00\x09\x01")
+        peers = {"127.0.0.1:%d" % c.getsockname()[1] for c in (silent, header_only)}
         r, mid, args = login(ports["listen"], issuer.mint("flo", ["apps"]))
         assert mid == (10, 30), mid
         cmax, fmax, _ = struct.unpack(">HIH", args[:8])
@@ -221,6 +227,14 @@ def test_client_flooding_while_open_ok_is_awaited_is_bounded(start_busgate, tmp_
         except ConnectionResetError:
             pass  # closed with the flood unread
         r.close()
+        for c in (silent, header_only):
+            with contextlib.suppress(ConnectionResetError):
+                while c.recv(4096):
+                    pass  # connection.start, then the close
+            c.close()
+        timeouts = wait_audit(ports["audit"], lambda e: e["kind"] == "auth_failure"
+                              and e.get("peer") in peers, count=2)
+        assert sorted(e["auth_failure_reason"] for e in timeouts) == ["timeout", "timeout"], timeouts
         status, _ = http_get(f"http://127.0.0.1:{ports['admin']}/healthz")
         assert status == 200
     finally:
