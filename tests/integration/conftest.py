@@ -25,6 +25,15 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "single_build: a test whose time goes to waiting out real-time deadlines (an outage,"
+        " token lifetimes, heartbeats, handshake deadlines) or to a JVM client, not to"
+        " busgate's code: tests/integration/run.sh runs it against the last build it is"
+        " given only (the sanitized one in CI).")
+
+
 def build_dir():
     return Path(os.environ.get("BG_BUILD_DIR", ROOT / "build" / "plain"))
 

@@ -195,6 +195,7 @@ class StuckBroker:
             c.close()
 
 
+@pytest.mark.single_build
 def test_client_flooding_while_open_ok_is_awaited_is_bounded(start_busgate, tmp_path):
     """While busgate waits for the broker's open-ok it does not process the
     client's later frames, and does not read past its read watermark
@@ -1038,6 +1039,7 @@ def assert_idle(bg, seconds=5):
     assert used < 1.0, f"busgate used {used:.1f} CPU-seconds in {seconds} s holding one client"
 
 
+@pytest.mark.single_build
 def test_publisher_that_never_reads_its_returns_leaves_busgate_idle(gw):
     """Mandatory publishes nothing routes come back as basic.return. A
     client that sends them and never reads fills busgate's output to it,
@@ -1079,6 +1081,7 @@ def test_publisher_that_never_reads_its_returns_leaves_busgate_idle(gw):
     healthy(ports, issuer)
 
 
+@pytest.mark.single_build
 def test_consumer_that_stopped_reading_leaves_busgate_idle(gw):
     """The same with deliveries: a consumer that stops reading while it
     goes on sending (heartbeats here) fills busgate's output to it, then

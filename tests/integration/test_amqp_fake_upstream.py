@@ -246,6 +246,7 @@ def test_broker_frames_right_behind_open_ok_reach_the_client(start_busgate, tmp_
     assert up.done.wait(10) and up.error is None, up.error
 
 
+@pytest.mark.single_build
 def test_broker_silent_after_the_login_pika_learns_why(start_busgate, tmp_path, fake_rabbit):
     """The broker takes busgate's start-ok and never tunes. At the handshake
     deadline (10 s) the client, which had logged in, gets connection.close
@@ -260,6 +261,7 @@ def test_broker_silent_after_the_login_pika_learns_why(start_busgate, tmp_path, 
     assert session_end(ports) == "320 " + NO_ANSWER
 
 
+@pytest.mark.single_build
 def test_broker_without_open_ok_closes_the_client_with_320(start_busgate, tmp_path,
                                                            fake_rabbit):
     """The broker tunes but never answers busgate's connection.open: at the

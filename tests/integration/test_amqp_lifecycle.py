@@ -28,6 +28,7 @@ def roundtrip(conn, q=None):
     return body
 
 
+@pytest.mark.single_build
 def test_idle_connection_kept_by_heartbeats(start_busgate, tmp_path):
     issuer = Issuer(tmp_path / "keys")
     text, ports = busgate_config(tmp_path, issuer, POLICY, heartbeat=2)
@@ -123,6 +124,7 @@ def test_prefix_reload_renames_in_reply_texts(start_busgate, tmp_path):
         conn.close()
 
 
+@pytest.mark.single_build
 def test_broker_restart_under_a_client(start_busgate, tmp_path):
     rabbit = PrivateRabbit(free_port_pair())
     rabbit.up()

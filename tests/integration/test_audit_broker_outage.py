@@ -77,6 +77,7 @@ def broker_outage(tmp_path_factory):
         assert rc == 0
 
 
+@pytest.mark.single_build
 def test_no_loss_while_the_audit_broker_is_down(broker_outage):
     o = broker_outage
     assert o["spooled"] > 0  # audited meanwhile, into the spool

@@ -11,6 +11,7 @@ import subprocess
 import time
 
 import fastavro
+import pytest
 from confluent_kafka import KafkaError, Producer
 
 from audit_env import ROOT, topic_values
@@ -536,6 +537,7 @@ def test_tail_follow_file_truncated_or_replaced(tmp_path):
     assert f"{log} was replaced; reading the new file from its start" in text, text
 
 
+@pytest.mark.single_build
 def test_tail_unreachable_topic_says_why_without_librdkafka_lines(tmp_path):
     """An audit topic whose brokers do not answer: `audit tail` gives up
     after the 10 s it waits for the topic's partitions (exit 1) with one

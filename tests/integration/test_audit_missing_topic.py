@@ -8,6 +8,8 @@ Before, busgate's audit producer had the broker create the topic with its
 defaults at start-up."""
 import json
 
+import pytest
+
 from audit_env import Instance, drained, produce_some, topic_ids
 from conftest import run_cli
 from kafka_env import (KAFKA_PLAIN, KAFKA_SASL, broker_has_topic, delete_topics, kafka_topics,
@@ -36,6 +38,7 @@ def _spooled_writes(inst, data):
                                                  for x in e.get("resources", []))}
 
 
+@pytest.mark.single_build
 def test_missing_audit_topic_is_not_created(kafka_topics, tmp_path):
     audit_topic = unique("it-aud-missing")
     data = kafka_topics(unique("it-aud-data"))

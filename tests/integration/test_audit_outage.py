@@ -186,6 +186,7 @@ def outage(tmp_path_factory):
         assert all(rc == 0 for rc in rcs.values()), rcs
 
 
+@pytest.mark.single_build
 def test_no_loss_through_outage(outage):
     A = outage["A"]
     # (the fixture keeps the broker down for OUTAGE_S > 30 s)

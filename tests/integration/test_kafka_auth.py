@@ -231,6 +231,7 @@ def test_bad_tokens(start_busgate, tmp_path):
         assert t.split(".")[2] not in log_text and t.split(".")[2] not in audit_text
 
 
+@pytest.mark.single_build
 def test_reauthentication_and_expiry(start_busgate, tmp_path):
     """A client with 15 s tokens (svc-short) re-authenticates and keeps
     working for ~40 s; a raw client that does not re-authenticate is closed

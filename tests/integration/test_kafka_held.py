@@ -14,6 +14,8 @@ import struct
 import threading
 import time
 
+import pytest
+
 from kafka_env import (KafkaWire, MockCluster, busgate_config, free_port, kbytes, kstr,
                        mockcluster_bin, oidc_token, unique, wait_audit)
 
@@ -188,6 +190,7 @@ def test_held_request_is_forwarded_once_upstream_ready(start_busgate, tmp_path):
         assert mock.close() == 0
 
 
+@pytest.mark.single_build
 def test_discovery_recovers_from_a_silent_upstream(start_busgate, tmp_path):
     """busgate's broker discovery connects at start; this upstream completes
     the handshake, then never answers the Metadata request. Discovery gives

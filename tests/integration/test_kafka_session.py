@@ -191,6 +191,7 @@ def test_acks0_produce_while_audit_is_down_closes(start_busgate, tmp_path):
     assert bg.wait_log(lambda l: "audit pipeline unavailable" in l.get("msg", ""))
 
 
+@pytest.mark.single_build
 def test_closing_session_whose_client_does_not_read_ends(start_busgate, tmp_path):
     """A session closing after its last responses (here: a denied acks=0
     produce) whose client never reads them is closed anyway after a grace
@@ -308,6 +309,7 @@ def produce_v3_split(topic, denied, denied_bytes):
             part(topic, b"\0" * 100) + part(denied, b"\1" * denied_bytes))
 
 
+@pytest.mark.single_build
 def test_kept_request_copies_count_against_the_memory_cap(start_busgate, tmp_path):
     """Split Produces pipelined behind a fetch the broker holds: each keeps
     its whole request frame until the broker answers it (which the broker

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import time
 
+import pytest
 from confluent_kafka import Producer
 
 from kafka_env import (KAFKA_PLAIN, audit_events, busgate_config, create_topics, scrape,
@@ -63,6 +64,7 @@ def produce_direct(topic, seqs):
     assert p.flush(30) == 0
 
 
+@pytest.mark.single_build
 def test_java_share_consumer(start_busgate, tmp_path):
     """A share consumer consumes an allowed topic through busgate; one
     subscribed to a topic it may not describe is refused at the heartbeat,
@@ -116,6 +118,7 @@ def test_java_share_consumer(start_busgate, tmp_path):
         explain(res, bg)
 
 
+@pytest.mark.single_build
 def test_reload_ends_share_session_reads(start_busgate, tmp_path):
     """A share consumer in the middle of its share session: once a reload
     takes reading its topic away, its incremental ShareFetch (which names no
@@ -186,6 +189,7 @@ DESCRIBE_RULES = RULES + """    - name: reporting-sees-share-groups
 """
 
 
+@pytest.mark.single_build
 def test_java_describe_share_group(start_busgate, tmp_path):
     """While a share consumer is a member, the AdminClient's
     describeShareGroups (ShareGroupDescribe) shows the member and its topic

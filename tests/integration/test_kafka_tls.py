@@ -3,6 +3,7 @@ SASL_SSL and busgate's CA produces and consumes through busgate; a client
 that does not trust the certificate cannot connect."""
 import subprocess
 
+import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
 
 from kafka_env import busgate_config, client_conf, oidc_token, unique
@@ -55,6 +56,7 @@ def test_sasl_ssl_produce_consume(start_busgate, tmp_path):
     assert sorted(got) == sorted(f"v{i}".encode() for i in range(10))
 
 
+@pytest.mark.single_build
 def test_untrusted_certificate_is_refused(start_busgate, tmp_path):
     cert, key = make_cert(tmp_path)
     other = tmp_path / "other"

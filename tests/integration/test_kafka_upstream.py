@@ -306,6 +306,7 @@ def reauth_lines(bg):
             if "re-authenticated (session lifetime" in l.get("msg", "")]
 
 
+@pytest.mark.single_build
 @pytest.mark.parametrize("mechanism", ["SCRAM-SHA-512", "PLAIN"])
 def test_upstream_reauthenticates_before_the_session_ends(start_busgate, tmp_path, mechanism):
     """The REAUTH listener's logins last KAFKA_REAUTH_MS (3 s), after which
@@ -381,6 +382,7 @@ def fetch_v4(topic, wait_ms):
     return body + struct.pack(">iqi", 0, 0, 1 << 20)
 
 
+@pytest.mark.single_build
 def test_upstream_reauth_waits_for_a_long_poll_and_keeps_held_requests(start_busgate,
                                                                        tmp_path):
     """Round after round, a Fetch that waits 2 s on an empty topic is

@@ -813,6 +813,7 @@ def test_admin_connections_over_the_limit_are_closed(start_busgate, keys):
     assert admin_metric(port, "busgate_admin_connections_refused_total") >= 3
 
 
+@pytest.mark.single_build
 def test_admin_request_deadline(start_busgate, keys):
     """A request must arrive whole within 10 s of the connection's accept
     or of its last answer. One trickled a byte a second, which restarts
