@@ -212,11 +212,18 @@ static int bg_kafka_auth__handshake(bg_kafka_session_t *s, bg_kafka_pending_t *p
     const bg_kafka_struct_t *req = bg_kafka_auth__decode(s, pe, p, len, off);
     bg_kafka_struct_t *r = bg_kafka_auth__new_resp(pe);
     unsigned enabled = s->kw->g->cfg->kafka.sasl_mechanisms;
-    if (!req || !r || pe->hdr.api_version < 1)
-        return -1; /* v0 means raw SASL frames: advertised (librdkafka wants it in
-                      the range), refused (docs/kafka.md) */
-    if (s->auth == BG_KAFKA_AUTH_MECH || s->auth == BG_KAFKA_AUTH_CHALLENGED || s->reauth)
-        return -1; /* a second handshake before authenticating */
+    if (!req || !r)
+        return -1;
+    if (pe->hdr.api_version < 1) {
+        /* v0 means raw SASL frames: advertised (librdkafka wants it in the
+         * range), refused (docs/kafka.md) */
+        bg_kafka_audit_auth_failure(s, "unsupported_version");
+        return -1;
+    }
+    if (s->auth == BG_KAFKA_AUTH_MECH || s->auth == BG_KAFKA_AUTH_CHALLENGED || s->reauth) {
+        bg_kafka_audit_auth_failure(s, "unexpected_handshake"); /* a second one, no token between */
+        return -1;
+    }
     bg_slice_t m = req->f[BG_KAFKA_SASL_HANDSHAKE_REQ_MECHANISM].s;
     unsigned chosen = 0;
     if (m.len == 11 && memcmp(m.p, "OAUTHBEARER", 11) == 0)

@@ -73,6 +73,8 @@ def test_a_request_refused_by_closing_is_a_deny(gate, api_key, version, body, ap
     ("metadata_first", "unauthenticated_request"),
     ("authenticate_first", "no_handshake"),
     ("gssapi", "unsupported_mechanism"),
+    ("handshake_v0", "unsupported_version"),
+    ("handshake_twice", "unexpected_handshake"),
 ])
 def test_a_connection_refused_before_a_token_is_an_auth_failure(gate, name, reason):
     w = KafkaWire(gate["listen"])
@@ -81,6 +83,11 @@ def test_a_connection_refused_before_a_token_is_an_auth_failure(gate, name, reas
         w.send(3, 1, struct.pack(">i", -1))
     elif name == "authenticate_first":
         w.send(36, 1, kbytes(b"\0u\0p"))
+    elif name == "handshake_v0":
+        w.send(17, 0, kstr("PLAIN"))
+    elif name == "handshake_twice":
+        w.send(17, 1, kstr("PLAIN"))
+        w.send(17, 1, kstr("PLAIN"))
     else:
         w.send(17, 1, kstr("GSSAPI"))
     w.sock.settimeout(10)
