@@ -160,6 +160,9 @@ void bg_kafka_global_learn_topic(bg_kafka_global_t *g, const uint8_t id[16], con
     if (rc < 0) /* the id stays unknown: its requests are answered UNKNOWN_TOPIC_ID */
         bg_log_warn("kafka", "out of memory: topic id of %.*s not recorded", (int)len,
                     (const char *)name);
+    else if (rc > 0)
+        bg_log_warn("kafka", "the broker named a known topic id %.*s: the first name is kept",
+                    (int)len, (const char *)name);
 }
 
 int bg_kafka_global_topic_name(bg_kafka_global_t *g, const uint8_t id[16], char *out, size_t cap)

@@ -85,13 +85,18 @@ static void bg_kafka__coordinator(const bg_kafka_authz_ctx_t *ctx, bg_kafka_stru
     c->f[msg_idx].s = bg_kafka_cstr("busgate does not serve the coordinator's broker");
 }
 
-static void bg_kafka__learn_arr(bg_kafka_struct_t *s, int arr, int name_idx, int id_idx,
-                                bg_kafka_learn_topic_fn learn, void *arg)
+/* Learns the id -> name pairs of the entries the broker answered without an
+ * error: an error entry may echo the request's own name and id (Kafka's
+ * error form of a Metadata answer copies every request entry), and a
+ * client must not be able to name an id as it likes. */
+static void bg_kafka__learn_arr(bg_kafka_struct_t *s, int arr, int err_idx, int name_idx,
+                                int id_idx, bg_kafka_learn_topic_fn learn, void *arg)
 {
     int32_t n = bg_kafka__n(s, arr);
     for (int32_t i = 0; learn && i < n; i++) {
         bg_kafka_struct_t *t = s->f[arr].a.s[i];
-        if (t->f[name_idx].s.len > 0 && !bg_kafka__uuid_zero(t->f[id_idx].uuid))
+        if (t->f[err_idx].i == 0 && t->f[name_idx].s.len > 0 &&
+            !bg_kafka__uuid_zero(t->f[id_idx].uuid))
             learn(arg, t->f[id_idx].uuid, t->f[name_idx].s);
     }
 }
@@ -105,8 +110,9 @@ int bg_kafka__r_metadata(const bg_kafka_authz_ctx_t *ctx, int16_t ver, bg_kafka_
                        K(METADATA_RESP_BROKERS_HOST), K(METADATA_RESP_BROKERS_PORT), nodes, nnodes,
                        maxnodes);
     if (ver >= 10)
-        bg_kafka__learn_arr(resp, K(METADATA_RESP_TOPICS), K(METADATA_RESP_TOPICS_NAME),
-                            K(METADATA_RESP_TOPICS_TOPIC_ID), learn, learn_arg);
+        bg_kafka__learn_arr(resp, K(METADATA_RESP_TOPICS), K(METADATA_RESP_TOPICS_ERROR_CODE),
+                            K(METADATA_RESP_TOPICS_NAME), K(METADATA_RESP_TOPICS_TOPIC_ID), learn,
+                            learn_arg);
     return 0;
 }
 
@@ -117,6 +123,7 @@ int bg_kafka__r_describe_topic_partitions(const bg_kafka_authz_ctx_t *ctx, int16
 {
     (void)ctx, (void)ver, (void)a, (void)nodes, (void)nnodes, (void)maxnodes;
     bg_kafka__learn_arr(resp, K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS),
+                        K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_ERROR_CODE),
                         K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_NAME),
                         K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_TOPIC_ID), learn, learn_arg);
     return 0;

@@ -51,6 +51,8 @@ const char *bg_kafka__error_message(int16_t code)
         return "Cluster authorization failed.";
     case BG_KAFKA_E_TRANSACTIONAL_ID_AUTHORIZATION_FAILED:
         return "Transactional Id authorization failed";
+    case BG_KAFKA_E_UNKNOWN_TOPIC_ID:
+        return "This server does not host this topic ID.";
     default:
         return NULL;
     }

@@ -107,19 +107,13 @@ int bg_kafka_topic_ids_put(bg_kafka_topic_ids_t *t, const uint8_t id[16], const 
         return 0;
     size_t s = bg_kafka__tid_find(t, id);
     bg_kafka_topic_ids_slot_t *e = &t->slot[s];
-    if (e->name && e->len == len && memcmp(e->name, name, len) == 0)
-        return 0;
+    if (e->name) /* Kafka never renames: another name for a known id is kept out */
+        return e->len == len && memcmp(e->name, name, len) == 0 ? 0 : 1;
     char *copy = malloc(len + 1);
     if (!copy)
         return -1;
     memcpy(copy, name, len);
     copy[len] = '\0';
-    if (e->name) { /* Kafka never renames; take the broker's word anyway */
-        free(e->name);
-        e->name = copy;
-        e->len = (uint8_t)len;
-        return 0;
-    }
     if ((t->n + 1) * 4 > t->cap * 3) {
         if (t->cap < t->max) {
             if (bg_kafka__tid_grow(t) < 0) {

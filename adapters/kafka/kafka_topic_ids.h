@@ -35,7 +35,9 @@ typedef struct bg_kafka_topic_ids_s {
 int bg_kafka_topic_ids_init(bg_kafka_topic_ids_t *t, size_t max_slots);
 void bg_kafka_topic_ids_free(bg_kafka_topic_ids_t *t);
 /* Records id -> name (1..BG_KAFKA_TOPIC_NAME_MAX bytes; the zero id and
- * other lengths are ignored). 0, or -1 when out of memory (nothing changed). */
+ * other lengths are ignored). 0; 1 when the id is known under another name,
+ * which is kept (Kafka never renames a topic id); -1 when out of memory
+ * (nothing changed). */
 int bg_kafka_topic_ids_put(bg_kafka_topic_ids_t *t, const uint8_t id[16], const uint8_t *name,
                            size_t len);
 /* Copies id's name, NUL-terminated, into out (cap > BG_KAFKA_TOPIC_NAME_MAX

@@ -18,7 +18,7 @@ from audit_env import ROOT, topic_values
 
 from conftest import busgate_bin, free_port, run_cli
 from keys import make_rsa_key
-from kafka_env import (KAFKA_PLAIN, audit_events, busgate_config, claims, client_conf,
+from kafka_env import (KAFKA_PLAIN, audit_events, busgate_config, claims, client_conf, crc32c,
                        kafka_topics, oidc_token, unique, wait_audit)
 
 RULES = """    - name: orders-write
@@ -345,22 +345,13 @@ def test_tail_shows_control_characters_escaped(tmp_path):
     assert r.returncode == 0 and json.loads(r.stdout) == ev, r.stdout
 
 
-def _crc32c(data):
-    crc = 0xFFFFFFFF
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-    return crc ^ 0xFFFFFFFF
-
-
 def _frame(event):
     """One spool record: [u32 len][u32 crc32c(len bytes + payload)][payload],
     payload [u16 key len][key = session id][JSON] (see docs/audit.md)."""
     key = event["session_id"].encode()
     payload = struct.pack("<H", len(key)) + key + json.dumps(event).encode()
     n = struct.pack("<I", len(payload))
-    return n + struct.pack("<I", _crc32c(n + payload)) + payload
+    return n + struct.pack("<I", crc32c(n + payload)) + payload
 
 
 def _spool_setup(tmp_path, n):
