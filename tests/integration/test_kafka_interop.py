@@ -1,8 +1,9 @@
 """Interop through busgate: Kafka clients nobody here wrote (the Java
-kafka-clients, librdkafka via confluent-kafka, kafka-python) produce,
-consume in a group (the classic protocol, and the Java client with the
-KIP-848 consumer protocol), get denied, administer topics and use
-transactions through busgate in front of the real test broker.
+kafka-clients, librdkafka via confluent-kafka, kafka-python, franz-go)
+produce, consume in a group (the classic protocol, and the Java, librdkafka
+and franz-go clients with the KIP-848 consumer protocol), get denied,
+administer topics and use transactions through busgate in front of the real
+test broker.
 
 Each test starts busgate, runs tests/interop/run-client.sh with a bounded
 timeout and asserts on the client's one-line JSON result. The broker lets
@@ -55,6 +56,7 @@ CONSUMER_PROPS = {
     "java": "session.timeout.ms=6000\n",
     "rdkafka": "session.timeout.ms=6000\n",
     "kafka-python": "session_timeout_ms=6000\n",
+    "franz-go": "session.timeout.ms=6000\n",
 }
 
 
@@ -62,7 +64,7 @@ CONSUMER_PROPS = {
 def interop_clients():
     """Builds the Java jar / the Python venv once (cached across sessions),
     so no test's time bound includes a Maven build."""
-    for lang in ("java", "rdkafka"):
+    for lang in ("java", "rdkafka", "franz-go"):
         p = subprocess.run([RUN_CLIENT, lang, "--build"], capture_output=True, text=True,
                            timeout=BUILD_TIMEOUT_S)
         assert p.returncode == 0, f"building the {lang} interop client failed:\n{p.stderr[-4000:]}"
@@ -147,6 +149,7 @@ DENIED_ERRORS = {
     "java": ("TopicAuthorizationException", "GroupAuthorizationException"),
     "rdkafka": ("TOPIC_AUTHORIZATION_FAILED", "GROUP_AUTHORIZATION_FAILED"),
     "kafka-python": ("TopicAuthorizationFailedError", "GroupAuthorizationFailedError"),
+    "franz-go": ("TOPIC_AUTHORIZATION_FAILED", "GROUP_AUTHORIZATION_FAILED"),
 }
 
 
@@ -220,6 +223,50 @@ def test_kafka_python_plain_token_password(gate, tmp_path):
 def test_kafka_python_oauthbearer_token_provider(gate, tmp_path):
     bootstrap, bg, ports = gate
     python_round_trip(tmp_path, "kafka-python", bootstrap, bg, ports, oauth_creds())
+
+
+def test_franz_go_plain_token_password(gate, tmp_path):
+    bootstrap, bg, ports = gate
+    python_round_trip(tmp_path, "franz-go", bootstrap, bg, ports, plain_creds())
+
+
+def test_franz_go_oauthbearer_client_credentials(gate, tmp_path):
+    """The round trip, then a group outside the policy on an allowed topic."""
+    bootstrap, bg, ports = gate
+    python_round_trip(tmp_path, "franz-go", bootstrap, bg, ports, oauth_creds())
+    topic, other = unique("interop-franz-go"), unique("other-g")
+    prod = run_client(tmp_path, "franz-go", bootstrap, oauth_creds(), "produce", topic, "1")
+    assert prod["_exit"] == 0 and prod["produced"] == 1, explain(prod, bg)
+    den = run_client(tmp_path, "franz-go", bootstrap, oauth_creds(), "consume-expect-denied",
+                     topic, other, consumer=True)
+    assert den["_exit"] == 0 and den["error"] == DENIED_ERRORS["franz-go"][1] and \
+        den["consumed"] == 0, explain(den, bg)
+    assert denied_in_audit(ports, other, "describe", "read")
+
+
+def test_franz_go_consumer_group_protocol(gate, tmp_path):
+    """franz-go with the KIP-848 consumer protocol (ServerSideBalancer, the
+    props file's group.protocol=consumer): consume in a group; a denied
+    topic and a denied group."""
+    bootstrap, bg, ports = gate
+    kip848 = "group.protocol=consumer\n"
+    topic, group = unique("interop-848fg"), unique("interop-g")
+    topic_err, group_err = DENIED_ERRORS["franz-go"]
+    prod = run_client(tmp_path, "franz-go", bootstrap, oauth_creds(), "produce", topic, str(N))
+    assert prod["_exit"] == 0 and prod["produced"] == N, explain(prod, bg)
+    cons = run_client(tmp_path, "franz-go", bootstrap, oauth_creds(), "consume-group", topic,
+                      group, str(N), props=kip848)
+    assert cons["_exit"] == 0 and cons["consumed"] >= N and cons.get("committed"), \
+        explain(cons, bg)
+    check_values(cons["values"], "franz-go", N)
+    assert audit_decision(ports, "ConsumerGroupHeartbeat", "allow", group), explain(cons, bg)
+    for t, g, err in ((unique("denied"), unique("interop-g"), topic_err),
+                      (topic, unique("other-g"), group_err)):
+        den = run_client(tmp_path, "franz-go", bootstrap, oauth_creds(), "consume-expect-denied",
+                         t, g, props=kip848)
+        assert den["_exit"] == 0 and den["error"] == err and den["consumed"] == 0, \
+            explain(den, bg)
+    assert denied_in_audit(ports, g, "describe", "read")
 
 
 def audit_decision(ports, api, effect, name, timeout=5.0):
@@ -514,7 +561,7 @@ def test_rdkafka_transactions_by_transactional_id(gate, tmp_path):
     assert denied_in_audit(ports, denied, "describe", "write")
 
 
-@pytest.mark.parametrize("lang", ["java", "rdkafka", "kafka-python"])
+@pytest.mark.parametrize("lang", ["java", "rdkafka", "kafka-python", "franz-go"])
 def test_principal_without_groups_is_denied(gate, tmp_path, lang):
     """svc-intruder authenticates (valid token) but no rule matches it: even
     a topic group:orders may write is denied."""
@@ -524,3 +571,4 @@ def test_principal_without_groups_is_denied(gate, tmp_path, lang):
                      "produce-expect-denied", topic)
     assert res["_exit"] == 0 and res["error"] == DENIED_ERRORS[lang][0], explain(res, bg)
     assert denied_in_audit(ports, topic, "write", "describe")
+

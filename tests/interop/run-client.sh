@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Runs one interop scenario with a real Kafka client and prints its one-line
 # JSON result; exit 0 when the scenario's expectation held, 1 when not.
-#   tests/interop/run-client.sh java|rdkafka|kafka-python BOOTSTRAP MECHANISM CREDENTIALS... SCENARIO ARGS...
+#   tests/interop/run-client.sh java|rdkafka|kafka-python|franz-go BOOTSTRAP MECHANISM CREDENTIALS... SCENARIO ARGS...
 #   MECHANISM CREDENTIALS: PLAIN USER PASSWORD | SCRAM-SHA-256|SCRAM-SHA-512 USER PASSWORD
 #                          | OAUTHBEARER TOKEN_URL CLIENT_ID SECRET | NONE
 # Example:
 #   tests/interop/run-client.sh java 127.0.0.1:39093 PLAIN busgate busgate-test-password produce t1 10
-#   tests/interop/run-client.sh java|rdkafka|kafka-python --build   (build/install only)
-# Builds the Java program / installs the Python clients into $BUSGATE_CACHE
-# on first use (again when their sources change).
+#   tests/interop/run-client.sh java|rdkafka|kafka-python|franz-go --build   (build/install only)
+# Builds the Java and Go programs / installs the Python clients into
+# $BUSGATE_CACHE on first use (again when their sources change).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=../infra/common.sh
@@ -35,6 +35,38 @@ java_jar() {
     echo "$out/busgate-interop-java.jar"
 }
 
+# go_bin: builds the franz-go program (tests/interop/go) into
+# $BUSGATE_CACHE/interop/go once per source checksum and prints its path.
+# Modules and build cache live under $BUSGATE_CACHE/go; go.sum pins every
+# module (-mod=readonly), so a fresh machine needs only the Go module proxy.
+# GOTOOLCHAIN=auto: a go older than go.mod's go line fetches that toolchain
+# through the same proxy (golang.org/toolchain).
+go_bin() {
+    local out="$BUSGATE_CACHE/interop/go" bin sum
+    bin="$out/busgate-interop-franz-go"
+    sum="$(cd "$here/go" && find . -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' \) |
+        sort | xargs cat | sha256sum | cut -c1-16)"
+    if [ "$(cat "$out/.built" 2>/dev/null)" != "$sum" ] || [ ! -x "$bin" ]; then
+        bg_need go
+        mkdir -p "$BUSGATE_CACHE/locks" "$out"
+        exec 8>"$BUSGATE_CACHE/locks/interop-go.lock"
+        flock -w 600 8 || bg_die "timed out waiting for the Go build lock"
+        if [ "$(cat "$out/.built" 2>/dev/null)" != "$sum" ] || [ ! -x "$bin" ]; then
+            bg_log "building the franz-go interop client into $out"
+            (cd "$here/go" &&
+                export GOFLAGS=-mod=readonly GOTOOLCHAIN=auto GOWORK=off CGO_ENABLED=0 \
+                    GOCACHE="$BUSGATE_CACHE/go/build" GOMODCACHE="$BUSGATE_CACHE/go/mod" &&
+                go build -trimpath -buildvcs=false -o "$bin.tmp" . >&2) ||
+                bg_die "go build of the franz-go interop client failed" \
+                    "(scripts/install-deps.sh installs Go)"
+            mv -f "$bin.tmp" "$bin"
+            echo "$sum" >"$out/.built"
+        fi
+        exec 8>&-
+    fi
+    echo "$bin"
+}
+
 [ $# -ge 2 ] || { sed -n '2,11p' "$0" >&2; exit 2; }
 lang="$1"
 shift
@@ -55,7 +87,12 @@ rdkafka | kafka-python)
     # -B: no __pycache__ in the checkout.
     exec "$py" -B "$here/python/${lang//-/_}_client.py" "$@"
     ;;
+franz-go)
+    bin="$(go_bin)"
+    [ "$1" != "--build" ] || { echo "$bin"; exit 0; }
+    exec "$bin" "$@"
+    ;;
 *)
-    bg_die "unknown client '$lang' (java | rdkafka | kafka-python)"
+    bg_die "unknown client '$lang' (java | rdkafka | kafka-python | franz-go)"
     ;;
 esac
