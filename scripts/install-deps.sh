@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs every Debian package busgate's build, tests and benchmarks need.
-# Idempotent: what is already present is not touched. Runs as root or via sudo.
+# Installs every Debian package busgate's build, tests and benchmarks need,
+# and a Go toolchain recent enough for the franz-go interop client (see
+# go_toolchain). Idempotent: what is already present is not touched. Runs as
+# root or via sudo.
 set -euo pipefail
 
 packages=(
