@@ -1,9 +1,9 @@
 """Interop through busgate: Kafka clients nobody here wrote (the Java
-kafka-clients, librdkafka via confluent-kafka, kafka-python, franz-go)
-produce, consume in a group (the classic protocol, and the Java, librdkafka
-and franz-go clients with the KIP-848 consumer protocol), get denied,
-administer topics and use transactions through busgate in front of the real
-test broker.
+kafka-clients, librdkafka via confluent-kafka, kafka-python, franz-go,
+KafkaJS) produce, consume in a group (the classic protocol, and the Java,
+librdkafka and franz-go clients with the KIP-848 consumer protocol), get
+denied, administer topics and use transactions through busgate in front of
+the real test broker.
 
 Each test starts busgate, runs tests/interop/run-client.sh with a bounded
 timeout and asserts on the client's one-line JSON result. The broker lets
@@ -57,6 +57,7 @@ CONSUMER_PROPS = {
     "rdkafka": "session.timeout.ms=6000\n",
     "kafka-python": "session_timeout_ms=6000\n",
     "franz-go": "session.timeout.ms=6000\n",
+    "kafkajs": "sessionTimeout=6000\n",
 }
 
 
@@ -68,6 +69,10 @@ def interop_clients():
         p = subprocess.run([RUN_CLIENT, lang, "--build"], capture_output=True, text=True,
                            timeout=BUILD_TIMEOUT_S)
         assert p.returncode == 0, f"building the {lang} interop client failed:\n{p.stderr[-4000:]}"
+    # KafkaJS: npm ci into the cache (offline once npm's cache has it).
+    p = subprocess.run([RUN_CLIENT, "kafkajs", "--build"], capture_output=True, text=True,
+                       timeout=BUILD_TIMEOUT_S)
+    assert p.returncode == 0, f"installing the kafkajs interop client failed:\n{p.stderr[-4000:]}"
 
 
 def client_env(tmp_path, lang, consumer=False, props=None, timeout_ms=CLIENT_TIMEOUT_MS):
@@ -150,6 +155,7 @@ DENIED_ERRORS = {
     "rdkafka": ("TOPIC_AUTHORIZATION_FAILED", "GROUP_AUTHORIZATION_FAILED"),
     "kafka-python": ("TopicAuthorizationFailedError", "GroupAuthorizationFailedError"),
     "franz-go": ("TOPIC_AUTHORIZATION_FAILED", "GROUP_AUTHORIZATION_FAILED"),
+    "kafkajs": ("TOPIC_AUTHORIZATION_FAILED", "GROUP_AUTHORIZATION_FAILED"),
 }
 
 
@@ -269,6 +275,35 @@ def test_franz_go_consumer_group_protocol(gate, tmp_path):
     # franz-go asks for the topic's metadata first: busgate refuses that.
     assert audit_decision(ports, "Metadata", "deny", denied), explain(den, bg)
     assert denied_in_audit(ports, other, "describe", "read")
+
+
+def kafkajs_round_trip(tmp_path, bootstrap, bg, ports, creds):
+    """python_round_trip, then a group outside the policy on an allowed topic:
+    busgate refuses FindCoordinator v2, which KafkaJS turns into
+    KafkaJSGroupCoordinatorNotFound; the client reports the refusal KafkaJS
+    logged as broker_error. KafkaJS sends older request versions than the
+    Java client: Produce v7, Fetch v11, Metadata v6, JoinGroup v5."""
+    python_round_trip(tmp_path, "kafkajs", bootstrap, bg, ports, creds)
+    # An existing topic: KafkaJS's subscribe fails on one just auto-created.
+    topic, other = unique("interop-kafkajs"), unique("other-g")
+    create_topic_directly(topic)
+    den = run_client(tmp_path, "kafkajs", bootstrap, creds, "consume-expect-denied", topic,
+                     other, consumer=True)
+    assert den["_exit"] == 0 and den["error"] == "KafkaJSGroupCoordinatorNotFound" and \
+        den["broker_error"] == DENIED_ERRORS["kafkajs"][1] and den["consumed"] == 0, \
+        explain(den, bg)
+    assert denied_in_audit(ports, other, "describe", "read")
+
+
+def test_kafkajs_plain_token_password(gate, tmp_path):
+    bootstrap, bg, ports = gate
+    kafkajs_round_trip(tmp_path, bootstrap, bg, ports, plain_creds())
+
+
+def test_kafkajs_oauthbearer_client_credentials(gate, tmp_path):
+    """KafkaJS's oauthBearerProvider fetching a client-credentials token."""
+    bootstrap, bg, ports = gate
+    kafkajs_round_trip(tmp_path, bootstrap, bg, ports, oauth_creds())
 
 
 def audit_decision(ports, api, effect, name, timeout=5.0):
@@ -563,7 +598,7 @@ def test_rdkafka_transactions_by_transactional_id(gate, tmp_path):
     assert denied_in_audit(ports, denied, "describe", "write")
 
 
-@pytest.mark.parametrize("lang", ["java", "rdkafka", "kafka-python", "franz-go"])
+@pytest.mark.parametrize("lang", ["java", "rdkafka", "kafka-python", "franz-go", "kafkajs"])
 def test_principal_without_groups_is_denied(gate, tmp_path, lang):
     """svc-intruder authenticates (valid token) but no rule matches it: even
     a topic group:orders may write is denied."""

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Runs one interop scenario with a real Kafka client and prints its one-line
 # JSON result; exit 0 when the scenario's expectation held, 1 when not.
-#   tests/interop/run-client.sh java|rdkafka|kafka-python|franz-go BOOTSTRAP MECHANISM CREDENTIALS... SCENARIO ARGS...
+#   tests/interop/run-client.sh java|rdkafka|kafka-python|franz-go|kafkajs BOOTSTRAP MECHANISM CREDENTIALS... SCENARIO ARGS...
 #   MECHANISM CREDENTIALS: PLAIN USER PASSWORD | SCRAM-SHA-256|SCRAM-SHA-512 USER PASSWORD
 #                          | OAUTHBEARER TOKEN_URL CLIENT_ID SECRET | NONE
 # Example:
 #   tests/interop/run-client.sh java 127.0.0.1:39093 PLAIN busgate busgate-test-password produce t1 10
-#   tests/interop/run-client.sh java|rdkafka|kafka-python|franz-go --build   (build/install only)
-# Builds the Java and Go programs / installs the Python clients into
-# $BUSGATE_CACHE on first use (again when their sources change).
+#   tests/interop/run-client.sh java|rdkafka|kafka-python|franz-go|kafkajs --build   (build/install only)
+# Builds the Java and Go programs / installs the Python clients / npm-installs
+# KafkaJS into $BUSGATE_CACHE on first use (again when their sources change).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=../infra/common.sh
@@ -67,6 +67,30 @@ go_bin() {
     echo "$bin"
 }
 
+# The KafkaJS program and its locked dependencies, installed once per
+# source checksum into $BUSGATE_CACHE/interop/kafkajs (npm's cache keeps
+# later installs offline).
+kafkajs_dir() {
+    local out="$BUSGATE_CACHE/interop/kafkajs" sum
+    sum="$(cd "$here/kafkajs" && cat package.json package-lock.json client.js | sha256sum | cut -c1-16)"
+    if [ "$(cat "$out/.installed" 2>/dev/null)" != "$sum" ]; then
+        bg_need node npm flock
+        mkdir -p "$BUSGATE_CACHE/locks" "$out"
+        exec 8>"$BUSGATE_CACHE/locks/interop-kafkajs.lock"
+        flock -w 600 8 || bg_die "timed out waiting for the KafkaJS install lock"
+        if [ "$(cat "$out/.installed" 2>/dev/null)" != "$sum" ]; then
+            bg_log "installing KafkaJS into $out"
+            cp "$here/kafkajs/package.json" "$here/kafkajs/package-lock.json" \
+                "$here/kafkajs/client.js" "$out/"
+            (cd "$out" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error >&2) ||
+                bg_die "npm ci of the KafkaJS interop client failed"
+            echo "$sum" >"$out/.installed"
+        fi
+        exec 8>&-
+    fi
+    echo "$out"
+}
+
 [ $# -ge 2 ] || { sed -n '2,11p' "$0" >&2; exit 2; }
 lang="$1"
 shift
@@ -92,7 +116,15 @@ franz-go)
     [ "$1" != "--build" ] || { echo "$bin"; exit 0; }
     exec "$bin" "$@"
     ;;
+kafkajs)
+    dir="$(kafkajs_dir)"
+    [ "$1" != "--build" ] || {
+        echo "$dir/client.js (kafkajs $(cd "$dir" && node -p 'require("kafkajs/package.json").version'), node $(node --version))"
+        exit 0
+    }
+    exec node "$dir/client.js" "$@"
+    ;;
 *)
-    bg_die "unknown client '$lang' (java | rdkafka | kafka-python | franz-go)"
+    bg_die "unknown client '$lang' (java | rdkafka | kafka-python | franz-go | kafkajs)"
     ;;
 esac
