@@ -49,6 +49,30 @@ bg_need() {
     done
 }
 
+# bg_src_sum DIR PATHS...: a short hash of the files under PATHS (relative
+# to DIR), to build again when a source changes.
+bg_src_sum() { (cd "$1" && shift && find "$@" -type f | sort | xargs cat | sha256sum | cut -c1-16); }
+
+# bg_build_once NAME OUT ARTIFACT SUM CMD...: runs CMD (which builds
+# ARTIFACT, a path under OUT) unless OUT/.built holds SUM and ARTIFACT
+# exists; then records SUM. Concurrent callers are serialised by a flock on
+# $BUSGATE_CACHE/locks/NAME.lock and check again under it, so one builds
+# and the others use its result.
+bg_build_once() {
+    local name="$1" out="$2" artifact="$3" sum="$4"
+    shift 4
+    [ "$(cat "$out/.built" 2>/dev/null)" = "$sum" ] && [ -e "$artifact" ] && return 0
+    bg_need flock
+    mkdir -p "$BUSGATE_CACHE/locks" "$out"
+    (
+        flock -w 600 8 || bg_die "timed out waiting for the $name build lock"
+        [ "$(cat "$out/.built" 2>/dev/null)" = "$sum" ] && [ -e "$artifact" ] && exit 0
+        bg_log "building $name into $out"
+        "$@" || exit 1
+        echo "$sum" >"$out/.built"
+    ) 8>"$BUSGATE_CACHE/locks/$name.lock"
+}
+
 # bg_pid_alive PIDFILE PATTERN: true when PIDFILE names a live process whose
 # command line contains PATTERN (guards against a recycled pid).
 bg_pid_alive() {

@@ -14,80 +14,58 @@ here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=../infra/common.sh
 . "$here/../infra/common.sh"
 
+# Each client is built (or installed) once per source checksum into
+# $BUSGATE_CACHE/interop/LANG (bg_build_once, tests/infra/common.sh).
+
+java_build() { # OUT
+    bg_need mvn java
+    mvn -q -B -Dstyle.color=never -f "$here/java/pom.xml" package \
+        -Dkafka.version="$BG_KAFKA_VERSION" -Dbg.build.dir="$1" >&2 ||
+        bg_die "maven build of the Java interop client failed"
+}
+
 java_jar() {
-    local out="$BUSGATE_CACHE/interop/java" sum
-    sum="$(cd "$here/java" && find pom.xml src -type f | sort | xargs cat | sha256sum | cut -c1-16)"
-    if [ "$(cat "$out/.built" 2>/dev/null)" != "$sum-$BG_KAFKA_VERSION" ] ||
-        [ ! -f "$out/busgate-interop-java.jar" ]; then
-        bg_need mvn java
-        mkdir -p "$BUSGATE_CACHE/locks"
-        exec 8>"$BUSGATE_CACHE/locks/interop-java.lock"
-        flock -w 600 8 || bg_die "timed out waiting for the Java build lock"
-        if [ "$(cat "$out/.built" 2>/dev/null)" != "$sum-$BG_KAFKA_VERSION" ]; then
-            bg_log "building the Java interop client into $out"
-            mvn -q -B -Dstyle.color=never -f "$here/java/pom.xml" package \
-                -Dkafka.version="$BG_KAFKA_VERSION" -Dbg.build.dir="$out" >&2 ||
-                bg_die "maven build of the Java interop client failed"
-            echo "$sum-$BG_KAFKA_VERSION" >"$out/.built"
-        fi
-        exec 8>&-
-    fi
+    local out="$BUSGATE_CACHE/interop/java"
+    bg_build_once interop-java "$out" "$out/busgate-interop-java.jar" \
+        "$(bg_src_sum "$here/java" pom.xml src)-$BG_KAFKA_VERSION" java_build "$out" || exit 1
     echo "$out/busgate-interop-java.jar"
 }
 
-# go_bin: builds the franz-go program (tests/interop/go) into
-# $BUSGATE_CACHE/interop/go once per source checksum and prints its path.
 # Modules and build cache live under $BUSGATE_CACHE/go; go.sum pins every
 # module (-mod=readonly), so a fresh machine needs only the Go module proxy.
 # GOTOOLCHAIN=auto: a go older than go.mod's go line fetches that toolchain
 # through the same proxy (golang.org/toolchain).
-go_bin() {
-    local out="$BUSGATE_CACHE/interop/go" bin sum
-    bin="$out/busgate-interop-franz-go"
-    sum="$(cd "$here/go" && find . -type f \( -name '*.go' -o -name 'go.mod' -o -name 'go.sum' \) |
-        sort | xargs cat | sha256sum | cut -c1-16)"
-    if [ "$(cat "$out/.built" 2>/dev/null)" != "$sum" ] || [ ! -x "$bin" ]; then
-        bg_need go
-        mkdir -p "$BUSGATE_CACHE/locks" "$out"
-        exec 8>"$BUSGATE_CACHE/locks/interop-go.lock"
-        flock -w 600 8 || bg_die "timed out waiting for the Go build lock"
-        if [ "$(cat "$out/.built" 2>/dev/null)" != "$sum" ] || [ ! -x "$bin" ]; then
-            bg_log "building the franz-go interop client into $out"
-            (cd "$here/go" &&
-                export GOFLAGS=-mod=readonly GOTOOLCHAIN=auto GOWORK=off CGO_ENABLED=0 \
-                    GOCACHE="$BUSGATE_CACHE/go/build" GOMODCACHE="$BUSGATE_CACHE/go/mod" &&
-                go build -trimpath -buildvcs=false -o "$bin.tmp" . >&2) ||
-                bg_die "go build of the franz-go interop client failed" \
-                    "(scripts/install-deps.sh installs Go)"
-            mv -f "$bin.tmp" "$bin"
-            echo "$sum" >"$out/.built"
-        fi
-        exec 8>&-
-    fi
-    echo "$bin"
+go_build() { # BIN
+    bg_need go
+    (cd "$here/go" &&
+        export GOFLAGS=-mod=readonly GOTOOLCHAIN=auto GOWORK=off CGO_ENABLED=0 \
+            GOCACHE="$BUSGATE_CACHE/go/build" GOMODCACHE="$BUSGATE_CACHE/go/mod" &&
+        go build -trimpath -buildvcs=false -o "$1.tmp" . >&2) ||
+        bg_die "go build of the franz-go interop client failed" \
+            "(scripts/install-deps.sh installs Go)"
+    mv -f "$1.tmp" "$1"
 }
 
-# The KafkaJS program and its locked dependencies, installed once per
-# source checksum into $BUSGATE_CACHE/interop/kafkajs (npm's cache keeps
-# later installs offline).
+go_bin() {
+    local out="$BUSGATE_CACHE/interop/go"
+    bg_build_once interop-go "$out" "$out/busgate-interop-franz-go" \
+        "$(bg_src_sum "$here/go" .)" go_build "$out/busgate-interop-franz-go" || exit 1
+    echo "$out/busgate-interop-franz-go"
+}
+
+# npm's cache keeps later installs offline.
+kafkajs_install() { # OUT
+    bg_need node npm
+    cp "$here/kafkajs/package.json" "$here/kafkajs/package-lock.json" "$here/kafkajs/client.js" "$1/"
+    (cd "$1" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error >&2) ||
+        bg_die "npm ci of the KafkaJS interop client failed"
+}
+
 kafkajs_dir() {
-    local out="$BUSGATE_CACHE/interop/kafkajs" sum
-    sum="$(cd "$here/kafkajs" && cat package.json package-lock.json client.js | sha256sum | cut -c1-16)"
-    if [ "$(cat "$out/.installed" 2>/dev/null)" != "$sum" ]; then
-        bg_need node npm flock
-        mkdir -p "$BUSGATE_CACHE/locks" "$out"
-        exec 8>"$BUSGATE_CACHE/locks/interop-kafkajs.lock"
-        flock -w 600 8 || bg_die "timed out waiting for the KafkaJS install lock"
-        if [ "$(cat "$out/.installed" 2>/dev/null)" != "$sum" ]; then
-            bg_log "installing KafkaJS into $out"
-            cp "$here/kafkajs/package.json" "$here/kafkajs/package-lock.json" \
-                "$here/kafkajs/client.js" "$out/"
-            (cd "$out" && npm ci --prefer-offline --no-audit --no-fund --loglevel=error >&2) ||
-                bg_die "npm ci of the KafkaJS interop client failed"
-            echo "$sum" >"$out/.installed"
-        fi
-        exec 8>&-
-    fi
+    local out="$BUSGATE_CACHE/interop/kafkajs"
+    bg_build_once interop-kafkajs "$out" "$out/node_modules/kafkajs" \
+        "$(bg_src_sum "$here/kafkajs" package.json package-lock.json client.js)" \
+        kafkajs_install "$out" || exit 1
     echo "$out"
 }
 

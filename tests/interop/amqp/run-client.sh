@@ -15,45 +15,34 @@ here="$(cd "$(dirname "$0")" && pwd)"
 # shellcheck source=../../infra/common.sh
 . "$here/../../infra/common.sh"
 
-# src_sum DIR FILES...: a short hash of the sources, to rebuild on change.
-src_sum() { (cd "$1" && shift && find "$@" -type f | sort | xargs cat | sha256sum | cut -c1-16); }
+# Each client is built (or installed) once per source checksum into
+# $BUSGATE_CACHE/interop/amqp-LANG (bg_build_once, tests/infra/common.sh).
+
+node_install() { # OUT
+    bg_need node npm
+    cp "$here/node/package.json" "$here/node/package-lock.json" "$here/node/client.js" "$1/"
+    (cd "$1" && npm ci --no-audit --no-fund --loglevel=error >&2) ||
+        bg_die "npm ci of the amqplib interop client failed"
+}
 
 node_dir() {
-    local out="$BUSGATE_CACHE/interop/amqp-node" sum
-    sum="$(src_sum "$here/node" package.json package-lock.json client.js)"
-    if [ "$(cat "$out/.installed" 2>/dev/null)" != "$sum" ]; then
-        bg_need node npm flock
-        mkdir -p "$BUSGATE_CACHE/locks" "$out"
-        exec 8>"$BUSGATE_CACHE/locks/interop-amqp-node.lock"
-        flock -w 600 8 || bg_die "timed out waiting for the amqplib install lock"
-        if [ "$(cat "$out/.installed" 2>/dev/null)" != "$sum" ]; then
-            bg_log "installing amqplib into $out"
-            cp "$here/node/package.json" "$here/node/package-lock.json" "$here/node/client.js" "$out/"
-            (cd "$out" && npm ci --no-audit --no-fund --loglevel=error >&2) ||
-                bg_die "npm ci of the amqplib interop client failed"
-            echo "$sum" >"$out/.installed"
-        fi
-        exec 8>&-
-    fi
+    local out="$BUSGATE_CACHE/interop/amqp-node"
+    bg_build_once interop-amqp-node "$out" "$out/node_modules/amqplib" \
+        "$(bg_src_sum "$here/node" package.json package-lock.json client.js)" \
+        node_install "$out" || exit 1
     echo "$out"
 }
 
+java_build() { # OUT
+    bg_need mvn java
+    mvn -q -B -Dstyle.color=never -f "$here/java/pom.xml" package -Dbg.build.dir="$1" >&2 ||
+        bg_die "maven build of the AMQP Java interop client failed"
+}
+
 java_jar() {
-    local out="$BUSGATE_CACHE/interop/amqp-java" sum
-    sum="$(src_sum "$here/java" pom.xml src)"
-    if [ "$(cat "$out/.built" 2>/dev/null)" != "$sum" ] || [ ! -f "$out/busgate-interop-amqp-java.jar" ]; then
-        bg_need mvn java flock
-        mkdir -p "$BUSGATE_CACHE/locks"
-        exec 8>"$BUSGATE_CACHE/locks/interop-amqp-java.lock"
-        flock -w 600 8 || bg_die "timed out waiting for the Java build lock"
-        if [ "$(cat "$out/.built" 2>/dev/null)" != "$sum" ]; then
-            bg_log "building the RabbitMQ Java client program into $out"
-            mvn -q -B -Dstyle.color=never -f "$here/java/pom.xml" package -Dbg.build.dir="$out" >&2 ||
-                bg_die "maven build of the AMQP Java interop client failed"
-            echo "$sum" >"$out/.built"
-        fi
-        exec 8>&-
-    fi
+    local out="$BUSGATE_CACHE/interop/amqp-java"
+    bg_build_once interop-amqp-java "$out" "$out/busgate-interop-amqp-java.jar" \
+        "$(bg_src_sum "$here/java" pom.xml src)" java_build "$out" || exit 1
     echo "$out/busgate-interop-amqp-java.jar"
 }
 
