@@ -362,6 +362,18 @@ func produceExpectDenied(bootstrap string, a auth, out map[string]any, topic str
 	return false, nil
 }
 
+// groupSession: a group consumer of topic and a context bounded by the
+// interop timeout; done closes both.
+func groupSession(bootstrap string, a auth, topic, group string) (
+	*kgo.Client, context.Context, func(), error) {
+	cl, err := groupClient(bootstrap, a, topic, group)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout())
+	return cl, ctx, func() { cancel(); cl.Close() }, nil
+}
+
 func groupClient(bootstrap string, a auth, topic, group string) (*kgo.Client, error) {
 	return newClient(bootstrap, a, true,
 		kgo.ConsumeTopics(topic),
@@ -375,13 +387,11 @@ func groupClient(bootstrap string, a auth, topic, group string) (*kgo.Client, er
 func consumeGroup(bootstrap string, a auth, out map[string]any,
 	topic, group string, n int) (bool, error) {
 	out["topic"], out["group"] = topic, group
-	cl, err := groupClient(bootstrap, a, topic, group)
+	cl, ctx, done, err := groupSession(bootstrap, a, topic, group)
 	if err != nil {
 		return false, err
 	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout())
-	defer cancel()
+	defer done()
 	got, sample := 0, []string{}
 	defer func() { out["consumed"], out["values"] = got, sample }()
 	for got < n && ctx.Err() == nil {
@@ -414,13 +424,11 @@ func consumeExpectDenied(bootstrap string, a auth, out map[string]any,
 	out["topic"], out["group"] = topic, group
 	got := 0
 	defer func() { out["consumed"] = got }()
-	cl, err := groupClient(bootstrap, a, topic, group)
+	cl, ctx, done, err := groupSession(bootstrap, a, topic, group)
 	if err != nil {
 		return false, err
 	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout())
-	defer cancel()
+	defer done()
 	for ctx.Err() == nil {
 		fs := cl.PollFetches(ctx)
 		got += fs.NumRecords()
