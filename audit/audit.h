@@ -71,6 +71,11 @@ typedef enum {
 #define BG_AUDIT_HAS_MASKING 0x08u
 #define BG_AUDIT_HAS_API_VERSION 0x10u
 #define BG_AUDIT_HAS_SEQ 0x20u
+/* Within the result group (with BG_AUDIT_HAS_RESULT): the two values not
+ * every event measures (an AMQP decision has neither); without the bit
+ * the encoders leave the field out. */
+#define BG_AUDIT_HAS_BYTES_OUT 0x40u
+#define BG_AUDIT_HAS_LATENCY 0x80u
 
 typedef struct bg_audit_principal_s {
     const char *sub;
@@ -96,9 +101,10 @@ typedef struct bg_audit_decision_s {
 typedef struct bg_audit_result_s {
     int32_t error_code;     /* protocol error code, 0 = success */
     const char *error_name; /* e.g. "TOPIC_AUTHORIZATION_FAILED"; NULL = none */
-    uint64_t bytes_in, bytes_out;
+    uint64_t bytes_in;
+    uint64_t bytes_out; /* with BG_AUDIT_HAS_BYTES_OUT */
     uint64_t records;
-    int64_t latency_us;
+    int64_t latency_us; /* with BG_AUDIT_HAS_LATENCY */
 } bg_audit_result_t;
 
 /* All pointers are borrowed for the duration of bg_audit_emit() only; strings

@@ -286,9 +286,11 @@ static void bg_audit__outcome(bg_audit_w_t *w, const bg_audit_event_t *ev)
         bg_audit__kint(w, "error_code", r->error_code);
         bg_audit__kstr(w, "error_name", r->error_name);
         bg_audit__kuint(w, "bytes_in", r->bytes_in);
-        bg_audit__kuint(w, "bytes_out", r->bytes_out);
+        if (ev->has & BG_AUDIT_HAS_BYTES_OUT)
+            bg_audit__kuint(w, "bytes_out", r->bytes_out);
         bg_audit__kuint(w, "records", r->records);
-        bg_audit__kint(w, "latency_us", r->latency_us);
+        if (ev->has & BG_AUDIT_HAS_LATENCY)
+            bg_audit__kint(w, "latency_us", r->latency_us);
         bg_audit__close(w, '}');
     }
     bg_audit__kstr(w, "auth_failure_reason", ev->auth_failure_reason);

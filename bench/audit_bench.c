@@ -71,7 +71,8 @@ static void *emitter(void *arg)
                          BG_MODE_ENFORCE, NULL},
             .result = {0, NULL, 1536, 120, 3, 850},
             .has = BG_AUDIT_HAS_SEQ | BG_AUDIT_HAS_VERB | BG_AUDIT_HAS_DECISION |
-                   BG_AUDIT_HAS_RESULT | BG_AUDIT_HAS_API_VERSION,
+                   BG_AUDIT_HAS_RESULT | BG_AUDIT_HAS_BYTES_OUT | BG_AUDIT_HAS_LATENCY |
+                   BG_AUDIT_HAS_API_VERSION,
         };
         int rc;
         while ((rc = bg_audit_emit(b->a, &ev)) == BG_AUDIT_REFUSED) {

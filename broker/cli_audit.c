@@ -193,11 +193,14 @@ static void bg_cli_audit__decision(FILE *f, json_t *ev)
     if (out && bg_cli_audit__int(out, "records") > 0) /* produced or published */
         fprintf(f, " %lld record(s)", bg_cli_audit__int(out, "records"));
     if (out) {
+        fprintf(f, " %lld%s%s", bg_cli_audit__int(out, "error_code"),
+                json_object_get(out, "error_name") ? " " : "",
+                bg_cli_audit__str(out, "error_name"));
         char lat[32];
-        bg_cli_audit__duration(bg_cli_audit__int(out, "latency_us"), lat, sizeof lat);
-        fprintf(f, " %lld%s%s %s", bg_cli_audit__int(out, "error_code"),
-                json_object_get(out, "error_name") ? " " : "", bg_cli_audit__str(out, "error_name"),
-                lat);
+        if (json_object_get(out, "latency_us")) { /* absent: not measured (AMQP) */
+            bg_cli_audit__duration(bg_cli_audit__int(out, "latency_us"), lat, sizeof lat);
+            fprintf(f, " %s", lat);
+        }
     }
 }
 
@@ -205,10 +208,13 @@ static void bg_cli_audit__ended(FILE *f, json_t *ev)
 {
     json_t *r = json_object_get(ev, "result");
     char dur[32];
-    bg_cli_audit__duration(r ? bg_cli_audit__int(r, "latency_us") : 0, dur, sizeof dur);
-    fprintf(f, "ended: %lld bytes in, %lld bytes out, %lld request(s), %s", r ? bg_cli_audit__int(r, "bytes_in") : 0,
-            r ? bg_cli_audit__int(r, "bytes_out") : 0, r ? bg_cli_audit__int(r, "records") : 0,
-            dur);
+    fprintf(f, "ended: %lld bytes in, %lld bytes out, %lld request(s)",
+            r ? bg_cli_audit__int(r, "bytes_in") : 0, r ? bg_cli_audit__int(r, "bytes_out") : 0,
+            r ? bg_cli_audit__int(r, "records") : 0);
+    if (r && json_object_get(r, "latency_us")) { /* absent: not recorded */
+        bg_cli_audit__duration(bg_cli_audit__int(r, "latency_us"), dur, sizeof dur);
+        fprintf(f, ", %s", dur);
+    }
 }
 
 /* The kind-specific part of a line, shared by tail and replay. */

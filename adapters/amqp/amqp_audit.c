@@ -38,7 +38,7 @@ void bg_amqp_audit_session_end(bg_amqp_session_t *s)
         return;
     bg_audit_event_t ev;
     bg_amqp_audit__base(s, &ev, BG_AUDIT_EV_SESSION_END);
-    ev.has |= BG_AUDIT_HAS_RESULT;
+    ev.has |= BG_AUDIT_HAS_RESULT | BG_AUDIT_HAS_BYTES_OUT | BG_AUDIT_HAS_LATENCY;
     ev.result.bytes_in = s->bytes_in;
     ev.result.bytes_out = s->bytes_out;
     ev.result.records = s->methods;
@@ -71,6 +71,8 @@ static void bg_amqp_audit__check_event(bg_amqp_session_t *s, const bg_amqp_metho
     ev->resources = r;
     ev->nresources = 1;
     ev->verb = c->verb;
+    /* No bytes_out or latency_us: the broker's answer is not matched to
+     * the method (docs/audit.md), so neither is measured. */
     ev->has |= BG_AUDIT_HAS_VERB | BG_AUDIT_HAS_DECISION | BG_AUDIT_HAS_RESULT;
     ev->result.bytes_in = bytes_in;
     ev->result.records = m->id == AMQP_BASIC_PUBLISH_METHOD; /* the one message it carries */

@@ -1144,8 +1144,6 @@ static int bg_amqp_chan__client_method(bg_amqp_session_t *s, struct evbuffer *in
         bg_amqp_arena_reset(&s->arena);
         return bg_amqp_chan__refuse_method(s, ch, f, rc, why);
     }
-    s->methods++;
-    bg_metric_add(&s->aw->w->metrics.requests[BG_PROTO_AMQP], 1);
     if (n == 0)
         rc = bg_amqp_chan__connection_method(s, &m, in, len);
     else if (ch && ch->expect) {

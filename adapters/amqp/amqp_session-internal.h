@@ -213,8 +213,11 @@ struct bg_amqp_session_s {
     int64_t last_recv_ms;    /* when bytes last arrived from the client */
     size_t in_left;          /* client input the last pass over it left unprocessed */
     int64_t started_ms; /* monotonic (bg_util_now_ms) */
-    uint64_t bytes_in, bytes_out, methods; /* bytes_out: counted as it enters the client's
-                                              stage or output (bg_amqp__count_out) */
+    /* bytes_out: counted as it enters the client's stage or output
+     * (bg_amqp__count_out). bytes_in and methods: every frame (method
+     * frame) read from the client after its protocol header, in every
+     * state, whatever busgate did with it (bg_amqp__count_in). */
+    uint64_t bytes_in, bytes_out, methods;
     int cli_moving;                        /* the stage is being moved on: not counted again */
     char end_why[320]; /* how the session ended (the first reason), for session_end */
     /* Staging: while busgate handles one read callback of a leg, what it

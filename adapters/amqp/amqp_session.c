@@ -621,6 +621,29 @@ static void bg_amqp__login_unreadable(bg_amqp_session_t *s)
         bg_amqp_audit_auth_failure(s, "malformed");
 }
 
+/* Counts a whole frame read from the client (sign 1), or takes it back
+ * (sign -1) when it stays in the input to be read again. Every frame
+ * counts, whatever busgate does with it: forwarded, answered, refused, or
+ * dropped while the connection closes; method frames are the session's
+ * methods (session_end's records) and busgate_requests_total, the
+ * handshake's included, as Kafka counts its pre-auth requests. */
+static void bg_amqp__count_in(bg_amqp_session_t *s, const bg_amqp_frame_t *f, size_t len, int sign)
+{
+    bg_worker_metrics_t *m = &s->aw->w->metrics;
+    int method = f->type == BG_AMQP_FRAME_METHOD;
+    if (sign > 0) {
+        s->bytes_in += len;
+        s->methods += (uint64_t)method;
+        bg_metric_add(&m->bytes_in[BG_PROTO_AMQP], len);
+        bg_metric_add(&m->requests[BG_PROTO_AMQP], (uint64_t)method);
+    } else {
+        s->bytes_in -= len;
+        s->methods -= (uint64_t)method;
+        bg_metric_sub(&m->bytes_in[BG_PROTO_AMQP], len);
+        bg_metric_sub(&m->requests[BG_PROTO_AMQP], (uint64_t)method);
+    }
+}
+
 /* One frame at the head of in. 1 go on, 0 stop (need more / stalled), -1 closing. */
 static int bg_amqp__client_frame(bg_amqp_session_t *s, struct evbuffer *in)
 {
@@ -643,14 +666,13 @@ static int bg_amqp__client_frame(bg_amqp_session_t *s, struct evbuffer *in)
         evbuffer_drain(in, evbuffer_get_length(in));
         return -1;
     }
+    bg_amqp__count_in(s, &f, len, 1);
     if (s->state == BG_AMQP_S_CLOSING)
         return bg_amqp__closing_frame(s, in, &f, len) < 0 ? -1 : 1;
     if (s->state == BG_AMQP_S_CLOSING_UP) { /* nothing may follow a close */
         evbuffer_drain(in, len);
         return 1;
     }
-    s->bytes_in += len;
-    bg_metric_add(&s->aw->w->metrics.bytes_in[BG_PROTO_AMQP], len);
     if (f.type == BG_AMQP_FRAME_HEARTBEAT) {
         if (bg_amqp_validate_heartbeat(f.channel, f.size, &why) != BG_AMQP_OK) {
             /* As RabbitMQ: a heartbeat with a payload is not a frame it can
@@ -675,10 +697,8 @@ static int bg_amqp__client_frame(bg_amqp_session_t *s, struct evbuffer *in)
     if (s->state != BG_AMQP_S_RUNNING)
         return bg_amqp__handshake_frame(s, in, &f, len) < 0 ? -1 : 1;
     rc = bg_amqp_chan_client_frame(s, in, &f, len);
-    if (rc == 0) {
-        s->bytes_in -= len; /* not consumed yet: counted when it is */
-        bg_metric_sub(&s->aw->w->metrics.bytes_in[BG_PROTO_AMQP], len);
-    }
+    if (rc == 0)
+        bg_amqp__count_in(s, &f, len, -1); /* not consumed yet: counted when it is */
     return rc;
 }
 

@@ -55,7 +55,7 @@ void bg_kafka_audit_session_end(bg_kafka_session_t *s)
         return;
     bg_audit_event_t ev;
     bg_kafka_audit__base(s, &ev, BG_AUDIT_EV_SESSION_END);
-    ev.has |= BG_AUDIT_HAS_RESULT;
+    ev.has |= BG_AUDIT_HAS_RESULT | BG_AUDIT_HAS_BYTES_OUT | BG_AUDIT_HAS_LATENCY;
     ev.result.bytes_in = s->bytes_in;
     ev.result.bytes_out = s->bytes_out;
     ev.result.records = s->requests;
@@ -152,7 +152,8 @@ static void bg_kafka_audit__close_event(bg_kafka_session_t *s, int16_t api_key,
     bg_kafka_audit__base(s, &ev, BG_AUDIT_EV_DECISION);
     ev.api = api_key >= 0 ? bg_kafka_audit__api(api_key, api, sizeof api) : "unknown";
     ev.api_version = api_version;
-    ev.has |= BG_AUDIT_HAS_DECISION | BG_AUDIT_HAS_RESULT |
+    ev.has |= BG_AUDIT_HAS_DECISION | BG_AUDIT_HAS_RESULT | BG_AUDIT_HAS_BYTES_OUT |
+              BG_AUDIT_HAS_LATENCY |
               (api_key >= 0 && api_version >= 0 ? BG_AUDIT_HAS_API_VERSION : 0);
     ev.decision.effect = BG_EFFECT_DENY;
     ev.decision.would = BG_EFFECT_DENY;
@@ -195,7 +196,7 @@ static void bg_kafka_audit__decisions(bg_kafka_session_t *s, bg_kafka_pending_t 
         ev.nresources = d->nresources;
         ev.verb = d->verb;
         ev.has |= BG_AUDIT_HAS_API_VERSION | BG_AUDIT_HAS_VERB | BG_AUDIT_HAS_DECISION |
-                  BG_AUDIT_HAS_RESULT;
+                  BG_AUDIT_HAS_RESULT | BG_AUDIT_HAS_BYTES_OUT | BG_AUDIT_HAS_LATENCY;
         ev.decision.effect = d->error_code ? BG_EFFECT_DENY : d->decision.effect;
         ev.decision.would = d->decision.would;
         ev.decision.mode = d->decision.mode;

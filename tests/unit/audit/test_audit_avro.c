@@ -52,7 +52,8 @@ static void full_event(bg_audit_event_t *ev, bg_policy_resource_t res[2])
     ev->result = (bg_audit_result_t){29, "TOPIC_AUTHORIZATION_FAILED", 100, 200, 5, 1234};
     ev->detail = "d";
     ev->has = BG_AUDIT_HAS_VERB | BG_AUDIT_HAS_DECISION | BG_AUDIT_HAS_RESULT |
-              BG_AUDIT_HAS_MASKING | BG_AUDIT_HAS_API_VERSION | BG_AUDIT_HAS_SEQ;
+              BG_AUDIT_HAS_BYTES_OUT | BG_AUDIT_HAS_LATENCY | BG_AUDIT_HAS_MASKING |
+              BG_AUDIT_HAS_API_VERSION | BG_AUDIT_HAS_SEQ;
     ev->part = 2;
     ev->parts = 3;
 }
@@ -249,6 +250,48 @@ static void test_decode_back_to_json(void **state)
         bg_audit_avro_free(av);
     }
     json_decref(orig);
+}
+
+/* An event that did not measure bytes_out and latency_us (an AMQP
+ * decision) has null for them in Avro, and decoding back to JSON leaves
+ * them out rather than writing 0. */
+static void test_unmeasured_result_fields_null(void **state)
+{
+    (void)state;
+    bg_audit_event_t ev;
+    bg_policy_resource_t res[2];
+    full_event(&ev, res);
+    ev.has &= ~(BG_AUDIT_HAS_BYTES_OUT | BG_AUDIT_HAS_LATENCY);
+    char json[8192], err[256] = "";
+    size_t jl = bg_audit_encode_json(&ev, "inst-1", json, sizeof json);
+    assert_true(jl > 0);
+    bg_audit_avro_t *av = bg_audit_avro_new(42, err, sizeof err);
+    if (!av)
+        fail_msg("%s", err);
+    uint8_t buf[8192];
+    size_t n = bg_audit_avro_encode(av, json, jl, buf, sizeof buf);
+    assert_true(n > 5);
+    avro_value_t v;
+    avro_value_iface_t *iface;
+    avro_schema_t schema;
+    decode(buf + 5, n - 5, &v, &iface, &schema);
+    assert_null(str_at(&v, "result.bytes_out"));
+    assert_null(str_at(&v, "result.latency_us"));
+    assert_string_equal(str_at(&v, "result.bytes_in"), "100");
+    avro_value_decref(&v);
+    avro_value_iface_decref(iface);
+    avro_schema_decref(schema);
+    char *back = bg_audit_avro_decode(av, buf, n);
+    assert_non_null(back);
+    json_t *j = json_loads(back, 0, NULL);
+    json_t *r = json_object_get(j, "result");
+    assert_non_null(r);
+    assert_null(json_object_get(r, "bytes_out"));
+    assert_null(json_object_get(r, "latency_us"));
+    assert_non_null(json_object_get(r, "records"));
+    json_decref(j);
+    free(back);
+    bg_audit_avro_free(av);
 }
 
 /* A name holding NUL, and a long one, survive Avro and back whole. */
@@ -479,6 +522,7 @@ int main(void)
         cmocka_unit_test(test_schema_file_matches),
         cmocka_unit_test(test_full_event_roundtrip),
         cmocka_unit_test(test_decode_back_to_json),
+        cmocka_unit_test(test_unmeasured_result_fields_null),
         cmocka_unit_test(test_names_with_nul_roundtrip),
         cmocka_unit_test(test_minimal_plain_and_errors),
         cmocka_unit_test(test_split_event_roundtrip),

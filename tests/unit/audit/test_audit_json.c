@@ -48,7 +48,8 @@ static void full_event(bg_audit_event_t *ev, bg_policy_resource_t res[2])
     ev->auth_failure_reason = "expired";
     ev->detail = "d";
     ev->has = BG_AUDIT_HAS_VERB | BG_AUDIT_HAS_DECISION | BG_AUDIT_HAS_RESULT |
-              BG_AUDIT_HAS_MASKING | BG_AUDIT_HAS_API_VERSION | BG_AUDIT_HAS_SEQ;
+              BG_AUDIT_HAS_BYTES_OUT | BG_AUDIT_HAS_LATENCY | BG_AUDIT_HAS_MASKING |
+              BG_AUDIT_HAS_API_VERSION | BG_AUDIT_HAS_SEQ;
     ev->part = 2; /* part 2 of 3 of a split event */
     ev->parts = 3;
 }
@@ -320,6 +321,27 @@ static void test_absent_omitted(void **state)
     assert_int_equal(bg_audit_encode_json(&ev, "i", buf, 20), 0); /* too small */
 }
 
+/* A result without BG_AUDIT_HAS_BYTES_OUT / BG_AUDIT_HAS_LATENCY (an AMQP
+ * decision) has no bytes_out or latency_us, not a 0 that reads as
+ * measured; the other result fields stay. */
+static void test_unmeasured_result_fields_omitted(void **state)
+{
+    (void)state;
+    bg_audit_event_t ev;
+    bg_policy_resource_t res[2];
+    full_event(&ev, res);
+    ev.has &= ~(BG_AUDIT_HAS_BYTES_OUT | BG_AUDIT_HAS_LATENCY);
+    json_t *j = encode_parse(&ev);
+    json_t *r = json_object_get(j, "result");
+    assert_non_null(r);
+    assert_null(json_object_get(r, "bytes_out"));
+    assert_null(json_object_get(r, "latency_us"));
+    assert_non_null(json_object_get(r, "bytes_in"));
+    assert_non_null(json_object_get(r, "records"));
+    assert_non_null(json_object_get(r, "error_code"));
+    json_decref(j);
+}
+
 /* part and parts are written on split events only (parts >= 2); the
  * measuring functions the pipeline splits by agree with the encoder. */
 static void test_parts_and_lengths(void **state)
@@ -384,6 +406,7 @@ int main(void)
         cmocka_unit_test(test_resource_names_whole),
         cmocka_unit_test(test_number_extremes),
         cmocka_unit_test(test_absent_omitted),
+        cmocka_unit_test(test_unmeasured_result_fields_omitted),
         cmocka_unit_test(test_parts_and_lengths),
         cmocka_unit_test(test_uuid4),
     };

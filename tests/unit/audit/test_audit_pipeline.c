@@ -685,7 +685,7 @@ static bg_audit_event_t big_event(const bg_policy_resource_t *res, size_t n)
         .decision = {BG_EFFECT_DENY, BG_EFFECT_DENY, NULL, NULL, 0, BG_MODE_ENFORCE, NULL},
         .result = {29, "TOPIC_AUTHORIZATION_FAILED", 123, 0, 0, 77},
         .has = BG_AUDIT_HAS_SEQ | BG_AUDIT_HAS_VERB | BG_AUDIT_HAS_DECISION | BG_AUDIT_HAS_RESULT |
-               BG_AUDIT_HAS_API_VERSION};
+               BG_AUDIT_HAS_BYTES_OUT | BG_AUDIT_HAS_LATENCY | BG_AUDIT_HAS_API_VERSION};
     return ev;
 }
 
