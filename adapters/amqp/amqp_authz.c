@@ -63,12 +63,18 @@ static bg_amqp_check_t *bg_amqp_authz__add(bg_amqp_verdict_t *v, bg_res_type_t t
     return c;
 }
 
-/* A queue argument: empty = the channel's last declared queue. */
-static amqp_bytes_t bg_amqp_authz__queue(amqp_bytes_t q, const bg_amqp_channel_t *ch)
+/* A queue argument: empty = the channel's last declared queue. On a
+ * channel that declared no queue RabbitMQ answers "" with 404 before it
+ * looks at any permission (v->answer); "" also while a server-named
+ * queue's name is not known yet, which bg_amqp_authz_decide refuses. */
+static amqp_bytes_t bg_amqp_authz__queue(amqp_bytes_t q, const bg_amqp_channel_t *ch,
+                                         bg_amqp_verdict_t *v)
 {
     if (q.len == 0 && ch) {
         q.bytes = (void *)ch->last_queue;
         q.len = strlen(ch->last_queue);
+        if (!ch->declared)
+            v->answer = BG_AMQP_ANSWER_NO_LAST_QUEUE;
     }
     return q;
 }
@@ -81,7 +87,10 @@ static int bg_amqp_authz__arg_exchange(const amqp_table_t *args, const char *key
         const amqp_table_entry_t *e = &args->entries[i];
         if (e->key.len != klen || memcmp(e->key.bytes, key, klen) != 0)
             continue;
-        if (e->value.kind != AMQP_FIELD_KIND_UTF8 && e->value.kind != AMQP_FIELD_KIND_BYTES)
+        /* Only a longstr names an exchange: RabbitMQ refuses any other
+         * type (a byte array too) with 406 "invalid type" whatever the
+         * exchange, and creates nothing; that answer is left to it. */
+        if (e->value.kind != AMQP_FIELD_KIND_UTF8)
             return 0;
         *out = e->value.value.bytes;
         return 1;
@@ -99,8 +108,12 @@ static void bg_amqp_authz__queue_declare(const amqp_queue_declare_t *d,
                                          const bg_amqp_channel_t *ch, bg_amqp_verdict_t *v)
 {
     if (d->passive) {
-        bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE, bg_amqp_authz__queue(d->queue, ch),
-                           BG_VERB_DESCRIBE);
+        /* RabbitMQ takes a passive declare's name as it is, "" too (never
+         * the last declared queue), and no queue is named "": it answers
+         * 404 whatever the permissions, and so does busgate. */
+        bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE, d->queue, BG_VERB_DESCRIBE);
+        if (d->queue.len == 0)
+            v->answer = BG_AMQP_ANSWER_PASSIVE_EMPTY;
         return;
     }
     amqp_bytes_t q = d->queue.len ? d->queue : bg_amqp_authz__cstr(BG_AMQP_SERVER_NAMED), dlx;
@@ -121,16 +134,20 @@ void bg_amqp_authz_classify(const bg_amqp_method_t *m, const bg_amqp_channel_t *
         bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, ((const amqp_basic_publish_t *)d)->exchange,
                            BG_VERB_WRITE)
             ->bodies = 1;
+        /* RabbitMQ implements no immediate delivery: 540, before it looks
+         * at the exchange or any permission. */
+        if (((const amqp_basic_publish_t *)d)->immediate)
+            v->answer = BG_AMQP_ANSWER_IMMEDIATE;
         break;
     case AMQP_BASIC_CONSUME_METHOD:
         bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE,
-                           bg_amqp_authz__queue(((const amqp_basic_consume_t *)d)->queue, ch),
+                           bg_amqp_authz__queue(((const amqp_basic_consume_t *)d)->queue, ch, v),
                            BG_VERB_READ)
             ->bodies = 1;
         break;
     case AMQP_BASIC_GET_METHOD:
         bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE,
-                           bg_amqp_authz__queue(((const amqp_basic_get_t *)d)->queue, ch),
+                           bg_amqp_authz__queue(((const amqp_basic_get_t *)d)->queue, ch, v),
                            BG_VERB_READ)
             ->bodies = 1;
         break;
@@ -148,13 +165,15 @@ void bg_amqp_authz_classify(const bg_amqp_method_t *m, const bg_amqp_channel_t *
     }
     case AMQP_QUEUE_BIND_METHOD: {
         const amqp_queue_bind_t *b = d;
-        bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE, bg_amqp_authz__queue(b->queue, ch), BG_VERB_WRITE);
+        bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE, bg_amqp_authz__queue(b->queue, ch, v),
+                           BG_VERB_WRITE);
         bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, b->exchange, BG_VERB_READ)->bodies = 1;
         break;
     }
     case AMQP_QUEUE_UNBIND_METHOD: {
         const amqp_queue_unbind_t *b = d;
-        bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE, bg_amqp_authz__queue(b->queue, ch), BG_VERB_WRITE);
+        bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE, bg_amqp_authz__queue(b->queue, ch, v),
+                           BG_VERB_WRITE);
         bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, b->exchange, BG_VERB_READ);
         break;
     }
@@ -172,12 +191,12 @@ void bg_amqp_authz_classify(const bg_amqp_method_t *m, const bg_amqp_channel_t *
     }
     case AMQP_QUEUE_PURGE_METHOD:
         bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE,
-                           bg_amqp_authz__queue(((const amqp_queue_purge_t *)d)->queue, ch),
+                           bg_amqp_authz__queue(((const amqp_queue_purge_t *)d)->queue, ch, v),
                            BG_VERB_DELETE);
         break;
     case AMQP_QUEUE_DELETE_METHOD:
         bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE,
-                           bg_amqp_authz__queue(((const amqp_queue_delete_t *)d)->queue, ch),
+                           bg_amqp_authz__queue(((const amqp_queue_delete_t *)d)->queue, ch, v),
                            BG_VERB_DELETE);
         break;
     case AMQP_EXCHANGE_DELETE_METHOD:
@@ -357,4 +376,23 @@ int bg_amqp_reply_text_unnamed(const uint8_t *text, size_t len, const char *user
     }
     out[o] = '\0';
     return named;
+}
+
+uint16_t bg_amqp_authz_answer(const bg_amqp_verdict_t *v, const char *vhost, char *buf,
+                              size_t cap)
+{
+    char vh[201];
+    switch (v->answer) {
+    case BG_AMQP_ANSWER_NO_LAST_QUEUE:
+        snprintf(buf, cap, "NOT_FOUND - no previously declared queue");
+        return BG_AMQP_NOT_FOUND;
+    case BG_AMQP_ANSWER_PASSIVE_EMPTY:
+        bg_amqp_authz__cut(vh, vhost, strlen(vhost), 200);
+        snprintf(buf, cap, "NOT_FOUND - no queue '' in vhost '%s'", vh);
+        return BG_AMQP_NOT_FOUND;
+    case BG_AMQP_ANSWER_IMMEDIATE:
+        snprintf(buf, cap, "NOT_IMPLEMENTED - immediate=true");
+        return BG_AMQP_NOT_IMPLEMENTED;
+    default: snprintf(buf, cap, "ok"); return 0;
+    }
 }

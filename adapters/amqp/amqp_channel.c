@@ -33,6 +33,7 @@ const char *bg_amqp_reply_name(uint16_t code)
     switch (code) {
     case BG_AMQP_CONNECTION_FORCED: return "CONNECTION_FORCED";
     case BG_AMQP_ACCESS_REFUSED: return "ACCESS_REFUSED";
+    case BG_AMQP_NOT_FOUND: return "NOT_FOUND";
     case BG_AMQP_PRECONDITION_FAILED: return "PRECONDITION_FAILED";
     case BG_AMQP_FRAME_ERROR: return "FRAME_ERROR";
     case BG_AMQP_SYNTAX_ERROR: return "SYNTAX_ERROR";
@@ -718,6 +719,30 @@ int bg_amqp_chan_policy_refresh(bg_amqp_session_t *s, int force)
 
 /* ---- client methods ---- */
 
+/* A method RabbitMQ refuses before any permission (v->answer): busgate
+ * answers it in RabbitMQ's words, a channel.close (after RabbitMQ's
+ * close-ok, as a refusal) or for a hard error a connection.close, and
+ * forwards nothing. Audited as busgate's own refusal with that code, as
+ * the other refusals busgate builds (bg_amqp_audit_limit): no rule was
+ * asked. 0 consumed, -1 closing. */
+static int bg_amqp_chan__answer(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch,
+                                const bg_amqp_method_t *m, const bg_amqp_verdict_t *v, size_t len)
+{
+    char text[256];
+    uint16_t code = bg_amqp_authz_answer(v, s->aw->g->cfg->amqp.upstream.vhost, text,
+                                         sizeof text);
+    bg_amqp_audit_limit(s, m, &v->checks[0], code, text, len);
+    bg_log_fields(BG_LOG_INFO, "amqp",
+                  (bg_log_field_t[]){{"session", s->id}, {"sub", s->principal.sub}}, 2,
+                  "answered %s on channel %u with %u, as RabbitMQ does", m->info->name, n,
+                  code);
+    if (code == BG_AMQP_NOT_IMPLEMENTED) {
+        bg_amqp_session_close(s, code, text, (uint16_t)(m->id >> 16), (uint16_t)m->id);
+        return -1;
+    }
+    return bg_amqp_chan__refuse(s, n, ch, code, text, m->id, 1) == 0 ? 0 : -1;
+}
+
 static int bg_amqp_chan__decide(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch,
                                 const bg_amqp_method_t *m, size_t len)
 {
@@ -731,6 +756,8 @@ static int bg_amqp_chan__decide(bg_amqp_session_t *s, uint16_t n, bg_amqp_channe
         return 0; /* a consumer on it is refused now: the channel is closing */
     if (!bg_amqp_audit_admitting(s))
         return bg_amqp_chan__audit_down(s, m->id);
+    if (v.answer)
+        return bg_amqp_chan__answer(s, n, ch, m, &v, len);
     bg_amqp_authz_decide(s->snap->policy, &s->pp, &v);
     bg_amqp_audit_decisions(s, m, &v, len);
     if (!v.denied)
@@ -1050,6 +1077,7 @@ static int bg_amqp_chan__open_method(bg_amqp_session_t *s, uint16_t n, bg_amqp_c
          * handles the declare (nowait too), before busgate sees a declare-ok;
          * a server-named queue is unknown until its declare-ok. */
         const amqp_queue_declare_t *q = m->decoded;
+        ch->declared = 1;
         if (q->queue.len)
             bg_amqp_chan__copy(ch->last_queue, q->queue);
         else

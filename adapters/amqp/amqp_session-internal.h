@@ -140,6 +140,9 @@ typedef struct bg_amqp_channel_s {
     char last_queue[BG_AMQP_NAME_MAX];
     uint32_t declares_waiting;
     uint8_t last_declare_waits;
+    uint8_t declared; /* a queue.declare was forwarded on the channel: without one, ""
+                         names no queue at all (RabbitMQ: 404 "no previously declared
+                         queue"), not one busgate has yet to learn */
     /* basic.consumes forwarded whose consume-ok has not come back, oldest
      * first. A consume-ok belongs to the one with its tag: RabbitMQ does not
      * answer a channel's consumes in order (a direct reply-to consume at
@@ -330,16 +333,36 @@ typedef struct bg_amqp_check_s {
     int unmasked;        /* refused because a mask applies and this build cannot mask */
 } bg_amqp_check_t;
 
+/* A method RabbitMQ refuses before it looks at any permission, whatever
+ * the policy says: busgate answers it itself, in RabbitMQ's words
+ * (bg_amqp_authz_answer), and decides no rule for it. */
+typedef enum {
+    BG_AMQP_ANSWER_NONE = 0,
+    BG_AMQP_ANSWER_NO_LAST_QUEUE, /* "" for the last declared queue on a channel that
+                                     declared none: 404 NOT_FOUND */
+    BG_AMQP_ANSWER_PASSIVE_EMPTY, /* passive queue.declare of "" (RabbitMQ takes it
+                                     literally; no queue has that name): 404 NOT_FOUND */
+    BG_AMQP_ANSWER_IMMEDIATE,     /* basic.publish with immediate set: connection.close
+                                     540 NOT_IMPLEMENTED */
+} bg_amqp_answer_t;
+
 typedef struct bg_amqp_verdict_s {
     bg_amqp_check_t checks[BG_AMQP_MAX_CHECKS];
     size_t n;
     int denied;       /* index of the first refused check + 1; 0 = allowed */
+    int answer;       /* bg_amqp_answer_t: not to be decided, answered (about checks[0]) */
 } bg_amqp_verdict_t;
 
 /* The checks method m (decoded, on a channel with state ch) needs: 0 of them
  * for methods that name no resource. Pure. */
 void bg_amqp_authz_classify(const bg_amqp_method_t *m, const bg_amqp_channel_t *ch,
                             bg_amqp_verdict_t *v);
+/* The reply busgate sends for v->answer (not NONE): its text in buf (cap
+ * bytes, RabbitMQ's wording; vhost names the upstream vhost) and, returned,
+ * its code: a channel-level one or, for a hard error, a connection.close's.
+ * Pure. */
+uint16_t bg_amqp_authz_answer(const bg_amqp_verdict_t *v, const char *vhost, char *buf,
+                              size_t cap);
 /* Decides every check of v with policy p for principal pr. Pure. */
 void bg_amqp_authz_decide(const bg_policy_t *p, const bg_policy_principal_t *pr,
                           bg_amqp_verdict_t *v);

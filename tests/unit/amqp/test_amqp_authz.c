@@ -51,8 +51,8 @@ static const classify_case_t classify_cases[] = {
      {{Q, "q3", BG_VERB_DESCRIBE}}},
     {"server-named queue.declare", AMQP_QUEUE_DECLARE_METHOD, "", 0, 0, 0, 0, "old", 1,
      {{Q, "amq.gen-", BG_VERB_CREATE}}},
-    {"passive queue.declare of the last queue", AMQP_QUEUE_DECLARE_METHOD, "", 0, 0, 0, 1,
-     "old", 1, {{Q, "old", BG_VERB_DESCRIBE}}},
+    {"passive queue.declare of \"\" (literal, never the last queue)",
+     AMQP_QUEUE_DECLARE_METHOD, "", 0, 0, 0, 1, "old", 1, {{Q, "", BG_VERB_DESCRIBE}}},
     {"exchange.declare", AMQP_EXCHANGE_DECLARE_METHOD, 0, "x1", 0, 0, 0, "", 1,
      {{X, "x1", BG_VERB_CREATE}}},
     {"passive exchange.declare", AMQP_EXCHANGE_DECLARE_METHOD, 0, "x1", 0, 0, 1, "", 1,
@@ -162,6 +162,7 @@ static void test_classify_table(void **state)
         bg_amqp_channel_t ch;
         memset(&ch, 0, sizeof ch);
         snprintf(ch.last_queue, sizeof ch.last_queue, "%s", c->last_queue);
+        ch.declared = c->last_queue[0] != '\0';
         args_t a;
         bg_amqp_method_t m;
         build(c, &a, &m);
@@ -488,6 +489,7 @@ static void test_unknown_last_queue_refused(void **state)
     (void)state;
     bg_amqp_channel_t ch;
     memset(&ch, 0, sizeof ch); /* last_queue unknown */
+    ch.declared = 1;           /* a server-named declare awaits its declare-ok */
     amqp_basic_consume_t c;
     memset(&c, 0, sizeof c);
     bg_amqp_method_t m = {AMQP_BASIC_CONSUME_METHOD, bg_amqp_method_info(AMQP_BASIC_CONSUME_METHOD),
@@ -499,10 +501,55 @@ static void test_unknown_last_queue_refused(void **state)
     bg_policy_principal_t pr;
     const char *groups[] = {"apps"};
     assert_int_equal(bg_policy_principal_prepare(policy, "alice", groups, 1, &pr), 0);
+    assert_int_equal(v.answer, BG_AMQP_ANSWER_NONE);
     bg_amqp_authz_decide(policy, &pr, &v);
     assert_int_equal(v.denied, 1);
     assert_non_null(v.checks[0].refusal);
     bg_policy_principal_clear(&pr);
+}
+
+/* What RabbitMQ refuses before any permission is answered as RabbitMQ does,
+ * not decided: "" on a channel that declared no queue, a passive declare of
+ * "", immediate=true. */
+static void test_answered_before_permissions(void **state)
+{
+    (void)state;
+    bg_amqp_channel_t ch;
+    memset(&ch, 0, sizeof ch); /* no queue.declare on it */
+    char text[256];
+    bg_amqp_verdict_t v;
+
+    amqp_basic_get_t g;
+    memset(&g, 0, sizeof g);
+    bg_amqp_method_t m = {AMQP_BASIC_GET_METHOD, bg_amqp_method_info(AMQP_BASIC_GET_METHOD), &g};
+    bg_amqp_authz_classify(&m, &ch, &v);
+    assert_int_equal(v.answer, BG_AMQP_ANSWER_NO_LAST_QUEUE);
+    assert_int_equal(bg_amqp_authz_answer(&v, "/", text, sizeof text), 404);
+    assert_string_equal(text, "NOT_FOUND - no previously declared queue");
+
+    amqp_queue_declare_t d;
+    memset(&d, 0, sizeof d);
+    d.passive = 1;
+    snprintf(ch.last_queue, sizeof ch.last_queue, "old");
+    ch.declared = 1;
+    m = (bg_amqp_method_t){AMQP_QUEUE_DECLARE_METHOD,
+                           bg_amqp_method_info(AMQP_QUEUE_DECLARE_METHOD), &d};
+    bg_amqp_authz_classify(&m, &ch, &v);
+    assert_int_equal(v.answer, BG_AMQP_ANSWER_PASSIVE_EMPTY);
+    assert_int_equal(v.checks[0].name_len, 0);
+    assert_int_equal(bg_amqp_authz_answer(&v, "prod", text, sizeof text), 404);
+    assert_string_equal(text, "NOT_FOUND - no queue '' in vhost 'prod'");
+
+    amqp_basic_publish_t p;
+    memset(&p, 0, sizeof p);
+    p.exchange = amqp_cstring_bytes("secret");
+    p.immediate = 1;
+    m = (bg_amqp_method_t){AMQP_BASIC_PUBLISH_METHOD,
+                           bg_amqp_method_info(AMQP_BASIC_PUBLISH_METHOD), &p};
+    bg_amqp_authz_classify(&m, &ch, &v);
+    assert_int_equal(v.answer, BG_AMQP_ANSWER_IMMEDIATE);
+    assert_int_equal(bg_amqp_authz_answer(&v, "/", text, sizeof text), 540);
+    assert_string_equal(text, "NOT_IMPLEMENTED - immediate=true");
 }
 
 /* Declare arguments that make the broker move messages into another
@@ -644,6 +691,7 @@ int main(void)
         cmocka_unit_test(test_text_bounds),
         cmocka_unit_test(test_text_utf8_and_rule_name),
         cmocka_unit_test(test_unknown_last_queue_refused),
+        cmocka_unit_test(test_answered_before_permissions),
         cmocka_unit_test(test_declare_argument_exchanges),
         cmocka_unit_test(test_declare_argument_exchanges_masked),
     };
