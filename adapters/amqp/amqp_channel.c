@@ -1514,13 +1514,40 @@ static int bg_amqp_chan__up_connection_close(bg_amqp_session_t *s, const bg_amqp
     return -1;
 }
 
+/* RabbitMQ closed channel n itself while busgate's refusal on it is held
+ * (deferred): RabbitMQ refused something the client sent before the refused
+ * method (a publish to a missing exchange: 404), and never saw that method.
+ * The client gets RabbitMQ's close, as from RabbitMQ alone, in place of
+ * busgate's refusal, which is dropped (its decision was audited when it was
+ * made; nothing of it went upstream): a client without confirms learns
+ * that its publish failed. What RabbitMQ sent before has reached the client
+ * ahead of it. busgate answers RabbitMQ's close upstream, as for any close
+ * crossing its own; the client leg keeps waiting for one close-ok, which
+ * answers busgate's close there and is not forwarded (sent_relay stays 0).
+ * 0, or -1 when the session closed. */
+static int bg_amqp_chan__up_close_over_refusal(bg_amqp_session_t *s, uint16_t n,
+                                               bg_amqp_channel_t *ch, const bg_amqp_frame_t *f,
+                                               struct evbuffer *in, size_t len)
+{
+    evbuffer_free(ch->deferred);
+    ch->deferred = NULL;
+    s->ndeferred--;
+    int rc = bg_amqp_chan__close_unnamed(s, n, f, in, len);
+    if (rc < 0)
+        return -1;
+    if (rc == 0)
+        evbuffer_remove_buffer(in, bg_amqp_cli_out(s), len);
+    return bg_amqp_chan__answer_close(s, n, ch, 0) == 0 ? 0 : -1;
+}
+
 /* Frames of a channel busgate is closing upstream itself: dropped. A close
  * that crossed busgate's is answered (RabbitMQ still sends the close-ok to
  * busgate's); that close-ok ends the upstream leg. Tracked methods were
  * tracked before (bg_amqp_chan__up_track), and those the client must not
  * get are gone already. */
 static int bg_amqp_chan__up_closing_bg(bg_amqp_session_t *s, uint16_t n, bg_amqp_channel_t *ch,
-                                       uint32_t id, struct evbuffer *in, size_t len)
+                                       const bg_amqp_frame_t *f, uint32_t id, struct evbuffer *in,
+                                       size_t len)
 {
     if (ch->deferred && id != AMQP_CHANNEL_CLOSE_METHOD && id != AMQP_CHANNEL_CLOSE_OK_METHOD) {
         /* Sent before RabbitMQ saw the close: the client still gets it,
@@ -1528,6 +1555,8 @@ static int bg_amqp_chan__up_closing_bg(bg_amqp_session_t *s, uint16_t n, bg_amqp
         evbuffer_remove_buffer(in, bg_amqp_cli_out(s), len);
         return 0;
     }
+    if (ch->deferred && id == AMQP_CHANNEL_CLOSE_METHOD)
+        return bg_amqp_chan__up_close_over_refusal(s, n, ch, f, in, len);
     evbuffer_drain(in, len);
     if (id == AMQP_CHANNEL_CLOSE_METHOD && bg_amqp_chan__answer_close(s, n, ch, 0) != 0)
         return -1;
@@ -1649,7 +1678,7 @@ int bg_amqp_chan_upstream_frame(bg_amqp_session_t *s, struct evbuffer *in,
             return rc < 0 ? -1 : 0;
     }
     if (ch && bg_amqp_chan__closing_up_itself(ch))
-        return bg_amqp_chan__up_closing_bg(s, n, ch, id, in, frame_len);
+        return bg_amqp_chan__up_closing_bg(s, n, ch, f, id, in, frame_len);
     if (ch && id == AMQP_CHANNEL_CLOSE_METHOD) {
         int rc = bg_amqp_chan__up_close(s, n, ch, in, frame_len);
         if (rc <= 0)

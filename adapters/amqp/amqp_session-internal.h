@@ -123,7 +123,9 @@ typedef struct bg_amqp_channel_s {
      * no-ack delivery dropped is lost (RabbitMQ counted it delivered), so
      * such a channel waits for the close-ok, as the client would wait on
      * RabbitMQ itself, which during an alarm would not have read the
-     * refused method either. */
+     * refused method either. Dropped when RabbitMQ closes the channel
+     * itself first (an error in a method before the refused one): the
+     * client gets RabbitMQ's close instead. */
     struct evbuffer *deferred;
     int64_t deferred_at; /* monotonic ms */
     /* An allowed basic.publish waits here for its content header: only then

@@ -1,7 +1,9 @@
 """Where RabbitMQ answers before it looks at any permission, the client gets
 RabbitMQ's answer through busgate too, not busgate's 403: each test sends
 the same raw frames straight to RabbitMQ and through busgate and compares
-the closes. "" on a channel that declared no queue is 404; a passive declare
+the closes. RabbitMQ's own close of a channel whose refusal busgate holds
+reaches the client in place of that refusal (a failed publish is not
+hidden); "" on a channel that declared no queue is 404; a passive declare
 of "" is 404; immediate=true is connection.close 540; an exchange argument
 that is not a longstr is RabbitMQ's 406."""
 import struct
@@ -75,6 +77,41 @@ def busgate_refusals(path, api, code):
 def qbind(ch, q, x):
     return method(ch, 50, 20, struct.pack(">H", 0) + ss(q) + ss(x) + ss("k") + b"\x00"
                   + table([]))
+
+
+def test_rabbitmqs_close_replaces_a_held_refusal(gw):
+    """Pipelined in one write: a publish to an exchange the policy allows but
+    that does not exist, then a queue.bind busgate refuses. RabbitMQ answers
+    the publish with 404 and never reads the bind: the client gets that 404
+    (RabbitMQ's code, text and class/method), not busgate's 403, which stays
+    audited. Both legs then agree the channel is closed: after the client's
+    one close-ok the channel number opens again and works."""
+    bg, ports, issuer = gw
+    missing, q = unique("it.first-missing"), unique("it.first-q")
+    admin = direct()
+    admin.channel().queue_declare(q, auto_delete=False)
+    frames = publish(1, missing, "k") + header(1, 0) + qbind(1, q, "it.secret-x")
+    try:
+        res = both(ports, issuer, frames)
+        assert res["direct"] == [(1, (20, 40), (404, f"NOT_FOUND - no exchange '{missing}' in "
+                                                     "vhost '/'", 60, 40))], res
+        assert res["busgate"] == res["direct"], res
+        # The bind's refusal was busgate's decision: still in the audit.
+        assert busgate_refusals(ports["audit"], "queue.bind", 403)
+        r, _ = handshake(ports["listen"], issuer.mint("first", ["apps"]))
+        try:
+            open_channel(r, 1)
+            r.send(frames)
+            assert r.expect(1, (20, 40))[:2] == struct.pack(">H", 404)
+            r.send(method(1, 20, 41))  # close-ok: answers the only close the client got
+            open_channel(r, 1)  # free again on both legs
+            r.send(method(1, 50, 10, struct.pack(">H", 0) + ss(q) + b"\x01" + table([])))
+            r.expect(1, (50, 11))  # a stray close-ok upstream would have cost the connection
+        finally:
+            r.close()
+    finally:
+        admin.channel().queue_delete(q)
+        admin.close()
 
 
 @pytest.mark.parametrize("name,frame,ids", [
