@@ -79,19 +79,49 @@ static amqp_bytes_t bg_amqp_authz__queue(amqp_bytes_t q, const bg_amqp_channel_t
     return q;
 }
 
-/* The exchange a declare argument names (key with a string value), if any. */
-static int bg_amqp_authz__arg_exchange(const amqp_table_t *args, const char *key, amqp_bytes_t *out)
+/* RabbitMQ's name of a field type (rabbit_binary_parser), for its 406. */
+static const char *bg_amqp_authz__type_name(uint8_t kind)
+{
+    switch (kind) {
+    case AMQP_FIELD_KIND_BOOLEAN: return "bool";
+    case AMQP_FIELD_KIND_I8: return "byte";
+    case AMQP_FIELD_KIND_U8: return "unsignedbyte";
+    case AMQP_FIELD_KIND_I16: return "short";
+    case AMQP_FIELD_KIND_U16: return "unsignedshort";
+    case AMQP_FIELD_KIND_I32: return "signedint";
+    case AMQP_FIELD_KIND_U32: return "unsignedint";
+    case AMQP_FIELD_KIND_I64: return "long";
+    case AMQP_FIELD_KIND_F32: return "float";
+    case AMQP_FIELD_KIND_F64: return "double";
+    case AMQP_FIELD_KIND_DECIMAL: return "decimal";
+    case AMQP_FIELD_KIND_ARRAY: return "array";
+    case AMQP_FIELD_KIND_TIMESTAMP: return "timestamp";
+    case AMQP_FIELD_KIND_TABLE: return "table";
+    case AMQP_FIELD_KIND_VOID: return "void";
+    case AMQP_FIELD_KIND_BYTES: return "binary";
+    default: return "unknown";
+    }
+}
+
+/* The exchange a declare argument names: 1 with *out for a longstr, 0 when
+ * the key is absent. Any other type: RabbitMQ refuses the declare with 406
+ * "invalid type" once create on it is allowed, whatever the exchange, and
+ * so does busgate itself (v->answer; nothing forwarded), never passing on
+ * an argument it could not decide. */
+static int bg_amqp_authz__arg_exchange(const amqp_table_t *args, const char *key,
+                                       amqp_bytes_t *out, bg_amqp_verdict_t *v)
 {
     size_t klen = strlen(key);
     for (int i = 0; args && i < args->num_entries; i++) {
         const amqp_table_entry_t *e = &args->entries[i];
         if (e->key.len != klen || memcmp(e->key.bytes, key, klen) != 0)
             continue;
-        /* Only a longstr names an exchange: RabbitMQ refuses any other
-         * type (a byte array too) with 406 "invalid type" whatever the
-         * exchange, and creates nothing; that answer is left to it. */
-        if (e->value.kind != AMQP_FIELD_KIND_UTF8)
+        if (e->value.kind != AMQP_FIELD_KIND_UTF8) {
+            v->answer = BG_AMQP_ANSWER_ARG_TYPE;
+            v->arg_key = key;
+            v->arg_type = bg_amqp_authz__type_name(e->value.kind);
             return 0;
+        }
         *out = e->value.value.bytes;
         return 1;
     }
@@ -118,7 +148,7 @@ static void bg_amqp_authz__queue_declare(const amqp_queue_declare_t *d,
     }
     amqp_bytes_t q = d->queue.len ? d->queue : bg_amqp_authz__cstr(BG_AMQP_SERVER_NAMED), dlx;
     bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE, q, BG_VERB_CREATE);
-    if (bg_amqp_authz__arg_exchange(&d->arguments, "x-dead-letter-exchange", &dlx)) {
+    if (bg_amqp_authz__arg_exchange(&d->arguments, "x-dead-letter-exchange", &dlx, v)) {
         bg_amqp_authz__add(v, BG_RES_AMQP_QUEUE, q, BG_VERB_READ)->bodies = 1;
         bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, dlx, BG_VERB_WRITE)->bodies = 1;
     }
@@ -157,7 +187,7 @@ void bg_amqp_authz_classify(const bg_amqp_method_t *m, const bg_amqp_channel_t *
         amqp_bytes_t ae;
         bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, x->exchange,
                            x->passive ? BG_VERB_DESCRIBE : BG_VERB_CREATE);
-        if (!x->passive && bg_amqp_authz__arg_exchange(&x->arguments, "alternate-exchange", &ae)) {
+        if (!x->passive && bg_amqp_authz__arg_exchange(&x->arguments, "alternate-exchange", &ae, v)) {
             bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, x->exchange, BG_VERB_READ)->bodies = 1;
             bg_amqp_authz__add(v, BG_RES_AMQP_EXCHANGE, ae, BG_VERB_WRITE)->bodies = 1;
         }
@@ -393,6 +423,16 @@ uint16_t bg_amqp_authz_answer(const bg_amqp_verdict_t *v, const char *vhost, cha
     case BG_AMQP_ANSWER_IMMEDIATE:
         snprintf(buf, cap, "NOT_IMPLEMENTED - immediate=true");
         return BG_AMQP_NOT_IMPLEMENTED;
+    case BG_AMQP_ANSWER_ARG_TYPE: {
+        char name[101];
+        const bg_amqp_check_t *c = &v->checks[0];
+        bg_amqp_authz__cut(name, c->name, c->name_len, 100);
+        bg_amqp_authz__cut(vh, vhost, strlen(vhost), 60);
+        snprintf(buf, cap, "PRECONDITION_FAILED - invalid type '%s' for arg '%s' in %s '%s' in vhost '%s'",
+                 v->arg_type, v->arg_key, c->type == BG_RES_AMQP_QUEUE ? "queue" : "exchange",
+                 name, vh);
+        return BG_AMQP_PRECONDITION_FAILED;
+    }
     default: snprintf(buf, cap, "ok"); return 0;
     }
 }

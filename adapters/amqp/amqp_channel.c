@@ -756,9 +756,18 @@ static int bg_amqp_chan__decide(bg_amqp_session_t *s, uint16_t n, bg_amqp_channe
         return 0; /* a consumer on it is refused now: the channel is closing */
     if (!bg_amqp_audit_admitting(s))
         return bg_amqp_chan__audit_down(s, m->id);
-    if (v.answer)
+    if (v.answer == BG_AMQP_ANSWER_ARG_TYPE) {
+        /* RabbitMQ checks create on the declared queue or exchange first,
+         * then the argument's type: only that check is decided. */
+        v.n = 1;
+        bg_amqp_authz_decide(s->snap->policy, &s->pp, &v);
+        if (!v.denied)
+            return bg_amqp_chan__answer(s, n, ch, m, &v, len);
+        v.answer = BG_AMQP_ANSWER_NONE;
+    } else if (v.answer)
         return bg_amqp_chan__answer(s, n, ch, m, &v, len);
-    bg_amqp_authz_decide(s->snap->policy, &s->pp, &v);
+    else
+        bg_amqp_authz_decide(s->snap->policy, &s->pp, &v);
     bg_amqp_audit_decisions(s, m, &v, len);
     if (!v.denied)
         return 1;

@@ -346,6 +346,10 @@ typedef enum {
                                      literally; no queue has that name): 404 NOT_FOUND */
     BG_AMQP_ANSWER_IMMEDIATE,     /* basic.publish with immediate set: connection.close
                                      540 NOT_IMPLEMENTED */
+    BG_AMQP_ANSWER_ARG_TYPE,      /* an x-dead-letter-exchange / alternate-exchange
+                                     argument that is not a longstr: 406
+                                     PRECONDITION_FAILED, once create on the declared
+                                     queue or exchange (checks[0]) is allowed */
 } bg_amqp_answer_t;
 
 typedef struct bg_amqp_verdict_s {
@@ -353,6 +357,8 @@ typedef struct bg_amqp_verdict_s {
     size_t n;
     int denied;       /* index of the first refused check + 1; 0 = allowed */
     int answer;       /* bg_amqp_answer_t: not to be decided, answered (about checks[0]) */
+    const char *arg_key;  /* ARG_TYPE: the argument's name and RabbitMQ's name of */
+    const char *arg_type; /* its type */
 } bg_amqp_verdict_t;
 
 /* The checks method m (decoded, on a channel with state ch) needs: 0 of them

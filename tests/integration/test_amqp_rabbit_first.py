@@ -172,7 +172,10 @@ def test_immediate_publish(gw, exchange):
 def test_exchange_argument_of_another_type(gw, arg):
     """An exchange argument given as a byte array, naming a refused exchange:
     RabbitMQ refuses the type (406) whatever the exchange and creates
-    nothing; busgate leaves that answer to it instead of a 403."""
+    nothing, once create on the declared queue or exchange is allowed.
+    busgate gives the same answer itself (audited as its own refusal),
+    rather than forwarding an argument it cannot decide; before the fix it
+    answered 403 for the exchange the bytes spelled."""
     bg, ports, issuer = gw
     value = struct.pack(">I", 9) + b"it.secret"
     if arg == "alternate-exchange":
@@ -189,3 +192,20 @@ def test_exchange_argument_of_another_type(gw, arg):
     text = f"PRECONDITION_FAILED - invalid type 'binary' for arg '{arg}' in {what} in vhost '/'"
     assert res["direct"] == [(1, (20, 40), (406, text) + ids)], res
     assert res["busgate"] == res["direct"], res
+    api = "exchange.declare" if arg == "alternate-exchange" else "queue.declare"
+    assert busgate_refusals(ports["audit"], api, 406)
+
+
+def test_argument_of_another_type_on_a_refused_declare(gw):
+    """RabbitMQ checks create on the declared queue before the argument's
+    type: a queue busgate refuses gets the 403, whatever its arguments."""
+    bg, ports, issuer = gw
+    r, _ = handshake(ports["listen"], issuer.mint("first", ["apps"]))
+    try:
+        open_channel(r, 1)
+        r.send(method(1, 50, 10, struct.pack(">H", 0) + ss(unique("it.secret-q")) + b"\x08"
+                      + table([("x-dead-letter-exchange", "x", struct.pack(">I", 4) + b"it.x")])))
+        got = closes(r)
+    finally:
+        r.close()
+    assert [(c, ids, args[0]) for c, ids, args in got] == [(1, (20, 40), 403)], got
