@@ -34,9 +34,9 @@ static void bg_kafka_audit__emit(bg_kafka_session_t *s, const bg_audit_event_t *
     if (!a)
         return;
     /* Requests are refused before they are admitted (admitting()). A
-     * decision is recorded when its response comes, and a session's end
-     * when it ends: both for work already let in, so the pipeline takes
-     * them even if it stopped admitting meanwhile. */
+     * decision is recorded when its answer is queued for the client, and
+     * a session's end when it ends: both for work already let in, so the
+     * pipeline takes them even if it stopped admitting meanwhile. */
     if (bg_audit_emit_session(a, ev) < 0)
         bg_log_debug("kafka", "audit event not queued");
 }
@@ -82,6 +82,11 @@ void bg_kafka_audit_auth_failure(bg_kafka_session_t *s, const char *reason)
 static int bg_kafka_audit__bare_close(bg_kafka_session_t *s, const bg_kafka_verdict_t *v)
 {
     return v->action == BG_KAFKA_ACT_CLOSE && v->ndecisions == 0 && bg_kafka_audit_admitting(s);
+}
+
+int bg_kafka_audit_due(bg_kafka_session_t *s, const bg_kafka_verdict_t *v)
+{
+    return v->ndecisions > 0 || bg_kafka_audit__bare_close(s, v);
 }
 
 void bg_kafka_audit_count(bg_kafka_session_t *s, const bg_kafka_verdict_t *v)
@@ -136,16 +141,21 @@ void bg_kafka_audit_decisions(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
 
 void bg_kafka_audit_unanswered(bg_kafka_session_t *s, bg_kafka_pending_t *pe)
 {
-    bg_kafka_action_t act = pe->verdict.action;
-    if (act == BG_KAFKA_ACT_FORWARD || act == BG_KAFKA_ACT_FORWARD_REWRITTEN)
-        bg_kafka_audit__decisions(s, pe, NULL, "no response: session closed");
+    if (pe->verdict.action == BG_KAFKA_ACT_CLOSE) {
+        int64_t latency = bg_util_now_us() - pe->start_us;
+        bg_kafka_audit__decisions(s, pe, &latency, NULL);
+        return;
+    }
+    bg_kafka_audit__decisions(s, pe, NULL, "no response: session closed");
 }
 
 /* The one event of a request refused by closing before any resource was
  * decided: no verb or resource, busgate itself refused (enforced in either
- * policy mode), the reason says why. api_key -1: the header did not say. */
-static void bg_kafka_audit__close_event(bg_kafka_session_t *s, int16_t api_key,
-                                        int16_t api_version, size_t bytes_in, const char *reason)
+ * policy mode), error_code and the reason say why. api_key -1: the header
+ * did not say. */
+static void bg_kafka_audit__close_event(bg_kafka_session_t *s, int16_t api_key, int16_t api_version,
+                                        size_t bytes_in, int16_t error_code,
+                                        const int64_t *latency_us, const char *reason)
 {
     char api[64];
     bg_audit_event_t ev;
@@ -159,19 +169,39 @@ static void bg_kafka_audit__close_event(bg_kafka_session_t *s, int16_t api_key,
     ev.decision.would = BG_EFFECT_DENY;
     ev.decision.mode = BG_MODE_ENFORCE;
     ev.decision.by = "busgate";
+    ev.result.error_code = error_code;
+    ev.result.error_name = bg_kafka_error_name(error_code);
     ev.result.bytes_in = bytes_in;
+    ev.result.latency_us = latency_us ? *latency_us : 0;
     ev.detail = reason ? reason : "request refused";
     bg_kafka_audit__emit(s, &ev);
 }
 
 void bg_kafka_audit_refused(bg_kafka_session_t *s, int16_t api_key, int16_t api_version,
-                            size_t bytes_in, const char *reason)
+                            size_t bytes_in, int16_t error_code, const char *reason)
 {
     if (!s->principal.sub)
         return; /* before authentication: an auth_failure says it */
     bg_metric_add(&s->kw->w->metrics.decisions[BG_PROTO_KAFKA][BG_EFFECT_DENY], 1);
-    if (s->kw->w->audit)
-        bg_kafka_audit__close_event(s, api_key, api_version, bytes_in, reason);
+    if (!s->kw->w->audit || s->refusal.set)
+        return;
+    s->refusal.set = 1;
+    s->refusal.api_key = api_key;
+    s->refusal.api_version = api_version;
+    s->refusal.error_code = error_code;
+    s->refusal.bytes_in = bytes_in;
+    snprintf(s->refusal.reason, sizeof s->refusal.reason, "%s",
+             reason ? reason : "request refused");
+}
+
+void bg_kafka_audit_refusal_emit(bg_kafka_session_t *s)
+{
+    if (!s->refusal.set)
+        return;
+    s->refusal.set = 0;
+    bg_kafka_audit__close_event(s, s->refusal.api_key, s->refusal.api_version,
+                                s->refusal.bytes_in, s->refusal.error_code, NULL,
+                                s->refusal.reason);
 }
 
 static void bg_kafka_audit__decisions(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
@@ -181,9 +211,14 @@ static void bg_kafka_audit__decisions(bg_kafka_session_t *s, bg_kafka_pending_t 
         return;
     char api[64];
     const bg_kafka_verdict_t *v = &pe->verdict;
-    if (bg_kafka_audit__bare_close(s, v)) {
+    /* Only called for a refusal that leaves its event (bg_kafka_audit_due,
+     * decided with the request): whether the pipeline admits now does not
+     * matter. A decided request busgate cannot take (a group named twice,
+     * past a limit, undecidable): INVALID_REQUEST, as for a body it cannot
+     * read. */
+    if (v->action == BG_KAFKA_ACT_CLOSE && v->ndecisions == 0) {
         bg_kafka_audit__close_event(s, pe->hdr.api_key, pe->hdr.api_version, pe->bytes_in,
-                                    v->close_reason);
+                                    BG_KAFKA_E_INVALID_REQUEST, latency_us, v->close_reason);
         return;
     }
     for (size_t i = 0; i < v->ndecisions; i++) {

@@ -36,6 +36,10 @@ typedef struct bg_kafka_pending_s {
     bg_kafka_verdict_t verdict;
     bg_snapshot_t *snap; /* the policy the request was decided by (a reference) */
     int needs_response;
+    /* Its decision events wait until its answer is queued for the client
+     * (bg_kafka_session_flush), so a session's events keep request order
+     * and the latency runs to that moment. Set once decided and audited. */
+    int audit_due;
     int64_t start_us; /* monotonic (bg_util_now_us) */
     uint64_t bytes_in;
     uint64_t bytes_out; /* the broker's response frame sent on for it (0: none, or local) */
@@ -95,6 +99,14 @@ struct bg_kafka_session_s {
     int64_t started_ms; /* monotonic (bg_util_now_ms) */
     uint64_t bytes_in, bytes_out, requests;
     char end_why[200]; /* how the session ended (the first reason), for session_end */
+    /* A request refused by closing before it was decided: its event waits
+     * for the events of the requests before it (bg_kafka_audit_refused). */
+    struct {
+        int set;
+        int16_t api_key, api_version, error_code;
+        size_t bytes_in;
+        char reason[200];
+    } refusal;
 };
 
 /* ---- kafka_auth.c: ApiVersions and SASL, answered by busgate itself ---- */

@@ -88,12 +88,23 @@ static void bg_kafka__pending_free(bg_kafka_pending_t *pe)
     free(pe);
 }
 
+/* The decision events of an entry the session drops without answering it
+ * (it ends, or the broker's connection did): forwarded and still with the
+ * broker, or decided with its events waiting for the answer to go out. */
+static void bg_kafka__audit_left(bg_kafka_session_t *s, bg_kafka_pending_t *pe)
+{
+    if (pe->audit_due || pe->state == BG_KAFKA_PE_WAIT_UPSTREAM)
+        bg_kafka_audit_unanswered(s, pe);
+    pe->audit_due = 0;
+}
+
 static void bg_kafka__free(bg_kafka_session_t *s)
 {
     bg_kafka_worker_t *kw = s->kw;
     bg_kafka_pending_t *it;
-    TAILQ_FOREACH(it, &s->q, link) /* forwarded, never answered: still audited */
-        bg_kafka_audit_unanswered(s, it);
+    TAILQ_FOREACH(it, &s->q, link) /* decided, never answered: still audited, in order */
+        bg_kafka__audit_left(s, it);
+    bg_kafka_audit_refusal_emit(s); /* the request that closed it, after those before it */
     bg_kafka_audit_session_end(s);
     while (!TAILQ_EMPTY(&s->q)) {
         bg_kafka_pending_t *pe = TAILQ_FIRST(&s->q);
@@ -189,8 +200,8 @@ void bg_kafka_session_malformed(bg_kafka_session_t *s, int16_t api_key, int16_t 
     char reason[200];
     snprintf(reason, sizeof reason, "malformed request: %s", why ? why : "malformed");
     bg_kafka__ending(s, reason);
-    if (s->auth == BG_KAFKA_AUTH_OK)
-        bg_kafka_audit_refused(s, api_key, version, frame_len, reason);
+    if (s->auth == BG_KAFKA_AUTH_OK) /* as Kafka's InvalidRequestException */
+        bg_kafka_audit_refused(s, api_key, version, frame_len, BG_KAFKA_E_INVALID_REQUEST, reason);
     else /* before the login, whatever it was (header, api key, size): a failed login */
         bg_kafka_audit_auth_failure(s, "malformed");
     bg_kafka_session_close(s, 0, NULL);
@@ -224,6 +235,7 @@ bg_kafka_pending_t *bg_kafka_session_push(bg_kafka_session_t *s, const bg_kafka_
     /* Also for a recycled entry, whose last response raised it. */
     pe->arena.limit = bg_kafka__req_arena_limit(s);
     pe->state = BG_KAFKA_PE_READY;
+    pe->audit_due = 0;
     pe->hdr = *h;
     /* The request's own client id, for a rewritten copy (quotas and broker
      * logs go by it); h's bytes live only as long as the input frame. */
@@ -358,6 +370,13 @@ void bg_kafka_session_flush(bg_kafka_session_t *s)
         if (bg_util_bev_send(s->cli, pe->out, n, !s->kw->g->client_tls) != 0) {
             bg_kafka_session_close(s, 0, "cannot queue a response (out of memory)");
             return;
+        }
+        /* Audited now, in request order: the answer is the client's
+         * (a close's: the session closes now, after the ones before). */
+        if (pe->audit_due) {
+            int64_t latency = bg_util_now_us() - pe->start_us;
+            pe->audit_due = 0;
+            bg_kafka_audit_decisions(s, pe, &latency);
         }
         bg_kafka__pop(s, pe);
     }
@@ -589,17 +608,34 @@ static int bg_kafka__act(bg_kafka_session_t *s, bg_kafka_pending_t *pe, struct e
             return -1;
         break;
     case BG_KAFKA_ACT_RESPOND:
-        bg_kafka_audit_decisions(s, pe, NULL);
+        /* busgate's own answer: audited when it goes out, behind the
+         * answers before it (bg_kafka_session_flush), with the names it
+         * needs copied now, as a forwarded request's are. */
+        if (bg_kafka_audit_pin(s, pe) != 0)
+            return -1;
+        pe->audit_due = bg_kafka_audit_due(s, v);
         return bg_kafka_session_respond(s, pe, v->response);
     case BG_KAFKA_ACT_CLOSE:
     default:
-        bg_kafka_audit_decisions(s, pe, NULL);
+        /* An entry without a response: the close comes after the
+         * responses before it, and so does its event. */
+        if (bg_kafka_audit_pin(s, pe) != 0)
+            return -1;
+        pe->audit_due = bg_kafka_audit_due(s, v);
         bg_kafka_session_close(s, 1, v->close_reason ? v->close_reason : "request refused");
         return 1;
     }
     if (v->no_response) {
-        bg_kafka_audit_decisions(s, pe, NULL);
-        bg_kafka__pop(s, pe);
+        /* acks=0: no answer, no slot, unless requests before it still wait
+         * for theirs and it has events: then it waits in its slot (no
+         * response bytes, its names pinned) so that its events follow
+         * theirs. */
+        if (pe == TAILQ_FIRST(&s->q) || !s->kw->w->audit || !bg_kafka_audit_due(s, v)) {
+            bg_kafka_audit_decisions(s, pe, NULL);
+            bg_kafka__pop(s, pe);
+        } else {
+            pe->audit_due = 1;
+        }
         return 0;
     }
     pe->needs_response = v->needs_response;
@@ -640,7 +676,8 @@ static void bg_kafka__close_unsupported(bg_kafka_session_t *s, const bg_kafka_re
     char why[96];
     snprintf(why, sizeof why, "unsupported api %d version %d", h->api_key, h->api_version);
     if (undecided)
-        bg_kafka_audit_refused(s, h->api_key, h->api_version, frame_len, why);
+        bg_kafka_audit_refused(s, h->api_key, h->api_version, frame_len,
+                               BG_KAFKA_E_UNSUPPORTED_VERSION, why);
     bg_kafka_session_close(s, 0, why);
 }
 
@@ -654,7 +691,8 @@ static int bg_kafka__close_if_expired(bg_kafka_session_t *s, const bg_kafka_req_
     static const char why[] = "token expired without re-authentication";
     if (s->auth != BG_KAFKA_AUTH_OK || s->reauth || bg_kafka_now_ms() < s->exp_ms)
         return 0;
-    bg_kafka_audit_refused(s, h->api_key, h->api_version, frame_len, why);
+    bg_kafka_audit_refused(s, h->api_key, h->api_version, frame_len,
+                           BG_KAFKA_E_SASL_AUTHENTICATION_FAILED, why);
     bg_kafka_session_close(s, 0, why);
     return -1;
 }
@@ -976,7 +1014,6 @@ static int bg_kafka__on_upstream_frame(void *arg, struct evbuffer *in, size_t fr
     bg_kafka_pending_t *pe = bg_kafka__match_response(s, in);
     if (!pe)
         return -1;
-    int64_t latency = bg_util_now_us() - pe->start_us;
     if (pe->needs_response && bg_kafka__response_untouched(pe, in, frame_len))
         pe->needs_response = 0;
     if (!pe->needs_response) {
@@ -996,7 +1033,7 @@ static int bg_kafka__on_upstream_frame(void *arg, struct evbuffer *in, size_t fr
     }
     pe->state = BG_KAFKA_PE_READY;
     pe->bytes_out = evbuffer_get_length(pe->out);
-    bg_kafka_audit_decisions(s, pe, &latency);
+    pe->audit_due = 1; /* audited as it goes out (bg_kafka_session_flush), in order */
     bg_kafka_session_flush(s);
     bg_kafka__update_reading(s);
     bg_kafka__resume_input(s);
@@ -1024,12 +1061,14 @@ static int bg_kafka__on_upstream_frame_begin(void *arg, struct evbuffer *in, siz
 static int bg_kafka__stream_done(bg_kafka_session_t *s, bg_kafka_pending_t *pe, int head)
 {
     s->streaming = NULL;
-    int64_t latency = bg_util_now_us() - pe->start_us;
-    bg_kafka_audit_decisions(s, pe, &latency);
-    if (head)
+    if (head) { /* all of it has gone out: audited now */
+        int64_t latency = bg_util_now_us() - pe->start_us;
+        bg_kafka_audit_decisions(s, pe, &latency);
         bg_kafka__pop(s, pe);
-    else
+    } else { /* audited as it goes out, behind the ones before it */
+        pe->audit_due = 1;
         pe->state = BG_KAFKA_PE_READY;
+    }
     bg_kafka_session_flush(s);
     bg_kafka__update_reading(s);
     bg_kafka__resume_input(s);
@@ -1185,7 +1224,7 @@ static void bg_kafka__on_upstream_failed(void *arg, const char *why)
         return;
     bg_kafka_pending_t *pe;
     while ((pe = TAILQ_FIRST(&s->q)) != NULL) {
-        bg_kafka_audit_unanswered(s, pe);
+        bg_kafka__audit_left(s, pe);
         bg_kafka__pop(s, pe);
     }
     bg_kafka_session_close(s, 1, msg);
