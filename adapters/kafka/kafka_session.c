@@ -375,8 +375,10 @@ void bg_kafka_session_flush(bg_kafka_session_t *s)
          * (a close's: the session closes now, after the ones before). */
         if (pe->audit_due) {
             int64_t latency = bg_util_now_us() - pe->start_us;
+            /* a forwarded acks=0 Produce has no answer: no latency */
+            int none = pe->verdict.no_response && pe->verdict.action != BG_KAFKA_ACT_CLOSE;
             pe->audit_due = 0;
-            bg_kafka_audit_decisions(s, pe, &latency);
+            bg_kafka_audit_decisions(s, pe, none ? NULL : &latency);
         }
         bg_kafka__pop(s, pe);
     }

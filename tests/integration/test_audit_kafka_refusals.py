@@ -196,6 +196,7 @@ def test_events_follow_request_order_behind_a_held_fetch(order_gate):
     assert order == [("Fetch", held), ("Fetch", denied), ("Produce", other),
                      ("Metadata", held)], evs
     fetch, refused = evs[0], evs[1]
+    assert evs[2]["result"]["latency_us"] == 0, evs[2]  # acks=0: no response
     assert refused["result"]["error_name"] == "TOPIC_AUTHORIZATION_FAILED", refused
     # answered after the held Fetch's response, not at once
     assert refused["result"]["latency_us"] > 0, refused
