@@ -65,15 +65,31 @@ def topic_id(wire, topic):
     return tid
 
 
-def join(wire, group, member, topic):
+# The coordinator is still loading, or not there yet: asked again.
+COORDINATOR_NOT_READY = (14, 15, 16)
+FIND_COORDINATOR = 10
+
+
+def join(wire, group, member, topic, limit_s=30):
     """ShareGroupHeartbeat v1: member joins group subscribed to topic (the
-    broker's share partition needs the group to exist)."""
+    broker's share partition needs the group to exist). A FindCoordinator
+    first, as clients send it: on a fresh broker it is what makes the
+    group coordinator's topic, without which the heartbeat gets
+    NOT_COORDINATOR."""
     body = cstr(group) + cstr(member) + struct.pack(">i", 0) + uvarint(0)
     body += uvarint(2) + cstr(topic) + b"\x00"
-    rd = wire.call_flex(SHARE_GROUP_HEARTBEAT, 1, body)
-    assert rd is not None, "connection closed on ShareGroupHeartbeat"
-    rd.i32()
-    err = rd.i16()
+    deadline = time.monotonic() + limit_s
+    while True:
+        find = struct.pack(">b", 0) + uvarint(2) + cstr(group) + b"\x00"
+        assert wire.call_flex(FIND_COORDINATOR, 4, find) is not None, \
+            "connection closed on FindCoordinator"
+        rd = wire.call_flex(SHARE_GROUP_HEARTBEAT, 1, body)
+        assert rd is not None, "connection closed on ShareGroupHeartbeat"
+        rd.i32()
+        err = rd.i16()
+        if err not in COORDINATOR_NOT_READY or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
     assert err == 0, (err, rd.cstr())
 
 
