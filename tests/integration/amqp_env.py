@@ -96,6 +96,15 @@ admin:
     return text, {"listen": listen, "admin": admin, "audit": audit}
 
 
+def start_gateway(start_busgate, tmp_path, rules):
+    """busgate in front of the test broker with rules (a fresh issuer):
+    (busgate, ports, issuer), for the suites' gateway fixtures."""
+    issuer = Issuer(tmp_path / "keys")
+    text, ports = busgate_config(tmp_path, issuer, rules)
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    return bg, ports, issuer
+
+
 def connect(port, token, *, user="svc", heartbeat=None, vhost="/", blocked_timeout=None,
             attempts=1, **params):
     """A pika BlockingConnection to busgate on 127.0.0.1:port with the token

@@ -6,8 +6,8 @@ import pika
 import pika.exceptions as pex
 import pytest
 
-from amqp_env import (Issuer, api_name, busgate_config, connect, direct, get_one, rule, unique,
-                      wait_audit)
+from amqp_env import (Issuer, api_name, busgate_config, connect, direct, get_one, rule,
+                      start_gateway, unique, wait_audit)
 from conftest import http_get, metric
 
 ALL = ["read", "write", "create", "delete", "describe"]
@@ -28,10 +28,7 @@ def policy():
 @pytest.fixture
 def gw(start_busgate, tmp_path):
     """(busgate, ports, issuer) with the policy above."""
-    issuer = Issuer(tmp_path / "keys")
-    text, ports = busgate_config(tmp_path, issuer, policy())
-    bg = start_busgate(text, wait_for_port=ports["listen"])
-    return bg, ports, issuer
+    return start_gateway(start_busgate, tmp_path, policy())
 
 
 def closed_by_broker(fn):

@@ -15,7 +15,8 @@ import time
 import pytest
 
 from amqp_env import (RABBIT_PORT, UPSTREAM_PASSWORD, UPSTREAM_USER, Issuer, api_name,
-                      busgate_config, connect, direct, get_one, rule, unique, wait_audit)
+                      busgate_config, connect, direct, get_one, rule, start_gateway, unique,
+                      wait_audit)
 from amqp_wire import (CHANNEL_OPEN, close_args, expect_connection_close, frame, handshake,
                        header, login, ls, method, open_channel, publish, ss, table)
 from conftest import ROOT, build_dir, cpu_seconds, http_get
@@ -31,10 +32,8 @@ def policy():
 
 @pytest.fixture
 def gw(start_busgate, tmp_path):
-    issuer = Issuer(tmp_path / "keys")
-    text, ports = busgate_config(tmp_path, issuer, policy())
-    bg = start_busgate(text, wait_for_port=ports["listen"])
-    return bg, ports, issuer
+    """(busgate, ports, issuer) with the policy above."""
+    return start_gateway(start_busgate, tmp_path, policy())
 
 
 def healthy(ports, issuer):

@@ -17,7 +17,7 @@ import subprocess
 
 import pytest
 
-from amqp_env import Issuer, api_name, busgate_config, direct, rule, unique, wait_audit
+from amqp_env import api_name, direct, rule, start_gateway, unique, wait_audit
 from conftest import ROOT, build_dir
 
 RUN_CLIENT = str(ROOT / "tests" / "interop" / "amqp" / "run-client.sh")
@@ -85,10 +85,7 @@ def explain(res, bg):
 @pytest.fixture
 def gw(start_busgate, tmp_path):
     """(busgate, ports, issuer) with the interop policy."""
-    issuer = Issuer(tmp_path / "keys")
-    text, ports = busgate_config(tmp_path, issuer, policy())
-    bg = start_busgate(text, wait_for_port=ports["listen"])
-    return bg, ports, issuer
+    return start_gateway(start_busgate, tmp_path, policy())
 
 
 def assert_refused(res, bg, code_text, class_id, method_id, user):

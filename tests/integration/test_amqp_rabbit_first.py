@@ -11,8 +11,8 @@ import time
 
 import pytest
 
-from amqp_env import (RABBIT_PORT, UPSTREAM_PASSWORD, UPSTREAM_USER, Issuer, api_name,
-                      busgate_config, direct, rule, unique, wait_audit)
+from amqp_env import (RABBIT_PORT, UPSTREAM_PASSWORD, UPSTREAM_USER, api_name, direct, rule,
+                      start_gateway, unique, wait_audit)
 from amqp_wire import close_args, handshake, header, method, open_channel, publish, ss, table
 
 ALL = ["read", "write", "create", "delete", "describe"]
@@ -27,10 +27,8 @@ def policy():
 
 @pytest.fixture
 def gw(start_busgate, tmp_path):
-    issuer = Issuer(tmp_path / "keys")
-    text, ports = busgate_config(tmp_path, issuer, policy())
-    bg = start_busgate(text, wait_for_port=ports["listen"])
-    return bg, ports, issuer
+    """(busgate, ports, issuer) with the policy above."""
+    return start_gateway(start_busgate, tmp_path, policy())
 
 
 def closes(r, timeout=1.5):
