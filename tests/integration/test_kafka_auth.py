@@ -308,6 +308,20 @@ def test_reauthentication_and_expiry(start_busgate, tmp_path):
     assert raw_av.call(18, 0, b"") is None
     raw_av.close()
     assert bg.wait_log(lambda l: "token expired without re-authentication" in l.get("msg", ""))
+    # Each close is audited as busgate's refusal of that request with
+    # SASL_AUTHENTICATION_FAILED, and its session ends after it, saying why.
+    why = "token expired without re-authentication"
+    refused = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                         and e.get("detail") == why, count=2)
+    assert sorted(e["api"]["name"] for e in refused) == ["ApiVersions", "Metadata"], refused
+    for ev in refused:
+        assert ev["decision"]["effect"] == "deny" and ev["decision"]["by"] == "busgate", ev
+        assert ev["result"].get("error_code") == 58, ev
+        assert ev["result"].get("error_name") == "SASL_AUTHENTICATION_FAILED", ev
+        assert ev["principal"]["sub"] == "svc-short", ev
+        (end,) = wait_audit(ports["audit"], lambda e: e["kind"] == "session_end"
+                            and e["session_id"] == ev["session_id"])
+        assert end["seq"] > ev["seq"] and end["detail"] == why, end
 
 
 def test_malformed_frame_closes_only_that_connection(start_busgate, tmp_path):
