@@ -4,7 +4,7 @@
 # into $BUSGATE_CACHE/oidc once (again only when package.json or the lock
 # file change); a provider already running on this port is left alone.
 #
-#   issuer  http://127.0.0.1:$BG_OIDC_PORT (39400)
+#   issuer  http://127.0.0.1:$BG_OIDC_PORT (19400)
 #   token   $issuer/token   (client_credentials; client_secret_basic or _post)
 #   jwks    $issuer/jwks    (also written to $BUSGATE_CACHE/oidc/keys/jwks-public.json)
 #   clients svc-orders svc-reporting svc-admin svc-intruder svc-short,

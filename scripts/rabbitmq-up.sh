@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Starts a private RabbitMQ (Debian's rabbitmq-server) for busgate's tests on
-# 127.0.0.1:${BG_RABBIT_PORT:-35672}, with user busgate (full permissions on
+# 127.0.0.1:${BG_RABBIT_PORT:-16672}, with user busgate (full permissions on
 # vhost /) and no guest user, no plugins. Idempotent: when the instance is
 # already up it only prints the port. Prints the AMQP port on stdout.
 # Works as root: the node runs as the caller, with all state under

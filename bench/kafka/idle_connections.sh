@@ -16,7 +16,7 @@
 # before the final reading; BENCH_MAX_PENDING [64] handshakes in flight;
 # BENCH_AUDIT [1]; BENCH_WORKERS [0]; BENCH_OUT [a new temp dir];
 # BG_BUILD_DIR [build/release]; BENCH_PRIVATE_BROKER=1 starts (and then
-# stops) a private broker on ports 39192-39194 instead of using the shared one.
+# stops) a private broker on ports 19192-19194 instead of using the shared one.
 set -euo pipefail
 # shellcheck source=common.sh
 . "$(dirname "$0")/common.sh"
@@ -46,7 +46,7 @@ trap cleanup EXIT
 
 if [ "$private" = 1 ]; then
     # Re-source with the private ports so BG_KAFKA_RUN points at its run dir.
-    export BG_KAFKA_PLAIN_PORT=39192 BG_KAFKA_SASL_PORT=39193 BG_KAFKA_CONTROLLER_PORT=39194
+    export BG_KAFKA_PLAIN_PORT=19192 BG_KAFKA_SASL_PORT=19193 BG_KAFKA_CONTROLLER_PORT=19194
     unset BG_KAFKA_RUN_DIR
     # shellcheck source=common.sh
     . "$(dirname "$0")/common.sh"

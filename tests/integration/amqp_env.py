@@ -3,7 +3,7 @@ busgate configurations in front of the test RabbitMQ, pika connections
 through busgate, and a private RabbitMQ node for tests that restart it.
 
 Services (started by tests/integration/run.sh, see docs/testing.md):
-  RabbitMQ  127.0.0.1:$BG_RABBIT_PORT (35672), user busgate
+  RabbitMQ  127.0.0.1:$BG_RABBIT_PORT (16672), user busgate
 The helpers are written to be reused by other suites (interop clients,
 benchmarks): nothing here depends on pytest beyond the fixtures' callers.
 """
@@ -14,10 +14,10 @@ import time
 import uuid
 from pathlib import Path
 
-from conftest import ROOT, free_port, run_cli
+from conftest import ROOT, free_port, free_port_block, run_cli
 from keys import make_rsa_key
 
-RABBIT_PORT = int(os.environ.get("BG_RABBIT_PORT", "35672"))
+RABBIT_PORT = int(os.environ.get("BG_RABBIT_PORT", "16672"))
 UPSTREAM_USER = "busgate"
 UPSTREAM_PASSWORD = "busgate-test-password"  # the test broker's fixed credential
 ISSUER = "https://amqp.it.local.test"
@@ -168,9 +168,11 @@ class PrivateRabbit:
     for tests that stop and restart the broker under busgate without
     disturbing the shared one."""
 
-    def __init__(self, port):
-        self.port = port
-        self.env = dict(os.environ, BG_RABBIT_PORT=str(port))
+    PORTS = 14  # its AMQP port and the 13 after it (tests/infra/rabbitmq/env.sh)
+
+    def __init__(self, port=None):
+        self.port = port or free_port_block(self.PORTS)
+        self.env = dict(os.environ, BG_RABBIT_PORT=str(self.port))
 
     def _run(self, script, *args, timeout=120):
         r = subprocess.run([str(ROOT / "scripts" / script), *args], env=self.env,

@@ -3,13 +3,13 @@ provider, busgate configurations in front of the real test broker, and
 confluent-kafka clients pointed at busgate.
 
 Services (started by tests/integration/run.sh, see docs/testing.md):
-  Kafka SASL_PLAINTEXT  127.0.0.1:$BG_KAFKA_SASL_PORT (39093), user busgate
-  Kafka PLAINTEXT       127.0.0.1:$BG_KAFKA_PLAIN_PORT (39092), setup only
-  Kafka SASL_SSL        127.0.0.1:$BG_KAFKA_SSL_PORT (PLAINTEXT + 3: 39095), user busgate,
+  Kafka SASL_PLAINTEXT  127.0.0.1:$BG_KAFKA_SASL_PORT (19093), user busgate
+  Kafka PLAINTEXT       127.0.0.1:$BG_KAFKA_PLAIN_PORT (19092), setup only
+  Kafka SASL_SSL        127.0.0.1:$BG_KAFKA_SSL_PORT (PLAINTEXT + 3: 19095), user busgate,
                         server certificate from the test CA (kafka_tls_ca())
-  Kafka REAUTH          127.0.0.1:$BG_KAFKA_REAUTH_PORT (PLAINTEXT + 4: 39096), SASL_PLAINTEXT
+  Kafka REAUTH          127.0.0.1:$BG_KAFKA_REAUTH_PORT (PLAINTEXT + 4: 19096), SASL_PLAINTEXT
                         whose logins last $BG_KAFKA_REAUTH_MS (3000) ms
-  OIDC provider         http://127.0.0.1:$BG_OIDC_PORT (39400)
+  OIDC provider         http://127.0.0.1:$BG_OIDC_PORT (19400)
 """
 import base64
 import json
@@ -28,15 +28,15 @@ import pytest
 from conftest import build_dir, free_port
 from conftest import free_port_block as conftest_free_port_block
 
-KAFKA_SASL = f"127.0.0.1:{os.environ.get('BG_KAFKA_SASL_PORT', '39093')}"
-KAFKA_PLAIN = f"127.0.0.1:{os.environ.get('BG_KAFKA_PLAIN_PORT', '39092')}"
+KAFKA_SASL = f"127.0.0.1:{os.environ.get('BG_KAFKA_SASL_PORT', '19093')}"
+KAFKA_PLAIN = f"127.0.0.1:{os.environ.get('BG_KAFKA_PLAIN_PORT', '19092')}"
 # kafka-up.sh's default: the PLAINTEXT port + 3 (tests/infra/common.sh).
 KAFKA_SSL = "127.0.0.1:" + os.environ.get(
     "BG_KAFKA_SSL_PORT", str(int(KAFKA_PLAIN.rsplit(":", 1)[1]) + 3))
 KAFKA_REAUTH = "127.0.0.1:" + os.environ.get(
     "BG_KAFKA_REAUTH_PORT", str(int(KAFKA_PLAIN.rsplit(":", 1)[1]) + 4))
 KAFKA_REAUTH_MS = int(os.environ.get("BG_KAFKA_REAUTH_MS", "3000"))
-OIDC = f"http://127.0.0.1:{os.environ.get('BG_OIDC_PORT', '39400')}"
+OIDC = f"http://127.0.0.1:{os.environ.get('BG_OIDC_PORT', '19400')}"
 UPSTREAM_USER = "busgate"
 UPSTREAM_PASSWORD = "busgate-test-password"
 

@@ -9,7 +9,6 @@ import pytest
 
 from amqp_env import (Issuer, PrivateRabbit, audit_events, busgate_config, connect, get_one, rule,
                       unique, wait_audit)
-from conftest import free_port
 
 ALL = ["read", "write", "create", "delete", "describe"]
 POLICY = (rule("it-all", ["group:apps"], ["amqp:queue:it.*", "amqp:exchange:it.*"], ALL)
@@ -126,7 +125,7 @@ def test_prefix_reload_renames_in_reply_texts(start_busgate, tmp_path):
 
 @pytest.mark.single_build
 def test_broker_restart_under_a_client(start_busgate, tmp_path):
-    rabbit = PrivateRabbit(free_port_pair())
+    rabbit = PrivateRabbit()
     rabbit.up()
     try:
         issuer = Issuer(tmp_path / "keys")
@@ -149,21 +148,6 @@ def test_broker_restart_under_a_client(start_busgate, tmp_path):
         again.close()
     finally:
         rabbit.down()
-
-
-def free_port_pair():
-    """A port P with P+1 (its private epmd) free too."""
-    for _ in range(50):
-        p = free_port()
-        if p < 40000:  # keep P+20000 (Erlang distribution) a valid port
-            import socket
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p + 1))
-                    return p
-                except OSError:
-                    continue
-    return 35772
 
 
 def test_second_sigterm_stops_at_once(start_busgate, tmp_path):

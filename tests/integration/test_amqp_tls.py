@@ -166,19 +166,6 @@ def test_client_certificates_with_client_ca(start_busgate, tmp_path):
 
 # ---- upstream leg ----
 
-def free_port_pair():
-    """A port P with P+1 (its private epmd) free too, P+20000 a valid port."""
-    for _ in range(50):
-        p = free_port()
-        if p < 40000:
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p + 1))
-                    return p
-                except OSError:
-                    continue
-    return 35872
-
 
 @pytest.fixture(scope="module")
 def tls_rabbit(tmp_path_factory):
@@ -187,7 +174,7 @@ def tls_rabbit(tmp_path_factory):
     d = tmp_path_factory.mktemp("rabbit-tls")
     ca, cert, key = make_ca_and_leaf(d, "IP:127.0.0.1", cn="rabbit")
     tls_port = free_port()
-    rabbit = PrivateRabbit(free_port_pair())
+    rabbit = PrivateRabbit()
     rabbit.env.update(BG_RABBIT_TLS_PORT=str(tls_port), BG_RABBIT_TLS_CERT=str(cert),
                       BG_RABBIT_TLS_KEY=str(key))
     rabbit.up()

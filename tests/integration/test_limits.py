@@ -10,7 +10,7 @@ import resource
 import socket
 import time
 
-from amqp_env import connect as amqp_connect
+from amqp_env import RABBIT_PORT, connect as amqp_connect
 from conftest import free_port, http_get, metric
 from kafka_env import KafkaWire, busgate_config, oidc_token, wait_until
 
@@ -104,7 +104,7 @@ def test_global_cap_spans_adapters(start_busgate, tmp_path):
     amqp = free_port()
     bg, ports = start(start_busgate, tmp_path, "  max_connections: 4\n",
                       extra=f"amqp:\n  listen: 127.0.0.1:{amqp}\n  upstream:\n"
-                            "    host: 127.0.0.1:35672\n    vhost: /\n"
+                            f"    host: 127.0.0.1:{RABBIT_PORT}\n    vhost: /\n"
                             "    username: busgate\n    password: busgate-test-password\n")
     listen, admin = ports["listen"], ports["admin"]
     held = [KafkaWire(listen) for _ in range(3)]

@@ -13,7 +13,7 @@ import path from 'node:path';
 
 import Provider from 'oidc-provider';
 
-const port = Number(process.env.BG_OIDC_PORT || 39400);
+const port = Number(process.env.BG_OIDC_PORT || 19400);
 const host = '127.0.0.1';
 const issuer = `http://${host}:${port}`;
 const stateDir = process.env.BG_OIDC_STATE || path.resolve('state');

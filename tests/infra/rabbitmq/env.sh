@@ -9,12 +9,15 @@
 # with a system RabbitMQ or another instance on another port.
 # shellcheck shell=bash
 
-BG_RABBIT_PORT="${BG_RABBIT_PORT:-35672}"
-BG_RABBIT_DIST_PORT="${BG_RABBIT_DIST_PORT:-$((BG_RABBIT_PORT + 20000))}"
+# Every port of an instance lies in PORT..PORT+13 (the AMQP port, its epmd,
+# the Erlang distribution port, rabbitmqctl's node on 11 ports), below the
+# kernel's ephemeral range (32768 and up), where an outgoing connection of
+# anything on the machine could hold one while the node starts. rabbitmqctl's
+# node is placed explicitly: by default it takes 35672-35682.
+BG_RABBIT_PORT="${BG_RABBIT_PORT:-16672}"
 BG_RABBIT_EPMD_PORT="${BG_RABBIT_EPMD_PORT:-$((BG_RABBIT_PORT + 1))}"
-# rabbitmqctl's own Erlang node listens on 35672-35682 by default: exactly
-# busgate's default AMQP port, so the CLI would steal it during startup.
-BG_RABBIT_CTL_PORT_MIN="${BG_RABBIT_CTL_PORT_MIN:-$((BG_RABBIT_DIST_PORT + 10))}"
+BG_RABBIT_DIST_PORT="${BG_RABBIT_DIST_PORT:-$((BG_RABBIT_PORT + 2))}"
+BG_RABBIT_CTL_PORT_MIN="${BG_RABBIT_CTL_PORT_MIN:-$((BG_RABBIT_PORT + 3))}"
 BG_RABBIT_RUN="${BG_RABBIT_RUN_DIR:-$BUSGATE_CACHE/rabbitmq/$BG_RABBIT_PORT}"
 BG_RABBIT_NODE="busgate-test-$BG_RABBIT_PORT@localhost"
 # busgate's upstream credential on this throwaway loopback-only broker.
