@@ -14,7 +14,8 @@ import time
 import uuid
 from pathlib import Path
 
-from conftest import ROOT, free_port, free_port_block, run_cli
+from conftest import (ROOT, audit_events, free_port, free_port_block, run_cli,  # noqa: F401
+                      wait_audit)
 from keys import make_rsa_key
 
 RABBIT_PORT = int(os.environ.get("BG_RABBIT_PORT", "16672"))
@@ -142,25 +143,6 @@ def direct(port=None, **params):
 
 def unique(prefix):
     return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def audit_events(path):
-    """The events in a JSON-lines audit file. A last line without its newline
-    is still being written by busgate's audit thread: it is left out."""
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(l) for l in f if l.endswith("\n") and l.strip()]
-
-
-def wait_audit(path, predicate, count=1, timeout=10.0):
-    """Matching audit events once at least count are written; [] on timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = [e for e in audit_events(path) if predicate(e)]
-        if len(found) >= count or time.monotonic() >= deadline:
-            return found if len(found) >= count else []
-        time.sleep(0.1)
 
 
 class PrivateRabbit:

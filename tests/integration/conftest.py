@@ -235,6 +235,27 @@ def metric(text, name, labels=None):
     return None
 
 
+def audit_events(path):
+    """The events in a JSON-lines audit file. A last line without its newline
+    is still being written by busgate's audit thread: it is left out."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        return [json.loads(l) for l in f if l.endswith("\n") and l.strip()]
+
+
+def wait_audit(path, predicate, count=1, timeout=10.0):
+    """The audit events matching predicate once at least `count` of them
+    are in the file (the audit thread writes asynchronously); [] after
+    timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [e for e in audit_events(path) if predicate(e)]
+        if len(found) >= count or time.monotonic() >= deadline:
+            return found if len(found) >= count else []
+        time.sleep(0.1)
+
+
 def run_cli(*args, input=None, timeout=60):
     return subprocess.run([busgate_bin(), *args], capture_output=True, text=True,
                           input=input, timeout=timeout)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import build_dir, free_port
+from conftest import audit_events, build_dir, free_port, wait_audit  # noqa: F401
 from conftest import free_port_block as conftest_free_port_block
 
 KAFKA_SASL = f"127.0.0.1:{os.environ.get('BG_KAFKA_SASL_PORT', '19093')}"
@@ -157,15 +157,6 @@ def client_conf(bootstrap, token=None, mechanism="PLAIN", **extra):
         conf["sasl.password"] = token
     conf.update(extra)
     return conf
-
-
-def audit_events(path):
-    """The events in a JSON-lines audit file. A last line without its newline
-    is still being written by busgate's audit thread: it is left out."""
-    if not os.path.exists(path):
-        return []
-    with open(path) as f:
-        return [json.loads(l) for l in f if l.endswith("\n") and l.strip()]
 
 
 # ---- additions for the functional Kafka suites (test_kafka_*.py) ----
@@ -612,15 +603,3 @@ def wait_until(predicate, timeout=15.0, interval=0.1):
         time.sleep(interval)
         value = predicate()
     return value
-
-
-def wait_audit(path, predicate, count=1, timeout=10.0):
-    """The audit events matching predicate once at least `count` of them
-    are in the file (the audit thread writes asynchronously); [] after
-    timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = [e for e in audit_events(path) if predicate(e)]
-        if len(found) >= count or time.monotonic() >= deadline:
-            return found if len(found) >= count else []
-        time.sleep(0.1)
