@@ -261,6 +261,17 @@ static bg_config_audit_t base_cfg(void)
     return c;
 }
 
+/* A pipeline on cfg writing to t; fails the test with busgate's message
+ * when it cannot be made. */
+static bg_audit_t *pipeline_new(const bg_config_audit_t *cfg, tsink_t *t)
+{
+    char err[256] = "";
+    bg_audit_t *a = bg_audit_new_with_sink(cfg, "i", &t->base, err, sizeof err);
+    if (!a)
+        fail_msg("bg_audit_new_with_sink: %s", err);
+    return a;
+}
+
 /* ---- tests ---- */
 
 typedef struct emitter_s {
@@ -394,14 +405,12 @@ static void test_file_sink_many_threads(void **state)
  * more events fit; block refuses the next, drop counts it. */
 static void queue_bound(bg_audit_on_failure_t mode)
 {
-    char err[256] = "";
     tsink_t *t = tsink_new();
     atomic_store(&t->stall, 1);
     bg_config_audit_t cfg = base_cfg();
     cfg.queue_size = 8;
     cfg.on_failure = mode;
-    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
-    assert_non_null(a);
+    bg_audit_t *a = pipeline_new(&cfg, t);
     assert_int_equal(emit_seq(a, "s", 0), BG_AUDIT_OK);
     WAIT_UNTIL(atomic_load(&t->entered) == 1); /* the thread holds event 0 */
     for (int i = 1; i <= 8; i++)
@@ -439,11 +448,9 @@ static void test_queue_bound_drop(void **state) { queue_bound(BG_AUDIT_DROP); }
  * the pipeline no longer admits. */
 static bg_audit_t *held_pipeline(tsink_t *t)
 {
-    char err[256] = "";
     atomic_store(&t->fail, 1);
     bg_config_audit_t cfg = base_cfg();
-    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
-    assert_non_null(a);
+    bg_audit_t *a = pipeline_new(&cfg, t);
     assert_int_equal(emit_seq(a, "s", 0), BG_AUDIT_OK);
     WAIT_UNTIL(!bg_audit_admitting(a));
     return a;
@@ -580,12 +587,11 @@ static void test_flush_fails_while_held(void **state)
 
 static void test_no_spool_drop_counts(void **state)
 {
-    char err[256] = "";
     tsink_t *t = tsink_new();
     atomic_store(&t->fail, 1);
     bg_config_audit_t cfg = base_cfg();
     cfg.on_failure = BG_AUDIT_DROP;
-    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    bg_audit_t *a = pipeline_new(&cfg, t);
     for (int i = 0; i < 10; i++)
         assert_int_equal(emit_seq(a, "s", (uint64_t)i), BG_AUDIT_OK);
     assert_int_equal(bg_audit_flush(a, 5000), 0);
@@ -602,13 +608,12 @@ static void test_no_spool_drop_counts(void **state)
  * for ever. */
 static void test_drop_no_spool_primary_comes_back(void **state)
 {
-    char err[256] = "";
     tsink_t *t = tsink_new();
     atomic_store(&t->down, 1);
     atomic_store(&t->fail, 1);
     bg_config_audit_t cfg = base_cfg();
     cfg.on_failure = BG_AUDIT_DROP;
-    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    bg_audit_t *a = pipeline_new(&cfg, t);
     assert_int_equal(emit_seq(a, "s", 0), BG_AUDIT_OK);
     assert_int_equal(bg_audit_flush(a, 5000), 0);
     atomic_store(&t->fail, 0); /* the brokers are back; the sink does not know */
@@ -632,12 +637,11 @@ static void test_drop_no_spool_primary_comes_back(void **state)
  * when the primary returns; nothing is lost or reordered. */
 static void test_outage_spool_drain_in_order(void **state)
 {
-    char err[256] = "", *dir = mkdir_tmp();
+    char *dir = mkdir_tmp();
     tsink_t *t = tsink_new();
     bg_config_audit_t cfg = base_cfg();
     cfg.spool_dir = dir;
-    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
-    assert_non_null(a);
+    bg_audit_t *a = pipeline_new(&cfg, t);
     int n = 0;
     for (; n < 100; n++)
         assert_int_equal(emit_seq(a, "s", (uint64_t)n), BG_AUDIT_OK);
@@ -752,11 +756,9 @@ static json_t *check_parts(tsink_t *t, size_t from, const bg_policy_resource_t *
  * resource whole and in order (before, only the first resource was kept). */
 static void test_huge_names_first_split(void **state)
 {
-    char err[256] = "";
     tsink_t *t = tsink_new();
     bg_config_audit_t cfg = base_cfg();
-    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
-    assert_non_null(a);
+    bg_audit_t *a = pipeline_new(&cfg, t);
     static char name[32000];
     memset(name, 0x01, sizeof name); /* "\u0001" each: about 192 KiB of JSON */
     bg_policy_resource_t res[4];
@@ -784,11 +786,9 @@ static void test_huge_names_first_split(void **state)
 static void test_thousands_of_resources_split(void **state)
 {
     enum { N = 30000 };
-    char err[256] = "";
     tsink_t *t = tsink_new();
     bg_config_audit_t cfg = base_cfg();
-    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
-    assert_non_null(a);
+    bg_audit_t *a = pipeline_new(&cfg, t);
     static char names[N][16];
     static bg_policy_resource_t res[N];
     for (int i = 0; i < N; i++) {
@@ -812,11 +812,9 @@ static void test_thousands_of_resources_split(void **state)
 static void test_huge_groups_cut_resources_kept(void **state)
 {
     enum { G = 100000, N = 20000 };
-    char err[256] = "";
     tsink_t *t = tsink_new();
     bg_config_audit_t cfg = base_cfg();
-    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
-    assert_non_null(a);
+    bg_audit_t *a = pipeline_new(&cfg, t);
     static char gnames[G][8], names[N][16];
     static const char *groups[G];
     static bg_policy_resource_t res[N];
@@ -861,14 +859,12 @@ static void test_huge_groups_cut_resources_kept(void **state)
  * taken by an empty queue (else it would never be). */
 static void split_admission(bg_audit_on_failure_t mode)
 {
-    char err[256] = "";
     tsink_t *t = tsink_new();
     atomic_store(&t->stall, 1);
     bg_config_audit_t cfg = base_cfg();
     cfg.queue_size = 2;
     cfg.on_failure = mode;
-    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
-    assert_non_null(a);
+    bg_audit_t *a = pipeline_new(&cfg, t);
     static char name[32000];
     memset(name, 0x01, sizeof name);
     bg_policy_resource_t res[5];
@@ -909,6 +905,19 @@ static void test_split_admission_drop(void **state)
     split_admission(BG_AUDIT_DROP);
 }
 
+/* n (at most 300) topics, each named by 32000 control bytes: about 190 KB
+ * of JSON a name, escaped. */
+static const bg_policy_resource_t *huge_topics(int n)
+{
+    static char name[32000];
+    static bg_policy_resource_t res[300];
+    assert_true(n <= 300);
+    memset(name, 0x01, sizeof name);
+    for (int i = 0; i < n; i++)
+        res[i] = (bg_policy_resource_t){BG_RES_KAFKA_TOPIC, NULL, 0, name, sizeof name};
+    return res;
+}
+
 /* An event naming far more than BG_AUDIT_MAX_EVENT_BYTES (300 names of
  * 32000 control bytes, about 57 MB of JSON; one Kafka request could name
  * them) is cut, not encoded whole: its first resources up to the budget, as
@@ -917,16 +926,10 @@ static void test_split_admission_drop(void **state)
 static void test_over_budget_cut(void **state)
 {
     enum { N = 300 };
-    char err[256] = "";
     tsink_t *t = tsink_new();
     bg_config_audit_t cfg = base_cfg();
-    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
-    assert_non_null(a);
-    static char name[32000];
-    memset(name, 0x01, sizeof name);
-    static bg_policy_resource_t res[N];
-    for (int i = 0; i < N; i++)
-        res[i] = (bg_policy_resource_t){BG_RES_KAFKA_TOPIC, NULL, 0, name, sizeof name};
+    bg_audit_t *a = pipeline_new(&cfg, t);
+    const bg_policy_resource_t *res = huge_topics(N);
     size_t keep = bg_audit_resources_fit(res, N, BG_AUDIT_MAX_EVENT_BYTES);
     assert_true(keep > 0 && keep < N);
     assert_true(bg_audit_resources_json_len(res, keep) <= BG_AUDIT_MAX_EVENT_BYTES);
@@ -953,16 +956,10 @@ static void test_over_budget_cut(void **state)
 static void test_under_budget_whole(void **state)
 {
     enum { N = 43 };
-    char err[256] = "";
     tsink_t *t = tsink_new();
     bg_config_audit_t cfg = base_cfg();
-    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
-    assert_non_null(a);
-    static char name[32000];
-    memset(name, 0x01, sizeof name);
-    static bg_policy_resource_t res[N];
-    for (int i = 0; i < N; i++)
-        res[i] = (bg_policy_resource_t){BG_RES_KAFKA_TOPIC, NULL, 0, name, sizeof name};
+    bg_audit_t *a = pipeline_new(&cfg, t);
+    const bg_policy_resource_t *res = huge_topics(N);
     assert_true(bg_audit_resources_json_len(res, N) <= BG_AUDIT_MAX_EVENT_BYTES);
     assert_true(bg_audit_resources_json_len(res, N) > BG_AUDIT_MAX_EVENT_BYTES - 200000);
     bg_audit_event_t ev = big_event(res, N);
@@ -984,7 +981,7 @@ static void test_under_budget_whole(void **state)
  * (here an event that cannot be encoded at all: "event too large"). */
 static void test_drop_full_queue_not_encoded(void **state)
 {
-    char err[256] = "", path[] = "/tmp/bg-audit-log-XXXXXX";
+    char path[] = "/tmp/bg-audit-log-XXXXXX";
     int fd = mkstemp(path);
     assert_true(fd >= 0);
     unlink(path);
@@ -993,8 +990,7 @@ static void test_drop_full_queue_not_encoded(void **state)
     bg_config_audit_t cfg = base_cfg();
     cfg.queue_size = 1;
     cfg.on_failure = BG_AUDIT_DROP;
-    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
-    assert_non_null(a);
+    bg_audit_t *a = pipeline_new(&cfg, t);
     assert_int_equal(emit_seq(a, "s", 0), BG_AUDIT_OK);
     WAIT_UNTIL(atomic_load(&t->entered) == 1);          /* the thread holds event 0 */
     assert_int_equal(emit_seq(a, "s", 1), BG_AUDIT_OK); /* the queue is full */
@@ -1025,12 +1021,11 @@ static void test_drop_full_queue_not_encoded(void **state)
  * flush asked for: during an outage the spool alone holds them. */
 static void test_spool_synced_without_flush(void **state)
 {
-    char err[256] = "", *dir = mkdir_tmp();
+    char *dir = mkdir_tmp();
     tsink_t *t = tsink_new();
     bg_config_audit_t cfg = base_cfg();
     cfg.spool_dir = dir;
-    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
-    assert_non_null(a);
+    bg_audit_t *a = pipeline_new(&cfg, t);
     atomic_store(&t->fail, 1);
     for (int n = 0; n < 50; n++)
         assert_int_equal(emit_seq(a, "s", (uint64_t)n), BG_AUDIT_OK);
@@ -1051,13 +1046,13 @@ static void test_spool_synced_without_flush(void **state)
 /* Spool full in block mode: stop admitting; recover when the primary returns. */
 static void test_spool_full_blocks(void **state)
 {
-    char err[256] = "", *dir = mkdir_tmp();
+    char *dir = mkdir_tmp();
     tsink_t *t = tsink_new();
     atomic_store(&t->fail, 1);
     bg_config_audit_t cfg = base_cfg();
     cfg.spool_dir = dir;
     cfg.spool_max_bytes = 4096;
-    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    bg_audit_t *a = pipeline_new(&cfg, t);
     int n = 0, refused = 0;
     for (; n < 2000 && !refused; n++) {
         int rc = emit_seq(a, "s", (uint64_t)n);
@@ -1085,12 +1080,12 @@ static void test_spool_full_blocks(void **state)
  * returned are delivered, in order, by the next process at start-up. */
 static void test_restart_drains_backlog(void **state)
 {
-    char err[256] = "", *dir = mkdir_tmp();
+    char *dir = mkdir_tmp();
     tsink_t *t = tsink_new();
     atomic_store(&t->fail, 1);
     bg_config_audit_t cfg = base_cfg();
     cfg.spool_dir = dir;
-    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
+    bg_audit_t *a = pipeline_new(&cfg, t);
     for (int i = 0; i < 300; i++)
         assert_int_equal(emit_seq(a, "s", (uint64_t)i), BG_AUDIT_OK);
     bg_audit_free(a); /* nothing reached the primary */
@@ -1098,8 +1093,7 @@ static void test_restart_drains_backlog(void **state)
     tsink_free(t);
 
     t = tsink_new();
-    a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
-    assert_non_null(a);
+    a = pipeline_new(&cfg, t);
     WAIT_UNTIL(tsink_count(t) == 300);
     for (int i = 0; i < 300; i++)
         assert_int_equal(seq_of(t->json[i]), i);
@@ -1129,12 +1123,11 @@ static size_t file_seqs(const char *path, int64_t *out, size_t max)
  * and delivers everything else in order. */
 static void test_rejected_record_dead_lettered(void **state)
 {
-    char err[256] = "", *dir = mkdir_tmp(), path[4096];
+    char *dir = mkdir_tmp(), path[4096];
     tsink_t *t = tsink_rejecting(50);
     bg_config_audit_t cfg = base_cfg();
     cfg.spool_dir = dir;
-    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
-    assert_non_null(a);
+    bg_audit_t *a = pipeline_new(&cfg, t);
     for (int i = 0; i < 100; i++)
         assert_int_equal(emit_seq(a, "s", (uint64_t)i), BG_AUDIT_OK);
     bg_audit_stats_t st;
@@ -1174,11 +1167,9 @@ static void test_rejected_record_dead_lettered(void **state)
  * alone is lost, counted as rejected and dropped, and admission resumes. */
 static void test_rejected_record_without_spool(void **state)
 {
-    char err[256] = "";
     tsink_t *t = tsink_rejecting(5);
     bg_config_audit_t cfg = base_cfg();
-    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
-    assert_non_null(a);
+    bg_audit_t *a = pipeline_new(&cfg, t);
     for (int i = 0; i < 10; i++)
         assert_int_equal(emit_seq(a, "s", (uint64_t)i), BG_AUDIT_OK);
     bg_audit_stats_t st;
@@ -1209,15 +1200,14 @@ static long file_size(const char *path)
  * counted as rejected and dropped, and the spool still drains. */
 static void test_dead_letter_bounded_drop(void **state)
 {
-    char err[256] = "", *dir = mkdir_tmp(), path[4096];
+    char *dir = mkdir_tmp(), path[4096];
     tsink_t *t = tsink_rejecting(-1);
     atomic_store(&t->reject_all, 1);
     bg_config_audit_t cfg = base_cfg();
     cfg.on_failure = BG_AUDIT_DROP;
     cfg.spool_dir = dir;
     cfg.spool_max_bytes = 4 * 4096; /* the dead-letter file: 4096 */
-    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
-    assert_non_null(a);
+    bg_audit_t *a = pipeline_new(&cfg, t);
     for (int i = 0; i < 40; i++)
         assert_int_equal(emit_seq(a, "s", (uint64_t)i), BG_AUDIT_OK);
     bg_audit_stats_t st;
@@ -1242,14 +1232,13 @@ static void test_dead_letter_bounded_drop(void **state)
  * operator moves the file away, the rest is dead-lettered. */
 static void test_dead_letter_bounded_block(void **state)
 {
-    char err[256] = "", *dir = mkdir_tmp(), path[4096], moved[4200];
+    char *dir = mkdir_tmp(), path[4096], moved[4200];
     tsink_t *t = tsink_rejecting(-1);
     atomic_store(&t->reject_all, 1);
     bg_config_audit_t cfg = base_cfg();
     cfg.spool_dir = dir;
     cfg.spool_max_bytes = 4 * 4096;
-    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
-    assert_non_null(a);
+    bg_audit_t *a = pipeline_new(&cfg, t);
     for (int i = 0; i < 40; i++)
         assert_int_equal(emit_seq(a, "s", (uint64_t)i), BG_AUDIT_OK);
     snprintf(path, sizeof path, "%s/rejected.jsonl", dir);
@@ -1302,13 +1291,12 @@ static void assert_ascending(tsink_t *t)
  * behind it, with nothing in the log. */
 static void segment_lost_in_outage(int as_dir)
 {
-    char err[256] = "", *dir = mkdir_tmp(), p[4096];
+    char *dir = mkdir_tmp(), p[4096];
     tsink_t *t = tsink_new();
     bg_config_audit_t cfg = base_cfg();
     cfg.spool_dir = dir;
     cfg.spool_max_bytes = 128u << 10; /* segments of 32 KiB: four */
-    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
-    assert_non_null(a);
+    bg_audit_t *a = pipeline_new(&cfg, t);
     atomic_store(&t->fail, 1);
     for (int n = 0; n < 600; n++)
         assert_int_equal(emit_seq(a, "s", (uint64_t)n), BG_AUDIT_OK);
@@ -1349,12 +1337,11 @@ static void test_unreadable_segment_backlog_drains(void **state) { segment_lost_
  * events go to a new segment and are delivered. */
 static void test_deleted_active_segment_counted(void **state)
 {
-    char err[256] = "", *dir = mkdir_tmp(), p[4096];
+    char *dir = mkdir_tmp(), p[4096];
     tsink_t *t = tsink_new();
     bg_config_audit_t cfg = base_cfg();
     cfg.spool_dir = dir;
-    bg_audit_t *a = bg_audit_new_with_sink(&cfg, "i", &t->base, err, sizeof err);
-    assert_non_null(a);
+    bg_audit_t *a = pipeline_new(&cfg, t);
     atomic_store(&t->fail, 1);
     for (int n = 0; n < 50; n++)
         assert_int_equal(emit_seq(a, "s", (uint64_t)n), BG_AUDIT_OK);
