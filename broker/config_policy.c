@@ -166,8 +166,14 @@ static void bg_cfg__mask(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path,
     bg_cfg__get_strlist(ctx, m.val[M_FIELDS], p, 1, bg_policy_check_mask_field, &fields,
                         &k->nfields);
     bg_cfg__join(p, path, "strategy");
-    bg_cfg__policy_enum(ctx, m.val[M_STRATEGY], p,
-                        bg_cfg__p_strategy, &k->strategy);
+    /* An unquoted null (or ~, or nothing) is YAML's null, which would mean
+     * "not set" and apply redact in silence where the null strategy was
+     * meant; a written key must say which strategy. */
+    if (m.key[M_STRATEGY] && bg_cfg__is_null(m.val[M_STRATEGY]))
+        bg_cfg__err(ctx, m.key[M_STRATEGY], p,
+                    "expected a strategy, got YAML null; write \"null\" (quoted) for the null "
+                    "strategy");
+    bg_cfg__policy_enum(ctx, m.val[M_STRATEGY], p, bg_cfg__p_strategy, &k->strategy);
     bg_cfg__join(p, path, "except");
     bg_cfg__get_strlist(ctx, m.val[M_EXCEPT], p, 0, bg_policy_check_subject, &except,
                         &k->nexcept);

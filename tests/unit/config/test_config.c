@@ -464,6 +464,32 @@ static void test_err_hold_without_approvers(void **state)
                  "approver");
 }
 
+/* An unquoted null is YAML's null: it used to read as "strategy not set" and
+ * apply redact in silence where the null strategy was meant. */
+#define MASK_HDR                                                                                   \
+    "policy:\n  masks:\n    - name: m\n      resources: [kafka:topic:t]\n"                         \
+    "      fields: [a]\n" /* lines 9-13 */
+
+static void test_err_mask_strategy_yaml_null(void **state)
+{
+    static const char *const nulls[] = {"null", "~", "Null", "NULL", ""};
+    for (size_t i = 0; i < sizeof nulls / sizeof *nulls; i++) {
+        char yaml[1024];
+        snprintf(yaml, sizeof yaml, BASE MASK_HDR "      strategy: %s\n", nulls[i]);
+        expect_error(yaml, "t.yaml:14:7: policy.masks[0].strategy: expected a strategy, got YAML "
+                           "null; write \"null\" (quoted) for the null strategy");
+    }
+    bg_config_t *c = expect_ok(BASE MASK_HDR "      strategy: \"null\"\n");
+    assert_int_equal(c->policy.masks[0].strategy, BG_MASK_NULL);
+    bg_config_free(c);
+    c = expect_ok(BASE MASK_HDR "      strategy: 'null'\n");
+    assert_int_equal(c->policy.masks[0].strategy, BG_MASK_NULL);
+    bg_config_free(c);
+    c = expect_ok(BASE MASK_HDR);
+    assert_int_equal(c->policy.masks[0].strategy, BG_MASK_REDACT); /* absent: the default */
+    bg_config_free(c);
+}
+
 static void test_err_duplicate_key(void **state)
 {
     expect_error(BASE "  max_inflight: 1\n  max_inflight: 2\n",
@@ -828,6 +854,7 @@ int main(void)
         cmocka_unit_test(test_policy_ok),
         cmocka_unit_test(test_err_duplicate_rule),
         cmocka_unit_test(test_err_unknown_verb_effect),
+        cmocka_unit_test(test_err_mask_strategy_yaml_null),
         cmocka_unit_test(test_err_resource_subject),
         cmocka_unit_test(test_err_hold_without_approvers),
         cmocka_unit_test(test_err_duplicate_key),
