@@ -547,7 +547,7 @@ static void bg_cfg__headers(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *pa
     while ((pr = fy_node_mapping_iterate(n, &it))) {
         struct fy_node *k = fy_node_pair_key(pr);
         char p[BG_CFG_PATH_MAX];
-        const char *name, *shown;
+        const char *name;
         size_t len;
         const char *raw = k && fy_node_is_scalar(k) ? fy_node_get_scalar(k, &len) : NULL;
         if (!raw || fy_node_is_alias(k) || !bg_cfg__header_name_ok(raw, len)) {
@@ -561,7 +561,8 @@ static void bg_cfg__headers(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *pa
                 bg_cfg__err(ctx, k, p, "duplicate header '%s'", name);
         bg_config_header_t *h = &rt->headers[rt->nheaders];
         struct fy_node *v = fy_node_pair_value(pr);
-        if (!name || bg_cfg__scalar(ctx, v, p, (const char **)&h->value, &shown) <= 0)
+        /* Non-empty, like every other string (an empty ${env:} too). */
+        if (!name || bg_cfg__get_str(ctx, v, p, &h->value) <= 0)
             continue;
         /* Checked after ${file:}/${env:}: a secret file may hold a line
          * break too. The value is not quoted, it may be that secret. */

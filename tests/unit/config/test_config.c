@@ -735,6 +735,22 @@ static void test_err_header_control_chars(void **state)
     bg_config_errors_clear(&errs);
 }
 
+/* An empty header value passed check although other strings may not be
+ * empty; it is refused with their message, after expansion too. */
+static void test_err_header_empty_value(void **state)
+{
+    expect_error(BASE ROUTE "        X-A: ''\n",
+                 "t.yaml:16:14: http.routes[0].headers.X-A: expected a non-empty string");
+    expect_error(BASE ROUTE "        X-A: \"\"\n",
+                 "t.yaml:16:14: http.routes[0].headers.X-A: expected a non-empty string");
+    setenv("BG_TEST_EMPTY", "", 1);
+    expect_error(BASE ROUTE "        X-A: \"${env:BG_TEST_EMPTY}\"\n",
+                 "t.yaml:16:14: http.routes[0].headers.X-A: expected a non-empty string");
+    bg_config_t *c = expect_ok(BASE ROUTE "        X-A: \" \"\n");
+    assert_string_equal(c->http.routes[0].headers[0].value, " ");
+    bg_config_free(c);
+}
+
 static void test_collects_all_errors(void **state)
 {
     bg_config_errors_t errs = {0};
@@ -864,6 +880,7 @@ int main(void)
         cmocka_unit_test(test_err_yaml_syntax),
         cmocka_unit_test(test_err_second_document),
         cmocka_unit_test(test_err_header_control_chars),
+        cmocka_unit_test(test_err_header_empty_value),
         cmocka_unit_test(test_audit_avro_schema_id),
         cmocka_unit_test(test_jwks_url_transport),
         cmocka_unit_test(test_hs256_needs_jwks_file),
