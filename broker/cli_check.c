@@ -82,7 +82,9 @@ static const char *bg_cli__reads_trace(const bg_policy_rule_spec_t *r)
  * read; a queue bound to it reads them all. busgate decides a bind to it
  * like any other, so the grant is the whole gate. Broad patterns
  * (amqp:exchange:*, amq.*) match it by accident, hence a warning. None when
- * an enforced deny for "*" covers it: that outranks every allow. */
+ * an enforced deny for "*" covers it: that outranks every allow. Called
+ * only for a configuration with an amqp section: without one no principal
+ * reaches RabbitMQ through busgate. */
 static void bg_cli__warn_trace_exchange(const char *path, const bg_policy_spec_t *p)
 {
     for (size_t i = 0; i < p->nrules; i++) {
@@ -189,7 +191,8 @@ int bg_cli_check(int argc, char **argv)
     bg_cli__warn_shared_names(path, &cfg->identity);
     bg_cli__warn_prefix_overlap(path, &cfg->identity, "subject_prefix");
     bg_cli__warn_prefix_overlap(path, &cfg->identity, "groups_prefix");
-    bg_cli__warn_trace_exchange(path, bg_config_policy_spec(cfg));
+    if (cfg->amqp.enabled)
+        bg_cli__warn_trace_exchange(path, bg_config_policy_spec(cfg));
     bg_cli__warn_overridden_modes(path, bg_config_policy_spec(cfg));
     bg_cli__warn_clear_credentials(path, cfg);
     const char *unbuilt[3];

@@ -287,15 +287,22 @@ def test_check_warns_about_the_trace_exchange(tmp_path, keys):
     vhost while tracing is on, and read on it lets a principal bind a queue
     to it: `busgate check` warns (exit 0) about each allow rule whose read
     covers it, and about an allow default, unless an enforced deny for "*"
-    covers it. Other verbs, other exchanges and Kafka rules are no matter."""
+    covers it. Other verbs, other exchanges and Kafka rules are no matter,
+    and so is a configuration without an amqp section (a Kafka-only one in
+    policy mode audit got the audit warning)."""
     def rule(name, resources, verbs, effect="allow", subjects="[group:svc]", mode=""):
         return (f"    - name: {name}\n      subjects: {subjects}\n"
                 f"      resources: [{resources}]\n      verbs: [{verbs}]\n"
                 f"      effect: {effect}\n" + (f"      mode: {mode}\n" if mode else ""))
 
-    def warnings(rules, default="deny", mode="enforce"):
+    amqp = (f"amqp:\n  listen: 127.0.0.1:{free_port()}\n  upstream:\n"
+            "    host: 127.0.0.1:5672\n    username: bg\n    password: pw\n")
+    kafka = (f"kafka:\n  listen: 127.0.0.1:{free_port()}\n"
+             "  upstream: {bootstrap: [\"127.0.0.1:9092\"]}\n")
+
+    def warnings(rules, default="deny", mode="enforce", sections=amqp):
         cfg = tmp_path / "c.yaml"
-        text = config(keys[1], free_port(), rules)
+        text = config(keys[1], free_port(), rules) + sections
         cfg.write_text(text.replace("default: deny", f"default: {default}")
                        .replace("  mode: enforce\n", f"  mode: {mode}\n", 1))
         r = run_cli("check", "-c", str(cfg))
@@ -335,6 +342,12 @@ def test_check_warns_about_the_trace_exchange(tmp_path, keys):
     # A policy in audit mode refuses nothing: one warning, whatever the rules.
     w = warnings(RULE_READ + deny, mode="audit")
     assert len(w) == 1 and "policy mode audit refuses nothing" in w[0], w
+    w = warnings(RULE_READ, mode="audit", sections=kafka + amqp)
+    assert len(w) == 1 and "policy mode audit refuses nothing" in w[0], w
+    # Without an amqp section no principal reaches RabbitMQ through busgate.
+    assert warnings(RULE_READ, mode="audit", sections=kafka) == []
+    assert warnings(rule("amq", "amqp:exchange:amq.*", "read"), default="allow",
+                    sections=kafka) == []
 
 
 def test_check_warns_about_what_the_policy_or_build_will_not_do(tmp_path, keys):
