@@ -408,7 +408,9 @@ bg_admin_t *bg_admin_start(struct event_base *base, const bg_addr_t *addr, bg_ad
      * 501 without it, after reading the body); an unknown method still
      * gets libevent's 501. No route takes a body: a request that announces
      * one is refused (413, or 400 for a repeated Content-Length) before any
-     * of it is read. */
+     * of it is read, except a chunked one, whose body libevent reads (for
+     * every method but HEAD and TRACE) before the router sees it: then the
+     * 413 comes once the chunks do, or the request deadline closes it. */
     evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
                                             EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                             EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
