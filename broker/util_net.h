@@ -9,6 +9,13 @@
  * timeout of latency. Errors (e.g. not a TCP socket) are ignored. */
 void bg_util_nodelay(int fd);
 
+/* Turns on TCP keepalive (SO_KEEPALIVE, the system's probe timing) on a
+ * connected socket, as Kafka's Java client does for its broker connections:
+ * a peer that vanished without a FIN or reset (a host gone, a NAT or
+ * firewall that dropped the flow) is found even while the connection is
+ * idle. Errors (e.g. not a socket) are ignored. */
+void bg_util_keepalive(int fd);
+
 struct sockaddr;
 /* Writes "ip:port" ("[ip]:port" for IPv6, "unknown" otherwise) into out. */
 void bg_util_format_peer(const struct sockaddr *sa, char *out, size_t cap);

@@ -149,6 +149,11 @@ void bg_kafka_audit_unanswered(bg_kafka_session_t *s, bg_kafka_pending_t *pe)
     bg_kafka_audit__decisions(s, pe, NULL, "no response: session closed");
 }
 
+void bg_kafka_audit_cut(bg_kafka_session_t *s, bg_kafka_pending_t *pe)
+{
+    bg_kafka_audit__decisions(s, pe, NULL, "response cut: session closed");
+}
+
 /* The one event of a request refused by closing before any resource was
  * decided: no verb or resource, busgate itself refused (enforced in either
  * policy mode), error_code and the reason say why. api_key -1: the header

@@ -35,6 +35,12 @@ void bg_kafka_audit_decisions(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
  * counted decision has its event. A request refused by closing gets its
  * own events, its latency running to now: the close did take effect. */
 void bg_kafka_audit_unanswered(bg_kafka_session_t *s, bg_kafka_pending_t *pe);
+/* For a request whose response was being cut through to the client when
+ * the session ended (the broker's connection or the client's ended
+ * mid-frame): its decision events, with detail "response cut: session
+ * closed", pe->bytes_out the part of the frame that reached the client and
+ * no latency (the response never completed). */
+void bg_kafka_audit_cut(bg_kafka_session_t *s, bg_kafka_pending_t *pe);
 /* A request of an authenticated session refused by closing before it was
  * decided (unsupported version, undecodable, expired token): one deny event
  * with the reason and error_code (the Kafka code busgate records for the

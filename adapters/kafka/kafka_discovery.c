@@ -153,7 +153,9 @@ static void bg_kafka_disc__on_timer(evutil_socket_t fd, short what, void *arg)
         bg_kafka_up_free(d->up);
         d->up = NULL;
     }
-    d->up = bg_kafka_up_connect(d->kw->w->base, d->kw->w->dns, d->kw->g, -1, &bg_kafka_disc__cbs, d);
+    char why[400]; /* a connection that cannot start was logged; the next round retries */
+    d->up = bg_kafka_up_connect(d->kw->w->base, d->kw->w->dns, d->kw->g, -1, &bg_kafka_disc__cbs, d,
+                                why, sizeof why);
     bg_kafka_disc__schedule(d, d->up ? BG_KAFKA_DISCOVERY_DEADLINE_S : BG_KAFKA_DISCOVERY_RETRY_S);
 }
 

@@ -88,11 +88,39 @@ static void bg_kafka__pending_free(bg_kafka_pending_t *pe)
     free(pe);
 }
 
+static void bg_kafka__count_out(bg_kafka_session_t *s, uint64_t n)
+{
+    s->bytes_out += n;
+    bg_metric_add(&s->kw->w->metrics.bytes_out[BG_PROTO_KAFKA], n);
+}
+
+/* n bytes of pe's response, the one cut through, went from the broker's
+ * socket to the client's in the kernel. */
+static void bg_kafka__count_spliced(bg_kafka_session_t *s, bg_kafka_pending_t *pe, uint64_t n)
+{
+    bg_kafka__count_out(s, n);
+    bg_metric_add(&s->kw->w->metrics.bytes_spliced[BG_PROTO_KAFKA], n);
+    pe->bytes_out += n;
+}
+
 /* The decision events of an entry the session drops without answering it
  * (it ends, or the broker's connection did): forwarded and still with the
- * broker, or decided with its events waiting for the answer to go out. */
+ * broker, or decided with its events waiting for the answer to go out. The
+ * response being cut through, when part of it reached the client, was cut:
+ * its bytes_out says how much (a splice under way reports its share only
+ * when it ends, which a session ending first never sees). */
 static void bg_kafka__audit_left(bg_kafka_session_t *s, bg_kafka_pending_t *pe)
 {
+    if (pe == s->streaming) {
+        uint64_t moved = s->up ? bg_kafka_up_splice_moved(s->up) : 0;
+        if (moved)
+            bg_kafka__count_spliced(s, pe, moved);
+        if (pe->bytes_out > 0) {
+            bg_kafka_audit_cut(s, pe);
+            pe->audit_due = 0;
+            return;
+        }
+    }
     if (pe->audit_due || pe->state == BG_KAFKA_PE_WAIT_UPSTREAM)
         bg_kafka_audit_unanswered(s, pe);
     pe->audit_due = 0;
@@ -964,13 +992,24 @@ static bg_kafka_pending_t *bg_kafka__match_response(bg_kafka_session_t *s, struc
 {
     bg_kafka_pending_t *pe = bg_kafka__first_waiting(s);
     uint8_t hdr[8];
-    if (!pe || evbuffer_copyout(in, hdr, 8) < 8) {
+    if (evbuffer_copyout(in, hdr, 8) < 8) { /* the upstream checks the size first */
         bg_kafka_session_close(s, 0, "unexpected response from the upstream broker");
         return NULL;
     }
     int32_t corr = (int32_t)((uint32_t)hdr[4] << 24 | (uint32_t)hdr[5] << 16 |
                              (uint32_t)hdr[6] << 8 | hdr[7]);
+    /* A protocol fault of the broker, as a bad frame size is: a warn naming
+     * it, as the upstream's own (bg_kafka_up__fail). */
+    if (!pe) {
+        bg_log_warn("kafka",
+                    "upstream %s: response with correlation id %d, but no request waits for one",
+                    bg_kafka_up_where(s->up), (int)corr);
+        bg_kafka_session_close(s, 0, "unexpected response from the upstream broker");
+        return NULL;
+    }
     if (corr != pe->hdr.correlation_id) {
+        bg_log_warn("kafka", "upstream %s: correlation id mismatch: expected %d, received %d",
+                    bg_kafka_up_where(s->up), (int)pe->hdr.correlation_id, (int)corr);
         bg_kafka_session_close(s, 0, "upstream correlation id mismatch");
         return NULL;
     }
@@ -1055,7 +1094,7 @@ static int bg_kafka__on_upstream_frame_begin(void *arg, struct evbuffer *in, siz
         return 0;
     bg_kafka_session_flush(s); /* earlier responses are ready: pe becomes the head */
     s->streaming = pe;
-    pe->bytes_out = frame_len;
+    pe->bytes_out = 0; /* what reached the client, counted as it goes (a cut one's part) */
     return 1;
 }
 
@@ -1070,17 +1109,12 @@ static int bg_kafka__stream_done(bg_kafka_session_t *s, bg_kafka_pending_t *pe, 
     } else { /* audited as it goes out, behind the ones before it */
         pe->audit_due = 1;
         pe->state = BG_KAFKA_PE_READY;
+        pe->bytes_out = evbuffer_get_length(pe->out);
     }
     bg_kafka_session_flush(s);
     bg_kafka__update_reading(s);
     bg_kafka__resume_input(s);
     return s->dead ? -1 : 0;
-}
-
-static void bg_kafka__count_out(bg_kafka_session_t *s, uint64_t n)
-{
-    s->bytes_out += n;
-    bg_metric_add(&s->kw->w->metrics.bytes_out[BG_PROTO_KAFKA], n);
 }
 
 static int bg_kafka__on_upstream_stream(void *arg, struct evbuffer *in, size_t n, int last)
@@ -1096,8 +1130,10 @@ static int bg_kafka__on_upstream_stream(void *arg, struct evbuffer *in, size_t n
         bg_kafka_session_close(s, 0, "cannot queue a response (out of memory)");
         return -1;
     }
-    if (head)
+    if (head) {
         bg_kafka__count_out(s, n);
+        pe->bytes_out += n;
+    }
     if (!last) {
         bg_kafka__update_reading(s);
         return s->dead ? -1 : 0;
@@ -1123,8 +1159,7 @@ static int bg_kafka__on_upstream_spliced(void *arg, uint64_t n, int err)
     bg_kafka_pending_t *pe = s->streaming;
     if (!pe || s->dead)
         return -1;
-    bg_kafka__count_out(s, n);
-    bg_metric_add(&s->kw->w->metrics.bytes_spliced[BG_PROTO_KAFKA], n);
+    bg_kafka__count_spliced(s, pe, n);
     if (err < 0)
         return 0; /* the upstream reports its failure next */
     if (err == ETIMEDOUT) {
@@ -1434,10 +1469,11 @@ int bg_kafka_session_start_upstream(bg_kafka_session_t *s)
         }
         return 0;
     }
+    char why[400];
     s->up = bg_kafka_up_connect(s->kw->w->base, s->kw->w->dns, s->kw->g, s->node_id,
-                                &bg_kafka__up_cbs, s);
+                                &bg_kafka__up_cbs, s, why, sizeof why);
     if (!s->up) {
-        bg_kafka_session_close(s, 0, "no upstream broker for this port");
+        bg_kafka_session_close(s, 0, why);
         return -1;
     }
     if (!login)

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "adapters/kafka/kafka_authz.h"
 #include "adapters/kafka/kafka_codec.h"
@@ -674,19 +675,50 @@ static void bg_kafka_up__on_write(struct bufferevent *bev, void *arg)
         u->cbs.drained(u->arg);
 }
 
+/* What the connection was doing when its handshake deadline passed: the
+ * TCP connect, the TLS handshake (the socket is connected, no TLS session
+ * yet), or the request whose answer did not come. */
+static const char *bg_kafka_up__phase(const bg_kafka_up_t *u)
+{
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof peer;
+    evutil_socket_t fd;
+    switch (u->state) {
+    case BG_KAFKA_UP_CONNECTING:
+        fd = bufferevent_getfd(u->bev);
+        return u->g->upstream_tls && fd >= 0 &&
+                       getpeername(fd, (struct sockaddr *)&peer, &len) == 0
+                   ? "TLS handshake"
+                   : "connect";
+    case BG_KAFKA_UP_VERSIONS: return "ApiVersions";
+    case BG_KAFKA_UP_HANDSHAKE: return "SASL login (SaslHandshake)";
+    case BG_KAFKA_UP_AUTH: return "SASL login (SaslAuthenticate)";
+    default: return NULL; /* no deadline is armed in the other states */
+    }
+}
+
 static void bg_kafka_up__on_event(struct bufferevent *bev, short what, void *arg)
 {
     bg_kafka_up_t *u = arg;
     if (what & BEV_EVENT_CONNECTED) {
         bg_util_nodelay(bufferevent_getfd(bev));
+        bg_util_keepalive(bufferevent_getfd(bev));
         int16_t ver = 3;
         if (bg_kafka_up__send_versions(u, ver) != 0)
             bg_kafka_up__fail(u, "cannot send ApiVersions");
         return;
     }
     char why[400], msg[480];
-    if (bg_util_tls_upstream_failure(bev, what, u->state == BG_KAFKA_UP_CONNECTING, why,
-                                     sizeof why)) {
+    const char *phase = what & BEV_EVENT_TIMEOUT ? bg_kafka_up__phase(u) : NULL;
+    int failed = 1;
+    if (phase) /* both deadlines (handshake, re-authentication) are 10 s */
+        snprintf(why, sizeof why, "%s timed out after %d s", phase,
+                 u->reauth == BG_KAFKA_UP_REAUTH_RUNNING ? BG_KAFKA_UP_REAUTH_TIMEOUT_S
+                                                         : BG_KAFKA_UP_CONNECT_TIMEOUT_S);
+    else
+        failed = bg_util_tls_upstream_failure(bev, what, u->state == BG_KAFKA_UP_CONNECTING, why,
+                                              sizeof why);
+    if (failed) {
         snprintf(msg, sizeof msg, "%s%s",
                  u->reauth == BG_KAFKA_UP_REAUTH_RUNNING
                      ? "re-authentication with busgate's credential failed: "
@@ -703,16 +735,34 @@ static struct bufferevent *bg_kafka_up__bev(struct event_base *base, bg_kafka_gl
                                     g->cfg->kafka.upstream.tls.verify);
 }
 
+/* Starts the connection (the name lookup first, unless numeric). NULL, or
+ * why it could not start. libevent 2.1 refuses only an address family or
+ * a port it cannot dial, without errno; anything else fails later, through
+ * on_event. */
+static const char *bg_kafka_up__start_connect(bg_kafka_up_t *u, struct evdns_base *dns,
+                                              const char *host, uint16_t port)
+{
+    if (port == 0)
+        return "port 0 cannot be dialled";
+    errno = 0;
+    if (bufferevent_socket_connect_hostname(u->bev, dns, AF_UNSPEC, host, port) == 0)
+        return NULL;
+    return errno ? strerror(errno) : "libevent refused the address";
+}
+
 bg_kafka_up_t *bg_kafka_up_connect(struct event_base *base, struct evdns_base *dns,
                                    bg_kafka_global_t *g, int32_t node_id,
-                                   const bg_kafka_up_cbs_t *cbs, void *arg)
+                                   const bg_kafka_up_cbs_t *cbs, void *arg, char *why, size_t cap)
 {
     char host[256];
     uint16_t port = 0;
-    if (node_id < 0)
+    if (node_id < 0) {
         bg_kafka_global_bootstrap(g, host, sizeof host, &port);
-    else if (bg_kafka_global_node(g, node_id, host, sizeof host, &port) != 0)
+    } else if (bg_kafka_global_node(g, node_id, host, sizeof host, &port) != 0) {
+        snprintf(why, cap, "no address known for broker %d", (int)node_id);
         return NULL;
+    }
+    snprintf(why, cap, "cannot connect to the broker (out of memory)");
     bg_kafka_up_t *u = calloc(1, sizeof *u);
     if (!u)
         return NULL;
@@ -743,13 +793,18 @@ bg_kafka_up_t *bg_kafka_up_connect(struct event_base *base, struct evdns_base *d
     /* With the worker's evdns base the lookup runs on the loop (a name that
      * is numeric or in /etc/hosts resolves at once); its failure reaches
      * on_event as BEV_EVENT_ERROR with the resolver's error. */
-    if (bufferevent_socket_connect_hostname(u->bev, dns, AF_UNSPEC, host, port) != 0) {
-        bg_log_warn("kafka", "upstream %s: cannot connect", u->where);
+    const char *fail = bg_kafka_up__start_connect(u, dns, host, port);
+    if (fail) {
+        bg_log_warn("kafka", "upstream %s: cannot connect: %s", u->where, fail);
+        snprintf(why, cap, "cannot connect to the broker %s: %s", u->where, fail);
         bg_kafka_up_free(u);
         return NULL;
     }
+    why[0] = '\0';
     return u;
 }
+
+const char *bg_kafka_up_where(const bg_kafka_up_t *u) { return u->where; }
 
 void bg_kafka_up_free(bg_kafka_up_t *u)
 {

@@ -68,12 +68,17 @@ typedef struct bg_kafka_up_cbs_s {
 
 /* Starts connecting to node_id (-1: a bootstrap broker) on base, resolving
  * its host name with dns (the worker's resolver; NULL: a blocking lookup).
- * Returns NULL when the node is unknown or out of memory (nothing to free
- * then). */
+ * Returns NULL, with the reason in why[0..cap) (nothing to free then), when
+ * the node is unknown, memory ran out or the connection could not start
+ * (logged as a warn naming the broker); a failure after that comes through
+ * `failed`. */
 bg_kafka_up_t *bg_kafka_up_connect(struct event_base *base, struct evdns_base *dns,
                                    bg_kafka_global_t *g, int32_t node_id,
-                                   const bg_kafka_up_cbs_t *cbs, void *arg);
+                                   const bg_kafka_up_cbs_t *cbs, void *arg, char *why, size_t cap);
 void bg_kafka_up_free(bg_kafka_up_t *u);
+/* "host:port (node N)", as the upstream's log lines name the broker;
+ * borrowed, valid while u lives. */
+const char *bg_kafka_up_where(const bg_kafka_up_t *u);
 /* Right after bg_kafka_up_connect: stop after ApiVersions (no login with
  * busgate's credential) until bg_kafka_up_login; `versions` reports the
  * versions meanwhile. For a client that has not authenticated yet. */

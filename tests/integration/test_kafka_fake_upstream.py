@@ -1,7 +1,8 @@
 """What busgate sends its upstream and takes from it, seen from a scripted
 broker (kafka_fake.py) rather than the real one: the exact bytes of a
-forwarded request, and answers the real broker gives only when its cluster
-changes."""
+forwarded request, answers the real broker gives only when its cluster
+changes, and a broker that fails: closes mid-response or with requests in
+flight, answers out of turn, sends a bad frame size, or never answers."""
 import socket
 import struct
 import threading
@@ -9,7 +10,8 @@ import time
 
 import pytest
 
-from kafka_env import KafkaWire, busgate_config, kstr, oidc_token
+from conftest import audit_events, wait_audit
+from kafka_env import KafkaWire, busgate_config, kbytes, kstr, oidc_token, record_batch, scrape
 from kafka_fake import FakeKafka
 
 RULES = """    - name: orders-everything
@@ -168,3 +170,221 @@ def test_a_broker_busgate_cannot_serve_is_never_pointed_at(start_busgate, tmp_pa
             squatter.accept()
     finally:
         squatter.close()
+
+
+def fetch_v4(topic="t", max_wait=500):
+    """Fetch v4: replica -1, min 1 byte, max 1 MiB, isolation 0, topic
+    partition 0 from offset 0."""
+    return (struct.pack(">iiiib", -1, max_wait, 1, 1 << 20, 0) + struct.pack(">i", 1) +
+            kstr(topic) + struct.pack(">i", 1) + struct.pack(">iqi", 0, 0, 1 << 20))
+
+
+def produce_v3(topic="t", acks=1):
+    return (struct.pack(">hhi", -1, acks, 30000) + struct.pack(">i", 1) + kstr(topic) +
+            struct.pack(">ii", 1, 0) + kbytes(record_batch()))
+
+
+def read_to_close(sock, timeout=10):
+    """Everything the peer sends until it closes (EOF or reset): its length."""
+    sock.settimeout(timeout)
+    got = 0
+    while True:
+        try:
+            b = sock.recv(1 << 16)
+        except ConnectionResetError:
+            return got
+        if not b:
+            return got
+        got += len(b)
+
+
+def assert_no_sessions(ports, timeout=5):
+    deadline = time.monotonic() + timeout
+    while True:
+        n = scrape(ports["admin"], "busgate_connections_open", {"protocol": "kafka"})
+        if n == 0 or time.monotonic() > deadline:
+            assert n == 0, n
+            return
+        time.sleep(0.1)
+
+
+def upstream_warns(bg, text):
+    """The warn lines containing text, once there is one (the log is written
+    by its own thread): [] after 5 s."""
+    bg.wait_log(lambda l: l["level"] == "warn" and text in l.get("msg", ""), timeout=5)
+    return [l["msg"] for l in bg.log_lines() if l["level"] == "warn" and text in l.get("msg", "")]
+
+
+def test_a_response_the_broker_cuts_off_is_audited_with_the_part_sent(start_busgate, tmp_path,
+                                                                      fake):
+    """The broker announces a 4 MiB Fetch response, sends 1 MiB of it (cut
+    through, then spliced, to the client) and closes: the client's
+    connection closes, and the Fetch's event says `response cut: session
+    closed` with bytes_out what the client received, not the 4 MiB
+    announced (it said `no response: session closed` and 4194308)."""
+    bg, ports = start(start_busgate, tmp_path, fake)
+    w = KafkaWire(ports["listen"], timeout=15).login(oidc_token("svc-orders"))
+    corr = w.send(1, 4, fetch_v4())
+    up = fake.conns.get(timeout=10)
+    r = up.next()
+    assert r.corr == corr
+    size = 4 << 20
+    up.sock.sendall(struct.pack(">ii", size, r.corr) + b"\x00" * (1 << 20))
+    # Until the client has it all: the close must not overtake the bytes.
+    head = w.sock.recv(8, socket.MSG_WAITALL)
+    assert head == struct.pack(">ii", size, corr), head
+    up.sock.shutdown(socket.SHUT_RDWR)
+    up.sock.close()
+    got = 8 + read_to_close(w.sock)
+    assert got < size + 4
+    assert wait_audit(ports["audit"], lambda e: e.get("kind") == "session_end")
+    ev = [e for e in audit_events(ports["audit"]) if (e.get("api") or {}).get("name") == "Fetch"]
+    assert len(ev) == 1, ev
+    assert ev[0]["detail"] == "response cut: session closed", ev
+    assert ev[0]["result"]["bytes_out"] == got, (ev[0]["result"], got)
+    assert ev[0]["result"].get("latency_us", 0) == 0, ev
+    assert upstream_warns(bg, f"upstream {fake.address} (node -1): closed by the broker")
+    assert_no_sessions(ports)
+
+
+@pytest.mark.parametrize("answer", ["other_id", "nothing_waits"])
+def test_a_response_out_of_turn_is_a_warn_naming_the_broker(start_busgate, tmp_path, fake,
+                                                              answer):
+    """A broker answering with a correlation id busgate did not send next
+    (other_id), or answering when no request waits (nothing_waits), closes
+    the session with a warn that names the broker and both ids, as every
+    other protocol fault of the broker does (it was an info line without
+    the broker)."""
+    bg, ports = start(start_busgate, tmp_path, fake)
+    w = KafkaWire(ports["listen"], timeout=15).login(oidc_token("svc-orders"))
+    corr = w.send(16, 0, b"")  # ListGroups v0
+    up = fake.conns.get(timeout=10)
+    r = up.next()
+    where = f"upstream {fake.address} (node -1): "
+    if answer == "other_id":
+        up.reply(r.corr + 77, struct.pack(">hi", 0, 0))
+        want = where + f"correlation id mismatch: expected {r.corr}, received {r.corr + 77}"
+        detail = "upstream correlation id mismatch"
+    else:
+        up.reply(r.corr, struct.pack(">hi", 0, 0))
+        assert w.recv()[0] == corr
+        up.reply(12345, struct.pack(">hi", 0, 0))
+        want = where + "response with correlation id 12345, but no request waits for one"
+        detail = "unexpected response from the upstream broker"
+    assert w.closed_by_peer(10)
+    end = wait_audit(ports["audit"], lambda e: e.get("kind") == "session_end")
+    assert end and end[0]["detail"] == detail, end
+    assert upstream_warns(bg, want), [l["msg"] for l in bg.log_lines()][-3:]
+    assert_no_sessions(ports)
+
+
+@pytest.mark.parametrize("size, why", [
+    (0, "response frame shorter than a correlation id"),
+    (2, "response frame shorter than a correlation id"),
+    (-5, "response frame larger than allowed (size = -5"),
+])
+def test_a_bad_response_frame_size_closes_the_session(start_busgate, tmp_path, fake, size, why):
+    """A response whose size field cannot hold a correlation id, or is
+    negative: the upstream connection fails with a warn saying so, and the
+    client's session closes."""
+    bg, ports = start(start_busgate, tmp_path, fake)
+    w = KafkaWire(ports["listen"], timeout=15).login(oidc_token("svc-orders"))
+    w.send(16, 0, b"")
+    up = fake.conns.get(timeout=10)
+    up.next()
+    up.sock.sendall(struct.pack(">i", size) + b"\x00" * max(size, 0))
+    assert w.recv() is None
+    assert upstream_warns(bg, f"upstream {fake.address} (node -1): {why}")
+    assert_no_sessions(ports)
+
+
+def test_an_idle_session_closes_when_the_broker_closes(start_busgate, tmp_path, fake):
+    """The broker closes busgate's connection (a restart) while the session
+    has nothing in flight: the client's connection closes too, at once."""
+    bg, ports = start(start_busgate, tmp_path, fake)
+    w = KafkaWire(ports["listen"], timeout=15).login(oidc_token("svc-orders"))
+    corr = w.send(16, 0, b"")
+    up = fake.conns.get(timeout=10)
+    r = up.next()
+    up.reply(r.corr, struct.pack(">hi", 0, 0))
+    assert w.recv()[0] == corr
+    up.sock.shutdown(socket.SHUT_RDWR)
+    up.sock.close()
+    assert w.closed_by_peer(5)
+    assert_no_sessions(ports)
+
+
+def test_requests_in_flight_when_the_broker_closes_are_audited_unanswered(start_busgate, tmp_path,
+                                                                          fake):
+    """Two Produces and a Fetch with the broker, and an ApiVersions busgate
+    answers itself behind them, when the broker closes: the client's
+    connection closes without any answer (the ApiVersions may not overtake
+    the others), the three are audited `no response: session closed`, and
+    one warn says the broker closed."""
+    bg, ports = start(start_busgate, tmp_path, fake)
+    w = KafkaWire(ports["listen"], timeout=15).login(oidc_token("svc-orders"))
+    sent = [w.send(0, 3, produce_v3(acks=1)), w.send(0, 3, produce_v3(acks=-1)),
+            w.send(1, 4, fetch_v4(max_wait=30000))]
+    w.send(18, 0, b"")
+    up = fake.conns.get(timeout=10)
+    assert [up.next().corr for _ in range(3)] == sent
+    up.sock.shutdown(socket.SHUT_RDWR)
+    up.sock.close()
+    assert w.recv() is None
+    assert wait_audit(ports["audit"], lambda e: e.get("kind") == "session_end")
+    left = [(e["api"]["name"], e["detail"]) for e in audit_events(ports["audit"])
+            if e.get("kind") == "decision" and e.get("detail") == "no response: session closed"]
+    assert [a for a, _ in left] == ["Produce", "Produce", "Fetch"], left
+    assert len(upstream_warns(bg, "closed by the broker")) == 1
+    assert_no_sessions(ports)
+
+
+class Blackhole:
+    """A listener that accepts and never answers."""
+
+    def __init__(self):
+        self.srv = socket.create_server(("127.0.0.1", 0))
+        self.port = self.srv.getsockname()[1]
+        self.conns = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                s, _ = self.srv.accept()
+            except OSError:
+                return
+            self.conns.append(s)
+
+    def close(self):
+        self.srv.close()
+        for s in self.conns:
+            s.close()
+
+
+@pytest.mark.parametrize("security, phase", [("plaintext", "ApiVersions"),
+                                             ("ssl", "TLS handshake")])
+def test_a_silent_broker_times_out_naming_the_phase(start_busgate, tmp_path, security, phase):
+    """A broker that accepts and never answers: busgate's connection gives
+    up after 10 s, and the warn says what did not finish, the ApiVersions
+    exchange (plaintext) or the TLS handshake (ssl), not a bare "timed
+    out"; the client's connection closes with the same reason (it never
+    authenticated: no session_end event)."""
+    from kafka_env import kafka_tls_ca
+    bh = Blackhole()
+    try:
+        text, ports = busgate_config(
+            tmp_path, RULES, security=security, upstream=[f"127.0.0.1:{bh.port}"],
+            upstream_tls={"ca": kafka_tls_ca()} if security == "ssl" else None,
+            kafka_extra="  auth_timeout: 60s\n")
+        bg = start_busgate(text, wait_for_port=ports["listen"])
+        w = KafkaWire(ports["listen"], timeout=30)
+        w.send(18, 0, b"")  # waits for the broker's versions
+        assert w.recv() is None
+        why = f"{phase} timed out after 10 s"
+        assert upstream_warns(bg, f"upstream 127.0.0.1:{bh.port} (node -1): {why}")
+        closing = f"closing connection: upstream connection lost: {why}"
+        assert bg.wait_log(lambda l: l.get("msg") == closing, timeout=5), \
+            [l["msg"] for l in bg.log_lines()][-4:]
+    finally:
+        bh.close()
