@@ -10,12 +10,75 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
+#include <string.h>
 
 static void bg_util_tls__err(char *err, size_t errlen, const char *what, const char *part)
 {
     char e[200];
     ERR_error_string_n(ERR_get_error(), e, sizeof e);
     snprintf(err, errlen, "%s%s: %s", what, part, e);
+}
+
+/* OpenSSL's default asks for an encrypted key's pass phrase on the
+ * terminal (a start-up that hangs); busgate has none to give. */
+static int bg_util_tls__no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf;
+    (void)size;
+    (void)rwflag;
+    (void)u;
+    return 0;
+}
+
+/* Whether the PEM file at path holds an encrypted private key (PKCS#8
+ * "ENCRYPTED PRIVATE KEY" or a traditional key with "Proc-Type: 4,ENCRYPTED"),
+ * to say so instead of OpenSSL's reason for the failed load. */
+static int bg_util_tls__key_encrypted(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char line[256];
+    int enc = 0;
+    while (!enc && fgets(line, sizeof line, f))
+        enc = strstr(line, "-----BEGIN ENCRYPTED PRIVATE KEY-----") != NULL ||
+              strstr(line, "Proc-Type: 4,ENCRYPTED") != NULL;
+    fclose(f);
+    return enc;
+}
+
+/* Loads cert (a chain) and key into ctx; on failure err says why: an
+ * encrypted key by name, else OpenSSL's reason. */
+static int bg_util_tls__load_pair(SSL_CTX *ctx, const char *cert, const char *key, const char *what,
+                                  const char *part, char *err, size_t errlen)
+{
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        bg_util_tls__err(err, errlen, what, part);
+        return -1;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) == 1)
+        return 0;
+    if (bg_util_tls__key_encrypted(key)) {
+        ERR_clear_error();
+        snprintf(err, errlen, "%s%s: encrypted private keys are not supported (%s)", what, part,
+                 key);
+    } else {
+        bg_util_tls__err(err, errlen, what, part);
+    }
+    return -1;
+}
+
+/* Settings both context builders share: TLS 1.2 at least, no pass phrase
+ * prompt, and a peer closing its socket without close_notify read as a close
+ * (OpenSSL 3 otherwise fails the read with "unexpected eof while reading",
+ * an error where the header promises an end). */
+static void bg_util_tls__common(SSL_CTX *ctx)
+{
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_default_passwd_cb(ctx, bg_util_tls__no_passphrase);
+#ifdef SSL_OP_IGNORE_UNEXPECTED_EOF
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+#endif
 }
 
 SSL_CTX *bg_util_tls_server_ctx(const bg_config_tls_t *t, const char *what, char *err,
@@ -26,10 +89,8 @@ SSL_CTX *bg_util_tls_server_ctx(const bg_config_tls_t *t, const char *what, char
         bg_util_tls__err(err, errlen, what, "");
         return NULL;
     }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-    if (SSL_CTX_use_certificate_chain_file(ctx, t->cert) != 1 ||
-        SSL_CTX_use_PrivateKey_file(ctx, t->key, SSL_FILETYPE_PEM) != 1) {
-        bg_util_tls__err(err, errlen, what, " cert/key");
+    bg_util_tls__common(ctx);
+    if (bg_util_tls__load_pair(ctx, t->cert, t->key, what, " cert/key", err, errlen) != 0) {
         SSL_CTX_free(ctx);
         return NULL;
     }
@@ -60,14 +121,14 @@ SSL_CTX *bg_util_tls_client_ctx(const bg_config_tls_t *t, const char *what, char
         bg_util_tls__err(err, errlen, what, "");
         return NULL;
     }
-    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    bg_util_tls__common(ctx);
     int ok = t->ca ? SSL_CTX_load_verify_locations(ctx, t->ca, NULL)
                    : SSL_CTX_set_default_verify_paths(ctx);
-    if (ok == 1 && t->cert)
-        ok = SSL_CTX_use_certificate_chain_file(ctx, t->cert) == 1 &&
-             SSL_CTX_use_PrivateKey_file(ctx, t->key, SSL_FILETYPE_PEM) == 1;
-    if (ok != 1) {
+    if (ok != 1)
         bg_util_tls__err(err, errlen, what, "");
+    else if (t->cert && bg_util_tls__load_pair(ctx, t->cert, t->key, what, "", err, errlen) != 0)
+        ok = 0;
+    if (ok != 1) {
         SSL_CTX_free(ctx);
         return NULL;
     }

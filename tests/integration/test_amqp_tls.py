@@ -3,7 +3,8 @@
 Client leg (amqp.tls): pika over TLS to busgate with a self-signed
 certificate publishes and consumes; a client that does not trust the
 certificate, or speaks plaintext, gets nothing; with client_ca, only a
-client presenting a certificate that CA signed gets in.
+client presenting a certificate that CA signed gets in. A close without
+close_notify is a close, not a TLS error.
 
 Upstream leg (amqp.upstream.tls): a private RabbitMQ node with a TLS
 listener (scripts/rabbitmq-up.sh, BG_RABBIT_TLS_*), its certificate signed
@@ -265,3 +266,32 @@ def test_upstream_certificate_for_another_host_fails_closed(start_busgate, tmp_p
         assert_fails_closed(bg, ports, issuer.mint("alice", ["apps"]), "IP address mismatch")
     finally:
         stub.close()
+
+
+def amqp_over_tls(port, ca):
+    """A TLS socket to busgate that sent the AMQP protocol header and read
+    busgate's connection.start frame (the handshake is done on both sides)."""
+    s = client_ctx(ca).wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=10),
+                                   server_hostname="127.0.0.1")
+    s.sendall(b"AMQP\x00\x00\x09\x01")
+    f = s.makefile("rb")
+    head = f.read(7)
+    assert head[:1] == b"\x01", "no method frame"
+    size = int.from_bytes(head[3:7], "big")
+    assert len(f.read(size + 1)) == size + 1
+    f.close()
+    return s
+
+
+def test_client_tcp_close_without_close_notify_is_a_close(start_busgate, tmp_path):
+    """A TLS client closing its socket without close_notify is a client that
+    closed the connection, not a TLS error (OpenSSL 3's "unexpected eof")."""
+    issuer = Issuer(tmp_path / "keys")
+    cert, key = make_cert(tmp_path / "srv")
+    text, ports = busgate_config(tmp_path, issuer, POLICY, extra_amqp=listener_tls(cert, key))
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    amqp_over_tls(ports["listen"], cert).close()  # Python sends close_notify only from unwrap()
+    assert bg.wait_log(lambda l: l.get("msg") == "client closed the connection"), \
+        bg.log_path.read_text()[-2000:]
+    assert not [l for l in bg.log_lines() if "TLS error" in l.get("msg", "")
+                or "client connection error" in l.get("msg", "")]

@@ -1,6 +1,7 @@
 /* bg_util_tls_upstream_failure: the reason an upstream connection failed,
  * shared by the Kafka and AMQP adapters (the TLS reasons are checked by the
- * integration suites against real TLS listeners). */
+ * integration suites against real TLS listeners); the context builders'
+ * refusal of an encrypted private key. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -9,6 +10,12 @@
 #include <errno.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -47,10 +54,63 @@ static void test_upstream_failure_texts(void **state)
     event_base_free(base);
 }
 
+/* Writes a self-signed certificate and its key, encrypted with pass phrase
+ * "x", into a fresh directory; the paths go to cert and key (64 bytes). */
+static void bg_test__encrypted_pair(char *dir, char *cert, char *key)
+{
+    assert_non_null(mkdtemp(dir));
+    snprintf(cert, 64, "%s/c.pem", dir);
+    snprintf(key, 64, "%s/k.pem", dir);
+    EVP_PKEY *pk = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+    assert_non_null(pk);
+    assert_non_null(x);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                               (const unsigned char *)"t", -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(x));
+    X509_set_pubkey(x, pk);
+    assert_true(X509_sign(x, pk, EVP_sha256()) > 0);
+    FILE *f = fopen(cert, "w");
+    assert_non_null(f);
+    assert_int_equal(PEM_write_X509(f, x), 1);
+    fclose(f);
+    f = fopen(key, "w");
+    assert_non_null(f);
+    assert_int_equal(PEM_write_PKCS8PrivateKey(f, pk, EVP_aes_256_cbc(), "x", 1, NULL, NULL), 1);
+    fclose(f);
+    X509_free(x);
+    EVP_PKEY_free(pk);
+}
+
+/* Never a pass phrase prompt (the test would wait on the terminal): the
+ * error names the key file. */
+static void test_encrypted_key_refused(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/bg-tls-XXXXXX", cert[64], key[64], err[512], want[512];
+    bg_test__encrypted_pair(dir, cert, key);
+    bg_config_tls_t t = {.enabled = 1, .cert = cert, .key = key, .verify = 1};
+    assert_null(bg_util_tls_server_ctx(&t, "kafka.tls", err, sizeof err));
+    snprintf(want, sizeof want, "kafka.tls cert/key: encrypted private keys are not supported (%s)",
+             key);
+    assert_string_equal(err, want);
+    assert_null(bg_util_tls_client_ctx(&t, "amqp.upstream.tls", err, sizeof err));
+    snprintf(want, sizeof want,
+             "amqp.upstream.tls: encrypted private keys are not supported (%s)", key);
+    assert_string_equal(err, want);
+    unlink(cert);
+    unlink(key);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_upstream_failure_texts),
+        cmocka_unit_test(test_encrypted_key_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
