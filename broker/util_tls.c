@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 
+#include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
 #include <event2/util.h>
@@ -211,6 +212,28 @@ int bg_util_tls_bev_error(struct bufferevent *bev, char *out, size_t cap)
     }
     bg_util_tls_reason(ssl, e, out, cap);
     return 1;
+}
+
+void bg_util_tls_client_failure(struct bufferevent *bev, char *out, size_t cap)
+{
+    char reason[300];
+    int tls = bg_util_tls_bev_error(bev, reason, sizeof reason);
+    snprintf(out, cap, "client connection error: %s%s", tls ? "TLS " : "", reason);
+}
+
+void bg_util_tls_bev_free(struct bufferevent *bev, int notify)
+{
+    SSL *ssl = bufferevent_openssl_get_ssl(bev);
+    /* Not after a failed handshake or a fatal error (OpenSSL forbids it),
+     * and not when output is left unsent: an abrupt close then tells the
+     * peer it did not get everything. */
+    if (ssl && notify && SSL_is_init_finished(ssl) &&
+        !(SSL_get_shutdown(ssl) & SSL_SENT_SHUTDOWN) &&
+        evbuffer_get_length(bufferevent_get_output(bev)) == 0) {
+        (void)SSL_shutdown(ssl); /* one non-blocking write; the peer's is not awaited */
+        ERR_clear_error();       /* never left for another connection's error text */
+    }
+    bufferevent_free(bev);
 }
 
 int bg_util_tls_upstream_failure(struct bufferevent *bev, short what, int connecting, char *out,

@@ -64,6 +64,20 @@ struct bufferevent *bg_util_tls_client_bev(struct event_base *base, SSL_CTX *ctx
  * first is the cause, the rest follow from it. */
 int bg_util_tls_bev_error(struct bufferevent *bev, char *out, size_t cap);
 
+/* Why a client connection failed, for the log and session_end:
+ * "client connection error: TLS REASON" with OpenSSL's reason (a failed
+ * handshake: plaintext to a TLS listener, no or an untrusted client
+ * certificate, a client that does not trust busgate), else "client
+ * connection error: ERRNO TEXT". Drains bev's OpenSSL errors. */
+void bg_util_tls_client_failure(struct bufferevent *bev, char *out, size_t cap);
+
+/* Frees bev (closing its socket). When it is a TLS bufferevent and notify
+ * is set (busgate closes deliberately: a refusal, an idle timeout, an
+ * answer to the peer's close), first sends close_notify once, best effort:
+ * only after a finished handshake, without a fatal error, with all its
+ * output written; never waits for the peer's. The worker's thread. */
+void bg_util_tls_bev_free(struct bufferevent *bev, int notify);
+
 /* What an upstream bufferevent's event callback reports, as the reason a
  * broker connection failed: "timed out", "closed by the broker", the socket
  * error, "name lookup failed: ..." with the resolver's reason when the

@@ -202,6 +202,7 @@ struct bg_amqp_session_s {
     size_t nconsumers;   /* pending + tracked consumers over all channels */
     /* lifecycle */
     int dead;
+    int cli_failed;          /* the client connection failed: no TLS close_notify */
     int in_read;             /* inside the client read loop (no re-entry) */
     int flush_die;           /* die once the client's output is flushed */
     int cli_gone;            /* the client disconnected after its close went upstream

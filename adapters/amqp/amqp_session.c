@@ -142,7 +142,7 @@ static void bg_amqp__free(bg_amqp_session_t *s)
     bg_amqp_chan_free_all(s);
     free(s->chans);
     if (s->cli)
-        bufferevent_free(s->cli);
+        bg_util_tls_bev_free(s->cli, !s->cli_failed);
     bg_amqp_up_free(s->up);
     if (s->cli_stage)
         evbuffer_free(s->cli_stage);
@@ -777,21 +777,13 @@ static void bg_amqp__on_client_write(struct bufferevent *bev, void *arg)
     bg_amqp_session_resume(s);
 }
 
-/* Why the client connection failed: on a TLS connection OpenSSL's reason
- * (a failed handshake: wrong protocol, no or untrusted client certificate),
- * else errno's. */
-static void bg_amqp__client_error_text(bg_amqp_session_t *s, char *out, size_t cap)
-{
-    char reason[300];
-    int tls = bg_util_tls_bev_error(s->cli, reason, sizeof reason);
-    snprintf(out, cap, "client connection error: %s%s", tls ? "TLS " : "", reason);
-}
-
 static void bg_amqp__on_client_event(struct bufferevent *bev, short what, void *arg)
 {
     bg_amqp_session_t *s = arg;
     if (s->dead)
         return;
+    if (what & BEV_EVENT_ERROR)
+        s->cli_failed = 1;
     if (s->state == BG_AMQP_S_CLOSING_UP && (what & (BEV_EVENT_ERROR | BEV_EVENT_EOF))) {
         if (!s->cli_gone)
             bg_amqp__client_gone(s);
@@ -799,7 +791,7 @@ static void bg_amqp__on_client_event(struct bufferevent *bev, short what, void *
     }
     if (what & BEV_EVENT_ERROR) {
         char why[400];
-        bg_amqp__client_error_text(s, why, sizeof why);
+        bg_util_tls_client_failure(bev, why, sizeof why);
         bg_amqp_session_kill(s, 0, why);
     }
     else if (what & BEV_EVENT_EOF)

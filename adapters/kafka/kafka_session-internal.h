@@ -91,6 +91,7 @@ struct bg_kafka_session_s {
     bg_kafka_share_sessions_t *share; /* share fetch sessions forwarded (NULL: none yet) */
     int closing;               /* close once the queue and output are empty */
     int dead;                  /* closed: every callback returns at once; freed soon */
+    int cli_failed;            /* the client connection failed: no TLS close_notify */
     struct event *free_ev;     /* frees a dead session outside any callback */
     struct event *close_ev;    /* bounds a closing session's last writes */
     struct event *auth_ev;     /* kafka.auth_timeout: SASL not done in time */

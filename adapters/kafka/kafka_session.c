@@ -142,7 +142,7 @@ static void bg_kafka__free(bg_kafka_session_t *s)
     if (s->spare)
         bg_kafka__pending_free(s->spare);
     if (s->cli)
-        bufferevent_free(s->cli);
+        bg_util_tls_bev_free(s->cli, !s->cli_failed);
     bg_kafka_up_free(s->up);
     if (s->held)
         evbuffer_free(s->held);
@@ -1377,9 +1377,12 @@ static void bg_kafka__on_client_event(struct bufferevent *bev, short what, void 
         return;
     if (what & BEV_EVENT_TIMEOUT)
         bg_kafka__on_idle(s, what);
-    else if (what & BEV_EVENT_ERROR)
-        bg_kafka_session_close(s, 0, "client connection error");
-    else if (what & BEV_EVENT_EOF) {
+    else if (what & BEV_EVENT_ERROR) {
+        char why[400];
+        s->cli_failed = 1;
+        bg_util_tls_client_failure(bev, why, sizeof why);
+        bg_kafka_session_close(s, 0, why);
+    } else if (what & BEV_EVENT_EOF) {
         bg_kafka__ending(s, "client closed the connection");
         bg_kafka__kill(s);
     }

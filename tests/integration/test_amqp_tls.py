@@ -4,7 +4,8 @@ Client leg (amqp.tls): pika over TLS to busgate with a self-signed
 certificate publishes and consumes; a client that does not trust the
 certificate, or speaks plaintext, gets nothing; with client_ca, only a
 client presenting a certificate that CA signed gets in. A close without
-close_notify is a close, not a TLS error.
+close_notify is a close, not a TLS error; a client's close_notify is
+answered.
 
 Upstream leg (amqp.upstream.tls): a private RabbitMQ node with a TLS
 listener (scripts/rabbitmq-up.sh, BG_RABBIT_TLS_*), its certificate signed
@@ -295,3 +296,13 @@ def test_client_tcp_close_without_close_notify_is_a_close(start_busgate, tmp_pat
         bg.log_path.read_text()[-2000:]
     assert not [l for l in bg.log_lines() if "TLS error" in l.get("msg", "")
                 or "client connection error" in l.get("msg", "")]
+
+
+def test_client_close_notify_is_answered(start_busgate, tmp_path):
+    """busgate answers a TLS client's close_notify with its own."""
+    issuer = Issuer(tmp_path / "keys")
+    cert, key = make_cert(tmp_path / "srv")
+    text, ports = busgate_config(tmp_path, issuer, POLICY, extra_amqp=listener_tls(cert, key))
+    start_busgate(text, wait_for_port=ports["listen"])
+    s = amqp_over_tls(ports["listen"], cert)
+    s.unwrap().close()  # sends close_notify, waits for busgate's (SSLEOFError without it)

@@ -1,7 +1,11 @@
 """Client-side TLS on busgate's Kafka listeners (kafka.tls): a client with
 SASL_SSL and busgate's CA produces and consumes through busgate; a client
-that does not trust the certificate cannot connect. A close without
-close_notify is a close; an encrypted private key is refused at start-up."""
+that does not trust the certificate cannot connect. busgate logs why a TLS
+connection failed (OpenSSL's reason), takes a close without close_notify as
+a close, ends its own TLS connections with close_notify and refuses an
+encrypted private key at start-up."""
+import os
+import socket
 import ssl
 import subprocess
 
@@ -9,7 +13,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
 
 from conftest import busgate_bin, wait_audit
-from kafka_env import KafkaWire, busgate_config, client_conf, oidc_token, unique
+from kafka_env import KafkaWire, busgate_config, client_conf, oidc_token, unique, wait_until
+from test_amqp_tls import make_ca_and_leaf
 
 RULES = """    - name: tls-orders
       subjects: [group:orders]
@@ -101,9 +106,60 @@ def start_tls(start_busgate, tmp_path, kafka_extra="", tls_extra=""):
     return start_busgate(text, wait_for_port=ports["listen"]), ports, cert
 
 
+def refused(connect):
+    """True when the connection connect() makes is closed before its first
+    answer: the handshake fails, or (TLS 1.3, where busgate checks a client
+    certificate after the client's handshake is done) the first request does."""
+    try:
+        return connect().call(18, 0, b"") is None
+    except (ssl.SSLError, OSError):
+        return True
+
+
 def session_ends(ports, prefix, count=1):
     return wait_audit(ports["audit"], lambda e: e["kind"] == "session_end"
                       and e.get("detail", "").startswith(prefix), count=count)
+
+
+def test_tls_failures_say_openssl_reason(start_busgate, tmp_path):
+    """A failed TLS connection is logged with OpenSSL's reason, as on the
+    AMQP listener: plaintext to the TLS listener, no client certificate with
+    client_ca, a client that does not trust busgate's certificate, a broken
+    record after the login (also in that session's session_end detail)."""
+    cca, ccert, ckey = make_ca_and_leaf(tmp_path / "clients", "DNS:client")
+    bg, ports, cert = start_tls(start_busgate, tmp_path, tls_extra=f", client_ca: {cca}")
+    (tmp_path / "other").mkdir()
+    other, _ = make_cert(tmp_path / "other")
+
+    def closed(why):
+        return [l for l in bg.log_lines() if l.get("msg", "").startswith(
+            "closing connection: client connection error: TLS ") and why in l["msg"]]
+
+    plain = KafkaWire(ports["listen"])
+    plain.send(18, 0, b"")
+    assert plain.closed_by_peer(10)
+    assert wait_until(lambda: closed("wrong version number")), bg.log_path.read_text()[-2000:]
+
+    assert refused(lambda: tls_wire(ports["listen"], cert))
+    assert wait_until(lambda: closed("peer did not return a certificate"))
+
+    with pytest.raises(ssl.SSLCertVerificationError):
+        tls_wire(ports["listen"], other, client=(ccert, ckey))
+    assert wait_until(lambda: closed("alert unknown ca"))
+
+    # The client with its certificate still gets in; a record it did not
+    # encrypt (written past its TLS layer) ends its session with the reason.
+    w = tls_wire(ports["listen"], cert, client=(ccert, ckey)).login(oidc_token("svc-orders"))
+    assert w.metadata_v1([]) is not None
+    raw = socket.socket(fileno=os.dup(w.sock.fileno()))
+    raw.sendall(b"\x17\x03\x03\x00\x40" + os.urandom(64))
+    with pytest.raises(ssl.SSLError, match="BAD_RECORD_MAC"):  # busgate's alert
+        w.sock.recv(1)
+    raw.close()
+    (end,) = session_ends(ports, "client connection error: ")
+    assert end["detail"].startswith("client connection error: TLS ") and \
+        "bad record mac" in end["detail"], end
+    assert closed("bad record mac")
 
 
 def test_tcp_close_without_close_notify_is_a_close(start_busgate, tmp_path):
@@ -115,6 +171,26 @@ def test_tcp_close_without_close_notify_is_a_close(start_busgate, tmp_path):
     (end,) = session_ends(ports, "client ")
     assert end["detail"] == "client closed the connection", end
     assert not [l for l in bg.log_lines() if "client connection error" in l.get("msg", "")]
+
+
+def test_busgate_sends_close_notify(start_busgate, tmp_path):
+    """busgate ends its TLS connections with close_notify: in answer to the
+    client's, after a refusal, at the idle timeout (a client that does not
+    accept ragged EOFs reads each as a clean end, not an error)."""
+    bg, ports, cert = start_tls(start_busgate, tmp_path, kafka_extra="  idle_timeout: 2s\n")
+    w = tls_wire(ports["listen"], cert).login(oidc_token("svc-orders"))
+    w.sock.unwrap()  # sends the client's close_notify and waits for busgate's
+    w.close()
+
+    w = tls_wire(ports["listen"], cert, ragged=False)
+    err, _, _ = w.sasl_plain("not-a-token")
+    assert err != 0
+    assert w.sock.recv(1) == b""
+
+    w = tls_wire(ports["listen"], cert, ragged=False).login(oidc_token("svc-orders"))
+    w.sock.settimeout(15)
+    assert w.sock.recv(1) == b""
+    assert bg.wait_log(lambda l: l.get("msg") == "closing connection: idle timeout")
 
 
 def test_encrypted_private_key_is_refused_at_start(tmp_path):

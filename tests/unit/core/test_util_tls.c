@@ -1,7 +1,7 @@
-/* bg_util_tls_upstream_failure: the reason an upstream connection failed,
- * shared by the Kafka and AMQP adapters (the TLS reasons are checked by the
- * integration suites against real TLS listeners); the context builders'
- * refusal of an encrypted private key. */
+/* bg_util_tls_upstream_failure and bg_util_tls_client_failure: the reason a
+ * connection failed, shared by the Kafka and AMQP adapters (the TLS reasons
+ * are checked by the integration suites against real TLS listeners); the
+ * context builders' refusal of an encrypted private key. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -50,6 +50,25 @@ static void test_upstream_failure_texts(void **state)
     assert_string_equal(why, strerror(ECONNREFUSED));
 
     bufferevent_free(bev);
+    close(sv[1]);
+    event_base_free(base);
+}
+
+static void test_client_failure_text_plain(void **state)
+{
+    (void)state;
+    struct event_base *base = event_base_new();
+    assert_non_null(base);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    struct bufferevent *bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+    assert_non_null(bev);
+    char why[400], want[400];
+    errno = ECONNRESET;
+    bg_util_tls_client_failure(bev, why, sizeof why);
+    snprintf(want, sizeof want, "client connection error: %s", strerror(ECONNRESET));
+    assert_string_equal(why, want);
+    bg_util_tls_bev_free(bev, 1); /* not TLS: freed, nothing sent */
     close(sv[1]);
     event_base_free(base);
 }
@@ -110,6 +129,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_upstream_failure_texts),
+        cmocka_unit_test(test_client_failure_text_plain),
         cmocka_unit_test(test_encrypted_key_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
