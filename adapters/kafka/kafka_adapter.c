@@ -430,7 +430,8 @@ void bg_kafka_worker_open_ports(bg_kafka_worker_t *kw)
         if (bg_kafka__listen(kw, k->listen.host, (uint16_t)port, ids[i], err, sizeof err) != 0)
             bg_log_error("kafka", "broker %d: %s", (int)ids[i], err);
         else if (kw->w->index == 0)
-            bg_log_info("kafka", "serving upstream broker %d on port %ld", (int)ids[i], port);
+            bg_log_info("kafka", "serving upstream broker %d on port %ld%s", (int)ids[i], port,
+                        kw->g->client_tls ? " (TLS)" : "");
     }
 }
 
@@ -463,6 +464,12 @@ static int bg_kafka__worker_start(bg_worker_t *w, void *global, void **state, ch
     if (g->nworkers < BG_KAFKA_MAX_WORKERS)
         g->workers[g->nworkers++] = kw;
     pthread_mutex_unlock(&g->mu);
+    if (w->index == 0) /* the same words as the AMQP adapter's line */
+        bg_log_info("kafka", "listening on %s:%u%s, upstream %s%s", l->host, l->port,
+                    g->client_tls ? " (TLS)" : "", g->bootstrap,
+                    !g->upstream_tls                    ? ""
+                    : g->cfg->kafka.upstream.tls.verify ? " (TLS)"
+                                                        : " (TLS, not verified)");
     bg_kafka_worker_open_ports(kw);
     if (w->index == 0 && !(kw->discovery = bg_kafka_discovery_start(kw))) {
         snprintf(err, errlen, "out of memory");

@@ -2,8 +2,9 @@
 SASL_SSL and busgate's CA produces and consumes through busgate; a client
 that does not trust the certificate cannot connect. busgate logs why a TLS
 connection failed (OpenSSL's reason), takes a close without close_notify as
-a close, ends its own TLS connections with close_notify and refuses an
-encrypted private key at start-up."""
+a close, ends its own TLS connections with close_notify, refuses an
+encrypted private key at start-up and says in its start-up lines which legs
+are TLS."""
 import os
 import socket
 import ssl
@@ -13,7 +14,8 @@ import pytest
 from confluent_kafka import Consumer, KafkaError, Producer
 
 from conftest import busgate_bin, wait_audit
-from kafka_env import KafkaWire, busgate_config, client_conf, oidc_token, unique, wait_until
+from kafka_env import (KAFKA_SSL, KafkaWire, busgate_config, client_conf,
+                       kafka_ssl_listener_configured, kafka_tls_ca, oidc_token, unique, wait_until)
 from test_amqp_tls import make_ca_and_leaf
 
 RULES = """    - name: tls-orders
@@ -209,3 +211,18 @@ def test_encrypted_private_key_is_refused_at_start(tmp_path):
     out = r.stdout + r.stderr
     assert r.returncode != 0, out
     assert f"kafka.tls cert/key: encrypted private keys are not supported ({key})" in out, out
+
+
+def test_startup_lines_say_tls(start_busgate, tmp_path):
+    """busgate run's start-up lines say which Kafka legs are TLS, and that
+    the upstream's certificate is not verified, in the AMQP adapter's words."""
+    assert kafka_ssl_listener_configured(), f"the test broker has no SASL_SSL listener ({KAFKA_SSL})"
+    cert, key = make_cert(tmp_path)
+    text, ports = busgate_config(tmp_path, RULES, security="sasl_ssl", upstream=[KAFKA_SSL],
+                                 upstream_tls={"ca": kafka_tls_ca(), "verify": False},
+                                 kafka_extra=f"  tls: {{cert: {cert}, key: {key}}}\n")
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    want = f"listening on 127.0.0.1:{ports['listen']} (TLS), upstream {KAFKA_SSL} (TLS, not verified)"
+    assert bg.wait_log(lambda l: l.get("msg") == want), bg.log_path.read_text()[-2000:]
+    assert bg.wait_log(lambda l: l.get("msg", "").startswith("serving upstream broker ")
+                       and l["msg"].endswith(" (TLS)"), timeout=20), bg.log_path.read_text()[-2000:]
