@@ -15,16 +15,19 @@ typedef struct ssl_st SSL;
 
 /* A server context for a client-facing listener from t (cert, key, and
  * client_ca: when set, clients must present a certificate it signed).
- * TLS 1.2 at least. what names the config key in errors ("amqp.tls").
- * Returns a context the caller frees with SSL_CTX_free, or NULL with err
- * set (the OpenSSL reason; never key material). Call at start-up. */
+ * TLS 1.2 at least; a peer's close without close_notify reads as a close.
+ * what names the config key in errors ("amqp.tls"). Returns a context the
+ * caller frees with SSL_CTX_free, or NULL with err set (the OpenSSL reason,
+ * or "encrypted private keys are not supported (FILE)": there is never a
+ * pass phrase prompt; never key material). Call at start-up. */
 SSL_CTX *bg_util_tls_server_ctx(const bg_config_tls_t *t, const char *what, char *err,
                                 size_t errlen);
 
 /* A client context for busgate's upstream connections from t: ca (or the
  * system's default paths), an optional client certificate (cert + key),
- * peer verification unless t->verify is 0. TLS 1.2 at least. Returns a
- * context the caller frees with SSL_CTX_free, or NULL with err set. */
+ * peer verification unless t->verify is 0. TLS 1.2 at least, closes as for
+ * bg_util_tls_server_ctx. Returns a context the caller frees with
+ * SSL_CTX_free, or NULL with err set (as bg_util_tls_server_ctx's). */
 SSL_CTX *bg_util_tls_client_ctx(const bg_config_tls_t *t, const char *what, char *err,
                                 size_t errlen);
 
