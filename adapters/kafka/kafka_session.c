@@ -1124,6 +1124,19 @@ static int bg_kafka__on_upstream_stream(void *arg, struct evbuffer *in, size_t n
     if (!pe || s->dead)
         return -1;
     int head = pe == TAILQ_FIRST(&s->q);
+    size_t queued = head ? evbuffer_get_length(pe->out) : 0;
+    /* Became the head mid-stream (what was ahead was answered meanwhile):
+     * its bytes queued so far go first. No answer comes that way today
+     * (an entry ahead is answered by the broker before this response or
+     * is ready at once), but a held one would. */
+    if (queued > 0) {
+        if (bg_util_bev_send(s->cli, pe->out, queued, !s->kw->g->client_tls) != 0) {
+            bg_kafka_session_close(s, 0, "cannot queue a response (out of memory)");
+            return -1;
+        }
+        bg_kafka__count_out(s, queued);
+        pe->bytes_out += queued;
+    }
     int rc = head ? bg_util_bev_send(s->cli, in, n, !s->kw->g->client_tls) /* as it arrives */
                   : (evbuffer_remove_buffer(in, pe->out, n) == (int)n ? 0 : -1);
     if (rc != 0) { /* the stream would lose its place in the upstream's bytes */
@@ -1148,6 +1161,7 @@ static int bg_kafka__on_upstream_splice_to(void *arg)
 {
     bg_kafka_session_t *s = arg;
     if (s->dead || !s->streaming || s->streaming != TAILQ_FIRST(&s->q) || s->kw->g->client_tls ||
+        evbuffer_get_length(s->streaming->out) != 0 ||
         evbuffer_get_length(bufferevent_get_output(s->cli)) != 0)
         return -1;
     return (int)bufferevent_getfd(s->cli);
