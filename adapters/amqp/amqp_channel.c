@@ -1401,6 +1401,16 @@ static int bg_amqp_chan__tracked(uint32_t id)
            id == AMQP_CONNECTION_CLOSE_METHOD;
 }
 
+/* A frame from the broker that must not reach the client (see
+ * bg_amqp_session_broker_error): the reason names its channel. */
+static void bg_amqp_chan__broker_error(bg_amqp_session_t *s, const bg_amqp_frame_t *f,
+                                       const char *why)
+{
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s (frame type %u, channel %u)", why, f->type, f->channel);
+    bg_amqp_session_broker_error(s, msg);
+}
+
 static int bg_amqp_chan__decode_up(bg_amqp_session_t *s, struct evbuffer *in,
                                    const bg_amqp_frame_t *f, size_t len, bg_amqp_method_t *m)
 {
@@ -1408,9 +1418,12 @@ static int bg_amqp_chan__decode_up(bg_amqp_session_t *s, struct evbuffer *in,
     bg_amqp_frame_t fr = *f;
     const char *why = NULL;
     fr.payload = p ? p + BG_AMQP_FRAME_HEADER_SIZE : NULL;
-    if (!p || bg_amqp_method_decode(&fr, NULL, &s->arena, m, &why) != BG_AMQP_OK) {
-        bg_amqp_session_close(s, BG_AMQP_CONNECTION_FORCED,
-                              "CONNECTION_FORCED - malformed frame from the broker", 0, 0);
+    if (!p) {
+        bg_amqp_session_kill(s, 0, "out of memory");
+        return -1;
+    }
+    if (bg_amqp_method_decode(&fr, NULL, &s->arena, m, &why) != BG_AMQP_OK) {
+        bg_amqp_chan__broker_error(s, f, why ? why : "undecodable method");
         return -1;
     }
     return 0;
@@ -1506,9 +1519,34 @@ static int bg_amqp_chan__close_unnamed(bg_amqp_session_t *s, uint16_t n, const b
     return bg_amqp_chan__to_client(s, &wr, rc) == 0 ? 1 : -1;
 }
 
+/* Logs the broker's connection.close at the head of in (its text as the
+ * client gets it) and keeps it for session_end. 0, or -1 when it cannot be
+ * decoded (the session closed). */
+static int bg_amqp_chan__note_up_close(bg_amqp_session_t *s, const bg_amqp_frame_t *f,
+                                       struct evbuffer *in, size_t len)
+{
+    bg_amqp_method_t m;
+    if (bg_amqp_chan__decode_up(s, in, f, len, &m) != 0)
+        return -1;
+    const amqp_connection_close_t *c = m.decoded;
+    const char *user = s->aw->g->cfg->amqp.upstream.username;
+    char text[512];
+    if (!user || !user[0] ||
+        !bg_amqp_reply_text_unnamed(c->reply_text.bytes, c->reply_text.len, user, text,
+                                    sizeof text))
+        snprintf(text, sizeof text, "%.*s", (int)c->reply_text.len,
+                 (const char *)c->reply_text.bytes);
+    uint16_t code = c->reply_code;
+    bg_amqp_arena_reset(&s->arena);
+    bg_amqp_session_broker_closed(s, code, text);
+    return 0;
+}
+
 static int bg_amqp_chan__up_connection_close(bg_amqp_session_t *s, const bg_amqp_frame_t *f,
                                              struct evbuffer *in, size_t len)
 {
+    if (bg_amqp_chan__note_up_close(s, f, in, len) != 0)
+        return -1;
     int unnamed = bg_amqp_chan__close_unnamed(s, 0, f, in, len);
     if (unnamed < 0)
         return -1;
@@ -1631,7 +1669,8 @@ static int bg_amqp_chan__down_content(bg_amqp_session_t *s, uint16_t n, bg_amqp_
     if (ch->down_expect == 1 && f->type == BG_AMQP_FRAME_HEADER) {
         uint8_t h[BG_AMQP_FRAME_HEADER_SIZE + 12];
         if (f->size < 12 || evbuffer_copyout(in, h, sizeof h) != (ev_ssize_t)sizeof h) {
-            ch->down_expect = 0;
+            bg_amqp_chan__broker_error(s, f, "content header too short");
+            return -1;
         } else {
             const uint8_t *p = h + BG_AMQP_FRAME_HEADER_SIZE + 4;
             uint64_t size = 0;
@@ -1659,6 +1698,15 @@ int bg_amqp_chan_upstream_frame(bg_amqp_session_t *s, struct evbuffer *in,
     uint16_t n = f->channel;
     uint32_t id = bg_amqp_chan__peek_id(in, f);
     bg_amqp_channel_t *ch = bg_amqp_chan__get(s, n, 0);
+    /* What RabbitMQ never sends (a channel the client never opened, content
+     * with no delivery, a method busgate does not know) would reach the
+     * client as if it were RabbitMQ's answer to something: not relayed. */
+    const char *why = NULL;
+    if (bg_amqp_validate_server_frame(f->type, n, id, ch && ch->up.state != BG_AMQP_LEG_CLOSED,
+                                      ch ? ch->down_expect : 0, &why) != BG_AMQP_OK) {
+        bg_amqp_chan__broker_error(s, f, why);
+        return -1;
+    }
     if (ch && (f->type == BG_AMQP_FRAME_HEADER || f->type == BG_AMQP_FRAME_BODY))
         return bg_amqp_chan__down_content(s, n, ch, f, in, frame_len);
     /* A delivery follows no client method: a reload that refused its

@@ -5,7 +5,8 @@
  * once open-ok arrived. It is an ordinary upstream connection
  * (bg_amqp_up_connect), so with amqp.upstream.tls it is TLS and verified
  * like every session's: a broker certificate that does not verify keeps
- * busgate not ready. */
+ * busgate not ready. A login that does not reach open-ok within the
+ * upstream's handshake deadline (15 s) fails too, and is retried. */
 #include <event2/event.h>
 #include <stdlib.h>
 
@@ -54,9 +55,11 @@ static int bg_amqp_probe__frame(void *arg, struct evbuffer *in, const bg_amqp_fr
     return -1; /* nothing is expected after open-ok */
 }
 
-static void bg_amqp_probe__failed(void *arg, const char *why)
+static void bg_amqp_probe__failed(void *arg, const char *where, const char *why)
 {
-    bg_amqp_probe__finish(arg, 0);
+    bg_amqp_probe_t *p = arg;
+    bg_log_warn("amqp", "upstream %s: %s", where, why);
+    bg_amqp_probe__finish(p, 0);
 }
 
 static const bg_amqp_up_cbs_t bg_amqp_probe__cbs = {

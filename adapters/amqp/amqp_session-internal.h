@@ -273,6 +273,15 @@ void bg_amqp_session_await_close_ok(bg_amqp_session_t *s);
  * CONNECTION_FORCED (or the broker's close) instead. A client that
  * disconnects meanwhile leaves the broker leg running until then. */
 void bg_amqp_session_await_upstream_close_ok(bg_amqp_session_t *s);
+/* The broker's connection.close (code, text: NUL-terminated, what the
+ * client got) is being relayed: logged once, with the broker's address, and
+ * kept for the session_end detail ("CODE TEXT (closed by the broker)"). */
+void bg_amqp_session_broker_closed(bg_amqp_session_t *s, uint16_t code, const char *text);
+/* A frame from the broker busgate will not relay (why: a short reason, no
+ * payload): logged once with the broker's address; the client gets
+ * connection.close 320 CONNECTION_FORCED - malformed frame from the broker,
+ * and session_end that text with why in parentheses. */
+void bg_amqp_session_broker_error(bg_amqp_session_t *s, const char *why);
 /* Starts busgate's own upstream connection (after the client authenticated). */
 int bg_amqp_session_connect_upstream(bg_amqp_session_t *s);
 /* Re-reads input after a stall or backpressure ended. */

@@ -26,6 +26,9 @@
 #define BG_AMQP_INPUT_SLACK (1u << 20) /* client input beyond one frame (read watermark) */
 #define BG_AMQP_LOW_WATER (1u << 20)
 #define BG_AMQP_CLOSE_WAIT_S 5 /* bound on waiting for a close-ok */
+/* What a client is told when the broker leg fails, whatever the cause. */
+#define BG_AMQP__UP_LOST "CONNECTION_FORCED - busgate lost its connection to the broker"
+#define BG_AMQP__UP_MALFORMED "CONNECTION_FORCED - malformed frame from the broker"
 
 int64_t bg_amqp_mono_ms(void)
 {
@@ -131,6 +134,15 @@ static void bg_amqp__log(bg_amqp_session_t *s, bg_log_level_t lvl, const char *m
 {
     bg_log_fields(lvl, "amqp", (bg_log_field_t[]){{"session", s->id}, {"peer", s->peer}}, 2, "%s",
                   msg);
+}
+
+/* A line about the broker leg: it also names the broker ("upstream"). */
+static void bg_amqp__log_up(bg_amqp_session_t *s, bg_log_level_t lvl, const char *msg)
+{
+    const char *where = s->up ? bg_amqp_up_where(s->up) : "";
+    bg_log_fields(lvl, "amqp",
+                  (bg_log_field_t[]){{"session", s->id}, {"peer", s->peer}, {"upstream", where}},
+                  3, "%s", msg);
 }
 
 /* ---- lifecycle ---- */
@@ -289,6 +301,26 @@ void bg_amqp_session_await_upstream_close_ok(bg_amqp_session_t *s)
     event_add(s->close_ev, &tv);
 }
 
+void bg_amqp_session_broker_closed(bg_amqp_session_t *s, uint16_t code, const char *text)
+{
+    char msg[400], detail[sizeof s->end_why];
+    snprintf(msg, sizeof msg, "the broker closed the connection: %u %s", code, text);
+    bg_amqp__log_up(s, BG_LOG_WARN, msg);
+    snprintf(detail, sizeof detail, "%u %.200s (closed by the broker)", code, text);
+    bg_amqp__ending(s, detail);
+}
+
+void bg_amqp_session_broker_error(bg_amqp_session_t *s, const char *why)
+{
+    char msg[400], detail[sizeof s->end_why];
+    snprintf(msg, sizeof msg, "malformed frame from the broker: %s", why);
+    bg_amqp__log_up(s, BG_LOG_WARN, msg);
+    snprintf(detail, sizeof detail, "%u %s (%.200s)", BG_AMQP_CONNECTION_FORCED,
+             BG_AMQP__UP_MALFORMED, why);
+    bg_amqp__ending(s, detail);
+    bg_amqp_session_close(s, BG_AMQP_CONNECTION_FORCED, BG_AMQP__UP_MALFORMED, 0, 0);
+}
+
 /* The end of a client-initiated close the broker confirmed: close-ok to the
  * client, then gone once it is written. */
 static void bg_amqp__finish_client_close(bg_amqp_session_t *s)
@@ -316,7 +348,7 @@ static void bg_amqp__close_unconfirmed(bg_amqp_session_t *s, const char *cause)
 {
     char why[320];
     snprintf(why, sizeof why, "the broker did not confirm the client's close: %s", cause);
-    bg_amqp__log(s, BG_LOG_WARN, why);
+    bg_amqp__log_up(s, BG_LOG_WARN, why);
     if (s->up)
         bg_amqp_up_detach(s->up);
     if (s->cli_gone) {
@@ -364,7 +396,7 @@ static void bg_amqp__on_close_timeout(evutil_socket_t fd, short what, void *arg)
          * tune or open-ok awaited: the client is told, as when the broker
          * connection is lost, rather than losing its socket, which clients
          * take for a refused login (pika: ProbableAuthenticationError). */
-        bg_amqp__log(s, BG_LOG_WARN, "handshake deadline: the broker did not answer busgate");
+        bg_amqp__log_up(s, BG_LOG_WARN, "handshake deadline: the broker did not answer busgate");
         if (s->up)
             bg_amqp_up_detach(s->up);
         bg_amqp_session_close(s, BG_AMQP_CONNECTION_FORCED,
@@ -852,13 +884,21 @@ static void bg_amqp__up_read_done(void *arg)
     bg_amqp__update_reading(s);
 }
 
-static void bg_amqp__up_failed(void *arg, const char *why)
+/* The broker leg failed (why: the upstream's reason). Logged here, once,
+ * with the session and the broker's address; why goes to the session_end
+ * detail, not to the client, whose reply text stays busgate's own. */
+static void bg_amqp__up_failed(void *arg, const char *where, const char *why)
 {
     bg_amqp_session_t *s = arg;
     if (s->dead)
         return;
     if (s->state == BG_AMQP_S_CLOSING) {
-        bg_amqp_session_kill(s, 1, NULL);
+        /* A close is with the client already (the broker's, relayed, or
+         * busgate's): the broker leg ending now is its expected end. The
+         * client's close-ok, or the close timeout, ends the session, as
+         * RabbitMQ itself waits for it; its socket is not cut first. */
+        if (s->up)
+            bg_amqp_up_detach(s->up);
         return;
     }
     if (s->state == BG_AMQP_S_CLOSING_UP) {
@@ -867,11 +907,16 @@ static void bg_amqp__up_failed(void *arg, const char *why)
         bg_amqp__close_unconfirmed(s, cause);
         return;
     }
-    char msg[200];
-    snprintf(msg, sizeof msg, "upstream connection lost: %s", why);
-    bg_amqp__log(s, BG_LOG_WARN, msg);
-    bg_amqp_session_close(s, BG_AMQP_CONNECTION_FORCED,
-                          "CONNECTION_FORCED - busgate lost its connection to the broker", 0, 0);
+    char msg[400];
+    char detail[sizeof s->end_why];
+    snprintf(msg, sizeof msg, "upstream connection lost: %s: %s", where, why);
+    bg_log_fields(BG_LOG_WARN, "amqp",
+                  (bg_log_field_t[]){{"session", s->id}, {"peer", s->peer}, {"upstream", where}},
+                  3, "%s", msg);
+    snprintf(detail, sizeof detail, "%u %s (%.200s)", BG_AMQP_CONNECTION_FORCED, BG_AMQP__UP_LOST,
+             why);
+    bg_amqp__ending(s, detail);
+    bg_amqp_session_close(s, BG_AMQP_CONNECTION_FORCED, BG_AMQP__UP_LOST, 0, 0);
 }
 
 static void bg_amqp__up_drained(void *arg) { bg_amqp_session_resume(arg); }

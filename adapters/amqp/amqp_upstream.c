@@ -13,12 +13,18 @@
 #include <time.h>
 
 #include "adapters/amqp/amqp_method.h"
+#include "adapters/amqp/amqp_validate.h"
 #include "broker/log.h"
 #include "broker/util_net.h"
 #include "broker/util_tls.h"
 
 #define BG_AMQP_UP_LOW_WATER (1u << 20)
 #define BG_AMQP_UP_CONNECT_TIMEOUT_S 10
+/* Connect to open-ok, whatever the broker sends meanwhile. Longer than a
+ * session's own handshake deadline (10 s from the client's connect, before
+ * this leg starts), which answers the client in its own words first: this
+ * one bounds the readiness probe, which has no other. */
+#define BG_AMQP_UP_HANDSHAKE_S 15
 
 typedef enum {
     BG_AMQP_UP_CONNECTING = 0,
@@ -34,6 +40,7 @@ struct bg_amqp_up_s {
     bg_amqp_global_t *g;
     struct bufferevent *bev;
     struct event *hb_ev;
+    struct event *hs_ev; /* the handshake deadline, until open-ok */
     bg_amqp_up_cbs_t cbs;
     void *arg;
     bg_amqp_up_state_t state;
@@ -53,6 +60,7 @@ static int64_t bg_amqp_up__now_ms(void)
 }
 
 int bg_amqp_up_is_ready(const bg_amqp_up_t *u) { return u->state == BG_AMQP_UP_READY; }
+const char *bg_amqp_up_where(const bg_amqp_up_t *u) { return u->where; }
 struct evbuffer *bg_amqp_up_output(bg_amqp_up_t *u) { return bufferevent_get_output(u->bev); }
 
 int bg_amqp_up_write_buffer(bg_amqp_up_t *u, struct evbuffer *src)
@@ -125,10 +133,11 @@ static void bg_amqp_up__fail(bg_amqp_up_t *u, const char *why)
     if (u->state == BG_AMQP_UP_FAILED)
         return;
     u->state = BG_AMQP_UP_FAILED;
-    bg_log_warn("amqp", "upstream %s: %s", u->where, why);
     if (u->hb_ev)
         event_del(u->hb_ev);
-    u->cbs.failed(u->arg, why);
+    if (u->hs_ev)
+        event_del(u->hs_ev);
+    u->cbs.failed(u->arg, u->where, why); /* logs it, with the session */
 }
 
 static int bg_amqp_up__write(bg_amqp_up_t *u, bg_wr_t *wr, int secret)
@@ -188,6 +197,7 @@ static int bg_amqp_up__on_handshake_method(bg_amqp_up_t *u, const bg_amqp_method
     }
     if (u->state == BG_AMQP_UP_OPEN && m->id == AMQP_CONNECTION_OPEN_OK_METHOD) {
         u->state = BG_AMQP_UP_READY;
+        event_del(u->hs_ev);
         atomic_store(&u->g->upstream_seen_ok, 1);
         u->cbs.ready(u->arg);
         return 0;
@@ -196,13 +206,28 @@ static int bg_amqp_up__on_handshake_method(bg_amqp_up_t *u, const bg_amqp_method
     return -1;
 }
 
+/* A heartbeat frame from the broker: dropped (this leg's heartbeat is
+ * busgate's own); one with a payload or on a channel other than 0 is a
+ * framing error, as on the client leg. 0, or -1 when u failed. */
+static int bg_amqp_up__heartbeat(bg_amqp_up_t *u, struct evbuffer *in, const bg_amqp_frame_t *f,
+                                 size_t frame_len)
+{
+    const char *why = NULL;
+    if (bg_amqp_validate_heartbeat(f->channel, f->size, &why) != BG_AMQP_OK) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "bad frame from the broker: %s", why);
+        bg_amqp_up__fail(u, msg);
+        return -1;
+    }
+    evbuffer_drain(in, frame_len);
+    return 0;
+}
+
 static int bg_amqp_up__on_handshake_frame(bg_amqp_up_t *u, struct evbuffer *in,
                                           bg_amqp_frame_t *f, size_t frame_len)
 {
-    if (f->type == BG_AMQP_FRAME_HEARTBEAT) {
-        evbuffer_drain(in, frame_len);
-        return 0;
-    }
+    if (f->type == BG_AMQP_FRAME_HEARTBEAT)
+        return bg_amqp_up__heartbeat(u, in, f, frame_len);
     const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)frame_len);
     const char *why = NULL;
     bg_amqp_method_t m;
@@ -245,7 +270,8 @@ static void bg_amqp_up__frames(bg_amqp_up_t *u, struct evbuffer *in)
             continue;
         }
         if (f.type == BG_AMQP_FRAME_HEARTBEAT) {
-            evbuffer_drain(in, len); /* this leg's heartbeat is busgate's own */
+            if (bg_amqp_up__heartbeat(u, in, &f, len) != 0)
+                return;
             continue;
         }
         if (u->cbs.frame(u->arg, in, &f, len) != 0)
@@ -281,7 +307,8 @@ int bg_amqp_up_tune_ok(bg_amqp_up_t *u, uint16_t channel_max, uint32_t frame_max
         struct timeval tv = {heartbeat > 1 ? heartbeat / 2 : 1, 0};
         event_add(u->hb_ev, &tv);
     }
-    /* The connect/handshake timeout no longer applies: heartbeats take over. */
+    /* The connect timeout no longer applies: heartbeats take over (and,
+     * until open-ok, the handshake deadline: hs_ev). */
     bufferevent_set_timeouts(u->bev, NULL, NULL);
     return 0;
 }
@@ -305,6 +332,23 @@ static void bg_amqp_up__on_heartbeat(evutil_socket_t fd, short what, void *arg)
     static const uint8_t hb[BG_AMQP_FRAME_OVERHEAD] = {BG_AMQP_FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0,
                                                         BG_AMQP_FRAME_END};
     evbuffer_add(bufferevent_get_output(u->bev), hb, sizeof hb);
+}
+
+/* No open-ok by the deadline: a broker that tunes and then says nothing
+ * would otherwise hold the connection for good (with heartbeat 0, as the
+ * readiness probe asks, no timeout is left on it). */
+static void bg_amqp_up__on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    bg_amqp_up_t *u = arg;
+    if (u->state == BG_AMQP_UP_READY || u->state == BG_AMQP_UP_FAILED)
+        return;
+    char why[96];
+    snprintf(why, sizeof why, "handshake not done within %d s (no %s from the broker)",
+             BG_AMQP_UP_HANDSHAKE_S,
+             u->state >= BG_AMQP_UP_TUNED  ? "connection.open-ok"
+             : u->state == BG_AMQP_UP_TUNE ? "connection.tune"
+                                           : "connection.start");
+    bg_amqp_up__fail(u, why);
 }
 
 static void bg_amqp_up__on_write(struct bufferevent *bev, void *arg)
@@ -354,7 +398,8 @@ bg_amqp_up_t *bg_amqp_up_connect(struct event_base *base, struct evdns_base *dns
     snprintf(u->where, sizeof u->where, "%s:%u", h->host, h->port);
     u->bev = bg_amqp_up__bev(base, g, h->host);
     u->hb_ev = event_new(base, -1, EV_PERSIST, bg_amqp_up__on_heartbeat, u);
-    if (!u->bev || !u->hb_ev) {
+    u->hs_ev = evtimer_new(base, bg_amqp_up__on_deadline, u);
+    if (!u->bev || !u->hb_ev || !u->hs_ev) {
         bg_amqp_up_free(u);
         return NULL;
     }
@@ -363,6 +408,8 @@ bg_amqp_up_t *bg_amqp_up_connect(struct event_base *base, struct evdns_base *dns
     bufferevent_set_max_single_read(u->bev, 256 * 1024);
     struct timeval tv = {BG_AMQP_UP_CONNECT_TIMEOUT_S, 0};
     bufferevent_set_timeouts(u->bev, &tv, &tv);
+    struct timeval hs = {BG_AMQP_UP_HANDSHAKE_S, 0};
+    event_add(u->hs_ev, &hs);
     bufferevent_enable(u->bev, EV_READ | EV_WRITE);
     /* The worker's evdns base resolves on the loop; a failed lookup reaches
      * on_event as BEV_EVENT_ERROR with the resolver's error. */
@@ -379,6 +426,8 @@ void bg_amqp_up_detach(bg_amqp_up_t *u)
     u->state = BG_AMQP_UP_FAILED;
     if (u->hb_ev)
         event_del(u->hb_ev);
+    if (u->hs_ev)
+        event_del(u->hs_ev);
     if (u->bev)
         bufferevent_disable(u->bev, EV_READ | EV_WRITE);
 }
@@ -389,6 +438,8 @@ void bg_amqp_up_free(bg_amqp_up_t *u)
         return;
     if (u->hb_ev)
         event_free(u->hb_ev);
+    if (u->hs_ev)
+        event_free(u->hs_ev);
     if (u->bev)
         bufferevent_free(u->bev);
     bg_amqp_arena_free(&u->arena);

@@ -44,8 +44,11 @@ typedef struct bg_amqp_up_cbs_s {
      * session writes what it staged for the client. Optional. */
     void (*read_done)(void *arg);
     /* The connection failed or closed (or the broker refused busgate's own
-     * login: why says so); the session must go. */
-    void (*failed)(void *arg, const char *why);
+     * login, or did not finish the handshake within 15 s: why says so); the
+     * session must go. where: "HOST:PORT". Not logged here: the callee logs
+     * it, once, with what it knows itself (the session). May run inside
+     * bg_amqp_up_connect, before it returned u. */
+    void (*failed)(void *arg, const char *where, const char *why);
     /* Output drained below the low watermark (resume reading the client). */
     void (*drained)(void *arg);
 } bg_amqp_up_cbs_t;
@@ -69,6 +72,8 @@ int bg_amqp_up_tune_ok(bg_amqp_up_t *u, uint16_t channel_max, uint32_t frame_max
 
 /* 1 after open-ok. */
 int bg_amqp_up_is_ready(const bg_amqp_up_t *u);
+/* "HOST:PORT" of the broker, for logs; valid while u lives. */
+const char *bg_amqp_up_where(const bg_amqp_up_t *u);
 /* The output buffer (append frames). */
 struct evbuffer *bg_amqp_up_output(bg_amqp_up_t *u);
 /* Moves all of src to the connection with bg_util_bev_send: written at once

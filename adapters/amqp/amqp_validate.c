@@ -328,6 +328,56 @@ int bg_amqp_validate_heartbeat(uint16_t channel, size_t len, const char **why)
     return status;
 }
 
+static int bg_amqp__no(const char **why, const char *reason, int status)
+{
+    *why = reason;
+    return status;
+}
+
+/* The rules of bg_amqp_validate_server_frame, one reason each. */
+static int bg_amqp__server_frame(uint8_t type, uint16_t channel, uint32_t id, int open,
+                                 int content, const char **why)
+{
+    if (type == BG_AMQP_FRAME_METHOD) {
+        const bg_amqp_method_info_t *info = bg_amqp_method_info(id);
+        if (!info || !(info->flags & BG_AMQP_M_SERVER))
+            return bg_amqp__no(why, "unknown method", BG_AMQP_ERR_UNKNOWN_METHOD);
+        if ((id >> 16 == 10) != (channel == 0))
+            return bg_amqp__no(why,
+                               channel ? "connection method on a channel other than 0"
+                                       : "channel method on channel 0",
+                               BG_AMQP_ERR_CHANNEL);
+        if (channel && !open)
+            return bg_amqp__no(why, "method on a channel that is not open", BG_AMQP_ERR_CHANNEL);
+        if (content)
+            return bg_amqp__no(why, "method frame in the middle of a content", BG_AMQP_ERR_FRAME);
+        return BG_AMQP_OK;
+    }
+    if (type != BG_AMQP_FRAME_HEADER && type != BG_AMQP_FRAME_BODY)
+        return bg_amqp__no(why, "unexpected frame type", BG_AMQP_ERR_FRAME);
+    if (channel == 0)
+        return bg_amqp__no(why, "content frame on channel 0", BG_AMQP_ERR_CHANNEL);
+    if (!open)
+        return bg_amqp__no(why, "content frame on a channel that is not open", BG_AMQP_ERR_CHANNEL);
+    if (content == 0)
+        return bg_amqp__no(why, "content frame with no delivery pending", BG_AMQP_ERR_FRAME);
+    if (type == BG_AMQP_FRAME_BODY && content == 1)
+        return bg_amqp__no(why, "content body before its header", BG_AMQP_ERR_FRAME);
+    if (type == BG_AMQP_FRAME_HEADER && content == 2)
+        return bg_amqp__no(why, "content header in the middle of a body", BG_AMQP_ERR_FRAME);
+    return BG_AMQP_OK;
+}
+
+int bg_amqp_validate_server_frame(uint8_t type, uint16_t channel, uint32_t id, int open,
+                                  int content, const char **why)
+{
+    const char *reason = NULL;
+    int status = bg_amqp__server_frame(type, channel, id, open, content, &reason);
+    if (why)
+        *why = reason;
+    return status;
+}
+
 int bg_amqp_validate_table_body(const uint8_t *p, size_t len, const bg_amqp_limits_t *lim,
                                 const char **why)
 {

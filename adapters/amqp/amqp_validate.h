@@ -74,6 +74,20 @@ int bg_amqp_validate_header(uint16_t channel, const uint8_t *p, size_t len,
 int bg_amqp_validate_heartbeat(uint16_t channel, size_t len, const char **why)
     __attribute__((warn_unused_result));
 
+/* Whether the broker may send a frame of this type now, on a connection
+ * past its handshake (heartbeats aside: bg_amqp_validate_heartbeat). id:
+ * a method frame's class and method (0 when it has fewer than 4 bytes);
+ * open: channel is open on the broker leg (its channel.open went up, and
+ * its close has not been confirmed); content: the channel's delivery, get-ok
+ * or return in progress, 0 none, 1 content header next, 2 body frames
+ * next. Refused: a method busgate does not know or a client's, a
+ * connection method on a channel or another on channel 0, a frame on a
+ * channel that is not open, content with no such command or out of order
+ * (UNKNOWN_METHOD, CHANNEL, FRAME with *why). Pure. */
+int bg_amqp_validate_server_frame(uint8_t type, uint16_t channel, uint32_t id, int open,
+                                  int content, const char **why)
+    __attribute__((warn_unused_result));
+
 /* A basic-class property list: flags word(s) + properties, exactly filling
  * p[0..len) (the props slice of bg_amqp_content_header_t). Errors:
  * TRUNCATED, TRAILING, MALFORMED (continuation/reserved flag), LIMIT. */

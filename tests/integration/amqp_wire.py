@@ -240,14 +240,16 @@ class FakeRabbitConn(Raw):
 
 class FakeRabbit:
     """Listens on 127.0.0.1:port (from free_port). busgate's readiness
-    probe is logged in and let go; each connection busgate makes for a
+    probe is logged in and let go (or handed to probe(conn), when given,
+    after its start-ok); each connection busgate makes for a
     client session is handed to script(conn), a FakeRabbitConn after its
     start-ok, on a thread of its own, and queued in conns. An exception in
     a script is kept in conn.error (the test sees busgate's side of it);
     conn.done is set when the script returns."""
 
-    def __init__(self, script):
+    def __init__(self, script, probe=None):
         self.script = script
+        self.probe = probe  # None: the readiness probe's connections are answered in full
         self.port = free_port()
         self.srv = socket.socket()
         # A small receive buffer: what busgate sends while a script does not
@@ -283,6 +285,9 @@ class FakeRabbit:
         try:
             conn.read_login()
             if not conn.for_session():
+                if self.probe:
+                    self.probe(conn)
+                    return
                 conn.answer_handshake()
                 conn.eof(30.0)
                 return

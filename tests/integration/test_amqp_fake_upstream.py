@@ -13,8 +13,9 @@ import pika.exceptions as pex
 import pytest
 
 from amqp_env import Issuer, audit_events, busgate_config, connect, rule, wait_audit
-from amqp_wire import (FakeRabbit, connection_close, expect_connection_close, frame, handshake,
-                       header, login, ls, method, open_channel, publish, ss)
+from amqp_wire import (FakeRabbit, close_args, connection_close, expect_connection_close, frame,
+                       handshake, header, login, ls, method, open_channel, publish, ss)
+from conftest import http_get
 
 ALL = ["read", "write", "create", "delete", "describe"]
 POLICY = (rule("fake-all", ["group:apps"], ["amqp:queue:fk.*", "amqp:exchange:fk.*"], ALL)
@@ -30,8 +31,8 @@ NO_ANSWER = "CONNECTION_FORCED - broker did not answer"
 def fake_rabbit():
     fakes = []
 
-    def make(script):
-        fakes.append(FakeRabbit(script))
+    def make(script, probe=None):
+        fakes.append(FakeRabbit(script, probe))
         return fakes[-1]
     yield make
     for f in fakes:
@@ -281,3 +282,222 @@ def test_broker_without_open_ok_closes_the_client_with_320(start_busgate, tmp_pa
     finally:
         r.close()
     assert session_end(ports) == "320 " + NO_ANSWER
+
+
+# ---- the broker leg ending or misbehaving while the session runs ----
+
+MALFORMED = "CONNECTION_FORCED - malformed frame from the broker"
+LOST = "CONNECTION_FORCED - busgate lost its connection to the broker"
+
+
+def deliver(ch, tag="ctag"):
+    return method(ch, 60, 60, ss(tag) + struct.pack(">Q", 1) + b"\x00" + ss("") + ss("fk.q"))
+
+
+def running(start_busgate, tmp_path, fake_rabbit, after_open, *, caps=(), heartbeat=None):
+    """A client with channel 1 open through busgate; the broker runs
+    after_open(up) once it answered that channel.open. Returns (bg, ports,
+    the client's Raw, the broker's port)."""
+    opened = threading.Event()
+
+    def script(up):
+        up.answer_handshake(tune=(2047, 131072, heartbeat or 0))
+        up.expect(1, (20, 10))
+        up.send(method(1, 20, 11, ls("")))
+        opened.wait(20)
+        after_open(up)
+    fake = fake_rabbit(script)
+    issuer = Issuer(tmp_path / "keys")
+    text, ports = busgate_config(tmp_path, issuer, POLICY, rabbit_port=fake.port,
+                                 heartbeat=heartbeat)
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    r, _ = handshake(ports["listen"], issuer.mint("alice", ["apps"]), caps=caps)
+    open_channel(r, 1)
+    opened.set()
+    return bg, ports, r, fake
+
+
+def warns(bg, needle):
+    return [l for l in bg.log_lines() if l.get("level") == "warn" and needle in l.get("msg", "")]
+
+
+def test_broker_closes_a_running_connection(start_busgate, tmp_path, fake_rabbit):
+    """RabbitMQ closes a running connection (an operator's forced close):
+    the client gets its close; busgate logs it once, naming the broker, and
+    session_end says so. The broker hangs up right after busgate's close-ok:
+    busgate still waits for the client's close-ok, as RabbitMQ would, rather
+    than cutting the client's socket."""
+    hung_up = threading.Event()
+
+    def broker(up):
+        up.send(connection_close(320, "CONNECTION_FORCED - Closed via management plugin"))
+        up.expect(0, (10, 51))
+        up.s.close()
+        hung_up.set()
+    bg, ports, r, fake = running(start_busgate, tmp_path, fake_rabbit, broker)
+    try:
+        code, text, _, _ = close_args(r.expect(0, (10, 50)))
+        assert (code, text) == (320, "CONNECTION_FORCED - Closed via management plugin")
+        assert hung_up.wait(10)
+        # busgate sees the broker's EOF, and the client's socket stays open
+        # (bounded: the close wait is 5 s).
+        assert not r.eof(1.5), "the client's socket was closed before its close-ok"
+        r.send(method(0, 10, 51))
+        assert r.eof(7.0)
+    finally:
+        r.close()
+    assert session_end(ports) == ("320 CONNECTION_FORCED - Closed via management plugin "
+                                  "(closed by the broker)")
+    lines = warns(bg, "Closed via management plugin")
+    assert [l["msg"] for l in lines] == [
+        "the broker closed the connection: 320 CONNECTION_FORCED - Closed via management plugin"
+    ], lines
+    assert lines[0]["upstream"] == f"127.0.0.1:{fake.port}" and lines[0].get("session"), lines
+    assert not warns(bg, "closed by the broker"), bg.log_path.read_text()[-2000:]
+
+
+# What the broker sends after channel 1 is open -> the start of session_end's reason.
+BROKER_NONSENSE = {
+    "deliver on a channel never opened": (
+        deliver(5) + header(5, 3) + frame(3, 5, b"abc"), MALFORMED,
+        "method on a channel that is not open (frame type 1, channel 5)"),
+    "channel.close on a channel never opened": (
+        method(7, 20, 40, struct.pack(">H", 404) + ss("NOT_FOUND") + struct.pack(">HH", 50, 10)),
+        MALFORMED, "method on a channel that is not open (frame type 1, channel 7)"),
+    "content with no delivery": (
+        header(1, 3) + frame(3, 1, b"abc"), MALFORMED,
+        "content frame with no delivery pending (frame type 2, channel 1)"),
+    "unknown method on channel 0": (
+        method(0, 99, 1, b"xyz"), MALFORMED, "unknown method (frame type 1, channel 0)"),
+    "unknown method on channel 1": (
+        method(1, 99, 1, b"xyz"), MALFORMED, "unknown method (frame type 1, channel 1)"),
+    "heartbeat with a payload": (
+        frame(8, 0, b"junk"), LOST, "bad frame from the broker: heartbeat with a payload"),
+    "heartbeat on channel 1": (
+        frame(8, 1, b""), LOST, "bad frame from the broker: heartbeat on a non-zero channel"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKER_NONSENSE))
+def test_broker_frames_that_fit_no_state_are_not_relayed(start_busgate, tmp_path, fake_rabbit,
+                                                         case):
+    """Frames RabbitMQ never sends (on a channel the client never opened,
+    content with no delivery, a method busgate does not know, a heartbeat
+    with a payload or on a channel) would reach the client as if they
+    answered something it did. The client gets connection.close 320 and
+    nothing of them; the log and session_end say what came."""
+    send, reply, why = BROKER_NONSENSE[case]
+
+    def broker(up):
+        up.send(send)
+        up.eof(15)
+    bg, ports, r, fake = running(start_busgate, tmp_path, fake_rabbit, broker)
+    try:
+        ch, mid, args = r.method()
+        assert (ch, mid) == (0, (10, 50)), (ch, mid, args)
+        assert close_args(args)[:2] == (320, reply)
+        r.send(method(0, 10, 51))
+        assert r.eof(7.0)
+    finally:
+        r.close()
+    assert session_end(ports) == f"320 {reply} ({why})"
+    lines = warns(bg, why)
+    assert len(lines) == 1 and lines[0]["upstream"] == f"127.0.0.1:{fake.port}", lines
+
+
+def test_broker_frames_the_client_expects_are_relayed(start_busgate, tmp_path, fake_rabbit):
+    """What RabbitMQ sends unasked is relayed as it is: basic.return with
+    its content, confirms (ack, nack), a consumer cancel, channel.flow,
+    connection.blocked and unblocked; and, on a channel the client is
+    closing, the delivery RabbitMQ sent before it saw the close is dropped
+    and its close-ok reaches the client (no 320)."""
+    unasked = [
+        method(1, 60, 50, struct.pack(">H", 312) + ss("NO_ROUTE") + ss("fk.x") + ss("rk"))
+        + header(1, 2) + frame(3, 1, b"hi"),
+        method(1, 60, 80, struct.pack(">Q", 1) + b"\x00"),
+        method(1, 60, 120, struct.pack(">Q", 2) + b"\x00"),
+        method(1, 60, 30, ss("gone") + b"\x01"),
+        method(1, 20, 20, b"\x01"),
+        method(0, 10, 60, ss("low on memory")),
+        method(0, 10, 61),
+    ]
+
+    def broker(up):
+        up.send(b"".join(unasked))
+        up.expect(1, (20, 40))  # the client's channel.close
+        up.send(deliver(1) + header(1, 3) + frame(3, 1, b"abc") + method(1, 20, 41))
+        assert up.serve()[0] == 200
+        up.send(method(0, 10, 51))
+    bg, ports, r, fake = running(start_busgate, tmp_path, fake_rabbit, broker,
+                                 caps=["consumer_cancel_notify", "connection.blocked"])
+    try:
+        got = [r.frame() for _ in range(9)]
+        want = [(1, 1, (60, 50)), (2, 1, None), (3, 1, None), (1, 1, (60, 80)),
+                (1, 1, (60, 120)), (1, 1, (60, 30)), (1, 1, (20, 20)), (1, 0, (10, 60)),
+                (1, 0, (10, 61))]
+        assert [(t, c, struct.unpack(">HH", p[:4]) if t == 1 else None) for t, c, p in got] == want
+        r.send(method(1, 20, 40, struct.pack(">H", 200) + ss("bye") + struct.pack(">HH", 0, 0)))
+        r.expect(1, (20, 41))
+        r.send(CLIENT_CLOSE)
+        r.expect(0, (10, 51))
+    finally:
+        r.close()
+    up = fake.next_conn()
+    assert up.done.wait(10) and up.error is None, up.error
+    assert session_end(ports) == "client closed the connection"
+
+
+@pytest.mark.parametrize("how", ["missed heartbeats", "closed by the broker"])
+def test_broker_connection_lost_logged_once(start_busgate, tmp_path, fake_rabbit, how):
+    """The broker leg lost while the session runs: one warn line, with the
+    session, the broker's address and the cause; the client gets busgate's
+    usual 320, and session_end the cause too."""
+    def broker(up):
+        if how == "missed heartbeats":
+            up.eof(30)  # reads busgate's heartbeats, sends none
+        else:
+            up.send(deliver(1) + header(1, 100000) + frame(3, 1, b"y" * 50000))
+            up.s.close()
+    bg, ports, r, fake = running(start_busgate, tmp_path, fake_rabbit, broker,
+                                 heartbeat=2 if how == "missed heartbeats" else None)
+    try:
+        while True:  # the delivery's first frames, then the close
+            typ, ch, p = r.frame(15)
+            if typ == 1 and ch == 0:
+                break
+        assert struct.unpack(">HH", p[:4]) == (10, 50)
+        assert close_args(p[4:])[:2] == (320, LOST)
+        r.send(method(0, 10, 51))
+        assert r.eof(7.0)
+    finally:
+        r.close()
+    assert session_end(ports) == f"320 {LOST} ({how})"
+    lines = warns(bg, how)
+    assert [l["msg"] for l in lines] == [
+        f"upstream connection lost: 127.0.0.1:{fake.port}: {how}"], lines
+    assert lines[0].get("session") and lines[0]["upstream"] == f"127.0.0.1:{fake.port}", lines
+
+
+@pytest.mark.single_build
+def test_probe_retries_a_broker_that_never_sends_open_ok(start_busgate, tmp_path, fake_rabbit):
+    """The readiness probe's first login: the broker tunes, reads tune-ok
+    and open, then says nothing (no open-ok, no FIN). The login fails at the
+    upstream's handshake deadline (15 s) and the probe retries; the next one
+    is answered, and busgate becomes ready."""
+    probes = []
+
+    def probe(conn):
+        probes.append(conn)
+        conn.answer_handshake(open_ok=len(probes) > 1)
+        conn.eof(60)
+    fake = fake_rabbit(lambda up: up.eof(30), probe=probe)
+    issuer = Issuer(tmp_path / "keys")
+    text, ports = busgate_config(tmp_path, issuer, POLICY, rabbit_port=fake.port)
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    assert bg.wait_log(lambda l: l["msg"] == f"upstream 127.0.0.1:{fake.port}: handshake not "
+                       "done within 15 s (no connection.open-ok from the broker)", timeout=25), \
+        bg.log_path.read_text()[-2000:]
+    assert bg.wait_log(lambda l: l["msg"] == "upstream login with busgate's credential works",
+                       timeout=15), bg.log_path.read_text()[-2000:]
+    assert http_get(f"http://127.0.0.1:{ports['admin']}/readyz")[0] == 200
+    assert len(probes) == 2

@@ -2388,6 +2388,95 @@ static void test_upstream_connection_close(void **state)
     assert_int_equal(c->f.awaiting_close_ok, 1);
 }
 
+/* The broker's close is noted for the log and session_end, its text as the
+ * client gets it. */
+static void test_upstream_connection_close_noted(void **state)
+{
+    ctx_t *c = *state;
+    amqp_connection_close_t cl = {320, t_str("CONNECTION_FORCED - Closed via management plugin"),
+                                  0, 0};
+    assert_int_equal(up(c, 0, AMQP_CONNECTION_CLOSE_METHOD, &cl), -1);
+    assert_int_equal(c->f.broker_close_code, 320);
+    assert_string_equal(c->f.broker_close_text, "CONNECTION_FORCED - Closed via management plugin");
+    expect_method(c, CLI(c), 0, AMQP_CONNECTION_CLOSE_METHOD);
+}
+
+/* A frame from the broker that fits no state busgate tracks is not
+ * relayed: the client gets 320 "malformed frame from the broker", as for a
+ * method busgate cannot decode. One case per kind. */
+static void t_broker_error(ctx_t *c, const char *why)
+{
+    assert_int_equal(c->f.closed, 1);
+    assert_int_equal(c->f.close_code, 320);
+    assert_string_equal(c->f.close_text, "CONNECTION_FORCED - malformed frame from the broker");
+    if (strncmp(c->f.broker_error, why, strlen(why)) != 0)
+        fail_msg("broker error '%s', expected '%s...'", c->f.broker_error, why);
+    expect_nothing(CLI(c));
+}
+
+static void test_upstream_deliver_on_unopened_channel(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    amqp_basic_deliver_t d = {t_str("ctag"), 1, 0, t_str(""), t_str("fk.q")};
+    assert_int_equal(up(c, 5, AMQP_BASIC_DELIVER_METHOD, &d), -1);
+    t_broker_error(c, "method on a channel that is not open (frame type 1, channel 5)");
+}
+
+static void test_upstream_channel_close_on_unopened_channel(void **state)
+{
+    ctx_t *c = *state;
+    amqp_channel_close_t cl = {404, t_str("NOT_FOUND"), 50, 10};
+    assert_int_equal(up(c, 7, AMQP_CHANNEL_CLOSE_METHOD, &cl), -1);
+    t_broker_error(c, "method on a channel that is not open");
+}
+
+/* The channel was open and both legs closed (the client's close, confirmed):
+ * RabbitMQ sends nothing more on it. */
+static void test_upstream_frame_after_channel_closed(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 2);
+    amqp_channel_close_t cl = {200, t_str("bye"), 0, 0};
+    assert_int_equal(cli(c, 2, AMQP_CHANNEL_CLOSE_METHOD, &cl), 1);
+    expect_method(c, UP(c), 2, AMQP_CHANNEL_CLOSE_METHOD);
+    assert_int_equal(up(c, 2, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
+    expect_method(c, CLI(c), 2, AMQP_CHANNEL_CLOSE_OK_METHOD);
+    amqp_basic_ack_t a = {1, 0};
+    assert_int_equal(up(c, 2, AMQP_BASIC_ACK_METHOD, &a), -1);
+    t_broker_error(c, "method on a channel that is not open");
+}
+
+static void test_upstream_content_without_delivery(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    t_header(&c->wr, 1, 3);
+    assert_int_equal(t_up_wr(&c->f, &c->wr), -1);
+    t_broker_error(c, "content frame with no delivery pending (frame type 2, channel 1)");
+}
+
+static void test_upstream_body_before_header(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    amqp_basic_deliver_t d = {t_str("ctag"), 1, 0, t_str(""), t_str("ok.q")};
+    assert_int_equal(up(c, 1, AMQP_BASIC_DELIVER_METHOD, &d), 0);
+    expect_method(c, CLI(c), 1, AMQP_BASIC_DELIVER_METHOD);
+    t_body(&c->wr, 1, "abc", 3);
+    assert_int_equal(t_up_wr(&c->f, &c->wr), -1);
+    t_broker_error(c, "content body before its header");
+}
+
+static void test_upstream_unknown_method(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    static const uint8_t unknown[] = {1, 0, 1, 0, 0, 0, 7, 0, 99, 0, 1, 'x', 'y', 'z', 0xCE};
+    assert_int_equal(t_up(&c->f, unknown, sizeof unknown), -1);
+    t_broker_error(c, "unknown method (frame type 1, channel 1)");
+}
+
 /* Whether the bytes b are the text want. */
 static int t_text_is(amqp_bytes_t b, const char *want)
 {
@@ -2651,6 +2740,13 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_server_cancel_without_capability, setup_nocaps,
                                         teardown),
         T(test_upstream_connection_close),
+        T(test_upstream_connection_close_noted),
+        T(test_upstream_deliver_on_unopened_channel),
+        T(test_upstream_channel_close_on_unopened_channel),
+        T(test_upstream_frame_after_channel_closed),
+        T(test_upstream_content_without_delivery),
+        T(test_upstream_body_before_header),
+        T(test_upstream_unknown_method),
         T(test_upstream_user_unnamed_in_closes),
         T(test_client_connection_close),
         T(test_update_secret_while_running),

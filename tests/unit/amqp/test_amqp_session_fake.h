@@ -42,6 +42,9 @@ typedef struct t_fake_s {
     int closed; /* bg_amqp_session_close calls that took effect */
     uint16_t close_code, close_class, close_method;
     char close_text[256];
+    char broker_error[160];       /* the last bg_amqp_session_broker_error's why */
+    uint16_t broker_close_code;   /* the last bg_amqp_session_broker_closed */
+    char broker_close_text[512];
     int awaiting_close_ok, resumes, decisions, update_secrets;
     uint16_t limit_code;    /* the last bg_amqp_audit_limit: its code, method, resource */
     uint32_t limit_method;
@@ -105,6 +108,21 @@ void bg_amqp_session_close(bg_amqp_session_t *s, uint16_t code, const char *text
     t_cur->close_method = method_id;
     snprintf(t_cur->close_text, sizeof t_cur->close_text, "%s", text);
     s->state = BG_AMQP_S_CLOSING;
+}
+
+/* As the real one, minus the log and the session_end detail. */
+void bg_amqp_session_broker_error(bg_amqp_session_t *s, const char *why)
+{
+    snprintf(t_cur->broker_error, sizeof t_cur->broker_error, "%s", why);
+    bg_amqp_session_close(s, BG_AMQP_CONNECTION_FORCED,
+                          "CONNECTION_FORCED - malformed frame from the broker", 0, 0);
+}
+
+void bg_amqp_session_broker_closed(bg_amqp_session_t *s, uint16_t code, const char *text)
+{
+    (void)s;
+    t_cur->broker_close_code = code;
+    snprintf(t_cur->broker_close_text, sizeof t_cur->broker_close_text, "%s", text);
 }
 
 void bg_amqp_session_await_close_ok(bg_amqp_session_t *s)

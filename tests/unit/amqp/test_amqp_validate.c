@@ -473,6 +473,66 @@ static void test_body_on_channel_0(void **state)
     assert_int_equal(bg_amqp_validate_frame(&f, NULL, NULL), BG_AMQP_OK);
 }
 
+/* What the broker may send past the handshake: a table of frames, each
+ * with the channel's state, and the answer. */
+static void test_server_frames(void **state)
+{
+    enum { M = BG_AMQP_FRAME_METHOD, H = BG_AMQP_FRAME_HEADER, B = BG_AMQP_FRAME_BODY };
+    static const struct {
+        uint8_t type;
+        uint16_t channel;
+        uint32_t id;
+        int open, content, want;
+        const char *why;
+    } cases[] = {
+        /* allowed */
+        {M, 0, AMQP_CONNECTION_CLOSE_METHOD, 0, 0, BG_AMQP_OK, NULL},
+        {M, 0, AMQP_CONNECTION_BLOCKED_METHOD, 0, 0, BG_AMQP_OK, NULL},
+        {M, 1, AMQP_BASIC_DELIVER_METHOD, 1, 0, BG_AMQP_OK, NULL},
+        {M, 1, AMQP_BASIC_RETURN_METHOD, 1, 0, BG_AMQP_OK, NULL},
+        {M, 1, AMQP_BASIC_ACK_METHOD, 1, 0, BG_AMQP_OK, NULL},
+        {M, 1, AMQP_BASIC_NACK_METHOD, 1, 0, BG_AMQP_OK, NULL},
+        {M, 1, AMQP_BASIC_CANCEL_METHOD, 1, 0, BG_AMQP_OK, NULL},
+        {M, 1, AMQP_CHANNEL_FLOW_METHOD, 1, 0, BG_AMQP_OK, NULL},
+        {M, 1, AMQP_CHANNEL_CLOSE_METHOD, 1, 0, BG_AMQP_OK, NULL},
+        {H, 1, 0, 1, 1, BG_AMQP_OK, NULL},
+        {B, 1, 0, 1, 2, BG_AMQP_OK, NULL},
+        /* refused */
+        {M, 0, BG_AMQP_METHOD_ID(99, 1), 0, 0, BG_AMQP_ERR_UNKNOWN_METHOD, "unknown method"},
+        {M, 1, BG_AMQP_METHOD_ID(99, 1), 1, 0, BG_AMQP_ERR_UNKNOWN_METHOD, "unknown method"},
+        {M, 1, 0, 1, 0, BG_AMQP_ERR_UNKNOWN_METHOD, "unknown method"}, /* under 4 bytes */
+        {M, 1, AMQP_BASIC_PUBLISH_METHOD, 1, 0, BG_AMQP_ERR_UNKNOWN_METHOD, "unknown method"},
+        {M, 0, AMQP_BASIC_DELIVER_METHOD, 0, 0, BG_AMQP_ERR_CHANNEL,
+         "channel method on channel 0"},
+        {M, 1, AMQP_CONNECTION_CLOSE_METHOD, 1, 0, BG_AMQP_ERR_CHANNEL,
+         "connection method on a channel other than 0"},
+        {M, 5, AMQP_BASIC_DELIVER_METHOD, 0, 0, BG_AMQP_ERR_CHANNEL,
+         "method on a channel that is not open"},
+        {M, 7, AMQP_CHANNEL_CLOSE_METHOD, 0, 0, BG_AMQP_ERR_CHANNEL,
+         "method on a channel that is not open"},
+        {M, 1, AMQP_BASIC_ACK_METHOD, 1, 2, BG_AMQP_ERR_FRAME,
+         "method frame in the middle of a content"},
+        {H, 0, 0, 0, 0, BG_AMQP_ERR_CHANNEL, "content frame on channel 0"},
+        {H, 5, 0, 0, 0, BG_AMQP_ERR_CHANNEL, "content frame on a channel that is not open"},
+        {H, 1, 0, 1, 0, BG_AMQP_ERR_FRAME, "content frame with no delivery pending"},
+        {B, 1, 0, 1, 0, BG_AMQP_ERR_FRAME, "content frame with no delivery pending"},
+        {B, 1, 0, 1, 1, BG_AMQP_ERR_FRAME, "content body before its header"},
+        {H, 1, 0, 1, 2, BG_AMQP_ERR_FRAME, "content header in the middle of a body"},
+        {BG_AMQP_FRAME_HEARTBEAT, 0, 0, 0, 0, BG_AMQP_ERR_FRAME, "unexpected frame type"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const char *why = "unset";
+        int rc = bg_amqp_validate_server_frame(cases[i].type, cases[i].channel, cases[i].id,
+                                               cases[i].open, cases[i].content, &why);
+        if (rc != cases[i].want)
+            fail_msg("case %zu: %d, expected %d (%s)", i, rc, cases[i].want, why ? why : "-");
+        if (cases[i].why)
+            assert_string_equal(why, cases[i].why);
+        else
+            assert_null(why);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -504,6 +564,7 @@ int main(void)
         cmocka_unit_test(test_heartbeat_with_payload),
         cmocka_unit_test(test_heartbeat_on_channel),
         cmocka_unit_test(test_body_on_channel_0),
+        cmocka_unit_test(test_server_frames),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
