@@ -24,6 +24,17 @@ void bg_util_nodelay(int fd)
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
 }
 
+const char *bg_util_bev_connect(struct bufferevent *bev, struct evdns_base *dns, const char *host,
+                                unsigned port)
+{
+    if (port == 0 || port > 65535)
+        return "port 0 cannot be dialled";
+    errno = 0;
+    if (bufferevent_socket_connect_hostname(bev, dns, AF_UNSPEC, host, (int)port) == 0)
+        return NULL;
+    return errno ? strerror(errno) : "libevent refused the address";
+}
+
 void bg_util_keepalive(int fd)
 {
     int one = 1;

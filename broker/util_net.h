@@ -50,6 +50,16 @@ struct evbuffer;
 #define BG_UTIL_SEND_COPY_MAX 2048
 int bg_util_bev_send(struct bufferevent *bev, struct evbuffer *src, size_t n, int plain);
 
+struct evdns_base;
+/* Starts a bufferevent's connection to host:port with libevent's resolver
+ * (bufferevent_socket_connect_hostname; the name lookup first, unless
+ * numeric). NULL when it started: a failure after that reaches the event
+ * callback. Else why it could not start: port 0, the system's error, or
+ * "libevent refused the address" (libevent 2.1 refuses an address family
+ * or a port it cannot dial without setting errno). */
+const char *bg_util_bev_connect(struct bufferevent *bev, struct evdns_base *dns, const char *host,
+                                unsigned port);
+
 struct evconnlistener;
 struct event;
 struct event_base;

@@ -363,6 +363,7 @@ static void bg_amqp_up__on_event(struct bufferevent *bev, short what, void *arg)
     bg_amqp_up_t *u = arg;
     if (what & BEV_EVENT_CONNECTED) {
         bg_util_nodelay(bufferevent_getfd(bev));
+        bg_util_keepalive(bufferevent_getfd(bev));
         u->last_recv_ms = bg_amqp_up__now_ms();
         u->state = BG_AMQP_UP_START;
         if (evbuffer_add(bufferevent_get_output(bev), BG_AMQP_PROTOCOL_HEADER,
@@ -413,8 +414,9 @@ bg_amqp_up_t *bg_amqp_up_connect(struct event_base *base, struct evdns_base *dns
     bufferevent_enable(u->bev, EV_READ | EV_WRITE);
     /* The worker's evdns base resolves on the loop; a failed lookup reaches
      * on_event as BEV_EVENT_ERROR with the resolver's error. */
-    if (bufferevent_socket_connect_hostname(u->bev, dns, AF_UNSPEC, h->host, h->port) != 0) {
-        bg_log_warn("amqp", "upstream %s: cannot connect", u->where);
+    const char *fail = bg_util_bev_connect(u->bev, dns, h->host, h->port);
+    if (fail) {
+        bg_log_warn("amqp", "upstream %s: cannot connect: %s", u->where, fail);
         bg_amqp_up_free(u);
         return NULL;
     }

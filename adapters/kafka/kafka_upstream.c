@@ -735,21 +735,6 @@ static struct bufferevent *bg_kafka_up__bev(struct event_base *base, bg_kafka_gl
                                     g->cfg->kafka.upstream.tls.verify);
 }
 
-/* Starts the connection (the name lookup first, unless numeric). NULL, or
- * why it could not start. libevent 2.1 refuses only an address family or
- * a port it cannot dial, without errno; anything else fails later, through
- * on_event. */
-static const char *bg_kafka_up__start_connect(bg_kafka_up_t *u, struct evdns_base *dns,
-                                              const char *host, uint16_t port)
-{
-    if (port == 0)
-        return "port 0 cannot be dialled";
-    errno = 0;
-    if (bufferevent_socket_connect_hostname(u->bev, dns, AF_UNSPEC, host, port) == 0)
-        return NULL;
-    return errno ? strerror(errno) : "libevent refused the address";
-}
-
 bg_kafka_up_t *bg_kafka_up_connect(struct event_base *base, struct evdns_base *dns,
                                    bg_kafka_global_t *g, int32_t node_id,
                                    const bg_kafka_up_cbs_t *cbs, void *arg, char *why, size_t cap)
@@ -793,7 +778,7 @@ bg_kafka_up_t *bg_kafka_up_connect(struct event_base *base, struct evdns_base *d
     /* With the worker's evdns base the lookup runs on the loop (a name that
      * is numeric or in /etc/hosts resolves at once); its failure reaches
      * on_event as BEV_EVENT_ERROR with the resolver's error. */
-    const char *fail = bg_kafka_up__start_connect(u, dns, host, port);
+    const char *fail = bg_util_bev_connect(u->bev, dns, host, port);
     if (fail) {
         bg_log_warn("kafka", "upstream %s: cannot connect: %s", u->where, fail);
         snprintf(why, cap, "cannot connect to the broker %s: %s", u->where, fail);

@@ -256,6 +256,35 @@ def wait_audit(path, predicate, count=1, timeout=10.0):
         time.sleep(0.1)
 
 
+def keepalive_timers(pid, remote_port):
+    """For each established TCP connection process pid holds to 127.0.0.1
+    or ::1 port remote_port: True when its keepalive timer runs. The kernel
+    shows a socket's timer in /proc/net/tcp{,6} ("tr" 2 with "when" in
+    clock ticks: the keepalive timer counts down from tcp_keepalive_time,
+    7200 s by default; a delayed-ACK timer, the other kind shown as 2, is
+    under a second)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            link = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        if link.startswith("socket:["):
+            inodes.add(link[8:-1])
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with open(table) as f:
+            next(f)
+            for line in f:
+                col = line.split()
+                rem_port = int(col[2].rsplit(":", 1)[1], 16)
+                if col[3] != "01" or rem_port != remote_port or col[9] not in inodes:
+                    continue  # 01: ESTABLISHED
+                tr, when = col[5].split(":")
+                found.append(tr == "02" and int(when, 16) > 60 * os.sysconf("SC_CLK_TCK"))
+    return found
+
+
 def run_cli(*args, input=None, timeout=60):
     return subprocess.run([busgate_bin(), *args], capture_output=True, text=True,
                           input=input, timeout=timeout)

@@ -7,8 +7,9 @@ import time
 import pika.exceptions as pex
 import pytest
 
-from amqp_env import (Issuer, PrivateRabbit, audit_events, busgate_config, connect, get_one, rule,
-                      unique, wait_audit)
+from amqp_env import (RABBIT_PORT, Issuer, PrivateRabbit, audit_events, busgate_config, connect,
+                      get_one, rule, unique, start_gateway, wait_audit)
+from conftest import keepalive_timers
 
 ALL = ["read", "write", "create", "delete", "describe"]
 POLICY = (rule("it-all", ["group:apps"], ["amqp:queue:it.*", "amqp:exchange:it.*"], ALL)
@@ -120,6 +121,20 @@ def test_prefix_reload_renames_in_reply_texts(start_busgate, tmp_path):
         with pytest.raises(pex.ChannelClosedByBroker) as ei:
             ch.queue_declare(unique("it.q"), auto_delete=True)  # group p/apps: no rule
         assert ei.value.reply_code == 403 and "'p/alice'" in ei.value.reply_text, ei.value
+        conn.close()
+
+
+def test_broker_leg_has_tcp_keepalive(start_busgate, tmp_path):
+    """busgate's connection to RabbitMQ turns TCP keepalive on, as for
+    Kafka's brokers: a broker host that vanished without a FIN is found
+    even when heartbeats are off (heartbeat 0)."""
+    bg, ports, issuer = start_gateway(start_busgate, tmp_path, POLICY)
+    conn = connect(ports["listen"], issuer.mint("svc", ["apps"]), heartbeat=0)
+    try:
+        assert roundtrip(conn) == b"ping"
+        timers = keepalive_timers(bg.proc.pid, RABBIT_PORT)
+        assert timers and all(timers), timers
+    finally:
         conn.close()
 
 
