@@ -561,7 +561,13 @@ static void bg_cfg__headers(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *pa
                 bg_cfg__err(ctx, k, p, "duplicate header '%s'", name);
         bg_config_header_t *h = &rt->headers[rt->nheaders];
         struct fy_node *v = fy_node_pair_value(pr);
-        /* Non-empty, like every other string (an empty ${env:} too). */
+        /* Non-empty, like every other string (an empty ${env:} too); a
+         * YAML null (nothing after the colon, ~) is no value either: it is
+         * refused, never a header silently left out. */
+        if (name && bg_cfg__is_null(v)) {
+            bg_cfg__err(ctx, v ? v : k, p, "expected a non-empty string, got null");
+            continue;
+        }
         if (!name || bg_cfg__get_str(ctx, v, p, &h->value) <= 0)
             continue;
         /* Checked after ${file:}/${env:}: a secret file may hold a line

@@ -389,14 +389,6 @@ void bg_amqp_authz_decide(const bg_policy_t *p, const bg_policy_principal_t *pr,
  * refused for user 'u' (busgate rule 'r')". */
 void bg_amqp_authz_text(const bg_amqp_verdict_t *v, const char *vhost, const char *user, char *buf,
                         size_t cap);
-/* A reply text from RabbitMQ with busgate's upstream user unnamed (RabbitMQ
- * names its user, busgate's, in refusals such as "access to queue 'q' in
- * vhost '/' refused for user 'busgate'"): "user 'USER'" becomes "busgate's
- * upstream user", another quoted 'USER' "'busgate's upstream user'". 1 when
- * text named it (out: the new text, NUL-terminated, cut to cap - 1 bytes),
- * 0 when not (out unspecified). Pure. */
-int bg_amqp_reply_text_unnamed(const uint8_t *text, size_t len, const char *user, char *out,
-                               size_t cap);
 
 /* ---- amqp_audit.c ---- */
 

@@ -172,13 +172,17 @@ static int bg_amqp_up__on_start(bg_amqp_up_t *u, const amqp_connection_start_t *
 }
 
 /* The broker closed during the handshake: usually busgate's own login
- * refused (403) or the vhost missing (530). */
+ * refused (403) or the vhost missing (530). Its text, which goes to the log
+ * and to the session_end detail, never names busgate's upstream user. */
 static int bg_amqp_up__on_close(bg_amqp_up_t *u, const amqp_connection_close_t *m)
 {
-    char why[300];
-    snprintf(why, sizeof why, "broker closed the connection during the handshake: %u %.*s",
-             m->reply_code, (int)(m->reply_text.len > 200 ? 200 : m->reply_text.len),
-             (const char *)m->reply_text.bytes);
+    char why[400], text[256];
+    size_t len = m->reply_text.len > 200 ? 200 : m->reply_text.len;
+    if (!bg_amqp_reply_text_unnamed(m->reply_text.bytes, len, u->g->cfg->amqp.upstream.username,
+                                    text, sizeof text))
+        snprintf(text, sizeof text, "%.*s", (int)len, (const char *)m->reply_text.bytes);
+    snprintf(why, sizeof why, "broker closed the connection during the handshake: %u %s",
+             m->reply_code, text);
     bg_amqp_up__fail(u, why);
     return -1;
 }

@@ -28,6 +28,15 @@ struct evbuffer;
 
 typedef struct bg_amqp_up_s bg_amqp_up_t;
 
+/* A reply text from RabbitMQ with busgate's upstream user unnamed (RabbitMQ
+ * names its user, busgate's, in refusals such as "access to queue 'q' in
+ * vhost '/' refused for user 'busgate'"): "user 'USER'" becomes "busgate's
+ * upstream user", another quoted 'USER' "'busgate's upstream user'". 1 when
+ * text named it (out: the new text, NUL-terminated, cut to cap - 1 bytes),
+ * 0 when not (out unspecified). Pure (amqp_authz.c). */
+int bg_amqp_reply_text_unnamed(const uint8_t *text, size_t len, const char *user, char *out,
+                               size_t cap);
+
 typedef struct bg_amqp_up_cbs_s {
     /* The upstream's connection.tune arrived; the session answers with
      * bg_amqp_up_tune_ok once it knows the client's choice. */

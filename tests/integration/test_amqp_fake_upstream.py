@@ -284,6 +284,29 @@ def test_broker_without_open_ok_closes_the_client_with_320(start_busgate, tmp_pa
     assert session_end(ports) == "320 " + NO_ANSWER
 
 
+def test_broker_refusing_busgate_at_open_is_told_without_its_user(start_busgate, tmp_path,
+                                                                  fake_rabbit):
+    """RabbitMQ refuses busgate's own connection.open with a text naming
+    busgate's upstream user (530 ... refused for user 'busgate'): the client
+    gets busgate's 320, and neither the log nor the session_end detail
+    names that user; the rest of RabbitMQ's text is kept."""
+    text = "NOT_ALLOWED - access to vhost '/' refused for user 'busgate'"
+
+    def script(up):
+        up.answer_handshake(open_ok=False)
+        up.send(connection_close(530, text))
+        up.eof(10)
+    fake = fake_rabbit(script)
+    bg, ports, token = start(start_busgate, tmp_path, fake)
+    with pytest.raises(pex.AMQPConnectionError) as ei:
+        connect(ports["listen"], token)
+    assert "'busgate'" not in repr(ei.value)
+    end = session_end(ports)
+    assert "530 NOT_ALLOWED - access to vhost '/' refused for busgate's upstream user" in end, end
+    logged = [l["msg"] for l in bg.log_lines() if "530" in l.get("msg", "")]
+    assert logged and not any("'busgate'" in m for m in logged), logged
+
+
 # ---- the broker leg ending or misbehaving while the session runs ----
 
 MALFORMED = "CONNECTION_FORCED - malformed frame from the broker"

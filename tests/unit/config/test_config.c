@@ -746,6 +746,11 @@ static void test_err_header_empty_value(void **state)
     setenv("BG_TEST_EMPTY", "", 1);
     expect_error(BASE ROUTE "        X-A: \"${env:BG_TEST_EMPTY}\"\n",
                  "t.yaml:16:14: http.routes[0].headers.X-A: expected a non-empty string");
+    /* a YAML null is no value either (it was left out without a word) */
+    expect_error(BASE ROUTE "        X-A: ~\n",
+                 "t.yaml:16:14: http.routes[0].headers.X-A: expected a non-empty string, got null");
+    expect_error(BASE ROUTE "        X-A:\n",
+                 "t.yaml:16:9: http.routes[0].headers.X-A: expected a non-empty string, got null");
     bg_config_t *c = expect_ok(BASE ROUTE "        X-A: \" \"\n");
     assert_string_equal(c->http.routes[0].headers[0].value, " ");
     bg_config_free(c);
