@@ -340,6 +340,14 @@ def running(start_busgate, tmp_path, fake_rabbit, after_open, *, caps=(), heartb
     return bg, ports, r, fake
 
 
+def confirm_forced_close(r, args, reply):
+    """The connection.close's arguments say 320 with reply; the client
+    answers close-ok and busgate then closes its socket."""
+    assert close_args(args)[:2] == (320, reply)
+    r.send(method(0, 10, 51))
+    assert r.eof(7.0)
+
+
 def warns(bg, needle):
     return [l for l in bg.log_lines() if l.get("level") == "warn" and needle in l.get("msg", "")]
 
@@ -418,9 +426,7 @@ def test_broker_frames_that_fit_no_state_are_not_relayed(start_busgate, tmp_path
     try:
         ch, mid, args = r.method()
         assert (ch, mid) == (0, (10, 50)), (ch, mid, args)
-        assert close_args(args)[:2] == (320, reply)
-        r.send(method(0, 10, 51))
-        assert r.eof(7.0)
+        confirm_forced_close(r, args, reply)
     finally:
         r.close()
     assert session_end(ports) == f"320 {reply} ({why})"
@@ -489,9 +495,7 @@ def test_broker_connection_lost_logged_once(start_busgate, tmp_path, fake_rabbit
             if typ == 1 and ch == 0:
                 break
         assert struct.unpack(">HH", p[:4]) == (10, 50)
-        assert close_args(p[4:])[:2] == (320, LOST)
-        r.send(method(0, 10, 51))
-        assert r.eof(7.0)
+        confirm_forced_close(r, p[4:], LOST)
     finally:
         r.close()
     assert session_end(ports) == f"320 {LOST} ({how})"

@@ -22,15 +22,37 @@
 
 #include "broker/util_tls.h"
 
+/* A plain bufferevent on one end of a socket pair (the other end: peer). */
+typedef struct bg_test_pair_s {
+    struct event_base *base;
+    struct bufferevent *bev;
+    int peer;
+} bg_test_pair_t;
+
+static bg_test_pair_t bg_test_pair(void)
+{
+    bg_test_pair_t t = {event_base_new(), NULL, -1};
+    assert_non_null(t.base);
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    t.bev = bufferevent_socket_new(t.base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+    assert_non_null(t.bev);
+    t.peer = sv[1];
+    return t;
+}
+
+/* After the test freed t->bev. */
+static void bg_test_pair_end(bg_test_pair_t *t)
+{
+    close(t->peer);
+    event_base_free(t->base);
+}
+
 static void test_upstream_failure_texts(void **state)
 {
     (void)state;
-    struct event_base *base = event_base_new();
-    assert_non_null(base);
-    int sv[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    struct bufferevent *bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
-    assert_non_null(bev);
+    bg_test_pair_t t = bg_test_pair();
+    struct bufferevent *bev = t.bev;
     char why[400];
 
     assert_int_equal(bg_util_tls_upstream_failure(bev, BEV_EVENT_CONNECTED, 1, why, sizeof why),
@@ -50,27 +72,21 @@ static void test_upstream_failure_texts(void **state)
     assert_string_equal(why, strerror(ECONNREFUSED));
 
     bufferevent_free(bev);
-    close(sv[1]);
-    event_base_free(base);
+    bg_test_pair_end(&t);
 }
 
 static void test_client_failure_text_plain(void **state)
 {
     (void)state;
-    struct event_base *base = event_base_new();
-    assert_non_null(base);
-    int sv[2];
-    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
-    struct bufferevent *bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
-    assert_non_null(bev);
+    bg_test_pair_t t = bg_test_pair();
+    struct bufferevent *bev = t.bev;
     char why[400], want[400];
     errno = ECONNRESET;
     bg_util_tls_client_failure(bev, why, sizeof why);
     snprintf(want, sizeof want, "client connection error: %s", strerror(ECONNRESET));
     assert_string_equal(why, want);
     bg_util_tls_bev_free(bev, 1); /* not TLS: freed, nothing sent */
-    close(sv[1]);
-    event_base_free(base);
+    bg_test_pair_end(&t);
 }
 
 /* Writes a self-signed certificate and its key, encrypted with pass phrase
