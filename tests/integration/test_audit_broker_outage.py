@@ -20,7 +20,7 @@ from audit_env import (Instance, admin, counter, decisions, drained, kafka, kafk
                        produce_some, raw_session, topic_ids)
 from kafka_env import oidc_token, unique, wait_until
 
-PLAIN1 = int(os.environ.get("BG_AUDIT2_KAFKA_PLAIN_PORT", "19192"))
+PLAIN1 = int(os.environ.get("BG_AUDIT2_KAFKA_PLAIN_PORT", "18192"))
 PLAIN2 = PLAIN1 + 10
 ENV1 = kafka_env(PLAIN1)
 ENV2 = kafka_env(PLAIN2, node_id=2, join=PLAIN1)

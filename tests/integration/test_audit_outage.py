@@ -31,7 +31,7 @@ from audit_env import admin as admin_of
 from conftest import run_cli
 from kafka_env import KafkaWire, client_conf, kstr, oidc_token, unique, wait_until
 
-PLAIN = int(os.environ.get("BG_AUDIT_KAFKA_PLAIN_PORT", "19092"))
+PLAIN = int(os.environ.get("BG_AUDIT_KAFKA_PLAIN_PORT", "18092"))
 SASL = PLAIN + 1
 ENV = kafka_env(PLAIN)
 OUTAGE_S = 32
