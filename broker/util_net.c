@@ -25,12 +25,12 @@ void bg_util_nodelay(int fd)
 }
 
 const char *bg_util_bev_connect(struct bufferevent *bev, struct evdns_base *dns, const char *host,
-                                unsigned port)
+                                uint16_t port)
 {
-    if (port == 0 || port > 65535)
+    if (port == 0)
         return "port 0 cannot be dialled";
     errno = 0;
-    if (bufferevent_socket_connect_hostname(bev, dns, AF_UNSPEC, host, (int)port) == 0)
+    if (bufferevent_socket_connect_hostname(bev, dns, AF_UNSPEC, host, port) == 0)
         return NULL;
     return errno ? strerror(errno) : "libevent refused the address";
 }

@@ -3,6 +3,7 @@
 #define BG_UTIL_NET_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Turns off Nagle's algorithm on a TCP socket: a proxy must forward each
  * request and response at once, or every hop adds up to a delayed-ACK
@@ -58,7 +59,7 @@ struct evdns_base;
  * "libevent refused the address" (libevent 2.1 refuses an address family
  * or a port it cannot dial without setting errno). */
 const char *bg_util_bev_connect(struct bufferevent *bev, struct evdns_base *dns, const char *host,
-                                unsigned port);
+                                uint16_t port);
 
 struct evconnlistener;
 struct event;
