@@ -31,6 +31,9 @@
 #define BG_CLI_AUDIT_IDLE_MS 15000 /* without --follow: give up on a silent source */
 #define BG_CLI_AUDIT_METADATA_MS 10000 /* the topic's partitions, asked at the start */
 #define BG_CLI_AUDIT_REFRESH_MS 5000   /* --follow: how often added partitions are looked for */
+/* Without -c: the file this variable names, else the installed one. */
+#define BG_CLI_AUDIT_CONFIG_ENV "BUSGATE_CONFIG"
+#define BG_CLI_AUDIT_CONFIG_DEFAULT "/etc/busgate/busgate.yaml"
 
 typedef struct bg_cli_audit_s {
     const char *session, *sub, *from;
@@ -876,9 +879,10 @@ static void bg_cli_audit__free(bg_cli_audit_t *c)
 
 static int bg_cli_audit__usage(void)
 {
-    fprintf(stderr, "usage: busgate audit tail -c FILE [--follow] [--session ID] [--sub S] [--json]\n"
+    fprintf(stderr, "usage: busgate audit tail [-c FILE] [--follow] [--session ID] [--sub S] [--json]\n"
                     "                          [--from kafka|file|spool]\n"
-                    "       busgate audit replay -c FILE [--json] [--from kafka|file|spool] SESSION\n");
+                    "       busgate audit replay [-c FILE] [--json] [--from kafka|file|spool] SESSION\n"
+                    "without -c: $" BG_CLI_AUDIT_CONFIG_ENV ", else " BG_CLI_AUDIT_CONFIG_DEFAULT "\n");
     return 2;
 }
 
@@ -943,6 +947,26 @@ static int bg_cli_audit__args(bg_cli_audit_t *c, int argc, char **argv)
     return 0;
 }
 
+/* The configuration to read: -c FILE, else $BUSGATE_CONFIG when set and
+ * not empty, else /etc/busgate/busgate.yaml. A default that does not exist
+ * is said as such (NULL), so that the message names -c rather than only a
+ * file the operator never gave. */
+static const char *bg_cli_audit__config_path(int argc, char **argv)
+{
+    const char *path = bg_cli_config_arg(argc, argv);
+    if (path)
+        return path;
+    const char *env = getenv(BG_CLI_AUDIT_CONFIG_ENV);
+    int from_env = env && *env;
+    path = from_env ? env : BG_CLI_AUDIT_CONFIG_DEFAULT;
+    if (access(path, F_OK) == 0)
+        return path;
+    fprintf(stderr, "busgate audit: no -c FILE given and %s%s does not exist%s\n",
+            from_env ? BG_CLI_AUDIT_CONFIG_ENV "=" : "the default configuration ", path,
+            from_env ? "" : " (set " BG_CLI_AUDIT_CONFIG_ENV " or pass -c FILE)");
+    return NULL;
+}
+
 /* busgate audit tail|replay: 0 ok, 1 source or config error (or replay of
  * an unknown session), 2 bad usage. */
 int bg_cli_audit(int argc, char **argv)
@@ -960,11 +984,9 @@ int bg_cli_audit(int argc, char **argv)
     }
     if (bg_cli_audit__args(&c, argc, argv) != 0)
         return bg_cli_audit__usage();
-    const char *path = bg_cli_config_arg(argc, argv);
-    if (!path) {
-        bg_cli_audit__bad("missing -c FILE", NULL);
-        return bg_cli_audit__usage();
-    }
+    const char *path = bg_cli_audit__config_path(argc, argv);
+    if (!path)
+        return 1;
     bg_config_t *cfg = bg_cli_load_config(path, stderr);
     if (!cfg)
         return 1;

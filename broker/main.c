@@ -23,9 +23,9 @@ static void bg_main__usage(FILE *f)
             "             [--iss I] [--aud A]   sign a development token (tests only)\n"
             "  token inspect -c FILE TOKEN      verify a token as busgate would; exit 0 valid,\n"
             "                                   1 rejected or invalid configuration, 2 usage\n"
-            "  audit tail -c FILE [--follow] [--session ID] [--sub S] [--json]\n"
+            "  audit tail [-c FILE] [--follow] [--session ID] [--sub S] [--json]\n"
             "             [--from kafka|file|spool]   print audit events, one line each\n"
-            "  audit replay -c FILE [--json] [--from kafka|file|spool] SESSION\n"
+            "  audit replay [-c FILE] [--json] [--from kafka|file|spool] SESSION\n"
             "                           a session's timeline, in order\n"
             "  version                  print the version\n");
 }

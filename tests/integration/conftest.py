@@ -285,9 +285,10 @@ def keepalive_timers(pid, remote_port):
     return found
 
 
-def run_cli(*args, input=None, timeout=60):
+def run_cli(*args, input=None, timeout=60, env=None):
+    """busgate with args; env, when given, is the whole environment."""
     return subprocess.run([busgate_bin(), *args], capture_output=True, text=True,
-                          input=input, timeout=timeout)
+                          input=input, timeout=timeout, env=env)
 
 
 class Busgate:

@@ -242,6 +242,39 @@ def test_replay_json_prints_only_the_events(tmp_path):
     assert r.stdout.splitlines()[0] == "session s-json (kafka, instance i1, 3 event(s))", r.stdout
 
 
+def test_without_c_reads_busgate_config_or_says_what_is_missing(tmp_path):
+    """design.md writes -c as optional for `audit tail/replay`: without it
+    they read $BUSGATE_CONFIG, else /etc/busgate/busgate.yaml; a default
+    that does not exist is named, with -c, and exits 1."""
+    text, _ = busgate_config(tmp_path, RULES)
+    cfg = tmp_path / "busgate.yaml"
+    cfg.write_text(text)
+    ev = {"event_id": "e1", "kind": "session_start", "time_ms": 1000, "session_id": "s-env",
+          "seq": 1, "protocol": "kafka", "instance": "i1"}
+    (tmp_path / "audit.jsonl").write_text(json.dumps(ev) + "\n")
+    env = dict(os.environ, BUSGATE_CONFIG=str(cfg))
+    r = run_cli("audit", "replay", "--json", "s-env", env=env)
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(l) for l in r.stdout.splitlines()] == [ev], r.stdout
+    r = run_cli("audit", "tail", "--json", env=env)
+    assert r.returncode == 0 and json.loads(r.stdout) == ev, (r.stdout, r.stderr)
+    # -c wins over the variable
+    env["BUSGATE_CONFIG"] = str(tmp_path / "nowhere.yaml")
+    r = run_cli("audit", "tail", "--json", "-c", str(cfg), env=env)
+    assert r.returncode == 0 and json.loads(r.stdout) == ev, (r.stdout, r.stderr)
+    r = run_cli("audit", "tail", env=env)
+    assert r.returncode == 1 and r.stdout == "", r.stdout
+    assert r.stderr.splitlines()[0] == (
+        f"busgate audit: no -c FILE given and BUSGATE_CONFIG={tmp_path / 'nowhere.yaml'}"
+        " does not exist"), r.stderr
+    if not os.path.exists("/etc/busgate/busgate.yaml"):
+        env.pop("BUSGATE_CONFIG")
+        r = run_cli("audit", "replay", "s-env", env=env)
+        assert r.returncode == 1, r.stderr
+        assert "the default configuration /etc/busgate/busgate.yaml does not exist" \
+            " (set BUSGATE_CONFIG or pass -c FILE)" in r.stderr.splitlines()[0], r.stderr
+
+
 def test_tail_names_who_decided(tmp_path):
     """A decision without a rule reads `(default)` when the policy's default
     decided, and `(busgate)` when busgate decided itself (decision.by; its
