@@ -1136,3 +1136,24 @@ def test_client_silent_inside_a_frame_is_dropped(gw):
     assert bg.wait_log(lambda l: "client missed heartbeats" in l.get("msg", "")), \
         bg.log_path.read_text()[-2000:]
     r.close()
+
+
+def test_channel_above_channel_max_closes_with_504(gw):
+    """AMQP 0-9-1 makes channel_max the highest channel number: a channel.open
+    above the negotiated value ends the connection with 504 CHANNEL_ERROR
+    naming channel.open (RabbitMQ 3.10 would open it; docs/amqp.md, Reply
+    codes). The channel at channel_max itself opens."""
+    _, ports, issuer = gw
+    r, mid, args = login(ports["listen"], issuer.mint("svc-edge", ["apps"]))
+    assert mid == (10, 30), mid
+    channel_max, frame_max, _ = struct.unpack(">HIH", args[:8])
+    assert 0 < channel_max < 65535, channel_max
+    r.send(method(0, 10, 31, struct.pack(">HIH", channel_max, frame_max, 0)))
+    r.send(method(0, 10, 40, ss("/") + ss("") + b"\x00"))
+    r.expect(0, (10, 41))
+    open_channel(r, channel_max)
+    r.send(method(channel_max + 1, *CHANNEL_OPEN, ss("")))
+    code, text, cls, mth = close_args(r.expect(0, (10, 50)))
+    assert (code, text, cls, mth) == (504, "CHANNEL_ERROR - channel number out of range",
+                                      20, 10), (code, text, cls, mth)
+    healthy(ports, issuer)
