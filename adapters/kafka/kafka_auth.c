@@ -9,7 +9,10 @@
  * 7628) or PLAIN (the token as password); the token is verified by the
  * identity module; session_lifetime_ms is the time left on the token, so
  * clients re-authenticate on the same connection before it ends. The
- * OAUTHBEARER failure sequence follows Kafka's broker (kafka_sasl.h). */
+ * OAUTHBEARER failure sequence follows Kafka's broker (kafka_sasl.h), for a
+ * re-authentication too. A SaslAuthenticate once authenticated, without a
+ * SaslHandshake, is answered ILLEGAL_SASL_STATE and the session goes on,
+ * as Kafka's broker does. */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -259,9 +262,10 @@ static int bg_kafka_auth__handshake(bg_kafka_session_t *s, bg_kafka_pending_t *p
     return bg_kafka_session_respond(s, pe, r);
 }
 
-/* Answers code with msg and closes after sending it. */
-static int bg_kafka_auth__fail_code(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
-                                    bg_kafka_struct_t *r, int16_t code, const char *msg)
+/* Answers code with msg (copied into pe's arena), no auth bytes. Returns 0
+ * or -1. */
+static int bg_kafka_auth__answer_code(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
+                                      bg_kafka_struct_t *r, int16_t code, const char *msg)
 {
     char *copy = bg_kafka_arena_alloc(&pe->arena, strlen(msg) + 1);
     if (!copy)
@@ -271,7 +275,14 @@ static int bg_kafka_auth__fail_code(bg_kafka_session_t *s, bg_kafka_pending_t *p
     r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_ERROR_MESSAGE].s = bg_kafka_cstr(copy);
     r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_AUTH_BYTES].s.p = (const uint8_t *)"";
     r->f[BG_KAFKA_SASL_AUTHENTICATE_RESP_AUTH_BYTES].s.len = 0;
-    if (bg_kafka_session_respond(s, pe, r) != 0)
+    return bg_kafka_session_respond(s, pe, r);
+}
+
+/* Answers code with msg and closes after sending it. */
+static int bg_kafka_auth__fail_code(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
+                                    bg_kafka_struct_t *r, int16_t code, const char *msg)
+{
+    if (bg_kafka_auth__answer_code(s, pe, r, code, msg) != 0)
         return -1;
     bg_kafka_session_close(s, 1, msg);
     return 1;
@@ -376,13 +387,47 @@ static int bg_kafka_auth__accept(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
     return bg_kafka_session_respond(s, pe, r);
 }
 
+/* 1 when the session is authenticated and no re-authentication has begun. */
+static int bg_kafka_auth__settled(const bg_kafka_session_t *s)
+{
+    return s->auth == BG_KAFKA_AUTH_OK && !s->reauth;
+}
+
+/* A SaslAuthenticate of an authenticated session with no SaslHandshake
+ * before it: answered as Kafka's broker does (KafkaApis, not the SASL
+ * server), in order and without closing: ILLEGAL_SASL_STATE with Kafka's
+ * message. It changes nothing, but it is a refused login attempt (its
+ * bytes may well be credentials), so it is audited as one; the event has
+ * no principal, as every auth_failure. Returns 0 or -1. */
+static int bg_kafka_auth__after_login(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
+                                      bg_kafka_struct_t *r)
+{
+    bg_kafka_audit_auth_failure(s, "no_handshake");
+    return bg_kafka_auth__answer_code(s, pe, r, BG_KAFKA_E_ILLEGAL_SASL_STATE,
+                                      "SaslAuthenticate request received after successful "
+                                      "authentication");
+}
+
 static int bg_kafka_auth__authenticate(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
                                        const uint8_t *p, size_t len, int off)
 {
+    if (bg_kafka_auth__settled(s) && bg_kafka_now_ms() >= s->exp_ms) {
+        /* As any request but the SaslHandshake that starts a
+         * re-authentication (Kafka's broker checks the session's end
+         * before it reads the request): closed, audited as the session's
+         * refusal, as kafka_session.c does for the others. */
+        static const char why[] = "token expired without re-authentication";
+        bg_kafka_audit_refused(s, pe->hdr.api_key, pe->hdr.api_version, len + 4,
+                               BG_KAFKA_E_SASL_AUTHENTICATION_FAILED, why);
+        bg_kafka_session_close(s, 0, why);
+        return 1;
+    }
     const bg_kafka_struct_t *req = bg_kafka_auth__decode(s, pe, p, len, off);
     bg_kafka_struct_t *r = bg_kafka_auth__new_resp(pe);
     if (!req || !r)
         return -1;
+    if (bg_kafka_auth__settled(s))
+        return bg_kafka_auth__after_login(s, pe, r);
     if (!(s->auth == BG_KAFKA_AUTH_MECH || s->auth == BG_KAFKA_AUTH_CHALLENGED || s->reauth)) {
         bg_kafka_audit_auth_failure(s, "no_handshake");
         return bg_kafka_auth__fail_code(s, pe, r, BG_KAFKA_E_ILLEGAL_SASL_STATE,
@@ -441,8 +486,11 @@ static int bg_kafka_auth__authenticate(bg_kafka_session_t *s, bg_kafka_pending_t
                   (bg_log_field_t[]){{"session", s->id}, {"peer", s->peer},
                                      {"reason", bg_id_reason_str(rc)}},
                   3, "authentication failed");
-    if (s->mech == BG_SASL_MECH_OAUTHBEARER && !s->reauth) {
-        /* RFC 7628: an error challenge, then the client's 0x01, then failure. */
+    if (s->mech == BG_SASL_MECH_OAUTHBEARER) {
+        /* RFC 7628: an error challenge, then the client's 0x01, then
+         * failure. A re-authentication too: Kafka's broker runs it through
+         * the same SASL server. The session stays s->reauth, so its
+         * principal stays until the close. */
         char json[128];
         int n = bg_kafka_sasl_oauthbearer_error(json, sizeof json);
         char *copy = n > 0 ? bg_kafka_arena_alloc(&pe->arena, (size_t)n) : NULL;

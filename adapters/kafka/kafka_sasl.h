@@ -30,7 +30,11 @@
  *     answers error_code 58 with that message and closes the connection.
  *   - A 0x01 message when no error challenge is pending is parsed as a
  *     client first message (and so fails as malformed).
- * busgate's session uses exactly this shape:
+ * A re-authentication (a SaslHandshake on an authenticated connection,
+ * KIP-368) goes through the same SaslServerAuthenticator and SaslServer, so
+ * it has the same sequence.
+ * busgate's session uses exactly this shape, for a login and a
+ * re-authentication alike:
  *   1. SaslAuthenticate, malformed auth_bytes -> error_code 58, message
  *      "invalid OAUTHBEARER client first message: <why>", close.
  *   2. SaslAuthenticate, bad token -> error_code 0, auth_bytes =

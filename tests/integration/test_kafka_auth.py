@@ -1,7 +1,8 @@
 """Authentication at busgate's Kafka listener, against the real broker:
 what is allowed before SASL, the advertised Produce range, bad tokens (with
 the reasons in the audit file), token expiry with and without
-re-authentication, and a malformed frame that closes only its own
+re-authentication, a bad token in a re-authentication, a SaslAuthenticate
+after the login, and a malformed frame that closes only its own
 connection."""
 import struct
 import time
@@ -12,10 +13,11 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from conftest import run_cli
 from keys import make_rsa_key
-from kafka_env import (ERR_SASL_AUTH_FAILED, ERR_TOPIC_AUTHZ, KAFKA_PLAIN, OIDC, KafkaWire,
-                       audit_events, busgate_config, claims, client_conf, kbytes, kstr,
-                       local_issuer, metadata_v1_topics, oidc_token, scrape, sign_jwt, unique,
-                       wait_audit, wait_until)
+from kafka_env import (ERR_SASL_AUTH_FAILED, ERR_TOPIC_AUTHZ, KAFKA_PLAIN, KAFKA_SASL, OIDC,
+                       UPSTREAM_PASSWORD, UPSTREAM_USER, KafkaWire, audit_events,
+                       busgate_config, claims, client_conf, kbytes, kstr, local_issuer,
+                       metadata_v1_topics, oidc_token, scrape, sign_jwt, unique, wait_audit,
+                       wait_until)
 
 RULES = """    - name: orders-topics
       subjects: [group:orders]
@@ -414,18 +416,36 @@ def test_no_authentication_while_audit_is_down(start_busgate, tmp_path):
     assert bg.wait_log(lambda l: "authentication refused" in l.get("msg", ""))
 
 
-def _sasl_authenticate(w, auth_bytes):
-    """SaslAuthenticate v1: (error_code, error_message, session_lifetime_ms),
-    or None when the connection was closed."""
-    body = w.call(36, 1, kbytes(auth_bytes))
-    if body is None:
-        return None
+def _sasl_answer(body):
+    """A SaslAuthenticate v1 response body: (error_code, error_message,
+    auth_bytes, session_lifetime_ms)."""
     err, mlen = struct.unpack(">hh", body[:4])
     msg = body[4:4 + mlen].decode() if mlen >= 0 else None
     off = 4 + max(mlen, 0)
     blen = struct.unpack(">i", body[off:off + 4])[0]
+    auth = body[off + 4:off + 4 + max(blen, 0)]
     off += 4 + max(blen, 0)
-    return err, msg, struct.unpack(">q", body[off:off + 8])[0]
+    return err, msg, auth, struct.unpack(">q", body[off:off + 8])[0]
+
+
+def _sasl_exchange(w, auth_bytes):
+    """SaslAuthenticate v1: (error_code, error_message, auth_bytes,
+    session_lifetime_ms), or None when the connection was closed."""
+    body = w.call(36, 1, kbytes(auth_bytes))
+    return None if body is None else _sasl_answer(body)
+
+
+def _sasl_authenticate(w, auth_bytes):
+    """SaslAuthenticate v1: (error_code, error_message, session_lifetime_ms),
+    or None when the connection was closed."""
+    r = _sasl_exchange(w, auth_bytes)
+    return None if r is None else (r[0], r[1], r[3])
+
+
+def _bearer(token, authzid=None):
+    """An OAUTHBEARER client first message (RFC 7628) carrying token."""
+    gs2 = b"n," + (b"a=" + authzid.encode() if authzid is not None else b"") + b","
+    return gs2 + b"\x01auth=Bearer " + token.encode() + b"\x01\x01"
 
 
 def _handshake(w, mechanism):
@@ -457,8 +477,7 @@ def test_sasl_state_authzid_and_mechanism(start_busgate, tmp_path):
         return r
 
     def bearer(authzid):
-        gs2 = b"n," + (b"a=" + authzid.encode() if authzid is not None else b"") + b","
-        return gs2 + b"\x01auth=Bearer " + token.encode() + b"\x01\x01"
+        return _bearer(token, authzid)
 
     # PLAIN: the authorization id may be empty or the user name.
     assert attempt("PLAIN", b"\0it-raw\0" + token.encode())[0] == 0
@@ -569,3 +588,102 @@ def test_requests_before_a_reauthentication_answer_as_their_sender(start_busgate
         md[0]["decision"]["effect"] == "allow", md[0]
     assert jti[md[1]["principal"]["token_id"]] == without and \
         md[1]["decision"]["effect"] == "deny", md[1]
+
+
+def test_reauth_bad_oauthbearer_token_gets_challenge(start_busgate, tmp_path):
+    """A re-authentication with a bad OAUTHBEARER token takes the RFC 7628
+    sequence of a first login, as on Kafka's broker (which runs it through
+    the same SASL server): error 0 with the error challenge, then, after the
+    client's 0x01, SASL_AUTHENTICATION_FAILED and close. Before the fix
+    busgate answered 58 at once."""
+    bg, ports = start(start_busgate, tmp_path)
+    token = oidc_token("svc-orders")
+    w = KafkaWire(ports["listen"])
+    w.api_versions()
+    _handshake(w, "OAUTHBEARER")
+    assert _sasl_exchange(w, _bearer(token))[0] == 0
+    assert w.metadata_v1() is not None
+    _handshake(w, "OAUTHBEARER")  # the re-authentication
+    bad = token[:-4] + ("BBBB" if token.endswith("AAAA") else "AAAA")  # its signature broken
+    err, msg, auth, lifetime = _sasl_exchange(w, _bearer(bad))
+    assert (err, auth, lifetime) == (0, b'{"status":"invalid_token"}', 0), (err, msg, auth)
+    err, msg, auth, _ = _sasl_exchange(w, b"\x01")
+    assert err == ERR_SASL_AUTH_FAILED and msg == "invalid token: bad_signature", (err, msg)
+    assert auth == b""
+    assert w.closed_by_peer()
+    w.close()
+    # One auth_failure for the refused token, in the session that logged in
+    # (whose end follows it); the token never reaches the audit.
+    (start_ev,) = wait_audit(ports["audit"], lambda e: e["kind"] == "session_start")
+    sid = start_ev["session_id"]
+    (end,) = wait_audit(ports["audit"], lambda e: e["kind"] == "session_end"
+                        and e["session_id"] == sid)
+    failures = [e for e in audit_events(ports["audit"]) if e["kind"] == "auth_failure"]
+    assert [(e["session_id"], e["auth_failure_reason"]) for e in failures] == \
+        [(sid, "bad_signature")], failures
+    assert start_ev["seq"] < failures[0]["seq"] < end["seq"]
+    assert bad.split(".")[2] not in ports["audit"].read_text()
+
+
+def test_sasl_authenticate_after_authentication(start_busgate, tmp_path):
+    """A SaslAuthenticate with no SaslHandshake after a successful login: as
+    Kafka's broker (asked here too), ILLEGAL_SASL_STATE (34) with Kafka's
+    message, in order behind the requests before it, and the session goes
+    on; audited as a refused login attempt (no_handshake). Before the fix
+    busgate answered 34 "SaslAuthenticate without SaslHandshake" and closed.
+    Once the token has expired it closes, as any request but a SaslHandshake."""
+    # The broker's own answer, on its SASL listener.
+    k = KafkaWire(int(KAFKA_SASL.split(":")[1]))
+    k.api_versions()
+    _handshake(k, "PLAIN")
+    creds = b"\0" + UPSTREAM_USER.encode() + b"\0" + UPSTREAM_PASSWORD.encode()
+    assert _sasl_authenticate(k, creds)[0] == 0
+    kafka = _sasl_authenticate(k, b"\0x\0y")
+    assert kafka is not None and kafka[0] == 34, kafka
+    assert k.metadata_v1() is not None  # the connection goes on
+    k.close()
+
+    keydir = tmp_path / "keys"
+    keydir.mkdir()
+    pem, jwks = make_rsa_key(keydir)
+    bg, ports = start(start_busgate, tmp_path, extra_issuers=local_issuer(jwks, LOCAL_ISS))
+    w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+    # Metadata, the SaslAuthenticate, Metadata, in one write: three answers in order.
+    sent = []
+    frames = b""
+    for api, ver, body in ((3, 1, struct.pack(">i", -1)), (36, 1, kbytes(b"\0x\0y")),
+                           (3, 1, struct.pack(">i", -1))):
+        w.corr += 1
+        sent.append(w.corr)
+        payload = struct.pack(">hhi", api, ver, w.corr) + kstr(w.client_id) + body
+        frames += struct.pack(">i", len(payload)) + payload
+    w.sock.sendall(frames)
+    answers = [w.recv() for _ in range(3)]
+    assert all(a is not None for a in answers), answers
+    assert [a[0] for a in answers] == sent
+    err, msg, auth, _ = _sasl_answer(answers[1][1])
+    assert (err, msg) == (kafka[0], kafka[1]), ((err, msg), kafka)
+    assert auth == b""
+    assert w.metadata_v1() is not None  # still authenticated
+    (start_ev,) = wait_audit(ports["audit"], lambda e: e["kind"] == "session_start")
+    sid = start_ev["session_id"]
+    (failure,) = wait_audit(ports["audit"], lambda e: e["kind"] == "auth_failure")
+    assert failure["session_id"] == sid and failure["auth_failure_reason"] == "no_handshake"
+    w.close()
+    (end,) = wait_audit(ports["audit"], lambda e: e["kind"] == "session_end"
+                        and e["session_id"] == sid)
+    assert end["detail"] == "client closed the connection", end
+
+    # A token accepted within the clock skew after its exp: the session has
+    # ended at once, so the SaslAuthenticate closes it and is refused.
+    now = int(time.time())
+    late = sign_jwt(pem, {"iss": LOCAL_ISS, "aud": "busgate", "sub": "it-local",
+                          "groups": ["orders"], "iat": now - 600, "exp": now - 5})
+    w = KafkaWire(ports["listen"]).login(late)
+    assert _sasl_authenticate(w, b"\0x\0y") is None
+    w.close()
+    why = "token expired without re-authentication"
+    (ev,) = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                       and e.get("detail") == why)
+    assert ev["api"]["name"] == "SaslAuthenticate" and ev["principal"]["sub"] == "it-local", ev
+    assert ev["decision"]["effect"] == "deny" and ev["result"]["error_code"] == 58, ev
