@@ -451,6 +451,13 @@ fail:
     return -1;
 }
 
+const char *bg_identity_unvouched(const bg_identity_t *id, const bg_principal_t *p)
+{
+    if (id && p->issuer && bg_id__find_issuer(id, p->issuer))
+        return NULL;
+    return "the token's issuer is no longer configured";
+}
+
 static int bg_id__dup_opt(char **dst, const char *src)
 {
     *dst = src ? strdup(src) : NULL;

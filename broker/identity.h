@@ -95,9 +95,17 @@ bg_id_reason_t bg_identity_verify(bg_identity_t *id, const char *token, size_t l
  * session opened before a reload that changed the prefixes is decided by
  * the new policy under the names that policy was written for. Returns 1
  * when the names changed, 0 when they did not (also when id is NULL or no
- * longer has p's issuer: the names stay), -1 when out of memory (p
- * unchanged). id is only read. */
+ * longer has p's issuer: the names stay, and bg_identity_unvouched says
+ * so), -1 when out of memory (p unchanged). id is only read. */
 int bg_identity_rename(const bg_identity_t *id, bg_principal_t *p);
+
+/* Why id no longer vouches for p, verified earlier perhaps by the identity a
+ * reload replaced: id does not have p's issuer (an operator removes an
+ * issuer whose keys leaked). The session then keeps its connection, but
+ * every decision for it is busgate's deny for this reason (static text);
+ * NULL while id has p's issuer. Also the reason when id is NULL or p has no
+ * issuer: nothing configured vouches for it. id is only read. */
+const char *bg_identity_unvouched(const bg_identity_t *id, const bg_principal_t *p);
 
 /* Blocks until every jwks_url issuer has had one fetch attempt, or timeout_ms
  * passes; returns 0 if all issuers have keys. Used at start-up. */

@@ -267,27 +267,42 @@ static void bg_amqp_authz__unbuilt(bg_amqp_check_t *c)
     }
 }
 
+/* One check of a principal still vouched for: the policy, then what busgate
+ * refuses whatever the policy says. */
+static void bg_amqp_authz__decide_one(const bg_policy_t *p, const bg_policy_principal_t *pr,
+                                      bg_amqp_check_t *c)
+{
+    bg_policy_resource_t r = {c->type, NULL, 0, c->name, c->name_len};
+    bg_policy_decide(p, pr, &r, c->verb, &c->decision);
+    if (bg_amqp_authz__has_control(c->name, c->name_len)) {
+        c->decision.effect = BG_EFFECT_DENY;
+        c->decision.would = BG_EFFECT_DENY;
+        c->decision.rule = c->decision.enforced = NULL;
+        c->refusal = "names with control characters are refused";
+    } else if (c->type == BG_RES_AMQP_QUEUE && c->name_len == 0) {
+        /* "" names the last declared queue, not known yet: fail closed. */
+        c->decision.effect = BG_EFFECT_DENY;
+        c->decision.would = BG_EFFECT_DENY;
+        c->decision.rule = c->decision.enforced = NULL;
+        c->refusal = "\"\" names the channel's last declared queue, which is not known yet";
+    } else {
+        bg_amqp_authz__unbuilt(c);
+    }
+}
+
 void bg_amqp_authz_decide(const bg_policy_t *p, const bg_policy_principal_t *pr,
-                          bg_amqp_verdict_t *v)
+                          const char *unvouched, bg_amqp_verdict_t *v)
 {
     v->denied = 0;
     for (size_t i = 0; i < v->n; i++) {
         bg_amqp_check_t *c = &v->checks[i];
-        bg_policy_resource_t r = {c->type, NULL, 0, c->name, c->name_len};
-        bg_policy_decide(p, pr, &r, c->verb, &c->decision);
-        if (bg_amqp_authz__has_control(c->name, c->name_len)) {
-            c->decision.effect = BG_EFFECT_DENY;
-            c->decision.would = BG_EFFECT_DENY;
-            c->decision.rule = c->decision.enforced = NULL;
-            c->refusal = "names with control characters are refused";
-        } else if (c->type == BG_RES_AMQP_QUEUE && c->name_len == 0) {
-            /* "" names the last declared queue, not known yet: fail closed. */
-            c->decision.effect = BG_EFFECT_DENY;
-            c->decision.would = BG_EFFECT_DENY;
-            c->decision.rule = c->decision.enforced = NULL;
-            c->refusal = "\"\" names the channel's last declared queue, which is not known yet";
+        if (unvouched) { /* no rule is asked: busgate refuses */
+            memset(&c->decision, 0, sizeof c->decision);
+            c->decision.effect = c->decision.would = BG_EFFECT_DENY;
+            c->decision.mode = BG_MODE_ENFORCE;
+            c->refusal = unvouched;
         } else {
-            bg_amqp_authz__unbuilt(c);
+            bg_amqp_authz__decide_one(p, pr, c);
         }
         if (c->decision.effect != BG_EFFECT_ALLOW && !v->denied)
             v->denied = (int)i + 1;

@@ -656,7 +656,7 @@ static int bg_amqp_chan__recheck_channel(bg_amqp_session_t *s, uint16_t n, bg_am
                                   bg_amqp_method_info(AMQP_BASIC_CONSUME_METHOD), &bc};
             bg_amqp_verdict_t v;
             bg_amqp_authz_classify(&m, ch, &v);
-            bg_amqp_authz_decide(s->snap->policy, &s->pp, &v);
+            bg_amqp_authz_decide(s->snap->policy, &s->pp, s->unvouched, &v);
             if (!v.denied)
                 continue;
             if (!bg_amqp_audit_admitting(s))
@@ -700,6 +700,19 @@ int bg_amqp_chan_policy_refresh(bg_amqp_session_t *s, int force)
             bg_log_fields(BG_LOG_INFO, "amqp",
                           (bg_log_field_t[]){{"session", s->id}, {"sub", s->principal.sub}}, 2,
                           "principal renamed by a reload (its issuer's prefixes changed)");
+        /* A reload that removed the issuer (its keys leaked) keeps the
+         * connection, but denies every decision, the consumers' below
+         * included, until a reload puts the issuer back. */
+        const char *was = s->unvouched;
+        s->unvouched = bg_identity_unvouched(s->snap->identity, &s->principal);
+        if (s->unvouched && !was)
+            bg_log_fields(BG_LOG_WARN, "amqp",
+                          (bg_log_field_t[]){{"session", s->id}, {"sub", s->principal.sub}}, 2,
+                          "every decision is a deny from now on: %s", s->unvouched);
+        else if (was && !s->unvouched)
+            bg_log_fields(BG_LOG_INFO, "amqp",
+                          (bg_log_field_t[]){{"session", s->id}, {"sub", s->principal.sub}}, 2,
+                          "decided by the policy again: the token's issuer is configured again");
     } else if (!force) {
         return 0;
     }
@@ -760,14 +773,14 @@ static int bg_amqp_chan__decide(bg_amqp_session_t *s, uint16_t n, bg_amqp_channe
         /* RabbitMQ checks create on the declared queue or exchange first,
          * then the argument's type: only that check is decided. */
         v.n = 1;
-        bg_amqp_authz_decide(s->snap->policy, &s->pp, &v);
+        bg_amqp_authz_decide(s->snap->policy, &s->pp, s->unvouched, &v);
         if (!v.denied)
             return bg_amqp_chan__answer(s, n, ch, m, &v, len);
         v.answer = BG_AMQP_ANSWER_NONE;
     } else if (v.answer)
         return bg_amqp_chan__answer(s, n, ch, m, &v, len);
     else
-        bg_amqp_authz_decide(s->snap->policy, &s->pp, &v);
+        bg_amqp_authz_decide(s->snap->policy, &s->pp, s->unvouched, &v);
     bg_amqp_audit_decisions(s, m, &v, len);
     if (!v.denied)
         return 1;

@@ -184,6 +184,10 @@ struct bg_amqp_session_s {
     bg_principal_t principal;
     bg_policy_principal_t pp;
     bg_snapshot_t *snap;
+    /* Non-NULL when snap's identity no longer has the principal's issuer:
+     * every decision is busgate's deny for this reason (static text). Set
+     * with snap and pp at login and on every snapshot change. */
+    const char *unvouched;
     char user[128];      /* the login name the client sent (for reply texts) */
     int user_is_principal; /* the client sent none: user is the principal name */
     char mech[16];       /* PLAIN | AMQPLAIN */
@@ -381,9 +385,12 @@ void bg_amqp_authz_classify(const bg_amqp_method_t *m, const bg_amqp_channel_t *
  * Pure. */
 uint16_t bg_amqp_authz_answer(const bg_amqp_verdict_t *v, const char *vhost, char *buf,
                               size_t cap);
-/* Decides every check of v with policy p for principal pr. Pure. */
+/* Decides every check of v with policy p for principal pr; when unvouched
+ * is non-NULL (nothing configured vouches for pr any more: a reload removed
+ * its token's issuer), every check is instead busgate's deny for that
+ * reason. Pure. */
 void bg_amqp_authz_decide(const bg_policy_t *p, const bg_policy_principal_t *pr,
-                          bg_amqp_verdict_t *v);
+                          const char *unvouched, bg_amqp_verdict_t *v);
 /* The RabbitMQ-style refusal text of v's refused check into buf (<= 255
  * bytes): "ACCESS_REFUSED - write access to exchange 'x' in vhost '/'
  * refused for user 'u' (busgate rule 'r')". */

@@ -94,6 +94,7 @@ static bg_id_reason_t bg_amqp_hs__verify(bg_amqp_session_t *s, bg_slice_t token,
     bg_policy_principal_clear(&s->pp);
     bg_principal_clear(&s->principal);
     s->principal = pr;
+    s->unvouched = bg_identity_unvouched(s->snap->identity, &s->principal);
     if (s->user_is_principal) /* the name may have changed with a reload's prefixes */
         snprintf(s->user, sizeof s->user, "%s", pr.sub);
     if (bg_policy_principal_prepare(s->snap->policy, pr.sub, (const char *const *)pr.groups,

@@ -357,6 +357,7 @@ static int bg_kafka_auth__accept(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
     bg_policy_principal_clear(&s->pp);
     bg_principal_clear(&s->principal);
     s->principal = *pr;
+    s->unvouched = bg_identity_unvouched(s->snap->identity, &s->principal);
     if (bg_policy_principal_prepare(s->snap->policy, pr->sub, (const char *const *)pr->groups,
                                     pr->ngroups, &s->pp) != 0) {
         bg_kafka_session_close(s, 0, "cannot prepare the principal (out of memory)");

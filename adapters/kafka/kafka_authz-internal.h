@@ -114,7 +114,9 @@ int bg_kafka__decide(bg_kafka__az_t *az, bg_res_type_t type, bg_slice_t name, bg
 /* Records a denial that no policy rule made (unknown topic id, ...). */
 void bg_kafka__record_denied(bg_kafka__az_t *az, bg_res_type_t type, bg_slice_t name,
                              bg_verb_t verb, int16_t err, const char *reason);
-/* Records an allow that no policy rule made (busgate's own reason). */
+/* Records an allow that no policy rule made (busgate's own reason); for a
+ * principal nothing vouches for (ctx->unvouched), busgate's deny with no
+ * error instead. */
 void bg_kafka__record_allowed(bg_kafka__az_t *az, bg_res_type_t type, bg_slice_t name,
                               bg_verb_t verb, const char *reason);
 /* Pure check, nothing recorded (response filters, auto-create probe). */

@@ -164,7 +164,8 @@ int16_t bg_kafka__deny_error(bg_res_type_t type)
     }
 }
 
-/* The decision busgate applies: the reserved topics (the audit topic,
+/* The decision busgate applies: a principal nothing vouches for any more
+ * (ctx->unvouched) is denied everything; then the reserved topics (the audit topic,
  * Kafka's internal topics: anything but reading and describing them; and
  * creating their '.'/'_' twins), then
  * the policy; hold (no approvals in this build) and reading a topic a mask
@@ -173,6 +174,12 @@ int16_t bg_kafka__deny_error(bg_res_type_t type)
 static const char *bg_kafka__decide_raw(const bg_kafka_authz_ctx_t *ctx, bg_res_type_t type,
                                         bg_slice_t name, bg_verb_t verb, bg_policy_decision_t *d)
 {
+    if (ctx->unvouched) {
+        memset(d, 0, sizeof *d);
+        d->effect = d->would = BG_EFFECT_DENY;
+        d->mode = BG_MODE_ENFORCE;
+        return ctx->unvouched;
+    }
     const char *reserved = type != BG_RES_KAFKA_TOPIC || verb == BG_VERB_READ ||
                                    verb == BG_VERB_DESCRIBE ? NULL
                            : verb == BG_VERB_CREATE ? bg_kafka__reserved_create(ctx, name)
@@ -297,6 +304,14 @@ void bg_kafka__record_denied(bg_kafka__az_t *az, bg_res_type_t type, bg_slice_t 
 void bg_kafka__record_allowed(bg_kafka__az_t *az, bg_res_type_t type, bg_slice_t name,
                               bg_verb_t verb, const char *reason)
 {
+    /* What is open to every principal (a listing the filter empties, the
+     * broker list) is still no allow for one nothing vouches for: its
+     * decision is busgate's deny, with no error (the answer is as Kafka
+     * gives it to a principal with no permission at all). */
+    if (az->ctx->unvouched) {
+        bg_kafka__record_denied(az, type, name, verb, 0, az->ctx->unvouched);
+        return;
+    }
     bg_policy_decision_t d;
     memset(&d, 0, sizeof d);
     d.effect = d.would = BG_EFFECT_ALLOW;

@@ -68,6 +68,10 @@ typedef struct bg_kafka_authz_ctx_s {
     void *learn_node_arg;
     /* The connection's share fetch sessions (KIP-932); NULL = none known. */
     const bg_kafka_share_sessions_t *share;
+    /* Non-NULL: nothing configured vouches for the principal any more (a
+     * reload removed its token's issuer), and every decision is busgate's
+     * deny for this reason (static text), refused as a policy deny is. */
+    const char *unvouched;
 } bg_kafka_authz_ctx_t;
 
 /* ---- decisions, for audit and metrics ---- */
@@ -81,8 +85,8 @@ typedef struct bg_kafka_decision_s {
     int16_t error_code; /* error returned for these resources (0 when allowed) */
     /* Static text when busgate itself decided, not a policy rule (rule is
      * then NULL): "reserved audit topic", "reserved Kafka internal topic",
-     * "unknown topic id", "hold: no approvals in this build". NULL for
-     * plain policy decisions. */
+     * "unknown topic id", "hold: no approvals in this build", the
+     * context's unvouched reason. NULL for plain policy decisions. */
     const char *reason;
     /* Produce: the records in the batches sent for these topics (whether
      * forwarded or refused), from the batch headers; 0 for other requests. */

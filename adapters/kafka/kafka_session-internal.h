@@ -79,6 +79,10 @@ struct bg_kafka_session_s {
     bg_principal_t principal;
     bg_policy_principal_t pp;
     bg_snapshot_t *snap;
+    /* Non-NULL when snap's identity no longer has the principal's issuer:
+     * every decision is busgate's deny for this reason (static text). Set
+     * with snap and pp at login and on every snapshot change. */
+    const char *unvouched;
     int64_t exp_ms; /* token expiry */
     char client_id[128];
     char sw_name[64], sw_version[64];

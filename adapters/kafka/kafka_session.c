@@ -488,11 +488,15 @@ static void bg_kafka__ctx(bg_kafka_session_t *s, const bg_snapshot_t *snap,
     ctx->learn_node = bg_kafka__learn_node;
     ctx->learn_node_arg = s->kw->g;
     ctx->share = s->share;
+    ctx->unvouched = s->unvouched;
 }
 
 /* Switches to a newer policy snapshot (reload) before deciding. The new
  * identity configuration may name the principal differently (its issuer's
- * prefixes changed): the new policy is written for the new names. */
+ * prefixes changed): the new policy is written for the new names. Or it may
+ * no longer have the principal's issuer (its keys leaked): the session
+ * stays (a reload drops no connection), but every decision is then denied
+ * (s->unvouched), until a reload puts the issuer back. */
 static int bg_kafka__refresh_snapshot(bg_kafka_session_t *s)
 {
     if (!bg_snapshot_refresh(&s->snap))
@@ -505,6 +509,16 @@ static int bg_kafka__refresh_snapshot(bg_kafka_session_t *s)
         bg_log_fields(BG_LOG_INFO, "kafka",
                       (bg_log_field_t[]){{"session", s->id}, {"sub", s->principal.sub}}, 2,
                       "principal renamed by a reload (its issuer's prefixes changed)");
+    const char *was = s->unvouched;
+    s->unvouched = bg_identity_unvouched(s->snap->identity, &s->principal);
+    if (s->unvouched && !was)
+        bg_log_fields(BG_LOG_WARN, "kafka",
+                      (bg_log_field_t[]){{"session", s->id}, {"sub", s->principal.sub}}, 2,
+                      "every decision is a deny from now on: %s", s->unvouched);
+    else if (was && !s->unvouched)
+        bg_log_fields(BG_LOG_INFO, "kafka",
+                      (bg_log_field_t[]){{"session", s->id}, {"sub", s->principal.sub}}, 2,
+                      "decided by the policy again: the token's issuer is configured again");
     return bg_policy_principal_prepare(s->snap->policy, s->principal.sub,
                                        (const char *const *)s->principal.groups,
                                        s->principal.ngroups, &s->pp);

@@ -477,3 +477,71 @@ def test_reload_refuses_a_live_consumer(start_busgate, tmp_path):
         conn.close()
         ach.queue_delete(q)
         admin.close()
+
+
+def test_reload_removing_the_issuer_denies_its_session(start_busgate, tmp_path):
+    """An operator removes an issuer (its keys leaked) and reloads. A
+    connection that logged in with that issuer's token stays open (a reload
+    drops none), but every decision is then busgate's deny: its live
+    consumer is refused at the next delivery, and a method the policy
+    allows is refused 403 naming the reason. A reload that puts the issuer
+    back lets the same connection go on."""
+    import signal
+    from amqp_env import connect
+    from kafka_env import scrape, wait_until
+    issuer = Issuer(tmp_path / "keys")
+    leaked = Issuer(tmp_path / "leaked", iss="https://amqp.it.leaked.test")
+    text, ports = busgate_config(tmp_path, issuer, POLICY, more_issuers=[leaked])
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    why = "the token's issuer is no longer configured"
+
+    def reload(new_text):
+        ok = {"result": "ok"}
+        reloads = scrape(ports["admin"], "busgate_reloads_total", ok)
+        bg.config_path.write_text(new_text)
+        bg.signal(signal.SIGHUP)
+        assert wait_until(lambda: scrape(ports["admin"], "busgate_reloads_total", ok) > reloads)
+
+    q = unique("it.cons-leaked")
+    admin = direct()
+    ach = admin.channel()
+    ach.queue_declare(q)
+    conn = connect(ports["listen"], leaked.mint("alice", ["apps"]))
+    try:
+        ch, other = conn.channel(), conn.channel()
+        got = []
+        ch.basic_consume(q, lambda c, m, p, body: (got.append(body), c.basic_ack(m.delivery_tag)))
+        ach.basic_publish("", q, b"before")
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            conn.process_data_events(time_limit=0.2)
+        assert got == [b"before"]
+        without = text.replace(leaked.yaml(), "")
+        assert leaked.iss not in without
+        reload(without)
+        ach.basic_publish("", q, b"after")
+        deadline = time.monotonic() + 10
+        while ch.is_open and time.monotonic() < deadline:
+            conn.process_data_events(time_limit=0.2)
+        assert ch.is_closed and got == [b"before"], got
+        (ev,) = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                           and e["decision"]["effect"] == "deny"
+                           and api_name(e) == "basic.consume")
+        assert ev["decision"]["by"] == "busgate" and "rule" not in ev["decision"], ev
+        assert ev["detail"] == why, ev
+        assert ev["resources"][0]["name"] == q, ev
+        # describe is allowed by the policy, refused for the session
+        try:
+            other.queue_declare(q, passive=True)
+            raise AssertionError("queue.declare allowed after the issuer went")
+        except pika.exceptions.ChannelClosedByBroker as e:
+            assert e.reply_code == 403 and f"(busgate: {why})" in e.reply_text, e
+        assert conn.is_open
+        assert queued_body(ach, q) == b"after"  # nothing lost
+        reload(text)  # the issuer is back
+        conn.channel().queue_declare(q, passive=True)
+    finally:
+        if conn.is_open:
+            conn.close()
+        ach.queue_delete(q)
+        admin.close()

@@ -2,13 +2,17 @@
 producer, on the same connection, is refused once the rule that allowed it
 is gone. Sections only a restart applies are left alone, with a warning."""
 import signal
+import struct
+import time
 import urllib.request
 
 from confluent_kafka import KafkaError, Producer
 
 from conftest import serve_json
-from kafka_env import (OIDC, busgate_config, client_conf, kafka_topics, oidc_token, scrape,
-                       unique, wait_audit, wait_until, with_audit_topic)
+from kafka_env import (OIDC, KafkaWire, busgate_config, client_conf, kafka_topics, kbytes, kstr,
+                       local_issuer, metadata_v1_topics, oidc_token, scrape, sign_jwt, unique,
+                       wait_audit, wait_until, with_audit_topic)
+from keys import make_rsa_key
 
 DESCRIBE = """    - name: orders-describe
       subjects: [group:orders]
@@ -167,3 +171,79 @@ def test_reload_keeps_keys_while_provider_down(start_busgate, tmp_path):
         assert not wait_audit(ports["audit"], lambda e: e["kind"] == "auth_failure", timeout=0)
     finally:
         jwks.stop()
+
+
+REVOKED_ISSUER = "https://it.revoked.test"
+REVOKED_RULE = """    - name: rv-describe
+      subjects: ["sub:rv-user"]
+      resources: ["kafka:topic:it-rv-*"]
+      verbs: [describe]
+      effect: allow
+"""
+
+
+def _plain_login(w, token):
+    """SASL PLAIN with the token as the password on KafkaWire w: the
+    SaslAuthenticate error code."""
+    body = w.call(17, 1, kstr("PLAIN"))
+    assert body is not None and struct.unpack(">h", body[:2])[0] == 0
+    body = w.call(36, 1, kbytes(b"\0it-raw\0" + token.encode()))
+    assert body is not None
+    return struct.unpack(">h", body[:2])[0]
+
+
+def _reload(bg, ports, text):
+    reloads = scrape(ports["admin"], "busgate_reloads_total", {"result": "ok"})
+    bg.config_path.write_text(text)
+    bg.signal(signal.SIGHUP)
+    assert wait_until(lambda: scrape(ports["admin"], "busgate_reloads_total",
+                                     {"result": "ok"}) > reloads), bg.log_path.read_text()[-2000:]
+
+
+def test_reload_removing_the_issuer_denies_its_sessions(kafka_topics, start_busgate, tmp_path):
+    """An operator removes an issuer (its keys leaked) and reloads. A session
+    that logged in with that issuer's token keeps its connection (a reload
+    drops none), but from its next request on every decision is busgate's
+    deny, refused as a policy deny is (TOPIC_AUTHORIZATION_FAILED), until a
+    reload puts the issuer back. A new login with the token is refused."""
+    topic = kafka_topics(unique("it-rv"))
+    pem, jwks = make_rsa_key(tmp_path)
+    issuer = local_issuer(jwks, REVOKED_ISSUER)
+    text, ports = busgate_config(tmp_path, REVOKED_RULE, mechanism="PLAIN", extra_issuers=issuer)
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    now = int(time.time())
+    tok = sign_jwt(pem, {"iss": REVOKED_ISSUER, "aud": "busgate", "sub": "rv-user",
+                         "iat": now, "exp": now + 3600})
+    w = KafkaWire(ports["listen"])
+    w.api_versions()
+    assert _plain_login(w, tok) == 0
+    assert metadata_v1_topics(w.metadata_v1([topic])) == [(0, topic)]
+    kafka = {"protocol": "kafka"}
+    open_now = scrape(ports["admin"], "busgate_connections_open", kafka)
+    denies = scrape(ports["admin"], "busgate_decisions_total",
+                    {"protocol": "kafka", "effect": "deny"}) or 0
+
+    without = text.replace(issuer, "")
+    assert REVOKED_ISSUER not in without
+    _reload(bg, ports, without)
+    # The open session: answered, refused, and still open.
+    assert metadata_v1_topics(w.metadata_v1([topic])) == [(29, topic)]
+    assert scrape(ports["admin"], "busgate_connections_open", kafka) == open_now
+    assert wait_until(lambda: scrape(ports["admin"], "busgate_decisions_total",
+                                     {"protocol": "kafka", "effect": "deny"}) == denies + 1)
+    (ev,) = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                       and e["decision"]["effect"] == "deny")
+    assert ev["principal"]["sub"] == "rv-user", ev
+    assert ev["decision"]["by"] == "busgate" and "rule" not in ev["decision"], ev
+    assert ev["detail"] == "the token's issuer is no longer configured", ev
+    assert ev["resources"] == [{"type": "kafka:topic", "name": topic}], ev
+    assert ev["result"]["error_code"] == 29, ev
+    # A new login with the token is refused (and so is a re-authentication).
+    w2 = KafkaWire(ports["listen"])
+    w2.api_versions()
+    assert _plain_login(w2, tok) == 58
+    w2.close()
+
+    _reload(bg, ports, text)  # the issuer is back: decided by the policy again
+    assert metadata_v1_topics(w.metadata_v1([topic])) == [(0, topic)]
+    w.close()

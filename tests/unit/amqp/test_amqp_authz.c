@@ -355,7 +355,7 @@ static void test_decide_table(void **state)
         build(&c->m, &a, &m);
         bg_amqp_verdict_t v;
         bg_amqp_authz_classify(&m, &ch, &v);
-        bg_amqp_authz_decide(policy, &pr, &v);
+        bg_amqp_authz_decide(policy, &pr, NULL, &v);
         if (v.denied != c->denied)
             fail_msg("case %zu (%s): denied %d, expected %d", i, m.info->name, v.denied,
                      c->denied);
@@ -401,7 +401,7 @@ static void test_text_bounds(void **state)
     assert_int_equal(bg_policy_principal_prepare(policy, "alice", groups, 1, &pr), 0);
     bg_amqp_verdict_t v;
     bg_amqp_authz_classify(&m, NULL, &v);
-    bg_amqp_authz_decide(policy, &pr, &v);
+    bg_amqp_authz_decide(policy, &pr, NULL, &v);
     assert_int_equal(v.denied, 1);
     char text[256];
     bg_amqp_authz_text(&v, user, user, text, sizeof text);
@@ -453,7 +453,7 @@ static void test_text_utf8_and_rule_name(void **state)
     assert_int_equal(bg_policy_principal_prepare(policy, "alice", groups, 1, &pr), 0);
     bg_amqp_verdict_t v;
     bg_amqp_authz_classify(&m, NULL, &v);
-    bg_amqp_authz_decide(policy, &pr, &v);
+    bg_amqp_authz_decide(policy, &pr, NULL, &v);
     assert_int_equal(v.denied, 1);
     char text[256];
     bg_amqp_authz_text(&v, user, user, text, sizeof text);
@@ -469,7 +469,7 @@ static void test_text_utf8_and_rule_name(void **state)
         strcat(q2, "\xc3\xa9");
     d.queue = S(q2);
     bg_amqp_authz_classify(&m, NULL, &v);
-    bg_amqp_authz_decide(policy, &pr, &v);
+    bg_amqp_authz_decide(policy, &pr, NULL, &v);
     assert_int_equal(v.denied, 1);
     bg_amqp_authz_text(&v, "/", user, text, sizeof text);
     assert_true(utf8_ok((const unsigned char *)text));
@@ -502,7 +502,7 @@ static void test_unknown_last_queue_refused(void **state)
     const char *groups[] = {"apps"};
     assert_int_equal(bg_policy_principal_prepare(policy, "alice", groups, 1, &pr), 0);
     assert_int_equal(v.answer, BG_AMQP_ANSWER_NONE);
-    bg_amqp_authz_decide(policy, &pr, &v);
+    bg_amqp_authz_decide(policy, &pr, NULL, &v);
     assert_int_equal(v.denied, 1);
     assert_non_null(v.checks[0].refusal);
     bg_policy_principal_clear(&pr);
@@ -663,7 +663,7 @@ static void test_declare_argument_exchanges_masked(void **state)
         assert_int_equal(bg_policy_principal_prepare(policy, "alice", groups, ng, &pr), 0);
         bg_amqp_verdict_t v;
         bg_amqp_authz_classify(&m, NULL, &v);
-        bg_amqp_authz_decide(policy, &pr, &v);
+        bg_amqp_authz_decide(policy, &pr, NULL, &v);
         if (v.denied != cases[i].denied)
             fail_msg("case %zu (%s %s): denied %d, expected %d", i, cases[i].key,
                      cases[i].target, v.denied, cases[i].denied);

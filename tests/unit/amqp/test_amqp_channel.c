@@ -1657,6 +1657,52 @@ static void test_reload_rename_reaches_reply_texts(void **state)
     assert_string_equal(c->f.s.user, "partner/svc-x");
 }
 
+/* A reload that removed the principal's issuer (its keys leaked) keeps the
+ * connection, but every decision is busgate's deny: the consumers are
+ * refused at the next delivery, in a text naming the reason, and so is a
+ * new basic.consume the policy allows. A later reload that puts the issuer
+ * back decides by the policy again. */
+static void test_reload_removing_the_issuer_denies_everything(void **state)
+{
+    ctx_t *c = *state;
+    static const char why[] = "the token's issuer is no longer configured";
+    open_channel(c, 1);
+    open_channel(c, 2);
+    consume_live(c, 1, "ok.q", "A");
+    int before = c->f.decisions;
+    c->f.next_policy = policy; /* the same policy: only the issuer went */
+    c->f.unvouched = why;
+    deliver(c, 1, "A");
+    assert_int_equal(c->f.decisions, before + 1);
+    bg_amqp_method_t m = expect_method(c, CLI(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    const amqp_channel_close_t *cl = m.decoded;
+    assert_int_equal(cl->reply_code, BG_AMQP_ACCESS_REFUSED);
+    assert_int_equal(cl->method_id, 20);
+    assert_non_null(memmem(cl->reply_text.bytes, cl->reply_text.len, "(busgate: ", 10));
+    assert_non_null(memmem(cl->reply_text.bytes, cl->reply_text.len, why, strlen(why)));
+    expect_method(c, UP(c), 1, AMQP_CHANNEL_CLOSE_METHOD);
+    expect_nothing(CLI(c));
+    amqp_basic_consume_t bc;
+    memset(&bc, 0, sizeof bc);
+    bc.queue = t_str("ok.q");
+    bc.consumer_tag = t_str("B");
+    assert_int_equal(cli(c, 2, AMQP_BASIC_CONSUME_METHOD, &bc), 1);
+    m = expect_method(c, UP(c), 2, AMQP_CHANNEL_CLOSE_METHOD); /* not the consume */
+    assert_int_equal(((amqp_channel_close_t *)m.decoded)->reply_code, 200);
+    expect_nothing(UP(c));
+    assert_int_equal(up(c, 2, AMQP_CHANNEL_CLOSE_OK_METHOD, NULL), 0);
+    m = expect_method(c, CLI(c), 2, AMQP_CHANNEL_CLOSE_METHOD);
+    cl = m.decoded;
+    assert_int_equal(cl->reply_code, BG_AMQP_ACCESS_REFUSED);
+    assert_non_null(memmem(cl->reply_text.bytes, cl->reply_text.len, why, strlen(why)));
+    assert_int_equal(c->f.decisions, before + 2);
+    assert_int_equal(c->f.closed, 0);
+    c->f.next_policy = policy; /* the issuer is back */
+    c->f.unvouched = NULL;
+    open_channel(c, 3);
+    consume_live(c, 3, "ok.q", "C");
+}
+
 /* A reload noticed while the client is part-way through a publish body on
  * the consumer's channel. The client controls when that body ends, so the
  * consumer is refused at once: the 403 goes to the client and nothing more
@@ -2717,6 +2763,7 @@ int main(void)
         T(test_cancel_ok_of_unknown_tag_keeps_pending_consume),
         T(test_reload_decides_consumers_again),
         T(test_reload_decides_under_the_new_names),
+        T(test_reload_removing_the_issuer_denies_everything),
         T(test_update_secret_decides_consumers_again),
         T(test_reload_while_audit_not_admitting),
         T(test_reload_during_publish_body_refuses_at_once),

@@ -53,6 +53,7 @@ typedef struct t_fake_s {
     const char *rename_group;       /* the next bg_identity_rename: the one group's new name */
     const char *rename_sub;         /* ... and, when set, the principal's new name */
     const char *renamed[1];
+    const char *unvouched;          /* what bg_identity_unvouched answers */
     int64_t now_ms;                 /* bg_amqp_mono_ms */
 } t_fake_t;
 
@@ -200,6 +201,14 @@ int bg_identity_rename(const bg_identity_t *id, bg_principal_t *p)
         p->sub = (char *)t_cur->rename_sub; /* borrowed, as the fake's sub is */
     t_cur->rename_group = t_cur->rename_sub = NULL;
     return 1;
+}
+
+/* As a test asks: NULL (the issuer is configured) unless unvouched is set,
+ * as a reload that removed the principal's issuer would. */
+const char *bg_identity_unvouched(const bg_identity_t *id, const bg_principal_t *p)
+{
+    (void)id, (void)p;
+    return t_cur->unvouched;
 }
 
 /* A RUNNING session with policy p for principal sub (groups: space-separated

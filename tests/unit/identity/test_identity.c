@@ -897,10 +897,17 @@ static void test_issuer_prefixes_after_reload(void **state)
     assert_string_equal(bg_principal_subject_claim(&copy), "alice");
     bg_principal_clear(&copy);
 
-    /* An identity without the issuer (or none) leaves the names alone. */
+    /* An identity without the issuer (or none) leaves the names alone, and
+     * no longer vouches for the principal: the adapters deny its session
+     * everything until an identity with the issuer comes back. */
+    assert_null(bg_identity_unvouched(id2, &p));
     assert_int_equal(bg_identity_rename(id3, &p), 0);
     assert_int_equal(bg_identity_rename(NULL, &p), 0);
     assert_string_equal(p.sub, "idp/alice");
+    assert_string_equal(bg_identity_unvouched(id3, &p),
+                        "the token's issuer is no longer configured");
+    assert_non_null(bg_identity_unvouched(NULL, &p));
+    assert_null(bg_identity_unvouched(id1, &p));
     /* Back to no prefixes. */
     assert_int_equal(bg_identity_rename(id1, &p), 1);
     assert_string_equal(p.sub, "alice");

@@ -336,6 +336,43 @@ static void test_topic_denial_messages(void **st)
     }
 }
 
+/* A principal nothing vouches for any more (a reload removed its token's
+ * issuer): a topic the policy lets it create is refused as a policy deny
+ * is, recorded as busgate's deny with the reason and no rule; with the
+ * issuer back, the same request is forwarded. */
+static void test_unvouched_principal_denied(void **st)
+{
+    ka_fix_t *f = *st;
+    static const char why[] = "the token's issuer is no longer configured";
+    const char *orders[] = {"orders.new"};
+    bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_CREATE_TOPICS, 0);
+    ka_topics(f, req, K(CREATE_TOPICS_REQ_TOPICS), K(CREATE_TOPICS_REQ_TOPICS_NAME), orders, 1, -1,
+              -1, 0);
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_CREATE_TOPICS, 7);
+    bg_kafka_struct_t *rq = ka_rt(f, BG_KAFKA_API_CREATE_TOPICS, 0, 7, req);
+    bg_kafka_verdict_t v;
+    f->ctx.unvouched = why;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, rq, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    const bg_kafka_struct_t *e = ka_el(ka_rt(f, BG_KAFKA_API_CREATE_TOPICS, 1, 7, v.response),
+                                       K(CREATE_TOPICS_RESP_TOPICS), 0);
+    assert_int_equal(e->f[K(CREATE_TOPICS_RESP_TOPICS_ERROR_CODE)].i,
+                     BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED);
+    const bg_kafka_decision_t *d = ka_find_decision(&v, BG_RES_KAFKA_TOPIC, "orders.new");
+    assert_non_null(d);
+    assert_int_equal(d->decision.effect, BG_EFFECT_DENY);
+    assert_null(d->decision.rule);
+    assert_int_equal(d->error_code, BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED);
+    assert_ptr_equal(d->reason, why);
+    f->ctx.unvouched = NULL;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, rq, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    d = ka_find_decision(&v, BG_RES_KAFKA_TOPIC, "orders.new");
+    assert_non_null(d);
+    assert_int_equal(d->decision.effect, BG_EFFECT_ALLOW);
+    assert_null(d->reason);
+}
+
 /* A config request with one resource per (type, name). */
 static bg_kafka_struct_t *config_req(ka_fix_t *f, int16_t key, const int *types,
                                      const char *const *names, int n)
@@ -481,6 +518,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_delete_topics_v6_duplicates, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_find_coordinator_share, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_topic_denial_messages, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_unvouched_principal_denied, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_config_denial_messages, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_partition_admin_denial_messages, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_fetch_denied_aborted_transactions, ka_up, ka_down),
