@@ -238,6 +238,12 @@ def test_reload_removing_the_issuer_denies_its_sessions(kafka_topics, start_busg
     assert ev["detail"] == "the token's issuer is no longer configured", ev
     assert ev["resources"] == [{"type": "kafka:topic", "name": topic}], ev
     assert ev["result"]["error_code"] == 29, ev
+    # A listing open to every principal is empty, and a deny too.
+    assert metadata_v1_topics(w.metadata_v1(None)) == []
+    listing = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                         and e["resources"] == [{"type": "kafka:topic", "name": "*"}])
+    assert [(e["decision"]["effect"], e["decision"]["by"], e["detail"]) for e in listing] == \
+        [("deny", "busgate", "the token's issuer is no longer configured")], listing
     # A new login with the token is refused (and so is a re-authentication).
     w2 = KafkaWire(ports["listen"])
     w2.api_versions()
