@@ -11,6 +11,7 @@
 #include <jansson.h>
 
 #include "broker/identity-internal.h"
+#include "broker/log.h"
 
 /* A token split into its parts. buf is a NUL-terminated copy. */
 typedef struct bg_id__tok_s {
@@ -456,6 +457,27 @@ const char *bg_identity_unvouched(const bg_identity_t *id, const bg_principal_t 
     if (id && p->issuer && bg_id__find_issuer(id, p->issuer))
         return NULL;
     return "the token's issuer is no longer configured";
+}
+
+int bg_identity_reapply(const bg_identity_t *id, bg_principal_t *p, const char **unvouched,
+                        const char *module, const char *session)
+{
+    int renamed = bg_identity_rename(id, p);
+    if (renamed < 0)
+        return -1;
+    bg_log_field_t f[] = {{"session", session}, {"sub", p->sub}};
+    if (renamed)
+        bg_log_fields(BG_LOG_INFO, module, f, 2,
+                      "principal renamed by a reload (its issuer's prefixes changed)");
+    const char *was = *unvouched;
+    *unvouched = bg_identity_unvouched(id, p);
+    if (*unvouched && !was)
+        bg_log_fields(BG_LOG_WARN, module, f, 2, "every decision is a deny from now on: %s",
+                      *unvouched);
+    else if (was && !*unvouched)
+        bg_log_fields(BG_LOG_INFO, module, f, 2,
+                      "decided by the policy again: the token's issuer is configured again");
+    return renamed;
 }
 
 static int bg_id__dup_opt(char **dst, const char *src)

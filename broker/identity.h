@@ -107,6 +107,13 @@ int bg_identity_rename(const bg_identity_t *id, bg_principal_t *p);
  * issuer: nothing configured vouches for it. id is only read. */
 const char *bg_identity_unvouched(const bg_identity_t *id, const bg_principal_t *p);
 
+/* A live session's principal p under id, a reload's new identity: renames
+ * it (bg_identity_rename) and sets *unvouched (bg_identity_unvouched), each
+ * change logged for the session (module, session id). Returns 1 when the
+ * names changed, 0 when not, -1 when out of memory (p unchanged). */
+int bg_identity_reapply(const bg_identity_t *id, bg_principal_t *p, const char **unvouched,
+                        const char *module, const char *session);
+
 /* Blocks until every jwks_url issuer has had one fetch attempt, or timeout_ms
  * passes; returns 0 if all issuers have keys. Used at start-up. */
 int bg_identity_wait_ready(bg_identity_t *id, int timeout_ms);

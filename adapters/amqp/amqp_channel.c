@@ -686,7 +686,11 @@ int bg_amqp_chan_policy_refresh(bg_amqp_session_t *s, int force)
         /* The new policy is written for the names the new identity
          * configuration gives (an issuer's prefixes may have changed). */
         bg_policy_principal_clear(&s->pp);
-        int renamed = bg_identity_rename(s->snap->identity, &s->principal);
+        /* A reload that removed the issuer (its keys leaked) keeps the
+         * connection, but denies every decision (s->unvouched), the
+         * consumers' below included, until a reload puts the issuer back. */
+        int renamed =
+            bg_identity_reapply(s->snap->identity, &s->principal, &s->unvouched, "amqp", s->id);
         if (renamed < 0 ||
             bg_policy_principal_prepare(s->snap->policy, s->principal.sub,
                                         (const char *const *)s->principal.groups,
@@ -696,23 +700,6 @@ int bg_amqp_chan_policy_refresh(bg_amqp_session_t *s, int force)
         }
         if (renamed && s->user_is_principal) /* reply texts name the new name */
             snprintf(s->user, sizeof s->user, "%s", s->principal.sub);
-        if (renamed)
-            bg_log_fields(BG_LOG_INFO, "amqp",
-                          (bg_log_field_t[]){{"session", s->id}, {"sub", s->principal.sub}}, 2,
-                          "principal renamed by a reload (its issuer's prefixes changed)");
-        /* A reload that removed the issuer (its keys leaked) keeps the
-         * connection, but denies every decision, the consumers' below
-         * included, until a reload puts the issuer back. */
-        const char *was = s->unvouched;
-        s->unvouched = bg_identity_unvouched(s->snap->identity, &s->principal);
-        if (s->unvouched && !was)
-            bg_log_fields(BG_LOG_WARN, "amqp",
-                          (bg_log_field_t[]){{"session", s->id}, {"sub", s->principal.sub}}, 2,
-                          "every decision is a deny from now on: %s", s->unvouched);
-        else if (was && !s->unvouched)
-            bg_log_fields(BG_LOG_INFO, "amqp",
-                          (bg_log_field_t[]){{"session", s->id}, {"sub", s->principal.sub}}, 2,
-                          "decided by the policy again: the token's issuer is configured again");
     } else if (!force) {
         return 0;
     }

@@ -502,23 +502,8 @@ static int bg_kafka__refresh_snapshot(bg_kafka_session_t *s)
     if (!bg_snapshot_refresh(&s->snap))
         return 0;
     bg_policy_principal_clear(&s->pp);
-    int renamed = bg_identity_rename(s->snap->identity, &s->principal);
-    if (renamed < 0)
+    if (bg_identity_reapply(s->snap->identity, &s->principal, &s->unvouched, "kafka", s->id) < 0)
         return -1;
-    if (renamed)
-        bg_log_fields(BG_LOG_INFO, "kafka",
-                      (bg_log_field_t[]){{"session", s->id}, {"sub", s->principal.sub}}, 2,
-                      "principal renamed by a reload (its issuer's prefixes changed)");
-    const char *was = s->unvouched;
-    s->unvouched = bg_identity_unvouched(s->snap->identity, &s->principal);
-    if (s->unvouched && !was)
-        bg_log_fields(BG_LOG_WARN, "kafka",
-                      (bg_log_field_t[]){{"session", s->id}, {"sub", s->principal.sub}}, 2,
-                      "every decision is a deny from now on: %s", s->unvouched);
-    else if (was && !s->unvouched)
-        bg_log_fields(BG_LOG_INFO, "kafka",
-                      (bg_log_field_t[]){{"session", s->id}, {"sub", s->principal.sub}}, 2,
-                      "decided by the policy again: the token's issuer is configured again");
     return bg_policy_principal_prepare(s->snap->policy, s->principal.sub,
                                        (const char *const *)s->principal.groups,
                                        s->principal.ngroups, &s->pp);

@@ -908,8 +908,14 @@ static void test_issuer_prefixes_after_reload(void **state)
                         "the token's issuer is no longer configured");
     assert_non_null(bg_identity_unvouched(NULL, &p));
     assert_null(bg_identity_unvouched(id1, &p));
+    /* What the adapters call on a reload: both at once. */
+    const char *unvouched = NULL;
+    assert_int_equal(bg_identity_reapply(id3, &p, &unvouched, "test", "s1"), 0);
+    assert_string_equal(unvouched, "the token's issuer is no longer configured");
+    assert_string_equal(p.sub, "idp/alice");
     /* Back to no prefixes. */
-    assert_int_equal(bg_identity_rename(id1, &p), 1);
+    assert_int_equal(bg_identity_reapply(id1, &p, &unvouched, "test", "s1"), 1);
+    assert_null(unvouched);
     assert_string_equal(p.sub, "alice");
     assert_string_equal(p.groups[0], "dev");
     assert_true(bg_principal_same(&p, &fresh));
