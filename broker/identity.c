@@ -295,13 +295,72 @@ static int bg_id__fill_groups(const bg_id_issuer_t *iss, json_t *claims, bg_prin
     return 0;
 }
 
-/* Fills the principal from the verified claims. The prefixes are added here,
+/* n strings (NULL entries skipped) as one allocation: the pointer array,
+ * NULL-terminated, then the strings. *out is NULL when none is left; -1
+ * when out of memory. */
+static int bg_id__pack(const char *const *v, size_t n, char ***out, size_t *nout)
+{
+    size_t bytes = 0, k = 0;
+    *out = NULL;
+    *nout = 0;
+    for (size_t i = 0; i < n; i++)
+        if (v[i]) {
+            bytes += strlen(v[i]) + 1;
+            k++;
+        }
+    if (k == 0)
+        return 0;
+    char **a = malloc((k + 1) * sizeof(char *) + bytes);
+    if (!a)
+        return -1;
+    char *s = (char *)(a + k + 1);
+    for (size_t i = 0, j = 0; i < n; i++) {
+        if (!v[i])
+            continue;
+        size_t len = strlen(v[i]) + 1;
+        memcpy(s, v[i], len);
+        a[j++] = s;
+        s += len;
+    }
+    a[k] = NULL;
+    *out = a;
+    *nout = k;
+    return 0;
+}
+
+/* The token's aud values that are strings (aud a string or an array), for
+ * bg_identity_unvouched after a reload. Their number and size are bounded
+ * by the token's (BG_IDENTITY_MAX_TOKEN). */
+static int bg_id__keep_auds(json_t *claims, bg_principal_t *p)
+{
+    json_t *aud = json_object_get(claims, "aud"), *v;
+    if (json_is_string(aud)) {
+        const char *one = json_string_value(aud);
+        return bg_id__pack(&one, 1, &p->audiences, &p->naudiences);
+    }
+    size_t n = json_array_size(aud), i;
+    if (n == 0)
+        return 0;
+    const char **tmp = calloc(n, sizeof(char *));
+    if (!tmp)
+        return -1;
+    json_array_foreach(aud, i, v)
+    {
+        tmp[i] = json_string_value(v); /* NULL for a non-string: skipped */
+    }
+    int rc = bg_id__pack(tmp, n, &p->audiences, &p->naudiences);
+    free(tmp);
+    return rc;
+}
+
+/* Fills the principal from the verified token. The prefixes are added here,
  * once, so that every consumer (policy, audit, logs, re-authentication)
  * sees one name: with several issuers, a name without a prefix would match
  * policy subjects whichever issuer vouched for it. */
-static bg_id_reason_t bg_id__fill(const bg_id_issuer_t *iss, json_t *claims, bg_principal_t *p,
-                                  char *detail, size_t dn)
+static bg_id_reason_t bg_id__fill(const bg_id_issuer_t *iss, const bg_id__tok_t *t,
+                                  bg_principal_t *p, char *detail, size_t dn)
 {
+    json_t *claims = t->claims;
     const char *sub = json_string_value(bg_id__claim(claims, iss->subject_claim));
     if (!sub || !*sub)
         return bg_id__fail(detail, dn, BG_ID_MALFORMED, "subject claim missing or not a string");
@@ -318,7 +377,11 @@ static bg_id_reason_t bg_id__fill(const bg_id_issuer_t *iss, json_t *claims, bg_
     p->exp = bg_id__date_ms(claims, "exp") / 1000;
     int64_t iat = bg_id__date_ms(claims, "iat");
     p->iat = iat > 0 ? iat / 1000 : 0;
-    if (!p->sub || !p->issuer)
+    snprintf(p->alg, sizeof(p->alg), "%s", json_string_value(json_object_get(t->hdr, "alg")));
+    p->subject_claim_name = strdup(iss->subject_claim);
+    p->groups_claim_name = strdup(iss->groups_claim);
+    if (!p->sub || !p->issuer || !p->subject_claim_name || !p->groups_claim_name ||
+        bg_id__keep_auds(claims, p) != 0)
         return bg_id__fail(detail, dn, BG_ID_MALFORMED, "out of memory");
     return BG_ID_OK;
 }
@@ -348,7 +411,7 @@ static bg_id_reason_t bg_id__verify_parsed(bg_identity_t *id, bg_id__tok_t *t, i
     if (r == BG_ID_OK)
         r = bg_id__check_aud(iss, t->claims, detail, dn);
     if (r == BG_ID_OK)
-        r = bg_id__fill(iss, t->claims, out, detail, dn);
+        r = bg_id__fill(iss, t, out, detail, dn);
     return r;
 }
 
@@ -392,6 +455,9 @@ void bg_principal_clear(bg_principal_t *p)
     free(p->issuer);
     free(p->token_id);
     free(p->client_id);
+    free(p->audiences); /* one allocation with its strings */
+    free(p->subject_claim_name);
+    free(p->groups_claim_name);
     memset(p, 0, sizeof(*p));
 }
 
@@ -452,11 +518,34 @@ fail:
     return -1;
 }
 
+/* 1 when one of p's token audiences is among iss's audiences. */
+static int bg_id__auds_accepted(const bg_id_issuer_t *iss, const bg_principal_t *p)
+{
+    for (size_t i = 0; i < p->naudiences; i++)
+        if (bg_id__aud_ok(iss, p->audiences[i]))
+            return 1;
+    return 0;
+}
+
+static int bg_id__same_opt(const char *a, const char *b)
+{
+    return a && b && strcmp(a, b) == 0;
+}
+
 const char *bg_identity_unvouched(const bg_identity_t *id, const bg_principal_t *p)
 {
-    if (id && p->issuer && bg_id__find_issuer(id, p->issuer))
-        return NULL;
-    return "the token's issuer is no longer configured";
+    const bg_id_issuer_t *iss = id && p->issuer ? bg_id__find_issuer(id, p->issuer) : NULL;
+    if (!iss)
+        return "the token's issuer is no longer configured";
+    if (!bg_id__auds_accepted(iss, p))
+        return "the token's audience is no longer accepted";
+    /* HS* tokens verify only with oct keys, loaded only under allow_hs256. */
+    if (strncmp(p->alg, "HS", 2) == 0 && !iss->allow_hs256)
+        return "the token's algorithm is no longer allowed";
+    if (!bg_id__same_opt(p->subject_claim_name, iss->subject_claim) ||
+        !bg_id__same_opt(p->groups_claim_name, iss->groups_claim))
+        return "the issuer's subject or groups claim changed; log in again";
+    return NULL;
 }
 
 int bg_identity_reapply(const bg_identity_t *id, bg_principal_t *p, const char **unvouched,
@@ -471,12 +560,13 @@ int bg_identity_reapply(const bg_identity_t *id, bg_principal_t *p, const char *
                       "principal renamed by a reload (its issuer's prefixes changed)");
     const char *was = *unvouched;
     *unvouched = bg_identity_unvouched(id, p);
-    if (*unvouched && !was)
+    if (*unvouched && (!was || strcmp(was, *unvouched) != 0))
         bg_log_fields(BG_LOG_WARN, module, f, 2, "every decision is a deny from now on: %s",
                       *unvouched);
     else if (was && !*unvouched)
         bg_log_fields(BG_LOG_INFO, module, f, 2,
-                      "decided by the policy again: the token's issuer is configured again");
+                      "decided by the policy again: the identity configuration accepts the "
+                      "token again");
     return renamed;
 }
 
@@ -493,9 +583,14 @@ int bg_principal_copy(bg_principal_t *dst, const bg_principal_t *src)
     dst->iat = src->iat;
     dst->sub_prefix_len = src->sub_prefix_len;
     dst->groups_prefix_len = src->groups_prefix_len;
+    memcpy(dst->alg, src->alg, sizeof(dst->alg));
     int rc = bg_id__dup_opt(&dst->sub, src->sub) | bg_id__dup_opt(&dst->issuer, src->issuer) |
              bg_id__dup_opt(&dst->token_id, src->token_id) |
-             bg_id__dup_opt(&dst->client_id, src->client_id);
+             bg_id__dup_opt(&dst->client_id, src->client_id) |
+             bg_id__dup_opt(&dst->subject_claim_name, src->subject_claim_name) |
+             bg_id__dup_opt(&dst->groups_claim_name, src->groups_claim_name) |
+             bg_id__pack((const char *const *)src->audiences, src->naudiences, &dst->audiences,
+                         &dst->naudiences);
     if (rc == 0 && src->ngroups) {
         dst->groups = calloc(src->ngroups, sizeof(char *));
         for (size_t i = 0; dst->groups && i < src->ngroups; i++, dst->ngroups++)

@@ -44,6 +44,17 @@ typedef struct bg_principal_s {
     char *client_id; /* client_id / azp claim, may be NULL */
     int64_t exp;     /* seconds since epoch */
     int64_t iat;     /* 0 when absent */
+    /* What the token was accepted with, so that bg_identity_unvouched can
+     * tell after a reload whether the new configuration would still accept
+     * it. audiences: the token's aud values that are strings, in order
+     * (pointers and strings in one allocation, bounded by the token's size
+     * limit). alg: the header's alg ("RS256", ...). The two claim names: the
+     * issuer's subject_claim and groups_claim that sub and groups came from. */
+    char **audiences;
+    size_t naudiences;
+    char alg[8];
+    char *subject_claim_name;
+    char *groups_claim_name;
 } bg_principal_t;
 
 void bg_principal_clear(bg_principal_t *p);
@@ -100,11 +111,17 @@ bg_id_reason_t bg_identity_verify(bg_identity_t *id, const char *token, size_t l
 int bg_identity_rename(const bg_identity_t *id, bg_principal_t *p);
 
 /* Why id no longer vouches for p, verified earlier perhaps by the identity a
- * reload replaced: id does not have p's issuer (an operator removes an
- * issuer whose keys leaked). The session then keeps its connection, but
- * every decision for it is busgate's deny for this reason (static text);
- * NULL while id has p's issuer. Also the reason when id is NULL or p has no
- * issuer: nothing configured vouches for it. id is only read. */
+ * reload replaced: a login with p's token would not be accepted by id, its
+ * expiry and id's keys aside. In order: id does not have p's issuer (an
+ * operator removes an issuer whose keys leaked); none of the token's
+ * audiences is among the issuer's audiences; the token's alg is HS* and
+ * the issuer no longer sets allow_hs256; the issuer's subject_claim or
+ * groups_claim is not the one p's names came from (they cannot be
+ * recomputed without the token). The session then keeps its connection,
+ * but every decision for it is busgate's deny for this reason (static
+ * text); NULL while id would accept the token. Also the issuer's reason
+ * when id is NULL or p has no issuer: nothing configured vouches for it.
+ * Keys withdrawn from the issuer's JWKS are not looked at. id is only read. */
 const char *bg_identity_unvouched(const bg_identity_t *id, const bg_principal_t *p);
 
 /* A live session's principal p under id, a reload's new identity: renames

@@ -253,3 +253,46 @@ def test_reload_removing_the_issuer_denies_its_sessions(kafka_topics, start_busg
     _reload(bg, ports, text)  # the issuer is back: decided by the policy again
     assert metadata_v1_topics(w.metadata_v1([topic])) == [(0, topic)]
     w.close()
+
+
+def test_reload_removing_the_audience_denies_its_sessions(kafka_topics, start_busgate, tmp_path):
+    """A reload that takes the token's audience out of its issuer's
+    audiences (the issuer stays): a login with the token would be refused
+    now, so the open session is denied everything by busgate, as when the
+    issuer is removed, until a reload accepts the audience again."""
+    topic = kafka_topics(unique("it-rv"))
+    pem, jwks = make_rsa_key(tmp_path)
+    issuer = local_issuer(jwks, REVOKED_ISSUER)
+    text, ports = busgate_config(tmp_path, REVOKED_RULE, mechanism="PLAIN", extra_issuers=issuer)
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    now = int(time.time())
+    tok = sign_jwt(pem, {"iss": REVOKED_ISSUER, "aud": ["busgate"], "sub": "rv-user",
+                         "iat": now, "exp": now + 3600})
+    w = KafkaWire(ports["listen"])
+    w.api_versions()
+    assert _plain_login(w, tok) == 0
+    assert metadata_v1_topics(w.metadata_v1([topic])) == [(0, topic)]
+    kafka = {"protocol": "kafka"}
+    open_now = scrape(ports["admin"], "busgate_connections_open", kafka)
+
+    moved = text.replace(issuer, local_issuer(jwks, REVOKED_ISSUER, "someone-else"))
+    assert moved != text
+    _reload(bg, ports, moved)
+    assert metadata_v1_topics(w.metadata_v1([topic])) == [(29, topic)]
+    assert scrape(ports["admin"], "busgate_connections_open", kafka) == open_now
+    (ev,) = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                       and e["decision"]["effect"] == "deny")
+    assert ev["principal"]["sub"] == "rv-user", ev
+    assert ev["decision"]["by"] == "busgate" and "rule" not in ev["decision"], ev
+    assert ev["detail"] == "the token's audience is no longer accepted", ev
+    assert ev["result"]["error_code"] == 29, ev
+    w2 = KafkaWire(ports["listen"])
+    w2.api_versions()
+    assert _plain_login(w2, tok) == 58  # as a new login with the token is
+    w2.close()
+
+    # One of the token's audiences among several: decided by the policy again.
+    _reload(bg, ports, text.replace(issuer, local_issuer(jwks, REVOKED_ISSUER,
+                                                         "someone-else, busgate")))
+    assert metadata_v1_topics(w.metadata_v1([topic])) == [(0, topic)]
+    w.close()

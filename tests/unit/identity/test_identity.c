@@ -940,6 +940,120 @@ static void test_issuer_prefixes_after_reload(void **state)
 
 /* ---- concurrency ---- */
 
+/* The identity a reload builds from issuer c (only c), for unvouched_in. */
+static const char *unvouched_in(bg_config_issuer_t c, const bg_principal_t *p)
+{
+    bg_config_identity_t cfg = {.issuers = &c, .nissuers = 1};
+    char err[256];
+    bg_identity_t *id = bg_identity_new(&cfg, err, sizeof err);
+    assert_non_null(id);
+    const char *why = bg_identity_unvouched(id, p);
+    bg_identity_free(id);
+    return why;
+}
+
+#define UV_AUD "the token's audience is no longer accepted"
+#define UV_ALG "the token's algorithm is no longer allowed"
+#define UV_CLAIM "the issuer's subject or groups claim changed; log in again"
+
+/* A reload that changes what the verifier requires of the issuer's tokens:
+ * a principal verified before it is unvouched when a login with its token
+ * would now be refused (its keys and expiry aside), and vouched for again
+ * when the configuration accepts it again. */
+static void test_unvouched_after_reload(void **state)
+{
+    const char *claims = "{\"iss\":\"" ISS "\",\"aud\":[7,\"x\",\"busgate\"],\"sub\":\"alice\","
+                         "\"groups\":[\"dev\"]," EXP_OK "}";
+    char *t = idt_token("{\"alg\":\"RS256\",\"kid\":\"rsa1\"}", claims, "RS256", g.rsa, NULL, 0);
+    bg_principal_t p, copy;
+    assert_int_equal(verify(t, strlen(t), &p), BG_ID_OK);
+    free(t);
+    /* What was kept of the token: its string audiences, alg, claim names. */
+    assert_int_equal(p.naudiences, 2);
+    assert_string_equal(p.audiences[0], "x");
+    assert_string_equal(p.audiences[1], "busgate");
+    assert_string_equal(p.alg, "RS256");
+    assert_string_equal(p.subject_claim_name, "sub");
+    assert_string_equal(p.groups_claim_name, "groups");
+    assert_int_equal(bg_principal_copy(&copy, &p), 0);
+    assert_int_equal(copy.naudiences, 2);
+    assert_string_equal(copy.audiences[1], "busgate");
+    assert_ptr_not_equal(copy.audiences, p.audiences);
+    assert_string_equal(copy.alg, "RS256");
+    assert_string_equal(copy.groups_claim_name, "groups");
+
+    /* The same configuration (or one allowing HS256 besides): vouched for. */
+    bg_config_issuer_t same = mk_issuer(ISS, g.jwks_path, NULL), c = same;
+    assert_null(unvouched_in(same, &p));
+    assert_null(unvouched_in(same, &copy));
+    assert_null(bg_identity_unvouched(g.id, &p));
+    c.allow_hs256 = 1;
+    assert_null(unvouched_in(c, &p));
+    /* Audiences: one of the token's is enough; none is a reason. */
+    char *only_x[] = {"x"}, *elsewhere[] = {"elsewhere", "other"};
+    c = same;
+    c.audiences = only_x;
+    c.naudiences = 1;
+    assert_null(unvouched_in(c, &p));
+    c.audiences = elsewhere;
+    c.naudiences = 2;
+    assert_string_equal(unvouched_in(c, &p), UV_AUD);
+    assert_string_equal(unvouched_in(c, &copy), UV_AUD);
+    /* The claims the names came from. */
+    c = same;
+    c.subject_claim = "preferred_username";
+    assert_string_equal(unvouched_in(c, &p), UV_CLAIM);
+    c = same;
+    c.groups_claim = "realm_access.roles";
+    assert_string_equal(unvouched_in(c, &copy), UV_CLAIM);
+    c.groups_claim = "groups"; /* the default spelled out: the same claim */
+    c.subject_claim = "sub";
+    assert_null(unvouched_in(c, &p));
+    /* The issuer's own reason comes first. */
+    c = mk_issuer(KC, g.jwks_path, NULL);
+    assert_string_equal(unvouched_in(c, &p), "the token's issuer is no longer configured");
+
+    /* What the adapters call: each reason, then vouched for again. */
+    bg_config_issuer_t moved = same;
+    moved.audiences = elsewhere;
+    bg_config_identity_t cm = {.issuers = &moved, .nissuers = 1},
+                         cs = {.issuers = &same, .nissuers = 1};
+    char err[256];
+    bg_identity_t *idm = bg_identity_new(&cm, err, sizeof err),
+                  *ids = bg_identity_new(&cs, err, sizeof err);
+    assert_true(idm && ids);
+    const char *unvouched = NULL;
+    assert_int_equal(bg_identity_reapply(idm, &p, &unvouched, "test", "s1"), 0);
+    assert_string_equal(unvouched, UV_AUD);
+    assert_int_equal(bg_identity_reapply(ids, &p, &unvouched, "test", "s1"), 0);
+    assert_null(unvouched);
+    bg_identity_free(idm);
+    bg_identity_free(ids);
+    bg_principal_clear(&copy);
+    bg_principal_clear(&p);
+
+    /* An HS256 token: its issuer no longer allowing HS256 is a reason, an
+     * RS256 token's is not (above). aud a single string is kept too. */
+    const char *hs_claims = "{\"iss\":\"" HS "\",\"aud\":\"busgate\",\"sub\":\"h\"," EXP_OK "}";
+    t = idt_token("{\"alg\":\"HS256\",\"kid\":\"hs1\"}", hs_claims, "HS256", NULL, hs_secret, 32);
+    assert_int_equal(verify(t, strlen(t), &p), BG_ID_OK);
+    free(t);
+    assert_int_equal(p.naudiences, 1);
+    assert_string_equal(p.audiences[0], "busgate");
+    assert_string_equal(p.alg, "HS256");
+    bg_config_issuer_t hs = mk_issuer(HS, g.jwks_path, NULL);
+    hs.allow_hs256 = 1;
+    assert_null(unvouched_in(hs, &p));
+    hs.allow_hs256 = 0;
+    assert_string_equal(unvouched_in(hs, &p), UV_ALG);
+    bg_principal_clear(&p);
+    /* A principal that was never verified (nothing kept) is vouched for by
+     * nothing. */
+    memset(&p, 0, sizeof p);
+    p.issuer = ISS;
+    assert_string_equal(unvouched_in(same, &p), UV_AUD);
+}
+
 static void *verify_many(void *arg)
 {
     const char *t = arg;
@@ -986,6 +1100,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_verify),
         cmocka_unit_test(test_issuer_prefixes_name_principals),
         cmocka_unit_test(test_issuer_prefixes_after_reload),
+        cmocka_unit_test(test_unvouched_after_reload),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
