@@ -96,6 +96,14 @@ typedef struct bg_audit_decision_s {
      * topic, a filtered listing, a malformed or unsupported request, a size
      * limit; the event's detail says which), NULL when the policy did. */
     const char *by;
+    /* Only with mode BG_MODE_AUDIT, when rule is an audit-mode rule that
+     * says what would happen: the enforce-mode rule whose effect the policy
+     * applied (bg_policy_decision_t.enforced). NULL when the default decided
+     * it, under a policy-wide audit mode (nothing enforced), and in enforce
+     * mode (rule is then that rule). enforced_rule_line goes with it. */
+    const char *enforced_rule;
+    const char *enforced_rule_file;
+    int enforced_rule_line;
 } bg_audit_decision_t;
 
 typedef struct bg_audit_result_s {
@@ -245,6 +253,11 @@ size_t bg_audit_resources_json_len(const bg_policy_resource_t *res, size_t n);
 size_t bg_audit_resources_fit(const bg_policy_resource_t *res, size_t n, size_t budget);
 
 const char *bg_audit_kind_name(bg_audit_kind_t k); /* "decision", ... */
+
+/* Fills d's effect, would, mode, rule and, for an audit-mode rule reported
+ * over an enforce-mode one, enforced_rule from the policy decision pd (by
+ * is left alone). The strings are the policy's: valid while it is. */
+void bg_audit_decision_set(bg_audit_decision_t *d, const bg_policy_decision_t *pd);
 
 struct bg_principal_s;
 /* Starts an event of a protocol session: zeroes ev, then sets kind, the

@@ -20,52 +20,67 @@
 #include <string.h>
 
 static const char bg_audit__avsc[] =
-    "{\"type\":\"record\",\"name\":\"AuditEvent\",\"fields\":[{\"name\":\"event_id\",\"type\":\"string\",\"doc\":\"U"
-    "UID v4; the same on every copy of a re-delivered event\"},{\"name\":\"kind\",\"type\":\"string\",\"d"
-    "oc\":\"session_start, session_end, auth_failure, decision, reload, approval, admin\"},{\"name\""
-    ":\"time_ms\",\"type\":\"long\",\"doc\":\"Unix time in milliseconds\"},{\"name\":\"instance\",\"type\":[\"nu"
-    "ll\",\"string\"],\"default\":null},{\"name\":\"session_id\",\"type\":[\"null\",\"string\"],\"default\":null"
-    "},{\"name\":\"seq\",\"type\":[\"null\",\"long\"],\"default\":null},{\"name\":\"protocol\",\"type\":[\"null\",\""
-    "string\"],\"default\":null},{\"name\":\"peer\",\"type\":[\"null\",\"string\"],\"default\":null},{\"name\":\""
-    "principal\",\"type\":[\"null\",{\"type\":\"record\",\"name\":\"Principal\",\"fields\":[{\"name\":\"sub\",\"typ"
-    "e\":[\"null\",\"string\"],\"default\":null},{\"name\":\"groups\",\"type\":{\"type\":\"array\",\"items\":\"stri"
-    "ng\"},\"default\":[]},{\"name\":\"issuer\",\"type\":[\"null\",\"string\"],\"default\":null},{\"name\":\"toke"
-    "n_id\",\"type\":[\"null\",\"string\"],\"default\":null}]}],\"default\":null},{\"name\":\"client\",\"type\":"
-    "[\"null\",{\"type\":\"record\",\"name\":\"Client\",\"fields\":[{\"name\":\"id\",\"type\":[\"null\",\"string\"],\""
-    "default\":null},{\"name\":\"software_name\",\"type\":[\"null\",\"string\"],\"default\":null},{\"name\":\"s"
-    "oftware_version\",\"type\":[\"null\",\"string\"],\"default\":null}]}],\"default\":null},{\"name\":\"api\""
-    ",\"type\":[\"null\",{\"type\":\"record\",\"name\":\"Api\",\"fields\":[{\"name\":\"name\",\"type\":[\"null\",\"str"
-    "ing\"],\"default\":null},{\"name\":\"version\",\"type\":[\"null\",\"long\"],\"default\":null}]}],\"default"
-    "\":null},{\"name\":\"resources\",\"type\":{\"type\":\"array\",\"items\":{\"type\":\"record\",\"name\":\"Resour"
-    "ce\",\"fields\":[{\"name\":\"type\",\"type\":\"string\"},{\"name\":\"name\",\"type\":\"string\"},{\"name\":\"rou"
-    "te\",\"type\":[\"null\",\"string\"],\"default\":null}]}},\"default\":[]},{\"name\":\"verb\",\"type\":[\"null"
-    "\",\"string\"],\"default\":null},{\"name\":\"decision\",\"type\":[\"null\",{\"type\":\"record\",\"name\":\"Dec"
-    "ision\",\"fields\":[{\"name\":\"effect\",\"type\":[\"null\",\"string\"],\"default\":null},{\"name\":\"would\""
-    ",\"type\":[\"null\",\"string\"],\"default\":null},{\"name\":\"rule\",\"type\":[\"null\",\"string\"],\"default"
-    "\":null},{\"name\":\"rule_file\",\"type\":[\"null\",\"string\"],\"default\":null},{\"name\":\"rule_line\",\""
-    "type\":[\"null\",\"long\"],\"default\":null},{\"name\":\"mode\",\"type\":[\"null\",\"string\"],\"default\":nu"
-    "ll},{\"name\":\"by\",\"type\":[\"null\",\"string\"],\"default\":null}]}],\"default\":null},{\"name\":\"masking\",\"type\":[\"null\",{\"type\":\"record\",\"name\":\"Masking\","
-    "\"fields\":[{\"name\":\"fields\",\"type\":[\"null\",\"long\"],\"default\":null},{\"name\":\"records\",\"type\""
-    ":[\"null\",\"long\"],\"default\":null}]}],\"default\":null},{\"name\":\"approval\",\"type\":[\"null\",{\"ty"
-    "pe\":\"record\",\"name\":\"Approval\",\"fields\":[{\"name\":\"id\",\"type\":[\"null\",\"string\"],\"default\":n"
-    "ull},{\"name\":\"state\",\"type\":[\"null\",\"string\"],\"default\":null}]}],\"default\":null},{\"name\":\""
-    "result\",\"type\":[\"null\",{\"type\":\"record\",\"name\":\"Result\",\"fields\":[{\"name\":\"error_code\",\"ty"
-    "pe\":[\"null\",\"long\"],\"default\":null},{\"name\":\"error_name\",\"type\":[\"null\",\"string\"],\"default"
-    "\":null},{\"name\":\"bytes_in\",\"type\":[\"null\",\"long\"],\"default\":null},{\"name\":\"bytes_out\",\"typ"
-    "e\":[\"null\",\"long\"],\"default\":null},{\"name\":\"records\",\"type\":[\"null\",\"long\"],\"default\":null"
-    "},{\"name\":\"latency_us\",\"type\":[\"null\",\"long\"],\"default\":null}]}],\"default\":null},{\"name\":\""
-    "auth_failure_reason\",\"type\":[\"null\",\"string\"],\"default\":null},{\"name\":\"detail\",\"type\":[\"nu"
-    "ll\",\"string\"],\"default\":null},{\"name\":\"part\",\"type\":[\"null\",\"long\"],\"default\":nu"
-    "ll,\"doc\":\"Only on an event split because it was too large for one record: which part this is"
-    " (1-based)\"},{\"name\":\"parts\",\"type\":[\"null\",\"long\"],\"default\":null,\"doc\":\"Only on a "
-    "split event: how many parts it has\"}],\"doc\":\"busgate audit event (Avro form of audit-event.schema"
-    ".json). Optional values are unions with null.\",\"namespace\":\"dev.busgate.audit\"}";
+    "{\"type\":\"record\",\"name\":\"AuditEvent\",\"fields\":[{\"name\":\"event_id\",\"type\":\"string\","
+    "\"doc\":\"UUID v4; the same on every copy of a re-delivered event\"},{\"name\":\"kind\",\"type\":\"s"
+    "tring\",\"doc\":\"session_start, session_end, auth_failure, decision, reload, approval, admin\"},{\""
+    "name\":\"time_ms\",\"type\":\"long\",\"doc\":\"Unix time in milliseconds\"},{\"name\":\"instance\",\""
+    "type\":[\"null\",\"string\"],\"default\":null},{\"name\":\"session_id\",\"type\":[\"null\",\"string\""
+    "],\"default\":null},{\"name\":\"seq\",\"type\":[\"null\",\"long\"],\"default\":null},{\"name\":\"pro"
+    "tocol\",\"type\":[\"null\",\"string\"],\"default\":null},{\"name\":\"peer\",\"type\":[\"null\",\"str"
+    "ing\"],\"default\":null},{\"name\":\"principal\",\"type\":[\"null\",{\"type\":\"record\",\"name\":\""
+    "Principal\",\"fields\":[{\"name\":\"sub\",\"type\":[\"null\",\"string\"],\"default\":null},{\"name\""
+    ":\"groups\",\"type\":{\"type\":\"array\",\"items\":\"string\"},\"default\":[]},{\"name\":\"issuer\","
+    "\"type\":[\"null\",\"string\"],\"default\":null},{\"name\":\"token_id\",\"type\":[\"null\",\"string\""
+    "],\"default\":null}]}],\"default\":null},{\"name\":\"client\",\"type\":[\"null\",{\"type\":\"record\""
+    ",\"name\":\"Client\",\"fields\":[{\"name\":\"id\",\"type\":[\"null\",\"string\"],\"default\":null},{"
+    "\"name\":\"software_name\",\"type\":[\"null\",\"string\"],\"default\":null},{\"name\":\"software_ver"
+    "sion\",\"type\":[\"null\",\"string\"],\"default\":null}]}],\"default\":null},{\"name\":\"api\",\"typ"
+    "e\":[\"null\",{\"type\":\"record\",\"name\":\"Api\",\"fields\":[{\"name\":\"name\",\"type\":[\"null\""
+    ",\"string\"],\"default\":null},{\"name\":\"version\",\"type\":[\"null\",\"long\"],\"default\":null}]"
+    "}],\"default\":null},{\"name\":\"resources\",\"type\":{\"type\":\"array\",\"items\":{\"type\":\"reco"
+    "rd\",\"name\":\"Resource\",\"fields\":[{\"name\":\"type\",\"type\":\"string\"},{\"name\":\"name\",\""
+    "type\":\"string\"},{\"name\":\"route\",\"type\":[\"null\",\"string\"],\"default\":null}]}},\"default"
+    "\":[]},{\"name\":\"verb\",\"type\":[\"null\",\"string\"],\"default\":null},{\"name\":\"decision\",\""
+    "type\":[\"null\",{\"type\":\"record\",\"name\":\"Decision\",\"fields\":[{\"name\":\"effect\",\"type\""
+    ":[\"null\",\"string\"],\"default\":null},{\"name\":\"would\",\"type\":[\"null\",\"string\"],\"defaul"
+    "t\":null},{\"name\":\"rule\",\"type\":[\"null\",\"string\"],\"default\":null},{\"name\":\"rule_file\""
+    ",\"type\":[\"null\",\"string\"],\"default\":null},{\"name\":\"rule_line\",\"type\":[\"null\",\"long\""
+    "],\"default\":null},{\"name\":\"mode\",\"type\":[\"null\",\"string\"],\"default\":null},{\"name\":\""
+    "by\",\"type\":[\"null\",\"string\"],\"default\":null},{\"name\":\"enforced\",\"type\":[\"null\",{\"t"
+    "ype\":\"record\",\"name\":\"EnforcedRule\",\"fields\":[{\"name\":\"rule\",\"type\":[\"null\",\"strin"
+    "g\"],\"default\":null},{\"name\":\"rule_file\",\"type\":[\"null\",\"string\"],\"default\":null},{\"n"
+    "ame\":\"rule_line\",\"type\":[\"null\",\"long\"],\"default\":null}]}],\"default\":null,\"doc\":\"Onl"
+    "y in audit mode, when rule is an audit-mode rule: the enforce-mode rule whose effect was applied\"}]"
+    "}],\"default\":null},{\"name\":\"masking\",\"type\":[\"null\",{\"type\":\"record\",\"name\":\"Maskin"
+    "g\",\"fields\":[{\"name\":\"fields\",\"type\":[\"null\",\"long\"],\"default\":null},{\"name\":\"reco"
+    "rds\",\"type\":[\"null\",\"long\"],\"default\":null}]}],\"default\":null},{\"name\":\"approval\",\"t"
+    "ype\":[\"null\",{\"type\":\"record\",\"name\":\"Approval\",\"fields\":[{\"name\":\"id\",\"type\":[\""
+    "null\",\"string\"],\"default\":null},{\"name\":\"state\",\"type\":[\"null\",\"string\"],\"default\":"
+    "null}]}],\"default\":null},{\"name\":\"result\",\"type\":[\"null\",{\"type\":\"record\",\"name\":\"R"
+    "esult\",\"fields\":[{\"name\":\"error_code\",\"type\":[\"null\",\"long\"],\"default\":null},{\"name\""
+    ":\"error_name\",\"type\":[\"null\",\"string\"],\"default\":null},{\"name\":\"bytes_in\",\"type\":[\""
+    "null\",\"long\"],\"default\":null},{\"name\":\"bytes_out\",\"type\":[\"null\",\"long\"],\"default\":"
+    "null},{\"name\":\"records\",\"type\":[\"null\",\"long\"],\"default\":null},{\"name\":\"latency_us\","
+    "\"type\":[\"null\",\"long\"],\"default\":null}]}],\"default\":null},{\"name\":\"auth_failure_reason\""
+    ",\"type\":[\"null\",\"string\"],\"default\":null},{\"name\":\"detail\",\"type\":[\"null\",\"string\""
+    "],\"default\":null},{\"name\":\"part\",\"type\":[\"null\",\"long\"],\"default\":null,\"doc\":\"Only "
+    "on an event split because it was too large for one record: which part this is (1-based)\"},{\"name\""
+    ":\"parts\",\"type\":[\"null\",\"long\"],\"default\":null,\"doc\":\"Only on a split event: how many p"
+    "arts it has\"}],\"doc\":\"busgate audit event (Avro form of audit-event.schema.json). Optional value"
+    "s are unions with null.\",\"namespace\":\"dev.busgate.audit\"}";
 
-/* Fields the schema's last change appended (part, parts). A topic may
- * hold events written before it: the decoder reads those with the schema
- * cut back to its previous version (such an event ends where the new
- * fields would begin, so no event reads as both). */
-#define BG_AUDIT__AVRO_ADDED 2
+/* The schema's changes, newest first, each an optional field appended to
+ * a record: decision.enforced, then (before it) part and parts at the end
+ * of the event. A topic may hold events written before any of them: the
+ * decoder tries this schema, then each older version in turn (the schema
+ * with the changes up to it undone). An event without part and parts ends
+ * where they would begin, so it never reads whole as a newer one. Events
+ * without a decision are the same bytes with or without decision.enforced;
+ * an older decision event read as a newer one reads its union tags one
+ * field off (without an error code the tag read is bytes_in's value, no
+ * valid tag; with one, strings of garbage that would also have to be
+ * UTF-8 and end exactly at the event's end), which fails in practice. */
+#define BG_AUDIT__AVRO_OLDER 2
 
 /* One version of the schema, ready to read or write values. */
 typedef struct bg_audit__avro_form_s {
@@ -76,7 +91,8 @@ typedef struct bg_audit__avro_form_s {
 } bg_audit__avro_form_t;
 
 struct bg_audit_avro_s {
-    bg_audit__avro_form_t cur, prev; /* this schema; its previous version */
+    bg_audit__avro_form_t cur;                         /* this schema */
+    bg_audit__avro_form_t prev[BG_AUDIT__AVRO_OLDER]; /* the older versions, newest first */
     int32_t schema_id;
 };
 
@@ -121,17 +137,46 @@ static void bg_audit__avro_form_free(bg_audit__avro_form_t *f)
         avro_schema_decref(f->schema);
 }
 
-/* The schema's previous version: its text without the fields appended last. */
-static int bg_audit__avro_prev(bg_audit__avro_form_t *f)
+/* The named field of record rec's fields, removed; 0 when it was there. */
+static int bg_audit__avro_drop(json_t *rec, const char *name)
+{
+    json_t *fields = json_object_get(rec, "fields");
+    for (size_t i = 0; i < json_array_size(fields); i++) {
+        const char *n = json_string_value(json_object_get(json_array_get(fields, i), "name"));
+        if (n && strcmp(n, name) == 0)
+            return json_array_remove(fields, i);
+    }
+    return -1;
+}
+
+/* Undoes change k (0 = the newest) of schema j, in place; 0 on success. */
+static int bg_audit__avro_undo(json_t *j, int k)
+{
+    if (k == 1)
+        return bg_audit__avro_drop(j, "parts") || bg_audit__avro_drop(j, "part");
+    json_t *fields = json_object_get(j, "fields");
+    for (size_t i = 0; i < json_array_size(fields); i++) {
+        json_t *f = json_array_get(fields, i);
+        const char *n = json_string_value(json_object_get(f, "name"));
+        if (n && strcmp(n, "decision") == 0) /* ["null", Decision] */
+            return bg_audit__avro_drop(json_array_get(json_object_get(f, "type"), 1), "enforced");
+    }
+    return -1;
+}
+
+/* The older versions of the schema, newest first. */
+static int bg_audit__avro_older(bg_audit_avro_t *av)
 {
     json_t *j = json_loadb(bg_audit__avsc, sizeof bg_audit__avsc - 1, 0, NULL);
-    json_t *fields = json_object_get(j, "fields");
-    size_t n = json_array_size(fields);
-    for (size_t i = 0; n >= BG_AUDIT__AVRO_ADDED && i < BG_AUDIT__AVRO_ADDED; i++)
-        json_array_remove(fields, --n);
-    char *text = fields ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;
-    int rc = text ? bg_audit__avro_form(f, text, strlen(text)) : -1;
-    free(text);
+    int rc = j ? 0 : -1;
+    for (int k = 0; rc == 0 && k < BG_AUDIT__AVRO_OLDER; k++) {
+        char *text = NULL;
+        rc = bg_audit__avro_undo(j, k) != 0 ||
+                     !(text = json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER))
+                 ? -1
+                 : bg_audit__avro_form(&av->prev[k], text, strlen(text));
+        free(text);
+    }
     json_decref(j);
     return rc;
 }
@@ -146,7 +191,7 @@ bg_audit_avro_t *bg_audit_avro_new(int32_t schema_id, char *err, size_t errlen)
     }
     av->schema_id = schema_id;
     if (bg_audit__avro_form(&av->cur, bg_audit__avsc, sizeof bg_audit__avsc - 1) != 0 ||
-        bg_audit__avro_prev(&av->prev) != 0) {
+        bg_audit__avro_older(av) != 0) {
         snprintf(err, errlen, "audit avro: %s", avro_strerror());
         bg_audit_avro_free(av);
         return NULL;
@@ -159,7 +204,8 @@ void bg_audit_avro_free(bg_audit_avro_t *av)
     if (!av)
         return;
     bg_audit__avro_form_free(&av->cur);
-    bg_audit__avro_form_free(&av->prev);
+    for (int k = 0; k < BG_AUDIT__AVRO_OLDER; k++)
+        bg_audit__avro_form_free(&av->prev[k]);
     free(av);
 }
 
@@ -325,8 +371,11 @@ char *bg_audit_avro_decode(bg_audit_avro_t *av, const uint8_t *p, size_t n)
         n -= 5;
     }
     bg_audit__avro_form_t *f = &av->cur;
-    if (bg_audit__avro_read(f, p, n) != 0 && bg_audit__avro_read(f = &av->prev, p, n) != 0)
-        return NULL;
+    for (int k = 0; bg_audit__avro_read(f, p, n) != 0; k++) {
+        if (k == BG_AUDIT__AVRO_OLDER)
+            return NULL;
+        f = &av->prev[k];
+    }
     int bad = 0;
     json_t *j = bg_audit__avro_json(&f->val, &bad);
     char *out = j && !bad ? json_dumps(j, JSON_COMPACT | JSON_PRESERVE_ORDER) : NULL;

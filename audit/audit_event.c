@@ -29,3 +29,23 @@ void bg_audit_event_session(bg_audit_event_t *ev, bg_audit_kind_t kind, const ch
     ev->client_software_name = bg_audit__opt(sw_name);
     ev->client_software_version = bg_audit__opt(sw_version);
 }
+
+void bg_audit_decision_set(bg_audit_decision_t *d, const bg_policy_decision_t *pd)
+{
+    d->effect = pd->effect;
+    d->would = pd->would;
+    d->mode = pd->mode;
+    d->rule = d->rule_file = d->enforced_rule = d->enforced_rule_file = NULL;
+    d->rule_line = d->enforced_rule_line = 0;
+    if (pd->rule) {
+        d->rule = bg_policy_rule_name(pd->rule);
+        d->rule_file = bg_policy_rule_file(pd->rule);
+        d->rule_line = bg_policy_rule_line(pd->rule);
+    }
+    /* In enforce mode rule is the enforced rule: said once. */
+    if (pd->mode == BG_MODE_AUDIT && pd->enforced && pd->enforced != pd->rule) {
+        d->enforced_rule = bg_policy_rule_name(pd->enforced);
+        d->enforced_rule_file = bg_policy_rule_file(pd->enforced);
+        d->enforced_rule_line = bg_policy_rule_line(pd->enforced);
+    }
+}

@@ -263,6 +263,13 @@ static void bg_audit__decision(bg_audit_w_t *w, const bg_audit_event_t *ev)
         bg_audit__kint(w, "rule_line", d->rule_line);
     bg_audit__kstr(w, "mode", bg_audit__mode(d->mode));
     bg_audit__kstr(w, "by", d->by);
+    if (d->enforced_rule) {
+        bg_audit__open(w, "enforced", '{');
+        bg_audit__kstr(w, "rule", d->enforced_rule);
+        bg_audit__kstr(w, "rule_file", d->enforced_rule_file);
+        bg_audit__kint(w, "rule_line", d->enforced_rule_line);
+        bg_audit__close(w, '}');
+    }
     bg_audit__close(w, '}');
 }
 

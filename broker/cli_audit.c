@@ -162,7 +162,9 @@ static void bg_cli_audit__principal(json_t *p, int full, char *out, size_t cap)
         snprintf(out + n, cap - n, ")");
 }
 
-/* "Produce v9 write kafka:topic:orders -> allow (rule 'r' f:26) 0 1.2ms". */
+/* "Produce v9 write kafka:topic:orders -> allow (rule 'r' f:26) 0 1.2ms"; an
+ * audit-mode rule reported over an enforced one: "-> deny [audit mode, would
+ * deny] (audit rule 'a' f:30; enforced by 'e' f:26)". */
 static void bg_cli_audit__decision(FILE *f, json_t *ev)
 {
     json_t *api = json_object_get(ev, "api"), *res = json_object_get(ev, "resources"), *r;
@@ -181,7 +183,13 @@ static void bg_cli_audit__decision(FILE *f, json_t *ev)
     fprintf(f, "%s -> %s", i ? "" : "-", d ? bg_cli_audit__str(d, "effect") : "?");
     if (d && strcmp(bg_cli_audit__str(d, "mode"), "audit") == 0)
         fprintf(f, " [audit mode, would %s]", bg_cli_audit__str(d, "would"));
-    if (d && json_object_get(d, "rule"))
+    json_t *enf = d ? json_object_get(d, "enforced") : NULL;
+    if (d && json_object_get(d, "rule") && enf) /* an audit-mode rule over an enforced one */
+        fprintf(f, " (audit rule '%s' %s:%lld; enforced by '%s' %s:%lld)",
+                bg_cli_audit__str(d, "rule"), bg_cli_audit__str(d, "rule_file"),
+                bg_cli_audit__int(d, "rule_line"), bg_cli_audit__str(enf, "rule"),
+                bg_cli_audit__str(enf, "rule_file"), bg_cli_audit__int(enf, "rule_line"));
+    else if (d && json_object_get(d, "rule"))
         fprintf(f, " (rule '%s' %s:%lld)", bg_cli_audit__str(d, "rule"),
                 bg_cli_audit__str(d, "rule_file"), bg_cli_audit__int(d, "rule_line"));
     else if (d && strcmp(bg_cli_audit__str(d, "by"), "busgate") == 0)

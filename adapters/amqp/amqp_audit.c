@@ -92,14 +92,7 @@ void bg_amqp_audit_decisions(bg_amqp_session_t *s, const bg_amqp_method_t *m,
         bg_policy_resource_t r;
         bg_audit_event_t ev;
         bg_amqp_audit__check_event(s, m, c, &r, &ev, bytes_in);
-        ev.decision.effect = c->decision.effect;
-        ev.decision.would = c->decision.would;
-        ev.decision.mode = c->decision.mode;
-        if (c->decision.rule) {
-            ev.decision.rule = bg_policy_rule_name(c->decision.rule);
-            ev.decision.rule_file = bg_policy_rule_file(c->decision.rule);
-            ev.decision.rule_line = bg_policy_rule_line(c->decision.rule);
-        }
+        bg_audit_decision_set(&ev.decision, &c->decision);
         /* Only the check that refused carries the code: the others were
          * allowed, and an operator looking for who lacks what must not see
          * a 403 on an allowed resource. */

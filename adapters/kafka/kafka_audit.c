@@ -237,14 +237,9 @@ static void bg_kafka_audit__decisions(bg_kafka_session_t *s, bg_kafka_pending_t 
         ev.verb = d->verb;
         ev.has |= BG_AUDIT_HAS_API_VERSION | BG_AUDIT_HAS_VERB | BG_AUDIT_HAS_DECISION |
                   BG_AUDIT_HAS_RESULT | BG_AUDIT_HAS_BYTES_OUT | BG_AUDIT_HAS_LATENCY;
-        ev.decision.effect = d->error_code ? BG_EFFECT_DENY : d->decision.effect;
-        ev.decision.would = d->decision.would;
-        ev.decision.mode = d->decision.mode;
-        if (d->decision.rule) {
-            ev.decision.rule = bg_policy_rule_name(d->decision.rule);
-            ev.decision.rule_file = bg_policy_rule_file(d->decision.rule);
-            ev.decision.rule_line = bg_policy_rule_line(d->decision.rule);
-        }
+        bg_audit_decision_set(&ev.decision, &d->decision);
+        if (d->error_code)
+            ev.decision.effect = BG_EFFECT_DENY;
         ev.result.error_code = d->error_code;
         ev.result.error_name = d->error_code ? bg_kafka_error_name(d->error_code) : NULL;
         ev.result.bytes_in = pe->bytes_in;

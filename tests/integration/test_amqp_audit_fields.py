@@ -63,3 +63,39 @@ def test_amqp_decisions_leave_unmeasured_fields_out(start_busgate, tmp_path):
     tail = [l for l in r.stdout.splitlines() if " decision " in l]
     assert len(tail) == len(decisions), r.stdout
     assert not any(DURATION.search(l) for l in tail), tail
+
+
+def test_amqp_audit_rule_names_the_enforced_rule(start_busgate, tmp_path):
+    """An audit-mode deny over an enforced allow: the declare goes through,
+    and its decision event names the audit rule (rule) and the rule that let
+    it through (decision.enforced); a declare only the allow matches has no
+    decision.enforced (rule is the enforced rule)."""
+    issuer = Issuer(tmp_path / "keys")
+    rules = rule("it", ["group:apps"], ["amqp:queue:it.*"], ["create", "delete", "describe"])
+    rules += rule("would-deny", ["group:apps"], ["amqp:queue:it.watch.*"], ["create"],
+                  effect="deny") + "      mode: audit\n"
+    text, ports = busgate_config(tmp_path, issuer, rules)
+    start_busgate(text, wait_for_port=ports["listen"])
+    conn = connect(ports["listen"], issuer.mint("alice", ["apps"]))
+    ch = conn.channel()
+    watched, plain = unique("it.watch.q"), unique("it.plain")
+    ch.queue_declare(watched, auto_delete=True)  # allowed: the deny is audit-mode only
+    ch.queue_declare(plain, auto_delete=True)
+    conn.close()
+
+    def declared(name):
+        got = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                         and e["api"]["name"] == "queue.declare"
+                         and [r["name"] for r in e["resources"]] == [name])
+        assert len(got) == 1, (name, got)
+        return got[0]["decision"]
+    lines = text.splitlines()
+    line_it, line_deny = lines.index("    - name: it") + 1, lines.index("    - name: would-deny") + 1
+    d = declared(watched)
+    where = d["rule_file"]
+    assert d == {"effect": "allow", "would": "deny", "rule": "would-deny", "rule_file": where,
+                 "rule_line": line_deny, "mode": "audit",
+                 "enforced": {"rule": "it", "rule_file": where, "rule_line": line_it}}, d
+    d = declared(plain)
+    assert d == {"effect": "allow", "would": "allow", "rule": "it", "rule_file": where,
+                 "rule_line": line_it, "mode": "enforce"}, d

@@ -16,8 +16,9 @@ from confluent_kafka import Producer
 
 import amqp_env
 from audit_env import raw_session
+from conftest import run_cli
 from kafka_env import (KafkaWire, audit_events, busgate_config, client_conf, metadata_v1_topics,
-                       oidc_token, unique, wait_until)
+                       oidc_token, unique, wait_audit, wait_until)
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((ROOT / "audit" / "audit-event.schema.json").read_text())
@@ -189,6 +190,98 @@ def test_kafka_metadata_too_large_to_audit_is_refused(start_busgate, tmp_path):
     assert 0 < len(ev["resources"]) < 60
     assert [r["name"] for r in ev["resources"]] == names[:len(ev["resources"])]
     assert fields_of(ev) == []
+
+
+AUDIT_OVER_ENFORCED_RULES = """    - name: hold-describe
+      subjects: [group:orders]
+      resources: ["kafka:topic:it-held-*"]
+      verbs: [describe]
+      effect: hold
+      approvers: [group:sre]
+    - name: allow-describe
+      subjects: [group:orders]
+      resources: ["kafka:topic:it-open-*"]
+      verbs: [describe]
+      effect: allow
+    - name: would-deny
+      subjects: [group:orders]
+      resources: ["kafka:topic:it-held-*", "kafka:topic:it-open-*"]
+      verbs: [describe]
+      effect: deny
+      mode: audit
+    - name: plain-allow
+      subjects: [group:orders]
+      resources: ["kafka:topic:it-plain-*"]
+      verbs: [describe]
+      effect: allow
+"""
+
+
+def line_of(text, rule):
+    """The 1-based line of the config text that starts rule's entry."""
+    return text.splitlines().index(f"    - name: {rule}") + 1
+
+
+def test_kafka_audit_rule_names_the_enforced_rule(start_busgate, tmp_path):
+    """An audit-mode deny reported over an enforced rule: the event says
+    which rule's effect was applied (decision.enforced) besides the audit
+    rule, for an enforced hold (refused: no approvals in this build) and an
+    enforced allow; an enforce-mode decision has no decision.enforced (rule
+    is that rule). `busgate audit tail` names both rules, and `busgate
+    explain` says the same."""
+    text, ports = busgate_config(tmp_path, AUDIT_OVER_ENFORCED_RULES)
+    cfg = tmp_path / "busgate.yaml"
+    cfg.write_text(text)
+    start_busgate(text, wait_for_port=ports["listen"])
+    held, open_, plain = unique("it-held"), unique("it-open"), unique("it-plain")
+    w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+    try:
+        codes = {n: e for e, n in metadata_v1_topics(w.metadata_v1([held, open_, plain]))}
+    finally:
+        w.close()
+    assert codes[held] == 29 and codes[open_] != 29 and codes[plain] != 29, codes
+    evs = {}
+    for name in (held, open_, plain):
+        got = wait_audit(ports["audit"], lambda e, n=name: e["kind"] == "decision"
+                         and [r["name"] for r in e.get("resources", [])] == [n])
+        assert len(got) == 1, (name, got)
+        evs[name] = got[0]
+        assert fields_of(got[0]) == []
+    # rule_file is the file the rules were loaded from, as for rule
+    where = evs[held]["decision"]["rule_file"]
+
+    def enforced(rule):
+        return {"rule": rule, "rule_file": where, "rule_line": line_of(text, rule)}
+    d = evs[held]["decision"]
+    assert d == {"effect": "deny", "would": "deny", "rule": "would-deny", "rule_file": where,
+                 "rule_line": line_of(text, "would-deny"), "mode": "audit", "by": "busgate",
+                 "enforced": enforced("hold-describe")}, d
+    assert evs[held]["detail"] == "hold: no approvals in this build"
+    d = evs[open_]["decision"]
+    assert d == {"effect": "allow", "would": "deny", "rule": "would-deny", "rule_file": where,
+                 "rule_line": line_of(text, "would-deny"), "mode": "audit",
+                 "enforced": enforced("allow-describe")}, d
+    d = evs[plain]["decision"]
+    assert d == {"effect": "allow", "would": "allow", "rule": "plain-allow", "rule_file": where,
+                 "rule_line": line_of(text, "plain-allow"), "mode": "enforce"}, d
+
+    r = run_cli("audit", "tail", "-c", str(cfg))
+    assert r.returncode == 0, r.stderr
+    line = [ln for ln in r.stdout.splitlines() if f"kafka:topic:{held} ->" in ln]
+    assert len(line) == 1, r.stdout
+    assert (f"-> deny [audit mode, would deny] (audit rule 'would-deny' {where}:"
+            f"{line_of(text, 'would-deny')}; enforced by 'hold-describe' {where}:"
+            f"{line_of(text, 'hold-describe')})") in line[0], line[0]
+    line = [ln for ln in r.stdout.splitlines() if f"kafka:topic:{plain} ->" in ln]
+    assert len(line) == 1 and f"-> allow (rule 'plain-allow' {where}:" in line[0], r.stdout
+
+    r = run_cli("explain", "-c", str(cfg), "--sub", "svc-orders", "--groups", "orders",
+                "--resource", f"kafka:topic:{held}", "--verb", "describe", "--json")
+    assert r.returncode == 0, r.stderr
+    x = json.loads(r.stdout)
+    assert (x["rule"]["name"], x["enforced_rule"]["name"], x["would"], x["mode"]) == \
+        ("would-deny", "hold-describe", "deny", "audit"), x
+    assert x["refused_by_build"], x
 
 
 def test_amqp_event_kinds(start_busgate, tmp_path):

@@ -46,7 +46,8 @@ static void full_event(bg_audit_event_t *ev, bg_policy_resource_t res[2])
     ev->nresources = 2;
     ev->verb = BG_VERB_WRITE;
     ev->decision = (bg_audit_decision_t){BG_EFFECT_ALLOW, BG_EFFECT_DENY, "no-writes",
-                                         "policy.yaml", 12, BG_MODE_AUDIT, "busgate"};
+                                         "policy.yaml", 12, BG_MODE_AUDIT, "busgate",
+                                         "writers", "policy.yaml", 5};
     ev->masked_fields = 3;
     ev->masked_records = 2;
     ev->result = (bg_audit_result_t){29, "TOPIC_AUTHORIZATION_FAILED", 100, 200, 5, 1234};
@@ -178,6 +179,9 @@ static void test_full_event_roundtrip(void **state)
     assert_string_equal(str_at(&v, "decision.rule_line"), "12");
     assert_string_equal(str_at(&v, "decision.mode"), "audit");
     assert_string_equal(str_at(&v, "decision.by"), "busgate");
+    assert_string_equal(str_at(&v, "decision.enforced.rule"), "writers");
+    assert_string_equal(str_at(&v, "decision.enforced.rule_file"), "policy.yaml");
+    assert_string_equal(str_at(&v, "decision.enforced.rule_line"), "5");
     assert_string_equal(str_at(&v, "masking.fields"), "3");
     assert_string_equal(str_at(&v, "result.error_name"), "TOPIC_AUTHORIZATION_FAILED");
     assert_string_equal(str_at(&v, "result.latency_us"), "1234");
@@ -458,61 +462,109 @@ static void test_split_event_roundtrip(void **state)
         free(k.json[p]);
 }
 
-/* An event written before part and parts were appended to the schema (an
- * audit topic keeps a year of them) still decodes: it is the same bytes
- * without the two trailing null unions. */
-static void test_previous_version_event_decodes(void **state)
+/* The schema file with its changes up to older version k undone: 1 =
+ * before decision.enforced, 2 = also before part and parts. */
+static avro_schema_t older_schema(int k)
 {
-    bg_audit_event_t ev;
-    bg_policy_resource_t res[2];
-    full_event(&ev, res);
-    ev.part = ev.parts = 0;
-    char json[8192], err[256] = "";
-    size_t jl = bg_audit_encode_json(&ev, "inst-1", json, sizeof json);
-    bg_audit_avro_t *av = bg_audit_avro_new(3, err, sizeof err);
-    assert_non_null(av);
-    uint8_t buf[8192];
-    size_t n = bg_audit_avro_encode(av, json, jl, buf, sizeof buf);
-    assert_true(n > 7);
-    assert_int_equal(buf[n - 2], 0); /* part: null */
-    assert_int_equal(buf[n - 1], 0); /* parts: null */
-    /* The previous version of the schema (the file without part and parts)
-     * reads exactly the bytes before them. */
     size_t len;
     char *text = slurp("audit/busgate-audit.avsc", &len);
-    json_t *sj = json_loads(text, 0, NULL), *fields = json_object_get(sj, "fields");
-    assert_string_equal(json_string_value(json_object_get(
-                            json_array_get(fields, json_array_size(fields) - 1), "name")),
-                        "parts");
-    json_array_remove(fields, json_array_size(fields) - 1);
-    json_array_remove(fields, json_array_size(fields) - 1);
+    json_t *sj = json_loads(text, 0, NULL), *fields = json_object_get(sj, "fields"), *f;
+    size_t i;
+    json_array_foreach(fields, i, f)
+    {
+        if (strcmp(json_string_value(json_object_get(f, "name")), "decision") != 0)
+            continue;
+        json_t *df = json_object_get(json_array_get(json_object_get(f, "type"), 1), "fields");
+        json_t *last = json_array_get(df, json_array_size(df) - 1);
+        assert_string_equal(json_string_value(json_object_get(last, "name")), "enforced");
+        json_array_remove(df, json_array_size(df) - 1);
+    }
+    if (k >= 2) {
+        assert_string_equal(json_string_value(json_object_get(
+                                json_array_get(fields, json_array_size(fields) - 1), "name")),
+                            "parts");
+        json_array_remove(fields, json_array_size(fields) - 1);
+        json_array_remove(fields, json_array_size(fields) - 1);
+    }
     char *old_text = json_dumps(sj, JSON_COMPACT);
     avro_schema_t old;
     assert_int_equal(avro_schema_from_json_length(old_text, strlen(old_text), &old), 0);
-    avro_value_iface_t *iface = avro_generic_class_from_schema(old);
-    avro_value_t v;
-    assert_int_equal(avro_generic_value_new(iface, &v), 0);
-    avro_reader_t r = avro_reader_memory((const char *)buf + 5, (int64_t)(n - 7));
-    assert_int_equal(avro_value_read(r, &v), 0);
-    char extra;
-    assert_int_not_equal(avro_read(r, &extra, 1), 0); /* all of it, nothing more */
-    avro_reader_free(r);
+    free(old_text);
+    json_decref(sj);
+    free(text);
+    return old;
+}
+
+/* cur[0..n) (an event of this schema, after the 5-byte header) rewritten as
+ * an event of the older schema old into out (header copied); its length. */
+static size_t write_as(avro_schema_t old, const uint8_t *cur, size_t n, uint8_t *out, size_t cap)
+{
+    avro_value_t v, view;
+    avro_value_iface_t *iface;
+    avro_schema_t schema;
+    decode(cur + 5, n - 5, &v, &iface, &schema);
+    avro_value_iface_t *res = avro_resolved_reader_new(schema, old);
+    assert_non_null(res);
+    assert_int_equal(avro_resolved_reader_new_value(res, &view), 0);
+    avro_resolved_reader_set_source(&view, &v);
+    avro_writer_t w = avro_writer_memory((char *)out + 5, (int64_t)(cap - 5));
+    assert_int_equal(avro_value_write(w, &view), 0);
+    size_t len = 5 + (size_t)avro_writer_tell(w);
+    avro_writer_free(w);
+    memcpy(out, cur, 5);
+    avro_value_decref(&view);
+    avro_value_iface_decref(res);
     avro_value_decref(&v);
     avro_value_iface_decref(iface);
-    avro_schema_decref(old);
+    avro_schema_decref(schema);
+    return len;
+}
 
-    char *back = bg_audit_avro_decode(av, buf, n - 2);
-    assert_non_null(back);
-    json_t *orig = json_loadb(json, jl, 0, NULL), *j = json_loads(back, 0, NULL);
-    if (!json_equal(orig, j))
-        fail_msg("a previous-version event decoded differently: %s", back);
-    assert_null(bg_audit_avro_decode(av, buf, n - 1)); /* neither version */
-    json_decref(orig);
-    json_decref(j);
-    json_decref(sj);
-    free(back);
-    free(old_text);
-    free(text);
+/* Events written before decision.enforced, and before part and parts (an
+ * audit topic keeps a year of them), still decode, to the JSON they had:
+ * a decision event in audit mode and one without a decision. */
+static void test_older_version_events_decode(void **state)
+{
+    (void)state;
+    char err[256] = "";
+    bg_audit_avro_t *av = bg_audit_avro_new(3, err, sizeof err);
+    assert_non_null(av);
+    for (int kind = 0; kind < 2; kind++) {
+        bg_audit_event_t ev;
+        bg_policy_resource_t res[2];
+        full_event(&ev, res);
+        ev.part = ev.parts = 0;
+        if (kind == 1) {
+            ev.kind = BG_AUDIT_EV_SESSION_START;
+            ev.has &= ~BG_AUDIT_HAS_DECISION;
+        }
+        char json[8192];
+        size_t jl = bg_audit_encode_json(&ev, "inst-1", json, sizeof json);
+        uint8_t buf[8192], old_buf[8192];
+        size_t n = bg_audit_avro_encode(av, json, jl, buf, sizeof buf);
+        assert_true(n > 7);
+        /* what the older busgate wrote: the same event without the field */
+        ev.decision.enforced_rule = NULL;
+        jl = bg_audit_encode_json(&ev, "inst-1", json, sizeof json);
+        json_t *want = json_loadb(json, jl, 0, NULL);
+        for (int k = 1; k <= 2; k++) {
+            avro_schema_t old = older_schema(k);
+            size_t on = write_as(old, buf, n, old_buf, sizeof old_buf);
+            avro_schema_decref(old);
+            if (kind == 0)
+                assert_true(on < n); /* the enforced union is gone */
+            char *back = bg_audit_avro_decode(av, old_buf, on);
+            if (!back)
+                fail_msg("version -%d of a %s event not decoded", k, kind ? "session" : "decision");
+            json_t *j = json_loads(back, 0, NULL);
+            if (!json_equal(want, j))
+                fail_msg("version -%d event decoded differently: %s", k, back);
+            json_decref(j);
+            free(back);
+            assert_null(bg_audit_avro_decode(av, old_buf, on - 1)); /* no version */
+        }
+        json_decref(want);
+    }
     bg_audit_avro_free(av);
 }
 
@@ -526,7 +578,7 @@ int main(void)
         cmocka_unit_test(test_names_with_nul_roundtrip),
         cmocka_unit_test(test_minimal_plain_and_errors),
         cmocka_unit_test(test_split_event_roundtrip),
-        cmocka_unit_test(test_previous_version_event_decodes),
+        cmocka_unit_test(test_older_version_events_decode),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -39,7 +39,8 @@ static void full_event(bg_audit_event_t *ev, bg_policy_resource_t res[2])
     ev->nresources = 2;
     ev->verb = BG_VERB_WRITE;
     ev->decision = (bg_audit_decision_t){BG_EFFECT_ALLOW, BG_EFFECT_DENY, "no-writes",
-                                         "policy.yaml", 12, BG_MODE_AUDIT, "busgate"};
+                                         "policy.yaml", 12, BG_MODE_AUDIT, "busgate",
+                                         "writers", "policy.yaml", 5};
     ev->masked_fields = 3;
     ev->masked_records = 2;
     ev->approval_id = "ap-9";
@@ -101,6 +102,11 @@ static void test_full_values(void **state)
     assert_string_equal(json_string_value(json_object_get(d, "mode")), "audit");
     assert_int_equal(json_integer_value(json_object_get(d, "rule_line")), 12);
     assert_string_equal(json_string_value(json_object_get(d, "by")), "busgate");
+    json_t *enf = json_object_get(d, "enforced");
+    assert_int_equal(json_object_size(enf), 3);
+    assert_string_equal(json_string_value(json_object_get(enf, "rule")), "writers");
+    assert_string_equal(json_string_value(json_object_get(enf, "rule_file")), "policy.yaml");
+    assert_int_equal(json_integer_value(json_object_get(enf, "rule_line")), 5);
     json_t *res_o = json_object_get(j, "result");
     assert_int_equal(json_integer_value(json_object_get(res_o, "error_code")), 29);
     assert_int_equal(json_integer_value(json_object_get(res_o, "latency_us")), 1234);
@@ -198,6 +204,24 @@ static json_t *load_schema(void)
     if (!s)
         fail_msg("%s: %s", path, e.text);
     return s;
+}
+
+/* Without an enforced rule (enforce mode, the default decided, a
+ * policy-wide audit mode) the decision has no "enforced" member at all. */
+static void test_no_enforced_rule(void **state)
+{
+    (void)state;
+    bg_audit_event_t ev;
+    bg_policy_resource_t res[2];
+    full_event(&ev, res);
+    ev.decision.enforced_rule = ev.decision.enforced_rule_file = NULL;
+    ev.decision.enforced_rule_line = 5;
+    json_t *j = encode_parse(&ev);
+    json_t *d = json_object_get(j, "decision");
+    assert_null(json_object_get(d, "enforced"));
+    assert_string_equal(json_string_value(json_object_get(d, "rule")), "no-writes");
+    assert_string_equal(json_string_value(json_object_get(d, "by")), "busgate");
+    json_decref(j);
 }
 
 static void test_schema_agrees(void **state)
@@ -400,6 +424,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_full_values),
+        cmocka_unit_test(test_no_enforced_rule),
         cmocka_unit_test(test_schema_agrees),
         cmocka_unit_test(test_no_secret_fields),
         cmocka_unit_test(test_escaping),
