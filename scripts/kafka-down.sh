@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Stops the test broker started by scripts/kafka-up.sh (same BG_KAFKA_* port
-# variables select the instance): SIGTERM, then SIGKILL after a bounded wait.
+# Stops the test broker started by scripts/kafka-up.sh: the instance whose
+# PLAINTEXT port is BG_KAFKA_PLAIN_PORT (default 17092, the shared one; its
+# run directory and lock are keyed by that port alone). SIGTERM, then SIGKILL
+# after a bounded wait; only the process its pid file names.
 # Removes the data directory unless --keep-data is given; a later kafka-up.sh
 # then restarts the same cluster (same cluster id, topics and offsets).
 # The test CA and broker certificate ($BUSGATE_CACHE/kafka-tls) are shared by

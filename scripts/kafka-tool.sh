@@ -3,7 +3,7 @@
 # cached (same BG_KAFKA_VERSION), without a Kafka distribution on the machine.
 #   scripts/kafka-tool.sh ALIAS|CLASS [ARGS...]
 # Example:
-#   scripts/kafka-tool.sh topics --bootstrap-server 127.0.0.1:19092 --create --topic t1
+#   scripts/kafka-tool.sh topics --bootstrap-server 127.0.0.1:17092 --create --topic t1
 # For the SASL listener pass --command-config (or --consumer.config /
 # --producer.config) with one of the client-*.properties files kafka-up.sh
 # writes into its run directory.

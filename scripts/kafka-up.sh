@@ -6,12 +6,12 @@
 # `kafka-down.sh --keep-data`) is reused with its cluster id and topics.
 #
 # Listeners (all 127.0.0.1):
-#   PLAINTEXT      $BG_KAFKA_PLAIN_PORT (19092)  setup and checks, no auth
-#   SASL_PLAINTEXT $BG_KAFKA_SASL_PORT  (19093)  SCRAM-SHA-512, SCRAM-SHA-256, PLAIN
-#   CONTROLLER     $BG_KAFKA_CONTROLLER_PORT (19094)
-#   SASL_SSL       $BG_KAFKA_SSL_PORT   (PLAINTEXT + 3: 19095)  same mechanisms and user, TLS with
+#   PLAINTEXT      $BG_KAFKA_PLAIN_PORT (17092)  setup and checks, no auth
+#   SASL_PLAINTEXT $BG_KAFKA_SASL_PORT  (17093)  SCRAM-SHA-512, SCRAM-SHA-256, PLAIN
+#   CONTROLLER     $BG_KAFKA_CONTROLLER_PORT (17094)
+#   SASL_SSL       $BG_KAFKA_SSL_PORT   (PLAINTEXT + 3: 17095)  same mechanisms and user, TLS with
 #                  the test CA $BUSGATE_CACHE/kafka-tls/ca.crt (made once)
-#   REAUTH         $BG_KAFKA_REAUTH_PORT (PLAINTEXT + 4: 19096)  SASL_PLAINTEXT as above, but a
+#   REAUTH         $BG_KAFKA_REAUTH_PORT (PLAINTEXT + 4: 17096)  SASL_PLAINTEXT as above, but a
 #                  login lasts $BG_KAFKA_REAUTH_MS ms (3000): connections must re-authenticate
 # User busgate / busgate-test-password on every SASL mechanism.
 # BG_KAFKA_OAUTH=1 adds OAUTHBEARER (tokens of scripts/oidc-up.sh's provider).

@@ -11,14 +11,14 @@ BUSGATE_CACHE="${BUSGATE_CACHE:-$HOME/.cache/busgate}"
 # works (kafka-tool.sh resolves the tool classes that moved between them).
 BG_KAFKA_VERSION="${BG_KAFKA_VERSION:-4.4.0}"
 BG_KAFKA_HOME="$BUSGATE_CACHE/kafka-$BG_KAFKA_VERSION"
-BG_KAFKA_PLAIN_PORT="${BG_KAFKA_PLAIN_PORT:-19092}"
-BG_KAFKA_SASL_PORT="${BG_KAFKA_SASL_PORT:-19093}"
-BG_KAFKA_CONTROLLER_PORT="${BG_KAFKA_CONTROLLER_PORT:-19094}"
-# Default PLAINTEXT + 3 (19095), not a fixed port: a private instance that
+BG_KAFKA_PLAIN_PORT="${BG_KAFKA_PLAIN_PORT:-17092}"
+BG_KAFKA_SASL_PORT="${BG_KAFKA_SASL_PORT:-17093}"
+BG_KAFKA_CONTROLLER_PORT="${BG_KAFKA_CONTROLLER_PORT:-17094}"
+# Default PLAINTEXT + 3 (17095), not a fixed port: a private instance that
 # only moves the other three ports (bench/, test_audit_outage.py) must not
 # collide with the shared broker's SASL_SSL listener.
 BG_KAFKA_SSL_PORT="${BG_KAFKA_SSL_PORT:-$((BG_KAFKA_PLAIN_PORT + 3))}"
-# A second SASL_PLAINTEXT listener (PLAINTEXT + 4: 19096) whose logins last
+# A second SASL_PLAINTEXT listener (PLAINTEXT + 4: 17096) whose logins last
 # only BG_KAFKA_REAUTH_MS (connections.max.reauth.ms): the broker closes a
 # connection on its first request after that unless it re-authenticated.
 BG_KAFKA_REAUTH_PORT="${BG_KAFKA_REAUTH_PORT:-$((BG_KAFKA_PLAIN_PORT + 4))}"

@@ -3,11 +3,11 @@ provider, busgate configurations in front of the real test broker, and
 confluent-kafka clients pointed at busgate.
 
 Services (started by tests/integration/run.sh, see docs/testing.md):
-  Kafka SASL_PLAINTEXT  127.0.0.1:$BG_KAFKA_SASL_PORT (19093), user busgate
-  Kafka PLAINTEXT       127.0.0.1:$BG_KAFKA_PLAIN_PORT (19092), setup only
-  Kafka SASL_SSL        127.0.0.1:$BG_KAFKA_SSL_PORT (PLAINTEXT + 3: 19095), user busgate,
+  Kafka SASL_PLAINTEXT  127.0.0.1:$BG_KAFKA_SASL_PORT (17093), user busgate
+  Kafka PLAINTEXT       127.0.0.1:$BG_KAFKA_PLAIN_PORT (17092), setup only
+  Kafka SASL_SSL        127.0.0.1:$BG_KAFKA_SSL_PORT (PLAINTEXT + 3: 17095), user busgate,
                         server certificate from the test CA (kafka_tls_ca())
-  Kafka REAUTH          127.0.0.1:$BG_KAFKA_REAUTH_PORT (PLAINTEXT + 4: 19096), SASL_PLAINTEXT
+  Kafka REAUTH          127.0.0.1:$BG_KAFKA_REAUTH_PORT (PLAINTEXT + 4: 17096), SASL_PLAINTEXT
                         whose logins last $BG_KAFKA_REAUTH_MS (3000) ms
   OIDC provider         http://127.0.0.1:$BG_OIDC_PORT (19400)
 """
@@ -28,8 +28,8 @@ import pytest
 from conftest import audit_events, build_dir, free_port, wait_audit  # noqa: F401
 from conftest import free_port_block as conftest_free_port_block
 
-KAFKA_SASL = f"127.0.0.1:{os.environ.get('BG_KAFKA_SASL_PORT', '19093')}"
-KAFKA_PLAIN = f"127.0.0.1:{os.environ.get('BG_KAFKA_PLAIN_PORT', '19092')}"
+KAFKA_SASL = f"127.0.0.1:{os.environ.get('BG_KAFKA_SASL_PORT', '17093')}"
+KAFKA_PLAIN = f"127.0.0.1:{os.environ.get('BG_KAFKA_PLAIN_PORT', '17092')}"
 # kafka-up.sh's default: the PLAINTEXT port + 3 (tests/infra/common.sh).
 KAFKA_SSL = "127.0.0.1:" + os.environ.get(
     "BG_KAFKA_SSL_PORT", str(int(KAFKA_PLAIN.rsplit(":", 1)[1]) + 3))

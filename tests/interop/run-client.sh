@@ -5,7 +5,7 @@
 #   MECHANISM CREDENTIALS: PLAIN USER PASSWORD | SCRAM-SHA-256|SCRAM-SHA-512 USER PASSWORD
 #                          | OAUTHBEARER TOKEN_URL CLIENT_ID SECRET | NONE
 # Example:
-#   tests/interop/run-client.sh java 127.0.0.1:19093 PLAIN busgate busgate-test-password produce t1 10
+#   tests/interop/run-client.sh java 127.0.0.1:17093 PLAIN busgate busgate-test-password produce t1 10
 #   tests/interop/run-client.sh java|rdkafka|kafka-python|franz-go|kafkajs --build   (build/install only)
 # Builds the Java and Go programs / installs the Python clients / npm-installs
 # KafkaJS into $BUSGATE_CACHE on first use (again when their sources change).
