@@ -11,6 +11,7 @@
 
 #include <libfyaml.h>
 #include <stdarg.h>
+#include <stdint.h>
 
 #include "broker/config.h"
 
@@ -100,6 +101,30 @@ void bg_cfg__err_why(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path, con
 int bg_cfg__get_strlist(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path, int nonempty,
                         int (*check)(const char *s, const char **why), char ***out,
                         size_t *nout);
+
+/* Earlier items of one sequence with the same name, found in one pass (a
+ * hash of the distinct names, each chaining its items in order) instead of
+ * comparing every item with all before it. Names are borrowed: they must
+ * outlive the table (arena strings do). */
+typedef struct bg_cfg_names_s {
+    struct bg_cfg_name_slot_s *slot; /* open addressing, cap a power of 2 */
+    size_t cap;
+    size_t *next; /* next item with the same name, SIZE_MAX at the end */
+    size_t n;     /* items the table was sized for */
+} bg_cfg_names_t;
+/* Sizes the table for n items (malloc'd, freed by bg_cfg__names_free). On
+ * out of memory reports it and leaves the table empty: every add then
+ * returns SIZE_MAX, and the load fails on the reported error. */
+void bg_cfg__names_init(bg_cfg_ctx_t *ctx, bg_cfg_names_t *t, size_t n);
+/* Records name (may be NULL: not recorded) as item i, items added in
+ * increasing order. Returns the first earlier item with that name, or
+ * SIZE_MAX; bg_cfg__names_next walks the rest in order, ending at i. */
+size_t bg_cfg__names_add(bg_cfg_names_t *t, const char *name, size_t i);
+size_t bg_cfg__names_next(const bg_cfg_names_t *t, size_t j);
+void bg_cfg__names_free(bg_cfg_names_t *t);
+/* 1 once errors past the reporting limit are dropped (a load that reports
+ * more cannot change its outcome), so long walks can stop. */
+int bg_cfg__gave_up(const bg_cfg_ctx_t *ctx);
 
 /* ---- secrets (config_secret.c) ---- */
 /* Expands ${file:PATH} and ${env:NAME} in raw (len bytes). Returns an arena

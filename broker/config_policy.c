@@ -71,9 +71,10 @@ static void bg_cfg__verbs(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path
         return;
     if (count == 0)
         bg_cfg__err(ctx, n, path, "must not be empty");
-    for (size_t i = 0; i < count; i++) {
+    void *it = NULL;
+    struct fy_node *item;
+    for (size_t i = 0; i < count && (item = fy_node_sequence_iterate(n, &it)); i++) {
         char p[BG_CFG_PATH_MAX];
-        struct fy_node *item = fy_node_sequence_get_by_index(n, (int)i);
         bg_verb_t v;
         bg_cfg__index(p, path, i);
         int r = bg_cfg__policy_enum(ctx, item, p, bg_cfg__p_verb, &v);
@@ -84,14 +85,12 @@ static void bg_cfg__verbs(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path
     }
 }
 
-/* Reports a second use of a rule or mask name, pointing at the first. */
+/* Reports a second use of a rule or mask name, pointing at an earlier one. */
 static void bg_cfg__dup_name(bg_cfg_ctx_t *ctx, struct fy_node *at, const char *path,
-                             const char *what, const char *name, const char *prev_name,
-                             int prev_line)
+                             const char *what, const char *name, int prev_line)
 {
-    if (name && prev_name && strcmp(name, prev_name) == 0)
-        bg_cfg__err(ctx, at, path, "duplicate %s name '%s' (first defined at line %d)", what, name,
-                    prev_line);
+    bg_cfg__err(ctx, at, path, "duplicate %s name '%s' (first defined at line %d)", what, name,
+                prev_line);
 }
 
 static void bg_cfg__rule(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path,
@@ -197,16 +196,24 @@ static void bg_cfg__rules(bg_cfg_ctx_t *ctx, struct fy_node *n)
         return;
     if (!(pol->rules = bg_cfg__alloc(ctx, count * sizeof(*pol->rules))))
         return;
-    for (size_t i = 0; i < count; i++) {
+    bg_cfg_names_t names;
+    bg_cfg__names_init(ctx, &names, count);
+    void *it = NULL;
+    struct fy_node *item;
+    for (size_t i = 0; i < count && (item = fy_node_sequence_iterate(n, &it)); i++) {
         char p[BG_CFG_PATH_MAX], np[BG_CFG_PATH_MAX];
-        struct fy_node *item = fy_node_sequence_get_by_index(n, (int)i);
+        const char *name;
         bg_cfg__index(p, "policy.rules", i);
         bg_cfg__rule(ctx, item, p, &pol->rules[i]);
         bg_cfg__join(np, p, "name");
-        for (size_t j = 0; j < i; j++)
-            bg_cfg__dup_name(ctx, bg_cfg__name_node(item), np, "rule", pol->rules[i].name,
-                             pol->rules[j].name, pol->rules[j].line);
+        name = pol->rules[i].name;
+        /* Every earlier rule of that name, in order (the walk stops once
+         * further errors would be dropped). */
+        for (size_t j = bg_cfg__names_add(&names, name, i); j < i && !bg_cfg__gave_up(ctx);
+             j = bg_cfg__names_next(&names, j))
+            bg_cfg__dup_name(ctx, bg_cfg__name_node(item), np, "rule", name, pol->rules[j].line);
     }
+    bg_cfg__names_free(&names);
     pol->spec.rules = pol->rules;
     pol->spec.nrules = count;
 }
@@ -219,16 +226,22 @@ static void bg_cfg__masks(bg_cfg_ctx_t *ctx, struct fy_node *n)
         return;
     if (!(pol->masks = bg_cfg__alloc(ctx, count * sizeof(*pol->masks))))
         return;
-    for (size_t i = 0; i < count; i++) {
+    bg_cfg_names_t names;
+    bg_cfg__names_init(ctx, &names, count);
+    void *it = NULL;
+    struct fy_node *item;
+    for (size_t i = 0; i < count && (item = fy_node_sequence_iterate(n, &it)); i++) {
         char p[BG_CFG_PATH_MAX], np[BG_CFG_PATH_MAX];
-        struct fy_node *item = fy_node_sequence_get_by_index(n, (int)i);
+        const char *name;
         bg_cfg__index(p, "policy.masks", i);
         bg_cfg__mask(ctx, item, p, &pol->masks[i]);
         bg_cfg__join(np, p, "name");
-        for (size_t j = 0; j < i; j++)
-            bg_cfg__dup_name(ctx, bg_cfg__name_node(item), np, "mask", pol->masks[i].name,
-                             pol->masks[j].name, pol->masks[j].line);
+        name = pol->masks[i].name;
+        for (size_t j = bg_cfg__names_add(&names, name, i); j < i && !bg_cfg__gave_up(ctx);
+             j = bg_cfg__names_next(&names, j))
+            bg_cfg__dup_name(ctx, bg_cfg__name_node(item), np, "mask", name, pol->masks[j].line);
     }
+    bg_cfg__names_free(&names);
     pol->spec.masks = pol->masks;
     pol->spec.nmasks = count;
 }

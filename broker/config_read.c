@@ -483,3 +483,74 @@ int bg_cfg__get_strlist(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path, 
     *nout = k;
     return 1;
 }
+
+/* ---- names seen in a sequence ---- */
+
+struct bg_cfg_name_slot_s {
+    const char *name; /* NULL: free slot */
+    uint64_t hash;
+    size_t first, last; /* items carrying this name */
+};
+
+static uint64_t bg_cfg__name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+    return h;
+}
+
+void bg_cfg__names_init(bg_cfg_ctx_t *ctx, bg_cfg_names_t *t, size_t n)
+{
+    size_t cap = 16;
+    memset(t, 0, sizeof(*t));
+    while (cap < 2 * n) /* load factor at most 1/2 */
+        cap *= 2;
+    t->slot = calloc(cap, sizeof(*t->slot));
+    t->next = malloc((n ? n : 1) * sizeof(*t->next));
+    if (!t->slot || !t->next) {
+        bg_cfg__names_free(t);
+        bg_cfg__err_at(ctx, 1, 1, "", "out of memory");
+        return;
+    }
+    t->cap = cap;
+    t->n = n;
+}
+
+size_t bg_cfg__names_add(bg_cfg_names_t *t, const char *name, size_t i)
+{
+    if (!name || !t->slot || i >= t->n)
+        return SIZE_MAX;
+    uint64_t h = bg_cfg__name_hash(name);
+    size_t k = (size_t)h & (t->cap - 1);
+    t->next[i] = SIZE_MAX;
+    for (;; k = (k + 1) & (t->cap - 1)) {
+        struct bg_cfg_name_slot_s *s = &t->slot[k];
+        if (!s->name) {
+            *s = (struct bg_cfg_name_slot_s){name, h, i, i};
+            return SIZE_MAX;
+        }
+        if (s->hash == h && strcmp(s->name, name) == 0) {
+            t->next[s->last] = i;
+            s->last = i;
+            return s->first;
+        }
+    }
+}
+
+size_t bg_cfg__names_next(const bg_cfg_names_t *t, size_t j)
+{
+    return j < t->n ? t->next[j] : SIZE_MAX;
+}
+
+void bg_cfg__names_free(bg_cfg_names_t *t)
+{
+    free(t->slot);
+    free(t->next);
+    memset(t, 0, sizeof(*t));
+}
+
+int bg_cfg__gave_up(const bg_cfg_ctx_t *ctx)
+{
+    return ctx->nerr > BG_CFG_MAX_ERRORS;
+}

@@ -224,16 +224,21 @@ void bg_cfg__identity(bg_cfg_ctx_t *ctx, struct fy_node *n)
     }
     if (!(id->issuers = bg_cfg__alloc(ctx, count * sizeof(*id->issuers))))
         return;
-    for (size_t i = 0; i < count; i++) {
+    bg_cfg_names_t seen;
+    bg_cfg__names_init(ctx, &seen, count);
+    void *it = NULL;
+    struct fy_node *item;
+    for (size_t i = 0; i < count && (item = fy_node_sequence_iterate(m.val[0], &it)); i++) {
         char p[BG_CFG_PATH_MAX];
-        struct fy_node *item = fy_node_sequence_get_by_index(m.val[0], (int)i);
+        const char *iss;
         bg_cfg__index(p, "identity.issuers", i);
         bg_cfg__issuer(ctx, item, p, &id->issuers[i]);
-        for (size_t j = 0; j < i && id->issuers[i].issuer; j++)
-            if (id->issuers[j].issuer && !strcmp(id->issuers[j].issuer, id->issuers[i].issuer))
-                bg_cfg__err(ctx, item, p, "duplicate issuer '%.80s' (also issuers[%zu])",
-                            id->issuers[i].issuer, j);
+        iss = id->issuers[i].issuer;
+        for (size_t j = bg_cfg__names_add(&seen, iss, i); j < i && !bg_cfg__gave_up(ctx);
+             j = bg_cfg__names_next(&seen, j))
+            bg_cfg__err(ctx, item, p, "duplicate issuer '%.80s' (also issuers[%zu])", iss, j);
     }
+    bg_cfg__names_free(&seen);
     id->nissuers = count;
 }
 
@@ -273,9 +278,10 @@ static void bg_cfg__kafka_bootstrap(bg_cfg_ctx_t *ctx, struct fy_node *n)
     }
     if (!(k->upstream.bootstrap = bg_cfg__alloc(ctx, count * sizeof(bg_addr_t))))
         return;
-    for (size_t i = 0; i < count; i++) {
+    void *it = NULL;
+    struct fy_node *item;
+    for (size_t i = 0; i < count && (item = fy_node_sequence_iterate(n, &it)); i++) {
         char p[BG_CFG_PATH_MAX];
-        struct fy_node *item = fy_node_sequence_get_by_index(n, (int)i);
         bg_cfg__index(p, path, i);
         if (bg_cfg__get_addr(ctx, item, p, 1, &k->upstream.bootstrap[i]) == 0)
             bg_cfg__err(ctx, item, p, "expected an address (host:port), got null");
@@ -621,16 +627,21 @@ void bg_cfg__http(bg_cfg_ctx_t *ctx, struct fy_node *n)
             bg_cfg__err(ctx, m.val[1], "http.routes", "must not be empty");
         return;
     }
-    for (size_t i = 0; i < count; i++) {
+    bg_cfg_names_t seen;
+    bg_cfg__names_init(ctx, &seen, count);
+    void *it = NULL;
+    struct fy_node *item;
+    for (size_t i = 0; i < count && (item = fy_node_sequence_iterate(m.val[1], &it)); i++) {
         char p[BG_CFG_PATH_MAX];
-        struct fy_node *item = fy_node_sequence_get_by_index(m.val[1], (int)i);
+        const char *name;
         bg_cfg__index(p, "http.routes", i);
         bg_cfg__route(ctx, item, p, &h->routes[i]);
-        for (size_t j = 0; j < i && h->routes[i].name; j++)
-            if (h->routes[j].name && strcmp(h->routes[j].name, h->routes[i].name) == 0)
-                bg_cfg__err(ctx, item, p, "duplicate route name '%s' (also routes[%zu])",
-                            h->routes[i].name, j);
+        name = h->routes[i].name;
+        for (size_t j = bg_cfg__names_add(&seen, name, i); j < i && !bg_cfg__gave_up(ctx);
+             j = bg_cfg__names_next(&seen, j))
+            bg_cfg__err(ctx, item, p, "duplicate route name '%s' (also routes[%zu])", name, j);
     }
+    bg_cfg__names_free(&seen);
     h->nroutes = count;
 }
 

@@ -432,6 +432,86 @@ static void test_err_duplicate_rule(void **state)
                  "line 11)");
 }
 
+/* Asserts that loading fails with exactly the messages want, in order. */
+static void expect_errors(const char *yaml, const char *const *want, size_t n)
+{
+    bg_config_errors_t errs = {0};
+    bg_config_t *c = load(yaml, &errs);
+    if (errs.n != n)
+        dump(&errs);
+    assert_null(c);
+    assert_int_equal(errs.n, n);
+    for (size_t i = 0; i < n; i++)
+        assert_string_equal(errs.msgs[i], want[i]);
+    bg_config_errors_clear(&errs);
+}
+
+/* Each repeated name is reported once per earlier use, earliest first, at
+ * the repeat (rules, masks, issuers, routes). */
+static void test_err_duplicate_names_all_reported(void **state)
+{
+    static const char *const policy[] = {
+        "t.yaml:21:13: policy.rules[2].name: duplicate rule name 'a' (first defined at line 11)",
+        "t.yaml:26:13: policy.rules[3].name: duplicate rule name 'a' (first defined at line 11)",
+        "t.yaml:26:13: policy.rules[3].name: duplicate rule name 'a' (first defined at line 21)",
+        "t.yaml:35:13: policy.masks[1].name: duplicate mask name 'm' (first defined at line 32)",
+    };
+    expect_errors(BASE POLICY_HDR RULE("a", "[read]", "allow") RULE("b", "[read]", "allow")
+                      RULE("a", "[read]", "allow") RULE("a", "[read]", "allow")
+                  "  masks:\n"
+                  "    - name: m\n      resources: [kafka:topic:t]\n      fields: [a]\n"
+                  "    - name: m\n      resources: [kafka:topic:t]\n      fields: [a]\n",
+                  policy, 4);
+#define ISS(i) "    - {issuer: " i ", audiences: [b], jwks_file: j.json}\n"
+#define RT(r) "    - {name: " r ", prefix: /, upstream: https://up.example}\n"
+    static const char *const sections[] = {
+        "t.yaml:5:8: identity.issuers[2]: duplicate issuer 'https://a' (also issuers[0])",
+        "t.yaml:6:8: identity.issuers[3]: duplicate issuer 'https://a' (also issuers[0])",
+        "t.yaml:6:8: identity.issuers[3]: duplicate issuer 'https://a' (also issuers[2])",
+        "t.yaml:12:8: http.routes[2]: duplicate route name 'r' (also routes[0])",
+        "t.yaml:13:8: http.routes[3]: duplicate route name 'r' (also routes[0])",
+        "t.yaml:13:8: http.routes[3]: duplicate route name 'r' (also routes[2])",
+    };
+    expect_errors("identity:\n  issuers:\n" ISS("https://a") ISS("https://b") ISS("https://a")
+                      ISS("https://a") "http:\n  listen: 127.0.0.1:8080\n  routes:\n" RT("r")
+                          RT("s") RT("r") RT("r"),
+                  sections, 6);
+#undef ISS
+#undef RT
+}
+
+/* Many distinct names (the name table grows past its first size and its
+ * probes collide): only the one repeat is reported, pointing at its first
+ * use; a name used hundreds of times stops at the error limit. */
+static void test_err_duplicate_among_many(void **state)
+{
+    size_t cap = 1 << 20, len = 0;
+    char *yaml = malloc(cap);
+    assert_non_null(yaml);
+    len += (size_t)snprintf(yaml, cap, "%s", BASE POLICY_HDR);
+    for (int i = 0; i < 3000; i++)
+        len += (size_t)snprintf(yaml + len, cap - len,
+                                "    - {name: r%d, subjects: [group:g], "
+                                "resources: [kafka:topic:t], verbs: [read], effect: allow}\n",
+                                i == 2999 ? 1234 : i);
+    static const char *const one[] = {
+        "t.yaml:3010:14: policy.rules[2999].name: duplicate rule name 'r1234' (first defined at "
+        "line 1245)",
+    };
+    expect_errors(yaml, one, 1);
+    len = (size_t)snprintf(yaml, cap, "%s", BASE POLICY_HDR);
+    for (int i = 0; i < 400; i++)
+        len += (size_t)snprintf(yaml + len, cap - len, RULE("same", "[read]", "allow"));
+    bg_config_errors_t errs = {0};
+    assert_null(load(yaml, &errs));
+    assert_int_equal(errs.n, 201); /* BG_CFG_MAX_ERRORS, then "giving up" */
+    assert_string_equal(errs.msgs[0], "t.yaml:16:13: policy.rules[1].name: duplicate rule name "
+                                      "'same' (first defined at line 11)");
+    assert_non_null(strstr(errs.msgs[200], "too many errors, giving up"));
+    bg_config_errors_clear(&errs);
+    free(yaml);
+}
+
 static void test_err_unknown_verb_effect(void **state)
 {
     expect_error(BASE POLICY_HDR RULE("a", "[read, reed]", "allow"),
@@ -874,6 +954,8 @@ int main(void)
         cmocka_unit_test(test_err_size),
         cmocka_unit_test(test_policy_ok),
         cmocka_unit_test(test_err_duplicate_rule),
+        cmocka_unit_test(test_err_duplicate_names_all_reported),
+        cmocka_unit_test(test_err_duplicate_among_many),
         cmocka_unit_test(test_err_unknown_verb_effect),
         cmocka_unit_test(test_err_mask_strategy_yaml_null),
         cmocka_unit_test(test_err_resource_subject),
