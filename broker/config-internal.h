@@ -111,15 +111,19 @@ typedef struct bg_cfg_names_s {
     size_t cap;
     size_t *next; /* next item with the same name, SIZE_MAX at the end */
     size_t n;     /* items the table was sized for */
+    int nocase;   /* ASCII case-insensitive names (HTTP headers) */
 } bg_cfg_names_t;
 /* Sizes the table for n items (malloc'd, freed by bg_cfg__names_free). On
  * out of memory reports it and leaves the table empty: every add then
  * returns SIZE_MAX, and the load fails on the reported error. */
-void bg_cfg__names_init(bg_cfg_ctx_t *ctx, bg_cfg_names_t *t, size_t n);
+void bg_cfg__names_init(bg_cfg_ctx_t *ctx, bg_cfg_names_t *t, size_t n, int nocase);
 /* Records name (may be NULL: not recorded) as item i, items added in
  * increasing order. Returns the first earlier item with that name, or
  * SIZE_MAX; bg_cfg__names_next walks the rest in order, ending at i. */
 size_t bg_cfg__names_add(bg_cfg_names_t *t, const char *name, size_t i);
+/* The first item recorded with name, recording nothing; SIZE_MAX if none.
+ * bg_cfg__names_next then walks the others up to the last recorded. */
+size_t bg_cfg__names_first(const bg_cfg_names_t *t, const char *name);
 size_t bg_cfg__names_next(const bg_cfg_names_t *t, size_t j);
 void bg_cfg__names_free(bg_cfg_names_t *t);
 /* 1 once errors past the reporting limit are dropped (a load that reports

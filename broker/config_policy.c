@@ -197,7 +197,7 @@ static void bg_cfg__rules(bg_cfg_ctx_t *ctx, struct fy_node *n)
     if (!(pol->rules = bg_cfg__alloc(ctx, count * sizeof(*pol->rules))))
         return;
     bg_cfg_names_t names;
-    bg_cfg__names_init(ctx, &names, count);
+    bg_cfg__names_init(ctx, &names, count, 0);
     void *it = NULL;
     struct fy_node *item;
     for (size_t i = 0; i < count && (item = fy_node_sequence_iterate(n, &it)); i++) {
@@ -227,7 +227,7 @@ static void bg_cfg__masks(bg_cfg_ctx_t *ctx, struct fy_node *n)
     if (!(pol->masks = bg_cfg__alloc(ctx, count * sizeof(*pol->masks))))
         return;
     bg_cfg_names_t names;
-    bg_cfg__names_init(ctx, &names, count);
+    bg_cfg__names_init(ctx, &names, count, 0);
     void *it = NULL;
     struct fy_node *item;
     for (size_t i = 0; i < count && (item = fy_node_sequence_iterate(n, &it)); i++) {

@@ -492,15 +492,27 @@ struct bg_cfg_name_slot_s {
     size_t first, last; /* items carrying this name */
 };
 
-static uint64_t bg_cfg__name_hash(const char *s)
+static uint64_t bg_cfg__name_hash(const char *s, int nocase)
 {
     uint64_t h = 1469598103934665603ull; /* FNV-1a */
     for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 1099511628211ull;
+        h = (h ^ (unsigned char)(nocase ? tolower((unsigned char)*s) : *s)) * 1099511628211ull;
     return h;
 }
 
-void bg_cfg__names_init(bg_cfg_ctx_t *ctx, bg_cfg_names_t *t, size_t n)
+/* The slot holding name, or the free slot where it would go. */
+static struct bg_cfg_name_slot_s *bg_cfg__names_slot(const bg_cfg_names_t *t, const char *name,
+                                                     uint64_t h)
+{
+    for (size_t k = (size_t)h & (t->cap - 1);; k = (k + 1) & (t->cap - 1)) {
+        struct bg_cfg_name_slot_s *s = &t->slot[k];
+        if (!s->name ||
+            (s->hash == h && (t->nocase ? strcasecmp(s->name, name) : strcmp(s->name, name)) == 0))
+            return s;
+    }
+}
+
+void bg_cfg__names_init(bg_cfg_ctx_t *ctx, bg_cfg_names_t *t, size_t n, int nocase)
 {
     size_t cap = 16;
     memset(t, 0, sizeof(*t));
@@ -515,27 +527,32 @@ void bg_cfg__names_init(bg_cfg_ctx_t *ctx, bg_cfg_names_t *t, size_t n)
     }
     t->cap = cap;
     t->n = n;
+    t->nocase = nocase;
 }
 
 size_t bg_cfg__names_add(bg_cfg_names_t *t, const char *name, size_t i)
 {
     if (!name || !t->slot || i >= t->n)
         return SIZE_MAX;
-    uint64_t h = bg_cfg__name_hash(name);
-    size_t k = (size_t)h & (t->cap - 1);
+    uint64_t h = bg_cfg__name_hash(name, t->nocase);
+    struct bg_cfg_name_slot_s *s = bg_cfg__names_slot(t, name, h);
     t->next[i] = SIZE_MAX;
-    for (;; k = (k + 1) & (t->cap - 1)) {
-        struct bg_cfg_name_slot_s *s = &t->slot[k];
-        if (!s->name) {
-            *s = (struct bg_cfg_name_slot_s){name, h, i, i};
-            return SIZE_MAX;
-        }
-        if (s->hash == h && strcmp(s->name, name) == 0) {
-            t->next[s->last] = i;
-            s->last = i;
-            return s->first;
-        }
+    if (!s->name) {
+        *s = (struct bg_cfg_name_slot_s){name, h, i, i};
+        return SIZE_MAX;
     }
+    t->next[s->last] = i;
+    s->last = i;
+    return s->first;
+}
+
+size_t bg_cfg__names_first(const bg_cfg_names_t *t, const char *name)
+{
+    if (!name || !t->slot)
+        return SIZE_MAX;
+    const struct bg_cfg_name_slot_s *s =
+        bg_cfg__names_slot(t, name, bg_cfg__name_hash(name, t->nocase));
+    return s->name ? s->first : SIZE_MAX;
 }
 
 size_t bg_cfg__names_next(const bg_cfg_names_t *t, size_t j)

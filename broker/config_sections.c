@@ -225,7 +225,7 @@ void bg_cfg__identity(bg_cfg_ctx_t *ctx, struct fy_node *n)
     if (!(id->issuers = bg_cfg__alloc(ctx, count * sizeof(*id->issuers))))
         return;
     bg_cfg_names_t seen;
-    bg_cfg__names_init(ctx, &seen, count);
+    bg_cfg__names_init(ctx, &seen, count, 0);
     void *it = NULL;
     struct fy_node *item;
     for (size_t i = 0; i < count && (item = fy_node_sequence_iterate(m.val[0], &it)); i++) {
@@ -548,6 +548,8 @@ static void bg_cfg__headers(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *pa
     int count = fy_node_mapping_item_count(n);
     if (count <= 0 || !(rt->headers = bg_cfg__alloc(ctx, (size_t)count * sizeof(*rt->headers))))
         return;
+    bg_cfg_names_t seen; /* the headers kept so far, by name */
+    bg_cfg__names_init(ctx, &seen, (size_t)count, 1);
     void *it = NULL;
     struct fy_node_pair *pr;
     while ((pr = fy_node_mapping_iterate(n, &it))) {
@@ -562,9 +564,9 @@ static void bg_cfg__headers(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *pa
         }
         name = bg_cfg__strndup(ctx, raw, len);
         bg_cfg__join(p, path, name ? name : "?");
-        for (size_t j = 0; name && j < rt->nheaders; j++)
-            if (strcasecmp(rt->headers[j].name, name) == 0)
-                bg_cfg__err(ctx, k, p, "duplicate header '%s'", name);
+        for (size_t j = bg_cfg__names_first(&seen, name); j != SIZE_MAX && !bg_cfg__gave_up(ctx);
+             j = bg_cfg__names_next(&seen, j))
+            bg_cfg__err(ctx, k, p, "duplicate header '%s'", name);
         bg_config_header_t *h = &rt->headers[rt->nheaders];
         struct fy_node *v = fy_node_pair_value(pr);
         /* Non-empty, like every other string (an empty ${env:} too); a
@@ -585,8 +587,9 @@ static void bg_cfg__headers(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *pa
             continue;
         }
         h->name = (char *)name;
-        rt->nheaders++;
+        bg_cfg__names_add(&seen, name, rt->nheaders++);
     }
+    bg_cfg__names_free(&seen);
 }
 
 static void bg_cfg__route(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *path,
@@ -628,7 +631,7 @@ void bg_cfg__http(bg_cfg_ctx_t *ctx, struct fy_node *n)
         return;
     }
     bg_cfg_names_t seen;
-    bg_cfg__names_init(ctx, &seen, count);
+    bg_cfg__names_init(ctx, &seen, count, 0);
     void *it = NULL;
     struct fy_node *item;
     for (size_t i = 0; i < count && (item = fy_node_sequence_iterate(m.val[1], &it)); i++) {

@@ -817,6 +817,21 @@ static void test_err_header_control_chars(void **state)
 
 /* An empty header value passed check although other strings may not be
  * empty; it is refused with their message, after expansion too. */
+/* Header names compare without case; one message per earlier kept header of
+ * that name (a refused header is not kept). */
+static void test_err_duplicate_header(void **state)
+{
+    static const char *const want[] = {
+        "t.yaml:17:9: http.routes[0].headers.x-a: duplicate header 'x-a'",
+        "t.yaml:18:14: http.routes[0].headers.X-B: expected a non-empty string, got null",
+        "t.yaml:20:9: http.routes[0].headers.X-A: duplicate header 'X-A'",
+        "t.yaml:20:9: http.routes[0].headers.X-A: duplicate header 'X-A'",
+    };
+    expect_errors(BASE ROUTE "        X-A: v\n        x-a: w\n        X-B: ~\n        x-b: v\n"
+                             "        X-A: v3\n",
+                  want, 4);
+}
+
 static void test_err_header_empty_value(void **state)
 {
     expect_error(BASE ROUTE "        X-A: ''\n",
@@ -968,6 +983,7 @@ int main(void)
         cmocka_unit_test(test_err_second_document),
         cmocka_unit_test(test_err_header_control_chars),
         cmocka_unit_test(test_err_header_empty_value),
+        cmocka_unit_test(test_err_duplicate_header),
         cmocka_unit_test(test_audit_avro_schema_id),
         cmocka_unit_test(test_jwks_url_transport),
         cmocka_unit_test(test_hs256_needs_jwks_file),
