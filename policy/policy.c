@@ -18,6 +18,7 @@ typedef struct bg_policy_cc_s { /* compile context */
     size_t errlen;
     bg_policy_ientry_t *ent[2][BG_POLICY_NSLOTS]; /* [rules/masks][slot] */
     size_t nent[2][BG_POLICY_NSLOTS];
+    size_t capent[2][BG_POLICY_NSLOTS]; /* allocated entries of ent */
 } bg_policy_cc_t;
 
 static int bg_policy__fail(bg_policy_cc_t *cc, const char *file, int line, const char *fmt, ...)
@@ -228,11 +229,17 @@ static int bg_policy__add_resources(bg_policy_cc_t *cc, int kind, bg_policy_cand
         if (pats)
             pats[i] = e.pat;
         int slot = bg_policy__slot(&e.pat);
-        size_t k = cc->nent[kind][slot]++;
-        cc->ent[kind][slot] = realloc(cc->ent[kind][slot], (k + 1) * sizeof(e));
-        if (!cc->ent[kind][slot])
-            return bg_policy__fail(cc, NULL, 0, "out of memory");
+        size_t k = cc->nent[kind][slot];
+        if (k == cc->capent[kind][slot]) { /* doubling: one realloc per entry was quadratic */
+            size_t cap = k ? 2 * k : 64;
+            bg_policy_ientry_t *grown = realloc(cc->ent[kind][slot], cap * sizeof(e));
+            if (!grown) /* the old block stays in ent, freed with the rest */
+                return bg_policy__fail(cc, NULL, 0, "out of memory");
+            cc->ent[kind][slot] = grown;
+            cc->capent[kind][slot] = cap;
+        }
         cc->ent[kind][slot][k] = e;
+        cc->nent[kind][slot] = k + 1;
     }
     return 0;
 }
