@@ -198,6 +198,9 @@ int bg_cli_check(int argc, char **argv)
     const char *unbuilt[3];
     for (size_t i = 0, n = bg_config_unbuilt(cfg, unbuilt); i < n; i++)
         printf("%s: warning: %s\n", path, unbuilt[i]);
+    const char *off = bg_config_audit_off(cfg);
+    if (off)
+        printf("%s: warning: %s\n", path, off);
     printf("%s: ok\n", path);
     bg_snapshot_release(s);
     return 0;

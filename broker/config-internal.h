@@ -145,7 +145,7 @@ void bg_cfg__kafka(bg_cfg_ctx_t *ctx, struct fy_node *n);
 void bg_cfg__amqp(bg_cfg_ctx_t *ctx, struct fy_node *n);
 void bg_cfg__http(bg_cfg_ctx_t *ctx, struct fy_node *n);
 void bg_cfg__approvals(bg_cfg_ctx_t *ctx, struct fy_node *n);
-void bg_cfg__audit(bg_cfg_ctx_t *ctx, struct fy_node *n);
+void bg_cfg__audit(bg_cfg_ctx_t *ctx, struct fy_node *key, struct fy_node *n);
 void bg_cfg__admin(bg_cfg_ctx_t *ctx, struct fy_node *n);
 void bg_cfg__limits(bg_cfg_ctx_t *ctx, struct fy_node *n);
 void bg_cfg__policy(bg_cfg_ctx_t *ctx, struct fy_node *n);

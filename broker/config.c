@@ -546,6 +546,13 @@ static void bg_cfg__cross(bg_cfg_ctx_t *ctx, const bg_cfg_map_t *m)
         bg_cfg__err(ctx, m->val[K_AUDIT], "audit.kafka_topic",
                     "needs kafka.upstream.bootstrap: the embedded upstream is a test cluster "
                     "inside busgate and cannot hold the audit topic (use audit.file)");
+    /* Fail closed: a listener without an audit section would decide every
+     * request and record none; reported at the listener. A present section
+     * reports its own gaps. */
+    if ((c->kafka.enabled || c->amqp.enabled) && !m->key[K_AUDIT])
+        bg_cfg__err(ctx, c->kafka.enabled ? m->key[K_KAFKA] : m->key[K_AMQP], "audit",
+                    "no audit sink: every decision would go unrecorded; set audit.file or "
+                    "audit.kafka_topic, or audit.enabled: false to run without audit");
 }
 
 static void bg_cfg__root(bg_cfg_ctx_t *ctx, struct fy_node *root)
@@ -563,7 +570,7 @@ static void bg_cfg__root(bg_cfg_ctx_t *ctx, struct fy_node *root)
     bg_cfg__http(ctx, m.val[K_HTTP]);
     bg_cfg__policy(ctx, m.val[K_POLICY]);
     bg_cfg__approvals(ctx, m.val[K_APPROVALS]);
-    bg_cfg__audit(ctx, m.val[K_AUDIT]);
+    bg_cfg__audit(ctx, m.key[K_AUDIT], m.val[K_AUDIT]);
     bg_cfg__admin(ctx, m.val[K_ADMIN]);
     bg_cfg__limits(ctx, m.val[K_LIMITS]);
     bg_cfg__cross(ctx, &m);
@@ -721,6 +728,14 @@ size_t bg_config_unbuilt(const bg_config_t *c, const char *msgs[3])
                     "queue, and publishing to a masked exchange or routing messages out of or "
                     "into one, is refused";
     return n;
+}
+
+const char *bg_config_audit_off(const bg_config_t *c)
+{
+    return c->audit.disabled ? "audit.enabled is false: no decision is recorded (no audit "
+                               "events, no busgate_audit_* metrics); meant for tests and "
+                               "benchmarks"
+                             : NULL;
 }
 
 const bg_policy_spec_t *bg_config_policy_spec(const bg_config_t *c)

@@ -136,7 +136,8 @@ typedef enum { BG_AUDIT_BLOCK = 0, BG_AUDIT_DROP } bg_audit_on_failure_t;
 typedef enum { BG_AUDIT_JSON = 0, BG_AUDIT_AVRO } bg_audit_format_t;
 
 typedef struct bg_config_audit_s {
-    int enabled;
+    int enabled;  /* a sink is configured: the audit pipeline runs */
+    int disabled; /* audit.enabled: false, the explicit opt-out (enabled is 0) */
     char *kafka_topic;
     char *file;
     char *spool_dir;
@@ -220,6 +221,9 @@ void bg_config_errors_clear(bg_config_errors_t *errs);
  * that `busgate run` logs and `busgate check` prints as warnings; returns
  * how many (at most 3) were put in msgs. */
 size_t bg_config_unbuilt(const bg_config_t *c, const char *msgs[3]);
+/* The warning `busgate run` logs at start-up and `busgate check` prints when
+ * c turns audit off (audit.enabled: false); NULL when it does not. Static. */
+const char *bg_config_audit_off(const bg_config_t *c);
 
 /* 1 when the host name (hl bytes at h) is loopback: localhost, a dotted
  * 127.0.0.0/8 address, ::1 (with or without brackets). */

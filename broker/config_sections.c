@@ -672,7 +672,7 @@ void bg_cfg__approvals(bg_cfg_ctx_t *ctx, struct fy_node *n)
 
 static const char *const bg_cfg__audit_keys[] = {
     "kafka_topic", "file", "spool_dir", "on_failure", "format", "queue_size", "spool_max_bytes",
-    "avro_schema_id", NULL,
+    "avro_schema_id", "enabled", NULL,
 };
 
 static int bg_cfg__topic_ok(const char *t)
@@ -682,7 +682,10 @@ static int bg_cfg__topic_ok(const char *t)
            strspn(t, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") == len;
 }
 
-void bg_cfg__audit(bg_cfg_ctx_t *ctx, struct fy_node *n)
+/* key and n are the audit key and its value at the root (both NULL when
+ * absent). An absent section is the cross-section rule's business
+ * (bg_cfg__cross): it is an error only with a listener. */
+void bg_cfg__audit(bg_cfg_ctx_t *ctx, struct fy_node *key, struct fy_node *n)
 {
     static const char *const fails[] = {"block", "drop", NULL}, *const fmts[] = {"json", "avro",
                                                                                  NULL};
@@ -692,8 +695,30 @@ void bg_cfg__audit(bg_cfg_ctx_t *ctx, struct fy_node *n)
     int64_t q;
     a->queue_size = 65536;
     a->spool_max_bytes = BG_CFG_GIB;
+    /* Like an empty tls: an audit key with nothing under it (its lines
+     * commented out) is not "not set", which would mean no record of any
+     * decision. */
+    if (key && bg_cfg__is_null(n)) {
+        bg_cfg__err(ctx, key, "audit",
+                    "empty: set audit.file or audit.kafka_topic, or audit.enabled: false to run "
+                    "without audit");
+        return;
+    }
     if (bg_cfg__map(ctx, n, "audit", bg_cfg__audit_keys, &m) <= 0)
         return;
+    int on = 1;
+    if (bg_cfg__get_bool(ctx, m.val[8], "audit.enabled", &on) > 0 && !on) {
+        a->disabled = 1;
+        for (int i = 0; i < 3; i++)
+            if (!bg_cfg__is_null(m.val[i])) {
+                bg_cfg__err(ctx, m.val[8], "audit.enabled",
+                            "false contradicts audit.%s: remove the sinks to run without "
+                            "audit, or remove enabled: false to record every decision",
+                            bg_cfg__audit_keys[i]);
+                break;
+            }
+        return;
+    }
     a->enabled = 1;
     if (bg_cfg__get_str(ctx, m.val[0], "audit.kafka_topic", &a->kafka_topic) > 0 &&
         !bg_cfg__topic_ok(a->kafka_topic))
@@ -715,7 +740,9 @@ void bg_cfg__audit(bg_cfg_ctx_t *ctx, struct fy_node *n)
             bg_cfg__err(ctx, m.val[7], "audit.avro_schema_id", "needs format: avro");
     }
     if (bg_cfg__is_null(m.val[0]) && bg_cfg__is_null(m.val[1]))
-        bg_cfg__err(ctx, n, "audit", "needs a sink: set kafka_topic and/or file");
+        bg_cfg__err(ctx, n, "audit",
+                    "needs a sink: set kafka_topic and/or file, or enabled: false to run without "
+                    "audit");
 }
 
 static const char *const bg_cfg__admin_keys[] = {"listen", NULL};

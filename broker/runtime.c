@@ -490,8 +490,12 @@ static void bg_runtime__free_adapters(bg_runtime_t *rt)
 /* Starts the audit pipeline; its Kafka sink uses busgate's upstream credential. */
 static int bg_runtime__start_audit(bg_runtime_t *rt, const bg_config_t *cfg)
 {
-    if (!cfg->audit.enabled)
+    if (!cfg->audit.enabled) {
+        const char *off = bg_config_audit_off(cfg);
+        if (off)
+            bg_log_warn("audit", "%s", off);
         return 0;
+    }
     /* The audit producer reaches the brokers as the data path does (and as
      * `busgate audit` does: the same builder). */
     bg_config_kafka_client_t kcc;

@@ -37,6 +37,10 @@ admin:
 """
 
 
+# A listener needs an audit sink or audit turned off in words; these tests
+# are not about audit.
+NO_AUDIT = "audit:\n  enabled: false\n"
+
 RULE_READ = """    - name: reporting-reads-billing
       subjects: [group:reporting]
       resources: [kafka:topic:billing.*]
@@ -302,7 +306,7 @@ def test_check_warns_about_the_trace_exchange(tmp_path, keys):
 
     def warnings(rules, default="deny", mode="enforce", sections=amqp):
         cfg = tmp_path / "c.yaml"
-        text = config(keys[1], free_port(), rules) + sections
+        text = config(keys[1], free_port(), rules) + sections + NO_AUDIT
         cfg.write_text(text.replace("default: deny", f"default: {default}")
                        .replace("  mode: enforce\n", f"  mode: {mode}\n", 1))
         r = run_cli("check", "-c", str(cfg))
@@ -392,7 +396,7 @@ def test_check_warns_about_credentials_in_clear(tmp_path, keys):
 {kafka_up}amqp:
   listen: 127.0.0.1:{free_port()}
   upstream:
-{amqp_up}""")
+{amqp_up}{NO_AUDIT}""")
         r = run_cli("check", "-c", str(cfg))
         assert r.returncode == 0 and r.stdout.endswith(f"{cfg}: ok\n"), r.stdout + r.stderr
         return [l for l in r.stdout.splitlines() if "busgate's" in l and "network path" in l]
@@ -1029,7 +1033,7 @@ def test_sigterm_drains_and_exits_zero(start_busgate, keys):
   listen: 127.0.0.1:{listen}
   broker_port_base: {free_port()}
   upstream: {{embedded: 1}}
-"""
+{NO_AUDIT}"""
     bg = start_busgate(text, wait_for_port=listen)
     r = run_cli("token", "mint", "--key", str(keys[0]), "--sub", "svc-a", "--iss", ISS,
                 "--aud", "busgate", "--ttl", "300")
@@ -1064,7 +1068,7 @@ kafka:
   listen: 127.0.0.1:{listen}
   broker_port_base: {free_port()}
   upstream: {{embedded: 1}}
-"""
+{NO_AUDIT}"""
 
 
 def open_fds(pid):
@@ -1337,8 +1341,57 @@ def test_invalid_config_refuses_to_start(tmp_path, keys):
     assert "bogus_key" in r.stdout + r.stderr
 
 
+def test_a_listener_without_audit_refuses_to_start(tmp_path, keys):
+    """A Kafka listener with no audit section, or with one whose lines are
+    all commented out (a YAML null), would decide every request and record
+    none: `busgate check` and `busgate run` refuse it (exit 1), saying how
+    to set a sink or turn audit off."""
+    kafka = (f"kafka:\n  listen: 127.0.0.1:{free_port()}\n  broker_port_base: {free_port()}\n"
+             "  upstream: {embedded: 1}\n")
+    cfg = tmp_path / "c.yaml"
+    for tail, want in (
+            ("", "audit: no audit sink: every decision would go unrecorded; set "
+                 "audit.file or audit.kafka_topic, or audit.enabled: false to run without audit"),
+            ("audit:\n#  file: audit.jsonl\n", "audit: empty: set audit.file or "
+                                               "audit.kafka_topic, or audit.enabled: false")):
+        text = config(keys[1], free_port(), RULE_READ) + kafka + tail
+        cfg.write_text(text)
+        r = run_cli("check", "-c", str(cfg))
+        assert r.returncode == 1 and want in r.stdout, r.stdout + r.stderr
+        r = run_cli("run", "-c", str(cfg), timeout=30)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert want in r.stdout + r.stderr, r.stdout + r.stderr
+        # at the listener when the section is missing, else at the key
+        line_no = text.splitlines().index("audit:" if tail else "kafka:") + 1
+        assert f"{cfg}:{line_no}:1: {want}" in r.stdout + r.stderr, r.stdout + r.stderr
+
+
+def test_audit_turned_off_is_warned_about_and_ready(start_busgate, tmp_path, keys):
+    """audit.enabled: false is the opt-out for tests and benchmarks:
+    `busgate check` accepts it with a warning, `busgate run` logs the same
+    words at start-up, /readyz is ready, and no audit metrics appear."""
+    port, listen = free_port(), free_port()
+    text = config(keys[1], port, RULE_READ) + kafka_embedded(listen)
+    assert text.endswith(NO_AUDIT)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(text)
+    words = "audit.enabled is false: no decision is recorded (no audit events, no " \
+            "busgate_audit_* metrics); meant for tests and benchmarks"
+    r = run_cli("check", "-c", str(cfg))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout == f"{cfg}: warning: {words}\n{cfg}: ok\n", r.stdout
+    bg = start_busgate(text, wait_for_port=listen)
+    line = bg.wait_log(lambda l: l["msg"] == words)
+    assert line and line["level"] == "warn" and line["module"] == "audit", \
+        bg.log_path.read_text()
+    status, body = http_get(f"http://127.0.0.1:{port}/readyz")
+    assert status == 200, body
+    status, body = http_get(f"http://127.0.0.1:{port}/metrics")
+    assert status == 200 and "busgate_audit_" not in body, body
+
+
 def _listen_config(jwks, admin_port, section):
-    return config(jwks, admin_port, RULE_READ) + section
+    return config(jwks, admin_port, RULE_READ) + section + NO_AUDIT
 
 
 def _exits_refusing(tmp_path, text, name, timeout=20):

@@ -27,9 +27,38 @@
     "  upstream: {embedded: 1}\n"
 #define BASE BASE_ID BASE_KAFKA
 
-static bg_config_t *load(const char *yaml, bg_config_errors_t *errs)
+static bg_config_t *load_as_is(const char *yaml, bg_config_errors_t *errs)
 {
     return bg_config_load_string("t.yaml", yaml, strlen(yaml), errs);
+}
+
+/* 1 when yaml has a line that starts with text. */
+static int has_line(const char *yaml, const char *text)
+{
+    size_t n = strlen(text);
+    for (const char *p = yaml; p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (strncmp(p, text, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* Loads yaml; a listener with no audit section gets `audit: {enabled:
+ * false}` appended, so that tests about other sections need not repeat it
+ * (at the end: the positions they expect do not move). Not after a
+ * document marker (a second document would be tested). Tests of the audit
+ * rules write their own section or use load_as_is. */
+static bg_config_t *load(const char *yaml, bg_config_errors_t *errs)
+{
+    size_t len = strlen(yaml);
+    if (len == 0 || yaml[len - 1] != '\n' || has_line(yaml, "audit:") ||
+        !(has_line(yaml, "kafka:") || has_line(yaml, "amqp:")) || has_line(yaml, "---") ||
+        has_line(yaml, "..."))
+        return load_as_is(yaml, errs);
+    char *full = NULL;
+    assert_true(asprintf(&full, "%saudit: {enabled: false}\n", yaml) > 0);
+    bg_config_t *c = load_as_is(full, errs);
+    free(full);
+    return c;
 }
 
 static void dump(const bg_config_errors_t *errs)
@@ -38,11 +67,13 @@ static void dump(const bg_config_errors_t *errs)
         fprintf(stderr, "  error: %s\n", errs->msgs[i]);
 }
 
-/* Asserts that loading fails and one error message starts with want. */
-static void expect_error(const char *yaml, const char *want)
+/* Asserts that loading (with ld) fails and one error message starts with
+ * want. */
+static void expect_error_by(bg_config_t *(*ld)(const char *, bg_config_errors_t *),
+                            const char *yaml, const char *want)
 {
     bg_config_errors_t errs = {0};
-    bg_config_t *c = load(yaml, &errs);
+    bg_config_t *c = ld(yaml, &errs);
     int found = 0;
     for (size_t i = 0; i < errs.n; i++)
         found |= strncmp(errs.msgs[i], want, strlen(want)) == 0;
@@ -53,6 +84,11 @@ static void expect_error(const char *yaml, const char *want)
     assert_null(c);
     assert_true(found);
     bg_config_errors_clear(&errs);
+}
+
+static void expect_error(const char *yaml, const char *want)
+{
+    expect_error_by(load, yaml, want);
 }
 
 static bg_config_t *expect_ok(const char *yaml)
@@ -741,6 +777,62 @@ static void test_limits_clamped(void **state)
                  "t.yaml:6:15: identity.clock_skew: must be at most 1h");
 }
 
+/* Fail closed: a listener with no audit sink is an error unless audit is
+ * turned off in words (audit.enabled: false), which `busgate check` and
+ * `busgate run` then warn about. */
+static void test_audit_required(void **state)
+{
+    bg_config_errors_t errs = {0};
+    /* no audit section: the error, at the listener, names the keys that
+     * fix it */
+    assert_null(load_as_is(BASE, &errs));
+    assert_int_equal(errs.n, 1);
+    assert_string_equal(errs.msgs[0],
+                        "t.yaml:6:1: audit: no audit sink: every decision would go unrecorded; "
+                        "set audit.file or audit.kafka_topic, or audit.enabled: false to run "
+                        "without audit");
+    bg_config_errors_clear(&errs);
+    /* an amqp listener alone needs it too */
+    expect_error_by(load_as_is,
+                    BASE_ID "amqp:\n  listen: 127.0.0.1:5673\n"
+                            "  upstream: {host: 127.0.0.1:5672, username: u, password: p}\n",
+                 "t.yaml:6:1: audit: no audit sink: every decision would go unrecorded");
+    /* no listener, nothing to record: no error */
+    bg_config_free(expect_ok(BASE_ID));
+    /* audit: with every line commented out is a YAML null: an error at
+     * the key, as for tls, not "not set" */
+    expect_error(BASE "audit:\n#  file: a.jsonl\n",
+                 "t.yaml:9:1: audit: empty: set audit.file or audit.kafka_topic, or "
+                 "audit.enabled: false to run without audit");
+    expect_error(BASE_ID "audit:\n", "t.yaml:6:1: audit: empty:");
+    /* a section without a sink says how to turn audit off */
+    expect_error(BASE "audit:\n  on_failure: drop\n",
+                 "t.yaml:10:3: audit: needs a sink: set kafka_topic and/or file, or enabled: "
+                 "false to run without audit");
+    /* enabled: false and a sink contradict each other */
+    expect_error(BASE "audit:\n  enabled: false\n  file: a.jsonl\n",
+                 "t.yaml:10:12: audit.enabled: false contradicts audit.file: remove the sinks "
+                 "to run without audit, or remove enabled: false to record every decision");
+    expect_error(BASE "audit: {spool_dir: s, enabled: false}\n",
+                 "t.yaml:9:32: audit.enabled: false contradicts audit.spool_dir");
+    expect_error(BASE "audit: {enabled: maybe}\n", "t.yaml:9:18: audit.enabled:");
+    /* the opt-out: loads, runs no pipeline, and is warned about */
+    bg_config_t *c = expect_ok(BASE "audit:\n  enabled: false\n");
+    assert_false(c->audit.enabled);
+    assert_true(c->audit.disabled);
+    assert_non_null(bg_config_audit_off(c));
+    assert_non_null(strstr(bg_config_audit_off(c), "audit.enabled is false: no decision is "
+                                                    "recorded"));
+    bg_config_free(c);
+    /* enabled: true is the default: it still needs a sink */
+    expect_error(BASE "audit: {enabled: true}\n", "t.yaml:9:9: audit: needs a sink:");
+    c = expect_ok(BASE "audit: {enabled: true, file: a.jsonl}\n");
+    assert_true(c->audit.enabled);
+    assert_false(c->audit.disabled);
+    assert_null(bg_config_audit_off(c));
+    bg_config_free(c);
+}
+
 static void test_audit_avro_schema_id(void **state)
 {
     bg_config_t *c = expect_ok(BASE "audit:\n  file: a.jsonl\n  format: avro\n"
@@ -755,7 +847,7 @@ static void test_audit_avro_schema_id(void **state)
 
 static void test_err_yaml_syntax(void **state)
 {
-    expect_error("kafka:\n  listen: [a, b\n", "t.yaml:3:1: YAML syntax error:");
+    expect_error_by(load_as_is, "kafka:\n  listen: [a, b\n", "t.yaml:3:1: YAML syntax error:");
     expect_error("a: b: c\n", "t.yaml:1:5: YAML syntax error:");
     expect_error("", "t.yaml:1:1: no YAML document");
     expect_error("a: 1\nb: \xe0\x9e\x8a\n", "t.yaml:2:4: invalid UTF-8");
@@ -779,8 +871,8 @@ static void test_err_second_document(void **state)
     snprintf(want, sizeof want, "t.yaml:11:1: %s", msg);
     expect_error(BASE "policy: {default: allow}\n...\npolicy: {default: deny}\n", want);
     expect_error(BASE "policy: {default: allow}\n---\npolicy: [\n", "t.yaml:");
-    bg_config_free(expect_ok("---\n" BASE "policy: {default: allow}\n"));
-    bg_config_free(expect_ok(BASE "policy: {default: allow}\n...\n"));
+    bg_config_free(expect_ok("---\n" BASE "policy: {default: allow}\naudit: {enabled: false}\n"));
+    bg_config_free(expect_ok(BASE "policy: {default: allow}\naudit: {enabled: false}\n...\n"));
 }
 
 /* A header value with a line break would add headers of its own to every
@@ -906,7 +998,8 @@ static void test_file_resolution(void **state)
                                     "    bootstrap: [h:1]\n    security: sasl_plaintext\n"
                                     "    sasl: {mechanism: PLAIN, username: u, password: "
                                     "\"${file:pw}\"}\n"
-                                    "instance: \"<${file:two}>\"\n");
+                                    "instance: \"<${file:two}>\"\n"
+                                    "audit: {enabled: false}\n");
     bg_config_errors_t errs = {0};
     bg_config_t *c = bg_config_load(yaml, &errs);
     dump(&errs);
@@ -984,6 +1077,7 @@ int main(void)
         cmocka_unit_test(test_err_header_control_chars),
         cmocka_unit_test(test_err_header_empty_value),
         cmocka_unit_test(test_err_duplicate_header),
+        cmocka_unit_test(test_audit_required),
         cmocka_unit_test(test_audit_avro_schema_id),
         cmocka_unit_test(test_jwks_url_transport),
         cmocka_unit_test(test_hs256_needs_jwks_file),

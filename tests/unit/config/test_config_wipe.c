@@ -62,7 +62,8 @@ static const char bg_t_yaml[] =
     "    username: u\n"
     "    password: \"${env:BG_T_SECRET}${env:BG_T_SECRET}${env:BG_T_SECRET}"
     "-and-a-suffix-long-enough-to-make-the-expansion-buffer-grow-once-more-after-the-secret-"
-    "is-in-it-0123456789012345678901234567890123456789012345678901234567890123456789\"\n";
+    "is-in-it-0123456789012345678901234567890123456789012345678901234567890123456789\"\n"
+    "audit: {enabled: false}\n";
 
 static bg_config_t *bg_t_load(void)
 {

@@ -754,7 +754,8 @@ static const char prefix_yaml[] =
     "      subjects: [\"group:partner:admins\"]\n"
     "      resources: [kafka:topic:partner.invoices]\n"
     "      verbs: [delete]\n"
-    "      effect: allow\n";
+    "      effect: allow\n"
+    "audit: {enabled: false}\n";
 
 /* The effect p decides for (principal, resource, verb). */
 static bg_effect_t prefix_decide(const bg_policy_t *pol, const bg_principal_t *pr,

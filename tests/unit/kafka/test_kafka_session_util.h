@@ -501,6 +501,8 @@ static inline void bg_t_config(bg_t_run_t *r, char *path, size_t cap)
     if (r->audit)
         fprintf(f, "audit:\n  file: %s\nadmin:\n  listen: 127.0.0.1:%d\n", r->audit_path,
                 r->admin_port);
+    else
+        fputs("audit: {enabled: false}\n", f); /* a listener needs one or the other */
     fclose(f);
 }
 
