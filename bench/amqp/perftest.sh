@@ -17,7 +17,8 @@
 #   BENCH_CONFIRM [100]    max unconfirmed publishes in flight (--confirm)
 #   BENCH_QOS [200]        consumer prefetch (--qos)
 #   BENCH_RATE [0]         producer rate limit in msg/s (--rate; 0 = none)
-#   BENCH_AUDIT [1]        1: busgate writes its audit file (as deployed)
+#   BENCH_AUDIT [1]        1: busgate writes its audit file (as deployed);
+#                          0: audit: {enabled: false} (no audit)
 #   BENCH_WORKERS [0]      busgate worker threads (0 = one per core)
 #   BENCH_PERF [0]         1: also `perf record -g` busgate during one more
 #                          busgate run; the report lands in $BENCH_OUT/perf.txt
@@ -103,7 +104,9 @@ broker_pid() { cat "$BG_RABBIT_RUN/rabbit.pid"; }
 # busgate with the development issuer (examples/jwks.json, no OIDC provider)
 # in front of the test broker, allowing everything on bench.* to group bench.
 start_busgate() {
-    local listen admin audit_section=""
+    # BENCH_AUDIT=0 writes the opt-out: busgate refuses a listener with no
+    # audit section.
+    local listen admin audit_section="audit: {enabled: false}"
     listen="$(free_port)"
     admin="$(free_port)"
     mkdir -p "$out/busgate"

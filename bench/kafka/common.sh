@@ -38,7 +38,9 @@ bench_free_port() {
 # busgate), allowing everything on bench-* topics and groups to group bench.
 bench_config() {
     local f="$1" listen="$2" base="$3" admin="$4" upstream="$5" audit="$6" extra="${7:-}"
-    local audit_section=""
+    # Without audit the opt-out is written out: busgate refuses a listener
+    # with no audit section (and warns at start-up about this one).
+    local audit_section="audit: {enabled: false}"
     [ "$audit" = 1 ] && audit_section="audit:
   file: $(dirname "$f")/audit.jsonl"
     cat >"$f" <<EOF

@@ -19,7 +19,8 @@
 #   BENCH_ACKS [all]          producer acks
 #   BENCH_LAT_SECONDS [20]    length of each half-rate latency run
 #   BENCH_AUDIT [1]           1: busgate writes its audit file (as deployed);
-#                             0: no audit; both: a second busgate without
+#                             0: no audit (audit: {enabled: false});
+#                             both: a second busgate without
 #                             audit runs too (mode "noaudit") and a table
 #                             compares auditing on vs off in the same run
 #   BENCH_CONSUME_ONLY [0]    1: produce one topic directly, then only consume
