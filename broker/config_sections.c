@@ -707,19 +707,9 @@ void bg_cfg__audit(bg_cfg_ctx_t *ctx, struct fy_node *key, struct fy_node *n)
     if (bg_cfg__map(ctx, n, "audit", bg_cfg__audit_keys, &m) <= 0)
         return;
     int on = 1;
-    if (bg_cfg__get_bool(ctx, m.val[8], "audit.enabled", &on) > 0 && !on) {
-        a->disabled = 1;
-        for (int i = 0; i < 3; i++)
-            if (!bg_cfg__is_null(m.val[i])) {
-                bg_cfg__err(ctx, m.val[8], "audit.enabled",
-                            "false contradicts audit.%s: remove the sinks to run without "
-                            "audit, or remove enabled: false to record every decision",
-                            bg_cfg__audit_keys[i]);
-                break;
-            }
-        return;
-    }
-    a->enabled = 1;
+    bg_cfg__get_bool(ctx, m.val[8], "audit.enabled", &on);
+    a->enabled = on;
+    a->disabled = !on;
     if (bg_cfg__get_str(ctx, m.val[0], "audit.kafka_topic", &a->kafka_topic) > 0 &&
         !bg_cfg__topic_ok(a->kafka_topic))
         bg_cfg__err(ctx, m.val[0], "audit.kafka_topic",
@@ -739,10 +729,20 @@ void bg_cfg__audit(bg_cfg_ctx_t *ctx, struct fy_node *key, struct fy_node *n)
         if (a->format != BG_AUDIT_AVRO)
             bg_cfg__err(ctx, m.val[7], "audit.avro_schema_id", "needs format: avro");
     }
-    if (bg_cfg__is_null(m.val[0]) && bg_cfg__is_null(m.val[1]))
+    if (!on) { /* the other keys are checked all the same, and ignored */
+        for (int i = 0; i < 3; i++)
+            if (!bg_cfg__is_null(m.val[i])) {
+                bg_cfg__err(ctx, m.val[8], "audit.enabled",
+                            "false contradicts audit.%s: remove the sinks to run without "
+                            "audit, or remove enabled: false to record every decision",
+                            bg_cfg__audit_keys[i]);
+                break;
+            }
+    } else if (bg_cfg__is_null(m.val[0]) && bg_cfg__is_null(m.val[1])) {
         bg_cfg__err(ctx, n, "audit",
                     "needs a sink: set kafka_topic and/or file, or enabled: false to run without "
                     "audit");
+    }
 }
 
 static const char *const bg_cfg__admin_keys[] = {"listen", NULL};

@@ -816,6 +816,9 @@ static void test_audit_required(void **state)
     expect_error(BASE "audit: {spool_dir: s, enabled: false}\n",
                  "t.yaml:9:32: audit.enabled: false contradicts audit.spool_dir");
     expect_error(BASE "audit: {enabled: maybe}\n", "t.yaml:9:18: audit.enabled:");
+    /* the other keys are still checked with audit off */
+    expect_error(BASE "audit: {enabled: false, on_failure: lose}\n",
+                 "t.yaml:9:37: audit.on_failure:");
     /* the opt-out: loads, runs no pipeline, and is warned about */
     bg_config_t *c = expect_ok(BASE "audit:\n  enabled: false\n");
     assert_false(c->audit.enabled);
