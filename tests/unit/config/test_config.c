@@ -796,7 +796,7 @@ static void test_audit_required(void **state)
     expect_error_by(load_as_is,
                     BASE_ID "amqp:\n  listen: 127.0.0.1:5673\n"
                             "  upstream: {host: 127.0.0.1:5672, username: u, password: p}\n",
-                 "t.yaml:6:1: audit: no audit sink: every decision would go unrecorded");
+                    "t.yaml:6:1: audit: no audit sink: every decision would go unrecorded");
     /* no listener, nothing to record: no error */
     bg_config_free(expect_ok(BASE_ID));
     /* audit: with every line commented out is a YAML null: an error at
@@ -825,7 +825,7 @@ static void test_audit_required(void **state)
     assert_true(c->audit.disabled);
     assert_non_null(bg_config_audit_off(c));
     assert_non_null(strstr(bg_config_audit_off(c), "audit.enabled is false: no decision is "
-                                                    "recorded"));
+                                                   "recorded"));
     bg_config_free(c);
     /* enabled: true is the default: it still needs a sink */
     expect_error(BASE "audit: {enabled: true}\n", "t.yaml:9:9: audit: needs a sink:");
