@@ -52,6 +52,7 @@ static char *bench_yaml(size_t nrules, size_t *len)
     bench_addf(&b, "identity:\n  issuers:\n    - issuer: https://idp.example\n"
                    "      audiences: [busgate]\n      jwks_file: jwks.json\n"
                    "kafka:\n  listen: 127.0.0.1:19092\n  upstream: {embedded: 1}\n"
+                   "audit:\n  file: audit.jsonl\n"
                    "policy:\n  default: deny\n  rules:\n");
     for (size_t i = 0; i < nrules; i++) {
         bench_addf(&b, "    - name: team%zu-rule%zu\n", i % 100, i);
