@@ -82,6 +82,28 @@ static int bg_kafka_auth__range(bg_kafka_session_t *s, int16_t key, int16_t umin
     return *lo <= *hi;
 }
 
+/* Below v4 Kafka's broker leaves out the supported features whose
+ * MinVersion is 0 (KAFKA-17011: older clients refuse them); busgate asks
+ * its upstream v4 and does the same for a client asking v0-v3. r is a
+ * shallow clone: its array is pointed at the kept elements, arena-owned.
+ * -1 on the arena limit. */
+static int bg_kafka_auth__features_below_v4(bg_kafka_pending_t *pe, bg_kafka_struct_t *r)
+{
+    bg_kafka_val_t *f = &r->f[BG_KAFKA_API_VERSIONS_RESP_SUPPORTED_FEATURES];
+    if (pe->hdr.api_version >= 4 || f->a.n <= 0)
+        return 0;
+    bg_kafka_struct_t **kept = bg_kafka_arena_alloc(&pe->arena, (size_t)f->a.n * sizeof *kept);
+    if (!kept)
+        return -1;
+    int32_t n = 0;
+    for (int32_t i = 0; i < f->a.n; i++)
+        if (f->a.s[i]->f[BG_KAFKA_API_VERSIONS_RESP_SUPPORTED_FEATURES_MIN_VERSION].i != 0)
+            kept[n++] = f->a.s[i];
+    f->a.s = kept;
+    f->a.n = n;
+    return 0;
+}
+
 int bg_kafka_auth_versions_ready(bg_kafka_session_t *s, bg_kafka_pending_t *pe)
 {
     size_t len = 0;
@@ -106,7 +128,7 @@ int bg_kafka_auth_versions_ready(bg_kafka_session_t *s, bg_kafka_pending_t *pe)
         r ? bg_kafka_array_new(&pe->arena, r, BG_KAFKA_API_VERSIONS_RESP_API_KEYS,
                                ukeys->a.n + nown)
           : NULL;
-    if (!keys)
+    if (!keys || bg_kafka_auth__features_below_v4(pe, r) != 0)
         return -1;
     int32_t n = 0;
     for (int32_t i = 0; i < ukeys->a.n + nown; i++) {

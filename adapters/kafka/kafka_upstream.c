@@ -28,6 +28,12 @@
 #define BG_KAFKA_UP_HIGH_WATER (8u << 20)
 #define BG_KAFKA_UP_LOW_WATER (1u << 20)
 #define BG_KAFKA_UP_CONNECT_TIMEOUT_S 10
+/* The ApiVersions version busgate asks its upstream first: the highest its
+ * codec takes without the cluster and node ids of v5 (KIP-1242), which
+ * busgate does not know. v4 because at v0-v3 a broker omits the features
+ * whose MinVersion is 0 (KAFKA-17011), and busgate relays this list to
+ * clients that ask v4 or v5. */
+#define BG_KAFKA_UP_VERSIONS_VER 4
 /* What one read callback takes from the socket at most (libevent alone
  * would take 4 KiB): big enough that a fetch response crosses in a few
  * reads, small enough to keep other connections of the worker served. */
@@ -453,6 +459,25 @@ static int bg_kafka_up__on_auth(bg_kafka_up_t *u, const bg_kafka_struct_t *r, ch
     return 0;
 }
 
+/* The ApiVersions version to ask again after UNSUPPORTED_VERSION, whose v0
+ * layout body is in p[0..len): as Kafka's clients do, the broker's own
+ * ApiVersions maximum when it lists one below the version sent, else v0. */
+static int16_t bg_kafka_up__versions_retry(const bg_kafka_up_t *u, const uint8_t *p, size_t len)
+{
+    bg_rd_t rd;
+    bg_rd_init(&rd, p, len);
+    (void)bg_rd_i16(&rd); /* the error code */
+    int32_t n = bg_rd_i32(&rd);
+    for (int32_t i = 0; i < n && !rd.err; i++) {
+        int16_t key = bg_rd_i16(&rd);
+        (void)bg_rd_i16(&rd);
+        int16_t max = bg_rd_i16(&rd);
+        if (!rd.err && key == BG_KAFKA_API_API_VERSIONS && max >= 0 && max < u->sent_ver)
+            return max;
+    }
+    return 0;
+}
+
 /* One handshake response in p[0..len) (frame without size prefix). On
  * failure the broker's reason, when it gave one, is in why[0..cap). */
 static int bg_kafka_up__on_handshake_frame(bg_kafka_up_t *u, const uint8_t *p, size_t len,
@@ -469,7 +494,8 @@ static int bg_kafka_up__on_handshake_frame(bg_kafka_up_t *u, const uint8_t *p, s
      * the version sent would refuse: look at the error code first. */
     if (u->state == BG_KAFKA_UP_VERSIONS && u->sent_ver > 0 && len - (size_t)off >= 2 &&
         (int16_t)((uint16_t)p[off] << 8 | p[off + 1]) == 35)
-        return bg_kafka_up__send_versions(u, 0);
+        return bg_kafka_up__send_versions(u, bg_kafka_up__versions_retry(u, p + off,
+                                                                         len - (size_t)off));
     bg_rd_t rd;
     bg_rd_init(&rd, p + off, len - (size_t)off);
     bg_kafka_struct_t *r = NULL;
@@ -703,8 +729,7 @@ static void bg_kafka_up__on_event(struct bufferevent *bev, short what, void *arg
     if (what & BEV_EVENT_CONNECTED) {
         bg_util_nodelay(bufferevent_getfd(bev));
         bg_util_keepalive(bufferevent_getfd(bev));
-        int16_t ver = 3;
-        if (bg_kafka_up__send_versions(u, ver) != 0)
+        if (bg_kafka_up__send_versions(u, BG_KAFKA_UP_VERSIONS_VER) != 0)
             bg_kafka_up__fail(u, "cannot send ApiVersions");
         return;
     }

@@ -1,8 +1,8 @@
 /* One connection from busgate to an upstream Kafka broker, authenticated with
  * busgate's own credential (never the client's token): connect (optionally
- * TLS), ApiVersions (v3, falling back to v0), then SaslHandshake +
- * SaslAuthenticate with PLAIN or SCRAM-SHA-256/512 when kafka.upstream.security
- * is sasl_*. After that it relays frames for its session, and logs in
+ * TLS), ApiVersions (v4, falling back to the broker's maximum or v0), then
+ * SaslHandshake + SaslAuthenticate with PLAIN or SCRAM-SHA-256/512 when
+ * kafka.upstream.security is sasl_*. After that it relays frames for its session, and logs in
  * again on the same connection before the session lifetime the broker gave
  * ends (KIP-368; requests sent meanwhile are held, then go out in order).
  *

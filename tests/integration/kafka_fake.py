@@ -14,7 +14,7 @@ import socket
 import struct
 import threading
 
-from kafka_env import kstr
+from kafka_env import kstr, uvarint
 
 # (api key, min, max) advertised: enough for busgate's handshake, discovery
 # and the requests the tests send. Metadata v1 keeps the discovery answer
@@ -71,9 +71,16 @@ class FakeKafka:
     accepts: how many connections busgate made. Its discovery answer names
     it broker `node`."""
 
-    def __init__(self, apis=APIS, node=0):
+    def __init__(self, apis=APIS, node=0, versions_max=None):
         self.apis = apis
         self.node = node
+        # busgate's ApiVersions: with versions_max None, any version above 0
+        # is refused without naming a range (busgate asks v0 again); with N,
+        # a version above N is refused naming 0..N, as Kafka does, and
+        # 1..N are answered in their own layout. versions_asked: each
+        # version busgate asked, in order.
+        self.versions_max = versions_max
+        self.versions_asked = []
         self.accepts = 0
         self.srv = socket.create_server(("127.0.0.1", 0))
         self.port = self.srv.getsockname()[1]
@@ -119,12 +126,20 @@ class FakeKafka:
     def _own(self, conn, req):
         """Answers busgate's own requests; False for the others."""
         if req.api_key == 18 and req.client_id == "busgate":
-            if req.api_version > 0:  # UNSUPPORTED_VERSION: busgate asks v0 again
+            v = req.api_version
+            self.versions_asked.append(v)
+            if v > 0 and self.versions_max is None:  # UNSUPPORTED_VERSION, no range
                 conn.reply(req.corr, struct.pack(">h", 35))
+            elif v > (self.versions_max or 0):  # UNSUPPORTED_VERSION in the v0 layout
+                conn.reply(req.corr, struct.pack(">hihhh", 35, 1, 18, 0, self.versions_max))
+            elif v >= 3:  # flexible: compact array, tagged fields
+                body = struct.pack(">h", 0) + uvarint(len(self.apis) + 1)
+                body += b"".join(struct.pack(">hhh", *a) + b"\x00" for a in self.apis)
+                conn.reply(req.corr, body + struct.pack(">i", 0) + b"\x00")
             else:
                 body = struct.pack(">hi", 0, len(self.apis))
                 body += b"".join(struct.pack(">hhh", *a) for a in self.apis)
-                conn.reply(req.corr, body)
+                conn.reply(req.corr, body + (struct.pack(">i", 0) if v > 0 else b""))
             return True
         if req.api_key == 3 and req.client_id == "busgate-discovery":
             conn.reply(req.corr, metadata_v1([(self.node, "127.0.0.1", self.port)]))

@@ -14,8 +14,8 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from conftest import run_cli
 from keys import make_rsa_key
 from kafka_env import (ERR_SASL_AUTH_FAILED, ERR_TOPIC_AUTHZ, KAFKA_PLAIN, KAFKA_SASL, OIDC,
-                       UPSTREAM_PASSWORD, UPSTREAM_USER, KafkaWire, audit_events,
-                       busgate_config, claims, client_conf, kbytes, kstr, local_issuer,
+                       UPSTREAM_PASSWORD, UPSTREAM_USER, FlexReader, KafkaWire, audit_events,
+                       busgate_config, claims, client_conf, cstr, kbytes, kstr, local_issuer,
                        metadata_v1_topics, oidc_token, scrape, sign_jwt, unique, wait_audit,
                        wait_until)
 
@@ -139,6 +139,56 @@ def test_api_versions_v5(start_busgate, tmp_path):
     body = call(6)  # answered in the v0 layout
     err, n = struct.unpack(">hi", body[:6])
     assert err == 35 and n == 1 and struct.unpack(">hhh", body[6:12]) == (18, 0, 5)
+
+
+def _features(port, version):
+    """(SupportedFeatures, FinalizedFeatures) of an ApiVersions v3/v4 answer
+    on a fresh connection to port: {name: (min, max)} each."""
+    w = KafkaWire(port)
+    try:
+        # Request header v2: the header's (empty) tagged fields lead the body.
+        body = b"\x00" + cstr("it-raw") + cstr("1.0") + b"\x00"
+        r = w.call(18, version, body)
+    finally:
+        w.close()
+    assert r is not None
+    rd = FlexReader(r)  # ApiVersions answers with response header v0
+    assert rd.i16() == 0
+    for _ in range(rd.uvarint() - 1):
+        rd.i16(), rd.i16(), rd.i16()
+        rd.tags()
+    rd.i32()  # throttle time
+    supported, finalized = {}, {}
+    for _ in range(rd.uvarint()):
+        tag, size = rd.uvarint(), rd.uvarint()
+        end = rd.o + size
+        if tag in (0, 2):  # SupportedFeatures, FinalizedFeatures
+            into = supported if tag == 0 else finalized
+            for _ in range(rd.uvarint() - 1):
+                name = rd.cstr()
+                a, b = rd.i16(), rd.i16()
+                rd.tags()
+                # FinalizedFeatures: MaxVersionLevel before MinVersionLevel
+                into[name] = (a, b) if tag == 0 else (b, a)
+        rd.o = end
+    return supported, finalized
+
+
+def test_api_versions_features_as_the_broker(start_busgate, tmp_path):
+    """ApiVersions v4 through busgate lists the broker's SupportedFeatures,
+    those whose MinVersion is 0 included (KAFKA-17011: the broker leaves
+    them out below v4 only); v3 through busgate lists what the broker lists
+    at v3. The first call waits for busgate's upstream, the second is
+    answered from the versions kept from it."""
+    bg, ports = start(start_busgate, tmp_path)
+    bport = int(KAFKA_PLAIN.rsplit(":", 1)[1])
+    direct4, direct3 = _features(bport, 4), _features(bport, 3)
+    # the broker itself omits MinVersion 0 at v3; else this test shows nothing
+    assert any(lo == 0 for lo, _ in direct4[0].values()), direct4
+    assert direct3[0] == {k: v for k, v in direct4[0].items() if v[0] != 0}
+    assert _features(ports["listen"], 4) == direct4
+    assert _features(ports["listen"], 3) == direct3
+    assert _features(ports["listen"], 4) == direct4
 
 
 def test_produce_v0_listed_but_refused(start_busgate, tmp_path):

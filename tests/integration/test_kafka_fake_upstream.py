@@ -388,3 +388,25 @@ def test_a_silent_broker_times_out_naming_the_phase(start_busgate, tmp_path, sec
             [l["msg"] for l in bg.log_lines()][-4:]
     finally:
         bh.close()
+
+
+@pytest.mark.parametrize("versions_max, asked", [(3, [4, 3]), (None, [4, 0])],
+                         ids=["names_max_3", "names_none"])
+def test_api_versions_asked_at_v4_then_what_the_broker_names(start_busgate, tmp_path,
+                                                             versions_max, asked):
+    """busgate asks its upstream ApiVersions v4 (at v0-v3 a broker leaves out
+    features whose MinVersion is 0); a broker that refuses it naming its own
+    range (0..3) is asked at its maximum, one that names none at v0, as
+    Kafka's clients do. Either way a client's ApiVersions is answered."""
+    fk = FakeKafka(versions_max=versions_max)
+    try:
+        bg, ports = start(start_busgate, tmp_path, fk)
+        w = KafkaWire(ports["listen"])
+        versions = w.api_versions()
+        w.close()
+        assert versions[3] == (0, 1) and 18 in versions, versions
+        # each connection (discovery's, the client's) asks the same way
+        assert fk.versions_asked[0] == 4, fk.versions_asked
+        assert set(fk.versions_asked) == set(asked), fk.versions_asked
+    finally:
+        fk.close()
