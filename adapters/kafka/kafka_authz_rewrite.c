@@ -1,7 +1,8 @@
 /* Response rewrites that do not depend on policy: broker addresses become
  * busgate's (advertised_host : port_base + node_id) in Metadata,
  * FindCoordinator, DescribeCluster and the NodeEndpoints of Produce (v10+),
- * ShareFetch and ShareAcknowledge; node ids and topic id/name pairs are
+ * ShareFetch and ShareAcknowledge (a ControllerId that names a broker left
+ * out becomes -1); node ids and topic id/name pairs are
  * reported to the session. Fetch is offered up to v15 only (kafka_authz.c),
  * which has no NodeEndpoints: bg_kafka__r_fetch's v16+ branch is not
  * reached while that cap stands. */
@@ -70,6 +71,23 @@ static void bg_kafka__addr_arr(const bg_kafka_authz_ctx_t *ctx, bg_kafka_struct_
         s->f[arr].a.n = k;
 }
 
+/* The controller a response names, ctl_idx of s, kept only when it is among
+ * the brokers left in arr (id at id_idx) after the rewrite: a client told
+ * of a controller it has no address for would wait for it. Otherwise -1,
+ * Kafka's "no controller known". */
+static void bg_kafka__controller(const bg_kafka_authz_ctx_t *ctx, bg_kafka_struct_t *s, int ctl_idx,
+                                 int arr, int id_idx)
+{
+    int64_t ctl = s->f[ctl_idx].i;
+    if (!ctx->advertised_host || ctl < 0)
+        return;
+    int32_t n = bg_kafka__n(s, arr);
+    for (int32_t i = 0; i < n; i++)
+        if (s->f[arr].a.s[i]->f[id_idx].i == ctl)
+            return;
+    s->f[ctl_idx].i = -1;
+}
+
 /* A coordinator busgate does not serve is answered COORDINATOR_NOT_AVAILABLE
  * (retriable) without an address, as Kafka answers while it has none. */
 static void bg_kafka__coordinator(const bg_kafka_authz_ctx_t *ctx, bg_kafka_struct_t *c,
@@ -109,6 +127,8 @@ int bg_kafka__r_metadata(const bg_kafka_authz_ctx_t *ctx, int16_t ver, bg_kafka_
     bg_kafka__addr_arr(ctx, resp, K(METADATA_RESP_BROKERS), K(METADATA_RESP_BROKERS_NODE_ID),
                        K(METADATA_RESP_BROKERS_HOST), K(METADATA_RESP_BROKERS_PORT), nodes, nnodes,
                        maxnodes);
+    bg_kafka__controller(ctx, resp, K(METADATA_RESP_CONTROLLER_ID), K(METADATA_RESP_BROKERS),
+                         K(METADATA_RESP_BROKERS_NODE_ID));
     if (ver >= 10)
         bg_kafka__learn_arr(resp, K(METADATA_RESP_TOPICS), K(METADATA_RESP_TOPICS_ERROR_CODE),
                             K(METADATA_RESP_TOPICS_NAME), K(METADATA_RESP_TOPICS_TOPIC_ID), learn,
@@ -160,6 +180,9 @@ int bg_kafka__r_describe_cluster(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
                        K(DESCRIBE_CLUSTER_RESP_BROKERS_BROKER_ID),
                        K(DESCRIBE_CLUSTER_RESP_BROKERS_HOST), K(DESCRIBE_CLUSTER_RESP_BROKERS_PORT),
                        nodes, nnodes, maxnodes);
+    bg_kafka__controller(ctx, resp, K(DESCRIBE_CLUSTER_RESP_CONTROLLER_ID),
+                         K(DESCRIBE_CLUSTER_RESP_BROKERS),
+                         K(DESCRIBE_CLUSTER_RESP_BROKERS_BROKER_ID));
     return 0;
 }
 

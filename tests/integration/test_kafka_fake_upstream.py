@@ -390,6 +390,56 @@ def test_a_silent_broker_times_out_naming_the_phase(start_busgate, tmp_path, sec
         bh.close()
 
 
+def md_v1(brokers, controller):
+    """A Metadata v1 response body: brokers [(id, host, port)], controller,
+    no topics."""
+    body = struct.pack(">i", len(brokers))
+    for node, host, port in brokers:
+        body += struct.pack(">i", node) + kstr(host) + struct.pack(">i", port) + kstr(None)
+    return body + struct.pack(">ii", controller, 0)
+
+
+def metadata_v1_through(w, up, brokers, controller):
+    """Metadata v1 (all topics) on w, answered on the fake broker's
+    connection up (a FakeConn, or the FakeKafka whose next connection it is)
+    with brokers and controller. Returns ([node ids], controller) as the
+    client gets them, and the connection."""
+    corr = w.send(3, 1, struct.pack(">i", -1))
+    if isinstance(up, FakeKafka):
+        up = up.conns.get(timeout=10)
+    req = up.next()
+    assert (req.api_key, req.corr) == (3, corr)
+    up.reply(corr, md_v1(brokers, controller))
+    r = w.recv()
+    assert r is not None and r[0] == corr, r
+    body, o, ids = r[1], 4, []
+    for _ in range(struct.unpack(">i", body[:4])[0]):
+        ids.append(struct.unpack(">i", body[o:o + 4])[0])
+        o += 4
+        hl = struct.unpack(">h", body[o:o + 2])[0]
+        o += 2 + hl + 4
+        rl = struct.unpack(">h", body[o:o + 2])[0]
+        o += 2 + max(rl, 0)
+    return (ids, struct.unpack(">i", body[o:o + 4])[0]), up
+
+
+def test_a_controller_busgate_does_not_serve_is_none(start_busgate, tmp_path, fake):
+    """Metadata names controller 1, served, then 70000, left out of the
+    brokers (its port would be above 65535), then 9, which the answer does
+    not list: the client is told 1, then -1 ("no controller known") twice,
+    never an id it has no address for."""
+    bg, ports = start(start_busgate, tmp_path, fake)
+    w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+    brokers = [(1, "127.0.0.1", fake.port), (70000, "127.0.0.1", fake.port)]
+    got, up = metadata_v1_through(w, fake, brokers, 1)
+    assert got == ([1], 1), got
+    got, up = metadata_v1_through(w, up, brokers, 70000)
+    assert got == ([1], -1), got
+    got, up = metadata_v1_through(w, up, brokers, 9)
+    assert got == ([1], -1), got
+    w.close()
+
+
 @pytest.mark.parametrize("versions_max, asked", [(3, [4, 3]), (None, [4, 0])],
                          ids=["names_max_3", "names_none"])
 def test_api_versions_asked_at_v4_then_what_the_broker_names(start_busgate, tmp_path,

@@ -505,6 +505,59 @@ static void test_unserved_nodes(void **st)
     f->ctx.learn_node = NULL;
 }
 
+/* The ControllerId of a Metadata or DescribeCluster answer, after the
+ * rewrite, when the upstream named controller ctl among brokers 1 and 6
+ * (6: busgate does not serve it). */
+static int64_t controller_after(ka_fix_t *f, int16_t api, int16_t ver, int64_t ctl)
+{
+    nodes_seen_t seen = {.unserved = 6};
+    f->ctx.learn_node = seen_node;
+    f->ctx.learn_node_arg = &seen;
+    int md = api == BG_KAFKA_API_METADATA;
+    int arr = md ? K(METADATA_RESP_BROKERS) : K(DESCRIBE_CLUSTER_RESP_BROKERS);
+    int ctl_idx = md ? K(METADATA_RESP_CONTROLLER_ID) : K(DESCRIBE_CLUSTER_RESP_CONTROLLER_ID);
+    bg_kafka_req_hdr_t h = ka_hdr(api, ver);
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ka_new(f, api, 0), &f->a, &v), 0);
+    bg_kafka_struct_t *up = ka_new(f, api, 1), *out;
+    bg_kafka_struct_t **b = bg_kafka_array_new(&f->a, up, arr, 2);
+    for (int i = 0; i < 2; i++) {
+        b[i]->f[md ? K(METADATA_RESP_BROKERS_NODE_ID) : K(DESCRIBE_CLUSTER_RESP_BROKERS_BROKER_ID)]
+            .i = i ? 6 : 1;
+        b[i]->f[md ? K(METADATA_RESP_BROKERS_HOST) : K(DESCRIBE_CLUSTER_RESP_BROKERS_HOST)].s =
+            ka_s("internal.b");
+        b[i]->f[md ? K(METADATA_RESP_BROKERS_PORT) : K(DESCRIBE_CLUSTER_RESP_BROKERS_PORT)].i =
+            9092;
+    }
+    up->f[ctl_idx].i = ctl;
+    int32_t nodes[4];
+    size_t nn = 4;
+    assert_int_equal(bg_kafka_authz_response(&f->ctx, &h, &v, ka_rt(f, api, 1, ver, up), &f->a,
+                                             &out, nodes, &nn, NULL, NULL),
+                     0);
+    bg_kafka_struct_t *m = ka_rt(f, api, 1, ver, out);
+    assert_int_equal(m->f[arr].a.n, 1); /* node 6 left out */
+    f->ctx.learn_node = NULL;
+    return m->f[ctl_idx].i;
+}
+
+/* A controller among the brokers the client is told of stays; one left out
+ * (6), never listed (9) or unknown (-1) is -1, Kafka's "none known". */
+static void test_controller_not_served(void **st)
+{
+    ka_fix_t *f = *st;
+    static const int16_t apis[][2] = {{BG_KAFKA_API_METADATA, 1},
+                                      {BG_KAFKA_API_METADATA, 12},
+                                      {BG_KAFKA_API_DESCRIBE_CLUSTER, 0},
+                                      {BG_KAFKA_API_DESCRIBE_CLUSTER, 1}};
+    for (size_t i = 0; i < sizeof apis / sizeof apis[0]; i++) {
+        assert_int_equal(controller_after(f, apis[i][0], apis[i][1], 1), 1);
+        assert_int_equal(controller_after(f, apis[i][0], apis[i][1], 6), -1);
+        assert_int_equal(controller_after(f, apis[i][0], apis[i][1], 9), -1);
+        assert_int_equal(controller_after(f, apis[i][0], apis[i][1], -1), -1);
+    }
+}
+
 static void test_describe_topic_partitions(void **st)
 {
     ka_fix_t *f = *st;
@@ -831,6 +884,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_describe_cluster, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_node_endpoints, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_unserved_nodes, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_controller_not_served, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_describe_topic_partitions, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_reload_denied_entries_hide_what_was_not_asked, ka_up,
                                         ka_down),
