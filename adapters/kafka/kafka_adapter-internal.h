@@ -22,6 +22,7 @@ struct event;
 typedef struct ssl_ctx_st SSL_CTX;
 
 #define BG_KAFKA_MAX_NODES 256
+#define BG_KAFKA_MAX_REFUSED 64 /* node ids whose refusal is logged, once each */
 #define BG_KAFKA_PORT_RECHECK_MS 30000
 #define BG_KAFKA_MAX_WORKERS 256
 #define BG_KAFKA_VERSIONS_APIS 128 /* api keys whose upstream ranges are kept */
@@ -30,8 +31,9 @@ typedef struct bg_kafka_node_s {
     int32_t id;
     char host[256];
     uint16_t port;
-    int port_taken; /* broker_port_base + id was held by another process, or is above
-                       65535: not served (a held port is checked again, see below) */
+    int port_taken; /* broker_port_base + id was held by another process: not served
+                       (checked again, see below); ids whose port can never be served
+                       (above 65535, kafka.listen's) are not stored at all */
     long long taken_checked_ms; /* monotonic time of the last check of a held port */
 } bg_kafka_node_t;
 
@@ -45,6 +47,9 @@ typedef struct bg_kafka_global_s {
     pthread_mutex_t mu;     /* guards nodes, workers, topic ids */
     bg_kafka_node_t nodes[BG_KAFKA_MAX_NODES];
     size_t nnodes;
+    int32_t refused[BG_KAFKA_MAX_REFUSED]; /* ids whose refusal was logged */
+    size_t nrefused;
+    int refused_full; /* the list was full, and the log said so */
     bg_kafka_worker_t *workers[BG_KAFKA_MAX_WORKERS];
     size_t nworkers;
     bg_kafka_topic_ids_t topic_ids; /* id -> name, bounded (kafka_topic_ids.h) */
@@ -98,10 +103,11 @@ void bg_kafka_global_bootstrap(bg_kafka_global_t *g, char *host, size_t hostlen,
  * (Fetch has one from v16, which busgate does not offer); when it is new
  * every worker opens its listener. An empty host only asks. Returns 1 when
  * busgate serves the node on broker_port_base + id, 0 when not (the port is
- * held by another process or above 65535, the broker names a port outside
- * 1..65535, or the node table is full). A
+ * held by another process, the broker names a port outside 1..65535, or the
+ * node table is full: BG_KAFKA_MAX_NODES ids, kept until busgate stops). A
  * held port is checked again at most every BG_KAFKA_PORT_RECHECK_MS, when a
- * response names the node. Any thread. */
+ * response names the node. An id busgate can never serve (its port above
+ * 65535 or kafka.listen's own) is not stored and takes no slot. Any thread. */
 int bg_kafka_global_learn_node(bg_kafka_global_t *g, int32_t id, const char *host, size_t hostlen,
                                int32_t port);
 /* Opens on kw the ports of known brokers it does not serve yet. Called on

@@ -79,14 +79,52 @@ static void bg_kafka__notify_workers(bg_kafka_global_t *g)
 static int bg_kafka__port_free(bg_kafka_global_t *g, bg_kafka_node_t *n, char *taken,
                                size_t takenlen)
 {
-    long own = (long)g->cfg->kafka.broker_port_base + n->id;
+    long own = (long)g->cfg->kafka.broker_port_base + n->id; /* <= 65535: never_served */
     n->taken_checked_ms = bg_util_now_ms();
-    if (own > 65535) {
-        snprintf(taken, takenlen, "port %ld is above 65535 (kafka.broker_port_base + node id)",
-                 own);
-        return 0;
-    }
     return bg_util_port_unused(g->cfg->kafka.listen.host, (unsigned)own, taken, takenlen) == 0;
+}
+
+/* Whether busgate can never serve node id, whatever happens while it runs:
+ * its port (broker_port_base + id) is above 65535, or is the bootstrap
+ * listener's own. Such an id takes no slot in g->nodes. */
+static int bg_kafka__never_served(const bg_kafka_global_t *g, int32_t id, char *why, size_t cap)
+{
+    const bg_config_kafka_t *k = &g->cfg->kafka;
+    long own = (long)k->broker_port_base + id;
+    if (own > 65535)
+        snprintf(why, cap, "port %ld is above 65535 (kafka.broker_port_base + node id)", own);
+    else if (own == (long)k->listen.port)
+        snprintf(why, cap, "port %ld is kafka.listen's own (kafka.broker_port_base + node id)",
+                 own);
+    else
+        return 0;
+    return 1;
+}
+
+/* Whether to log that node id is not served (g->mu held): once per id, for
+ * the first BG_KAFKA_MAX_REFUSED ids (kept in a small list, only for
+ * that); *full is set once, when the list has just run out, so the caller
+ * says no more will be logged. */
+static int bg_kafka__refusal_to_log(bg_kafka_global_t *g, int32_t id, int *full)
+{
+    *full = 0;
+    for (size_t i = 0; i < g->nrefused; i++)
+        if (g->refused[i] == id)
+            return 0;
+    if (g->nrefused < BG_KAFKA_MAX_REFUSED) {
+        g->refused[g->nrefused++] = id;
+        return 1;
+    }
+    if (!g->refused_full)
+        g->refused_full = *full = 1;
+    return 0;
+}
+
+static void bg_kafka__log_refusal_full(int full)
+{
+    if (full)
+        bg_log_warn("kafka", "more than %d brokers busgate does not serve: not logged further",
+                    BG_KAFKA_MAX_REFUSED);
 }
 
 int bg_kafka_global_learn_node(bg_kafka_global_t *g, int32_t id, const char *host, size_t hostlen,
@@ -94,6 +132,19 @@ int bg_kafka_global_learn_node(bg_kafka_global_t *g, int32_t id, const char *hos
 {
     if (id < 0 || hostlen >= sizeof g->nodes[0].host)
         return 0;
+    char never[160];
+    int log, full = 0;
+    if (bg_kafka__never_served(g, id, never, sizeof never)) {
+        pthread_mutex_lock(&g->mu);
+        log = bg_kafka__refusal_to_log(g, id, &full);
+        pthread_mutex_unlock(&g->mu);
+        if (log)
+            bg_log_error("kafka",
+                         "broker %d: %s; never served: left out of the responses busgate relays",
+                         (int)id, never);
+        bg_kafka__log_refusal_full(full);
+        return 0;
+    }
     /* A port no TCP connection can have: cut to 16 bits it would be
      * dialled somewhere else. The node is not served. */
     if (hostlen > 0 && (port < 1 || port > 65535)) {
@@ -108,10 +159,15 @@ int bg_kafka_global_learn_node(bg_kafka_global_t *g, int32_t id, const char *hos
             break;
     int fresh = i == g->nnodes;
     if (fresh && (hostlen == 0 || g->nnodes == BG_KAFKA_MAX_NODES)) {
+        /* Entries are kept until busgate stops (a departed broker's too):
+         * past BG_KAFKA_MAX_NODES ids a new broker is not served. */
+        log = hostlen > 0 && bg_kafka__refusal_to_log(g, id, &full);
         pthread_mutex_unlock(&g->mu);
-        if (hostlen > 0)
+        if (log)
             bg_log_warn("kafka", "broker %d: more than %d brokers; not served", (int)id,
                         BG_KAFKA_MAX_NODES);
+        if (hostlen > 0)
+            bg_kafka__log_refusal_full(full);
         return 0;
     }
     bg_kafka_node_t *n = &g->nodes[i];

@@ -440,6 +440,73 @@ def test_a_controller_busgate_does_not_serve_is_none(start_busgate, tmp_path, fa
     w.close()
 
 
+def test_brokers_busgate_can_never_serve_take_no_slot(start_busgate, tmp_path, fake):
+    """300 node ids whose ports would be above 65535 take none of the 256
+    broker slots: a broker named after them (node 3) is still served. Each
+    such id is logged once, however often it is named."""
+    from kafka_env import free_port_block
+    base = free_port_block()
+    bg, ports = start(start_busgate, tmp_path, fake, port_base=base)
+    w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+    never = [(65536 - base + i, "127.0.0.1", fake.port) for i in range(300)]
+    got, up = metadata_v1_through(w, fake, never, -1)
+    assert got == ([], -1), got
+    got, up = metadata_v1_through(w, up, never + [(3, "127.0.0.1", fake.port)], 3)
+    assert got == ([3], 3), got
+    w.close()
+    w3 = KafkaWire(base + 3)
+    assert 3 in w3.api_versions()
+    w3.close()
+    first = f"broker {never[0][0]}: port 65536 is above 65535"
+    assert bg.wait_log(lambda l: l.get("msg", "").startswith(first), timeout=5)
+    assert bg.wait_log(lambda l: "not logged further" in l.get("msg", ""), timeout=5)
+    msgs = [l.get("msg", "") for l in bg.log_lines()]
+    assert sum(m.startswith(first) for m in msgs) == 1, [m for m in msgs if "65535" in m][:4]
+
+
+def test_past_256_brokers_a_new_one_is_not_served(start_busgate, tmp_path, fake):
+    """busgate keeps 256 brokers, departed ones included, until it stops:
+    with node 0 (discovery's) and nodes 1..255 from a Metadata answer known,
+    node 256 (named alone, as if the others had left) is not served and its
+    port stays closed; the warn says so once, however often it is named.
+    broker_port_base 1 puts the nodes on ports 1..256, which no other test
+    hands out: a node takes its entry whether busgate may open its port
+    (root) or not (then it is held, not served)."""
+    bg, ports = start(start_busgate, tmp_path, fake, port_base=1)
+    w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+    many = [(i, "127.0.0.1", fake.port) for i in range(1, 256)]
+    got, up = metadata_v1_through(w, fake, many, 1)
+    assert set(got[0]) <= set(range(1, 256)), got
+    for _ in range(2):
+        got, up = metadata_v1_through(w, up, [(256, "127.0.0.1", fake.port)], 256)
+        assert got == ([], -1), got
+    w.close()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", 257), timeout=2).close()
+    warn = "broker 256: more than 256 brokers; not served"
+    assert bg.wait_log(lambda l: l.get("msg") == warn, timeout=5)
+    assert [l.get("msg") for l in bg.log_lines()].count(warn) == 1
+
+
+def test_a_broker_on_the_bootstrap_port_is_never_served(start_busgate, tmp_path, fake):
+    """broker_port_base 5 below kafka.listen: node 5's port would be the
+    bootstrap listener's own. It is left out of the brokers the client is
+    told of (never pointed at busgate's bootstrap port as if it were node
+    5), and logged as never served."""
+    import re
+    text, ports = busgate_config(tmp_path, RULES, security="plaintext", upstream=[fake.address])
+    base = ports["listen"] - 5
+    text = re.sub(r"broker_port_base: *\d+", f"broker_port_base: {base}", text)
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+    brokers = [(i, "127.0.0.1", fake.port) for i in (4, 5, 6)]
+    got, up = metadata_v1_through(w, fake, brokers, 5)
+    assert got == ([4, 6], -1), got
+    w.close()
+    assert bg.wait_log(lambda l: l.get("msg", "").startswith(
+        f"broker 5: port {ports['listen']} is kafka.listen's own"), timeout=5)
+
+
 @pytest.mark.parametrize("versions_max, asked", [(3, [4, 3]), (None, [4, 0])],
                          ids=["names_max_3", "names_none"])
 def test_api_versions_asked_at_v4_then_what_the_broker_names(start_busgate, tmp_path,
