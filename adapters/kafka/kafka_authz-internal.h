@@ -257,6 +257,12 @@ bg_kafka_struct_t *bg_kafka__error_entries_groups(const bg_kafka_req_hdr_t *hdr,
 bg_kafka_struct_t *bg_kafka__error_entries_admin(const bg_kafka_req_hdr_t *hdr,
                                                  const bg_kafka_struct_t *req, int16_t err,
                                                  bg_kafka_arena_t *a);
+/* ElectLeaders / AlterPartitionReassignments refused whole, as Kafka's
+ * getErrorResponse: every requested partition with err beside the
+ * top-level code (kafka_authz_admin.c). NULL on oom. */
+bg_kafka_struct_t *bg_kafka__partition_admin_error(const bg_kafka_req_hdr_t *hdr,
+                                                   const bg_kafka_struct_t *req, int16_t err,
+                                                   bg_kafka_arena_t *a);
 /* 1 when id is the zero uuid (no topic id given). */
 static inline int bg_kafka__uuid_zero(const uint8_t id[16])
 {

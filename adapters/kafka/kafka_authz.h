@@ -59,6 +59,9 @@ typedef struct bg_kafka_authz_ctx_s {
     /* Reserved, as Kafka's internal topics always are: never written,
      * created, deleted or altered by clients; NULL = none. */
     const char *audit_topic;
+    /* busgate's own user name upstream (kafka.upstream's SASL user name;
+     * NULL without SASL: User:ANONYMOUS), whose ACLs clients may not change. */
+    const char *upstream_user;
     bg_kafka_topic_name_fn topic_name;
     void *topic_name_arg;
     /* Address rewriting: node N is served at advertised_host:port_base+N. */

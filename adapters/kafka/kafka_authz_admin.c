@@ -1,5 +1,6 @@
 /* Classifiers of the configuration, cluster and transaction APIs. */
 #include <string.h>
+#include <strings.h>
 
 #include "adapters/kafka/kafka_authz-internal.h"
 
@@ -188,20 +189,23 @@ int bg_kafka__c_cluster_alter(bg_kafka__az_t *az)
  * "reserved Kafka internal topic". */
 
 /* Kafka ACL codes (org.apache.kafka.common.resource). */
-enum { BG_KAFKA__ACL_RT_GROUP = 3, BG_KAFKA__ACL_RT_USER = 7 };
+enum {
+    BG_KAFKA__ACL_RT_TOPIC = 2,
+    BG_KAFKA__ACL_RT_GROUP = 3,
+    BG_KAFKA__ACL_RT_CLUSTER = 4,
+    BG_KAFKA__ACL_RT_TXN_ID = 5
+};
 enum { BG_KAFKA__ACL_PT_ANY = 1, BG_KAFKA__ACL_PT_LITERAL = 3, BG_KAFKA__ACL_PT_PREFIXED = 4 };
 
-/* Why an ACL binding or filter with this resource type, name and pattern
- * type could apply to a reserved topic (ResourcePatternFilter.matches and
- * the ACLs that authorize a topic: literal name, literal "*", prefixes);
- * NULL when it cannot. Fails closed: any type other than group..user may be
- * a topic; a null name matches every name; MATCH (which always matches the
- * literal "*" binding) and unknown pattern types match. */
-static const char *bg_kafka__acl_reserved(const bg_kafka__az_t *az, int64_t type,
-                                          bg_slice_t name, int64_t pattern)
+/* Why an ACL binding or filter of a topic with this name and pattern type
+ * could apply to a reserved topic (ResourcePatternFilter.matches and the
+ * ACLs that authorize a topic: literal name, literal "*", prefixes); NULL
+ * when it cannot. Fails closed: a null name matches every name; MATCH
+ * (which always matches the literal "*" binding) and unknown pattern types
+ * match. */
+static const char *bg_kafka__acl_reserved(const bg_kafka__az_t *az, bg_slice_t name,
+                                          int64_t pattern)
 {
-    if (type >= BG_KAFKA__ACL_RT_GROUP && type <= BG_KAFKA__ACL_RT_USER)
-        return NULL;
     if (name.len < 0 || (name.len == 1 && name.p[0] == '*' &&
                          (pattern == BG_KAFKA__ACL_PT_LITERAL || pattern == BG_KAFKA__ACL_PT_ANY)))
         return bg_kafka__reserved_any(az->ctx);
@@ -214,22 +218,79 @@ static const char *bg_kafka__acl_reserved(const bg_kafka__az_t *az, int64_t type
     }
 }
 
+static const char bg_kafka__acl_type_reason[] =
+    "ACL on the cluster, a user or a delegation token: busgate's upstream credential "
+    "would grant it";
+static const char bg_kafka__acl_any_type_reason[] =
+    "ACL of any or an unknown resource type: it could match cluster, user or "
+    "delegation-token ACLs";
+static const char bg_kafka__acl_self_reason[] = "ACL naming busgate's upstream principal";
+static const char bg_kafka__acl_any_principal_reason[] =
+    "ACL filter of any principal or User:*: it could match busgate's own ACLs";
+
+/* Whether principal (a binding's or a filter's, "Type:name") is busgate's
+ * upstream one: User:<kafka.upstream sasl username>, User:ANONYMOUS without
+ * SASL. The type is compared without case (fails closed), the name exactly,
+ * as Kafka's authorizer compares principals. */
+static int bg_kafka__acl_is_self(const bg_kafka__az_t *az, bg_slice_t principal)
+{
+    const char *user = az->ctx->upstream_user ? az->ctx->upstream_user : "ANONYMOUS";
+    size_t ul = strlen(user);
+    if (principal.len < 5 || (size_t)principal.len != 5 + ul ||
+        strncasecmp((const char *)principal.p, "User:", 5) != 0)
+        return 0;
+    return memcmp(principal.p + 5, user, ul) == 0;
+}
+
+/* Why busgate refuses one CreateAcls binding (filter 0) or DeleteAcls
+ * filter (filter 1), NULL when the policy's `alter` on the cluster decides
+ * it. *topic is set when the refusal is about a topic (audited on it).
+ * Only topics, groups and transactional ids are left to the policy: an ACL
+ * on the cluster lets its principal, connecting to the broker directly,
+ * alter anything (the audit topic too); one on a user (CREATE_TOKENS) or a
+ * delegation token mints or uses a token for that user, busgate's own
+ * included. busgate's own ACLs, and bindings for its principal, are never
+ * changed through it. */
+static const char *bg_kafka__acl_refusal(const bg_kafka__az_t *az, int64_t type, bg_slice_t name,
+                                         int64_t pattern, bg_slice_t principal, int filter,
+                                         int *topic)
+{
+    *topic = 0;
+    if (type != BG_KAFKA__ACL_RT_TOPIC && type != BG_KAFKA__ACL_RT_GROUP &&
+        type != BG_KAFKA__ACL_RT_TXN_ID)
+        return type == BG_KAFKA__ACL_RT_CLUSTER || type == 6 /* DELEGATION_TOKEN */ ||
+                       type == 7 /* USER */
+                   ? bg_kafka__acl_type_reason
+                   : bg_kafka__acl_any_type_reason;
+    if (principal.len >= 0 && bg_kafka__acl_is_self(az, principal))
+        return bg_kafka__acl_self_reason;
+    if (filter && (principal.len < 0 || (principal.len == 6 && strncasecmp((const char *)principal.p,
+                                                                           "User:*", 6) == 0)))
+        return bg_kafka__acl_any_principal_reason;
+    if (type != BG_KAFKA__ACL_RT_TOPIC)
+        return NULL;
+    *topic = 1;
+    return bg_kafka__acl_reserved(az, name, pattern);
+}
+
 /* Field indices of CreateAcls / DeleteAcls: request entries and the
  * positional result entries. */
 typedef struct bg_kafka__acl_shape_s {
-    int16_t rq_arr, rq_type, rq_name, rq_pattern;
+    int16_t rq_arr, rq_type, rq_name, rq_pattern, rq_principal;
     int16_t rs_arr, rs_err, rs_msg;
 } bg_kafka__acl_shape_t;
 
 static const bg_kafka__acl_shape_t bg_kafka__sh_create_acls = {
     K(CREATE_ACLS_REQ_CREATIONS), K(CREATE_ACLS_REQ_CREATIONS_RESOURCE_TYPE),
     K(CREATE_ACLS_REQ_CREATIONS_RESOURCE_NAME), K(CREATE_ACLS_REQ_CREATIONS_RESOURCE_PATTERN_TYPE),
+    K(CREATE_ACLS_REQ_CREATIONS_PRINCIPAL),
     K(CREATE_ACLS_RESP_RESULTS), K(CREATE_ACLS_RESP_RESULTS_ERROR_CODE),
     K(CREATE_ACLS_RESP_RESULTS_ERROR_MESSAGE)};
 
 static const bg_kafka__acl_shape_t bg_kafka__sh_delete_acls = {
     K(DELETE_ACLS_REQ_FILTERS), K(DELETE_ACLS_REQ_FILTERS_RESOURCE_TYPE_FILTER),
     K(DELETE_ACLS_REQ_FILTERS_RESOURCE_NAME_FILTER), K(DELETE_ACLS_REQ_FILTERS_PATTERN_TYPE_FILTER),
+    K(DELETE_ACLS_REQ_FILTERS_PRINCIPAL_FILTER),
     K(DELETE_ACLS_RESP_FILTER_RESULTS), K(DELETE_ACLS_RESP_FILTER_RESULTS_ERROR_CODE),
     K(DELETE_ACLS_RESP_FILTER_RESULTS_ERROR_MESSAGE)};
 
@@ -251,13 +312,18 @@ static int bg_kafka__pos_split_init(bg_kafka__az_t *az, int32_t n, bg_kafka__pos
     return 0;
 }
 
-/* The refused entry's result, and its audit record (topic, alter). */
+/* The refused entry's result, and its audit record: alter on the topic
+ * (topic set) or on the cluster. */
 static bg_kafka_struct_t *bg_kafka__acl_refuse(bg_kafka__az_t *az, const bg_kafka__acl_shape_t *sh,
                                                const bg_kafka_struct_desc_t *rd, bg_slice_t name,
-                                               const char *why)
+                                               int topic, const char *why)
 {
-    bg_kafka__record_denied(az, BG_RES_KAFKA_TOPIC, name.len >= 0 ? name : bg_kafka_cstr("*"),
-                            BG_VERB_ALTER, BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED, why);
+    if (topic)
+        bg_kafka__record_denied(az, BG_RES_KAFKA_TOPIC, name.len >= 0 ? name : bg_kafka_cstr("*"),
+                                BG_VERB_ALTER, BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED, why);
+    else
+        bg_kafka__record_denied(az, BG_RES_KAFKA_CLUSTER, bg_kafka_cstr(""), BG_VERB_ALTER,
+                                BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED, why);
     bg_kafka_struct_t *e = bg_kafka_struct_new(az->a, rd);
     if (!e)
         return (az->oom = 1, NULL);
@@ -296,7 +362,9 @@ static int bg_kafka__pos_finish(bg_kafka__az_t *az, int rq_arr, int rs_arr,
 }
 
 /* CreateAcls / DeleteAcls: alter on the cluster, then every creation or
- * filter that could apply to a reserved topic is refused on its own. */
+ * filter busgate refuses (bg_kafka__acl_refusal: the cluster, users,
+ * delegation tokens, busgate's own principal and ACLs, reserved topics) is
+ * refused on its own. */
 int bg_kafka__c_acls(bg_kafka__az_t *az)
 {
     const bg_kafka__acl_shape_t *sh = az->hdr->api_key == BG_KAFKA_API_CREATE_ACLS
@@ -317,12 +385,15 @@ int bg_kafka__c_acls(bg_kafka__az_t *az)
         int64_t pattern = bg_kafka__has(e->desc, sh->rq_pattern, az->ver)
                               ? e->f[sh->rq_pattern].i
                               : BG_KAFKA__ACL_PT_LITERAL; /* v0 had literal names only */
-        const char *why = bg_kafka__acl_reserved(az, e->f[sh->rq_type].i, name, pattern);
+        int topic;
+        const char *why = bg_kafka__acl_refusal(
+            az, e->f[sh->rq_type].i, name, pattern, e->f[sh->rq_principal].s,
+            az->hdr->api_key == BG_KAFKA_API_DELETE_ACLS, &topic);
         if (!why) {
             ps.keep[ps.nk++] = e;
             continue;
         }
-        if (!(ps.den[ps.nd] = bg_kafka__acl_refuse(az, sh, rd, name, why)))
+        if (!(ps.den[ps.nd] = bg_kafka__acl_refuse(az, sh, rd, name, topic, why)))
             return 0;
         ps.pos[ps.nd++] = i;
     }
@@ -409,6 +480,24 @@ static bg_kafka_struct_t *bg_kafka__reserved_topics_split(bg_kafka__az_t *az,
     c->f[sh->rq_topics].a.s = keep;
     c->f[sh->rq_topics].a.n = nk;
     return c;
+}
+
+bg_kafka_struct_t *bg_kafka__partition_admin_error(const bg_kafka_req_hdr_t *hdr,
+                                                   const bg_kafka_struct_t *req, int16_t err,
+                                                   bg_kafka_arena_t *a)
+{
+    int elect = hdr->api_key == BG_KAFKA_API_ELECT_LEADERS;
+    const bg_kafka__tp_shape_t *sh = elect ? &bg_kafka__sh_elect : &bg_kafka__sh_reassign;
+    const bg_kafka_struct_desc_t *body = bg_kafka_msg_desc(hdr->api_key, 1)->body;
+    bg_kafka_struct_t *r = bg_kafka__tp_error_response(hdr, req, sh, err, a);
+    if (!r)
+        return NULL;
+    for (int32_t i = 0; i < bg_kafka__n(r, sh->rs_topics); i++)
+        bg_kafka__tp_deny_values(sh, r->f[sh->rs_topics].a.s[i], err);
+    bg_kafka__set_top_error(body, hdr->api_version, r, err); /* ElectLeaders v1+ */
+    if (!elect)
+        bg_kafka__deny_message(r, K(ALTER_PARTITION_REASSIGNMENTS_RESP_ERROR_MESSAGE), err);
+    return r;
 }
 
 /* AlterPartitionReassignments, ElectLeaders: alter on the cluster; topics

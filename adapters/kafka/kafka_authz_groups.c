@@ -236,7 +236,7 @@ int bg_kafka__c_consumer_group_describe(bg_kafka__az_t *az)
 }
 
 static const char bg_kafka__assigned_denied[] =
-    "The group has topics that the principal may not describe.";
+    "The group has described topic(s) that the client is not authorized to describe.";
 
 /* 1 when every topic named in the assignment may be described. */
 static int bg_kafka__assignment_ok(const bg_kafka_authz_ctx_t *ctx, const bg_kafka_struct_t *as)

@@ -110,7 +110,7 @@ bg_kafka_struct_t *bg_kafka__share_group_describe_error(const bg_kafka_req_hdr_t
 }
 
 static const char bg_kafka__share_hidden[] =
-    "The group has topics that the principal may not describe.";
+    "The group has described topic(s) that the client is not authorized to describe.";
 
 /* 1 when every topic a member subscribes to or is assigned may be described. */
 static int bg_kafka__share_member_ok(const bg_kafka_authz_ctx_t *ctx, const bg_kafka_struct_t *m)

@@ -662,7 +662,7 @@ static int bg_kafka__find_dups(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *s
     return 0;
 }
 
-/* tp_apply for CreateTopics and DeleteTopics v6, duplicates answered first
+/* tp_apply for CreateTopics, CreatePartitions and DeleteTopics v6, duplicates answered first
  * (msg_idx: the ErrorMessage of a response entry). */
 static int bg_kafka__tp_apply_unique(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
                                      bg_verb_t verb, int msg_idx)
@@ -714,9 +714,11 @@ int bg_kafka__c_delete_records(bg_kafka__az_t *az)
     return bg_kafka__tp_apply(az, &bg_kafka__sh_delete_records, BG_VERB_DELETE, 0);
 }
 
+/* Duplicates first, as CreateTopics (ControllerApis.createPartitions). */
 int bg_kafka__c_create_partitions(bg_kafka__az_t *az)
 {
-    return bg_kafka__tp_apply(az, &bg_kafka__sh_create_partitions, BG_VERB_ALTER, 0);
+    return bg_kafka__tp_apply_unique(az, &bg_kafka__sh_create_partitions, BG_VERB_ALTER,
+                                     K(CREATE_PARTITIONS_RESP_RESULTS_ERROR_MESSAGE));
 }
 
 int bg_kafka__c_describe_producers(bg_kafka__az_t *az)
@@ -1041,6 +1043,9 @@ bg_kafka_struct_t *bg_kafka_authz_error_response(const bg_kafka_req_hdr_t *hdr,
         return NULL;
     if (hdr->api_key == BG_KAFKA_API_METADATA)
         return bg_kafka__metadata_error(hdr, req, error_code, arena);
+    if (hdr->api_key == BG_KAFKA_API_ELECT_LEADERS ||
+        hdr->api_key == BG_KAFKA_API_ALTER_PARTITION_REASSIGNMENTS)
+        return bg_kafka__partition_admin_error(hdr, req, error_code, arena);
     bg_kafka_struct_t *resp = bg_kafka_struct_new(arena, d->body);
     if (!resp)
         return NULL;

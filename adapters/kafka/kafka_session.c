@@ -481,6 +481,7 @@ static void bg_kafka__ctx(bg_kafka_session_t *s, const bg_snapshot_t *snap,
     ctx->policy = snap->policy;
     ctx->principal = &s->pp;
     ctx->audit_topic = cfg->audit.enabled ? cfg->audit.kafka_topic : NULL;
+    ctx->upstream_user = cfg->kafka.upstream.sasl_username;
     ctx->topic_name = bg_kafka__topic_name;
     ctx->topic_name_arg = s->kw->g;
     ctx->advertised_host = s->kw->g->cfg->kafka.advertised_host;

@@ -4,6 +4,7 @@ ACL changes that could touch the reserved audit topic are refused entry by
 entry (busgate's upstream user is a super user on the test broker, so
 anything forwarded would really happen), and re-authentication must keep
 the same principal, issuer included."""
+import struct
 import time
 
 import pytest
@@ -13,10 +14,10 @@ from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, A
 
 from conftest import run_cli
 from keys import make_rsa_key
-from kafka_env import (ERR_CLUSTER_AUTHZ, ERR_SASL_AUTH_FAILED, KAFKA_PLAIN, KafkaWire,
-                       audit_events, busgate_config, client_conf, create_topics, kafka_topics,
-                       local_issuer, oidc_token, setup_admin, unique, wait_audit, wait_until,
-                       with_audit_topic)
+from kafka_env import (ERR_CLUSTER_AUTHZ, ERR_SASL_AUTH_FAILED, ERR_TOPIC_AUTHZ, KAFKA_PLAIN,
+                       UPSTREAM_USER, KafkaWire, audit_events, busgate_config, client_conf, cstr,
+                       create_topics, kafka_topics, kstr, local_issuer, oidc_token, setup_admin,
+                       unique, uvarint, wait_audit, wait_until, with_audit_topic)
 
 RULES = """    - name: orders-see-some-groups
       subjects: [group:orders]
@@ -158,6 +159,239 @@ def test_acls_on_the_audit_topic_are_refused(kafka_topics, start_busgate, tmp_pa
                                AclOperation.ANY, AclPermissionType.ANY)
         for f in setup.delete_acls([flt], request_timeout=15).values():
             f.result(timeout=20)
+
+
+# org.apache.kafka.common ACL codes
+RT_ANY, RT_TOPIC, RT_GROUP, RT_CLUSTER, RT_USER = 1, 2, 3, 4, 7
+PT_LITERAL = 3
+OP_ANY, OP_READ, OP_ALTER, OP_CREATE_TOKENS = 1, 3, 7, 13
+PERM_ANY, PERM_ALLOW = 1, 3
+BUSGATE = "User:" + UPSTREAM_USER
+
+
+def _create_acls_raw(w, creations):
+    """CreateAcls v1: creations [(rtype, name, principal, op)], literal,
+    host *, allow. Returns [(error_code, message)] in request order."""
+    body = struct.pack(">i", len(creations))
+    for rt, name, pr, op in creations:
+        body += struct.pack(">b", rt) + kstr(name) + struct.pack(">b", PT_LITERAL) + kstr(pr) + \
+            kstr("*") + struct.pack(">bb", op, PERM_ALLOW)
+    resp = w.call(30, 1, body)
+    assert resp is not None, "connection closed on CreateAcls"
+    off, out = 8, []
+    for _ in range(struct.unpack(">i", resp[4:8])[0]):
+        err, ml = struct.unpack(">hh", resp[off:off + 4])
+        off += 4
+        out.append((err, resp[off:off + ml].decode() if ml >= 0 else None))
+        off += max(ml, 0)
+    return out
+
+
+def _acl_filter(rt, name, principal):
+    return struct.pack(">b", rt) + kstr(name) + struct.pack(">b", PT_LITERAL) + kstr(principal) + \
+        kstr(None) + struct.pack(">bb", OP_ANY, PERM_ANY)
+
+
+def _delete_acls_raw(w, filters):
+    """DeleteAcls v1: filters [(rtype, name, principal)] (None: any).
+    Returns [(error_code, message, matching ACLs deleted)]."""
+    body = struct.pack(">i", len(filters)) + b"".join(_acl_filter(*f) for f in filters)
+    resp = w.call(31, 1, body)
+    assert resp is not None, "connection closed on DeleteAcls"
+    off, out = 8, []
+    for _ in range(struct.unpack(">i", resp[4:8])[0]):
+        err, ml = struct.unpack(">hh", resp[off:off + 4])
+        off += 4
+        msg = resp[off:off + ml].decode() if ml >= 0 else None
+        off += max(ml, 0)
+        n = struct.unpack(">i", resp[off:off + 4])[0]
+        off += 4
+        for _ in range(n):  # err, msg, type, name, pattern, principal, host, op, perm
+            for skip in (2, "s", 1, "s", 1, "s", "s", 2):
+                if skip == "s":
+                    off += 2 + max(struct.unpack(">h", resp[off:off + 2])[0], 0)
+                else:
+                    off += skip
+        out.append((err, msg, n))
+    return out
+
+
+def _count_acls(w, rt, name, principal):
+    """DescribeAcls v1 on the broker directly: how many ACLs match."""
+    resp = w.call(29, 1, _acl_filter(rt, name, principal))
+    off = 4
+    assert struct.unpack(">h", resp[off:off + 2])[0] == 0
+    off += 2
+    ml = struct.unpack(">h", resp[off:off + 2])[0]
+    off += 2 + max(ml, 0)
+    total = 0
+    nres = struct.unpack(">i", resp[off:off + 4])[0]
+    off += 4
+    for _ in range(nres):
+        off += 1
+        nl = struct.unpack(">h", resp[off:off + 2])[0]
+        off += 2 + nl + 1
+        nacl = struct.unpack(">i", resp[off:off + 4])[0]
+        off += 4
+        total += nacl
+        for _ in range(nacl):
+            for _k in range(2):
+                ml = struct.unpack(">h", resp[off:off + 2])[0]
+                off += 2 + max(ml, 0)
+            off += 2
+    return total
+
+
+ACL_TYPE_REASON = ("ACL on the cluster, a user or a delegation token: busgate's upstream "
+                   "credential would grant it")
+ACL_SELF_REASON = "ACL naming busgate's upstream principal"
+ACL_ANY_PRINCIPAL_REASON = ("ACL filter of any principal or User:*: it could match busgate's "
+                            "own ACLs")
+
+
+def test_acls_beyond_topics_are_refused(start_busgate, tmp_path):
+    """busgate's upstream user is a super user on the test broker: an ACL
+    on the CLUSTER (its principal could then, connecting directly, alter the
+    audit topic) or CREATE_TOKENS on User:busgate (a delegation token for
+    busgate's own identity), a binding for busgate's own principal, and a
+    DeleteAcls filter of any principal (it would delete busgate's ACLs too)
+    are refused entry by entry even with `alter` on the cluster; a group ACL
+    of another principal goes through."""
+    accomplice = "User:" + unique("it-accomplice")
+    group = unique("it-acl-group")
+    bg, ports, boot = start(start_busgate, tmp_path, mechanism="PLAIN")
+    direct = KafkaWire(int(KAFKA_PLAIN.rsplit(":", 1)[1]))
+    w = KafkaWire(ports["listen"]).login(oidc_token("svc-admin"))
+    try:
+        res = _create_acls_raw(w, [
+            (RT_CLUSTER, "kafka-cluster", accomplice, OP_ALTER),
+            (RT_USER, BUSGATE, accomplice, OP_CREATE_TOKENS),
+            (RT_GROUP, group, BUSGATE, OP_READ),
+            (RT_GROUP, group, accomplice, OP_READ),
+        ])
+        assert res[:3] == [(ERR_CLUSTER_AUTHZ, ACL_TYPE_REASON),
+                           (ERR_CLUSTER_AUTHZ, ACL_TYPE_REASON),
+                           (ERR_CLUSTER_AUTHZ, ACL_SELF_REASON)], res
+        assert res[3][0] == 0, res  # the broker's own answer
+        assert wait_until(lambda: _count_acls(direct, RT_GROUP, group, accomplice) == 1)
+        assert _count_acls(direct, RT_CLUSTER, "kafka-cluster", accomplice) == 0
+        assert _count_acls(direct, RT_USER, BUSGATE, accomplice) == 0
+        assert _count_acls(direct, RT_GROUP, group, BUSGATE) == 0
+
+        # Deleting: any principal, User:* and any resource type are refused;
+        # naming the principal works.
+        res = _delete_acls_raw(w, [(RT_GROUP, group, None), (RT_GROUP, group, "User:*"),
+                                   (RT_ANY, group, accomplice)])
+        assert [r[:2] for r in res] == [(ERR_CLUSTER_AUTHZ, ACL_ANY_PRINCIPAL_REASON),
+                                        (ERR_CLUSTER_AUTHZ, ACL_ANY_PRINCIPAL_REASON),
+                                        (ERR_CLUSTER_AUTHZ, res[2][1])], res
+        assert res[2][1].startswith("ACL of any or an unknown resource type"), res
+        assert _count_acls(direct, RT_GROUP, group, accomplice) == 1
+        res = _delete_acls_raw(w, [(RT_GROUP, group, accomplice)])
+        assert [(r[0], r[2]) for r in res] == [(0, 1)], res
+        assert wait_until(lambda: _count_acls(direct, RT_GROUP, group, accomplice) == 0)
+
+        denies = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                            and e["api"]["name"] in ("CreateAcls", "DeleteAcls")
+                            and e["decision"]["effect"] == "deny", count=4)
+        details = {e.get("detail") for e in denies}
+        assert {ACL_TYPE_REASON, ACL_SELF_REASON, ACL_ANY_PRINCIPAL_REASON} <= details, details
+        assert all(e["decision"].get("by") == "busgate" and e["result"]["error_code"] == 31
+                   for e in denies), denies
+    finally:
+        _delete_acls_raw(direct, [(RT_CLUSTER, "kafka-cluster", accomplice),
+                                  (RT_USER, BUSGATE, accomplice), (RT_GROUP, group, accomplice),
+                                  (RT_GROUP, group, BUSGATE)])
+        w.close()
+        direct.close()
+
+
+def test_partition_admin_refused_lists_every_partition(start_busgate, tmp_path):
+    """Without `alter` on the cluster, ElectLeaders v1 and
+    AlterPartitionReassignments are answered as Kafka's getErrorResponse
+    does: the top-level 31 and every requested partition with 31 (the Java
+    Admin takes an answer without them for "too less results")."""
+    topic = unique("it-elect")
+    create_topics([topic], partitions=2)
+    bg, ports, boot = start(start_busgate, tmp_path, mechanism="PLAIN")
+    w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+    try:
+        body = struct.pack(">bi", 0, 1) + kstr(topic) + struct.pack(">iiii", 2, 0, 1, 10000)
+        resp = w.call(43, 1, body)
+        assert resp is not None
+        off = 4
+        err, nres = struct.unpack(">hi", resp[off:off + 6])
+        off += 6
+        assert (err, nres) == (ERR_CLUSTER_AUTHZ, 1)
+        nl = struct.unpack(">h", resp[off:off + 2])[0]
+        assert resp[off + 2:off + 2 + nl].decode() == topic
+        off += 2 + nl
+        parts = []
+        for _ in range(struct.unpack(">i", resp[off:off + 4])[0]):
+            pid, perr, ml = struct.unpack(">ihh", resp[off + 4:off + 12])
+            parts.append((pid, perr))
+            off += 8 + max(ml, 0)
+        assert parts == [(0, ERR_CLUSTER_AUTHZ), (1, ERR_CLUSTER_AUTHZ)], parts
+
+        # AlterPartitionReassignments v0 (flexible): timeout, topics.
+        body = struct.pack(">i", 10000) + uvarint(2) + cstr(topic) + uvarint(3)
+        for p in (0, 1):
+            body += struct.pack(">i", p) + uvarint(2) + struct.pack(">i", 1) + b"\x00"
+        body += b"\x00\x00"
+        rd = w.call_flex(45, 0, body)
+        assert rd is not None
+        rd.i32()  # throttle
+        assert rd.i16() == ERR_CLUSTER_AUTHZ
+        rd.cstr()
+        assert rd.uvarint() - 1 == 1
+        assert rd.cstr() == topic
+        parts = []
+        for _ in range(rd.uvarint() - 1):
+            pid, perr = rd.i32(), rd.i16()
+            parts.append((pid, perr, rd.cstr()))
+            rd.tags()
+        assert parts == [(p, ERR_CLUSTER_AUTHZ, "Cluster authorization failed.") for p in (0, 1)]
+    finally:
+        w.close()
+
+
+def _create_partitions_raw(w, names):
+    """CreatePartitions v1 (validate only, count 3): [(name, error, message)]."""
+    body = struct.pack(">i", len(names))
+    for n in names:
+        body += kstr(n) + struct.pack(">ii", 3, -1)
+    resp = w.call(37, 1, body + struct.pack(">ib", 10000, 1))
+    assert resp is not None
+    off, out = 8, []
+    for _ in range(struct.unpack(">i", resp[4:8])[0]):
+        nl = struct.unpack(">h", resp[off:off + 2])[0]
+        name = resp[off + 2:off + 2 + nl].decode()
+        off += 2 + nl
+        err, ml = struct.unpack(">hh", resp[off:off + 4])
+        off += 4
+        out.append((name, err, resp[off:off + ml].decode() if ml >= 0 else None))
+        off += max(ml, 0)
+    return out
+
+
+def test_create_partitions_duplicate_name_as_kafka(start_busgate, tmp_path):
+    """CreatePartitions naming a topic twice: one INVALID_REQUEST "Duplicate
+    topic name." entry before anything is authorized, as the broker itself
+    answers; another topic of the request is still decided."""
+    topic, other = unique("it-cp-dup"), unique("it-cp-other")
+    create_topics([topic, other])
+    bg, ports, boot = start(start_busgate, tmp_path, mechanism="PLAIN")
+    direct = KafkaWire(int(KAFKA_PLAIN.rsplit(":", 1)[1]))
+    w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+    try:
+        kafka = _create_partitions_raw(direct, [topic, topic])
+        assert kafka == [(topic, 42, "Duplicate topic name.")], kafka
+        assert _create_partitions_raw(w, [topic, topic]) == kafka
+        assert _create_partitions_raw(w, [topic, other, topic]) == [
+            (topic, 42, "Duplicate topic name."), (other, ERR_TOPIC_AUTHZ, None)]
+    finally:
+        w.close()
+        direct.close()
 
 
 LOCAL_A = "https://it-a.local.test"

@@ -5,7 +5,7 @@
 #include "test_kafka_authz_util.h"
 
 /* Kafka codes (org.apache.kafka.common.resource / acl). */
-enum { RT_ANY = 1, RT_TOPIC = 2, RT_GROUP = 3 };
+enum { RT_ANY = 1, RT_TOPIC = 2, RT_GROUP = 3, RT_CLUSTER = 4, RT_TXN = 5, RT_TOKEN = 6, RT_USER = 7 };
 enum { PT_ANY = 1, PT_MATCH = 2, PT_LITERAL = 3, PT_PREFIXED = 4 };
 
 static int setup(void **st)
@@ -22,8 +22,10 @@ typedef struct {
     int pattern;
 } acl_t;
 
-/* A CreateAcls or DeleteAcls request, round-tripped at ver. */
-static bg_kafka_struct_t *acl_req(ka_fix_t *f, int16_t key, int16_t ver, const acl_t *acls, int n)
+/* A CreateAcls or DeleteAcls request, round-tripped at ver; principal i
+ * from pr (NULL: all "User:x"; "-": a null principal filter). */
+static bg_kafka_struct_t *acl_req_pr(ka_fix_t *f, int16_t key, int16_t ver, const acl_t *acls,
+                                     const char *const *pr, int n)
 {
     bg_kafka_struct_t *r = ka_new(f, key, 0);
     bg_kafka_struct_t **e = bg_kafka_array_new(&f->a, r, 0, n);
@@ -32,12 +34,18 @@ static bg_kafka_struct_t *acl_req(ka_fix_t *f, int16_t key, int16_t ver, const a
         e[i]->f[0].i = acls[i].type; /* ResourceType(Filter) */
         e[i]->f[1].s = acls[i].name ? ka_s(acls[i].name) : bg_kafka_null_slice();
         e[i]->f[2].i = acls[i].pattern;
-        e[i]->f[3].s = ka_s("User:x"); /* Principal(Filter) */
+        const char *who = pr ? pr[i] : "User:x";
+        e[i]->f[3].s = strcmp(who, "-") ? ka_s(who) : bg_kafka_null_slice(); /* Principal(Filter) */
         e[i]->f[4].s = ka_s("*");      /* Host(Filter) */
         e[i]->f[5].i = 3;              /* READ */
         e[i]->f[6].i = 3;              /* ALLOW */
     }
     return ka_rt(f, key, 0, ver, r);
+}
+
+static bg_kafka_struct_t *acl_req(ka_fix_t *f, int16_t key, int16_t ver, const acl_t *acls, int n)
+{
+    return acl_req_pr(f, key, ver, acls, NULL, n);
 }
 
 /* The upstream's answer for the forwarded entries: results tagged "upN". */
@@ -86,6 +94,24 @@ static bg_kafka_struct_t *merged(ka_fix_t *f, int16_t key, int16_t ver, bg_kafka
     return ka_rt(f, key, 1, ver, out);
 }
 
+#define ANY_TYPE                                                                              \
+    "ACL of any or an unknown resource type: it could match cluster, user or "                 \
+    "delegation-token ACLs"
+#define TYPE_REASON                                                                           \
+    "ACL on the cluster, a user or a delegation token: busgate's upstream credential would "   \
+    "grant it"
+#define SELF "ACL naming busgate's upstream principal"
+#define ANY_PRINCIPAL "ACL filter of any principal or User:*: it could match busgate's own ACLs"
+
+/* The decision group busgate recorded with reason why, NULL when none. */
+static const bg_kafka_decision_t *by_reason(const bg_kafka_verdict_t *v, const char *why)
+{
+    for (size_t i = 0; i < v->ndecisions; i++)
+        if (v->decisions[i].reason && strcmp(v->decisions[i].reason, why) == 0)
+            return &v->decisions[i];
+    return NULL;
+}
+
 static void test_create_acls(void **st)
 {
     ka_fix_t *f = *st;
@@ -96,7 +122,7 @@ static void test_create_acls(void **st)
         {RT_TOPIC, "*", PT_LITERAL},         /* 3 the wildcard */
         {RT_GROUP, "audit.log", PT_LITERAL}, /* 4 forwarded: a group */
         {RT_TOPIC, "orders", PT_PREFIXED},   /* 5 forwarded */
-        {RT_ANY, "x", PT_MATCH},             /* 6 MATCH: fails closed */
+        {RT_ANY, "x", PT_MATCH},             /* 6 any resource type: refused */
     };
     for (int16_t ver = 1; ver <= 3; ver += 2) {
         bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_CREATE_ACLS, ver);
@@ -111,7 +137,7 @@ static void test_create_acls(void **st)
         assert_int_equal(ka_el(fw, 0, 2)->f[2].i, PT_PREFIXED);
         const bg_kafka_decision_t *d = reserved(&v);
         assert_non_null(d);
-        assert_int_equal(d->nresources, 4);
+        assert_int_equal(d->nresources, 3);
         assert_int_equal(d->error_code, 31);
         assert_int_equal(d->resources[0].type, BG_RES_KAFKA_TOPIC);
         /* Results come back in request order. */
@@ -123,7 +149,7 @@ static void test_create_acls(void **st)
         assert_result(m, 3, 31, "reserved audit topic");
         assert_result(m, 4, 0, "up1");
         assert_result(m, 5, 0, "up2");
-        assert_result(m, 6, 31, "reserved audit topic");
+        assert_result(m, 6, 31, ANY_TYPE);
         bg_kafka_arena_reset(&f->a);
     }
 }
@@ -181,13 +207,13 @@ static void test_delete_acls(void **st)
 {
     ka_fix_t *f = *st;
     static const acl_t filters[] = {
-        {RT_ANY, NULL, PT_ANY},             /* 0 everything */
+        {RT_TOPIC, NULL, PT_ANY},           /* 0 every topic */
         {RT_TOPIC, "orders", PT_LITERAL},   /* 1 forwarded */
         {RT_TOPIC, "orders", PT_MATCH},     /* 2 MATCH also matches the literal "*" */
         {RT_TOPIC, "orders", PT_ANY},       /* 3 forwarded: patterns named "orders" only */
         {RT_GROUP, NULL, PT_ANY},           /* 4 forwarded: groups */
         {RT_TOPIC, "audit", PT_PREFIXED},   /* 5 a prefix of the audit topic */
-        {RT_ANY, "*", PT_LITERAL},          /* 6 the wildcard */
+        {RT_ANY, "*", PT_LITERAL},          /* 6 any resource type */
         {RT_TOPIC, "audit.log", PT_ANY},    /* 7 the audit topic itself */
     };
     bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_DELETE_ACLS, 3);
@@ -202,7 +228,7 @@ static void test_delete_acls(void **st)
     assert_int_equal(ka_el(fw, 0, 2)->f[0].i, RT_GROUP);
     const bg_kafka_decision_t *d = reserved(&v);
     assert_non_null(d);
-    assert_int_equal(d->nresources, 5);
+    assert_int_equal(d->nresources, 4);
     assert_int_equal(d->resources[0].name_len, 1); /* a null name is recorded as "*" */
     assert_memory_equal(d->resources[0].name, "*", 1);
     bg_kafka_struct_t *m = merged(f, BG_KAFKA_API_DELETE_ACLS, 3, &v, 3);
@@ -210,7 +236,7 @@ static void test_delete_acls(void **st)
     static const int want[] = {31, 0, 31, 0, 0, 31, 31, 31};
     static const char *msg[] = {NULL, "up0", NULL, "up1", "up2", NULL, NULL, NULL};
     for (int i = 0; i < 8; i++) {
-        assert_result(m, i, want[i], msg[i] ? msg[i] : "reserved audit topic");
+        assert_result(m, i, want[i], msg[i] ? msg[i] : i == 6 ? ANY_TYPE : "reserved audit topic");
         if (want[i])
             assert_int_equal(ka_el(m, 1, i)->f[2].a.n, 0); /* no matching ACLs */
     }
@@ -236,6 +262,95 @@ static void test_delete_acls_short_answer(void **st)
     assert_result(m, 1, 31, "reserved audit topic");
 }
 
+/* ACLs busgate's upstream credential would grant beyond topics, groups and
+ * transactional ids (the cluster, users, delegation tokens), bindings of
+ * busgate's own principal, and filters that could delete busgate's own ACLs
+ * are refused entry by entry, whatever the policy allows; groups and
+ * transactional ids of other principals go through. */
+static void test_acls_beyond_topics(void **st)
+{
+    ka_fix_t *f = *st;
+    f->ctx.upstream_user = "busgate";
+    static const acl_t creations[] = {
+        {RT_CLUSTER, "kafka-cluster", PT_LITERAL}, /* 0 */
+        {RT_USER, "User:busgate", PT_LITERAL},     /* 1 CREATE_TOKENS for busgate */
+        {RT_TOKEN, "tok", PT_LITERAL},             /* 2 */
+        {RT_GROUP, "g", PT_LITERAL},               /* 3 busgate's own principal */
+        {RT_TOPIC, "orders", PT_LITERAL},          /* 4 the type without case */
+        {RT_GROUP, "g", PT_LITERAL},               /* 5 forwarded */
+        {RT_TXN, "t", PT_PREFIXED},                /* 6 forwarded: another user */
+        {0, "x", PT_LITERAL},                      /* 7 UNKNOWN */
+    };
+    static const char *const cpr[] = {"User:x",       "User:x", "User:x",        "User:busgate",
+                                      "user:busgate", "User:x", "User:busgate2", "User:x"};
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_CREATE_ACLS, 3);
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h,
+                                            acl_req_pr(f, BG_KAFKA_API_CREATE_ACLS, 3, creations, cpr, 8),
+                                            &f->a, &v),
+                     0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    bg_kafka_struct_t *fw = ka_rt(f, BG_KAFKA_API_CREATE_ACLS, 0, 3, v.request);
+    assert_int_equal(fw->f[K(CREATE_ACLS_REQ_CREATIONS)].a.n, 2);
+    assert_int_equal(ka_el(fw, 0, 0)->f[0].i, RT_GROUP);
+    assert_int_equal(ka_el(fw, 0, 1)->f[0].i, RT_TXN);
+    const bg_kafka_decision_t *d = by_reason(&v, TYPE_REASON);
+    assert_non_null(d);
+    assert_int_equal(d->resources[0].type, BG_RES_KAFKA_CLUSTER);
+    assert_int_equal(d->error_code, 31);
+    assert_non_null(d = by_reason(&v, SELF));
+    assert_int_equal(d->nresources, 2); /* the cluster (group), topic orders */
+    bg_kafka_struct_t *m = merged(f, BG_KAFKA_API_CREATE_ACLS, 3, &v, 2);
+    assert_int_equal(m->f[1].a.n, 8);
+    static const char *const cmsg[] = {TYPE_REASON, TYPE_REASON, TYPE_REASON, SELF,
+                                       SELF,        "up0",       "up1",       ANY_TYPE};
+    for (int i = 0; i < 8; i++)
+        assert_result(m, i, i == 5 || i == 6 ? 0 : 31, cmsg[i]);
+    bg_kafka_arena_reset(&f->a);
+
+    static const acl_t dfilters[] = {
+        {RT_GROUP, "g", PT_LITERAL},      /* 0 any principal: busgate's too */
+        {RT_GROUP, "g", PT_LITERAL},      /* 1 the wildcard principal's ACLs */
+        {RT_GROUP, "g", PT_LITERAL},      /* 2 busgate's */
+        {RT_GROUP, "g", PT_LITERAL},      /* 3 forwarded */
+        {RT_ANY, "g", PT_LITERAL},        /* 4 could be the cluster's */
+        {RT_CLUSTER, NULL, PT_ANY},       /* 5 */
+        {RT_TXN, NULL, PT_ANY},           /* 6 forwarded */
+        {RT_TOPIC, "orders", PT_LITERAL}, /* 7 any principal on a topic */
+    };
+    static const char *const fpr[] = {"-",      "User:*", "User:busgate", "User:x",
+                                      "User:x", "User:x", "User:y",       "-"};
+    h = ka_hdr(BG_KAFKA_API_DELETE_ACLS, 2);
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h,
+                                            acl_req_pr(f, BG_KAFKA_API_DELETE_ACLS, 2, dfilters, fpr, 8),
+                                            &f->a, &v),
+                     0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    fw = ka_rt(f, BG_KAFKA_API_DELETE_ACLS, 0, 2, v.request);
+    assert_int_equal(fw->f[K(DELETE_ACLS_REQ_FILTERS)].a.n, 2);
+    assert_true(ka_eq(ka_el(fw, 0, 0)->f[3].s, "User:x"));
+    assert_int_equal(ka_el(fw, 0, 1)->f[0].i, RT_TXN);
+    m = merged(f, BG_KAFKA_API_DELETE_ACLS, 2, &v, 2);
+    static const char *const dmsg[] = {ANY_PRINCIPAL, ANY_PRINCIPAL, SELF,        "up0",
+                                       ANY_TYPE,      TYPE_REASON,   "up1",       ANY_PRINCIPAL};
+    for (int i = 0; i < 8; i++)
+        assert_result(m, i, i == 3 || i == 6 ? 0 : 31, dmsg[i]);
+
+    /* Without SASL upstream, busgate is User:ANONYMOUS there. */
+    bg_kafka_arena_reset(&f->a);
+    f->ctx.upstream_user = NULL;
+    static const acl_t anon[] = {{RT_GROUP, "g", PT_LITERAL}, {RT_GROUP, "g", PT_LITERAL}};
+    static const char *const apr[] = {"User:ANONYMOUS", "User:busgate"};
+    h = ka_hdr(BG_KAFKA_API_CREATE_ACLS, 1);
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h,
+                                            acl_req_pr(f, BG_KAFKA_API_CREATE_ACLS, 1, anon, apr, 2),
+                                            &f->a, &v),
+                     0);
+    m = merged(f, BG_KAFKA_API_CREATE_ACLS, 1, &v, 1);
+    assert_result(m, 0, 31, SELF);
+    assert_result(m, 1, 0, "up0");
+}
+
 /* Topics[] of AlterPartitionReassignments / ElectLeaders: name, 2 partitions. */
 static bg_kafka_struct_t *tp_req(ka_fix_t *f, int16_t key, int16_t ver, const char *const *names,
                                  int n)
@@ -257,6 +372,53 @@ static bg_kafka_struct_t *tp_req(ka_fix_t *f, int16_t key, int16_t ver, const ch
                   K(ALTER_PARTITION_REASSIGNMENTS_REQ_TOPICS_PARTITIONS_PARTITION_INDEX), 2);
     }
     return ka_rt(f, key, 0, ver, r);
+}
+
+/* Refused whole for lack of `alter` on the cluster: as Kafka's
+ * getErrorResponse, every requested partition with 31 beside the top-level
+ * code (the Java Admin fails an answer without them as "too less results"). */
+static void test_partition_admin_refused_whole(void **st)
+{
+    ka_fix_t *f = *st;
+    static const char *const names[] = {"orders", "payments"};
+    ka_set_policy(f, 1u << BG_VERB_DESCRIBE);
+    for (int api = 0; api < 2; api++) {
+        int16_t key = api ? BG_KAFKA_API_ELECT_LEADERS : BG_KAFKA_API_ALTER_PARTITION_REASSIGNMENTS;
+        int16_t top = api ? K(ELECT_LEADERS_RESP_ERROR_CODE)
+                          : K(ALTER_PARTITION_REASSIGNMENTS_RESP_ERROR_CODE);
+        int16_t arr = api ? K(ELECT_LEADERS_RESP_REPLICA_ELECTION_RESULTS)
+                          : K(ALTER_PARTITION_REASSIGNMENTS_RESP_RESPONSES);
+        int16_t parts = api ? K(ELECT_LEADERS_RESP_REPLICA_ELECTION_RESULTS_PARTITION_RESULT)
+                            : K(ALTER_PARTITION_REASSIGNMENTS_RESP_RESPONSES_PARTITIONS);
+        int16_t pidx = api ? K(ELECT_LEADERS_RESP_REPLICA_ELECTION_RESULTS_PARTITION_RESULT_PARTITION_ID)
+                           : K(ALTER_PARTITION_REASSIGNMENTS_RESP_RESPONSES_PARTITIONS_PARTITION_INDEX);
+        int16_t perr = api ? K(ELECT_LEADERS_RESP_REPLICA_ELECTION_RESULTS_PARTITION_RESULT_ERROR_CODE)
+                           : K(ALTER_PARTITION_REASSIGNMENTS_RESP_RESPONSES_PARTITIONS_ERROR_CODE);
+        int16_t pmsg = api
+                           ? K(ELECT_LEADERS_RESP_REPLICA_ELECTION_RESULTS_PARTITION_RESULT_ERROR_MESSAGE)
+                           : K(ALTER_PARTITION_REASSIGNMENTS_RESP_RESPONSES_PARTITIONS_ERROR_MESSAGE);
+        for (int16_t ver = api; ver <= api + 1; ver++) { /* busgate's versions */
+            bg_kafka_req_hdr_t h = ka_hdr(key, ver);
+            bg_kafka_verdict_t v;
+            assert_int_equal(
+                bg_kafka_authz_request(&f->ctx, &h, tp_req(f, key, ver, names, 2), &f->a, &v), 0);
+            assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+            bg_kafka_struct_t *r = ka_rt(f, key, 1, ver, v.response);
+            assert_int_equal(r->f[top].i, 31);
+            assert_int_equal(r->f[arr].a.n, 2);
+            for (int i = 0; i < 2; i++) {
+                const bg_kafka_struct_t *t = ka_el(r, arr, i);
+                assert_int_equal(t->f[parts].a.n, 2);
+                for (int j = 0; j < 2; j++) {
+                    const bg_kafka_struct_t *p = ka_el(t, parts, j);
+                    assert_int_equal(p->f[pidx].i, j);
+                    assert_int_equal(p->f[perr].i, 31);
+                    assert_true(ka_eq(p->f[pmsg].s, "Cluster authorization failed."));
+                }
+            }
+            bg_kafka_arena_reset(&f->a);
+        }
+    }
 }
 
 static void test_reassign_and_elect(void **st)
@@ -654,6 +816,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_create_acls_whole, setup, ka_down),
         cmocka_unit_test_setup_teardown(test_delete_acls, setup, ka_down),
         cmocka_unit_test_setup_teardown(test_delete_acls_short_answer, setup, ka_down),
+        cmocka_unit_test_setup_teardown(test_acls_beyond_topics, setup, ka_down),
+        cmocka_unit_test_setup_teardown(test_partition_admin_refused_whole, setup, ka_down),
         cmocka_unit_test_setup_teardown(test_reassign_and_elect, setup, ka_down),
         cmocka_unit_test_setup_teardown(test_alter_replica_log_dirs, setup, ka_down),
         cmocka_unit_test_setup_teardown(test_write_txn_markers, setup, ka_down),
