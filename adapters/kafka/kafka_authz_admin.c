@@ -244,7 +244,7 @@ static int bg_kafka__acl_is_self(const bg_kafka__az_t *az, bg_slice_t principal)
 
 /* Why busgate refuses one CreateAcls binding (filter 0) or DeleteAcls
  * filter (filter 1), NULL when the policy's `alter` on the cluster decides
- * it. *topic is set when the refusal is about a topic (audited on it).
+ * it. *topic is set for a topic ACL (a refusal is audited on the topic).
  * Only topics, groups and transactional ids are left to the policy: an ACL
  * on the cluster lets its principal, connecting to the broker directly,
  * alter anything (the audit topic too); one on a user (CREATE_TOKENS) or a
@@ -255,22 +255,22 @@ static const char *bg_kafka__acl_refusal(const bg_kafka__az_t *az, int64_t type,
                                          int64_t pattern, bg_slice_t principal, int filter,
                                          int *topic)
 {
-    *topic = 0;
+    *topic = type == BG_KAFKA__ACL_RT_TOPIC;
     if (type != BG_KAFKA__ACL_RT_TOPIC && type != BG_KAFKA__ACL_RT_GROUP &&
         type != BG_KAFKA__ACL_RT_TXN_ID)
         return type == BG_KAFKA__ACL_RT_CLUSTER || type == 6 /* DELEGATION_TOKEN */ ||
                        type == 7 /* USER */
                    ? bg_kafka__acl_type_reason
                    : bg_kafka__acl_any_type_reason;
+    const char *reserved = *topic ? bg_kafka__acl_reserved(az, name, pattern) : NULL;
+    if (reserved)
+        return reserved;
     if (principal.len >= 0 && bg_kafka__acl_is_self(az, principal))
         return bg_kafka__acl_self_reason;
-    if (filter && (principal.len < 0 || (principal.len == 6 && strncasecmp((const char *)principal.p,
-                                                                           "User:*", 6) == 0)))
+    if (filter && (principal.len < 0 || (principal.len == 6 &&
+                                         strncasecmp((const char *)principal.p, "User:*", 6) == 0)))
         return bg_kafka__acl_any_principal_reason;
-    if (type != BG_KAFKA__ACL_RT_TOPIC)
-        return NULL;
-    *topic = 1;
-    return bg_kafka__acl_reserved(az, name, pattern);
+    return NULL;
 }
 
 /* Field indices of CreateAcls / DeleteAcls: request entries and the

@@ -299,7 +299,10 @@ static void test_acls_beyond_topics(void **st)
     assert_int_equal(d->resources[0].type, BG_RES_KAFKA_CLUSTER);
     assert_int_equal(d->error_code, 31);
     assert_non_null(d = by_reason(&v, SELF));
-    assert_int_equal(d->nresources, 2); /* the cluster (group), topic orders */
+    assert_int_equal(d->nresources, 2); /* the cluster (the group ACL), topic orders */
+    d = ka_find_decision(&v, BG_RES_KAFKA_TOPIC, "orders");
+    assert_non_null(d);
+    assert_string_equal(d->reason, SELF);
     bg_kafka_struct_t *m = merged(f, BG_KAFKA_API_CREATE_ACLS, 3, &v, 2);
     assert_int_equal(m->f[1].a.n, 8);
     static const char *const cmsg[] = {TYPE_REASON, TYPE_REASON, TYPE_REASON, SELF,
