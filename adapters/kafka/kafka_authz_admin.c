@@ -226,7 +226,7 @@ static const char bg_kafka__acl_any_type_reason[] =
     "delegation-token ACLs";
 static const char bg_kafka__acl_self_reason[] = "ACL naming busgate's upstream principal";
 static const char bg_kafka__acl_any_principal_reason[] =
-    "ACL filter of any principal or User:*: it could match busgate's own ACLs";
+    "ACL of any principal or User:*: it would apply to busgate's own principal too";
 
 /* Whether principal (a binding's or a filter's, "Type:name") is busgate's
  * upstream one: User:<kafka.upstream sasl username>, User:ANONYMOUS without
@@ -249,8 +249,8 @@ static int bg_kafka__acl_is_self(const bg_kafka__az_t *az, bg_slice_t principal)
  * on the cluster lets its principal, connecting to the broker directly,
  * alter anything (the audit topic too); one on a user (CREATE_TOKENS) or a
  * delegation token mints or uses a token for that user, busgate's own
- * included. busgate's own ACLs, and bindings for its principal, are never
- * changed through it. */
+ * included. busgate's own ACLs, and bindings for its principal or for
+ * User:* (which includes it), are never changed through it. */
 static const char *bg_kafka__acl_refusal(const bg_kafka__az_t *az, int64_t type, bg_slice_t name,
                                          int64_t pattern, bg_slice_t principal, int filter,
                                          int *topic)
@@ -267,8 +267,10 @@ static const char *bg_kafka__acl_refusal(const bg_kafka__az_t *az, int64_t type,
         return reserved;
     if (principal.len >= 0 && bg_kafka__acl_is_self(az, principal))
         return bg_kafka__acl_self_reason;
-    if (filter && (principal.len < 0 || (principal.len == 6 &&
-                                         strncasecmp((const char *)principal.p, "User:*", 6) == 0)))
+    /* A filter of any principal deletes busgate's own ACLs with the rest;
+     * a User:* binding (a DENY for everyone, say) binds busgate too. */
+    if ((filter && principal.len < 0) ||
+        (principal.len == 6 && strncasecmp((const char *)principal.p, "User:*", 6) == 0))
         return bg_kafka__acl_any_principal_reason;
     return NULL;
 }

@@ -101,7 +101,7 @@ static bg_kafka_struct_t *merged(ka_fix_t *f, int16_t key, int16_t ver, bg_kafka
     "ACL on the cluster, a user or a delegation token: busgate's upstream credential would "   \
     "grant it"
 #define SELF "ACL naming busgate's upstream principal"
-#define ANY_PRINCIPAL "ACL filter of any principal or User:*: it could match busgate's own ACLs"
+#define ANY_PRINCIPAL "ACL of any principal or User:*: it would apply to busgate's own principal too"
 
 /* The decision group busgate recorded with reason why, NULL when none. */
 static const bg_kafka_decision_t *by_reason(const bg_kafka_verdict_t *v, const char *why)
@@ -280,13 +280,15 @@ static void test_acls_beyond_topics(void **st)
         {RT_GROUP, "g", PT_LITERAL},               /* 5 forwarded */
         {RT_TXN, "t", PT_PREFIXED},                /* 6 forwarded: another user */
         {0, "x", PT_LITERAL},                      /* 7 UNKNOWN */
+        {RT_GROUP, "g", PT_LITERAL},               /* 8 User:*: binds busgate too */
     };
     static const char *const cpr[] = {"User:x",       "User:x", "User:x",        "User:busgate",
-                                      "user:busgate", "User:x", "User:busgate2", "User:x"};
+                                      "user:busgate", "User:x", "User:busgate2", "User:x",
+                                      "User:*"};
     bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_CREATE_ACLS, 3);
     bg_kafka_verdict_t v;
     assert_int_equal(bg_kafka_authz_request(&f->ctx, &h,
-                                            acl_req_pr(f, BG_KAFKA_API_CREATE_ACLS, 3, creations, cpr, 8),
+                                            acl_req_pr(f, BG_KAFKA_API_CREATE_ACLS, 3, creations, cpr, 9),
                                             &f->a, &v),
                      0);
     assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
@@ -304,10 +306,10 @@ static void test_acls_beyond_topics(void **st)
     assert_non_null(d);
     assert_string_equal(d->reason, SELF);
     bg_kafka_struct_t *m = merged(f, BG_KAFKA_API_CREATE_ACLS, 3, &v, 2);
-    assert_int_equal(m->f[1].a.n, 8);
-    static const char *const cmsg[] = {TYPE_REASON, TYPE_REASON, TYPE_REASON, SELF,
-                                       SELF,        "up0",       "up1",       ANY_TYPE};
-    for (int i = 0; i < 8; i++)
+    assert_int_equal(m->f[1].a.n, 9);
+    static const char *const cmsg[] = {TYPE_REASON, TYPE_REASON, TYPE_REASON, SELF,         SELF,
+                                       "up0",       "up1",       ANY_TYPE,    ANY_PRINCIPAL};
+    for (int i = 0; i < 9; i++)
         assert_result(m, i, i == 5 || i == 6 ? 0 : 31, cmsg[i]);
     bg_kafka_arena_reset(&f->a);
 
