@@ -245,8 +245,8 @@ def _count_acls(w, rt, name, principal):
 ACL_TYPE_REASON = ("ACL on the cluster, a user or a delegation token: busgate's upstream "
                    "credential would grant it")
 ACL_SELF_REASON = "ACL naming busgate's upstream principal"
-ACL_ANY_PRINCIPAL_REASON = ("ACL filter of any principal or User:*: it could match busgate's "
-                            "own ACLs")
+ACL_ANY_PRINCIPAL_REASON = ("ACL of any principal or User:*: it would apply to busgate's own "
+                            "principal too")
 
 
 def test_acls_beyond_topics_are_refused(start_busgate, tmp_path):
