@@ -221,7 +221,8 @@ static int bg_kafka__same(const bg_kafka_decision_t *g, bg_verb_t verb,
 {
     const bg_policy_decision_t *o = &g->decision;
     if (g->verb != verb || o->effect != d->effect || o->would != d->would ||
-        o->mode != d->mode || o->rule != d->rule || g->error_code != err ||
+        o->mode != d->mode || o->rule != d->rule || o->enforced != d->enforced ||
+        g->error_code != err ||
         g->reason != reason || o->nmasks != d->nmasks)
         return 0;
     return memcmp(o->masks, d->masks, d->nmasks * sizeof d->masks[0]) == 0;

@@ -319,3 +319,46 @@ def test_amqp_event_kinds(start_busgate, tmp_path):
     published = [e for e in events
                  if e["kind"] == "decision" and e["api"]["name"] == "basic.publish"]
     assert [e["result"]["records"] for e in published] == [1], published
+
+
+TWO_ENFORCED_RULES = """    - name: allow-a
+      subjects: [group:orders]
+      resources: ["kafka:topic:it-ga-*"]
+      verbs: [describe]
+      effect: allow
+    - name: allow-b
+      subjects: [group:orders]
+      resources: ["kafka:topic:it-gb-*"]
+      verbs: [describe]
+      effect: allow
+    - name: would-deny
+      subjects: [group:orders]
+      resources: ["kafka:topic:it-ga-*", "kafka:topic:it-gb-*"]
+      verbs: [describe]
+      effect: deny
+      mode: audit
+"""
+
+
+def test_each_resource_keeps_its_enforced_rule(start_busgate, tmp_path):
+    """One Metadata naming two topics that one audit-mode rule covers and two
+    enforce-mode rules allow: the resources of a Kafka request share an
+    event only when their decision is the same, `enforced` included, so each
+    topic's event names the rule applied to it (before, both topics were in
+    one event naming the first topic's rule)."""
+    text, ports = busgate_config(tmp_path, TWO_ENFORCED_RULES)
+    start_busgate(text, wait_for_port=ports["listen"])
+    a, b = unique("it-ga"), unique("it-gb")
+    w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+    try:
+        metadata_v1_topics(w.metadata_v1([a, b]))
+    finally:
+        w.close()
+    got = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                     and any(r["name"] in (a, b) for r in e.get("resources", [])))
+    per_topic = {}
+    for e in got:
+        for r in e["resources"]:
+            per_topic[r["name"]] = e["decision"].get("enforced", {}).get("rule")
+    assert per_topic == {a: "allow-a", b: "allow-b"}, [
+        ([r["name"] for r in e["resources"]], e["decision"]) for e in got]

@@ -472,7 +472,10 @@ def test_past_256_brokers_a_new_one_is_not_served(start_busgate, tmp_path, fake)
     broker_port_base 1 puts the nodes on ports 1..256, which no other test
     hands out: a node takes its entry whether busgate may open its port
     (root) or not (then it is held, not served)."""
-    bg, ports = start(start_busgate, tmp_path, fake, port_base=1)
+    # One worker: each worker opens every served node's port (255 here).
+    text, ports = busgate_config(tmp_path, RULES, security="plaintext", upstream=[fake.address],
+                                 port_base=1)
+    bg = start_busgate("workers: 1\n" + text, wait_for_port=ports["listen"])
     w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
     many = [(i, "127.0.0.1", fake.port) for i in range(1, 256)]
     got, up = metadata_v1_through(w, fake, many, 1)
@@ -495,6 +498,12 @@ def test_a_broker_on_the_bootstrap_port_is_never_served(start_busgate, tmp_path,
     5), and logged as never served."""
     import re
     text, ports = busgate_config(tmp_path, RULES, security="plaintext", upstream=[fake.address])
+    # kafka.listen moves into a reserved block: nodes 4 and 6 go on the
+    # ports beside it, which no other test is handed meanwhile.
+    from kafka_env import free_port_block
+    block = free_port_block(3)
+    text = text.replace(f"127.0.0.1:{ports['listen']}", f"127.0.0.1:{block + 1}")
+    ports["listen"] = block + 1
     base = ports["listen"] - 5
     text = re.sub(r"broker_port_base: *\d+", f"broker_port_base: {base}", text)
     bg = start_busgate(text, wait_for_port=ports["listen"])
