@@ -200,24 +200,33 @@ def _reload(bg, ports, text):
                                      {"result": "ok"}) > reloads), bg.log_path.read_text()[-2000:]
 
 
-def test_reload_removing_the_issuer_denies_its_sessions(kafka_topics, start_busgate, tmp_path):
-    """An operator removes an issuer (its keys leaked) and reloads. A session
-    that logged in with that issuer's token keeps its connection (a reload
-    drops none), but from its next request on every decision is busgate's
-    deny, refused as a policy deny is (TOPIC_AUTHORIZATION_FAILED), until a
-    reload puts the issuer back. A new login with the token is refused."""
+def _revoked_issuer_session(start_busgate, kafka_topics, tmp_path, aud):
+    """busgate with REVOKED_ISSUER trusted, and a PLAIN session of its token
+    (audience aud) allowed Metadata on a new topic. Returns (busgate, ports,
+    config text, the issuer's config lines, jwks, token, wire, topic)."""
     topic = kafka_topics(unique("it-rv"))
     pem, jwks = make_rsa_key(tmp_path)
     issuer = local_issuer(jwks, REVOKED_ISSUER)
     text, ports = busgate_config(tmp_path, REVOKED_RULE, mechanism="PLAIN", extra_issuers=issuer)
     bg = start_busgate(text, wait_for_port=ports["listen"])
     now = int(time.time())
-    tok = sign_jwt(pem, {"iss": REVOKED_ISSUER, "aud": "busgate", "sub": "rv-user",
+    tok = sign_jwt(pem, {"iss": REVOKED_ISSUER, "aud": aud, "sub": "rv-user",
                          "iat": now, "exp": now + 3600})
     w = KafkaWire(ports["listen"])
     w.api_versions()
     assert _plain_login(w, tok) == 0
     assert metadata_v1_topics(w.metadata_v1([topic])) == [(0, topic)]
+    return bg, ports, text, issuer, jwks, tok, w, topic
+
+
+def test_reload_removing_the_issuer_denies_its_sessions(kafka_topics, start_busgate, tmp_path):
+    """An operator removes an issuer (its keys leaked) and reloads. A session
+    that logged in with that issuer's token keeps its connection (a reload
+    drops none), but from its next request on every decision is busgate's
+    deny, refused as a policy deny is (TOPIC_AUTHORIZATION_FAILED), until a
+    reload puts the issuer back. A new login with the token is refused."""
+    bg, ports, text, issuer, jwks, tok, w, topic = _revoked_issuer_session(
+        start_busgate, kafka_topics, tmp_path, "busgate")
     kafka = {"protocol": "kafka"}
     open_now = scrape(ports["admin"], "busgate_connections_open", kafka)
     denies = scrape(ports["admin"], "busgate_decisions_total",
@@ -260,18 +269,8 @@ def test_reload_removing_the_audience_denies_its_sessions(kafka_topics, start_bu
     audiences (the issuer stays): a login with the token would be refused
     now, so the open session is denied everything by busgate, as when the
     issuer is removed, until a reload accepts the audience again."""
-    topic = kafka_topics(unique("it-rv"))
-    pem, jwks = make_rsa_key(tmp_path)
-    issuer = local_issuer(jwks, REVOKED_ISSUER)
-    text, ports = busgate_config(tmp_path, REVOKED_RULE, mechanism="PLAIN", extra_issuers=issuer)
-    bg = start_busgate(text, wait_for_port=ports["listen"])
-    now = int(time.time())
-    tok = sign_jwt(pem, {"iss": REVOKED_ISSUER, "aud": ["busgate"], "sub": "rv-user",
-                         "iat": now, "exp": now + 3600})
-    w = KafkaWire(ports["listen"])
-    w.api_versions()
-    assert _plain_login(w, tok) == 0
-    assert metadata_v1_topics(w.metadata_v1([topic])) == [(0, topic)]
+    bg, ports, text, issuer, jwks, tok, w, topic = _revoked_issuer_session(
+        start_busgate, kafka_topics, tmp_path, ["busgate"])
     kafka = {"protocol": "kafka"}
     open_now = scrape(ports["admin"], "busgate_connections_open", kafka)
 
