@@ -137,16 +137,23 @@ static void bg_audit__avro_form_free(bg_audit__avro_form_t *f)
         avro_schema_decref(f->schema);
 }
 
-/* The named field of record rec's fields, removed; 0 when it was there. */
-static int bg_audit__avro_drop(json_t *rec, const char *name)
+/* The index of the named field in record rec's fields, or -1. */
+static long bg_audit__avro_field(json_t *rec, const char *name)
 {
     json_t *fields = json_object_get(rec, "fields");
     for (size_t i = 0; i < json_array_size(fields); i++) {
         const char *n = json_string_value(json_object_get(json_array_get(fields, i), "name"));
         if (n && strcmp(n, name) == 0)
-            return json_array_remove(fields, i);
+            return (long)i;
     }
     return -1;
+}
+
+/* The named field of record rec's fields, removed; 0 when it was there. */
+static int bg_audit__avro_drop(json_t *rec, const char *name)
+{
+    long i = bg_audit__avro_field(rec, name);
+    return i < 0 ? -1 : json_array_remove(json_object_get(rec, "fields"), (size_t)i);
 }
 
 /* Undoes change k (0 = the newest) of schema j, in place; 0 on success. */
@@ -154,14 +161,9 @@ static int bg_audit__avro_undo(json_t *j, int k)
 {
     if (k == 1)
         return bg_audit__avro_drop(j, "parts") || bg_audit__avro_drop(j, "part");
-    json_t *fields = json_object_get(j, "fields");
-    for (size_t i = 0; i < json_array_size(fields); i++) {
-        json_t *f = json_array_get(fields, i);
-        const char *n = json_string_value(json_object_get(f, "name"));
-        if (n && strcmp(n, "decision") == 0) /* ["null", Decision] */
-            return bg_audit__avro_drop(json_array_get(json_object_get(f, "type"), 1), "enforced");
-    }
-    return -1;
+    long d = bg_audit__avro_field(j, "decision"); /* ["null", Decision] */
+    json_t *decision = d < 0 ? NULL : json_array_get(json_object_get(j, "fields"), (size_t)d);
+    return bg_audit__avro_drop(json_array_get(json_object_get(decision, "type"), 1), "enforced");
 }
 
 /* The older versions of the schema, newest first. */

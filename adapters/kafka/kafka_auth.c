@@ -434,17 +434,6 @@ static int bg_kafka_auth__after_login(bg_kafka_session_t *s, bg_kafka_pending_t 
 static int bg_kafka_auth__authenticate(bg_kafka_session_t *s, bg_kafka_pending_t *pe,
                                        const uint8_t *p, size_t len, int off)
 {
-    if (bg_kafka_auth__settled(s) && bg_kafka_now_ms() >= s->exp_ms) {
-        /* As any request but the SaslHandshake that starts a
-         * re-authentication (Kafka's broker checks the session's end
-         * before it reads the request): closed, audited as the session's
-         * refusal, as kafka_session.c does for the others. */
-        static const char why[] = "token expired without re-authentication";
-        bg_kafka_audit_refused(s, pe->hdr.api_key, pe->hdr.api_version, len + 4,
-                               BG_KAFKA_E_SASL_AUTHENTICATION_FAILED, why);
-        bg_kafka_session_close(s, 0, why);
-        return 1;
-    }
     const bg_kafka_struct_t *req = bg_kafka_auth__decode(s, pe, p, len, off);
     bg_kafka_struct_t *r = bg_kafka_auth__new_resp(pe);
     if (!req || !r)

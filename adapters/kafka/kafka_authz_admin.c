@@ -193,7 +193,9 @@ enum {
     BG_KAFKA__ACL_RT_TOPIC = 2,
     BG_KAFKA__ACL_RT_GROUP = 3,
     BG_KAFKA__ACL_RT_CLUSTER = 4,
-    BG_KAFKA__ACL_RT_TXN_ID = 5
+    BG_KAFKA__ACL_RT_TXN_ID = 5,
+    BG_KAFKA__ACL_RT_TOKEN = 6, /* DELEGATION_TOKEN */
+    BG_KAFKA__ACL_RT_USER = 7
 };
 enum { BG_KAFKA__ACL_PT_ANY = 1, BG_KAFKA__ACL_PT_LITERAL = 3, BG_KAFKA__ACL_PT_PREFIXED = 4 };
 
@@ -258,8 +260,8 @@ static const char *bg_kafka__acl_refusal(const bg_kafka__az_t *az, int64_t type,
     *topic = type == BG_KAFKA__ACL_RT_TOPIC;
     if (type != BG_KAFKA__ACL_RT_TOPIC && type != BG_KAFKA__ACL_RT_GROUP &&
         type != BG_KAFKA__ACL_RT_TXN_ID)
-        return type == BG_KAFKA__ACL_RT_CLUSTER || type == 6 /* DELEGATION_TOKEN */ ||
-                       type == 7 /* USER */
+        return type == BG_KAFKA__ACL_RT_CLUSTER || type == BG_KAFKA__ACL_RT_TOKEN ||
+                       type == BG_KAFKA__ACL_RT_USER
                    ? bg_kafka__acl_type_reason
                    : bg_kafka__acl_any_type_reason;
     const char *reserved = *topic ? bg_kafka__acl_reserved(az, name, pattern) : NULL;

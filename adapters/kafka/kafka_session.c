@@ -713,7 +713,8 @@ static void bg_kafka__close_unsupported(bg_kafka_session_t *s, const bg_kafka_re
 
 /* An authenticated session whose token expired without re-authentication
  * is closed on its next request other than a SaslHandshake (which starts a
- * re-authentication), ApiVersions included, as Kafka's broker does.
+ * re-authentication), ApiVersions and SaslAuthenticate included, as Kafka's
+ * broker does (it checks the session's end before it reads the request).
  * Returns -1 when it closed the session. */
 static int bg_kafka__close_if_expired(bg_kafka_session_t *s, const bg_kafka_req_hdr_t *h,
                                       size_t frame_len)
@@ -816,7 +817,8 @@ static int bg_kafka__on_frame(bg_kafka_session_t *s, struct evbuffer *in, size_t
         snprintf(s->client_id, sizeof s->client_id, "%.*s", (int)h.client_id.len, h.client_id.p);
     if (h.api_key == BG_KAFKA_API_API_VERSIONS || h.api_key == BG_KAFKA_API_SASL_HANDSHAKE ||
         h.api_key == BG_KAFKA_API_SASL_AUTHENTICATE) {
-        if (h.api_key == BG_KAFKA_API_API_VERSIONS && bg_kafka__close_if_expired(s, &h, frame_len) != 0)
+        if (h.api_key != BG_KAFKA_API_SASL_HANDSHAKE &&
+            bg_kafka__close_if_expired(s, &h, frame_len) != 0)
             return -1;
         if (bg_kafka_auth_handle(s, &h, p + 4, frame_len - 4, off) != 0)
             return -1;
