@@ -18,11 +18,14 @@ import subprocess
 import time
 
 import pytest
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+from confluent_kafka.admin import (AclBindingFilter, AclOperation, AclPermissionType,
+                                   AdminClient, ConfigResource, NewTopic, ResourcePatternType,
+                                   ResourceType)
 
 from conftest import ROOT
-from kafka_env import (KAFKA_PLAIN, OIDC, audit_events, busgate_config, oidc_token,
-                       unique)
+from kafka_env import (KAFKA_PLAIN, OIDC, UPSTREAM_USER, audit_events, busgate_config,
+                       oidc_token, unique)
 
 RUN_CLIENT = str(ROOT / "tests" / "interop" / "run-client.sh")
 TOKEN_URL = OIDC + "/token"
@@ -555,3 +558,134 @@ def test_principal_without_groups_is_denied(gate, tmp_path, lang):
     assert res["_exit"] == 0 and res["error"] == DENIED_ERRORS[lang][0], explain(res, bg)
     assert denied_in_audit(ports, topic, "write", "describe")
 
+
+
+ADMIN_RULES = RULES + """    - name: orders-alter-interop-alt
+      subjects: [group:orders]
+      resources: ["kafka:topic:interop-alt-*"]
+      verbs: [alter]
+      effect: allow
+    - name: platform-admin-alters-cluster
+      subjects: [group:platform-admin]
+      resources: ["kafka:cluster"]
+      verbs: [alter]
+      effect: allow
+"""
+
+RETENTION = "3600000"
+
+
+@pytest.fixture
+def admin_gate(start_busgate, tmp_path):
+    """busgate with ADMIN_RULES; returns (bootstrap, Busgate, ports)."""
+    text, ports = busgate_config(tmp_path, ADMIN_RULES)
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    return f"127.0.0.1:{ports['listen']}", bg, ports
+
+
+def topic_config_directly(name, key):
+    a = AdminClient({"bootstrap.servers": KAFKA_PLAIN})
+    res = ConfigResource(ResourceType.TOPIC, name)
+    return a.describe_configs([res], request_timeout=15)[res].result(20)[key].value
+
+
+def partitions_directly(name):
+    a = AdminClient({"bootstrap.servers": KAFKA_PLAIN})
+    return len(a.list_topics(name, timeout=15).topics[name].partitions)
+
+
+def acls_directly(**filt):
+    """The broker's ACL bindings matching filt (resource_name, principal)."""
+    a = AdminClient({"bootstrap.servers": KAFKA_PLAIN})
+    f = AclBindingFilter(ResourceType.ANY, filt.get("resource_name"), ResourcePatternType.ANY,
+                         filt.get("principal"), None, AclOperation.ANY, AclPermissionType.ANY)
+    return a.describe_acls(f, request_timeout=15).result(20)
+
+
+def test_java_admin_refusals(admin_gate, tmp_path):
+    """The Java AdminClient meets busgate's refusals of admin requests:
+    svc-orders may read, write, describe and create interop-* topics, alter
+    only interop-alt-* ones, read and describe interop-* groups, and has
+    nothing on the cluster. Each refusal reaches the client as Kafka's own
+    exception class, and the broker's state is left as it was."""
+    bootstrap, bg, ports = admin_gate
+    topic, alt, hidden = unique("interop-adm"), unique("interop-alt"), unique("hidden")
+    group, acl_user = unique("interop-g"), "User:" + unique("interop-acl")
+    for t in (topic, alt, hidden):
+        create_topic_directly(t)
+    res = run_client(tmp_path, "java", bootstrap, oauth_creds(), "suite",
+                     "produce", topic, "5", "--",
+                     "consume-group", topic, group, "5", "--",
+                     "admin-create-partitions-expect-denied", topic, "3", "--",
+                     "admin-alter-topic-config-expect-denied", topic, "retention.ms", RETENTION,
+                     "--",
+                     "admin-alter-topic-config", alt, "retention.ms", RETENTION, "--",
+                     "admin-describe-topic-config", topic, "--",
+                     "admin-describe-topic-config-expect-denied", hidden, "--",
+                     "admin-delete-records-expect-denied", topic, "5", "--",
+                     "admin-delete-group-expect-denied", group, "--",
+                     "admin-create-acls-expect-denied", f"TOPIC,{topic},{acl_user}", "--",
+                     "admin-reassign-expect-denied", topic, "--",
+                     "admin-elect-leaders-expect-denied", topic, consumer=True)
+    assert res["_exit"] == 0 and res["ok"], explain(res, bg)
+    (_, consumed, partitions, alter_denied, altered, described, describe_denied, records,
+     delete_group, acls, reassign, elect) = res["steps"]
+    assert consumed["consumed"] >= 5 and consumed.get("committed") is True, explain(res, bg)
+    assert partitions["error"] == "TopicAuthorizationException", explain(res, bg)
+    assert alter_denied["error"] == "TopicAuthorizationException", explain(res, bg)
+    assert altered["ok"] and "error" not in altered, explain(res, bg)
+    assert described["configs"] > 0, explain(res, bg)
+    assert describe_denied["error"] == "TopicAuthorizationException", explain(res, bg)
+    assert records["error"] == "TopicAuthorizationException", explain(res, bg)
+    assert delete_group["error"] == "GroupAuthorizationException", explain(res, bg)
+    # No alter on the cluster: the whole CreateAcls is refused, 31 per binding.
+    assert [r["error"] for r in acls["results"]] == ["ClusterAuthorizationException"], \
+        explain(res, bg)
+    assert reassign["error"] == "ClusterAuthorizationException", explain(res, bg)
+    assert elect["error"] == "ClusterAuthorizationException", explain(res, bg)
+
+    for api, name in (("CreatePartitions", topic), ("IncrementalAlterConfigs", topic),
+                      ("DescribeConfigs", hidden), ("DeleteRecords", topic),
+                      ("DeleteGroups", group), ("CreateAcls", ""),
+                      ("AlterPartitionReassignments", ""), ("ElectLeaders", "")):
+        assert audit_decision(ports, api, "deny", name), f"no {api} deny of {name!r} audited"
+    assert audit_decision(ports, "IncrementalAlterConfigs", "allow", alt)
+    # The broker's state: only the allowed change happened.
+    assert partitions_directly(topic) == 1
+    assert topic_config_directly(topic, "retention.ms") != RETENTION
+    assert topic_config_directly(alt, "retention.ms") == RETENTION
+    low, high = Consumer({"bootstrap.servers": KAFKA_PLAIN, "group.id": unique("check")}) \
+        .get_watermark_offsets(TopicPartition(topic, 0), timeout=15)
+    assert (low, high) == (0, 5), "the denied deleteRecords reached the broker"
+    a = AdminClient({"bootstrap.servers": KAFKA_PLAIN})
+    offsets = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)],
+                                            request_timeout=15)[group].result(20)
+    assert [(p.topic, p.offset) for p in offsets.topic_partitions] == [(topic, 5)], \
+        "the denied deleteConsumerGroups reached the broker"
+    assert acls_directly(principal=acl_user) == []
+
+
+def test_java_admin_acl_refusals(admin_gate, tmp_path):
+    """svc-admin may alter the cluster, yet busgate refuses the ACLs its own
+    upstream credential would grant or be bound by (docs/kafka.md): one on
+    the cluster, one for User:*, one naming busgate's own principal. The
+    Java client gets ClusterAuthorizationException for each binding, with
+    busgate's reason as the message; nothing reaches the broker."""
+    bootstrap, bg, ports = admin_gate
+    topic, acl_user = unique("interop-acl"), "User:" + unique("interop-acl")
+    res = run_client(tmp_path, "java", bootstrap, oauth_creds("svc-admin"),
+                     "admin-create-acls-expect-denied",
+                     f"CLUSTER,kafka-cluster,{acl_user}", f"TOPIC,{topic},User:*",
+                     f"TOPIC,{topic},User:{UPSTREAM_USER}")
+    assert res["_exit"] == 0 and res["ok"], explain(res, bg)
+    results = res["results"]
+    assert [r["error"] for r in results] == ["ClusterAuthorizationException"] * 3, \
+        explain(res, bg)
+    assert results[0]["message"].startswith("ACL on the cluster, a user or a delegation token"), \
+        explain(res, bg)
+    assert results[1]["message"].startswith("ACL of any principal or User:*"), explain(res, bg)
+    assert results[2]["message"] == "ACL naming busgate's upstream principal", explain(res, bg)
+    assert audit_decision(ports, "CreateAcls", "deny", "")
+    assert audit_decision(ports, "CreateAcls", "deny", topic)
+    assert acls_directly(principal=acl_user) == []
+    assert acls_directly(resource_name=topic) == []

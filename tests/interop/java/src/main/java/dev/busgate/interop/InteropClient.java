@@ -6,10 +6,12 @@ import java.io.InputStream;
 import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.Collection;
 import java.util.Collections;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Optional;
 import java.util.Properties;
 import java.util.Set;
 import java.util.TreeSet;
@@ -23,13 +25,17 @@ import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AbortTransactionSpec;
 import org.apache.kafka.clients.admin.AdminClientConfig;
 import org.apache.kafka.clients.admin.AlterConfigOp;
+import org.apache.kafka.clients.admin.Config;
 import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
 import org.apache.kafka.clients.admin.DescribeClusterOptions;
 import org.apache.kafka.clients.admin.DescribeTopicsOptions;
 import org.apache.kafka.clients.admin.MemberDescription;
+import org.apache.kafka.clients.admin.NewPartitionReassignment;
+import org.apache.kafka.clients.admin.NewPartitions;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.ProducerState;
+import org.apache.kafka.clients.admin.RecordsToDelete;
 import org.apache.kafka.clients.admin.ShareGroupDescription;
 import org.apache.kafka.clients.admin.ShareMemberDescription;
 import org.apache.kafka.clients.admin.TopicDescription;
@@ -43,12 +49,21 @@ import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.ElectionType;
+import org.apache.kafka.common.KafkaFuture;
+import org.apache.kafka.common.Node;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.acl.AccessControlEntry;
+import org.apache.kafka.common.acl.AclBinding;
 import org.apache.kafka.common.acl.AclOperation;
+import org.apache.kafka.common.acl.AclPermissionType;
 import org.apache.kafka.common.config.ConfigResource;
 import org.apache.kafka.common.config.SaslConfigs;
 import org.apache.kafka.common.errors.ApiException;
 import org.apache.kafka.common.errors.AuthorizationException;
+import org.apache.kafka.common.resource.PatternType;
+import org.apache.kafka.common.resource.ResourcePattern;
+import org.apache.kafka.common.resource.ResourceType;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
 
@@ -76,6 +91,12 @@ public final class InteropClient {
             + " | txn-produce TXNID TOPIC N"
             + " | txn-produce-expect-denied TXNID TOPIC | idempotent-produce TOPIC N"
             + " | txn-hang TXNID TOPIC | admin-abort-hanging[-expect-denied] TOPIC"
+            + " | admin-create-partitions[-expect-denied] T N"
+            + " | admin-alter-topic-config[-expect-denied] T KEY VALUE"
+            + " | admin-describe-topic-config[-expect-denied] T"
+            + " | admin-delete-records-expect-denied T OFFSET | admin-delete-group-expect-denied G"
+            + " | admin-create-acls-expect-denied TYPE,NAME,PRINCIPAL..."
+            + " | admin-reassign-expect-denied T | admin-elect-leaders-expect-denied T"
             + " | admin-set-group-config G KEY VALUE | admin-describe-share-group[-expect-denied] G"
             + " | share-consume TOPIC GROUP N | share-consume-expect-denied TOPIC GROUP"
             + " | suite SCENARIO ARGS... [-- SCENARIO ARGS...]...";
@@ -251,6 +272,29 @@ public final class InteropClient {
                 return adminDescribeShareGroup(arg(a, 1), false);
             case "admin-describe-share-group-expect-denied":
                 return adminDescribeShareGroup(arg(a, 1), true);
+            case "admin-create-partitions":
+                return adminCreatePartitions(arg(a, 1), count(a, 2), false);
+            case "admin-create-partitions-expect-denied":
+                return adminCreatePartitions(arg(a, 1), count(a, 2), true);
+            case "admin-alter-topic-config":
+                return adminAlterTopicConfig(arg(a, 1), arg(a, 2), arg(a, 3), false);
+            case "admin-alter-topic-config-expect-denied":
+                return adminAlterTopicConfig(arg(a, 1), arg(a, 2), arg(a, 3), true);
+            case "admin-describe-topic-config":
+                return adminDescribeTopicConfig(arg(a, 1), false);
+            case "admin-describe-topic-config-expect-denied":
+                return adminDescribeTopicConfig(arg(a, 1), true);
+            case "admin-delete-records-expect-denied":
+                return adminDeleteRecords(arg(a, 1), count(a, 2), true);
+            case "admin-delete-group-expect-denied":
+                return adminDeleteGroup(arg(a, 1), true);
+            case "admin-create-acls-expect-denied":
+                arg(a, 1);
+                return adminCreateAcls(Arrays.asList(a).subList(1, a.length), true);
+            case "admin-reassign-expect-denied":
+                return adminReassign(arg(a, 1), true);
+            case "admin-elect-leaders-expect-denied":
+                return adminElectLeaders(arg(a, 1), true);
             case "admin-set-group-config":
                 return adminSetGroupConfig(arg(a, 1), arg(a, 2), arg(a, 3));
             case "share-consume":
@@ -763,6 +807,124 @@ public final class InteropClient {
             out.put("topics", new ArrayList<>(topics));
             out.put("error", null);
         });
+    }
+
+    /**
+     * Adds partitions to topic (total n) with createPartitions (CreatePartitions:
+     * alter topic).
+     */
+    private boolean adminCreatePartitions(String topic, int n, boolean expectDenied) throws Exception {
+        out.put("topic", topic);
+        return withAdmin(expectDenied, admin -> admin.createPartitions(
+                        Collections.singletonMap(topic, NewPartitions.increaseTo(n)))
+                .all().get(timeoutMs, TimeUnit.MILLISECONDS));
+    }
+
+    /** Sets one config of topic with incrementalAlterConfigs (alter topic). */
+    private boolean adminAlterTopicConfig(String topic, String key, String value, boolean expectDenied)
+            throws Exception {
+        out.put("topic", topic);
+        return withAdmin(expectDenied, admin -> {
+            ConfigResource r = new ConfigResource(ConfigResource.Type.TOPIC, topic);
+            admin.incrementalAlterConfigs(Collections.singletonMap(r, Collections.singletonList(
+                            new AlterConfigOp(new ConfigEntry(key, value), AlterConfigOp.OpType.SET))))
+                    .all().get(timeoutMs, TimeUnit.MILLISECONDS);
+        });
+    }
+
+    /** describeConfigs of topic (DescribeConfigs: describe topic); reports the config count. */
+    private boolean adminDescribeTopicConfig(String topic, boolean expectDenied) throws Exception {
+        out.put("topic", topic);
+        return withAdmin(expectDenied, admin -> {
+            ConfigResource r = new ConfigResource(ConfigResource.Type.TOPIC, topic);
+            Config c = admin.describeConfigs(Collections.singletonList(r)).all()
+                    .get(timeoutMs, TimeUnit.MILLISECONDS).get(r);
+            out.put("configs", c.entries().size());
+        });
+    }
+
+    /** deleteRecords of partition 0 of topic before offset (DeleteRecords: delete topic). */
+    private boolean adminDeleteRecords(String topic, long offset, boolean expectDenied) throws Exception {
+        out.put("topic", topic);
+        return withAdmin(expectDenied, admin -> admin.deleteRecords(Collections.singletonMap(
+                        new TopicPartition(topic, 0), RecordsToDelete.beforeOffset(offset)))
+                .all().get(timeoutMs, TimeUnit.MILLISECONDS));
+    }
+
+    /** deleteConsumerGroups of group (FindCoordinator, then DeleteGroups: delete group). */
+    private boolean adminDeleteGroup(String group, boolean expectDenied) throws Exception {
+        out.put("group", group);
+        return withAdmin(expectDenied, admin -> admin.deleteConsumerGroups(Collections.singletonList(group))
+                .all().get(timeoutMs, TimeUnit.MILLISECONDS));
+    }
+
+    /**
+     * createAcls of the given bindings in one CreateAcls request, each
+     * "TYPE,NAME,PRINCIPAL" (a literal pattern, operation ALL, ALLOW, host *).
+     * Reports each binding's outcome in request order in "results" (its
+     * exception's class and message, or null when it was created); with
+     * expectDenied, true only when every binding failed with an authorization
+     * error, else only when every one was created.
+     */
+    private boolean adminCreateAcls(List<String> specs, boolean expectDenied) throws Exception {
+        List<AclBinding> bindings = new ArrayList<>();
+        for (String s : specs) {
+            String[] f = s.split(",", 3);
+            if (f.length != 3) {
+                throw new IllegalArgumentException("ACL binding TYPE,NAME,PRINCIPAL expected: " + s);
+            }
+            bindings.add(new AclBinding(
+                    new ResourcePattern(ResourceType.fromString(f[0]), f[1], PatternType.LITERAL),
+                    new AccessControlEntry(f[2], "*", AclOperation.ALL, AclPermissionType.ALLOW)));
+        }
+        List<Map<String, Object>> results = new ArrayList<>();
+        out.put("results", results);
+        boolean allDenied = true, allCreated = true;
+        try (Admin admin = Admin.create(adminProps())) {
+            Map<AclBinding, KafkaFuture<Void>> values = admin.createAcls(bindings).values();
+            for (AclBinding b : bindings) {
+                Map<String, Object> r = new LinkedHashMap<>();
+                r.put("binding", b.pattern().resourceType() + "," + b.pattern().name() + ","
+                        + b.entry().principal());
+                try {
+                    values.get(b).get(timeoutMs, TimeUnit.MILLISECONDS);
+                    r.put("error", null);
+                    allDenied = false;
+                } catch (ExecutionException e) {
+                    Throwable k = kafkaCause(e);
+                    r.put("error", k.getClass().getSimpleName());
+                    r.put("message", String.valueOf(k.getMessage()));
+                    allCreated = false;
+                    allDenied &= k instanceof AuthorizationException;
+                }
+                results.add(r);
+            }
+        }
+        return expectDenied ? allDenied : allCreated;
+    }
+
+    /**
+     * alterPartitionReassignments of partition 0 of topic onto the broker
+     * that describeCluster names first (AlterPartitionReassignments: alter
+     * cluster).
+     */
+    private boolean adminReassign(String topic, boolean expectDenied) throws Exception {
+        out.put("topic", topic);
+        return withAdmin(expectDenied, admin -> {
+            Collection<Node> nodes = admin.describeCluster().nodes().get(timeoutMs, TimeUnit.MILLISECONDS);
+            int id = nodes.iterator().next().id();
+            admin.alterPartitionReassignments(Collections.singletonMap(new TopicPartition(topic, 0),
+                            Optional.of(new NewPartitionReassignment(Collections.singletonList(id)))))
+                    .all().get(timeoutMs, TimeUnit.MILLISECONDS);
+        });
+    }
+
+    /** electLeaders (preferred) of partition 0 of topic (ElectLeaders: alter cluster). */
+    private boolean adminElectLeaders(String topic, boolean expectDenied) throws Exception {
+        out.put("topic", topic);
+        return withAdmin(expectDenied, admin -> admin.electLeaders(ElectionType.PREFERRED,
+                        Collections.singleton(new TopicPartition(topic, 0)))
+                .all().get(timeoutMs, TimeUnit.MILLISECONDS));
     }
 
     private Properties adminProps() {
