@@ -753,8 +753,8 @@ int bg_kafka__c_add_partitions_to_txn(bg_kafka__az_t *az)
 
 static bg_kafka_struct_t *bg_kafka__count_error(const bg_kafka_req_hdr_t *hdr,
                                                 const bg_kafka_struct_t *req, int rq_arr,
-                                                int rs_arr, int err_idx, int16_t err,
-                                                bg_kafka_arena_t *a)
+                                                int rs_arr, int err_idx, int msg_idx,
+                                                int16_t err, bg_kafka_arena_t *a)
 {
     const bg_kafka_msg_desc_t *md = bg_kafka_msg_desc(hdr->api_key, 1);
     bg_kafka_struct_t *resp = bg_kafka_struct_new(a, md->body);
@@ -762,8 +762,10 @@ static bg_kafka_struct_t *bg_kafka__count_error(const bg_kafka_req_hdr_t *hdr,
     bg_kafka_struct_t **el = resp ? bg_kafka_array_new(a, resp, rs_arr, n) : NULL;
     if (!el)
         return NULL;
-    for (int32_t i = 0; i < n; i++)
+    for (int32_t i = 0; i < n; i++) {
         el[i]->f[err_idx].i = err;
+        bg_kafka__deny_message(el[i], msg_idx, err);
+    }
     return resp;
 }
 
@@ -861,11 +863,13 @@ bg_kafka_struct_t *bg_kafka__error_entries_admin(const bg_kafka_req_hdr_t *hdr,
     case BG_KAFKA_API_CREATE_ACLS:
         return bg_kafka__count_error(hdr, req, K(CREATE_ACLS_REQ_CREATIONS),
                                      K(CREATE_ACLS_RESP_RESULTS),
-                                     K(CREATE_ACLS_RESP_RESULTS_ERROR_CODE), err, a);
+                                     K(CREATE_ACLS_RESP_RESULTS_ERROR_CODE),
+                                     K(CREATE_ACLS_RESP_RESULTS_ERROR_MESSAGE), err, a);
     case BG_KAFKA_API_DELETE_ACLS:
         return bg_kafka__count_error(hdr, req, K(DELETE_ACLS_REQ_FILTERS),
                                      K(DELETE_ACLS_RESP_FILTER_RESULTS),
-                                     K(DELETE_ACLS_RESP_FILTER_RESULTS_ERROR_CODE), err, a);
+                                     K(DELETE_ACLS_RESP_FILTER_RESULTS_ERROR_CODE),
+                                     K(DELETE_ACLS_RESP_FILTER_RESULTS_ERROR_MESSAGE), err, a);
     case BG_KAFKA_API_DESCRIBE_CONFIGS:
     case BG_KAFKA_API_ALTER_CONFIGS:
     case BG_KAFKA_API_INCREMENTAL_ALTER_CONFIGS: return bg_kafka__configs_error(hdr, req, err, a);

@@ -641,6 +641,7 @@ def test_java_admin_refusals(admin_gate, tmp_path):
     # No alter on the cluster: the whole CreateAcls is refused, 31 per binding.
     assert [r["error"] for r in acls["results"]] == ["ClusterAuthorizationException"], \
         explain(res, bg)
+    assert acls["results"][0]["message"] == "Cluster authorization failed.", explain(res, bg)
     assert reassign["error"] == "ClusterAuthorizationException", explain(res, bg)
     assert elect["error"] == "ClusterAuthorizationException", explain(res, bg)
 
