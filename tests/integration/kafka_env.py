@@ -12,6 +12,8 @@ Services (started by tests/integration/run.sh, see docs/testing.md):
   OIDC provider         http://127.0.0.1:$BG_OIDC_PORT (19400)
 """
 import base64
+import hashlib
+import hmac
 import json
 import os
 import socket
@@ -247,23 +249,37 @@ def b64url(data):
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+def _jwt_signing_input(claims_obj, kid, alg):
+    header = {"alg": alg, "typ": "JWT", "kid": kid}
+    return (b64url(json.dumps(header).encode()) + "." +
+            b64url(json.dumps(claims_obj).encode()))
+
+
 def sign_jwt(pem, claims_obj, kid="test-key-1", alg="RS256"):
     """An RS256 JWT over claims_obj signed with the PEM private key through
     the openssl command line: lets tests make tokens `busgate token mint`
     refuses to (an exp in the past)."""
-    header = {"alg": alg, "typ": "JWT", "kid": kid}
-    signing_input = (b64url(json.dumps(header).encode()) + "." +
-                     b64url(json.dumps(claims_obj).encode()))
+    signing_input = _jwt_signing_input(claims_obj, kid, alg)
     sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", str(pem)],
                          input=signing_input.encode(), capture_output=True, check=True).stdout
     return signing_input + "." + b64url(sig)
 
 
-def local_issuer(jwks_path, issuer="https://it.local.test", audiences="busgate"):
+def sign_hs256(secret, claims_obj, kid="test-hmac-1"):
+    """An HS256 JWT over claims_obj keyed with the shared secret (bytes), as
+    an issuer with allow_hs256 accepts (keys.add_oct_key): `busgate token
+    mint` signs with RSA keys only."""
+    signing_input = _jwt_signing_input(claims_obj, kid, "HS256")
+    sig = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return signing_input + "." + b64url(sig)
+
+
+def local_issuer(jwks_path, issuer="https://it.local.test", audiences="busgate", extra=()):
     """An identity.issuers entry (for busgate_config(extra_issuers=...))
-    trusting a local JWKS file."""
+    trusting a local JWKS file. extra: more of the entry's settings, each
+    "key: value" (e.g. "allow_hs256: true")."""
     return (f"    - issuer: {issuer}\n      audiences: [{audiences}]\n"
-            f"      jwks_file: {jwks_path}\n")
+            f"      jwks_file: {jwks_path}\n" + "".join(f"      {e}\n" for e in extra))
 
 
 def mockcluster_bin():
@@ -565,6 +581,19 @@ class KafkaWire:
             body = struct.pack(">i", len(topics)) + b"".join(kstr(t) for t in topics)
         return self.call(3, 1, body)
 
+    def produce_v3(self, topic, value=b"x"):
+        """Produce v3 (acks=all) of one record to partition 0 of topic: that
+        partition's error code, or None when the connection was closed."""
+        body = (kstr(None) + struct.pack(">hi", -1, 5000) + struct.pack(">i", 1) + kstr(topic) +
+                struct.pack(">ii", 1, 0) + kbytes(record_batch(value)))
+        resp = self.call(0, 3, body)
+        if resp is None:
+            return None
+        r = FlexReader(resp)
+        assert r.i32() == 1
+        name = r.take(r.i16())
+        assert name == topic.encode() and r.i32() == 1 and r.i32() == 0, resp
+        return r.i16()
 
     def batch_codecs(self, topic, partition=0, max_bytes=4 << 20):
         """Fetch v4 of one partition from offset 0 (on a listener without

@@ -2,6 +2,7 @@
 matching public JWKS, so tests never depend on committed key material."""
 import base64
 import json
+import os
 import subprocess
 from pathlib import Path
 
@@ -24,3 +25,15 @@ def make_rsa_key(directory: Path, kid: str = "test-key-1"):
     jwks = directory / "jwks.json"
     jwks.write_text(json.dumps({"keys": [jwk]}))
     return pem, jwks
+
+
+def add_oct_key(jwks: Path, kid: str = "test-hmac-1"):
+    """Adds a fresh 32-byte shared secret as an oct JWK (alg HS256) to the
+    JWKS file jwks; returns the secret. busgate loads it only for an issuer
+    with allow_hs256 and skips it otherwise."""
+    secret = os.urandom(32)
+    doc = json.loads(jwks.read_text())
+    doc["keys"].append({"kty": "oct", "kid": kid, "use": "sig", "alg": "HS256",
+                        "k": b64url(secret)})
+    jwks.write_text(json.dumps(doc))
+    return secret

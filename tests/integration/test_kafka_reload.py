@@ -5,14 +5,17 @@ import signal
 import struct
 import time
 import urllib.request
+from types import SimpleNamespace
+
+import pytest
 
 from confluent_kafka import KafkaError, Producer
 
 from conftest import serve_json
 from kafka_env import (OIDC, KafkaWire, busgate_config, client_conf, kafka_topics, kbytes, kstr,
-                       local_issuer, metadata_v1_topics, oidc_token, scrape, sign_jwt, unique,
-                       wait_audit, wait_until, with_audit_topic)
-from keys import make_rsa_key
+                       local_issuer, metadata_v1_topics, oidc_token, scrape, sign_hs256, sign_jwt,
+                       unique, wait_audit, wait_until, with_audit_topic)
+from keys import add_oct_key, make_rsa_key
 
 DESCRIBE = """    - name: orders-describe
       subjects: [group:orders]
@@ -174,10 +177,10 @@ def test_reload_keeps_keys_while_provider_down(start_busgate, tmp_path):
 
 
 REVOKED_ISSUER = "https://it.revoked.test"
-REVOKED_RULE = """    - name: rv-describe
+REVOKED_RULE = """    - name: rv-use
       subjects: ["sub:rv-user"]
       resources: ["kafka:topic:it-rv-*"]
-      verbs: [describe]
+      verbs: [describe, write]
       effect: allow
 """
 
@@ -192,6 +195,18 @@ def _plain_login(w, token):
     return struct.unpack(">h", body[:2])[0]
 
 
+def _new_login(ports, token):
+    """A new connection's SaslAuthenticate error code with token; the
+    connection when it logged in, else None (closed)."""
+    w = KafkaWire(ports["listen"])
+    w.api_versions()
+    err = _plain_login(w, token)
+    if err:
+        w.close()
+        return err, None
+    return err, w
+
+
 def _reload(bg, ports, text):
     reloads = scrape(ports["admin"], "busgate_reloads_total", {"result": "ok"})
     bg.config_path.write_text(text)
@@ -200,23 +215,46 @@ def _reload(bg, ports, text):
                                      {"result": "ok"}) > reloads), bg.log_path.read_text()[-2000:]
 
 
-def _revoked_issuer_session(start_busgate, kafka_topics, tmp_path, aud):
-    """busgate with REVOKED_ISSUER trusted, and a PLAIN session of its token
-    (audience aud) allowed Metadata on a new topic. Returns (busgate, ports,
-    config text, the issuer's config lines, jwks, token, wire, topic)."""
+def _rv_claims(aud="busgate", **more):
+    """Claims of a REVOKED_ISSUER token for rv-user, valid for an hour."""
+    now = int(time.time())
+    return {"iss": REVOKED_ISSUER, "aud": aud, "sub": "rv-user", "iat": now, "exp": now + 3600,
+            **more}
+
+
+def _revoked_issuer_session(start_busgate, kafka_topics, tmp_path, aud, hs256=False):
+    """busgate with REVOKED_ISSUER trusted (its RSA key; with hs256 also a
+    shared secret, under allow_hs256), and a PLAIN session of the issuer's
+    token (audience aud; HS256-signed with hs256, else RS256) that has had
+    Metadata and a Produce on a new topic allowed by REVOKED_RULE. A
+    namespace: bg, ports, text (the configuration), issuer (its lines in
+    text), jwks and pem (the issuer's keys), token, w (the session), topic."""
     topic = kafka_topics(unique("it-rv"))
     pem, jwks = make_rsa_key(tmp_path)
-    issuer = local_issuer(jwks, REVOKED_ISSUER)
+    secret = add_oct_key(jwks) if hs256 else None
+    issuer = local_issuer(jwks, REVOKED_ISSUER, extra=["allow_hs256: true"] if hs256 else ())
     text, ports = busgate_config(tmp_path, REVOKED_RULE, mechanism="PLAIN", extra_issuers=issuer)
     bg = start_busgate(text, wait_for_port=ports["listen"])
-    now = int(time.time())
-    tok = sign_jwt(pem, {"iss": REVOKED_ISSUER, "aud": aud, "sub": "rv-user",
-                         "iat": now, "exp": now + 3600})
-    w = KafkaWire(ports["listen"])
-    w.api_versions()
-    assert _plain_login(w, tok) == 0
+    tok = sign_hs256(secret, _rv_claims(aud)) if hs256 else sign_jwt(pem, _rv_claims(aud))
+    err, w = _new_login(ports, tok)
+    assert err == 0
     assert metadata_v1_topics(w.metadata_v1([topic])) == [(0, topic)]
-    return bg, ports, text, issuer, jwks, tok, w, topic
+    assert w.produce_v3(topic, b"before") == 0
+    return SimpleNamespace(bg=bg, ports=ports, text=text, issuer=issuer, jwks=jwks, pem=pem,
+                           token=tok, w=w, topic=topic)
+
+
+def _busgate_denied(ports, why, api="Metadata"):
+    """The one deny decision event of api (a Kafka API name) in the audit:
+    busgate's for rv-user, with why as its detail and the entry refused
+    TOPIC_AUTHORIZATION_FAILED."""
+    (ev,) = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                       and e["api"]["name"] == api and e["decision"]["effect"] == "deny")
+    assert ev["principal"]["sub"] == "rv-user", ev
+    assert ev["decision"]["by"] == "busgate" and "rule" not in ev["decision"], ev
+    assert ev["detail"] == why, ev
+    assert ev["result"]["error_code"] == 29, ev
+    return ev
 
 
 def test_reload_removing_the_issuer_denies_its_sessions(kafka_topics, start_busgate, tmp_path):
@@ -225,14 +263,15 @@ def test_reload_removing_the_issuer_denies_its_sessions(kafka_topics, start_busg
     drops none), but from its next request on every decision is busgate's
     deny, refused as a policy deny is (TOPIC_AUTHORIZATION_FAILED), until a
     reload puts the issuer back. A new login with the token is refused."""
-    bg, ports, text, issuer, jwks, tok, w, topic = _revoked_issuer_session(
-        start_busgate, kafka_topics, tmp_path, "busgate")
+    s = _revoked_issuer_session(start_busgate, kafka_topics, tmp_path, "busgate")
+    bg, ports, w, topic = s.bg, s.ports, s.w, s.topic
+    why = "the token's issuer is no longer configured"
     kafka = {"protocol": "kafka"}
     open_now = scrape(ports["admin"], "busgate_connections_open", kafka)
     denies = scrape(ports["admin"], "busgate_decisions_total",
                     {"protocol": "kafka", "effect": "deny"}) or 0
 
-    without = text.replace(issuer, "")
+    without = s.text.replace(s.issuer, "")
     assert REVOKED_ISSUER not in without
     _reload(bg, ports, without)
     # The open session: answered, refused, and still open.
@@ -240,26 +279,18 @@ def test_reload_removing_the_issuer_denies_its_sessions(kafka_topics, start_busg
     assert scrape(ports["admin"], "busgate_connections_open", kafka) == open_now
     assert wait_until(lambda: scrape(ports["admin"], "busgate_decisions_total",
                                      {"protocol": "kafka", "effect": "deny"}) == denies + 1)
-    (ev,) = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
-                       and e["decision"]["effect"] == "deny")
-    assert ev["principal"]["sub"] == "rv-user", ev
-    assert ev["decision"]["by"] == "busgate" and "rule" not in ev["decision"], ev
-    assert ev["detail"] == "the token's issuer is no longer configured", ev
+    ev = _busgate_denied(ports, why)
     assert ev["resources"] == [{"type": "kafka:topic", "name": topic}], ev
-    assert ev["result"]["error_code"] == 29, ev
     # A listing open to every principal is empty, and a deny too.
     assert metadata_v1_topics(w.metadata_v1(None)) == []
     listing = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
                          and e["resources"] == [{"type": "kafka:topic", "name": "*"}])
     assert [(e["decision"]["effect"], e["decision"]["by"], e["detail"]) for e in listing] == \
-        [("deny", "busgate", "the token's issuer is no longer configured")], listing
+        [("deny", "busgate", why)], listing
     # A new login with the token is refused (and so is a re-authentication).
-    w2 = KafkaWire(ports["listen"])
-    w2.api_versions()
-    assert _plain_login(w2, tok) == 58
-    w2.close()
+    assert _new_login(ports, s.token) == (58, None)
 
-    _reload(bg, ports, text)  # the issuer is back: decided by the policy again
+    _reload(bg, ports, s.text)  # the issuer is back: decided by the policy again
     assert metadata_v1_topics(w.metadata_v1([topic])) == [(0, topic)]
     w.close()
 
@@ -269,29 +300,85 @@ def test_reload_removing_the_audience_denies_its_sessions(kafka_topics, start_bu
     audiences (the issuer stays): a login with the token would be refused
     now, so the open session is denied everything by busgate, as when the
     issuer is removed, until a reload accepts the audience again."""
-    bg, ports, text, issuer, jwks, tok, w, topic = _revoked_issuer_session(
-        start_busgate, kafka_topics, tmp_path, ["busgate"])
+    s = _revoked_issuer_session(start_busgate, kafka_topics, tmp_path, ["busgate"])
+    bg, ports, w, topic = s.bg, s.ports, s.w, s.topic
     kafka = {"protocol": "kafka"}
     open_now = scrape(ports["admin"], "busgate_connections_open", kafka)
 
-    moved = text.replace(issuer, local_issuer(jwks, REVOKED_ISSUER, "someone-else"))
-    assert moved != text
+    moved = s.text.replace(s.issuer, local_issuer(s.jwks, REVOKED_ISSUER, "someone-else"))
+    assert moved != s.text
     _reload(bg, ports, moved)
     assert metadata_v1_topics(w.metadata_v1([topic])) == [(29, topic)]
     assert scrape(ports["admin"], "busgate_connections_open", kafka) == open_now
-    (ev,) = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
-                       and e["decision"]["effect"] == "deny")
-    assert ev["principal"]["sub"] == "rv-user", ev
-    assert ev["decision"]["by"] == "busgate" and "rule" not in ev["decision"], ev
-    assert ev["detail"] == "the token's audience is no longer accepted", ev
-    assert ev["result"]["error_code"] == 29, ev
-    w2 = KafkaWire(ports["listen"])
-    w2.api_versions()
-    assert _plain_login(w2, tok) == 58  # as a new login with the token is
-    w2.close()
+    _busgate_denied(ports, "the token's audience is no longer accepted")
+    assert _new_login(ports, s.token) == (58, None)  # as a new login with the token is
 
     # One of the token's audiences among several: decided by the policy again.
-    _reload(bg, ports, text.replace(issuer, local_issuer(jwks, REVOKED_ISSUER,
-                                                         "someone-else, busgate")))
+    _reload(bg, ports, s.text.replace(s.issuer, local_issuer(s.jwks, REVOKED_ISSUER,
+                                                             "someone-else, busgate")))
+    assert metadata_v1_topics(w.metadata_v1([topic])) == [(0, topic)]
+    w.close()
+
+
+def test_reload_disallowing_hs256_denies_its_hs256_sessions(kafka_topics, start_busgate,
+                                                            tmp_path):
+    """A reload that turns allow_hs256 off for an issuer whose shared
+    secret signed a session's HS256 token (the issuer, its RSA key and the
+    audience stay): the session keeps its connection, but its next Metadata
+    and Produce are busgate's deny naming the algorithm, though the policy
+    allows both. Its token no longer logs in; the issuer's RS256 tokens
+    still do, and are decided by the policy. Turning allow_hs256 back on
+    lets the session be decided by the policy again."""
+    s = _revoked_issuer_session(start_busgate, kafka_topics, tmp_path, "busgate", hs256=True)
+    bg, ports, w, topic = s.bg, s.ports, s.w, s.topic
+    why = "the token's algorithm is no longer allowed"
+    kafka = {"protocol": "kafka"}
+    open_now = scrape(ports["admin"], "busgate_connections_open", kafka)
+
+    without = s.text.replace(s.issuer, local_issuer(s.jwks, REVOKED_ISSUER))
+    assert "allow_hs256" in s.text and "allow_hs256" not in without
+    _reload(bg, ports, without)
+    assert metadata_v1_topics(w.metadata_v1([topic])) == [(29, topic)]
+    assert w.produce_v3(topic, b"after") == 29
+    assert scrape(ports["admin"], "busgate_connections_open", kafka) == open_now
+    _busgate_denied(ports, why)
+    ev = _busgate_denied(ports, why, "Produce")
+    assert ev["verb"] == "write" and ev["resources"] == [{"type": "kafka:topic", "name": topic}]
+    assert _new_login(ports, s.token) == (58, None)
+    # A new login with an RS256 token of the same issuer: the policy decides.
+    err, w2 = _new_login(ports, sign_jwt(s.pem, _rv_claims()))
+    assert err == 0
+    assert metadata_v1_topics(w2.metadata_v1([topic])) == [(0, topic)]
+    assert w2.produce_v3(topic, b"rs256") == 0
+    w2.close()
+
+    _reload(bg, ports, s.text)
+    assert w.produce_v3(topic, b"again") == 0
+    w.close()
+
+
+@pytest.mark.parametrize("changed", ["subject_claim: preferred_username", "groups_claim: roles"])
+def test_reload_changing_the_claim_names_denies_its_sessions(kafka_topics, start_busgate,
+                                                            tmp_path, changed):
+    """A reload that changes the issuer's subject_claim (or groups_claim):
+    the open session's names came from the old claim and cannot be
+    recomputed without its token, so its next request is busgate's deny
+    naming the change, though the policy allows it. A new login with a
+    token that carries the new claim is decided by the policy; a reload back
+    to the old claim lets the session be decided by the policy again."""
+    s = _revoked_issuer_session(start_busgate, kafka_topics, tmp_path, "busgate")
+    bg, ports, w, topic = s.bg, s.ports, s.w, s.topic
+
+    renamed = s.text.replace(s.issuer, local_issuer(s.jwks, REVOKED_ISSUER, extra=[changed]))
+    assert changed in renamed
+    _reload(bg, ports, renamed)
+    assert metadata_v1_topics(w.metadata_v1([topic])) == [(29, topic)]
+    _busgate_denied(ports, "the issuer's subject or groups claim changed; log in again")
+    err, w2 = _new_login(ports, sign_jwt(s.pem, _rv_claims(preferred_username="rv-user")))
+    assert err == 0
+    assert metadata_v1_topics(w2.metadata_v1([topic])) == [(0, topic)]
+    w2.close()
+
+    _reload(bg, ports, s.text)
     assert metadata_v1_topics(w.metadata_v1([topic])) == [(0, topic)]
     w.close()
