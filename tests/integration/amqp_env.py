@@ -34,9 +34,10 @@ class Issuer:
         self.pem, self.jwks = make_rsa_key(directory)
         self.iss = iss
 
-    def yaml(self):
-        """This issuer as an identity.issuers entry (4-space indented)."""
-        return (f"    - issuer: {self.iss}\n      audiences: [{AUDIENCE}]\n"
+    def yaml(self, audiences=AUDIENCE):
+        """This issuer as an identity.issuers entry (4-space indented);
+        audiences: the YAML list's items."""
+        return (f"    - issuer: {self.iss}\n      audiences: [{audiences}]\n"
                 f"      jwks_file: {self.jwks}\n")
 
     def mint(self, sub, groups=(), ttl=600, aud=AUDIENCE):

@@ -8,15 +8,20 @@ reuse of a consumer tag refused.
 
 The client is raw frames over a socket (pika's codec for marshalling only,
 no pika connection logic): pika's own clients wait for each consume-ok."""
+import signal
 import socket
 import time
+from contextlib import contextmanager
+from types import SimpleNamespace
 
 import pika
+import pytest
 import pika.frame as pframe
 import pika.spec as spec
 
 from amqp_env import (RABBIT_PORT, UPSTREAM_PASSWORD, UPSTREAM_USER, Issuer, api_name,
-                      busgate_config, direct, rule, unique, wait_audit)
+                      busgate_config, connect, direct, rule, unique, wait_audit)
+from kafka_env import scrape, wait_until
 
 POLICY = (rule("cons", ["group:apps"], ["amqp:queue:it.cons-*"], ["read", "create", "delete", "describe"])
           + rule("default-exchange", ["group:apps"], ["amqp:exchange:amq.default"], ["write"]))
@@ -244,7 +249,6 @@ REPLY_RULE = rule("reply-to", ["group:apps"], ["amqp:queue:" + REPLY_TO], ["read
 
 def reload_without_read(bg, text):
     """Reloads busgate with the same rules minus read on it.cons-*."""
-    import signal
     narrow = text.replace('["read", "create", "delete", "describe"]',
                           '["create", "delete", "describe"]')
     assert narrow != text
@@ -430,8 +434,6 @@ def test_reload_refuses_a_live_consumer(start_busgate, tmp_path):
     back to the queue when the channel closes. (With auto-ack RabbitMQ
     counts it delivered as it sends it: see docs/amqp.md.) The
     connection's other channel goes on."""
-    import signal
-    from amqp_env import connect
     issuer = Issuer(tmp_path / "keys")
     text, ports = busgate_config(tmp_path, issuer, POLICY)
     bg = start_busgate(text, wait_for_port=ports["listen"])
@@ -479,34 +481,26 @@ def test_reload_refuses_a_live_consumer(start_busgate, tmp_path):
         admin.close()
 
 
-def test_reload_removing_the_issuer_denies_its_session(start_busgate, tmp_path):
-    """An operator removes an issuer (its keys leaked) and reloads. A
-    connection that logged in with that issuer's token stays open (a reload
-    drops none), but every decision is then busgate's deny: its live
-    consumer is refused at the next delivery, and a method the policy
-    allows is refused 403 naming the reason. A reload that puts the issuer
-    back lets the same connection go on."""
-    import signal
-    from amqp_env import connect
-    from kafka_env import scrape, wait_until
+@contextmanager
+def vouched_session(start_busgate, tmp_path):
+    """busgate trusting a second issuer next to the usual one, and a
+    connection through it with a token of that issuer (alice in apps): a
+    consumer (channel ch, bodies in got) on a new queue that has had one
+    delivery, and a second channel (other) open. For the reloads that take
+    away what vouched for the token. A namespace: bg, ports, text (the
+    configuration), second (the issuer), token, conn, ch, other, got, q, and
+    ach, a channel straight to RabbitMQ. Closes the connection and deletes
+    the queue at the end."""
     issuer = Issuer(tmp_path / "keys")
-    leaked = Issuer(tmp_path / "leaked", iss="https://amqp.it.leaked.test")
-    text, ports = busgate_config(tmp_path, issuer, POLICY, more_issuers=[leaked])
+    second = Issuer(tmp_path / "second", iss="https://amqp.it.second.test")
+    text, ports = busgate_config(tmp_path, issuer, POLICY, more_issuers=[second])
     bg = start_busgate(text, wait_for_port=ports["listen"])
-    why = "the token's issuer is no longer configured"
-
-    def reload(new_text):
-        ok = {"result": "ok"}
-        reloads = scrape(ports["admin"], "busgate_reloads_total", ok)
-        bg.config_path.write_text(new_text)
-        bg.signal(signal.SIGHUP)
-        assert wait_until(lambda: scrape(ports["admin"], "busgate_reloads_total", ok) > reloads)
-
-    q = unique("it.cons-leaked")
+    q = unique("it.cons-vouched")
     admin = direct()
     ach = admin.channel()
     ach.queue_declare(q)
-    conn = connect(ports["listen"], leaked.mint("alice", ["apps"]))
+    token = second.mint("alice", ["apps"])
+    conn = connect(ports["listen"], token)
     try:
         ch, other = conn.channel(), conn.channel()
         got = []
@@ -516,32 +510,102 @@ def test_reload_removing_the_issuer_denies_its_session(start_busgate, tmp_path):
         while not got and time.monotonic() < deadline:
             conn.process_data_events(time_limit=0.2)
         assert got == [b"before"]
-        without = text.replace(leaked.yaml(), "")
-        assert leaked.iss not in without
-        reload(without)
-        ach.basic_publish("", q, b"after")
-        deadline = time.monotonic() + 10
-        while ch.is_open and time.monotonic() < deadline:
-            conn.process_data_events(time_limit=0.2)
-        assert ch.is_closed and got == [b"before"], got
-        (ev,) = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
-                           and e["decision"]["effect"] == "deny"
-                           and api_name(e) == "basic.consume")
-        assert ev["decision"]["by"] == "busgate" and "rule" not in ev["decision"], ev
-        assert ev["detail"] == why, ev
-        assert ev["resources"][0]["name"] == q, ev
-        # describe is allowed by the policy, refused for the session
-        try:
-            other.queue_declare(q, passive=True)
-            raise AssertionError("queue.declare allowed after the issuer went")
-        except pika.exceptions.ChannelClosedByBroker as e:
-            assert e.reply_code == 403 and f"(busgate: {why})" in e.reply_text, e
-        assert conn.is_open
-        assert queued_body(ach, q) == b"after"  # nothing lost
-        reload(text)  # the issuer is back
-        conn.channel().queue_declare(q, passive=True)
+        yield SimpleNamespace(bg=bg, ports=ports, text=text, second=second, token=token,
+                              conn=conn, ch=ch, other=other, got=got, q=q, ach=ach)
     finally:
         if conn.is_open:
             conn.close()
         ach.queue_delete(q)
         admin.close()
+
+
+def reload_config(s, new_text):
+    """Reloads s.bg (a vouched_session's) with new_text; returns once it has."""
+    ok = {"result": "ok"}
+    reloads = scrape(s.ports["admin"], "busgate_reloads_total", ok)
+    s.bg.config_path.write_text(new_text)
+    s.bg.signal(signal.SIGHUP)
+    assert wait_until(lambda: scrape(s.ports["admin"], "busgate_reloads_total", ok) > reloads)
+
+
+def busgate_deny(s, api, why, resource):
+    """The one deny decision event of api ("basic.consume") in s's audit:
+    busgate's, with why as its detail, on the named resource."""
+    (ev,) = wait_audit(s.ports["audit"], lambda e: e["kind"] == "decision"
+                       and e["decision"]["effect"] == "deny" and api_name(e) == api)
+    assert ev["decision"]["by"] == "busgate" and "rule" not in ev["decision"], ev
+    assert ev["detail"] == why, ev
+    assert [r["name"] for r in ev["resources"]] == [resource], ev
+    return ev
+
+
+def assert_unvouched(s, why):
+    """After a reload that took away what vouched for s.token: the connection
+    stays open, but every decision is busgate's deny for why, though the
+    policy allows it. The live consumer is refused at its next delivery
+    (its channel closed, the message not relayed and back in the queue); a
+    queue.declare (describe) and a publish are refused 403 naming why, each
+    with its audit event; the refused publish never reaches the queue."""
+    s.ach.basic_publish("", s.q, b"after")
+    deadline = time.monotonic() + 10
+    while s.ch.is_open and time.monotonic() < deadline:
+        s.conn.process_data_events(time_limit=0.2)
+    assert s.ch.is_closed and s.got == [b"before"], s.got
+    busgate_deny(s, "basic.consume", why, s.q)
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as ei:
+        s.other.queue_declare(s.q, passive=True)
+    assert ei.value.reply_code == 403 and f"(busgate: {why})" in ei.value.reply_text, ei.value
+    pub = s.conn.channel()  # opening a channel needs no decision
+    pub.confirm_delivery()
+    with pytest.raises(pika.exceptions.ChannelClosedByBroker) as ei:
+        pub.basic_publish("", s.q, b"refused")
+    assert ei.value.reply_code == 403 and f"(busgate: {why})" in ei.value.reply_text, ei.value
+    busgate_deny(s, "basic.publish", why, "amq.default")
+    assert s.conn.is_open
+    assert queued_body(s.ach, s.q) == b"after"  # nothing lost
+    assert s.ach.queue_declare(s.q, passive=True).method.message_count == 0
+
+
+def test_reload_removing_the_issuer_denies_its_session(start_busgate, tmp_path):
+    """An operator removes an issuer (its keys leaked) and reloads. A
+    connection that logged in with that issuer's token stays open (a reload
+    drops none), but every decision is then busgate's deny: its live
+    consumer is refused at the next delivery, and methods the policy
+    allows are refused 403 naming the reason. A reload that puts the issuer
+    back lets the same connection go on."""
+    with vouched_session(start_busgate, tmp_path) as s:
+        without = s.text.replace(s.second.yaml(), "")
+        assert s.second.iss not in without
+        reload_config(s, without)
+        assert_unvouched(s, "the token's issuer is no longer configured")
+        reload_config(s, s.text)  # the issuer is back
+        s.conn.channel().queue_declare(s.q, passive=True)
+
+
+def test_reload_removing_the_audience_denies_its_session(start_busgate, tmp_path):
+    """A reload that takes the token's audience out of its issuer's
+    audiences (the issuer stays): the connection stays open, but every
+    decision is busgate's deny naming the audience, as when the issuer is
+    removed. The token no longer logs in; a token of the same issuer for
+    the audience now accepted does, and the policy decides for it. A reload
+    that accepts the audience again lets the same connection go on."""
+    with vouched_session(start_busgate, tmp_path) as s:
+        moved = s.text.replace(s.second.yaml(), s.second.yaml(audiences="someone-else"))
+        assert moved != s.text
+        reload_config(s, moved)
+        assert_unvouched(s, "the token's audience is no longer accepted")
+        with pytest.raises((pika.exceptions.ProbableAuthenticationError,
+                            pika.exceptions.AuthenticationError)) as ei:
+            connect(s.ports["listen"], s.token)
+        assert "ACCESS_REFUSED" in str(ei.value)
+        fresh = connect(s.ports["listen"], s.second.mint("alice", ["apps"], aud="someone-else"))
+        try:
+            fch = fresh.channel()
+            fch.confirm_delivery()
+            fch.basic_publish("", s.q, b"fresh")
+        finally:
+            fresh.close()
+        assert queued_body(s.ach, s.q) == b"fresh"
+        reload_config(s, s.text.replace(s.second.yaml(),
+                                        s.second.yaml(audiences="someone-else, busgate")))
+        s.conn.channel().queue_declare(s.q, passive=True)
