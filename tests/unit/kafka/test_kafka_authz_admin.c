@@ -195,25 +195,17 @@ static void test_create_acls_whole(void **st)
      * Kafka's default message for the code (as its ApiError carries one),
      * CreateAcls and DeleteAcls alike. */
     ka_set_policy(f, 1u << BG_VERB_DESCRIBE);
-    assert_int_equal(
-        bg_kafka_authz_request(&f->ctx, &h, acl_req(f, BG_KAFKA_API_CREATE_ACLS, 3, ok, 2), &f->a,
-                               &v),
-        0);
-    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
-    r = ka_rt(f, BG_KAFKA_API_CREATE_ACLS, 1, 3, v.response);
-    assert_int_equal(r->f[1].a.n, 2);
-    assert_result(r, 0, 31, "Cluster authorization failed.");
-    assert_result(r, 1, 31, "Cluster authorization failed.");
-    bg_kafka_req_hdr_t hd = ka_hdr(BG_KAFKA_API_DELETE_ACLS, 3);
-    assert_int_equal(
-        bg_kafka_authz_request(&f->ctx, &hd, acl_req(f, BG_KAFKA_API_DELETE_ACLS, 3, ok, 2),
-                               &f->a, &v),
-        0);
-    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
-    r = ka_rt(f, BG_KAFKA_API_DELETE_ACLS, 1, 3, v.response);
-    assert_int_equal(r->f[1].a.n, 2);
-    assert_result(r, 0, 31, "Cluster authorization failed.");
-    assert_result(r, 1, 31, "Cluster authorization failed.");
+    static const int16_t apis[] = {BG_KAFKA_API_CREATE_ACLS, BG_KAFKA_API_DELETE_ACLS};
+    for (size_t k = 0; k < 2; k++) {
+        bg_kafka_req_hdr_t hk = ka_hdr(apis[k], 3);
+        assert_int_equal(
+            bg_kafka_authz_request(&f->ctx, &hk, acl_req(f, apis[k], 3, ok, 2), &f->a, &v), 0);
+        assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+        r = ka_rt(f, apis[k], 1, 3, v.response);
+        assert_int_equal(r->f[1].a.n, 2);
+        assert_result(r, 0, 31, "Cluster authorization failed.");
+        assert_result(r, 1, 31, "Cluster authorization failed.");
+    }
 }
 
 static void test_delete_acls(void **st)
