@@ -362,6 +362,14 @@ def crc32c(data):
     return crc ^ 0xFFFFFFFF
 
 
+def produce_v3_body(topic, acks=-1, value=b"x", timeout_ms=5000):
+    """A Produce v3 request body: no transactional id, partition 0 of topic
+    with one record of value, or null records when value is None."""
+    records = struct.pack(">i", -1) if value is None else kbytes(record_batch(value))
+    return (kstr(None) + struct.pack(">hi", acks, timeout_ms) + struct.pack(">i", 1) +
+            kstr(topic) + struct.pack(">ii", 1, 0) + records)
+
+
 def record_batch(value=b"x"):
     """A v2 record batch of one record (no key, no headers), CRC filled in."""
     def zigzag(n):
@@ -584,9 +592,7 @@ class KafkaWire:
     def produce_v3(self, topic, value=b"x"):
         """Produce v3 (acks=all) of one record to partition 0 of topic: that
         partition's error code, or None when the connection was closed."""
-        body = (kstr(None) + struct.pack(">hi", -1, 5000) + struct.pack(">i", 1) + kstr(topic) +
-                struct.pack(">ii", 1, 0) + kbytes(record_batch(value)))
-        resp = self.call(0, 3, body)
+        resp = self.call(0, 3, produce_v3_body(topic, value=value))
         if resp is None:
             return None
         r = FlexReader(resp)

@@ -14,7 +14,7 @@ import struct
 import pytest
 
 from kafka_env import (KafkaWire, audit_events, busgate_config, create_topics, kbytes, kstr,
-                       oidc_token, record_batch, unique, wait_until)
+                       oidc_token, produce_v3_body, unique, wait_until)
 from test_audit_events import check
 
 RULES = """    - name: orders-everything
@@ -138,11 +138,6 @@ def fetch_v4(topic, max_wait_ms):
             + kstr(topic) + struct.pack(">i", 1) + struct.pack(">iqi", 0, 0, 1 << 20))
 
 
-def produce_v3(topic, acks):
-    return (struct.pack(">hhi", -1, acks, 5000) + struct.pack(">i", 1) + kstr(topic)
-            + struct.pack(">ii", 1, 0) + kbytes(record_batch(b"x")))
-
-
 @pytest.fixture
 def order_gate(start_busgate, tmp_path):
     text, ports = busgate_config(tmp_path, ORDER_RULES, mechanism="PLAIN")
@@ -186,7 +181,7 @@ def test_events_follow_request_order_behind_a_held_fetch(order_gate):
     w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
     c1 = w.send(1, 4, fetch_v4(held, HOLD_MS))
     c2 = w.send(1, 4, fetch_v4(denied, 10))
-    w.send(0, 3, produce_v3(other, 0))
+    w.send(0, 3, produce_v3_body(other, 0))
     c4 = w.send(3, 1, struct.pack(">i", 1) + kstr(held))
     got = [w.recv() for _ in range(3)]
     w.close()
@@ -213,7 +208,7 @@ def test_a_closing_refusal_follows_the_held_fetch(order_gate):
     denied = unique("it-no")
     w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
     c1 = w.send(1, 4, fetch_v4(held, HOLD_MS))
-    w.send(0, 3, produce_v3(denied, 0))
+    w.send(0, 3, produce_v3_body(denied, 0))
     r = w.recv()
     assert r is not None and r[0] == c1, r
     assert w.closed_by_peer(), "busgate did not close the connection"

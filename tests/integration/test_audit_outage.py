@@ -29,7 +29,7 @@ from audit_env import (Instance, counter, decisions, drained, kafka, kafka_env, 
                        produce_some, raw_session, ready, scrape, topic_ids)
 from audit_env import admin as admin_of
 from conftest import run_cli
-from kafka_env import KafkaWire, client_conf, kstr, oidc_token, unique, wait_until
+from kafka_env import KafkaWire, client_conf, oidc_token, produce_v3_body, unique, wait_until
 
 PLAIN = int(os.environ.get("BG_AUDIT_KAFKA_PLAIN_PORT", "18092"))
 SASL = PLAIN + 1
@@ -51,9 +51,7 @@ def produce_error(w, topic):
     authenticated connection w: that partition's error code, or None when
     busgate closed the connection instead of answering."""
     try:
-        body = (kstr(None) + struct.pack(">hi", -1, 5000) + struct.pack(">i", 1) + kstr(topic) +
-                struct.pack(">iii", 1, 0, -1))
-        resp = w.call(0, 3, body)
+        resp = w.call(0, 3, produce_v3_body(topic, value=None))
         if resp is None:
             return None
         (nt,) = struct.unpack(">i", resp[:4])

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from conftest import audit_events, wait_audit
-from kafka_env import KafkaWire, busgate_config, kbytes, kstr, oidc_token, record_batch, scrape
+from kafka_env import KafkaWire, busgate_config, kstr, oidc_token, produce_v3_body, scrape
 from kafka_fake import FakeKafka
 
 RULES = """    - name: orders-everything
@@ -179,11 +179,6 @@ def fetch_v4(topic="t", max_wait=500):
             kstr(topic) + struct.pack(">i", 1) + struct.pack(">iqi", 0, 0, 1 << 20))
 
 
-def produce_v3(topic="t", acks=1):
-    return (struct.pack(">hhi", -1, acks, 30000) + struct.pack(">i", 1) + kstr(topic) +
-            struct.pack(">ii", 1, 0) + kbytes(record_batch()))
-
-
 def read_to_close(sock, timeout=10):
     """Everything the peer sends until it closes (EOF or reset): its length."""
     sock.settimeout(timeout)
@@ -323,8 +318,8 @@ def test_requests_in_flight_when_the_broker_closes_are_audited_unanswered(start_
     one warn says the broker closed."""
     bg, ports = start(start_busgate, tmp_path, fake)
     w = KafkaWire(ports["listen"], timeout=15).login(oidc_token("svc-orders"))
-    sent = [w.send(0, 3, produce_v3(acks=1)), w.send(0, 3, produce_v3(acks=-1)),
-            w.send(1, 4, fetch_v4(max_wait=30000))]
+    sent = [w.send(0, 3, produce_v3_body("t", acks, timeout_ms=30000)) for acks in (1, -1)]
+    sent.append(w.send(1, 4, fetch_v4(max_wait=30000)))
     w.send(18, 0, b"")
     up = fake.conns.get(timeout=10)
     assert [up.next().corr for _ in range(3)] == sent

@@ -14,7 +14,7 @@ from confluent_kafka import Producer
 
 from conftest import cpu_seconds, http_get
 from kafka_env import (KafkaWire, busgate_config, client_conf, create_topics, kstr, oidc_token,
-                       scrape, unique, wait_until)
+                       produce_v3_body, scrape, unique, wait_until)
 
 RULES = """    - name: orders-topics
       subjects: [group:orders]
@@ -156,12 +156,6 @@ def test_answers_the_client_does_not_read_pause_reading(start_busgate, tmp_path)
     w.close()
 
 
-def produce_v3(acks, topic):
-    """A Produce v3 body: no transactional id, one partition, null records."""
-    return (kstr(None) + struct.pack(">hi", acks, 5000) + struct.pack(">i", 1) + kstr(topic) +
-            struct.pack(">iii", 1, 0, -1))
-
-
 def test_acks0_produce_while_audit_is_down_closes(start_busgate, tmp_path):
     """While the audit pipeline refuses events (block mode, its only sink
     failing: the audit file is /dev/full), a request that expects a
@@ -181,11 +175,11 @@ def test_acks0_produce_while_audit_is_down_closes(start_busgate, tmp_path):
         return status == 503 and "audit" in body
     assert wait_until(not_ready), bg.log_path.read_text()[-2000:]
 
-    resp = w.call(0, 3, produce_v3(1, "it-orders-audit-down"))
+    resp = w.call(0, 3, produce_v3_body("it-orders-audit-down", 1, value=None))
     assert resp is not None, "closed on an acks=1 produce"
     off = 4 + 2 + len("it-orders-audit-down") + 4 + 4  # topics, name, partitions, index
     assert struct.unpack(">h", resp[off:off + 2])[0] == 7  # REQUEST_TIMED_OUT
-    w.send(0, 3, produce_v3(0, "it-orders-audit-down"))
+    w.send(0, 3, produce_v3_body("it-orders-audit-down", 0, value=None))
     assert w.closed_by_peer(), "an acks=0 produce was answered"
     w.close()
     assert bg.wait_log(lambda l: "audit pipeline unavailable" in l.get("msg", ""))
@@ -204,7 +198,8 @@ def test_closing_session_whose_client_does_not_read_ends(start_busgate, tmp_path
     n = 45_000
     data = api_versions_flood(w.corr + 1, n)
     corr = w.corr + n + 1
-    payload = struct.pack(">hhi", 0, 3, corr) + kstr("it-raw") + produce_v3(0, "it-denied")
+    payload = (struct.pack(">hhi", 0, 3, corr) + kstr("it-raw") +
+               produce_v3_body("it-denied", 0, value=None))
     data += struct.pack(">i", len(payload)) + payload
     assert send_until_stalled(w.sock, data) == len(data)
     assert bg.wait_log(lambda l: "acks=0 produce denied" in l.get("msg", ""), timeout=60)
