@@ -96,8 +96,7 @@ typedef int bg_kafka__resp_hook_t(const bg_kafka_authz_ctx_t *ctx, int16_t ver,
                                   void *learn_arg);
 typedef bg_kafka__resp_hook_t *bg_kafka__resp_fn;
 typedef struct bg_kafka__api_s {
-    int16_t min, max;
-    int16_t first_flexible;
+    int16_t min, max; /* flexible versions: the generated descriptors' */
     bg_kafka__classify_fn classify; /* NULL: handled by the session (SASL, ApiVersions) */
     bg_kafka__resp_fn on_response;
     uint8_t always_response; /* 1: on_response rewrites every response */

@@ -6,8 +6,6 @@
 
 #include "adapters/kafka/kafka_authz-internal.h"
 
-#define VMAX BG_KAFKA_VMAX
-
 /* Version ranges: what the 4.x definitions describe, limited to what the
  * classifiers below understand. Kafka 4.0 removed some old versions from the
  * JSON (Produce v0-2, Fetch v0-3, ListOffsets v0, OffsetCommit v0-1,
@@ -16,85 +14,85 @@
  * definitions mark unstable are never advertised (bg_kafka_authz_supported
  * clamps to the descriptor). */
 static const bg_kafka__api_t bg_kafka__apis[] = {
-    [BG_KAFKA_API_PRODUCE] = {3, 13, 9, bg_kafka__c_produce, bg_kafka__r_produce, 1, 10},
+    [BG_KAFKA_API_PRODUCE] = {3, 13, bg_kafka__c_produce, bg_kafka__r_produce, 1, 10},
     /* Fetch stops at v15: from v16 a response may end with NodeEndpoints
      * (KIP-951), which busgate would have to rewrite, so every response would
      * have to be received whole before any byte could go on. Up to v15 a
      * fetch response is cut through as it arrives. Clients then learn of a
      * leader change by refreshing metadata, as before KIP-951. */
-    [BG_KAFKA_API_FETCH] = {4, 15, 12, bg_kafka__c_fetch, bg_kafka__r_fetch, 1, 16},
-    [BG_KAFKA_API_LIST_OFFSETS] = {1, 11, 6, bg_kafka__c_list_offsets, NULL, 0, 0},
-    [BG_KAFKA_API_METADATA] = {0, 13, 9, bg_kafka__c_metadata, bg_kafka__r_metadata, 1, 0},
-    [BG_KAFKA_API_OFFSET_COMMIT] = {2, 10, 8, bg_kafka__c_offset_commit, NULL, 0, 0},
+    [BG_KAFKA_API_FETCH] = {4, 15, bg_kafka__c_fetch, bg_kafka__r_fetch, 1, 16},
+    [BG_KAFKA_API_LIST_OFFSETS] = {1, 11, bg_kafka__c_list_offsets, NULL, 0, 0},
+    [BG_KAFKA_API_METADATA] = {0, 13, bg_kafka__c_metadata, bg_kafka__r_metadata, 1, 0},
+    [BG_KAFKA_API_OFFSET_COMMIT] = {2, 10, bg_kafka__c_offset_commit, NULL, 0, 0},
     /* Not v10: its all-topics answer names topics by id only, which the
      * listing filter (by name) cannot check; see docs/kafka.md. */
-    [BG_KAFKA_API_OFFSET_FETCH] = {1, 9, 6, bg_kafka__c_offset_fetch, NULL, 0, 0},
-    [BG_KAFKA_API_FIND_COORDINATOR] = {0, 6, 3, bg_kafka__c_find_coordinator,
+    [BG_KAFKA_API_OFFSET_FETCH] = {1, 9, bg_kafka__c_offset_fetch, NULL, 0, 0},
+    [BG_KAFKA_API_FIND_COORDINATOR] = {0, 6, bg_kafka__c_find_coordinator,
                                        bg_kafka__r_find_coordinator, 1, 0},
-    [BG_KAFKA_API_JOIN_GROUP] = {0, 9, 6, bg_kafka__c_join_group, NULL, 0, 0},
-    [BG_KAFKA_API_HEARTBEAT] = {0, 4, 4, bg_kafka__c_group_read, NULL, 0, 0},
-    [BG_KAFKA_API_LEAVE_GROUP] = {0, 5, 4, bg_kafka__c_group_read, NULL, 0, 0},
-    [BG_KAFKA_API_SYNC_GROUP] = {0, 5, 4, bg_kafka__c_group_read, NULL, 0, 0},
+    [BG_KAFKA_API_JOIN_GROUP] = {0, 9, bg_kafka__c_join_group, NULL, 0, 0},
+    [BG_KAFKA_API_HEARTBEAT] = {0, 4, bg_kafka__c_group_read, NULL, 0, 0},
+    [BG_KAFKA_API_LEAVE_GROUP] = {0, 5, bg_kafka__c_group_read, NULL, 0, 0},
+    [BG_KAFKA_API_SYNC_GROUP] = {0, 5, bg_kafka__c_group_read, NULL, 0, 0},
     /* v3+: AuthorizedOperations, made the principal's (kafka_authz_ops.c). */
-    [BG_KAFKA_API_DESCRIBE_GROUPS] = {0, 6, 5, bg_kafka__c_describe_groups, NULL, 1, 3},
-    [BG_KAFKA_API_LIST_GROUPS] = {0, 5, 3, bg_kafka__c_list_groups, NULL, 0, 0},
+    [BG_KAFKA_API_DESCRIBE_GROUPS] = {0, 6, bg_kafka__c_describe_groups, NULL, 1, 3},
+    [BG_KAFKA_API_LIST_GROUPS] = {0, 5, bg_kafka__c_list_groups, NULL, 0, 0},
     /* v0 is advertised (librdkafka requires it to enable SASL) but a v0
      * handshake, which means raw SASL frames, is refused by the session. */
-    [BG_KAFKA_API_SASL_HANDSHAKE] = {0, 1, VMAX, NULL, NULL, 0, 0},
-    [BG_KAFKA_API_API_VERSIONS] = {0, 5, 3, NULL, NULL, 0, 0},
-    [BG_KAFKA_API_CREATE_TOPICS] = {2, 7, 5, bg_kafka__c_create_topics, bg_kafka__r_create_topics,
+    [BG_KAFKA_API_SASL_HANDSHAKE] = {0, 1, NULL, NULL, 0, 0},
+    [BG_KAFKA_API_API_VERSIONS] = {0, 5, NULL, NULL, 0, 0},
+    [BG_KAFKA_API_CREATE_TOPICS] = {2, 7, bg_kafka__c_create_topics, bg_kafka__r_create_topics,
                                     1, 5},
-    [BG_KAFKA_API_DELETE_TOPICS] = {1, 6, 4, bg_kafka__c_delete_topics, NULL, 0, 0},
-    [BG_KAFKA_API_DELETE_RECORDS] = {0, 2, 2, bg_kafka__c_delete_records, NULL, 0, 0},
+    [BG_KAFKA_API_DELETE_TOPICS] = {1, 6, bg_kafka__c_delete_topics, NULL, 0, 0},
+    [BG_KAFKA_API_DELETE_RECORDS] = {0, 2, bg_kafka__c_delete_records, NULL, 0, 0},
     /* Stops at v5: v6 (KIP-939) can open a two-phase transaction, which has
      * no timeout and which Kafka allows only with TWO_PHASE_COMMIT on the
      * transactional id, a verb the policy does not have. */
-    [BG_KAFKA_API_INIT_PRODUCER_ID] = {0, 5, 2, bg_kafka__c_init_producer_id, NULL, 0, 0},
-    [BG_KAFKA_API_OFFSET_FOR_LEADER_EPOCH] = {2, 4, 4, bg_kafka__c_offset_for_leader_epoch,
+    [BG_KAFKA_API_INIT_PRODUCER_ID] = {0, 5, bg_kafka__c_init_producer_id, NULL, 0, 0},
+    [BG_KAFKA_API_OFFSET_FOR_LEADER_EPOCH] = {2, 4, bg_kafka__c_offset_for_leader_epoch,
                                               NULL, 0, 0},
     /* v4+ is the broker-to-coordinator batched form (verify-only): not a client API. */
-    [BG_KAFKA_API_ADD_PARTITIONS_TO_TXN] = {0, 3, 3, bg_kafka__c_add_partitions_to_txn, NULL, 0,
+    [BG_KAFKA_API_ADD_PARTITIONS_TO_TXN] = {0, 3, bg_kafka__c_add_partitions_to_txn, NULL, 0,
                                             0},
-    [BG_KAFKA_API_ADD_OFFSETS_TO_TXN] = {0, 4, 3, bg_kafka__c_add_offsets_to_txn, NULL, 0, 0},
-    [BG_KAFKA_API_END_TXN] = {0, 5, 3, bg_kafka__c_end_txn, NULL, 0, 0},
-    [BG_KAFKA_API_TXN_OFFSET_COMMIT] = {0, 5, 3, bg_kafka__c_txn_offset_commit, NULL, 0, 0},
+    [BG_KAFKA_API_ADD_OFFSETS_TO_TXN] = {0, 4, bg_kafka__c_add_offsets_to_txn, NULL, 0, 0},
+    [BG_KAFKA_API_END_TXN] = {0, 5, bg_kafka__c_end_txn, NULL, 0, 0},
+    [BG_KAFKA_API_TXN_OFFSET_COMMIT] = {0, 5, bg_kafka__c_txn_offset_commit, NULL, 0, 0},
     /* What kafka-transactions.sh abort sends (KIP-664): alter cluster. */
-    [BG_KAFKA_API_WRITE_TXN_MARKERS] = {1, 2, 1, bg_kafka__c_write_txn_markers, NULL, 0, 0},
-    [BG_KAFKA_API_DESCRIBE_ACLS] = {1, 3, 2, bg_kafka__c_cluster_describe, NULL, 0, 0},
-    [BG_KAFKA_API_CREATE_ACLS] = {1, 3, 2, bg_kafka__c_acls, NULL, 0, 0},
-    [BG_KAFKA_API_DELETE_ACLS] = {1, 3, 2, bg_kafka__c_acls, NULL, 0, 0},
-    [BG_KAFKA_API_DESCRIBE_CONFIGS] = {1, 4, 4, bg_kafka__c_configs, bg_kafka__r_describe_configs,
+    [BG_KAFKA_API_WRITE_TXN_MARKERS] = {1, 2, bg_kafka__c_write_txn_markers, NULL, 0, 0},
+    [BG_KAFKA_API_DESCRIBE_ACLS] = {1, 3, bg_kafka__c_cluster_describe, NULL, 0, 0},
+    [BG_KAFKA_API_CREATE_ACLS] = {1, 3, bg_kafka__c_acls, NULL, 0, 0},
+    [BG_KAFKA_API_DELETE_ACLS] = {1, 3, bg_kafka__c_acls, NULL, 0, 0},
+    [BG_KAFKA_API_DESCRIBE_CONFIGS] = {1, 4, bg_kafka__c_configs, bg_kafka__r_describe_configs,
                                        1, 1},
-    [BG_KAFKA_API_ALTER_CONFIGS] = {0, 2, 2, bg_kafka__c_configs, NULL, 0, 0},
-    [BG_KAFKA_API_ALTER_REPLICA_LOG_DIRS] = {1, 2, 2, bg_kafka__c_alter_replica_log_dirs, NULL,
+    [BG_KAFKA_API_ALTER_CONFIGS] = {0, 2, bg_kafka__c_configs, NULL, 0, 0},
+    [BG_KAFKA_API_ALTER_REPLICA_LOG_DIRS] = {1, 2, bg_kafka__c_alter_replica_log_dirs, NULL,
                                              0, 0},
-    [BG_KAFKA_API_DESCRIBE_LOG_DIRS] = {1, 5, 2, bg_kafka__c_cluster_describe, NULL, 0, 0},
-    [BG_KAFKA_API_SASL_AUTHENTICATE] = {0, 2, 2, NULL, NULL, 0, 0},
-    [BG_KAFKA_API_CREATE_PARTITIONS] = {0, 3, 2, bg_kafka__c_create_partitions, NULL, 0, 0},
-    [BG_KAFKA_API_DELETE_GROUPS] = {0, 3, 2, bg_kafka__c_delete_groups, NULL, 0, 0},
-    [BG_KAFKA_API_ELECT_LEADERS] = {1, 2, 2, bg_kafka__c_partition_admin, NULL, 0, 0},
-    [BG_KAFKA_API_INCREMENTAL_ALTER_CONFIGS] = {0, 1, 1, bg_kafka__c_configs, NULL, 0, 0},
-    [BG_KAFKA_API_ALTER_PARTITION_REASSIGNMENTS] = {0, 1, 0, bg_kafka__c_partition_admin, NULL,
+    [BG_KAFKA_API_DESCRIBE_LOG_DIRS] = {1, 5, bg_kafka__c_cluster_describe, NULL, 0, 0},
+    [BG_KAFKA_API_SASL_AUTHENTICATE] = {0, 2, NULL, NULL, 0, 0},
+    [BG_KAFKA_API_CREATE_PARTITIONS] = {0, 3, bg_kafka__c_create_partitions, NULL, 0, 0},
+    [BG_KAFKA_API_DELETE_GROUPS] = {0, 3, bg_kafka__c_delete_groups, NULL, 0, 0},
+    [BG_KAFKA_API_ELECT_LEADERS] = {1, 2, bg_kafka__c_partition_admin, NULL, 0, 0},
+    [BG_KAFKA_API_INCREMENTAL_ALTER_CONFIGS] = {0, 1, bg_kafka__c_configs, NULL, 0, 0},
+    [BG_KAFKA_API_ALTER_PARTITION_REASSIGNMENTS] = {0, 1, bg_kafka__c_partition_admin, NULL,
                                                     0, 0},
-    [BG_KAFKA_API_LIST_PARTITION_REASSIGNMENTS] = {0, 0, 0, bg_kafka__c_cluster_describe, NULL,
+    [BG_KAFKA_API_LIST_PARTITION_REASSIGNMENTS] = {0, 0, bg_kafka__c_cluster_describe, NULL,
                                                    0, 0},
-    [BG_KAFKA_API_OFFSET_DELETE] = {0, 0, VMAX, bg_kafka__c_offset_delete, NULL, 0, 0},
-    [BG_KAFKA_API_DESCRIBE_CLUSTER] = {0, 2, 0, bg_kafka__c_describe_cluster,
+    [BG_KAFKA_API_OFFSET_DELETE] = {0, 0, bg_kafka__c_offset_delete, NULL, 0, 0},
+    [BG_KAFKA_API_DESCRIBE_CLUSTER] = {0, 2, bg_kafka__c_describe_cluster,
                                        bg_kafka__r_describe_cluster, 1, 0},
-    [BG_KAFKA_API_DESCRIBE_PRODUCERS] = {0, 0, 0, bg_kafka__c_describe_producers, NULL, 0, 0},
-    [BG_KAFKA_API_DESCRIBE_TRANSACTIONS] = {0, 0, 0, bg_kafka__c_describe_transactions,
+    [BG_KAFKA_API_DESCRIBE_PRODUCERS] = {0, 0, bg_kafka__c_describe_producers, NULL, 0, 0},
+    [BG_KAFKA_API_DESCRIBE_TRANSACTIONS] = {0, 0, bg_kafka__c_describe_transactions,
                                             bg_kafka__r_describe_transactions, 1, 0},
-    [BG_KAFKA_API_LIST_TRANSACTIONS] = {0, 2, 0, bg_kafka__c_list_transactions, NULL, 0, 0},
-    [BG_KAFKA_API_DESCRIBE_TOPIC_PARTITIONS] = {0, 0, 0, bg_kafka__c_describe_topic_partitions,
+    [BG_KAFKA_API_LIST_TRANSACTIONS] = {0, 2, bg_kafka__c_list_transactions, NULL, 0, 0},
+    [BG_KAFKA_API_DESCRIBE_TOPIC_PARTITIONS] = {0, 0, bg_kafka__c_describe_topic_partitions,
                                                 bg_kafka__r_describe_topic_partitions, 1, 0},
     /* KIP-848 consumer groups. Heartbeat v0 as 4.x defines it (Java 3.9
      * and librdkafka 2.4-2.9 speak it); a 3.x broker's early-access v0 was
      * laid out differently, so with a broker that lacks v1 the API is not
      * used at all (bg_kafka_authz_upstream_fits). v1 lets the broker resolve
      * a subscription pattern, which busgate refuses (see the classifier). */
-    [BG_KAFKA_API_CONSUMER_GROUP_HEARTBEAT] = {0, 1, 0, bg_kafka__c_consumer_group_heartbeat, NULL,
+    [BG_KAFKA_API_CONSUMER_GROUP_HEARTBEAT] = {0, 1, bg_kafka__c_consumer_group_heartbeat, NULL,
                                                0, 0},
-    [BG_KAFKA_API_CONSUMER_GROUP_DESCRIBE] = {0, 1, 0, bg_kafka__c_consumer_group_describe,
+    [BG_KAFKA_API_CONSUMER_GROUP_DESCRIBE] = {0, 1, bg_kafka__c_consumer_group_describe,
                                               bg_kafka__r_consumer_group_describe, 1, 0},
     /* KIP-932 share groups (kafka_authz_share.c). v0 was Kafka 4.0's early
      * access, laid out differently and gone from the definitions: a broker
@@ -102,12 +100,12 @@ static const bg_kafka__api_t bg_kafka__apis[] = {
      * advertised. Every ShareFetch/ShareAcknowledge response is decoded: its
      * NodeEndpoints are rewritten and its top-level error tells busgate's
      * share session tracker what the broker did. */
-    [BG_KAFKA_API_SHARE_GROUP_HEARTBEAT] = {1, 1, 0, bg_kafka__c_share_group_heartbeat, NULL, 0,
+    [BG_KAFKA_API_SHARE_GROUP_HEARTBEAT] = {1, 1, bg_kafka__c_share_group_heartbeat, NULL, 0,
                                             0},
-    [BG_KAFKA_API_SHARE_GROUP_DESCRIBE] = {1, 1, 0, bg_kafka__c_share_group_describe,
+    [BG_KAFKA_API_SHARE_GROUP_DESCRIBE] = {1, 1, bg_kafka__c_share_group_describe,
                                            bg_kafka__r_share_group_describe, 1, 0},
-    [BG_KAFKA_API_SHARE_FETCH] = {1, 2, 0, bg_kafka__c_share_fetch, bg_kafka__r_share_fetch, 1, 0},
-    [BG_KAFKA_API_SHARE_ACKNOWLEDGE] = {1, 2, 0, bg_kafka__c_share_acknowledge,
+    [BG_KAFKA_API_SHARE_FETCH] = {1, 2, bg_kafka__c_share_fetch, bg_kafka__r_share_fetch, 1, 0},
+    [BG_KAFKA_API_SHARE_ACKNOWLEDGE] = {1, 2, bg_kafka__c_share_acknowledge,
                                         bg_kafka__r_share_acknowledge, 1, 0},
 };
 
