@@ -40,19 +40,18 @@ static const bg_kafka__api_t bg_kafka__apis[] = {
      * handshake, which means raw SASL frames, is refused by the session. */
     [BG_KAFKA_API_SASL_HANDSHAKE] = {0, 1, NULL, NULL, 0, 0},
     [BG_KAFKA_API_API_VERSIONS] = {0, 5, NULL, NULL, 0, 0},
-    [BG_KAFKA_API_CREATE_TOPICS] = {2, 7, bg_kafka__c_create_topics, bg_kafka__r_create_topics,
-                                    1, 5},
+    [BG_KAFKA_API_CREATE_TOPICS] = {2, 7, bg_kafka__c_create_topics, bg_kafka__r_create_topics, 1,
+                                    5},
     [BG_KAFKA_API_DELETE_TOPICS] = {1, 6, bg_kafka__c_delete_topics, NULL, 0, 0},
     [BG_KAFKA_API_DELETE_RECORDS] = {0, 2, bg_kafka__c_delete_records, NULL, 0, 0},
     /* Stops at v5: v6 (KIP-939) can open a two-phase transaction, which has
      * no timeout and which Kafka allows only with TWO_PHASE_COMMIT on the
      * transactional id, a verb the policy does not have. */
     [BG_KAFKA_API_INIT_PRODUCER_ID] = {0, 5, bg_kafka__c_init_producer_id, NULL, 0, 0},
-    [BG_KAFKA_API_OFFSET_FOR_LEADER_EPOCH] = {2, 4, bg_kafka__c_offset_for_leader_epoch,
-                                              NULL, 0, 0},
+    [BG_KAFKA_API_OFFSET_FOR_LEADER_EPOCH] = {2, 4, bg_kafka__c_offset_for_leader_epoch, NULL, 0,
+                                              0},
     /* v4+ is the broker-to-coordinator batched form (verify-only): not a client API. */
-    [BG_KAFKA_API_ADD_PARTITIONS_TO_TXN] = {0, 3, bg_kafka__c_add_partitions_to_txn, NULL, 0,
-                                            0},
+    [BG_KAFKA_API_ADD_PARTITIONS_TO_TXN] = {0, 3, bg_kafka__c_add_partitions_to_txn, NULL, 0, 0},
     [BG_KAFKA_API_ADD_OFFSETS_TO_TXN] = {0, 4, bg_kafka__c_add_offsets_to_txn, NULL, 0, 0},
     [BG_KAFKA_API_END_TXN] = {0, 5, bg_kafka__c_end_txn, NULL, 0, 0},
     [BG_KAFKA_API_TXN_OFFSET_COMMIT] = {0, 5, bg_kafka__c_txn_offset_commit, NULL, 0, 0},
@@ -61,21 +60,18 @@ static const bg_kafka__api_t bg_kafka__apis[] = {
     [BG_KAFKA_API_DESCRIBE_ACLS] = {1, 3, bg_kafka__c_cluster_describe, NULL, 0, 0},
     [BG_KAFKA_API_CREATE_ACLS] = {1, 3, bg_kafka__c_acls, NULL, 0, 0},
     [BG_KAFKA_API_DELETE_ACLS] = {1, 3, bg_kafka__c_acls, NULL, 0, 0},
-    [BG_KAFKA_API_DESCRIBE_CONFIGS] = {1, 4, bg_kafka__c_configs, bg_kafka__r_describe_configs,
-                                       1, 1},
+    [BG_KAFKA_API_DESCRIBE_CONFIGS] = {1, 4, bg_kafka__c_configs, bg_kafka__r_describe_configs, 1,
+                                       1},
     [BG_KAFKA_API_ALTER_CONFIGS] = {0, 2, bg_kafka__c_configs, NULL, 0, 0},
-    [BG_KAFKA_API_ALTER_REPLICA_LOG_DIRS] = {1, 2, bg_kafka__c_alter_replica_log_dirs, NULL,
-                                             0, 0},
+    [BG_KAFKA_API_ALTER_REPLICA_LOG_DIRS] = {1, 2, bg_kafka__c_alter_replica_log_dirs, NULL, 0, 0},
     [BG_KAFKA_API_DESCRIBE_LOG_DIRS] = {1, 5, bg_kafka__c_cluster_describe, NULL, 0, 0},
     [BG_KAFKA_API_SASL_AUTHENTICATE] = {0, 2, NULL, NULL, 0, 0},
     [BG_KAFKA_API_CREATE_PARTITIONS] = {0, 3, bg_kafka__c_create_partitions, NULL, 0, 0},
     [BG_KAFKA_API_DELETE_GROUPS] = {0, 3, bg_kafka__c_delete_groups, NULL, 0, 0},
     [BG_KAFKA_API_ELECT_LEADERS] = {1, 2, bg_kafka__c_partition_admin, NULL, 0, 0},
     [BG_KAFKA_API_INCREMENTAL_ALTER_CONFIGS] = {0, 1, bg_kafka__c_configs, NULL, 0, 0},
-    [BG_KAFKA_API_ALTER_PARTITION_REASSIGNMENTS] = {0, 1, bg_kafka__c_partition_admin, NULL,
-                                                    0, 0},
-    [BG_KAFKA_API_LIST_PARTITION_REASSIGNMENTS] = {0, 0, bg_kafka__c_cluster_describe, NULL,
-                                                   0, 0},
+    [BG_KAFKA_API_ALTER_PARTITION_REASSIGNMENTS] = {0, 1, bg_kafka__c_partition_admin, NULL, 0, 0},
+    [BG_KAFKA_API_LIST_PARTITION_REASSIGNMENTS] = {0, 0, bg_kafka__c_cluster_describe, NULL, 0, 0},
     [BG_KAFKA_API_OFFSET_DELETE] = {0, 0, bg_kafka__c_offset_delete, NULL, 0, 0},
     [BG_KAFKA_API_DESCRIBE_CLUSTER] = {0, 2, bg_kafka__c_describe_cluster,
                                        bg_kafka__r_describe_cluster, 1, 0},
@@ -90,8 +86,8 @@ static const bg_kafka__api_t bg_kafka__apis[] = {
      * laid out differently, so with a broker that lacks v1 the API is not
      * used at all (bg_kafka_authz_upstream_fits). v1 lets the broker resolve
      * a subscription pattern, which busgate refuses (see the classifier). */
-    [BG_KAFKA_API_CONSUMER_GROUP_HEARTBEAT] = {0, 1, bg_kafka__c_consumer_group_heartbeat, NULL,
-                                               0, 0},
+    [BG_KAFKA_API_CONSUMER_GROUP_HEARTBEAT] = {0, 1, bg_kafka__c_consumer_group_heartbeat, NULL, 0,
+                                               0},
     [BG_KAFKA_API_CONSUMER_GROUP_DESCRIBE] = {0, 1, bg_kafka__c_consumer_group_describe,
                                               bg_kafka__r_consumer_group_describe, 1, 0},
     /* KIP-932 share groups (kafka_authz_share.c). v0 was Kafka 4.0's early
@@ -100,8 +96,7 @@ static const bg_kafka__api_t bg_kafka__apis[] = {
      * advertised. Every ShareFetch/ShareAcknowledge response is decoded: its
      * NodeEndpoints are rewritten and its top-level error tells busgate's
      * share session tracker what the broker did. */
-    [BG_KAFKA_API_SHARE_GROUP_HEARTBEAT] = {1, 1, bg_kafka__c_share_group_heartbeat, NULL, 0,
-                                            0},
+    [BG_KAFKA_API_SHARE_GROUP_HEARTBEAT] = {1, 1, bg_kafka__c_share_group_heartbeat, NULL, 0, 0},
     [BG_KAFKA_API_SHARE_GROUP_DESCRIBE] = {1, 1, bg_kafka__c_share_group_describe,
                                            bg_kafka__r_share_group_describe, 1, 0},
     [BG_KAFKA_API_SHARE_FETCH] = {1, 2, bg_kafka__c_share_fetch, bg_kafka__r_share_fetch, 1, 0},
@@ -155,10 +150,14 @@ int bg_kafka_authz_upstream_fits(int16_t api_key, int16_t umin, int16_t umax)
 int16_t bg_kafka__deny_error(bg_res_type_t type)
 {
     switch (type) {
-    case BG_RES_KAFKA_TOPIC: return BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
-    case BG_RES_KAFKA_GROUP: return BG_KAFKA_E_GROUP_AUTHORIZATION_FAILED;
-    case BG_RES_KAFKA_TXN_ID: return BG_KAFKA_E_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
-    default: return BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED;
+    case BG_RES_KAFKA_TOPIC:
+        return BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
+    case BG_RES_KAFKA_GROUP:
+        return BG_KAFKA_E_GROUP_AUTHORIZATION_FAILED;
+    case BG_RES_KAFKA_TXN_ID:
+        return BG_KAFKA_E_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    default:
+        return BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED;
     }
 }
 
@@ -178,10 +177,10 @@ static const char *bg_kafka__decide_raw(const bg_kafka_authz_ctx_t *ctx, bg_res_
         d->mode = BG_MODE_ENFORCE;
         return ctx->unvouched;
     }
-    const char *reserved = type != BG_RES_KAFKA_TOPIC || verb == BG_VERB_READ ||
-                                   verb == BG_VERB_DESCRIBE ? NULL
-                           : verb == BG_VERB_CREATE ? bg_kafka__reserved_create(ctx, name)
-                                                    : bg_kafka__reserved(ctx, name);
+    const char *reserved =
+        type != BG_RES_KAFKA_TOPIC || verb == BG_VERB_READ || verb == BG_VERB_DESCRIBE ? NULL
+        : verb == BG_VERB_CREATE ? bg_kafka__reserved_create(ctx, name)
+                                 : bg_kafka__reserved(ctx, name);
     if (reserved) {
         memset(d, 0, sizeof *d);
         d->effect = d->would = BG_EFFECT_DENY;
@@ -201,7 +200,8 @@ static const char *bg_kafka__decide_raw(const bg_kafka_authz_ctx_t *ctx, bg_res_
     case BG_POLICY_UNBUILT_MASK:
         d->effect = BG_EFFECT_DENY;
         return "masked topic: no masking in this build";
-    case BG_POLICY_UNBUILT_NONE: break;
+    case BG_POLICY_UNBUILT_NONE:
+        break;
     }
     return NULL;
 }
@@ -218,9 +218,8 @@ static int bg_kafka__same(const bg_kafka_decision_t *g, bg_verb_t verb,
                           const bg_policy_decision_t *d, int16_t err, const char *reason)
 {
     const bg_policy_decision_t *o = &g->decision;
-    if (g->verb != verb || o->effect != d->effect || o->would != d->would ||
-        o->mode != d->mode || o->rule != d->rule || o->enforced != d->enforced ||
-        g->error_code != err ||
+    if (g->verb != verb || o->effect != d->effect || o->would != d->would || o->mode != d->mode ||
+        o->rule != d->rule || o->enforced != d->enforced || g->error_code != err ||
         g->reason != reason || o->nmasks != d->nmasks)
         return 0;
     return memcmp(o->masks, d->masks, d->nmasks * sizeof d->masks[0]) == 0;
@@ -330,8 +329,8 @@ int bg_kafka__add_listing(bg_kafka__az_t *az, const bg_kafka__filter_t *f)
     int seen = 0; /* batched OffsetFetch: one listing per group, one record */
     for (size_t i = 0; i < az->ngroups && !seen; i++) {
         const bg_kafka_decision_t *g = &az->groups[i].d;
-        seen = g->reason == bg_kafka__listing_reason && g->verb == f->verb &&
-               g->nresources > 0 && g->resources[0].type == f->type;
+        seen = g->reason == bg_kafka__listing_reason && g->verb == f->verb && g->nresources > 0 &&
+               g->resources[0].type == f->type;
     }
     if (!seen)
         bg_kafka__record_allowed(az, f->type, bg_kafka_cstr("*"), f->verb,
@@ -371,8 +370,8 @@ int bg_kafka__add_append(bg_kafka__az_t *az, int arr, int key_idx, bg_slice_t ke
         az->oom = 1;
         return -1;
     }
-    *ap = (bg_kafka__append_t){(int16_t)arr, (int16_t)key_idx, (int16_t)sub_arr, key, ents, n,
-                               NULL};
+    *ap =
+        (bg_kafka__append_t){(int16_t)arr, (int16_t)key_idx, (int16_t)sub_arr, key, ents, n, NULL};
     /* Keep request order: append at the tail. */
     bg_kafka__append_t **pp = &m->appends;
     while (*pp)
@@ -381,8 +380,8 @@ int bg_kafka__add_append(bg_kafka__az_t *az, int arr, int key_idx, bg_slice_t ke
     return 0;
 }
 
-int bg_kafka__add_insert(bg_kafka__az_t *az, int arr, const int32_t *pos,
-                         bg_kafka_struct_t **ents, int32_t n)
+int bg_kafka__add_insert(bg_kafka__az_t *az, int arr, const int32_t *pos, bg_kafka_struct_t **ents,
+                         int32_t n)
 {
     bg_kafka__merge_t *m = bg_kafka__merge(az);
     bg_kafka__insert_t *in = m ? bg_kafka_arena_alloc(az->a, sizeof *in) : NULL;
@@ -509,7 +508,8 @@ void bg_kafka_authz_refuse(const bg_kafka_req_hdr_t *hdr, const bg_kafka_struct_
     /* An answer to a request that expects none would carry a correlation id
      * the client never waits for: it would take it for the next one's. */
     int answer = !v->no_response && v->action != BG_KAFKA_ACT_CLOSE;
-    bg_kafka_struct_t *r = answer ? bg_kafka_authz_error_response(hdr, req, error_code, arena) : NULL;
+    bg_kafka_struct_t *r =
+        answer ? bg_kafka_authz_error_response(hdr, req, error_code, arena) : NULL;
     if (v->action != BG_KAFKA_ACT_CLOSE || !v->close_reason)
         v->close_reason = reason;
     v->action = r ? BG_KAFKA_ACT_RESPOND : BG_KAFKA_ACT_CLOSE;
