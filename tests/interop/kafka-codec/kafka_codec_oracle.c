@@ -24,18 +24,7 @@
 
 #include "adapters/kafka/kafka_codec.h"
 
-/* The generated vectors are written for test_kafka_vectors.c, which names
- * their row type kv_vector_t; this program shares the same rows. */
-typedef struct {
-    const char *name;
-    int16_t api_key;
-    uint8_t is_response;
-    int16_t version;
-    const uint8_t *bytes;
-    size_t len;
-    const char *dump;
-} kv_vector_t;
-
+#include "tests/unit/kafka/kafka_vectors.h"
 #include "tests/unit/kafka/kafka_vectors.inc"
 
 #define BG_ORACLE_MAX_VERSIONS 64 /* coverage bitmap width; Kafka is far below */

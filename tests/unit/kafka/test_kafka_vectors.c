@@ -17,16 +17,7 @@
 
 #include "adapters/kafka/kafka_codec.h"
 
-typedef struct {
-    const char *name;
-    int16_t api_key;
-    uint8_t is_response;
-    int16_t version;
-    const uint8_t *bytes;
-    size_t len;
-    const char *dump;
-} kv_vector_t;
-
+#include "kafka_vectors.h"
 #include "kafka_vectors.inc"
 
 typedef struct {
