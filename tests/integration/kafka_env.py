@@ -551,14 +551,36 @@ class KafkaWire:
             out[k] = (lo, hi)
         return out
 
+    def call_error(self, api_key, version, body, at=4):
+        """The int16 error code at byte `at` of the response body (4: after
+        throttle_time_ms); the connection must stay open for the answer."""
+        r = self.call(api_key, version, body)
+        assert r is not None, f"connection closed on api {api_key} v{version}"
+        return struct.unpack(">h", r[at:at + 2])[0]
+
+    def sasl_handshake(self, mechanism, version=1):
+        """SaslHandshake: (error_code, [mechanisms]) as the answer lists
+        them, or None when the connection was closed without one."""
+        body = self.call(17, version, kstr(mechanism))
+        if body is None:
+            return None
+        err, n = struct.unpack(">hi", body[:6])
+        off, mechs = 6, []
+        for _ in range(n):
+            ln = struct.unpack(">h", body[off:off + 2])[0]
+            mechs.append(body[off + 2:off + 2 + ln].decode())
+            off += 2 + ln
+        assert off == len(body), body
+        return err, mechs
+
     def sasl_plain(self, token):
         """SaslHandshake v1 PLAIN then SaslAuthenticate v1 with the token as
         the password: (error_code, error_message, session_lifetime_ms), or
         None when the connection was closed."""
-        body = self.call(17, 1, kstr("PLAIN"))
-        if body is None:
+        r = self.sasl_handshake("PLAIN")
+        if r is None:
             return None
-        assert struct.unpack(">h", body[:2])[0] == 0, "SaslHandshake refused PLAIN"
+        assert r[0] == 0, "SaslHandshake refused PLAIN"
         body = self.call(36, 1, kbytes(b"\0it-raw\0" + token.encode()))
         if body is None:
             return None

@@ -115,6 +115,30 @@ def test_group_denied(start_busgate, tmp_path):
     assert denied and all(e["result"]["error_code"] == ERR_GROUP_AUTHZ for e in denied), denied
 
 
+def test_group_requests_refused_with_kafkas_code(start_busgate, tmp_path):
+    """Raw requests as KafkaApis refuses them: SyncGroup, Heartbeat and
+    LeaveGroup without read on the group, OffsetDelete without delete on it
+    (read and describe are not enough) get GROUP_AUTHORIZATION_FAILED, and
+    the connection stays open."""
+    text, ports = busgate_config(tmp_path, RULES)
+    start_busgate(text, wait_for_port=ports["listen"])
+    w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+    try:
+        denied, readable = unique("other-g"), unique("it-g")
+        member = struct.pack(">i", 1) + kstr("m") + kstr(None)  # generation, member, instance
+        assert w.call_error(14, 3, kstr(denied) + member + struct.pack(">i", 0)) \
+            == ERR_GROUP_AUTHZ  # SyncGroup v3, no assignments
+        assert w.call_error(12, 3, kstr(denied) + member) == ERR_GROUP_AUTHZ  # Heartbeat v3
+        assert w.call_error(13, 2, kstr(denied) + kstr("m")) == ERR_GROUP_AUTHZ  # LeaveGroup v2
+        # OffsetDelete v0: group, [topic, [partition]]; the error code leads the response.
+        for group in (denied, readable):
+            body = kstr(group) + struct.pack(">i", 1) + kstr(unique("it-orders")) \
+                + struct.pack(">ii", 1, 0)
+            assert w.call_error(47, 0, body, at=0) == ERR_GROUP_AUTHZ, group
+    finally:
+        w.close()
+
+
 def test_offset_fetch_naming_a_group_twice_is_audited(start_busgate, tmp_path):
     """OffsetFetch v8 naming one group twice is refused by closing the
     connection before any decision is recorded (the response could not be

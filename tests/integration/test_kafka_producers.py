@@ -3,14 +3,16 @@ idempotence, transactions (allowed and denied by transactional id), and
 every compression codec, stored compressed as the client sent it (also from
 Debian's kcat, whose librdkafka 2.0.2 compresses only when Produce v0 is
 listed)."""
+import struct
 import subprocess
 import time
 
 import pytest
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from kafka_env import (ERR_CLUSTER_AUTHZ, ERR_TXN_ID_AUTHZ, KAFKA_PLAIN, KafkaWire, audit_events,
-                       busgate_config, client_conf, oidc_token, unique, wait_audit, wait_until)
+from kafka_env import (ERR_CLUSTER_AUTHZ, ERR_GROUP_AUTHZ, ERR_TXN_ID_AUTHZ, KAFKA_PLAIN, KafkaWire,
+                       audit_events, busgate_config, client_conf, kstr, oidc_token, unique,
+                       wait_audit, wait_until)
 
 CODECS = {"gzip": 1, "snappy": 2, "lz4": 3, "zstd": 4}
 
@@ -139,6 +141,29 @@ def test_transactional_id_denied(gate):
                         and e["decision"]["effect"] == "deny"
                         and any(r["name"] == txid for r in e["resources"]))
     assert denied and all(e["result"]["error_code"] == ERR_TXN_ID_AUTHZ for e in denied)
+
+
+def test_transactional_requests_refused_with_kafkas_codes(gate):
+    """Raw requests as KafkaApis refuses them: InitProducerId and EndTxn
+    with a transactional id the principal may not write, and
+    AddOffsetsToTxn with it, get TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    AddOffsetsToTxn with the id allowed but a group it may not read,
+    GROUP_AUTHORIZATION_FAILED. The connection stays open."""
+    _, ports, token = gate
+    w = KafkaWire(ports["listen"]).login(token)
+    try:
+        denied, allowed = unique("other-tx"), unique("it-tx")
+        readable, unreadable = unique("it-g"), unique("other-g")
+        pid = struct.pack(">qh", 1, 0)  # producer id, epoch
+        # InitProducerId v1: transactional id, timeout
+        assert w.call_error(22, 1, kstr(denied) + struct.pack(">i", 60000)) == ERR_TXN_ID_AUTHZ
+        # EndTxn v2: transactional id, producer id, epoch, committed
+        assert w.call_error(26, 2, kstr(denied) + pid + b"\x01") == ERR_TXN_ID_AUTHZ
+        # AddOffsetsToTxn v2: transactional id, producer id, epoch, group
+        assert w.call_error(25, 2, kstr(denied) + pid + kstr(readable)) == ERR_TXN_ID_AUTHZ
+        assert w.call_error(25, 2, kstr(allowed) + pid + kstr(unreadable)) == ERR_GROUP_AUTHZ
+    finally:
+        w.close()
 
 
 def stored_codecs(topic):

@@ -978,6 +978,87 @@ static void test_groups(void **st)
     }
 }
 
+/* busgate's verdict on request key v(ver) whose string field idx is name
+ * (and field idx2, when >= 0, name2): 0 when it goes to the broker, else the
+ * error code (field err_idx) of busgate's own answer. */
+static int16_t refusal_code(ka_fix_t *f, int16_t key, int16_t ver, int idx, const char *name,
+                            int idx2, const char *name2, int err_idx)
+{
+    bg_kafka_req_hdr_t h = ka_hdr(key, ver);
+    bg_kafka_struct_t *req = ka_new(f, key, 0);
+    req->f[idx].s = ka_s(name);
+    if (idx2 >= 0)
+        req->f[idx2].s = ka_s(name2);
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ka_rt(f, key, 0, ver, req), &f->a, &v), 0);
+    if (v.action == BG_KAFKA_ACT_FORWARD)
+        return 0;
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    return (int16_t)ka_rt(f, key, 1, ver, v.response)->f[err_idx].i;
+}
+
+/* Kafka's codes (KafkaApis) for the group and transaction requests busgate
+ * refuses whole, at every version: SyncGroup, Heartbeat and LeaveGroup
+ * without read on the group, OffsetDelete without delete on it:
+ * GROUP_AUTHORIZATION_FAILED; EndTxn without write on the transactional
+ * id: TRANSACTIONAL_ID_AUTHORIZATION_FAILED; AddOffsetsToTxn checks the id
+ * first (53), then read on the group (30). Fixture: groups g1 / g-* read,
+ * describe, delete; transactional id tx1 write. */
+static void test_group_and_txn_refusal_codes(void **st)
+{
+    ka_fix_t *f = *st;
+    static const struct {
+        int16_t key, lo, hi;
+        int group, err;
+    } groups[] = {
+        {BG_KAFKA_API_SYNC_GROUP, 0, 5, K(SYNC_GROUP_REQ_GROUP_ID), K(SYNC_GROUP_RESP_ERROR_CODE)},
+        {BG_KAFKA_API_HEARTBEAT, 0, 4, K(HEARTBEAT_REQ_GROUP_ID), K(HEARTBEAT_RESP_ERROR_CODE)},
+        {BG_KAFKA_API_LEAVE_GROUP, 0, 5, K(LEAVE_GROUP_REQ_GROUP_ID),
+         K(LEAVE_GROUP_RESP_ERROR_CODE)},
+        {BG_KAFKA_API_OFFSET_DELETE, 0, 0, K(OFFSET_DELETE_REQ_GROUP_ID),
+         K(OFFSET_DELETE_RESP_ERROR_CODE)},
+    };
+    for (size_t i = 0; i < sizeof groups / sizeof groups[0]; i++)
+        for (int16_t ver = groups[i].lo; ver <= groups[i].hi; ver++) {
+            assert_int_equal(
+                refusal_code(f, groups[i].key, ver, groups[i].group, "h", -1, NULL, groups[i].err),
+                BG_KAFKA_E_GROUP_AUTHORIZATION_FAILED);
+            assert_int_equal(refusal_code(f, groups[i].key, ver, groups[i].group, "g-1", -1, NULL,
+                                          groups[i].err),
+                             0);
+        }
+    const int end_id = K(END_TXN_REQ_TRANSACTIONAL_ID), end_err = K(END_TXN_RESP_ERROR_CODE);
+    for (int16_t ver = 0; ver <= 5; ver++) {
+        assert_int_equal(
+            refusal_code(f, BG_KAFKA_API_END_TXN, ver, end_id, "tx2", -1, NULL, end_err),
+            BG_KAFKA_E_TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+        assert_int_equal(
+            refusal_code(f, BG_KAFKA_API_END_TXN, ver, end_id, "tx1", -1, NULL, end_err), 0);
+    }
+    const int add_id = K(ADD_OFFSETS_TO_TXN_REQ_TRANSACTIONAL_ID),
+              add_group = K(ADD_OFFSETS_TO_TXN_REQ_GROUP_ID),
+              add_err = K(ADD_OFFSETS_TO_TXN_RESP_ERROR_CODE);
+    static const struct {
+        const char *id, *group;
+        int16_t want;
+    } adds[] = {
+        {"tx2", "g1", BG_KAFKA_E_TRANSACTIONAL_ID_AUTHORIZATION_FAILED},
+        {"tx2", "h", BG_KAFKA_E_TRANSACTIONAL_ID_AUTHORIZATION_FAILED},
+        {"tx1", "h", BG_KAFKA_E_GROUP_AUTHORIZATION_FAILED},
+        {"tx1", "g1", 0},
+    };
+    for (int16_t ver = 0; ver <= 4; ver++)
+        for (size_t i = 0; i < sizeof adds / sizeof adds[0]; i++)
+            assert_int_equal(refusal_code(f, BG_KAFKA_API_ADD_OFFSETS_TO_TXN, ver, add_id,
+                                          adds[i].id, add_group, adds[i].group, add_err),
+                             adds[i].want);
+    /* OffsetDelete asks delete on the group: read and describe are not enough. */
+    ka_set_policy(f, 0); /* g1 / g-*: read and describe only */
+    assert_int_equal(refusal_code(f, BG_KAFKA_API_OFFSET_DELETE, 0, K(OFFSET_DELETE_REQ_GROUP_ID),
+                                  "g-1", -1, NULL, K(OFFSET_DELETE_RESP_ERROR_CODE)),
+                     BG_KAFKA_E_GROUP_AUTHORIZATION_FAILED);
+}
+
 /* DescribeTransactions: tx1 may be described; its topics list keeps only
  * the topics the principal may describe, as Kafka's does. */
 static void test_describe_transactions_hides_topics(void **st)
@@ -1169,6 +1250,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_create_delete_topics, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_describe_configs, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_groups, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_group_and_txn_refusal_codes, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_describe_transactions_hides_topics, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_unsupported, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_error_response, ka_up, ka_down),

@@ -183,7 +183,9 @@ static void test_default_and_audit(void **st)
     assert_int_equal(d->decision.would, BG_EFFECT_DENY);
 }
 
-/* A transactional id is decided as before: write on it, nothing else. */
+/* A transactional id is decided as before: write on it, nothing else. A
+ * denied one is TRANSACTIONAL_ID_AUTHORIZATION_FAILED at every version, with
+ * no producer id, as KafkaApis answers it. */
 static void test_transactional_unchanged(void **st)
 {
     ka_fix_t *f = *st;
@@ -192,8 +194,19 @@ static void test_transactional_unchanged(void **st)
     assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
     assert_non_null(ka_find_decision(&v, BG_RES_KAFKA_TXN_ID, "tx1"));
     assert_null(ka_find_decision(&v, BG_RES_KAFKA_TOPIC, "orders"));
-    init_pid(f, 5, "tx2", &v);
-    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    for (int16_t ver = 0; ver <= 5; ver++) {
+        init_pid(f, ver, "tx2", &v);
+        assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+        bg_kafka_struct_t *resp = ka_rt(f, BG_KAFKA_API_INIT_PRODUCER_ID, 1, ver, v.response);
+        assert_int_equal(resp->f[K(INIT_PRODUCER_ID_RESP_ERROR_CODE)].i,
+                         BG_KAFKA_E_TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+        assert_int_equal(resp->f[K(INIT_PRODUCER_ID_RESP_PRODUCER_ID)].i, -1);
+        const bg_kafka_decision_t *d = ka_find_decision(&v, BG_RES_KAFKA_TXN_ID, "tx2");
+        assert_non_null(d);
+        assert_int_equal(d->decision.effect, BG_EFFECT_DENY);
+        assert_int_equal(d->error_code, BG_KAFKA_E_TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+        assert_null(ka_find_decision(&v, BG_RES_KAFKA_CLUSTER, ""));
+    }
 }
 
 /* ---- bg_policy_allowed_names ---- */
