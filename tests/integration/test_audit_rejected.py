@@ -77,5 +77,6 @@ def test_events_too_large_for_the_topic_are_dead_lettered(tmp_path):
         r = run_cli("audit", "tail", "-c", str(inst.cfg), "--json")
         assert r.returncode == 0, r.stderr
         assert {json.loads(l)["event_id"] for l in r.stdout.splitlines()} == set(copy)
+        assert bg.stop() == 0, bg.log_path.read_text()[-3000:]
     finally:
         bg.stop()
