@@ -165,6 +165,15 @@ def fetch_error(body):
     return struct.unpack(">h", body[10 + name_len + 8:10 + name_len + 10])[0]
 
 
+def fetch_records_size(body):
+    """The first partition's record set size in a Fetch v4 response."""
+    name_len = struct.unpack(">h", body[8:10])[0]
+    off = 10 + name_len + 8 + 2 + 8 + 8  # partitions, index, error, high watermark, last stable
+    naborted = struct.unpack(">i", body[off:off + 4])[0]
+    off += 4 + max(naborted, 0) * 16
+    return struct.unpack(">i", body[off:off + 4])[0]
+
+
 def session_decisions(ports, sid, count):
     """The session's decision events, in seq order: (api, first resource)."""
     evs = events_of(ports, lambda e: e["kind"] == "decision" and e["session_id"] == sid, count)
@@ -193,17 +202,20 @@ def test_events_follow_request_order_behind_a_held_fetch(order_gate):
     got = [w.recv() for _ in range(3)]
     w.close()
     assert [r[0] for r in got if r] == [c1, c2, c4], got
+    # The precondition: the broker held the Fetch. An empty partition, no
+    # error and nothing returned: with min_bytes 1 it answers so only when
+    # max_wait_ms has passed.
+    assert fetch_error(got[0][1]) == 0 and fetch_records_size(got[0][1]) == 0, got[0]
     sid = session_id(ports)
     evs, order = session_decisions(ports, sid, 4)
     assert order == [("Fetch", held), ("Fetch", denied), ("Produce", other),
                      ("Metadata", held)], evs
     fetch, refused = evs[0], evs[1]
+    assert fetch["result"]["latency_us"] >= HOLD_MS * 1000 * 9 // 10, fetch  # held, as above
     assert evs[2]["result"]["latency_us"] == 0, evs[2]  # acks=0: no response
     assert refused["result"]["error_name"] == "TOPIC_AUTHORIZATION_FAILED", refused
     # answered after the held Fetch's response, not at once
-    assert refused["result"]["latency_us"] > 0, refused
-    if fetch["result"]["latency_us"] >= HOLD_MS * 1000:  # the broker did hold it
-        assert refused["result"]["latency_us"] >= HOLD_MS * 1000 // 2, (fetch, refused)
+    assert refused["result"]["latency_us"] >= HOLD_MS * 1000 // 2, (fetch, refused)
     (end,) = events_of(ports, lambda e: e["kind"] == "session_end" and e["session_id"] == sid)
     assert end["seq"] > evs[-1]["seq"], (end, evs)
 
