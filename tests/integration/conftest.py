@@ -194,6 +194,20 @@ def wait_port(port, timeout=20.0, host="127.0.0.1"):
     return False
 
 
+def wait_port_closed(port, timeout=10.0, host="127.0.0.1"):
+    """True once a connection to port is refused: every listener on it
+    closed (busgate's workers each close their own when they drain)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=2).close()
+        except ConnectionRefusedError:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+
+
 def serve_json(body, port=0):
     """An HTTP server on 127.0.0.1:port (0: any free port) answering every
     GET with body as JSON, until its shutdown(): a stand-in JWKS endpoint.

@@ -15,7 +15,7 @@ import pytest
 from amqp_env import Issuer, audit_events, busgate_config, connect, rule, wait_audit
 from amqp_wire import (FakeRabbit, close_args, connection_close, expect_connection_close, frame,
                        handshake, header, login, ls, method, open_channel, publish, ss)
-from conftest import http_get
+from conftest import http_get, wait_port_closed
 
 ALL = ["read", "write", "create", "delete", "describe"]
 POLICY = (rule("fake-all", ["group:apps"], ["amqp:queue:fk.*", "amqp:exchange:fk.*"], ALL)
@@ -194,7 +194,9 @@ def test_stop_lets_a_client_close_under_way_finish(start_busgate, tmp_path, fake
         assert got_close.wait(10)
         bg.signal(signal.SIGTERM)
         assert bg.wait_log(lambda l: l["msg"].startswith("signal 15: draining"))
-        time.sleep(0.5)  # the workers' drain runs (not a measurement)
+        # Every worker's drain ran (each closes its listener first, in the
+        # same callback as it asks its sessions to finish).
+        assert wait_port_closed(ports["listen"]), "busgate did not drain"
         release.set()
         r.expect(0, (10, 51))
         assert r.eof(7.0)

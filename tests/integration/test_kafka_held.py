@@ -154,10 +154,17 @@ def _expect_sasl_ok(w, corrs):
         assert struct.unpack(">h", r[1][:2])[0] == 0, f"SASL step {corr} failed"
 
 
+def _discovered(bg, timeout=DELAY + 20):
+    """Waits until busgate's own discovery connection (through the proxy)
+    has learned the broker."""
+    assert bg.wait_log(lambda l: "upstream discovery: 1 broker(s)" in l.get("msg", ""),
+                       timeout=timeout), bg.log_path.read_text()[-2000:]
+
+
 def test_held_request_is_forwarded_once_upstream_ready(start_busgate, tmp_path):
     mock, proxy, bg, ports, topic = _setup(start_busgate, tmp_path)
     try:
-        time.sleep(DELAY + 1)  # busgate's own metadata connection is through
+        _discovered(bg)  # busgate's own metadata connection is through
         n_before = len(proxy.seen())
         t0 = time.monotonic()  # before the connect: the hold can only look longer
         w = KafkaWire(ports["listen"], timeout=DELAY + 10)
@@ -202,8 +209,7 @@ def test_discovery_recovers_from_a_silent_upstream(start_busgate, tmp_path):
         text, ports = busgate_config(tmp_path, RULES, security="plaintext",
                                      upstream=[f"127.0.0.1:{proxy.port}"])
         bg = start_busgate(text, wait_for_port=ports["listen"])
-        assert bg.wait_log(lambda l: "upstream discovery: 1 broker(s)" in l.get("msg", ""),
-                           timeout=40), bg.log_path.read_text()[-2000:]
+        _discovered(bg, timeout=40)
         assert bg.wait_log(lambda l: "no answer within" in l.get("msg", ""), timeout=1)
         first = proxy.seen()[0]
         assert any(k == 3 for k, _ in first), first  # the stalled round did ask
@@ -219,7 +225,7 @@ def test_held_request_the_upstream_cannot_take_closes(start_busgate, tmp_path):
     nothing of it goes upstream."""
     mock, proxy, bg, ports, topic = _setup(start_busgate, tmp_path)
     try:
-        time.sleep(DELAY + 1)
+        _discovered(bg)
         n_before = len(proxy.seen())
         w = KafkaWire(ports["listen"], timeout=DELAY + 10)
         corrs = _pipeline_sasl(w, oidc_token("svc-orders"))

@@ -12,7 +12,7 @@ import pytest
 from confluent_kafka import KafkaError, Producer
 
 from conftest import serve_json
-from kafka_env import (OIDC, KafkaWire, busgate_config, client_conf, kafka_topics, kbytes, kstr,
+from kafka_env import (OIDC, KafkaWire, audit_events, busgate_config, client_conf, kafka_topics, kbytes, kstr,
                        local_issuer, metadata_v1_topics, oidc_token, scrape, sign_hs256, sign_jwt,
                        unique, wait_audit, wait_until, with_audit_topic)
 from keys import add_oct_key, make_rsa_key
@@ -153,16 +153,18 @@ def test_reload_keeps_keys_while_provider_down(start_busgate, tmp_path):
         boot = f"127.0.0.1:{ports['listen']}"
         topic = unique("it-orders")
 
-        def produce():
-            """One record from a new producer (a new login): its error."""
+        def produce(client_id):
+            """One record from a new producer (a new login): its error. The
+            producer is gone on return (its connections closed)."""
             p, out = Producer(client_conf(boot, oidc_token("svc-orders"),
-                                          **{"message.timeout.ms": 15000})), []
+                                          **{"message.timeout.ms": 15000,
+                                             "client.id": client_id})), []
             p.produce(topic, value=b"x", partition=0, on_delivery=lambda e, m: out.append(e))
             p.flush(30)
             assert len(out) == 1
             return out[0]
 
-        assert produce() is None
+        assert produce(unique("it-before")) is None
         jwks.stop()
         reloads = scrape(ports["admin"], "busgate_reloads_total", {"result": "ok"})
         bg.config_path.write_text(text.replace("orders-describe", "orders-describe-v2"))
@@ -170,8 +172,19 @@ def test_reload_keeps_keys_while_provider_down(start_busgate, tmp_path):
         assert wait_until(lambda: scrape(ports["admin"], "busgate_reloads_total",
                                          {"result": "ok"}) > reloads), \
             bg.log_path.read_text()[-2000:]
-        assert produce() is None, bg.log_path.read_text()[-2000:]
-        assert not wait_audit(ports["audit"], lambda e: e["kind"] == "auth_failure", timeout=0)
+        after = unique("it-after")
+        assert produce(after) is None, bg.log_path.read_text()[-2000:]
+
+        def ended():
+            """Every session the second producer started has ended: the
+            events of its logins are all written by then."""
+            evs = [e for e in audit_events(ports["audit"])
+                   if e.get("client", {}).get("id") == after]
+            starts = {e["session_id"] for e in evs if e["kind"] == "session_start"}
+            return starts and starts <= {e["session_id"] for e in evs
+                                         if e["kind"] == "session_end"}
+        assert wait_until(ended), audit_events(ports["audit"])
+        assert not [e for e in audit_events(ports["audit"]) if e["kind"] == "auth_failure"]
     finally:
         jwks.stop()
 

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import (ROOT, Busgate, free_port, http_get, metric, port_is_free, rss_mib, run_cli,
                       serve_json, unread_flood,
-                      wait_port)
+                      wait_port, wait_port_closed)
 from keys import make_rsa_key
 
 ISS = "https://idp.test.example"
@@ -1046,18 +1046,9 @@ def test_sigterm_drains_and_exits_zero(start_busgate, keys):
     w.close()
     assert bg.wait_log(lambda l: l["msg"].startswith("signal 15: draining"), timeout=5)
 
-    def refused():
-        try:
-            socket.create_connection(("127.0.0.1", listen), timeout=2).close()
-            return False
-        except ConnectionRefusedError:
-            return True
     # Every worker's listener closes during the drain (each worker closes its
     # own, so one may still accept for a moment after another's session went).
-    deadline = time.monotonic() + 5
-    while not refused():
-        assert time.monotonic() < deadline, "busgate still accepts connections while draining"
-        time.sleep(0.05)
+    assert wait_port_closed(listen, 5), "busgate still accepts connections while draining"
     assert bg.stop() == 0
     assert bg.wait_log(lambda l: l["msg"] == "stopped", timeout=1)
 
