@@ -289,6 +289,10 @@ static void bg_kafka_up__become_ready(bg_kafka_up_t *u)
         bg_kafka_arena_free(&u->arena);
         bg_log_debug("kafka", "upstream %s: re-authenticated (session lifetime %lld ms)",
                      u->where, (long long)u->lifetime_ms);
+        size_t held = evbuffer_get_length(u->hold);
+        if (held)
+            bg_log_debug("kafka", "upstream %s: %zu byte(s) of requests held meanwhile sent now",
+                         u->where, held);
         if (evbuffer_add_buffer(bufferevent_get_output(u->bev), u->hold) != 0) {
             bg_kafka_up__fail(u, "cannot queue requests after re-authentication (out of memory)");
             return;
@@ -329,7 +333,11 @@ static void bg_kafka_up__on_reauth_timer(evutil_socket_t fd, short what, void *a
     /* From now on requests wait in hold; those already sent are answered
      * first. */
     u->reauth = BG_KAFKA_UP_REAUTH_DUE;
-    u->reauth_after = u->responses + (uint64_t)u->cbs.outstanding(u->arg);
+    size_t outstanding = u->cbs.outstanding(u->arg);
+    u->reauth_after = u->responses + (uint64_t)outstanding;
+    if (outstanding)
+        bg_log_debug("kafka", "upstream %s: re-authentication due; %zu response(s) awaited first",
+                     u->where, outstanding);
     bg_kafka_up__maybe_reauth(u);
 }
 

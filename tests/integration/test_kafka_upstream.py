@@ -418,3 +418,12 @@ def test_upstream_reauth_waits_for_a_long_poll_and_keeps_held_requests(start_bus
     # One connection, logging in again every 2.55-2.85 s plus up to 2 s of
     # waiting for a Fetch: at least twice in 12 s.
     assert len(reauth_lines(bg)) >= 2, reauth_lines(bg)
+    # The case the test is about happened: a re-authentication fell due with
+    # the Fetch outstanding, and the Metadata request held meanwhile went out
+    # after the new login.
+    msgs = [l.get("msg", "") for l in bg.log_lines()]
+    assert any(re.search(r"re-authentication due; [1-9]\d* response\(s\) awaited first", m)
+               for m in msgs), [m for m in msgs if "re-auth" in m]
+    assert any(re.search(r": [1-9]\d* byte\(s\) of requests held meanwhile sent now$", m)
+               for m in msgs), \
+        [m for m in msgs if "re-auth" in m or "held" in m]
