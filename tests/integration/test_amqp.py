@@ -105,7 +105,8 @@ def test_close_crossing_a_refusal_or_broker_close(gw):
     stays open and the channel number can be used again."""
     bg, ports, issuer = gw
     conn = connect(ports["listen"], issuer.mint("alice", ["apps"]))
-    for exchange in (unique("it.secret-x"), unique("it.missing-x")):
+    secret, missing = unique("it.secret-x"), unique("it.missing-x")
+    for exchange in (secret, missing):
         for _ in range(3):
             ch = conn.channel()
             number = ch.channel_number
@@ -124,6 +125,21 @@ def test_close_crossing_a_refusal_or_broker_close(gw):
             again.close()
     assert conn.is_open
     conn.close()
+
+    # Each round's publish was decided as expected: busgate refused the one
+    # to the secret exchange itself (rule no-secret), and forwarded the one to
+    # the missing exchange, which RabbitMQ refused (its 404 and busgate's 403
+    # look alike to the client).
+    def publishes(exchange, effect):
+        return wait_audit(ports["audit"], lambda e: api_name(e) == "basic.publish"
+                          and e["decision"]["effect"] == effect
+                          and e["resources"][0]["name"] == exchange, count=3)
+    refused = publishes(secret, "deny")
+    assert len(refused) == 3 and all(e["decision"]["rule"] == "no-secret" for e in refused), \
+        refused
+    forwarded = publishes(missing, "allow")
+    assert len(forwarded) == 3 and all(e["decision"]["rule"] == "it-all" for e in forwarded), \
+        forwarded
 
 
 def test_consume_from_denied_queue(gw):
