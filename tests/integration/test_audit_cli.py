@@ -595,7 +595,9 @@ audit:
     assert lines and lines[0].startswith(
         "busgate audit: topic busgate-audit: Local: Broker transport failure (librdkafka: "), r.stderr
     assert f"127.0.0.1:{dead}" in lines[0] and "Connection refused" in lines[0], r.stderr
-    assert 9 <= took < 14, took
+    # It waited for the partitions (the claim), not given up at once; the
+    # upper bound is run_cli's timeout.
+    assert took >= 9, took
 
 
 def test_tail_follow_topic_reads_partitions_added_later(tmp_path):

@@ -145,9 +145,12 @@ def denied_in_audit(ports, name, *verbs, timeout=5.0):
 def check_values(values, client, n):
     """Sampled record values are the JSON the producing client wrote."""
     assert values, "no values sampled"
+    seqs = []
     for v in values:
         rec = json.loads(v)
         assert rec["client"] == client and 0 <= rec["seq"] < n
+        seqs.append(rec["seq"])
+    assert len(set(seqs)) == len(seqs), f"a record sampled twice: {sorted(seqs)}"
 
 
 DENIED_ERRORS = {
