@@ -504,6 +504,25 @@ def _handshake(w, mechanism):
     return w
 
 
+@pytest.mark.parametrize("api, version, body, why", [
+    (3, 1, struct.pack(">i", -1), "request before authentication"),
+    (18, 0, b"", "unexpected ApiVersions request during SASL authentication"),
+], ids=["Metadata", "ApiVersions"])
+def test_only_sasl_authenticate_follows_a_reauthentication_handshake(start_busgate, tmp_path,
+                                                                     api, version, body, why):
+    """Once a SaslHandshake has started a re-authentication, the session is
+    in SASL authentication again, as on Kafka's SaslServerAuthenticator: any
+    request but SaslAuthenticate, ApiVersions included (answered before the
+    handshake), closes the connection unanswered."""
+    bg, ports = start(start_busgate, tmp_path, mechanism="PLAIN")
+    w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+    assert w.call(api, version, body) is not None  # before the handshake: answered
+    _handshake(w, "PLAIN")  # the re-authentication starts
+    assert w.call(api, version, body) is None
+    w.close()
+    assert bg.wait_log(lambda l: why in l.get("msg", ""))
+
+
 def test_sasl_state_authzid_and_mechanism(start_busgate, tmp_path):
     """As Kafka's own SASL server: SaslAuthenticate before any handshake is
     ILLEGAL_SASL_STATE; a client asking to act as someone else (an
@@ -564,16 +583,29 @@ def test_sasl_state_authzid_and_mechanism(start_busgate, tmp_path):
 
 
 def test_clock_skew_accepts_but_does_not_extend(start_busgate, tmp_path):
-    """A token up to identity.clock_skew past its exp is accepted, but, as
-    with Kafka's broker, the session still ends at exp: its lifetime is
-    1 ms and the next request without re-authentication closes it."""
+    """The session lifetime is the time left on the token, no more. A token
+    up to identity.clock_skew past its exp is accepted, but, as with Kafka's
+    broker, the session still ends at exp, not a moment later: its lifetime
+    is 1 ms and the next request without re-authentication closes it, one
+    second after exp."""
     keydir = tmp_path / "keys"
     keydir.mkdir()
     pem, jwks = make_rsa_key(keydir)
     bg, ports = start(start_busgate, tmp_path, extra_issuers=local_issuer(jwks, LOCAL_ISS))
     now = int(time.time())
+    fresh = sign_jwt(pem, {"iss": LOCAL_ISS, "aud": "busgate", "sub": "it-local",
+                           "groups": ["orders"], "iat": now, "exp": now + 60})
+    w = KafkaWire(ports["listen"])
+    w.api_versions()
+    before_ms = int(time.time() * 1000)
+    err, msg, lifetime = w.sasl_plain(fresh)
+    after_ms = int(time.time() * 1000)
+    assert err == 0, msg
+    exp_ms = (now + 60) * 1000
+    assert exp_ms - after_ms <= lifetime <= exp_ms - before_ms, (lifetime, exp_ms - before_ms)
+    w.close()
     late = sign_jwt(pem, {"iss": LOCAL_ISS, "aud": "busgate", "sub": "it-local",
-                          "groups": ["orders"], "iat": now - 600, "exp": now - 5})
+                          "groups": ["orders"], "iat": now - 600, "exp": now - 1})
     w = KafkaWire(ports["listen"])
     w.api_versions()
     err, msg, lifetime = w.sasl_plain(late)
