@@ -13,8 +13,9 @@ import time
 import pytest
 
 from conftest import audit_events, wait_audit
-from kafka_env import KafkaWire, busgate_config, kstr, oidc_token, produce_v3_body, scrape
-from kafka_fake import FakeKafka
+from kafka_env import (KafkaWire, busgate_config, cstr, kstr, oidc_token, produce_v3_body,
+                       record_batch, scrape, uvarint)
+from kafka_fake import APIS, FakeKafka
 
 RULES = """    - name: orders-everything
       subjects: [group:orders]
@@ -144,6 +145,73 @@ def test_find_coordinator_on_a_new_broker_opens_its_port(start_busgate, tmp_path
     w7 = KafkaWire(port)
     assert 10 in w7.api_versions()
     w7.close()
+
+
+def test_a_broker_on_port_65535_is_served(start_busgate, tmp_path, fake):
+    """broker_port_base + node id may be 65535, the last TCP port: node 7
+    with broker_port_base 65528 is pointed at port 65535, not refused as out
+    of range."""
+    bg, ports = start(start_busgate, tmp_path, fake, port_base=65528)
+    w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+    (err, node, host, port), _ = find_coordinator_v1(w, fake, 7, "127.0.0.1", fake.port)
+    assert (err, node, port) == (0, 7, 65535), (err, node, host, port)
+    w.close()
+
+
+def test_unknown_tagged_fields_in_a_rewritten_response_are_dropped(start_busgate, tmp_path,
+                                                                   fake):
+    """A tagged field busgate cannot read in a response it rewrites (tag 5
+    in a FindCoordinator v3 answer) does not reach the client: the broker
+    could put an address or a resource there that busgate's rewrite never
+    saw. The client gets the answer with an empty tagged section."""
+    bg, ports = start(start_busgate, tmp_path, fake)
+    w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+    # FindCoordinator v3: key, key type GROUP, no tags.
+    corr = send_flex(w, 10, 3, b"\x00", cstr("it-g-tags") + b"\x00\x00")
+    up = fake.conns.get(timeout=10)
+    req = up.next()
+    assert (req.api_key, req.api_version, req.corr) == (10, 3, corr)
+    secret = b"10.9.9.9:9092"
+    up.reply(corr, struct.pack(">ih", 0, 0) + b"\x00" + struct.pack(">i", 0) + cstr("127.0.0.1")
+             + struct.pack(">i", fake.port)
+             + uvarint(1) + uvarint(5) + uvarint(len(secret)) + secret, header_tags=True)
+    r = w.recv()
+    assert r is not None and r[0] == corr, r
+    assert secret not in r[1], r[1]
+    assert r[1].endswith(b"\x00"), r[1]
+    w.close()
+
+
+def test_produce_response_node_endpoints_are_rewritten(start_busgate, tmp_path):
+    """A Produce v10+ answer naming a new leader in its NodeEndpoints (tag 0,
+    KIP-951) reaches the client with busgate's address for that node
+    (advertised host, broker_port_base + id), never the broker's own."""
+    produce_v11 = FakeKafka(apis=[a if a[0] != 0 else (0, 3, 11) for a in APIS])
+    try:
+        bg, ports = start(start_busgate, tmp_path, produce_v11)
+        w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+        topic, batch = "it-orders-ne", record_batch(b"v")
+        # Produce v10: null transactional id, acks 1, one topic, partition 0.
+        corr = send_flex(w, 0, 10, b"\x00", uvarint(0) + struct.pack(">hi", 1, 5000) + uvarint(2)
+                         + cstr(topic) + uvarint(2) + struct.pack(">i", 0)
+                         + uvarint(len(batch) + 1) + batch + b"\x00\x00\x00")
+        up = produce_v11.conns.get(timeout=10)
+        req = up.next()
+        assert (req.api_key, req.api_version, req.corr) == (0, 10, corr)
+        secret = b"10.1.2.3"
+        endpoints = (uvarint(2) + struct.pack(">i", 3) + cstr(secret.decode())
+                     + struct.pack(">i", 9092) + uvarint(0) + b"\x00")  # node 3, no rack
+        up.reply(corr, uvarint(2) + cstr(topic) + uvarint(2) + struct.pack(">ihqqq", 0, 0, 0, -1, 0)
+                 + uvarint(1) + uvarint(0) + b"\x00\x00" + struct.pack(">i", 0)
+                 + uvarint(1) + uvarint(0) + uvarint(len(endpoints)) + endpoints,
+                 header_tags=True)
+        r = w.recv()
+        assert r is not None and r[0] == corr, r
+        assert secret not in r[1], r[1]
+        assert struct.pack(">i", ports["base"] + 3) in r[1], r[1]
+        w.close()
+    finally:
+        produce_v11.close()
 
 
 def test_a_broker_busgate_cannot_serve_is_never_pointed_at(start_busgate, tmp_path, fake):
