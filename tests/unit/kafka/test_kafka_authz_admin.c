@@ -154,6 +154,21 @@ static void test_create_acls(void **st)
     }
 }
 
+/* a PREFIXED ACL whose prefix is the audit topic's whole name matches
+ * it (Kafka: name.startsWith(prefix)): refused as the audit topic's. */
+static void test_create_acls_prefix_is_the_audit_topic(void **st)
+{
+    ka_fix_t *f = *st;
+    static const acl_t acls[] = {{RT_TOPIC, "audit.log", PT_PREFIXED}};
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_CREATE_ACLS, 3);
+    bg_kafka_verdict_t v;
+    bg_kafka_struct_t *req = acl_req(f, BG_KAFKA_API_CREATE_ACLS, 3, acls, 1);
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    bg_kafka_struct_t *r = ka_rt(f, BG_KAFKA_API_CREATE_ACLS, 1, 3, v.response);
+    assert_result(r, 0, 31, "reserved audit topic");
+}
+
 static void test_create_acls_whole(void **st)
 {
     ka_fix_t *f = *st;
@@ -823,6 +838,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_create_acls, setup, ka_down),
+        cmocka_unit_test_setup_teardown(test_create_acls_prefix_is_the_audit_topic, setup, ka_down),
         cmocka_unit_test_setup_teardown(test_create_acls_whole, setup, ka_down),
         cmocka_unit_test_setup_teardown(test_delete_acls, setup, ka_down),
         cmocka_unit_test_setup_teardown(test_delete_acls_short_answer, setup, ka_down),

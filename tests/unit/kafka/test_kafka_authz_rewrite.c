@@ -91,6 +91,30 @@ static void test_metadata_all_topics(void **st)
     }
 }
 
+/* an error entry (ErrorCode != 0) teaches no topic id, even one the
+ * table has not seen: Kafka's error form echoes the request's own name and
+ * id (kafka_authz_rewrite.c learn_arr). */
+static void test_metadata_error_entry_teaches_no_id(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_METADATA, 12);
+    bg_kafka_struct_t *req = ka_new(f, 3, 0);
+    req->f[K(METADATA_REQ_TOPICS)].a.n = -1;
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ka_rt(f, 3, 0, 12, req), &f->a, &v), 0);
+    bg_kafka_struct_t *up = md_resp(f), *out;
+    ka_el(up, K(METADATA_RESP_TOPICS), 1)->f[K(METADATA_RESP_TOPICS_ERROR_CODE)].i = 3;
+    int32_t nodes[4];
+    size_t nn = 4;
+    learned_t l = {0};
+    assert_int_equal(bg_kafka_authz_response(&f->ctx, &h, &v, ka_rt(f, 3, 1, 12, up), &f->a, &out,
+                                             nodes, &nn, learn, &l),
+                     0);
+    assert_int_equal(l.n, 2);
+    assert_string_equal(l.names[0], "orders");
+    assert_string_equal(l.names[1], "public");
+}
+
 /* The v12 Metadata response the client gets for verdict v when the broker
  * answers with the one topic "orders". */
 static bg_kafka_struct_t *md_merged_orders(ka_fix_t *f, const bg_kafka_req_hdr_t *h,
@@ -878,6 +902,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_metadata_all_topics, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_metadata_error_entry_teaches_no_id, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_metadata_explicit, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_metadata_by_id, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_find_coordinator, ka_up, ka_down),

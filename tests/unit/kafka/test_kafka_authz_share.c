@@ -23,7 +23,9 @@ enum { ORDERS = 1, SECRET = 2, PUBLIC = 4, UNKNOWN = 9 };
 /* Policy (default deny): groups g1 / g-* read + describe; public read +
  * describe; orders* every verb unless orders_denied (a reload that takes
  * reading orders away). */
-static void share_policy(ka_fix_t *f, int orders_denied)
+/* Groups and topic public readable by all; orders* granted the verbs in
+ * orders (none: no rule for it). */
+static void share_policy(ka_fix_t *f, unsigned orders)
 {
     static const char *all[] = {"*"};
     static const char *r_groups[] = {"kafka:group:g1", "kafka:group:g-*"};
@@ -35,11 +37,10 @@ static void share_policy(ka_fix_t *f, int orders_denied)
          BG_MODE_INHERIT},
         {"public", "t.yaml", 2, all, 1, r_public, 1, rd, BG_EFFECT_ALLOW, NULL, 0,
          BG_MODE_INHERIT},
-        {"orders", "t.yaml", 3, all, 1, r_orders, 1, (1u << BG_VERB__COUNT) - 1, BG_EFFECT_ALLOW,
-         NULL, 0, BG_MODE_INHERIT},
+        {"orders", "t.yaml", 3, all, 1, r_orders, 1, orders, BG_EFFECT_ALLOW, NULL, 0,
+         BG_MODE_INHERIT},
     };
-    bg_policy_spec_t spec = {BG_EFFECT_DENY, BG_MODE_ENFORCE, rules, orders_denied ? 2 : 3, NULL,
-                             0};
+    bg_policy_spec_t spec = {BG_EFFECT_DENY, BG_MODE_ENFORCE, rules, orders ? 3 : 2, NULL, 0};
     ka_install_policy(f, &spec);
 }
 
@@ -54,7 +55,7 @@ static int setup(void **st)
     fx_t *x = calloc(1, sizeof *x);
     assert_non_null(x);
     x->f = ka_setup();
-    share_policy(x->f, 0);
+    share_policy(x->f, (1u << BG_VERB__COUNT) - 1);
     x->o = bg_kafka_share_owners_new();
     assert_non_null(x->o);
     x->t = bg_kafka_share_new(x->o, 1);
@@ -484,7 +485,7 @@ static void test_fetch_session_reload(void **st)
     assert_non_null(ka_find_decision(&v, BG_RES_KAFKA_TOPIC, "public"));
     forward_and_answer(x, &v, 0);
 
-    share_policy(f, 1); /* reload: orders may no longer be read */
+    share_policy(f, 0); /* reload: orders may no longer be read */
     assert_int_equal(decide_fetch(x, 2, 2, NULL, 0, NULL, 0, &v), 0);
     assert_int_equal(top_error(f, SF, 2, &v), BG_KAFKA_E_SHARE_SESSION_NOT_FOUND);
     const bg_kafka_decision_t *d = ka_find_decision(&v, BG_RES_KAFKA_TOPIC, "orders");
@@ -551,9 +552,8 @@ static void test_fetch_failed_and_final(void **st)
  * a topic the principal may not read (now), or whose id busgate cannot name,
  * never reach the client: the partition gets TOPIC_AUTHORIZATION_FAILED and
  * loses its records and acquired ranges; readable ones are untouched. */
-static void test_fetch_response_drops_unreadable(void **st)
+static void fetch_response_drops_unreadable(fx_t *x, unsigned orders_now)
 {
-    fx_t *x = *st;
     ka_fix_t *f = x->f;
     static const tp_spec_t orders[] = {{ORDERS, 1, 0}};
     bg_kafka_verdict_t v;
@@ -561,7 +561,7 @@ static void test_fetch_response_drops_unreadable(void **st)
     forward_and_answer(x, &v, 0);
     assert_int_equal(decide_fetch(x, 1, 1, NULL, 0, NULL, 0, &v), 0);
     assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
-    share_policy(f, 1); /* orders may no longer be read */
+    share_policy(f, orders_now); /* orders may no longer be read, perhaps still described */
     static const uint8_t recs[] = {1, 2, 3, 4};
     int topics[] = {ORDERS, PUBLIC, UNKNOWN};
     bg_kafka_struct_t *up = ka_new(f, SF, 1);
@@ -591,6 +591,18 @@ static void test_fetch_response_drops_unreadable(void **st)
                          readable ? (int32_t)sizeof recs : 0);
         assert_int_equal(p->f[RS(RESPONSES_PARTITIONS_ACQUIRED_RECORDS)].a.n, readable ? 1 : 0);
     }
+}
+
+static void test_fetch_response_drops_unreadable(void **st)
+{
+    fetch_response_drops_unreadable(*st, 0);
+}
+
+/* Describe is not read: the records of a topic the principal may still
+ * describe, but no longer read, are dropped all the same. */
+static void test_fetch_response_drops_describe_only(void **st)
+{
+    fetch_response_drops_unreadable(*st, 1u << BG_VERB_DESCRIBE);
 }
 
 /* A final request (epoch -1) releases every record the member holds, on
@@ -800,7 +812,7 @@ static void test_cross_connection_refused_open(void **st)
     assert_non_null(t2);
     assert_int_equal(conn_fetch(x, t2, 0, NULL, 0, &v), 0);
     conn_answer(t2, &v, 42 /* INVALID_REQUEST */);
-    share_policy(x->f, 1); /* reload: orders may no longer be read */
+    share_policy(x->f, 0); /* reload: orders may no longer be read */
     assert_int_equal(conn_reset(x, t2, 1), 1);
     assert_int_equal(conn_reset(x, t2, 5), 1);
     /* Connection 1 gave the session up too: the broker may have replaced it. */
@@ -1047,6 +1059,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_fetch_session_reload, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_failed_and_final, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_response_drops_unreadable, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_fetch_response_drops_describe_only, setup, teardown),
         cmocka_unit_test_setup_teardown(test_final_only_from_the_holder, setup, teardown),
         cmocka_unit_test_setup_teardown(test_tracker_pipelined, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fetch_limits, setup, teardown),
