@@ -845,7 +845,8 @@ static void bg_kafka__frame_too_large(bg_kafka_session_t *s, struct evbuffer *in
     char why[160];
     snprintf(why, sizeof why, "request frame larger than allowed (size = %ld, limit %u: %s)",
              (long)size, max,
-             s->auth == BG_KAFKA_AUTH_OK ? "max_frame_bytes" : "preauth_max_frame_bytes");
+             s->auth == BG_KAFKA_AUTH_OK && !s->reauth ? "max_frame_bytes"
+                                                       : "preauth_max_frame_bytes");
     bg_kafka_session_malformed(s, api, ver, 0, 0, why);
 }
 
@@ -866,7 +867,10 @@ static void bg_kafka__on_client_read(struct bufferevent *bev, void *arg)
         ev_ssize_t got = evbuffer_copyout(in, hdr, sizeof hdr);
         if (got < 4)
             break;
-        uint32_t max = s->auth == BG_KAFKA_AUTH_OK ? k->max_frame_bytes : k->preauth_max_frame_bytes;
+        /* SASL frames of a re-authentication too, as Kafka caps them by
+         * sasl.server.max.receive.size whether or not the client logged in. */
+        uint32_t max = s->auth == BG_KAFKA_AUTH_OK && !s->reauth ? k->max_frame_bytes
+                                                                 : k->preauth_max_frame_bytes;
         if (bg_kafka_frame_peek(hdr, 4, max, &size) < 0) {
             bg_kafka__frame_too_large(s, in, max);
             return;

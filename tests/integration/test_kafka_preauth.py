@@ -13,9 +13,11 @@ import subprocess
 import termios
 import time
 
+import pytest
+
 import kafka_fake
 from conftest import busgate_bin, free_port, http_get, metric, rss_mib, unread_flood, wait_port
-from kafka_env import KAFKA_SASL, KafkaWire, busgate_config, kstr, oidc_token
+from kafka_env import KAFKA_SASL, KafkaWire, busgate_config, kbytes, kstr, oidc_token
 
 RULES = """    - name: orders-topics
       subjects: [group:orders]
@@ -120,6 +122,48 @@ def test_broker_with_a_large_node_id(start_busgate, tmp_path):
         fake.close()
 
 
+def _in_sasl_authentication(port, token):
+    """A connection past its SaslHandshake (PLAIN): a login's when token is
+    None, else a re-authentication's after logging in with token."""
+    w = KafkaWire(port)
+    if token is None:
+        w.api_versions()
+    else:
+        w.login(token)
+    body = w.call(17, 1, kstr("PLAIN"))
+    assert body is not None and struct.unpack(">h", body[:2])[0] == 0, body
+    return w
+
+
+@pytest.mark.parametrize("reauth", [False, True], ids=["login", "reauthentication"])
+def test_sasl_frames_are_capped_at_preauth_max_frame_bytes(start_busgate, tmp_path, reauth):
+    """From the SaslHandshake until SaslAuthenticate succeeds, a login's or a
+    re-authentication's (Kafka caps SASL frames by
+    sasl.server.max.receive.size either way), frames are capped at
+    preauth_max_frame_bytes (64 KiB): a size field of exactly the limit is
+    read (a SaslAuthenticate, answered 58 for its bad token), one byte more
+    closes the connection before the frame is read (auth_timeout is far)."""
+    text, ports = busgate_config(tmp_path, RULES, kafka_extra="  auth_timeout: 60s\n")
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    token = oidc_token("svc-orders") if reauth else None
+    w = _in_sasl_authentication(ports["listen"], token)
+    head = struct.pack(">hhi", 36, 1, 99) + kstr(w.client_id)
+    plain = b"\0it-raw\0"
+    plain += b"x" * (65536 - len(head) - 4 - len(plain))
+    frame = head + kbytes(plain)
+    assert len(frame) == 65536
+    w.sock.sendall(struct.pack(">i", len(frame)) + frame)
+    r = w.recv()
+    assert r is not None and r[0] == 99, "closed: read as too large"
+    assert struct.unpack(">h", r[1][:2])[0] == 58, r
+    w.close()
+    w = _in_sasl_authentication(ports["listen"], token)
+    w.sock.sendall(struct.pack(">i", 65537) + head + b"\0" * 1000)
+    assert w.closed_by_peer()
+    w.close()
+    assert bg.wait_log(lambda l: "limit 65536: preauth_max_frame_bytes" in l.get("msg", ""))
+
+
 def test_unread_answers_before_login_hold_little_memory(start_busgate, tmp_path,
                                                        small_asan_quarantine):
     """ApiVersions at a version busgate does not speak is answered
@@ -132,10 +176,26 @@ def test_unread_answers_before_login_hold_little_memory(start_busgate, tmp_path,
     bg = start_busgate(text, wait_for_port=ports["listen"])
     before = rss_mib(bg.proc.pid)
     p = struct.pack(">hhi", 18, 99, 1) + kstr("flood") + b"\x00"
+    w = KafkaWire(ports["listen"])
+    w.sock.sendall(struct.pack(">i", len(p)) + p)
+    r = w.recv()
+    assert r is not None and struct.unpack(">h", r[1][:2])[0] == 35, r  # UNSUPPORTED_VERSION
+    answer = 8 + len(r[1])
+    w.close()
     with unread_flood(ports["listen"], (struct.pack(">i", len(p)) + p) * 16384) as (sent, stalled):
         grown = rss_mib(bg.proc.pid) - before
         assert stalled, f"busgate still reading after {sent} bytes"
         assert grown < 128, f"busgate grew by {grown} MiB for {sent} bytes of requests"
+        # What busgate read (not what the kernels took): its answers stop
+        # at the 256 KiB pre-login watermark plus what its socket's send
+        # buffer holds (at most tcp_wmem's maximum), far below the 16 MiB of
+        # an authenticated session.
+        with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+            wmem_max = int(f.read().split()[2])
+        status, body = http_get(f"http://127.0.0.1:{ports['admin']}/metrics", timeout=10)
+        assert status == 200
+        answered = metric(body, "busgate_requests_total", {"protocol": "kafka"}) - 1
+        assert answered * answer < (512 << 10) + wmem_max < 16 << 20, (answered, sent)
 
 
 def pipe_bytes(fd):
