@@ -1,9 +1,9 @@
 """Authentication at busgate's Kafka listener, against the real broker:
 what is allowed before SASL, the advertised Produce range, bad tokens (with
 the reasons in the audit file), token expiry with and without
-re-authentication, a bad token in a re-authentication, a SaslAuthenticate
-after the login, and a malformed frame that closes only its own
-connection."""
+re-authentication, a bad token in a re-authentication, a request other
+than SaslAuthenticate during one, a SaslAuthenticate after the login, and a
+malformed frame that closes only its own connection."""
 import struct
 import time
 import uuid

@@ -2,8 +2,10 @@
 it: no upstream connection (so no login under busgate's credential) for a
 socket that only connects, or only asks ApiVersions once busgate knows the
 broker's versions; a client that does not authenticate within
-kafka.auth_timeout is closed; and one that streams requests busgate answers
-itself without reading the answers holds only a little of busgate's memory."""
+kafka.auth_timeout is closed; SASL frames, a re-authentication's too, are
+capped at preauth_max_frame_bytes; and one that streams requests busgate
+answers itself without reading the answers holds only a little of busgate's
+memory."""
 import fcntl
 import os
 import signal
