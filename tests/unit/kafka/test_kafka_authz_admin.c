@@ -154,19 +154,26 @@ static void test_create_acls(void **st)
     }
 }
 
+/* A CreateAcls v3 of acls (n of them) that busgate answers itself: the
+ * answer, with one result per ACL. */
+static bg_kafka_struct_t *create_acls_answered(ka_fix_t *f, const acl_t *acls, int n)
+{
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_CREATE_ACLS, 3);
+    bg_kafka_verdict_t v;
+    bg_kafka_struct_t *req = acl_req(f, BG_KAFKA_API_CREATE_ACLS, 3, acls, n);
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    bg_kafka_struct_t *r = ka_rt(f, BG_KAFKA_API_CREATE_ACLS, 1, 3, v.response);
+    assert_int_equal(r->f[1].a.n, n);
+    return r;
+}
+
 /* a PREFIXED ACL whose prefix is the audit topic's whole name matches
  * it (Kafka: name.startsWith(prefix)): refused as the audit topic's. */
 static void test_create_acls_prefix_is_the_audit_topic(void **st)
 {
-    ka_fix_t *f = *st;
     static const acl_t acls[] = {{RT_TOPIC, "audit.log", PT_PREFIXED}};
-    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_CREATE_ACLS, 3);
-    bg_kafka_verdict_t v;
-    bg_kafka_struct_t *req = acl_req(f, BG_KAFKA_API_CREATE_ACLS, 3, acls, 1);
-    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
-    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
-    bg_kafka_struct_t *r = ka_rt(f, BG_KAFKA_API_CREATE_ACLS, 1, 3, v.response);
-    assert_result(r, 0, 31, "reserved audit topic");
+    assert_result(create_acls_answered(*st, acls, 1), 0, 31, "reserved audit topic");
 }
 
 static void test_create_acls_whole(void **st)
@@ -176,13 +183,10 @@ static void test_create_acls_whole(void **st)
     bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_CREATE_ACLS, 3);
     bg_kafka_verdict_t v;
     /* Every entry refused: answered locally, nothing forwarded. */
-    bg_kafka_struct_t *req = acl_req(f, BG_KAFKA_API_CREATE_ACLS, 3, acls, 2);
-    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
-    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
-    bg_kafka_struct_t *r = ka_rt(f, BG_KAFKA_API_CREATE_ACLS, 1, 3, v.response);
-    assert_int_equal(r->f[1].a.n, 2);
+    bg_kafka_struct_t *r = create_acls_answered(f, acls, 2);
     assert_result(r, 0, 31, "reserved audit topic");
     assert_result(r, 1, 31, "reserved audit topic");
+    bg_kafka_struct_t *req = acl_req(f, BG_KAFKA_API_CREATE_ACLS, 3, acls, 2);
     /* Nothing near the audit topic: forwarded untouched. */
     static const acl_t ok[] = {{RT_TOPIC, "orders", PT_LITERAL}, {RT_TOPIC, "b", PT_PREFIXED}};
     assert_int_equal(
