@@ -14,8 +14,8 @@ import time
 import uuid
 from pathlib import Path
 
-from conftest import (ROOT, audit_events, free_port, free_port_block, run_cli,  # noqa: F401
-                      wait_audit)
+from conftest import (ROOT, audit_events, free_port, free_port_block, http_get,  # noqa: F401
+                      run_cli, wait_audit)
 from keys import make_rsa_key
 
 RABBIT_PORT = int(os.environ.get("BG_RABBIT_PORT", "16672"))
@@ -105,6 +105,32 @@ def start_gateway(start_busgate, tmp_path, rules):
     text, ports = busgate_config(tmp_path, issuer, rules)
     bg = start_busgate(text, wait_for_port=ports["listen"])
     return bg, ports, issuer
+
+
+def audit_down_gateway(start_busgate, tmp_path, rules):
+    """start_gateway's busgate whose audit pipeline cannot record events
+    (block mode, the only sink failing: the audit file is /dev/full, no
+    spool). It admits until its first event fails to be written:
+    wait_not_admitting(ports) waits for that."""
+    issuer = Issuer(tmp_path / "keys")
+    text, ports = busgate_config(tmp_path, issuer, rules)
+    text = text.replace(f"  file: {ports['audit']}\n", "  file: /dev/full\n")
+    assert "file: /dev/full" in text
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    return bg, ports, issuer
+
+
+def wait_not_admitting(ports, timeout=15.0):
+    """True once busgate's /readyz says 503 naming the audit pipeline;
+    False after timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        status, body = http_get(f"http://127.0.0.1:{ports['admin']}/readyz")
+        if status == 503 and "audit" in body:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
 
 
 def connect(port, token, *, user="svc", heartbeat=None, vhost="/", blocked_timeout=None,

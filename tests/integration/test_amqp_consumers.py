@@ -481,6 +481,48 @@ def test_reload_refuses_a_live_consumer(start_busgate, tmp_path):
         admin.close()
 
 
+def update_secret_refuses_consumer(start_busgate, tmp_path, channel_number=None, **params):
+    """A consumer (on channel_number, else the first free one) of alice in
+    apps, then an update-secret with a token of alice in no group the policy
+    names: the same subject, so the connection stays, but busgate decides
+    the consumer again at once and closes its channel 403 without waiting
+    for a delivery, with an audited refusal of basic.consume."""
+    issuer = Issuer(tmp_path / "keys")
+    text, ports = busgate_config(tmp_path, issuer, POLICY)
+    start_busgate(text, wait_for_port=ports["listen"])
+    conn = connect(ports["listen"], issuer.mint("alice", ["apps"], ttl=120), **params)
+    try:
+        ch = conn.channel(channel_number=channel_number)
+        q = unique("it.cons-us")
+        ch.queue_declare(q, auto_delete=True)
+        ch.basic_consume(q, lambda *a: None, auto_ack=True)
+        conn.update_secret(issuer.mint("alice", ["nobody"], ttl=120), "fewer groups")
+        deadline = time.monotonic() + 10
+        while ch.is_open and time.monotonic() < deadline:
+            conn.process_data_events(time_limit=0.1)
+        assert ch.is_closed, "the consumer was kept after update-secret took its group away"
+        assert conn.is_open
+        assert wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                          and e["decision"]["effect"] == "deny" and api_name(e) == "basic.consume"
+                          and e["result"].get("error_code") == 403
+                          and any(r.get("name") == q for r in e.get("resources", [])))
+    finally:
+        if conn.is_open:
+            conn.close()
+
+
+def test_update_secret_with_fewer_groups_refuses_live_consumer(start_busgate, tmp_path):
+    """A new secret may allow less than the old one though the policy did
+    not change: a live consumer its groups no longer allow is refused."""
+    update_secret_refuses_consumer(start_busgate, tmp_path)
+
+
+def test_update_secret_refuses_consumer_on_the_highest_channel(start_busgate, tmp_path):
+    """The consumers are decided again on every channel up to channel_max
+    inclusive: one on channel channel_max is not skipped."""
+    update_secret_refuses_consumer(start_busgate, tmp_path, channel_number=3, channel_max=3)
+
+
 @contextmanager
 def vouched_session(start_busgate, tmp_path):
     """busgate trusting a second issuer next to the usual one, and a
@@ -534,6 +576,9 @@ def busgate_deny(s, api, why, resource):
     (ev,) = wait_audit(s.ports["audit"], lambda e: e["kind"] == "decision"
                        and e["decision"]["effect"] == "deny" and api_name(e) == api)
     assert ev["decision"]["by"] == "busgate" and "rule" not in ev["decision"], ev
+    # busgate's own deny is enforced: never recorded as an audit-mode deny
+    # that was let through.
+    assert ev["decision"]["mode"] == "enforce", ev
     assert ev["detail"] == why, ev
     assert [r["name"] for r in ev["resources"]] == [resource], ev
     return ev

@@ -15,8 +15,8 @@ import time
 import pytest
 
 from amqp_env import (RABBIT_PORT, UPSTREAM_PASSWORD, UPSTREAM_USER, Issuer, api_name,
-                      busgate_config, connect, direct, get_one, rule, start_gateway, unique,
-                      wait_audit)
+                      audit_down_gateway, busgate_config, connect, direct, get_one, rule,
+                      start_gateway, unique, wait_audit, wait_not_admitting)
 from amqp_wire import (CHANNEL_OPEN, close_args, expect_connection_close, frame, handshake,
                        header, login, ls, method, open_channel, publish, ss, table)
 from conftest import ROOT, build_dir, cpu_seconds, http_get
@@ -709,22 +709,11 @@ def test_no_login_while_audit_is_down(start_busgate, tmp_path):
     spool), a new connection is closed with 320 CONNECTION_FORCED instead
     of logging in unrecorded."""
     import pika.exceptions as pex
-    issuer = Issuer(tmp_path / "keys")
-    text, ports = busgate_config(tmp_path, issuer,
-                                 rule("all", ["group:apps"], ["amqp:queue:it.*"], ["read"]))
-    text = text.replace(f"  file: {ports['audit']}\n", "  file: /dev/full\n")
-    assert "file: /dev/full" in text
-    bg = start_busgate(text, wait_for_port=ports["listen"])
+    bg, ports, issuer = audit_down_gateway(
+        start_busgate, tmp_path, rule("all", ["group:apps"], ["amqp:queue:it.*"], ["read"]))
     first = connect(ports["listen"], issuer.mint("alice", ["apps"]))  # admitted, not recordable
     first.close()
-
-    def not_ready():
-        status, body = http_get(f"http://127.0.0.1:{ports['admin']}/readyz")
-        return status == 503 and "audit" in body
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and not not_ready():
-        time.sleep(0.1)
-    assert not_ready(), bg.log_path.read_text()[-2000:]
+    assert wait_not_admitting(ports), bg.log_path.read_text()[-2000:]
     # pika reports a close before open-ok as a probable authentication error,
     # carrying the broker's close.
     with pytest.raises((pex.ConnectionClosedByBroker, pex.ProbableAuthenticationError)) as ei:
@@ -741,20 +730,10 @@ def test_method_while_audit_is_down_closes_the_connection(start_busgate, tmp_pat
     refused then. Never a channel.close 506: 506 RESOURCE_ERROR is a
     connection (hard) error in AMQP 0-9-1, which no broker puts in a
     channel.close. A method that needs no decision still goes through."""
-    issuer = Issuer(tmp_path / "keys")
-    text, ports = busgate_config(tmp_path, issuer, policy())
-    text = text.replace(f"  file: {ports['audit']}\n", "  file: /dev/full\n")
-    assert "file: /dev/full" in text
-    start_busgate(text, wait_for_port=ports["listen"])
+    _, ports, issuer = audit_down_gateway(start_busgate, tmp_path, policy())
     r, _ = handshake(ports["listen"], issuer.mint("alice", ["apps"]))
     try:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            status, _ = http_get(f"http://127.0.0.1:{ports['admin']}/readyz")
-            if status == 503:
-                break
-            time.sleep(0.1)
-        assert status == 503
+        assert wait_not_admitting(ports)
         open_channel(r, 1)
         r.send(method(1, 60, 10, struct.pack(">IHB", 0, 1, 0)))  # basic.qos: no decision
         r.expect(1, (60, 11))

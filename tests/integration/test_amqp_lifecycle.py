@@ -7,8 +7,10 @@ import time
 import pika.exceptions as pex
 import pytest
 
-from amqp_env import (RABBIT_PORT, Issuer, PrivateRabbit, audit_events, busgate_config, connect,
-                      get_one, rule, unique, start_gateway, wait_audit)
+from amqp_env import (RABBIT_PORT, Issuer, PrivateRabbit, audit_down_gateway, audit_events,
+                      busgate_config, connect, get_one, rule, unique, start_gateway, wait_audit,
+                      wait_not_admitting)
+from amqp_wire import close_args, handshake, ls, method, ss
 from conftest import keepalive_timers
 
 ALL = ["read", "write", "create", "delete", "describe"]
@@ -96,6 +98,43 @@ def test_update_secret_from_another_issuer_closes(start_busgate, tmp_path):
         conn.sleep(1)
     assert wait_audit(ports["audit"], lambda e: e.get("auth_failure_reason") ==
                       "different_subject")
+
+
+def test_update_secret_refusal_is_530_not_allowed(start_busgate, tmp_path):
+    """A refused update-secret (another subject's token) closes the
+    connection with 530 NOT_ALLOWED naming connection.update-secret, as
+    RabbitMQ does; its auth_failure event names no principal (the refused
+    token's subject is not the session's, and the session's is not who
+    failed)."""
+    _, ports, issuer = start_gateway(start_busgate, tmp_path, POLICY)
+    r, _ = handshake(ports["listen"], issuer.mint("alice", ["apps"], ttl=120))
+    try:
+        r.send(method(0, 10, 70, ls(issuer.mint("mallory", ["apps"], ttl=120)) + ss("takeover")))
+        code, text, cls, meth = close_args(r.expect(0, (10, 50)))
+        assert (code, cls, meth) == (530, 10, 70), (code, text, cls, meth)
+        assert text.startswith("NOT_ALLOWED - new secret was refused"), text
+    finally:
+        r.close()
+    (ev,) = wait_audit(ports["audit"], lambda e: e.get("kind") == "auth_failure")
+    assert ev["auth_failure_reason"] == "different_subject", ev
+    assert not (ev.get("principal") or {}).get("sub"), ev
+
+
+def test_update_secret_while_audit_is_down_closes_320(start_busgate, tmp_path):
+    """An update-secret is an audit event (session_start "secret
+    updated"): while the pipeline cannot record events it is not accepted
+    unrecorded; the connection is closed with 320 CONNECTION_FORCED, as a
+    login is refused then."""
+    _, ports, issuer = audit_down_gateway(start_busgate, tmp_path, POLICY)
+    r, _ = handshake(ports["listen"], issuer.mint("alice", ["apps"], ttl=120))
+    try:
+        assert wait_not_admitting(ports)
+        r.send(method(0, 10, 70, ls(issuer.mint("alice", ["apps"], ttl=300)) + ss("refresh")))
+        code, text, cls, meth = close_args(r.expect(0, (10, 50)))
+        assert code == 320, (code, text, cls, meth)
+        assert text == "CONNECTION_FORCED - busgate cannot record audit events now; retry", text
+    finally:
+        r.close()
 
 
 def test_prefix_reload_renames_in_reply_texts(start_busgate, tmp_path):
