@@ -11,7 +11,7 @@ import pytest
 
 DURATION = re.compile(r" \d+(\.\d)?(us|ms|s)( |$)")  # as replay prints latency_us
 
-from amqp_env import Issuer, busgate_config, connect, rule, unique, wait_audit
+from amqp_env import Issuer, busgate_config, connect, rule, start_gateway, unique, wait_audit
 from conftest import run_cli
 
 
@@ -63,6 +63,38 @@ def test_amqp_decisions_leave_unmeasured_fields_out(start_busgate, tmp_path):
     tail = [l for l in r.stdout.splitlines() if " decision " in l]
     assert len(tail) == len(decisions), r.stdout
     assert not any(DURATION.search(l) for l in tail), tail
+
+
+def test_busgate_limit_refusal_is_recorded_as_its_enforced_deny(start_busgate, tmp_path):
+    """A publish the policy allows but busgate itself refuses (a user_id
+    property that is not the login's: 406) is recorded as busgate's
+    enforced deny: would deny, never "would allow", which would read as the
+    policy's verdict overridden. Its one record is counted, as the allowed
+    publish's is."""
+    import pika
+    _, ports, issuer = start_gateway(
+        start_busgate, tmp_path,
+        rule("it", ["group:apps"], ["amqp:queue:it.*", "amqp:exchange:amq.default"],
+             ["read", "write", "create", "delete", "describe"]))
+    conn = connect(ports["listen"], issuer.mint("alice", ["apps"]))
+    ch = conn.channel()
+    q = unique("it.limit")
+    ch.queue_declare(q, auto_delete=True)
+    ch.confirm_delivery()
+    ch.basic_publish("", q, b"ok")
+    with pytest.raises(pex.ChannelClosedByBroker) as ei:
+        ch.basic_publish("", q, b"x", pika.BasicProperties(user_id="someone"))
+    assert ei.value.reply_code == 406, ei.value
+    conn.close()
+    pubs = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                      and e["api"]["name"] == "basic.publish", count=2)
+    refused = [e for e in pubs if e["result"].get("error_code") == 406]
+    allowed = [e for e in pubs if e["decision"]["effect"] == "allow"]
+    assert len(refused) == 1 and allowed, pubs
+    d = refused[0]["decision"]
+    assert (d["effect"], d["would"], d["mode"], d.get("by")) == \
+        ("deny", "deny", "enforce", "busgate"), d
+    assert all(e["result"].get("records") == 1 for e in refused + allowed), pubs
 
 
 def test_amqp_audit_rule_names_the_enforced_rule(start_busgate, tmp_path):

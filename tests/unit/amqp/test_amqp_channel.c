@@ -1779,6 +1779,28 @@ static void test_update_secret_decides_consumers_again(void **state)
     expect_consume_refused(c, 1);
 }
 
+/* A reload noticed at a client method on the very channel whose consumer
+ * the new policy refuses: the channel is refused (busgate's channel.close
+ * to both sides), and the method that arrived on it is neither decided nor
+ * forwarded: it was sent on a channel that is closing. */
+static void test_reload_at_a_method_on_the_refused_channel(void **state)
+{
+    ctx_t *c = *state;
+    open_channel(c, 1);
+    consume_live(c, 1, "ok.q", "A");
+    c->f.next_policy = policy_narrow;
+    int before = c->f.decisions;
+    amqp_queue_declare_t d;
+    memset(&d, 0, sizeof d);
+    d.queue = t_str("ok.keep"); /* allowed by the new policy too */
+    d.passive = 1;
+    assert_int_equal(cli(c, 1, AMQP_QUEUE_DECLARE_METHOD, &d), 1);
+    assert_int_equal(c->f.decisions, before + 1); /* the consumer's refusal only */
+    expect_consume_refused(c, 1);
+    expect_nothing(UP(c));
+    expect_nothing(CLI(c));
+}
+
 static void restart(ctx_t *c);
 
 /* A reload noticed while the audit pipeline is not admitting (on_failure:
@@ -2765,6 +2787,7 @@ int main(void)
         T(test_reload_decides_under_the_new_names),
         T(test_reload_removing_the_issuer_denies_everything),
         T(test_update_secret_decides_consumers_again),
+        T(test_reload_at_a_method_on_the_refused_channel),
         T(test_reload_while_audit_not_admitting),
         T(test_reload_during_publish_body_refuses_at_once),
         T(test_reload_rename_reaches_reply_texts),
