@@ -150,14 +150,10 @@ int bg_kafka_authz_upstream_fits(int16_t api_key, int16_t umin, int16_t umax)
 int16_t bg_kafka__deny_error(bg_res_type_t type)
 {
     switch (type) {
-    case BG_RES_KAFKA_TOPIC:
-        return BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
-    case BG_RES_KAFKA_GROUP:
-        return BG_KAFKA_E_GROUP_AUTHORIZATION_FAILED;
-    case BG_RES_KAFKA_TXN_ID:
-        return BG_KAFKA_E_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
-    default:
-        return BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED;
+    case BG_RES_KAFKA_TOPIC: return BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED;
+    case BG_RES_KAFKA_GROUP: return BG_KAFKA_E_GROUP_AUTHORIZATION_FAILED;
+    case BG_RES_KAFKA_TXN_ID: return BG_KAFKA_E_TRANSACTIONAL_ID_AUTHORIZATION_FAILED;
+    default: return BG_KAFKA_E_CLUSTER_AUTHORIZATION_FAILED;
     }
 }
 
@@ -177,10 +173,10 @@ static const char *bg_kafka__decide_raw(const bg_kafka_authz_ctx_t *ctx, bg_res_
         d->mode = BG_MODE_ENFORCE;
         return ctx->unvouched;
     }
-    const char *reserved =
-        type != BG_RES_KAFKA_TOPIC || verb == BG_VERB_READ || verb == BG_VERB_DESCRIBE ? NULL
-        : verb == BG_VERB_CREATE ? bg_kafka__reserved_create(ctx, name)
-                                 : bg_kafka__reserved(ctx, name);
+    const char *reserved = type != BG_RES_KAFKA_TOPIC || verb == BG_VERB_READ ||
+                                   verb == BG_VERB_DESCRIBE ? NULL
+                           : verb == BG_VERB_CREATE ? bg_kafka__reserved_create(ctx, name)
+                                                    : bg_kafka__reserved(ctx, name);
     if (reserved) {
         memset(d, 0, sizeof *d);
         d->effect = d->would = BG_EFFECT_DENY;
@@ -200,8 +196,7 @@ static const char *bg_kafka__decide_raw(const bg_kafka_authz_ctx_t *ctx, bg_res_
     case BG_POLICY_UNBUILT_MASK:
         d->effect = BG_EFFECT_DENY;
         return "masked topic: no masking in this build";
-    case BG_POLICY_UNBUILT_NONE:
-        break;
+    case BG_POLICY_UNBUILT_NONE: break;
     }
     return NULL;
 }
@@ -218,8 +213,9 @@ static int bg_kafka__same(const bg_kafka_decision_t *g, bg_verb_t verb,
                           const bg_policy_decision_t *d, int16_t err, const char *reason)
 {
     const bg_policy_decision_t *o = &g->decision;
-    if (g->verb != verb || o->effect != d->effect || o->would != d->would || o->mode != d->mode ||
-        o->rule != d->rule || o->enforced != d->enforced || g->error_code != err ||
+    if (g->verb != verb || o->effect != d->effect || o->would != d->would ||
+        o->mode != d->mode || o->rule != d->rule || o->enforced != d->enforced ||
+        g->error_code != err ||
         g->reason != reason || o->nmasks != d->nmasks)
         return 0;
     return memcmp(o->masks, d->masks, d->nmasks * sizeof d->masks[0]) == 0;
@@ -329,8 +325,8 @@ int bg_kafka__add_listing(bg_kafka__az_t *az, const bg_kafka__filter_t *f)
     int seen = 0; /* batched OffsetFetch: one listing per group, one record */
     for (size_t i = 0; i < az->ngroups && !seen; i++) {
         const bg_kafka_decision_t *g = &az->groups[i].d;
-        seen = g->reason == bg_kafka__listing_reason && g->verb == f->verb && g->nresources > 0 &&
-               g->resources[0].type == f->type;
+        seen = g->reason == bg_kafka__listing_reason && g->verb == f->verb &&
+               g->nresources > 0 && g->resources[0].type == f->type;
     }
     if (!seen)
         bg_kafka__record_allowed(az, f->type, bg_kafka_cstr("*"), f->verb,
@@ -370,8 +366,8 @@ int bg_kafka__add_append(bg_kafka__az_t *az, int arr, int key_idx, bg_slice_t ke
         az->oom = 1;
         return -1;
     }
-    *ap =
-        (bg_kafka__append_t){(int16_t)arr, (int16_t)key_idx, (int16_t)sub_arr, key, ents, n, NULL};
+    *ap = (bg_kafka__append_t){(int16_t)arr, (int16_t)key_idx, (int16_t)sub_arr, key, ents, n,
+                               NULL};
     /* Keep request order: append at the tail. */
     bg_kafka__append_t **pp = &m->appends;
     while (*pp)
@@ -380,8 +376,8 @@ int bg_kafka__add_append(bg_kafka__az_t *az, int arr, int key_idx, bg_slice_t ke
     return 0;
 }
 
-int bg_kafka__add_insert(bg_kafka__az_t *az, int arr, const int32_t *pos, bg_kafka_struct_t **ents,
-                         int32_t n)
+int bg_kafka__add_insert(bg_kafka__az_t *az, int arr, const int32_t *pos,
+                         bg_kafka_struct_t **ents, int32_t n)
 {
     bg_kafka__merge_t *m = bg_kafka__merge(az);
     bg_kafka__insert_t *in = m ? bg_kafka_arena_alloc(az->a, sizeof *in) : NULL;
@@ -508,8 +504,7 @@ void bg_kafka_authz_refuse(const bg_kafka_req_hdr_t *hdr, const bg_kafka_struct_
     /* An answer to a request that expects none would carry a correlation id
      * the client never waits for: it would take it for the next one's. */
     int answer = !v->no_response && v->action != BG_KAFKA_ACT_CLOSE;
-    bg_kafka_struct_t *r =
-        answer ? bg_kafka_authz_error_response(hdr, req, error_code, arena) : NULL;
+    bg_kafka_struct_t *r = answer ? bg_kafka_authz_error_response(hdr, req, error_code, arena) : NULL;
     if (v->action != BG_KAFKA_ACT_CLOSE || !v->close_reason)
         v->close_reason = reason;
     v->action = r ? BG_KAFKA_ACT_RESPOND : BG_KAFKA_ACT_CLOSE;

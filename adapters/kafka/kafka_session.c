@@ -831,7 +831,8 @@ static int bg_kafka__on_frame(bg_kafka_session_t *s, struct evbuffer *in, size_t
 /* A size field that is negative or above the limit: the stream cannot be
  * resynchronised, so the frame is not read; its API and version are named
  * when they arrived with the size. */
-static void bg_kafka__frame_too_large(bg_kafka_session_t *s, struct evbuffer *in, uint32_t max)
+static void bg_kafka__frame_too_large(bg_kafka_session_t *s, struct evbuffer *in, uint32_t max,
+                                      const char *limit)
 {
     uint8_t b[8];
     int16_t api = -1, ver = -1;
@@ -844,9 +845,7 @@ static void bg_kafka__frame_too_large(bg_kafka_session_t *s, struct evbuffer *in
     int32_t size = (int32_t)((uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3]);
     char why[160];
     snprintf(why, sizeof why, "request frame larger than allowed (size = %ld, limit %u: %s)",
-             (long)size, max,
-             s->auth == BG_KAFKA_AUTH_OK && !s->reauth ? "max_frame_bytes"
-                                                       : "preauth_max_frame_bytes");
+             (long)size, max, limit);
     bg_kafka_session_malformed(s, api, ver, 0, 0, why);
 }
 
@@ -869,10 +868,11 @@ static void bg_kafka__on_client_read(struct bufferevent *bev, void *arg)
             break;
         /* SASL frames of a re-authentication too, as Kafka caps them by
          * sasl.server.max.receive.size whether or not the client logged in. */
-        uint32_t max = s->auth == BG_KAFKA_AUTH_OK && !s->reauth ? k->max_frame_bytes
-                                                                 : k->preauth_max_frame_bytes;
+        int full = s->auth == BG_KAFKA_AUTH_OK && !s->reauth;
+        uint32_t max = full ? k->max_frame_bytes : k->preauth_max_frame_bytes;
         if (bg_kafka_frame_peek(hdr, 4, max, &size) < 0) {
-            bg_kafka__frame_too_large(s, in, max);
+            bg_kafka__frame_too_large(s, in, max,
+                                      full ? "max_frame_bytes" : "preauth_max_frame_bytes");
             return;
         }
         if (evbuffer_get_length(in) < (size_t)size + 4)

@@ -332,6 +332,17 @@ class Busgate:
             time.sleep(0.05)
         return None
 
+    def warns(self, needle, wait=True):
+        """The warn lines whose message holds needle. busgate's log thread
+        writes a line after the session queued it (the client may have had
+        its close, and the audit its session_end, first): with wait, a
+        bounded poll until one such line is there."""
+        def match(l):
+            return l.get("level") == "warn" and needle in l.get("msg", "")
+        if wait:
+            self.wait_log(match, timeout=10)
+        return [l for l in self.log_lines() if match(l)]
+
     def signal(self, sig):
         self.proc.send_signal(sig)
 

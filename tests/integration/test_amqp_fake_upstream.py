@@ -350,18 +350,6 @@ def confirm_forced_close(r, args, reply):
     assert r.eof(7.0)
 
 
-def warns(bg, needle, *, wait=True):
-    """The warn lines of bg's log whose message holds needle. busgate's log
-    thread writes a line after the session queued it: the client may have
-    had its close, and the audit its session_end, before the line is in the
-    file. With wait, a bounded poll until one such line is there first."""
-    def match(l):
-        return l.get("level") == "warn" and needle in l.get("msg", "")
-    if wait:
-        bg.wait_log(match, timeout=10)
-    return [l for l in bg.log_lines() if match(l)]
-
-
 def test_broker_closes_a_running_connection(start_busgate, tmp_path, fake_rabbit):
     """RabbitMQ closes a running connection (an operator's forced close):
     the client gets its close; busgate logs it once, naming the broker, and
@@ -389,12 +377,12 @@ def test_broker_closes_a_running_connection(start_busgate, tmp_path, fake_rabbit
         r.close()
     assert session_end(ports) == ("320 CONNECTION_FORCED - Closed via management plugin "
                                   "(closed by the broker)")
-    lines = warns(bg, "Closed via management plugin")
+    lines = bg.warns("Closed via management plugin")
     assert [l["msg"] for l in lines] == [
         "the broker closed the connection: 320 CONNECTION_FORCED - Closed via management plugin"
     ], lines
     assert lines[0]["upstream"] == f"127.0.0.1:{fake.port}" and lines[0].get("session"), lines
-    assert not warns(bg, "closed by the broker", wait=False), bg.log_path.read_text()[-2000:]
+    assert not bg.warns("closed by the broker", wait=False), bg.log_path.read_text()[-2000:]
 
 
 # What the broker sends after channel 1 is open -> the start of session_end's reason.
@@ -442,7 +430,7 @@ def test_broker_frames_that_fit_no_state_are_not_relayed(start_busgate, tmp_path
     finally:
         r.close()
     assert session_end(ports) == f"320 {reply} ({why})"
-    lines = warns(bg, why)
+    lines = bg.warns(why)
     assert len(lines) == 1 and lines[0]["upstream"] == f"127.0.0.1:{fake.port}", lines
 
 
@@ -511,7 +499,7 @@ def test_broker_connection_lost_logged_once(start_busgate, tmp_path, fake_rabbit
     finally:
         r.close()
     assert session_end(ports) == f"320 {LOST} ({how})"
-    lines = warns(bg, how)
+    lines = bg.warns(how)
     assert [l["msg"] for l in lines] == [
         f"upstream connection lost: 127.0.0.1:{fake.port}: {how}"], lines
     assert lines[0].get("session") and lines[0]["upstream"] == f"127.0.0.1:{fake.port}", lines

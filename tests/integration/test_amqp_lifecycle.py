@@ -2,7 +2,6 @@
 leg, token expiry and connection.update-secret, and the broker restarted
 under a connected client."""
 import signal
-import time
 
 import pika.exceptions as pex
 import pytest

@@ -5,10 +5,8 @@ entry (busgate's upstream user is a super user on the test broker, so
 anything forwarded would really happen), and re-authentication must keep
 the same principal, issuer included."""
 import struct
-import time
 
-import pytest
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import (AclBinding, AclBindingFilter, AclOperation, AclPermissionType,
                                    AdminClient, ResourcePatternType, ResourceType)
 
@@ -169,6 +167,13 @@ PERM_ANY, PERM_ALLOW = 1, 3
 BUSGATE = "User:" + UPSTREAM_USER
 
 
+def _err_msg(resp, off):
+    """An ACL result's error code and nullable message at off: (err, msg, next off)."""
+    err, ml = struct.unpack(">hh", resp[off:off + 4])
+    off += 4
+    return err, resp[off:off + ml].decode() if ml >= 0 else None, off + max(ml, 0)
+
+
 def _create_acls_raw(w, creations):
     """CreateAcls v1: creations [(rtype, name, principal, op)], literal,
     host *, allow. Returns [(error_code, message)] in request order."""
@@ -180,10 +185,8 @@ def _create_acls_raw(w, creations):
     assert resp is not None, "connection closed on CreateAcls"
     off, out = 8, []
     for _ in range(struct.unpack(">i", resp[4:8])[0]):
-        err, ml = struct.unpack(">hh", resp[off:off + 4])
-        off += 4
-        out.append((err, resp[off:off + ml].decode() if ml >= 0 else None))
-        off += max(ml, 0)
+        err, msg, off = _err_msg(resp, off)
+        out.append((err, msg))
     return out
 
 
@@ -200,10 +203,7 @@ def _delete_acls_raw(w, filters):
     assert resp is not None, "connection closed on DeleteAcls"
     off, out = 8, []
     for _ in range(struct.unpack(">i", resp[4:8])[0]):
-        err, ml = struct.unpack(">hh", resp[off:off + 4])
-        off += 4
-        msg = resp[off:off + ml].decode() if ml >= 0 else None
-        off += max(ml, 0)
+        err, msg, off = _err_msg(resp, off)
         n = struct.unpack(">i", resp[off:off + 4])[0]
         off += 4
         for _ in range(n):  # err, msg, type, name, pattern, principal, host, op, perm

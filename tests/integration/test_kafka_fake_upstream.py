@@ -277,13 +277,6 @@ def assert_no_sessions(ports, timeout=5):
         time.sleep(0.1)
 
 
-def upstream_warns(bg, text):
-    """The warn lines containing text, once there is one (the log is written
-    by its own thread): [] after 5 s."""
-    bg.wait_log(lambda l: l["level"] == "warn" and text in l.get("msg", ""), timeout=5)
-    return [l["msg"] for l in bg.log_lines() if l["level"] == "warn" and text in l.get("msg", "")]
-
-
 def test_a_response_the_broker_cuts_off_is_audited_with_the_part_sent(start_busgate, tmp_path,
                                                                       fake):
     """The broker announces a 4 MiB Fetch response, sends 1 MiB of it (cut
@@ -312,7 +305,7 @@ def test_a_response_the_broker_cuts_off_is_audited_with_the_part_sent(start_busg
     assert ev[0]["detail"] == "response cut: session closed", ev
     assert ev[0]["result"]["bytes_out"] == got, (ev[0]["result"], got)
     assert ev[0]["result"].get("latency_us", 0) == 0, ev
-    assert upstream_warns(bg, f"upstream {fake.address} (node -1): closed by the broker")
+    assert bg.warns(f"upstream {fake.address} (node -1): closed by the broker")
     assert_no_sessions(ports)
 
 
@@ -343,7 +336,7 @@ def test_a_response_out_of_turn_is_a_warn_naming_the_broker(start_busgate, tmp_p
     assert w.closed_by_peer(10)
     end = wait_audit(ports["audit"], lambda e: e.get("kind") == "session_end")
     assert end and end[0]["detail"] == detail, end
-    assert upstream_warns(bg, want), [l["msg"] for l in bg.log_lines()][-3:]
+    assert bg.warns(want), [l["msg"] for l in bg.log_lines()][-3:]
     assert_no_sessions(ports)
 
 
@@ -363,7 +356,7 @@ def test_a_bad_response_frame_size_closes_the_session(start_busgate, tmp_path, f
     up.next()
     up.sock.sendall(struct.pack(">i", size) + b"\x00" * max(size, 0))
     assert w.recv() is None
-    assert upstream_warns(bg, f"upstream {fake.address} (node -1): {why}")
+    assert bg.warns(f"upstream {fake.address} (node -1): {why}")
     assert_no_sessions(ports)
 
 
@@ -404,7 +397,7 @@ def test_requests_in_flight_when_the_broker_closes_are_audited_unanswered(start_
     left = [(e["api"]["name"], e["detail"]) for e in audit_events(ports["audit"])
             if e.get("kind") == "decision" and e.get("detail") == "no response: session closed"]
     assert [a for a, _ in left] == ["Produce", "Produce", "Fetch"], left
-    assert len(upstream_warns(bg, "closed by the broker")) == 1
+    assert len(bg.warns("closed by the broker")) == 1
     assert_no_sessions(ports)
 
 
@@ -451,7 +444,7 @@ def test_a_silent_broker_times_out_naming_the_phase(start_busgate, tmp_path, sec
         w.send(18, 0, b"")  # waits for the broker's versions
         assert w.recv() is None
         why = f"{phase} timed out after 10 s"
-        assert upstream_warns(bg, f"upstream 127.0.0.1:{bh.port} (node -1): {why}")
+        assert bg.warns(f"upstream 127.0.0.1:{bh.port} (node -1): {why}")
         closing = f"closing connection: upstream connection lost: {why}"
         assert bg.wait_log(lambda l: l.get("msg") == closing, timeout=5), \
             [l["msg"] for l in bg.log_lines()][-4:]
