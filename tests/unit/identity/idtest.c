@@ -152,8 +152,7 @@ static const EVP_MD *idt_md(const char *alg)
                                                                                : EVP_sha256();
 }
 
-/* Signs input; returns the signature length written to sig. */
-static size_t idt_sign(const char *alg, EVP_PKEY *k, const void *secret, size_t n,
+size_t idt_sign(const char *alg, EVP_PKEY *k, const void *secret, size_t n,
                        const char *input, unsigned char *sig)
 {
     size_t len = 0;
@@ -189,23 +188,35 @@ static size_t idt_sign(const char *alg, EVP_PKEY *k, const void *secret, size_t 
     return 2 * half;
 }
 
-char *idt_token(const char *header_json, const char *payload_json, const char *alg, EVP_PKEY *k,
-                const void *secret, size_t n)
+char *idt_signing_input(const char *header_json, const char *payload_json)
 {
     char *h = idt_b64url(header_json, strlen(header_json));
     char *p = idt_b64url(payload_json, strlen(payload_json));
     size_t inlen = strlen(h) + strlen(p) + 2;
     char *input = malloc(inlen);
     snprintf(input, inlen, "%s.%s", h, p);
-    unsigned char sig[1024];
-    size_t slen = idt_sign(alg, k, secret, n, input, sig);
-    char *s = idt_b64url(sig, slen);
-    char *out = malloc(inlen + strlen(s) + 1);
-    sprintf(out, "%s.%s", input, s);
     free(h);
     free(p);
-    free(input);
+    return input;
+}
+
+char *idt_with_sig(const char *input, const void *sig, size_t n)
+{
+    char *s = idt_b64url(sig, n);
+    char *out = malloc(strlen(input) + strlen(s) + 2);
+    sprintf(out, "%s.%s", input, s);
     free(s);
+    return out;
+}
+
+char *idt_token(const char *header_json, const char *payload_json, const char *alg, EVP_PKEY *k,
+                const void *secret, size_t n)
+{
+    char *input = idt_signing_input(header_json, payload_json);
+    unsigned char sig[1024];
+    size_t slen = idt_sign(alg, k, secret, n, input, sig);
+    char *out = idt_with_sig(input, sig, slen);
+    free(input);
     return out;
 }
 

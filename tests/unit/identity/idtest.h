@@ -35,6 +35,15 @@ char *idt_priv_pem(EVP_PKEY *k);
 char *idt_token(const char *header_json, const char *payload_json, const char *alg, EVP_PKEY *k,
                 const void *secret, size_t n);
 
+/* The pieces of idt_token, for tests that alter a signature: the signing
+ * input (base64url header "." base64url payload; malloc'd), its signature
+ * by idt_token's rules (written to sig, which holds 1024 bytes; returns
+ * its length), and input "." base64url(sig) (malloc'd). */
+char *idt_signing_input(const char *header_json, const char *payload_json);
+size_t idt_sign(const char *alg, EVP_PKEY *k, const void *secret, size_t n, const char *input,
+                unsigned char *sig);
+char *idt_with_sig(const char *input, const void *sig, size_t n);
+
 /* Writes s to a new temp file; returns its malloc'd path. */
 char *idt_write_tmp(const char *s);
 

@@ -118,6 +118,7 @@ typedef enum {
     M_PAD,         /* '=' padding after the signature */
     M_SPACE,       /* trailing whitespace */
     M_SIG_RSA,     /* alg none, but an RS256 signature appended */
+    M_NONCANON,    /* the signature's unused last bits set: same bytes, another spelling */
 } mutation_t;
 
 typedef struct {
@@ -183,6 +184,24 @@ static const attack_t attacks[] = {
      BG_ID_NOT_YET_VALID},
     {"iat within the skew", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
      "{" GOOD ",\"iat\":1700000020,\"exp\":1700001200}", "RS256", 0, M_NONE, BG_ID_OK},
+    {"exp beyond year 318857", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{" GOOD ",\"exp\":10000000000001}", "RS256", 0, M_NONE, BG_ID_MALFORMED},
+    {"nbf at the edge of the skew", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{" GOOD ",\"nbf\":1700000030,\"exp\":1700001200}", "RS256", 0, M_NONE, BG_ID_OK},
+    {"nbf just beyond the skew", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{" GOOD ",\"nbf\":1700000031,\"exp\":1700001200}", "RS256", 0, M_NONE,
+     BG_ID_NOT_YET_VALID},
+    {"nbf as a string", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{" GOOD ",\"nbf\":\"1700000100\",\"exp\":1700001200}", "RS256", 0, M_NONE,
+     BG_ID_MALFORMED},
+    {"iat at the edge of the skew", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{" GOOD ",\"iat\":1700000030,\"exp\":1700001200}", "RS256", 0, M_NONE, BG_ID_OK},
+    {"iat just beyond the skew", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{" GOOD ",\"iat\":1700000031,\"exp\":1700001200}", "RS256", 0, M_NONE,
+     BG_ID_NOT_YET_VALID},
+    {"iat as a string", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{" GOOD ",\"iat\":\"1700000100\",\"exp\":1700001200}", "RS256", 0, M_NONE,
+     BG_ID_MALFORMED},
     {"wrong iss", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
      "{\"iss\":\"https://evil.test\",\"aud\":\"busgate\",\"sub\":\"a\"," EXP_OK "}", "RS256", 0,
      M_NONE, BG_ID_WRONG_ISSUER},
@@ -195,6 +214,12 @@ static const attack_t attacks[] = {
     {"aud array without ours", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
      "{\"iss\":\"" ISS "\",\"aud\":[\"a\",\"b\"],\"sub\":\"a\"," EXP_OK "}", "RS256", 0, M_NONE,
      BG_ID_WRONG_AUDIENCE},
+    {"aud only starting with ours", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{\"iss\":\"" ISS "\",\"aud\":\"busgate-evil\",\"sub\":\"a\"," EXP_OK "}", "RS256", 0,
+     M_NONE, BG_ID_WRONG_AUDIENCE},
+    {"aud array, one only starting with ours", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{\"iss\":\"" ISS "\",\"aud\":[\"busgatex\"],\"sub\":\"a\"," EXP_OK "}", "RS256", 0,
+     M_NONE, BG_ID_WRONG_AUDIENCE},
     {"aud missing", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
      "{\"iss\":\"" ISS "\",\"sub\":\"a\"," EXP_OK "}", "RS256", 0, M_NONE, BG_ID_WRONG_AUDIENCE},
     {"aud array with ours", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
@@ -206,10 +231,17 @@ static const attack_t attacks[] = {
      "RS256", 0, M_NONE, BG_ID_MALFORMED},
     {"missing sub", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
      "{\"iss\":\"" ISS "\",\"aud\":\"busgate\"," EXP_OK "}", "RS256", 0, M_NONE, BG_ID_MALFORMED},
+    {"empty sub", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{\"iss\":\"" ISS "\",\"aud\":\"busgate\",\"sub\":\"\"," EXP_OK "}", "RS256", 0, M_NONE,
+     BG_ID_MALFORMED},
     {"missing iss", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
      "{\"aud\":\"busgate\",\"sub\":\"a\"," EXP_OK "}", "RS256", 0, M_NONE, BG_ID_MALFORMED},
     {"groups of the wrong type", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
      "{" GOOD "," EXP_OK ",\"groups\":[\"a\",3]}", "RS256", 0, M_NONE, BG_ID_MALFORMED},
+    {"groups an object", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{" GOOD "," EXP_OK ",\"groups\":{\"admin\":true}}", "RS256", 0, M_NONE, BG_ID_MALFORMED},
+    {"groups a number", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{" GOOD "," EXP_OK ",\"groups\":7}", "RS256", 0, M_NONE, BG_ID_MALFORMED},
     {"duplicate claim", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
      "{" GOOD "," EXP_OK ",\"sub\":\"root\"}", "RS256", 0, M_NONE, BG_ID_MALFORMED},
     {"kid not in the set", "{\"alg\":\"RS256\",\"kid\":\"rsa9\"}", "{" GOOD "," EXP_OK "}",
@@ -238,6 +270,8 @@ static const attack_t attacks[] = {
      "RS256", 0, M_TRUNC_SIG, BG_ID_BAD_SIGNATURE},
     {"truncated payload", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}", "{" GOOD "," EXP_OK "}", "RS256",
      0, M_TRUNC_BODY, BG_ID_MALFORMED},
+    {"signature spelled with its unused bits set", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}",
+     "{" GOOD "," EXP_OK "}", "RS256", 0, M_NONCANON, BG_ID_BAD_SIGNATURE},
     {"base64 '+' in the payload", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}", "{" GOOD "," EXP_OK "}",
      "RS256", 0, M_BAD_CHAR, BG_ID_MALFORMED},
     {"padding", "{\"alg\":\"RS256\",\"kid\":\"rsa1\"}", "{" GOOD "," EXP_OK "}", "RS256", 0, M_PAD,
@@ -293,6 +327,15 @@ static char *attack_token(const attack_t *a)
         char *s = idt_token(a->hdr, a->claims, "RS256", g.rsa, NULL, 0);
         free(t);
         return s;
+    }
+    case M_NONCANON: {
+        /* 256 bytes are 342 characters whose last 4 bits encode nothing
+         * (zero when canonical): setting one decodes to the same bytes. */
+        static const char b64[] =
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        char *c = &t[len - 1];
+        *c = b64[(strchr(b64, *c) - b64) | 1];
+        break;
     }
     }
     return t;
@@ -416,6 +459,29 @@ static void test_no_kid_single_usable_key(void **state)
     assert_int_equal(verify(t, strlen(t), &p), BG_ID_OK);
     bg_principal_clear(&p);
     free(t);
+    /* Two RSA keys: RS256 without kid is unknown_kid, whichever signed it,
+     * not a try of one of them (nor of both). */
+    char err[256] = "", *k[2] = {idt_jwk(g.rsa, "a", NULL), idt_jwk(g.foreign, "b", NULL)};
+    char *set = idt_jwks((const char *const *)k, 2), *path = idt_write_tmp(set);
+    bg_config_issuer_t iss = mk_issuer(ISS, path, NULL);
+    bg_config_identity_t cfg = {.issuers = &iss, .nissuers = 1};
+    bg_identity_t *two = bg_identity_new(&cfg, err, sizeof err);
+    if (!two)
+        fail_msg("two RSA keys: %s", err);
+    for (int i = 0; i < 2; i++) {
+        t = idt_token("{\"alg\":\"RS256\"}", "{" GOOD "," EXP_OK "}", "RS256",
+                      i ? g.foreign : g.rsa, NULL, 0);
+        assert_int_equal(bg_identity_verify(two, t, strlen(t), NOW, &p, NULL, 0),
+                         BG_ID_UNKNOWN_KID);
+        assert_null(p.sub);
+        free(t);
+    }
+    bg_identity_free(two);
+    unlink(path);
+    free(path);
+    free(set);
+    free(k[0]);
+    free(k[1]);
 }
 
 static void test_groups_dotted_path(void **state)
@@ -498,7 +564,16 @@ static void test_jwks_errors(void **state)
     EVP_PKEY *small = EVP_RSA_gen(1024);
     char *k_small = idt_jwk(small, "s", NULL), *k_rsa = idt_jwk(g.rsa, "a", NULL);
     char *k_ec = idt_jwk(g.ec, "e", NULL), *k_mis = idt_jwk(g.rsa, "m", "ES256");
+    /* A usable RSA key but for its kid, a number; an HMAC secret one byte
+     * short of 32. */
+    char *num_kid = strdup(k_rsa), *kid_at = strstr(num_kid, "\"kid\":\"a\"");
+    assert_non_null(kid_at);
+    memcpy(kid_at, "\"kid\":7  ", 9); /* as long as "kid":"a" */
+    char *num_kid_set = idt_jwks((const char *const *)&num_kid, 1);
+    char *k31 = idt_b64url(hs_secret, 31), short_oct[128];
+    snprintf(short_oct, sizeof short_oct, "{\"keys\":[{\"kty\":\"oct\",\"k\":\"%s\"}]}", k31);
     const char *bad[] = {
+        num_kid_set, short_oct,
         "not json", "{\"keys\":{}}", "[]",
         "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"x\",\"n\":\"AQAB\"}]}",           /* no e */
         "{\"keys\":[{\"kty\":\"RSA\",\"kid\":\"x\",\"n\":\"A+B\",\"e\":\"AQAB\"}]}", /* bad b64 */
@@ -562,6 +637,9 @@ static void test_jwks_errors(void **state)
     char *offj = idt_jwks((const char *const *)&off, 1);
     assert_null(new_with_jwks(offj, 0, err, sizeof(err)));
     EVP_PKEY_free(small);
+    free(num_kid);
+    free(num_kid_set);
+    free(k31);
     free(k_small);
     free(k_rsa);
     free(k_ec);
@@ -580,6 +658,87 @@ static bg_id_reason_t verify_with(bg_identity_t *id, const char *t)
     bg_id_reason_t r = bg_identity_verify(id, t, strlen(t), NOW, &p, NULL, 0);
     bg_principal_clear(&p);
     return r;
+}
+
+/* A signature is exactly the algorithm's: an HMAC not cut short (a 16-byte
+ * prefix of the right MAC is not a MAC), an ES256 R||S of 64 bytes with
+ * nothing after it, an RSASSA-PSS salt as long as the hash (RFC 7518 3.2,
+ * 3.4, 3.5). Each is checked against the same token with the exact
+ * signature, which verifies. */
+static void test_signature_bytes_exact(void **state)
+{
+    const char *hs_claims = "{\"iss\":\"" HS "\",\"aud\":\"busgate\",\"sub\":\"h\"," EXP_OK "}";
+    unsigned char sig[1024];
+    bg_principal_t p;
+    char *in = idt_signing_input("{\"alg\":\"HS256\",\"kid\":\"hs1\"}", hs_claims);
+    size_t n = idt_sign("HS256", NULL, hs_secret, 32, in, sig);
+    assert_int_equal(n, 32);
+    char *t = idt_with_sig(in, sig, n);
+    assert_int_equal(verify(t, strlen(t), &p), BG_ID_OK);
+    bg_principal_clear(&p);
+    free(t);
+    t = idt_with_sig(in, sig, 16);
+    assert_int_equal(verify(t, strlen(t), &p), BG_ID_BAD_SIGNATURE);
+    free(t);
+    free(in);
+
+    in = idt_signing_input("{\"alg\":\"ES256\",\"kid\":\"ec1\"}", "{" GOOD "," EXP_OK "}");
+    n = idt_sign("ES256", g.ec, NULL, 0, in, sig);
+    assert_int_equal(n, 64);
+    t = idt_with_sig(in, sig, n);
+    assert_int_equal(verify(t, strlen(t), &p), BG_ID_OK);
+    bg_principal_clear(&p);
+    free(t);
+    sig[64] = sig[65] = 0;
+    t = idt_with_sig(in, sig, 66);
+    assert_int_equal(verify(t, strlen(t), &p), BG_ID_BAD_SIGNATURE);
+    free(t);
+    free(in);
+
+    in = idt_signing_input("{\"alg\":\"PS256\",\"kid\":\"rsa1\"}", "{" GOOD "," EXP_OK "}");
+    for (int salt = 0; salt <= 64; salt += 32) {
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        EVP_PKEY_CTX *pctx = NULL;
+        n = sizeof sig;
+        assert_int_equal(EVP_DigestSignInit(ctx, &pctx, EVP_sha256(), NULL, g.rsa), 1);
+        assert_int_equal(EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING), 1);
+        assert_int_equal(EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()), 1);
+        assert_int_equal(EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, salt), 1);
+        assert_int_equal(EVP_DigestSign(ctx, sig, &n, (const unsigned char *)in, strlen(in)), 1);
+        EVP_MD_CTX_free(ctx);
+        t = idt_with_sig(in, sig, n);
+        bg_id_reason_t r = verify(t, strlen(t), &p);
+        if (r != (salt == 32 ? BG_ID_OK : BG_ID_BAD_SIGNATURE))
+            fail_msg("PS256 with a %d-byte salt: %s", salt, bg_id_reason_str(r));
+        bg_principal_clear(&p);
+        free(t);
+    }
+    free(in);
+}
+
+/* A JWK's alg narrows its key to that one algorithm (RFC 7517 4.4): an RSA
+ * key published for RS256 verifies no PS256 or RS512 token, even one its
+ * private half signed. */
+static void test_jwk_alg_narrows_the_key(void **state)
+{
+    char err[256] = "", *k = idt_jwk(g.rsa, "r", "RS256");
+    char *set = idt_jwks((const char *const *)&k, 1);
+    bg_identity_t *id = new_with_jwks(set, 0, err, sizeof err);
+    if (!id)
+        fail_msg("RS256 key refused: %s", err);
+    const char *algs[] = {"RS256", "PS256", "RS512"};
+    for (int i = 0; i < 3; i++) {
+        char hdr[64];
+        snprintf(hdr, sizeof hdr, "{\"alg\":\"%s\",\"kid\":\"r\"}", algs[i]);
+        char *t = idt_token(hdr, "{" GOOD "," EXP_OK "}", algs[i], g.rsa, NULL, 0);
+        bg_id_reason_t r = verify_with(id, t);
+        if (r != (i == 0 ? BG_ID_OK : BG_ID_ALG_NOT_ALLOWED))
+            fail_msg("%s on an RS256 JWK: %s", algs[i], bg_id_reason_str(r));
+        free(t);
+    }
+    bg_identity_free(id);
+    free(set);
+    free(k);
 }
 
 /* An RSA key above 8192 bits is skipped before OpenSSL looks at it (its
@@ -1092,8 +1251,10 @@ int main(void)
         cmocka_unit_test(test_no_kid_single_usable_key),
         cmocka_unit_test(test_groups_dotted_path),
         cmocka_unit_test(test_hs256_when_allowed),
+        cmocka_unit_test(test_signature_bytes_exact),
         cmocka_unit_test(test_reason_strings),
         cmocka_unit_test(test_jwks_errors),
+        cmocka_unit_test(test_jwk_alg_narrows_the_key),
         cmocka_unit_test(test_jwks_rsa_over_8192_skipped),
         cmocka_unit_test(test_jwks_key_count_cap),
         cmocka_unit_test(test_config_errors),
