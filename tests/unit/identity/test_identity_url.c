@@ -42,6 +42,8 @@ typedef struct srv_s {
     int requests;
     int hold; /* guarded by mu: answers wait (with what was served when asked) */
     int delay_ms; /* guarded by mu: every answer is sent this late (a slow provider) */
+    char *location; /* guarded by mu: a Location header to send, or NULL */
+    int no_length;  /* guarded by mu: no Content-Length (the body ends at the close) */
     atomic_int stop;
 } srv_t;
 
@@ -98,12 +100,15 @@ static void srv_answer(srv_t *s, int c)
     }
     pthread_mutex_lock(&s->mu);
     s->requests++;
-    char head[256];
+    char head[512], length[64] = "";
     size_t blen = strlen(s->body);
+    if (!s->no_length)
+        snprintf(length, sizeof(length), "Content-Length: %zu\r\n", blen);
     int hl = snprintf(head, sizeof(head),
-                      "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
-                      "Content-Length: %zu\r\nConnection: close\r\n\r\n",
-                      s->status, blen);
+                      "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n%s%s%s%s"
+                      "Connection: close\r\n\r\n",
+                      s->status, s->location ? "Location: " : "",
+                      s->location ? s->location : "", s->location ? "\r\n" : "", length);
     char *resp = malloc((size_t)hl + blen);
     memcpy(resp, head, (size_t)hl);
     memcpy(resp + hl, s->body, blen);
@@ -164,6 +169,7 @@ static void srv_stop(srv_t *s)
     pthread_join(s->th, NULL);
     close(s->fd);
     free(s->body);
+    free(s->location);
     pthread_mutex_destroy(&s->mu);
 }
 
@@ -724,6 +730,58 @@ static void test_huge_refresh_does_not_wrap(void **state)
     free_test_data(k1, NULL, j1, set1, t1, NULL);
 }
 
+/* Where a fetch may go, and how much it reads: a redirect to plain http is
+ * not followed (redirects go to https only, whatever the configured URL
+ * is), and a body without Content-Length that runs past the size cap is
+ * refused as one with it is (the write callback counts it, not the
+ * header). Either way the issuer gets no keys. */
+static void test_fetch_redirect_and_unsized_body(void **state)
+{
+    EVP_PKEY *k1 = idt_rsa();
+    char *j1 = idt_jwk(k1, "k1", NULL), *set1 = idt_jwks((const char *const *)&j1, 1);
+    char *t1 = idt_token("{\"alg\":\"RS256\",\"kid\":\"k1\"}", CLAIMS, "RS256", k1, NULL, 0);
+    srv_t keys, redir;
+    srv_start(&keys, set1);
+    srv_start(&redir, "");
+    char where[64];
+    snprintf(where, sizeof(where), "http://127.0.0.1:%u/jwks", keys.port);
+    pthread_mutex_lock(&redir.mu);
+    redir.status = 302;
+    redir.location = strdup(where);
+    pthread_mutex_unlock(&redir.mu);
+    bg_identity_t *id = new_url(redir.port, 3600 * 1000);
+    assert_int_equal(bg_identity_wait_ready(id, 5000), -1);
+    assert_int_equal(srv_requests(&redir), 1);
+    assert_int_equal(srv_requests(&keys), 0);
+    assert_int_equal(verify(id, t1), BG_ID_UNKNOWN_KID);
+    bg_identity_free(id);
+
+    /* The same set without Content-Length loads; padded past the cap
+     * (trailing spaces are valid JSON) it does not. */
+    pthread_mutex_lock(&keys.mu);
+    keys.no_length = 1;
+    pthread_mutex_unlock(&keys.mu);
+    id = new_url(keys.port, 3600 * 1000);
+    assert_int_equal(bg_identity_wait_ready(id, 5000), 0);
+    assert_int_equal(verify(id, t1), BG_ID_OK);
+    bg_identity_free(id);
+    char *huge = malloc(BG_JWKS_MAX_BYTES + 2);
+    memset(huge, ' ', BG_JWKS_MAX_BYTES + 1);
+    memcpy(huge, set1, strlen(set1));
+    huge[BG_JWKS_MAX_BYTES + 1] = 0;
+    srv_set(&keys, 200, huge);
+    free(huge);
+    id = new_url(keys.port, 3600 * 1000);
+    assert_int_equal(bg_identity_wait_ready(id, 5000), -1);
+    assert_int_equal(srv_requests(&keys), 2);
+    assert_int_equal(verify(id, t1), BG_ID_UNKNOWN_KID);
+    bg_identity_free(id);
+
+    srv_stop(&keys);
+    srv_stop(&redir);
+    free_test_data(k1, NULL, j1, set1, t1, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -737,6 +795,7 @@ int main(void)
         cmocka_unit_test(test_unknown_kid_during_fetch),
         cmocka_unit_test(test_stop_between_keys),
         cmocka_unit_test(test_due_issuers_take_turns),
+        cmocka_unit_test(test_fetch_redirect_and_unsized_body),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
