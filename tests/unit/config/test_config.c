@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -1025,6 +1026,107 @@ static void test_file_resolution(void **state)
     free(cfgpath);
 }
 
+/* Loads a configuration file in dir whose Kafka SASL password is value;
+ * NULL with the errors in errs on failure. */
+static bg_config_t *load_password(const char *dir, const char *value, bg_config_errors_t *errs)
+{
+    char *yaml = NULL, *path = NULL;
+    assert_true(asprintf(&yaml,
+                         BASE_ID "kafka:\n  listen: 127.0.0.1:1\n  upstream:\n"
+                                 "    bootstrap: [h:1]\n    security: sasl_plaintext\n"
+                                 "    sasl: {mechanism: PLAIN, username: u, password: \"%s\"}\n"
+                                 "audit: {enabled: false}\n",
+                         value) > 0);
+    free(write_file(dir, "c.yaml", yaml));
+    assert_true(asprintf(&path, "%s/c.yaml", dir) > 0);
+    bg_config_t *c = bg_config_load(path, errs);
+    unlink(path);
+    free(path);
+    free(yaml);
+    return c;
+}
+
+/* 1 when one of errs' messages contains want. */
+static int errs_have(const bg_config_errors_t *errs, const char *want)
+{
+    for (size_t i = 0; i < errs->n; i++)
+        if (strstr(errs->msgs[i], want))
+            return 1;
+    return 0;
+}
+
+/* What ${file:} reads, and the bound on an expanded value: a CRLF ending is
+ * dropped whole; a file with a NUL byte (which would cut the secret short),
+ * one that is not a regular file (a FIFO would read as an empty secret),
+ * one over 64 KiB, and a value over 1 MiB after expansion are errors. */
+static void test_secret_file_limits(void **state)
+{
+    char *dir = tmp_dir(), *p = NULL;
+    bg_config_errors_t errs = {0};
+    free(write_file(dir, "crlf", "pw\r\n"));
+    bg_config_t *c = load_password(dir, "${file:crlf}", &errs);
+    dump(&errs);
+    assert_non_null(c);
+    assert_string_equal(c->kafka.upstream.sasl_password, "pw");
+    bg_config_free(c);
+
+    assert_true(asprintf(&p, "%s/nul", dir) > 0);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite("ab\0cd", 1, 5, f), 5);
+    fclose(f);
+    assert_null(load_password(dir, "${file:nul}", &errs));
+    assert_true(errs_have(&errs, "file contains a NUL byte"));
+    bg_config_errors_clear(&errs);
+    unlink(p);
+    free(p);
+
+    assert_true(asprintf(&p, "%s/fifo", dir) > 0);
+    assert_int_equal(mkfifo(p, 0600), 0);
+    assert_null(load_password(dir, "${file:fifo}", &errs));
+    assert_true(errs_have(&errs, "not a regular file"));
+    bg_config_errors_clear(&errs);
+    unlink(p);
+    free(p);
+
+    char *big = malloc((64u << 10) + 2);
+    memset(big, 'x', (64u << 10) + 1);
+    big[64u << 10] = 0; /* exactly 64 KiB: read whole */
+    free(write_file(dir, "max", big));
+    c = load_password(dir, "${file:max}", &errs);
+    dump(&errs);
+    assert_non_null(c);
+    assert_int_equal(strlen(c->kafka.upstream.sasl_password), 64u << 10);
+    bg_config_free(c);
+    big[64u << 10] = 'x';
+    big[(64u << 10) + 1] = 0;
+    free(write_file(dir, "over", big));
+    assert_null(load_password(dir, "${file:over}", &errs));
+    assert_true(errs_have(&errs, "file too large (max 64 KiB)"));
+    bg_config_errors_clear(&errs);
+    free(big);
+
+    /* Two 600 KiB variables: 1.2 MiB once expanded. */
+    big = malloc(600u << 10);
+    memset(big, 'y', (600u << 10) - 1);
+    big[(600u << 10) - 1] = 0;
+    setenv("BG_TEST_BIG", big, 1);
+    free(big);
+    assert_null(load_password(dir, "${env:BG_TEST_BIG}${env:BG_TEST_BIG}", &errs));
+    assert_true(errs_have(&errs, "value too large after expansion (max 1 MiB)"));
+    bg_config_errors_clear(&errs);
+    unsetenv("BG_TEST_BIG");
+
+    const char *names[] = {"crlf", "max", "over"};
+    for (int i = 0; i < 3; i++) {
+        assert_true(asprintf(&p, "%s/%s", dir, names[i]) > 0);
+        unlink(p);
+        free(p);
+    }
+    rmdir(dir);
+    free(dir);
+}
+
 static void test_secret_not_printed(void **state)
 {
     setenv("BG_TEST_SECRET", "s3cr3t-value", 1);
@@ -1090,6 +1192,7 @@ int main(void)
         cmocka_unit_test(test_load_missing_file),
         cmocka_unit_test(test_env_resolution),
         cmocka_unit_test(test_file_resolution),
+        cmocka_unit_test(test_secret_file_limits),
         cmocka_unit_test(test_secret_not_printed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
