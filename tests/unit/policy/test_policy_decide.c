@@ -66,7 +66,8 @@ static const pt_case_t pt_cases[] = {
        {"loose", "sub:e", "kafka:topic:*x*", "read", "allow"},
        {"q", "sub:f", "kafka:topic:a?c", "read", "allow"},
        {"star", "sub:g", "kafka:topic:*", "read", "allow"},
-       {"two-res", "sub:h", "kafka:topic:one kafka:topic:tw?", "read", "allow"}}},
+       {"two-res", "sub:h", "kafka:topic:one kafka:topic:tw?", "read", "allow"},
+       {"star-q", "sub:i", "kafka:topic:*??c*", "read", "allow"}}},
      {{"a", "", "kafka:topic:billing.eu", "read", "allow", "lit"},
       {"a", "", "kafka:topic:billing.eu2", "read", "deny", NULL},
       {"a", "", "kafka:topic:billing.e", "read", "deny", NULL},
@@ -94,7 +95,12 @@ static const pt_case_t pt_cases[] = {
       {"g", "", "kafka:group:anything", "read", "deny", NULL},
       {"h", "", "kafka:topic:one", "read", "allow", "two-res"},
       {"h", "", "kafka:topic:two", "read", "allow", "two-res"},
-      {"h", "", "kafka:topic:three", "read", "deny", NULL}}},
+      {"h", "", "kafka:topic:three", "read", "deny", NULL},
+      /* after a mismatch '*' moves on by a whole character: "\xe2\x82\xac" is one,
+       * so "??c" finds no two characters before a 'c' (from the euro sign's
+       * second byte it would) */
+      {"i", "", "kafka:topic:\xe2\x82\xac" "cz", "read", "deny", NULL},
+      {"i", "", "kafka:topic:\xe2\x82\xac" "xcz", "read", "allow", "star-q"}}},
 
     {"subjects: groups, sub:, '*', many and unknown groups",
      {"deny", "enforce",
@@ -150,13 +156,20 @@ static const pt_case_t pt_cases[] = {
       {"u", "", "http:users-api:/a/b.json", "write", "deny", "json-route"},
       {"u", "", "http:other-api:/a/b.json", "write", "allow", "json-any"},
       {"u", "", "http:users-ap:/a/b.json", "write", "allow", "json-any"},
+      /* a rule's literal route is the whole route, not its first bytes */
+      {"u", "", "http:users-apix:/a/b.json", "write", "allow", "json-any"},
       {"u", "", "http:users-api:/a/b.jsonx", "write", "deny", NULL}}},
 
     {"default allow",
      {"allow", "enforce",
       {{"no-secrets", "*", "kafka:topic:secret.*", "all", "deny"},
-       {"ok", "group:a", "kafka:topic:secret.ok", "read", "allow"}}},
+       {"ok", "group:a", "kafka:topic:secret.ok", "read", "allow"},
+       {"four-groups", "group:a1 group:a2 group:a3 group:a4", "kafka:topic:four", "read", "deny"}}},
      {{"u", "", "kafka:topic:public", "write", "allow", NULL},
+      /* an index candidate holds up to three groups: four are checked in full */
+      {"u", "a4", "kafka:topic:four", "read", "deny", "four-groups"},
+      {"u", "a1", "kafka:topic:four", "read", "deny", "four-groups"},
+      {"u", "a", "kafka:topic:four", "read", "allow", NULL},
       {"u", "", "kafka:topic:secret.x", "read", "deny", "no-secrets"},
       {"u", "a", "kafka:topic:secret.ok", "read", "deny", "no-secrets"},
       {"u", "", "amqp:queue:anything", "delete", "allow", NULL}}},
@@ -364,8 +377,10 @@ static void test_enforced_rule_and_edges(void **state)
     bg_policy_resource_t two = {BG_RES_AMQP_QUEUE, NULL, 0, "tmp.\xc3\xa9", 6};
     bg_policy_decide(p1, &pr, &two, BG_VERB_READ, &d);
     assert_int_equal(d.effect, BG_EFFECT_DENY); /* é is one character */
-    /* Not a verb: denied, whatever the default. */
+    /* Not a verb: denied, whatever the default (also the first number past them). */
     bg_policy_decide(p1, &pr, &res, (bg_verb_t)99, &d);
+    assert_int_equal(d.effect, BG_EFFECT_DENY);
+    bg_policy_decide(p1, &pr, &res, BG_VERB__COUNT, &d);
     assert_int_equal(d.effect, BG_EFFECT_DENY);
     bg_policy_principal_clear(&pr);
     bg_policy_free(p1);
@@ -404,6 +419,20 @@ static void test_stale_principal(void **state)
     bg_policy_principal_clear(&pr);
     bg_policy_free(p1);
     bg_policy_free(p2);
+    /* anonymous matches no sub: or group: subject (a rule with a sub: is
+     * checked in full, not from its index candidate) */
+    static const pt_policy_t named = {
+        "deny", "enforce", {{"bob", "sub:bob group:a", "kafka:topic:t", "read", "allow"}}};
+    bg_policy_t *p3 = pt_compile(&named, err, sizeof(err));
+    assert_non_null(p3);
+    bg_policy_decide(p3, NULL, &res, BG_VERB_READ, &d);
+    assert_int_equal(d.effect, BG_EFFECT_DENY);
+    assert_null(d.rule);
+    pt_principal(p3, "bob", "", &pr);
+    bg_policy_decide(p3, &pr, &res, BG_VERB_READ, &d);
+    assert_int_equal(d.effect, BG_EFFECT_ALLOW);
+    bg_policy_principal_clear(&pr);
+    bg_policy_free(p3);
 }
 
 /* `?` is one character by the strict UTF-8 rule (docs/policy.md): a
@@ -461,6 +490,99 @@ static void test_question_mark_strict_utf8(void **state)
     assert_int_equal(failures, 0);
 }
 
+/* More groups than the decision's bitset holds (64 * BG_POLICY_BITSET_WORDS
+ * = 1024): the ids past it are found by search, through a rule naming them
+ * all (checked in full) and through one naming one (from the candidate). */
+#define PT_NGROUPS 1200
+static void test_groups_past_the_bitset(void **state)
+{
+    static char names[PT_NGROUPS][16];
+    static const char *subjects[PT_NGROUPS];
+    static const char *const res_t[] = {"kafka:topic:t"}, *const res_u[] = {"kafka:topic:u"};
+    static const char *const last[] = {"group:g1150"};
+    for (int i = 0; i < PT_NGROUPS; i++) {
+        snprintf(names[i], sizeof names[i], "group:g%d", i);
+        subjects[i] = names[i];
+    }
+    bg_policy_rule_spec_t rules[] = {
+        {.name = "all", .file = "t.yaml", .line = 1, .subjects = subjects, .nsubjects = PT_NGROUPS,
+         .resources = res_t, .nresources = 1, .verbs = 1u << BG_VERB_READ,
+         .effect = BG_EFFECT_DENY, .mode = BG_MODE_INHERIT},
+        {.name = "one", .file = "t.yaml", .line = 2, .subjects = last, .nsubjects = 1,
+         .resources = res_u, .nresources = 1, .verbs = 1u << BG_VERB_READ,
+         .effect = BG_EFFECT_DENY, .mode = BG_MODE_INHERIT},
+    };
+    bg_policy_spec_t spec = {BG_EFFECT_ALLOW, BG_MODE_ENFORCE, rules, 2, NULL, 0};
+    char err[256];
+    bg_policy_t *p = bg_policy_compile(&spec, err, sizeof err);
+    assert_non_null(p);
+    static const struct {
+        const char *groups, *resource, *rule; /* rule NULL: the default allows */
+    } rows[] = {
+        {"g1199", "kafka:topic:t", "all"}, {"g1100 g3", "kafka:topic:t", "all"},
+        {"g0", "kafka:topic:t", "all"},    {"g1150", "kafka:topic:u", "one"},
+        {"g1149", "kafka:topic:u", NULL},  {"g1200", "kafka:topic:t", NULL},
+    };
+    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+        bg_policy_principal_t pr;
+        bg_policy_resource_t res;
+        bg_policy_decision_t d;
+        const char *why;
+        assert_int_equal(bg_policy_parse_resource(rows[i].resource, &res, &why), 0);
+        pt_principal(p, "u", rows[i].groups, &pr);
+        bg_policy_decide(p, &pr, &res, BG_VERB_READ, &d);
+        bg_policy_principal_clear(&pr);
+        if (rows[i].rule) {
+            assert_int_equal(d.effect, BG_EFFECT_DENY);
+            assert_non_null(d.rule);
+            assert_string_equal(bg_policy_rule_name(d.rule), rows[i].rule);
+        } else {
+            assert_int_equal(d.effect, BG_EFFECT_ALLOW);
+            assert_null(d.rule);
+        }
+    }
+    bg_policy_free(p);
+}
+
+/* The longest names: a literal http route of 1024 bytes is indexed with its
+ * path (ROUTE '\0' PATH), and a path past 1024 bytes is cut for the walk but
+ * never ends at a literal of its first 1024 bytes. */
+static void test_http_longest_names(void **state)
+{
+    static char route[1025], path[1026], pat[1100];
+    char err[256];
+    bg_policy_decision_t d;
+    memset(route, 'r', 1024);
+    snprintf(pat, sizeof pat, "http:%s:/x", route);
+    pt_policy_t deny_route = {"allow", "enforce", {{"long-route", "*", pat, "read", "deny"}}};
+    bg_policy_t *p = pt_compile(&deny_route, err, sizeof err);
+    assert_non_null(p);
+    bg_policy_resource_t res = {BG_RES_HTTP, route, 1024, "/x", 2};
+    bg_policy_decide(p, NULL, &res, BG_VERB_READ, &d);
+    assert_int_equal(d.effect, BG_EFFECT_DENY);
+    assert_non_null(d.rule);
+    res.route_len = 1023;
+    bg_policy_decide(p, NULL, &res, BG_VERB_READ, &d);
+    assert_int_equal(d.effect, BG_EFFECT_ALLOW);
+    bg_policy_free(p);
+
+    path[0] = '/';
+    memset(path + 1, 'p', 1023);
+    snprintf(pat, sizeof pat, "http:api:%s", path);
+    pt_policy_t allow_path = {"deny", "enforce", {{"long-path", "*", pat, "write", "allow"}}};
+    p = pt_compile(&allow_path, err, sizeof err);
+    assert_non_null(p);
+    res = (bg_policy_resource_t){BG_RES_HTTP, "api", 3, path, 1024};
+    bg_policy_decide(p, NULL, &res, BG_VERB_WRITE, &d);
+    assert_int_equal(d.effect, BG_EFFECT_ALLOW);
+    path[1024] = 'p';
+    res.name_len = 1025;
+    bg_policy_decide(p, NULL, &res, BG_VERB_WRITE, &d);
+    assert_int_equal(d.effect, BG_EFFECT_DENY);
+    assert_null(d.rule);
+    bg_policy_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -469,6 +591,8 @@ int main(void)
         cmocka_unit_test(test_stale_principal),
         cmocka_unit_test(test_enforced_rule_and_edges),
         cmocka_unit_test(test_question_mark_strict_utf8),
+        cmocka_unit_test(test_groups_past_the_bitset),
+        cmocka_unit_test(test_http_longest_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

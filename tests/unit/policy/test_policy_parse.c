@@ -72,6 +72,7 @@ static const pt_prow_t pt_prows[] = {
     {bg_policy_check_subject, "sub:", "subject name is empty"},
     {bg_policy_check_subject, "group:a*", "no wildcards"},
     {bg_policy_check_subject, "group:a\tb", "control character"},
+    {bg_policy_check_subject, "group:a?", "no wildcards"},
     {bg_policy_check_subject, "**", "must be group:NAME"},
     {bg_policy_check_resource_pattern, "kafka:topic:billing.*", NULL},
     {bg_policy_check_resource_pattern, "kafka:topic:*", NULL},
@@ -93,6 +94,7 @@ static const pt_prow_t pt_prows[] = {
     {bg_policy_check_resource_pattern, "amqp:queue:", "resource name is empty"},
     {bg_policy_check_resource_pattern, "kafka:topic:a\nb", "control character"},
     {bg_policy_check_resource_pattern, "kafka:topic:a\x7f", "control character"},
+    {bg_policy_check_resource_pattern, "kafka:topic:a\x1f", "control character"},
     /* part of a character: literal bytes would match inside another one */
     {bg_policy_check_resource_pattern, "amqp:queue:\xe2*\x82\xac", "not valid UTF-8"},
     {bg_policy_check_resource_pattern, "amqp:queue:\xe2\x82\xac*", NULL},
@@ -104,6 +106,8 @@ static const pt_prow_t pt_prows[] = {
     {bg_policy_check_resource_pattern, "http::/x", "http route is empty"},
     {bg_policy_check_resource_pattern, "http:api*:/x", "http route must be a literal name or '*'"},
     {bg_policy_check_resource_pattern, "http:a?:/x", "http route must be a literal name or '*'"},
+    /* only '*' alone is every route: "*api" is no route name */
+    {bg_policy_check_resource_pattern, "http:*api:/x", "http route must be a literal name or '*'"},
     {bg_policy_check_resource_pattern, "http:api:users", "must start with '/' or '*'"},
     {bg_policy_check_resource_pattern, "http:api:", "must start with '/' or '*'"},
     {bg_policy_check_resource_pattern, NULL, "must start with kafka:"},
@@ -239,6 +243,8 @@ static const pt_crow_t pt_crows[] = {
      "approvers: subject 'bad'"},
     {{"deny", "enforce", {{"a", "*", "kafka:topic:t", "read", "maybe"}}}, "unknown effect"},
     {{"deny", "enforce", {{"", "*", "kafka:topic:t", "read", "allow"}}}, "rule has no name"},
+    {{"deny", "enforce", {{"a\x7f", "*", "kafka:topic:t", "read", "allow"}}},
+     "rule name has a control character"},
     {{"deny", "enforce", {{0}}, {{"m", "kafka:topic:t", "a..b"}}}, "mask 'm': mask field"},
     {{"deny", "enforce", {{0}}, {{"m", "kafka:topic:t", ""}}}, "mask 'm' has no fields"},
     {{"deny", "enforce", {{0}}, {{"m", "kafka:cluster:x", "f"}}}, "kafka:cluster takes no name"},
@@ -277,6 +283,57 @@ static void test_compile_empty(void **state)
     bg_policy_free(p);
 }
 
+/* Names are at most 1024 bytes (docs/policy.md): in a pattern, a subject
+ * and a concrete resource, 1024 is taken and 1025 refused. */
+static void test_name_length_bound(void **state)
+{
+    static char s[1100];
+    const char *why;
+    bg_policy_resource_t r;
+    for (size_t n = 1024; n <= 1025; n++) {
+        int want = n <= 1024 ? 0 : -1;
+        memcpy(s, "kafka:topic:", 12);
+        memset(s + 12, 'a', n);
+        s[12 + n] = '\0';
+        assert_int_equal(bg_policy_check_resource_pattern(s, &why), want);
+        if (want)
+            assert_non_null(strstr(why, "longer than 1024 bytes"));
+        assert_int_equal(bg_policy_parse_resource(s, &r, &why), want);
+        s[12 + n - 1] = '*'; /* a prefix counts its '*' */
+        assert_int_equal(bg_policy_check_resource_pattern(s, &why), want);
+        memcpy(s, "group:", 6);
+        memset(s + 6, 'g', n);
+        s[6 + n] = '\0';
+        assert_int_equal(bg_policy_check_subject(s, &why), want);
+    }
+}
+
+/* What the config loader cannot produce but the compiler still refuses: a
+ * verb bit past the six, and more subjects than a rule's count holds. */
+static void test_compile_limits(void **state)
+{
+    static const char *subjects[65536];
+    static const char *const res[] = {"kafka:topic:t"};
+    char err[256];
+    bg_policy_rule_spec_t rule = {.name = "r", .file = "t.yaml", .line = 1, .subjects = subjects,
+                                  .nsubjects = 1, .resources = res, .nresources = 1,
+                                  .verbs = 1u << BG_VERB__COUNT, .effect = BG_EFFECT_ALLOW,
+                                  .mode = BG_MODE_INHERIT};
+    bg_policy_spec_t spec = {BG_EFFECT_DENY, BG_MODE_ENFORCE, &rule, 1, NULL, 0};
+    for (size_t i = 0; i < 65536; i++)
+        subjects[i] = "*";
+    assert_null(bg_policy_compile(&spec, err, sizeof err));
+    assert_non_null(strstr(err, "rule 'r' has an unknown verb"));
+    rule.verbs = 1u << BG_VERB_READ;
+    rule.nsubjects = 65535;
+    bg_policy_t *p = bg_policy_compile(&spec, err, sizeof err);
+    assert_non_null(p);
+    bg_policy_free(p);
+    rule.nsubjects = 65536;
+    assert_null(bg_policy_compile(&spec, err, sizeof err));
+    assert_non_null(strstr(err, "t.yaml:1: too many subjects"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -285,6 +342,8 @@ int main(void)
         cmocka_unit_test(test_pattern_matches),
         cmocka_unit_test(test_compile_errors),
         cmocka_unit_test(test_compile_empty),
+        cmocka_unit_test(test_name_length_bound),
+        cmocka_unit_test(test_compile_limits),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
