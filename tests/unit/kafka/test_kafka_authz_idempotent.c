@@ -266,6 +266,13 @@ static void test_allowed_names(void **st)
     bg_policy_allowed_names(f->pol, &f->pr, BG_RES_KAFKA_TOPIC, BG_VERB_WRITE, collect, &c);
     assert_int_equal(c.n, 2);
     assert_string_equal(c.seen[1], "*");
+    /* Under a policy-wide audit every name is let through: "*" too. */
+    install(f, r, 1, BG_EFFECT_DENY, BG_MODE_AUDIT);
+    c = (names_t){.stop_at = -1};
+    bg_policy_allowed_names(f->pol, &f->pr, BG_RES_KAFKA_TOPIC, BG_VERB_WRITE, collect, &c);
+    assert_int_equal(c.n, 2);
+    assert_string_equal(c.seen[0], "lit");
+    assert_string_equal(c.seen[1], "*");
     c = (names_t){.stop_at = -1};
     bg_policy_allowed_names(f->pol, &f->pr, BG_RES_HTTP, BG_VERB_WRITE, collect, &c);
     assert_int_equal(c.n, 0);
