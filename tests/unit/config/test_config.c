@@ -581,6 +581,17 @@ static void test_err_hold_without_approvers(void **state)
                  "approver");
 }
 
+/* An empty verb list is the loader's error, at the list; approvers on a rule
+ * that does not hold are only the compiler's: the loader reports it too. */
+static void test_err_policy_only_compiled(void **state)
+{
+    expect_error(BASE POLICY_HDR RULE("a", "[]", "allow"),
+                 "t.yaml:14:7: policy.rules[0].verbs: must not be empty");
+    expect_error(BASE POLICY_HDR RULE("a", "[read]", "allow") "      approvers: [group:sre]\n",
+                 "t.yaml:10:3: policy: t.yaml:11: rule 'a': approvers are only used with effect "
+                 "hold");
+}
+
 /* An unquoted null is YAML's null: it used to read as "strategy not set" and
  * apply redact in silence where the null strategy was meant. */
 #define MASK_HDR                                                                                   \
@@ -1166,6 +1177,7 @@ int main(void)
         cmocka_unit_test(test_err_address),
         cmocka_unit_test(test_err_size),
         cmocka_unit_test(test_policy_ok),
+        cmocka_unit_test(test_err_policy_only_compiled),
         cmocka_unit_test(test_err_duplicate_rule),
         cmocka_unit_test(test_err_duplicate_names_all_reported),
         cmocka_unit_test(test_err_duplicate_among_many),
