@@ -32,6 +32,11 @@ def pytest_configure(config):
         " token lifetimes, heartbeats, handshake deadlines) or to a JVM client, not to"
         " busgate's code: tests/integration/run.sh runs it against the last build it is"
         " given only (the sanitized one in CI).")
+    config.addinivalue_line(
+        "markers",
+        "exclusive: a test that changes the shared brokers' state for everyone (RabbitMQ's"
+        " memory alarm) or reads their global state: tests/integration/run.sh runs it alone,"
+        " after the builds' suites that run side by side.")
 
 
 def build_dir():

@@ -315,6 +315,7 @@ def memory_alarm():
         assert not memory_alarm_on(), "RabbitMQ's memory alarm stayed on"
 
 
+@pytest.mark.exclusive
 def test_connection_blocked_only_with_capability(gw):
     bg, ports, issuer = gw
     q = unique("it.edge-blocked")
@@ -532,6 +533,7 @@ def test_garbage_after_frame_error_is_discarded(gw):
     healthy(ports, issuer)
 
 
+@pytest.mark.exclusive
 def test_blocked_publisher_keeps_its_heartbeat(gw):
     """A publisher RabbitMQ blocks (memory alarm) fills busgate's upstream
     buffer; busgate then stops reading the client, so the client's

@@ -36,6 +36,12 @@ SASL = PLAIN + 1
 ENV = kafka_env(PLAIN)
 OUTAGE_S = 32
 
+# Every test here checks the one scenario the module fixture runs (the
+# outage is most of its time), so they run against one build only and in one
+# pytest run: tests/integration/run.sh runs suites side by side, and two of
+# them running the fixture at once would share the private broker's ports.
+pytestmark = pytest.mark.single_build
+
 
 def admin():
     return admin_of(PLAIN)
@@ -184,7 +190,6 @@ def outage(tmp_path_factory):
         assert all(rc == 0 for rc in rcs.values()), rcs
 
 
-@pytest.mark.single_build
 def test_no_loss_through_outage(outage):
     A = outage["A"]
     # (the fixture keeps the broker down for OUTAGE_S > 30 s)
