@@ -2,10 +2,11 @@
 # Runs every busgate test suite on a fresh Debian machine:
 #   1. installs what is missing (scripts/install-deps.sh),
 #   2. builds twice — plain and with AddressSanitizer+UndefinedBehaviorSanitizer —
-#      and runs the unit tests and fuzz seed corpora (ctest) in both,
+#      and runs the unit tests and fuzz seed corpora (ctest) in both, side by side,
 #   3. builds the libFuzzer targets with clang and runs each briefly,
 #   4. starts the real services (Apache Kafka in KRaft mode, an OIDC provider,
-#      RabbitMQ) and runs the integration and interop suites against both builds,
+#      RabbitMQ) and runs the integration and interop suites against both builds
+#      (side by side, see tests/integration/run.sh),
 #   5. stops everything it started.
 # Exits non-zero on any failure. Environment:
 #   BG_FUZZ_SECONDS   seconds per fuzz target (default 15)
@@ -35,10 +36,23 @@ build build/asan -DCMAKE_BUILD_TYPE=Debug -DBG_SANITIZE=ON
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
-step "unit tests + fuzz corpora: plain"
-ctest --test-dir build/plain --output-on-failure -j "$jobs"
-step "unit tests + fuzz corpora: sanitized"
-ctest --test-dir build/asan --output-on-failure -j "$jobs"
+# Both builds' unit tests side by side (most of their time is spent waiting
+# on sockets and timers), each in its own loopback port range, every output
+# line prefixed with its build.
+step "unit tests + fuzz corpora: plain and sanitized, side by side"
+unit() { # unit BUILD PORTS
+  set +e
+  BG_TEST_PORTS=$2 ctest --test-dir "build/$1" --output-on-failure -j "$jobs" 2>&1 | sed -u "s/^/[$1] /"
+  local rc=${PIPESTATUS[0]}
+  set -e
+  return "$rc"
+}
+unit plain 33000-33499 & plain_pid=$!
+unit asan 33500-33999 & asan_pid=$!
+unit_failed=0
+wait "$plain_pid" || unit_failed=1
+wait "$asan_pid" || unit_failed=1
+[ "$unit_failed" = 0 ] || { echo "unit tests failed" >&2; exit 1; }
 
 if [ "${BG_SKIP_FUZZ:-0}" != 1 ]; then
   step "fuzz: libFuzzer targets, ${fuzz_seconds}s each"
