@@ -265,6 +265,15 @@ static void test_produce_txn_denied(void **st)
     req->f[K(PRODUCE_REQ_TRANSACTIONAL_ID)].s = ka_s("tx1");
     assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
     assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    /* An empty transactional id is an id (Kafka decides write on ""), not
+     * the null of an idempotent producer: refused without write on it. */
+    req->f[K(PRODUCE_REQ_TRANSACTIONAL_ID)].s = ka_s("");
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    const bg_kafka_decision_t *d = ka_find_decision(&v, BG_RES_KAFKA_TXN_ID, "");
+    assert_non_null(d);
+    assert_int_equal(d->decision.effect, BG_EFFECT_DENY);
+    assert_int_equal(d->error_code, 53);
 }
 
 /* A Produce without a transactional id whose batches are marked
@@ -396,6 +405,17 @@ static void test_audit_topic_reserved(void **st)
     assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, lo, &f->a, &v), 0);
     assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
     assert_null(v.decisions[0].reason);
+    /* Only the audit topic's whole name is reserved: a name it starts with
+     * follows the policy. */
+    f->ctx.audit_topic = "orders.audit";
+    const char *const stem[] = {"orders", "orders.audit"};
+    h = ka_hdr(BG_KAFKA_API_PRODUCE, 9);
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, produce_req(f, stem, 1, 1), &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+    assert_int_equal(
+        bg_kafka_authz_request(&f->ctx, &h, produce_req(f, stem + 1, 1, 1), &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    assert_string_equal(v.decisions[0].reason, "reserved audit topic");
 }
 
 static void test_hold_is_deny(void **st)
@@ -543,6 +563,23 @@ static void test_fetch_session_rewrite(void **st)
     assert_int_equal(v.request->f[K(FETCH_REQ_SESSION_EPOCH)].i, -1);
     assert_int_equal(req->f[K(FETCH_REQ_SESSION_ID)].i, 77);
     ka_rt(f, 1, 0, 12, v.request);
+    /* v7, the first version with sessions, is made sessionless as well,
+     * and a full fetch forgets nothing: the incremental request's
+     * forgotten topics do not go up. */
+    bg_kafka_req_hdr_t h7 = ka_hdr(BG_KAFKA_API_FETCH, 7);
+    bg_kafka_struct_t **fg =
+        bg_kafka_array_new(&f->a, req, K(FETCH_REQ_FORGOTTEN_TOPICS_DATA), 1);
+    assert_non_null(fg);
+    fg[0]->f[K(FETCH_REQ_FORGOTTEN_TOPICS_DATA_TOPIC)].s = ka_s("orders.old");
+    bg_kafka_struct_t *req7 = ka_rt(f, 1, 0, 7, req);
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h7, req7, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    assert_int_equal(v.request->f[K(FETCH_REQ_SESSION_ID)].i, 0);
+    assert_int_equal(v.request->f[K(FETCH_REQ_SESSION_EPOCH)].i, -1);
+    assert_int_equal(v.request->f[K(FETCH_REQ_FORGOTTEN_TOPICS_DATA)].a.n, 0);
+    assert_int_equal(v.request->f[K(FETCH_REQ_TOPICS)].a.n, 1);
+    ka_rt(f, 1, 0, 7, v.request);
+    req->f[K(FETCH_REQ_FORGOTTEN_TOPICS_DATA)].a.n = 0;
     /* Already sessionless: untouched, fast path. */
     req->f[K(FETCH_REQ_SESSION_ID)].i = 0;
     req->f[K(FETCH_REQ_SESSION_EPOCH)].i = -1;
@@ -775,6 +812,48 @@ static void test_listing_recorded_once(void **st)
     assert_int_equal(v.decisions[0].decision.effect, BG_EFFECT_DENY);
 }
 
+/* DescribeTopicPartitions with a cursor on a denied topic: the denied
+ * topic's stub is answered (it is at the cursor, as Kafka answers it) and
+ * the broker gets the first allowed name after it as the cursor, from its
+ * partition 0, not the denied topic's partition. */
+static void test_dtp_cursor_on_denied_topic(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_DESCRIBE_TOPIC_PARTITIONS, 0);
+    const char *const names[] = {"nope", "orders.b", "orders.a"};
+    bg_kafka_struct_t *dtp = ka_new(f, BG_KAFKA_API_DESCRIBE_TOPIC_PARTITIONS, 0);
+    ka_topics(f, dtp, K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS),
+              K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS_NAME), names, 3, -1, -1, 0);
+    bg_kafka_struct_t *cur = bg_kafka_struct_new(
+        &f->a, bg_kafka_sub_desc(dtp->desc, K(DESCRIBE_TOPIC_PARTITIONS_REQ_CURSOR)));
+    assert_non_null(cur);
+    cur->f[K(DESCRIBE_TOPIC_PARTITIONS_REQ_CURSOR_TOPIC_NAME)].s = ka_s("nope");
+    cur->f[K(DESCRIBE_TOPIC_PARTITIONS_REQ_CURSOR_PARTITION_INDEX)].i = 3;
+    dtp->f[K(DESCRIBE_TOPIC_PARTITIONS_REQ_CURSOR)].st = cur;
+    dtp = ka_rt(f, BG_KAFKA_API_DESCRIBE_TOPIC_PARTITIONS, 0, 0, dtp);
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, dtp, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    bg_kafka_struct_t *up = ka_rt(f, BG_KAFKA_API_DESCRIBE_TOPIC_PARTITIONS, 0, 0, v.request);
+    assert_int_equal(up->f[K(DESCRIBE_TOPIC_PARTITIONS_REQ_TOPICS)].a.n, 2);
+    const bg_kafka_struct_t *nc = up->f[K(DESCRIBE_TOPIC_PARTITIONS_REQ_CURSOR)].st;
+    assert_non_null(nc);
+    assert_true(ka_eq(nc->f[K(DESCRIBE_TOPIC_PARTITIONS_REQ_CURSOR_TOPIC_NAME)].s, "orders.a"));
+    assert_int_equal(nc->f[K(DESCRIBE_TOPIC_PARTITIONS_REQ_CURSOR_PARTITION_INDEX)].i, 0);
+    /* The broker answers the allowed names; the denied one's stub is added. */
+    bg_kafka_struct_t *resp = ka_new(f, BG_KAFKA_API_DESCRIBE_TOPIC_PARTITIONS, 1), *out;
+    ka_topics(f, resp, K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS),
+              K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_NAME), names + 1, 2, -1, -1, 0);
+    size_t nn = 0;
+    assert_int_equal(
+        bg_kafka_authz_response(&f->ctx, &h, &v, resp, &f->a, &out, NULL, &nn, NULL, NULL), 0);
+    bg_kafka_struct_t *m = ka_rt(f, BG_KAFKA_API_DESCRIBE_TOPIC_PARTITIONS, 1, 0, out);
+    assert_int_equal(m->f[K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS)].a.n, 3);
+    bg_kafka_struct_t *stub = ka_el(m, K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS), 2);
+    assert_true(ka_eq(stub->f[K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_NAME)].s, "nope"));
+    assert_int_equal(stub->f[K(DESCRIBE_TOPIC_PARTITIONS_RESP_TOPICS_ERROR_CODE)].i, 29);
+}
+
 static void test_offset_fetch_batched(void **st)
 {
     ka_fix_t *f = *st;
@@ -814,6 +893,37 @@ static void test_offset_fetch_batched(void **st)
     bg_kafka_struct_t *mg1 = ka_el(m, K(OFFSET_FETCH_RESP_GROUPS), 1);
     assert_true(ka_eq(mg1->f[K(OFFSET_FETCH_RESP_GROUPS_GROUP_ID)].s, "bad"));
     assert_int_equal(mg1->f[K(OFFSET_FETCH_RESP_GROUPS_ERROR_CODE)].i, 30);
+}
+
+/* A batched OffsetFetch of up to 1024 distinct groups is decided; one more
+ * closes the connection (the bound of the duplicate-group check). */
+static void test_offset_fetch_batched_group_bound(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_OFFSET_FETCH, 9);
+    for (int n = 1024; n <= 1025; n++) {
+        bg_kafka_struct_t *req = ka_new(f, 9, 0);
+        bg_kafka_struct_t **g = bg_kafka_array_new(&f->a, req, K(OFFSET_FETCH_REQ_GROUPS), n);
+        assert_non_null(g);
+        for (int i = 0; i < n; i++) {
+            char *id = bg_kafka_arena_alloc(&f->a, 16);
+            assert_non_null(id);
+            snprintf(id, 16, "g-%d", i);
+            g[i]->f[K(OFFSET_FETCH_REQ_GROUPS_GROUP_ID)].s = ka_s(id);
+            assert_non_null(bg_kafka_array_new(&f->a, g[i], K(OFFSET_FETCH_REQ_GROUPS_TOPICS), 0));
+        }
+        bg_kafka_verdict_t v;
+        int rc = bg_kafka_authz_request(&f->ctx, &h, ka_rt(f, 9, 0, 9, req), &f->a, &v);
+        if (n == 1024) {
+            assert_int_equal(rc, 0);
+            assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+            assert_int_equal(v.request->f[K(OFFSET_FETCH_REQ_GROUPS)].a.n, 1024);
+        } else {
+            assert_int_equal(rc, -1);
+            assert_int_equal(v.action, BG_KAFKA_ACT_CLOSE);
+            assert_string_equal(v.close_reason, "too many groups in one OffsetFetch");
+        }
+    }
 }
 
 static void test_create_delete_topics(void **st)
@@ -922,6 +1032,23 @@ static void test_describe_configs(void **st)
     assert_true(ka_eq(e->f[K(DESCRIBE_CONFIGS_RESP_RESULTS_RESOURCE_NAME)].s, "secret"));
     assert_int_equal(e->f[K(DESCRIBE_CONFIGS_RESP_RESULTS_RESOURCE_TYPE)].i, 2);
     assert_int_equal(e->f[K(DESCRIBE_CONFIGS_RESP_RESULTS_ERROR_CODE)].i, 29);
+    /* A topic and a group denied alike (describe, no rule) are two audit
+     * decisions, each with its own error: 29 for the topic, 30 for the group. */
+    const char *const tg[] = {"secret", "gx"};
+    req = ka_new(f, 32, 0);
+    r = ka_topics(f, req, K(DESCRIBE_CONFIGS_REQ_RESOURCES),
+                  K(DESCRIBE_CONFIGS_REQ_RESOURCES_RESOURCE_NAME), tg, 2, -1, -1, 0);
+    r[0]->f[K(DESCRIBE_CONFIGS_REQ_RESOURCES_RESOURCE_TYPE)].i = 2;  /* topic */
+    r[1]->f[K(DESCRIBE_CONFIGS_REQ_RESOURCES_RESOURCE_TYPE)].i = 32; /* group */
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ka_rt(f, 32, 0, 4, req), &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    assert_int_equal(v.ndecisions, 2);
+    const bg_kafka_decision_t *dt = ka_find_decision(&v, BG_RES_KAFKA_TOPIC, "secret");
+    const bg_kafka_decision_t *dg = ka_find_decision(&v, BG_RES_KAFKA_GROUP, "gx");
+    assert_non_null(dt);
+    assert_non_null(dg);
+    assert_int_equal(dt->error_code, 29);
+    assert_int_equal(dg->error_code, 30);
     /* AlterConfigs on a broker: cluster alter is denied -> 31. */
     h = ka_hdr(BG_KAFKA_API_ALTER_CONFIGS, 0);
     req = ka_new(f, 33, 0);
@@ -1246,7 +1373,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_list_offsets_split, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_offset_commit, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_offset_fetch_single, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_dtp_cursor_on_denied_topic, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_offset_fetch_batched, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_offset_fetch_batched_group_bound, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_create_delete_topics, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_describe_configs, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_groups, ka_up, ka_down),
