@@ -266,6 +266,37 @@ static void test_delete_acls(void **st)
     }
 }
 
+/* A filter of pattern ANY matches the literal, the prefixed and the "*"
+ * bindings of its name: the name "*" matches the literal "*" binding,
+ * which applies to every topic, and a name a reserved topic starts with
+ * matches the PREFIXED binding of that name, which covers it. Both are
+ * refused with the reserved topic's reason; a name no reserved topic
+ * starts with goes through. */
+static void test_delete_acls_any_pattern(void **st)
+{
+    ka_fix_t *f = *st;
+    static const acl_t filters[] = {
+        {RT_TOPIC, "*", PT_ANY},          /* 0 the literal "*" binding */
+        {RT_TOPIC, "audit", PT_ANY},      /* 1 PREFIXED "audit" covers audit.log */
+        {RT_TOPIC, "__consumer", PT_ANY}, /* 2 PREFIXED "__consumer" covers __consumer_offsets */
+        {RT_TOPIC, "orders", PT_ANY},     /* 3 forwarded */
+    };
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_DELETE_ACLS, 3);
+    bg_kafka_verdict_t v;
+    bg_kafka_struct_t *req = acl_req(f, BG_KAFKA_API_DELETE_ACLS, 3, filters, 4);
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    bg_kafka_struct_t *fw = ka_rt(f, BG_KAFKA_API_DELETE_ACLS, 0, 3, v.request);
+    assert_int_equal(fw->f[K(DELETE_ACLS_REQ_FILTERS)].a.n, 1);
+    assert_true(ka_eq(ka_el(fw, 0, 0)->f[1].s, "orders"));
+    bg_kafka_struct_t *m = merged(f, BG_KAFKA_API_DELETE_ACLS, 3, &v, 1);
+    assert_int_equal(m->f[1].a.n, 4);
+    assert_result(m, 0, 31, "reserved audit topic");
+    assert_result(m, 1, 31, "reserved audit topic");
+    assert_result(m, 2, 31, "reserved Kafka internal topic");
+    assert_result(m, 3, 0, "up0");
+}
+
 /* The upstream reports fewer results than it was sent: the refused ones
  * still come back, after what it answered. */
 static void test_delete_acls_short_answer(void **st)
@@ -845,6 +876,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_create_acls_prefix_is_the_audit_topic, setup, ka_down),
         cmocka_unit_test_setup_teardown(test_create_acls_whole, setup, ka_down),
         cmocka_unit_test_setup_teardown(test_delete_acls, setup, ka_down),
+        cmocka_unit_test_setup_teardown(test_delete_acls_any_pattern, setup, ka_down),
         cmocka_unit_test_setup_teardown(test_delete_acls_short_answer, setup, ka_down),
         cmocka_unit_test_setup_teardown(test_acls_beyond_topics, setup, ka_down),
         cmocka_unit_test_setup_teardown(test_partition_admin_refused_whole, setup, ka_down),

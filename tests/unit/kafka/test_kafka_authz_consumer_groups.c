@@ -141,6 +141,10 @@ static void test_heartbeat_pattern_refused(void **st)
     assert_non_null(t);
     assert_int_equal(t->decision.effect, BG_EFFECT_DENY);
     assert_non_null(t->reason);
+    /* A pattern of one character is one (".": every one-letter topic). */
+    assert_int_equal(
+        bg_kafka_authz_request(&f->ctx, &h, heartbeat(f, 1, "g1", NULL, -1, "."), &f->a, &v), 0);
+    assert_int_equal(heartbeat_error(f, 1, &v, &msg), 29);
     /* An empty pattern is no pattern. */
     static const char *const topics[] = {"orders"};
     assert_int_equal(

@@ -201,6 +201,31 @@ static void test_delete_topics_v6_duplicates(void **st)
     assert_dup_record(&v, "orders", "duplicate topic id");
 }
 
+/* DeleteTopics v6 entries with no key (neither a name nor an id) are not
+ * copies of one another: each is answered on its own, none as a
+ * duplicate. */
+static void test_delete_topics_v6_keyless_not_duplicates(void **st)
+{
+    ka_fix_t *f = *st;
+    bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_DELETE_TOPICS, 0);
+    bg_kafka_struct_t **t = bg_kafka_array_new(&f->a, req, K(DELETE_TOPICS_REQ_TOPICS), 2);
+    assert_non_null(t);
+    for (int i = 0; i < 2; i++)
+        t[i]->f[K(DELETE_TOPICS_REQ_TOPICS_NAME)].s = bg_kafka_null_slice(); /* id zero */
+    req = ka_rt(f, BG_KAFKA_API_DELETE_TOPICS, 0, 6, req);
+    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_DELETE_TOPICS, 6);
+    bg_kafka_verdict_t v;
+    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
+    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
+    bg_kafka_struct_t *r = ka_rt(f, BG_KAFKA_API_DELETE_TOPICS, 1, 6, v.response);
+    assert_int_equal(r->f[K(DELETE_TOPICS_RESP_RESPONSES)].a.n, 2);
+    for (int i = 0; i < 2; i++) {
+        const bg_kafka_struct_t *e = ka_el(r, K(DELETE_TOPICS_RESP_RESPONSES), i);
+        assert_int_not_equal(e->f[K(DELETE_TOPICS_RESP_RESPONSES_ERROR_CODE)].i, 0);
+        assert_int_not_equal(e->f[K(DELETE_TOPICS_RESP_RESPONSES_ERROR_CODE)].i, INVALID_REQUEST);
+    }
+}
+
 /* FindCoordinator for the share coordinator (key type 2), as Kafka's
  * getCoordinator answers a principal without CLUSTER_ACTION (none gets it
  * through busgate): CLUSTER_AUTHORIZATION_FAILED for every key from v6,
@@ -516,6 +541,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_create_topics_duplicates, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_delete_topic_names_duplicates, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_delete_topics_v6_duplicates, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_delete_topics_v6_keyless_not_duplicates, ka_up,
+                                        ka_down),
         cmocka_unit_test_setup_teardown(test_find_coordinator_share, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_topic_denial_messages, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_unvouched_principal_denied, ka_up, ka_down),

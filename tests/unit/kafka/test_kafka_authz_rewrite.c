@@ -232,6 +232,32 @@ static void test_metadata_by_id(void **st)
             found = r->name_len == 6 && memcmp(r->name, "secret", 6) == 0;
     }
     assert_true(found);
+    /* Entries the broker answers without a name: its own error (an id
+     * deleted meanwhile, UNKNOWN_TOPIC_ID) stays as it is; one without an
+     * error is never passed on undecided (no name: denied, no partitions). */
+    bg_kafka_struct_t *up = ka_new(f, 3, 1), *out;
+    const char *const three[] = {"orders", "x", "y"};
+    bg_kafka_struct_t **ut = ka_topics(f, up, K(METADATA_RESP_TOPICS), K(METADATA_RESP_TOPICS_NAME),
+                                       three, 3, K(METADATA_RESP_TOPICS_PARTITIONS),
+                                       K(METADATA_RESP_TOPICS_PARTITIONS_PARTITION_INDEX), 1);
+    for (int i = 0; i < 3; i++)
+        ut[i]->f[K(METADATA_RESP_TOPICS_TOPIC_ID)].uuid[0] = (uint8_t)(i ? 7 + i : 1);
+    for (int i = 1; i < 3; i++)
+        ut[i]->f[K(METADATA_RESP_TOPICS_NAME)].s = bg_kafka_null_slice();
+    ut[1]->f[K(METADATA_RESP_TOPICS_ERROR_CODE)].i = 100; /* UNKNOWN_TOPIC_ID */
+    ut[1]->f[K(METADATA_RESP_TOPICS_PARTITIONS)].a.n = 0;
+    size_t nn = 0;
+    assert_int_equal(bg_kafka_authz_response(&f->ctx, &h, &v, ka_rt(f, 3, 1, 12, up), &f->a, &out,
+                                             NULL, &nn, NULL, NULL),
+                     0);
+    m = ka_rt(f, 3, 1, 12, out);
+    assert_int_equal(m->f[K(METADATA_RESP_TOPICS)].a.n, 4); /* with secret's stub */
+    t = ka_el(m, K(METADATA_RESP_TOPICS), 1);
+    assert_int_equal(t->f[K(METADATA_RESP_TOPICS_ERROR_CODE)].i, 100);
+    assert_int_equal(t->f[K(METADATA_RESP_TOPICS_TOPIC_ID)].uuid[0], 8);
+    t = ka_el(m, K(METADATA_RESP_TOPICS), 2);
+    assert_int_equal(t->f[K(METADATA_RESP_TOPICS_ERROR_CODE)].i, 29);
+    assert_int_equal(t->f[K(METADATA_RESP_TOPICS_PARTITIONS)].a.n, 0);
     /* v10-11 carry the id field, but Kafka refuses ids there: so does busgate. */
     bg_kafka_req_hdr_t h11 = ka_hdr(BG_KAFKA_API_METADATA, 11);
     assert_int_equal(bg_kafka_authz_request(&f->ctx, &h11, req, &f->a, &v), -1);
@@ -658,14 +684,16 @@ static void deny_all_topics(ka_fix_t *f)
 /* A reload lands between an allowed request and its response: the response
  * filter turns the entries into TOPIC_AUTHORIZATION_FAILED in the client's
  * own terms, as Kafka's stub: a topic asked by name keeps its name and
- * loses the broker's id; one asked by id keeps the id and loses its name. */
+ * loses the broker's id; one asked by id keeps the id and loses its name.
+ * A topic asked by name that the broker answers with no id (it does not
+ * exist) keeps its name too: the zero id is no id it was asked by. */
 static void test_reload_denied_entries_hide_what_was_not_asked(void **st)
 {
     ka_fix_t *f = *st;
     bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_METADATA, 12);
     bg_kafka_struct_t *req = ka_new(f, 3, 0);
-    const char *const names[] = {"public", "orders"};
-    ka_topics(f, req, K(METADATA_REQ_TOPICS), K(METADATA_REQ_TOPICS_NAME), names, 2, -1, -1, 0);
+    const char *const names[] = {"public", "orders", "orders.gone"};
+    ka_topics(f, req, K(METADATA_REQ_TOPICS), K(METADATA_REQ_TOPICS_NAME), names, 3, -1, -1, 0);
     bg_kafka_struct_t *by_id = ka_el(req, K(METADATA_REQ_TOPICS), 1);
     by_id->f[K(METADATA_REQ_TOPICS_NAME)].s = bg_kafka_null_slice();
     by_id->f[K(METADATA_REQ_TOPICS_TOPIC_ID)].uuid[0] = 1; /* orders */
@@ -674,31 +702,33 @@ static void test_reload_denied_entries_hide_what_was_not_asked(void **st)
     bg_kafka_verdict_t v;
     assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
     assert_true(v.action == BG_KAFKA_ACT_FORWARD || v.action == BG_KAFKA_ACT_FORWARD_REWRITTEN);
-    assert_int_equal((v.request ? v.request : req)->f[K(METADATA_REQ_TOPICS)].a.n, 2);
+    assert_int_equal((v.request ? v.request : req)->f[K(METADATA_REQ_TOPICS)].a.n, 3);
     deny_all_topics(f);
     bg_kafka_struct_t *up = ka_new(f, 3, 1), *out;
-    const char *const answered[] = {"public", "orders"};
+    const char *const answered[] = {"public", "orders", "orders.gone"};
     bg_kafka_struct_t **t = ka_topics(f, up, K(METADATA_RESP_TOPICS), K(METADATA_RESP_TOPICS_NAME),
-                                      answered, 2, K(METADATA_RESP_TOPICS_PARTITIONS),
+                                      answered, 3, K(METADATA_RESP_TOPICS_PARTITIONS),
                                       K(METADATA_RESP_TOPICS_PARTITIONS_PARTITION_INDEX), 1);
     t[0]->f[K(METADATA_RESP_TOPICS_TOPIC_ID)].uuid[0] = 3;
     t[1]->f[K(METADATA_RESP_TOPICS_TOPIC_ID)].uuid[0] = 1;
-    for (int i = 0; i < 2; i++) /* describe, write, read, ... as the broker lists them */
+    t[2]->f[K(METADATA_RESP_TOPICS_ERROR_CODE)].i = 3; /* UNKNOWN_TOPIC_OR_PARTITION, no id */
+    t[2]->f[K(METADATA_RESP_TOPICS_PARTITIONS)].a.n = 0;
+    for (int i = 0; i < 3; i++) /* describe, write, read, ... as the broker lists them */
         t[i]->f[K(METADATA_RESP_TOPICS_TOPIC_AUTHORIZED_OPERATIONS)].i = 0xDF8;
     size_t nn = 0;
     assert_int_equal(bg_kafka_authz_response(&f->ctx, &h, &v, ka_rt(f, 3, 1, 12, up), &f->a, &out,
                                              NULL, &nn, NULL, NULL),
                      0);
     out = ka_rt(f, 3, 1, 12, out);
-    assert_int_equal(out->f[K(METADATA_RESP_TOPICS)].a.n, 2);
-    for (int i = 0; i < 2; i++) {
+    assert_int_equal(out->f[K(METADATA_RESP_TOPICS)].a.n, 3);
+    for (int i = 0; i < 3; i++) {
         bg_kafka_struct_t *e = ka_el(out, K(METADATA_RESP_TOPICS), i);
         assert_int_equal(e->f[K(METADATA_RESP_TOPICS_ERROR_CODE)].i, 29);
         assert_int_equal(e->f[K(METADATA_RESP_TOPICS_PARTITIONS)].a.n, 0);
         /* nothing about what the principal could do with it (Kafka: INT32_MIN) */
         assert_int_equal(e->f[K(METADATA_RESP_TOPICS_TOPIC_AUTHORIZED_OPERATIONS)].i, INT32_MIN);
-        if (i == 0) { /* asked by name */
-            assert_true(ka_eq(e->f[K(METADATA_RESP_TOPICS_NAME)].s, "public"));
+        if (i != 1) { /* asked by name */
+            assert_true(ka_eq(e->f[K(METADATA_RESP_TOPICS_NAME)].s, names[i]));
             assert_true(id_is_zero(e->f[K(METADATA_RESP_TOPICS_TOPIC_ID)].uuid));
         } else { /* asked by id */
             assert_true(e->f[K(METADATA_RESP_TOPICS_NAME)].s.len < 0);
@@ -792,42 +822,47 @@ static void test_describe_configs_hides_broker_addresses(void **st)
 #undef C
 }
 
-/* CreateTopics v5+: the new topic's configs go only to a principal that may
- * describe it; dropbox may be created but not described. */
+/* CreateTopics v5+ (v5, the first with them, and v7): the new topic's
+ * configs go only to a principal that may describe it; dropbox may be
+ * created but not described. */
 static void test_create_topics_configs(void **st)
 {
     ka_fix_t *f = *st;
-    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_CREATE_TOPICS, 7);
-    const char *const names[] = {"orders.x", "dropbox"};
-    bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_CREATE_TOPICS, 0);
-    ka_topics(f, req, K(CREATE_TOPICS_REQ_TOPICS), K(CREATE_TOPICS_REQ_TOPICS_NAME), names, 2, -1,
-              -1, 0);
-    bg_kafka_verdict_t v;
-    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, ka_rt(f, 19, 0, 7, req), &f->a, &v), 0);
-    assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
-    assert_int_equal(v.needs_response, 1);
-    bg_kafka_struct_t *up = ka_new(f, BG_KAFKA_API_CREATE_TOPICS, 1), *out;
-    bg_kafka_struct_t **t = ka_topics(f, up, K(CREATE_TOPICS_RESP_TOPICS),
-                                      K(CREATE_TOPICS_RESP_TOPICS_NAME), names, 2, -1, -1, 0);
-    for (int i = 0; i < 2; i++) {
-        bg_kafka_struct_t **c = bg_kafka_array_new(&f->a, t[i], K(CREATE_TOPICS_RESP_TOPICS_CONFIGS), 1);
-        c[0]->f[K(CREATE_TOPICS_RESP_TOPICS_CONFIGS_NAME)].s = ka_s("retention.ms");
-        c[0]->f[K(CREATE_TOPICS_RESP_TOPICS_CONFIGS_VALUE)].s = ka_s("604800000");
-        t[i]->f[K(CREATE_TOPICS_RESP_TOPICS_NUM_PARTITIONS)].i = 3;
+    for (int16_t ver = 5; ver <= 7; ver += 2) {
+        bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_CREATE_TOPICS, ver);
+        const char *const names[] = {"orders.x", "dropbox"};
+        bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_CREATE_TOPICS, 0);
+        ka_topics(f, req, K(CREATE_TOPICS_REQ_TOPICS), K(CREATE_TOPICS_REQ_TOPICS_NAME), names, 2,
+                  -1, -1, 0);
+        bg_kafka_verdict_t v;
+        assert_int_equal(
+            bg_kafka_authz_request(&f->ctx, &h, ka_rt(f, 19, 0, ver, req), &f->a, &v), 0);
+        assert_int_equal(v.action, BG_KAFKA_ACT_FORWARD);
+        assert_int_equal(v.needs_response, 1);
+        bg_kafka_struct_t *up = ka_new(f, BG_KAFKA_API_CREATE_TOPICS, 1), *out;
+        bg_kafka_struct_t **t = ka_topics(f, up, K(CREATE_TOPICS_RESP_TOPICS),
+                                          K(CREATE_TOPICS_RESP_TOPICS_NAME), names, 2, -1, -1, 0);
+        for (int i = 0; i < 2; i++) {
+            bg_kafka_struct_t **c =
+                bg_kafka_array_new(&f->a, t[i], K(CREATE_TOPICS_RESP_TOPICS_CONFIGS), 1);
+            c[0]->f[K(CREATE_TOPICS_RESP_TOPICS_CONFIGS_NAME)].s = ka_s("retention.ms");
+            c[0]->f[K(CREATE_TOPICS_RESP_TOPICS_CONFIGS_VALUE)].s = ka_s("604800000");
+            t[i]->f[K(CREATE_TOPICS_RESP_TOPICS_NUM_PARTITIONS)].i = 3;
+        }
+        size_t nn = 0;
+        assert_int_equal(bg_kafka_authz_response(&f->ctx, &h, &v, ka_rt(f, 19, 1, ver, up), &f->a,
+                                                 &out, NULL, &nn, NULL, NULL),
+                         0);
+        out = ka_rt(f, 19, 1, ver, out);
+        bg_kafka_struct_t *o = ka_el(out, K(CREATE_TOPICS_RESP_TOPICS), 0);
+        bg_kafka_struct_t *d = ka_el(out, K(CREATE_TOPICS_RESP_TOPICS), 1);
+        assert_int_equal(o->f[K(CREATE_TOPICS_RESP_TOPICS_TOPIC_CONFIG_ERROR_CODE)].i, 0);
+        assert_int_equal(o->f[K(CREATE_TOPICS_RESP_TOPICS_CONFIGS)].a.n, 1);
+        assert_int_equal(d->f[K(CREATE_TOPICS_RESP_TOPICS_TOPIC_CONFIG_ERROR_CODE)].i, 29);
+        assert_int_equal(d->f[K(CREATE_TOPICS_RESP_TOPICS_CONFIGS)].a.n, 0);
+        assert_int_equal(d->f[K(CREATE_TOPICS_RESP_TOPICS_NUM_PARTITIONS)].i, -1);
+        assert_int_equal(o->f[K(CREATE_TOPICS_RESP_TOPICS_NUM_PARTITIONS)].i, 3);
     }
-    size_t nn = 0;
-    assert_int_equal(bg_kafka_authz_response(&f->ctx, &h, &v, ka_rt(f, 19, 1, 7, up), &f->a, &out,
-                                             NULL, &nn, NULL, NULL),
-                     0);
-    out = ka_rt(f, 19, 1, 7, out);
-    bg_kafka_struct_t *o = ka_el(out, K(CREATE_TOPICS_RESP_TOPICS), 0);
-    bg_kafka_struct_t *d = ka_el(out, K(CREATE_TOPICS_RESP_TOPICS), 1);
-    assert_int_equal(o->f[K(CREATE_TOPICS_RESP_TOPICS_TOPIC_CONFIG_ERROR_CODE)].i, 0);
-    assert_int_equal(o->f[K(CREATE_TOPICS_RESP_TOPICS_CONFIGS)].a.n, 1);
-    assert_int_equal(d->f[K(CREATE_TOPICS_RESP_TOPICS_TOPIC_CONFIG_ERROR_CODE)].i, 29);
-    assert_int_equal(d->f[K(CREATE_TOPICS_RESP_TOPICS_CONFIGS)].a.n, 0);
-    assert_int_equal(d->f[K(CREATE_TOPICS_RESP_TOPICS_NUM_PARTITIONS)].i, -1);
-    assert_int_equal(o->f[K(CREATE_TOPICS_RESP_TOPICS_NUM_PARTITIONS)].i, 3);
 }
 
 /* Upstream ListGroups response: groups g1, secret-group, g-x. */

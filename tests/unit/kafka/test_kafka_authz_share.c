@@ -496,6 +496,14 @@ static void test_fetch_session_reload(void **st)
     static const tp_spec_t orders[] = {{ORDERS, 1, 1}};
     assert_int_equal(decide_fetch(x, 2, 2, orders, 1, NULL, 0, &v), 0);
     assert_int_equal(top_error(f, SF, 2, &v), BG_KAFKA_E_SHARE_SESSION_NOT_FOUND);
+    /* Forgetting only its partition 0 leaves partition 1 to be fetched:
+     * orders is still decided for that one, and refused. */
+    static const tp_spec_t forget0[] = {{ORDERS, 1, 0}};
+    assert_int_equal(decide_fetch(x, 2, 2, NULL, 0, forget0, 1, &v), 0);
+    assert_int_equal(top_error(f, SF, 2, &v), BG_KAFKA_E_SHARE_SESSION_NOT_FOUND);
+    d = ka_find_decision(&v, BG_RES_KAFKA_TOPIC, "orders");
+    assert_non_null(d);
+    assert_int_equal(d->decision.effect, BG_EFFECT_DENY);
     /* Forgetting it is fine: the broker drops it before fetching. */
     static const tp_spec_t forget[] = {{ORDERS, 2, 0}};
     assert_int_equal(decide_fetch(x, 2, 2, NULL, 0, forget, 1, &v), 0);
