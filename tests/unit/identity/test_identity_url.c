@@ -1,7 +1,7 @@
 /* jwks_url issuers: background fetch, rotation picked up after an unknown
- * kid (rate-limited), failed or refused fetches keep the old keys, a stop
- * seen during a parse, wait_ready. A tiny HTTP server on 127.0.0.1 serves
- * the JWKS. */
+ * kid (rate-limited), failed or refused fetches keep the old keys, an empty
+ * set retried soon, reloads, a stop seen during a parse, wait_ready. A tiny
+ * HTTP server on 127.0.0.1 serves the JWKS. */
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -473,6 +473,71 @@ static void test_unknown_kid_during_fetch(void **state)
     free_test_data(k1, k2, j1, j2, set1, set12, t1, t2, tx, NULL);
 }
 
+/* After a fetched set without a usable key the issuer refuses all its
+ * tokens: the next fetch comes after the retry interval, min(jwks_refresh,
+ * 10 s), not after jwks_refresh (10 min here, 5 min by default). Nobody
+ * presents a token meanwhile (an unknown kid would ask for a fetch after
+ * 10 s too): the test waits on the fetch count. */
+static void test_empty_set_retried_soon(void **state)
+{
+    EVP_PKEY *k1 = idt_rsa();
+    char *j1 = idt_jwk(k1, "k1", NULL), *set1 = idt_jwks((const char *const *)&j1, 1);
+    char *t1 = idt_token("{\"alg\":\"RS256\",\"kid\":\"k1\"}", CLAIMS, "RS256", k1, NULL, 0);
+    srv_t s;
+    srv_start(&s, "{\"keys\":[]}");
+    bg_identity_t *id = new_url(s.port, 600 * 1000);
+    assert_int_equal(bg_identity_wait_ready(id, 5000), -1);
+    assert_int_equal(bg_identity_fetch_count(id, 0), 1);
+    assert_string_equal(bg_identity_issuer_without_keys(id), ISS);
+    srv_set(&s, 200, set1);
+    wait_fetches(id, 2); /* about 10 s; bounded at 30 s and more */
+    assert_null(bg_identity_issuer_without_keys(id));
+    assert_int_equal(verify(id, t1), BG_ID_OK);
+    bg_identity_free(id);
+    srv_stop(&s);
+    free_test_data(k1, NULL, j1, set1, t1, NULL);
+}
+
+/* A token without kid that gets unknown_kid (several keys allow its alg)
+ * asks for no fetch: a refresh cannot tell which key it means. An unknown
+ * kid just after the first fetch, for contrast, asks for one deferred to
+ * the end of the 10 s interval. Read under the lock, the issuer's requests
+ * show it at once: nothing is wanted, and no fetch is running or done
+ * (the refresh thread clears a request only by starting a fetch). */
+static void test_no_kid_asks_no_fetch(void **state)
+{
+    EVP_PKEY *k1 = idt_rsa(), *k2 = idt_rsa();
+    char *j1 = idt_jwk(k1, "k1", NULL), *j2 = idt_jwk(k2, "k2", NULL);
+    const char *both[] = {j1, j2};
+    char *set12 = idt_jwks(both, 2);
+    char *t0 = idt_token("{\"alg\":\"RS256\"}", CLAIMS, "RS256", k1, NULL, 0);
+    char *tx = idt_token("{\"alg\":\"RS256\",\"kid\":\"kx\"}", CLAIMS, "RS256", k1, NULL, 0);
+    srv_t s;
+    srv_start(&s, set12);
+    bg_identity_t *id = new_url(s.port, 3600 * 1000);
+    assert_int_equal(bg_identity_wait_ready(id, 5000), 0);
+    bg_id_issuer_t *iss = &id->issuers[0];
+
+    assert_int_equal(verify(id, t0), BG_ID_UNKNOWN_KID);
+    pthread_mutex_lock(&id->mu);
+    int wanted = iss->refresh_wanted || iss->wanted_at_ms != 0 || iss->fetching;
+    unsigned long fetches = iss->fetches;
+    pthread_mutex_unlock(&id->mu);
+    assert_false(wanted);
+    assert_int_equal(fetches, 1);
+    assert_int_equal(srv_requests(&s), 1);
+
+    assert_int_equal(verify(id, tx), BG_ID_UNKNOWN_KID);
+    pthread_mutex_lock(&id->mu);
+    wanted = iss->refresh_wanted || iss->wanted_at_ms != 0 || iss->fetching || iss->fetches > 1;
+    pthread_mutex_unlock(&id->mu);
+    assert_true(wanted);
+
+    bg_identity_free(id);
+    srv_stop(&s);
+    free_test_data(k1, k2, j1, j2, set12, t0, tx, NULL);
+}
+
 typedef struct {
     bg_identity_t *id;
     const char *token;
@@ -697,6 +762,49 @@ static void test_reload_keeps_keys(void **state)
     free_test_data(k1, NULL, j1, set1, t1, tx, NULL);
 }
 
+/* A reload while a fetch runs (here one asked for by an unknown kid, held
+ * by the provider) abandons that fetch with the old configuration: the new
+ * one fetches at once, so a key rotated in meanwhile becomes known without
+ * waiting for the next periodic fetch (an hour here). Nobody asks on the
+ * new identity (an unknown kid would ask for a fetch of its own): the test
+ * waits on its fetch count. Before, the new identity took the old one's
+ * schedule without the running fetch and fetched only an hour later. */
+static void test_reload_during_fetch(void **state)
+{
+    EVP_PKEY *k1 = idt_rsa(), *k2 = idt_rsa();
+    char *j1 = idt_jwk(k1, "k1", NULL), *j2 = idt_jwk(k2, "k2", NULL);
+    const char *both[] = {j1, j2};
+    char *set1 = idt_jwks((const char *const *)&j1, 1), *set12 = idt_jwks(both, 2);
+    char *t1 = idt_token("{\"alg\":\"RS256\",\"kid\":\"k1\"}", CLAIMS, "RS256", k1, NULL, 0);
+    char *t2 = idt_token("{\"alg\":\"RS256\",\"kid\":\"k2\"}", CLAIMS, "RS256", k2, NULL, 0);
+    char *tx = idt_token("{\"alg\":\"RS256\",\"kid\":\"kx\"}", CLAIMS, "RS256", k1, NULL, 0);
+    srv_t s;
+    srv_start(&s, set1);
+    bg_identity_t *id1 = new_url(s.port, 3600 * 1000);
+    assert_int_equal(bg_identity_wait_ready(id1, 5000), 0);
+
+    /* An unknown kid starts a second fetch; the provider holds it. */
+    srv_hold(&s, 1);
+    bg_identity_set_kid_refresh_interval(id1, 0);
+    assert_int_equal(verify(id1, tx), BG_ID_UNKNOWN_KID);
+    for (int i = 0; i < 1500 && srv_requests(&s) < 2; i++)
+        sleep_ms(20);
+    assert_int_equal(srv_requests(&s), 2);
+    /* k2 is rotated in, and the configuration is reloaded meanwhile. */
+    srv_set(&s, 200, set12);
+    bg_identity_t *id2 = new_url_after(s.port, NULL, 3600 * 1000, id1);
+    bg_identity_retire(id1);
+    srv_hold(&s, 0);
+    wait_fetches(id2, 1);
+    assert_int_equal(verify(id2, t2), BG_ID_OK);
+    assert_int_equal(verify(id2, t1), BG_ID_OK);
+
+    bg_identity_free(id1);
+    bg_identity_free(id2);
+    srv_stop(&s);
+    free_test_data(k1, k2, j1, j2, set1, set12, t1, t2, tx, NULL);
+}
+
 /* A jwks_refresh near INT64_MAX (the config caps it at 365d; the identity
  * does not rely on that) schedules the next fetch "never": mono_ms() +
  * refresh_ms and, on reload, last_fetch_ms + refresh_ms overflowed (UBSan
@@ -796,6 +904,9 @@ int main(void)
         cmocka_unit_test(test_stop_between_keys),
         cmocka_unit_test(test_due_issuers_take_turns),
         cmocka_unit_test(test_fetch_redirect_and_unsized_body),
+        cmocka_unit_test(test_reload_during_fetch),
+        cmocka_unit_test(test_empty_set_retried_soon),
+        cmocka_unit_test(test_no_kid_asks_no_fetch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
