@@ -152,8 +152,8 @@ static const EVP_MD *idt_md(const char *alg)
                                                                                : EVP_sha256();
 }
 
-size_t idt_sign(const char *alg, EVP_PKEY *k, const void *secret, size_t n,
-                       const char *input, unsigned char *sig)
+size_t idt_sign(const char *alg, EVP_PKEY *k, const void *secret, size_t n, const char *input,
+                unsigned char *sig)
 {
     size_t len = 0;
     if (alg[0] == 'H') {
