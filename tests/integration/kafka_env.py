@@ -652,6 +652,22 @@ class KafkaWire:
         return codecs
 
 
+def topic_id(wire, topic):
+    """The topic id the Metadata v12 answer on wire (busgate or the broker)
+    gives for topic; busgate learns it on the way."""
+    body = uvarint(2) + bytes(16) + cstr(topic) + b"\x00" + b"\x00\x00" + b"\x00"
+    rd = wire.call_flex(3, 12, body)  # Metadata v12
+    assert rd is not None, "connection closed on Metadata"
+    rd.i32()  # throttle
+    for _ in range(rd.uvarint() - 1):  # brokers
+        rd.i32(), rd.cstr(), rd.i32(), rd.cstr(), rd.tags()
+    rd.cstr(), rd.i32()  # cluster id, controller
+    assert rd.uvarint() - 1 == 1
+    err, name, tid = rd.i16(), rd.cstr(), rd.take(16)
+    assert err == 0 and name == topic, (err, name)
+    return tid
+
+
 def wait_until(predicate, timeout=15.0, interval=0.1):
     """Polls predicate() until it is truthy or timeout passes; its last value."""
     deadline = time.monotonic() + timeout

@@ -19,7 +19,8 @@ import time
 from confluent_kafka import Producer
 
 from kafka_env import (KAFKA_PLAIN, FlexReader, KafkaWire, audit_events, busgate_config, cstr,
-                       create_topics, oidc_token, setup_admin, unique, uvarint, wait_audit)
+                       create_topics, oidc_token, setup_admin, topic_id, unique, uvarint,
+                       wait_audit)
 
 RULES = """    - name: orders-read-share-topics
       subjects: [group:orders]
@@ -39,7 +40,6 @@ RULES = """    - name: orders-read-share-topics
 """
 SHARE_FETCH = 78
 SHARE_GROUP_HEARTBEAT = 76
-METADATA = 3
 SHARE_SESSION_NOT_FOUND = 122
 INVALID_REQUEST = 42
 
@@ -47,22 +47,6 @@ INVALID_REQUEST = 42
 def member_id():
     """A member id as Kafka's clients make them (a Uuid in URL-safe base64)."""
     return base64.urlsafe_b64encode(os.urandom(16)).rstrip(b"=").decode()
-
-
-def topic_id(wire, topic):
-    """The topic id busgate's Metadata v12 answer gives for topic (busgate
-    learns it on the way)."""
-    body = uvarint(2) + bytes(16) + cstr(topic) + b"\x00" + b"\x00\x00" + b"\x00"
-    rd = wire.call_flex(METADATA, 12, body)
-    assert rd is not None, "connection closed on Metadata"
-    rd.i32()  # throttle
-    for _ in range(rd.uvarint() - 1):  # brokers
-        rd.i32(), rd.cstr(), rd.i32(), rd.cstr(), rd.tags()
-    rd.cstr(), rd.i32()  # cluster id, controller
-    assert rd.uvarint() - 1 == 1
-    err, name, tid = rd.i16(), rd.cstr(), rd.take(16)
-    assert err == 0 and name == topic, (err, name)
-    return tid
 
 
 # The coordinator is still loading, or not there yet: asked again.
