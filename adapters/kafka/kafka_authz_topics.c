@@ -566,11 +566,28 @@ int bg_kafka__c_offset_for_leader_epoch(bg_kafka__az_t *az)
  * id."), and none of its copies is authorized or acted on. busgate does the
  * same before deciding, so the answer does not depend on the policy: none
  * of the copies is decided or forwarded, and each such name is audited once
- * as busgate's refusal. */
+ * as busgate's refusal.
+ *
+ * A DeleteTopics v6 entry with neither a name nor an id, or with both, is
+ * refused on its own the same way (ControllerApis.deleteTopics), each such
+ * entry with its own answer. A name whose topic's id is given more than
+ * once is refused with "The provided topic name maps to an ID that was
+ * already supplied." when the name may be deleted (Kafka says so only
+ * then, not to tell an id's topic to whom may not delete it); a name next
+ * to its topic's id given once goes upstream with it, and the broker
+ * answers it so. */
 
 #define BG_KAFKA__E_INVALID_REQUEST 42
 
-/* An entry's key: kind 1 a name, 2 an id given alone, 0 neither. */
+/* An entry's key. */
+enum {
+    BG_KAFKA__DK_NONE,    /* a name-only API's entry without a name */
+    BG_KAFKA__DK_NAME,    /* a name (DeleteTopics v6: with the zero id) */
+    BG_KAFKA__DK_ID,      /* a non-zero id given alone */
+    BG_KAFKA__DK_NEITHER, /* DeleteTopics v6: no name, the zero id */
+    BG_KAFKA__DK_BOTH     /* DeleteTopics v6: a name and a non-zero id */
+};
+
 typedef struct {
     bg_slice_t key;
     int32_t kind, idx;
@@ -585,24 +602,26 @@ static int bg_kafka__dkey_cmp(const void *a, const void *b)
 }
 
 /* As Kafka's deleteTopics tells them apart: a non-zero id with no name is
- * an id; a name with the zero id is a name; anything else no key. */
+ * an id; a name with the zero id is a name; neither and both are refused
+ * (only where the entry has an id field). */
 static bg_kafka__dkey_t bg_kafka__dkey_of(const bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
                                           const bg_kafka_struct_t *t, int32_t idx)
 {
-    bg_kafka__dkey_t k = {bg_kafka_null_slice(), 0, idx};
     int named = bg_kafka__has(t->desc, sh->rq_name, az->ver) && t->f[sh->rq_name].s.len >= 0;
-    if (bg_kafka__by_id(az, sh, t)) {
-        if (!named)
-            k = (bg_kafka__dkey_t){{t->f[sh->rq_id].uuid, 16}, 2, idx};
-    } else if (named) {
-        k = (bg_kafka__dkey_t){t->f[sh->rq_name].s, 1, idx};
-    }
-    return k;
+    int by_id = bg_kafka__by_id(az, sh, t);
+    if (by_id)
+        return named ? (bg_kafka__dkey_t){t->f[sh->rq_name].s, BG_KAFKA__DK_BOTH, idx}
+                     : (bg_kafka__dkey_t){{t->f[sh->rq_id].uuid, 16}, BG_KAFKA__DK_ID, idx};
+    if (named)
+        return (bg_kafka__dkey_t){t->f[sh->rq_name].s, BG_KAFKA__DK_NAME, idx};
+    int has_id = sh->rq_id >= 0 && bg_kafka__has(t->desc, sh->rq_id, az->ver);
+    return (bg_kafka__dkey_t){bg_kafka_null_slice(),
+                              has_id ? BG_KAFKA__DK_NEITHER : BG_KAFKA__DK_NONE, idx};
 }
 
-/* Sorts keys (n) and marks dup[idx] for every key another one equals: 2 on
- * the first in request order, 1 on the others. Returns how many keys are
- * duplicated. */
+/* Sorts keys (n) and marks dup[idx] for every name or id another one
+ * equals: 2 on the first in request order, 1 on the others. Returns how
+ * many keys are duplicated. */
 static int32_t bg_kafka__mark_dups(bg_kafka__dkey_t *keys, int32_t n, uint8_t *dup)
 {
     int32_t groups = 0;
@@ -610,7 +629,8 @@ static int32_t bg_kafka__mark_dups(bg_kafka__dkey_t *keys, int32_t n, uint8_t *d
     if (n > 1)
         qsort(keys, (size_t)n, sizeof *keys, bg_kafka__dkey_cmp);
     for (int32_t i = 0, j; i < n; i = j) {
-        for (j = i + 1; j < n && keys[i].kind && keys[j].kind == keys[i].kind &&
+        int keyed = keys[i].kind == BG_KAFKA__DK_NAME || keys[i].kind == BG_KAFKA__DK_ID;
+        for (j = i + 1; j < n && keyed && keys[j].kind == keys[i].kind &&
                         bg_kafka__slice_eq(keys[j].key, keys[i].key);
              j++)
             dup[keys[j].idx] = 1;
@@ -622,60 +642,154 @@ static int32_t bg_kafka__mark_dups(bg_kafka__dkey_t *keys, int32_t n, uint8_t *d
     return groups;
 }
 
+/* An INVALID_REQUEST entry busgate answers itself, with name and id as
+ * Kafka's controller gives them back and its message; audited once as
+ * busgate's deny of verb on audit_name with reason. */
+typedef struct {
+    bg_slice_t name, audit_name;
+    const uint8_t *id; /* NULL: the zero id */
+    const char *message, *reason;
+} bg_kafka__refusal_t;
+
+static bg_kafka_struct_t *bg_kafka__refused_entry(bg_kafka__az_t *az,
+                                                  const bg_kafka__tp_shape_t *sh,
+                                                  const bg_kafka_struct_desc_t *rd, bg_verb_t verb,
+                                                  int msg_idx, const bg_kafka__refusal_t *rf)
+{
+    bg_kafka_struct_t *e = bg_kafka_struct_new(az->a, rd);
+    if (!e)
+        return (az->oom = 1, NULL);
+    e->f[sh->rs_name].s = rf->name;
+    if (rf->id)
+        memcpy(e->f[sh->rs_id].uuid, rf->id, 16);
+    e->f[sh->rs_err].i = BG_KAFKA__E_INVALID_REQUEST;
+    e->f[msg_idx].s = bg_kafka_cstr(rf->message);
+    bg_kafka__record_denied(az, BG_RES_KAFKA_TOPIC, rf->audit_name, verb,
+                            BG_KAFKA__E_INVALID_REQUEST, rf->reason);
+    return e;
+}
+
 /* The one entry Kafka answers for a duplicated key, its audit record. */
 static bg_kafka_struct_t *bg_kafka__dup_entry(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
                                               const bg_kafka_struct_desc_t *rd,
                                               const bg_kafka_struct_t *t, bg_kafka__dkey_t k,
                                               bg_verb_t verb, int msg_idx)
 {
-    bg_kafka_struct_t *e = bg_kafka_struct_new(az->a, rd);
-    bg_slice_t name = k.key;
-    if (!e)
-        return (az->oom = 1, NULL);
-    if (k.kind == 2) {
-        bg_kafka__topic_name(az, sh, t, &name); /* for the audit record only */
-        e->f[sh->rs_name].s = bg_kafka_null_slice();
-        memcpy(e->f[sh->rs_id].uuid, k.key.p, 16);
-    } else {
-        e->f[sh->rs_name].s = k.key;
+    bg_kafka__refusal_t rf = {k.key, k.key, NULL, "Duplicate topic name.",
+                              "duplicate topic name"};
+    if (k.kind == BG_KAFKA__DK_ID) {
+        rf = (bg_kafka__refusal_t){bg_kafka_null_slice(), bg_kafka_null_slice(), k.key.p,
+                                   "Duplicate topic id.", "duplicate topic id"};
+        bg_kafka__topic_name(az, sh, t, &rf.audit_name); /* for the audit record only */
     }
-    e->f[sh->rs_err].i = BG_KAFKA__E_INVALID_REQUEST;
-    e->f[msg_idx].s = bg_kafka_cstr(k.kind == 2 ? "Duplicate topic id." : "Duplicate topic name.");
-    bg_kafka__record_denied(az, BG_RES_KAFKA_TOPIC, name, verb, BG_KAFKA__E_INVALID_REQUEST,
-                            k.kind == 2 ? "duplicate topic id" : "duplicate topic name");
-    return e;
+    return bg_kafka__refused_entry(az, sh, rd, verb, msg_idx, &rf);
+}
+
+/* A DeleteTopics v6 entry with neither a name nor an id, or with both: its
+ * own answer, as given, never decided. */
+static bg_kafka_struct_t *bg_kafka__invalid_entry(bg_kafka__az_t *az,
+                                                  const bg_kafka__tp_shape_t *sh,
+                                                  const bg_kafka_struct_desc_t *rd,
+                                                  const bg_kafka_struct_t *t, bg_kafka__dkey_t k,
+                                                  bg_verb_t verb, int msg_idx)
+{
+    bg_kafka__refusal_t rf = {bg_kafka_null_slice(), bg_kafka_null_slice(), NULL,
+                              "Neither topic name nor id were specified.",
+                              "neither topic name nor id"};
+    if (k.kind == BG_KAFKA__DK_BOTH)
+        rf = (bg_kafka__refusal_t){k.key, k.key, t->f[sh->rq_id].uuid,
+                                   "You may not specify both topic name and topic id.",
+                                   "both topic name and topic id"};
+    return bg_kafka__refused_entry(az, sh, rd, verb, msg_idx, &rf);
 }
 
 /* Finds the duplicated entries of the topics of az->req (dup[], n + 1
- * bytes, as bg_kafka__mark_dups); *ndup their keys. keys are n + 1. */
+ * bytes, as bg_kafka__mark_dups); *ndup their keys, *ninvalid the entries
+ * with neither a name nor an id or with both. keys are n + 1. */
 static int bg_kafka__find_dups(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
-                               bg_kafka__dkey_t **keys, uint8_t **dup, int32_t *ndup)
+                               bg_kafka__dkey_t **keys, uint8_t **dup, int32_t *ndup,
+                               int32_t *ninvalid)
 {
     int32_t n = bg_kafka__n(az->req, sh->rq_topics);
     *keys = bg_kafka_arena_alloc(az->a, (size_t)(n + 1) * sizeof **keys);
     *dup = bg_kafka_arena_alloc(az->a, (size_t)n + 1);
     if (!*keys || !*dup)
         return (az->oom = 1, -1);
-    for (int32_t i = 0; i < n; i++)
+    *ninvalid = 0;
+    for (int32_t i = 0; i < n; i++) {
         (*keys)[i] = bg_kafka__dkey_of(az, sh, az->req->f[sh->rq_topics].a.s[i], i);
+        *ninvalid += (*keys)[i].kind >= BG_KAFKA__DK_NEITHER;
+    }
     *ndup = bg_kafka__mark_dups(*keys, n, *dup);
     return 0;
 }
 
-/* tp_apply for CreateTopics, CreatePartitions and DeleteTopics v6, duplicates answered first
- * (msg_idx: the ErrorMessage of a response entry). */
+/* The names of the topics whose ids are given more than once, sorted
+ * (key: the name, idx: the first entry with the id), in *out; *nout of
+ * them. keys and dup as bg_kafka__find_dups left them. */
+static int bg_kafka__dup_id_names(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
+                                  const bg_kafka__dkey_t *keys, const uint8_t *dup, int32_t n,
+                                  bg_kafka__dkey_t **out, int32_t *nout)
+{
+    *nout = 0;
+    *out = bg_kafka_arena_alloc(az->a, (size_t)(n + 1) * sizeof **out);
+    if (!*out)
+        return (az->oom = 1, -1);
+    for (int32_t i = 0; i < n; i++) {
+        bg_slice_t name;
+        if (keys[i].kind != BG_KAFKA__DK_ID || dup[keys[i].idx] != 2 ||
+            !bg_kafka__topic_name(az, sh, az->req->f[sh->rq_topics].a.s[keys[i].idx], &name))
+            continue;
+        (*out)[(*nout)++] = (bg_kafka__dkey_t){name, BG_KAFKA__DK_NAME, keys[i].idx};
+    }
+    if (*nout > 1)
+        qsort(*out, (size_t)*nout, sizeof **out, bg_kafka__dkey_cmp);
+    return 0;
+}
+
+/* The entry of a name whose topic's id is given more than once (ids, nids
+ * as bg_kafka__dup_id_names), when the name may be deleted: Kafka's answer
+ * for it; NULL otherwise (az->oom set when out of memory). */
+static bg_kafka_struct_t *bg_kafka__maps_entry(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
+                                               const bg_kafka_struct_desc_t *rd,
+                                               const bg_kafka__dkey_t *ids, int32_t nids,
+                                               bg_kafka__dkey_t k, bg_verb_t verb, int msg_idx)
+{
+    int32_t lo = 0, hi = nids;
+    while (lo < hi) {
+        int32_t mid = lo + (hi - lo) / 2;
+        if (bg_kafka__name_cmp(ids[mid].key, k.key) < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == nids || !bg_kafka__slice_eq(ids[lo].key, k.key) ||
+        !bg_kafka__permits(az->ctx, BG_RES_KAFKA_TOPIC, k.key, verb))
+        return NULL;
+    bg_kafka__refusal_t rf = {
+        k.key, k.key, az->req->f[sh->rq_topics].a.s[ids[lo].idx]->f[sh->rq_id].uuid,
+        "The provided topic name maps to an ID that was already supplied.",
+        "topic name maps to a duplicate topic id"};
+    return bg_kafka__refused_entry(az, sh, rd, verb, msg_idx, &rf);
+}
+
+/* tp_apply for CreateTopics, CreatePartitions and DeleteTopics v6, what
+ * Kafka refuses before authorizing answered first (msg_idx: the
+ * ErrorMessage of a response entry). */
 static int bg_kafka__tp_apply_unique(bg_kafka__az_t *az, const bg_kafka__tp_shape_t *sh,
                                      bg_verb_t verb, int msg_idx)
 {
     const bg_kafka_struct_t *r = az->req;
     const bg_kafka_struct_desc_t *rd = bg_kafka__rs_topic_desc(az->hdr->api_key, sh);
-    int32_t n = bg_kafka__n(r, sh->rq_topics), ndup, nk = 0, nd = 0;
-    bg_kafka__dkey_t *keys;
+    int32_t n = bg_kafka__n(r, sh->rq_topics), ndup, ninvalid, nids, nk = 0, nd = 0;
+    bg_kafka__dkey_t *keys, *ids;
     uint8_t *dup;
-    if (!rd || bg_kafka__find_dups(az, sh, &keys, &dup, &ndup) < 0)
+    if (!rd || bg_kafka__find_dups(az, sh, &keys, &dup, &ndup, &ninvalid) < 0)
         return 0;
-    if (!ndup)
+    if (!ndup && !ninvalid)
         return bg_kafka__tp_apply(az, sh, verb, 0);
+    if (bg_kafka__dup_id_names(az, sh, keys, dup, n, &ids, &nids) < 0)
+        return 0;
     bg_kafka_struct_t **el = r->f[sh->rq_topics].a.s;
     bg_kafka_struct_t **keep = bg_kafka_arena_alloc(az->a, (size_t)(n + 1) * sizeof *keep);
     bg_kafka_struct_t **den = bg_kafka_arena_alloc(az->a, (size_t)(n + 1) * sizeof *den);
@@ -683,19 +797,29 @@ static int bg_kafka__tp_apply_unique(bg_kafka__az_t *az, const bg_kafka__tp_shap
     if (!keep || !den || !uniq)
         return (az->oom = 1, 0);
     for (int32_t i = 0; i < n; i++) {
-        if (!dup[i])
-            keep[nk++] = el[i];
-        else if (dup[i] == 2 &&
-                 !(den[nd++] = bg_kafka__dup_entry(
-                       az, sh, rd, el[i], bg_kafka__dkey_of(az, sh, el[i], i), verb, msg_idx)))
+        bg_kafka__dkey_t k = bg_kafka__dkey_of(az, sh, el[i], i);
+        bg_kafka_struct_t *e = NULL;
+        if (dup[i] == 1)
+            continue;
+        if (dup[i] == 2)
+            e = bg_kafka__dup_entry(az, sh, rd, el[i], k, verb, msg_idx);
+        else if (k.kind >= BG_KAFKA__DK_NEITHER)
+            e = bg_kafka__invalid_entry(az, sh, rd, el[i], k, verb, msg_idx);
+        else if (k.kind == BG_KAFKA__DK_NAME && nids)
+            e = bg_kafka__maps_entry(az, sh, rd, ids, nids, k, verb, msg_idx);
+        if (az->oom)
             return 0;
+        if (e)
+            den[nd++] = e;
+        else
+            keep[nk++] = el[i];
     }
     uniq->f[sh->rq_topics].a.s = keep;
     uniq->f[sh->rq_topics].a.n = nk;
     bg_kafka__split_t sp;
     if (bg_kafka__tp_split(az, sh, rd, uniq, verb, 0, &sp) < 0)
         return 0;
-    /* Kafka's order: the duplicates, then the refused topics. */
+    /* Kafka's order: busgate's own answers, then the refused topics. */
     if (sp.ndenied)
         memcpy(den + nd, sp.denied, (size_t)sp.ndenied * sizeof *den);
     sp.denied = den;
@@ -744,14 +868,15 @@ static int bg_kafka__delete_topic_names(bg_kafka__az_t *az)
         return 0;
     }
     for (int32_t i = 0; i < n; i++)
-        keys[i] = (bg_kafka__dkey_t){names[i].s, 1, i};
+        keys[i] = (bg_kafka__dkey_t){names[i].s, BG_KAFKA__DK_NAME, i};
     bg_kafka__mark_dups(keys, n, dup);
     for (int32_t i = 0; i < n; i++) {
         bg_kafka_struct_t *e = NULL;
         if (dup[i] == 1)
             continue;
         if (dup[i] == 2) {
-            e = bg_kafka__dup_entry(az, sh, rd, NULL, (bg_kafka__dkey_t){names[i].s, 1, i},
+            e = bg_kafka__dup_entry(az, sh, rd, NULL,
+                                    (bg_kafka__dkey_t){names[i].s, BG_KAFKA__DK_NAME, i},
                                     BG_VERB_DELETE, K(DELETE_TOPICS_RESP_RESPONSES_ERROR_MESSAGE));
         } else if (bg_kafka__decide(az, BG_RES_KAFKA_TOPIC, names[i].s, BG_VERB_DELETE)) {
             keep[nk++] = names[i];

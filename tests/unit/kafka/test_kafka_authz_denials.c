@@ -1,5 +1,7 @@
 /* Kafka authorization: the entries busgate builds itself look as Kafka's
- * own: topics named twice in CreateTopics and DeleteTopics, FindCoordinator
+ * own: topics named twice in CreateTopics and DeleteTopics, the DeleteTopics
+ * v6 entries Kafka refuses as they are (neither or both a name and an id, a
+ * name next to its topic's id given twice), FindCoordinator
  * for the share coordinator, the error messages of denied entries. Requests and responses are
  * encoded and decoded at their version, so what is asserted is what goes on the wire. Fixture
  * (test_kafka_authz_util.h): orders* every verb, dropbox delete and create, secret nothing. */
@@ -201,28 +203,189 @@ static void test_delete_topics_v6_duplicates(void **st)
     assert_dup_record(&v, "orders", "duplicate topic id");
 }
 
-/* DeleteTopics v6 entries with no key (neither a name nor an id) are not
- * copies of one another: each is answered on its own, none as a
- * duplicate. */
-static void test_delete_topics_v6_keyless_not_duplicates(void **st)
+/* ---- DeleteTopics v6 entries Kafka's controller refuses on their own ---- */
+
+#define DT(x) K(DELETE_TOPICS_RESP_RESPONSES_##x)
+#define DT_ARR K(DELETE_TOPICS_RESP_RESPONSES)
+
+/* A DeleteTopics v6 entry: its name (NULL: null) and the first byte of its
+ * id (0: the zero id; otherwise a fixture id, 1 orders, 2 secret). */
+typedef struct {
+    const char *name;
+    uint8_t id;
+} dt_entry_t;
+
+static bg_kafka_struct_t *delete_v6(ka_fix_t *f, const dt_entry_t *en, int n)
+{
+    bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_DELETE_TOPICS, 0);
+    bg_kafka_struct_t **t = bg_kafka_array_new(&f->a, req, K(DELETE_TOPICS_REQ_TOPICS), n);
+    assert_non_null(t);
+    for (int i = 0; i < n; i++) {
+        t[i]->f[K(DELETE_TOPICS_REQ_TOPICS_NAME)].s =
+            en[i].name ? ka_s(en[i].name) : bg_kafka_null_slice();
+        t[i]->f[K(DELETE_TOPICS_REQ_TOPICS_TOPIC_ID)].uuid[0] = en[i].id;
+    }
+    return ka_rt(f, BG_KAFKA_API_DELETE_TOPICS, 0, 6, req);
+}
+
+/* The one entry of a DeleteTopics response with this name (NULL: null) and
+ * id byte, asserted to carry err and message msg. */
+static void assert_dt_entry(const bg_kafka_struct_t *r, const char *name, uint8_t id, int16_t err,
+                            const char *msg)
+{
+    int found = 0;
+    for (int32_t i = 0; i < r->f[DT_ARR].a.n; i++) {
+        const bg_kafka_struct_t *e = ka_el(r, DT_ARR, i);
+        bg_slice_t nm = e->f[DT(NAME)].s;
+        uint8_t want[16] = {id};
+        if ((name ? !ka_eq(nm, name) : nm.len >= 0) || memcmp(e->f[DT(TOPIC_ID)].uuid, want, 16))
+            continue;
+        found++;
+        assert_int_equal(e->f[DT(ERROR_CODE)].i, err);
+        assert_msg(e->f[DT(ERROR_MESSAGE)].s, msg);
+    }
+    if (found != 1)
+        fail_msg("entry (%s, id %d) answered %d times", name ? name : "null", id, found);
+}
+
+/* How many resources named name the audit records of v list with error err
+ * and reason (NULL: any reason); err -1: any record. */
+static int records(const bg_kafka_verdict_t *v, const char *name, int err, const char *reason)
+{
+    int n = 0;
+    for (size_t i = 0; i < v->ndecisions; i++)
+        for (size_t j = 0; j < v->decisions[i].nresources; j++) {
+            const bg_policy_resource_t *rs = &v->decisions[i].resources[j];
+            const bg_kafka_decision_t *d = &v->decisions[i];
+            n += rs->name_len == strlen(name) && memcmp(rs->name, name, rs->name_len) == 0 &&
+                 (err < 0 || (d->error_code == err &&
+                              (!reason || (d->reason && strcmp(d->reason, reason) == 0))));
+        }
+    return n;
+}
+
+/* v forwards the one entry name (a rewritten DeleteTopics v6). */
+static void assert_forwarded(const bg_kafka_verdict_t *v, const char *name)
+{
+    assert_int_equal(v->action, BG_KAFKA_ACT_FORWARD_REWRITTEN);
+    assert_int_equal(v->request->f[K(DELETE_TOPICS_REQ_TOPICS)].a.n, 1);
+    const bg_kafka_struct_t *t = ka_el(v->request, K(DELETE_TOPICS_REQ_TOPICS), 0);
+    assert_true(ka_eq(t->f[K(DELETE_TOPICS_REQ_TOPICS_NAME)].s, name));
+}
+
+/* An entry with neither a name nor an id: INVALID_REQUEST "Neither topic
+ * name nor id were specified.", name null, the zero id, each such entry on
+ * its own (none is another's duplicate), nothing decided, each audited as
+ * busgate's refusal. Was UNKNOWN_TOPIC_ID. */
+static void test_delete_topics_v6_neither_name_nor_id(void **st)
 {
     ka_fix_t *f = *st;
-    bg_kafka_struct_t *req = ka_new(f, BG_KAFKA_API_DELETE_TOPICS, 0);
-    bg_kafka_struct_t **t = bg_kafka_array_new(&f->a, req, K(DELETE_TOPICS_REQ_TOPICS), 2);
-    assert_non_null(t);
-    for (int i = 0; i < 2; i++)
-        t[i]->f[K(DELETE_TOPICS_REQ_TOPICS_NAME)].s = bg_kafka_null_slice(); /* id zero */
-    req = ka_rt(f, BG_KAFKA_API_DELETE_TOPICS, 0, 6, req);
-    bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_DELETE_TOPICS, 6);
+    const dt_entry_t en[] = {{NULL, 0}, {"orders.a", 0}, {NULL, 0}};
+    const char *fwd[] = {"orders.a"};
     bg_kafka_verdict_t v;
-    assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, req, &f->a, &v), 0);
-    assert_int_equal(v.action, BG_KAFKA_ACT_RESPOND);
-    bg_kafka_struct_t *r = ka_rt(f, BG_KAFKA_API_DELETE_TOPICS, 1, 6, v.response);
-    assert_int_equal(r->f[K(DELETE_TOPICS_RESP_RESPONSES)].a.n, 2);
-    for (int i = 0; i < 2; i++) {
-        const bg_kafka_struct_t *e = ka_el(r, K(DELETE_TOPICS_RESP_RESPONSES), i);
-        assert_int_not_equal(e->f[K(DELETE_TOPICS_RESP_RESPONSES_ERROR_CODE)].i, 0);
-        assert_int_not_equal(e->f[K(DELETE_TOPICS_RESP_RESPONSES_ERROR_CODE)].i, INVALID_REQUEST);
+    bg_kafka_struct_t *r = answer(f, BG_KAFKA_API_DELETE_TOPICS, 6, delete_v6(f, en, 3),
+                                  DT_ARR, DT(NAME), fwd, 1, &v);
+    assert_forwarded(&v, "orders.a");
+    assert_int_equal(r->f[DT_ARR].a.n, 3);
+    for (int32_t i = 0; i < 3; i++) {
+        const bg_kafka_struct_t *e = ka_el(r, DT_ARR, i);
+        if (ka_eq(e->f[DT(NAME)].s, "orders.a"))
+            continue;
+        assert_true(e->f[DT(NAME)].s.len < 0);
+        assert_true(uuid_zero(e->f[DT(TOPIC_ID)].uuid));
+        assert_int_equal(e->f[DT(ERROR_CODE)].i, INVALID_REQUEST);
+        assert_msg(e->f[DT(ERROR_MESSAGE)].s, "Neither topic name nor id were specified.");
+    }
+    assert_int_equal(records(&v, "", INVALID_REQUEST, "neither topic name nor id"), 2);
+    assert_int_equal(records(&v, "", -1, NULL), 2);
+}
+
+/* An entry with both a name and an id: INVALID_REQUEST "You may not specify
+ * both topic name and topic id.", name and id as given, never decided nor
+ * forwarded, whether the name (orders.a) or the id's topic (orders) may be
+ * deleted or neither (secret, its own id). Was decided by the id. */
+static void test_delete_topics_v6_name_and_id(void **st)
+{
+    ka_fix_t *f = *st;
+    const dt_entry_t en[] = {{"secret", 2}, {"orders.a", 1}, {"orders.b", 0}};
+    const char *fwd[] = {"orders.b"};
+    const char *both = "You may not specify both topic name and topic id.";
+    bg_kafka_verdict_t v;
+    bg_kafka_struct_t *r = answer(f, BG_KAFKA_API_DELETE_TOPICS, 6, delete_v6(f, en, 3),
+                                  DT_ARR, DT(NAME), fwd, 1, &v);
+    assert_forwarded(&v, "orders.b");
+    assert_int_equal(r->f[DT_ARR].a.n, 3);
+    assert_dt_entry(r, "secret", 2, INVALID_REQUEST, both);
+    assert_dt_entry(r, "orders.a", 1, INVALID_REQUEST, both);
+    for (int i = 0; i < 2; i++) { /* busgate's refusals, no policy decision */
+        assert_int_equal(records(&v, en[i].name, INVALID_REQUEST, "both topic name and topic id"),
+                         1);
+        assert_int_equal(records(&v, en[i].name, -1, NULL), 1);
+    }
+    assert_int_equal(records(&v, "orders", -1, NULL), 0); /* the id's topic */
+}
+
+/* A name whose topic's id is given more than once: Kafka's controller
+ * answers the id "Duplicate topic id." and, when the name may be deleted,
+ * the name "The provided topic name maps to an ID that was already
+ * supplied." with that id; neither is deleted. A name that may not be
+ * deleted (secret) is refused as any. Was: the name forwarded, the topic
+ * deleted. */
+static void test_delete_topics_v6_name_of_a_duplicate_id(void **st)
+{
+    ka_fix_t *f = *st;
+    const dt_entry_t en[] = {{"orders", 0}, {NULL, 1}, {"secret", 0}, {NULL, 2},
+                             {NULL, 1},     {NULL, 2}, {"orders.b", 0}};
+    const char *fwd[] = {"orders.b"};
+    bg_kafka_verdict_t v;
+    bg_kafka_struct_t *r = answer(f, BG_KAFKA_API_DELETE_TOPICS, 6, delete_v6(f, en, 7),
+                                  DT_ARR, DT(NAME), fwd, 1, &v);
+    assert_forwarded(&v, "orders.b");
+    assert_int_equal(r->f[DT_ARR].a.n, 5);
+    assert_dt_entry(r, "orders", 1, INVALID_REQUEST,
+                    "The provided topic name maps to an ID that was already supplied.");
+    assert_dt_entry(r, NULL, 1, INVALID_REQUEST, "Duplicate topic id.");
+    assert_dt_entry(r, NULL, 2, INVALID_REQUEST, "Duplicate topic id.");
+    assert_dt_entry(r, "secret", 0, BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED,
+                    "Topic authorization failed.");
+    /* orders: the duplicate id's record and the name's, both busgate's;
+     * secret: the duplicate id's and the policy's deny of the name. */
+    assert_int_equal(records(&v, "orders", INVALID_REQUEST, "duplicate topic id"), 1);
+    assert_int_equal(
+        records(&v, "orders", INVALID_REQUEST, "topic name maps to a duplicate topic id"), 1);
+    assert_int_equal(records(&v, "orders", -1, NULL), 2);
+    assert_int_equal(records(&v, "secret", INVALID_REQUEST, "duplicate topic id"), 1);
+    assert_int_equal(records(&v, "secret", BG_KAFKA_E_TOPIC_AUTHORIZATION_FAILED, NULL), 1);
+    assert_int_equal(records(&v, "secret", -1, NULL), 2);
+}
+
+/* A name next to its topic's id given once goes upstream with it, both
+ * decided: the broker answers the name "The provided topic name maps to an
+ * ID that was already supplied." and deletes neither. Also beside an entry
+ * busgate answers itself. */
+static void test_delete_topics_v6_name_next_to_its_id(void **st)
+{
+    ka_fix_t *f = *st;
+    const dt_entry_t en[] = {{"orders", 0}, {NULL, 1}, {NULL, 0}};
+    for (int n = 2; n <= 3; n++) {
+        bg_kafka_req_hdr_t h = ka_hdr(BG_KAFKA_API_DELETE_TOPICS, 6);
+        bg_kafka_verdict_t v;
+        assert_int_equal(bg_kafka_authz_request(&f->ctx, &h, delete_v6(f, en, n), &f->a, &v), 0);
+        assert_int_equal(v.action, n == 2 ? BG_KAFKA_ACT_FORWARD : BG_KAFKA_ACT_FORWARD_REWRITTEN);
+        if (n == 3) {
+            const bg_kafka_struct_t *q = v.request;
+            assert_int_equal(q->f[K(DELETE_TOPICS_REQ_TOPICS)].a.n, 2);
+            assert_true(ka_eq(ka_el(q, K(DELETE_TOPICS_REQ_TOPICS), 0)
+                                  ->f[K(DELETE_TOPICS_REQ_TOPICS_NAME)].s,
+                              "orders"));
+            assert_int_equal(ka_el(q, K(DELETE_TOPICS_REQ_TOPICS), 1)
+                                 ->f[K(DELETE_TOPICS_REQ_TOPICS_TOPIC_ID)].uuid[0],
+                             1);
+        }
+        /* the name's delete, the id's describe and delete: all allowed */
+        assert_int_equal(records(&v, "orders", 0, NULL), 3);
+        assert_int_equal(records(&v, "orders", -1, NULL), 3);
+        bg_kafka_arena_reset(&f->a);
     }
 }
 
@@ -541,8 +704,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_create_topics_duplicates, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_delete_topic_names_duplicates, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_delete_topics_v6_duplicates, ka_up, ka_down),
-        cmocka_unit_test_setup_teardown(test_delete_topics_v6_keyless_not_duplicates, ka_up,
+        cmocka_unit_test_setup_teardown(test_delete_topics_v6_neither_name_nor_id, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_delete_topics_v6_name_and_id, ka_up, ka_down),
+        cmocka_unit_test_setup_teardown(test_delete_topics_v6_name_of_a_duplicate_id, ka_up,
                                         ka_down),
+        cmocka_unit_test_setup_teardown(test_delete_topics_v6_name_next_to_its_id, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_find_coordinator_share, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_topic_denial_messages, ka_up, ka_down),
         cmocka_unit_test_setup_teardown(test_unvouched_principal_denied, ka_up, ka_down),
