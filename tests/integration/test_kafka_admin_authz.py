@@ -2,8 +2,10 @@
 real broker: ListGroups shows only the groups the principal may describe,
 ACL changes that could touch the reserved audit topic are refused entry by
 entry (busgate's upstream user is a super user on the test broker, so
-anything forwarded would really happen), and re-authentication must keep
-the same principal, issuer included."""
+anything forwarded would really happen), topic requests Kafka's controller
+refuses as they are (a name twice in CreatePartitions, DeleteTopics v6
+entries) are answered as the broker itself answers them, and
+re-authentication must keep the same principal, issuer included."""
 import struct
 
 from confluent_kafka import Consumer, KafkaException, TopicPartition
@@ -15,7 +17,7 @@ from keys import make_rsa_key
 from kafka_env import (ERR_CLUSTER_AUTHZ, ERR_SASL_AUTH_FAILED, ERR_TOPIC_AUTHZ, KAFKA_PLAIN,
                        UPSTREAM_USER, KafkaWire, audit_events, busgate_config, client_conf, cstr,
                        create_topics, kafka_topics, kstr, local_issuer, oidc_token, setup_admin,
-                       unique, uvarint, wait_audit, wait_until, with_audit_topic)
+                       topic_id, unique, uvarint, wait_audit, wait_until, with_audit_topic)
 
 RULES = """    - name: orders-see-some-groups
       subjects: [group:orders]
@@ -26,6 +28,11 @@ RULES = """    - name: orders-see-some-groups
       subjects: [group:platform-admin]
       resources: ["kafka:cluster"]
       verbs: [describe, alter]
+      effect: allow
+    - name: orders-delete-some-topics
+      subjects: [group:orders]
+      resources: ["kafka:topic:it-dt-*"]
+      verbs: [describe, delete]
       effect: allow
 """
 
@@ -389,6 +396,68 @@ def test_create_partitions_duplicate_name_as_kafka(start_busgate, tmp_path):
         assert _create_partitions_raw(w, [topic, topic]) == kafka
         assert _create_partitions_raw(w, [topic, other, topic]) == [
             (topic, 42, "Duplicate topic name."), (other, ERR_TOPIC_AUTHZ, None)]
+    finally:
+        w.close()
+        direct.close()
+
+
+def _dt_order(entry):
+    name, tid, err, msg = entry
+    return name or "", tid, err, msg or ""
+
+
+def _delete_topics_v6_raw(w, entries):
+    """DeleteTopics v6 of entries [(name or None, id bytes)]: the answer's
+    entries [(name, id hex, error, message)], sorted (Kafka shuffles them)."""
+    body = uvarint(len(entries) + 1)
+    for name, tid in entries:
+        body += (uvarint(0) if name is None else cstr(name)) + tid + b"\x00"
+    rd = w.call_flex(20, 6, body + struct.pack(">i", 10000) + b"\x00")
+    assert rd is not None, "connection closed on DeleteTopics"
+    rd.i32()  # throttle
+    out = []
+    for _ in range(rd.uvarint() - 1):
+        out.append((rd.cstr(), rd.take(16).hex(), rd.i16(), rd.cstr()))
+        rd.tags()
+    return sorted(out, key=_dt_order)
+
+
+def test_delete_topics_v6_invalid_entries_as_kafka(kafka_topics, start_busgate, tmp_path):
+    """DeleteTopics v6 entries Kafka's controller refuses before it deletes
+    anything: neither a name nor an id, both a name and an id (also of a
+    topic the principal may not delete), a name or an id twice, a name next
+    to its own topic's id (given once, or twice). busgate answers each with
+    the broker's code and message, and no topic is deleted by either."""
+    a, b, c, d, e = (unique("it-dt") for _ in range(5))
+    x = unique("it-dx")  # not the principal's to delete
+    kafka_topics(a, b, c, d, e, x)
+    bg, ports, boot = start(start_busgate, tmp_path, mechanism="PLAIN")
+    direct = KafkaWire(int(KAFKA_PLAIN.rsplit(":", 1)[1]))
+    w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+    try:
+        ids = {t: topic_id(w, t) for t in (a, b, c, d, e)}  # busgate learns them
+        ids[x] = topic_id(direct, x)
+        zero = bytes(16)
+        entries = [(None, zero), (None, zero), (a, ids[a]), (x, ids[x]), (b, zero), (b, zero),
+                   (None, ids[c]), (None, ids[c]), (d, zero), (None, ids[d]), (e, zero),
+                   (None, ids[e]), (None, ids[e])]
+        kafka = _delete_topics_v6_raw(direct, entries)
+        neither = (None, zero.hex(), 42, "Neither topic name nor id were specified.")
+        maps = "The provided topic name maps to an ID that was already supplied."
+        assert kafka == sorted([
+            neither, neither,
+            (a, ids[a].hex(), 42, "You may not specify both topic name and topic id."),
+            (x, ids[x].hex(), 42, "You may not specify both topic name and topic id."),
+            (b, zero.hex(), 42, "Duplicate topic name."),
+            (None, ids[c].hex(), 42, "Duplicate topic id."),
+            (d, ids[d].hex(), 42, maps),
+            (e, ids[e].hex(), 42, maps),
+            (None, ids[e].hex(), 42, "Duplicate topic id."),
+        ], key=_dt_order), kafka
+        assert _delete_topics_v6_raw(w, entries) == kafka
+        # Nothing was deleted, by the broker or through busgate.
+        for t in (a, b, c, d, e, x):
+            assert topic_id(direct, t) == ids[t], t
     finally:
         w.close()
         direct.close()
