@@ -337,6 +337,9 @@ static const decide_case_t decide_cases[] = {
      "ACCESS_REFUSED - read access to exchange 'ok.x?'"},
     {"apps", MP(AMQP_QUEUE_DECLARE_METHOD, "ok.\x01q", 0), 1, NULL, NULL},
     {"apps", M1(AMQP_BASIC_PUBLISH_METHOD, 0, "ok.x\x7f"), 1, NULL, NULL},
+    /* 0x1f is the last control byte, a space the first that is not (Q-A15). */
+    {"apps", M1(AMQP_BASIC_CONSUME_METHOD, "ok.\x1fq", 0), 1, NULL, NULL},
+    {"apps", M1(AMQP_BASIC_CONSUME_METHOD, "ok. q", 0), 0, "apps-all", NULL},
 };
 
 static void test_decide_table(void **state)
@@ -682,6 +685,146 @@ static void test_declare_argument_exchanges_masked(void **state)
     }
 }
 
+/* The declare arguments naming an exchange are found by their whole key:
+ * a key they only start, or one that starts them, is any other argument,
+ * and needs nothing (mutation review Q-A03). A passive declare checks
+ * only that the name exists, as RabbitMQ does: its arguments are not
+ * looked at, whatever their type (Q-A08). */
+static void test_declare_argument_keys_and_passive(void **state)
+{
+    (void)state;
+    static const char *const keys[] = {"alternate-exchangeX", "alternate-exchang",
+                                       "x-dead-letter-exchangeX", "x-dead-letter-exchang"};
+    bg_amqp_verdict_t v;
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        amqp_table_entry_t e = {amqp_cstring_bytes(keys[i]),
+                                {AMQP_FIELD_KIND_UTF8, {.bytes = {9, "ok.secret"}}}};
+        amqp_exchange_declare_t x;
+        amqp_queue_declare_t q;
+        memset(&x, 0, sizeof x);
+        memset(&q, 0, sizeof q);
+        x.exchange = amqp_cstring_bytes("ok.x");
+        x.arguments = (amqp_table_t){1, &e};
+        q.queue = amqp_cstring_bytes("ok.q");
+        q.arguments = (amqp_table_t){1, &e};
+        bg_amqp_method_t m = {AMQP_EXCHANGE_DECLARE_METHOD,
+                              bg_amqp_method_info(AMQP_EXCHANGE_DECLARE_METHOD), &x};
+        if (keys[i][0] == 'x')
+            m = (bg_amqp_method_t){AMQP_QUEUE_DECLARE_METHOD,
+                                   bg_amqp_method_info(AMQP_QUEUE_DECLARE_METHOD), &q};
+        bg_amqp_authz_classify(&m, NULL, &v);
+        if (v.n != 1 || v.answer != BG_AMQP_ANSWER_NONE)
+            fail_msg("%s: %zu checks, answer %d", keys[i], v.n, (int)v.answer);
+        assert_int_equal(v.checks[0].verb, BG_VERB_CREATE);
+    }
+    /* Passive, with an alternate or dead-letter exchange of either type. */
+    static const uint8_t kinds[] = {AMQP_FIELD_KIND_UTF8, AMQP_FIELD_KIND_BYTES};
+    for (size_t i = 0; i < 2; i++) {
+        amqp_table_entry_t ae = {amqp_cstring_bytes("alternate-exchange"),
+                                 {kinds[i], {.bytes = {9, "ok.secret"}}}};
+        amqp_table_entry_t dlx = {amqp_cstring_bytes("x-dead-letter-exchange"),
+                                  {kinds[i], {.bytes = {9, "ok.secret"}}}};
+        amqp_exchange_declare_t x;
+        memset(&x, 0, sizeof x);
+        x.exchange = amqp_cstring_bytes("ok.x");
+        x.passive = 1;
+        x.arguments = (amqp_table_t){1, &ae};
+        bg_amqp_method_t m = {AMQP_EXCHANGE_DECLARE_METHOD,
+                              bg_amqp_method_info(AMQP_EXCHANGE_DECLARE_METHOD), &x};
+        bg_amqp_authz_classify(&m, NULL, &v);
+        assert_int_equal(v.n, 1);
+        assert_int_equal(v.checks[0].verb, BG_VERB_DESCRIBE);
+        assert_int_equal(v.answer, BG_AMQP_ANSWER_NONE);
+        amqp_queue_declare_t q;
+        memset(&q, 0, sizeof q);
+        q.queue = amqp_cstring_bytes("ok.q");
+        q.passive = 1;
+        q.arguments = (amqp_table_t){1, &dlx};
+        m = (bg_amqp_method_t){AMQP_QUEUE_DECLARE_METHOD,
+                               bg_amqp_method_info(AMQP_QUEUE_DECLARE_METHOD), &q};
+        bg_amqp_authz_classify(&m, NULL, &v);
+        assert_int_equal(v.n, 1);
+        assert_int_equal(v.checks[0].verb, BG_VERB_DESCRIBE);
+        assert_int_equal(v.answer, BG_AMQP_ANSWER_NONE);
+    }
+}
+
+/* An argument naming an exchange that is no longstr is answered 406 as
+ * RabbitMQ answers it, naming the type as RabbitMQ does: a byte array
+ * ('x') too, though it could be read as a name (mutation review Q-A04). */
+static void test_declare_argument_of_another_type(void **state)
+{
+    (void)state;
+    static const struct {
+        uint8_t kind;
+        const char *name;
+    } kinds[] = {{AMQP_FIELD_KIND_BYTES, "binary"}, {AMQP_FIELD_KIND_I32, "signedint"},
+                 {AMQP_FIELD_KIND_VOID, "void"}};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        amqp_table_entry_t e = {amqp_cstring_bytes("alternate-exchange"), {kinds[i].kind, {0}}};
+        if (kinds[i].kind == AMQP_FIELD_KIND_BYTES)
+            e.value.value.bytes = (amqp_bytes_t){9, "ok.secret"};
+        amqp_exchange_declare_t x;
+        memset(&x, 0, sizeof x);
+        x.exchange = amqp_cstring_bytes("ok.x");
+        x.arguments = (amqp_table_t){1, &e};
+        bg_amqp_method_t m = {AMQP_EXCHANGE_DECLARE_METHOD,
+                              bg_amqp_method_info(AMQP_EXCHANGE_DECLARE_METHOD), &x};
+        bg_amqp_verdict_t v;
+        bg_amqp_authz_classify(&m, NULL, &v);
+        assert_int_equal(v.answer, BG_AMQP_ANSWER_ARG_TYPE);
+        assert_int_equal(v.n, 1); /* create on ok.x, decided before the answer */
+        char text[256], want[256];
+        assert_int_equal(bg_amqp_authz_answer(&v, "/", text, sizeof text), 406);
+        snprintf(want, sizeof want,
+                 "PRECONDITION_FAILED - invalid type '%s' for arg 'alternate-exchange' in "
+                 "exchange 'ok.x' in vhost '/'",
+                 kinds[i].name);
+        assert_string_equal(text, want);
+    }
+}
+
+/* RabbitMQ's reply texts lose busgate's upstream user's name where they
+ * name it whole ("user 'NAME'" or 'NAME'), and only there: a longer name
+ * or a queue whose name ends in it is another name, left as it is
+ * (mutation review Q-A21, Q-A22). */
+static void test_reply_text_unnamed(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *out;
+        int named;
+    } cases[] = {
+        {"ACCESS_REFUSED - access to queue 'q' in vhost '/' refused for user 'svc-bg'",
+         "ACCESS_REFUSED - access to queue 'q' in vhost '/' refused for busgate's upstream "
+         "user",
+         1},
+        {"PRECONDITION_FAILED - user 'x' is not 'svc-bg'",
+         "PRECONDITION_FAILED - user 'x' is not 'busgate's upstream user'", 1},
+        {"ACCESS_REFUSED - refused for user 'svc-bg2'",
+         "ACCESS_REFUSED - refused for user 'svc-bg2'", 0},
+        {"NOT_FOUND - no queue 'q.svc-bg' in vhost '/'",
+         "NOT_FOUND - no queue 'q.svc-bg' in vhost '/'", 0},
+        {"NOT_FOUND - no queue 'svc-bg.q' in vhost '/'",
+         "NOT_FOUND - no queue 'svc-bg.q' in vhost '/'", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char out[256];
+        int named = bg_amqp_reply_text_unnamed((const uint8_t *)cases[i].in, strlen(cases[i].in),
+                                               "svc-bg", out, sizeof out);
+        if (named != cases[i].named || strcmp(out, cases[i].out) != 0)
+            fail_msg("case %zu: %d '%s'", i, named, out);
+    }
+    /* A small buffer is cut, never overrun. */
+    char small[8];
+    memset(small, 'Z', sizeof small);
+    assert_int_equal(bg_amqp_reply_text_unnamed((const uint8_t *)"user 'svc-bg'", 13, "svc-bg",
+                                                small, 6),
+                     1);
+    assert_string_equal(small, "busga");
+    assert_int_equal(small[6], 'Z');
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -694,6 +837,9 @@ int main(void)
         cmocka_unit_test(test_answered_before_permissions),
         cmocka_unit_test(test_declare_argument_exchanges),
         cmocka_unit_test(test_declare_argument_exchanges_masked),
+        cmocka_unit_test(test_declare_argument_keys_and_passive),
+        cmocka_unit_test(test_declare_argument_of_another_type),
+        cmocka_unit_test(test_reply_text_unnamed),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

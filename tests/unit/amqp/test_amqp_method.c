@@ -412,6 +412,80 @@ static void test_amqplain_malformed(void **state)
     bg_wr_free(&w);
 }
 
+/* A user name of BG_AMQP_SASL_MAX_USER bytes is taken, one byte more is
+ * refused (mutation review Q-S01). */
+static void test_user_at_its_bound(void **state)
+{
+    enum { MAX = BG_AMQP_SASL_MAX_USER };
+    uint8_t r[1 + MAX + 1 + 1 + 3];
+    r[0] = 0;
+    memset(r + 1, 'u', MAX + 1);
+    r[1 + MAX] = 0;
+    memcpy(r + 2 + MAX, "tok", 3);
+    bg_amqp_creds_t cr;
+    assert_int_equal(t_creds("PLAIN", r, MAX + 5, &cr, NULL), BG_AMQP_OK);
+    assert_int_equal(cr.user.len, MAX);
+    r[1 + MAX] = 'u';
+    r[2 + MAX] = 0;
+    memcpy(r + 3 + MAX, "tok", 3);
+    const char *why = NULL;
+    assert_int_equal(t_creds("PLAIN", r, MAX + 6, &cr, &why), BG_AMQP_ERR_AUTH);
+    assert_string_equal(why, "user name too long");
+}
+
+/* AMQPLAIN carries the user name as a longstr, which may hold a NUL (PLAIN
+ * cannot: NUL ends it): refused as PLAIN refuses one in the password, not
+ * cut there in logs and audit (mutation review Q-S03). */
+static void test_amqplain_nul_in_login(void **state)
+{
+    bg_wr_t w;
+    bg_wr_init(&w, 0, 0);
+    t_shortstr(&w, "LOGIN");
+    bg_wr_u8(&w, 'S');
+    bg_wr_u32(&w, 7);
+    bg_wr_bytes(&w, "svc\0adm", 7);
+    t_shortstr(&w, "PASSWORD");
+    bg_wr_u8(&w, 'S');
+    t_longstr(&w, "tok");
+    bg_amqp_creds_t cr;
+    const char *why = NULL;
+    assert_int_equal(t_creds("AMQPLAIN", w.buf, w.len, &cr, &why), BG_AMQP_ERR_AUTH);
+    assert_string_equal(why, "NUL in user name");
+    bg_wr_free(&w);
+}
+
+/* The whole AMQPLAIN table is read, not only up to LOGIN and PASSWORD: an
+ * entry after them that is no field value refuses the login (mutation
+ * review Q-S06), and only keys spelled exactly LOGIN and PASSWORD are the
+ * credentials, not keys they start (Q-V23). */
+static void test_amqplain_whole_table_exact_keys(void **state)
+{
+    bg_wr_t w;
+    bg_amqp_creds_t cr;
+    const char *why = NULL;
+    t_amqplain(&w, "svc", "tok", 'S');
+    t_shortstr(&w, "late");
+    bg_wr_u8(&w, 'Z'); /* no field type */
+    assert_int_equal(t_creds("AMQPLAIN", w.buf, w.len, &cr, &why), BG_AMQP_ERR_AUTH);
+    assert_string_equal(why, "AMQPLAIN response is not a field table");
+    bg_wr_free(&w);
+
+    static const char *const keys[][2] = {{"LOGINX", "PASSWORD"}, {"LOGIN", "PASSWORDX"}};
+    for (size_t i = 0; i < 2; i++) {
+        bg_wr_init(&w, 0, 0);
+        t_shortstr(&w, keys[i][0]);
+        bg_wr_u8(&w, 'S');
+        t_longstr(&w, "svc");
+        t_shortstr(&w, keys[i][1]);
+        bg_wr_u8(&w, 'S');
+        t_longstr(&w, "tok");
+        why = NULL;
+        assert_int_equal(t_creds("AMQPLAIN", w.buf, w.len, &cr, &why), BG_AMQP_ERR_AUTH);
+        assert_string_equal(why, "AMQPLAIN response without LOGIN and PASSWORD");
+        bg_wr_free(&w);
+    }
+}
+
 static void test_unsupported_mechanism(void **state)
 {
     bg_amqp_creds_t cr;
@@ -462,6 +536,9 @@ int main(void)
         T(test_amqplain_missing_password),
         T(test_amqplain_password_not_longstr),
         T(test_amqplain_malformed),
+        T(test_user_at_its_bound),
+        T(test_amqplain_nul_in_login),
+        T(test_amqplain_whole_table_exact_keys),
         T(test_unsupported_mechanism),
         T(test_properties_continuation_refused),
     };
