@@ -412,6 +412,10 @@ def test_bad_tokens_and_vhost(gw):
     with pytest.raises(pex.ProbableAccessDeniedError) as ei:
         connect(port, issuer.mint("alice", ["apps"]), vhost="other")
     assert "(530) 'NOT_ALLOWED - vhost other not found'" in str(ei.value)
+    # Nor one it begins with: "" is not "/" (RabbitMQ has no vhost "").
+    with pytest.raises(pex.ProbableAccessDeniedError) as ei:
+        connect(port, issuer.mint("alice", ["apps"]), vhost="")
+    assert "(530) 'NOT_ALLOWED - vhost  not found'" in str(ei.value)
     # And a good token still works afterwards.
     connect(port, issuer.mint("alice", ["apps"])).close()
 

@@ -127,6 +127,32 @@ def test_tune_ok_outside_the_offer_is_refused(gw, name):
     r.close()
 
 
+@pytest.mark.parametrize("name", ["start-ok again", "channel.open before open"])
+def test_out_of_place_before_open_is_refused(gw, name):
+    """After the login and before open-ok busgate takes tune-ok, open and
+    close on channel 0 (busgate's own codes there: RabbitMQ drops the
+    connection). A second start-ok is no second login, with another token
+    and another connection to RabbitMQ: 503 COMMAND_INVALID naming it. A
+    frame on another channel, whatever method it carries, is 505
+    UNEXPECTED_FRAME (docs/amqp.md, Reply codes)."""
+    bg, ports, issuer = gw
+    r, mid, _ = login(ports["listen"], issuer.mint("ada", ["apps"]))
+    assert mid == (10, 30), mid
+    if name == "start-ok again":
+        response = b"\x00eve\x00" + issuer.mint("eve", ["apps"]).encode()
+        r.send(method(0, 10, 11, table([]) + ss("PLAIN") + ls(response) + ss("en_US")))
+        want = (503, "COMMAND_INVALID - unexpected connection.start-ok during the handshake",
+                10, 11)
+    else:
+        r.send(method(1, *CHANNEL_OPEN, ss("")))
+        want = (505, "UNEXPECTED_FRAME - only connection methods before open-ok", 0, 0)
+    assert close_args(r.expect(0, (10, 50))) == want
+    r.send(method(0, 10, 51))
+    assert r.eof(7.0)
+    r.close()
+    assert not bg.wait_log(lambda l: "sub" in l and l.get("sub") == "eve", timeout=0.5)
+
+
 def test_frames_pipelined_behind_open_wait_for_open_ok(gw):
     """A client may send its first channel's methods right behind
     connection.open, without waiting for open-ok (RabbitMQ takes them).

@@ -315,6 +315,44 @@ MALFORMED = "CONNECTION_FORCED - malformed frame from the broker"
 LOST = "CONNECTION_FORCED - busgate lost its connection to the broker"
 
 
+@pytest.mark.parametrize("broker_tune, offer, upstream_heartbeat", [
+    ((2047, 131072, 60), (2047, 65536, 5), 5),
+    ((0, 32768, 3), (65535, 32768, 5), 3),
+    ((100, 8192, 0), (100, 8192, 5), 5),
+], ids=["broker above the settings", "broker below them", "broker without heartbeat"])
+def test_tune_within_the_broker_and_the_settings(start_busgate, tmp_path, fake_rabbit,
+                                                  broker_tune, offer, upstream_heartbeat):
+    """busgate offers the client RabbitMQ's channel_max (0, no limit, as
+    65535) and frame_max, the latter no larger than amqp.max_frame_bytes,
+    and amqp.heartbeat whatever RabbitMQ asks. Its tune-ok to RabbitMQ
+    carries the client's channel_max and frame_max, and amqp.heartbeat or
+    RabbitMQ's when that is less (docs/amqp.md, Tune and Heartbeats). The
+    real broker tunes 2047, 131072, 60, which busgate's defaults match: a
+    scripted one tells the values apart."""
+    tune_ok = {}
+
+    def script(up):
+        up.send(method(0, 10, 30, struct.pack(">HIH", *broker_tune)))
+        tune_ok["args"] = struct.unpack(">HIH", up.expect(0, (10, 31))[:8])
+        up.expect(0, (10, 40))
+        up.send(method(0, 10, 41, ss("")))
+    fake = fake_rabbit(script)
+    issuer = Issuer(tmp_path / "keys")
+    text, ports = busgate_config(tmp_path, issuer, POLICY, rabbit_port=fake.port, heartbeat=5,
+                                 extra_amqp="  max_frame_bytes: 64KiB\n")
+    start_busgate(text, wait_for_port=ports["listen"])
+    r, mid, args = login(ports["listen"], issuer.mint("alice", ["apps"]))
+    try:
+        assert mid == (10, 30), mid
+        assert struct.unpack(">HIH", args[:8]) == offer
+        r.send(method(0, 10, 31, struct.pack(">HIH", 7, 4096, 0)))
+        r.send(method(0, 10, 40, ss("/") + ss("") + b"\x00"))
+        r.expect(0, (10, 41))
+        assert tune_ok["args"] == (7, 4096, upstream_heartbeat)
+    finally:
+        r.close()
+
+
 def deliver(ch, tag="ctag"):
     return method(ch, 60, 60, ss(tag) + struct.pack(">Q", 1) + b"\x00" + ss("") + ss("fk.q"))
 
