@@ -10,7 +10,8 @@
  * flag, and creates whatever a request names), so a fake broker here
  * answers ApiVersions, InitProducerId and Metadata v4-8 (every topic
  * unknown) and records the AllowAutoTopicCreation flag of every Metadata
- * request that names the topic. The sink is driven without the pipeline.
+ * request that names the topic. The sink is driven without the pipeline;
+ * on it too: a record librdkafka refuses at produce, and brokers all down.
  * What the whole of busgate does with a missing topic against a real
  * broker: tests/integration/test_audit_missing_topic.py. */
 #include <setjmp.h>
@@ -239,7 +240,7 @@ static void bg_t_fake_stop(bg_t_fake_t *fk)
 /* ---- the sink's outcomes and log ---- */
 
 typedef struct bg_t_outcomes_s {
-    atomic_int delivered, failed;
+    atomic_int delivered, failed, rejected;
 } bg_t_outcomes_t;
 
 static void bg_t_on_delivered(void *core, const bg_audit_rec_t *r)
@@ -250,7 +251,10 @@ static void bg_t_on_failed(void *core, const bg_audit_rec_t *r)
 {
     ((bg_t_outcomes_t *)core)->failed++;
 }
-static void bg_t_on_rejected(void *core, const bg_audit_rec_t *r, const char *why) {}
+static void bg_t_on_rejected(void *core, const bg_audit_rec_t *r, const char *why)
+{
+    ((bg_t_outcomes_t *)core)->rejected++;
+}
 
 static char bg_t_log_path[4096];
 
@@ -365,12 +369,67 @@ static void test_missing_topic_fails_records_and_is_logged_once(void **state)
     bg_t_fake_stop(&fk);
 }
 
+/* A record librdkafka refuses at once for its content (larger than
+ * message.max.bytes) is taken, reported rejected, and leaves nothing
+ * pending. Before its outcome is reported the sink counts it as produced:
+ * without that count the report took the pending count below zero (it
+ * wraps), and the pipeline, which waits for no live record pending before
+ * it spools or drains, would have parked every later record for ever. */
+static void test_record_refused_at_produce_is_rejected_not_pending(void **state)
+{
+    (void)state;
+    bg_t_fake_t fk;
+    bg_t_fake_start(&fk);
+    bg_t_outcomes_t o = {0};
+    FILE *logf;
+    const char *props[] = {"message.max.bytes", "1000"};
+    bg_audit_sink_t *s = bg_t_sink_start(&fk, &o, props, 1, &logf);
+    static char json[2100];
+    memset(json, ' ', sizeof json - 1);
+    json[0] = '{', json[sizeof json - 2] = '}';
+    static uint8_t rec[2200];
+    bg_audit_rec_t r = {
+        rec, (uint32_t)bg_audit_rec_build(rec, sizeof rec, "s1", 2, json, sizeof json - 1), 0, 1};
+    assert_true(r.len > 0);
+    assert_int_equal(s->write(s, &r, 1), 1);
+    assert_int_equal(atomic_load(&o.rejected), 1);
+    assert_int_equal(atomic_load(&o.failed), 0);
+    assert_int_equal(s->pending(s, 0), 0);
+    r.from_spool = 1; /* a drained one alike */
+    assert_int_equal(s->write(s, &r, 1), 1);
+    assert_int_equal(atomic_load(&o.rejected), 2);
+    assert_int_equal(s->pending(s, 1), 0);
+    assert_int_equal(s->pending(s, 0), 0);
+    bg_t_sink_stop(s, logf);
+    bg_t_fake_stop(&fk);
+}
+
+/* No broker answers (the port is closed): the sink says it is down, so
+ * the pipeline spools new records at once instead of handing them to
+ * librdkafka, where they would wait out message.timeout.ms (10 s) parked
+ * in memory, up to the queue's bound and then refused or dropped. */
+static void test_all_brokers_down_is_down(void **state)
+{
+    (void)state;
+    bg_t_fake_t fk;
+    bg_t_fake_start(&fk);
+    bg_t_fake_stop(&fk); /* its port is closed now */
+    bg_t_outcomes_t o = {0};
+    FILE *logf;
+    bg_audit_sink_t *s = bg_t_sink_start(&fk, &o, NULL, 0, &logf);
+    assert_int_equal(s->up(s), 1); /* nothing known yet */
+    BG_T_WAIT_UNTIL((s->poll(s), s->up(s) == 0));
+    bg_t_sink_stop(s, logf);
+}
+
 int main(void)
 {
     bg_log_set_level(BG_LOG_OFF);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_topic_is_never_created),
         cmocka_unit_test(test_missing_topic_fails_records_and_is_logged_once),
+        cmocka_unit_test(test_record_refused_at_produce_is_rejected_not_pending),
+        cmocka_unit_test(test_all_brokers_down_is_down),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
