@@ -48,6 +48,9 @@ typedef struct tsink_s {
      * limit; then write takes a prefix, as librdkafka's QUEUE_FULL), and
      * with fail_live report the records not marked from_spool failed. */
     _Atomic int take_max, fail_live;
+    /* Async mode: report every record failed without its bytes, as a sink
+     * that cannot give a record back (out of memory, producer gone). */
+    _Atomic int lose;
     bg_audit_rec_t pend[1024];
     size_t npend;
 } tsink_t;
@@ -83,6 +86,11 @@ static void tsink_settle(tsink_t *t)
         const char *j = bg_audit_rec_json(&t->pend[i], &jl);
         if (reject) {
             t->base.cb.rejected(t->base.cb.core, &t->pend[i], "MSG_SIZE_TOO_LARGE");
+        } else if (atomic_load(&t->lose)) {
+            bg_audit_rec_t gone = t->pend[i];
+            gone.data = NULL;
+            gone.len = 0;
+            t->base.cb.failed(t->base.cb.core, &gone);
         } else if (atomic_load(&t->fail_live) && !t->pend[i].from_spool) {
             t->base.cb.failed(t->base.cb.core, &t->pend[i]);
         } else {
@@ -876,12 +884,16 @@ static void split_admission(bg_audit_on_failure_t mode)
     assert_int_equal(emit_seq(a, "s", 1), BG_AUDIT_OK); /* one place left */
     assert_int_equal(bg_audit_emit(a, &ev),
                      mode == BG_AUDIT_BLOCK ? BG_AUDIT_REFUSED : BG_AUDIT_DROPPED);
+    /* Drop mode bounds the events of admitted work too: only block mode
+     * takes them past the bound. */
+    if (mode == BG_AUDIT_DROP)
+        assert_int_equal(bg_audit_emit_admitted(a, &ev), BG_AUDIT_DROPPED);
     bg_audit_stats_t st;
     bg_audit_stats(a, &st);
     assert_int_equal(st.queue_depth, 1); /* no part of it */
     assert_int_equal(st.emitted, 2);
     assert_int_equal(mode == BG_AUDIT_BLOCK ? st.refused : st.dropped,
-                     mode == BG_AUDIT_BLOCK ? 1 : 3);
+                     mode == BG_AUDIT_BLOCK ? 1 : 6);
     atomic_store(&t->stall, 0);
     assert_int_equal(bg_audit_flush(a, 5000), 0);
     assert_int_equal(tsink_count(t), 2);
@@ -1074,6 +1086,82 @@ static void test_spool_full_blocks(void **state)
     tsink_free(t);
     rm_rf(dir);
     free(dir);
+}
+
+/* 1 when t holds every seq 0..last (in any order, repeats allowed). */
+static int seqs_delivered(tsink_t *t, uint64_t last)
+{
+    char *seen = calloc(last + 1, 1);
+    size_t c = tsink_count(t), k = 0;
+    for (size_t i = 0; i < c; i++) {
+        int64_t q = seq_of(t->json[i]);
+        if (q >= 0 && (uint64_t)q <= last && !seen[q]++)
+            k++;
+    }
+    free(seen);
+    return k == last + 1;
+}
+
+/* Block mode, the spool full, events held: once the drain has emptied the
+ * spool, a new event goes behind the held ones (older), never into the
+ * spool ahead of them. The drain is stalled in the sink while the new
+ * event is queued, so the audit thread routes it right after the drain,
+ * before its next try of the held ones. */
+static void test_new_event_waits_behind_held(void **state)
+{
+    char *dir = mkdir_tmp();
+    tsink_t *t = tsink_new();
+    atomic_store(&t->fail, 1);
+    bg_config_audit_t cfg = base_cfg();
+    cfg.spool_dir = dir;
+    cfg.spool_max_bytes = 4096;
+    bg_audit_t *a = pipeline_new(&cfg, t);
+    uint64_t n = 0;
+    while (n < 2000 && bg_audit_admitting(a)) {
+        assert_int_equal(emit_kind(a, BG_AUDIT_EV_DECISION, "s", n++, bg_audit_emit_admitted),
+                         BG_AUDIT_OK);
+        if (n % 10 == 0)
+            (void)bg_audit_flush(a, 5000); /* fails once events are held */
+    }
+    assert_false(bg_audit_admitting(a)); /* the spool is full: events held */
+    atomic_store(&t->stall, 1);
+    atomic_store(&t->entered, 0);
+    atomic_store(&t->fail, 0);
+    WAIT_UNTIL(atomic_load(&t->entered) == 1); /* the drain, stalled in the sink */
+    assert_int_equal(emit_kind(a, BG_AUDIT_EV_DECISION, "s", n, bg_audit_emit_admitted),
+                     BG_AUDIT_OK);
+    atomic_store(&t->stall, 0);
+    WAIT_UNTIL(bg_audit_admitting(a));
+    assert_int_equal(bg_audit_flush(a, 5000), 0);
+    WAIT_UNTIL(seqs_delivered(t, n));
+    size_t c = tsink_count(t);
+    for (size_t i = 1; i < c; i++) /* repeats allowed (at least once), never a step back */
+        assert_true(seq_of(t->json[i]) >= seq_of(t->json[i - 1]));
+    assert_int_equal(seq_of(t->json[0]), 0);
+    bg_audit_free(a);
+    tsink_free(t);
+    rm_rf(dir);
+    free(dir);
+}
+
+/* A record the primary reports failed without its bytes (it cannot give it
+ * back) is lost: counted as dropped, not forgotten. */
+static void test_failed_without_bytes_counted_dropped(void **state)
+{
+    tsink_t *t = tsink_rejecting(-1); /* async, rejects nothing */
+    atomic_store(&t->lose, 1);
+    bg_config_audit_t cfg = base_cfg();
+    bg_audit_t *a = pipeline_new(&cfg, t);
+    for (uint64_t i = 0; i < 3; i++)
+        assert_int_equal(emit_seq(a, "s", i), BG_AUDIT_OK);
+    assert_int_equal(bg_audit_flush(a, 5000), 0);
+    bg_audit_stats_t st;
+    bg_audit_stats(a, &st);
+    assert_int_equal(st.sink_errors, 3);
+    assert_int_equal(st.dropped, 3);
+    assert_int_equal(tsink_count(t), 0);
+    bg_audit_free(a);
+    tsink_free(t);
 }
 
 /* Events spooled by a process that stops (or crashes) before the primary
@@ -1407,6 +1495,8 @@ int main(void)
         cmocka_unit_test(test_under_budget_whole),
         cmocka_unit_test(test_drop_full_queue_not_encoded),
         cmocka_unit_test(test_spool_full_blocks),
+        cmocka_unit_test(test_new_event_waits_behind_held),
+        cmocka_unit_test(test_failed_without_bytes_counted_dropped),
         cmocka_unit_test(test_restart_drains_backlog),
         cmocka_unit_test(test_rejected_record_dead_lettered),
         cmocka_unit_test(test_rejected_record_without_spool),
