@@ -2,7 +2,7 @@
  * own reason and counts the refusal; a connection gives back its share
  * exactly once, when it authenticates and when it ends; addresses are
  * keyed per IPv4 address and per IPv6 /64; counts stay exact under
- * threads. */
+ * threads; refusals are warned about at a limited rate. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -11,12 +11,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "broker/limits.h"
+#include "broker/log.h"
 
 static struct sockaddr_storage addr(const char *ip)
 {
@@ -186,6 +189,8 @@ static void test_descriptors(void **state)
     bg_limits_clear(&l);
     assert_int_equal(bg_limits_default_max(600, 100), 250);
     assert_int_equal(bg_limits_default_max(100, 128), 1);
+    assert_int_equal(bg_limits_default_max(129, 128), 1); /* one left above the reserve: not 0 */
+    assert_int_equal(bg_limits_default_max(130, 128), 1);
     assert_int_equal(bg_limits_default_max(0, 128), 1048576);
     assert_string_equal(bg_limits_reason(BG_LIMITS_MAX_UNAUTH_PER_IP),
                         "max_unauthenticated_per_ip");
@@ -199,6 +204,36 @@ static void test_no_limits(void **state)
     assert_null(c.l);
     bg_limits_authenticated(&c);
     bg_limits_release(&c);
+}
+
+/* Refusals are warned about once per BG_LIMITS_WARN_MS, not once each (a
+ * flood of connections would flood the log): three in a row log one line. */
+static void test_refusal_warnings_rate_limited(void **state)
+{
+    static bg_limits_t l;
+    bg_limits_conn_t a, b;
+    char path[] = "/tmp/bg-limits-log-XXXXXX", buf[4096] = "";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    init(&l, 1, 1, 0);
+    bg_log_set_fd(fd);
+    bg_log_set_level(BG_LOG_WARN);
+    assert_int_equal(admit(&l, "10.0.0.1", &a), BG_LIMITS_OK);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(admit(&l, "10.0.0.2", &b), BG_LIMITS_MAX_CONNECTIONS);
+    bg_log_set_level(BG_LOG_OFF);
+    bg_log_set_fd(2);
+    ssize_t got = pread(fd, buf, sizeof buf - 1, 0);
+    close(fd);
+    assert_true(got > 0);
+    int lines = 0;
+    for (char *p = buf; (p = strstr(p, "refused: limits.max_connections")); p++)
+        lines++;
+    assert_int_equal(lines, 1);
+    assert_int_equal(l.refused[BG_PROTO_KAFKA][BG_LIMITS_MAX_CONNECTIONS], 3);
+    bg_limits_release(&a);
+    bg_limits_clear(&l);
 }
 
 #define THREADS 4
@@ -253,6 +288,7 @@ int main(void)
         cmocka_unit_test(test_protocols_share), cmocka_unit_test(test_keys),
         cmocka_unit_test(test_descriptors),     cmocka_unit_test(test_no_limits),
         cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_refusal_warnings_rate_limited),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
