@@ -1315,6 +1315,35 @@ static void test_dead_letter_bounded_drop(void **state)
     free(dir);
 }
 
+/* A dead-letter file of exactly its bound is full: a rejected record is
+ * not appended (drop mode: lost, counted rejected and dropped). */
+static void test_dead_letter_full_at_its_bound(void **state)
+{
+    char *dir = mkdir_tmp(), path[4096];
+    snprintf(path, sizeof path, "%s/rejected.jsonl", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    for (int i = 0; i < 4096; i++)
+        fputc(i % 64 == 63 ? '\n' : 'x', f);
+    fclose(f);
+    tsink_t *t = tsink_rejecting(-1);
+    atomic_store(&t->reject_all, 1);
+    bg_config_audit_t cfg = base_cfg();
+    cfg.on_failure = BG_AUDIT_DROP;
+    cfg.spool_dir = dir;
+    cfg.spool_max_bytes = 4 * 4096; /* the dead-letter file: 4096 */
+    bg_audit_t *a = pipeline_new(&cfg, t);
+    assert_int_equal(emit_seq(a, "s", 0), BG_AUDIT_OK);
+    bg_audit_stats_t st;
+    WAIT_UNTIL((bg_audit_stats(a, &st), st.rejected == 1 && st.spool_bytes == 0));
+    assert_int_equal(st.dropped, 1);
+    assert_int_equal(file_size(path), 4096);
+    bg_audit_free(a);
+    tsink_free(t);
+    rm_rf(dir);
+    free(dir);
+}
+
 /* Block mode: past the bound a culprit stays in the spool (nothing is
  * lost), as with a dead-letter file that cannot be written; once the
  * operator moves the file away, the rest is dead-lettered. */
@@ -1502,6 +1531,7 @@ int main(void)
         cmocka_unit_test(test_rejected_record_without_spool),
         cmocka_unit_test(test_dead_letter_bounded_drop),
         cmocka_unit_test(test_dead_letter_bounded_block),
+        cmocka_unit_test(test_dead_letter_full_at_its_bound),
         cmocka_unit_test(test_deleted_segment_backlog_drains),
         cmocka_unit_test(test_unreadable_segment_backlog_drains),
         cmocka_unit_test(test_deleted_active_segment_counted),

@@ -11,7 +11,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -212,10 +211,10 @@ static void test_refusal_warnings_rate_limited(void **state)
 {
     static bg_limits_t l;
     bg_limits_conn_t a, b;
-    char path[] = "/tmp/bg-limits-log-XXXXXX", buf[4096] = "";
-    int fd = mkstemp(path);
-    assert_true(fd >= 0);
-    unlink(path);
+    char buf[4096] = "";
+    FILE *logf = tmpfile();
+    assert_non_null(logf);
+    int fd = fileno(logf);
     init(&l, 1, 1, 0);
     bg_log_set_fd(fd);
     bg_log_set_level(BG_LOG_WARN);
@@ -225,7 +224,7 @@ static void test_refusal_warnings_rate_limited(void **state)
     bg_log_set_level(BG_LOG_OFF);
     bg_log_set_fd(2);
     ssize_t got = pread(fd, buf, sizeof buf - 1, 0);
-    close(fd);
+    fclose(logf);
     assert_true(got > 0);
     int lines = 0;
     for (char *p = buf; (p = strstr(p, "refused: limits.max_connections")); p++)
