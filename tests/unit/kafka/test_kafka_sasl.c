@@ -121,6 +121,43 @@ static void test_oauth_bad_authzid(void **state)
     FAIL_OAUTH("n,a=,\x01" "auth=Bearer " JWT "\x01\x01", BG_KAFKA_SASL_MALFORMED, "authzid");
     FAIL_OAUTH("n,a=b=2X,\x01" "auth=Bearer " JWT "\x01\x01", BG_KAFKA_SASL_MALFORMED, "authzid");
     FAIL_OAUTH("n,b=x,\x01" "auth=Bearer " JWT "\x01\x01", BG_KAFKA_SASL_MALFORMED, "gs2");
+    /* "=2C" and "=3D" are the only escapes: "=3C" does not decode to '=' */
+    FAIL_OAUTH("n,a=b=3C,\x01" "auth=Bearer " JWT "\x01\x01", BG_KAFKA_SASL_MALFORMED, "authzid");
+    FAIL_OAUTH("n,a=b=2D,\x01" "auth=Bearer " JWT "\x01\x01", BG_KAFKA_SASL_MALFORMED, "authzid");
+}
+
+/* "n,a=<alen x 'a'>,\x01auth=Bearer abc\x01\x01" in a malloc'd buffer. */
+static char *make_oauth_authzid(size_t alen, size_t *n)
+{
+    static const char tail[] = ",\x01" "auth=Bearer abc\x01\x01";
+    size_t t = sizeof tail - 1;
+    char *m = malloc(4 + alen + t);
+    assert_non_null(m);
+    memcpy(m, "n,a=", 4);
+    memset(m + 4, 'a', alen);
+    memcpy(m + 4 + alen, tail, t);
+    *n = 4 + alen + t;
+    return m;
+}
+
+static void test_oauth_authzid_size(void **state)
+{
+    bg_slice_t tok, az;
+    size_t n;
+    char *m = make_oauth_authzid(BG_KAFKA_SASL_MAX_NAME, &n);
+    assert_int_equal(oauth(m, n, &tok, &az, NULL), BG_KAFKA_SASL_OK);
+    assert_int_equal(az.len, BG_KAFKA_SASL_MAX_NAME);
+    free(m);
+    m = make_oauth_authzid(BG_KAFKA_SASL_MAX_NAME + 1, &n);
+    expect_oauth_fail(m, n, BG_KAFKA_SASL_MALFORMED, "authzid");
+    free(m);
+}
+
+static void test_oauth_gs2_flag(void **state)
+{
+    /* Only "n" and "y" (and the refused "p=") start a gs2 header. */
+    FAIL_OAUTH("x,,\x01" "auth=Bearer " JWT "\x01\x01", BG_KAFKA_SASL_MALFORMED, "gs2");
+    FAIL_OAUTH("N,,\x01" "auth=Bearer " JWT "\x01\x01", BG_KAFKA_SASL_MALFORMED, "gs2");
 }
 
 static void test_oauth_channel_binding(void **state)
@@ -138,6 +175,8 @@ static void test_oauth_missing_auth(void **state)
 {
     FAIL_OAUTH("n,,\x01host=h\x01\x01", BG_KAFKA_SASL_MALFORMED, "no auth");
     FAIL_OAUTH("n,,\x01\x01", BG_KAFKA_SASL_MALFORMED, "no auth");
+    /* A key that only starts with "auth" is another key. */
+    FAIL_OAUTH("n,,\x01" "authz=Bearer abc\x01\x01", BG_KAFKA_SASL_MALFORMED, "no auth");
 }
 
 static void test_oauth_duplicate_auth(void **state)
@@ -291,6 +330,15 @@ static void test_plain_oversized(void **state)
     name[BG_KAFKA_SASL_MAX_NAME + 2] = '\0'; /* authcid of MAX_NAME + 1 bytes */
     expect_plain_fail(name, sizeof name, BG_KAFKA_SASL_TOO_LARGE);
 
+    /* authzid of MAX_NAME bytes is taken, one more is too large */
+    char az_msg[BG_KAFKA_SASL_MAX_NAME + 1 + 9];
+    memset(az_msg, 'z', BG_KAFKA_SASL_MAX_NAME + 1);
+    memcpy(az_msg + BG_KAFKA_SASL_MAX_NAME + 1, "\0alice\0pw", 9);
+    expect_plain_fail(az_msg, BG_KAFKA_SASL_MAX_NAME + 10, BG_KAFKA_SASL_TOO_LARGE);
+    assert_int_equal(plain(az_msg + 1, BG_KAFKA_SASL_MAX_NAME + 9, &az, &ac, &pw, NULL),
+                     BG_KAFKA_SASL_OK);
+    assert_int_equal(az.len, BG_KAFKA_SASL_MAX_NAME);
+
     m = calloc(1, BG_KAFKA_SASL_MAX_MSG + 1);
     assert_non_null(m);
     expect_plain_fail(m, BG_KAFKA_SASL_MAX_MSG + 1, BG_KAFKA_SASL_TOO_LARGE);
@@ -343,6 +391,8 @@ int main(void)
         cmocka_unit_test(test_oauth_missing_gs2),
         cmocka_unit_test(test_oauth_unterminated_gs2),
         cmocka_unit_test(test_oauth_bad_authzid),
+        cmocka_unit_test(test_oauth_authzid_size),
+        cmocka_unit_test(test_oauth_gs2_flag),
         cmocka_unit_test(test_oauth_channel_binding),
         cmocka_unit_test(test_oauth_no_separator_after_gs2),
         cmocka_unit_test(test_oauth_missing_auth),
