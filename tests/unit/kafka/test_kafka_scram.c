@@ -110,6 +110,9 @@ static void test_iterations(void **state)
     expect_first("r=" V_SNONCE ",s=" V_SALT ",i=0", BG_KAFKA_SCRAM_ERR_MALFORMED, "iteration");
     expect_first("r=" V_SNONCE ",s=" V_SALT ",i=-4096", BG_KAFKA_SCRAM_ERR_MALFORMED, "iteration");
     expect_first("r=" V_SNONCE ",s=" V_SALT ",i=4096x", BG_KAFKA_SCRAM_ERR_MALFORMED, "iteration");
+    /* 2^32 + 4096: ten digits are refused before they could wrap to 4096 */
+    expect_first("r=" V_SNONCE ",s=" V_SALT ",i=4294971392", BG_KAFKA_SCRAM_ERR_MALFORMED,
+                 "iteration");
     expect_first("r=" V_SNONCE ",s=" V_SALT ",i=", BG_KAFKA_SCRAM_ERR_MALFORMED, "iteration");
     expect_first("r=" V_SNONCE ",s=" V_SALT ",i=16384", BG_KAFKA_SCRAM_OK, "");
 }
@@ -145,6 +148,11 @@ static void test_first_bad_salt(void **state)
                  "salt");
     expect_first("r=" V_SNONCE ",s=W22ZaJ0SNY7soEsUEjb6gR==,i=4096", BG_KAFKA_SCRAM_ERR_MALFORMED,
                  "salt"); /* non-zero unused bits: not canonical */
+    expect_first("r=" V_SNONCE ",s=QUJ=,i=4096", BG_KAFKA_SCRAM_ERR_MALFORMED,
+                 "salt"); /* the same with one '=' ("QUI=" is canonical) */
+    expect_first("r=" V_SNONCE ",s=QUI=,i=4096", BG_KAFKA_SCRAM_OK, "");
+    expect_first("r=" V_SNONCE ",s=QQ==QUJD,i=4096", BG_KAFKA_SCRAM_ERR_MALFORMED,
+                 "salt"); /* padding only in the last quantum */
     expect_first("r=" V_SNONCE ",s=,i=4096", BG_KAFKA_SCRAM_ERR_MALFORMED, "salt");
 }
 
@@ -196,11 +204,14 @@ static void test_bad_server_signature(void **state)
         "v=7rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=", /* one byte differs */
         "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4AAAA", /* not base64-aligned */
         "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl9", /* shorter */
+        "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G8=", /* last byte differs */
+        "v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4AAAA=", /* the signature and 3 bytes more */
         "v=",
         "x=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=",
         "",
     };
     static const int want[] = {BG_KAFKA_SCRAM_ERR_REFUSED, BG_KAFKA_SCRAM_ERR_MALFORMED,
+                               BG_KAFKA_SCRAM_ERR_REFUSED, BG_KAFKA_SCRAM_ERR_REFUSED,
                                BG_KAFKA_SCRAM_ERR_REFUSED, BG_KAFKA_SCRAM_ERR_REFUSED,
                                BG_KAFKA_SCRAM_ERR_MALFORMED, BG_KAFKA_SCRAM_ERR_MALFORMED};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -217,6 +228,29 @@ static void test_bad_server_signature(void **state)
     bg_kafka_scram_t *s;
     assert_int_equal(vector_final(V_SERVER_FINAL ",x=1", NULL, &s), BG_KAFKA_SCRAM_OK);
     bg_kafka_scram_free(s);
+}
+
+/* A server-final of MAX_MSG bytes is read, one byte more is refused unread
+ * even with the right signature in it. */
+static void test_server_final_oversized(void **state)
+{
+    size_t n = BG_KAFKA_SCRAM_MAX_MSG + 1;
+    char *m = malloc(n + 1);
+    assert_non_null(m);
+    snprintf(m, n + 1, "%s,x=", V_SERVER_FINAL);
+    size_t h = strlen(m);
+    memset(m + h, 'a', n - h);
+    m[n] = '\0';
+    bg_kafka_scram_t *s;
+    const char *why = NULL;
+    assert_int_equal(vector_final(m, &why, &s), BG_KAFKA_SCRAM_ERR_MALFORMED);
+    assert_non_null(why);
+    assert_non_null(strstr(why, "too large"));
+    bg_kafka_scram_free(s);
+    m[n - 1] = '\0';
+    assert_int_equal(vector_final(m, NULL, &s), BG_KAFKA_SCRAM_OK);
+    bg_kafka_scram_free(s);
+    free(m);
 }
 
 static void test_server_error(void **state)
@@ -510,6 +544,21 @@ static void test_cache_key(void **state)
     assert_string_equal(a, b);
 }
 
+/* A cached salt that the new salt is a prefix of is another salt: the
+ * proof is the one a fresh derivation gives. */
+static void test_cache_key_salt_length(void **state)
+{
+    char fresh[256], got[256];
+    bg_kafka_scram_cache_clear();
+    cached_final(BG_KAFKA_SCRAM_SHA256, "pencil", "QUJD", 4096, fresh, sizeof fresh); /* "ABC" */
+    bg_kafka_scram_cache_clear();
+    cached_final(BG_KAFKA_SCRAM_SHA256, "pencil", "QUJDRA==", 4096, got, sizeof got); /* "ABCD" */
+    cached_final(BG_KAFKA_SCRAM_SHA256, "pencil", "QUJD", 4096, got, sizeof got);
+    assert_stats(0, 2);
+    assert_string_equal(got, fresh);
+    bg_kafka_scram_cache_clear();
+}
+
 /* A few slots, least recently used replaced. */
 static void test_cache_bounded(void **state)
 {
@@ -576,6 +625,7 @@ int main(void)
         cmocka_unit_test(test_first_extensions),
         cmocka_unit_test(test_first_oversized),
         cmocka_unit_test(test_bad_server_signature),
+        cmocka_unit_test(test_server_final_oversized),
         cmocka_unit_test(test_server_error),
         cmocka_unit_test(test_state_order),
         cmocka_unit_test(test_new_args),
@@ -584,6 +634,7 @@ int main(void)
         cmocka_unit_test(test_sha512_round_trip),
         cmocka_unit_test(test_cache_hit_same_keys),
         cmocka_unit_test(test_cache_key),
+        cmocka_unit_test(test_cache_key_salt_length),
         cmocka_unit_test(test_cache_bounded),
         cmocka_unit_test(test_cache_threads),
     };
