@@ -3,7 +3,10 @@
  * authenticated, never for one that has not. A client's ApiVersions
  * before it authenticates, with no versions of the broker known yet, asks
  * the broker for them and nothing more. A client's login busgate cannot
- * read is a failed login, audited and counted. */
+ * read is a failed login, audited and counted. The SASL exchange keeps
+ * Kafka's order and offers only the configured mechanisms; a refused login
+ * closes its connection; ApiVersions lists what busgate and the broker both
+ * speak. */
 #include "test_kafka_session_util.h"
 
 /* The logins busgate made so far, beside its start-up discovery's. */
@@ -266,12 +269,317 @@ static void test_malformed_request_before_login_is_an_auth_failure(void **state)
                                      "malformed request: api 9999 (unknown api)", NULL});
 }
 
+/* ---- the SASL exchange's order and names ---- */
+
+/* SaslHandshake v<ver> for mech on fd (correlation id 1): its error code,
+ * or -1 when busgate closed the connection without an answer. */
+static int bg_t_handshake(int fd, int16_t ver, const char *mech)
+{
+    bg_t_buf_t b = {0}, f = {0};
+    bg_t_str(&b, mech);
+    bg_t_cli_send(fd, 17, ver, 1, &b);
+    int rc = bg_t_read_frame(fd, &f, BG_T_WAIT_MS) > 0 && f.len >= 6 && bg_t_get_i32(f.p) == 1
+                 ? bg_t_get_i16(f.p + 4)
+                 : -1;
+    bg_t_buf_free(&b);
+    bg_t_buf_free(&f);
+    return rc;
+}
+
+/* SaslAuthenticate v0 with the auth bytes msg (correlation id 2): its
+ * error code, or -1 when busgate closed the connection without one. */
+static int bg_t_authenticate(int fd, const char *msg)
+{
+    bg_t_buf_t b = {0}, f = {0};
+    bg_t_i32(&b, (int32_t)strlen(msg));
+    bg_t_put(&b, msg, strlen(msg));
+    bg_t_cli_send(fd, 36, 0, 2, &b);
+    int rc = bg_t_read_frame(fd, &f, BG_T_WAIT_MS) > 0 && f.len >= 6 && bg_t_get_i32(f.p) == 2
+                 ? bg_t_get_i16(f.p + 4)
+                 : -1;
+    bg_t_buf_free(&b);
+    bg_t_buf_free(&f);
+    return rc;
+}
+
+static void bg_t_scenario_sasl_order(bg_t_run_t *r)
+{
+    int fd = -1;
+    /* One ApiVersions before SASL, as Kafka's broker: a second one closes. */
+    fd = bg_t_connect(r->listen_port);
+    if (!bg_t_check(r, fd >= 0, "cannot connect to busgate") || !bg_t_api_versions(r, fd, 7))
+        goto out;
+    bg_t_buf_t empty = {0};
+    bg_t_cli_send(fd, 18, 0, 8, &empty);
+    if (!bg_t_check(r, bg_t_cli_closed(fd), "a second ApiVersions before SASL was answered"))
+        goto out;
+    close(fd);
+    /* SaslHandshake v0 (raw SASL frames after it) is refused: closed unanswered. */
+    fd = bg_t_connect(r->listen_port);
+    if (!bg_t_check(r, fd >= 0, "cannot connect to busgate") ||
+        !bg_t_check(r, bg_t_handshake(fd, 0, "OAUTHBEARER") == -1,
+                    "SaslHandshake v0 was answered"))
+        goto out;
+    close(fd);
+    /* After a refused token's challenge only the client's 0x01 may follow:
+     * a new SaslHandshake (to try another token) closes. */
+    fd = bg_t_connect(r->listen_port);
+    if (!bg_t_check(r, fd >= 0, "cannot connect to busgate") ||
+        !bg_t_check(r, bg_t_handshake(fd, 1, "OAUTHBEARER") == 0, "SaslHandshake refused") ||
+        !bg_t_check(r, bg_t_authenticate(fd, "n,,\001auth=Bearer abc\001\001") == 0,
+                    "a bad token got no challenge"))
+        goto out;
+    bg_t_check(r, bg_t_handshake(fd, 1, "OAUTHBEARER") == -1,
+               "a SaslHandshake after the challenge was answered");
+out:
+    if (fd >= 0)
+        close(fd);
+}
+
+/* The SASL exchange goes in Kafka's order: one ApiVersions before it,
+ * SaslHandshake v1 and up, and after a refused OAUTHBEARER token's
+ * challenge no new SaslHandshake (a second try on the same connection). */
+static void test_sasl_exchange_order(void **state)
+{
+    (void)state;
+    bg_t_run_t r = {.scenario = bg_t_scenario_sasl_order};
+    bg_t_run(&r);
+    bg_t_finish(&r, NULL);
+}
+
+static void bg_t_scenario_sasl_names(bg_t_run_t *r)
+{
+    static const char *const refused[] = {"PLAIN", "OAUTHBEARER2", "OAUTHBEARE"};
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        int fd = bg_t_connect(r->listen_port);
+        if (!bg_t_check(r, fd >= 0, "cannot connect to busgate"))
+            return;
+        int rc = bg_t_handshake(fd, 1, refused[i]);
+        int ok = bg_t_check(r, rc == 33, "SaslHandshake %s: error %d, not 33", refused[i], rc) &&
+                 bg_t_check(r, bg_t_cli_closed(fd), "open after SaslHandshake %s", refused[i]);
+        close(fd);
+        if (!ok)
+            return;
+    }
+    int fd = bg_t_connect(r->listen_port);
+    if (bg_t_check(r, fd >= 0, "cannot connect to busgate"))
+        bg_t_check(r, bg_t_handshake(fd, 1, "OAUTHBEARER") == 0,
+                   "SaslHandshake OAUTHBEARER refused");
+    if (fd >= 0)
+        close(fd);
+}
+
+/* sasl_mechanisms is what the SaslHandshake takes: with OAUTHBEARER alone
+ * PLAIN is UNSUPPORTED_SASL_MECHANISM (33) and closes; so is a name that
+ * only starts with OAUTHBEARER, or is cut short of it. */
+static void test_sasl_mechanisms_offered_only(void **state)
+{
+    (void)state;
+    bg_t_run_t r = {.kafka_extra = "  sasl_mechanisms: [OAUTHBEARER]\n",
+                    .scenario = bg_t_scenario_sasl_names};
+    bg_t_run(&r);
+    bg_t_finish(&r, NULL);
+}
+
+/* SaslAuthenticate v0 with n bytes at msg (correlation id 2): its error
+ * code, or -1 when busgate closed the connection without one. */
+static int bg_t_authenticate_n(int fd, const char *msg, size_t n)
+{
+    bg_t_buf_t b = {0}, f = {0};
+    bg_t_i32(&b, (int32_t)n);
+    bg_t_put(&b, msg, n);
+    bg_t_cli_send(fd, 36, 0, 2, &b);
+    int rc = bg_t_read_frame(fd, &f, BG_T_WAIT_MS) > 0 && f.len >= 6 && bg_t_get_i32(f.p) == 2
+                 ? bg_t_get_i16(f.p + 4)
+                 : -1;
+    bg_t_buf_free(&b);
+    bg_t_buf_free(&f);
+    return rc;
+}
+
+/* After a refusal on fd: a second try with the good token is not answered
+ * (busgate closed the connection at the refusal; waiting for its pre-auth
+ * timeout would race it). 1 when so. */
+static int bg_t_no_second_try(bg_t_run_t *r, int fd, const char *what)
+{
+    char msg[4200];
+    int n = snprintf(msg, sizeof msg, "n,,\001auth=Bearer %s\001\001", r->token);
+    int rc = bg_t_authenticate_n(fd, msg, (size_t)n);
+    return bg_t_check(r, rc == -1, "%s: a second try on the connection got %d", what, rc);
+}
+
+/* On a new connection: SaslHandshake mech, then SaslAuthenticate with n
+ * bytes at msg; 1 when that is answered SASL_AUTHENTICATION_FAILED (58)
+ * and the connection takes no second try. */
+static int bg_t_login_refused(bg_t_run_t *r, const char *mech, const char *msg, size_t n,
+                              const char *what)
+{
+    int fd = bg_t_connect(r->listen_port);
+    if (!bg_t_check(r, fd >= 0, "cannot connect to busgate"))
+        return 0;
+    int ok = bg_t_check(r, bg_t_handshake(fd, 1, mech) == 0, "SaslHandshake %s refused", mech);
+    int rc = ok ? bg_t_authenticate_n(fd, msg, n) : -1;
+    ok = ok && bg_t_check(r, rc == 58, "%s: error %d, not 58", what, rc) &&
+         bg_t_no_second_try(r, fd, what);
+    close(fd);
+    return ok;
+}
+
+/* A token for sub (group readers) from the key bg_t_mint uses, into out. */
+static void bg_t_mint_sub(const char *sub, char *out, size_t cap)
+{
+    char path[1024], err[256], pem[8192];
+    snprintf(path, sizeof path, "%s/examples/dev-signing-key.pem", getenv("BG_SOURCE_DIR"));
+    FILE *f = fopen(path, "rb");
+    size_t n = f ? fread(pem, 1, sizeof pem, f) : 0;
+    if (f)
+        fclose(f);
+    const char *groups[] = {"readers"};
+    char *tok = n ? bg_identity_mint(pem, n, "busgate-dev", sub, groups, 1, 600, "busgate-dev",
+                                     "busgate", err, sizeof err)
+                  : NULL;
+    snprintf(out, cap, "%s", tok ? tok : "");
+    free(tok);
+}
+
+static void bg_t_scenario_refusals(bg_t_run_t *r)
+{
+    char msg[4200];
+    /* PLAIN: an authorization id must be the whole user name. */
+    int n = snprintf(msg, sizeof msg, "alic%calice%c%s", 0, 0, r->token);
+    if (!bg_t_login_refused(r, "PLAIN", msg, (size_t)n, "PLAIN authzid alic for user alice"))
+        return;
+    /* PLAIN: a bad token is a failure, closed at once. */
+    n = snprintf(msg, sizeof msg, "%calice%cabc", 0, 0);
+    if (!bg_t_login_refused(r, "PLAIN", msg, (size_t)n, "PLAIN bad token"))
+        return;
+    /* OAUTHBEARER: the challenge, then the client's 0x01 is a failure,
+     * closed at once. */
+    int fd = bg_t_connect(r->listen_port);
+    if (!bg_t_check(r, fd >= 0, "cannot connect to busgate"))
+        return;
+    int ok = bg_t_check(r, bg_t_handshake(fd, 1, "OAUTHBEARER") == 0, "SaslHandshake refused") &&
+             bg_t_check(r, bg_t_authenticate(fd, "n,,\001auth=Bearer abc\001\001") == 0,
+                        "a bad token got no challenge");
+    int rc = ok ? bg_t_authenticate(fd, "\001") : -1;
+    ok = ok && bg_t_check(r, rc == 58, "0x01 after the challenge: error %d, not 58", rc) &&
+         bg_t_no_second_try(r, fd, "0x01 after the challenge");
+    close(fd);
+    if (!ok)
+        return;
+    /* A re-authentication's authorization id is checked as the login's. */
+    fd = bg_t_cli_login(r);
+    if (fd < 0)
+        return;
+    n = snprintf(msg, sizeof msg, "n,a=bob,\001auth=Bearer %s\001\001", r->token);
+    ok = bg_t_check(r, bg_t_handshake(fd, 1, "OAUTHBEARER") == 0, "re-authentication refused");
+    rc = ok ? bg_t_authenticate_n(fd, msg, (size_t)n) : -1;
+    ok = ok && bg_t_check(r, rc == 58, "re-authentication as bob: error %d, not 58", rc) &&
+         bg_t_no_second_try(r, fd, "re-authentication as bob");
+    close(fd);
+    if (!ok)
+        return;
+    /* A re-authentication keeps the principal: bob's own valid token on
+     * alice's connection is refused. */
+    char bob[4096];
+    bg_t_mint_sub("bob", bob, sizeof bob);
+    if (!bg_t_check(r, bob[0] != 0, "cannot mint a token for bob"))
+        return;
+    fd = bg_t_cli_login(r);
+    if (fd < 0)
+        return;
+    n = snprintf(msg, sizeof msg, "n,,\001auth=Bearer %s\001\001", bob);
+    ok = bg_t_check(r, bg_t_handshake(fd, 1, "OAUTHBEARER") == 0, "re-authentication refused");
+    rc = ok ? bg_t_authenticate_n(fd, msg, (size_t)n) : -1;
+    if (ok && bg_t_check(r, rc == 58, "re-authentication with bob's token: error %d, not 58", rc))
+        bg_t_no_second_try(r, fd, "re-authentication with bob's token");
+    close(fd);
+}
+
+/* A refused login closes its connection after the answer (a second try on
+ * it with a good token is not answered): a PLAIN authorization id that
+ * only begins the user name, a bad PLAIN token, the client's 0x01 after an
+ * OAUTHBEARER challenge; and a re-authentication that asks to act as
+ * someone else, or brings another principal's token, is refused and closes
+ * too. */
+static void test_refused_logins_close(void **state)
+{
+    (void)state;
+    bg_t_run_t r = {.scenario = bg_t_scenario_refusals};
+    bg_t_run(&r);
+    bg_t_finish(&r, NULL);
+}
+
+/* The (min, max) of api in an ApiVersions v0 answer f (after its
+ * correlation id); 0 when the api is not listed. */
+static int bg_t_listed(const bg_t_buf_t *f, int16_t api, int16_t *lo, int16_t *hi)
+{
+    if (f->len < 10)
+        return 0;
+    int32_t n = bg_t_get_i32(f->p + 6);
+    for (int32_t i = 0; i < n && 10 + 6 * (size_t)(i + 1) <= f->len; i++) {
+        const uint8_t *e = f->p + 10 + 6 * (size_t)i;
+        if (bg_t_get_i16(e) == api) {
+            *lo = bg_t_get_i16(e + 2), *hi = bg_t_get_i16(e + 4);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static void bg_t_scenario_versions(bg_t_run_t *r)
+{
+    int fd = bg_t_connect(r->listen_port);
+    if (!bg_t_check(r, fd >= 0, "cannot connect to busgate"))
+        return;
+    bg_t_buf_t b = {0}, f = {0};
+    bg_t_cli_send(fd, 18, 0, 7, &b);
+    int ok = bg_t_check(r, bg_t_read_frame(fd, &f, BG_T_WAIT_MS) > 0 && f.len >= 10 &&
+                               bg_t_get_i32(f.p) == 7 && bg_t_get_i16(f.p + 4) == 0,
+                        "ApiVersions not answered");
+    int16_t lo = -1, hi = -1;
+    /* The broker's Fetch 4-11 and Metadata 0-1: below busgate's own maxima. */
+    int in = ok && bg_t_listed(&f, 1, &lo, &hi);
+    ok = ok && bg_t_check(r, in && lo == 4 && hi == 11,
+                          "Fetch listed as %d-%d, not the broker's 4-11", lo, hi);
+    in = ok && bg_t_listed(&f, 3, &lo, &hi);
+    ok = ok && bg_t_check(r, in && lo == 0 && hi == 1,
+                          "Metadata listed as %d-%d, not the broker's 0-1", lo, hi);
+    /* Produce 0-2 only: no version both speak (Produce's minimum is widened
+     * to the broker's only where the ranges meet). */
+    in = ok && bg_t_listed(&f, 0, &lo, &hi);
+    ok = ok && bg_t_check(r, !in, "Produce listed as %d-%d", lo, hi);
+    /* A 3.x broker's ConsumerGroupHeartbeat v0 is laid out differently. */
+    in = ok && bg_t_listed(&f, 68, &lo, &hi);
+    if (ok)
+        bg_t_check(r, !in, "ConsumerGroupHeartbeat listed as %d-%d for a broker with v0 only",
+                   lo, hi);
+    bg_t_buf_free(&b);
+    bg_t_buf_free(&f);
+    close(fd);
+}
+
+/* A client's ApiVersions lists what both busgate and the broker speak: the
+ * broker's maximum where it is below busgate's, no API the two share no
+ * version of, and no ConsumerGroupHeartbeat from a broker without v1. */
+static void test_api_versions_are_what_both_speak(void **state)
+{
+    (void)state;
+    bg_t_run_t r = {.scenario = bg_t_scenario_versions};
+    bg_t_run(&r);
+    bg_t_finish(&r, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_no_login_for_unauthenticated_clients),
         cmocka_unit_test(test_malformed_login_is_an_auth_failure),
         cmocka_unit_test(test_malformed_request_before_login_is_an_auth_failure),
+        cmocka_unit_test(test_sasl_exchange_order),
+        cmocka_unit_test(test_sasl_mechanisms_offered_only),
+        cmocka_unit_test(test_refused_logins_close),
+        cmocka_unit_test(test_api_versions_are_what_both_speak),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

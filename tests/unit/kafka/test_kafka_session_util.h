@@ -227,9 +227,11 @@ static inline int bg_t_up_own(bg_t_run_t *r, int fd, const bg_t_req_t *q, const 
     bg_t_buf_t b = {0};
     int own = 1;
     if (q->api_key == 18 && strcmp(client_id, "busgate") == 0) {
-        /* (api key, min, max): busgate's handshake and what the tests send. */
+        /* (api key, min, max): busgate's handshake and what the tests send;
+         * a Produce range wholly below busgate's and a 3.x broker's
+         * ConsumerGroupHeartbeat v0, neither of which busgate offers. */
         static const int16_t apis[][3] = {
-            {1, 4, 11}, {3, 0, 1}, {17, 0, 1}, {18, 0, 3}, {36, 0, 1},
+            {1, 4, 11}, {3, 0, 1}, {17, 0, 1}, {18, 0, 3}, {36, 0, 1}, {0, 0, 2}, {68, 0, 0},
         };
         if (q->api_version > 0) { /* UNSUPPORTED_VERSION in the v0 layout: v0 comes next */
             bg_t_i16(&b, 35);
