@@ -194,7 +194,9 @@ static void bg_t_scenario_malformed_login(bg_t_run_t *r)
 static void test_malformed_login_is_an_auth_failure(void **state)
 {
     (void)state;
-    bg_t_run_t r = {.audit = 1, .scenario = bg_t_scenario_malformed_login};
+    bg_t_run_t r = {.audit = 1,
+                    .kafka_extra = BG_T_AUTH_TIMEOUT_PAST_WAITS,
+                    .scenario = bg_t_scenario_malformed_login};
     bg_t_run(&r);
     /* busgate has stopped: its audit file is complete. */
     int events = bg_t_file_lines(
@@ -257,7 +259,9 @@ static void bg_t_scenario_malformed_preauth(bg_t_run_t *r)
 static void test_malformed_request_before_login_is_an_auth_failure(void **state)
 {
     (void)state;
-    bg_t_run_t r = {.audit = 1, .scenario = bg_t_scenario_malformed_preauth};
+    bg_t_run_t r = {.audit = 1,
+                    .kafka_extra = BG_T_AUTH_TIMEOUT_PAST_WAITS,
+                    .scenario = bg_t_scenario_malformed_preauth};
     bg_t_run(&r);
     int events = bg_t_file_lines(r.audit_path,
                                  (const char *[]){"\"kind\":\"auth_failure\"",
@@ -342,9 +346,8 @@ out:
 static void test_sasl_exchange_order(void **state)
 {
     (void)state;
-    /* auth_timeout above BG_T_WAIT_MS: a close is busgate's answer, not the
-     * timeout's (10 s each by default). */
-    bg_t_run_t r = {.kafka_extra = "  auth_timeout: 60s\n", .scenario = bg_t_scenario_sasl_order};
+    bg_t_run_t r = {.kafka_extra = BG_T_AUTH_TIMEOUT_PAST_WAITS,
+                    .scenario = bg_t_scenario_sasl_order};
     bg_t_run(&r);
     bg_t_finish(&r, NULL);
 }
@@ -377,7 +380,7 @@ static void bg_t_scenario_sasl_names(bg_t_run_t *r)
 static void test_sasl_mechanisms_offered_only(void **state)
 {
     (void)state;
-    bg_t_run_t r = {.kafka_extra = "  sasl_mechanisms: [OAUTHBEARER]\n  auth_timeout: 60s\n",
+    bg_t_run_t r = {.kafka_extra = "  sasl_mechanisms: [OAUTHBEARER]\n" BG_T_AUTH_TIMEOUT_PAST_WAITS,
                     .scenario = bg_t_scenario_sasl_names};
     bg_t_run(&r);
     bg_t_finish(&r, NULL);
