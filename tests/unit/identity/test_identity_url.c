@@ -429,48 +429,73 @@ static void test_unknown_kid_fetch_deferred(void **state)
     free_test_data(k1, k2, j1, j2, set1, set12, t2, NULL);
 }
 
+/* Keys k1 and k2 and their sets, tokens signed by k1 (t1), k2 (t2) and
+ * by k1 under an unknown kid (tx). */
+typedef struct {
+    EVP_PKEY *k1, *k2;
+    char *j1, *j2, *set1, *set12, *t1, *t2, *tx;
+} rot_t;
+
+static void rot_init(rot_t *r)
+{
+    r->k1 = idt_rsa(), r->k2 = idt_rsa();
+    r->j1 = idt_jwk(r->k1, "k1", NULL), r->j2 = idt_jwk(r->k2, "k2", NULL);
+    const char *both[] = {r->j1, r->j2};
+    r->set1 = idt_jwks((const char *const *)&r->j1, 1), r->set12 = idt_jwks(both, 2);
+    r->t1 = idt_token("{\"alg\":\"RS256\",\"kid\":\"k1\"}", CLAIMS, "RS256", r->k1, NULL, 0);
+    r->t2 = idt_token("{\"alg\":\"RS256\",\"kid\":\"k2\"}", CLAIMS, "RS256", r->k2, NULL, 0);
+    r->tx = idt_token("{\"alg\":\"RS256\",\"kid\":\"kx\"}", CLAIMS, "RS256", r->k1, NULL, 0);
+}
+
+static void rot_free(rot_t *r)
+{
+    free_test_data(r->k1, r->k2, r->j1, r->j2, r->set1, r->set12, r->t1, r->t2, r->tx, NULL);
+}
+
+/* An unknown kid makes id start a second fetch, which the provider s
+ * holds; returns once it has arrived. */
+static void held_kid_fetch(srv_t *s, bg_identity_t *id, const rot_t *r)
+{
+    srv_hold(s, 1);
+    bg_identity_set_kid_refresh_interval(id, 0);
+    assert_int_equal(verify(id, r->tx), BG_ID_UNKNOWN_KID);
+    for (int i = 0; i < 1500 && srv_requests(s) < 2; i++)
+        sleep_ms(20);
+    assert_int_equal(srv_requests(s), 2);
+}
+
 /* An unknown kid seen while a fetch is running (the fetch began before the
  * key was rotated in, so it cannot bring it) is too soon for another fetch;
  * it is made when the rate-limit interval is over, not dropped when the
  * running fetch ends and schedules the next periodic one (an hour here). */
 static void test_unknown_kid_during_fetch(void **state)
 {
-    EVP_PKEY *k1 = idt_rsa(), *k2 = idt_rsa();
-    char *j1 = idt_jwk(k1, "k1", NULL), *j2 = idt_jwk(k2, "k2", NULL);
-    const char *both[] = {j1, j2};
-    char *set1 = idt_jwks((const char *const *)&j1, 1), *set12 = idt_jwks(both, 2);
-    char *t1 = idt_token("{\"alg\":\"RS256\",\"kid\":\"k1\"}", CLAIMS, "RS256", k1, NULL, 0);
-    char *t2 = idt_token("{\"alg\":\"RS256\",\"kid\":\"k2\"}", CLAIMS, "RS256", k2, NULL, 0);
-    char *tx = idt_token("{\"alg\":\"RS256\",\"kid\":\"kx\"}", CLAIMS, "RS256", k1, NULL, 0);
+    rot_t r;
+    rot_init(&r);
     srv_t s;
-    srv_start(&s, set1);
+    srv_start(&s, r.set1);
     bg_identity_t *id = new_url(s.port, 3600 * 1000);
     assert_int_equal(bg_identity_wait_ready(id, 5000), 0);
 
     /* A second fetch starts and is held by the provider: it answers set1. */
-    srv_hold(&s, 1);
-    bg_identity_set_kid_refresh_interval(id, 0);
-    assert_int_equal(verify(id, tx), BG_ID_UNKNOWN_KID);
-    for (int i = 0; i < 1500 && srv_requests(&s) < 2; i++)
-        sleep_ms(20);
-    assert_int_equal(srv_requests(&s), 2);
+    held_kid_fetch(&s, id, &r);
     /* Meanwhile k2 is rotated in and a client presents it: too soon after
      * the fetch's start for another one now. */
     bg_identity_set_kid_refresh_interval(id, 2000);
-    srv_set(&s, 200, set12);
-    assert_int_equal(verify(id, t2), BG_ID_UNKNOWN_KID);
+    srv_set(&s, 200, r.set12);
+    assert_int_equal(verify(id, r.t2), BG_ID_UNKNOWN_KID);
     srv_hold(&s, 0);
     /* Nobody asks again: the deferred fetch comes by itself. Waiting on the
      * fetch count, not on verify(t2), which would ask anew. */
     for (int i = 0; i < 1500 && bg_identity_fetch_count(id, 0) < 3; i++)
         sleep_ms(20);
     assert_true(bg_identity_fetch_count(id, 0) >= 3);
-    assert_int_equal(verify(id, t2), BG_ID_OK);
-    assert_int_equal(verify(id, t1), BG_ID_OK);
+    assert_int_equal(verify(id, r.t2), BG_ID_OK);
+    assert_int_equal(verify(id, r.t1), BG_ID_OK);
 
     bg_identity_free(id);
     srv_stop(&s);
-    free_test_data(k1, k2, j1, j2, set1, set12, t1, t2, tx, NULL);
+    rot_free(&r);
 }
 
 /* After a fetched set without a usable key the issuer refuses all its
@@ -771,38 +796,28 @@ static void test_reload_keeps_keys(void **state)
  * schedule without the running fetch and fetched only an hour later. */
 static void test_reload_during_fetch(void **state)
 {
-    EVP_PKEY *k1 = idt_rsa(), *k2 = idt_rsa();
-    char *j1 = idt_jwk(k1, "k1", NULL), *j2 = idt_jwk(k2, "k2", NULL);
-    const char *both[] = {j1, j2};
-    char *set1 = idt_jwks((const char *const *)&j1, 1), *set12 = idt_jwks(both, 2);
-    char *t1 = idt_token("{\"alg\":\"RS256\",\"kid\":\"k1\"}", CLAIMS, "RS256", k1, NULL, 0);
-    char *t2 = idt_token("{\"alg\":\"RS256\",\"kid\":\"k2\"}", CLAIMS, "RS256", k2, NULL, 0);
-    char *tx = idt_token("{\"alg\":\"RS256\",\"kid\":\"kx\"}", CLAIMS, "RS256", k1, NULL, 0);
+    rot_t r;
+    rot_init(&r);
     srv_t s;
-    srv_start(&s, set1);
+    srv_start(&s, r.set1);
     bg_identity_t *id1 = new_url(s.port, 3600 * 1000);
     assert_int_equal(bg_identity_wait_ready(id1, 5000), 0);
 
     /* An unknown kid starts a second fetch; the provider holds it. */
-    srv_hold(&s, 1);
-    bg_identity_set_kid_refresh_interval(id1, 0);
-    assert_int_equal(verify(id1, tx), BG_ID_UNKNOWN_KID);
-    for (int i = 0; i < 1500 && srv_requests(&s) < 2; i++)
-        sleep_ms(20);
-    assert_int_equal(srv_requests(&s), 2);
+    held_kid_fetch(&s, id1, &r);
     /* k2 is rotated in, and the configuration is reloaded meanwhile. */
-    srv_set(&s, 200, set12);
+    srv_set(&s, 200, r.set12);
     bg_identity_t *id2 = new_url_after(s.port, NULL, 3600 * 1000, id1);
     bg_identity_retire(id1);
     srv_hold(&s, 0);
     wait_fetches(id2, 1);
-    assert_int_equal(verify(id2, t2), BG_ID_OK);
-    assert_int_equal(verify(id2, t1), BG_ID_OK);
+    assert_int_equal(verify(id2, r.t2), BG_ID_OK);
+    assert_int_equal(verify(id2, r.t1), BG_ID_OK);
 
     bg_identity_free(id1);
     bg_identity_free(id2);
     srv_stop(&s);
-    free_test_data(k1, k2, j1, j2, set1, set12, t1, t2, tx, NULL);
+    rot_free(&r);
 }
 
 /* A jwks_refresh near INT64_MAX (the config caps it at 365d; the identity
