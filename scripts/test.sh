@@ -17,6 +17,8 @@ root=$(pwd)
 jobs=$(nproc 2>/dev/null || echo 2)
 fuzz_seconds=${BG_FUZZ_SECONDS:-15}
 
+# shellcheck source=../tests/infra/common.sh
+. tests/infra/common.sh   # bg_prefixed
 step() { printf '\n==== %s\n' "$*"; }
 
 step "dependencies"
@@ -41,11 +43,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 # line prefixed with its build.
 step "unit tests + fuzz corpora: plain and sanitized, side by side"
 unit() { # unit BUILD PORTS
-  set +e
-  BG_TEST_PORTS=$2 ctest --test-dir "build/$1" --output-on-failure -j "$jobs" 2>&1 | sed -u "s/^/[$1] /"
-  local rc=${PIPESTATUS[0]}
-  set -e
-  return "$rc"
+  bg_prefixed "$1" env BG_TEST_PORTS="$2" ctest --test-dir "build/$1" --output-on-failure -j "$jobs"
 }
 unit plain 33000-33499 & plain_pid=$!
 unit asan 33500-33999 & asan_pid=$!

@@ -149,3 +149,13 @@ bg_kafka_java() {
     java ${BG_KAFKA_TOOL_OPTS:--Xmx256m -XX:TieredStopAtLevel=1 -Dorg.slf4j.simpleLogger.defaultLogLevel=warn} \
         -cp "$BG_KAFKA_HOME/libs/*" "$cls" "$@"
 }
+
+# bg_prefixed LABEL CMD...: runs CMD with each line of its output (stdout
+# and stderr) prefixed "[LABEL] ", for runs side by side in one log; returns
+# CMD's exit status.
+bg_prefixed() {
+  local label=$1 rc=0
+  shift
+  "$@" 2>&1 | sed -u "s/^/[$label] /" || rc=${PIPESTATUS[0]}
+  return "$rc"
+}

@@ -16,6 +16,8 @@ cd "$(dirname "$0")/../.."
 root=$(pwd)
 [ $# -ge 1 ] || { echo "usage: $0 BUILD_DIR..." >&2; exit 2; }
 
+# shellcheck source=../infra/common.sh
+. tests/infra/common.sh   # bg_prefixed
 py=$(tests/infra/python-venv.sh)   # prints the venv's python
 
 cleanup() {
@@ -43,11 +45,9 @@ suite() {
   name=$(basename "$b")
   case $marks in single_build*|exclusive*) name="$name ${marks%% *}" ;; esac
   echo "---- integration suites against $b (-m '$marks', ports $ports)"
-  set +e
-  BG_BUILD_DIR="$root/$b" BG_TEST_PORTS=$ports "$py" -u -m pytest -q -p no:cacheprovider \
-    -m "$marks" tests/integration 2>&1 | sed -u "s/^/[$name] /"
-  local rc=${PIPESTATUS[0]}
-  set -e
+  local rc=0
+  bg_prefixed "$name" env BG_BUILD_DIR="$root/$b" BG_TEST_PORTS="$ports" \
+    "$py" -u -m pytest -q -p no:cacheprovider -m "$marks" tests/integration || rc=$?
   # 5 (no test selected) is fine for the exclusive tests only: a build may
   # have none left to run.
   [ "$rc" = 0 ] || { [ "$rc" = 5 ] && [ "${marks%% *}" = exclusive ]; }
