@@ -329,6 +329,10 @@ static void test_parse_addr(void **state)
         {"[::1]:80", "::1", 80, NULL},
         {"kafka-1.example_x:1", "kafka-1.example_x", 1, NULL},
         {"0.0.0.0:0", "0.0.0.0", 0, NULL},
+        {"127.0.0.1:65535", "127.0.0.1", 65535, NULL},
+        /* one past the last port: not port 0 (a listener on a port the
+         * kernel picks) */
+        {"127.0.0.1:65536", NULL, 0, "port out of range"},
         {"127.0.0.1:99999", NULL, 0, "port out of range"},
         {"127.0.0.1:655350", NULL, 0, "port out of range"},
         {"127.0.0.1", NULL, 0, "missing port"},
@@ -367,6 +371,9 @@ static void test_err_unknown_key(void **state)
 {
     expect_error(BASE "  listn: 1\n", "t.yaml:9:3: kafka.listn: unknown key 'listn' (allowed: listen,");
     expect_error(BASE "kafak: {}\n", "t.yaml:9:1: kafak: unknown key 'kafak' (allowed: workers,");
+    /* A key is known by its whole name, not by being the start of one. */
+    expect_error(BASE "  max_in: 5\n", "t.yaml:9:3: kafka.max_in: unknown key 'max_in'");
+    expect_error(BASE "work: 4\n", "t.yaml:9:1: work: unknown key 'work'");
 }
 
 static void test_err_wrong_type(void **state)
@@ -632,6 +639,14 @@ static void test_err_missing_required(void **state)
                  "t.yaml:6:7: identity.issuers[0]: missing required key 'issuer'");
     expect_error(BASE "admin:\n  listen:\n", "t.yaml:10:3: admin.listen: a value is required");
     expect_error(BASE_KAFKA, "t.yaml:1:1: identity: missing: a listener");
+    /* A rule without its effect is an error, not a deny by default. */
+    expect_error(BASE POLICY_HDR "    - name: a\n      subjects: [group:g]\n"
+                                 "      resources: [kafka:topic:t]\n      verbs: [read]\n",
+                 "t.yaml:11:7: policy.rules[0]: missing required key 'effect'");
+    /* RabbitMQ's credentials are both required (no login without a password). */
+    expect_error(BASE "amqp:\n  listen: 127.0.0.1:15672\n"
+                      "  upstream: {host: 'rabbit:5671', username: u}\n",
+                 "t.yaml:11:14: amqp.upstream: missing required key 'password'");
 }
 
 static void test_err_cross_fields(void **state)
@@ -660,6 +675,21 @@ static void test_err_cross_fields(void **state)
     expect_error(BASE_KAFKA "identity:\n  issuers:\n    - issuer: i\n      audiences: [\"\"]\n"
                             "      jwks_file: j\n",
                  "t.yaml:7:19: identity.issuers[0].audiences[0]: expected a non-empty string");
+    /* Upstream settings the security mode would ignore: credentials never
+     * sent, or TLS settings on a plaintext connection, are errors. */
+    expect_error(BASE_ID "kafka:\n  listen: 127.0.0.1:1\n  upstream:\n    bootstrap: [h:1]\n"
+                         "    sasl: {mechanism: PLAIN, username: u, password: p}\n",
+                 "t.yaml:10:5: kafka.upstream.sasl: sasl is set but security is plaintext");
+    expect_error(BASE_ID "kafka:\n  listen: 127.0.0.1:1\n  upstream:\n    bootstrap: [h:1]\n"
+                         "    tls: {ca: ca.pem}\n",
+                 "t.yaml:10:5: kafka.upstream.tls: tls is set but security is plaintext");
+    expect_error(BASE_ID "kafka:\n  listen: 127.0.0.1:1\n  upstream:\n    bootstrap: [h:1]\n"
+                         "    security: ssl\n    tls: {cert: c.pem}\n",
+                 "t.yaml:11:11: kafka.upstream.tls: cert and key must be given together");
+    /* The last port leaves no port after it for the brokers. */
+    expect_error(BASE_ID "kafka:\n  listen: 127.0.0.1:65535\n  upstream: {embedded: 1}\n",
+                 "t.yaml:7:11: kafka.broker_port_base: required when kafka.listen's port is "
+                 "65535");
 }
 
 /* A tls key with nothing under it (its children commented out) is an error
@@ -789,6 +819,71 @@ static void test_limits_clamped(void **state)
                  "t.yaml:6:15: identity.clock_skew: must be at most 1h");
 }
 
+/* Numbers past 64 bits are refused, never wrapped into range (2^64 + 4
+ * workers read as 4; 2^54 + 8 KiB as 8 KiB). */
+static void test_err_number_overflow(void **state)
+{
+    expect_error(BASE "workers: 18446744073709551620\n",
+                 "t.yaml:9:10: workers: expected an integer between 0 and 256, got "
+                 "'18446744073709551620'");
+    expect_error(BASE "  max_frame_bytes: 18014398509481992KiB\n",
+                 "t.yaml:9:20: kafka.max_frame_bytes: bad size '18014398509481992KiB'");
+}
+
+/* A list that must say something is refused empty: an issuer without
+ * audiences, a listener without issuers or login mechanisms, a rule that
+ * names no subject. */
+static void test_err_empty_lists(void **state)
+{
+    expect_error(BASE_KAFKA "identity:\n  issuers:\n    - issuer: i\n      audiences: []\n"
+                            "      jwks_file: j\n",
+                 "t.yaml:7:7: identity.issuers[0].audiences: must not be empty");
+    expect_error(BASE_KAFKA "identity:\n  issuers: []\n",
+                 "t.yaml:5:3: identity.issuers: must not be empty");
+    expect_error(BASE "  sasl_mechanisms: []\n",
+                 "t.yaml:9:3: kafka.sasl_mechanisms: must not be empty");
+    expect_error(BASE POLICY_HDR "    - name: a\n      subjects: []\n"
+                                 "      resources: [kafka:topic:t]\n"
+                                 "      verbs: [read]\n      effect: allow\n",
+                 "t.yaml:12:7: policy.rules[0].subjects: must not be empty");
+}
+
+/* The edges of the ranges the documentation gives: the last value in is
+ * taken, the first one out refused. */
+static void test_range_edges(void **state)
+{
+    bg_config_t *c = expect_ok(BASE_ID "  clock_skew: 1h\n" BASE_KAFKA);
+    assert_int_equal(c->identity.clock_skew_ms, 3600000);
+    bg_config_free(c);
+    c = expect_ok(ISSUER_WITH("      jwks_refresh: 1s\n"));
+    assert_int_equal(c->identity.issuers[0].jwks_refresh_ms, 1000);
+    bg_config_free(c);
+    expect_error(ISSUER_WITH("      jwks_refresh: 999ms\n"),
+                 "t.yaml:9:21: identity.issuers[0].jwks_refresh: must be at least 1s");
+    /* heartbeat is a 16-bit field: 65536 would go out as 0, no heartbeat */
+    c = expect_ok(BASE AMQP_AT9 "  heartbeat: 65535\n  max_frame_bytes: 4096\n");
+    assert_int_equal(c->amqp.heartbeat_s, 65535);
+    assert_int_equal(c->amqp.max_frame_bytes, 4096);
+    bg_config_free(c);
+    expect_error(BASE AMQP_AT9 "  heartbeat: 65536\n",
+                 "t.yaml:15:14: amqp.heartbeat: bad heartbeat");
+    expect_error(BASE AMQP_AT9 "  heartbeat: 65536s\n",
+                 "t.yaml:15:14: amqp.heartbeat: bad heartbeat");
+    /* AMQP's frame_max minimum */
+    expect_error(BASE AMQP_AT9 "  max_frame_bytes: 4095\n",
+                 "t.yaml:15:20: amqp.max_frame_bytes: size 4095 is out of range");
+    /* Kafka's topic names: at most 249 characters */
+    char yaml[1024], topic[251];
+    memset(topic, 't', 250);
+    topic[249] = 0;
+    snprintf(yaml, sizeof yaml, BASE "audit: {kafka_topic: %s}\n", topic);
+    expect_error(yaml, "t.yaml:9:9: audit.kafka_topic: needs kafka.upstream.bootstrap");
+    topic[249] = 't';
+    topic[250] = 0;
+    snprintf(yaml, sizeof yaml, BASE "audit: {kafka_topic: %s}\n", topic);
+    expect_error(yaml, "t.yaml:9:22: audit.kafka_topic: bad topic name (1-249 characters");
+}
+
 /* Fail closed: a listener with no audit sink is an error unless audit is
  * turned off in words (audit.enabled: false), which `busgate check` and
  * `busgate run` then warn about. */
@@ -867,6 +962,7 @@ static void test_err_yaml_syntax(void **state)
     expect_error("", "t.yaml:1:1: no YAML document");
     expect_error("a: 1\nb: \xe0\x9e\x8a\n", "t.yaml:2:4: invalid UTF-8");
     expect_error("a: 1\nb: \xc3\xa9\x01\n", "t.yaml:2:5: control character");
+    expect_error("a: 1\nb: c\x7f\n", "t.yaml:2:5: control character"); /* DEL */
     expect_error(BASE "workers: &w 1\ninstance: *w\n",
                  "t.yaml:10:11: instance: expected a string, got an alias");
 }
@@ -1001,6 +1097,11 @@ static void test_env_resolution(void **state)
                  "t.yaml:9:11: instance: environment variable 'BG_TEST_UNSET' is not set");
     expect_error(BASE "instance: \"${env:BG_TEST_PW\"\n", "t.yaml:9:11: instance: unterminated");
     expect_error(BASE "instance: \"${vault:x}\"\n", "t.yaml:9:11: instance: unknown reference");
+    /* a variable name starts with a letter or '_' */
+    setenv("9BG_TEST", "x", 1);
+    expect_error(BASE "instance: \"${env:9BG_TEST}\"\n",
+                 "t.yaml:9:11: instance: bad environment variable name in '${env:9BG_TEST}'");
+    unsetenv("9BG_TEST");
 }
 
 static void test_file_resolution(void **state)
@@ -1159,6 +1260,40 @@ static void test_secret_not_printed(void **state)
     bg_config_errors_clear(&errs);
 }
 
+/* Every typed reader quotes the reference, not what it resolved to, when
+ * the value is refused. */
+static void test_secret_not_printed_by_any_reader(void **state)
+{
+    setenv("BG_TEST_SECRET", "s3cr3t-value", 1);
+    static const char *const where[] = {
+        "t.yaml:9:20: kafka.max_frame_bytes: bad size",
+        "t.yaml:10:17: kafka.idle_timeout: bad duration",
+        "t.yaml:11:17: kafka.max_inflight: expected an integer",
+        "t.yaml:12:12: log_level: unknown value",
+        "t.yaml:14:12: approvals.webhook: expected an http:// or https:// URL",
+        "t.yaml:16:12: audit.enabled: expected a bool",
+    };
+    bg_config_errors_t errs = {0};
+    bg_config_t *c = load_as_is(BASE "  max_frame_bytes: \"${env:BG_TEST_SECRET}\"\n"
+                                     "  idle_timeout: \"${env:BG_TEST_SECRET}\"\n"
+                                     "  max_inflight: \"${env:BG_TEST_SECRET}\"\n"
+                                     "log_level: \"${env:BG_TEST_SECRET}\"\n"
+                                     "approvals:\n  webhook: \"${env:BG_TEST_SECRET}\"\n"
+                                     "audit:\n  enabled: \"${env:BG_TEST_SECRET}\"\n"
+                                     "  file: a.jsonl\n",
+                                &errs);
+    if (errs.n != 6)
+        dump(&errs);
+    assert_null(c);
+    assert_int_equal(errs.n, 6);
+    for (size_t i = 0; i < errs.n; i++) {
+        assert_null(strstr(errs.msgs[i], "s3cr3t"));
+        assert_non_null(strstr(errs.msgs[i], "'${env:BG_TEST_SECRET}'"));
+        assert_memory_equal(errs.msgs[i], where[i], strlen(where[i]));
+    }
+    bg_config_errors_clear(&errs);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1200,12 +1335,16 @@ int main(void)
         cmocka_unit_test(test_hs256_needs_jwks_file),
         cmocka_unit_test(test_issuer_prefixes),
         cmocka_unit_test(test_limits_clamped),
+        cmocka_unit_test(test_err_number_overflow),
+        cmocka_unit_test(test_err_empty_lists),
+        cmocka_unit_test(test_range_edges),
         cmocka_unit_test(test_collects_all_errors),
         cmocka_unit_test(test_load_missing_file),
         cmocka_unit_test(test_env_resolution),
         cmocka_unit_test(test_file_resolution),
         cmocka_unit_test(test_secret_file_limits),
         cmocka_unit_test(test_secret_not_printed),
+        cmocka_unit_test(test_secret_not_printed_by_any_reader),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
