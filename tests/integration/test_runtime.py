@@ -912,6 +912,49 @@ def test_reload_keeps_old_config_on_error_then_applies_good(start_busgate, keys)
     assert bg.proc.poll() is None, "busgate died during reload"
 
 
+def test_reload_whose_keys_cannot_be_loaded_keeps_the_running_config(start_busgate, keys):
+    """A file that loads but whose identity cannot be built (its jwks_file
+    is gone) fails the reload as a whole: the running policy stays, the
+    failure is counted and busgate serves on. Nothing installed a snapshot
+    without an identity."""
+    port = free_port()
+    bg = start_busgate(config(keys[1], port, RULE_READ), wait_for_port=port)
+    bg.config_path.write_text(config(keys[1].with_name("gone.json"), port,
+                                     RULE_READ + RULE_DENY))
+    bg.signal(signal.SIGHUP)
+    assert bg.wait_log(lambda l: l["msg"] == "reload (SIGHUP) failed: keeping the running "
+                                             "configuration"), bg.log_path.read_text()[-2000:]
+    assert bg.proc.poll() is None, bg.log_path.read_text()[-2000:]
+    m = http_get(f"http://127.0.0.1:{port}/metrics")[1]
+    assert metric(m, "busgate_reloads_total", {"result": "failed"}) == 1
+    assert metric(m, "busgate_reloads_total", {"result": "ok"}) == 0
+    assert metric(m, "busgate_policy_rules") == 1
+    assert http_get(f"http://127.0.0.1:{port}/readyz")[0] == 200
+
+
+def test_reload_applies_log_level(start_busgate, keys):
+    """log_level is applied by a reload: after one to warn, that reload's
+    own "reloaded" line (info) is not written, and a later failed reload's
+    error lines are (they also mark that the log has caught up)."""
+    port = free_port()
+    text = config(keys[1], port, RULE_READ)
+    bg = start_busgate(text, wait_for_port=port)
+    bg.config_path.write_text("log_level: warn\n" + text)
+    bg.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and metric(
+            http_get(f"http://127.0.0.1:{port}/metrics")[1], "busgate_reloads_total",
+            {"result": "ok"}) != 1:
+        time.sleep(0.05)
+    bg.config_path.write_text("log_level: warn\n" + text.replace("effect: allow", "effect: no"))
+    bg.signal(signal.SIGHUP)
+    assert bg.wait_log(lambda l: l["msg"].startswith("reload (SIGHUP) failed")), \
+        bg.log_path.read_text()[-2000:]
+    msgs = [l["msg"] for l in bg.log_lines()]
+    assert not any(m.startswith("reloaded") for m in msgs), msgs[-5:]
+    assert any("busgate running" in m for m in msgs)  # info lines before the reload
+
+
 def policy_rules(port):
     return metric(http_get(f"http://127.0.0.1:{port}/metrics")[1], "busgate_policy_rules")
 
@@ -1211,6 +1254,23 @@ def test_reload_adding_an_unreachable_issuer_keeps_readiness(start_busgate, keys
     reload_with(bg, with_url_issuer(text, "https://idp-d.test.example", free_port()))
     status, body = http_get(f"http://127.0.0.1:{port}/readyz")
     assert status == 200, body
+
+
+def test_readyz_stays_not_ready_until_the_issuer_has_keys(start_busgate, keys):
+    """While an issuer has no keys, /readyz says 503 each time it is asked,
+    and after a reload too: being asked once, or a reload, does not count
+    as the issuer having had keys."""
+    port = free_port()
+    text = with_url_issuer(config(keys[1], port, RULE_READ), "https://idp-h.test.example",
+                           free_port(), refresh="1s")  # nothing listens there
+    bg = start_busgate(text, wait_for_port=port)
+    for _ in range(2):
+        status, body = http_get(f"http://127.0.0.1:{port}/readyz")
+        assert status == 503, body
+    reload_with(bg, text.replace(RULE_READ, RULE_READ + RULE_DENY))
+    assert policy_rules(port) == 2
+    status, body = http_get(f"http://127.0.0.1:{port}/readyz")
+    assert status == 503 and "idp-h" in json.loads(body)["reason"], body
 
 
 def test_reload_waiting_for_a_jwks_url_leaves_the_admin_listener_answering(start_busgate, keys):

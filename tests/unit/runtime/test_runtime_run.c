@@ -2,7 +2,8 @@
  * serves its main loop and stops on SIGTERM with status 0 — with libevent's
  * debug mode on, which aborts when thread support is enabled after an
  * event_base already exists; when its main loop fails it stops the workers
- * and returns 2 (it used to wait for them for ever). */
+ * and returns 2 (it used to wait for them for ever); while it drains,
+ * /readyz says 503. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -19,10 +20,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "broker/adapter.h"
 #include "broker/log.h"
 #include "broker/runtime.h"
 #include "broker/worker.h"
 #include "tests/unit/runtime/test_runtime_config.h"
+#include "tests/unit/runtime/test_runtime_net.h"
 
 /* Linked with --wrap=event_base_loop: while bg_t_fail_main_loop is set, the
  * loop run on the test's main thread (bg_runtime_run's) fails at once;
@@ -44,13 +47,6 @@ typedef struct {
     int signals;         /* how many SIGTERMs to send */
     int sent;
 } bg_t_stopper_t;
-
-static long long bg_t_now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Reads the log (at most 30 s) until `after` shows, then sends the signals,
  * and keeps draining the pipe until it closes so busgate never blocks on it. */
@@ -128,6 +124,140 @@ static void test_failed_main_loop_stops_workers(void **state)
     assert_int_equal(rc, 2);
 }
 
+/* An adapter without a listener whose one session stays open until the
+ * test lets it go: it holds busgate's drain open for as long as it likes. */
+static atomic_int bg_t_held;
+static int bg_t_hold_enabled(const bg_config_t *cfg)
+{
+    (void)cfg;
+    return 1;
+}
+static int bg_t_hold_start(bg_worker_t *w, void *global, void **state, char *err, size_t errlen)
+{
+    (void)w, (void)global, (void)err, (void)errlen;
+    *state = (void *)&bg_t_held;
+    return 0;
+}
+static void bg_t_hold_drain(void *state) { (void)state; }
+static size_t bg_t_hold_sessions(void *state) { return (size_t)atomic_load((atomic_int *)state); }
+static void bg_t_hold_stop(void *state) { (void)state; }
+static const bg_adapter_t bg_t_hold_adapter = {
+    .name = "hold",
+    .enabled = bg_t_hold_enabled,
+    .worker_start = bg_t_hold_start,
+    .worker_drain = bg_t_hold_drain,
+    .worker_sessions = bg_t_hold_sessions,
+    .worker_stop = bg_t_hold_stop,
+};
+
+/* The status of GET path on the admin listener at port, its body in
+ * body[cap]; -1 when it cannot be read within BG_T_WAIT_MS. */
+static int bg_t_admin_get(int port, const char *path, char *body, size_t cap)
+{
+    int fd = bg_t_connect(port), status = -1;
+    char req[128], buf[2048];
+    size_t n = 0;
+    if (fd < 0)
+        return -1;
+    snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n", path);
+    if (bg_t_write_all(fd, req, strlen(req)) == 0) {
+        /* HTTP/1.0: the answer ends when busgate closes the connection. */
+        while (n < sizeof buf - 1) {
+            struct pollfd pf = {.fd = fd, .events = POLLIN};
+            if (poll(&pf, 1, BG_T_WAIT_MS) <= 0)
+                break;
+            ssize_t r = recv(fd, buf + n, sizeof buf - 1 - n, 0);
+            if (r <= 0)
+                break;
+            n += (size_t)r;
+        }
+    }
+    close(fd);
+    buf[n] = '\0';
+    const char *b = strstr(buf, "\r\n\r\n");
+    if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
+        status = -1;
+    snprintf(body, cap, "%s", b ? b + 4 : "");
+    return status;
+}
+
+typedef struct {
+    int log_fd, admin_port;
+    int ready_running, ready_draining; /* /readyz's status before and during the drain */
+    char draining_body[256];
+} bg_t_drain_probe_t;
+
+/* Reads the log (busgate's whole run, at most 30 s), asking /readyz once
+ * busgate runs and again once it drains, then lets the held session go. */
+static void *bg_t_drain_probe(void *arg)
+{
+    bg_t_drain_probe_t *pr = arg;
+    static char text[1 << 16];
+    size_t len = 0;
+    int step = 0;
+    long long deadline = bg_t_now_ms() + 30000;
+    while (bg_t_now_ms() < deadline) {
+        struct pollfd p = {.fd = pr->log_fd, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        char buf[4096];
+        ssize_t n = read(pr->log_fd, buf, sizeof buf);
+        if (n <= 0)
+            break;
+        if (len + (size_t)n < sizeof text) {
+            memcpy(text + len, buf, (size_t)n);
+            len += (size_t)n;
+            text[len] = 0;
+        }
+        if (step == 0 && strstr(text, "busgate running")) {
+            char body[256];
+            pr->ready_running = bg_t_admin_get(pr->admin_port, "/readyz", body, sizeof body);
+            kill(getpid(), SIGTERM);
+            step = 1;
+        }
+        if (step == 1 && strstr(text, "draining (up to")) {
+            pr->ready_draining = bg_t_admin_get(pr->admin_port, "/readyz", pr->draining_body,
+                                                sizeof pr->draining_body);
+            atomic_store(&bg_t_held, 0);
+            step = 2;
+        }
+    }
+    atomic_store(&bg_t_held, 0); /* never leave busgate waiting */
+    return NULL;
+}
+
+/* SIGTERM starts the drain: until the last session has gone (here, until
+ * the test lets it go), /readyz says 503 "draining", so that no new client
+ * is sent to a busgate that is going away. */
+static void test_readyz_not_ready_while_draining(void **state)
+{
+    (void)state;
+    char path[64];
+    bg_t_drain_probe_t pr = {.admin_port = bg_t_pick_port(NULL, 0)};
+    assert_true(pr.admin_port > 0);
+    FILE *f = bg_t_config_open(path, sizeof path, "drain");
+    fprintf(f, "policy:\n  default: deny\nadmin:\n  listen: 127.0.0.1:%d\n", pr.admin_port);
+    fclose(f);
+    int p[2];
+    assert_int_equal(pipe(p), 0);
+    pr.log_fd = p[0];
+    bg_log_set_fd(p[1]);
+    atomic_store(&bg_t_held, 1);
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, bg_t_drain_probe, &pr), 0);
+    const bg_adapter_t *adapters[] = {&bg_t_hold_adapter};
+    int rc = bg_runtime_run(path, adapters, 1);
+    bg_log_set_fd(2);
+    close(p[1]);
+    pthread_join(th, NULL);
+    close(p[0]);
+    unlink(path);
+    assert_int_equal(rc, 0);
+    assert_int_equal(pr.ready_running, 200);
+    assert_int_equal(pr.ready_draining, 503);
+    assert_non_null(strstr(pr.draining_body, "\"reason\":\"draining\""));
+}
+
 /* /healthz's check: a running worker whose loop has not ticked for more
  * than the limit is named; one whose loop ended (drained) is not. */
 static void test_workers_stalled(void **state)
@@ -155,6 +285,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_starts_and_stops_in_debug_mode),
         cmocka_unit_test(test_failed_main_loop_stops_workers),
+        cmocka_unit_test(test_readyz_not_ready_while_draining),
         cmocka_unit_test(test_workers_stalled),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
