@@ -431,8 +431,7 @@ bg_admin_t *bg_admin_start(struct event_base *base, const bg_addr_t *addr, bg_ad
         free(a);
         return NULL;
     }
-    if (strncmp(addr->host, "127.", 4) != 0 && strcmp(addr->host, "::1") != 0 &&
-        strcmp(addr->host, "localhost") != 0)
+    if (!bg_config_host_is_loopback(addr->host, strlen(addr->host)))
         bg_log_warn("admin",
                     "admin listener on %s:%u is not loopback: /metrics and /readyz answer "
                     "anyone who reaches it, without authentication; keep the port on a private "
