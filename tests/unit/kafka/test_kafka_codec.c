@@ -713,6 +713,211 @@ static void test_arena_alloc_past_limit(void **state)
     bg_kafka_arena_free(&a);
 }
 
+/* ---- mutation review of the codec (kafka_codec.c) ---- */
+
+/* A null length where the field is not nullable is malformed, classic
+ * (int16 -1) and compact (uvarint 0) alike: Kafka's parsers refuse it, and a
+ * request busgate read with a null name would be decided on no name. */
+static void test_null_in_non_nullable_string(void **state)
+{
+    uint8_t b[64];
+    bg_rd_t rd;
+    assert_int_equal(decode_hex(&bg_kafka_msg_sasl_handshake_req, 1, "ffff", &rd, b, sizeof b),
+                     BG_KAFKA_ERR_MALFORMED);
+    assert_string_equal(rd.why, "null in non-nullable field");
+    assert_int_equal(decode_hex(&bg_kafka_msg_sasl_authenticate_req, 2, "00 00", &rd, b, sizeof b),
+                     BG_KAFKA_ERR_MALFORMED);
+    assert_string_equal(rd.why, "null in non-nullable field");
+    /* Produce v9: null transactional id (nullable), acks, timeout, one topic
+     * whose name is null (not nullable) */
+    assert_int_equal(decode_hex(&bg_kafka_msg_produce_req, 9, "00 0001 00001388 02 00 01 00 00",
+                                &rd, b, sizeof b),
+                     BG_KAFKA_ERR_MALFORMED);
+    assert_string_equal(rd.why, "null in non-nullable field");
+}
+
+/* A nullable struct's marker: Kafka reads any negative byte as null and
+ * anything else, 0 included, as present. busgate reads the same (flagging 0
+ * as non-canonical): reading 0 as null would leave the struct's bytes to be
+ * read as what follows it, where the broker reads a cursor naming a topic. */
+static void test_nullable_struct_marker_zero(void **state)
+{
+    uint8_t b[64];
+    bg_rd_t rd;
+    bg_kafka_struct_t *s;
+    /* DescribeTopicPartitions v0: topics ["a"], limit 10, Cursor {"t", 5} */
+    size_t n = kt_hex("02 0261 00 0000000a 00 0274 00000005 00 00", b, sizeof b);
+    bg_rd_init(&rd, b, n);
+    assert_int_equal(
+        bg_kafka_decode(&bg_kafka_msg_describe_topic_partitions_req, 0, &rd, &kt_arena, &s),
+        BG_KAFKA_OK);
+    assert_int_equal(bg_rd_left(&rd), 0);
+    assert_int_equal(rd.noncanon, 1);
+    const bg_kafka_struct_t *cur = s->f[BG_KAFKA_DESCRIBE_TOPIC_PARTITIONS_REQ_CURSOR].st;
+    assert_non_null(cur);
+    assert_true(kt_slice_eq(KT_S(cur, BG_KAFKA_DESCRIBE_TOPIC_PARTITIONS_REQ_CURSOR_TOPIC_NAME),
+                            "t"));
+    assert_int_equal(KT_I(cur, BG_KAFKA_DESCRIBE_TOPIC_PARTITIONS_REQ_CURSOR_PARTITION_INDEX), 5);
+    /* the canonical marker 1 is the same cursor; 0xff is null */
+    b[8] = 0x01;
+    s = kt_roundtrip(&bg_kafka_msg_describe_topic_partitions_req, 0, b, n);
+    assert_non_null(s->f[BG_KAFKA_DESCRIBE_TOPIC_PARTITIONS_REQ_CURSOR].st);
+    n = kt_hex("02 0261 00 0000000a ff 00", b, sizeof b);
+    s = kt_roundtrip(&bg_kafka_msg_describe_topic_partitions_req, 0, b, n);
+    assert_null(s->f[BG_KAFKA_DESCRIBE_TOPIC_PARTITIONS_REQ_CURSOR].st);
+}
+
+/* A tag repeated: the last one counts (as in Kafka's generated readers) and
+ * the input is flagged non-canonical (it re-encodes once). */
+static void test_tagged_repeated(void **state)
+{
+    uint8_t b[64];
+    bg_rd_t rd;
+    bg_kafka_struct_t *s;
+    size_t n = kt_hex("0000 01 00000000 02 0108 0000000000000002 0108 0000000000000003", b,
+                      sizeof b);
+    bg_rd_init(&rd, b, n);
+    assert_int_equal(bg_kafka_decode(&bg_kafka_msg_api_versions_resp, 3, &rd, &kt_arena, &s),
+                     BG_KAFKA_OK);
+    assert_int_equal(rd.noncanon, 1);
+    assert_int_equal(KT_I(s, BG_KAFKA_API_VERSIONS_RESP_FINALIZED_FEATURES_EPOCH), 3);
+}
+
+/* Unknown tagged fields are dropped at every depth, not only the top and
+ * its array elements: Produce v9's partitions are two arrays down, and a
+ * tag left there would reach the broker (the session forwards the request
+ * as it came when nothing was dropped). */
+static void test_tagged_unknown_dropped_deep(void **state)
+{
+    kt_vec_t v;
+    kt_init(&v, 1);
+    kt_str(&v, NULL), kt_i16(&v, 1), kt_i32(&v, 5000);
+    kt_arr(&v, 1);
+    kt_str(&v, "t");
+    kt_arr(&v, 1);
+    kt_i32(&v, 0), kt_bytes(&v, NULL, -1);
+    kt_vec_t val;
+    kt_init(&val, 1);
+    kt_str(&val, "x");
+    kt_uv(&v, 1), kt_tag(&v, 7, &val); /* the partition's unknown tag 7 */
+    kt_tags0(&v);                       /* topic */
+    kt_tags0(&v);                       /* request */
+    bg_rd_t rd;
+    bg_rd_init(&rd, v.b, v.n);
+    bg_kafka_struct_t *s;
+    assert_int_equal(bg_kafka_decode(&bg_kafka_msg_produce_req, 9, &rd, &kt_arena, &s),
+                     BG_KAFKA_OK);
+    assert_int_equal(rd.unknown_tags, 1);
+    const bg_kafka_struct_t *p = KT_A(KT_A(s, BG_KAFKA_PRODUCE_REQ_TOPIC_DATA).s[0],
+                                      BG_KAFKA_PRODUCE_REQ_TOPIC_DATA_PARTITION_DATA)
+                                     .s[0];
+    assert_int_equal(p->nunknown, 1);
+    assert_int_equal(bg_kafka_struct_drop_unknown(s, 0), 1);
+    assert_int_equal(p->nunknown, 0);
+    bg_wr_t wr;
+    bg_wr_init(&wr, 0, 0);
+    const char *why;
+    assert_int_equal(bg_kafka_encode(&bg_kafka_msg_produce_req, 9, s, &wr, &why), BG_KAFKA_OK);
+    assert_int_equal(wr.len, v.n - 4); /* the tag, its size and its 2 bytes; count 0 */
+    assert_null(memchr(wr.buf, 'x', wr.len));
+    bg_wr_free(&wr);
+}
+
+/* A classic string is at most 32767 bytes (int16 length): one more cannot
+ * be encoded (it would go out as a negative length). */
+static void test_encode_string_length_bound(void **state)
+{
+    static char mech[32769];
+    memset(mech, 'M', sizeof mech - 1);
+    bg_kafka_struct_t *s = bg_kafka_struct_new(&kt_arena, bg_kafka_msg_sasl_handshake_req.body);
+    bg_wr_t wr;
+    bg_wr_init(&wr, 0, 0);
+    const char *why = NULL;
+    s->f[BG_KAFKA_SASL_HANDSHAKE_REQ_MECHANISM].s = (bg_slice_t){(const uint8_t *)mech, 32767};
+    assert_int_equal(bg_kafka_encode(&bg_kafka_msg_sasl_handshake_req, 1, s, &wr, &why),
+                     BG_KAFKA_OK);
+    assert_int_equal(wr.len, 2 + 32767);
+    bg_wr_reset(&wr);
+    s->f[BG_KAFKA_SASL_HANDSHAKE_REQ_MECHANISM].s = (bg_slice_t){(const uint8_t *)mech, 32768};
+    assert_int_equal(bg_kafka_encode(&bg_kafka_msg_sasl_handshake_req, 1, s, &wr, &why),
+                     BG_KAFKA_ERR_ENCODE);
+    assert_string_equal(why, "string too long");
+    bg_wr_free(&wr);
+}
+
+/* A known tagged field of exactly 128 bytes: its size is the two-byte
+ * varint 80 01 (the continuation bit set on 0x80 itself). ApiVersions v3
+ * response, SupportedFeatures (tag 0) holding one feature named with 121
+ * bytes: count, name, min, max, tags = 1 + 122 + 2 + 2 + 1. */
+static void test_tagged_field_of_128_bytes(void **state)
+{
+    kt_vec_t val, v;
+    char name[122];
+    memset(name, 'f', 121);
+    name[121] = 0;
+    kt_init(&val, 1);
+    kt_arr(&val, 1), kt_str(&val, name), kt_i16(&val, 1), kt_i16(&val, 2), kt_tags0(&val);
+    assert_int_equal(val.n, 128);
+    kt_init(&v, 1);
+    kt_i16(&v, 0), kt_arr(&v, 0), kt_i32(&v, 0);
+    kt_uv(&v, 1), kt_tag(&v, 0, &val);
+    assert_int_equal(v.b[v.n - 130], 0x80); /* the size: 80 01 */
+    bg_kafka_struct_t *s = KT_RT(bg_kafka_msg_api_versions_resp, 3, v);
+    assert_int_equal(KT_A(s, BG_KAFKA_API_VERSIONS_RESP_SUPPORTED_FEATURES).n, 1);
+}
+
+/* A non-nullable struct left null is an encoding error, not a crash. */
+static void test_encode_null_struct(void **state)
+{
+    const bg_kafka_msg_desc_t *d = &bg_kafka_msg_fetch_snapshot_req;
+    bg_kafka_struct_t *s = bg_kafka_struct_new(&kt_arena, d->body);
+    bg_kafka_struct_t **t = bg_kafka_array_new(&kt_arena, s, BG_KAFKA_FETCH_SNAPSHOT_REQ_TOPICS, 1);
+    assert_non_null(t);
+    bg_kafka_struct_t **p =
+        bg_kafka_array_new(&kt_arena, t[0], BG_KAFKA_FETCH_SNAPSHOT_REQ_TOPICS_PARTITIONS, 1);
+    assert_non_null(p);
+    bg_wr_t wr;
+    bg_wr_init(&wr, 0, 0);
+    const char *why = NULL;
+    assert_int_equal(bg_kafka_encode(d, 0, s, &wr, &why), BG_KAFKA_OK);
+    bg_wr_reset(&wr);
+    p[0]->f[BG_KAFKA_FETCH_SNAPSHOT_REQ_TOPICS_PARTITIONS_SNAPSHOT_ID].st = NULL;
+    assert_int_equal(bg_kafka_encode(d, 0, s, &wr, &why), BG_KAFKA_ERR_ENCODE);
+    assert_string_equal(why, "null in non-nullable struct");
+    bg_wr_free(&wr);
+}
+
+/* The nesting bound is exact: structs at depths 0 to BG_KAFKA_MAX_DEPTH
+ * decode, one level more is refused. */
+static void test_nesting_depth_bound(void **state)
+{
+    uint8_t b[BG_KAFKA_MAX_DEPTH + 2];
+    bg_rd_t rd;
+    bg_kafka_struct_t *s;
+    memset(b, 1, sizeof b);
+    b[BG_KAFKA_MAX_DEPTH] = 0xff; /* the struct at depth MAX_DEPTH has no Next */
+    bg_rd_init(&rd, b, BG_KAFKA_MAX_DEPTH + 1);
+    assert_int_equal(bg_kafka_decode_struct(&deep_desc, 0, 0, &rd, &kt_arena, &s), BG_KAFKA_OK);
+    b[BG_KAFKA_MAX_DEPTH] = 1, b[BG_KAFKA_MAX_DEPTH + 1] = 0xff;
+    bg_rd_init(&rd, b, BG_KAFKA_MAX_DEPTH + 2);
+    assert_int_equal(bg_kafka_decode_struct(&deep_desc, 0, 0, &rd, &kt_arena, &s),
+                     BG_KAFKA_ERR_LIMIT);
+    assert_string_equal(rd.why, "nesting too deep");
+}
+
+/* The arena's limit bounds its total, not only each block: blocks that each
+ * fit under it stop once together they would pass it. */
+static void test_arena_limit_total(void **state)
+{
+    bg_kafka_arena_t a;
+    bg_kafka_arena_init(&a, 128u << 10);
+    assert_non_null(bg_kafka_arena_alloc(&a, 4000));  /* the first 4 KiB block */
+    assert_non_null(bg_kafka_arena_alloc(&a, 60000)); /* a 64 KiB block: 68 KiB */
+    assert_null(bg_kafka_arena_alloc(&a, 60000));     /* another: 132 KiB > 128 KiB */
+    assert_true(a.total <= a.limit);
+    bg_kafka_arena_free(&a);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, kt_setup, kt_teardown)
@@ -739,6 +944,15 @@ int main(void)
         T(test_nesting_depth),
         T(test_arena_limit),
         T(test_arena_alloc_past_limit),
+        T(test_null_in_non_nullable_string),
+        T(test_nullable_struct_marker_zero),
+        T(test_tagged_repeated),
+        T(test_tagged_unknown_dropped_deep),
+        T(test_encode_string_length_bound),
+        T(test_tagged_field_of_128_bytes),
+        T(test_encode_null_struct),
+        T(test_nesting_depth_bound),
+        T(test_arena_limit_total),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -81,6 +81,16 @@ static void test_metadata_req(void **state)
         "orders"));
     assert_int_equal(KT_I(s, BG_KAFKA_METADATA_REQ_ALLOW_AUTO_TOPIC_CREATION),
                      1); /* default true */
+    /* null topics (all of them) from v1 on; v0 has no null: empty is all */
+    kt_init(&v, 0);
+    kt_arr(&v, -1);
+    s = KT_RT(bg_kafka_msg_metadata_req, 1, v);
+    assert_int_equal(KT_A(s, BG_KAFKA_METADATA_REQ_TOPICS).n, -1);
+    bg_rd_t rd;
+    bg_rd_init(&rd, v.b, v.n);
+    assert_int_equal(bg_kafka_decode(&bg_kafka_msg_metadata_req, 0, &rd, &kt_arena, &s),
+                     BG_KAFKA_ERR_MALFORMED);
+    assert_string_equal(rd.why, "null in non-nullable array");
 
     kt_init(&v, 1);
     kt_arr(&v, 2);
