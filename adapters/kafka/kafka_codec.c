@@ -291,6 +291,10 @@ static int64_t bg_kafka__dec_len(bg_kafka__ctx_t *c, bg_rd_t *rd, uint8_t type, 
         return -2;
     if (n < -1 || n > INT32_MAX)
         return bg_rd_fail(rd, "bad length"), -2;
+    /* A compact string's length can say more than an INT16 one; Kafka's
+     * readers refuse it ("had invalid length"), and so does busgate. */
+    if (type == BG_KAFKA_T_STRING && n > INT16_MAX)
+        return bg_rd_fail(rd, "string too long"), -2;
     if (n == -1 && !nullable)
         return bg_rd_fail(rd, "null in non-nullable field"), -2;
     return n;

@@ -90,8 +90,8 @@ static int bg_kafka_cur__value(bg_kafka_cur_t *c, const bg_kafka_field_desc_t *f
     case BG_KAFKA_T_BYTES:
     case BG_KAFKA_T_RECORDS: {
         int64_t n = bg_kafka_cur__len(c, type == BG_KAFKA_T_STRING ? 2 : 4);
-        if (n == -1 && !nullable)
-            c->err = 1;
+        if ((n == -1 && !nullable) || (type == BG_KAFKA_T_STRING && n > INT16_MAX))
+            c->err = 1; /* INT16_MAX: as the codec, a compact string's bound */
         return n >= 0 ? bg_kafka_cur__skip(c, (uint64_t)n) : (c->err ? -1 : 0);
     }
     case BG_KAFKA_T_ARRAY: {

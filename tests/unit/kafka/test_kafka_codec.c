@@ -736,6 +736,39 @@ static void test_null_in_non_nullable_string(void **state)
     assert_string_equal(rd.why, "null in non-nullable field");
 }
 
+/* A compact string's length can say more than 32767 bytes, which Kafka's
+ * readers refuse ("string field ... had invalid length"): busgate refuses it
+ * too, and takes 32767. Compact bytes have no such bound. */
+static void test_compact_string_length_bound(void **state)
+{
+    static uint8_t b[32800];
+    for (int32_t n = 32767; n <= 32768; n++) {
+        /* DescribeTopicPartitions v0: topics [name of n bytes], limit 10, no cursor */
+        size_t k = 0;
+        uint32_t l = (uint32_t)n + 1;
+        b[k++] = 0x02;
+        b[k++] = (uint8_t)(0x80 | (l & 0x7f));
+        b[k++] = (uint8_t)(0x80 | ((l >> 7) & 0x7f));
+        b[k++] = (uint8_t)(l >> 14);
+        memset(b + k, 'a', (size_t)n);
+        k += (size_t)n;
+        static const uint8_t tail[] = {0x00, 0x00, 0x00, 0x00, 0x0a, 0xff, 0x00};
+        memcpy(b + k, tail, sizeof tail);
+        k += sizeof tail;
+        bg_rd_t rd;
+        bg_kafka_struct_t *s;
+        bg_rd_init(&rd, b, k);
+        int rc = bg_kafka_decode(&bg_kafka_msg_describe_topic_partitions_req, 0, &rd, &kt_arena, &s);
+        if (n == 32767) {
+            assert_int_equal(rc, BG_KAFKA_OK);
+            assert_int_equal(bg_rd_left(&rd), 0);
+        } else {
+            assert_int_equal(rc, BG_KAFKA_ERR_MALFORMED);
+            assert_string_equal(rd.why, "string too long");
+        }
+    }
+}
+
 /* A nullable struct's marker: Kafka reads any negative byte as null and
  * anything else, 0 included, as present. busgate reads the same (flagging 0
  * as non-canonical): reading 0 as null would leave the struct's bytes to be
@@ -945,6 +978,7 @@ int main(void)
         T(test_arena_limit),
         T(test_arena_alloc_past_limit),
         T(test_null_in_non_nullable_string),
+        T(test_compact_string_length_bound),
         T(test_nullable_struct_marker_zero),
         T(test_tagged_repeated),
         T(test_tagged_unknown_dropped_deep),

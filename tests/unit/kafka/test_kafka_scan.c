@@ -118,12 +118,38 @@ static void test_scan_refuses_what_the_codec_refuses(void **state)
     assert_int_equal(scan(dtp, 0, cursor0, sizeof cursor0, 0, &tags), 0);
 }
 
+/* A compact string of more than 32767 bytes is refused, as the codec and
+ * Kafka's readers refuse it; 32767 bytes scan. */
+static void test_scan_compact_string_length_bound(void **state)
+{
+    (void)state;
+    const bg_kafka_msg_desc_t *produce = bg_kafka_msg_desc(BG_KAFKA_API_PRODUCE, 1);
+    static uint8_t b[32800];
+    uint64_t tags;
+    for (int32_t n = 32767; n <= 32768; n++) {
+        /* Produce v10 response: one topic named by n bytes, no partitions */
+        size_t k = 0;
+        uint32_t l = (uint32_t)n + 1;
+        b[k++] = 0x02;
+        b[k++] = (uint8_t)(0x80 | (l & 0x7f));
+        b[k++] = (uint8_t)(0x80 | ((l >> 7) & 0x7f));
+        b[k++] = (uint8_t)(l >> 14);
+        memset(b + k, 'a', (size_t)n);
+        k += (size_t)n;
+        static const uint8_t tail[] = {0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
+        memcpy(b + k, tail, sizeof tail);
+        k += sizeof tail;
+        assert_int_equal(scan(produce, 10, b, k, 0, &tags), n == 32767 ? 0 : -1);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_scan_varint_as_codec),
         cmocka_unit_test(test_scan_reads_every_vector),
         cmocka_unit_test(test_scan_refuses_what_the_codec_refuses),
+        cmocka_unit_test(test_scan_compact_string_length_bound),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
