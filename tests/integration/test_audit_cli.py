@@ -268,11 +268,15 @@ def test_without_c_reads_busgate_config_or_says_what_is_missing(tmp_path):
         f"busgate audit: no -c FILE given and BUSGATE_CONFIG={tmp_path / 'nowhere.yaml'}"
         " does not exist"), r.stderr
     if not os.path.exists("/etc/busgate/busgate.yaml"):
-        env.pop("BUSGATE_CONFIG")
-        r = run_cli("audit", "replay", "s-env", env=env)
-        assert r.returncode == 1, r.stderr
-        assert "the default configuration /etc/busgate/busgate.yaml does not exist" \
-            " (set BUSGATE_CONFIG or pass -c FILE)" in r.stderr.splitlines()[0], r.stderr
+        # unset, or set but empty: the default
+        for value in (None, ""):
+            env.pop("BUSGATE_CONFIG", None)
+            if value is not None:
+                env["BUSGATE_CONFIG"] = value
+            r = run_cli("audit", "replay", "s-env", env=env)
+            assert r.returncode == 1, r.stderr
+            assert "the default configuration /etc/busgate/busgate.yaml does not exist" \
+                " (set BUSGATE_CONFIG or pass -c FILE)" in r.stderr.splitlines()[0], r.stderr
 
 
 def test_tail_names_who_decided(tmp_path):
@@ -378,13 +382,17 @@ def test_tail_shows_control_characters_escaped(tmp_path):
     assert r.returncode == 0 and json.loads(r.stdout) == ev, r.stdout
 
 
-def _frame(event):
-    """One spool record: [u32 len][u32 crc32c(len bytes + payload)][payload],
-    payload [u16 key len][key = session id][JSON] (see docs/audit.md)."""
-    key = event["session_id"].encode()
-    payload = struct.pack("<H", len(key)) + key + json.dumps(event).encode()
+def _raw_frame(payload):
+    """One spool record: [u32 len][u32 crc32c(len bytes + payload)][payload]."""
     n = struct.pack("<I", len(payload))
     return n + struct.pack("<I", crc32c(n + payload)) + payload
+
+
+def _frame(event):
+    """The spool record of event: payload [u16 key len][key = session id]
+    [JSON] (see docs/audit.md)."""
+    key = event["session_id"].encode()
+    return _raw_frame(struct.pack("<H", len(key)) + key + json.dumps(event).encode())
 
 
 def _spool_setup(tmp_path, n):
@@ -463,6 +471,11 @@ def test_unknown_source_is_bad_usage(tmp_path):
         assert r.returncode == 2 and why in r.stderr.splitlines()[0], r.stderr
     r = run_cli("audit", "replay", "-c", str(cfg))
     assert r.returncode == 2 and "name the SESSION" in r.stderr, r.stderr
+    # a replay is the whole session: no --sub to leave events of it out
+    for extra in (["--sub", "a"], ["--follow"]):
+        r = run_cli("audit", "replay", "-c", str(cfg), "s1", *extra)
+        assert r.returncode == 2 and "replay takes neither --follow nor --sub" in r.stderr, \
+            (extra, r.stderr)
 
 
 def test_tail_spool_damage_not_taken_for_a_torn_append(tmp_path):
@@ -557,8 +570,10 @@ def test_tail_follow_file_truncated_or_replaced(tmp_path):
     err.seek(0)
     text = err.read()
     assert rc == 0, text
-    assert f"{log} was truncated; reading it again from its start" in text, text
-    assert f"{log} was replaced; reading the new file from its start" in text, text
+    # once each: a file that did not change is not taken for a truncated one
+    # (its size equal to what was read is no truncation)
+    assert text.count(f"{log} was truncated; reading it again from its start") == 1, text
+    assert text.count(f"{log} was replaced; reading the new file from its start") == 1, text
 
 
 @pytest.mark.single_build
@@ -644,6 +659,196 @@ def test_tail_follow_topic_reads_partitions_added_later(tmp_path):
         put(1, 3)
         got = _read_lines_until(tail, 2, timeout=40)
         assert sorted(e["seq"] for e in got) == [2, 3], (got, said())
+    finally:
+        tail.send_signal(signal.SIGINT)
+        rc = tail.wait(timeout=15)
+        a.delete_topics([topic])[topic].result(30)
+    assert rc == 0, said()
+
+
+def test_session_and_sub_filters_take_whole_names(tmp_path):
+    """`--session ID` takes the events of the sessions whose id is ID or
+    begins with it, never of one that only shares all but its last
+    character; `--sub S` takes exactly the principal S, not one whose name
+    begins with S (alice-admin is not alice). So neither `tail` nor `replay`
+    attributes another session's or another principal's events to the one
+    asked for."""
+    text, _ = busgate_config(tmp_path, RULES)
+    cfg = tmp_path / "busgate.yaml"
+    cfg.write_text(text)
+    events = [{"event_id": f"e{i}", "kind": "session_start", "time_ms": 1000 + i,
+               "session_id": sid, "seq": 1, "protocol": "kafka", "principal": {"sub": sub}}
+              for i, (sid, sub) in enumerate((("s-a1", "alice"), ("s-a2", "alice-admin"),
+                                              ("s-b", "alic")))]
+    (tmp_path / "audit.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
+
+    def tail(*args):
+        r = run_cli("audit", "tail", "-c", str(cfg), "--json", *args)
+        assert r.returncode == 0, r.stderr
+        return [json.loads(ln)["event_id"] for ln in r.stdout.splitlines()]
+
+    assert tail("--session", "s-a1") == ["e0"]
+    assert tail("--session", "s-a") == ["e0", "e1"]  # a prefix names both
+    assert tail("--sub", "alice") == ["e0"]
+    assert tail("--sub", "alic") == ["e2"]
+    r = run_cli("audit", "replay", "-c", str(cfg), "--json", "s-a1")
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(ln)["event_id"] for ln in r.stdout.splitlines()] == ["e0"], r.stdout
+
+
+def test_an_event_in_the_file_and_the_spool_is_shown_once(tmp_path):
+    """An event delivered to the file and still in the spool (at-least-once:
+    its ack position was not written before a crash) is shown once by
+    `tail`, and `replay` counts it once in its timeline; an event of the
+    spool alone is still shown."""
+    cfg, spool, ev = _spool_setup(tmp_path, 3)
+    (tmp_path / "audit.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ev[:2]))
+    (spool / "spool-000001.seg").write_bytes(_frame(ev[1]) + _frame(ev[2]) + _frame(ev[1]))
+    r = run_cli("audit", "tail", "-c", str(cfg), "--json")
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(ln)["seq"] for ln in r.stdout.splitlines()] == [0, 1, 2], r.stdout
+    r = run_cli("audit", "replay", "-c", str(cfg), "s1")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert lines[0].endswith(" 3 event(s))") and len(lines) == 4, r.stdout
+
+
+def test_tail_file_last_line_without_newline_is_not_an_event_yet(tmp_path):
+    """Without --follow, a last line of the file without its newline is an
+    event busgate is still writing: not shown, and not reported as a
+    malformed event (taking it as a line cut its last byte)."""
+    cfg, spool, ev = _spool_setup(tmp_path, 2)
+    (tmp_path / "audit.jsonl").write_text(json.dumps(ev[0]) + "\n" + json.dumps(ev[1]) + " ")
+    r = run_cli("audit", "tail", "-c", str(cfg), "--from", "file", "--json")
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(ln)["seq"] for ln in r.stdout.splitlines()] == [0], r.stdout
+    assert r.stderr == "", r.stderr
+
+
+def test_from_file_reads_the_file_alone(tmp_path):
+    """`--from file` reads one source: an event waiting in the spool is not
+    shown (without --from it is, after the file's)."""
+    cfg, spool, ev = _spool_setup(tmp_path, 2)
+    (tmp_path / "audit.jsonl").write_text(json.dumps(ev[0]) + "\n")
+    (spool / "spool-000001.seg").write_bytes(_frame(ev[1]))
+    r = run_cli("audit", "tail", "-c", str(cfg), "--from", "file", "--json")
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(ln)["seq"] for ln in r.stdout.splitlines()] == [0], r.stdout
+    r = run_cli("audit", "tail", "-c", str(cfg), "--json")
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(ln)["seq"] for ln in r.stdout.splitlines()] == [0, 1], r.stdout
+
+
+def _ack(spool, seg, off):
+    """spool.ack as busgate writes it: SEGNO OFFSET CRC-32C (hex) of the two."""
+    pos = b"%010d %020d" % (seg, off)
+    (spool / "spool.ack").write_bytes(pos + b" %08x\n" % crc32c(pos))
+
+
+def test_tail_spool_starts_at_the_ack_position(tmp_path):
+    """`--from spool` shows the records from the ack position on (delivered
+    ones are not waiting): from an offset inside a segment, from the next
+    segment when the position is at a segment's end, with an earlier
+    version's CRC-less line too; a CRC-less line past every segment may be
+    stale and shows everything."""
+    cfg, spool, ev = _spool_setup(tmp_path, 4)
+    (spool / "spool-000001.seg").write_bytes(_frame(ev[0]) + _frame(ev[1]))
+    (spool / "spool-000002.seg").write_bytes(_frame(ev[2]) + _frame(ev[3]))
+
+    def seqs():
+        r = run_cli("audit", "tail", "-c", str(cfg), "--from", "spool", "--json")
+        assert r.returncode == 0, r.stderr
+        return [json.loads(ln)["seq"] for ln in r.stdout.splitlines()]
+
+    assert seqs() == [0, 1, 2, 3]
+    _ack(spool, 2, len(_frame(ev[2])))
+    assert seqs() == [3]
+    _ack(spool, 1, len(_frame(ev[0]) + _frame(ev[1])))
+    assert seqs() == [2, 3]
+    (spool / "spool.ack").write_text(f"2 {len(_frame(ev[2]))}\n")
+    assert seqs() == [3]
+    (spool / "spool.ack").write_text("3 0\n")
+    assert seqs() == [0, 1, 2, 3]
+
+
+def test_tail_spool_cut_record_not_at_the_newest_end_is_corrupt(tmp_path):
+    """A record cut short is "not a whole record yet" only at the end of the
+    newest segment (busgate may be appending it). At the end of an older
+    segment (a crash, then a new segment) and inside the newest one (records
+    follow it) it is damage, reported as corrupt at its offset."""
+    cfg, spool, ev = _spool_setup(tmp_path, 5)
+    f = [_frame(e) for e in ev]
+    cut1, cut3 = f[1][:len(f[1]) // 2], f[3][:len(f[3]) // 2]
+    (spool / "spool-000001.seg").write_bytes(f[0] + cut1)
+    (spool / "spool-000002.seg").write_bytes(f[2] + cut3 + f[4])
+    r = run_cli("audit", "tail", "-c", str(cfg), "--from", "spool", "--json")
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(ln)["seq"] for ln in r.stdout.splitlines()] == [0, 2, 4], r.stdout
+    assert r.stderr.splitlines() == [
+        f"busgate audit: spool: skipped {len(cut1)} corrupt byte(s) at offset {len(f[0])}",
+        f"busgate audit: spool: skipped {len(cut3)} corrupt byte(s) at offset {len(f[2])}"], \
+        r.stderr
+
+
+def test_tail_escapes_every_control_character_alone(tmp_path):
+    """Each byte bg_cli_visible escapes is escaped also when it is the only
+    one in a value (the escape decision is made per value): a backslash
+    (else a name "x\\x1b" would read as an escaped ESC), DEL, 0x1f, and the
+    first and last C1 controls U+0080 and U+009F."""
+    text, ports = busgate_config(tmp_path, RULES)
+    cfg = tmp_path / "busgate.yaml"
+    cfg.write_text(text)
+    names = ["bs\\x1b", "del\x7f", "us\x1f", "pad\u0080", "apc\u009f", "plain ~"]
+    ev = {"event_id": "e1", "kind": "decision", "time_ms": 1000, "session_id": "s-one",
+          "seq": 1, "protocol": "kafka", "verb": "describe",
+          "resources": [{"type": "kafka:topic", "name": n} for n in names],
+          "decision": {"effect": "deny", "would": "deny", "mode": "enforce"}}
+    (tmp_path / "audit.jsonl").write_text(json.dumps(ev) + "\n")
+    r = run_cli("audit", "tail", "-c", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert ("kafka:topic:bs\\\\x1b,kafka:topic:del\\x7f,kafka:topic:us\\x1f,"
+            "kafka:topic:pad\\u0080,kafka:topic:apc\\u009f,kafka:topic:plain ~ ->") in r.stdout, \
+        repr(r.stdout)
+
+
+def test_tail_follow_topic_goes_on_past_a_quiet_spell(tmp_path):
+    """`audit tail --follow` of the topic waits for events however long the
+    topic is quiet: the 15 s after which `tail` without --follow gives up
+    on a silent topic do not apply (a quiet night must not end an
+    auditor's follow). The topic is quiet for 17 s here."""
+    from confluent_kafka.admin import NewTopic
+    from audit_env import admin
+    from kafka_env import with_audit_topic
+    plain = int(KAFKA_PLAIN.rsplit(":", 1)[1])
+    topic = unique("busgate.audit-quiet")
+    a = admin(plain)
+    a.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    text, _ = busgate_config(tmp_path, RULES, mechanism="PLAIN")
+    cfg = tmp_path / "busgate.yaml"
+    cfg.write_text(with_audit_topic(text, topic))
+    p = Producer({"bootstrap.servers": KAFKA_PLAIN})
+
+    def put(seq):
+        ev = {"event_id": f"00000000-0000-4000-8000-{seq:012d}", "seq": seq, "kind": "decision",
+              "time_ms": 1000 + seq, "instance": "it", "session_id": "s-quiet"}
+        p.produce(topic, json.dumps(ev).encode(), partition=0)
+        assert p.flush(30) == 0
+
+    err = open(tmp_path / "tail.err", "w+")
+    tail = subprocess.Popen([busgate_bin(), "audit", "tail", "-c", str(cfg), "--from", "kafka",
+                             "--follow", "--json"], stdout=subprocess.PIPE, stderr=err)
+
+    def said():
+        err.seek(0)
+        return err.read()
+
+    try:
+        put(1)
+        assert [e["seq"] for e in _read_lines_until(tail, 1, timeout=30)] == [1], said()
+        time.sleep(17)
+        assert tail.poll() is None, said()
+        put(2)
+        assert [e["seq"] for e in _read_lines_until(tail, 1, timeout=30)] == [2], said()
     finally:
         tail.send_signal(signal.SIGINT)
         rc = tail.wait(timeout=15)
