@@ -423,27 +423,27 @@ static int bg_cli_audit__from_file(bg_cli_audit_t *c, const char *path, int foll
     return 0;
 }
 
-static int bg_cli_audit__spool_rec(void *arg, const uint8_t *p, size_t n, size_t off)
-{
-    (void)off;
-    if (n < 2)
-        return 0;
-    size_t klen = (size_t)p[0] | (size_t)p[1] << 8; /* payload: [u16 key len][key][JSON] */
-    if (klen + 2 < n)
-        bg_cli_audit__event(arg, (const char *)p + 2 + klen, n - 2 - klen);
-    return 0;
-}
-
 typedef struct bg_cli_audit_scan_s {
     bg_cli_audit_t *c;
-    const uint8_t *buf; /* the bytes scanned */
+    const uint8_t *buf; /* the bytes scanned: the segment from the ack position on */
     size_t len;
-    int newest; /* the segment busgate may be appending to */
+    size_t base; /* where buf begins in the segment (offsets said are the segment's) */
+    int newest;  /* the segment busgate may be appending to */
 } bg_cli_audit_scan_t;
 
+/* One record: payload [u16 key len][key][JSON]. A record whose CRC holds
+ * but that carries no event (its key reaches its end) is said, as damage
+ * is: skipped unsaid, it would hide an undelivered event. */
 static int bg_cli_audit__spool_scan_rec(void *arg, const uint8_t *p, size_t n, size_t off)
 {
-    return bg_cli_audit__spool_rec(((bg_cli_audit_scan_t *)arg)->c, p, n, off);
+    bg_cli_audit_scan_t *s = arg;
+    size_t klen = n < 2 ? 0 : (size_t)p[0] | (size_t)p[1] << 8;
+    if (n < 2 || klen + 2 >= n)
+        fprintf(stderr, "busgate audit: spool: skipped a record without an event at offset %zu\n",
+                s->base + off);
+    else
+        bg_cli_audit__event(s->c, (const char *)p + 2 + klen, n - 2 - klen);
+    return 0;
 }
 
 static void bg_cli_audit__spool_bad(void *arg, size_t off, size_t len)
@@ -457,7 +457,7 @@ static void bg_cli_audit__spool_bad(void *arg, size_t off, size_t len)
                 "a whole record yet (being written, or cut by a crash)\n", len);
     else
         fprintf(stderr, "busgate audit: spool: skipped %zu corrupt byte(s) at offset %zu\n", len,
-                off);
+                s->base + off);
 }
 
 /* Loads segment path whole into *buf (malloc'ed, NULL when empty), its
@@ -540,7 +540,7 @@ static int bg_cli_audit__from_spool(bg_cli_audit_t *c, const char *dir)
             rc = -1;
         if (got == 0 && size > 0) {
             size_t from = seg == aseg && aoff <= (unsigned long long)size ? (size_t)aoff : 0;
-            bg_cli_audit_scan_t sc = {c, buf + from, size - from, seg == hi};
+            bg_cli_audit_scan_t sc = {c, buf + from, size - from, from, seg == hi};
             bg_audit_spool_scan(sc.buf, sc.len, bg_cli_audit__spool_scan_rec,
                                 bg_cli_audit__spool_bad, &sc);
         }

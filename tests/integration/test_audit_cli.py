@@ -790,6 +790,29 @@ def test_tail_spool_cut_record_not_at_the_newest_end_is_corrupt(tmp_path):
         r.stderr
 
 
+def test_tail_spool_says_where_in_the_segment_and_what_it_skipped(tmp_path):
+    """Past an ack position inside a segment, damage is reported at its
+    offset in the segment (it was the offset after the ack position, so
+    the bytes shown there were another record's), and a record whose CRC
+    holds but that carries no event (its key reaches its end) is reported
+    as skipped rather than dropped unsaid."""
+    cfg, spool, ev = _spool_setup(tmp_path, 3)
+    f0, f1, f2 = (_frame(e) for e in ev)
+    junk = b"\x07" * 20
+    key_past = _raw_frame(struct.pack("<H", 300) + b"s1{}")  # a key longer than the record
+    key_only = _raw_frame(struct.pack("<H", 2) + b"s1")  # a key and no event
+    (spool / "spool-000001.seg").write_bytes(f0 + f1 + junk + f2 + key_past + key_only)
+    _ack(spool, 1, len(f0))
+    r = run_cli("audit", "tail", "-c", str(cfg), "--from", "spool", "--json")
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(ln)["seq"] for ln in r.stdout.splitlines()] == [1, 2], r.stdout
+    at = len(f0 + f1)
+    assert r.stderr.splitlines() == [
+        f"busgate audit: spool: skipped 20 corrupt byte(s) at offset {at}",
+        f"busgate audit: spool: skipped a record without an event at offset {at + 20 + len(f2)}",
+        "busgate audit: spool: skipped a record without an event at offset "
+        f"{at + 20 + len(f2) + len(key_past)}"], r.stderr
+
 def test_tail_escapes_every_control_character_alone(tmp_path):
     """Each byte bg_cli_visible escapes is escaped also when it is the only
     one in a value (the escape decision is made per value): a backslash
