@@ -429,6 +429,7 @@ typedef struct bg_cli_audit_scan_s {
     size_t len;
     size_t base; /* where buf begins in the segment (offsets said are the segment's) */
     int newest;  /* the segment busgate may be appending to */
+    uint32_t seg; /* its number: messages name the file (spool-NNNNNN.seg) */
 } bg_cli_audit_scan_t;
 
 /* One record: payload [u16 key len][key][JSON]. A record whose CRC holds
@@ -439,8 +440,10 @@ static int bg_cli_audit__spool_scan_rec(void *arg, const uint8_t *p, size_t n, s
     bg_cli_audit_scan_t *s = arg;
     size_t klen = n < 2 ? 0 : (size_t)p[0] | (size_t)p[1] << 8;
     if (n < 2 || klen + 2 >= n)
-        fprintf(stderr, "busgate audit: spool: skipped a record without an event at offset %zu\n",
-                s->base + off);
+        fprintf(stderr,
+                "busgate audit: spool: spool-%06u.seg: skipped a record without an event at "
+                "offset %zu\n",
+                (unsigned)s->seg, s->base + off);
     else
         bg_cli_audit__event(s->c, (const char *)p + 2 + klen, n - 2 - klen);
     return 0;
@@ -453,11 +456,15 @@ static void bg_cli_audit__spool_bad(void *arg, size_t off, size_t len)
      * newest segment, and only what could be one frame's beginning (damage
      * of megabytes is no append in progress). */
     if (s->newest && off + len == s->len && bg_audit_spool_torn(s->buf + off, len))
-        fprintf(stderr, "busgate audit: spool: the last %zu byte(s) of the newest segment are not "
-                "a whole record yet (being written, or cut by a crash)\n", len);
+        fprintf(stderr,
+                "busgate audit: spool: spool-%06u.seg: the last %zu byte(s) of the newest "
+                "segment are not a whole record yet (being written, or cut by a crash)\n",
+                (unsigned)s->seg, len);
     else
-        fprintf(stderr, "busgate audit: spool: skipped %zu corrupt byte(s) at offset %zu\n", len,
-                s->base + off);
+        fprintf(stderr,
+                "busgate audit: spool: spool-%06u.seg: skipped %zu corrupt byte(s) at offset "
+                "%zu\n",
+                (unsigned)s->seg, len, s->base + off);
 }
 
 /* Loads segment path whole into *buf (malloc'ed, NULL when empty), its
@@ -540,7 +547,7 @@ static int bg_cli_audit__from_spool(bg_cli_audit_t *c, const char *dir)
             rc = -1;
         if (got == 0 && size > 0) {
             size_t from = seg == aseg && aoff <= (unsigned long long)size ? (size_t)aoff : 0;
-            bg_cli_audit_scan_t sc = {c, buf + from, size - from, from, seg == hi};
+            bg_cli_audit_scan_t sc = {c, buf + from, size - from, from, seg == hi, seg};
             bg_audit_spool_scan(sc.buf, sc.len, bg_cli_audit__spool_scan_rec,
                                 bg_cli_audit__spool_bad, &sc);
         }

@@ -785,8 +785,10 @@ def test_tail_spool_cut_record_not_at_the_newest_end_is_corrupt(tmp_path):
     assert r.returncode == 0, r.stderr
     assert [json.loads(ln)["seq"] for ln in r.stdout.splitlines()] == [0, 2, 4], r.stdout
     assert r.stderr.splitlines() == [
-        f"busgate audit: spool: skipped {len(cut1)} corrupt byte(s) at offset {len(f[0])}",
-        f"busgate audit: spool: skipped {len(cut3)} corrupt byte(s) at offset {len(f[2])}"], \
+        "busgate audit: spool: spool-000001.seg: "
+        f"skipped {len(cut1)} corrupt byte(s) at offset {len(f[0])}",
+        "busgate audit: spool: spool-000002.seg: "
+        f"skipped {len(cut3)} corrupt byte(s) at offset {len(f[2])}"], \
         r.stderr
 
 
@@ -808,9 +810,10 @@ def test_tail_spool_says_where_in_the_segment_and_what_it_skipped(tmp_path):
     assert [json.loads(ln)["seq"] for ln in r.stdout.splitlines()] == [1, 2], r.stdout
     at = len(f0 + f1)
     assert r.stderr.splitlines() == [
-        f"busgate audit: spool: skipped 20 corrupt byte(s) at offset {at}",
-        f"busgate audit: spool: skipped a record without an event at offset {at + 20 + len(f2)}",
-        "busgate audit: spool: skipped a record without an event at offset "
+        f"busgate audit: spool: spool-000001.seg: skipped 20 corrupt byte(s) at offset {at}",
+        "busgate audit: spool: spool-000001.seg: skipped a record without an event at offset "
+        f"{at + 20 + len(f2)}",
+        "busgate audit: spool: spool-000001.seg: skipped a record without an event at offset "
         f"{at + 20 + len(f2) + len(key_past)}"], r.stderr
 
 def test_tail_escapes_every_control_character_alone(tmp_path):
