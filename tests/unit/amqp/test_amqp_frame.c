@@ -50,6 +50,22 @@ static void test_protocol_header_other_version(void **state)
                      BG_AMQP_ERR_HEADER);
 }
 
+/* The header's last two bytes are the version: 0-9-0 and 0-9-2 are other
+ * versions, refused as such; a wrong fourth byte is no AMQP header at all. */
+static void test_protocol_header_revision(void **state)
+{
+    const char *why = NULL;
+    assert_int_equal(bg_amqp_protocol_header_check(LIT("AMQP\0\0\x09\x00"), &why),
+                     BG_AMQP_ERR_HEADER);
+    assert_non_null(strstr(why, "version"));
+    assert_int_equal(bg_amqp_protocol_header_check(LIT("AMQP\0\0\x09\x02"), NULL),
+                     BG_AMQP_ERR_HEADER);
+    why = NULL;
+    assert_int_equal(bg_amqp_protocol_header_check(LIT("AMQX\0\0\x09\x01"), &why),
+                     BG_AMQP_ERR_HEADER);
+    assert_string_equal(why, "not an AMQP protocol header");
+}
+
 static void test_protocol_header_write(void **state)
 {
     bg_wr_t w;
@@ -239,6 +255,12 @@ static void test_unknown_frame_type(void **state)
     assert_string_equal(why, "unknown frame type");
     assert_int_equal(bg_amqp_frame_peek(LIT("\x06\0\0\0\0\0\0\xce"), 4096, &f, NULL),
                      BG_AMQP_ERR_FRAME);
+    /* Below method (0), between body and heartbeat (5), above heartbeat. */
+    static const uint8_t others[] = {0, 5, 7, 9, 0xCE, 0xFF};
+    for (size_t i = 0; i < sizeof others; i++) {
+        uint8_t v[8] = {others[i], 0, 0, 0, 0, 0, 0, 0xCE};
+        assert_int_equal(bg_amqp_frame_peek(v, sizeof v, 4096, &f, NULL), BG_AMQP_ERR_FRAME);
+    }
 }
 
 static void test_oversized_frame(void **state)
@@ -276,6 +298,11 @@ static void test_content_header_weight(void **state)
 static void test_status_reply_codes(void **state)
 {
     assert_int_equal(bg_amqp_status_reply_code(BG_AMQP_ERR_FRAME), 501);
+    assert_int_equal(bg_amqp_status_reply_code(BG_AMQP_ERR_TOO_LARGE), 501);
+    assert_int_equal(bg_amqp_status_reply_code(BG_AMQP_ERR_HEADER), 501);
+    assert_int_equal(bg_amqp_status_reply_code(BG_AMQP_ERR_TRUNCATED), 502);
+    assert_int_equal(bg_amqp_status_reply_code(BG_AMQP_ERR_CHANNEL), 504);
+    assert_int_equal(bg_amqp_status_reply_code(BG_AMQP_ERR_LIMIT), 506);
     assert_int_equal(bg_amqp_status_reply_code(BG_AMQP_ERR_MALFORMED), 502);
     assert_int_equal(bg_amqp_status_reply_code(BG_AMQP_ERR_UNKNOWN_METHOD), 540);
     assert_int_equal(bg_amqp_status_reply_code(BG_AMQP_ERR_AUTH), 403);
@@ -296,6 +323,7 @@ int main(void)
         cmocka_unit_test(test_protocol_header_need_more),
         cmocka_unit_test(test_protocol_header_not_amqp),
         cmocka_unit_test(test_protocol_header_other_version),
+        cmocka_unit_test(test_protocol_header_revision),
         cmocka_unit_test(test_protocol_header_write),
         cmocka_unit_test(test_peek_heartbeat),
         cmocka_unit_test(test_peek_method),

@@ -222,6 +222,54 @@ static void test_start_ok_large_token(void **state)
     free(tok);
 }
 
+/* ---- capabilities ---- */
+
+static amqp_table_entry_t t_cap(const char *name, amqp_field_value_t v)
+{
+    amqp_table_entry_t e = {{strlen(name), (void *)name}, v};
+    return e;
+}
+
+static const amqp_field_value_t t_true = {AMQP_FIELD_KIND_BOOLEAN, {.boolean = 1}};
+
+/* A capability counts when it is a boolean true under its exact name: a
+ * false one, one given as another type (the string "true", the integer 1)
+ * or a name that only starts with a known one does not. */
+static void test_caps_only_true_booleans_by_exact_name(void **state)
+{
+    amqp_table_entry_t caps[] = {
+        t_cap("publisher_confirms", t_true),
+        t_cap("basic.nack", (amqp_field_value_t){AMQP_FIELD_KIND_BOOLEAN, {.boolean = 0}}),
+        t_cap("connection.blocked",
+              (amqp_field_value_t){AMQP_FIELD_KIND_UTF8, {.bytes = {4, (void *)"true"}}}),
+        t_cap("consumer_cancel_notify", (amqp_field_value_t){AMQP_FIELD_KIND_I8, {.i8 = 1}}),
+        t_cap("direct_reply_to_v2", t_true),
+    };
+    amqp_table_entry_t props[] = {
+        t_cap("capabilities", (amqp_field_value_t){AMQP_FIELD_KIND_TABLE, {.table = {5, caps}}}),
+    };
+    amqp_table_t t = {1, props};
+    assert_int_equal(bg_amqp_caps_from_properties(&t), BG_AMQP_CAP_PUBLISHER_CONFIRMS);
+}
+
+/* The capabilities are the table under the exact key "capabilities": a
+ * longer key is another property, and a "capabilities" that is not a table
+ * (here an empty string after the table) is not read as one. */
+static void test_caps_only_the_capabilities_table(void **state)
+{
+    amqp_table_entry_t caps[] = {t_cap("basic.nack", t_true)};
+    amqp_field_value_t tv = {AMQP_FIELD_KIND_TABLE, {.table = {1, caps}}};
+    amqp_table_entry_t longer[] = {t_cap("capabilities2", tv)};
+    amqp_table_t t = {1, longer};
+    assert_int_equal(bg_amqp_caps_from_properties(&t), 0);
+    amqp_table_entry_t str_after[] = {
+        t_cap("capabilities", tv),
+        t_cap("capabilities", (amqp_field_value_t){AMQP_FIELD_KIND_UTF8, {.bytes = {0, NULL}}}),
+    };
+    t = (amqp_table_t){2, str_after};
+    assert_int_equal(bg_amqp_caps_from_properties(&t), BG_AMQP_CAP_BASIC_NACK);
+}
+
 /* ---- update-secret (not in rabbitmq-c 0.11) ---- */
 
 static void test_update_secret_roundtrip(void **state)
@@ -253,6 +301,26 @@ static void test_update_secret_malformed(void **state)
     c->f = t_peek_one(bad, sizeof bad - 1, 4096);
     assert_int_equal(bg_amqp_method_decode(&c->f, NULL, &c->a, &c->m, NULL),
                      BG_AMQP_ERR_TRUNCATED);
+}
+
+/* A reason is a shortstr: 255 bytes are written, 256 cannot be (its length
+ * octet would say 0 and the rest would run into the next frame), and the
+ * writer is left as it was. */
+static void test_update_secret_reason_bound(void **state)
+{
+    t_ctx_t *c = *state;
+    char reason[256];
+    memset(reason, 'r', sizeof reason);
+    bg_amqp_update_secret_t us = {{3, "tok"}, {255, reason}};
+    assert_int_equal(bg_amqp_method_encode(&c->w, 0, BG_AMQP_CONNECTION_UPDATE_SECRET, &us, NULL),
+                     BG_AMQP_OK);
+    bg_amqp_update_secret_t *m = t_decode(c, BG_AMQP_CONNECTION_UPDATE_SECRET, 0);
+    assert_int_equal(m->reason.len, 255);
+    bg_wr_reset(&c->w);
+    us.reason.len = 256;
+    assert_int_equal(bg_amqp_method_encode(&c->w, 0, BG_AMQP_CONNECTION_UPDATE_SECRET, &us, NULL),
+                     BG_AMQP_ERR_ENCODE);
+    assert_int_equal(c->w.len, 0);
 }
 
 /* ---- encode errors ---- */
@@ -287,6 +355,108 @@ static void test_decode_not_a_method(void **state)
     static const uint8_t body[] = {3, 0, 1, 0, 0, 0, 1, 'x', 0xCE};
     c->f = t_peek_one(body, sizeof body, 4096);
     assert_int_equal(bg_amqp_method_decode(&c->f, NULL, &c->a, &c->m, NULL), BG_AMQP_ERR_FRAME);
+}
+
+/* ---- the method table ---- */
+
+/* Appends a field table nesting `levels` tables: {"a": {"a": ... {}}}. */
+static void t_deep(bg_wr_t *w, int levels)
+{
+    size_t off = bg_wr_reserve_i32(w);
+    if (levels > 1) {
+        t_shortstr(w, "a");
+        bg_wr_u8(w, 'F');
+        t_deep(w, levels - 1);
+    }
+    bg_wr_patch_i32(w, off, (int32_t)(w->len - off - 4));
+}
+
+/* Every method that carries a field table has it walked, with the limits,
+ * as a table: one nested a level too deep is refused in each. The
+ * signatures are amqp0-9-1.xml's, written out here apart from the table
+ * under test (bits share an octet). */
+static void test_every_field_table_is_walked(void **state)
+{
+    static const struct {
+        uint16_t cls, meth;
+        const char *sig;
+    } ms[] = {
+        {10, 10, "ooTSS"},  {10, 11, "TsSs"},   {40, 10, "hssbT"},
+        {40, 30, "hsssbT"}, {40, 40, "hsssbT"}, {50, 10, "hsbT"},
+        {50, 20, "hsssbT"}, {50, 50, "hsssT"},  {60, 20, "hssbT"},
+    };
+    bg_wr_t deep;
+    bg_wr_init(&deep, 0, 0);
+    t_deep(&deep, BG_AMQP_MAX_DEPTH_DEFAULT + 1);
+    for (size_t i = 0; i < sizeof ms / sizeof ms[0]; i++) {
+        bg_wr_t w;
+        bg_wr_init(&w, 0, 0);
+        bg_wr_u16(&w, ms[i].cls);
+        bg_wr_u16(&w, ms[i].meth);
+        for (const char *c = ms[i].sig; *c; c++) {
+            if (*c == 'o' || *c == 'b')
+                bg_wr_u8(&w, 0);
+            else if (*c == 'h')
+                bg_wr_u16(&w, 0);
+            else if (*c == 's')
+                t_shortstr(&w, "a");
+            else if (*c == 'S')
+                t_longstr(&w, "a");
+            else
+                bg_wr_bytes(&w, deep.buf, deep.len);
+        }
+        const char *why = NULL;
+        int rc = bg_amqp_validate_method(ms[i].cls == 10 ? 0 : 1, w.buf, w.len, NULL, &why);
+        if (rc != BG_AMQP_ERR_LIMIT)
+            fail_msg("%u.%u: %d (%s), expected the nesting limit", ms[i].cls, ms[i].meth, rc,
+                     why ? why : "-");
+        bg_wr_free(&w);
+    }
+    bg_wr_free(&deep);
+}
+
+/* Methods only a client sends: from the broker each is an unknown method,
+ * never relayed to the client as if it answered something. */
+static void test_client_methods_from_the_broker_are_refused(void **state)
+{
+    static const uint32_t client_only[] = {
+        AMQP_CONNECTION_START_OK_METHOD,
+        AMQP_CONNECTION_SECURE_OK_METHOD,
+        AMQP_CONNECTION_TUNE_OK_METHOD,
+        AMQP_CONNECTION_OPEN_METHOD,
+        BG_AMQP_CONNECTION_UPDATE_SECRET,
+        AMQP_CHANNEL_OPEN_METHOD,
+        AMQP_ACCESS_REQUEST_METHOD,
+        AMQP_EXCHANGE_DECLARE_METHOD,
+        AMQP_EXCHANGE_DELETE_METHOD,
+        AMQP_EXCHANGE_BIND_METHOD,
+        AMQP_EXCHANGE_UNBIND_METHOD,
+        AMQP_QUEUE_DECLARE_METHOD,
+        AMQP_QUEUE_BIND_METHOD,
+        AMQP_QUEUE_PURGE_METHOD,
+        AMQP_QUEUE_DELETE_METHOD,
+        AMQP_QUEUE_UNBIND_METHOD,
+        AMQP_BASIC_QOS_METHOD,
+        AMQP_BASIC_CONSUME_METHOD,
+        AMQP_BASIC_PUBLISH_METHOD,
+        AMQP_BASIC_GET_METHOD,
+        AMQP_BASIC_REJECT_METHOD,
+        AMQP_BASIC_RECOVER_ASYNC_METHOD,
+        AMQP_BASIC_RECOVER_METHOD,
+        AMQP_CONFIRM_SELECT_METHOD,
+        AMQP_TX_SELECT_METHOD,
+        AMQP_TX_COMMIT_METHOD,
+        AMQP_TX_ROLLBACK_METHOD,
+    };
+    for (size_t i = 0; i < sizeof client_only / sizeof client_only[0]; i++) {
+        uint32_t id = client_only[i];
+        const char *why = NULL;
+        int rc = bg_amqp_validate_server_frame(BG_AMQP_FRAME_METHOD, id >> 16 == 10 ? 0 : 1, id, 1,
+                                               0, &why);
+        if (rc != BG_AMQP_ERR_UNKNOWN_METHOD)
+            fail_msg("%u.%u from the broker: %d, expected unknown method", id >> 16, id & 0xFFFF,
+                     rc);
+    }
 }
 
 /* ---- credentials ---- */
@@ -522,11 +692,16 @@ int main(void)
         T(test_close_text_truncated),
         T(test_connection_start_ok),
         T(test_start_ok_large_token),
+        T(test_caps_only_true_booleans_by_exact_name),
+        T(test_caps_only_the_capabilities_table),
         T(test_update_secret_roundtrip),
         T(test_update_secret_malformed),
+        T(test_update_secret_reason_bound),
         T(test_encode_unknown_method),
         T(test_encode_shortstr_too_long),
         T(test_decode_not_a_method),
+        T(test_every_field_table_is_walked),
+        T(test_client_methods_from_the_broker_are_refused),
         T(test_plain),
         T(test_amqplain),
         T(test_plain_no_separator),
