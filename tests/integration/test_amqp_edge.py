@@ -425,7 +425,10 @@ def nested_table(depth):
 
 
 BAD_AFTER_HANDSHAKE = [
-    ("bad frame end", lambda: method(0, 10, 50, b"")[:-1] + b"\x00", 501, "FRAME_ERROR"),
+    # A heartbeat, well formed but for its end octet: busgate takes
+    # heartbeats itself, so RabbitMQ (which refuses a frame relayed with a
+    # bad end octet as it came) is not there to catch it.
+    ("bad frame end", lambda: frame(8, 0, b"", end=b"\x00"), 501, "FRAME_ERROR"),
     ("oversized frame", lambda: struct.pack(">BHI", 1, 1, 1 << 24) + b"\x00" * 64, 501,
      "FRAME_ERROR"),
     ("unknown frame type", lambda: frame(7, 1, b"abc"), 501, "FRAME_ERROR"),

@@ -52,6 +52,11 @@ static const uint8_t bg_t_secure_ok[] = {1,  0, 0, 0, 0, 0,   12,  0,   10,  0,
 /* A content header on channel 1: class 60, weight 0, body size 0, no properties. */
 static const uint8_t bg_t_content_header[] = {2, 0, 1, 0, 0, 0, 14, 0, 60, 0, 0,
                                               0, 0, 0, 0, 0, 0, 0,  0, 0,  0, BG_T_FRAME_END};
+/* The secure-ok ending in 0x00: a frame busgate cannot read, not a method
+ * out of place (the start-ok above, read despite its end octet, would
+ * still be a malformed login: its token is no JWT). */
+static const uint8_t bg_t_secure_ok_bad_end[] = {1,  0, 0, 0, 0, 0,   12,  0,   10,  0,
+                                                 21, 0, 0, 0, 4, 'a', 'b', 'c', 'd', 0x00};
 /* connection.secure-ok whose response says 1000 bytes and holds 4. */
 static const uint8_t bg_t_secure_ok_cut[] = {1,  0, 0, 0, 0,    0,   12,  0,   10,  0,
                                              21, 0, 0, 3, 0xE8, 'a', 'b', 'c', 'd', BG_T_FRAME_END};
@@ -62,6 +67,8 @@ static const bg_t_case_t bg_t_cases[] = {
     {"heartbeat with a payload", bg_t_heartbeat_payload, sizeof bg_t_heartbeat_payload,
      "malformed"},
     {"secure-ok", bg_t_secure_ok, sizeof bg_t_secure_ok, "unauthenticated_request"},
+    {"secure-ok, bad end octet", bg_t_secure_ok_bad_end, sizeof bg_t_secure_ok_bad_end,
+     "malformed"},
     {"content header", bg_t_content_header, sizeof bg_t_content_header, "unauthenticated_request"},
     {"heartbeat on channel 1", bg_t_heartbeat_channel, sizeof bg_t_heartbeat_channel,
      "unauthenticated_request"},
@@ -224,7 +231,7 @@ static void test_unreadable_login_is_an_auth_failure(void **state)
     int principals = bg_t_file_lines(r.audit_path, (const char *[]){"\"principal\"", NULL});
     if (r.rc != 0)
         bg_t_fail(&r, "busgate exited with status %d", r.rc);
-    if (malformed != 4 || unauth != 3 || principals != 0)
+    if (malformed != 5 || unauth != 3 || principals != 0)
         bg_t_fail(&r, "audit file: %d malformed, %d unauthenticated_request, %d with a principal",
                   malformed, unauth, principals);
     if (r.fail[0]) {
