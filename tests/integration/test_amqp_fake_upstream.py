@@ -2,7 +2,8 @@
 (amqp_wire.FakeRabbit), for what the real broker does only by chance: it
 does not confirm a client's close (a memory or disk alarm stops it reading,
 it goes away, it closes at the same moment), sends frames right behind its
-open-ok, or does not answer busgate's login; and a client that disconnects
+open-ok, does not answer busgate's login or answers it out of order, or
+sends frames busgate must not relay; and a client that disconnects
 while its close is on its way to the broker."""
 import signal
 import struct
@@ -14,7 +15,7 @@ import pytest
 
 from amqp_env import Issuer, audit_events, busgate_config, connect, rule, wait_audit
 from amqp_wire import (FakeRabbit, close_args, connection_close, expect_connection_close, frame,
-                       handshake, header, login, ls, method, open_channel, publish, ss)
+                       handshake, header, login, ls, method, open_channel, publish, ss, table)
 from conftest import http_get, wait_port_closed
 
 ALL = ["read", "write", "create", "delete", "describe"]
@@ -309,6 +310,47 @@ def test_broker_refusing_busgate_at_open_is_told_without_its_user(start_busgate,
     assert logged and not any("'busgate'" in m for m in logged), logged
 
 
+START = method(0, 10, 10, struct.pack(">BB", 0, 9) + table([]) + ls("PLAIN") + ls("en_US"))
+TUNE = method(0, 10, 30, struct.pack(">HIH", 2047, 131072, 0))
+OPEN_OK = method(0, 10, 41, ss(""))
+# What the broker sends after busgate's start-ok -> the reason in session_end.
+BROKER_HANDSHAKE_NONSENSE = {
+    "connection.start again": (START, "unexpected method during the handshake"),
+    "connection.tune twice": (TUNE + TUNE, "unexpected method during the handshake"),
+    "open-ok before busgate's open": (TUNE + OPEN_OK, "unexpected method during the handshake"),
+    "frame above 4096 before tune": (struct.pack(">BHI", 1, 0, 4097) + b"\x00" * 64,
+                                     "bad frame from the broker: frame larger than frame_max"),
+}
+
+
+@pytest.mark.parametrize("case", list(BROKER_HANDSHAKE_NONSENSE))
+def test_broker_handshake_out_of_order_is_not_followed(start_busgate, tmp_path, fake_rabbit,
+                                                       case):
+    """busgate's own login to RabbitMQ goes start, tune, open-ok, each once
+    and in that order, in frames of at most 4096 bytes until tune-ok (the
+    protocol's frame-min-size): a broker that asks for the credential again
+    (busgate would send its password a second time), tunes twice, says
+    open-ok to an open busgate has not sent, or sends a larger frame is not
+    followed. The broker leg fails at once, not at the handshake deadline,
+    and session_end says why."""
+    send, why = BROKER_HANDSHAKE_NONSENSE[case]
+
+    def script(up):
+        up.send(send)
+        up.eof(30)
+    fake = fake_rabbit(script)
+    bg, ports, token = start(start_busgate, tmp_path, fake)
+    r, mid, args = login(ports["listen"], token)
+    try:
+        while mid == (10, 30):  # busgate's tune, when the broker's first one came
+            _, mid, args = r.method()
+        assert mid == (10, 50), mid
+        assert close_args(args)[:2] == (320, LOST), close_args(args)
+    finally:
+        r.close()
+    assert session_end(ports) == f"320 {LOST} ({why})"
+
+
 # ---- the broker leg ending or misbehaving while the session runs ----
 
 MALFORMED = "CONNECTION_FORCED - malformed frame from the broker"
@@ -442,6 +484,14 @@ BROKER_NONSENSE = {
         frame(8, 0, b"junk"), LOST, "bad frame from the broker: heartbeat with a payload"),
     "heartbeat on channel 1": (
         frame(8, 1, b""), LOST, "bad frame from the broker: heartbeat on a non-zero channel"),
+    # The client's frame_max, 131072 here, bounds the broker's frames too:
+    # refused from the header, not waited for.
+    "frame above frame_max": (
+        struct.pack(">BHI", 3, 1, 131073) + b"y" * 64, LOST,
+        "bad frame from the broker: frame larger than frame_max"),
+    "bad frame end": (
+        frame(1, 1, struct.pack(">HHQB", 60, 80, 1, 0), end=b"\x00"), LOST,
+        "bad frame from the broker: frame end octet is not 0xCE"),
 }
 
 
@@ -541,6 +591,26 @@ def test_broker_connection_lost_logged_once(start_busgate, tmp_path, fake_rabbit
     assert [l["msg"] for l in lines] == [
         f"upstream connection lost: 127.0.0.1:{fake.port}: {how}"], lines
     assert lines[0].get("session") and lines[0]["upstream"] == f"127.0.0.1:{fake.port}", lines
+
+
+@pytest.mark.single_build
+def test_quiet_broker_leg_outlives_the_connect_timeout(start_busgate, tmp_path, fake_rabbit):
+    """The broker leg's 10 s connect timeout bounds the connect and the
+    login only: a session nobody speaks on for longer (a broker that sends
+    no heartbeats, busgate's own every 30 s) goes on."""
+    def broker(up):
+        assert up.serve()[0] == 200
+        up.send(method(0, 10, 51))
+    bg, ports, r, fake = running(start_busgate, tmp_path, fake_rabbit, broker)
+    try:
+        time.sleep(11)  # past the connect timeout (not a measurement)
+        open_channel(r, 2)
+        r.send(CLIENT_CLOSE)
+        r.expect(0, (10, 51))
+    finally:
+        r.close()
+    up = fake.next_conn()
+    assert up.done.wait(10) and up.error is None, up.error
 
 
 @pytest.mark.single_build
