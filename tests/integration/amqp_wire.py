@@ -190,8 +190,9 @@ class FakeRabbitConn(Raw):
     side, handed to the script once busgate's start-ok has been read.
     publishes: the basic.publish methods serve() received."""
 
-    def __init__(self, sock):
+    def __init__(self, sock, mechanisms="PLAIN"):
         super().__init__(sock=sock)
+        self.mechanisms = mechanisms
         self.publishes = 0
         self.error = None
         self.done = threading.Event()
@@ -200,7 +201,7 @@ class FakeRabbitConn(Raw):
     def read_login(self):
         """Protocol header, connection.start sent, busgate's start-ok read."""
         assert self.read_exact(8) == b"AMQP\x00\x00\x09\x01"
-        start = struct.pack(">BB", 0, 9) + table([]) + ls("PLAIN") + ls("en_US")
+        start = struct.pack(">BB", 0, 9) + table([]) + ls(self.mechanisms) + ls("en_US")
         self.send(method(0, 10, 10, start))
         self.start_ok = self.expect(0, (10, 11))
 
@@ -245,10 +246,12 @@ class FakeRabbit:
     client session is handed to script(conn), a FakeRabbitConn after its
     start-ok, on a thread of its own, and queued in conns. An exception in
     a script is kept in conn.error (the test sees busgate's side of it);
-    conn.done is set when the script returns."""
+    conn.done is set when the script returns. mechanisms: what its
+    connection.start offers."""
 
-    def __init__(self, script, probe=None):
+    def __init__(self, script, probe=None, mechanisms="PLAIN"):
         self.script = script
+        self.mechanisms = mechanisms
         self.probe = probe  # None: the readiness probe's connections are answered in full
         self.port = free_port()
         self.srv = socket.socket()
@@ -277,7 +280,7 @@ class FakeRabbit:
             except OSError:
                 return
             sock.settimeout(None)
-            conn = FakeRabbitConn(sock)
+            conn = FakeRabbitConn(sock, self.mechanisms)
             self._all.append(conn)
             threading.Thread(target=self._run, args=(conn,), daemon=True).start()
 

@@ -32,8 +32,8 @@ NO_ANSWER = "CONNECTION_FORCED - broker did not answer"
 def fake_rabbit():
     fakes = []
 
-    def make(script, probe=None):
-        fakes.append(FakeRabbit(script, probe))
+    def make(script, probe=None, mechanisms="PLAIN"):
+        fakes.append(FakeRabbit(script, probe, mechanisms))
         return fakes[-1]
     yield make
     for f in fakes:
@@ -349,6 +349,35 @@ def test_broker_handshake_out_of_order_is_not_followed(start_busgate, tmp_path, 
     finally:
         r.close()
     assert session_end(ports) == f"320 {LOST} ({why})"
+
+
+@pytest.mark.parametrize("offer, ok", [
+    ("AMQPLAIN XPLAIN", False), ("PLAINX EXTERNAL", False), ("AMQPLAIN PLAIN EXTERNAL", True),
+], ids=["XPLAIN", "PLAINX", "PLAIN among others"])
+def test_broker_must_offer_plain_by_its_name(start_busgate, tmp_path, fake_rabbit, offer, ok):
+    """busgate logs in to the broker with PLAIN only when connection.start
+    names PLAIN in its space-separated list: a longer name that contains it
+    is another mechanism, and busgate's start-ok (its credential) is not
+    sent for it."""
+    def script(up):
+        up.answer_handshake()
+        up.eof(30)
+    fake = fake_rabbit(script, mechanisms=offer)
+    bg, ports, token = start(start_busgate, tmp_path, fake)
+    r, mid, args = login(ports["listen"], token)
+    try:
+        if ok:
+            assert mid == (10, 30), mid  # busgate's tune: the broker leg is open
+            fake.next_conn()
+        else:
+            while mid == (10, 30):
+                _, mid, args = r.method()
+            assert mid == (10, 50), mid
+            assert close_args(args)[:2] == (320, LOST), close_args(args)
+    finally:
+        r.close()
+    if not ok:
+        assert session_end(ports) == f"320 {LOST} (the broker does not offer PLAIN)"
 
 
 # ---- the broker leg ending or misbehaving while the session runs ----
