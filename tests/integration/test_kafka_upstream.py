@@ -125,31 +125,44 @@ def openssl(*args):
     subprocess.run(["openssl", *args], check=True, capture_output=True)
 
 
+def ca_and_leaf(d, san, cn, name="n"):
+    """(ca, cert, key): a fresh CA and a certificate it signed for san."""
+    ca, ca_key = d / f"{name}-ca.crt", d / f"{name}-ca.key"
+    cert, key, csr, ext = d / f"{name}.crt", d / f"{name}.key", d / f"{name}.csr", d / f"{name}.ext"
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+            f"/CN={name}-ca", "-addext", "basicConstraints=critical,CA:TRUE",
+            "-keyout", str(ca_key), "-out", str(ca))
+    openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}",
+            "-keyout", str(key), "-out", str(csr))
+    ext.write_text(f"subjectAltName={san}\n")
+    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
+            "-set_serial", "7", "-days", "1", "-extfile", str(ext), "-out", str(cert))
+    key.chmod(0o600)
+    return ca, cert, key
+
+
 def cert_for_other_name(d):
     """(ca, cert, key): a fresh CA and a server certificate it signed for
     other.invalid only, so 127.0.0.1 does not match it."""
-    ca, ca_key = d / "n-ca.crt", d / "n-ca.key"
-    cert, key, csr, ext = d / "n.crt", d / "n.key", d / "n.csr", d / "n.ext"
-    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=n-ca",
-            "-addext", "basicConstraints=critical,CA:TRUE", "-keyout", str(ca_key),
-            "-out", str(ca))
-    openssl("req", "-new", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=other.invalid",
-            "-keyout", str(key), "-out", str(csr))
-    ext.write_text("subjectAltName=DNS:other.invalid\n")
-    openssl("x509", "-req", "-in", str(csr), "-CA", str(ca), "-CAkey", str(ca_key),
-            "-set_serial", "7", "-days", "1", "-extfile", str(ext), "-out", str(cert))
-    return ca, cert, key
+    return ca_and_leaf(d, "DNS:other.invalid", "other.invalid")
 
 
 class TlsStub:
     """A loopback TLS server that completes handshakes and then closes: a
     stand-in broker for certificate checks that Kafka's listener cannot
     provoke (its certificate matches 127.0.0.1). Records each handshake's
-    outcome."""
+    outcome and the server name (SNI) each client hello asked for (None:
+    none). With client_ca, a client must present a certificate that CA
+    signed."""
 
-    def __init__(self, cert, key):
+    def __init__(self, cert, key, client_ca=None):
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(str(cert), str(key))
+        self.server_names = []
+        self.ctx.sni_callback = lambda _sock, name, _ctx: self.server_names.append(name)
+        if client_ca:
+            self.ctx.verify_mode = ssl.CERT_REQUIRED
+            self.ctx.load_verify_locations(str(client_ca))
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
@@ -281,11 +294,15 @@ def test_broker_certificate_for_another_host_is_refused(start_busgate, tmp_path,
     assert readyz(ports) == 503
 
 
-def test_verify_false_accepts_any_certificate(start_busgate, tmp_path, tls_stub):
+@pytest.mark.parametrize("security", ["sasl_ssl", "ssl"])
+def test_verify_false_accepts_any_certificate(start_busgate, tmp_path, tls_stub, security):
     """verify: false skips the certificate and hostname checks: the TLS
-    handshake completes and busgate goes on to ApiVersions."""
+    handshake completes and busgate goes on to ApiVersions. security ssl
+    (TLS without SASL) speaks TLS as sasl_ssl does: the stub reads the
+    ApiVersions inside its TLS session, not plaintext bytes where a client
+    hello belongs."""
     stub, _ = tls_stub
-    text, ports = busgate_config(tmp_path, RULES, security="sasl_ssl",
+    text, ports = busgate_config(tmp_path, RULES, security=security,
                                  upstream=[f"127.0.0.1:{stub.port}"],
                                  upstream_tls={"verify": False})
     bg = start_busgate(text, wait_for_port=ports["admin"])
@@ -293,6 +310,53 @@ def test_verify_false_accepts_any_certificate(start_busgate, tmp_path, tls_stub)
     line = bg.wait_log(lambda l: l.get("msg", "").startswith("upstream 127.0.0.1:"))
     assert line and "TLS handshake failed" not in line["msg"], line
     assert readyz(ports) == 503
+
+
+@pytest.mark.parametrize("host,server_name", [("localhost", "localhost"), ("127.0.0.1", None)])
+def test_sni_names_the_broker_host_never_an_address(start_busgate, tmp_path, host, server_name):
+    """busgate's client hello names the broker by the host it was given
+    (SNI: a TLS router in front of the brokers picks the broker by it, and
+    a broker with one certificate per name picks its certificate) and sends
+    none for an IP address, which RFC 6066 leaves out of SNI. Either way the
+    certificate verifies (it names both) and busgate goes on to ApiVersions."""
+    ca, cert, key = ca_and_leaf(tmp_path, "DNS:localhost,IP:127.0.0.1", "localhost")
+    stub = TlsStub(cert, key)
+    try:
+        text, ports = busgate_config(tmp_path, RULES, security="sasl_ssl",
+                                     upstream=[f"{host}:{stub.port}"], upstream_tls={"ca": ca})
+        start_busgate(text, wait_for_port=ports["admin"])
+        assert wait_until(lambda: "api_versions" in stub.outcomes), stub.outcomes
+        assert stub.server_names and set(stub.server_names) == {server_name}, stub.server_names
+    finally:
+        stub.close()
+
+
+@pytest.mark.parametrize("with_cert", [True, False])
+def test_client_certificate_is_presented_to_the_broker(start_busgate, tmp_path, with_cert):
+    """kafka.upstream.tls cert and key: busgate presents its certificate to
+    a broker that requires one (mutual TLS) and goes on to ApiVersions.
+    Without them the same broker refuses busgate's handshake, so the stub
+    does require the certificate."""
+    ca, cert, key = ca_and_leaf(tmp_path, "IP:127.0.0.1", "broker")
+    cca, ccert, ckey = ca_and_leaf(tmp_path, "DNS:busgate.client", "busgate", name="client")
+    stub = TlsStub(cert, key, client_ca=cca)
+    try:
+        tls = {"ca": ca, "cert": ccert, "key": ckey} if with_cert else {"ca": ca}
+        text, ports = busgate_config(tmp_path, RULES, security="sasl_ssl",
+                                     upstream=[f"127.0.0.1:{stub.port}"], upstream_tls=tls)
+        bg = start_busgate(text, wait_for_port=ports["admin"])
+        if with_cert:
+            assert wait_until(lambda: "api_versions" in stub.outcomes), stub.outcomes
+        else:
+            # TLS 1.3: the refusal comes as an alert after busgate's side is done
+            line = bg.wait_log(lambda l: "alert certificate required" in l.get("msg", ""))
+            assert line, bg.log_path.read_text()[-2000:]
+            assert wait_until(lambda: stub.outcomes), stub.outcomes
+            assert "ok" not in stub.outcomes, stub.outcomes
+            assert any("CERTIFICATE" in o for o in stub.outcomes), stub.outcomes
+        assert readyz(ports) == 503
+    finally:
+        stub.close()
 
 
 def need_reauth_listener():

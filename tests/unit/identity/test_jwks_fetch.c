@@ -1,0 +1,242 @@
+/* bg_jwks_fetch over https against a loopback TLS server: the provider's
+ * certificate is verified, chain and host name, before a byte of the key set
+ * is taken. jwks_fetch.c is included so the test can name its own CA to
+ * curl (busgate uses the system's trust store, which holds no test CA):
+ * every curl_easy_perform of the file under test goes through
+ * bg_t_perform, which adds CURLOPT_CAINFO_BLOB when bg_t_ca_pem is set and
+ * changes nothing else. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
+
+static const char *bg_t_ca_pem; /* a CA (PEM) for curl, or NULL: its own store */
+
+static CURLcode bg_t_perform(CURL *c)
+{
+    if (bg_t_ca_pem) {
+        struct curl_blob ca = {(void *)bg_t_ca_pem, strlen(bg_t_ca_pem), CURL_BLOB_COPY};
+        curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &ca);
+    }
+    return curl_easy_perform(c);
+}
+
+#define curl_easy_perform bg_t_perform
+#include "broker/jwks_fetch.c"
+#undef curl_easy_perform
+
+#define BG_T_JWKS "{\"keys\":[]}"
+
+/* A certificate for key pk named cn, with the extension values given (NULL:
+ * left out), signed by issuer_key as issuer (NULL: self-signed). */
+static X509 *bg_t_cert(EVP_PKEY *pk, const char *cn, X509 *issuer, EVP_PKEY *issuer_key,
+                       const char *basic, const char *san)
+{
+    X509 *x = X509_new();
+    assert_non_null(x);
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), issuer ? 2 : 1);
+    X509_gmtime_adj(X509_getm_notBefore(x), -60);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                               (const unsigned char *)cn, -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(issuer ? issuer : x));
+    X509_set_pubkey(x, pk);
+    X509V3_CTX v;
+    X509V3_set_ctx_nodb(&v);
+    X509V3_set_ctx(&v, issuer ? issuer : x, x, NULL, NULL, 0);
+    const struct {
+        int nid;
+        const char *value;
+    } ext[] = {{NID_basic_constraints, basic}, {NID_subject_alt_name, san}};
+    for (size_t i = 0; i < sizeof ext / sizeof ext[0]; i++) {
+        if (!ext[i].value)
+            continue;
+        X509_EXTENSION *e = X509V3_EXT_conf_nid(NULL, &v, ext[i].nid, ext[i].value);
+        assert_non_null(e);
+        assert_int_equal(X509_add_ext(x, e, -1), 1);
+        X509_EXTENSION_free(e);
+    }
+    assert_true(X509_sign(x, issuer_key ? issuer_key : pk, EVP_sha256()) > 0);
+    return x;
+}
+
+/* A loopback https server answering every request with BG_T_JWKS; served
+ * counts the requests it answered (after a completed handshake). */
+typedef struct bg_t_srv_s {
+    SSL_CTX *ctx;
+    int fd;
+    uint16_t port;
+    pthread_t th;
+    atomic_int served, stop;
+} bg_t_srv_t;
+
+static void bg_t_srv_answer(bg_t_srv_t *s, int c)
+{
+    SSL *ssl = SSL_new(s->ctx);
+    assert_non_null(ssl);
+    SSL_set_fd(ssl, c);
+    char req[4096] = "";
+    size_t len = 0;
+    if (SSL_accept(ssl) == 1) {
+        while (len < sizeof req - 1 && !strstr(req, "\r\n\r\n")) {
+            int n = SSL_read(ssl, req + len, (int)(sizeof req - 1 - len));
+            if (n <= 0)
+                break;
+            len += (size_t)n;
+            req[len] = 0;
+        }
+        if (len > 0) {
+            char resp[256];
+            int n = snprintf(resp, sizeof resp,
+                             "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                             strlen(BG_T_JWKS), BG_T_JWKS);
+            if (SSL_write(ssl, resp, n) == n)
+                atomic_fetch_add(&s->served, 1);
+            SSL_shutdown(ssl);
+        }
+    }
+    SSL_free(ssl);
+    close(c);
+}
+
+static void *bg_t_srv_run(void *arg)
+{
+    bg_t_srv_t *s = arg;
+    while (!atomic_load(&s->stop)) {
+        struct pollfd p = {.fd = s->fd, .events = POLLIN};
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        int c = accept(s->fd, NULL, NULL);
+        if (c < 0)
+            continue;
+        struct timeval tv = {.tv_sec = 5};
+        setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        bg_t_srv_answer(s, c);
+    }
+    return NULL;
+}
+
+static void bg_t_srv_start(bg_t_srv_t *s, X509 *cert, EVP_PKEY *key)
+{
+    memset(s, 0, sizeof *s);
+    s->ctx = SSL_CTX_new(TLS_server_method());
+    assert_non_null(s->ctx);
+    assert_int_equal(SSL_CTX_use_certificate(s->ctx, cert), 1);
+    assert_int_equal(SSL_CTX_use_PrivateKey(s->ctx, key), 1);
+    s->fd = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(s->fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof a;
+    assert_int_equal(bind(s->fd, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(s->fd, 8), 0);
+    assert_int_equal(getsockname(s->fd, (struct sockaddr *)&a, &alen), 0);
+    s->port = ntohs(a.sin_port);
+    assert_int_equal(pthread_create(&s->th, NULL, bg_t_srv_run, s), 0);
+}
+
+static void bg_t_srv_stop(bg_t_srv_t *s)
+{
+    atomic_store(&s->stop, 1);
+    pthread_join(s->th, NULL);
+    close(s->fd);
+    SSL_CTX_free(s->ctx);
+}
+
+/* bg_jwks_fetch of https://127.0.0.1:port/jwks; 0 and the body, or -1 and
+ * err. */
+static int bg_t_fetch(uint16_t port, char *err, size_t errlen)
+{
+    char url[64], *body = NULL;
+    size_t len = 0;
+    snprintf(url, sizeof url, "https://127.0.0.1:%u/jwks", port);
+    err[0] = 0;
+    int rc = bg_jwks_fetch(url, 5000, NULL, &body, &len, err, errlen);
+    if (rc == 0) {
+        assert_int_equal(len, strlen(BG_T_JWKS));
+        assert_string_equal(body, BG_T_JWKS);
+    }
+    free(body);
+    return rc;
+}
+
+/* A provider whose certificate chains to no CA curl trusts, or chains to
+ * one but names another host, is not fetched from: the handshake fails on
+ * the certificate (CURLE_PEER_FAILED_VERIFICATION) and no request is sent.
+ * The same server is fetched from once curl trusts its CA and the name
+ * matches, so the refusals are the certificate checks' and nothing else's. */
+static void test_https_provider_certificate_is_verified(void **state)
+{
+    (void)state;
+    char err[256];
+    EVP_PKEY *ca_key = EVP_EC_gen("P-256"), *key = EVP_EC_gen("P-256");
+    assert_non_null(ca_key);
+    assert_non_null(key);
+    X509 *ca = bg_t_cert(ca_key, "busgate test CA", NULL, NULL, "critical,CA:TRUE", NULL);
+    X509 *here = bg_t_cert(key, "127.0.0.1", ca, ca_key, NULL, "IP:127.0.0.1");
+    X509 *other = bg_t_cert(key, "other.invalid", ca, ca_key, NULL, "DNS:other.invalid");
+    BIO *mem = BIO_new(BIO_s_mem());
+    assert_non_null(mem);
+    assert_int_equal(PEM_write_bio_X509(mem, ca), 1);
+    assert_int_equal(BIO_write(mem, "", 1), 1); /* the NUL that ends the text */
+    char *ca_pem = NULL;
+    assert_true(BIO_get_mem_data(mem, &ca_pem) > 0);
+    const char *refused = "fetch failed: SSL peer certificate or SSH remote key was not OK";
+
+    bg_t_srv_t s;
+    bg_t_srv_start(&s, here, key);
+    bg_t_ca_pem = NULL; /* the trust store does not hold the test CA */
+    assert_int_equal(bg_t_fetch(s.port, err, sizeof err), -1);
+    assert_string_equal(err, refused);
+    assert_int_equal(atomic_load(&s.served), 0);
+    bg_t_ca_pem = ca_pem;
+    assert_int_equal(bg_t_fetch(s.port, err, sizeof err), 0);
+    assert_int_equal(atomic_load(&s.served), 1);
+    bg_t_srv_stop(&s);
+
+    bg_t_srv_start(&s, other, key); /* trusted, for another host */
+    assert_int_equal(bg_t_fetch(s.port, err, sizeof err), -1);
+    assert_string_equal(err, refused);
+    assert_int_equal(atomic_load(&s.served), 0);
+    bg_t_srv_stop(&s);
+
+    bg_t_ca_pem = NULL;
+    BIO_free(mem);
+    X509_free(ca);
+    X509_free(here);
+    X509_free(other);
+    EVP_PKEY_free(ca_key);
+    EVP_PKEY_free(key);
+}
+
+int main(void)
+{
+    signal(SIGPIPE, SIG_IGN); /* the server's alert to a client that hung up */
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_https_provider_certificate_is_verified),
+    };
+    int rc = cmocka_run_group_tests(tests, NULL, NULL);
+    curl_global_cleanup();
+    return rc;
+}
