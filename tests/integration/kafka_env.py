@@ -463,13 +463,15 @@ def metadata_v1_topics(body):
 
 class KafkaWire:
     """One TCP connection speaking request header v1 (non-flexible APIs
-    only) and reading response header v0. Every read is bounded."""
+    only) and reading response header v0. Every read is bounded. sent and
+    received count the bytes each way."""
 
     def __init__(self, port, timeout=10.0, client_id="it-raw"):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.sock.settimeout(timeout)
         self.client_id = client_id
         self.corr = 0
+        self.sent = self.received = 0
 
     def close(self):
         self.sock.close()
@@ -478,6 +480,7 @@ class KafkaWire:
         self.corr += 1
         payload = struct.pack(">hhi", api_key, version, self.corr) + kstr(self.client_id) + body
         self.sock.sendall(struct.pack(">i", len(payload)) + payload)
+        self.sent += 4 + len(payload)
         return self.corr
 
     def _read(self, n):
@@ -487,6 +490,7 @@ class KafkaWire:
             if not chunk:
                 return None
             buf += chunk
+            self.received += len(chunk)
         return buf
 
     def recv(self):
@@ -520,6 +524,7 @@ class KafkaWire:
         payload = struct.pack(">hhi", api_key, version, self.corr) + kstr(self.client_id)
         self.sock.sendall(struct.pack(">i", len(payload) + 1 + len(body)) + payload + b"\x00"
                           + body)
+        self.sent += 4 + len(payload) + 1 + len(body)
         r = self.recv()
         if r is None:
             return None

@@ -64,7 +64,10 @@ def test_a_request_refused_by_closing_is_a_deny(gate, api_key, version, body, ap
     sid = refused_after_login(gate, api_key, version, body)
     (ev,) = events_of(gate, lambda e: e["kind"] == "decision" and e["session_id"] == sid)
     assert ev["decision"]["effect"] == "deny" and ev["decision"]["by"] == "busgate", ev
+    # enforced by busgate whatever the policy mode: never "would allow"
+    assert (ev["decision"]["would"], ev["decision"]["mode"]) == ("deny", "enforce"), ev
     assert ev["api"]["name"] == api_name, ev
+    assert ev["api"].get("version") == version, ev  # the request's, 0 included
     assert ev["detail"].startswith(detail), ev
     # refused, not let through (0): the code busgate records for the refusal
     codes = {"UNSUPPORTED_VERSION": 35, "INVALID_REQUEST": 42}
@@ -117,16 +120,26 @@ def test_a_connection_refused_before_a_token_is_an_auth_failure(gate, name, reas
 
 
 def test_a_forwarded_request_records_the_response_size(gate):
+    """The decision event has the request's version and the response's
+    size; the session_end has the bytes each way as the client counted
+    them (not swapped) and the requests it sent: ApiVersions,
+    SaslHandshake, SaslAuthenticate and the Metadata."""
     w = KafkaWire(gate["listen"]).login(oidc_token("svc-orders"))
+    sent = w.sent
     body = w.metadata_v1(["it-aud-size"])
     assert body is not None
+    metadata_in = w.sent - sent
     w.close()
     (ev,) = events_of(gate, lambda e: e["kind"] == "decision" and e["api"]["name"] == "Metadata")
     # size field, correlation id, body: the frame the client got
     assert ev["result"]["bytes_out"] == 4 + 4 + len(body), (ev["result"], len(body))
-    assert ev["result"]["bytes_in"] > 0
+    assert ev["result"]["bytes_in"] == metadata_in, (ev["result"], metadata_in)
+    assert ev["api"]["version"] == 1, ev
     (end,) = events_of(gate, lambda e: e["kind"] == "session_end")
     assert end["detail"] == "client closed the connection", end
+    assert (end["result"]["bytes_in"], end["result"]["bytes_out"]) == (w.sent, w.received), \
+        (end["result"], w.sent, w.received)
+    assert end["result"]["records"] == 4, end
 
 
 # ---- a session's events in request order ----
