@@ -3,9 +3,13 @@ no bytes_out and no latency_us (docs/audit.md: both are Kafka's, since
 busgate does not match RabbitMQ's answers to the methods that caused them),
 rather than zeros that read as measured; `busgate audit replay` and
 `tail` then print no duration for those decisions, while session_end
-keeps its bytes_out and duration."""
+keeps its bytes_out and duration. Each decision counts the message a
+basic.publish carries and no other; the client's software is pika's name
+and version as it sent them; an allowed method has no error code, also
+where an audit-mode rule would deny it."""
 import re
 
+import pika
 import pika.exceptions as pex
 import pytest
 
@@ -43,6 +47,10 @@ def test_amqp_decisions_leave_unmeasured_fields_out(start_busgate, tmp_path):
     for d in decisions:
         assert "bytes_out" not in d["result"] and "latency_us" not in d["result"], d
         assert d["result"]["bytes_in"] > 0, d
+        assert d["result"].get("records", 0) == (d["api"]["name"] == "basic.publish"), d
+        # connection.start-ok's client properties: product, then version
+        assert (d["client"]["software_name"], d["client"]["software_version"]) == \
+            ("Pika Python Client Library", pika.__version__), d["client"]
     # the session's end measured both
     assert ends[0]["result"]["bytes_out"] > 0 and ends[0]["result"]["latency_us"] > 0, ends[0]
 
@@ -120,6 +128,7 @@ def test_amqp_audit_rule_names_the_enforced_rule(start_busgate, tmp_path):
                          and e["api"]["name"] == "queue.declare"
                          and [r["name"] for r in e["resources"]] == [name])
         assert len(got) == 1, (name, got)
+        assert got[0]["result"].get("error_code", 0) == 0, got[0]  # allowed: no 403
         return got[0]["decision"]
     lines = text.splitlines()
     line_it, line_deny = lines.index("    - name: it") + 1, lines.index("    - name: would-deny") + 1

@@ -119,6 +119,19 @@ def test_a_connection_refused_before_a_token_is_an_auth_failure(gate, name, reas
     assert "principal" not in ev and ev["peer"].startswith("127.0.0.1:"), ev
 
 
+def test_a_refused_re_authentication_names_no_principal(gate):
+    """A re-authentication whose token does not verify is an auth_failure
+    like a first login's: without the principal the session had logged in
+    as (the event would read as that principal's failed login)."""
+    w = KafkaWire(gate["listen"]).login(oidc_token("svc-orders"))
+    r = w.sasl_plain("not-a-token")
+    assert r is None or r[0] != 0, r
+    assert w.closed_by_peer(), "busgate did not close the connection"
+    w.close()
+    (ev,) = events_of(gate, lambda e: e["kind"] == "auth_failure")
+    assert "principal" not in ev and ev["auth_failure_reason"], ev
+
+
 def test_a_forwarded_request_records_the_response_size(gate):
     """The decision event has the request's version and the response's
     size; the session_end has the bytes each way as the client counted
