@@ -159,6 +159,9 @@ def test_offset_fetch_naming_a_group_twice_is_audited(start_busgate, tmp_path):
     assert e["api"]["version"] == 8
     assert e["decision"]["effect"] == "deny", e
     assert "a group named twice in one OffsetFetch" in e.get("detail", ""), e
+    # busgate's refusal of a request it cannot take, as for an unreadable body
+    assert (e["decision"].get("by"), e["result"].get("error_code"),
+            e["result"].get("error_name")) == ("busgate", 42, "INVALID_REQUEST"), e
     assert bg.wait_log(lambda l: "a group named twice" in l.get("msg", ""))
     assert scrape(ports["admin"], "busgate_decisions_total",
                   {"protocol": "kafka", "effect": "deny"}) == 1
