@@ -6,7 +6,8 @@ rather than zeros that read as measured; `busgate audit replay` and
 keeps its bytes_out and duration. Each decision counts the message a
 basic.publish carries and no other; the client's software is pika's name
 and version as it sent them; an allowed method has no error code, also
-where an audit-mode rule would deny it."""
+where an audit-mode rule would deny it; a refusal counts as a deny in the
+decision metrics too."""
 import re
 
 import pika
@@ -16,6 +17,7 @@ import pytest
 DURATION = re.compile(r" \d+(\.\d)?(us|ms|s)( |$)")  # as replay prints latency_us
 
 from amqp_env import Issuer, busgate_config, connect, rule, start_gateway, unique, wait_audit
+from audit_env import scrape
 from conftest import run_cli
 
 
@@ -51,6 +53,11 @@ def test_amqp_decisions_leave_unmeasured_fields_out(start_busgate, tmp_path):
         # connection.start-ok's client properties: product, then version
         assert (d["client"]["software_name"], d["client"]["software_version"]) == \
             ("Pika Python Client Library", pika.__version__), d["client"]
+    # the decision metrics count the refusal as the event does (a deny)
+    denies = [d for d in decisions if d["decision"]["effect"] == "deny"]
+    assert len(denies) == 1, decisions
+    assert scrape(ports["admin"], "busgate_decisions_total",
+                  {"protocol": "amqp", "effect": "deny"}) == 1
     # the session's end measured both
     assert ends[0]["result"]["bytes_out"] > 0 and ends[0]["result"]["latency_us"] > 0, ends[0]
 
