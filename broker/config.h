@@ -32,6 +32,7 @@ typedef struct bg_config_issuer_s {
     size_t naudiences;
     char *jwks_file; /* exactly one of jwks_file / jwks_url */
     char *jwks_url;
+    char *jwks_ca;           /* CA file (PEM) for an https jwks_url; NULL: the system's store */
     int64_t jwks_refresh_ms; /* jwks_refresh, default 5m */
     char *subject_claim;     /* default "sub" */
     char *groups_claim;      /* default "groups"; dotted path */

@@ -103,9 +103,21 @@ static void bg_cfg__upstream_tls(bg_cfg_ctx_t *ctx, struct fy_node *key, struct 
 static const char *const bg_cfg__issuer_keys[] = {
     "issuer",        "audiences",    "jwks_file",   "jwks_url",       "jwks_refresh",
     "subject_claim", "groups_claim", "allow_hs256", "subject_prefix", "groups_prefix",
-    NULL,
+    "jwks_ca",       NULL,
 };
-enum { I_ISSUER, I_AUD, I_JFILE, I_JURL, I_REFRESH, I_SUB, I_GROUPS, I_HS256, I_SPFX, I_GPFX };
+enum {
+    I_ISSUER,
+    I_AUD,
+    I_JFILE,
+    I_JURL,
+    I_REFRESH,
+    I_SUB,
+    I_GROUPS,
+    I_HS256,
+    I_SPFX,
+    I_GPFX,
+    I_JCA
+};
 
 /* What is wrong with a principal name prefix, or NULL. It becomes part of
  * every name in logs, audit events and policy subjects: UTF-8 without
@@ -177,6 +189,9 @@ static void bg_cfg__issuer(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *pat
         bg_cfg__err(ctx, m.val[I_JURL], p,
                     "signing keys must come over https:// (plain http:// only from a loopback "
                     "host): keys fetched in the clear can be replaced on the way");
+    bg_cfg__join(p, path, "jwks_ca");
+    if (bg_cfg__get_file(ctx, m.val[I_JCA], p, &is->jwks_ca) > 0 && bg_cfg__is_null(m.val[I_JURL]))
+        bg_cfg__err(ctx, m.val[I_JCA], p, "is the CA for jwks_url's https: set jwks_url, or remove it");
     bg_cfg__join(p, path, "jwks_refresh");
     if (bg_cfg__get_duration(ctx, m.val[I_REFRESH], p, &is->jwks_refresh_ms) > 0 &&
         is->jwks_refresh_ms < 1000)

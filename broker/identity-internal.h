@@ -36,6 +36,7 @@ typedef struct bg_id_issuer_s {
     char *groups_prefix;
     int allow_hs256;
     char *jwks_url; /* NULL for file issuers */
+    char *jwks_ca;  /* CA file for jwks_url's TLS; NULL: the system's store */
     int64_t refresh_ms;
     /* guarded by bg_identity_t.mu */
     bg_id_keyset_t *keys;      /* never NULL; empty until the first fetch */

@@ -103,8 +103,8 @@ static bg_id_keyset_t *bg_identity__fetch(bg_identity_t *id, const bg_id_issuer_
     char err[256] = "out of memory", *body = NULL;
     size_t len = 0;
     bg_id_keyset_t *ks = NULL;
-    if (bg_jwks_fetch(iss->jwks_url, BG_ID_FETCH_TIMEOUT_MS, &id->stop, &body, &len, err,
-                      sizeof(err)) != 0)
+    if (bg_jwks_fetch(iss->jwks_url, iss->jwks_ca, BG_ID_FETCH_TIMEOUT_MS, &id->stop, &body,
+                      &len, err, sizeof(err)) != 0)
         goto fail;
     /* The stop flag is read between keys too: bg_identity_free, on whichever
      * thread drops the last configuration, waits for one key at most. */
@@ -261,13 +261,15 @@ static int bg_identity__issuer_init(bg_id_issuer_t *iss, const bg_config_issuer_
     iss->subject_prefix = strdup(c->subject_prefix ? c->subject_prefix : "");
     iss->groups_prefix = strdup(c->groups_prefix ? c->groups_prefix : "");
     iss->jwks_url = c->jwks_url && *c->jwks_url ? strdup(c->jwks_url) : NULL;
+    iss->jwks_ca = c->jwks_ca && *c->jwks_ca ? strdup(c->jwks_ca) : NULL;
     iss->allow_hs256 = c->allow_hs256;
     iss->refresh_ms = c->jwks_refresh_ms > 0 ? c->jwks_refresh_ms : BG_ID_DEFAULT_REFRESH_MS;
     iss->audiences = calloc(c->naudiences, sizeof(char *));
     iss->keys = bg_identity__keyset_new();
     int ok = iss->issuer && iss->subject_claim && iss->groups_claim && iss->subject_prefix &&
              iss->groups_prefix && iss->audiences && iss->keys &&
-             (iss->jwks_url || !c->jwks_url || !*c->jwks_url);
+             (iss->jwks_url || !c->jwks_url || !*c->jwks_url) &&
+             (iss->jwks_ca || !c->jwks_ca || !*c->jwks_ca);
     for (size_t i = 0; ok && i < c->naudiences; i++) {
         ok = c->audiences[i] && (iss->audiences[i] = strdup(c->audiences[i])) != NULL;
         iss->naudiences += ok;
@@ -288,6 +290,7 @@ static void bg_identity__issuer_clear(bg_id_issuer_t *iss)
     free(iss->subject_prefix);
     free(iss->groups_prefix);
     free(iss->jwks_url);
+    free(iss->jwks_ca);
     bg_identity__keys_release(iss->keys);
 }
 
@@ -356,7 +359,8 @@ static void bg_identity__curl_init(void)
 }
 
 /* Gives iss the keys and fetch schedule of prev's issuer of the same name,
- * URL and allow_hs256, if there is one. */
+ * URL, jwks_ca and allow_hs256, if there is one (keys fetched under another
+ * CA are fetched again). */
 static void bg_identity__inherit(bg_id_issuer_t *iss, bg_identity_t *prev)
 {
     if (!prev || !iss->jwks_url)
@@ -365,7 +369,9 @@ static void bg_identity__inherit(bg_id_issuer_t *iss, bg_identity_t *prev)
     for (size_t i = 0; i < prev->nissuers; i++) {
         bg_id_issuer_t *old = &prev->issuers[i];
         if (!old->jwks_url || strcmp(old->issuer, iss->issuer) != 0 ||
-            strcmp(old->jwks_url, iss->jwks_url) != 0 || old->allow_hs256 != iss->allow_hs256)
+            strcmp(old->jwks_url, iss->jwks_url) != 0 || old->allow_hs256 != iss->allow_hs256 ||
+            !old->jwks_ca != !iss->jwks_ca ||
+            (old->jwks_ca && strcmp(old->jwks_ca, iss->jwks_ca) != 0))
             continue;
         atomic_fetch_add(&old->keys->refs, 1);
         bg_identity__keys_release(iss->keys);

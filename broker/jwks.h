@@ -95,13 +95,15 @@ int bg_jwks_load_file(const char *path, int allow_oct, bg_jwks_t *out, char *err
     __attribute__((warn_unused_result));
 
 /* Fetches url (http or https only, TLS verified, redirects limited to the
- * same schemes) with the given overall timeout; the body must be at most
+ * same schemes) with the given overall timeout; the server's certificate
+ * chains to a CA in ca_file (PEM) when given, else to the system's store; the body must be at most
  * BG_JWKS_MAX_BYTES and the status 200. *abort_flag, when non-NULL, is polled
  * during the transfer and a non-zero value cancels it. On success returns 0
  * and a malloc'd NUL-terminated body in *body (caller frees). Blocking; call
  * from a background thread only. */
-int bg_jwks_fetch(const char *url, long timeout_ms, const atomic_int *abort_flag, char **body,
-                  size_t *len, char *err, size_t errlen) __attribute__((warn_unused_result));
+int bg_jwks_fetch(const char *url, const char *ca_file, long timeout_ms,
+                  const atomic_int *abort_flag, char **body, size_t *len, char *err,
+                  size_t errlen) __attribute__((warn_unused_result));
 
 /* Strict base64url (RFC 4648 section 5) without padding or whitespace.
  * Returns a malloc'd buffer (NUL-terminated for convenience, the NUL not

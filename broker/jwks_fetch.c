@@ -44,7 +44,7 @@ static int bg_jwks__progress(void *arg, curl_off_t dt, curl_off_t dn, curl_off_t
     return abort_flag && atomic_load(abort_flag) ? 1 : 0;
 }
 
-static void bg_jwks__setopts(CURL *c, const char *url, long timeout_ms,
+static void bg_jwks__setopts(CURL *c, const char *url, const char *ca_file, long timeout_ms,
                              const atomic_int *abort_flag, bg_jwks__buf_t *b)
 {
     curl_easy_setopt(c, CURLOPT_URL, url);
@@ -60,6 +60,10 @@ static void bg_jwks__setopts(CURL *c, const char *url, long timeout_ms,
     curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)BG_JWKS_MAX_BYTES);
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
     curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+    if (ca_file) { /* this file's CAs instead of the system's store (bundle and directory) */
+        curl_easy_setopt(c, CURLOPT_CAINFO, ca_file);
+        curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+    }
     curl_easy_setopt(c, CURLOPT_USERAGENT, "busgate-jwks");
     curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, bg_jwks__write);
     curl_easy_setopt(c, CURLOPT_WRITEDATA, b);
@@ -68,7 +72,7 @@ static void bg_jwks__setopts(CURL *c, const char *url, long timeout_ms,
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
 }
 
-int bg_jwks_fetch(const char *url, long timeout_ms, const atomic_int *abort_flag, char **body,
+int bg_jwks_fetch(const char *url, const char *ca_file, long timeout_ms, const atomic_int *abort_flag, char **body,
                   size_t *len, char *err, size_t errlen)
 {
     bg_jwks__buf_t b = {0};
@@ -78,7 +82,7 @@ int bg_jwks_fetch(const char *url, long timeout_ms, const atomic_int *abort_flag
         snprintf(err, errlen, "curl_easy_init failed");
         return -1;
     }
-    bg_jwks__setopts(c, url, timeout_ms, abort_flag, &b);
+    bg_jwks__setopts(c, url, ca_file, timeout_ms, abort_flag, &b);
     CURLcode rc = curl_easy_perform(c);
     curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     curl_easy_cleanup(c);

@@ -423,6 +423,26 @@ static void test_err_duration_too_long(void **state)
                  "t.yaml:10:13: approvals.hold_for: duration '9999h' is too long");
 }
 
+/* jwks_ca: the CA file for jwks_url's https, a path like any other file
+ * (relative to the configuration's directory); meaningless, so refused,
+ * beside jwks_file. */
+static void test_jwks_ca(void **state)
+{
+    bg_config_t *c = expect_ok(BASE_KAFKA "identity:\n  issuers:\n    - issuer: i\n"
+                                          "      audiences: [a]\n"
+                                          "      jwks_url: https://idp.example/jwks\n"
+                                          "      jwks_ca: /etc/busgate/idp-ca.pem\n");
+    assert_string_equal(c->identity.issuers[0].jwks_ca, "/etc/busgate/idp-ca.pem");
+    bg_config_free(c);
+    c = expect_ok(BASE);
+    assert_null(c->identity.issuers[0].jwks_ca);
+    bg_config_free(c);
+    expect_error(BASE_KAFKA "identity:\n  issuers:\n    - issuer: i\n      audiences: [a]\n"
+                            "      jwks_file: j\n      jwks_ca: /etc/busgate/idp-ca.pem\n",
+                 "t.yaml:9:16: identity.issuers[0].jwks_ca: is the CA for jwks_url's https: set "
+                 "jwks_url, or remove it");
+}
+
 static void test_err_address(void **state)
 {
     expect_error(BASE_ID "kafka:\n  listen: 127.0.0.1:99999\n  upstream: {embedded: 1}\n",
@@ -1309,6 +1329,7 @@ int main(void)
         cmocka_unit_test(test_err_wrong_type),
         cmocka_unit_test(test_err_duration),
         cmocka_unit_test(test_err_duration_too_long),
+        cmocka_unit_test(test_jwks_ca),
         cmocka_unit_test(test_err_address),
         cmocka_unit_test(test_err_size),
         cmocka_unit_test(test_policy_ok),

@@ -190,6 +190,21 @@ static bg_identity_t *new_url_after(uint16_t port, const char *path, int64_t ref
     return id;
 }
 
+/* As new_url_after (path /jwks, an hour's refresh) with jwks_ca set. */
+static bg_identity_t *new_url_ca_after(uint16_t port, const char *ca, bg_identity_t *prev)
+{
+    static char *auds[] = {"busgate"};
+    char url[96], err[256] = "";
+    snprintf(url, sizeof(url), "http://127.0.0.1:%u/jwks", port);
+    bg_config_issuer_t iss = {.issuer = ISS, .audiences = auds, .naudiences = 1, .jwks_url = url,
+                              .jwks_ca = (char *)ca, .jwks_refresh_ms = 3600 * 1000};
+    bg_config_identity_t cfg = {.issuers = &iss, .nissuers = 1, .clock_skew_ms = 0};
+    bg_identity_t *id = bg_identity_new_after(&cfg, prev, err, sizeof(err));
+    if (!id)
+        fail_msg("bg_identity_new_after: %s", err);
+    return id;
+}
+
 static bg_identity_t *new_url(uint16_t port, int64_t refresh_ms)
 {
     return new_url_after(port, NULL, refresh_ms, NULL);
@@ -792,6 +807,39 @@ static void test_reload_keeps_keys(void **state)
     free_test_data(k1, NULL, j1, set1, t1, tx, NULL);
 }
 
+/* Keys fetched under one trust (jwks_ca, or the system's store) are not
+ * carried over to a reload that names another CA for the same URL: it
+ * fetches them again; the same CA again carries them over. (The URL is
+ * plain http on loopback, so the CA is not used by the fetch itself.) */
+static void test_reload_with_another_ca_fetches_again(void **state)
+{
+    EVP_PKEY *k1 = idt_rsa();
+    char *j1 = idt_jwk(k1, "k1", NULL), *set1 = idt_jwks((const char *const *)&j1, 1);
+    srv_t s;
+    srv_start(&s, set1);
+    bg_identity_t *id1 = new_url(s.port, 3600 * 1000);
+    assert_int_equal(bg_identity_wait_ready(id1, 5000), 0);
+    assert_int_equal(srv_requests(&s), 1);
+    bg_identity_t *id2 = new_url_ca_after(s.port, "/etc/busgate/idp-ca.pem", id1);
+    bg_identity_free(id1);
+    assert_int_equal(bg_identity_wait_ready(id2, 5000), 0);
+    assert_int_equal(bg_identity_fetch_count(id2, 0), 1);
+    assert_int_equal(srv_requests(&s), 2);
+    bg_identity_t *id3 = new_url_ca_after(s.port, "/etc/busgate/idp-ca.pem", id2);
+    bg_identity_free(id2);
+    assert_int_equal(bg_identity_wait_ready(id3, 5000), 0);
+    sleep_ms(200);
+    assert_int_equal(bg_identity_fetch_count(id3, 0), 0);
+    assert_int_equal(srv_requests(&s), 2);
+    bg_identity_t *id4 = new_url_ca_after(s.port, "/etc/busgate/other-ca.pem", id3);
+    bg_identity_free(id3);
+    assert_int_equal(bg_identity_wait_ready(id4, 5000), 0);
+    assert_int_equal(srv_requests(&s), 3);
+    bg_identity_free(id4);
+    srv_stop(&s);
+    free_test_data(k1, NULL, j1, set1, NULL, NULL, NULL);
+}
+
 /* A reload while a fetch runs (here one asked for by an unknown kid, held
  * by the provider) abandons that fetch with the old configuration: the new
  * one fetches at once, so a key rotated in meanwhile becomes known without
@@ -918,6 +966,7 @@ int main(void)
         cmocka_unit_test(test_empty_set_withdraws_keys),
         cmocka_unit_test(test_wait_ready_unreachable),
         cmocka_unit_test(test_reload_keeps_keys),
+        cmocka_unit_test(test_reload_with_another_ca_fetches_again),
         cmocka_unit_test(test_unknown_kid_fetch_deferred),
         cmocka_unit_test(test_huge_refresh_does_not_wrap),
         cmocka_unit_test(test_unknown_kid_during_fetch),

@@ -1,10 +1,7 @@
 /* bg_jwks_fetch over https against a loopback TLS server: the provider's
  * certificate is verified, chain and host name, before a byte of the key set
- * is taken. jwks_fetch.c is included so the test can name its own CA to
- * curl (busgate uses the system's trust store, which holds no test CA):
- * every curl_easy_perform of the file under test goes through
- * bg_t_perform, which adds CURLOPT_CAINFO_BLOB when bg_t_ca_pem is set and
- * changes nothing else. */
+ * is taken, against the system's store (which holds no test CA) or the CA
+ * file given (an issuer's jwks_ca). */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -29,20 +26,7 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
-static const char *bg_t_ca_pem; /* a CA (PEM) for curl, or NULL: its own store */
-
-static CURLcode bg_t_perform(CURL *c)
-{
-    if (bg_t_ca_pem) {
-        struct curl_blob ca = {(void *)bg_t_ca_pem, strlen(bg_t_ca_pem), CURL_BLOB_COPY};
-        curl_easy_setopt(c, CURLOPT_CAINFO_BLOB, &ca);
-    }
-    return curl_easy_perform(c);
-}
-
-#define curl_easy_perform bg_t_perform
-#include "broker/jwks_fetch.c"
-#undef curl_easy_perform
+#include "broker/jwks.h"
 
 #define BG_T_JWKS "{\"keys\":[]}"
 
@@ -163,15 +147,15 @@ static void bg_t_srv_stop(bg_t_srv_t *s)
     SSL_CTX_free(s->ctx);
 }
 
-/* bg_jwks_fetch of https://127.0.0.1:port/jwks; 0 and the body, or -1 and
- * err. */
-static int bg_t_fetch(uint16_t port, char *err, size_t errlen)
+/* bg_jwks_fetch of https://127.0.0.1:port/jwks trusting the CAs in ca_file
+ * (NULL: the system's store); 0 and the body, or -1 and err. */
+static int bg_t_fetch(uint16_t port, const char *ca_file, char *err, size_t errlen)
 {
     char url[64], *body = NULL;
     size_t len = 0;
     snprintf(url, sizeof url, "https://127.0.0.1:%u/jwks", port);
     err[0] = 0;
-    int rc = bg_jwks_fetch(url, 5000, NULL, &body, &len, err, errlen);
+    int rc = bg_jwks_fetch(url, ca_file, 5000, NULL, &body, &len, err, errlen);
     if (rc == 0) {
         assert_int_equal(len, strlen(BG_T_JWKS));
         assert_string_equal(body, BG_T_JWKS);
@@ -180,52 +164,72 @@ static int bg_t_fetch(uint16_t port, char *err, size_t errlen)
     return rc;
 }
 
-/* A provider whose certificate chains to no CA curl trusts, or chains to
- * one but names another host, is not fetched from: the handshake fails on
- * the certificate (CURLE_PEER_FAILED_VERIFICATION) and no request is sent.
- * The same server is fetched from once curl trusts its CA and the name
- * matches, so the refusals are the certificate checks' and nothing else's. */
+/* Writes cert as PEM to a new temporary file; returns its path (malloc'd). */
+static char *bg_t_pem_file(X509 *cert)
+{
+    const char *base = getenv("TMPDIR");
+    char *path = malloc(4096);
+    assert_non_null(path);
+    snprintf(path, 4096, "%s/bg-jwks-ca-XXXXXX", base ? base : "/tmp");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    FILE *f = fdopen(fd, "w");
+    assert_non_null(f);
+    assert_int_equal(PEM_write_X509(f, cert), 1);
+    assert_int_equal(fclose(f), 0);
+    return path;
+}
+
+/* A provider whose certificate chains to no CA trusted, or chains to one
+ * but names another host, is not fetched from: the handshake fails on the
+ * certificate (CURLE_PEER_FAILED_VERIFICATION) and no request is sent.
+ * Trusted are the system's store (which holds no test CA) or, given a CA
+ * file, the CAs in it: another CA's file is refused too. The same server is
+ * fetched from once its CA's file is given and the name matches, so the
+ * refusals are the certificate checks' and nothing else's. */
 static void test_https_provider_certificate_is_verified(void **state)
 {
     (void)state;
     char err[256];
     EVP_PKEY *ca_key = EVP_EC_gen("P-256"), *key = EVP_EC_gen("P-256");
+    EVP_PKEY *stranger_key = EVP_EC_gen("P-256");
     assert_non_null(ca_key);
     assert_non_null(key);
+    assert_non_null(stranger_key);
     X509 *ca = bg_t_cert(ca_key, "busgate test CA", NULL, NULL, "critical,CA:TRUE", NULL);
+    X509 *stranger = bg_t_cert(stranger_key, "another CA", NULL, NULL, "critical,CA:TRUE", NULL);
     X509 *here = bg_t_cert(key, "127.0.0.1", ca, ca_key, NULL, "IP:127.0.0.1");
     X509 *other = bg_t_cert(key, "other.invalid", ca, ca_key, NULL, "DNS:other.invalid");
-    BIO *mem = BIO_new(BIO_s_mem());
-    assert_non_null(mem);
-    assert_int_equal(PEM_write_bio_X509(mem, ca), 1);
-    assert_int_equal(BIO_write(mem, "", 1), 1); /* the NUL that ends the text */
-    char *ca_pem = NULL;
-    assert_true(BIO_get_mem_data(mem, &ca_pem) > 0);
+    char *ca_file = bg_t_pem_file(ca), *stranger_file = bg_t_pem_file(stranger);
     const char *refused = "fetch failed: SSL peer certificate or SSH remote key was not OK";
 
     bg_t_srv_t s;
     bg_t_srv_start(&s, here, key);
-    bg_t_ca_pem = NULL; /* the trust store does not hold the test CA */
-    assert_int_equal(bg_t_fetch(s.port, err, sizeof err), -1);
+    assert_int_equal(bg_t_fetch(s.port, NULL, err, sizeof err), -1); /* the system's store */
+    assert_string_equal(err, refused);
+    assert_int_equal(bg_t_fetch(s.port, stranger_file, err, sizeof err), -1);
     assert_string_equal(err, refused);
     assert_int_equal(atomic_load(&s.served), 0);
-    bg_t_ca_pem = ca_pem;
-    assert_int_equal(bg_t_fetch(s.port, err, sizeof err), 0);
+    assert_int_equal(bg_t_fetch(s.port, ca_file, err, sizeof err), 0);
     assert_int_equal(atomic_load(&s.served), 1);
     bg_t_srv_stop(&s);
 
     bg_t_srv_start(&s, other, key); /* trusted, for another host */
-    assert_int_equal(bg_t_fetch(s.port, err, sizeof err), -1);
+    assert_int_equal(bg_t_fetch(s.port, ca_file, err, sizeof err), -1);
     assert_string_equal(err, refused);
     assert_int_equal(atomic_load(&s.served), 0);
     bg_t_srv_stop(&s);
 
-    bg_t_ca_pem = NULL;
-    BIO_free(mem);
+    unlink(ca_file);
+    unlink(stranger_file);
+    free(ca_file);
+    free(stranger_file);
     X509_free(ca);
+    X509_free(stranger);
     X509_free(here);
     X509_free(other);
     EVP_PKEY_free(ca_key);
+    EVP_PKEY_free(stranger_key);
     EVP_PKEY_free(key);
 }
 
