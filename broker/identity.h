@@ -78,7 +78,7 @@ typedef struct bg_identity_s bg_identity_t;
  * JWKS file, unusable key). Thread-safe to use from many workers. */
 bg_identity_t *bg_identity_new(const struct bg_config_identity_s *cfg, char *err, size_t errlen);
 /* As bg_identity_new, for a reload: a jwks_url issuer that prev also has
- * (same issuer, URL and allow_hs256) starts with prev's current keys and
+ * (same issuer, URL, jwks_ca and allow_hs256) starts with prev's current keys and
  * fetch schedule instead of an empty set, so a reload neither locks logins
  * out until the next fetch nor loses keys while the provider is down. prev
  * may be NULL; it is only read. */

@@ -26,6 +26,8 @@
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
 
+#include "broker/config.h"
+#include "broker/identity.h"
 #include "broker/jwks.h"
 
 #define BG_T_JWKS "{\"keys\":[]}"
@@ -233,12 +235,54 @@ static void test_https_provider_certificate_is_verified(void **state)
     EVP_PKEY_free(key);
 }
 
+/* An issuer's jwks_ca reaches the fetch: its identity fetches from the
+ * provider on the test CA only when jwks_ca names that CA's file (one
+ * request served after the handshake), and not with the system's store. */
+static void test_issuer_jwks_ca_is_used(void **state)
+{
+    (void)state;
+    EVP_PKEY *ca_key = EVP_EC_gen("P-256"), *key = EVP_EC_gen("P-256");
+    assert_non_null(ca_key);
+    assert_non_null(key);
+    X509 *ca = bg_t_cert(ca_key, "busgate test CA", NULL, NULL, "critical,CA:TRUE", NULL);
+    X509 *here = bg_t_cert(key, "127.0.0.1", ca, ca_key, NULL, "IP:127.0.0.1");
+    char *ca_file = bg_t_pem_file(ca), url[64], err[256] = "";
+    bg_t_srv_t s;
+    bg_t_srv_start(&s, here, key);
+    snprintf(url, sizeof url, "https://127.0.0.1:%u/jwks", s.port);
+    static char *auds[] = {"busgate"};
+    for (int with_ca = 0; with_ca <= 1; with_ca++) {
+        bg_config_issuer_t iss = {.issuer = "https://idp.test", .audiences = auds,
+                                  .naudiences = 1, .jwks_url = url,
+                                  .jwks_ca = with_ca ? ca_file : NULL,
+                                  .jwks_refresh_ms = 3600 * 1000};
+        bg_config_identity_t cfg = {.issuers = &iss, .nissuers = 1};
+        bg_identity_t *id = bg_identity_new(&cfg, err, sizeof err);
+        assert_non_null(id);
+        /* the one attempt finishes; an empty key set leaves it not ready */
+        assert_int_equal(bg_identity_wait_ready(id, 10000), -1);
+        if (with_ca)
+            assert_true(atomic_load(&s.served) >= 1);
+        else
+            assert_int_equal(atomic_load(&s.served), 0);
+        bg_identity_free(id);
+    }
+    bg_t_srv_stop(&s);
+    unlink(ca_file);
+    free(ca_file);
+    X509_free(ca);
+    X509_free(here);
+    EVP_PKEY_free(ca_key);
+    EVP_PKEY_free(key);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* the server's alert to a client that hung up */
     curl_global_init(CURL_GLOBAL_DEFAULT);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_https_provider_certificate_is_verified),
+        cmocka_unit_test(test_issuer_jwks_ca_is_used),
     };
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     curl_global_cleanup();
