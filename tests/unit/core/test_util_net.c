@@ -1,7 +1,11 @@
 /* bg_util_bev_read_more: one read callback takes a whole burst from a socket
  * bufferevent (libevent 2.1 alone takes 4 KiB), leaves a drained socket
  * alone, and leaves end of stream for the bufferevent to report.
- * bg_util_bev_send: small messages queue packed in few chunks, in order.
+ * bg_util_bev_send: small messages queue packed in few chunks, in order; a
+ * direct write (plain) never overtakes what is queued, and what a short one
+ * did not write is queued.
+ * bg_util_port_unused: a port another socket listens on is not unused;
+ * port 65535 is a port, 65536 is not.
  * bg_util_accept_guard: a listener out of descriptors pauses instead of
  * failing accept() in a loop, warns once, and accepts again later. */
 #include <stdarg.h>
@@ -186,9 +190,6 @@ static int bg_t_count_lines(int fd, const char *needle)
     return count;
 }
 
-/* With the soft limit at the lowest free descriptor number, the next
- * accept() fails with EMFILE. Before the fix the error callback ran on
- * every loop round (the connection stays in the backlog). */
 /* A peer that never reads gets 1,000 short answers, each built in its own
  * buffer: queued, they take a few chunks (moved, each would keep its own
  * 1 KiB+ chunk), in order and complete; a large one is queued whole. */
@@ -228,6 +229,9 @@ static void test_send_packs_small_messages(void **state)
     event_base_free(base);
 }
 
+/* With the soft limit at the lowest free descriptor number, the next
+ * accept() fails with EMFILE. Before the fix the error callback ran on
+ * every loop round (the connection stays in the backlog). */
 static void test_accept_guard_pauses_when_out_of_descriptors(void **state)
 {
     (void)state;
@@ -285,6 +289,105 @@ static void test_accept_guard_pauses_when_out_of_descriptors(void **state)
     event_base_free(base);
 }
 
+/* Reads from fd until want bytes came or 2 s passed, running the loop so
+ * that bev writes what it has queued. */
+static size_t bg_t_read_peer(struct event_base *base, int fd, unsigned char *buf, size_t want)
+{
+    size_t got = 0;
+    for (int i = 0; i < 2000 && got < want; i++) {
+        event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+        ssize_t k = recv(fd, buf + got, want - got, MSG_DONTWAIT);
+        if (k > 0)
+            got += (size_t)k;
+        else
+            usleep(1000);
+    }
+    return got;
+}
+
+/* plain: the socket is written at once only when nothing is queued before
+ * the message; behind queued bytes it is queued too (written at once it
+ * would reach the peer before them: two responses swapped). */
+static void test_send_plain_never_overtakes_the_queue(void **state)
+{
+    (void)state;
+    struct event_base *base = event_base_new();
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    evutil_make_socket_nonblocking(sv[0]);
+    struct bufferevent *bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+    bufferevent_enable(bev, EV_WRITE);
+    struct evbuffer *out = bufferevent_get_output(bev);
+    assert_int_equal(evbuffer_add(out, "first;", 6), 0); /* queued: the loop has not run */
+    struct evbuffer *msg = evbuffer_new();
+    assert_int_equal(evbuffer_add(msg, "second;", 7), 0);
+    assert_int_equal(bg_util_bev_send(bev, msg, 7, 1), 0);
+    assert_int_equal(evbuffer_get_length(msg), 0);
+    unsigned char got[13];
+    assert_int_equal(bg_t_read_peer(base, sv[1], got, sizeof got), sizeof got);
+    assert_memory_equal(got, "first;second;", sizeof got);
+    evbuffer_free(msg);
+    bufferevent_free(bev);
+    close(sv[1]);
+    event_base_free(base);
+}
+
+/* plain, nothing queued, a peer whose socket takes a few KiB: the direct
+ * write is short and the rest is queued, in order, nothing left in the
+ * source (a short write counted as whole lost the rest of the message). */
+static void test_send_plain_short_write_queues_the_rest(void **state)
+{
+    (void)state;
+    struct event_base *base = event_base_new();
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    int small = 4096;
+    assert_int_equal(setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    evutil_make_socket_nonblocking(sv[0]);
+    struct bufferevent *bev = bufferevent_socket_new(base, sv[0], BEV_OPT_CLOSE_ON_FREE);
+    bufferevent_enable(bev, EV_WRITE);
+    static unsigned char data[100000], got[100000];
+    for (size_t i = 0; i < sizeof data; i++)
+        data[i] = (unsigned char)(i * 13 + (i >> 8));
+    struct evbuffer *msg = evbuffer_new();
+    assert_int_equal(evbuffer_add(msg, data, sizeof data), 0);
+    assert_int_equal(bg_util_bev_send(bev, msg, sizeof data, 1), 0);
+    assert_int_equal(evbuffer_get_length(msg), 0);
+    size_t queued = evbuffer_get_length(bufferevent_get_output(bev));
+    assert_true(queued > 0 && queued < sizeof data); /* short: written in part */
+    assert_int_equal(bg_t_read_peer(base, sv[1], got, sizeof got), sizeof got);
+    assert_memory_equal(got, data, sizeof data);
+    evbuffer_free(msg);
+    bufferevent_free(bev);
+    close(sv[1]);
+    event_base_free(base);
+}
+
+/* A port a socket listens on is not unused, and the error says so; once
+ * closed it is. 65535 is a port (whether free or not, never a bad
+ * address); 65536 is a bad address. */
+static void test_port_unused(void **state)
+{
+    (void)state;
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof a;
+    assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof a), 0);
+    assert_int_equal(listen(l, 1), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&a, &al), 0);
+    unsigned port = ntohs(a.sin_port);
+    char err[300] = "";
+    assert_int_equal(bg_util_port_unused("127.0.0.1", port, err, sizeof err), -1);
+    assert_non_null(strstr(err, "(another process listens there)"));
+    close(l);
+    assert_int_equal(bg_util_port_unused("127.0.0.1", port, err, sizeof err), 0);
+    err[0] = 0;
+    if (bg_util_port_unused("127.0.0.1", 65535, err, sizeof err) != 0)
+        assert_null(strstr(err, "bad listen address"));
+    assert_int_equal(bg_util_port_unused("127.0.0.1", 65536, err, sizeof err), -1);
+    assert_string_equal(err, "bad listen address 127.0.0.1:65536");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -293,6 +396,9 @@ int main(void)
         cmocka_unit_test(test_small_read_left_alone),
         cmocka_unit_test(test_end_of_stream_still_reported),
         cmocka_unit_test(test_send_packs_small_messages),
+        cmocka_unit_test(test_send_plain_never_overtakes_the_queue),
+        cmocka_unit_test(test_send_plain_short_write_queues_the_rest),
+        cmocka_unit_test(test_port_unused),
         cmocka_unit_test(test_accept_guard_pauses_when_out_of_descriptors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

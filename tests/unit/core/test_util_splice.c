@@ -1,7 +1,10 @@
 /* bg_util_splice: moves exactly n bytes between two loopback TCP sockets
  * (more than the pipe and socket buffers hold), leaves what follows in the
  * source, and reports a source that closes early, a destination that went
- * away, a second start while busy, and a free while running. */
+ * away, a second start while busy, and a free while running. A destination
+ * that takes a few KiB at a time gets every byte, a relay one byte short
+ * waits for that byte, and the write timeout ends a wait for the
+ * destination only, never a wait for a slow source. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -52,6 +55,7 @@ typedef struct {
     struct event *feed_ev, *drain_ev;
     int done_calls;
     bg_util_splice_result_t rc;
+    int err;
     uint64_t moved;
 } bg_t_rig_t;
 
@@ -95,10 +99,10 @@ static void bg_t_drain(evutil_socket_t fd, short what, void *arg)
 
 static void bg_t_done(void *arg, bg_util_splice_result_t rc, int err, uint64_t moved)
 {
-    (void)err;
     bg_t_rig_t *r = arg;
     r->done_calls++;
     r->rc = rc;
+    r->err = err;
     r->moved = moved;
 }
 
@@ -123,6 +127,16 @@ static void bg_t_run(bg_t_rig_t *r, size_t want)
 {
     struct timeval tick = {0, 10000};
     for (int i = 0; i < 1000 && (r->done_calls == 0 || r->got_len < want); i++) {
+        event_base_loopexit(r->base, &tick);
+        event_base_dispatch(r->base);
+    }
+}
+
+/* Runs the loop for n ticks of 10 ms, whatever happens. */
+static void bg_t_run_ticks(bg_t_rig_t *r, int n)
+{
+    struct timeval tick = {0, 10000};
+    for (int i = 0; i < n; i++) {
         event_base_loopexit(r->base, &tick);
         event_base_dispatch(r->base);
     }
@@ -257,6 +271,110 @@ static void test_busy_and_free_while_running(void **state)
     bg_t_rig_free(&r);
 }
 
+/* The destination's socket buffers hold a few KiB: each write from the
+ * 256 KiB pipe is short, and what it did not take is written next, none
+ * dropped (a short write counted as whole left bytes in the pipe, closed
+ * with it: the reader got less than n, with moved saying n or waiting for
+ * ever). */
+static void test_short_writes_lose_nothing(void **state)
+{
+    (void)state;
+    const size_t n = (256u << 10) + 4321;
+    bg_t_rig_t r;
+    bg_t_rig_init(&r, n, 0);
+    int small = 16384;
+    assert_int_equal(setsockopt(r.out[0], SOL_SOCKET, SO_SNDBUF, &small, sizeof small), 0);
+    assert_int_equal(setsockopt(r.out[1], SOL_SOCKET, SO_RCVBUF, &small, sizeof small), 0);
+    bg_util_splice_t *sp = bg_util_splice_new(r.base);
+    assert_int_equal(bg_util_splice_start(sp, r.in[1], r.out[0], n, bg_t_done, &r), 0);
+    bg_t_run(&r, n);
+    assert_int_equal(r.done_calls, 1);
+    assert_int_equal(r.rc, BG_UTIL_SPLICE_DONE);
+    assert_int_equal(r.moved, n);
+    assert_int_equal(r.got_len, n);
+    for (size_t i = 0; i < n; i++)
+        if (r.got[i] != bg_t_byte(i))
+            fail_msg("byte %zu differs", i);
+    bg_util_splice_free(sp);
+    bg_t_rig_free(&r);
+}
+
+/* 5,000 of 5,001 bytes have come: the relay waits for the last one and
+ * ends when it comes (a relay that ended one byte early left it to be read
+ * as the start of the next frame). */
+static void test_one_byte_short_is_not_done(void **state)
+{
+    (void)state;
+    bg_t_rig_t r;
+    bg_t_rig_init(&r, 5000, 0);
+    bg_util_splice_t *sp = bg_util_splice_new(r.base);
+    assert_int_equal(bg_util_splice_start(sp, r.in[1], r.out[0], 5001, bg_t_done, &r), 0);
+    for (int i = 0; i < 1000 && r.got_len < 5000; i++)
+        bg_t_run_ticks(&r, 1);
+    bg_t_run_ticks(&r, 5);
+    assert_int_equal(r.got_len, 5000);
+    assert_int_equal(r.done_calls, 0);
+    assert_int_equal(bg_util_splice_busy(sp), 1);
+    r.feed_total += 1;
+    event_add(r.feed_ev, NULL);
+    bg_t_run(&r, 5001);
+    assert_int_equal(r.done_calls, 1);
+    assert_int_equal(r.rc, BG_UTIL_SPLICE_DONE);
+    assert_int_equal(r.moved, 5001);
+    assert_int_equal(r.got_len, 5001);
+    assert_int_equal(r.got[5000], bg_t_byte(5000));
+    bg_util_splice_free(sp);
+    bg_t_rig_free(&r);
+}
+
+/* A destination that stops reading: with a write timeout the relay ends
+ * with DST_ERROR and ETIMEDOUT (without it, a client that never reads held
+ * its connection and the broker's for ever). */
+static void test_destination_that_stops_reading_times_out(void **state)
+{
+    (void)state;
+    bg_t_rig_t r;
+    bg_t_rig_init(&r, 4u << 20, 0);
+    event_del(r.drain_ev); /* the reader is there and never reads */
+    bg_util_splice_t *sp = bg_util_splice_new(r.base);
+    bg_util_splice_set_write_timeout(sp, 100);
+    assert_int_equal(bg_util_splice_start(sp, r.in[1], r.out[0], 4u << 20, bg_t_done, &r), 0);
+    bg_t_run(&r, 0);
+    assert_int_equal(r.done_calls, 1);
+    assert_int_equal(r.rc, BG_UTIL_SPLICE_DST_ERROR);
+    assert_int_equal(r.err, ETIMEDOUT);
+    assert_true(r.moved < (4u << 20));
+    bg_util_splice_free(sp);
+    bg_t_rig_free(&r);
+}
+
+/* The write timeout is the destination's alone: a source silent for three
+ * times as long (a broker still producing the response) does not end the
+ * relay, which finishes when the rest comes. */
+static void test_a_slow_source_is_not_timed_out(void **state)
+{
+    (void)state;
+    bg_t_rig_t r;
+    bg_t_rig_init(&r, 1000, 0);
+    bg_util_splice_t *sp = bg_util_splice_new(r.base);
+    bg_util_splice_set_write_timeout(sp, 100);
+    assert_int_equal(bg_util_splice_start(sp, r.in[1], r.out[0], 2000, bg_t_done, &r), 0);
+    for (int i = 0; i < 1000 && r.got_len < 1000; i++)
+        bg_t_run_ticks(&r, 1);
+    bg_t_run_ticks(&r, 30); /* 300 ms without a byte from the source */
+    assert_int_equal(r.done_calls, 0);
+    assert_int_equal(r.got_len, 1000);
+    r.feed_total += 1000;
+    event_add(r.feed_ev, NULL);
+    bg_t_run(&r, 2000);
+    assert_int_equal(r.done_calls, 1);
+    assert_int_equal(r.rc, BG_UTIL_SPLICE_DONE);
+    assert_int_equal(r.moved, 2000);
+    assert_int_equal(r.got_len, 2000);
+    bg_util_splice_free(sp);
+    bg_t_rig_free(&r);
+}
+
 int main(void)
 {
     signal(SIGPIPE, SIG_IGN); /* as busgate does (see util_splice.h) */
@@ -265,6 +383,10 @@ int main(void)
         cmocka_unit_test(test_source_closes_early),
         cmocka_unit_test(test_destination_gone),
         cmocka_unit_test(test_busy_and_free_while_running),
+        cmocka_unit_test(test_short_writes_lose_nothing),
+        cmocka_unit_test(test_one_byte_short_is_not_done),
+        cmocka_unit_test(test_destination_that_stops_reading_times_out),
+        cmocka_unit_test(test_a_slow_source_is_not_timed_out),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
