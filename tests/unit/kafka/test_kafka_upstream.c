@@ -3,7 +3,10 @@
  * keepalive once connected; a handshake deadline that passes is reported
  * with the phase it stopped in (connect, TLS handshake, ApiVersions, the
  * SASL login or a re-authentication); a connection that cannot even start
- * says why, to the log and to its caller. */
+ * says why, to the log and to its caller. The handshake takes an answer
+ * only with its own correlation id and keeps no api key past its table; a
+ * re-authentication is armed at 85-95 % of the broker's session lifetime,
+ * never sooner than 1.1 s and never past a lifetime of 2^40 ms. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +19,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -32,9 +36,12 @@ typedef struct {
     int nfailed;
 } bg_t_env_t;
 
+static int bg_t_nready;
+
 static void bg_t_ready(void *arg)
 {
     (void)arg;
+    bg_t_nready++;
 }
 
 static void bg_t_failed(void *arg, const char *why)
@@ -173,6 +180,109 @@ static void test_a_connection_that_cannot_start_says_why(void **state)
     assert_int_equal(e->nfailed, 0);
 }
 
+/* An ApiVersions v4 response (header v0) with correlation id corr listing
+ * apis [(key, min, max)], into out; its length. */
+static size_t bg_t_versions_v4(uint8_t *out, int32_t corr, const int16_t (*apis)[3], size_t n)
+{
+    size_t o = 0;
+    for (int i = 3; i >= 0; i--)
+        out[o++] = (uint8_t)((uint32_t)corr >> (8 * i));
+    out[o++] = 0, out[o++] = 0; /* error */
+    out[o++] = (uint8_t)(n + 1); /* compact array (n < 127) */
+    for (size_t k = 0; k < n; k++) {
+        for (int j = 0; j < 3; j++)
+            out[o++] = (uint8_t)((uint16_t)apis[k][j] >> 8), out[o++] = (uint8_t)apis[k][j];
+        out[o++] = 0; /* no tagged fields */
+    }
+    memset(out + o, 0, 5); /* throttle 0, no tagged fields */
+    return o + 5;
+}
+
+/* ApiVersions answered with a correlation id other than the one busgate
+ * sent is a failed handshake (it was taken: an answer meant for another
+ * request read as this one's); with its own it is taken. An api key of
+ * 128, one past busgate's table, is skipped (it was written past vmin,
+ * over vmax[0] and beyond). */
+static void test_the_handshake_takes_its_own_answer_only(void **state)
+{
+    bg_t_env_t *e = *state;
+    bg_kafka_up_t *u = bg_t_connect(e);
+    bg_t_wait_connected(e, u);
+    assert_int_equal(u->sent_api, BG_KAFKA_API_API_VERSIONS);
+    assert_int_equal(u->sent_ver, 4);
+    static const int16_t apis[][3] = {{0, 3, 9}, {128, 7, 8}, {18, 0, 4}};
+    uint8_t p[128];
+    char why[300] = "";
+    size_t len = bg_t_versions_v4(p, u->corr + 1, apis, 3);
+    assert_int_equal(bg_kafka_up__on_handshake_frame(u, p, len, why, sizeof why), -1);
+    assert_int_equal(u->state, BG_KAFKA_UP_VERSIONS);
+    int16_t min = 0, max = 0;
+    assert_int_equal(bg_kafka_up_versions(u, 18, &min, &max), 0);
+    bg_t_nready = 0;
+    len = bg_t_versions_v4(p, u->corr, apis, 3);
+    assert_int_equal(bg_kafka_up__on_handshake_frame(u, p, len, why, sizeof why), 0);
+    assert_int_equal(u->state, BG_KAFKA_UP_READY);
+    assert_int_equal(bg_t_nready, 1);
+    assert_int_equal(bg_kafka_up_versions(u, 0, &min, &max), 1);
+    assert_int_equal(min, 3);
+    assert_int_equal(max, 9);
+    assert_int_equal(bg_kafka_up_versions(u, 18, &min, &max), 1);
+    assert_int_equal(max, 4);
+    assert_int_equal(bg_kafka_up_versions(u, 128, &min, &max), 0);
+    size_t blen = 0;
+    int16_t ver = -1;
+    const uint8_t *body = bg_kafka_up_api_versions_body(u, &blen, &ver);
+    assert_int_equal(blen, len - 4);
+    assert_memory_equal(body, p + 4, blen);
+    assert_int_equal(ver, 4);
+    bg_kafka_up_free(u);
+}
+
+static size_t bg_t_outstanding(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+/* Milliseconds until u's re-authentication timer fires, as armed for a
+ * session lifetime of life_ms. */
+static long long bg_t_reauth_in(bg_kafka_up_t *u, int64_t life_ms)
+{
+    u->lifetime_ms = life_ms;
+    bg_kafka_up__schedule_reauth(u);
+    struct timeval at, now;
+    assert_true(event_pending(u->reauth_timer, EV_TIMEOUT, &at));
+    gettimeofday(&now, NULL);
+    return ((long long)at.tv_sec - now.tv_sec) * 1000 + (at.tv_usec - now.tv_usec) / 1000;
+}
+
+/* The timer's delay for a lifetime of 100 s is 85-95 s (a 95-105 % window
+ * re-authenticated after the broker had ended the session); for 500 ms it
+ * is 1.1 s, Kafka's floor between two logins, not 425-475 ms; for the
+ * largest lifetime it is 85-95 % of 2^40 ms (without the cap the
+ * arithmetic overflowed into the 1.1 s floor). The lower bounds allow 2 s
+ * (or 0.2 s) for the test's own time. */
+static void test_reauth_is_armed_within_the_lifetime(void **state)
+{
+    bg_t_env_t *e = *state;
+    bg_kafka_up_cbs_t cbs = bg_t_cbs;
+    cbs.outstanding = bg_t_outstanding;
+    char why[400];
+    bg_kafka_up_t *u = bg_kafka_up_connect(e->base, NULL, &e->g, -1, &cbs, e, why, sizeof why);
+    assert_non_null(u);
+    assert_non_null(u->reauth_timer);
+    for (int i = 0; i < 16; i++) { /* the point in the window is random */
+        long long ms = bg_t_reauth_in(u, 100000);
+        assert_true(ms >= 85000 - 2000 && ms <= 95000);
+    }
+    long long ms = bg_t_reauth_in(u, 500);
+    assert_true(ms >= 1100 - 200 && ms <= 1100);
+    const long long cap = 1ll << 40;
+    ms = bg_t_reauth_in(u, INT64_MAX);
+    assert_true(ms >= cap * 85 / 100 - 2000 && ms <= cap * 95 / 100);
+    bg_kafka_up_free(u);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -180,6 +290,10 @@ int main(void)
                                         bg_t_teardown),
         cmocka_unit_test_setup_teardown(test_a_timeout_names_the_phase, bg_t_setup, bg_t_teardown),
         cmocka_unit_test_setup_teardown(test_a_connection_that_cannot_start_says_why, bg_t_setup,
+                                        bg_t_teardown),
+        cmocka_unit_test_setup_teardown(test_the_handshake_takes_its_own_answer_only, bg_t_setup,
+                                        bg_t_teardown),
+        cmocka_unit_test_setup_teardown(test_reauth_is_armed_within_the_lifetime, bg_t_setup,
                                         bg_t_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
