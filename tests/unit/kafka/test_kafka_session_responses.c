@@ -2,7 +2,10 @@
  * their size limit is kafka.max_response_bytes, not the request limit
  * kafka.max_frame_bytes; a decoded response's memory is sized from the
  * response itself; a response that breaks either limit, or whose body ends
- * before its frame, closes the session with nothing of it sent on. */
+ * before its frame, closes the session with nothing of it sent on. Two
+ * responses in one read, a response whose first bytes or last bytes come
+ * alone, and a request from the client while a response is spliced each
+ * reach the client as the broker sent them, the Metadata one filtered. */
 #include "test_kafka_session_util.h"
 
 /* ---- Metadata v1 ---- */
@@ -343,6 +346,197 @@ static void test_recycled_entry_is_back_to_the_request_limit(void **state)
                                      NULL});
 }
 
+/* ---- how the broker's bytes arrive ---- */
+
+static const bg_t_md_t bg_t_md_small = {.ntopics = 6, .nparts = 2};
+
+/* A whole frame (size field, correlation id, body) into f. */
+static void bg_t_response_frame(bg_t_buf_t *f, int32_t corr, const bg_t_buf_t *body)
+{
+    f->len = 0;
+    bg_t_i32(f, (int32_t)(4 + body->len));
+    bg_t_i32(f, corr);
+    bg_t_put(f, body->p, body->len);
+}
+
+static void bg_t_sleep_ms(int ms)
+{
+    nanosleep(&(struct timespec){ms / 1000, (long)(ms % 1000) * 1000000}, NULL);
+}
+
+/* 1 when the client's next frame is corr's fetch response with body. */
+static int bg_t_got_fetch(bg_t_run_t *r, int fd, int32_t corr, const bg_t_buf_t *body)
+{
+    bg_t_buf_t f = {0};
+    int rc = bg_t_read_frame(fd, &f, BG_T_WAIT_MS);
+    int ok = bg_t_check(r, rc > 0 && f.len == 4 + body->len && bg_t_get_i32(f.p) == corr &&
+                               memcmp(f.p + 4, body->p, body->len) == 0,
+                        "fetch response %d did not arrive as sent (rc %d, %zu bytes)", corr, rc,
+                        f.len);
+    bg_t_buf_free(&f);
+    return ok;
+}
+
+/* 1 when the client's next frame is corr's Metadata response, filtered. */
+static int bg_t_got_metadata(bg_t_run_t *r, int fd, int32_t corr)
+{
+    bg_t_buf_t f = {0};
+    int rc = bg_t_read_frame(fd, &f, BG_T_WAIT_MS);
+    int ok = bg_t_check(r, rc > 0, "no Metadata response %d (%s)", corr,
+                        rc == 0 ? "busgate closed the connection" : "timeout") &&
+             bg_t_check_filtered(r, &f, corr, &bg_t_md_small);
+    bg_t_buf_free(&f);
+    return ok;
+}
+
+/* A Fetch (cut through) and a Metadata request (filtered) in flight; the
+ * broker answers both in one write. The fetch response ends where its frame
+ * says, and the Metadata one is filtered (when the cut-through passed all
+ * it had read, the Metadata response went out raw, as the fetch's: every
+ * topic and the broker's own address). */
+static void bg_t_scenario_two_in_one_read(bg_t_run_t *r)
+{
+    int fd = bg_t_cli_login(r);
+    if (fd < 0)
+        return;
+    bg_t_buf_t req = {0}, md_req = {0}, body = {0}, md = {0}, f = {0}, both = {0};
+    bg_t_req_t qf = {0}, qm = {0};
+    bg_t_fetch_v4_req(&req);
+    bg_t_cli_send(fd, 1, 4, 60, &req);
+    bg_t_i32(&md_req, -1);
+    bg_t_cli_send(fd, 3, 1, 61, &md_req);
+    if (!bg_t_up_next(r, 1, &qf) || !bg_t_up_next(r, 3, &qm))
+        goto out;
+    bg_t_fetch_v4_resp(&body, 3000);
+    bg_t_metadata_v1(&md, r->up_port, &bg_t_md_small);
+    bg_t_response_frame(&f, qf.corr, &body);
+    bg_t_put(&both, f.p, f.len);
+    bg_t_response_frame(&f, qm.corr, &md);
+    bg_t_put(&both, f.p, f.len);
+    bg_t_up_send_raw(qf.fd, both.p, both.len);
+    if (bg_t_got_fetch(r, fd, 60, &body))
+        bg_t_got_metadata(r, fd, 61);
+out:
+    bg_t_buf_free(&req), bg_t_buf_free(&md_req), bg_t_buf_free(&body);
+    bg_t_buf_free(&md), bg_t_buf_free(&f), bg_t_buf_free(&both);
+    close(fd);
+}
+
+static void test_two_responses_in_one_read_stay_apart(void **state)
+{
+    (void)state;
+    bg_t_run_t r = {.scenario = bg_t_scenario_two_in_one_read};
+    bg_t_run(&r);
+    bg_t_finish(&r, NULL);
+}
+
+/* A fetch response whose first 6 bytes (the size and half the correlation
+ * id) come alone, then the rest; a Metadata response whose last 2 bytes
+ * come alone. Both reach the client whole (busgate matched a response to
+ * its request from fewer than 8 bytes and closed the session, or decoded a
+ * Metadata response before its last bytes came). */
+static void bg_t_scenario_split(bg_t_run_t *r)
+{
+    int fd = bg_t_cli_login(r);
+    if (fd < 0)
+        return;
+    bg_t_buf_t req = {0}, body = {0}, md = {0}, f = {0};
+    bg_t_req_t q = {0};
+    bg_t_fetch_v4_req(&req);
+    bg_t_cli_send(fd, 1, 4, 70, &req);
+    if (!bg_t_up_next(r, 1, &q))
+        goto out;
+    bg_t_fetch_v4_resp(&body, 3000);
+    bg_t_response_frame(&f, q.corr, &body);
+    bg_t_up_send_raw(q.fd, f.p, 6);
+    bg_t_sleep_ms(300); /* busgate reads the 6 bytes alone */
+    bg_t_up_send_raw(q.fd, f.p + 6, f.len - 6);
+    if (!bg_t_got_fetch(r, fd, 70, &body))
+        goto out;
+    req.len = 0;
+    bg_t_i32(&req, -1);
+    bg_t_cli_send(fd, 3, 1, 71, &req);
+    if (!bg_t_up_next(r, 3, &q))
+        goto out;
+    bg_t_metadata_v1(&md, r->up_port, &bg_t_md_small);
+    bg_t_response_frame(&f, q.corr, &md);
+    bg_t_up_send_raw(q.fd, f.p, f.len - 2);
+    bg_t_sleep_ms(300);
+    bg_t_up_send_raw(q.fd, f.p + f.len - 2, 2);
+    bg_t_got_metadata(r, fd, 71);
+out:
+    bg_t_buf_free(&req), bg_t_buf_free(&body), bg_t_buf_free(&md), bg_t_buf_free(&f);
+    close(fd);
+}
+
+static void test_responses_split_across_reads_arrive_whole(void **state)
+{
+    (void)state;
+    bg_t_run_t r = {.scenario = bg_t_scenario_split};
+    bg_t_run(&r);
+    bg_t_finish(&r, NULL);
+}
+
+/* A 300 KB fetch response: 100 KB of it come, the rest is spliced; while
+ * the splice waits for the broker the client sends a Metadata request
+ * (busgate reads the client and sets its reading of the broker again),
+ * then the broker sends the rest and the Metadata response. The fetch
+ * response arrives byte for byte and the Metadata one filtered (with the
+ * broker's socket read by the buffered relay too, the splice's bytes were
+ * taken by both). */
+static void bg_t_scenario_request_while_spliced(bg_t_run_t *r)
+{
+    int fd = bg_t_cli_login(r);
+    if (fd < 0)
+        return;
+    bg_t_buf_t req = {0}, body = {0}, md = {0}, f = {0}, mf = {0};
+    bg_t_req_t q = {0}, qm = {0};
+    const size_t first = 100000;
+    uint8_t *got = NULL;
+    bg_t_fetch_v4_req(&req);
+    bg_t_cli_send(fd, 1, 4, 80, &req);
+    if (!bg_t_up_next(r, 1, &q))
+        goto out;
+    bg_t_fetch_v4_resp(&body, 300000);
+    bg_t_response_frame(&f, q.corr, &body);
+    got = malloc(f.len);
+    if (!bg_t_check(r, got != NULL, "out of memory"))
+        goto out;
+    bg_t_up_send_raw(q.fd, f.p, first);
+    if (!bg_t_check(r, bg_t_read_all(fd, got, first, BG_T_WAIT_MS) > 0,
+                    "the first 100 KB of the fetch response did not come"))
+        goto out;
+    req.len = 0;
+    bg_t_i32(&req, -1);
+    bg_t_cli_send(fd, 3, 1, 81, &req);
+    if (!bg_t_up_next(r, 3, &qm))
+        goto out;
+    bg_t_up_send_raw(q.fd, f.p + first, f.len - first);
+    bg_t_metadata_v1(&md, r->up_port, &bg_t_md_small);
+    bg_t_response_frame(&mf, qm.corr, &md);
+    bg_t_up_send_raw(qm.fd, mf.p, mf.len);
+    if (!bg_t_check(r, bg_t_read_all(fd, got + first, f.len - first, BG_T_WAIT_MS) > 0,
+                    "the rest of the fetch response did not come"))
+        goto out;
+    if (!bg_t_check(r, bg_t_get_i32(got + 4) == 80 && memcmp(got + 8, body.p, body.len) == 0,
+                    "the spliced fetch response differs from the broker's"))
+        goto out;
+    bg_t_got_metadata(r, fd, 81);
+out:
+    free(got);
+    bg_t_buf_free(&req), bg_t_buf_free(&body), bg_t_buf_free(&md), bg_t_buf_free(&f);
+    bg_t_buf_free(&mf);
+    close(fd);
+}
+
+static void test_a_request_while_a_response_is_spliced(void **state)
+{
+    (void)state;
+    bg_t_run_t r = {.scenario = bg_t_scenario_request_while_spliced};
+    bg_t_run(&r);
+    bg_t_finish(&r, NULL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -352,6 +546,9 @@ int main(void)
         cmocka_unit_test(test_response_with_bytes_after_the_body_fails_closed),
         cmocka_unit_test(test_recycled_entry_is_back_to_the_request_limit),
         cmocka_unit_test(test_broker_port_outside_tcp_is_not_served),
+        cmocka_unit_test(test_two_responses_in_one_read_stay_apart),
+        cmocka_unit_test(test_responses_split_across_reads_arrive_whole),
+        cmocka_unit_test(test_a_request_while_a_response_is_spliced),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
