@@ -6,7 +6,9 @@
  * says why, to the log and to its caller. The handshake takes an answer
  * only with its own correlation id and keeps no api key past its table; a
  * re-authentication is armed at 85-95 % of the broker's session lifetime,
- * never sooner than 1.1 s and never past a lifetime of 2^40 ms. */
+ * never sooner than 1.1 s and never past a lifetime of 2^40 ms. The rest
+ * of a large response is spliced from a plain upstream only, never from a
+ * TLS one. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -283,6 +285,52 @@ static void test_reauth_is_armed_within_the_lifetime(void **state)
     bg_kafka_up_free(u);
 }
 
+static int bg_t_splice_fd = -1;
+
+static int bg_t_splice_to(void *arg)
+{
+    (void)arg;
+    return bg_t_splice_fd;
+}
+
+static int bg_t_spliced(void *arg, uint64_t n, int err)
+{
+    (void)arg, (void)n, (void)err;
+    return 0;
+}
+
+/* 1 MiB of a response still to come, nothing buffered, the session offers
+ * its plain socket: from a TLS upstream the bytes stay in the buffered
+ * relay, which decrypts them (spliced, the client got the broker's TLS
+ * records); from a plain one they are spliced. */
+static void test_no_splice_from_a_tls_upstream(void **state)
+{
+    bg_t_env_t *e = *state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    bg_t_splice_fd = sv[0];
+    bg_kafka_up_cbs_t cbs = bg_t_cbs;
+    cbs.splice_to = bg_t_splice_to;
+    cbs.spliced = bg_t_spliced;
+    char why[400];
+    bg_kafka_up_t *u = bg_kafka_up_connect(e->base, NULL, &e->g, -1, &cbs, e, why, sizeof why);
+    assert_non_null(u);
+    bg_t_wait_connected(e, u);
+    u->state = BG_KAFKA_UP_READY;
+    u->stream_left = 1u << 20;
+    e->g.upstream_tls = SSL_CTX_new(TLS_client_method());
+    assert_non_null(e->g.upstream_tls);
+    assert_int_equal(bg_kafka_up__try_splice(u), 0);
+    assert_int_equal(u->splicing, 0);
+    SSL_CTX_free(e->g.upstream_tls);
+    e->g.upstream_tls = NULL;
+    assert_int_equal(bg_kafka_up__try_splice(u), 1);
+    assert_int_equal(u->splicing, 1);
+    bg_kafka_up_free(u);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -294,6 +342,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_the_handshake_takes_its_own_answer_only, bg_t_setup,
                                         bg_t_teardown),
         cmocka_unit_test_setup_teardown(test_reauth_is_armed_within_the_lifetime, bg_t_setup,
+                                        bg_t_teardown),
+        cmocka_unit_test_setup_teardown(test_no_splice_from_a_tls_upstream, bg_t_setup,
                                         bg_t_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
