@@ -8,7 +8,8 @@
  * re-authentication is armed at 85-95 % of the broker's session lifetime,
  * never sooner than 1.1 s and never past a lifetime of 2^40 ms. The rest
  * of a large response is spliced from a plain upstream only, never from a
- * TLS one. */
+ * TLS one. A due re-authentication starts once the responses awaited have
+ * come, a spliced one counted, and never in the middle of a response. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -331,6 +332,43 @@ static void test_no_splice_from_a_tls_upstream(void **state)
     close(sv[1]);
 }
 
+/* A re-authentication fell due with one response awaited, the rest of
+ * which is being spliced: it waits while that response is still coming
+ * (even once counted: it started mid-stream, the broker's bytes then read as
+ * the login's answer), and starts when the splice ends (the spliced
+ * response was not counted, or the count had to pass the awaited one: the
+ * login never started and the requests held meanwhile were never sent). */
+static void test_reauth_waits_for_a_spliced_response(void **state)
+{
+    bg_t_env_t *e = *state;
+    e->cfg.kafka.upstream.sasl_mechanism = "PLAIN";
+    bg_kafka_up_cbs_t cbs = bg_t_cbs;
+    cbs.outstanding = bg_t_outstanding;
+    cbs.spliced = bg_t_spliced;
+    char why[400];
+    bg_kafka_up_t *u = bg_kafka_up_connect(e->base, NULL, &e->g, -1, &cbs, e, why, sizeof why);
+    assert_non_null(u);
+    bg_t_wait_connected(e, u);
+    u->state = BG_KAFKA_UP_READY;
+    u->reauth = BG_KAFKA_UP_REAUTH_DUE;
+    u->responses = 5;
+    u->reauth_after = 6;
+    u->splicing = 1;
+    u->stream_left = 70000;
+    bg_kafka_up__maybe_reauth(u);
+    assert_int_equal(u->reauth, BG_KAFKA_UP_REAUTH_DUE);
+    u->responses = 6; /* as if counted already: the stream still runs */
+    bg_kafka_up__maybe_reauth(u);
+    assert_int_equal(u->reauth, BG_KAFKA_UP_REAUTH_DUE);
+    u->responses = 5;
+    bg_kafka_up__spliced(u, BG_UTIL_SPLICE_DONE, 0, 70000);
+    assert_int_equal(u->responses, 6);
+    assert_int_equal(u->reauth, BG_KAFKA_UP_REAUTH_RUNNING);
+    assert_int_equal(u->state, BG_KAFKA_UP_HANDSHAKE);
+    assert_int_equal(u->sent_api, BG_KAFKA_API_SASL_HANDSHAKE);
+    bg_kafka_up_free(u);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -344,6 +382,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_reauth_is_armed_within_the_lifetime, bg_t_setup,
                                         bg_t_teardown),
         cmocka_unit_test_setup_teardown(test_no_splice_from_a_tls_upstream, bg_t_setup,
+                                        bg_t_teardown),
+        cmocka_unit_test_setup_teardown(test_reauth_waits_for_a_spliced_response, bg_t_setup,
                                         bg_t_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
