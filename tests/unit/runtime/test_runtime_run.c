@@ -3,7 +3,8 @@
  * debug mode on, which aborts when thread support is enabled after an
  * event_base already exists; when its main loop fails it stops the workers
  * and returns 2 (it used to wait for them for ever); while it drains,
- * /readyz says 503. */
+ * /readyz says 503. The workers' drain ends as soon as no session is open,
+ * and a second drain with an earlier deadline shortens the first. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -276,6 +277,42 @@ static void test_workers_stalled(void **state)
     assert_int_equal(bg_workers_stalled(w, 3, 100000, 10000), -1);
 }
 
+/* Waits (BG_T_WAIT_MS at most) until every worker's loop has ended. */
+static int bg_t_workers_end(bg_worker_t *ws, int n)
+{
+    for (int i = 0; i < BG_T_WAIT_MS / 10 && !bg_workers_done(ws, n); i++)
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    return bg_workers_done(ws, n);
+}
+
+/* A drain with an hour's grace and no session open ends at once (it waited
+ * out the hour); with the held session open it waits, and a second drain
+ * with no grace (a second SIGTERM) ends it (the first deadline was kept). */
+static void test_drain_ends_without_sessions_and_when_asked_again(void **state)
+{
+    (void)state;
+    const bg_adapter_t *adapters[] = {&bg_t_hold_adapter};
+    void *globals[] = {NULL};
+    char err[256] = "";
+    atomic_store(&bg_t_held, 0);
+    bg_worker_t *ws = bg_workers_start(2, adapters, globals, 1, NULL, NULL, "test", err, sizeof err);
+    assert_non_null(ws);
+    bg_workers_drain(ws, 2, 3600 * 1000);
+    assert_true(bg_t_workers_end(ws, 2));
+    bg_workers_join(ws, 2);
+
+    atomic_store(&bg_t_held, 1);
+    ws = bg_workers_start(2, adapters, globals, 1, NULL, NULL, "test", err, sizeof err);
+    assert_non_null(ws);
+    bg_workers_drain(ws, 2, 3600 * 1000);
+    nanosleep(&(struct timespec){0, 200 * 1000 * 1000}, NULL);
+    assert_false(bg_workers_done(ws, 2)); /* the session holds the drain */
+    bg_workers_drain(ws, 2, 0);
+    assert_true(bg_t_workers_end(ws, 2));
+    bg_workers_join(ws, 2);
+    atomic_store(&bg_t_held, 0);
+}
+
 int main(void)
 {
     bg_t_main_thread = pthread_self();
@@ -287,6 +324,7 @@ int main(void)
         cmocka_unit_test(test_failed_main_loop_stops_workers),
         cmocka_unit_test(test_readyz_not_ready_while_draining),
         cmocka_unit_test(test_workers_stalled),
+        cmocka_unit_test(test_drain_ends_without_sessions_and_when_asked_again),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
