@@ -48,6 +48,13 @@ def start(start_busgate, tmp_path, fake):
     return bg, ports, issuer.mint("alice", ["apps"])
 
 
+def broker_script_ended(fake):
+    """The session's connection to fake: its script has returned, without
+    an error (an assertion in a script fails the test here)."""
+    up = fake.next_conn()
+    assert up.done.wait(10) and up.error is None, up.error
+
+
 def session_end(ports):
     """The detail of the (one) session_end event."""
     ev = wait_audit(ports["audit"], lambda e: e["kind"] == "session_end")
@@ -98,8 +105,7 @@ def test_client_close_the_broker_does_not_confirm(start_busgate, tmp_path, fake_
     finally:
         release.set()
         r.close()
-    up = fake.next_conn()
-    assert up.done.wait(10) and up.error is None, up.error
+    broker_script_ended(fake)
     detail = session_end(ports)
     if broker == "closes too":
         assert detail == "client closed the connection; the broker closed it too", detail
@@ -246,8 +252,7 @@ def test_broker_frames_right_behind_open_ok_reach_the_client(start_busgate, tmp_
             r.expect(0, (10, 51))
     finally:
         r.close()
-    up = fake.next_conn()
-    assert up.done.wait(10) and up.error is None, up.error
+    broker_script_ended(fake)
 
 
 @pytest.mark.single_build
@@ -588,8 +593,7 @@ def test_broker_frames_the_client_expects_are_relayed(start_busgate, tmp_path, f
         r.expect(0, (10, 51))
     finally:
         r.close()
-    up = fake.next_conn()
-    assert up.done.wait(10) and up.error is None, up.error
+    broker_script_ended(fake)
     assert session_end(ports) == "client closed the connection"
 
 
@@ -638,8 +642,7 @@ def test_quiet_broker_leg_outlives_the_connect_timeout(start_busgate, tmp_path, 
         r.expect(0, (10, 51))
     finally:
         r.close()
-    up = fake.next_conn()
-    assert up.done.wait(10) and up.error is None, up.error
+    broker_script_ended(fake)
 
 
 @pytest.mark.single_build

@@ -545,6 +545,19 @@ def _read_lines_until(proc, want, timeout=20.0):
     return got
 
 
+def _tail_follow(tmp_path, cfg, source):
+    """`busgate audit tail --from SOURCE --follow --json` on cfg, its stderr
+    to a file. Returns the process and said(): its stderr so far."""
+    err = open(tmp_path / "tail.err", "w+")
+    proc = subprocess.Popen([busgate_bin(), "audit", "tail", "-c", str(cfg), "--from", source,
+                             "--follow", "--json"], stdout=subprocess.PIPE, stderr=err)
+
+    def said():
+        err.seek(0)
+        return err.read()
+    return proc, said
+
+
 def test_tail_follow_file_truncated_or_replaced(tmp_path):
     """`audit tail --follow` of the file goes on after a copy-truncate
     rotation (it waited past the new end for ever) and after another file
@@ -554,9 +567,7 @@ def test_tail_follow_file_truncated_or_replaced(tmp_path):
     evs = [dict(ev[0], event_id=f"00000000-0000-4000-8000-0000000001{i:02}", seq=i)
            for i in range(4)]
     log.write_text("".join(json.dumps(e) + "\n" for e in evs[:2]))
-    err = open(tmp_path / "tail.err", "w+")
-    p = subprocess.Popen([busgate_bin(), "audit", "tail", "-c", str(cfg), "--from", "file",
-                          "--follow", "--json"], stdout=subprocess.PIPE, stderr=err)
+    p, said = _tail_follow(tmp_path, cfg, "file")
     try:
         assert [e["seq"] for e in _read_lines_until(p, 2)] == [0, 1]
         log.write_text(json.dumps(evs[2]) + "\n")  # truncated, then one shorter line
@@ -567,8 +578,7 @@ def test_tail_follow_file_truncated_or_replaced(tmp_path):
     finally:
         p.send_signal(signal.SIGINT)
         rc = p.wait(timeout=10)
-    err.seek(0)
-    text = err.read()
+    text = said()
     assert rc == 0, text
     # once each: a file that did not change is not taken for a truncated one
     # (its size equal to what was read is no truncation)
@@ -643,13 +653,7 @@ def test_tail_follow_topic_reads_partitions_added_later(tmp_path):
         p.produce(topic, json.dumps(ev).encode(), partition=partition)
         assert p.flush(30) == 0
 
-    err = open(tmp_path / "tail.err", "w+")
-    tail = subprocess.Popen([busgate_bin(), "audit", "tail", "-c", str(cfg), "--from", "kafka",
-                             "--follow", "--json"], stdout=subprocess.PIPE, stderr=err)
-
-    def said():
-        err.seek(0)
-        return err.read()
+    tail, said = _tail_follow(tmp_path, cfg, "kafka")
 
     try:
         put(0, 1)
@@ -860,13 +864,7 @@ def test_tail_follow_topic_goes_on_past_a_quiet_spell(tmp_path):
         p.produce(topic, json.dumps(ev).encode(), partition=0)
         assert p.flush(30) == 0
 
-    err = open(tmp_path / "tail.err", "w+")
-    tail = subprocess.Popen([busgate_bin(), "audit", "tail", "-c", str(cfg), "--from", "kafka",
-                             "--follow", "--json"], stdout=subprocess.PIPE, stderr=err)
-
-    def said():
-        err.seek(0)
-        return err.read()
+    tail, said = _tail_follow(tmp_path, cfg, "kafka")
 
     try:
         put(1)

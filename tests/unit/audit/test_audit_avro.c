@@ -220,7 +220,11 @@ static void test_full_event_roundtrip(void **state)
 
 /* Avro back to JSON (what `busgate audit tail/replay` reads from an Avro
  * topic): every field of the JSON event comes back with its value; with the
- * wire header, without it, and garbage refused. */
+ * wire header, without it. What is not one whole event of the schema is
+ * malformed, never read in part: cut short, a wrong header, a byte after
+ * the event (a newer version's fields this reader does not know, or two
+ * messages run together), a string that is not UTF-8 (it would be left out
+ * of the JSON, and the event shown without, say, its principal). */
 static void test_decode_back_to_json(void **state)
 {
     bg_audit_event_t ev;
@@ -234,7 +238,7 @@ static void test_decode_back_to_json(void **state)
         bg_audit_avro_t *av = bg_audit_avro_new(id, err, sizeof err);
         assert_non_null(av);
         uint8_t buf[8192];
-        size_t n = bg_audit_avro_encode(av, json, jl, buf, sizeof buf);
+        size_t n = bg_audit_avro_encode(av, json, jl, buf, sizeof buf - 1);
         assert_true(n > 0);
         char *back = bg_audit_avro_decode(av, buf, n);
         assert_non_null(back);
@@ -249,6 +253,15 @@ static void test_decode_back_to_json(void **state)
         json_decref(j);
         free(back);
         assert_null(bg_audit_avro_decode(av, buf, n - 1)); /* cut short */
+        buf[n] = 0; /* one more byte: a null union tag, a zero length */
+        assert_null(bg_audit_avro_decode(av, buf, n + 1));
+        size_t at = 0;
+        while (at + 5 <= n && memcmp(buf + at, "alice", 5) != 0)
+            at++;
+        assert_true(at + 5 <= n);
+        buf[at] ^= 0x80; /* the principal's sub, no longer UTF-8 */
+        assert_null(bg_audit_avro_decode(av, buf, n));
+        buf[at] ^= 0x80;
         buf[0] ^= 0xff; /* a wrong header, or a garbage length (-128 + ...) */
         assert_null(bg_audit_avro_decode(av, buf, n));
         bg_audit_avro_free(av);
@@ -590,41 +603,6 @@ static void test_wire_header_schema_id_big_endian(void **state)
     bg_audit_avro_free(av);
 }
 
-/* What the decoder refuses (a message that is not one whole event of the
- * schema is malformed, never read in part): an event with a byte after it (a newer version's
- * fields this reader does not know, or two messages run together); a
- * string that is not UTF-8 (it would be left out of the JSON, and the
- * event shown without, say, its principal). */
-static void test_decode_refuses_what_is_not_one_event(void **state)
-{
-    (void)state;
-    bg_audit_event_t ev;
-    bg_policy_resource_t res[2];
-    full_event(&ev, res);
-    char json[8192], err[256] = "";
-    size_t jl = bg_audit_encode_json(&ev, "inst-1", json, sizeof json);
-    assert_true(jl > 0);
-    for (int32_t id = -1; id <= 42; id += 43) {
-        bg_audit_avro_t *av = bg_audit_avro_new(id, err, sizeof err);
-        assert_non_null(av);
-        uint8_t buf[8192];
-        size_t n = bg_audit_avro_encode(av, json, jl, buf, sizeof buf - 1);
-        assert_true(n > 0);
-        char *back = bg_audit_avro_decode(av, buf, n);
-        assert_non_null(back); /* the whole event decodes */
-        free(back);
-        buf[n] = 0; /* one more byte: a null union tag, a zero length */
-        assert_null(bg_audit_avro_decode(av, buf, n + 1));
-        size_t at = 0;
-        while (at + 5 <= n && memcmp(buf + at, "alice", 5) != 0)
-            at++;
-        assert_true(at + 5 <= n);
-        buf[at] = 0xff; /* the principal's sub, no longer UTF-8 */
-        assert_null(bg_audit_avro_decode(av, buf, n));
-        bg_audit_avro_free(av);
-    }
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -637,7 +615,6 @@ int main(void)
         cmocka_unit_test(test_split_event_roundtrip),
         cmocka_unit_test(test_older_version_events_decode),
         cmocka_unit_test(test_wire_header_schema_id_big_endian),
-        cmocka_unit_test(test_decode_refuses_what_is_not_one_event),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

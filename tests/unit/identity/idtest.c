@@ -1,8 +1,10 @@
 #include "idtest.h"
 
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <openssl/bn.h>
@@ -240,4 +242,17 @@ char *idt_write_tmp(const char *s)
     }
     close(fd);
     return path;
+}
+
+int idt_accept(int fd, const atomic_int *stop)
+{
+    while (!atomic_load(stop)) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (poll(&p, 1, 50) <= 0)
+            continue;
+        int c = accept(fd, NULL, NULL);
+        if (c >= 0)
+            return c;
+    }
+    return -1;
 }

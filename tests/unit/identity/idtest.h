@@ -3,6 +3,7 @@
 #ifndef BG_IDTEST_H
 #define BG_IDTEST_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 
 #include <openssl/evp.h>
@@ -46,5 +47,9 @@ char *idt_with_sig(const char *input, const void *sig, size_t n);
 
 /* Writes s to a new temp file; returns its malloc'd path. */
 char *idt_write_tmp(const char *s);
+
+/* The next connection to the listening socket fd (waits in 50 ms rounds),
+ * or -1 once *stop is set: a test server's accept loop. */
+int idt_accept(int fd, const atomic_int *stop);
 
 #endif

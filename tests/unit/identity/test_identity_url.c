@@ -135,16 +135,8 @@ static void srv_answer(srv_t *s, int c)
 static void *srv_main(void *arg)
 {
     srv_t *s = arg;
-    while (!atomic_load(&s->stop)) {
-        struct pollfd p = {.fd = s->fd, .events = POLLIN};
-        if (poll(&p, 1, 50) <= 0)
-            continue;
-        int c = accept(s->fd, NULL, NULL);
-        if (c < 0)
-            continue;
+    for (int c; (c = idt_accept(s->fd, &s->stop)) >= 0; close(c))
         srv_answer(s, c);
-        close(c);
-    }
     return NULL;
 }
 

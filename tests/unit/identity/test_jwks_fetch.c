@@ -29,6 +29,7 @@
 #include "broker/config.h"
 #include "broker/identity.h"
 #include "broker/jwks.h"
+#include "idtest.h"
 
 #define BG_T_JWKS "{\"keys\":[]}"
 
@@ -109,13 +110,7 @@ static void bg_t_srv_answer(bg_t_srv_t *s, int c)
 static void *bg_t_srv_run(void *arg)
 {
     bg_t_srv_t *s = arg;
-    while (!atomic_load(&s->stop)) {
-        struct pollfd p = {.fd = s->fd, .events = POLLIN};
-        if (poll(&p, 1, 50) <= 0)
-            continue;
-        int c = accept(s->fd, NULL, NULL);
-        if (c < 0)
-            continue;
+    for (int c; (c = idt_accept(s->fd, &s->stop)) >= 0;) {
         struct timeval tv = {.tv_sec = 5};
         setsockopt(c, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
         bg_t_srv_answer(s, c);

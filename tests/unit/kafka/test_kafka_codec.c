@@ -2,6 +2,7 @@
  * (with bytes captured from librdkafka 2.0.2 / kcat), tree building, tagged
  * fields, and one negative test per malformed-input case. */
 #include "adapters/kafka/kafka_frame.h"
+#include "kafka_long_name.h"
 #include "test_kafka_codec_util.h"
 
 /* Captured on loopback from `kcat -L` / `kcat -P` (librdkafka 2.0.2): frame
@@ -744,17 +745,8 @@ static void test_compact_string_length_bound(void **state)
     static uint8_t b[32800];
     for (int32_t n = 32767; n <= 32768; n++) {
         /* DescribeTopicPartitions v0: topics [name of n bytes], limit 10, no cursor */
-        size_t k = 0;
-        uint32_t l = (uint32_t)n + 1;
-        b[k++] = 0x02;
-        b[k++] = (uint8_t)(0x80 | (l & 0x7f));
-        b[k++] = (uint8_t)(0x80 | ((l >> 7) & 0x7f));
-        b[k++] = (uint8_t)(l >> 14);
-        memset(b + k, 'a', (size_t)n);
-        k += (size_t)n;
         static const uint8_t tail[] = {0x00, 0x00, 0x00, 0x00, 0x0a, 0xff, 0x00};
-        memcpy(b + k, tail, sizeof tail);
-        k += sizeof tail;
+        size_t k = kt_long_name_body(b, n, tail, sizeof tail);
         bg_rd_t rd;
         bg_kafka_struct_t *s;
         bg_rd_init(&rd, b, k);

@@ -14,6 +14,7 @@
 #include "adapters/kafka/kafka_msgs.h"
 #include "adapters/kafka/kafka_scan.h"
 
+#include "kafka_long_name.h"
 #include "kafka_vectors.h"
 #include "kafka_vectors.inc"
 
@@ -128,17 +129,8 @@ static void test_scan_compact_string_length_bound(void **state)
     uint64_t tags;
     for (int32_t n = 32767; n <= 32768; n++) {
         /* Produce v10 response: one topic named by n bytes, no partitions */
-        size_t k = 0;
-        uint32_t l = (uint32_t)n + 1;
-        b[k++] = 0x02;
-        b[k++] = (uint8_t)(0x80 | (l & 0x7f));
-        b[k++] = (uint8_t)(0x80 | ((l >> 7) & 0x7f));
-        b[k++] = (uint8_t)(l >> 14);
-        memset(b + k, 'a', (size_t)n);
-        k += (size_t)n;
         static const uint8_t tail[] = {0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00};
-        memcpy(b + k, tail, sizeof tail);
-        k += sizeof tail;
+        size_t k = kt_long_name_body(b, n, tail, sizeof tail);
         assert_int_equal(scan(produce, 10, b, k, 0, &tags), n == 32767 ? 0 : -1);
     }
 }

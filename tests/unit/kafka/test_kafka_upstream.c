@@ -109,12 +109,27 @@ static void bg_t_wait_connected(bg_t_env_t *e, bg_kafka_up_t *u)
     assert_int_equal(u->state, BG_KAFKA_UP_VERSIONS);
 }
 
-static bg_kafka_up_t *bg_t_connect(bg_t_env_t *e)
+/* A connection to the bootstrap broker with these callbacks. */
+static bg_kafka_up_t *bg_t_connect_cbs(bg_t_env_t *e, const bg_kafka_up_cbs_t *cbs)
 {
     char why[400] = "unset";
-    bg_kafka_up_t *u = bg_kafka_up_connect(e->base, NULL, &e->g, -1, &bg_t_cbs, e, why, sizeof why);
+    bg_kafka_up_t *u = bg_kafka_up_connect(e->base, NULL, &e->g, -1, cbs, e, why, sizeof why);
     assert_non_null(u);
     assert_string_equal(why, "");
+    return u;
+}
+
+static bg_kafka_up_t *bg_t_connect(bg_t_env_t *e)
+{
+    return bg_t_connect_cbs(e, &bg_t_cbs);
+}
+
+/* Connected, and then taken for logged in (READY) without a handshake. */
+static bg_kafka_up_t *bg_t_logged_in(bg_t_env_t *e, const bg_kafka_up_cbs_t *cbs)
+{
+    bg_kafka_up_t *u = bg_t_connect_cbs(e, cbs);
+    bg_t_wait_connected(e, u);
+    u->state = BG_KAFKA_UP_READY;
     return u;
 }
 
@@ -270,9 +285,7 @@ static void test_reauth_is_armed_within_the_lifetime(void **state)
     bg_t_env_t *e = *state;
     bg_kafka_up_cbs_t cbs = bg_t_cbs;
     cbs.outstanding = bg_t_outstanding;
-    char why[400];
-    bg_kafka_up_t *u = bg_kafka_up_connect(e->base, NULL, &e->g, -1, &cbs, e, why, sizeof why);
-    assert_non_null(u);
+    bg_kafka_up_t *u = bg_t_connect_cbs(e, &cbs);
     assert_non_null(u->reauth_timer);
     for (int i = 0; i < 16; i++) { /* the point in the window is random */
         long long ms = bg_t_reauth_in(u, 100000);
@@ -313,11 +326,7 @@ static void test_no_splice_from_a_tls_upstream(void **state)
     bg_kafka_up_cbs_t cbs = bg_t_cbs;
     cbs.splice_to = bg_t_splice_to;
     cbs.spliced = bg_t_spliced;
-    char why[400];
-    bg_kafka_up_t *u = bg_kafka_up_connect(e->base, NULL, &e->g, -1, &cbs, e, why, sizeof why);
-    assert_non_null(u);
-    bg_t_wait_connected(e, u);
-    u->state = BG_KAFKA_UP_READY;
+    bg_kafka_up_t *u = bg_t_logged_in(e, &cbs);
     u->stream_left = 1u << 20;
     e->g.upstream_tls = SSL_CTX_new(TLS_client_method());
     assert_non_null(e->g.upstream_tls);
@@ -345,11 +354,7 @@ static void test_reauth_waits_for_a_spliced_response(void **state)
     bg_kafka_up_cbs_t cbs = bg_t_cbs;
     cbs.outstanding = bg_t_outstanding;
     cbs.spliced = bg_t_spliced;
-    char why[400];
-    bg_kafka_up_t *u = bg_kafka_up_connect(e->base, NULL, &e->g, -1, &cbs, e, why, sizeof why);
-    assert_non_null(u);
-    bg_t_wait_connected(e, u);
-    u->state = BG_KAFKA_UP_READY;
+    bg_kafka_up_t *u = bg_t_logged_in(e, &cbs);
     u->reauth = BG_KAFKA_UP_REAUTH_DUE;
     u->responses = 5;
     u->reauth_after = 6;

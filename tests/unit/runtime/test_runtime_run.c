@@ -49,6 +49,26 @@ typedef struct {
     int sent;
 } bg_t_stopper_t;
 
+/* One wait (at most 100 ms) for busgate's log on fd: what came is added
+ * to text (len bytes so far, NUL-ended; dropped once cap would be passed).
+ * 0 when the wait ended (data or none), -1 when the pipe closed. */
+static int bg_t_log_more(int fd, char *text, size_t cap, size_t *len)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 100) <= 0)
+        return 0;
+    char buf[4096];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0)
+        return -1;
+    if (*len + (size_t)n < cap) {
+        memcpy(text + *len, buf, (size_t)n);
+        *len += (size_t)n;
+        text[*len] = 0;
+    }
+    return 0;
+}
+
 /* Reads the log (at most 30 s) until `after` shows, then sends the signals,
  * and keeps draining the pipe until it closes so busgate never blocks on it. */
 static void *bg_t_stopper(void *arg)
@@ -57,19 +77,7 @@ static void *bg_t_stopper(void *arg)
     static char text[1 << 16];
     size_t len = 0;
     long long deadline = bg_t_now_ms() + 30000;
-    while (bg_t_now_ms() < deadline) {
-        struct pollfd p = {.fd = st->log_fd, .events = POLLIN};
-        if (poll(&p, 1, 100) <= 0)
-            continue;
-        char buf[4096];
-        ssize_t n = read(st->log_fd, buf, sizeof buf);
-        if (n <= 0)
-            break;
-        if (len + (size_t)n < sizeof text) {
-            memcpy(text + len, buf, (size_t)n);
-            len += (size_t)n;
-            text[len] = 0;
-        }
+    while (bg_t_now_ms() < deadline && bg_t_log_more(st->log_fd, text, sizeof text, &len) == 0) {
         if (!st->sent && strstr(text, st->after)) {
             for (int i = 0; i < st->signals; i++)
                 kill(getpid(), SIGTERM);
@@ -197,19 +205,7 @@ static void *bg_t_drain_probe(void *arg)
     size_t len = 0;
     int step = 0;
     long long deadline = bg_t_now_ms() + 30000;
-    while (bg_t_now_ms() < deadline) {
-        struct pollfd p = {.fd = pr->log_fd, .events = POLLIN};
-        if (poll(&p, 1, 100) <= 0)
-            continue;
-        char buf[4096];
-        ssize_t n = read(pr->log_fd, buf, sizeof buf);
-        if (n <= 0)
-            break;
-        if (len + (size_t)n < sizeof text) {
-            memcpy(text + len, buf, (size_t)n);
-            len += (size_t)n;
-            text[len] = 0;
-        }
+    while (bg_t_now_ms() < deadline && bg_t_log_more(pr->log_fd, text, sizeof text, &len) == 0) {
         if (step == 0 && strstr(text, "busgate running")) {
             char body[256];
             pr->ready_running = bg_t_admin_get(pr->admin_port, "/readyz", body, sizeof body);
