@@ -95,6 +95,55 @@ static void test_terminal_controls_escaped(void **state)
     json_decref(j);
 }
 
+/* Client text cannot end a JSON string early: a backslash is escaped too
+ * (raw, the one before a quote paired with the quote's own escape, so
+ * `x\","admin":"yes` closed the value after `x\` and the rest of the line
+ * was no JSON). Each edge of the escaped ranges, alone in a value:
+ * 0x1f and DEL (JSON or a terminal), U+0080 and U+009F (the C1 controls'
+ * ends), U+202A and U+2069 (the bidirectional controls' ends). */
+static void test_escapes_at_the_edges(void **state)
+{
+    (void)state;
+    bg_log_field_t f[] = {{"client", "x\\\",\"admin\":\"yes\\"}};
+    ssize_t got;
+    const char *buf = logged_line(f, 1, "m", &got);
+    assert_non_null(strstr(buf, ",\"client\":\"x\\\\\\\",\\\"admin\\\":\\\"yes\\\\\"}"));
+    json_t *j = logged(f, 1, "m");
+    assert_string_equal(json_string_value(json_object_get(j, "client")), f[0].value);
+    assert_null(json_object_get(j, "admin"));
+    json_decref(j);
+    static const struct {
+        const char *raw, *escaped;
+    } edges[] = {{"\x1f", "\\u001f"},         {"\x7f", "\\u007f"},
+                 {"\xc2\x80", "\\u0080"},     {"\xc2\x9f", "\\u009f"},
+                 {"\xe2\x80\xaa", "\\u202a"}, {"\xe2\x81\xa9", "\\u2069"}};
+    for (size_t i = 0; i < sizeof edges / sizeof edges[0]; i++) {
+        char want[32];
+        snprintf(want, sizeof want, ",\"v\":\"%s\"}", edges[i].escaped);
+        bg_log_field_t e[] = {{"v", edges[i].raw}};
+        buf = logged_line(e, 1, "m", &got);
+        if (!strstr(buf, want))
+            fail_msg("%s not in %s", want, buf);
+    }
+}
+
+/* The escaper always leaves room for its NUL (the admin listener's
+ * readiness reason is used as a string): text that would exactly fill the
+ * buffer is cut one character short and says so. */
+static void test_escape_keeps_room_for_nul(void **state)
+{
+    (void)state;
+    char dst[8];
+    memset(dst, 'z', sizeof dst);
+    size_t len = 0;
+    assert_int_equal(bg_json_escape_into(dst, sizeof dst, &len, "abcdefgh", 8), -1);
+    assert_int_equal(len, 7);
+    assert_string_equal(dst, "abcdefg");
+    len = 0;
+    assert_int_equal(bg_json_escape_into(dst, sizeof dst, &len, "abcdefg", 7), 0);
+    assert_string_equal(dst, "abcdefg");
+}
+
 /* A message that escapes to more than the line holds, and one cut by the
  * message buffer in the middle of a UTF-8 sequence: closed and marked. */
 static void test_long_message_cut_and_marked(void **state)
@@ -117,6 +166,16 @@ static void test_long_message_cut_and_marked(void **state)
     size_t n = strlen(m);
     assert_true(n >= 2040 && n % 2 == 0); /* whole sequences only, none replaced */
     assert_memory_equal(m + n - 2, "\xc3\xa9", 2);
+    json_decref(j);
+    /* 512 four-byte characters: the cut leaves three bytes of the last. */
+    static char emoji[2049];
+    for (size_t i = 0; i + 4 < sizeof emoji; i += 4)
+        memcpy(emoji + i, "\xf0\x9f\x98\x80", 4);
+    j = logged(NULL, 0, emoji);
+    assert_true(json_is_true(json_object_get(j, "truncated")));
+    m = json_string_value(json_object_get(j, "msg"));
+    assert_int_equal(strlen(m), 2044); /* 511 whole, none replaced */
+    assert_memory_equal(m + 2040, "\xf0\x9f\x98\x80", 4);
     json_decref(j);
 }
 
@@ -146,6 +205,29 @@ static void test_fields_dropped_whole(void **state)
     assert_string_equal(json_string_value(json_object_get(j, "a")), big);
     assert_string_equal(json_string_value(json_object_get(j, "b")), big);
     assert_null(json_object_get(j, "c"));
+    json_decref(j);
+}
+
+/* Fields longer than the line leave the message half of it, never less
+ * than none: a long message beside them is cut, not written past the line
+ * (the message's room was the line less the fields' size, which wrapped
+ * below zero). */
+static void test_long_message_beside_oversized_fields(void **state)
+{
+    (void)state;
+    static char big[1500], quotes[2048];
+    memset(big, 'v', sizeof big - 1);
+    memset(quotes, '"', sizeof quotes - 1);
+    bg_log_field_t f[] = {{"a", big}, {"b", big}, {"c", big}, {"d", big}};
+    ssize_t got;
+    (void)logged_line(f, 4, quotes, &got);
+    assert_true(got <= 4096);
+    json_t *j = logged(f, 4, quotes);
+    assert_true(json_is_true(json_object_get(j, "truncated")));
+    size_t ml = json_string_length(json_object_get(j, "msg"));
+    assert_true(ml > 500 && ml < 1100);
+    assert_string_equal(json_string_value(json_object_get(j, "a")), big);
+    assert_null(json_object_get(j, "b"));
     json_decref(j);
 }
 
@@ -248,6 +330,58 @@ static void test_queue_drops_and_counts(void **state)
     assert_int_equal(next, N);
 }
 
+/* A line queued after drops comes with the notice of them, so it is taken
+ * only when both fit: one that fits alone is dropped and counted too (taken
+ * with its notice, the two ran past the ring and over the oldest lines). */
+static void test_queue_line_needs_room_for_its_notice(void **state)
+{
+    (void)state;
+    int p[2];
+    small_pipe(p);
+    static char junk[4096], big[2001], small[4096];
+    memset(junk, '.', sizeof junk);
+    assert_int_equal(write(p[1], junk, sizeof junk), (ssize_t)sizeof junk); /* the pipe is full */
+    bg_log_set_fd(p[1]);
+    assert_int_equal(bg_log_async_start(16384), 0);
+    bg_log_fields(BG_LOG_ERROR, "test", NULL, 0, "first"); /* the log thread waits with it */
+    for (int i = 0; i < 10000 && bg_log_queued_bytes() > 0; i++)
+        usleep(1000);
+    assert_int_equal(bg_log_queued_bytes(), 0);
+    bg_log_fields(BG_LOG_ERROR, "test", NULL, 0, "%s", "");
+    size_t head = bg_log_queued_bytes() - 2; /* a line with an empty message */
+    memset(big, 'x', sizeof big - 1);
+    uint64_t before = bg_log_dropped_total();
+    for (int i = 0; i < 20 && bg_log_dropped_total() == before; i++)
+        bg_log_fields(BG_LOG_ERROR, "test", NULL, 0, "%s", big);
+    assert_int_equal(bg_log_dropped_total() - before, 1);
+    size_t room = 16384 - bg_log_queued_bytes();
+    assert_true(room >= head + 2 && room - head - 2 < sizeof small);
+    memset(small, 'y', room - head - 2); /* the longest line that fits, alone */
+    bg_log_fields(BG_LOG_ERROR, "test", NULL, 0, "%s", small);
+    assert_int_equal(bg_log_dropped_total() - before, 2);
+    assert_int_equal(bg_log_queued_bytes(), 16384 - room);
+    reader_t r = {.fd = p[0]};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, read_all, &r), 0);
+    bg_log_async_stop(10000);
+    bg_log_set_fd(2);
+    close(p[1]);
+    pthread_join(t, NULL);
+    close(p[0]);
+    assert_true(r.len > sizeof junk);
+    int lines = 0;
+    for (char *at = r.buf + sizeof junk, *nl; (nl = strchr(at, '\n')) != NULL; at = nl + 1) {
+        json_error_t e;
+        json_t *j = json_loadb(at, (size_t)(nl - at), 0, &e);
+        if (!j)
+            fail_msg("not JSON (%s): %.200s", e.text, at);
+        json_decref(j);
+        lines++;
+    }
+    assert_true(lines >= 4); /* first, the empty one, the big ones, the notice */
+    free(r.buf);
+}
+
 /* Without a queue (never started, or stopped) lines are written at once. */
 static void test_sync_after_stop(void **state)
 {
@@ -295,10 +429,14 @@ int main(void)
         cmocka_unit_test(test_plain_line),
         cmocka_unit_test(test_invalid_utf8_replaced),
         cmocka_unit_test(test_terminal_controls_escaped),
+        cmocka_unit_test(test_escapes_at_the_edges),
+        cmocka_unit_test(test_escape_keeps_room_for_nul),
         cmocka_unit_test(test_long_message_cut_and_marked),
+        cmocka_unit_test(test_long_message_beside_oversized_fields),
         cmocka_unit_test(test_fields_kept_beside_long_message),
         cmocka_unit_test(test_fields_dropped_whole),
         cmocka_unit_test(test_queue_drops_and_counts),
+        cmocka_unit_test(test_queue_line_needs_room_for_its_notice),
         cmocka_unit_test(test_sync_after_stop),
         cmocka_unit_test(test_stop_with_stuck_fd_returns),
     };
