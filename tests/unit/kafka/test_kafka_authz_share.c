@@ -931,6 +931,92 @@ static void test_cross_connection_nodes(void **st)
     bg_kafka_share_free(n2);
 }
 
+/* A new session from a node connection in flight when a bootstrap
+ * connection sends one (which may reach the same broker): the node's is
+ * not confirmed by its answer, nor is the bootstrap one's. */
+static void test_cross_connection_bootstrap_in_flight(void **st)
+{
+    fx_t *x = *st;
+    static const tp_spec_t pub[] = {{PUBLIC, 1, 0}};
+    bg_kafka_verdict_t a, b;
+    bg_kafka_share_sessions_t *boot = bg_kafka_share_new(x->o, -1);
+    assert_non_null(boot);
+    assert_int_equal(conn_fetch(x, x->t, 0, pub, 1, &a), 0);
+    assert_int_equal(bg_kafka_share_forwarded(x->t, a.share), 0);
+    assert_int_equal(conn_fetch(x, boot, 0, pub, 1, &b), 0);
+    assert_int_equal(bg_kafka_share_forwarded(boot, b.share), 0);
+    bg_kafka_share_answered(x->t, a.share, 0);
+    assert_int_equal(conn_reset(x, x->t, 1), 1);
+    bg_kafka_share_answered(boot, b.share, 0);
+    assert_int_equal(conn_reset(x, boot, 1), 1);
+    bg_kafka_share_free(boot);
+}
+
+/* Connection 2's second new session, sent while connection 1's is still
+ * in flight (connection 2's first was answered meanwhile), is not
+ * confirmed either: the broker may handle connection 1's after it. */
+static void test_cross_connection_second_open_while_other_in_flight(void **st)
+{
+    fx_t *x = *st;
+    static const tp_spec_t ord[] = {{ORDERS, 1, 0}}, pub[] = {{PUBLIC, 1, 0}};
+    bg_kafka_verdict_t a, b1, b2;
+    bg_kafka_share_sessions_t *t2 = bg_kafka_share_new(x->o, 1);
+    assert_non_null(t2);
+    assert_int_equal(conn_fetch(x, x->t, 0, ord, 1, &a), 0);
+    assert_int_equal(bg_kafka_share_forwarded(x->t, a.share), 0);
+    assert_int_equal(conn_fetch(x, t2, 0, pub, 1, &b1), 0);
+    assert_int_equal(bg_kafka_share_forwarded(t2, b1.share), 0);
+    bg_kafka_share_answered(t2, b1.share, 0);
+    assert_int_equal(conn_fetch(x, t2, 0, pub, 1, &b2), 0);
+    assert_int_equal(bg_kafka_share_forwarded(t2, b2.share), 0);
+    bg_kafka_share_answered(x->t, a.share, 0);
+    bg_kafka_share_answered(t2, b2.share, 0);
+    assert_int_equal(conn_reset(x, t2, 1), 1);
+    assert_int_equal(conn_reset(x, x->t, 1), 1);
+    bg_kafka_share_free(t2);
+}
+
+/* One connection alone sends three new sessions in a row, the first
+ * answered before the third goes: nothing contends with it, the last one
+ * holds the session. */
+static void test_one_connection_opens_three_times(void **st)
+{
+    fx_t *x = *st;
+    static const tp_spec_t pub[] = {{PUBLIC, 1, 0}};
+    bg_kafka_verdict_t a1, a2, a3;
+    assert_int_equal(conn_fetch(x, x->t, 0, pub, 1, &a1), 0);
+    assert_int_equal(bg_kafka_share_forwarded(x->t, a1.share), 0);
+    assert_int_equal(conn_fetch(x, x->t, 0, pub, 1, &a2), 0);
+    assert_int_equal(bg_kafka_share_forwarded(x->t, a2.share), 0);
+    bg_kafka_share_answered(x->t, a1.share, 0);
+    assert_int_equal(conn_fetch(x, x->t, 0, pub, 1, &a3), 0);
+    assert_int_equal(bg_kafka_share_forwarded(x->t, a3.share), 0);
+    bg_kafka_share_answered(x->t, a2.share, 0);
+    bg_kafka_share_answered(x->t, a3.share, 0);
+    assert_int_equal(conn_reset(x, x->t, 1), 0);
+}
+
+/* A final request and a new session sent right after it (a consumer
+ * closing its session and opening another): the final one's answer keeps
+ * the record for the new session, which then opens and is usable. */
+static void test_final_then_new_session_pipelined(void **st)
+{
+    fx_t *x = *st;
+    static const tp_spec_t pub[] = {{PUBLIC, 1, 0}};
+    bg_kafka_verdict_t a, b;
+    assert_int_equal(decide_fetch(x, 1, 0, pub, 1, NULL, 0, &a), 0);
+    forward_and_answer(x, &a, 0);
+    assert_int_equal(decide_fetch(x, 1, -1, NULL, 0, NULL, 0, &a), 0);
+    assert_int_equal(bg_kafka_share_forwarded(x->t, a.share), 0);
+    assert_int_equal(decide_fetch(x, 1, 0, pub, 1, NULL, 0, &b), 0);
+    assert_int_equal(bg_kafka_share_forwarded(x->t, b.share), 0);
+    bg_kafka_share_answered(x->t, a.share, 0);
+    assert_int_equal(tracked(x), 1);
+    bg_kafka_share_answered(x->t, b.share, 0);
+    assert_int_equal(tracked(x), 1);
+    assert_int_equal(conn_reset(x, x->t, 1), 0);
+}
+
 /* A ShareFetch of g1/m-1 at epoch naming partitions first..first+n-1 of
  * public (partition first acknowledging when acks), not round-tripped. */
 static int big_fetch(fx_t *x, int32_t epoch, int first, int n, int acks, bg_kafka_verdict_t *v)
@@ -1014,6 +1100,50 @@ static void test_limits_union_and_budget(void **st)
     free(tps);
 }
 
+/* Exactly the budget is within it: a new session of MAX - 1 partitions
+ * and its ids' one unit is tracked whole. */
+static void test_limits_exactly_the_budget(void **st)
+{
+    fx_t *x = *st;
+    bg_kafka_verdict_t v;
+    assert_int_equal(big_fetch(x, 0, 0, BG_KAFKA_SHARE_MAX_PARTITIONS, 0, &v), -1);
+    assert_int_equal(v.action, BG_KAFKA_ACT_CLOSE);
+    assert_int_equal(big_fetch(x, 0, 0, BG_KAFKA_SHARE_MAX_PARTITIONS - 1, 0, &v), 0);
+    forward_and_answer(x, &v, 0);
+    assert_int_equal(tracked(x), (size_t)BG_KAFKA_SHARE_MAX_PARTITIONS - 1);
+}
+
+/* The tracker keeps its own bound on sessions, whatever its caller checked:
+ * a new session past BG_KAFKA_SHARE_MAX_SESSIONS is refused, the records
+ * stay as they were. */
+static void test_tracker_refuses_a_session_past_the_max(void **st)
+{
+    fx_t *x = *st;
+    char g[BG_KAFKA_SHARE_MAX_SESSIONS + 1][16];
+    for (int i = 0; i <= BG_KAFKA_SHARE_MAX_SESSIONS; i++) {
+        snprintf(g[i], sizeof g[i], "g-%d", i);
+        bg_kafka_share_update_t u = {.api_key = SF, .epoch = 0, .group = ka_s(g[i]),
+                                     .member = ka_s("m-1")};
+        assert_int_equal(bg_kafka_share_forwarded(x->t, &u),
+                         i < BG_KAFKA_SHARE_MAX_SESSIONS ? 0 : -1);
+    }
+    assert_int_equal(x->t->n, BG_KAFKA_SHARE_MAX_SESSIONS);
+    assert_null(bg_kafka_share_find(x->t, ka_s(g[BG_KAFKA_SHARE_MAX_SESSIONS]), ka_s("m-1")));
+}
+
+/* has_topic looks at the n partitions it is given, never one past them. */
+static void test_has_topic_bounds(void **st)
+{
+    (void)st;
+    bg_kafka_share_tp_t tps[2] = {{.partition = 0}, {.partition = 0}};
+    set_id(tps[0].id, ORDERS);
+    set_id(tps[1].id, PUBLIC);
+    assert_true(bg_kafka_share_has_topic(tps, 2, tps[1].id));
+    assert_true(bg_kafka_share_has_topic(tps, 1, tps[0].id));
+    assert_false(bg_kafka_share_has_topic(tps, 1, tps[1].id));
+    assert_false(bg_kafka_share_has_topic(NULL, 0, tps[1].id));
+}
+
 /* An epoch below -1 is refused as Kafka does and never tracked; a
  * ShareAcknowledge cannot open a session. */
 static void test_epoch_below_final(void **st)
@@ -1077,8 +1207,18 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_cross_connection_owner, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cross_connection_race, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cross_connection_nodes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cross_connection_bootstrap_in_flight, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_cross_connection_second_open_while_other_in_flight,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_one_connection_opens_three_times, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_final_then_new_session_pipelined, setup, teardown),
         cmocka_unit_test_setup_teardown(test_growth_refused_open, setup, teardown),
         cmocka_unit_test_setup_teardown(test_limits_union_and_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_limits_exactly_the_budget, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_tracker_refuses_a_session_past_the_max, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_has_topic_bounds, setup, teardown),
         cmocka_unit_test_setup_teardown(test_epoch_below_final, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
