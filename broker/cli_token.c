@@ -110,10 +110,16 @@ static int bg_cli__mint(int argc, char **argv)
     if (!aud)
         aud = "busgate";
     size_t ng = 0;
-    for (char *tok = groups_s ? strtok(groups_s, ",") : NULL; tok && ng < BG_CLI_MAX_GROUPS;
-         tok = strtok(NULL, ","))
-        if (*tok)
-            groups[ng++] = tok;
+    for (char *tok = groups_s ? strtok(groups_s, ",") : NULL; tok; tok = strtok(NULL, ",")) {
+        if (!*tok)
+            continue;
+        if (ng == BG_CLI_MAX_GROUPS) { /* the token would not say what was asked */
+            fprintf(stderr, "busgate token mint: --groups: at most %d groups\n",
+                    BG_CLI_MAX_GROUPS);
+            return 2;
+        }
+        groups[ng++] = tok;
+    }
     size_t pem_len = 0;
     char *pem = bg_cli__read_file(key, &pem_len);
     if (!pem) {

@@ -1,6 +1,7 @@
 """The busgate process and its command line: check, explain, token,
 run with the admin listener, reload on SIGHUP and on file change, drain on
 SIGTERM. No broker needed."""
+import base64
 import json
 import os
 import re
@@ -524,6 +525,69 @@ def test_token_mint_and_inspect(tmp_path, keys):
         assert r.returncode == 2 and f"--ttl: expected whole seconds" in r.stderr, (bad, r.stderr)
     r = run_cli("token", "mint", "--help")
     assert r.returncode == 0 and "Defaults:" in r.stdout
+
+
+def jwt_parts(token):
+    """The header and the claims of a compact JWS, decoded (not verified)."""
+    def part(p):
+        return json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))
+    head, body, _ = token.split(".")
+    return part(head), part(body)
+
+
+def test_token_mint_claims_and_bounds(tmp_path, keys):
+    """`token mint` signs what it was asked: the kid in the header, exp
+    --ttl seconds after iat, every group named; the key's algorithm (RS256,
+    ES256 for P-256 only). --ttl goes up to 366 days exactly, --groups up to
+    256 groups: past either the command is refused (the groups past 256
+    were left out of the token without a word)."""
+    pem, _ = keys
+
+    def mint(*extra, key=pem):
+        return run_cli("token", "mint", "--key", str(key), "--sub", "svc-orders", "--iss", ISS,
+                       "--aud", "busgate", *extra)
+
+    r = mint("--kid", "test-key-1", "--ttl", "300", "--groups", "orders,reporting")
+    assert r.returncode == 0, r.stderr
+    head, claims = jwt_parts(r.stdout.strip())
+    assert head["kid"] == "test-key-1" and head["alg"] == "RS256", head
+    assert claims["exp"] - claims["iat"] == 300, claims
+    assert abs(claims["iat"] - time.time()) < 600, claims
+    assert (claims["sub"], claims["iss"], claims["aud"]) == ("svc-orders", ISS, "busgate"), claims
+    assert claims["groups"] == ["orders", "reporting"], claims
+    assert re.fullmatch(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}",
+                        claims["jti"]), claims
+    assert "kid" not in jwt_parts(mint().stdout.strip())[0]
+
+    year = 366 * 86400
+    r = mint("--ttl", str(year))
+    assert r.returncode == 0, r.stderr
+    _, claims = jwt_parts(r.stdout.strip())
+    assert claims["exp"] - claims["iat"] == year, claims
+    r = mint("--ttl", str(year + 1))
+    assert r.returncode == 2 and "--ttl: expected whole seconds from 1 to 31622400" in r.stderr, \
+        r.stderr
+
+    groups = [f"g{i}" for i in range(257)]
+    r = mint("--groups", ",".join(groups[:256]))
+    assert r.returncode == 0, r.stderr
+    assert jwt_parts(r.stdout.strip())[1]["groups"] == groups[:256]
+    r = mint("--groups", ",".join(groups))
+    assert r.returncode == 2 and r.stdout == "", r.stdout
+    assert r.stderr.splitlines() == ["busgate token mint: --groups: at most 256 groups"], r.stderr
+
+    for curve, ok in (("P-256", True), ("P-384", False)):
+        ec = tmp_path / f"{curve}.pem"
+        subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+                        f"ec_paramgen_curve:{curve}", "-out", str(ec)], check=True,
+                       capture_output=True)
+        r = mint(key=ec)
+        if ok:
+            assert r.returncode == 0 and jwt_parts(r.stdout.strip())[0]["alg"] == "ES256", \
+                r.stdout + r.stderr
+        else:
+            assert r.returncode == 1 and r.stdout == "", r.stdout
+            assert "key is not an RSA or EC P-256 private key PEM" in r.stderr, r.stderr
 
 
 def test_token_inspect_usage_and_bad_config(tmp_path, keys):
