@@ -419,6 +419,11 @@ def test_check_warns_about_credentials_in_clear(tmp_path, keys):
     w = warnings(kafka("kafka.example.com", security="sasl_ssl", tls="    tls: {verify: false}\n"),
                  amqp("rabbit.example.com", tls="    tls: {verify: false}\n"))
     assert len(w) == 2 and all("tls.verify is false" in l for l in w), w
+    # A bootstrap list is looked at up to its first host that is not
+    # loopback, and warned about once, naming that host.
+    w = warnings(kafka("127.0.0.1:9092, kafka1.example.com:9092, kafka2.example.com"),
+                 amqp("localhost"))
+    assert len(w) == 1 and "SASL PLAIN without TLS to kafka1.example.com:" in w[0], w
 
 
 def test_explain_names_rule_and_default(tmp_path, keys):
@@ -614,6 +619,9 @@ def test_token_inspect_usage_and_bad_config(tmp_path, keys):
     assert r.returncode == 0 and "principal: svc-orders" in r.stdout, r.stderr
     r = run_cli("token", "inspect", f"--config={cfg}", "-", input=token + "\n")
     assert r.returncode == 0 and "principal: svc-orders" in r.stdout, r.stderr
+    # A line ending of a file written on Windows is no part of the token.
+    r = run_cli("token", "inspect", "-c", str(cfg), "-", input=token + "\r\n")
+    assert r.returncode == 0 and "principal: svc-orders" in r.stdout, r.stdout + r.stderr
 
     # An invalid configuration exits 1, as check and explain do (it was 2,
     # the status of bad usage).
