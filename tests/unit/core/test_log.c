@@ -270,9 +270,8 @@ static void small_pipe(int p[2])
  * would hang in write(2) otherwise). Once the fd is read, everything
  * queued comes out in order, with notices of the drops where they were,
  * then the lines logged after. */
-static void test_queue_drops_and_counts(void **state)
+static void queue_drops_and_counts(int log_after)
 {
-    (void)state;
     int p[2];
     small_pipe(p);
     bg_log_set_fd(p[1]);
@@ -288,7 +287,8 @@ static void test_queue_drops_and_counts(void **state)
     assert_int_equal(pthread_create(&t, NULL, read_all, &r), 0);
     while (bg_log_queued_bytes() > 0) /* written, the notice of the drops too */
         usleep(1000);
-    bg_log_fields(BG_LOG_ERROR, "test", NULL, 0, "after");
+    if (log_after)
+        bg_log_fields(BG_LOG_ERROR, "test", NULL, 0, "after");
     bg_log_async_stop(10000);
     bg_log_set_fd(2);
     close(p[1]);
@@ -324,10 +324,24 @@ static void test_queue_drops_and_counts(void **state)
         json_decref(j);
     }
     free(r.buf);
-    assert_int_equal(after, 1);
+    assert_int_equal(after, log_after);
     assert_int_equal(noted, dropped);
     assert_int_equal(lines + dropped, N); /* every line written or counted */
     assert_int_equal(next, N);
+}
+
+static void test_queue_drops_and_counts(void **state)
+{
+    (void)state;
+    queue_drops_and_counts(1);
+}
+
+/* Drops that no later line follows are said all the same, once the queue
+ * has room (the log thread writes the notice itself). */
+static void test_queue_says_drops_nothing_follows(void **state)
+{
+    (void)state;
+    queue_drops_and_counts(0);
 }
 
 /* A line queued after drops comes with the notice of them, so it is taken
@@ -436,6 +450,7 @@ int main(void)
         cmocka_unit_test(test_fields_kept_beside_long_message),
         cmocka_unit_test(test_fields_dropped_whole),
         cmocka_unit_test(test_queue_drops_and_counts),
+        cmocka_unit_test(test_queue_says_drops_nothing_follows),
         cmocka_unit_test(test_queue_line_needs_room_for_its_notice),
         cmocka_unit_test(test_sync_after_stop),
         cmocka_unit_test(test_stop_with_stuck_fd_returns),
