@@ -464,10 +464,12 @@ def metadata_v1_topics(body):
 class KafkaWire:
     """One TCP connection speaking request header v1 (non-flexible APIs
     only) and reading response header v0. Every read is bounded. sent and
-    received count the bytes each way."""
+    received count the bytes each way. source: the loopback address to
+    connect from (None: the system's choice)."""
 
-    def __init__(self, port, timeout=10.0, client_id="it-raw"):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port, timeout=10.0, client_id="it-raw", source=None):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.sock.settimeout(timeout)
         self.client_id = client_id
         self.corr = 0

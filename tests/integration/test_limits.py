@@ -24,12 +24,7 @@ RULES = """    - name: limits-describe
 
 def wire_from(port, source, timeout=10.0):
     """A KafkaWire whose connection comes from the loopback address source."""
-    w = KafkaWire.__new__(KafkaWire)
-    w.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
-                                      source_address=(source, 0))
-    w.sock.settimeout(timeout)
-    w.client_id, w.corr = "it-limits", 0
-    return w
+    return KafkaWire(port, timeout, client_id="it-limits", source=source)
 
 
 def metrics(admin):
