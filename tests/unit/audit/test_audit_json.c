@@ -243,6 +243,70 @@ static void test_schema_agrees(void **state)
     json_decref(schema);
 }
 
+/* The keys an object of a minimal event has (scalars: nested objects and
+ * arrays come only with their has bits) are exactly the schema's required
+ * ones: a reader may rely on every required key, and on nothing else. */
+static void check_required(json_t *obj, json_t *node, const char *path)
+{
+    json_t *req = json_object_get(node, "required"), *props = json_object_get(node, "properties");
+    json_t *v, *it;
+    const char *k;
+    size_t i;
+    if (!json_is_object(obj))
+        fail_msg("%s: not in the minimal event", path);
+    json_array_foreach(req, i, it)
+    {
+        if (!json_object_get(obj, json_string_value(it)))
+            fail_msg("%s.%s: required by the schema but not always written", path,
+                     json_string_value(it));
+    }
+    json_object_foreach(obj, k, v)
+    {
+        int listed = 0;
+        if (json_is_object(v) || json_is_array(v))
+            continue;
+        json_array_foreach(req, i, it) listed |= strcmp(json_string_value(it), k) == 0;
+        if (!listed)
+            fail_msg("%s.%s: always written but not required by the schema", path, k);
+        assert_non_null(json_object_get(props, k));
+    }
+}
+
+static void test_schema_required_is_always_written(void **state)
+{
+    (void)state;
+    bg_audit_event_t ev;
+    char buf[4096];
+    json_error_t e;
+    bg_policy_resource_t res = {BG_RES_KAFKA_TOPIC, NULL, 0, "t", 1};
+    memset(&ev, 0, sizeof ev);
+    ev.kind = BG_AUDIT_EV_DECISION;
+    ev.resources = &res;
+    ev.nresources = 1;
+    /* every group an emitter can turn on, each with nothing optional in it
+     * (an enforced rule always names its file) */
+    ev.decision.enforced_rule = "writers";
+    ev.decision.enforced_rule_file = "policy.yaml";
+    ev.has = BG_AUDIT_HAS_DECISION | BG_AUDIT_HAS_RESULT | BG_AUDIT_HAS_MASKING;
+    size_t n = bg_audit_encode_json(&ev, NULL, buf, sizeof buf);
+    assert_true(n > 0);
+    json_t *j = json_loadb(buf, n, 0, &e), *schema = load_schema();
+    assert_non_null(j);
+    json_t *props = json_object_get(schema, "properties");
+    json_t *dec = json_object_get(props, "decision");
+    check_required(j, schema, "$");
+    check_required(json_object_get(j, "decision"), dec, "$.decision");
+    check_required(json_object_get(json_object_get(j, "decision"), "enforced"),
+                   json_object_get(json_object_get(dec, "properties"), "enforced"),
+                   "$.decision.enforced");
+    check_required(json_object_get(j, "result"), json_object_get(props, "result"), "$.result");
+    check_required(json_object_get(j, "masking"), json_object_get(props, "masking"), "$.masking");
+    check_required(json_array_get(json_object_get(j, "resources"), 0),
+                   json_object_get(json_object_get(props, "resources"), "items"), "$.resources[]");
+    json_decref(j);
+    json_decref(schema);
+}
+
 static void test_no_secret_fields(void **state)
 {
     bg_audit_event_t ev;
@@ -426,6 +490,7 @@ int main(void)
         cmocka_unit_test(test_full_values),
         cmocka_unit_test(test_no_enforced_rule),
         cmocka_unit_test(test_schema_agrees),
+        cmocka_unit_test(test_schema_required_is_always_written),
         cmocka_unit_test(test_no_secret_fields),
         cmocka_unit_test(test_escaping),
         cmocka_unit_test(test_resource_names_whole),
