@@ -138,6 +138,10 @@ enum {
  * client_properties, to advertise the same upstream. */
 uint32_t bg_amqp_caps_from_properties(const amqp_table_t *props);
 
+/* 1 when connection.start's mechanisms (a space-separated list, from the
+ * broker) name mech exactly: "XPLAIN" or "PLAINX" is no offer of PLAIN. */
+int bg_amqp_start_offers(const amqp_bytes_t *mechanisms, const char *mech);
+
 /* connection.start (version 0-9): server-properties {capabilities (caps),
  * product, version, platform "busgate", cluster_name when non-NULL},
  * mechanisms "PLAIN AMQPLAIN", locales "en_US". product/version NULL =

@@ -87,6 +87,19 @@ uint32_t bg_amqp_caps_from_properties(const amqp_table_t *props)
     return mask;
 }
 
+int bg_amqp_start_offers(const amqp_bytes_t *mechanisms, const char *mech)
+{
+    const char *p = mechanisms->bytes, *end = p ? p + mechanisms->len : p;
+    size_t ml = strlen(mech);
+    while (p && p < end) {
+        const char *sp = memchr(p, ' ', (size_t)(end - p)), *w = sp ? sp : end;
+        if ((size_t)(w - p) == ml && memcmp(p, mech, ml) == 0)
+            return 1;
+        p = w + 1;
+    }
+    return 0;
+}
+
 int bg_amqp_write_connection_start(bg_wr_t *wr, uint32_t caps, const char *product,
                                    const char *version, const char *cluster_name)
 {

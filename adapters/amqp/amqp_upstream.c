@@ -151,24 +151,9 @@ static int bg_amqp_up__write(bg_amqp_up_t *u, bg_wr_t *wr, int secret)
     return rc;
 }
 
-/* 1 when the space-separated list (connection.start's mechanisms) names
- * mech exactly: "XPLAIN" or "PLAINX" is no offer of PLAIN. */
-static int bg_amqp_up__offers(const amqp_bytes_t *list, const char *mech)
-{
-    const char *p = list->bytes, *end = p + list->len;
-    size_t ml = strlen(mech);
-    while (p < end) {
-        const char *sp = memchr(p, ' ', (size_t)(end - p)), *w = sp ? sp : end;
-        if ((size_t)(w - p) == ml && memcmp(p, mech, ml) == 0)
-            return 1;
-        p = w + 1;
-    }
-    return 0;
-}
-
 static int bg_amqp_up__on_start(bg_amqp_up_t *u, const amqp_connection_start_t *m)
 {
-    if (!m->mechanisms.bytes || !bg_amqp_up__offers(&m->mechanisms, "PLAIN")) {
+    if (!bg_amqp_start_offers(&m->mechanisms, "PLAIN")) {
         bg_amqp_up__fail(u, "the broker does not offer PLAIN");
         return -1;
     }

@@ -3,7 +3,9 @@
  * decode / content header parse + property decode, frame after frame.
  * Invariants: whatever validation accepts, rabbitmq-c decodes; a decoded
  * method re-encodes to a frame that validates and decodes again; a parsed
- * content header re-emits to a frame that validates. */
+ * content header re-emits to a frame that validates. The whole input is also
+ * read as a broker's connection.start mechanisms list: bg_amqp_start_offers
+ * finds PLAIN exactly when a whole space-separated word is PLAIN. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,8 +49,19 @@ static void bg_fuzz__header(const bg_amqp_frame_t *f, bg_amqp_arena_t *a)
     bg_wr_free(&w);
 }
 
+/* The same answer as bg_amqp_start_offers(list, "PLAIN"), found another
+ * way: PLAIN alone, first, last, or between two spaces. */
+static int bg_fuzz__plain_word(const uint8_t *d, size_t n)
+{
+    return (n == 5 && memcmp(d, "PLAIN", 5) == 0) || (n > 5 && memcmp(d, "PLAIN ", 6) == 0) ||
+           (n > 5 && memcmp(d + n - 6, " PLAIN", 6) == 0) || memmem(d, n, " PLAIN ", 7) != NULL;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    amqp_bytes_t list = {size, (void *)data};
+    if (bg_amqp_start_offers(&list, "PLAIN") != bg_fuzz__plain_word(data, size))
+        abort();
     size_t pos = 0;
     uint32_t max = BG_AMQP_PRETUNE_CLIENT_MAX;
     int hdr = bg_amqp_protocol_header_check(data, size, NULL);

@@ -545,6 +545,23 @@ def _read_lines_until(proc, want, timeout=20.0):
     return got
 
 
+def _audit_topic_setup(tmp_path, prefix):
+    """A fresh one-partition audit topic named from prefix, a configuration
+    file naming it, and a producer to write events into it by hand.
+    Returns (admin client, topic, configuration path, producer)."""
+    from confluent_kafka.admin import NewTopic
+    from audit_env import admin
+    from kafka_env import with_audit_topic
+    topic = unique(prefix)
+    a = admin(int(KAFKA_PLAIN.rsplit(":", 1)[1]))
+    a.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
+    # PLAIN: librdkafka 2.0 (Debian's) cannot do SCRAM against Kafka 4.x
+    text, _ = busgate_config(tmp_path, RULES, mechanism="PLAIN")
+    cfg = tmp_path / "busgate.yaml"
+    cfg.write_text(with_audit_topic(text, topic))
+    return a, topic, cfg, Producer({"bootstrap.servers": KAFKA_PLAIN})
+
+
 def _tail_follow(tmp_path, cfg, source):
     """`busgate audit tail --from SOURCE --follow --json` on cfg, its stderr
     to a file. Returns the process and said(): its stderr so far."""
@@ -630,18 +647,8 @@ def test_tail_follow_topic_reads_partitions_added_later(tmp_path):
     it runs (busgate keys events by session, so new sessions land on them):
     it assigned the partitions once at its start and never saw the events
     on the new ones."""
-    from confluent_kafka.admin import NewPartitions, NewTopic
-    from audit_env import admin
-    from kafka_env import with_audit_topic
-    plain = int(KAFKA_PLAIN.rsplit(":", 1)[1])
-    topic = unique("busgate.audit-grow")
-    a = admin(plain)
-    a.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
-    # PLAIN: librdkafka 2.0 (Debian's) cannot do SCRAM against Kafka 4.x
-    text, _ = busgate_config(tmp_path, RULES, mechanism="PLAIN")
-    cfg = tmp_path / "busgate.yaml"
-    cfg.write_text(with_audit_topic(text, topic))
-    p = Producer({"bootstrap.servers": KAFKA_PLAIN})
+    from confluent_kafka.admin import NewPartitions
+    a, topic, cfg, p = _audit_topic_setup(tmp_path, "busgate.audit-grow")
 
     def put(partition, seq):
         # the producer's metadata must know the partition (it may be new)
@@ -846,17 +853,7 @@ def test_tail_follow_topic_goes_on_past_a_quiet_spell(tmp_path):
     topic is quiet: the 15 s after which `tail` without --follow gives up
     on a silent topic do not apply (a quiet night must not end an
     auditor's follow). The topic is quiet for 17 s here."""
-    from confluent_kafka.admin import NewTopic
-    from audit_env import admin
-    from kafka_env import with_audit_topic
-    plain = int(KAFKA_PLAIN.rsplit(":", 1)[1])
-    topic = unique("busgate.audit-quiet")
-    a = admin(plain)
-    a.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
-    text, _ = busgate_config(tmp_path, RULES, mechanism="PLAIN")
-    cfg = tmp_path / "busgate.yaml"
-    cfg.write_text(with_audit_topic(text, topic))
-    p = Producer({"bootstrap.servers": KAFKA_PLAIN})
+    a, topic, cfg, p = _audit_topic_setup(tmp_path, "busgate.audit-quiet")
 
     def put(seq):
         ev = {"event_id": f"00000000-0000-4000-8000-{seq:012d}", "seq": seq, "kind": "decision",
