@@ -910,14 +910,37 @@ static int bg_cli_audit__bad(const char *what, const char *arg)
     return -1;
 }
 
-/* Where the value of option o goes: --session, --sub and --from each take
- * one value; NULL for any other word. */
-static const char **bg_cli_audit__slot(bg_cli_audit_t *c, const char *o)
+/* Where the value of option o (its first n bytes) goes: --session, --sub
+ * and --from each take one value; NULL for any other word. */
+static const char **bg_cli_audit__slot(bg_cli_audit_t *c, const char *o, size_t n)
 {
-    return strcmp(o, "--session") == 0 ? &c->session
-           : strcmp(o, "--sub") == 0   ? &c->sub
-           : strcmp(o, "--from") == 0  ? &c->from
-                                       : NULL;
+    return n == 9 && memcmp(o, "--session", n) == 0 ? &c->session
+           : n == 5 && memcmp(o, "--sub", n) == 0   ? &c->sub
+           : n == 6 && memcmp(o, "--from", n) == 0  ? &c->from
+                                                    : NULL;
+}
+
+/* An option written --NAME=VALUE, as getopt_long takes it in the other
+ * commands: 1 when o is one of the value options in that form (its value
+ * stored), 0 when o is not in that form, -1 after saying what is wrong. */
+static int bg_cli_audit__inline(bg_cli_audit_t *c, const char *o)
+{
+    const char *eq = strncmp(o, "--", 2) == 0 ? strchr(o, '=') : NULL;
+    if (!eq)
+        return 0;
+    const char **slot = bg_cli_audit__slot(c, o, (size_t)(eq - o));
+    if (!slot)
+        return bg_cli_audit__bad("unknown option", o);
+    if (*slot) {
+        char name[16];
+        snprintf(name, sizeof name, "%.*s", (int)(eq - o), o);
+        bg_cli_once("audit", name, 1);
+        return -1;
+    }
+    if (!eq[1])
+        return bg_cli_audit__bad("missing the value of", o);
+    *slot = eq + 1;
+    return 1;
 }
 
 /* Parses the options after "tail"/"replay"; returns 0, or -1 after saying
@@ -927,12 +950,17 @@ static int bg_cli_audit__args(bg_cli_audit_t *c, int argc, char **argv)
 {
     const char *path = NULL;
     for (int i = 2; i < argc; i++) {
-        const char *o = argv[i], *before = path, **slot = bg_cli_audit__slot(c, o);
-        int more = i + 1 < argc, conf = bg_cli_config_opt(argc, argv, &i, &path);
+        const char *o = argv[i], *before = path, **slot = bg_cli_audit__slot(c, o, strlen(o));
+        int more = i + 1 < argc, conf = bg_cli_config_opt(argc, argv, &i, &path), inl;
         if (conf > 0 && before)
             return bg_cli_audit__bad("-c given twice", NULL);
         if (conf > 0)
             continue; /* read again by bg_cli_config_arg */
+        if ((inl = bg_cli_audit__inline(c, o)) != 0) {
+            if (inl < 0)
+                return -1;
+            continue;
+        }
         if (slot && more && *slot) {
             bg_cli_once("audit", o, 1);
             return -1;

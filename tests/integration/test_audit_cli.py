@@ -465,8 +465,17 @@ def test_unknown_source_is_bad_usage(tmp_path):
     assert r.returncode == 1, r.stderr
     assert "--from spool: audit.spool_dir is not set" in r.stderr, r.stderr
     # Every usage error says what was wrong before the usage text.
+    r = run_cli("audit", "tail", "-c", str(cfg), "--from=foo")
+    assert r.returncode == 2, r.stderr
+    assert "--from: expected kafka, file or spool, got 'foo'" in r.stderr, r.stderr
+    r = run_cli("audit", "tail", "-c", str(cfg), "--from=spool")
+    assert r.returncode == 1, r.stderr
+    assert "--from spool: audit.spool_dir is not set" in r.stderr, r.stderr
     for args, why in ((["--bogus"], "unknown option '--bogus'"),
-                      (["--sub"], "missing the value of '--sub'")):
+                      (["--sub"], "missing the value of '--sub'"),
+                      (["--sub="], "missing the value of '--sub='"),
+                      (["--json=yes"], "unknown option '--json=yes'"),
+                      (["--bogus=1"], "unknown option '--bogus=1'")):
         r = run_cli("audit", "tail", "-c", str(cfg), *args)
         assert r.returncode == 2 and why in r.stderr.splitlines()[0], r.stderr
     r = run_cli("audit", "replay", "-c", str(cfg))
@@ -702,9 +711,15 @@ def test_session_and_sub_filters_take_whole_names(tmp_path):
     assert tail("--session", "s-a") == ["e0", "e1"]  # a prefix names both
     assert tail("--sub", "alice") == ["e0"]
     assert tail("--sub", "alic") == ["e2"]
+    # --NAME=VALUE is the same option, as in the commands parsed by getopt
+    assert tail("--session=s-a1") == ["e0"]
+    assert tail("--sub=alic", "--from=file") == ["e2"]
     r = run_cli("audit", "replay", "-c", str(cfg), "--json", "s-a1")
     assert r.returncode == 0, r.stderr
     assert [json.loads(ln)["event_id"] for ln in r.stdout.splitlines()] == ["e0"], r.stdout
+    r = run_cli("audit", "replay", f"--config={cfg}", "--json", "--session=s-a2")
+    assert r.returncode == 0, r.stderr
+    assert [json.loads(ln)["event_id"] for ln in r.stdout.splitlines()] == ["e1"], r.stdout
 
 
 def test_an_event_in_the_file_and_the_spool_is_shown_once(tmp_path):

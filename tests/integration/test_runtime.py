@@ -213,6 +213,10 @@ def test_single_valued_option_given_twice(tmp_path, keys):
         (["audit", "tail", *c, "--from", "file", "--from", "kafka"],
          "busgate audit: --from given twice"),
         (["audit", "replay", *c, "s1", "--session", "s2"], "busgate audit: --session given twice"),
+        (["audit", "tail", *c, "--sub=a", "--sub", "b"], "busgate audit: --sub given twice"),
+        (["audit", "tail", *c, "--from", "file", "--from=kafka"], "busgate audit: --from given twice"),
+        (["audit", "replay", *c, "--session=s1", "--session=s2"],
+         "busgate audit: --session given twice"),
     ]
     for args, why in cases:
         r = run_cli(*args, timeout=10)
