@@ -252,6 +252,8 @@ summary() {
         "$(($(mem_kib "$bg_pid" VmHWM) / 1024))" ""
     printf '| %-34s | %10s | %10s | %s |\n' "busgate RSS at end MiB" - \
         "$(($(mem_kib "$bg_pid" VmRSS) / 1024))" ""
+    echo "per round, busgate/direct received msg/s: $(bg_bench_pairs "$results" recv)"
+    echo "per round, busgate/direct received msg/s after 5 s: $(bg_bench_pairs "$results" srecv)"
     echo "target: received msg/s through busgate >= 0.9x direct"
     echo "results: $results   logs: $out"
 }

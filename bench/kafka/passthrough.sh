@@ -310,6 +310,8 @@ summary() {
     printf '| %-36s | %10s | %10s | %s |\n' "busgate CPU s per half-rate run" - "$(mean halfrate busgate bgcpu)" ""
     printf '| %-36s | %10s | %10s | %s |\n' "busgate peak RSS (VmHWM) MiB" - "$((hwm / 1024))" ""
     printf '| %-36s | %10s | %10s | %s |\n' "busgate RSS at end MiB" - "$((rss / 1024))" ""
+    echo "per round, busgate/direct produce records/s: $(bg_bench_pairs "$results" rps phase=produce)"
+    echo "per round, busgate/direct consume records/s: $(bg_bench_pairs "$results" rps phase=consume)"
     echo "targets: throughput ratio >= 0.95 both ways; half-rate p99 added <= 0.2 ms"
     echo "(producer-perf-test percentiles are whole milliseconds: a p99 difference of 0 means < 1 ms)"
     audit_table
@@ -359,6 +361,7 @@ consume_rounds() {
     row "consume MB/s (fetch phase)" consume mbps
     row "broker CPU s per consume run" consume brokercpu
     printf '| %-36s | %10s | %10s | %s |\n' "busgate CPU s per consume run" - "$(mean consume busgate bgcpu)" ""
+    echo "per round, busgate/direct consume records/s: $(bg_bench_pairs "$results" rps phase=consume)"
     audit_table
     echo "results: $results   logs: $out"
 }

@@ -159,3 +159,39 @@ bg_prefixed() {
   "$@" 2>&1 | sed -u "s/^/[$label] /" || rc=${PIPESTATUS[0]}
   return "$rc"
 }
+
+# bg_bench_pairs RESULTS KEY [FILTER]: the benchmarks' paired view. For each
+# round with both a mode=direct and a mode=busgate line (TSV of k=v, lines
+# narrowed to those with the field FILTER, e.g. phase=produce), the ratio
+# busgate/direct of KEY; prints them in round order and their median:
+# "0.912 0.877 0.950 (median 0.912)". A run-to-run swing of the direct rate
+# moves a mean of ratios taken over whole runs; the median of each round's
+# own pair is the steadier figure.
+bg_bench_pairs() {
+  awk -F'\t' -v k="$2=" -v f="${3:-}" '
+    function val(  i) { for (i = 1; i <= NF; i++) if (index($i, k) == 1) return substr($i, length(k) + 1); return "-" }
+    function has(x,  i) { if (x == "") return 1; for (i = 1; i <= NF; i++) if ($i == x) return 1; return 0 }
+    has(f) {
+      m = ""; r = ""
+      for (i = 1; i <= NF; i++) {
+        if (index($i, "mode=") == 1) m = substr($i, 6)
+        if (index($i, "round=") == 1) r = substr($i, 7)
+      }
+      v = val()
+      if (v == "-" || r == "") next
+      if (m == "direct") d[r] = v
+      else if (m == "busgate") b[r] = v
+    }
+    END {
+      n = 0
+      for (r in d) if ((r in b) && d[r] + 0 > 0) rounds[++n] = r + 0
+      if (!n) { printf "-"; exit }
+      for (i = 2; i <= n; i++) for (j = i; j > 1 && rounds[j - 1] > rounds[j]; j--) {
+        t = rounds[j]; rounds[j] = rounds[j - 1]; rounds[j - 1] = t }
+      for (i = 1; i <= n; i++) { q[i] = b[rounds[i]] / d[rounds[i]]; s[i] = q[i]; printf "%.3f ", q[i] }
+      for (i = 2; i <= n; i++) for (j = i; j > 1 && s[j - 1] > s[j]; j--) {
+        t = s[j]; s[j] = s[j - 1]; s[j - 1] = t }
+      med = n % 2 ? s[(n + 1) / 2] : (s[n / 2] + s[n / 2 + 1]) / 2
+      printf "(median %.3f)", med
+    }' "$1"
+}
