@@ -659,6 +659,32 @@ class KafkaWire:
         return codecs
 
 
+def produce_v13(wire, tid):
+    """Produce v13 (acks 1) of one record to partition 0 of topic id tid:
+    [(topic id, [(partition, error)])], or None when busgate closed."""
+    batch = record_batch()
+    body = uvarint(0) + struct.pack(">hi", 1, 5000) + uvarint(2) + tid + uvarint(2)
+    body += struct.pack(">i", 0) + uvarint(len(batch) + 1) + batch + b"\x00" + b"\x00" + b"\x00"
+    rd = wire.call_flex(0, 13, body)
+    if rd is None:
+        return None
+    out = []
+    for _ in range(rd.uvarint() - 1):
+        t = rd.take(16)
+        parts = []
+        for _ in range(rd.uvarint() - 1):
+            idx, err = rd.i32(), rd.i16()
+            rd.take(24)  # base offset, log append time, log start offset
+            for _ in range(rd.uvarint() - 1):  # record errors
+                rd.i32(), rd.cstr(), rd.tags()
+            rd.cstr()
+            rd.tags()
+            parts.append((idx, err))
+        rd.tags()
+        out.append((t, parts))
+    return out
+
+
 def topic_id(wire, topic):
     """The topic id the Metadata v12 answer on wire (busgate or the broker)
     gives for topic; busgate learns it on the way."""

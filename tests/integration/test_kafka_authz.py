@@ -2,14 +2,15 @@
 produce and consume, topics hidden from Metadata, requests that are partly
 allowed (split and merged), and the reserved topics (the audit topic,
 Kafka's internal topics)."""
+import struct
 import time
 
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
-from kafka_env import (ERR_TOPIC_AUTHZ, KAFKA_PLAIN, audit_events, busgate_config, client_conf, create_topics,
-                       metadata_v1_topics,
-                       kafka_topics, oidc_token, setup_admin, unique, wait_audit, wait_until,
-                       with_audit_topic)
+from kafka_env import (ERR_TOPIC_AUTHZ, KAFKA_PLAIN, KafkaWire, audit_events, broker_has_topic,
+                       busgate_config, client_conf, create_topics, metadata_v1_topics,
+                       kafka_topics, oidc_token, produce_v13, setup_admin, topic_id, unique,
+                       uvarint, wait_audit, wait_until, with_audit_topic)
 
 RULES = """    - name: orders-topics
       subjects: [group:orders]
@@ -213,22 +214,16 @@ def produce_to_reserved(ports, reserved, conf=None, key=None):
     return denies
 
 
-def test_audit_topic_is_reserved(kafka_topics, start_busgate, tmp_path):
-    audit_topic = kafka_topics(unique("busgate.audit"))
-    text, ports = busgate_config(tmp_path, EVERYTHING_ON_TOPICS, mechanism="PLAIN")
-    start_busgate(with_audit_topic(text, audit_topic), wait_for_port=ports["listen"])
-    produce_to_reserved(ports, audit_topic)
-
-    # The events themselves reached the topic through busgate's sink, and
-    # the forged record did not.
+def _audit_topic_values(audit_topic):
+    """The values of audit_topic, read to its end on the PLAINTEXT listener
+    once a decision event is there (a forged record would follow the
+    events written before it)."""
     c = Consumer({"bootstrap.servers": KAFKA_PLAIN, "group.id": unique("it-audit"),
                   "auto.offset.reset": "earliest", "enable.auto.commit": False,
                   "enable.partition.eof": True})
     c.subscribe([audit_topic])
     values, at_end = [], False
     deadline = time.monotonic() + 20
-    # Read to the end of the topic once the decision is there: a forged
-    # record would follow the events written before it.
     while time.monotonic() < deadline and not (at_end and any(b'"decision"' in v
                                                                for v in values)):
         m = c.poll(0.5)
@@ -242,7 +237,53 @@ def test_audit_topic_is_reserved(kafka_topics, start_busgate, tmp_path):
     c.close()
     assert at_end, "the audit topic was not read to its end"
     assert any(b'"decision"' in v for v in values)
-    assert b"forged" not in values
+    return values
+
+
+def test_audit_topic_is_reserved(kafka_topics, start_busgate, tmp_path):
+    audit_topic = kafka_topics(unique("busgate.audit"))
+    text, ports = busgate_config(tmp_path, EVERYTHING_ON_TOPICS, mechanism="PLAIN")
+    start_busgate(with_audit_topic(text, audit_topic), wait_for_port=ports["listen"])
+    produce_to_reserved(ports, audit_topic)
+    # The events themselves reached the topic through busgate's sink, and
+    # the forged record did not.
+    assert b"forged" not in _audit_topic_values(audit_topic)
+
+
+def test_audit_topic_by_id_is_reserved(kafka_topics, start_busgate, tmp_path):
+    """The audit topic named by its topic id, which a principal that may
+    describe it learns from Metadata v12 (busgate learns it on the way):
+    Produce v13 to it and DeleteTopics v6 of it are refused by busgate as
+    by name (29, "reserved audit topic"), whatever the policy allows; the
+    broker never sees them (no record appended, the topic still there)."""
+    audit_topic = kafka_topics(unique("busgate.audit"))
+    text, ports = busgate_config(tmp_path, EVERYTHING_ON_TOPICS, mechanism="PLAIN")
+    start_busgate(with_audit_topic(text, audit_topic), wait_for_port=ports["listen"])
+    w = KafkaWire(ports["listen"]).login(oidc_token("svc-orders"))
+    try:
+        tid = topic_id(w, audit_topic)
+        assert produce_v13(w, tid) == [(tid, [(0, ERR_TOPIC_AUTHZ)])]
+        # DeleteTopics v6: one entry by id (null name), timeout 10 s.
+        rd = w.call_flex(20, 6, uvarint(2) + uvarint(0) + tid + b"\x00"
+                         + struct.pack(">i", 10000) + b"\x00")
+        assert rd is not None, "busgate closed on DeleteTopics"
+        rd.i32()  # throttle
+        assert rd.uvarint() - 1 == 1
+        rd.cstr()
+        assert rd.take(16) == tid and rd.i16() == ERR_TOPIC_AUTHZ
+    finally:
+        w.close()
+    for verb in ("write", "delete"):
+        denies = wait_audit(ports["audit"], lambda e, verb=verb: e["kind"] == "decision"
+                            and e["verb"] == verb and e["decision"]["effect"] == "deny"
+                            and any(r["name"] == audit_topic for r in e["resources"]))
+        assert denies and all(e.get("detail") == "reserved audit topic"
+                              and "rule" not in e["decision"]
+                              and e["result"]["error_code"] == ERR_TOPIC_AUTHZ
+                              for e in denies), denies
+    assert broker_has_topic(audit_topic)
+    # Only busgate's events are in it: record_batch()'s value "x" is not.
+    assert b"x" not in _audit_topic_values(audit_topic)
 
 
 def test_internal_topic_is_reserved(start_busgate, tmp_path):

@@ -14,7 +14,7 @@ import threading
 
 import pytest
 
-from kafka_env import KafkaWire, busgate_config, cstr, oidc_token, record_batch, uvarint
+from kafka_env import KafkaWire, busgate_config, cstr, oidc_token, produce_v13, uvarint
 from kafka_fake import FakeKafka
 
 RULES = """    - name: orders-may-describe-the-victim
@@ -101,32 +101,6 @@ def metadata_v12(wire, entries):
     head = struct.pack(">hhi", 3, 12, wire.corr) + struct.pack(">h", 6) + b"it-raw" + b"\x00"
     wire.sock.sendall(struct.pack(">i", len(head) + len(body)) + head + body)
     return wire.corr
-
-
-def produce_v13(wire, tid):
-    """Produce v13 (acks 1) of one record to partition 0 of topic id tid:
-    [(topic id, [(partition, error)])], or None when busgate closed."""
-    batch = record_batch()
-    body = uvarint(0) + struct.pack(">hi", 1, 5000) + uvarint(2) + tid + uvarint(2)
-    body += struct.pack(">i", 0) + uvarint(len(batch) + 1) + batch + b"\x00" + b"\x00" + b"\x00"
-    rd = wire.call_flex(0, 13, body)
-    if rd is None:
-        return None
-    out = []
-    for _ in range(rd.uvarint() - 1):
-        t = rd.take(16)
-        parts = []
-        for _ in range(rd.uvarint() - 1):
-            idx, err = rd.i32(), rd.i16()
-            rd.take(24)  # base offset, log append time, log start offset
-            for _ in range(rd.uvarint() - 1):  # record errors
-                rd.i32(), rd.cstr(), rd.tags()
-            rd.cstr()
-            rd.tags()
-            parts.append((idx, err))
-        rd.tags()
-        out.append((t, parts))
-    return out
 
 
 def test_error_entries_teach_no_topic_id(start_busgate, tmp_path, fake):
