@@ -22,7 +22,9 @@ def policy():
                effect="deny")
         + rule("declare-only", ["group:decl"], ["amqp:queue:dl.*", "amqp:exchange:dl.*"],
                ["create"])
-        + rule("dl-sink", ["group:decl"], ["amqp:exchange:dl.sink"], ["write"]))
+        + rule("dl-sink", ["group:decl"], ["amqp:exchange:dl.sink"], ["write"])
+        + rule("peek-own", ["group:peek"], ["amqp:queue:pk.*"], ["create", "read"])
+        + rule("peek-look", ["group:peek"], ["amqp:queue:look.*"], ["describe"]))
 
 
 @pytest.fixture
@@ -311,6 +313,10 @@ def test_declare_bind_purge_delete(gw):
         (lambda c: c.queue_delete(unique("it.secret-q")), "delete access to queue 'it.secret"),
         (lambda c: c.exchange_delete(secret_x), "delete access to exchange 'it.secret"),
         (lambda c: c.exchange_bind(secret_x, x, "k"), "write access to exchange 'it.secret"),
+        # Routes out of what may not be read, into what may not be written.
+        (lambda c: c.exchange_bind(x, secret_x, "k"), "read access to exchange 'it.secret"),
+        (lambda c: c.queue_bind(unique("it.secret-q"), x, "k"),
+         "write access to queue 'it.secret"),
     ]
     for call, text in cases:
         c = conn.channel()
@@ -325,6 +331,43 @@ def test_declare_bind_purge_delete(gw):
     err = closed_by_broker(lambda: bob.channel().queue_declare("", exclusive=True))
     assert "create access to queue 'amq.gen-'" in err.reply_text
     bob.close()
+
+
+def test_empty_name_after_a_passive_declare_names_that_queue(gw):
+    """RabbitMQ makes a passive declare's queue the channel's last declared
+    queue too (shown on RabbitMQ alone first). So after declaring a queue of
+    its own, a principal that may only describe another queue cannot read
+    that one by a passive declare of it and basic.get "": busgate decides
+    the "" as the queue RabbitMQ will take, and refuses the read on it."""
+    bg, ports, issuer = gw
+    admin = direct()
+    ach = admin.channel()
+    victim, own = unique("look.q"), unique("pk.q")
+    try:
+        ach.queue_declare(victim)
+        ach.queue_declare(own)
+        ach.basic_publish("", victim, b"secret")
+        ach.queue_declare(own)
+        ach.queue_declare(victim, passive=True)
+        assert get_one(admin, ach, "") == b"secret"  # RabbitMQ alone: "" is the victim
+        ach.basic_publish("", victim, b"secret")
+        dave = connect(ports["listen"], issuer.mint("dave", ["peek"]))
+        ch = dave.channel()
+        ch.queue_declare(own)
+        assert ch.queue_declare(victim, passive=True).method.message_count == 1
+        err = closed_by_broker(lambda: ch.basic_get(""))
+        assert err.reply_code == 403 and f"read access to queue '{victim}'" in err.reply_text, \
+            err.reply_text
+        dave.close()
+        events = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                            and e["verb"] == "read" and e["decision"]["effect"] == "deny"
+                            and any(r["name"] == victim for r in e["resources"]))
+        assert events and all("rule" not in e["decision"] for e in events), events  # default
+        assert ach.queue_declare(victim, passive=True).method.message_count == 1
+    finally:
+        ach.queue_delete(victim)
+        ach.queue_delete(own)
+        admin.close()
 
 
 def test_declare_arguments_that_move_messages_need_read(gw):
