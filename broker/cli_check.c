@@ -1,8 +1,11 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <librdkafka/rdkafka.h>
+
 #include "broker/cli.h"
 #include "broker/config.h"
+#include "broker/config_kafka_client.h"
 #include "broker/snapshot.h"
 
 /* Warns about each pair of issuers whose tokens get the same principal
@@ -195,6 +198,9 @@ int bg_cli_check(int argc, char **argv)
         bg_cli__warn_trace_exchange(path, bg_config_policy_spec(cfg));
     bg_cli__warn_overridden_modes(path, bg_config_policy_spec(cfg));
     bg_cli__warn_clear_credentials(path, cfg);
+    char scram[512];
+    if (bg_config_kafka_client_scram_warning(cfg, rd_kafka_version(), scram, sizeof scram))
+        printf("%s: warning: %s\n", path, scram);
     const char *unbuilt[3];
     for (size_t i = 0, n = bg_config_unbuilt(cfg, unbuilt); i < n; i++)
         printf("%s: warning: %s\n", path, unbuilt[i]);

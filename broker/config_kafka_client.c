@@ -75,3 +75,20 @@ void bg_config_kafka_client_clear(bg_config_kafka_client_t *out)
     free(out->bootstrap);
     out->bootstrap = NULL;
 }
+
+const char *bg_config_kafka_client_scram_warning(const bg_config_t *c, int version, char *buf,
+                                                 size_t cap)
+{
+    const char *m = c->kafka.upstream.sasl_mechanism;
+    if (!c->audit.enabled || !c->audit.kafka_topic || !c->kafka.enabled || !m ||
+        strncmp(m, "SCRAM-", 6) != 0 || version >= BG_CONFIG_KAFKA_CLIENT_SCRAM_FIXED)
+        return NULL;
+    snprintf(buf, cap,
+             "audit.kafka_topic: the audit producer and `busgate audit` log in with "
+             "kafka.upstream.sasl %s through librdkafka %d.%d.%d, which Kafka 4.x refuses as "
+             "invalid credentials (librdkafka before 2.6.1 answers SCRAM's nonce wrongly; "
+             "busgate's own data path is not affected): use PLAIN over TLS (security: "
+             "sasl_ssl), a Kafka before 4.0, or build busgate with librdkafka 2.6.1 or newer",
+             m, (version >> 24) & 0xff, (version >> 16) & 0xff, (version >> 8) & 0xff);
+    return buf;
+}

@@ -32,4 +32,21 @@ int bg_config_kafka_client(const bg_config_kafka_t *k, bg_config_kafka_client_t 
 /* Frees what bg_config_kafka_client allocated; out may be zeroed. */
 void bg_config_kafka_client_clear(bg_config_kafka_client_t *out);
 
+/* The librdkafka that answers a SCRAM login right: older ones send the
+ * server's nonce with the client's appended again (confluentinc/librdkafka
+ * #4895, fixed in 2.6.1). Kafka 4.x checks the nonce strictly and refuses
+ * that login as invalid credentials; busgate's own SCRAM client (the data
+ * path) is not affected. As rd_kafka_version() gives it: 0xMMmmrrpp. */
+#define BG_CONFIG_KAFKA_CLIENT_SCRAM_FIXED 0x02060100
+
+/* The warning `busgate run` logs at start-up and `busgate check` prints
+ * when busgate's librdkafka clients (the audit producer, `busgate audit`
+ * reading audit.kafka_topic) log in with a SCRAM kafka.upstream.sasl
+ * through a librdkafka (version: rd_kafka_version()) older than
+ * BG_CONFIG_KAFKA_CLIENT_SCRAM_FIXED; written into buf (cap bytes), which
+ * is returned. NULL when it does not apply (no audit topic, no SCRAM, or a
+ * fixed librdkafka). */
+const char *bg_config_kafka_client_scram_warning(const bg_config_t *c, int version, char *buf,
+                                                 size_t cap);
+
 #endif

@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <librdkafka/rdkafka.h>
+
 #include "audit/audit.h"
 #include "broker/admin.h"
 #include "broker/config_kafka_client.h"
@@ -517,6 +519,9 @@ static int bg_runtime__start_audit(bg_runtime_t *rt, const bg_config_t *cfg)
         bg_log_error("audit", "%s", err);
         return -1;
     }
+    char scram[512];
+    if (bg_config_kafka_client_scram_warning(cfg, rd_kafka_version(), scram, sizeof scram))
+        bg_log_warn("audit", "%s", scram);
     return 0;
 }
 

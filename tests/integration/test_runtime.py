@@ -430,6 +430,44 @@ def test_check_warns_about_credentials_in_clear(tmp_path, keys):
     assert len(w) == 1 and "SASL PLAIN without TLS to kafka1.example.com:" in w[0], w
 
 
+def test_check_warns_about_scram_through_an_old_librdkafka(tmp_path, keys):
+    """The audit producer and `busgate audit` log in through librdkafka,
+    which before 2.6.1 answers SCRAM's nonce in a way Kafka 4.x refuses
+    ("invalid credentials"), while busgate's own SCRAM client logs in: the
+    audit events then only reach the spool. `busgate check` says so for a
+    SCRAM upstream with an audit topic when the librdkafka busgate runs with
+    is older (Debian 12's is 2.0.2), and not with PLAIN or a file sink."""
+    import ctypes
+    v = ctypes.CDLL("librdkafka.so.1").rd_kafka_version()
+    old = v < 0x02060100
+
+    def warnings(mech, audit):
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(config(keys[1], free_port(), RULE_READ) + f"""kafka:
+  listen: 127.0.0.1:{free_port()}
+  upstream:
+    bootstrap: [127.0.0.1:9092]
+    security: sasl_plaintext
+    sasl: {{mechanism: {mech}, username: bg, password: pw}}
+audit:
+{audit}""")
+        r = run_cli("check", "-c", str(cfg))
+        assert r.returncode == 0 and r.stdout.endswith(f"{cfg}: ok\n"), r.stdout + r.stderr
+        return [l for l in r.stdout.splitlines() if "librdkafka" in l]
+
+    w = warnings("SCRAM-SHA-512", "  kafka_topic: busgate.audit\n")
+    if old:
+        ver = f"{v >> 24 & 255}.{v >> 16 & 255}.{v >> 8 & 255}"
+        assert len(w) == 1, w
+        assert f"warning: audit.kafka_topic: the audit producer and `busgate audit` log in with " \
+            f"kafka.upstream.sasl SCRAM-SHA-512 through librdkafka {ver}, which Kafka 4.x " \
+            "refuses as invalid credentials" in w[0], w
+    else:
+        assert w == [], w
+    assert warnings("PLAIN", "  kafka_topic: busgate.audit\n") == []
+    assert warnings("SCRAM-SHA-256", f"  file: {tmp_path}/a.jsonl\n") == []
+
+
 def test_explain_names_rule_and_default(tmp_path, keys):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(config(keys[1], free_port(), RULE_READ + RULE_DENY))

@@ -114,6 +114,50 @@ static void test_long_bootstrap_not_truncated(void **state)
     bg_config_kafka_client_clear(&c);
 }
 
+/* The SCRAM warning: an audit topic read and written through a librdkafka
+ * older than 2.6.1 with a SCRAM upstream login (Kafka 4.x refuses it as
+ * invalid credentials, while the data path logs in: the examples' own
+ * configuration hit it against Kafka 4.x). */
+static const char *scram_warning(const char *mech, const char *topic, int enabled, int version)
+{
+    static char buf[512];
+    bg_config_t c = {0};
+    c.kafka.enabled = 1;
+    c.kafka.upstream.sasl_mechanism = (char *)mech;
+    c.audit.enabled = enabled;
+    c.audit.kafka_topic = (char *)topic;
+    memset(buf, 'x', sizeof buf);
+    return bg_config_kafka_client_scram_warning(&c, version, buf, sizeof buf);
+}
+
+static void test_scram_warning_for_an_old_librdkafka(void **state)
+{
+    const char *w = scram_warning("SCRAM-SHA-512", "busgate.audit", 1, 0x020002ff); /* 2.0.2 */
+    assert_non_null(w);
+    assert_non_null(strstr(w, "audit.kafka_topic: "));
+    assert_non_null(strstr(w, "kafka.upstream.sasl SCRAM-SHA-512 through librdkafka 2.0.2,"));
+    assert_non_null(strstr(w, "Kafka 4.x refuses as invalid credentials"));
+    assert_non_null(scram_warning("SCRAM-SHA-256", "t", 1, 0x020002ff));
+    /* 2.6.0 still has the bug (a release and a release candidate of it);
+     * 2.6.1, its candidates and later ones do not. */
+    assert_non_null(w = scram_warning("SCRAM-SHA-256", "t", 1, 0x020600ff));
+    assert_non_null(strstr(w, "librdkafka 2.6.0,"));
+    assert_non_null(scram_warning("SCRAM-SHA-256", "t", 1, 0x020600fe));
+    assert_null(scram_warning("SCRAM-SHA-256", "t", 1, 0x02060100));
+    assert_null(scram_warning("SCRAM-SHA-256", "t", 1, 0x020601ff));
+    assert_null(scram_warning("SCRAM-SHA-512", "t", 1, 0x020c01ff));
+}
+
+/* Nothing to warn about: PLAIN or no SASL (librdkafka's PLAIN works), no
+ * audit topic (a file sink: no librdkafka client logs in), audit off. */
+static void test_no_scram_warning_otherwise(void **state)
+{
+    assert_null(scram_warning("PLAIN", "t", 1, 0x020002ff));
+    assert_null(scram_warning(NULL, "t", 1, 0x020002ff));
+    assert_null(scram_warning("SCRAM-SHA-512", NULL, 1, 0x020002ff));
+    assert_null(scram_warning("SCRAM-SHA-512", "t", 0, 0x020002ff));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -121,6 +165,8 @@ int main(void)
         cmocka_unit_test(test_tls_verified_by_default),
         cmocka_unit_test(test_plaintext),
         cmocka_unit_test(test_long_bootstrap_not_truncated),
+        cmocka_unit_test(test_scram_warning_for_an_old_librdkafka),
+        cmocka_unit_test(test_no_scram_warning_otherwise),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
