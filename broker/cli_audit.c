@@ -164,7 +164,9 @@ static void bg_cli_audit__principal(json_t *p, int full, char *out, size_t cap)
 
 /* "Produce v9 write kafka:topic:orders -> allow (rule 'r' f:26) 0 1.2ms"; an
  * audit-mode rule reported over an enforced one: "-> deny [audit mode, would
- * deny] (audit rule 'a' f:30; enforced by 'e' f:26)". */
+ * deny] (audit rule 'a' f:30; enforced by 'e' f:26)"; busgate's own reason
+ * over a rule: "-> deny (busgate; the policy would allow by rule 'r' f:26)",
+ * not "(rule 'r' ...)", which read as the rule's deny. */
 static void bg_cli_audit__decision(FILE *f, json_t *ev)
 {
     json_t *api = json_object_get(ev, "api"), *res = json_object_get(ev, "resources"), *r;
@@ -184,7 +186,12 @@ static void bg_cli_audit__decision(FILE *f, json_t *ev)
     if (d && strcmp(bg_cli_audit__str(d, "mode"), "audit") == 0)
         fprintf(f, " [audit mode, would %s]", bg_cli_audit__str(d, "would"));
     json_t *enf = d ? json_object_get(d, "enforced") : NULL;
-    if (d && json_object_get(d, "rule") && enf) /* an audit-mode rule over an enforced one */
+    int by_busgate = d && strcmp(bg_cli_audit__str(d, "by"), "busgate") == 0;
+    if (by_busgate && json_object_get(d, "rule")) /* busgate's reason over the policy's rule */
+        fprintf(f, " (busgate; the policy would %s by rule '%s' %s:%lld)",
+                bg_cli_audit__str(d, "would"), bg_cli_audit__str(d, "rule"),
+                bg_cli_audit__str(d, "rule_file"), bg_cli_audit__int(d, "rule_line"));
+    else if (d && json_object_get(d, "rule") && enf) /* an audit-mode rule over an enforced one */
         fprintf(f, " (audit rule '%s' %s:%lld; enforced by '%s' %s:%lld)",
                 bg_cli_audit__str(d, "rule"), bg_cli_audit__str(d, "rule_file"),
                 bg_cli_audit__int(d, "rule_line"), bg_cli_audit__str(enf, "rule"),
@@ -192,7 +199,7 @@ static void bg_cli_audit__decision(FILE *f, json_t *ev)
     else if (d && json_object_get(d, "rule"))
         fprintf(f, " (rule '%s' %s:%lld)", bg_cli_audit__str(d, "rule"),
                 bg_cli_audit__str(d, "rule_file"), bg_cli_audit__int(d, "rule_line"));
-    else if (d && strcmp(bg_cli_audit__str(d, "by"), "busgate") == 0)
+    else if (by_busgate)
         fprintf(f, " (busgate)"); /* decided by busgate itself; why is in the detail */
     else if (d)
         fprintf(f, " (default)");

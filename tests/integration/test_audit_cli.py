@@ -284,7 +284,9 @@ def test_tail_names_who_decided(tmp_path):
     decided, and `(busgate)` when busgate decided itself (decision.by; its
     reason is the event's detail): a filtered topic listing under a
     deny-by-default policy must not read as allowed by default, and a
-    policy decision with a note (session closed) is still the policy's."""
+    policy decision with a note (session closed) is still the policy's.
+    busgate's own deny over a rule that allows reads `(busgate; the policy
+    would allow by rule ...)`: it read `(rule ...)`, as if the rule denied."""
     text, ports = busgate_config(tmp_path, RULES)
     cfg = tmp_path / "busgate.yaml"
     cfg.write_text(text)
@@ -302,15 +304,32 @@ def test_tail_names_who_decided(tmp_path):
               dict(base, event_id="e3", seq=3,
                    resources=[{"type": "kafka:topic", "name": "orders"}],
                    decision={"effect": "allow", "would": "allow", "mode": "enforce"},
-                   detail="no response: session closed")]
+                   detail="no response: session closed"),
+              # busgate's own deny over a rule that allows (a masked read)
+              dict(base, event_id="e4", seq=4, protocol="amqp", verb="read",
+                   api={"name": "basic.get"},
+                   resources=[{"type": "amqp:queue", "name": "invoices"}],
+                   decision={"effect": "deny", "would": "allow", "mode": "enforce",
+                             "rule": "invoice-workers", "rule_file": "busgate.yaml",
+                             "rule_line": 98, "by": "busgate"},
+                   result={"error_code": 403, "error_name": "ACCESS_REFUSED", "bytes_in": 20,
+                           "records": 0},
+                   detail="a mask applies, and this build cannot mask message bodies")]
     (tmp_path / "audit.jsonl").write_text("".join(json.dumps(e) + "\n" for e in events))
     r = run_cli("audit", "tail", "-c", str(cfg))
     assert r.returncode == 0, r.stderr
     lines = r.stdout.splitlines()
-    assert len(lines) == 3, r.stdout
+    assert len(lines) == 4, r.stdout
     assert "kafka:topic:* -> allow (busgate)" in lines[0] and "(default)" not in lines[0]
     assert "kafka:topic:payments -> deny (default)" in lines[1]
     assert "kafka:topic:orders -> allow (default)" in lines[2]
+    # not "-> deny (rule 'invoice-workers' ...)", which reads as that rule's deny
+    assert "amqp:queue:invoices -> deny (busgate; the policy would allow by rule " \
+        "'invoice-workers' busgate.yaml:98) 403 ACCESS_REFUSED (a mask applies" in lines[3], lines[3]
+    r = run_cli("audit", "replay", "-c", str(cfg), "s-who")
+    assert r.returncode == 0, r.stderr
+    assert "#4 basic.get read amqp:queue:invoices -> deny (busgate; the policy would allow by " \
+        "rule 'invoice-workers' busgate.yaml:98)" in r.stdout, r.stdout
 
 
 def test_tail_and_replay_show_parts(tmp_path):
