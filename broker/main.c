@@ -28,7 +28,8 @@ static void bg_main__usage(FILE *f)
             "             [--from kafka|file|spool]   print audit events, one line each\n"
             "  audit replay [-c FILE] [--json] [--from kafka|file|spool] SESSION\n"
             "                           a session's timeline, in order\n"
-            "  version                  print the version\n");
+            "  version                  print the version\n"
+            "  help [COMMAND]           this text (also: busgate COMMAND --help)\n");
 }
 
 /* Commands without arguments (version, help): anything after the command
@@ -50,10 +51,27 @@ static int bg_main__version(int argc, char **argv)
     return 0;
 }
 
+/* busgate help [COMMAND]: the usage, as "busgate COMMAND --help" gives it
+ * (token answers its own, with the defaults of mint); an unknown COMMAND
+ * is bad usage, as for "busgate COMMAND", and so is a word after COMMAND. */
 static int bg_main__help(int argc, char **argv)
 {
-    if (bg_main__no_args(argc, argv) != 0)
+    static const char *const known[] = {"run",     "check", "explain", "audit",
+                                        "version", "help",  "token"};
+    int named = 0;
+    for (size_t c = 0; argc >= 3 && c < sizeof known / sizeof known[0]; c++)
+        named |= strcmp(argv[2], known[c]) == 0;
+    if (argc >= 3 && !named && argv[2][0] != '-') {
+        fprintf(stderr, "busgate help: unknown command '%s'\n", argv[2]);
+        bg_main__usage(stderr);
         return 2;
+    }
+    if (bg_main__no_args(argc - named, argv + named) != 0)
+        return 2;
+    if (named && strcmp(argv[2], "token") == 0) {
+        char *token_help[] = {argv[2], "--help", NULL};
+        return bg_cli_token(2, token_help);
+    }
     bg_main__usage(stdout);
     return 0;
 }

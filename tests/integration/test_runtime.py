@@ -91,6 +91,11 @@ def test_check_valid_and_invalid(tmp_path, keys):
                 ["help"]):
         r = run_cli(*cmd, "--help")
         assert r.returncode == 0 and r.stdout.startswith("usage: busgate"), (cmd, r.stderr)
+    # busgate help COMMAND is the same as busgate COMMAND --help
+    for cmd in ("run", "check", "explain", "audit", "version", "help", "token"):
+        r = run_cli("help", cmd)
+        assert r.returncode == 0 and r.stdout == run_cli(cmd, "--help").stdout, (cmd, r.stderr)
+    assert run_cli("help", "token").stdout.startswith("usage: busgate token mint|inspect")
     r = run_cli("bogus", "--help")  # an unknown command stays an error
     assert r.returncode == 2 and "unknown command 'bogus'" in r.stderr, r.stderr
 
@@ -111,7 +116,9 @@ def test_usage_errors_say_what_was_wrong(tmp_path, keys):
         # an extra argument, for every command
         (["version", "extra"], "unexpected argument 'extra'"),
         (["--version", "extra"], "unexpected argument 'extra'"),
-        (["help", "extra"], "unexpected argument 'extra'"),
+        (["help", "extra"], "busgate help: unknown command 'extra'"),
+        (["help", "run", "extra"], "unexpected argument 'extra'"),
+        (["help", "token", "mint"], "unexpected argument 'mint'"),
         (["run", *c, "extra"], "unexpected argument 'extra'"),
         (["check", *c, "extra"], "unexpected argument 'extra'"),
         ([*explain, "extra"], "unexpected argument 'extra'"),
