@@ -701,6 +701,31 @@ def topic_id(wire, topic):
     return tid
 
 
+def end_offset(topic, partition=0):
+    """The broker's high watermark of a partition, asked on the setup
+    listener: how many records busgate let reach it."""
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": KAFKA_PLAIN, "group.id": unique("it-watermark")})
+    try:
+        return c.get_watermark_offsets(TopicPartition(topic, partition), timeout=15)[1]
+    finally:
+        c.close()
+
+
+def pipelined(wire, requests):
+    """The frames of requests ((api key, version, body), header v1) in one
+    write, without reading: their correlation ids."""
+    frames, ids = b"", []
+    for api, ver, body in requests:
+        wire.corr += 1
+        payload = struct.pack(">hhi", api, ver, wire.corr) + kstr(wire.client_id) + body
+        frames += struct.pack(">i", len(payload)) + payload
+        ids.append(wire.corr)
+    wire.sock.sendall(frames)
+    wire.sent += len(frames)
+    return ids
+
+
 def wait_until(predicate, timeout=15.0, interval=0.1):
     """Polls predicate() until it is truthy or timeout passes; its last value."""
     deadline = time.monotonic() + timeout

@@ -2,8 +2,9 @@
 what is allowed before SASL, the advertised Produce range, bad tokens (with
 the reasons in the audit file), token expiry with and without
 re-authentication, a bad token in a re-authentication, a request other
-than SaslAuthenticate during one, a SaslAuthenticate after the login, and a
-malformed frame that closes only its own connection."""
+than SaslAuthenticate during one, a SaslAuthenticate after the login, a
+malformed frame that closes only its own connection, and requests pipelined
+behind a re-authentication as someone else or across the token's expiry."""
 import struct
 import time
 import uuid
@@ -15,9 +16,9 @@ from conftest import run_cli
 from keys import make_rsa_key
 from kafka_env import (ERR_SASL_AUTH_FAILED, ERR_TOPIC_AUTHZ, KAFKA_PLAIN, KAFKA_SASL, OIDC,
                        UPSTREAM_PASSWORD, UPSTREAM_USER, FlexReader, KafkaWire, audit_events,
-                       busgate_config, claims, client_conf, cstr, kbytes, kstr, local_issuer,
-                       metadata_v1_topics, oidc_token, scrape, sign_jwt, unique, wait_audit,
-                       wait_until)
+                       busgate_config, claims, client_conf, create_topics, cstr, end_offset,
+                       kbytes, kstr, local_issuer, metadata_v1_topics, oidc_token, pipelined,
+                       produce_v3_body, scrape, sign_jwt, unique, wait_audit, wait_until)
 
 RULES = """    - name: orders-topics
       subjects: [group:orders]
@@ -769,3 +770,87 @@ def test_sasl_authenticate_after_authentication(start_busgate, tmp_path):
                        and e.get("detail") == why)
     assert ev["api"]["name"] == "SaslAuthenticate" and ev["principal"]["sub"] == "it-local", ev
     assert ev["decision"]["effect"] == "deny" and ev["result"]["error_code"] == 58, ev
+
+
+def local_minter(start_busgate, tmp_path):
+    """busgate (PLAIN) trusting a local issuer besides the test provider, and
+    mint(sub, *groups, ttl=600) for its tokens: (busgate, ports, mint)."""
+    keydir = tmp_path / "keys"
+    keydir.mkdir()
+    pem, jwks = make_rsa_key(keydir)
+    bg, ports = start(start_busgate, tmp_path, mechanism="PLAIN",
+                      extra_issuers=local_issuer(jwks, LOCAL_ISS))
+
+    def mint(sub, *groups, ttl=600):
+        args = ["token", "mint", "--key", str(pem), "--kid", "test-key-1", "--sub", sub,
+                "--iss", LOCAL_ISS, "--ttl", str(ttl)]
+        r = run_cli(*(args + (["--groups", ",".join(groups)] if groups else [])))
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+    return bg, ports, mint
+
+
+def test_pipelined_reauthentication_as_another_subject_takes_nothing(start_busgate, tmp_path):
+    """A principal with no grants re-authenticates with another subject's
+    token (same issuer, a group that may write the topic) and pipelines a
+    Produce behind it in the same write: the re-authentication is refused
+    (58, "re-authentication must keep the same principal", as Kafka's
+    broker refuses a changed principal), the connection closes without an
+    answer to the Produce, and no record reaches the broker (red-team
+    review: only a change of issuer was covered, one request at a time)."""
+    bg, ports, mint = local_minter(start_busgate, tmp_path)
+    topic = unique("it-orders-takeover")
+    create_topics([topic])
+    w = KafkaWire(ports["listen"]).login(mint("it-nobody"))
+    try:
+        pipelined(w, [(17, 1, kstr("PLAIN")),
+                      (36, 1, kbytes(b"\0it-raw\0" + mint("it-writer", "orders").encode())),
+                      (0, 3, produce_v3_body(topic))])
+        assert w.recv() is not None  # the handshake
+        _, auth = w.recv()
+        err, mlen = struct.unpack(">hh", auth[:4])
+        assert (err, auth[4:4 + mlen].decode()) == (
+            ERR_SASL_AUTH_FAILED, "re-authentication must keep the same principal"), auth
+        assert w.recv() is None  # closed: the Produce is not answered
+    finally:
+        w.close()
+    assert wait_audit(ports["audit"], lambda e: e["kind"] == "auth_failure"
+                      and e.get("auth_failure_reason") == "different_subject")
+    assert not [e for e in audit_events(ports["audit"]) if e["kind"] == "decision"
+                and e["api"]["name"] == "Produce"]
+    assert end_offset(topic) == 0
+
+
+def test_pipelined_produces_across_token_expiry(start_busgate, tmp_path):
+    """Produce requests (acks 1 and acks 0) written without reading, every
+    10 ms from a login with a 3 s token until 2 s past its expiry: none
+    read after the expiry is forwarded (the first is refused with 58 and
+    the connection closes), every one forwarded has its allow event before
+    the expiry, and the broker holds exactly as many records as busgate
+    allowed, so none went through unseen (red-team review: the expiry was
+    covered with one request at a time)."""
+    bg, ports, mint = local_minter(start_busgate, tmp_path)
+    topic = unique("it-orders-expiry")
+    create_topics([topic])
+    token = mint("it-short", "orders", ttl=3)
+    exp_ms = claims(token)["exp"] * 1000
+    w = KafkaWire(ports["listen"]).login(token)
+    try:
+        with pytest.raises(OSError):
+            for _ in range(1000):  # 10 s at most
+                pipelined(w, [(0, 3, produce_v3_body(topic, acks=1)),
+                              (0, 3, produce_v3_body(topic, acks=0))])
+                time.sleep(0.01)
+                if time.time() * 1000 > exp_ms + 2000:
+                    w.sock.shutdown(2)  # busgate did not close: fail below
+        while w.recv() is not None:
+            pass
+    finally:
+        w.close()
+    refused = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                         and e.get("detail") == "token expired without re-authentication")
+    assert len(refused) == 1 and refused[0]["time_ms"] >= exp_ms, refused
+    produced = [e for e in audit_events(ports["audit"]) if e["kind"] == "decision"
+                and e["api"]["name"] == "Produce" and e["decision"]["effect"] == "allow"]
+    assert produced and all(e["time_ms"] < exp_ms for e in produced)
+    assert end_offset(topic) == len(produced)
