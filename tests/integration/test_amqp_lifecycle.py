@@ -1,15 +1,17 @@
 """The life of an AMQP connection through busgate: heartbeats kept on each
-leg, token expiry and connection.update-secret, and the broker restarted
-under a connected client."""
+leg, token expiry and connection.update-secret (also pipelined between
+publishes), and the broker restarted under a connected client."""
 import signal
+import struct
 
 import pika.exceptions as pex
 import pytest
 
 from amqp_env import (RABBIT_PORT, Issuer, PrivateRabbit, audit_down_gateway, audit_events,
-                      busgate_config, connect, get_one, rule, unique, start_gateway, wait_audit,
-                      wait_not_admitting)
-from amqp_wire import close_args, handshake, ls, method, ss
+                      busgate_config, connect, direct, get_one, rule, unique, start_gateway,
+                      wait_audit, wait_not_admitting)
+from amqp_wire import (close_args, frame, handshake, header, ls, method, open_channel, publish,
+                       ss, table)
 from conftest import keepalive_timers
 
 ALL = ["read", "write", "create", "delete", "describe"]
@@ -117,6 +119,53 @@ def test_update_secret_refusal_is_530_not_allowed(start_busgate, tmp_path):
     (ev,) = wait_audit(ports["audit"], lambda e: e.get("kind") == "auth_failure")
     assert ev["auth_failure_reason"] == "different_subject", ev
     assert not (ev.get("principal") or {}).get("sub"), ev
+
+
+def test_update_secret_pipelined_between_publishes(start_busgate, tmp_path):
+    """An update-secret written in one go between two publishes: the
+    publish after it is decided with the new token. Alice's own token
+    without her group refuses the second publish (403 on its channel, the
+    first one delivered); a principal without grants that sends Alice's
+    token and a publish behind it gets 530 and publishes nothing
+    (red-team review: update-secret was covered one method at a time)."""
+    _, ports, issuer = start_gateway(start_busgate, tmp_path, POLICY)
+    q = unique("it.us-pipe")
+    ctl = direct()
+    cch = ctl.channel()
+    cch.queue_declare(q, auto_delete=False)
+
+    def pub(ch, data):
+        return publish(ch, "", q) + header(ch, len(data)) + frame(3, ch, data)
+
+    def queued():
+        return cch.queue_declare(q, passive=True).method.message_count
+
+    try:
+        r, _ = handshake(ports["listen"], issuer.mint("alice", ["apps"]))
+        open_channel(r, 1)
+        r.send(pub(1, b"1") + method(0, 10, 70, ls(issuer.mint("alice", [])) + ss("fewer"))
+               + pub(1, b"2"))
+        r.expect(0, (10, 71))
+        code, text, cls, meth = close_args(r.expect(1, (20, 40)))
+        assert (code, cls, meth) == (403, 60, 40), text
+        r.close()
+        assert queued() == 1
+
+        r, _ = handshake(ports["listen"], issuer.mint("mallory", []))
+        open_channel(r, 1)
+        r.send(method(0, 10, 70, ls(issuer.mint("alice", ["apps"])) + ss("takeover"))
+               + pub(1, b"3"))
+        code, text, cls, meth = close_args(r.expect(0, (10, 50)))
+        assert (code, cls, meth) == (530, 10, 70), text
+        r.close()
+        assert queued() == 1
+    finally:
+        cch.queue_delete(q)
+        ctl.close()
+    publishes = [e for e in audit_events(ports["audit"]) if e["kind"] == "decision"
+                 and e["api"]["name"] == "basic.publish"]
+    assert [(e["principal"]["sub"], e["decision"]["effect"]) for e in publishes] == \
+        [("alice", "allow"), ("alice", "deny")], publishes
 
 
 def test_update_secret_while_audit_is_down_closes_320(start_busgate, tmp_path):
