@@ -1159,6 +1159,27 @@ static int bg_amqp_chan__refuse_method(bg_amqp_session_t *s, const bg_amqp_chann
     return -1;
 }
 
+static int bg_amqp_chan__content_error(bg_amqp_session_t *s, uint16_t code, const char *text)
+{
+    bg_amqp_session_close(s, code, text, 0, 0);
+    return -1;
+}
+
+/* A frame other than the content the channel's publish still expects
+ * (ch->expect: 1 its header, 2 its body): 505 UNEXPECTED_FRAME naming
+ * basic.publish, in the words of RabbitMQ's command assembler, which
+ * names the command it was assembling. Always -1. */
+static int bg_amqp_chan__content_expected(bg_amqp_session_t *s, const bg_amqp_channel_t *ch)
+{
+    bg_amqp_session_close(s, BG_AMQP_UNEXPECTED_FRAME,
+                          ch->expect == 1 ? "UNEXPECTED_FRAME - expected content header for class "
+                                            "60, got non content header frame instead"
+                                          : "UNEXPECTED_FRAME - expected content body, got non "
+                                            "content body frame instead",
+                          60, 40);
+    return -1;
+}
+
 static int bg_amqp_chan__client_method(bg_amqp_session_t *s, struct evbuffer *in,
                                        bg_amqp_frame_t *f, size_t len)
 {
@@ -1183,13 +1204,9 @@ static int bg_amqp_chan__client_method(bg_amqp_session_t *s, struct evbuffer *in
     }
     if (n == 0)
         rc = bg_amqp_chan__connection_method(s, &m, in, len);
-    else if (ch && ch->expect) {
-        bg_amqp_session_close(s, BG_AMQP_UNEXPECTED_FRAME,
-                              "UNEXPECTED_FRAME - expected content header for class 60, got a "
-                              "method frame instead",
-                              (uint16_t)(m.id >> 16), (uint16_t)m.id);
-        rc = -1;
-    } else if (ch && ch->cli.state == BG_AMQP_LEG_CLOSING)
+    else if (ch && ch->expect)
+        rc = bg_amqp_chan__content_expected(s, ch);
+    else if (ch && ch->cli.state == BG_AMQP_LEG_CLOSING)
         rc = bg_amqp_chan__closing_client(s, n, ch, &m, in, len);
     else if (ch && ch->cli.state == BG_AMQP_LEG_OPEN)
         rc = bg_amqp_chan__open_method(s, n, ch, &m, in, len);
@@ -1210,12 +1227,6 @@ static int bg_amqp_chan__client_method(bg_amqp_session_t *s, struct evbuffer *in
 }
 
 /* ---- client content ---- */
-
-static int bg_amqp_chan__content_error(bg_amqp_session_t *s, uint16_t code, const char *text)
-{
-    bg_amqp_session_close(s, code, text, 0, 0);
-    return -1;
-}
 
 /* The publish held in ch->pub is refused by busgate itself (code, text)
  * although the policy allowed it: audited as one more decision on its
@@ -1288,6 +1299,8 @@ static int bg_amqp_chan__header_unexpected(bg_amqp_session_t *s, const uint8_t *
 static int bg_amqp_chan__client_header(bg_amqp_session_t *s, struct evbuffer *in,
                                        bg_amqp_channel_t *ch, bg_amqp_frame_t *f, size_t len)
 {
+    if (ch->expect == 2)
+        return bg_amqp_chan__content_expected(s, ch);
     if (ch->expect != 1)
         return bg_amqp_chan__content_error(s, BG_AMQP_UNEXPECTED_FRAME,
                                            "UNEXPECTED_FRAME - content header without a publish");
@@ -1358,6 +1371,8 @@ static int bg_amqp_chan__client_content(bg_amqp_session_t *s, struct evbuffer *i
     }
     if (f->type == BG_AMQP_FRAME_HEADER)
         return bg_amqp_chan__client_header(s, in, ch, f, len);
+    if (ch->expect == 1)
+        return bg_amqp_chan__content_expected(s, ch);
     if (ch->expect != 2 || f->size > ch->body_left)
         return bg_amqp_chan__content_error(s, BG_AMQP_UNEXPECTED_FRAME,
                                            "UNEXPECTED_FRAME - body frame beyond the announced "

@@ -492,6 +492,14 @@ SAME_AS_RABBITMQ = [
     ("content header on a channel not opened",
      lambda: frame(2, 2, struct.pack(">HHQH", 60, 0, 0, 0))),
     ("body on a channel not opened", lambda: frame(3, 2, b"x")),
+    # mid-content: RabbitMQ's command assembler names the publish (60/40)
+    ("method where the content header belongs",
+     lambda: publish(1, "", "it.q") + method(1, 20, 40, struct.pack(">H", 200) + ss("") + b"\0" * 4)),
+    ("body where the content header belongs", lambda: publish(1, "", "it.q") + frame(3, 1, b"x")),
+    ("method where the body belongs",
+     lambda: publish(1, "", "it.q") + header(1, 5) + method(1, 20, 40,
+                                                             struct.pack(">H", 200) + ss("") + b"\0" * 4)),
+    ("second content header", lambda: publish(1, "", "it.q") + header(1, 5) + header(1, 5)),
 ]
 
 
