@@ -17,9 +17,15 @@
 #   BENCH_CONFIRM [100]    max unconfirmed publishes in flight (--confirm)
 #   BENCH_QOS [200]        consumer prefetch (--qos)
 #   BENCH_RATE [0]         producer rate limit in msg/s (--rate; 0 = none)
+#   BENCH_PERSISTENT [0]   1: persistent messages (--flag persistent; PerfTest
+#                          then declares its queue durable), so RabbitMQ
+#                          writes them to disk before it confirms them
 #   BENCH_AUDIT [1]        1: busgate writes its audit file (as deployed);
 #                          0: audit: {enabled: false} (no audit)
 #   BENCH_WORKERS [0]      busgate worker threads (0 = one per core)
+#   BENCH_RELAY [0]        1: also run each round through a bare TCP relay
+#                          (bench/tcp_relay.c: no parsing, policy or audit),
+#                          the cost of the extra hop alone on this machine
 #   BENCH_PERF [0]         1: also `perf record -g` busgate during one more
 #                          busgate run; the report lands in $BENCH_OUT/perf.txt
 #   BENCH_JAVA_OPTS        PerfTest JVM options [-Xms256m -Xmx512m]
@@ -44,6 +50,9 @@ size="${BENCH_SIZE:-1024}"
 confirm="${BENCH_CONFIRM:-100}"
 qos="${BENCH_QOS:-200}"
 rate="${BENCH_RATE:-0}"
+persistent="${BENCH_PERSISTENT:-0}"
+relay="${BENCH_RELAY:-0}"
+relay_pid=""
 audit="${BENCH_AUDIT:-1}"
 java_opts="${BENCH_JAVA_OPTS:--Xms256m -Xmx512m}"
 out="${BENCH_OUT:-$(mktemp -d -t bench-amqp-pt.XXXXXX)}"
@@ -52,6 +61,10 @@ lib="$BUSGATE_CACHE/bench/amqp-perftest/lib"
 bg_pid=""
 
 cleanup() {
+    if [ -n "$relay_pid" ] && kill -0 "$relay_pid" 2>/dev/null; then
+        kill -TERM "$relay_pid" 2>/dev/null || true
+        wait "$relay_pid" 2>/dev/null || true
+    fi
     if [ -n "$bg_pid" ] && kill -0 "$bg_pid" 2>/dev/null; then
         kill -TERM "$bg_pid" 2>/dev/null || true
         wait "$bg_pid" 2>/dev/null || true
@@ -66,6 +79,24 @@ build_busgate() {
     grep -q '^CMAKE_BUILD_TYPE:STRING=Release$' "$BG_BUILD_DIR/CMakeCache.txt" ||
         bg_log "warning: $BG_BUILD_DIR is not a Release build"
     cmake --build "$BG_BUILD_DIR" -j2 --target busgate >/dev/null
+    # A build directory configured before bench/relay.cmake existed learns
+    # the target by configuring again.
+    [ "$relay" = 0 ] || cmake --build "$BG_BUILD_DIR" -j2 --target tcp_relay >/dev/null 2>&1 ||
+        { cmake -S "$BG_REPO_ROOT" -B "$BG_BUILD_DIR" >/dev/null &&
+            cmake --build "$BG_BUILD_DIR" -j2 --target tcp_relay >/dev/null; }
+}
+
+# The bare relay in front of the test broker (BENCH_RELAY=1).
+start_relay() {
+    relay_port="$(free_port)"
+    "$BG_BUILD_DIR/bench/tcp_relay" "$relay_port" 127.0.0.1 "$BG_RABBIT_PORT" &
+    relay_pid=$!
+    local i
+    for ((i = 0; i < 100; i++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$relay_port") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    bg_die "tcp_relay did not listen"
 }
 
 # Fetches PerfTest's jars once (again when bench/amqp/pom.xml changes).
@@ -160,9 +191,19 @@ EOF
 uri() { # uri MODE
     if [ "$1" = direct ]; then
         echo "amqp://$BG_RABBIT_USER:$BG_RABBIT_PASSWORD@127.0.0.1:$BG_RABBIT_PORT/%2F"
+    elif [ "$1" = relay ]; then
+        echo "amqp://$BG_RABBIT_USER:$BG_RABBIT_PASSWORD@127.0.0.1:$relay_port/%2F"
     else
         echo "amqp://bench:$bg_token@127.0.0.1:$bg_port/%2F"
     fi
+}
+
+proxy_cpu() { # proxy_cpu MODE: CPU seconds so far of the process in the path
+    case "$1" in
+        busgate) cpu_s "$bg_pid" ;;
+        relay) cpu_s "$relay_pid" ;;
+        *) echo 0 ;;
+    esac
 }
 
 record() { # record MODE ROUND KEY=VALUE...: one results line (TSV of k=v)
@@ -192,14 +233,15 @@ perftest() {
         --time "$seconds" --exchange bench.x --type direct --queue "bench.q-$tag-$$"
         --auto-delete true --flag mandatory --output-file "$csv" --id "$tag")
     [ "$rate" = 0 ] || args+=(--rate "$rate")
+    [ "$persistent" = 0 ] || args+=(--flag persistent)
     load="$(loadavg)"
-    c0="$([ "$mode" = busgate ] && cpu_s "$bg_pid" || echo 0)"
+    c0="$(proxy_cpu "$mode")"
     b0="$(cpu_s "$(broker_pid)")"
     # shellcheck disable=SC2086
     URI="$(uri "$mode")" timeout $((seconds + 120)) java $java_opts -cp "$lib/*" \
         com.rabbitmq.perf.PerfTest "${args[@]}" >"$log" 2>&1 ||
         { tail -n 20 "$log" >&2; bg_die "PerfTest failed ($mode, log $log)"; }
-    c1="$([ "$mode" = busgate ] && cpu_s "$bg_pid" || echo 0)"
+    c1="$(proxy_cpu "$mode")"
     b1="$(cpu_s "$(broker_pid)")"
     local sent recv cp50 cp99 fp50 fp99 ssent srecv bgcpu brcpu
     sent="$(awk '/sending rate avg:/ { print $(NF - 1) }' "$log" | tail -n 1)"
@@ -213,9 +255,9 @@ perftest() {
     [ "$tag" = "$mode-$round" ] && record "$mode" "$round" "sent=$sent" "recv=$recv" \
         "ssent=$ssent" "srecv=$srecv" "cp50=$cp50" "cp99=$cp99" "fp50=$fp50" "fp99=$fp99" \
         "bgcpu=$bgcpu" "brokercpu=$brcpu" "load=$load"
-    printf '  %-7s round %s: sent %s, received %s msg/s (after 5 s: %s / %s); consumer latency p50 %s p99 %s ms; confirm p50 %s p99 %s ms; busgate cpu %s s, broker cpu %s s (load %s)\n' \
+    printf '  %-7s round %s: sent %s, received %s msg/s (after 5 s: %s / %s); consumer latency p50 %s p99 %s ms; confirm p50 %s p99 %s ms; %s cpu %s s, broker cpu %s s (load %s)\n' \
         "$mode" "$round" "$sent" "$recv" "$ssent" "$srecv" "$cp50" "$cp99" "$fp50" "$fp99" \
-        "$bgcpu" "$brcpu" "$load"
+        "$([ "$mode" = relay ] && echo relay || echo busgate)" "$bgcpu" "$brcpu" "$load"
 }
 
 mean() { # mean MODE KEY over the result lines
@@ -235,7 +277,7 @@ row() { # row LABEL KEY
 
 summary() {
     echo
-    echo "== summary (means over $rounds rounds; ${seconds} s each, $size B, 1 producer, 1 consumer, --confirm $confirm, --qos $qos)"
+    echo "== summary (means over $rounds rounds; ${seconds} s each, $size B, 1 producer, 1 consumer, --confirm $confirm, --qos $qos$([ "$persistent" = 0 ] || echo ", persistent"))"
     printf '| %-34s | %10s | %10s | %s |\n' metric direct busgate "busgate/direct"
     printf '|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..36})" ------------ ------------ -----
     row "sent msg/s" sent
@@ -254,6 +296,11 @@ summary() {
         "$(($(mem_kib "$bg_pid" VmRSS) / 1024))" ""
     echo "per round, busgate/direct received msg/s: $(bg_bench_pairs "$results" recv)"
     echo "per round, busgate/direct received msg/s after 5 s: $(bg_bench_pairs "$results" srecv)"
+    if [ "$relay" != 0 ]; then
+        echo "bare relay: received msg/s $(mean relay recv), relay CPU s per run $(mean relay bgcpu)"
+        echo "per round, relay/direct received msg/s: $(bg_bench_pairs "$results" recv "" relay)"
+        echo "per round, relay/direct received msg/s after 5 s: $(bg_bench_pairs "$results" srecv "" relay)"
+    fi
     echo "target: received msg/s through busgate >= 0.9x direct"
     echo "results: $results   logs: $out"
 }
@@ -282,9 +329,14 @@ main() {
     echo "machine: $(nproc) cpus, $(awk '/MemTotal/ {print int($2/1024)" MiB"}' /proc/meminfo), load $(loadavg)"
     start_busgate
     echo "busgate pid $bg_pid on 127.0.0.1:$bg_port; out $out"
-    local r mode
+    local r mode modes=(direct busgate)
+    if [ "$relay" != 0 ]; then
+        start_relay
+        modes=(direct relay busgate)
+        echo "bare relay pid $relay_pid on 127.0.0.1:$relay_port"
+    fi
     for ((r = 1; r <= rounds; r++)); do
-        for mode in direct busgate; do
+        for mode in "${modes[@]}"; do
             perftest "$mode" "$r"
         done
     done

@@ -160,15 +160,16 @@ bg_prefixed() {
   return "$rc"
 }
 
-# bg_bench_pairs RESULTS KEY [FILTER]: the benchmarks' paired view. For each
-# round with both a mode=direct and a mode=busgate line (TSV of k=v, lines
-# narrowed to those with the field FILTER, e.g. phase=produce), the ratio
-# busgate/direct of KEY; prints them in round order and their median:
+# bg_bench_pairs RESULTS KEY [FILTER [MODE]]: the benchmarks' paired view.
+# For each round with both a mode=direct and a mode=MODE line (busgate
+# unless given; TSV of k=v, lines narrowed to those with the field FILTER,
+# e.g. phase=produce, or none when empty), the ratio MODE/direct of KEY;
+# prints them in round order and their median:
 # "0.912 0.877 0.950 (median 0.912)". A run-to-run swing of the direct rate
 # moves a mean of ratios taken over whole runs; the median of each round's
 # own pair is the steadier figure.
 bg_bench_pairs() {
-  awk -F'\t' -v k="$2=" -v f="${3:-}" '
+  awk -F'\t' -v k="$2=" -v f="${3:-}" -v via="${4:-busgate}" '
     function val(  i) { for (i = 1; i <= NF; i++) if (index($i, k) == 1) return substr($i, length(k) + 1); return "-" }
     function has(x,  i) { if (x == "") return 1; for (i = 1; i <= NF; i++) if ($i == x) return 1; return 0 }
     has(f) {
@@ -180,7 +181,7 @@ bg_bench_pairs() {
       v = val()
       if (v == "-" || r == "") next
       if (m == "direct") d[r] = v
-      else if (m == "busgate") b[r] = v
+      else if (m == via) b[r] = v
     }
     END {
       n = 0
