@@ -2,6 +2,7 @@
 producer, on the same connection, is refused once the rule that allowed it
 is gone. Sections only a restart applies are left alone, with a warning."""
 import signal
+import socket
 import struct
 import time
 import urllib.request
@@ -12,9 +13,10 @@ import pytest
 from confluent_kafka import KafkaError, Producer
 
 from conftest import serve_json
-from kafka_env import (OIDC, KafkaWire, audit_events, busgate_config, client_conf, kafka_topics, kbytes, kstr,
-                       local_issuer, metadata_v1_topics, oidc_token, scrape, sign_hs256, sign_jwt,
-                       unique, wait_audit, wait_until, with_audit_topic)
+from kafka_env import (ERR_TOPIC_AUTHZ, OIDC, FlexReader, KafkaWire, audit_events, busgate_config,
+                       client_conf, end_offset, kafka_topics, kbytes, kstr, local_issuer,
+                       metadata_v1_topics, oidc_token, pipelined, produce_v3_body, scrape,
+                       sign_hs256, sign_jwt, unique, wait_audit, wait_until, with_audit_topic)
 from keys import add_oct_key, make_rsa_key
 
 DESCRIBE = """    - name: orders-describe
@@ -395,3 +397,71 @@ def test_reload_changing_the_claim_names_denies_its_sessions(kafka_topics, start
     _reload(bg, ports, s.text)
     assert metadata_v1_topics(w.metadata_v1([topic])) == [(0, topic)]
     w.close()
+
+
+def _produce_error(body, topic):
+    """The error of partition 0 of topic in a Produce v3 answer."""
+    r = FlexReader(body)
+    assert r.i32() == 1 and r.take(r.i16()) == topic.encode() and r.i32() == 1, body
+    assert r.i32() == 0, body
+    return r.i16()
+
+
+def test_reload_under_pipelined_produces(kafka_topics, start_busgate, tmp_path):
+    """Produce requests (acks 1) written without reading across a reload that
+    takes the write grant away: 200 in one write, the reload signalled once
+    busgate answered the first of them, then one every 10 ms until it
+    reports the reload done, then 50 more and a last one with acks 0. As
+    docs/kafka.md says (each request decided by the policy current when it
+    arrives, a reload drops no connection, a denied acks=0 Produce closes
+    it): the answers, every acks-1 request's in request order, are 0s and
+    then only TOPIC_AUTHORIZATION_FAILED, those written after the reload
+    among the refused; the connection closes after them for the acks-0
+    one; and the broker holds exactly one record per allow event, none
+    after the first deny (red-team review: the reload was covered one
+    request at a time)."""
+    text, ports = busgate_config(tmp_path, DESCRIBE + WRITE)
+    bg = start_busgate(text, wait_for_port=ports["listen"])
+    topic = kafka_topics(unique("it-orders"))
+    w = KafkaWire(ports["listen"], timeout=15).login(oidc_token("svc-orders"))
+    produce = (0, 3, produce_v3_body(topic, acks=1))
+    reloads = scrape(ports["admin"], "busgate_reloads_total", {"result": "ok"})
+    bg.config_path.write_text(text.replace(WRITE, ""))
+    try:
+        sent = pipelined(w, [produce] * 200)
+        assert w.sock.recv(1, socket.MSG_PEEK), "closed before the first answer"
+        bg.signal(signal.SIGHUP)
+        for _ in range(1000):  # 10 s at most
+            if scrape(ports["admin"], "busgate_reloads_total", {"result": "ok"}) > reloads:
+                break
+            sent += pipelined(w, [produce])
+            time.sleep(0.01)
+        else:
+            pytest.fail("the reload did not finish: " + bg.log_path.read_text()[-2000:])
+        after = pipelined(w, [produce] * 50)
+        sent += after
+        pipelined(w, [(0, 3, produce_v3_body(topic, acks=0))])
+        answers = []
+        try:
+            while (r := w.recv()) is not None:
+                answers.append(r)
+            closed = True
+        except TimeoutError:
+            closed = False
+    finally:
+        w.close()
+    assert [corr for corr, _ in answers] == sent, "not every acks-1 Produce was answered in order"
+    errs = [_produce_error(body, topic) for _, body in answers]
+    allowed = errs.count(0)
+    assert errs == [0] * allowed + [ERR_TOPIC_AUTHZ] * (len(errs) - allowed), errs
+    assert allowed >= 1 and all(errs[sent.index(c)] == ERR_TOPIC_AUTHZ for c in after), errs
+    assert closed, "a denied acks=0 Produce did not close the connection"
+
+    decided = wait_audit(ports["audit"], lambda e: e["kind"] == "decision"
+                         and e["api"]["name"] == "Produce", count=len(sent) + 1)
+    assert len({e["session_id"] for e in decided}) == 1
+    effects = [e["decision"]["effect"] for e in decided]
+    assert effects == ["allow"] * allowed + ["deny"] * (len(sent) + 1 - allowed), effects
+    assert all(e["result"]["records"] == 1 for e in decided)
+    assert decided[-1]["result"]["error_code"] == ERR_TOPIC_AUTHZ, decided[-1]
+    assert end_offset(topic) == allowed
