@@ -503,10 +503,10 @@ SAME_AS_RABBITMQ = [
 ]
 
 
-def rabbitmq_answer(payload):
+def rabbitmq_answer(payload, channels=(1,)):
     """RabbitMQ's own connection.close for payload sent right after its
-    handshake and the opening of channel 1 (busgate's upstream credential):
-    (code, class, method)."""
+    handshake and the opening of channels (each open-ok read first;
+    busgate's upstream credential): (code, class, method)."""
     r, mid, args = login(RABBIT_PORT, UPSTREAM_PASSWORD, user=UPSTREAM_USER)
     try:
         assert mid == (10, 30), mid
@@ -514,7 +514,8 @@ def rabbitmq_answer(payload):
         r.send(method(0, 10, 31, struct.pack(">HIH", cmax, fmax, 0))
                + method(0, 10, 40, ss("/") + ss("") + b"\x00"))
         r.expect(0, (10, 41))
-        open_channel(r, 1)
+        for ch in channels:
+            open_channel(r, ch)
         r.send(payload)
         code, _, cls, meth = close_args(r.expect(0, (10, 50)))
         return code, cls, meth
@@ -529,6 +530,40 @@ def test_malformed_input_gets_rabbitmqs_reply_code(gw, name, payload):
     r, _ = handshake(ports["listen"], issuer.mint("hal", ["apps"]))
     try:
         open_channel(r, 1)
+        r.send(payload())
+        code, text, cls, meth = close_args(r.expect(0, (10, 50)))
+        assert (code, cls, meth) == want, (text, want)
+    finally:
+        r.close()
+
+
+# With channels 1 and 2 both open, each open-ok read before the input is
+# sent (on both sides, so nothing depends on when a channel.open lands):
+# content on the other channel than the one whose publish expects it.
+SAME_AS_RABBITMQ_TWO_CHANNELS = [
+    ("body on another open channel where the content header belongs",
+     lambda: publish(1, "", "it.q") + frame(3, 2, b"x")),
+    ("body on another open channel mid content",
+     lambda: publish(1, "", "it.q") + header(1, 3) + frame(3, 2, b"abc")),
+    ("content header on another open channel mid content",
+     lambda: publish(1, "", "it.q") + header(2, 3)),
+    ("body on another open channel mid body",
+     lambda: publish(1, "", "it.q") + header(1, 3) + frame(3, 1, b"a") + frame(3, 2, b"bc")),
+]
+
+
+@pytest.mark.parametrize("name,payload", SAME_AS_RABBITMQ_TWO_CHANNELS,
+                         ids=[c[0] for c in SAME_AS_RABBITMQ_TWO_CHANNELS])
+def test_content_on_another_open_channel_gets_rabbitmqs_reply_code(gw, name, payload):
+    """Content state is per channel: a frame on channel 2 is not taken for
+    the content channel 1's publish expects, and RabbitMQ's close (505,
+    no method named: channel 2 expects a method) is busgate's too."""
+    bg, ports, issuer = gw
+    want = rabbitmq_answer(payload(), channels=(1, 2))
+    r, _ = handshake(ports["listen"], issuer.mint("hal", ["apps"]))
+    try:
+        open_channel(r, 1)
+        open_channel(r, 2)
         r.send(payload())
         code, text, cls, meth = close_args(r.expect(0, (10, 50)))
         assert (code, cls, meth) == want, (text, want)
