@@ -1301,9 +1301,10 @@ static int bg_amqp_chan__client_header(bg_amqp_session_t *s, struct evbuffer *in
 {
     if (ch->expect == 2)
         return bg_amqp_chan__content_expected(s, ch);
-    if (ch->expect != 1)
-        return bg_amqp_chan__content_error(s, BG_AMQP_UNEXPECTED_FRAME,
-                                           "UNEXPECTED_FRAME - content header without a publish");
+    if (ch->expect != 1) /* no publish before it: RabbitMQ's words */
+        return bg_amqp_chan__content_error(
+            s, BG_AMQP_UNEXPECTED_FRAME,
+            "UNEXPECTED_FRAME - expected method frame, got non method frame instead");
     const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)len);
     if (p && bg_amqp_chan__header_unexpected(s, p + BG_AMQP_FRAME_HEADER_SIZE, f->size))
         return -1;
@@ -1373,7 +1374,11 @@ static int bg_amqp_chan__client_content(bg_amqp_session_t *s, struct evbuffer *i
         return bg_amqp_chan__client_header(s, in, ch, f, len);
     if (ch->expect == 1)
         return bg_amqp_chan__content_expected(s, ch);
-    if (ch->expect != 2 || f->size > ch->body_left)
+    if (ch->expect != 2) /* no publish before it: RabbitMQ's words */
+        return bg_amqp_chan__content_error(
+            s, BG_AMQP_UNEXPECTED_FRAME,
+            "UNEXPECTED_FRAME - expected method frame, got non method frame instead");
+    if (f->size > ch->body_left) /* RabbitMQ waits for a body size it cannot reach */
         return bg_amqp_chan__content_error(s, BG_AMQP_UNEXPECTED_FRAME,
                                            "UNEXPECTED_FRAME - body frame beyond the announced "
                                            "body size");

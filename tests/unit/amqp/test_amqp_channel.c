@@ -329,7 +329,8 @@ static void test_header_without_publish(void **state)
     open_channel(c, 1);
     t_header(&c->wr, 1, 4);
     assert_int_equal(t_client_wr(&c->f, &c->wr), -1);
-    assert_closed_with(c, BG_AMQP_UNEXPECTED_FRAME, "UNEXPECTED_FRAME - content header without");
+    assert_closed_with(c, BG_AMQP_UNEXPECTED_FRAME,
+                       "UNEXPECTED_FRAME - expected method frame, got non method frame instead");
     expect_nothing(UP(c));
 }
 
@@ -339,7 +340,9 @@ static void test_body_without_publish(void **state)
     open_channel(c, 1);
     t_body(&c->wr, 1, "x", 1);
     assert_int_equal(t_client_wr(&c->f, &c->wr), -1);
-    assert_int_equal(c->f.close_code, BG_AMQP_UNEXPECTED_FRAME);
+    assert_closed_with(c, BG_AMQP_UNEXPECTED_FRAME,
+                       "UNEXPECTED_FRAME - expected method frame, got non method frame instead");
+    assert_int_equal(c->f.close_class, 0);
     expect_nothing(UP(c));
 }
 
