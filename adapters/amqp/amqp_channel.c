@@ -1165,6 +1165,15 @@ static int bg_amqp_chan__content_error(bg_amqp_session_t *s, uint16_t code, cons
     return -1;
 }
 
+/* Content on a channel that expects a method (no publish before it, or
+ * not open): 505 in RabbitMQ's words, no method named. Always -1. */
+static int bg_amqp_chan__content_unasked(bg_amqp_session_t *s)
+{
+    return bg_amqp_chan__content_error(
+        s, BG_AMQP_UNEXPECTED_FRAME,
+        "UNEXPECTED_FRAME - expected method frame, got non method frame instead");
+}
+
 /* A frame other than the content the channel's publish still expects
  * (ch->expect: 1 its header, 2 its body): 505 UNEXPECTED_FRAME naming
  * basic.publish, in the words of RabbitMQ's command assembler, which
@@ -1301,10 +1310,8 @@ static int bg_amqp_chan__client_header(bg_amqp_session_t *s, struct evbuffer *in
 {
     if (ch->expect == 2)
         return bg_amqp_chan__content_expected(s, ch);
-    if (ch->expect != 1) /* no publish before it: RabbitMQ's words */
-        return bg_amqp_chan__content_error(
-            s, BG_AMQP_UNEXPECTED_FRAME,
-            "UNEXPECTED_FRAME - expected method frame, got non method frame instead");
+    if (ch->expect != 1)
+        return bg_amqp_chan__content_unasked(s);
     const uint8_t *p = evbuffer_pullup(in, (ev_ssize_t)len);
     if (p && bg_amqp_chan__header_unexpected(s, p + BG_AMQP_FRAME_HEADER_SIZE, f->size))
         return -1;
@@ -1360,9 +1367,7 @@ static int bg_amqp_chan__client_content(bg_amqp_session_t *s, struct evbuffer *i
 {
     bg_amqp_channel_t *ch = bg_amqp_chan__get(s, f->channel, 0);
     if (!ch || ch->cli.state == BG_AMQP_LEG_CLOSED) /* its channel expects channel.open */
-        return bg_amqp_chan__content_error(
-            s, BG_AMQP_UNEXPECTED_FRAME,
-            "UNEXPECTED_FRAME - expected method frame, got non method frame instead");
+        return bg_amqp_chan__content_unasked(s);
     /* Closing: the rest of a refused publish is dropped; the rest of a
      * forwarded one still goes upstream, where RabbitMQ reads it whole even
      * on a channel it is closing (a cut would be 505 UNEXPECTED_FRAME). */
@@ -1374,10 +1379,8 @@ static int bg_amqp_chan__client_content(bg_amqp_session_t *s, struct evbuffer *i
         return bg_amqp_chan__client_header(s, in, ch, f, len);
     if (ch->expect == 1)
         return bg_amqp_chan__content_expected(s, ch);
-    if (ch->expect != 2) /* no publish before it: RabbitMQ's words */
-        return bg_amqp_chan__content_error(
-            s, BG_AMQP_UNEXPECTED_FRAME,
-            "UNEXPECTED_FRAME - expected method frame, got non method frame instead");
+    if (ch->expect != 2)
+        return bg_amqp_chan__content_unasked(s);
     if (f->size > ch->body_left) /* RabbitMQ waits for a body size it cannot reach */
         return bg_amqp_chan__content_error(s, BG_AMQP_UNEXPECTED_FRAME,
                                            "UNEXPECTED_FRAME - body frame beyond the announced "

@@ -523,18 +523,26 @@ def rabbitmq_answer(payload, channels=(1,)):
         r.close()
 
 
-@pytest.mark.parametrize("name,payload", SAME_AS_RABBITMQ, ids=[c[0] for c in SAME_AS_RABBITMQ])
-def test_malformed_input_gets_rabbitmqs_reply_code(gw, name, payload):
+def same_close_as_rabbitmq(gw, payload, channels=(1,)):
+    """payload, sent after the handshake and the opening of channels (each
+    open-ok read first), gets from busgate the (code, class, method) of
+    RabbitMQ's own connection.close for it."""
     bg, ports, issuer = gw
-    want = rabbitmq_answer(payload())
+    want = rabbitmq_answer(payload(), channels=channels)
     r, _ = handshake(ports["listen"], issuer.mint("hal", ["apps"]))
     try:
-        open_channel(r, 1)
+        for ch in channels:
+            open_channel(r, ch)
         r.send(payload())
         code, text, cls, meth = close_args(r.expect(0, (10, 50)))
         assert (code, cls, meth) == want, (text, want)
     finally:
         r.close()
+
+
+@pytest.mark.parametrize("name,payload", SAME_AS_RABBITMQ, ids=[c[0] for c in SAME_AS_RABBITMQ])
+def test_malformed_input_gets_rabbitmqs_reply_code(gw, name, payload):
+    same_close_as_rabbitmq(gw, payload)
 
 
 # With channels 1 and 2 both open, each open-ok read before the input is
@@ -558,17 +566,7 @@ def test_content_on_another_open_channel_gets_rabbitmqs_reply_code(gw, name, pay
     """Content state is per channel: a frame on channel 2 is not taken for
     the content channel 1's publish expects, and RabbitMQ's close (505,
     no method named: channel 2 expects a method) is busgate's too."""
-    bg, ports, issuer = gw
-    want = rabbitmq_answer(payload(), channels=(1, 2))
-    r, _ = handshake(ports["listen"], issuer.mint("hal", ["apps"]))
-    try:
-        open_channel(r, 1)
-        open_channel(r, 2)
-        r.send(payload())
-        code, text, cls, meth = close_args(r.expect(0, (10, 50)))
-        assert (code, cls, meth) == want, (text, want)
-    finally:
-        r.close()
+    same_close_as_rabbitmq(gw, payload, channels=(1, 2))
 
 
 def sanitized_build():
