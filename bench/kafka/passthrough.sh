@@ -312,6 +312,7 @@ summary() {
     printf '| %-36s | %10s | %10s | %s |\n' "busgate RSS at end MiB" - "$((rss / 1024))" ""
     echo "per round, busgate/direct produce records/s: $(bg_bench_pairs "$results" rps phase=produce)"
     echo "per round, busgate/direct consume records/s: $(bg_bench_pairs "$results" rps phase=consume)"
+    echo "per round, probe delivery p99 added ms: $(bg_bench_pairs "$results" dr_p99_us phase=latency "" diff)"
     echo "targets: throughput ratio >= 0.95 both ways; half-rate p99 added <= 0.2 ms"
     echo "(producer-perf-test percentiles are whole milliseconds: a p99 difference of 0 means < 1 ms)"
     audit_table
@@ -340,6 +341,7 @@ probe_rounds() {
     row "probe request round trip p50 ms" latency rtt_p50_us added
     row "probe request round trip p99 ms" latency rtt_p99_us added
     printf '| %-36s | %10s | %10s | %s |\n' "busgate CPU s per probe run" - "$(mean latency busgate bgcpu)" ""
+    echo "per round, probe delivery p99 added ms: $(bg_bench_pairs "$results" dr_p99_us phase=latency "" diff)"
     audit_table
 }
 

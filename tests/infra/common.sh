@@ -160,16 +160,17 @@ bg_prefixed() {
   return "$rc"
 }
 
-# bg_bench_pairs RESULTS KEY [FILTER [MODE]]: the benchmarks' paired view.
-# For each round with both a mode=direct and a mode=MODE line (busgate
-# unless given; TSV of k=v, lines narrowed to those with the field FILTER,
-# e.g. phase=produce, or none when empty), the ratio MODE/direct of KEY;
+# bg_bench_pairs RESULTS KEY [FILTER [MODE [diff]]]: the benchmarks' paired
+# view. For each round with both a mode=direct and a mode=MODE line (busgate
+# unless given or empty; TSV of k=v, lines narrowed to those with the field
+# FILTER, e.g. phase=produce, or none when empty), the ratio MODE/direct of
+# KEY (with diff: MODE - direct, in KEY's unit, as for an added latency);
 # prints them in round order and their median:
 # "0.912 0.877 0.950 (median 0.912)". A run-to-run swing of the direct rate
 # moves a mean of ratios taken over whole runs; the median of each round's
 # own pair is the steadier figure.
 bg_bench_pairs() {
-  awk -F'\t' -v k="$2=" -v f="${3:-}" -v via="${4:-busgate}" '
+  awk -F'\t' -v k="$2=" -v f="${3:-}" -v via="${4:-busgate}" -v diff="${5:-}" '
     function val(  i) { for (i = 1; i <= NF; i++) if (index($i, k) == 1) return substr($i, length(k) + 1); return "-" }
     function has(x,  i) { if (x == "") return 1; for (i = 1; i <= NF; i++) if ($i == x) return 1; return 0 }
     has(f) {
@@ -185,14 +186,17 @@ bg_bench_pairs() {
     }
     END {
       n = 0
-      for (r in d) if ((r in b) && d[r] + 0 > 0) rounds[++n] = r + 0
+      for (r in d) if ((r in b) && (diff != "" || d[r] + 0 > 0)) rounds[++n] = r + 0
       if (!n) { printf "-"; exit }
       for (i = 2; i <= n; i++) for (j = i; j > 1 && rounds[j - 1] > rounds[j]; j--) {
         t = rounds[j]; rounds[j] = rounds[j - 1]; rounds[j - 1] = t }
-      for (i = 1; i <= n; i++) { q[i] = b[rounds[i]] / d[rounds[i]]; s[i] = q[i]; printf "%.3f ", q[i] }
+      fmt = diff != "" ? "%+.3f" : "%.3f"
+      for (i = 1; i <= n; i++) {
+        q[i] = diff != "" ? b[rounds[i]] - d[rounds[i]] : b[rounds[i]] / d[rounds[i]]
+        s[i] = q[i]; printf fmt " ", q[i] }
       for (i = 2; i <= n; i++) for (j = i; j > 1 && s[j - 1] > s[j]; j--) {
         t = s[j]; s[j] = s[j - 1]; s[j - 1] = t }
       med = n % 2 ? s[(n + 1) / 2] : (s[n / 2] + s[n / 2 + 1]) / 2
-      printf "(median %.3f)", med
+      printf "(median " fmt ")", med
     }' "$1"
 }
