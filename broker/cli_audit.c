@@ -164,9 +164,10 @@ static void bg_cli_audit__principal(json_t *p, int full, char *out, size_t cap)
 
 /* "Produce v9 write kafka:topic:orders -> allow (rule 'r' f:26) 0 1.2ms"; an
  * audit-mode rule reported over an enforced one: "-> deny [audit mode, would
- * deny] (audit rule 'a' f:30; enforced by 'e' f:26)"; busgate's own reason
- * over a rule: "-> deny (busgate; the policy would allow by rule 'r' f:26)",
- * not "(rule 'r' ...)", which read as the rule's deny. */
+ * deny] (audit rule 'a' f:30; enforced by 'e' f:26)" (also when busgate's
+ * own reason then set the effect: the detail says which); busgate's own
+ * reason over a rule: "-> deny (busgate; the policy would allow by rule 'r'
+ * f:26)", not "(rule 'r' ...)", which read as the rule's deny. */
 static void bg_cli_audit__decision(FILE *f, json_t *ev)
 {
     json_t *api = json_object_get(ev, "api"), *res = json_object_get(ev, "resources"), *r;
@@ -187,15 +188,15 @@ static void bg_cli_audit__decision(FILE *f, json_t *ev)
         fprintf(f, " [audit mode, would %s]", bg_cli_audit__str(d, "would"));
     json_t *enf = d ? json_object_get(d, "enforced") : NULL;
     int by_busgate = d && strcmp(bg_cli_audit__str(d, "by"), "busgate") == 0;
-    if (by_busgate && json_object_get(d, "rule")) /* busgate's reason over the policy's rule */
-        fprintf(f, " (busgate; the policy would %s by rule '%s' %s:%lld)",
-                bg_cli_audit__str(d, "would"), bg_cli_audit__str(d, "rule"),
-                bg_cli_audit__str(d, "rule_file"), bg_cli_audit__int(d, "rule_line"));
-    else if (d && json_object_get(d, "rule") && enf) /* an audit-mode rule over an enforced one */
+    if (d && json_object_get(d, "rule") && enf) /* an audit-mode rule over an enforced one */
         fprintf(f, " (audit rule '%s' %s:%lld; enforced by '%s' %s:%lld)",
                 bg_cli_audit__str(d, "rule"), bg_cli_audit__str(d, "rule_file"),
                 bg_cli_audit__int(d, "rule_line"), bg_cli_audit__str(enf, "rule"),
                 bg_cli_audit__str(enf, "rule_file"), bg_cli_audit__int(enf, "rule_line"));
+    else if (by_busgate && json_object_get(d, "rule")) /* busgate's reason over the policy's rule */
+        fprintf(f, " (busgate; the policy would %s by rule '%s' %s:%lld)",
+                bg_cli_audit__str(d, "would"), bg_cli_audit__str(d, "rule"),
+                bg_cli_audit__str(d, "rule_file"), bg_cli_audit__int(d, "rule_line"));
     else if (d && json_object_get(d, "rule"))
         fprintf(f, " (rule '%s' %s:%lld)", bg_cli_audit__str(d, "rule"),
                 bg_cli_audit__str(d, "rule_file"), bg_cli_audit__int(d, "rule_line"));
