@@ -33,10 +33,10 @@ typedef struct relay_dir {
 } relay_dir_t;
 
 typedef struct relay_pair {
-    int fd[2];           /* 0 client, 1 upstream */
-    uint32_t armed[2];   /* the epoll interest registered for each socket */
-    int closed;          /* freed after the current batch of events */
-    relay_dir_t d[2];    /* 0 client->upstream, 1 upstream->client */
+    int fd[2];         /* 0 client, 1 upstream */
+    uint32_t armed[2]; /* the epoll interest registered for each socket */
+    int closed;        /* freed after the current batch of events */
+    relay_dir_t d[2];  /* 0 client->upstream, 1 upstream->client */
 } relay_pair_t;
 
 /* What an epoll event names: a pair and which of its sockets. */

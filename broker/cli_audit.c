@@ -435,8 +435,8 @@ typedef struct bg_cli_audit_scan_s {
     bg_cli_audit_t *c;
     const uint8_t *buf; /* the bytes scanned: the segment from the ack position on */
     size_t len;
-    size_t base; /* where buf begins in the segment (offsets said are the segment's) */
-    int newest;  /* the segment busgate may be appending to */
+    size_t base;  /* where buf begins in the segment (offsets said are the segment's) */
+    int newest;   /* the segment busgate may be appending to */
     uint32_t seg; /* its number: messages name the file (spool-NNNNNN.seg) */
 } bg_cli_audit_scan_t;
 

@@ -114,8 +114,7 @@ static int bg_cli__mint(int argc, char **argv)
         if (!*tok)
             continue;
         if (ng == BG_CLI_MAX_GROUPS) { /* the token would not say what was asked */
-            fprintf(stderr, "busgate token mint: --groups: at most %d groups\n",
-                    BG_CLI_MAX_GROUPS);
+            fprintf(stderr, "busgate token mint: --groups: at most %d groups\n", BG_CLI_MAX_GROUPS);
             return 2;
         }
         groups[ng++] = tok;

@@ -101,9 +101,9 @@ static void bg_cfg__upstream_tls(bg_cfg_ctx_t *ctx, struct fy_node *key, struct 
 /* ---- identity ---- */
 
 static const char *const bg_cfg__issuer_keys[] = {
-    "issuer",        "audiences",    "jwks_file",   "jwks_url",       "jwks_refresh",
-    "subject_claim", "groups_claim", "allow_hs256", "subject_prefix", "groups_prefix",
-    "jwks_ca",       NULL,
+    "issuer",         "audiences",     "jwks_file",    "jwks_url",
+    "jwks_refresh",   "subject_claim", "groups_claim", "allow_hs256",
+    "subject_prefix", "groups_prefix", "jwks_ca",      NULL,
 };
 enum {
     I_ISSUER,
@@ -191,7 +191,8 @@ static void bg_cfg__issuer(bg_cfg_ctx_t *ctx, struct fy_node *n, const char *pat
                     "host): keys fetched in the clear can be replaced on the way");
     bg_cfg__join(p, path, "jwks_ca");
     if (bg_cfg__get_file(ctx, m.val[I_JCA], p, &is->jwks_ca) > 0 && bg_cfg__is_null(m.val[I_JURL]))
-        bg_cfg__err(ctx, m.val[I_JCA], p, "is the CA for jwks_url's https: set jwks_url, or remove it");
+        bg_cfg__err(ctx, m.val[I_JCA], p,
+                    "is the CA for jwks_url's https: set jwks_url, or remove it");
     bg_cfg__join(p, path, "jwks_refresh");
     if (bg_cfg__get_duration(ctx, m.val[I_REFRESH], p, &is->jwks_refresh_ms) > 0 &&
         is->jwks_refresh_ms < 1000)

@@ -103,8 +103,8 @@ static bg_id_keyset_t *bg_identity__fetch(bg_identity_t *id, const bg_id_issuer_
     char err[256] = "out of memory", *body = NULL;
     size_t len = 0;
     bg_id_keyset_t *ks = NULL;
-    if (bg_jwks_fetch(iss->jwks_url, iss->jwks_ca, BG_ID_FETCH_TIMEOUT_MS, &id->stop, &body,
-                      &len, err, sizeof(err)) != 0)
+    if (bg_jwks_fetch(iss->jwks_url, iss->jwks_ca, BG_ID_FETCH_TIMEOUT_MS, &id->stop, &body, &len,
+                      err, sizeof(err)) != 0)
         goto fail;
     /* The stop flag is read between keys too: bg_identity_free, on whichever
      * thread drops the last configuration, waits for one key at most. */

@@ -102,8 +102,8 @@ int bg_jwks_load_file(const char *path, int allow_oct, bg_jwks_t *out, char *err
  * and a malloc'd NUL-terminated body in *body (caller frees). Blocking; call
  * from a background thread only. */
 int bg_jwks_fetch(const char *url, const char *ca_file, long timeout_ms,
-                  const atomic_int *abort_flag, char **body, size_t *len, char *err,
-                  size_t errlen) __attribute__((warn_unused_result));
+                  const atomic_int *abort_flag, char **body, size_t *len, char *err, size_t errlen)
+    __attribute__((warn_unused_result));
 
 /* Strict base64url (RFC 4648 section 5) without padding or whitespace.
  * Returns a malloc'd buffer (NUL-terminated for convenience, the NUL not

@@ -72,8 +72,8 @@ static void bg_jwks__setopts(CURL *c, const char *url, const char *ca_file, long
     curl_easy_setopt(c, CURLOPT_NOPROGRESS, 0L);
 }
 
-int bg_jwks_fetch(const char *url, const char *ca_file, long timeout_ms, const atomic_int *abort_flag, char **body,
-                  size_t *len, char *err, size_t errlen)
+int bg_jwks_fetch(const char *url, const char *ca_file, long timeout_ms,
+                  const atomic_int *abort_flag, char **body, size_t *len, char *err, size_t errlen)
 {
     bg_jwks__buf_t b = {0};
     long status = 0;

@@ -51,16 +51,23 @@ static int bg_main__version(int argc, char **argv)
     return 0;
 }
 
+/* 1 when w is one of the commands the usage names. */
+static int bg_main__is_command(const char *w)
+{
+    static const char *const commands[] = {"run",   "check",   "explain", "token",
+                                           "audit", "version", "help"};
+    for (size_t c = 0; c < sizeof commands / sizeof commands[0]; c++)
+        if (strcmp(w, commands[c]) == 0)
+            return 1;
+    return 0;
+}
+
 /* busgate help [COMMAND]: the usage, as "busgate COMMAND --help" gives it
  * (token answers its own, with the defaults of mint); an unknown COMMAND
  * is bad usage, as for "busgate COMMAND", and so is a word after COMMAND. */
 static int bg_main__help(int argc, char **argv)
 {
-    static const char *const known[] = {"run",     "check", "explain", "audit",
-                                        "version", "help",  "token"};
-    int named = 0;
-    for (size_t c = 0; argc >= 3 && c < sizeof known / sizeof known[0]; c++)
-        named |= strcmp(argv[2], known[c]) == 0;
+    int named = argc >= 3 && bg_main__is_command(argv[2]);
     if (argc >= 3 && !named && argv[2][0] != '-') {
         fprintf(stderr, "busgate help: unknown command '%s'\n", argv[2]);
         bg_main__usage(stderr);
@@ -85,20 +92,17 @@ int main(int argc, char **argv)
     }
     const char *cmd = argv[1];
     /* "busgate CMD ... --help" (or -h right after CMD): the usage of every
-     * command, as for "busgate --help". Only for the commands below; token
+     * command, as for "busgate --help". For every command but token, which
      * answers its own, with the defaults of mint. No option takes a value
      * that starts with "--help". version and help are here so that their
      * "--help" is answered rather than refused as an extra argument. */
-    static const char *const with_help[] = {"run",       "check", "explain", "audit", "version",
-                                            "--version", "help",  "--help",  "-h"};
-    for (size_t c = 0; c < sizeof with_help / sizeof with_help[0]; c++) {
-        if (strcmp(cmd, with_help[c]) != 0)
-            continue;
-        for (int i = 2; i < argc; i++) {
-            if (strcmp(argv[i], "--help") == 0 || (i == 2 && strcmp(argv[i], "-h") == 0)) {
-                bg_main__usage(stdout);
-                return 0;
-            }
+    int with_help = (bg_main__is_command(cmd) && strcmp(cmd, "token") != 0) ||
+                    strcmp(cmd, "--version") == 0 || strcmp(cmd, "--help") == 0 ||
+                    strcmp(cmd, "-h") == 0;
+    for (int i = 2; with_help && i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || (i == 2 && strcmp(argv[i], "-h") == 0)) {
+            bg_main__usage(stdout);
+            return 0;
         }
     }
     if (strcmp(cmd, "-c") == 0 || strcmp(cmd, "--config") == 0 ||
