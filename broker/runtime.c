@@ -739,6 +739,18 @@ static int bg_runtime__run(const char *path, const bg_adapter_t *const *adapters
         bg_log_error("runtime", "cannot set up the main event loop");
         goto done;
     }
+    char err[512];
+    /* The admin listener is bound before any client listener: once a client
+     * port accepts, /healthz, /readyz and /metrics answer too (its callbacks
+     * run only in the loop below, when the workers exist). */
+    if (cfg->admin.enabled) {
+        rt.admin = bg_admin_start(rt.base, &cfg->admin.listen, bg_runtime__ready,
+                                  bg_runtime__health, bg_runtime__metrics, &rt, err, sizeof err);
+        if (!rt.admin) {
+            bg_log_error("admin", "%s", err);
+            goto done;
+        }
+    }
     if (bg_runtime__start_audit(&rt, cfg) != 0)
         goto done;
     if (bg_runtime__init_adapters(&rt, cfg, adapters, nadapters) != 0)
@@ -747,7 +759,6 @@ static int bg_runtime__run(const char *path, const bg_adapter_t *const *adapters
         bg_log_error("runtime", "cannot set up the connection limits");
         goto done;
     }
-    char err[512];
     rt.nworkers = bg_runtime__worker_count(cfg);
     rt.workers =
         bg_workers_start(rt.nworkers, rt.active, rt.globals, rt.nactive,
@@ -755,17 +766,6 @@ static int bg_runtime__run(const char *path, const bg_adapter_t *const *adapters
     if (!rt.workers) {
         bg_log_error("runtime", "%s", err);
         goto done;
-    }
-    if (cfg->admin.enabled) {
-        rt.admin = bg_admin_start(rt.base, &cfg->admin.listen, bg_runtime__ready,
-                                  bg_runtime__health, bg_runtime__metrics, &rt, err, sizeof err);
-        if (!rt.admin) {
-            bg_log_error("admin", "%s", err);
-            bg_workers_drain(rt.workers, rt.nworkers, 0);
-            bg_workers_join(rt.workers, rt.nworkers);
-            rt.workers = NULL;
-            goto done;
-        }
     }
     bg_runtime__hup_listen();
     bg_log_info("runtime", "busgate running: %d worker(s), %zu adapter(s), config %s", rt.nworkers,
