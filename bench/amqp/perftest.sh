@@ -2,7 +2,8 @@
 # AMQP pass-through benchmark: RabbitMQ PerfTest (the Java client) DIRECT to
 # the test RabbitMQ (user busgate) versus THROUGH busgate (PLAIN with a
 # development token as the password, busgate logs in upstream with its own
-# credential), in the same run, alternating direct/busgate. One producer and
+# credential), in the same run, alternating direct/busgate (busgate first
+# in even rounds). One producer and
 # one consumer, 1 KiB messages, publisher confirms, fixed duration per run.
 # Prints msg/s sent and received, consumer and confirm latency p50/p99,
 # busgate CPU and RSS, and busgate/direct ratios; it passes or fails nothing
@@ -267,6 +268,13 @@ mean() { # mean MODE KEY over the result lines
         END { if (n) printf "%.2f", s / n; else printf "-" }' "$results"
 }
 
+per_msg() { # per_msg MODE CPUKEY: CPU microseconds per received message over the rounds
+    awk -F'\t' -v m="mode=$1" -v k="$2=" -v secs="$seconds" '
+        function val(key,  i) { for (i = 1; i <= NF; i++) if (index($i, key) == 1) return substr($i, length(key) + 1); return "-" }
+        $1 == m { c = val(k); r = val("recv="); if (c != "-" && r + 0 > 0) { cpu += c; msgs += r * secs } }
+        END { if (msgs > 0) printf "%.1f", cpu * 1e6 / msgs; else printf "-" }' "$results"
+}
+
 row() { # row LABEL KEY
     local d b r
     d="$(mean direct "$2")"
@@ -301,6 +309,9 @@ summary() {
         echo "per round, relay/direct received msg/s: $(bg_bench_pairs "$results" recv "" relay)"
         echo "per round, relay/direct received msg/s after 5 s: $(bg_bench_pairs "$results" srecv "" relay)"
     fi
+    local relay_cpu=""
+    [ "$relay" = 0 ] || relay_cpu=", bare relay $(per_msg relay bgcpu)"
+    echo "CPU µs per received message: busgate $(per_msg busgate bgcpu)$relay_cpu; RabbitMQ direct $(per_msg direct brokercpu), through busgate $(per_msg busgate brokercpu)"
     echo "target: received msg/s through busgate >= 0.9x direct"
     echo "results: $results   logs: $out"
 }
@@ -336,7 +347,7 @@ main() {
         echo "bare relay pid $relay_pid on 127.0.0.1:$relay_port"
     fi
     for ((r = 1; r <= rounds; r++)); do
-        for mode in "${modes[@]}"; do
+        for mode in $(bg_bench_order "$r" "${modes[@]}"); do
             perftest "$mode" "$r"
         done
     done

@@ -2,7 +2,8 @@
 # Kafka pass-through benchmark: Kafka's own producer-perf-test and
 # consumer-perf-test DIRECT to the test broker's SASL listener (PLAIN, user
 # busgate) versus THROUGH busgate (client PLAIN with a development token,
-# busgate SCRAM-SHA-512 upstream), alternating direct/busgate, then the
+# busgate SCRAM-SHA-512 upstream), alternating direct/busgate (busgate
+# first in even rounds, after an unrecorded warm-up produce), then the
 # producer again at half the direct maximum rate for latency, and a
 # librdkafka probe (bench/kafka/produce_latency.c) at the same rate for
 # microsecond delivery and request round-trip percentiles. Prints numbers
@@ -15,6 +16,9 @@
 #   BENCH_RECORDS [1500000]   records per throughput run
 #   BENCH_RECORD_SIZE [1024]  bytes per record
 #   BENCH_ROUNDS [2]          direct/busgate pairs
+#   BENCH_WARMUP [1]          1: first one unrecorded produce of a fifth of
+#                             BENCH_RECORDS each way (the broker's JIT warms
+#                             up); rounds alternate which side runs first
 #   BENCH_PARTITIONS [6]      partitions of each (fresh) bench topic
 #   BENCH_ACKS [all]          producer acks
 #   BENCH_LAT_SECONDS [20]    length of each half-rate latency run
@@ -40,6 +44,7 @@ set -euo pipefail
 records="${BENCH_RECORDS:-1500000}"
 size="${BENCH_RECORD_SIZE:-1024}"
 rounds="${BENCH_ROUNDS:-2}"
+warmup="${BENCH_WARMUP:-1}"
 parts="${BENCH_PARTITIONS:-6}"
 acks="${BENCH_ACKS:-all}"
 lat_seconds="${BENCH_LAT_SECONDS:-20}"
@@ -243,6 +248,12 @@ mean() {
         END { if (n) printf "%.2f", s / n; else printf "-" }' "$results"
 }
 
+# per_record PHASE: busgate's mean CPU per run of PHASE over the records a run moves, in µs.
+per_record() {
+    awk -v c="$(mean "$1" busgate bgcpu)" -v n="$records" \
+        'BEGIN { if (c != "-" && n > 0) printf "%.2f", c * 1e6 / n; else printf "-" }'
+}
+
 row() { # row LABEL PHASE KEY [added]
     local d b r
     d="$(mean "$2" direct "$3")"
@@ -313,6 +324,7 @@ summary() {
     echo "per round, busgate/direct produce records/s: $(bg_bench_pairs "$results" rps phase=produce)"
     echo "per round, busgate/direct consume records/s: $(bg_bench_pairs "$results" rps phase=consume)"
     echo "per round, probe delivery p99 added ms: $(bg_bench_pairs "$results" dr_p99_us phase=latency "" diff)"
+    echo "busgate CPU µs per record: produce $(per_record produce), consume $(per_record consume)"
     echo "targets: throughput ratio >= 0.95 both ways; half-rate p99 added <= 0.2 ms"
     echo "(producer-perf-test percentiles are whole milliseconds: a p99 difference of 0 means < 1 ms)"
     audit_table
@@ -325,7 +337,7 @@ probe_rounds() {
     local r mode t
     echo "latency probe: $half records/s for $lat_seconds s (after a 3 s warm-up)"
     for ((r = 1; r <= rounds; r++)); do
-        for mode in "${modes[@]}"; do
+        for mode in $(bg_bench_order "$r" "${modes[@]}"); do
             t="bench-pt-$runid-probe-$mode-$r"
             topic_create "$t"
             latency "$mode" "$r" "$t" "$half"
@@ -352,7 +364,7 @@ consume_rounds() {
     topic_create "$t"
     produce direct 0 produce "$t" "$records" -1
     for ((r = 1; r <= rounds; r++)); do
-        for mode in "${modes[@]}"; do
+        for mode in $(bg_bench_order "$r" "${modes[@]}"); do
             consume "$mode" "$r" "$t" "$records"
         done
     done
@@ -391,8 +403,16 @@ main() {
         probe_rounds
         return
     fi
-    for ((r = 1; r <= rounds; r++)); do
+    if [ "$warmup" != 0 ]; then
         for mode in "${modes[@]}"; do
+            t="bench-pt-$runid-warmup-$mode"
+            topic_create "$t"
+            produce "$mode" 0 warmup "$t" "$((records / 5))" -1
+            topic_delete "$t"
+        done
+    fi
+    for ((r = 1; r <= rounds; r++)); do
+        for mode in $(bg_bench_order "$r" "${modes[@]}"); do
             t="bench-pt-$runid-$mode-$r"
             topic_create "$t"
             produce "$mode" "$r" produce "$t" "$records" -1
@@ -404,7 +424,7 @@ main() {
     local n=$((half * lat_seconds))
     echo "half-rate runs: --throughput $half, $n records each"
     for ((r = 1; r <= rounds; r++)); do
-        for mode in "${modes[@]}"; do
+        for mode in $(bg_bench_order "$r" "${modes[@]}"); do
             t="bench-pt-$runid-lat-$mode-$r"
             topic_create "$t"
             produce "$mode" "$r" halfrate "$t" "$n" "$half"

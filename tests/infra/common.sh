@@ -160,6 +160,20 @@ bg_prefixed() {
   return "$rc"
 }
 
+# bg_bench_order ROUND MODE...: the modes in the order round ROUND runs them,
+# one per line: as given in odd rounds, reversed in even ones (A B, B A, ...),
+# so a drift of the machine or of a broker still warming up over a run (a JIT
+# compiling, the page cache filling) favours neither side of a pair of rounds.
+bg_bench_order() {
+  local round="$1" i
+  shift
+  if ((round % 2)); then
+    printf '%s\n' "$@"
+  else
+    for ((i = $#; i >= 1; i--)); do printf '%s\n' "${!i}"; done
+  fi
+}
+
 # bg_bench_pairs RESULTS KEY [FILTER [MODE [diff]]]: the benchmarks' paired
 # view. For each round with both a mode=direct and a mode=MODE line (busgate
 # unless given or empty; TSV of k=v, lines narrowed to those with the field
