@@ -17,8 +17,9 @@
 #   BENCH_RECORD_SIZE [1024]  bytes per record
 #   BENCH_ROUNDS [2]          direct/busgate pairs
 #   BENCH_WARMUP [1]          1: first one unrecorded produce of a fifth of
-#                             BENCH_RECORDS each way (the broker's JIT warms
-#                             up); rounds alternate which side runs first
+#                             BENCH_RECORDS (BENCH_PROBE_ONLY: one probe run)
+#                             each way, while the broker's JIT warms up;
+#                             rounds alternate which side runs first either way
 #   BENCH_PARTITIONS [6]      partitions of each (fresh) bench topic
 #   BENCH_ACKS [all]          producer acks
 #   BENCH_LAT_SECONDS [20]    length of each half-rate latency run
@@ -212,15 +213,15 @@ consume() {
 }
 
 # latency MODE ROUND TOPIC RATE: the librdkafka probe at RATE records/s.
-latency() {
-    local mode="$1" round="$2" topic="$3" rate="$4" bs cfg user pass log line c0 c1
+latency() { # latency MODE ROUND TOPIC RATE [PHASE, default latency]
+    local mode="$1" round="$2" topic="$3" rate="$4" phase="${5:-latency}" bs cfg user pass log line c0 c1
     read -r bs cfg < <(endpoint "$mode")
     if [ "$mode" = direct ]; then
         user="$BG_KAFKA_USER" pass="$BG_KAFKA_PASSWORD"
     else
         user=bench pass="$(bench_token bench)"
     fi
-    log="$out/latency-$mode-$round.log"
+    log="$out/$phase-$mode-$round.log"
     c0="$(mode_cpu "$mode")"
     "$BG_BUILD_DIR/bench/kafka_produce_latency" "$bs" "$user" "$pass" "$topic" "$rate" \
         "$lat_seconds" "$size" >"$log" 2>&1 ||
@@ -235,9 +236,9 @@ latency() {
             kvs+=("$k=$(awk -v x="$v" 'BEGIN { printf "%.3f", x / 1000 }')") ;;
         esac
     done
-    record latency "$mode" "$round" "${kvs[@]}" "load=$(bench_loadavg)" \
+    record "$phase" "$mode" "$round" "${kvs[@]}" "load=$(bench_loadavg)" \
         "bgcpu=$(awk -v a="$c0" -v b="$c1" 'BEGIN{printf "%.2f", b-a}')"
-    printf '  latency  %-7s round %s: %s\n' "$mode" "$round" "$line"
+    printf '  %-8s %-7s round %s: %s\n' "$phase" "$mode" "$round" "$line"
 }
 
 # mean PHASE MODE KEY: mean of KEY over the matching result lines.
@@ -336,6 +337,14 @@ summary() {
 probe_rounds() {
     local r mode t
     echo "latency probe: $half records/s for $lat_seconds s (after a 3 s warm-up)"
+    if [ "$probe_only" = 1 ] && [ "$warmup" != 0 ]; then
+        for mode in "${modes[@]}"; do # the broker's first seconds, unrecorded
+            t="bench-pt-$runid-probe-warmup-$mode"
+            topic_create "$t"
+            latency "$mode" 0 "$t" "$half" warmup
+            topic_delete "$t"
+        done
+    fi
     for ((r = 1; r <= rounds; r++)); do
         for mode in $(bg_bench_order "$r" "${modes[@]}"); do
             t="bench-pt-$runid-probe-$mode-$r"
