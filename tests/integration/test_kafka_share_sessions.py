@@ -131,17 +131,12 @@ def share_acknowledge(wire, group, member, epoch, tid, first, last):
     rd.i32()
     err = rd.i16()
     rd.cstr()
-    parts = {}
-    for _ in range(rd.uvarint() - 1):
-        tid = rd.take(16)
-        for _ in range(rd.uvarint() - 1):
-            idx, perr = rd.i32(), rd.i16()
-            rd.cstr()
-            rd.i32(), rd.i32(), rd.tags()  # current leader
-            rd.tags()
-            parts[(tid, idx)] = perr
-        rd.tags()
-    return err, parts
+
+    def partition(perr):
+        rd.i32(), rd.i32(), rd.tags()  # current leader
+        return perr
+
+    return err, read_share_partitions(rd, partition)
 
 
 def share_fetch_records(wire, group, member, epoch, limit_s=30):
@@ -164,26 +159,38 @@ def read_share_fetch(rd: FlexReader):
     err = rd.i16()
     rd.cstr()
     rd.i32()  # acquisition lock timeout
+
+    def partition(perr):
+        ack_err = rd.i16()
+        rd.cstr()
+        rd.i32(), rd.i32(), rd.tags()  # current leader
+        n = max(rd.uvarint() - 1, 0)
+        rd.take(n)
+        acquired = 0
+        for _ in range(rd.uvarint() - 1):
+            first, last, _ = struct.unpack(">qqh", rd.take(8 + 8 + 2))
+            acquired += last - first + 1
+            rd.tags()
+        return perr, ack_err, n, acquired
+
+    return err, read_share_partitions(rd, partition)
+
+
+def read_share_partitions(rd: FlexReader, partition):
+    """The topics array of a ShareFetch or ShareAcknowledge v1 response:
+    {(topic id, partition): partition(error)}, partition reading the rest
+    of each partition's fields (after its index, error code and message)
+    up to its tags, which are read here."""
     parts = {}
     for _ in range(rd.uvarint() - 1):
         tid = rd.take(16)
         for _ in range(rd.uvarint() - 1):
             idx, perr = rd.i32(), rd.i16()
             rd.cstr()
-            ack_err = rd.i16()
-            rd.cstr()
-            rd.i32(), rd.i32(), rd.tags()  # current leader
-            n = max(rd.uvarint() - 1, 0)
-            rd.take(n)
-            acquired = 0
-            for _ in range(rd.uvarint() - 1):
-                first, last, _ = struct.unpack(">qqh", rd.take(8 + 8 + 2))
-                acquired += last - first + 1
-                rd.tags()
+            parts[(tid, idx)] = partition(perr)
             rd.tags()
-            parts[(tid, idx)] = (perr, ack_err, n, acquired)
         rd.tags()
-    return err, parts
+    return parts
 
 
 def share_from_earliest(group, lock_ms=None):
