@@ -13,6 +13,10 @@
 #                  the test CA $BUSGATE_CACHE/kafka-tls/ca.crt (made once)
 #   REAUTH         $BG_KAFKA_REAUTH_PORT (PLAINTEXT + 4: 17096)  SASL_PLAINTEXT as above, but a
 #                  login lasts $BG_KAFKA_REAUTH_MS ms (3000): connections must re-authenticate
+#   RELAY          only with BG_KAFKA_RELAY_PORT and BG_KAFKA_RELAY_FRONT_PORT set
+#                  (bench/kafka/passthrough.sh, BENCH_RELAY=1): SASL_PLAINTEXT PLAIN on
+#                  RELAY_PORT, advertised at RELAY_FRONT_PORT, where a bare TCP relay
+#                  forwards to it, so that clients stay on the relay after bootstrap
 # User busgate / busgate-test-password on every SASL mechanism.
 # BG_KAFKA_OAUTH=1 adds OAUTHBEARER (tokens of scripts/oidc-up.sh's provider).
 #
@@ -44,6 +48,9 @@ if [ -n "$join" ] && { [ "$node_id" = 1 ] || [ "$run" = "$join_run" ]; }; then
 fi
 pidfile="$run/kafka.pid"
 props="$run/server.properties"
+if [ -n "${BG_KAFKA_RELAY_PORT:-}" ] && [ -z "${BG_KAFKA_RELAY_FRONT_PORT:-}" ]; then
+    bg_die "BG_KAFKA_RELAY_PORT needs BG_KAFKA_RELAY_FRONT_PORT (the port the relay listens on)"
+fi
 
 # has_ssl_listener: the running broker's properties have the SASL_SSL
 # listener (a broker started by an older kafka-up.sh does not).
@@ -70,6 +77,9 @@ print_endpoints() {
     fi
     if grep -q '^listeners=.*REAUTH://' "$props" 2>/dev/null; then
         echo "  REAUTH         $(grep '^listeners=' "$props" | sed -n 's/.*REAUTH:\/\/\(127\.0\.0\.1:[0-9]*\).*/\1/p') (SASL_PLAINTEXT; logins last $(sed -n 's/^listener.name.reauth.plain.connections.max.reauth.ms=//p' "$props") ms)"
+    fi
+    if grep -q '^listeners=.*RELAY://' "$props" 2>/dev/null; then
+        echo "  RELAY          $(grep '^listeners=' "$props" | sed -n 's/.*RELAY:\/\/\(127\.0\.0\.1:[0-9]*\).*/\1/p') advertised at $(grep '^advertised.listeners=' "$props" | sed -n 's/.*RELAY:\/\/\(127\.0\.0\.1:[0-9]*\).*/\1/p') (SASL_PLAINTEXT PLAIN)"
     fi
     if [ -z "$join" ]; then
         echo "  CONTROLLER     127.0.0.1:$BG_KAFKA_CONTROLLER_PORT"
@@ -134,6 +144,25 @@ gen_tls_material() {
     rm -f "$d/broker.csr" "$d/broker.ext" "$d/openssl.log"
 }
 
+# relay_listener PART: the RELAY listener's entry in listeners (PART=bind),
+# advertised.listeners (advertised) or the protocol map (map); nothing
+# unless BG_KAFKA_RELAY_PORT is set.
+relay_listener() {
+    [ -n "${BG_KAFKA_RELAY_PORT:-}" ] || return 0
+    case "$1" in
+        bind) echo ",RELAY://127.0.0.1:$BG_KAFKA_RELAY_PORT" ;;
+        advertised) echo ",RELAY://127.0.0.1:$BG_KAFKA_RELAY_FRONT_PORT" ;;
+        map) echo ",RELAY:SASL_PLAINTEXT" ;;
+    esac
+}
+
+# relay_properties JAAS: the RELAY listener's login settings (PLAIN only).
+relay_properties() {
+    [ -n "${BG_KAFKA_RELAY_PORT:-}" ] || return 0
+    echo "listener.name.relay.sasl.enabled.mechanisms=PLAIN"
+    echo "listener.name.relay.plain.sasl.jaas.config=$1"
+}
+
 # oauth_properties: with BG_KAFKA_OAUTH=1 the SASL listeners also accept
 # OAUTHBEARER tokens from the test OIDC provider (scripts/oidc-up.sh must be
 # running first: the broker fetches its JWKS). This lets the interop clients'
@@ -172,9 +201,9 @@ process.roles=$roles
 node.id=$node_id
 controller.quorum.voters=$voters
 controller.listener.names=CONTROLLER
-listeners=PLAINTEXT://127.0.0.1:$BG_KAFKA_PLAIN_PORT,SASL_PLAINTEXT://127.0.0.1:$BG_KAFKA_SASL_PORT,SASL_SSL://127.0.0.1:$BG_KAFKA_SSL_PORT,REAUTH://127.0.0.1:$BG_KAFKA_REAUTH_PORT$controller
-advertised.listeners=PLAINTEXT://127.0.0.1:$BG_KAFKA_PLAIN_PORT,SASL_PLAINTEXT://127.0.0.1:$BG_KAFKA_SASL_PORT,SASL_SSL://127.0.0.1:$BG_KAFKA_SSL_PORT,REAUTH://127.0.0.1:$BG_KAFKA_REAUTH_PORT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,REAUTH:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT
+listeners=PLAINTEXT://127.0.0.1:$BG_KAFKA_PLAIN_PORT,SASL_PLAINTEXT://127.0.0.1:$BG_KAFKA_SASL_PORT,SASL_SSL://127.0.0.1:$BG_KAFKA_SSL_PORT,REAUTH://127.0.0.1:$BG_KAFKA_REAUTH_PORT$(relay_listener bind)$controller
+advertised.listeners=PLAINTEXT://127.0.0.1:$BG_KAFKA_PLAIN_PORT,SASL_PLAINTEXT://127.0.0.1:$BG_KAFKA_SASL_PORT,SASL_SSL://127.0.0.1:$BG_KAFKA_SSL_PORT,REAUTH://127.0.0.1:$BG_KAFKA_REAUTH_PORT$(relay_listener advertised)
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL,REAUTH:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT$(relay_listener map)
 inter.broker.listener.name=PLAINTEXT
 sasl.enabled.mechanisms=$mechs
 listener.name.sasl_plaintext.sasl.enabled.mechanisms=$mechs
@@ -200,6 +229,7 @@ listener.name.reauth.plain.sasl.jaas.config=$jaas_plain
 listener.name.reauth.scram-sha-512.connections.max.reauth.ms=$BG_KAFKA_REAUTH_MS
 listener.name.reauth.scram-sha-256.connections.max.reauth.ms=$BG_KAFKA_REAUTH_MS
 listener.name.reauth.plain.connections.max.reauth.ms=$BG_KAFKA_REAUTH_MS
+$(relay_properties "$jaas_plain")
 # ACLs can be set (kafka-tool.sh acls) but nothing is denied until one is.
 # ANONYMOUS (PLAINTEXT and CONTROLLER listeners) stays a super user so an ACL
 # a test sets can never cut the broker off from its own controller.

@@ -97,3 +97,22 @@ bench_mem_kib() {
 }
 
 bench_loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+
+# bench_machine_cpu: "BUSY WALL": CPU seconds every process on the machine
+# has used so far (user, nice, system, irq, softirq; not idle, iowait or
+# time the hypervisor stole) and seconds since boot. Two readings around a
+# run give the machine CPU the run took, whoever used it.
+bench_machine_cpu() {
+    local tck
+    tck="$(getconf CLK_TCK)"
+    awk -v t="$tck" '$1 == "cpu" { printf "%.2f ", ($2 + $3 + $4 + $7 + $8) / t }' /proc/stat
+    cut -d' ' -f1 /proc/uptime
+}
+
+# bench_machine_kv BUSY0 WALL0 BUSY1 WALL1: "machcpu=S busy=P" for a results
+# line: the machine CPU seconds between the readings and the share of all
+# cores they were busy (100 = every core busy the whole time).
+bench_machine_kv() {
+    awk -v b0="$1" -v w0="$2" -v b1="$3" -v w1="$4" -v n="$(nproc)" 'BEGIN {
+        w = w1 - w0; printf "machcpu=%.2f\tbusy=%.1f", b1 - b0, (w > 0 ? 100 * (b1 - b0) / (w * n) : 0) }'
+}

@@ -33,6 +33,16 @@
 #   BENCH_PROBE_ONLY [0]      1: only the latency probe, at BENCH_PROBE_RATE
 #   BENCH_PROBE_RATE [40000]  records/s of the probe when run alone
 #   BENCH_WORKERS [0]         busgate worker threads (0 = one per core)
+#   BENCH_RELAY [0]           1: also run every phase through a bare TCP relay
+#                             (bench/tcp_relay.c: no parsing, policy or audit),
+#                             mode "relay": the cost of an extra hop alone;
+#                             splice: the same relay moving bytes with splice(2),
+#                             never through its own memory (tcp_relay --splice). The
+#                             broker needs its RELAY listener, advertised at the
+#                             relay's port: BG_KAFKA_RELAY_PORT [PLAINTEXT + 5]
+#                             and BG_KAFKA_RELAY_FRONT_PORT [PLAINTEXT + 6] are
+#                             passed to scripts/kafka-up.sh; a broker already
+#                             running without them must be stopped first
 #   BENCH_JAVA_OPTS           JVM options of the perf tools [-Xms512m -Xmx512m]
 #   BENCH_OUT                 directory for logs and results [a new temp dir]
 #   BG_BUILD_DIR              busgate build dir [build/release, Release build]
@@ -52,6 +62,7 @@ lat_seconds="${BENCH_LAT_SECONDS:-20}"
 audit="${BENCH_AUDIT:-1}"
 consume_only="${BENCH_CONSUME_ONLY:-0}"
 probe_only="${BENCH_PROBE_ONLY:-0}"
+relay="${BENCH_RELAY:-0}"
 java_opts="${BENCH_JAVA_OPTS:--Xms512m -Xmx512m -Dorg.slf4j.simpleLogger.defaultLogLevel=warn}"
 admin_java_opts="-Xmx256m -XX:TieredStopAtLevel=1 -Dorg.slf4j.simpleLogger.defaultLogLevel=warn"
 out="${BENCH_OUT:-$(mktemp -d -t bench-kafka-pt.XXXXXX)}"
@@ -63,6 +74,7 @@ tool="$BG_REPO_ROOT/scripts/kafka-tool.sh"
 declare -A bg_pids=() bg_boots=()
 modes=(direct busgate)
 [ "$audit" = both ] && modes+=(noaudit)
+[ "$relay" = 0 ] || modes+=(relay)
 topics_made=()
 
 cleanup() {
@@ -116,16 +128,39 @@ sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule require
 EOF
 }
 
-# endpoint MODE: "bootstrap client.properties" for direct or a busgate.
+# start_relay: the bare relay (BENCH_RELAY=1) on the broker's advertised
+# RELAY port, in front of its RELAY listener; its pid in bg_pids[relay].
+start_relay() {
+    grep -q "^listeners=.*RELAY://127.0.0.1:$BG_KAFKA_RELAY_PORT" "$BG_KAFKA_RUN/server.properties" &&
+        grep -q "^advertised.listeners=.*RELAY://127.0.0.1:$BG_KAFKA_RELAY_FRONT_PORT" \
+            "$BG_KAFKA_RUN/server.properties" ||
+        bg_die "the running broker has no RELAY listener on $BG_KAFKA_RELAY_PORT advertised at" \
+            "$BG_KAFKA_RELAY_FRONT_PORT: stop it (scripts/kafka-down.sh --keep-data) and run again"
+    local flags=()
+    [ "$relay" = splice ] && flags=(--splice)
+    "$BG_BUILD_DIR/bench/tcp_relay" "${flags[@]}" "$BG_KAFKA_RELAY_FRONT_PORT" 127.0.0.1 "$BG_KAFKA_RELAY_PORT" \
+        2>"$out/relay.log" &
+    bg_pids[relay]=$!
+    local i
+    for ((i = 0; i < 50; i++)); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$BG_KAFKA_RELAY_FRONT_PORT") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    bg_die "tcp_relay did not listen on $BG_KAFKA_RELAY_FRONT_PORT"
+}
+
+# endpoint MODE: "bootstrap client.properties" for direct, the relay or a busgate.
 endpoint() {
     if [ "$1" = direct ]; then
         echo "$sasl $BG_KAFKA_RUN/client-plain.properties"
+    elif [ "$1" = relay ]; then
+        echo "127.0.0.1:$BG_KAFKA_RELAY_FRONT_PORT $BG_KAFKA_RUN/client-plain.properties"
     else
         echo "${bg_boots[$1]} $out/$1/client.properties"
     fi
 }
 
-# mode_cpu MODE: CPU seconds of MODE's busgate so far (0 for direct).
+# mode_cpu MODE: CPU seconds of MODE's busgate (or the relay) so far (0 for direct).
 mode_cpu() {
     if [ "$1" = direct ]; then echo 0; else bench_cpu_s "${bg_pids[$1]}"; fi
 }
@@ -141,13 +176,14 @@ record() {
 # produce MODE ROUND PHASE TOPIC NUM THROUGHPUT
 produce() {
     local mode="$1" round="$2" phase="$3" topic="$4" num="$5" tput="$6"
-    local bs cfg log c0 c1 b0 b1 load line metrics=()
+    local bs cfg log c0 c1 b0 b1 m0 m1 w0 w1 load line metrics=()
     read -r bs cfg < <(endpoint "$mode")
     log="$out/$phase-$mode-$round.log"
     [ "$phase" = halfrate ] && metrics=(--print-metrics)
     load="$(bench_loadavg)"
     c0="$(mode_cpu "$mode")"
     b0="$(bench_cpu_s "$(broker_pid)")"
+    read -r m0 w0 < <(bench_machine_cpu)
     BG_KAFKA_TOOL_OPTS="$java_opts" "$tool" producer-perf-test --topic "$topic" \
         --num-records "$num" --record-size "$size" --throughput "$tput" \
         --producer-props bootstrap.servers="$bs" acks="$acks" compression.type=lz4 \
@@ -155,6 +191,7 @@ produce() {
         { tail -n 20 "$log" >&2; bg_die "producer-perf-test failed ($mode, log $log)"; }
     c1="$(mode_cpu "$mode")"
     b1="$(bench_cpu_s "$(broker_pid)")"
+    read -r m1 w1 < <(bench_machine_cpu)
     # "N records sent, R records/sec (M MB/sec), A ms avg latency, X ms max
     # latency, P50 ms 50th, P95 ms 95th, P99 ms 99th, P999 ms 99.9th."
     line="$(grep 'records sent,' "$log" | tail -n 1)"
@@ -170,7 +207,8 @@ produce() {
     reqlat="$(awk '$1 ~ /^producer-metrics:request-latency-avg:/ { print $NF }' "$log" | head -n 1)"
     record "$phase" "$mode" "$round" "rps=$rps" "mbps=$mbps" "avg=$avg" "p50=$p50" "p99=$p99" \
         "reqlat=${reqlat:--}" "bgcpu=$(awk -v a="$c0" -v b="$c1" 'BEGIN{printf "%.2f", b-a}')" \
-        "brokercpu=$(awk -v a="$b0" -v b="$b1" 'BEGIN{printf "%.2f", b-a}')" "load=$load"
+        "brokercpu=$(awk -v a="$b0" -v b="$b1" 'BEGIN{printf "%.2f", b-a}')" "load=$load" \
+        "$(bench_machine_kv "$m0" "$w0" "$m1" "$w1")"
     printf '  %-8s %-7s round %s: %s records/s, %s MB/s, latency avg %s p50 %s p99 %s ms, req-lat avg %s ms, busgate cpu %.2f s, broker cpu %.2f s (load %s)\n' \
         "$phase" "$mode" "$round" "$rps" "$mbps" "$avg" "$p50" "$p99" "${reqlat:--}" \
         "$(awk -v a="$c0" -v b="$c1" 'BEGIN{print b-a}')" "$(awk -v a="$b0" -v b="$b1" 'BEGIN{print b-a}')" "$load"
@@ -179,18 +217,20 @@ produce() {
 # consume MODE ROUND TOPIC NUM
 consume() {
     local mode="$1" round="$2" topic="$3" num="$4"
-    local bs cfg log c0 c1 b0 b1 load line
+    local bs cfg log c0 c1 b0 b1 m0 m1 w0 w1 load line
     read -r bs cfg < <(endpoint "$mode")
     log="$out/consume-$mode-$round.log"
     load="$(bench_loadavg)"
     c0="$(mode_cpu "$mode")"
     b0="$(bench_cpu_s "$(broker_pid)")"
+    read -r m0 w0 < <(bench_machine_cpu)
     BG_KAFKA_TOOL_OPTS="$java_opts" "$tool" consumer-perf-test --bootstrap-server "$bs" \
         --topic "$topic" --num-records "$num" --group "bench-g-$runid-$mode-$round" \
         --command-config "$cfg" --timeout 60000 >"$log" 2>&1 ||
         { tail -n 20 "$log" >&2; bg_die "consumer-perf-test failed ($mode, log $log)"; }
     c1="$(mode_cpu "$mode")"
     b1="$(bench_cpu_s "$(broker_pid)")"
+    read -r m1 w1 < <(bench_machine_cpu)
     # start.time, end.time, data.consumed.in.MB, MB.sec, data.consumed.in.nMsg,
     # nMsg.sec, rebalance.time.ms, fetch.time.ms, fetch.MB.sec, fetch.nMsg.sec
     line="$(grep -E '^[0-9]{4}-' "$log" | tail -n 1)"
@@ -206,7 +246,8 @@ consume() {
     [ "${n%.*}" -ge "$num" ] || bg_log "warning: consumed $n of $num records ($mode round $round)"
     record consume "$mode" "$round" "rps=$rps" "mbps=$mbps" "rebalance_ms=$reb" \
         "bgcpu=$(awk -v a="$c0" -v b="$c1" 'BEGIN{printf "%.2f", b-a}')" \
-        "brokercpu=$(awk -v a="$b0" -v b="$b1" 'BEGIN{printf "%.2f", b-a}')" "load=$load"
+        "brokercpu=$(awk -v a="$b0" -v b="$b1" 'BEGIN{printf "%.2f", b-a}')" "load=$load" \
+        "$(bench_machine_kv "$m0" "$w0" "$m1" "$w1")"
     printf '  consume  %-7s round %s: %s records/s, %s MB/s (fetch phase), rebalance %s ms, busgate cpu %.2f s, broker cpu %.2f s (load %s)\n' \
         "$mode" "$round" "$rps" "$mbps" "$reb" "$(awk -v a="$c0" -v b="$c1" 'BEGIN{print b-a}')" \
         "$(awk -v a="$b0" -v b="$b1" 'BEGIN{print b-a}')" "$load"
@@ -216,7 +257,7 @@ consume() {
 latency() { # latency MODE ROUND TOPIC RATE [PHASE, default latency]
     local mode="$1" round="$2" topic="$3" rate="$4" phase="${5:-latency}" bs cfg user pass log line c0 c1
     read -r bs cfg < <(endpoint "$mode")
-    if [ "$mode" = direct ]; then
+    if [ "$mode" = direct ] || [ "$mode" = relay ]; then
         user="$BG_KAFKA_USER" pass="$BG_KAFKA_PASSWORD"
     else
         user=bench pass="$(bench_token bench)"
@@ -249,10 +290,29 @@ mean() {
         END { if (n) printf "%.2f", s / n; else printf "-" }' "$results"
 }
 
-# per_record PHASE: busgate's mean CPU per run of PHASE over the records a run moves, in µs.
+# per_record PHASE [MODE [KEY]]: MODE's (busgate's) mean KEY (bgcpu: its own
+# CPU; machcpu: the machine's) per run of PHASE over the records a run
+# moves, in µs.
 per_record() {
-    awk -v c="$(mean "$1" busgate bgcpu)" -v n="$records" \
+    awk -v c="$(mean "$1" "${2:-busgate}" "${3:-bgcpu}")" -v n="$records" \
         'BEGIN { if (c != "-" && n > 0) printf "%.2f", c * 1e6 / n; else printf "-" }'
+}
+
+# machine_lines PHASE...: for each PHASE, the machine's CPU per record and
+# how busy its cores were, each mode; with BENCH_RELAY=1 also the relay's
+# ratios to direct and its own CPU per record.
+machine_lines() {
+    local ph m line
+    for ph in "$@"; do
+        line=""
+        for m in "${modes[@]}"; do
+            line+=" $m $(per_record "$ph" "$m" machcpu) ($(mean "$ph" "$m" busy) % busy);"
+        done
+        echo "$ph: machine CPU µs per record (every process) and cores busy:${line%;}"
+        [ "$relay" = 0 ] && continue
+        echo "$ph: per round, relay/direct records/s: $(bg_bench_pairs "$results" rps "phase=$ph" relay)"
+        echo "$ph: relay CPU µs per record $(per_record "$ph" relay), busgate $(per_record "$ph")"
+    done
 }
 
 row() { # row LABEL PHASE KEY [added]
@@ -326,6 +386,9 @@ summary() {
     echo "per round, busgate/direct consume records/s: $(bg_bench_pairs "$results" rps phase=consume)"
     echo "per round, probe delivery p99 added ms: $(bg_bench_pairs "$results" dr_p99_us phase=latency "" diff)"
     echo "busgate CPU µs per record: produce $(per_record produce), consume $(per_record consume)"
+    machine_lines produce consume
+    [ "$relay" = 0 ] ||
+        echo "per round, relay probe delivery p99 added ms: $(bg_bench_pairs "$results" dr_p99_us phase=latency relay diff)"
     echo "targets: throughput ratio >= 0.95 both ways; half-rate p99 added <= 0.2 ms"
     echo "(producer-perf-test percentiles are whole milliseconds: a p99 difference of 0 means < 1 ms)"
     audit_table
@@ -363,6 +426,8 @@ probe_rounds() {
     row "probe request round trip p99 ms" latency rtt_p99_us added
     printf '| %-36s | %10s | %10s | %s |\n' "busgate CPU s per probe run" - "$(mean latency busgate bgcpu)" ""
     echo "per round, probe delivery p99 added ms: $(bg_bench_pairs "$results" dr_p99_us phase=latency "" diff)"
+    [ "$relay" = 0 ] ||
+        echo "per round, relay probe delivery p99 added ms: $(bg_bench_pairs "$results" dr_p99_us phase=latency relay diff)"
     audit_table
 }
 
@@ -385,6 +450,7 @@ consume_rounds() {
     row "broker CPU s per consume run" consume brokercpu
     printf '| %-36s | %10s | %10s | %s |\n' "busgate CPU s per consume run" - "$(mean consume busgate bgcpu)" ""
     echo "per round, busgate/direct consume records/s: $(bg_bench_pairs "$results" rps phase=consume)"
+    machine_lines consume
     audit_table
     echo "results: $results   logs: $out"
 }
@@ -393,14 +459,22 @@ main() {
     bg_need java curl python3
     mkdir -p "$out"
     : >"$results"
+    if [ "$relay" != 0 ]; then # scripts/kafka-up.sh gives the broker its RELAY listener
+        export BG_KAFKA_RELAY_PORT="${BG_KAFKA_RELAY_PORT:-$((BG_KAFKA_PLAIN_PORT + 5))}"
+        export BG_KAFKA_RELAY_FRONT_PORT="${BG_KAFKA_RELAY_FRONT_PORT:-$((BG_KAFKA_PLAIN_PORT + 6))}"
+    fi
     "$BG_REPO_ROOT/scripts/kafka-up.sh" >/dev/null
-    bench_build
+    if [ "$relay" = 0 ]; then bench_build; else bench_build tcp_relay; fi
     echo "busgate $BUSGATE (build type $(grep '^CMAKE_BUILD_TYPE:' "$BG_BUILD_DIR/CMakeCache.txt" | cut -d= -f2))"
     echo "machine: $(nproc) cpus, $(awk '/MemTotal/ {print int($2/1024)" MiB"}' /proc/meminfo), load $(bench_loadavg)"
     start_busgate busgate "$( [ "$audit" = 0 ] && echo 0 || echo 1)"
     [ "$audit" = both ] && start_busgate noaudit 0
     local m
-    for m in "${!bg_pids[@]}"; do echo "busgate ($m) pid ${bg_pids[$m]} on ${bg_boots[$m]}"; done
+    for m in "${!bg_boots[@]}"; do echo "busgate ($m) pid ${bg_pids[$m]} on ${bg_boots[$m]}"; done
+    if [ "$relay" != 0 ]; then
+        start_relay
+        echo "relay ($([ "$relay" = splice ] && echo splice || echo read/write)) pid ${bg_pids[relay]} on 127.0.0.1:$BG_KAFKA_RELAY_FRONT_PORT -> $BG_KAFKA_RELAY_PORT"
+    fi
     echo "broker pid $(broker_pid); out $out"
     local r mode t
     if [ "$consume_only" = 1 ]; then
