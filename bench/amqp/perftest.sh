@@ -92,12 +92,7 @@ start_relay() {
     relay_port="$(free_port)"
     "$BG_BUILD_DIR/bench/tcp_relay" "$relay_port" 127.0.0.1 "$BG_RABBIT_PORT" &
     relay_pid=$!
-    local i
-    for ((i = 0; i < 100; i++)); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$relay_port") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    bg_die "tcp_relay did not listen"
+    bg_wait_listening "$relay_port" || bg_die "tcp_relay did not listen"
 }
 
 # Fetches PerfTest's jars once (again when bench/amqp/pom.xml changes).

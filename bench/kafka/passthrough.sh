@@ -141,12 +141,8 @@ start_relay() {
     "$BG_BUILD_DIR/bench/tcp_relay" "${flags[@]}" "$BG_KAFKA_RELAY_FRONT_PORT" 127.0.0.1 "$BG_KAFKA_RELAY_PORT" \
         2>"$out/relay.log" &
     bg_pids[relay]=$!
-    local i
-    for ((i = 0; i < 50; i++)); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$BG_KAFKA_RELAY_FRONT_PORT") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    bg_die "tcp_relay did not listen on $BG_KAFKA_RELAY_FRONT_PORT"
+    bg_wait_listening "$BG_KAFKA_RELAY_FRONT_PORT" ||
+        bg_die "tcp_relay did not listen on $BG_KAFKA_RELAY_FRONT_PORT"
 }
 
 # endpoint MODE: "bootstrap client.properties" for direct, the relay or a busgate.

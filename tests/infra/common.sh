@@ -160,6 +160,18 @@ bg_prefixed() {
   return "$rc"
 }
 
+# bg_wait_listening PORT [TENTHS]: 0 once 127.0.0.1:PORT takes a
+# connection, tried every tenth of a second TENTHS times (default 100);
+# 1 if it never did.
+bg_wait_listening() {
+  local i
+  for ((i = 0; i < ${2:-100}; i++)); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
 # bg_bench_order ROUND MODE...: the modes in the order round ROUND runs them,
 # one per line: as given in odd rounds, reversed in even ones (A B, B A, ...),
 # so a drift of the machine or of a broker still warming up over a run (a JIT
