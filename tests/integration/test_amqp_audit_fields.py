@@ -109,6 +109,8 @@ def test_busgate_limit_refusal_is_recorded_as_its_enforced_deny(start_busgate, t
     d = refused[0]["decision"]
     assert (d["effect"], d["would"], d["mode"], d.get("by")) == \
         ("deny", "deny", "enforce", "busgate"), d
+    # A rule's decision names the rule, not busgate.
+    assert all("by" not in e["decision"] and e["decision"].get("rule") for e in allowed), allowed
     assert all(e["result"].get("records") == 1 for e in refused + allowed), pubs
 
 

@@ -3,11 +3,13 @@ leg, token expiry and connection.update-secret (also pipelined between
 publishes), and the broker restarted under a connected client."""
 import signal
 import struct
+import time
+import uuid
 
 import pika.exceptions as pex
 import pytest
 
-from amqp_env import (RABBIT_PORT, Issuer, PrivateRabbit, audit_down_gateway, audit_events,
+from amqp_env import (AUDIENCE, RABBIT_PORT, Issuer, PrivateRabbit, audit_down_gateway, audit_events,
                       busgate_config, connect, direct, get_one, rule, unique, start_gateway,
                       wait_audit, wait_not_admitting)
 from amqp_wire import (close_args, frame, handshake, header, ls, method, open_channel, publish,
@@ -106,9 +108,14 @@ def test_update_secret_refusal_is_530_not_allowed(start_busgate, tmp_path):
     connection with 530 NOT_ALLOWED naming connection.update-secret, as
     RabbitMQ does; its auth_failure event names no principal (the refused
     token's subject is not the session's, and the session's is not who
-    failed)."""
+    failed), and no client id either: on AMQP that is the token's
+    client_id claim, here the session's (its session_start has it)."""
     _, ports, issuer = start_gateway(start_busgate, tmp_path, POLICY)
-    r, _ = handshake(ports["listen"], issuer.mint("alice", ["apps"], ttl=120))
+    now = int(time.time())
+    token = issuer.sign({"iss": issuer.iss, "aud": AUDIENCE, "sub": "alice", "groups": ["apps"],
+                         "client_id": "alice-svc", "iat": now, "exp": now + 120,
+                         "jti": uuid.uuid4().hex})
+    r, _ = handshake(ports["listen"], token)
     try:
         r.send(method(0, 10, 70, ls(issuer.mint("mallory", ["apps"], ttl=120)) + ss("takeover")))
         code, text, cls, meth = close_args(r.expect(0, (10, 50)))
@@ -119,6 +126,9 @@ def test_update_secret_refusal_is_530_not_allowed(start_busgate, tmp_path):
     (ev,) = wait_audit(ports["audit"], lambda e: e.get("kind") == "auth_failure")
     assert ev["auth_failure_reason"] == "different_subject", ev
     assert not (ev.get("principal") or {}).get("sub"), ev
+    assert not (ev.get("client") or {}).get("id"), ev
+    (start,) = wait_audit(ports["audit"], lambda e: e.get("kind") == "session_start")
+    assert start["client"]["id"] == "alice-svc", start
 
 
 def test_update_secret_pipelined_between_publishes(start_busgate, tmp_path):
