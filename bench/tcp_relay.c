@@ -9,14 +9,16 @@
  *
  * With --splice the bytes never enter the relay's memory: each direction
  * is a pipe, filled from one socket and drained into the other with
- * splice(2) (up to 1 MiB a call), the least a user-space relay can do.
+ * splice(2) (up to the pipe's size a call: 1 MiB, or the default 64 KiB
+ * where the system refuses a larger pipe), the least a user-space relay can
+ * do.
  *
  * usage: tcp_relay [--splice] LISTEN_PORT UPSTREAM_HOST UPSTREAM_PORT
  * Runs until SIGTERM or SIGINT. Not a product part: no limits, no TLS. */
-#include <arpa/inet.h>
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE /* splice, F_SETPIPE_SZ */
+#define _GNU_SOURCE /* splice, F_SETPIPE_SZ: before the first system header */
 #endif
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
@@ -44,6 +46,8 @@ typedef struct relay_dir {
 typedef struct relay_pair {
     int fd[2];         /* 0 client, 1 upstream */
     uint32_t armed[2]; /* the epoll interest registered for each socket */
+    int hup[2];        /* the socket hung up while its bytes still wait to be
+                        * written on: off epoll until they are (no spinning) */
     int closed;        /* freed after the current batch of events */
     relay_dir_t d[2];  /* 0 client->upstream, 1 upstream->client */
 } relay_pair_t;
@@ -75,6 +79,8 @@ static void relay_nodelay(int fd)
  * state a read is written on at once, and nothing changes). */
 static void relay_arm(int ep, relay_pair_t *p, relay_ref_t *refs, int s, int op)
 {
+    if (p->hup[s])
+        return;
     struct epoll_event ev = {0};
     ev.events = (p->d[s].len == 0 ? EPOLLIN : 0) | (p->d[1 - s].len ? EPOLLOUT : 0);
     if (op == EPOLL_CTL_MOD && ev.events == p->armed[s])
@@ -171,11 +177,20 @@ static void relay_accept(int ep, int lfd, const struct addrinfo *up)
 /* Side s of pair p is ready (events ev): write to it what waits for it,
  * read from it what it sent and pass that on at once. -1 when the pair
  * is done (a close or an error on either leg). */
-static int relay_event(relay_pair_t *p, int s, uint32_t ev)
+static int relay_event(int ep, relay_pair_t *p, int s, uint32_t ev)
 {
     if ((ev & EPOLLOUT) && relay_flush(&p->d[1 - s]) != 0)
         return -1;
+    if (p->hup[1 - s] && p->d[1 - s].len == 0) /* the last of a side that hung up is out */
+        return -1;
     relay_dir_t *d = &p->d[s];
+    if ((ev & (EPOLLHUP | EPOLLERR)) && d->len) {
+        /* Hung up while what it sent still waits for the other side: off
+         * epoll, which would report it again at once, until that is out. */
+        p->hup[s] = 1;
+        (void)epoll_ctl(ep, EPOLL_CTL_DEL, p->fd[s], NULL);
+        return 0;
+    }
     if ((ev & (EPOLLIN | EPOLLHUP | EPOLLERR)) && d->len == 0) {
         ssize_t n = g_splice ? splice(d->from, NULL, d->pipe[1], NULL, RELAY_PIPE,
                                       SPLICE_F_MOVE | SPLICE_F_NONBLOCK)
@@ -240,7 +255,7 @@ int main(int argc, char **argv)
             relay_pair_t *p = r->p;
             if (p->closed) /* closed earlier in this batch */
                 continue;
-            if (relay_event(p, r->side, evs[i].events) != 0) {
+            if (relay_event(ep, p, r->side, evs[i].events) != 0) {
                 relay_close(ep, p);
                 done[ndone++] = r - r->side;
                 continue;
