@@ -261,11 +261,12 @@ static int bg_kafka_up__start_auth(bg_kafka_up_t *u)
 
 /* Arms the next re-authentication at 85-95 % of the session lifetime the
  * broker gave (none without one, and none for a user that never says
- * whether a response is outstanding). */
-static void bg_kafka_up__schedule_reauth(bg_kafka_up_t *u)
+ * whether a response is outstanding). Returns the delay armed in ms, 0
+ * when none. */
+static int64_t bg_kafka_up__schedule_reauth(bg_kafka_up_t *u)
 {
     if (u->lifetime_ms <= 0 || !u->cbs.outstanding || !u->reauth_timer)
-        return;
+        return 0;
     uint16_t r = 0;
     if (RAND_bytes((unsigned char *)&r, sizeof r) != 1)
         r = 0;
@@ -275,13 +276,13 @@ static void bg_kafka_up__schedule_reauth(bg_kafka_up_t *u)
     if (ms < BG_KAFKA_UP_REAUTH_MIN_MS)
         ms = BG_KAFKA_UP_REAUTH_MIN_MS;
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-    event_add(u->reauth_timer, &tv);
+    return event_add(u->reauth_timer, &tv) == 0 ? ms : 0;
 }
 
 static void bg_kafka_up__become_ready(bg_kafka_up_t *u)
 {
     u->state = BG_KAFKA_UP_READY;
-    bg_kafka_up__schedule_reauth(u);
+    (void)bg_kafka_up__schedule_reauth(u);
     if (u->reauth != BG_KAFKA_UP_REAUTH_NONE) {
         /* Logged in again: what was held goes out behind the exchange. */
         u->reauth = BG_KAFKA_UP_REAUTH_NONE;
